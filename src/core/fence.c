@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Fences: signalling, callbacks, waits, references (API in <gvm/fence.h>).
+ *
+ * State machine.  A fence is pending until gvm__fence_signal() sets
+ * GVM_FENCE_F_SIGNALED; it never goes back.  error and timestamp_ns are
+ * written before that bit is set with release semantics, so a reader that
+ * sees the bit (acquire) sees them.
+ *
+ * Locking.  fence->lock (rank GVM_RANK_FENCE) protects cb_list and makes
+ * "test SIGNALED, then link a callback" atomic against "set SIGNALED, then run
+ * the callbacks".  Callbacks run under the lock, which is what makes
+ * gvm_fence_remove_callback() a barrier: once it has taken the lock, the
+ * callback is either still linked or has returned.  A callback may signal
+ * other fences, so fence locks nest; that cannot deadlock because callbacks
+ * only run from a fence to the fences that depend on it, and fence
+ * dependencies form a DAG.  ops->enable_signaling is called without the lock
+ * precisely so that a producer may add callbacks to other fences from it
+ * (fence arrays do) without ordering those locks against ours.
+ *
+ *   signaller                          waiter
+ *   ---------                          ------
+ *                                      add_callback: lock
+ *                                        SIGNALED? no -> link cb
+ *                                      unlock; futex_wait(done == 0)
+ *   lock
+ *   error, timestamp; set SIGNALED
+ *   for each cb: unlink, cb->func()  -> done = 1, futex_wake
+ *   unlock                             returns 0
+ *
+ * Waits use a futex on a word in the waiter's stack frame; a timed-out waiter
+ * removes its callback (a barrier, above) before its frame goes away.
+ *
+ * What it does not do: no deadlock detection between fences (a fence that is
+ * never signalled makes its waiters wait forever, or until their timeout).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <gvm/fence.h>
+
+#include "core/fence_internal.h"
+#include "core/list.h"
+#include "core/sync.h"
+
+static uint64_t next_context = 1;
+
+uint64_t gvm_fence_context_alloc(unsigned int n)
+{
+	return gvm_fetch_add_relaxed(&next_context, (uint64_t)(n ? n : 1));
+}
+
+static const struct gvm_fence_ops software_ops = {
+	.name = "software",
+};
+
+void gvm_fence_init(struct gvm_fence *fence, const struct gvm_fence_ops *ops,
+		    uint64_t context, uint64_t seqno)
+{
+	gvm__mutex_init(&fence->lock, "fence", GVM_RANK_FENCE);
+	fence->ops = ops ? ops : &software_ops;
+	gvm_list_init(&fence->cb_list);
+	fence->context = context;
+	fence->seqno = seqno;
+	fence->timestamp_ns = -1;
+	fence->error = 0;
+	fence->flags = 0;
+	gvm__ref_init(&fence->refcount);
+}
+
+int gvm_fence_create(uint64_t context, uint64_t seqno, struct gvm_fence **out)
+{
+	struct gvm_fence *fence;
+
+	if (!out)
+		return -EINVAL;
+	fence = malloc(sizeof(*fence));
+	if (!fence)
+		return -ENOMEM;
+	gvm_fence_init(fence, NULL, context, seqno);
+	*out = fence;
+	return 0;
+}
+
+int gvm_fence_create_signaled(int error, struct gvm_fence **out)
+{
+	int err;
+
+	if (error > 0)
+		return -EINVAL;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, out);
+	if (err)
+		return err;
+	gvm__fence_signal(*out, error);
+	return 0;
+}
+
+struct gvm_fence *gvm_fence_get(struct gvm_fence *fence)
+{
+	if (fence)
+		gvm__ref_get(&fence->refcount);
+	return fence;
+}
+
+void gvm_fence_put(struct gvm_fence *fence)
+{
+	if (!fence || !gvm__ref_put(&fence->refcount))
+		return;
+	/* Callbacks on a fence nobody references would never run. */
+	GVM_WARN_ON(!gvm_list_empty(&fence->cb_list));
+	gvm__mutex_fini(&fence->lock);
+	if (fence->ops->release)
+		fence->ops->release(fence);
+	else
+		free(fence);
+}
+
+int gvm__fence_signal(struct gvm_fence *fence, int error)
+{
+	struct gvm_list *pos, *tmp;
+
+	gvm__mutex_lock(&fence->lock);
+	if (gvm_load_relaxed(&fence->flags) & GVM_FENCE_F_SIGNALED) {
+		gvm__mutex_unlock(&fence->lock);
+		return -EALREADY;
+	}
+	fence->error = error;
+	fence->timestamp_ns = gvm__now_ns();
+	gvm_fetch_or_acq_rel(&fence->flags, GVM_FENCE_F_SIGNALED);
+
+	gvm_list_for_each_safe(pos, tmp, &fence->cb_list) {
+		struct gvm_fence_cb *cb =
+			gvm_list_entry(pos, struct gvm_fence_cb, node);
+
+		gvm_list_del(&cb->node);
+		cb->func(fence, cb);	/* may free cb: don't touch it again */
+	}
+	gvm__mutex_unlock(&fence->lock);
+	return 0;
+}
+
+int gvm_fence_signal_error(struct gvm_fence *fence, int error)
+{
+	if (!fence || error > 0)
+		return -EINVAL;
+	if (gvm_load_relaxed(&fence->flags) & GVM_FENCE_F_TIMELINE)
+		return -EPERM;
+	return gvm__fence_signal(fence, error);
+}
+
+int gvm_fence_signal(struct gvm_fence *fence)
+{
+	return gvm_fence_signal_error(fence, 0);
+}
+
+bool gvm_fence_is_signaled(struct gvm_fence *fence)
+{
+	if (!fence)
+		return false;
+	if (gvm_load_acquire(&fence->flags) & GVM_FENCE_F_SIGNALED)
+		return true;
+	if (fence->ops->signaled && fence->ops->signaled(fence)) {
+		gvm__fence_signal(fence, 0);
+		return true;
+	}
+	return false;
+}
+
+int gvm_fence_get_status(struct gvm_fence *fence)
+{
+	if (!fence)
+		return -EINVAL;
+	if (!gvm_fence_is_signaled(fence))
+		return 0;
+	return fence->error ? fence->error : 1;
+}
+
+int64_t gvm_fence_timestamp(struct gvm_fence *fence)
+{
+	if (!fence || !gvm_fence_is_signaled(fence))
+		return -1;
+	return fence->timestamp_ns;
+}
+
+void gvm_fence_enable_signaling(struct gvm_fence *fence)
+{
+	uint32_t old;
+
+	if (!fence)
+		return;
+	old = gvm_fetch_or_acq_rel(&fence->flags, GVM_FENCE_F_ENABLE_SIGNAL);
+	if (old & (GVM_FENCE_F_ENABLE_SIGNAL | GVM_FENCE_F_SIGNALED))
+		return;
+	if (fence->ops->enable_signaling &&
+	    !fence->ops->enable_signaling(fence))
+		gvm__fence_signal(fence, 0);
+}
+
+int gvm_fence_add_callback(struct gvm_fence *fence, struct gvm_fence_cb *cb,
+			   gvm_fence_func_t func)
+{
+	if (!fence || !cb || !func)
+		return -EINVAL;
+	cb->func = func;
+	gvm_fence_enable_signaling(fence);
+
+	gvm__mutex_lock(&fence->lock);
+	if (gvm_load_relaxed(&fence->flags) & GVM_FENCE_F_SIGNALED) {
+		gvm__mutex_unlock(&fence->lock);
+		gvm_list_init(&cb->node);
+		func(fence, cb);
+		return 0;
+	}
+	gvm_list_add_tail(&cb->node, &fence->cb_list);
+	gvm__mutex_unlock(&fence->lock);
+	return 0;
+}
+
+bool gvm_fence_remove_callback(struct gvm_fence *fence, struct gvm_fence_cb *cb)
+{
+	bool removed;
+
+	if (!fence || !cb)
+		return false;
+	gvm__mutex_lock(&fence->lock);
+	removed = !gvm_list_empty(&cb->node);
+	if (removed)
+		gvm_list_del(&cb->node);
+	gvm__mutex_unlock(&fence->lock);
+	return removed;
+}
+
+struct fence_waiter {
+	struct gvm_fence_cb cb;
+	uint32_t done;
+};
+
+static void fence_waiter_wake(struct gvm_fence *fence, struct gvm_fence_cb *cb)
+{
+	struct fence_waiter *w = gvm_container_of(cb, struct fence_waiter, cb);
+
+	gvm_store_release(&w->done, 1u);
+	gvm__futex_wake(&w->done, 1);
+}
+
+static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
+		      bool interruptible)
+{
+	struct fence_waiter w = { .done = 0 };
+	int64_t deadline;
+	int err;
+
+	if (!fence)
+		return -EINVAL;
+	if (gvm_fence_is_signaled(fence))
+		return 0;
+	if (timeout_ns == 0)
+		return -ETIME;
+	gvm_might_block();
+
+	deadline = gvm__deadline(timeout_ns);
+	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
+	while (!gvm_load_acquire(&w.done)) {
+		err = gvm__futex_wait(&w.done, 0, deadline);
+		if (err == -ETIME || (err == -EINTR && interruptible)) {
+			/* Signalled meanwhile if the callback already ran. */
+			return gvm_fence_remove_callback(fence, &w.cb) ? err : 0;
+		}
+	}
+	return 0;
+}
+
+int gvm_fence_wait(struct gvm_fence *fence, int64_t timeout_ns)
+{
+	return fence_wait(fence, timeout_ns, false);
+}
+
+int gvm_fence_wait_interruptible(struct gvm_fence *fence, int64_t timeout_ns)
+{
+	return fence_wait(fence, timeout_ns, true);
+}
+
+bool gvm_fence_is_later(const struct gvm_fence *a, const struct gvm_fence *b)
+{
+	return a && b && a->context == b->context && a->seqno > b->seqno;
+}
+
+const char *gvm_fence_producer(const struct gvm_fence *fence)
+{
+	return fence ? fence->ops->name : "(null)";
+}

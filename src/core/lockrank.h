@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lock ranks and the debug-build lock-order checker.
+ *
+ * Every lock in gvm has a rank; a thread may only acquire locks in strictly
+ * increasing rank order.  Two locks of the same rank may be held together
+ * only where the rank is marked nestable and something else rules out
+ * deadlock: reservations (the ww acquire context orders them) and fences
+ * (callbacks run along the fence dependency graph, which is acyclic).
+ *
+ * The table below is the executable form of docs/locking.md; change both
+ * together.  In debug builds (GVM_DEBUG >= 1) each thread keeps the locks it
+ * holds; taking a lock against the order aborts and names both locks.  Trylocks
+ * are recorded but not checked (they cannot deadlock).  Release builds compile
+ * all of it away.
+ */
+#ifndef GVM_CORE_LOCKRANK_H
+#define GVM_CORE_LOCKRANK_H
+
+#include <stdbool.h>
+
+#include "core/debug.h"
+
+enum gvm_lock_rank {
+	GVM_RANK_NONE = 0,	/* not checked */
+	GVM_RANK_VM = 100,	/* vm->lock (rw) */
+	GVM_RANK_MM = 200,	/* the mm's lock (CPU address space) */
+	GVM_RANK_RESV = 300,	/* reservation ww mutexes, nestable */
+	GVM_RANK_NOTIFIER = 400, /* notifier_lock */
+	GVM_RANK_SCHED_QUEUE = 500, /* a scheduler queue's job list */
+	GVM_RANK_TIMELINE = 550, /* a fence timeline's pending list */
+	GVM_RANK_FENCE = 600,	/* a fence's callback list, nestable */
+	GVM_RANK_SCHED = 700,	/* the scheduler's run list */
+	GVM_RANK_WW_WAIT = 800,	/* a ww mutex's waiter list (leaf) */
+	GVM_RANK_LEAF = 900,	/* statistics and other leaf locks */
+};
+
+/* True if two locks of this rank may be held at once. */
+static inline bool gvm_lock_rank_nestable(unsigned int rank)
+{
+	return rank == GVM_RANK_RESV || rank == GVM_RANK_FENCE;
+}
+
+#if GVM_DEBUG >= 1
+void gvm__lockrank_acquire(const void *lock, unsigned int rank,
+			   const char *name, bool trylock);
+void gvm__lockrank_release(const void *lock);
+bool gvm__lockrank_held(const void *lock);
+/* Highest rank among the locks the calling thread holds, 0 if none. */
+unsigned int gvm__lockrank_max_held(void);
+#else
+static inline void gvm__lockrank_acquire(const void *lock, unsigned int rank,
+					 const char *name, bool trylock)
+{
+}
+static inline void gvm__lockrank_release(const void *lock)
+{
+}
+static inline bool gvm__lockrank_held(const void *lock)
+{
+	return true;
+}
+static inline unsigned int gvm__lockrank_max_held(void)
+{
+	return 0;
+}
+#endif
+
+/* Asserts (debug builds) that the calling thread holds @lock. */
+#define gvm_lockdep_assert_held(lock) gvm_assert(gvm__lockrank_held(lock))
+
+/*
+ * Asserts (debug builds) that the calling thread may block: it holds no lock
+ * of the non-blocking ranks (scheduler queue and above: those sections,
+ * including fence callbacks, must never sleep).  Outer locks such as vm->lock
+ * and reservations may be held across blocking calls.
+ */
+#define gvm_might_block() \
+	gvm_assert(gvm__lockrank_max_held() < GVM_RANK_SCHED_QUEUE)
+
+#endif

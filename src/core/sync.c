@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/*
+ * OS primitives behind sync.h: mutex and condvar setup, timed condvar waits,
+ * futex system calls.  Stateless; no locking of its own.
+ */
+#include "core/sync.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+void gvm__mutex_init(struct gvm_mutex *m, const char *name, unsigned int rank)
+{
+	pthread_mutex_init(&m->m, NULL);
+	m->name = name;
+	m->rank = rank;
+}
+
+void gvm__mutex_fini(struct gvm_mutex *m)
+{
+	pthread_mutex_destroy(&m->m);
+}
+
+void gvm__cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+int gvm__cond_wait_until(pthread_cond_t *c, struct gvm_mutex *m,
+			 int64_t deadline_ns)
+{
+	struct timespec ts;
+
+	if (deadline_ns < 0) {
+		pthread_cond_wait(c, &m->m);
+		return 0;
+	}
+	ts = gvm__ns_to_timespec(deadline_ns);
+	return pthread_cond_timedwait(c, &m->m, &ts) == ETIMEDOUT ? -ETIME : 0;
+}
+
+int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns)
+{
+	struct timespec ts, *tsp = NULL;
+	long ret;
+
+	if (deadline_ns >= 0) {
+		ts = gvm__ns_to_timespec(deadline_ns);
+		tsp = &ts;
+	}
+	/* WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+	ret = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, tsp,
+		      NULL, FUTEX_BITSET_MATCH_ANY);
+	if (ret == 0)
+		return 0;
+	switch (errno) {
+	case EAGAIN:
+		return -EAGAIN;
+	case ETIMEDOUT:
+		return -ETIME;
+	case EINTR:
+		return -EINTR;
+	default:
+		return 0; /* treat anything else as a spurious wake-up */
+	}
+}
+
+void gvm__futex_wake(uint32_t *word, int nr)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, nr, NULL, NULL, 0);
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thin wrappers over the OS primitives gvm builds on: ranked mutexes (with
+ * the debug lock-order checker), condition variables on CLOCK_MONOTONIC,
+ * futexes, the monotonic clock, and reference counts.
+ *
+ * Locking: these are the locks; see lockrank.h for the order.
+ */
+#ifndef GVM_CORE_SYNC_H
+#define GVM_CORE_SYNC_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <gvm/types.h>
+
+#include "core/atomic.h"
+#include "core/debug.h"
+#include "core/lockrank.h"
+
+/* ---- time ----------------------------------------------------------- */
+
+static inline int64_t gvm__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Absolute CLOCK_MONOTONIC deadline for @timeout_ns; -1 when infinite. */
+static inline int64_t gvm__deadline(int64_t timeout_ns)
+{
+	if (timeout_ns < 0)
+		return -1;
+	int64_t now = gvm__now_ns();
+	return timeout_ns > INT64_MAX - now ? -1 : now + timeout_ns;
+}
+
+static inline struct timespec gvm__ns_to_timespec(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000,
+			       .tv_nsec = ns % 1000000000 };
+	return ts;
+}
+
+/* ---- ranked mutexes ----------------------------------------------------- */
+
+void gvm__mutex_init(struct gvm_mutex *m, const char *name, unsigned int rank);
+void gvm__mutex_fini(struct gvm_mutex *m);
+
+static inline void gvm__mutex_lock(struct gvm_mutex *m)
+{
+	gvm__lockrank_acquire(m, m->rank, m->name, false);
+	pthread_mutex_lock(&m->m);
+}
+
+static inline bool gvm__mutex_trylock(struct gvm_mutex *m)
+{
+	if (pthread_mutex_trylock(&m->m))
+		return false;
+	gvm__lockrank_acquire(m, m->rank, m->name, true);
+	return true;
+}
+
+static inline void gvm__mutex_unlock(struct gvm_mutex *m)
+{
+	gvm__lockrank_release(m);
+	pthread_mutex_unlock(&m->m);
+}
+
+/* ---- condition variables (CLOCK_MONOTONIC) --------------------------- */
+
+void gvm__cond_init(pthread_cond_t *c);
+
+static inline void gvm__cond_wait(pthread_cond_t *c, struct gvm_mutex *m)
+{
+	pthread_cond_wait(c, &m->m);
+}
+
+/* Returns 0, or -ETIME once @deadline_ns (absolute, gvm__now_ns) passed. */
+int gvm__cond_wait_until(pthread_cond_t *c, struct gvm_mutex *m,
+			 int64_t deadline_ns);
+
+/* ---- futexes -------------------------------------------------------------- */
+
+/*
+ * Sleeps while *@word == @val.  Returns 0 on wake-up (possibly spurious),
+ * -EAGAIN if *@word != @val on entry, -ETIME after @deadline_ns (absolute,
+ * gvm__now_ns; -1 = none), -EINTR if a signal handler ran.
+ */
+int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns);
+void gvm__futex_wake(uint32_t *word, int nr);
+
+/* ---- reference counts ---------------------------------------------------- */
+
+static inline void gvm__ref_init(uint32_t *ref)
+{
+	gvm_store_relaxed(ref, 1u);
+}
+
+static inline void gvm__ref_get(uint32_t *ref)
+{
+	uint32_t old = gvm_fetch_add_relaxed(ref, 1u);
+
+	GVM_BUG_ON(old == 0 || old == UINT32_MAX);
+}
+
+/* Returns true when the last reference was dropped. */
+static inline bool gvm__ref_put(uint32_t *ref)
+{
+	uint32_t old = gvm_fetch_sub_acq_rel(ref, 1u);
+
+	GVM_BUG_ON(old == 0);
+	return old == 1;
+}
+
+static inline uint32_t gvm__ref_read(uint32_t *ref)
+{
+	return gvm_load_relaxed(ref);
+}
+
+#endif

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Test harness runtime: the registry, the runner, failure reporting, seeds,
+ * scaling and death tests.  See harness.h.
+ */
+#include "harness.h"
+
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef GVM_TEST_SCALE_DEFAULT
+#define GVM_TEST_SCALE_DEFAULT 1
+#endif
+
+#define MAX_TESTS 512
+
+static struct {
+	const char *name;
+	gvm_test_fn fn;
+} tests[MAX_TESTS];
+static int nr_tests;
+static const char *current;
+
+void gvm_test_register(const char *name, gvm_test_fn fn)
+{
+	if (nr_tests == MAX_TESTS) {
+		fprintf(stderr, "harness: too many tests\n");
+		abort();
+	}
+	tests[nr_tests].name = name;
+	tests[nr_tests].fn = fn;
+	nr_tests++;
+}
+
+void gvm_test_fail(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "FAIL %s at %s:%d: ", current ? current : "?", file,
+		line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	abort();
+}
+
+uint64_t gvm_test_seed(void)
+{
+	static uint64_t seed;
+	static bool have;
+	const char *env;
+
+	if (have)
+		return seed;
+	env = getenv("GVM_TEST_SEED");
+	if (env && *env) {
+		seed = strtoull(env, NULL, 0);
+	} else {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+		       ((uint64_t)getpid() << 40);
+	}
+	have = true;
+	printf("%s: seed %" PRIu64 " (replay with GVM_TEST_SEED=%" PRIu64 ")\n",
+	       current ? current : "?", seed, seed);
+	fflush(stdout);
+	return seed;
+}
+
+uint64_t gvm_test_scale(uint64_t n)
+{
+	const char *env = getenv("GVM_TEST_SCALE");
+	uint64_t div = GVM_TEST_SCALE_DEFAULT;
+
+	if (env && *env)
+		div = strtoull(env, NULL, 0);
+	if (div < 1)
+		div = 1;
+	n /= div;
+	return n ? n : 1;
+}
+
+int64_t gvm_test_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int capture_fd = -1;
+
+int gvm_test_fork_capture(char *buf, size_t len)
+{
+	int fds[2];
+	pid_t pid;
+
+	(void)buf;
+	(void)len;
+	fflush(NULL);
+	if (pipe(fds))
+		gvm_test_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		gvm_test_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], 2);
+		close(fds[1]);
+		return 0;
+	}
+	close(fds[1]);
+	capture_fd = fds[0];
+	return pid;
+}
+
+void gvm_test_expect_death(const char *file, int line, int pid, char *buf,
+			   size_t len, const char *needle)
+{
+	size_t used = 0;
+	ssize_t n;
+	int status;
+
+	while ((n = read(capture_fd, buf + used, len - 1 - used)) > 0) {
+		used += (size_t)n;
+		if (used == len - 1)
+			break;
+	}
+	buf[used] = 0;
+	close(capture_fd);
+	capture_fd = -1;
+	if (waitpid(pid, &status, 0) != pid)
+		gvm_test_fail(file, line, "waitpid: %s", strerror(errno));
+	if (WIFEXITED(status))
+		gvm_test_fail(file, line,
+			      "expected the child to die, it exited with %d; "
+			      "stderr: %s", WEXITSTATUS(status), buf);
+	if (needle && !strstr(buf, needle))
+		gvm_test_fail(file, line,
+			      "child died but stderr lacks \"%s\"; stderr: %s",
+			      needle, buf);
+}
+
+static int run_one(int i)
+{
+	current = tests[i].name;
+	tests[i].fn();
+	printf("PASS %s\n", tests[i].name);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int failed = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (int i = 0; i < nr_tests; i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	if (argc > 1) {
+		for (int a = 1; a < argc; a++) {
+			int i;
+
+			for (i = 0; i < nr_tests; i++)
+				if (!strcmp(argv[a], tests[i].name))
+					break;
+			if (i == nr_tests) {
+				fprintf(stderr, "no test named %s\n", argv[a]);
+				return 2;
+			}
+			run_one(i);
+		}
+		return 0;
+	}
+	/* All tests, each in its own child so one crash does not hide others. */
+	for (int i = 0; i < nr_tests; i++) {
+		int status;
+		pid_t pid;
+
+		fflush(NULL);
+		pid = fork();
+		if (pid == 0)
+			_exit(run_one(i));
+		waitpid(pid, &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			printf("FAIL %s\n", tests[i].name);
+			failed++;
+		}
+	}
+	printf("%d/%d passed\n", nr_tests - failed, nr_tests);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test harness: TEST() registration, assertions that print both values,
+ * seeded random numbers, death tests and size scaling.
+ *
+ * A suite is one executable; "suite NAME" runs one test, "suite" runs all of
+ * them (each in a forked child), "suite --list" lists them.  CTest runs every
+ * test in its own process (see tests/CMakeLists.txt).
+ *
+ * Randomised tests take their seed from gvm_test_seed(): GVM_TEST_SEED from
+ * the environment if set, otherwise a fresh one; it is printed either way so
+ * a failure can be replayed.
+ */
+#ifndef GVM_TEST_HARNESS_H
+#define GVM_TEST_HARNESS_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef void (*gvm_test_fn)(void);
+void gvm_test_register(const char *name, gvm_test_fn fn);
+
+#define TEST(name)                                                          \
+	static void test_##name(void);                                      \
+	__attribute__((constructor)) static void register_##name(void)      \
+	{                                                                   \
+		gvm_test_register(#name, test_##name);                      \
+	}                                                                   \
+	static void test_##name(void)
+
+__attribute__((noreturn, format(printf, 3, 4)))
+void gvm_test_fail(const char *file, int line, const char *fmt, ...);
+
+#define ASSERT_TRUE(x)                                                       \
+	do {                                                                 \
+		if (!(x))                                                    \
+			gvm_test_fail(__FILE__, __LINE__, "ASSERT_TRUE(%s)", \
+				      #x);                                   \
+	} while (0)
+
+#define ASSERT_FALSE(x) ASSERT_TRUE(!(x))
+
+#define ASSERT_CMP(a, op, b)                                                 \
+	do {                                                                 \
+		int64_t a_ = (int64_t)(a), b_ = (int64_t)(b);                \
+		if (!(a_ op b_))                                             \
+			gvm_test_fail(__FILE__, __LINE__,                    \
+				      "%s %s %s: %" PRId64 " vs %" PRId64,   \
+				      #a, #op, #b, a_, b_);                  \
+	} while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_CMP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_CMP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_CMP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT_CMP(a, <=, b)
+#define ASSERT_GT(a, b) ASSERT_CMP(a, >, b)
+#define ASSERT_GE(a, b) ASSERT_CMP(a, >=, b)
+
+/* A call that must succeed (return 0). */
+#define ASSERT_OK(x) ASSERT_EQ((x), 0)
+
+/*
+ * Runs @stmt in a forked child and asserts that it dies (abort or signal)
+ * and that its stderr contains @needle.
+ */
+#define ASSERT_DEATH(stmt, needle)                                           \
+	do {                                                                 \
+		char out_[4096];                                             \
+		int pid_ = gvm_test_fork_capture(out_, sizeof(out_));        \
+		if (pid_ == 0) {                                             \
+			stmt;                                                \
+			_exit(0);                                            \
+		}                                                            \
+		gvm_test_expect_death(__FILE__, __LINE__, pid_, out_,        \
+				      sizeof(out_), needle);                 \
+	} while (0)
+
+int gvm_test_fork_capture(char *buf, size_t len);
+void gvm_test_expect_death(const char *file, int line, int pid, char *buf,
+			   size_t len, const char *needle);
+
+/* Seed for this test (printed once). */
+uint64_t gvm_test_seed(void);
+
+/* Divide a stress size by GVM_TEST_SCALE (env or build default), min 1. */
+uint64_t gvm_test_scale(uint64_t n);
+
+/* splitmix64: small, fast, good enough for test sequences. */
+struct gvm_rng {
+	uint64_t s;
+};
+
+static inline uint64_t gvm_rng_next(struct gvm_rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n); n > 0. */
+static inline uint64_t gvm_rng_below(struct gvm_rng *r, uint64_t n)
+{
+	return gvm_rng_next(r) % n;
+}
+
+/* Monotonic clock in nanoseconds. */
+int64_t gvm_test_now_ns(void);
+
+#endif

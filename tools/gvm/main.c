@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The gvm command-line tool: dispatches subcommands.
+ *
+ *   gvm demo           a short, self-explaining run of the core layer
+ *   gvm bench [...]    the benchmark harness (bench/)
+ *   gvm help
+ *
+ * Argument errors print one line and the usage and exit with status 2.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "gvm_tool.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: gvm <command> [args]\n"
+		"commands:\n"
+		"  demo             run the core demo (fences, reservations, scheduler)\n"
+		"  bench [--json] [--quick] [--list] [NAME...]\n"
+		"                   run benchmarks; each reports a ratio to a baseline\n"
+		"  help             this text\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "gvm: missing command\n");
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "demo"))
+		return gvm_tool_demo(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "bench"))
+		return gvm_bench_main(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "gvm: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
