@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Wound-wait mutexes (API and protocol in <gvm/ww.h>).
+ *
+ * The lock word.  m->owner holds the owning acquire context's address (or
+ * OWNER_NOCTX for a context-less owner) ORed with OWNER_WAITERS when the slow
+ * path is involved.  Uncontended lock and unlock are one compare-and-swap
+ * each.  A contender takes m->wait_lock and sets OWNER_WAITERS before it
+ * looks at the owner; from then on the owner can only unlock through the slow
+ * path, which needs wait_lock, so the owner's context (on the owner's stack)
+ * stays alive while a contender holding wait_lock reads or wounds it.
+ *
+ * Sleeping.  Each waiter sleeps on a futex word in its own acquire context
+ * (wake_seq); anyone who wants it to re-evaluate bumps the word and wakes it:
+ * the unlocker (head waiter only, oldest first) and a wounder (the wounded
+ * context may be asleep on a different mutex).  A waiter reads wake_seq
+ * before testing its wounded flag; the wounder sets wounded before bumping
+ * wake_seq (release), so a wound is never missed:
+ *
+ *   waiter (ctx B)                       wounder (older ctx A)
+ *   seq = load_acquire(B.wake_seq)
+ *   B.wounded? no                        B.wounded = 1
+ *   futex_wait(B.wake_seq, seq)   <----  B.wake_seq++ (release); futex_wake
+ *   (returns at once if seq moved)
+ *   B.wounded? yes -> -EDEADLK
+ *
+ * Wound-wait rules, in ww_lock_slow(): a context that must wait while holding
+ * locks and has been wounded returns -EDEADLK; a context that must wait for a
+ * younger owner wounds it first.  Wounded is cleared when a context starts
+ * over with no locks held: nobody can wound it then (it owns nothing), so the
+ * clear cannot race with a wound.
+ *
+ * Locking: m->wait_lock (rank GVM_RANK_WW_WAIT, a leaf) protects m->waiters
+ * and serialises slow paths.  The ww mutexes themselves are checked by the
+ * lock-rank checker at rank GVM_RANK_RESV (nestable).
+ *
+ * What it does not do: no wait-die variant, no timeouts on ww locks, no
+ * optimistic spinning (the owner may hold a lock across long operations).
+ */
+#include <errno.h>
+#include <limits.h>
+
+#include <gvm/ww.h>
+
+#include "core/list.h"
+#include "core/sync.h"
+
+#define OWNER_WAITERS ((uintptr_t)1)
+#define OWNER_NOCTX ((uintptr_t)2)
+#define OWNER_MASK (~OWNER_WAITERS)
+
+/* An implicit context (ctx == NULL callers) never wounds or gets wounded. */
+#define STAMP_IMPLICIT UINT64_MAX
+
+struct ww_waiter {
+	struct gvm_list node;		/* in m->waiters, under m->wait_lock */
+	struct gvm_ww_acquire_ctx *ctx;
+};
+
+static uintptr_t owner_value(const struct gvm_ww_acquire_ctx *ctx)
+{
+	return ctx->stamp == STAMP_IMPLICIT ? OWNER_NOCTX : (uintptr_t)ctx;
+}
+
+void gvm_ww_mutex_init(struct gvm_ww_mutex *m, struct gvm_ww_class *ww_class)
+{
+	m->owner = 0;
+	gvm__mutex_init(&m->wait_lock, "ww wait_lock", GVM_RANK_WW_WAIT);
+	gvm_list_init(&m->waiters);
+	m->ww_class = ww_class;
+}
+
+int gvm_ww_mutex_fini(struct gvm_ww_mutex *m)
+{
+	if (!m)
+		return -EINVAL;
+	if (gvm_load_acquire(&m->owner) & OWNER_MASK)
+		return -EBUSY;
+	gvm__mutex_fini(&m->wait_lock);
+	return 0;
+}
+
+void gvm_ww_acquire_init(struct gvm_ww_acquire_ctx *ctx,
+			 struct gvm_ww_class *ww_class)
+{
+	ctx->ww_class = ww_class;
+	ctx->stamp = gvm_fetch_add_relaxed(&ww_class->next_stamp, 1);
+	ctx->acquired = 0;
+	ctx->wounded = 0;
+	ctx->wake_seq = 0;
+	ctx->done = false;
+}
+
+void gvm_ww_acquire_done(struct gvm_ww_acquire_ctx *ctx)
+{
+	gvm_assert(!ctx->done);
+	ctx->done = true;
+}
+
+int gvm_ww_acquire_fini(struct gvm_ww_acquire_ctx *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	return ctx->acquired ? -EBUSY : 0;
+}
+
+static void ww_acquired(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx)
+{
+	gvm__lockrank_acquire(m, GVM_RANK_RESV, m->ww_class->name, false);
+	if (ctx) {
+		if (ctx->acquired++ == 0)
+			gvm_store_relaxed(&ctx->wounded, 0u);
+	}
+}
+
+static void ww_wake(struct gvm_ww_acquire_ctx *ctx)
+{
+	gvm_fetch_add_acq_rel(&ctx->wake_seq, 1u);
+	gvm__futex_wake(&ctx->wake_seq, INT_MAX);
+}
+
+static void ww_wound(struct gvm_ww_acquire_ctx *owner)
+{
+	if (gvm_load_relaxed(&owner->wounded))
+		return;
+	gvm_store_relaxed(&owner->wounded, 1u);
+	ww_wake(owner);
+}
+
+static void ww_enqueue(struct gvm_ww_mutex *m, struct ww_waiter *w)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &m->waiters) {
+		struct ww_waiter *o = gvm_list_entry(pos, struct ww_waiter, node);
+
+		if (w->ctx->stamp < o->ctx->stamp)
+			break;
+	}
+	gvm_list_add_tail(&w->node, pos); /* i.e. before pos */
+}
+
+static void ww_wake_head(struct gvm_ww_mutex *m)
+{
+	if (!gvm_list_empty(&m->waiters))
+		ww_wake(gvm_list_first_entry(&m->waiters, struct ww_waiter,
+					     node)->ctx);
+}
+
+static int ww_lock_slow(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
+			bool interruptible)
+{
+	struct ww_waiter w = { .ctx = ctx };
+	uintptr_t me = owner_value(ctx);
+	bool queued = false;
+	int ret;
+
+	gvm__mutex_lock(&m->wait_lock);
+	for (;;) {
+		uintptr_t o = gvm_load_relaxed(&m->owner);
+		struct gvm_ww_acquire_ctx *owner;
+		uint32_t seq;
+
+		if (!(o & OWNER_MASK)) {
+			bool others = queued ? m->waiters.next->next != &m->waiters
+					     : !gvm_list_empty(&m->waiters);
+			uintptr_t n = me | (others ? OWNER_WAITERS : 0);
+
+			if (gvm_cmpxchg_acquire(&m->owner, &o, n)) {
+				ret = 0;
+				break;
+			}
+			continue;
+		}
+		if ((o & OWNER_MASK) == me && me != OWNER_NOCTX) {
+			ret = -EALREADY;
+			break;
+		}
+		/* Pin the owner: it must now unlock through wait_lock. */
+		if (!(o & OWNER_WAITERS) &&
+		    !gvm_cmpxchg_relaxed(&m->owner, &o, o | OWNER_WAITERS))
+			continue;
+
+		seq = gvm_load_acquire(&ctx->wake_seq);
+		if (ctx->acquired && gvm_load_relaxed(&ctx->wounded)) {
+			ret = -EDEADLK;
+			break;
+		}
+		owner = (struct gvm_ww_acquire_ctx *)(o & OWNER_MASK);
+		if ((o & OWNER_MASK) != OWNER_NOCTX &&
+		    ctx->stamp < owner->stamp)
+			ww_wound(owner);
+		if (!queued) {
+			ww_enqueue(m, &w);
+			queued = true;
+		}
+		gvm__mutex_unlock(&m->wait_lock);
+		ret = gvm__futex_wait(&ctx->wake_seq, seq, -1);
+		gvm__mutex_lock(&m->wait_lock);
+		if (ret == -EINTR && interruptible)
+			break;
+	}
+	if (queued)
+		gvm_list_del(&w.node);
+	/* Leaving without the lock: pass a wake-up we may have consumed on. */
+	if (ret && !(gvm_load_relaxed(&m->owner) & OWNER_MASK))
+		ww_wake_head(m);
+	gvm__mutex_unlock(&m->wait_lock);
+	return ret;
+}
+
+static int ww_lock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
+		   bool interruptible)
+{
+	struct gvm_ww_acquire_ctx implicit = { .stamp = STAMP_IMPLICIT };
+	uintptr_t expected = 0;
+	int err;
+
+	if (!m)
+		return -EINVAL;
+	gvm_might_block();
+	if (ctx) {
+		gvm_assert(!ctx->done);
+		gvm_assert(ctx->ww_class == m->ww_class);
+	}
+	if (gvm_cmpxchg_acquire(&m->owner, &expected,
+				ctx ? (uintptr_t)ctx : OWNER_NOCTX)) {
+		ww_acquired(m, ctx);
+		return 0;
+	}
+	err = ww_lock_slow(m, ctx ? ctx : &implicit, interruptible);
+	if (!err)
+		ww_acquired(m, ctx);
+	return err;
+}
+
+int gvm_ww_mutex_lock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx)
+{
+	return ww_lock(m, ctx, false);
+}
+
+int gvm_ww_mutex_lock_interruptible(struct gvm_ww_mutex *m,
+				    struct gvm_ww_acquire_ctx *ctx)
+{
+	return ww_lock(m, ctx, true);
+}
+
+int gvm_ww_mutex_lock_slow(struct gvm_ww_mutex *m,
+			   struct gvm_ww_acquire_ctx *ctx)
+{
+	if (!ctx || ctx->acquired)
+		return -EINVAL;
+	return ww_lock(m, ctx, false);
+}
+
+int gvm_ww_mutex_lock_slow_interruptible(struct gvm_ww_mutex *m,
+					 struct gvm_ww_acquire_ctx *ctx)
+{
+	if (!ctx || ctx->acquired)
+		return -EINVAL;
+	return ww_lock(m, ctx, true);
+}
+
+bool gvm_ww_mutex_trylock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx)
+{
+	uintptr_t expected = 0;
+
+	if (!m || !gvm_cmpxchg_acquire(&m->owner, &expected,
+				       ctx ? (uintptr_t)ctx : OWNER_NOCTX))
+		return false;
+	gvm__lockrank_acquire(m, GVM_RANK_RESV, m->ww_class->name, true);
+	if (ctx && ctx->acquired++ == 0)
+		gvm_store_relaxed(&ctx->wounded, 0u);
+	return true;
+}
+
+void gvm_ww_mutex_unlock(struct gvm_ww_mutex *m)
+{
+	uintptr_t o = gvm_load_relaxed(&m->owner);
+
+	GVM_BUG_ON(!(o & OWNER_MASK));
+	gvm__lockrank_release(m);
+	if ((o & OWNER_MASK) != OWNER_NOCTX)
+		((struct gvm_ww_acquire_ctx *)(o & OWNER_MASK))->acquired--;
+
+	if (!(o & OWNER_WAITERS) && gvm_cmpxchg_release(&m->owner, &o, 0))
+		return;
+	/* Someone is (or was) in the slow path. */
+	gvm__mutex_lock(&m->wait_lock);
+	gvm_store_release(&m->owner,
+			  gvm_list_empty(&m->waiters) ? 0 : OWNER_WAITERS);
+	ww_wake_head(m);
+	gvm__mutex_unlock(&m->wait_lock);
+}
+
+bool gvm_ww_mutex_is_locked(const struct gvm_ww_mutex *m)
+{
+	return m && (gvm_load_acquire(&m->owner) & OWNER_MASK);
+}
+
+bool gvm_ww_mutex_is_owned_by(const struct gvm_ww_mutex *m,
+			      const struct gvm_ww_acquire_ctx *ctx)
+{
+	return m && ctx &&
+	       (gvm_load_relaxed(&m->owner) & OWNER_MASK) == (uintptr_t)ctx;
+}
