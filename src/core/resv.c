@@ -22,7 +22,9 @@
  * readers[] (writer) are sequentially consistent: a reader that passes its
  * re-check is either counted before a writer tests the count, or sees the
  * flip and retries.  Fences in a table are referenced by that table, so a
- * reader may take a reference to any fence it sees.
+ * reader may take a reference to any fence it sees.  After a flip the writer
+ * empties the old copy at once if no reader is inside it, so replaced fences
+ * are released promptly.
  *
  * Capacity.  Writers cannot allocate after the point of no return, so
  * gvm_resv_reserve_fences() grows both tables: invariant, under the lock,
@@ -197,6 +199,14 @@ static void resv_rewrite(struct gvm_resv *resv, struct gvm_fence *fence,
 		to->count++;
 	}
 	gvm_store_seq_cst(&resv->cur, b);
+
+	/*
+	 * Release what the old copy references now unless a reader is still
+	 * inside it (then the next rewrite does it).  A reader arriving later
+	 * re-checks cur, sees the flip and never reads it.
+	 */
+	if (!gvm_load_seq_cst(&resv->readers[a]))
+		table_clear(resv->tables[a]);
 }
 
 static int resv_check_locked(struct gvm_resv *resv)

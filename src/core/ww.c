@@ -10,6 +10,9 @@
  * path, which needs wait_lock, so the owner's context (on the owner's stack)
  * stays alive while a contender holding wait_lock reads or wounds it.
  *
+ * Every store of an owner value is a release and every load an acquire, so
+ * a contender that sees a context's address also sees its stamp.
+ *
  * Sleeping.  Each waiter sleeps on a futex word in its own acquire context
  * (wake_seq); anyone who wants it to re-evaluate bumps the word and wakes it:
  * the unlocker (head waiter only, oldest first) and a wounder (the wounded
@@ -26,9 +29,11 @@
  *
  * Wound-wait rules, in ww_lock_slow(): a context that must wait while holding
  * locks and has been wounded returns -EDEADLK; a context that must wait for a
- * younger owner wounds it first.  Wounded is cleared when a context starts
- * over with no locks held: nobody can wound it then (it owns nothing), so the
- * clear cannot race with a wound.
+ * younger owner wounds it first.  Wounded is cleared when a context starts to
+ * lock with no locks held, before it publishes itself as an owner: nobody can
+ * wound it then (it owns nothing), and a wound that arrives once it is
+ * visible as an owner is kept (clearing after publishing lost wounds and
+ * deadlocked the stress test).
  *
  * Locking: m->wait_lock (rank GVM_RANK_WW_WAIT, a leaf) protects m->waiters
  * and serialises slow paths.  The ww mutexes themselves are checked by the
@@ -104,13 +109,24 @@ int gvm_ww_acquire_fini(struct gvm_ww_acquire_ctx *ctx)
 	return ctx->acquired ? -EBUSY : 0;
 }
 
-static void ww_acquired(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx)
+/*
+ * A context that holds nothing cannot be wounded (it owns nothing to wait
+ * for), so a wound it still carries is stale: forget it.  This must happen
+ * before the lock is published, never after: a contender may wound us the
+ * moment our ownership is visible, and that wound must stick.
+ */
+static void ww_forget_stale_wound(struct gvm_ww_acquire_ctx *ctx)
 {
-	gvm__lockrank_acquire(m, GVM_RANK_RESV, m->ww_class->name, false);
-	if (ctx) {
-		if (ctx->acquired++ == 0)
-			gvm_store_relaxed(&ctx->wounded, 0u);
-	}
+	if (ctx && !ctx->acquired)
+		gvm_store_relaxed(&ctx->wounded, 0u);
+}
+
+static void ww_acquired(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
+			bool trylock)
+{
+	gvm__lockrank_acquire(m, GVM_RANK_RESV, m->ww_class->name, trylock);
+	if (ctx)
+		ctx->acquired++;
 }
 
 static void ww_wake(struct gvm_ww_acquire_ctx *ctx)
@@ -157,7 +173,7 @@ static int ww_lock_slow(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
 
 	gvm__mutex_lock(&m->wait_lock);
 	for (;;) {
-		uintptr_t o = gvm_load_relaxed(&m->owner);
+		uintptr_t o = gvm_load_acquire(&m->owner);
 		struct gvm_ww_acquire_ctx *owner;
 		uint32_t seq;
 
@@ -166,7 +182,7 @@ static int ww_lock_slow(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
 					     : !gvm_list_empty(&m->waiters);
 			uintptr_t n = me | (others ? OWNER_WAITERS : 0);
 
-			if (gvm_cmpxchg_acquire(&m->owner, &o, n)) {
+			if (gvm_cmpxchg_acq_rel(&m->owner, &o, n)) {
 				ret = 0;
 				break;
 			}
@@ -178,7 +194,7 @@ static int ww_lock_slow(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
 		}
 		/* Pin the owner: it must now unlock through wait_lock. */
 		if (!(o & OWNER_WAITERS) &&
-		    !gvm_cmpxchg_relaxed(&m->owner, &o, o | OWNER_WAITERS))
+		    !gvm_cmpxchg_acq_rel(&m->owner, &o, o | OWNER_WAITERS))
 			continue;
 
 		seq = gvm_load_acquire(&ctx->wake_seq);
@@ -223,14 +239,15 @@ static int ww_lock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
 		gvm_assert(!ctx->done);
 		gvm_assert(ctx->ww_class == m->ww_class);
 	}
-	if (gvm_cmpxchg_acquire(&m->owner, &expected,
+	ww_forget_stale_wound(ctx);
+	if (gvm_cmpxchg_acq_rel(&m->owner, &expected,
 				ctx ? (uintptr_t)ctx : OWNER_NOCTX)) {
-		ww_acquired(m, ctx);
+		ww_acquired(m, ctx, false);
 		return 0;
 	}
 	err = ww_lock_slow(m, ctx ? ctx : &implicit, interruptible);
 	if (!err)
-		ww_acquired(m, ctx);
+		ww_acquired(m, ctx, false);
 	return err;
 }
 
@@ -265,12 +282,13 @@ bool gvm_ww_mutex_trylock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx
 {
 	uintptr_t expected = 0;
 
-	if (!m || !gvm_cmpxchg_acquire(&m->owner, &expected,
-				       ctx ? (uintptr_t)ctx : OWNER_NOCTX))
+	if (!m)
 		return false;
-	gvm__lockrank_acquire(m, GVM_RANK_RESV, m->ww_class->name, true);
-	if (ctx && ctx->acquired++ == 0)
-		gvm_store_relaxed(&ctx->wounded, 0u);
+	ww_forget_stale_wound(ctx);
+	if (!gvm_cmpxchg_acq_rel(&m->owner, &expected,
+				 ctx ? (uintptr_t)ctx : OWNER_NOCTX))
+		return false;
+	ww_acquired(m, ctx, true);
 	return true;
 }
 

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Wound-wait mutexes: ownership, wounding, back-off, cross-mutex wake-up,
+ * interruptible waits, bad input, and the lock-rank checker.
+ */
+#include <pthread.h>
+#include <signal.h>
+
+#include <gvm/resv.h>
+#include <gvm/ww.h>
+
+#include "core/sync.h"
+#include "harness.h"
+
+static struct gvm_ww_class test_class = GVM_WW_CLASS_INIT("test_ww");
+
+static void wait_until(uint32_t *flag)
+{
+	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
+
+	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
+		if (gvm_test_now_ns() > end)
+			gvm_test_fail(__FILE__, __LINE__, "timed out waiting");
+		usleep(100);
+	}
+}
+
+/* True once some thread sleeps in @m's slow path. */
+static bool has_waiter(struct gvm_ww_mutex *m)
+{
+	bool waiting;
+
+	gvm__mutex_lock(&m->wait_lock);
+	waiting = m->waiters.next != &m->waiters;
+	gvm__mutex_unlock(&m->wait_lock);
+	return waiting;
+}
+
+static void wait_for_waiter(struct gvm_ww_mutex *m)
+{
+	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
+
+	while (!has_waiter(m)) {
+		if (gvm_test_now_ns() > end)
+			gvm_test_fail(__FILE__, __LINE__, "no waiter appeared");
+		usleep(100);
+	}
+}
+
+TEST(lock_unlock_counts)
+{
+	struct gvm_ww_acquire_ctx ctx;
+	struct gvm_ww_mutex a, b;
+
+	gvm_ww_mutex_init(&a, &test_class);
+	gvm_ww_mutex_init(&b, &test_class);
+	gvm_ww_acquire_init(&ctx, &test_class);
+	ASSERT_OK(gvm_ww_mutex_lock(&a, &ctx));
+	ASSERT_OK(gvm_ww_mutex_lock(&b, &ctx));
+	ASSERT_EQ(ctx.acquired, 2);
+	ASSERT_TRUE(gvm_ww_mutex_is_owned_by(&a, &ctx));
+	ASSERT_EQ(gvm_ww_mutex_lock(&a, &ctx), -EALREADY);
+	ASSERT_EQ(gvm_ww_acquire_fini(&ctx), -EBUSY);
+	ASSERT_EQ(gvm_ww_mutex_fini(&a), -EBUSY);
+	gvm_ww_mutex_unlock(&a);
+	gvm_ww_mutex_unlock(&b);
+	gvm_ww_acquire_done(&ctx);
+	ASSERT_OK(gvm_ww_acquire_fini(&ctx));
+	ASSERT_FALSE(gvm_ww_mutex_is_locked(&a));
+	ASSERT_OK(gvm_ww_mutex_fini(&a));
+	ASSERT_OK(gvm_ww_mutex_fini(&b));
+}
+
+TEST(trylock_and_no_ctx)
+{
+	struct gvm_ww_acquire_ctx ctx;
+	struct gvm_ww_mutex m;
+
+	gvm_ww_mutex_init(&m, &test_class);
+	ASSERT_TRUE(gvm_ww_mutex_trylock(&m, NULL));
+	ASSERT_FALSE(gvm_ww_mutex_trylock(&m, NULL));
+	ASSERT_TRUE(gvm_ww_mutex_is_locked(&m));
+	gvm_ww_mutex_unlock(&m);
+	gvm_ww_acquire_init(&ctx, &test_class);
+	ASSERT_TRUE(gvm_ww_mutex_trylock(&m, &ctx));
+	ASSERT_EQ(ctx.acquired, 1);
+	gvm_ww_mutex_unlock(&m);
+	ASSERT_EQ(ctx.acquired, 0);
+	ASSERT_OK(gvm_ww_mutex_lock(&m, NULL));
+	gvm_ww_mutex_unlock(&m);
+	ASSERT_OK(gvm_ww_mutex_fini(&m));
+}
+
+TEST(bad_input)
+{
+	struct gvm_ww_acquire_ctx ctx;
+	struct gvm_ww_mutex m;
+
+	ASSERT_EQ(gvm_ww_mutex_lock(NULL, NULL), -EINVAL);
+	ASSERT_EQ(gvm_ww_mutex_fini(NULL), -EINVAL);
+	ASSERT_EQ(gvm_ww_acquire_fini(NULL), -EINVAL);
+	ASSERT_FALSE(gvm_ww_mutex_trylock(NULL, NULL));
+	ASSERT_FALSE(gvm_ww_mutex_is_locked(NULL));
+	gvm_ww_mutex_init(&m, &test_class);
+	gvm_ww_acquire_init(&ctx, &test_class);
+	ASSERT_EQ(gvm_ww_mutex_lock_slow(&m, NULL), -EINVAL);
+	ASSERT_OK(gvm_ww_mutex_lock(&m, &ctx));
+	/* lock_slow with locks held is a caller bug, reported not obeyed */
+	ASSERT_EQ(gvm_ww_mutex_lock_slow(&m, &ctx), -EINVAL);
+	gvm_ww_mutex_unlock(&m);
+	ASSERT_OK(gvm_ww_acquire_fini(&ctx));
+	ASSERT_OK(gvm_ww_mutex_fini(&m));
+}
+
+TEST(stamps_age)
+{
+	struct gvm_ww_acquire_ctx a, b;
+
+	gvm_ww_acquire_init(&a, &test_class);
+	gvm_ww_acquire_init(&b, &test_class);
+	ASSERT_LT(a.stamp, b.stamp);
+}
+
+/*
+ * The older transaction waits for a lock the younger holds: it wounds the
+ * younger, whose next contended lock fails with -EDEADLK; after backing off
+ * the younger gets its lock with lock_slow once the older is done.
+ */
+struct wound_args {
+	struct gvm_ww_mutex *m1, *m2;
+	struct gvm_ww_acquire_ctx *ctx;
+	uint32_t got_m1, release;
+};
+
+static void *older_thread(void *p)
+{
+	struct wound_args *a = p;
+
+	ASSERT_OK(gvm_ww_mutex_lock(a->m2, a->ctx));
+	ASSERT_OK(gvm_ww_mutex_lock(a->m1, a->ctx)); /* waits for younger */
+	__atomic_store_n(&a->got_m1, 1, __ATOMIC_RELEASE);
+	wait_until(&a->release);
+	gvm_ww_mutex_unlock(a->m1);
+	gvm_ww_mutex_unlock(a->m2);
+	ASSERT_OK(gvm_ww_acquire_fini(a->ctx));
+	return NULL;
+}
+
+TEST(older_wounds_younger)
+{
+	struct gvm_ww_acquire_ctx old_ctx, young_ctx;
+	struct gvm_ww_mutex m1, m2;
+	struct wound_args a = { &m1, &m2, &old_ctx, 0, 0 };
+	pthread_t t;
+
+	gvm_ww_mutex_init(&m1, &test_class);
+	gvm_ww_mutex_init(&m2, &test_class);
+	gvm_ww_acquire_init(&old_ctx, &test_class);
+	gvm_ww_acquire_init(&young_ctx, &test_class);
+
+	ASSERT_OK(gvm_ww_mutex_lock(&m1, &young_ctx));
+	pthread_create(&t, NULL, older_thread, &a);
+	wait_until(&young_ctx.wounded);
+	ASSERT_FALSE(__atomic_load_n(&a.got_m1, __ATOMIC_ACQUIRE));
+
+	/* Wounded and holding a lock: a contended lock must back off. */
+	ASSERT_EQ(gvm_ww_mutex_lock(&m2, &young_ctx), -EDEADLK);
+	gvm_ww_mutex_unlock(&m1);
+	wait_until(&a.got_m1);
+	__atomic_store_n(&a.release, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_ww_mutex_lock_slow(&m2, &young_ctx));
+	ASSERT_OK(gvm_ww_mutex_lock(&m1, &young_ctx));
+	pthread_join(t, NULL);
+	gvm_ww_mutex_unlock(&m1);
+	gvm_ww_mutex_unlock(&m2);
+	ASSERT_OK(gvm_ww_acquire_fini(&young_ctx));
+}
+
+/* A younger transaction just waits; the older one is not wounded. */
+struct waiter_args {
+	struct gvm_ww_mutex *m;
+	struct gvm_ww_acquire_ctx *ctx;
+	int result;
+	uint32_t done;
+};
+
+static void *lock_thread(void *p)
+{
+	struct waiter_args *a = p;
+
+	a->result = gvm_ww_mutex_lock(a->m, a->ctx);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	if (!a->result)
+		gvm_ww_mutex_unlock(a->m);
+	return NULL;
+}
+
+TEST(younger_waits)
+{
+	struct gvm_ww_acquire_ctx old_ctx, young_ctx;
+	struct gvm_ww_mutex m, other;
+	struct waiter_args a = { &m, &young_ctx, -1, 0 };
+	pthread_t t;
+
+	gvm_ww_mutex_init(&m, &test_class);
+	gvm_ww_mutex_init(&other, &test_class);
+	gvm_ww_acquire_init(&old_ctx, &test_class);
+	gvm_ww_acquire_init(&young_ctx, &test_class);
+	ASSERT_OK(gvm_ww_mutex_lock(&m, &old_ctx));
+	pthread_create(&t, NULL, lock_thread, &a);
+	wait_for_waiter(&m);
+	ASSERT_EQ(old_ctx.wounded, 0);
+	/* The older one can still take more locks freely. */
+	ASSERT_OK(gvm_ww_mutex_lock(&other, &old_ctx));
+	gvm_ww_mutex_unlock(&other);
+	ASSERT_FALSE(__atomic_load_n(&a.done, __ATOMIC_ACQUIRE));
+	gvm_ww_mutex_unlock(&m);
+	pthread_join(t, NULL);
+	ASSERT_EQ(a.result, 0);
+}
+
+/*
+ * A wounded transaction asleep on a *different* mutex is woken by the wound
+ * and backs off with -EDEADLK instead of sleeping on.
+ */
+TEST(wound_wakes_sleeper_elsewhere)
+{
+	struct gvm_ww_acquire_ctx old_ctx, young_ctx;
+	struct gvm_ww_mutex m1, m3;
+	struct waiter_args young = { &m3, &young_ctx, -1, 0 };
+	struct waiter_args old = { &m1, &old_ctx, -1, 0 };
+	pthread_t ty, to;
+
+	gvm_ww_mutex_init(&m1, &test_class);
+	gvm_ww_mutex_init(&m3, &test_class);
+	gvm_ww_acquire_init(&old_ctx, &test_class);
+	gvm_ww_acquire_init(&young_ctx, &test_class);
+
+	ASSERT_OK(gvm_ww_mutex_lock(&m3, NULL));	/* a plain owner */
+	ASSERT_OK(gvm_ww_mutex_lock(&m1, &young_ctx));	/* main acts as young */
+	/* The young transaction then sleeps on m3 (from another thread, as
+	 * the same context: the owner bookkeeping allows it for the test). */
+	pthread_create(&ty, NULL, lock_thread, &young);
+	wait_for_waiter(&m3);
+	pthread_create(&to, NULL, lock_thread, &old);
+	wait_until(&young.done);
+	ASSERT_EQ(young.result, -EDEADLK);
+	ASSERT_FALSE(__atomic_load_n(&old.done, __ATOMIC_ACQUIRE));
+	gvm_ww_mutex_unlock(&m1);
+	pthread_join(to, NULL);
+	ASSERT_EQ(old.result, 0);
+	pthread_join(ty, NULL);
+	gvm_ww_mutex_unlock(&m3);
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+struct intr_args {
+	struct gvm_ww_mutex *m;
+	int result;
+	uint32_t done;
+};
+
+static void *intr_thread(void *p)
+{
+	struct intr_args *a = p;
+	struct gvm_ww_acquire_ctx ctx;
+
+	gvm_ww_acquire_init(&ctx, &test_class);
+	a->result = gvm_ww_mutex_lock_interruptible(a->m, &ctx);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST(interruptible_lock)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	struct gvm_ww_mutex m;
+	struct intr_args a = { &m, 1, 0 };
+	pthread_t t;
+
+	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART */
+	gvm_ww_mutex_init(&m, &test_class);
+	ASSERT_OK(gvm_ww_mutex_lock(&m, NULL));
+	pthread_create(&t, NULL, intr_thread, &a);
+	wait_for_waiter(&m);
+	while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE)) {
+		pthread_kill(t, SIGUSR1);
+		usleep(1000);
+	}
+	pthread_join(t, NULL);
+	ASSERT_EQ(a.result, -EINTR);
+	ASSERT_FALSE(has_waiter(&m));
+	gvm_ww_mutex_unlock(&m);
+	ASSERT_OK(gvm_ww_mutex_fini(&m));
+}
+
+TEST(lock_order_violation_aborts)
+{
+#if GVM_DEBUG >= 1
+	struct gvm_mutex notifier;
+	struct gvm_resv resv;
+
+	gvm__mutex_init(&notifier, "notifier_lock", GVM_RANK_NOTIFIER);
+	gvm_resv_init(&resv);
+	ASSERT_DEATH(
+		{
+			gvm__mutex_lock(&notifier);
+			gvm_resv_lock(&resv, NULL);
+		},
+		"acquiring \"reservation\" (rank 300) while holding "
+		"\"notifier_lock\" (rank 400)");
+	/* The documented order is fine. */
+	gvm_resv_lock(&resv, NULL);
+	gvm__mutex_lock(&notifier);
+	gvm__mutex_unlock(&notifier);
+	gvm_resv_unlock(&resv);
+	ASSERT_OK(gvm_resv_fini(&resv));
+#else
+	printf("lock-rank checker is compiled out of release builds\n");
+#endif
+}
+
+TEST(recursive_lock_aborts)
+{
+#if GVM_DEBUG >= 1
+	struct gvm_mutex m;
+
+	gvm__mutex_init(&m, "vm->lock", GVM_RANK_VM);
+	ASSERT_DEATH(
+		{
+			gvm__mutex_lock(&m);
+			gvm__mutex_lock(&m);
+		},
+		"recursive locking of \"vm->lock\"");
+#else
+	printf("lock-rank checker is compiled out of release builds\n");
+#endif
+}
