@@ -48,9 +48,12 @@
  * whose last[i] < qs (nothing in it reaches qs) and stops at the first child
  * or entry whose start > ql (nothing after it can start early enough).  A
  * long interval that starts early is found because its last raises last[]
- * on every level above it.  For disjoint ranges the first child with
- * last[i] >= qs is the one containing qs, so a point lookup is a single
- * descent.
+ * on every level above it.  Finding the first overlap never backtracks,
+ * overlapping ranges or not: in each node the first slot with last >= qs
+ * either starts after ql (then nothing overlaps: earlier slots end before
+ * qs, later ones start after ql) or leads to the answer.  So
+ * gvm__itree_find_first() is one descent, like a plain B+tree lookup, and
+ * only iter_next() climbs back up.
  *
  * Insert descends to the leaf, counts the full nodes on the path that will
  * split (plus a new root if all do), takes that many nodes from the pool
@@ -665,18 +668,39 @@ void *gvm__itree_iter_next(struct gvm_itree_iter *iter)
 	return iter_walk(iter, 0);
 }
 
+/*
+ * One descent, no backtracking: the first slot with last >= start either
+ * starts after @last (then nothing overlaps: every earlier slot ends before
+ * start, every later one starts after last) or holds the answer.  The scan
+ * needs no bound: the parent's last[] for this node, or root_last, says a
+ * slot with last >= start exists.
+ */
 void *gvm__itree_find_first(const struct gvm_itree *tree, uint64_t start,
 			    uint64_t last, uint64_t *start_out,
 			    uint64_t *last_out)
 {
-	struct gvm_itree_iter it;
-	void *item = gvm__itree_iter_first(tree, &it, start, last);
+	const struct gvm_itree_node *node = tree->root;
 
-	if (item && start_out)
-		*start_out = it.start;
-	if (item && last_out)
-		*last_out = it.last;
-	return item;
+	if (!node || start > last || tree->root_last < start)
+		return NULL;
+	for (;;) {
+		unsigned int i = 0;
+
+		while (node->last[i] < start) {
+			i++;
+			gvm_assert(i < node->nr);
+		}
+		if (node->start[i] > last)
+			return NULL;
+		if (!node->level) {
+			if (start_out)
+				*start_out = node->start[i];
+			if (last_out)
+				*last_out = node->last[i];
+			return node->item[i];
+		}
+		node = node->child[i];
+	}
 }
 
 /* ---- validation ------------------------------------------------------------------ */

@@ -19,8 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Maximum entries (leaves) or children (internal nodes) per node. */
+/*
+ * Maximum entries (leaves) or children (internal nodes) per node; at least
+ * 16.  Overridable at build time for tuning experiments only.
+ */
+#ifndef GVM_ITREE_FANOUT
 #define GVM_ITREE_FANOUT 16
+#endif
 /* Minimum fill of every node but the root. */
 #define GVM_ITREE_MIN_FILL (GVM_ITREE_FANOUT / 2)
 /*

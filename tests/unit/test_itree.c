@@ -367,7 +367,7 @@ static void random_range(struct gvm_rng *r, const struct model *m,
 
 TEST(reference_model)
 {
-	const uint64_t ops = gvm_test_scale(60000);
+	const uint64_t ops = gvm_test_scale(100000);
 	const size_t peak = 3000;
 	struct gvm_rng rng = { gvm_test_seed() };
 	struct model m = { 0 };
