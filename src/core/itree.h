@@ -97,9 +97,10 @@ int gvm__itree_remove(struct gvm_itree *tree, uint64_t start, void *item);
  * Preallocates nodes so that the next @n inserts cannot fail, whatever
  * removes are interleaved with them, and starts a reservation: until
  * gvm__itree_unreserve(), nodes freed by removes go back to the pool instead
- * of to the allocator.  Calls accumulate in the sense that each one
- * guarantees @n inserts from the tree's state at the time of that call.
- * Returns 0 or -ENOMEM (then nothing was reserved or allocated).
+ * of to the allocator.  Calls do not add up: each guarantees @n inserts
+ * counted from the tree as it is at that call.  Cost: O(height), plus the
+ * allocations.  Returns 0 or -ENOMEM (then nothing new was allocated and an
+ * earlier reservation, if any, still holds).
  */
 int gvm__itree_reserve(struct gvm_itree *tree, size_t n);
 
