@@ -38,6 +38,10 @@
 /* Wait forever. */
 #define GVM_TIMEOUT_INFINITE ((int64_t)-1)
 
+/* The structure that embeds @ptr as its field @member. */
+#define gvm_container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
 /* An intrusive doubly-linked list node / head (circular). */
 struct gvm_list {
 	struct gvm_list *next, *prev;

@@ -17,6 +17,8 @@
 
 #include <stdbool.h>
 
+#include <gvm/types.h>
+
 #ifndef GVM_DEBUG
 #define GVM_DEBUG 0
 #endif
@@ -61,8 +63,5 @@ static inline bool gvm__warn_on(bool cond, const char *file, int line,
 #define GVM_WARN_ON(x) gvm__warn_on(!!(x), __FILE__, __LINE__, #x)
 
 #define GVM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-#define gvm_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 #endif

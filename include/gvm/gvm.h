@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gvm: the GPU virtual-memory stack of Linux DRM drivers (VM_BIND, GPU page
+ * tables, userptr, shared virtual memory) as a userspace library.
+ *
+ * This umbrella header includes the whole public API:
+ *   <gvm/types.h>    conventions (errors, timeouts), basic types
+ *   <gvm/fence.h>    fences, fence arrays, timelines
+ *   <gvm/ww.h>       wound-wait mutexes
+ *   <gvm/resv.h>     reservation objects (lock + fences by usage class)
+ *   <gvm/lockset.h>  locking many reservations without deadlock
+ *   <gvm/sched.h>    job scheduler: queues, dependencies, workers
+ */
+#ifndef GVM_GVM_H
+#define GVM_GVM_H
+
+#include <gvm/types.h>
+#include <gvm/fence.h>
+#include <gvm/ww.h>
+#include <gvm/resv.h>
+#include <gvm/lockset.h>
+#include <gvm/sched.h>
+
+#endif
