@@ -19,6 +19,7 @@ WERROR ?= 0
 CTEST_ARGS ?=
 
 B := build/$(notdir $(CC))
+MAKEFLAGS += --no-print-directory
 CMAKE_COMMON := -DCMAKE_C_COMPILER=$(CC) -DGVM_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
 .PHONY: all release debug demo check check-release check-asan check-tsan bench install format clean
