@@ -53,9 +53,10 @@ struct gvm_fence_ops {
 	/* Name of the producer, for diagnostics and traces.  Mandatory. */
 	const char *name;
 	/*
-	 * Optional.  Called once, outside any gvm lock, before the first
-	 * callback or wait needs the fence to signal.  Returns false if the
-	 * fence is already complete (gvm then signals it).
+	 * Optional.  Called once, without this fence's lock, before the first
+	 * callback or wait needs the fence to signal (from a callback of
+	 * another fence if that is where the callback is added).  Returns
+	 * false if the fence is already complete (gvm then signals it).
 	 */
 	bool (*enable_signaling)(struct gvm_fence *fence);
 	/*
@@ -117,8 +118,10 @@ GVM_API int gvm_fence_signal(struct gvm_fence *fence);
 GVM_API int gvm_fence_signal_error(struct gvm_fence *fence, int error);
 
 /*
- * True once signalled.  Lock-free; polls ops->signaled if the producer has
- * one.  Never enables signalling.
+ * True once signalled.  Never waits for the fence, never enables signalling.
+ * Polls ops->signaled if the producer has one, and if that reports
+ * completion signals the fence right here (taking its lock, running its
+ * callbacks).
  */
 GVM_API bool gvm_fence_is_signaled(struct gvm_fence *fence);
 
@@ -190,21 +193,29 @@ GVM_API bool gvm_fence_is_array(const struct gvm_fence *fence);
  * A timeline is a fence producer with one context whose fences signal strictly
  * in seqno order: gvm_timeline_signal(tl, s) signals every pending fence with
  * seqno <= s, oldest first, and from then on gvm_fence_is_signaled() is true
- * for all of them (a later seqno implies the earlier ones).
+ * for all of them (a later seqno implies the earlier ones, whatever other
+ * threads are signalling).  Callbacks of one call run oldest first; those of
+ * concurrent or nested calls may interleave.
  *
- * Locking: internal.  Thread-safe.
+ * Locking: internal, and thread-safe.  Every timeline function may be called
+ * from a fence callback, including one of the same timeline's fences.
  */
 struct gvm_timeline;
 
 GVM_API int gvm_timeline_create(const char *name, struct gvm_timeline **out);
 
 /*
- * Signals every pending fence with -ECANCELED, then
- * drops the creator's reference.  Fences still referenced stay valid.
+ * Signals every pending fence with -ECANCELED, then drops the creator's
+ * reference.  Fences still referenced stay valid, and keep @tl allocated:
+ * until the last of them goes, the functions below still work on @tl and
+ * gvm_timeline_fence_create() / gvm_timeline_signal() return -ENODEV.
  */
 GVM_API void gvm_timeline_destroy(struct gvm_timeline *tl);
 
-/* Creates the timeline's next fence (seqno = previous + 1, starting at 1). */
+/*
+ * Creates the timeline's next fence (seqno = previous + 1, starting at 1).
+ * Returns 0, -EINVAL, -ENOMEM, -ENODEV (destroyed).
+ */
 GVM_API int gvm_timeline_fence_create(struct gvm_timeline *tl,
 				      struct gvm_fence **out);
 
@@ -212,7 +223,7 @@ GVM_API int gvm_timeline_fence_create(struct gvm_timeline *tl,
  * Signals all pending fences up to and including @seqno; the fence with
  * exactly @seqno gets @error (0 or -errno), earlier ones none.  Returns 0,
  * -EINVAL if @seqno was never handed out or is not after the last signalled
- * one.
+ * one, -ENODEV (destroyed).
  */
 GVM_API int gvm_timeline_signal(struct gvm_timeline *tl, uint64_t seqno,
 				int error);

@@ -115,7 +115,8 @@ void gvm_fence_put(struct gvm_fence *fence)
 		free(fence);
 }
 
-int gvm__fence_signal(struct gvm_fence *fence, int error)
+static int fence_signal(struct gvm_fence *fence, int error,
+			int64_t timestamp_ns)
 {
 	struct gvm_list *pos, *tmp;
 
@@ -125,7 +126,7 @@ int gvm__fence_signal(struct gvm_fence *fence, int error)
 		return -EALREADY;
 	}
 	fence->error = error;
-	fence->timestamp_ns = gvm__now_ns();
+	fence->timestamp_ns = timestamp_ns < 0 ? gvm__now_ns() : timestamp_ns;
 	gvm_fetch_or_acq_rel(&fence->flags, GVM_FENCE_F_SIGNALED);
 
 	gvm_list_for_each_safe(pos, tmp, &fence->cb_list) {
@@ -137,6 +138,17 @@ int gvm__fence_signal(struct gvm_fence *fence, int error)
 	}
 	gvm__mutex_unlock(&fence->lock);
 	return 0;
+}
+
+int gvm__fence_signal(struct gvm_fence *fence, int error)
+{
+	return fence_signal(fence, error, -1);
+}
+
+int gvm__fence_signal_at(struct gvm_fence *fence, int error,
+			 int64_t timestamp_ns)
+{
+	return fence_signal(fence, error, timestamp_ns);
 }
 
 int gvm_fence_signal_error(struct gvm_fence *fence, int error)

@@ -17,4 +17,13 @@
  */
 int gvm__fence_signal(struct gvm_fence *fence, int error);
 
+/*
+ * Same, recording @timestamp_ns (a gvm__now_ns() value from the producer's
+ * point of completion) instead of the current time.  For producers that
+ * decide completion in one place and signal elsewhere (timelines), so that
+ * timestamps follow the order of the decisions.
+ */
+int gvm__fence_signal_at(struct gvm_fence *fence, int error,
+			 int64_t timestamp_ns);
+
 #endif
