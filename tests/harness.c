@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,14 +49,13 @@ void gvm_test_fail(const char *file, int line, const char *fmt, ...)
 	abort();
 }
 
-uint64_t gvm_test_seed(void)
+static uint64_t seed;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_init(void)
 {
-	static uint64_t seed;
-	static bool have;
 	const char *env;
 
-	if (have)
-		return seed;
 	env = getenv("GVM_TEST_SEED");
 	if (env && *env) {
 		seed = strtoull(env, NULL, 0);
@@ -66,10 +66,15 @@ uint64_t gvm_test_seed(void)
 		seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
 		       ((uint64_t)getpid() << 40);
 	}
-	have = true;
 	printf("%s: seed %" PRIu64 " (replay with GVM_TEST_SEED=%" PRIu64 ")\n",
 	       current ? current : "?", seed, seed);
 	fflush(stdout);
+}
+
+/* Thread-safe: the first caller picks (and prints) the seed for all. */
+uint64_t gvm_test_seed(void)
+{
+	pthread_once(&seed_once, seed_init);
 	return seed;
 }
 

@@ -109,8 +109,8 @@ GVM_API void gvm_fence_put(struct gvm_fence *fence);
 
 /*
  * Signals @fence; runs its callbacks and wakes its waiters.
- * Returns 0, -EALREADY if already signalled, -EPERM for a timeline fence
- * (those are signalled through gvm_timeline_signal()).
+ * Returns 0, -EALREADY if already signalled, -EPERM for a fence that only
+ * its producer may signal (timeline fences, scheduler finished fences).
  */
 GVM_API int gvm_fence_signal(struct gvm_fence *fence);
 

@@ -28,8 +28,10 @@
  *   for each cb: unlink, cb->func()  -> done = 1, futex_wake
  *   unlock                             returns 0
  *
- * Waits use a futex on a word in the waiter's stack frame; a timed-out waiter
- * removes its callback (a barrier, above) before its frame goes away.
+ * Waits use a futex on a word in the waiter's stack frame; every waiter passes
+ * gvm_fence_remove_callback() (a barrier, above) before its frame goes away,
+ * whether it timed out or was woken, so the callback's futex_wake() never
+ * touches a dead frame.
  *
  * What it does not do: no deadlock detection between fences (a fence that is
  * never signalled makes its waiters wait forever, or until their timeout).
@@ -155,7 +157,7 @@ int gvm_fence_signal_error(struct gvm_fence *fence, int error)
 {
 	if (!fence || error > 0)
 		return -EINVAL;
-	if (gvm_load_relaxed(&fence->flags) & GVM_FENCE_F_TIMELINE)
+	if (gvm_load_relaxed(&fence->flags) & GVM_FENCE_F_PRODUCER_ONLY)
 		return -EPERM;
 	return gvm__fence_signal(fence, error);
 }
@@ -279,6 +281,11 @@ static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 			return gvm_fence_remove_callback(fence, &w.cb) ? err : 0;
 		}
 	}
+	/*
+	 * The callback stored done before its futex_wake(); let it finish
+	 * before our frame (and w.done with it) goes away.
+	 */
+	gvm_fence_remove_callback(fence, &w.cb);
 	return 0;
 }
 

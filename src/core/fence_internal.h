@@ -7,8 +7,12 @@
 
 #include <gvm/fence.h>
 
-/* Internal flag: signalled only through its timeline. */
-#define GVM_FENCE_F_TIMELINE (1u << 2)
+/*
+ * Internal flag: only the fence's producer may signal it (timelines, scheduler
+ * finished fences), through gvm__fence_signal*(); gvm_fence_signal() says
+ * -EPERM.  That keeps producers' seqno order true.
+ */
+#define GVM_FENCE_F_PRODUCER_ONLY (1u << 2)
 
 /*
  * Signals @fence with @error (0 or -errno) whatever kind of fence it is.

@@ -28,11 +28,10 @@ enum gvm_lock_rank {
 	GVM_RANK_RESV = 300,	/* reservation ww mutexes, nestable */
 	GVM_RANK_NOTIFIER = 400, /* notifier_lock */
 	GVM_RANK_SCHED_QUEUE = 500, /* a scheduler queue's job list */
-	GVM_RANK_TIMELINE = 550, /* a fence timeline's pending list */
 	GVM_RANK_FENCE = 600,	/* a fence's callback list, nestable */
 	GVM_RANK_SCHED = 700,	/* the scheduler's run list */
 	GVM_RANK_WW_WAIT = 800,	/* a ww mutex's waiter list (leaf) */
-	GVM_RANK_LEAF = 900,	/* statistics and other leaf locks */
+	GVM_RANK_LEAF = 900,	/* timelines, statistics: nothing nests inside */
 };
 
 /* True if two locks of this rank may be held at once. */

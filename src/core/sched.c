@@ -718,7 +718,7 @@ void gvm_job_arm(struct gvm_job *job)
 	gvm_fence_init(job->finished, &sched_fence_ops, q->context,
 		       ++q->last_seqno);
 	/* Signalled only by the scheduler: gvm_fence_signal() says -EPERM. */
-	job->finished->flags = GVM_FENCE_F_TIMELINE;
+	job->finished->flags = GVM_FENCE_F_PRODUCER_ONLY;
 	job->state = JOB_ARMED;
 	q->armed = job;
 	gvm__mutex_unlock(&q->lock);

@@ -225,7 +225,7 @@ int gvm_timeline_fence_create(struct gvm_timeline *tl, struct gvm_fence **out)
 	}
 	gvm_fence_init(&tf->base, &timeline_fence_ops, tl->context,
 		       tl->next_seqno++);
-	tf->base.flags = GVM_FENCE_F_TIMELINE;
+	tf->base.flags = GVM_FENCE_F_PRODUCER_ONLY;
 	tf->tl = tl;
 	tf->error = 0;
 	tf->timestamp_ns = -1;
