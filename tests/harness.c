@@ -99,6 +99,26 @@ int64_t gvm_test_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void gvm_test_sleep_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000,
+			       .tv_nsec = ns % 1000000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void gvm__test_wait_flag(const uint32_t *flag, const char *file, int line)
+{
+	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
+
+	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
+		if (gvm_test_now_ns() > end)
+			gvm_test_fail(file, line, "timed out waiting for a flag");
+		gvm_test_sleep_ns(100000);
+	}
+}
+
 static int capture_fd = -1;
 
 int gvm_test_fork_capture(char *buf, size_t len)

@@ -114,4 +114,11 @@ static inline uint64_t gvm_rng_below(struct gvm_rng *r, uint64_t n)
 /* Monotonic clock in nanoseconds. */
 int64_t gvm_test_now_ns(void);
 
+/* Sleeps @ns nanoseconds (restarting after signal handlers). */
+void gvm_test_sleep_ns(int64_t ns);
+
+/* Waits (polling) until *@flag is non-zero; fails the test after 10 s. */
+#define gvm_test_wait_flag(flag) gvm__test_wait_flag((flag), __FILE__, __LINE__)
+void gvm__test_wait_flag(const uint32_t *flag, const char *file, int line);
+
 #endif

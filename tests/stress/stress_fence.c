@@ -20,17 +20,7 @@
 #define LONG_NS (10ll * 1000 * 1000 * 1000)
 #define US_NS 1000ll
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000,
-			       .tv_nsec = ns % 1000000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 static unsigned int load(const unsigned int *p)
 {
@@ -102,7 +92,7 @@ struct cb_worker {
 
 static void cb_slot_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct cb_slot *slot = container_of(cb, struct cb_slot, cb);
+	struct cb_slot *slot = gvm_container_of(cb, struct cb_slot, cb);
 
 	slot->status_seen = gvm_fence_get_status(f);
 	inc(&slot->runs);
@@ -274,7 +264,7 @@ struct en_fence {
 
 static bool en_enable(struct gvm_fence *f)
 {
-	struct en_fence *e = container_of(f, struct en_fence, base);
+	struct en_fence *e = gvm_container_of(f, struct en_fence, base);
 
 	inc(&e->enable_calls);
 	sched_yield();	/* let the others pile up behind it */
@@ -283,7 +273,7 @@ static bool en_enable(struct gvm_fence *f)
 
 static void en_release(struct gvm_fence *f)
 {
-	inc(&container_of(f, struct en_fence, base)->release_calls);
+	inc(&gvm_container_of(f, struct en_fence, base)->release_calls);
 }
 
 static const struct gvm_fence_ops en_ops = {
@@ -686,7 +676,7 @@ static void *tl_signaller_main(void *p)
 		ASSERT_EQ(gvm_timeline_signaled_seqno(s->tl), seqno);
 		/* Give the waiters time to pile up on pending fences. */
 		if (gvm_rng_below(&rng, 2))
-			sleep_ns((int64_t)gvm_rng_below(&rng, 20) * US_NS);
+			gvm_test_sleep_ns((int64_t)gvm_rng_below(&rng, 20) * US_NS);
 		else
 			sched_yield();
 	}
@@ -915,7 +905,7 @@ struct pp_cb {
 
 static void pp_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct pp_cb *p = container_of(cb, struct pp_cb, cb);
+	struct pp_cb *p = gvm_container_of(cb, struct pp_cb, cb);
 	int ret = gvm_timeline_signal(p->other, p->seqno, 0);
 
 	(void)f;

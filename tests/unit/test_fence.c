@@ -35,20 +35,10 @@
 #endif
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 #define ASSERT_STR_PRODUCER(f, name) \
 	ASSERT_TRUE(strcmp(gvm_fence_producer(f), (name)) == 0)
 
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000,
-			       .tv_nsec = ns % 1000000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 static unsigned int load(const unsigned int *p)
 {
@@ -85,7 +75,7 @@ struct count_cb {
 
 static void count_cb_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct count_cb *c = container_of(cb, struct count_cb, cb);
+	struct count_cb *c = gvm_container_of(cb, struct count_cb, cb);
 
 	c->status_seen = gvm_fence_get_status(f);
 	c->thread = pthread_self();
@@ -106,7 +96,7 @@ struct test_fence {
 
 static struct test_fence *to_tf(struct gvm_fence *f)
 {
-	return container_of(f, struct test_fence, base);
+	return gvm_container_of(f, struct test_fence, base);
 }
 
 static bool tf_enable(struct gvm_fence *f)
@@ -115,7 +105,7 @@ static bool tf_enable(struct gvm_fence *f)
 
 	inc(&t->enable_calls);
 	if (t->enable_delay_ns)
-		sleep_ns(t->enable_delay_ns);
+		gvm_test_sleep_ns(t->enable_delay_ns);
 	return t->enable_ret;
 }
 
@@ -167,7 +157,7 @@ static void *delayed_signal_main(void *arg)
 {
 	struct delayed_signal *d = arg;
 
-	sleep_ns(d->delay_ns);
+	gvm_test_sleep_ns(d->delay_ns);
 	d->ret = gvm_fence_signal_error(d->f, d->error);
 	return NULL;
 }
@@ -377,11 +367,11 @@ struct slow_cb {
 
 static void slow_cb_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct slow_cb *s = container_of(cb, struct slow_cb, cb);
+	struct slow_cb *s = gvm_container_of(cb, struct slow_cb, cb);
 
 	inc(&s->started);
 	while (!load(&s->go))
-		sleep_ns(100 * 1000);
+		gvm_test_sleep_ns(100 * 1000);
 	inc(&s->finished);
 }
 
@@ -414,9 +404,9 @@ TEST(remove_callback_waits_for_running_callback)
 	ASSERT_OK(gvm_fence_add_callback(f, &s.cb, slow_cb_func));
 	delayed_signal_start(&d, f, 0, 0);
 	while (!load(&s.started))
-		sleep_ns(100 * 1000);
+		gvm_test_sleep_ns(100 * 1000);
 	ASSERT_OK(pthread_create(&t, NULL, remover_main, &r));
-	sleep_ns(20 * MS_NS);
+	gvm_test_sleep_ns(20 * MS_NS);
 	ASSERT_EQ(load(&r.returned), 0);	/* still inside the callback */
 	__atomic_store_n(&s.go, 1u, __ATOMIC_RELEASE);
 	ASSERT_OK(pthread_join(t, NULL));
@@ -435,7 +425,7 @@ struct chain_cb {
 
 static void chain_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct chain_cb *c = container_of(cb, struct chain_cb, cb);
+	struct chain_cb *c = gvm_container_of(cb, struct chain_cb, cb);
 
 	c->ret = gvm_fence_signal_error(c->next, gvm_fence_get_status(f) - 1);
 }
@@ -755,7 +745,7 @@ TEST(wait_interruptible_eintr)
 	while (!load(&w.returned)) {
 		ASSERT_LT(gvm_test_now_ns() - t0, LONG_NS / 2);
 		ASSERT_OK(pthread_kill(w.thread, SIGUSR1));
-		sleep_ns(MS_NS);
+		gvm_test_sleep_ns(MS_NS);
 	}
 	ASSERT_OK(pthread_join(w.thread, NULL));
 	ASSERT_EQ(w.ret, -EINTR);
@@ -768,7 +758,7 @@ TEST(wait_interruptible_eintr)
 	ASSERT_OK(pthread_create(&w.thread, NULL, sig_waiter_main, &w));
 	for (int i = 0; i < 50; i++) {
 		ASSERT_OK(pthread_kill(w.thread, SIGUSR1));
-		sleep_ns(MS_NS);
+		gvm_test_sleep_ns(MS_NS);
 	}
 	ASSERT_EQ(load(&w.returned), 0);
 	/* TSan defers handlers to its next interceptor: none in a futex loop. */
@@ -1194,7 +1184,7 @@ struct order_cb {
 
 static void order_cb_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct order_cb *o = container_of(cb, struct order_cb, cb);
+	struct order_cb *o = gvm_container_of(cb, struct order_cb, cb);
 
 	o->log->status[o->log->n] = gvm_fence_get_status(f);
 	o->log->seq[o->log->n++] = o->seqno;
@@ -1456,7 +1446,7 @@ struct tl_signal_cb {
 
 static void tl_signal_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct tl_signal_cb *t = container_of(cb, struct tl_signal_cb, cb);
+	struct tl_signal_cb *t = gvm_container_of(cb, struct tl_signal_cb, cb);
 
 	t->ret = gvm_timeline_signal(t->tl, t->seqno, gvm_fence_get_status(f) < 0
 				     ? gvm_fence_get_status(f) : 0);
@@ -1521,7 +1511,7 @@ struct tl_create_cb {
 
 static void tl_create_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct tl_create_cb *t = container_of(cb, struct tl_create_cb, cb);
+	struct tl_create_cb *t = gvm_container_of(cb, struct tl_create_cb, cb);
 
 	(void)f;
 	t->ret = gvm_timeline_fence_create(t->tl, &t->made);
@@ -1562,7 +1552,7 @@ struct nested_cb {
 
 static void nested_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
-	struct nested_cb *n = container_of(cb, struct nested_cb, cb);
+	struct nested_cb *n = gvm_container_of(cb, struct nested_cb, cb);
 
 	(void)f;
 	n->ret = gvm_timeline_signal(n->tl, 3, -ENOENT);
@@ -1628,7 +1618,7 @@ struct destroy_cb {
 static void destroy_func(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
 	(void)f;
-	gvm_timeline_destroy(container_of(cb, struct destroy_cb, cb)->tl);
+	gvm_timeline_destroy(gvm_container_of(cb, struct destroy_cb, cb)->tl);
 }
 
 TEST(timeline_destroyed_from_its_callback)

@@ -10,16 +10,6 @@
 
 #include "harness.h"
 
-static void wait_flag(uint32_t *flag)
-{
-	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
-
-	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
-		if (gvm_test_now_ns() > end)
-			gvm_test_fail(__FILE__, __LINE__, "timed out waiting");
-		usleep(100);
-	}
-}
 
 TEST(lock_many_and_fini_unlocks)
 {
@@ -146,7 +136,7 @@ static void *older_thread(void *p)
 {
 	struct contention *c = p;
 
-	wait_flag(&c->young_holds_a);
+	gvm_test_wait_flag(&c->young_holds_a);
 	gvm_lockset_until_all_locked(&c->older) {
 		int err = gvm_lockset_lock(&c->older, &c->b);
 
@@ -182,7 +172,7 @@ TEST(contention_retries_transparently)
 		if (runs == 1) {
 			ASSERT_OK(err);
 			__atomic_store_n(&c.young_holds_a, 1, __ATOMIC_RELEASE);
-			wait_flag(&young.ctx.wounded);
+			gvm_test_wait_flag(&young.ctx.wounded);
 		}
 		if (!err)
 			err = gvm_lockset_lock(&young, &c.b);
@@ -242,7 +232,7 @@ TEST(interruptible)
 	gvm_resv_init(&r);
 	ASSERT_OK(gvm_resv_lock(&r, NULL));
 	pthread_create(&t, NULL, intr_thread, &x);
-	wait_flag(&x.started);
+	gvm_test_wait_flag(&x.started);
 	while (!__atomic_load_n(&x.done, __ATOMIC_ACQUIRE)) {
 		pthread_kill(t, SIGUSR1);
 		usleep(1000);

@@ -14,16 +14,6 @@
 
 static struct gvm_ww_class test_class = GVM_WW_CLASS_INIT("test_ww");
 
-static void wait_until(uint32_t *flag)
-{
-	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
-
-	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
-		if (gvm_test_now_ns() > end)
-			gvm_test_fail(__FILE__, __LINE__, "timed out waiting");
-		usleep(100);
-	}
-}
 
 /* True once some thread sleeps in @m's slow path. */
 static bool has_waiter(struct gvm_ww_mutex *m)
@@ -139,7 +129,7 @@ static void *older_thread(void *p)
 	ASSERT_OK(gvm_ww_mutex_lock(a->m2, a->ctx));
 	ASSERT_OK(gvm_ww_mutex_lock(a->m1, a->ctx)); /* waits for younger */
 	__atomic_store_n(&a->got_m1, 1, __ATOMIC_RELEASE);
-	wait_until(&a->release);
+	gvm_test_wait_flag(&a->release);
 	gvm_ww_mutex_unlock(a->m1);
 	gvm_ww_mutex_unlock(a->m2);
 	ASSERT_OK(gvm_ww_acquire_fini(a->ctx));
@@ -160,13 +150,13 @@ TEST(older_wounds_younger)
 
 	ASSERT_OK(gvm_ww_mutex_lock(&m1, &young_ctx));
 	pthread_create(&t, NULL, older_thread, &a);
-	wait_until(&young_ctx.wounded);
+	gvm_test_wait_flag(&young_ctx.wounded);
 	ASSERT_FALSE(__atomic_load_n(&a.got_m1, __ATOMIC_ACQUIRE));
 
 	/* Wounded and holding a lock: a contended lock must back off. */
 	ASSERT_EQ(gvm_ww_mutex_lock(&m2, &young_ctx), -EDEADLK);
 	gvm_ww_mutex_unlock(&m1);
-	wait_until(&a.got_m1);
+	gvm_test_wait_flag(&a.got_m1);
 	__atomic_store_n(&a.release, 1, __ATOMIC_RELEASE);
 	ASSERT_OK(gvm_ww_mutex_lock_slow(&m2, &young_ctx));
 	ASSERT_OK(gvm_ww_mutex_lock(&m1, &young_ctx));
@@ -243,7 +233,7 @@ TEST(wound_wakes_sleeper_elsewhere)
 	pthread_create(&ty, NULL, lock_thread, &young);
 	wait_for_waiter(&m3);
 	pthread_create(&to, NULL, lock_thread, &old);
-	wait_until(&young.done);
+	gvm_test_wait_flag(&young.done);
 	ASSERT_EQ(young.result, -EDEADLK);
 	ASSERT_FALSE(__atomic_load_n(&old.done, __ATOMIC_ACQUIRE));
 	gvm_ww_mutex_unlock(&m1);
