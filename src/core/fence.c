@@ -41,6 +41,7 @@
 
 #include <gvm/fence.h>
 
+#include "core/alloc.h"
 #include "core/fence_internal.h"
 #include "core/list.h"
 #include "core/sync.h"
@@ -76,7 +77,7 @@ int gvm_fence_create(uint64_t context, uint64_t seqno, struct gvm_fence **out)
 
 	if (!out)
 		return -EINVAL;
-	fence = malloc(sizeof(*fence));
+	fence = gvm__malloc(sizeof(*fence));
 	if (!fence)
 		return -ENOMEM;
 	gvm_fence_init(fence, NULL, context, seqno);

@@ -22,6 +22,7 @@
 
 #include <gvm/fence.h>
 
+#include "core/alloc.h"
 #include "core/fence_internal.h"
 #include "core/sync.h"
 
@@ -131,10 +132,10 @@ int gvm_fence_array_create(struct gvm_fence *const *fences, unsigned int n,
 		if (!fences[i])
 			return -EINVAL;
 
-	a = calloc(1, sizeof(*a) + (size_t)n * sizeof(a->cbs[0]));
+	a = gvm__calloc(1, sizeof(*a) + (size_t)n * sizeof(a->cbs[0]));
 	if (!a)
 		return -ENOMEM;
-	a->fences = calloc(n ? n : 1, sizeof(*a->fences));
+	a->fences = gvm__calloc(n ? n : 1, sizeof(*a->fences));
 	if (!a->fences) {
 		free(a);
 		return -ENOMEM;

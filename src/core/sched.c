@@ -134,6 +134,7 @@
 
 #include <gvm/sched.h>
 
+#include "core/alloc.h"
 #include "core/fence_internal.h"
 #include "core/list.h"
 #include "core/sync.h"
@@ -488,10 +489,10 @@ int gvm_sched_create(const char *name, unsigned int nr_workers,
 		return -EINVAL;
 	name = name ? name : "sched";
 	len = strlen(name);
-	s = calloc(1, sizeof(*s) + len + 1);
+	s = gvm__calloc(1, sizeof(*s) + len + 1);
 	if (!s)
 		return -ENOMEM;
-	s->workers = calloc(nr_workers, sizeof(*s->workers));
+	s->workers = gvm__calloc(nr_workers, sizeof(*s->workers));
 	if (!s->workers) {
 		free(s);
 		return -ENOMEM;
@@ -557,7 +558,7 @@ int gvm_sched_queue_create(struct gvm_sched *s, const char *name,
 		return -EINVAL;
 	name = name ? name : "queue";
 	len = strlen(name);
-	q = calloc(1, sizeof(*q) + len + 1);
+	q = gvm__calloc(1, sizeof(*q) + len + 1);
 	if (!q)
 		return -ENOMEM;
 	memcpy(q->name, name, len + 1);
@@ -620,7 +621,7 @@ int gvm_job_init(struct gvm_job *job, struct gvm_sched_queue *q,
 	if (!job || !q || !ops || !ops->run || !ops->free)
 		return -EINVAL;
 	/* Storage only; gvm_job_arm() makes it a fence. */
-	finished = malloc(sizeof(*finished));
+	finished = gvm__malloc(sizeof(*finished));
 	if (!finished)
 		return -ENOMEM;
 	memset(job, 0, sizeof(*job));
@@ -663,7 +664,7 @@ int gvm_job_add_dependency(struct gvm_job *job, struct gvm_fence *fence)
 
 		if (max < job->max_deps)
 			return -ENOMEM;
-		deps = realloc(job->deps, (size_t)max * sizeof(*deps));
+		deps = gvm__realloc(job->deps, (size_t)max * sizeof(*deps));
 		if (!deps)
 			return -ENOMEM;
 		job->deps = deps;

@@ -54,6 +54,7 @@
 
 #include <gvm/fence.h>
 
+#include "core/alloc.h"
 #include "core/fence_internal.h"
 #include "core/list.h"
 #include "core/sync.h"
@@ -134,7 +135,7 @@ int gvm_timeline_create(const char *name, struct gvm_timeline **out)
 
 	if (!out)
 		return -EINVAL;
-	tl = calloc(1, sizeof(*tl));
+	tl = gvm__calloc(1, sizeof(*tl));
 	if (!tl)
 		return -ENOMEM;
 	gvm__mutex_init(&tl->lock, "timeline", GVM_RANK_LEAF);
@@ -213,7 +214,7 @@ int gvm_timeline_fence_create(struct gvm_timeline *tl, struct gvm_fence **out)
 
 	if (!tl || !out)
 		return -EINVAL;
-	tf = malloc(sizeof(*tf));
+	tf = gvm__malloc(sizeof(*tf));
 	if (!tf)
 		return -ENOMEM;
 

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Heap allocation for gvm, with fault injection.
+ *
+ * Every allocation in the library goes through these wrappers so that tests
+ * can fail any one of them and prove the error path: set
+ * gvm__alloc_fail_nth = N (N >= 1) and the N-th allocation from then on
+ * returns NULL, once; 0 (the default) disables injection.  The check costs
+ * one relaxed load when injection is off.
+ *
+ * Thread-safe (the counter is atomic; it lives in alloc.c).  Frees are
+ * plain free().
+ * (The interval tree keeps its own node-allocation hook,
+ * gvm__itree_fail_alloc_after, which fails every allocation after N.)
+ */
+#ifndef GVM_CORE_ALLOC_H
+#define GVM_CORE_ALLOC_H
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "core/atomic.h"
+
+extern long gvm__alloc_fail_nth;
+
+static inline bool gvm__alloc_inject(void)
+{
+	if (__builtin_expect(gvm_load_relaxed(&gvm__alloc_fail_nth) <= 0, 1))
+		return false;
+	return gvm_fetch_sub_acq_rel(&gvm__alloc_fail_nth, 1) == 1;
+}
+
+static inline void *gvm__malloc(size_t size)
+{
+	return gvm__alloc_inject() ? NULL : malloc(size);
+}
+
+static inline void *gvm__calloc(size_t n, size_t size)
+{
+	return gvm__alloc_inject() ? NULL : calloc(n, size);
+}
+
+/* On failure *p is untouched (realloc semantics). */
+static inline void *gvm__realloc(void *p, size_t size)
+{
+	return gvm__alloc_inject() ? NULL : realloc(p, size);
+}
+
+#endif
