@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Buddy allocator tests: every feature and error on small pools, failure
+ * injection (the allocator is unchanged after a failed allocation), and a
+ * reference model (a bitmap of allocated chunks) checked after every random
+ * alloc/free, with validate() after every step.
+ */
+#include "core/buddy.h"
+
+#include "core/list.h"
+#include "harness.h"
+
+#define K4 4096ull
+#define K64 (64ull << 10)
+#define M1 (1ull << 20)
+#define G1 (1ull << 30)
+
+static struct gvm_buddy_block *blk(struct gvm_list *pos)
+{
+	return gvm_list_entry(pos, struct gvm_buddy_block, link);
+}
+
+static size_t list_len(struct gvm_list *head)
+{
+	struct gvm_list *pos;
+	size_t n = 0;
+
+	gvm_list_for_each(pos, head)
+		n++;
+	return n;
+}
+
+/* Sum of block sizes on @head. */
+static uint64_t list_bytes(const struct gvm_buddy *mm, struct gvm_list *head)
+{
+	struct gvm_list *pos;
+	uint64_t n = 0;
+
+	gvm_list_for_each(pos, head)
+		n += gvm__buddy_block_size(mm, blk(pos));
+	return n;
+}
+
+/* Leaves of the block trees as (offset, order, state), a shape fingerprint. */
+struct leaf {
+	uint64_t offset;
+	unsigned int order, state;
+};
+
+static void leaves_of(const struct gvm_buddy_block *b, struct leaf *v,
+		      size_t *n, size_t cap)
+{
+	if (b->state == GVM_BUDDY_SPLIT) {
+		leaves_of(b->left, v, n, cap);
+		leaves_of(b->right, v, n, cap);
+		return;
+	}
+	ASSERT_LT(*n, cap);
+	v[(*n)++] = (struct leaf){ b->offset, b->order, b->state };
+}
+
+static struct leaf *shape(const struct gvm_buddy *mm, size_t *n)
+{
+	size_t cap = (mm->size / mm->chunk_size) + 1;
+	struct leaf *v = malloc(cap * sizeof(*v));
+
+	ASSERT_TRUE(v);
+	*n = 0;
+	for (unsigned int i = 0; i < mm->nr_roots; i++)
+		leaves_of(mm->roots[i], v, n, cap);
+	return v;
+}
+
+static void assert_same_shape(const struct leaf *a, size_t na,
+			      const struct leaf *b, size_t nb)
+{
+	ASSERT_EQ(na, nb);
+	for (size_t i = 0; i < na; i++) {
+		ASSERT_EQ(a[i].offset, b[i].offset);
+		ASSERT_EQ(a[i].order, b[i].order);
+		ASSERT_EQ(a[i].state, b[i].state);
+	}
+}
+
+/* The pool is back to its roots, all free. */
+static void assert_pristine(const struct gvm_buddy *mm)
+{
+	struct gvm_buddy_stats st;
+
+	ASSERT_OK(gvm__buddy_validate(mm));
+	gvm__buddy_stats(mm, &st);
+	ASSERT_EQ(st.free_bytes, mm->size);
+	ASSERT_EQ(st.nr_allocated_blocks, 0);
+	for (unsigned int i = 0; i < mm->nr_roots; i++)
+		ASSERT_EQ(mm->roots[i]->state, GVM_BUDDY_FREE);
+}
+
+TEST(init_errors)
+{
+	struct gvm_buddy mm;
+
+	ASSERT_EQ(gvm__buddy_init(&mm, 1 << 20, 3 * K4), -EINVAL);
+	ASSERT_EQ(gvm__buddy_init(&mm, 1 << 20, 2048), -EINVAL);
+	ASSERT_EQ(gvm__buddy_init(&mm, K4 - 1, 0), -EINVAL);
+	ASSERT_EQ(gvm__buddy_init(&mm, K64 - 1, K64), -EINVAL);
+	ASSERT_EQ(gvm__buddy_init(&mm, 0, 0), -EINVAL);
+
+	/* Rounded down to chunks. */
+	ASSERT_OK(gvm__buddy_init(&mm, 3 * K4 + 100, 0));
+	ASSERT_EQ(mm.size, 3 * K4);
+	ASSERT_EQ(mm.nr_roots, 2);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+
+	/* Allocation failure during init. */
+	gvm__buddy_fail_alloc_after = 1;
+	ASSERT_EQ(gvm__buddy_init(&mm, 3 * K4, 0), -ENOMEM);
+	gvm__buddy_fail_alloc_after = -1;
+}
+
+TEST(non_power_of_two_roots)
+{
+	struct gvm_buddy mm;
+	struct gvm_buddy_stats st;
+	uint64_t size = 6 * G1 + 12 * K4;
+
+	ASSERT_OK(gvm__buddy_init(&mm, size, 0));
+	ASSERT_EQ(mm.nr_roots, 4);	/* 4G, 2G, 32K, 16K */
+	ASSERT_EQ(mm.roots[0]->offset, 0);
+	ASSERT_EQ(mm.roots[1]->offset, 4 * G1);
+	ASSERT_EQ(mm.roots[2]->offset, 6 * G1);
+	ASSERT_EQ(mm.roots[3]->offset, 6 * G1 + 8 * K4);
+	gvm__buddy_stats(&mm, &st);
+	ASSERT_EQ(st.total_bytes, size);
+	ASSERT_EQ(st.free_bytes, size);
+	ASSERT_EQ(st.largest_free_bytes, 4 * G1);
+	ASSERT_EQ(st.free_blocks[20], 1);
+	ASSERT_EQ(st.free_blocks[19], 1);
+	ASSERT_EQ(st.free_blocks[3], 1);
+	ASSERT_EQ(st.free_blocks[2], 1);
+	ASSERT_EQ(st.max_order, 20);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(alloc_errors)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+	struct gvm_buddy_stats st;
+	uint64_t sz = 48 * K4;
+
+	ASSERT_OK(gvm__buddy_init(&mm, sz, 0));
+	gvm_list_init(&l);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, 0, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, K4, 3 * K4, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, K4, 2048, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 1, sz, K4, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz - 1, K4, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, K4, K4, K4, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 2 * K4, K4, K4, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz + K4, K4, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, K4, 0, 1u << 7, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, UINT64_MAX, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, UINT64_MAX - K4 + 2, K64, 0,
+				   &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, sz + 1, 0, 0, &l), -EINVAL);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, 4 * K4, 5 * K4, 0, 0, &l), -EINVAL);
+	/* Rounded to the min block size: 256K > 192K. */
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, sz, K4, 64 * K4, 0, &l), -EINVAL);
+	ASSERT_TRUE(gvm_list_empty(&l));
+	gvm__buddy_stats(&mm, &st);
+	ASSERT_EQ(st.nr_allocs, 0);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(alloc_free_merge)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+	struct gvm_buddy_stats st;
+	struct gvm_buddy_block *b;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
+	gvm_list_init(&l);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 1, 0, 0, &l));
+	ASSERT_EQ(list_len(&l), 1);
+	b = blk(l.next);
+	ASSERT_EQ(gvm__buddy_block_offset(b), 0);
+	ASSERT_EQ(gvm__buddy_block_order(b), 0);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_stats(&mm, &st);
+	ASSERT_EQ(st.free_bytes, 63 * K4);
+	ASSERT_EQ(st.nr_allocs, 1);
+	ASSERT_EQ(st.nr_allocated_blocks, 1);
+	for (unsigned int k = 0; k < 6; k++)
+		ASSERT_EQ(st.free_blocks[k], 1);	/* 4K, 8K, ..., 128K */
+	ASSERT_EQ(st.largest_free_bytes, 32 * K4);
+
+	/* The next one is the free 4K buddy (best fit). */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+	ASSERT_EQ(blk(l.prev)->offset, K4);
+	/* Then 8K: the free 8K block. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 2 * K4, 0, 0, &l));
+	ASSERT_EQ(blk(l.prev)->offset, 2 * K4);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+
+	/* Free one at a time; merges happen only when both halves are free. */
+	gvm__buddy_free_block(&mm, blk(l.next));
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	ASSERT_TRUE(gvm_list_empty(&l));
+	assert_pristine(&mm);
+	gvm__buddy_stats(&mm, &st);
+	ASSERT_EQ(st.nr_allocs, 3);
+	ASSERT_EQ(st.free_blocks[6], 1);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(size_rounding_and_pieces)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+	struct gvm_list *pos;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
+	gvm_list_init(&l);
+	/* 5000 bytes -> 8K -> one 8K block. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 5000, 0, 0, &l));
+	ASSERT_EQ(list_len(&l), 1);
+	ASSERT_EQ(blk(l.next)->order, 1);
+	gvm__buddy_free_list(&mm, &l);
+	/* 28K = 16K + 8K + 4K, in that order. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 28 * 1024, 0, 0, &l));
+	ASSERT_EQ(list_len(&l), 3);
+	unsigned int want = 2;
+	gvm_list_for_each(pos, &l)
+		ASSERT_EQ(blk(pos)->order, want--);
+	ASSERT_EQ(list_bytes(&mm, &l), 7 * K4);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	/* 4K with a 64K minimum block: one 64K block. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, K64, 0, &l));
+	ASSERT_EQ(list_len(&l), 1);
+	ASSERT_EQ(gvm__buddy_block_size(&mm, blk(l.next)), K64);
+	ASSERT_EQ(blk(l.next)->offset % K64, 0);
+	gvm__buddy_free_list(&mm, &l);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(topdown_and_ranges)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+	uint64_t size = 6 * G1 + 12 * K4;
+
+	ASSERT_OK(gvm__buddy_init(&mm, size, 0));
+	gvm_list_init(&l);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, size, K4, 0, GVM_BUDDY_TOPDOWN, &l));
+	ASSERT_EQ(blk(l.prev)->offset, size - K4);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, size, K64, 0, GVM_BUDDY_TOPDOWN,
+				   &l));
+	ASSERT_EQ(blk(l.prev)->offset, 6 * G1 - K64);
+	/* Range [1M, 2M), bottom-up and top-down. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, M1, 2 * M1, K64, 0, 0, &l));
+	ASSERT_EQ(blk(l.prev)->offset, M1);
+	ASSERT_OK(gvm__buddy_alloc(&mm, M1, 2 * M1, K64, 0, GVM_BUDDY_TOPDOWN,
+				   &l));
+	ASSERT_EQ(blk(l.prev)->offset, 2 * M1 - K64);
+	/* A range no 8K block fits in: [4K, 12K) takes two 4K blocks. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, K4, 3 * K4, 2 * K4, 0, 0, &l));
+	ASSERT_EQ(blk(l.prev)->offset, 2 * K4);
+	ASSERT_EQ(blk(l.prev->prev)->offset, K4);
+	/* ... but not with an 8K minimum block (no 8K-aligned 8K inside). */
+	ASSERT_EQ(gvm__buddy_alloc(&mm, K4, 3 * K4, 2 * K4, 2 * K4, 0, &l),
+		  -ENOSPC);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, K4, 4 * K4, 2 * K4, 2 * K4, 0, &l),
+		  -ENOSPC);
+	/* A range across the 4G/2G root boundary. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 4 * G1 - K64, 4 * G1 + K64, 2 * K64,
+				   0, 0, &l));
+	/* Best fit: the 1G block at 4G is smaller than the 2G block below. */
+	ASSERT_EQ(blk(l.prev->prev)->offset, 4 * G1);
+	ASSERT_EQ(blk(l.prev)->offset, 4 * G1 - K64);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(enospc_leaves_state)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l, l2;
+	struct leaf *a, *b;
+	size_t na, nb;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 40 * K4, 0));
+	gvm_list_init(&l);
+	gvm_list_init(&l2);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 20 * K4, 0, 0, &l));
+	a = shape(&mm, &na);
+	/* 24K needs 16K + 8K pieces; there are 20K free: fails after
+	 * taking the 16K piece, which must be given back. */
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, 24 * K4, 0, 0, &l2),
+		  -ENOSPC);
+	ASSERT_TRUE(gvm_list_empty(&l2));
+	b = shape(&mm, &nb);
+	assert_same_shape(a, na, b, nb);
+	free(b);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 20 * K4, 0, 0, &l2));
+	ASSERT_EQ(mm.free_bytes, 0);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l2), -ENOSPC);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0,
+				   GVM_BUDDY_CONTIGUOUS, &l2), -ENOSPC);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	gvm__buddy_free_list(&mm, &l2);
+	assert_pristine(&mm);
+	free(a);
+	gvm__buddy_fini(&mm);
+}
+
+/* Blocks on @l form one run starting at @at of @len bytes. */
+static void assert_run(const struct gvm_buddy *mm, struct gvm_list *l,
+		       uint64_t at, uint64_t len)
+{
+	struct gvm_list *pos;
+	uint64_t off = at;
+
+	gvm_list_for_each(pos, l) {
+		ASSERT_EQ(blk(pos)->offset, off);
+		off += gvm__buddy_block_size(mm, blk(pos));
+	}
+	ASSERT_EQ(off, at + len);
+}
+
+TEST(contiguous)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l, all;
+	struct gvm_list *pos, *tmp;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 48 * K4, 0));	/* 32 + 16 pages */
+	gvm_list_init(&l);
+	gvm_list_init(&all);
+	/* 12K: trimmed from a 16K block of the smaller (64K) root, best
+	 * fit; the tail 4K stays free. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 3 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS, &l));
+	assert_run(&mm, &l, 32 * K4, 3 * K4);
+	ASSERT_EQ(mm.free_bytes, 45 * K4);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	/* Top-down: the run ends at the top. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 3 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS | GVM_BUDDY_TOPDOWN,
+				   &l));
+	assert_run(&mm, &l, 45 * K4, 3 * K4);
+	gvm__buddy_free_list(&mm, &l);
+	/* Larger than the largest root: spans the two roots. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 40 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS, &l));
+	assert_run(&mm, &l, 0, 40 * K4);
+	gvm__buddy_free_list(&mm, &l);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 40 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS | GVM_BUDDY_TOPDOWN,
+				   &l));
+	assert_run(&mm, &l, 8 * K4, 40 * K4);
+	gvm__buddy_free_list(&mm, &l);
+	assert_pristine(&mm);
+
+	/* Fragmented: only pages 3..6 free; a 16K run is there but no
+	 * free 16K block. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 48 * K4, K4, 0, &all));
+	gvm__buddy_free_list(&mm, &all);
+	for (int i = 0; i < 48; i++)
+		ASSERT_OK(gvm__buddy_alloc(&mm, (uint64_t)i * K4,
+					   (uint64_t)(i + 1) * K4, K4, 0, 0,
+					   &all));
+	gvm_list_for_each_safe(pos, tmp, &all) {
+		uint64_t o = blk(pos)->offset / K4;
+
+		if (o >= 3 && o <= 6)
+			gvm__buddy_free_block(&mm, blk(pos));
+	}
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	ASSERT_EQ(mm.free_tree[2].count, 0);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, 5 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS, &l), -ENOSPC);
+	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, 4 * K4, 2 * K4,
+				   GVM_BUDDY_CONTIGUOUS, &l), -ENOSPC);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 4 * K4, 0,
+				   GVM_BUDDY_CONTIGUOUS, &l));
+	assert_run(&mm, &l, 3 * K4, 4 * K4);
+	ASSERT_EQ(list_len(&l), 3);	/* 4K, 8K, 4K */
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	/* 8K aligned to 8K inside it: [16K, 24K) is one free 8K block. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 2 * K4, 2 * K4,
+				   GVM_BUDDY_CONTIGUOUS, &l));
+	assert_run(&mm, &l, 4 * K4, 2 * K4);
+	gvm__buddy_free_list(&mm, &l);
+	gvm__buddy_free_list(&mm, &all);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(validate_catches_corruption)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 16 * K4, 0));
+	gvm_list_init(&l);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	mm.free_bytes += K4;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	mm.free_bytes -= K4;
+	mm.nr_allocated++;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	mm.nr_allocated--;
+	/* The allocated block claims to be free: tree and state disagree,
+	 * and it would be a free buddy of a free block. */
+	blk(l.next)->state = GVM_BUDDY_FREE;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	blk(l.next)->state = GVM_BUDDY_ALLOCATED;
+	blk(l.next)->offset += K4;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	blk(l.next)->offset -= K4;
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &l);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+TEST(free_block_bad_state_dies)
+{
+	struct gvm_buddy mm;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 16 * K4, 0));
+	ASSERT_DEATH(gvm__buddy_free_block(&mm, mm.roots[0]), "BUG");
+	gvm__buddy_fini(&mm);
+}
+
+/* Every k: fail the k-th metadata allocation of one request. */
+TEST(failure_injection)
+{
+	static const struct {
+		uint64_t size, min;
+		unsigned int flags;
+	} req[] = {
+		{ 28 * K4, 0, 0 },
+		{ 3 * K4, 0, GVM_BUDDY_CONTIGUOUS },
+		{ 37 * K4, 0, GVM_BUDDY_CONTIGUOUS | GVM_BUDDY_TOPDOWN },
+		{ 9 * K64, K64, GVM_BUDDY_TOPDOWN },
+		{ 300 * K4, 0, GVM_BUDDY_CONTIGUOUS },	/* fallback path */
+	};
+	struct gvm_buddy mm;
+	struct gvm_list l, keep;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 1000 * K4, 0));
+	gvm_list_init(&l);
+	gvm_list_init(&keep);
+	/* Some fragmentation to start from. */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 200 * K4, 300 * K4, 5 * K4, 0, 0,
+				   &keep));
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, 3 * K4, 0,
+				   GVM_BUDDY_TOPDOWN, &keep));
+	ASSERT_OK(gvm__buddy_alloc(&mm, 512 * K4, 1000 * K4, 3 * K4, 0, 0,
+				   &keep));
+	for (size_t r = 0; r < GVM_ARRAY_SIZE(req); r++) {
+		bool done = false;
+
+		for (long k = 0; !done; k++) {
+			size_t na, nb;
+			struct leaf *a = shape(&mm, &na), *b;
+			uint64_t allocs = mm.nr_allocs;
+			int err;
+
+			gvm__buddy_fail_alloc_after = k;
+			err = gvm__buddy_alloc(&mm, 0, mm.size, req[r].size,
+					       req[r].min, req[r].flags, &l);
+			gvm__buddy_fail_alloc_after = -1;
+			ASSERT_OK(gvm__buddy_validate(&mm));
+			if (err) {
+				ASSERT_EQ(err, -ENOMEM);
+				ASSERT_TRUE(gvm_list_empty(&l));
+				ASSERT_EQ(mm.nr_allocs, allocs);
+				b = shape(&mm, &nb);
+				assert_same_shape(a, na, b, nb);
+				free(b);
+			} else {
+				ASSERT_GE(list_bytes(&mm, &l), req[r].size);
+				gvm__buddy_free_list(&mm, &l);
+				b = shape(&mm, &nb);
+				assert_same_shape(a, na, b, nb);
+				free(b);
+				done = true;
+			}
+			free(a);
+			ASSERT_LT(k, 200);
+		}
+	}
+	gvm__buddy_free_list(&mm, &keep);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+/* ---- reference model ------------------------------------------------------ */
+
+struct alloc {
+	struct gvm_list blocks;
+	bool live;
+};
+
+struct model {
+	uint32_t *owner;	/* per chunk: allocation id + 1, 0 = free */
+	uint64_t chunks;
+	uint64_t used;		/* allocated chunks */
+};
+
+/* Free m-aligned slots of @m chunks in [s, e) (chunk units). */
+static uint64_t free_slots(const struct model *md, uint64_t s, uint64_t e,
+			   uint64_t m)
+{
+	uint64_t n = 0;
+
+	for (uint64_t a = (s + m - 1) / m * m; a + m <= e; a += m) {
+		uint64_t i;
+
+		for (i = a; i < a + m && !md->owner[i]; i++)
+			;
+		n += i == a + m;
+	}
+	return n;
+}
+
+/* Is there an m-aligned free run of @len chunks in [s, e)? */
+static bool free_run(const struct model *md, uint64_t s, uint64_t e,
+		     uint64_t len, uint64_t m)
+{
+	for (uint64_t a = (s + m - 1) / m * m; a + len <= e; a += m) {
+		uint64_t i;
+
+		for (i = a; i < a + len && !md->owner[i]; i++)
+			;
+		if (i == a + len)
+			return true;
+	}
+	return false;
+}
+
+static void run_model(uint64_t chunk, uint64_t chunks, struct gvm_rng *rng,
+		      size_t steps)
+{
+	enum { NA = 256 };
+	struct gvm_buddy mm;
+	struct alloc *al = calloc(NA, sizeof(*al));
+	struct model md = { calloc(chunks, sizeof(uint32_t)), chunks, 0 };
+	unsigned int lg_chunks = 63u - (unsigned int)__builtin_clzll(chunks);
+
+	ASSERT_TRUE(al && md.owner);
+	ASSERT_OK(gvm__buddy_init(&mm, chunks * chunk, chunk));
+	for (int i = 0; i < NA; i++)
+		gvm_list_init(&al[i].blocks);
+
+	for (size_t s = 0; s < steps; s++) {
+		uint32_t id = (uint32_t)gvm_rng_below(rng, NA);
+		struct alloc *a = &al[id];
+		struct gvm_list *pos;
+
+		if (a->live) {
+			gvm_list_for_each(pos, &a->blocks) {
+				struct gvm_buddy_block *b = blk(pos);
+				uint64_t c0 = b->offset / chunk;
+				uint64_t n = gvm__buddy_block_size(&mm, b) /
+					     chunk;
+
+				for (uint64_t c = c0; c < c0 + n; c++) {
+					ASSERT_EQ(md.owner[c], id + 1);
+					md.owner[c] = 0;
+				}
+				md.used -= n;
+			}
+			gvm__buddy_free_list(&mm, &a->blocks);
+			a->live = false;
+			ASSERT_OK(gvm__buddy_validate(&mm));
+			continue;
+		}
+
+		/* A random request. */
+		uint64_t s0 = 0, e0 = chunks, len, m;
+		unsigned int flags = 0, mlg;
+		bool inject = gvm_rng_below(rng, 8) == 0;
+		int err;
+
+		if (gvm_rng_below(rng, 3) == 0) {
+			s0 = gvm_rng_below(rng, chunks);
+			e0 = s0 + 1 + gvm_rng_below(rng, chunks - s0);
+		}
+		mlg = (unsigned int)gvm_rng_below(rng, 4);
+		if (gvm_rng_below(rng, 2))
+			mlg = 0;
+		if (mlg > lg_chunks)
+			mlg = lg_chunks;
+		m = 1ull << mlg;
+		len = 1 + gvm_rng_below(rng, gvm_rng_below(rng, 4) ? 16 :
+					chunks / 4 + 1);
+		if (gvm_rng_below(rng, 2))
+			flags |= GVM_BUDDY_TOPDOWN;
+		if (gvm_rng_below(rng, 3) == 0)
+			flags |= GVM_BUDDY_CONTIGUOUS;
+
+		uint64_t rlen = (len + m - 1) / m * m;	/* rounded, chunks */
+		size_t na = 0, nb;
+		struct leaf *before = inject ? shape(&mm, &na) : NULL;
+
+		if (inject)
+			gvm__buddy_fail_alloc_after =
+				(long)gvm_rng_below(rng, 6);
+		err = gvm__buddy_alloc(&mm, s0 * chunk, e0 * chunk,
+				       len * chunk - gvm_rng_below(rng, chunk),
+				       m * chunk, flags, &a->blocks);
+		gvm__buddy_fail_alloc_after = -1;
+		ASSERT_OK(gvm__buddy_validate(&mm));
+
+		if (rlen > e0 - s0) {
+			ASSERT_EQ(err, -EINVAL);
+		} else if (err == -ENOMEM) {
+			ASSERT_TRUE(inject);
+		} else if (flags & GVM_BUDDY_CONTIGUOUS) {
+			ASSERT_EQ(err ? 1 : 0,
+				  free_run(&md, s0, e0, rlen, m) ? 0 : 1);
+		} else {
+			ASSERT_EQ(err ? 1 : 0,
+				  free_slots(&md, s0, e0, m) >= rlen / m ? 0 :
+									   1);
+		}
+		if (err) {
+			ASSERT_TRUE(gvm_list_empty(&a->blocks));
+			if (before) {
+				struct leaf *after = shape(&mm, &nb);
+
+				assert_same_shape(before, na, after, nb);
+				free(after);
+			}
+			free(before);
+			ASSERT_EQ(mm.free_bytes, (chunks - md.used) * chunk);
+			continue;
+		}
+		free(before);
+
+		/* Check and record the blocks. */
+		uint64_t total = 0, next = UINT64_MAX;
+		gvm_list_for_each(pos, &a->blocks) {
+			struct gvm_buddy_block *b = blk(pos);
+			uint64_t bs = gvm__buddy_block_size(&mm, b);
+			uint64_t c0 = b->offset / chunk, n = bs / chunk;
+
+			ASSERT_EQ(b->state, GVM_BUDDY_ALLOCATED);
+			ASSERT_EQ(b->offset % bs, 0);
+			ASSERT_GE(bs, m * chunk);
+			ASSERT_GE(c0, s0);
+			ASSERT_LE(c0 + n, e0);
+			if ((flags & GVM_BUDDY_CONTIGUOUS) &&
+			    next != UINT64_MAX)
+				ASSERT_EQ(c0, next);
+			next = c0 + n;
+			for (uint64_t c = c0; c < c0 + n; c++) {
+				ASSERT_EQ(md.owner[c], 0);
+				md.owner[c] = id + 1;
+			}
+			total += n;
+		}
+		ASSERT_EQ(total, rlen);
+		md.used += total;
+		a->live = true;
+		ASSERT_EQ(mm.free_bytes, (chunks - md.used) * chunk);
+	}
+	for (int i = 0; i < NA; i++)
+		gvm__buddy_free_list(&mm, &al[i].blocks);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+	free(al);
+	free(md.owner);
+}
+
+TEST(reference_model)
+{
+	struct gvm_rng rng = { gvm_test_seed() };
+	size_t rounds = gvm_test_scale(200);
+
+	for (size_t r = 0; r < rounds; r++) {
+		uint64_t chunks = 1 + gvm_rng_below(&rng, r % 4 ? 700 : 3000);
+		uint64_t chunk = gvm_rng_below(&rng, 4) ? K4 : K64;
+
+		run_model(chunk, chunks, &rng, 2000);
+	}
+}
