@@ -15,8 +15,10 @@
  *
  * Sleeping.  Each waiter sleeps on a futex word in its own acquire context
  * (wake_seq); anyone who wants it to re-evaluate bumps the word and wakes it:
- * the unlocker (head waiter only, oldest first) and a wounder (the wounded
- * context may be asleep on a different mutex).  A waiter reads wake_seq
+ * the unlocker (head waiter only, oldest first), a waiter that leaves
+ * without the lock (it wakes the new head, which then re-evaluates the owner
+ * and wounds it if younger), and a wounder (the wounded context may be asleep
+ * on a different mutex).  A waiter reads wake_seq
  * before testing its wounded flag; the wounder sets wounded before bumping
  * wake_seq (release), so a wound is never missed:
  *
@@ -218,8 +220,17 @@ static int ww_lock_slow(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx,
 	}
 	if (queued)
 		gvm_list_del(&w.node);
-	/* Leaving without the lock: pass a wake-up we may have consumed on. */
-	if (ret && !(gvm_load_relaxed(&m->owner) & OWNER_MASK))
+	/*
+	 * Leaving without the lock: wake the next waiter, whether or not the
+	 * mutex is free.  We may have consumed the unlocker's wake-up (it is
+	 * free: someone must take it), or the owner may have changed while we
+	 * slept to a context younger than the next waiter, who then has to
+	 * wound it.  Only the head is woken on unlock, and we were it; a
+	 * waiter that never re-evaluates the new owner never wounds it, and
+	 * the two can deadlock.  A waiter that never queued took no wake-up
+	 * and owes nothing.
+	 */
+	if (ret && queued)
 		ww_wake_head(m);
 	gvm__mutex_unlock(&m->wait_lock);
 	return ret;

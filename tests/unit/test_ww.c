@@ -12,6 +12,17 @@
 #include "core/sync.h"
 #include "harness.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 static struct gvm_ww_class test_class = GVM_WW_CLASS_INIT("test_ww");
 
 
@@ -286,6 +297,133 @@ TEST(interruptible_lock)
 	ASSERT_FALSE(has_waiter(&m));
 	gvm_ww_mutex_unlock(&m);
 	ASSERT_OK(gvm_ww_mutex_fini(&m));
+}
+
+/*
+ * A waiter that leaves without the lock must pass the duty to re-evaluate the
+ * owner on to the next waiter, even while the mutex is held.  Here the oldest
+ * waiter (head) is stalled in a signal handler while the owner unlocks and a
+ * younger transaction B steals the mutex; the head then leaves with -EINTR
+ * without looking at B.  The second waiter, A2, is older than B but went to
+ * sleep under a context-less owner, so it has not wounded B.  Now B waits for
+ * a lock A2 holds: unless A2 is woken to re-evaluate (and wound B), A2 waits
+ * for B and B for A2 forever.
+ */
+static uint32_t stall_in_handler, stall_release;
+
+static void stall_handler(int sig)
+{
+	(void)sig;
+	__atomic_store_n(&stall_in_handler, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&stall_release, __ATOMIC_ACQUIRE))
+		;
+}
+
+static size_t count_waiters(struct gvm_ww_mutex *m)
+{
+	struct gvm_list *pos;
+	size_t n = 0;
+
+	gvm__mutex_lock(&m->wait_lock);
+	for (pos = m->waiters.next; pos != &m->waiters; pos = pos->next)
+		n++;
+	gvm__mutex_unlock(&m->wait_lock);
+	return n;
+}
+
+static void wait_for_waiters(struct gvm_ww_mutex *m, size_t n)
+{
+	int64_t end = gvm_test_now_ns() + 10ll * 1000000000;
+
+	while (count_waiters(m) < n) {
+		if (gvm_test_now_ns() > end)
+			gvm_test_fail(__FILE__, __LINE__, "no waiter appeared");
+		usleep(100);
+	}
+}
+
+struct pair_args {
+	struct gvm_ww_mutex *first, *second;
+	struct gvm_ww_acquire_ctx *ctx;
+	int result;
+	uint32_t got_first, done;
+};
+
+/* Locks first, then second; reports; unlocks what it got. */
+static void *pair_thread(void *p)
+{
+	struct pair_args *a = p;
+
+	if (gvm_ww_mutex_lock(a->first, a->ctx))
+		gvm_test_fail(__FILE__, __LINE__, "first lock failed");
+	__atomic_store_n(&a->got_first, 1, __ATOMIC_RELEASE);
+	a->result = gvm_ww_mutex_lock(a->second, a->ctx);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	if (!a->result)
+		gvm_ww_mutex_unlock(a->second);
+	gvm_ww_mutex_unlock(a->first);
+	return NULL;
+}
+
+static void *intr_ctx_thread(void *p)
+{
+	struct waiter_args *a = p;
+
+	a->result = gvm_ww_mutex_lock_interruptible(a->m, a->ctx);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	if (!a->result)
+		gvm_ww_mutex_unlock(a->m);
+	return NULL;
+}
+
+TEST(leaving_head_hands_over_to_next_waiter)
+{
+	struct sigaction sa = { .sa_handler = stall_handler };
+	struct gvm_ww_acquire_ctx a1, a2, b;
+	struct gvm_ww_mutex m, m2;
+	struct waiter_args head = { &m, &a1, 1, 0 };
+	struct pair_args older = { &m2, &m, &a2, 1, 0, 0 };
+	struct pair_args young = { &m, &m2, &b, 1, 0, 0 };
+	pthread_t t1, t2, tb;
+
+	/*
+	 * TSan defers a signal to its next interceptor, e.g. to after the
+	 * waiter took m's wait_lock: the stalled handler would then hold it.
+	 */
+	if (UNDER_TSAN)
+		return;
+	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART */
+	gvm_ww_mutex_init(&m, &test_class);
+	gvm_ww_mutex_init(&m2, &test_class);
+	gvm_ww_acquire_init(&a1, &test_class);	/* oldest */
+	gvm_ww_acquire_init(&a2, &test_class);
+	gvm_ww_acquire_init(&b, &test_class);	/* youngest */
+
+	ASSERT_OK(gvm_ww_mutex_lock(&m, NULL));	/* a plain owner: no wounds */
+	pthread_create(&t2, NULL, pair_thread, &older);	/* A2: m2, then m */
+	wait_for_waiters(&m, 1);
+	pthread_create(&t1, NULL, intr_ctx_thread, &head); /* A1: head of m */
+	wait_for_waiters(&m, 2);
+	gvm_test_sleep_ns(20 * 1000000);	/* let A1 enter the futex wait */
+	pthread_kill(t1, SIGUSR1);
+	gvm_test_wait_flag(&stall_in_handler);
+
+	gvm_ww_mutex_unlock(&m);		/* wakes A1, which is stalled */
+	pthread_create(&tb, NULL, pair_thread, &young);	/* B: m, then m2 */
+	gvm_test_wait_flag(&young.got_first);	/* B stole m from the queue */
+	__atomic_store_n(&stall_release, 1, __ATOMIC_RELEASE);
+	gvm_test_wait_flag(&head.done);
+
+	/* A2 must have been woken, found B, wounded it: B backs off. */
+	gvm_test_wait_flag(&young.done);
+	ASSERT_EQ(young.result, -EDEADLK);
+	pthread_join(tb, NULL);
+	pthread_join(t2, NULL);
+	ASSERT_EQ(older.result, 0);
+	pthread_join(t1, NULL);
+	ASSERT_TRUE(head.result == -EINTR || head.result == 0);
+	ASSERT_OK(gvm_ww_mutex_fini(&m));
+	ASSERT_OK(gvm_ww_mutex_fini(&m2));
 }
 
 TEST(lock_order_violation_aborts)
