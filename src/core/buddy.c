@@ -68,8 +68,11 @@
  * Errors.  Every split takes two metadata structures, which may fail
  * (-ENOMEM).  A failure at any point frees the blocks taken so far and
  * merges the splits made, leaving the allocator exactly as it was (see
- * above).  Freeing never allocates: merged halves go to a stash of spare
- * metadata, which splits reuse before calling malloc().
+ * above).  Freeing never allocates: the halves of a split are one "pair"
+ * carved from a slab, and merged pairs go back to a stash that has room
+ * for every pair ever carved.  Pairs keep a block and its buddy on
+ * adjacent cache lines, which matters once the metadata outgrows the
+ * caches (see bench/bench_buddy.c).
  *
  * Locking: none.  The owner (a device's memory region) serialises every
  * call, queries included.
@@ -102,6 +105,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/debug.h"
 #include "core/list.h"
 
@@ -144,30 +148,81 @@ static inline struct gvm_buddy_block *buddy_of(const struct gvm_buddy_block *b)
 
 /* ---- metadata ------------------------------------------------------------ */
 
-static struct gvm_buddy_block *block_get(struct gvm_buddy *mm)
-{
-	struct gvm_buddy_block *b;
+/*
+ * Pairs of blocks are carved from slabs and never returned to the heap
+ * before fini.  The stash is an array with room for every pair, so putting
+ * a pair back never allocates, and taking one does not touch the (likely
+ * cold) pair itself.
+ */
+#define PAIR_STRIDE 128		/* a pair on its own two cache lines */
+#define SLAB_MIN_PAIRS 32
+#define SLAB_MAX_PAIRS 8192
 
+struct gvm_buddy_slab {
+	struct gvm_buddy_slab *next;
+};
+
+_Static_assert(2 * sizeof(struct gvm_buddy_block) <= PAIR_STRIDE,
+	       "a pair must fit its stride");
+
+static bool meta_fail(void)
+{
 	if (__builtin_expect(gvm__buddy_fail_alloc_after >= 0, 0)) {
 		if (gvm__buddy_fail_alloc_after == 0)
-			return NULL;
+			return true;
 		gvm__buddy_fail_alloc_after--;
 	}
-	b = mm->stash;
-	if (b) {
-		mm->stash = (struct gvm_buddy_block *)(void *)b->link.next;
-		mm->stash_nr--;
-		return b;
-	}
-	return malloc(sizeof(*b));
+	return false;
 }
 
-static void block_put(struct gvm_buddy *mm, struct gvm_buddy_block *b)
+/* Adds a slab of pairs to the stash.  0 or -ENOMEM (nothing changed). */
+static int grow(struct gvm_buddy *mm)
 {
-	b->state = GVM_BUDDY_UNUSED;
-	b->link.next = (struct gvm_list *)(void *)mm->stash;
-	mm->stash = b;
-	mm->stash_nr++;
+	uint64_t n = mm->nr_pairs < SLAB_MIN_PAIRS ? SLAB_MIN_PAIRS :
+		     mm->nr_pairs > SLAB_MAX_PAIRS ? SLAB_MAX_PAIRS :
+						     mm->nr_pairs;
+	struct gvm_buddy_block **stash;
+	struct gvm_buddy_slab *slab;
+	uintptr_t base;
+
+	stash = gvm__realloc(mm->stash, (mm->nr_pairs + n) * sizeof(*stash));
+	if (!stash)
+		return -ENOMEM;
+	mm->stash = stash;
+	slab = gvm__malloc(PAIR_STRIDE + n * PAIR_STRIDE);
+	if (!slab)
+		return -ENOMEM;
+	slab->next = mm->slabs;
+	mm->slabs = slab;
+	base = ((uintptr_t)(slab + 1) + PAIR_STRIDE - 1) &
+	       ~(uintptr_t)(PAIR_STRIDE - 1);
+	/* Pushed high to low, so they pop in address order. */
+	for (uint64_t i = n; i-- > 0;) {
+		struct gvm_buddy_block *pair =
+			(struct gvm_buddy_block *)(base + i * PAIR_STRIDE);
+
+		pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
+		mm->stash[mm->stash_nr++] = pair;
+	}
+	mm->nr_pairs += n;
+	return 0;
+}
+
+/* Two adjacent blocks, or NULL. */
+static struct gvm_buddy_block *pair_get(struct gvm_buddy *mm)
+{
+	if (meta_fail())
+		return NULL;
+	if (!mm->stash_nr && grow(mm))
+		return NULL;
+	return mm->stash[--mm->stash_nr];
+}
+
+static void pair_put(struct gvm_buddy *mm, struct gvm_buddy_block *pair)
+{
+	gvm_assert(mm->stash_nr < mm->nr_pairs);
+	pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
+	mm->stash[mm->stash_nr++] = pair;
 }
 
 /* ---- free trees ---------------------------------------------------------- */
@@ -244,21 +299,16 @@ static int split(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 	struct gvm_buddy_block *l, *r;
 
 	gvm_assert(b->state == GVM_BUDDY_FREE && b->order > 0);
-	l = block_get(mm);
+	l = pair_get(mm);
 	if (!l)
 		return -ENOMEM;
-	r = block_get(mm);
-	if (!r) {
-		block_put(mm, l);
-		return -ENOMEM;
-	}
+	r = l + 1;
 	tree_erase(mm, b);
 	b->state = GVM_BUDDY_SPLIT;
 	l->order = r->order = (uint8_t)(b->order - 1);
 	l->offset = b->offset;
 	r->offset = b->offset + bsize(mm, l->order);
 	l->parent = r->parent = b;
-	l->left = l->right = r->left = r->right = NULL;
 	b->left = l;
 	b->right = r;
 	tree_insert(mm, l);
@@ -266,15 +316,49 @@ static int split(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 	return 0;
 }
 
+/* Detached (FREE, in no tree) @b becomes ALLOCATED, at the tail of @list. */
+static void take_detached(struct gvm_buddy *mm, struct gvm_buddy_block *b,
+			  struct gvm_list *list)
+{
+	b->state = GVM_BUDDY_ALLOCATED;
+	mm->free_bytes -= bsize(mm, b->order);
+	mm->nr_allocated++;
+	gvm_list_add_tail(&b->link, list);
+}
+
 /* FREE @b becomes ALLOCATED and goes to the tail of @list. */
 static void take(struct gvm_buddy *mm, struct gvm_buddy_block *b,
 		 struct gvm_list *list)
 {
 	tree_erase(mm, b);
-	b->state = GVM_BUDDY_ALLOCATED;
-	mm->free_bytes -= bsize(mm, b->order);
-	mm->nr_allocated++;
-	gvm_list_add_tail(&b->link, list);
+	take_detached(mm, b, list);
+}
+
+/*
+ * Splits detached @b and returns, detached, the half holding @x; the other
+ * half goes into its tree.  Going down several levels this way skips an
+ * insert and an erase per level.  NULL (-ENOMEM) leaves @b as it was.
+ */
+static struct gvm_buddy_block *split_detached(struct gvm_buddy *mm,
+					      struct gvm_buddy_block *b,
+					      uint64_t x)
+{
+	struct gvm_buddy_block *l = pair_get(mm), *r, *keep;
+
+	if (!l)
+		return NULL;
+	r = l + 1;
+	b->state = GVM_BUDDY_SPLIT;
+	l->order = r->order = (uint8_t)(b->order - 1);
+	l->offset = b->offset;
+	r->offset = b->offset + bsize(mm, l->order);
+	l->parent = r->parent = b;
+	b->left = l;
+	b->right = r;
+	keep = x < r->offset ? l : r;
+	keep->state = GVM_BUDDY_FREE;
+	tree_insert(mm, keep == l ? r : l);
+	return keep;
 }
 
 /*
@@ -289,9 +373,7 @@ static void release(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 		struct gvm_buddy_block *p = b->parent;
 
 		tree_erase(mm, buddy);
-		block_put(mm, buddy);
-		block_put(mm, b);
-		p->left = p->right = NULL;
+		pair_put(mm, p->left);
 		b = p;
 	}
 	tree_insert(mm, b);
@@ -345,12 +427,13 @@ int gvm__buddy_init(struct gvm_buddy *mm, uint64_t size, uint64_t chunk_size)
 	for (unsigned int k = 0; k < GVM_BUDDY_MAX_ORDERS; k++)
 		gvm__rb_init(&mm->free_tree[k]);
 	mm->nr_roots = (unsigned int)__builtin_popcountll(size);
-	mm->roots = calloc(mm->nr_roots, sizeof(*mm->roots));
+	mm->roots = gvm__calloc(mm->nr_roots, sizeof(*mm->roots));
 	if (!mm->roots)
 		return -ENOMEM;
 	for (left = size; left; n++) {
 		unsigned int lg2 = ilog2_u64(left);
-		struct gvm_buddy_block *b = block_get(mm);
+		struct gvm_buddy_block *b = meta_fail() ? NULL :
+					     gvm__malloc(sizeof(*b));
 
 		if (!b)
 			goto err_free_roots;
@@ -373,29 +456,32 @@ err_free_roots:
 	return -ENOMEM;
 }
 
-static void free_subtree(struct gvm_buddy_block *b)
+/* Warns about allocated blocks left behind; the memory is in the slabs. */
+static void check_subtree(const struct gvm_buddy_block *b)
 {
-	while (b) {
-		struct gvm_buddy_block *r = b->right;
-
+	for (;;) {
 		GVM_WARN_ON(b->state == GVM_BUDDY_ALLOCATED);
-		free_subtree(b->left);
-		free(b);
-		b = r;	/* iterate on the right half: recursion on one side */
+		if (b->state != GVM_BUDDY_SPLIT)
+			return;
+		check_subtree(b->left);
+		b = b->right;
 	}
 }
 
 void gvm__buddy_fini(struct gvm_buddy *mm)
 {
-	for (unsigned int i = 0; i < mm->nr_roots; i++)
-		free_subtree(mm->roots[i]);
-	free(mm->roots);
-	while (mm->stash) {
-		struct gvm_buddy_block *b = mm->stash;
-
-		mm->stash = (struct gvm_buddy_block *)(void *)b->link.next;
-		free(b);
+	for (unsigned int i = 0; i < mm->nr_roots; i++) {
+		check_subtree(mm->roots[i]);
+		free(mm->roots[i]);
 	}
+	free(mm->roots);
+	while (mm->slabs) {
+		struct gvm_buddy_slab *s = mm->slabs;
+
+		mm->slabs = s->next;
+		free(s);
+	}
+	free(mm->stash);
 	memset(mm, 0, sizeof(*mm));
 }
 
@@ -447,9 +533,11 @@ static struct gvm_buddy_block *scan_low(const struct gvm_buddy *mm,
 	const struct gvm_rb_root *t = &mm->free_tree[k];
 	struct gvm_buddy_block *b;
 
-	if (!t->count)
-		return NULL;
+	if (!t->count || bend(mm, rb_block(t->last)) <= start)
+		return NULL;	/* the tree's blocks all end below start */
 	b = rb_block(t->first);
+	if (b->offset >= end)
+		return NULL;
 	if (b->offset < start)
 		b = tree_ceil(mm, k, start & ~(bsize(mm, k) - 1));
 	/*
@@ -474,9 +562,11 @@ static struct gvm_buddy_block *scan_high(const struct gvm_buddy *mm,
 	const struct gvm_rb_root *t = &mm->free_tree[k];
 	struct gvm_buddy_block *b;
 
-	if (!t->count)
-		return NULL;
+	if (!t->count || rb_block(t->first)->offset >= end)
+		return NULL;	/* the tree's blocks all start above end */
 	b = rb_block(t->last);
+	if (bend(mm, b) <= start)
+		return NULL;
 	if (bend(mm, b) > end)
 		b = tree_below(mm, k, end);
 	for (; b && bend(mm, b) > start; b = rb_block(gvm__rb_prev(&b->rb))) {
@@ -524,17 +614,18 @@ static struct gvm_buddy_block *find_free(const struct gvm_buddy *mm,
 static int take_at(struct gvm_buddy *mm, struct gvm_buddy_block *b,
 		   unsigned int o, uint64_t x, struct gvm_list *list)
 {
+	tree_erase(mm, b);
 	while (b->order > o) {
-		int err = split(mm, b);
+		struct gvm_buddy_block *half = split_detached(mm, b, x);
 
-		if (err) {
-			merge_up(mm, b);
-			return err;
+		if (!half) {
+			release(mm, b);	/* merges what this call split */
+			return -ENOMEM;
 		}
-		b = x < b->right->offset ? b->left : b->right;
+		b = half;
 	}
 	gvm_assert(b->offset == x);
-	take(mm, b, list);
+	take_detached(mm, b, list);
 	return 0;
 }
 

@@ -44,18 +44,27 @@ enum gvm_buddy_state {
  * One block: [offset, offset + (chunk_size << order)).  The caller of an
  * allocation owns an ALLOCATED block and may use `link` (to keep it on its
  * own lists) until it frees the block; every other field is the
- * allocator's and is read through the accessors below.
+ * allocator's and is read through the accessors below.  The two halves of
+ * a split block are allocated together (a "pair", adjacent in memory), so
+ * a block and its buddy share cache lines.  A block is in one state at a
+ * time, so the state-specific fields share storage.
  */
 struct gvm_buddy_block {
 	uint64_t offset;			/* byte offset in the region */
 	struct gvm_buddy_block *parent;		/* NULL for a root */
-	struct gvm_buddy_block *left, *right;	/* halves, when SPLIT */
-	struct gvm_rb_node rb;			/* in free_tree[order], when FREE */
-	struct gvm_list link;			/* caller's list when ALLOCATED;
-						   stash link when UNUSED */
+	union {
+		struct gvm_rb_node rb;		/* FREE: in free_tree[order] */
+		struct gvm_list link;		/* ALLOCATED: caller's list */
+		struct {			/* SPLIT: the pair of halves */
+			struct gvm_buddy_block *left;	/* at offset */
+			struct gvm_buddy_block *right;	/* at offset + size/2 */
+		};
+	};
 	uint8_t order;				/* size = chunk_size << order */
 	uint8_t state;				/* enum gvm_buddy_state */
 };
+
+struct gvm_buddy_slab;
 
 struct gvm_buddy {
 	uint64_t size;			/* managed bytes, a multiple of chunk_size */
@@ -69,8 +78,12 @@ struct gvm_buddy {
 	uint64_t free_bytes;		/* bytes in FREE blocks */
 	uint64_t nr_allocated;		/* blocks in state ALLOCATED */
 	uint64_t nr_allocs;		/* successful gvm__buddy_alloc() calls */
-	struct gvm_buddy_block *stash;	/* spare metadata, linked by link.next */
-	uint64_t stash_nr;		/* length of the stash */
+	struct gvm_buddy_block **stash;	/* spare pairs, [stash_nr] used of
+					   [nr_pairs] (room for every pair, so
+					   putting one back never allocates) */
+	uint64_t stash_nr;		/* spare pairs in the stash */
+	uint64_t nr_pairs;		/* pairs carved from slabs so far */
+	struct gvm_buddy_slab *slabs;	/* slab list, freed by fini */
 };
 
 struct gvm_buddy_stats {
@@ -153,8 +166,10 @@ int gvm__buddy_validate(const struct gvm_buddy *mm);
 /*
  * Metadata allocation failure injection, for tests (single-threaded use
  * only).  -1 (the default): allocations succeed.  N >= 0: N more block
- * metadata allocations succeed (spares from the stash count too), then
- * every one fails until the counter is set back to -1.
+ * metadata allocations succeed (one per split, or per root at init; spares
+ * from the stash count too), then every one fails until the counter is set
+ * back to -1.  Real heap allocations also honour gvm__alloc_fail_nth
+ * (core/alloc.h).
  */
 extern long gvm__buddy_fail_alloc_after;
 

@@ -7,6 +7,7 @@
  */
 #include "core/buddy.h"
 
+#include "core/alloc.h"
 #include "core/list.h"
 #include "harness.h"
 
@@ -506,6 +507,28 @@ TEST(failure_injection)
 		}
 	}
 	gvm__buddy_free_list(&mm, &keep);
+	assert_pristine(&mm);
+	gvm__buddy_fini(&mm);
+}
+
+/* The heap itself failing (core/alloc.h): the stash or a slab. */
+TEST(heap_failure)
+{
+	struct gvm_buddy mm;
+	struct gvm_list l;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
+	gvm_list_init(&l);
+	for (long nth = 1; nth <= 2; nth++) {
+		gvm__alloc_fail_nth = nth;
+		ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l),
+			  -ENOMEM);
+		gvm__alloc_fail_nth = 0;
+		ASSERT_TRUE(gvm_list_empty(&l));
+		assert_pristine(&mm);
+	}
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+	gvm__buddy_free_list(&mm, &l);
 	assert_pristine(&mm);
 	gvm__buddy_fini(&mm);
 }
