@@ -65,14 +65,21 @@
  * order looks for any free run of n bytes starting m-aligned in range,
  * which may span several free blocks; this fallback is O(blocks).
  *
- * Errors.  Every split takes two metadata structures, which may fail
+ * Errors.  Every split takes metadata for its two halves, which may fail
  * (-ENOMEM).  A failure at any point frees the blocks taken so far and
  * merges the splits made, leaving the allocator exactly as it was (see
  * above).  Freeing never allocates: the halves of a split are one "pair"
  * carved from a slab, and merged pairs go back to a stash that has room
  * for every pair ever carved.  Pairs keep a block and its buddy on
- * adjacent cache lines, which matters once the metadata outgrows the
- * caches (see bench/bench_buddy.c).
+ * adjacent cache lines.
+ *
+ * Performance.  A search is O(log n) per order (O(1) when unrestricted),
+ * and a split descends with the kept half out of the trees, so an
+ * allocation costs about one tree insert per level split and a free one
+ * erase per level merged.  Blocks are 48 bytes (the tree colour is packed
+ * into the parent pointer).  With hundreds of thousands of blocks the
+ * metadata exceeds the caches and every level is a few cache misses: that,
+ * not the searches, bounds the fragmentation benchmark (bench_buddy.c).
  *
  * Locking: none.  The owner (a device's memory region) serialises every
  * call, queries included.
@@ -80,14 +87,15 @@
  * Example:
  *
  *	struct gvm_buddy mm;
- *	struct gvm_list blocks;
- *	struct gvm_buddy_block *b, *tmp;
+ *	struct gvm_list blocks, *pos;
  *
  *	gvm__buddy_init(&mm, 6ull << 30, 0);		// 6 GiB, 4 KiB chunks
  *	gvm_list_init(&blocks);
  *	err = gvm__buddy_alloc(&mm, 0, mm.size, 3 << 20, 64 << 10,
  *			       GVM_BUDDY_TOPDOWN, &blocks);	// 2M + 1M
- *	gvm_list_for_each_safe(pos, tmp, &blocks) ...	// block offsets
+ *	gvm_list_for_each(pos, &blocks)			// -ENOSPC possible
+ *		use(gvm__buddy_block_offset(gvm_list_entry(pos,
+ *				struct gvm_buddy_block, link)));
  *	gvm__buddy_free_list(&mm, &blocks);
  *	gvm__buddy_fini(&mm);
  *
@@ -154,7 +162,7 @@ static inline struct gvm_buddy_block *buddy_of(const struct gvm_buddy_block *b)
  * a pair back never allocates, and taking one does not touch the (likely
  * cold) pair itself.
  */
-#define PAIR_STRIDE 128		/* a pair on its own two cache lines */
+#define PAIR_STRIDE (2 * sizeof(struct gvm_buddy_block))	/* 96 bytes */
 #define SLAB_MIN_PAIRS 32
 #define SLAB_MAX_PAIRS 8192
 
@@ -162,8 +170,8 @@ struct gvm_buddy_slab {
 	struct gvm_buddy_slab *next;
 };
 
-_Static_assert(2 * sizeof(struct gvm_buddy_block) <= PAIR_STRIDE,
-	       "a pair must fit its stride");
+_Static_assert(sizeof(struct gvm_buddy_block) <= 48,
+	       "blocks are kept small: the allocator is bound by cache misses");
 
 static bool meta_fail(void)
 {
@@ -189,13 +197,12 @@ static int grow(struct gvm_buddy *mm)
 	if (!stash)
 		return -ENOMEM;
 	mm->stash = stash;
-	slab = gvm__malloc(PAIR_STRIDE + n * PAIR_STRIDE);
+	slab = gvm__malloc(64 + n * PAIR_STRIDE);
 	if (!slab)
 		return -ENOMEM;
 	slab->next = mm->slabs;
 	mm->slabs = slab;
-	base = ((uintptr_t)(slab + 1) + PAIR_STRIDE - 1) &
-	       ~(uintptr_t)(PAIR_STRIDE - 1);
+	base = ((uintptr_t)(slab + 1) + 63) & ~(uintptr_t)63;	/* line-aligned */
 	/* Pushed high to low, so they pop in address order. */
 	for (uint64_t i = n; i-- > 0;) {
 		struct gvm_buddy_block *pair =

@@ -8,13 +8,15 @@
  * scan.  Nodes are embedded in the caller's objects, so inserting never
  * allocates and never fails: the allocator's free path depends on that.
  *
- * Shape.  A binary search tree with parent pointers and NULL leaves; the
+ * Shape.  A binary search tree with parent pointers (the colour in their
+ * low bit, so a node is three words) and NULL leaves; the
  * caller does the key descent and passes the link it stopped at.  Colours
  * keep it balanced (height <= 2 log2(n + 1)).  The tree also remembers its
  * leftmost and rightmost nodes: the buddy allocator's unrestricted
  * bottom-up and top-down searches read them in O(1).
  *
- * Invariants (checked by gvm__rb_validate()).  For every node x:
+ * Invariants (checked by gvm__rb_validate()).  For every node x, with
+ * x->parent and x->red read from parent_colour:
  *
  *	x->left->parent = x,  x->right->parent = x	(when non-NULL)
  *	root->parent = NULL,  root->red = false
@@ -54,9 +56,13 @@
 
 #include "core/debug.h"
 
-static inline bool is_red(const struct gvm_rb_node *n)
+#define parent_of gvm__rb_parent
+#define is_red gvm__rb_is_red
+#define set_red gvm__rb_set_red
+
+static inline void set_parent(struct gvm_rb_node *n, struct gvm_rb_node *p)
 {
-	return n && n->red;
+	n->parent_colour = (uintptr_t)p | (n->parent_colour & 1);
 }
 
 /* Makes @new take @old's place under @old's parent (or as the root). */
@@ -82,40 +88,39 @@ static inline void replace_child(struct gvm_rb_root *t,
  */
 static void rotate_left(struct gvm_rb_root *t, struct gvm_rb_node *x)
 {
-	struct gvm_rb_node *y = x->right;
+	struct gvm_rb_node *y = x->right, *p = parent_of(x);
 
 	x->right = y->left;
 	if (y->left)
-		y->left->parent = x;
-	y->parent = x->parent;
-	replace_child(t, x, y, x->parent);
+		set_parent(y->left, x);
+	set_parent(y, p);
+	replace_child(t, x, y, p);
 	y->left = x;
-	x->parent = y;
+	set_parent(x, y);
 }
 
 /* The mirror image of rotate_left(). */
 static void rotate_right(struct gvm_rb_root *t, struct gvm_rb_node *x)
 {
-	struct gvm_rb_node *y = x->left;
+	struct gvm_rb_node *y = x->left, *p = parent_of(x);
 
 	x->left = y->right;
 	if (y->right)
-		y->right->parent = x;
-	y->parent = x->parent;
-	replace_child(t, x, y, x->parent);
+		set_parent(y->right, x);
+	set_parent(y, p);
+	replace_child(t, x, y, p);
 	y->right = x;
-	x->parent = y;
+	set_parent(x, y);
 }
 
 void gvm__rb_insert(struct gvm_rb_root *t, struct gvm_rb_node *node,
 		    struct gvm_rb_node *parent, struct gvm_rb_node **link)
 {
-	struct gvm_rb_node *z = node;
+	struct gvm_rb_node *z = node, *p;
 
 	gvm_assert(*link == NULL);
-	node->parent = parent;
+	node->parent_colour = (uintptr_t)parent | 1;	/* red */
 	node->left = node->right = NULL;
-	node->red = true;
 	*link = node;
 	t->count++;
 	if (!t->first || (parent == t->first && link == &parent->left))
@@ -123,48 +128,48 @@ void gvm__rb_insert(struct gvm_rb_root *t, struct gvm_rb_node *node,
 	if (!t->last || (parent == t->last && link == &parent->right))
 		t->last = node;
 
-	while (is_red(z->parent)) {
-		struct gvm_rb_node *p = z->parent, *g = p->parent, *u;
-
+	while ((p = parent_of(z)) && is_red(p)) {
 		/* p is red, so it is not the root: g exists and is black. */
+		struct gvm_rb_node *g = parent_of(p), *u;
+
 		if (p == g->left) {
 			u = g->right;
 			if (is_red(u)) {
-				p->red = false;
-				u->red = false;
-				g->red = true;
+				set_red(p, false);
+				set_red(u, false);
+				set_red(g, true);
 				z = g;
 				continue;
 			}
 			if (z == p->right) {
 				rotate_left(t, p);
 				z = p;
-				p = z->parent;
+				p = parent_of(z);
 			}
-			p->red = false;
-			g->red = true;
+			set_red(p, false);
+			set_red(g, true);
 			rotate_right(t, g);
 		} else {
 			u = g->left;
 			if (is_red(u)) {
-				p->red = false;
-				u->red = false;
-				g->red = true;
+				set_red(p, false);
+				set_red(u, false);
+				set_red(g, true);
 				z = g;
 				continue;
 			}
 			if (z == p->left) {
 				rotate_right(t, p);
 				z = p;
-				p = z->parent;
+				p = parent_of(z);
 			}
-			p->red = false;
-			g->red = true;
+			set_red(p, false);
+			set_red(g, true);
 			rotate_left(t, g);
 		}
 		break;
 	}
-	t->root->red = false;
+	set_red(t->root, false);
 }
 
 static struct gvm_rb_node *leftmost(struct gvm_rb_node *n)
@@ -187,7 +192,7 @@ struct gvm_rb_node *gvm__rb_next(const struct gvm_rb_node *node)
 
 	if (node->right)
 		return leftmost(node->right);
-	while ((p = node->parent) && node == p->right)
+	while ((p = parent_of(node)) && node == p->right)
 		node = p;
 	return (struct gvm_rb_node *)p;
 }
@@ -198,7 +203,7 @@ struct gvm_rb_node *gvm__rb_prev(const struct gvm_rb_node *node)
 
 	if (node->left)
 		return rightmost(node->left);
-	while ((p = node->parent) && node == p->left)
+	while ((p = parent_of(node)) && node == p->left)
 		node = p;
 	return (struct gvm_rb_node *)p;
 }
@@ -215,63 +220,63 @@ static void erase_fixup(struct gvm_rb_root *t, struct gvm_rb_node *x,
 
 		if (x == xp->left) {
 			w = xp->right;	/* non-NULL: its side is black-heavier */
-			if (w->red) {
-				w->red = false;
-				xp->red = true;
+			if (is_red(w)) {
+				set_red(w, false);
+				set_red(xp, true);
 				rotate_left(t, xp);
 				w = xp->right;
 			}
 			if (!is_red(w->left) && !is_red(w->right)) {
-				w->red = true;
+				set_red(w, true);
 				x = xp;
-				xp = x->parent;
+				xp = parent_of(x);
 				continue;
 			}
 			if (!is_red(w->right)) {
-				w->left->red = false;
-				w->red = true;
+				set_red(w->left, false);
+				set_red(w, true);
 				rotate_right(t, w);
 				w = xp->right;
 			}
-			w->red = xp->red;
-			xp->red = false;
-			w->right->red = false;
+			set_red(w, is_red(xp));
+			set_red(xp, false);
+			set_red(w->right, false);
 			rotate_left(t, xp);
 		} else {
 			w = xp->left;
-			if (w->red) {
-				w->red = false;
-				xp->red = true;
+			if (is_red(w)) {
+				set_red(w, false);
+				set_red(xp, true);
 				rotate_right(t, xp);
 				w = xp->left;
 			}
 			if (!is_red(w->left) && !is_red(w->right)) {
-				w->red = true;
+				set_red(w, true);
 				x = xp;
-				xp = x->parent;
+				xp = parent_of(x);
 				continue;
 			}
 			if (!is_red(w->left)) {
-				w->right->red = false;
-				w->red = true;
+				set_red(w->right, false);
+				set_red(w, true);
 				rotate_left(t, w);
 				w = xp->left;
 			}
-			w->red = xp->red;
-			xp->red = false;
-			w->left->red = false;
+			set_red(w, is_red(xp));
+			set_red(xp, false);
+			set_red(w->left, false);
 			rotate_right(t, xp);
 		}
 		x = t->root;
 		break;
 	}
 	if (x)
-		x->red = false;
+		set_red(x, false);
 }
 
 void gvm__rb_erase(struct gvm_rb_root *t, struct gvm_rb_node *z)
 {
-	struct gvm_rb_node *x, *xp;
+	struct gvm_rb_node *x, *xp, *zp = parent_of(z);
 	bool removed_red;
 
 	gvm_assert(t->count > 0);
@@ -284,36 +289,36 @@ void gvm__rb_erase(struct gvm_rb_root *t, struct gvm_rb_node *z)
 	if (!z->left || !z->right) {
 		/* z itself leaves; its only child (or NULL) takes its place. */
 		x = z->left ? z->left : z->right;
-		xp = z->parent;
-		removed_red = z->red;
+		xp = zp;
+		removed_red = is_red(z);
 		replace_child(t, z, x, xp);
 		if (x)
-			x->parent = xp;
+			set_parent(x, xp);
 	} else {
 		/* The successor y (no left child) leaves its place for z's. */
 		struct gvm_rb_node *y = leftmost(z->right);
 
-		removed_red = y->red;
+		removed_red = is_red(y);
 		x = y->right;
-		if (y->parent == z) {
+		if (parent_of(y) == z) {
 			xp = y;
 		} else {
-			xp = y->parent;
+			xp = parent_of(y);
 			xp->left = x;
 			if (x)
-				x->parent = xp;
+				set_parent(x, xp);
 			y->right = z->right;
-			z->right->parent = y;
+			set_parent(z->right, y);
 		}
-		replace_child(t, z, y, z->parent);
-		y->parent = z->parent;
+		replace_child(t, z, y, zp);
+		y->parent_colour = z->parent_colour;	/* z's parent and colour */
 		y->left = z->left;
-		z->left->parent = y;
-		y->red = z->red;
+		set_parent(z->left, y);
 	}
 	if (!removed_red)
 		erase_fixup(t, x, xp);
-	z->parent = z->left = z->right = NULL;
+	z->parent_colour = 0;
+	z->left = z->right = NULL;
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -348,13 +353,13 @@ static unsigned int validate_node(struct vstate *v, const struct gvm_rb_node *n,
 		VFAIL(v, n, "depth > 128 (cycle?)");
 		return 1;
 	}
-	if (n->left && n->left->parent != n)
+	if (n->left && parent_of(n->left) != n)
 		VFAIL(v, n, "left child's parent is %p",
-		      (const void *)n->left->parent);
-	if (n->right && n->right->parent != n)
+		      (const void *)parent_of(n->left));
+	if (n->right && parent_of(n->right) != n)
 		VFAIL(v, n, "right child's parent is %p",
-		      (const void *)n->right->parent);
-	if (n->red && (is_red(n->left) || is_red(n->right)))
+		      (const void *)parent_of(n->right));
+	if (is_red(n) && (is_red(n->left) || is_red(n->right)))
 		VFAIL(v, n, "red node with a red child");
 	lh = validate_node(v, n->left, depth + 1);
 	if (!v->first)
@@ -366,7 +371,7 @@ static unsigned int validate_node(struct vstate *v, const struct gvm_rb_node *n,
 	rh = validate_node(v, n->right, depth + 1);
 	if (lh != rh)
 		VFAIL(v, n, "black heights differ: left %u, right %u", lh, rh);
-	return lh + (n->red ? 0 : 1);
+	return lh + (is_red(n) ? 0 : 1);
 }
 
 int gvm__rb_validate(const struct gvm_rb_root *t,
@@ -375,7 +380,7 @@ int gvm__rb_validate(const struct gvm_rb_root *t,
 {
 	struct vstate v = { .t = t, .less = less };
 
-	if (t->root && t->root->parent)
+	if (t->root && parent_of(t->root))
 		VFAIL(&v, t->root, "root has a parent");
 	if (is_red(t->root))
 		VFAIL(&v, t->root, "root is red");

@@ -16,14 +16,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <gvm/types.h>
 
+/*
+ * A node: three words.  The colour lives in bit 0 of the parent pointer
+ * (nodes are pointer-aligned), which keeps nodes small: the buddy
+ * allocator embeds one in every block and is bound by cache misses.
+ */
 struct gvm_rb_node {
-	struct gvm_rb_node *parent;	/* NULL for the root */
+	uintptr_t parent_colour;	/* parent (NULL for the root) | red */
 	struct gvm_rb_node *left;	/* smaller keys, NULL if none */
 	struct gvm_rb_node *right;	/* larger keys, NULL if none */
-	bool red;			/* colour; false = black */
 };
 
 struct gvm_rb_root {
@@ -34,6 +39,22 @@ struct gvm_rb_root {
 };
 
 #define GVM_RB_ROOT_INIT { NULL, NULL, NULL, 0 }
+
+static inline struct gvm_rb_node *gvm__rb_parent(const struct gvm_rb_node *n)
+{
+	return (struct gvm_rb_node *)(n->parent_colour & ~(uintptr_t)1);
+}
+
+/* Colour accessors (NULL leaves are black); setting is for tests. */
+static inline bool gvm__rb_is_red(const struct gvm_rb_node *n)
+{
+	return n && (n->parent_colour & 1);
+}
+
+static inline void gvm__rb_set_red(struct gvm_rb_node *n, bool red)
+{
+	n->parent_colour = (n->parent_colour & ~(uintptr_t)1) | (uintptr_t)red;
+}
 
 static inline void gvm__rb_init(struct gvm_rb_root *t)
 {

@@ -108,12 +108,12 @@ TEST(validate_catches_corruption)
 		insert(&t, &v[i]);
 	ASSERT_OK(gvm__rb_validate(&t, item_less));
 	/* Root 2 black, children red.  Make a child black: heights differ. */
-	v[0].rb.red = false;
+	gvm__rb_set_red(&v[0].rb, false);
 	ASSERT_EQ(gvm__rb_validate(&t, item_less), -EUCLEAN);
-	v[0].rb.red = true;
-	v[1].rb.red = true;	/* red root */
+	gvm__rb_set_red(&v[0].rb, true);
+	gvm__rb_set_red(&v[1].rb, true);	/* red root */
 	ASSERT_EQ(gvm__rb_validate(&t, item_less), -EUCLEAN);
-	v[1].rb.red = false;
+	gvm__rb_set_red(&v[1].rb, false);
 	v[0].key = 9;		/* out of order */
 	ASSERT_EQ(gvm__rb_validate(&t, item_less), -EUCLEAN);
 	v[0].key = 1;
