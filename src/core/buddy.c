@@ -16,7 +16,7 @@
  *	ALLOCATED  a caller owns it (on the caller's list through ->link)
  *	SPLIT      its bytes are exactly those of its two halves, ->left at
  *	           offset and ->right at offset + size / 2, of order - 1
- *	UNUSED     not in any tree: spare metadata in the stash
+ *	UNUSED     not in any tree: spare metadata in a slab
  *
  * Invariants (checked by gvm__buddy_validate()).  S(b) = chunk << b.order.
  *
@@ -69,9 +69,10 @@
  * (-ENOMEM).  A failure at any point frees the blocks taken so far and
  * merges the splits made, leaving the allocator exactly as it was (see
  * above).  Freeing never allocates: the halves of a split are one "pair"
- * carved from a slab, and merged pairs go back to a stash that has room
- * for every pair ever carved.  Pairs keep a block and its buddy on
- * adjacent cache lines.
+ * from a slab, and a merged pair goes back to its slab's stack of free
+ * pairs, which has room for all of them.  A pair keeps a block and its
+ * buddy on adjacent cache lines, and a split takes its pair from the slab
+ * of the block it splits when it can, so related metadata stays close.
  *
  * Performance.  A search is O(log n) per order (O(1) when unrestricted),
  * and a split descends with the kept half out of the trees, so an
@@ -157,21 +158,45 @@ static inline struct gvm_buddy_block *buddy_of(const struct gvm_buddy_block *b)
 /* ---- metadata ------------------------------------------------------------ */
 
 /*
- * Pairs of blocks are carved from slabs and never returned to the heap
- * before fini.  The stash is an array with room for every pair, so putting
- * a pair back never allocates, and taking one does not touch the (likely
- * cold) pair itself.
+ * Pairs of blocks live in 64 KiB slabs aligned to their size, and each
+ * slab keeps a stack of its own free pairs (room for all of them, so
+ * putting a pair back never allocates).  A split takes its pair from the
+ * slab of the block being split when it can: a subtree's metadata then
+ * clusters in few slabs, so the blocks that a free or a tree operation
+ * touches (parents, buddies, neighbours at nearby offsets) tend to share
+ * pages and cache lines even after long use.  Slabs are returned to the
+ * heap only by fini.
  */
-#define PAIR_STRIDE (2 * sizeof(struct gvm_buddy_block))	/* 96 bytes */
-#define SLAB_MIN_PAIRS 32
-#define SLAB_MAX_PAIRS 8192
+#define PAIR_BYTES (2 * sizeof(struct gvm_buddy_block))	/* 96 bytes */
+#define SLAB_BYTES 65536u
+#define SLAB_PAIRS 660u
+#define SLAB_HDR 1408u		/* header size, rounded to cache lines */
 
 struct gvm_buddy_slab {
-	struct gvm_buddy_slab *next;
+	struct gvm_buddy_slab *next;		/* all slabs (for fini) */
+	struct gvm_buddy_slab *next_free;	/* slabs with free pairs */
+	struct gvm_buddy_slab *prev_free;
+	uint32_t nr_free;			/* entries in free_idx[] */
+	uint16_t free_idx[SLAB_PAIRS];		/* stack of free pairs */
 };
 
 _Static_assert(sizeof(struct gvm_buddy_block) <= 48,
 	       "blocks are kept small: the allocator is bound by cache misses");
+_Static_assert(sizeof(struct gvm_buddy_slab) <= SLAB_HDR, "slab header");
+_Static_assert(SLAB_HDR + SLAB_PAIRS * 2 * 48 <= SLAB_BYTES, "slab size");
+
+static inline struct gvm_buddy_slab *slab_of(const void *p)
+{
+	return (struct gvm_buddy_slab *)((uintptr_t)p &
+					 ~(uintptr_t)(SLAB_BYTES - 1));
+}
+
+static inline struct gvm_buddy_block *slab_pair(struct gvm_buddy_slab *s,
+						unsigned int i)
+{
+	return (struct gvm_buddy_block *)((char *)s + SLAB_HDR +
+					  (size_t)i * PAIR_BYTES);
+}
 
 static bool meta_fail(void)
 {
@@ -183,53 +208,82 @@ static bool meta_fail(void)
 	return false;
 }
 
-/* Adds a slab of pairs to the stash.  0 or -ENOMEM (nothing changed). */
+static void free_slabs_add(struct gvm_buddy *mm, struct gvm_buddy_slab *s)
+{
+	s->prev_free = NULL;
+	s->next_free = mm->free_slabs;
+	if (mm->free_slabs)
+		mm->free_slabs->prev_free = s;
+	mm->free_slabs = s;
+}
+
+static void free_slabs_del(struct gvm_buddy *mm, struct gvm_buddy_slab *s)
+{
+	if (s->prev_free)
+		s->prev_free->next_free = s->next_free;
+	else
+		mm->free_slabs = s->next_free;
+	if (s->next_free)
+		s->next_free->prev_free = s->prev_free;
+}
+
+/* Adds a slab of free pairs.  0 or -ENOMEM (nothing changed). */
 static int grow(struct gvm_buddy *mm)
 {
-	uint64_t n = mm->nr_pairs < SLAB_MIN_PAIRS ? SLAB_MIN_PAIRS :
-		     mm->nr_pairs > SLAB_MAX_PAIRS ? SLAB_MAX_PAIRS :
-						     mm->nr_pairs;
-	struct gvm_buddy_block **stash;
-	struct gvm_buddy_slab *slab;
-	uintptr_t base;
+	struct gvm_buddy_slab *s;
 
-	stash = gvm__realloc(mm->stash, (mm->nr_pairs + n) * sizeof(*stash));
-	if (!stash)
+	s = gvm__alloc_inject() ? NULL : aligned_alloc(SLAB_BYTES, SLAB_BYTES);
+	if (!s)
 		return -ENOMEM;
-	mm->stash = stash;
-	slab = gvm__malloc(64 + n * PAIR_STRIDE);
-	if (!slab)
-		return -ENOMEM;
-	slab->next = mm->slabs;
-	mm->slabs = slab;
-	base = ((uintptr_t)(slab + 1) + 63) & ~(uintptr_t)63;	/* line-aligned */
-	/* Pushed high to low, so they pop in address order. */
-	for (uint64_t i = n; i-- > 0;) {
-		struct gvm_buddy_block *pair =
-			(struct gvm_buddy_block *)(base + i * PAIR_STRIDE);
+	s->next = mm->slabs;
+	mm->slabs = s;
+	/* Stacked high to low, so they pop in address order. */
+	s->nr_free = SLAB_PAIRS;
+	for (unsigned int i = 0; i < SLAB_PAIRS; i++) {
+		struct gvm_buddy_block *pair = slab_pair(s, i);
 
 		pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
-		mm->stash[mm->stash_nr++] = pair;
+		s->free_idx[i] = (uint16_t)(SLAB_PAIRS - 1 - i);
 	}
-	mm->nr_pairs += n;
+	free_slabs_add(mm, s);
+	mm->nr_pairs += SLAB_PAIRS;
+	mm->nr_free_pairs += SLAB_PAIRS;
 	return 0;
 }
 
-/* Two adjacent blocks, or NULL. */
-static struct gvm_buddy_block *pair_get(struct gvm_buddy *mm)
+/*
+ * Two adjacent blocks for the halves of @b, from @b's slab if it has room
+ * (a root is not in a slab); NULL on failure.
+ */
+static struct gvm_buddy_block *pair_get(struct gvm_buddy *mm,
+					const struct gvm_buddy_block *b)
 {
+	struct gvm_buddy_slab *s = b->parent ? slab_of(b) : NULL;
+
 	if (meta_fail())
 		return NULL;
-	if (!mm->stash_nr && grow(mm))
-		return NULL;
-	return mm->stash[--mm->stash_nr];
+	if (!s || !s->nr_free) {
+		if (!mm->free_slabs && grow(mm))
+			return NULL;
+		s = mm->free_slabs;
+	}
+	if (--s->nr_free == 0)
+		free_slabs_del(mm, s);
+	mm->nr_free_pairs--;
+	return slab_pair(s, s->free_idx[s->nr_free]);
 }
 
 static void pair_put(struct gvm_buddy *mm, struct gvm_buddy_block *pair)
 {
-	gvm_assert(mm->stash_nr < mm->nr_pairs);
+	struct gvm_buddy_slab *s = slab_of(pair);
+	size_t i = (size_t)((char *)pair - ((char *)s + SLAB_HDR)) / PAIR_BYTES;
+
+	gvm_assert(s->nr_free < SLAB_PAIRS);
 	pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
-	mm->stash[mm->stash_nr++] = pair;
+	if (s->nr_free++ == 0)
+		free_slabs_add(mm, s);
+	s->free_idx[s->nr_free - 1] = (uint16_t)i;
+	mm->nr_free_pairs++;
 }
 
 /* ---- free trees ---------------------------------------------------------- */
@@ -306,7 +360,7 @@ static int split(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 	struct gvm_buddy_block *l, *r;
 
 	gvm_assert(b->state == GVM_BUDDY_FREE && b->order > 0);
-	l = pair_get(mm);
+	l = pair_get(mm, b);
 	if (!l)
 		return -ENOMEM;
 	r = l + 1;
@@ -350,7 +404,7 @@ static struct gvm_buddy_block *split_detached(struct gvm_buddy *mm,
 					      struct gvm_buddy_block *b,
 					      uint64_t x)
 {
-	struct gvm_buddy_block *l = pair_get(mm), *r, *keep;
+	struct gvm_buddy_block *l = pair_get(mm, b), *r, *keep;
 
 	if (!l)
 		return NULL;
@@ -488,7 +542,6 @@ void gvm__buddy_fini(struct gvm_buddy *mm)
 		mm->slabs = s->next;
 		free(s);
 	}
-	free(mm->stash);
 	memset(mm, 0, sizeof(*mm));
 }
 

@@ -34,7 +34,7 @@
 #define GVM_BUDDY_FLAGS_ALL	(GVM_BUDDY_TOPDOWN | GVM_BUDDY_CONTIGUOUS)
 
 enum gvm_buddy_state {
-	GVM_BUDDY_UNUSED = 0,	/* metadata in the spare stash */
+	GVM_BUDDY_UNUSED = 0,	/* spare metadata in a slab */
 	GVM_BUDDY_FREE,		/* in free_tree[order] */
 	GVM_BUDDY_ALLOCATED,	/* owned by a caller */
 	GVM_BUDDY_SPLIT,	/* both halves are its children */
@@ -78,12 +78,10 @@ struct gvm_buddy {
 	uint64_t free_bytes;		/* bytes in FREE blocks */
 	uint64_t nr_allocated;		/* blocks in state ALLOCATED */
 	uint64_t nr_allocs;		/* successful gvm__buddy_alloc() calls */
-	struct gvm_buddy_block **stash;	/* spare pairs, [stash_nr] used of
-					   [nr_pairs] (room for every pair, so
-					   putting one back never allocates) */
-	uint64_t stash_nr;		/* spare pairs in the stash */
-	uint64_t nr_pairs;		/* pairs carved from slabs so far */
-	struct gvm_buddy_slab *slabs;	/* slab list, freed by fini */
+	struct gvm_buddy_slab *slabs;	/* every slab of block pairs */
+	struct gvm_buddy_slab *free_slabs;	/* slabs with a free pair */
+	uint64_t nr_pairs;		/* pairs in all slabs */
+	uint64_t nr_free_pairs;		/* of which unused */
 };
 
 struct gvm_buddy_stats {
@@ -166,8 +164,8 @@ int gvm__buddy_validate(const struct gvm_buddy *mm);
 /*
  * Metadata allocation failure injection, for tests (single-threaded use
  * only).  -1 (the default): allocations succeed.  N >= 0: N more block
- * metadata allocations succeed (one per split, or per root at init; spares
- * from the stash count too), then every one fails until the counter is set
+ * metadata allocations succeed (one per split, or per root at init; spare
+ * pairs in slabs count too), then every one fails until the counter is set
  * back to -1.  Real heap allocations also honour gvm__alloc_fail_nth
  * (core/alloc.h).
  */
