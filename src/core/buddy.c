@@ -30,6 +30,7 @@
  *	         and a valid red-black tree
  *	stats:   free_bytes   = sum { S(b) : b FREE }
  *	         nr_allocated = |{ b : b ALLOCATED }|
+ *	         nr_pairs - nr_free_pairs = |{ b : b SPLIT }|,  b.right = b.left + 1
  *
  * Given the set of ALLOCATED blocks the shape is unique: a block is SPLIT
  * iff an allocated block lies strictly inside it.  That is why a failed
@@ -80,7 +81,8 @@
  * erase per level merged.  Blocks are 48 bytes (the tree colour is packed
  * into the parent pointer).  With hundreds of thousands of blocks the
  * metadata exceeds the caches and every level is a few cache misses: that,
- * not the searches, bounds the fragmentation benchmark (bench_buddy.c).
+ * not the searches, bounds the fragmentation benchmark (bench_buddy.c),
+ * and is why pairs are placed near the block they split (see "Pairs").
  *
  * Locking: none.  The owner (a device's memory region) serialises every
  * call, queries included.
@@ -158,7 +160,7 @@ static inline struct gvm_buddy_block *buddy_of(const struct gvm_buddy_block *b)
 /* ---- metadata ------------------------------------------------------------ */
 
 /*
- * Pairs of blocks live in 64 KiB slabs aligned to their size, and each
+ * Pairs.  Pairs of blocks live in 64 KiB slabs aligned to their size, and each
  * slab keeps a stack of its own free pairs (room for all of them, so
  * putting a pair back never allocates).  A split takes its pair from the
  * slab of the block being split when it can: a subtree's metadata then
@@ -900,6 +902,7 @@ struct vstate {
 	const struct gvm_buddy *mm;
 	uint64_t free_bytes;
 	uint64_t nr_allocated;
+	uint64_t nr_split;	/* = pairs in use */
 	uint64_t nr_free[GVM_BUDDY_MAX_ORDERS];
 	uint64_t blocks;
 	int err;
@@ -954,6 +957,10 @@ static void validate_block(struct vstate *v, const struct gvm_buddy_block *b,
 			VFAIL(v, b, "order-0 block is split");
 			return;
 		}
+		v->nr_split++;
+		if (b->right != b->left + 1)
+			VFAIL(v, b, "halves %p and %p are not a pair",
+			      (const void *)b->left, (const void *)b->right);
 		validate_block(v, b->left, b, offset, order - 1);
 		validate_block(v, b->right, b,
 			       offset + bsize(mm, order - 1), order - 1);
@@ -1020,6 +1027,10 @@ int gvm__buddy_validate(const struct gvm_buddy *mm)
 	if (v.free_bytes != mm->free_bytes)
 		VFAIL(&v, NULL, "free_bytes %" PRIu64 ", blocks hold %" PRIu64,
 		      mm->free_bytes, v.free_bytes);
+	if (mm->nr_pairs - mm->nr_free_pairs != v.nr_split)
+		VFAIL(&v, NULL, "%" PRIu64 " pairs in use, %" PRIu64
+		      " split blocks", mm->nr_pairs - mm->nr_free_pairs,
+		      v.nr_split);
 	if (v.nr_allocated != mm->nr_allocated)
 		VFAIL(&v, NULL, "nr_allocated %" PRIu64 ", found %" PRIu64,
 		      mm->nr_allocated, v.nr_allocated);
