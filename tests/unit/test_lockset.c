@@ -242,3 +242,87 @@ TEST(interruptible)
 	gvm_resv_unlock(&r);
 	ASSERT_OK(gvm_resv_fini(&r));
 }
+
+/*
+ * -EINTR while the back-off sleeps on the contended object: the set holds
+ * nothing, and the error is sticky for the rerun, so every lock call of the
+ * rerun fails with it (even of a free object) and the block can bail out.
+ */
+struct slow_intr {
+	struct gvm_resv a, b, c;
+	uint32_t older_holds_b, young_holds_a, release, young_done;
+	int rerun_err, rerun_err2;
+	unsigned int runs, count_after;
+};
+
+static void *slow_intr_older(void *p)
+{
+	struct slow_intr *s = p;
+	struct gvm_ww_acquire_ctx ctx;
+
+	gvm_ww_acquire_init(&ctx, &gvm_resv_ww_class);	/* older stamp */
+	ASSERT_OK(gvm_resv_lock(&s->b, &ctx));
+	__atomic_store_n(&s->older_holds_b, 1, __ATOMIC_RELEASE);
+	gvm_test_wait_flag(&s->young_holds_a);
+	ASSERT_OK(gvm_resv_lock(&s->a, &ctx));	/* wounds the young set */
+	gvm_test_wait_flag(&s->release);
+	gvm_resv_unlock(&s->a);
+	gvm_resv_unlock(&s->b);
+	ASSERT_OK(gvm_ww_acquire_fini(&ctx));
+	return NULL;
+}
+
+static void *slow_intr_young(void *p)
+{
+	struct slow_intr *s = p;
+	struct gvm_lockset ls;
+
+	ASSERT_OK(gvm_lockset_init(&ls, GVM_LOCKSET_INTERRUPTIBLE));
+	gvm_lockset_until_all_locked(&ls) {
+		if (++s->runs == 1) {
+			ASSERT_OK(gvm_lockset_lock(&ls, &s->a));
+			__atomic_store_n(&s->young_holds_a, 1, __ATOMIC_RELEASE);
+			gvm_test_wait_flag(&ls.ctx.wounded);
+			ASSERT_EQ(gvm_lockset_lock(&ls, &s->b), -EDEADLK);
+			/* the back-off now sleeps on b until interrupted */
+		} else {
+			s->rerun_err = gvm_lockset_lock(&ls, &s->c);
+			s->rerun_err2 = gvm_lockset_prepare(&ls, &s->b, 1);
+			s->count_after = gvm_lockset_count(&ls);
+		}
+		gvm_lockset_retry_on_contention(&ls);
+	}
+	gvm_lockset_fini(&ls);
+	__atomic_store_n(&s->young_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST(interrupted_back_off_is_sticky)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	static struct slow_intr s;
+	pthread_t to, ty;
+
+	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART */
+	gvm_resv_init(&s.a);
+	gvm_resv_init(&s.b);
+	gvm_resv_init(&s.c);
+	pthread_create(&to, NULL, slow_intr_older, &s);
+	gvm_test_wait_flag(&s.older_holds_b);
+	pthread_create(&ty, NULL, slow_intr_young, &s);
+	while (!__atomic_load_n(&s.young_done, __ATOMIC_ACQUIRE)) {
+		pthread_kill(ty, SIGUSR1);
+		usleep(1000);
+	}
+	pthread_join(ty, NULL);
+	ASSERT_EQ(s.runs, 2);
+	ASSERT_EQ(s.rerun_err, -EINTR);
+	ASSERT_EQ(s.rerun_err2, -EINTR);
+	ASSERT_EQ(s.count_after, 0);
+	ASSERT_FALSE(gvm_resv_is_locked(&s.c));
+	__atomic_store_n(&s.release, 1, __ATOMIC_RELEASE);
+	pthread_join(to, NULL);
+	ASSERT_OK(gvm_resv_fini(&s.a));
+	ASSERT_OK(gvm_resv_fini(&s.b));
+	ASSERT_OK(gvm_resv_fini(&s.c));
+}

@@ -468,3 +468,57 @@ TEST(recursive_lock_aborts)
 	printf("lock-rank checker is compiled out of release builds\n");
 #endif
 }
+
+/*
+ * A wound is about the locks a context holds: once it has backed off and
+ * holds nothing, the wound is stale and must be forgotten when it locks
+ * again (fast path or, here, slow path), or the rerun would back off again
+ * at every wait.
+ */
+struct hold_args {
+	struct gvm_ww_mutex *m;
+	uint32_t locked;
+};
+
+/* Holds @m (no context) until someone waits for it, then unlocks. */
+static void *hold_until_waited(void *p)
+{
+	struct hold_args *a = p;
+
+	ASSERT_OK(gvm_ww_mutex_lock(a->m, NULL));
+	__atomic_store_n(&a->locked, 1, __ATOMIC_RELEASE);
+	wait_for_waiter(a->m);
+	gvm_ww_mutex_unlock(a->m);
+	return NULL;
+}
+
+TEST(stale_wound_is_forgotten)
+{
+	struct gvm_ww_acquire_ctx ctx;
+	struct gvm_ww_mutex m1, m2, m3;
+	struct hold_args h2 = { &m2, 0 }, h3 = { &m3, 0 };
+	pthread_t t2, t3;
+
+	gvm_ww_mutex_init(&m1, &test_class);
+	gvm_ww_mutex_init(&m2, &test_class);
+	gvm_ww_mutex_init(&m3, &test_class);
+	gvm_ww_acquire_init(&ctx, &test_class);
+	ASSERT_OK(gvm_ww_mutex_lock(&m1, &ctx));
+	__atomic_store_n(&ctx.wounded, 1, __ATOMIC_RELAXED); /* as if wounded */
+	gvm_ww_mutex_unlock(&m1);			/* backed off */
+
+	pthread_create(&t2, NULL, hold_until_waited, &h2);
+	gvm_test_wait_flag(&h2.locked);
+	ASSERT_OK(gvm_ww_mutex_lock_slow(&m2, &ctx));	/* through the slow path */
+	pthread_join(t2, NULL);
+	ASSERT_EQ(__atomic_load_n(&ctx.wounded, __ATOMIC_RELAXED), 0);
+
+	/* Holding m2, it may now wait for m3 instead of backing off. */
+	pthread_create(&t3, NULL, hold_until_waited, &h3);
+	gvm_test_wait_flag(&h3.locked);
+	ASSERT_OK(gvm_ww_mutex_lock(&m3, &ctx));
+	pthread_join(t3, NULL);
+	gvm_ww_mutex_unlock(&m3);
+	gvm_ww_mutex_unlock(&m2);
+	ASSERT_OK(gvm_ww_acquire_fini(&ctx));
+}
