@@ -168,6 +168,14 @@ TEST(contention_retries_transparently)
 		int err;
 
 		runs++;
+		if (runs == 2) {
+			/*
+			 * b is prelocked; dropping it must end that state so
+			 * that locking it again really locks it.
+			 */
+			ASSERT_OK(gvm_lockset_unlock(&young, &c.b));
+			ASSERT_FALSE(gvm_resv_is_locked(&c.b));
+		}
 		err = gvm_lockset_lock(&young, &c.a);
 		if (runs == 1) {
 			ASSERT_OK(err);
@@ -183,11 +191,14 @@ TEST(contention_retries_transparently)
 			ASSERT_EQ(gvm_lockset_lock(&young, &c.a), -EDEADLK);
 		gvm_lockset_retry_on_contention(&young);
 		ASSERT_OK(err);
+		/* b was prelocked and is now accounted: no duplicate allowed */
+		ASSERT_EQ(gvm_lockset_lock(&young, &c.b), -EALREADY);
 	}
 	ASSERT_EQ(runs, 2);
 	/* The older transaction finished before the younger got both. */
 	ASSERT_TRUE(__atomic_load_n(&c.older_done, __ATOMIC_ACQUIRE));
 	ASSERT_EQ(gvm_lockset_count(&young), 2);
+	ASSERT_TRUE(gvm_resv_is_locked(&c.b));
 	gvm_lockset_fini(&young);
 	pthread_join(t, NULL);
 	ASSERT_OK(gvm_resv_fini(&c.a));

@@ -393,3 +393,34 @@ TEST(reference_model)
 	}
 	ASSERT_OK(gvm_resv_fini(&r));
 }
+
+/*
+ * Reserving many slots at once must grow both copies, including the one
+ * readers use now: every add rewrites the other copy, so consecutive adds
+ * alternate between them.
+ */
+TEST(reserve_many_grows_both_copies)
+{
+	uint64_t ctx = gvm_fence_context_alloc(9);
+	struct gvm_fence *f[9];
+	struct gvm_resv r;
+
+	gvm_resv_init(&r);
+	for (unsigned int i = 0; i < 9; i++)
+		f[i] = mkfence(ctx + i, 1);
+	add(&r, f[0], GVM_RESV_USAGE_READ);	/* both copies small now */
+	ASSERT_OK(gvm_resv_lock(&r, NULL));
+	ASSERT_OK(gvm_resv_reserve_fences(&r, 8));
+	ASSERT_OK(gvm_resv_validate(&r));
+	for (unsigned int i = 1; i < 9; i++) {
+		ASSERT_OK(gvm_resv_add_fence(&r, f[i], GVM_RESV_USAGE_WRITE));
+		ASSERT_OK(gvm_resv_validate(&r));
+	}
+	gvm_resv_unlock(&r);
+	ASSERT_EQ(count_at(&r, GVM_RESV_USAGE_BOOKKEEP), 9);
+	for (unsigned int i = 0; i < 9; i++) {
+		gvm_fence_signal(f[i]);
+		gvm_fence_put(f[i]);
+	}
+	ASSERT_OK(gvm_resv_fini(&r));
+}
