@@ -424,3 +424,93 @@ TEST(reserve_many_grows_both_copies)
 	}
 	ASSERT_OK(gvm_resv_fini(&r));
 }
+
+/*
+ * A writer must not rewrite a copy while a lock-free reader is still inside
+ * it.  The reader is held inside tables[cur] by a fence whose ->signaled()
+ * poll stalls (in the reader's thread only; a test-only breach of "must not
+ * block").  The writer then adds twice under one reservation: the first add
+ * flips to the other copy, the second must wait for the reader to leave the
+ * copy it is about to rewrite.
+ */
+static _Thread_local bool stall_here;
+static uint32_t stall_inside, stall_go;
+
+static bool stall_signaled(struct gvm_fence *f)
+{
+	(void)f;
+	if (stall_here) {
+		__atomic_store_n(&stall_inside, 1, __ATOMIC_RELEASE);
+		while (!__atomic_load_n(&stall_go, __ATOMIC_ACQUIRE))
+			gvm_test_sleep_ns(100000);
+	}
+	return false;
+}
+
+static void stall_release(struct gvm_fence *f)
+{
+	(void)f;	/* embedded */
+}
+
+static const struct gvm_fence_ops stall_ops = {
+	.name = "stall",
+	.signaled = stall_signaled,
+	.release = stall_release,
+};
+
+struct stall_rw {
+	struct gvm_resv *r;
+	struct gvm_fence *f1, *f2;
+	uint32_t added;
+};
+
+static void *stalled_reader(void *p)
+{
+	struct stall_rw *s = p;
+
+	stall_here = true;
+	ASSERT_FALSE(gvm_resv_test_signaled(s->r, GVM_RESV_USAGE_BOOKKEEP));
+	return NULL;
+}
+
+static void *two_adds_writer(void *p)
+{
+	struct stall_rw *s = p;
+
+	ASSERT_OK(gvm_resv_lock(s->r, NULL));
+	ASSERT_OK(gvm_resv_reserve_fences(s->r, 2));
+	ASSERT_OK(gvm_resv_add_fence(s->r, s->f1, GVM_RESV_USAGE_WRITE));
+	ASSERT_OK(gvm_resv_add_fence(s->r, s->f2, GVM_RESV_USAGE_WRITE));
+	__atomic_store_n(&s->added, 1, __ATOMIC_RELEASE);
+	gvm_resv_unlock(s->r);
+	return NULL;
+}
+
+TEST(writer_waits_for_reader_in_old_copy)
+{
+	uint64_t ctx = gvm_fence_context_alloc(3);
+	struct gvm_fence stalling;
+	struct gvm_resv r;
+	struct stall_rw s = { &r, mkfence(ctx + 1, 1), mkfence(ctx + 2, 1), 0 };
+	pthread_t tr, tw;
+
+	gvm_resv_init(&r);
+	gvm_fence_init(&stalling, &stall_ops, ctx, 1);
+	add(&r, &stalling, GVM_RESV_USAGE_READ);
+	pthread_create(&tr, NULL, stalled_reader, &s);
+	gvm_test_wait_flag(&stall_inside);
+	pthread_create(&tw, NULL, two_adds_writer, &s);
+	gvm_test_sleep_ns(50 * 1000000);
+	ASSERT_FALSE(__atomic_load_n(&s.added, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&stall_go, 1, __ATOMIC_RELEASE);
+	pthread_join(tr, NULL);
+	pthread_join(tw, NULL);
+	ASSERT_EQ(count_at(&r, GVM_RESV_USAGE_BOOKKEEP), 3);
+	gvm_fence_signal(s.f1);
+	gvm_fence_signal(s.f2);
+	gvm_fence_signal(&stalling);
+	ASSERT_OK(gvm_resv_fini(&r));
+	gvm_fence_put(s.f1);
+	gvm_fence_put(s.f2);
+	gvm_fence_put(&stalling);
+}
