@@ -87,14 +87,20 @@ GVM_API bool gvm_lockset_cleanup(struct gvm_lockset *ls);
 
 GVM_API bool gvm_lockset_is_contended(const struct gvm_lockset *ls);
 
+/* (Written so that a following `else` cannot attach to it.) */
 #define gvm_lockset_retry_on_contention(ls)          \
-	if (gvm_lockset_is_contended(ls))            \
+	if (!gvm_lockset_is_contended(ls)) {         \
+	} else                                       \
 		continue
 
 /* Locks @resv into the set. */
 GVM_API int gvm_lockset_lock(struct gvm_lockset *ls, struct gvm_resv *resv);
 
-/* Locks @resv into the set and reserves @num_fences fence slots on it. */
+/*
+ * Locks @resv into the set and reserves @num_fences fence slots on it.  If
+ * the lock succeeds but the reservation fails (-ENOMEM), @resv stays locked
+ * in the set (gvm_lockset_fini() unlocks it), with no slot reserved.
+ */
 GVM_API int gvm_lockset_prepare(struct gvm_lockset *ls, struct gvm_resv *resv,
 				unsigned int num_fences);
 

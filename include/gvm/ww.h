@@ -107,7 +107,10 @@ GVM_API int gvm_ww_mutex_lock_slow_interruptible(struct gvm_ww_mutex *m,
 GVM_API bool gvm_ww_mutex_trylock(struct gvm_ww_mutex *m,
 				  struct gvm_ww_acquire_ctx *ctx);
 
-/* Must be called by the thread that holds @m. */
+/*
+ * Must be called by the thread that holds @m.  Unlocking a NULL or unlocked
+ * mutex is reported (debug builds) and ignored.
+ */
 GVM_API void gvm_ww_mutex_unlock(struct gvm_ww_mutex *m);
 
 GVM_API bool gvm_ww_mutex_is_locked(const struct gvm_ww_mutex *m);

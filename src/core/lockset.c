@@ -31,6 +31,7 @@
 
 #include <gvm/lockset.h>
 
+#include "core/alloc.h"
 #include "core/debug.h"
 #include "core/sync.h"
 
@@ -80,11 +81,11 @@ static int lockset_grow(struct gvm_lockset *ls)
 		return 0;
 	max = ls->max_objs * 2;
 	if (ls->objs == ls->inline_objs) {
-		objs = malloc(max * sizeof(*objs));
+		objs = gvm__malloc(max * sizeof(*objs));
 		if (objs)
 			memcpy(objs, ls->objs, ls->nr_objs * sizeof(*objs));
 	} else {
-		objs = realloc(ls->objs, max * sizeof(*objs));
+		objs = gvm__realloc(ls->objs, max * sizeof(*objs));
 	}
 	if (!objs)
 		return -ENOMEM;

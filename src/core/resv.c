@@ -45,6 +45,7 @@
 
 #include <gvm/resv.h>
 
+#include "core/alloc.h"
 #include "core/sync.h"
 
 struct resv_entry {
@@ -98,10 +99,12 @@ static int table_ensure(struct gvm_resv_table **tp, unsigned int capacity)
 
 	if (t && t->capacity >= capacity)
 		return 0;
+	if (capacity > (1u << 24))	/* 16M fences on one object: a bug */
+		return -ENOMEM;
 	cap = t && t->capacity ? t->capacity : 4;
 	while (cap < capacity)
 		cap *= 2;
-	t = realloc(t, sizeof(*t) + (size_t)cap * sizeof(t->e[0]));
+	t = gvm__realloc(t, sizeof(*t) + (size_t)cap * sizeof(t->e[0]));
 	if (!t)
 		return -ENOMEM;
 	if (!*tp)
@@ -303,7 +306,10 @@ bool gvm_resv_trylock(struct gvm_resv *resv)
 
 void gvm_resv_unlock(struct gvm_resv *resv)
 {
-	resv->reserved = 0;
+	if (GVM_WARN_ON(!resv))
+		return;
+	if (gvm_ww_mutex_is_locked(&resv->lock))
+		resv->reserved = 0;
 	gvm_ww_mutex_unlock(&resv->lock);
 }
 
@@ -344,7 +350,7 @@ int gvm_resv_get_fences(struct gvm_resv *resv, enum gvm_resv_usage usage,
 	for (unsigned int i = 0; i < table_count(t); i++)
 		n += t->e[i].usage <= usage;
 	if (n) {
-		array = malloc(n * sizeof(*array));
+		array = gvm__malloc(n * sizeof(*array));
 		if (!array) {
 			resv_read_end(resv, idx);
 			return -ENOMEM;

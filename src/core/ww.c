@@ -305,9 +305,14 @@ bool gvm_ww_mutex_trylock(struct gvm_ww_mutex *m, struct gvm_ww_acquire_ctx *ctx
 
 void gvm_ww_mutex_unlock(struct gvm_ww_mutex *m)
 {
-	uintptr_t o = gvm_load_relaxed(&m->owner);
+	uintptr_t o;
 
-	GVM_BUG_ON(!(o & OWNER_MASK));
+	/* Unlocking what is not locked is a caller bug: report, change nothing. */
+	if (GVM_WARN_ON(!m))
+		return;
+	o = gvm_load_relaxed(&m->owner);
+	if (GVM_WARN_ON(!(o & OWNER_MASK)))
+		return;
 	gvm__lockrank_release(m);
 	if ((o & OWNER_MASK) != OWNER_NOCTX)
 		((struct gvm_ww_acquire_ctx *)(o & OWNER_MASK))->acquired--;

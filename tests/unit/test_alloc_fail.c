@@ -193,3 +193,93 @@ TEST(scheduler)
 	gvm_sched_queue_destroy(q);
 	ASSERT_OK(gvm_sched_destroy(s));
 }
+
+static unsigned int count_fences(struct gvm_resv *r)
+{
+	struct gvm_fence **fences;
+	unsigned int n;
+
+	ASSERT_OK(gvm_resv_get_fences(r, GVM_RESV_USAGE_BOOKKEEP, &fences, &n));
+	gvm_resv_put_fences(fences, n);
+	return n;
+}
+
+TEST(resv)
+{
+	uint64_t ctx = gvm_fence_context_alloc(64);
+	struct gvm_fence *f[64], **snap;
+	unsigned int n;
+	struct gvm_resv r;
+
+	gvm_resv_init(&r);
+	/* Grow the fence set step by step, failing each growth once. */
+	for (int i = 0; i < 64; i++) {
+		ASSERT_OK(gvm_fence_create(ctx + (uint64_t)i, 1, &f[i]));
+		ASSERT_OK(gvm_resv_lock(&r, NULL));
+		for (long k = 1;; k++) {
+			int err;
+
+			arm(k);
+			err = gvm_resv_reserve_fences(&r, 1);
+			if (!fired()) {
+				ASSERT_OK(err);
+				break;
+			}
+			ASSERT_EQ(err, -ENOMEM);
+			/* nothing reserved, nothing lost */
+			ASSERT_EQ(gvm_resv_add_fence(&r, f[i], GVM_RESV_USAGE_READ),
+				  -ENOSPC);
+			ASSERT_EQ(count_fences(&r), i);
+			ASSERT_OK(gvm_resv_validate(&r));
+		}
+		ASSERT_OK(gvm_resv_add_fence(&r, f[i], GVM_RESV_USAGE_READ));
+		gvm_resv_unlock(&r);
+	}
+	/* Lock-free snapshots allocate too. */
+	arm(1);
+	ASSERT_EQ(gvm_resv_get_fences(&r, GVM_RESV_USAGE_READ, &snap, &n),
+		  -ENOMEM);
+	ASSERT_TRUE(fired());
+	for (int i = 0; i < 64; i++)
+		ASSERT_EQ(f[i]->refcount, 2);	/* ours + the set's */
+	ASSERT_EQ(count_fences(&r), 64);
+	for (int i = 0; i < 64; i++) {
+		gvm_fence_signal(f[i]);
+		gvm_fence_put(f[i]);
+	}
+	ASSERT_OK(gvm_resv_fini(&r));
+}
+
+TEST(lockset)
+{
+	struct gvm_resv r[20], *rs[20];
+	struct gvm_lockset ls;
+
+	for (int i = 0; i < 20; i++) {
+		gvm_resv_init(&r[i]);
+		rs[i] = &r[i];
+	}
+	for (long k = 1;; k++) {
+		bool failed = false;
+		int err = 0;
+
+		ASSERT_OK(gvm_lockset_init(&ls, 0));
+		arm(k);
+		gvm_lockset_until_all_locked(&ls) {
+			err = gvm_lockset_prepare_array(&ls, rs, 20, 1);
+			gvm_lockset_retry_on_contention(&ls);
+		}
+		failed = fired();
+		if (failed)
+			ASSERT_EQ(err, -ENOMEM);
+		else
+			ASSERT_OK(err);
+		gvm_lockset_fini(&ls);
+		for (int i = 0; i < 20; i++)	/* fini unlocked everything */
+			ASSERT_FALSE(gvm_resv_is_locked(&r[i]));
+		if (!failed)
+			break;
+	}
+	for (int i = 0; i < 20; i++)
+		ASSERT_OK(gvm_resv_fini(&r[i]));
+}

@@ -110,6 +110,12 @@ TEST(bad_input)
 	ASSERT_EQ(gvm_ww_mutex_lock_slow(&m, &ctx), -EINVAL);
 	gvm_ww_mutex_unlock(&m);
 	ASSERT_OK(gvm_ww_acquire_fini(&ctx));
+	/* Unlocking an unlocked mutex is reported and ignored, not a crash. */
+	gvm_ww_mutex_unlock(&m);
+	gvm_ww_mutex_unlock(NULL);
+	ASSERT_FALSE(gvm_ww_mutex_is_locked(&m));
+	ASSERT_TRUE(gvm_ww_mutex_trylock(&m, NULL));
+	gvm_ww_mutex_unlock(&m);
 	ASSERT_OK(gvm_ww_mutex_fini(&m));
 }
 
