@@ -111,6 +111,18 @@ static inline uint64_t gvm_rng_below(struct gvm_rng *r, uint64_t n)
 	return gvm_rng_next(r) % n;
 }
 
+/* 1 when built with ThreadSanitizer (some tests adapt, e.g. signal timing). */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 /* Monotonic clock in nanoseconds. */
 int64_t gvm_test_now_ns(void);
 

@@ -23,16 +23,6 @@
 #define LONG_NS (10ll * 1000 * 1000 * 1000) /* "forever", but catches hangs */
 #define MS_NS (1000ll * 1000)
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -12,16 +12,6 @@
 #include "core/sync.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 static struct gvm_ww_class test_class = GVM_WW_CLASS_INIT("test_ww");
 
