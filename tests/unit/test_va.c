@@ -8,6 +8,7 @@
 #include "vm/va.h"
 
 #include "core/alloc.h"
+#include "core/debug.h"
 #include "harness.h"
 
 #define PG GVM_VA_PAGE_SIZE
@@ -581,6 +582,28 @@ TEST(validate_catches_overlap)
 	space_fini(&s);
 }
 
+TEST(protocol_misuse_asserts)
+{
+#if GVM_DEBUG >= 1
+	struct gvm_va_space s;
+	struct gvm_va_ops ops;
+
+	space_init(&s);
+	bo_map(&s, 0, 4, OBJ(1), 0);
+	ASSERT_OK(gvm__va_unmap_ops_create(&s, A(1), PG, &ops));
+	/* Unwinding an op that was never applied. */
+	ASSERT_DEATH(gvm__va_op_unapply(&s, &ops.op[0]), "assertion failed");
+	gvm__va_op_apply(&s, &ops.op[0]);
+	/* Applying twice. */
+	ASSERT_DEATH(gvm__va_op_apply(&s, &ops.op[0]), "assertion failed");
+	gvm__va_op_unapply(&s, &ops.op[0]);
+	/* Applying again after the unwind. */
+	ASSERT_DEATH(gvm__va_op_apply(&s, &ops.op[0]), "assertion failed");
+	gvm__va_ops_fini(&ops);
+	space_fini(&s);
+#endif
+}
+
 /* ---- unwind ------------------------------------------------------------- */
 
 struct snap {
@@ -782,6 +805,28 @@ static void model_check(const struct gvm_va_space *s, const struct mpage *m)
 	ASSERT_OK(gvm__va_validate(s));
 }
 
+/* ---- allocation failure helpers ------------------------------------------ */
+
+/* Arms the N-th gvm__ allocation from now to fail (0: off). */
+static void arm(long nth)
+{
+	__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
+}
+
+static bool fired(void)
+{
+	bool f = __atomic_load_n(&gvm__alloc_fail_nth, __ATOMIC_RELAXED) == 0;
+
+	arm(0);
+	return f;
+}
+
+/* N more itree node allocations succeed, then all fail (-1: off). */
+static void arm_itree(long n)
+{
+	__atomic_store_n(&gvm__itree_fail_alloc_after, n, __ATOMIC_RELAXED);
+}
+
 /* A random page index, often on a mapping boundary. */
 static uint64_t pick_page(struct gvm_rng *r, const struct mpage *m)
 {
@@ -856,8 +901,9 @@ TEST(reference_model)
 	struct gvm_rng r = { gvm_test_seed() };
 	static struct mpage model[MPAGES], tent[MPAGES];
 	struct gvm_va_space s;
-	uint64_t next_id = 1, binds = gvm_test_scale(20000);
-	size_t nr_unwound = 0, nr_ops = 0, nr_einval = 0;
+	uint64_t next_id = 1, binds = gvm_test_scale(40000);
+	size_t nr_unwound = 0, nr_ops = 0, nr_einval = 0, nr_enomem = 0;
+	uint64_t sum_count = 0;
 
 	ASSERT_OK(gvm__va_space_init(&s, MBASE, MPAGES * PG,
 				     sizeof(struct tvma)));
@@ -870,16 +916,17 @@ TEST(reference_model)
 		while (nl < want) {
 			struct gvm_va_ops *ops = &lists[nl];
 			uint64_t p0 = pick_page(&r, tent), p1, npg;
-			bool map = gvm_rng_below(&r, 5) < 3;
+			bool map = gvm_rng_below(&r, 4) < 3;
+			int inject = (int)gvm_rng_below(&r, 16);
 			uint64_t sz = gvm_rng_below(&r, 20);
 			uint32_t flags = 0;
 			void *obj = NULL;
 			uint64_t off = 0;
 			int err;
 
-			if (sz < 10)
+			if (sz < 12)
 				npg = 1 + gvm_rng_below(&r, 4);
-			else if (sz < 17)
+			else if (sz < 19)
 				npg = 1 + gvm_rng_below(&r, 32);
 			else
 				npg = 1 + gvm_rng_below(&r, MPAGES);
@@ -894,6 +941,10 @@ TEST(reference_model)
 			if (npg == 0)
 				npg = 1;
 			p1 = p0 + npg;
+			if (inject == 0)
+				arm(1 + (long)gvm_rng_below(&r, 4));
+			else if (inject == 1)
+				arm_itree((long)gvm_rng_below(&r, 4));
 			if (map) {
 				flags = (uint32_t)gvm_rng_below(&r, 4);
 				if (gvm_rng_below(&r, 2))
@@ -914,6 +965,17 @@ TEST(reference_model)
 			} else {
 				err = gvm__va_unmap_ops_create(
 					&s, MBASE + p0 * PG, npg * PG, ops);
+			}
+			arm_itree(-1);
+			/* fired() means something only after arm(). */
+			if ((inject == 0 && fired()) || err == -ENOMEM) {
+				/* Injected failure: nothing changed. */
+				ASSERT_EQ(err, p1 > MPAGES ? -EINVAL : -ENOMEM);
+				ASSERT_TRUE(ops->space == NULL);
+				ASSERT_EQ(s.nr_lists, (size_t)nl);
+				nr_enomem += err == -ENOMEM;
+				model_check(&s, tent);
+				continue;
 			}
 			if (p1 > MPAGES) {
 				ASSERT_EQ(err, -EINVAL);
@@ -965,28 +1027,18 @@ TEST(reference_model)
 		}
 		ASSERT_EQ(s.nr_lists, 0);
 		model_check(&s, model);
+		sum_count += gvm__va_count(&s);
 	}
 	printf("binds %" PRIu64 ", ops %zu, unwound %zu, einval %zu, "
-	       "mappings at end %zu\n", binds, nr_ops, nr_unwound, nr_einval,
+	       "enomem %zu, mappings: mean %" PRIu64 ", at end %zu\n", binds,
+	       nr_ops, nr_unwound, nr_einval, nr_enomem, sum_count / binds,
 	       gvm__va_count(&s));
 	ASSERT_GT(nr_unwound, 0);
+	ASSERT_GT(nr_enomem, 0);
 	gvm__va_space_fini(&s, release_free, NULL);
 }
 
 /* ---- allocation failure --------------------------------------------------- */
-
-static void arm(long nth)
-{
-	__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
-}
-
-static bool fired(void)
-{
-	bool f = __atomic_load_n(&gvm__alloc_fail_nth, __ATOMIC_RELAXED) == 0;
-
-	arm(0);
-	return f;
-}
 
 struct req {
 	bool map;
@@ -1005,15 +1057,17 @@ static int req_create(struct gvm_va_space *s, const struct req *q,
 TEST(alloc_failure)
 {
 	static const struct req reqs[] = {
-		{ true, 1, 300 },	/* REMAP prev, UNMAPs, REMAP next, MAP */
-		{ true, 40, 1 },	/* middle of a 2-page mapping: no */
-		{ true, 101, 1 },	/* middle of the 3-page mapping */
-		{ false, 0, SPACE_PAGES },	/* every mapping */
-		{ false, 101, 1 },	/* REMAP with prev and next */
+		{ true, 101, 201 },	/* REMAP prev, UNMAPs, REMAP next, MAP */
+		{ true, 40, 1 },	/* exact: UNMAP, MAP */
+		{ true, 200, 1 },	/* middle: REMAP prev + next, MAP */
+		{ false, 200, 1 },	/* exact: UNMAP */
+		{ false, 150, 1 },	/* middle: REMAP prev + next */
+		{ false, 0, SPACE_PAGES },	/* every mapping: UNMAPs */
 		{ false, 500, 4 },	/* a hole: empty list */
 	};
 	struct gvm_va_space s;
 	struct gvm_va_ops ops;
+	long nr_alloc_fail = 0, nr_node_fail = 0;
 
 	space_init(&s);
 	/* ~330 mappings, so the tree has several levels. */
@@ -1039,6 +1093,7 @@ TEST(alloc_failure)
 				break;
 			}
 			ASSERT_EQ(err, -ENOMEM);
+			nr_alloc_fail++;
 			ASSERT_TRUE(ops.space == NULL && ops.nr == 0);
 			ASSERT_EQ(s.nr_lists, 0);
 			ASSERT_FALSE(s.tree.reserved);
@@ -1047,21 +1102,19 @@ TEST(alloc_failure)
 		gvm__va_ops_fini(&ops);
 		/* The tree's node allocations (the reservation). */
 		for (k = 0;; k++) {
-			__atomic_store_n(&gvm__itree_fail_alloc_after, k,
-					 __ATOMIC_RELAXED);
+			arm_itree(k);
 			err = req_create(&s, &reqs[i], &ops);
-			__atomic_store_n(&gvm__itree_fail_alloc_after, -1,
-					 __ATOMIC_RELAXED);
+			arm_itree(-1);
 			if (!err)
 				break;
 			ASSERT_EQ(err, -ENOMEM);
+			nr_node_fail++;
 			ASSERT_EQ(s.nr_lists, 0);
 			ASSERT_FALSE(s.tree.reserved);
 			expect_snapshot(&s, v, nr);
 		}
 		/* Created: apply and unwind with every allocation failing. */
-		__atomic_store_n(&gvm__itree_fail_alloc_after, 0,
-				 __ATOMIC_RELAXED);
+		arm_itree(0);
 		arm(1);
 		gvm__va_ops_apply(&ops);
 		ASSERT_OK(gvm__va_validate(&s));
@@ -1069,20 +1122,22 @@ TEST(alloc_failure)
 		expect_snapshot(&s, v, nr);
 		gvm__va_ops_fini(&ops);
 		ASSERT_FALSE(fired());
-		__atomic_store_n(&gvm__itree_fail_alloc_after, -1,
-				 __ATOMIC_RELAXED);
+		arm_itree(-1);
 		/* Then for real, and applied with allocations failing. */
 		free(v);
 		ASSERT_OK(req_create(&s, &reqs[i], &ops));
-		__atomic_store_n(&gvm__itree_fail_alloc_after, 0,
-				 __ATOMIC_RELAXED);
+		arm_itree(0);
 		arm(1);
 		commit(&ops);
 		ASSERT_FALSE(fired());
-		__atomic_store_n(&gvm__itree_fail_alloc_after, -1,
-				 __ATOMIC_RELAXED);
+		arm_itree(-1);
 		ASSERT_OK(gvm__va_validate(&s));
 	}
+	printf("failed allocations: %ld gvm__, %ld tree nodes\n",
+	       nr_alloc_fail, nr_node_fail);
+	/* Op arrays, MAP mappings, pieces: 4+2+4+1+3+1+0 (hole: none). */
+	ASSERT_EQ(nr_alloc_fail, 15);
+	ASSERT_GT(nr_node_fail, 20);
 	ASSERT_EQ(gvm__va_count(&s), 0);
 	space_fini(&s);
 }
