@@ -115,8 +115,7 @@
  *		gvm__va_op_apply(&vm->va, &ops.op[i]);
  *		err = prepare_page_tables(vm, &ops.op[i]);
  *		if (err) {
- *			while (i + 1 > 0)	// i, i - 1, ..., 0
- *				gvm__va_op_unapply(&vm->va, &ops.op[i--]);
+ *			gvm__va_ops_unapply(&ops);	// ops i, ..., 0
  *			gvm__va_ops_fini(&ops);
  *			return err;
  *		}
@@ -128,6 +127,13 @@
  *
  * Locking: none.  The VM layer holds vm->lock (write) around create, apply,
  * unapply and fini, and at least vm->lock (read) around lookups.
+ *
+ * Cost: creating a list is O(k log n) for k mappings touched, with at most
+ * 4 allocations of the va layer (the op array, the MAP mapping, prev and
+ * next) plus the tree's reservation.  The reservation covers the
+ * unwind too, so an unmap of k mappings reserves nodes for k reinserts
+ * (about k / 8 nodes per tree level, bounded by the tree's own size); a
+ * caller that cannot afford that for a huge unmap must split it.
  *
  * What this does not do: merge neighbours (see above); know about page
  * tables, BOs, fences or PTE sizes (the VM layer decides whether a REMAP

@@ -114,8 +114,8 @@ enum gvm_va_op_state {
  * others are NULL.  Written by the va layer only.
  */
 struct gvm_va_op {
-	enum gvm_va_op_kind kind;
-	enum gvm_va_op_state state;
+	enum gvm_va_op_kind kind;	/* what the op does */
+	enum gvm_va_op_state state;	/* where it is in the protocol */
 	struct gvm_va *old;	/* UNMAP, REMAP: the mapping that goes away
 				   (in the space until applied) */
 	struct gvm_va *prev;	/* REMAP: surviving piece before the request,
@@ -137,7 +137,7 @@ struct gvm_va_ops {
 
 /* Overlap iterator; private. */
 struct gvm_va_iter {
-	struct gvm_itree_iter it;
+	struct gvm_itree_iter it;	/* the walk over space->tree */
 };
 
 /*
