@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page-table engine (internal API).  The design, the staging protocol,
+ * invariants, locking and an example are at the top of pt.c.
+ *
+ * Ranges are (va, size) in bytes, 4 KiB aligned, size > 0, va + size within
+ * the VM's VA bits.  Errors: -EINVAL for bad arguments, -ENOMEM / -ENOSPC
+ * from the heap / the page-table memory allocator; a failed call changed
+ * nothing.
+ */
+#ifndef GVM_PT_PT_H
+#define GVM_PT_PT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buddy.h"
+#include "pt/pt_fmt.h"
+
+/*
+ * Where page-table pages come from: 4 KiB blocks of @buddy, whose offset o
+ * is CPU-writable at cpu_base + o and seen by the device at dev_base + o.
+ * The buddy's chunk size must be 4 KiB.  The owner serialises the buddy.
+ */
+struct gvm_pt_mem {
+	struct gvm_buddy *buddy;
+	uint8_t *cpu_base;
+	uint64_t dev_base;
+};
+
+/*
+ * Host-side shadow of one page-table page.  Walks follow children[], never
+ * decode addresses.  All fields: protected by the VM layer's vm->lock for
+ * prepare/commit/abort and by the notifier lock for zap (see pt.c).
+ */
+struct gvm_pt {
+	uint64_t *cpu;			/* the 512 entries, CPU view */
+	uint64_t dev_addr;		/* device address of the page */
+	struct gvm_buddy_block *block;	/* its buddy block */
+	struct gvm_pt_rec *rec;		/* staged changes, NULL if none */
+	struct gvm_pt *next;		/* on an update's/free list */
+	uint16_t live;			/* committed entries in use */
+	uint8_t level;
+	uint8_t is_new;			/* built by a pending update */
+	struct gvm_pt *children[];	/* [512], level >= 1 only */
+};
+
+/* One VM's page tables. */
+struct gvm_pt_vm {
+	struct gvm_pt_mem mem;
+	struct gvm_pt *root;		/* level levels - 1, never freed */
+	unsigned int levels;		/* 4 (48-bit VA) or 5 (57-bit) */
+	unsigned int va_bits;
+	uint64_t nr_tables;		/* tables allocated (incl. pending new
+					   ones and the root) */
+	struct gvm_pt_update *pending;	/* prepared, not yet committed */
+	uint64_t tlb_full_lg2;		/* invalidations above 2^this: full */
+	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];
+					/* entries written by binds, per
+					   level (statistics for tests) */
+};
+
+/* Bind flags. */
+#define GVM_PT_WRITE	(1u << 0)
+#define GVM_PT_DEVMEM	(1u << 1)	/* backing is device memory */
+#define GVM_PT_ATOMIC	(1u << 2)
+#define GVM_PT_NULL	(1u << 3)	/* sparse: no backing */
+#define GVM_PT_PAT_SHIFT 4u
+#define GVM_PT_PAT(x)	((unsigned int)(x) << GVM_PT_PAT_SHIFT)	/* 0..7 */
+#define GVM_PT_FLAGS_ALL (GVM_PT_WRITE | GVM_PT_DEVMEM | GVM_PT_ATOMIC | \
+			  GVM_PT_NULL | GVM_PT_PAT(7))
+
+/* One piece of backing: [addr, addr + len), 4 KiB aligned. */
+struct gvm_pt_extent {
+	uint64_t addr;
+	uint64_t len;
+};
+
+/*
+ * The VA range whose TLB entries a change makes stale: size 0 = none,
+ * full = flush everything, else [start, start + size) with size a power of
+ * two and start aligned to it.
+ */
+struct gvm_pt_tlb {
+	uint64_t start;
+	uint64_t size;
+	bool full;
+};
+
+/* Tables unlinked by a commit, to free after the TLB invalidation. */
+struct gvm_pt_free_list {
+	struct gvm_pt *head;
+	uint64_t nr;
+};
+
+/*
+ * A prepared update (caller-owned storage).  Fields are the engine's.
+ */
+struct gvm_pt_update {
+	struct gvm_pt_vm *vm;
+	uint64_t va, end;		/* the op's range [va, end) */
+	bool unbind;
+	struct gvm_pt_rec *recs;	/* staged changes of connected tables */
+	struct gvm_pt *new_tables;	/* tables built for this update */
+	uint64_t tlb_lo, tlb_hi;	/* changed in-use entries, [lo, hi) */
+};
+
+enum gvm_pt_view {
+	GVM_PT_VIEW_COMMITTED,		/* what the GPU sees */
+	GVM_PT_VIEW_STAGING,		/* committed + the pending update */
+};
+
+/* A translation. */
+struct gvm_pt_xlate {
+	uint64_t addr;			/* backing address of va (0 for NULL) */
+	uint64_t page_size;		/* 4K, 64K (hinted), 2M or 1G */
+	unsigned int level;		/* of the leaf */
+	uint64_t pte;			/* the raw leaf entry */
+};
+
+/*
+ * Creates an empty VM (allocates the root).  @va_bits: 48 or 57.  Returns
+ * 0, -EINVAL, -ENOMEM or -ENOSPC.
+ */
+int gvm__pt_vm_init(struct gvm_pt_vm *vm, const struct gvm_pt_mem *mem,
+		    unsigned int va_bits);
+
+/* Frees every table.  No update may be pending. */
+void gvm__pt_vm_fini(struct gvm_pt_vm *vm);
+
+/*
+ * Prepares binding [va, va + size) to @ext[0..n) (total length == size), or
+ * to nothing for GVM_PT_NULL (ext NULL, n 0).  Whatever was mapped there is
+ * replaced.  Allocates every table the bind needs; changes nothing the GPU
+ * sees.  At most one update may be pending per VM (-EBUSY otherwise).
+ */
+int gvm__pt_bind_prepare(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
+			 const struct gvm_pt_extent *ext, size_t n,
+			 unsigned int flags, struct gvm_pt_update *upd);
+
+/* Prepares unmapping [va, va + size) (holes are fine). */
+int gvm__pt_unbind_prepare(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
+			   struct gvm_pt_update *upd);
+
+/*
+ * Makes a prepared update visible.  Never fails, never allocates.  Tables
+ * it unlinks go to @deferred (free them with gvm__pt_free_deferred() after
+ * the TLB invalidation), or are freed at once if @deferred is NULL.  @tlb
+ * (may be NULL) receives the range to invalidate.
+ */
+void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
+			   struct gvm_pt_free_list *deferred);
+
+/* Drops a prepared update: frees what it built; nothing changes. */
+void gvm__pt_update_abort(struct gvm_pt_update *upd);
+
+void gvm__pt_free_deferred(struct gvm_pt_vm *vm,
+			   struct gvm_pt_free_list *list);
+
+/* prepare + commit (tables freed at once). */
+int gvm__pt_bind(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
+		 const struct gvm_pt_extent *ext, size_t n, unsigned int flags,
+		 struct gvm_pt_tlb *tlb);
+int gvm__pt_unbind(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
+		   struct gvm_pt_tlb *tlb);
+
+/*
+ * Zaps the committed leaves intersecting [va, va + size) in place (a huge
+ * leaf straddling an end is zapped whole).  Never allocates or frees; may
+ * run while an update is pending (see pt.c).  Returns 0 or -EINVAL.
+ */
+int gvm__pt_zap(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
+		struct gvm_pt_tlb *tlb);
+
+/*
+ * Translates @va in @view.  Returns 0, or -ENOENT if nothing valid maps it
+ * (@out->pte then holds the zapped entry, or 0).
+ */
+int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
+		      enum gvm_pt_view view, struct gvm_pt_xlate *out);
+
+/*
+ * Checks the invariants listed in pt.c over the committed tables.  Returns
+ * 0 or -EUCLEAN after printing what is wrong.
+ */
+int gvm__pt_validate(const struct gvm_pt_vm *vm);
+
+#endif
