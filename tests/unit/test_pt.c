@@ -652,3 +652,138 @@ TEST(reference_model)
 	free(m.s);
 	env_fini(&v);
 }
+
+/* Translation of @va in @view: the address, or ~0 if not mapped. */
+static uint64_t xl(struct gvm_pt_vm *vm, uint64_t va, enum gvm_pt_view view)
+{
+	struct gvm_pt_xlate x;
+
+	return gvm__pt_translate(vm, va, view, &x) ? ~0ull : x.addr;
+}
+
+#define COMMITTED GVM_PT_VIEW_COMMITTED
+#define STAGING GVM_PT_VIEW_STAGING
+
+TEST(staging_views)
+{
+	struct env v;
+	struct gvm_pt_extent a = { 64 * G1, 4 * M2 }, b = { 96 * G1, 2 * M2 };
+	struct gvm_pt_update upd;
+	struct gvm_pt_free_list dead = { 0 };
+	struct gvm_pt_tlb tlb;
+	uint64_t tables;
+
+	env_init(&v, 16ull << 20, 48);
+	/* 4 KiB pages (backing offset by 4 KiB keeps them small). */
+	a.addr += K4;
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, 4 * M2, &a, 1, 0, NULL));
+	tables = v.vm.nr_tables;
+	ASSERT_OK(gvm__pt_bind_prepare(&v.vm, M2, 2 * M2, &b, 1, 0, &upd));
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), a.addr + M2 + K4);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, STAGING), b.addr + K4);
+	ASSERT_EQ(xl(&v.vm, 2 * M2 + K4, STAGING), b.addr + M2 + K4);
+	ASSERT_EQ(xl(&v.vm, K4, STAGING), a.addr + K4);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	gvm__pt_update_abort(&upd);
+	ASSERT_EQ(v.vm.nr_tables, tables);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, STAGING), a.addr + M2 + K4);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), a.addr + M2 + K4);
+
+	ASSERT_OK(gvm__pt_bind_prepare(&v.vm, M2, 2 * M2, &b, 1, 0, &upd));
+	gvm__pt_update_commit(&upd, &tlb, &dead);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), b.addr + K4);
+	ASSERT_EQ(xl(&v.vm, 2 * M2 + K4, COMMITTED), b.addr + M2 + K4);
+	/* 2M leaves replaced the two L0 tables: handed back, not freed. */
+	ASSERT_EQ(dead.nr, 2);
+	ASSERT_TRUE(tlb.size >= 2 * M2 && tlb.start <= M2);
+	gvm__pt_free_deferred(&v.vm, &dead);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+
+	/* Staged unbind: staging view empty, committed view unchanged. */
+	ASSERT_OK(gvm__pt_unbind_prepare(&v.vm, 0, 4 * M2, &upd));
+	ASSERT_EQ(xl(&v.vm, K4, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, 3 * M2, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), a.addr + K4);
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), ~0ull);
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	env_fini(&v);
+}
+
+/* Staging view of every page of [lo, hi) equals the committed one. */
+static void views_agree_after_commit(struct env *v, struct gvm_pt_update *upd,
+				     uint64_t lo, uint64_t hi)
+{
+	uint64_t n = (hi - lo) / K4, k, *want = calloc(n, sizeof(*want));
+
+	ASSERT_TRUE(want);
+	for (k = 0; k < n; k++)
+		want[k] = xl(&v->vm, lo + k * K4, STAGING);
+	gvm__pt_update_commit(upd, NULL, NULL);
+	for (k = 0; k < n; k++)
+		ASSERT_EQ(xl(&v->vm, lo + k * K4, COMMITTED), want[k]);
+	free(want);
+	ASSERT_OK(gvm__pt_validate(&v->vm));
+}
+
+TEST(seed000_zap_during_prepare)
+{
+	struct env v;
+	struct gvm_pt_extent huge = { 10 * G1, M2 }, run = { 11 * G1, K64 };
+	struct gvm_pt_extent nb = { 12 * G1, K4 };
+	struct gvm_pt_update upd;
+	struct gvm_pt_xlate x;
+	struct gvm_pt_tlb tlb;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, M2, &huge, 1, 0, NULL));
+	ASSERT_OK(gvm__pt_bind(&v.vm, M2, K64, &run, 1, 0, NULL));
+	ASSERT_OK(gvm__pt_translate(&v.vm, M2, COMMITTED, &x));
+	ASSERT_EQ(x.page_size, K64);
+
+	/* 1. The bind splits the 2M leaf; a zap hits that leaf meanwhile. */
+	ASSERT_OK(gvm__pt_bind_prepare(&v.vm, K4, K4, &nb, 1, 0, &upd));
+	ASSERT_EQ(xl(&v.vm, 2 * K4, STAGING), huge.addr + 2 * K4);
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2 / 2, K4, &tlb));
+	ASSERT_TRUE(tlb.start <= 0 && tlb.size >= M2);	/* whole leaf */
+	ASSERT_EQ(xl(&v.vm, 2 * K4, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), ~0ull);
+	/* Staging shows what commit will do: the split copy stays zapped. */
+	ASSERT_EQ(xl(&v.vm, 2 * K4, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, K4, STAGING), nb.addr);
+	views_agree_after_commit(&v, &upd, 0, 2 * M2);
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), nb.addr);
+	ASSERT_EQ(xl(&v.vm, 0, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, M2 - K4, COMMITTED), ~0ull);
+
+	/* 2. Neighbour fix-ups (64K hint) are not resurrected after a zap. */
+	ASSERT_OK(gvm__pt_bind_prepare(&v.vm, M2 + K4, K4, &nb, 1, 0, &upd));
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2 + 8 * K4, K4, NULL));
+	ASSERT_EQ(xl(&v.vm, M2 + 8 * K4, STAGING), ~0ull);
+	views_agree_after_commit(&v, &upd, M2, M2 + K64);
+	ASSERT_EQ(xl(&v.vm, M2 + 8 * K4, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), nb.addr);
+	ASSERT_OK(gvm__pt_translate(&v.vm, M2, COMMITTED, &x));
+	ASSERT_EQ(x.addr, run.addr);
+	ASSERT_EQ(x.page_size, K4);
+
+	/* 3. Inside its own range the op wins over a zap (caller rechecks). */
+	ASSERT_OK(gvm__pt_bind_prepare(&v.vm, M2 + 2 * K4, K4, &nb, 1, 0,
+				       &upd));
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2 + 2 * K4, K4, NULL));
+	ASSERT_EQ(xl(&v.vm, M2 + 2 * K4, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, M2 + 2 * K4, STAGING), nb.addr);
+	views_agree_after_commit(&v, &upd, M2, M2 + K64);
+	ASSERT_EQ(xl(&v.vm, M2 + 2 * K4, COMMITTED), nb.addr);
+
+	/* 4. A staged unbind of part of a zapped region, zap in between. */
+	ASSERT_OK(gvm__pt_unbind_prepare(&v.vm, M2 + 3 * K4, K4, &upd));
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2, K64, NULL));
+	views_agree_after_commit(&v, &upd, M2, M2 + K64);
+	ASSERT_EQ(xl(&v.vm, M2 + 4 * K4, COMMITTED), ~0ull);
+
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 4 * M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
