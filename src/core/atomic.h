@@ -27,27 +27,15 @@
 #define gvm_fetch_add_seq_cst(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define gvm_fetch_sub_release(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELEASE)
 #define gvm_fetch_sub_acq_rel(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_ACQ_REL)
-#define gvm_fetch_sub_seq_cst(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
 #define gvm_fetch_or_acq_rel(p, v) __atomic_fetch_or((p), (v), __ATOMIC_ACQ_REL)
-#define gvm_fetch_and_acq_rel(p, v) __atomic_fetch_and((p), (v), __ATOMIC_ACQ_REL)
-
-#define gvm_xchg_acq_rel(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 
 /* Strong compare-and-swap; on failure *expected receives the current value. */
-#define gvm_cmpxchg_acquire(p, expected, desired)                         \
-	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
-				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
 #define gvm_cmpxchg_release(p, expected, desired)                         \
 	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
 				    __ATOMIC_RELEASE, __ATOMIC_RELAXED)
 #define gvm_cmpxchg_acq_rel(p, expected, desired)                         \
 	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
 				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
-#define gvm_cmpxchg_relaxed(p, expected, desired)                         \
-	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
-				    __ATOMIC_RELAXED, __ATOMIC_RELAXED)
-
-#define gvm_smp_mb() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 static inline void gvm_cpu_relax(void)
 {

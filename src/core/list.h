@@ -30,11 +30,6 @@ static inline void gvm__list_insert(struct gvm_list *n, struct gvm_list *prev,
 	prev->next = n;
 }
 
-static inline void gvm_list_add(struct gvm_list *n, struct gvm_list *head)
-{
-	gvm__list_insert(n, head, head->next);
-}
-
 static inline void gvm_list_add_tail(struct gvm_list *n, struct gvm_list *head)
 {
 	gvm__list_insert(n, head->prev, head);

@@ -57,14 +57,6 @@ static inline void gvm__mutex_lock(struct gvm_mutex *m)
 	pthread_mutex_lock(&m->m);
 }
 
-static inline bool gvm__mutex_trylock(struct gvm_mutex *m)
-{
-	if (pthread_mutex_trylock(&m->m))
-		return false;
-	gvm__lockrank_acquire(m, m->rank, m->name, true);
-	return true;
-}
-
 static inline void gvm__mutex_unlock(struct gvm_mutex *m)
 {
 	gvm__lockrank_release(m);
