@@ -136,7 +136,9 @@ struct gvm_pt_rec {
 	unsigned int first, count;	/* entry range */
 	unsigned int new_live;		/* live count after commit */
 	uint64_t *new_e, *old_e;	/* [count] */
-	struct gvm_pt **new_c, **old_c;	/* [count], NULL at level 0 */
+	struct gvm_pt **new_c;		/* [count], NULL at level 0; the old
+					   children are table->children[]
+					   (only commits change those) */
 	uint64_t data[];
 };
 
@@ -289,7 +291,7 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 				     uint64_t base, unsigned int first,
 				     unsigned int count)
 {
-	size_t words = 2 * (size_t)count * (t->level ? 2 : 1);
+	size_t words = (size_t)count * (t->level ? 3 : 2);
 	struct gvm_pt_rec *r;
 
 	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
@@ -306,13 +308,10 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	memcpy(r->old_e, t->cpu + first, count * sizeof(uint64_t));
 	if (t->level) {
 		r->new_c = (struct gvm_pt **)(r->data + 2 * (size_t)count);
-		r->old_c = r->new_c + count;
 		memcpy(r->new_c, t->children + first,
 		       count * sizeof(struct gvm_pt *));
-		memcpy(r->old_c, t->children + first,
-		       count * sizeof(struct gvm_pt *));
 	} else {
-		r->new_c = r->old_c = NULL;
+		r->new_c = NULL;
 	}
 	/* Head insertion: the list runs children before parents. */
 	r->next = w->upd->recs;
@@ -706,7 +705,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 			unsigned int i = r->first + k;
 			uint64_t n = r->new_e[k], o = r->old_e[k];
 			struct gvm_pt *nc = r->new_c ? r->new_c[k] : NULL;
-			struct gvm_pt *oc = r->old_c ? r->old_c[k] : NULL;
+			struct gvm_pt *oc = t->level ? t->children[i] : NULL;
 			uint64_t eva = r->base + i * span;
 
 			if (n == o && nc == oc)
