@@ -24,22 +24,34 @@ static bool fired(void)
 	return f;
 }
 
+/*
+ * Runs the statement `err = CALL` with its 1st, 2nd, ... allocation failing
+ * until a run allocates fewer than that and succeeds (err == 0).  Each
+ * failed run must give -ENOMEM, then runs AFTER (checks that nothing
+ * changed).  Counts the failed runs in *FAILURES.
+ */
+#define FAIL_EACH_ALLOCATION(failures, err, call, after)                \
+	for (long k_ = 1;; k_++) {                                      \
+		arm(k_);                                                \
+		(err) = (call);                                         \
+		if (!fired()) {                                         \
+			ASSERT_OK(err);                                 \
+			break;                                          \
+		}                                                       \
+		ASSERT_EQ((err), -ENOMEM);                              \
+		(*(failures))++;                                        \
+		after;                                                  \
+	}
+
 TEST(fence_create)
 {
+	long failures = 0;
+	int err;
 	struct gvm_fence *f = (struct gvm_fence *)0x1;
 
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &f);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-		ASSERT_TRUE(f == (struct gvm_fence *)0x1);	/* untouched */
-	}
+	FAIL_EACH_ALLOCATION(&failures, err,
+			     gvm_fence_create(gvm_fence_context_alloc(1), 1, &f),
+			     ASSERT_TRUE(f == (struct gvm_fence *)0x1));
 	gvm_fence_put(f);
 }
 
@@ -47,25 +59,18 @@ TEST(fence_array_create)
 {
 	struct gvm_fence *m[3], *a = NULL;
 	uint64_t ctx = gvm_fence_context_alloc(3);
-	long k;
+	long failures = 0;
+	int err;
 
 	for (int i = 0; i < 3; i++)
 		ASSERT_OK(gvm_fence_create(ctx + (uint64_t)i, 1, &m[i]));
-	for (k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_fence_array_create(m, 3, gvm_fence_context_alloc(1),
-					     1, &a);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-		for (int i = 0; i < 3; i++)	/* no reference leaked */
-			ASSERT_EQ(m[i]->refcount, 1);
-	}
-	ASSERT_GT(k, 1);	/* the array does allocate */
+	FAIL_EACH_ALLOCATION(&failures, err,
+			     gvm_fence_array_create(m, 3,
+						    gvm_fence_context_alloc(1),
+						    1, &a),
+			     for (int i = 0; i < 3; i++) /* no ref leaked */
+				     ASSERT_EQ(m[i]->refcount, 1));
+	ASSERT_GT(failures, 0);	/* the array does allocate */
 	for (int i = 0; i < 3; i++)
 		gvm_fence_signal(m[i]);
 	ASSERT_EQ(gvm_fence_get_status(a), 1);
@@ -76,31 +81,13 @@ TEST(fence_array_create)
 
 TEST(timeline)
 {
+	long failures = 0;
+	int err;
 	struct gvm_timeline *tl = NULL;
 	struct gvm_fence *f = NULL;
 
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_timeline_create("t", &tl);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-	}
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_timeline_fence_create(tl, &f);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-	}
+	FAIL_EACH_ALLOCATION(&failures, err, gvm_timeline_create("t", &tl), );
+	FAIL_EACH_ALLOCATION(&failures, err, gvm_timeline_fence_create(tl, &f), );
 	ASSERT_EQ(f->seqno, 1);		/* failures consumed no seqno */
 	ASSERT_OK(gvm_timeline_signal(tl, 1, 0));
 	ASSERT_TRUE(gvm_fence_is_signaled(f));
@@ -124,60 +111,23 @@ static const struct gvm_job_ops job_ops = { .run = job_run, .free = job_free };
 
 TEST(scheduler)
 {
+	long failures = 0;
+	int err;
 	struct gvm_sched *s = NULL;
 	struct gvm_sched_queue *q = NULL;
 	struct gvm_fence *deps[4], *done;
 	struct gvm_job job;
 	uint64_t ctx = gvm_fence_context_alloc(4);
 
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_sched_create("s", 2, &s);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-	}
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_sched_queue_create(s, "q", &q);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-	}
-	for (long k = 1;; k++) {
-		int err;
-
-		arm(k);
-		err = gvm_job_init(&job, q, &job_ops);
-		if (!fired()) {
-			ASSERT_OK(err);
-			break;
-		}
-		ASSERT_EQ(err, -ENOMEM);
-	}
+	FAIL_EACH_ALLOCATION(&failures, err, gvm_sched_create("s", 2, &s), );
+	FAIL_EACH_ALLOCATION(&failures, err, gvm_sched_queue_create(s, "q", &q), );
+	FAIL_EACH_ALLOCATION(&failures, err, gvm_job_init(&job, q, &job_ops), );
 	/* Adding dependencies grows an array: a failure leaves the job as is. */
 	for (int i = 0; i < 4; i++) {
 		ASSERT_OK(gvm_fence_create(ctx + (uint64_t)i, 1, &deps[i]));
-		for (long k = 1;; k++) {
-			int err;
-
-			arm(k);
-			err = gvm_job_add_dependency(&job, deps[i]);
-			if (!fired()) {
-				ASSERT_OK(err);
-				break;
-			}
-			ASSERT_EQ(err, -ENOMEM);
-			ASSERT_EQ(deps[i]->refcount, 1); /* no reference taken */
-		}
+		FAIL_EACH_ALLOCATION(&failures, err,
+				     gvm_job_add_dependency(&job, deps[i]),
+				     ASSERT_EQ(deps[i]->refcount, 1));
 	}
 	gvm_job_arm(&job);
 	done = gvm_fence_get(gvm_job_finished(&job));
@@ -206,6 +156,8 @@ static unsigned int count_fences(struct gvm_resv *r)
 
 TEST(resv)
 {
+	long failures = 0;
+	int err;
 	uint64_t ctx = gvm_fence_context_alloc(64);
 	struct gvm_fence *f[64], **snap;
 	unsigned int n;
@@ -216,22 +168,15 @@ TEST(resv)
 	for (int i = 0; i < 64; i++) {
 		ASSERT_OK(gvm_fence_create(ctx + (uint64_t)i, 1, &f[i]));
 		ASSERT_OK(gvm_resv_lock(&r, NULL));
-		for (long k = 1;; k++) {
-			int err;
-
-			arm(k);
-			err = gvm_resv_reserve_fences(&r, 1);
-			if (!fired()) {
-				ASSERT_OK(err);
-				break;
-			}
-			ASSERT_EQ(err, -ENOMEM);
-			/* nothing reserved, nothing lost */
-			ASSERT_EQ(gvm_resv_add_fence(&r, f[i], GVM_RESV_USAGE_READ),
+		/* a failure reserves nothing and loses nothing */
+		FAIL_EACH_ALLOCATION(&failures, err,
+				     gvm_resv_reserve_fences(&r, 1), {
+			ASSERT_EQ(gvm_resv_add_fence(&r, f[i],
+						     GVM_RESV_USAGE_READ),
 				  -ENOSPC);
 			ASSERT_EQ(count_fences(&r), i);
 			ASSERT_OK(gvm_resv_validate(&r));
-		}
+		});
 		ASSERT_OK(gvm_resv_add_fence(&r, f[i], GVM_RESV_USAGE_READ));
 		gvm_resv_unlock(&r);
 	}
