@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Devices, and the contract a device backend implements.
+ *
+ * A device (struct gvm_device) is the library's view of one GPU: its memory
+ * regions, its engines and the operations gvm needs from the hardware.  The
+ * library owns everything that is policy (which memory a buffer or a
+ * page-table page gets, what is mapped where, when the TLB must be
+ * invalidated, what runs after what); a backend only does what hardware
+ * does: it walks the page tables gvm writes, caches translations, runs work
+ * on engines and copies bytes.  The simulated GPU (<gvm/sim.h>) is one
+ * backend; it uses nothing but this header.
+ *
+ * MEMORY.  Two regions:
+ *  - GVM_MEM_SYSTEM: host memory of this process.  A system-memory address
+ *    handed to the device (in a PTE or a copy) is the CPU virtual address of
+ *    the page in this process.  The host may unmap it behind the device's
+ *    back (userptr, SVM): a backend must survive touching such an address
+ *    (report a fault, never crash).
+ *  - GVM_MEM_VRAM: the device's own memory, @vram_size bytes at device
+ *    addresses [vram_base, vram_base + vram_size).  The backend exposes all
+ *    of it to the CPU as one writable window @vram_cpu (a BAR): gvm writes
+ *    page tables through it and gives buffers a CPU view.  If the backend
+ *    also gives @vram_fd (a file whose offset o is VRAM byte o, mmap-able
+ *    MAP_SHARED), buffers made of scattered VRAM blocks get one contiguous
+ *    CPU view; without it such buffers cannot be mapped.  gvm allocates VRAM
+ *    (buddy allocator, 4 KiB chunks); the backend never does.
+ *
+ * PAGE TABLES.  gvm writes the VM's page tables in VRAM in the device's
+ * page-table format (src/pt/fmt_*.h) and tells the backend only the root
+ * (vm_attach).  Before gvm frees or reuses anything a translation could
+ * reach, it invalidates the TLB range and waits for it.
+ *
+ * OPERATIONS (struct gvm_device_ops).  Every op returns 0 or a negative
+ * errno; an op that fails must have changed nothing.  Ops that start
+ * asynchronous work hand back a fence reference in *@done (signalled, with
+ * an error if the work failed); they may return an already-signalled
+ * fence.  Ops are called with no gvm lock held, except tlb_inval (may be
+ * called under vm->lock and the notifier lock: it must not block on
+ * anything but short internal locks, and must never wait for a job).
+ * Backends call into gvm only through the functions of this header and
+ * <gvm/fence.h>.
+ *
+ * LIFETIME.  gvm_device_create() returns the first reference.  Each VM,
+ * buffer and queue holds one.  When the last goes, gvm calls ops->destroy
+ * after every VM has been detached; the backend then frees its state (the
+ * VRAM window included).
+ *
+ * Errors of the calls below: -EINVAL for NULL or bad arguments, -ENOMEM.
+ */
+#ifndef GVM_DEVICE_H
+#define GVM_DEVICE_H
+
+#include <gvm/fence.h>
+#include <gvm/types.h>
+
+GVM_BEGIN_DECLS
+
+struct gvm_device;
+struct gvm_vm;
+struct gvm_kernel;
+
+/* Memory regions (also the placement bits of buffer objects). */
+#define GVM_MEM_SYSTEM	(1u << 0)
+#define GVM_MEM_VRAM	(1u << 1)
+
+/* Engine classes (queues). */
+#define GVM_ENGINE_BIND		(1u << 0)
+#define GVM_ENGINE_COMPUTE	(1u << 1)
+#define GVM_ENGINE_COPY		(1u << 2)
+
+/* Page sizes, as a mask of sizes (bit n set: 2^n bytes supported). */
+#define GVM_PAGE_4K	(1ull << 12)
+#define GVM_PAGE_64K	(1ull << 16)
+#define GVM_PAGE_2M	(1ull << 21)
+#define GVM_PAGE_1G	(1ull << 30)
+
+/* A location in one device's view of memory. */
+struct gvm_mem_addr {
+	uint32_t region;	/* GVM_MEM_SYSTEM or GVM_MEM_VRAM */
+	uint64_t addr;		/* CPU VA (system) or device address (VRAM) */
+};
+
+/* Access types and fault reasons (fault log, fault reports). */
+#define GVM_ACCESS_READ		1u
+#define GVM_ACCESS_WRITE	2u
+#define GVM_ACCESS_ATOMIC	3u
+
+enum gvm_fault_reason {
+	GVM_FAULT_NOT_PRESENT = 1,	/* no valid PTE */
+	GVM_FAULT_WRITE_PROTECT,	/* write through a read-only PTE */
+	GVM_FAULT_ATOMIC,		/* atomic where the PTE forbids it */
+	GVM_FAULT_SYSMEM_GONE,		/* the host page is not mapped */
+};
+
+struct gvm_fault_info {
+	uint64_t addr;			/* GPU VA of the access */
+	uint32_t access;		/* GVM_ACCESS_* */
+	uint32_t reason;		/* enum gvm_fault_reason */
+	uint32_t engine;		/* GVM_ENGINE_* class of the engine */
+	uint32_t engine_instance;
+	int64_t timestamp_ns;		/* CLOCK_MONOTONIC */
+};
+
+/* What a backend registers. */
+struct gvm_device_desc {
+	const char *name;		/* copied */
+	unsigned int va_bits;		/* 48 or 57 */
+	uint64_t page_sizes;		/* GVM_PAGE_* mask; must include 4K */
+	uint64_t vram_size;		/* bytes, multiple of 4 KiB, >= 1 MiB */
+	uint64_t vram_base;		/* device address of VRAM byte 0,
+					   4 KiB aligned */
+	void *vram_cpu;			/* CPU window over all of VRAM */
+	int vram_fd;			/* see MEMORY; -1 if none */
+	unsigned int nr_compute;	/* engines per class */
+	unsigned int nr_copy;
+	unsigned int tlb_entries;	/* per engine, informational */
+};
+
+struct gvm_device_ops {
+	/*
+	 * A VM starts using the device: page tables of @levels levels whose
+	 * root is at device address @root; @vm_flags are the GVM_VM_* flags
+	 * (the backend implements GVM_VM_SCRATCH_PAGE: invalid entries read
+	 * as zero, writes to them are dropped).  The backend stores its
+	 * per-VM state in *@vm_priv and reports faults with gvm_vm_fault(@vm).
+	 * Mandatory.
+	 */
+	int (*vm_attach)(struct gvm_device *dev, struct gvm_vm *vm,
+			 uint64_t root, unsigned int levels, uint32_t vm_flags,
+			 void **vm_priv);
+	/* The VM is gone: no queue of it remains, its TLB is flushed. */
+	void (*vm_detach)(struct gvm_device *dev, void *vm_priv);
+	/*
+	 * Starts invalidating the translations of [start, start + size) of
+	 * the VM (size 0: all of them; else size is a power of two and start
+	 * is aligned to it).  *@done signals once no engine can use a
+	 * translation of the range it cached before the call.  Mandatory.
+	 */
+	int (*tlb_inval)(struct gvm_device *dev, void *vm_priv, uint64_t start,
+			 uint64_t size, struct gvm_fence **done);
+	/*
+	 * Copies @size bytes (multiple of 4 KiB) from @src to @dst with a copy
+	 * engine.  The ranges do not overlap.  Mandatory.
+	 */
+	int (*copy)(struct gvm_device *dev, struct gvm_mem_addr dst,
+		    struct gvm_mem_addr src, uint64_t size,
+		    struct gvm_fence **done);
+	/* An exec queue of engine class @engine for the VM. Optional. */
+	int (*queue_create)(struct gvm_device *dev, void *vm_priv,
+			    uint32_t engine, void **queue_priv);
+	/* The queue is idle and will get no more work. */
+	void (*queue_destroy)(struct gvm_device *dev, void *queue_priv);
+	/*
+	 * Runs kernel @k on the queue; *@done signals when it finished (with
+	 * -EIO if it faulted).  gvm calls it in queue order, after the job's
+	 * dependencies signalled; @k is valid until *@done signals.
+	 */
+	int (*run)(struct gvm_device *dev, void *queue_priv,
+		   const struct gvm_kernel *k, struct gvm_fence **done);
+	/* Last reference gone; no VM is attached.  Free everything. */
+	void (*destroy)(struct gvm_device *dev);
+};
+
+/*
+ * Backend side: registers a device.  @desc is copied; @ops must stay valid
+ * for the device's life.  Returns 0, -EINVAL (bad description or ops),
+ * -ENOMEM.  On failure nothing is registered and ops->destroy is not
+ * called.
+ */
+GVM_API int gvm_device_create(const struct gvm_device_desc *desc,
+			      const struct gvm_device_ops *ops, void *priv,
+			      struct gvm_device **out);
+/* The backend's private pointer given to gvm_device_create(). */
+GVM_API void *gvm_device_priv(const struct gvm_device *dev);
+
+/*
+ * Backend side: an engine hit a fault in @vm.  Called from the engine's
+ * thread with no gvm lock held; may block.  Returns 0 if the fault was
+ * resolved (the engine replays the access), or a negative errno: the
+ * access fails and the backend fails the job with -EIO.  In a VM without
+ * GVM_VM_FAULT_MODE every fault is logged (gvm_vm_query_faults()) and
+ * returns -EFAULT.
+ */
+GVM_API int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f);
+
+/* Users' side. */
+struct gvm_device_info {
+	char name[32];
+	unsigned int va_bits;
+	uint64_t page_sizes;
+	uint64_t vram_size;
+	uint64_t vram_free;		/* bytes not allocated right now */
+	unsigned int nr_compute, nr_copy;
+	unsigned int tlb_entries;
+	bool vram_mappable;		/* scattered VRAM buffers can be mapped */
+};
+
+GVM_API int gvm_device_query(struct gvm_device *dev,
+			     struct gvm_device_info *info);
+GVM_API struct gvm_device *gvm_device_get(struct gvm_device *dev);
+GVM_API void gvm_device_put(struct gvm_device *dev);
+
+GVM_END_DECLS
+
+#endif

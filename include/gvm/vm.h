@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GPU VMs, buffer objects, VM_BIND, queues, syncs and exec.
+ *
+ * The shapes follow the Linux xe uAPI (DRM_IOCTL_XE_VM_CREATE, _VM_BIND,
+ * _EXEC_QUEUE_CREATE, _EXEC, syncobjs and user fences) with C handles
+ * instead of ioctls.  Semantics: docs/vm.md.
+ *
+ * A VM is one GPU virtual address space on one device.  Clients change it
+ * with gvm_vm_bind(): an array of operations applied as one atomic
+ * operation (all or nothing) on a bind queue; it returns once the new
+ * mappings are decided, and the page tables are written either at once
+ * (when nothing must be waited for) or by a job when the in-syncs signal.
+ * Kernels run with gvm_exec() on exec queues; they see every bind that
+ * completed on any queue of the VM before the exec was called.
+ *
+ * Threads: every call may be made from any thread, concurrently with any
+ * other on the same objects, except that an object may not be used during
+ * or after its destroy/put.  No call may be made from a fence callback.
+ *
+ * Errors: 0 or a negative errno, nothing changed on failure.  -EINVAL bad
+ * arguments (see each call), -ENOMEM host memory, -ENOSPC device memory,
+ * -EIO the VM is banned (a bind failed after its point of no return),
+ * -EBUSY see gvm_vm_bind(), -ENODEV a queue of another VM or device.
+ */
+#ifndef GVM_VM_H
+#define GVM_VM_H
+
+#include <gvm/device.h>
+#include <gvm/fence.h>
+#include <gvm/types.h>
+
+GVM_BEGIN_DECLS
+
+struct gvm_vm;
+struct gvm_bo;
+struct gvm_queue;
+struct gvm_syncobj;
+struct gvm_mm;
+struct gvm_kernel;
+
+/* ---- VMs ---------------------------------------------------------------- */
+
+#define GVM_VM_LR_MODE		(1u << 0)  /* long-running: no dma-fences */
+#define GVM_VM_FAULT_MODE	(1u << 1)  /* recoverable faults; needs LR */
+#define GVM_VM_SCRATCH_PAGE	(1u << 2)  /* unmapped reads return zero */
+#define GVM_VM_FLAGS_ALL	(GVM_VM_LR_MODE | GVM_VM_FAULT_MODE | \
+				 GVM_VM_SCRATCH_PAGE)
+
+/*
+ * Creates a VM on @dev with the device's VA size.  @mm is the CPU address
+ * space userptr and SVM mappings refer to (NULL if none are used).
+ * -EINVAL: unknown flags, FAULT_MODE without LR_MODE, SCRATCH_PAGE with
+ * FAULT_MODE.
+ */
+GVM_API int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm,
+			  uint32_t flags, struct gvm_vm **out);
+/*
+ * Waits for the VM's queues to drain, unbinds everything and frees the VM.
+ * Queues of the VM must have been destroyed (-EBUSY otherwise).
+ */
+GVM_API int gvm_vm_destroy(struct gvm_vm *vm);
+
+/*
+ * Copies up to @cap fault-log entries, oldest first, to @buf and removes
+ * them from the log; *@count receives the number copied.  The log keeps
+ * the last GVM_VM_FAULT_LOG entries.
+ */
+#define GVM_VM_FAULT_LOG 64
+GVM_API int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
+				uint32_t cap, uint32_t *count);
+
+struct gvm_vm_stats {
+	uint64_t binds;			/* gvm_vm_bind() calls that succeeded */
+	uint64_t bind_ops;		/* their operations */
+	uint64_t bind_jobs;		/* binds that had to wait (queued) */
+	uint64_t bind_errors;		/* binds that failed and unwound */
+	uint64_t vmas;			/* mappings now */
+	uint64_t pt_pages;		/* page-table pages now */
+	uint64_t pte_writes[5];		/* entries written, by level */
+	uint64_t tlb_invals;		/* range invalidations submitted */
+	uint64_t tlb_full_flushes;	/* of which full flushes */
+	uint64_t faults;		/* GPU faults reported */
+	uint64_t execs;			/* gvm_exec() calls that succeeded */
+	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
+	uint64_t bytes_to_vram, bytes_to_system;
+	bool banned;
+};
+GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);
+
+/* ---- buffer objects -------------------------------------------------- */
+
+/*
+ * Creates a buffer object of @size bytes (multiple of 4 KiB) on @dev.
+ * @placement: GVM_MEM_SYSTEM and/or GVM_MEM_VRAM; with both, VRAM is
+ * preferred and system memory is where it goes when VRAM is short.  A
+ * VRAM-only BO may still be evicted to system memory and moved back before
+ * the GPU uses it.  @vm non-NULL: a VM-local BO, sharing @vm's reservation,
+ * bindable only in @vm; NULL: an external BO with its own reservation,
+ * bindable in any VM of the device.  The contents start zeroed.  Returns
+ * the first reference.  -EINVAL: size 0 or unaligned, bad placement, a VM
+ * of another device; -ENOSPC: VRAM-only and no VRAM can be freed.
+ */
+GVM_API int gvm_bo_create(struct gvm_device *dev, uint64_t size,
+			  uint32_t placement, struct gvm_vm *vm,
+			  struct gvm_bo **out);
+/*
+ * A CPU view of the whole BO, valid until the last reference goes; it
+ * follows the BO when gvm moves it.  CPU and GPU accesses are coherent
+ * once the GPU work that uses the BO has completed (wait for its fences).
+ * -EOPNOTSUPP: a BO in scattered VRAM on a device without vram_fd.
+ */
+GVM_API int gvm_bo_map(struct gvm_bo *bo, void **cpu);
+GVM_API uint64_t gvm_bo_size(const struct gvm_bo *bo);
+/* Where the BO is now: GVM_MEM_SYSTEM or GVM_MEM_VRAM. */
+GVM_API uint32_t gvm_bo_region(struct gvm_bo *bo);
+GVM_API struct gvm_bo *gvm_bo_get(struct gvm_bo *bo);
+/* Drops a reference; a BO stays alive while it is bound. */
+GVM_API void gvm_bo_put(struct gvm_bo *bo);
+
+/* ---- syncs -------------------------------------------------------------- */
+
+/* A handle that holds the latest fence of something, across calls. */
+GVM_API int gvm_syncobj_create(struct gvm_syncobj **out);
+GVM_API void gvm_syncobj_destroy(struct gvm_syncobj *s);
+/* A reference to the current fence; -ENOENT if it has none yet. */
+GVM_API int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out);
+/* Waits for the current fence: its status, -ENOENT if none, -ETIME. */
+GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
+
+#define GVM_SYNC_FENCE		1u	/* fence / *out */
+#define GVM_SYNC_SYNCOBJ	2u	/* syncobj */
+#define GVM_SYNC_USER_FENCE	3u	/* addr, value */
+
+#define GVM_SYNC_SIGNAL		(1u << 0)	/* an out-sync (else: wait) */
+
+/*
+ * One sync of a bind or exec.  Wait syncs: FENCE (@fence) and SYNCOBJ (its
+ * current fence; none = nothing to wait for).  Signal syncs: FENCE (*@out
+ * receives a reference to the operation's fence), SYNCOBJ (its fence is
+ * replaced), USER_FENCE (@value is stored to the 8-byte aligned CPU address
+ * @addr when the operation completes).  A user fence cannot be waited on
+ * (-EINVAL); use gvm_user_fence_wait().
+ */
+struct gvm_sync {
+	uint32_t type;			/* GVM_SYNC_* */
+	uint32_t flags;			/* GVM_SYNC_SIGNAL */
+	struct gvm_fence *fence;	/* FENCE, wait */
+	struct gvm_fence **out;		/* FENCE, signal */
+	struct gvm_syncobj *syncobj;	/* SYNCOBJ */
+	uint64_t *addr;			/* USER_FENCE */
+	uint64_t value;			/* USER_FENCE */
+};
+
+/*
+ * Waits until *@addr == @value (written by a user fence).  Returns 0,
+ * -ETIME, -EINVAL (unaligned address).
+ */
+GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
+				int64_t timeout_ns);
+
+/* ---- queues --------------------------------------------------------------- */
+
+/*
+ * A queue of @engine (one GVM_ENGINE_* class) for @vm.  Work on one queue
+ * completes in order; different queues progress independently.  Every VM
+ * has a default bind queue (NULL in gvm_vm_bind()).  -EINVAL: unknown or
+ * several classes; -EOPNOTSUPP: the device has no such engine.
+ */
+GVM_API int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
+			     struct gvm_queue **out);
+/* Waits for the queue's work to complete, then frees it. */
+GVM_API void gvm_queue_destroy(struct gvm_queue *q);
+
+/* ---- VM_BIND --------------------------------------------------------------- */
+
+#define GVM_BIND_MAP		1u
+#define GVM_BIND_UNMAP		2u
+#define GVM_BIND_MAP_USERPTR	3u
+#define GVM_BIND_UNMAP_ALL	4u	/* every mapping of @bo in the VM */
+#define GVM_BIND_PREFETCH	5u	/* move the BOs of the range */
+
+#define GVM_BIND_READONLY	(1u << 0)
+#define GVM_BIND_IMMEDIATE	(1u << 1)
+#define GVM_BIND_NULL		(1u << 2)	/* sparse: no backing */
+#define GVM_BIND_CPU_ADDR_MIRROR (1u << 3)	/* fault mode only */
+#define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
+				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
+
+struct gvm_bind_op {
+	uint32_t op;			/* GVM_BIND_MAP ... */
+	uint32_t flags;			/* GVM_BIND_READONLY ... */
+	uint64_t addr;			/* GPU VA, 4 KiB aligned */
+	uint64_t range;			/* bytes, 4 KiB aligned, > 0 */
+	struct gvm_bo *bo;		/* MAP, UNMAP_ALL */
+	uint64_t bo_offset;		/* MAP: 4 KiB aligned */
+	uint64_t userptr;		/* MAP_USERPTR: CPU address */
+	uint32_t prefetch_mem;		/* PREFETCH: GVM_MEM_* region */
+	uint32_t pat;			/* PAT index 0..7 */
+};
+
+/*
+ * Applies @ops[0..@n) to @vm as one atomic operation on @q (NULL: the VM's
+ * default bind queue), after the wait syncs of @syncs[0..@ns) signalled;
+ * the signal syncs signal when the page tables (and TLBs) are updated.
+ * Later ops see the effect of earlier ones (MAP then UNMAP of part of it
+ * is fine).  A MAP over existing mappings replaces them (splitting what
+ * it partly covers).  With @n == 0 the out-syncs signal once the queue's
+ * earlier work completed.
+ *
+ * -EINVAL: unknown op or flags, addr/range/bo_offset not 4 KiB aligned,
+ * range 0, addr + range overflowing or beyond the VA size, bo_offset +
+ * range beyond the BO, a BO of another device or VM-local to another VM,
+ * NULL with a BO, MIRROR outside fault mode, a queue not of class BIND,
+ * PAT > 7, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
+ * implemented.  -EBUSY: an UNMAP (or a MAP that replaces part of a
+ * mapping) hits a mapping whose bind user fence has not been written yet.
+ */
+GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
+			const struct gvm_bind_op *ops, uint32_t n,
+			const struct gvm_sync *syncs, uint32_t ns);
+
+/* ---- exec ------------------------------------------------------------------- */
+
+/*
+ * Runs kernel @k (see <gvm/sim.h>; copied) on exec queue @q after the wait
+ * syncs and every bind of the VM submitted before it; signal syncs signal
+ * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
+ * queue, bad syncs; -EOPNOTSUPP: the device cannot run kernels.
+ */
+GVM_API int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
+		     const struct gvm_sync *syncs, uint32_t ns);
+
+GVM_END_DECLS
+
+#endif

@@ -1,0 +1,1028 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VM_BIND: an array of map / unmap operations applied to a VM as one atomic
+ * operation.
+ *
+ * The flow of gvm_vm_bind() (docs/vm.md has the long version):
+ *
+ *   1. check    every op and sync on its own (nothing locked)      -EINVAL
+ *   2. parse    under vm->lock: each op becomes a VA op list
+ *               (va.c: UNMAP / REMAP / MAP steps) that is applied
+ *               to the VA tree at once, so the next op sees it;
+ *               the -EBUSY rule (unsignalled user fence)
+ *   3. lock     the VM's reservation and every external BO the
+ *               array maps or unmaps (lockset: ww back-off)
+ *   4. plan     the net effect on the page tables: the touched
+ *               ranges, and in them the final VMAs -> one list of
+ *               segments (map / unbind) for the page-table engine
+ *   5. deps     in-syncs, pending binds of other queues on
+ *               overlapping ranges, kernels still using mappings
+ *               that go away, moves of mapped external BOs
+ *   6. prepare  all deps signalled and the queue idle: the page
+ *               tables are prepared now (inline bind); otherwise a
+ *               job is set up that will do it when they signal
+ *   --- point of no return -------------------------------------------
+ *   7. commit   inline: commit the page tables; both: link new
+ *               VMAs to their BOs, publish the fence (VM resv,
+ *               queue, range fences), push the job
+ *   8. finish   inline: TLB invalidation, then free unlinked page
+ *               tables and the VMAs that went away; out-syncs
+ *
+ * Any failure in 2-6 unwinds every applied VA op in reverse and leaves the
+ * VM exactly as it was.  A queued job that fails (its page-table prepare
+ * cannot allocate) bans the VM: every later bind and exec fails with -EIO.
+ *
+ * Ordering.  Jobs of one queue run in order (the scheduler).  Binds of
+ * different queues are independent unless their ranges overlap: a queued
+ * bind leaves a range fence, and a later bind on another queue whose
+ * touched range overlaps depends on it.  Bind fences go in the VM
+ * reservation at KERNEL usage, so execs wait for the binds submitted
+ * before them.  A bind that removes mappings waits for the VM's kernels
+ * (BOOKKEEP fences that are not pending binds).
+ *
+ * Locking: vm->lock is held from parse to commit (and by a bind job while
+ * it writes the page tables); the reservations from lock to commit;
+ * notifier_lock around page-table commits.  TLB waits happen with no lock
+ * held.  Allocation happens only before the point of no return.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gvm/lockset.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/debug.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "vm/bind.h"
+#include "vm/bo.h"
+#include "vm/dev.h"
+#include "vm/sync.h"
+#include "vm/vm.h"
+
+struct gvm_bind_inject gvm__bind_inject;
+
+struct range {
+	uint64_t lo, hi;
+};
+
+/* Grows *@p (of *@cap elements of @sz bytes) to hold @need. */
+static int grow(void **p, size_t *cap, size_t need, size_t sz)
+{
+	size_t ncap;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 8;
+	while (ncap < need)
+		ncap *= 2;
+	np = gvm__realloc(*p, ncap * sz);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+#define GROW(arr, cap, need) \
+	grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/* A queued bind: the page-table work, and what it frees afterwards. */
+struct bind_job {
+	struct gvm_job job;
+	struct gvm_vm *vm;		/* reference */
+	struct gvm_pt_seg *segs;
+	size_t nr_segs;
+	struct gvm_pt_extent *ext;
+	struct gvm_vma **dead;		/* VMAs that went away */
+	size_t nr_dead;
+};
+
+struct bind {
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	const struct gvm_bind_op *ops;
+	uint32_t n;
+	struct gvm_sync_set syncs;
+
+	struct gvm_va_ops *lists;	/* one or more per op, applied */
+	size_t nr_lists, cap_lists;
+	bool removes;			/* some list takes mappings away */
+
+	struct range *touched;		/* sorted, merged */
+	size_t nr_touched, cap_touched;
+
+	struct gvm_bo **bos;		/* distinct BOs involved, sorted */
+	size_t nr_bos, cap_bos;
+	struct gvm_vm_bo **new_vbs;	/* [nr_bos], preallocated handles */
+	struct gvm_lockset ls;
+	bool ls_init;
+
+	struct gvm_pt_seg *segs;
+	size_t nr_segs, cap_segs;
+	struct gvm_pt_extent *ext;
+	size_t nr_ext, cap_ext;
+
+	struct gvm_fence **deps;	/* references */
+	size_t nr_deps, cap_deps;
+
+	struct gvm_vma **dead;
+	size_t nr_dead, cap_dead;
+
+	bool inline_bind;
+	struct gvm_pt_update upd;
+	bool upd_prepared;
+	struct bind_job *bj;
+	struct gvm_range_fence *rf;
+	struct gvm_fence *done;		/* the out-fence, reference */
+};
+
+static int inject(enum gvm_bind_stage stage)
+{
+	if (gvm_load_relaxed(&gvm__bind_inject.stage) != (int)stage)
+		return 0;
+	if (gvm_fetch_sub_release(&gvm__bind_inject.countdown, 1) > 0)
+		return 0;
+	gvm_store_relaxed(&gvm__bind_inject.stage, GVM_BIND_STAGE_NONE);
+	return gvm__bind_inject.error ? gvm__bind_inject.error : -ENOMEM;
+}
+
+/* ---- 1. check ------------------------------------------------------------ */
+
+static int check_bo(struct gvm_vm *vm, struct gvm_bo *bo)
+{
+	if (!bo || bo->dev != vm->dev || (bo->vm && bo->vm != vm))
+		return -EINVAL;
+	return 0;
+}
+
+static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
+{
+	uint64_t va_end = 1ull << vm->dev->desc.va_bits;
+	uint32_t f = op->flags;
+
+	if (f & ~GVM_BIND_FLAGS_ALL || op->pat > 7)
+		return -EINVAL;
+	if (op->op == GVM_BIND_UNMAP_ALL) {
+		if (f || op->addr || op->range)
+			return -EINVAL;
+		return check_bo(vm, op->bo);
+	}
+	if (!op->range || ((op->addr | op->range) & 4095) ||
+	    op->addr + op->range < op->addr || op->addr + op->range > va_end)
+		return -EINVAL;
+	switch (op->op) {
+	case GVM_BIND_MAP:
+		if (f & GVM_BIND_CPU_ADDR_MIRROR) {
+			if (op->bo || (f & GVM_BIND_NULL) ||
+			    !(vm->flags & GVM_VM_FAULT_MODE))
+				return -EINVAL;
+			return -EOPNOTSUPP;
+		}
+		if (f & GVM_BIND_NULL)
+			return op->bo || op->bo_offset ? -EINVAL : 0;
+		if (check_bo(vm, op->bo) || (op->bo_offset & 4095) ||
+		    op->bo_offset > op->bo->size ||
+		    op->range > op->bo->size - op->bo_offset)
+			return -EINVAL;
+		return 0;
+	case GVM_BIND_UNMAP:
+		return f || op->bo ? -EINVAL : 0;
+	case GVM_BIND_MAP_USERPTR:
+		if (f & ~(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE) || op->bo ||
+		    !vm->mm)
+			return -EINVAL;
+		return -EOPNOTSUPP;
+	case GVM_BIND_PREFETCH:
+		if (f || op->bo || (op->prefetch_mem != GVM_MEM_SYSTEM &&
+				    op->prefetch_mem != GVM_MEM_VRAM))
+			return -EINVAL;
+		return -EOPNOTSUPP;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- 2. parse ------------------------------------------------------------ */
+
+/* Checks the -EBUSY rule, then applies list @l and notes its ranges. */
+static int apply_list(struct bind *b, struct gvm_va_ops *l)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < l->nr; i++)
+		if (l->op[i].old &&
+		    !gvm__ufence_written(to_vma(l->op[i].old)->ufence))
+			return -EBUSY;
+	err = GROW(b->touched, b->cap_touched, b->nr_touched + l->nr);
+	if (err)
+		return err;
+	gvm__va_ops_apply(l);
+	for (i = 0; i < l->nr; i++) {
+		struct gvm_va_op *op = &l->op[i];
+		uint64_t lo, hi;
+
+		switch (op->kind) {
+		case GVM_VA_OP_MAP:
+			lo = op->map->addr;
+			hi = lo + op->map->range;
+			break;
+		case GVM_VA_OP_REMAP:
+			lo = op->prev ? op->prev->addr + op->prev->range
+				      : op->old->addr;
+			hi = op->next ? op->next->addr
+				      : op->old->addr + op->old->range;
+			b->removes = true;
+			break;
+		default:
+			lo = op->old->addr;
+			hi = lo + op->old->range;
+			b->removes = true;
+			break;
+		}
+		b->touched[b->nr_touched].lo = lo;
+		b->touched[b->nr_touched++].hi = hi;
+	}
+	return 0;
+}
+
+static int add_list(struct bind *b, struct gvm_va_ops *l)
+{
+	int err = GROW(b->lists, b->cap_lists, b->nr_lists + 1);
+
+	if (!err)
+		err = apply_list(b, l);
+	if (err) {
+		gvm__va_ops_fini(l);
+		return err;
+	}
+	b->lists[b->nr_lists++] = *l;
+	return 0;
+}
+
+static uint32_t va_flags(const struct gvm_bind_op *op)
+{
+	uint32_t f = op->flags & GVM_BIND_NULL ? GVM_VA_KIND_NULL
+					       : GVM_VA_KIND_BO;
+
+	if (op->flags & GVM_BIND_READONLY)
+		f |= GVM_VA_READONLY;
+	return f | GVM_VA_PAT(op->pat);
+}
+
+static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
+{
+	struct gvm_va_space *space = &b->vm->va;
+	struct range *r = NULL;
+	size_t nr = 0, cap = 0, i;
+	struct gvm_va_iter it;
+	struct gvm_va *va;
+	int err = 0;
+
+	gvm_va_for_each_in_range(va, space, space->start, space->range, &it) {
+		if (va->obj != bo)
+			continue;
+		err = GROW(r, cap, nr + 1);
+		if (err)
+			goto out;
+		r[nr].lo = va->addr;
+		r[nr++].hi = va->addr + va->range;
+	}
+	for (i = 0; i < nr && !err; i++) {
+		struct gvm_va_ops l;
+
+		err = gvm__va_unmap_ops_create(space, r[i].lo,
+					       r[i].hi - r[i].lo, &l);
+		if (!err)
+			err = add_list(b, &l);
+	}
+out:
+	free(r);
+	return err;
+}
+
+static int parse(struct bind *b)
+{
+	struct gvm_va_space *space = &b->vm->va;
+	uint32_t i;
+	int err = 0;
+
+	for (i = 0; i < b->n && !err; i++) {
+		const struct gvm_bind_op *op = &b->ops[i];
+		struct gvm_va_ops l;
+
+		switch (op->op) {
+		case GVM_BIND_MAP:
+			err = gvm__va_map_ops_create(space, op->addr, op->range,
+						     op->bo, op->bo_offset,
+						     va_flags(op), &l);
+			break;
+		case GVM_BIND_UNMAP:
+			err = gvm__va_unmap_ops_create(space, op->addr,
+						       op->range, &l);
+			break;
+		case GVM_BIND_UNMAP_ALL:
+			err = parse_unmap_all(b, op->bo);
+			continue;
+		default:
+			GVM_BUG_ON(1);
+		}
+		if (!err)
+			err = add_list(b, &l);
+	}
+	return err;
+}
+
+static void unwind(struct bind *b)
+{
+	size_t i = b->nr_lists;
+
+	while (i--)
+		gvm__va_ops_unapply(&b->lists[i]);
+}
+
+/* ---- 3. lock --------------------------------------------------------------- */
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a;
+	uintptr_t y = (uintptr_t)*(void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int add_bo(struct bind *b, struct gvm_va *va)
+{
+	int err;
+
+	if (!va || gvm__va_kind(va) != GVM_VA_KIND_BO)
+		return 0;
+	err = GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+	if (!err)
+		b->bos[b->nr_bos++] = va->obj;
+	return err;
+}
+
+/* The distinct BOs of every mapping the array adds or takes away. */
+static int collect_bos(struct bind *b)
+{
+	size_t i, j, k;
+	int err = 0;
+
+	for (i = 0; i < b->nr_lists && !err; i++) {
+		struct gvm_va_ops *l = &b->lists[i];
+
+		for (j = 0; j < l->nr && !err; j++) {
+			err = add_bo(b, l->op[j].old);
+			if (!err)
+				err = add_bo(b, l->op[j].map);
+		}
+	}
+	if (err)
+		return err;
+	qsort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
+	for (i = 0, k = 0; i < b->nr_bos; i++)
+		if (!k || b->bos[k - 1] != b->bos[i])
+			b->bos[k++] = b->bos[i];
+	b->nr_bos = k;
+	return 0;
+}
+
+static int lock_all(struct bind *b)
+{
+	struct gvm_lockset *ls = &b->ls;
+	size_t i;
+	int err = 0;
+
+	gvm_lockset_init(ls, GVM_LOCKSET_IGNORE_DUPLICATES);
+	b->ls_init = true;
+	gvm_lockset_until_all_locked(ls) {
+		err = gvm_lockset_prepare(ls, &b->vm->resv, 1);
+		gvm_lockset_retry_on_contention(ls);
+		if (err)
+			return err;
+		for (i = 0; i < b->nr_bos && !err; i++)
+			if (b->bos[i]->resv != &b->vm->resv)
+				err = gvm_lockset_prepare(ls, b->bos[i]->resv,
+							  1);
+		gvm_lockset_retry_on_contention(ls);
+		if (err)
+			return err;
+	}
+	return inject(GVM_BIND_STAGE_LOCK);
+}
+
+static struct gvm_vm_bo *find_vm_bo(struct gvm_vm *vm, struct gvm_bo *bo)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &bo->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, bo_link);
+
+		if (vb->vm == vm)
+			return vb;
+	}
+	return NULL;
+}
+
+/* A handle for every BO that has none in this VM yet (used or not). */
+static int prealloc_vm_bos(struct bind *b)
+{
+	size_t i;
+
+	if (!b->nr_bos)
+		return 0;
+	b->new_vbs = gvm__calloc(b->nr_bos, sizeof(*b->new_vbs));
+	if (!b->new_vbs)
+		return -ENOMEM;
+	for (i = 0; i < b->nr_bos; i++) {
+		if (find_vm_bo(b->vm, b->bos[i]))
+			continue;
+		b->new_vbs[i] = gvm__calloc(1, sizeof(**b->new_vbs));
+		if (!b->new_vbs[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- 4. plan ----------------------------------------------------------------- */
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void merge_touched(struct bind *b)
+{
+	size_t i, k = 0;
+
+	qsort(b->touched, b->nr_touched, sizeof(*b->touched), cmp_range);
+	for (i = 0; i < b->nr_touched; i++) {
+		struct range r = b->touched[i];
+
+		if (r.hi <= r.lo)
+			continue;
+		if (k && r.lo <= b->touched[k - 1].hi) {
+			if (r.hi > b->touched[k - 1].hi)
+				b->touched[k - 1].hi = r.hi;
+			continue;
+		}
+		b->touched[k++] = r;
+	}
+	b->nr_touched = k;
+}
+
+/* Appends a segment; its ext field holds an index into b->ext for now. */
+static int add_seg(struct bind *b, uint64_t lo, uint64_t hi,
+		   const struct gvm_va *va)
+{
+	struct gvm_pt_seg *s;
+	size_t first = b->nr_ext;
+	int err = GROW(b->segs, b->cap_segs, b->nr_segs + 1);
+
+	if (err)
+		return err;
+	s = &b->segs[b->nr_segs];
+	s->va = lo;
+	s->end = hi;
+	s->ext = NULL;
+	s->n = 0;
+	if (!va) {
+		s->flags = GVM_PT_UNBIND;
+	} else {
+		s->flags = GVM_PT_PAT((va->flags & GVM_VA_PAT_MASK) >>
+				      GVM_VA_PAT_SHIFT & 7);
+		if (!(va->flags & GVM_VA_READONLY))
+			s->flags |= GVM_PT_WRITE;
+		if (gvm__va_kind(va) == GVM_VA_KIND_NULL) {
+			s->flags |= GVM_PT_NULL;
+		} else {
+			struct gvm_bo *bo = va->obj;
+
+			s->flags |= GVM_PT_ATOMIC | gvm__bo_pt_flags(bo);
+			err = gvm__bo_extents(bo, va->obj_offset + (lo - va->addr),
+					      hi - lo, &b->ext, &b->nr_ext,
+					      &b->cap_ext);
+			if (err)
+				return err;
+			s->ext = (const struct gvm_pt_extent *)(uintptr_t)first;
+			s->n = b->nr_ext - first;
+		}
+	}
+	b->nr_segs++;
+	return 0;
+}
+
+/* The page-table segments of the final VA state in the touched ranges. */
+static int plan(struct bind *b)
+{
+	size_t i;
+	int err = 0;
+
+	merge_touched(b);
+	for (i = 0; i < b->nr_touched && !err; i++) {
+		uint64_t cur = b->touched[i].lo, hi = b->touched[i].hi;
+		struct gvm_va_iter it;
+		struct gvm_va *va;
+
+		gvm_va_for_each_in_range(va, &b->vm->va, cur, hi - cur, &it) {
+			uint64_t s = va->addr > cur ? va->addr : cur;
+			uint64_t e = va->addr + va->range < hi ?
+					     va->addr + va->range : hi;
+
+			if (s > cur)
+				err = add_seg(b, cur, s, NULL);
+			if (!err)
+				err = add_seg(b, s, e, va);
+			if (err)
+				break;
+			cur = e;
+		}
+		if (!err && cur < hi)
+			err = add_seg(b, cur, hi, NULL);
+	}
+	if (err)
+		return err;
+	for (i = 0; i < b->nr_segs; i++)
+		if (b->segs[i].n)
+			b->segs[i].ext = b->ext + (uintptr_t)b->segs[i].ext;
+	return 0;
+}
+
+/* ---- 5. deps ----------------------------------------------------------------- */
+
+static int add_dep(struct bind *b, struct gvm_fence *f)
+{
+	int err;
+
+	if (gvm_fence_is_signaled(f) && gvm_fence_get_status(f) >= 0)
+		return 0;
+	err = GROW(b->deps, b->cap_deps, b->nr_deps + 1);
+	if (err)
+		return err;
+	b->deps[b->nr_deps++] = gvm_fence_get(f);
+	return 0;
+}
+
+static bool touches(const struct bind *b, uint64_t lo, uint64_t hi)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_touched; i++)
+		if (b->touched[i].lo < hi && lo < b->touched[i].hi)
+			return true;
+	return false;
+}
+
+/* Is @f the fence of a pending bind (a range fence)? */
+static bool is_bind_fence(struct gvm_vm *vm, struct gvm_fence *f)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &vm->range_fences)
+		if (gvm_list_entry(pos, struct gvm_range_fence, link)->fence == f)
+			return true;
+	return false;
+}
+
+static int gather_deps(struct bind *b)
+{
+	struct gvm_vm *vm = b->vm;
+	struct gvm_list *pos, *tmp;
+	struct gvm_fence **fences, *last;
+	unsigned int nr, k;
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < b->syncs.nr_in && !err; i++)
+		err = add_dep(b, b->syncs.in[i]);
+	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
+		struct gvm_range_fence *rf =
+			gvm_list_entry(pos, struct gvm_range_fence, link);
+
+		if (gvm_fence_is_signaled(rf->fence)) {
+			gvm_list_del(&rf->link);
+			gvm_fence_put(rf->fence);
+			free(rf);
+			continue;
+		}
+		if (!err && rf->q != b->q && touches(b, rf->lo, rf->hi))
+			err = add_dep(b, rf->fence);
+	}
+	if (err)
+		return err;
+	if (b->removes) {
+		/* Kernels may still use what goes away. */
+		err = gvm_resv_get_fences(&vm->resv, GVM_RESV_USAGE_BOOKKEEP,
+					  &fences, &nr);
+		if (err)
+			return err;
+		for (k = 0; k < nr && !err; k++)
+			if (!is_bind_fence(vm, fences[k]))
+				err = add_dep(b, fences[k]);
+		gvm_resv_put_fences(fences, nr);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < b->nr_bos && !err; i++) {
+		if (b->bos[i]->resv == &vm->resv)
+			continue;
+		err = gvm_resv_get_fences(b->bos[i]->resv,
+					  GVM_RESV_USAGE_KERNEL, &fences, &nr);
+		if (err)
+			break;
+		for (k = 0; !err && k < nr; k++)
+			err = add_dep(b, fences[k]);
+		gvm_resv_put_fences(fences, nr);
+	}
+	if (err)
+		return err;
+	last = gvm__queue_last(b->q);
+	b->inline_bind = !b->nr_deps &&
+			 (!last || gvm_fence_is_signaled(last));
+	if (last)
+		gvm_fence_put(last);
+	return 0;
+}
+
+/* ---- 6. prepare ---------------------------------------------------------------- */
+
+static void bind_job_release(struct bind_job *bj)
+{
+	size_t i;
+
+	for (i = 0; i < bj->nr_dead; i++)
+		gvm__vma_free(bj->dead[i]);
+	free(bj->dead);
+	free(bj->segs);
+	free(bj->ext);
+	gvm__vm_put(bj->vm);
+	free(bj);
+}
+
+/*
+ * Writes the page tables: prepare (may fail), commit under the notifier
+ * lock; returns the TLB range in @tlb and unlinked tables in @dead.
+ * vm->lock held.
+ */
+static int pt_write(struct gvm_vm *vm, const struct gvm_pt_seg *segs,
+		    size_t nr, struct gvm_pt_tlb *tlb,
+		    struct gvm_pt_free_list *dead)
+{
+	struct gvm_pt_update upd;
+	int err;
+
+	tlb->size = 0;
+	tlb->full = false;
+	if (!nr)
+		return 0;
+	err = gvm__pt_update_prepare(&vm->pt, segs, nr, &upd);
+	if (err)
+		return err;
+	gvm__mutex_lock(&vm->notifier_lock);
+	gvm__pt_update_commit(&upd, tlb, dead);
+	gvm__mutex_unlock(&vm->notifier_lock);
+	return 0;
+}
+
+/* Invalidates, then frees the unlinked tables (takes vm->lock). */
+static void flush_and_free(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb,
+			   struct gvm_pt_free_list *dead)
+{
+	gvm__vm_tlb_flush(vm, tlb);
+	if (!dead->nr)
+		return;
+	gvm__mutex_lock(&vm->lock);
+	gvm__pt_free_deferred(&vm->pt, dead);
+	gvm__mutex_unlock(&vm->lock);
+}
+
+static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
+{
+	struct bind_job *bj = gvm_container_of(job, struct bind_job, job);
+	struct gvm_vm *vm = bj->vm;
+	struct gvm_pt_free_list dead = { 0 };
+	struct gvm_pt_tlb tlb;
+	int err;
+
+	(void)hw_fence;
+	gvm__mutex_lock(&vm->lock);
+	err = gvm__vm_banned(vm) ? -EIO : inject(GVM_BIND_STAGE_RUN);
+	if (!err)
+		err = pt_write(vm, bj->segs, bj->nr_segs, &tlb, &dead);
+	gvm__mutex_unlock(&vm->lock);
+	if (err) {
+		gvm__vm_ban(vm, err);
+		return -EIO;
+	}
+	flush_and_free(vm, &tlb, &dead);
+	return 0;
+}
+
+static void bind_job_free(struct gvm_job *job)
+{
+	bind_job_release(gvm_container_of(job, struct bind_job, job));
+}
+
+static const struct gvm_job_ops bind_job_ops = {
+	.run = bind_job_run,
+	.free = bind_job_free,
+};
+
+static int prepare(struct bind *b)
+{
+	size_t i;
+	int err;
+
+	if (b->inline_bind) {
+		err = inject(GVM_BIND_STAGE_PREPARE);
+		if (!err)
+			err = gvm_fence_create_signaled(0, &b->done);
+		if (err || !b->nr_segs)
+			return err;
+		err = gvm__pt_update_prepare(&b->vm->pt, b->segs, b->nr_segs,
+					     &b->upd);
+		if (err)
+			return err;
+		b->upd_prepared = true;
+		/* The inline path's "run" is the commit, still ahead. */
+		return inject(GVM_BIND_STAGE_RUN);
+	}
+	err = inject(GVM_BIND_STAGE_PREPARE);
+	if (err)
+		return err;
+	b->bj = gvm__calloc(1, sizeof(*b->bj));
+	b->rf = gvm__calloc(1, sizeof(*b->rf));
+	if (!b->bj || !b->rf)
+		return -ENOMEM;
+	err = gvm_job_init(&b->bj->job, b->q->sq, &bind_job_ops);
+	if (err) {
+		free(b->bj);
+		b->bj = NULL;
+		return err;
+	}
+	for (i = 0; i < b->nr_deps && !err; i++)
+		err = gvm_job_add_dependency(&b->bj->job, b->deps[i]);
+	return err;
+}
+
+/* ---- 7/8. commit and finish ------------------------------------------------- */
+
+/* Collects the VMAs that went away and links the new ones. */
+static int collect_dead(struct bind *b)
+{
+	size_t i, j;
+	int err;
+
+	for (i = 0; i < b->nr_lists; i++) {
+		struct gvm_va_ops *l = &b->lists[i];
+
+		for (j = 0; j < l->nr; j++) {
+			if (!l->op[j].old)
+				continue;
+			err = GROW(b->dead, b->cap_dead, b->nr_dead + 1);
+			if (err)
+				return err;
+			b->dead[b->nr_dead++] = to_vma(l->op[j].old);
+		}
+	}
+	return 0;
+}
+
+static void link_vma(struct bind *b, struct gvm_va *va,
+		     const struct gvm_vma *from, struct gvm_ufence *uf)
+{
+	struct gvm_vma *vma = to_vma(va);
+	struct gvm_bo *bo;
+	struct gvm_vm_bo *vb;
+	size_t i;
+
+	if (!va)
+		return;
+	vma->ufence = gvm__ufence_get(from ? from->ufence : uf);
+	if (gvm__va_kind(va) != GVM_VA_KIND_BO)
+		return;
+	bo = va->obj;
+	vb = find_vm_bo(b->vm, bo);
+	if (!vb) {
+		for (i = 0; b->bos[i] != bo; i++)
+			;
+		vb = b->new_vbs[i];
+		b->new_vbs[i] = NULL;
+		vb->vm = b->vm;
+		vb->bo = bo;
+		gvm_list_init(&vb->vmas);
+		gvm_list_add_tail(&vb->bo_link, &bo->vm_bos);
+		gvm_list_add_tail(&vb->vm_link, &b->vm->vm_bos);
+	}
+	vma->vm_bo = vb;
+	gvm_list_add_tail(&vma->vm_bo_link, &vb->vmas);
+	vma->bo_ref = true;
+	gvm_bo_get(bo);
+}
+
+static void unlink_vma(struct gvm_vma *vma)
+{
+	struct gvm_vm_bo *vb = vma->vm_bo;
+
+	if (!vb)
+		return;
+	gvm_list_del(&vma->vm_bo_link);
+	vma->vm_bo = NULL;
+	if (!gvm_list_empty(&vb->vmas))
+		return;
+	gvm_list_del(&vb->bo_link);
+	gvm_list_del(&vb->vm_link);
+	free(vb);
+}
+
+/* Point of no return passed: make the new VA state the VM's. */
+static void commit_vmas(struct bind *b)
+{
+	size_t i, j;
+
+	for (i = 0; i < b->nr_lists; i++) {
+		struct gvm_va_ops *l = &b->lists[i];
+
+		for (j = 0; j < l->nr; j++) {
+			struct gvm_va_op *op = &l->op[j];
+			const struct gvm_vma *old = op->old ? to_vma(op->old)
+							    : NULL;
+
+			link_vma(b, op->prev, old, NULL);
+			link_vma(b, op->next, old, NULL);
+			link_vma(b, op->map, NULL, b->syncs.ufence);
+		}
+	}
+	for (i = 0; i < b->nr_dead; i++)
+		unlink_vma(b->dead[i]);
+}
+
+static void bind_fini(struct bind *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_lists; i++)
+		gvm__va_ops_fini(&b->lists[i]);
+	free(b->lists);
+	if (b->ls_init)
+		gvm_lockset_fini(&b->ls);
+	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
+		free(b->new_vbs[i]);
+	free(b->new_vbs);
+	free(b->bos);
+	free(b->touched);
+	free(b->segs);
+	free(b->ext);
+	for (i = 0; i < b->nr_deps; i++)
+		gvm_fence_put(b->deps[i]);
+	free(b->deps);
+	free(b->dead);
+	free(b->rf);
+	if (b->done)
+		gvm_fence_put(b->done);
+	gvm__syncs_fini(&b->syncs);
+}
+
+static int publish(struct bind *b, struct gvm_fence *f)
+{
+	size_t i;
+	int err;
+
+	if (gvm_fence_is_signaled(f))
+		return 0;
+	err = gvm_resv_add_fence(&b->vm->resv, f, GVM_RESV_USAGE_KERNEL);
+	for (i = 0; !err && i < b->nr_bos; i++)
+		if (b->bos[i]->resv != &b->vm->resv)
+			err = gvm_resv_add_fence(b->bos[i]->resv, f,
+						 GVM_RESV_USAGE_BOOKKEEP);
+	return err;
+}
+
+int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
+		const struct gvm_bind_op *ops, uint32_t n,
+		const struct gvm_sync *syncs, uint32_t ns)
+{
+	struct gvm_pt_free_list dead_pts = { 0 };
+	struct gvm_pt_tlb tlb = { 0 };
+	struct gvm_fence *done = NULL;
+	struct bind b;
+	uint32_t i;
+	int err;
+
+	if (!vm || (n && !ops))
+		return -EINVAL;
+	if (q && (q->vm != vm || q->engine != GVM_ENGINE_BIND))
+		return q->vm != vm ? -ENODEV : -EINVAL;
+	for (i = 0; i < n; i++) {
+		err = check_op(vm, &ops[i]);
+		if (err)
+			return err;
+	}
+	memset(&b, 0, sizeof(b));
+	b.vm = vm;
+	b.q = q ? q : vm->bind_q;
+	b.ops = ops;
+	b.n = n;
+	err = gvm__syncs_parse(&b.syncs, syncs, ns);
+	if (err)
+		return err;
+
+	gvm__mutex_lock(&vm->lock);
+	if (vm->closed || gvm__vm_banned(vm)) {
+		err = vm->closed ? -EINVAL : -EIO;
+		goto out_unlock;
+	}
+	err = parse(&b);
+	if (!err)
+		err = collect_bos(&b);
+	if (!err)
+		err = lock_all(&b);
+	if (!err)
+		err = prealloc_vm_bos(&b);
+	if (!err)
+		err = plan(&b);
+	if (!err)
+		err = gather_deps(&b);
+	if (!err)
+		err = collect_dead(&b);
+	if (!err)
+		err = prepare(&b);
+	if (err)
+		goto out_unwind;
+
+	/* ---- point of no return ---- */
+	if (b.inline_bind) {
+		if (b.upd_prepared) {
+			gvm__mutex_lock(&vm->notifier_lock);
+			gvm__pt_update_commit(&b.upd, &tlb, &dead_pts);
+			gvm__mutex_unlock(&vm->notifier_lock);
+		}
+		done = b.done;
+		b.done = NULL;
+	} else {
+		gvm_job_arm(&b.bj->job);
+		done = gvm_fence_get(gvm_job_finished(&b.bj->job));
+	}
+	commit_vmas(&b);
+	if (!b.inline_bind) {
+		struct bind_job *bj = b.bj;
+
+		bj->vm = gvm__vm_get(vm);
+		bj->segs = b.segs;
+		bj->nr_segs = b.nr_segs;
+		bj->ext = b.ext;
+		bj->dead = b.dead;
+		bj->nr_dead = b.nr_dead;
+		b.segs = NULL;
+		b.ext = NULL;
+		b.dead = NULL;
+		b.nr_dead = 0;
+		publish(&b, done);
+		b.rf->lo = b.nr_touched ? b.touched[0].lo : 0;
+		b.rf->hi = b.nr_touched ? b.touched[b.nr_touched - 1].hi : 0;
+		b.rf->fence = gvm_fence_get(done);
+		b.rf->q = b.q;
+		gvm_list_add_tail(&b.rf->link, &vm->range_fences);
+		b.rf = NULL;
+		gvm__queue_set_last(b.q, done);
+		gvm_job_push(&bj->job);
+		gvm__vm_stat_add(vm, bind_jobs, 1);
+	}
+	gvm__vm_stat_add(vm, binds, 1);
+	gvm__vm_stat_add(vm, bind_ops, n);
+	gvm_lockset_fini(&b.ls);
+	b.ls_init = false;
+	gvm__mutex_unlock(&vm->lock);
+
+	if (b.inline_bind) {
+		flush_and_free(vm, &tlb, &dead_pts);
+		for (i = 0; i < b.nr_dead; i++)
+			gvm__vma_free(b.dead[i]);
+	}
+	gvm__syncs_signal(&b.syncs, done);
+	gvm_fence_put(done);
+	bind_fini(&b);
+	return 0;
+
+out_unwind:
+	if (b.upd_prepared)
+		gvm__pt_update_abort(&b.upd);
+	if (b.bj) {
+		gvm_job_fini(&b.bj->job);
+		free(b.bj);
+	}
+	unwind(&b);
+	gvm__vm_stat_add(vm, bind_errors, 1);
+out_unlock:
+	gvm__mutex_unlock(&vm->lock);
+	bind_fini(&b);
+	return err;
+}

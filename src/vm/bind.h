@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM_BIND internals: error injection for tests (like xe's FORCE_OP_ERROR).
+ *
+ * Setting gvm__bind_inject.stage makes the (countdown + 1)-th bind that
+ * reaches that stage fail with .error (default -ENOMEM), then the injection
+ * disarms itself.  Stages: LOCK (after the reservations are locked),
+ * PREPARE (before the page tables are prepared or the job is set up), RUN
+ * (inline binds: between page-table prepare and commit, so still before the
+ * point of no return; queued binds: in the job, after it, which bans the
+ * VM).  Internal symbol: reachable from the test programs (static library),
+ * not exported by the shared library.
+ */
+#ifndef GVM_VM_BIND_H
+#define GVM_VM_BIND_H
+
+enum gvm_bind_stage {
+	GVM_BIND_STAGE_NONE = 0,
+	GVM_BIND_STAGE_LOCK,
+	GVM_BIND_STAGE_PREPARE,
+	GVM_BIND_STAGE_RUN,
+};
+
+struct gvm_bind_inject {
+	int stage;		/* enum gvm_bind_stage; atomic */
+	int countdown;		/* atomic */
+	int error;		/* negative errno; 0 = -ENOMEM */
+};
+
+extern struct gvm_bind_inject gvm__bind_inject;
+
+#endif

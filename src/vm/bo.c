@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Buffer objects: memory the GPU maps through VM_BIND.
+ *
+ * A BO is placed in VRAM (buddy blocks of its device) or in system memory
+ * (an anonymous shared mapping of this process); the device sees the
+ * backing as a list of extents (device addresses of VRAM blocks, or the
+ * host address of the system pages), which the bind path slices into the
+ * page tables.  Contents start zeroed.
+ *
+ * Reservation.  A VM-local BO (created with a VM) shares the VM's
+ * reservation, so locking the VM locks all of its local BOs at once; it
+ * holds a reference on the VM (the reservation lives in it) and can only be
+ * bound in that VM.  An external BO has its own reservation and can be
+ * bound in any VM of the device; each VM that maps it keeps it on its
+ * external-object list (struct gvm_vm_bo, vm.c).
+ *
+ * Lifetime.  Users hold references (create, get, put); every VMA mapping
+ * the BO holds one too, dropped only after the unbind's TLB invalidation
+ * completed, so the GPU never sees the memory freed.
+ *
+ * CPU view.  gvm_bo_map() returns the system pages themselves, the VRAM
+ * window for contiguous VRAM, or one mapping of the device's vram_fd per
+ * block placed side by side in a reserved address range.
+ *
+ * Locking: see bo.h.  Creation and the last put touch nothing shared.
+ */
+#include "vm/bo.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/alloc.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "vm/dev.h"
+#include "vm/vm.h"
+
+static int build_extents(struct gvm_bo *bo)
+{
+	struct gvm_pt_extent *ext = NULL;
+	size_t n = 0, cap = 0;
+	struct gvm_list *pos;
+
+	if (bo->region == GVM_MEM_SYSTEM) {
+		ext = gvm__malloc(sizeof(*ext));
+		if (!ext)
+			return -ENOMEM;
+		ext[0].addr = (uint64_t)(uintptr_t)bo->sys;
+		ext[0].len = bo->size;
+		n = 1;
+		goto out;
+	}
+	gvm_list_for_each(pos, &bo->vram_blocks) {
+		struct gvm_buddy_block *b =
+			gvm_list_entry(pos, struct gvm_buddy_block, link);
+		uint64_t a = gvm__vram_block_addr(bo->dev, b);
+		uint64_t l = gvm__buddy_block_size(&bo->dev->vram, b);
+
+		if (n && ext[n - 1].addr + ext[n - 1].len == a) {
+			ext[n - 1].len += l;
+			continue;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 4;
+			struct gvm_pt_extent *p =
+				gvm__realloc(ext, ncap * sizeof(*ext));
+
+			if (!p) {
+				free(ext);
+				return -ENOMEM;
+			}
+			ext = p;
+			cap = ncap;
+		}
+		ext[n].addr = a;
+		ext[n].len = l;
+		n++;
+	}
+out:
+	free(bo->ext);
+	bo->ext = ext;
+	bo->nr_ext = n;
+	return 0;
+}
+
+static void zero_vram(struct gvm_bo *bo)
+{
+	size_t k;
+
+	for (k = 0; k < bo->nr_ext; k++)
+		memset((uint8_t *)bo->dev->desc.vram_cpu +
+			       (bo->ext[k].addr - bo->dev->desc.vram_base),
+		       0, bo->ext[k].len);
+}
+
+/* Gives @bo backing in @region.  Nothing changes on failure. */
+static int bo_place(struct gvm_bo *bo, uint32_t region)
+{
+	int err;
+
+	if (region == GVM_MEM_VRAM) {
+		err = gvm__vram_alloc(bo->dev, bo->size, 0, &bo->vram_blocks);
+		if (err)
+			return err;
+		bo->region = GVM_MEM_VRAM;
+		err = build_extents(bo);
+		if (err) {
+			gvm__vram_free(bo->dev, &bo->vram_blocks);
+			return err;
+		}
+		zero_vram(bo);
+		return 0;
+	}
+	bo->sys = mmap(NULL, bo->size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (bo->sys == MAP_FAILED) {
+		bo->sys = NULL;
+		return -ENOMEM;
+	}
+	bo->region = GVM_MEM_SYSTEM;
+	err = build_extents(bo);
+	if (err) {
+		munmap(bo->sys, bo->size);
+		bo->sys = NULL;
+	}
+	return err;
+}
+
+static void bo_unplace(struct gvm_bo *bo)
+{
+	if (bo->region == GVM_MEM_VRAM)
+		gvm__vram_free(bo->dev, &bo->vram_blocks);
+	else if (bo->sys)
+		munmap(bo->sys, bo->size);
+	bo->sys = NULL;
+	free(bo->ext);
+	bo->ext = NULL;
+	bo->nr_ext = 0;
+}
+
+int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
+		  struct gvm_vm *vm, struct gvm_bo **out)
+{
+	struct gvm_bo *bo;
+	int err;
+
+	if (!dev || !out || !size || (size & 4095) || size > (1ull << 47))
+		return -EINVAL;
+	if (!placement || (placement & ~(GVM_MEM_SYSTEM | GVM_MEM_VRAM)))
+		return -EINVAL;
+	if (vm && vm->dev != dev)
+		return -EINVAL;
+	bo = gvm__calloc(1, sizeof(*bo));
+	if (!bo)
+		return -ENOMEM;
+	bo->dev = dev;
+	bo->size = size;
+	bo->placement = placement;
+	gvm__ref_init(&bo->refcount);
+	gvm_list_init(&bo->vram_blocks);
+	gvm_list_init(&bo->vm_bos);
+	gvm__mutex_init(&bo->view_lock, "bo.view_lock", GVM_RANK_LEAF);
+
+	err = -ENOSPC;
+	if (placement & GVM_MEM_VRAM)
+		err = bo_place(bo, GVM_MEM_VRAM);
+	if (err && (placement & GVM_MEM_SYSTEM))
+		err = bo_place(bo, GVM_MEM_SYSTEM);
+	if (err) {
+		gvm__mutex_fini(&bo->view_lock);
+		free(bo);
+		return err;
+	}
+	if (vm) {
+		bo->vm = gvm__vm_get(vm);
+		bo->resv = &vm->resv;
+	} else {
+		gvm_resv_init(&bo->own_resv);
+		bo->resv = &bo->own_resv;
+	}
+	gvm_device_get(dev);
+	*out = bo;
+	return 0;
+}
+
+struct gvm_bo *gvm_bo_get(struct gvm_bo *bo)
+{
+	if (bo)
+		gvm__ref_get(&bo->refcount);
+	return bo;
+}
+
+void gvm_bo_put(struct gvm_bo *bo)
+{
+	struct gvm_device *dev;
+
+	if (!bo || !gvm__ref_put(&bo->refcount))
+		return;
+	GVM_BUG_ON(!gvm_list_empty(&bo->vm_bos));
+	dev = bo->dev;
+	if (bo->view_len)
+		munmap(bo->view, bo->view_len);
+	bo_unplace(bo);
+	if (bo->vm)
+		gvm__vm_put(bo->vm);
+	else
+		gvm_resv_fini(&bo->own_resv);
+	gvm__mutex_fini(&bo->view_lock);
+	free(bo);
+	gvm_device_put(dev);
+}
+
+uint64_t gvm_bo_size(const struct gvm_bo *bo)
+{
+	return bo ? bo->size : 0;
+}
+
+uint32_t gvm_bo_region(struct gvm_bo *bo)
+{
+	uint32_t region;
+
+	if (!bo)
+		return 0;
+	gvm_resv_lock(bo->resv, NULL);
+	region = bo->region;
+	gvm_resv_unlock(bo->resv);
+	return region;
+}
+
+/* One mapping of the device's VRAM file per extent, side by side. */
+static int map_scattered(struct gvm_bo *bo, void **out)
+{
+	int fd = bo->dev->desc.vram_fd;
+	uint8_t *base, *p;
+	size_t k;
+
+	if (fd < 0)
+		return -EOPNOTSUPP;
+	base = mmap(NULL, bo->size, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return -ENOMEM;
+	for (k = 0, p = base; k < bo->nr_ext; p += bo->ext[k].len, k++) {
+		off_t off = (off_t)(bo->ext[k].addr - bo->dev->desc.vram_base);
+
+		if (mmap(p, bo->ext[k].len, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, fd, off) == MAP_FAILED) {
+			munmap(base, bo->size);
+			return -ENOMEM;
+		}
+	}
+	*out = base;
+	return 0;
+}
+
+int gvm_bo_map(struct gvm_bo *bo, void **cpu)
+{
+	int err = 0;
+
+	if (!bo || !cpu)
+		return -EINVAL;
+	gvm__mutex_lock(&bo->view_lock);
+	if (bo->view)
+		goto out;
+	if (bo->region == GVM_MEM_SYSTEM) {
+		bo->view = bo->sys;
+	} else if (bo->nr_ext == 1) {
+		bo->view = (uint8_t *)bo->dev->desc.vram_cpu +
+			   (bo->ext[0].addr - bo->dev->desc.vram_base);
+	} else {
+		err = map_scattered(bo, &bo->view);
+		if (!err)
+			bo->view_len = bo->size;
+	}
+out:
+	if (!err)
+		*cpu = bo->view;
+	gvm__mutex_unlock(&bo->view_lock);
+	return err;
+}
+
+int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
+		    struct gvm_pt_extent **out, size_t *n, size_t *cap)
+{
+	uint64_t pos = 0;
+	size_t k;
+
+	for (k = 0; k < bo->nr_ext && len; k++) {
+		const struct gvm_pt_extent *x = &bo->ext[k];
+		uint64_t skip, take;
+
+		if (pos + x->len <= offset) {
+			pos += x->len;
+			continue;
+		}
+		skip = offset > pos ? offset - pos : 0;
+		take = x->len - skip < len ? x->len - skip : len;
+		if (*n == *cap) {
+			size_t ncap = *cap ? 2 * *cap : 8;
+			struct gvm_pt_extent *p =
+				gvm__realloc(*out, ncap * sizeof(**out));
+
+			if (!p)
+				return -ENOMEM;
+			*out = p;
+			*cap = ncap;
+		}
+		(*out)[*n].addr = x->addr + skip;
+		(*out)[*n].len = take;
+		(*n)++;
+		len -= take;
+		offset += take;
+		pos += x->len;
+	}
+	GVM_BUG_ON(len);
+	return 0;
+}
+
+unsigned int gvm__bo_pt_flags(const struct gvm_bo *bo)
+{
+	return bo->region == GVM_MEM_VRAM ? GVM_PT_DEVMEM : 0;
+}

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Devices: registration of a backend (gvm_device_create), references,
+ * queries, and the VRAM allocator shared by buffer objects and page tables.
+ *
+ * A device owns a buddy allocator over its VRAM (4 KiB chunks, offsets
+ * relative to desc.vram_base) and a job scheduler whose workers run the
+ * device's bind and exec jobs.  Backends are described in <gvm/device.h>.
+ *
+ * Locking: vram_lock is a leaf lock around the buddy (allocations come from
+ * BO creation and moves under reservations, and from page-table updates
+ * under vm->lock).  The reference count is atomic; the last put destroys
+ * the scheduler, the buddy, then calls the backend's destroy.
+ */
+#include "vm/dev.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+
+#define SCHED_WORKERS 2
+
+static bool desc_valid(const struct gvm_device_desc *d,
+		       const struct gvm_device_ops *ops)
+{
+	if (!ops->vm_attach || !ops->tlb_inval || !ops->copy || !ops->destroy)
+		return false;
+	if (ops->run && !ops->queue_create)
+		return false;
+	if (d->va_bits != 48 && d->va_bits != 57)
+		return false;
+	if (!(d->page_sizes & GVM_PAGE_4K))
+		return false;
+	if (d->vram_size < (1u << 20) || (d->vram_size & 4095) ||
+	    (d->vram_base & 4095) || !d->vram_cpu)
+		return false;
+	if (d->vram_base + d->vram_size < d->vram_base ||
+	    d->vram_base + d->vram_size > (1ull << 57))
+		return false;
+	return true;
+}
+
+int gvm_device_create(const struct gvm_device_desc *desc,
+		      const struct gvm_device_ops *ops, void *priv,
+		      struct gvm_device **out)
+{
+	struct gvm_device *dev;
+	int err;
+
+	if (!desc || !ops || !out || !desc_valid(desc, ops))
+		return -EINVAL;
+	dev = gvm__calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	snprintf(dev->name, sizeof(dev->name), "%s",
+		 desc->name ? desc->name : "gpu");
+	dev->desc = *desc;
+	dev->desc.name = dev->name;
+	dev->ops = ops;
+	dev->priv = priv;
+	gvm__ref_init(&dev->refcount);
+	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
+	err = gvm__buddy_init(&dev->vram, desc->vram_size, 4096);
+	if (err)
+		goto err_free;
+	err = gvm_sched_create(dev->name, SCHED_WORKERS, &dev->sched);
+	if (err)
+		goto err_buddy;
+	*out = dev;
+	return 0;
+
+err_buddy:
+	gvm__buddy_fini(&dev->vram);
+err_free:
+	gvm__mutex_fini(&dev->vram_lock);
+	free(dev);
+	return err;
+}
+
+void *gvm_device_priv(const struct gvm_device *dev)
+{
+	return dev ? dev->priv : NULL;
+}
+
+struct gvm_device *gvm_device_get(struct gvm_device *dev)
+{
+	if (dev)
+		gvm__ref_get(&dev->refcount);
+	return dev;
+}
+
+void gvm_device_put(struct gvm_device *dev)
+{
+	if (!dev || !gvm__ref_put(&dev->refcount))
+		return;
+	gvm_sched_destroy(dev->sched);
+	gvm__buddy_fini(&dev->vram);
+	gvm__mutex_fini(&dev->vram_lock);
+	dev->ops->destroy(dev);
+	free(dev);
+}
+
+int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
+{
+	struct gvm_buddy_stats st;
+
+	if (!dev || !info)
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", dev->name);
+	info->va_bits = dev->desc.va_bits;
+	info->page_sizes = dev->desc.page_sizes;
+	info->vram_size = dev->desc.vram_size;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm__buddy_stats(&dev->vram, &st);
+	gvm__mutex_unlock(&dev->vram_lock);
+	info->vram_free = st.free_bytes;
+	info->nr_compute = dev->desc.nr_compute;
+	info->nr_copy = dev->desc.nr_copy;
+	info->tlb_entries = dev->desc.tlb_entries;
+	info->vram_mappable = dev->desc.vram_fd >= 0;
+	return 0;
+}
+
+int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
+		    struct gvm_list *blocks)
+{
+	int err;
+
+	if (size > dev->vram.size)
+		return -ENOSPC;
+	gvm__mutex_lock(&dev->vram_lock);
+	err = gvm__buddy_alloc(&dev->vram, 0, dev->vram.size, size, 4096,
+			       flags, blocks);
+	gvm__mutex_unlock(&dev->vram_lock);
+	return err;
+}
+
+void gvm__vram_free(struct gvm_device *dev, struct gvm_list *blocks)
+{
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm__buddy_free_list(&dev->vram, blocks);
+	gvm__mutex_unlock(&dev->vram_lock);
+}

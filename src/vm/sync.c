@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Syncs: what binds and execs wait for and signal.
+ *
+ *  - wait syncs: a fence, or a syncobj's current fence;
+ *  - signal syncs: *out receives the operation's fence, a syncobj's fence is
+ *    replaced by it, a user fence's 64-bit value is stored to its address
+ *    when the operation's fence signals (from the fence callback).
+ *
+ * User fences are written with a release store and then every waiter in
+ * gvm_user_fence_wait() is woken through one process-wide futex word (a
+ * sequence bumped on every write): waiters recheck their own address.
+ *
+ * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
+ * fences are written from fence callbacks (under the fence's lock): only
+ * atomics and a futex wake there.
+ */
+#include "vm/sync.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+
+struct gvm_syncobj {
+	struct gvm_mutex lock;		/* leaf: fence */
+	struct gvm_fence *fence;	/* reference, or NULL */
+};
+
+static uint32_t ufence_seq;		/* futex word, bumped per write */
+
+int gvm_syncobj_create(struct gvm_syncobj **out)
+{
+	struct gvm_syncobj *s;
+
+	if (!out)
+		return -EINVAL;
+	s = gvm__calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	gvm__mutex_init(&s->lock, "syncobj.lock", GVM_RANK_LEAF);
+	*out = s;
+	return 0;
+}
+
+void gvm_syncobj_destroy(struct gvm_syncobj *s)
+{
+	if (!s)
+		return;
+	if (s->fence)
+		gvm_fence_put(s->fence);
+	gvm__mutex_fini(&s->lock);
+	free(s);
+}
+
+int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	gvm__mutex_lock(&s->lock);
+	*out = s->fence ? gvm_fence_get(s->fence) : NULL;
+	gvm__mutex_unlock(&s->lock);
+	return *out ? 0 : -ENOENT;
+}
+
+int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns)
+{
+	struct gvm_fence *f;
+	int err = gvm_syncobj_fence(s, &f);
+
+	if (err)
+		return err;
+	err = gvm_fence_wait(f, timeout_ns);
+	if (!err)
+		err = gvm_fence_get_status(f) < 0 ? gvm_fence_get_status(f) : 0;
+	gvm_fence_put(f);
+	return err;
+}
+
+static void syncobj_replace(struct gvm_syncobj *s, struct gvm_fence *f)
+{
+	struct gvm_fence *old;
+
+	gvm__mutex_lock(&s->lock);
+	old = s->fence;
+	s->fence = gvm_fence_get(f);
+	gvm__mutex_unlock(&s->lock);
+	if (old)
+		gvm_fence_put(old);
+}
+
+/* ---- user fences --------------------------------------------------------- */
+
+struct gvm_ufence *gvm__ufence_get(struct gvm_ufence *uf)
+{
+	if (uf)
+		gvm__ref_get(&uf->refcount);
+	return uf;
+}
+
+void gvm__ufence_put(struct gvm_ufence *uf)
+{
+	if (!uf || !gvm__ref_put(&uf->refcount))
+		return;
+	if (uf->fence)
+		gvm_fence_put(uf->fence);
+	free(uf);
+}
+
+static void ufence_write(struct gvm_ufence *uf)
+{
+	gvm_store_release(uf->addr, uf->value);
+	gvm_store_release(&uf->written, 1u);
+	gvm_fetch_add_acq_rel(&ufence_seq, 1u);
+	gvm__futex_wake(&ufence_seq, 1 << 30);
+}
+
+static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
+{
+	struct gvm_ufence *uf = gvm_container_of(cb, struct gvm_ufence, cb);
+
+	ufence_write(uf);
+	gvm__ufence_put(uf);		/* the callback's reference */
+}
+
+int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
+			int64_t timeout_ns)
+{
+	int64_t deadline = gvm__deadline(timeout_ns);
+
+	if (!addr || ((uintptr_t)addr & 7))
+		return -EINVAL;
+	for (;;) {
+		uint32_t seq = gvm_load_acquire(&ufence_seq);
+		int err;
+
+		if (gvm_load_acquire(addr) == value)
+			return 0;
+		err = gvm__futex_wait(&ufence_seq, seq, deadline);
+		if (err == -ETIME)
+			return gvm_load_acquire(addr) == value ? 0 : -ETIME;
+	}
+}
+
+/* ---- sync arrays --------------------------------------------------------- */
+
+int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
+		     uint32_t n)
+{
+	uint32_t i;
+	int err = -EINVAL;
+
+	set->in = NULL;
+	set->uf = NULL;
+	set->nr_in = 0;
+	set->syncs = syncs;
+	set->nr = n;
+	set->ufence = NULL;
+	if (n && !syncs)
+		return -EINVAL;
+	if (n) {
+		set->in = gvm__calloc(n, sizeof(*set->in));
+		set->uf = gvm__calloc(n, sizeof(*set->uf));
+		if (!set->in || !set->uf) {
+			free(set->in);
+			free(set->uf);
+			set->in = NULL;
+			set->uf = NULL;
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		const struct gvm_sync *s = &syncs[i];
+		bool sig = s->flags & GVM_SYNC_SIGNAL;
+		struct gvm_fence *f = NULL;
+		struct gvm_ufence *uf;
+
+		if (s->flags & ~GVM_SYNC_SIGNAL)
+			goto err;
+		switch (s->type) {
+		case GVM_SYNC_FENCE:
+			if (sig ? !s->out : !s->fence)
+				goto err;
+			if (!sig)
+				f = gvm_fence_get(s->fence);
+			break;
+		case GVM_SYNC_SYNCOBJ:
+			if (!s->syncobj)
+				goto err;
+			if (!sig)
+				gvm_syncobj_fence(s->syncobj, &f);
+			break;
+		case GVM_SYNC_USER_FENCE:
+			if (!sig || !s->addr || ((uintptr_t)s->addr & 7))
+				goto err;
+			uf = gvm__calloc(1, sizeof(*uf));
+			if (!uf) {
+				err = -ENOMEM;
+				goto err;
+			}
+			gvm__ref_init(&uf->refcount);
+			uf->addr = s->addr;
+			uf->value = s->value;
+			set->uf[i] = uf;
+			if (!set->ufence)
+				set->ufence = uf;
+			break;
+		default:
+			goto err;
+		}
+		if (f)
+			set->in[set->nr_in++] = f;
+	}
+	return 0;
+err:
+	gvm__syncs_fini(set);
+	return err;
+}
+
+void gvm__syncs_fini(struct gvm_sync_set *set)
+{
+	uint32_t i;
+
+	for (i = 0; i < set->nr_in; i++)
+		gvm_fence_put(set->in[i]);
+	for (i = 0; set->uf && i < set->nr; i++)
+		gvm__ufence_put(set->uf[i]);
+	free(set->in);
+	free(set->uf);
+	set->in = NULL;
+	set->uf = NULL;
+	set->nr_in = 0;
+	set->ufence = NULL;
+}
+
+/* Stores a user fence's value once @done signals. */
+static void ufence_arm(struct gvm_ufence *uf, struct gvm_fence *done)
+{
+	uf->fence = gvm_fence_get(done);
+	gvm__ufence_get(uf);		/* for the callback */
+	gvm_fence_add_callback(done, &uf->cb, ufence_cb);
+}
+
+void gvm__syncs_signal(struct gvm_sync_set *set, struct gvm_fence *done)
+{
+	uint32_t i;
+
+	for (i = 0; i < set->nr; i++) {
+		const struct gvm_sync *s = &set->syncs[i];
+
+		if (!(s->flags & GVM_SYNC_SIGNAL))
+			continue;
+		switch (s->type) {
+		case GVM_SYNC_FENCE:
+			*s->out = gvm_fence_get(done);
+			break;
+		case GVM_SYNC_SYNCOBJ:
+			syncobj_replace(s->syncobj, done);
+			break;
+		case GVM_SYNC_USER_FENCE:
+			ufence_arm(set->uf[i], done);
+			break;
+		}
+	}
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Syncs of binds and execs (internal): parsing the user's struct gvm_sync
+ * array, and signalling the out-syncs.  See sync.c.
+ */
+#ifndef GVM_VM_SYNC_H
+#define GVM_VM_SYNC_H
+
+#include <gvm/vm.h>
+
+/* A bind's user fence, shared with the VMAs it created (the -EBUSY rule). */
+struct gvm_ufence {
+	uint32_t refcount;		/* atomic */
+	uint32_t written;		/* atomic: the value was stored */
+	uint64_t *addr;			/* immutable */
+	uint64_t value;			/* immutable */
+	struct gvm_fence *fence;	/* the fence it waits for, reference */
+	struct gvm_fence_cb cb;
+};
+
+struct gvm_sync_set {
+	struct gvm_fence **in;		/* references */
+	uint32_t nr_in;
+	const struct gvm_sync *syncs;	/* the caller's array */
+	uint32_t nr;
+	struct gvm_ufence **uf;		/* [nr]: the user fence of sync i */
+	struct gvm_ufence *ufence;	/* the first of them, or NULL */
+};
+
+/*
+ * Checks @syncs[0..@n) and takes references on the wait fences.  0,
+ * -EINVAL (bad type/flags/pointers, user fence used as a wait), -ENOMEM.
+ */
+int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
+		     uint32_t n);
+/* Drops what parse took (in-fences, the unused user fence). */
+void gvm__syncs_fini(struct gvm_sync_set *set);
+/*
+ * Signals the out-syncs with @done (a reference is taken where kept):
+ * *out, syncobjs, user fences (written when @done signals).  Cannot fail.
+ */
+void gvm__syncs_signal(struct gvm_sync_set *set, struct gvm_fence *done);
+
+struct gvm_ufence *gvm__ufence_get(struct gvm_ufence *uf);
+void gvm__ufence_put(struct gvm_ufence *uf);
+static inline bool gvm__ufence_written(struct gvm_ufence *uf)
+{
+	return !uf || __atomic_load_n(&uf->written, __ATOMIC_ACQUIRE);
+}
+
+#endif

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VMs: creation, teardown, the fault log, statistics, VMAs' lifetime.
+ *
+ * A VM is a GPU VA space on one device: a VA tree of VMAs (va.c), the page
+ * tables (pt.c) in the device's VRAM, a reservation object shared by its
+ * VM-local BOs, the list of BOs it maps, and a default bind queue.  Binds
+ * are in bind.c, exec in exec.c.
+ *
+ * Lifetime.  The user's reference, each VM-local BO and each user-created
+ * queue hold a reference.  gvm_vm_destroy() tears the VM down (waits for
+ * its work, unbinds everything, detaches from the device) and drops the
+ * user's reference; the memory goes with the last reference (a VM-local BO
+ * may outlive the VM's teardown: its reservation lives here).
+ *
+ * Locking (docs/locking.md): vm->lock (rank VM) is the outer lock of every
+ * bind and exec; notifier_lock (rank NOTIFIER) is taken inside it around
+ * page-table commits (and alone by invalidations, later); fault_lock is a
+ * leaf.  Statistics are relaxed atomics.
+ */
+#include "vm/vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/debug.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "vm/bo.h"
+#include "vm/dev.h"
+#include "vm/sync.h"
+
+static void vm_free(struct gvm_vm *vm)
+{
+	struct gvm_device *dev = vm->dev;
+
+	gvm_resv_fini(&vm->resv);
+	gvm__mutex_fini(&vm->fault_lock);
+	gvm__mutex_fini(&vm->notifier_lock);
+	gvm__mutex_fini(&vm->lock);
+	free(vm);
+	gvm_device_put(dev);
+}
+
+struct gvm_vm *gvm__vm_get(struct gvm_vm *vm)
+{
+	gvm__ref_get(&vm->refcount);
+	return vm;
+}
+
+void gvm__vm_put(struct gvm_vm *vm)
+{
+	if (gvm__ref_put(&vm->refcount))
+		vm_free(vm);
+}
+
+void gvm__vm_ban(struct gvm_vm *vm, int err)
+{
+	if (!gvm_fetch_or_acq_rel(&vm->banned, 1u))
+		fprintf(stderr, "gvm: VM %p banned: a bind failed after its "
+			"point of no return (%d)\n", (void *)vm, err);
+}
+
+int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
+		  struct gvm_vm **out)
+{
+	struct gvm_pt_mem mem;
+	struct gvm_vm *vm;
+	int err;
+
+	if (!dev || !out || (flags & ~GVM_VM_FLAGS_ALL))
+		return -EINVAL;
+	if ((flags & GVM_VM_FAULT_MODE) && !(flags & GVM_VM_LR_MODE))
+		return -EINVAL;
+	if ((flags & GVM_VM_FAULT_MODE) && (flags & GVM_VM_SCRATCH_PAGE))
+		return -EINVAL;
+	vm = gvm__calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->dev = dev;
+	vm->mm = mm;
+	vm->flags = flags;
+	gvm__ref_init(&vm->refcount);
+	gvm__mutex_init(&vm->lock, "vm.lock", GVM_RANK_VM);
+	gvm__mutex_init(&vm->notifier_lock, "vm.notifier_lock",
+			GVM_RANK_NOTIFIER);
+	gvm__mutex_init(&vm->fault_lock, "vm.fault_lock", GVM_RANK_LEAF);
+	gvm_resv_init(&vm->resv);
+	gvm_list_init(&vm->vm_bos);
+	gvm_list_init(&vm->range_fences);
+	err = gvm__va_space_init(&vm->va, 0, 1ull << dev->desc.va_bits,
+				 sizeof(struct gvm_vma));
+	if (err)
+		goto err_free;
+	mem.buddy = &dev->vram;
+	mem.cpu_base = dev->desc.vram_cpu;
+	mem.dev_base = dev->desc.vram_base;
+	mem.lock = &dev->vram_lock;
+	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits);
+	if (err)
+		goto err_va;
+	err = dev->ops->vm_attach(dev, vm, vm->pt.root->dev_addr,
+				  vm->pt.levels, flags, &vm->dev_priv);
+	if (err)
+		goto err_pt;
+	gvm_device_get(dev);
+	err = gvm__queue_create(vm, GVM_ENGINE_BIND, true, &vm->bind_q);
+	if (err)
+		goto err_detach;
+	*out = vm;
+	return 0;
+
+err_detach:
+	dev->ops->vm_detach(dev, vm->dev_priv);
+	gvm_device_put(dev);
+err_pt:
+	gvm__pt_vm_fini(&vm->pt);
+err_va:
+	gvm__va_space_fini(&vm->va, NULL, NULL);
+err_free:
+	gvm_resv_fini(&vm->resv);
+	gvm__mutex_fini(&vm->fault_lock);
+	gvm__mutex_fini(&vm->notifier_lock);
+	gvm__mutex_fini(&vm->lock);
+	free(vm);
+	return err;
+}
+
+void gvm__vma_free(struct gvm_vma *vma)
+{
+	if (vma->bo_ref)
+		gvm_bo_put(gvm__vma_bo(vma));
+	gvm__ufence_put(vma->ufence);
+	free(vma);
+}
+
+static void release_vma(struct gvm_va *va, void *arg)
+{
+	struct gvm_vma *vma = to_vma(va);
+
+	(void)arg;
+	if (vma->vm_bo)
+		gvm_list_del(&vma->vm_bo_link);
+	gvm__vma_free(vma);
+}
+
+void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
+{
+	struct gvm_device *dev = vm->dev;
+	struct gvm_fence *done = NULL;
+	int err;
+
+	if (!tlb->full && !tlb->size)
+		return;
+	gvm__vm_stat_add(vm, tlb_invals, 1);
+	if (tlb->full)
+		gvm__vm_stat_add(vm, tlb_full_flushes, 1);
+	err = dev->ops->tlb_inval(dev, vm->dev_priv, tlb->full ? 0 : tlb->start,
+				  tlb->full ? 0 : tlb->size, &done);
+	if (err) {
+		/* Nothing safe remains but to stop using the VM. */
+		gvm__vm_ban(vm, err);
+		return;
+	}
+	gvm_fence_wait(done, GVM_TIMEOUT_INFINITE);
+	gvm_fence_put(done);
+}
+
+int gvm_vm_destroy(struct gvm_vm *vm)
+{
+	struct gvm_device *dev;
+	struct gvm_pt_tlb tlb = { .full = true };
+	struct gvm_list *pos, *tmp;
+
+	if (!vm)
+		return -EINVAL;
+	dev = vm->dev;
+	gvm__mutex_lock(&vm->lock);
+	if (vm->closed || vm->nr_queues) {
+		gvm__mutex_unlock(&vm->lock);
+		return vm->closed ? -EINVAL : -EBUSY;
+	}
+	vm->closed = true;
+	gvm__mutex_unlock(&vm->lock);
+
+	/* Drains the default queue; user queues hold references. */
+	gvm__queue_destroy(vm->bind_q, true);
+	vm->bind_q = NULL;
+	gvm_resv_wait(&vm->resv, GVM_RESV_USAGE_BOOKKEEP, false,
+		      GVM_TIMEOUT_INFINITE);
+
+	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->notifier_lock);
+	gvm__pt_vm_fini(&vm->pt);
+	gvm__mutex_unlock(&vm->notifier_lock);
+	gvm__vm_tlb_flush(vm, &tlb);
+	gvm__va_space_fini(&vm->va, release_vma, NULL);
+	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+
+		gvm_resv_lock(vb->bo->resv, NULL);
+		gvm_list_del(&vb->bo_link);
+		gvm_resv_unlock(vb->bo->resv);
+		gvm_list_del(&vb->vm_link);
+		free(vb);
+	}
+	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
+		struct gvm_range_fence *rf =
+			gvm_list_entry(pos, struct gvm_range_fence, link);
+
+		gvm_list_del(&rf->link);
+		gvm_fence_put(rf->fence);
+		free(rf);
+	}
+	gvm__mutex_unlock(&vm->lock);
+	dev->ops->vm_detach(dev, vm->dev_priv);
+	gvm__vm_put(vm);
+	return 0;
+}
+
+int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
+{
+	uint32_t slot;
+
+	if (!vm || !f)
+		return -EINVAL;
+	gvm__vm_stat_add(vm, faults, 1);
+	gvm__mutex_lock(&vm->fault_lock);
+	slot = (vm->fault_head + vm->fault_count) % GVM_VM_FAULT_LOG;
+	vm->faults[slot] = *f;
+	if (vm->fault_count < GVM_VM_FAULT_LOG)
+		vm->fault_count++;
+	else
+		vm->fault_head = (vm->fault_head + 1) % GVM_VM_FAULT_LOG;
+	gvm__mutex_unlock(&vm->fault_lock);
+	return -EFAULT;
+}
+
+int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
+			uint32_t cap, uint32_t *count)
+{
+	uint32_t n = 0;
+
+	if (!vm || !count || (cap && !buf))
+		return -EINVAL;
+	gvm__mutex_lock(&vm->fault_lock);
+	while (n < cap && vm->fault_count) {
+		buf[n++] = vm->faults[vm->fault_head];
+		vm->fault_head = (vm->fault_head + 1) % GVM_VM_FAULT_LOG;
+		vm->fault_count--;
+	}
+	gvm__mutex_unlock(&vm->fault_lock);
+	*count = n;
+	return 0;
+}
+
+int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
+{
+	unsigned int i;
+
+	if (!vm || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+#define C(f) st->f = gvm_load_relaxed(&vm->stats.f)
+	C(binds);
+	C(bind_ops);
+	C(bind_jobs);
+	C(bind_errors);
+	C(tlb_invals);
+	C(tlb_full_flushes);
+	C(faults);
+	C(execs);
+	C(evictions);
+	C(bytes_to_vram);
+	C(bytes_to_system);
+#undef C
+	gvm__mutex_lock(&vm->lock);
+	st->vmas = gvm__va_count(&vm->va);
+	if (!vm->closed) {
+		st->pt_pages = vm->pt.nr_tables;
+		for (i = 0; i < 5 && i < GVM_PTF_MAX_LEVELS; i++)
+			st->pte_writes[i] = vm->pt.pte_writes[i];
+	}
+	gvm__mutex_unlock(&vm->lock);
+	st->banned = gvm__vm_banned(vm);
+	return 0;
+}

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VMs, VMAs and queues (internal).  The semantics are in docs/vm.md, the
+ * locks in docs/locking.md; each field says what protects it.
+ */
+#ifndef GVM_VM_VM_H
+#define GVM_VM_VM_H
+
+#include <gvm/resv.h>
+#include <gvm/sched.h>
+#include <gvm/vm.h>
+
+#include "core/list.h"
+#include "pt/pt.h"
+#include "vm/va.h"
+
+struct gvm_ufence;
+
+/* One BO mapped in one VM: the VM's handle on it. */
+struct gvm_vm_bo {
+	struct gvm_vm *vm;		/* immutable */
+	struct gvm_bo *bo;		/* immutable */
+	struct gvm_list vm_link;	/* vm->vm_bos; vm->lock */
+	struct gvm_list bo_link;	/* bo->vm_bos; bo->resv */
+	struct gvm_list vmas;		/* gvm_vma::vm_bo_link; vm->lock */
+};
+
+/* A mapping: struct gvm_va plus the VM layer's state.  vm->lock. */
+struct gvm_vma {
+	struct gvm_va va;		/* must be first */
+	struct gvm_vm_bo *vm_bo;	/* KIND_BO: the BO's handle */
+	struct gvm_list vm_bo_link;	/* in vm_bo->vmas */
+	struct gvm_ufence *ufence;	/* user fence of the bind that made
+					   it (reference), or NULL */
+	bool bo_ref;			/* holds a reference on the BO */
+};
+
+static inline struct gvm_vma *to_vma(struct gvm_va *va)
+{
+	return (struct gvm_vma *)va;
+}
+
+static inline struct gvm_bo *gvm__vma_bo(const struct gvm_vma *vma)
+{
+	return (struct gvm_bo *)vma->va.obj;
+}
+
+/* A pending asynchronous bind's range, for ordering across queues. */
+struct gvm_range_fence {
+	struct gvm_list link;		/* vm->range_fences */
+	uint64_t lo, hi;		/* [lo, hi) */
+	struct gvm_fence *fence;	/* reference */
+	struct gvm_queue *q;		/* not a reference: compared only */
+};
+
+struct gvm_queue {
+	struct gvm_vm *vm;		/* immutable; holds a reference */
+	uint32_t engine;		/* immutable: GVM_ENGINE_* */
+	struct gvm_sched_queue *sq;	/* immutable */
+	void *dev_priv;			/* immutable: backend queue */
+	struct gvm_mutex lock;		/* leaf: last */
+	struct gvm_fence *last;		/* latest work's fence, or NULL */
+};
+
+struct gvm_vm_counters {		/* relaxed atomics */
+	uint64_t binds, bind_ops, bind_jobs, bind_errors;
+	uint64_t tlb_invals, tlb_full_flushes;
+	uint64_t faults, execs, evictions;
+	uint64_t bytes_to_vram, bytes_to_system;
+};
+
+struct gvm_vm {
+	struct gvm_device *dev;		/* immutable; holds a reference */
+	struct gvm_mm *mm;		/* immutable */
+	uint32_t flags;			/* immutable: GVM_VM_* */
+	uint32_t refcount;		/* atomic: the user, VM-local BOs,
+					   queues */
+	void *dev_priv;			/* immutable after create */
+
+	/*
+	 * vm->lock: the VA tree, the page tables (with notifier_lock for
+	 * commits and zaps), vm_bos, range_fences, closed.  Held across a
+	 * whole bind (never while waiting for a job).
+	 */
+	struct gvm_mutex lock;
+	struct gvm_mutex notifier_lock;	/* page-table commits and zaps */
+	struct gvm_resv resv;		/* shared by VM-local BOs; bind
+					   fences (KERNEL), exec fences
+					   (BOOKKEEP) */
+	struct gvm_va_space va;		/* vm->lock */
+	struct gvm_pt_vm pt;		/* vm->lock (+ notifier_lock) */
+	struct gvm_list vm_bos;		/* vm->lock */
+	struct gvm_list range_fences;	/* vm->lock */
+	struct gvm_queue *bind_q;	/* default bind queue; immutable */
+	uint32_t banned;		/* atomic: a bind failed after its
+					   point of no return */
+	bool closed;			/* vm->lock: gvm_vm_destroy() ran */
+	uint32_t nr_queues;		/* vm->lock: user-created queues */
+
+	struct gvm_mutex fault_lock;	/* leaf: the fault log */
+	struct gvm_fault_info faults[GVM_VM_FAULT_LOG];
+	uint32_t fault_head, fault_count;
+
+	struct gvm_vm_counters stats;
+};
+
+struct gvm_vm *gvm__vm_get(struct gvm_vm *vm);
+void gvm__vm_put(struct gvm_vm *vm);
+
+/* Sets the ban (after a failure past a point of no return). */
+void gvm__vm_ban(struct gvm_vm *vm, int err);
+
+static inline bool gvm__vm_banned(struct gvm_vm *vm)
+{
+	return __atomic_load_n(&vm->banned, __ATOMIC_ACQUIRE);
+}
+
+#define gvm__vm_stat_add(vm, field, n) \
+	__atomic_fetch_add(&(vm)->stats.field, (n), __ATOMIC_RELAXED)
+
+/* Queues (queue.c). */
+int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
+		      struct gvm_queue **out);
+void gvm__queue_destroy(struct gvm_queue *q, bool internal);
+/* A reference to the queue's latest fence, or NULL. */
+struct gvm_fence *gvm__queue_last(struct gvm_queue *q);
+void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
+
+/*
+ * Frees a VMA taken out of the tree: drops its BO and user-fence
+ * references.  vm->lock not needed (the VMA is private by then).
+ */
+void gvm__vma_free(struct gvm_vma *vma);
+
+/*
+ * Submits a TLB invalidation of @tlb and waits for it.  No lock needed
+ * (callers may hold vm->lock).
+ */
+void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb);
+
+#endif

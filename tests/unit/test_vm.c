@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VM layer: VMs, BOs, VM_BIND (validation, split/merge through the page
+ * tables, atomicity and unwind, syncs, queues), on the test backend.
+ * The page-table translator is the oracle.
+ */
+#include <gvm/gvm.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "testdev.h"
+
+#include "core/sync.h"
+#include "vm/bind.h"
+#include "vm/bo.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define M2 (2ull << 20)
+#define G1 (1ull << 30)
+
+static struct gvm_device *dev;
+
+static struct gvm_vm *new_vm(uint32_t flags)
+{
+	struct gvm_vm *vm;
+
+	if (!dev)
+		dev = testdev_create(0, 48);
+	ASSERT_OK(gvm_vm_create(dev, NULL, flags, &vm));
+	return vm;
+}
+
+/* Translation of @va through the committed page tables; 0 if unmapped. */
+static uint64_t xlate(struct gvm_vm *vm, uint64_t va, uint64_t *pte)
+{
+	struct gvm_pt_xlate x;
+	int err;
+
+	gvm__mutex_lock(&vm->lock);
+	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x);
+	gvm__mutex_unlock(&vm->lock);
+	if (pte)
+		*pte = err ? 0 : x.pte;
+	return err ? 0 : x.addr;
+}
+
+/* Device address of byte @off of @bo. */
+static uint64_t bo_addr(struct gvm_bo *bo, uint64_t off)
+{
+	for (size_t k = 0; k < bo->nr_ext; k++) {
+		if (off < bo->ext[k].len)
+			return bo->ext[k].addr + off;
+		off -= bo->ext[k].len;
+	}
+	return 0;
+}
+
+static int bind1(struct gvm_vm *vm, uint32_t opc, uint32_t flags,
+		 uint64_t addr, uint64_t range, struct gvm_bo *bo,
+		 uint64_t off)
+{
+	struct gvm_bind_op op = { .op = opc, .flags = flags, .addr = addr,
+				  .range = range, .bo = bo, .bo_offset = off };
+
+	return gvm_vm_bind(vm, NULL, &op, 1, NULL, 0);
+}
+
+static void vm_done(struct gvm_vm *vm)
+{
+	ASSERT_OK(gvm_vm_destroy(vm));
+}
+
+static void all_done(void)
+{
+	if (dev) {
+		ASSERT_EQ(testdev_of(dev)->attached, 0);
+		gvm_device_put(dev);
+		dev = NULL;
+	}
+}
+
+TEST(create_destroy)
+{
+	struct gvm_vm *vm;
+
+	dev = testdev_create(0, 48);
+	ASSERT_EQ(gvm_vm_create(dev, NULL, GVM_VM_FAULT_MODE, &vm), -EINVAL);
+	ASSERT_EQ(gvm_vm_create(dev, NULL, 1u << 20, &vm), -EINVAL);
+	ASSERT_EQ(gvm_vm_create(NULL, NULL, 0, &vm), -EINVAL);
+	vm = new_vm(0);
+	ASSERT_EQ(testdev_of(dev)->attached, 1);
+	vm_done(vm);
+	all_done();
+}
+
+TEST(bo_create_map)
+{
+	struct gvm_bo *bo;
+	uint8_t *p;
+	struct gvm_vm *vm = new_vm(0);
+
+	ASSERT_EQ(gvm_bo_create(dev, 0, GVM_MEM_VRAM, NULL, &bo), -EINVAL);
+	ASSERT_EQ(gvm_bo_create(dev, 100, GVM_MEM_VRAM, NULL, &bo), -EINVAL);
+	ASSERT_EQ(gvm_bo_create(dev, K4, 0, NULL, &bo), -EINVAL);
+	ASSERT_EQ(gvm_bo_create(dev, K4, 8, NULL, &bo), -EINVAL);
+	ASSERT_EQ(gvm_bo_create(dev, 1ull << 40, GVM_MEM_VRAM, NULL, &bo),
+		  -ENOSPC);
+	for (int pl = 1; pl <= 3; pl++) {
+		ASSERT_OK(gvm_bo_create(dev, 3 * K4 * 16, (uint32_t)pl,
+					pl == 2 ? vm : NULL, &bo));
+		ASSERT_EQ(gvm_bo_region(bo),
+			  pl & GVM_MEM_VRAM ? GVM_MEM_VRAM : GVM_MEM_SYSTEM);
+		ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+		for (uint64_t i = 0; i < gvm_bo_size(bo); i++)
+			ASSERT_EQ(p[i], 0);
+		memset(p, 0xab, gvm_bo_size(bo));
+		gvm_bo_put(bo);
+	}
+	vm_done(vm);
+	all_done();
+}
+
+TEST(map_unmap_translate)
+{
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_vm_stats st;
+	struct gvm_bo *bo;
+	uint64_t pte;
+
+	ASSERT_OK(gvm_bo_create(dev, 4 * M2, GVM_MEM_VRAM, NULL, &bo));
+	ASSERT_OK(bind1(vm, GVM_BIND_MAP, 0, 0x40000000, 4 * M2, bo, 0));
+	for (uint64_t off = 0; off < 4 * M2; off += 64 * K4)
+		ASSERT_EQ(xlate(vm, 0x40000000 + off, &pte), bo_addr(bo, off));
+	ASSERT_EQ(xlate(vm, 0x40000000 + 4 * M2, NULL), 0);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(st.vmas, 1);
+	ASSERT_EQ(st.binds, 1);
+	ASSERT_OK(bind1(vm, GVM_BIND_UNMAP, 0, 0x40000000, 4 * M2, NULL, 0));
+	ASSERT_EQ(xlate(vm, 0x40000000, NULL), 0);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(st.vmas, 0);
+	ASSERT_EQ(st.pt_pages, 1);		/* just the root */
+	ASSERT_EQ(bo->refcount, 1);
+	gvm_bo_put(bo);
+	vm_done(vm);
+	all_done();
+}
