@@ -190,7 +190,9 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 struct gvm_bind_op {
 	uint32_t op;			/* GVM_BIND_MAP ... */
 	uint32_t flags;			/* GVM_BIND_READONLY ... */
-	uint64_t addr;			/* GPU VA, 4 KiB aligned */
+	uint64_t addr;			/* GPU VA, 4 KiB aligned; canonical
+					   high addresses (sign-extended from
+					   bit va_bits - 1) are accepted */
 	uint64_t range;			/* bytes, 4 KiB aligned, > 0 */
 	struct gvm_bo *bo;		/* MAP, UNMAP_ALL */
 	uint64_t bo_offset;		/* MAP: 4 KiB aligned */

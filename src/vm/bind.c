@@ -159,9 +159,25 @@ static int check_bo(struct gvm_vm *vm, struct gvm_bo *bo)
 	return 0;
 }
 
+/*
+ * The GPU address of @op in the VM's VA space [0, 2^va_bits): canonical
+ * high addresses (bits va_bits - 1 .. 63 all set, as CPUs and GPUs write
+ * the upper half) lose their sign extension.
+ */
+static uint64_t op_addr(const struct gvm_vm *vm, const struct gvm_bind_op *op)
+{
+	unsigned int bits = vm->dev->desc.va_bits;
+	uint64_t high = ~0ull << (bits - 1);
+
+	if ((op->addr & high) == high)
+		return op->addr & ~(~0ull << bits);
+	return op->addr;
+}
+
 static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 {
 	uint64_t va_end = 1ull << vm->dev->desc.va_bits;
+	uint64_t addr = op_addr(vm, op);
 	uint32_t f = op->flags;
 
 	if (f & ~GVM_BIND_FLAGS_ALL || op->pat > 7)
@@ -171,8 +187,8 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 			return -EINVAL;
 		return check_bo(vm, op->bo);
 	}
-	if (!op->range || ((op->addr | op->range) & 4095) ||
-	    op->addr + op->range < op->addr || op->addr + op->range > va_end)
+	if (!op->range || ((addr | op->range) & 4095) ||
+	    addr + op->range < addr || addr + op->range > va_end)
 		return -EINVAL;
 	switch (op->op) {
 	case GVM_BIND_MAP:
@@ -317,12 +333,14 @@ static int parse(struct bind *b)
 
 		switch (op->op) {
 		case GVM_BIND_MAP:
-			err = gvm__va_map_ops_create(space, op->addr, op->range,
+			err = gvm__va_map_ops_create(space, op_addr(b->vm, op),
+						     op->range,
 						     op->bo, op->bo_offset,
 						     va_flags(op), &l);
 			break;
 		case GVM_BIND_UNMAP:
-			err = gvm__va_unmap_ops_create(space, op->addr,
+			err = gvm__va_unmap_ops_create(space,
+						       op_addr(b->vm, op),
 						       op->range, &l);
 			break;
 		case GVM_BIND_UNMAP_ALL:
