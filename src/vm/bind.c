@@ -778,8 +778,11 @@ static int prepare(struct bind *b)
 		return err;
 	b->bj = gvm__calloc(1, sizeof(*b->bj));
 	b->rf = gvm__calloc(1, sizeof(*b->rf));
-	if (!b->bj || !b->rf)
+	if (!b->bj || !b->rf) {
+		free(b->bj);		/* not initialised: no job_fini */
+		b->bj = NULL;
 		return -ENOMEM;
+	}
 	err = gvm_job_init(&b->bj->job, b->q->sq, &bind_job_ops);
 	if (err) {
 		free(b->bj);
