@@ -162,6 +162,15 @@ void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
 	err = dev->ops->tlb_inval(dev, vm->dev_priv, tlb->full ? 0 : tlb->start,
 				  tlb->full ? 0 : tlb->size, &done);
 	if (err) {
+		/*
+		 * Callers are past their point of no return: a transient
+		 * failure (the backend's fence allocation) must not cost the
+		 * VM.  Try once more, flushing everything.
+		 */
+		gvm__vm_stat_add(vm, tlb_full_flushes, 1);
+		err = dev->ops->tlb_inval(dev, vm->dev_priv, 0, 0, &done);
+	}
+	if (err) {
 		/* Nothing safe remains but to stop using the VM. */
 		gvm__vm_ban(vm, err);
 		return;
