@@ -32,6 +32,19 @@
  * VM exactly as it was.  A queued job that fails (its page-table prepare
  * cannot allocate) bans the VM: every later bind and exec fails with -EIO.
  *
+ * Failed dependencies.  A bind's VA state is decided in the call, so its job
+ * writes the page tables whatever happened to what it waited for (like xe,
+ * whose bind jobs run once their dependencies signalled, with errors or
+ * not); skipping it would leave the VA tree and the page tables disagreeing,
+ * and an unmap would drop its BO references while the GPU still reaches the
+ * BO.  The scheduler does not call run() after a failed dependency, so the
+ * job waits on proxies (struct dep_proxy, signalled without error when their
+ * dependency signals), and its fence signals without error: it did what it
+ * was asked (a failed kernel before an unmap, or a failed in-sync, is the
+ * business of whoever waits on those).  The VM is not banned.  An error in
+ * the bind fence would also reach every later exec of the VM (bind fences
+ * are KERNEL fences of its reservation) and keep it from running.
+ *
  * Ordering.  Jobs of one queue run in order (the scheduler).  Binds of
  * different queues are independent unless their ranges overlap: a queued
  * bind leaves a range fence, and a later bind on another queue whose
@@ -128,6 +141,8 @@ struct bind {
 
 	struct gvm_fence **deps;	/* references */
 	size_t nr_deps, cap_deps;
+	struct dep_proxy **proxies;	/* what the job waits on, not armed */
+	size_t nr_proxies, cap_proxies;
 
 	struct gvm_vma **dead;
 	size_t nr_dead, cap_dead;
@@ -580,8 +595,8 @@ static int add_dep(struct bind *b, struct gvm_fence *f)
 {
 	int err;
 
-	if (gvm_fence_is_signaled(f) && gvm_fence_get_status(f) >= 0)
-		return 0;
+	if (gvm_fence_is_signaled(f))
+		return 0;	/* with an error too: see "Failed dependencies" */
 	err = GROW(b->deps, b->cap_deps, b->nr_deps + 1);
 	if (err)
 		return err;
@@ -754,6 +769,68 @@ static const struct gvm_job_ops bind_job_ops = {
 	.free = bind_job_free,
 };
 
+/*
+ * A job dependency standing for @dep: signalled without error once @dep
+ * signalled, with an error or not (see "Failed dependencies").  Allocated
+ * before the point of no return, armed (callback on @dep) after it; the
+ * callback frees it.
+ */
+struct dep_proxy {
+	struct gvm_fence_cb cb;
+	struct gvm_fence *dep;		/* reference */
+	struct gvm_fence *fence;	/* the proxy; reference */
+};
+
+static void dep_proxy_free(struct dep_proxy *p)
+{
+	gvm_fence_put(p->fence);
+	gvm_fence_put(p->dep);
+	free(p);
+}
+
+static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
+{
+	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
+
+	(void)f;
+	gvm_fence_signal(p->fence);
+	dep_proxy_free(p);
+}
+
+static int add_job_dep(struct bind *b, struct gvm_fence *dep)
+{
+	struct dep_proxy *p;
+	int err;
+
+	if (gvm_fence_is_signaled(dep))
+		return 0;
+	err = GROW(b->proxies, b->cap_proxies, b->nr_proxies + 1);
+	if (err)
+		return err;
+	p = gvm__calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
+	if (err) {
+		free(p);
+		return err;
+	}
+	p->dep = gvm_fence_get(dep);
+	b->proxies[b->nr_proxies++] = p;
+	return gvm_job_add_dependency(&b->bj->job, p->fence);
+}
+
+/* Point of no return passed: the proxies follow their dependencies. */
+static void arm_proxies(struct bind *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_proxies; i++)
+		gvm_fence_add_callback(b->proxies[i]->dep, &b->proxies[i]->cb,
+				       dep_proxy_cb);
+	b->nr_proxies = 0;
+}
+
 static int prepare(struct bind *b)
 {
 	size_t i;
@@ -790,7 +867,7 @@ static int prepare(struct bind *b)
 		return err;
 	}
 	for (i = 0; i < b->nr_deps && !err; i++)
-		err = gvm_job_add_dependency(&b->bj->job, b->deps[i]);
+		err = add_job_dep(b, b->deps[i]);
 	return err;
 }
 
@@ -905,6 +982,9 @@ static void bind_fini(struct bind *b)
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
 	free(b->deps);
+	for (i = 0; i < b->nr_proxies; i++)
+		dep_proxy_free(b->proxies[i]);
+	free(b->proxies);
 	free(b->dead);
 	free(b->rf);
 	if (b->done)
@@ -1015,6 +1095,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		b.rf = NULL;
 		gvm__queue_set_last(b.q, done);
 		gvm_job_push(&bj->job);
+		arm_proxies(&b);
 		gvm__vm_stat_add(vm, bind_jobs, 1);
 	}
 	gvm__vm_stat_add(vm, binds, 1);
