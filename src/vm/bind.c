@@ -124,6 +124,7 @@ struct bind {
 	struct gvm_va_ops *lists;	/* one or more per op, applied */
 	size_t nr_lists, cap_lists;
 	bool removes;			/* some list takes mappings away */
+	bool prefetch;			/* the array has PREFETCH ops */
 
 	struct range *touched;		/* sorted, merged */
 	size_t nr_touched, cap_touched;
@@ -231,7 +232,7 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 		if (f || op->bo || (op->prefetch_mem != GVM_MEM_SYSTEM &&
 				    op->prefetch_mem != GVM_MEM_VRAM))
 			return -EINVAL;
-		return -EOPNOTSUPP;
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -336,6 +337,22 @@ out:
 	return err;
 }
 
+/*
+ * PREFETCH: the range is rewritten from the final VA state (after the BOs
+ * moved, see move_prefetched()), so it counts as touched.
+ */
+static int parse_prefetch(struct bind *b, uint64_t addr, uint64_t range)
+{
+	int err = GROW(b->touched, b->cap_touched, b->nr_touched + 1);
+
+	if (err)
+		return err;
+	b->touched[b->nr_touched].lo = addr;
+	b->touched[b->nr_touched++].hi = addr + range;
+	b->prefetch = true;
+	return 0;
+}
+
 static int parse(struct bind *b)
 {
 	struct gvm_va_space *space = &b->vm->va;
@@ -360,6 +377,9 @@ static int parse(struct bind *b)
 			break;
 		case GVM_BIND_UNMAP_ALL:
 			err = parse_unmap_all(b, op->bo);
+			continue;
+		case GVM_BIND_PREFETCH:
+			err = parse_prefetch(b, op_addr(b->vm, op), op->range);
 			continue;
 		default:
 			GVM_BUG_ON(1);
@@ -413,6 +433,20 @@ static int collect_bos(struct bind *b)
 			err = add_bo(b, l->op[j].old);
 			if (!err)
 				err = add_bo(b, l->op[j].map);
+		}
+	}
+	for (i = 0; i < b->n && b->prefetch && !err; i++) {
+		const struct gvm_bind_op *op = &b->ops[i];
+		struct gvm_va_iter it;
+		struct gvm_va *va;
+
+		if (op->op != GVM_BIND_PREFETCH)
+			continue;
+		gvm_va_for_each_in_range(va, &b->vm->va, op_addr(b->vm, op),
+					 op->range, &it) {
+			err = add_bo(b, va);
+			if (err)
+				break;
 		}
 	}
 	if (err)
@@ -481,6 +515,35 @@ static int prealloc_vm_bos(struct bind *b)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+/*
+ * Moves the BOs mapped in PREFETCH ranges (after the earlier ops of the
+ * array).  A move is not undone if the bind fails later: the BO's contents
+ * and mappings are the same, only its placement changed.
+ */
+static int move_prefetched(struct bind *b)
+{
+	uint32_t i;
+	int err = 0;
+
+	for (i = 0; i < b->n && b->prefetch && !err; i++) {
+		const struct gvm_bind_op *op = &b->ops[i];
+		struct gvm_va_iter it;
+		struct gvm_va *va;
+
+		if (op->op != GVM_BIND_PREFETCH)
+			continue;
+		gvm_va_for_each_in_range(va, &b->vm->va, op_addr(b->vm, op),
+					 op->range, &it) {
+			if (gvm__va_kind(va) != GVM_VA_KIND_BO)
+				continue;
+			err = gvm__bo_move(va->obj, op->prefetch_mem);
+			if (err)
+				break;
+		}
+	}
+	return err;
 }
 
 /* ---- 4. plan ----------------------------------------------------------------- */
@@ -553,6 +616,16 @@ static int add_seg(struct bind *b, uint64_t lo, uint64_t hi,
 	return 0;
 }
 
+/* Turns the segments' extent indices into pointers (b->ext is final). */
+static void fix_seg_ext(struct bind *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_segs; i++)
+		if (b->segs[i].n)
+			b->segs[i].ext = b->ext + (uintptr_t)b->segs[i].ext;
+}
+
 /* The page-table segments of the final VA state in the touched ranges. */
 static int plan(struct bind *b)
 {
@@ -581,12 +654,9 @@ static int plan(struct bind *b)
 		if (!err && cur < hi)
 			err = add_seg(b, cur, hi, NULL);
 	}
-	if (err)
-		return err;
-	for (i = 0; i < b->nr_segs; i++)
-		if (b->segs[i].n)
-			b->segs[i].ext = b->ext + (uintptr_t)b->segs[i].ext;
-	return 0;
+	if (!err)
+		fix_seg_ext(b);
+	return err;
 }
 
 /* ---- 5. deps ----------------------------------------------------------------- */
@@ -735,6 +805,46 @@ static void flush_and_free(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb,
 	gvm__mutex_lock(&vm->lock);
 	gvm__pt_free_deferred(&vm->pt, dead);
 	gvm__mutex_unlock(&vm->lock);
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+	const struct gvm_pt_seg *x = a, *y = b;
+
+	return x->va < y->va ? -1 : x->va > y->va;
+}
+
+int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
+{
+	struct gvm_pt_free_list dead = { 0 };
+	struct gvm_pt_tlb tlb;
+	struct gvm_list *pos;
+	struct bind b;
+	int err = 0;
+
+	memset(&b, 0, sizeof(b));
+	b.vm = vm;
+	gvm_list_for_each(pos, &vb->vmas) {
+		struct gvm_vma *vma =
+			gvm_list_entry(pos, struct gvm_vma, vm_bo_link);
+
+		err = add_seg(&b, vma->va.addr, vma->va.addr + vma->va.range,
+			      &vma->va);
+		if (err)
+			goto out;
+	}
+	qsort(b.segs, b.nr_segs, sizeof(*b.segs), cmp_seg);
+	fix_seg_ext(&b);
+	err = pt_write(vm, b.segs, b.nr_segs, &tlb, &dead);
+	if (err)
+		goto out;
+	gvm__vm_tlb_flush(vm, &tlb);
+	gvm__pt_free_deferred(&vm->pt, &dead);
+	vb->evicted = false;
+out:
+	free(b.segs);
+	free(b.ext);
+	return err;
 }
 
 static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
@@ -963,6 +1073,16 @@ static void commit_vmas(struct bind *b)
 		unlink_vma(b->dead[i]);
 }
 
+/* Finishes the op lists: they release tree reservations (vm->lock). */
+static void fini_lists(struct bind *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_lists; i++)
+		gvm__va_ops_fini(&b->lists[i]);
+	b->nr_lists = 0;
+}
+
 static void bind_fini(struct bind *b)
 {
 	size_t i;
@@ -1049,6 +1169,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	if (!err)
 		err = prealloc_vm_bos(&b);
 	if (!err)
+		err = move_prefetched(&b);
+	if (!err)
 		err = plan(&b);
 	if (!err)
 		err = gather_deps(&b);
@@ -1102,6 +1224,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	gvm__vm_stat_add(vm, bind_ops, n);
 	gvm_lockset_fini(&b.ls);
 	b.ls_init = false;
+	fini_lists(&b);
 	gvm__mutex_unlock(&vm->lock);
 
 	if (b.inline_bind) {
@@ -1124,6 +1247,7 @@ out_unwind:
 	unwind(&b);
 	gvm__vm_stat_add(vm, bind_errors, 1);
 out_unlock:
+	fini_lists(&b);
 	gvm__mutex_unlock(&vm->lock);
 	bind_fini(&b);
 	return err;

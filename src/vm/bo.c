@@ -38,26 +38,27 @@
 #include "vm/dev.h"
 #include "vm/vm.h"
 
-static int build_extents(struct gvm_bo *bo)
+static int build_extents(struct gvm_device *dev, uint64_t size,
+			 struct gvm_bo_mem *m)
 {
 	struct gvm_pt_extent *ext = NULL;
 	size_t n = 0, cap = 0;
 	struct gvm_list *pos;
 
-	if (bo->region == GVM_MEM_SYSTEM) {
+	if (m->region == GVM_MEM_SYSTEM) {
 		ext = gvm__malloc(sizeof(*ext));
 		if (!ext)
 			return -ENOMEM;
-		ext[0].addr = (uint64_t)(uintptr_t)bo->sys;
-		ext[0].len = bo->size;
+		ext[0].addr = (uint64_t)(uintptr_t)m->sys;
+		ext[0].len = size;
 		n = 1;
 		goto out;
 	}
-	gvm_list_for_each(pos, &bo->vram_blocks) {
+	gvm_list_for_each(pos, &m->vram_blocks) {
 		struct gvm_buddy_block *b =
 			gvm_list_entry(pos, struct gvm_buddy_block, link);
-		uint64_t a = gvm__vram_block_addr(bo->dev, b);
-		uint64_t l = gvm__buddy_block_size(&bo->dev->vram, b);
+		uint64_t a = gvm__vram_block_addr(dev, b);
+		uint64_t l = gvm__buddy_block_size(&dev->vram, b);
 
 		if (n && ext[n - 1].addr + ext[n - 1].len == a) {
 			ext[n - 1].len += l;
@@ -80,65 +81,54 @@ static int build_extents(struct gvm_bo *bo)
 		n++;
 	}
 out:
-	free(bo->ext);
-	bo->ext = ext;
-	bo->nr_ext = n;
+	m->ext = ext;
+	m->nr_ext = n;
 	return 0;
 }
 
-static void zero_vram(struct gvm_bo *bo)
+int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
+		      bool zero, struct gvm_bo_mem *m)
 {
 	size_t k;
-
-	for (k = 0; k < bo->nr_ext; k++)
-		memset((uint8_t *)bo->dev->desc.vram_cpu +
-			       (bo->ext[k].addr - bo->dev->desc.vram_base),
-		       0, bo->ext[k].len);
-}
-
-/* Gives @bo backing in @region.  Nothing changes on failure. */
-static int bo_place(struct gvm_bo *bo, uint32_t region)
-{
 	int err;
 
+	memset(m, 0, sizeof(*m));
+	gvm_list_init(&m->vram_blocks);
+	m->region = region;
 	if (region == GVM_MEM_VRAM) {
-		err = gvm__vram_alloc(bo->dev, bo->size, 0, &bo->vram_blocks);
+		err = gvm__vram_alloc(dev, size, 0, &m->vram_blocks);
 		if (err)
 			return err;
-		bo->region = GVM_MEM_VRAM;
-		err = build_extents(bo);
-		if (err) {
-			gvm__vram_free(bo->dev, &bo->vram_blocks);
-			return err;
+	} else {
+		m->sys = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (m->sys == MAP_FAILED) {
+			m->sys = NULL;
+			return -ENOMEM;
 		}
-		zero_vram(bo);
-		return 0;
 	}
-	bo->sys = mmap(NULL, bo->size, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (bo->sys == MAP_FAILED) {
-		bo->sys = NULL;
-		return -ENOMEM;
-	}
-	bo->region = GVM_MEM_SYSTEM;
-	err = build_extents(bo);
+	err = build_extents(dev, size, m);
 	if (err) {
-		munmap(bo->sys, bo->size);
-		bo->sys = NULL;
+		gvm__bo_mem_free(dev, size, m);
+		return err;
 	}
-	return err;
+	for (k = 0; zero && region == GVM_MEM_VRAM && k < m->nr_ext; k++)
+		memset((uint8_t *)dev->desc.vram_cpu +
+			       (m->ext[k].addr - dev->desc.vram_base),
+		       0, m->ext[k].len);
+	return 0;
 }
 
-static void bo_unplace(struct gvm_bo *bo)
+void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
+		      struct gvm_bo_mem *m)
 {
-	if (bo->region == GVM_MEM_VRAM)
-		gvm__vram_free(bo->dev, &bo->vram_blocks);
-	else if (bo->sys)
-		munmap(bo->sys, bo->size);
-	bo->sys = NULL;
-	free(bo->ext);
-	bo->ext = NULL;
-	bo->nr_ext = 0;
+	if (m->region == GVM_MEM_VRAM)
+		gvm__vram_free(dev, &m->vram_blocks);
+	else if (m->sys)
+		munmap(m->sys, size);
+	free(m->ext);
+	memset(m, 0, sizeof(*m));
+	gvm_list_init(&m->vram_blocks);
 }
 
 int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
@@ -160,15 +150,16 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 	bo->size = size;
 	bo->placement = placement;
 	gvm__ref_init(&bo->refcount);
-	gvm_list_init(&bo->vram_blocks);
 	gvm_list_init(&bo->vm_bos);
 	gvm__mutex_init(&bo->view_lock, "bo.view_lock", GVM_RANK_LEAF);
 
 	err = -ENOSPC;
 	if (placement & GVM_MEM_VRAM)
-		err = bo_place(bo, GVM_MEM_VRAM);
+		err = gvm__bo_mem_alloc(dev, size, GVM_MEM_VRAM, true,
+					&bo->mem);
 	if (err && (placement & GVM_MEM_SYSTEM))
-		err = bo_place(bo, GVM_MEM_SYSTEM);
+		err = gvm__bo_mem_alloc(dev, size, GVM_MEM_SYSTEM, true,
+					&bo->mem);
 	if (err) {
 		gvm__mutex_fini(&bo->view_lock);
 		free(bo);
@@ -203,7 +194,7 @@ void gvm_bo_put(struct gvm_bo *bo)
 	dev = bo->dev;
 	if (bo->view_len)
 		munmap(bo->view, bo->view_len);
-	bo_unplace(bo);
+	gvm__bo_mem_free(dev, bo->size, &bo->mem);
 	if (bo->vm)
 		gvm__vm_put(bo->vm);
 	else
@@ -225,60 +216,92 @@ uint32_t gvm_bo_region(struct gvm_bo *bo)
 	if (!bo)
 		return 0;
 	gvm_resv_lock(bo->resv, NULL);
-	region = bo->region;
+	region = bo->mem.region;
 	gvm_resv_unlock(bo->resv);
 	return region;
 }
 
-/* One mapping of the device's VRAM file per extent, side by side. */
-static int map_scattered(struct gvm_bo *bo, void **out)
+/*
+ * Maps the current backing at @at (MAP_FIXED over the view's reservation):
+ * a second mapping of the shared system pages, or one mapping of the
+ * device's VRAM file per extent, side by side.
+ */
+static int view_map(struct gvm_bo *bo, uint8_t *at)
 {
-	int fd = bo->dev->desc.vram_fd;
-	uint8_t *base, *p;
+	const struct gvm_device_desc *d = &bo->dev->desc;
 	size_t k;
 
-	if (fd < 0)
-		return -EOPNOTSUPP;
-	base = mmap(NULL, bo->size, PROT_NONE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (base == MAP_FAILED)
-		return -ENOMEM;
-	for (k = 0, p = base; k < bo->nr_ext; p += bo->ext[k].len, k++) {
-		off_t off = (off_t)(bo->ext[k].addr - bo->dev->desc.vram_base);
-
-		if (mmap(p, bo->ext[k].len, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_FIXED, fd, off) == MAP_FAILED) {
-			munmap(base, bo->size);
+	if (bo->mem.region == GVM_MEM_SYSTEM) {
+		if (mremap(bo->mem.sys, 0, bo->size, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   at) == MAP_FAILED)
 			return -ENOMEM;
-		}
+		return 0;
 	}
-	*out = base;
+	for (k = 0; k < bo->mem.nr_ext; at += bo->mem.ext[k].len, k++) {
+		off_t off = (off_t)(bo->mem.ext[k].addr - d->vram_base);
+
+		if (mmap(at, bo->mem.ext[k].len, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, d->vram_fd, off) == MAP_FAILED)
+			return -ENOMEM;
+	}
 	return 0;
+}
+
+int gvm__bo_view_update(struct gvm_bo *bo)
+{
+	int err = 0;
+
+	gvm__mutex_lock(&bo->view_lock);
+	if (bo->view_len)
+		err = view_map(bo, bo->view);
+	gvm__mutex_unlock(&bo->view_lock);
+	return err;
 }
 
 int gvm_bo_map(struct gvm_bo *bo, void **cpu)
 {
+	const struct gvm_device_desc *d;
+	uint8_t *base;
 	int err = 0;
 
 	if (!bo || !cpu)
 		return -EINVAL;
+	d = &bo->dev->desc;
+	gvm_resv_lock(bo->resv, NULL);
 	gvm__mutex_lock(&bo->view_lock);
 	if (bo->view)
 		goto out;
-	if (bo->region == GVM_MEM_SYSTEM) {
-		bo->view = bo->sys;
-	} else if (bo->nr_ext == 1) {
-		bo->view = (uint8_t *)bo->dev->desc.vram_cpu +
-			   (bo->ext[0].addr - bo->dev->desc.vram_base);
-	} else {
-		err = map_scattered(bo, &bo->view);
-		if (!err)
-			bo->view_len = bo->size;
+	if (bo->mem.region == GVM_MEM_VRAM && d->vram_fd < 0) {
+		/* No file to map: only the window, which cannot follow a
+		 * move (gvm__bo_move() then refuses). */
+		if (bo->mem.nr_ext != 1) {
+			err = -EOPNOTSUPP;
+			goto out;
+		}
+		bo->view = (uint8_t *)d->vram_cpu +
+			   (bo->mem.ext[0].addr - d->vram_base);
+		goto out;
 	}
+	/* A reserved range the backing is mapped over, so that a move can
+	 * replace the mapping in place. */
+	base = mmap(NULL, bo->size, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = view_map(bo, base);
+	if (err) {
+		munmap(base, bo->size);
+		goto out;
+	}
+	bo->view = base;
+	bo->view_len = bo->size;
 out:
 	if (!err)
 		*cpu = bo->view;
 	gvm__mutex_unlock(&bo->view_lock);
+	gvm_resv_unlock(bo->resv);
 	return err;
 }
 
@@ -288,8 +311,8 @@ int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
 	uint64_t pos = 0;
 	size_t k;
 
-	for (k = 0; k < bo->nr_ext && len; k++) {
-		const struct gvm_pt_extent *x = &bo->ext[k];
+	for (k = 0; k < bo->mem.nr_ext && len; k++) {
+		const struct gvm_pt_extent *x = &bo->mem.ext[k];
 		uint64_t skip, take;
 
 		if (pos + x->len <= offset) {
@@ -321,5 +344,5 @@ int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
 
 unsigned int gvm__bo_pt_flags(const struct gvm_bo *bo)
 {
-	return bo->region == GVM_MEM_VRAM ? GVM_PT_DEVMEM : 0;
+	return bo->mem.region == GVM_MEM_VRAM ? GVM_PT_DEVMEM : 0;
 }

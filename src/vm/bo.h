@@ -17,6 +17,15 @@
 #include "core/list.h"
 #include "pt/pt.h"
 
+/* Memory backing a BO. */
+struct gvm_bo_mem {
+	uint32_t region;		/* GVM_MEM_SYSTEM or GVM_MEM_VRAM */
+	void *sys;			/* system pages (shared mmap), or NULL */
+	struct gvm_list vram_blocks;	/* buddy blocks, in BO order */
+	struct gvm_pt_extent *ext;	/* the backing as the device sees it */
+	size_t nr_ext;
+};
+
 struct gvm_bo {
 	struct gvm_device *dev;		/* immutable; holds a reference */
 	struct gvm_vm *vm;		/* immutable; VM-local: the owner
@@ -26,12 +35,7 @@ struct gvm_bo {
 	uint32_t placement;		/* immutable: GVM_MEM_* */
 	uint32_t refcount;		/* atomic */
 
-	/* Backing: resv. */
-	uint32_t region;		/* GVM_MEM_SYSTEM or GVM_MEM_VRAM */
-	void *sys;			/* system pages (mmap), or NULL */
-	struct gvm_list vram_blocks;	/* buddy blocks, in BO order */
-	struct gvm_pt_extent *ext;	/* the backing as the device sees it */
-	size_t nr_ext;
+	struct gvm_bo_mem mem;		/* the backing; resv */
 
 	struct gvm_list vm_bos;		/* struct gvm_vm_bo::bo_link; resv */
 
@@ -53,5 +57,29 @@ int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
 
 /* GVM_PT_DEVMEM if @bo is in VRAM now, else 0.  Under the reservation. */
 unsigned int gvm__bo_pt_flags(const struct gvm_bo *bo);
+
+/*
+ * Gives @m backing of @size bytes in @region (zeroed if @zero).  0,
+ * -ENOSPC (VRAM full), -ENOMEM.  Nothing allocated on failure.
+ */
+int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
+		      bool zero, struct gvm_bo_mem *m);
+void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
+		      struct gvm_bo_mem *m);
+
+/*
+ * Moves @bo to @region (move.c): waits for the BO to be idle, allocates
+ * the new backing, zaps every GPU mapping of the BO in every VM (with TLB
+ * invalidation) and marks their handles evicted (the next exec, or the
+ * bind that asked, rebinds them), copies with the device's copy engine,
+ * frees the old backing, moves the CPU view.  The caller holds the BO's
+ * reservation (and may hold vm->lock of any VM).  0 (also when already
+ * there), -EINVAL (@region not in the placement), -ENOSPC, -ENOMEM, -EIO
+ * (the copy failed: the BO stays where it was, its mappings zapped).
+ */
+int gvm__bo_move(struct gvm_bo *bo, uint32_t region);
+
+/* Re-points the CPU view at the current backing (bo.c). */
+int gvm__bo_view_update(struct gvm_bo *bo);
 
 #endif

@@ -7,7 +7,8 @@
  *   1. check the queue, the kernel and the syncs             -EINVAL
  *   2. vm->lock, then lock the VM's reservation and every external BO
  *      mapped in the VM with the lockset (ww back-off), one fence slot each
- *   3. (revalidation of evicted BOs and invalidated userptrs comes here)
+ *   3. revalidate: rebind the VMAs of BOs that moved since the last exec
+ *      (their PTEs were zapped by the move); invalidated userptrs later
  *   4. a job on the queue: dependencies are the in-syncs, the VM's KERNEL
  *      fences (binds and moves submitted before) and the external BOs'
  *      KERNEL fences (their moves)
@@ -142,6 +143,16 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		goto err;
 	}
 	err = lock_vm(&ls, vm);
+	/* Revalidate: rebind what moves zapped. */
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+
+		if (err)
+			break;
+		if (vb->evicted)
+			err = gvm__vm_bo_rebind(vm, vb);
+	}
 	for (i = 0; !err && i < set.nr_in; i++)
 		err = gvm_job_add_dependency(&ej->job, set.in[i]);
 	if (!err)

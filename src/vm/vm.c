@@ -143,9 +143,7 @@ static void release_vma(struct gvm_va *va, void *arg)
 	struct gvm_vma *vma = to_vma(va);
 
 	(void)arg;
-	if (vma->vm_bo)
-		gvm_list_del(&vma->vm_bo_link);
-	gvm__vma_free(vma);
+	gvm__vma_free(vma);	/* its handle goes with the VM */
 }
 
 void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
@@ -203,20 +201,23 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 		      GVM_TIMEOUT_INFINITE);
 
 	gvm__mutex_lock(&vm->lock);
-	gvm__mutex_lock(&vm->notifier_lock);
-	gvm__pt_vm_fini(&vm->pt);
-	gvm__mutex_unlock(&vm->notifier_lock);
-	gvm__vm_tlb_flush(vm, &tlb);
-	gvm__va_space_fini(&vm->va, release_vma, NULL);
-	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
+	/* Moves find the VM through its handles: take them off the BOs. */
+	gvm_list_for_each(pos, &vm->vm_bos) {
 		struct gvm_vm_bo *vb =
 			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
 
 		gvm_resv_lock(vb->bo->resv, NULL);
 		gvm_list_del(&vb->bo_link);
 		gvm_resv_unlock(vb->bo->resv);
-		gvm_list_del(&vb->vm_link);
-		free(vb);
+	}
+	gvm__mutex_lock(&vm->notifier_lock);
+	gvm__pt_vm_fini(&vm->pt);
+	gvm__mutex_unlock(&vm->notifier_lock);
+	gvm__vm_tlb_flush(vm, &tlb);
+	gvm__va_space_fini(&vm->va, release_vma, NULL);
+	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
+		gvm_list_del(pos);
+		free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
 	}
 	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
 		struct gvm_range_fence *rf =

@@ -22,7 +22,12 @@ struct gvm_vm_bo {
 	struct gvm_bo *bo;		/* immutable */
 	struct gvm_list vm_link;	/* vm->vm_bos; vm->lock */
 	struct gvm_list bo_link;	/* bo->vm_bos; bo->resv */
-	struct gvm_list vmas;		/* gvm_vma::vm_bo_link; vm->lock */
+	struct gvm_list vmas;		/* gvm_vma::vm_bo_link; written with
+					   vm->lock and bo->resv held, read
+					   with either */
+	bool evicted;			/* bo->resv: the BO moved, the VMAs'
+					   PTEs are zapped: rebind before the
+					   GPU uses them */
 };
 
 /* A mapping: struct gvm_va plus the VM layer's state.  vm->lock. */
@@ -131,6 +136,13 @@ void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
  * references.  vm->lock not needed (the VMA is private by then).
  */
 void gvm__vma_free(struct gvm_vma *vma);
+
+/*
+ * Writes the PTEs of every VMA of @vb again after a move zapped them
+ * (bind.c).  vm->lock and the BO's reservation held.  0, or -ENOMEM /
+ * -ENOSPC with nothing changed (still evicted).
+ */
+int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb);
 
 /*
  * Submits a TLB invalidation of @tlb and waits for it.  No lock needed

@@ -48,10 +48,10 @@ static uint64_t xlate(struct gvm_vm *vm, uint64_t va, uint64_t *pte)
 /* Device address of byte @off of @bo. */
 static uint64_t bo_addr(struct gvm_bo *bo, uint64_t off)
 {
-	for (size_t k = 0; k < bo->nr_ext; k++) {
-		if (off < bo->ext[k].len)
-			return bo->ext[k].addr + off;
-		off -= bo->ext[k].len;
+	for (size_t k = 0; k < bo->mem.nr_ext; k++) {
+		if (off < bo->mem.ext[k].len)
+			return bo->mem.ext[k].addr + off;
+		off -= bo->mem.ext[k].len;
 	}
 	return 0;
 }

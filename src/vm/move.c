@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+/*
+ * BO moves: migrating a buffer object between VRAM and system memory
+ * (PREFETCH now; eviction later).
+ *
+ * A move, with the BO's reservation held:
+ *   1. wait until the BO is idle (every fence of its reservation);
+ *   2. allocate the new backing (may fail: nothing changed);
+ *   3. zap every GPU mapping of the BO, in every VM that maps it, under
+ *      that VM's notifier_lock, invalidate the TLB ranges and wait; mark
+ *      the VM's handle on the BO evicted: the next exec of that VM (or the
+ *      bind that asked for the move) writes the PTEs again;
+ *   4. copy the contents with the device's copy engine and wait;
+ *   5. switch the backing, free the old one, move the CPU view.
+ * Zapping before the copy means no device access can reach either copy
+ * while they differ; the old backing is freed only after the TLB
+ * invalidation, so no stale translation reaches freed memory.
+ *
+ * Locking: the BO's reservation (which protects its backing, bo->vm_bos
+ * and each handle's VMA list and evicted flag); each VM's notifier_lock
+ * (rank 400) around its zap; no vm->lock is needed (the caller may hold
+ * one).  Waits happen with the reservation held, as in TTM.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/sync.h"
+#include "vm/bo.h"
+#include "vm/dev.h"
+#include "vm/vm.h"
+
+/* Step 3 for one VM. */
+static void zap_vm_bo(struct gvm_vm_bo *vb)
+{
+	struct gvm_vm *vm = vb->vm;
+	struct gvm_pt_tlb tlb, all = { 0 };
+	struct gvm_list *pos;
+	int nr = 0;
+
+	gvm__mutex_lock(&vm->notifier_lock);
+	gvm_list_for_each(pos, &vb->vmas) {
+		struct gvm_vma *vma =
+			gvm_list_entry(pos, struct gvm_vma, vm_bo_link);
+
+		gvm__pt_zap(&vm->pt, vma->va.addr, vma->va.range, &tlb);
+		if (tlb.full || tlb.size) {
+			all = tlb;
+			nr++;
+		}
+	}
+	gvm__mutex_unlock(&vm->notifier_lock);
+	if (nr > 1) {
+		all.full = true;
+		all.start = all.size = 0;
+	}
+	gvm__vm_tlb_flush(vm, &all);
+	vb->evicted = true;
+}
+
+/* Step 4: copies the BO from @from to @to, extent by extent. */
+static int copy(struct gvm_bo *bo, const struct gvm_bo_mem *to,
+		const struct gvm_bo_mem *from)
+{
+	struct gvm_device *dev = bo->dev;
+	size_t i = 0, j = 0;
+	uint64_t oi = 0, oj = 0;
+	int err = 0;
+
+	while (i < from->nr_ext && j < to->nr_ext && !err) {
+		uint64_t ls = from->ext[i].len - oi, ld = to->ext[j].len - oj;
+		uint64_t n = ls < ld ? ls : ld;
+		struct gvm_mem_addr src = { from->region, from->ext[i].addr + oi };
+		struct gvm_mem_addr dst = { to->region, to->ext[j].addr + oj };
+		struct gvm_fence *done;
+
+		err = dev->ops->copy(dev, dst, src, n, &done);
+		if (err)
+			break;
+		gvm_fence_wait(done, GVM_TIMEOUT_INFINITE);
+		err = gvm_fence_get_status(done) < 0 ? -EIO : 0;
+		gvm_fence_put(done);
+		oi += n;
+		oj += n;
+		if (oi == from->ext[i].len) {
+			i++;
+			oi = 0;
+		}
+		if (oj == to->ext[j].len) {
+			j++;
+			oj = 0;
+		}
+	}
+	return err;
+}
+
+/* Swaps two backings (the block lists' heads cannot be copied). */
+static void mem_swap(struct gvm_bo_mem *a, struct gvm_bo_mem *b)
+{
+	struct gvm_list la, lb;
+	struct gvm_bo_mem t;
+
+	gvm_list_init(&la);
+	gvm_list_init(&lb);
+	gvm_list_splice_tail(&a->vram_blocks, &la);
+	gvm_list_splice_tail(&b->vram_blocks, &lb);
+	t = *a;
+	*a = *b;
+	*b = t;
+	gvm_list_init(&a->vram_blocks);
+	gvm_list_init(&b->vram_blocks);
+	gvm_list_splice_tail(&lb, &a->vram_blocks);
+	gvm_list_splice_tail(&la, &b->vram_blocks);
+}
+
+int gvm__bo_move(struct gvm_bo *bo, uint32_t region)
+{
+	struct gvm_device *dev = bo->dev;
+	struct gvm_bo_mem new;
+	struct gvm_list *pos;
+	uint64_t moved;
+	int err;
+
+	if (bo->mem.region == region)
+		return 0;
+	if (!(bo->placement & region))
+		return -EINVAL;
+	if (bo->view && !bo->view_len)
+		return -EBUSY;		/* mapped through the VRAM window */
+	err = gvm_resv_wait(bo->resv, GVM_RESV_USAGE_BOOKKEEP, false,
+			    GVM_TIMEOUT_INFINITE);
+	if (err)
+		return err;
+	err = gvm__bo_mem_alloc(dev, bo->size, region, false, &new);
+	if (err)
+		return err;
+	gvm_list_for_each(pos, &bo->vm_bos)
+		zap_vm_bo(gvm_list_entry(pos, struct gvm_vm_bo, bo_link));
+	err = copy(bo, &new, &bo->mem);
+	if (err) {
+		gvm__bo_mem_free(dev, bo->size, &new);
+		return err;
+	}
+	mem_swap(&bo->mem, &new);		/* new: the old backing */
+	err = gvm__bo_view_update(bo);
+	if (err)	/* the view still shows the old pages: keep them */
+		mem_swap(&bo->mem, &new);
+	gvm__bo_mem_free(dev, bo->size, &new);
+	if (err)
+		return err;
+	moved = bo->size;
+	gvm_list_for_each(pos, &bo->vm_bos) {
+		struct gvm_vm *vm =
+			gvm_list_entry(pos, struct gvm_vm_bo, bo_link)->vm;
+
+		if (region == GVM_MEM_VRAM)
+			gvm__vm_stat_add(vm, bytes_to_vram, moved);
+		else
+			gvm__vm_stat_add(vm, bytes_to_system, moved);
+	}
+	return 0;
+}
