@@ -146,3 +146,55 @@ TEST(map_unmap_translate)
 	vm_done(vm);
 	all_done();
 }
+
+TEST(prefetch_moves_bo)
+{
+	struct gvm_vm *vm = new_vm(0), *vm2 = new_vm(0);
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = 0x100000,
+				  .range = 16 * K4 };
+	struct gvm_bo *bo;
+	uint32_t *p;
+	uint64_t pte;
+
+	ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+	for (int i = 0; i < 16 * 1024; i++)
+		p[i] = (uint32_t)i * 7;
+	ASSERT_OK(bind1(vm, GVM_BIND_MAP, 0, 0x100000, 16 * K4, bo, 0));
+	ASSERT_OK(bind1(vm2, GVM_BIND_MAP, 0, 0x200000, 16 * K4, bo, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+
+	op.prefetch_mem = GVM_MEM_SYSTEM;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	for (int i = 0; i < 16 * 1024; i++)	/* the view followed */
+		ASSERT_EQ(p[i], (uint32_t)i * 7);
+	/* This VM was rewritten, the other one zapped until its next exec */
+	for (uint64_t off = 0; off < 16 * K4; off += K4)
+		ASSERT_EQ(xlate(vm, 0x100000 + off, &pte), bo_addr(bo, off));
+	ASSERT_FALSE(pte & GVM_PTF_DEVMEM);
+	ASSERT_EQ(xlate(vm2, 0x200000, &pte), 0);
+
+	op.prefetch_mem = GVM_MEM_VRAM;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_EQ(xlate(vm, 0x100000, &pte), bo_addr(bo, 0));
+	ASSERT_TRUE(pte & GVM_PTF_DEVMEM);
+	p[5] = 1234;			/* writes land in VRAM now */
+	ASSERT_EQ(*(uint32_t *)((uint8_t *)testdev_of(dev)->vram +
+				(bo_addr(bo, 0) - (1ull << 40)) + 20), 1234);
+
+	/* A placement the BO does not allow: -EINVAL, nothing moves */
+	gvm_bo_put(bo);
+	ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM, NULL, &bo));
+	ASSERT_OK(bind1(vm, GVM_BIND_MAP, 0, 0x100000, 16 * K4, bo, 0));
+	op.prefetch_mem = GVM_MEM_SYSTEM;
+	ASSERT_EQ(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0), -EINVAL);
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_EQ(xlate(vm, 0x100000, NULL), bo_addr(bo, 0));
+	gvm_bo_put(bo);
+	vm_done(vm);
+	vm_done(vm2);
+	all_done();
+}
