@@ -451,7 +451,8 @@ static int collect_bos(struct bind *b)
 	}
 	if (err)
 		return err;
-	qsort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
+	if (b->nr_bos)		/* qsort(NULL, 0) is undefined */
+		qsort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
 	for (i = 0, k = 0; i < b->nr_bos; i++)
 		if (!k || b->bos[k - 1] != b->bos[i])
 			b->bos[k++] = b->bos[i];
@@ -559,7 +560,9 @@ static void merge_touched(struct bind *b)
 {
 	size_t i, k = 0;
 
-	qsort(b->touched, b->nr_touched, sizeof(*b->touched), cmp_range);
+	if (b->nr_touched)
+		qsort(b->touched, b->nr_touched, sizeof(*b->touched),
+		      cmp_range);
 	for (i = 0; i < b->nr_touched; i++) {
 		struct range r = b->touched[i];
 
@@ -833,7 +836,8 @@ int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
 		if (err)
 			goto out;
 	}
-	qsort(b.segs, b.nr_segs, sizeof(*b.segs), cmp_seg);
+	if (b.nr_segs)
+		qsort(b.segs, b.nr_segs, sizeof(*b.segs), cmp_seg);
 	fix_seg_ext(&b);
 	err = pt_write(vm, b.segs, b.nr_segs, &tlb, &dead);
 	if (err)
