@@ -203,7 +203,7 @@ static void *binder_main(void *arg)
 {
 	struct binder *b = arg;
 	struct gvm_rng r = { gvm_test_seed() + (uint64_t)b->id * 7919 };
-	long iters = (long)gvm_test_scale(1200);
+	long iters = (long)gvm_test_scale(4000);
 	uint64_t base = PRIV(b->id);
 
 	for (long it = 0; it < iters; it++) {

@@ -1851,6 +1851,7 @@ TEST(sync_ebusy_rule)
 	ASSERT_OK(map(vm, SBASE, K4, a, M2));
 	ASSERT_OK(bind_ops(vm, &ua, 1));
 	ASSERT_EQ(nr_vmas(vm), 0);
+	wait_refs(vm, a);	/* these binds queued behind the first */
 	ASSERT_EQ(bo_refs(a), 1);
 	snap_free(&sn);
 	gvm_fence_put(in);
