@@ -2192,3 +2192,89 @@ TEST(alloc_fail_queue_create)
 	ASSERT_OK(gvm_vm_destroy(vm));
 	all_done();
 }
+
+/*
+ * The reference model with the binds spread over three queues, in-fences
+ * held back and signalled later in random order (some with an error):
+ * binds of one queue, and binds of different queues over overlapping
+ * ranges, must take effect in submission order.  Checked whenever every
+ * fence has signalled.
+ */
+TEST(reference_model_queues)
+{
+	struct gvm_rng r = { gvm_test_seed() };
+	long iters = (long)gvm_test_scale(1200);
+	struct mpage *m = calloc(MPAGES, sizeof(*m));
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_queue *q[3] = { NULL };
+	struct gvm_bo *bos[MBOS] = {
+		new_bo(4 * M2, GVM_MEM_VRAM, NULL),
+		new_bo(M2 + 5 * K64, GVM_MEM_VRAM, NULL),
+		new_bo(M2, GVM_MEM_SYSTEM, NULL),
+		new_bo(2 * M2, GVM_MEM_VRAM, vm),
+	};
+	struct gvm_fence *in[6], *out[64];
+	unsigned int nin = 0, nout = 0;
+	long fails = 0, checks = 0;
+
+	ASSERT_TRUE(m);
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q[1]));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q[2]));
+	for (long it = 0; it < iters; it++) {
+		struct gvm_bind_op ops[6];
+		uint32_t n = random_ops(&r, bos, MBOS, ops);
+		struct gvm_fence *f = NULL, *o = NULL;
+		struct gvm_sync s[2] = { sync_out(&o), { 0 } };
+		bool inj = gvm_rng_below(&r, 8) == 0, last = it == iters - 1;
+		int err;
+
+		if (nin < 6 && gvm_rng_below(&r, 2)) {
+			f = in[nin++] = new_fence();
+			s[1] = sync_wait(f);
+		} else if (nin && gvm_rng_below(&r, 2)) {
+			s[1] = sync_wait(in[gvm_rng_below(&r, nin)]);
+		}
+		if (inj)
+			arm_alloc(1 + (long)gvm_rng_below(&r, 30));
+		err = gvm_vm_bind(vm, q[gvm_rng_below(&r, 3)], ops, n, s,
+				  s[1].type ? 2 : 1);
+		if (inj)
+			inj = alloc_fired();
+		if (err) {
+			ASSERT_TRUE(inj);
+			ASSERT_EQ(err, -ENOMEM);
+			fails++;
+		} else {
+			model_apply(m, bos, ops, n);
+			out[nout++] = o;
+		}
+		if (nout < 64 && !last && gvm_rng_below(&r, 6))
+			continue;
+		/* Signal everything in random order, then check. */
+		while (nin) {
+			unsigned int i = (unsigned int)gvm_rng_below(&r, nin);
+
+			if (gvm_rng_below(&r, 5) == 0)
+				gvm_fence_signal_error(in[i], -EIO);
+			else
+				gvm_fence_signal(in[i]);
+			gvm_fence_put(in[i]);
+			in[i] = in[--nin];
+		}
+		while (nout)
+			fence_done(out[--nout], 1);
+		ASSERT_FALSE(stats(vm).banned);
+		model_check(vm, m, bos);
+		checks++;
+	}
+	printf("reference_model_queues: %ld calls, %ld failed, %ld checks, "
+	       "%" PRIu64 " jobs\n", iters, fails, checks,
+	       stats(vm).bind_jobs);
+	gvm_queue_destroy(q[1]);
+	gvm_queue_destroy(q[2]);
+	for (int b = 0; b < MBOS; b++)
+		gvm_bo_put(bos[b]);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	free(m);
+	all_done();
+}
