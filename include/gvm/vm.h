@@ -215,8 +215,12 @@ struct gvm_bind_op {
  * range beyond the BO, a BO of another device or VM-local to another VM,
  * NULL with a BO, MIRROR outside fault mode, a queue not of class BIND,
  * PAT > 7, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
- * implemented.  -EBUSY: an UNMAP (or a MAP that replaces part of a
- * mapping) hits a mapping whose bind user fence has not been written yet.
+ * implemented.  -EBUSY: an UNMAP (or a MAP that replaces all or part of
+ * a mapping) hits a mapping whose bind user fence has not been written yet.
+ *
+ * A wait sync that signals with an error does not cancel the bind: it takes
+ * effect once every wait sync signalled, and its fence signals without
+ * error (as xe's bind jobs do).
  */
 GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 			const struct gvm_bind_op *ops, uint32_t n,
