@@ -9,16 +9,35 @@
  * devices may exist in one process.  Semantics and internals: docs/sim.md.
  *
  * KERNELS.  A kernel is a C function called once per lane (index 0 ..
- * grid - 1) on a compute engine's thread.  It touches memory only through
- * the lane functions below, which translate GPU VAs through the engine's
- * TLB and the VM's page tables.  An access the page tables do not allow is
- * a GPU fault: in a VM without GVM_VM_FAULT_MODE it is logged, the lane and
- * every later lane of the job do nothing (loads return 0, spans NULL) and
- * the job's fence signals -EIO.  A kernel should return as soon as
- * gvm_lane_faulted() says so.
+ * grid - 1) on an engine's thread; the lanes of one job run in index order
+ * on one engine.  It touches memory only through the lane functions
+ * below, which translate GPU VAs through the engine's TLB and the VM's
+ * page tables.  An access the page tables do not allow is a GPU fault,
+ * reported to gvm (gvm_vm_fault()); if gvm resolves it (fault mode) the
+ * access is replayed, otherwise the lane and every later lane of the job
+ * do nothing (loads return 0, spans NULL) and the job's fence signals
+ * -EIO.  A kernel should return as soon as gvm_lane_faulted() says so.
+ * A bad argument to a lane function (size, alignment, access) fails the
+ * job the same way, with -EINVAL.
  *
  * Lane functions may only be called by the kernel on the lane it was
- * given, during that call.
+ * given, during that call.  Every lane function except gvm_lane_id(),
+ * gvm_lane_faulted() and gvm_lane_span() is a *boundary*: it ends the
+ * lane's spans, and it is where a busy engine acknowledges TLB
+ * invalidations (so keep lanes short: the built-ins use 64 KiB).
+ *
+ * Spans and restarts.  A span is a host pointer straight into the memory
+ * (gvm_lane_span()).  Up to GVM_LANE_SPANS spans stay valid together
+ * until the next boundary or the return of the kernel (taking more ends
+ * the oldest).  If a span can no longer be trusted - the host unmapped
+ * the system memory under it (the access becomes a GVM_FAULT_SYSMEM_GONE
+ * fault), or a fault reported by a later span call let gvm invalidate
+ * it - the engine abandons the kernel's call at once (siglongjmp) and,
+ * if gvm resolved the fault, runs the lane again from its start.  So a
+ * kernel that uses spans must (1) be restartable: make its non-idempotent
+ * effects (atomics) after its last span access; (2) hold no lock, own no
+ * heap memory and not be inside non-reentrant library code (malloc,
+ * stdio) while it touches a span.  Details: docs/sim.md.
  */
 #ifndef GVM_SIM_H
 #define GVM_SIM_H
@@ -68,6 +87,10 @@ GVM_API int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st);
 /* ---- kernels ------------------------------------------------------------- */
 
 #define GVM_KERNEL_ARGS_MAX 128
+/* Live spans per lane (see the top of this file). */
+#define GVM_LANE_SPANS 4
+/* Bytes of the buffer each lane of a streaming built-in handles. */
+#define GVM_KERNEL_LANE_BYTES (64u << 10)
 
 typedef void (*gvm_kernel_fn)(struct gvm_lane *lane, const void *args);
 
@@ -97,22 +120,27 @@ GVM_API uint64_t gvm_lane_atomic_cmpxchg(struct gvm_lane *lane, uint64_t va,
 					 unsigned int size);
 /*
  * A host pointer to the bytes at @va, for @access (GVM_ACCESS_READ or
- * _WRITE), valid until the next lane call: *@len is in/out, the request
- * in, the contiguous bytes available (> 0, up to the end of the page that
- * maps @va) out.  NULL on a fault.
+ * _WRITE), valid as described at the top (until the next boundary):
+ * *@len is in/out, the request in, the contiguous bytes available (> 0,
+ * up to the end of the page that maps @va) out.  NULL on a fault.  On a
+ * NULL page (or unmapped memory in a GVM_VM_SCRATCH_PAGE VM) a read span
+ * shows zeros and a write span is discarded.
  */
 GVM_API void *gvm_lane_span(struct gvm_lane *lane, uint64_t va, size_t *len,
 			    unsigned int access);
 
 /*
- * Built-in kernels: fill @k.  Sizes are bytes; VAs as for the lane calls.
- *  fill:       @size bytes at @va with the 32-bit @pattern (size % 4 == 0)
- *  copy:       @size bytes from @src to @dst
- *  store_dword: one @bits (32 or 64) store of @value at @va
+ * Built-in kernels: fill @k.  Sizes are bytes (> 0); VAs as for the lane
+ * calls.  The streaming ones (fill, copy, checksum, triad) run one lane
+ * per GVM_KERNEL_LANE_BYTES of the buffer.
+ *  fill:       @size bytes at @va with the 32-bit @pattern (va and size
+ *              multiples of 4)
+ *  copy:       @size bytes from @src to @dst (not overlapping)
+ *  store_dword: one @bits (32 or 64) store of @value at @va (aligned)
  *  checksum:   the 64-bit sum of the 64-bit words at [va, va + size),
- *              stored at @out (size % 8 == 0)
+ *              stored at @out (va, size, out multiples of 8)
  *  atomic_inc: @count lanes each atomically add 1 to the 64-bit word at @va
- *  triad:      a[i] = b[i] + scalar * c[i] for @n doubles
+ *  triad:      a[i] = b[i] + scalar * c[i] for @n doubles (8-byte aligned)
  * Return 0 or -EINVAL.
  */
 GVM_API int gvm_kernel_fill(struct gvm_kernel *k, uint64_t va, uint64_t size,

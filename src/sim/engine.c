@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Simulated GPU: engines, jobs, fences, the timer thread and the TLB
+ * invalidation protocol.
+ *
+ * ENGINES.  Every engine (cfg.nr_compute compute engines, then cfg.nr_copy
+ * copy engines) is a thread with a FIFO of jobs.  A job is a kernel (run
+ * lane by lane, lane.c) or a copy (ops->copy).  Both classes run kernels
+ * (a copy engine translates through its own TLB like any engine); only
+ * copy engines take copies.  Each engine has a fence context: a job's
+ * fence gets the next seqno, under engine->lock, in the order the jobs are
+ * queued, and fences signal in that order (one signaller per engine at a
+ * time: its thread, or the timer thread when it has fences pending there;
+ * see complete()).  Plain fences (gvm_fence_create) are used rather than a
+ * gvm_timeline because a timeline fence cannot be created under
+ * engine->lock (both are leaf locks), and creating it outside the lock
+ * could hand out seqnos in another order than the jobs are queued.
+ *
+ * TIMER.  One thread per device signals fences at a modelled time: copy
+ * fences (latency + size / bandwidth after the copy started, the engine
+ * being busy for size / bandwidth), TLB invalidation fences (latency after
+ * submit).  Nothing ever sleeps to model time, so modelled latencies of
+ * several devices, or of several requests, overlap.
+ *
+ * TLB INVALIDATION.  A request (vm, range) must be acknowledged by every
+ * engine before its fence may signal; the fence signals at
+ * max(last acknowledgement, submit + cfg.tlb_inval_latency_ns).
+ *
+ *   submitter (ops->tlb_inval)            engine thread
+ *   --------------------------            -------------
+ *   for each engine:                      dequeue a job:
+ *     lock                                  lock; translating = true; unlock
+ *     translating?                          ... lanes: at every lane call
+ *       no:  invalidate its TLB now,            if inval_pending (acquire):
+ *            acknowledge                          lock; apply queued
+ *       yes: queue a node on                      requests to the TLB;
+ *            engine->invals,                      pending = 0; unlock;
+ *            inval_pending = 1 (release)          acknowledge them
+ *     unlock                                before a fault report / at the
+ *   drop the submitter's count              end of the job:
+ *   (the last acknowledgement                 lock; apply queued; translating
+ *    signals or arms the timer)               = false; unlock; acknowledge
+ *
+ * `translating` is only changed under engine->lock, so a request either
+ * finds the engine not translating (and owns its TLB under the lock) or is
+ * seen by the engine before it stops translating.  An engine reporting a
+ * fault is not translating: the fault handler may bind and invalidate, and
+ * waits for the invalidation it submitted, which this engine then
+ * acknowledges at once (no deadlock).  A busy engine acknowledges only at
+ * a lane-call boundary, so a kernel's spans stay valid until its next
+ * lane call (other than gvm_lane_span) even while an invalidation waits.
+ *
+ * Locking: engine->lock and sd->timer_lock are leaves (docs/locking.md):
+ * nothing else is taken under them except the heap and fence
+ * initialisation (gvm_fence_create takes no lock); fences are signalled
+ * with no backend lock held.  ops->tlb_inval takes each engine's lock in
+ * turn, never two at once, and never waits.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "sim/sim_internal.h"
+
+/* ---- timer ------------------------------------------------------------ */
+
+static void timer_add(struct sim_dev *sd, struct sim_timer_item *it)
+{
+	struct gvm_list *pos;
+	bool first;
+
+	gvm__mutex_lock(&sd->timer_lock);
+	/* After the last item with deadline <= it->deadline (stable). */
+	for (pos = sd->timers.prev; pos != &sd->timers; pos = pos->prev) {
+		struct sim_timer_item *o =
+			gvm_list_entry(pos, struct sim_timer_item, link);
+
+		if (o->deadline <= it->deadline)
+			break;
+	}
+	gvm__list_insert(&it->link, pos, pos->next);
+	first = sd->timers.next == &it->link;
+	if (first)
+		pthread_cond_signal(&sd->timer_cond);
+	gvm__mutex_unlock(&sd->timer_lock);
+}
+
+static void *timer_main(void *arg)
+{
+	struct sim_dev *sd = arg;
+
+	gvm__mutex_lock(&sd->timer_lock);
+	for (;;) {
+		struct sim_timer_item *it;
+
+		if (gvm_list_empty(&sd->timers)) {
+			if (sd->timer_stop)
+				break;
+			gvm__cond_wait(&sd->timer_cond, &sd->timer_lock);
+			continue;
+		}
+		it = gvm_list_first_entry(&sd->timers, struct sim_timer_item,
+					  link);
+		if (it->deadline > gvm__now_ns()) {
+			gvm__cond_wait_until(&sd->timer_cond, &sd->timer_lock,
+					     it->deadline);
+			continue;
+		}
+		gvm_list_del(&it->link);
+		gvm__mutex_unlock(&sd->timer_lock);
+		gvm_fence_signal_error(it->fence, it->error);
+		it->release(it);
+		gvm__mutex_lock(&sd->timer_lock);
+	}
+	gvm__mutex_unlock(&sd->timer_lock);
+	return NULL;
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static void job_free(struct sim_job *job)
+{
+	gvm_fence_put(job->fence);
+	free(job);
+}
+
+static void job_timer_release(struct sim_timer_item *it)
+{
+	struct sim_job *job = gvm_container_of(it, struct sim_job, timer);
+
+	gvm_fetch_sub_release(&job->e->timer_pending, 1u);
+	job_free(job);
+}
+
+/*
+ * Engine thread: the job is done; its fence signals at @deadline (not
+ * before), after every earlier fence of this engine.  Signals directly
+ * when that is now and no earlier fence waits in the timer, else hands
+ * the fence to the timer (whose list is stable in deadline order, and
+ * deadlines of one engine never decrease).
+ */
+static void complete(struct sim_engine *e, struct sim_job *job,
+		     int64_t deadline)
+{
+	if (deadline < e->last_deadline)
+		deadline = e->last_deadline;
+	e->last_deadline = deadline;
+	if (deadline <= gvm__now_ns() &&
+	    !gvm_load_acquire(&e->timer_pending)) {
+		gvm_fence_signal_error(job->fence, job->error);
+		job_free(job);
+		return;
+	}
+	gvm_fetch_add_relaxed(&e->timer_pending, 1u);
+	job->timer.deadline = deadline;
+	job->timer.fence = job->fence;
+	job->timer.error = job->error;
+	job->timer.release = job_timer_release;
+	timer_add(e->sd, &job->timer);
+}
+
+int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
+		    struct gvm_fence **done)
+{
+	int err;
+
+	job->e = e;
+	gvm__mutex_lock(&e->lock);
+	err = gvm_fence_create(e->context, e->seqno + 1, &job->fence);
+	if (err) {
+		gvm__mutex_unlock(&e->lock);
+		return err;
+	}
+	e->seqno++;
+	*done = gvm_fence_get(job->fence);
+	gvm_list_add_tail(&job->link, &e->jobs);
+	pthread_cond_signal(&e->cond);
+	gvm__mutex_unlock(&e->lock);
+	return 0;
+}
+
+/* ---- copies ---------------------------------------------------------- */
+
+static void *mem_ptr(struct sim_dev *sd, struct gvm_mem_addr a, uint64_t size)
+{
+	if (a.region == GVM_MEM_VRAM)
+		return gvm__sim_vram_ptr(sd, a.addr, size);
+	return (void *)(uintptr_t)a.addr;
+}
+
+/* Bytes per guarded memcpy: bounds the work lost to nothing (a fault
+   stops the copy) and keeps the guard's ranges exact. */
+#define COPY_CHUNK (2ull << 20)
+
+static void run_copy(struct sim_engine *e, struct sim_job *job)
+{
+	struct sim_dev *sd = e->sd;
+	uint8_t *dst = mem_ptr(sd, job->dst, job->size);
+	const uint8_t *src = mem_ptr(sd, job->src, job->size);
+	bool guarded = job->dst.region == GVM_MEM_SYSTEM ||
+		       job->src.region == GVM_MEM_SYSTEM;
+	int64_t start = gvm__now_ns(), deadline;
+	uint64_t off;
+
+	for (off = 0; off < job->size; off += COPY_CHUNK) {
+		uint64_t n = job->size - off < COPY_CHUNK ? job->size - off :
+							     COPY_CHUNK;
+		uintptr_t fa;
+
+		if (!guarded) {
+			memcpy(dst + off, src + off, n);
+		} else if (gvm__sim_raw(&e->guard, SIM_RAW_COPY, dst + off,
+					src + off, n, 0, 0, NULL, &fa)) {
+			job->error = -EFAULT;
+			break;
+		}
+		gvm_fetch_add_relaxed(&e->cnt.bytes_copied, n);
+	}
+
+	/* The model: busy for size / bw, done latency after that. */
+	if (start < e->busy_until)
+		start = e->busy_until;
+	if (sd->cfg.copy_bw)
+		start += (int64_t)((double)job->size * 1e9 /
+				   (double)sd->cfg.copy_bw);
+	e->busy_until = start;
+	deadline = start + (int64_t)sd->cfg.copy_latency_ns;
+	complete(e, job, deadline);
+}
+
+/* ---- TLB invalidation requests ----------------------------------------- */
+
+struct sim_inval_node {
+	struct gvm_list link;		/* in e->invals, under e->lock */
+	struct sim_inval_req *req;
+};
+
+struct sim_inval_req {
+	struct sim_dev *sd;
+	uint64_t vm_id, start, size;
+	int64_t deadline;
+	uint32_t pending;		/* atomic: acknowledgements missing */
+	struct gvm_fence *fence;	/* the request's reference */
+	struct sim_timer_item timer;
+	struct sim_inval_node nodes[];	/* one per engine */
+};
+
+static void req_free(struct sim_inval_req *req)
+{
+	gvm_fence_put(req->fence);
+	free(req);
+}
+
+static void req_timer_release(struct sim_timer_item *it)
+{
+	req_free(gvm_container_of(it, struct sim_inval_req, timer));
+}
+
+static void req_ack(struct sim_inval_req *req)
+{
+	if (gvm_fetch_sub_acq_rel(&req->pending, 1u) != 1)
+		return;
+	if (req->deadline <= gvm__now_ns()) {
+		gvm_fence_signal(req->fence);
+		req_free(req);
+		return;
+	}
+	req->timer.deadline = req->deadline;
+	req->timer.fence = req->fence;
+	req->timer.error = 0;
+	req->timer.release = req_timer_release;
+	timer_add(req->sd, &req->timer);
+}
+
+/*
+ * Under e->lock, the engine not translating or the caller being its
+ * thread: applies one request to the TLB and marks the lane's live spans
+ * stale if it covers one of them.
+ */
+static void apply_inval(struct sim_engine *e, uint64_t vm_id, uint64_t start,
+			uint64_t size)
+{
+	struct gvm_lane *l = &e->lane;
+	unsigned int i;
+
+	gvm__sim_tlb_inval(&e->tlb, vm_id, start, size);
+	if (!l->vm_id || l->vm_id != vm_id)
+		return;
+	for (i = 0; i < l->nspans; i++) {
+		const struct sim_span *s = &l->spans[i];
+
+		if (size == 0 || (s->va < start + size && start < s->va + s->len))
+			l->stale = true;
+	}
+}
+
+/* Under e->lock: applies the queued requests and moves them to @acks. */
+static void take_invals(struct sim_engine *e, struct gvm_list *acks)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &e->invals) {
+		struct sim_inval_node *n =
+			gvm_list_entry(pos, struct sim_inval_node, link);
+
+		apply_inval(e, n->req->vm_id, n->req->start, n->req->size);
+	}
+	gvm_list_splice_tail(&e->invals, acks);
+	gvm_store_release(&e->inval_pending, 0u);
+}
+
+static void ack_list(struct gvm_list *acks)
+{
+	struct gvm_list *pos, *tmp;
+
+	gvm_list_for_each_safe(pos, tmp, acks) {
+		struct sim_inval_node *n =
+			gvm_list_entry(pos, struct sim_inval_node, link);
+
+		req_ack(n->req);
+	}
+}
+
+void gvm__sim_engine_ack_invals(struct sim_engine *e)
+{
+	struct gvm_list acks;
+
+	gvm_list_init(&acks);
+	gvm__mutex_lock(&e->lock);
+	take_invals(e, &acks);
+	gvm__mutex_unlock(&e->lock);
+	ack_list(&acks);
+}
+
+void gvm__sim_engine_quiesce(struct sim_engine *e)
+{
+	struct gvm_list acks;
+
+	gvm_list_init(&acks);
+	gvm__mutex_lock(&e->lock);
+	take_invals(e, &acks);
+	e->translating = false;
+	gvm__mutex_unlock(&e->lock);
+	ack_list(&acks);
+}
+
+void gvm__sim_engine_resume(struct sim_engine *e)
+{
+	gvm__mutex_lock(&e->lock);
+	gvm_assert(gvm_list_empty(&e->invals));
+	e->translating = true;
+	gvm__mutex_unlock(&e->lock);
+}
+
+int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
+			      uint64_t start, uint64_t size,
+			      struct gvm_fence **done)
+{
+	struct sim_inval_req *req;
+	unsigned int i;
+	int err;
+
+	req = gvm__calloc(1, sizeof(*req) +
+			  sd->nr_engines * sizeof(struct sim_inval_node));
+	if (!req)
+		return -ENOMEM;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &req->fence);
+	if (err) {
+		free(req);
+		return err;
+	}
+	req->sd = sd;
+	req->vm_id = vm_id;
+	req->start = start;
+	req->size = size;
+	req->deadline = gvm__now_ns() + (int64_t)sd->cfg.tlb_inval_latency_ns;
+	gvm_store_relaxed(&req->pending, sd->nr_engines + 1);
+	*done = gvm_fence_get(req->fence);
+	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
+
+	for (i = 0; i < sd->nr_engines; i++) {
+		struct sim_engine *e = &sd->engines[i];
+		bool queued = false;
+
+		gvm__mutex_lock(&e->lock);
+		if (e->translating) {
+			req->nodes[i].req = req;
+			gvm_list_add_tail(&req->nodes[i].link, &e->invals);
+			gvm_store_release(&e->inval_pending, 1u);
+			queued = true;
+		} else {
+			apply_inval(e, vm_id, start, size);
+		}
+		gvm__mutex_unlock(&e->lock);
+		if (!queued)
+			req_ack(req);
+	}
+	req_ack(req);		/* the submitter's count */
+	return 0;
+}
+
+/* ---- engine threads ---------------------------------------------------------- */
+
+static void *engine_main(void *arg)
+{
+	struct sim_engine *e = arg;
+
+	gvm__sim_guard_set_thread(&e->guard);
+	gvm__mutex_lock(&e->lock);
+	for (;;) {
+		struct sim_job *job;
+
+		if (gvm_list_empty(&e->jobs)) {
+			if (e->stop)
+				break;
+			gvm__cond_wait(&e->cond, &e->lock);
+			continue;
+		}
+		job = gvm_list_first_entry(&e->jobs, struct sim_job, link);
+		gvm_list_del(&job->link);
+		e->translating = job->type == SIM_JOB_KERNEL;
+		gvm__mutex_unlock(&e->lock);
+
+		if (job->type == SIM_JOB_KERNEL) {
+			gvm__sim_run_kernel(e, job);
+			gvm__sim_engine_quiesce(e);
+			gvm_fetch_add_relaxed(&e->cnt.kernels, 1u);
+			complete(e, job, gvm__now_ns());
+		} else {
+			run_copy(e, job);	/* no translation */
+		}
+		gvm__mutex_lock(&e->lock);
+	}
+	gvm__mutex_unlock(&e->lock);
+	gvm__sim_guard_set_thread(NULL);
+	return NULL;
+}
+
+static void engine_fini(struct sim_engine *e)
+{
+	gvm__sim_tlb_fini(&e->tlb);
+	free(e->sink);
+	pthread_cond_destroy(&e->cond);
+	gvm__mutex_fini(&e->lock);
+}
+
+void gvm__sim_engines_stop(struct sim_dev *sd)
+{
+	unsigned int i;
+
+	for (i = 0; i < sd->nr_engines; i++) {
+		struct sim_engine *e = &sd->engines[i];
+
+		if (!e->thread_started)
+			continue;
+		gvm__mutex_lock(&e->lock);
+		e->stop = true;
+		pthread_cond_signal(&e->cond);
+		gvm__mutex_unlock(&e->lock);
+		pthread_join(e->thread, NULL);
+		e->thread_started = false;
+	}
+	if (sd->timer_started) {
+		gvm__mutex_lock(&sd->timer_lock);
+		sd->timer_stop = true;
+		pthread_cond_signal(&sd->timer_cond);
+		gvm__mutex_unlock(&sd->timer_lock);
+		pthread_join(sd->timer_thread, NULL);
+		sd->timer_started = false;
+	}
+	if (sd->engines) {
+		for (i = 0; i < sd->nr_engines; i++)
+			engine_fini(&sd->engines[i]);
+		free(sd->engines);
+		sd->engines = NULL;
+	}
+	pthread_cond_destroy(&sd->timer_cond);
+	gvm__mutex_fini(&sd->timer_lock);
+}
+
+int gvm__sim_engines_start(struct sim_dev *sd)
+{
+	unsigned int i, n = sd->cfg.nr_compute + sd->cfg.nr_copy;
+	int err;
+
+	gvm__mutex_init(&sd->timer_lock, "sim_timer", GVM_RANK_LEAF);
+	gvm__cond_init(&sd->timer_cond);
+	gvm_list_init(&sd->timers);
+	sd->engines = gvm__calloc(n, sizeof(*sd->engines));
+	if (!sd->engines) {
+		gvm__sim_engines_stop(sd);
+		return -ENOMEM;
+	}
+	sd->nr_engines = n;
+	for (i = 0; i < n; i++) {
+		struct sim_engine *e = &sd->engines[i];
+
+		e->sd = sd;
+		e->cls = i < sd->cfg.nr_compute ? GVM_ENGINE_COMPUTE :
+						  GVM_ENGINE_COPY;
+		e->instance = i < sd->cfg.nr_compute ? i :
+						       i - sd->cfg.nr_compute;
+		e->context = gvm_fence_context_alloc(1);
+		gvm__mutex_init(&e->lock, "sim_engine", GVM_RANK_LEAF);
+		gvm__cond_init(&e->cond);
+		gvm_list_init(&e->jobs);
+		gvm_list_init(&e->invals);
+		e->lane.e = e;
+	}
+	for (i = 0; i < n; i++) {
+		struct sim_engine *e = &sd->engines[i];
+
+		err = gvm__sim_tlb_init(&e->tlb, sd->cfg.tlb_entries);
+		if (err)
+			goto err_stop;
+		e->sink = gvm__malloc(SIM_SINK_BYTES);
+		if (!e->sink) {
+			err = -ENOMEM;
+			goto err_stop;
+		}
+	}
+	err = -pthread_create(&sd->timer_thread, NULL, timer_main, sd);
+	if (err)
+		goto err_stop;
+	sd->timer_started = true;
+	for (i = 0; i < n; i++) {
+		struct sim_engine *e = &sd->engines[i];
+
+		err = -pthread_create(&e->thread, NULL, engine_main, e);
+		if (err)
+			goto err_stop;
+		e->thread_started = true;
+	}
+	return 0;
+
+err_stop:
+	gvm__sim_engines_stop(sd);
+	return err;
+}

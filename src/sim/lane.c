@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Simulated GPU: running a kernel's lanes, and the lane API (<gvm/sim.h>):
+ * every access a kernel makes goes through the engine's TLB and the VM's
+ * page tables, is checked against the entry's permissions, and becomes a
+ * GPU fault when the tables do not allow it.
+ *
+ * LANES.  The engine thread calls kernel->fn once per lane, ids 0 .. grid-1
+ * in order, until a fault fails the job (later lanes are skipped).  Lane
+ * calls other than gvm_lane_span/_id/_faulted are *boundaries*: they end
+ * the lane's spans and acknowledge queued TLB invalidations (engine.c);
+ * the start of every lane is one too.
+ *
+ * ACCESSES.  translate (TLB, else walk and fill the TLB; invalid entries
+ * are not cached) -> check (write needs WRITE, atomic needs WRITE and
+ * ATOMIC; NULL leaves read zero and drop writes; in a GVM_VM_SCRATCH_PAGE
+ * VM a missing entry behaves like a NULL one and is not a fault) -> access
+ * (VRAM: the arena; system memory: a guarded access, guard.c, whose fault
+ * is a GVM_FAULT_SYSMEM_GONE GPU fault).
+ *
+ * FAULTS.  The engine stops translating (so invalidations are acknowledged
+ * at once, engine.c), reports through sd->fault_fn (gvm_vm_fault) with no
+ * lock held and the guard off, then resumes.  0 = resolved: the TLB entry
+ * for the address is dropped and the access is translated and replayed
+ * (at most MAX_REPLAYS times per access).  Otherwise the job fails: the
+ * lane's access does nothing, gvm_lane_faulted() becomes true, later
+ * lanes are skipped, and the job's fence carries -EIO.
+ *
+ * SPANS.  gvm_lane_span() returns a host pointer into the page; up to
+ * SIM_SPANS spans stay valid together, until the next boundary (or until
+ * SIM_SPANS newer spans were taken).  Two things can invalidate a span
+ * behind the kernel's back, and both make the engine *restart the lane*
+ * from its start, abandoning the kernel's frames (siglongjmp):
+ *   - a span call reports a fault and, while the engine was not
+ *     translating, an invalidation covered one of the live spans (the
+ *     memory may be freed once the invalidation completes): restart if
+ *     the fault was resolved, else abandon the lane;
+ *   - the kernel touches a span of system memory that the host unmapped:
+ *     the guard jumps back to the lane loop, which reports a
+ *     GVM_FAULT_SYSMEM_GONE fault at the span's GPU VA; restart if
+ *     resolved, else the job fails.
+ * So a kernel using spans must be restartable: it must not have made a
+ * non-idempotent side effect before a span access that may restart it
+ * (the built-ins do their only atomic last).  A lane is restarted at most
+ * MAX_RESTARTS times, then the job fails.
+ *
+ * Locking: the engine thread owns its lane and (while translating) its
+ * TLB; see engine.c.  Nothing here takes a lock except through the
+ * quiesce/resume/acknowledge helpers of engine.c.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sim/sim_internal.h"
+
+#define MAX_REPLAYS	16u
+#define MAX_RESTARTS	16u
+
+static void lane_fail(struct gvm_lane *l, int err)
+{
+	if (l->faulted)
+		return;
+	l->faulted = true;
+	if (!l->job->error)
+		l->job->error = err;
+}
+
+static void spans_drop(struct gvm_lane *l)
+{
+	struct sim_guard *g = &l->e->guard;
+	unsigned int i;
+
+	for (i = 0; i < SIM_SPANS; i++)
+		g->span_lo[i] = g->span_hi[i] = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	l->nspans = 0;
+	l->span_next = 0;
+	l->stale = false;
+}
+
+static inline void lane_boundary(struct gvm_lane *l)
+{
+	if (l->nspans)
+		spans_drop(l);
+	if (__builtin_expect(gvm_load_acquire(&l->e->inval_pending) != 0, 0))
+		gvm__sim_engine_ack_invals(l->e);
+}
+
+/* Reports a fault with the engine quiesced.  0 if resolved. */
+static int lane_report(struct gvm_lane *l, uint64_t va, unsigned int access,
+		       unsigned int reason)
+{
+	struct sim_engine *e = l->e;
+	struct sim_guard *g = &e->guard;
+	struct gvm_fault_info f = {
+		.addr = va,
+		.access = access,
+		.reason = reason,
+		.engine = e->cls,
+		.engine_instance = e->instance,
+		.timestamp_ns = gvm__now_ns(),
+	};
+	sigjmp_buf *jb;
+	int rc;
+
+	gvm_fetch_add_relaxed(&e->cnt.faults, 1u);
+	gvm__sim_engine_quiesce(e);
+	jb = g->lane_jb;
+	g->lane_jb = NULL;	/* the guard is off in the fault handler */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	rc = e->sd->fault_fn(l->job->svm->vm, &f);
+	g->lane_jb = jb;
+	gvm__sim_engine_resume(e);
+	return rc;
+}
+
+/*
+ * A fault of the access at @va: report it; fail the job if unresolved.  If
+ * an invalidation hit a live span meanwhile, leaves the lane (restart or
+ * abort).  Returns 0 if resolved.
+ */
+static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
+		      unsigned int reason)
+{
+	int rc = lane_report(l, va, access, reason);
+
+	if (rc)
+		lane_fail(l, -EIO);
+	if (l->stale)
+		siglongjmp(*l->e->guard.lane_jb,
+			   rc ? SIM_JMP_ABORT : SIM_JMP_RESTART);
+	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, 4096);
+	return rc;
+}
+
+static unsigned int perm_check(const struct sim_xlate *x, unsigned int access)
+{
+	if (access == GVM_ACCESS_READ || (x->perm & SIM_P_NULL))
+		return 0;
+	if (!(x->perm & SIM_P_WRITE))
+		return GVM_FAULT_WRITE_PROTECT;
+	if (access == GVM_ACCESS_ATOMIC && !(x->perm & SIM_P_ATOMIC))
+		return GVM_FAULT_ATOMIC;
+	return 0;
+}
+
+/* Translates @va for @access.  0, or -EFAULT: the job failed. */
+static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
+		      struct sim_xlate *x)
+{
+	struct sim_engine *e = l->e;
+	const struct sim_vm *svm = l->job->svm;
+	unsigned int tries, reason;
+
+	for (tries = 0;; tries++) {
+		if (gvm__sim_tlb_lookup(&e->tlb, svm->id, va, x)) {
+			gvm_fetch_add_relaxed(&e->cnt.tlb_hits, 1u);
+			reason = perm_check(x, access);
+		} else {
+			gvm_fetch_add_relaxed(&e->cnt.tlb_misses, 1u);
+			gvm_fetch_add_relaxed(&e->cnt.walks, 1u);
+			if (!gvm__sim_walk(e->sd, svm, va, x)) {
+				gvm__sim_tlb_insert(&e->tlb, svm->id, x);
+				reason = perm_check(x, access);
+			} else if (svm->flags & GVM_VM_SCRATCH_PAGE) {
+				x->va = va & ~4095ull;
+				x->lg2 = 12;
+				x->host = NULL;
+				x->perm = SIM_P_SCRATCH;
+				return 0;
+			} else {
+				reason = GVM_FAULT_NOT_PRESENT;
+			}
+		}
+		if (!reason)
+			return 0;
+		if (lane_fault(l, va, access, reason))
+			return -EFAULT;
+		if (tries + 1 >= MAX_REPLAYS) {
+			lane_fail(l, -EIO);
+			return -EFAULT;
+		}
+	}
+}
+
+/* The host page of a system-memory access is gone.  true: give up. */
+static bool sysmem_gone(struct gvm_lane *l, uint64_t va, unsigned int access,
+			unsigned int tries)
+{
+	if (lane_fault(l, va, access, GVM_FAULT_SYSMEM_GONE))
+		return true;
+	if (tries + 1 >= MAX_REPLAYS) {
+		lane_fail(l, -EIO);
+		return true;
+	}
+	return false;
+}
+
+/* Entry of the non-span access calls: a boundary, then argument checks. */
+static bool lane_enter(struct gvm_lane *l, uint64_t va, unsigned int size,
+		       bool atomic)
+{
+	bool ok = atomic ? (size == 4 || size == 8) :
+			   (size == 1 || size == 2 || size == 4 || size == 8);
+
+	if (l->faulted)
+		return false;
+	lane_boundary(l);
+	if (!ok || (va & (size - 1))) {
+		lane_fail(l, -EINVAL);
+		return false;
+	}
+	return true;
+}
+
+uint64_t gvm_lane_id(const struct gvm_lane *lane)
+{
+	return lane->id;
+}
+
+bool gvm_lane_faulted(const struct gvm_lane *lane)
+{
+	return lane->faulted;
+}
+
+uint64_t gvm_lane_load(struct gvm_lane *l, uint64_t va, unsigned int size)
+{
+	struct sim_xlate x;
+	unsigned int tries;
+
+	if (!lane_enter(l, va, size, false))
+		return 0;
+	for (tries = 0;; tries++) {
+		uint8_t *p;
+		uint64_t v;
+		uintptr_t fa;
+
+		if (lane_xlate(l, va, GVM_ACCESS_READ, &x))
+			return 0;
+		if (x.perm & (SIM_P_NULL | SIM_P_SCRATCH))
+			return 0;
+		p = x.host + (va - x.va);
+		if (!(x.perm & SIM_P_SYS))
+			return gvm__sim_load(p, size);
+		if (!gvm__sim_raw(&l->e->guard, SIM_RAW_LOAD, p, NULL, size, 0,
+				  0, &v, &fa))
+			return v;
+		if (sysmem_gone(l, va, GVM_ACCESS_READ, tries))
+			return 0;
+	}
+}
+
+void gvm_lane_store(struct gvm_lane *l, uint64_t va, uint64_t value,
+		    unsigned int size)
+{
+	struct sim_xlate x;
+	unsigned int tries;
+
+	if (!lane_enter(l, va, size, false))
+		return;
+	for (tries = 0;; tries++) {
+		uint8_t *p;
+		uintptr_t fa;
+
+		if (lane_xlate(l, va, GVM_ACCESS_WRITE, &x))
+			return;
+		if (x.perm & (SIM_P_NULL | SIM_P_SCRATCH))
+			return;
+		p = x.host + (va - x.va);
+		if (!(x.perm & SIM_P_SYS)) {
+			gvm__sim_store(p, size, value);
+			return;
+		}
+		if (!gvm__sim_raw(&l->e->guard, SIM_RAW_STORE, p, NULL, size,
+				  value, 0, NULL, &fa))
+			return;
+		if (sysmem_gone(l, va, GVM_ACCESS_WRITE, tries))
+			return;
+	}
+}
+
+static uint64_t lane_rmw(struct gvm_lane *l, enum sim_raw_op op, uint64_t va,
+			 uint64_t v1, uint64_t v2, unsigned int size)
+{
+	struct sim_xlate x;
+	unsigned int tries;
+
+	if (!lane_enter(l, va, size, true))
+		return 0;
+	for (tries = 0;; tries++) {
+		uint8_t *p;
+		uint64_t old;
+		uintptr_t fa;
+
+		if (lane_xlate(l, va, GVM_ACCESS_ATOMIC, &x))
+			return 0;
+		if (x.perm & (SIM_P_NULL | SIM_P_SCRATCH))
+			return 0;
+		p = x.host + (va - x.va);
+		if (!(x.perm & SIM_P_SYS))
+			return op == SIM_RAW_ADD ? gvm__sim_add(p, size, v1) :
+				gvm__sim_cmpxchg(p, size, v1, v2);
+		if (!gvm__sim_raw(&l->e->guard, op, p, NULL, size, v1, v2,
+				  &old, &fa))
+			return old;
+		if (sysmem_gone(l, va, GVM_ACCESS_ATOMIC, tries))
+			return 0;
+	}
+}
+
+uint64_t gvm_lane_atomic_add(struct gvm_lane *l, uint64_t va, uint64_t value,
+			     unsigned int size)
+{
+	return lane_rmw(l, SIM_RAW_ADD, va, value, 0, size);
+}
+
+uint64_t gvm_lane_atomic_cmpxchg(struct gvm_lane *l, uint64_t va,
+				 uint64_t expected, uint64_t desired,
+				 unsigned int size)
+{
+	return lane_rmw(l, SIM_RAW_CMPXCHG, va, expected, desired, size);
+}
+
+static void span_add(struct gvm_lane *l, uint64_t va, uint64_t len,
+		     uintptr_t sys_host, unsigned int access)
+{
+	struct sim_guard *g = &l->e->guard;
+	unsigned int i = l->span_next;
+
+	l->span_next = (i + 1) % SIM_SPANS;
+	if (l->nspans < SIM_SPANS)
+		l->nspans++;
+	l->spans[i] = (struct sim_span){ va, len, sys_host, access };
+	g->span_lo[i] = sys_host;
+	g->span_hi[i] = sys_host ? sys_host + len : 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+void *gvm_lane_span(struct gvm_lane *l, uint64_t va, size_t *len,
+		    unsigned int access)
+{
+	struct sim_engine *e = l->e;
+	struct sim_xlate x;
+	uint64_t off, n;
+	uint8_t *p;
+
+	if (l->faulted)
+		return NULL;
+	if (!len || !*len ||
+	    (access != GVM_ACCESS_READ && access != GVM_ACCESS_WRITE)) {
+		lane_fail(l, -EINVAL);
+		return NULL;
+	}
+	if (lane_xlate(l, va, access, &x))
+		return NULL;
+	off = va - x.va;
+	n = (1ull << x.lg2) - off;
+	if (n > *len)
+		n = *len;
+	if (x.perm & (SIM_P_NULL | SIM_P_SCRATCH)) {
+		if (access == GVM_ACCESS_WRITE) {
+			p = e->sink;
+			if (n > SIM_SINK_BYTES)
+				n = SIM_SINK_BYTES;
+		} else {
+			p = (uint8_t *)e->sd->zero;
+			if (n > SIM_ZERO_BYTES)
+				n = SIM_ZERO_BYTES;
+		}
+		span_add(l, va, n, 0, access);
+	} else {
+		p = x.host + off;
+		span_add(l, va, n, (x.perm & SIM_P_SYS) ? (uintptr_t)p : 0,
+			 access);
+	}
+	*len = (size_t)n;
+	return p;
+}
+
+/* Back in the lane loop after a siglongjmp: see SPANS above. */
+static void lane_recover(struct gvm_lane *l, int why)
+{
+	struct sim_guard *g = &l->e->guard;
+
+	if (why == SIM_JMP_SIGNAL) {
+		uintptr_t a = g->fault_addr;
+		uint64_t va = 0;
+		unsigned int i, access = GVM_ACCESS_READ;
+
+		gvm__sim_guard_recovered();
+		for (i = 0; i < l->nspans; i++) {
+			const struct sim_span *s = &l->spans[i];
+
+			if (s->host && a >= s->host && a - s->host < s->len) {
+				va = s->va + (a - s->host);
+				access = s->access;
+				break;
+			}
+		}
+		GVM_BUG_ON(i == l->nspans);
+		spans_drop(l);
+		if (lane_fault(l, va, access, GVM_FAULT_SYSMEM_GONE))
+			return;
+	} else if (why == SIM_JMP_ABORT) {
+		spans_drop(l);
+		return;
+	}
+	spans_drop(l);
+	if (++l->restarts > MAX_RESTARTS)
+		lane_fail(l, -EIO);
+}
+
+void gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
+{
+	struct gvm_lane *l = &e->lane;
+	struct sim_guard *g = &e->guard;
+	sigjmp_buf jb;
+	int why;
+
+	l->job = job;
+	l->vm_id = job->svm->id;
+	l->id = 0;
+	l->faulted = false;
+	l->restarts = 0;
+	spans_drop(l);
+	g->lane_jb = &jb;
+	why = sigsetjmp(jb, 0);
+	if (why)
+		lane_recover(l, why);
+	while (!l->faulted && l->id < job->k.grid) {
+		lane_boundary(l);
+		job->k.fn(l, job->k.args);
+		spans_drop(l);
+		l->id++;
+		l->restarts = 0;
+		gvm_fetch_add_relaxed(&e->cnt.lanes, 1u);
+	}
+	spans_drop(l);
+	g->lane_jb = NULL;
+	l->vm_id = 0;
+	l->job = NULL;
+}
