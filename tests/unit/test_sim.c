@@ -1540,3 +1540,199 @@ TEST(stress_kernels_and_invalidations)
 	ASSERT_EQ(stats(&v).tlb_invals, t.done);
 	env_fini(&v);
 }
+
+/* ---- through the public API (VM layer + simulated GPU) ------------------ */
+
+struct api {
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void api_init(struct api *a, uint32_t vm_flags)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20 };
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &a->dev));
+	ASSERT_OK(gvm_vm_create(a->dev, NULL, vm_flags, &a->vm));
+	ASSERT_OK(gvm_queue_create(a->vm, GVM_ENGINE_COMPUTE, &a->q));
+}
+
+static void api_fini(struct api *a)
+{
+	gvm_queue_destroy(a->q);
+	ASSERT_OK(gvm_vm_destroy(a->vm));
+	gvm_device_put(a->dev);
+}
+
+static int api_bind(struct api *a, uint32_t opc, uint32_t flags,
+		    uint64_t addr, uint64_t range, struct gvm_bo *bo)
+{
+	struct gvm_bind_op op = { .op = opc, .flags = flags, .addr = addr,
+				  .range = range, .bo = bo };
+
+	return gvm_vm_bind(a->vm, NULL, &op, 1, NULL, 0);
+}
+
+/* gvm_exec + wait: the fence status (1, or -errno). */
+static int api_exec(struct api *a, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .out = &f };
+	int st;
+
+	ASSERT_OK(gvm_exec(a->q, k, &s, 1));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st;
+}
+
+static void api_builtins(uint32_t placement)
+{
+	struct api a;
+	struct gvm_bo *bo;
+	struct gvm_kernel k;
+	uint64_t va = 1ull << 32, size = 4 * M2, n = size / 8 / 4, i, sum = 0;
+	uint64_t *cpu;
+	double *d;
+
+	api_init(&a, 0);
+	ASSERT_OK(gvm_bo_create(a.dev, size, placement, NULL, &bo));
+	ASSERT_OK(api_bind(&a, GVM_BIND_MAP, 0, va, size, bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&cpu));
+	d = (double *)cpu;
+
+	ASSERT_OK(gvm_kernel_fill(&k, va, size, 0x5a5a5a5a));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	for (i = 0; i < size / 8; i += 511)
+		ASSERT_EQ(cpu[i], 0x5a5a5a5a5a5a5a5aull);
+
+	for (i = 0; i < n; i++) {
+		d[n + i] = 1.0 + (double)i;
+		d[2 * n + i] = 3.0;
+	}
+	ASSERT_OK(gvm_kernel_triad(&k, va, va + n * 8, va + 2 * n * 8, n, 2.0));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	for (i = 0; i < n; i++)
+		ASSERT_TRUE(d[i] == 7.0 + (double)i);
+
+	for (i = 0; i < n; i++)
+		sum += cpu[i];
+	ASSERT_OK(gvm_kernel_checksum(&k, va, n * 8, va + size - 8));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_EQ(cpu[size / 8 - 1], sum);
+
+	ASSERT_OK(gvm_kernel_copy(&k, va + 3 * n * 8, va, n * 8));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_EQ(memcmp(d + 3 * n, d, n * 8), 0);
+
+	cpu[1] = 0;
+	ASSERT_OK(gvm_kernel_atomic_inc(&k, va + 8, 1000));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_EQ(cpu[1], 1000);
+	ASSERT_OK(gvm_kernel_store_dword(&k, va + 16, 0xfeedface, 32));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_EQ((uint32_t)cpu[2], 0xfeedface);
+
+	ASSERT_OK(api_bind(&a, GVM_BIND_UNMAP, 0, va, size, NULL));
+	gvm_bo_put(bo);
+	api_fini(&a);
+}
+
+TEST(api_builtins_on_a_vram_bo)
+{
+	api_builtins(GVM_MEM_VRAM);
+}
+
+TEST(api_builtins_on_a_system_bo)
+{
+	api_builtins(GVM_MEM_SYSTEM);
+}
+
+TEST(api_unmapped_access_is_a_logged_fault)
+{
+	struct api a;
+	struct gvm_kernel k;
+	struct gvm_fault_info f[4];
+	struct gvm_vm_stats vs;
+	uint32_t n;
+
+	api_init(&a, 0);
+	ASSERT_OK(gvm_kernel_store_dword(&k, 0x123000, 1, 64));
+	ASSERT_EQ(api_exec(&a, &k), -EIO);
+	ASSERT_OK(gvm_vm_query_faults(a.vm, f, 4, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(f[0].addr, 0x123000);
+	ASSERT_EQ(f[0].access, GVM_ACCESS_WRITE);
+	ASSERT_EQ(f[0].reason, GVM_FAULT_NOT_PRESENT);
+	ASSERT_EQ(f[0].engine, GVM_ENGINE_COMPUTE);
+	ASSERT_OK(gvm_vm_stats(a.vm, &vs));
+	ASSERT_EQ(vs.faults, 1);
+	api_fini(&a);
+}
+
+TEST(api_unbind_invalidates_the_tlb)
+{
+	struct api a;
+	struct gvm_bo *bo;
+	struct gvm_kernel k;
+	uint64_t va = 0x200000;
+
+	api_init(&a, 0);
+	ASSERT_OK(gvm_bo_create(a.dev, M2, GVM_MEM_VRAM, a.vm, &bo));
+	ASSERT_OK(api_bind(&a, GVM_BIND_MAP, 0, va, M2, bo));
+	ASSERT_OK(gvm_kernel_store_dword(&k, va + 64, 1, 64));
+	ASSERT_EQ(api_exec(&a, &k), 1);	/* the engine caches va */
+	ASSERT_OK(api_bind(&a, GVM_BIND_UNMAP, 0, va, M2, NULL));
+	ASSERT_EQ(api_exec(&a, &k), -EIO);	/* not through a stale entry */
+	gvm_bo_put(bo);
+	api_fini(&a);
+}
+
+TEST(api_readonly_and_null_binds)
+{
+	struct api a;
+	struct gvm_bo *bo;
+	struct gvm_kernel k;
+	struct gvm_fault_info f;
+	uint32_t n;
+	uint64_t *cpu;
+
+	api_init(&a, 0);
+	ASSERT_OK(gvm_bo_create(a.dev, 64 * K4, GVM_MEM_VRAM, a.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&cpu));
+	ASSERT_OK(api_bind(&a, GVM_BIND_MAP, GVM_BIND_READONLY, 0x100000,
+			   64 * K4, bo));
+	ASSERT_OK(api_bind(&a, GVM_BIND_MAP, GVM_BIND_NULL, 0x400000, 2 * M2,
+			   NULL));
+	cpu[3] = 42;
+	ASSERT_OK(gvm_kernel_checksum(&k, 0x100000, 64 * K4, 0x400000));
+	ASSERT_EQ(api_exec(&a, &k), 1);		/* sum dropped into NULL */
+	ASSERT_OK(gvm_kernel_fill(&k, 0x100000, K4, 1));
+	ASSERT_EQ(api_exec(&a, &k), -EIO);
+	ASSERT_OK(gvm_vm_query_faults(a.vm, &f, 1, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(f.reason, GVM_FAULT_WRITE_PROTECT);
+	ASSERT_EQ(cpu[3], 42);
+	ASSERT_OK(gvm_kernel_fill(&k, 0x400000, 2 * M2, 1));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_OK(api_bind(&a, GVM_BIND_UNMAP, 0, 0x100000, 64 * K4, NULL));
+	gvm_bo_put(bo);
+	api_fini(&a);
+}
+
+TEST(api_scratch_vm)
+{
+	struct api a;
+	struct gvm_kernel k;
+	uint32_t n;
+
+	api_init(&a, GVM_VM_SCRATCH_PAGE);
+	ASSERT_OK(gvm_kernel_checksum(&k, 0x100000, M2, 0x800000));
+	ASSERT_EQ(api_exec(&a, &k), 1);
+	ASSERT_OK(gvm_vm_query_faults(a.vm, NULL, 0, &n));
+	ASSERT_EQ(n, 0);
+	api_fini(&a);
+}
