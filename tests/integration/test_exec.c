@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Whole-stack tests in the style of IGT's xe_exec_* tests: BOs bound with
+ * gvm_vm_bind, kernels run with gvm_exec on the simulated GPU, results
+ * read back by the CPU.  Everything goes through the public API.
+ */
+#include <pthread.h>
+
+#include <gvm/gvm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+
+#define K4 4096ull
+#define M2 (2ull << 20)
+#define VA 0x10000000ull
+
+struct ctx {
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void setup(struct ctx *c, uint32_t vm_flags)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20 };
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, NULL, vm_flags, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+}
+
+static void teardown(struct ctx *c)
+{
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+}
+
+static struct gvm_bo *new_bo(struct ctx *c, uint64_t size, uint32_t where,
+			     void **cpu)
+{
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_bo_create(c->dev, size, where, NULL, &bo));
+	if (cpu)
+		ASSERT_OK(gvm_bo_map(bo, cpu));
+	return bo;
+}
+
+static void bind(struct ctx *c, uint32_t op, uint32_t flags, uint64_t addr,
+		 uint64_t range, struct gvm_bo *bo, uint64_t off)
+{
+	struct gvm_bind_op b = { .op = op, .flags = flags, .addr = addr,
+				 .range = range, .bo = bo, .bo_offset = off };
+
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &b, 1, NULL, 0));
+}
+
+/* Runs @k on @q and returns the job's fence status. */
+static int run_on(struct gvm_queue *q, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int st;
+
+	ASSERT_OK(gvm_exec(q, k, &s, 1));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st < 0 ? st : 0;
+}
+
+static int run(struct ctx *c, const struct gvm_kernel *k)
+{
+	return run_on(c->q, k);
+}
+
+static int store(struct ctx *c, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, va, v, 64));
+	return run(c, &k);
+}
+
+static uint32_t faults(struct ctx *c, struct gvm_fault_info *out)
+{
+	struct gvm_fault_info buf[GVM_VM_FAULT_LOG];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(c->vm, buf, GVM_VM_FAULT_LOG, &n));
+	if (n && out)
+		*out = buf[0];
+	return n;
+}
+
+TEST(store_dword)
+{
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 16 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 16 * K4, bo, 0);
+	/* stores spread over the BO's pages, read back by the CPU */
+	for (uint64_t i = 0; i < 8; i++)
+		ASSERT_OK(store(&c, VA + i * 8200, 0xc0ffee00ull + i));
+	for (uint64_t i = 0; i < 8; i++)
+		ASSERT_EQ(p[i * 8200 / 8], 0xc0ffee00ull + i);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(unbind_then_exec_faults)
+{
+	struct gvm_fault_info fi;
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_SYSTEM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	ASSERT_OK(store(&c, VA + 8, 1));	/* fills the TLB */
+	ASSERT_EQ(p[1], 1);
+	bind(&c, GVM_BIND_UNMAP, 0, VA, 4 * K4, NULL, 0);
+	/* No stale translation: the store faults. */
+	ASSERT_EQ(store(&c, VA + 8, 2), -EIO);
+	ASSERT_EQ(p[1], 1);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.addr, VA + 8);
+	ASSERT_EQ(fi.access, GVM_ACCESS_WRITE);
+	ASSERT_EQ(fi.reason, GVM_FAULT_NOT_PRESENT);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.faults, 1);
+	ASSERT_FALSE(st.banned);
+	/* The VM stays usable. */
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	ASSERT_OK(store(&c, VA + 8, 3));
+	ASSERT_EQ(p[1], 3);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(null_binding_reads_zero_drops_writes)
+{
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	memset(p, 0x5a, 4 * K4);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	bind(&c, GVM_BIND_MAP, GVM_BIND_NULL, VA + M2, 4 * K4, NULL, 0);
+	ASSERT_OK(store(&c, VA + M2 + 16, 77));		/* dropped */
+	ASSERT_OK(gvm_kernel_copy(&k, VA, VA + M2, 4 * K4));
+	ASSERT_OK(run(&c, &k));
+	for (int i = 0; i < 512; i++)
+		ASSERT_EQ(p[i], 0);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(readonly_binding_write_faults)
+{
+	struct gvm_fault_info fi;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p, *q;
+	struct gvm_bo *bo, *out;
+
+	setup(&c, 0);
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&p);
+	out = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&q);
+	p[0] = 42;
+	bind(&c, GVM_BIND_MAP, GVM_BIND_READONLY, VA, K4, bo, 0);
+	bind(&c, GVM_BIND_MAP, 0, VA + M2, K4, out, 0);
+	ASSERT_EQ(store(&c, VA, 1), -EIO);
+	ASSERT_EQ(p[0], 42);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.reason, GVM_FAULT_WRITE_PROTECT);
+	/* Reads are fine. */
+	ASSERT_OK(gvm_kernel_checksum(&k, VA, 8, VA + M2));
+	ASSERT_OK(run(&c, &k));
+	ASSERT_EQ(q[0], 42);
+	gvm_bo_put(bo);
+	gvm_bo_put(out);
+	teardown(&c);
+}
+
+TEST(same_bo_twice_coherent)
+{
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 8 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	bind(&c, GVM_BIND_MAP, 0, VA + M2, 4 * K4, bo, 0);
+	ASSERT_OK(store(&c, VA + 64, 0x1234));
+	/* read through the second mapping, write to the BO's other half */
+	ASSERT_OK(gvm_kernel_copy(&k, VA + M2 + 4 * K4 - K4, VA + M2, K4));
+	ASSERT_EQ(run(&c, &k), 0);
+	ASSERT_EQ(p[8], 0x1234);
+	ASSERT_EQ(p[(3 * K4 + 64) / 8], 0x1234);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(queues_in_order_and_independent)
+{
+	struct gvm_fence *gate, *fa = NULL, *fb = NULL;
+	struct gvm_queue *q2;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &q2));
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, K4, bo, 0);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+
+	/* Queue 1: held by the gate, then three stores in order. */
+	for (uint64_t v = 1; v <= 3; v++) {
+		struct gvm_sync s[2] = {
+			{ .type = GVM_SYNC_FENCE, .fence = gate },
+			{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			  .out = &fa },
+		};
+
+		if (fa)
+			gvm_fence_put(fa);
+		ASSERT_OK(gvm_kernel_store_dword(&k, VA, v, 64));
+		ASSERT_OK(gvm_exec(c.q, &k, s, 2));
+	}
+	/* Queue 2 progresses while queue 1 waits. */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 9, 64));
+	{
+		struct gvm_sync s = { .type = GVM_SYNC_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .out = &fb };
+
+		ASSERT_OK(gvm_exec(q2, &k, &s, 1));
+	}
+	ASSERT_OK(gvm_fence_wait(fb, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(p[1], 9);
+	ASSERT_FALSE(gvm_fence_is_signaled(fa));
+	ASSERT_EQ(p[0], 0);
+	gvm_fence_signal(gate);
+	ASSERT_OK(gvm_fence_wait(fa, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(p[0], 3);			/* the last one, in order */
+	gvm_fence_put(fa);
+	gvm_fence_put(fb);
+	gvm_fence_put(gate);
+	gvm_queue_destroy(q2);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(exec_waits_for_queued_bind)
+{
+	struct gvm_fence *gate;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA, .range = K4 };
+	struct gvm_sync s;
+
+	setup(&c, 0);
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&p);
+	op.bo = bo;
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+	s = (struct gvm_sync){ .type = GVM_SYNC_FENCE, .fence = gate };
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, &s, 1));
+	/* The exec must not run before the bind: signal from a thread
+	 * only after submitting. */
+	{
+		struct gvm_kernel k;
+		struct gvm_fence *f = NULL;
+		struct gvm_sync o = { .type = GVM_SYNC_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .out = &f };
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, VA, 5, 64));
+		ASSERT_OK(gvm_exec(c.q, &k, &o, 1));
+		ASSERT_FALSE(gvm_fence_is_signaled(f));
+		gvm_fence_signal(gate);
+		ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(gvm_fence_get_status(f), 1);
+		gvm_fence_put(f);
+	}
+	ASSERT_EQ(p[0], 5);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_fence_put(gate);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/*
+ * Replacing a mapping while a kernel reads it: the bind waits for the
+ * kernel (its fence is in the VM's reservation), so the kernel sees the
+ * old mapping throughout and the next kernel the new one: no fault, no
+ * window.
+ */
+TEST(rebind_while_kernel_runs)
+{
+	const uint64_t size = 8ull << 20;
+	struct gvm_kernel k;
+	struct gvm_bo *a, *b, *out;
+	struct ctx c;
+	uint64_t *pa, *pb, *po, sum = 0;
+
+	setup(&c, 0);
+	a = new_bo(&c, size, GVM_MEM_VRAM, (void **)&pa);
+	b = new_bo(&c, size, GVM_MEM_SYSTEM, (void **)&pb);
+	out = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&po);
+	for (uint64_t i = 0; i < size / 8; i++) {
+		pa[i] = pb[i] = i * 2654435761u;
+		sum += pa[i];
+	}
+	bind(&c, GVM_BIND_MAP, 0, VA, size, a, 0);
+	bind(&c, GVM_BIND_MAP, 0, VA + 4 * size, K4, out, 0);
+	for (int round = 0; round < 4; round++) {
+		struct gvm_fence *f1 = NULL;
+		struct gvm_sync s = { .type = GVM_SYNC_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .out = &f1 };
+
+		ASSERT_OK(gvm_kernel_checksum(&k, VA, size,
+					      VA + 4 * size + 8 * (uint64_t)round));
+		ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+		/* replace while it (probably) runs */
+		bind(&c, GVM_BIND_MAP, 0, VA, size, round & 1 ? a : b, 0);
+		ASSERT_OK(gvm_fence_wait(f1, GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(gvm_fence_get_status(f1), 1);
+		gvm_fence_put(f1);
+	}
+	ASSERT_OK(gvm_kernel_checksum(&k, VA, size, VA + 4 * size + 64));
+	ASSERT_OK(run(&c, &k));
+	for (int round = 0; round < 4; round++)
+		ASSERT_EQ(po[round], sum);
+	ASSERT_EQ(po[8], sum);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_bo_put(a);
+	gvm_bo_put(b);
+	gvm_bo_put(out);
+	teardown(&c);
+}
+
+TEST(scratch_page_reads_zero)
+{
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, GVM_VM_SCRATCH_PAGE);
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, (void **)&p);
+	p[0] = 99;
+	bind(&c, GVM_BIND_MAP, 0, VA, K4, bo, 0);
+	ASSERT_OK(gvm_kernel_checksum(&k, VA + M2, 64, VA));	/* unmapped */
+	ASSERT_OK(run(&c, &k));
+	ASSERT_EQ(p[0], 0);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(moved_bo_rebound_at_exec)
+{
+	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = 4 * K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_vm *vm2;
+	struct gvm_queue *q2;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	{
+		struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+					  .range = 4 * K4, .bo = bo };
+
+		ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	}
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA, 7, 64));
+	ASSERT_OK(run_on(q2, &k));		/* vm2's TLB has it */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(p[0], 7);
+	/* vm2 was zapped by the move and is rebound by this exec */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 8, 64));
+	ASSERT_OK(run_on(q2, &k));
+	ASSERT_EQ(p[1], 8);
+	ASSERT_OK(store(&c, VA + 16, 9));
+	ASSERT_EQ(p[2], 9);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+static void *device_thread(void *arg)
+{
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	(void)arg;
+	setup(&c, 0);
+	bo = new_bo(&c, 1ull << 20, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 1ull << 20, bo, 0);
+	for (uint32_t round = 1; round <= 20; round++) {
+		ASSERT_OK(gvm_kernel_fill(&k, VA, 1ull << 20, round));
+		ASSERT_OK(run(&c, &k));
+		ASSERT_EQ(((uint32_t *)p)[round * 1000], round);
+	}
+	gvm_bo_put(bo);
+	teardown(&c);
+	return NULL;
+}
+
+TEST(two_devices_at_once)
+{
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_create(&t[i], NULL, device_thread, NULL));
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_join(t[i], NULL));
+}
