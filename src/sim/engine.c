@@ -57,6 +57,7 @@
  * turn, never two at once, and never waits.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -88,7 +89,10 @@ static void timer_add(struct sim_dev *sd, struct sim_timer_item *it)
 static void *timer_main(void *arg)
 {
 	struct sim_dev *sd = arg;
+	char name[16];
 
+	snprintf(name, sizeof(name), "%.8s/timer", sd->name);
+	pthread_setname_np(pthread_self(), name);
 	gvm__mutex_lock(&sd->timer_lock);
 	for (;;) {
 		struct sim_timer_item *it;
@@ -404,7 +408,11 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 static void *engine_main(void *arg)
 {
 	struct sim_engine *e = arg;
+	char name[16];
 
+	snprintf(name, sizeof(name), "%.8s/%c%u", e->sd->name,
+		 e->cls == GVM_ENGINE_COMPUTE ? 'c' : 'x', e->instance);
+	pthread_setname_np(pthread_self(), name);
 	gvm__sim_guard_set_thread(&e->guard);
 	gvm__mutex_lock(&e->lock);
 	for (;;) {
