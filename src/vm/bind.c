@@ -539,7 +539,12 @@ static int move_prefetched(struct bind *b)
 					 op->range, &it) {
 			if (gvm__va_kind(va) != GVM_VA_KIND_BO)
 				continue;
-			err = gvm__bo_move(va->obj, op->prefetch_mem);
+			if (!(((struct gvm_bo *)va->obj)->placement &
+			      op->prefetch_mem))
+				err = -EINVAL;
+			else
+				err = gvm__bo_move(va->obj, op->prefetch_mem,
+						   GVM_EVICT_IDLE);
 			if (err)
 				break;
 		}

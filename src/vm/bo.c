@@ -87,7 +87,8 @@ out:
 }
 
 int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
-		      bool zero, struct gvm_bo_mem *m)
+		      bool zero, enum gvm_evict_mode evict,
+		      struct gvm_bo_mem *m)
 {
 	size_t k;
 	int err;
@@ -96,7 +97,7 @@ int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
 	gvm_list_init(&m->vram_blocks);
 	m->region = region;
 	if (region == GVM_MEM_VRAM) {
-		err = gvm__vram_alloc(dev, size, 0, &m->vram_blocks);
+		err = gvm__vram_alloc_evict(dev, size, evict, &m->vram_blocks);
 		if (err)
 			return err;
 	} else {
@@ -151,15 +152,19 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 	bo->placement = placement;
 	gvm__ref_init(&bo->refcount);
 	gvm_list_init(&bo->vm_bos);
+	gvm_list_init(&bo->lru_link);
 	gvm__mutex_init(&bo->view_lock, "bo.view_lock", GVM_RANK_LEAF);
 
+	/* VRAM first; with a system fallback, do not evict for it. */
 	err = -ENOSPC;
 	if (placement & GVM_MEM_VRAM)
 		err = gvm__bo_mem_alloc(dev, size, GVM_MEM_VRAM, true,
+					placement & GVM_MEM_SYSTEM ?
+						GVM_EVICT_NONE : GVM_EVICT_WAIT,
 					&bo->mem);
-	if (err && (placement & GVM_MEM_SYSTEM))
+	if (err == -ENOSPC && (placement & GVM_MEM_SYSTEM))
 		err = gvm__bo_mem_alloc(dev, size, GVM_MEM_SYSTEM, true,
-					&bo->mem);
+					GVM_EVICT_NONE, &bo->mem);
 	if (err) {
 		gvm__mutex_fini(&bo->view_lock);
 		free(bo);
@@ -173,6 +178,7 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		bo->resv = &bo->own_resv;
 	}
 	gvm_device_get(dev);
+	gvm__bo_lru_update(bo);
 	*out = bo;
 	return 0;
 }
@@ -192,6 +198,7 @@ void gvm_bo_put(struct gvm_bo *bo)
 		return;
 	GVM_BUG_ON(!gvm_list_empty(&bo->vm_bos));
 	dev = bo->dev;
+	gvm__bo_lru_del(bo);
 	if (bo->view_len)
 		munmap(bo->view, bo->view_len);
 	gvm__bo_mem_free(dev, bo->size, &bo->mem);

@@ -16,6 +16,7 @@
 
 #include "core/list.h"
 #include "pt/pt.h"
+#include "vm/dev.h"
 
 /* Memory backing a BO. */
 struct gvm_bo_mem {
@@ -38,6 +39,8 @@ struct gvm_bo {
 	struct gvm_bo_mem mem;		/* the backing; resv */
 
 	struct gvm_list vm_bos;		/* struct gvm_vm_bo::bo_link; resv */
+	struct gvm_list lru_link;	/* dev->lru while in VRAM (else
+					   empty); dev->vram_lock */
 
 	struct gvm_mutex view_lock;	/* leaf: view */
 	void *view;			/* CPU view, or NULL */
@@ -63,7 +66,8 @@ unsigned int gvm__bo_pt_flags(const struct gvm_bo *bo);
  * -ENOSPC (VRAM full), -ENOMEM.  Nothing allocated on failure.
  */
 int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
-		      bool zero, struct gvm_bo_mem *m);
+		      bool zero, enum gvm_evict_mode evict,
+		      struct gvm_bo_mem *m);
 void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
 		      struct gvm_bo_mem *m);
 
@@ -73,11 +77,18 @@ void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
  * invalidation) and marks their handles evicted (the next exec, or the
  * bind that asked, rebinds them), copies with the device's copy engine,
  * frees the old backing, moves the CPU view.  The caller holds the BO's
- * reservation (and may hold vm->lock of any VM).  0 (also when already
- * there), -EINVAL (@region not in the placement), -ENOSPC, -ENOMEM, -EIO
- * (the copy failed: the BO stays where it was, its mappings zapped).
+ * reservation (and may hold vm->lock of any VM).  @evict: how VRAM may be
+ * found (dev.h).  System memory is always allowed (eviction of a VRAM-only
+ * BO: it goes back at its next exec).  0 (also when already there),
+ * -EINVAL (VRAM not in the placement), -ENOSPC, -ENOMEM, -EIO (the copy
+ * failed: the BO stays where it was, its mappings zapped).
  */
-int gvm__bo_move(struct gvm_bo *bo, uint32_t region);
+int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
+		 enum gvm_evict_mode evict);
+
+/* The device's LRU (evict.c); dev->vram_lock taken inside. */
+void gvm__bo_lru_update(struct gvm_bo *bo);	/* add/bump/remove by region */
+void gvm__bo_lru_del(struct gvm_bo *bo);
 
 /* Re-points the CPU view at the current backing (bo.c). */
 int gvm__bo_view_update(struct gvm_bo *bo);

@@ -21,8 +21,10 @@ struct gvm_device {
 	const struct gvm_device_ops *ops; /* immutable */
 	void *priv;			/* immutable */
 	uint32_t refcount;		/* atomic */
-	struct gvm_mutex vram_lock;	/* leaf: protects vram */
+	struct gvm_mutex vram_lock;	/* leaf: protects vram and lru */
 	struct gvm_buddy vram;		/* offsets from desc.vram_base */
+	struct gvm_list lru;		/* BOs in VRAM, least recently used
+					   first (gvm_bo::lru_link) */
 	struct gvm_sched *sched;	/* runs bind and exec jobs; immutable */
 };
 
@@ -34,6 +36,22 @@ struct gvm_device {
 int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 		    struct gvm_list *blocks);
 void gvm__vram_free(struct gvm_device *dev, struct gvm_list *blocks);
+
+/* How far an allocation may go to find VRAM (evict.c). */
+enum gvm_evict_mode {
+	GVM_EVICT_NONE,		/* fail with -ENOSPC */
+	GVM_EVICT_IDLE,		/* move idle BOs out (callers holding vm->lock
+				   or reservations: waiting could deadlock) */
+	GVM_EVICT_WAIT,		/* also wait for busy BOs (no lock held) */
+};
+
+/*
+ * gvm__vram_alloc(), evicting BOs to system memory (least recently used
+ * first) while it does not fit.  BOs whose reservation cannot be taken
+ * with a trylock (held by the caller or someone else) are skipped.
+ */
+int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
+			  enum gvm_evict_mode mode, struct gvm_list *blocks);
 
 static inline uint64_t gvm__vram_block_addr(const struct gvm_device *dev,
 					    const struct gvm_buddy_block *b)

@@ -65,6 +65,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	dev->priv = priv;
 	gvm__ref_init(&dev->refcount);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
+	gvm_list_init(&dev->lru);
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, 4096);
 	if (err)
 		goto err_free;

@@ -7,8 +7,10 @@
  *   1. check the queue, the kernel and the syncs             -EINVAL
  *   2. vm->lock, then lock the VM's reservation and every external BO
  *      mapped in the VM with the lockset (ww back-off), one fence slot each
- *   3. revalidate: rebind the VMAs of BOs that moved since the last exec
- *      (their PTEs were zapped by the move); invalidated userptrs later
+ *   3. revalidate: move evicted BOs back to VRAM (evicting idle BOs of
+ *      others if needed), rebind the VMAs of BOs that moved since the last
+ *      exec (their PTEs were zapped by the move), bump the LRU;
+ *      invalidated userptrs later
  *   4. a job on the queue: dependencies are the in-syncs, the VM's KERNEL
  *      fences (binds and moves submitted before) and the external BOs'
  *      KERNEL fences (their moves)
@@ -102,6 +104,46 @@ static int lock_vm(struct gvm_lockset *ls, struct gvm_vm *vm)
 	return 0;
 }
 
+/*
+ * Brings the VM's BOs back where they belong (VRAM if preferred: a
+ * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live
+ * in system memory stays there when VRAM is short), rebinds the mappings
+ * moves zapped, and marks the BOs in VRAM as recently used.  Everything
+ * locked by the caller; only idle BOs of others are evicted.
+ */
+static int revalidate(struct gvm_vm *vm)
+{
+	struct gvm_list *pos;
+	int err = 0;
+
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_bo *bo =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
+
+		if (bo->mem.region != GVM_MEM_SYSTEM ||
+		    !(bo->placement & GVM_MEM_VRAM))
+			continue;
+		err = gvm__bo_move(bo, GVM_MEM_VRAM, GVM_EVICT_IDLE);
+		if (err == -ENOSPC && (bo->placement & GVM_MEM_SYSTEM))
+			err = 0;
+		if (err)
+			return err;
+	}
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+
+		if (vb->evicted) {
+			err = gvm__vm_bo_rebind(vm, vb);
+			if (err)
+				return err;
+		}
+		if (vb->bo->mem.region == GVM_MEM_VRAM)
+			gvm__bo_lru_update(vb->bo);
+	}
+	return 0;
+}
+
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	     const struct gvm_sync *syncs, uint32_t ns)
 {
@@ -143,16 +185,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		goto err;
 	}
 	err = lock_vm(&ls, vm);
-	/* Revalidate: rebind what moves zapped. */
-	gvm_list_for_each(pos, &vm->vm_bos) {
-		struct gvm_vm_bo *vb =
-			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
-
-		if (err)
-			break;
-		if (vb->evicted)
-			err = gvm__vm_bo_rebind(vm, vb);
-	}
+	if (!err)
+		err = revalidate(vm);
 	for (i = 0; !err && i < set.nr_in; i++)
 		err = gvm_job_add_dependency(&ej->job, set.in[i]);
 	if (!err)

@@ -113,7 +113,8 @@ static void mem_swap(struct gvm_bo_mem *a, struct gvm_bo_mem *b)
 	gvm_list_splice_tail(&la, &b->vram_blocks);
 }
 
-int gvm__bo_move(struct gvm_bo *bo, uint32_t region)
+int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
+		 enum gvm_evict_mode evict)
 {
 	struct gvm_device *dev = bo->dev;
 	struct gvm_bo_mem new;
@@ -123,7 +124,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region)
 
 	if (bo->mem.region == region)
 		return 0;
-	if (!(bo->placement & region))
+	if (!(bo->placement & region) && region != GVM_MEM_SYSTEM)
 		return -EINVAL;
 	if (bo->view && !bo->view_len)
 		return -EBUSY;		/* mapped through the VRAM window */
@@ -131,7 +132,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region)
 			    GVM_TIMEOUT_INFINITE);
 	if (err)
 		return err;
-	err = gvm__bo_mem_alloc(dev, bo->size, region, false, &new);
+	err = gvm__bo_mem_alloc(dev, bo->size, region, false, evict, &new);
 	if (err)
 		return err;
 	gvm_list_for_each(pos, &bo->vm_bos)
@@ -148,6 +149,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region)
 	gvm__bo_mem_free(dev, bo->size, &new);
 	if (err)
 		return err;
+	gvm__bo_lru_update(bo);
 	moved = bo->size;
 	gvm_list_for_each(pos, &bo->vm_bos) {
 		struct gvm_vm *vm =

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Eviction: making room in VRAM by moving buffer objects to system memory.
+ *
+ * Every BO resident in VRAM is on its device's LRU list, least recently
+ * used first; exec bumps the BOs of the VM it runs on.  When a VRAM
+ * allocation does not fit, gvm__vram_alloc_evict() walks the LRU from the
+ * head and moves victims to system memory (gvm__bo_move(): their GPU
+ * mappings are zapped in every VM and rebound at that VM's next exec)
+ * until the allocation fits or no victim is left (-ENOSPC).
+ *
+ * Victims.  A victim's reservation is taken with a trylock, never a
+ * blocking lock: the caller may hold reservations (its own BOs, which are
+ * thereby never evicted from under the operation that needs them) and
+ * vm->lock.  For the same reason a caller holding locks evicts only idle
+ * BOs (GVM_EVICT_IDLE): waiting for a busy BO's fences could wait for a
+ * bind job that needs the caller's vm->lock.  A caller holding nothing
+ * (gvm_bo_create) may wait for busy victims (GVM_EVICT_WAIT).  Memory in
+ * use by a running job is therefore never evicted under it.
+ *
+ * Locking: dev->vram_lock (leaf) protects the LRU; it is dropped before a
+ * victim is moved.  A BO found on the LRU may be dying: a reference is
+ * taken only if its count is not already zero.
+ */
+#include <errno.h>
+
+#include "core/atomic.h"
+#include "core/sync.h"
+#include "vm/bo.h"
+#include "vm/dev.h"
+#include "vm/vm.h"
+
+void gvm__bo_lru_update(struct gvm_bo *bo)
+{
+	struct gvm_device *dev = bo->dev;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_del(&bo->lru_link);
+	if (bo->mem.region == GVM_MEM_VRAM)
+		gvm_list_add_tail(&bo->lru_link, &dev->lru);
+	gvm__mutex_unlock(&dev->vram_lock);
+}
+
+void gvm__bo_lru_del(struct gvm_bo *bo)
+{
+	struct gvm_device *dev = bo->dev;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_del(&bo->lru_link);
+	gvm__mutex_unlock(&dev->vram_lock);
+}
+
+/* A reference on @bo unless it is already dying. */
+static bool get_unless_zero(struct gvm_bo *bo)
+{
+	uint32_t c = gvm_load_relaxed(&bo->refcount);
+
+	while (c)
+		if (gvm_cmpxchg_acq_rel(&bo->refcount, &c, c + 1))
+			return true;
+	return false;
+}
+
+/*
+ * The least recently used BO that can be locked now (and is idle unless
+ * @mode allows waiting), locked and referenced; NULL if none.  Skips the
+ * first @skip candidates that qualify (ones that failed to move).
+ */
+static struct gvm_bo *pick_victim(struct gvm_device *dev,
+				  enum gvm_evict_mode mode, unsigned int skip)
+{
+	struct gvm_bo *victim = NULL;
+	struct gvm_list *pos;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		if (!gvm_resv_trylock(bo->resv))
+			continue;
+		if ((mode == GVM_EVICT_IDLE &&
+		     !gvm_resv_test_signaled(bo->resv,
+					     GVM_RESV_USAGE_BOOKKEEP)) ||
+		    skip || !get_unless_zero(bo)) {
+			if (skip)
+				skip--;
+			gvm_resv_unlock(bo->resv);
+			continue;
+		}
+		victim = bo;
+		break;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return victim;
+}
+
+int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
+			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+{
+	unsigned int failed = 0;
+	int err;
+
+	for (;;) {
+		struct gvm_bo *victim;
+		struct gvm_list *pos;
+
+		err = gvm__vram_alloc(dev, size, 0, blocks);
+		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
+		    size > dev->vram.size)
+			return err;
+		victim = pick_victim(dev, mode, failed);
+		if (!victim)
+			return -ENOSPC;
+		err = gvm__bo_move(victim, GVM_MEM_SYSTEM, GVM_EVICT_NONE);
+		if (err) {
+			failed++;
+		} else {
+			gvm_list_for_each(pos, &victim->vm_bos)
+				gvm__vm_stat_add(gvm_list_entry(pos,
+						 struct gvm_vm_bo, bo_link)->vm,
+						 evictions, 1);
+		}
+		gvm_resv_unlock(victim->resv);
+		gvm_bo_put(victim);
+	}
+}
