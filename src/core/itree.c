@@ -119,8 +119,8 @@
 #define F GVM_ITREE_FANOUT
 #define MIN_FILL GVM_ITREE_MIN_FILL
 
-/* Spare nodes kept after removes when no reservation is outstanding. */
-#define POOL_KEEP 8
+/* Spare nodes kept (after removes and reservations) for the next inserts. */
+#define POOL_KEEP 32
 
 _Static_assert(MIN_FILL >= 8, "GVM_ITREE_MAX_HEIGHT assumes MIN_FILL >= 8");
 _Static_assert(F <= 255, "node slot indices are small");
@@ -376,7 +376,9 @@ int gvm__itree_reserve(struct gvm_itree *tree, size_t n)
 void gvm__itree_unreserve(struct gvm_itree *tree)
 {
 	tree->reserved = false;
-	pool_drain(tree);
+	/* Keep a few for the next reservation: binds come in streams. */
+	while (tree->pool_nr > POOL_KEEP)
+		free(pool_pop(tree));
 }
 
 /* ---- insert ----------------------------------------------------------------- */

@@ -104,7 +104,7 @@ int gvm__itree_remove(struct gvm_itree *tree, uint64_t start, void *item);
  */
 int gvm__itree_reserve(struct gvm_itree *tree, size_t n);
 
-/* Ends a reservation and frees the pooled nodes. */
+/* Ends a reservation; the pool keeps a few nodes for the next one. */
 void gvm__itree_unreserve(struct gvm_itree *tree);
 
 /*

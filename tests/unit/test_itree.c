@@ -491,12 +491,17 @@ TEST(reserve)
 	}
 	check_query(&t, &m, 0, UINT64_MAX);
 
-	/* A failed reserve changes nothing. */
+	/* A failed reserve changes nothing (the kept spare nodes stay). */
 	gvm__itree_unreserve(&t);
-	gvm__itree_fail_alloc_after = 3;
-	ASSERT_EQ(gvm__itree_reserve(&t, 1000), -ENOMEM);
-	gvm__itree_fail_alloc_after = -1;
-	ASSERT_EQ(t.pool_nr, 0);
+	{
+		size_t kept = t.pool_nr;
+
+		ASSERT_LE(kept, 32);
+		gvm__itree_fail_alloc_after = 3;
+		ASSERT_EQ(gvm__itree_reserve(&t, 1000), -ENOMEM);
+		gvm__itree_fail_alloc_after = -1;
+		ASSERT_EQ(t.pool_nr, kept);
+	}
 	ASSERT_FALSE(t.reserved);
 	ASSERT_OK(gvm__itree_validate(&t));
 	gvm__itree_fini(&t);
@@ -558,7 +563,7 @@ TEST(reserve_worst_case)
 	}
 	gvm__itree_fail_alloc_after = -1;
 	gvm__itree_unreserve(&t);
-	ASSERT_EQ(t.pool_nr, 0);
+	ASSERT_LE(t.pool_nr, 32);	/* a few spares are kept */
 	gvm__itree_fini(&t);
 }
 
