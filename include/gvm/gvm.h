@@ -20,5 +20,6 @@
 #include <gvm/resv.h>
 #include <gvm/lockset.h>
 #include <gvm/sched.h>
+#include <gvm/trace.h>
 
 #endif
