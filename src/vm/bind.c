@@ -69,6 +69,7 @@
 #include "core/debug.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "core/trace.h"
 #include "vm/bind.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -864,6 +865,7 @@ static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	struct gvm_pt_tlb tlb;
 	int err;
 
+	GVM_TRACE_BIND_JOB(vm->dev, vm->dev->name, job->queue, bj->nr_segs);
 	(void)hw_fence;
 	gvm__mutex_lock(&vm->lock);
 	err = gvm__vm_banned(vm) ? -EIO : inject(GVM_BIND_STAGE_RUN);
@@ -1161,6 +1163,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;
 	b.n = n;
+	GVM_TRACE_BIND(vm->dev, vm->dev->name, b.q->sq, n);
 	err = gvm__syncs_parse(&b.syncs, syncs, ns);
 	if (err)
 		return err;

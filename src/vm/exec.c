@@ -33,6 +33,7 @@
 
 #include "core/alloc.h"
 #include "core/sync.h"
+#include "core/trace.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
@@ -50,6 +51,7 @@ static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	struct exec_job *ej = gvm_container_of(job, struct exec_job, job);
 	struct gvm_device *dev = ej->q->vm->dev;
 
+	gvm__trace_exec(dev, dev->name, job->queue, ej->q->engine, &ej->k, job->finished);
 	return dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
 }
 

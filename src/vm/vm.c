@@ -30,6 +30,7 @@
 #include "core/debug.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "core/trace.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
@@ -154,6 +155,7 @@ void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
 
 	if (!tlb->full && !tlb->size)
 		return;
+	GVM_TRACE_TLB_INVAL(vm->dev, vm->dev->name, tlb->start, tlb->full ? 0 : tlb->size);
 	gvm__vm_stat_add(vm, tlb_invals, 1);
 	if (tlb->full)
 		gvm__vm_stat_add(vm, tlb_full_flushes, 1);
@@ -240,6 +242,7 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	if (!vm || !f)
 		return -EINVAL;
 	gvm__vm_stat_add(vm, faults, 1);
+	gvm__trace_fault(vm->dev, vm->dev->name, f);
 	gvm__mutex_lock(&vm->fault_lock);
 	slot = (vm->fault_head + vm->fault_count) % GVM_VM_FAULT_LOG;
 	vm->faults[slot] = *f;
