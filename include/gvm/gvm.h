@@ -21,5 +21,6 @@
 #include <gvm/lockset.h>
 #include <gvm/sched.h>
 #include <gvm/trace.h>
+#include <gvm/mm.h>
 
 #endif

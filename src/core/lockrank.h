@@ -31,6 +31,8 @@ enum gvm_lock_rank {
 	GVM_RANK_FENCE = 600,	/* a fence's callback list, nestable */
 	GVM_RANK_SCHED = 700,	/* the scheduler's run list */
 	GVM_RANK_WW_WAIT = 800,	/* a ww mutex's waiter list (leaf) */
+	GVM_RANK_NOTIFIER_TREE = 850, /* an mm's notifier tree (no callback
+				 runs under it; only leaves nest inside) */
 	GVM_RANK_LEAF = 900,	/* timelines, statistics: nothing nests inside */
 };
 

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Interval notifiers on a CPU address space (internal API).
+ *
+ * A notifier watches [start, start + len) of an mm (struct gvm_mm, see
+ * src/mm/mm.h) and carries an invalidation sequence number, as Linux's
+ * mmu_interval_notifier does.  Whenever something changes what backs part
+ * of that range (munmap, madvise(DONTNEED), mremap, fork's copy-on-write, a
+ * migration), every notifier overlapping it is invalidated: its callbacks
+ * run and its sequence moves.  A user that mirrors the range (a userptr, an
+ * SVM range) fetches the pages between gvm__notifier_read_begin() and
+ * gvm__notifier_read_retry() and commits its device mapping only if the
+ * sequence did not move, deciding that under its own lock, the same lock
+ * its invalidate callback takes to call gvm__notifier_set_seq():
+ *
+ *	user (bind, repin)                      invalidation (mm event thread)
+ *
+ *	again:
+ *	seq = gvm__notifier_read_begin(n)        (waits while n is being
+ *	                                          invalidated)
+ *	gvm__mm_fetch(mm, ...)                  invalidate_start(n, range, cur):
+ *	lock(notifier_lock)                       lock(notifier_lock)
+ *	if (gvm__notifier_read_retry(n, seq)) {   gvm__notifier_set_seq(n, cur)
+ *		unlock(notifier_lock)             zap the device PTEs,
+ *		goto again                        submit TLB invalidations
+ *	}                                         unlock(notifier_lock)
+ *	commit the device PTEs                    return finish or NULL
+ *	unlock(notifier_lock)                   invalidate_finish(n, f, range):
+ *	                                          wait for the TLB invalidations
+ *
+ * Because set_seq and the retry check happen under the same lock, either the
+ * commit comes first and the invalidation zaps what it committed, or the
+ * invalidation comes first and the commit sees the moved sequence and
+ * retries.  Page fetching itself takes no lock of the user's.
+ *
+ * Two passes.  An invalidation calls ops->invalidate_start() for EVERY
+ * notifier the range hits before it calls ops->invalidate_finish() for any of
+ * them.  invalidate_start must stop device access (zap PTEs, bump the
+ * sequence) and may leave the waiting to the second pass: it starts the
+ * asynchronous work (TLB invalidations submitted to its device, signalling
+ * enabled on fences) and returns a struct gvm_notifier_finish that the
+ * invalidation links into its list; invalidate_finish() then waits.  With N
+ * devices, all N start their work before anyone waits, so the invalidation
+ * costs about one device's latency instead of N.
+ *
+ * The finish structure is the user's, embedded in its object, so that an
+ * invalidation never allocates.  Two invalidations can hit the same notifier
+ * at once (the event thread and a migration, say), and the embedded
+ * structure can only be on one list: so the user guards it with an in-use
+ * flag under its own lock, and the second invalidation, finding it in use,
+ * does both passes at once inside invalidate_start and returns NULL.  For
+ * example (the VM layer's userptr):
+ *
+ *	struct userptr {
+ *		struct gvm_notifier notifier;
+ *		struct gvm_notifier_finish finish;  // in_use under notifier_lock
+ *		...
+ *	};
+ *
+ *	static struct gvm_notifier_finish *
+ *	userptr_invalidate_start(struct gvm_notifier *n,
+ *				 const struct gvm_notifier_range *r, uint64_t cur)
+ *	{
+ *		struct userptr *u = gvm_container_of(n, struct userptr, notifier);
+ *		struct gvm_notifier_finish *f = NULL;
+ *
+ *		gvm__mutex_lock(&vm->notifier_lock);
+ *		gvm__notifier_set_seq(n, cur);
+ *		mark u invalidated; zap its PTEs; submit the TLB invalidation;
+ *		if (gvm__notifier_finish_claim(&u->finish))
+ *			f = &u->finish;          // wait in pass 2
+ *		else
+ *			wait for the TLB invalidation now;   // one pass
+ *		gvm__mutex_unlock(&vm->notifier_lock);
+ *		return f;
+ *	}
+ *
+ *	static void userptr_invalidate_finish(struct gvm_notifier *n,
+ *					      struct gvm_notifier_finish *f,
+ *					      const struct gvm_notifier_range *r)
+ *	{
+ *		wait for the TLB invalidation and the VM's fences;
+ *		gvm__mutex_lock(&vm->notifier_lock);
+ *		gvm__notifier_finish_release(f);
+ *		gvm__mutex_unlock(&vm->notifier_lock);
+ *	}
+ *
+ * Callbacks run in the invalidating thread with no lock of the notifier core
+ * held, and that thread holds no vm->lock, no reservation and no
+ * notifier_lock: a callback takes only its notifier_lock (rank 400) and must
+ * never take vm->lock or a reservation, nor wait for anything that needs
+ * them.  A callback may not insert or remove notifiers of the same mm
+ * (removal waits for the invalidation the callback is part of).
+ *
+ * Locking inside: the mm's notifier tree (an interval tree, src/core/itree.h)
+ * is protected by subs->lock, rank GVM_RANK_NOTIFIER_TREE, which is held only
+ * for a few tree operations and never across a callback or a wait (it is
+ * released by the condition-variable waits).  While invalidations are
+ * active, the invalidating threads walk the tree without the lock; inserts
+ * and removes are then deferred until the last one ends (see notifier.c).
+ *
+ * Lifetime: the notifier is the user's memory.  After gvm__notifier_remove()
+ * returns no callback is running or will run on it, and it may be freed.
+ */
+#ifndef GVM_CORE_NOTIFIER_H
+#define GVM_CORE_NOTIFIER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <gvm/types.h>
+
+#include "core/itree.h"
+
+struct gvm_mm;
+struct gvm_notifier;
+
+/* Why a range is invalidated. */
+enum gvm_mm_event {
+	/* munmap, mmap(MAP_FIXED) over it, brk or mremap shrinking, the old
+	   range of an mremap move: delivered after the fact */
+	GVM_MM_EVENT_UNMAP = 1,
+	/* madvise(MADV_DONTNEED / MADV_FREE / MADV_REMOVE): delivered before
+	   the pages are zapped, which starts once the event has been read */
+	GVM_MM_EVENT_REMOVE,
+	/* mremap moved the pages away from this (old) range: after the fact */
+	GVM_MM_EVENT_REMAP,
+	/* fork made this private memory copy-on-write: after the fact */
+	GVM_MM_EVENT_FORK,
+	/* raised by gvm itself (migration, tests): before the change */
+	GVM_MM_EVENT_MIGRATE,
+};
+
+/* An invalidation: the bytes [start, last] changed or are about to. */
+struct gvm_notifier_range {
+	uint64_t start;		/* first byte */
+	uint64_t last;		/* last byte, inclusive */
+	enum gvm_mm_event event;
+};
+
+/*
+ * Second-pass state, embedded in the user's object (see above).  `next` and
+ * `notifier` belong to the invalidation that holds it; `in_use` belongs to
+ * the user and is protected by the user's lock (its notifier_lock).
+ */
+struct gvm_notifier_finish {
+	struct gvm_notifier_finish *next;	/* the invalidation's list */
+	struct gvm_notifier *notifier;		/* set by the invalidation */
+	bool in_use;				/* under the user's lock */
+};
+
+/* Claims @f for a two-pass invalidation; false if another one holds it. */
+static inline bool gvm__notifier_finish_claim(struct gvm_notifier_finish *f)
+{
+	if (f->in_use)
+		return false;
+	f->in_use = true;
+	return true;
+}
+
+/* Releases @f; called by invalidate_finish under the user's lock. */
+static inline void gvm__notifier_finish_release(struct gvm_notifier_finish *f)
+{
+	f->in_use = false;
+}
+
+struct gvm_notifier_ops {
+	/*
+	 * Pass 1.  Must stop device access to the range (under the user's
+	 * lock: gvm__notifier_set_seq(n, cur_seq), zap) before returning.
+	 * Returns the finish structure to be handed to invalidate_finish, or
+	 * NULL when everything is done already.  May block (briefly: every
+	 * other notifier's pass 1 waits behind it).
+	 */
+	struct gvm_notifier_finish *(*invalidate_start)(
+		struct gvm_notifier *n, const struct gvm_notifier_range *range,
+		uint64_t cur_seq);
+	/*
+	 * Pass 2, only for notifiers whose invalidate_start returned a finish:
+	 * wait for the work started in pass 1 and release @finish.  May be
+	 * NULL when invalidate_start never defers.
+	 */
+	void (*invalidate_finish)(struct gvm_notifier *n,
+				  struct gvm_notifier_finish *finish,
+				  const struct gvm_notifier_range *range);
+};
+
+/*
+ * A notifier.  Fields are private; start/last/ops/mm are constant between
+ * insert and remove.
+ */
+struct gvm_notifier {
+	uint64_t start;			/* first byte watched */
+	uint64_t last;			/* last byte watched, inclusive */
+	const struct gvm_notifier_ops *ops;
+	struct gvm_mm *mm;
+	/* written with release by set_seq (under the user's lock) and at
+	   insert (under subs->lock); read with acquire */
+	uint64_t invalidate_seq;
+	/* under subs->lock: */
+	struct gvm_list deferred_link;	/* on subs->deferred */
+	uint8_t deferred;		/* enum deferred_op (notifier.c) */
+	bool in_tree;
+};
+
+/*
+ * The notifiers of one mm, embedded in struct gvm_mm.
+ *
+ * Invariants (under lock):
+ *	active == 0  =>  invalidate_seq is even and deferred is empty
+ *	invalidate_seq is odd  <=>  some active invalidation hit a notifier
+ *	a notifier is in the tree  <=>  in_tree
+ *	deferred holds inserts (in_tree false) and removes (in_tree true)
+ */
+struct gvm_notifier_subs {
+	struct gvm_mutex lock;		/* rank GVM_RANK_NOTIFIER_TREE */
+	pthread_cond_t wq;		/* invalidate_seq moved (with lock) */
+	struct gvm_itree tree;		/* notifiers; under lock, or read
+					   unlocked by invalidations while
+					   invalidate_seq is odd */
+	uint64_t invalidate_seq;	/* under lock; odd while invalidating */
+	unsigned int active;		/* running invalidations, under lock */
+	size_t nr_deferred_inserts;	/* under lock */
+	struct gvm_list deferred;	/* under lock */
+};
+
+void gvm__notifier_subs_init(struct gvm_notifier_subs *subs);
+/* The tree must be empty (every notifier removed). */
+void gvm__notifier_subs_fini(struct gvm_notifier_subs *subs);
+
+/*
+ * Starts watching [start, start + len) of @mm with @ops.  Never blocks on
+ * an invalidation: one that is running when the notifier is inserted counts
+ * as running on it (read_begin waits for it).  Context: may be called with
+ * any lock below rank GVM_RANK_NOTIFIER_TREE held (vm->lock, reservations,
+ * notifier_lock).  Returns 0, -EINVAL (len 0, overflow, no invalidate_start),
+ * -ENOMEM.
+ */
+int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
+			 uint64_t start, uint64_t len,
+			 const struct gvm_notifier_ops *ops);
+
+/*
+ * Stops watching.  If an invalidation is running, waits until every running
+ * invalidation has ended, so that when it returns no callback runs on @n.
+ * Context: may block; the caller must hold nothing a callback or what it
+ * waits for needs: no notifier_lock, no reservation, no vm->lock.
+ */
+void gvm__notifier_remove(struct gvm_notifier *n);
+
+/*
+ * Begins a read of the range: waits while an invalidation of @n is running
+ * and returns the sequence to pass to gvm__notifier_read_retry().
+ * Context: may block, same rule as gvm__notifier_remove().
+ */
+uint64_t gvm__notifier_read_begin(struct gvm_notifier *n);
+
+/*
+ * True if @n was invalidated since the gvm__notifier_read_begin() that
+ * returned @seq.  Call it under the lock the invalidate callback holds for
+ * gvm__notifier_set_seq() to make "check, then commit" atomic against
+ * invalidation; without it, it is only a hint.
+ */
+static inline bool gvm__notifier_read_retry(struct gvm_notifier *n,
+					    uint64_t seq)
+{
+	return __atomic_load_n(&n->invalidate_seq, __ATOMIC_ACQUIRE) != seq;
+}
+
+/*
+ * Records, from invalidate_start and under the user's lock, that @n is being
+ * invalidated (@cur_seq is the argument the callback got).
+ */
+static inline void gvm__notifier_set_seq(struct gvm_notifier *n,
+					 uint64_t cur_seq)
+{
+	__atomic_store_n(&n->invalidate_seq, cur_seq, __ATOMIC_RELEASE);
+}
+
+/*
+ * Invalidates @range: the two passes over every notifier overlapping it.
+ * Returns the number of notifiers hit.  Context: may block; the caller holds
+ * no lock at all (callbacks take notifier_lock and wait for devices).
+ */
+unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
+				      const struct gvm_notifier_range *range);
+
+/*
+ * The first notifier overlapping [start, last] in start order, or NULL; its
+ * range goes to *n_start / *n_last.  A snapshot: the notifier may be removed
+ * as soon as this returns, so only its range may be used.
+ */
+bool gvm__notifier_find_first(struct gvm_mm *mm, uint64_t start, uint64_t last,
+			      uint64_t *n_start, uint64_t *n_last);
+
+/* Number of notifiers of @mm (in the tree or waiting to be inserted). */
+size_t gvm__notifier_count(struct gvm_mm *mm);
+
+#endif

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The backend-independent part of an mm: references and invalidation entry
+ * (the contract is in mm.h, the backends in self.c and, later, model.c).
+ *
+ * Locking: the reference count is atomic; the notifier tree has its own lock
+ * (core/notifier.c).  What it does not do: anything backend-specific.
+ */
+#include "mm/mm.h"
+
+#include "core/debug.h"
+#include "core/sync.h"
+
+void gvm__mm_init(struct gvm_mm *mm, const struct gvm_mm_ops *ops)
+{
+	gvm__ref_init(&mm->ref);
+	mm->ops = ops;
+	gvm__notifier_subs_init(&mm->subs);
+}
+
+void gvm__mm_fini(struct gvm_mm *mm)
+{
+	gvm__notifier_subs_fini(&mm->subs);
+}
+
+GVM_API struct gvm_mm *gvm_mm_get(struct gvm_mm *mm)
+{
+	gvm__ref_get(&mm->ref);
+	return mm;
+}
+
+GVM_API void gvm_mm_put(struct gvm_mm *mm)
+{
+	if (mm && gvm__ref_put(&mm->ref))
+		mm->ops->destroy(mm);
+}
+
+unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
+				uint64_t len, enum gvm_mm_event event)
+{
+	struct gvm_notifier_range r = {
+		.start = start,
+		.last = start + len - 1,
+		.event = event,
+	};
+
+	if (!len || r.last < start)
+		return 0;
+	return gvm__notifier_invalidate(mm, &r);
+}

@@ -1,0 +1,650 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gvm_mm_self(): the calling process's address space, watched through a
+ * userfaultfd that the library owns.
+ *
+ * The kernel tells a userfaultfd's reader about changes to the mappings it
+ * watches ("non-cooperative events").  A library thread reads them and turns
+ * each into a notifier invalidation (core/notifier.c):
+ *
+ *	event    raised by                              invalidates     when
+ *	UNMAP    munmap, mmap(MAP_FIXED) over,          [start, end)    after
+ *	         brk/mremap shrinking, mremap's move
+ *	REMOVE   madvise(DONTNEED, DONTNEED_LOCKED,     [start, end)    before*
+ *	         FREE, REMOVE)
+ *	REMAP    mremap moving pages away               [from, +len)    after
+ *	FORK     fork/clone without CLONE_VM            private VMAs    after
+ *	                                                with notifiers
+ *
+ * The thread that causes an event sleeps in the kernel until our thread has
+ * *read* the event (fs/userfaultfd.c: the event is completed in read(), not
+ * when we are done with it).  "After" means the mapping change has been
+ * made before the event is queued: munmap/mremap queue it once the mmap
+ * lock is dropped, fork once the child exists (its pages already
+ * write-protected for copy-on-write).  "Before*" means the pages are still
+ * there while the event waits to be read, but the zap starts as soon as we
+ * read it, so it runs concurrently with our invalidation.  Either way a
+ * device may touch the old pages for a moment after the CPU change: the
+ * simulated device reaches system memory through guarded accesses (a fault
+ * becomes a GPU fault, DESIGN.md §4), and docs/mm.md lists the limits.
+ * The test suite checks each row (tests/unit/test_mm.c).
+ *
+ * Fork: copy-on-write makes the parent's private pages shared with the
+ * child and read-only until the next write, which gives the parent a new
+ * page.  Linux invalidates mmu notifiers over the parent's COW ranges at
+ * fork for that reason (a device mapping the old page would no longer see
+ * the parent's writes).  We do the same, after the fact: on FORK we
+ * invalidate every private (not MAP_SHARED) VMA that overlaps a notifier.
+ * The event also hands us a userfaultfd for the child's copy of our
+ * registrations; we close it, which drops the child's registrations.
+ *
+ * Registration is lazy and exact: gvm__mm_register() registers
+ * [start, start + len) with UFFDIO_REGISTER_MODE_WP and never
+ * write-protects anything, so no fault is ever reported (and with
+ * UFFD_FEATURE_WP_ASYNC, Linux >= 6.7, none could be: write-protect faults
+ * would be resolved by the kernel).  Ordinary page faults of registered
+ * memory are never intercepted, and the events above are delivered for
+ * every registered VMA whatever the mode.  WP_ASYNC also lets any kind of
+ * mapping be registered (file mappings); without it only anonymous, shmem
+ * and hugetlbfs memory can be.  The kernel splits VMAs at the range's ends,
+ * so registration can add up to two VMAs per range (adjacent registered
+ * pieces merge back).
+ *
+ * One object per process.  gvm_mm_self() creates it under self_lock and
+ * returns it with a reference; the last gvm_mm_put() stops the thread
+ * (eventfd), drops the registrations and closes the userfaultfd; only then
+ * is the next gvm_mm_self() allowed to create a new one (a VMA can belong to
+ * one userfaultfd only).  A fork() child must not keep the parent's
+ * userfaultfd open: the pthread_atfork() child handler closes our
+ * descriptors in the child and forgets the object (the child starts afresh).
+ *
+ * Locking: self_lock (plain mutex, never held across anything but object
+ * creation and teardown) guards the singleton; the event thread holds no
+ * lock while invalidating (notifier callbacks take notifier_lock).  The
+ * thread serialises events: a slow invalidation delays every later event,
+ * and with it every thread waiting in munmap/madvise/mremap/fork.
+ *
+ * What it does not do: it cannot see mprotect, page migration, swap, KSM or
+ * file truncation (no userfaultfd event exists for them); see docs/mm.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/debug.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "mm/uffd_compat.h"
+
+/* Events we cannot work without, and what we use when it is there. */
+#define SELF_NEEDED_FEATURES                                              \
+	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE |          \
+	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_FORK |            \
+	 UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+#define SELF_OPTIONAL_FEATURES (UFFD_FEATURE_WP_ASYNC)
+
+struct gvm_mm_self {
+	struct gvm_mm base;
+	pid_t pid;			/* constant: the owning process */
+	int uffd;			/* constant; O_NONBLOCK, O_CLOEXEC */
+	int stop_fd;			/* eventfd: the thread must exit */
+	uint64_t features;		/* constant: granted by UFFDIO_API */
+	pthread_t thread;
+	struct gvm_mm_maps maps;	/* its own lock */
+	void *sync_page;		/* constant: a registered page of ours */
+	struct gvm_mutex sync_lock;	/* serialises gvm__mm_sync() */
+	struct gvm_mm_self_stats stats;	/* atomic counters */
+};
+
+static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t self_cond = PTHREAD_COND_INITIALIZER;
+static struct gvm_mm_self *self_mm;	/* under self_lock */
+static struct gvm_mm_self *self_abandoned; /* a fork child's stale copy */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static struct gvm_mm_self *to_self(struct gvm_mm *mm)
+{
+	return gvm_container_of(mm, struct gvm_mm_self, base);
+}
+
+static void stat_inc(uint64_t *c)
+{
+	gvm_fetch_add_relaxed(c, 1);
+}
+
+/* ---- the event thread ---------------------------------------------- */
+
+static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
+		       enum gvm_mm_event ev)
+{
+	if (end <= start)
+		return;
+	stat_inc(&s->stats.invalidations);
+	gvm__mm_invalidate(&s->base, start, end - start, ev);
+}
+
+/*
+ * After a fork: invalidate each private VMA that overlaps a notifier (the
+ * parent's pages there became copy-on-write).  Walks only the VMAs next to
+ * notifiers: find the next notifier, then the VMA at or after it.
+ */
+static void fork_invalidate(struct gvm_mm_self *s)
+{
+	uint64_t addr = 0, ns, nl;
+
+	while (gvm__notifier_find_first(&s->base, addr, UINT64_MAX, &ns, &nl)) {
+		struct gvm_mm_vma v;
+		uint64_t probe = ns > addr ? ns : addr;
+
+		if (gvm__mm_maps_lookup(&s->maps, probe, GVM_MM_LOOKUP_NEXT, &v))
+			break;
+		if (!(v.flags & GVM_MM_VMA_SHARED) &&
+		    gvm__notifier_find_first(&s->base, v.start, v.end - 1,
+					     NULL, NULL))
+			invalidate(s, v.start, v.end, GVM_MM_EVENT_FORK);
+		if (v.end <= addr)
+			break;		/* cannot happen: no progress */
+		addr = v.end;
+	}
+}
+
+static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg)
+{
+	switch (msg->event) {
+	case UFFD_EVENT_UNMAP:
+		stat_inc(&s->stats.unmap);
+		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
+			   GVM_MM_EVENT_UNMAP);
+		break;
+	case UFFD_EVENT_REMOVE:
+		stat_inc(&s->stats.remove);
+		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
+			   GVM_MM_EVENT_REMOVE);
+		break;
+	case UFFD_EVENT_REMAP:
+		stat_inc(&s->stats.remap);
+		invalidate(s, msg->arg.remap.from,
+			   msg->arg.remap.from + msg->arg.remap.len,
+			   GVM_MM_EVENT_REMAP);
+		break;
+	case UFFD_EVENT_FORK:
+		stat_inc(&s->stats.fork);
+		/* The child's copy of our registrations: drop it. */
+		close((int)msg->arg.fork.ufd);
+		fork_invalidate(s);
+		break;
+	case UFFD_EVENT_PAGEFAULT: {
+		/*
+		 * Cannot happen: nothing is ever write-protected.  Should
+		 * it, clear the protection of that page, which wakes the
+		 * faulting thread, rather than leave it hanging.
+		 */
+		struct uffdio_writeprotect wp = {
+			.range = { .start = msg->arg.pagefault.address &
+					    ~(GVM_MM_PAGE_SIZE - 1),
+				   .len = GVM_MM_PAGE_SIZE },
+			.mode = 0,
+		};
+
+		if (gvm_fetch_add_relaxed(&s->stats.pagefault, 1) == 0)
+			fprintf(stderr, "gvm: unexpected userfaultfd page fault "
+					"at 0x%llx (resolved)\n",
+				(unsigned long long)msg->arg.pagefault.address);
+		if (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp)) {
+			struct uffdio_range r = wp.range;
+
+			ioctl(s->uffd, UFFDIO_WAKE, &r);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void *event_thread(void *arg)
+{
+	struct gvm_mm_self *s = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = s->uffd, .events = POLLIN },
+		{ .fd = s->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		struct uffd_msg msg;
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "gvm: mm event thread: poll: %s\n",
+				strerror(errno));
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		/* One event at a time: each is fully processed (both passes)
+		   before the next one is read and its producer released. */
+		for (;;) {
+			n = read(s->uffd, &msg, sizeof(msg));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n != (ssize_t)sizeof(msg))
+				break;		/* EAGAIN: drained */
+			handle_event(s, &msg);
+		}
+		if (n < 0 && errno != EAGAIN) {
+			fprintf(stderr, "gvm: mm event thread: read: %s\n",
+				strerror(errno));
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- backend operations ------------------------------------------------ */
+
+static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_register r = {
+		.range = { .start = start, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct gvm_mm_vma v;
+	int err;
+
+	if (!gvm__mm_range_ok(start, len))
+		return -EINVAL;
+	if (!ioctl(s->uffd, UFFDIO_REGISTER, &r))
+		return 0;
+	err = errno;
+	switch (err) {
+	case EBUSY:
+	case ENOMEM:
+		return -err;
+	case EINVAL:
+		/* Nothing mapped in the range: nothing to watch (fetch will
+		   say -EFAULT).  Otherwise a kind we cannot register. */
+		if (gvm__mm_maps_lookup(&s->maps, start, GVM_MM_LOOKUP_NEXT,
+					&v) ||
+		    v.start >= start + len)
+			return 0;
+		return -EOPNOTSUPP;
+	default:
+		return -err;
+	}
+}
+
+static int self_lookup(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
+		       struct gvm_mm_vma *out)
+{
+	return gvm__mm_maps_lookup(&to_self(mm)->maps, addr, flags, out);
+}
+
+static int self_fetch(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		      bool write, uint64_t *addrs)
+{
+	return gvm__mm_fetch_self(&to_self(mm)->maps, start, len, write, addrs);
+}
+
+/*
+ * sync: a REMOVE event of our own goes through the same queue as every
+ * other event, after all those already read; a notifier on it tells us when
+ * the thread has processed it, and so everything before it.  The page is
+ * ours (s->sync_page, registered at creation), so no user notifier sees
+ * these events, except one covering it by accident (an SVM chunk notifier
+ * spanning our page), which sees a harmless extra invalidation.
+ */
+struct sync_marker {
+	struct gvm_notifier n;
+	uint32_t done;			/* atomic, futex word */
+};
+
+static struct gvm_notifier_finish *
+sync_marker_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
+		  uint64_t cur_seq)
+{
+	struct sync_marker *m = gvm_container_of(n, struct sync_marker, n);
+
+	gvm_store_release(&m->done, 1u);
+	gvm__futex_wake(&m->done, 1);
+	return NULL;
+}
+
+static const struct gvm_notifier_ops sync_marker_ops = {
+	.invalidate_start = sync_marker_start,
+};
+
+static int self_sync(struct gvm_mm *mm)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct sync_marker m = { .done = 0 };
+	int err;
+
+	gvm_might_block();
+	/* One at a time: each waits for its own event. */
+	gvm__mutex_lock(&s->sync_lock);
+	err = gvm__notifier_insert(mm, &m.n, (uintptr_t)s->sync_page,
+				   GVM_MM_PAGE_SIZE, &sync_marker_ops);
+	if (err)
+		goto out_unlock;
+	if (madvise(s->sync_page, GVM_MM_PAGE_SIZE, MADV_DONTNEED)) {
+		err = -errno;
+		goto out_remove;
+	}
+	while (!gvm_load_acquire(&m.done))
+		gvm__futex_wait(&m.done, 0, -1);
+out_remove:
+	gvm__notifier_remove(&m.n);
+out_unlock:
+	gvm__mutex_unlock(&s->sync_lock);
+	return err;
+}
+
+/* Unregisters every VMA (errors ignored: most were never ours). */
+static void unregister_all(struct gvm_mm_self *s)
+{
+	uint64_t addr = 0;
+	struct gvm_mm_vma v;
+
+	while (!gvm__mm_maps_lookup(&s->maps, addr, GVM_MM_LOOKUP_NEXT, &v) &&
+	       v.end > addr) {
+		struct uffdio_range r = { .start = v.start,
+					  .len = v.end - v.start };
+
+		ioctl(s->uffd, UFFDIO_UNREGISTER, &r);
+		addr = v.end;
+	}
+}
+
+static void self_destroy(struct gvm_mm *mm)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	uint64_t one = 1;
+
+	GVM_WARN_ON(gvm__notifier_count(mm) != 0);
+	/* While the thread still reads: its UNMAP event must be consumed. */
+	munmap(s->sync_page, GVM_MM_PAGE_SIZE);
+	/*
+	 * Should another process still hold the userfaultfd (a child made
+	 * without fork(), which runs no atfork handler), closing ours would
+	 * not release it, and its VMAs would keep raising events nobody
+	 * reads.  Unregistering first makes that harmless.
+	 */
+	unregister_all(s);
+	if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+		GVM_WARN_ON(1);
+	pthread_join(s->thread, NULL);
+	close(s->uffd);
+	close(s->stop_fd);
+	gvm__mm_maps_fini(&s->maps);
+	gvm__mutex_fini(&s->sync_lock);
+	gvm__mm_fini(mm);
+
+	pthread_mutex_lock(&self_lock);
+	if (self_mm == s)
+		self_mm = NULL;
+	pthread_cond_broadcast(&self_cond);
+	pthread_mutex_unlock(&self_lock);
+	free(s);
+}
+
+static const struct gvm_mm_ops self_ops = {
+	.name = "self",
+	.register_range = self_register,
+	.lookup = self_lookup,
+	.fetch = self_fetch,
+	.sync = self_sync,
+	.destroy = self_destroy,
+};
+
+/* ---- creation ------------------------------------------------------------ */
+
+static void nosys(const char *why)
+{
+	fprintf(stderr, "gvm: gvm_mm_self: %s\n", why);
+}
+
+/* A userfaultfd from the system call, or /dev/userfaultfd; -errno. */
+static int open_uffd(void)
+{
+	const int flags = O_CLOEXEC | O_NONBLOCK;
+	int fd, dev, err;
+
+	fd = (int)syscall(__NR_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	if (fd < 0 && errno == EINVAL)	/* before 5.11: no USER_MODE_ONLY */
+		fd = (int)syscall(__NR_userfaultfd, flags);
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	if (err == ENOSYS) {
+		nosys("this kernel has no userfaultfd (CONFIG_USERFAULTFD)");
+		return -ENOSYS;
+	}
+	if (err != EPERM)
+		return -err;
+	/* Not allowed to use the system call: try the device (6.1). */
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	nosys("userfaultfd is not permitted for this process (needs "
+	      "CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to "
+	      "/dev/userfaultfd)");
+	return -ENOSYS;
+}
+
+/* The features this kernel offers: UFFDIO_API on a throwaway descriptor. */
+static int probe_features(uint64_t *avail)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int fd = open_uffd();
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		int err = errno;
+
+		close(fd);
+		nosys("UFFDIO_API handshake failed");
+		return err == EINVAL ? -ENOSYS : -err;
+	}
+	close(fd);
+	*avail = api.features;
+	return 0;
+}
+
+static int self_create(struct gvm_mm_self **out)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	sigset_t all, old;
+	uint64_t avail = 0;
+	struct gvm_mm_self *s;
+	int err;
+
+	err = probe_features(&avail);
+	if (err)
+		return err;
+	if ((avail & SELF_NEEDED_FEATURES) != SELF_NEEDED_FEATURES) {
+		fprintf(stderr,
+			"gvm: gvm_mm_self: userfaultfd lacks needed features "
+			"(have 0x%llx, missing 0x%llx: EVENT_UNMAP 0x%x, "
+			"EVENT_REMOVE 0x%x, EVENT_REMAP 0x%x, EVENT_FORK 0x%x, "
+			"write-protect mode 0x%x)\n",
+			(unsigned long long)avail,
+			(unsigned long long)(SELF_NEEDED_FEATURES & ~avail),
+			UFFD_FEATURE_EVENT_UNMAP, UFFD_FEATURE_EVENT_REMOVE,
+			UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_FORK,
+			UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+		return -ENOSYS;
+	}
+
+	s = gvm__calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->pid = getpid();
+	s->uffd = open_uffd();
+	if (s->uffd < 0) {
+		err = s->uffd;
+		goto err_free;
+	}
+	api.features = SELF_NEEDED_FEATURES | (avail & SELF_OPTIONAL_FEATURES);
+	if (ioctl(s->uffd, UFFDIO_API, &api)) {
+		err = -errno;
+		nosys("UFFDIO_API refused the features it offered");
+		goto err_close_uffd;
+	}
+	s->features = api.features;
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0) {
+		err = -errno;
+		goto err_close_uffd;
+	}
+	err = gvm__mm_maps_init(&s->maps);
+	if (err)
+		goto err_close_stop;
+	gvm__mm_init(&s->base, &self_ops);
+	gvm__mutex_init(&s->sync_lock, "mm_sync", GVM_RANK_MM);
+	s->sync_page = mmap(NULL, GVM_MM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->sync_page == MAP_FAILED) {
+		err = -errno;
+		goto err_fini;
+	}
+	err = self_register(&s->base, (uintptr_t)s->sync_page,
+			    GVM_MM_PAGE_SIZE);
+	if (err)
+		goto err_unmap;
+
+	/* The thread takes no signal of the application's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = -pthread_create(&s->thread, NULL, event_thread, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		goto err_unmap;
+	*out = s;
+	return 0;
+
+err_unmap:
+	/* Unregistered first: no thread reads the event of this munmap. */
+	{
+		struct uffdio_range r = { .start = (uintptr_t)s->sync_page,
+					  .len = GVM_MM_PAGE_SIZE };
+
+		ioctl(s->uffd, UFFDIO_UNREGISTER, &r);
+	}
+	munmap(s->sync_page, GVM_MM_PAGE_SIZE);
+err_fini:
+	gvm__mutex_fini(&s->sync_lock);
+	gvm__mm_fini(&s->base);
+	gvm__mm_maps_fini(&s->maps);
+err_close_stop:
+	close(s->stop_fd);
+err_close_uffd:
+	close(s->uffd);
+err_free:
+	free(s);
+	return err;
+}
+
+/* fork(): the child must not keep the parent's userfaultfd open. */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&self_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&self_lock);
+}
+
+static void atfork_child(void)
+{
+	struct gvm_mm_self *s = self_mm;
+
+	if (s) {
+		close(s->uffd);
+		close(s->stop_fd);
+		close(s->maps.fd);
+		/* Its thread and users stayed in the parent: forget it,
+		   but keep it reachable (it is not ours to free). */
+		self_abandoned = s;
+		self_mm = NULL;
+	}
+	pthread_mutex_unlock(&self_lock);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static bool ref_get_unless_zero(uint32_t *ref)
+{
+	uint32_t old = gvm_load_relaxed(ref);
+
+	while (old) {
+		if (__atomic_compare_exchange_n(ref, &old, old + 1, false,
+						__ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			return true;
+	}
+	return false;
+}
+
+GVM_API int gvm_mm_self(struct gvm_mm **out)
+{
+	struct gvm_mm_self *s;
+	int err = 0;
+
+	if (!out)
+		return -EINVAL;
+	pthread_once(&atfork_once, install_atfork);
+	pthread_mutex_lock(&self_lock);
+	/* A dying one must be gone (its VMAs unregistered) first. */
+	while ((s = self_mm) && !ref_get_unless_zero(&s->base.ref))
+		pthread_cond_wait(&self_cond, &self_lock);
+	if (!s) {
+		err = self_create(&s);
+		if (!err)
+			self_mm = s;
+	}
+	pthread_mutex_unlock(&self_lock);
+	if (!err)
+		*out = &s->base;
+	return err;
+}
+
+/* ---- for tests ------------------------------------------------------------- */
+
+void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out)
+{
+	struct gvm_mm_self *s = to_self(mm);
+
+	GVM_BUG_ON(mm->ops != &self_ops);
+	out->unmap = gvm_load_relaxed(&s->stats.unmap);
+	out->remove = gvm_load_relaxed(&s->stats.remove);
+	out->remap = gvm_load_relaxed(&s->stats.remap);
+	out->fork = gvm_load_relaxed(&s->stats.fork);
+	out->pagefault = gvm_load_relaxed(&s->stats.pagefault);
+	out->invalidations = gvm_load_relaxed(&s->stats.invalidations);
+}
+
+uint64_t gvm__mm_self_features(struct gvm_mm *mm)
+{
+	return mm->ops == &self_ops ? to_self(mm)->features : 0;
+}

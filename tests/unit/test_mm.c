@@ -1,0 +1,1438 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CPU side: gvm_mm_self, the userfaultfd event thread, interval
+ * notifiers (sequence protocol, two passes, concurrent insert/remove),
+ * mapping lookup (PROCMAP_QUERY against the parsed text) and page fetching.
+ *
+ * Event tests use real mmap() memory: a recording notifier collects the
+ * ranges it is invalidated with, gvm__mm_sync() waits for the event thread,
+ * and the test compares with what the kernel must have reported.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+#include <gvm/gvm.h>
+
+#include "core/atomic.h"
+#include "core/itree.h"
+#include "core/notifier.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "mm/uffd_compat.h"
+
+#define PG 4096ul
+
+static struct gvm_mm *mm_self(void)
+{
+	struct gvm_mm *mm = NULL;
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_TRUE(mm != NULL);
+	return mm;
+}
+
+static char *map_anon(size_t pages, int prot, int flags)
+{
+	void *p = mmap(NULL, pages * PG, prot, flags | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	return p;
+}
+
+static uint64_t u(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+/* ---- a notifier that records what it is told ------------------------------ */
+
+#define REC_MAX 64
+
+struct rec {
+	struct gvm_notifier n;
+	pthread_mutex_t lock;
+	struct gvm_notifier_range got[REC_MAX];
+	unsigned int nr;
+	uint64_t last_seq;
+};
+
+static struct gvm_notifier_finish *rec_start(struct gvm_notifier *n,
+					     const struct gvm_notifier_range *r,
+					     uint64_t cur_seq)
+{
+	struct rec *rc = gvm_container_of(n, struct rec, n);
+
+	pthread_mutex_lock(&rc->lock);
+	gvm__notifier_set_seq(n, cur_seq);
+	if (rc->nr < REC_MAX)
+		rc->got[rc->nr] = *r;
+	rc->nr++;
+	rc->last_seq = cur_seq;
+	pthread_mutex_unlock(&rc->lock);
+	return NULL;
+}
+
+static const struct gvm_notifier_ops rec_ops = {
+	.invalidate_start = rec_start,
+};
+
+static void rec_insert(struct gvm_mm *mm, struct rec *rc, const void *p,
+		       size_t len)
+{
+	memset(rc, 0, sizeof(*rc));
+	pthread_mutex_init(&rc->lock, NULL);
+	ASSERT_OK(gvm__notifier_insert(mm, &rc->n, u(p), len, &rec_ops));
+	ASSERT_OK(gvm__mm_register(mm, u(p), len));
+}
+
+static unsigned int rec_count(struct rec *rc)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&rc->lock);
+	n = rc->nr;
+	pthread_mutex_unlock(&rc->lock);
+	return n;
+}
+
+/* Asserts that the i-th recorded invalidation is exactly this. */
+static void rec_expect(struct rec *rc, unsigned int i, enum gvm_mm_event ev,
+		       const void *start, size_t len)
+{
+	pthread_mutex_lock(&rc->lock);
+	ASSERT_LT(i, rc->nr);
+	ASSERT_EQ(rc->got[i].event, ev);
+	ASSERT_EQ(rc->got[i].start, u(start));
+	ASSERT_EQ(rc->got[i].last, u(start) + len - 1);
+	pthread_mutex_unlock(&rc->lock);
+}
+
+static void rec_remove(struct rec *rc)
+{
+	gvm__notifier_remove(&rc->n);
+	pthread_mutex_destroy(&rc->lock);
+}
+
+/* ---- constants, features, the singleton ----------------------------------- */
+
+TEST(constants_match_kernel)
+{
+	/* Values of the kernel uAPI, whatever the installed headers say. */
+	ASSERT_EQ(UFFD_FEATURE_EVENT_FORK, 1 << 1);
+	ASSERT_EQ(UFFD_FEATURE_EVENT_REMAP, 1 << 2);
+	ASSERT_EQ(UFFD_FEATURE_EVENT_REMOVE, 1 << 3);
+	ASSERT_EQ(UFFD_FEATURE_EVENT_UNMAP, 1 << 6);
+	ASSERT_EQ(UFFD_FEATURE_WP_ASYNC, 1 << 15);
+	ASSERT_EQ(UFFD_FEATURE_MOVE, 1 << 16);
+	ASSERT_EQ(UFFDIO_MOVE, 0xc028aa05);
+	ASSERT_EQ(PROCMAP_QUERY, 0xc0686611);
+	ASSERT_EQ(MADV_POPULATE_READ, 22);
+	ASSERT_EQ(MADV_POPULATE_WRITE, 23);
+	ASSERT_EQ(sizeof(struct procmap_query), 104);
+	ASSERT_EQ(sizeof(struct uffdio_move), 40);
+}
+
+TEST(self_features_detected)
+{
+	struct gvm_mm *mm = mm_self();
+	uint64_t f = gvm__mm_self_features(mm);
+
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_UNMAP);
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_REMOVE);
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_REMAP);
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_FORK);
+	printf("granted features 0x%llx (WP_ASYNC %s)\n",
+	       (unsigned long long)f,
+	       (f & UFFD_FEATURE_WP_ASYNC) ? "yes" : "no");
+	gvm_mm_put(mm);
+	ASSERT_EQ(gvm_mm_self(NULL), -EINVAL);
+}
+
+TEST(self_is_one_refcounted_object)
+{
+	struct gvm_mm *a = mm_self(), *b = mm_self();
+	struct rec rc;
+	char *p;
+
+	ASSERT_TRUE(a == b);
+	ASSERT_TRUE(gvm_mm_get(a) == a);
+	gvm_mm_put(a);
+	gvm_mm_put(b);
+	gvm_mm_put(a);
+	gvm_mm_put(NULL);
+
+	/* A new one after the last put works: the old userfaultfd let go. */
+	for (int round = 0; round < 3; round++) {
+		a = mm_self();
+		p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		rec_insert(a, &rc, p, 4 * PG);
+		ASSERT_OK(munmap(p, 4 * PG));
+		ASSERT_OK(gvm__mm_sync(a));
+		ASSERT_EQ(rec_count(&rc), 1);
+		rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p, 4 * PG);
+		rec_remove(&rc);
+		gvm_mm_put(a);
+	}
+}
+
+/* ---- notifier core (invalidations raised directly) ----------------------- */
+
+TEST(notifier_insert_rejects_bad_ranges)
+{
+	struct gvm_mm *mm = mm_self();
+	struct gvm_notifier n;
+	const struct gvm_notifier_ops none = { 0 };
+
+	ASSERT_EQ(gvm__notifier_insert(mm, &n, 0x1000, 0, &rec_ops), -EINVAL);
+	ASSERT_EQ(gvm__notifier_insert(mm, &n, UINT64_MAX - 10, 20, &rec_ops),
+		  -EINVAL);
+	ASSERT_EQ(gvm__notifier_insert(mm, &n, 0x1000, 0x1000, &none), -EINVAL);
+	ASSERT_EQ(gvm__notifier_insert(mm, &n, 0x1000, 0x1000, NULL), -EINVAL);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+
+	gvm__itree_fail_alloc_after = 0;
+	ASSERT_EQ(gvm__notifier_insert(mm, &n, 0x1000, 0x1000, &rec_ops),
+		  -ENOMEM);
+	gvm__itree_fail_alloc_after = -1;
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	gvm_mm_put(mm);
+}
+
+/* Random notifiers and ranges against a brute-force overlap check. */
+TEST(notifier_invalidate_hits_exactly_the_overlaps)
+{
+	struct gvm_mm *mm = mm_self();
+	struct gvm_rng rng = { gvm_test_seed() };
+	enum { N = 200 };
+	static struct rec rc[N];
+
+	for (int i = 0; i < N; i++) {
+		uint64_t s = (1 + gvm_rng_below(&rng, 1000)) * PG;
+		uint64_t len = (1 + gvm_rng_below(&rng, 50)) * PG;
+
+		memset(&rc[i], 0, sizeof(rc[i]));
+		pthread_mutex_init(&rc[i].lock, NULL);
+		ASSERT_OK(gvm__notifier_insert(mm, &rc[i].n, s, len, &rec_ops));
+	}
+	ASSERT_EQ(gvm__notifier_count(mm), N);
+	for (int q = 0; q < 300; q++) {
+		uint64_t s = gvm_rng_below(&rng, 1100) * PG;
+		uint64_t len = (1 + gvm_rng_below(&rng, 30)) * PG;
+		unsigned int before[N], expect = 0, hits;
+
+		for (int i = 0; i < N; i++)
+			before[i] = rec_count(&rc[i]);
+		hits = gvm__mm_invalidate(mm, s, len, GVM_MM_EVENT_MIGRATE);
+		for (int i = 0; i < N; i++) {
+			bool overlap = rc[i].n.start <= s + len - 1 &&
+				       rc[i].n.last >= s;
+
+			expect += overlap;
+			ASSERT_EQ(rec_count(&rc[i]) - before[i], overlap);
+			if (overlap) {
+				struct gvm_notifier_range *g =
+					&rc[i].got[(rc[i].nr - 1) % REC_MAX];
+
+				ASSERT_EQ(g->start, s);
+				ASSERT_EQ(g->last, s + len - 1);
+				ASSERT_EQ(g->event, GVM_MM_EVENT_MIGRATE);
+			}
+		}
+		ASSERT_EQ(hits, expect);
+	}
+	for (int i = 0; i < N; i++)
+		rec_remove(&rc[i]);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	gvm_mm_put(mm);
+}
+
+TEST(notifier_sequence_protocol)
+{
+	struct gvm_mm *mm = mm_self();
+	struct rec rc;
+	uint64_t seq, seq2;
+
+	memset(&rc, 0, sizeof(rc));
+	pthread_mutex_init(&rc.lock, NULL);
+	ASSERT_OK(gvm__notifier_insert(mm, &rc.n, 0x10000, 0x4000, &rec_ops));
+	seq = gvm__notifier_read_begin(&rc.n);
+	ASSERT_FALSE(gvm__notifier_read_retry(&rc.n, seq));
+	/* A range next to it changes nothing. */
+	ASSERT_EQ(gvm__mm_invalidate(mm, 0x14000, 0x1000, GVM_MM_EVENT_UNMAP),
+		  0);
+	ASSERT_FALSE(gvm__notifier_read_retry(&rc.n, seq));
+	ASSERT_EQ(gvm__mm_invalidate(mm, 0x13000, 0x1000, GVM_MM_EVENT_UNMAP),
+		  1);
+	ASSERT_TRUE(gvm__notifier_read_retry(&rc.n, seq));
+	seq2 = gvm__notifier_read_begin(&rc.n);
+	ASSERT_NE(seq2, seq);
+	ASSERT_EQ(seq2, rc.last_seq);
+	ASSERT_TRUE(seq2 & 1);		/* the odd value of its invalidation */
+	ASSERT_FALSE(gvm__notifier_read_retry(&rc.n, seq2));
+	rec_remove(&rc);
+	gvm_mm_put(mm);
+}
+
+/* -- two passes -- */
+
+struct tp {
+	struct gvm_notifier n;
+	struct gvm_notifier_finish finish;
+	pthread_mutex_t lock;		/* the "notifier_lock" */
+	bool defer;
+	unsigned int id;
+};
+
+static uint32_t tp_clock;		/* global order of callbacks */
+static uint32_t tp_start_at[8], tp_finish_at[8];
+
+static struct gvm_notifier_finish *tp_start(struct gvm_notifier *n,
+					    const struct gvm_notifier_range *r,
+					    uint64_t cur_seq)
+{
+	struct tp *t = gvm_container_of(n, struct tp, n);
+	struct gvm_notifier_finish *f = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	gvm__notifier_set_seq(n, cur_seq);
+	tp_start_at[t->id] = 1 + gvm_fetch_add_relaxed(&tp_clock, 1);
+	if (t->defer && gvm__notifier_finish_claim(&t->finish))
+		f = &t->finish;
+	pthread_mutex_unlock(&t->lock);
+	return f;
+}
+
+static void tp_finish(struct gvm_notifier *n, struct gvm_notifier_finish *f,
+		      const struct gvm_notifier_range *r)
+{
+	struct tp *t = gvm_container_of(n, struct tp, n);
+
+	ASSERT_TRUE(f == &t->finish);
+	ASSERT_TRUE(f->notifier == n);
+	pthread_mutex_lock(&t->lock);
+	tp_finish_at[t->id] = 1 + gvm_fetch_add_relaxed(&tp_clock, 1);
+	gvm__notifier_finish_release(f);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static const struct gvm_notifier_ops tp_ops = {
+	.invalidate_start = tp_start,
+	.invalidate_finish = tp_finish,
+};
+
+TEST(notifier_two_pass_starts_all_before_any_finish)
+{
+	struct gvm_mm *mm = mm_self();
+	struct tp t[6];
+
+	for (unsigned int i = 0; i < 6; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		pthread_mutex_init(&t[i].lock, NULL);
+		t[i].id = i;
+		t[i].defer = i != 3;	/* one does everything in pass 1 */
+		/* Same range for some, overlapping for others. */
+		ASSERT_OK(gvm__notifier_insert(mm, &t[i].n, 0x100000 + i * PG,
+					       16 * PG, &tp_ops));
+	}
+	ASSERT_EQ(gvm__mm_invalidate(mm, 0x100000, 64 * PG,
+				     GVM_MM_EVENT_UNMAP), 6);
+	for (unsigned int i = 0; i < 6; i++) {
+		ASSERT_GE(tp_start_at[i], 1);
+		ASSERT_LE(tp_start_at[i], 6);	/* every start came first */
+		if (i == 3) {
+			ASSERT_EQ(tp_finish_at[i], 0);
+		} else {
+			ASSERT_GT(tp_finish_at[i], 6);
+			ASSERT_FALSE(t[i].finish.in_use);
+		}
+	}
+	/* Finishes run in the order of the starts. */
+	for (unsigned int i = 0; i + 1 < 6; i++)
+		if (i != 3 && i + 1 != 3)
+			ASSERT_LT(tp_finish_at[i], tp_finish_at[i + 1]);
+	for (unsigned int i = 0; i < 6; i++)
+		gvm__notifier_remove(&t[i].n);
+	gvm_mm_put(mm);
+}
+
+/*
+ * A notifier whose pass 1 or pass 2 blocks until told to go, to hold an
+ * invalidation open while another thread acts.
+ */
+struct gate {
+	struct gvm_notifier n;
+	struct gvm_notifier_finish finish;
+	pthread_mutex_t lock;
+	uint32_t entered_start, entered_finish;	/* set by the callbacks */
+	uint32_t go;				/* set by the test */
+	uint32_t starts, finishes, one_pass;
+	bool block_in_finish;
+};
+
+static void wait_go(struct gate *g)
+{
+	while (!gvm_load_acquire(&g->go))
+		gvm_test_sleep_ns(100000);
+}
+
+static struct gvm_notifier_finish *gate_start(struct gvm_notifier *n,
+					      const struct gvm_notifier_range *r,
+					      uint64_t cur_seq)
+{
+	struct gate *g = gvm_container_of(n, struct gate, n);
+	struct gvm_notifier_finish *f = NULL;
+
+	pthread_mutex_lock(&g->lock);
+	gvm__notifier_set_seq(n, cur_seq);
+	gvm_fetch_add_relaxed(&g->starts, 1);
+	if (g->block_in_finish) {
+		if (gvm__notifier_finish_claim(&g->finish))
+			f = &g->finish;
+		else
+			gvm_fetch_add_relaxed(&g->one_pass, 1);
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (!g->block_in_finish) {
+		gvm_store_release(&g->entered_start, 1u);
+		wait_go(g);
+	}
+	return f;
+}
+
+static void gate_finish(struct gvm_notifier *n, struct gvm_notifier_finish *f,
+			const struct gvm_notifier_range *r)
+{
+	struct gate *g = gvm_container_of(n, struct gate, n);
+
+	gvm_store_release(&g->entered_finish, 1u);
+	wait_go(g);
+	pthread_mutex_lock(&g->lock);
+	gvm_fetch_add_relaxed(&g->finishes, 1);
+	gvm__notifier_finish_release(f);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static const struct gvm_notifier_ops gate_ops = {
+	.invalidate_start = gate_start,
+	.invalidate_finish = gate_finish,
+};
+
+struct inval_arg {
+	struct gvm_mm *mm;
+	uint64_t start, len;
+	uint32_t done;
+};
+
+static void *inval_thread(void *p)
+{
+	struct inval_arg *a = p;
+
+	gvm__mm_invalidate(a->mm, a->start, a->len, GVM_MM_EVENT_MIGRATE);
+	gvm_store_release(&a->done, 1u);
+	return NULL;
+}
+
+static void gate_init(struct gvm_mm *mm, struct gate *g, uint64_t start,
+		      uint64_t len, bool in_finish)
+{
+	memset(g, 0, sizeof(*g));
+	pthread_mutex_init(&g->lock, NULL);
+	g->block_in_finish = in_finish;
+	ASSERT_OK(gvm__notifier_insert(mm, &g->n, start, len, &gate_ops));
+}
+
+TEST(notifier_finish_in_use_falls_back_to_one_pass)
+{
+	struct gvm_mm *mm = mm_self();
+	struct inval_arg a1 = { mm, 0x200000, PG, 0 };
+	struct inval_arg a2 = { mm, 0x200000, PG, 0 };
+	struct gate g;
+	pthread_t t1, t2;
+
+	gate_init(mm, &g, 0x200000, 4 * PG, true);
+	/* First invalidation claims the finish state and parks in pass 2. */
+	ASSERT_OK(pthread_create(&t1, NULL, inval_thread, &a1));
+	gvm_test_wait_flag(&g.entered_finish);
+	/* A second one over the same notifier: in use, so one pass. */
+	ASSERT_OK(pthread_create(&t2, NULL, inval_thread, &a2));
+	ASSERT_OK(pthread_join(t2, NULL));
+	ASSERT_EQ(gvm_load_relaxed(&g.starts), 2);
+	ASSERT_EQ(gvm_load_relaxed(&g.one_pass), 1);
+	ASSERT_EQ(gvm_load_relaxed(&g.finishes), 0);
+	ASSERT_FALSE(gvm_load_acquire(&a1.done));
+	gvm_store_release(&g.go, 1u);
+	ASSERT_OK(pthread_join(t1, NULL));
+	ASSERT_EQ(gvm_load_relaxed(&g.finishes), 1);
+	ASSERT_FALSE(g.finish.in_use);
+	gvm__notifier_remove(&g.n);
+	gvm_mm_put(mm);
+}
+
+struct reader_arg {
+	struct gvm_notifier *n;
+	uint64_t seq;
+	uint32_t done;
+};
+
+static void *read_begin_thread(void *p)
+{
+	struct reader_arg *a = p;
+
+	a->seq = gvm__notifier_read_begin(a->n);
+	gvm_store_release(&a->done, 1u);
+	return NULL;
+}
+
+TEST(notifier_read_begin_waits_for_running_invalidation)
+{
+	struct gvm_mm *mm = mm_self();
+	struct inval_arg ia = { mm, 0x300000, PG, 0 };
+	struct reader_arg ra;
+	struct gate g;
+	uint64_t before;
+	pthread_t ti, tr;
+
+	gate_init(mm, &g, 0x300000, 4 * PG, false);
+	before = gvm__notifier_read_begin(&g.n);
+	ASSERT_OK(pthread_create(&ti, NULL, inval_thread, &ia));
+	gvm_test_wait_flag(&g.entered_start);	/* pass 1 has set_seq'd */
+	ASSERT_TRUE(gvm__notifier_read_retry(&g.n, before));
+
+	ra = (struct reader_arg){ .n = &g.n };
+	ASSERT_OK(pthread_create(&tr, NULL, read_begin_thread, &ra));
+	gvm_test_sleep_ns(20 * 1000 * 1000);
+	ASSERT_FALSE(gvm_load_acquire(&ra.done));	/* still waiting */
+	gvm_store_release(&g.go, 1u);
+	ASSERT_OK(pthread_join(ti, NULL));
+	ASSERT_OK(pthread_join(tr, NULL));
+	ASSERT_NE(ra.seq, before);
+	ASSERT_FALSE(gvm__notifier_read_retry(&g.n, ra.seq));
+	gvm__notifier_remove(&g.n);
+	gvm_mm_put(mm);
+}
+
+struct remove_arg {
+	struct gvm_notifier *n;
+	uint32_t done;
+};
+
+static void *remove_thread(void *p)
+{
+	struct remove_arg *a = p;
+
+	gvm__notifier_remove(a->n);
+	gvm_store_release(&a->done, 1u);
+	return NULL;
+}
+
+TEST(notifier_remove_waits_for_running_invalidation)
+{
+	struct gvm_mm *mm = mm_self();
+	struct inval_arg ia = { mm, 0x400000, 8 * PG, 0 };
+	struct remove_arg ra;
+	struct gate g;
+	struct rec rc;
+	pthread_t ti, tr;
+
+	/* g comes first in the walk and holds the invalidation open. */
+	gate_init(mm, &g, 0x400000, PG, false);
+	memset(&rc, 0, sizeof(rc));
+	pthread_mutex_init(&rc.lock, NULL);
+	ASSERT_OK(gvm__notifier_insert(mm, &rc.n, 0x404000, PG, &rec_ops));
+
+	ASSERT_OK(pthread_create(&ti, NULL, inval_thread, &ia));
+	gvm_test_wait_flag(&g.entered_start);
+	ra = (struct remove_arg){ .n = &rc.n };
+	ASSERT_OK(pthread_create(&tr, NULL, remove_thread, &ra));
+	gvm_test_sleep_ns(20 * 1000 * 1000);
+	ASSERT_FALSE(gvm_load_acquire(&ra.done));	/* waits for it */
+	gvm_store_release(&g.go, 1u);
+	ASSERT_OK(pthread_join(tr, NULL));
+	ASSERT_OK(pthread_join(ti, NULL));
+	/* It was in the tree when the walk began, so it was called. */
+	ASSERT_EQ(rec_count(&rc), 1);
+	/* Removed: later invalidations do not reach it. */
+	gvm_store_release(&g.go, 1u);
+	gvm__mm_invalidate(mm, 0x400000, 8 * PG, GVM_MM_EVENT_MIGRATE);
+	ASSERT_EQ(rec_count(&rc), 1);
+	ASSERT_EQ(gvm__notifier_count(mm), 1);
+	gvm__notifier_remove(&g.n);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	gvm_mm_put(mm);
+}
+
+TEST(notifier_insert_during_invalidation_is_deferred)
+{
+	struct gvm_mm *mm = mm_self();
+	struct inval_arg ia = { mm, 0x500000, 8 * PG, 0 };
+	struct reader_arg ra;
+	struct gate g;
+	struct rec a, b;
+	pthread_t ti, tr;
+
+	gate_init(mm, &g, 0x500000, PG, false);
+	ASSERT_OK(pthread_create(&ti, NULL, inval_thread, &ia));
+	gvm_test_wait_flag(&g.entered_start);
+
+	/* Inserted while it runs: not called, but read_begin waits. */
+	memset(&a, 0, sizeof(a));
+	pthread_mutex_init(&a.lock, NULL);
+	ASSERT_OK(gvm__notifier_insert(mm, &a.n, 0x502000, PG, &rec_ops));
+	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.lock, NULL);
+	ASSERT_OK(gvm__notifier_insert(mm, &b.n, 0x503000, PG, &rec_ops));
+	ASSERT_EQ(gvm__notifier_count(mm), 3);
+	gvm__notifier_remove(&b.n);		/* never reached the tree */
+	ASSERT_EQ(gvm__notifier_count(mm), 2);
+
+	ra = (struct reader_arg){ .n = &a.n };
+	ASSERT_OK(pthread_create(&tr, NULL, read_begin_thread, &ra));
+	gvm_test_sleep_ns(20 * 1000 * 1000);
+	ASSERT_FALSE(gvm_load_acquire(&ra.done));
+	gvm_store_release(&g.go, 1u);
+	ASSERT_OK(pthread_join(ti, NULL));
+	ASSERT_OK(pthread_join(tr, NULL));
+	ASSERT_EQ(rec_count(&a), 0);
+	ASSERT_FALSE(gvm__notifier_read_retry(&a.n, ra.seq));
+
+	/* Now in the tree. */
+	gvm__mm_invalidate(mm, 0x502000, PG, GVM_MM_EVENT_MIGRATE);
+	ASSERT_EQ(rec_count(&a), 1);
+	ASSERT_EQ(rec_count(&b), 0);
+	ASSERT_TRUE(gvm__notifier_read_retry(&a.n, ra.seq));
+	rec_remove(&a);
+	gvm__notifier_remove(&g.n);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	gvm_mm_put(mm);
+}
+
+/*
+ * The protocol under a real race: a "driver" commits what it fetched only if
+ * read_retry says no invalidation came in between, under its lock; an
+ * "mm" changes the backing (gen++) and then invalidates, like an UNMAP
+ * event (after the fact).  After each invalidation returns, the committed
+ * mapping must be either zapped or current.
+ */
+struct race {
+	struct gvm_notifier n;
+	pthread_mutex_t lock;		/* notifier_lock */
+	uint64_t gen;			/* the backing; atomic */
+	int64_t committed;		/* -1 zapped, else the gen fetched */
+	uint32_t stop;
+	uint64_t commits, retries;
+};
+
+static struct gvm_notifier_finish *race_start(struct gvm_notifier *n,
+					      const struct gvm_notifier_range *r,
+					      uint64_t cur_seq)
+{
+	struct race *x = gvm_container_of(n, struct race, n);
+
+	pthread_mutex_lock(&x->lock);
+	gvm__notifier_set_seq(n, cur_seq);
+	x->committed = -1;
+	pthread_mutex_unlock(&x->lock);
+	return NULL;
+}
+
+static const struct gvm_notifier_ops race_ops = {
+	.invalidate_start = race_start,
+};
+
+static void *race_driver(void *p)
+{
+	struct race *x = p;
+
+	while (!gvm_load_acquire(&x->stop)) {
+		uint64_t seq = gvm__notifier_read_begin(&x->n);
+		int64_t fetched = (int64_t)gvm_load_acquire(&x->gen);
+
+		pthread_mutex_lock(&x->lock);
+		if (gvm__notifier_read_retry(&x->n, seq)) {
+			x->retries++;
+		} else {
+			x->committed = fetched;
+			x->commits++;
+		}
+		pthread_mutex_unlock(&x->lock);
+	}
+	return NULL;
+}
+
+TEST(notifier_read_retry_protocol_under_concurrent_invalidation)
+{
+	struct gvm_mm *mm = mm_self();
+	const uint64_t rounds = gvm_test_scale(20000);
+	struct race x;
+	pthread_t t[2];
+
+	memset(&x, 0, sizeof(x));
+	pthread_mutex_init(&x.lock, NULL);
+	x.committed = -1;
+	ASSERT_OK(gvm__notifier_insert(mm, &x.n, 0x600000, 16 * PG,
+				       &race_ops));
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_create(&t[i], NULL, race_driver, &x));
+	for (uint64_t r = 0; r < rounds; r++) {
+		if (r % 64 == 0) {
+			/* Let a commit through now and then (the drivers
+			   cannot win while invalidations come back to back). */
+			uint64_t c;
+
+			pthread_mutex_lock(&x.lock);
+			c = x.commits;
+			pthread_mutex_unlock(&x.lock);
+			for (;;) {
+				pthread_mutex_lock(&x.lock);
+				bool moved = x.commits != c;
+				pthread_mutex_unlock(&x.lock);
+				if (moved)
+					break;
+				sched_yield();
+			}
+		}
+		gvm_fetch_add_acq_rel(&x.gen, 1);
+		gvm__mm_invalidate(mm, 0x600000 + (r % 16) * PG, PG,
+				   GVM_MM_EVENT_UNMAP);
+		pthread_mutex_lock(&x.lock);
+		ASSERT_TRUE(x.committed == -1 ||
+			    x.committed == (int64_t)gvm_load_relaxed(&x.gen));
+		pthread_mutex_unlock(&x.lock);
+	}
+	gvm_store_release(&x.stop, 1u);
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_join(t[i], NULL));
+	printf("%" PRIu64 " invalidations, %" PRIu64 " commits, %" PRIu64
+	       " retries\n", rounds, x.commits, x.retries);
+	ASSERT_GT(x.commits, 0);
+	gvm__notifier_remove(&x.n);
+	gvm_mm_put(mm);
+}
+
+/* Inserts and removes racing with invalidations from two threads. */
+struct churn {
+	struct gvm_mm *mm;
+	uint32_t stop;
+	uint64_t seed;
+};
+
+static void *churn_inval(void *p)
+{
+	struct churn *c = p;
+	struct gvm_rng rng = { c->seed };
+
+	while (!gvm_load_acquire(&c->stop))
+		gvm__mm_invalidate(c->mm, gvm_rng_below(&rng, 64) * PG,
+				   (1 + gvm_rng_below(&rng, 8)) * PG,
+				   GVM_MM_EVENT_MIGRATE);
+	return NULL;
+}
+
+TEST(notifier_insert_remove_race_with_invalidations)
+{
+	struct gvm_mm *mm = mm_self();
+	struct churn c = { mm, 0, gvm_test_seed() };
+	struct gvm_rng rng = { gvm_test_seed() ^ 1 };
+	enum { N = 32 };
+	static struct rec rc[N];
+	bool live[N] = { false };
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_create(&t[i], NULL, churn_inval, &c));
+	for (uint64_t r = 0; r < gvm_test_scale(20000); r++) {
+		int i = (int)gvm_rng_below(&rng, N);
+
+		if (live[i]) {
+			rec_remove(&rc[i]);
+		} else {
+			memset(&rc[i], 0, sizeof(rc[i]));
+			pthread_mutex_init(&rc[i].lock, NULL);
+			ASSERT_OK(gvm__notifier_insert(
+				mm, &rc[i].n, gvm_rng_below(&rng, 64) * PG,
+				(1 + gvm_rng_below(&rng, 8)) * PG, &rec_ops));
+			/* Not being invalidated once read_begin returns. */
+			(void)gvm__notifier_read_begin(&rc[i].n);
+		}
+		live[i] = !live[i];
+	}
+	gvm_store_release(&c.stop, 1u);
+	for (int i = 0; i < 2; i++)
+		ASSERT_OK(pthread_join(t[i], NULL));
+	for (int i = 0; i < N; i++)
+		if (live[i])
+			rec_remove(&rc[i]);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	ASSERT_OK(gvm__itree_validate(&mm->subs.tree));
+	gvm_mm_put(mm);
+}
+
+/* ---- events from real CPU mapping changes --------------------------------- */
+
+TEST(event_munmap_whole_and_part)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(16, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 16 * PG);
+	memset(p, 1, 16 * PG);
+	ASSERT_OK(munmap(p + 4 * PG, 2 * PG));		/* a hole inside */
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p + 4 * PG, 2 * PG);
+
+	ASSERT_OK(munmap(p + 14 * PG, 4 * PG));	/* tail, past the end */
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_expect(&rc, 1, GVM_MM_EVENT_UNMAP, p + 14 * PG, 4 * PG);
+
+	ASSERT_OK(munmap(p, 16 * PG));			/* the rest, holes too */
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 3);
+	rec_expect(&rc, 2, GVM_MM_EVENT_UNMAP, p, 16 * PG);
+	rec_remove(&rc);
+	gvm_mm_put(mm);
+}
+
+/* Unmapping memory next to (but outside) a notifier does not reach it. */
+TEST(event_outside_the_notifier_is_not_seen)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+
+	rec_insert(mm, &rc, p + 2 * PG, 2 * PG);
+	ASSERT_OK(gvm__mm_register(mm, u(p), 8 * PG));
+	ASSERT_OK(munmap(p + 6 * PG, 2 * PG));
+	ASSERT_OK(munmap(p, 2 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 0);
+	ASSERT_OK(munmap(p + 2 * PG, 4 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p + 2 * PG, 4 * PG);
+	rec_remove(&rc);
+	gvm_mm_put(mm);
+}
+
+/* UNMAP comes after the fact: the callback finds the memory gone. */
+static struct gvm_notifier_finish *
+gone_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
+	   uint64_t cur_seq)
+{
+	unsigned char v;
+	uint32_t *seen_unmapped = (uint32_t *)((char *)n + sizeof(*n));
+
+	/* mincore fails with ENOMEM on unmapped memory. */
+	if (mincore((void *)(uintptr_t)r->start, PG, &v) && errno == ENOMEM)
+		gvm_store_release(seen_unmapped, 1u);
+	return NULL;
+}
+
+TEST(event_unmap_arrives_after_the_fact)
+{
+	static const struct gvm_notifier_ops ops = {
+		.invalidate_start = gone_start };
+	struct {
+		struct gvm_notifier n;
+		uint32_t seen_unmapped;
+	} g = { .seen_unmapped = 0 };
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+
+	ASSERT_EQ(offsetof(__typeof__(g), seen_unmapped), sizeof(g.n));
+	ASSERT_OK(gvm__notifier_insert(mm, &g.n, u(p), 4 * PG, &ops));
+	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
+	memset(p, 7, 4 * PG);
+	ASSERT_OK(munmap(p, 4 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(gvm_load_acquire(&g.seen_unmapped), 1);
+	gvm__notifier_remove(&g.n);
+	gvm_mm_put(mm);
+}
+
+TEST(event_madvise_dontneed_and_free)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct gvm_mm_self_stats st;
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 8 * PG);
+	memset(p, 3, 8 * PG);
+	ASSERT_OK(madvise(p + PG, 2 * PG, MADV_DONTNEED));
+	ASSERT_EQ(p[PG], 0);			/* zapped: zero-fill again */
+	ASSERT_EQ(p[0], 3);
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_REMOVE, p + PG, 2 * PG);
+
+	ASSERT_OK(madvise(p + 4 * PG, 4 * PG, MADV_FREE));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_expect(&rc, 1, GVM_MM_EVENT_REMOVE, p + 4 * PG, 4 * PG);
+	gvm__mm_self_stats(mm, &st);
+	ASSERT_GE(st.remove, 2);
+	rec_remove(&rc);
+	ASSERT_OK(munmap(p, 8 * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(event_madvise_remove_on_shared_memory)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_SHARED);
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 4 * PG);
+	memset(p, 3, 4 * PG);
+	ASSERT_OK(madvise(p, 2 * PG, MADV_REMOVE));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_REMOVE, p, 2 * PG);
+	rec_remove(&rc);
+	ASSERT_OK(munmap(p, 4 * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(event_mremap_move_invalidates_the_old_range)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	char *dst = map_anon(8, PROT_NONE, MAP_PRIVATE);	/* a free spot */
+	struct rec rc, rd;
+	char *q;
+
+	rec_insert(mm, &rc, p, 8 * PG);
+	ASSERT_OK(munmap(dst, 8 * PG));
+	memset(p, 5, 8 * PG);
+	q = mremap(p + 2 * PG, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   dst);
+	ASSERT_TRUE(q == dst);
+	ASSERT_EQ(q[0], 5);
+	ASSERT_OK(gvm__mm_sync(mm));
+	/* The kernel reports REMAP (from, to, len), then the old range's
+	   UNMAP: both invalidate the old range, nothing else. */
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_expect(&rc, 0, GVM_MM_EVENT_REMAP, p + 2 * PG, 4 * PG);
+	rec_expect(&rc, 1, GVM_MM_EVENT_UNMAP, p + 2 * PG, 4 * PG);
+
+	/* The moved pages stay registered: a notifier there sees changes. */
+	rec_insert(mm, &rd, q, 4 * PG);
+	ASSERT_OK(munmap(q, 4 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rd), 1);
+	rec_expect(&rd, 0, GVM_MM_EVENT_UNMAP, q, 4 * PG);
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_remove(&rd);
+	rec_remove(&rc);
+	ASSERT_OK(munmap(p, 8 * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(event_mremap_shrink_unmaps_the_tail)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 8 * PG);
+	ASSERT_TRUE(mremap(p, 8 * PG, 3 * PG, 0) == p);
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p + 3 * PG, 5 * PG);
+	/* Growing back in place maps new memory: no event. */
+	ASSERT_TRUE(mremap(p, 3 * PG, 8 * PG, 0) == p);
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_remove(&rc);
+	ASSERT_OK(munmap(p, 8 * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(event_mmap_fixed_over_a_registered_range)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+	void *q;
+
+	rec_insert(mm, &rc, p, 8 * PG);
+	q = mmap(p + 2 * PG, 2 * PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+		 MAP_FIXED, -1, 0);
+	ASSERT_TRUE(q == p + 2 * PG);
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p + 2 * PG, 2 * PG);
+
+	/* The new mapping is not registered until someone registers it. */
+	ASSERT_OK(munmap(q, 2 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	q = mmap(q, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+		 MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_OK(gvm__mm_register(mm, u(q), 2 * PG));
+	ASSERT_OK(munmap(q, 2 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_expect(&rc, 1, GVM_MM_EVENT_UNMAP, q, 2 * PG);
+	rec_remove(&rc);
+	ASSERT_OK(munmap(p, 8 * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(event_free_of_malloc_memory)
+{
+	struct gvm_mm *mm = mm_self();
+	size_t len = 1 << 20;	/* above glibc's mmap threshold */
+	char *p = malloc(len + PG);
+	uint64_t start, end;
+	struct rec rc;
+
+	ASSERT_TRUE(p != NULL);
+	memset(p, 1, len);
+	start = (u(p) + PG - 1) & ~(PG - 1);
+	end = (u(p) + len) & ~(PG - 1);
+	rec_insert(mm, &rc, (void *)(uintptr_t)start, end - start);
+	free(p);
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_GE(rec_count(&rc), 1);	/* munmap (or trim) reached it */
+	pthread_mutex_lock(&rc.lock);
+	ASSERT_TRUE(rc.got[0].event == GVM_MM_EVENT_UNMAP ||
+		    rc.got[0].event == GVM_MM_EVENT_REMOVE);
+	ASSERT_LE(rc.got[0].start, end - 1);
+	ASSERT_GE(rc.got[0].last, start);
+	pthread_mutex_unlock(&rc.lock);
+	rec_remove(&rc);
+	gvm_mm_put(mm);
+}
+
+/*
+ * fork: the parent's private memory becomes copy-on-write, so its notifier
+ * is invalidated (FORK); shared memory is not.  The child's copy of the
+ * registration is dropped, the parent's stays.
+ */
+TEST(event_fork_invalidates_private_memory)
+{
+	struct gvm_mm *mm;
+	char *p, *sh;
+	struct rec rp, rs;
+	struct gvm_mm_self_stats st;
+	int status;
+	pid_t pid;
+
+	if (UNDER_TSAN) {
+		/* TSan does not support fork() in a multithreaded process. */
+		printf("skipped under ThreadSanitizer\n");
+		return;
+	}
+	mm = mm_self();
+	p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	sh = map_anon(4, PROT_READ | PROT_WRITE, MAP_SHARED);
+	rec_insert(mm, &rp, p, 4 * PG);
+	rec_insert(mm, &rs, sh, 4 * PG);
+	memset(p, 1, 4 * PG);
+	memset(sh, 1, 4 * PG);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct gvm_mm *cm;
+
+		/* The child's registration is gone: munmap cannot block. */
+		p[0] = 2;
+		sh[0] = 2;
+		munmap(p, 4 * PG);
+		/* And the child can have its own. */
+		if (gvm_mm_self(&cm))
+			_exit(3);
+		gvm_mm_put(cm);
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	ASSERT_OK(gvm__mm_sync(mm));
+	gvm__mm_self_stats(mm, &st);
+	ASSERT_EQ(st.fork, 1);
+	ASSERT_EQ(rec_count(&rp), 1);
+	pthread_mutex_lock(&rp.lock);
+	ASSERT_EQ(rp.got[0].event, GVM_MM_EVENT_FORK);
+	ASSERT_LE(rp.got[0].start, u(p));
+	ASSERT_GE(rp.got[0].last, u(p) + 4 * PG - 1);
+	pthread_mutex_unlock(&rp.lock);
+	ASSERT_EQ(rec_count(&rs), 0);
+
+	/* The parent is unaffected: its memory and its events. */
+	ASSERT_EQ(p[0], 1);
+	ASSERT_EQ(sh[0], 2);
+	p[1] = 9;
+	ASSERT_OK(munmap(p, 4 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rp), 2);
+	rec_expect(&rp, 1, GVM_MM_EVENT_UNMAP, p, 4 * PG);
+	rec_remove(&rp);
+	rec_remove(&rs);
+	ASSERT_OK(munmap(sh, 4 * PG));
+	gvm_mm_put(mm);
+}
+
+/* ---- registration ---------------------------------------------------------- */
+
+struct toucher {
+	char *p;
+	size_t pages;
+	uint64_t sum;
+};
+
+static void *touch_thread(void *arg)
+{
+	struct toucher *t = arg;
+
+	for (size_t i = 0; i < t->pages; i++) {
+		t->p[i * PG + 1] = (char)i;
+		t->sum += (unsigned char)t->p[i * PG];
+	}
+	return NULL;
+}
+
+TEST(registration_does_not_intercept_page_faults)
+{
+	struct gvm_mm *mm = mm_self();
+	const size_t pages = 256;
+	char *p = map_anon(pages, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct toucher a = { p, pages / 2, 0 };
+	struct toucher b = { p + pages / 2 * PG, pages / 2, 0 };
+	struct gvm_mm_self_stats st;
+	pthread_t t;
+
+	ASSERT_OK(gvm__mm_register(mm, u(p), pages * PG));
+	/* Fresh pages, first touched after registration, from two threads
+	   (reads of never-written pages, then writes). */
+	ASSERT_OK(pthread_create(&t, NULL, touch_thread, &b));
+	touch_thread(&a);
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_EQ(a.sum + b.sum, 0);
+	for (size_t i = 0; i < pages; i++)
+		ASSERT_EQ(p[i * PG + 1], (char)(i % (pages / 2)));
+	/* Copy-on-write of a file-less private page after fork is not
+	   tested here; populate through madvise too: */
+	ASSERT_OK(madvise(p, pages * PG, MADV_POPULATE_WRITE));
+	ASSERT_OK(gvm__mm_sync(mm));
+	gvm__mm_self_stats(mm, &st);
+	ASSERT_EQ(st.pagefault, 0);
+	ASSERT_OK(munmap(p, pages * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(registration_spans_vmas_and_repeats)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(12, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+	int fd = -1;
+
+	ASSERT_EQ(gvm__mm_register(mm, u(p) + 1, PG), -EINVAL);
+	ASSERT_EQ(gvm__mm_register(mm, u(p), PG + 1), -EINVAL);
+	ASSERT_EQ(gvm__mm_register(mm, u(p), 0), -EINVAL);
+	/* Several VMAs (different protections), a hole, twice. */
+	ASSERT_OK(mprotect(p + 4 * PG, 2 * PG, PROT_READ));
+	ASSERT_OK(munmap(p + 8 * PG, PG));
+	rec_insert(mm, &rc, p, 12 * PG);
+	ASSERT_OK(gvm__mm_register(mm, u(p), 12 * PG));
+	ASSERT_OK(gvm__mm_register(mm, u(p) + 2 * PG, 4 * PG));
+	/* Nothing mapped at all: nothing to do. */
+	ASSERT_OK(gvm__mm_register(mm, u(p) + 8 * PG, PG));
+	ASSERT_OK(munmap(p + 4 * PG, 2 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, p + 4 * PG, 2 * PG);
+	ASSERT_OK(munmap(p, 12 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rc), 2);
+	rec_remove(&rc);
+
+	/* A file mapping (needs UFFD_FEATURE_WP_ASYNC). */
+	if (gvm__mm_self_features(mm) & UFFD_FEATURE_WP_ASYNC) {
+		char path[] = "/tmp/gvm_test_mm_XXXXXX";
+		char *f;
+
+		fd = mkstemp(path);
+		ASSERT_GE(fd, 0);
+		unlink(path);
+		ASSERT_OK(ftruncate(fd, 4 * PG));
+		f = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			 0);
+		ASSERT_TRUE(f != MAP_FAILED);
+		rec_insert(mm, &rc, f, 4 * PG);
+		f[0] = 1;
+		ASSERT_OK(munmap(f, 4 * PG));
+		ASSERT_OK(gvm__mm_sync(mm));
+		ASSERT_EQ(rec_count(&rc), 1);
+		rec_expect(&rc, 0, GVM_MM_EVENT_UNMAP, f, 4 * PG);
+		rec_remove(&rc);
+		close(fd);
+	}
+	gvm_mm_put(mm);
+}
+
+TEST(registration_of_memory_watched_by_another_userfaultfd)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register r = {
+		.range = { .start = u(p), .len = 4 * PG },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(ioctl(fd, UFFDIO_API, &api));
+	ASSERT_OK(ioctl(fd, UFFDIO_REGISTER, &r));
+	ASSERT_EQ(gvm__mm_register(mm, u(p), 4 * PG), -EBUSY);
+	close(fd);
+	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
+	ASSERT_OK(munmap(p, 4 * PG));
+	gvm_mm_put(mm);
+}
+
+/* ---- mapping lookup -------------------------------------------------------- */
+
+static void vma_eq(const struct gvm_mm_vma *a, const struct gvm_mm_vma *b)
+{
+	ASSERT_EQ(a->start, b->start);
+	ASSERT_EQ(a->end, b->end);
+	ASSERT_EQ(a->prot, b->prot);
+	ASSERT_EQ(a->flags, b->flags);
+	ASSERT_EQ(a->offset, b->offset);
+	ASSERT_EQ(a->inode, b->inode);
+	ASSERT_EQ(a->dev_major, b->dev_major);
+	ASSERT_EQ(a->dev_minor, b->dev_minor);
+}
+
+TEST(lookup_procmap_query_equals_maps_parse)
+{
+	struct gvm_mm_maps maps;
+	struct gvm_rng rng = { gvm_test_seed() };
+	enum { N = 64 };
+	char *m[N];
+	size_t len[N];
+	char path[] = "/tmp/gvm_test_maps_XXXXXX";
+	int fd = mkstemp(path);
+	uint64_t checked = 0;
+
+	ASSERT_GE(fd, 0);
+	unlink(path);
+	ASSERT_OK(ftruncate(fd, 64 * PG));
+	ASSERT_OK(gvm__mm_maps_init(&maps));
+	if (!maps.have_query) {
+		printf("PROCMAP_QUERY not supported by this kernel: skipped\n");
+		gvm__mm_maps_fini(&maps);
+		close(fd);
+		return;
+	}
+	for (int i = 0; i < N; i++) {
+		static const int prots[] = { PROT_NONE, PROT_READ,
+					     PROT_READ | PROT_WRITE,
+					     PROT_READ | PROT_EXEC };
+		int prot = prots[gvm_rng_below(&rng, 4)];
+		int kind = (int)gvm_rng_below(&rng, 4);
+
+		len[i] = (1 + gvm_rng_below(&rng, 8)) * PG;
+		if (kind == 0)
+			m[i] = mmap(NULL, len[i], prot,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		else if (kind == 1)
+			m[i] = mmap(NULL, len[i], prot,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		else
+			m[i] = mmap(NULL, len[i], prot,
+				    kind == 2 ? MAP_SHARED : MAP_PRIVATE, fd,
+				    (off_t)(gvm_rng_below(&rng, 8) * PG));
+		ASSERT_TRUE(m[i] != MAP_FAILED);
+	}
+	/* Every VMA of the process, from both sides: starts, middles, ends,
+	   holes, with and without "or next". */
+	for (uint64_t addr = 0;;) {
+		struct gvm_mm_vma a, b;
+		int ra = gvm__mm_maps_query(&maps, addr, GVM_MM_LOOKUP_NEXT, &a);
+		int rb = gvm__mm_maps_parse(addr, GVM_MM_LOOKUP_NEXT, &b);
+
+		ASSERT_EQ(ra, rb);
+		if (ra == -ENOENT)
+			break;
+		ASSERT_OK(ra);
+		vma_eq(&a, &b);
+		uint64_t probes[] = { a.start, a.start + (a.end - a.start) / 2,
+				      a.end - 1, a.end };
+		for (int k = 0; k < 4; k++) {
+			ra = gvm__mm_maps_query(&maps, probes[k], 0, &a);
+			rb = gvm__mm_maps_parse(probes[k], 0, &b);
+			ASSERT_EQ(ra, rb);
+			if (!ra)
+				vma_eq(&a, &b);
+			checked++;
+		}
+		addr = b.end;
+	}
+	printf("%" PRIu64 " lookups compared\n", checked);
+	ASSERT_GT(checked, 40);		/* neighbours may have merged */
+	/* Our mappings, as created. */
+	for (int i = 0; i < N; i++) {
+		struct gvm_mm_vma v;
+
+		ASSERT_OK(gvm__mm_maps_lookup(&maps, u(m[i]), 0, &v));
+		ASSERT_LE(v.start, u(m[i]));
+		ASSERT_GE(v.end, u(m[i]) + len[i]);
+	}
+	gvm__mm_maps_force_parse = true;
+	{
+		struct gvm_mm_vma v;
+
+		ASSERT_OK(gvm__mm_maps_lookup(&maps, u(m[0]), 0, &v));
+		ASSERT_LE(v.start, u(m[0]));
+	}
+	gvm__mm_maps_force_parse = false;
+	for (int i = 0; i < N; i++)
+		ASSERT_OK(munmap(m[i], len[i]));
+	gvm__mm_maps_fini(&maps);
+	close(fd);
+}
+
+TEST(lookup_reports_kind_and_protection)
+{
+	struct gvm_mm *mm = mm_self();
+	char *a = map_anon(2, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	char *s = map_anon(2, PROT_READ, MAP_SHARED);
+	char *n = map_anon(2, PROT_NONE, MAP_PRIVATE);
+	struct gvm_mm_vma v;
+
+	for (int parse = 0; parse < 2; parse++) {
+		gvm__mm_maps_force_parse = parse;
+		/* (it may have merged with a neighbour of the same kind) */
+		ASSERT_OK(gvm__mm_lookup(mm, u(a) + 10, 0, &v));
+		ASSERT_LE(v.start, u(a));
+		ASSERT_GE(v.end, u(a) + 2 * PG);
+		ASSERT_EQ(v.prot, PROT_READ | PROT_WRITE);
+		ASSERT_EQ(v.flags, 0);
+		ASSERT_OK(gvm__mm_lookup(mm, u(s), 0, &v));
+		ASSERT_EQ(v.prot, PROT_READ);
+		ASSERT_EQ(v.flags, GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE);
+		ASSERT_OK(gvm__mm_lookup(mm, u(n) + PG, 0, &v));
+		ASSERT_EQ(v.prot, 0);
+	}
+	gvm__mm_maps_force_parse = false;
+	ASSERT_OK(munmap(n, 2 * PG));
+	ASSERT_EQ(gvm__mm_lookup(mm, u(n), 0, &v), -ENOENT);
+	ASSERT_OK(munmap(a, 2 * PG));
+	ASSERT_OK(munmap(s, 2 * PG));
+	gvm_mm_put(mm);
+}
+
+/* ---- fetching -------------------------------------------------------------- */
+
+TEST(fetch_returns_one_address_per_page_and_populates)
+{
+	struct gvm_mm *mm = mm_self();
+	const size_t pages = 32;
+	char *p = map_anon(pages, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	uint64_t addrs[32];
+	unsigned char vec[32];
+
+	ASSERT_OK(gvm__mm_register(mm, u(p), pages * PG));
+	ASSERT_OK(gvm__mm_fetch(mm, u(p), pages * PG, false, addrs));
+	for (size_t i = 0; i < pages; i++)
+		ASSERT_EQ(addrs[i], u(p) + i * PG);
+	ASSERT_OK(gvm__mm_fetch(mm, u(p) + PG, 4 * PG, true, addrs));
+	ASSERT_EQ(addrs[3], u(p) + 4 * PG);
+	ASSERT_OK(mincore(p, pages * PG, vec));
+	for (size_t i = 0; i < pages; i++)
+		ASSERT_TRUE(vec[i] & 1);
+	ASSERT_OK(munmap(p, pages * PG));
+	gvm_mm_put(mm);
+}
+
+TEST(fetch_honours_cpu_protection)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	uint64_t addrs[8];
+	char path[] = "/tmp/gvm_test_fetch_XXXXXX";
+	int fd;
+	char *f;
+
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 1, PG, false, addrs), -EINVAL);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 0, false, addrs), -EINVAL);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), PG, false, NULL), -EINVAL);
+
+	ASSERT_OK(mprotect(p + 2 * PG, 2 * PG, PROT_READ));
+	ASSERT_OK(mprotect(p + 4 * PG, PG, PROT_NONE));
+	ASSERT_OK(munmap(p + 6 * PG, PG));
+	/* read-only: reads fine, writes -EPERM (also when only part is) */
+	ASSERT_OK(gvm__mm_fetch(mm, u(p) + 2 * PG, 2 * PG, false, addrs));
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 2 * PG, 2 * PG, true, addrs),
+		  -EPERM);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 4 * PG, true, addrs), -EPERM);
+	ASSERT_OK(gvm__mm_fetch(mm, u(p), 2 * PG, true, addrs));
+	/* PROT_NONE: -EFAULT either way */
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 4 * PG, PG, false, addrs), -EFAULT);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 4 * PG, PG, true, addrs), -EFAULT);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 3 * PG, 2 * PG, false, addrs),
+		  -EFAULT);
+	/* a hole: -EFAULT, for reads and writes */
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 5 * PG, 3 * PG, false, addrs),
+		  -EFAULT);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 6 * PG, PG, true, addrs), -EFAULT);
+	ASSERT_OK(munmap(p, 8 * PG));
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), PG, false, addrs), -EFAULT);
+
+	/* A file mapping past the end of the file: SIGBUS -> -EFAULT. */
+	fd = mkstemp(path);
+	ASSERT_GE(fd, 0);
+	unlink(path);
+	ASSERT_OK(ftruncate(fd, PG));
+	f = mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_TRUE(f != MAP_FAILED);
+	ASSERT_OK(gvm__mm_fetch(mm, u(f), PG, false, addrs));
+	ASSERT_EQ(gvm__mm_fetch(mm, u(f), 4 * PG, false, addrs), -EFAULT);
+	ASSERT_OK(munmap(f, 4 * PG));
+	close(fd);
+	gvm_mm_put(mm);
+}
+
+/*
+ * The whole user protocol on real memory: fetch, commit under the lock,
+ * munmap by another thread, refetch fails with -EFAULT.
+ */
+TEST(fetch_then_unmap_invalidates)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	uint64_t addrs[4], seq;
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 4 * PG);
+	seq = gvm__notifier_read_begin(&rc.n);
+	ASSERT_OK(gvm__mm_fetch(mm, u(p), 4 * PG, true, addrs));
+	pthread_mutex_lock(&rc.lock);
+	ASSERT_FALSE(gvm__notifier_read_retry(&rc.n, seq));
+	pthread_mutex_unlock(&rc.lock);
+	ASSERT_OK(munmap(p, 4 * PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	pthread_mutex_lock(&rc.lock);
+	ASSERT_TRUE(gvm__notifier_read_retry(&rc.n, seq));
+	pthread_mutex_unlock(&rc.lock);
+	seq = gvm__notifier_read_begin(&rc.n);
+	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 4 * PG, false, addrs), -EFAULT);
+	rec_remove(&rc);
+	gvm_mm_put(mm);
+}
