@@ -2,11 +2,14 @@
 /*
  * The gvm command-line tool: dispatches subcommands.
  *
- *   gvm demo           a short, self-explaining run of the core layer
- *   gvm bench [...]    the benchmark harness (bench/)
+ *   gvm info [...]          the simulated system (info.c)
+ *   gvm run WORKLOAD [...]  a workload on simulated devices (run.c)
+ *   gvm demo                a short, self-explaining run of the core layer
+ *   gvm bench [...]         the benchmark harness (bench/)
  *   gvm help
  *
- * Argument errors print one line and the usage and exit with status 2.
+ * Argument errors print one line and the usage and exit with status 2;
+ * failed work exits with 1.  docs/tool.md describes every command.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +22,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: gvm <command> [args]\n"
 		"commands:\n"
+		"  info [--devices N] [--vram SIZE]\n"
+		"                   the simulated system: devices, engines, TLBs, links\n"
+		"  run WORKLOAD [--devices N] [--vram SIZE] [--size SIZE] [--iters N]\n"
+		"               [--trace FILE] [--explain]\n"
+		"                   run triad or bind-churn on simulated GPUs and report\n"
+		"                   (gvm run --help lists the workloads)\n"
 		"  demo             run the core demo (fences, reservations, scheduler)\n"
 		"  bench [--json] [--quick] [--list] [NAME...]\n"
 		"                   run benchmarks; each reports a ratio to a baseline\n"
@@ -32,6 +41,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "info"))
+		return gvm_tool_info(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "run"))
+		return gvm_tool_run(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "demo"))
 		return gvm_tool_demo(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "bench"))
