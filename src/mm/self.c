@@ -263,6 +263,7 @@ static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len)
 	struct gvm_mm_vma v;
 	int err;
 
+	gvm_assert(gvm__lockrank_max_held() < GVM_RANK_RESV);
 	if (!gvm__mm_range_ok(start, len))
 		return -EINVAL;
 	if (!ioctl(s->uffd, UFFDIO_REGISTER, &r))
