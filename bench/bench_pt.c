@@ -36,7 +36,7 @@ struct pt_env {
 
 static int env_init(struct pt_env *e, uint64_t size)
 {
-	struct gvm_pt_mem mem;
+	struct gvm_pt_mem mem = { 0 };
 	int err;
 
 	e->size = size;

@@ -19,60 +19,91 @@
  * back for freeing after the TLB invalidation.  The root is never freed.
  * Binds and unbinds replace whatever was there; a huge leaf partly covered
  * is split into a new table replicating it (split recursively down to the
- * level the op needs).
+ * level the update needs).
  *
- * PAGE SIZE.  At each entry the walk writes the largest leaf that the VA
- * alignment, the remaining range and the backing allow (the backing block
- * must lie in one extent and be aligned to the page size); otherwise it
- * descends.  The walk descends once from the root and fills runs of entries
- * at each table; level-0 runs are filled in a tight loop per extent.
+ * SEGMENTS.  An update is a sorted list of disjoint segments (struct
+ * gvm_pt_seg), each "map [va, end) to these extents with these flags",
+ * "map it to nothing" (NULL) or "clear it" (UNBIND); the VM layer passes
+ * the net effect of a whole bind array this way.  Addresses between
+ * segments (gaps) are left untouched.  The walk descends once from the
+ * root, keeping a cursor on the current segment and its backing.  At each
+ * directory entry:
+ *  - intersecting no segment: skipped, untouched;
+ *  - inside one segment: a leaf if the segment maps and the backing fits
+ *    (see PAGE SIZE), cleared if it unbinds, else descend;
+ *  - straddling segment edges or a gap: descend (a huge leaf is split into
+ *    a new table replicating it; an empty entry gets a new table if a
+ *    segment there maps, else is skipped).
+ * Runs of leaves are written per segment in tight loops: 4 KiB PTEs per
+ * extent at level 0 (fill_table), 2 MiB / 1 GiB leaves while the backing
+ * fits (fill_huge); directory entries go through walk_entry one by one.
+ * Adjacent UNBIND segments, and adjacent NULL segments with equal flags,
+ * are merged first, so that a NULL range gets the largest pages however it
+ * was cut and an entry straddling segments never ends up empty.  Adjacent
+ * mapping segments need no merge: no leaf or 64 KiB hint spans two
+ * extents anyway.  The result is what applying the segments one after the
+ * other would give (the reference-model test checks exactly that).
  *
- * STAGING.  A bind or unbind is prepared, then committed or aborted:
+ * PAGE SIZE.  At each entry inside a mapping segment the walk writes the
+ * largest leaf that the VA alignment, the segment's remaining range and
+ * the backing allow (the backing block must lie in one extent and be
+ * aligned to the page size); otherwise it descends.  A 64 KiB hint is set
+ * only on a whole group of 16 PTEs written from one extent; the other
+ * members of a group a segment writes part of lose theirs.
+ *
+ * STAGING.  An update is prepared, then committed or aborted:
  *  - prepare allocates everything.  Tables it creates are "new" (not
  *    reachable from the committed tree) and written directly.  For each
- *    connected table it visits it records one struct gvm_pt_rec: the entry
- *    range [first, first + count) with old and new entries and children,
- *    and the staged live count.  The committed tables are not written.
+ *    connected table it visits it records ONE struct gvm_pt_rec: the entry
+ *    range [first, first + count) from the first to the last entry any
+ *    segment touches (at level 0 widened to whole 64 KiB groups; entries
+ *    in gaps between are copied unchanged), the new entries and children,
+ *    the old entries, and the staged live count.  The committed tables are
+ *    not written.  It also stores the update's "runs" (below).
  *  - commit writes the recorded entries into the connected tables (children
  *    first, so a subtree is complete before it is linked), applies the live
  *    counts, unlinks dropped subtrees, clears "new".  No allocation, no
- *    failure.  abort frees the new tables and the records.
+ *    failure.  abort frees the new tables, the records and the runs.
  *  - walkers pick a view: COMMITTED (cpu[]/children[]: what the GPU sees)
- *    or STAGING (a table's record overrides its committed entries).
+ *    or STAGING (a table's record overrides its committed entries, with
+ *    the rule below applied, so it shows exactly what commit would write).
  *
  * ZAP DURING PREPARE (seed 000).  A zap (invalidation, under the notifier
  * lock) may run between prepare and commit of an update (prepare runs under
  * vm->lock only, since it allocates; commit runs under the notifier lock
  * too).  The zap walks the committed view only, so it never sees half-built
  * subtrees, and turns valid leaves into zapped ones in place (live counts
- * unchanged, so the staged counts stay right):
+ * unchanged, so the staged counts stay right).  R is the union of the
+ * update's segments, as sorted runs (adjacent segments form one run):
  *
  *     vm->lock holder                 notifier (notifier_lock)
  *     ---------------                 ------------------------
- *     prepare(bind [a, b))
+ *     prepare(segments, union R)
  *       records old = C[i], new = N[i]
  *                                     zap([z0, z1)) on committed tables:
  *                                       C[i] -> zapped(C[i])
  *     lock notifier_lock
  *     (caller re-checks its seqno)
  *     commit:
- *       entry owned by the op         -> write N[i]  (the op's own mapping)
+ *       entry owned (span in R)       -> write N[i]  (the update's mapping)
  *       entry not owned, C[i] == old  -> write N[i]
  *       entry not owned, C[i] != old  -> keep C[i]; if N[i] links a split
  *                                        copy of the zapped huge leaf, zap
- *                                        the copy's leaves outside [a, b)
- *                                        first, then link it
+ *                                        the copy's leaves outside R first,
+ *                                        then link it
  *
- * The rule: commit writes unconditionally only the entries the op owns
- * (those whose whole VA span lies in [a, b)); every other entry it touches
- * (64 KiB-hint fix-ups of neighbours, split copies of a huge leaf) is
- * written only if no zap changed it since prepare, so a commit never
- * resurrects a zapped mapping outside its range.  Inside its range the op
- * wins: the engine cannot know whether a zap there was aimed at the old or
- * the new mapping, so the caller re-checks its invalidation sequence under
- * the notifier lock before commit and aborts + retries if it moved (the
- * userptr protocol).  The staging view applies the same rule, so it always
- * shows what commit would produce.
+ * The rule: commit writes unconditionally only the entries the update owns
+ * (those whose whole VA span lies inside R); every other entry it touches
+ * (64 KiB-hint fix-ups of neighbours, split copies of a huge leaf that a
+ * segment edge or a gap crosses) is written only if no zap changed it
+ * since prepare, so a commit never resurrects a zapped mapping outside its
+ * segments, gaps included.  Inside R the update wins: the engine cannot
+ * know whether a zap there was aimed at the old or the new mapping, so the
+ * caller re-checks its invalidation sequence under the notifier lock
+ * before commit and aborts + retries if it moved (the userptr protocol).
+ * The staging view applies the same rule.  (A leaf of a split copy is
+ * either inside one segment, written by the update, or outside R: the
+ * walk descends wherever a segment edge crosses an entry.)
  *
  * INVARIANTS (committed view, checked by gvm__pt_validate()):
  *   t->live == #{ i : t->cpu[i] != 0 }
@@ -84,22 +115,28 @@
  *     addr(e[g + k]) == addr(e[g]) + k * 4 KiB, addr(e[g]) % 64 KiB == 0
  *   vm->nr_tables == #reachable tables + #new tables of the pending update
  *
- * LOCKING.  None inside.  The VM layer serialises prepare, commit, abort,
- * unbind and bind (vm->lock) and takes the notifier lock around commit and
- * zap.  What may run concurrently: nothing, except that a zap may come
- * between a prepare and its commit/abort (serialised with them by the
- * notifier lock, never truly in parallel); the engine guarantees that the
- * zap sees a consistent committed tree and that commit follows the rule
- * above.  Translation of the committed view needs the notifier lock or
- * vm->lock; of the staging view, vm->lock.  At most one update is pending.
+ * LOCKING.  None inside, except mem.lock if set: a leaf lock held around
+ * each buddy call only (table allocation and freeing), as the buddy may be
+ * shared with buffer objects and other VMs.  The VM layer serialises
+ * prepare, commit, abort, unbind and bind (vm->lock) and takes the
+ * notifier lock around commit and zap.  What may run concurrently:
+ * nothing, except that a zap may come between a prepare and its
+ * commit/abort (serialised with them by the notifier lock, never truly in
+ * parallel); the engine guarantees that the zap sees a consistent
+ * committed tree and that commit follows the rule above.  Translation of
+ * the committed view needs the notifier lock or vm->lock; of the staging
+ * view, vm->lock.  At most one update is pending per VM.
  *
- * EXAMPLE.
+ * EXAMPLE (a bind array whose net effect is: map [a, b) to a buffer
+ * object, leave [b, c) alone, unmap [c, d)).
+ *	struct gvm_pt_seg segs[] = {
+ *		{ a, b, GVM_PT_WRITE | GVM_PT_DEVMEM, &bo_ext, 1 },
+ *		{ c, d, GVM_PT_UNBIND, NULL, 0 },
+ *	};
  *	struct gvm_pt_update upd;
  *	struct gvm_pt_free_list dead = { 0 };
  *	struct gvm_pt_tlb tlb;
- *	ext[0] = (struct gvm_pt_extent){ bo_dev_addr, size };
- *	err = gvm__pt_bind_prepare(vm, va, size, ext, 1,
- *				   GVM_PT_WRITE | GVM_PT_DEVMEM, &upd);
+ *	err = gvm__pt_update_prepare(vm, segs, 2, &upd);
  *	if (err) return err;			// nothing changed
  *	lock(notifier_lock);
  *	if (seqno moved) { unlock; gvm__pt_update_abort(&upd); retry; }
@@ -108,11 +145,12 @@
  *	invalidate tlb; wait; gvm__pt_free_deferred(vm, &dead);
  *
  * WHAT IT DOES NOT DO.  No GPU-side updates (the CPU writes the tables; a
- * job-based writer would replay the records), one pending update per VM
- * (a bind array is a sequence of prepare/commit pairs for now), no scratch
- * pages (empty entries fault), no 64 KiB hint across extents or with
- * neighbours outside the op, contiguity only within one extent, no
- * canonical (sign-extended) VAs.
+ * job-based writer would replay the records); one pending update per VM
+ * (it covers a whole bind array, but two arrays are two updates in
+ * sequence); no scratch pages (empty entries fault); no 64 KiB hint across
+ * extents or segments or with neighbours outside them; contiguity only
+ * within one extent; one TLB range per update (the hull of everything it
+ * changed, gaps included); no canonical (sign-extended) VAs.
  */
 #include "pt/pt.h"
 
@@ -123,10 +161,12 @@
 #include "core/alloc.h"
 #include "core/debug.h"
 #include "core/list.h"
+#include "core/sync.h"
 
 #define PT_PAGE		(1ull << GVM_PTF_PAGE_LG2)
 #define PT_N		GVM_PTF_ENTRIES
 #define PT_CONT		GVM_PTF_CONT_ENTRIES
+#define SEG_STACK	16	/* segments walked without a heap copy */
 
 /* The staged change of one connected table (see STAGING). */
 struct gvm_pt_rec {
@@ -142,15 +182,24 @@ struct gvm_pt_rec {
 	uint64_t data[];
 };
 
+/*
+ * A segment as the walk sees it: validated, attributes computed, adjacent
+ * UNBIND / equal NULL segments merged (see SEGMENTS).
+ */
+struct wseg {
+	uint64_t va, end;
+	uint64_t attrs;			/* leaf attributes (map, NULL) */
+	const struct gvm_pt_extent *ext;	/* NULL for NULL and UNBIND */
+	size_t n;
+	bool unbind, null;
+};
+
 /* State of one prepare walk. */
 struct walk {
 	struct gvm_pt_update *upd;
 	struct gvm_pt_vm *vm;
-	uint64_t va, end;
-	uint64_t attrs;			/* leaf attributes (bind) */
-	bool unbind, null;
-	const struct gvm_pt_extent *ext;
-	size_t n, xi;			/* extents, current one */
+	const struct wseg *s, *s_end;	/* current segment, end of the list */
+	size_t xi;			/* current extent of *s */
 	uint64_t xoff;			/* offset in ext[xi] */
 };
 
@@ -162,7 +211,6 @@ struct tview {
 	unsigned int live;
 	bool fresh;			/* all entries known zero */
 };
-
 static inline uint64_t span_of(unsigned int level)
 {
 	return 1ull << gvm__ptf_shift(level);
@@ -203,7 +251,64 @@ static void tlb_range(const struct gvm_pt_vm *vm, uint64_t lo, uint64_t hi,
 	tlb->start = lo & ~(tlb->size - 1);
 }
 
+
+/* Index of the first run of @upd ending after @va (nr_runs if none). */
+static size_t run_find(const struct gvm_pt_update *upd, uint64_t va)
+{
+	size_t lo = 0, hi = upd->nr_runs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (upd->runs[mid].end <= va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* [lo, hi) lies inside the update's segments: an entry it owns (rule). */
+static bool runs_cover(const struct gvm_pt_update *upd, uint64_t lo,
+		       uint64_t hi)
+{
+	size_t k = run_find(upd, lo);
+
+	return k < upd->nr_runs && upd->runs[k].va <= lo &&
+	       hi <= upd->runs[k].end;
+}
+
+/* [lo, hi) intersects the update's segments. */
+static bool runs_hit(const struct gvm_pt_update *upd, uint64_t lo,
+		     uint64_t hi)
+{
+	size_t k = run_find(upd, lo);
+
+	return k < upd->nr_runs && upd->runs[k].va < hi;
+}
+
+static void runs_free(struct gvm_pt_update *upd)
+{
+	if (upd->runs != &upd->run0)
+		free((void *)upd->runs);
+	upd->runs = NULL;
+	upd->nr_runs = 0;
+}
+
 /* ---- table memory ---------------------------------------------------- */
+
+/* mem.lock, if any, is a leaf lock around buddy calls only. */
+static inline void mem_lock(const struct gvm_pt_vm *vm)
+{
+	if (vm->mem.lock)
+		gvm__mutex_lock(vm->mem.lock);
+}
+
+static inline void mem_unlock(const struct gvm_pt_vm *vm)
+{
+	if (vm->mem.lock)
+		gvm__mutex_unlock(vm->mem.lock);
+}
 
 static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 			       bool zero, int *err)
@@ -221,8 +326,10 @@ static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 		return NULL;
 	}
 	gvm_list_init(&blocks);
+	mem_lock(vm);
 	ret = gvm__buddy_alloc(vm->mem.buddy, 0, vm->mem.buddy->size, PT_PAGE,
 			       0, 0, &blocks);
+	mem_unlock(vm);
 	if (ret) {
 		free(t);
 		*err = ret;
@@ -246,7 +353,9 @@ static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 
 static void pt_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 {
+	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
+	mem_unlock(vm);
 	free(t);
 	vm->nr_tables--;
 }
@@ -294,6 +403,7 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	size_t words = (size_t)count * (t->level ? 3 : 2);
 	struct gvm_pt_rec *r;
 
+	gvm_assert(!t->rec);		/* one record per table and update */
 	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
 	if (!r)
 		return NULL;
@@ -320,27 +430,42 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	return r;
 }
 
-static inline bool backing_fits(const struct walk *w, uint64_t size)
+/*
+ * Moves the segment cursor past the segments ending at or before @va (the
+ * walk visits addresses in increasing order, so those are done).
+ */
+static inline void seg_skip(struct walk *w, uint64_t va)
 {
-	const struct gvm_pt_extent *x;
+	while (w->s < w->s_end && w->s->end <= va) {
+		gvm_assert(w->s->unbind || w->s->null || w->xi == w->s->n);
+		w->s++;
+		w->xi = 0;
+		w->xoff = 0;
+	}
+}
 
-	if (w->null)
-		return true;
-	x = &w->ext[w->xi];
-	return x->len - w->xoff >= size && !((x->addr + w->xoff) & (size - 1));
+/* True if a segment from the cursor on, starting before @end, maps. */
+static bool seg_maps_before(const struct walk *w, uint64_t end)
+{
+	const struct wseg *s;
+
+	for (s = w->s; s < w->s_end && s->va < end; s++)
+		if (!s->unbind)
+			return true;
+	return false;
 }
 
 static inline uint64_t backing_addr(const struct walk *w)
 {
-	return w->null ? 0 : w->ext[w->xi].addr + w->xoff;
+	return w->s->null ? 0 : w->s->ext[w->xi].addr + w->xoff;
 }
 
 static inline void backing_advance(struct walk *w, uint64_t size)
 {
-	if (w->null)
+	if (w->s->null)
 		return;
 	w->xoff += size;
-	if (w->xoff == w->ext[w->xi].len) {
+	if (w->xoff == w->s->ext[w->xi].len) {
 		w->xi++;
 		w->xoff = 0;
 	}
@@ -360,11 +485,12 @@ static void fix_cont_edges(uint64_t *e, unsigned int off, unsigned int i0,
 			e[j - off] = gvm__ptf_clear_cont(e[j - off]);
 }
 
-/* Level 0: entries [i0, i1] of the table at VA @base. */
+/* Level 0: entries [i0, i1] of the table at VA @base, all in segment w->s. */
 static void fill_leaf(struct walk *w, struct tview *v, uint64_t base,
 		      unsigned int i0, unsigned int i1)
 {
-	uint64_t *e = v->e - 0;
+	const struct wseg *s = w->s;
+	uint64_t *e = v->e;
 	unsigned int off = v->off, i, k;
 	int lo = -1, hi = -1;
 
@@ -373,7 +499,7 @@ static void fill_leaf(struct walk *w, struct tview *v, uint64_t base,
 			if (lo < 0)
 				lo = (int)i;
 			hi = (int)i;
-			if (w->unbind)
+			if (s->unbind)
 				e[i - off] = 0;
 			v->live--;
 		}
@@ -381,30 +507,30 @@ static void fill_leaf(struct walk *w, struct tview *v, uint64_t base,
 	if (lo >= 0)
 		note_tlb(w->upd, base + ((uint64_t)lo << GVM_PTF_PAGE_LG2),
 			 base + ((uint64_t)(hi + 1) << GVM_PTF_PAGE_LG2));
-	if (!w->unbind) {
+	if (!s->unbind) {
 		v->live += i1 - i0 + 1;
 		w->vm->pte_writes[0] += i1 - i0 + 1;
 		for (i = i0; i <= i1;) {
 			uint64_t addr = backing_addr(w), pte;
 			unsigned int n = i1 - i + 1, g0, g1;
 
-			if (!w->null) {
-				uint64_t rem = (w->ext[w->xi].len - w->xoff) >>
+			if (!s->null) {
+				uint64_t rem = (s->ext[w->xi].len - w->xoff) >>
 					       GVM_PTF_PAGE_LG2;
 
 				if (rem < n)
 					n = (unsigned int)rem;
 			}
-			pte = gvm__ptf_mk_leaf(w->attrs, addr, 0);
+			pte = gvm__ptf_mk_leaf(s->attrs, addr, 0);
 			g0 = g1 = i;
-			if (!w->null &&
+			if (!s->null &&
 			    !(((addr >> GVM_PTF_PAGE_LG2) - i) % PT_CONT)) {
 				g0 = (i + PT_CONT - 1) & ~(PT_CONT - 1);
 				g1 = (i + n) & ~(PT_CONT - 1);
 				if (g1 <= g0)
 					g0 = g1 = i;	/* no whole group */
 			}
-			if (w->null) {
+			if (s->null) {
 				for (k = 0; k < n; k++)
 					e[i + k - off] = pte;
 			} else {
@@ -426,73 +552,138 @@ static void fill_leaf(struct walk *w, struct tview *v, uint64_t base,
 		fix_cont_edges(e, off, i0, i1);
 }
 
+/* Level 0: fills the table at VA [@base, @top) segment by segment. */
+static void fill_table(struct walk *w, struct tview *v, uint64_t base,
+		       uint64_t top)
+{
+	uint64_t cur = base;
+
+	for (;;) {
+		const struct wseg *s;
+		uint64_t lo, hi;
+
+		seg_skip(w, cur);
+		s = w->s;
+		if (s == w->s_end || s->va >= top)
+			return;
+		lo = s->va > cur ? s->va : cur;
+		hi = s->end < top ? s->end : top;
+		fill_leaf(w, v, base,
+			  (unsigned int)((lo - base) >> GVM_PTF_PAGE_LG2),
+			  (unsigned int)((hi - 1 - base) >> GVM_PTF_PAGE_LG2));
+		if (hi == top)
+			return;
+		cur = hi;
+	}
+}
+
 static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 		      bool fresh, unsigned int *live_out);
 
-/* Levels >= 1: entry @i of a directory. */
+static inline void set_entry(struct tview *v, unsigned int i, uint64_t e,
+			     struct gvm_pt *c)
+{
+	v->e[i - v->off] = e;
+	v->c[i - v->off] = c;
+}
+
+/*
+ * Levels 1..MAX_LEAF_LEVEL: writes leaves at entries @i.. (up to @i1) of a
+ * table at VA @base while they lie inside one mapping segment and the
+ * backing fits (one extent, aligned).  Returns how many; 0 if entry @i
+ * takes no leaf.
+ */
+static unsigned int fill_huge(struct walk *w, struct tview *v,
+			      unsigned int level, uint64_t base, unsigned int i,
+			      unsigned int i1)
+{
+	unsigned int sh = gvm__ptf_shift(level), n, k, added = 0;
+	uint64_t span = 1ull << sh, eva = base + ((uint64_t)i << sh);
+	uint64_t addr = 0, attrs, *e;
+	struct gvm_pt **c;
+	const struct wseg *s;
+	int lo = -1, hi = -1;
+
+	seg_skip(w, eva);
+	s = w->s;
+	if (s == w->s_end || s->unbind || s->va > eva || s->end - eva < span)
+		return 0;
+	n = i1 - i + 1;
+	if ((s->end - eva) >> sh < n)
+		n = (unsigned int)((s->end - eva) >> sh);
+	if (!s->null) {
+		const struct gvm_pt_extent *x = &s->ext[w->xi];
+
+		addr = x->addr + w->xoff;
+		if (addr & (span - 1))
+			return 0;
+		if ((x->len - w->xoff) >> sh < n)
+			n = (unsigned int)((x->len - w->xoff) >> sh);
+		if (!n)
+			return 0;
+	}
+	attrs = s->attrs;
+	e = v->e + (i - v->off);
+	c = v->c + (i - v->off);
+	for (k = 0; k < n; k++) {
+		if (e[k]) {
+			if (lo < 0)
+				lo = (int)k;
+			hi = (int)k;
+		} else {
+			added++;
+		}
+		e[k] = gvm__ptf_mk_leaf(attrs, addr + (uint64_t)k * span,
+					level);
+		c[k] = NULL;
+	}
+	if (lo >= 0)
+		note_tlb(w->upd, eva + ((uint64_t)lo << sh),
+			 eva + ((uint64_t)(hi + 1) << sh));
+	v->live += added;
+	w->vm->pte_writes[level] += n;
+	backing_advance(w, (uint64_t)n << sh);
+	return n;
+}
+
+/* Levels >= 1: entry @i of a directory (see SEGMENTS for the cases). */
 static int walk_entry(struct walk *w, struct gvm_pt *t, struct tview *v,
 		      uint64_t base, unsigned int i)
 {
-	unsigned int level = t->level;
+	unsigned int level = t->level, cl;
 	uint64_t span = span_of(level);
 	uint64_t eva = base + (uint64_t)i * span, eend = eva + span;
 	uint64_t o = v->e[i - v->off];
 	struct gvm_pt *oc = v->c[i - v->off], *child;
-	bool covers = w->va <= eva && eend <= w->end;
-	unsigned int cl;
+	const struct wseg *s;
+	bool inside;
 	int err = 0;
 
-	if (w->unbind) {
-		if (!o)
-			return 0;
-		if (covers) {
-			v->e[i - v->off] = 0;
-			v->c[i - v->off] = NULL;
+	seg_skip(w, eva);
+	s = w->s;
+	if (s == w->s_end || s->va >= eend)
+		return 0;			/* in no segment: untouched */
+	inside = s->va <= eva && eend <= s->end;
+	if (inside && s->unbind) {
+		if (o) {
+			set_entry(v, i, 0, NULL);
 			v->live--;
 			note_tlb(w->upd, eva, eend);
-			return 0;
-		}
-		child = oc;
-		if (!gvm__ptf_is_dir(o, level)) {
-			child = pt_split(w, o, level, &err);
-			if (!child)
-				return err;
-			note_tlb(w->upd, eva, eend);
-		}
-		err = walk_table(w, child, eva, false, &cl);
-		if (err)
-			return err;
-		if (!cl) {
-			gvm_assert(child == oc);
-			v->e[i - v->off] = 0;
-			v->c[i - v->off] = NULL;
-			v->live--;
-		} else if (child != oc) {
-			v->e[i - v->off] = gvm__ptf_mk_dir(child->dev_addr);
-			v->c[i - v->off] = child;
 		}
 		return 0;
 	}
+	/* (A huge leaf that fits was written by fill_huge().) */
+	if (!inside && !o && !seg_maps_before(w, eend))
+		return 0;			/* only UNBIND over nothing */
 
-	if (covers && gvm__ptf_can_leaf(level) && backing_fits(w, span)) {
-		v->e[i - v->off] = gvm__ptf_mk_leaf(w->attrs, backing_addr(w),
-						    level);
-		v->c[i - v->off] = NULL;
-		backing_advance(w, span);
-		w->vm->pte_writes[level]++;
-		if (o)
-			note_tlb(w->upd, eva, eend);
-		else
-			v->live++;
-		return 0;
-	}
 	child = gvm__ptf_is_dir(o, level) ? oc : NULL;
 	if (!child) {
-		bool fresh = !o || covers;
+		/* Inside one segment every entry below is rewritten. */
+		bool fresh = !o || inside;
 
 		if (fresh)
 			child = pt_new(w, level - 1,
-				       !(covers && level - 1 == 0), &err);
+				       !(inside && level - 1 == 0), &err);
 		else
 			child = pt_split(w, o, level, &err);
 		if (!child)
@@ -504,11 +695,24 @@ static int walk_entry(struct walk *w, struct gvm_pt *t, struct tview *v,
 		err = walk_table(w, child, eva, fresh, &cl);
 		if (err)
 			return err;
-		v->e[i - v->off] = gvm__ptf_mk_dir(child->dev_addr);
-		v->c[i - v->off] = child;
+		/*
+		 * Not empty: a fresh table got a mapping segment's entries, a
+		 * split copy keeps what lies outside the segments or maps
+		 * (adjacent UNBIND segments were merged, so they never cover
+		 * a straddled entry).
+		 */
+		gvm_assert(cl);
+		set_entry(v, i, gvm__ptf_mk_dir(child->dev_addr), child);
 		return 0;
 	}
-	return walk_table(w, child, eva, false, &cl);
+	err = walk_table(w, child, eva, false, &cl);
+	if (err)
+		return err;
+	if (!cl) {			/* emptied: commit unlinks it */
+		set_entry(v, i, 0, NULL);
+		v->live--;
+	}
+	return 0;
 }
 
 static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
@@ -516,13 +720,22 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 {
 	unsigned int level = t->level, sh = gvm__ptf_shift(level);
 	uint64_t top = base + (span_of(level) << GVM_PTF_ENTRIES_LG2);
-	uint64_t lo = w->va > base ? w->va : base;
-	uint64_t hi = w->end < top ? w->end : top;
-	unsigned int i0 = (unsigned int)((lo - base) >> sh);
-	unsigned int i1 = (unsigned int)((hi - 1 - base) >> sh), i;
+	const struct wseg *s;
+	uint64_t lo, hi;
+	unsigned int i0, i1, i;
 	struct gvm_pt_rec *r = NULL;
 	struct tview v;
 	int err = 0;
+
+	/* Touched entries: first to last segment intersecting the table. */
+	seg_skip(w, base);
+	gvm_assert(w->s < w->s_end && w->s->va < top);
+	for (s = w->s; s + 1 < w->s_end && s[1].va < top; s++)
+		;
+	lo = w->s->va > base ? w->s->va : base;
+	hi = s->end < top ? s->end : top;
+	i0 = (unsigned int)((lo - base) >> sh);
+	i1 = (unsigned int)((hi - 1 - base) >> sh);
 
 	if (!t->is_new) {
 		unsigned int first = i0, last = i1;
@@ -548,10 +761,20 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 	}
 
 	if (level == 0) {
-		fill_leaf(w, &v, base, i0, i1);
+		fill_table(w, &v, base, top);
 	} else {
-		for (i = i0; i <= i1 && !err; i++)
+		for (i = i0; i <= i1 && !err;) {
+			unsigned int n = gvm__ptf_can_leaf(level)
+					 ? fill_huge(w, &v, level, base, i, i1)
+					 : 0;
+
+			if (n) {
+				i += n;
+				continue;
+			}
 			err = walk_entry(w, t, &v, base, i);
+			i++;
+		}
 	}
 	if (r)
 		r->new_live = v.live;
@@ -568,86 +791,166 @@ static int check_range(const struct gvm_pt_vm *vm, uint64_t va,
 		return -EINVAL;
 	if (va + size < va)
 		return -EINVAL;
-	if (vm->va_bits < 64 && va + size > (1ull << vm->va_bits))
+	if (va + size > (1ull << vm->va_bits))
 		return -EINVAL;
 	return 0;
 }
 
-static int prepare(struct walk *w)
+static int check_seg(const struct gvm_pt_vm *vm, const struct gvm_pt_seg *s)
 {
-	struct gvm_pt_vm *vm = w->vm;
-	struct gvm_pt_update *upd = w->upd;
+	uint64_t total = 0;
+	size_t k;
+
+	if (s->va >= s->end || ((s->va | s->end) & (PT_PAGE - 1)) ||
+	    s->end > (1ull << vm->va_bits))
+		return -EINVAL;
+	if (s->flags & GVM_PT_UNBIND)
+		return s->flags == GVM_PT_UNBIND && !s->n ? 0 : -EINVAL;
+	if (s->flags & ~GVM_PT_FLAGS_ALL)
+		return -EINVAL;
+	if (s->flags & GVM_PT_NULL)
+		return s->n || (s->flags & GVM_PT_DEVMEM) ? -EINVAL : 0;
+	if (!s->n || !s->ext)
+		return -EINVAL;
+	for (k = 0; k < s->n; k++) {
+		uint64_t a = s->ext[k].addr, l = s->ext[k].len;
+
+		if (!l || ((a | l) & (PT_PAGE - 1)) || a + l < a ||
+		    a + l > (1ull << GVM_PTF_ADDR_BITS) || total + l < total)
+			return -EINVAL;
+		total += l;
+	}
+	return total == s->end - s->va ? 0 : -EINVAL;
+}
+
+/*
+ * Copies the validated @segs into @ws, merging adjacent UNBIND segments and
+ * adjacent NULL segments with equal flags; returns the count.
+ */
+static size_t segs_to_walk(const struct gvm_pt_seg *segs, size_t n,
+			   struct wseg *ws)
+{
+	size_t k, nw = 0;
+
+	for (k = 0; k < n; k++) {
+		const struct gvm_pt_seg *s = &segs[k];
+		struct wseg *p = nw ? &ws[nw - 1] : NULL;
+		bool unbind = s->flags & GVM_PT_UNBIND;
+		bool null = s->flags & GVM_PT_NULL;
+		uint64_t attrs = 0;
+
+		if (!unbind)
+			attrs = gvm__ptf_attrs(s->flags & GVM_PT_WRITE,
+					       s->flags & GVM_PT_DEVMEM,
+					       s->flags & GVM_PT_ATOMIC, null,
+					       (s->flags >> GVM_PT_PAT_SHIFT) &
+						       7);
+		if (p && p->end == s->va && (unbind || null) &&
+		    p->unbind == unbind && p->null == null &&
+		    p->attrs == attrs) {
+			p->end = s->end;
+			continue;
+		}
+		ws[nw++] = (struct wseg){
+			.va = s->va, .end = s->end, .attrs = attrs,
+			.ext = unbind || null ? NULL : s->ext,
+			.n = unbind || null ? 0 : s->n,
+			.unbind = unbind, .null = null,
+		};
+	}
+	return nw;
+}
+
+/* Stores the union of @ws[0..n) in @upd as runs (adjacent ones merged). */
+static int runs_create(struct gvm_pt_update *upd, const struct wseg *ws,
+		       size_t n)
+{
+	struct gvm_pt_run *runs;
+	size_t k, nr = 1;
+
+	for (k = 1; k < n; k++)
+		nr += ws[k].va != ws[k - 1].end;
+	if (nr == 1) {
+		runs = &upd->run0;
+	} else {
+		runs = gvm__calloc(nr, sizeof(*runs));
+		if (!runs)
+			return -ENOMEM;
+	}
+	nr = 0;
+	for (k = 0; k < n; k++) {
+		if (nr && runs[nr - 1].end == ws[k].va)
+			runs[nr - 1].end = ws[k].end;
+		else
+			runs[nr++] = (struct gvm_pt_run){ ws[k].va, ws[k].end };
+	}
+	upd->runs = runs;
+	upd->nr_runs = nr;
+	return 0;
+}
+
+int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
+			   size_t n, struct gvm_pt_update *upd)
+{
+	struct wseg stack[SEG_STACK], *ws = stack;
+	struct walk w;
 	unsigned int live;
+	size_t k, nw;
 	int err;
 
+	if (!n || !segs)
+		return -EINVAL;
+	for (k = 0; k < n; k++) {
+		err = check_seg(vm, &segs[k]);
+		if (err)
+			return err;
+		if (k && segs[k].va < segs[k - 1].end)
+			return -EINVAL;	/* unsorted or overlapping */
+	}
 	if (vm->pending)
 		return -EBUSY;
+	if (n > SEG_STACK) {
+		ws = gvm__calloc(n, sizeof(*ws));
+		if (!ws)
+			return -ENOMEM;
+	}
+	nw = segs_to_walk(segs, n, ws);
 	memset(upd, 0, sizeof(*upd));
 	upd->vm = vm;
-	upd->va = w->va;
-	upd->end = w->end;
-	upd->unbind = w->unbind;
+	err = runs_create(upd, ws, nw);
+	if (err)
+		goto out;
 	vm->pending = upd;
-	err = walk_table(w, vm->root, 0, false, &live);
+	w = (struct walk){ .upd = upd, .vm = vm, .s = ws, .s_end = ws + nw };
+	err = walk_table(&w, vm->root, 0, false, &live);
 	if (err) {
 		gvm__pt_update_abort(upd);
-		return err;
+		goto out;
 	}
-	gvm_assert(w->unbind || w->null || w->xi == w->n);
-	return 0;
+	seg_skip(&w, UINT64_MAX);	/* asserts all backing consumed */
+out:
+	if (ws != stack)
+		free(ws);
+	return err;
 }
 
 int gvm__pt_bind_prepare(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 			 const struct gvm_pt_extent *ext, size_t n,
 			 unsigned int flags, struct gvm_pt_update *upd)
 {
-	struct walk w = { .upd = upd, .vm = vm, .va = va, .end = va + size,
-			  .ext = ext, .n = n };
-	bool null = flags & GVM_PT_NULL;
-	uint64_t total = 0;
-	size_t k;
-	int err;
+	struct gvm_pt_seg s = { va, va + size, flags, ext, n };
 
-	err = check_range(vm, va, size);
-	if (err)
-		return err;
-	if (flags & ~GVM_PT_FLAGS_ALL)
+	if (flags & GVM_PT_UNBIND)
 		return -EINVAL;
-	if (null) {
-		if (n || (flags & GVM_PT_DEVMEM))
-			return -EINVAL;
-	} else {
-		if (!n || !ext)
-			return -EINVAL;
-		for (k = 0; k < n; k++) {
-			uint64_t a = ext[k].addr, l = ext[k].len;
-
-			if (!l || ((a | l) & (PT_PAGE - 1)) || a + l < a ||
-			    a + l > (1ull << GVM_PTF_ADDR_BITS) ||
-			    total + l < total)
-				return -EINVAL;
-			total += l;
-		}
-		if (total != size)
-			return -EINVAL;
-	}
-	w.null = null;
-	w.attrs = gvm__ptf_attrs(flags & GVM_PT_WRITE, flags & GVM_PT_DEVMEM,
-				 flags & GVM_PT_ATOMIC, null,
-				 (flags >> GVM_PT_PAT_SHIFT) & 7);
-	return prepare(&w);
+	return gvm__pt_update_prepare(vm, &s, 1, upd);
 }
 
 int gvm__pt_unbind_prepare(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 			   struct gvm_pt_update *upd)
 {
-	struct walk w = { .upd = upd, .vm = vm, .va = va, .end = va + size,
-			  .unbind = true };
-	int err = check_range(vm, va, size);
+	struct gvm_pt_seg s = { va, va + size, GVM_PT_UNBIND, NULL, 0 };
 
-	if (err)
-		return err;
-	return prepare(&w);
+	return gvm__pt_update_prepare(vm, &s, 1, upd);
 }
 
 /* ---- commit / abort ---------------------------------------------------- */
@@ -665,9 +968,12 @@ static void drop_subtree(struct gvm_pt *t, struct gvm_pt_free_list *list)
 	list->nr++;
 }
 
-/* Zaps the leaves of new subtree @t (at VA @base) outside [va, end). */
-static void zap_outside(struct gvm_pt *t, uint64_t base, uint64_t va,
-			uint64_t end)
+/*
+ * Zaps the valid leaves of new subtree @t (at VA @base) that lie outside
+ * the update's segments (its split-copy leaves; see the rule).
+ */
+static void zap_outside(struct gvm_pt *t, uint64_t base,
+			const struct gvm_pt_update *upd)
 {
 	uint64_t span = span_of(t->level);
 	unsigned int i;
@@ -678,8 +984,8 @@ static void zap_outside(struct gvm_pt *t, uint64_t base, uint64_t va,
 		if (!e)
 			continue;
 		if (gvm__ptf_is_dir(e, t->level))
-			zap_outside(t->children[i], a, va, end);
-		else if ((a + span <= va || a >= end) && gvm__ptf_is_valid(e))
+			zap_outside(t->children[i], a, upd);
+		else if (gvm__ptf_is_valid(e) && !runs_hit(upd, a, a + span))
 			t->cpu[i] = gvm__ptf_zap(e);
 	}
 }
@@ -708,14 +1014,19 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 			struct gvm_pt *oc = t->level ? t->children[i] : NULL;
 			uint64_t eva = r->base + i * span;
 
-			if (n == o && nc == oc)
+			/*
+			 * Skip what is already as staged, not merely what
+			 * prepare left unchanged: an owned entry rewritten
+			 * with its old value must still undo a zap.
+			 */
+			if (t->cpu[i] == n && nc == oc)
 				continue;
 			if (t->cpu[i] != o &&
-			    !(upd->va <= eva && eva + span <= upd->end)) {
+			    !runs_cover(upd, eva, eva + span)) {
 				/* Zapped since prepare, not ours (rule). */
 				if (!nc || nc == oc)
 					continue;
-				zap_outside(nc, eva, upd->va, upd->end);
+				zap_outside(nc, eva, upd);
 			}
 			t->cpu[i] = n;
 			if (t->level)
@@ -733,6 +1044,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 		tlb_range(vm, upd->tlb_lo, upd->tlb_hi, tlb);
 	upd->recs = NULL;
 	upd->new_tables = NULL;
+	runs_free(upd);
 	vm->pending = NULL;
 	if (!deferred)
 		gvm__pt_free_deferred(vm, &local);
@@ -756,6 +1068,7 @@ void gvm__pt_update_abort(struct gvm_pt_update *upd)
 	}
 	upd->recs = NULL;
 	upd->new_tables = NULL;
+	runs_free(upd);
 	vm->pending = NULL;
 }
 
@@ -862,7 +1175,7 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
 	uint64_t base = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (vm->va_bits < 64 && va >= (1ull << vm->va_bits))
+	if (va >= (1ull << vm->va_bits))
 		return -ENOENT;
 	for (;;) {
 		unsigned int level = t->level, i = gvm__ptf_index(va, level);
@@ -877,7 +1190,7 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
 			uint64_t o = r->old_e[i - r->first];
 			struct gvm_pt *nc = r->new_c ? r->new_c[i - r->first]
 						     : NULL;
-			bool owned = upd->va <= eva && eva + span <= upd->end;
+			bool owned = runs_cover(upd, eva, eva + span);
 
 			if (e == o || owned) {
 				e = n;
@@ -897,7 +1210,7 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
 			continue;
 		}
 		if (zap_copy && gvm__ptf_is_valid(e) &&
-		    (eva + span <= upd->va || eva >= upd->end))
+		    !runs_hit(upd, eva, eva + span))
 			e = gvm__ptf_zap(e);
 		out->pte = e;
 		out->level = level;

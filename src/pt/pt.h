@@ -18,15 +18,23 @@
 #include "core/buddy.h"
 #include "pt/pt_fmt.h"
 
+struct gvm_mutex;
+
 /*
  * Where page-table pages come from: 4 KiB blocks of @buddy, whose offset o
  * is CPU-writable at cpu_base + o and seen by the device at dev_base + o.
- * The buddy's chunk size must be 4 KiB.  The owner serialises the buddy.
+ * The buddy's chunk size must be 4 KiB.  If @lock is non-NULL the engine
+ * holds it around every gvm__buddy_* call (the buddy is then shared, e.g.
+ * with buffer objects and other VMs' tables); it is a leaf lock
+ * (GVM_RANK_LEAF): nothing else is taken under it.  If @lock is NULL the
+ * owner serialises the buddy.  Zero-initialise the struct (the field is
+ * read even when unused).
  */
 struct gvm_pt_mem {
 	struct gvm_buddy *buddy;
 	uint8_t *cpu_base;
 	uint64_t dev_base;
+	struct gvm_mutex *lock;		/* optional, see above */
 };
 
 /*
@@ -70,6 +78,8 @@ struct gvm_pt_vm {
 #define GVM_PT_PAT(x)	((unsigned int)(x) << GVM_PT_PAT_SHIFT)	/* 0..7 */
 #define GVM_PT_FLAGS_ALL (GVM_PT_WRITE | GVM_PT_DEVMEM | GVM_PT_ATOMIC | \
 			  GVM_PT_NULL | GVM_PT_PAT(7))
+#define GVM_PT_UNBIND	(1u << 7)	/* segment flag: clear the range (no
+					   other flag allowed) */
 
 /* One piece of backing: [addr, addr + len), 4 KiB aligned. */
 struct gvm_pt_extent {
@@ -95,12 +105,34 @@ struct gvm_pt_free_list {
 };
 
 /*
- * A prepared update (caller-owned storage).  Fields are the engine's.
+ * One segment of an update: map [va, end) to @ext[0..n) (total length
+ * end - va) with @flags, map it to nothing (GVM_PT_NULL: ext NULL, n 0), or
+ * clear it (flags == GVM_PT_UNBIND, ext NULL, n 0).  [va, end) is 4 KiB
+ * aligned, va < end.
+ */
+struct gvm_pt_seg {
+	uint64_t va, end;
+	unsigned int flags;		/* GVM_PT_* bind flags, or GVM_PT_UNBIND */
+	const struct gvm_pt_extent *ext;
+	size_t n;
+};
+
+/* A VA run [va, end) owned by an update (see "The rule" in pt.c). */
+struct gvm_pt_run {
+	uint64_t va, end;
+};
+
+/*
+ * A prepared update (caller-owned storage; it must not move while
+ * pending).  Fields are the engine's.
  */
 struct gvm_pt_update {
 	struct gvm_pt_vm *vm;
-	uint64_t va, end;		/* the op's range [va, end) */
-	bool unbind;
+	const struct gvm_pt_run *runs;	/* the union of the segments: sorted,
+					   disjoint, never adjacent */
+	size_t nr_runs;
+	struct gvm_pt_run run0;		/* runs[] when nr_runs == 1, else
+					   runs[] is allocated */
 	struct gvm_pt_rec *recs;	/* staged changes of connected tables */
 	struct gvm_pt *new_tables;	/* tables built for this update */
 	uint64_t tlb_lo, tlb_hi;	/* changed in-use entries, [lo, hi) */
@@ -130,10 +162,24 @@ int gvm__pt_vm_init(struct gvm_pt_vm *vm, const struct gvm_pt_mem *mem,
 void gvm__pt_vm_fini(struct gvm_pt_vm *vm);
 
 /*
- * Prepares binding [va, va + size) to @ext[0..n) (total length == size), or
- * to nothing for GVM_PT_NULL (ext NULL, n 0).  Whatever was mapped there is
- * replaced.  Allocates every table the bind needs; changes nothing the GPU
- * sees.  At most one update may be pending per VM (-EBUSY otherwise).
+ * Prepares one update applying @segs[0..n): sorted by va, non-overlapping
+ * (adjacent is fine); the addresses between segments are left untouched.
+ * Whatever was mapped in a segment is replaced; the result is that of
+ * applying the segments in order, except that adjacent NULL segments with
+ * equal flags act as one (largest pages).  Allocates every table the
+ * update needs; changes nothing the GPU sees.  At most one update may be
+ * pending per VM.  @segs and their extents need only live during the call.
+ * Returns 0, -EINVAL (n == 0, unsorted or overlapping segments, misaligned
+ * or empty ranges, beyond the VA bits, bad flags or extents), -EBUSY (an
+ * update is pending), -ENOMEM or -ENOSPC; nothing changed on failure.
+ */
+int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
+			   size_t n, struct gvm_pt_update *upd);
+
+/*
+ * One-segment forms of gvm__pt_update_prepare: binding [va, va + size) to
+ * @ext[0..n) (total length == size), or to nothing for GVM_PT_NULL (ext
+ * NULL, n 0); @flags must not hold GVM_PT_UNBIND.
  */
 int gvm__pt_bind_prepare(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 			 const struct gvm_pt_extent *ext, size_t n,

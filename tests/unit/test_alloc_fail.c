@@ -7,7 +7,10 @@
  */
 #include <gvm/gvm.h>
 
+#include <sys/mman.h>
+
 #include "core/alloc.h"
+#include "pt/pt.h"
 #include "harness.h"
 
 /* Arms the N-th allocation to fail; returns whether it fired. */
@@ -227,4 +230,75 @@ TEST(lockset)
 	}
 	for (int i = 0; i < 20; i++)
 		ASSERT_OK(gvm_resv_fini(&r[i]));
+}
+
+/*
+ * One page-table update of many segments (more than the walk keeps on its
+ * stack): splits a 2M leaf, rewrites a 4K table, builds new tables, clears
+ * some.  Each failed prepare leaves the tables as they were.
+ */
+TEST(pt_update_prepare)
+{
+	enum { N = 24 };
+	const uint64_t k4 = 4096, m2 = 2ull << 20, g1 = 1ull << 30;
+	uint64_t arena_size = 16ull << 20, tables;
+	struct gvm_pt_extent big = { 10 * g1, m2 }, small = { 11 * g1 + k4, m2 };
+	struct gvm_pt_extent x[N];
+	struct gvm_pt_seg s[N];
+	struct gvm_pt_update upd;
+	struct gvm_pt_xlate xl;
+	struct gvm_buddy buddy;
+	struct gvm_pt_mem mem = { 0 };
+	struct gvm_pt_vm vm;
+	long failures = 0;
+	uint8_t *arena;
+	int err, i;
+
+	arena = mmap(NULL, arena_size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(arena != MAP_FAILED);
+	ASSERT_OK(gvm__buddy_init(&buddy, arena_size, 0));
+	mem.buddy = &buddy;
+	mem.cpu_base = arena;
+	ASSERT_OK(gvm__pt_vm_init(&vm, &mem, 48));
+	ASSERT_OK(gvm__pt_bind(&vm, 0, m2, &big, 1, 0, NULL));
+	ASSERT_OK(gvm__pt_bind(&vm, m2, m2, &small, 1, 0, NULL));
+	tables = vm.nr_tables;
+	/* 8 segments in each of [0, 2M), [2M, 4M) and [1G, 1G + 2M). */
+	for (i = 0; i < N; i++) {
+		uint64_t va = (uint64_t)(i / 8) * m2 + (uint64_t)(i % 8) * 64 * k4;
+
+		if (i >= 16)
+			va += g1 - 2 * m2;
+		x[i] = (struct gvm_pt_extent){ 12 * g1 + va, 16 * k4 };
+		s[i] = (struct gvm_pt_seg){ va, va + 16 * k4, GVM_PT_WRITE,
+					    &x[i], 1 };
+		if (i % 3 == 1)
+			s[i] = (struct gvm_pt_seg){ va, va + 16 * k4,
+						    GVM_PT_UNBIND, NULL, 0 };
+	}
+	FAIL_EACH_ALLOCATION(&failures, err,
+			     gvm__pt_update_prepare(&vm, s, N, &upd), {
+		ASSERT_TRUE(!vm.pending);
+		ASSERT_EQ(vm.nr_tables, tables);
+		ASSERT_EQ(buddy.nr_allocated, tables);
+		ASSERT_OK(gvm__pt_validate(&vm));
+		ASSERT_OK(gvm__pt_translate(&vm, 0, GVM_PT_VIEW_COMMITTED,
+					    &xl));
+		ASSERT_EQ(xl.page_size, m2);
+	});
+	ASSERT_GT(failures, 5);	/* segment copy, runs, records, tables */
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	ASSERT_OK(gvm__pt_validate(&vm));
+	ASSERT_OK(gvm__pt_translate(&vm, g1 + 64 * k4, GVM_PT_VIEW_COMMITTED,
+				    &xl));		/* s[17] */
+	ASSERT_EQ(xl.addr, 12 * g1 + g1 + 64 * k4);
+	ASSERT_EQ(gvm__pt_translate(&vm, 64 * k4, GVM_PT_VIEW_COMMITTED, &xl),
+		  -ENOENT);
+	ASSERT_OK(gvm__pt_unbind(&vm, 0, 2 * g1, NULL));
+	ASSERT_EQ(vm.nr_tables, 1);
+	gvm__pt_vm_fini(&vm);
+	ASSERT_EQ(buddy.nr_allocated, 0);
+	gvm__buddy_fini(&buddy);
+	munmap(arena, arena_size);
 }

@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/debug.h"
+#include "core/sync.h"
 #include "harness.h"
 
 #define K4 4096ull
@@ -28,7 +29,7 @@ struct env {
 
 static void env_init(struct env *v, uint64_t arena_size, unsigned int va_bits)
 {
-	struct gvm_pt_mem mem;
+	struct gvm_pt_mem mem = { 0 };
 
 	v->arena_size = arena_size;
 	v->arena = mmap(NULL, arena_size, PROT_READ | PROT_WRITE,
@@ -479,30 +480,37 @@ static const struct seg *m_find(const struct model *m, uint64_t va)
 	return lo < m->n && m->s[lo].start <= va ? &m->s[lo] : NULL;
 }
 
-static void check_page(struct gvm_pt_vm *vm, const struct model *m,
-		       uint64_t va)
+static void check_page_view(struct gvm_pt_vm *vm, const struct model *m,
+			    uint64_t va, enum gvm_pt_view view)
 {
 	const struct seg *s = m_find(m, va);
 	struct gvm_pt_xlate x;
-	int ret = gvm__pt_translate(vm, va, GVM_PT_VIEW_COMMITTED, &x);
+	int ret = gvm__pt_translate(vm, va, view, &x);
 
 	if (!s || s->zapped) {
 		if (ret != -ENOENT)
-			fprintf(stderr, "va %#llx: expected unmapped\n",
-				(unsigned long long)va);
+			fprintf(stderr, "va %#llx (view %d): expected unmapped\n",
+				(unsigned long long)va, (int)view);
 		ASSERT_EQ(ret, -ENOENT);
 		ASSERT_EQ(!!x.pte, !!s);
 		return;
 	}
 	if (ret)
-		fprintf(stderr, "va %#llx: expected mapped in [%#llx, %#llx)\n",
-			(unsigned long long)va, (unsigned long long)s->start,
+		fprintf(stderr, "va %#llx (view %d): expected mapped in "
+			"[%#llx, %#llx)\n", (unsigned long long)va, (int)view,
+			(unsigned long long)s->start,
 			(unsigned long long)s->end);
 	ASSERT_OK(ret);
 	ASSERT_EQ(x.level, s->level);
 	ASSERT_EQ(gvm__ptf_attrs_of(x.pte), s->attrs);
 	ASSERT_EQ(x.addr, (s->attrs & GVM_PTF_NULL) ? 0
 			  : s->addr + (va - s->start));
+}
+
+static void check_page(struct gvm_pt_vm *vm, const struct model *m,
+		       uint64_t va)
+{
+	check_page_view(vm, m, va, GVM_PT_VIEW_COMMITTED);
 }
 
 static void check_range_pages(struct gvm_pt_vm *vm, const struct model *m,
@@ -786,4 +794,961 @@ TEST(seed000_zap_during_prepare)
 	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 4 * M2, NULL));
 	ASSERT_EQ(v.vm.nr_tables, 1);
 	env_fini(&v);
+}
+
+/* ---- multi-segment updates -------------------------------------------- */
+
+#define SEGS_MAX 8
+#define EXTS_MAX 3
+#define M1 (1ull << 20)
+
+static uint64_t flags_attrs(unsigned int flags)
+{
+	return gvm__ptf_attrs(flags & GVM_PT_WRITE, flags & GVM_PT_DEVMEM,
+			      flags & GVM_PT_ATOMIC, flags & GVM_PT_NULL,
+			      (flags >> GVM_PT_PAT_SHIFT) & 7);
+}
+
+/*
+ * Applies @s[0..n) to @m one after the other, which is what one update
+ * must produce, merging adjacent NULL (and UNBIND) segments with equal
+ * flags as the engine does.
+ */
+static void m_apply(struct model *m, const struct gvm_pt_seg *s, size_t n)
+{
+	size_t k = 0, j;
+
+	while (k < n) {
+		uint64_t end = s[k].end;
+
+		j = k + 1;
+		if (s[k].flags & (GVM_PT_NULL | GVM_PT_UNBIND))
+			while (j < n && s[j].va == end &&
+			       s[j].flags == s[k].flags)
+				end = s[j++].end;
+		if (s[k].flags & GVM_PT_UNBIND)
+			m_unbind(m, s[k].va, end - s[k].va);
+		else
+			m_bind(m, s[k].va, end - s[k].va, s[k].ext, s[k].n,
+			       flags_attrs(s[k].flags));
+		k = j;
+	}
+}
+
+/* A hash of every reachable table: entries, live counts, addresses. */
+static uint64_t tree_hash(const struct gvm_pt *t, uint64_t h)
+{
+	unsigned int i;
+
+	h = (h ^ t->dev_addr ^ ((uint64_t)t->live << 48) ^ t->level) *
+	    0x100000001b3ull;
+	for (i = 0; i < GVM_PTF_ENTRIES; i++) {
+		h = (h ^ t->cpu[i]) * 0x100000001b3ull;
+		h ^= h >> 29;
+		if (t->level && t->children[i])
+			h = tree_hash(t->children[i], h);
+	}
+	return h;
+}
+
+static uint64_t vm_hash(const struct gvm_pt_vm *vm)
+{
+	return tree_hash(vm->root, 0xcbf29ce484222325ull);
+}
+
+/* A random segment list (sorted; gaps and adjacent segments). */
+struct useg {
+	struct gvm_pt_seg s[SEGS_MAX];
+	struct gvm_pt_extent x[SEGS_MAX][EXTS_MAX];
+	size_t n;
+};
+
+static uint64_t seg_size(struct gvm_rng *r)
+{
+	uint64_t c = gvm_rng_below(r, 100);
+
+	if (c < 50)
+		return (1 + gvm_rng_below(r, 64)) * K4;
+	if (c < 75)
+		return (1 + gvm_rng_below(r, 1024)) * K4;
+	if (c < 97)
+		return (1 + gvm_rng_below(r, 8)) * M2 +
+		       gvm_rng_below(r, 3) * gvm_rng_below(r, 512) * K4;
+	return (1 + gvm_rng_below(r, 2)) * G1 + gvm_rng_below(r, 2) * M2 +
+	       gvm_rng_below(r, 2) * K4;
+}
+
+/* Backing for [va, va + size) in 1..EXTS_MAX extents, often aligned. */
+static size_t rand_ext(struct gvm_rng *r, uint64_t va, uint64_t size,
+		       struct gvm_pt_extent *x)
+{
+	uint64_t left = size, cur = va;
+	size_t n = 0;
+
+	while (left) {
+		uint64_t l = (1 + gvm_rng_below(r, left / K4)) * K4;
+		uint64_t al = rand_align(r);
+
+		if (n == EXTS_MAX - 1 || gvm_rng_below(r, 2))
+			l = left;
+		x[n].addr = down(gvm_rng_below(r, 1ull << 44), al);
+		if (gvm_rng_below(r, 4))	/* same offset as the VA */
+			x[n].addr += cur % al;
+		x[n].addr = down(x[n].addr, K4);
+		x[n++].len = l;
+		left -= l;
+		cur += l;
+	}
+	return n;
+}
+
+static void rand_segs(struct gvm_rng *r, struct useg *u)
+{
+	uint64_t va = down(gvm_rng_below(r, WINDOW / 2), rand_align(r));
+	size_t want = 1 + gvm_rng_below(r, SEGS_MAX), k;
+
+	u->n = 0;
+	for (k = 0; k < want; k++) {
+		struct gvm_pt_seg *s = &u->s[u->n];
+		uint64_t size = seg_size(r), c = gvm_rng_below(r, 100);
+
+		if (k) {
+			uint64_t g = gvm_rng_below(r, 3);	/* 0: adjacent */
+
+			if (g == 1)
+				va += (1 + gvm_rng_below(r, 32)) * K4;
+			else if (g == 2)
+				va += seg_size(r);
+		}
+		if (va + size > WINDOW)
+			break;
+		s->va = va;
+		s->end = va + size;
+		s->ext = NULL;
+		s->n = 0;
+		if (k && gvm_rng_below(r, 4) == 0) {
+			s->flags = s[-1].flags;		/* maybe merged */
+		} else if (c < 30) {
+			s->flags = GVM_PT_UNBIND;
+		} else {
+			s->flags = (gvm_rng_below(r, 3) ? GVM_PT_WRITE : 0) |
+				   GVM_PT_PAT(gvm_rng_below(r, 8));
+			if (c < 42)
+				s->flags |= GVM_PT_NULL;
+			else
+				s->flags |= gvm_rng_below(r, 2) ? GVM_PT_DEVMEM
+								: GVM_PT_ATOMIC;
+		}
+		if (!(s->flags & (GVM_PT_UNBIND | GVM_PT_NULL))) {
+			s->n = rand_ext(r, va, size, u->x[u->n]);
+			s->ext = u->x[u->n];
+		}
+		u->n++;
+		va += size;
+	}
+}
+
+/* Pages to check around an update. */
+struct pages {
+	uint64_t *va;
+	size_t n, cap;
+};
+
+static void pg_add(struct pages *p, uint64_t va)
+{
+	if (va >= (1ull << 48))
+		return;
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 4096;
+		p->va = realloc(p->va, p->cap * sizeof(*p->va));
+		ASSERT_TRUE(p->va);
+	}
+	p->va[p->n++] = va;
+}
+
+/* [a, b): every page if few, else both ends and a random sample. */
+static void pg_add_range(struct pages *p, struct gvm_rng *r, uint64_t a,
+			 uint64_t b)
+{
+	uint64_t np = b > a ? (b - a) / K4 : 0, k;
+
+	if (np <= 512) {
+		for (k = 0; k < np; k++)
+			pg_add(p, a + k * K4);
+		return;
+	}
+	for (k = 0; k < 64; k++) {
+		pg_add(p, a + k * K4);
+		pg_add(p, b - (k + 1) * K4);
+	}
+	for (k = 0; k < 256; k++)
+		pg_add(p, a + gvm_rng_below(r, np) * K4);
+}
+
+/* Around an edge @e: its pages and those at the 2M / 1G boundaries. */
+static void pg_add_edge(struct pages *p, struct gvm_rng *r, uint64_t e)
+{
+	pg_add_range(p, r, e > K64 ? e - K64 : 0, e + K64);
+	pg_add_range(p, r, down(e, M2), down(e, M2) + 2 * K4);
+	pg_add_range(p, r, up(e, M2) - 2 * K4, up(e, M2) + K4);
+	pg_add(p, down(e, G1));
+	pg_add(p, up(e, G1) - K4);
+	pg_add(p, down(e, G1) + gvm_rng_below(r, G1 / K4) * K4);
+}
+
+static void pg_for_segs(struct pages *p, struct gvm_rng *r,
+			const struct useg *u)
+{
+	size_t k;
+
+	p->n = 0;
+	for (k = 0; k < u->n; k++) {
+		const struct gvm_pt_seg *s = &u->s[k];
+
+		pg_add_edge(p, r, s->va);
+		pg_add_edge(p, r, s->end);
+		pg_add_range(p, r, s->va, s->end);
+		if (k)		/* the gap before it */
+			pg_add_range(p, r, s[-1].end, s->va);
+	}
+	pg_add_range(p, r, u->s[0].va > M2 ? u->s[0].va - M2 : 0, u->s[0].va);
+	pg_add_range(p, r, u->s[u->n - 1].end, u->s[u->n - 1].end + M2);
+}
+
+struct xl_snap {
+	int ret;
+	uint64_t addr, attrs;
+};
+
+static struct xl_snap snap_of(struct gvm_pt_vm *vm, uint64_t va)
+{
+	struct gvm_pt_xlate x;
+	struct xl_snap s;
+
+	s.ret = gvm__pt_translate(vm, va, GVM_PT_VIEW_COMMITTED, &x);
+	s.addr = x.addr;
+	s.attrs = gvm__ptf_attrs_of(x.pte);
+	return s;
+}
+
+static bool tlb_covers(const struct gvm_pt_tlb *tlb, uint64_t va)
+{
+	return tlb->full || (va >= tlb->start && va - tlb->start < tlb->size);
+}
+
+static void check_model_samples(struct env *v, const struct model *m,
+				struct gvm_rng *r)
+{
+	size_t k;
+
+	for (k = 0; k < 64; k++)
+		check_page(&v->vm, m, down(gvm_rng_below(r, WINDOW), K4));
+	for (k = 0; k < m->n && k < 64; k++) {
+		const struct seg *s = &m->s[gvm_rng_below(r, m->n)];
+
+		check_page(&v->vm, m, s->start);
+		check_page(&v->vm, m, s->end - K4);
+	}
+}
+
+/*
+ * Random multi-segment updates (map with random extents, NULL, UNBIND,
+ * read-only, gaps, adjacent segments), committed, aborted, failed by
+ * allocation injection, some with a zap between prepare and commit,
+ * against the reference model: the committed view equals the model, the
+ * staging view its future, a failed or aborted prepare changes no table,
+ * every valid translation a commit changes is inside its TLB range.
+ */
+TEST(update_reference_model)
+{
+	struct gvm_rng r = { gvm_test_seed() };
+	uint64_t steps = gvm_test_scale(400), step;
+	struct model m = { 0 }, fut = { 0 };
+	struct pages pg = { 0 };
+	struct xl_snap *pre = NULL;
+	size_t pre_cap = 0;
+	struct env v;
+
+	env_init(&v, 64ull << 20, 48);
+	for (step = 0; step < steps; step++) {
+		uint64_t before = v.vm.nr_tables, h;
+		bool abort_it = gvm_rng_below(&r, 8) == 0;
+		bool inject = gvm_rng_below(&r, 8) == 0;
+		bool zap = gvm_rng_below(&r, 6) == 0;
+		struct gvm_pt_update upd;
+		struct gvm_pt_tlb tlb;
+		struct useg u;
+		size_t k;
+		int ret;
+
+		if (gvm_rng_below(&r, 10) == 0) {	/* a zap alone */
+			uint64_t size = seg_size(&r);
+			uint64_t va = down(gvm_rng_below(&r, WINDOW - size),
+					   rand_align(&r));
+
+			ASSERT_OK(gvm__pt_zap(&v.vm, va, size, NULL));
+			m_zap(&m, va, size);
+			ASSERT_OK(gvm__pt_validate(&v.vm));
+			check_model_samples(&v, &m, &r);
+			continue;
+		}
+		rand_segs(&r, &u);
+		ASSERT_GT(u.n, 0);
+		pg_for_segs(&pg, &r, &u);
+		if (pg.n > pre_cap) {
+			pre_cap = pg.n;
+			pre = realloc(pre, pre_cap * sizeof(*pre));
+			ASSERT_TRUE(pre);
+		}
+		h = vm_hash(&v.vm);
+		if (inject) {
+			if (gvm_rng_below(&r, 2))
+				gvm__alloc_fail_nth =
+					(long)(1 + gvm_rng_below(&r, 8));
+			else
+				gvm__buddy_fail_alloc_after =
+					(long)gvm_rng_below(&r, 4);
+		}
+		ret = gvm__pt_update_prepare(&v.vm, u.s, u.n, &upd);
+		gvm__alloc_fail_nth = 0;
+		gvm__buddy_fail_alloc_after = -1;
+		if (ret) {
+			ASSERT_TRUE(ret == -ENOMEM || ret == -ENOSPC);
+			ASSERT_TRUE(!v.vm.pending);
+			ASSERT_EQ(v.vm.nr_tables, before);
+			ASSERT_TRUE(vm_hash(&v.vm) == h);
+			goto check;
+		}
+		ASSERT_OK(gvm__pt_validate(&v.vm));
+		ASSERT_TRUE(vm_hash(&v.vm) == h);	/* nothing written */
+		if (zap) {
+			uint64_t va = pg.va[gvm_rng_below(&r, pg.n)];
+			uint64_t size = gvm_rng_below(&r, 2) ? K4 : seg_size(&r);
+
+			if (va + size > WINDOW)
+				size = K4;
+			ASSERT_OK(gvm__pt_zap(&v.vm, va, size, NULL));
+			m_zap(&m, va, size);
+		}
+		m_replace(&fut, &m);
+		m_apply(&fut, u.s, u.n);
+		for (k = 0; k < pg.n; k++) {
+			check_page_view(&v.vm, &m, pg.va[k], COMMITTED);
+			check_page_view(&v.vm, &fut, pg.va[k], STAGING);
+			pre[k] = snap_of(&v.vm, pg.va[k]);
+		}
+		if (abort_it) {
+			h = vm_hash(&v.vm);
+			gvm__pt_update_abort(&upd);
+			ASSERT_EQ(v.vm.nr_tables, before);
+			ASSERT_TRUE(vm_hash(&v.vm) == h);
+		} else if (gvm_rng_below(&r, 2)) {
+			gvm__pt_update_commit(&upd, &tlb, NULL);
+			m_replace(&m, &fut);
+		} else {
+			struct gvm_pt_free_list dead = { 0 };
+
+			gvm__pt_update_commit(&upd, &tlb, &dead);
+			gvm__pt_free_deferred(&v.vm, &dead);
+			m_replace(&m, &fut);
+		}
+		for (k = 0; !abort_it && k < pg.n; k++) {
+			struct xl_snap now = snap_of(&v.vm, pg.va[k]);
+
+			if (pre[k].ret == 0 &&
+			    (now.ret || now.addr != pre[k].addr ||
+			     now.attrs != pre[k].attrs))
+				ASSERT_TRUE(tlb_covers(&tlb, pg.va[k]));
+		}
+check:
+		ASSERT_TRUE(!v.vm.pending);
+		ASSERT_OK(gvm__pt_validate(&v.vm));
+		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables);
+		if (v.vm.nr_tables != m_tables(&m, v.vm.levels))
+			fprintf(stderr, "step %llu: tables %llu model %llu\n",
+				(unsigned long long)step,
+				(unsigned long long)v.vm.nr_tables,
+				(unsigned long long)m_tables(&m, v.vm.levels));
+		ASSERT_EQ(v.vm.nr_tables, m_tables(&m, v.vm.levels));
+		for (k = 0; k < pg.n; k++)
+			check_page(&v.vm, &m, pg.va[k]);
+		check_model_samples(&v, &m, &r);
+	}
+	{
+		/* Everything unbound: back to the root alone. */
+		struct gvm_pt_seg all[3] = {
+			{ 0, WINDOW / 4, GVM_PT_UNBIND, NULL, 0 },
+			{ WINDOW / 4, WINDOW / 2, GVM_PT_UNBIND, NULL, 0 },
+			{ WINDOW / 2, WINDOW, GVM_PT_UNBIND, NULL, 0 },
+		};
+		struct gvm_pt_update upd;
+
+		ASSERT_OK(gvm__pt_update_prepare(&v.vm, all, 3, &upd));
+		gvm__pt_update_commit(&upd, NULL, NULL);
+		ASSERT_EQ(v.vm.nr_tables, 1);
+		ASSERT_OK(gvm__pt_validate(&v.vm));
+	}
+	free(pre);
+	free(pg.va);
+	free(m.s);
+	free(fut.s);
+	env_fini(&v);
+}
+
+/* ---- multi-segment updates: targeted cases ------------------------------ */
+
+#define SMAP(a, b, fl, x) ((struct gvm_pt_seg){ (a), (b), (fl), (x), 1 })
+#define SNULL(a, b) ((struct gvm_pt_seg){ (a), (b), GVM_PT_NULL, NULL, 0 })
+#define SUNMAP(a, b) ((struct gvm_pt_seg){ (a), (b), GVM_PT_UNBIND, NULL, 0 })
+
+/* The raw entry translating @va in @view (0 if none). */
+static uint64_t raw(struct gvm_pt_vm *vm, uint64_t va, enum gvm_pt_view view)
+{
+	struct gvm_pt_xlate x;
+
+	gvm__pt_translate(vm, va, view, &x);
+	return x.pte;
+}
+
+static uint64_t psize(struct gvm_pt_vm *vm, uint64_t va)
+{
+	struct gvm_pt_xlate x;
+
+	return gvm__pt_translate(vm, va, COMMITTED, &x) ? 0 : x.page_size;
+}
+
+/*
+ * Commits @upd after recording the staging view of [lo, hi); the committed
+ * raw entries must then equal it exactly.
+ */
+static void commit_as_staged(struct env *v, struct gvm_pt_update *upd,
+			     uint64_t lo, uint64_t hi, struct gvm_pt_tlb *tlb)
+{
+	uint64_t n = (hi - lo) / K4, k, *want = calloc(n, sizeof(*want));
+
+	ASSERT_TRUE(want);
+	ASSERT_OK(gvm__pt_validate(&v->vm));
+	for (k = 0; k < n; k++)
+		want[k] = raw(&v->vm, lo + k * K4, STAGING);
+	gvm__pt_update_commit(upd, tlb, NULL);
+	for (k = 0; k < n; k++)
+		ASSERT_EQ(raw(&v->vm, lo + k * K4, COMMITTED), want[k]);
+	free(want);
+	ASSERT_OK(gvm__pt_validate(&v->vm));
+}
+
+TEST(update_two_segments_split_2m_leaf)
+{
+	struct gvm_pt_extent a = { 10 * G1, M2 }, b = { 11 * G1 + K4, 2 * K4 };
+	struct gvm_pt_extent c = { 12 * G1, K64 };
+	struct gvm_pt_seg s[2] = { SMAP(K4, 3 * K4, GVM_PT_WRITE, &b),
+				   SMAP(M1, M1 + K64, 0, &c) };
+	struct gvm_pt_update upd;
+	struct gvm_pt_tlb tlb;
+	struct env v;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, M2, &a, 1, 0, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 3);
+	ASSERT_EQ(psize(&v.vm, 0), M2);
+
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &upd));
+	ASSERT_EQ(v.vm.nr_tables, 4);		/* one split copy, pending */
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), a.addr + K4);
+	ASSERT_EQ(xl(&v.vm, K4, STAGING), b.addr);
+	ASSERT_EQ(xl(&v.vm, M1, STAGING), c.addr);
+	ASSERT_EQ(xl(&v.vm, 5 * K4, STAGING), a.addr + 5 * K4);
+	commit_as_staged(&v, &upd, 0, M2, &tlb);
+	ASSERT_EQ(v.vm.nr_tables, 4);
+	ASSERT_TRUE(tlb.full || (tlb.start == 0 && tlb.size >= M2));
+
+	expect_xlate(&v.vm, 0, COMMITTED, a.addr, K4);	/* group 0 cut */
+	expect_xlate(&v.vm, K4, COMMITTED, b.addr, K4);
+	expect_xlate(&v.vm, 2 * K4, COMMITTED, b.addr + K4, K4);
+	expect_xlate(&v.vm, 3 * K4, COMMITTED, a.addr + 3 * K4, K4);
+	expect_xlate(&v.vm, 15 * K4, COMMITTED, a.addr + 15 * K4, K4);
+	/* Whole untouched groups of the copy keep their hint. */
+	expect_xlate(&v.vm, K64, COMMITTED, a.addr + K64, K64);
+	expect_xlate(&v.vm, M1 - K4, COMMITTED, a.addr + M1 - K4, K64);
+	expect_xlate(&v.vm, M1 + K4, COMMITTED, c.addr + K4, K64);
+	expect_xlate(&v.vm, M1 + K64, COMMITTED, a.addr + M1 + K64, K64);
+	expect_xlate(&v.vm, M2 - K4, COMMITTED, a.addr + M2 - K4, K64);
+	ASSERT_EQ(gvm__ptf_attrs_of(raw(&v.vm, K4, COMMITTED)),
+		  flags_attrs(GVM_PT_WRITE));
+	ASSERT_EQ(gvm__ptf_attrs_of(raw(&v.vm, 0, COMMITTED)),
+		  flags_attrs(0));
+
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
+
+TEST(update_gap_keeps_old_ptes)
+{
+	struct gvm_pt_extent h = { 5 * G1 + K64, 4 * M1 }, l = { 6 * G1, M2 };
+	struct gvm_pt_extent d = { 7 * G1, K64 }, e = { 7 * G1 + M2, K4 };
+	struct gvm_pt_seg s[4] = {
+		SMAP(K64, 2 * K64, 0, &d),
+		SUNMAP(M2 + K64, M2 + K64 + 8 * K4),	/* half a group */
+		SNULL(3 * M1, 3 * M1 + K4),		/* 1/16 of a group */
+		SMAP(6 * M1 + K4, 6 * M1 + 2 * K4, 0, &e),
+	};
+	uint64_t np = 8 * M1 / K4, k, *snap = calloc(np, sizeof(*snap));
+	struct gvm_pt_update upd;
+	struct env v;
+
+	ASSERT_TRUE(snap);
+	env_init(&v, 16ull << 20, 48);
+	/* [0, 4M): 4 KiB pages with 64 KiB hints; [4M, 6M): one 2M leaf. */
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, 4 * M1, &h, 1, GVM_PT_WRITE, NULL));
+	ASSERT_OK(gvm__pt_bind(&v.vm, 4 * M1, M2, &l, 1, 0, NULL));
+	/* One zapped entry in the gap (its group loses the hint). */
+	ASSERT_OK(gvm__pt_zap(&v.vm, M1 + 8 * K4, K4, NULL));
+	ASSERT_EQ(psize(&v.vm, 0), K64);
+	ASSERT_EQ(psize(&v.vm, 4 * M1), M2);
+	for (k = 0; k < np; k++)
+		snap[k] = raw(&v.vm, k * K4, COMMITTED);
+	ASSERT_TRUE(gvm__ptf_is_zapped(snap[(M1 + 8 * K4) / K4]));
+
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 4, &upd));
+	commit_as_staged(&v, &upd, 0, 8 * M1, NULL);
+	for (k = 0; k < np; k++) {
+		uint64_t va = k * K4, now = raw(&v.vm, va, COMMITTED);
+		bool in_seg = false, group_cut = false;
+		size_t j;
+
+		for (j = 0; j < 4; j++) {
+			in_seg |= s[j].va <= va && va < s[j].end;
+			group_cut |= down(s[j].va, K64) <= va &&
+				     va < up(s[j].end, K64);
+		}
+		if (in_seg)
+			continue;
+		if (group_cut)	/* a cut group's other members: no hint */
+			ASSERT_EQ(now, gvm__ptf_clear_cont(snap[k]));
+		else		/* the gap: exactly as before */
+			ASSERT_EQ(now, snap[k]);
+	}
+	expect_xlate(&v.vm, K64 + K4, COMMITTED, d.addr + K4, K64);
+	ASSERT_EQ(raw(&v.vm, M2 + K64, COMMITTED), 0);
+	ASSERT_EQ(psize(&v.vm, M2 + K64 + 8 * K4), K4);
+	expect_xlate(&v.vm, 3 * M1, COMMITTED, 0, K4);
+	expect_xlate(&v.vm, 6 * M1 + K4, COMMITTED, e.addr, K4);
+	ASSERT_EQ(xl(&v.vm, 6 * M1, COMMITTED), ~0ull);
+	ASSERT_EQ(psize(&v.vm, 4 * M1 + K4), M2);	/* the 2M leaf */
+
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 8 * M1, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	free(snap);
+	env_fini(&v);
+}
+
+TEST(update_adjacent_segments_at_64k_groups)
+{
+	struct gvm_pt_extent h = { 5 * G1 + K64, 512 * K4 };
+	struct gvm_pt_extent e = { 8 * G1, K64 }, f = { 9 * G1, 8 * K4 };
+	struct gvm_pt_extent g0 = { 10 * G1, 4 * K4 };
+	struct gvm_pt_extent g1 = { 10 * G1 + 4 * K4, 12 * K4 };
+	struct gvm_pt_extent w = { 11 * G1, K64 };
+	struct gvm_pt_update upd;
+	struct env v;
+	uint64_t k;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, 512 * K4, &h, 1, 0, NULL));
+	ASSERT_EQ(psize(&v.vm, 0), K64);
+
+	/* At a group boundary: map group 0 (whole: hinted), unbind group 1. */
+	{
+		struct gvm_pt_seg s[2] = { SMAP(0, K64, 0, &e),
+					   SUNMAP(K64, 2 * K64) };
+
+		ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &upd));
+		commit_as_staged(&v, &upd, 0, M2, NULL);
+	}
+	for (k = 0; k < 16; k++) {
+		expect_xlate(&v.vm, k * K4, COMMITTED, e.addr + k * K4, K64);
+		ASSERT_EQ(raw(&v.vm, K64 + k * K4, COMMITTED), 0);
+		expect_xlate(&v.vm, 2 * K64 + k * K4, COMMITTED,
+			     h.addr + 2 * K64 + k * K4, K64);
+	}
+
+	/* In the middle of a group: map half of group 2, unbind the other
+	 * half and a quarter of group 3. */
+	{
+		struct gvm_pt_seg s[2] = {
+			SMAP(2 * K64, 2 * K64 + 8 * K4, 0, &f),
+			SUNMAP(2 * K64 + 8 * K4, 3 * K64 + 4 * K4),
+		};
+
+		ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &upd));
+		commit_as_staged(&v, &upd, 0, M2, NULL);
+	}
+	for (k = 0; k < 8; k++) {
+		expect_xlate(&v.vm, 2 * K64 + k * K4, COMMITTED,
+			     f.addr + k * K4, K4);
+		ASSERT_EQ(raw(&v.vm, 2 * K64 + (8 + k) * K4, COMMITTED), 0);
+	}
+	for (k = 4; k < 16; k++)
+		expect_xlate(&v.vm, 3 * K64 + k * K4, COMMITTED,
+			     h.addr + 3 * K64 + k * K4, K4);
+	expect_xlate(&v.vm, 4 * K64, COMMITTED, h.addr + 4 * K64, K64);
+
+	/*
+	 * Two adjacent mapping segments whose backing happens to be
+	 * contiguous: no hint across segments; then a whole hinted group
+	 * next to an unbind in the following group's middle.
+	 */
+	{
+		struct gvm_pt_seg s[4] = {
+			SMAP(4 * K64, 4 * K64 + 4 * K4, 0, &g0),
+			SMAP(4 * K64 + 4 * K4, 5 * K64, 0, &g1),
+			SMAP(5 * K64, 6 * K64, GVM_PT_WRITE, &w),
+			SUNMAP(6 * K64, 6 * K64 + 8 * K4),
+		};
+
+		ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 4, &upd));
+		commit_as_staged(&v, &upd, 0, M2, NULL);
+	}
+	for (k = 0; k < 16; k++) {
+		expect_xlate(&v.vm, 4 * K64 + k * K4, COMMITTED,
+			     g0.addr + k * K4, K4);
+		expect_xlate(&v.vm, 5 * K64 + k * K4, COMMITTED,
+			     w.addr + k * K4, K64);
+	}
+	expect_xlate(&v.vm, 6 * K64 + 8 * K4, COMMITTED,
+		     h.addr + 6 * K64 + 8 * K4, K4);
+	expect_xlate(&v.vm, 7 * K64, COMMITTED, h.addr + 7 * K64, K64);
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
+
+/*
+ * The rule with segments: a zap between prepare and commit.  Outside all
+ * segments (gaps included) a zapped mapping is never resurrected; inside
+ * the segments' union the update wins, also for an entry that two
+ * adjacent segments share.
+ */
+TEST(update_zap_between_prepare_and_commit)
+{
+	struct gvm_pt_extent l = { 10 * G1, M2 }, l2 = { 12 * G1, M2 };
+	struct gvm_pt_extent h = { 11 * G1 + K64, M2 };
+	struct gvm_pt_extent nb = { 13 * G1, K4 }, nb2 = { 13 * G1 + M2, K4 };
+	struct gvm_pt_extent nb3 = { 14 * G1 + K4, M1 };
+	struct gvm_pt_seg s[5] = {
+		SMAP(2 * K4, 3 * K4, 0, &nb),		/* in leaf L */
+		SUNMAP(M1, M1 + K4),			/* in leaf L */
+		SMAP(M2 + K4, M2 + 2 * K4, 0, &nb2),	/* 4K table */
+		SMAP(2 * M2, 2 * M2 + M1, 0, &nb3),	/* leaf L2, */
+		SUNMAP(2 * M2 + M1, 3 * M2),		/* all of it */
+	};
+	struct gvm_pt_update upd;
+	struct gvm_pt_tlb tlb;
+	struct gvm_pt_xlate x;
+	struct env v;
+	uint64_t k;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, M2, &l, 1, 0, NULL));
+	ASSERT_OK(gvm__pt_bind(&v.vm, M2, M2, &h, 1, 0, NULL));
+	ASSERT_OK(gvm__pt_bind(&v.vm, 2 * M2, M2, &l2, 1, 0, NULL));
+	ASSERT_EQ(psize(&v.vm, 0), M2);
+	ASSERT_EQ(psize(&v.vm, M2), K64);
+	ASSERT_EQ(psize(&v.vm, 2 * M2), M2);
+
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 5, &upd));
+	ASSERT_OK(gvm__pt_zap(&v.vm, M1 / 2, K4, &tlb));	/* all of L */
+	ASSERT_TRUE(tlb.full || (tlb.start == 0 && tlb.size >= M2));
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2 + K4, K4, NULL));	/* in s[2] */
+	ASSERT_OK(gvm__pt_zap(&v.vm, M2 + 32 * K4, K4, NULL));	/* gap */
+	ASSERT_OK(gvm__pt_zap(&v.vm, 2 * M2 + 7 * K4, K4, NULL)); /* L2 */
+	ASSERT_EQ(xl(&v.vm, 0, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, 2 * M2 + M1 + K4, COMMITTED), ~0ull);
+
+	/* Staging shows what commit will produce. */
+	ASSERT_EQ(xl(&v.vm, 0, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, 2 * K4, STAGING), nb.addr);
+	ASSERT_EQ(xl(&v.vm, 3 * K4, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, STAGING), nb2.addr);
+	ASSERT_EQ(xl(&v.vm, M2 + 32 * K4, STAGING), ~0ull);
+	ASSERT_EQ(xl(&v.vm, M2 + 33 * K4, STAGING), h.addr + 33 * K4);
+	ASSERT_EQ(xl(&v.vm, 2 * M2 + 7 * K4, STAGING), nb3.addr + 7 * K4);
+	commit_as_staged(&v, &upd, 0, 3 * M2, &tlb);
+
+	/* Leaf L: the split copy stays zapped outside the segments. */
+	for (k = 0; k < 512; k++) {
+		uint64_t va = k * K4;
+		int ret = gvm__pt_translate(&v.vm, va, COMMITTED, &x);
+
+		if (va == 2 * K4) {
+			ASSERT_OK(ret);
+			ASSERT_EQ(x.addr, nb.addr);
+		} else if (va == M1) {
+			ASSERT_EQ(ret, -ENOENT);
+			ASSERT_EQ(x.pte, 0);		/* unbound */
+		} else {
+			ASSERT_EQ(ret, -ENOENT);
+			ASSERT_TRUE(gvm__ptf_is_zapped(x.pte));
+		}
+	}
+	/* The 4K table: the update wins in s[2], the gap stays zapped. */
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), nb2.addr);
+	ASSERT_EQ(xl(&v.vm, M2 + 32 * K4, COMMITTED), ~0ull);
+	ASSERT_TRUE(gvm__ptf_is_zapped(raw(&v.vm, M2 + 32 * K4, COMMITTED)));
+	expect_xlate(&v.vm, M2, COMMITTED, h.addr, K4);
+	expect_xlate(&v.vm, M2 + 33 * K4, COMMITTED, h.addr + 33 * K4, K4);
+	expect_xlate(&v.vm, M2 + 48 * K4, COMMITTED, h.addr + 48 * K4, K64);
+	/* Leaf L2: owned by the union of s[3] and s[4]: the update wins. */
+	for (k = 0; k < 256; k++)
+		ASSERT_EQ(xl(&v.vm, 2 * M2 + k * K4, COMMITTED),
+			  nb3.addr + k * K4);
+	for (k = 256; k < 512; k++)
+		ASSERT_EQ(raw(&v.vm, 2 * M2 + k * K4, COMMITTED), 0);
+	ASSERT_TRUE(tlb.full || (tlb.start == 0 && tlb.size >= 3 * M2));
+
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 3 * M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
+
+/*
+ * An owned entry rewritten with its old value (the same mapping bound
+ * again) after a zap between prepare and commit: the update wins, so the
+ * commit must write it although prepare left it unchanged.
+ */
+TEST(update_same_value_after_zap)
+{
+	struct gvm_pt_extent l = { 10 * G1, M2 }, p = { 11 * G1 + K4, K64 };
+	struct gvm_pt_seg s[3] = { SNULL(0, M2), SMAP(M2, M2 + K64, 0, &p),
+				   SMAP(2 * M2, 3 * M2, 0, &l) };
+	struct gvm_pt_update upd;
+	struct env v;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 3, &upd));
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 3, &upd));
+	ASSERT_OK(gvm__pt_zap(&v.vm, 0, 3 * M2, NULL));
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), ~0ull);
+	ASSERT_EQ(xl(&v.vm, K4, STAGING), 0);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, STAGING), p.addr + K4);
+	ASSERT_EQ(xl(&v.vm, 2 * M2 + K4, STAGING), l.addr + K4);
+	commit_as_staged(&v, &upd, 0, 3 * M2, NULL);
+	expect_xlate(&v.vm, K4, COMMITTED, 0, M2);
+	expect_xlate(&v.vm, M2 + K4, COMMITTED, p.addr + K4, K4);
+	expect_xlate(&v.vm, 2 * M2 + K4, COMMITTED, l.addr + K4, M2);
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 3 * M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
+
+TEST(update_invalid_segments)
+{
+	struct gvm_pt_extent x = { G1, K4 }, x2 = { G1, 2 * K4 };
+	struct gvm_pt_extent bad = { G1 + 100, K4 }, zero = { G1, 0 };
+	const struct gvm_pt_seg cases[][2] = {
+		{ SUNMAP(2 * K4, 3 * K4), SUNMAP(0, K4) },	/* unsorted */
+		{ SUNMAP(0, 2 * K4), SUNMAP(K4, 3 * K4) },	/* overlap */
+		{ SUNMAP(0, K4), SUNMAP(100, K4) },		/* misaligned */
+		{ SUNMAP(0, K4), SUNMAP(K4, 2 * K4 + 8) },
+		{ SUNMAP(0, K4), SUNMAP(K4, K4) },		/* empty */
+		{ SUNMAP(0, K4), SUNMAP(3 * K4, K4) },		/* va > end */
+		{ SUNMAP(0, K4), SUNMAP(1ull << 48, (1ull << 48) + K4) },
+		{ SUNMAP(0, K4), SUNMAP(K4, (1ull << 48) + K4) },
+		{ SUNMAP(0, K4), { K4, 2 * K4, GVM_PT_UNBIND | GVM_PT_WRITE,
+				   NULL, 0 } },
+		{ SUNMAP(0, K4), { K4, 2 * K4, GVM_PT_UNBIND, &x, 1 } },
+		{ SUNMAP(0, K4), { K4, 2 * K4, GVM_PT_NULL, &x, 1 } },
+		{ SUNMAP(0, K4), { K4, 2 * K4, GVM_PT_NULL | GVM_PT_DEVMEM,
+				   NULL, 0 } },
+		{ SUNMAP(0, K4), { K4, 2 * K4, 0, &x, 0 } },	/* no backing */
+		{ SUNMAP(0, K4), { K4, 2 * K4, 0, NULL, 1 } },
+		{ SUNMAP(0, K4), SMAP(K4, 3 * K4, 0, &x) },	/* too short */
+		{ SUNMAP(0, K4), SMAP(K4, 2 * K4, 0, &x2) },	/* too long */
+		{ SUNMAP(0, K4), SMAP(K4, 2 * K4, 0, &bad) },
+		{ SUNMAP(0, K4), SMAP(K4, 2 * K4, 0, &zero) },
+		{ SUNMAP(0, K4), SMAP(K4, 2 * K4, 1u << 8, &x) },	/* flag */
+		{ SMAP(0, K4, 0, &x), SUNMAP(0, K4) },		/* same range */
+	};
+	struct gvm_pt_extent h = { 3 * G1 + K4, M2 };
+	struct gvm_pt_update upd;
+	struct env v;
+	uint64_t hash;
+	size_t k;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, M2, &h, 1, 0, NULL));
+	hash = vm_hash(&v.vm);
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		if (gvm__pt_update_prepare(&v.vm, cases[k], 2, &upd) !=
+		    -EINVAL)
+			fprintf(stderr, "case %zu accepted\n", k);
+		ASSERT_EQ(gvm__pt_update_prepare(&v.vm, cases[k], 2, &upd),
+			  -EINVAL);
+		/* The first segment alone is fine; the pair changed nothing. */
+		ASSERT_TRUE(!v.vm.pending);
+		ASSERT_EQ(v.vm.nr_tables, 4);
+		ASSERT_TRUE(vm_hash(&v.vm) == hash);
+	}
+	ASSERT_EQ(gvm__pt_update_prepare(&v.vm, cases[0], 0, &upd), -EINVAL);
+	ASSERT_EQ(gvm__pt_update_prepare(&v.vm, NULL, 1, &upd), -EINVAL);
+	ASSERT_EQ(gvm__pt_bind_prepare(&v.vm, 0, K4, NULL, 0,
+				       GVM_PT_UNBIND, &upd), -EINVAL);
+	ASSERT_TRUE(!v.vm.pending && vm_hash(&v.vm) == hash);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, M2, NULL));
+	env_fini(&v);
+}
+
+TEST(update_busy)
+{
+	struct gvm_pt_extent x = { G1, K4 };
+	struct gvm_pt_seg s[2] = { SMAP(0, K4, 0, &x), SUNMAP(M2, 2 * M2) };
+	struct gvm_pt_seg bad[1] = { SUNMAP(K4, K4) };
+	struct gvm_pt_update upd, other;
+	struct env v;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &upd));
+	ASSERT_EQ(gvm__pt_update_prepare(&v.vm, s, 2, &other), -EBUSY);
+	ASSERT_EQ(gvm__pt_bind_prepare(&v.vm, G1, K4, &x, 1, 0, &other),
+		  -EBUSY);
+	ASSERT_EQ(gvm__pt_unbind_prepare(&v.vm, G1, K4, &other), -EBUSY);
+	ASSERT_EQ(gvm__pt_update_prepare(&v.vm, bad, 1, &other), -EINVAL);
+	ASSERT_TRUE(v.vm.pending == &upd);
+	ASSERT_EQ(xl(&v.vm, 0, STAGING), x.addr);
+	gvm__pt_update_abort(&upd);
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &other));
+	gvm__pt_update_commit(&other, NULL, NULL);
+	ASSERT_EQ(xl(&v.vm, 0, COMMITTED), x.addr);
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, K4, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+}
+
+/*
+ * Many segments (more than the walk keeps on its stack): every kind, gaps,
+ * adjacent NULL segments with equal flags (merged: a 2M NULL leaf), against
+ * the model; then one update unbinding it all.
+ */
+TEST(update_many_segments)
+{
+	enum { N = 96 };
+	struct gvm_pt_seg s[N], un[N];
+	struct gvm_pt_extent x[N];
+	struct gvm_pt_update upd;
+	struct model m = { 0 };
+	uint64_t va = G1, k;
+	size_t n = 0, i;
+	struct env v;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, 2 * G1, NULL, 0, GVM_PT_NULL |
+			       GVM_PT_WRITE, NULL));
+	m_bind(&m, 0, 2 * G1, NULL, 0, flags_attrs(GVM_PT_NULL |
+						     GVM_PT_WRITE));
+	/* Two halves of a 2M range, NULL with equal flags. */
+	s[n++] = SNULL(4 * G1, 4 * G1 + M1);
+	s[n++] = SNULL(4 * G1 + M1, 4 * G1 + M2);
+	for (i = 0; n < N; i++) {
+		uint64_t size = (1 + i % 7) * K4 + (i % 5 == 0 ? M2 : 0);
+
+		va += (i % 3) * K4 * (1 + i % 4) + (i % 11 == 0 ? M2 : 0);
+		x[n] = (struct gvm_pt_extent){ 20 * G1 + va, size };
+		switch (i % 4) {
+		case 0:
+		case 1:
+			s[n] = SMAP(va, va + size, GVM_PT_WRITE, &x[n]);
+			break;
+		case 2:
+			s[n] = SUNMAP(va, va + size);
+			break;
+		default:
+			s[n] = SNULL(va, va + size);
+			break;
+		}
+		n++;
+		va += size;
+	}
+	/* sort: the two NULL halves at 4G go last */
+	{
+		struct gvm_pt_seg t0 = s[0], t1 = s[1];
+
+		memmove(s, s + 2, (N - 2) * sizeof(*s));
+		s[N - 2] = t0;
+		s[N - 1] = t1;
+	}
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, N, &upd));
+	m_apply(&m, s, N);
+	for (k = G1 - M2; k < va + M2; k += K4)
+		check_page_view(&v.vm, &m, k, STAGING);
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	for (k = G1 - M2; k < va + M2; k += K4)
+		check_page(&v.vm, &m, k);
+	ASSERT_EQ(v.vm.nr_tables, m_tables(&m, v.vm.levels));
+	expect_xlate(&v.vm, 4 * G1 + 5 * K4, COMMITTED, 0, M2);
+
+	for (i = 0; i < N; i++)
+		un[i] = SUNMAP(s[i].va, s[i].end);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, un, N, &upd));
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	m_apply(&m, un, N);
+	for (k = G1 - M2; k < va + M2; k += K4)
+		check_page(&v.vm, &m, k);
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, 8 * G1, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	free(m.s);
+	env_fini(&v);
+}
+
+/*
+ * A shared table-memory buddy: mem.lock (a leaf lock) is held around the
+ * buddy calls only, so the engine may run under vm->lock and the notifier
+ * lock (commit frees tables at once here).
+ */
+TEST(mem_lock)
+{
+	struct gvm_pt_extent x = { G1 + K4, 4 * M2 };
+	struct gvm_pt_seg s[2] = { SMAP(0, 4 * M2, 0, &x),
+				   SNULL(8 * M2, 9 * M2 + K4) };
+	struct gvm_mutex lock, vm_lock, notifier;
+	struct gvm_pt_free_list dead = { 0 };
+	struct gvm_pt_update upd;
+	struct env v;
+
+	gvm__mutex_init(&lock, "pt.mem", GVM_RANK_LEAF);
+	gvm__mutex_init(&vm_lock, "vm.lock", GVM_RANK_VM);
+	gvm__mutex_init(&notifier, "vm.notifier_lock", GVM_RANK_NOTIFIER);
+	env_init(&v, 16ull << 20, 48);
+	v.vm.mem.lock = &lock;
+	gvm__mutex_lock(&vm_lock);
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, s, 2, &upd));
+	gvm__mutex_lock(&notifier);
+	gvm__pt_update_commit(&upd, NULL, NULL);
+	gvm__mutex_unlock(&notifier);
+	ASSERT_EQ(xl(&v.vm, M2 + K4, COMMITTED), x.addr + M2 + K4);
+	ASSERT_OK(gvm__pt_unbind_prepare(&v.vm, 0, 16 * M2, &upd));
+	gvm__mutex_lock(&notifier);
+	gvm__pt_update_commit(&upd, NULL, &dead);
+	gvm__mutex_unlock(&notifier);
+	gvm__pt_free_deferred(&v.vm, &dead);
+	gvm__mutex_unlock(&vm_lock);
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	ASSERT_EQ(v.buddy.nr_allocated, 1);
+	ASSERT_OK(pthread_mutex_trylock(&lock.m));	/* not left held */
+	pthread_mutex_unlock(&lock.m);
+#if GVM_DEBUG >= 1
+	/* The engine does take it: holding it already is recursion. */
+	x.len = K4;
+	ASSERT_DEATH((gvm__mutex_lock(&lock),
+		      gvm__pt_bind(&v.vm, 0, K4, &x, 1, 0, NULL)),
+		     "recursive locking");
+#endif
+	env_fini(&v);
+	gvm__mutex_fini(&notifier);
+	gvm__mutex_fini(&vm_lock);
+	gvm__mutex_fini(&lock);
 }
