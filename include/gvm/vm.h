@@ -84,6 +84,9 @@ struct gvm_vm_stats {
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
 	uint64_t bytes_to_vram, bytes_to_system;
+	uint64_t userptr_invalidations;	/* userptr VMAs zapped by the CPU
+					   side (munmap, madvise, ...) */
+	uint64_t userptr_repins;	/* of them refetched and rebound */
 	bool banned;
 };
 GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);

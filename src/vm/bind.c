@@ -113,6 +113,8 @@ struct bind_job {
 	struct gvm_pt_extent *ext;
 	struct gvm_vma **dead;		/* VMAs that went away */
 	size_t nr_dead;
+	struct gvm_vma **up;		/* new userptr VMAs */
+	size_t nr_up;
 };
 
 struct bind {
@@ -125,6 +127,8 @@ struct bind {
 	struct gvm_va_ops *lists;	/* one or more per op, applied */
 	size_t nr_lists, cap_lists;
 	bool removes;			/* some list takes mappings away */
+	struct gvm_vma **up;		/* new userptr VMAs (attached) */
+	size_t nr_up, cap_up;
 	bool prefetch;			/* the array has PREFETCH ops */
 
 	struct range *touched;		/* sorted, merged */
@@ -226,9 +230,10 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 		return f || op->bo ? -EINVAL : 0;
 	case GVM_BIND_MAP_USERPTR:
 		if (f & ~(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE) || op->bo ||
-		    !vm->mm)
+		    !vm->mm || (op->userptr & 4095) ||
+		    op->userptr + op->range < op->userptr)
 			return -EINVAL;
-		return -EOPNOTSUPP;
+		return 0;
 	case GVM_BIND_PREFETCH:
 		if (f || op->bo || (op->prefetch_mem != GVM_MEM_SYSTEM &&
 				    op->prefetch_mem != GVM_MEM_VRAM))
@@ -269,6 +274,11 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 				      : op->old->addr;
 			hi = op->next ? op->next->addr
 				      : op->old->addr + op->old->range;
+			/* userptr pieces always rebind (new notifiers) */
+			if (gvm__va_kind(op->old) == GVM_VA_KIND_USERPTR) {
+				lo = op->old->addr;
+				hi = lo + op->old->range;
+			}
 			b->removes = true;
 			break;
 		default:
@@ -371,6 +381,13 @@ static int parse(struct bind *b)
 						     op->bo, op->bo_offset,
 						     va_flags(op), &l);
 			break;
+		case GVM_BIND_MAP_USERPTR:
+			err = gvm__va_map_ops_create(space, op_addr(b->vm, op),
+						     op->range, NULL,
+						     op->userptr,
+						     va_flags(op) |
+						     GVM_VA_KIND_USERPTR, &l);
+			break;
 		case GVM_BIND_UNMAP:
 			err = gvm__va_unmap_ops_create(space,
 						       op_addr(b->vm, op),
@@ -389,6 +406,59 @@ static int parse(struct bind *b)
 			err = add_list(b, &l);
 	}
 	return err;
+}
+
+/*
+ * Gives every new userptr VMA (a MAP_USERPTR's, and the pieces of a split
+ * userptr) its notifier and fetches its pages: vm->lock held, no
+ * reservation yet (fetching may block on the mm).
+ */
+static int attach_userptrs(struct bind *b)
+{
+	size_t i, j, k;
+	int err;
+
+	for (i = 0; i < b->nr_lists; i++) {
+		struct gvm_va_ops *l = &b->lists[i];
+
+		for (j = 0; j < l->nr; j++) {
+			struct gvm_va *nv[3] = { l->op[j].map, l->op[j].prev,
+						 l->op[j].next };
+
+			for (k = 0; k < 3; k++) {
+				if (!nv[k] ||
+				    gvm__va_kind(nv[k]) != GVM_VA_KIND_USERPTR)
+					continue;
+				err = GROW(b->up, b->cap_up, b->nr_up + 1);
+				if (err)
+					return err;
+				b->up[b->nr_up++] = to_vma(nv[k]);
+				err = gvm__userptr_attach(b->vm, to_vma(nv[k]));
+				/*
+				 * A piece of a split userptr whose memory is
+				 * gone is kept without PTEs: only the op that
+				 * named the memory fails for it.
+				 */
+				if (k && (err == -EFAULT || err == -EPERM)) {
+					gvm__userptr_set_gone(to_vma(nv[k]));
+					err = 0;
+				}
+				if (err)
+					return err;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Error path, no lock held: removes the notifiers attach_userptrs made. */
+static void detach_userptrs(struct bind *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nr_up; i++)
+		gvm__userptr_detach(b->up[i]);
+	b->nr_up = 0;
 }
 
 static void unwind(struct bind *b)
@@ -599,24 +669,24 @@ static int add_seg(struct bind *b, uint64_t lo, uint64_t hi,
 	s->end = hi;
 	s->ext = NULL;
 	s->n = 0;
-	if (!va) {
+	if (!va || (gvm__va_kind(va) == GVM_VA_KIND_USERPTR &&
+		    gvm__userptr_gone(to_vma((struct gvm_va *)va)))) {
 		s->flags = GVM_PT_UNBIND;
 	} else {
-		s->flags = GVM_PT_PAT((va->flags & GVM_VA_PAT_MASK) >>
-				      GVM_VA_PAT_SHIFT & 7);
-		if (!(va->flags & GVM_VA_READONLY))
-			s->flags |= GVM_PT_WRITE;
-		if (gvm__va_kind(va) == GVM_VA_KIND_NULL) {
-			s->flags |= GVM_PT_NULL;
-		} else {
-			struct gvm_bo *bo = va->obj;
-
-			s->flags |= GVM_PT_ATOMIC | gvm__bo_pt_flags(bo);
-			err = gvm__bo_extents(bo, va->obj_offset + (lo - va->addr),
+		s->flags = gvm__vma_pt_flags(to_vma((struct gvm_va *)va));
+		if (gvm__va_kind(va) == GVM_VA_KIND_BO)
+			err = gvm__bo_extents(va->obj,
+					      va->obj_offset + (lo - va->addr),
 					      hi - lo, &b->ext, &b->nr_ext,
 					      &b->cap_ext);
-			if (err)
-				return err;
+		else if (gvm__va_kind(va) == GVM_VA_KIND_USERPTR)
+			err = gvm__userptr_extents(to_vma((struct gvm_va *)va),
+						   lo - va->addr, hi - lo,
+						   &b->ext, &b->nr_ext,
+						   &b->cap_ext);
+		if (err)
+			return err;
+		if (b->nr_ext > first) {
 			s->ext = (const struct gvm_pt_extent *)(uintptr_t)first;
 			s->n = b->nr_ext - first;
 		}
@@ -773,6 +843,7 @@ static void bind_job_release(struct bind_job *bj)
 	for (i = 0; i < bj->nr_dead; i++)
 		gvm__vma_free(bj->dead[i]);
 	free(bj->dead);
+	free(bj->up);
 	free(bj->segs);
 	free(bj->ext);
 	gvm__vm_put(bj->vm);
@@ -784,6 +855,29 @@ static void bind_job_release(struct bind_job *bj)
  * lock; returns the TLB range in @tlb and unlinked tables in @dead.
  * vm->lock held.
  */
+/*
+ * The userptr side of a page-table commit, in the same notifier_lock
+ * section: new userptr VMAs go live (and are zapped again if their pages
+ * went stale since the fetch: then @tlb becomes a full flush), removed ones
+ * stop being zapped by their notifiers.
+ */
+static void userptr_transitions(struct gvm_vma **up, size_t nr_up,
+				struct gvm_vma **dead, size_t nr_dead,
+				struct gvm_pt_tlb *tlb)
+{
+	size_t i;
+
+	for (i = 0; i < nr_up; i++) {
+		if (gvm__userptr_commit(up[i], true)) {
+			tlb->full = true;
+			tlb->start = tlb->size = 0;
+		}
+	}
+	for (i = 0; i < nr_dead; i++)
+		if (dead[i]->userptr)
+			gvm__userptr_commit(dead[i], false);
+}
+
 static int pt_write(struct gvm_vm *vm, const struct gvm_pt_seg *segs,
 		    size_t nr, struct gvm_pt_tlb *tlb,
 		    struct gvm_pt_free_list *dead)
@@ -871,6 +965,12 @@ static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	err = gvm__vm_banned(vm) ? -EIO : inject(GVM_BIND_STAGE_RUN);
 	if (!err)
 		err = pt_write(vm, bj->segs, bj->nr_segs, &tlb, &dead);
+	if (!err && (bj->nr_up || bj->nr_dead)) {
+		gvm__mutex_lock(&vm->notifier_lock);
+		userptr_transitions(bj->up, bj->nr_up, bj->dead, bj->nr_dead,
+				    &tlb);
+		gvm__mutex_unlock(&vm->notifier_lock);
+	}
 	gvm__mutex_unlock(&vm->lock);
 	if (err) {
 		gvm__vm_ban(vm, err);
@@ -1117,6 +1217,7 @@ static void bind_fini(struct bind *b)
 		dep_proxy_free(b->proxies[i]);
 	free(b->proxies);
 	free(b->dead);
+	free(b->up);
 	free(b->rf);
 	if (b->done)
 		gvm_fence_put(b->done);
@@ -1175,6 +1276,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	}
 	err = parse(&b);
 	if (!err)
+		err = attach_userptrs(&b);
+	if (!err)
 		err = collect_bos(&b);
 	if (!err)
 		err = lock_all(&b);
@@ -1195,11 +1298,11 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 
 	/* ---- point of no return ---- */
 	if (b.inline_bind) {
-		if (b.upd_prepared) {
-			gvm__mutex_lock(&vm->notifier_lock);
+		gvm__mutex_lock(&vm->notifier_lock);
+		if (b.upd_prepared)
 			gvm__pt_update_commit(&b.upd, &tlb, &dead_pts);
-			gvm__mutex_unlock(&vm->notifier_lock);
-		}
+		userptr_transitions(b.up, b.nr_up, b.dead, b.nr_dead, &tlb);
+		gvm__mutex_unlock(&vm->notifier_lock);
 		done = b.done;
 		b.done = NULL;
 	} else {
@@ -1216,6 +1319,10 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		bj->ext = b.ext;
 		bj->dead = b.dead;
 		bj->nr_dead = b.nr_dead;
+		bj->up = b.up;
+		bj->nr_up = b.nr_up;
+		b.up = NULL;
+		b.nr_up = 0;
 		b.segs = NULL;
 		b.ext = NULL;
 		b.dead = NULL;
@@ -1258,6 +1365,17 @@ out_unwind:
 	}
 	unwind(&b);
 	gvm__vm_stat_add(vm, bind_errors, 1);
+	if (b.nr_up) {
+		/* Notifiers are removed with no lock held; the VMAs are still
+		 * the lists' (fini frees them). */
+		if (b.ls_init) {
+			gvm_lockset_fini(&b.ls);
+			b.ls_init = false;
+		}
+		gvm__mutex_unlock(&vm->lock);
+		detach_userptrs(&b);
+		gvm__mutex_lock(&vm->lock);
+	}
 out_unlock:
 	fini_lists(&b);
 	gvm__mutex_unlock(&vm->lock);

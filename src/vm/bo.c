@@ -315,11 +315,19 @@ out:
 int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
 		    struct gvm_pt_extent **out, size_t *n, size_t *cap)
 {
+	return gvm__extents_slice(bo->mem.ext, bo->mem.nr_ext, offset, len,
+				  out, n, cap);
+}
+
+int gvm__extents_slice(const struct gvm_pt_extent *ext, size_t nr,
+		       uint64_t offset, uint64_t len,
+		       struct gvm_pt_extent **out, size_t *n, size_t *cap)
+{
 	uint64_t pos = 0;
 	size_t k;
 
-	for (k = 0; k < bo->mem.nr_ext && len; k++) {
-		const struct gvm_pt_extent *x = &bo->mem.ext[k];
+	for (k = 0; k < nr && len; k++) {
+		const struct gvm_pt_extent *x = &ext[k];
 		uint64_t skip, take;
 
 		if (pos + x->len <= offset) {

@@ -9,8 +9,9 @@
  *      mapped in the VM with the lockset (ww back-off), one fence slot each
  *   3. revalidate: move evicted BOs back to VRAM (evicting idle BOs of
  *      others if needed), rebind the VMAs of BOs that moved since the last
- *      exec (their PTEs were zapped by the move), bump the LRU;
- *      invalidated userptrs later
+ *      exec (their PTEs were zapped by the move), bump the LRU; before
+ *      the reservations are taken: refetch and rebind the userptrs on the
+ *      VM's invalidated list (userptr.c)
  *   4. a job on the queue: dependencies are the in-syncs, the VM's KERNEL
  *      fences (binds and moves submitted before) and the external BOs'
  *      KERNEL fences (their moves)
@@ -186,7 +187,10 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		err = vm->closed ? -EINVAL : -EIO;
 		goto err;
 	}
-	err = lock_vm(&ls, vm);
+	/* Userptrs are refetched before any reservation is taken. */
+	err = gvm__userptr_revalidate(vm);
+	if (!err)
+		err = lock_vm(&ls, vm);
 	if (!err)
 		err = revalidate(vm);
 	for (i = 0; !err && i < set.nr_in; i++)

@@ -31,6 +31,7 @@
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "core/trace.h"
+#include "mm/mm.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
@@ -43,6 +44,7 @@ static void vm_free(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->lock);
+	gvm_mm_put(vm->mm);
 	free(vm);
 	gvm_device_put(dev);
 }
@@ -83,7 +85,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	if (!vm)
 		return -ENOMEM;
 	vm->dev = dev;
-	vm->mm = mm;
+	vm->mm = mm ? gvm_mm_get(mm) : NULL;
 	vm->flags = flags;
 	gvm__ref_init(&vm->refcount);
 	gvm__mutex_init(&vm->lock, "vm.lock", GVM_RANK_VM);
@@ -93,6 +95,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_resv_init(&vm->resv);
 	gvm_list_init(&vm->vm_bos);
 	gvm_list_init(&vm->range_fences);
+	gvm_list_init(&vm->userptr_invalidated);
 	err = gvm__va_space_init(&vm->va, 0, 1ull << dev->desc.va_bits,
 				 sizeof(struct gvm_vma));
 	if (err)
@@ -127,34 +130,38 @@ err_free:
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->lock);
+	gvm_mm_put(vm->mm);
 	free(vm);
 	return err;
 }
 
 void gvm__vma_free(struct gvm_vma *vma)
 {
+	gvm__userptr_detach(vma);
 	if (vma->bo_ref)
 		gvm_bo_put(gvm__vma_bo(vma));
 	gvm__ufence_put(vma->ufence);
 	free(vma);
 }
 
+/* Collects the VMAs left at teardown, to free once vm->lock is dropped. */
 static void release_vma(struct gvm_va *va, void *arg)
 {
 	struct gvm_vma *vma = to_vma(va);
 
-	(void)arg;
-	gvm__vma_free(vma);	/* its handle goes with the VM */
+	/* Its handle goes with the VM: reuse the link. */
+	gvm_list_add_tail(&vma->vm_bo_link, arg);
 }
 
-void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
+struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
+				     const struct gvm_pt_tlb *tlb)
 {
 	struct gvm_device *dev = vm->dev;
 	struct gvm_fence *done = NULL;
 	int err;
 
 	if (!tlb->full && !tlb->size)
-		return;
+		return NULL;
 	GVM_TRACE_TLB_INVAL(vm->dev, vm->dev->name, tlb->start, tlb->full ? 0 : tlb->size);
 	gvm__vm_stat_add(vm, tlb_invals, 1);
 	if (tlb->full)
@@ -173,21 +180,59 @@ void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
 	if (err) {
 		/* Nothing safe remains but to stop using the VM. */
 		gvm__vm_ban(vm, err);
-		return;
+		return NULL;
 	}
-	gvm_fence_wait(done, GVM_TIMEOUT_INFINITE);
-	gvm_fence_put(done);
+	return done;
+}
+
+void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb)
+{
+	struct gvm_fence *done = gvm__vm_tlb_submit(vm, tlb);
+
+	if (done) {
+		gvm_fence_wait(done, GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(done);
+	}
+}
+
+int gvm__vma_cmp_addr(const void *a, const void *b)
+{
+	const struct gvm_vma *x = *(struct gvm_vma *const *)a;
+	const struct gvm_vma *y = *(struct gvm_vma *const *)b;
+
+	return x->va.addr < y->va.addr ? -1 : x->va.addr > y->va.addr;
+}
+
+unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma)
+{
+	const struct gvm_va *va = &vma->va;
+	unsigned int f = GVM_PT_PAT(((va->flags & GVM_VA_PAT_MASK) >>
+				     GVM_VA_PAT_SHIFT) & 7);
+
+	if (!(va->flags & GVM_VA_READONLY))
+		f |= GVM_PT_WRITE;
+	switch (gvm__va_kind(va)) {
+	case GVM_VA_KIND_NULL:
+		return f | GVM_PT_NULL;
+	case GVM_VA_KIND_BO:
+		return f | GVM_PT_ATOMIC | gvm__bo_pt_flags(va->obj);
+	default:
+		return f | GVM_PT_ATOMIC;
+	}
 }
 
 int gvm_vm_destroy(struct gvm_vm *vm)
 {
 	struct gvm_device *dev;
 	struct gvm_pt_tlb tlb = { .full = true };
-	struct gvm_list *pos, *tmp;
+	struct gvm_list *pos, *tmp, dead;
+	struct gvm_va_iter it;
+	struct gvm_va *va;
 
 	if (!vm)
 		return -EINVAL;
 	dev = vm->dev;
+	gvm_list_init(&dead);
 	gvm__mutex_lock(&vm->lock);
 	if (vm->closed || vm->nr_queues) {
 		gvm__mutex_unlock(&vm->lock);
@@ -213,10 +258,14 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 		gvm_resv_unlock(vb->bo->resv);
 	}
 	gvm__mutex_lock(&vm->notifier_lock);
+	/* Invalidations must not zap tables that are going away. */
+	gvm_va_for_each_in_range(va, &vm->va, vm->va.start, vm->va.range, &it)
+		if (gvm__va_kind(va) == GVM_VA_KIND_USERPTR)
+			gvm__userptr_commit(to_vma(va), false);
 	gvm__pt_vm_fini(&vm->pt);
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm__vm_tlb_flush(vm, &tlb);
-	gvm__va_space_fini(&vm->va, release_vma, NULL);
+	gvm__va_space_fini(&vm->va, release_vma, &dead);
 	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
 		gvm_list_del(pos);
 		free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
@@ -230,6 +279,10 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 		free(rf);
 	}
 	gvm__mutex_unlock(&vm->lock);
+	/* Userptr notifiers are removed with no lock held. */
+	gvm_list_for_each_safe(pos, tmp, &dead)
+		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
+					     vm_bo_link));
 	dev->ops->vm_detach(dev, vm->dev_priv);
 	gvm__vm_put(vm);
 	return 0;
@@ -291,6 +344,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(evictions);
 	C(bytes_to_vram);
 	C(bytes_to_system);
+	C(userptr_invalidations);
+	C(userptr_repins);
 #undef C
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);

@@ -38,6 +38,8 @@ struct gvm_vma {
 	struct gvm_ufence *ufence;	/* user fence of the bind that made
 					   it (reference), or NULL */
 	bool bo_ref;			/* holds a reference on the BO */
+	struct gvm_userptr *userptr;	/* KIND_USERPTR: its CPU side
+					   (userptr.c) */
 };
 
 static inline struct gvm_vma *to_vma(struct gvm_va *va)
@@ -72,6 +74,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t tlb_invals, tlb_full_flushes;
 	uint64_t faults, execs, evictions;
 	uint64_t bytes_to_vram, bytes_to_system;
+	uint64_t userptr_invalidations, userptr_repins;
 };
 
 struct gvm_vm {
@@ -96,6 +99,8 @@ struct gvm_vm {
 	struct gvm_pt_vm pt;		/* vm->lock (+ notifier_lock) */
 	struct gvm_list vm_bos;		/* vm->lock */
 	struct gvm_list range_fences;	/* vm->lock */
+	struct gvm_list userptr_invalidated; /* notifier_lock: userptrs whose
+					   PTEs were zapped (userptr.c) */
 	struct gvm_queue *bind_q;	/* default bind queue; immutable */
 	uint32_t banned;		/* atomic: a bind failed after its
 					   point of no return */
@@ -143,6 +148,47 @@ void gvm__vma_free(struct gvm_vma *vma);
  * -ENOSPC with nothing changed (still evicted).
  */
 int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb);
+
+/* Userptr (userptr.c). */
+struct gvm_userptr;
+/* Before the point of no return, vm->lock held, no reservation. */
+int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma);
+/* No lock held (removes the notifier). */
+void gvm__userptr_detach(struct gvm_vma *vma);
+/*
+ * A userptr piece whose CPU memory is gone (a split of a userptr over
+ * unmapped memory): it keeps no PTEs, the GPU faults there.  vm->lock.
+ */
+bool gvm__userptr_gone(const struct gvm_vma *vma);
+void gvm__userptr_set_gone(struct gvm_vma *vma);
+int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
+			 uint64_t len, struct gvm_pt_extent **out, size_t *n,
+			 size_t *cap);
+/*
+ * notifier_lock held, right after the page-table commit that wrote (@live)
+ * or dropped the VMA's PTEs.  Returns true if the pages went stale since
+ * the fetch: the PTEs were zapped again, a TLB flush of the VMA is needed.
+ */
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live);
+/* Exec: vm->lock held, no reservation.  0, -ENOMEM, -ENOSPC, -EAGAIN. */
+int gvm__userptr_revalidate(struct gvm_vm *vm);
+
+/* qsort() comparator of struct gvm_vma pointers by address. */
+int gvm__vma_cmp_addr(const void *a, const void *b);
+/* The page-table flags of a VMA's PTEs (backing lock held for BOs). */
+unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma);
+
+/*
+ * Slices [offset, offset + len) out of the extent list @x[0..nr),
+ * appending to *@out (bo.c).  0 or -ENOMEM.
+ */
+int gvm__extents_slice(const struct gvm_pt_extent *x, size_t nr,
+		       uint64_t offset, uint64_t len,
+		       struct gvm_pt_extent **out, size_t *n, size_t *cap);
+
+/* Submits a TLB invalidation of @tlb: its fence, or NULL if none needed. */
+struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
+				     const struct gvm_pt_tlb *tlb);
 
 /*
  * Submits a TLB invalidation of @tlb and waits for it.  No lock needed

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Userptr on real process memory, in the style of IGT's xe_exec_*
+ * userptr / userptr-invalidate tests: the GPU maps ordinary mmap() memory,
+ * the application unmaps, remaps, madvises and forks behind its back, and
+ * the GPU's results must always match the CPU's view of memory.
+ */
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <gvm/gvm.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "mm/mm.h"
+
+#define K4 4096ull
+#define VA 0x20000000ull
+
+struct ctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void setup(struct ctx *c)
+{
+	ASSERT_OK(gvm_mm_self(&c->mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, c->mm, 0, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+}
+
+static void teardown(struct ctx *c)
+{
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	gvm_mm_put(c->mm);
+}
+
+static int bind_userptr(struct ctx *c, uint64_t va, void *cpu, uint64_t len,
+			uint32_t flags)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .flags = flags,
+				  .addr = va, .range = len,
+				  .userptr = (uint64_t)(uintptr_t)cpu };
+
+	return gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0);
+}
+
+static int run(struct ctx *c, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int st = gvm_exec(c->q, k, &s, 1);
+
+	if (st)
+		return st;
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st < 0 ? st : 0;
+}
+
+static int store(struct ctx *c, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, va, v, 64));
+	return run(c, &k);
+}
+
+static void *map_pages(size_t n)
+{
+	void *p = mmap(NULL, n * K4, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	return p;
+}
+
+TEST(store_to_malloc_memory)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(4);
+	p[0] = 1;
+	ASSERT_OK(bind_userptr(&c, VA, p, 4 * K4, 0));
+	for (uint64_t i = 0; i < 4; i++)
+		ASSERT_OK(store(&c, VA + i * K4 + 8, 100 + i));
+	for (uint64_t i = 0; i < 4; i++)
+		ASSERT_EQ(p[i * K4 / 8 + 1], 100 + i);
+	ASSERT_EQ(p[0], 1);
+	teardown(&c);
+	munmap(p, 4 * K4);
+}
+
+TEST(bind_errors)
+{
+	struct ctx c;
+	uint8_t *p, *ro;
+
+	setup(&c);
+	p = map_pages(4);
+	munmap(p + 2 * K4, K4);			/* a hole */
+	ASSERT_EQ(bind_userptr(&c, VA, p, 4 * K4, 0), -EFAULT);
+	ASSERT_EQ(bind_userptr(&c, VA, p + 1, K4, 0), -EINVAL);
+	ro = mmap(NULL, K4, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(ro != MAP_FAILED);
+	ASSERT_EQ(bind_userptr(&c, VA, ro, K4, 0), -EPERM);
+	ASSERT_OK(bind_userptr(&c, VA, ro, K4, GVM_BIND_READONLY));
+	ASSERT_EQ(store(&c, VA, 1), -EIO);	/* read-only mapping */
+	{
+		struct gvm_vm_stats st;
+
+		ASSERT_OK(gvm_vm_stats(c.vm, &st));
+		ASSERT_EQ(st.vmas, 1);		/* the failed binds left none */
+	}
+	teardown(&c);
+	munmap(p, 2 * K4);
+	munmap(p + 3 * K4, K4);
+	munmap(ro, K4);
+}
+
+TEST(munmap_invalidates)
+{
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(4);
+	ASSERT_OK(bind_userptr(&c, VA, p, 4 * K4, 0));
+	ASSERT_OK(store(&c, VA, 1));
+	ASSERT_EQ(p[0], 1);
+	munmap(p + K4 / 8 * 2, K4);		/* part of it */
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.userptr_invalidations, 1);
+	/* The memory is gone: the mapping stays invalid, the GPU faults
+	 * (the exec itself does not fail). */
+	ASSERT_EQ(store(&c, VA, 2), -EIO);
+	ASSERT_EQ(p[0], 1);
+	/* Rebinding what is still mapped works (the piece left over the
+	 * hole stays invalid). */
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(store(&c, VA + 8, 3));
+	ASSERT_EQ(p[1], 3);
+	teardown(&c);
+	munmap(p, 2 * K4);
+	munmap(p + 3 * K4 / 8, K4);
+}
+
+TEST(map_fixed_over_is_seen)
+{
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(store(&c, VA, 7));
+	ASSERT_EQ(p[0], 7);
+	q = mmap(p, 2 * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(q == p);
+	ASSERT_EQ(p[0], 0);			/* new memory */
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	/* The exec repins the new pages: the GPU writes what the CPU sees. */
+	ASSERT_OK(store(&c, VA + 8, 8));
+	ASSERT_EQ(p[1], 8);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_GE(st.userptr_invalidations, 1);
+	ASSERT_GE(st.userptr_repins, 1);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+TEST(madvise_dontneed_is_seen)
+{
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(store(&c, VA, 5));
+	ASSERT_OK(madvise(p, 2 * K4, MADV_DONTNEED));
+	ASSERT_EQ(p[0], 0);
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.userptr_invalidations, 1);
+	ASSERT_OK(store(&c, VA + K4, 6));
+	ASSERT_EQ(p[K4 / 8], 6);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+TEST(mremap_part_is_seen)
+{
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_pages(4);
+	ASSERT_OK(bind_userptr(&c, VA, p, 4 * K4, 0));
+	ASSERT_OK(store(&c, VA, 1));
+	q = mremap(p + 3 * K4 / 8, K4, K4, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   map_pages(1));
+	ASSERT_TRUE(q != MAP_FAILED);
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	/* The last page moved away: the mapping cannot be repinned. */
+	ASSERT_EQ(store(&c, VA, 2), -EIO);
+	ASSERT_EQ(p[0], 1);
+	teardown(&c);
+	munmap(p, 3 * K4);
+	munmap(q, K4);
+}
+
+TEST(fork_parent_keeps_working)
+{
+	struct ctx c;
+	uint64_t *p;
+	pid_t pid;
+	int status;
+
+	setup(&c);
+	p = map_pages(2);
+	p[0] = 10;
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(store(&c, VA + 8, 11));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		/* The child sees the memory as it was at fork. */
+		_exit(p[0] == 10 && p[1] == 11 ? 0 : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	ASSERT_OK(store(&c, VA + 16, 12));
+	ASSERT_EQ(p[2], 12);
+	p[3] = 13;				/* the CPU writes too */
+	{
+		struct gvm_kernel k;
+
+		ASSERT_OK(gvm_kernel_copy(&k, VA + K4, VA, 64));
+		ASSERT_OK(run(&c, &k));
+	}
+	ASSERT_EQ(p[K4 / 8 + 3], 13);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+/* Several devices mirror the same memory: an invalidation reaches all. */
+static void multi_device(int n)
+{
+	struct ctx c[4];
+	uint64_t *p;
+
+	p = map_pages(2);
+	for (int i = 0; i < n; i++) {
+		setup(&c[i]);
+		ASSERT_OK(bind_userptr(&c[i], VA, p, 2 * K4, 0));
+		ASSERT_OK(store(&c[i], VA + 8 * (uint64_t)i, 1 + (uint64_t)i));
+	}
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(p[i], 1 + (uint64_t)i);
+	ASSERT_OK(madvise(p, 2 * K4, MADV_DONTNEED));
+	ASSERT_OK(gvm__mm_sync(c[0].mm));
+	for (int i = 0; i < n; i++) {
+		struct gvm_vm_stats st;
+
+		ASSERT_OK(gvm_vm_stats(c[i].vm, &st));
+		ASSERT_EQ(st.userptr_invalidations, 1);
+	}
+	ASSERT_EQ(p[0], 0);
+	for (int i = 0; i < n; i++)
+		ASSERT_OK(store(&c[i], VA + 64 + 8 * (uint64_t)i, 50 + (uint64_t)i));
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(p[8 + i], 50 + (uint64_t)i);
+		teardown(&c[i]);
+	}
+	munmap(p, 2 * K4);
+}
+
+TEST(two_devices)
+{
+	multi_device(2);
+}
+
+TEST(four_devices)
+{
+	multi_device(4);
+}
