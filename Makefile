@@ -37,8 +37,10 @@ release:
 debug:
 	$(call configure,debug,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON)
 
+# The STREAM triad through VM_BIND and exec on one simulated GPU, narrated
+# (about a second); `gvm demo` is the older core-layer pipeline.
 demo: release
-	$(B)/release/gvm demo
+	$(B)/release/gvm run triad --size 32M --iters 80 --explain
 
 check: debug
 	cd $(B)/debug && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

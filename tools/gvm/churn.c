@@ -484,6 +484,8 @@ static void churn_total(const struct run_dev *devs, unsigned int n,
 
 const struct run_workload gvm_run_bind_churn = {
 	.name = "bind-churn",
+	.intro = "bind queues map, split, remap and unmap ranges\nwhile "
+		 "kernels on the same GPUs check every value they read.",
 	.what = "bind queues map/split/remap/unmap while kernels check data "
 		"[--size 1M --iters 300]",
 	.default_size = 1ull << 20,

@@ -251,8 +251,8 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 		   " execs\n",
 		in, ss->kernels, ss->lanes, vs->execs);
 	fprintf(f, "%sTLB         %" PRIu64 " hits, %" PRIu64 " misses (%.2f%% "
-		   "hit rate), %" PRIu64 " page walks, %" PRIu64
-		   " invalidations (%" PRIu64 " full flushes)\n",
+		   "hits), %" PRIu64 " walks; %" PRIu64
+		   " invalidations (%" PRIu64 " full)\n",
 		in, ss->tlb_hits, ss->tlb_misses,
 		lookups ? 100.0 * (double)ss->tlb_hits / (double)lookups : 0.0,
 		ss->walks, vs->tlb_invals, vs->tlb_full_flushes);

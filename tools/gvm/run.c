@@ -125,6 +125,37 @@ int run_wait(struct gvm_fence *f)
 	return st == 1 ? 0 : st < 0 ? st : -EIO;
 }
 
+/* --explain: what is simulated, before the workload narrates. */
+static void explain_header(const struct run_opts *o)
+{
+	struct gvm_device_info di;
+	char b1[32], b2[32];
+
+	if (gvm_device_query(o->sys.dev[0], &di))
+		return;
+	printf("gvm run %s: %s\n\n", o->w->name, o->w->intro);
+	printf("What is simulated (see gvm info): %u GPU%s (%s%s), built "
+	       "from host memory\nand threads: %s of VRAM%s (a memory "
+	       "arena the CPU can map too),\n%u compute and %u copy "
+	       "engine%s (threads) with a %u-entry TLB each, and an MMU\n"
+	       "that walks the page tables gvm writes into VRAM.  Kernels are "
+	       "C functions\nthe engines run lane by lane (one lane per %s "
+	       "here); each load and store\nis translated by the TLB.  "
+	       "Everything else is gvm itself: VMs, VM_BIND, page\ntables, "
+	       "buffer placement, the job scheduler, fences, TLB "
+	       "invalidation.\n\n",
+	       o->sys.nr_devices, o->sys.nr_devices == 1 ? "" : "s", di.name,
+	       o->sys.nr_devices == 1 ? "" : ", ...",
+	       gvm_tool_bytes(b1, sizeof(b1), di.vram_size),
+	       o->sys.nr_devices == 1 ? "" : " each", di.nr_compute,
+	       di.nr_copy, di.nr_copy == 1 ? "" : "s", di.tlb_entries,
+	       gvm_tool_bytes(b2, sizeof(b2), GVM_KERNEL_LANE_BYTES));
+	if (o->sys.nr_devices > 1)
+		printf("Each device runs the same steps in its own thread; "
+		       "%s narrates.\n\n", di.name);
+	fflush(stdout);
+}
+
 static unsigned int nr_finished;	/* workers done; atomic */
 
 static void *dev_thread(void *arg)
@@ -269,6 +300,8 @@ int gvm_tool_run(int argc, char **argv)
 		return 1;
 	}
 
+	if (o.explain)
+		explain_header(&o);
 	t0 = gvm_tool_now_ns();
 	for (i = 0; i < o.sys.nr_devices; i++) {
 		struct run_dev *d = &devs[i];
@@ -324,7 +357,8 @@ int gvm_tool_run(int argc, char **argv)
 			continue;
 		}
 		if (o.explain && i == 0)
-			printf("\n");
+			printf("\nWhat the counters say (gvm_vm_stats() and "
+			       "gvm_sim_stats()):\n");
 		printf("%s: %s\n", d->name, d->result);
 		o.w->report(d);
 		gvm_tool_print_stats(stdout, "  ", &d->vs, &d->ss);

@@ -51,6 +51,7 @@ struct run_dev {
 struct run_workload {
 	const char *name;
 	const char *what;		/* one line for the usage */
+	const char *intro;		/* --explain: what it shows */
 	uint64_t default_size, default_iters;
 	const char *unit;		/* of done/total, for the progress line */
 	/* Checks --size etc. beyond the generic rules; prints, returns 2. */

@@ -185,10 +185,10 @@ static void triad_run(struct run_dev *d)
 		run_fail(d, "gvm_vm_create: %s", strerror(-err));
 		return;
 	}
-	run_say(d, "1. gvm_vm_create(): a VM on %s, an empty %u-bit GPU "
-		   "virtual address space.\n   Its page tables live in the "
-		   "device's VRAM; for now only the root table exists.\n",
-		di.name, di.va_bits);
+	run_say(d, "1. gvm_vm_create(): a VM on %s, an empty %u-bit GPU virtual "
+		   "address space.\n   Its page tables will live in %s's VRAM; "
+		   "only the root table exists yet.\n",
+		di.name, di.va_bits, di.name);
 
 	for (i = 0; i < 3; i++) {
 		t.va[i] = bo_va(size, i);
@@ -201,9 +201,8 @@ static void triad_run(struct run_dev *d)
 		}
 	}
 	gvm_device_query(d->dev, &di);
-	run_say(d, "2. gvm_bo_create() x 3: buffer objects a, b, c of %s "
-		   "each, in VRAM (%s of it left free).\n   They are "
-		   "VM-local: they share the VM's reservation lock.\n",
+	run_say(d, "2. gvm_bo_create() x 3: buffers a, b and c of %s each, "
+		   "placed in VRAM\n   (%s of VRAM left free).\n",
 		gvm_tool_bytes(b1, sizeof(b1), size),
 		gvm_tool_bytes(b2, sizeof(b2), di.vram_free));
 
@@ -213,12 +212,12 @@ static void triad_run(struct run_dev *d)
 		goto out;
 	}
 	gvm_vm_stats(t.vm, &vs);
-	run_say(d, "3. gvm_vm_bind() with one array of 3 MAP ops maps them "
-		   "at 0x%" PRIx64 ", 0x%" PRIx64 " and 0x%" PRIx64 ",\n"
-		   "   as one atomic operation.  Nothing had to wait, so the "
-		   "CPU wrote the page tables\n   inside the call: %" PRIu64
-		   " page-table pages now, %" PRIu64 " 2M entries and %" PRIu64
-		   " 4K entries written\n   (gvm picks the largest page the "
+	run_say(d, "3. gvm_vm_bind(): one array of 3 MAP ops maps a, b and c at "
+		   "GPU addresses\n   0x%" PRIx64 ", 0x%" PRIx64 " and 0x%" PRIx64
+		   ", as one atomic operation.  Nothing\n   had to wait, so the "
+		   "CPU wrote the page tables inside the call:\n   %" PRIu64
+		   " page-table pages, %" PRIu64 " 2M entries, %" PRIu64
+		   " 4K entries (gvm uses the largest\n   page that the "
 		   "alignment and the VRAM blocks allow).\n",
 		t.va[0], t.va[1], t.va[2], vs.pt_pages, vs.pte_writes[1],
 		vs.pte_writes[0]);
@@ -251,14 +250,14 @@ static void triad_run(struct run_dev *d)
 		goto out;
 	}
 	run_snapshot(d, t.vm);
-	run_say(d, "4. gvm_exec() x 2 on %u compute queue%s: fill kernels "
-		   "write b[] = %.7f and c[] = %.7f.\n   Every access goes "
-		   "through the engine's MMU: %" PRIu64 " TLB misses walked "
-		   "the page tables\n   the bind wrote, the other %" PRIu64
-		   " accesses hit the TLB.\n",
-		t.nq, t.nq == 1 ? "" : "s (one per engine)",
-		pattern_double(PAT_B), pattern_double(PAT_C),
-		d->ss.tlb_misses, d->ss.tlb_hits);
+	run_say(d, "4. gvm_exec() x 2: fill kernels write b[i] = %.7f and c[i] "
+		   "= %.7f\n   on %u compute engine%s.  Every access goes "
+		   "through\n   the engine's MMU: %" PRIu64 " TLB misses walked "
+		   "the page tables the bind wrote,\n   %" PRIu64 " lookups "
+		   "hit.\n",
+		pattern_double(PAT_B), pattern_double(PAT_C), t.nq,
+		t.nq == 1 ? "" : "s (a queue on each)", d->ss.tlb_misses,
+		d->ss.tlb_hits);
 
 	t0 = gvm_tool_now_ns();
 	for (it = 0; it < o->iters; it++) {
@@ -288,9 +287,9 @@ static void triad_run(struct run_dev *d)
 	}
 	__atomic_store_n(&d->done, o->iters, __ATOMIC_RELAXED);
 	d->bytes = 3 * size * o->iters;
-	run_say(d, "5. gvm_exec(): the triad kernel a[i] = b[i] + %.1f * c[i] "
-		   "ran %" PRIu64 " time%s, each split\n   over %u engine%s; "
-		   "%s read and written in %.1f ms: %.2f GB/s.\n",
+	run_say(d, "5. gvm_exec(): the triad kernel a[i] = b[i] + %.1f * c[i], "
+		   "%" PRIu64 " time%s, each split\n   over %u engine%s: %s "
+		   "read and written in %.1f ms, %.2f GB/s.\n",
 		SCALAR, o->iters, o->iters == 1 ? "" : "s", t.nq,
 		t.nq == 1 ? "" : "s", gvm_tool_bytes(b1, sizeof(b1), d->bytes),
 		(double)d->ns / 1e6, run_gbps(d->bytes, d->ns));
@@ -310,7 +309,7 @@ static void triad_run(struct run_dev *d)
 		 "triad verified, a[i] = b[i] + %.1f * c[i] for all %" PRIu64
 		 " doubles", SCALAR, n);
 	run_say(d, "6. gvm_bo_map(): the CPU reads a[] straight from VRAM and "
-		   "checks all %" PRIu64 " values: correct.\n", n);
+		   "checks all %" PRIu64 "\n   values: correct.\n", n);
 	run_snapshot(d, t.vm);
 out:
 	for (i = 0; i < t.nq; i++)
@@ -319,8 +318,15 @@ out:
 		if (t.bo[i])
 			gvm_bo_put(t.bo[i]);
 	err = gvm_vm_destroy(t.vm);
-	if (err)
+	if (err) {
 		run_fail(d, "gvm_vm_destroy: %s", strerror(-err));
+		return;
+	}
+	if (!d->failed && !gvm_device_query(d->dev, &di))
+		run_say(d, "7. gvm_vm_destroy(): mappings unbound, TLB "
+			   "flushed, page tables and buffers\n   freed (%s of "
+			   "VRAM free again).\n",
+			gvm_tool_bytes(b1, sizeof(b1), di.vram_free));
 }
 
 static void triad_report(const struct run_dev *d)
@@ -360,6 +366,9 @@ static void triad_total(const struct run_dev *devs, unsigned int n,
 
 const struct run_workload gvm_run_triad = {
 	.name = "triad",
+	.intro = "the STREAM triad a[i] = b[i] + 3.0 * c[i],\nthe classic "
+		 "memory-bandwidth kernel, on simulated GPUs through gvm's "
+		 "whole\nVM stack.",
 	.what = "STREAM triad a = b + 3c over three VRAM BOs [--size 64M "
 		"--iters 10]",
 	.default_size = 64ull << 20,
