@@ -125,7 +125,10 @@
  * parallel); the engine guarantees that the zap sees a consistent
  * committed tree and that commit follows the rule above.  Translation of
  * the committed view needs the notifier lock or vm->lock; of the staging
- * view, vm->lock.  At most one update is pending per VM.
+ * view, vm->lock.  At most one update is pending per VM.  The device walks
+ * the committed tables at any time, without locks: every write to a
+ * connected table is one release store of the whole entry (pte_publish),
+ * and a new subtree is complete before the store that links it.
  *
  * EXAMPLE (a bind array whose net effect is: map [a, b) to a buffer
  * object, leave [b, c) alone, unmap [c, d)).
@@ -211,6 +214,17 @@ struct tview {
 	unsigned int live;
 	bool fresh;			/* all entries known zero */
 };
+/*
+ * Writes an entry of a table the device may be walking (a connected one):
+ * one 8-byte store, release so that a directory entry is seen only after
+ * the table it links is complete (the device reads entries with acquire
+ * loads).  Tables not yet linked are written with plain stores.
+ */
+static inline void pte_publish(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
 static inline uint64_t span_of(unsigned int level)
 {
 	return 1ull << gvm__ptf_shift(level);
@@ -1028,7 +1042,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 					continue;
 				zap_outside(nc, eva, upd);
 			}
-			t->cpu[i] = n;
+			pte_publish(&t->cpu[i], n);
 			if (t->level)
 				t->children[i] = nc;
 			if (oc && oc != nc)
@@ -1130,7 +1144,7 @@ static void zap_table(struct gvm_pt *t, uint64_t base, uint64_t va,
 		if (gvm__ptf_is_dir(e, level)) {
 			zap_table(t->children[i], a, va, end, acc);
 		} else if (gvm__ptf_is_valid(e)) {
-			t->cpu[i] = gvm__ptf_zap(e);
+			pte_publish(&t->cpu[i], gvm__ptf_zap(e));
 			note_tlb(acc, a, a + span);
 		}
 	}
@@ -1142,7 +1156,9 @@ static void zap_table(struct gvm_pt *t, uint64_t base, uint64_t va,
 
 		for (i = g; i < g + PT_CONT; i++) {
 			had |= gvm__ptf_has_cont(t->cpu[i]);
-			t->cpu[i] = gvm__ptf_clear_cont(t->cpu[i]);
+			if (gvm__ptf_has_cont(t->cpu[i]))
+				pte_publish(&t->cpu[i],
+					    gvm__ptf_clear_cont(t->cpu[i]));
 		}
 		if (had)
 			note_tlb(acc, base + g * span,
