@@ -5,6 +5,7 @@
  * the application unmaps, remaps, madvises and forks behind its back, and
  * the GPU's results must always match the CPU's view of memory.
  */
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -301,4 +302,67 @@ TEST(two_devices)
 TEST(four_devices)
 {
 	multi_device(4);
+}
+
+/*
+ * userptr-invalidate-race: kernels keep writing the userptr while the
+ * application replaces its memory under them.  Every job either completes
+ * or faults (-EIO, never a crash or a write into freed memory); once the
+ * CPU side settles, the GPU writes what the CPU sees.
+ */
+struct race {
+	struct ctx *c;
+	uint64_t *p;
+	int stop;
+	int ok, faulted;
+};
+
+static void *race_gpu(void *arg)
+{
+	struct race *r = arg;
+	struct gvm_kernel k;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int st;
+
+		ASSERT_OK(gvm_kernel_fill(&k, VA, 8 * K4, 0x77));
+		st = run(r->c, &k);
+		ASSERT_TRUE(st == 0 || st == -EIO);
+		if (st)
+			r->faulted++;
+		else
+			r->ok++;
+	}
+	return NULL;
+}
+
+TEST(invalidate_race_map_fixed)
+{
+	struct race r = { 0 };
+	pthread_t t;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(8);
+	r.c = &c;
+	r.p = p;
+	ASSERT_OK(bind_userptr(&c, VA, p, 8 * K4, 0));
+	ASSERT_OK(pthread_create(&t, NULL, race_gpu, &r));
+	for (int i = 0; i < 200; i++) {
+		void *q = mmap(p, 8 * K4, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+
+		ASSERT_TRUE(q == p);
+		if (i % 50 == 0)
+			gvm_test_sleep_ns(1000000);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_GT(r.ok + r.faulted, 0);
+	ASSERT_OK(gvm__mm_sync(c.mm));
+	ASSERT_OK(store(&c, VA + 8, 99));
+	ASSERT_EQ(p[1], 99);
+	teardown(&c);
+	munmap(p, 8 * K4);
 }
