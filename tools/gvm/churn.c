@@ -393,15 +393,15 @@ static void churn_run(struct run_dev *d)
 		goto out;
 	}
 	run_say(d, "1. A VM with a stable range: a %s data BO at 0x%" PRIx64
-		   " and a result BO, bound once.\n   A checker fills the data "
-		   "and checksums it on its own compute queue, again and "
-		   "again.\n",
+		   " and a result BO,\n   bound once.  A checker fills the "
+		   "data and checksums it on its own compute\n   queue, again "
+		   "and again.\n",
 		gvm_tool_bytes(b1, sizeof(b1), o->size), c.data_va);
-	run_say(d, "2. %d binders, each with its own bind queue, compute "
-		   "queue and syncobj, churn windows\n   next to it (sharing "
-		   "page-table pages): map two BOs, fill and checksum them,\n"
-		   "   unmap the middle (splitting both mappings), map one BO "
-		   "over the other, checksum,\n   unmap everything; %" PRIu64
+	run_say(d, "2. %d binders, each with its own bind queue, compute queue "
+		   "and syncobj,\n   churn windows next to it (sharing "
+		   "page-table pages): map two BOs, fill\n   and checksum them, "
+		   "unmap the middle (splitting both mappings), map one\n   BO "
+		   "over the other, checksum, unmap everything; %" PRIu64
 		   " rounds each.\n",
 		NR_BINDERS, o->iters);
 
@@ -436,13 +436,13 @@ static void churn_run(struct run_dev *d)
 	if (!d->failed) {
 		run_snapshot(d, c.vm);
 		snprintf(d->result, sizeof(d->result),
-			 "bind-churn verified, %" PRIu64 " checksums all "
-			 "correct (%" PRIu64 " of churned windows, %" PRIu64
-			 " of the stable range), no fault",
+			 "bind-churn verified, %" PRIu64 " checksums correct "
+			 "(%" PRIu64 " churned, %" PRIu64 " stable), no fault",
 			 d->checks, d->checks - c.stable_checks,
 			 c.stable_checks);
 		run_say(d, "3. %" PRIu64 " bind calls in %.2f s while %" PRIu64
-			   " checksums ran; every one matched on the CPU.\n",
+			   " checksums ran; every one matched on\n   the "
+			   "CPU.\n",
 			d->binds, (double)d->ns / 1e9, d->checks);
 	}
 	if (!d->failed && d->ss.faults)

@@ -204,16 +204,22 @@ void gvm_tool_progress_init(struct gvm_tool_progress *p, const char *what)
 {
 	p->what = what;
 	p->start_ns = gvm_tool_now_ns();
+	p->last_ns = 0;
+	p->tty = isatty(STDERR_FILENO);
 	p->shown = false;
 }
 
 void gvm_tool_progress_update(struct gvm_tool_progress *p, uint64_t done,
 			      uint64_t total, const char *unit)
 {
-	double s = (double)(gvm_tool_now_ns() - p->start_ns) / 1e9;
+	int64_t now = gvm_tool_now_ns();
+	double s = (double)(now - p->start_ns) / 1e9;
 
 	if (s < 1.0 || !total)
 		return;
+	if (!p->tty && now - p->last_ns < 1000000000)
+		return;
+	p->last_ns = now;
 	fprintf(stderr, "\r%s: %3u%%  %" PRIu64 "/%" PRIu64 " %s  %.1f s ",
 		p->what, (unsigned int)(done * 100 / total), done, total,
 		unit, s);
@@ -226,7 +232,7 @@ void gvm_tool_progress_finish(struct gvm_tool_progress *p)
 	if (!p->shown)
 		return;
 	/* On a terminal, erase the line; in a log, end it. */
-	fputs(isatty(STDERR_FILENO) ? "\r\033[K" : "\n", stderr);
+	fputs(p->tty ? "\r\033[K" : "\n", stderr);
 	fflush(stderr);
 	p->shown = false;
 }
@@ -251,11 +257,13 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 		   " execs\n",
 		in, ss->kernels, ss->lanes, vs->execs);
 	fprintf(f, "%sTLB         %" PRIu64 " hits, %" PRIu64 " misses (%.2f%% "
-		   "hits), %" PRIu64 " walks; %" PRIu64
-		   " invalidations (%" PRIu64 " full)\n",
+		   "hits), %" PRIu64 " page walks\n",
 		in, ss->tlb_hits, ss->tlb_misses,
 		lookups ? 100.0 * (double)ss->tlb_hits / (double)lookups : 0.0,
-		ss->walks, vs->tlb_invals, vs->tlb_full_flushes);
+		ss->walks);
+	fprintf(f, "%sTLB flushes %" PRIu64 " invalidations, %" PRIu64
+		   " of them full flushes\n",
+		in, vs->tlb_invals, vs->tlb_full_flushes);
 	fprintf(f, "%sfaults      %" PRIu64 " GPU faults; %" PRIu64
 		   " evictions\n",
 		in, ss->faults, vs->evictions);

@@ -70,12 +70,14 @@ int64_t gvm_tool_now_ns(void);
 
 /*
  * A progress line on stderr, carriage-return updated, shown once a run has
- * taken more than a second: "triad  42% ...".  Call update() from one
+ * taken more than a second: "triad:  42% ...".  Updated as often as called
+ * on a terminal, once a second otherwise (logs).  Call update() from one
  * thread (the one that waits for the workers), finish() once.
  */
 struct gvm_tool_progress {
 	const char *what;
-	int64_t start_ns;
+	int64_t start_ns, last_ns;
+	bool tty;			/* stderr is a terminal */
 	bool shown;
 };
 void gvm_tool_progress_init(struct gvm_tool_progress *p, const char *what);

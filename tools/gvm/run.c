@@ -365,6 +365,11 @@ int gvm_tool_run(int argc, char **argv)
 	}
 	if (!status)
 		o.w->total(devs, started, wall);
+	if (!status && o.explain)
+		printf("\nNext: gvm run %s --trace t.json (open t.json in "
+		       "ui.perfetto.dev),\n      gvm run bind-churn, gvm run "
+		       "--help, gvm info (docs/tool.md).\n",
+		       o.w->name);
 	for (i = 0; i < started; i++)
 		if (strcmp(devs[i].name, "sim"))
 			free((void *)devs[i].name);
