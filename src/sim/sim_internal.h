@@ -83,12 +83,19 @@ struct sim_tlb_entry {
 
 #define SIM_TLB_WAYS	4u
 #define SIM_TLB_L0	4u		/* fully associative first level */
+#define SIM_TLB_VM_BUCKETS 64u		/* occupancy counters by VM id */
 
 /*
  * A per-engine TLB: a small fully associative first level (the last
  * translations used) in front of a SIM_TLB_WAYS-way set-associative
  * array, indexed by the page number at each page size.  Owned by the
  * engine's thread while engine->translating, else by engine->lock.
+ *
+ * Occupancy (lets an invalidation skip a TLB that holds nothing of the
+ * VM without scanning it; checked by gvm__sim_tlb_validate()):
+ *   vm_count[b] == #{ e in sets[] and l0[] : e.vm_id != 0 and
+ *                     e.vm_id % SIM_TLB_VM_BUCKETS == b }
+ *   nr_valid    == sum of vm_count[]
  */
 struct sim_tlb {
 	struct sim_tlb_entry *sets;	/* [nr_sets * WAYS] */
@@ -98,6 +105,8 @@ struct sim_tlb {
 	uint32_t l0_next;
 	uint32_t size_mask;		/* page sizes the TLB may hold, bit
 					   (lg2 - 12) / 1: 4K, 64K, 2M, 1G */
+	uint32_t nr_valid;		/* see Occupancy */
+	uint32_t vm_count[SIM_TLB_VM_BUCKETS];
 };
 
 int gvm__sim_tlb_init(struct sim_tlb *t, unsigned int entries);
@@ -108,9 +117,12 @@ bool gvm__sim_tlb_lookup(struct sim_tlb *t, uint64_t vm_id, uint64_t va,
 void gvm__sim_tlb_insert(struct sim_tlb *t, uint64_t vm_id,
 			 const struct sim_xlate *x);
 /* Drops entries of @vm_id overlapping [start, start + size) (size 0: all
-   of the VM; vm_id 0: everything). */
+   of the VM; vm_id 0: everything).  O(1) when the TLB holds no entry of
+   a VM in @vm_id's occupancy bucket, else a scan of every entry. */
 void gvm__sim_tlb_inval(struct sim_tlb *t, uint64_t vm_id, uint64_t start,
 			uint64_t size);
+/* Checks the occupancy invariants: 0, or -EUCLEAN after printing. */
+int gvm__sim_tlb_validate(const struct sim_tlb *t);
 
 /*
  * Walks @svm's page tables for @va.  Returns 0 with *x filled (valid leaf,
