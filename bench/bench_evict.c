@@ -27,7 +27,8 @@
  *
  * gvm's policy (src/vm/evict.c): LRU over the device's BOs in VRAM; an
  * exec puts its VM's BOs at the tail; a VRAM allocation that does not fit
- * evicts from the head, skipping BOs it cannot trylock (the exec's own).
+ * evicts, among the first 8 BOs of the head it can trylock (not the exec's
+ * own), the one mapped by the fewest VMs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -273,7 +274,7 @@ GVM_BENCH(evict_150, "bytes moved by eviction at 150% of VRAM vs Belady")
 	res->baseline = "Belady (farthest next use)";
 	res->goal = 1.5;
 	snprintf(res->note, sizeof(res->note),
-		 "LRU; %d steps, %d of %d BOs fit; VM counters sum %llu MiB; "
+		 "LRU window, fewest VMs first; %d steps, %d of %d BOs fit; VM counters sum %llu MiB; "
 		 "%.0f us/step",
 		 steps, cap, NR_BOS, (unsigned long long)(vm_sum / M1),
 		 ms * 1000.0 / steps);

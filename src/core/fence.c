@@ -46,6 +46,9 @@
 #include "core/list.h"
 #include "core/sync.h"
 
+/* How long a waiter polls before it sleeps. */
+#define FENCE_SPIN_NS 4000
+
 static uint64_t next_context = 1;
 
 uint64_t gvm_fence_context_alloc(unsigned int n)
@@ -275,6 +278,19 @@ static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 
 	deadline = gvm__deadline(timeout_ns);
 	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
+	/*
+	 * Many waits are short (a TLB invalidation, a small copy) and a futex
+	 * sleep + wakeup costs tens of microseconds: poll briefly first.
+	 */
+	if (!gvm_load_acquire(&w.done)) {
+		int64_t until = gvm__now_ns() + FENCE_SPIN_NS;
+
+		if (deadline >= 0 && until > deadline)
+			until = deadline;
+		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until)
+			for (int i = 0; i < 32; i++)
+				gvm_cpu_relax();
+	}
 	while (!gvm_load_acquire(&w.done)) {
 		err = gvm__futex_wait(&w.done, 0, deadline);
 		if (err == -ETIME || (err == -EINTR && interruptible)) {

@@ -5,7 +5,8 @@
  * Every BO resident in VRAM is on its device's LRU list, least recently
  * used first; exec bumps the BOs of the VM it runs on.  When a VRAM
  * allocation does not fit, gvm__vram_alloc_evict() walks the LRU from the
- * head and moves victims to system memory (gvm__bo_move(): their GPU
+ * head, picks among the first few the BO mapped by the fewest VMs, and
+ * moves victims to system memory (gvm__bo_move(): their GPU
  * mappings are zapped in every VM and rebound at that VM's next exec)
  * until the allocation fits or no victim is left (-ENOSPC).
  *
@@ -61,38 +62,72 @@ static bool get_unless_zero(struct gvm_bo *bo)
 	return false;
 }
 
+/* Candidates a victim is chosen among (from the LRU's head). */
+#define VICTIM_WINDOW 8
+
+static unsigned int nr_vms(const struct gvm_bo *bo)
+{
+	const struct gvm_list *pos;
+	unsigned int n = 0;
+
+	gvm_list_for_each(pos, &bo->vm_bos)
+		n++;
+	return n;
+}
+
 /*
- * The least recently used BO that can be locked now (and is idle unless
- * @mode allows waiting), locked and referenced; NULL if none.  Skips the
- * first @skip candidates that qualify (ones that failed to move).
+ * A victim, locked and referenced, or NULL: among the first VICTIM_WINDOW
+ * BOs of the LRU that can be locked now (and are idle unless @mode allows
+ * waiting), the one mapped by the fewest VMs (it costs the fewest
+ * rebinds and is the least likely to be needed next), the least recently
+ * used on a tie.  Skips the first @skip candidates that qualify (ones
+ * that failed to move).
  */
 static struct gvm_bo *pick_victim(struct gvm_device *dev,
 				  enum gvm_evict_mode mode, unsigned int skip)
 {
-	struct gvm_bo *victim = NULL;
+	struct gvm_bo *best = NULL;
+	unsigned int best_vms = 0, seen = 0;
 	struct gvm_list *pos;
 
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm_list_for_each(pos, &dev->lru) {
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
 						   lru_link);
+		unsigned int vms;
 
+		if (seen == VICTIM_WINDOW)
+			break;
 		if (!gvm_resv_trylock(bo->resv))
 			continue;
 		if ((mode == GVM_EVICT_IDLE &&
 		     !gvm_resv_test_signaled(bo->resv,
 					     GVM_RESV_USAGE_BOOKKEEP)) ||
-		    skip || !get_unless_zero(bo)) {
+		    skip) {
 			if (skip)
 				skip--;
 			gvm_resv_unlock(bo->resv);
 			continue;
 		}
-		victim = bo;
-		break;
+		seen++;
+		vms = nr_vms(bo);
+		if (best && vms >= best_vms) {
+			gvm_resv_unlock(bo->resv);
+			continue;
+		}
+		if (best)
+			gvm_resv_unlock(best->resv);
+		best = bo;
+		best_vms = vms;
+	}
+	/* A reference only on the final choice: a BO found on the LRU may be
+	 * dying (a put under vram_lock could free it: freeing takes it). */
+	if (best && !get_unless_zero(best)) {
+		gvm_resv_unlock(best->resv);
+		best = NULL;
 	}
 	gvm__mutex_unlock(&dev->vram_lock);
-	return victim;
+	return best;
 }
 
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
