@@ -77,6 +77,7 @@
 #include "vm/vm.h"
 
 struct gvm_bind_inject gvm__bind_inject;
+void (*gvm__bind_before_commit)(struct gvm_vm *vm);
 
 struct range {
 	uint64_t lo, hi;
@@ -1298,6 +1299,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 
 	/* ---- point of no return ---- */
 	if (b.inline_bind) {
+		if (gvm__bind_before_commit)
+			gvm__bind_before_commit(vm);
 		gvm__mutex_lock(&vm->notifier_lock);
 		if (b.upd_prepared)
 			gvm__pt_update_commit(&b.upd, &tlb, &dead_pts);

@@ -29,4 +29,14 @@ struct gvm_bind_inject {
 
 extern struct gvm_bind_inject gvm__bind_inject;
 
+struct gvm_vm;
+
+/*
+ * Test hook: if set, an inline bind calls it after its page tables are
+ * prepared and before it takes notifier_lock to commit them (vm->lock
+ * held).  Tests use it to force an invalidation into that window, the
+ * race of seed 000.  Internal symbol, like gvm__bind_inject.
+ */
+extern void (*gvm__bind_before_commit)(struct gvm_vm *vm);
+
 #endif

@@ -15,7 +15,10 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/bind.h"
+#include "vm/vm.h"
 
 #define K4 4096ull
 #define VA 0x20000000ull
@@ -376,4 +379,92 @@ TEST(invalidate_race_map_fixed)
 	ASSERT_EQ(p[1], 99);
 	teardown(&c);
 	munmap(p, 8 * K4);
+}
+
+/*
+ * Seed 000: an invalidation zaps a userptr's PTEs (walking the committed
+ * view) while a bind of a neighbour in the same page table has been
+ * prepared (staged) but not committed.  Both views must stay consistent:
+ * the committed view shows the zap at once, the staging view shows the
+ * bind and keeps the zap, and the commit publishes the bind without
+ * resurrecting the zapped neighbour.
+ */
+static struct {
+	struct ctx *c;
+	void *cpu;
+	int ran;
+} s000;
+
+static uint64_t pte_of(struct gvm_vm *vm, uint64_t va, enum gvm_pt_view view)
+{
+	struct gvm_pt_xlate x;
+
+	/* The hook runs with vm->lock held: no locking here. */
+	return gvm__pt_translate(&vm->pt, va, view, &x) ? 0 : x.addr;
+}
+
+/* The invalidation comes from another thread (it must hold no lock). */
+static void *seed000_invalidate(void *arg)
+{
+	(void)arg;
+	gvm__mm_invalidate(s000.c->mm, (uint64_t)(uintptr_t)s000.cpu, 2 * K4,
+			   GVM_MM_EVENT_MIGRATE);
+	return NULL;
+}
+
+static void seed000_hook(struct gvm_vm *vm)
+{
+	uint64_t up = (uint64_t)(uintptr_t)s000.cpu;
+	pthread_t t;
+
+	/* before: the userptr is mapped in both views */
+	ASSERT_EQ(pte_of(vm, VA, GVM_PT_VIEW_COMMITTED), up);
+	ASSERT_EQ(pte_of(vm, VA, GVM_PT_VIEW_STAGING), up);
+	ASSERT_EQ(pte_of(vm, VA + 4 * K4, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_NE(pte_of(vm, VA + 4 * K4, GVM_PT_VIEW_STAGING), 0);
+	/* the invalidation, exactly in the window */
+	ASSERT_OK(pthread_create(&t, NULL, seed000_invalidate, NULL));
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_EQ(pte_of(vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(vm, VA + K4, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(vm, VA, GVM_PT_VIEW_STAGING), 0);
+	ASSERT_NE(pte_of(vm, VA + 4 * K4, GVM_PT_VIEW_STAGING), 0);
+	ASSERT_EQ(gvm__pt_validate(&vm->pt), 0);
+	s000.ran++;
+}
+
+TEST(seed000_zap_while_bind_is_staged)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA + 4 * K4,
+				  .range = 4 * K4 };
+	struct gvm_bo *bo;
+	struct ctx c;
+	uint64_t *p, *b;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(gvm_bo_create(c.dev, 4 * K4, GVM_MEM_SYSTEM, NULL, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
+	op.bo = bo;
+	s000.c = &c;
+	s000.cpu = p;
+	gvm__bind_before_commit = seed000_hook;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	gvm__bind_before_commit = NULL;
+	ASSERT_EQ(s000.ran, 1);
+	gvm__mutex_lock(&c.vm->lock);
+	/* the bind is published, the zapped neighbour is not resurrected */
+	ASSERT_NE(pte_of(c.vm, VA + 4 * K4, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(c.vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(gvm__pt_validate(&c.vm->pt), 0);
+	gvm__mutex_unlock(&c.vm->lock);
+	/* the next exec repins the userptr; both mappings work */
+	ASSERT_OK(store(&c, VA + 8, 31));
+	ASSERT_OK(store(&c, VA + 4 * K4 + 8, 32));
+	ASSERT_EQ(p[1], 31);
+	ASSERT_EQ(b[1], 32);
+	gvm_bo_put(bo);
+	teardown(&c);
+	munmap(p, 2 * K4);
 }
