@@ -184,8 +184,28 @@ GVM_API void *gvm_device_priv(const struct gvm_device *dev);
  */
 GVM_API int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
+/*
+ * Interconnects.  gvm_device_link() records a link between two devices
+ * (peer-to-peer access and device-to-device copies, used by multi-device
+ * SVM); devices linked directly or through others form one owner group,
+ * whose members may map each other's memory.  @props may be NULL
+ * (defaults: host speed).  Returns 0, -EINVAL (NULL, a == b), -EEXIST
+ * (already linked), -ENOMEM.  Links go away with either device.
+ */
+struct gvm_link_props {
+	uint64_t bandwidth;		/* bytes per second, 0 = host speed */
+	uint64_t latency_ns;
+};
+GVM_API int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
+			    const struct gvm_link_props *props);
+/* True if @a and @b are in the same owner group (a == b included). */
+GVM_API bool gvm_device_linked(struct gvm_device *a, struct gvm_device *b);
+
 /* Users' side. */
 struct gvm_device_info {
+	uint32_t id;			/* unique in the process, from 1 */
+	uint32_t owner;			/* smallest id of its owner group */
+	unsigned int nr_links;		/* direct links */
 	char name[32];
 	unsigned int va_bits;
 	uint64_t page_sizes;

@@ -26,6 +26,17 @@ struct gvm_device {
 	struct gvm_list lru;		/* BOs in VRAM, least recently used
 					   first (gvm_bo::lru_link) */
 	struct gvm_sched *sched;	/* runs bind and exec jobs; immutable */
+	uint32_t id;			/* immutable, unique, from 1 */
+	struct gvm_list links;		/* struct gvm_link::node[]; the
+					   process-wide link lock */
+};
+
+/* A link between two devices; on both devices' lists.  Link lock. */
+struct gvm_link {
+	struct gvm_device *dev[2];	/* not references: a device takes its
+					   links down when it goes */
+	struct gvm_list node[2];	/* on dev[i]->links */
+	struct gvm_link_props props;
 };
 
 /*

@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
  * Devices: registration of a backend (gvm_device_create), references,
- * queries, and the VRAM allocator shared by buffer objects and page tables.
+ * queries, interconnect links and owner groups, and the VRAM allocator
+ * shared by buffer objects and page tables.
  *
  * A device owns a buddy allocator over its VRAM (4 KiB chunks, offsets
  * relative to desc.vram_base) and a job scheduler whose workers run the
  * device's bind and exec jobs.  Backends are described in <gvm/device.h>.
+ *
+ * Links: each device lists its links; a link joins two devices and is on
+ * both lists, protected by one process-wide leaf lock (link_lock).  Links
+ * hold no references: the device that goes first takes them down.  An
+ * owner group (devices linked directly or transitively) is found by a
+ * breadth-first walk, up to 64 devices.
  *
  * Locking: vram_lock is a leaf lock around the buddy (allocations come from
  * BO creation and moves under reservations, and from page-table updates
@@ -20,10 +27,17 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
 
 #define SCHED_WORKERS 2
+
+/* Leaf lock: every device's links (they join two devices). */
+static struct gvm_mutex link_lock = {
+	PTHREAD_MUTEX_INITIALIZER, "device.link_lock", GVM_RANK_LEAF
+};
+static uint32_t next_id = 1;
 
 static bool desc_valid(const struct gvm_device_desc *d,
 		       const struct gvm_device_ops *ops)
@@ -64,6 +78,8 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	dev->ops = ops;
 	dev->priv = priv;
 	gvm__ref_init(&dev->refcount);
+	dev->id = gvm_fetch_add_relaxed(&next_id, 1u);
+	gvm_list_init(&dev->links);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
 	gvm_list_init(&dev->lru);
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, 4096);
@@ -95,10 +111,110 @@ struct gvm_device *gvm_device_get(struct gvm_device *dev)
 	return dev;
 }
 
+/* The link whose node on @dev's list is @pos. */
+static struct gvm_link *link_of(const struct gvm_device *dev,
+				struct gvm_list *pos)
+{
+	struct gvm_link *l = gvm_list_entry(pos, struct gvm_link, node[0]);
+
+	if (l->dev[0] == dev)
+		return l;
+	return gvm_list_entry(pos, struct gvm_link, node[1]);
+}
+
+static struct gvm_device *peer_of(const struct gvm_device *dev,
+				  const struct gvm_link *l)
+{
+	return l->dev[0] == dev ? l->dev[1] : l->dev[0];
+}
+
+#define GROUP_MAX 64
+
+/*
+ * The owner group of @dev (link lock held): breadth first over the links,
+ * into @g (up to GROUP_MAX devices).  Returns the number found.
+ */
+static unsigned int group_of(struct gvm_device *dev,
+			     struct gvm_device *g[GROUP_MAX])
+{
+	unsigned int n = 1, i, k;
+
+	g[0] = dev;
+	for (i = 0; i < n; i++) {
+		struct gvm_list *pos;
+
+		gvm_list_for_each(pos, &g[i]->links) {
+			struct gvm_device *p = peer_of(g[i], link_of(g[i], pos));
+
+			for (k = 0; k < n && g[k] != p; k++)
+				;
+			if (k == n && n < GROUP_MAX)
+				g[n++] = p;
+		}
+	}
+	return n;
+}
+
+int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
+		    const struct gvm_link_props *props)
+{
+	struct gvm_list *pos;
+	struct gvm_link *l;
+
+	if (!a || !b || a == b)
+		return -EINVAL;
+	l = gvm__calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->dev[0] = a;
+	l->dev[1] = b;
+	if (props)
+		l->props = *props;
+	gvm__mutex_lock(&link_lock);
+	gvm_list_for_each(pos, &a->links) {
+		if (peer_of(a, link_of(a, pos)) == b) {
+			gvm__mutex_unlock(&link_lock);
+			free(l);
+			return -EEXIST;
+		}
+	}
+	gvm_list_add_tail(&l->node[0], &a->links);
+	gvm_list_add_tail(&l->node[1], &b->links);
+	gvm__mutex_unlock(&link_lock);
+	return 0;
+}
+
+bool gvm_device_linked(struct gvm_device *a, struct gvm_device *b)
+{
+	struct gvm_device *g[GROUP_MAX];
+	unsigned int n, i;
+	bool found = false;
+
+	if (!a || !b)
+		return false;
+	gvm__mutex_lock(&link_lock);
+	n = group_of(a, g);
+	for (i = 0; i < n; i++)
+		found |= g[i] == b;
+	gvm__mutex_unlock(&link_lock);
+	return found;
+}
+
 void gvm_device_put(struct gvm_device *dev)
 {
+	struct gvm_list *pos, *tmp;
+
 	if (!dev || !gvm__ref_put(&dev->refcount))
 		return;
+	gvm__mutex_lock(&link_lock);
+	gvm_list_for_each_safe(pos, tmp, &dev->links) {
+		struct gvm_link *l = link_of(dev, pos);
+
+		gvm_list_del(&l->node[0]);
+		gvm_list_del(&l->node[1]);
+		free(l);
+	}
+	gvm__mutex_unlock(&link_lock);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);
 	gvm__mutex_fini(&dev->vram_lock);
@@ -125,6 +241,21 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	info->nr_copy = dev->desc.nr_copy;
 	info->tlb_entries = dev->desc.tlb_entries;
 	info->vram_mappable = dev->desc.vram_fd >= 0;
+	info->id = dev->id;
+	gvm__mutex_lock(&link_lock);
+	{
+		struct gvm_device *g[GROUP_MAX];
+		unsigned int n = group_of(dev, g), i;
+		struct gvm_list *pos;
+
+		info->owner = dev->id;
+		for (i = 0; i < n; i++)
+			if (g[i]->id < info->owner)
+				info->owner = g[i]->id;
+		gvm_list_for_each(pos, &dev->links)
+			info->nr_links++;
+	}
+	gvm__mutex_unlock(&link_lock);
 	return 0;
 }
 

@@ -198,3 +198,37 @@ TEST(prefetch_moves_bo)
 	vm_done(vm2);
 	all_done();
 }
+
+TEST(device_links_and_owner_groups)
+{
+	struct gvm_device *a = testdev_create(0, 48), *b = testdev_create(0, 48);
+	struct gvm_device *c = testdev_create(0, 48), *d = testdev_create(0, 48);
+	struct gvm_link_props props = { .bandwidth = 1ull << 30 };
+	struct gvm_device_info ia, ic, id;
+
+	ASSERT_EQ(gvm_device_link(a, a, NULL), -EINVAL);
+	ASSERT_EQ(gvm_device_link(NULL, a, NULL), -EINVAL);
+	ASSERT_OK(gvm_device_link(a, b, &props));
+	ASSERT_EQ(gvm_device_link(b, a, NULL), -EEXIST);
+	ASSERT_OK(gvm_device_link(b, c, NULL));
+	ASSERT_TRUE(gvm_device_linked(a, c));	/* transitively */
+	ASSERT_TRUE(gvm_device_linked(c, a));
+	ASSERT_TRUE(gvm_device_linked(d, d));
+	ASSERT_FALSE(gvm_device_linked(a, d));
+	ASSERT_OK(gvm_device_query(a, &ia));
+	ASSERT_OK(gvm_device_query(c, &ic));
+	ASSERT_OK(gvm_device_query(d, &id));
+	ASSERT_EQ(ia.owner, ic.owner);
+	ASSERT_EQ(ia.owner, ia.id);		/* a was created first */
+	ASSERT_EQ(id.owner, id.id);
+	ASSERT_EQ(ia.nr_links, 1);
+	ASSERT_EQ(id.nr_links, 0);
+	/* A device that goes takes its links with it. */
+	gvm_device_put(b);
+	ASSERT_FALSE(gvm_device_linked(a, c));
+	ASSERT_OK(gvm_device_query(a, &ia));
+	ASSERT_EQ(ia.nr_links, 0);
+	gvm_device_put(a);
+	gvm_device_put(c);
+	gvm_device_put(d);
+}
