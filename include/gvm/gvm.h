@@ -10,6 +10,9 @@
  *   <gvm/resv.h>     reservation objects (lock + fences by usage class)
  *   <gvm/lockset.h>  locking many reservations without deadlock
  *   <gvm/sched.h>    job scheduler: queues, dependencies, workers
+ *   <gvm/device.h>   devices and the backend contract
+ *   <gvm/vm.h>       VMs, buffer objects, VM_BIND, queues, syncs, exec
+ *   <gvm/sim.h>      the simulated GPU and its kernels
  */
 #ifndef GVM_GVM_H
 #define GVM_GVM_H
@@ -20,6 +23,9 @@
 #include <gvm/resv.h>
 #include <gvm/lockset.h>
 #include <gvm/sched.h>
+#include <gvm/device.h>
+#include <gvm/vm.h>
+#include <gvm/sim.h>
 #include <gvm/trace.h>
 #include <gvm/mm.h>
 
