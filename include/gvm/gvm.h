@@ -13,6 +13,8 @@
  *   <gvm/device.h>   devices and the backend contract
  *   <gvm/vm.h>       VMs, buffer objects, VM_BIND, queues, syncs, exec
  *   <gvm/sim.h>      the simulated GPU and its kernels
+ *   <gvm/trace.h>    Chrome/Perfetto traces of binds, jobs, faults
+ *   <gvm/mm.h>       CPU address spaces (the process itself)
  */
 #ifndef GVM_GVM_H
 #define GVM_GVM_H
