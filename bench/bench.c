@@ -180,3 +180,15 @@ int gvm_bench_main(int argc, char **argv)
 		printf("\n]\n");
 	return failed ? 1 : 0;
 }
+
+double gvm_bench_fill_entries(uint64_t *a, uint64_t n, uint64_t addr,
+			      uint64_t step)
+{
+	int64_t t0 = gvm_bench_now_ns();
+	uint64_t i;
+
+	for (i = 0; i < n; i++)
+		a[i] = 0x3 | (addr + i * step);
+	gvm_bench_keep(a);
+	return (double)(gvm_bench_now_ns() - t0);
+}

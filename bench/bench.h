@@ -59,6 +59,13 @@ double gvm_bench_median(double *v, int n);
 /* Keeps the compiler from optimising a value away. */
 #define gvm_bench_keep(x) __asm__ __volatile__("" : : "r"(x) : "memory")
 
+/*
+ * Baseline of the page-table benchmarks: writes @n 8-byte entries
+ * (valid | addr + i * step) to @a, as a raw loop would; returns the ns.
+ */
+double gvm_bench_fill_entries(uint64_t *a, uint64_t n, uint64_t addr,
+			      uint64_t step);
+
 /* Pins the calling thread to CPU 0 when possible (protocol step 3). */
 void gvm_bench_pin(void);
 

@@ -38,17 +38,6 @@
 #define M2 (2ull << 20)
 #define G1 (1ull << 30)
 
-static double raw_fill(uint64_t *a, uint64_t n, uint64_t addr, uint64_t step)
-{
-	int64_t t0 = gvm_bench_now_ns();
-	uint64_t i;
-
-	for (i = 0; i < n; i++)
-		a[i] = 0x3 | (addr + i * step);
-	gvm_bench_keep(a);
-	return (double)(gvm_bench_now_ns() - t0);
-}
-
 static int map(struct gvm_vm *vm, uint64_t addr, uint64_t range,
 	       struct gvm_bo *bo, uint64_t off)
 {
@@ -121,7 +110,7 @@ GVM_BENCH(bind_1g_2m, "gvm_vm_bind of 1 GiB with 2 MiB pages (tables exist)")
 		if (r >= 0)
 			v[r] = (double)(gvm_bench_now_ns() - t0) / inner;
 		for (k = 0; k < inner; k++)
-			raw_ns += raw_fill(raw, n, (uint64_t)k * G1, M2);
+			raw_ns += gvm_bench_fill_entries(raw, n, (uint64_t)k * G1, M2);
 		if (r >= 0)
 			b[r] = raw_ns / inner;
 	}
@@ -160,7 +149,7 @@ GVM_BENCH(bind_1g_4k, "gvm_vm_bind of 1 GiB with 4 KiB pages incl. tables")
 			v[r] = (double)(gvm_bench_now_ns() - t0);
 		if (!err)
 			err = unmap(e.vm, G1, size);
-		raw_ns = raw_fill(raw, n, G1, K4);
+		raw_ns = gvm_bench_fill_entries(raw, n, G1, K4);
 		if (r >= 0)
 			b[r] = raw_ns;
 	}

@@ -68,17 +68,6 @@ static void env_fini(struct pt_env *e)
 	munmap(e->arena, e->size);
 }
 
-static double raw_fill(uint64_t *a, uint64_t n, uint64_t addr, uint64_t step)
-{
-	int64_t t0 = gvm_bench_now_ns();
-	uint64_t i;
-
-	for (i = 0; i < n; i++)
-		a[i] = 0x3 | (addr + i * step);
-	gvm_bench_keep(a);
-	return (double)(gvm_bench_now_ns() - t0);
-}
-
 GVM_BENCH(pt_bind_1g_2m, "bind 1 GiB with 2 MiB pages (tables exist)")
 {
 	struct pt_env e;
@@ -105,7 +94,7 @@ GVM_BENCH(pt_bind_1g_2m, "bind 1 GiB with 2 MiB pages (tables exist)")
 		if (r >= 0)
 			v[r] = (double)(gvm_bench_now_ns() - t0) / inner;
 		for (k = 0; k < inner; k++)
-			raw_ns += raw_fill(raw, 512, (uint64_t)k * G1, M2);
+			raw_ns += gvm_bench_fill_entries(raw, 512, (uint64_t)k * G1, M2);
 		if (r >= 0)
 			b[r] = raw_ns / inner;
 	}
@@ -148,7 +137,7 @@ GVM_BENCH(pt_bind_1g_4k, "bind 1 GiB with 4 KiB pages incl. table allocation")
 			v[r] = (double)(gvm_bench_now_ns() - t0);
 		if (!err)
 			err = gvm__pt_unbind(&e.vm, G1, size, NULL);
-		raw_ns = raw_fill(raw, n, x.addr, K4);
+		raw_ns = gvm_bench_fill_entries(raw, n, x.addr, K4);
 		if (r >= 0)
 			b[r] = raw_ns;
 	}

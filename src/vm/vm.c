@@ -36,16 +36,22 @@
 #include "vm/dev.h"
 #include "vm/sync.h"
 
-static void vm_free(struct gvm_vm *vm)
+/* Frees what gvm_vm_create() set up first (not the device reference). */
+static void vm_free_struct(struct gvm_vm *vm)
 {
-	struct gvm_device *dev = vm->dev;
-
 	gvm_resv_fini(&vm->resv);
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->lock);
 	gvm_mm_put(vm->mm);
 	free(vm);
+}
+
+static void vm_free(struct gvm_vm *vm)
+{
+	struct gvm_device *dev = vm->dev;
+
+	vm_free_struct(vm);
 	gvm_device_put(dev);
 }
 
@@ -126,12 +132,7 @@ err_pt:
 err_va:
 	gvm__va_space_fini(&vm->va, NULL, NULL);
 err_free:
-	gvm_resv_fini(&vm->resv);
-	gvm__mutex_fini(&vm->fault_lock);
-	gvm__mutex_fini(&vm->notifier_lock);
-	gvm__mutex_fini(&vm->lock);
-	gvm_mm_put(vm->mm);
-	free(vm);
+	vm_free_struct(vm);
 	return err;
 }
 
