@@ -10,26 +10,34 @@
  *               (va.c: UNMAP / REMAP / MAP steps) that is applied
  *               to the VA tree at once, so the next op sees it;
  *               the -EBUSY rule (unsignalled user fence)
- *   3. lock     the VM's reservation and every external BO the
- *               array maps or unmaps (lockset: ww back-off)
- *   4. plan     the net effect on the page tables: the touched
+ *   3. userptr  every new userptr VMA gets its notifier and its
+ *               pages (userptr.c; may block on the mm, so before
+ *               any reservation)                          -EFAULT -EPERM
+ *   4. lock     the VM's reservation and every external BO the
+ *               array maps or unmaps (lockset: ww back-off); BOs
+ *               in PREFETCH ranges are moved (move.c)
+ *   5. plan     the net effect on the page tables: the touched
  *               ranges, and in them the final VMAs -> one list of
  *               segments (map / unbind) for the page-table engine
- *   5. deps     in-syncs, pending binds of other queues on
+ *   6. deps     in-syncs, pending binds of other queues on
  *               overlapping ranges, kernels still using mappings
  *               that go away, moves of mapped external BOs
- *   6. prepare  all deps signalled and the queue idle: the page
+ *   7. prepare  all deps signalled and the queue idle: the page
  *               tables are prepared now (inline bind); otherwise a
  *               job is set up that will do it when they signal
  *   --- point of no return -------------------------------------------
- *   7. commit   inline: commit the page tables; both: link new
- *               VMAs to their BOs, publish the fence (VM resv,
- *               queue, range fences), push the job
- *   8. finish   inline: TLB invalidation, then free unlinked page
- *               tables and the VMAs that went away; out-syncs
+ *   8. commit   inline: commit the page tables and, in the same
+ *               notifier_lock section, make new userptrs live and
+ *               removed ones dead; both: link new VMAs to their BOs,
+ *               publish the fence (VM resv, queue, range fences),
+ *               push the job
+ *   9. finish   inline: TLB invalidation, then free unlinked page
+ *               tables and the VMAs that went away (removing their
+ *               notifiers, no lock held); out-syncs
  *
- * Any failure in 2-6 unwinds every applied VA op in reverse and leaves the
- * VM exactly as it was.  A queued job that fails (its page-table prepare
+ * Any failure in 2-7 unwinds every applied VA op in reverse and leaves the
+ * VM exactly as it was (a PREFETCH move already done is kept: contents and
+ * mappings are the same, only the placement changed).  A queued job that fails (its page-table prepare
  * cannot allocate) bans the VM: every later bind and exec fails with -EIO.
  *
  * Failed dependencies.  A bind's VA state is decided in the call, so its job
