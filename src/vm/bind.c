@@ -37,8 +37,9 @@
  *
  * Any failure in 2-7 unwinds every applied VA op in reverse and leaves the
  * VM exactly as it was (a PREFETCH move already done is kept: contents and
- * mappings are the same, only the placement changed).  A queued job that fails (its page-table prepare
- * cannot allocate) bans the VM: every later bind and exec fails with -EIO.
+ * mappings are the same, only the placement changed).  A queued job that
+ * fails (its page-table prepare cannot allocate) bans the VM: every later
+ * bind and exec fails with -EIO.
  *
  * Failed dependencies.  A bind's VA state is decided in the call, so its job
  * writes the page tables whatever happened to what it waited for (like xe,
