@@ -37,7 +37,8 @@
  * an error if the work failed); they may return an already-signalled
  * fence.  Ops are called with no gvm lock held, except tlb_inval (may be
  * called under vm->lock and the notifier lock: it must not block on
- * anything but short internal locks, and must never wait for a job).
+ * anything but short internal locks, and must never wait for a job) and
+ * queue_suspend / queue_resume (see there).
  * Backends call into gvm only through the functions of this header and
  * <gvm/fence.h>.
  *
@@ -158,6 +159,30 @@ struct gvm_device_ops {
 	 */
 	int (*run)(struct gvm_device *dev, void *queue_priv,
 		   const struct gvm_kernel *k, struct gvm_fence **done);
+	/*
+	 * Preemption of exec queues (long-running VMs, GVM_VM_LR_MODE
+	 * without GVM_VM_FAULT_MODE; optional, but such VMs get no exec
+	 * queue without both).  queue_suspend stops the queue at the next
+	 * point where its running kernel can be paused and resumed later
+	 * (the simulated GPU: the next lane boundary) - paused, not failed;
+	 * queued kernels do not start.  *@done signals once nothing of the
+	 * queue runs or can touch memory (at once if it is idle), so gvm may
+	 * then change the memory and the page tables the queue uses;
+	 * translations the paused kernel cached must not be used again
+	 * without the TLB invalidations submitted meanwhile being applied.
+	 * Suspends nest: the queue runs again once queue_resume was called as
+	 * many times as queue_suspend succeeded; it then continues its paused
+	 * kernel where it stopped.  A queue destroyed while suspended drops
+	 * its paused and queued kernels (their fences signal -ECANCELED).
+	 * Both may be called under vm->lock, notifier_lock, reservations and
+	 * from a fence's enable_signaling (possibly under a fence lock): they
+	 * must not block on anything but short internal locks, and never
+	 * wait for a job.  queue_suspend fails only with -ENOMEM (nothing
+	 * changed).
+	 */
+	int (*queue_suspend)(struct gvm_device *dev, void *queue_priv,
+			     struct gvm_fence **done);
+	void (*queue_resume)(struct gvm_device *dev, void *queue_priv);
 	/* Last reference gone; no VM is attached.  Free everything. */
 	void (*destroy)(struct gvm_device *dev);
 };

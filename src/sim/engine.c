@@ -7,14 +7,38 @@
  * copy engines) is a thread with a FIFO of jobs.  A job is a kernel (run
  * lane by lane, lane.c) or a copy (ops->copy).  Both classes run kernels
  * (a copy engine translates through its own TLB like any engine); only
- * copy engines take copies.  Each engine has a fence context: a job's
- * fence gets the next seqno, under engine->lock, in the order the jobs are
+ * copy engines take copies.  Copies use the engine's fence context, the
+ * kernels of an exec queue their queue's: a job's fence gets the next
+ * seqno of its context, under engine->lock, in the order the jobs are
  * queued, and fences signal in that order (one signaller per engine at a
  * time: its thread, or the timer thread when it has fences pending there;
- * see complete()).  Plain fences (gvm_fence_create) are used rather than a
+ * see complete()).  The engine runs the first queued job whose queue is
+ * not suspended.  Plain fences (gvm_fence_create) are used rather than a
  * gvm_timeline because a timeline fence cannot be created under
  * engine->lock (both are leaf locks), and creating it outside the lock
  * could hand out seqnos in another order than the jobs are queued.
+ *
+ * PREEMPTION (ops->queue_suspend / queue_resume).  A queue has a suspend
+ * count; its jobs start only while it is 0.  Suspending a queue whose job
+ * the engine is running raises the queue's `preempt` flag: the engine
+ * parks the job before its next lane (lane.c), puts it back at the head of
+ * its FIFO (so it stays ahead of its queue's later jobs) and goes on with
+ * other queues' jobs; the suspend's fence signals then (or when the job
+ * ends, if it ends first).  Suspending an idle or already parked queue
+ * signals at once.  When the count drops back to 0 the parked job is
+ * eligible again and continues with the lane it parked at.  The engine
+ * keeps acknowledging TLB invalidations while a job is parked (a parked
+ * job is not "translating"; it holds no span and retranslates when it
+ * resumes), so nothing waits for a suspended queue but its own jobs.
+ *
+ *   ops->queue_suspend              engine thread
+ *   ------------------              -------------
+ *   lock; count++                   lock; job = first eligible;
+ *   running it (cur_q == q)?          cur_q = job->q; unlock
+ *     yes: done pending,            lanes: before each, preempt? -> park
+ *          preempt = 1 (release)    lock; cur_q = NULL; parked: back at
+ *     no:  done signalled             the head; take q's pending done;
+ *   unlock                            unlock; signal it
  *
  * TIMER.  One thread per device signals fences at a modelled time: copy
  * fences (latency + size / bandwidth after the copy started, the engine
@@ -166,16 +190,18 @@ static void complete(struct sim_engine *e, struct sim_job *job,
 int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 		    struct gvm_fence **done)
 {
+	uint64_t *seqno = job->q ? &job->q->seqno : &e->seqno;
 	int err;
 
 	job->e = e;
 	gvm__mutex_lock(&e->lock);
-	err = gvm_fence_create(e->context, e->seqno + 1, &job->fence);
+	err = gvm_fence_create(job->q ? job->q->context : e->context,
+			       *seqno + 1, &job->fence);
 	if (err) {
 		gvm__mutex_unlock(&e->lock);
 		return err;
 	}
-	e->seqno++;
+	(*seqno)++;
 	*done = gvm_fence_get(job->fence);
 	gvm_list_add_tail(&job->link, &e->jobs);
 	pthread_cond_signal(&e->cond);
@@ -403,6 +429,92 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 	return 0;
 }
 
+/* ---- queue suspend / resume ------------------------------------------------ */
+
+int gvm__sim_queue_suspend(struct sim_queue *q, struct gvm_fence **done)
+{
+	struct sim_engine *e = q->e;
+	struct gvm_fence *f, *now = NULL;
+	int err;
+
+	/* Fences are created outside e->lock only when they are signalled
+	   at once (signalling takes the fence lock, which ranks below). */
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &f);
+	if (err)
+		return err;
+	gvm__mutex_lock(&e->lock);
+	q->suspend_count++;
+	if (q->suspend_done) {
+		*done = gvm_fence_get(q->suspend_done);
+		now = f;		/* unused */
+	} else if (e->cur_q == q) {
+		q->suspend_done = f;
+		*done = gvm_fence_get(f);
+		gvm_store_release(&q->preempt, 1u);
+	} else {
+		*done = f;
+		now = f;
+	}
+	gvm__mutex_unlock(&e->lock);
+	if (now == *done)
+		gvm_fence_signal(now);
+	else if (now)
+		gvm_fence_put(now);
+	return 0;
+}
+
+void gvm__sim_queue_resume(struct sim_queue *q)
+{
+	struct sim_engine *e = q->e;
+
+	gvm__mutex_lock(&e->lock);
+	if (q->suspend_count && !--q->suspend_count) {
+		gvm_store_release(&q->preempt, 0u);
+		pthread_cond_signal(&e->cond);
+	}
+	gvm__mutex_unlock(&e->lock);
+}
+
+void gvm__sim_queue_drop(struct sim_queue *q)
+{
+	struct sim_engine *e = q->e;
+	struct gvm_list *pos, *tmp, dropped;
+
+	gvm_list_init(&dropped);
+	gvm__mutex_lock(&e->lock);
+	gvm_assert(e->cur_q != q);
+	gvm_list_for_each_safe(pos, tmp, &e->jobs) {
+		struct sim_job *job = gvm_list_entry(pos, struct sim_job, link);
+
+		if (job->q != q)
+			continue;
+		gvm_list_del(&job->link);
+		gvm_list_add_tail(&job->link, &dropped);
+	}
+	gvm__mutex_unlock(&e->lock);
+	gvm_list_for_each_safe(pos, tmp, &dropped) {
+		struct sim_job *job = gvm_list_entry(pos, struct sim_job, link);
+
+		gvm_list_del(&job->link);
+		gvm_fence_signal_error(job->fence, -ECANCELED);
+		job_free(job);
+	}
+}
+
+/* Under e->lock: the first job the engine may start, or NULL. */
+static struct sim_job *next_job(struct sim_engine *e)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &e->jobs) {
+		struct sim_job *job = gvm_list_entry(pos, struct sim_job, link);
+
+		if (!job->q || !job->q->suspend_count)
+			return job;
+	}
+	return NULL;
+}
+
 /* ---- engine threads ---------------------------------------------------------- */
 
 static void *engine_main(void *arg)
@@ -416,24 +528,44 @@ static void *engine_main(void *arg)
 	gvm__sim_guard_set_thread(&e->guard);
 	gvm__mutex_lock(&e->lock);
 	for (;;) {
-		struct sim_job *job;
+		struct sim_job *job = next_job(e);
 
-		if (gvm_list_empty(&e->jobs)) {
+		if (!job) {
 			if (e->stop)
 				break;
 			gvm__cond_wait(&e->cond, &e->lock);
 			continue;
 		}
-		job = gvm_list_first_entry(&e->jobs, struct sim_job, link);
 		gvm_list_del(&job->link);
 		e->translating = job->type == SIM_JOB_KERNEL;
+		e->cur_q = job->q;
 		gvm__mutex_unlock(&e->lock);
 
 		if (job->type == SIM_JOB_KERNEL) {
-			gvm__sim_run_kernel(e, job);
+			bool parked = gvm__sim_run_kernel(e, job);
+			struct gvm_fence *suspended;
+
 			gvm__sim_engine_quiesce(e);
-			gvm_fetch_add_relaxed(&e->cnt.kernels, 1u);
-			complete(e, job, gvm__now_ns());
+			gvm__mutex_lock(&e->lock);
+			e->cur_q = NULL;
+			/* Parked: first in line again, before its queue's
+			   later jobs; it starts once the queue resumes. */
+			if (parked) {
+				gvm__list_insert(&job->link, &e->jobs,
+						 e->jobs.next);
+				gvm_fetch_add_relaxed(&e->cnt.parks, 1u);
+			}
+			suspended = job->q->suspend_done;
+			job->q->suspend_done = NULL;
+			gvm__mutex_unlock(&e->lock);
+			if (suspended) {	/* nothing of the queue runs */
+				gvm_fence_signal(suspended);
+				gvm_fence_put(suspended);
+			}
+			if (!parked) {
+				gvm_fetch_add_relaxed(&e->cnt.kernels, 1u);
+				complete(e, job, gvm__now_ns());
+			}
 		} else {
 			run_copy(e, job);	/* no translation */
 		}

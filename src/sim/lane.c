@@ -44,6 +44,15 @@
  * (the built-ins do their only atomic last).  A lane is restarted at most
  * MAX_RESTARTS times, then the job fails.
  *
+ * PREEMPTION.  Before each lane the engine checks its queue's `preempt`
+ * flag (ops->queue_suspend, engine.c): if set, the job is *parked* at that
+ * lane (job->next_lane) and the engine goes on with other queues' jobs;
+ * queue_resume puts it back and it continues with that lane.  A lane is
+ * never interrupted: a kernel is preempted only between lanes, where it
+ * holds no span, so a parked job keeps nothing that an invalidation could
+ * make stale, and it translates afresh (through a TLB that saw every
+ * invalidation meanwhile) when it resumes.
+ *
  * Locking: the engine thread owns its lane and (while translating) its
  * TLB; see engine.c.  Nothing here takes a lock except through the
  * quiesce/resume/acknowledge helpers of engine.c.
@@ -410,16 +419,17 @@ static void lane_recover(struct gvm_lane *l, int why)
 		lane_fail(l, -EIO);
 }
 
-void gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
+bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 {
 	struct gvm_lane *l = &e->lane;
 	struct sim_guard *g = &e->guard;
+	bool parked;
 	sigjmp_buf jb;
 	int why;
 
 	l->job = job;
 	l->vm_id = job->svm->id;
-	l->id = 0;
+	l->id = job->next_lane;
 	l->faulted = false;
 	l->restarts = 0;
 	spans_drop(l);
@@ -428,6 +438,12 @@ void gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	if (why)
 		lane_recover(l, why);
 	while (!l->faulted && l->id < job->k.grid) {
+		/* Preemption point: between lanes, no span is live. */
+		if (__builtin_expect(gvm_load_acquire(&job->q->preempt) != 0,
+				     0)) {
+			job->next_lane = l->id;
+			break;
+		}
 		lane_boundary(l);
 		job->k.fn(l, job->k.args);
 		spans_drop(l);
@@ -435,8 +451,11 @@ void gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 		l->restarts = 0;
 		gvm_fetch_add_relaxed(&e->cnt.lanes, 1u);
 	}
+	/* Left early without a fault: parked. */
+	parked = !l->faulted && l->id < job->k.grid;
 	spans_drop(l);
 	g->lane_jb = NULL;
 	l->vm_id = 0;
 	l->job = NULL;
+	return parked;
 }

@@ -217,6 +217,7 @@ static int sim_queue_create(struct gvm_device *dev, void *vm_priv,
 	if (!q)
 		return -ENOMEM;
 	q->svm = vm_priv;
+	q->context = gvm_fence_context_alloc(1);
 	if (engine == GVM_ENGINE_COMPUTE) {
 		i = gvm_fetch_add_relaxed(&sd->rr_compute, 1u) %
 		    sd->cfg.nr_compute;
@@ -229,9 +230,25 @@ static int sim_queue_create(struct gvm_device *dev, void *vm_priv,
 	return 0;
 }
 
+/* Jobs left (the queue was suspended) are dropped: -ECANCELED. */
 static void sim_queue_destroy(struct gvm_device *dev, void *queue_priv)
 {
+	gvm__sim_queue_drop(queue_priv);
 	free(queue_priv);
+}
+
+static int sim_queue_suspend(struct gvm_device *dev, void *queue_priv,
+			     struct gvm_fence **done)
+{
+	if (!queue_priv || !done)
+		return -EINVAL;
+	return gvm__sim_queue_suspend(queue_priv, done);
+}
+
+static void sim_queue_resume(struct gvm_device *dev, void *queue_priv)
+{
+	if (queue_priv)
+		gvm__sim_queue_resume(queue_priv);
 }
 
 static int sim_run(struct gvm_device *dev, void *queue_priv,
@@ -249,6 +266,7 @@ static int sim_run(struct gvm_device *dev, void *queue_priv,
 		return -ENOMEM;
 	job->type = SIM_JOB_KERNEL;
 	job->svm = q->svm;
+	job->q = q;
 	job->k = *k;
 	err = gvm__sim_submit(q->e, job, done);
 	if (err)
@@ -263,6 +281,8 @@ const struct gvm_device_ops gvm__sim_ops = {
 	.copy = sim_copy,
 	.queue_create = sim_queue_create,
 	.queue_destroy = sim_queue_destroy,
+	.queue_suspend = sim_queue_suspend,
+	.queue_resume = sim_queue_resume,
 	.run = sim_run,
 	.destroy = sim_destroy,
 };

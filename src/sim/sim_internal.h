@@ -16,7 +16,8 @@
  * Locks (all GVM_RANK_LEAF; none is ever held while another is taken,
  * none while calling out of the backend):
  *   engine->lock      the engine's job list, its invalidation list, its
- *                     fence seqno, `translating`, and its TLB while
+ *                     fence seqno, `translating`, `cur_q`, the suspend
+ *                     state of its queues, and its TLB while
  *                     `translating` is false
  *   sd->timer_lock    the timer list
  *   the registry lock (sim.c) the list of simulated devices
@@ -50,10 +51,25 @@ struct sim_vm {
 	uint32_t flags;			/* GVM_VM_* */
 };
 
-/* An exec queue bound to one engine.  Immutable. */
+/*
+ * An exec queue bound to one engine (svm, e, context: immutable).  Its
+ * kernels' fences are on the queue's own fence context: a suspended
+ * queue's jobs are overtaken by other queues' jobs on the same engine, so
+ * an engine-wide context would signal out of seqno order.
+ */
 struct sim_queue {
 	struct sim_vm *svm;
 	struct sim_engine *e;
+	uint64_t context;		/* fence context of its kernels */
+	uint64_t seqno;			/* e->lock: last fence seqno */
+	uint32_t suspend_count;		/* e->lock: suspends not yet resumed;
+					   its jobs start only while 0 */
+	uint32_t preempt;		/* written under e->lock (release),
+					   read by the engine at every lane
+					   start (acquire): park the job */
+	struct gvm_fence *suspend_done;	/* e->lock: the pending fence of a
+					   suspend waiting for the running
+					   job to park (reference), or NULL */
 };
 
 /* ---- MMU / TLB (mmu.c) -------------------------------------------------- */
@@ -246,6 +262,10 @@ struct sim_job {
 	struct gvm_fence *fence;	/* the job's reference */
 	int error;			/* engine thread */
 	struct sim_vm *svm;		/* KERNEL */
+	struct sim_queue *q;		/* KERNEL: its queue */
+	uint64_t next_lane;		/* KERNEL: where it starts or resumes
+					   (engine thread, or e->lock while
+					   parked) */
 	struct gvm_kernel k;		/* KERNEL: a copy */
 	struct gvm_mem_addr dst, src;	/* COPY */
 	uint64_t size;			/* COPY */
@@ -280,6 +300,7 @@ struct gvm_lane {
 struct sim_counters {
 	uint64_t tlb_hits, tlb_misses, walks, faults, kernels, lanes;
 	uint64_t bytes_copied;
+	uint64_t parks;			/* kernels parked by a suspend */
 };
 
 struct sim_inval_req;
@@ -298,6 +319,8 @@ struct sim_engine {
 	bool stop;			/* under lock */
 	bool translating;		/* under lock: the thread may use the
 					   TLB and spans without the lock */
+	struct sim_queue *cur_q;	/* under lock: queue of the kernel job
+					   the thread runs, or NULL */
 	struct gvm_list invals;		/* sim_inval_node.link, under lock */
 	uint32_t inval_pending;		/* != 0 iff invals non-empty: written
 					   under lock (release), read lock-free
@@ -385,8 +408,15 @@ void gvm__sim_engine_ack_invals(struct sim_engine *e);
 void gvm__sim_engine_quiesce(struct sim_engine *e);
 void gvm__sim_engine_resume(struct sim_engine *e);
 
-/* lane.c */
-void gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job);
+/* Queue suspend / resume (engine.c; ops->queue_suspend / _resume). */
+int gvm__sim_queue_suspend(struct sim_queue *q, struct gvm_fence **done);
+void gvm__sim_queue_resume(struct sim_queue *q);
+/* Drops the queue's parked and queued jobs (-ECANCELED). */
+void gvm__sim_queue_drop(struct sim_queue *q);
+
+/* lane.c: runs lanes from job->next_lane; true if the job parked (its
+   queue asked to be suspended) before its last lane. */
+bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job);
 
 /* For tests: the engines of a device, by global index. */
 static inline struct sim_engine *gvm__sim_engine(struct sim_dev *sd,

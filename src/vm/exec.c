@@ -18,6 +18,14 @@
  *   5. arm, add the job's fence to every reservation at BOOKKEEP (so a
  *      later unbind waits for the kernel), push, signal the out-syncs
  *
+ * Long-running VMs (GVM_VM_LR_MODE): a kernel may never end, so its fence
+ * goes in no reservation and the out-syncs may only be user fences
+ * (-EINVAL otherwise, as in xe).  In preempt-fence mode (LR without
+ * FAULT) the queue's preempt fence stands in for it (lr.c): installed at
+ * the queue's first exec, re-added to the external BOs at each.
+ * gvm__vm_lock_all() and gvm__vm_revalidate() are shared with the rebind
+ * worker.
+ *
  * The job's run() hands the kernel to the backend (ops->run), whose fence
  * is the hardware fence: the job's finished fence signals with its error
  * (-EIO after an unrecoverable GPU fault).
@@ -80,13 +88,14 @@ static int add_deps(struct gvm_job *job, struct gvm_resv *resv,
 	return err;
 }
 
-static int lock_vm(struct gvm_lockset *ls, struct gvm_vm *vm)
+int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
+		     unsigned int nr_fences)
 {
 	struct gvm_list *pos;
 	int err = 0;
 
 	gvm_lockset_until_all_locked(ls) {
-		err = gvm_lockset_prepare(ls, &vm->resv, 1);
+		err = gvm_lockset_prepare(ls, &vm->resv, nr_fences);
 		gvm_lockset_retry_on_contention(ls);
 		if (err)
 			return err;
@@ -96,7 +105,8 @@ static int lock_vm(struct gvm_lockset *ls, struct gvm_vm *vm)
 
 			if (vb->bo->resv == &vm->resv)
 				continue;
-			err = gvm_lockset_prepare(ls, vb->bo->resv, 1);
+			err = gvm_lockset_prepare(ls, vb->bo->resv,
+						  nr_fences);
 			if (err)
 				break;
 		}
@@ -114,7 +124,7 @@ static int lock_vm(struct gvm_lockset *ls, struct gvm_vm *vm)
  * moves zapped, and marks the BOs in VRAM as recently used.  Everything
  * locked by the caller; only idle BOs of others are evicted.
  */
-static int revalidate(struct gvm_vm *vm)
+int gvm__vm_revalidate(struct gvm_vm *vm)
 {
 	struct gvm_list *pos;
 	int err = 0;
@@ -150,6 +160,7 @@ static int revalidate(struct gvm_vm *vm)
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	     const struct gvm_sync *syncs, uint32_t ns)
 {
+	struct gvm_fence *pf = NULL;
 	struct gvm_sync_set set;
 	struct gvm_lockset ls;
 	struct gvm_fence *done;
@@ -164,6 +175,11 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	if (q->engine == GVM_ENGINE_BIND)
 		return -EINVAL;
 	vm = q->vm;
+	/* LR: no completion promise, so no fence out-syncs (xe). */
+	for (i = 0; (vm->flags & GVM_VM_LR_MODE) && syncs && i < ns; i++)
+		if ((syncs[i].flags & GVM_SYNC_SIGNAL) &&
+		    syncs[i].type != GVM_SYNC_USER_FENCE)
+			return -EINVAL;
 	err = gvm__syncs_parse(&set, syncs, ns);
 	if (err)
 		return err;
@@ -190,9 +206,11 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	/* Userptrs are refetched before any reservation is taken. */
 	err = gvm__userptr_revalidate(vm);
 	if (!err)
-		err = lock_vm(&ls, vm);
+		err = gvm__vm_lock_all(&ls, vm, 1);
 	if (!err)
-		err = revalidate(vm);
+		err = gvm__vm_revalidate(vm);
+	if (!err && gvm__vm_preempt_mode(vm))
+		err = gvm__lr_exec_prepare(q, &pf);
 	for (i = 0; !err && i < set.nr_in; i++)
 		err = gvm_job_add_dependency(&ej->job, set.in[i]);
 	if (!err)
@@ -213,14 +231,18 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	/* ---- point of no return ---- */
 	gvm_job_arm(&ej->job);
 	done = gvm_fence_get(gvm_job_finished(&ej->job));
-	gvm_resv_add_fence(&vm->resv, done, GVM_RESV_USAGE_BOOKKEEP);
-	gvm_list_for_each(pos, &vm->vm_bos) {
-		struct gvm_vm_bo *vb =
-			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+	if (gvm__vm_preempt_mode(vm)) {
+		gvm__lr_exec_commit(q, pf);	/* preempt fence instead */
+	} else if (!(vm->flags & GVM_VM_LR_MODE)) {
+		gvm_resv_add_fence(&vm->resv, done, GVM_RESV_USAGE_BOOKKEEP);
+		gvm_list_for_each(pos, &vm->vm_bos) {
+			struct gvm_vm_bo *vb =
+				gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
 
-		if (vb->bo->resv != &vm->resv)
-			gvm_resv_add_fence(vb->bo->resv, done,
-					   GVM_RESV_USAGE_BOOKKEEP);
+			if (vb->bo->resv != &vm->resv)
+				gvm_resv_add_fence(vb->bo->resv, done,
+						   GVM_RESV_USAGE_BOOKKEEP);
+		}
 	}
 	gvm__queue_set_last(q, done);
 	gvm_job_push(&ej->job);
@@ -233,6 +255,7 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	return 0;
 
 err:
+	gvm_fence_put(pf);		/* never published */
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
 	gvm_job_fini(&ej->job);

@@ -10,6 +10,11 @@
  * inline), so that a bind with nothing to do still signals in order, and
  * so that a bind knows whether it can run inline.
  *
+ * Exec queues of preempt-fence (LR) VMs also carry a preempt fence once
+ * they ran work (lr.c); destroying one waits for its kernels as for any
+ * queue (the rebind worker may preempt and resume them meanwhile), then
+ * retires the preempt fence.
+ *
  * Locking: q->lock is a leaf around q->last.  Creating and destroying user
  * queues updates vm->nr_queues under vm->lock.
  */
@@ -35,6 +40,7 @@ int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 	q->vm = vm;
 	q->engine = engine;
 	gvm__mutex_init(&q->lock, "queue.lock", GVM_RANK_LEAF);
+	gvm__lr_queue_init(q);
 	err = gvm_sched_queue_create(dev->sched,
 				     engine == GVM_ENGINE_BIND ? "bind" : "exec",
 				     &q->sq);
@@ -81,6 +87,8 @@ void gvm__queue_destroy(struct gvm_queue *q, bool internal)
 		gvm_fence_wait(last, GVM_TIMEOUT_INFINITE);
 		gvm_fence_put(last);
 	}
+	if (q->engine != GVM_ENGINE_BIND && gvm__vm_preempt_mode(vm))
+		gvm__lr_queue_fini(q);
 	gvm_sched_queue_destroy(q->sq);
 	if (q->dev_priv)
 		vm->dev->ops->queue_destroy(vm->dev, q->dev_priv);
@@ -108,6 +116,10 @@ int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
 	    (!vm->dev->ops->run ||
 	     !(engine == GVM_ENGINE_COMPUTE ? vm->dev->desc.nr_compute
 					    : vm->dev->desc.nr_copy)))
+		return -EOPNOTSUPP;
+	/* Preempt-fence mode needs queues that can be preempted. */
+	if (engine != GVM_ENGINE_BIND && gvm__vm_preempt_mode(vm) &&
+	    (!vm->dev->ops->queue_suspend || !vm->dev->ops->queue_resume))
 		return -EOPNOTSUPP;
 	return gvm__queue_create(vm, engine, false, out);
 }

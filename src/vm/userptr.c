@@ -24,6 +24,12 @@
  *   collision); a VMA whose memory is gone is dropped from the list and
  *   stays zapped (the GPU faults there) instead of failing the exec.
  *
+ * Preempt-fence (LR) VMs: pass 1 first puts the VMA on the invalidated
+ * list and takes the VM's current preempt fences under notifier_lock,
+ * then (unlocked) enables and waits for them - the queues stop at a lane
+ * boundary, parked, not failed - before it zaps; the rebind worker repins
+ * and resumes them (lr.c, with the interleaving against its resume).
+ *
  * Pass 2 waits for the TLB invalidation only, not for the VM's jobs: after
  * the zap and the invalidation no device access can reach the old pages,
  * and waiting for jobs could wait for a bind job that needs vm->lock, which
@@ -82,6 +88,23 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 	(void)r;
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_set_seq(n, cur_seq);
+	if (u->live && gvm__vm_preempt_mode(vm)) {
+		/* LR: stop the queues before the zap (lr.c). */
+		struct gvm_fence **pf;
+		unsigned int npf;
+
+		if (gvm_list_empty(&u->inval_link))
+			gvm_list_add_tail(&u->inval_link,
+					  &vm->userptr_invalidated);
+		gvm__lr_snapshot_locked(vm, &pf, &npf);
+		if (npf) {
+			gvm__mutex_unlock(&vm->notifier_lock);
+			gvm__lr_preempt_wait(pf, npf);
+			gvm__mutex_lock(&vm->notifier_lock);
+		} else {
+			free(pf);
+		}
+	}
 	if (u->live) {
 		gvm__pt_zap(&vm->pt, u->vma->va.addr, u->vma->va.range, &tlb);
 		if (gvm_list_empty(&u->inval_link))
@@ -252,6 +275,18 @@ bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
 	if (gvm_list_empty(&u->inval_link))
 		gvm_list_add_tail(&u->inval_link, &vm->userptr_invalidated);
 	return true;
+}
+
+bool gvm__userptr_pending_locked(struct gvm_vm *vm)
+{
+	struct gvm_list *pos;
+
+	gvm_lockdep_assert_held(&vm->notifier_lock);
+	gvm_list_for_each(pos, &vm->userptr_invalidated)
+		if (gvm_list_entry(pos, struct gvm_userptr,
+				   inval_link)->vma->va.inserted)
+			return true;
+	return false;
 }
 
 /* ---- exec: repin and rebind the invalidated ---------------------------- */

@@ -40,6 +40,8 @@
 static void vm_free_struct(struct gvm_vm *vm)
 {
 	gvm_resv_fini(&vm->resv);
+	pthread_cond_destroy(&vm->lr_cond);
+	gvm__mutex_fini(&vm->lr_lock);
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->lock);
@@ -102,10 +104,16 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->vm_bos);
 	gvm_list_init(&vm->range_fences);
 	gvm_list_init(&vm->userptr_invalidated);
+	gvm_list_init(&vm->lr_queues);
+	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
+	gvm__cond_init(&vm->lr_cond);
+	err = gvm__lr_vm_init(vm);
+	if (err)
+		goto err_free;
 	err = gvm__va_space_init(&vm->va, 0, 1ull << dev->desc.va_bits,
 				 sizeof(struct gvm_vma));
 	if (err)
-		goto err_free;
+		goto err_lr;
 	mem.buddy = &dev->vram;
 	mem.cpu_base = dev->desc.vram_cpu;
 	mem.dev_base = dev->desc.vram_base;
@@ -131,6 +139,8 @@ err_pt:
 	gvm__pt_vm_fini(&vm->pt);
 err_va:
 	gvm__va_space_fini(&vm->va, NULL, NULL);
+err_lr:
+	gvm__lr_vm_fini(vm);
 err_free:
 	vm_free_struct(vm);
 	return err;
@@ -241,6 +251,8 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	}
 	vm->closed = true;
 	gvm__mutex_unlock(&vm->lock);
+	/* No user queue is left, so no preempt fence is pending. */
+	gvm__lr_vm_fini(vm);
 
 	/* Drains the default queue; user queues hold references. */
 	gvm__queue_destroy(vm->bind_q, true);

@@ -6,6 +6,8 @@
 #ifndef GVM_VM_VM_H
 #define GVM_VM_VM_H
 
+#include <pthread.h>
+
 #include <gvm/resv.h>
 #include <gvm/sched.h>
 #include <gvm/vm.h>
@@ -67,6 +69,19 @@ struct gvm_queue {
 	void *dev_priv;			/* immutable: backend queue */
 	struct gvm_mutex lock;		/* leaf: last */
 	struct gvm_fence *last;		/* latest work's fence, or NULL */
+
+	/* Exec queues of preempt-fence (LR) VMs (lr.c). */
+	struct gvm_list lr_link;	/* vm->lr_queues once it ran work;
+					   vm->lock + notifier_lock to change,
+					   either to read */
+	uint64_t lr_context;		/* immutable: its preempt fences */
+	uint64_t lr_seqno;		/* vm->lock */
+	struct gvm_fence *pfence;	/* current preempt fence (reference)
+					   or NULL; vm->lock + notifier_lock
+					   to change, either to read */
+	uint32_t lr_resumes;		/* vm->lock + notifier_lock to change,
+					   either to read: suspends of retired
+					   preempt fences not yet resumed */
 };
 
 struct gvm_vm_counters {		/* relaxed atomics */
@@ -75,6 +90,8 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t faults, execs, evictions;
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;
+	uint64_t preemptions;		/* preempt fences that suspended */
+	uint64_t lr_rebinds;		/* rebind-worker passes that resumed */
 };
 
 struct gvm_vm {
@@ -106,6 +123,18 @@ struct gvm_vm {
 					   point of no return */
 	bool closed;			/* vm->lock: gvm_vm_destroy() ran */
 	uint32_t nr_queues;		/* vm->lock: user-created queues */
+
+	/*
+	 * Preempt-fence mode (LR without FAULT, lr.c): exec queues with a
+	 * preempt fence, and the rebind worker thread, kicked under lr_lock
+	 * (a leaf) from preempt fences' callbacks.
+	 */
+	struct gvm_list lr_queues;	/* gvm_queue.lr_link; see there */
+	struct gvm_mutex lr_lock;	/* leaf: lr_kick, lr_stop */
+	pthread_cond_t lr_cond;		/* with lr_lock */
+	bool lr_kick, lr_stop;
+	bool lr_started;		/* create/destroy only */
+	pthread_t lr_thread;
 
 	struct gvm_mutex fault_lock;	/* leaf: the fault log */
 	struct gvm_fault_info faults[GVM_VM_FAULT_LOG];
@@ -172,6 +201,57 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 bool gvm__userptr_commit(struct gvm_vma *vma, bool live);
 /* Exec: vm->lock held, no reservation.  0, -ENOMEM, -ENOSPC, -EAGAIN. */
 int gvm__userptr_revalidate(struct gvm_vm *vm);
+
+/*
+ * notifier_lock held: true if an invalidated userptr still in the VA tree
+ * waits for its repin (the rebind worker must not resume the queues).
+ */
+bool gvm__userptr_pending_locked(struct gvm_vm *vm);
+
+/* Exec's locking and revalidation, shared with the rebind worker
+ * (exec.c).  vm->lock held. */
+struct gvm_lockset;
+/* Locks the VM's reservation and its external BOs', @nr_fences slots
+   each.  0, -ENOMEM, -EINTR... (the lockset's errors). */
+int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
+		     unsigned int nr_fences);
+/* Everything locked: moves BOs back, rebinds evicted handles, bumps the
+   LRU.  0, -ENOSPC, -ENOMEM. */
+int gvm__vm_revalidate(struct gvm_vm *vm);
+
+/* ---- long-running mode (lr.c) ----------------------------------------- */
+
+/* LR without FAULT: queues are preempted, not waited for. */
+static inline bool gvm__vm_preempt_mode(const struct gvm_vm *vm)
+{
+	return (vm->flags & (GVM_VM_LR_MODE | GVM_VM_FAULT_MODE)) ==
+	       GVM_VM_LR_MODE;
+}
+
+/* VM create (lr_queues, lr_lock, lr_cond initialised) / destroy: the
+   worker thread.  No lock held. */
+int gvm__lr_vm_init(struct gvm_vm *vm);
+void gvm__lr_vm_fini(struct gvm_vm *vm);
+/* Exec queue of a preempt-mode VM: create (no lock) and destroy (no lock
+   held, after its work completed: retires its preempt fence). */
+void gvm__lr_queue_init(struct gvm_queue *q);
+void gvm__lr_queue_fini(struct gvm_queue *q);
+/*
+ * Exec: before the point of no return (vm->lock, reservations held), a
+ * preempt fence for a queue that has none (*@pf NULL if it has one);
+ * after it, installs it (or re-adds the current one to the external BOs'
+ * reservations: one fence slot each).  Cannot fail.
+ */
+int gvm__lr_exec_prepare(struct gvm_queue *q, struct gvm_fence **pf);
+void gvm__lr_exec_commit(struct gvm_queue *q, struct gvm_fence *pf);
+/*
+ * Userptr invalidation: notifier_lock held, references to the current
+ * preempt fences (*@f NULL, *@n 0 if none or out of memory); then, with no
+ * lock held, enables and waits for them and drops the references.
+ */
+void gvm__lr_snapshot_locked(struct gvm_vm *vm, struct gvm_fence ***f,
+			     unsigned int *n);
+void gvm__lr_preempt_wait(struct gvm_fence **f, unsigned int n);
 
 /* qsort() comparator of struct gvm_vma pointers by address. */
 int gvm__vma_cmp_addr(const void *a, const void *b);

@@ -1872,3 +1872,187 @@ TEST(api_scratch_vm)
 	ASSERT_EQ(n, 0);
 	api_fini(&a);
 }
+
+/* ---- queue suspend / resume (preemption) --------------------------------- */
+
+/* Lane i spins a little, then adds 1 at va: a slow kernel. */
+struct slow_args {
+	uint64_t va;
+	uint32_t spin;
+};
+
+static void slow_fn(struct gvm_lane *l, const void *args)
+{
+	const struct slow_args *a = args;
+	volatile uint32_t i;
+
+	for (i = 0; i < a->spin; i++)
+		;
+	gvm_lane_atomic_add(l, a->va, 1, 8);
+}
+
+static uint64_t parks(struct env *v)
+{
+	uint64_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < v->sd->nr_engines; i++)
+		n += gvm_load_relaxed(&v->sd->engines[i].cnt.parks);
+	return n;
+}
+
+static uint64_t load64(struct env *v, uint64_t addr)
+{
+	return __atomic_load_n((uint64_t *)vcpu(v, addr), __ATOMIC_ACQUIRE);
+}
+
+static void wait_fence_ok(struct gvm_fence *f)
+{
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), 1);
+	gvm_fence_put(f);
+}
+
+/*
+ * One compute engine, two queues on it: suspending the first parks its
+ * kernel between lanes (nothing of it runs once the suspend's fence
+ * signalled), the second queue's kernel runs meanwhile on the same
+ * engine, TLB invalidations are acknowledged, and resuming continues the
+ * parked kernel where it stopped: no lane lost or run twice.
+ */
+TEST(suspend_parks_kernel_others_proceed_resume_continues)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
+	struct slow_args a = { 0x10000, 20000 };
+	struct gvm_fence *f, *g, *done;
+	struct gvm_kernel k, k2;
+	uint64_t buf, n = 2000, c;
+	struct env v;
+
+	env_init_cfg(&v, &cfg, 0);
+	ASSERT_OK(ops->queue_create(v.dev, v.vm, GVM_ENGINE_COMPUTE, &v.q[1]));
+	v.nq = 2;
+	ASSERT_TRUE(((struct sim_queue *)v.q[0])->e ==
+		    ((struct sim_queue *)v.q[1])->e);
+	buf = vram_alloc(&v, K4, K4);
+	map(&v, 0x10000, K4, buf, VRAM_RW);
+	kernel(&k, slow_fn, n, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f));
+	while (!load64(&v, buf))
+		gvm_cpu_relax();
+	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
+	wait_fence_ok(done);
+	c = load64(&v, buf);
+	ASSERT_GT(c, 0);
+	/* Parked, not failed: pending, and nothing of it runs now. */
+	ASSERT_FALSE(gvm_fence_is_signaled(f));
+	ASSERT_EQ(parks(&v), 1);
+	/* The engine is free for the other queue, and acknowledges. */
+	ASSERT_OK(gvm_kernel_atomic_inc(&k2, 0x10008, 10));
+	ASSERT_OK(ops->run(v.dev, v.q[1], &k2, &g));
+	wait_fence_ok(g);
+	tlb_inval_wait(&v, 0, 0);
+	ASSERT_EQ(((uint64_t *)vcpu(&v, buf))[1], 10);
+	ASSERT_EQ(load64(&v, buf), c);
+	ASSERT_FALSE(gvm_fence_is_signaled(f));
+	ops->queue_resume(v.dev, v.q[0]);
+	wait_fence_ok(f);
+	ASSERT_EQ(load64(&v, buf), n);
+	ASSERT_EQ(stats(&v).lanes, n + 10);
+	env_fini(&v);
+}
+
+/* Suspending an idle queue signals at once; suspends nest; queued work
+   starts only once every suspend was resumed. */
+TEST(suspend_idle_nests_and_holds_queued_work)
+{
+	struct slow_args a = { 0x10000, 0 };
+	struct gvm_fence *d1, *d2, *f;
+	struct gvm_kernel k;
+	struct env v;
+	uint64_t buf;
+
+	env_init(&v, 0);
+	buf = vram_alloc(&v, K4, K4);
+	map(&v, 0x10000, K4, buf, VRAM_RW);
+	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &d1));
+	ASSERT_TRUE(gvm_fence_is_signaled(d1));
+	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &d2));
+	ASSERT_TRUE(gvm_fence_is_signaled(d2));
+	gvm_fence_put(d1);
+	gvm_fence_put(d2);
+	kernel(&k, slow_fn, 100, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f));
+	ops->queue_resume(v.dev, v.q[0]);
+	/* Still suspended once: the job cannot have started. */
+	ASSERT_EQ(gvm_fence_wait(f, 20 * 1000 * 1000), -ETIME);
+	ASSERT_EQ(load64(&v, buf), 0);
+	ops->queue_resume(v.dev, v.q[0]);
+	wait_fence_ok(f);
+	ASSERT_EQ(load64(&v, buf), 100);
+	ASSERT_EQ(parks(&v), 0);
+	env_fini(&v);
+}
+
+/* A kernel parked and resumed many times still runs every lane once;
+   its fences stay on its queue's context in order. */
+TEST(suspend_resume_repeatedly)
+{
+	struct slow_args a = { 0x10000, 2000 };
+	struct gvm_fence *f[2], *done;
+	struct gvm_kernel k;
+	uint64_t buf, n = 3000;
+	unsigned int i, rounds = 0;
+	struct env v;
+
+	env_init(&v, 0);
+	buf = vram_alloc(&v, K4, K4);
+	map(&v, 0x10000, K4, buf, VRAM_RW);
+	kernel(&k, slow_fn, n, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[0]));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[1]));
+	ASSERT_TRUE(gvm_fence_is_later(f[1], f[0]));
+	while (!gvm_fence_is_signaled(f[1]) && rounds < 200) {
+		ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
+		ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+		gvm_fence_put(done);
+		if (!gvm_fence_is_signaled(f[0]))
+			ASSERT_LT(load64(&v, buf), n);
+		ops->queue_resume(v.dev, v.q[0]);
+		rounds++;
+	}
+	for (i = 0; i < 2; i++)
+		wait_fence_ok(f[i]);
+	ASSERT_EQ(load64(&v, buf), 2 * n);
+	env_fini(&v);
+}
+
+/* Destroying a suspended queue drops its parked and queued kernels. */
+TEST(destroy_suspended_queue_cancels_its_jobs)
+{
+	struct slow_args a = { 0x10000, 20000 };
+	struct gvm_fence *f[2], *done;
+	struct gvm_kernel k;
+	struct env v;
+	uint64_t buf;
+
+	env_init(&v, 0);
+	buf = vram_alloc(&v, K4, K4);
+	map(&v, 0x10000, K4, buf, VRAM_RW);
+	kernel(&k, slow_fn, 1000, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[0]));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[1]));
+	while (!load64(&v, buf))
+		gvm_cpu_relax();
+	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
+	wait_fence_ok(done);
+	ops->queue_destroy(v.dev, v.q[0]);
+	v.q[0] = NULL;
+	ASSERT_OK(ops->queue_create(v.dev, v.vm, GVM_ENGINE_COMPUTE, &v.q[0]));
+	ASSERT_EQ(gvm_fence_get_status(f[0]), -ECANCELED);
+	ASSERT_EQ(gvm_fence_get_status(f[1]), -ECANCELED);
+	gvm_fence_put(f[0]);
+	gvm_fence_put(f[1]);
+	ASSERT_LT(load64(&v, buf), 1000);
+	env_fini(&v);
+}
