@@ -153,6 +153,15 @@ static unsigned int perm_check(const struct sim_xlate *x, unsigned int access)
 	return 0;
 }
 
+/*
+ * Counter increments on the hot path: the engine thread is the only writer
+ * of these, so a relaxed load and store do (no locked read-modify-write).
+ */
+static inline void cnt_inc(uint64_t *c)
+{
+	gvm_store_relaxed(c, gvm_load_relaxed(c) + 1);
+}
+
 /* Translates @va for @access.  0, or -EFAULT: the job failed. */
 static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 		      struct sim_xlate *x)
@@ -163,11 +172,11 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 
 	for (tries = 0;; tries++) {
 		if (gvm__sim_tlb_lookup(&e->tlb, svm->id, va, x)) {
-			gvm_fetch_add_relaxed(&e->cnt.tlb_hits, 1u);
+			cnt_inc(&e->cnt.tlb_hits);
 			reason = perm_check(x, access);
 		} else {
-			gvm_fetch_add_relaxed(&e->cnt.tlb_misses, 1u);
-			gvm_fetch_add_relaxed(&e->cnt.walks, 1u);
+			cnt_inc(&e->cnt.tlb_misses);
+			cnt_inc(&e->cnt.walks);
 			if (!gvm__sim_walk(e->sd, svm, va, x)) {
 				gvm__sim_tlb_insert(&e->tlb, svm->id, x);
 				reason = perm_check(x, access);
@@ -449,7 +458,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 		spans_drop(l);
 		l->id++;
 		l->restarts = 0;
-		gvm_fetch_add_relaxed(&e->cnt.lanes, 1u);
+		cnt_inc(&e->cnt.lanes);
 	}
 	/* Left early without a fault: parked. */
 	parked = !l->faulted && l->id < job->k.grid;
