@@ -79,12 +79,7 @@ static int run_step(struct evict_env *e, int v)
 	struct gvm_kernel k;
 	int err;
 
-	memset(&k, 0, sizeof(k));
-	k.name = "bench_touch";
-	k.fn = touch_fn;
-	k.grid = WSET;
-	k.args_size = sizeof(a);
-	memcpy(k.args, &a, sizeof(a));
+	gvm_kernel_init(&k, "bench_touch", touch_fn, WSET, &a, sizeof(a));
 	err = gvm_exec(e->q[v], &k, &s, 1);
 	if (err)
 		return err;

@@ -151,17 +151,6 @@ static int exec_wait(struct gvm_queue *q, const struct gvm_kernel *k)
 	return err;
 }
 
-static void kernel_init(struct gvm_kernel *k, const char *name,
-			gvm_kernel_fn fn, uint64_t grid, const void *args,
-			size_t size)
-{
-	memset(k, 0, sizeof(*k));
-	k->name = name;
-	k->fn = fn;
-	k->grid = grid;
-	k->args_size = size;
-	memcpy(k->args, args, size);
-}
 
 /* ---- sim_triad_span --------------------------------------------------- */
 
@@ -331,7 +320,7 @@ GVM_BENCH(sim_load_tlbhit, "gvm_lane_load of 8 bytes hitting the TLB")
 	for (i = 0; i < LOAD_WINDOW / 8; i++)
 		host[i] = dev[i] = i * 0x9e3779b97f4a7c15ull;
 	a = (struct loads_args){ G1, LOAD_WINDOW - 1, n, 2 * G1 };
-	kernel_init(&k, "bench_loads", loads_fn, 1, &a, sizeof(a));
+	gvm_kernel_init(&k, "bench_loads", loads_fn, 1, &a, sizeof(a));
 	err = gvm_sim_stats(e.dev, &s0);
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		int64_t t0 = gvm_bench_now_ns();
@@ -457,7 +446,7 @@ static double invals_busy(struct env *e, volatile uint64_t *words, int n)
 	double ns = -1;
 
 	words[0] = words[1] = 0;
-	kernel_init(&k, "bench_poll", poll_fn, 1, &a, sizeof(a));
+	gvm_kernel_init(&k, "bench_poll", poll_fn, 1, &a, sizeof(a));
 	if (submit(e->q, &k, &busy))
 		return -1;
 	while (!__atomic_load_n(&words[0], __ATOMIC_ACQUIRE) &&

@@ -130,6 +130,15 @@ GVM_API void *gvm_lane_span(struct gvm_lane *lane, uint64_t va, size_t *len,
 			    unsigned int access);
 
 /*
+ * Fills @k for a kernel of your own: @fn run over @grid lanes with a copy
+ * of @args (@size bytes, at most GVM_KERNEL_ARGS_MAX).  @name is kept (a
+ * static string).  Returns 0 or -EINVAL.
+ */
+GVM_API int gvm_kernel_init(struct gvm_kernel *k, const char *name,
+			    gvm_kernel_fn fn, uint64_t grid, const void *args,
+			    size_t size);
+
+/*
  * Built-in kernels: fill @k.  Sizes are bytes (> 0); VAs as for the lane
  * calls.  The streaming ones (fill, copy, checksum, triad) run one lane
  * per GVM_KERNEL_LANE_BYTES of the buffer.

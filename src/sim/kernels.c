@@ -28,16 +28,29 @@
 
 #define LANE_BYTES GVM_KERNEL_LANE_BYTES
 
-static void kernel_init(struct gvm_kernel *k, const char *name,
-			gvm_kernel_fn fn, uint64_t grid, const void *args,
-			size_t size)
+int gvm_kernel_init(struct gvm_kernel *k, const char *name, gvm_kernel_fn fn,
+		    uint64_t grid, const void *args, size_t size)
 {
+	if (!k || !fn || !grid || size > sizeof(k->args) || (size && !args))
+		return -EINVAL;
 	memset(k, 0, sizeof(*k));
 	k->name = name;
 	k->fn = fn;
 	k->grid = grid;
 	k->args_size = size;
-	memcpy(k->args, args, size);
+	if (size)
+		memcpy(k->args, args, size);
+	return 0;
+}
+
+/* The built-ins' arguments always fit. */
+static void kernel_init(struct gvm_kernel *k, const char *name,
+			gvm_kernel_fn fn, uint64_t grid, const void *args,
+			size_t size)
+{
+	int err = gvm_kernel_init(k, name, fn, grid, args, size);
+
+	GVM_BUG_ON(err);
 }
 
 static uint64_t lanes_for(uint64_t bytes)

@@ -49,12 +49,7 @@ static void spin_kernel(struct gvm_kernel *k, uint64_t lanes, uint64_t count,
 {
 	struct spin_args a = { count, slots, spin };
 
-	memset(k, 0, sizeof(*k));
-	k->name = "spin";
-	k->fn = spin_fn;
-	k->grid = lanes;
-	k->args_size = sizeof(a);
-	memcpy(k->args, &a, sizeof(a));
+	ASSERT_OK(gvm_kernel_init(k, "spin", spin_fn, lanes, &a, sizeof(a)));
 }
 
 /* LR exec: the out-sync is a user fence writing 1 to *@uf. */

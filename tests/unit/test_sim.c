@@ -270,13 +270,7 @@ static void load_fn(struct gvm_lane *l, const void *args)
 static void kernel(struct gvm_kernel *k, gvm_kernel_fn fn, uint64_t grid,
 		   const void *args, size_t size)
 {
-	memset(k, 0, sizeof(*k));
-	k->name = "test";
-	k->fn = fn;
-	k->grid = grid;
-	k->args_size = size;
-	if (size)
-		memcpy(k->args, args, size);
+	ASSERT_OK(gvm_kernel_init(k, "test", fn, grid, args, size));
 }
 
 /* ---- configuration ---------------------------------------------------- */
@@ -399,7 +393,10 @@ TEST(ops_reject_bad_arguments)
 	ASSERT_EQ(ops->queue_create(v.dev, v.vm, GVM_ENGINE_BIND, &p),
 		  -EOPNOTSUPP);
 	ASSERT_EQ(ops->queue_create(v.dev, v.vm, 1u << 9, &p), -EINVAL);
-	kernel(&k, load_fn, 0, NULL, 0);
+	/* the backend checks what gvm_kernel_init() would refuse */
+	ASSERT_EQ(gvm_kernel_init(&k, "test", load_fn, 0, NULL, 0), -EINVAL);
+	kernel(&k, load_fn, 1, NULL, 0);
+	k.grid = 0;
 	ASSERT_EQ(ops->run(v.dev, v.q[0], &k, &f), -EINVAL);
 	k.grid = 1;
 	k.fn = NULL;
