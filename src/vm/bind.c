@@ -626,6 +626,10 @@ static int move_prefetched(struct bind *b)
 			else
 				err = gvm__bo_move(va->obj, op->prefetch_mem,
 						   GVM_EVICT_IDLE);
+			/* A busy BO stays put: a prefetch is a hint, and
+			 * waiting here could wait for our own bind jobs. */
+			if (err == -EBUSY)
+				err = 0;
 			if (err)
 				break;
 		}

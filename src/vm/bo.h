@@ -78,9 +78,11 @@ void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
  * bind that asked, rebinds them), copies with the device's copy engine,
  * frees the old backing, moves the CPU view.  The caller holds the BO's
  * reservation (and may hold vm->lock of any VM).  @evict: how VRAM may be
- * found (dev.h).  System memory is always allowed (eviction of a VRAM-only
- * BO: it goes back at its next exec).  0 (also when already there),
- * -EINVAL (VRAM not in the placement), -ENOSPC, -ENOMEM, -EIO (the copy
+ * found (dev.h), and whether the call may wait for the BO to be idle
+ * (not with GVM_EVICT_IDLE: a caller holding locks gets -EBUSY for a busy
+ * BO).  System memory is always allowed (eviction of a VRAM-only BO: it
+ * goes back at its next exec).  0 (also when already there), -EINVAL
+ * (VRAM not in the placement), -EBUSY, -ENOSPC, -ENOMEM, -EIO (the copy
  * failed: the BO stays where it was, its mappings zapped).
  */
 int gvm__bo_move(struct gvm_bo *bo, uint32_t region,

@@ -137,7 +137,10 @@ int gvm__vm_revalidate(struct gvm_vm *vm)
 		    !(bo->placement & GVM_MEM_VRAM))
 			continue;
 		err = gvm__bo_move(bo, GVM_MEM_VRAM, GVM_EVICT_IDLE);
-		if (err == -ENOSPC && (bo->placement & GVM_MEM_SYSTEM))
+		/* Busy (a pending bind, a kernel): it runs from system
+		 * memory this time.  Short of VRAM: fine if allowed. */
+		if (err == -EBUSY ||
+		    (err == -ENOSPC && (bo->placement & GVM_MEM_SYSTEM)))
 			err = 0;
 		if (err)
 			return err;

@@ -128,6 +128,14 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		return -EINVAL;
 	if (bo->view && !bo->view_len)
 		return -EBUSY;		/* mapped through the VRAM window */
+	/*
+	 * A caller holding vm->lock or reservations (GVM_EVICT_IDLE) must
+	 * not wait: a pending bind job of its VM needs that vm->lock to
+	 * signal.  Such callers move idle BOs only.
+	 */
+	if (evict == GVM_EVICT_IDLE &&
+	    !gvm_resv_test_signaled(bo->resv, GVM_RESV_USAGE_BOOKKEEP))
+		return -EBUSY;
 	err = gvm_resv_wait(bo->resv, GVM_RESV_USAGE_BOOKKEEP, false,
 			    GVM_TIMEOUT_INFINITE);
 	if (err)

@@ -447,3 +447,52 @@ TEST(two_devices_at_once)
 	for (int i = 0; i < 2; i++)
 		ASSERT_OK(pthread_join(t[i], NULL));
 }
+
+/*
+ * An exec must not wait, under vm->lock, for a bind job of its own VM:
+ * here the BO that exec would move back to VRAM is busy with a queued bind
+ * (blocked on a gate), which needs vm->lock to run.  The exec leaves the
+ * BO where it is and goes on; everything completes once the gate opens.
+ */
+TEST(exec_does_not_wait_for_own_bind_job)
+{
+	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA + M2,
+				  .range = K4 };
+	struct gvm_fence *gate, *f = NULL;
+	struct gvm_sync in, out = { .type = GVM_SYNC_FENCE,
+				    .flags = GVM_SYNC_SIGNAL, .out = &f };
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, K4, bo, 0);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	/* a second mapping of it, queued behind a gate */
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+	in = (struct gvm_sync){ .type = GVM_SYNC_FENCE, .fence = gate };
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, &in, 1));
+	/* would deadlock if the exec waited for the BO to be idle */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + M2, 77, 64));
+	ASSERT_OK(gvm_exec(c.q, &k, &out, 1));
+	ASSERT_FALSE(gvm_fence_is_signaled(f));
+	gvm_fence_signal(gate);
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), 1);
+	ASSERT_EQ(p[0], 77);
+	/* idle now: the next exec brings it back to VRAM */
+	ASSERT_OK(store(&c, VA + 8, 78));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_EQ(p[1], 78);
+	gvm_fence_put(f);
+	gvm_fence_put(gate);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
