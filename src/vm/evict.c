@@ -13,10 +13,11 @@
  * Victims.  A victim's reservation is taken with a trylock, never a
  * blocking lock: the caller may hold reservations (its own BOs, which are
  * thereby never evicted from under the operation that needs them) and
- * vm->lock.  For the same reason a caller holding locks evicts only idle
- * BOs (GVM_EVICT_IDLE): waiting for a busy BO's fences could wait for a
- * bind job that needs the caller's vm->lock.  A caller holding nothing
- * (gvm_bo_create) may wait for busy victims (GVM_EVICT_WAIT).  Memory in
+ * vm->lock.  Victims are idle BOs: waiting for a busy BO's fences while
+ * holding locks (the caller's, or the victim's reservation) could wait for
+ * a bind job that needs one of them.  A caller holding nothing
+ * (gvm_bo_create, GVM_EVICT_WAIT) that finds no idle victim waits for the
+ * LRU head to become idle with no lock held, then tries again.  Memory in
  * use by a running job is therefore never evicted under it.
  *
  * Locking: dev->vram_lock (leaf) protects the LRU; it is dropped before a
@@ -61,6 +62,9 @@ static bool get_unless_zero(struct gvm_bo *bo)
 			return true;
 	return false;
 }
+
+/* Busy BOs an allocation that may wait waits for before giving up. */
+#define MAX_WAITS 64
 
 /* Candidates a victim is chosen among (from the LRU's head). */
 #define VICTIM_WINDOW 8
@@ -130,10 +134,40 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 	return best;
 }
 
+/*
+ * GVM_EVICT_WAIT with no idle victim: waits, holding nothing, for the
+ * least recently used BO to become idle.  The reservation is not held
+ * while waiting: a bind job its fences wait for may need that BO's
+ * reservation's holder to make progress.  false if there is none.
+ */
+static bool wait_lru_head(struct gvm_device *dev)
+{
+	struct gvm_bo *bo = NULL;
+	struct gvm_list *pos;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *b = gvm_list_entry(pos, struct gvm_bo,
+						  lru_link);
+
+		if (get_unless_zero(b)) {
+			bo = b;
+			break;
+		}
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (!bo)
+		return false;
+	gvm_resv_wait(bo->resv, GVM_RESV_USAGE_BOOKKEEP, false,
+		      GVM_TIMEOUT_INFINITE);
+	gvm_bo_put(bo);
+	return true;
+}
+
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks)
 {
-	unsigned int failed = 0;
+	unsigned int failed = 0, waits = 0;
 	int err;
 
 	for (;;) {
@@ -144,9 +178,14 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
 		    size > dev->vram.size)
 			return err;
-		victim = pick_victim(dev, mode, failed);
-		if (!victim)
+		/* Victims are idle: a move never waits holding their lock. */
+		victim = pick_victim(dev, GVM_EVICT_IDLE, failed);
+		if (!victim) {
+			if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
+			    wait_lru_head(dev))
+				continue;
 			return -ENOSPC;
+		}
 		err = gvm__bo_move(victim, GVM_MEM_SYSTEM, GVM_EVICT_NONE);
 		if (err) {
 			failed++;
