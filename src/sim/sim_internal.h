@@ -418,11 +418,4 @@ void gvm__sim_queue_drop(struct sim_queue *q);
    queue asked to be suspended) before its last lane. */
 bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job);
 
-/* For tests: the engines of a device, by global index. */
-static inline struct sim_engine *gvm__sim_engine(struct sim_dev *sd,
-						 unsigned int i)
-{
-	return &sd->engines[i];
-}
-
 #endif
