@@ -80,6 +80,7 @@ struct gvm_sim_stats {
 	uint64_t kernels;		/* kernels completed */
 	uint64_t lanes;			/* lanes run */
 	uint64_t bytes_copied;		/* by copy engines */
+	uint64_t parks;			/* kernels parked by a queue suspend */
 };
 /* -EINVAL if @dev is not a simulated device. */
 GVM_API int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st);

@@ -87,6 +87,10 @@ struct gvm_vm_stats {
 	uint64_t userptr_invalidations;	/* userptr VMAs zapped by the CPU
 					   side (munmap, madvise, ...) */
 	uint64_t userptr_repins;	/* of them refetched and rebound */
+	uint64_t preemptions;		/* LR: queues suspended by their
+					   preempt fence */
+	uint64_t lr_rebinds;		/* LR: rebind-worker passes that
+					   resumed the queues */
 	bool banned;
 };
 GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);

@@ -407,6 +407,7 @@ int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st)
 		st->kernels += gvm_load_relaxed(&c->kernels);
 		st->lanes += gvm_load_relaxed(&c->lanes);
 		st->bytes_copied += gvm_load_relaxed(&c->bytes_copied);
+		st->parks += gvm_load_relaxed(&c->parks);
 	}
 	return 0;
 }

@@ -15,10 +15,14 @@
  * thereby never evicted from under the operation that needs them) and
  * vm->lock.  Victims are idle BOs: waiting for a busy BO's fences while
  * holding locks (the caller's, or the victim's reservation) could wait for
- * a bind job that needs one of them.  A caller holding nothing
- * (gvm_bo_create, GVM_EVICT_WAIT) that finds no idle victim waits for the
- * LRU head to become idle with no lock held, then tries again.  Memory in
- * use by a running job is therefore never evicted under it.
+ * a bind job that needs one of them.  One exception for a caller holding
+ * nothing (gvm_bo_create, GVM_EVICT_WAIT): a BO busy only with LR preempt
+ * fences is a victim too; the move waits for them with the victim locked,
+ * which preempts the queues without needing any lock, and keeps the rebind
+ * worker from taking the BO back first.  Such a caller that finds no
+ * victim at all waits for the LRU head to become idle with no lock held,
+ * then tries again.  Memory in use by a running job is therefore never
+ * evicted under it: it is waited for or preempted first.
  *
  * Locking: dev->vram_lock (leaf) protects the LRU; it is dropped before a
  * victim is moved.  A BO found on the LRU may be dying: a reference is
@@ -80,9 +84,35 @@ static unsigned int nr_vms(const struct gvm_bo *bo)
 }
 
 /*
+ * Whether @bo may be moved now by a caller in @mode holding its
+ * reservation: it is idle, or (GVM_EVICT_WAIT) everything it waits for is
+ * a preempt fence of an LR queue, which only suspends the queue and needs
+ * no lock (so waiting for it with the reservation held cannot deadlock,
+ * and holding the reservation keeps the rebind worker from taking the BO
+ * back before the move).
+ */
+static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
+{
+	struct gvm_fence **f;
+	unsigned int n, i;
+	bool ok = true;
+
+	if (gvm_resv_test_signaled(bo->resv, GVM_RESV_USAGE_BOOKKEEP))
+		return true;
+	if (mode != GVM_EVICT_WAIT ||
+	    gvm_resv_get_fences(bo->resv, GVM_RESV_USAGE_BOOKKEEP, &f, &n))
+		return false;
+	for (i = 0; i < n; i++)
+		ok &= gvm_fence_is_signaled(f[i]) ||
+		      gvm__lr_is_preempt_fence(f[i]);
+	gvm_resv_put_fences(f, n);
+	return ok;
+}
+
+/*
  * A victim, locked and referenced, or NULL: among the first VICTIM_WINDOW
- * BOs of the LRU that can be locked now (and are idle unless @mode allows
- * waiting), the one mapped by the fewest VMs (it costs the fewest
+ * BOs of the LRU that can be locked now and moved (movable()), the one
+ * mapped by the fewest VMs (it costs the fewest
  * rebinds and is the least likely to be needed next), the least recently
  * used on a tie.  Skips the first @skip candidates that qualify (ones
  * that failed to move).
@@ -104,10 +134,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 			break;
 		if (!gvm_resv_trylock(bo->resv))
 			continue;
-		if ((mode == GVM_EVICT_IDLE &&
-		     !gvm_resv_test_signaled(bo->resv,
-					     GVM_RESV_USAGE_BOOKKEEP)) ||
-		    skip) {
+		if (!movable(bo, mode) || skip) {
 			if (skip)
 				skip--;
 			gvm_resv_unlock(bo->resv);
@@ -178,8 +205,7 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
 		    size > dev->vram.size)
 			return err;
-		/* Victims are idle: a move never waits holding their lock. */
-		victim = pick_victim(dev, GVM_EVICT_IDLE, failed);
+		victim = pick_victim(dev, mode, failed);
 		if (!victim) {
 			if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
 			    wait_lru_head(dev))

@@ -169,6 +169,11 @@ static const struct gvm_fence_ops pfence_ops = {
 	.release = pfence_release,
 };
 
+bool gvm__lr_is_preempt_fence(const struct gvm_fence *f)
+{
+	return f->ops == &pfence_ops;
+}
+
 /* vm->lock held. */
 static int pfence_create(struct gvm_queue *q, struct gvm_fence **out)
 {

@@ -359,6 +359,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(bytes_to_system);
 	C(userptr_invalidations);
 	C(userptr_repins);
+	C(preemptions);
+	C(lr_rebinds);
 #undef C
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);

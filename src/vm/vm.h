@@ -234,6 +234,8 @@ int gvm__lr_vm_init(struct gvm_vm *vm);
 void gvm__lr_vm_fini(struct gvm_vm *vm);
 /* Exec queue of a preempt-mode VM: create (no lock) and destroy (no lock
    held, after its work completed: retires its preempt fence). */
+/* Waiting for a preempt fence only suspends a queue: it needs no lock. */
+bool gvm__lr_is_preempt_fence(const struct gvm_fence *f);
 void gvm__lr_queue_init(struct gvm_queue *q);
 void gvm__lr_queue_fini(struct gvm_queue *q);
 /*

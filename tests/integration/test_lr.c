@@ -66,12 +66,10 @@ static void exec_lr(struct gvm_queue *q, const struct gvm_kernel *k,
 
 static uint64_t parks(struct gvm_device *dev)
 {
-	struct sim_dev *sd = gvm_device_priv(dev);
-	uint64_t n = 0;
+	struct gvm_sim_stats st;
 
-	for (unsigned int i = 0; i < sd->nr_engines; i++)
-		n += gvm_load_relaxed(&sd->engines[i].cnt.parks);
-	return n;
+	ASSERT_OK(gvm_sim_stats(dev, &st));
+	return st.parks;
 }
 
 static uint32_t nr_faults(struct gvm_vm *vm)
@@ -164,8 +162,8 @@ static void evict_while_running(bool external)
 	ASSERT_FALSE(st.banned);
 	ASSERT_GE(st.evictions, 1);
 	ASSERT_GE(st.bytes_to_system, M2);
-	ASSERT_GE(gvm_load_relaxed(&vm->stats.preemptions), 1);
-	ASSERT_GE(gvm_load_relaxed(&vm->stats.lr_rebinds), 1);
+	ASSERT_GE(st.preemptions, 1);
+	ASSERT_GE(st.lr_rebinds, 1);
 	ASSERT_GE(parks(dev), 1);	/* paused mid-kernel, not waited for */
 	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_VRAM);
 
@@ -252,7 +250,7 @@ static void userptr_while_running(bool map_fixed)
 	ASSERT_FALSE(st.banned);
 	ASSERT_GE(st.userptr_invalidations, 1);
 	ASSERT_GE(st.userptr_repins, 1);
-	ASSERT_GE(gvm_load_relaxed(&vm->stats.preemptions), 1);
+	ASSERT_GE(st.preemptions, 1);
 
 	gvm_queue_destroy(q);
 	gvm_bo_put(bo);
