@@ -60,6 +60,24 @@ static int td_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	return gvm_fence_create_signaled(0, done);
 }
 
+/* One stub compute engine: kernels complete at once, doing nothing. */
+static int td_queue_create(struct gvm_device *dev, void *vm_priv,
+			   uint32_t engine, void **queue_priv)
+{
+	*queue_priv = vm_priv;
+	return 0;
+}
+
+static void td_queue_destroy(struct gvm_device *dev, void *queue_priv)
+{
+}
+
+static int td_run(struct gvm_device *dev, void *queue_priv,
+		  const struct gvm_kernel *k, struct gvm_fence **done)
+{
+	return gvm_fence_create_signaled(0, done);
+}
+
 static void td_destroy(struct gvm_device *dev)
 {
 	struct testdev *td = gvm_device_priv(dev);
@@ -74,6 +92,9 @@ static const struct gvm_device_ops td_ops = {
 	.vm_detach = td_vm_detach,
 	.tlb_inval = td_tlb_inval,
 	.copy = td_copy,
+	.queue_create = td_queue_create,
+	.queue_destroy = td_queue_destroy,
+	.run = td_run,
 	.destroy = td_destroy,
 };
 
@@ -98,6 +119,7 @@ struct gvm_device *testdev_create(uint64_t vram_size, unsigned int va_bits)
 	d.vram_base = VRAM_BASE;
 	d.vram_cpu = td->vram;
 	d.vram_fd = td->fd;
+	d.nr_compute = 1;
 	ASSERT_OK(gvm_device_create(&d, &td_ops, td, &dev));
 	return dev;
 }

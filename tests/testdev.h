@@ -2,7 +2,8 @@
 /*
  * A minimal device backend for VM-layer tests: VRAM is a memfd-backed host
  * arena, TLB invalidations complete at once (counted), copies are memcpy,
- * no engines.  The simulated GPU (<gvm/sim.h>) is the real backend; this
+ * one stub compute engine whose kernels complete at once doing nothing
+ * (enough for exec-queue argument checks).  The simulated GPU (<gvm/sim.h>) is the real backend; this
  * one lets the VM layer be tested on its own.
  */
 #ifndef GVM_TEST_TESTDEV_H

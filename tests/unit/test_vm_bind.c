@@ -588,83 +588,8 @@ TEST(validate_fault_mode_flags)
 	all_done();
 }
 
-/* A backend with a compute engine, to get a queue that is not BIND. */
-struct edev {
-	void *vram;
-};
-
-static int ed_attach(struct gvm_device *d, struct gvm_vm *vm, uint64_t root,
-		     unsigned int levels, uint32_t flags, void **priv)
-{
-	(void)d, (void)vm, (void)root, (void)levels, (void)flags;
-	*priv = NULL;
-	return 0;
-}
-
-static void ed_detach(struct gvm_device *d, void *priv)
-{
-	(void)d, (void)priv;
-}
-
-static int ed_inval(struct gvm_device *d, void *priv, uint64_t start,
-		    uint64_t size, struct gvm_fence **done)
-{
-	(void)d, (void)priv, (void)start, (void)size;
-	return gvm_fence_create_signaled(0, done);
-}
-
-static int ed_copy(struct gvm_device *d, struct gvm_mem_addr dst,
-		   struct gvm_mem_addr src, uint64_t size,
-		   struct gvm_fence **done)
-{
-	(void)d, (void)dst, (void)src, (void)size;
-	return gvm_fence_create_signaled(0, done);
-}
-
-static int ed_queue_create(struct gvm_device *d, void *vm_priv,
-			   uint32_t engine, void **priv)
-{
-	(void)d, (void)vm_priv, (void)engine;
-	*priv = (void *)1;
-	return 0;
-}
-
-static void ed_queue_destroy(struct gvm_device *d, void *priv)
-{
-	(void)d, (void)priv;
-}
-
-static int ed_run(struct gvm_device *d, void *priv,
-		  const struct gvm_kernel *k, struct gvm_fence **done)
-{
-	(void)d, (void)priv, (void)k;
-	return gvm_fence_create_signaled(0, done);
-}
-
-static void ed_destroy(struct gvm_device *d)
-{
-	struct edev *e = gvm_device_priv(d);
-
-	free(e->vram);
-	free(e);
-}
-
-static const struct gvm_device_ops ed_ops = {
-	.vm_attach = ed_attach,
-	.vm_detach = ed_detach,
-	.tlb_inval = ed_inval,
-	.copy = ed_copy,
-	.queue_create = ed_queue_create,
-	.queue_destroy = ed_queue_destroy,
-	.run = ed_run,
-	.destroy = ed_destroy,
-};
-
 TEST(validate_queues_and_syncs)
 {
-	struct gvm_device_desc d = { 0 };
-	struct edev *e = calloc(1, sizeof(*e));
-	struct gvm_device *edev;
 	struct gvm_vm *vm, *vm2, *evm;
 	struct gvm_queue *q2, *eq, *ebq;
 	struct gvm_bo *bo;
@@ -686,19 +611,7 @@ TEST(validate_queues_and_syncs)
 	snap_expect_same(vm, &s);
 
 	/* A queue that is not a bind queue: -EINVAL. */
-	ASSERT_TRUE(e);
-	e->vram = aligned_alloc(K4, 4 * M1);
-	ASSERT_TRUE(e->vram);
-	d.name = "edev";
-	d.va_bits = 48;
-	d.page_sizes = GVM_PAGE_4K | GVM_PAGE_2M;
-	d.vram_size = 4 * M1;
-	d.vram_base = 1ull << 40;
-	d.vram_cpu = e->vram;
-	d.vram_fd = -1;
-	d.nr_compute = 1;
-	ASSERT_OK(gvm_device_create(&d, &ed_ops, e, &edev));
-	ASSERT_OK(gvm_vm_create(edev, NULL, 0, &evm));
+	evm = new_vm(0);
 	ASSERT_OK(gvm_queue_create(evm, GVM_ENGINE_COMPUTE, &eq));
 	ASSERT_OK(gvm_queue_create(evm, GVM_ENGINE_BIND, &ebq));
 	{
@@ -712,7 +625,6 @@ TEST(validate_queues_and_syncs)
 	gvm_queue_destroy(eq);
 	gvm_queue_destroy(ebq);
 	ASSERT_OK(gvm_vm_destroy(evm));
-	gvm_device_put(edev);
 
 	/* Bad syncs. */
 	ASSERT_OK(gvm_syncobj_create(&so));
