@@ -1,8 +1,29 @@
 // SPDX-License-Identifier: MIT
 /*
- * The fault-injection counter of core/alloc.h (the wrappers are inline).
- * Atomic; tests set it, the library decrements it.
+ * The fault-injection counter of core/alloc.h (the wrappers are inline),
+ * and the array-growing helper.  The counter is atomic; tests set it, the
+ * library decrements it.
  */
 #include "core/alloc.h"
 
+#include <errno.h>
+
 long gvm__alloc_fail_nth;
+
+int gvm__grow(void **p, size_t *cap, size_t need, size_t sz)
+{
+	size_t ncap;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 8;
+	while (ncap < need)
+		ncap *= 2;
+	np = gvm__realloc(*p, ncap * sz);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}

@@ -46,4 +46,13 @@ static inline void *gvm__realloc(void *p, size_t size)
 	return gvm__alloc_inject() ? NULL : realloc(p, size);
 }
 
+/*
+ * Grows the array *@p of *@cap elements of @sz bytes to hold at least @need
+ * (doubling, from 8).  0 or -ENOMEM (then *@p and *@cap are untouched).
+ */
+int gvm__grow(void **p, size_t *cap, size_t need, size_t sz);
+
+#define GVM_GROW(arr, cap, need) \
+	gvm__grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
 #endif

@@ -23,9 +23,10 @@
 
 enum gvm_lock_rank {
 	GVM_RANK_NONE = 0,	/* not checked */
-	GVM_RANK_VM = 100,	/* vm->lock (rw) */
+	GVM_RANK_VM = 100,	/* vm->lock */
 	GVM_RANK_MM = 200,	/* the mm's lock (CPU address space) */
 	GVM_RANK_RESV = 300,	/* reservation ww mutexes, nestable */
+	GVM_RANK_PT = 350,	/* vm->pt_lock: a VM's page tables */
 	GVM_RANK_NOTIFIER = 400, /* notifier_lock */
 	GVM_RANK_SCHED_QUEUE = 500, /* a scheduler queue's job list */
 	GVM_RANK_FENCE = 600,	/* a fence's callback list, nestable */

@@ -114,6 +114,7 @@
  *   CONT on one entry of a 16-group => all 16 valid, equal attributes,
  *     addr(e[g + k]) == addr(e[g]) + k * 4 KiB, addr(e[g]) % 64 KiB == 0
  *   vm->nr_tables == #reachable tables + #new tables of the pending update
+ *                    + #unlinked tables not yet freed (nr_deferred)
  *
  * LOCKING.  None inside, except mem.lock if set: a leaf lock held around
  * each buddy call only (table allocation and freeing), as the buddy may be
@@ -223,6 +224,16 @@ struct tview {
 static inline void pte_publish(uint64_t *p, uint64_t v)
 {
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/*
+ * Reads an entry of a connected table outside the notifier lock (prepare,
+ * translation under vm->pt_lock only): a zap may store to it at the same
+ * time; the value is either the old entry or its zapped form.
+ */
+static inline uint64_t pte_read(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 static inline uint64_t span_of(unsigned int level)
@@ -416,6 +427,7 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 {
 	size_t words = (size_t)count * (t->level ? 3 : 2);
 	struct gvm_pt_rec *r;
+	unsigned int i;
 
 	gvm_assert(!t->rec);		/* one record per table and update */
 	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
@@ -428,8 +440,9 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	r->new_live = t->live;
 	r->new_e = r->data;
 	r->old_e = r->data + count;
-	memcpy(r->new_e, t->cpu + first, count * sizeof(uint64_t));
-	memcpy(r->old_e, t->cpu + first, count * sizeof(uint64_t));
+	/* A zap may store to these entries meanwhile (ZAP DURING PREPARE). */
+	for (i = 0; i < count; i++)
+		r->new_e[i] = r->old_e[i] = pte_read(&t->cpu[first + i]);
 	if (t->level) {
 		r->new_c = (struct gvm_pt **)(r->data + 2 * (size_t)count);
 		memcpy(r->new_c, t->children + first,
@@ -1013,6 +1026,8 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 	struct gvm_pt_rec *r, *next;
 	struct gvm_pt *t;
 
+	uint64_t nr_dropped = list->nr;
+
 	GVM_BUG_ON(vm->pending != upd);
 	for (r = upd->recs; r; r = next) {
 		uint64_t span;
@@ -1060,6 +1075,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 	upd->new_tables = NULL;
 	runs_free(upd);
 	vm->pending = NULL;
+	vm->nr_deferred += list->nr - nr_dropped;
 	if (!deferred)
 		gvm__pt_free_deferred(vm, &local);
 }
@@ -1091,6 +1107,8 @@ void gvm__pt_free_deferred(struct gvm_pt_vm *vm,
 {
 	struct gvm_pt *t, *tn;
 
+	gvm_assert(vm->nr_deferred >= list->nr);
+	vm->nr_deferred -= list->nr;
 	for (t = list->head; t; t = tn) {
 		tn = t->next;
 		pt_free(vm, t);
@@ -1195,7 +1213,7 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
 		return -ENOENT;
 	for (;;) {
 		unsigned int level = t->level, i = gvm__ptf_index(va, level);
-		uint64_t span = span_of(level), e = t->cpu[i];
+		uint64_t span = span_of(level), e = pte_read(&t->cpu[i]);
 		const struct gvm_pt *child = level ? t->children[i] : NULL;
 		uint64_t eva = base + i * span;
 		const struct gvm_pt_rec *r = t->rec;
@@ -1311,6 +1329,7 @@ int gvm__pt_validate(const struct gvm_pt_vm *vm)
 	if (vm->pending)
 		for (t = vm->pending->new_tables; t; t = t->next)
 			nr++;
+	nr += vm->nr_deferred;
 	if (nr != vm->nr_tables) {
 		fprintf(stderr, "pt: %llu tables allocated, %llu accounted\n",
 			(unsigned long long)vm->nr_tables,

@@ -61,7 +61,10 @@ struct gvm_pt_vm {
 	unsigned int levels;		/* 4 (48-bit VA) or 5 (57-bit) */
 	unsigned int va_bits;
 	uint64_t nr_tables;		/* tables allocated (incl. pending new
-					   ones and the root) */
+					   ones, unlinked ones not yet freed
+					   and the root) */
+	uint64_t nr_deferred;		/* unlinked by commits, not yet freed
+					   (gvm__pt_free_deferred) */
 	struct gvm_pt_update *pending;	/* prepared, not yet committed */
 	uint64_t tlb_full_lg2;		/* invalidations above 2^this: full */
 	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];

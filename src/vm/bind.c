@@ -80,52 +80,17 @@
 #include "core/sync.h"
 #include "core/trace.h"
 #include "vm/bind.h"
+#include "vm/bind_job.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/pt_update.h"
 #include "vm/sync.h"
+#include "vm/userptr.h"
 #include "vm/vm.h"
+#include "vm/vm_bo.h"
 
 struct gvm_bind_inject gvm__bind_inject;
 void (*gvm__bind_before_commit)(struct gvm_vm *vm);
-
-struct range {
-	uint64_t lo, hi;
-};
-
-/* Grows *@p (of *@cap elements of @sz bytes) to hold @need. */
-static int grow(void **p, size_t *cap, size_t need, size_t sz)
-{
-	size_t ncap;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap : 8;
-	while (ncap < need)
-		ncap *= 2;
-	np = gvm__realloc(*p, ncap * sz);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
-#define GROW(arr, cap, need) \
-	grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
-
-/* A queued bind: the page-table work, and what it frees afterwards. */
-struct bind_job {
-	struct gvm_job job;
-	struct gvm_vm *vm;		/* reference */
-	struct gvm_pt_seg *segs;
-	size_t nr_segs;
-	struct gvm_pt_extent *ext;
-	struct gvm_vma **dead;		/* VMAs that went away */
-	size_t nr_dead;
-	struct gvm_vma **up;		/* new userptr VMAs */
-	size_t nr_up;
-};
 
 struct bind {
 	struct gvm_vm *vm;
@@ -141,7 +106,7 @@ struct bind {
 	size_t nr_up, cap_up;
 	bool prefetch;			/* the array has PREFETCH ops */
 
-	struct range *touched;		/* sorted, merged */
+	struct gvm_addr_range *touched;		/* sorted, merged */
 	size_t nr_touched, cap_touched;
 
 	struct gvm_bo **bos;		/* distinct BOs involved, sorted */
@@ -150,28 +115,22 @@ struct bind {
 	struct gvm_lockset ls;
 	bool ls_init;
 
-	struct gvm_pt_seg *segs;
-	size_t nr_segs, cap_segs;
-	struct gvm_pt_extent *ext;
-	size_t nr_ext, cap_ext;
-
 	struct gvm_fence **deps;	/* references */
 	size_t nr_deps, cap_deps;
-	struct dep_proxy **proxies;	/* what the job waits on, not armed */
-	size_t nr_proxies, cap_proxies;
 
 	struct gvm_vma **dead;
 	size_t nr_dead, cap_dead;
 
 	bool inline_bind;
-	struct gvm_pt_update upd;
-	bool upd_prepared;
-	struct bind_job *bj;
+	bool pt_locked;			/* inline: pt_lock from prepare to
+					   commit */
+	struct gvm_vm_update upd;	/* the page-table update */
+	struct gvm_bind_job *bj;
 	struct gvm_range_fence *rf;
 	struct gvm_fence *done;		/* the out-fence, reference */
 };
 
-static int inject(enum gvm_bind_stage stage)
+int gvm__bind_inject_check(enum gvm_bind_stage stage)
 {
 	if (gvm_load_relaxed(&gvm__bind_inject.stage) != (int)stage)
 		return 0;
@@ -180,6 +139,8 @@ static int inject(enum gvm_bind_stage stage)
 	gvm_store_relaxed(&gvm__bind_inject.stage, GVM_BIND_STAGE_NONE);
 	return gvm__bind_inject.error ? gvm__bind_inject.error : -ENOMEM;
 }
+
+#define inject gvm__bind_inject_check
 
 /* ---- 1. check ------------------------------------------------------------ */
 
@@ -266,7 +227,7 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 		if (l->op[i].old &&
 		    !gvm__ufence_written(to_vma(l->op[i].old)->ufence))
 			return -EBUSY;
-	err = GROW(b->touched, b->cap_touched, b->nr_touched + l->nr);
+	err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + l->nr);
 	if (err)
 		return err;
 	gvm__va_ops_apply(l);
@@ -305,7 +266,7 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 
 static int add_list(struct bind *b, struct gvm_va_ops *l)
 {
-	int err = GROW(b->lists, b->cap_lists, b->nr_lists + 1);
+	int err = GVM_GROW(b->lists, b->cap_lists, b->nr_lists + 1);
 
 	if (!err)
 		err = apply_list(b, l);
@@ -330,7 +291,7 @@ static uint32_t va_flags(const struct gvm_bind_op *op)
 static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 {
 	struct gvm_va_space *space = &b->vm->va;
-	struct range *r = NULL;
+	struct gvm_addr_range *r = NULL;
 	size_t nr = 0, cap = 0, i;
 	struct gvm_va_iter it;
 	struct gvm_va *va;
@@ -339,7 +300,7 @@ static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 	gvm_va_for_each_in_range(va, space, space->start, space->range, &it) {
 		if (va->obj != bo)
 			continue;
-		err = GROW(r, cap, nr + 1);
+		err = GVM_GROW(r, cap, nr + 1);
 		if (err)
 			goto out;
 		r[nr].lo = va->addr;
@@ -364,7 +325,7 @@ out:
  */
 static int parse_prefetch(struct bind *b, uint64_t addr, uint64_t range)
 {
-	int err = GROW(b->touched, b->cap_touched, b->nr_touched + 1);
+	int err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + 1);
 
 	if (err)
 		return err;
@@ -439,7 +400,7 @@ static int attach_userptrs(struct bind *b)
 				if (!nv[k] ||
 				    gvm__va_kind(nv[k]) != GVM_VA_KIND_USERPTR)
 					continue;
-				err = GROW(b->up, b->cap_up, b->nr_up + 1);
+				err = GVM_GROW(b->up, b->cap_up, b->nr_up + 1);
 				if (err)
 					return err;
 				b->up[b->nr_up++] = to_vma(nv[k]);
@@ -495,7 +456,7 @@ static int add_bo(struct bind *b, struct gvm_va *va)
 
 	if (!va || gvm__va_kind(va) != GVM_VA_KIND_BO)
 		return 0;
-	err = GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+	err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
 	if (!err)
 		b->bos[b->nr_bos++] = va->obj;
 	return err;
@@ -565,20 +526,6 @@ static int lock_all(struct bind *b)
 	return inject(GVM_BIND_STAGE_LOCK);
 }
 
-static struct gvm_vm_bo *find_vm_bo(struct gvm_vm *vm, struct gvm_bo *bo)
-{
-	struct gvm_list *pos;
-
-	gvm_list_for_each(pos, &bo->vm_bos) {
-		struct gvm_vm_bo *vb =
-			gvm_list_entry(pos, struct gvm_vm_bo, bo_link);
-
-		if (vb->vm == vm)
-			return vb;
-	}
-	return NULL;
-}
-
 /* A handle for every BO that has none in this VM yet (used or not). */
 static int prealloc_vm_bos(struct bind *b)
 {
@@ -590,7 +537,7 @@ static int prealloc_vm_bos(struct bind *b)
 	if (!b->new_vbs)
 		return -ENOMEM;
 	for (i = 0; i < b->nr_bos; i++) {
-		if (find_vm_bo(b->vm, b->bos[i]))
+		if (gvm__vm_bo_find(b->vm, b->bos[i]))
 			continue;
 		b->new_vbs[i] = gvm__calloc(1, sizeof(**b->new_vbs));
 		if (!b->new_vbs[i])
@@ -641,7 +588,7 @@ static int move_prefetched(struct bind *b)
 
 static int cmp_range(const void *a, const void *b)
 {
-	const struct range *x = a, *y = b;
+	const struct gvm_addr_range *x = a, *y = b;
 
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
@@ -654,7 +601,7 @@ static void merge_touched(struct bind *b)
 		qsort(b->touched, b->nr_touched, sizeof(*b->touched),
 		      cmp_range);
 	for (i = 0; i < b->nr_touched; i++) {
-		struct range r = b->touched[i];
+		struct gvm_addr_range r = b->touched[i];
 
 		if (r.hi <= r.lo)
 			continue;
@@ -668,60 +615,10 @@ static void merge_touched(struct bind *b)
 	b->nr_touched = k;
 }
 
-/* Appends a segment; its ext field holds an index into b->ext for now. */
-static int add_seg(struct bind *b, uint64_t lo, uint64_t hi,
-		   const struct gvm_va *va)
-{
-	struct gvm_pt_seg *s;
-	size_t first = b->nr_ext;
-	int err = GROW(b->segs, b->cap_segs, b->nr_segs + 1);
-
-	if (err)
-		return err;
-	s = &b->segs[b->nr_segs];
-	s->va = lo;
-	s->end = hi;
-	s->ext = NULL;
-	s->n = 0;
-	if (!va || (gvm__va_kind(va) == GVM_VA_KIND_USERPTR &&
-		    gvm__userptr_gone(to_vma((struct gvm_va *)va)))) {
-		s->flags = GVM_PT_UNBIND;
-	} else {
-		s->flags = gvm__vma_pt_flags(to_vma((struct gvm_va *)va));
-		if (gvm__va_kind(va) == GVM_VA_KIND_BO)
-			err = gvm__bo_extents(va->obj,
-					      va->obj_offset + (lo - va->addr),
-					      hi - lo, &b->ext, &b->nr_ext,
-					      &b->cap_ext);
-		else if (gvm__va_kind(va) == GVM_VA_KIND_USERPTR)
-			err = gvm__userptr_extents(to_vma((struct gvm_va *)va),
-						   lo - va->addr, hi - lo,
-						   &b->ext, &b->nr_ext,
-						   &b->cap_ext);
-		if (err)
-			return err;
-		if (b->nr_ext > first) {
-			s->ext = (const struct gvm_pt_extent *)(uintptr_t)first;
-			s->n = b->nr_ext - first;
-		}
-	}
-	b->nr_segs++;
-	return 0;
-}
-
-/* Turns the segments' extent indices into pointers (b->ext is final). */
-static void fix_seg_ext(struct bind *b)
-{
-	size_t i;
-
-	for (i = 0; i < b->nr_segs; i++)
-		if (b->segs[i].n)
-			b->segs[i].ext = b->ext + (uintptr_t)b->segs[i].ext;
-}
-
 /* The page-table segments of the final VA state in the touched ranges. */
 static int plan(struct bind *b)
 {
+	struct gvm_vm_update *u = &b->upd;
 	size_t i;
 	int err = 0;
 
@@ -737,18 +634,16 @@ static int plan(struct bind *b)
 					     va->addr + va->range : hi;
 
 			if (s > cur)
-				err = add_seg(b, cur, s, NULL);
+				err = gvm__vm_update_add(u, cur, s, NULL);
 			if (!err)
-				err = add_seg(b, s, e, va);
+				err = gvm__vm_update_add(u, s, e, to_vma(va));
 			if (err)
 				break;
 			cur = e;
 		}
 		if (!err && cur < hi)
-			err = add_seg(b, cur, hi, NULL);
+			err = gvm__vm_update_add(u, cur, hi, NULL);
 	}
-	if (!err)
-		fix_seg_ext(b);
 	return err;
 }
 
@@ -760,38 +655,21 @@ static int add_dep(struct bind *b, struct gvm_fence *f)
 
 	if (gvm_fence_is_signaled(f))
 		return 0;	/* with an error too: see "Failed dependencies" */
-	err = GROW(b->deps, b->cap_deps, b->nr_deps + 1);
+	err = GVM_GROW(b->deps, b->cap_deps, b->nr_deps + 1);
 	if (err)
 		return err;
 	b->deps[b->nr_deps++] = gvm_fence_get(f);
 	return 0;
 }
 
-static bool touches(const struct bind *b, uint64_t lo, uint64_t hi)
+static int add_dep_cb(void *arg, struct gvm_fence *f)
 {
-	size_t i;
-
-	for (i = 0; i < b->nr_touched; i++)
-		if (b->touched[i].lo < hi && lo < b->touched[i].hi)
-			return true;
-	return false;
-}
-
-/* Is @f the fence of a pending bind (a range fence)? */
-static bool is_bind_fence(struct gvm_vm *vm, struct gvm_fence *f)
-{
-	struct gvm_list *pos;
-
-	gvm_list_for_each(pos, &vm->range_fences)
-		if (gvm_list_entry(pos, struct gvm_range_fence, link)->fence == f)
-			return true;
-	return false;
+	return add_dep(arg, f);
 }
 
 static int gather_deps(struct bind *b)
 {
 	struct gvm_vm *vm = b->vm;
-	struct gvm_list *pos, *tmp;
 	struct gvm_fence **fences, *last;
 	unsigned int nr, k;
 	size_t i;
@@ -799,19 +677,11 @@ static int gather_deps(struct bind *b)
 
 	for (i = 0; i < b->syncs.nr_in && !err; i++)
 		err = add_dep(b, b->syncs.in[i]);
-	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
-		struct gvm_range_fence *rf =
-			gvm_list_entry(pos, struct gvm_range_fence, link);
-
-		if (gvm_fence_is_signaled(rf->fence)) {
-			gvm_list_del(&rf->link);
-			gvm_fence_put(rf->fence);
-			free(rf);
-			continue;
-		}
-		if (!err && rf->q != b->q && touches(b, rf->lo, rf->hi))
-			err = add_dep(b, rf->fence);
-	}
+	gvm__range_fences_prune(vm);
+	if (!err)
+		err = gvm__range_fences_overlapping(vm, b->q, b->touched,
+						    b->nr_touched, add_dep_cb,
+						    b);
 	if (err)
 		return err;
 	if (b->removes) {
@@ -821,7 +691,7 @@ static int gather_deps(struct bind *b)
 		if (err)
 			return err;
 		for (k = 0; k < nr && !err; k++)
-			if (!is_bind_fence(vm, fences[k]))
+			if (!gvm__range_fence_is(vm, fences[k]))
 				err = add_dep(b, fences[k]);
 		gvm_resv_put_fences(fences, nr);
 		if (err)
@@ -850,259 +720,30 @@ static int gather_deps(struct bind *b)
 
 /* ---- 6. prepare ---------------------------------------------------------------- */
 
-static void bind_job_release(struct bind_job *bj)
-{
-	size_t i;
-
-	for (i = 0; i < bj->nr_dead; i++)
-		gvm__vma_free(bj->dead[i]);
-	free(bj->dead);
-	free(bj->up);
-	free(bj->segs);
-	free(bj->ext);
-	gvm__vm_put(bj->vm);
-	free(bj);
-}
-
-/*
- * Writes the page tables: prepare (may fail), commit under the notifier
- * lock; returns the TLB range in @tlb and unlinked tables in @dead.
- * vm->lock held.
- */
-/*
- * The userptr side of a page-table commit, in the same notifier_lock
- * section: new userptr VMAs go live (and are zapped again if their pages
- * went stale since the fetch: then @tlb becomes a full flush), removed ones
- * stop being zapped by their notifiers.
- */
-static void userptr_transitions(struct gvm_vma **up, size_t nr_up,
-				struct gvm_vma **dead, size_t nr_dead,
-				struct gvm_pt_tlb *tlb)
-{
-	size_t i;
-
-	for (i = 0; i < nr_up; i++) {
-		if (gvm__userptr_commit(up[i], true)) {
-			tlb->full = true;
-			tlb->start = tlb->size = 0;
-		}
-	}
-	for (i = 0; i < nr_dead; i++)
-		if (dead[i]->userptr)
-			gvm__userptr_commit(dead[i], false);
-}
-
-static int pt_write(struct gvm_vm *vm, const struct gvm_pt_seg *segs,
-		    size_t nr, struct gvm_pt_tlb *tlb,
-		    struct gvm_pt_free_list *dead)
-{
-	struct gvm_pt_update upd;
-	int err;
-
-	tlb->size = 0;
-	tlb->full = false;
-	if (!nr)
-		return 0;
-	err = gvm__pt_update_prepare(&vm->pt, segs, nr, &upd);
-	if (err)
-		return err;
-	gvm__mutex_lock(&vm->notifier_lock);
-	gvm__pt_update_commit(&upd, tlb, dead);
-	gvm__mutex_unlock(&vm->notifier_lock);
-	return 0;
-}
-
-/* Invalidates, then frees the unlinked tables (takes vm->lock). */
-static void flush_and_free(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb,
-			   struct gvm_pt_free_list *dead)
-{
-	gvm__vm_tlb_flush(vm, tlb);
-	if (!dead->nr)
-		return;
-	gvm__mutex_lock(&vm->lock);
-	gvm__pt_free_deferred(&vm->pt, dead);
-	gvm__mutex_unlock(&vm->lock);
-}
-
-static int cmp_seg(const void *a, const void *b)
-{
-	const struct gvm_pt_seg *x = a, *y = b;
-
-	return x->va < y->va ? -1 : x->va > y->va;
-}
-
-int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
-{
-	struct gvm_pt_free_list dead = { 0 };
-	struct gvm_pt_tlb tlb;
-	struct gvm_list *pos;
-	struct bind b;
-	int err = 0;
-
-	memset(&b, 0, sizeof(b));
-	b.vm = vm;
-	gvm_list_for_each(pos, &vb->vmas) {
-		struct gvm_vma *vma =
-			gvm_list_entry(pos, struct gvm_vma, vm_bo_link);
-
-		err = add_seg(&b, vma->va.addr, vma->va.addr + vma->va.range,
-			      &vma->va);
-		if (err)
-			goto out;
-	}
-	if (b.nr_segs)
-		qsort(b.segs, b.nr_segs, sizeof(*b.segs), cmp_seg);
-	fix_seg_ext(&b);
-	err = pt_write(vm, b.segs, b.nr_segs, &tlb, &dead);
-	if (err)
-		goto out;
-	gvm__vm_tlb_flush(vm, &tlb);
-	gvm__pt_free_deferred(&vm->pt, &dead);
-	vb->evicted = false;
-out:
-	free(b.segs);
-	free(b.ext);
-	return err;
-}
-
-static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
-{
-	struct bind_job *bj = gvm_container_of(job, struct bind_job, job);
-	struct gvm_vm *vm = bj->vm;
-	struct gvm_pt_free_list dead = { 0 };
-	struct gvm_pt_tlb tlb;
-	int err;
-
-	GVM_TRACE_BIND_JOB(vm->dev, vm->dev->name, job->queue, bj->nr_segs);
-	(void)hw_fence;
-	gvm__mutex_lock(&vm->lock);
-	err = gvm__vm_banned(vm) ? -EIO : inject(GVM_BIND_STAGE_RUN);
-	if (!err)
-		err = pt_write(vm, bj->segs, bj->nr_segs, &tlb, &dead);
-	if (!err && (bj->nr_up || bj->nr_dead)) {
-		gvm__mutex_lock(&vm->notifier_lock);
-		userptr_transitions(bj->up, bj->nr_up, bj->dead, bj->nr_dead,
-				    &tlb);
-		gvm__mutex_unlock(&vm->notifier_lock);
-	}
-	gvm__mutex_unlock(&vm->lock);
-	if (err) {
-		gvm__vm_ban(vm, err);
-		return -EIO;
-	}
-	flush_and_free(vm, &tlb, &dead);
-	return 0;
-}
-
-static void bind_job_free(struct gvm_job *job)
-{
-	bind_job_release(gvm_container_of(job, struct bind_job, job));
-}
-
-static const struct gvm_job_ops bind_job_ops = {
-	.run = bind_job_run,
-	.free = bind_job_free,
-};
-
-/*
- * A job dependency standing for @dep: signalled without error once @dep
- * signalled, with an error or not (see "Failed dependencies").  Allocated
- * before the point of no return, armed (callback on @dep) after it; the
- * callback frees it.
- */
-struct dep_proxy {
-	struct gvm_fence_cb cb;
-	struct gvm_fence *dep;		/* reference */
-	struct gvm_fence *fence;	/* the proxy; reference */
-};
-
-static void dep_proxy_free(struct dep_proxy *p)
-{
-	gvm_fence_put(p->fence);
-	gvm_fence_put(p->dep);
-	free(p);
-}
-
-static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
-{
-	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
-
-	(void)f;
-	gvm_fence_signal(p->fence);
-	dep_proxy_free(p);
-}
-
-static int add_job_dep(struct bind *b, struct gvm_fence *dep)
-{
-	struct dep_proxy *p;
-	int err;
-
-	if (gvm_fence_is_signaled(dep))
-		return 0;
-	err = GROW(b->proxies, b->cap_proxies, b->nr_proxies + 1);
-	if (err)
-		return err;
-	p = gvm__calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
-	if (err) {
-		free(p);
-		return err;
-	}
-	p->dep = gvm_fence_get(dep);
-	b->proxies[b->nr_proxies++] = p;
-	return gvm_job_add_dependency(&b->bj->job, p->fence);
-}
-
-/* Point of no return passed: the proxies follow their dependencies. */
-static void arm_proxies(struct bind *b)
-{
-	size_t i;
-
-	for (i = 0; i < b->nr_proxies; i++)
-		gvm_fence_add_callback(b->proxies[i]->dep, &b->proxies[i]->cb,
-				       dep_proxy_cb);
-	b->nr_proxies = 0;
-}
-
 static int prepare(struct bind *b)
 {
 	size_t i;
 	int err;
 
-	if (b->inline_bind) {
-		err = inject(GVM_BIND_STAGE_PREPARE);
-		if (!err)
-			err = gvm_fence_create_signaled(0, &b->done);
-		if (err || !b->nr_segs)
-			return err;
-		err = gvm__pt_update_prepare(&b->vm->pt, b->segs, b->nr_segs,
-					     &b->upd);
-		if (err)
-			return err;
-		b->upd_prepared = true;
-		/* The inline path's "run" is the commit, still ahead. */
-		return inject(GVM_BIND_STAGE_RUN);
-	}
 	err = inject(GVM_BIND_STAGE_PREPARE);
 	if (err)
 		return err;
-	b->bj = gvm__calloc(1, sizeof(*b->bj));
-	b->rf = gvm__calloc(1, sizeof(*b->rf));
-	if (!b->bj || !b->rf) {
-		free(b->bj);		/* not initialised: no job_fini */
-		b->bj = NULL;
+	if (b->inline_bind) {
+		err = gvm_fence_create_signaled(0, &b->done);
+		if (err)
+			return err;
+		gvm__mutex_lock(&b->vm->pt_lock);
+		b->pt_locked = true;
+		err = gvm__vm_update_prepare(&b->upd);
+		/* The inline path's "run" is the commit, still ahead. */
+		return err ? err : inject(GVM_BIND_STAGE_RUN);
+	}
+	b->rf = gvm__range_fence_alloc();
+	if (!b->rf)
 		return -ENOMEM;
-	}
-	err = gvm_job_init(&b->bj->job, b->q->sq, &bind_job_ops);
-	if (err) {
-		free(b->bj);
-		b->bj = NULL;
-		return err;
-	}
+	err = gvm__bind_job_create(b->q, &b->bj);
 	for (i = 0; i < b->nr_deps && !err; i++)
-		err = add_job_dep(b, b->deps[i]);
+		err = gvm__bind_job_add_dep(b->bj, b->deps[i]);
 	return err;
 }
 
@@ -1120,10 +761,16 @@ static int collect_dead(struct bind *b)
 		for (j = 0; j < l->nr; j++) {
 			if (!l->op[j].old)
 				continue;
-			err = GROW(b->dead, b->cap_dead, b->nr_dead + 1);
+			err = GVM_GROW(b->dead, b->cap_dead, b->nr_dead + 1);
 			if (err)
 				return err;
 			b->dead[b->nr_dead++] = to_vma(l->op[j].old);
+			if (to_vma(l->op[j].old)->userptr) {
+				err = gvm__vm_update_retire(&b->upd,
+							    b->dead[b->nr_dead - 1]);
+				if (err)
+					return err;
+			}
 		}
 	}
 	return 0;
@@ -1133,47 +780,18 @@ static void link_vma(struct bind *b, struct gvm_va *va,
 		     const struct gvm_vma *from, struct gvm_ufence *uf)
 {
 	struct gvm_vma *vma = to_vma(va);
-	struct gvm_bo *bo;
-	struct gvm_vm_bo *vb;
 	size_t i;
 
 	if (!va)
 		return;
 	vma->ufence = gvm__ufence_get(from ? from->ufence : uf);
+	if (!b->inline_bind)	/* its PTEs are the job's to write */
+		vma->bind_fence = gvm_fence_get(b->done);
 	if (gvm__va_kind(va) != GVM_VA_KIND_BO)
 		return;
-	bo = va->obj;
-	vb = find_vm_bo(b->vm, bo);
-	if (!vb) {
-		for (i = 0; b->bos[i] != bo; i++)
-			;
-		vb = b->new_vbs[i];
-		b->new_vbs[i] = NULL;
-		vb->vm = b->vm;
-		vb->bo = bo;
-		gvm_list_init(&vb->vmas);
-		gvm_list_add_tail(&vb->bo_link, &bo->vm_bos);
-		gvm_list_add_tail(&vb->vm_link, &b->vm->vm_bos);
-	}
-	vma->vm_bo = vb;
-	gvm_list_add_tail(&vma->vm_bo_link, &vb->vmas);
-	vma->bo_ref = true;
-	gvm_bo_get(bo);
-}
-
-static void unlink_vma(struct gvm_vma *vma)
-{
-	struct gvm_vm_bo *vb = vma->vm_bo;
-
-	if (!vb)
-		return;
-	gvm_list_del(&vma->vm_bo_link);
-	vma->vm_bo = NULL;
-	if (!gvm_list_empty(&vb->vmas))
-		return;
-	gvm_list_del(&vb->bo_link);
-	gvm_list_del(&vb->vm_link);
-	free(vb);
+	for (i = 0; b->bos[i] != va->obj; i++)
+		;
+	gvm__vm_bo_link(b->vm, vma, &b->new_vbs[i]);
 }
 
 /* Point of no return passed: make the new VA state the VM's. */
@@ -1195,7 +813,7 @@ static void commit_vmas(struct bind *b)
 		}
 	}
 	for (i = 0; i < b->nr_dead; i++)
-		unlink_vma(b->dead[i]);
+		gvm__vm_bo_unlink(b->dead[i]);
 }
 
 /* Finishes the op lists: they release tree reservations (vm->lock). */
@@ -1222,17 +840,13 @@ static void bind_fini(struct bind *b)
 	free(b->new_vbs);
 	free(b->bos);
 	free(b->touched);
-	free(b->segs);
-	free(b->ext);
+	gvm__vm_update_fini(&b->upd);
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
 	free(b->deps);
-	for (i = 0; i < b->nr_proxies; i++)
-		dep_proxy_free(b->proxies[i]);
-	free(b->proxies);
 	free(b->dead);
 	free(b->up);
-	free(b->rf);
+	gvm__range_fence_free(b->rf);
 	if (b->done)
 		gvm_fence_put(b->done);
 	gvm__syncs_fini(&b->syncs);
@@ -1257,9 +871,6 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		const struct gvm_bind_op *ops, uint32_t n,
 		const struct gvm_sync *syncs, uint32_t ns)
 {
-	struct gvm_pt_free_list dead_pts = { 0 };
-	struct gvm_pt_tlb tlb = { 0 };
-	struct gvm_fence *done = NULL;
 	struct bind b;
 	uint32_t i;
 	int err;
@@ -1275,6 +886,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	}
 	memset(&b, 0, sizeof(b));
 	b.vm = vm;
+	gvm__vm_update_init(&b.upd, vm);
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;
 	b.n = n;
@@ -1314,45 +926,26 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	if (b.inline_bind) {
 		if (gvm__bind_before_commit)
 			gvm__bind_before_commit(vm);
-		gvm__mutex_lock(&vm->notifier_lock);
-		if (b.upd_prepared)
-			gvm__pt_update_commit(&b.upd, &tlb, &dead_pts);
-		userptr_transitions(b.up, b.nr_up, b.dead, b.nr_dead, &tlb);
-		gvm__mutex_unlock(&vm->notifier_lock);
-		done = b.done;
-		b.done = NULL;
+		gvm__vm_update_commit(&b.upd, GVM_UPDATE_STALE_ZAP);
+		gvm__mutex_unlock(&vm->pt_lock);
+		b.pt_locked = false;
 	} else {
-		gvm_job_arm(&b.bj->job);
-		done = gvm_fence_get(gvm_job_finished(&b.bj->job));
+		b.done = gvm__bind_job_arm(b.bj);
 	}
 	commit_vmas(&b);
 	if (!b.inline_bind) {
-		struct bind_job *bj = b.bj;
-
-		bj->vm = gvm__vm_get(vm);
-		bj->segs = b.segs;
-		bj->nr_segs = b.nr_segs;
-		bj->ext = b.ext;
-		bj->dead = b.dead;
-		bj->nr_dead = b.nr_dead;
-		bj->up = b.up;
-		bj->nr_up = b.nr_up;
-		b.up = NULL;
-		b.nr_up = 0;
-		b.segs = NULL;
-		b.ext = NULL;
+		publish(&b, b.done);
+		gvm__range_fence_add(vm, b.rf,
+				     b.nr_touched ? b.touched[0].lo : 0,
+				     b.nr_touched ?
+					     b.touched[b.nr_touched - 1].hi : 0,
+				     b.q, b.done);
+		b.rf = NULL;
+		gvm__queue_set_last(b.q, b.done);
+		gvm__bind_job_push(b.bj, vm, &b.upd, b.dead, b.nr_dead);
+		b.bj = NULL;
 		b.dead = NULL;
 		b.nr_dead = 0;
-		publish(&b, done);
-		b.rf->lo = b.nr_touched ? b.touched[0].lo : 0;
-		b.rf->hi = b.nr_touched ? b.touched[b.nr_touched - 1].hi : 0;
-		b.rf->fence = gvm_fence_get(done);
-		b.rf->q = b.q;
-		gvm_list_add_tail(&b.rf->link, &vm->range_fences);
-		b.rf = NULL;
-		gvm__queue_set_last(b.q, done);
-		gvm_job_push(&bj->job);
-		arm_proxies(&b);
 		gvm__vm_stat_add(vm, bind_jobs, 1);
 	}
 	gvm__vm_stat_add(vm, binds, 1);
@@ -1360,25 +953,32 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	gvm_lockset_fini(&b.ls);
 	b.ls_init = false;
 	fini_lists(&b);
-	gvm__mutex_unlock(&vm->lock);
-
 	if (b.inline_bind) {
-		flush_and_free(vm, &tlb, &dead_pts);
+		/* A TLB fence depends on no bind job: vm->lock may be held
+		   while waiting for it; tables are freed under pt_lock. */
+		struct gvm_fence *tlb = gvm__vm_update_tlb_submit(&b.upd);
+
+		gvm__mutex_unlock(&vm->lock);
+		if (tlb) {
+			gvm_fence_wait(tlb, GVM_TIMEOUT_INFINITE);
+			gvm_fence_put(tlb);
+		}
+		gvm__vm_update_free_tables(&b.upd, false);
 		for (i = 0; i < b.nr_dead; i++)
 			gvm__vma_free(b.dead[i]);
+	} else {
+		gvm__mutex_unlock(&vm->lock);
 	}
-	gvm__syncs_signal(&b.syncs, done);
-	gvm_fence_put(done);
+	gvm__syncs_signal(&b.syncs, b.done);
 	bind_fini(&b);
 	return 0;
 
 out_unwind:
-	if (b.upd_prepared)
-		gvm__pt_update_abort(&b.upd);
-	if (b.bj) {
-		gvm_job_fini(&b.bj->job);
-		free(b.bj);
-	}
+	gvm__vm_update_fini(&b.upd);	/* aborts a prepared update */
+	if (b.pt_locked)
+		gvm__mutex_unlock(&vm->pt_lock);
+	if (b.bj)
+		gvm__bind_job_abort(b.bj);
 	unwind(&b);
 	gvm__vm_stat_add(vm, bind_errors, 1);
 	if (b.nr_up) {

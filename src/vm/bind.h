@@ -29,6 +29,9 @@ struct gvm_bind_inject {
 
 extern struct gvm_bind_inject gvm__bind_inject;
 
+/* The injected error if @stage is armed and its countdown ran out, else 0. */
+int gvm__bind_inject_check(enum gvm_bind_stage stage);
+
 struct gvm_vm;
 
 /*

@@ -46,7 +46,9 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
+#include "vm/userptr.h"
 #include "vm/vm.h"
+#include "vm/vm_bo.h"
 
 struct exec_job {
 	struct gvm_job job;
@@ -86,78 +88,6 @@ static int add_deps(struct gvm_job *job, struct gvm_resv *resv,
 	if (n)
 		gvm_resv_put_fences(f, n);
 	return err;
-}
-
-int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
-		     unsigned int nr_fences)
-{
-	struct gvm_list *pos;
-	int err = 0;
-
-	gvm_lockset_until_all_locked(ls) {
-		err = gvm_lockset_prepare(ls, &vm->resv, nr_fences);
-		gvm_lockset_retry_on_contention(ls);
-		if (err)
-			return err;
-		gvm_list_for_each(pos, &vm->vm_bos) {
-			struct gvm_vm_bo *vb =
-				gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
-
-			if (vb->bo->resv == &vm->resv)
-				continue;
-			err = gvm_lockset_prepare(ls, vb->bo->resv,
-						  nr_fences);
-			if (err)
-				break;
-		}
-		gvm_lockset_retry_on_contention(ls);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-/*
- * Brings the VM's BOs back where they belong (VRAM if preferred: a
- * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live
- * in system memory stays there when VRAM is short), rebinds the mappings
- * moves zapped, and marks the BOs in VRAM as recently used.  Everything
- * locked by the caller; only idle BOs of others are evicted.
- */
-int gvm__vm_revalidate(struct gvm_vm *vm)
-{
-	struct gvm_list *pos;
-	int err = 0;
-
-	gvm_list_for_each(pos, &vm->vm_bos) {
-		struct gvm_bo *bo =
-			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
-
-		if (bo->mem.region != GVM_MEM_SYSTEM ||
-		    !(bo->placement & GVM_MEM_VRAM))
-			continue;
-		err = gvm__bo_move(bo, GVM_MEM_VRAM, GVM_EVICT_IDLE);
-		/* Busy (a pending bind, a kernel): it runs from system
-		 * memory this time.  Short of VRAM: fine if allowed. */
-		if (err == -EBUSY ||
-		    (err == -ENOSPC && (bo->placement & GVM_MEM_SYSTEM)))
-			err = 0;
-		if (err)
-			return err;
-	}
-	gvm_list_for_each(pos, &vm->vm_bos) {
-		struct gvm_vm_bo *vb =
-			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
-
-		if (vb->evicted) {
-			err = gvm__vm_bo_rebind(vm, vb);
-			if (err)
-				return err;
-		}
-		if (vb->bo->mem.region == GVM_MEM_VRAM)
-			gvm__bo_lru_update(vb->bo);
-	}
-	return 0;
 }
 
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,

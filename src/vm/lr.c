@@ -96,7 +96,9 @@
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/userptr.h"
 #include "vm/vm.h"
+#include "vm/vm_bo.h"
 
 struct pfence {
 	struct gvm_fence base;		/* must be first */
@@ -279,19 +281,6 @@ void gvm__lr_snapshot_locked(struct gvm_vm *vm, struct gvm_fence ***f,
 
 		(*f)[(*n)++] = gvm_fence_get(q->pfence);
 	}
-}
-
-void gvm__lr_preempt_wait(struct gvm_fence **f, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)		/* all queues stop in parallel */
-		gvm_fence_enable_signaling(f[i]);
-	for (i = 0; i < n; i++) {
-		gvm_fence_wait(f[i], GVM_TIMEOUT_INFINITE);
-		gvm_fence_put(f[i]);
-	}
-	free(f);
 }
 
 /* ---- the rebind worker ------------------------------------------------- */

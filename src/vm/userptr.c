@@ -47,9 +47,12 @@
 
 #include "core/alloc.h"
 #include "core/list.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/pt_update.h"
+#include "vm/userptr.h"
 #include "vm/vm.h"
 
 struct gvm_userptr {
@@ -62,7 +65,10 @@ struct gvm_userptr {
 						   CPU memory went away) */
 	bool live;				/* notifier_lock */
 	struct gvm_list inval_link;		/* notifier_lock */
-	struct gvm_fence *tlb_fence;		/* pass 1 -> pass 2 */
+	/* pass 1 -> pass 2 (owned by the invalidation holding finish): */
+	struct gvm_fence **wait;		/* fences to wait before the zap */
+	unsigned int nr_wait;
+	struct gvm_fence *tlb_fence;		/* the zap's TLB invalidation */
 	uint64_t seq;				/* vm->lock */
 	struct gvm_pt_extent *ext;		/* vm->lock */
 	size_t nr_ext;
@@ -73,7 +79,83 @@ static uint64_t cpu_start(const struct gvm_vma *vma)
 	return vma->va.obj_offset;
 }
 
-/* Pass 1: stop device access to the VMA's pages. */
+static void mark_invalidated(struct gvm_userptr *u)
+{
+	if (gvm_list_empty(&u->inval_link))
+		gvm_list_add_tail(&u->inval_link, &u->vm->userptr_invalidated);
+}
+
+/*
+ * notifier_lock held: zaps a live userptr's PTEs and submits the TLB
+ * invalidation; its fence or NULL.
+ */
+static struct gvm_fence *zap_locked(struct gvm_userptr *u)
+{
+	struct gvm_vm *vm = u->vm;
+	struct gvm_pt_tlb tlb;
+
+	gvm_lockdep_assert_held(&vm->notifier_lock);
+	if (!u->live)
+		return NULL;
+	gvm__pt_zap(&vm->pt, u->vma->va.addr, u->vma->va.range, &tlb);
+	return gvm__vm_tlb_submit(vm, &tlb);
+}
+
+static void wait_put(struct gvm_fence **f, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		gvm_fence_wait(f[i], GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(f[i]);
+	}
+	free(f);
+}
+
+/*
+ * notifier_lock held: the fences the zap must wait for, signalling
+ * enabled (references; *@f NULL if none, or out of memory: then a kernel
+ * still running there faults instead).
+ *  - preempt-fence (LR) VMs: the queues' preempt fences: they stop at a
+ *    lane boundary, parked, and the rebind worker resumes them (lr.c);
+ *  - other VMs, for a change that has not happened yet (REMOVE, MIGRATE):
+ *    the VM's BOOKKEEP fences, so that a running kernel finishes on the
+ *    old pages instead of faulting, as xe's notifier does.  A change
+ *    already made (UNMAP, REMAP, FORK: userfaultfd reports them after
+ *    the fact) gains nothing from waiting: the memory is gone.
+ */
+static void snapshot_waits(struct gvm_userptr *u,
+			   const struct gvm_notifier_range *r,
+			   struct gvm_fence ***f, unsigned int *n)
+{
+	struct gvm_vm *vm = u->vm;
+
+	*f = NULL;
+	*n = 0;
+	if (gvm__vm_preempt_mode(vm)) {
+		gvm__lr_snapshot_locked(vm, f, n);
+	} else if (!(vm->flags & GVM_VM_LR_MODE) &&
+		   (r->event == GVM_MM_EVENT_REMOVE ||
+		    r->event == GVM_MM_EVENT_MIGRATE)) {
+		if (gvm_resv_get_fences(&vm->resv, GVM_RESV_USAGE_BOOKKEEP,
+					f, n)) {
+			*f = NULL;
+			*n = 0;
+		}
+	}
+	for (unsigned int i = 0; i < *n; i++)	/* all stop in parallel */
+		gvm_fence_enable_signaling((*f)[i]);
+}
+
+/*
+ * Pass 1: the sequence moves, the userptr goes on the invalidated list (so
+ * an exec from now on repins it, and one that passed its check before has
+ * its fence in the reservation), and device access is stopped or started
+ * being stopped: zap + TLB submit at once, or, when the zap must wait for
+ * fences (see snapshot_waits), their signalling is enabled and pass 2
+ * waits, zaps and invalidates.  N devices' userptrs all start before any
+ * waits (the two-pass rule, seed 004).
+ */
 static struct gvm_notifier_finish *
 inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 	    uint64_t cur_seq)
@@ -81,68 +163,69 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 	struct gvm_userptr *u = gvm_container_of(n, struct gvm_userptr,
 						 notifier);
 	struct gvm_vm *vm = u->vm;
-	struct gvm_notifier_finish *f = NULL;
-	struct gvm_fence *fence = NULL;
-	struct gvm_pt_tlb tlb;
+	struct gvm_fence *tlb = NULL, **wait;
+	unsigned int nr_wait;
 
-	(void)r;
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_set_seq(n, cur_seq);
-	if (u->live && gvm__vm_preempt_mode(vm)) {
-		/* LR: stop the queues before the zap (lr.c). */
-		struct gvm_fence **pf;
-		unsigned int npf;
-
-		if (gvm_list_empty(&u->inval_link))
-			gvm_list_add_tail(&u->inval_link,
-					  &vm->userptr_invalidated);
-		gvm__lr_snapshot_locked(vm, &pf, &npf);
-		if (npf) {
-			gvm__mutex_unlock(&vm->notifier_lock);
-			gvm__lr_preempt_wait(pf, npf);
-			gvm__mutex_lock(&vm->notifier_lock);
-		} else {
-			free(pf);
-		}
+	if (!u->live) {
+		gvm__mutex_unlock(&vm->notifier_lock);
+		return NULL;
 	}
-	if (u->live) {
-		gvm__pt_zap(&vm->pt, u->vma->va.addr, u->vma->va.range, &tlb);
-		if (gvm_list_empty(&u->inval_link))
-			gvm_list_add_tail(&u->inval_link,
-					  &vm->userptr_invalidated);
-		gvm__vm_stat_add(vm, userptr_invalidations, 1);
-		if (tlb.full || tlb.size)
-			fence = gvm__vm_tlb_submit(vm, &tlb);
-		if (fence && gvm__notifier_finish_claim(&u->finish)) {
-			u->tlb_fence = fence;
-			f = &u->finish;
-			fence = NULL;
-		}
+	mark_invalidated(u);
+	gvm__vm_stat_add(vm, userptr_invalidations, 1);
+	snapshot_waits(u, r, &wait, &nr_wait);
+	if (!nr_wait)
+		tlb = zap_locked(u);
+	if ((nr_wait || tlb) && gvm__notifier_finish_claim(&u->finish)) {
+		u->wait = wait;
+		u->nr_wait = nr_wait;
+		u->tlb_fence = tlb;
+		gvm__mutex_unlock(&vm->notifier_lock);
+		return &u->finish;
 	}
 	gvm__mutex_unlock(&vm->notifier_lock);
-	if (fence) {		/* finish state busy: both passes now */
-		gvm_fence_wait(fence, GVM_TIMEOUT_INFINITE);
-		gvm_fence_put(fence);
+	/* Nothing to wait for, or the finish state is busy: both passes. */
+	if (nr_wait) {
+		wait_put(wait, nr_wait);
+		gvm__mutex_lock(&vm->notifier_lock);
+		tlb = zap_locked(u);
+		gvm__mutex_unlock(&vm->notifier_lock);
 	}
-	return f;
+	if (tlb) {
+		gvm_fence_wait(tlb, GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(tlb);
+	}
+	return NULL;
 }
 
-/* Pass 2: wait for the TLB invalidation started in pass 1. */
+/* Pass 2: wait for what pass 1 started; zap now if it waited for fences. */
 static void inval_finish(struct gvm_notifier *n, struct gvm_notifier_finish *f,
 			 const struct gvm_notifier_range *r)
 {
 	struct gvm_userptr *u = gvm_container_of(n, struct gvm_userptr,
 						 notifier);
-	struct gvm_fence *fence = u->tlb_fence;
+	struct gvm_vm *vm = u->vm;
+	struct gvm_fence *tlb = u->tlb_fence;
 
 	(void)f;
 	(void)r;
+	if (u->nr_wait) {
+		wait_put(u->wait, u->nr_wait);
+		gvm__mutex_lock(&vm->notifier_lock);
+		tlb = zap_locked(u);	/* not if unbound meanwhile */
+		gvm__mutex_unlock(&vm->notifier_lock);
+	}
+	u->wait = NULL;
+	u->nr_wait = 0;
 	u->tlb_fence = NULL;
-	gvm_fence_wait(fence, GVM_TIMEOUT_INFINITE);
-	gvm_fence_put(fence);
-	gvm__mutex_lock(&u->vm->notifier_lock);
+	if (tlb) {
+		gvm_fence_wait(tlb, GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(tlb);
+	}
+	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_finish_release(&u->finish);
-	gvm__mutex_unlock(&u->vm->notifier_lock);
+	gvm__mutex_unlock(&vm->notifier_lock);
 }
 
 static const struct gvm_notifier_ops userptr_notifier_ops = {
@@ -257,23 +340,30 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 	return gvm__extents_slice(u->ext, u->nr_ext, offset, len, out, n, cap);
 }
 
+bool gvm__userptr_stale_locked(struct gvm_vma *vma)
+{
+	struct gvm_userptr *u = vma->userptr;
+
+	gvm_lockdep_assert_held(&u->vm->notifier_lock);
+	return !u->gone && gvm__notifier_read_retry(&u->notifier, u->seq);
+}
+
 bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
 {
 	struct gvm_userptr *u = vma->userptr;
 	struct gvm_vm *vm = u->vm;
 	struct gvm_pt_tlb tlb;
 
+	gvm_lockdep_assert_held(&vm->notifier_lock);
 	u->live = live && !u->gone;
-	if (!u->live) {
+	if (!u->live || !gvm__notifier_read_retry(&u->notifier, u->seq)) {
+		/* Fresh PTEs, or none any more. */
 		gvm_list_del(&u->inval_link);
 		return false;
 	}
-	if (!gvm__notifier_read_retry(&u->notifier, u->seq))
-		return false;
 	/* Invalidated since the fetch: the PTEs just written may be stale. */
 	gvm__pt_zap(&vm->pt, vma->va.addr, vma->va.range, &tlb);
-	if (gvm_list_empty(&u->inval_link))
-		gvm_list_add_tail(&u->inval_link, &vm->userptr_invalidated);
+	mark_invalidated(u);
 	return true;
 }
 
@@ -293,113 +383,84 @@ bool gvm__userptr_pending_locked(struct gvm_vm *vm)
 
 #define REPIN_RETRIES 16
 
-int gvm__userptr_revalidate(struct gvm_vm *vm)
+/*
+ * The VMAs on the invalidated list that are still in the VA tree, with
+ * their pages fetched again (no reservation is held: fetching may block on
+ * the mm).  One whose memory is gone leaves the list and stays zapped: the
+ * GPU faults there.  vm->lock held.
+ */
+static int refetch(struct gvm_vm *vm, struct gvm_vma ***out, size_t *nr_out)
 {
 	struct gvm_vma **v = NULL;
-	struct gvm_pt_seg *segs = NULL;
-	struct gvm_pt_extent *ext = NULL;
-	size_t nr, k, nr_segs, nr_ext, cap_ext, i;
-	int tries = 0, err = 0;
 	struct gvm_list *pos;
+	size_t nr = 0, cap = 0, i, k;
+	int err = 0;
 
-again:
-	nr = 0;
-	gvm__mutex_lock(&vm->notifier_lock);
-	gvm_list_for_each(pos, &vm->userptr_invalidated)
-		nr++;
-	gvm__mutex_unlock(&vm->notifier_lock);
-	if (!nr)
-		return 0;
-	free(v);
-	free(segs);
-	v = gvm__calloc(nr, sizeof(*v));
-	segs = gvm__calloc(nr, sizeof(*segs));
-	if (!v || !segs) {
-		err = -ENOMEM;
-		goto out;
-	}
-	/* The list only grows under notifier_lock; vm->lock keeps VMAs. */
-	k = 0;
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm_list_for_each(pos, &vm->userptr_invalidated) {
 		struct gvm_userptr *u = gvm_list_entry(pos, struct gvm_userptr,
 						       inval_link);
-		if (k < nr && u->vma->va.inserted)
-			v[k++] = u->vma;
+
+		if (!u->vma->va.inserted)
+			continue;
+		err = GVM_GROW(v, cap, nr + 1);
+		if (err)
+			break;
+		v[nr++] = u->vma;
 	}
 	gvm__mutex_unlock(&vm->notifier_lock);
-	nr = k;
-
-	/* Refetch (may block on the mm; no reservation is held). */
-	for (i = 0, k = 0; i < nr; i++) {
+	/* The list only changes under notifier_lock; vm->lock keeps VMAs. */
+	for (i = 0, k = 0; i < nr && !err; i++) {
 		err = fetch(v[i]->userptr);
 		if (err == -EFAULT || err == -EPERM) {
-			/* Gone: stays zapped, the GPU faults there. */
 			gvm__mutex_lock(&vm->notifier_lock);
 			gvm_list_del(&v[i]->userptr->inval_link);
 			gvm__mutex_unlock(&vm->notifier_lock);
 			err = 0;
 			continue;
 		}
-		if (err)
-			goto out;
 		v[k++] = v[i];
 	}
-	nr = k;
-
-	/* One page-table update for all of them, in address order. */
-	free(ext);
-	ext = NULL;
-	nr_ext = cap_ext = 0;
-	qsort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
-	for (i = 0, nr_segs = 0; i < nr; i++) {
-		size_t first = nr_ext;
-
-		err = gvm__userptr_extents(v[i], 0, v[i]->va.range, &ext,
-					   &nr_ext, &cap_ext);
-		if (err)
-			goto out;
-		segs[nr_segs].va = v[i]->va.addr;
-		segs[nr_segs].end = v[i]->va.addr + v[i]->va.range;
-		segs[nr_segs].flags = gvm__vma_pt_flags(v[i]);
-		segs[nr_segs].ext = (const struct gvm_pt_extent *)first;
-		segs[nr_segs++].n = nr_ext - first;
+	if (err) {
+		free(v);
+		return err;
 	}
-	for (i = 0; i < nr_segs; i++)
-		segs[i].ext = ext + (uintptr_t)segs[i].ext;
-	if (nr_segs) {
-		struct gvm_pt_free_list dead = { 0 };
-		struct gvm_pt_update upd;
-		struct gvm_pt_tlb tlb;
-		bool moved = false;
+	*out = v;
+	*nr_out = k;
+	return 0;
+}
 
-		err = gvm__pt_update_prepare(&vm->pt, segs, nr_segs, &upd);
+int gvm__userptr_revalidate(struct gvm_vm *vm)
+{
+	struct gvm_vm_update upd;
+	struct gvm_vma **v;
+	int tries, err;
+	size_t nr, i;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	for (tries = 0; tries < REPIN_RETRIES; tries++) {
+		err = refetch(vm, &v, &nr);
 		if (err)
-			goto out;
-		gvm__mutex_lock(&vm->notifier_lock);
-		for (i = 0; i < nr && !moved; i++)
-			moved = gvm__notifier_read_retry(&v[i]->userptr->notifier,
-							 v[i]->userptr->seq);
-		if (moved) {
-			gvm__mutex_unlock(&vm->notifier_lock);
-			gvm__pt_update_abort(&upd);
-			if (++tries > REPIN_RETRIES) {
-				err = -EAGAIN;
-				goto out;
-			}
-			goto again;
+			return err;
+		if (!nr) {
+			free(v);
+			return 0;
 		}
-		gvm__pt_update_commit(&upd, &tlb, &dead);
-		for (i = 0; i < nr; i++)
-			gvm_list_del(&v[i]->userptr->inval_link);
-		gvm__mutex_unlock(&vm->notifier_lock);
-		gvm__vm_tlb_flush(vm, &tlb);
-		gvm__pt_free_deferred(&vm->pt, &dead);
-		gvm__vm_stat_add(vm, userptr_repins, nr);
+		/* One page-table update for all of them, in address order. */
+		qsort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
+		gvm__vm_update_init(&upd, vm);
+		for (i = 0; i < nr && !err; i++)
+			err = gvm__vm_update_add(&upd, v[i]->va.addr,
+						 v[i]->va.addr + v[i]->va.range,
+						 v[i]);
+		if (!err)
+			err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_RETRY);
+		gvm__vm_update_fini(&upd);
+		free(v);
+		if (!err)
+			gvm__vm_stat_add(vm, userptr_repins, nr);
+		if (err != -EAGAIN)
+			return err;
 	}
-out:
-	free(v);
-	free(segs);
-	free(ext);
-	return err;
+	return -EAGAIN;
 }

@@ -32,9 +32,11 @@
 #include "core/sync.h"
 #include "core/trace.h"
 #include "mm/mm.h"
+#include "vm/bind_job.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
+#include "vm/userptr.h"
 
 /* Frees what gvm_vm_create() set up first (not the device reference). */
 static void vm_free_struct(struct gvm_vm *vm)
@@ -44,6 +46,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->lr_lock);
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
+	gvm__mutex_fini(&vm->pt_lock);
 	gvm__mutex_fini(&vm->lock);
 	gvm_mm_put(vm->mm);
 	free(vm);
@@ -97,6 +100,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	vm->flags = flags;
 	gvm__ref_init(&vm->refcount);
 	gvm__mutex_init(&vm->lock, "vm.lock", GVM_RANK_VM);
+	gvm__mutex_init(&vm->pt_lock, "vm.pt_lock", GVM_RANK_PT);
 	gvm__mutex_init(&vm->notifier_lock, "vm.notifier_lock",
 			GVM_RANK_NOTIFIER);
 	gvm__mutex_init(&vm->fault_lock, "vm.fault_lock", GVM_RANK_LEAF);
@@ -152,6 +156,8 @@ void gvm__vma_free(struct gvm_vma *vma)
 	if (vma->bo_ref)
 		gvm_bo_put(gvm__vma_bo(vma));
 	gvm__ufence_put(vma->ufence);
+	if (vma->bind_fence)
+		gvm_fence_put(vma->bind_fence);
 	free(vma);
 }
 
@@ -270,6 +276,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 		gvm_list_del(&vb->bo_link);
 		gvm_resv_unlock(vb->bo->resv);
 	}
+	gvm__mutex_lock(&vm->pt_lock);
 	gvm__mutex_lock(&vm->notifier_lock);
 	/* Invalidations must not zap tables that are going away. */
 	gvm_va_for_each_in_range(va, &vm->va, vm->va.start, vm->va.range, &it)
@@ -277,20 +284,14 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 			gvm__userptr_commit(to_vma(va), false);
 	gvm__pt_vm_fini(&vm->pt);
 	gvm__mutex_unlock(&vm->notifier_lock);
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__vm_tlb_flush(vm, &tlb);
 	gvm__va_space_fini(&vm->va, release_vma, &dead);
 	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
 		gvm_list_del(pos);
 		free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
 	}
-	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
-		struct gvm_range_fence *rf =
-			gvm_list_entry(pos, struct gvm_range_fence, link);
-
-		gvm_list_del(&rf->link);
-		gvm_fence_put(rf->fence);
-		free(rf);
-	}
+	gvm__range_fences_fini(vm);
 	gvm__mutex_unlock(&vm->lock);
 	/* Userptr notifiers are removed with no lock held. */
 	gvm_list_for_each_safe(pos, tmp, &dead)

@@ -32,7 +32,8 @@ struct gvm_vm_bo {
 					   GPU uses them */
 };
 
-/* A mapping: struct gvm_va plus the VM layer's state.  vm->lock. */
+/* A mapping: struct gvm_va plus the VM layer's state.  vm->lock unless
+   a field says otherwise. */
 struct gvm_vma {
 	struct gvm_va va;		/* must be first */
 	struct gvm_vm_bo *vm_bo;	/* KIND_BO: the BO's handle */
@@ -40,6 +41,9 @@ struct gvm_vma {
 	struct gvm_ufence *ufence;	/* user fence of the bind that made
 					   it (reference), or NULL */
 	bool bo_ref;			/* holds a reference on the BO */
+	struct gvm_fence *bind_fence;	/* the queued bind that writes its
+					   PTEs (reference), or NULL: until it
+					   signals, nothing else may */
 	struct gvm_userptr *userptr;	/* KIND_USERPTR: its CPU side
 					   (userptr.c) */
 };
@@ -53,14 +57,6 @@ static inline struct gvm_bo *gvm__vma_bo(const struct gvm_vma *vma)
 {
 	return (struct gvm_bo *)vma->va.obj;
 }
-
-/* A pending asynchronous bind's range, for ordering across queues. */
-struct gvm_range_fence {
-	struct gvm_list link;		/* vm->range_fences */
-	uint64_t lo, hi;		/* [lo, hi) */
-	struct gvm_fence *fence;	/* reference */
-	struct gvm_queue *q;		/* not a reference: compared only */
-};
 
 struct gvm_queue {
 	struct gvm_vm *vm;		/* immutable; holds a reference */
@@ -103,19 +99,27 @@ struct gvm_vm {
 	void *dev_priv;			/* immutable after create */
 
 	/*
-	 * vm->lock: the VA tree, the page tables (with notifier_lock for
-	 * commits and zaps), vm_bos, range_fences, closed.  Held across a
-	 * whole bind (never while waiting for a job).
+	 * vm->lock: the VA tree, vm_bos, range_fences, closed.  Held across
+	 * a whole bind or exec; its holder never waits for a fence that may
+	 * depend on a bind job.
 	 */
 	struct gvm_mutex lock;
-	struct gvm_mutex notifier_lock;	/* page-table commits and zaps */
+	/*
+	 * pt_lock: the page tables (vm->pt); held around a page-table
+	 * update's prepare and commit (pt_update.c), by bind jobs too, which
+	 * take no vm->lock.  Never held while waiting for a fence.
+	 */
+	struct gvm_mutex pt_lock;
+	struct gvm_mutex notifier_lock;	/* page-table commits and zaps,
+					   userptr live state */
 	struct gvm_resv resv;		/* shared by VM-local BOs; bind
 					   fences (KERNEL), exec fences
 					   (BOOKKEEP) */
 	struct gvm_va_space va;		/* vm->lock */
-	struct gvm_pt_vm pt;		/* vm->lock (+ notifier_lock) */
+	struct gvm_pt_vm pt;		/* pt_lock (+ notifier_lock to commit
+					   or zap) */
 	struct gvm_list vm_bos;		/* vm->lock */
-	struct gvm_list range_fences;	/* vm->lock */
+	struct gvm_list range_fences;	/* vm->lock: bind_job.c */
 	struct gvm_list userptr_invalidated; /* notifier_lock: userptrs whose
 					   PTEs were zapped (userptr.c) */
 	struct gvm_queue *bind_q;	/* default bind queue; immutable */
@@ -171,54 +175,6 @@ void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
  */
 void gvm__vma_free(struct gvm_vma *vma);
 
-/*
- * Writes the PTEs of every VMA of @vb again after a move zapped them
- * (bind.c).  vm->lock and the BO's reservation held.  0, or -ENOMEM /
- * -ENOSPC with nothing changed (still evicted).
- */
-int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb);
-
-/* Userptr (userptr.c). */
-struct gvm_userptr;
-/* Before the point of no return, vm->lock held, no reservation. */
-int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma);
-/* No lock held (removes the notifier). */
-void gvm__userptr_detach(struct gvm_vma *vma);
-/*
- * A userptr piece whose CPU memory is gone (a split of a userptr over
- * unmapped memory): it keeps no PTEs, the GPU faults there.  vm->lock.
- */
-bool gvm__userptr_gone(const struct gvm_vma *vma);
-void gvm__userptr_set_gone(struct gvm_vma *vma);
-int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
-			 uint64_t len, struct gvm_pt_extent **out, size_t *n,
-			 size_t *cap);
-/*
- * notifier_lock held, right after the page-table commit that wrote (@live)
- * or dropped the VMA's PTEs.  Returns true if the pages went stale since
- * the fetch: the PTEs were zapped again, a TLB flush of the VMA is needed.
- */
-bool gvm__userptr_commit(struct gvm_vma *vma, bool live);
-/* Exec: vm->lock held, no reservation.  0, -ENOMEM, -ENOSPC, -EAGAIN. */
-int gvm__userptr_revalidate(struct gvm_vm *vm);
-
-/*
- * notifier_lock held: true if an invalidated userptr still in the VA tree
- * waits for its repin (the rebind worker must not resume the queues).
- */
-bool gvm__userptr_pending_locked(struct gvm_vm *vm);
-
-/* Exec's locking and revalidation, shared with the rebind worker
- * (exec.c).  vm->lock held. */
-struct gvm_lockset;
-/* Locks the VM's reservation and its external BOs', @nr_fences slots
-   each.  0, -ENOMEM, -EINTR... (the lockset's errors). */
-int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
-		     unsigned int nr_fences);
-/* Everything locked: moves BOs back, rebinds evicted handles, bumps the
-   LRU.  0, -ENOSPC, -ENOMEM. */
-int gvm__vm_revalidate(struct gvm_vm *vm);
-
 /* ---- long-running mode (lr.c) ----------------------------------------- */
 
 /* LR without FAULT: queues are preempted, not waited for. */
@@ -248,12 +204,11 @@ int gvm__lr_exec_prepare(struct gvm_queue *q, struct gvm_fence **pf);
 void gvm__lr_exec_commit(struct gvm_queue *q, struct gvm_fence *pf);
 /*
  * Userptr invalidation: notifier_lock held, references to the current
- * preempt fences (*@f NULL, *@n 0 if none or out of memory); then, with no
- * lock held, enables and waits for them and drops the references.
+ * preempt fences (*@f NULL, *@n 0 if none or out of memory); the caller
+ * enables their signalling and waits for them with no lock held.
  */
 void gvm__lr_snapshot_locked(struct gvm_vm *vm, struct gvm_fence ***f,
 			     unsigned int *n);
-void gvm__lr_preempt_wait(struct gvm_fence **f, unsigned int n);
 
 /* qsort() comparator of struct gvm_vma pointers by address. */
 int gvm__vma_cmp_addr(const void *a, const void *b);

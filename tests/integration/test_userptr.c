@@ -399,7 +399,7 @@ static uint64_t pte_of(struct gvm_vm *vm, uint64_t va, enum gvm_pt_view view)
 {
 	struct gvm_pt_xlate x;
 
-	/* The hook runs with vm->lock held: no locking here. */
+	/* The hook runs with vm->lock and pt_lock held: no locking here. */
 	return gvm__pt_translate(&vm->pt, va, view, &x) ? 0 : x.addr;
 }
 
@@ -454,10 +454,12 @@ TEST(seed000_zap_while_bind_is_staged)
 	gvm__bind_before_commit = NULL;
 	ASSERT_EQ(s000.ran, 1);
 	gvm__mutex_lock(&c.vm->lock);
+	gvm__mutex_lock(&c.vm->pt_lock);
 	/* the bind is published, the zapped neighbour is not resurrected */
 	ASSERT_NE(pte_of(c.vm, VA + 4 * K4, GVM_PT_VIEW_COMMITTED), 0);
 	ASSERT_EQ(pte_of(c.vm, VA, GVM_PT_VIEW_COMMITTED), 0);
 	ASSERT_EQ(gvm__pt_validate(&c.vm->pt), 0);
+	gvm__mutex_unlock(&c.vm->pt_lock);
 	gvm__mutex_unlock(&c.vm->lock);
 	/* the next exec repins the userptr; both mappings work */
 	ASSERT_OK(store(&c, VA + 8, 31));

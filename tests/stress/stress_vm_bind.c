@@ -316,6 +316,7 @@ TEST(binders_and_signaller)
 	}
 
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	for (int t = 0; t < NBINDERS; t++)
 		for (uint64_t p = 0; p < WPAGES; p++)
 			check_page(PRIV(t) + p * K4, &b[t].model[p]);
@@ -333,6 +334,7 @@ TEST(binders_and_signaller)
 	}
 	ASSERT_OK(gvm__pt_validate(&vm->pt));
 	ASSERT_OK(gvm__va_validate(&vm->va));
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 	ASSERT_OK(gvm_vm_stats(vm, &st));
 	ASSERT_FALSE(st.banned);

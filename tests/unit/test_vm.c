@@ -38,7 +38,9 @@ static uint64_t xlate(struct gvm_vm *vm, uint64_t va, uint64_t *pte)
 	int err;
 
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x);
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 	if (pte)
 		*pte = err ? 0 : x.pte;

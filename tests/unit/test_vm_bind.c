@@ -79,7 +79,9 @@ static int xl(struct gvm_vm *vm, uint64_t va, struct gvm_pt_xlate *x)
 	int err;
 
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, x);
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 	return err;
 }
@@ -173,8 +175,10 @@ static uint64_t page_size_at(struct gvm_vm *vm, uint64_t va)
 static void check_vm(struct gvm_vm *vm)
 {
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	ASSERT_OK(gvm__pt_validate(&vm->pt));
 	ASSERT_OK(gvm__va_validate(&vm->va));
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 }
 
@@ -233,6 +237,7 @@ static void snap_take(struct gvm_vm *vm, struct snap *s)
 	s->vmas = st.vmas;
 	s->pt_pages = st.pt_pages;
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	for (size_t w = 0; w < s->nr; w++) {
 		uint64_t n = s->len[w] / K4;
 
@@ -248,6 +253,7 @@ static void snap_take(struct gvm_vm *vm, struct snap *s)
 							 &x) ? 0 : x.pte ^ x.addr;
 		}
 	}
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 }
 
@@ -1414,6 +1420,7 @@ static void model_check(struct gvm_vm *vm, const struct mpage *m,
 			struct gvm_bo **bos)
 {
 	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
 	for (uint64_t p = 0; p < MPAGES; p++) {
 		struct gvm_pt_xlate x;
 		int err = gvm__pt_translate(&vm->pt, IBASE + p * K4,
@@ -1441,6 +1448,7 @@ static void model_check(struct gvm_vm *vm, const struct mpage *m,
 	}
 	ASSERT_OK(gvm__pt_validate(&vm->pt));
 	ASSERT_OK(gvm__va_validate(&vm->va));
+	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 	for (int b = 0; b < MBOS; b++)
 		wait_refs(vm, bos[b]);

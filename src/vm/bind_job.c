@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Queued binds: a bind that must wait (for its in-syncs, an earlier bind
+ * of an overlapping range on another queue, kernels still using mappings
+ * it removes, moves of the BOs it maps, or its queue's earlier work)
+ * decides its VA state in the call (bind.c) and leaves the page-table
+ * write to a job on its bind queue.
+ *
+ * The job's run() is on the fence-signalling path: every fence that waits
+ * for the bind (execs, other binds, user syncs) depends on it.  So it takes
+ * no vm->lock (whose holders may wait for those fences), only pt_lock, and
+ * does not wait for the TLB invalidation it submits: that fence is its
+ * hardware fence, from which the scheduler completes the job.  The unlinked
+ * page tables and the VMAs that went away are freed when the job is freed,
+ * after its fence signalled.
+ *
+ * Dependencies go through proxies (struct dep_proxy): signalled without
+ * error once their dependency signals, with an error or not, because a
+ * bind's VA state is decided and its page tables must follow whatever
+ * happened to what it waited for ("Failed dependencies" in bind.c).
+ *
+ * Range fences (struct gvm_range_fence, on vm->range_fences under
+ * vm->lock): the hull of a queued bind's touched ranges and its fence; a
+ * later bind of another queue overlapping it depends on it.
+ *
+ * Locking: the job takes pt_lock (prepare, commit; notifier_lock inside
+ * the commit) and nothing else; range fences: vm->lock.
+ */
+#include "vm/bind_job.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include <gvm/sched.h>
+
+#include "core/alloc.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "core/trace.h"
+#include "vm/bind.h"
+#include "vm/dev.h"
+#include "vm/pt_update.h"
+#include "vm/vm.h"
+
+struct dep_proxy {
+	struct gvm_fence_cb cb;
+	struct gvm_fence *dep;		/* reference */
+	struct gvm_fence *fence;	/* the proxy; reference */
+};
+
+struct gvm_bind_job {
+	struct gvm_job job;
+	struct gvm_vm *vm;		/* reference, from push */
+	struct gvm_vm_update upd;
+	struct gvm_vma **dead;		/* VMAs that went away */
+	size_t nr_dead;
+	struct dep_proxy **proxies;	/* armed at push */
+	size_t nr_proxies, cap_proxies;
+};
+
+struct gvm_range_fence {
+	struct gvm_list link;		/* vm->range_fences */
+	uint64_t lo, hi;		/* [lo, hi) */
+	struct gvm_fence *fence;	/* reference */
+	struct gvm_queue *q;		/* not a reference: compared only */
+};
+
+static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
+{
+	struct gvm_bind_job *bj = gvm_container_of(job, struct gvm_bind_job,
+						   job);
+	struct gvm_vm *vm = bj->vm;
+	int err;
+
+	GVM_TRACE_BIND_JOB(vm->dev, vm->dev->name, job->queue,
+			   bj->upd.nr_segs);
+	gvm__mutex_lock(&vm->pt_lock);
+	err = gvm__vm_banned(vm) ? -EIO : gvm__bind_inject_check(
+						 GVM_BIND_STAGE_RUN);
+	if (!err)
+		err = gvm__vm_update_prepare(&bj->upd);
+	if (!err)
+		err = gvm__vm_update_commit(&bj->upd, GVM_UPDATE_STALE_ZAP);
+	gvm__mutex_unlock(&vm->pt_lock);
+	if (err) {
+		gvm__vm_ban(vm, err);
+		return -EIO;
+	}
+	*hw_fence = gvm__vm_update_tlb_submit(&bj->upd);
+	return 0;
+}
+
+static void bind_job_free(struct gvm_job *job)
+{
+	struct gvm_bind_job *bj = gvm_container_of(job, struct gvm_bind_job,
+						   job);
+	size_t i;
+
+	gvm__vm_update_free_tables(&bj->upd, false);
+	gvm__vm_update_fini(&bj->upd);
+	for (i = 0; i < bj->nr_dead; i++)
+		gvm__vma_free(bj->dead[i]);
+	free(bj->dead);
+	free(bj->proxies);
+	gvm__vm_put(bj->vm);
+	free(bj);
+}
+
+static const struct gvm_job_ops bind_job_ops = {
+	.run = bind_job_run,
+	.free = bind_job_free,
+};
+
+int gvm__bind_job_create(struct gvm_queue *q, struct gvm_bind_job **out)
+{
+	struct gvm_bind_job *bj = gvm__calloc(1, sizeof(*bj));
+	int err;
+
+	if (!bj)
+		return -ENOMEM;
+	err = gvm_job_init(&bj->job, q->sq, &bind_job_ops);
+	if (err) {
+		free(bj);
+		return err;
+	}
+	*out = bj;
+	return 0;
+}
+
+static void dep_proxy_free(struct dep_proxy *p)
+{
+	gvm_fence_put(p->fence);
+	gvm_fence_put(p->dep);
+	free(p);
+}
+
+static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
+{
+	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
+
+	(void)f;
+	gvm_fence_signal(p->fence);
+	dep_proxy_free(p);
+}
+
+int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep)
+{
+	struct dep_proxy *p;
+	int err;
+
+	if (gvm_fence_is_signaled(dep))
+		return 0;
+	err = GVM_GROW(bj->proxies, bj->cap_proxies, bj->nr_proxies + 1);
+	if (err)
+		return err;
+	p = gvm__calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
+	if (err) {
+		free(p);
+		return err;
+	}
+	p->dep = gvm_fence_get(dep);
+	bj->proxies[bj->nr_proxies++] = p;
+	return gvm_job_add_dependency(&bj->job, p->fence);
+}
+
+void gvm__bind_job_abort(struct gvm_bind_job *bj)
+{
+	size_t i;
+
+	for (i = 0; i < bj->nr_proxies; i++)
+		dep_proxy_free(bj->proxies[i]);
+	free(bj->proxies);
+	gvm_job_fini(&bj->job);
+	free(bj);
+}
+
+struct gvm_fence *gvm__bind_job_arm(struct gvm_bind_job *bj)
+{
+	gvm_job_arm(&bj->job);
+	return gvm_fence_get(gvm_job_finished(&bj->job));
+}
+
+void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
+			struct gvm_vm_update *upd, struct gvm_vma **dead,
+			size_t nr_dead)
+{
+	struct dep_proxy **proxies = bj->proxies;
+	size_t i, nr_proxies = bj->nr_proxies;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	bj->vm = gvm__vm_get(vm);
+	bj->upd = *upd;
+	gvm__vm_update_init(upd, vm);
+	bj->dead = dead;
+	bj->nr_dead = nr_dead;
+	/* The proxies free themselves; the job may be gone before they are
+	   all armed. */
+	bj->proxies = NULL;
+	bj->nr_proxies = 0;
+	gvm_job_push(&bj->job);
+	for (i = 0; i < nr_proxies; i++)
+		gvm_fence_add_callback(proxies[i]->dep, &proxies[i]->cb,
+				       dep_proxy_cb);
+	free(proxies);
+}
+
+/* ---- range fences ------------------------------------------------------ */
+
+struct gvm_range_fence *gvm__range_fence_alloc(void)
+{
+	return gvm__calloc(1, sizeof(struct gvm_range_fence));
+}
+
+void gvm__range_fence_free(struct gvm_range_fence *rf)
+{
+	if (rf && rf->fence)
+		gvm_fence_put(rf->fence);
+	free(rf);
+}
+
+void gvm__range_fence_add(struct gvm_vm *vm, struct gvm_range_fence *rf,
+			  uint64_t lo, uint64_t hi, struct gvm_queue *q,
+			  struct gvm_fence *f)
+{
+	gvm_lockdep_assert_held(&vm->lock);
+	rf->lo = lo;
+	rf->hi = hi;
+	rf->q = q;
+	rf->fence = gvm_fence_get(f);
+	gvm_list_add_tail(&rf->link, &vm->range_fences);
+}
+
+void gvm__range_fences_prune(struct gvm_vm *vm)
+{
+	struct gvm_list *pos, *tmp;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
+		struct gvm_range_fence *rf =
+			gvm_list_entry(pos, struct gvm_range_fence, link);
+
+		if (gvm_fence_is_signaled(rf->fence)) {
+			gvm_list_del(&rf->link);
+			gvm__range_fence_free(rf);
+		}
+	}
+}
+
+void gvm__range_fences_fini(struct gvm_vm *vm)
+{
+	struct gvm_list *pos, *tmp;
+
+	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
+		struct gvm_range_fence *rf =
+			gvm_list_entry(pos, struct gvm_range_fence, link);
+
+		gvm_list_del(&rf->link);
+		gvm__range_fence_free(rf);
+	}
+}
+
+int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
+				  const struct gvm_addr_range *r, size_t n,
+				  int (*fn)(void *arg, struct gvm_fence *f),
+				  void *arg)
+{
+	struct gvm_list *pos;
+	size_t i;
+	int err;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	gvm_list_for_each(pos, &vm->range_fences) {
+		struct gvm_range_fence *rf =
+			gvm_list_entry(pos, struct gvm_range_fence, link);
+
+		if (rf->q == q)
+			continue;
+		for (i = 0; i < n; i++) {
+			if (r[i].lo < rf->hi && rf->lo < r[i].hi) {
+				err = fn(arg, rf->fence);
+				if (err)
+					return err;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+bool gvm__range_fence_is(struct gvm_vm *vm, const struct gvm_fence *f)
+{
+	struct gvm_list *pos;
+
+	gvm_list_for_each(pos, &vm->range_fences)
+		if (gvm_list_entry(pos, struct gvm_range_fence, link)->fence ==
+		    f)
+			return true;
+	return false;
+}

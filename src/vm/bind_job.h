@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Queued binds (bind_job.c): the job that writes a bind's page tables once
+ * its dependencies signalled, the proxies it waits on, and the range
+ * fences that order binds of different queues.
+ */
+#ifndef GVM_VM_BIND_JOB_H
+#define GVM_VM_BIND_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gvm_fence;
+struct gvm_queue;
+struct gvm_vm;
+struct gvm_vm_update;
+struct gvm_vma;
+
+struct gvm_bind_job;
+
+/* Before the point of no return (vm->lock held): 0 or -ENOMEM. */
+int gvm__bind_job_create(struct gvm_queue *q, struct gvm_bind_job **out);
+/*
+ * The job runs after @dep signalled, with an error or not (see "Failed
+ * dependencies" in bind.c).  0 or -ENOMEM.
+ */
+int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep);
+/* Error path: the job was never armed. */
+void gvm__bind_job_abort(struct gvm_bind_job *bj);
+
+/* Point of no return: arms the job; returns a reference to its fence. */
+struct gvm_fence *gvm__bind_job_arm(struct gvm_bind_job *bj);
+/*
+ * Hands the job its work and pushes it (vm->lock held, after arm): @upd
+ * (moved into the job, re-initialised), the VMAs that went away (@dead,
+ * the array becomes the job's; freed after its TLB invalidation).
+ */
+void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
+			struct gvm_vm_update *upd, struct gvm_vma **dead,
+			size_t nr_dead);
+
+/* ---- range fences (vm->lock) ------------------------------------------- */
+
+/*
+ * A pending asynchronous bind's range, for ordering across queues.
+ * Allocated before the point of no return, published after it.
+ */
+struct gvm_range_fence;
+
+struct gvm_range_fence *gvm__range_fence_alloc(void);
+void gvm__range_fence_free(struct gvm_range_fence *rf);
+/* Publishes @rf for [lo, hi) of queue @q, signalled by @f. */
+void gvm__range_fence_add(struct gvm_vm *vm, struct gvm_range_fence *rf,
+			  uint64_t lo, uint64_t hi, struct gvm_queue *q,
+			  struct gvm_fence *f);
+/* Drops the signalled ones. */
+void gvm__range_fences_prune(struct gvm_vm *vm);
+/* Frees them all (VM teardown). */
+void gvm__range_fences_fini(struct gvm_vm *vm);
+/* A VA range [lo, hi). */
+struct gvm_addr_range {
+	uint64_t lo, hi;
+};
+
+/*
+ * Calls @fn on the fence of every pending bind of a queue other than @q
+ * whose range overlaps one of @r[0..n); stops at the first error.
+ */
+int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
+				  const struct gvm_addr_range *r, size_t n,
+				  int (*fn)(void *arg, struct gvm_fence *f),
+				  void *arg);
+/* Is @f the fence of a pending bind? */
+bool gvm__range_fence_is(struct gvm_vm *vm, const struct gvm_fence *f);
+
+#endif

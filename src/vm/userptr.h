@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Userptr VMAs: GPU mappings of the VM's mm, never pinned (userptr.c has
+ * the protocol).  What protects what: u->live, its place on the VM's
+ * invalidated list: notifier_lock; its pages and fetch sequence: vm->lock
+ * (or the bind job that writes it before it ever went live).
+ */
+#ifndef GVM_VM_USERPTR_H
+#define GVM_VM_USERPTR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gvm_pt_extent;
+struct gvm_vm;
+struct gvm_vma;
+
+/*
+ * Gives a new userptr VMA its notifier and fetches its pages: before the
+ * bind's point of no return, vm->lock held, no reservation.  0, -EFAULT
+ * (not mapped), -EPERM (writable mapping of read-only memory), -ENOMEM.
+ */
+int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma);
+/* Removes the notifier and frees the CPU side.  No lock held. */
+void gvm__userptr_detach(struct gvm_vma *vma);
+
+/*
+ * A userptr piece whose CPU memory is gone (a split of a userptr over
+ * unmapped memory): it keeps no PTEs, the GPU faults there.  vm->lock.
+ */
+bool gvm__userptr_gone(const struct gvm_vma *vma);
+void gvm__userptr_set_gone(struct gvm_vma *vma);
+
+/* Appends the device addresses of [offset, offset + len) of the VMA. */
+int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
+			 uint64_t len, struct gvm_pt_extent **out, size_t *n,
+			 size_t *cap);
+
+/* notifier_lock held: did the pages go stale since they were fetched? */
+bool gvm__userptr_stale_locked(struct gvm_vma *vma);
+
+/*
+ * The userptr side of a page-table commit (pt_update.c), notifier_lock
+ * held, in the section that committed: @live, the VMA's PTEs were just
+ * written, it goes live and leaves the invalidated list, unless its pages
+ * went stale since the fetch: then its PTEs are zapped again, it stays (or
+ * goes) on the list and true is returned (a TLB flush is needed); !@live,
+ * it left the VM and is no longer zapped by its notifier.
+ */
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live);
+
+/*
+ * Exec and the rebind worker: refetches and rebinds every userptr on the
+ * VM's invalidated list (vm->lock held, no reservation).  0, -ENOMEM,
+ * -ENOSPC, -EAGAIN (invalidated again and again).
+ */
+int gvm__userptr_revalidate(struct gvm_vm *vm);
+
+/*
+ * notifier_lock held: true if an invalidated userptr still in the VA tree
+ * waits for its repin (exec must revalidate again; the rebind worker must
+ * not resume the queues).
+ */
+bool gvm__userptr_pending_locked(struct gvm_vm *vm);
+
+#endif
