@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * VM_BIND internals: error injection for tests (like xe's FORCE_OP_ERROR).
+ * VM_BIND and exec internals for tests: error injection (like xe's
+ * FORCE_OP_ERROR) and hooks that force interleavings.
  *
  * Setting gvm__bind_inject.stage makes the (countdown + 1)-th bind that
  * reaches that stage fail with .error (default -ENOMEM), then the injection
@@ -41,5 +42,13 @@ struct gvm_vm;
  * race of seed 000.  Internal symbol, like gvm__bind_inject.
  */
 extern void (*gvm__bind_before_commit)(struct gvm_vm *vm);
+
+/*
+ * Test hook: if set, gvm_exec() calls it after revalidating and locking,
+ * right before its final userptr check under notifier_lock (vm->lock and
+ * the reservations held), so tests can force an invalidation into that
+ * window.  Internal symbol, like gvm__bind_inject.
+ */
+extern void (*gvm__exec_before_check)(struct gvm_vm *vm);
 
 #endif

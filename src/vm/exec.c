@@ -43,12 +43,15 @@
 #include "core/alloc.h"
 #include "core/sync.h"
 #include "core/trace.h"
+#include "vm/bind.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
 #include "vm/vm_bo.h"
+
+void (*gvm__exec_before_check)(struct gvm_vm *vm);
 
 struct exec_job {
 	struct gvm_job job;
@@ -90,6 +93,62 @@ static int add_deps(struct gvm_job *job, struct gvm_resv *resv,
 	return err;
 }
 
+/* The job's dependencies: in-syncs, binds and moves before it. */
+static int add_job_deps(struct exec_job *ej, struct gvm_vm *vm,
+			const struct gvm_sync_set *set)
+{
+	struct gvm_list *pos;
+	uint32_t i;
+	int err = 0;
+
+	for (i = 0; !err && i < set->nr_in; i++)
+		err = gvm_job_add_dependency(&ej->job, set->in[i]);
+	if (!err)
+		err = add_deps(&ej->job, &vm->resv, GVM_RESV_USAGE_KERNEL);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+
+		if (err)
+			break;
+		if (vb->bo->resv != &vm->resv)
+			err = add_deps(&ej->job, vb->bo->resv,
+				       GVM_RESV_USAGE_KERNEL);
+	}
+	return err;
+}
+
+/*
+ * Publishes the job's fence where later binds, moves and invalidations look
+ * for it: every reservation at BOOKKEEP, or, for a preempt-fence VM, the
+ * queue's preempt fence instead.  Reservations and notifier_lock held.
+ */
+static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
+			   struct gvm_fence *pf)
+{
+	struct gvm_vm *vm = q->vm;
+	struct gvm_list *pos;
+
+	if (gvm__vm_preempt_mode(vm)) {
+		gvm__lr_exec_commit_locked(q, pf);
+		return;
+	}
+	if (vm->flags & GVM_VM_LR_MODE)
+		return;		/* no completion promise */
+	gvm_resv_add_fence(&vm->resv, done, GVM_RESV_USAGE_BOOKKEEP);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_vm_bo *vb =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
+
+		if (vb->bo->resv != &vm->resv)
+			gvm_resv_add_fence(vb->bo->resv, done,
+					   GVM_RESV_USAGE_BOOKKEEP);
+	}
+}
+
+/* Rounds of "revalidate, lock, recheck" before -EAGAIN. */
+#define EXEC_RETRIES 16
+
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	     const struct gvm_sync *syncs, uint32_t ns)
 {
@@ -98,10 +157,9 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	struct gvm_lockset ls;
 	struct gvm_fence *done;
 	struct exec_job *ej;
-	struct gvm_list *pos;
 	struct gvm_vm *vm;
+	int tries, err;
 	uint32_t i;
-	int err;
 
 	if (!q || !k || !k->fn || !k->grid || k->args_size > sizeof(k->args))
 		return -EINVAL;
@@ -123,12 +181,6 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	}
 	ej->q = q;
 	ej->k = *k;
-	err = gvm_job_init(&ej->job, q->sq, &exec_ops);
-	if (err) {
-		free(ej);
-		gvm__syncs_fini(&set);
-		return err;
-	}
 
 	gvm__mutex_lock(&vm->lock);
 	gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
@@ -136,49 +188,53 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		err = vm->closed ? -EINVAL : -EIO;
 		goto err;
 	}
-	/* Userptrs are refetched before any reservation is taken. */
-	err = gvm__userptr_revalidate(vm);
-	if (!err)
-		err = gvm__vm_lock_all(&ls, vm, 1);
-	if (!err)
-		err = gvm__vm_revalidate(vm);
-	if (!err && gvm__vm_preempt_mode(vm))
-		err = gvm__lr_exec_prepare(q, &pf);
-	for (i = 0; !err && i < set.nr_in; i++)
-		err = gvm_job_add_dependency(&ej->job, set.in[i]);
-	if (!err)
-		err = add_deps(&ej->job, &vm->resv, GVM_RESV_USAGE_KERNEL);
-	gvm_list_for_each(pos, &vm->vm_bos) {
-		struct gvm_vm_bo *vb =
-			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
-
+	for (tries = 0;; tries++) {
+		err = gvm_job_init(&ej->job, q->sq, &exec_ops);
 		if (err)
+			goto err;
+		/* Userptrs are refetched before any reservation is taken. */
+		err = gvm__userptr_revalidate(vm);
+		if (!err)
+			err = gvm__vm_lock_all(&ls, vm, 1);
+		if (!err)
+			err = gvm__vm_revalidate(vm);
+		if (!err && gvm__vm_preempt_mode(vm))
+			err = gvm__lr_exec_prepare(q, &pf);
+		if (!err)
+			err = add_job_deps(ej, vm, &set);
+		if (err)
+			goto err_job;
+		/*
+		 * The last check, in the section that publishes the job: an
+		 * invalidation either came before (the userptr is on the
+		 * invalidated list: revalidate again) or comes after and finds
+		 * the job's fence (or, LR, the queue's preempt fence) to wait
+		 * for (issue 10, defect 2; xe's exec does the same).
+		 */
+		if (gvm__exec_before_check)
+			gvm__exec_before_check(vm);
+		gvm__mutex_lock(&vm->notifier_lock);
+		if (!gvm__userptr_pending_locked(vm))
 			break;
-		if (vb->bo->resv != &vm->resv)
-			err = add_deps(&ej->job, vb->bo->resv,
-				       GVM_RESV_USAGE_KERNEL);
+		gvm__mutex_unlock(&vm->notifier_lock);
+		gvm_fence_put(pf);
+		pf = NULL;
+		gvm_lockset_fini(&ls);
+		gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
+		gvm_job_fini(&ej->job);
+		if (tries + 1 == EXEC_RETRIES) {
+			err = -EAGAIN;
+			goto err;
+		}
 	}
-	if (err)
-		goto err;
 
 	/* ---- point of no return ---- */
 	gvm_job_arm(&ej->job);
 	done = gvm_fence_get(gvm_job_finished(&ej->job));
-	if (gvm__vm_preempt_mode(vm)) {
-		gvm__lr_exec_commit(q, pf);	/* preempt fence instead */
-	} else if (!(vm->flags & GVM_VM_LR_MODE)) {
-		gvm_resv_add_fence(&vm->resv, done, GVM_RESV_USAGE_BOOKKEEP);
-		gvm_list_for_each(pos, &vm->vm_bos) {
-			struct gvm_vm_bo *vb =
-				gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
-
-			if (vb->bo->resv != &vm->resv)
-				gvm_resv_add_fence(vb->bo->resv, done,
-						   GVM_RESV_USAGE_BOOKKEEP);
-		}
-	}
+	publish_locked(q, done, pf);
 	gvm__queue_set_last(q, done);
 	gvm_job_push(&ej->job);
+	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
 	gvm__vm_stat_add(vm, execs, 1);
@@ -187,11 +243,12 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	gvm__syncs_fini(&set);
 	return 0;
 
+err_job:
+	gvm_job_fini(&ej->job);
 err:
 	gvm_fence_put(pf);		/* never published */
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
-	gvm_job_fini(&ej->job);
 	free(ej);
 	gvm__syncs_fini(&set);
 	return err;

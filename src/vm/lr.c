@@ -241,20 +241,19 @@ int gvm__lr_exec_prepare(struct gvm_queue *q, struct gvm_fence **pf)
 	return q->pfence ? 0 : pfence_create(q, pf);
 }
 
-void gvm__lr_exec_commit(struct gvm_queue *q, struct gvm_fence *pf)
+void gvm__lr_exec_commit_locked(struct gvm_queue *q, struct gvm_fence *pf)
 {
 	struct gvm_vm *vm = q->vm;
 
+	gvm_lockdep_assert_held(&vm->notifier_lock);
 	if (!pf) {
 		/* External BOs bound since it was installed get it too. */
 		pfence_install(vm, q->pfence);
 		return;
 	}
 	pfence_install(vm, pf);
-	gvm__mutex_lock(&vm->notifier_lock);
 	q->pfence = pf;
 	gvm_list_add_tail(&q->lr_link, &vm->lr_queues);
-	gvm__mutex_unlock(&vm->notifier_lock);
 }
 
 /* ---- userptr invalidation ---------------------------------------------- */

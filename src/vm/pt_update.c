@@ -43,6 +43,8 @@
 #include "vm/userptr.h"
 #include "vm/vm.h"
 
+void (*gvm__vm_update_hook)(struct gvm_vm *vm, enum gvm_vm_update_point point);
+
 void gvm__vm_update_init(struct gvm_vm_update *u, struct gvm_vm *vm)
 {
 	memset(u, 0, sizeof(*u));
@@ -152,6 +154,8 @@ int gvm__vm_update_commit(struct gvm_vm_update *u,
 	gvm_lockdep_assert_held(&vm->pt_lock);
 	u->tlb.full = false;
 	u->tlb.start = u->tlb.size = 0;
+	if (gvm__vm_update_hook)
+		gvm__vm_update_hook(vm, GVM_UPDATE_BEFORE_COMMIT);
 	gvm__mutex_lock(&vm->notifier_lock);
 	if (stale == GVM_UPDATE_STALE_RETRY) {
 		for (i = 0; i < u->nr_live; i++) {
@@ -175,6 +179,8 @@ int gvm__vm_update_commit(struct gvm_vm_update *u,
 	gvm__mutex_unlock(&vm->notifier_lock);
 	if (u->zapped)
 		tlb_all(&u->tlb);
+	if (gvm__vm_update_hook)
+		gvm__vm_update_hook(vm, GVM_UPDATE_AFTER_COMMIT);
 	return 0;
 }
 

@@ -112,4 +112,17 @@ void gvm__vm_update_fini(struct gvm_vm_update *u);
 int gvm__vm_update_run(struct gvm_vm_update *u,
 		       enum gvm_vm_update_stale stale);
 
+/*
+ * Test hook: if set, every commit calls it with pt_lock held, before it
+ * takes notifier_lock (BEFORE) and after the commit section (AFTER), so
+ * tests can force an invalidation into either window.  Internal symbol
+ * (reachable from the test programs, not exported by the shared library).
+ */
+enum gvm_vm_update_point {
+	GVM_UPDATE_BEFORE_COMMIT,
+	GVM_UPDATE_AFTER_COMMIT,
+};
+extern void (*gvm__vm_update_hook)(struct gvm_vm *vm,
+				   enum gvm_vm_update_point point);
+
 #endif

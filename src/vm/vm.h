@@ -197,11 +197,12 @@ void gvm__lr_queue_fini(struct gvm_queue *q);
 /*
  * Exec: before the point of no return (vm->lock, reservations held), a
  * preempt fence for a queue that has none (*@pf NULL if it has one);
- * after it, installs it (or re-adds the current one to the external BOs'
- * reservations: one fence slot each).  Cannot fail.
+ * after it, with notifier_lock held too (in the section of the final
+ * userptr check), installs it (or re-adds the current one to the external
+ * BOs' reservations: one fence slot each).  Cannot fail.
  */
 int gvm__lr_exec_prepare(struct gvm_queue *q, struct gvm_fence **pf);
-void gvm__lr_exec_commit(struct gvm_queue *q, struct gvm_fence *pf);
+void gvm__lr_exec_commit_locked(struct gvm_queue *q, struct gvm_fence *pf);
 /*
  * Userptr invalidation: notifier_lock held, references to the current
  * preempt fences (*@f NULL, *@n 0 if none or out of memory); the caller

@@ -18,6 +18,7 @@
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/bind.h"
+#include "vm/pt_update.h"
 #include "vm/vm.h"
 
 #define K4 4096ull
@@ -467,6 +468,241 @@ TEST(seed000_zap_while_bind_is_staged)
 	ASSERT_EQ(p[1], 31);
 	ASSERT_EQ(b[1], 32);
 	gvm_bo_put(bo);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+/* ---- the page-table update pipeline's windows (issue 10) --------------- */
+
+static struct win {
+	struct ctx *c;
+	void *cpu;
+	uint64_t len;
+	enum gvm_vm_update_point point;
+	enum gvm_mm_event event;
+	int ran;
+} win;
+
+static void *win_invalidate(void *arg)
+{
+	(void)arg;
+	gvm__mm_invalidate(win.c->mm, (uint64_t)(uintptr_t)win.cpu, win.len,
+			   win.event);
+	return NULL;
+}
+
+/* An invalidation from another thread, run to completion, now. */
+static void invalidate_now(void)
+{
+	pthread_t t;
+
+	ASSERT_OK(pthread_create(&t, NULL, win_invalidate, NULL));
+	ASSERT_OK(pthread_join(t, NULL));
+	win.ran++;
+}
+
+static void win_update_hook(struct gvm_vm *vm, enum gvm_vm_update_point p)
+{
+	if (vm != win.c->vm || p != win.point || win.ran)
+		return;
+	invalidate_now();
+	/* pt_lock held: the invalidation returned, nothing may reach the
+	   pages it invalidated (the old ones, to the GPU) */
+	ASSERT_EQ(pte_of(vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(vm, VA + K4, GVM_PT_VIEW_COMMITTED), 0);
+}
+
+/*
+ * Defect 1: a queued bind of a userptr commits its page tables in the
+ * job; an invalidation right after that commit (the event thread finds the
+ * userptr live or not, and returns) must leave no valid PTE to the old
+ * pages once it has returned.  With the commit and the userptr's live
+ * transition in two notifier_lock sections, the invalidation fell between
+ * them, skipped the zap and returned with the stale PTEs committed.
+ * Invalidations before the commit section must be caught by its recheck.
+ */
+static void queued_userptr_bind_vs_invalidation(enum gvm_vm_update_point p)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = VA,
+				  .range = 2 * K4 };
+	struct gvm_fence *in, *out = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p64;
+
+	setup(&c);
+	p64 = map_pages(2);
+	op.userptr = (uint64_t)(uintptr_t)p64;
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[0].fence = in;
+	s[1].out = &out;
+	win = (struct win){ .c = &c, .cpu = p64, .len = 2 * K4, .point = p,
+			     .event = GVM_MM_EVENT_UNMAP };
+	gvm__vm_update_hook = win_update_hook;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, s, 2));	/* queued */
+	ASSERT_EQ(win.ran, 0);
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(out, GVM_TIMEOUT_INFINITE));
+	gvm__vm_update_hook = NULL;
+	ASSERT_EQ(win.ran, 1);
+	ASSERT_EQ(gvm_fence_get_status(out), 1);
+	/* the invalidation returned: nothing reaches the old pages */
+	gvm__mutex_lock(&c.vm->pt_lock);
+	ASSERT_EQ(pte_of(c.vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(c.vm, VA + K4, GVM_PT_VIEW_COMMITTED), 0);
+	gvm__mutex_unlock(&c.vm->pt_lock);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_FALSE(st.banned);
+	/* the next exec repins; the store lands where the CPU looks */
+	ASSERT_OK(store(&c, VA + K4 + 8, 77));
+	ASSERT_EQ(p64[K4 / 8 + 1], 77);
+	gvm_fence_put(out);
+	gvm_fence_put(in);
+	teardown(&c);
+	munmap(p64, 2 * K4);
+}
+
+TEST(queued_bind_invalidated_after_commit)
+{
+	queued_userptr_bind_vs_invalidation(GVM_UPDATE_AFTER_COMMIT);
+}
+
+TEST(queued_bind_invalidated_before_commit)
+{
+	queued_userptr_bind_vs_invalidation(GVM_UPDATE_BEFORE_COMMIT);
+}
+
+static void win_exec_hook(struct gvm_vm *vm)
+{
+	if (vm == win.c->vm && !win.ran)
+		invalidate_now();
+}
+
+/*
+ * Defect 2: an invalidation between exec's revalidation and its submit.
+ * Exec must see it in its last check (under notifier_lock, in the section
+ * that publishes the job) and revalidate again, so the kernel runs on
+ * fresh PTEs instead of faulting.
+ */
+TEST(exec_rechecks_userptrs_before_submit)
+{
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	win = (struct win){ .c = &c, .cpu = p, .len = 2 * K4,
+			     .event = GVM_MM_EVENT_UNMAP };
+	gvm__exec_before_check = win_exec_hook;
+	ASSERT_OK(store(&c, VA + 8, 55));	/* no -EIO */
+	gvm__exec_before_check = NULL;
+	ASSERT_EQ(win.ran, 1);
+	ASSERT_EQ(p[1], 55);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.userptr_invalidations, 1);
+	ASSERT_GE(st.userptr_repins, 1);
+	ASSERT_EQ(st.faults, 0);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+static void win_bind_hook(struct gvm_vm *vm)
+{
+	if (vm == win.c->vm && !win.ran)
+		invalidate_now();
+}
+
+/*
+ * Defect 3: a PREFETCH over a userptr rewrites its PTEs from the pages
+ * fetched at its bind.  An invalidation while that rewrite is staged must
+ * win: the commit's recheck zaps the rewritten PTEs again.
+ */
+TEST(prefetch_over_userptr_keeps_a_zap)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = 2 * K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	win = (struct win){ .c = &c, .cpu = p, .len = 2 * K4,
+			     .event = GVM_MM_EVENT_UNMAP };
+	gvm__bind_before_commit = win_bind_hook;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	gvm__bind_before_commit = NULL;
+	ASSERT_EQ(win.ran, 1);
+	gvm__mutex_lock(&c.vm->pt_lock);
+	ASSERT_EQ(pte_of(c.vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	ASSERT_EQ(pte_of(c.vm, VA + K4, GVM_PT_VIEW_COMMITTED), 0);
+	gvm__mutex_unlock(&c.vm->pt_lock);
+	ASSERT_OK(store(&c, VA + 8, 66));
+	ASSERT_EQ(p[1], 66);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+/*
+ * Defect 5: an invalidation of a change that has not happened yet
+ * (madvise's REMOVE, a migration) lets a kernel running on the userptr
+ * finish instead of zapping under it.  The kernel's one lane waits until
+ * the invalidation started (its pass 1 counted it), then stores: with the
+ * zap in pass 1 it faulted (its first access to the page, so no TLB entry
+ * could hide the zap); now the zap waits for the kernel.
+ */
+struct after_inval_args {
+	const uint64_t *count;		/* vm->stats.userptr_invalidations */
+	uint64_t va;
+};
+
+static void after_inval_fn(struct gvm_lane *l, const void *args)
+{
+	const struct after_inval_args *a = args;
+
+	while (!__atomic_load_n(a->count, __ATOMIC_ACQUIRE))
+		gvm_cpu_relax();
+	gvm_lane_store(l, a->va, 88, 8);
+}
+
+TEST(remove_event_waits_for_running_kernel)
+{
+	struct after_inval_args a;
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	struct gvm_kernel k;
+	struct ctx c;
+	pthread_t t;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	a.count = &c.vm->stats.userptr_invalidations;
+	a.va = VA + 8;
+	ASSERT_OK(gvm_kernel_init(&k, "after_inval", after_inval_fn, 1, &a,
+				  sizeof(a)));
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	win = (struct win){ .c = &c, .cpu = p, .len = 2 * K4,
+			     .event = GVM_MM_EVENT_REMOVE };
+	ASSERT_OK(pthread_create(&t, NULL, win_invalidate, NULL));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), 1);		/* no fault */
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_EQ(p[1], 88);
+	/* after the invalidation, the PTEs are gone until the next exec */
+	gvm__mutex_lock(&c.vm->pt_lock);
+	ASSERT_EQ(pte_of(c.vm, VA, GVM_PT_VIEW_COMMITTED), 0);
+	gvm__mutex_unlock(&c.vm->pt_lock);
+	gvm_fence_put(f);
 	teardown(&c);
 	munmap(p, 2 * K4);
 }
