@@ -8,8 +8,9 @@
  * page-table page gets, what is mapped where, when the TLB must be
  * invalidated, what runs after what); a backend only does what hardware
  * does: it walks the page tables gvm writes, caches translations, runs work
- * on engines and copies bytes.  The simulated GPU (<gvm/sim.h>) is one
- * backend; it uses nothing but this header.
+ * on engines and copies bytes.  What the run op executes is a kernel
+ * (<gvm/kernel.h>, included here).  The simulated GPU (<gvm/sim.h>) is one
+ * backend; it uses nothing but this header and <gvm/kernel.h>.
  *
  * MEMORY.  Two regions:
  *  - GVM_MEM_SYSTEM: host memory of this process.  A system-memory address
@@ -53,13 +54,13 @@
 #define GVM_DEVICE_H
 
 #include <gvm/fence.h>
+#include <gvm/kernel.h>
 #include <gvm/types.h>
 
 GVM_BEGIN_DECLS
 
 struct gvm_device;
 struct gvm_vm;
-struct gvm_kernel;
 
 /* Memory regions (also the placement bits of buffer objects). */
 #define GVM_MEM_SYSTEM	(1u << 0)

@@ -236,7 +236,7 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 /* ---- exec ------------------------------------------------------------------- */
 
 /*
- * Runs kernel @k (see <gvm/sim.h>; copied) on exec queue @q after the wait
+ * Runs kernel @k (<gvm/kernel.h>; copied) on exec queue @q after the wait
  * syncs and every bind of the VM submitted before it; signal syncs signal
  * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
  * queue, bad syncs; -EOPNOTSUPP: the device cannot run kernels.

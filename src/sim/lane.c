@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Simulated GPU: running a kernel's lanes, and the lane API (<gvm/sim.h>):
+ * Simulated GPU: running a kernel's lanes, and the lane API (<gvm/kernel.h>):
  * every access a kernel makes goes through the engine's TLB and the VM's
  * page tables, is checked against the entry's permissions, and becomes a
  * GPU fault when the tables do not allow it.

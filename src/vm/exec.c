@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include <gvm/lockset.h>
-#include <gvm/sim.h>
+#include <gvm/kernel.h>
 
 #include "core/alloc.h"
 #include "core/sync.h"
