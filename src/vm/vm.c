@@ -308,7 +308,10 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	if (!vm || !f)
 		return -EINVAL;
 	gvm__vm_stat_add(vm, faults, 1);
-	gvm__trace_fault(vm->dev, vm->dev->name, f);
+	gvm__trace_fault(vm->dev, vm->dev->name, gvm__engine_name(f->engine),
+			 f->engine_instance, f->addr,
+			 gvm__access_name(f->access),
+			 gvm__fault_reason_name(f->reason));
 	gvm__mutex_lock(&vm->fault_lock);
 	slot = (vm->fault_head + vm->fault_count) % GVM_VM_FAULT_LOG;
 	vm->faults[slot] = *f;
