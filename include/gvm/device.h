@@ -77,6 +77,14 @@ struct gvm_vm;
 #define GVM_PAGE_2M	(1ull << 21)
 #define GVM_PAGE_1G	(1ull << 30)
 
+/*
+ * VM flags of ops->vm_attach: what the backend must do for a VM.  The
+ * library decides them (from the GVM_VM_* flags of <gvm/vm.h>).
+ *  GVM_ATTACH_SCRATCH: an address with no valid page-table entry reads as
+ *  zero and writes to it are dropped, instead of faulting (scratch pages).
+ */
+#define GVM_ATTACH_SCRATCH	(1u << 0)
+
 /* A location in one device's view of memory. */
 struct gvm_mem_addr {
 	uint32_t region;	/* GVM_MEM_SYSTEM or GVM_MEM_VRAM */
@@ -122,14 +130,13 @@ struct gvm_device_desc {
 struct gvm_device_ops {
 	/*
 	 * A VM starts using the device: page tables of @levels levels whose
-	 * root is at device address @root; @vm_flags are the GVM_VM_* flags
-	 * (the backend implements GVM_VM_SCRATCH_PAGE: invalid entries read
-	 * as zero, writes to them are dropped).  The backend stores its
+	 * root is at device address @root; @flags are GVM_ATTACH_* flags
+	 * (above), which the backend implements.  The backend stores its
 	 * per-VM state in *@vm_priv and reports faults with gvm_vm_fault(@vm).
 	 * Mandatory.
 	 */
 	int (*vm_attach)(struct gvm_device *dev, struct gvm_vm *vm,
-			 uint64_t root, unsigned int levels, uint32_t vm_flags,
+			 uint64_t root, unsigned int levels, uint32_t flags,
 			 void **vm_priv);
 	/* The VM is gone: no queue of it remains, its TLB is flushed. */
 	void (*vm_detach)(struct gvm_device *dev, void *vm_priv);

@@ -13,8 +13,9 @@
  *
  * ACCESSES.  translate (TLB, else walk and fill the TLB; invalid entries
  * are not cached) -> check (write needs WRITE, atomic needs WRITE and
- * ATOMIC; NULL leaves read zero and drop writes; in a GVM_VM_SCRATCH_PAGE
- * VM a missing entry behaves like a NULL one and is not a fault) -> access
+ * ATOMIC; NULL leaves read zero and drop writes; in a VM attached with
+ * GVM_ATTACH_SCRATCH a missing entry behaves like a NULL one and is not a
+ * fault) -> access
  * (VRAM: the arena; system memory: a guarded access, guard.c, whose fault
  * is a GVM_FAULT_SYSMEM_GONE GPU fault).
  *
@@ -180,7 +181,7 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 			if (!gvm__sim_walk(e->sd, svm, va, x)) {
 				gvm__sim_tlb_insert(&e->tlb, svm->id, x);
 				reason = perm_check(x, access);
-			} else if (svm->flags & GVM_VM_SCRATCH_PAGE) {
+			} else if (svm->flags & GVM_ATTACH_SCRATCH) {
 				x->va = va & ~4095ull;
 				x->lg2 = 12;
 				x->host = NULL;

@@ -121,7 +121,7 @@ static void sim_destroy(struct gvm_device *dev)
 }
 
 static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
-			 uint64_t root, unsigned int levels, uint32_t vm_flags,
+			 uint64_t root, unsigned int levels, uint32_t flags,
 			 void **vm_priv)
 {
 	struct sim_dev *sd = sim_dev_of(dev);
@@ -138,7 +138,7 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
 	svm->id = gvm_fetch_add_relaxed(&vm_ids, 1u) + 1;
 	svm->root = root;
 	svm->levels = levels;
-	svm->flags = vm_flags;
+	svm->flags = flags;
 	*vm_priv = svm;
 	return 0;
 }

@@ -30,8 +30,8 @@
 #include <stdint.h>
 
 #include <gvm/device.h>
+#include <gvm/kernel.h>
 #include <gvm/sim.h>
-#include <gvm/vm.h>		/* GVM_VM_* flags */
 
 #include "core/list.h"
 #include "core/sync.h"
@@ -48,7 +48,7 @@ struct sim_vm {
 	uint64_t id;			/* TLB tag, unique in the process, != 0 */
 	uint64_t root;			/* device address of the root table */
 	unsigned int levels;
-	uint32_t flags;			/* GVM_VM_* */
+	uint32_t flags;			/* GVM_ATTACH_* */
 };
 
 /*

@@ -122,7 +122,9 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	if (err)
 		goto err_va;
 	err = dev->ops->vm_attach(dev, vm, vm->pt.root->dev_addr,
-				  vm->pt.levels, flags, &vm->dev_priv);
+				  vm->pt.levels,
+				  flags & GVM_VM_SCRATCH_PAGE ? GVM_ATTACH_SCRATCH : 0,
+				  &vm->dev_priv);
 	if (err)
 		goto err_pt;
 	gvm_device_get(dev);

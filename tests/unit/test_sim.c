@@ -103,7 +103,7 @@ struct env {
 static const struct gvm_device_ops *ops = &gvm__sim_ops;
 
 static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
-			 uint32_t vm_flags)
+			 uint32_t attach_flags)
 {
 	struct gvm_pt_mem mem = { 0 };
 	unsigned int i;
@@ -120,7 +120,7 @@ static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
 	mem.dev_base = v->sd->vram_base;
 	ASSERT_OK(gvm__pt_vm_init(&v->pt, &mem, v->sd->cfg.va_bits));
 	ASSERT_OK(ops->vm_attach(v->dev, (struct gvm_vm *)v,
-				 v->pt.root->dev_addr, v->pt.levels, vm_flags,
+				 v->pt.root->dev_addr, v->pt.levels, attach_flags,
 				 &v->vm));
 	/* One queue per compute engine, in engine order (round robin). */
 	v->nq = v->sd->cfg.nr_compute < 4 ? v->sd->cfg.nr_compute : 4;
@@ -129,11 +129,11 @@ static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
 					    &v->q[i]));
 }
 
-static void env_init(struct env *v, uint32_t vm_flags)
+static void env_init(struct env *v, uint32_t attach_flags)
 {
 	struct gvm_sim_config cfg = { .vram_size = 64ull << 20 };
 
-	env_init_cfg(v, &cfg, vm_flags);
+	env_init_cfg(v, &cfg, attach_flags);
 }
 
 static void env_fini(struct env *v)
@@ -850,7 +850,7 @@ TEST(scratch_vm_reads_zero_and_drops_writes)
 	struct ld_args a = { 0x500000, 0x100000, 8 };
 	uint64_t out;
 
-	env_init(&v, GVM_VM_SCRATCH_PAGE);
+	env_init(&v, GVM_ATTACH_SCRATCH);
 	out = vram_alloc(&v, K4, K4);
 	map(&v, 0x100000, K4, out, VRAM_RW);
 	memset(vcpu(&v, out), 0xff, K4);
