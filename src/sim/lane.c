@@ -118,7 +118,7 @@ static int lane_report(struct gvm_lane *l, uint64_t va, unsigned int access,
 	jb = g->lane_jb;
 	g->lane_jb = NULL;	/* the guard is off in the fault handler */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	rc = e->sd->fault_fn(l->job->svm->vm, &f);
+	rc = e->sd->fault_fn(l->job->simvm->vm, &f);
 	g->lane_jb = jb;
 	gvm__sim_engine_resume(e);
 	return rc;
@@ -168,20 +168,20 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 		      struct sim_xlate *x)
 {
 	struct sim_engine *e = l->e;
-	const struct sim_vm *svm = l->job->svm;
+	const struct sim_vm *simvm = l->job->simvm;
 	unsigned int tries, reason;
 
 	for (tries = 0;; tries++) {
-		if (gvm__sim_tlb_lookup(&e->tlb, svm->id, va, x)) {
+		if (gvm__sim_tlb_lookup(&e->tlb, simvm->id, va, x)) {
 			cnt_inc(&e->cnt.tlb_hits);
 			reason = perm_check(x, access);
 		} else {
 			cnt_inc(&e->cnt.tlb_misses);
 			cnt_inc(&e->cnt.walks);
-			if (!gvm__sim_walk(e->sd, svm, va, x)) {
-				gvm__sim_tlb_insert(&e->tlb, svm->id, x);
+			if (!gvm__sim_walk(e->sd, simvm, va, x)) {
+				gvm__sim_tlb_insert(&e->tlb, simvm->id, x);
 				reason = perm_check(x, access);
-			} else if (svm->flags & GVM_ATTACH_SCRATCH) {
+			} else if (simvm->flags & GVM_ATTACH_SCRATCH) {
 				x->va = va & ~4095ull;
 				x->lg2 = 12;
 				x->host = NULL;
@@ -438,7 +438,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	int why;
 
 	l->job = job;
-	l->vm_id = job->svm->id;
+	l->vm_id = job->simvm->id;
 	l->id = job->next_lane;
 	l->faulted = false;
 	l->restarts = 0;

@@ -125,21 +125,21 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
 			 void **vm_priv)
 {
 	struct sim_dev *sd = sim_dev_of(dev);
-	struct sim_vm *svm;
+	struct sim_vm *simvm;
 
 	if (!vm || !vm_priv || levels < 1 || levels > GVM_PTF_MAX_LEVELS ||
 	    (root & 4095) || !gvm__sim_vram_ptr(sd, root, 4096))
 		return -EINVAL;
-	svm = gvm__calloc(1, sizeof(*svm));
-	if (!svm)
+	simvm = gvm__calloc(1, sizeof(*simvm));
+	if (!simvm)
 		return -ENOMEM;
-	svm->sd = sd;
-	svm->vm = vm;
-	svm->id = gvm_fetch_add_relaxed(&vm_ids, 1u) + 1;
-	svm->root = root;
-	svm->levels = levels;
-	svm->flags = flags;
-	*vm_priv = svm;
+	simvm->sd = sd;
+	simvm->vm = vm;
+	simvm->id = gvm_fetch_add_relaxed(&vm_ids, 1u) + 1;
+	simvm->root = root;
+	simvm->levels = levels;
+	simvm->flags = flags;
+	*vm_priv = simvm;
 	return 0;
 }
 
@@ -155,12 +155,12 @@ static void sim_vm_detach(struct gvm_device *dev, void *vm_priv)
 static int sim_tlb_inval(struct gvm_device *dev, void *vm_priv,
 			 uint64_t start, uint64_t size, struct gvm_fence **done)
 {
-	struct sim_vm *svm = vm_priv;
+	struct sim_vm *simvm = vm_priv;
 
-	if (!svm || !done || (size && ((size & (size - 1)) ||
+	if (!simvm || !done || (size && ((size & (size - 1)) ||
 				       (start & (size - 1)))))
 		return -EINVAL;
-	return gvm__sim_tlb_inval_submit(sim_dev_of(dev), svm->id, start,
+	return gvm__sim_tlb_inval_submit(sim_dev_of(dev), simvm->id, start,
 					 size, done);
 }
 
@@ -216,7 +216,7 @@ static int sim_queue_create(struct gvm_device *dev, void *vm_priv,
 	q = gvm__calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
-	q->svm = vm_priv;
+	q->simvm = vm_priv;
 	q->context = gvm_fence_context_alloc(1);
 	if (engine == GVM_ENGINE_COMPUTE) {
 		i = gvm_fetch_add_relaxed(&sd->rr_compute, 1u) %
@@ -265,7 +265,7 @@ static int sim_run(struct gvm_device *dev, void *queue_priv,
 	if (!job)
 		return -ENOMEM;
 	job->type = SIM_JOB_KERNEL;
-	job->svm = q->svm;
+	job->simvm = q->simvm;
 	job->q = q;
 	job->k = *k;
 	err = gvm__sim_submit(q->e, job, done);
