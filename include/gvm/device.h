@@ -71,6 +71,13 @@ struct gvm_vm;
 #define GVM_ENGINE_COMPUTE	(1u << 1)
 #define GVM_ENGINE_COPY		(1u << 2)
 
+/*
+ * GPU VA sizes (gvm_device_desc::va_bits): 48 bits (4-level page tables)
+ * or 57 bits (5 levels).
+ */
+#define GVM_VA_BITS_48	48u
+#define GVM_VA_BITS_57	57u
+
 /* Page sizes, as a mask of sizes (bit n set: 2^n bytes supported). */
 #define GVM_PAGE_4K	(1ull << 12)
 #define GVM_PAGE_64K	(1ull << 16)
@@ -115,7 +122,7 @@ struct gvm_fault_info {
 /* What a backend registers. */
 struct gvm_device_desc {
 	const char *name;		/* copied */
-	unsigned int va_bits;		/* 48 or 57 */
+	unsigned int va_bits;		/* GVM_VA_BITS_48 or _57 */
 	uint64_t page_sizes;		/* GVM_PAGE_* mask; must include 4K */
 	uint64_t vram_size;		/* bytes, multiple of 4 KiB, >= 1 MiB */
 	uint64_t vram_base;		/* device address of VRAM byte 0,

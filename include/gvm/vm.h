@@ -194,6 +194,9 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
 				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
 
+/* The largest PAT index (cache attributes) of a mapping: 3 bits. */
+#define GVM_PAT_MAX	7u
+
 struct gvm_bind_op {
 	uint32_t op;			/* GVM_BIND_MAP ... */
 	uint32_t flags;			/* GVM_BIND_READONLY ... */
@@ -205,7 +208,7 @@ struct gvm_bind_op {
 	uint64_t bo_offset;		/* MAP: 4 KiB aligned */
 	uint64_t userptr;		/* MAP_USERPTR: CPU address */
 	uint32_t prefetch_mem;		/* PREFETCH: GVM_MEM_* region */
-	uint32_t pat;			/* PAT index 0..7 */
+	uint32_t pat;			/* PAT index 0..GVM_PAT_MAX */
 };
 
 /*
@@ -221,7 +224,7 @@ struct gvm_bind_op {
  * range 0, addr + range overflowing or beyond the VA size, bo_offset +
  * range beyond the BO, a BO of another device or VM-local to another VM,
  * NULL with a BO, MIRROR outside fault mode, a queue not of class BIND,
- * PAT > 7, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
+ * pat > GVM_PAT_MAX, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
  * implemented.  -EBUSY: an UNMAP (or a MAP that replaces all or part of
  * a mapping) hits a mapping whose bind user fence has not been written yet.
  *

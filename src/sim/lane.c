@@ -61,6 +61,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/page.h"
 #include "sim/sim_internal.h"
 
 #define MAX_REPLAYS	16u
@@ -139,7 +140,7 @@ static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
 	if (l->stale)
 		siglongjmp(*l->e->guard.lane_jb,
 			   rc ? SIM_JMP_ABORT : SIM_JMP_RESTART);
-	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, 4096);
+	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, GVM_PAGE_SIZE);
 	return rc;
 }
 
@@ -182,8 +183,8 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 				gvm__sim_tlb_insert(&e->tlb, simvm->id, x);
 				reason = perm_check(x, access);
 			} else if (simvm->flags & GVM_ATTACH_SCRATCH) {
-				x->va = va & ~4095ull;
-				x->lg2 = 12;
+				x->va = va & ~GVM_PAGE_OFFSET_MASK;
+				x->lg2 = GVM_PAGE_SHIFT;
 				x->host = NULL;
 				x->perm = SIM_P_SCRATCH;
 				return 0;

@@ -288,7 +288,9 @@ int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *simvm, uint64_t va,
 		return -ENOENT;
 	addr = gvm__ptf_addr(pte);
 	if (level == 0 && gvm__ptf_has_cont(pte) && size_ok(sd, 16)) {
-		uint64_t base = addr - ((va >> 12) & 15) * 4096;
+		uint64_t base = addr - (((va >> GVM_PTF_PAGE_LG2) &
+					 (GVM_PTF_CONT_ENTRIES - 1))
+					<< GVM_PTF_PAGE_LG2);
 
 		if (!(base & 0xffff)) {
 			lg2 = 16;

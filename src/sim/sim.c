@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/page.h"
 #include "pt/pt_fmt.h"
 #include "sim/sim_internal.h"
 
@@ -66,7 +67,7 @@ static int config_apply(const struct gvm_sim_config *in,
 	if (!c->vram_size)
 		c->vram_size = 256ull << 20;
 	if (!c->va_bits)
-		c->va_bits = 48;
+		c->va_bits = GVM_VA_BITS_48;
 	if (!c->nr_compute)
 		c->nr_compute = 2;
 	if (!c->nr_copy)
@@ -78,7 +79,7 @@ static int config_apply(const struct gvm_sim_config *in,
 
 	if (!gvm__ptf_levels(c->va_bits))
 		return -EINVAL;
-	if ((c->vram_size & 4095) || c->vram_size < (1ull << 20) ||
+	if (!gvm__page_aligned(c->vram_size) || c->vram_size < (1ull << 20) ||
 	    c->vram_size > (1ull << GVM_PTF_ADDR_BITS) - SIM_VRAM_BASE ||
 	    c->vram_size > (uint64_t)SIZE_MAX)
 		return -EINVAL;
@@ -128,7 +129,8 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
 	struct sim_vm *simvm;
 
 	if (!vm || !vm_priv || levels < 1 || levels > GVM_PTF_MAX_LEVELS ||
-	    (root & 4095) || !gvm__sim_vram_ptr(sd, root, 4096))
+	    !gvm__page_aligned(root) ||
+	    !gvm__sim_vram_ptr(sd, root, GVM_PAGE_SIZE))
 		return -EINVAL;
 	simvm = gvm__calloc(1, sizeof(*simvm));
 	if (!simvm)
@@ -184,8 +186,8 @@ static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	uint32_t i;
 	int err;
 
-	if (!done || !size || (size & 4095) || !mem_ok(sd, dst, size) ||
-	    !mem_ok(sd, src, size))
+	if (!done || !size || !gvm__page_aligned(size) ||
+	    !mem_ok(sd, dst, size) || !mem_ok(sd, src, size))
 		return -EINVAL;
 	job = gvm__calloc(1, sizeof(*job));
 	if (!job)

@@ -216,11 +216,20 @@ int gvm__vma_cmp_addr(const void *a, const void *b)
 	return x->va.addr < y->va.addr ? -1 : x->va.addr > y->va.addr;
 }
 
+/*
+ * The PAT index is GVM_PAT_MAX wide everywhere: in a VMA's flags (va.h),
+ * in the page-table engine's flags (pt.h) and in the PTE format.
+ */
+_Static_assert((GVM_PT_FLAGS_ALL >> GVM_PT_PAT_SHIFT) == GVM_PAT_MAX,
+	       "pt.h's PAT field holds 0..GVM_PAT_MAX");
+_Static_assert((GVM_PTF_PAT_MASK >> GVM_PTF_PAT_SHIFT) == GVM_PAT_MAX,
+	       "the PTE's PAT field holds 0..GVM_PAT_MAX");
+
 unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma)
 {
 	const struct gvm_va *va = &vma->va;
-	unsigned int f = GVM_PT_PAT(((va->flags & GVM_VA_PAT_MASK) >>
-				     GVM_VA_PAT_SHIFT) & 7);
+	unsigned int f = GVM_PT_PAT((va->flags & GVM_VA_PAT_MASK) >>
+				    GVM_VA_PAT_SHIFT);
 
 	if (!(va->flags & GVM_VA_READONLY))
 		f |= GVM_PT_WRITE;
