@@ -22,10 +22,11 @@
 
 /* The VM layer's VMA, as it will embed gvm_va. */
 struct tvma {
-	struct gvm_va va;
+	struct gvm_va va;	/* must be first: the va layer allocates it */
 	uint64_t id;		/* test's name for the mapping */
 	uint64_t canary;	/* must stay zero: va layer zeroes it */
 };
+_Static_assert(offsetof(struct tvma, va) == 0, "T() casts a gvm_va to tvma");
 
 static struct tvma *T(struct gvm_va *va)
 {
