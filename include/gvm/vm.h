@@ -220,13 +220,20 @@ struct gvm_bind_op {
  * it partly covers).  With @n == 0 the out-syncs signal once the queue's
  * earlier work completed.
  *
- * -EINVAL: unknown op or flags, addr/range/bo_offset not 4 KiB aligned,
- * range 0, addr + range overflowing or beyond the VA size, bo_offset +
- * range beyond the BO, a BO of another device or VM-local to another VM,
- * NULL with a BO, MIRROR outside fault mode, a queue not of class BIND,
- * pat > GVM_PAT_MAX, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
- * implemented.  -EBUSY: an UNMAP (or a MAP that replaces all or part of
- * a mapping) hits a mapping whose bind user fence has not been written yet.
+ * MAP_USERPTR maps the CPU range [userptr, userptr + range) of the VM's
+ * mm (which it needs); nothing is pinned, the mapping follows the CPU
+ * side through notifiers (docs/vm.md).
+ *
+ * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
+ * aligned, range 0, addr + range overflowing or beyond the VA size,
+ * bo_offset + range beyond the BO, a BO of another device or VM-local to
+ * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
+ * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
+ * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm; -EPERM: a
+ * writable MAP_USERPTR of read-only memory.  -EOPNOTSUPP: MIRROR (the
+ * system allocator is not implemented yet).  -EBUSY: an UNMAP (or a MAP
+ * that replaces all or part of a mapping) hits a mapping whose bind user
+ * fence has not been written yet.
  *
  * A wait sync that signals with an error does not cancel the bind: it takes
  * effect once every wait sync signalled, and its fence signals without
