@@ -101,12 +101,13 @@ foreach(pair ${DIR_TABLES})
 endforeach()
 
 # --- 3. every path a doc names exists ---------------------------------------
+set(path_re "(^|[^A-Za-z0-9_./-])(src|include|tests|bench|tools)/")
+string(APPEND path_re "[A-Za-z0-9_./-]*[A-Za-z0-9_]\\.(c|h|cmake|md)")
 file(GLOB docs RELATIVE ${ROOT} ${ROOT}/docs/*.md)
 list(APPEND docs README.md)
 foreach(doc ${docs})
 	file(READ ${ROOT}/${doc} text)
-	string(REGEX MATCHALL "(^|[^A-Za-z0-9_./-])(src|include|tests|bench|tools)/[A-Za-z0-9_./-]*[A-Za-z0-9_]\\.(c|h|cmake|md)"
-		paths "${text}")
+	string(REGEX MATCHALL "${path_re}" paths "${text}")
 	foreach(p ${paths})
 		string(REGEX REPLACE "^[^a-z]" "" p "${p}")
 		if(NOT EXISTS ${ROOT}/${p})

@@ -57,7 +57,7 @@ struct gvm_sim_stats {
 /* -EINVAL if @dev is not a simulated device. */
 GVM_API int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st);
 
-/* ---- built-in kernels ------------------------------------------------------ */
+/* ---- built-in kernels ---------------------------------------------------- */
 
 /* Bytes of the buffer each lane of a streaming built-in handles. */
 #define GVM_KERNEL_LANE_BYTES (64u << 10)
