@@ -113,7 +113,7 @@ struct gvm_device *testdev_create(uint64_t vram_size, unsigned int va_bits)
 			MAP_SHARED, td->fd, 0);
 	ASSERT_TRUE(td->vram != MAP_FAILED);
 	d.name = "testdev";
-	d.va_bits = va_bits ? va_bits : 48;
+	d.va_bits = va_bits ? va_bits : GVM_VA_BITS_48;
 	d.page_sizes = GVM_PAGE_4K | GVM_PAGE_64K | GVM_PAGE_2M | GVM_PAGE_1G;
 	d.vram_size = td->vram_size;
 	d.vram_base = VRAM_BASE;

@@ -8,8 +8,9 @@
  * page-table page gets, what is mapped where, when the TLB must be
  * invalidated, what runs after what); a backend only does what hardware
  * does: it walks the page tables gvm writes, caches translations, runs work
- * on engines and copies bytes.  The simulated GPU (<gvm/sim.h>) is one
- * backend; it uses nothing but this header.
+ * on engines and copies bytes.  What the run op executes is a kernel
+ * (<gvm/kernel.h>, included here).  The simulated GPU (<gvm/sim.h>) is one
+ * backend; it uses nothing but this header and <gvm/kernel.h>.
  *
  * MEMORY.  Two regions:
  *  - GVM_MEM_SYSTEM: host memory of this process.  A system-memory address
@@ -53,13 +54,13 @@
 #define GVM_DEVICE_H
 
 #include <gvm/fence.h>
+#include <gvm/kernel.h>
 #include <gvm/types.h>
 
 GVM_BEGIN_DECLS
 
 struct gvm_device;
 struct gvm_vm;
-struct gvm_kernel;
 
 /* Memory regions (also the placement bits of buffer objects). */
 #define GVM_MEM_SYSTEM	(1u << 0)
@@ -70,11 +71,26 @@ struct gvm_kernel;
 #define GVM_ENGINE_COMPUTE	(1u << 1)
 #define GVM_ENGINE_COPY		(1u << 2)
 
+/*
+ * GPU VA sizes (gvm_device_desc::va_bits): 48 bits (4-level page tables)
+ * or 57 bits (5 levels).
+ */
+#define GVM_VA_BITS_48	48u
+#define GVM_VA_BITS_57	57u
+
 /* Page sizes, as a mask of sizes (bit n set: 2^n bytes supported). */
 #define GVM_PAGE_4K	(1ull << 12)
 #define GVM_PAGE_64K	(1ull << 16)
 #define GVM_PAGE_2M	(1ull << 21)
 #define GVM_PAGE_1G	(1ull << 30)
+
+/*
+ * VM flags of ops->vm_attach: what the backend must do for a VM.  The
+ * library decides them (from the GVM_VM_* flags of <gvm/vm.h>).
+ *  GVM_ATTACH_SCRATCH: an address with no valid page-table entry reads as
+ *  zero and writes to it are dropped, instead of faulting (scratch pages).
+ */
+#define GVM_ATTACH_SCRATCH	(1u << 0)
 
 /* A location in one device's view of memory. */
 struct gvm_mem_addr {
@@ -106,7 +122,7 @@ struct gvm_fault_info {
 /* What a backend registers. */
 struct gvm_device_desc {
 	const char *name;		/* copied */
-	unsigned int va_bits;		/* 48 or 57 */
+	unsigned int va_bits;		/* GVM_VA_BITS_48 or _57 */
 	uint64_t page_sizes;		/* GVM_PAGE_* mask; must include 4K */
 	uint64_t vram_size;		/* bytes, multiple of 4 KiB, >= 1 MiB */
 	uint64_t vram_base;		/* device address of VRAM byte 0,
@@ -121,14 +137,13 @@ struct gvm_device_desc {
 struct gvm_device_ops {
 	/*
 	 * A VM starts using the device: page tables of @levels levels whose
-	 * root is at device address @root; @vm_flags are the GVM_VM_* flags
-	 * (the backend implements GVM_VM_SCRATCH_PAGE: invalid entries read
-	 * as zero, writes to them are dropped).  The backend stores its
+	 * root is at device address @root; @flags are GVM_ATTACH_* flags
+	 * (above), which the backend implements.  The backend stores its
 	 * per-VM state in *@vm_priv and reports faults with gvm_vm_fault(@vm).
 	 * Mandatory.
 	 */
 	int (*vm_attach)(struct gvm_device *dev, struct gvm_vm *vm,
-			 uint64_t root, unsigned int levels, uint32_t vm_flags,
+			 uint64_t root, unsigned int levels, uint32_t flags,
 			 void **vm_priv);
 	/* The VM is gone: no queue of it remains, its TLB is flushed. */
 	void (*vm_detach)(struct gvm_device *dev, void *vm_priv);

@@ -10,9 +10,10 @@
  *   <gvm/resv.h>     reservation objects (lock + fences by usage class)
  *   <gvm/lockset.h>  locking many reservations without deadlock
  *   <gvm/sched.h>    job scheduler: queues, dependencies, workers
+ *   <gvm/kernel.h>   kernels and the lane API they use
  *   <gvm/device.h>   devices and the backend contract
  *   <gvm/vm.h>       VMs, buffer objects, VM_BIND, queues, syncs, exec
- *   <gvm/sim.h>      the simulated GPU and its kernels
+ *   <gvm/sim.h>      the simulated GPU and its built-in kernels
  *   <gvm/trace.h>    Chrome/Perfetto traces of binds, jobs, faults
  *   <gvm/mm.h>       CPU address spaces (the process itself)
  */
@@ -25,6 +26,7 @@
 #include <gvm/resv.h>
 #include <gvm/lockset.h>
 #include <gvm/sched.h>
+#include <gvm/kernel.h>
 #include <gvm/device.h>
 #include <gvm/vm.h>
 #include <gvm/sim.h>

@@ -194,6 +194,9 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
 				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
 
+/* The largest PAT index (cache attributes) of a mapping: 3 bits. */
+#define GVM_PAT_MAX	7u
+
 struct gvm_bind_op {
 	uint32_t op;			/* GVM_BIND_MAP ... */
 	uint32_t flags;			/* GVM_BIND_READONLY ... */
@@ -205,7 +208,7 @@ struct gvm_bind_op {
 	uint64_t bo_offset;		/* MAP: 4 KiB aligned */
 	uint64_t userptr;		/* MAP_USERPTR: CPU address */
 	uint32_t prefetch_mem;		/* PREFETCH: GVM_MEM_* region */
-	uint32_t pat;			/* PAT index 0..7 */
+	uint32_t pat;			/* PAT index 0..GVM_PAT_MAX */
 };
 
 /*
@@ -217,13 +220,20 @@ struct gvm_bind_op {
  * it partly covers).  With @n == 0 the out-syncs signal once the queue's
  * earlier work completed.
  *
- * -EINVAL: unknown op or flags, addr/range/bo_offset not 4 KiB aligned,
- * range 0, addr + range overflowing or beyond the VA size, bo_offset +
- * range beyond the BO, a BO of another device or VM-local to another VM,
- * NULL with a BO, MIRROR outside fault mode, a queue not of class BIND,
- * PAT > 7, a bad sync.  -EOPNOTSUPP: MAP_USERPTR / MIRROR until
- * implemented.  -EBUSY: an UNMAP (or a MAP that replaces all or part of
- * a mapping) hits a mapping whose bind user fence has not been written yet.
+ * MAP_USERPTR maps the CPU range [userptr, userptr + range) of the VM's
+ * mm (which it needs); nothing is pinned, the mapping follows the CPU
+ * side through notifiers (docs/vm.md).
+ *
+ * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
+ * aligned, range 0, addr + range overflowing or beyond the VA size,
+ * bo_offset + range beyond the BO, a BO of another device or VM-local to
+ * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
+ * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
+ * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm; -EPERM: a
+ * writable MAP_USERPTR of read-only memory.  -EOPNOTSUPP: MIRROR (the
+ * system allocator is not implemented yet).  -EBUSY: an UNMAP (or a MAP
+ * that replaces all or part of a mapping) hits a mapping whose bind user
+ * fence has not been written yet.
  *
  * A wait sync that signals with an error does not cancel the bind: it takes
  * effect once every wait sync signalled, and its fence signals without
@@ -236,7 +246,7 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 /* ---- exec ------------------------------------------------------------------- */
 
 /*
- * Runs kernel @k (see <gvm/sim.h>; copied) on exec queue @q after the wait
+ * Runs kernel @k (<gvm/kernel.h>; copied) on exec queue @q after the wait
  * syncs and every bind of the VM submitted before it; signal syncs signal
  * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
  * queue, bad syncs; -EOPNOTSUPP: the device cannot run kernels.

@@ -21,10 +21,11 @@
 
 #include <gvm/types.h>
 
+#include "core/page.h"
 #include "core/rbtree.h"
 
-/* Default minimum chunk size. */
-#define GVM_BUDDY_DEFAULT_CHUNK ((uint64_t)4096)
+/* Default minimum chunk size: the GPU page. */
+#define GVM_BUDDY_DEFAULT_CHUNK GVM_PAGE_SIZE
 /* Orders are below 64 (a block is chunk_size << order bytes). */
 #define GVM_BUDDY_MAX_ORDERS 64
 

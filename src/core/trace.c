@@ -8,7 +8,9 @@
  * one per queue ("bind queue 0", "compute queue 1", in order of first
  * appearance), one per engine that faulted ("compute engine 0", by
  * instance) and one for TLB invalidations.  Events are complete events
- * ("ph":"X": a start and a duration) or instants ("ph":"i").
+ * ("ph":"X": a start and a duration) or instants ("ph":"i").  The
+ * recorder decodes no device structure: the hooks' callers (src/vm) hand
+ * it names and numbers.
  *
  * Nesting.  Viewers draw a thread's complete events as a stack and need
  * them properly nested, but concurrent work can put overlapping events on
@@ -45,9 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gvm/device.h>
 #include <gvm/fence.h>
-#include <gvm/sim.h>
 #include <gvm/trace.h>
 
 #include "core/alloc.h"
@@ -170,10 +170,11 @@ static long track_locked(const struct gvm__trace_where *w)
 
 		if (tr->proc != p)
 			continue;
-		if (tr->key == w->track && tr->name == w->track_name)
+		if (strcmp(tr->name, w->track_name))
+			continue;
+		if (tr->key == w->track)
 			return (long)t;
-		if (!strcmp(tr->name, w->track_name))
-			index++;
+		index++;
 	}
 	if (GROW(b->tracks, b->cap_tracks, t + 1))
 		return -1;
@@ -296,24 +297,12 @@ static void exec_done(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	free(c);
 }
 
-static const char *engine_queue_name(uint32_t engine)
-{
-	switch (engine) {
-	case GVM_ENGINE_BIND:
-		return GVM__TRACE_BIND_QUEUE;
-	case GVM_ENGINE_COPY:
-		return "copy queue";
-	default:
-		return "compute queue";
-	}
-}
-
 void gvm__trace_exec_slow(const void *dev, const char *dev_name,
-			  const void *sq, uint32_t engine,
-			  const struct gvm_kernel *k, struct gvm_fence *finished)
+			  const void *sq, const char *queue_name,
+			  const char *kernel_name, uint64_t lanes,
+			  struct gvm_fence *finished)
 {
-	struct gvm__trace_where w = { dev, dev_name, sq,
-				      engine_queue_name(engine), -1 };
+	struct gvm__trace_where w = { dev, dev_name, sq, queue_name, -1 };
 	struct exec_cb *c = gvm__calloc(1, sizeof(*c));
 	const char *name = NULL;
 	long t = -1;
@@ -323,7 +312,7 @@ void gvm__trace_exec_slow(const void *dev, const char *dev_name,
 		trace.b.dropped++;
 	} else if (gvm_load_relaxed(&gvm__trace_enabled)) {
 		t = track_locked(&w);
-		name = intern_locked(k->name ? k->name : "kernel");
+		name = intern_locked(kernel_name ? kernel_name : "kernel");
 		if (t < 0 || !name)
 			trace.b.dropped++;
 		c->generation = trace.generation;
@@ -341,63 +330,30 @@ void gvm__trace_exec_slow(const void *dev, const char *dev_name,
 	c->e.track = (uint32_t)t;
 	c->e.args[0].kind = ARG_DEC;
 	c->e.args[0].key = "lanes";
-	c->e.args[0].val = k->grid;
+	c->e.args[0].val = lanes;
 	if (gvm_fence_add_callback(finished, &c->cb, exec_done))
 		free(c);
 }
 
-static const char *access_name(uint32_t access)
-{
-	switch (access) {
-	case GVM_ACCESS_READ:
-		return "read";
-	case GVM_ACCESS_WRITE:
-		return "write";
-	case GVM_ACCESS_ATOMIC:
-		return "atomic";
-	default:
-		return "?";
-	}
-}
-
-static const char *reason_name(uint32_t reason)
-{
-	switch (reason) {
-	case GVM_FAULT_NOT_PRESENT:
-		return "not present";
-	case GVM_FAULT_WRITE_PROTECT:
-		return "write protect";
-	case GVM_FAULT_ATOMIC:
-		return "atomic";
-	case GVM_FAULT_SYSMEM_GONE:
-		return "system memory gone";
-	default:
-		return "?";
-	}
-}
-
 void gvm__trace_fault_slow(const void *dev, const char *dev_name,
-			   const struct gvm_fault_info *f)
+			   const char *engine_name, uint32_t instance,
+			   uint64_t addr, const char *access,
+			   const char *reason)
 {
-	static const char *const engines[] = { "bind engine", "compute engine",
-					       "copy engine", "engine" };
-	unsigned int cls = f->engine == GVM_ENGINE_BIND      ? 0
-			   : f->engine == GVM_ENGINE_COMPUTE ? 1
-			   : f->engine == GVM_ENGINE_COPY    ? 2
-							     : 3;
-	/* Engine tracks: small integers never equal a queue's address. */
+	/*
+	 * Engine tracks: small integers never equal a queue's address, and
+	 * the name tells engines of different kinds apart.
+	 */
 	struct gvm__trace_where w = {
-		dev, dev_name,
-		(const void *)(uintptr_t)(1 + (cls << 16) +
-					  (f->engine_instance & 0xffff)),
-		engines[cls], (int)(f->engine_instance & 0xffff)
+		dev, dev_name, (const void *)(uintptr_t)(1 + (instance & 0xffff)),
+		engine_name, (int)(instance & 0xffff)
 	};
 	struct event e = {
 		.t0 = gvm__now_ns(), .t1 = -1, .name = "gpu_fault",
 		.cat = "fault",
-		.args = { { ARG_HEX, "addr", f->addr, NULL },
-			  { ARG_STR, "access", 0, access_name(f->access) },
-			  { ARG_STR, "reason", 0, reason_name(f->reason) } },
+		.args = { { ARG_HEX, "addr", addr, NULL },
+			  { ARG_STR, "access", 0, access },
+			  { ARG_STR, "reason", 0, reason } },
 	};
 	long t;
 

@@ -7,16 +7,19 @@
  *   GVM_TRACE_BIND(dev, dev_name, sq, nr_ops);       a bind call (scope)
  *   GVM_TRACE_BIND_JOB(dev, dev_name, sq, nr_segs);  a bind job's run (scope)
  *   GVM_TRACE_TLB_INVAL(dev, dev_name, start, size); a TLB flush (scope)
- *   gvm__trace_exec(dev, dev_name, sq, engine, k, finished);
- *                                  a kernel from now to @finished signalling
- *   gvm__trace_fault(dev, dev_name, fault);          a GPU fault (instant)
+ *   gvm__trace_exec(dev, dev_name, sq, queue_name, kernel_name, lanes,
+ *                   finished);     a kernel from now to @finished signalling
+ *   gvm__trace_fault(dev, dev_name, engine_name, instance, addr, access,
+ *                    reason);                        a GPU fault (instant)
  *
  * A scope hook declares a variable whose cleanup (the GCC/Clang cleanup
  * attribute) records a complete event when the enclosing block is left, on
  * any path.  @dev is the process key (any pointer that identifies the
  * device, named @dev_name, copied); @sq identifies the queue (the same
  * pointer for a queue's binds, bind jobs and kernels: its scheduler
- * queue).  Keys are only compared, never dereferenced.
+ * queue).  Keys are only compared, never dereferenced.  The recorder
+ * knows nothing of devices: callers name things (queue and engine kinds,
+ * kernels, access types) with strings and pass plain numbers.
  *
  * Cost when no trace records: one relaxed load of gvm__trace_enabled per
  * hook (a scope also tests a local at its end).  When recording, events go
@@ -38,8 +41,6 @@
 #include "core/atomic.h"
 
 struct gvm_fence;
-struct gvm_kernel;
-struct gvm_fault_info;
 
 /* Non-zero while a trace records; read relaxed by every hook. */
 extern uint32_t gvm__trace_enabled;
@@ -55,7 +56,8 @@ struct gvm__trace_where {
 	const char *dev_name;
 	const void *track;		/* key, unique within the device */
 	const char *track_name;		/* static; the thread is named
-					   "<track_name> <index>" */
+					   "<track_name> <index>"; a track
+					   is (track, track_name) */
 	int track_index;		/* -1: numbered in order of appearance */
 };
 
@@ -74,10 +76,13 @@ void gvm__trace_scope_begin(struct gvm__trace_scope *s, const char *name,
 			    uint64_t v1, unsigned int hex);
 void gvm__trace_scope_end_slow(struct gvm__trace_scope *s);
 void gvm__trace_exec_slow(const void *dev, const char *dev_name,
-			  const void *sq, uint32_t engine,
-			  const struct gvm_kernel *k, struct gvm_fence *finished);
+			  const void *sq, const char *queue_name,
+			  const char *kernel_name, uint64_t lanes,
+			  struct gvm_fence *finished);
 void gvm__trace_fault_slow(const void *dev, const char *dev_name,
-			   const struct gvm_fault_info *f);
+			   const char *engine_name, uint32_t instance,
+			   uint64_t addr, const char *access,
+			   const char *reason);
 
 static inline void gvm__trace_scope_end(struct gvm__trace_scope *s)
 {
@@ -135,24 +140,33 @@ static inline void gvm__trace_scope_init(struct gvm__trace_scope *s,
 			 (uint64_t)(size), 1u)
 
 /*
- * A kernel @k on queue @sq (engine class @engine) starts now; the event
- * ends when @finished signals (its timestamp).
+ * A kernel named @kernel_name (a static string, NULL: "kernel") of @lanes
+ * lanes starts now on queue @sq, a track named @queue_name ("compute
+ * queue", static); the event ends when @finished signals (its timestamp).
  */
 static inline void gvm__trace_exec(const void *dev, const char *dev_name,
-				   const void *sq, uint32_t engine,
-				   const struct gvm_kernel *k,
+				   const void *sq, const char *queue_name,
+				   const char *kernel_name, uint64_t lanes,
 				   struct gvm_fence *finished)
 {
 	if (gvm__trace_on())
-		gvm__trace_exec_slow(dev, dev_name, sq, engine, k, finished);
+		gvm__trace_exec_slow(dev, dev_name, sq, queue_name,
+				     kernel_name, lanes, finished);
 }
 
-/* A GPU fault @f (an instant on the faulting engine's track). */
+/*
+ * A GPU fault at GPU VA @addr: an instant on the track of the engine
+ * @engine_name ("compute engine", static) number @instance (< 65536).
+ * @access and @reason are static strings ("write", "not present").
+ */
 static inline void gvm__trace_fault(const void *dev, const char *dev_name,
-				    const struct gvm_fault_info *f)
+				    const char *engine_name, uint32_t instance,
+				    uint64_t addr, const char *access,
+				    const char *reason)
 {
 	if (gvm__trace_on())
-		gvm__trace_fault_slow(dev, dev_name, f);
+		gvm__trace_fault_slow(dev, dev_name, engine_name, instance,
+				      addr, access, reason);
 }
 
 #endif

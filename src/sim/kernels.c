@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Simulated GPU: the built-in kernels of <gvm/sim.h>.
+ * Simulated GPU: the built-in kernels of <gvm/sim.h>, and
+ * gvm_kernel_init() (<gvm/kernel.h>) they are made with.
  *
  * Each gvm_kernel_*() only fills a struct gvm_kernel (function, grid,
  * arguments); it runs when submitted (gvm_exec, or ops->run).

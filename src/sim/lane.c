@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Simulated GPU: running a kernel's lanes, and the lane API (<gvm/sim.h>):
+ * Simulated GPU: running a kernel's lanes, and the lane API (<gvm/kernel.h>):
  * every access a kernel makes goes through the engine's TLB and the VM's
  * page tables, is checked against the entry's permissions, and becomes a
  * GPU fault when the tables do not allow it.
@@ -13,8 +13,9 @@
  *
  * ACCESSES.  translate (TLB, else walk and fill the TLB; invalid entries
  * are not cached) -> check (write needs WRITE, atomic needs WRITE and
- * ATOMIC; NULL leaves read zero and drop writes; in a GVM_VM_SCRATCH_PAGE
- * VM a missing entry behaves like a NULL one and is not a fault) -> access
+ * ATOMIC; NULL leaves read zero and drop writes; in a VM attached with
+ * GVM_ATTACH_SCRATCH a missing entry behaves like a NULL one and is not a
+ * fault) -> access
  * (VRAM: the arena; system memory: a guarded access, guard.c, whose fault
  * is a GVM_FAULT_SYSMEM_GONE GPU fault).
  *
@@ -60,6 +61,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/page.h"
 #include "sim/sim_internal.h"
 
 #define MAX_REPLAYS	16u
@@ -117,7 +119,7 @@ static int lane_report(struct gvm_lane *l, uint64_t va, unsigned int access,
 	jb = g->lane_jb;
 	g->lane_jb = NULL;	/* the guard is off in the fault handler */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	rc = e->sd->fault_fn(l->job->svm->vm, &f);
+	rc = e->sd->fault_fn(l->job->simvm->vm, &f);
 	g->lane_jb = jb;
 	gvm__sim_engine_resume(e);
 	return rc;
@@ -138,7 +140,7 @@ static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
 	if (l->stale)
 		siglongjmp(*l->e->guard.lane_jb,
 			   rc ? SIM_JMP_ABORT : SIM_JMP_RESTART);
-	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, 4096);
+	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, GVM_PAGE_SIZE);
 	return rc;
 }
 
@@ -167,22 +169,22 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 		      struct sim_xlate *x)
 {
 	struct sim_engine *e = l->e;
-	const struct sim_vm *svm = l->job->svm;
+	const struct sim_vm *simvm = l->job->simvm;
 	unsigned int tries, reason;
 
 	for (tries = 0;; tries++) {
-		if (gvm__sim_tlb_lookup(&e->tlb, svm->id, va, x)) {
+		if (gvm__sim_tlb_lookup(&e->tlb, simvm->id, va, x)) {
 			cnt_inc(&e->cnt.tlb_hits);
 			reason = perm_check(x, access);
 		} else {
 			cnt_inc(&e->cnt.tlb_misses);
 			cnt_inc(&e->cnt.walks);
-			if (!gvm__sim_walk(e->sd, svm, va, x)) {
-				gvm__sim_tlb_insert(&e->tlb, svm->id, x);
+			if (!gvm__sim_walk(e->sd, simvm, va, x)) {
+				gvm__sim_tlb_insert(&e->tlb, simvm->id, x);
 				reason = perm_check(x, access);
-			} else if (svm->flags & GVM_VM_SCRATCH_PAGE) {
-				x->va = va & ~4095ull;
-				x->lg2 = 12;
+			} else if (simvm->flags & GVM_ATTACH_SCRATCH) {
+				x->va = va & ~GVM_PAGE_OFFSET_MASK;
+				x->lg2 = GVM_PAGE_SHIFT;
 				x->host = NULL;
 				x->perm = SIM_P_SCRATCH;
 				return 0;
@@ -437,7 +439,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	int why;
 
 	l->job = job;
-	l->vm_id = job->svm->id;
+	l->vm_id = job->simvm->id;
 	l->id = job->next_lane;
 	l->faulted = false;
 	l->restarts = 0;

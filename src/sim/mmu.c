@@ -256,16 +256,16 @@ static inline bool size_ok(const struct sim_dev *sd, uint32_t lg2)
 	return sd->cfg.page_sizes & (1ull << lg2);
 }
 
-int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *svm, uint64_t va,
+int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *simvm, uint64_t va,
 		  struct sim_xlate *x)
 {
-	unsigned int level = svm->levels - 1;
-	uint64_t table = svm->root;
+	unsigned int level = simvm->levels - 1;
+	uint64_t table = simvm->root;
 	uint64_t pte, addr;
 	uint32_t lg2;
 
-	if (gvm__ptf_shift(svm->levels) < 64 &&
-	    va >> gvm__ptf_shift(svm->levels))
+	if (gvm__ptf_shift(simvm->levels) < 64 &&
+	    va >> gvm__ptf_shift(simvm->levels))
 		return -ENOENT;
 	for (;;) {
 		const uint64_t *t = (const uint64_t *)gvm__sim_vram_ptr(
@@ -288,7 +288,9 @@ int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *svm, uint64_t va,
 		return -ENOENT;
 	addr = gvm__ptf_addr(pte);
 	if (level == 0 && gvm__ptf_has_cont(pte) && size_ok(sd, 16)) {
-		uint64_t base = addr - ((va >> 12) & 15) * 4096;
+		uint64_t base = addr - (((va >> GVM_PTF_PAGE_LG2) &
+					 (GVM_PTF_CONT_ENTRIES - 1))
+					<< GVM_PTF_PAGE_LG2);
 
 		if (!(base & 0xffff)) {
 			lg2 = 16;

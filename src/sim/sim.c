@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/page.h"
 #include "pt/pt_fmt.h"
 #include "sim/sim_internal.h"
 
@@ -66,7 +67,7 @@ static int config_apply(const struct gvm_sim_config *in,
 	if (!c->vram_size)
 		c->vram_size = 256ull << 20;
 	if (!c->va_bits)
-		c->va_bits = 48;
+		c->va_bits = GVM_VA_BITS_48;
 	if (!c->nr_compute)
 		c->nr_compute = 2;
 	if (!c->nr_copy)
@@ -78,7 +79,7 @@ static int config_apply(const struct gvm_sim_config *in,
 
 	if (!gvm__ptf_levels(c->va_bits))
 		return -EINVAL;
-	if ((c->vram_size & 4095) || c->vram_size < (1ull << 20) ||
+	if (!gvm__page_aligned(c->vram_size) || c->vram_size < (1ull << 20) ||
 	    c->vram_size > (1ull << GVM_PTF_ADDR_BITS) - SIM_VRAM_BASE ||
 	    c->vram_size > (uint64_t)SIZE_MAX)
 		return -EINVAL;
@@ -121,25 +122,26 @@ static void sim_destroy(struct gvm_device *dev)
 }
 
 static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
-			 uint64_t root, unsigned int levels, uint32_t vm_flags,
+			 uint64_t root, unsigned int levels, uint32_t flags,
 			 void **vm_priv)
 {
 	struct sim_dev *sd = sim_dev_of(dev);
-	struct sim_vm *svm;
+	struct sim_vm *simvm;
 
 	if (!vm || !vm_priv || levels < 1 || levels > GVM_PTF_MAX_LEVELS ||
-	    (root & 4095) || !gvm__sim_vram_ptr(sd, root, 4096))
+	    !gvm__page_aligned(root) ||
+	    !gvm__sim_vram_ptr(sd, root, GVM_PAGE_SIZE))
 		return -EINVAL;
-	svm = gvm__calloc(1, sizeof(*svm));
-	if (!svm)
+	simvm = gvm__calloc(1, sizeof(*simvm));
+	if (!simvm)
 		return -ENOMEM;
-	svm->sd = sd;
-	svm->vm = vm;
-	svm->id = gvm_fetch_add_relaxed(&vm_ids, 1u) + 1;
-	svm->root = root;
-	svm->levels = levels;
-	svm->flags = vm_flags;
-	*vm_priv = svm;
+	simvm->sd = sd;
+	simvm->vm = vm;
+	simvm->id = gvm_fetch_add_relaxed(&vm_ids, 1u) + 1;
+	simvm->root = root;
+	simvm->levels = levels;
+	simvm->flags = flags;
+	*vm_priv = simvm;
 	return 0;
 }
 
@@ -155,12 +157,12 @@ static void sim_vm_detach(struct gvm_device *dev, void *vm_priv)
 static int sim_tlb_inval(struct gvm_device *dev, void *vm_priv,
 			 uint64_t start, uint64_t size, struct gvm_fence **done)
 {
-	struct sim_vm *svm = vm_priv;
+	struct sim_vm *simvm = vm_priv;
 
-	if (!svm || !done || (size && ((size & (size - 1)) ||
+	if (!simvm || !done || (size && ((size & (size - 1)) ||
 				       (start & (size - 1)))))
 		return -EINVAL;
-	return gvm__sim_tlb_inval_submit(sim_dev_of(dev), svm->id, start,
+	return gvm__sim_tlb_inval_submit(sim_dev_of(dev), simvm->id, start,
 					 size, done);
 }
 
@@ -184,8 +186,8 @@ static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	uint32_t i;
 	int err;
 
-	if (!done || !size || (size & 4095) || !mem_ok(sd, dst, size) ||
-	    !mem_ok(sd, src, size))
+	if (!done || !size || !gvm__page_aligned(size) ||
+	    !mem_ok(sd, dst, size) || !mem_ok(sd, src, size))
 		return -EINVAL;
 	job = gvm__calloc(1, sizeof(*job));
 	if (!job)
@@ -216,7 +218,7 @@ static int sim_queue_create(struct gvm_device *dev, void *vm_priv,
 	q = gvm__calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
-	q->svm = vm_priv;
+	q->simvm = vm_priv;
 	q->context = gvm_fence_context_alloc(1);
 	if (engine == GVM_ENGINE_COMPUTE) {
 		i = gvm_fetch_add_relaxed(&sd->rr_compute, 1u) %
@@ -265,7 +267,7 @@ static int sim_run(struct gvm_device *dev, void *queue_priv,
 	if (!job)
 		return -ENOMEM;
 	job->type = SIM_JOB_KERNEL;
-	job->svm = q->svm;
+	job->simvm = q->simvm;
 	job->q = q;
 	job->k = *k;
 	err = gvm__sim_submit(q->e, job, done);

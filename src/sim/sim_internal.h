@@ -30,8 +30,8 @@
 #include <stdint.h>
 
 #include <gvm/device.h>
+#include <gvm/kernel.h>
 #include <gvm/sim.h>
-#include <gvm/vm.h>		/* GVM_VM_* flags */
 
 #include "core/list.h"
 #include "core/sync.h"
@@ -41,24 +41,27 @@ struct sim_engine;
 
 /* ---- VMs and queues ---------------------------------------------------- */
 
-/* Per-VM state (ops->vm_attach).  All fields immutable. */
+/*
+ * Per-VM state (ops->vm_attach), called `simvm` in code ("svm" is shared
+ * virtual memory).  All fields immutable.
+ */
 struct sim_vm {
 	struct sim_dev *sd;
 	struct gvm_vm *vm;		/* passed to the fault handler */
 	uint64_t id;			/* TLB tag, unique in the process, != 0 */
 	uint64_t root;			/* device address of the root table */
 	unsigned int levels;
-	uint32_t flags;			/* GVM_VM_* */
+	uint32_t flags;			/* GVM_ATTACH_* */
 };
 
 /*
- * An exec queue bound to one engine (svm, e, context: immutable).  Its
+ * An exec queue bound to one engine (simvm, e, context: immutable).  Its
  * kernels' fences are on the queue's own fence context: a suspended
  * queue's jobs are overtaken by other queues' jobs on the same engine, so
  * an engine-wide context would signal out of seqno order.
  */
 struct sim_queue {
-	struct sim_vm *svm;
+	struct sim_vm *simvm;
 	struct sim_engine *e;
 	uint64_t context;		/* fence context of its kernels */
 	uint64_t seqno;			/* e->lock: last fence seqno */
@@ -141,11 +144,11 @@ void gvm__sim_tlb_inval(struct sim_tlb *t, uint64_t vm_id, uint64_t start,
 int gvm__sim_tlb_validate(const struct sim_tlb *t);
 
 /*
- * Walks @svm's page tables for @va.  Returns 0 with *x filled (valid leaf,
+ * Walks @simvm's page tables for @va.  Returns 0 with *x filled (valid leaf,
  * NULL leaves included), or -ENOENT (no valid leaf, or a table outside
  * VRAM).  Reads entries with 8-byte acquire loads.
  */
-int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *svm, uint64_t va,
+int gvm__sim_walk(struct sim_dev *sd, const struct sim_vm *simvm, uint64_t va,
 		  struct sim_xlate *x);
 
 /* ---- the guard (guard.c) ---------------------------------------------- */
@@ -261,7 +264,7 @@ struct sim_job {
 	struct sim_engine *e;
 	struct gvm_fence *fence;	/* the job's reference */
 	int error;			/* engine thread */
-	struct sim_vm *svm;		/* KERNEL */
+	struct sim_vm *simvm;		/* KERNEL */
 	struct sim_queue *q;		/* KERNEL: its queue */
 	uint64_t next_lane;		/* KERNEL: where it starts or resumes
 					   (engine thread, or e->lock while

@@ -34,6 +34,7 @@
 
 #include "core/alloc.h"
 #include "core/lockrank.h"
+#include "core/page.h"
 #include "core/sync.h"
 #include "vm/dev.h"
 #include "vm/vm.h"
@@ -138,7 +139,8 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 	struct gvm_bo *bo;
 	int err;
 
-	if (!dev || !out || !size || (size & 4095) || size > (1ull << 47))
+	if (!dev || !out || !size || !gvm__page_aligned(size) ||
+	    size > (1ull << 47))
 		return -EINVAL;
 	if (!placement || (placement & ~(GVM_MEM_SYSTEM | GVM_MEM_VRAM)))
 		return -EINVAL;

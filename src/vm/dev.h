@@ -70,4 +70,65 @@ static inline uint64_t gvm__vram_block_addr(const struct gvm_device *dev,
 	return dev->desc.vram_base + gvm__buddy_block_offset(b);
 }
 
+/*
+ * Names of the device contract's values, static strings for traces
+ * (core/trace.h knows nothing of devices): the queues and the engines of
+ * a GVM_ENGINE_* class, GVM_ACCESS_* and enum gvm_fault_reason.
+ */
+static inline const char *gvm__queue_name(uint32_t engine)
+{
+	switch (engine) {
+	case GVM_ENGINE_BIND:
+		return "bind queue";
+	case GVM_ENGINE_COPY:
+		return "copy queue";
+	default:
+		return "compute queue";
+	}
+}
+
+static inline const char *gvm__engine_name(uint32_t engine)
+{
+	switch (engine) {
+	case GVM_ENGINE_BIND:
+		return "bind engine";
+	case GVM_ENGINE_COMPUTE:
+		return "compute engine";
+	case GVM_ENGINE_COPY:
+		return "copy engine";
+	default:
+		return "engine";
+	}
+}
+
+static inline const char *gvm__access_name(uint32_t access)
+{
+	switch (access) {
+	case GVM_ACCESS_READ:
+		return "read";
+	case GVM_ACCESS_WRITE:
+		return "write";
+	case GVM_ACCESS_ATOMIC:
+		return "atomic";
+	default:
+		return "?";
+	}
+}
+
+static inline const char *gvm__fault_reason_name(uint32_t reason)
+{
+	switch (reason) {
+	case GVM_FAULT_NOT_PRESENT:
+		return "not present";
+	case GVM_FAULT_WRITE_PROTECT:
+		return "write protect";
+	case GVM_FAULT_ATOMIC:
+		return "atomic";
+	case GVM_FAULT_SYSMEM_GONE:
+		return "system memory gone";
+	default:
+		return "?";
+	}
+}
+
 #endif

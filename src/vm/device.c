@@ -29,7 +29,9 @@
 #include "core/alloc.h"
 #include "core/atomic.h"
 #include "core/lockrank.h"
+#include "core/page.h"
 #include "core/sync.h"
+#include "pt/pt_fmt.h"
 
 #define SCHED_WORKERS 2
 
@@ -39,6 +41,8 @@ static struct gvm_mutex link_lock = {
 };
 static uint32_t next_id = 1;
 
+_Static_assert(GVM_PAGE_SIZE == GVM_PAGE_4K, "the GPU page is the 4K page");
+
 static bool desc_valid(const struct gvm_device_desc *d,
 		       const struct gvm_device_ops *ops)
 {
@@ -46,15 +50,15 @@ static bool desc_valid(const struct gvm_device_desc *d,
 		return false;
 	if (ops->run && !ops->queue_create)
 		return false;
-	if (d->va_bits != 48 && d->va_bits != 57)
+	if (d->va_bits != GVM_VA_BITS_48 && d->va_bits != GVM_VA_BITS_57)
 		return false;
 	if (!(d->page_sizes & GVM_PAGE_4K))
 		return false;
-	if (d->vram_size < (1u << 20) || (d->vram_size & 4095) ||
-	    (d->vram_base & 4095) || !d->vram_cpu)
+	if (d->vram_size < (1u << 20) || !gvm__page_aligned(d->vram_size) ||
+	    !gvm__page_aligned(d->vram_base) || !d->vram_cpu)
 		return false;
 	if (d->vram_base + d->vram_size < d->vram_base ||
-	    d->vram_base + d->vram_size > (1ull << 57))
+	    d->vram_base + d->vram_size > (1ull << GVM_PTF_ADDR_BITS))
 		return false;
 	return true;
 }
@@ -82,7 +86,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->links);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
 	gvm_list_init(&dev->lru);
-	err = gvm__buddy_init(&dev->vram, desc->vram_size, 4096);
+	err = gvm__buddy_init(&dev->vram, desc->vram_size, GVM_PAGE_SIZE);
 	if (err)
 		goto err_free;
 	err = gvm_sched_create(dev->name, SCHED_WORKERS, &dev->sched);
@@ -267,8 +271,8 @@ int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 	if (size > dev->vram.size)
 		return -ENOSPC;
 	gvm__mutex_lock(&dev->vram_lock);
-	err = gvm__buddy_alloc(&dev->vram, 0, dev->vram.size, size, 4096,
-			       flags, blocks);
+	err = gvm__buddy_alloc(&dev->vram, 0, dev->vram.size, size,
+			       GVM_PAGE_SIZE, flags, blocks);
 	gvm__mutex_unlock(&dev->vram_lock);
 	return err;
 }

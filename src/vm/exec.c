@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include <gvm/lockset.h>
-#include <gvm/sim.h>
+#include <gvm/kernel.h>
 
 #include "core/alloc.h"
 #include "core/sync.h"
@@ -65,7 +65,9 @@ static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	struct exec_job *ej = gvm_container_of(job, struct exec_job, job);
 	struct gvm_device *dev = ej->q->vm->dev;
 
-	gvm__trace_exec(dev, dev->name, job->queue, ej->q->engine, &ej->k, job->finished);
+	gvm__trace_exec(dev, dev->name, job->queue,
+			gvm__queue_name(ej->q->engine), ej->k.name, ej->k.grid,
+			job->finished);
 	return dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
 }
 

@@ -1,25 +1,41 @@
 // SPDX-License-Identifier: MIT
 /*
- * BO moves: migrating a buffer object between VRAM and system memory
- * (PREFETCH now; eviction later).
+ * BO moves: migrating a buffer object between VRAM and system memory.
+ * Callers: PREFETCH binds (bind.c), eviction of VRAM victims to system
+ * memory (evict.c) and exec's revalidation, which brings evicted BOs
+ * back to VRAM (exec.c).
  *
- * A move, with the BO's reservation held:
- *   1. wait until the BO is idle (every fence of its reservation);
- *   2. allocate the new backing (may fail: nothing changed);
+ * A move, with the BO's reservation held (nothing to do if the BO is
+ * already in @region; -EINVAL if @region is VRAM and not in its
+ * placement, -EBUSY while its CPU view goes through the VRAM window):
+ *   1. wait until the BO is idle (every fence of its reservation); a
+ *      caller that must not wait (GVM_EVICT_IDLE: it holds vm->lock or
+ *      reservations) gets -EBUSY for a busy BO instead;
+ *   2. allocate the new backing, evicting other BOs as @evict allows
+ *      (may fail: nothing changed);
  *   3. zap every GPU mapping of the BO, in every VM that maps it, under
  *      that VM's notifier_lock, invalidate the TLB ranges and wait; mark
  *      the VM's handle on the BO evicted: the next exec of that VM (or the
  *      bind that asked for the move) writes the PTEs again;
- *   4. copy the contents with the device's copy engine and wait;
- *   5. switch the backing, free the old one, move the CPU view.
+ *   4. copy the contents with the device's copy engine, waiting for each
+ *      copy;
+ *   5. switch the backing, move the CPU view, free the old backing, put
+ *      the BO on (or off) the device's LRU and count the bytes moved in
+ *      each VM's stats.
  * Zapping before the copy means no device access can reach either copy
  * while they differ; the old backing is freed only after the TLB
- * invalidation, so no stale translation reaches freed memory.
+ * invalidation, so no stale translation reaches freed memory.  A failed
+ * copy (-EIO, or the copy op's error) or CPU-view update frees the new
+ * backing and leaves the BO where it was, its mappings zapped and their
+ * handles marked evicted.
  *
  * Locking: the BO's reservation (which protects its backing, bo->vm_bos
  * and each handle's VMA list and evicted flag); each VM's notifier_lock
  * (rank 400) around its zap; no vm->lock is needed (the caller may hold
  * one).  Waits happen with the reservation held, as in TTM.
+ *
+ * Not done here: no pipelined moves (every step waits), no partial
+ * moves, no move between two devices' VRAM.
  */
 #include <errno.h>
 #include <stdlib.h>

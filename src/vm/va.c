@@ -151,8 +151,6 @@
 #include "core/alloc.h"
 #include "core/debug.h"
 
-#define PAGE_MASK (GVM_VA_PAGE_SIZE - 1)
-
 /* ---- helpers ---------------------------------------------------------------- */
 
 /* Kinds whose obj_offset moves with the address (BO offset, CPU address). */
@@ -164,7 +162,7 @@ static bool kind_has_offset(uint32_t kind)
 static bool range_ok(const struct gvm_va_space *space, uint64_t addr,
 		     uint64_t range)
 {
-	if (!range || (addr & PAGE_MASK) || (range & PAGE_MASK))
+	if (!range || !gvm__page_aligned(addr) || !gvm__page_aligned(range))
 		return false;
 	if (addr + range - 1 < addr)			/* wraps */
 		return false;
@@ -183,7 +181,7 @@ static bool backing_ok(uint64_t range, const void *obj, uint64_t obj_offset,
 		return false;
 	if (!kind_has_offset(kind))
 		return obj_offset == 0;
-	if (obj_offset & PAGE_MASK)
+	if (!gvm__page_aligned(obj_offset))
 		return false;
 	return obj_offset + (range - 1) >= obj_offset;	/* no wrap */
 }
@@ -242,7 +240,7 @@ static void op_free_new(struct gvm_va_op *op)
 int gvm__va_space_init(struct gvm_va_space *space, uint64_t start,
 		       uint64_t range, size_t va_size)
 {
-	if (!range || (start & PAGE_MASK) || (range & PAGE_MASK) ||
+	if (!range || !gvm__page_aligned(start) || !gvm__page_aligned(range) ||
 	    start + range - 1 < start || va_size < sizeof(struct gvm_va))
 		return -EINVAL;
 	space->start = start;
@@ -581,8 +579,8 @@ int gvm__va_validate(const struct gvm_va_space *space)
 		n++;
 		CHECK(va->inserted, "va %#" PRIx64 " not marked inserted",
 		      va->addr);
-		CHECK(va->range && !(va->addr & PAGE_MASK) &&
-		      !(va->range & PAGE_MASK),
+		CHECK(va->range && gvm__page_aligned(va->addr) &&
+		      gvm__page_aligned(va->range),
 		      "va %#" PRIx64 "+%#" PRIx64 " misaligned or empty",
 		      va->addr, va->range);
 		CHECK(it.start == va->addr && it.last == gvm__va_last(va),

@@ -20,11 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/itree.h"
+#include <gvm/vm.h>
 
-/* Granule of every address, range and backing offset. */
-#define GVM_VA_PAGE_SHIFT	12
-#define GVM_VA_PAGE_SIZE	((uint64_t)1 << GVM_VA_PAGE_SHIFT)
+#include "core/itree.h"
+#include "core/page.h"
+
+/* Every address, range and backing offset is a multiple of GVM_PAGE_SIZE. */
 
 /*
  * struct gvm_va::flags.  The kind (exactly one) says what backs the range:
@@ -44,8 +45,7 @@
 #define GVM_VA_KIND_MIRROR	0x3u
 #define GVM_VA_READONLY		(1u << 2)
 #define GVM_VA_PAT_SHIFT	8
-#define GVM_VA_PAT_MAX		31u
-#define GVM_VA_PAT_MASK		(GVM_VA_PAT_MAX << GVM_VA_PAT_SHIFT)
+#define GVM_VA_PAT_MASK		(GVM_PAT_MAX << GVM_VA_PAT_SHIFT)
 #define GVM_VA_PAT(idx)		((uint32_t)(idx) << GVM_VA_PAT_SHIFT)
 #define GVM_VA_FLAGS_ALL \
 	(GVM_VA_KIND_MASK | GVM_VA_READONLY | GVM_VA_PAT_MASK)

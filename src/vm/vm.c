@@ -126,7 +126,9 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	if (err)
 		goto err_va;
 	err = dev->ops->vm_attach(dev, vm, vm->pt.root->dev_addr,
-				  vm->pt.levels, flags, &vm->dev_priv);
+				  vm->pt.levels,
+				  flags & GVM_VM_SCRATCH_PAGE ? GVM_ATTACH_SCRATCH : 0,
+				  &vm->dev_priv);
 	if (err)
 		goto err_pt;
 	gvm_device_get(dev);
@@ -220,11 +222,20 @@ int gvm__vma_cmp_addr(const void *a, const void *b)
 	return x->va.addr < y->va.addr ? -1 : x->va.addr > y->va.addr;
 }
 
+/*
+ * The PAT index is GVM_PAT_MAX wide everywhere: in a VMA's flags (va.h),
+ * in the page-table engine's flags (pt.h) and in the PTE format.
+ */
+_Static_assert((GVM_PT_FLAGS_ALL >> GVM_PT_PAT_SHIFT) == GVM_PAT_MAX,
+	       "pt.h's PAT field holds 0..GVM_PAT_MAX");
+_Static_assert((GVM_PTF_PAT_MASK >> GVM_PTF_PAT_SHIFT) == GVM_PAT_MAX,
+	       "the PTE's PAT field holds 0..GVM_PAT_MAX");
+
 unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma)
 {
 	const struct gvm_va *va = &vma->va;
-	unsigned int f = GVM_PT_PAT(((va->flags & GVM_VA_PAT_MASK) >>
-				     GVM_VA_PAT_SHIFT) & 7);
+	unsigned int f = GVM_PT_PAT((va->flags & GVM_VA_PAT_MASK) >>
+				    GVM_VA_PAT_SHIFT);
 
 	if (!(va->flags & GVM_VA_READONLY))
 		f |= GVM_PT_WRITE;
@@ -309,7 +320,10 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	if (!vm || !f)
 		return -EINVAL;
 	gvm__vm_stat_add(vm, faults, 1);
-	gvm__trace_fault(vm->dev, vm->dev->name, f);
+	gvm__trace_fault(vm->dev, vm->dev->name, gvm__engine_name(f->engine),
+			 f->engine_instance, f->addr,
+			 gvm__access_name(f->access),
+			 gvm__fault_reason_name(f->reason));
 	gvm__mutex_lock(&vm->fault_lock);
 	slot = (vm->fault_head + vm->fault_count) % GVM_VM_FAULT_LOG;
 	vm->faults[slot] = *f;

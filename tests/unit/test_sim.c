@@ -103,7 +103,7 @@ struct env {
 static const struct gvm_device_ops *ops = &gvm__sim_ops;
 
 static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
-			 uint32_t vm_flags)
+			 uint32_t attach_flags)
 {
 	struct gvm_pt_mem mem = { 0 };
 	unsigned int i;
@@ -120,7 +120,7 @@ static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
 	mem.dev_base = v->sd->vram_base;
 	ASSERT_OK(gvm__pt_vm_init(&v->pt, &mem, v->sd->cfg.va_bits));
 	ASSERT_OK(ops->vm_attach(v->dev, (struct gvm_vm *)v,
-				 v->pt.root->dev_addr, v->pt.levels, vm_flags,
+				 v->pt.root->dev_addr, v->pt.levels, attach_flags,
 				 &v->vm));
 	/* One queue per compute engine, in engine order (round robin). */
 	v->nq = v->sd->cfg.nr_compute < 4 ? v->sd->cfg.nr_compute : 4;
@@ -129,11 +129,11 @@ static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
 					    &v->q[i]));
 }
 
-static void env_init(struct env *v, uint32_t vm_flags)
+static void env_init(struct env *v, uint32_t attach_flags)
 {
 	struct gvm_sim_config cfg = { .vram_size = 64ull << 20 };
 
-	env_init_cfg(v, &cfg, vm_flags);
+	env_init_cfg(v, &cfg, attach_flags);
 }
 
 static void env_fini(struct env *v)
@@ -850,7 +850,7 @@ TEST(scratch_vm_reads_zero_and_drops_writes)
 	struct ld_args a = { 0x500000, 0x100000, 8 };
 	uint64_t out;
 
-	env_init(&v, GVM_VM_SCRATCH_PAGE);
+	env_init(&v, GVM_ATTACH_SCRATCH);
 	out = vram_alloc(&v, K4, K4);
 	map(&v, 0x100000, K4, out, VRAM_RW);
 	memset(vcpu(&v, out), 0xff, K4);
@@ -1193,10 +1193,11 @@ TEST(tlb_inval_latency_is_modelled_without_blocking)
 		ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, 0, &f[i]));
 	/* Lower bounds only: each fence signals >= 30 ms after its submit,
 	   and the submitter did not sleep for them (it would have taken
-	   120 ms; the fences are still pending here: t0 + 30 ms has not
-	   come yet if submitting took less than that). */
-	if (gvm__now_ns() - t0 < 30000000)
-		ASSERT_FALSE(gvm_fence_is_signaled(f[3]));
+	   120 ms): if the last one signalled already, 30 ms have passed.
+	   The state is read before the clock, so a preemption between the
+	   two cannot make a correct run fail. */
+	if (gvm_fence_is_signaled(f[3]))
+		ASSERT_GE(gvm__now_ns() - t0, 30000000);
 	for (i = 0; i < 4; i++) {
 		ASSERT_OK(gvm_fence_wait(f[i], GVM_TIMEOUT_INFINITE));
 		ASSERT_GE(gvm_fence_timestamp(f[i]) - t0, 30000000);
@@ -1872,20 +1873,58 @@ TEST(api_scratch_vm)
 
 /* ---- queue suspend / resume (preemption) --------------------------------- */
 
-/* Lane i spins a little, then adds 1 at va: a slow kernel. */
+/*
+ * Lane i spins a little, then adds 1 at va: a slow kernel.  With @gated,
+ * lane 0 first raises gate_started and waits, making no lane call, until
+ * the test raises gate_open: a queue suspended meanwhile parks the job
+ * exactly before lane 1 (the engine parks only between lanes), whatever
+ * the timing.
+ */
 struct slow_args {
 	uint64_t va;
 	uint32_t spin;
+	bool gated;
 };
+
+static uint32_t gate_started, gate_open;
 
 static void slow_fn(struct gvm_lane *l, const void *args)
 {
 	const struct slow_args *a = args;
 	volatile uint32_t i;
 
+	if (a->gated && gvm_lane_id(l) == 0 &&
+	    !__atomic_load_n(&gate_open, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&gate_started, 1, __ATOMIC_RELEASE);
+		while (!__atomic_load_n(&gate_open, __ATOMIC_ACQUIRE))
+			sched_yield();
+	}
 	for (i = 0; i < a->spin; i++)
 		;
 	gvm_lane_atomic_add(l, a->va, 1, 8);
+}
+
+/*
+ * Runs the gated kernel @k on @q (its fence in *@f), and suspends @q while
+ * its lane 0 waits at the gate: the suspend's fence cannot signal then.
+ * Opens the gate and waits for the suspend: the job is parked with lane 0
+ * done and no other lane started.
+ */
+static void run_and_park_after_lane0(struct env *v, void *q,
+				     const struct gvm_kernel *k,
+				     struct gvm_fence **f)
+{
+	struct gvm_fence *done;
+
+	gate_started = gate_open = 0;
+	ASSERT_OK(ops->run(v->dev, q, k, f));
+	gvm_test_wait_flag(&gate_started);
+	ASSERT_OK(ops->queue_suspend(v->dev, q, &done));
+	ASSERT_FALSE(gvm_fence_is_signaled(done));
+	__atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(done), 1);
+	gvm_fence_put(done);
 }
 
 static uint64_t parks(struct env *v)
@@ -1920,10 +1959,10 @@ static void wait_fence_ok(struct gvm_fence *f)
 TEST(suspend_parks_kernel_others_proceed_resume_continues)
 {
 	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
-	struct slow_args a = { 0x10000, 20000 };
-	struct gvm_fence *f, *g, *done;
+	struct slow_args a = { 0x10000, 2000, true };
+	struct gvm_fence *f, *g;
 	struct gvm_kernel k, k2;
-	uint64_t buf, n = 2000, c;
+	uint64_t buf, n = 2000;
 	struct env v;
 
 	env_init_cfg(&v, &cfg, 0);
@@ -1934,14 +1973,9 @@ TEST(suspend_parks_kernel_others_proceed_resume_continues)
 	buf = vram_alloc(&v, K4, K4);
 	map(&v, 0x10000, K4, buf, VRAM_RW);
 	kernel(&k, slow_fn, n, &a, sizeof(a));
-	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f));
-	while (!load64(&v, buf))
-		gvm_cpu_relax();
-	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
-	wait_fence_ok(done);
-	c = load64(&v, buf);
-	ASSERT_GT(c, 0);
+	run_and_park_after_lane0(&v, v.q[0], &k, &f);
 	/* Parked, not failed: pending, and nothing of it runs now. */
+	ASSERT_EQ(load64(&v, buf), 1);
 	ASSERT_FALSE(gvm_fence_is_signaled(f));
 	ASSERT_EQ(parks(&v), 1);
 	/* The engine is free for the other queue, and acknowledges. */
@@ -1950,7 +1984,7 @@ TEST(suspend_parks_kernel_others_proceed_resume_continues)
 	wait_fence_ok(g);
 	tlb_inval_wait(&v, 0, 0);
 	ASSERT_EQ(((uint64_t *)vcpu(&v, buf))[1], 10);
-	ASSERT_EQ(load64(&v, buf), c);
+	ASSERT_EQ(load64(&v, buf), 1);
 	ASSERT_FALSE(gvm_fence_is_signaled(f));
 	ops->queue_resume(v.dev, v.q[0]);
 	wait_fence_ok(f);
@@ -1963,7 +1997,7 @@ TEST(suspend_parks_kernel_others_proceed_resume_continues)
    starts only once every suspend was resumed. */
 TEST(suspend_idle_nests_and_holds_queued_work)
 {
-	struct slow_args a = { 0x10000, 0 };
+	struct slow_args a = { 0x10000, 0, false };
 	struct gvm_fence *d1, *d2, *f;
 	struct gvm_kernel k;
 	struct env v;
@@ -1991,14 +2025,18 @@ TEST(suspend_idle_nests_and_holds_queued_work)
 	env_fini(&v);
 }
 
-/* A kernel parked and resumed many times still runs every lane once;
-   its fences stay on its queue's context in order. */
+/*
+ * A kernel parked and resumed many times still runs every lane once; its
+ * fences stay on its queue's context in order.  The first park is forced
+ * (the gate); later suspends land wherever the engine is, and while one
+ * holds, nothing of the queue runs.
+ */
 TEST(suspend_resume_repeatedly)
 {
-	struct slow_args a = { 0x10000, 2000 };
+	struct slow_args a = { 0x10000, 2000, true };
 	struct gvm_fence *f[2], *done;
 	struct gvm_kernel k;
-	uint64_t buf, n = 3000;
+	uint64_t buf, n = 3000, c;
 	unsigned int i, rounds = 0;
 	struct env v;
 
@@ -2006,15 +2044,21 @@ TEST(suspend_resume_repeatedly)
 	buf = vram_alloc(&v, K4, K4);
 	map(&v, 0x10000, K4, buf, VRAM_RW);
 	kernel(&k, slow_fn, n, &a, sizeof(a));
-	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[0]));
+	run_and_park_after_lane0(&v, v.q[0], &k, &f[0]);
 	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[1]));
 	ASSERT_TRUE(gvm_fence_is_later(f[1], f[0]));
+	ASSERT_EQ(load64(&v, buf), 1);
+	ASSERT_EQ(parks(&v), 1);
+	ops->queue_resume(v.dev, v.q[0]);
 	while (!gvm_fence_is_signaled(f[1]) && rounds < 200) {
 		ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
 		ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
 		gvm_fence_put(done);
-		if (!gvm_fence_is_signaled(f[0]))
-			ASSERT_LT(load64(&v, buf), n);
+		c = load64(&v, buf);
+		ASSERT_LE(c, 2 * n);
+		for (i = 0; i < 10; i++)
+			sched_yield();
+		ASSERT_EQ(load64(&v, buf), c);
 		ops->queue_resume(v.dev, v.q[0]);
 		rounds++;
 	}
@@ -2024,11 +2068,14 @@ TEST(suspend_resume_repeatedly)
 	env_fini(&v);
 }
 
-/* Destroying a suspended queue drops its parked and queued kernels. */
+/*
+ * Destroying a suspended queue drops its parked and queued kernels: the
+ * first is parked after its lane 0 (the gate), the second never started.
+ */
 TEST(destroy_suspended_queue_cancels_its_jobs)
 {
-	struct slow_args a = { 0x10000, 20000 };
-	struct gvm_fence *f[2], *done;
+	struct slow_args a = { 0x10000, 0, true };
+	struct gvm_fence *f[2];
 	struct gvm_kernel k;
 	struct env v;
 	uint64_t buf;
@@ -2037,12 +2084,9 @@ TEST(destroy_suspended_queue_cancels_its_jobs)
 	buf = vram_alloc(&v, K4, K4);
 	map(&v, 0x10000, K4, buf, VRAM_RW);
 	kernel(&k, slow_fn, 1000, &a, sizeof(a));
-	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[0]));
+	run_and_park_after_lane0(&v, v.q[0], &k, &f[0]);
 	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &f[1]));
-	while (!load64(&v, buf))
-		gvm_cpu_relax();
-	ASSERT_OK(ops->queue_suspend(v.dev, v.q[0], &done));
-	wait_fence_ok(done);
+	ASSERT_EQ(parks(&v), 1);
 	ops->queue_destroy(v.dev, v.q[0]);
 	v.q[0] = NULL;
 	ASSERT_OK(ops->queue_create(v.dev, v.vm, GVM_ENGINE_COMPUTE, &v.q[0]));
@@ -2050,6 +2094,7 @@ TEST(destroy_suspended_queue_cancels_its_jobs)
 	ASSERT_EQ(gvm_fence_get_status(f[1]), -ECANCELED);
 	gvm_fence_put(f[0]);
 	gvm_fence_put(f[1]);
-	ASSERT_LT(load64(&v, buf), 1000);
+	ASSERT_EQ(load64(&v, buf), 1);
+	ASSERT_EQ(stats(&v).lanes, 1);
 	env_fini(&v);
 }

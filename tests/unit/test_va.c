@@ -11,7 +11,7 @@
 #include "core/debug.h"
 #include "harness.h"
 
-#define PG GVM_VA_PAGE_SIZE
+#define PG GVM_PAGE_SIZE
 #define BASE ((uint64_t)0x100000)	/* start of the test space */
 #define SPACE_PAGES 512
 /* Address of page @n of the test space. */
@@ -22,10 +22,11 @@
 
 /* The VM layer's VMA, as it will embed gvm_va. */
 struct tvma {
-	struct gvm_va va;
+	struct gvm_va va;	/* must be first: the va layer allocates it */
 	uint64_t id;		/* test's name for the mapping */
 	uint64_t canary;	/* must stay zero: va layer zeroes it */
 };
+_Static_assert(offsetof(struct tvma, va) == 0, "T() casts a gvm_va to tvma");
 
 static struct tvma *T(struct gvm_va *va)
 {
@@ -395,7 +396,7 @@ TEST(split_inherits_kind_and_flags)
 {
 	const uint32_t up = GVM_VA_KIND_USERPTR | GVM_VA_READONLY |
 			    GVM_VA_PAT(5);
-	const uint32_t nul = GVM_VA_KIND_NULL | GVM_VA_PAT(GVM_VA_PAT_MAX);
+	const uint32_t nul = GVM_VA_KIND_NULL | GVM_VA_PAT(GVM_PAT_MAX);
 	const uint32_t mir = GVM_VA_KIND_MIRROR;
 	struct gvm_va_space s;
 	struct gvm_va_ops ops;

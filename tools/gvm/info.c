@@ -62,7 +62,7 @@ int gvm_tool_info(int argc, char **argv)
 		       "%u-level page tables)\n",
 		       di.va_bits,
 		       gvm_tool_bytes(b1, sizeof(b1), 1ull << di.va_bits),
-		       di.va_bits > 48 ? 5 : 4);
+		       di.va_bits == GVM_VA_BITS_57 ? 5 : 4);
 		printf("  engines     compute %u, copy %u; bind queues run on "
 		       "the CPU\n",
 		       di.nr_compute, di.nr_copy);

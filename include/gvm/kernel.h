@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernels: what an exec queue runs, and the lane API kernels are written
+ * against.
+ *
+ * A kernel (struct gvm_kernel) is a C function, a grid size and a copy of
+ * its arguments.  gvm_exec() (<gvm/vm.h>) copies it into a job, and the
+ * device's run op (<gvm/device.h>) runs it.  The simulated GPU
+ * (<gvm/sim.h>) implements the lane functions below and provides built-in
+ * kernels; docs/sim.md describes how it runs them.
+ *
+ * LANES.  A kernel's function is called once per lane (index 0 ..
+ * grid - 1) on an engine's thread; the lanes of one job run in index order
+ * on one engine.  It touches memory only through the lane functions
+ * below, which translate GPU VAs through the engine's TLB and the VM's
+ * page tables.  An access the page tables do not allow is a GPU fault,
+ * reported to gvm (gvm_vm_fault()); if gvm resolves it (fault mode) the
+ * access is replayed, otherwise the lane and every later lane of the job
+ * do nothing (loads return 0, spans NULL) and the job's fence signals
+ * -EIO.  A kernel should return as soon as gvm_lane_faulted() says so.
+ * A bad argument to a lane function (size, alignment, access) fails the
+ * job the same way, with -EINVAL.
+ *
+ * Lane functions may only be called by the kernel on the lane it was
+ * given, during that call.  Every lane function except gvm_lane_id(),
+ * gvm_lane_faulted() and gvm_lane_span() is a *boundary*: it ends the
+ * lane's spans, and it is where a busy engine acknowledges TLB
+ * invalidations (so keep lanes short: the built-ins use 64 KiB).
+ *
+ * Spans and restarts.  A span is a host pointer straight into the memory
+ * (gvm_lane_span()).  Up to GVM_LANE_SPANS spans stay valid together
+ * until the next boundary or the return of the kernel (taking more ends
+ * the oldest).  If a span can no longer be trusted - the host unmapped
+ * the system memory under it (the access becomes a GVM_FAULT_SYSMEM_GONE
+ * fault), or a fault reported by a later span call let gvm invalidate
+ * it - the engine abandons the kernel's call at once (siglongjmp) and,
+ * if gvm resolved the fault, runs the lane again from its start.  So a
+ * kernel that uses spans must (1) be restartable: make its non-idempotent
+ * effects (atomics) after its last span access; (2) hold no lock, own no
+ * heap memory and not be inside non-reentrant library code (malloc,
+ * stdio) while it touches a span.  Details: docs/sim.md.
+ */
+#ifndef GVM_KERNEL_H
+#define GVM_KERNEL_H
+
+#include <gvm/types.h>
+
+GVM_BEGIN_DECLS
+
+/* The context of one lane; opaque, owned by the engine running it. */
+struct gvm_lane;
+
+#define GVM_KERNEL_ARGS_MAX 128
+/* Live spans per lane (see the top of this file). */
+#define GVM_LANE_SPANS 4
+
+typedef void (*gvm_kernel_fn)(struct gvm_lane *lane, const void *args);
+
+struct gvm_kernel {
+	const char *name;		/* static string, for traces */
+	gvm_kernel_fn fn;
+	uint64_t grid;			/* number of lanes, >= 1 */
+	size_t args_size;		/* bytes of args used */
+	uint64_t args[GVM_KERNEL_ARGS_MAX / 8];	/* copied with the kernel */
+};
+
+/*
+ * Fills @k for a kernel of your own: @fn run over @grid lanes with a copy
+ * of @args (@size bytes, at most GVM_KERNEL_ARGS_MAX).  @name is kept (a
+ * static string).  Returns 0 or -EINVAL.
+ */
+GVM_API int gvm_kernel_init(struct gvm_kernel *k, const char *name,
+			    gvm_kernel_fn fn, uint64_t grid, const void *args,
+			    size_t size);
+
+/* This lane's index, in [0, grid). */
+GVM_API uint64_t gvm_lane_id(const struct gvm_lane *lane);
+/* True once an access of this job faulted without being resolved. */
+GVM_API bool gvm_lane_faulted(const struct gvm_lane *lane);
+
+/* Loads/stores of 1, 2, 4 or 8 bytes at a naturally aligned @va. */
+GVM_API uint64_t gvm_lane_load(struct gvm_lane *lane, uint64_t va,
+			       unsigned int size);
+GVM_API void gvm_lane_store(struct gvm_lane *lane, uint64_t va,
+			    uint64_t value, unsigned int size);
+/* Atomics of 4 or 8 bytes; return the old value. */
+GVM_API uint64_t gvm_lane_atomic_add(struct gvm_lane *lane, uint64_t va,
+				     uint64_t value, unsigned int size);
+GVM_API uint64_t gvm_lane_atomic_cmpxchg(struct gvm_lane *lane, uint64_t va,
+					 uint64_t expected, uint64_t desired,
+					 unsigned int size);
+/*
+ * A host pointer to the bytes at @va, for @access (GVM_ACCESS_READ or
+ * _WRITE), valid as described at the top (until the next boundary):
+ * *@len is in/out, the request in, the contiguous bytes available (> 0,
+ * up to the end of the page that maps @va) out.  NULL on a fault.  On a
+ * NULL page (or unmapped memory in a GVM_VM_SCRATCH_PAGE VM) a read span
+ * shows zeros and a write span is discarded.
+ */
+GVM_API void *gvm_lane_span(struct gvm_lane *lane, uint64_t va, size_t *len,
+			    unsigned int access);
+
+GVM_END_DECLS
+
+#endif
