@@ -58,4 +58,7 @@ struct gvm_mutex {
 	unsigned int rank;
 };
 
+/* The largest PAT index (cache attributes) of a GPU mapping: 3 bits. */
+#define GVM_PAT_MAX	7u
+
 #endif

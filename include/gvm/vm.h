@@ -194,9 +194,6 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
 				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
 
-/* The largest PAT index (cache attributes) of a mapping: 3 bits. */
-#define GVM_PAT_MAX	7u
-
 struct gvm_bind_op {
 	uint32_t op;			/* GVM_BIND_MAP ... */
 	uint32_t flags;			/* GVM_BIND_READONLY ... */

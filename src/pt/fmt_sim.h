@@ -44,6 +44,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <gvm/types.h>
+
 #define GVM_PTF_NAME		"sim"
 #define GVM_PTF_PAGE_LG2	12u		/* 4 KiB tables and pages */
 #define GVM_PTF_ENTRIES_LG2	9u		/* 512 entries per table */
@@ -61,7 +63,7 @@
 #define GVM_PTF_LEAF	(1ull << 5)
 #define GVM_PTF_CONT	(1ull << 6)
 #define GVM_PTF_PAT_SHIFT 7u
-#define GVM_PTF_PAT_MASK (7ull << GVM_PTF_PAT_SHIFT)
+#define GVM_PTF_PAT_MASK ((uint64_t)GVM_PAT_MAX << GVM_PTF_PAT_SHIFT)
 #define GVM_PTF_ZAPPED	(1ull << 11)
 #define GVM_PTF_ADDR_MASK (((1ull << GVM_PTF_ADDR_BITS) - 1) & ~0xfffull)
 
@@ -102,7 +104,7 @@ static inline uint64_t gvm__ptf_attrs(bool write, bool devmem, bool atomic,
 	return GVM_PTF_VALID | (write ? GVM_PTF_WRITE : 0) |
 	       (devmem ? GVM_PTF_DEVMEM : 0) | (atomic ? GVM_PTF_ATOMIC : 0) |
 	       (null ? GVM_PTF_NULL : 0) |
-	       ((uint64_t)(pat & 7) << GVM_PTF_PAT_SHIFT);
+	       ((uint64_t)(pat & GVM_PAT_MAX) << GVM_PTF_PAT_SHIFT);
 }
 
 /* A leaf at @level mapping @addr (ignored for NULL) with @attrs. */

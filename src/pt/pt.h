@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gvm/types.h>
+
 #include "core/buddy.h"
 #include "pt/pt_fmt.h"
 
@@ -78,9 +80,9 @@ struct gvm_pt_vm {
 #define GVM_PT_ATOMIC	(1u << 2)
 #define GVM_PT_NULL	(1u << 3)	/* sparse: no backing */
 #define GVM_PT_PAT_SHIFT 4u
-#define GVM_PT_PAT(x)	((unsigned int)(x) << GVM_PT_PAT_SHIFT)	/* 0..7 */
+#define GVM_PT_PAT(x)	((unsigned int)(x) << GVM_PT_PAT_SHIFT)	/* 0..GVM_PAT_MAX */
 #define GVM_PT_FLAGS_ALL (GVM_PT_WRITE | GVM_PT_DEVMEM | GVM_PT_ATOMIC | \
-			  GVM_PT_NULL | GVM_PT_PAT(7))
+			  GVM_PT_NULL | GVM_PT_PAT(GVM_PAT_MAX))
 #define GVM_PT_UNBIND	(1u << 7)	/* segment flag: clear the range (no
 					   other flag allowed) */
 

@@ -77,6 +77,7 @@
 #include "core/atomic.h"
 #include "core/debug.h"
 #include "core/lockrank.h"
+#include "core/page.h"
 #include "core/sync.h"
 #include "core/trace.h"
 #include "vm/bind.h"
@@ -172,14 +173,14 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 	uint64_t addr = op_addr(vm, op);
 	uint32_t f = op->flags;
 
-	if (f & ~GVM_BIND_FLAGS_ALL || op->pat > 7)
+	if (f & ~GVM_BIND_FLAGS_ALL || op->pat > GVM_PAT_MAX)
 		return -EINVAL;
 	if (op->op == GVM_BIND_UNMAP_ALL) {
 		if (f || op->addr || op->range)
 			return -EINVAL;
 		return check_bo(vm, op->bo);
 	}
-	if (!op->range || ((addr | op->range) & 4095) ||
+	if (!op->range || !gvm__page_aligned(addr | op->range) ||
 	    addr + op->range < addr || addr + op->range > va_end)
 		return -EINVAL;
 	switch (op->op) {
@@ -192,7 +193,7 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 		}
 		if (f & GVM_BIND_NULL)
 			return op->bo || op->bo_offset ? -EINVAL : 0;
-		if (check_bo(vm, op->bo) || (op->bo_offset & 4095) ||
+		if (check_bo(vm, op->bo) || !gvm__page_aligned(op->bo_offset) ||
 		    op->bo_offset > op->bo->size ||
 		    op->range > op->bo->size - op->bo_offset)
 			return -EINVAL;
@@ -201,7 +202,7 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 		return f || op->bo ? -EINVAL : 0;
 	case GVM_BIND_MAP_USERPTR:
 		if (f & ~(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE) || op->bo ||
-		    !vm->mm || (op->userptr & 4095) ||
+		    !vm->mm || !gvm__page_aligned(op->userptr) ||
 		    op->userptr + op->range < op->userptr)
 			return -EINVAL;
 		return 0;

@@ -86,6 +86,7 @@
  * them).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -110,6 +111,9 @@ struct pfence {
 	uint32_t enabled;		/* atomic: enable_signaling ran (set
 					   before the worker is kicked) */
 };
+
+_Static_assert(offsetof(struct pfence, base) == 0,
+	       "to_pfence() casts a gvm_fence to its pfence");
 
 static struct pfence *to_pfence(struct gvm_fence *f)
 {

@@ -7,6 +7,7 @@
 #define GVM_VM_VM_H
 
 #include <pthread.h>
+#include <stddef.h>
 
 #include <gvm/resv.h>
 #include <gvm/sched.h>
@@ -47,6 +48,9 @@ struct gvm_vma {
 	struct gvm_userptr *userptr;	/* KIND_USERPTR: its CPU side
 					   (userptr.c) */
 };
+
+_Static_assert(offsetof(struct gvm_vma, va) == 0,
+	       "to_vma() casts a struct gvm_va to its gvm_vma");
 
 static inline struct gvm_vma *to_vma(struct gvm_va *va)
 {
