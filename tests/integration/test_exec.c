@@ -11,6 +11,8 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "core/sync.h"
+#include "vm/vm.h"
 
 #define K4 4096ull
 #define M2 (2ull << 20)
@@ -493,6 +495,77 @@ TEST(exec_does_not_wait_for_own_bind_job)
 	ASSERT_EQ(p[1], 78);
 	gvm_fence_put(f);
 	gvm_fence_put(gate);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/* Does @va translate in @vm's committed page tables? */
+static bool mapped(struct gvm_vm *vm, uint64_t va)
+{
+	struct gvm_pt_xlate x;
+	int err;
+
+	gvm__mutex_lock(&vm->pt_lock);
+	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x);
+	gvm__mutex_unlock(&vm->pt_lock);
+	return !err;
+}
+
+/*
+ * Issue 10, defect 6: exec rebinds the VMAs of a BO a move zapped, but not
+ * one whose queued bind still waits for its in-sync: that mapping becomes
+ * visible when its bind job runs, not before.
+ */
+TEST(rebind_skips_vma_of_pending_bind)
+{
+	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = 4 * K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = 4 * K4 };
+	struct gvm_fence *in, *done = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_kernel k;
+	struct gvm_vm *vm2;
+	struct gvm_queue *q2;
+	struct gvm_bo *bo;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	op.bo = bo;
+	op.addr = VA;
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	/* the move zaps vm2's mapping and marks its handle evicted */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
+	ASSERT_FALSE(mapped(vm2, VA));
+	/* vm2 maps the BO again at VA + 1M, queued behind @in */
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[0].fence = in;
+	op.addr = VA + (1ull << 20);
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, s, 1));
+	/* exec's revalidation rebinds VA, not the pending VA + 1M */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + (1ull << 20) + 8, 5, 64));
+	s[1].out = &done;
+	ASSERT_OK(gvm_exec(q2, &k, &s[1], 1));
+	ASSERT_TRUE(mapped(vm2, VA));
+	ASSERT_FALSE(mapped(vm2, VA + (1ull << 20)));
+	ASSERT_EQ(gvm_fence_get_status(done), 0);	/* waits for the bind */
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(done), 1);
+	ASSERT_TRUE(mapped(vm2, VA + (1ull << 20)));
+	ASSERT_EQ(p[1], 5);
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
 	gvm_bo_put(bo);
 	teardown(&c);
 }
