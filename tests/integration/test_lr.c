@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "core/sync.h"
+#include "mm/mm.h"
 #include "sim/sim_internal.h"
 #include "vm/vm.h"
 
@@ -338,4 +339,110 @@ TEST(teardown_with_running_kernel)
 	gvm_bo_put(x);
 	ASSERT_OK(gvm_vm_destroy(vm));
 	gvm_device_put(dev);
+}
+
+/*
+ * Issue 10, defect 4: the two-pass rule across LR VMs.  An invalidation of
+ * userptrs in two LR VMs (two devices) must start preempting both before
+ * it waits for either.  Device A's kernel cannot park until device B's
+ * kernel parked (its lane 0 waits for that), so if pass 1 of A's userptr
+ * waited for A's preempt fence before B's pass 1 ran, it would never end.
+ * A's userptr starts lower, so the notifier visits it first.
+ */
+struct wait_park_args {
+	struct gvm_device *other;	/* lane 0 waits until it parked */
+	uint64_t *started;		/* host flag: lane 0 is running */
+};
+
+static void wait_park_fn(struct gvm_lane *l, const void *args)
+{
+	const struct wait_park_args *a = args;
+
+	if (gvm_lane_id(l))
+		return;
+	__atomic_store_n(a->started, 1, __ATOMIC_RELEASE);
+	while (!parks(a->other))
+		gvm_cpu_relax();
+}
+
+struct busy_args {
+	uint64_t *count;		/* host counter of lanes run */
+	const uint64_t *stop;		/* host flag: finish quickly */
+};
+
+static void busy_fn(struct gvm_lane *l, const void *args)
+{
+	const struct busy_args *a = args;
+	volatile uint32_t s;
+
+	(void)l;
+	__atomic_fetch_add(a->count, 1, __ATOMIC_RELAXED);
+	if (__atomic_load_n(a->stop, __ATOMIC_ACQUIRE))
+		return;
+	for (s = 0; s < 2000; s++)
+		;
+}
+
+TEST(userptr_invalidation_preempts_all_vms_before_waiting)
+{
+	struct gvm_sim_config cfg = { .nr_compute = 1 };
+	struct gvm_device *dev[2];
+	struct gvm_vm *vm[2];
+	struct gvm_queue *q[2];
+	struct wait_park_args wa;
+	struct busy_args ba;
+	struct gvm_kernel k;
+	struct gvm_vm_stats st;
+	struct gvm_mm *mm;
+	uint64_t uf[2], started = 0, count = 0, stop = 0;
+	uint8_t *buf;
+	int i;
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	buf = mmap(NULL, 2 * K4, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	for (i = 0; i < 2; i++) {
+		struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR,
+					  .addr = UVA, .range = (2 - i) * K4,
+					  .userptr = (uint64_t)(uintptr_t)
+						     (buf + i * K4) };
+
+		ASSERT_OK(gvm_sim_device_create(&cfg, &dev[i]));
+		ASSERT_OK(gvm_vm_create(dev[i], mm, GVM_VM_LR_MODE, &vm[i]));
+		ASSERT_OK(gvm_queue_create(vm[i], GVM_ENGINE_COMPUTE, &q[i]));
+		ASSERT_OK(gvm_vm_bind(vm[i], NULL, &op, 1, NULL, 0));
+	}
+	wa = (struct wait_park_args){ .other = dev[1], .started = &started };
+	ASSERT_OK(gvm_kernel_init(&k, "wait_park", wait_park_fn, 2, &wa,
+				  sizeof(wa)));
+	exec_lr(q[0], &k, &uf[0]);
+	ba = (struct busy_args){ .count = &count, .stop = &stop };
+	ASSERT_OK(gvm_kernel_init(&k, "busy", busy_fn, 1u << 20, &ba,
+				  sizeof(ba)));
+	exec_lr(q[1], &k, &uf[1]);
+	while (!ld(&started) || !ld(&count))
+		gvm_cpu_relax();
+
+	gvm__mm_invalidate(mm, (uint64_t)(uintptr_t)buf, 2 * K4,
+			   GVM_MM_EVENT_MIGRATE);
+
+	ASSERT_GE(parks(dev[1]), 1);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 2; i++) {
+		ASSERT_OK(gvm_user_fence_wait(&uf[i], 1,
+					      GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(nr_faults(vm[i]), 0);
+		ASSERT_OK(gvm_vm_stats(vm[i], &st));
+		ASSERT_EQ(st.userptr_invalidations, 1);
+		ASSERT_GE(st.preemptions, 1);
+	}
+	ASSERT_EQ(ld(&count), 1u << 20);
+	for (i = 0; i < 2; i++) {
+		gvm_queue_destroy(q[i]);
+		ASSERT_OK(gvm_vm_destroy(vm[i]));
+		gvm_device_put(dev[i]);
+	}
+	munmap(buf, 2 * K4);
+	gvm_mm_put(mm);
 }
