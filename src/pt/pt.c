@@ -421,6 +421,9 @@ static struct gvm_pt *pt_split(struct walk *w, uint64_t e, unsigned int level,
 
 /* ---- prepare --------------------------------------------------------- */
 
+void (*gvm__pt_prepare_hook)(struct gvm_pt_vm *vm, uint64_t base,
+			     unsigned int level);
+
 static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 				     uint64_t base, unsigned int first,
 				     unsigned int count)
@@ -430,6 +433,8 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	unsigned int i;
 
 	gvm_assert(!t->rec);		/* one record per table and update */
+	if (gvm__pt_prepare_hook)
+		gvm__pt_prepare_hook(w->vm, base, t->level);
 	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
 	if (!r)
 		return NULL;

@@ -237,4 +237,13 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
  */
 int gvm__pt_validate(const struct gvm_pt_vm *vm);
 
+/*
+ * Test hook: if set, prepare calls it before it copies the committed
+ * entries of a connected table into a staged record (@base: the table's
+ * VA, @level), so tests can run a zap concurrently with that copy.
+ * Internal symbol (reachable from the test programs).
+ */
+extern void (*gvm__pt_prepare_hook)(struct gvm_pt_vm *vm, uint64_t base,
+				    unsigned int level);
+
 #endif

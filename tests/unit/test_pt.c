@@ -8,6 +8,7 @@
  */
 #include "pt/pt.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "core/alloc.h"
@@ -1751,4 +1752,76 @@ TEST(mem_lock)
 	gvm__mutex_fini(&notifier);
 	gvm__mutex_fini(&vm_lock);
 	gvm__mutex_fini(&lock);
+}
+
+/*
+ * A zap *during* prepare (issue 10, defect 7): prepare copies the
+ * committed entries of the level-0 table into its record while another
+ * thread zaps one of them (the invalidation path stores under the notifier
+ * lock only, which prepare does not hold).  The copy must read entries
+ * atomically (a C11 data race otherwise: run under TSan, which sees no
+ * happens-before here: the hand-off flags are relaxed), and the commit
+ * must keep the zap outside the update's segments.
+ */
+static struct {
+	struct gvm_pt_vm *vm;
+	pthread_mutex_t lock;		/* the "notifier lock" */
+	int go, done;			/* relaxed on purpose */
+} zdp;
+
+static void *zdp_zapper(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&zdp.go, __ATOMIC_RELAXED))
+		gvm_cpu_relax();
+	pthread_mutex_lock(&zdp.lock);
+	ASSERT_OK(gvm__pt_zap(zdp.vm, 0, K4, NULL));
+	pthread_mutex_unlock(&zdp.lock);
+	__atomic_store_n(&zdp.done, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void zdp_hook(struct gvm_pt_vm *vm, uint64_t base, unsigned int level)
+{
+	if (vm != zdp.vm || level || base)
+		return;
+	__atomic_store_n(&zdp.go, 1, __ATOMIC_RELAXED);
+	while (!__atomic_load_n(&zdp.done, __ATOMIC_RELAXED))
+		gvm_cpu_relax();
+}
+
+TEST(update_zap_during_prepare)
+{
+	struct gvm_pt_extent a = { 10 * G1, K64 }, b = { 11 * G1, K4 };
+	struct gvm_pt_seg s = SMAP(2 * K4, 3 * K4, 0, &b);
+	struct gvm_pt_update upd;
+	struct gvm_pt_tlb tlb;
+	struct env v;
+	pthread_t t;
+
+	env_init(&v, 16ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 0, K64, &a, 1, 0, NULL));
+	zdp.vm = &v.vm;
+	zdp.go = zdp.done = 0;
+	pthread_mutex_init(&zdp.lock, NULL);
+	ASSERT_OK(pthread_create(&t, NULL, zdp_zapper, NULL));
+	gvm__pt_prepare_hook = zdp_hook;
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, &s, 1, &upd));
+	gvm__pt_prepare_hook = NULL;
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_EQ(zdp.done, 1);
+	pthread_mutex_lock(&zdp.lock);
+	gvm__pt_update_commit(&upd, &tlb, NULL);
+	pthread_mutex_unlock(&zdp.lock);
+	/* the zapped entry stays zapped, the segment is written, the rest of
+	   the 64K group lost its hint but kept its mapping */
+	ASSERT_EQ(xl(&v.vm, 0, COMMITTED), ~0ull);
+	ASSERT_TRUE(gvm__ptf_is_zapped(raw(&v.vm, 0, COMMITTED)));
+	ASSERT_EQ(xl(&v.vm, 2 * K4, COMMITTED), b.addr);
+	ASSERT_EQ(xl(&v.vm, K4, COMMITTED), a.addr + K4);
+	ASSERT_EQ(xl(&v.vm, 15 * K4, COMMITTED), a.addr + 15 * K4);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 0, K64, NULL));
+	pthread_mutex_destroy(&zdp.lock);
+	env_fini(&v);
 }
