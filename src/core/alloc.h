@@ -20,11 +20,13 @@
 #include <stdlib.h>
 
 #include "core/atomic.h"
+#include "core/lockrank.h"
 
 extern long gvm__alloc_fail_nth;
 
 static inline bool gvm__alloc_inject(void)
 {
+	gvm__signalling_no_alloc();	/* debug builds: see lockrank.h */
 	if (__builtin_expect(gvm_load_relaxed(&gvm__alloc_fail_nth) <= 0, 1))
 		return false;
 	return gvm_fetch_sub_acq_rel(&gvm__alloc_fail_nth, 1) == 1;

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Debug-build lock-order checker (see lockrank.h for the rules).
+ * Debug-build lock-order checker and fence-signalling annotations (see
+ * lockrank.h for the rules).
  *
- * Locking: none needed; the state is a per-thread stack of held locks.
+ * Locking: none needed; the state is a per-thread stack of held locks and
+ * a per-thread signalling depth.
  * What it does not do: it checks one thread's acquisition order against the
  * static rank table; it does not build a dependency graph across threads
  * (lockdep does).  The rank table makes that unnecessary: a strict total order
@@ -24,10 +26,35 @@ struct held_lock {
 
 static __thread struct held_lock held[MAX_HELD];
 static __thread unsigned int nr_held;
+static __thread unsigned int signalling;	/* nesting depth */
+
+void gvm__signalling_begin(void)
+{
+	signalling++;
+}
+
+void gvm__signalling_end(void)
+{
+	if (!signalling)
+		gvm__panic(__FILE__, __LINE__,
+			   "fence-signalling section ended twice");
+	signalling--;
+}
+
+void gvm__signalling_no_alloc(void)
+{
+	if (signalling)
+		gvm__panic(__FILE__, __LINE__,
+			   "allocation in a fence-signalling critical section");
+}
 
 void gvm__lockrank_acquire(const void *lock, unsigned int rank,
 			   const char *name, bool trylock)
 {
+	if (signalling && rank == GVM_RANK_VM)
+		gvm__panic(__FILE__, __LINE__,
+			   "acquiring \"%s\" in a fence-signalling critical "
+			   "section", name);
 	for (unsigned int i = 0; i < nr_held; i++) {
 		const struct held_lock *h = &held[i];
 

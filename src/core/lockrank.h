@@ -43,7 +43,21 @@ static inline bool gvm_lock_rank_nestable(unsigned int rank)
 	return rank == GVM_RANK_RESV || rank == GVM_RANK_FENCE;
 }
 
+/*
+ * Fence-signalling critical sections.  Code that a published fence's
+ * signalling depends on (a bind job's run: every exec and bind waiting for
+ * it depends on it) runs between gvm__signalling_begin() and _end(), as
+ * dma_fence_begin_signalling() annotates in Linux.  Inside one it must not
+ * take vm->lock (rank VM: a holder of vm->lock may wait for such a fence)
+ * nor allocate from the heap (gvm__malloc & co., which may fail and so
+ * leave the fence unsignalled).  Debug builds report either as a
+ * violation and abort; sections nest.
+ */
 #if GVM_DEBUG >= 1
+void gvm__signalling_begin(void);
+void gvm__signalling_end(void);
+/* Aborts if called inside a fence-signalling critical section. */
+void gvm__signalling_no_alloc(void);
 void gvm__lockrank_acquire(const void *lock, unsigned int rank,
 			   const char *name, bool trylock);
 void gvm__lockrank_release(const void *lock);
@@ -51,6 +65,15 @@ bool gvm__lockrank_held(const void *lock);
 /* Highest rank among the locks the calling thread holds, 0 if none. */
 unsigned int gvm__lockrank_max_held(void);
 #else
+static inline void gvm__signalling_begin(void)
+{
+}
+static inline void gvm__signalling_end(void)
+{
+}
+static inline void gvm__signalling_no_alloc(void)
+{
+}
 static inline void gvm__lockrank_acquire(const void *lock, unsigned int rank,
 					 const char *name, bool trylock)
 {

@@ -179,6 +179,7 @@ struct gvm_pt_rec {
 	uint64_t base;			/* VA of the table's entry 0 */
 	unsigned int first, count;	/* entry range */
 	unsigned int new_live;		/* live count after commit */
+	bool reserved;			/* in a reserve's arena: not freed */
 	uint64_t *new_e, *old_e;	/* [count] */
 	struct gvm_pt **new_c;		/* [count], NULL at level 0; the old
 					   children are table->children[]
@@ -202,6 +203,7 @@ struct wseg {
 struct walk {
 	struct gvm_pt_update *upd;
 	struct gvm_pt_vm *vm;
+	struct gvm_pt_reserve *res;	/* allocate from it, or NULL */
 	const struct wseg *s, *s_end;	/* current segment, end of the list */
 	size_t xi;			/* current extent of *s */
 	uint64_t xoff;			/* offset in ext[xi] */
@@ -314,7 +316,7 @@ static bool runs_hit(const struct gvm_pt_update *upd, uint64_t lo,
 
 static void runs_free(struct gvm_pt_update *upd)
 {
-	if (upd->runs != &upd->run0)
+	if (upd->runs != &upd->run0 && !upd->runs_reserved)
 		free((void *)upd->runs);
 	upd->runs = NULL;
 	upd->nr_runs = 0;
@@ -335,8 +337,12 @@ static inline void mem_unlock(const struct gvm_pt_vm *vm)
 		gvm__mutex_unlock(vm->mem.lock);
 }
 
-static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
-			       bool zero, int *err)
+/*
+ * A table (host shadow + a page of the buddy), not yet counted.  @level
+ * sizes children[] (a reserve's spares get one whatever their level).
+ */
+static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
+				  bool zero, int *err)
 {
 	size_t sz = sizeof(struct gvm_pt) +
 		    (level ? PT_N * sizeof(struct gvm_pt *) : 0);
@@ -372,24 +378,86 @@ static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	t->is_new = 0;
 	if (zero)
 		memset(t->cpu, 0, PT_PAGE);
-	vm->nr_tables++;
 	return t;
 }
 
-static void pt_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
+static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
+			       bool zero, int *err)
+{
+	struct gvm_pt *t = table_alloc(vm, level, zero, err);
+
+	if (t)
+		vm->nr_tables++;
+	return t;
+}
+
+static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 {
 	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
 	mem_unlock(vm);
 	free(t);
+}
+
+static void pt_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
+{
+	table_free(vm, t);
 	vm->nr_tables--;
+}
+
+/* ---- reserves (see RESERVES) ------------------------------------------- */
+
+static void *res_alloc(struct gvm_pt_reserve *res, size_t size)
+{
+	void *p;
+
+	size = (size + 15) & ~(size_t)15;
+	if (GVM_WARN_ON(res->mem_used + size > res->mem_size))
+		return NULL;
+	p = res->mem + res->mem_used;
+	res->mem_used += size;
+	return p;
+}
+
+/* Memory for the walk: from the reserve if there is one, else the heap. */
+static void *walk_alloc(struct gvm_pt_reserve *res, size_t size)
+{
+	return res ? res_alloc(res, size) : gvm__malloc(size);
+}
+
+static void walk_free(struct gvm_pt_reserve *res, void *p)
+{
+	if (!res)
+		free(p);
+}
+
+/* A reserved table taken for @level (it enters vm->nr_tables now). */
+static struct gvm_pt *res_take(struct gvm_pt_vm *vm,
+			       struct gvm_pt_reserve *res, unsigned int level,
+			       bool zero, int *err)
+{
+	struct gvm_pt *t = res->tables;
+
+	if (GVM_WARN_ON(!t)) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	res->tables = t->next;
+	res->nr_tables--;
+	t->next = NULL;
+	t->level = (uint8_t)level;
+	if (zero)
+		memset(t->cpu, 0, PT_PAGE);
+	vm->nr_tables++;
+	return t;
 }
 
 /* A table built by the pending update. */
 static struct gvm_pt *pt_new(struct walk *w, unsigned int level, bool zero,
 			     int *err)
 {
-	struct gvm_pt *t = pt_alloc(w->vm, level, zero, err);
+	struct gvm_pt *t = w->res ? res_take(w->vm, w->res, level, zero, err)
+				  : pt_alloc(w->vm, level, zero, err);
 
 	if (!t)
 		return NULL;
@@ -435,9 +503,10 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	gvm_assert(!t->rec);		/* one record per table and update */
 	if (gvm__pt_prepare_hook)
 		gvm__pt_prepare_hook(w->vm, base, t->level);
-	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
+	r = walk_alloc(w->res, sizeof(*r) + words * sizeof(uint64_t));
 	if (!r)
 		return NULL;
+	r->reserved = w->res;
 	r->table = t;
 	r->base = base;
 	r->first = first;
@@ -876,7 +945,7 @@ static size_t segs_to_walk(const struct gvm_pt_seg *segs, size_t n,
 					       s->flags & GVM_PT_DEVMEM,
 					       s->flags & GVM_PT_ATOMIC, null,
 					       (s->flags >> GVM_PT_PAT_SHIFT) &
-						       7);
+						       GVM_PAT_MAX);
 		if (p && p->end == s->va && (unbind || null) &&
 		    p->unbind == unbind && p->null == null &&
 		    p->attrs == attrs) {
@@ -895,7 +964,7 @@ static size_t segs_to_walk(const struct gvm_pt_seg *segs, size_t n,
 
 /* Stores the union of @ws[0..n) in @upd as runs (adjacent ones merged). */
 static int runs_create(struct gvm_pt_update *upd, const struct wseg *ws,
-		       size_t n)
+		       size_t n, struct gvm_pt_reserve *res)
 {
 	struct gvm_pt_run *runs;
 	size_t k, nr = 1;
@@ -905,9 +974,10 @@ static int runs_create(struct gvm_pt_update *upd, const struct wseg *ws,
 	if (nr == 1) {
 		runs = &upd->run0;
 	} else {
-		runs = gvm__calloc(nr, sizeof(*runs));
+		runs = walk_alloc(res, nr * sizeof(*runs));
 		if (!runs)
 			return -ENOMEM;
+		upd->runs_reserved = res;
 	}
 	nr = 0;
 	for (k = 0; k < n; k++) {
@@ -921,8 +991,129 @@ static int runs_create(struct gvm_pt_update *upd, const struct wseg *ws,
 	return 0;
 }
 
+/* ---- reserves (RESERVES) ------------------------------------------------ */
+
+/*
+ * Entries of @level >= 1 lying wholly inside segment @s below which the
+ * walk descends (see SEGMENTS: not where the entry becomes a leaf or is
+ * cleared).  Counted per extent, so a huge NULL or UNBIND segment costs
+ * nothing and a mapping costs its extents, not its size.
+ */
+static uint64_t descending_inside(const struct gvm_pt_seg *s,
+				  unsigned int level)
+{
+	uint64_t span = span_of(level), m = span - 1;
+	uint64_t lo = (s->va + m) & ~m, hi = s->end & ~m;
+	uint64_t n = 0, at = s->va;
+	size_t k;
+
+	if (lo >= hi || (s->flags & GVM_PT_UNBIND))
+		return 0;
+	if (!gvm__ptf_can_leaf(level))
+		return (hi - lo) / span;
+	if (s->flags & GVM_PT_NULL)
+		return 0;
+	for (k = 0; k < s->n; at += s->ext[k].len, k++) {
+		const struct gvm_pt_extent *x = &s->ext[k];
+		uint64_t end = at + x->len;
+		uint64_t a = at > lo ? at : lo, b = end < hi ? end : hi;
+		uint64_t first, last;
+
+		if (a >= b)
+			continue;
+		first = a & ~m;
+		last = (b - 1) & ~m;
+		if ((x->addr - at) & m) {	/* no entry of it fits */
+			n += (last - first) / span + 1;
+			continue;
+		}
+		/* aligned: the entries crossing its ends descend */
+		n += first < at;
+		n += last + span > end && !(last == first && first < at);
+	}
+	return n;
+}
+
+int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
+		    size_t n, struct gvm_pt_reserve *res)
+{
+	uint64_t tables = 0, mem = 0;
+	unsigned int level;
+	size_t k;
+	int err = 0;
+
+	memset(res, 0, sizeof(*res));
+	for (k = 0; k < n; k++) {
+		err = check_seg(vm, &segs[k]);
+		if (err)
+			return err;
+	}
+	/*
+	 * A table is visited below every level >= 1 entry the walk descends
+	 * into: one new table or one record of a connected one, at most.
+	 * Entries crossing a segment's edges always may; entries inside
+	 * one per descending_inside().  Plus the root's record.
+	 */
+	for (level = vm->levels - 1; level >= 1; level--) {
+		uint64_t span = span_of(level), visited = 0;
+
+		for (k = 0; k < n; k++) {
+			const struct gvm_pt_seg *s = &segs[k];
+
+			visited += ((s->va & (span - 1)) != 0) +
+				   ((s->end & (span - 1)) != 0);
+			visited += descending_inside(s, level);
+		}
+		tables += visited;
+		mem += visited * (sizeof(struct gvm_pt_rec) + 16 +
+				  (size_t)PT_N * (level - 1 ? 3 : 2) *
+					  sizeof(uint64_t));
+	}
+	mem += sizeof(struct gvm_pt_rec) + 16 + (size_t)PT_N * 3 * 8;
+	if (n > SEG_STACK)
+		mem += n * sizeof(struct wseg) + 16;
+	if (n > 1)
+		mem += n * sizeof(struct gvm_pt_run) + 16;
+	res->mem = gvm__malloc(mem);
+	if (!res->mem)
+		return -ENOMEM;
+	res->mem_size = mem;
+	for (; tables; tables--) {
+		struct gvm_pt *t = table_alloc(vm, 1, false, &err);
+
+		if (!t) {
+			gvm__pt_reserve_fini(vm, res);
+			return err;
+		}
+		t->next = res->tables;
+		res->tables = t;
+		res->nr_tables++;
+	}
+	return 0;
+}
+
+void gvm__pt_reserve_fini(struct gvm_pt_vm *vm, struct gvm_pt_reserve *res)
+{
+	struct gvm_pt *t, *tn;
+
+	for (t = res->tables; t; t = tn) {
+		tn = t->next;
+		table_free(vm, t);
+	}
+	free(res->mem);
+	memset(res, 0, sizeof(*res));
+}
+
 int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 			   size_t n, struct gvm_pt_update *upd)
+{
+	return gvm__pt_update_prepare_reserved(vm, segs, n, NULL, upd);
+}
+
+int gvm__pt_update_prepare_reserved(struct gvm_pt_vm *vm,
+				    const struct gvm_pt_seg *segs, size_t n,
+				    struct gvm_pt_reserve *res,
+				    struct gvm_pt_update *upd)
 {
 	struct wseg stack[SEG_STACK], *ws = stack;
 	struct walk w;
@@ -942,18 +1133,19 @@ int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 	if (vm->pending)
 		return -EBUSY;
 	if (n > SEG_STACK) {
-		ws = gvm__calloc(n, sizeof(*ws));
+		ws = walk_alloc(res, n * sizeof(*ws));
 		if (!ws)
 			return -ENOMEM;
 	}
 	nw = segs_to_walk(segs, n, ws);
 	memset(upd, 0, sizeof(*upd));
 	upd->vm = vm;
-	err = runs_create(upd, ws, nw);
+	err = runs_create(upd, ws, nw, res);
 	if (err)
 		goto out;
 	vm->pending = upd;
-	w = (struct walk){ .upd = upd, .vm = vm, .s = ws, .s_end = ws + nw };
+	w = (struct walk){ .upd = upd, .vm = vm, .res = res, .s = ws,
+			   .s_end = ws + nw };
 	err = walk_table(&w, vm->root, 0, false, &live);
 	if (err) {
 		gvm__pt_update_abort(upd);
@@ -962,7 +1154,7 @@ int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 	seg_skip(&w, UINT64_MAX);	/* asserts all backing consumed */
 out:
 	if (ws != stack)
-		free(ws);
+		walk_free(res, ws);
 	return err;
 }
 
@@ -1070,7 +1262,8 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 		}
 		t->live = (uint16_t)r->new_live;
 		t->rec = NULL;
-		free(r);
+		if (!r->reserved)
+			free(r);
 	}
 	for (t = upd->new_tables; t; t = t->next)
 		t->is_new = 0;
@@ -1095,7 +1288,8 @@ void gvm__pt_update_abort(struct gvm_pt_update *upd)
 	for (r = upd->recs; r; r = rn) {
 		rn = r->next;
 		r->table->rec = NULL;
-		free(r);
+		if (!r->reserved)
+			free(r);
 	}
 	for (t = upd->new_tables; t; t = tn) {
 		tn = t->next;

@@ -140,6 +140,7 @@ struct gvm_pt_update {
 					   runs[] is allocated */
 	struct gvm_pt_rec *recs;	/* staged changes of connected tables */
 	struct gvm_pt *new_tables;	/* tables built for this update */
+	bool runs_reserved;		/* runs[] is in a reserve's arena */
 	uint64_t tlb_lo, tlb_hi;	/* changed in-use entries, [lo, hi) */
 };
 
@@ -180,6 +181,41 @@ void gvm__pt_vm_fini(struct gvm_pt_vm *vm);
  */
 int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 			   size_t n, struct gvm_pt_update *upd);
+
+/*
+ * What a prepare of given segments may allocate, allocated ahead (see
+ * RESERVES in pt.c): for a prepare that must not fail for memory, such as
+ * one on a fence-signalling path.  Caller-owned; zero-initialise.
+ */
+struct gvm_pt_reserve {
+	struct gvm_pt *tables;		/* spare tables, on ->next */
+	size_t nr_tables;
+	uint8_t *mem;			/* arena: records, segments, runs */
+	size_t mem_size, mem_used;
+};
+
+/*
+ * Reserves what a prepare of @segs[0..n) (as for gvm__pt_update_prepare)
+ * can need, whatever the tables look like by then.  Touches no table and
+ * no VM counter: needs no lock of the VM's.  0, -EINVAL (bad segments),
+ * -ENOMEM or -ENOSPC with nothing reserved.
+ */
+int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
+		    size_t n, struct gvm_pt_reserve *res);
+
+/* Frees what is left of @res, after the update it served was committed
+   or aborted (its records live in the arena until then). */
+void gvm__pt_reserve_fini(struct gvm_pt_vm *vm, struct gvm_pt_reserve *res);
+
+/*
+ * gvm__pt_update_prepare, allocating only from @res (NULL: from the heap
+ * and the buddy).  With a reserve made for the same segments it cannot
+ * fail for memory.
+ */
+int gvm__pt_update_prepare_reserved(struct gvm_pt_vm *vm,
+				    const struct gvm_pt_seg *segs, size_t n,
+				    struct gvm_pt_reserve *res,
+				    struct gvm_pt_update *upd);
 
 /*
  * One-segment forms of gvm__pt_update_prepare: binding [va, va + size) to

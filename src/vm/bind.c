@@ -742,7 +742,10 @@ static int prepare(struct bind *b)
 	b->rf = gvm__range_fence_alloc();
 	if (!b->rf)
 		return -ENOMEM;
-	err = gvm__bind_job_create(b->q, &b->bj);
+	/* The job's prepare must not fail for memory (issue 10, #8). */
+	err = gvm__vm_update_reserve(&b->upd);
+	if (!err)
+		err = gvm__bind_job_create(b->q, &b->bj);
 	for (i = 0; i < b->nr_deps && !err; i++)
 		err = gvm__bind_job_add_dep(b->bj, b->deps[i]);
 	return err;

@@ -74,18 +74,21 @@ static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 
 	GVM_TRACE_BIND_JOB(vm->dev, vm->dev->name, job->queue,
 			   bj->upd.nr_segs);
+	gvm__signalling_begin();
 	gvm__mutex_lock(&vm->pt_lock);
 	err = gvm__vm_banned(vm) ? -EIO : gvm__bind_inject_check(
 						 GVM_BIND_STAGE_RUN);
 	if (!err)
-		err = gvm__vm_update_prepare(&bj->upd);
+		err = gvm__vm_update_prepare(&bj->upd);	/* reserved */
 	if (!err)
 		err = gvm__vm_update_commit(&bj->upd, GVM_UPDATE_STALE_ZAP);
 	gvm__mutex_unlock(&vm->pt_lock);
+	gvm__signalling_end();
 	if (err) {
 		gvm__vm_ban(vm, err);
 		return -EIO;
 	}
+	/* The backend's TLB fence: allocated by the backend (device.h). */
 	*hw_fence = gvm__vm_update_tlb_submit(&bj->upd);
 	return 0;
 }

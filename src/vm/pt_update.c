@@ -120,20 +120,42 @@ int gvm__vm_update_retire(struct gvm_vm_update *u, struct gvm_vma *vma)
 	return add_vma(&u->retire, &u->nr_retire, &u->cap_retire, vma);
 }
 
+/* ext[] is final (no more add()): the segments get their pointers. */
+static void fix_ext(struct gvm_vm_update *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->nr_segs; i++)
+		u->segs[i].ext = u->segs[i].n ? u->ext + u->seg_ext[i] : NULL;
+}
+
+int gvm__vm_update_reserve(struct gvm_vm_update *u)
+{
+	int err;
+
+	gvm_assert(!u->reserved && !u->prepared);
+	if (!u->nr_segs)
+		return 0;
+	fix_ext(u);
+	err = gvm__pt_reserve(&u->vm->pt, u->segs, u->nr_segs, &u->res);
+	if (!err)
+		u->reserved = true;
+	return err;
+}
+
 int gvm__vm_update_prepare(struct gvm_vm_update *u)
 {
 	struct gvm_vm *vm = u->vm;
-	size_t i;
 	int err;
 
 	gvm_lockdep_assert_held(&vm->pt_lock);
 	gvm_assert(!u->prepared);
 	if (!u->nr_segs)
 		return 0;
-	/* ext[] is final: the segments get their pointers. */
-	for (i = 0; i < u->nr_segs; i++)
-		u->segs[i].ext = u->segs[i].n ? u->ext + u->seg_ext[i] : NULL;
-	err = gvm__pt_update_prepare(&vm->pt, u->segs, u->nr_segs, &u->pt);
+	fix_ext(u);
+	err = gvm__pt_update_prepare_reserved(&vm->pt, u->segs, u->nr_segs,
+					      u->reserved ? &u->res : NULL,
+					      &u->pt);
 	if (!err)
 		u->prepared = true;
 	return err;
@@ -211,6 +233,9 @@ void gvm__vm_update_fini(struct gvm_vm_update *u)
 		u->prepared = false;
 	}
 	gvm_assert(!u->dead.nr);
+	if (u->reserved)
+		gvm__pt_reserve_fini(&u->vm->pt, &u->res);
+	u->reserved = false;
 	free(u->segs);
 	free(u->seg_ext);
 	free(u->ext);

@@ -55,6 +55,8 @@ struct gvm_vm_update {
 	struct gvm_vma **retire;	/* userptrs leaving the VM */
 	size_t nr_retire, cap_retire;
 
+	struct gvm_pt_reserve res;	/* what prepare may use, if reserved */
+	bool reserved;
 	struct gvm_pt_update pt;	/* prepared update */
 	bool prepared;
 	bool zapped;			/* commit zapped a stale userptr */
@@ -78,8 +80,16 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 int gvm__vm_update_retire(struct gvm_vm_update *u, struct gvm_vma *vma);
 
 /*
+ * Allocates now everything a later prepare of these segments can need
+ * (page-table pages, records), so that the prepare cannot fail for memory:
+ * for bind jobs, whose prepare runs on the fence-signalling path.  No lock
+ * needed.  0, -ENOMEM or -ENOSPC.
+ */
+int gvm__vm_update_reserve(struct gvm_vm_update *u);
+
+/*
  * Stages the segments (vm->pt_lock held).  0, -ENOMEM or -ENOSPC with
- * nothing changed.  No segment: nothing to stage, commit still does the
+ * nothing changed (never for memory once reserved).  No segment: nothing to stage, commit still does the
  * userptr transitions.
  */
 int gvm__vm_update_prepare(struct gvm_vm_update *u);

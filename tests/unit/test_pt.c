@@ -1076,6 +1076,8 @@ TEST(update_reference_model)
 		bool abort_it = gvm_rng_below(&r, 8) == 0;
 		bool inject = gvm_rng_below(&r, 8) == 0;
 		bool zap = gvm_rng_below(&r, 6) == 0;
+		bool reserved = gvm_rng_below(&r, 3) == 0;
+		struct gvm_pt_reserve res = { 0 };
 		struct gvm_pt_update upd;
 		struct gvm_pt_tlb tlb;
 		struct useg u;
@@ -1110,7 +1112,21 @@ TEST(update_reference_model)
 				gvm__buddy_fail_alloc_after =
 					(long)gvm_rng_below(&r, 4);
 		}
-		ret = gvm__pt_update_prepare(&v.vm, u.s, u.n, &upd);
+		if (reserved) {
+			/* Whatever the tables hold, a reserved prepare never
+			   allocates: every allocation would fail now. */
+			ret = gvm__pt_reserve(&v.vm, u.s, u.n, &res);
+			if (!ret) {
+				gvm__alloc_fail_nth = 1;
+				gvm__buddy_fail_alloc_after = 0;
+				ret = gvm__pt_update_prepare_reserved(
+					&v.vm, u.s, u.n, &res, &upd);
+				ASSERT_OK(ret);
+				ASSERT_EQ(gvm__alloc_fail_nth, 1);
+			}
+		} else {
+			ret = gvm__pt_update_prepare(&v.vm, u.s, u.n, &upd);
+		}
 		gvm__alloc_fail_nth = 0;
 		gvm__buddy_fail_alloc_after = -1;
 		if (ret) {
@@ -1162,6 +1178,7 @@ TEST(update_reference_model)
 				ASSERT_TRUE(tlb_covers(&tlb, pg.va[k]));
 		}
 check:
+		gvm__pt_reserve_fini(&v.vm, &res);
 		ASSERT_TRUE(!v.vm.pending);
 		ASSERT_OK(gvm__pt_validate(&v.vm));
 		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables);

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The debug-build lock checker (core/lockrank.h): lock order, and the
+ * fence-signalling critical sections, whose rules (no vm->lock, no heap
+ * allocation) bind jobs rely on.  A violation aborts, so each bad case
+ * runs in a child process that must die; the good cases run in place.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "core/alloc.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+
+static struct gvm_mutex vm_lock, pt_lock, leaf;
+
+static void init_locks(void)
+{
+	gvm__mutex_init(&vm_lock, "test.vm_lock", GVM_RANK_VM);
+	gvm__mutex_init(&pt_lock, "test.pt_lock", GVM_RANK_PT);
+	gvm__mutex_init(&leaf, "test.leaf", GVM_RANK_LEAF);
+}
+
+/* Runs @fn in a child, which must abort (a violation). */
+static void expect_violation(void (*fn)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, 2);	/* the expected report */
+		fn();
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFSIGNALED(status) ||
+		    (WIFEXITED(status) && WEXITSTATUS(status) != 0));
+}
+
+static bool checked(void)
+{
+	if (GVM_DEBUG < 1 || UNDER_TSAN) {
+		/* release: compiled away; TSan: no fork() with threads */
+		printf("SKIP (needs a debug build without TSan)\n");
+		return false;
+	}
+	init_locks();
+	return true;
+}
+
+static void order_violation(void)
+{
+	gvm__mutex_lock(&pt_lock);
+	gvm__mutex_lock(&vm_lock);
+}
+
+static void vm_lock_while_signalling(void)
+{
+	gvm__signalling_begin();
+	gvm__mutex_lock(&vm_lock);
+}
+
+static void alloc_while_signalling(void)
+{
+	gvm__signalling_begin();
+	gvm__mutex_lock(&pt_lock);
+	free(gvm__malloc(16));
+}
+
+static void end_without_begin(void)
+{
+	gvm__signalling_end();
+}
+
+TEST(order_violation_aborts)
+{
+	if (!checked())
+		return;
+	expect_violation(order_violation);
+}
+
+TEST(signalling_section_rejects_vm_lock)
+{
+	if (!checked())
+		return;
+	expect_violation(vm_lock_while_signalling);
+}
+
+TEST(signalling_section_rejects_allocation)
+{
+	if (!checked())
+		return;
+	expect_violation(alloc_while_signalling);
+	expect_violation(end_without_begin);
+}
+
+TEST(signalling_section_allows_the_rest)
+{
+	void *p;
+
+	if (!checked())
+		return;
+	/* pt_lock and leaf locks may be taken, sections nest */
+	gvm__signalling_begin();
+	gvm__signalling_begin();
+	gvm__mutex_lock(&pt_lock);
+	gvm__mutex_lock(&leaf);
+	gvm__mutex_unlock(&leaf);
+	gvm__mutex_unlock(&pt_lock);
+	gvm__signalling_end();
+	gvm__signalling_end();
+	/* outside: vm->lock and allocation again */
+	gvm__mutex_lock(&vm_lock);
+	p = gvm__malloc(16);
+	ASSERT_TRUE(p != NULL);
+	free(p);
+	gvm__mutex_unlock(&vm_lock);
+}
