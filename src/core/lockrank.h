@@ -94,6 +94,9 @@ static inline unsigned int gvm__lockrank_max_held(void)
 /* Asserts (debug builds) that the calling thread holds @lock. */
 #define gvm_lockdep_assert_held(lock) gvm_assert(gvm__lockrank_held(lock))
 
+/* Asserts (debug builds) that the calling thread holds no checked lock. */
+#define gvm_lockdep_assert_none_held() gvm_assert(!gvm__lockrank_max_held())
+
 /*
  * Asserts (debug builds) that the calling thread may block: it holds no lock
  * of the non-blocking ranks (scheduler queue and above: those sections,

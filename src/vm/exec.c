@@ -131,6 +131,7 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
 	struct gvm_vm *vm = q->vm;
 	struct gvm_list *pos;
 
+	gvm_lockdep_assert_held(&vm->notifier_lock);
 	if (gvm__vm_preempt_mode(vm)) {
 		gvm__lr_exec_commit_locked(q, pf);
 		return;

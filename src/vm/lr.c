@@ -183,8 +183,10 @@ bool gvm__lr_is_preempt_fence(const struct gvm_fence *f)
 /* vm->lock held. */
 static int pfence_create(struct gvm_queue *q, struct gvm_fence **out)
 {
-	struct pfence *pf = gvm__calloc(1, sizeof(*pf));
+	struct pfence *pf;
 
+	gvm_lockdep_assert_held(&q->vm->lock);
+	pf = gvm__calloc(1, sizeof(*pf));
 	if (!pf)
 		return -ENOMEM;
 	gvm_fence_init(&pf->base, &pfence_ops, q->lr_context, ++q->lr_seqno);
@@ -319,6 +321,7 @@ static int worker_pass(struct gvm_vm *vm)
 	bool again;
 	int err;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	/* 1. Stop every queue. */
 	for_each_lr_queue(q, pos, vm)
 		gvm_fence_enable_signaling(q->pfence);
@@ -411,6 +414,7 @@ static bool needs_pass(struct gvm_vm *vm)
 	struct gvm_queue *q;
 	struct gvm_list *pos;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	if (vm->closed || gvm__vm_banned(vm))
 		return false;
 	for_each_lr_queue(q, pos, vm)

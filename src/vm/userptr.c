@@ -284,6 +284,7 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma)
 	struct gvm_userptr *u;
 	int err;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	if (!vm->mm)
 		return -EINVAL;
 	u = gvm__calloc(1, sizeof(*u));
@@ -307,6 +308,7 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 {
 	struct gvm_userptr *u = vma->userptr;
 
+	gvm_lockdep_assert_none_held();
 	if (!u)
 		return;
 	/* Live only if a failed bind job never took it down (banned VM). */
@@ -396,6 +398,7 @@ static int refetch(struct gvm_vm *vm, struct gvm_vma ***out, size_t *nr_out)
 	size_t nr = 0, cap = 0, i, k;
 	int err = 0;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm_list_for_each(pos, &vm->userptr_invalidated) {
 		struct gvm_userptr *u = gvm_list_entry(pos, struct gvm_userptr,

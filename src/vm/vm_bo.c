@@ -118,6 +118,7 @@ int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
 	struct gvm_list *pos;
 	int err = 0;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	gvm_lockset_until_all_locked(ls) {
 		err = gvm_lockset_prepare(ls, &vm->resv, nr_fences);
 		gvm_lockset_retry_on_contention(ls);
@@ -153,6 +154,7 @@ int gvm__vm_revalidate(struct gvm_vm *vm)
 	struct gvm_list *pos;
 	int err = 0;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	gvm_list_for_each(pos, &vm->vm_bos) {
 		struct gvm_bo *bo =
 			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
