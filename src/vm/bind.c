@@ -883,6 +883,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		return -EINVAL;
 	if (q && (q->vm != vm || q->engine != GVM_ENGINE_BIND))
 		return q->vm != vm ? -ENODEV : -EINVAL;
+	gvm__vm_reap(vm);
 	for (i = 0; i < n; i++) {
 		err = check_op(vm, &ops[i]);
 		if (err)

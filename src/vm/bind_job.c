@@ -102,7 +102,7 @@ static void bind_job_free(struct gvm_job *job)
 	gvm__vm_update_free_tables(&bj->upd, false);
 	gvm__vm_update_fini(&bj->upd);
 	for (i = 0; i < bj->nr_dead; i++)
-		gvm__vma_free(bj->dead[i]);
+		gvm__vma_free_deferred(bj->vm, bj->dead[i]);
 	free(bj->dead);
 	free(bj->proxies);
 	gvm__vm_put(bj->vm);

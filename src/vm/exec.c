@@ -174,6 +174,7 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		if ((syncs[i].flags & GVM_SYNC_SIGNAL) &&
 		    syncs[i].type != GVM_SYNC_USER_FENCE)
 			return -EINVAL;
+	gvm__vm_reap(vm);
 	err = gvm__syncs_parse(&set, syncs, ns);
 	if (err)
 		return err;

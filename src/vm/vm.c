@@ -45,6 +45,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	pthread_cond_destroy(&vm->lr_cond);
 	gvm__mutex_fini(&vm->lr_lock);
 	gvm__mutex_fini(&vm->fault_lock);
+	gvm__mutex_fini(&vm->dead_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->pt_lock);
 	gvm__mutex_fini(&vm->lock);
@@ -56,6 +57,7 @@ static void vm_free(struct gvm_vm *vm)
 {
 	struct gvm_device *dev = vm->dev;
 
+	gvm__vm_reap(vm);	/* a bind job may drop the last reference */
 	vm_free_struct(vm);
 	gvm_device_put(dev);
 }
@@ -104,6 +106,8 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm__mutex_init(&vm->notifier_lock, "vm.notifier_lock",
 			GVM_RANK_NOTIFIER);
 	gvm__mutex_init(&vm->fault_lock, "vm.fault_lock", GVM_RANK_LEAF);
+	gvm__mutex_init(&vm->dead_lock, "vm.dead_lock", GVM_RANK_LEAF);
+	gvm_list_init(&vm->dead_vmas);
 	gvm_resv_init(&vm->resv);
 	gvm_list_init(&vm->vm_bos);
 	gvm_list_init(&vm->range_fences);
@@ -161,6 +165,31 @@ void gvm__vma_free(struct gvm_vma *vma)
 	if (vma->bind_fence)
 		gvm_fence_put(vma->bind_fence);
 	free(vma);
+}
+
+void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma)
+{
+	if (!vma->userptr) {
+		gvm__vma_free(vma);
+		return;
+	}
+	gvm__mutex_lock(&vm->dead_lock);
+	gvm_list_add_tail(&vma->vm_bo_link, &vm->dead_vmas);
+	gvm__mutex_unlock(&vm->dead_lock);
+}
+
+void gvm__vm_reap(struct gvm_vm *vm)
+{
+	struct gvm_list dead, *pos, *tmp;
+
+	gvm_lockdep_assert_none_held();
+	gvm_list_init(&dead);
+	gvm__mutex_lock(&vm->dead_lock);
+	gvm_list_splice_tail(&vm->dead_vmas, &dead);
+	gvm__mutex_unlock(&vm->dead_lock);
+	gvm_list_for_each_safe(pos, tmp, &dead)
+		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
+					     vm_bo_link));
 }
 
 /* Collects the VMAs left at teardown, to free once vm->lock is dropped. */
@@ -304,6 +333,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	}
 	gvm__range_fences_fini(vm);
 	gvm__mutex_unlock(&vm->lock);
+	gvm__vm_reap(vm);		/* the bind jobs are done */
 	/* Userptr notifiers are removed with no lock held. */
 	gvm_list_for_each_safe(pos, tmp, &dead)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,

@@ -144,6 +144,16 @@ struct gvm_vm {
 	bool lr_started;		/* create/destroy only */
 	pthread_t lr_thread;
 
+	/*
+	 * Userptr VMAs bind jobs retired: freeing one removes its notifier,
+	 * which may wait for an invalidation that waits for kernels, which
+	 * may need the scheduler worker the job frees on.  So the job hands
+	 * them over and the next bind, exec or destroy frees them, with no
+	 * lock held (gvm__vm_reap).
+	 */
+	struct gvm_mutex dead_lock;	/* leaf: dead_vmas */
+	struct gvm_list dead_vmas;	/* gvm_vma.vm_bo_link */
+
 	struct gvm_mutex fault_lock;	/* leaf: the fault log */
 	struct gvm_fault_info faults[GVM_VM_FAULT_LOG];
 	uint32_t fault_head, fault_count;
@@ -175,9 +185,14 @@ void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
 
 /*
  * Frees a VMA taken out of the tree: drops its BO and user-fence
- * references.  vm->lock not needed (the VMA is private by then).
+ * references, removes a userptr's notifier.  No lock held (the VMA is
+ * private by then).
  */
 void gvm__vma_free(struct gvm_vma *vma);
+/* Frees it later (gvm__vm_reap) if it has a notifier: from bind jobs. */
+void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma);
+/* Frees the VMAs deferred so far.  No lock held. */
+void gvm__vm_reap(struct gvm_vm *vm);
 
 /* ---- long-running mode (lr.c) ----------------------------------------- */
 
