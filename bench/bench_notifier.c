@@ -27,7 +27,7 @@
 
 #include "bench.h"
 #include "core/itree.h"
-#include "core/notifier.h"
+#include "mm/notifier.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 

@@ -4,7 +4,7 @@
  * (the contract is in mm.h, the backends in self.c and, later, model.c).
  *
  * Locking: the reference count is atomic; the notifier tree has its own lock
- * (core/notifier.c).  What it does not do: anything backend-specific.
+ * (mm/notifier.c).  What it does not do: anything backend-specific.
  */
 #include "mm/mm.h"
 

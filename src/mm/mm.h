@@ -48,7 +48,7 @@
 
 #include <gvm/mm.h>
 
-#include "core/notifier.h"
+#include "mm/notifier.h"
 
 #define GVM_MM_PAGE_SHIFT 12
 #define GVM_MM_PAGE_SIZE (1ull << GVM_MM_PAGE_SHIFT)

@@ -5,7 +5,7 @@
  *
  * The kernel tells a userfaultfd's reader about changes to the mappings it
  * watches ("non-cooperative events").  A library thread reads them and turns
- * each into a notifier invalidation (core/notifier.c):
+ * each into a notifier invalidation (mm/notifier.c):
  *
  *	event    raised by                              invalidates     when
  *	UNMAP    munmap, mmap(MAP_FIXED) over,          [start, end)    after

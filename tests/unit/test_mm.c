@@ -21,7 +21,7 @@
 
 #include "core/atomic.h"
 #include "core/itree.h"
-#include "core/notifier.h"
+#include "mm/notifier.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"

@@ -51,7 +51,7 @@
  * not order invalidations against each other: two may run at once on the
  * same notifier (the finish structure's in_use flag handles that).
  */
-#include "core/notifier.h"
+#include "mm/notifier.h"
 
 #include <errno.h>
 

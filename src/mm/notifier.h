@@ -102,8 +102,8 @@
  * Lifetime: the notifier is the user's memory.  After gvm__notifier_remove()
  * returns no callback is running or will run on it, and it may be freed.
  */
-#ifndef GVM_CORE_NOTIFIER_H
-#define GVM_CORE_NOTIFIER_H
+#ifndef GVM_MM_NOTIFIER_H
+#define GVM_MM_NOTIFIER_H
 
 #include <stdbool.h>
 #include <stdint.h>
