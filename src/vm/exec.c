@@ -200,6 +200,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		return err;
 	}
 
+	/* CPU changes made before this call first, no lock held (mm/mm.h). */
+	if (vm->mm) gvm__mm_flush(vm->mm);
 	gvm__mutex_lock(&vm->lock);
 	gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
 	if (vm->closed || gvm__vm_banned(vm)) {

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Syncs of binds and execs (internal): parsing the user's struct gvm_sync
- * array, and signalling the out-syncs.  See sync.c.
+ * array, and signalling the out-syncs.  See sync.c.  The sync with the CPU
+ * side that gvm_vm_bind() and gvm_exec() make on entry, gvm__mm_flush(),
+ * is the mm contract's (mm/mm.h, included here for them).
  */
 #ifndef GVM_VM_SYNC_H
 #define GVM_VM_SYNC_H
 
 #include <gvm/vm.h>
+
+#include "mm/mm.h"
 
 /* A bind's user fence, shared with the VMAs it created (the -EBUSY rule). */
 struct gvm_ufence {
