@@ -27,7 +27,7 @@
 
 #include "bench.h"
 #include "core/itree.h"
-#include "core/notifier.h"
+#include "mm/notifier.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 
@@ -99,7 +99,7 @@ static double time_invalidate(struct gvm_mm *mm, const struct range *q,
 	hit_sum = 0;
 	for (size_t i = 0; i < nq; i++) {
 		struct gvm_notifier_range r = { q[i].start, q[i].last,
-						GVM_MM_EVENT_UNMAP };
+						GVM_MM_EVENT_UNMAP, 0 };
 
 		gvm__notifier_invalidate(mm, &r);
 	}

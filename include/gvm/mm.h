@@ -45,6 +45,28 @@ GVM_API struct gvm_mm *gvm_mm_get(struct gvm_mm *mm);
 /* Drops a reference (NULL is ignored). */
 GVM_API void gvm_mm_put(struct gvm_mm *mm);
 
+/*
+ * Waits until every change of the address space made before this call -
+ * munmap, madvise(MADV_DONTNEED, _FREE, _REMOVE), mremap, mmap(MAP_FIXED)
+ * over mirrored memory, fork - is reflected in every GPU mapping of @mm's
+ * memory: the mappings it invalidated are torn down (the device can no
+ * longer reach the old pages) and will be refetched on next use.  "Before"
+ * means the system call returned before gvm_mm_flush() was called, in any
+ * thread of the process.
+ *
+ * gvm_vm_bind() and gvm_exec() do this themselves on entry, so an
+ * application that changes its memory and then binds or submits work needs
+ * no flush; call it to make the same guarantee at another point (before
+ * reading a VM's statistics, say).  Nothing is guaranteed about a change
+ * made *while* a kernel runs on that memory (docs/mm.md, "Ordering").
+ *
+ * Cheap when nothing is pending (one atomic load); otherwise it waits for
+ * the invalidation in progress, which may wait for TLB invalidations and
+ * for long-running queues to stop.  Do not call it from a fence callback
+ * or a kernel.  Returns 0, or -EINVAL if @mm is NULL.
+ */
+GVM_API int gvm_mm_flush(struct gvm_mm *mm);
+
 GVM_END_DECLS
 
 #endif

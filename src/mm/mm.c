@@ -4,9 +4,11 @@
  * (the contract is in mm.h, the backends in self.c and, later, model.c).
  *
  * Locking: the reference count is atomic; the notifier tree has its own lock
- * (core/notifier.c).  What it does not do: anything backend-specific.
+ * (mm/notifier.c).  What it does not do: anything backend-specific.
  */
 #include "mm/mm.h"
+
+#include <errno.h>
 
 #include "core/debug.h"
 #include "core/sync.h"
@@ -33,6 +35,13 @@ GVM_API void gvm_mm_put(struct gvm_mm *mm)
 {
 	if (mm && gvm__ref_put(&mm->ref))
 		mm->ops->destroy(mm);
+}
+
+GVM_API int gvm_mm_flush(struct gvm_mm *mm)
+{
+	if (!mm)
+		return -EINVAL;
+	return gvm__mm_flush(mm);
 }
 
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,

@@ -35,10 +35,24 @@
  * what sends the user back here.  Registering an already registered range
  * costs one system call and changes nothing.
  *
+ * Ordering against the application.  A backend may learn of a CPU change
+ * after the call that made it returned (self: the event thread processes
+ * the event after munmap/madvise returned).  Two rules keep that invisible
+ * to an application that orders its own calls:
+ *  - gvm__mm_flush(): every gvm call that acts on mirrored memory (bind,
+ *    exec, and later the SVM fault path) flushes first, with no lock held,
+ *    so that a change made before the call has been applied to every
+ *    notifier before the call looks at its mappings;
+ *  - stamps (notifier.h): an invalidation of a change that was complete
+ *    before a notifier was inserted does not hit that notifier, so a late
+ *    event about a previous mapping never tears down a new one, flush or
+ *    not.
+ *
  * Context: gvm__mm_register, gvm__mm_fetch and gvm__mm_sync may block (they
  * fault pages in, take the kernel's mmap lock); call them without holding a
  * reservation or notifier_lock (vm->lock is allowed).  gvm__mm_lookup takes
- * only a leaf lock.
+ * only a leaf lock.  gvm__mm_flush may block and needs stricter: no lock at
+ * all (see there).
  */
 #ifndef GVM_MM_MM_H
 #define GVM_MM_MM_H
@@ -48,7 +62,7 @@
 
 #include <gvm/mm.h>
 
-#include "core/notifier.h"
+#include "mm/notifier.h"
 
 #define GVM_MM_PAGE_SHIFT 12
 #define GVM_MM_PAGE_SIZE (1ull << GVM_MM_PAGE_SHIFT)
@@ -78,6 +92,8 @@ struct gvm_mm_ops {
 	int (*fetch)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		     bool write, uint64_t *addrs);
 	int (*sync)(struct gvm_mm *mm);
+	/* NULL for a backend that applies every change before it returns. */
+	int (*flush)(struct gvm_mm *mm);
 	/* The last reference is gone; the notifier tree is empty. */
 	void (*destroy)(struct gvm_mm *mm);
 };
@@ -157,6 +173,38 @@ static inline int gvm__mm_sync(struct gvm_mm *mm)
 	return mm->ops->sync(mm);
 }
 
+/*
+ * Waits until every change to the CPU mappings made before this call has
+ * been applied to every notifier (both passes of its invalidation done).
+ * "Made before" means: the system call that made it (munmap, madvise,
+ * mremap, fork) returned before gvm__mm_flush was called, in any thread.
+ * For self: Linux returns from those calls only once the event thread has
+ * *read* their event, so it is enough to wait for the event the thread is
+ * processing now, if any; an idle thread costs one atomic load.  Returns
+ * 0 (the self backend cannot fail).
+ *
+ * Context: may block, for as long as one invalidation takes.  Call it with
+ * no lock held at all (asserted in debug builds), which is why bind and
+ * exec flush before they take vm->lock.  The argument: the flush waits for
+ * the callbacks of the invalidation in progress.  Today those of userptr
+ * (vm/userptr.c) take only notifier_lock and wait only for TLB
+ * invalidations and LR preempt fences, which engines signal at a lane
+ * boundary holding no gvm lock, so a flush under vm->lock would not hang
+ * today; but the first callback to wait for the VM's jobs (as Linux
+ * drivers do) would wait for a bind job, a bind job takes vm->lock, and a
+ * flusher holding vm->lock would close the cycle.  Flushing with nothing
+ * held keeps every callback free to wait for anything that takes no more
+ * than notifier_lock, in any thread but the flusher's.  For the same
+ * reason a thread those callbacks may wait for (an engine thread, a fence
+ * callback) must not flush.  A flush from a notifier callback running on
+ * the event thread returns 0 at once: the events before the one being
+ * processed are done, and waiting for that one would wait for itself.
+ */
+static inline int gvm__mm_flush(struct gvm_mm *mm)
+{
+	return mm->ops->flush ? mm->ops->flush(mm) : 0;
+}
+
 /* Invalidates [start, start + len) with @event (gvm__notifier_invalidate). */
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, enum gvm_mm_event event);
@@ -205,5 +253,20 @@ void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out);
 
 /* The features UFFDIO_API granted (0 if @mm is not self). */
 uint64_t gvm__mm_self_features(struct gvm_mm *mm);
+
+/*
+ * Test hooks, NULL outside tests (set and cleared by a test while no event
+ * is pending; read with acquire):
+ *  - gvm__mm_self_before_event: the event thread has read an event of type
+ *    @uffd_event (UFFD_EVENT_*) and taken its stamp (the read bracket is
+ *    closed: inserts do not wait), and has not processed it; the hook may
+ *    block to hold the thread there (flushes then wait).
+ *  - gvm__mm_flush_before_wait: a flush found the event thread processing
+ *    an event and is about to wait for it (not called when a flush returns
+ *    at once).
+ */
+extern void (*gvm__mm_self_before_event)(struct gvm_mm *mm,
+					 uint8_t uffd_event);
+extern void (*gvm__mm_flush_before_wait)(struct gvm_mm *mm);
 
 #endif

@@ -5,7 +5,7 @@
  *
  * The kernel tells a userfaultfd's reader about changes to the mappings it
  * watches ("non-cooperative events").  A library thread reads them and turns
- * each into a notifier invalidation (core/notifier.c):
+ * each into a notifier invalidation (mm/notifier.c):
  *
  *	event    raised by                              invalidates     when
  *	UNMAP    munmap, mmap(MAP_FIXED) over,          [start, end)    after
@@ -58,6 +58,47 @@
  * userfaultfd open: the pthread_atfork() child handler closes our
  * descriptors in the child and forgets the object (the child starts afresh).
  *
+ * Flush: "a change the application made before a gvm call is applied
+ * before that call acts" (mm.h).  The calls that raise events return only
+ * once the event is read, so it is enough to know that every event read so
+ * far has been processed.  The thread makes event_gen odd before each
+ * read() and even again once the event is processed (or the read found
+ * nothing); a flush that sees it even returns at once, one that sees it odd
+ * waits until it moves:
+ *
+ *	application thread            event thread
+ *	                              poll()
+ *	                              event_gen = g (odd)    (seq_cst)
+ *	munmap() ...... sleeps  <---- read(): UNMAP
+ *	munmap() returns              stamp; invalidate (both passes)
+ *	gvm_exec(): flush:            event_gen = g + 1 (even)
+ *	  event_gen == g? wait        flush_waiters? futex wake
+ *	  (futex, while == g)
+ *	  event_gen != g: return
+ *
+ * Why it is exact: the odd store comes before read() in the thread, read()
+ * before munmap's return (the kernel completes the event in read()), and
+ * munmap's return before the flush's load, so the load sees g or a later
+ * value; a later even value is stored only after the event read under g
+ * was processed.  The events before g were processed before g was stored
+ * (one at a time).  A flush waits for at most the one event in progress
+ * when it looked, not for the queue to drain, so a stream of events cannot
+ * starve it.  Lost wake-ups: the thread stores event_gen then loads
+ * flush_waiters, a flush increments flush_waiters then loads event_gen, all
+ * seq_cst, so at least one of them sees the other (and the futex rechecks
+ * the value).  event_gen wraps after 2^31 events; a flush would have to
+ * sleep through exactly that many to miss its wake-up.  The thread itself
+ * never waits for a flush, and a flush called on it (from a notifier
+ * callback) returns at once.
+ *
+ * Stamps (notifier.h): each read() is bracketed by stamp_begin/_end, and
+ * an UNMAP, REMAP or FORK event, which reports a change that is complete,
+ * gets a stamp: a notifier inserted after the read returned (over a new
+ * mapping at the same address, say) is not hit by that event, whether or
+ * not the inserter flushed.  A REMOVE event is read *before* the zap it
+ * announces, which may run after such an insert, so it gets no stamp and
+ * hits every notifier.
+ *
  * Locking: self_lock (plain mutex, never held across anything but object
  * creation and teardown) guards the singleton; the event thread holds no
  * lock while invalidating (notifier callbacks take notifier_lock).  The
@@ -69,6 +110,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -103,7 +145,17 @@ struct gvm_mm_self {
 	void *sync_page;		/* constant: a registered page of ours */
 	struct gvm_mutex sync_lock;	/* serialises gvm__mm_sync() */
 	struct gvm_mm_self_stats stats;	/* atomic counters */
+	/* written by the event thread only, seq_cst; futex word: odd while
+	   it reads or processes an event (see Flush above) */
+	uint32_t event_gen;
+	uint32_t flush_waiters;		/* atomic, seq_cst */
 };
+
+/* Set on the event thread of that mm: flushes there return at once. */
+static _Thread_local const struct gvm_mm_self *event_thread_of;
+
+void (*gvm__mm_self_before_event)(struct gvm_mm *mm, uint8_t uffd_event);
+void (*gvm__mm_flush_before_wait)(struct gvm_mm *mm);
 
 static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t self_cond = PTHREAD_COND_INITIALIZER;
@@ -124,12 +176,19 @@ static void stat_inc(uint64_t *c)
 /* ---- the event thread ---------------------------------------------- */
 
 static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
-		       enum gvm_mm_event ev)
+		       enum gvm_mm_event ev, uint64_t stamp)
 {
+	struct gvm_notifier_range r = {
+		.start = start,
+		.last = end - 1,
+		.event = ev,
+		.stamp = stamp,
+	};
+
 	if (end <= start)
 		return;
 	stat_inc(&s->stats.invalidations);
-	gvm__mm_invalidate(&s->base, start, end - start, ev);
+	gvm__notifier_invalidate(&s->base, &r);
 }
 
 /*
@@ -137,7 +196,7 @@ static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
  * parent's pages there became copy-on-write).  Walks only the VMAs next to
  * notifiers: find the next notifier, then the VMA at or after it.
  */
-static void fork_invalidate(struct gvm_mm_self *s)
+static void fork_invalidate(struct gvm_mm_self *s, uint64_t stamp)
 {
 	uint64_t addr = 0, ns, nl;
 
@@ -150,37 +209,52 @@ static void fork_invalidate(struct gvm_mm_self *s)
 		if (!(v.flags & GVM_MM_VMA_SHARED) &&
 		    gvm__notifier_find_first(&s->base, v.start, v.end - 1,
 					     NULL, NULL))
-			invalidate(s, v.start, v.end, GVM_MM_EVENT_FORK);
+			invalidate(s, v.start, v.end, GVM_MM_EVENT_FORK,
+				   stamp);
 		if (v.end <= addr)
 			break;		/* cannot happen: no progress */
 		addr = v.end;
 	}
 }
 
-static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg)
+/* The event reports a change that is complete (see Stamps). */
+static bool event_complete(const struct uffd_msg *msg)
 {
+	return msg->event == UFFD_EVENT_UNMAP ||
+	       msg->event == UFFD_EVENT_REMAP || msg->event == UFFD_EVENT_FORK;
+}
+
+static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
+			 uint64_t stamp)
+{
+	void (*hook)(struct gvm_mm *, uint8_t);
+
+	hook = gvm_load_acquire(&gvm__mm_self_before_event);
+	if (hook)
+		hook(&s->base, msg->event);
+
 	switch (msg->event) {
 	case UFFD_EVENT_UNMAP:
 		stat_inc(&s->stats.unmap);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_UNMAP);
+			   GVM_MM_EVENT_UNMAP, stamp);
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_REMOVE);
+			   GVM_MM_EVENT_REMOVE, 0);
 		break;
 	case UFFD_EVENT_REMAP:
 		stat_inc(&s->stats.remap);
 		invalidate(s, msg->arg.remap.from,
 			   msg->arg.remap.from + msg->arg.remap.len,
-			   GVM_MM_EVENT_REMAP);
+			   GVM_MM_EVENT_REMAP, stamp);
 		break;
 	case UFFD_EVENT_FORK:
 		stat_inc(&s->stats.fork);
 		/* The child's copy of our registrations: drop it. */
 		close((int)msg->arg.fork.ufd);
-		fork_invalidate(s);
+		fork_invalidate(s, stamp);
 		break;
 	case UFFD_EVENT_PAGEFAULT: {
 		/*
@@ -211,6 +285,20 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg)
 	}
 }
 
+/* Before read(): from now on a flush waits for what we read (see Flush). */
+static void event_busy(struct gvm_mm_self *s, uint32_t *gen)
+{
+	gvm_store_seq_cst(&s->event_gen, ++*gen);
+}
+
+/* The event read since event_busy(), if any, is processed. */
+static void event_idle(struct gvm_mm_self *s, uint32_t *gen)
+{
+	gvm_store_seq_cst(&s->event_gen, ++*gen);
+	if (gvm_load_seq_cst(&s->flush_waiters))
+		gvm__futex_wake(&s->event_gen, INT_MAX);
+}
+
 static void *event_thread(void *arg)
 {
 	struct gvm_mm_self *s = arg;
@@ -218,7 +306,9 @@ static void *event_thread(void *arg)
 		{ .fd = s->uffd, .events = POLLIN },
 		{ .fd = s->stop_fd, .events = POLLIN },
 	};
+	uint32_t gen = gvm_load_relaxed(&s->event_gen);
 
+	event_thread_of = s;
 	for (;;) {
 		struct uffd_msg msg;
 		ssize_t n;
@@ -235,12 +325,21 @@ static void *event_thread(void *arg)
 		/* One event at a time: each is fully processed (both passes)
 		   before the next one is read and its producer released. */
 		for (;;) {
+			uint64_t stamp;
+
+			event_busy(s, &gen);
+			gvm__notifier_stamp_begin(&s->base);
 			n = read(s->uffd, &msg, sizeof(msg));
+			stamp = gvm__notifier_stamp_end(&s->base,
+					n == (ssize_t)sizeof(msg) &&
+					event_complete(&msg));
+			if (n == (ssize_t)sizeof(msg))
+				handle_event(s, &msg, stamp);
+			event_idle(s, &gen);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n != (ssize_t)sizeof(msg))
 				break;		/* EAGAIN: drained */
-			handle_event(s, &msg);
 		}
 		if (n < 0 && errno != EAGAIN) {
 			fprintf(stderr, "gvm: mm event thread: read: %s\n",
@@ -352,6 +451,36 @@ out_unlock:
 	return err;
 }
 
+/* The event thread is busy with generation @gen (odd): wait for it. */
+static __attribute__((noinline)) int flush_wait(struct gvm_mm_self *s,
+						uint32_t gen)
+{
+	void (*hook)(struct gvm_mm *);
+
+	if (event_thread_of == s)
+		return 0;		/* a callback: see gvm__mm_flush */
+	hook = gvm_load_acquire(&gvm__mm_flush_before_wait);
+	if (hook)
+		hook(&s->base);
+	gvm_fetch_add_seq_cst(&s->flush_waiters, 1u);
+	while (gvm_load_seq_cst(&s->event_gen) == gen)
+		gvm__futex_wait(&s->event_gen, gen, -1);
+	gvm_fetch_sub_release(&s->flush_waiters, 1u);
+	return 0;
+}
+
+static int self_flush(struct gvm_mm *mm)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	uint32_t gen;
+
+	gvm_assert(event_thread_of == s || gvm__lockrank_max_held() == 0);
+	gen = gvm_load_seq_cst(&s->event_gen);
+	if (!(gen & 1))
+		return 0;		/* idle: every event read is processed */
+	return flush_wait(s, gen);
+}
+
 /* Unregisters every VMA (errors ignored: most were never ours). */
 static void unregister_all(struct gvm_mm_self *s)
 {
@@ -406,6 +535,7 @@ static const struct gvm_mm_ops self_ops = {
 	.lookup = self_lookup,
 	.fetch = self_fetch,
 	.sync = self_sync,
+	.flush = self_flush,
 	.destroy = self_destroy,
 };
 

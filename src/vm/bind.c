@@ -80,6 +80,7 @@
 #include "core/page.h"
 #include "core/sync.h"
 #include "core/trace.h"
+#include "mm/mm.h"
 #include "vm/bind.h"
 #include "vm/bind_job.h"
 #include "vm/bo.h"
@@ -900,6 +901,9 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	if (err)
 		return err;
 
+	/* CPU changes made before this call first, no lock held (mm/mm.h). */
+	if (vm->mm)
+		gvm__mm_flush(vm->mm);
 	gvm__mutex_lock(&vm->lock);
 	if (vm->closed || gvm__vm_banned(vm)) {
 		err = vm->closed ? -EINVAL : -EIO;

@@ -43,6 +43,7 @@
 #include "core/alloc.h"
 #include "core/sync.h"
 #include "core/trace.h"
+#include "mm/mm.h"
 #include "vm/bind.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -186,6 +187,9 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	ej->q = q;
 	ej->k = *k;
 
+	/* CPU changes made before this call first, no lock held (mm/mm.h). */
+	if (vm->mm)
+		gvm__mm_flush(vm->mm);
 	gvm__mutex_lock(&vm->lock);
 	gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
 	if (vm->closed || gvm__vm_banned(vm)) {

@@ -4,7 +4,7 @@
  *
  * A userptr VMA (GVM_BIND_MAP_USERPTR) maps GPU [addr, addr + range) to
  * the CPU range [cpu, cpu + range) of the VM's mm.  Each one has an
- * interval notifier on its CPU range (core/notifier.h) and the device
+ * interval notifier on its CPU range (mm/notifier.h) and the device
  * addresses of its pages, fetched with the notifier's sequence protocol:
  *
  *   attach (bind, before the point of no return, vm->lock held, no

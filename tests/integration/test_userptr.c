@@ -15,6 +15,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "mmhold.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/bind.h"
@@ -705,4 +706,221 @@ TEST(remove_event_waits_for_running_kernel)
 	gvm_fence_put(f);
 	teardown(&c);
 	munmap(p, 2 * K4);
+}
+
+/*
+ * The application's order is gvm's (docs/mm.md, "Ordering"): a change made
+ * before gvm_vm_bind() or gvm_exec() is applied before they act, and the
+ * late event of a previous mapping never tears down a new one.
+ *
+ * The "_forced" variants hold the event thread between reading each event
+ * and processing it (tests/mmhold.h): the window in which the application
+ * has returned from munmap/madvise and gvm has not applied the change.  The
+ * kernel ("racer") then first lets the event go, waits until its
+ * invalidation has gone past the userptr (pass 1 reached a probe notifier
+ * that starts one page later, so comes after the userptr in the walk), and
+ * only then loads and stores through the userptr.  Without the flush in
+ * exec (or, for the unmap loop, without both the flush in bind and the
+ * stamps) the load faults and the job fails with -EIO, every time.  With
+ * it, the flush found the thread busy, released it and waited for it, so
+ * the call saw the change first and the kernel's wait is over at once.  The
+ * plain variants run the same loops holding nothing.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool probed;		/* the held event's pass 1 reached the probe */
+} race = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true };
+
+static struct gvm_notifier_finish *
+probe_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
+	    uint64_t cur_seq)
+{
+	(void)r;
+	gvm__notifier_set_seq(n, cur_seq);
+	pthread_mutex_lock(&race.lock);
+	race.probed = true;
+	pthread_cond_broadcast(&race.cond);
+	pthread_mutex_unlock(&race.lock);
+	return NULL;
+}
+
+static const struct gvm_notifier_ops probe_ops = {
+	.invalidate_start = probe_start,
+};
+
+/* The next event is held, and the racer waits for its invalidation. */
+static void race_hold_next_event(void)
+{
+	pthread_mutex_lock(&race.lock);
+	race.probed = false;
+	pthread_mutex_unlock(&race.lock);
+	mmhold_arm();
+}
+
+struct racer_args {
+	uint64_t src, dst, add;
+};
+
+/* One lane: dst = src + add, once the held event's pass 1 is past. */
+static void racer_fn(struct gvm_lane *lane, const void *args)
+{
+	const struct racer_args *a = args;
+	uint64_t v;
+
+	mmhold_release();
+	pthread_mutex_lock(&race.lock);
+	while (!race.probed)
+		pthread_cond_wait(&race.cond, &race.lock);
+	pthread_mutex_unlock(&race.lock);
+	v = gvm_lane_load(lane, a->src, 8);
+	if (gvm_lane_faulted(lane))
+		return;
+	gvm_lane_store(lane, a->dst, v + a->add, 8);
+}
+
+static int racer(struct ctx *c, uint64_t src, uint64_t dst, uint64_t add)
+{
+	struct racer_args a = { .src = src, .dst = dst, .add = add };
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_init(&k, "racer", racer_fn, 1, &a, sizeof(a)));
+	return run(c, &k);
+}
+
+static uint64_t u64(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+/*
+ * madvise(MADV_DONTNEED) on a bound userptr, the CPU writes the new page,
+ * then an exec reads and writes through the userptr: 100 times in a row
+ * the job succeeds and sees the CPU's value (the exec revalidated).
+ */
+static void madvise_then_exec(bool forced)
+{
+	struct gvm_notifier probe;
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_pages(2);
+	ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+	ASSERT_OK(gvm__notifier_insert(c.mm, &probe, u64(p) + K4, K4,
+				       &probe_ops));
+	if (forced)
+		mmhold_install();
+	for (uint64_t i = 0; i < 100; i++) {
+		p[0] = 1;
+		if (forced)
+			race_hold_next_event();
+		ASSERT_OK(madvise(p, 2 * K4, MADV_DONTNEED));
+		ASSERT_EQ(p[0], 0);
+		p[0] = 1000 + i;		/* a new page */
+		ASSERT_OK(racer(&c, VA, VA + K4 + 8, 7));
+		ASSERT_EQ(p[K4 / 8 + 1], 1007 + i);
+	}
+	if (forced) {
+		/* every exec's flush found the event thread holding */
+		ASSERT_EQ(mmhold_flush_waits(), 100);
+		mmhold_uninstall();
+	}
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.userptr_invalidations, 100);
+	ASSERT_EQ(st.userptr_repins, 100);
+	gvm__notifier_remove(&probe);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+TEST(exec_after_madvise_sees_the_change)
+{
+	madvise_then_exec(false);
+}
+
+TEST(exec_after_madvise_sees_the_change_forced)
+{
+	madvise_then_exec(true);
+}
+
+/*
+ * mmap -> bind userptr -> exec store -> unbind -> munmap, 200 times: every
+ * store succeeds and lands, and the late UNMAP of a previous mapping never
+ * invalidates the next one's userptr (no invalidation at all: each userptr
+ * is unbound before its memory is unmapped).  The plain variant asks for
+ * the previous address and Linux usually gives it back (not always: other
+ * threads map memory too, sanitizer runtimes for one); the forced variant
+ * unmaps with mmap(MAP_FIXED, PROT_NONE) over the range, which raises the
+ * same UNMAP event and keeps the address for the next mapping.
+ */
+static void remap_loop(bool forced)
+{
+	struct gvm_bind_op unbind = { .op = GVM_BIND_UNMAP, .addr = VA,
+				      .range = 2 * K4 };
+	struct gvm_notifier probe;
+	struct gvm_vm_stats st;
+	uint64_t *p = NULL, *prev = NULL;
+	unsigned int same = 0;
+	struct ctx c;
+
+	setup(&c);
+	if (forced)
+		mmhold_install();
+	for (uint64_t i = 0; i < 200; i++) {
+		if (forced && i) {
+			/* over the placeholder of the previous round */
+			ASSERT_TRUE(mmap(p, 2 * K4, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+					 -1, 0) == p);
+		} else {
+			p = mmap(prev, 2 * K4, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			ASSERT_TRUE(p != MAP_FAILED);
+			same += p == prev;
+		}
+		if (forced && !i)
+			ASSERT_OK(gvm__notifier_insert(c.mm, &probe,
+						       u64(p) + K4, K4,
+						       &probe_ops));
+		ASSERT_OK(bind_userptr(&c, VA, p, 2 * K4, 0));
+		p[0] = i;
+		ASSERT_OK(racer(&c, VA, VA + K4, 1));
+		ASSERT_EQ(p[K4 / 8], i + 1);
+		ASSERT_OK(gvm_vm_bind(c.vm, NULL, &unbind, 1, NULL, 0));
+		if (forced) {
+			race_hold_next_event();
+			ASSERT_TRUE(mmap(p, 2 * K4, PROT_NONE,
+					 MAP_PRIVATE | MAP_ANONYMOUS |
+						 MAP_FIXED | MAP_NORESERVE,
+					 -1, 0) == p);
+		} else {
+			ASSERT_OK(munmap(p, 2 * K4));
+		}
+		prev = p;
+	}
+	ASSERT_OK(gvm_mm_flush(c.mm));		/* the last one's event */
+	if (forced) {
+		/* the flush of binds 1..199, and the one above */
+		ASSERT_EQ(mmhold_flush_waits(), 200);
+		mmhold_uninstall();
+		gvm__notifier_remove(&probe);
+		munmap(p, 2 * K4);		/* the placeholder */
+	} else {
+		printf("the same address again %u times out of 199\n", same);
+	}
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.userptr_invalidations, 0);
+	teardown(&c);
+}
+
+TEST(remap_loop_at_the_same_address)
+{
+	remap_loop(false);
+}
+
+TEST(remap_loop_at_the_same_address_forced)
+{
+	remap_loop(true);
 }

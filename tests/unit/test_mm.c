@@ -7,8 +7,14 @@
  * Event tests use real mmap() memory: a recording notifier collects the
  * ranges it is invalidated with, gvm__mm_sync() waits for the event thread,
  * and the test compares with what the kernel must have reported.
+ *
+ * Ordering tests (gvm_mm_flush, stamps) hold the event thread between
+ * reading an event and processing it (tests/mmhold.h), which is the window
+ * in which the application has returned from munmap/madvise and gvm has not
+ * applied the change yet; no test depends on timing.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -16,12 +22,13 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "mmhold.h"
 
 #include <gvm/gvm.h>
 
 #include "core/atomic.h"
 #include "core/itree.h"
-#include "core/notifier.h"
+#include "mm/notifier.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
@@ -261,6 +268,79 @@ TEST(notifier_invalidate_hits_exactly_the_overlaps)
 		rec_remove(&rc[i]);
 	ASSERT_EQ(gvm__notifier_count(mm), 0);
 	gvm_mm_put(mm);
+}
+
+/*
+ * Stamps: an invalidation carrying a stamp skips the notifiers inserted
+ * after the stamp was taken; stamp 0 hits every overlap.  Random notifiers,
+ * stamps taken between their inserts, random ranges and stamps, against a
+ * brute-force model.
+ */
+static void stub_destroy(struct gvm_mm *mm)
+{
+	(void)mm;
+}
+
+/* An mm with no backend: stamps are brought by the test, not a thread. */
+static const struct gvm_mm_ops stub_ops = {
+	.name = "test-stub",
+	.destroy = stub_destroy,
+};
+
+TEST(notifier_stamps_skip_notifiers_inserted_later)
+{
+	struct gvm_mm stub, *mm = &stub;
+	struct gvm_rng rng = { gvm_test_seed() };
+	enum { N = 100 };
+	static struct rec rc[N];
+	uint64_t stamp_before[N + 1];	/* stamp taken before insert i */
+
+	gvm__mm_init(mm, &stub_ops);
+
+	for (int i = 0; i < N; i++) {
+		uint64_t s = (1 + gvm_rng_below(&rng, 500)) * PG;
+		uint64_t len = (1 + gvm_rng_below(&rng, 50)) * PG;
+
+		gvm__notifier_stamp_begin(mm);
+		stamp_before[i] = gvm__notifier_stamp_end(mm, true);
+		if (i)
+			ASSERT_GT(stamp_before[i], stamp_before[i - 1]);
+		memset(&rc[i], 0, sizeof(rc[i]));
+		pthread_mutex_init(&rc[i].lock, NULL);
+		ASSERT_OK(gvm__notifier_insert(mm, &rc[i].n, s, len, &rec_ops));
+	}
+	gvm__notifier_stamp_begin(mm);
+	ASSERT_EQ(gvm__notifier_stamp_end(mm, false), 0);	/* no stamp */
+	gvm__notifier_stamp_begin(mm);
+	stamp_before[N] = gvm__notifier_stamp_end(mm, true);
+	for (int q = 0; q < 300; q++) {
+		uint64_t s = gvm_rng_below(&rng, 600) * PG;
+		uint64_t len = (1 + gvm_rng_below(&rng, 30)) * PG;
+		/* stamp 0, or the one taken before notifier k's insert */
+		unsigned int k = (unsigned int)gvm_rng_below(&rng, N + 2);
+		struct gvm_notifier_range r = {
+			.start = s,
+			.last = s + len - 1,
+			.event = GVM_MM_EVENT_UNMAP,
+			.stamp = k <= N ? stamp_before[k] : 0,
+		};
+		unsigned int before[N], expect = 0, hits;
+
+		for (int i = 0; i < N; i++)
+			before[i] = rec_count(&rc[i]);
+		hits = gvm__notifier_invalidate(mm, &r);
+		for (int i = 0; i < N; i++) {
+			bool hit = rc[i].n.start <= r.last && rc[i].n.last >= s &&
+				   (!r.stamp || (unsigned int)i < k);
+
+			expect += hit;
+			ASSERT_EQ(rec_count(&rc[i]) - before[i], hit);
+		}
+		ASSERT_EQ(hits, expect);
+	}
+	for (int i = 0; i < N; i++)
+		rec_remove(&rc[i]);
+	gvm__mm_fini(mm);
 }
 
 TEST(notifier_sequence_protocol)
@@ -1106,6 +1186,353 @@ TEST(event_fork_invalidates_private_memory)
 	rec_remove(&rp);
 	rec_remove(&rs);
 	ASSERT_OK(munmap(sh, 4 * PG));
+	gvm_mm_put(mm);
+}
+
+/* ---- ordering: when the kernel reports, flush, stamps ---------------------- */
+
+struct causer {
+	char *p;
+	int advice;			/* 0: munmap */
+	uint32_t returned;		/* atomic */
+};
+
+static void *causer_thread(void *arg)
+{
+	struct causer *c = arg;
+
+	if (c->advice)
+		ASSERT_OK(madvise(c->p, PG, c->advice));
+	else
+		ASSERT_OK(munmap(c->p, PG));
+	gvm_store_release(&c->returned, 1u);
+	return NULL;
+}
+
+/*
+ * What gvm_mm_flush() relies on, checked on a userfaultfd of the test's own,
+ * read by hand: munmap and madvise(MADV_DONTNEED) return only after their
+ * event was read.  Once the event is queued (poll) the call has not
+ * returned; after the read it returns with nothing else done.  munmap's
+ * page is already gone when its UNMAP is queued (after the fact);
+ * madvise's page is still mapped with its data when its REMOVE is queued
+ * (before the zap) and reads zero once madvise has returned.  (If the
+ * kernel did not wait, the "not returned" checks could pass by luck, but
+ * never fail wrongly.)
+ */
+TEST(kernel_returns_from_munmap_and_madvise_after_the_read)
+{
+	static const int advice[] = { 0, MADV_DONTNEED };
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE,
+	};
+	int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(ioctl(fd, UFFDIO_API, &api));
+	for (int i = 0; i < 2; i++) {
+		struct causer c = { .advice = advice[i], .returned = 0 };
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct uffdio_register r = { .mode = UFFDIO_REGISTER_MODE_WP };
+		struct uffd_msg msg;
+		unsigned char v;
+		pthread_t t;
+
+		c.p = map_anon(1, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		memset(c.p, 0x5a, PG);
+		r.range.start = u(c.p);
+		r.range.len = PG;
+		ASSERT_OK(ioctl(fd, UFFDIO_REGISTER, &r));
+		ASSERT_OK(pthread_create(&t, NULL, causer_thread, &c));
+		ASSERT_EQ(poll(&pfd, 1, -1), 1);	/* the event is queued */
+		ASSERT_EQ(gvm_load_acquire(&c.returned), 0);
+		if (c.advice) {
+			ASSERT_OK(mincore(c.p, PG, &v));
+			ASSERT_TRUE(v & 1);
+			ASSERT_EQ(c.p[0], 0x5a);
+		} else {
+			ASSERT_EQ(mincore(c.p, PG, &v), -1);
+			ASSERT_EQ(errno, ENOMEM);
+		}
+		ASSERT_EQ(gvm_load_acquire(&c.returned), 0);
+		ASSERT_EQ(read(fd, &msg, sizeof(msg)), (ssize_t)sizeof(msg));
+		ASSERT_EQ(msg.event, c.advice ? UFFD_EVENT_REMOVE :
+						UFFD_EVENT_UNMAP);
+		ASSERT_EQ(msg.arg.remove.start, u(c.p));
+		ASSERT_EQ(msg.arg.remove.end, u(c.p) + PG);
+		ASSERT_OK(pthread_join(t, NULL));	/* the read let it go */
+		ASSERT_EQ(gvm_load_acquire(&c.returned), 1);
+		if (c.advice) {
+			ASSERT_EQ(c.p[0], 0);		/* zapped after the read */
+			ASSERT_OK(ioctl(fd, UFFDIO_UNREGISTER, &r.range));
+			ASSERT_OK(munmap(c.p, PG));
+		}
+	}
+	close(fd);
+}
+
+/* Logs 'I' into the mmhold log when invalidated. */
+static struct gvm_notifier_finish *order_start(struct gvm_notifier *n,
+					       const struct gvm_notifier_range *r,
+					       uint64_t cur_seq)
+{
+	(void)r;
+	gvm__notifier_set_seq(n, cur_seq);
+	mmhold_log('I');
+	return NULL;
+}
+
+static const struct gvm_notifier_ops order_ops = {
+	.invalidate_start = order_start,
+};
+
+/*
+ * The call returned, so its event was read; the event thread is held before
+ * processing it.  gvm_mm_flush must find the thread busy ('W': the hook,
+ * which also releases it), and return only after the invalidation ('I'):
+ * each round must add "WIF".  A flush that does not wait gives "F" then "I"
+ * (the test releases the thread itself after the flush).  Three kinds of
+ * change: mmap(MAP_FIXED) over the range (UNMAP; the address stays ours),
+ * madvise(MADV_DONTNEED) (REMOVE), munmap (UNMAP).
+ */
+TEST(flush_waits_for_the_event_being_processed)
+{
+	static const uint8_t expect[] = { UFFD_EVENT_UNMAP, UFFD_EVENT_REMOVE,
+					  UFFD_EVENT_UNMAP };
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct gvm_notifier n;
+	char log[16];
+
+	ASSERT_EQ(gvm_mm_flush(NULL), -EINVAL);
+	ASSERT_OK(gvm__notifier_insert(mm, &n, u(p), 4 * PG, &order_ops));
+	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
+	mmhold_install();
+	for (int round = 0; round < 3; round++) {
+		mmhold_arm();
+		if (round == 0)
+			ASSERT_TRUE(mmap(p, 4 * PG, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+					 -1, 0) == p);
+		else if (round == 1)
+			ASSERT_OK(madvise(p, 4 * PG, MADV_DONTNEED));
+		else
+			ASSERT_OK(munmap(p, 4 * PG));
+		ASSERT_EQ(mmhold_wait_held(), expect[round]);
+		ASSERT_OK(gvm_mm_flush(mm));
+		mmhold_log('F');
+		mmhold_release();	/* had the flush not done it */
+		ASSERT_OK(gvm__mm_sync(mm));
+		mmhold_log_get(log, sizeof(log));
+		printf("round %d: %s\n", round, log);
+		ASSERT_EQ(strcmp(log, round == 0 ? "WIF" : round == 1 ?
+				 "WIFWIF" : "WIFWIFWIF"), 0);
+		ASSERT_EQ(mmhold_flush_waits(), (unsigned int)round + 1);
+		if (round == 0)		/* the new mapping is not registered */
+			ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
+	}
+	mmhold_uninstall();
+	gvm__notifier_remove(&n);
+	gvm_mm_put(mm);
+}
+
+struct flush_in_cb {
+	struct gvm_notifier n;
+	struct gvm_mm *mm;
+	int ret;
+	uint32_t called;		/* atomic */
+};
+
+static struct gvm_notifier_finish *flush_cb_start(struct gvm_notifier *n,
+						  const struct gvm_notifier_range *r,
+						  uint64_t cur_seq)
+{
+	struct flush_in_cb *f = gvm_container_of(n, struct flush_in_cb, n);
+
+	(void)r;
+	gvm__notifier_set_seq(n, cur_seq);
+	f->ret = gvm_mm_flush(f->mm);	/* on the event thread: at once */
+	gvm_store_release(&f->called, 1u);
+	return NULL;
+}
+
+/* A flush from a callback on the event thread must not wait for itself. */
+TEST(flush_from_a_notifier_callback_returns_at_once)
+{
+	static const struct gvm_notifier_ops ops = {
+		.invalidate_start = flush_cb_start,
+	};
+	struct flush_in_cb f = { .ret = -1, .called = 0 };
+	char *p = map_anon(2, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+
+	f.mm = mm_self();
+	ASSERT_OK(gvm__notifier_insert(f.mm, &f.n, u(p), 2 * PG, &ops));
+	ASSERT_OK(gvm__mm_register(f.mm, u(p), 2 * PG));
+	ASSERT_OK(munmap(p, 2 * PG));
+	ASSERT_OK(gvm_mm_flush(f.mm));
+	ASSERT_EQ(gvm_load_acquire(&f.called), 1);
+	ASSERT_EQ(f.ret, 0);
+	gvm__notifier_remove(&f.n);
+	gvm_mm_put(f.mm);
+}
+
+/*
+ * The late UNMAP of a previous mapping, read before a notifier on a new
+ * mapping at the same address was inserted and processed after: it hits
+ * the old notifier and not the new one (the event's stamp is older), and
+ * the new notifier's read is not disturbed.  The new mapping's own unmap
+ * reaches it.  The old mapping is replaced with mmap(MAP_FIXED), which
+ * raises the same UNMAP as munmap and leaves no hole another thread could
+ * map meanwhile.
+ */
+TEST(stamp_unmap_read_before_insert_does_not_hit_it)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec old, neu;
+	uint64_t seq;
+
+	rec_insert(mm, &old, p, 4 * PG);
+	mmhold_install();
+	mmhold_arm();
+	ASSERT_TRUE(mmap(p, 4 * PG, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p);
+	ASSERT_EQ(mmhold_wait_held(), UFFD_EVENT_UNMAP);
+	rec_insert(mm, &neu, p, 4 * PG);
+	seq = gvm__notifier_read_begin(&neu.n);
+	mmhold_release();
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&old), 1);
+	rec_expect(&old, 0, GVM_MM_EVENT_UNMAP, p, 4 * PG);
+	ASSERT_EQ(rec_count(&neu), 0);
+	ASSERT_FALSE(gvm__notifier_read_retry(&neu.n, seq));
+
+	ASSERT_OK(munmap(p, 4 * PG));
+	ASSERT_OK(gvm_mm_flush(mm));
+	ASSERT_EQ(rec_count(&neu), 1);
+	rec_expect(&neu, 0, GVM_MM_EVENT_UNMAP, p, 4 * PG);
+	ASSERT_TRUE(gvm__notifier_read_retry(&neu.n, seq));
+	ASSERT_EQ(rec_count(&old), 2);
+	mmhold_uninstall();
+	rec_remove(&neu);
+	rec_remove(&old);
+	gvm_mm_put(mm);
+}
+
+/*
+ * A REMOVE is read before the zap it announces, which may still run after
+ * a notifier inserted meanwhile has fetched its pages: so it carries no
+ * stamp, and hits that notifier too.
+ */
+TEST(stamp_remove_read_before_insert_still_hits_it)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec old, neu;
+
+	rec_insert(mm, &old, p, 4 * PG);
+	memset(p, 1, 4 * PG);
+	mmhold_install();
+	mmhold_arm();
+	ASSERT_OK(madvise(p, 4 * PG, MADV_DONTNEED));
+	ASSERT_EQ(mmhold_wait_held(), UFFD_EVENT_REMOVE);
+	rec_insert(mm, &neu, p, 4 * PG);
+	mmhold_release();
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&old), 1);
+	ASSERT_EQ(rec_count(&neu), 1);
+	rec_expect(&neu, 0, GVM_MM_EVENT_REMOVE, p, 4 * PG);
+	mmhold_uninstall();
+	rec_remove(&neu);
+	rec_remove(&old);
+	ASSERT_OK(munmap(p, 4 * PG));
+	gvm_mm_put(mm);
+}
+
+/*
+ * Threads changing their own memory and flushing: after its flush, each
+ * thread's notifier has seen its own madvise and munmap, exactly once each,
+ * however the events of the threads interleave (self-checking; for TSan
+ * too).  A notifier may also see other threads' events once its memory is
+ * unmapped and another thread maps the address (a late UNMAP of an earlier
+ * mapping there, or the other thread's own changes before the notifier is
+ * removed): unordered with this thread, so allowed.  Each thread maps its
+ * own size, so that such events cannot pass for its own.
+ */
+struct own {
+	struct gvm_notifier n;
+	uint64_t start, last;		/* constant */
+	uint32_t unmaps, removes;	/* atomic: exact matches seen */
+};
+
+static struct gvm_notifier_finish *own_start(struct gvm_notifier *n,
+					     const struct gvm_notifier_range *r,
+					     uint64_t cur_seq)
+{
+	struct own *o = gvm_container_of(n, struct own, n);
+
+	gvm__notifier_set_seq(n, cur_seq);
+	if (r->start != o->start || r->last != o->last)
+		return NULL;
+	if (r->event == GVM_MM_EVENT_UNMAP)
+		gvm_fetch_add_relaxed(&o->unmaps, 1u);
+	else if (r->event == GVM_MM_EVENT_REMOVE)
+		gvm_fetch_add_relaxed(&o->removes, 1u);
+	return NULL;
+}
+
+struct flusher {
+	struct gvm_mm *mm;
+	unsigned int iters;
+	size_t pages;			/* this thread's mapping size */
+};
+
+static void *flusher_thread(void *arg)
+{
+	static const struct gvm_notifier_ops own_ops = {
+		.invalidate_start = own_start,
+	};
+	struct flusher *f = arg;
+	size_t len = f->pages * PG;
+
+	for (unsigned int i = 0; i < f->iters; i++) {
+		char *p = map_anon(f->pages, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE);
+		struct own o = { .start = u(p), .last = u(p) + len - 1 };
+
+		ASSERT_OK(gvm__notifier_insert(f->mm, &o.n, u(p), len,
+					       &own_ops));
+		ASSERT_OK(gvm__mm_register(f->mm, u(p), len));
+		if (i & 1) {
+			ASSERT_OK(madvise(p, len, MADV_DONTNEED));
+			ASSERT_OK(gvm_mm_flush(f->mm));
+			ASSERT_EQ(gvm_load_relaxed(&o.removes), 1);
+		}
+		ASSERT_OK(munmap(p, len));
+		ASSERT_OK(gvm_mm_flush(f->mm));
+		ASSERT_EQ(gvm_load_relaxed(&o.unmaps), 1);
+		ASSERT_EQ(gvm_load_relaxed(&o.removes), i & 1);
+		gvm__notifier_remove(&o.n);
+	}
+	return NULL;
+}
+
+TEST(flush_sees_every_thread_s_own_changes)
+{
+	enum { T = 4 };
+	struct gvm_mm *mm = mm_self();
+	struct flusher f[T];
+	pthread_t t[T];
+
+	for (int i = 0; i < T; i++) {
+		f[i].mm = mm;
+		f[i].iters = (unsigned int)gvm_test_scale(200);
+		f[i].pages = 2 + (size_t)i;
+		ASSERT_OK(pthread_create(&t[i], NULL, flusher_thread, &f[i]));
+	}
+	for (int i = 0; i < T; i++)
+		ASSERT_OK(pthread_join(t[i], NULL));
 	gvm_mm_put(mm);
 }
 

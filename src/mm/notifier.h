@@ -99,11 +99,50 @@
  * active, the invalidating threads walk the tree without the lock; inserts
  * and removes are then deferred until the last one ends (see notifier.c).
  *
+ * Changes older than the notifier.  A backend that learns of CPU changes
+ * from a queue (gvm_mm_self's event thread) may process a change after a
+ * notifier over its range was inserted although the change was complete
+ * before: typically the late UNMAP of a previous mapping at the same
+ * address.  Such an invalidation must not hit the new notifier, whose pages
+ * are fetched after the change (it would tear down a mapping that was
+ * never stale, under a running job).  So the backend brackets every read
+ * of an event with gvm__notifier_stamp_begin() and _end(); _end() of an
+ * event that reports a complete change hands out a stamp, which goes in
+ * the invalidation's range; insert records in the notifier the last stamp
+ * handed out, and an invalidation skips the notifiers holding its stamp or
+ * a later one.  An insert that finds a read bracketed waits for its end (a
+ * system call's time, never an invalidation's):
+ *
+ *	event thread                       user
+ *
+ *	stamp_begin(mm)
+ *	read(): UNMAP [a, b)  ---------->  munmap() returns: the event is read
+ *	st = stamp_end(mm, true)           insert(n over [a, b)): waits until
+ *	                                     stamp_end if it comes first, then
+ *	                                     n->stamp = last stamp >= st
+ *	                                   register, read_begin, fetch: the
+ *	                                   memory as it is after the unmap
+ *	invalidate([a, b), .stamp = st):
+ *	  skips n (st <= n->stamp), hits
+ *	  the notifiers inserted before
+ *
+ * Exact: an event whose read returned before gvm__notifier_insert() was
+ * called never hits that notifier.  The odd store of stamp_begin precedes
+ * read(), read() precedes the return of the call that caused the event,
+ * which precedes the insert; so the insert finds the bracket open (and
+ * waits) or closed after the stamp was taken (and reads it).  Safe: a stamp
+ * is taken after the read, so after the change; a notifier that skips it
+ * read the stamp later, and fetches later still, so what it fetches
+ * reflects the change.  An event whose change may still be in progress
+ * when it is read (madvise's REMOVE, whose zap starts after the read) gets
+ * no stamp, nor does an invalidation raised by gvm itself (a migration):
+ * stamp 0 hits every notifier the range overlaps.
+
  * Lifetime: the notifier is the user's memory.  After gvm__notifier_remove()
  * returns no callback is running or will run on it, and it may be freed.
  */
-#ifndef GVM_CORE_NOTIFIER_H
-#define GVM_CORE_NOTIFIER_H
+#ifndef GVM_MM_NOTIFIER_H
+#define GVM_MM_NOTIFIER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -136,6 +175,10 @@ struct gvm_notifier_range {
 	uint64_t start;		/* first byte */
 	uint64_t last;		/* last byte, inclusive */
 	enum gvm_mm_event event;
+	/* 0, or the stamp of the event that reported the change (from
+	   gvm__notifier_stamp_end): notifiers inserted after the event was
+	   read are not invalidated (see above) */
+	uint64_t stamp;
 };
 
 /*
@@ -197,6 +240,7 @@ struct gvm_notifier {
 	/* written with release by set_seq (under the user's lock) and at
 	   insert (under subs->lock); read with acquire */
 	uint64_t invalidate_seq;
+	uint64_t stamp;			/* constant: subs->stamp at insert */
 	/* under subs->lock: */
 	struct gvm_list deferred_link;	/* on subs->deferred */
 	uint8_t deferred;		/* enum deferred_op (notifier.c) */
@@ -222,6 +266,10 @@ struct gvm_notifier_subs {
 	unsigned int active;		/* running invalidations, under lock */
 	size_t nr_deferred_inserts;	/* under lock */
 	struct gvm_list deferred;	/* under lock */
+	uint64_t stamp;			/* atomic: the last stamp handed out */
+	uint32_t reading;		/* atomic, futex word: odd between
+					   stamp_begin and stamp_end */
+	uint32_t reading_waiters;	/* atomic: inserts waiting on it */
 };
 
 void gvm__notifier_subs_init(struct gvm_notifier_subs *subs);
@@ -231,14 +279,30 @@ void gvm__notifier_subs_fini(struct gvm_notifier_subs *subs);
 /*
  * Starts watching [start, start + len) of @mm with @ops.  Never blocks on
  * an invalidation: one that is running when the notifier is inserted counts
- * as running on it (read_begin waits for it).  Context: may be called with
- * any lock below rank GVM_RANK_NOTIFIER_TREE held (vm->lock, reservations,
- * notifier_lock).  Returns 0, -EINVAL (len 0, overflow, no invalidate_start),
- * -ENOMEM.
+ * as running on it (read_begin waits for it).  An event whose read
+ * returned before this call does not hit it, even if it is processed later
+ * (stamps, above; this may wait for a read in progress to end).  It does
+ * not flush the mm (gvm__mm_flush): the stamps make that unnecessary, and
+ * its callers hold vm->lock, under which a flush must not wait.  Context:
+ * may block briefly; may be called with any lock below rank
+ * GVM_RANK_SCHED_QUEUE held (vm->lock, reservations, notifier_lock), never
+ * from a notifier callback.  Returns 0, -EINVAL (len 0, overflow, no
+ * invalidate_start), -ENOMEM.
  */
 int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 			 uint64_t start, uint64_t len,
 			 const struct gvm_notifier_ops *ops);
+
+/*
+ * A backend that reads events brackets each read (one thread per mm, which
+ * waits for nothing in between): gvm__notifier_stamp_begin() before the
+ * read, gvm__notifier_stamp_end() after it, with @complete true if it read
+ * an event reporting a change that is complete.  _end() then returns the
+ * stamp for the invalidation's range (stamps grow from 1), otherwise 0.
+ * See "Changes older than the notifier" above.
+ */
+void gvm__notifier_stamp_begin(struct gvm_mm *mm);
+uint64_t gvm__notifier_stamp_end(struct gvm_mm *mm, bool complete);
 
 /*
  * Stops watching.  If an invalidation is running, waits until every running
@@ -278,9 +342,11 @@ static inline void gvm__notifier_set_seq(struct gvm_notifier *n,
 }
 
 /*
- * Invalidates @range: the two passes over every notifier overlapping it.
- * Returns the number of notifiers hit.  Context: may block; the caller holds
- * no lock at all (callbacks take notifier_lock and wait for devices).
+ * Invalidates @range: the two passes over every notifier overlapping it,
+ * except, if range->stamp is not 0, those inserted after that stamp was
+ * taken.  Returns the number of notifiers hit.  Context: may block; the
+ * caller holds no lock at all (callbacks take notifier_lock and wait for
+ * devices).
  */
 unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 				      const struct gvm_notifier_range *range);

@@ -42,6 +42,18 @@
  * Removal waits, if the sequence is odd, until it changes: by then every
  * invalidation that could have seen the notifier has ended.
  *
+ * Stamps (notifier.h, "Changes older than the notifier").  subs->stamp is a
+ * counter: stamp_end() increments it (acq_rel), insert reads it (acquire)
+ * into n->stamp, and an invalidation with a non-zero stamp skips the
+ * notifiers with n->stamp >= range->stamp, both when it looks for its first
+ * hit and during the walk.  A skipped notifier is not a hit: it is not
+ * counted, and an invalidation that skips every overlapping notifier leaves
+ * the sequence even.  subs->reading is a generation, odd between
+ * stamp_begin and stamp_end; an insert that loads it odd waits (futex)
+ * until it moves, so it reads the stamp of the event being read.  Lost
+ * wake-ups: stamp_end stores reading, then loads reading_waiters; the
+ * insert increments reading_waiters, then loads reading; all seq_cst.
+ *
  * Locking: subs->lock (GVM_RANK_NOTIFIER_TREE) is held for tree and list
  * operations only; no callback runs under it and nothing else is taken
  * under it.  Waits release it (condition variable).
@@ -51,11 +63,13 @@
  * not order invalidations against each other: two may run at once on the
  * same notifier (the finish structure's in_use flag handles that).
  */
-#include "core/notifier.h"
+#include "mm/notifier.h"
 
 #include <errno.h>
+#include <limits.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/debug.h"
 #include "core/list.h"
 #include "core/sync.h"
@@ -81,6 +95,9 @@ void gvm__notifier_subs_init(struct gvm_notifier_subs *subs)
 	subs->active = 0;
 	subs->nr_deferred_inserts = 0;
 	gvm_list_init(&subs->deferred);
+	subs->stamp = 0;
+	subs->reading = 0;
+	subs->reading_waiters = 0;
 }
 
 void gvm__notifier_subs_fini(struct gvm_notifier_subs *subs)
@@ -93,6 +110,39 @@ void gvm__notifier_subs_fini(struct gvm_notifier_subs *subs)
 	gvm__mutex_fini(&subs->lock);
 }
 
+void gvm__notifier_stamp_begin(struct gvm_mm *mm)
+{
+	struct gvm_notifier_subs *subs = &mm->subs;
+
+	gvm_store_seq_cst(&subs->reading, gvm_load_relaxed(&subs->reading) + 1);
+}
+
+uint64_t gvm__notifier_stamp_end(struct gvm_mm *mm, bool complete)
+{
+	struct gvm_notifier_subs *subs = &mm->subs;
+	uint64_t stamp = 0;
+
+	if (complete)
+		stamp = gvm_fetch_add_acq_rel(&subs->stamp, 1) + 1;
+	gvm_store_seq_cst(&subs->reading, gvm_load_relaxed(&subs->reading) + 1);
+	if (gvm_load_seq_cst(&subs->reading_waiters))
+		gvm__futex_wake(&subs->reading, INT_MAX);
+	return stamp;
+}
+
+/* An event is being read: wait until its stamp, if any, is taken. */
+static void wait_for_read(struct gvm_notifier_subs *subs)
+{
+	uint32_t gen = gvm_load_seq_cst(&subs->reading);
+
+	if (!(gen & 1))
+		return;
+	gvm_fetch_add_seq_cst(&subs->reading_waiters, 1u);
+	while (gvm_load_seq_cst(&subs->reading) == gen)
+		gvm__futex_wait(&subs->reading, gen, -1);
+	gvm_fetch_sub_release(&subs->reading_waiters, 1u);
+}
+
 int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 			 uint64_t start, uint64_t len,
 			 const struct gvm_notifier_ops *ops)
@@ -101,6 +151,7 @@ int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 	uint64_t seq;
 	int err = 0;
 
+	gvm_might_block();
 	if (!len || start + (len - 1) < start || !ops ||
 	    !ops->invalidate_start)
 		return -EINVAL;
@@ -112,6 +163,9 @@ int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 	n->deferred = DEFERRED_NONE;
 	n->in_tree = false;
 	gvm_list_init(&n->deferred_link);
+	/* Before the tree insert that makes it visible to invalidations. */
+	wait_for_read(subs);
+	n->stamp = gvm_load_acquire(&subs->stamp);
 
 	gvm__mutex_lock(&subs->lock);
 	if (subs->active && subs_invalidating(subs)) {
@@ -191,6 +245,13 @@ uint64_t gvm__notifier_read_begin(struct gvm_notifier *n)
 	return seq;
 }
 
+/* True if @n was inserted after @r's change was complete (notifier.h). */
+static inline bool skips(const struct gvm_notifier_range *r,
+			 const struct gvm_notifier *n)
+{
+	return r->stamp && r->stamp <= n->stamp;
+}
+
 /* Applies the deferred inserts and removes; the last invalidation ended. */
 static void apply_deferred_locked(struct gvm_notifier_subs *subs)
 {
@@ -234,8 +295,10 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 
 	gvm__mutex_lock(&subs->lock);
 	subs->active++;
-	n = gvm__itree_iter_first(&subs->tree, &it, range->start,
-				  range->last);
+	for (n = gvm__itree_iter_first(&subs->tree, &it, range->start,
+				       range->last);
+	     n && skips(range, n); n = gvm__itree_iter_next(&it))
+		;
 	if (n)
 		subs->invalidate_seq |= 1;
 	cur_seq = subs->invalidate_seq;
@@ -248,6 +311,8 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 	for (; n; n = gvm__itree_iter_next(&it)) {
 		struct gvm_notifier_finish *f;
 
+		if (skips(range, n))
+			continue;
 		hits++;
 		f = n->ops->invalidate_start(n, range, cur_seq);
 		if (!f)
