@@ -69,15 +69,16 @@
  *    the rule below applied, so it shows exactly what commit would write).
  *
  * ZAP DURING PREPARE (seed 000).  A zap (invalidation, under the notifier
- * lock) may run between prepare and commit of an update (prepare runs under
- * vm->lock only, since it allocates; commit runs under the notifier lock
+ * lock) may run between prepare and commit of an update, or during the
+ * prepare (which runs under vm->pt_lock only, since it allocates, and reads
+ * connected entries with atomic loads; commit runs under the notifier lock
  * too).  The zap walks the committed view only, so it never sees half-built
  * subtrees, and turns valid leaves into zapped ones in place (live counts
  * unchanged, so the staged counts stay right).  R is the union of the
  * update's segments, as sorted runs (adjacent segments form one run):
  *
- *     vm->lock holder                 notifier (notifier_lock)
- *     ---------------                 ------------------------
+ *     vm->pt_lock holder              notifier (notifier_lock)
+ *     ------------------              ------------------------
  *     prepare(segments, union R)
  *       records old = C[i], new = N[i]
  *                                     zap([z0, z1)) on committed tables:
@@ -105,6 +106,22 @@
  * either inside one segment, written by the update, or outside R: the
  * walk descends wherever a segment edge crosses an entry.)
  *
+ * RESERVES.  A prepare that must not fail for memory (a bind job's, on a
+ * fence-signalling path) runs from a reserve made when the bind was called
+ * (gvm__pt_reserve), against tables that may have changed by then.  The
+ * reserve is a bound that holds for any tables: below every level >= 1
+ * entry the walk may descend into, it visits one table, either a new one
+ * (fresh or a split copy) or a connected one (one record of at most 512
+ * entries).  The walk descends below an entry crossing a segment's edge,
+ * and below one inside a segment unless it becomes a leaf (NULL, or
+ * backing that fits: one extent, aligned) or is cleared (UNBIND); counted
+ * per extent, that bounds tables and records by the segments alone.  The
+ * reserve holds that many spare tables (pages of the buddy, not counted in
+ * nr_tables until taken) and an arena for the records, the walk's segment
+ * copy and the runs; what is left is freed after the commit.  The update
+ * reference-model test prepares a third of its updates this way with every
+ * heap and buddy allocation failing.
+ *
  * INVARIANTS (committed view, checked by gvm__pt_validate()):
  *   t->live == #{ i : t->cpu[i] != 0 }
  *   t->children[i] != NULL  <=>  is_dir(t->cpu[i]),
@@ -119,17 +136,19 @@
  * LOCKING.  None inside, except mem.lock if set: a leaf lock held around
  * each buddy call only (table allocation and freeing), as the buddy may be
  * shared with buffer objects and other VMs.  The VM layer serialises
- * prepare, commit, abort, unbind and bind (vm->lock) and takes the
- * notifier lock around commit and zap.  What may run concurrently:
+ * prepare, commit, abort, unbind, bind and freeing (vm->pt_lock) and takes
+ * the notifier lock around commit and zap.  Reserving needs no lock.  What may run concurrently:
  * nothing, except that a zap may come between a prepare and its
  * commit/abort (serialised with them by the notifier lock, never truly in
  * parallel); the engine guarantees that the zap sees a consistent
  * committed tree and that commit follows the rule above.  Translation of
- * the committed view needs the notifier lock or vm->lock; of the staging
- * view, vm->lock.  At most one update is pending per VM.  The device walks
- * the committed tables at any time, without locks: every write to a
- * connected table is one release store of the whole entry (pte_publish),
- * and a new subtree is complete before the store that links it.
+ * the committed view needs the notifier lock or vm->pt_lock (entries are
+ * read with atomic loads, as a zap may store to them meanwhile); of the
+ * staging view, vm->pt_lock.  At most one update is pending per VM.  The
+ * device walks the committed tables at any time, without locks: every
+ * write to a connected table is one release store of the whole entry
+ * (pte_publish), and a new subtree is complete before the store that links
+ * it.
  *
  * EXAMPLE (a bind array whose net effect is: map [a, b) to a buffer
  * object, leave [b, c) alone, unmap [c, d)).

@@ -41,7 +41,7 @@ struct gvm_pt_mem {
 
 /*
  * Host-side shadow of one page-table page.  Walks follow children[], never
- * decode addresses.  All fields: protected by the VM layer's vm->lock for
+ * decode addresses.  All fields: protected by the VM layer's vm->pt_lock for
  * prepare/commit/abort and by the notifier lock for zap (see pt.c).
  */
 struct gvm_pt {

@@ -17,19 +17,20 @@
  *               array maps or unmaps (lockset: ww back-off); BOs
  *               in PREFETCH ranges are moved (move.c)
  *   5. plan     the net effect on the page tables: the touched
- *               ranges, and in them the final VMAs -> one list of
- *               segments (map / unbind) for the page-table engine
+ *               ranges, and in them the final VMAs -> one page-table
+ *               update (pt_update.c: one segment per VMA or hole)
  *   6. deps     in-syncs, pending binds of other queues on
  *               overlapping ranges, kernels still using mappings
  *               that go away, moves of mapped external BOs
- *   7. prepare  all deps signalled and the queue idle: the page
- *               tables are prepared now (inline bind); otherwise a
- *               job is set up that will do it when they signal
+ *   7. prepare  all deps signalled and the queue idle: the update is
+ *               prepared now, under pt_lock (inline bind); otherwise
+ *               everything its job's prepare can need is reserved
+ *               and the job is set up (bind_job.c)
  *   --- point of no return -------------------------------------------
- *   8. commit   inline: commit the page tables and, in the same
- *               notifier_lock section, make new userptrs live and
- *               removed ones dead; both: link new VMAs to their BOs,
- *               publish the fence (VM resv, queue, range fences),
+ *   8. commit   inline: the pipeline's commit section (userptr
+ *               recheck, page tables, userptrs live/retired, one
+ *               notifier_lock section); both: link new VMAs to their
+ *               BOs, publish the fence (VM resv, queue, range fences),
  *               push the job
  *   9. finish   inline: TLB invalidation, then free unlinked page
  *               tables and the VMAs that went away (removing their
@@ -37,9 +38,9 @@
  *
  * Any failure in 2-7 unwinds every applied VA op in reverse and leaves the
  * VM exactly as it was (a PREFETCH move already done is kept: contents and
- * mappings are the same, only the placement changed).  A queued job that
- * fails (its page-table prepare cannot allocate) bans the VM: every later
- * bind and exec fails with -EIO.
+ * mappings are the same, only the placement changed).  A queued job cannot
+ * fail for memory (its prepare draws on the reserve); an injected failure
+ * in it (tests) bans the VM: every later bind and exec fails with -EIO.
  *
  * Failed dependencies.  A bind's VA state is decided in the call, so its job
  * writes the page tables whatever happened to what it waited for (like xe,
@@ -62,10 +63,11 @@
  * before them.  A bind that removes mappings waits for the VM's kernels
  * (BOOKKEEP fences that are not pending binds).
  *
- * Locking: vm->lock is held from parse to commit (and by a bind job while
- * it writes the page tables); the reservations from lock to commit;
- * notifier_lock around page-table commits.  TLB waits happen with no lock
- * held.  Allocation happens only before the point of no return.
+ * Locking: vm->lock is held from parse to commit (not by bind jobs); the
+ * reservations from lock to commit; pt_lock from prepare to commit (inline
+ * binds; the job takes it alone); notifier_lock inside the commit.  The
+ * inline TLB wait is done after dropping vm->lock.  Allocation happens
+ * only before the point of no return.
  */
 #include <errno.h>
 #include <stdlib.h>

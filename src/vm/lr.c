@@ -42,20 +42,21 @@
  * preempt fence enabled at any time - even one that became current a
  * moment ago - keeps its queue stopped until a worker pass replaced it.
  *
- * Userptr invalidations (userptr.c, pass 1, preempt mode): under
- * notifier_lock the VMA goes on the invalidated list and the current
- * preempt fences are referenced (gvm__lr_snapshot_locked); with no lock
- * they are enabled and waited for; then the zap and TLB invalidation
- * follow as in any VM.  The worker's step 6 and that snapshot are both
- * under notifier_lock:
+ * Userptr invalidations (userptr.c, preempt mode): pass 1, under
+ * notifier_lock, puts the VMA on the invalidated list and references the
+ * current preempt fences (gvm__lr_snapshot_locked), then enables them with
+ * no lock held and returns, so that every VM the range hits starts
+ * stopping its queues before any waits (the two-pass rule); pass 2 waits
+ * for them, then zaps and invalidates the TLB as in any VM.  The worker's
+ * step 6 and that snapshot are both under notifier_lock:
  *
  *   invalidation                        worker, step 6
  *   ------------                        --------------
  *   lock notifier_lock                  lock notifier_lock
  *   put on the invalidated list         current = fresh fences
  *   refs to the current fences          list empty? resume : -EAGAIN
- *   unlock                              unlock
- *   enable + wait them; zap
+ *   unlock; enable them                 unlock
+ *   (pass 2) wait them; zap
  *
  * If the invalidation comes first, the worker sees the list and does not
  * resume (the invalidation's fences are the retired ones, signalled, and

@@ -11,35 +11,47 @@
  *   reservation): insert the notifier, register the range with the mm,
  *   read_begin, fetch the pages (-EFAULT unmapped, -EPERM writable mapping
  *   of read-only memory);
- *   commit (under notifier_lock, in the same critical section as the
- *   page-table commit that wrote its PTEs): the VMA becomes live; if the
- *   sequence moved since the fetch, its PTEs are zapped at once and it goes
- *   on the VM's invalidated list;
+ *   commit (pt_update.c, the commit section under notifier_lock that also
+ *   rechecks the sequence and commits the page tables): a userptr whose
+ *   PTEs the update wrote becomes live and leaves the invalidated list,
+ *   unless its sequence moved since the fetch: then its PTEs are zapped at
+ *   once and it goes (or stays) on the list; one the update retired stops
+ *   being live.  Userptrs rewritten by a bind that does not create them (a
+ *   PREFETCH, a split) go through the same recheck;
  *   invalidation, pass 1 (mm event thread): under notifier_lock, bump the
- *   sequence; if live, zap the PTEs, put the VMA on the invalidated list and
- *   submit the TLB invalidation; pass 2: wait for it;
+ *   sequence; if live, put the VMA on the invalidated list and either zap
+ *   the PTEs and submit the TLB invalidation now, or, if the zap must wait
+ *   (below), snapshot those fences and enable their signalling; pass 2:
+ *   wait for them and zap (if it had to wait), then wait for the TLB;
  *   exec (gvm__userptr_revalidate, vm->lock held, before any reservation):
- *   only the VMAs on the invalidated list are refetched and rebound, the
- *   sequence rechecked under notifier_lock before the commit (retry on
- *   collision); a VMA whose memory is gone is dropped from the list and
- *   stays zapped (the GPU faults there) instead of failing the exec.
+ *   only the VMAs on the invalidated list are refetched and rebound through
+ *   the pipeline (RETRY: a collision refetches, 16 rounds); a VMA whose
+ *   memory is gone is dropped from the list and stays zapped (the GPU
+ *   faults there) instead of failing the exec.  Exec checks the list once
+ *   more in the section that publishes its job (exec.c).
  *
- * Preempt-fence (LR) VMs: pass 1 first puts the VMA on the invalidated
- * list and takes the VM's current preempt fences under notifier_lock,
- * then (unlocked) enables and waits for them - the queues stop at a lane
- * boundary, parked, not failed - before it zaps; the rebind worker repins
- * and resumes them (lr.c, with the interleaving against its resume).
- *
- * Pass 2 waits for the TLB invalidation only, not for the VM's jobs: after
- * the zap and the invalidation no device access can reach the old pages,
- * and waiting for jobs could wait for a bind job that needs vm->lock, which
- * a thread in read_begin may hold.  A kernel still running on the old
- * mapping therefore faults (its job fails with -EIO) instead of delaying the
- * CPU's munmap.
+ * What the zap waits for (snapshot_waits):
+ *  - preempt-fence (LR) VMs: the queues' preempt fences (they stop at a
+ *    lane boundary, parked, not failed); the rebind worker repins and
+ *    resumes them (lr.c, with the interleaving against its resume);
+ *  - other VMs, for a change not made yet (REMOVE from madvise: the kernel
+ *    zaps the pages once the event has been read; MIGRATE: gvm's own): the
+ *    VM's BOOKKEEP fences, so a kernel running on the userptr finishes on
+ *    the old pages instead of faulting, as xe's notifier waits;
+ *  - nothing for a change already made (UNMAP, REMAP, FORK: userfaultfd
+ *    reports them after the fact): the old pages are gone, a kernel still
+ *    using the mapping faults (its job fails with -EIO).
+ * Waiting for bind jobs is safe: they take no vm->lock (a thread in
+ * read_begin may hold it), only pt_lock, whose holders never wait.  It does
+ * make a job held back by a fence the application has not signalled yet
+ * hold back the invalidation, and with it the application's next bind or
+ * exec on that mm (they flush the mm first, docs/mm.md).
  *
  * Locking: u->live, u->inval_link and vm->userptr_invalidated are protected
- * by vm->notifier_lock; u->seq, u->ext by vm->lock; the notifier is
- * removed (which waits for a running invalidation) with no lock held.
+ * by vm->notifier_lock; u->seq, u->ext by vm->lock (or the bind job writing
+ * a userptr that never went live yet); u->wait, u->tlb_fence by the
+ * invalidation holding u->finish; the notifier is removed (which waits for
+ * a running invalidation) with no lock held.
  */
 #include <errno.h>
 #include <stdlib.h>
