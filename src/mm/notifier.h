@@ -35,11 +35,13 @@
  *
  * Two passes.  An invalidation calls ops->invalidate_start() for EVERY
  * notifier the range hits before it calls ops->invalidate_finish() for any of
- * them.  invalidate_start must stop device access (zap PTEs, bump the
- * sequence) and may leave the waiting to the second pass: it starts the
- * asynchronous work (TLB invalidations submitted to its device, signalling
- * enabled on fences) and returns a struct gvm_notifier_finish that the
- * invalidation links into its list; invalidate_finish() then waits.  With N
+ * them.  invalidate_start must bump the sequence and stop device access or
+ * start stopping it (zap PTEs and submit the TLB invalidation; or, when the
+ * zap must wait for running work, enable signalling on the fences it waits
+ * for), and may leave the waiting to the second pass: it returns a struct
+ * gvm_notifier_finish that the invalidation links into its list;
+ * invalidate_finish() then waits (and zaps, if it had to wait first).
+ * When the invalidation returns, no device access reaches the range.  With N
  * devices, all N start their work before anyone waits, so the invalidation
  * costs about one device's latency instead of N.
  *
@@ -209,10 +211,12 @@ static inline void gvm__notifier_finish_release(struct gvm_notifier_finish *f)
 
 struct gvm_notifier_ops {
 	/*
-	 * Pass 1.  Must stop device access to the range (under the user's
-	 * lock: gvm__notifier_set_seq(n, cur_seq), zap) before returning.
-	 * Returns the finish structure to be handed to invalidate_finish, or
-	 * NULL when everything is done already.  May block (briefly: every
+	 * Pass 1.  Under the user's lock: gvm__notifier_set_seq(n, cur_seq);
+	 * then stop device access to the range, or start stopping it and
+	 * finish in pass 2 (see "Two passes").  Must not wait for anything
+	 * another notifier's pass 1 could be needed for.  Returns the finish
+	 * structure to be handed to invalidate_finish, or NULL when
+	 * everything is done already.  May block (briefly: every
 	 * other notifier's pass 1 waits behind it).
 	 */
 	struct gvm_notifier_finish *(*invalidate_start)(
