@@ -10,13 +10,11 @@
 
 long gvm__alloc_fail_nth;
 
-int gvm__grow(void **p, size_t *cap, size_t need, size_t sz)
+int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 {
 	size_t ncap;
 	void *np;
 
-	if (need <= *cap)
-		return 0;
 	ncap = *cap ? *cap : 8;
 	while (ncap < need)
 		ncap *= 2;

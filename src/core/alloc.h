@@ -52,7 +52,12 @@ static inline void *gvm__realloc(void *p, size_t size)
  * Grows the array *@p of *@cap elements of @sz bytes to hold at least @need
  * (doubling, from 8).  0 or -ENOMEM (then *@p and *@cap are untouched).
  */
-int gvm__grow(void **p, size_t *cap, size_t need, size_t sz);
+int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz);
+
+static inline int gvm__grow(void **p, size_t *cap, size_t need, size_t sz)
+{
+	return need <= *cap ? 0 : gvm__grow_slow(p, cap, need, sz);
+}
 
 #define GVM_GROW(arr, cap, need) \
 	gvm__grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))

@@ -34,6 +34,7 @@
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/lr.h"
 #include "vm/vm.h"
 
 void gvm__bo_lru_update(struct gvm_bo *bo)

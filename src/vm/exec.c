@@ -47,6 +47,7 @@
 #include "vm/bind.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/lr.h"
 #include "vm/sync.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"

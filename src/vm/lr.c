@@ -98,6 +98,7 @@
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/lr.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
 #include "vm/vm_bo.h"

@@ -68,14 +68,12 @@ static int add_vma(struct gvm_vma ***arr, size_t *nr, size_t *cap,
 int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 		       struct gvm_vma *vma)
 {
+	size_t first = u->nr_ext;
 	struct gvm_pt_seg *s;
-	size_t cap = u->cap_segs;
 	int err;
 
 	gvm_assert(lo < hi && (!u->nr_segs || u->segs[u->nr_segs - 1].end <= lo));
 	err = GVM_GROW(u->segs, u->cap_segs, u->nr_segs + 1);
-	if (!err)
-		err = GVM_GROW(u->seg_ext, cap, u->nr_segs + 1);
 	if (err)
 		return err;
 	s = &u->segs[u->nr_segs];
@@ -83,7 +81,6 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 	s->end = hi;
 	s->ext = NULL;
 	s->n = 0;
-	u->seg_ext[u->nr_segs] = u->nr_ext;
 	if (!vma || (gvm__va_kind(&vma->va) == GVM_VA_KIND_USERPTR &&
 		     gvm__userptr_gone(vma))) {
 		s->flags = GVM_PT_UNBIND;
@@ -107,10 +104,10 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 		break;
 	}
 	if (err) {
-		u->nr_ext = u->seg_ext[u->nr_segs];
+		u->nr_ext = first;
 		return err;
 	}
-	s->n = u->nr_ext - u->seg_ext[u->nr_segs];
+	s->n = u->nr_ext - first;
 	u->nr_segs++;
 	return 0;
 }
@@ -123,10 +120,12 @@ int gvm__vm_update_retire(struct gvm_vm_update *u, struct gvm_vma *vma)
 /* ext[] is final (no more add()): the segments get their pointers. */
 static void fix_ext(struct gvm_vm_update *u)
 {
-	size_t i;
+	size_t i, first = 0;
 
-	for (i = 0; i < u->nr_segs; i++)
-		u->segs[i].ext = u->segs[i].n ? u->ext + u->seg_ext[i] : NULL;
+	for (i = 0; i < u->nr_segs; i++) {
+		u->segs[i].ext = u->segs[i].n ? u->ext + first : NULL;
+		first += u->segs[i].n;
+	}
 }
 
 int gvm__vm_update_reserve(struct gvm_vm_update *u)
@@ -237,12 +236,10 @@ void gvm__vm_update_fini(struct gvm_vm_update *u)
 		gvm__pt_reserve_fini(&u->vm->pt, &u->res);
 	u->reserved = false;
 	free(u->segs);
-	free(u->seg_ext);
 	free(u->ext);
 	free(u->live);
 	free(u->retire);
 	u->segs = NULL;
-	u->seg_ext = NULL;
 	u->ext = NULL;
 	u->live = u->retire = NULL;
 	u->nr_segs = u->cap_segs = u->nr_ext = u->cap_ext = 0;

@@ -45,8 +45,9 @@ enum gvm_vm_update_stale {
 
 struct gvm_vm_update {
 	struct gvm_vm *vm;
-	struct gvm_pt_seg *segs;	/* sorted by va, disjoint */
-	size_t *seg_ext;		/* [nr_segs]: first extent in ext[] */
+	struct gvm_pt_seg *segs;	/* sorted by va, disjoint; segment i's
+					   extents follow segment i - 1's in
+					   ext[] (pointers set by prepare) */
 	size_t nr_segs, cap_segs;
 	struct gvm_pt_extent *ext;
 	size_t nr_ext, cap_ext;

@@ -25,6 +25,7 @@
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/dev.h"
+#include "vm/lr.h"
 #include "vm/vm.h"
 
 int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,

@@ -63,6 +63,7 @@
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/lr.h"
 #include "vm/pt_update.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"

@@ -18,6 +18,7 @@
  * page-table commits (and alone by invalidations, later); fault_lock is a
  * leaf.  Statistics are relaxed atomics.
  */
+#include "vm/lr.h"
 #include "vm/vm.h"
 
 #include <errno.h>
@@ -175,6 +176,7 @@ void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma)
 	}
 	gvm__mutex_lock(&vm->dead_lock);
 	gvm_list_add_tail(&vma->vm_bo_link, &vm->dead_vmas);
+	gvm_store_release(&vm->nr_dead, vm->nr_dead + 1);
 	gvm__mutex_unlock(&vm->dead_lock);
 }
 
@@ -183,9 +185,12 @@ void gvm__vm_reap(struct gvm_vm *vm)
 	struct gvm_list dead, *pos, *tmp;
 
 	gvm_lockdep_assert_none_held();
+	if (!gvm_load_acquire(&vm->nr_dead))
+		return;
 	gvm_list_init(&dead);
 	gvm__mutex_lock(&vm->dead_lock);
 	gvm_list_splice_tail(&vm->dead_vmas, &dead);
+	gvm_store_release(&vm->nr_dead, 0);
 	gvm__mutex_unlock(&vm->dead_lock);
 	gvm_list_for_each_safe(pos, tmp, &dead)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,

@@ -153,6 +153,8 @@ struct gvm_vm {
 	 */
 	struct gvm_mutex dead_lock;	/* leaf: dead_vmas */
 	struct gvm_list dead_vmas;	/* gvm_vma.vm_bo_link */
+	uint32_t nr_dead;		/* atomic, written under dead_lock:
+					   reap skips the lock at 0 */
 
 	struct gvm_mutex fault_lock;	/* leaf: the fault log */
 	struct gvm_fault_info faults[GVM_VM_FAULT_LOG];
@@ -194,41 +196,12 @@ void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma);
 /* Frees the VMAs deferred so far.  No lock held. */
 void gvm__vm_reap(struct gvm_vm *vm);
 
-/* ---- long-running mode (lr.c) ----------------------------------------- */
-
 /* LR without FAULT: queues are preempted, not waited for. */
 static inline bool gvm__vm_preempt_mode(const struct gvm_vm *vm)
 {
 	return (vm->flags & (GVM_VM_LR_MODE | GVM_VM_FAULT_MODE)) ==
 	       GVM_VM_LR_MODE;
 }
-
-/* VM create (lr_queues, lr_lock, lr_cond initialised) / destroy: the
-   worker thread.  No lock held. */
-int gvm__lr_vm_init(struct gvm_vm *vm);
-void gvm__lr_vm_fini(struct gvm_vm *vm);
-/* Exec queue of a preempt-mode VM: create (no lock) and destroy (no lock
-   held, after its work completed: retires its preempt fence). */
-/* Waiting for a preempt fence only suspends a queue: it needs no lock. */
-bool gvm__lr_is_preempt_fence(const struct gvm_fence *f);
-void gvm__lr_queue_init(struct gvm_queue *q);
-void gvm__lr_queue_fini(struct gvm_queue *q);
-/*
- * Exec: before the point of no return (vm->lock, reservations held), a
- * preempt fence for a queue that has none (*@pf NULL if it has one);
- * after it, with notifier_lock held too (in the section of the final
- * userptr check), installs it (or re-adds the current one to the external
- * BOs' reservations: one fence slot each).  Cannot fail.
- */
-int gvm__lr_exec_prepare(struct gvm_queue *q, struct gvm_fence **pf);
-void gvm__lr_exec_commit_locked(struct gvm_queue *q, struct gvm_fence *pf);
-/*
- * Userptr invalidation: notifier_lock held, references to the current
- * preempt fences (*@f NULL, *@n 0 if none or out of memory); the caller
- * enables their signalling and waits for them with no lock held.
- */
-void gvm__lr_snapshot_locked(struct gvm_vm *vm, struct gvm_fence ***f,
-			     unsigned int *n);
 
 /* qsort() comparator of struct gvm_vma pointers by address. */
 int gvm__vma_cmp_addr(const void *a, const void *b);
