@@ -42,7 +42,10 @@ struct gvm_kernel;
 /* ---- VMs ---------------------------------------------------------------- */
 
 #define GVM_VM_LR_MODE		(1u << 0)  /* long-running: no dma-fences */
-#define GVM_VM_FAULT_MODE	(1u << 1)  /* recoverable faults; needs LR */
+#define GVM_VM_FAULT_MODE	(1u << 1)  /* recoverable faults; needs LR:
+					      mappings are bound on their
+					      first GPU fault unless
+					      GVM_BIND_IMMEDIATE */
 #define GVM_VM_SCRATCH_PAGE	(1u << 2)  /* unmapped reads return zero */
 #define GVM_VM_FLAGS_ALL	(GVM_VM_LR_MODE | GVM_VM_FAULT_MODE | \
 				 GVM_VM_SCRATCH_PAGE)
@@ -81,6 +84,8 @@ struct gvm_vm_stats {
 	uint64_t tlb_invals;		/* range invalidations submitted */
 	uint64_t tlb_full_flushes;	/* of which full flushes */
 	uint64_t faults;		/* GPU faults reported */
+	uint64_t faults_serviced;	/* fault mode: of them resolved by
+					   binding the mapping (replayed) */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
 	uint64_t bytes_to_vram, bytes_to_system;
@@ -188,7 +193,8 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_PREFETCH	5u	/* move the BOs of the range */
 
 #define GVM_BIND_READONLY	(1u << 0)
-#define GVM_BIND_IMMEDIATE	(1u << 1)
+#define GVM_BIND_IMMEDIATE	(1u << 1)	/* fault mode: bind now, not on
+						   the first GPU fault */
 #define GVM_BIND_NULL		(1u << 2)	/* sparse: no backing */
 #define GVM_BIND_CPU_ADDR_MIRROR (1u << 3)	/* fault mode only */
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \

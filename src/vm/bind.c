@@ -268,7 +268,28 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 	return 0;
 }
 
-static int add_list(struct bind *b, struct gvm_va_ops *l)
+/*
+ * Fault mode: a MAP without IMMEDIATE writes no PTEs, its first GPU fault
+ * binds it (fault.c); pieces of a split mapping keep its state.
+ */
+static void mark_fault_pending(struct gvm_va_ops *l, bool lazy)
+{
+	size_t i;
+
+	for (i = 0; i < l->nr; i++) {
+		struct gvm_va_op *op = &l->op[i];
+		bool old = op->old && to_vma(op->old)->fault_pending;
+
+		if (op->map)
+			to_vma(op->map)->fault_pending = lazy;
+		if (op->prev)
+			to_vma(op->prev)->fault_pending = old;
+		if (op->next)
+			to_vma(op->next)->fault_pending = old;
+	}
+}
+
+static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 {
 	int err = GVM_GROW(b->lists, b->cap_lists, b->nr_lists + 1);
 
@@ -278,6 +299,7 @@ static int add_list(struct bind *b, struct gvm_va_ops *l)
 		gvm__va_ops_fini(l);
 		return err;
 	}
+	mark_fault_pending(l, lazy);
 	b->lists[b->nr_lists++] = *l;
 	return 0;
 }
@@ -316,7 +338,7 @@ static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 		err = gvm__va_unmap_ops_create(space, r[i].lo,
 					       r[i].hi - r[i].lo, &l);
 		if (!err)
-			err = add_list(b, &l);
+			err = add_list(b, &l, false);
 	}
 out:
 	free(r);
@@ -378,7 +400,9 @@ static int parse(struct bind *b)
 			GVM_BUG_ON(1);
 		}
 		if (!err)
-			err = add_list(b, &l);
+			err = add_list(b, &l, (b->vm->flags & GVM_VM_FAULT_MODE) &&
+						   !(op->flags &
+						     GVM_BIND_IMMEDIATE));
 	}
 	return err;
 }
@@ -639,8 +663,11 @@ static int plan(struct bind *b)
 
 			if (s > cur)
 				err = gvm__vm_update_add(u, cur, s, NULL);
+			/* Not bound until its first fault (fault mode). */
 			if (!err)
-				err = gvm__vm_update_add(u, s, e, to_vma(va));
+				err = gvm__vm_update_add(u, s, e,
+					to_vma(va)->fault_pending ? NULL
+								  : to_vma(va));
 			if (err)
 				break;
 			cur = e;

@@ -336,6 +336,16 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	vma->userptr = NULL;
 }
 
+int gvm__userptr_refresh(struct gvm_vma *vma)
+{
+	struct gvm_userptr *u = vma->userptr;
+
+	gvm_lockdep_assert_held(&u->vm->lock);
+	if (u->gone)
+		return -EFAULT;
+	return fetch(u);
+}
+
 bool gvm__userptr_gone(const struct gvm_vma *vma)
 {
 	return vma->userptr->gone;

@@ -26,6 +26,13 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma);
 void gvm__userptr_detach(struct gvm_vma *vma);
 
 /*
+ * Fetches the pages again (a GPU fault on the userptr, fault mode):
+ * vm->lock held, no reservation.  0, -EFAULT (gone, or not mapped any
+ * more), -EPERM, -ENOMEM.
+ */
+int gvm__userptr_refresh(struct gvm_vma *vma);
+
+/*
  * A userptr piece whose CPU memory is gone (a split of a userptr over
  * unmapped memory): it keeps no PTEs, the GPU faults there.  vm->lock.
  */

@@ -348,17 +348,10 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	return 0;
 }
 
-int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
+void gvm__vm_fault_log(struct gvm_vm *vm, const struct gvm_fault_info *f)
 {
 	uint32_t slot;
 
-	if (!vm || !f)
-		return -EINVAL;
-	gvm__vm_stat_add(vm, faults, 1);
-	gvm__trace_fault(vm->dev, vm->dev->name, gvm__engine_name(f->engine),
-			 f->engine_instance, f->addr,
-			 gvm__access_name(f->access),
-			 gvm__fault_reason_name(f->reason));
 	gvm__mutex_lock(&vm->fault_lock);
 	slot = (vm->fault_head + vm->fault_count) % GVM_VM_FAULT_LOG;
 	vm->faults[slot] = *f;
@@ -367,7 +360,6 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	else
 		vm->fault_head = (vm->fault_head + 1) % GVM_VM_FAULT_LOG;
 	gvm__mutex_unlock(&vm->fault_lock);
-	return -EFAULT;
 }
 
 int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
@@ -403,6 +395,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(tlb_invals);
 	C(tlb_full_flushes);
 	C(faults);
+	C(faults_serviced);
 	C(execs);
 	C(evictions);
 	C(bytes_to_vram);

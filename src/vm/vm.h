@@ -47,6 +47,9 @@ struct gvm_vma {
 					   signals, nothing else may */
 	struct gvm_userptr *userptr;	/* KIND_USERPTR: its CPU side
 					   (userptr.c) */
+	bool fault_pending;		/* fault mode: mapped without
+					   IMMEDIATE and not bound yet; its
+					   first GPU fault binds it (fault.c) */
 };
 
 _Static_assert(offsetof(struct gvm_vma, va) == 0,
@@ -88,6 +91,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t binds, bind_ops, bind_jobs, bind_errors;
 	uint64_t tlb_invals, tlb_full_flushes;
 	uint64_t faults, execs, evictions;
+	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;
 	uint64_t preemptions;		/* preempt fences that suspended */
@@ -165,6 +169,9 @@ struct gvm_vm {
 
 struct gvm_vm *gvm__vm_get(struct gvm_vm *vm);
 void gvm__vm_put(struct gvm_vm *vm);
+
+/* Appends @f to the VM's fault log (fault_lock). */
+void gvm__vm_fault_log(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
 /* Sets the ban (after a failure past a point of no return). */
 void gvm__vm_ban(struct gvm_vm *vm, int err);

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * GPU faults: what gvm_vm_fault() does with a fault a backend reports.
+ *
+ * Outside fault mode every fault is fatal to its job: it is logged
+ * (gvm_vm_query_faults()) and -EFAULT tells the backend to fail the job.
+ *
+ * In fault mode (GVM_VM_FAULT_MODE, which needs LR mode) faults are
+ * recoverable, as with xe's page-fault handler: a mapping made without
+ * GVM_BIND_IMMEDIATE has no PTEs until the GPU first touches it, and a
+ * userptr whose pages an invalidation zapped is repinned on its next
+ * fault.  Servicing a fault at address A:
+ *
+ *   vm->lock
+ *   the VMA at A: none -> -EFAULT; a write or atomic to a READONLY VMA,
+ *   a userptr whose memory is gone -> -EACCES / -EFAULT (logged, the job
+ *   fails, the VM stays usable)
+ *   userptr: pages refetched if stale (no reservation held)
+ *   BO: its reservation (extents and placement stable)
+ *   one page-table update of the whole VMA through the pipeline
+ *   (pt_update.c, RETRY: a userptr that went stale refetches, bounded)
+ *   0: the backend replays the access
+ *
+ * Binding the whole VMA (not just the page) follows xe: one fault per
+ * mapping, not per page.  Shared virtual memory (CPU_ADDR_MIRROR ranges)
+ * will be serviced here too.
+ *
+ * Locking and why it cannot deadlock: the backend calls with no gvm lock
+ * held, from the engine's thread, the engine quiesced (it acknowledges TLB
+ * invalidations at once, so the update's TLB wait completes).  In fault
+ * mode no job fence sits in a reservation (LR mode) and no preempt fence
+ * exists, so a holder of vm->lock or of the BO's reservation waits for
+ * nothing the stalled engine must do: binds do not wait for kernels, a
+ * move waits for bind and copy fences only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include <gvm/resv.h>
+
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "core/trace.h"
+#include "vm/bo.h"
+#include "vm/dev.h"
+#include "vm/pt_update.h"
+#include "vm/userptr.h"
+#include "vm/vm.h"
+
+#define FAULT_RETRIES 16
+
+/* Binds @vma whole; vm->lock held.  0 or a negative errno. */
+static int bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
+{
+	struct gvm_resv *resv = NULL;
+	struct gvm_vm_update upd;
+	int tries, err = 0;
+
+	for (tries = 0; tries < FAULT_RETRIES; tries++) {
+		if (vma->userptr) {
+			err = gvm__userptr_refresh(vma);
+			if (err)
+				return err;
+		} else if (gvm__va_kind(&vma->va) == GVM_VA_KIND_BO) {
+			resv = gvm__vma_bo(vma)->resv;
+			gvm_resv_lock(resv, NULL);
+		}
+		gvm__vm_update_init(&upd, vm);
+		err = gvm__vm_update_add(&upd, vma->va.addr,
+					 vma->va.addr + vma->va.range, vma);
+		if (!err)
+			err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_RETRY);
+		gvm__vm_update_fini(&upd);
+		if (resv)
+			gvm_resv_unlock(resv);
+		resv = NULL;
+		if (err != -EAGAIN)
+			return err;
+	}
+	return -EAGAIN;
+}
+
+static int service(struct gvm_vm *vm, const struct gvm_fault_info *f)
+{
+	struct gvm_vma *vma;
+	struct gvm_va *va;
+	int err;
+
+	gvm__mutex_lock(&vm->lock);
+	va = gvm__va_find(&vm->va, f->addr);
+	if (!va || vm->closed) {
+		err = -EFAULT;
+		goto out;
+	}
+	vma = to_vma(va);
+	if (f->access != GVM_ACCESS_READ && (va->flags & GVM_VA_READONLY)) {
+		err = -EACCES;
+		goto out;
+	}
+	err = bind_vma(vm, vma);
+	if (!err)
+		vma->fault_pending = false;
+out:
+	gvm__mutex_unlock(&vm->lock);
+	return err;
+}
+
+int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
+{
+	int err = -EFAULT;
+
+	if (!vm || !f)
+		return -EINVAL;
+	gvm_lockdep_assert_none_held();
+	gvm__vm_stat_add(vm, faults, 1);
+	gvm__trace_fault(vm->dev, vm->dev->name, gvm__engine_name(f->engine),
+			 f->engine_instance, f->addr,
+			 gvm__access_name(f->access),
+			 gvm__fault_reason_name(f->reason));
+	if ((vm->flags & GVM_VM_FAULT_MODE) &&
+	    f->reason != GVM_FAULT_SYSMEM_GONE)
+		err = service(vm, f);
+	if (!err) {
+		gvm__vm_stat_add(vm, faults_serviced, 1);
+		return 0;
+	}
+	gvm__vm_fault_log(vm, f);
+	return -EFAULT;
+}
