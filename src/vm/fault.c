@@ -13,8 +13,8 @@
  *
  *   vm->lock
  *   the VMA at A: none -> -EFAULT; a write or atomic to a READONLY VMA,
- *   a userptr whose memory is gone -> -EACCES / -EFAULT (logged, the job
- *   fails, the VM stays usable)
+ *   a userptr whose memory is gone, a VMA whose queued bind has not run
+ *   yet -> -EACCES / -EFAULT (logged, the job fails, the VM stays usable)
  *   userptr: pages refetched if stale (no reservation held)
  *   BO: its reservation (extents and placement stable)
  *   one page-table update of the whole VMA through the pipeline
@@ -95,6 +95,15 @@ static int service(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	vma = to_vma(va);
 	if (f->access != GVM_ACCESS_READ && (va->flags & GVM_VA_READONLY)) {
 		err = -EACCES;
+		goto out;
+	}
+	/*
+	 * A queued bind's job writes this VMA (from the pages it fetched):
+	 * a kernel touching it before that bind completed is not served
+	 * (binding it here would race the job, which takes no vm->lock).
+	 */
+	if (vma->bind_fence && !gvm_fence_is_signaled(vma->bind_fence)) {
+		err = -EFAULT;
 		goto out;
 	}
 	err = bind_vma(vm, vma);

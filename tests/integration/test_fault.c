@@ -275,3 +275,63 @@ TEST(userptr_fault_retries_when_invalidated_meanwhile)
 	teardown(&c);
 	munmap(p, K4);
 }
+
+/*
+ * A kernel already running touches a mapping whose queued bind has not
+ * run yet: the fault is not served (the bind job, which takes no vm->lock,
+ * owns writing that VMA); once the bind completed the next kernel works.
+ */
+struct gate_store_args {
+	const uint64_t *gate;
+	uint64_t va;
+};
+
+static void gate_store_fn(struct gvm_lane *l, const void *args)
+{
+	const struct gate_store_args *a = args;
+
+	while (!__atomic_load_n(a->gate, __ATOMIC_ACQUIRE))
+		gvm_cpu_relax();
+	gvm_lane_store(l, a->va, 99, 8);
+}
+
+TEST(fault_on_mapping_whose_bind_is_queued_is_refused)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_sync in = { .type = GVM_SYNC_FENCE };
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
+	struct gate_store_args a;
+	struct gvm_fault_info f;
+	struct gvm_fence *fence;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	uint64_t gate = 0, uf = 0, *p;
+	struct ctx c;
+
+	setup(&c);
+	ASSERT_OK(gvm_bo_create(c.dev, 4 * K4, GVM_MEM_VRAM, c.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+	a.gate = &gate;
+	a.va = VA + 8;
+	ASSERT_OK(gvm_kernel_init(&k, "gate_store", gate_store_fn, 1, &a,
+				  sizeof(a)));
+	s.addr = &uf;
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));		/* runs, waits */
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &fence));
+	in.fence = fence;
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, &in, 1));	/* queued */
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(logged(c.vm, &f), 1);
+	ASSERT_EQ(f.addr, VA + 8);
+	ASSERT_EQ(p[1], 0);
+	ASSERT_OK(gvm_fence_signal(fence));
+	store(&c, VA + 16, 5);			/* after the bind: served */
+	ASSERT_EQ(p[2], 5);
+	gvm_fence_put(fence);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
