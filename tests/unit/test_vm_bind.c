@@ -2198,3 +2198,43 @@ TEST(reference_model_queues)
 	free(m);
 	all_done();
 }
+
+/*
+ * Issue 10, defect 8: a queued bind's job cannot fail for memory: its
+ * page-table pages and records were reserved when the bind was called.
+ * With the next allocation anywhere failing as its dependency signals, the
+ * job still writes the mapping and the VM is not banned (it was, when the
+ * job allocated in its prepare).
+ */
+TEST(queued_bind_job_survives_allocation_failure)
+{
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_bo *bo = new_bo(M1, GVM_MEM_SYSTEM, NULL);
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = 5 * G1 + K4,
+				  .range = M1 - K4, .bo = bo, .bo_offset = K4 };
+	struct gvm_fence *in, *out = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_pt_xlate x;
+
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[0].fence = in;
+	s[1].out = &out;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 2));
+	ASSERT_EQ(stats(vm).bind_jobs, 1);
+	__atomic_store_n(&gvm__alloc_fail_nth, 1, __ATOMIC_RELAXED);
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(out, INF));
+	__atomic_store_n(&gvm__alloc_fail_nth, 0, __ATOMIC_RELAXED);
+	ASSERT_EQ(gvm_fence_get_status(out), 1);
+	ASSERT_FALSE(stats(vm).banned);
+	ASSERT_OK(xl(vm, 5 * G1 + K4, &x));
+	ASSERT_OK(xl(vm, 5 * G1 + M1 - K4, &x));
+	gvm_fence_put(out);
+	gvm_fence_put(in);
+	gvm_bo_put(bo);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	all_done();
+}
