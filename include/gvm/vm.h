@@ -79,7 +79,9 @@ struct gvm_vm_stats {
 	uint64_t bind_jobs;		/* binds that had to wait (queued) */
 	uint64_t bind_errors;		/* binds that failed and unwound */
 	uint64_t vmas;			/* mappings now */
-	uint64_t pt_pages;		/* page-table pages now */
+	uint64_t pt_pages;		/* page-table pages in use now (not
+					   counting unlinked ones awaiting
+					   their TLB flush) */
 	uint64_t pte_writes[5];		/* entries written, by level */
 	uint64_t tlb_invals;		/* range invalidations submitted */
 	uint64_t tlb_full_flushes;	/* of which full flushes */

@@ -409,7 +409,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	st->vmas = gvm__va_count(&vm->va);
 	if (!vm->closed) {
 		gvm__mutex_lock(&vm->pt_lock);
-		st->pt_pages = vm->pt.nr_tables;
+		/* in use: not those unlinked, freed after their TLB flush */
+		st->pt_pages = vm->pt.nr_tables - vm->pt.nr_deferred;
 		for (i = 0; i < 5 && i < GVM_PTF_MAX_LEVELS; i++)
 			st->pte_writes[i] = vm->pt.pte_writes[i];
 		gvm__mutex_unlock(&vm->pt_lock);
