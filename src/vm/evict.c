@@ -31,6 +31,7 @@
 #include <errno.h>
 
 #include "core/atomic.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -192,30 +193,24 @@ static bool wait_lru_head(struct gvm_device *dev)
 	return true;
 }
 
-int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
-			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+/*
+ * Moves one victim to system memory.  0, or -ENOSPC if no victim could be
+ * moved.
+ */
+static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
+		     unsigned int *failed)
 {
-	unsigned int failed = 0, waits = 0;
+	struct gvm_bo *victim;
+	struct gvm_list *pos;
 	int err;
 
 	for (;;) {
-		struct gvm_bo *victim;
-		struct gvm_list *pos;
-
-		err = gvm__vram_alloc(dev, size, 0, blocks);
-		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
-		    size > dev->vram.size)
-			return err;
-		victim = pick_victim(dev, mode, failed);
-		if (!victim) {
-			if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
-			    wait_lru_head(dev))
-				continue;
+		victim = pick_victim(dev, mode, *failed);
+		if (!victim)
 			return -ENOSPC;
-		}
 		err = gvm__bo_move(victim, GVM_MEM_SYSTEM, GVM_EVICT_NONE);
 		if (err) {
-			failed++;
+			(*failed)++;
 		} else {
 			gvm_list_for_each(pos, &victim->vm_bos)
 				gvm__vm_stat_add(gvm_list_entry(pos,
@@ -224,5 +219,36 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		}
 		gvm_resv_unlock(victim->resv);
 		gvm_bo_put(victim);
+		if (!err)
+			return 0;
+	}
+}
+
+int gvm__vram_make_room(void *priv, uint64_t bytes)
+{
+	unsigned int failed = 0;
+
+	(void)bytes;		/* one BO frees at least a page */
+	gvm__signalling_no_alloc();
+	return evict_one(priv, GVM_EVICT_IDLE, &failed);
+}
+
+int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
+			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+{
+	unsigned int failed = 0, waits = 0;
+	int err;
+
+	for (;;) {
+		err = gvm__vram_alloc(dev, size, 0, blocks);
+		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
+		    size > dev->vram.size)
+			return err;
+		if (!evict_one(dev, mode, &failed))
+			continue;
+		if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
+		    wait_lru_head(dev))
+			continue;
+		return -ENOSPC;
 	}
 }
