@@ -376,10 +376,14 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 		return NULL;
 	}
 	gvm_list_init(&blocks);
-	mem_lock(vm);
-	ret = gvm__buddy_alloc(vm->mem.buddy, 0, vm->mem.buddy->size, PT_PAGE,
-			       0, 0, &blocks);
-	mem_unlock(vm);
+	do {
+		mem_lock(vm);
+		ret = gvm__buddy_alloc(vm->mem.buddy, 0, vm->mem.buddy->size,
+				       PT_PAGE, 0, 0, &blocks);
+		mem_unlock(vm);
+		/* A full buddy: the owner may make room (pt.h). */
+	} while (ret == -ENOSPC && vm->mem.make_room &&
+		 !vm->mem.make_room(vm->mem.priv, PT_PAGE));
 	if (ret) {
 		free(t);
 		*err = ret;

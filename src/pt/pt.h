@@ -29,14 +29,24 @@ struct gvm_mutex;
  * holds it around every gvm__buddy_* call (the buddy is then shared, e.g.
  * with buffer objects and other VMs' tables); it is a leaf lock
  * (GVM_RANK_LEAF): nothing else is taken under it.  If @lock is NULL the
- * owner serialises the buddy.  Zero-initialise the struct (the field is
+ * owner serialises the buddy.  Zero-initialise the struct (the fields are
  * read even when unused).
+ *
+ * @make_room, if set, is called (with @priv and the bytes wanted, and
+ * without @lock) when a table allocation finds the buddy full: it may
+ * free buddy space, by evicting what else lives there, and returns 0 if
+ * it freed some (the allocation is retried) or -ENOSPC (the allocation
+ * fails).  It runs in the table allocation's context: with whatever
+ * locks the engine's caller holds, never in a fence-signalling section
+ * (tables are allocated there only from reserves).
  */
 struct gvm_pt_mem {
 	struct gvm_buddy *buddy;
 	uint8_t *cpu_base;
 	uint64_t dev_base;
 	struct gvm_mutex *lock;		/* optional, see above */
+	int (*make_room)(void *priv, uint64_t bytes);	/* optional */
+	void *priv;			/* for make_room */
 };
 
 /*

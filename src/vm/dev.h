@@ -64,6 +64,15 @@ enum gvm_evict_mode {
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks);
 
+/*
+ * struct gvm_pt_mem's make_room for the device's VRAM (@priv: the device):
+ * moves one idle BO that can be trylocked to system memory, for a
+ * page-table allocation made with vm->lock, reservations or pt_lock held
+ * (it waits only for the copy and the TLB invalidation, which depend on no
+ * lock).  0 if it moved one, -ENOSPC if none could be.
+ */
+int gvm__vram_make_room(void *priv, uint64_t bytes);
+
 static inline uint64_t gvm__vram_block_addr(const struct gvm_device *dev,
 					    const struct gvm_buddy_block *b)
 {

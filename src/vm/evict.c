@@ -24,13 +24,16 @@
  * then tries again.  Memory in use by a running job is therefore never
  * evicted under it: it is waited for or preempted first.
  *
- * Locking: dev->vram_lock (leaf) protects the LRU; it is dropped before a
- * victim is moved.  A BO found on the LRU may be dying: a reference is
+ * Locking: dev->vram_lock (leaf) protects the LRU.  Nothing that can
+ * unlock a reservation or move a BO runs under it: victims are chosen and
+ * referenced under it, then locked, tested and unlocked after dropping it
+ * (pick_victim()).  A BO found on the LRU may be dying: a reference is
  * taken only if its count is not already zero.
  */
 #include <errno.h>
 
 #include "core/atomic.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -112,36 +115,56 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
 
 /*
  * A victim, locked and referenced, or NULL: among the first VICTIM_WINDOW
- * BOs of the LRU that can be locked now and moved (movable()), the one
- * mapped by the fewest VMs (it costs the fewest
- * rebinds and is the least likely to be needed next), the least recently
- * used on a tie.  Skips the first @skip candidates that qualify (ones
- * that failed to move).
+ * BOs of the LRU that may be moved now (movable()) and can be locked, the
+ * one mapped by the fewest VMs (it costs the fewest rebinds and is the
+ * least likely to be needed next), the least recently used on a tie.
+ * Skips the first @skip candidates that qualify (ones that failed to
+ * move).
+ *
+ * Two phases, so that no reservation is ever unlocked under vram_lock (a
+ * contended unlock takes the mutex's wait_lock, which ranks below the
+ * leaf vram_lock): under vram_lock, the candidates are chosen with the
+ * lock-free movable() test and referenced (the reference keeps a BO alive
+ * once vram_lock is dropped); then, holding no lock, each is trylocked,
+ * tested again, and all but the choice are unlocked and put.
  */
 static struct gvm_bo *pick_victim(struct gvm_device *dev,
 				  enum gvm_evict_mode mode, unsigned int skip)
 {
-	struct gvm_bo *best = NULL;
-	unsigned int best_vms = 0, seen = 0;
+	struct gvm_bo *cand[VICTIM_WINDOW], *best = NULL;
+	unsigned int nr = 0, best_vms = 0, i;
 	struct gvm_list *pos;
 
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm_list_for_each(pos, &dev->lru) {
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
 						   lru_link);
+
+		if (nr == VICTIM_WINDOW)
+			break;
+		if (gvm_resv_is_locked(bo->resv) || !movable(bo, mode))
+			continue;
+		if (skip) {
+			skip--;
+			continue;
+		}
+		/* A BO on the LRU may be dying: its put frees it. */
+		if (get_unless_zero(bo))
+			cand[nr++] = bo;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+
+	for (i = 0; i < nr; i++) {
+		struct gvm_bo *bo = cand[i];
 		unsigned int vms;
 
-		if (seen == VICTIM_WINDOW)
-			break;
 		if (!gvm_resv_trylock(bo->resv))
 			continue;
-		if (!movable(bo, mode) || skip) {
-			if (skip)
-				skip--;
+		/* Moved, or busy again, since it was chosen. */
+		if (bo->mem.region != GVM_MEM_VRAM || !movable(bo, mode)) {
 			gvm_resv_unlock(bo->resv);
 			continue;
 		}
-		seen++;
 		vms = nr_vms(bo);
 		if (best && vms >= best_vms) {
 			gvm_resv_unlock(bo->resv);
@@ -152,13 +175,9 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 		best = bo;
 		best_vms = vms;
 	}
-	/* A reference only on the final choice: a BO found on the LRU may be
-	 * dying (a put under vram_lock could free it: freeing takes it). */
-	if (best && !get_unless_zero(best)) {
-		gvm_resv_unlock(best->resv);
-		best = NULL;
-	}
-	gvm__mutex_unlock(&dev->vram_lock);
+	for (i = 0; i < nr; i++)
+		if (cand[i] != best)
+			gvm_bo_put(cand[i]);
 	return best;
 }
 
@@ -192,30 +211,24 @@ static bool wait_lru_head(struct gvm_device *dev)
 	return true;
 }
 
-int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
-			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+/*
+ * Moves one victim to system memory.  0, or -ENOSPC if no victim could be
+ * moved.
+ */
+static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
+		     unsigned int *failed)
 {
-	unsigned int failed = 0, waits = 0;
+	struct gvm_bo *victim;
+	struct gvm_list *pos;
 	int err;
 
 	for (;;) {
-		struct gvm_bo *victim;
-		struct gvm_list *pos;
-
-		err = gvm__vram_alloc(dev, size, 0, blocks);
-		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
-		    size > dev->vram.size)
-			return err;
-		victim = pick_victim(dev, mode, failed);
-		if (!victim) {
-			if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
-			    wait_lru_head(dev))
-				continue;
+		victim = pick_victim(dev, mode, *failed);
+		if (!victim)
 			return -ENOSPC;
-		}
 		err = gvm__bo_move(victim, GVM_MEM_SYSTEM, GVM_EVICT_NONE);
 		if (err) {
-			failed++;
+			(*failed)++;
 		} else {
 			gvm_list_for_each(pos, &victim->vm_bos)
 				gvm__vm_stat_add(gvm_list_entry(pos,
@@ -224,5 +237,36 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		}
 		gvm_resv_unlock(victim->resv);
 		gvm_bo_put(victim);
+		if (!err)
+			return 0;
+	}
+}
+
+int gvm__vram_make_room(void *priv, uint64_t bytes)
+{
+	unsigned int failed = 0;
+
+	(void)bytes;		/* one BO frees at least a page */
+	gvm__signalling_no_alloc();
+	return evict_one(priv, GVM_EVICT_IDLE, &failed);
+}
+
+int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
+			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+{
+	unsigned int failed = 0, waits = 0;
+	int err;
+
+	for (;;) {
+		err = gvm__vram_alloc(dev, size, 0, blocks);
+		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
+		    size > dev->vram.size)
+			return err;
+		if (!evict_one(dev, mode, &failed))
+			continue;
+		if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
+		    wait_lru_head(dev))
+			continue;
+		return -ENOSPC;
 	}
 }

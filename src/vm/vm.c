@@ -127,6 +127,8 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	mem.cpu_base = dev->desc.vram_cpu;
 	mem.dev_base = dev->desc.vram_base;
 	mem.lock = &dev->vram_lock;
+	mem.make_room = gvm__vram_make_room;	/* evict.c: idle BOs */
+	mem.priv = dev;
 	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits);
 	if (err)
 		goto err_va;

@@ -169,3 +169,55 @@ TEST(exhaustion_is_graceful)
 	ASSERT_OK(gvm_vm_destroy(vm));
 	gvm_device_put(dev);
 }
+
+/*
+ * Page tables come from VRAM too: 112 x 256 KiB VRAM-only BOs over 4 VMs
+ * fill 16 MiB with idle BOs, and every bind still gets its tables by
+ * evicting idle BOs (issue 11, item 2.3: it failed with -ENOSPC).  The
+ * evicted BOs come back at their VM's next exec.
+ */
+TEST(page_tables_evict_idle_bos)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_bo *bo[4][28];
+	struct gvm_queue *q[4];
+	struct gvm_device *dev;
+	struct gvm_vm *vm[4];
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	for (int v = 0; v < 4; v++) {
+		ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm[v]));
+		ASSERT_OK(gvm_queue_create(vm[v], GVM_ENGINE_COMPUTE, &q[v]));
+	}
+	for (int v = 0; v < 4; v++) {
+		for (int i = 0; i < 28; i++) {
+			/* Far apart: each BO needs tables of its own. */
+			struct gvm_bind_op op = {
+				.op = GVM_BIND_MAP, .range = 256ull << 10,
+				.addr = VA + (uint64_t)i * (1ull << 30),
+			};
+
+			ASSERT_OK(gvm_bo_create(dev, 256ull << 10,
+						GVM_MEM_VRAM, NULL, &bo[v][i]));
+			op.bo = bo[v][i];
+			ASSERT_OK(gvm_vm_bind(vm[v], NULL, &op, 1, NULL, 0));
+		}
+	}
+	/* Every VM runs: its BOs come back and are written. */
+	for (int v = 0; v < 4; v++) {
+		ASSERT_OK(gvm_kernel_fill(&k, VA, 256ull << 10, 0x1234 + v));
+		ASSERT_OK(run(q[v], &k));
+	}
+	for (int v = 0; v < 4; v++) {
+		uint32_t *p;
+
+		ASSERT_OK(gvm_bo_map(bo[v][0], (void **)&p));
+		ASSERT_EQ(p[0], 0x1234 + v);
+		gvm_queue_destroy(q[v]);
+		ASSERT_OK(gvm_vm_destroy(vm[v]));
+		for (int i = 0; i < 28; i++)
+			gvm_bo_put(bo[v][i]);
+	}
+	gvm_device_put(dev);
+}

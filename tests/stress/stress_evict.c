@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Stress test of eviction under contention (issue 11, item 2): on a
+ * 16 MiB simulated device, two binder threads map and unmap external BOs
+ * in the exec thread's VM (and take them with CPU-side blocking locks),
+ * the exec thread runs fill and checksum kernels over its BOs, and an
+ * evictor thread keeps creating VRAM-only BOs that do not fit without
+ * evicting.  So the reservations that eviction trylocks while it picks
+ * victims are contended by binds, execs and CPU calls blocked on them.
+ *
+ * Fixed amounts of work; at the end every checksum was right, nothing is
+ * banned, and every BO's contents are what the last kernel wrote.  Debug
+ * builds' lock-rank checker aborts on any lock-order violation on the way
+ * (a reservation unlocked under dev->vram_lock did, item 1).
+ */
+#include <pthread.h>
+#include <sched.h>
+
+#include <gvm/gvm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+
+#define K4 4096ull
+#define M2 (2ull << 20)
+#define VA 0x40000000ull
+#define K256 (256ull << 10)
+#define NSHARED 16			/* external BOs every VM maps */
+#define PER_BIND 4			/* shared BOs a binder maps at once */
+#define BINDER_VA(t) (0x100000000ull * (1 + (t)))
+#define NOWN 2				/* the exec VM's own BOs */
+
+static struct gvm_device *dev;
+static struct gvm_bo *shared[NSHARED];
+
+static int run(struct gvm_queue *q, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int err = gvm_exec(q, k, &s, 1);
+
+	if (err)
+		return err;
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	err = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return err < 0 ? err : 0;
+}
+
+static struct gvm_vm *exec_vm;
+
+static void *binder(void *arg)
+{
+	struct gvm_rng r = { gvm_test_seed() ^ (uintptr_t)arg };
+	uint64_t iters = gvm_test_scale(4000);
+	uint64_t base = BINDER_VA((uintptr_t)arg);
+	struct gvm_vm *vm = exec_vm;
+	int err;
+
+	for (uint64_t i = 0; i < iters; i++) {
+		struct gvm_bind_op op[PER_BIND];
+
+		memset(op, 0, sizeof(op));
+		for (int j = 0; j < PER_BIND; j++) {
+			uint64_t b = gvm_rng_below(&r, NSHARED);
+
+			op[j] = (struct gvm_bind_op){ .op = GVM_BIND_MAP,
+						      .addr = base + j * M2,
+						      .range = K256,
+						      .bo = shared[b] };
+		}
+		err = gvm_vm_bind(vm, NULL, op, PER_BIND, NULL, 0);
+		/* VRAM full of busy BOs (its tables need VRAM): allowed. */
+		if (err == -ENOSPC)
+			continue;
+		ASSERT_OK(err);
+		/* Blocking single locks, as the CPU side takes them. */
+		for (int j = 0; j < NSHARED; j++) {
+			uint32_t region = gvm_bo_region(shared[j]);
+
+			ASSERT_TRUE(region == GVM_MEM_VRAM ||
+				    region == GVM_MEM_SYSTEM);
+		}
+		for (int j = 0; j < PER_BIND; j++) {
+			op[j].op = GVM_BIND_UNMAP;
+			op[j].bo = NULL;
+		}
+		/* The same, for the unmap: it gets through once the
+		 * kernels are done at the latest (idle BOs are evicted). */
+		while ((err = gvm_vm_bind(vm, NULL, op, PER_BIND, NULL,
+					  0)) == -ENOSPC)
+			sched_yield();
+		ASSERT_OK(err);
+	}
+	{
+		struct gvm_vm_stats st;
+
+		ASSERT_OK(gvm_vm_stats(vm, &st));
+		ASSERT_FALSE(st.banned);
+	}
+	return NULL;
+}
+
+#define RING 4				/* BOs the evictor keeps */
+
+/*
+ * Creates VRAM-only BOs that do not fit without evicting, keeping the
+ * last RING alive (each tagged through its CPU view and checked before it
+ * goes, wherever it was moved meanwhile).
+ */
+static void *evictor(void *arg)
+{
+	uint64_t iters = gvm_test_scale(2000), made = 0;
+	struct gvm_bo *ring[RING] = { NULL };
+
+	(void)arg;
+	for (uint64_t i = 0; i < iters; i++) {
+		struct gvm_bo **slot = &ring[i % RING];
+		uint32_t *p;
+		int err;
+
+		if (*slot) {
+			ASSERT_OK(gvm_bo_map(*slot, (void **)&p));
+			ASSERT_EQ(p[0], (uint32_t)(i - RING));
+			ASSERT_TRUE(gvm_bo_region(*slot) != 0);
+			gvm_bo_put(*slot);
+			*slot = NULL;
+		}
+		err = gvm_bo_create(dev, M2, GVM_MEM_VRAM, NULL, slot);
+		/* Everything else stayed busy for too long: allowed. */
+		if (err == -ENOSPC) {
+			*slot = NULL;
+			continue;
+		}
+		ASSERT_OK(err);
+		ASSERT_OK(gvm_bo_map(*slot, (void **)&p));
+		ASSERT_EQ(p[0], 0);
+		p[0] = (uint32_t)i;
+		made++;
+	}
+	for (int j = 0; j < RING; j++)
+		gvm_bo_put(ring[j]);
+	return (void *)(uintptr_t)made;
+}
+
+static uint64_t expect_sum(uint32_t pattern, uint64_t size)
+{
+	uint64_t w = ((uint64_t)pattern << 32) | pattern;
+
+	return w * (size / 8);
+}
+
+TEST(binders_exec_and_evictor)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_bind_op ops[NOWN + NSHARED + 1];
+	struct gvm_bo *own[NOWN], *res;
+	uint32_t pattern[NOWN + NSHARED] = { 0 };
+	uint64_t *sums, iters = gvm_test_scale(3000);
+	pthread_t tb[2], te;
+	struct gvm_vm_stats st;
+	struct gvm_queue *q;
+	struct gvm_vm *vm;
+	void *made;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	exec_vm = vm;
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < NSHARED; i++) {
+		ASSERT_OK(gvm_bo_create(dev, K256, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+					NULL, &shared[i]));
+		ops[i] = (struct gvm_bind_op){ .op = GVM_BIND_MAP,
+					       .addr = VA + (uint64_t)i * M2,
+					       .range = K256, .bo = shared[i] };
+	}
+	for (int i = 0; i < NOWN; i++) {
+		ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+					vm, &own[i]));
+		ops[NSHARED + i] = (struct gvm_bind_op){
+			.op = GVM_BIND_MAP,
+			.addr = VA + (uint64_t)(NSHARED + i) * M2,
+			.range = M2, .bo = own[i] };
+	}
+	ASSERT_OK(gvm_bo_create(dev, K4, GVM_MEM_SYSTEM, vm, &res));
+	ASSERT_OK(gvm_bo_map(res, (void **)&sums));
+	ops[NSHARED + NOWN] = (struct gvm_bind_op){ .op = GVM_BIND_MAP,
+						    .addr = VA - M2,
+						    .range = K4, .bo = res };
+	ASSERT_OK(gvm_vm_bind(vm, NULL, ops, NSHARED + NOWN + 1, NULL, 0));
+
+	for (uintptr_t t = 0; t < 2; t++)
+		ASSERT_OK(pthread_create(&tb[t], NULL, binder, (void *)(t + 1)));
+	ASSERT_OK(pthread_create(&te, NULL, evictor, NULL));
+
+	/* The exec thread: check every BO, then give it a new pattern. */
+	for (uint64_t i = 0; i < iters; i++) {
+		int b = (int)(i % (NSHARED + NOWN));
+		uint64_t va = VA + (uint64_t)b * M2;
+		uint64_t size = b < NSHARED ? K256 : M2;
+		struct gvm_kernel k;
+
+		ASSERT_OK(gvm_kernel_checksum(&k, va, size, VA - M2));
+		ASSERT_OK(run(q, &k));
+		ASSERT_EQ(sums[0], expect_sum(pattern[b], size));
+		pattern[b] = (uint32_t)i + 1;
+		ASSERT_OK(gvm_kernel_fill(&k, va, size, pattern[b]));
+		ASSERT_OK(run(q, &k));
+	}
+
+	for (int t = 0; t < 2; t++)
+		ASSERT_OK(pthread_join(tb[t], NULL));
+	ASSERT_OK(pthread_join(te, &made));
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_FALSE(st.banned);
+	/* The CPU sees what the last kernels wrote. */
+	for (int b = 0; b < NSHARED + NOWN; b++) {
+		struct gvm_bo *bo = b < NSHARED ? shared[b] : own[b - NSHARED];
+		uint64_t size = b < NSHARED ? K256 : M2;
+		uint32_t *p;
+
+		ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+		ASSERT_EQ(p[0], pattern[b]);
+		ASSERT_EQ(p[size / 4 - 1], pattern[b]);
+	}
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	for (int i = 0; i < NSHARED; i++)
+		gvm_bo_put(shared[i]);
+	for (int i = 0; i < NOWN; i++)
+		gvm_bo_put(own[i]);
+	gvm_bo_put(res);
+	gvm_device_put(dev);
+}
