@@ -88,6 +88,8 @@ struct gvm_vm_stats {
 	uint64_t faults;		/* GPU faults reported */
 	uint64_t faults_serviced;	/* fault mode: of them resolved by
 					   binding the mapping (replayed) */
+	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
+	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
 	uint64_t bytes_to_vram, bytes_to_system;
@@ -198,7 +200,9 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_IMMEDIATE	(1u << 1)	/* fault mode: bind now, not on
 						   the first GPU fault */
 #define GVM_BIND_NULL		(1u << 2)	/* sparse: no backing */
-#define GVM_BIND_CPU_ADDR_MIRROR (1u << 3)	/* fault mode only */
+#define GVM_BIND_CPU_ADDR_MIRROR (1u << 3)	/* fault mode, VM with an mm:
+						   GPU address == CPU address,
+						   bound on GPU fault */
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
 				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
 
@@ -233,10 +237,11 @@ struct gvm_bind_op {
  * aligned, range 0, addr + range overflowing or beyond the VA size,
  * bo_offset + range beyond the BO, a BO of another device or VM-local to
  * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
- * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
- * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm; -EPERM: a
- * writable MAP_USERPTR of read-only memory.  -EOPNOTSUPP: MIRROR (the
- * system allocator is not implemented yet).  -EBUSY: an UNMAP (or a MAP
+ * outside fault mode, in a VM without an mm, with a BO or bo_offset or at
+ * a canonical high address, a queue not of class BIND, pat >
+ * GVM_PAT_MAX, a bad sync.  -EFAULT: a MAP_USERPTR range not mapped in
+ * the mm; -EPERM: a writable MAP_USERPTR of read-only memory.  -EBUSY: an
+ * UNMAP (or a MAP
  * that replaces all or part of a mapping) hits a mapping whose bind user
  * fence has not been written yet.
  *

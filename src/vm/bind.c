@@ -88,6 +88,7 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/pt_update.h"
+#include "vm/svm.h"
 #include "vm/sync.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
@@ -189,10 +190,12 @@ static int check_op(struct gvm_vm *vm, const struct gvm_bind_op *op)
 	switch (op->op) {
 	case GVM_BIND_MAP:
 		if (f & GVM_BIND_CPU_ADDR_MIRROR) {
-			if (op->bo || (f & GVM_BIND_NULL) ||
-			    !(vm->flags & GVM_VM_FAULT_MODE))
+			/* GPU address == CPU address: in the CPU's range */
+			if (op->bo || op->bo_offset || (f & GVM_BIND_NULL) ||
+			    !(vm->flags & GVM_VM_FAULT_MODE) || !vm->mm ||
+			    op->addr != addr)
 				return -EINVAL;
-			return -EOPNOTSUPP;
+			return 0;
 		}
 		if (f & GVM_BIND_NULL)
 			return op->bo || op->bo_offset ? -EINVAL : 0;
@@ -289,6 +292,40 @@ static void mark_fault_pending(struct gvm_va_ops *l, bool lazy)
 	}
 }
 
+static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy);
+
+/*
+ * The SVM ranges under the parts of mirror mappings that list @l removes
+ * go with them, whole (svm.c): their unmap ops join the bind's lists, so
+ * their PTEs are in the same page-table update and they unwind with it.
+ */
+static int remove_svm_ranges(struct bind *b, const struct gvm_va_ops *l)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < l->nr; i++) {
+		const struct gvm_va_op *op = &l->op[i];
+		struct gvm_va_ops sl;
+		uint64_t lo, hi;
+
+		if (!op->old || gvm__va_kind(op->old) != GVM_VA_KIND_MIRROR)
+			continue;
+		lo = op->prev ? op->prev->addr + op->prev->range
+			      : op->old->addr;
+		hi = op->next ? op->next->addr
+			      : op->old->addr + op->old->range;
+		err = gvm__svm_unmap_ops(b->vm, lo, hi, &sl);
+		if (!err && sl.nr)
+			err = add_list(b, &sl, false);
+		else if (!err)
+			gvm__va_ops_fini(&sl);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 {
 	int err = GVM_GROW(b->lists, b->cap_lists, b->nr_lists + 1);
@@ -301,13 +338,16 @@ static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 	}
 	mark_fault_pending(l, lazy);
 	b->lists[b->nr_lists++] = *l;
-	return 0;
+	return remove_svm_ranges(b, &b->lists[b->nr_lists - 1]);
 }
 
 static uint32_t va_flags(const struct gvm_bind_op *op)
 {
 	uint32_t f = op->flags & GVM_BIND_NULL ? GVM_VA_KIND_NULL
 					       : GVM_VA_KIND_BO;
+
+	if (op->flags & GVM_BIND_CPU_ADDR_MIRROR)
+		f = GVM_VA_KIND_MIRROR;
 
 	if (op->flags & GVM_BIND_READONLY)
 		f |= GVM_VA_READONLY;
@@ -374,8 +414,8 @@ static int parse(struct bind *b)
 		switch (op->op) {
 		case GVM_BIND_MAP:
 			err = gvm__va_map_ops_create(space, op_addr(b->vm, op),
-						     op->range,
-						     op->bo, op->bo_offset,
+						     op->range, op->bo,
+						     op->bo_offset,
 						     va_flags(op), &l);
 			break;
 		case GVM_BIND_MAP_USERPTR:
@@ -643,6 +683,34 @@ static void merge_touched(struct bind *b)
 	b->nr_touched = k;
 }
 
+/*
+ * [lo, hi) of a mirror mapping: its SVM ranges there keep their PTEs
+ * (rewritten from their pages, with the userptr recheck), the rest has
+ * none.  Ranges that go away were taken out of the range space already.
+ */
+static int plan_mirror(struct bind *b, uint64_t lo, uint64_t hi)
+{
+	struct gvm_vm_update *u = &b->upd;
+	struct gvm_va_iter it;
+	struct gvm_va *r;
+	uint64_t cur = lo;
+	int err = 0;
+
+	gvm_va_for_each_in_range(r, &b->vm->svm, lo, hi - lo, &it) {
+		uint64_t s = r->addr > cur ? r->addr : cur;
+		uint64_t e = r->addr + r->range < hi ? r->addr + r->range : hi;
+
+		if (s > cur)
+			err = gvm__vm_update_add(u, cur, s, NULL);
+		if (!err)
+			err = gvm__vm_update_add(u, s, e, to_vma(r));
+		if (err)
+			return err;
+		cur = e;
+	}
+	return cur < hi ? gvm__vm_update_add(u, cur, hi, NULL) : 0;
+}
+
 /* The page-table segments of the final VA state in the touched ranges. */
 static int plan(struct bind *b)
 {
@@ -663,8 +731,13 @@ static int plan(struct bind *b)
 
 			if (s > cur)
 				err = gvm__vm_update_add(u, cur, s, NULL);
-			/* Not bound until its first fault (fault mode). */
-			if (!err)
+			/* Not bound until its first fault (fault mode);
+			   mirrors have PTEs only in their SVM ranges. */
+			if (err)
+				break;
+			if (gvm__va_kind(va) == GVM_VA_KIND_MIRROR)
+				err = plan_mirror(b, s, e);
+			else
 				err = gvm__vm_update_add(u, s, e,
 					to_vma(va)->fault_pending ? NULL
 								  : to_vma(va));

@@ -22,8 +22,8 @@
  *   0: the backend replays the access
  *
  * Binding the whole VMA (not just the page) follows xe: one fault per
- * mapping, not per page.  Shared virtual memory (CPU_ADDR_MIRROR ranges)
- * will be serviced here too.
+ * mapping, not per page.  A fault in a CPU_ADDR_MIRROR VMA goes to SVM
+ * (svm.c), which makes and binds a range there.
  *
  * Locking and why it cannot deadlock: the backend calls with no gvm lock
  * held, from the engine's thread, the engine quiesced (it acknowledges TLB
@@ -43,19 +43,21 @@
 #include "core/trace.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
+#include "vm/fault.h"
 #include "vm/pt_update.h"
+#include "vm/svm.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
 
 #define FAULT_RETRIES 16
 
-/* Binds @vma whole; vm->lock held.  0 or a negative errno. */
-static int bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
+int gvm__fault_bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
 {
 	struct gvm_resv *resv = NULL;
 	struct gvm_vm_update upd;
 	int tries, err = 0;
 
+	gvm_lockdep_assert_held(&vm->lock);
 	for (tries = 0; tries < FAULT_RETRIES; tries++) {
 		if (vma->userptr) {
 			err = gvm__userptr_refresh(vma);
@@ -106,7 +108,11 @@ static int service(struct gvm_vm *vm, const struct gvm_fault_info *f)
 		err = -EFAULT;
 		goto out;
 	}
-	err = bind_vma(vm, vma);
+	if (gvm__va_kind(va) == GVM_VA_KIND_MIRROR) {
+		err = gvm__svm_fault(vm, vma, f);
+		goto out;
+	}
+	err = gvm__fault_bind_vma(vm, vma);
 	if (!err)
 		vma->fault_pending = false;
 out:

@@ -123,6 +123,10 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 				 sizeof(struct gvm_vma));
 	if (err)
 		goto err_lr;
+	err = gvm__va_space_init(&vm->svm, 0, 1ull << dev->desc.va_bits,
+				 sizeof(struct gvm_vma));
+	if (err)
+		goto err_va_main;
 	mem.buddy = &dev->vram;
 	mem.cpu_base = dev->desc.vram_cpu;
 	mem.dev_base = dev->desc.vram_base;
@@ -151,6 +155,8 @@ err_detach:
 err_pt:
 	gvm__pt_vm_fini(&vm->pt);
 err_va:
+	gvm__va_space_fini(&vm->svm, NULL, NULL);
+err_va_main:
 	gvm__va_space_fini(&vm->va, NULL, NULL);
 err_lr:
 	gvm__lr_vm_fini(vm);
@@ -329,11 +335,15 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	gvm_va_for_each_in_range(va, &vm->va, vm->va.start, vm->va.range, &it)
 		if (gvm__va_kind(va) == GVM_VA_KIND_USERPTR)
 			gvm__userptr_commit(to_vma(va), false);
+	gvm_va_for_each_in_range(va, &vm->svm, vm->svm.start, vm->svm.range,
+				 &it)
+		gvm__userptr_commit(to_vma(va), false);
 	gvm__pt_vm_fini(&vm->pt);
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__vm_tlb_flush(vm, &tlb);
 	gvm__va_space_fini(&vm->va, release_vma, &dead);
+	gvm__va_space_fini(&vm->svm, release_vma, &dead);
 	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
 		gvm_list_del(pos);
 		free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
@@ -398,6 +408,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(tlb_full_flushes);
 	C(faults);
 	C(faults_serviced);
+	C(svm_ranges_created);
+	C(svm_ranges_dropped);
 	C(execs);
 	C(evictions);
 	C(bytes_to_vram);

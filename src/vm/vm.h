@@ -92,6 +92,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t tlb_invals, tlb_full_flushes;
 	uint64_t faults, execs, evictions;
 	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
+	uint64_t svm_ranges_created, svm_ranges_dropped;
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;
 	uint64_t preemptions;		/* preempt fences that suspended */
@@ -124,6 +125,7 @@ struct gvm_vm {
 					   fences (KERNEL), exec fences
 					   (BOOKKEEP) */
 	struct gvm_va_space va;		/* vm->lock */
+	struct gvm_va_space svm;	/* vm->lock: SVM ranges (svm.c) */
 	struct gvm_pt_vm pt;		/* pt_lock (+ notifier_lock to commit
 					   or zap) */
 	struct gvm_list vm_bos;		/* vm->lock */

@@ -585,8 +585,8 @@ TEST(validate_fault_mode_flags)
 				  .flags = GVM_BIND_CPU_ADDR_MIRROR,
 				  .addr = G1, .range = M2 };
 
-	/* Documented: MIRROR is valid in fault mode but not implemented. */
-	ASSERT_EQ(bind_ops(vm, &op, 1), -EOPNOTSUPP);
+	/* MIRROR needs an mm (GPU address == CPU address) and no BO */
+	ASSERT_EQ(bind_ops(vm, &op, 1), -EINVAL);
 	op.flags |= GVM_BIND_NULL;
 	ASSERT_EQ(bind_ops(vm, &op, 1), -EINVAL);
 	ASSERT_EQ(nr_vmas(vm), 0);

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared virtual memory on system memory: GPU mappings of the process's
+ * own address space, made on GPU fault (the "system allocator" of seed 002
+ * as drm_gpusvm shapes it), without migration yet.
+ *
+ * A GVM_BIND_CPU_ADDR_MIRROR mapping (fault mode) says: GPU address X is
+ * CPU address X, for X in the mapping.  It writes no PTEs.  When the GPU
+ * faults at X inside it, a *range* is created around X and bound:
+ *
+ *   size  the largest of 2M, 64K, 4K whose aligned block around X lies
+ *         inside the CPU mapping of X (gvm__mm_lookup: PROCMAP_QUERY),
+ *         inside the mirror VMA, and overlaps no other range and no
+ *         other GPU mapping (a BO bound inside a mirror overrides it)
+ *   pages a range is a userptr VMA of the VM's range space (vm->svm) at
+ *         CPU address == GPU address: an interval notifier over it, its
+ *         pages fetched without pinning, READONLY if the CPU mapping is,
+ *         bound through the page-table pipeline with the sequence recheck
+ *         (fault.c) and zapped by invalidations like any userptr
+ *
+ * A fault in an existing range refetches and rebinds it (an invalidation
+ * zapped it); if its memory is gone (munmap), the range is dropped and a
+ * new one made at the address, if the CPU maps something there now.
+ * Unbinding or overriding part of a mirror removes every range that
+ * intersects the removed part, whole, in the same bind (bind.c: the range
+ * space's unmap ops join the bind's op lists, so they unwind with it and
+ * the ranges' PTEs go in the same page-table update).
+ *
+ * What is not here yet (issue 12): migration to device memory and back,
+ * large notifier chunks holding many ranges, a fault queue and servicing
+ * thread, prefetch of mirror ranges.
+ *
+ * Locking: vm->lock protects the range space (like the VA tree); ranges'
+ * userptr state follows userptr.c; range VMAs that go away are freed with
+ * no lock held (bind) or handed to gvm__vm_reap (fault handler, which
+ * holds vm->lock).
+ */
+#include "vm/svm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "vm/fault.h"
+#include "vm/pt_update.h"
+#include "vm/userptr.h"
+#include "vm/vm.h"
+
+#define K4 (4ull << 10)
+#define K64 (64ull << 10)
+#define M2 (2ull << 20)
+
+int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
+		       struct gvm_va_ops *l)
+{
+	struct gvm_va_iter it;
+	struct gvm_va *va;
+	uint64_t a = hi, b = lo;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	gvm_va_for_each_in_range(va, &vm->svm, lo, hi - lo, &it) {
+		if (va->addr < a)
+			a = va->addr;
+		if (va->addr + va->range > b)
+			b = va->addr + va->range;
+	}
+	if (a >= b) {
+		l->space = NULL;
+		l->op = NULL;
+		l->nr = 0;
+		return 0;
+	}
+	/* The hull of whole ranges: only UNMAP ops, no piece survives. */
+	return gvm__va_unmap_ops_create(&vm->svm, a, b - a, l);
+}
+
+/* Is [a, a + size) free of ranges and of every mapping but @mirror? */
+static bool block_free(struct gvm_vm *vm, const struct gvm_vma *mirror,
+		       uint64_t a, uint64_t size)
+{
+	struct gvm_va_iter it;
+	struct gvm_va *va;
+
+	if (a < mirror->va.addr ||
+	    a + size > mirror->va.addr + mirror->va.range)
+		return false;
+	gvm_va_for_each_in_range(va, &vm->svm, a, size, &it)
+		return false;
+	gvm_va_for_each_in_range(va, &vm->va, a, size, &it)
+		if (va != &mirror->va)
+			return false;
+	return true;
+}
+
+/* Takes range @r out of the range space, its PTEs with it. */
+static int range_drop(struct gvm_vm *vm, struct gvm_vma *r)
+{
+	struct gvm_vm_update upd;
+	struct gvm_va_ops l;
+	int err;
+
+	err = gvm__va_unmap_ops_create(&vm->svm, r->va.addr, r->va.range, &l);
+	if (err)
+		return err;
+	gvm__vm_update_init(&upd, vm);
+	err = gvm__vm_update_add(&upd, r->va.addr, r->va.addr + r->va.range,
+				 NULL);
+	if (!err)
+		err = gvm__vm_update_retire(&upd, r);
+	if (!err)
+		err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_ZAP);
+	gvm__vm_update_fini(&upd);
+	if (!err) {
+		gvm__va_ops_apply(&l);
+		gvm__vm_stat_add(vm, svm_ranges_dropped, 1);
+	}
+	gvm__va_ops_fini(&l);
+	if (!err)
+		gvm__vma_free_deferred(vm, r);	/* its notifier: no lock */
+	return err;
+}
+
+/* Makes the range around @addr and binds it. */
+static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
+			uint64_t addr, uint32_t access)
+{
+	static const uint64_t sizes[] = { M2, K64, K4 };
+	struct gvm_mm_vma m;
+	struct gvm_va_ops l;
+	struct gvm_vma *r;
+	uint64_t a = 0, size = 0;
+	uint32_t flags = GVM_VA_KIND_USERPTR;
+	unsigned int i;
+	int err;
+
+	if (gvm__mm_lookup(vm->mm, addr, 0, &m) ||
+	    !(m.prot & (PROT_READ | PROT_WRITE)))
+		return -EFAULT;
+	if (!(m.prot & PROT_WRITE)) {
+		if (access != GVM_ACCESS_READ)
+			return -EACCES;
+		flags |= GVM_VA_READONLY;
+	}
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		a = addr & ~(sizes[i] - 1);
+		if (a >= m.start && a + sizes[i] <= m.end &&
+		    block_free(vm, mirror, a, sizes[i])) {
+			size = sizes[i];
+			break;
+		}
+	}
+	if (!size)
+		return -EFAULT;
+	err = gvm__va_map_ops_create(&vm->svm, a, size, NULL, a, flags, &l);
+	if (err)
+		return err;
+	gvm__va_ops_apply(&l);
+	r = to_vma(l.op[0].map);
+	gvm__va_ops_fini(&l);
+	err = gvm__userptr_attach(vm, r);
+	if (!err)
+		err = gvm__fault_bind_vma(vm, r);
+	if (!err) {
+		gvm__vm_stat_add(vm, svm_ranges_created, 1);
+		return 0;
+	}
+	/* Not bound: out of the space, freed later with no lock held. */
+	if (!gvm__va_unmap_ops_create(&vm->svm, a, size, &l)) {
+		gvm__va_ops_apply(&l);
+		gvm__va_ops_fini(&l);
+		gvm__vma_free_deferred(vm, r);
+	}
+	return err;
+}
+
+int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
+		   const struct gvm_fault_info *f)
+{
+	struct gvm_va *va;
+	int err;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	if (!vm->mm)
+		return -EFAULT;
+	va = gvm__va_find(&vm->svm, f->addr);
+	if (va) {
+		if (f->access != GVM_ACCESS_READ &&
+		    (va->flags & GVM_VA_READONLY))
+			return -EACCES;
+		err = gvm__fault_bind_vma(vm, to_vma(va));
+		if (err != -EFAULT && err != -EPERM)
+			return err;
+		/* Its memory went away: a new range, if mapped again. */
+		err = range_drop(vm, to_vma(va));
+		if (err)
+			return err;
+	}
+	return range_create(vm, mirror, f->addr, f->access);
+}

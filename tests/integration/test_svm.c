@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared virtual memory on system memory (svm.c): a CPU_ADDR_MIRROR
+ * mapping lets kernels use the process's own pointers; GPU faults make and
+ * bind ranges sized by the CPU mapping, invalidations zap them, a range
+ * whose memory went away is dropped and made again when the CPU maps
+ * something there, a BO bound inside the mirror overrides it, and unbinding
+ * the mirror takes its ranges away.
+ */
+#include <sys/mman.h>
+
+#include <gvm/gvm.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "core/sync.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define M2 (2ull << 20)
+#define MIRROR_END (1ull << 47)
+
+struct ctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void mirror_op(struct ctx *c, uint32_t opcode)
+{
+	struct gvm_bind_op op = { .op = opcode, .addr = K4,
+				  .range = MIRROR_END - K4 };
+
+	if (opcode == GVM_BIND_MAP)
+		op.flags = GVM_BIND_CPU_ADDR_MIRROR;
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+}
+
+static void setup(struct ctx *c)
+{
+	ASSERT_OK(gvm_mm_self(&c->mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, c->mm,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+	mirror_op(c, GVM_BIND_MAP);
+}
+
+static void teardown(struct ctx *c)
+{
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	gvm_mm_put(c->mm);
+}
+
+static uint64_t u64(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+static bool mapped(struct gvm_vm *vm, uint64_t va, uint64_t *page)
+{
+	struct gvm_pt_xlate x;
+	int err;
+
+	gvm__mutex_lock(&vm->pt_lock);
+	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x);
+	gvm__mutex_unlock(&vm->pt_lock);
+	if (page)
+		*page = err ? 0 : x.page_size;
+	return !err;
+}
+
+static void store(struct ctx *c, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, va, v, 64));
+	ASSERT_OK(gvm_exec(c->q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+static uint32_t logged(struct gvm_vm *vm)
+{
+	struct gvm_fault_info f[8];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
+	return n;
+}
+
+static struct gvm_vm_stats stats(struct gvm_vm *vm)
+{
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	return st;
+}
+
+/* 4 MiB of anonymous memory, 2 MiB aligned. */
+static uint64_t *map_4m(void)
+{
+	uint8_t *p = mmap(NULL, 3 * M2, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *a;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	a = (uint8_t *)((u64(p) + M2 - 1) & ~(M2 - 1));
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + 2 * M2, p + 3 * M2 - (a + 2 * M2));
+	return (uint64_t *)a;
+}
+
+TEST(kernel_uses_cpu_pointers)
+{
+	struct ctx c;
+	uint64_t *p, page;
+
+	setup(&c);
+	p = map_4m();
+	p[0] = 1;
+	store(&c, u64(&p[3]), 33);		/* a fault makes a 2M range */
+	ASSERT_EQ(p[3], 33);
+	ASSERT_EQ(p[0], 1);
+	ASSERT_TRUE(mapped(c.vm, u64(p), &page));
+	ASSERT_EQ(page, M2);
+	store(&c, u64(&p[M2 / 8 - 1]), 34);	/* same range: no fault */
+	ASSERT_EQ(p[M2 / 8 - 1], 34);
+	store(&c, u64(&p[M2 / 8]), 35);		/* the next 2M: a fault */
+	ASSERT_EQ(p[M2 / 8], 35);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 2);
+	ASSERT_EQ(stats(c.vm).faults_serviced, 2);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+TEST(range_fits_the_cpu_mapping)
+{
+	struct ctx c;
+	uint64_t *p, page;
+
+	setup(&c);
+	p = mmap(NULL, 3 * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	store(&c, u64(&p[K4 / 8]), 8);		/* 12 KiB mapping: 4K range */
+	ASSERT_EQ(p[K4 / 8], 8);
+	ASSERT_TRUE(mapped(c.vm, u64(p) + K4, &page));
+	ASSERT_EQ(page, K4);
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	teardown(&c);
+	munmap(p, 3 * K4);
+}
+
+TEST(munmap_drops_the_range_and_a_new_mapping_gets_one)
+{
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_4m();
+	store(&c, u64(&p[1]), 1);
+	ASSERT_EQ(p[1], 1);
+	ASSERT_OK(munmap(p, M2));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));	/* zapped */
+	store(&c, u64(&p[1]), 2);		/* nothing there: refused */
+	ASSERT_EQ(logged(c.vm), 1);
+	ASSERT_EQ(stats(c.vm).svm_ranges_dropped, 1);
+	q = mmap(p, M2, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(q == p);
+	store(&c, u64(&p[1]), 3);		/* a new range */
+	ASSERT_EQ(p[1], 3);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 2);
+	ASSERT_FALSE(stats(c.vm).banned);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+TEST(read_only_memory_is_read_only_to_the_gpu)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = mmap(NULL, 2 * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	p[0] = 77;
+	ASSERT_OK(mprotect(p, 2 * K4, PROT_READ));
+	store(&c, u64(&p[1]), 5);		/* a write: refused */
+	ASSERT_EQ(logged(c.vm), 1);
+	ASSERT_EQ(p[1], 0);
+	teardown(&c);
+	munmap(p, 2 * K4);
+}
+
+TEST(bo_inside_the_mirror_overrides_it)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = M2 };
+	struct gvm_bo *bo;
+	struct ctx c;
+	uint64_t *p, *b;
+
+	setup(&c);
+	p = map_4m();
+	store(&c, u64(&p[1]), 1);		/* a range in the first 2M */
+	ASSERT_EQ(p[1], 1);
+	ASSERT_OK(gvm_bo_create(c.dev, M2, GVM_MEM_VRAM, c.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
+	op.addr = u64(p);
+	op.bo = bo;
+	op.flags = GVM_BIND_IMMEDIATE;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 1);
+	store(&c, u64(&p[2]), 2);		/* goes to the BO */
+	ASSERT_EQ(b[2], 2);
+	ASSERT_EQ(p[2], 0);
+	store(&c, u64(&p[M2 / 8 + 2]), 3);	/* past it: the mirror */
+	ASSERT_EQ(p[M2 / 8 + 2], 3);
+	/* the range under the BO went with the bind: nothing stale */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL,
+			      &(struct gvm_bind_op){ .op = GVM_BIND_UNMAP,
+						     .addr = u64(p),
+						     .range = M2 }, 1, NULL, 0));
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	gvm_bo_put(bo);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+TEST(unbinding_the_mirror_takes_its_ranges)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_4m();
+	store(&c, u64(&p[1]), 1);
+	store(&c, u64(&p[M2 / 8 + 1]), 2);
+	ASSERT_TRUE(mapped(c.vm, u64(p), NULL));
+	mirror_op(&c, GVM_BIND_UNMAP);
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	ASSERT_FALSE(mapped(c.vm, u64(p) + M2, NULL));
+	ASSERT_EQ(stats(c.vm).vmas, 0);
+	store(&c, u64(&p[1]), 3);		/* no mapping: refused */
+	ASSERT_EQ(logged(c.vm), 1);
+	ASSERT_EQ(p[1], 1);
+	mirror_op(&c, GVM_BIND_MAP);		/* and back */
+	store(&c, u64(&p[1]), 4);
+	ASSERT_EQ(p[1], 4);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
