@@ -7,6 +7,7 @@
  * something there, a BO bound inside the mirror overrides it, and unbinding
  * the mirror takes its ranges away.
  */
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include <gvm/gvm.h>
@@ -262,4 +263,37 @@ TEST(unbinding_the_mirror_takes_its_ranges)
 	ASSERT_EQ(p[1], 4);
 	teardown(&c);
 	munmap(p, 2 * M2);
+}
+
+TEST(malloc_memory_and_madvise)
+{
+	struct ctx c;
+	uint64_t *small = malloc(64), *big = malloc(8 * M2);
+
+	ASSERT_TRUE(small && big);
+	setup(&c);
+	small[0] = 10;
+	store(&c, u64(&small[1]), 11);		/* brk heap */
+	ASSERT_EQ(small[1], 11);
+	ASSERT_EQ(small[0], 10);
+	store(&c, u64(&big[5]), 12);		/* its own mmap */
+	ASSERT_EQ(big[5], 12);
+	/* the CPU drops the pages of big's first 2 MiB block it fully
+	   owns: the GPU then sees the fresh zero page, and writes it */
+	{
+		uint64_t a = (u64(big) + M2 - 1) & ~(M2 - 1);
+		uint64_t *w = (uint64_t *)(uintptr_t)a;
+
+		store(&c, a + 8, 13);
+		ASSERT_EQ(w[1], 13);
+		ASSERT_OK(madvise(w, M2, MADV_DONTNEED));
+		ASSERT_EQ(w[1], 0);
+		store(&c, a + 16, 14);
+		ASSERT_EQ(w[2], 14);
+		ASSERT_EQ(w[1], 0);
+	}
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	free(big);
+	free(small);
 }
