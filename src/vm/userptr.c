@@ -321,9 +321,9 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 {
 	struct gvm_userptr *u = vma->userptr;
 
-	gvm_lockdep_assert_none_held();
 	if (!u)
 		return;
+	gvm_lockdep_assert_none_held();	/* removing the notifier waits */
 	/* Live only if a failed bind job never took it down (banned VM). */
 	gvm__mutex_lock(&u->vm->notifier_lock);
 	u->live = false;

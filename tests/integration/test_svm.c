@@ -16,6 +16,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "core/alloc.h"
 #include "core/sync.h"
 #include "vm/vm.h"
 
@@ -296,4 +297,54 @@ TEST(malloc_memory_and_madvise)
 	teardown(&c);
 	free(big);
 	free(small);
+}
+
+/*
+ * Every allocation of a fault's servicing can fail: the job then fails with
+ * a logged fault (or the exec is refused), the VM stays usable, nothing
+ * leaks (ASan), and a retry succeeds.
+ */
+TEST(fault_servicing_survives_allocation_failures)
+{
+	struct ctx c;
+	uint64_t *p;
+	unsigned int k, served = 0, refused = 0;
+
+	setup(&c);
+	p = mmap(NULL, 64 * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	for (k = 1; k <= 48; k++) {
+		uint64_t *slot = &p[k * K4 / 8 % (64 * K4 / 8)];
+		struct gvm_kernel kern;
+		uint64_t uf = 0;
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+				      .value = 1 };
+		int err;
+
+		ASSERT_OK(gvm_kernel_store_dword(&kern, u64(slot), k, 64));
+		__atomic_store_n(&gvm__alloc_fail_nth, (long)(k % 12) + 1,
+				 __ATOMIC_RELAXED);
+		err = gvm_exec(c.q, &kern, &s, 1);
+		if (!err)
+			ASSERT_OK(gvm_user_fence_wait(&uf, 1,
+						      GVM_TIMEOUT_INFINITE));
+		__atomic_store_n(&gvm__alloc_fail_nth, 0, __ATOMIC_RELAXED);
+		if (err) {
+			ASSERT_EQ(err, -ENOMEM);
+			continue;
+		}
+		if (*slot == k)
+			served++;
+		else
+			refused += logged(c.vm);
+		store(&c, u64(slot), k + 1000);		/* retry works */
+		ASSERT_EQ(*slot, k + 1000);
+	}
+	ASSERT_GT(served, 0);
+	ASSERT_FALSE(stats(c.vm).banned);
+	printf("served %u, refused %u\n", served, refused);
+	teardown(&c);
+	munmap(p, 64 * K4);
 }
