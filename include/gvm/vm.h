@@ -148,6 +148,11 @@ GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
  * replaced), USER_FENCE (@value is stored to the 8-byte aligned CPU address
  * @addr when the operation completes).  A user fence cannot be waited on
  * (-EINVAL); use gvm_user_fence_wait().
+ *
+ * A user fence's @addr must be writable when the bind or exec is submitted
+ * (else the call fails with -EFAULT) and stay so until the operation
+ * completes.  If it is no longer writable then, the value is not stored
+ * (no signal is raised) and gvm_user_fence_wait() on @addr returns -EFAULT.
  */
 struct gvm_sync {
 	uint32_t type;			/* GVM_SYNC_* */
@@ -161,7 +166,9 @@ struct gvm_sync {
 
 /*
  * Waits until *@addr == @value (written by a user fence).  Returns 0,
- * -ETIME, -EINVAL (unaligned address).
+ * -ETIME, -EINVAL (unaligned address), -EFAULT (the latest user fence
+ * submitted at @addr found it unwritable at completion and was not
+ * stored).
  */
 GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 				int64_t timeout_ns);
@@ -226,7 +233,8 @@ struct gvm_bind_op {
  * bo_offset + range beyond the BO, a BO of another device or VM-local to
  * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
  * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
- * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm; -EPERM: a
+ * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm, a user fence
+ * address that is not writable (struct gvm_sync); -EPERM: a
  * writable MAP_USERPTR of read-only memory.  -EOPNOTSUPP: MIRROR (the
  * system allocator is not implemented yet).  -EBUSY: an UNMAP (or a MAP
  * that replaces all or part of a mapping) hits a mapping whose bind user
@@ -246,7 +254,8 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
  * Runs kernel @k (<gvm/kernel.h>; copied) on exec queue @q after the wait
  * syncs and every bind of the VM submitted before it; signal syncs signal
  * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
- * queue, bad syncs; -EOPNOTSUPP: the device cannot run kernels.
+ * queue, bad syncs; -EFAULT: a user fence address that is not writable;
+ * -EOPNOTSUPP: the device cannot run kernels.
  */
 GVM_API int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		     const struct gvm_sync *syncs, uint32_t ns);
