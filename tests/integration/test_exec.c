@@ -118,6 +118,38 @@ TEST(store_dword)
 	teardown(&c);
 }
 
+/*
+ * A BO bound at a canonical high address (bits 47..63 all ones on a 48-bit
+ * VM): kernels use that address as it is, the MMU strips the sign
+ * extension as gvm_vm_bind() does; a non-canonical address still faults.
+ */
+TEST(canonical_high_address_store)
+{
+	const uint64_t high = 0xffffc00000000000ull;
+	const uint64_t bad = 0x8000c00000000000ull;	/* not canonical */
+	struct gvm_fault_info fi;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, high, 4 * K4, bo, 0);
+	ASSERT_OK(store(&c, high + 8, 0xcafe));
+	ASSERT_EQ(p[1], 0xcafe);
+	ASSERT_OK(store(&c, high + K4, 0xbeef));
+	ASSERT_EQ(p[K4 / 8], 0xbeef);
+	/* The short form is the same mapping. */
+	ASSERT_OK(store(&c, high & ((1ull << 48) - 1), 7));
+	ASSERT_EQ(p[0], 7);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	ASSERT_EQ(store(&c, bad + 8, 1), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.reason, GVM_FAULT_NOT_PRESENT);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
 TEST(unbind_then_exec_faults)
 {
 	struct gvm_fault_info fi;
