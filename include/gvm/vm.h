@@ -132,7 +132,10 @@ GVM_API int gvm_syncobj_create(struct gvm_syncobj **out);
 GVM_API void gvm_syncobj_destroy(struct gvm_syncobj *s);
 /* A reference to the current fence; -ENOENT if it has none yet. */
 GVM_API int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out);
-/* Waits for the current fence: its status, -ENOENT if none, -ETIME. */
+/*
+ * Waits for the current fence: 0 once it signalled without error, its
+ * (negative) error, -ENOENT if none, -ETIME.
+ */
 GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
 
 #define GVM_SYNC_FENCE		1u	/* fence / *out */
@@ -229,7 +232,8 @@ struct gvm_bind_op {
  * side through notifiers (docs/vm.md).
  *
  * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
- * aligned, range 0, addr + range overflowing or beyond the VA size,
+ * aligned, range 0 (UNMAP_ALL instead needs addr and range both 0, and no
+ * flags), addr + range overflowing or beyond the VA size,
  * bo_offset + range beyond the BO, a BO of another device or VM-local to
  * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
  * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
@@ -253,7 +257,11 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 /*
  * Runs kernel @k (<gvm/kernel.h>; copied) on exec queue @q after the wait
  * syncs and every bind of the VM submitted before it; signal syncs signal
- * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
+ * when it completes (fence error -EIO if it faulted).  Unlike a bind's, a
+ * wait sync that signals with an error cancels the exec: the kernel does
+ * not run, and the exec's fence signals (once every wait sync signalled)
+ * with the error of the wait sync that failed first; later work on @q is
+ * not affected.  -EINVAL: a bind
  * queue, bad syncs; -EFAULT: a user fence address that is not writable;
  * -EOPNOTSUPP: the device cannot run kernels.
  */

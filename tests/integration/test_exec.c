@@ -150,6 +150,40 @@ TEST(canonical_high_address_store)
 	teardown(&c);
 }
 
+/* vm.h's rule for execs: a failed wait sync skips the kernel, error kept. */
+TEST(exec_in_fence_error_skips_kernel)
+{
+	struct gvm_fence *in, *out = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL, .out = &out },
+		{ .type = GVM_SYNC_FENCE },
+	};
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[1].fence = in;
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 5, 64));
+	ASSERT_OK(gvm_exec(c.q, &k, s, 2));
+	ASSERT_OK(gvm_fence_signal_error(in, -ENOLINK));
+	ASSERT_OK(gvm_fence_wait(out, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(out), -ENOLINK);
+	ASSERT_EQ(p[1], 0);			/* the kernel did not run */
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_fence_put(out);
+	gvm_fence_put(in);
+	/* The queue goes on. */
+	ASSERT_OK(store(&c, VA + 8, 6));
+	ASSERT_EQ(p[1], 6);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
 TEST(unbind_then_exec_faults)
 {
 	struct gvm_fault_info fi;
