@@ -127,7 +127,8 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	mem.cpu_base = dev->desc.vram_cpu;
 	mem.dev_base = dev->desc.vram_base;
 	mem.lock = &dev->vram_lock;
-	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits);
+	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits,
+			      dev->desc.page_sizes);
 	if (err)
 		goto err_va;
 	err = dev->ops->vm_attach(dev, vm, vm->pt.root->dev_addr,

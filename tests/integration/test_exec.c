@@ -184,6 +184,40 @@ TEST(exec_in_fence_error_skips_kernel)
 	teardown(&c);
 }
 
+/*
+ * A device without 2M (or 64K) pages: a 4 MiB VRAM BO at a 2M-aligned VA
+ * is mapped with 4K PTEs only, and a kernel over all of it runs without
+ * faults (its MMU treats 2M leaves as invalid).
+ */
+TEST(page_sizes_4k_only_device)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20,
+				      .page_sizes = GVM_PAGE_4K };
+	const uint64_t size = 4ull << 20, va = 16 * M2;
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint32_t *p;
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c.dev));
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &c.vm));
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &c.q));
+	bo = new_bo(&c, size, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, va, size, bo, 0);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.pte_writes[1], 0);
+	ASSERT_EQ(st.pte_writes[0], size / K4);
+	ASSERT_OK(gvm_kernel_fill(&k, va, size, 0x5a5a1234u));
+	ASSERT_OK(run(&c, &k));
+	ASSERT_EQ(faults(&c, NULL), 0);
+	for (uint64_t i = 0; i < size / 4; i += 4093)
+		ASSERT_EQ(p[i], 0x5a5a1234u);
+	ASSERT_EQ(p[size / 4 - 1], 0x5a5a1234u);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
 TEST(unbind_then_exec_faults)
 {
 	struct gvm_fault_info fi;
