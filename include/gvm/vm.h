@@ -231,12 +231,21 @@ struct gvm_bind_op {
  * mm (which it needs); nothing is pinned, the mapping follows the CPU
  * side through notifiers (docs/vm.md).
  *
+ * PREFETCH moves the BOs mapped in [addr, addr + range) to @prefetch_mem
+ * (GVM_MEM_VRAM or _SYSTEM), the BOs mapped there at its position in the
+ * array: [MAP bo at R, PREFETCH R] moves bo, [PREFETCH R, UNMAP R] still
+ * moves what R mapped before, [PREFETCH R, MAP bo at R] does not move bo.
+ * A BO that is busy stays where it is (a prefetch is a hint).  Userptr and
+ * NULL mappings in the range are left alone.
+ *
  * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
  * aligned, range 0 (UNMAP_ALL instead needs addr and range both 0, and no
  * flags), addr + range overflowing or beyond the VA size,
  * bo_offset + range beyond the BO, a BO of another device or VM-local to
  * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
- * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX, a bad
+ * outside fault mode, a queue not of class BIND, pat > GVM_PAT_MAX,
+ * prefetch_mem neither VRAM nor SYSTEM, a PREFETCH whose range maps (at its
+ * position) a BO whose placement does not include prefetch_mem, a bad
  * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm, a user fence
  * address that is not writable (struct gvm_sync); -EPERM: a
  * writable MAP_USERPTR of read-only memory.  -EOPNOTSUPP: MIRROR (the

@@ -478,6 +478,89 @@ TEST(scratch_page_reads_zero)
 	teardown(&c);
 }
 
+static struct gvm_bind_op prefetch_op(uint64_t addr, uint64_t range,
+				      uint32_t mem)
+{
+	return (struct gvm_bind_op){ .op = GVM_BIND_PREFETCH, .addr = addr,
+				     .range = range, .prefetch_mem = mem };
+}
+
+static struct gvm_bind_op map_op(uint64_t addr, uint64_t range,
+				 struct gvm_bo *bo)
+{
+	return (struct gvm_bind_op){ .op = GVM_BIND_MAP, .addr = addr,
+				     .range = range, .bo = bo };
+}
+
+/*
+ * A PREFETCH sees the VA state the earlier ops of its array left, not the
+ * final one (vm.h: later ops see earlier ones).
+ */
+TEST(prefetch_sees_the_array_at_its_position)
+{
+	const uint64_t r1 = VA, r2 = VA + M2, r3 = VA + 2 * M2;
+	struct gvm_bind_op ops[2];
+	struct gvm_vm_stats st;
+	struct gvm_bo *vram_only, *both;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c, 0);
+	vram_only = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
+	both = new_bo(&c, 4 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+		      (void **)&p);
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+
+	/* Nothing at r1 yet: the PREFETCH has nothing to move. */
+	ops[0] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = map_op(r1, 4 * K4, vram_only);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(vram_only), GVM_MEM_VRAM);
+	ASSERT_OK(store(&c, r1, 1));
+
+	/* Prefetch, then unmap: the BO that was there moves. */
+	bind(&c, GVM_BIND_MAP, 0, r2, 4 * K4, both, 0);
+	ASSERT_OK(store(&c, r2 + 8, 0xabc));
+	ops[0] = prefetch_op(r2, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = r2,
+				       .range = 4 * K4 };
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_SYSTEM);
+	ASSERT_EQ(p[1], 0xabc);
+
+	/* Map, then prefetch: the new mapping's BO moves. */
+	ops[0] = map_op(r3, 4 * K4, both);
+	ops[1] = prefetch_op(r3, 4 * K4, GVM_MEM_VRAM);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+	ASSERT_OK(store(&c, r3 + 16, 0xdef));
+	ASSERT_EQ(p[2], 0xdef);
+
+	/*
+	 * A region the BO's placement does not allow is -EINVAL, even if a
+	 * later op unmaps it, and nothing changes (not even an earlier
+	 * prefetch's move).
+	 */
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.vmas, 2);
+	ops[0] = prefetch_op(r3, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0), -EINVAL);
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+	ops[0] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = r1,
+				       .range = 4 * K4 };
+	ASSERT_EQ(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0), -EINVAL);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.vmas, 2);
+	ASSERT_OK(store(&c, r1 + 8, 2));
+	ASSERT_EQ(faults(&c, NULL), 0);
+
+	gvm_bo_put(vram_only);
+	gvm_bo_put(both);
+	teardown(&c);
+}
+
 TEST(moved_bo_rebound_at_exec)
 {
 	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
