@@ -50,7 +50,7 @@ static int env_init(struct pt_env *e, uint64_t size)
 	mem.buddy = &e->buddy;
 	mem.cpu_base = e->arena;
 	mem.dev_base = 0;
-	err = gvm__pt_vm_init(&e->vm, &mem, 48);
+	err = gvm__pt_vm_init(&e->vm, &mem, 48, 0);
 	if (err)
 		goto err_buddy;
 	return 0;

@@ -123,7 +123,10 @@ struct gvm_fault_info {
 struct gvm_device_desc {
 	const char *name;		/* copied */
 	unsigned int va_bits;		/* GVM_VA_BITS_48 or _57 */
-	uint64_t page_sizes;		/* GVM_PAGE_* mask; must include 4K */
+	uint64_t page_sizes;		/* GVM_PAGE_* mask; must include 4K.
+					   The page tables hold only these
+					   leaves: 2M with 2M, 1G with 1G
+					   and 2M, the 64K hint with 64K */
 	uint64_t vram_size;		/* bytes, multiple of 4 KiB, >= 1 MiB */
 	uint64_t vram_base;		/* device address of VRAM byte 0,
 					   4 KiB aligned */

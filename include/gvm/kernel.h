@@ -78,7 +78,12 @@ GVM_API uint64_t gvm_lane_id(const struct gvm_lane *lane);
 /* True once an access of this job faulted without being resolved. */
 GVM_API bool gvm_lane_faulted(const struct gvm_lane *lane);
 
-/* Loads/stores of 1, 2, 4 or 8 bytes at a naturally aligned @va. */
+/*
+ * Loads/stores of 1, 2, 4 or 8 bytes at a naturally aligned @va.  Every
+ * lane call takes canonical addresses, as gvm_vm_bind() does: a @va
+ * sign-extended from bit va_bits - 1 means the one without the extension;
+ * any other @va at or above 2^va_bits faults.
+ */
 GVM_API uint64_t gvm_lane_load(struct gvm_lane *lane, uint64_t va,
 			       unsigned int size);
 GVM_API void gvm_lane_store(struct gvm_lane *lane, uint64_t va,

@@ -11,11 +11,20 @@
  * next use.  Ordinary CPU page faults are never intercepted.
  *
  * Requirements: Linux with userfaultfd (the userfaultfd(2) system call, or
- * /dev/userfaultfd) and its non-cooperative events UNMAP, REMOVE, REMAP and
- * FORK (Linux >= 4.11); the process must be allowed to use it (root,
+ * /dev/userfaultfd) and its non-cooperative events UNMAP, REMOVE and REMAP
+ * (Linux >= 4.11); the process must be allowed to use it (root,
  * CAP_SYS_PTRACE, vm.unprivileged_userfaultfd = 1, or access to
  * /dev/userfaultfd).  gvm_mm_self() returns -ENOSYS and says why on stderr
  * otherwise.
+ *
+ * fork() is tracked (the FORK event) only with CAP_SYS_PTRACE, which the
+ * kernel requires for it.  Without, gvm_mm_self() works and says on stderr
+ * that fork() is not tracked: after a fork(), the parent's private memory
+ * mirrored by a GPU is copy-on-write and its next CPU write moves the
+ * parent to a new page, which no GPU mapping is invalidated for.  A device
+ * that maps pages (not the simulated GPU, which uses this process's
+ * addresses) would then keep using the child's copy.  Use
+ * madvise(MADV_DONTFORK) on such ranges, or rebind them after fork().
  *
  * Threads: any thread may call these.  An mm obtained in a process is not
  * usable in a child created by fork(): the child calls gvm_mm_self() again.

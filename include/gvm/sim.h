@@ -21,10 +21,17 @@
 
 GVM_BEGIN_DECLS
 
+/*
+ * The largest VRAM a simulated device accepts: its device-physical window
+ * starts at 2^44 and ends below 2^57, the page-table address limit.
+ */
+#define GVM_SIM_VRAM_MAX ((1ull << 57) - (1ull << 44))
+
 /* Zero fields take the defaults in brackets. */
 struct gvm_sim_config {
 	const char *name;		/* ["sim<N>"] */
-	uint64_t vram_size;		/* bytes, 4 KiB multiple [256 MiB] */
+	uint64_t vram_size;		/* bytes, 4 KiB multiple, at most
+					 * GVM_SIM_VRAM_MAX [256 MiB] */
 	unsigned int va_bits;		/* 48 or 57 [48] */
 	unsigned int nr_compute;	/* compute engines [2] */
 	unsigned int nr_copy;		/* copy engines [1] */
@@ -37,7 +44,7 @@ struct gvm_sim_config {
 
 /*
  * Creates a simulated GPU (@cfg NULL: all defaults).  -EINVAL: bad config
- * (va_bits, unaligned or < 1 MiB VRAM, no 4K pages, 0 engines after
+ * (va_bits, unaligned, < 1 MiB or > GVM_SIM_VRAM_MAX VRAM, no 4K pages, 0 engines after
  * defaults); -ENOMEM.
  */
 GVM_API int gvm_sim_device_create(const struct gvm_sim_config *cfg,

@@ -141,7 +141,10 @@ GVM_API int gvm_syncobj_create(struct gvm_syncobj **out);
 GVM_API void gvm_syncobj_destroy(struct gvm_syncobj *s);
 /* A reference to the current fence; -ENOENT if it has none yet. */
 GVM_API int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out);
-/* Waits for the current fence: its status, -ENOENT if none, -ETIME. */
+/*
+ * Waits for the current fence: 0 once it signalled without error, its
+ * (negative) error, -ENOENT if none, -ETIME.
+ */
 GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
 
 #define GVM_SYNC_FENCE		1u	/* fence / *out */
@@ -157,6 +160,11 @@ GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
  * replaced), USER_FENCE (@value is stored to the 8-byte aligned CPU address
  * @addr when the operation completes).  A user fence cannot be waited on
  * (-EINVAL); use gvm_user_fence_wait().
+ *
+ * A user fence's @addr must be writable when the bind or exec is submitted
+ * (else the call fails with -EFAULT) and stay so until the operation
+ * completes.  If it is no longer writable then, the value is not stored
+ * (no signal is raised) and gvm_user_fence_wait() on @addr returns -EFAULT.
  */
 struct gvm_sync {
 	uint32_t type;			/* GVM_SYNC_* */
@@ -170,7 +178,9 @@ struct gvm_sync {
 
 /*
  * Waits until *@addr == @value (written by a user fence).  Returns 0,
- * -ETIME, -EINVAL (unaligned address).
+ * -ETIME, -EINVAL (unaligned address), -EFAULT (the latest user fence
+ * submitted at @addr found it unwritable at completion and was not
+ * stored).
  */
 GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 				int64_t timeout_ns);
@@ -233,15 +243,25 @@ struct gvm_bind_op {
  * mm (which it needs); nothing is pinned, the mapping follows the CPU
  * side through notifiers (docs/vm.md).
  *
+ * PREFETCH moves the BOs mapped in [addr, addr + range) to @prefetch_mem
+ * (GVM_MEM_VRAM or _SYSTEM), the BOs mapped there at its position in the
+ * array: [MAP bo at R, PREFETCH R] moves bo, [PREFETCH R, UNMAP R] still
+ * moves what R mapped before, [PREFETCH R, MAP bo at R] does not move bo.
+ * A BO that is busy stays where it is (a prefetch is a hint).  Userptr and
+ * NULL mappings in the range are left alone.
+ *
  * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
- * aligned, range 0, addr + range overflowing or beyond the VA size,
+ * aligned, range 0 (UNMAP_ALL instead needs addr and range both 0, and no
+ * flags), addr + range overflowing or beyond the VA size,
  * bo_offset + range beyond the BO, a BO of another device or VM-local to
  * another VM, NULL with a BO, MAP_USERPTR in a VM without an mm, MIRROR
  * outside fault mode, in a VM without an mm, with a BO or bo_offset or at
- * a canonical high address, a queue not of class BIND, pat >
- * GVM_PAT_MAX, a bad sync.  -EFAULT: a MAP_USERPTR range not mapped in
- * the mm; -EPERM: a writable MAP_USERPTR of read-only memory.  -EBUSY: an
- * UNMAP (or a MAP
+ * a canonical high address, a queue not of class BIND, pat > GVM_PAT_MAX,
+ * prefetch_mem neither VRAM nor SYSTEM, a PREFETCH whose range maps (at its
+ * position) a BO whose placement does not include prefetch_mem, a bad
+ * sync.  -EFAULT: a MAP_USERPTR range not mapped in the mm, a user fence
+ * address that is not writable (struct gvm_sync); -EPERM: a
+ * writable MAP_USERPTR of read-only memory.  -EBUSY: an UNMAP (or a MAP
  * that replaces all or part of a mapping) hits a mapping whose bind user
  * fence has not been written yet.
  *
@@ -258,8 +278,13 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 /*
  * Runs kernel @k (<gvm/kernel.h>; copied) on exec queue @q after the wait
  * syncs and every bind of the VM submitted before it; signal syncs signal
- * when it completes (fence error -EIO if it faulted).  -EINVAL: a bind
- * queue, bad syncs; -EOPNOTSUPP: the device cannot run kernels.
+ * when it completes (fence error -EIO if it faulted).  Unlike a bind's, a
+ * wait sync that signals with an error cancels the exec: the kernel does
+ * not run, and the exec's fence signals (once every wait sync signalled)
+ * with the error of the wait sync that failed first; later work on @q is
+ * not affected.  -EINVAL: a bind
+ * queue, bad syncs; -EFAULT: a user fence address that is not writable;
+ * -EOPNOTSUPP: the device cannot run kernels.
  */
 GVM_API int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		     const struct gvm_sync *syncs, uint32_t ns);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * OS primitives behind sync.h: mutex and condvar setup, timed condvar waits,
- * futex system calls.  Stateless; no locking of its own.
+ * futex system calls (including the write probe of gvm__user_writable).
+ * Stateless; no locking of its own.
  */
 #include "core/sync.h"
 
@@ -73,4 +74,17 @@ int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns)
 void gvm__futex_wake(uint32_t *word, int nr)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, nr, NULL, NULL, 0);
+}
+
+bool gvm__user_writable(void *addr)
+{
+	static uint32_t nobody;		/* uaddr1: nothing waits on it */
+
+	/*
+	 * *addr += 0 in the kernel, then wake up to 0 waiters on either word.
+	 * The add faults the page in for writing like a store would (copy on
+	 * write included); without a writable mapping it returns EFAULT.
+	 */
+	return syscall(SYS_futex, &nobody, FUTEX_WAKE_OP_PRIVATE, 0, NULL,
+		       addr, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) >= 0;
 }

@@ -85,6 +85,13 @@ int gvm__cond_wait_until(pthread_cond_t *c, struct gvm_mutex *m,
  */
 int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns);
 void gvm__futex_wake(uint32_t *word, int nr);
+/*
+ * True if the 4-byte aligned word at @addr can be written by this process
+ * now: the kernel adds 0 to it atomically (FUTEX_WAKE_OP), which needs a
+ * writable mapping and fails with EFAULT, never a signal, without one.
+ * The word's value is unchanged, even under concurrent stores.
+ */
+bool gvm__user_writable(void *addr);
 
 /* ---- reference counts ---------------------------------------------------- */
 

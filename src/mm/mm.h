@@ -255,6 +255,13 @@ void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out);
 uint64_t gvm__mm_self_features(struct gvm_mm *mm);
 
 /*
+ * Test knob, set before the first gvm_mm_self(): the handshake behaves as
+ * for a process without CAP_SYS_PTRACE, whose request for EVENT_FORK the
+ * kernel refuses with EPERM (gvm_mm_self then goes on without FORK).
+ */
+extern bool gvm__mm_self_refuse_fork;
+
+/*
  * Test hooks, NULL outside tests (set and cleared by a test while no event
  * is pending; read with acquire):
  *  - gvm__mm_self_before_event: the event thread has read an event of type

@@ -127,12 +127,18 @@
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
 
-/* Events we cannot work without, and what we use when it is there. */
+/*
+ * Events we cannot work without, and what we use when it is there.  FORK
+ * is wanted but optional: the kernel grants it only with CAP_SYS_PTRACE
+ * (UFFDIO_API fails with EPERM otherwise, although the probe lists it), and
+ * without it the mm works except that a fork() is not seen (mm.h).
+ */
 #define SELF_NEEDED_FEATURES                                              \
 	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE |          \
-	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_FORK |            \
-	 UFFD_FEATURE_PAGEFAULT_FLAG_WP)
-#define SELF_OPTIONAL_FEATURES (UFFD_FEATURE_WP_ASYNC)
+	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+#define SELF_OPTIONAL_FEATURES (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_EVENT_FORK)
+
+bool gvm__mm_self_refuse_fork;
 
 struct gvm_mm_self {
 	struct gvm_mm base;
@@ -598,11 +604,20 @@ static int probe_features(uint64_t *avail)
 	return 0;
 }
 
+/* UFFDIO_API on @fd with @api's features; -errno (EPERM: see FORK above). */
+static int api_handshake(int fd, struct uffdio_api *api)
+{
+	if ((api->features & UFFD_FEATURE_EVENT_FORK) &&
+	    gvm_load_acquire(&gvm__mm_self_refuse_fork))
+		return -EPERM;		/* as the kernel does without the cap */
+	return ioctl(fd, UFFDIO_API, api) ? -errno : 0;
+}
+
 static int self_create(struct gvm_mm_self **out)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	sigset_t all, old;
-	uint64_t avail = 0;
+	uint64_t avail = 0, want;
 	struct gvm_mm_self *s;
 	int err;
 
@@ -613,12 +628,12 @@ static int self_create(struct gvm_mm_self **out)
 		fprintf(stderr,
 			"gvm: gvm_mm_self: userfaultfd lacks needed features "
 			"(have 0x%llx, missing 0x%llx: EVENT_UNMAP 0x%x, "
-			"EVENT_REMOVE 0x%x, EVENT_REMAP 0x%x, EVENT_FORK 0x%x, "
+			"EVENT_REMOVE 0x%x, EVENT_REMAP 0x%x, "
 			"write-protect mode 0x%x)\n",
 			(unsigned long long)avail,
 			(unsigned long long)(SELF_NEEDED_FEATURES & ~avail),
 			UFFD_FEATURE_EVENT_UNMAP, UFFD_FEATURE_EVENT_REMOVE,
-			UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_FORK,
+			UFFD_FEATURE_EVENT_REMAP,
 			UFFD_FEATURE_PAGEFAULT_FLAG_WP);
 		return -ENOSYS;
 	}
@@ -632,13 +647,34 @@ static int self_create(struct gvm_mm_self **out)
 		err = s->uffd;
 		goto err_free;
 	}
-	api.features = SELF_NEEDED_FEATURES | (avail & SELF_OPTIONAL_FEATURES);
-	if (ioctl(s->uffd, UFFDIO_API, &api)) {
-		err = -errno;
+	want = SELF_NEEDED_FEATURES | (avail & SELF_OPTIONAL_FEATURES);
+	api.features = want;
+	err = api_handshake(s->uffd, &api);
+	if (err == -EPERM && (want & UFFD_FEATURE_EVENT_FORK)) {
+		/* EVENT_FORK needs CAP_SYS_PTRACE: do without, on a new fd. */
+		close(s->uffd);
+		s->uffd = open_uffd();
+		if (s->uffd < 0) {
+			err = s->uffd;
+			goto err_free;
+		}
+		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+		api.api = UFFD_API;
+		api.features = want;
+		err = api_handshake(s->uffd, &api);
+		if (!err)
+			fprintf(stderr, "gvm: gvm_mm_self: userfaultfd's "
+				"EVENT_FORK needs CAP_SYS_PTRACE; going on "
+				"without it (fork() is not tracked, see "
+				"gvm/mm.h)\n");
+	}
+	if (err) {
 		nosys("UFFDIO_API refused the features it offered");
+		err = -ENOSYS;
 		goto err_close_uffd;
 	}
-	s->features = api.features;
+	/* api.features now lists everything available; we enabled @want. */
+	s->features = want & api.features;
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stop_fd < 0) {
 		err = -errno;

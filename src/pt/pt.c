@@ -49,7 +49,11 @@
  * the backing allow (the backing block must lie in one extent and be
  * aligned to the page size); otherwise it descends.  A 64 KiB hint is set
  * only on a whole group of 16 PTEs written from one extent; the other
- * members of a group a segment writes part of lose theirs.
+ * members of a group a segment writes part of lose theirs.  The largest
+ * leaf is also bounded by what the device supports (vm->leaf_levels,
+ * vm->cont_hint, from its page sizes at init): on a 4K-only device every
+ * mapping is 4 KiB PTEs without hints.  The reserve (descending_inside)
+ * follows the same rule (pt_can_leaf).
  *
  * STAGING.  An update is prepared, then committed or aborted:
  *  - prepare allocates everything.  Tables it creates are "new" (not
@@ -260,6 +264,12 @@ static inline uint64_t pte_read(const uint64_t *p)
 static inline uint64_t span_of(unsigned int level)
 {
 	return 1ull << gvm__ptf_shift(level);
+}
+
+/* Whether @level may hold leaves in @vm: the format and the device agree. */
+static inline bool pt_can_leaf(const struct gvm_pt_vm *vm, unsigned int level)
+{
+	return gvm__ptf_can_leaf(level) && (vm->leaf_levels >> level & 1);
 }
 
 static inline void note_tlb(struct gvm_pt_update *upd, uint64_t lo,
@@ -495,8 +505,8 @@ static struct gvm_pt *pt_split(struct walk *w, uint64_t e, unsigned int level,
 			       int *err)
 {
 	struct gvm_pt *t = pt_new(w, level - 1, false, err);
-	bool cont = level - 1 == 0 && gvm__ptf_is_valid(e) &&
-		    !gvm__ptf_is_null(e);
+	bool cont = level - 1 == 0 && w->vm->cont_hint &&
+		    gvm__ptf_is_valid(e) && !gvm__ptf_is_null(e);
 	unsigned int i;
 
 	if (!t)
@@ -647,7 +657,7 @@ static void fill_leaf(struct walk *w, struct tview *v, uint64_t base,
 			}
 			pte = gvm__ptf_mk_leaf(s->attrs, addr, 0);
 			g0 = g1 = i;
-			if (!s->null &&
+			if (!s->null && w->vm->cont_hint &&
 			    !(((addr >> GVM_PTF_PAGE_LG2) - i) % PT_CONT)) {
 				g0 = (i + PT_CONT - 1) & ~(PT_CONT - 1);
 				g1 = (i + n) & ~(PT_CONT - 1);
@@ -888,7 +898,7 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 		fill_table(w, &v, base, top);
 	} else {
 		for (i = i0; i <= i1 && !err;) {
-			unsigned int n = gvm__ptf_can_leaf(level)
+			unsigned int n = pt_can_leaf(w->vm, level)
 					 ? fill_huge(w, &v, level, base, i, i1)
 					 : 0;
 
@@ -1022,8 +1032,8 @@ static int runs_create(struct gvm_pt_update *upd, const struct wseg *ws,
  * cleared).  Counted per extent, so a huge NULL or UNBIND segment costs
  * nothing and a mapping costs its extents, not its size.
  */
-static uint64_t descending_inside(const struct gvm_pt_seg *s,
-				  unsigned int level)
+static uint64_t descending_inside(const struct gvm_pt_vm *vm,
+				  const struct gvm_pt_seg *s, unsigned int level)
 {
 	uint64_t span = span_of(level), m = span - 1;
 	uint64_t lo = (s->va + m) & ~m, hi = s->end & ~m;
@@ -1032,7 +1042,7 @@ static uint64_t descending_inside(const struct gvm_pt_seg *s,
 
 	if (lo >= hi || (s->flags & GVM_PT_UNBIND))
 		return 0;
-	if (!gvm__ptf_can_leaf(level))
+	if (!pt_can_leaf(vm, level))
 		return (hi - lo) / span;
 	if (s->flags & GVM_PT_NULL)
 		return 0;
@@ -1085,7 +1095,7 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 
 			visited += ((s->va & (span - 1)) != 0) +
 				   ((s->end & (span - 1)) != 0);
-			visited += descending_inside(s, level);
+			visited += descending_inside(vm, s, level);
 		}
 		tables += visited;
 		mem += visited * (sizeof(struct gvm_pt_rec) + 16 +
@@ -1507,13 +1517,17 @@ static int validate_table(const struct gvm_pt_vm *vm, const struct gvm_pt *t,
 				level, i, (unsigned long long)e);
 			return -EUCLEAN;
 		}
-		if (gvm__ptf_is_leaf(e, level) && !gvm__ptf_can_leaf(level)) {
+		if (gvm__ptf_is_leaf(e, level) && !pt_can_leaf(vm, level)) {
 			fprintf(stderr, "pt: L%u[%u]: leaf too high\n", level,
 				i);
 			return -EUCLEAN;
 		}
 		if (c && validate_table(vm, c, nr))
 			return -EUCLEAN;
+		if (level == 0 && gvm__ptf_has_cont(e) && !vm->cont_hint) {
+			fprintf(stderr, "pt: L0[%u]: 64K hint not allowed\n", i);
+			return -EUCLEAN;
+		}
 		if (level == 0 && gvm__ptf_has_cont(e)) {
 			unsigned int g = i & ~(PT_CONT - 1), k;
 			uint64_t f = t->cpu[g];
@@ -1562,18 +1576,28 @@ int gvm__pt_validate(const struct gvm_pt_vm *vm)
 }
 
 int gvm__pt_vm_init(struct gvm_pt_vm *vm, const struct gvm_pt_mem *mem,
-		    unsigned int va_bits)
+		    unsigned int va_bits, uint64_t page_sizes)
 {
 	unsigned int levels = gvm__ptf_levels(va_bits);
 	int err = 0;
 
 	memset(vm, 0, sizeof(*vm));
+	if (!page_sizes)
+		page_sizes = GVM_PAGE_4K | GVM_PAGE_64K | GVM_PAGE_2M |
+			     GVM_PAGE_1G;
 	if (!levels || !mem || !mem->buddy || !mem->cpu_base ||
-	    mem->buddy->chunk_size != PT_PAGE)
+	    mem->buddy->chunk_size != PT_PAGE || !(page_sizes & GVM_PAGE_4K))
 		return -EINVAL;
 	vm->mem = *mem;
 	vm->levels = levels;
 	vm->va_bits = va_bits;
+	vm->leaf_levels = 1u << 0;
+	if (page_sizes & GVM_PAGE_2M) {
+		vm->leaf_levels |= 1u << 1;
+		if (page_sizes & GVM_PAGE_1G)
+			vm->leaf_levels |= 1u << 2;
+	}
+	vm->cont_hint = page_sizes & GVM_PAGE_64K;
 	vm->tlb_full_lg2 = 32;	/* > 4 GiB: full flush */
 	vm->root = pt_alloc(vm, levels - 1, true, &err);
 	return vm->root ? 0 : err;

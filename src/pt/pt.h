@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gvm/device.h>
 #include <gvm/types.h>
 
 #include "core/buddy.h"
@@ -72,6 +73,10 @@ struct gvm_pt_vm {
 	struct gvm_pt *root;		/* level levels - 1, never freed */
 	unsigned int levels;		/* 4 (48-bit VA) or 5 (57-bit) */
 	unsigned int va_bits;
+	unsigned int leaf_levels;	/* bit L: level L may hold leaves
+					   (bit 0 always; 2 only with 1);
+					   constant, from the page sizes */
+	bool cont_hint;			/* 64K CONT hint allowed; constant */
 	uint64_t nr_tables;		/* tables allocated (incl. pending new
 					   ones, unlinked ones not yet freed
 					   and the root) */
@@ -168,11 +173,15 @@ struct gvm_pt_xlate {
 };
 
 /*
- * Creates an empty VM (allocates the root).  @va_bits: 48 or 57.  Returns
- * 0, -EINVAL, -ENOMEM or -ENOSPC.
+ * Creates an empty VM (allocates the root).  @va_bits: 48 or 57.
+ * @page_sizes: the GVM_PAGE_* mask of the device (0: all); the tables hold
+ * only leaves of those sizes: 2M leaves with GVM_PAGE_2M, 1G leaves with
+ * GVM_PAGE_1G and 2M (a 1G leaf splits into 2M ones), the 64K hint with
+ * GVM_PAGE_64K, 4K always.  Returns 0, -EINVAL (also: @page_sizes without
+ * GVM_PAGE_4K), -ENOMEM or -ENOSPC.
  */
 int gvm__pt_vm_init(struct gvm_pt_vm *vm, const struct gvm_pt_mem *mem,
-		    unsigned int va_bits);
+		    unsigned int va_bits, uint64_t page_sizes);
 
 /* Frees every table.  No update may be pending. */
 void gvm__pt_vm_fini(struct gvm_pt_vm *vm);

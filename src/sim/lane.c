@@ -11,6 +11,13 @@
  * the lane's spans and acknowledge queued TLB invalidations (engine.c);
  * the start of every lane is one too.
  *
+ * ADDRESSES.  Like the CPU's, a VM's VA space of va_bits is canonical: an
+ * address whose bits va_bits - 1 .. 63 are all ones is the one without
+ * that sign extension (what gvm_vm_bind() accepts, bind.c op_addr).  Every
+ * entry point strips it first (lane_canon), so the TLB, the walk, spans
+ * and fault reports all see the short form; any other address at or above
+ * 2^va_bits is not canonical and stays a NOT_PRESENT fault.
+ *
  * ACCESSES.  translate (TLB, else walk and fill the TLB; invalid entries
  * are not cached) -> check (write needs WRITE, atomic needs WRITE and
  * ATOMIC; NULL leaves read zero and drop writes; in a VM attached with
@@ -62,6 +69,7 @@
 #include <string.h>
 
 #include "core/page.h"
+#include "pt/pt_fmt.h"
 #include "sim/sim_internal.h"
 
 #define MAX_REPLAYS	16u
@@ -216,6 +224,18 @@ static bool sysmem_gone(struct gvm_lane *l, uint64_t va, unsigned int access,
 	return false;
 }
 
+/* @va without the sign extension of a canonical high address (ADDRESSES). */
+static inline uint64_t lane_canon(const struct gvm_lane *l, uint64_t va)
+{
+	unsigned int bits = gvm__ptf_shift(l->job->simvm->levels);
+	uint64_t high;
+
+	if (bits >= 64)
+		return va;
+	high = ~0ull << (bits - 1);
+	return (va & high) == high ? va & ~(~0ull << bits) : va;
+}
+
 /* Entry of the non-span access calls: a boundary, then argument checks. */
 static bool lane_enter(struct gvm_lane *l, uint64_t va, unsigned int size,
 		       bool atomic)
@@ -250,6 +270,7 @@ uint64_t gvm_lane_load(struct gvm_lane *l, uint64_t va, unsigned int size)
 
 	if (!lane_enter(l, va, size, false))
 		return 0;
+	va = lane_canon(l, va);
 	for (tries = 0;; tries++) {
 		uint8_t *p;
 		uint64_t v;
@@ -278,6 +299,7 @@ void gvm_lane_store(struct gvm_lane *l, uint64_t va, uint64_t value,
 
 	if (!lane_enter(l, va, size, false))
 		return;
+	va = lane_canon(l, va);
 	for (tries = 0;; tries++) {
 		uint8_t *p;
 		uintptr_t fa;
@@ -307,6 +329,7 @@ static uint64_t lane_rmw(struct gvm_lane *l, enum sim_raw_op op, uint64_t va,
 
 	if (!lane_enter(l, va, size, true))
 		return 0;
+	va = lane_canon(l, va);
 	for (tries = 0;; tries++) {
 		uint8_t *p;
 		uint64_t old;
@@ -371,6 +394,7 @@ void *gvm_lane_span(struct gvm_lane *l, uint64_t va, size_t *len,
 		lane_fail(l, -EINVAL);
 		return NULL;
 	}
+	va = lane_canon(l, va);
 	if (lane_xlate(l, va, access, &x))
 		return NULL;
 	off = va - x.va;

@@ -40,6 +40,8 @@
 #include "sim/sim_internal.h"
 
 #define SIM_VRAM_BASE (1ull << 44)
+_Static_assert(GVM_SIM_VRAM_MAX == (1ull << GVM_PTF_ADDR_BITS) - SIM_VRAM_BASE,
+	       "sim.h's GVM_SIM_VRAM_MAX is the window above SIM_VRAM_BASE");
 
 static struct gvm_mutex registry_lock;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
@@ -80,7 +82,7 @@ static int config_apply(const struct gvm_sim_config *in,
 	if (!gvm__ptf_levels(c->va_bits))
 		return -EINVAL;
 	if (!gvm__page_aligned(c->vram_size) || c->vram_size < (1ull << 20) ||
-	    c->vram_size > (1ull << GVM_PTF_ADDR_BITS) - SIM_VRAM_BASE ||
+	    c->vram_size > GVM_SIM_VRAM_MAX ||
 	    c->vram_size > (uint64_t)SIZE_MAX)
 		return -EINVAL;
 	if (!(c->page_sizes & GVM_PAGE_4K) || (c->page_sizes & ~ALL_PAGES))

@@ -97,6 +97,12 @@
 struct gvm_bind_inject gvm__bind_inject;
 void (*gvm__bind_before_commit)(struct gvm_vm *vm);
 
+/* A BO mapped in a PREFETCH range where that op stands in the array. */
+struct bind_prefetch {
+	struct gvm_bo *bo;		/* its VMA lives until the bind ends */
+	uint32_t mem;			/* GVM_MEM_VRAM or _SYSTEM */
+};
+
 struct bind {
 	struct gvm_vm *vm;
 	struct gvm_queue *q;
@@ -109,7 +115,8 @@ struct bind {
 	bool removes;			/* some list takes mappings away */
 	struct gvm_vma **up;		/* new userptr VMAs (attached) */
 	size_t nr_up, cap_up;
-	bool prefetch;			/* the array has PREFETCH ops */
+	struct bind_prefetch *pf;	/* BOs to move, in array order */
+	size_t nr_pf, cap_pf;
 
 	struct gvm_addr_range *touched;		/* sorted, merged */
 	size_t nr_touched, cap_touched;
@@ -386,18 +393,38 @@ out:
 }
 
 /*
- * PREFETCH: the range is rewritten from the final VA state (after the BOs
- * moved, see move_prefetched()), so it counts as touched.
+ * PREFETCH: like every op, it sees the VA state the earlier ops of the
+ * array left (parse applies each op before the next): the BOs mapped in
+ * the range now are the ones move_prefetched() moves, whatever later ops
+ * map or unmap there.  Their VMAs, even if a later op removes them, live
+ * until the bind ends (on the dead list or for the unwind), and so do the
+ * BOs.  The range is rewritten from the final VA state (after the BOs
+ * moved), so it counts as touched.
  */
-static int parse_prefetch(struct bind *b, uint64_t addr, uint64_t range)
+static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 {
+	uint64_t addr = op_addr(b->vm, op);
+	struct gvm_va_iter it;
+	struct gvm_va *va;
 	int err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + 1);
 
 	if (err)
 		return err;
 	b->touched[b->nr_touched].lo = addr;
-	b->touched[b->nr_touched++].hi = addr + range;
-	b->prefetch = true;
+	b->touched[b->nr_touched++].hi = addr + op->range;
+	gvm_va_for_each_in_range(va, &b->vm->va, addr, op->range, &it) {
+		if (gvm__va_kind(va) != GVM_VA_KIND_BO)
+			continue;
+		/* Before anything moved: the failed call changes nothing. */
+		if (!(((struct gvm_bo *)va->obj)->placement &
+		      op->prefetch_mem))
+			return -EINVAL;
+		err = GVM_GROW(b->pf, b->cap_pf, b->nr_pf + 1);
+		if (err)
+			return err;
+		b->pf[b->nr_pf].bo = va->obj;
+		b->pf[b->nr_pf++].mem = op->prefetch_mem;
+	}
 	return 0;
 }
 
@@ -434,7 +461,7 @@ static int parse(struct bind *b)
 			err = parse_unmap_all(b, op->bo);
 			continue;
 		case GVM_BIND_PREFETCH:
-			err = parse_prefetch(b, op_addr(b->vm, op), op->range);
+			err = parse_prefetch(b, op);
 			continue;
 		default:
 			GVM_BUG_ON(1);
@@ -545,19 +572,11 @@ static int collect_bos(struct bind *b)
 				err = add_bo(b, l->op[j].map);
 		}
 	}
-	for (i = 0; i < b->n && b->prefetch && !err; i++) {
-		const struct gvm_bind_op *op = &b->ops[i];
-		struct gvm_va_iter it;
-		struct gvm_va *va;
-
-		if (op->op != GVM_BIND_PREFETCH)
-			continue;
-		gvm_va_for_each_in_range(va, &b->vm->va, op_addr(b->vm, op),
-					 op->range, &it) {
-			err = add_bo(b, va);
-			if (err)
-				break;
-		}
+	/* The BOs PREFETCH ops found (their mappings may be gone by now). */
+	for (i = 0; i < b->nr_pf && !err; i++) {
+		err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+		if (!err)
+			b->bos[b->nr_bos++] = b->pf[i].bo;
 	}
 	if (err)
 		return err;
@@ -615,39 +634,22 @@ static int prealloc_vm_bos(struct bind *b)
 }
 
 /*
- * Moves the BOs mapped in PREFETCH ranges (after the earlier ops of the
- * array).  A move is not undone if the bind fails later: the BO's contents
+ * Moves the BOs that were mapped in PREFETCH ranges where those ops stand
+ * in the array (parse_prefetch, which checked their placements), in array
+ * order.  A move is not undone if the bind fails later: the BO's contents
  * and mappings are the same, only its placement changed.
  */
 static int move_prefetched(struct bind *b)
 {
-	uint32_t i;
+	size_t i;
 	int err = 0;
 
-	for (i = 0; i < b->n && b->prefetch && !err; i++) {
-		const struct gvm_bind_op *op = &b->ops[i];
-		struct gvm_va_iter it;
-		struct gvm_va *va;
-
-		if (op->op != GVM_BIND_PREFETCH)
-			continue;
-		gvm_va_for_each_in_range(va, &b->vm->va, op_addr(b->vm, op),
-					 op->range, &it) {
-			if (gvm__va_kind(va) != GVM_VA_KIND_BO)
-				continue;
-			if (!(((struct gvm_bo *)va->obj)->placement &
-			      op->prefetch_mem))
-				err = -EINVAL;
-			else
-				err = gvm__bo_move(va->obj, op->prefetch_mem,
-						   GVM_EVICT_IDLE);
-			/* A busy BO stays put: a prefetch is a hint, and
-			 * waiting here could wait for our own bind jobs. */
-			if (err == -EBUSY)
-				err = 0;
-			if (err)
-				break;
-		}
+	for (i = 0; i < b->nr_pf && !err; i++) {
+		err = gvm__bo_move(b->pf[i].bo, b->pf[i].mem, GVM_EVICT_IDLE);
+		/* A busy BO stays put: a prefetch is a hint, and waiting
+		 * here could wait for our own bind jobs. */
+		if (err == -EBUSY)
+			err = 0;
 	}
 	return err;
 }
@@ -946,6 +948,7 @@ static void bind_fini(struct bind *b)
 		free(b->new_vbs[i]);
 	free(b->new_vbs);
 	free(b->bos);
+	free(b->pf);
 	free(b->touched);
 	gvm__vm_update_fini(&b->upd);
 	for (i = 0; i < b->nr_deps; i++)

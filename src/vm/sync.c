@@ -11,6 +11,15 @@
  * gvm_user_fence_wait() is woken through one process-wide futex word (a
  * sequence bumped on every write): waiters recheck their own address.
  *
+ * A user fence's address is the caller's memory, which may stop being
+ * writable (mprotect, munmap): a store there would kill the process from
+ * a library thread.  So the address is probed (gvm__user_writable) when the
+ * bind or exec is submitted (-EFAULT) and again just before the store; a
+ * fence whose probe fails is not stored but recorded in ufence_bad[], where
+ * gvm_user_fence_wait() finds it (-EFAULT).  The probe and the store are
+ * two steps: an mprotect racing exactly between them still faults, which
+ * the contract (writable until completion, vm.h) rules out.
+ *
  * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
  * fences are written from fence callbacks (under the fence's lock): only
  * atomics and a futex wake there.
@@ -31,6 +40,15 @@ struct gvm_syncobj {
 };
 
 static uint32_t ufence_seq;		/* futex word, bumped per write */
+
+/*
+ * Addresses of the latest user fences that could not be written (atomic
+ * pointers, NULL = free; the oldest is overwritten when full).  An entry
+ * is cleared when a user fence at that address is submitted again.
+ */
+#define NR_UFENCE_BAD 16u
+static uint64_t *ufence_bad[NR_UFENCE_BAD];
+static uint32_t ufence_bad_next;	/* atomic */
 
 int gvm_syncobj_create(struct gvm_syncobj **out)
 {
@@ -110,9 +128,37 @@ void gvm__ufence_put(struct gvm_ufence *uf)
 	free(uf);
 }
 
+static bool ufence_is_bad(const uint64_t *addr)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_UFENCE_BAD; i++)
+		if (gvm_load_acquire(&ufence_bad[i]) == addr)
+			return true;
+	return false;
+}
+
+static void ufence_clear_bad(uint64_t *addr)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_UFENCE_BAD; i++) {
+		uint64_t *expected = addr;
+
+		gvm_cmpxchg_acq_rel(&ufence_bad[i], &expected, NULL);
+	}
+}
+
 static void ufence_write(struct gvm_ufence *uf)
 {
-	gvm_store_release(uf->addr, uf->value);
+	if (gvm__user_writable(uf->addr)) {
+		gvm_store_release(uf->addr, uf->value);
+	} else {
+		uint32_t i = gvm_fetch_add_acq_rel(&ufence_bad_next, 1u);
+
+		gvm_store_release(&ufence_bad[i % NR_UFENCE_BAD], uf->addr);
+	}
+	/* Written or given up: either way it no longer holds a VMA (-EBUSY). */
 	gvm_store_release(&uf->written, 1u);
 	gvm_fetch_add_acq_rel(&ufence_seq, 1u);
 	gvm__futex_wake(&ufence_seq, 1 << 30);
@@ -137,11 +183,16 @@ int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 		uint32_t seq = gvm_load_acquire(&ufence_seq);
 		int err;
 
+		if (ufence_is_bad(addr))
+			return -EFAULT;
 		if (gvm_load_acquire(addr) == value)
 			return 0;
 		err = gvm__futex_wait(&ufence_seq, seq, deadline);
-		if (err == -ETIME)
+		if (err == -ETIME) {
+			if (ufence_is_bad(addr))
+				return -EFAULT;
 			return gvm_load_acquire(addr) == value ? 0 : -ETIME;
+		}
 	}
 }
 
@@ -196,6 +247,11 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 		case GVM_SYNC_USER_FENCE:
 			if (!sig || !s->addr || ((uintptr_t)s->addr & 7))
 				goto err;
+			if (!gvm__user_writable(s->addr)) {
+				err = -EFAULT;
+				goto err;
+			}
+			ufence_clear_bad(s->addr);
 			uf = gvm__calloc(1, sizeof(*uf));
 			if (!uf) {
 				err = -ENOMEM;

@@ -133,7 +133,8 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	mem.lock = &dev->vram_lock;
 	mem.make_room = gvm__vram_make_room;	/* evict.c: idle BOs */
 	mem.priv = dev;
-	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits);
+	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits,
+			      dev->desc.page_sizes);
 	if (err)
 		goto err_va;
 	err = dev->ops->vm_attach(dev, vm, vm->pt.root->dev_addr,

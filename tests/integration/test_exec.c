@@ -118,6 +118,106 @@ TEST(store_dword)
 	teardown(&c);
 }
 
+/*
+ * A BO bound at a canonical high address (bits 47..63 all ones on a 48-bit
+ * VM): kernels use that address as it is, the MMU strips the sign
+ * extension as gvm_vm_bind() does; a non-canonical address still faults.
+ */
+TEST(canonical_high_address_store)
+{
+	const uint64_t high = 0xffffc00000000000ull;
+	const uint64_t bad = 0x8000c00000000000ull;	/* not canonical */
+	struct gvm_fault_info fi;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, high, 4 * K4, bo, 0);
+	ASSERT_OK(store(&c, high + 8, 0xcafe));
+	ASSERT_EQ(p[1], 0xcafe);
+	ASSERT_OK(store(&c, high + K4, 0xbeef));
+	ASSERT_EQ(p[K4 / 8], 0xbeef);
+	/* The short form is the same mapping. */
+	ASSERT_OK(store(&c, high & ((1ull << 48) - 1), 7));
+	ASSERT_EQ(p[0], 7);
+	ASSERT_EQ(faults(&c, NULL), 0);
+	ASSERT_EQ(store(&c, bad + 8, 1), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.reason, GVM_FAULT_NOT_PRESENT);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/* vm.h's rule for execs: a failed wait sync skips the kernel, error kept. */
+TEST(exec_in_fence_error_skips_kernel)
+{
+	struct gvm_fence *in, *out = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL, .out = &out },
+		{ .type = GVM_SYNC_FENCE },
+	};
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[1].fence = in;
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 5, 64));
+	ASSERT_OK(gvm_exec(c.q, &k, s, 2));
+	ASSERT_OK(gvm_fence_signal_error(in, -ENOLINK));
+	ASSERT_OK(gvm_fence_wait(out, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(out), -ENOLINK);
+	ASSERT_EQ(p[1], 0);			/* the kernel did not run */
+	ASSERT_EQ(faults(&c, NULL), 0);
+	gvm_fence_put(out);
+	gvm_fence_put(in);
+	/* The queue goes on. */
+	ASSERT_OK(store(&c, VA + 8, 6));
+	ASSERT_EQ(p[1], 6);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/*
+ * A device without 2M (or 64K) pages: a 4 MiB VRAM BO at a 2M-aligned VA
+ * is mapped with 4K PTEs only, and a kernel over all of it runs without
+ * faults (its MMU treats 2M leaves as invalid).
+ */
+TEST(page_sizes_4k_only_device)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20,
+				      .page_sizes = GVM_PAGE_4K };
+	const uint64_t size = 4ull << 20, va = 16 * M2;
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint32_t *p;
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c.dev));
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &c.vm));
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &c.q));
+	bo = new_bo(&c, size, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, va, size, bo, 0);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.pte_writes[1], 0);
+	ASSERT_EQ(st.pte_writes[0], size / K4);
+	ASSERT_OK(gvm_kernel_fill(&k, va, size, 0x5a5a1234u));
+	ASSERT_OK(run(&c, &k));
+	ASSERT_EQ(faults(&c, NULL), 0);
+	for (uint64_t i = 0; i < size / 4; i += 4093)
+		ASSERT_EQ(p[i], 0x5a5a1234u);
+	ASSERT_EQ(p[size / 4 - 1], 0x5a5a1234u);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
 TEST(unbind_then_exec_faults)
 {
 	struct gvm_fault_info fi;
@@ -375,6 +475,89 @@ TEST(scratch_page_reads_zero)
 	ASSERT_EQ(p[0], 0);
 	ASSERT_EQ(faults(&c, NULL), 0);
 	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+static struct gvm_bind_op prefetch_op(uint64_t addr, uint64_t range,
+				      uint32_t mem)
+{
+	return (struct gvm_bind_op){ .op = GVM_BIND_PREFETCH, .addr = addr,
+				     .range = range, .prefetch_mem = mem };
+}
+
+static struct gvm_bind_op map_op(uint64_t addr, uint64_t range,
+				 struct gvm_bo *bo)
+{
+	return (struct gvm_bind_op){ .op = GVM_BIND_MAP, .addr = addr,
+				     .range = range, .bo = bo };
+}
+
+/*
+ * A PREFETCH sees the VA state the earlier ops of its array left, not the
+ * final one (vm.h: later ops see earlier ones).
+ */
+TEST(prefetch_sees_the_array_at_its_position)
+{
+	const uint64_t r1 = VA, r2 = VA + M2, r3 = VA + 2 * M2;
+	struct gvm_bind_op ops[2];
+	struct gvm_vm_stats st;
+	struct gvm_bo *vram_only, *both;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c, 0);
+	vram_only = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
+	both = new_bo(&c, 4 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+		      (void **)&p);
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+
+	/* Nothing at r1 yet: the PREFETCH has nothing to move. */
+	ops[0] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = map_op(r1, 4 * K4, vram_only);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(vram_only), GVM_MEM_VRAM);
+	ASSERT_OK(store(&c, r1, 1));
+
+	/* Prefetch, then unmap: the BO that was there moves. */
+	bind(&c, GVM_BIND_MAP, 0, r2, 4 * K4, both, 0);
+	ASSERT_OK(store(&c, r2 + 8, 0xabc));
+	ops[0] = prefetch_op(r2, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = r2,
+				       .range = 4 * K4 };
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_SYSTEM);
+	ASSERT_EQ(p[1], 0xabc);
+
+	/* Map, then prefetch: the new mapping's BO moves. */
+	ops[0] = map_op(r3, 4 * K4, both);
+	ops[1] = prefetch_op(r3, 4 * K4, GVM_MEM_VRAM);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+	ASSERT_OK(store(&c, r3 + 16, 0xdef));
+	ASSERT_EQ(p[2], 0xdef);
+
+	/*
+	 * A region the BO's placement does not allow is -EINVAL, even if a
+	 * later op unmaps it, and nothing changes (not even an earlier
+	 * prefetch's move).
+	 */
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.vmas, 2);
+	ops[0] = prefetch_op(r3, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0), -EINVAL);
+	ASSERT_EQ(gvm_bo_region(both), GVM_MEM_VRAM);
+	ops[0] = prefetch_op(r1, 4 * K4, GVM_MEM_SYSTEM);
+	ops[1] = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = r1,
+				       .range = 4 * K4 };
+	ASSERT_EQ(gvm_vm_bind(c.vm, NULL, ops, 2, NULL, 0), -EINVAL);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.vmas, 2);
+	ASSERT_OK(store(&c, r1 + 8, 2));
+	ASSERT_EQ(faults(&c, NULL), 0);
+
+	gvm_bo_put(vram_only);
+	gvm_bo_put(both);
 	teardown(&c);
 }
 

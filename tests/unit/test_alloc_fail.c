@@ -260,7 +260,7 @@ TEST(pt_update_prepare)
 	ASSERT_OK(gvm__buddy_init(&buddy, arena_size, 0));
 	mem.buddy = &buddy;
 	mem.cpu_base = arena;
-	ASSERT_OK(gvm__pt_vm_init(&vm, &mem, 48));
+	ASSERT_OK(gvm__pt_vm_init(&vm, &mem, 48, 0));
 	ASSERT_OK(gvm__pt_bind(&vm, 0, m2, &big, 1, 0, NULL));
 	ASSERT_OK(gvm__pt_bind(&vm, m2, m2, &small, 1, 0, NULL));
 	tables = vm.nr_tables;

@@ -1189,6 +1189,58 @@ TEST(event_fork_invalidates_private_memory)
 	gvm_mm_put(mm);
 }
 
+/*
+ * Without CAP_SYS_PTRACE the kernel refuses EVENT_FORK (simulated with
+ * gvm__mm_self_refuse_fork): gvm_mm_self() still works, without FORK.
+ * The other events are still seen; a fork() is not (the documented loss),
+ * and the child is not held up by the parent's registrations.
+ */
+TEST(self_without_fork_feature)
+{
+	struct gvm_mm_self_stats st;
+	struct gvm_mm *mm;
+	struct rec rp;
+	uint64_t f;
+	int status;
+	pid_t pid;
+	char *p;
+
+	gvm__mm_self_refuse_fork = true;
+	mm = mm_self();
+	f = gvm__mm_self_features(mm);
+	ASSERT_FALSE(f & UFFD_FEATURE_EVENT_FORK);
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_UNMAP);
+	ASSERT_TRUE(f & UFFD_FEATURE_EVENT_REMAP);
+
+	p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	rec_insert(mm, &rp, p, 4 * PG);
+	memset(p, 1, 4 * PG);
+	if (!UNDER_TSAN) {
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			p[0] = 2;
+			munmap(p, 4 * PG);
+			_exit(0);
+		}
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(WEXITSTATUS(status), 0);
+		ASSERT_OK(gvm__mm_sync(mm));
+		gvm__mm_self_stats(mm, &st);
+		ASSERT_EQ(st.fork, 0);
+		ASSERT_EQ(rec_count(&rp), 0);	/* not invalidated */
+	}
+	ASSERT_OK(munmap(p + PG, PG));
+	ASSERT_OK(gvm__mm_sync(mm));
+	ASSERT_EQ(rec_count(&rp), 1);
+	rec_expect(&rp, 0, GVM_MM_EVENT_UNMAP, p + PG, PG);
+	rec_remove(&rp);
+	ASSERT_OK(munmap(p, 4 * PG));
+	gvm_mm_put(mm);
+	gvm__mm_self_refuse_fork = false;
+}
+
 /* ---- ordering: when the kernel reports, flush, stamps ---------------------- */
 
 struct causer {

@@ -28,7 +28,8 @@ struct env {
 	struct gvm_pt_vm vm;
 };
 
-static void env_init(struct env *v, uint64_t arena_size, unsigned int va_bits)
+static void env_init_sizes(struct env *v, uint64_t arena_size,
+			   unsigned int va_bits, uint64_t page_sizes)
 {
 	struct gvm_pt_mem mem = { 0 };
 
@@ -40,7 +41,12 @@ static void env_init(struct env *v, uint64_t arena_size, unsigned int va_bits)
 	mem.buddy = &v->buddy;
 	mem.cpu_base = v->arena;
 	mem.dev_base = 1ull << 40;
-	ASSERT_OK(gvm__pt_vm_init(&v->vm, &mem, va_bits));
+	ASSERT_OK(gvm__pt_vm_init(&v->vm, &mem, va_bits, page_sizes));
+}
+
+static void env_init(struct env *v, uint64_t arena_size, unsigned int va_bits)
+{
+	env_init_sizes(v, arena_size, va_bits, 0);
 }
 
 static void env_fini(struct env *v)
@@ -171,6 +177,91 @@ TEST(page_size_choice)
 		     8 * G1 - K4 + K4 + 16 * K4, K64);
 	ASSERT_OK(gvm__pt_validate(&v.vm));
 	env_fini(&v);
+}
+
+/*
+ * The engine writes only the leaf sizes the device supports (its page
+ * sizes at init): without 2M/1G leaves an aligned 2M (or 1G) extent is
+ * 4K PTEs, with the 64K hint only if 64K pages are supported.
+ */
+TEST(page_sizes_honoured)
+{
+	struct gvm_pt_mem mem = { 0 };
+	struct gvm_pt_extent x;
+	struct env v;
+
+	/* 4K only. */
+	env_init_sizes(&v, 64ull << 20, 48, GVM_PAGE_4K);
+	x = (struct gvm_pt_extent){ 4 * G1, M2 };
+	clear_writes(&v.vm);
+	ASSERT_OK(gvm__pt_bind(&v.vm, M2, M2, &x, 1, GVM_PT_WRITE, NULL));
+	ASSERT_EQ(writes(&v.vm, 1), 0);
+	ASSERT_EQ(writes(&v.vm, 0), 512);
+	expect_xlate(&v.vm, M2 + 17 * K4, GVM_PT_VIEW_COMMITTED,
+		     4 * G1 + 17 * K4, K4);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	/* 1 GiB aligned, and NULL: still 4K PTEs. */
+	x = (struct gvm_pt_extent){ 8 * G1, G1 };
+	clear_writes(&v.vm);
+	ASSERT_OK(gvm__pt_bind(&v.vm, G1, G1, &x, 1, 0, NULL));
+	ASSERT_EQ(writes(&v.vm, 2), 0);
+	ASSERT_EQ(writes(&v.vm, 1), 0);
+	ASSERT_EQ(writes(&v.vm, 0), G1 / K4);
+	expect_xlate(&v.vm, G1 + M2 + K4, GVM_PT_VIEW_COMMITTED,
+		     8 * G1 + M2 + K4, K4);
+	clear_writes(&v.vm);
+	ASSERT_OK(gvm__pt_bind(&v.vm, 4 * G1, M2, NULL, 0, GVM_PT_NULL,
+			       NULL));
+	ASSERT_EQ(writes(&v.vm, 1), 0);
+	ASSERT_EQ(writes(&v.vm, 0), 512);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, M2, M2, NULL));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, G1, G1, NULL));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, 4 * G1, M2, NULL));
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	env_fini(&v);
+
+	/* 4K + 64K: hinted PTEs, no 2M leaf. */
+	env_init_sizes(&v, 64ull << 20, 48, GVM_PAGE_4K | GVM_PAGE_64K);
+	x = (struct gvm_pt_extent){ 4 * G1, M2 };
+	ASSERT_OK(gvm__pt_bind(&v.vm, M2, M2, &x, 1, 0, NULL));
+	ASSERT_EQ(writes(&v.vm, 1), 0);
+	expect_xlate(&v.vm, M2 + 17 * K4, GVM_PT_VIEW_COMMITTED,
+		     4 * G1 + 17 * K4, K64);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, M2, M2, NULL));
+	env_fini(&v);
+
+	/* 4K + 2M + 1G, no 64K: huge leaves, PTEs without the hint. */
+	env_init_sizes(&v, 64ull << 20, 48,
+		       GVM_PAGE_4K | GVM_PAGE_2M | GVM_PAGE_1G);
+	x = (struct gvm_pt_extent){ 4 * G1, G1 + M2 + K64 };
+	ASSERT_OK(gvm__pt_bind(&v.vm, G1, G1 + M2 + K64, &x, 1, 0, NULL));
+	ASSERT_EQ(writes(&v.vm, 2), 1);
+	ASSERT_EQ(writes(&v.vm, 1), 1);
+	ASSERT_EQ(writes(&v.vm, 0), 16);
+	expect_xlate(&v.vm, 2 * G1 + M2 + K4, GVM_PT_VIEW_COMMITTED,
+		     5 * G1 + M2 + K4, K4);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	ASSERT_OK(gvm__pt_unbind(&v.vm, G1, G1 + M2 + K64, NULL));
+	env_fini(&v);
+
+	/* 1G without 2M: no 1G leaves either (they split into 2M ones). */
+	env_init_sizes(&v, 64ull << 20, 48, GVM_PAGE_4K | GVM_PAGE_1G);
+	x = (struct gvm_pt_extent){ 4 * G1, G1 };
+	ASSERT_OK(gvm__pt_bind(&v.vm, G1, G1, &x, 1, 0, NULL));
+	ASSERT_EQ(writes(&v.vm, 2), 0);
+	ASSERT_EQ(writes(&v.vm, 1), 0);
+	ASSERT_OK(gvm__pt_unbind(&v.vm, G1, G1, NULL));
+	env_fini(&v);
+
+	/* No 4K pages: refused. */
+	memset(&v, 0, sizeof(v));
+	ASSERT_OK(gvm__buddy_init(&v.buddy, 1ull << 20, 0));
+	mem.buddy = &v.buddy;
+	mem.cpu_base = (uint8_t *)&v;
+	ASSERT_EQ(gvm__pt_vm_init(&v.vm, &mem, 48, GVM_PAGE_2M), -EINVAL);
+	gvm__buddy_fini(&v.buddy);
 }
 
 TEST(errors)

@@ -118,7 +118,8 @@ static void env_init_cfg(struct env *v, const struct gvm_sim_config *cfg,
 	mem.buddy = &v->buddy;
 	mem.cpu_base = v->sd->vram;
 	mem.dev_base = v->sd->vram_base;
-	ASSERT_OK(gvm__pt_vm_init(&v->pt, &mem, v->sd->cfg.va_bits));
+	ASSERT_OK(gvm__pt_vm_init(&v->pt, &mem, v->sd->cfg.va_bits,
+				  v->sd->cfg.page_sizes));
 	ASSERT_OK(ops->vm_attach(v->dev, (struct gvm_vm *)v,
 				 v->pt.root->dev_addr, v->pt.levels, attach_flags,
 				 &v->vm));

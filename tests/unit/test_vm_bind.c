@@ -17,6 +17,8 @@
  *    syncobjs, user fences, the -EBUSY rule, empty arrays, failed in-fences;
  *  - allocation-failure injection on bind, BO, VM and queue creation.
  */
+#include <sys/mman.h>
+
 #include <gvm/gvm.h>
 #include <gvm/vm.h>
 
@@ -1725,6 +1727,71 @@ TEST(sync_user_fences)
 	gvm_fence_signal(in);
 	ASSERT_OK(gvm_user_fence_wait(&u[1], 7, INF));
 	expect_null(vm, SBASE + G1, M2);
+	gvm_fence_put(in);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	all_done();
+}
+
+/*
+ * User fences at read-only and PROT_NONE pages: refused at submission
+ * (-EFAULT), and when the page loses PROT_WRITE before completion the
+ * value is not stored (no SIGSEGV in the bind worker) and
+ * gvm_user_fence_wait() reports -EFAULT.
+ */
+TEST(sync_user_fence_bad_address)
+{
+	static const int prot[2] = { PROT_READ, PROT_NONE };
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_fence *in = new_fence();
+	struct gvm_bind_op op;
+	struct gvm_sync s[2];
+	uint64_t *page[2];
+	char *p;
+	int i;
+
+	p = mmap(NULL, 2 * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	page[0] = (uint64_t *)p;
+	page[1] = (uint64_t *)(p + K4);
+
+	/* Not writable when submitted: the call fails, nothing changes. */
+	for (i = 0; i < 2; i++) {
+		ASSERT_OK(mprotect(page[i], K4, prot[i]));
+		op = op_null(SBASE, M2);
+		s[0] = sync_ufence(page[i], 1);
+		ASSERT_EQ(gvm_vm_bind(vm, NULL, &op, 1, s, 1), -EFAULT);
+		s[1] = sync_wait(in);
+		ASSERT_EQ(gvm_vm_bind(vm, NULL, &op, 1, s, 2), -EFAULT);
+		ASSERT_EQ(nr_vmas(vm), 0);
+		ASSERT_OK(mprotect(page[i], K4, PROT_READ | PROT_WRITE));
+	}
+
+	/* Writable when submitted, not any more when the job completes. */
+	for (i = 0; i < 2; i++) {
+		op = op_null(SBASE + (uint64_t)i * G1, M2);
+		s[0] = sync_ufence(page[i], 1);
+		s[1] = sync_wait(in);
+		ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 2));
+		ASSERT_OK(mprotect(page[i], K4, prot[i]));
+	}
+	gvm_fence_signal(in);
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(gvm_user_fence_wait(page[i], 1, INF), -EFAULT);
+	expect_null(vm, SBASE, M2);
+	expect_null(vm, SBASE + G1, M2);
+	/* Given up counts as written for the -EBUSY rule. */
+	ASSERT_OK(unmap(vm, SBASE, M2));
+
+	/* Writable again: a new user fence there works and clears -EFAULT. */
+	ASSERT_OK(mprotect(page[0], K4, PROT_READ | PROT_WRITE));
+	ASSERT_EQ(*page[0], 0);
+	op = op_null(SBASE, M2);
+	s[0] = sync_ufence(page[0], 2);
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 1));
+	ASSERT_OK(gvm_user_fence_wait(page[0], 2, INF));
+
+	ASSERT_OK(munmap(p, 2 * K4));
 	gvm_fence_put(in);
 	ASSERT_OK(gvm_vm_destroy(vm));
 	all_done();

@@ -112,6 +112,14 @@ int gvm_tool_system_option(int argc, char **argv, int *i, const char *cmd,
 				"1G), not '%s'\n", cmd, v);
 			return 2;
 		}
+		if (n > GVM_SIM_VRAM_MAX) {
+			char b[32];
+
+			fprintf(stderr, "gvm %s: --vram %s is more than a "
+				"simulated device can have (%s)\n", cmd, v,
+				gvm_tool_bytes(b, sizeof(b), GVM_SIM_VRAM_MAX));
+			return 2;
+		}
 		sys->vram_size = n;
 		return 1;
 	}

@@ -170,6 +170,8 @@ static void *dev_thread(void *arg)
 static int parse(int argc, char **argv, struct run_opts *o)
 {
 	bool size_set = false, iters_set = false;
+	char b1[32], b2[32], b3[32];
+	uint64_t need;
 	const char *v;
 	size_t k;
 	int r;
@@ -249,20 +251,41 @@ missing:
 		o->sys.nr_devices = 1;
 	if (o->w->check && o->w->check(o))
 		goto usage;
+	/*
+	 * No buffer can be larger than a device's VRAM: refusing those first
+	 * keeps vram_needed() (a few times --size) far from overflowing.
+	 */
+	if (o->size > GVM_SIM_VRAM_MAX) {
+		fprintf(stderr, "gvm run: --size %s is more than a simulated "
+			"device's VRAM can hold (%s)\n",
+			gvm_tool_bytes(b1, sizeof(b1), o->size),
+			gvm_tool_bytes(b2, sizeof(b2), GVM_SIM_VRAM_MAX));
+		goto usage;
+	}
+	need = o->w->vram_needed(o);
+	if (need > GVM_SIM_VRAM_MAX) {
+		fprintf(stderr, "gvm run: %s with --size %s needs %s of VRAM "
+			"per device; a simulated device has at most %s\n",
+			o->w->name, gvm_tool_bytes(b1, sizeof(b1), o->size),
+			gvm_tool_bytes(b2, sizeof(b2), need),
+			gvm_tool_bytes(b3, sizeof(b3), GVM_SIM_VRAM_MAX));
+		goto usage;
+	}
 	if (!o->sys.vram_size) {
-		/* The simulator's default, or what the workload needs. */
-		uint64_t need = o->w->vram_needed(o), vram = 256ull << 20;
+		/*
+		 * The simulator's default, or what the workload needs: powers
+		 * of two up to GVM_SIM_VRAM_MAX, which need does not exceed.
+		 */
+		uint64_t vram = 256ull << 20;
 
-		while (vram < need)
+		while (vram < need && vram < GVM_SIM_VRAM_MAX / 2)
 			vram *= 2;
-		o->sys.vram_size = vram;
-	} else if (o->sys.vram_size < o->w->vram_needed(o)) {
-		char b1[32], b2[32], b3[32];
-
+		o->sys.vram_size = vram < need ? GVM_SIM_VRAM_MAX : vram;
+	} else if (o->sys.vram_size < need) {
 		fprintf(stderr, "gvm run: %s with --size %s needs %s of VRAM "
 			"per device; --vram is %s\n", o->w->name,
 			gvm_tool_bytes(b1, sizeof(b1), o->size),
-			gvm_tool_bytes(b2, sizeof(b2), o->w->vram_needed(o)),
+			gvm_tool_bytes(b2, sizeof(b2), need),
 			gvm_tool_bytes(b3, sizeof(b3), o->sys.vram_size));
 		goto usage;
 	}
