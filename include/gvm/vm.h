@@ -180,7 +180,7 @@ struct gvm_sync {
  * Waits until *@addr == @value (written by a user fence).  Returns 0,
  * -ETIME, -EINVAL (unaligned address), -EFAULT (the latest user fence
  * submitted at @addr found it unwritable at completion and was not
- * stored).
+ * stored, or @addr cannot be read: it is read without faulting).
  */
 GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 				int64_t timeout_ns);

@@ -6,8 +6,10 @@
  */
 #include "core/sync.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void gvm__mutex_init(struct gvm_mutex *m, const char *name, unsigned int rank)
@@ -87,4 +89,22 @@ bool gvm__user_writable(void *addr)
 	 */
 	return syscall(SYS_futex, &nobody, FUTEX_WAKE_OP_PRIVATE, 0, NULL,
 		       addr, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) >= 0;
+}
+
+int gvm__user_read64(const uint64_t *addr, uint64_t *out)
+{
+	struct iovec local = { out, sizeof(*out) };
+	struct iovec remote = { (void *)addr, sizeof(*out) };
+	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+
+	if (n == (ssize_t)sizeof(*out)) {
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		return 0;
+	}
+	if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
+		/* the call is not allowed here: read it ourselves */
+		*out = __atomic_load_n(addr, __ATOMIC_ACQUIRE);
+		return 0;
+	}
+	return -EFAULT;
 }

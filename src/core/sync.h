@@ -121,4 +121,10 @@ static inline uint32_t gvm__ref_read(uint32_t *ref)
 	return gvm_load_relaxed(ref);
 }
 
+/*
+ * Reads *@addr (8 bytes, then an acquire fence) without faulting: 0, or
+ * -EFAULT if the calling process cannot read it (unmapped, PROT_NONE).
+ */
+int gvm__user_read64(const uint64_t *addr, uint64_t *out);
+
 #endif

@@ -181,17 +181,20 @@ int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 		return -EINVAL;
 	for (;;) {
 		uint32_t seq = gvm_load_acquire(&ufence_seq);
+		uint64_t now;
 		int err;
 
-		if (ufence_is_bad(addr))
+		/* Read without faulting: the address may have become
+		   unreadable (the store was then given up, or will be). */
+		if (ufence_is_bad(addr) || gvm__user_read64(addr, &now))
 			return -EFAULT;
-		if (gvm_load_acquire(addr) == value)
+		if (now == value)
 			return 0;
 		err = gvm__futex_wait(&ufence_seq, seq, deadline);
 		if (err == -ETIME) {
-			if (ufence_is_bad(addr))
+			if (ufence_is_bad(addr) || gvm__user_read64(addr, &now))
 				return -EFAULT;
-			return gvm_load_acquire(addr) == value ? 0 : -ETIME;
+			return now == value ? 0 : -ETIME;
 		}
 	}
 }
