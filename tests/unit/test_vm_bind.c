@@ -1743,8 +1743,9 @@ TEST(sync_user_fence_bad_address)
 	static const int prot[2] = { PROT_READ, PROT_NONE };
 	struct gvm_vm *vm = new_vm(0);
 	struct gvm_fence *in = new_fence();
+	struct gvm_fence *done[2] = { NULL, NULL };
 	struct gvm_bind_op op;
-	struct gvm_sync s[2];
+	struct gvm_sync s[3];
 	uint64_t *page[2];
 	char *p;
 	int i;
@@ -1772,12 +1773,15 @@ TEST(sync_user_fence_bad_address)
 		op = op_null(SBASE + (uint64_t)i * G1, M2);
 		s[0] = sync_ufence(page[i], 1);
 		s[1] = sync_wait(in);
-		ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 2));
+		s[2] = sync_out(&done[i]);
+		ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 3));
 		ASSERT_OK(mprotect(page[i], K4, prot[i]));
 	}
 	gvm_fence_signal(in);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
+		fence_done(done[i], 1);		/* drops the reference */
 		ASSERT_EQ(gvm_user_fence_wait(page[i], 1, INF), -EFAULT);
+	}
 	expect_null(vm, SBASE, M2);
 	expect_null(vm, SBASE + G1, M2);
 	/* Given up counts as written for the -EBUSY rule. */
