@@ -123,6 +123,18 @@ static inline uint64_t gvm_rng_below(struct gvm_rng *r, uint64_t n)
 #define UNDER_TSAN 0
 #endif
 
+/* 1 when built with AddressSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* Monotonic clock in nanoseconds. */
 int64_t gvm_test_now_ns(void);
 

