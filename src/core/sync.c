@@ -98,7 +98,13 @@ int gvm__user_read64(const uint64_t *addr, uint64_t *out)
 	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
 
 	if (n == (ssize_t)sizeof(*out)) {
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/*
+		 * Readable a moment ago: read it again as an acquire load,
+		 * which orders what the writer published before its store
+		 * (a fence would do, but TSan does not model fences).  Only
+		 * an mprotect/munmap racing with this very call can fault.
+		 */
+		*out = __atomic_load_n(addr, __ATOMIC_ACQUIRE);
 		return 0;
 	}
 	if (n < 0 && (errno == ENOSYS || errno == EPERM)) {

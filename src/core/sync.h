@@ -122,8 +122,10 @@ static inline uint32_t gvm__ref_read(uint32_t *ref)
 }
 
 /*
- * Reads *@addr (8 bytes, then an acquire fence) without faulting: 0, or
- * -EFAULT if the calling process cannot read it (unmapped, PROT_NONE).
+ * Reads *@addr (8 bytes, with acquire semantics) without faulting on an
+ * address the process cannot read (unmapped, PROT_NONE): 0, or -EFAULT.
+ * Checked with process_vm_readv on itself first; only a change of the
+ * mapping racing with the call itself can still fault.
  */
 int gvm__user_read64(const uint64_t *addr, uint64_t *out);
 
