@@ -547,9 +547,14 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	r->new_live = t->live;
 	r->new_e = r->data;
 	r->old_e = r->data + count;
-	/* A zap may store to these entries meanwhile (ZAP DURING PREPARE). */
+	/*
+	 * A zap may store to these entries meanwhile (ZAP DURING PREPARE):
+	 * each is read once, atomically; the staged copy is a plain copy of
+	 * that snapshot.
+	 */
 	for (i = 0; i < count; i++)
-		r->new_e[i] = r->old_e[i] = pte_read(&t->cpu[first + i]);
+		r->old_e[i] = pte_read(&t->cpu[first + i]);
+	memcpy(r->new_e, r->old_e, count * sizeof(uint64_t));
 	if (t->level) {
 		r->new_c = (struct gvm_pt **)(r->data + 2 * (size_t)count);
 		memcpy(r->new_c, t->children + first,
