@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -222,4 +223,23 @@ int main(int argc, char **argv)
 	}
 	printf("%d/%d passed\n", nr_tests - failed, nr_tests);
 	return failed ? 1 : 0;
+}
+
+void gvm_test_expect_crash(void (*fn)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, 2);	/* the expected report */
+		fn();
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFSIGNALED(status) ||
+		    (WIFEXITED(status) && WEXITSTATUS(status) != 0));
 }

@@ -141,6 +141,13 @@ int64_t gvm_test_now_ns(void);
 /* Sleeps @ns nanoseconds (restarting after signal handlers). */
 void gvm_test_sleep_ns(int64_t ns);
 
+/*
+ * Runs @fn in a forked child (its stderr to /dev/null) and fails the test
+ * unless the child died: killed by a signal, or exited with a failure
+ * status (the way AddressSanitizer reports a SEGV, or a gvm panic).
+ */
+void gvm_test_expect_crash(void (*fn)(void));
+
 /* Waits (polling) until *@flag is non-zero; fails the test after 10 s. */
 #define gvm_test_wait_flag(flag) gvm__test_wait_flag((flag), __FILE__, __LINE__)
 void gvm__test_wait_flag(const uint32_t *flag, const char *file, int line);

@@ -5,10 +5,7 @@
  * allocation) bind jobs rely on.  A violation aborts, so each bad case
  * runs in a child process that must die; the good cases run in place.
  */
-#include <fcntl.h>
 #include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "core/alloc.h"
@@ -22,26 +19,6 @@ static void init_locks(void)
 	gvm__mutex_init(&vm_lock, "test.vm_lock", GVM_RANK_VM);
 	gvm__mutex_init(&pt_lock, "test.pt_lock", GVM_RANK_PT);
 	gvm__mutex_init(&leaf, "test.leaf", GVM_RANK_LEAF);
-}
-
-/* Runs @fn in a child, which must abort (a violation). */
-static void expect_violation(void (*fn)(void))
-{
-	int status;
-	pid_t pid = fork();
-
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		if (null >= 0)
-			dup2(null, 2);	/* the expected report */
-		fn();
-		_exit(0);
-	}
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_TRUE(WIFSIGNALED(status) ||
-		    (WIFEXITED(status) && WEXITSTATUS(status) != 0));
 }
 
 static bool checked(void)
@@ -83,22 +60,22 @@ TEST(order_violation_aborts)
 {
 	if (!checked())
 		return;
-	expect_violation(order_violation);
+	gvm_test_expect_crash(order_violation);
 }
 
 TEST(signalling_section_rejects_vm_lock)
 {
 	if (!checked())
 		return;
-	expect_violation(vm_lock_while_signalling);
+	gvm_test_expect_crash(vm_lock_while_signalling);
 }
 
 TEST(signalling_section_rejects_allocation)
 {
 	if (!checked())
 		return;
-	expect_violation(alloc_while_signalling);
-	expect_violation(end_without_begin);
+	gvm_test_expect_crash(alloc_while_signalling);
+	gvm_test_expect_crash(end_without_begin);
 }
 
 TEST(signalling_section_allows_the_rest)

@@ -35,17 +35,6 @@
 
 #define PG 4096ul
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 static struct gvm_mm *mm_self(void)
 {
 	struct gvm_mm *mm = NULL;

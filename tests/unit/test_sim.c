@@ -1537,29 +1537,6 @@ static void wild_fn(struct gvm_lane *l, const void *args)
 	(void)*(volatile uint64_t *)wild_addr;	/* not a span: a bug */
 }
 
-/*
- * Runs @fn in a child and checks it crashed: killed by a signal, or (the
- * way AddressSanitizer reports a SEGV) exited with a failure status.
- */
-static void expect_crash(void (*fn)(void))
-{
-	int status;
-	pid_t pid = fork();
-
-	ASSERT_TRUE(pid >= 0);
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		if (null >= 0)
-			dup2(null, 2);	/* the expected crash report */
-		fn();
-		_exit(0);
-	}
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	ASSERT_TRUE(WIFSIGNALED(status) ||
-		    (WIFEXITED(status) && WEXITSTATUS(status) != 0));
-}
-
 static void wild_store(void)
 {
 	*(volatile int *)wild_addr = 1;
@@ -1576,8 +1553,8 @@ TEST(guard_passes_other_faults_on)
 
 	/* With the handler installed, a fault elsewhere still kills. */
 	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
-	expect_crash(wild_store);
-	expect_crash(raise_segv);
+	gvm_test_expect_crash(wild_store);
+	gvm_test_expect_crash(raise_segv);
 	gvm_device_put(dev);
 }
 
@@ -1595,7 +1572,7 @@ static void run_wild_kernel(void)
 TEST(guard_passes_kernel_bugs_on)
 {
 	/* A fault in kernel code outside every span is not a GPU fault. */
-	expect_crash(run_wild_kernel);
+	gvm_test_expect_crash(run_wild_kernel);
 }
 
 /* ---- several devices, stress --------------------------------------------- */
