@@ -118,28 +118,6 @@ static struct {
 	.lock = { PTHREAD_MUTEX_INITIALIZER, "trace.lock", GVM_RANK_LEAF },
 };
 
-/* Grows *@p (of *@cap elements of @sz bytes) to hold @need. */
-static int grow(void **p, size_t *cap, size_t need, size_t sz)
-{
-	size_t ncap;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	while (ncap < need)
-		ncap *= 2;
-	np = gvm__realloc(*p, ncap * sz);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
-#define GROW(arr, cap, need) \
-	grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
-
 static bool recording_locked(int64_t t0)
 {
 	return gvm_load_relaxed(&gvm__trace_enabled) && t0 >= trace.epoch;
@@ -158,7 +136,7 @@ static long track_locked(const struct gvm__trace_where *w)
 			     sizeof(b->procs[p].name) - 1))
 			break;
 	if (p == b->nr_procs) {
-		if (GROW(b->procs, b->cap_procs, p + 1))
+		if (GVM_GROW(b->procs, b->cap_procs, p + 1))
 			return -1;
 		b->procs[p].key = w->dev;
 		snprintf(b->procs[p].name, sizeof(b->procs[p].name), "%s",
@@ -176,7 +154,7 @@ static long track_locked(const struct gvm__trace_where *w)
 			return (long)t;
 		index++;
 	}
-	if (GROW(b->tracks, b->cap_tracks, t + 1))
+	if (GVM_GROW(b->tracks, b->cap_tracks, t + 1))
 		return -1;
 	b->tracks[t] = (struct track){
 		.proc = (uint32_t)p,
@@ -198,7 +176,7 @@ static const char *intern_locked(const char *s)
 	for (i = 0; i < b->nr_names; i++)
 		if (b->names[i].key == s)
 			return b->names[i].copy;
-	if (GROW(b->names, b->cap_names, i + 1))
+	if (GVM_GROW(b->names, b->cap_names, i + 1))
 		return NULL;
 	len = strlen(s) + 1;
 	copy = gvm__malloc(len);
@@ -216,7 +194,7 @@ static void append_locked(const struct event *e)
 	struct buffers *b = &trace.b;
 
 	if (b->nr_ev >= GVM_TRACE_MAX_EVENTS ||
-	    GROW(b->ev, b->cap_ev, b->nr_ev + 1)) {
+	    GVM_GROW(b->ev, b->cap_ev, b->nr_ev + 1)) {
 		b->dropped++;
 		return;
 	}
@@ -440,7 +418,7 @@ static int assign_lanes(struct buffers *b)
 			struct lane *ln;
 
 			if (l == nr_lanes) {
-				err = GROW(lanes, cap_lanes, l + 1);
+				err = GVM_GROW(lanes, cap_lanes, l + 1);
 				if (err)
 					break;
 				memset(&lanes[l], 0, sizeof(lanes[l]));
@@ -451,7 +429,7 @@ static int assign_lanes(struct buffers *b)
 				ln->n--;
 			if (ln->n && e->t1 > ln->ends[ln->n - 1])
 				continue;
-			err = GROW(ln->ends, ln->cap, ln->n + 1);
+			err = GVM_GROW(ln->ends, ln->cap, ln->n + 1);
 			if (err)
 				break;
 			ln->ends[ln->n++] = e->t1;
