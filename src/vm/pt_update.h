@@ -2,7 +2,7 @@
 /*
  * The page-table update pipeline of a VM (pt_update.c): the one way every
  * path (inline bind, bind job, exec's rebind of moved BOs, userptr
- * revalidation, and SVM fault binds later) changes a VM's page tables.
+ * revalidation, fault binds and SVM ranges) changes a VM's page tables.
  *
  *   init → add/retire … → [pt_lock] prepare → commit → [unlock]
  *        → tlb_submit → (wait) → free → fini
