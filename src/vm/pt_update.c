@@ -7,8 +7,8 @@
  * xe_pt.c plays next to the generic engine): inline binds and bind jobs
  * (bind.c, bind_job.c), exec's rebind of moved BOs (vm_bo.c), userptr
  * revalidation (userptr.c), fault binds and SVM ranges (fault.c, svm.c).
- * Zaps (invalidations, moves) are the only
- * other writers; they only invalidate leaves, under notifier_lock.
+ * Zaps (invalidations, moves) are the only other writers; they only
+ * invalidate leaves, under notifier_lock.
  *
  * The commit section.  Under notifier_lock, in this order:
  *   1. recheck: for every userptr whose PTEs the update writes, has its
