@@ -90,6 +90,16 @@ struct gvm_vm_stats {
 					   binding the mapping (replayed) */
 	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
 	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
+	uint64_t svm_migrations;	/* SVM ranges this VM's faults moved
+					   to its device's memory (bytes in
+					   bytes_to_vram) */
+	uint64_t svm_migration_failures; /* ranges left in system memory
+					   after a migration failed twice */
+	uint64_t dev_svm_to_system;	/* device-wide: SVM ranges moved
+					   back to system memory (CPU
+					   access, another user, fork),
+					   for any VM of the device */
+	uint64_t dev_svm_bytes_to_system; /* device-wide: their bytes */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
 	uint64_t bytes_to_vram, bytes_to_system;

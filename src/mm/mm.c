@@ -11,6 +11,7 @@
 #include <errno.h>
 
 #include "core/debug.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 
 void gvm__mm_init(struct gvm_mm *mm, const struct gvm_mm_ops *ops)
@@ -18,10 +19,13 @@ void gvm__mm_init(struct gvm_mm *mm, const struct gvm_mm_ops *ops)
 	gvm__ref_init(&mm->ref);
 	mm->ops = ops;
 	gvm__notifier_subs_init(&mm->subs);
+	gvm__mutex_init(&mm->devmem_lock, "mm.devmem_lock", GVM_RANK_MM);
+	gvm__itree_init(&mm->devmem);
 }
 
 void gvm__mm_fini(struct gvm_mm *mm)
 {
+	gvm__mm_devmem_fini(mm);
 	gvm__notifier_subs_fini(&mm->subs);
 }
 

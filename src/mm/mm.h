@@ -86,7 +86,10 @@ struct gvm_mm_vma {
 
 struct gvm_mm_ops {
 	const char *name;
-	int (*register_range)(struct gvm_mm *mm, uint64_t start, uint64_t len);
+	/* @missing: CPU accesses to absent pages fault to the backend,
+	   which hands them to gvm__mm_devmem_fault() (devmem.c) */
+	int (*register_range)(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			      bool missing);
 	int (*lookup)(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
 		      struct gvm_mm_vma *out);
 	int (*fetch)(struct gvm_mm *mm, uint64_t start, uint64_t len,
@@ -96,6 +99,36 @@ struct gvm_mm_ops {
 	int (*flush)(struct gvm_mm *mm);
 	/* The last reference is gone; the notifier tree is empty. */
 	void (*destroy)(struct gvm_mm *mm);
+
+	/*
+	 * Device-private emulation (devmem.c); all NULL if the backend
+	 * cannot take pages away from the CPU.  A stage is a
+	 * GVM_MM_STAGE_MAX-byte area of system memory owned by the backend
+	 * that holds a range's contents on their way between the CPU
+	 * mapping and device memory.  Called with the mm's devmem_lock.
+	 *  - stage_get: a stage; @empty: with no page in it (take moves
+	 *    pages in), else preferably one with its pages still allocated
+	 *    (the copy back to the CPU then writes without page faults);
+	 *  - stage_put: returns it; @empty: no page left in it;
+	 *  - take: moves the CPU pages of [start, start + len) to the
+	 *    stage (an absent page becomes a zero page there); the CPU
+	 *    mapping is left with no page, registered @missing, so that a
+	 *    CPU access faults to the backend.  0, -EBUSY (a page is shared
+	 *    with another process, e.g. after fork()), -EINVAL (a mapping
+	 *    that cannot give its pages away: mlocked, ...), -ENOMEM;
+	 *    nothing changed on failure;
+	 *  - give: moves the stage's pages into the absent CPU pages of
+	 *    [start, start + len) and wakes the CPU threads waiting there.
+	 *    Pages the CPU no longer maps are skipped.
+	 */
+	int (*stage_get)(struct gvm_mm *mm, bool empty, uint64_t *stage);
+	void (*stage_put)(struct gvm_mm *mm, uint64_t stage, bool empty);
+	int (*take)(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		    uint64_t stage);
+	int (*give)(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		    uint64_t stage);
+	/* The absent CPU pages of the range get SIGBUS on access. */
+	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 };
 
 /*
@@ -108,11 +141,25 @@ struct gvm_mm {
 	uint32_t ref;				/* atomic (core/sync.h refs) */
 	const struct gvm_mm_ops *ops;		/* constant */
 	struct gvm_notifier_subs subs;		/* its own lock */
+	/* device-private emulation (devmem.c) */
+	struct gvm_mutex devmem_lock;		/* GVM_RANK_MM */
+	struct gvm_itree devmem;		/* devmem_lock: the ranges
+						   whose data is in device
+						   memory (struct devmem_ext) */
+	bool devmem_frozen;			/* devmem_lock: a fork() is
+						   under way */
+	uint32_t devmem_nr;			/* atomic, written under
+						   devmem_lock: extents */
+	bool devmem_ok;				/* constant: the backend can
+						   take pages (set at
+						   creation) */
 };
 
 /* Common initialisation and teardown for backends. */
 void gvm__mm_init(struct gvm_mm *mm, const struct gvm_mm_ops *ops);
 void gvm__mm_fini(struct gvm_mm *mm);
+/* devmem.c's part of gvm__mm_fini: drops what is left in device memory. */
+void gvm__mm_devmem_fini(struct gvm_mm *mm);
 
 static inline bool gvm__mm_range_ok(uint64_t start, uint64_t len)
 {
@@ -127,12 +174,9 @@ static inline bool gvm__mm_range_ok(uint64_t start, uint64_t len)
  * -EBUSY (the memory is watched by another userfaultfd, e.g. the
  * application's own), -EOPNOTSUPP (a kind of mapping the kernel cannot
  * watch, e.g. VM_PFNMAP or hugetlbfs without support), -ENOMEM.
+ * Device-resident parts stay registered for CPU faults (devmem.c).
  */
-static inline int gvm__mm_register(struct gvm_mm *mm, uint64_t start,
-				   uint64_t len)
-{
-	return mm->ops->register_range(mm, start, len);
-}
+int gvm__mm_register(struct gvm_mm *mm, uint64_t start, uint64_t len);
 
 /*
  * The CPU mapping containing @addr (or, with GVM_MM_LOOKUP_NEXT, the first
@@ -205,6 +249,109 @@ static inline int gvm__mm_flush(struct gvm_mm *mm)
 	return mm->ops->flush ? mm->ops->flush(mm) : 0;
 }
 
+/* ---- device-private emulation (devmem.c) -------------------------------- */
+
+/*
+ * At most this many bytes move between a CPU mapping and device memory in
+ * one migration (an SVM range is at most 2 MiB).
+ */
+#define GVM_MM_STAGE_MAX (2ull << 20)
+
+struct gvm_mm_devmem;
+
+/* What device memory does for the mm (implemented by its owner). */
+struct gvm_mm_devmem_ops {
+	/*
+	 * Copies @len bytes between the device memory at offset @off and
+	 * the system memory at CPU address @sys (a stage): to the device, or
+	 * back if @to_ram.  May block; called with the mm's devmem_lock
+	 * held and nothing above it.  0 or a negative errno.
+	 */
+	int (*copy)(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
+		    uint64_t len, bool to_ram);
+	/* The last reference went: free the device memory.  May take a
+	   leaf lock; called with any lock below GVM_RANK_LEAF held. */
+	void (*release)(struct gvm_mm_devmem *dm);
+};
+
+/*
+ * Device memory that holds (or held) the data of CPU pages, like the
+ * kernel's device-private pages: one per migration, made by its owner
+ * (e.g. an SVM range's VRAM, vm/migrate.c) and referenced by the mm for as
+ * long as CPU pages live in it and by each user that maps it.
+ */
+struct gvm_mm_devmem {
+	uint32_t ref;				/* atomic */
+	const struct gvm_mm_devmem_ops *ops;	/* constant */
+	const void *owner;			/* constant: whose memory (a
+						   device), compared only */
+	uint64_t size;				/* constant, bytes */
+};
+
+/* Sets up @dm with one reference (its maker's). */
+void gvm__mm_devmem_init(struct gvm_mm_devmem *dm,
+			 const struct gvm_mm_devmem_ops *ops,
+			 const void *owner, uint64_t size);
+void gvm__mm_devmem_get(struct gvm_mm_devmem *dm);
+void gvm__mm_devmem_put(struct gvm_mm_devmem *dm);
+
+/* Can this mm move pages to device memory at all? */
+static inline bool gvm__mm_devmem_supported(const struct gvm_mm *mm)
+{
+	return mm->devmem_ok && mm->ops->take != NULL;
+}
+
+/*
+ * Migrates [start, start + len) (at most GVM_MM_STAGE_MAX, len <= dm's
+ * size) into @dm at offset 0: every notifier over it is invalidated
+ * (GVM_MM_EVENT_MIGRATE), the CPU pages are taken away and copied to @dm,
+ * and from then on a CPU access to the range migrates it back
+ * (gvm__mm_devmem_fault).  Context: vm->lock allowed, nothing above it.
+ * 0, -EEXIST (part of the range is in device memory already),
+ * -EOPNOTSUPP (the mm cannot), -EBUSY / -EINVAL (the pages cannot be
+ * taken: shared with a fork child, mlocked...), -ENOMEM, or @dm's copy
+ * error; on failure the CPU pages are as they were.
+ */
+int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			      struct gvm_mm_devmem *dm);
+
+/*
+ * Brings every device-resident page of [start, start + len) back to system
+ * memory, each migration whole (notifiers invalidated first).  Same
+ * context.  0, or the copy's error (the pages that could not be copied
+ * back are then poisoned: a CPU access gets SIGBUS, as with a memory
+ * error; never stale data).
+ */
+int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+/*
+ * If all of [start, start + len) lives in one device memory of @owner,
+ * returns it with a reference and its offset there; else NULL.  *@other:
+ * some page of the range is in device memory (it must be migrated back
+ * before the range can be fetched).  devmem_lock inside.
+ */
+struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
+					    uint64_t len, const void *owner,
+					    uint64_t *off, bool *other);
+
+/* For backends.  A CPU access faulted at @addr (a page registered
+   missing): migrates its range back.  -ENOENT: not device-resident (the
+   backend then supplies a zero page); else as gvm__mm_migrate_to_ram. */
+int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr);
+/* The CPU pages of [start, start + len) were discarded or unmapped:
+   their data in device memory is dropped. */
+void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len);
+/* mremap moved [from, from + len) to @to: so does their device data. */
+void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
+			  uint64_t len);
+/* Before fork(): everything back to system memory, and no migration to
+   device memory until gvm__mm_devmem_fork_done() (the child must see the
+   data in its copy of the pages). */
+void gvm__mm_devmem_fork_prepare(struct gvm_mm *mm);
+void gvm__mm_devmem_fork_done(struct gvm_mm *mm);
+/* Device-resident bytes (statistics, tests). */
+uint64_t gvm__mm_devmem_bytes(struct gvm_mm *mm);
+
 /* Invalidates [start, start + len) with @event (gvm__notifier_invalidate). */
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, enum gvm_mm_event event);
@@ -245,6 +392,7 @@ int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
 
 struct gvm_mm_self_stats {
 	uint64_t unmap, remove, remap, fork, pagefault;	/* events read */
+	uint64_t cpu_faults;		/* faults on device-resident ranges */
 	uint64_t invalidations;				/* ranges invalidated */
 };
 

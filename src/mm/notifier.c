@@ -279,8 +279,13 @@ static void apply_deferred_locked(struct gvm_notifier_subs *subs)
 		gvm__itree_unreserve(&subs->tree);
 }
 
-unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
-				      const struct gvm_notifier_range *range)
+/*
+ * The two passes over @range, then @change(@arg) if not NULL, all with
+ * the invalidation counted as running; the number of notifiers hit.
+ */
+static unsigned int invalidate(struct gvm_mm *mm,
+			       const struct gvm_notifier_range *range,
+			       int (*change)(void *arg), void *arg, int *ret)
 {
 	struct gvm_notifier_subs *subs = &mm->subs;
 	struct gvm_notifier_finish *head = NULL, **tail = &head;
@@ -289,9 +294,7 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 	unsigned int hits = 0;
 	uint64_t cur_seq;
 
-	gvm_assert(gvm__lockrank_max_held() == 0);
-	if (range->start > range->last)
-		return 0;
+	gvm_assert(gvm__lockrank_max_held() <= GVM_RANK_MM);
 
 	gvm__mutex_lock(&subs->lock);
 	subs->active++;
@@ -299,7 +302,11 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 				       range->last);
 	     n && skips(range, n); n = gvm__itree_iter_next(&it))
 		;
-	if (n)
+	/*
+	 * Odd if it hits a notifier; also for a change, so that a notifier
+	 * inserted before the change is made waits for it in read_begin.
+	 */
+	if (n || change)
 		subs->invalidate_seq |= 1;
 	cur_seq = subs->invalidate_seq;
 	gvm__mutex_unlock(&subs->lock);
@@ -333,6 +340,10 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 		f->notifier->ops->invalidate_finish(f->notifier, f, range);
 	}
 
+	/* No device reaches the range; readers wait until the end. */
+	if (change)
+		*ret = change(arg);
+
 	gvm__mutex_lock(&subs->lock);
 	GVM_BUG_ON(!subs->active);
 	if (--subs->active == 0 && subs_invalidating(subs)) {
@@ -342,6 +353,26 @@ unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 	}
 	gvm__mutex_unlock(&subs->lock);
 	return hits;
+}
+
+unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
+				      const struct gvm_notifier_range *range)
+{
+	if (range->start > range->last)
+		return 0;
+	return invalidate(mm, range, NULL, NULL, NULL);
+}
+
+int gvm__notifier_invalidate_change(struct gvm_mm *mm,
+				    const struct gvm_notifier_range *range,
+				    int (*change)(void *arg), void *arg)
+{
+	int ret = 0;
+
+	if (range->start > range->last || !change)
+		return -EINVAL;
+	invalidate(mm, range, change, arg, &ret);
+	return ret;
 }
 
 bool gvm__notifier_find_first(struct gvm_mm *mm, uint64_t start, uint64_t last,

@@ -348,12 +348,28 @@ static inline void gvm__notifier_set_seq(struct gvm_notifier *n,
 /*
  * Invalidates @range: the two passes over every notifier overlapping it,
  * except, if range->stamp is not 0, those inserted after that stamp was
- * taken.  Returns the number of notifiers hit.  Context: may block; the
- * caller holds no lock at all (callbacks take notifier_lock and wait for
- * devices).
+ * taken.  Returns the number of notifiers hit.  Context: may block;
+ * callbacks take notifier_lock and wait for devices, so the caller holds
+ * nothing above the mm's lock (GVM_RANK_MM): the mm event thread holds no
+ * lock; gvm's own migrations hold vm->lock and the mm's devmem lock, which
+ * no callback takes and nothing a callback waits for needs.
  */
 unsigned int gvm__notifier_invalidate(struct gvm_mm *mm,
 				      const struct gvm_notifier_range *range);
+
+/*
+ * A change gvm makes itself (a migration): invalidates @range as above,
+ * then, with no device access left to the range, calls @change(@arg) and
+ * only then ends the invalidation.  The mm's sequence stays odd until
+ * the end even if no notifier was hit, so a reader that began before the
+ * change retries and one that begins during it (an insert included)
+ * waits in read_begin until the change is made: nobody can fetch a page
+ * the change takes away and commit it.  Returns @change's result
+ * (-EINVAL for an empty range or no @change, nothing done).
+ */
+int gvm__notifier_invalidate_change(struct gvm_mm *mm,
+				    const struct gvm_notifier_range *range,
+				    int (*change)(void *arg), void *arg);
 
 /*
  * The first notifier overlapping [start, last] in start order, or NULL; its

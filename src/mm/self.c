@@ -136,7 +136,8 @@
 #define SELF_NEEDED_FEATURES                                              \
 	(UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE |          \
 	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
-#define SELF_OPTIONAL_FEATURES (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_EVENT_FORK)
+#define SELF_OPTIONAL_FEATURES                                            \
+	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_MOVE)
 
 bool gvm__mm_self_refuse_fork;
 
@@ -155,6 +156,14 @@ struct gvm_mm_self {
 	   it reads or processes an event (see Flush above) */
 	uint32_t event_gen;
 	uint32_t flush_waiters;		/* atomic, seq_cst */
+	/* device-private emulation (devmem.c), if the kernel allows it */
+	int stage_uffd;			/* constant: stages' userfaultfd, no
+					   events; -1 without emulation */
+	struct gvm_mutex stage_lock;	/* leaf: the two stage stacks */
+	uint64_t *stage_empty, *stage_full; /* stage_lock: 2 MiB-aligned
+					   stages with no page / with pages */
+	size_t nr_empty, nr_full, nr_stages; /* stage_lock */
+	size_t cap_empty, cap_full;	/* stage_lock */
 };
 
 /* Set on the event thread of that mm: flushes there return at once. */
@@ -180,6 +189,10 @@ static void stat_inc(uint64_t *c)
 }
 
 /* ---- the event thread ---------------------------------------------- */
+
+static void cpu_fault(struct gvm_mm_self *s, uint64_t addr);
+static bool ref_get_unless_zero(uint32_t *ref);
+static void stages_fini(struct gvm_mm_self *s);
 
 static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
 		       enum gvm_mm_event ev, uint64_t stamp)
@@ -244,17 +257,26 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		stat_inc(&s->stats.unmap);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
 			   GVM_MM_EVENT_UNMAP, stamp);
+		gvm__mm_devmem_discard(&s->base, msg->arg.remove.start,
+				       msg->arg.remove.end -
+					       msg->arg.remove.start);
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
 			   GVM_MM_EVENT_REMOVE, 0);
+		/* Discarded pages read as zeros: so does their device data. */
+		gvm__mm_devmem_discard(&s->base, msg->arg.remove.start,
+				       msg->arg.remove.end -
+					       msg->arg.remove.start);
 		break;
 	case UFFD_EVENT_REMAP:
 		stat_inc(&s->stats.remap);
 		invalidate(s, msg->arg.remap.from,
 			   msg->arg.remap.from + msg->arg.remap.len,
 			   GVM_MM_EVENT_REMAP, stamp);
+		gvm__mm_devmem_remap(&s->base, msg->arg.remap.from,
+				     msg->arg.remap.to, msg->arg.remap.len);
 		break;
 	case UFFD_EVENT_FORK:
 		stat_inc(&s->stats.fork);
@@ -264,9 +286,10 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		break;
 	case UFFD_EVENT_PAGEFAULT: {
 		/*
-		 * Cannot happen: nothing is ever write-protected.  Should
-		 * it, clear the protection of that page, which wakes the
-		 * faulting thread, rather than leave it hanging.
+		 * A write-protect fault cannot happen: nothing is ever
+		 * write-protected.  Should it, clear the protection of that
+		 * page, which wakes the faulting thread, rather than leave
+		 * it hanging.
 		 */
 		struct uffdio_writeprotect wp = {
 			.range = { .start = msg->arg.pagefault.address &
@@ -275,6 +298,10 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 			.mode = 0,
 		};
 
+		if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+			cpu_fault(s, msg->arg.pagefault.address);
+			break;
+		}
 		if (gvm_fetch_add_relaxed(&s->stats.pagefault, 1) == 0)
 			fprintf(stderr, "gvm: unexpected userfaultfd page fault "
 					"at 0x%llx (resolved)\n",
@@ -358,12 +385,14 @@ static void *event_thread(void *arg)
 
 /* ---- backend operations ------------------------------------------------ */
 
-static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len)
+static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			 bool missing)
 {
 	struct gvm_mm_self *s = to_self(mm);
 	struct uffdio_register r = {
 		.range = { .start = start, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_WP,
+		.mode = UFFDIO_REGISTER_MODE_WP |
+			(missing ? UFFDIO_REGISTER_MODE_MISSING : 0),
 	};
 	struct gvm_mm_vma v;
 	int err;
@@ -509,6 +538,8 @@ static void self_destroy(struct gvm_mm *mm)
 	uint64_t one = 1;
 
 	GVM_WARN_ON(gvm__notifier_count(mm) != 0);
+	/* Device-resident data back where the process can read it. */
+	gvm__mm_migrate_to_ram(mm, 0, -GVM_MM_PAGE_SIZE);
 	/* While the thread still reads: its UNMAP event must be consumed. */
 	munmap(s->sync_page, GVM_MM_PAGE_SIZE);
 	/*
@@ -526,6 +557,7 @@ static void self_destroy(struct gvm_mm *mm)
 	gvm__mm_maps_fini(&s->maps);
 	gvm__mutex_fini(&s->sync_lock);
 	gvm__mm_fini(mm);
+	stages_fini(s);
 
 	pthread_mutex_lock(&self_lock);
 	if (self_mm == s)
@@ -533,6 +565,213 @@ static void self_destroy(struct gvm_mm *mm)
 	pthread_cond_broadcast(&self_cond);
 	pthread_mutex_unlock(&self_lock);
 	free(s);
+}
+
+/* ---- device-private emulation (mm.h, devmem.c) -------------------------- */
+
+/*
+ * Stages are 2 MiB-aligned areas of our own, registered with a second
+ * userfaultfd that asks for no event (stage_uffd), because UFFDIO_MOVE
+ * needs its destination registered and a stage must be emptied
+ * (MADV_DONTNEED) without raising an event our thread must read: a
+ * migration running on the event thread itself would wait for it.
+ *
+ *	take:  UFFDIO_MOVE  CPU range -> empty stage   (on stage_uffd)
+ *	give:  UFFDIO_MOVE  stage -> CPU range         (on uffd: the CPU
+ *	       range is ours; the move wakes the threads faulting there)
+ *
+ * Moving pages costs no copy and no page fault; the pages a take brought
+ * into a stage stay there after the copy to device memory (a "full"
+ * stage, up to STAGE_POOL of them, 32 MiB), so the copy back of the next
+ * give writes into allocated pages.  UFFDIO_MOVE refuses a page shared
+ * with another process (-EBUSY, after fork()) and mlocked memory
+ * (-EINVAL): such ranges stay in system memory.
+ */
+#define STAGE_SIZE GVM_MM_STAGE_MAX
+#define STAGE_POOL 16
+
+static int stage_new(struct gvm_mm_self *s, uint64_t *out)
+{
+	struct uffdio_register r = { .mode = UFFDIO_REGISTER_MODE_WP };
+	uint8_t *p, *a;
+	int err;
+
+	p = mmap(NULL, 2 * STAGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	a = (uint8_t *)(((uintptr_t)p + STAGE_SIZE - 1) & ~(STAGE_SIZE - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	munmap(a + STAGE_SIZE, (size_t)(p + STAGE_SIZE - a));
+	r.range.start = (uintptr_t)a;
+	r.range.len = STAGE_SIZE;
+	if (ioctl(s->stage_uffd, UFFDIO_REGISTER, &r)) {
+		err = -errno;
+		munmap(a, STAGE_SIZE);
+		return err;
+	}
+	*out = (uintptr_t)a;
+	return 0;
+}
+
+static int self_stage_get(struct gvm_mm *mm, bool empty, uint64_t *stage)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	int err = 0;
+
+	gvm__mutex_lock(&s->stage_lock);
+	if (!empty && s->nr_full)
+		*stage = s->stage_full[--s->nr_full];
+	else if (s->nr_empty)
+		*stage = s->stage_empty[--s->nr_empty];
+	else if (s->nr_full) {
+		*stage = s->stage_full[--s->nr_full];
+		if (empty)
+			madvise((void *)(uintptr_t)*stage, STAGE_SIZE,
+				MADV_DONTNEED);
+	} else {
+		/* Room on either stack, so that stage_put cannot fail. */
+		err = GVM_GROW(s->stage_empty, s->cap_empty, s->nr_stages + 1);
+		if (!err)
+			err = GVM_GROW(s->stage_full, s->cap_full,
+				       s->nr_stages + 1);
+		if (!err)
+			err = stage_new(s, stage);
+		if (!err)
+			s->nr_stages++;
+	}
+	gvm__mutex_unlock(&s->stage_lock);
+	return err;
+}
+
+static void self_stage_put(struct gvm_mm *mm, uint64_t stage, bool empty)
+{
+	struct gvm_mm_self *s = to_self(mm);
+
+	gvm__mutex_lock(&s->stage_lock);
+	if (!empty && s->nr_full < STAGE_POOL) {
+		s->stage_full[s->nr_full++] = stage;
+	} else {
+		if (!empty)
+			madvise((void *)(uintptr_t)stage, STAGE_SIZE,
+				MADV_DONTNEED);
+		s->stage_empty[s->nr_empty++] = stage;
+	}
+	gvm__mutex_unlock(&s->stage_lock);
+}
+
+/* UFFDIO_MOVE on @fd; the bytes moved (maybe short), or -errno if none. */
+static int64_t move(int fd, uint64_t dst, uint64_t src, uint64_t len)
+{
+	struct uffdio_move m = {
+		.dst = dst,
+		.src = src,
+		.len = len,
+		.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+	};
+
+	if (!ioctl(fd, UFFDIO_MOVE, &m))
+		return (int64_t)len;
+	return m.move > 0 ? m.move : (m.move < 0 ? m.move : -errno);
+}
+
+static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		     uint64_t stage)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	int64_t n = move(s->stage_uffd, stage, start, len);
+
+	if (n == (int64_t)len)
+		return 0;
+	if (n > 0) {
+		/* Part moved: put it back, as if nothing happened. */
+		int64_t back = move(s->uffd, start, stage, (uint64_t)n);
+
+		GVM_WARN_ON(back != n);
+		n = -EBUSY;
+	}
+	return n == -EEXIST || n == -ENOENT ? -EBUSY : (int)n;
+}
+
+static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		     uint64_t stage)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_range r = { .start = start, .len = len };
+	uint64_t off = 0;
+
+	/*
+	 * Page by page after a failure: a page the CPU no longer maps here
+	 * (unmapped, or mapped anew and not registered) refuses the move
+	 * and is skipped.  Then wake whoever still waits in the range.
+	 */
+	while (off < len) {
+		int64_t n = move(s->uffd, start + off, stage + off, len - off);
+
+		if (n == (int64_t)(len - off))
+			return 0;
+		off += n > 0 ? (uint64_t)n : GVM_MM_PAGE_SIZE;
+		if (n > 0)
+			continue;
+		while (off < len &&
+		       move(s->uffd, start + off, stage + off,
+			    GVM_MM_PAGE_SIZE) < 0)
+			off += GVM_MM_PAGE_SIZE;
+	}
+	ioctl(s->uffd, UFFDIO_WAKE, &r);
+	return 0;
+}
+
+static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_poison p = { .range = { .start = start, .len = len } };
+	struct uffdio_zeropage z = { .range = p.range };
+
+	if (!ioctl(s->uffd, UFFDIO_POISON, &p))
+		return 0;
+	/* A kernel before 6.6: zeros, said loudly (devmem.c's message). */
+	ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+	return -EOPNOTSUPP;
+}
+
+/* A CPU thread touched an absent page of a range registered missing. */
+static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
+{
+	struct uffdio_zeropage z = {
+		.range = { .start = addr & ~(GVM_MM_PAGE_SIZE - 1),
+			   .len = GVM_MM_PAGE_SIZE },
+	};
+	int err;
+
+	stat_inc(&s->stats.cpu_faults);
+	err = gvm__mm_devmem_fault(&s->base, z.range.start);
+	if (!err)
+		return;
+	if (err == -ENOENT) {
+		/* Not device-resident (its data was discarded): fresh zero
+		   page, as for any first touch. */
+		if (!ioctl(s->uffd, UFFDIO_ZEROPAGE, &z) || errno != EEXIST)
+			return;
+	}
+	/* Resolved meanwhile, or not now: let it fault again. */
+	ioctl(s->uffd, UFFDIO_WAKE, &z.range);
+}
+
+static void stages_fini(struct gvm_mm_self *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nr_empty; i++)
+		munmap((void *)(uintptr_t)s->stage_empty[i], STAGE_SIZE);
+	for (i = 0; i < s->nr_full; i++)
+		munmap((void *)(uintptr_t)s->stage_full[i], STAGE_SIZE);
+	free(s->stage_empty);
+	free(s->stage_full);
+	if (s->stage_uffd >= 0)
+		close(s->stage_uffd);
+	gvm__mutex_fini(&s->stage_lock);
 }
 
 static const struct gvm_mm_ops self_ops = {
@@ -543,6 +782,11 @@ static const struct gvm_mm_ops self_ops = {
 	.sync = self_sync,
 	.flush = self_flush,
 	.destroy = self_destroy,
+	.stage_get = self_stage_get,
+	.stage_put = self_stage_put,
+	.take = self_take,
+	.give = self_give,
+	.poison = self_poison,
 };
 
 /* ---- creation ------------------------------------------------------------ */
@@ -552,15 +796,23 @@ static void nosys(const char *why)
 	fprintf(stderr, "gvm: gvm_mm_self: %s\n", why);
 }
 
-/* A userfaultfd from the system call, or /dev/userfaultfd; -errno. */
-static int open_uffd(void)
+/*
+ * A userfaultfd from the system call, or /dev/userfaultfd; -errno.  One
+ * that also handles faults the kernel takes on the process's behalf
+ * (read(2) into a buffer, process_vm_readv, MADV_POPULATE_*) if allowed:
+ * a device-resident page must fault back for those too.  Otherwise one
+ * limited to user-mode faults (*@user_only; the events work the same),
+ * which is what an unprivileged process gets with
+ * vm.unprivileged_userfaultfd=0: then nothing is migrated to device
+ * memory.
+ */
+static int open_uffd(bool *user_only)
 {
 	const int flags = O_CLOEXEC | O_NONBLOCK;
 	int fd, dev, err;
 
-	fd = (int)syscall(__NR_userfaultfd, flags | UFFD_USER_MODE_ONLY);
-	if (fd < 0 && errno == EINVAL)	/* before 5.11: no USER_MODE_ONLY */
-		fd = (int)syscall(__NR_userfaultfd, flags);
+	*user_only = false;
+	fd = (int)syscall(__NR_userfaultfd, flags);
 	if (fd >= 0)
 		return fd;
 	err = errno;
@@ -578,6 +830,11 @@ static int open_uffd(void)
 		if (fd >= 0)
 			return fd;
 	}
+	fd = (int)syscall(__NR_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	if (fd >= 0) {
+		*user_only = true;
+		return fd;
+	}
 	nosys("userfaultfd is not permitted for this process (needs "
 	      "CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access to "
 	      "/dev/userfaultfd)");
@@ -588,7 +845,8 @@ static int open_uffd(void)
 static int probe_features(uint64_t *avail)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = open_uffd();
+	bool user_only;
+	int fd = open_uffd(&user_only);
 
 	if (fd < 0)
 		return fd;
@@ -613,12 +871,30 @@ static int api_handshake(int fd, struct uffdio_api *api)
 	return ioctl(fd, UFFDIO_API, api) ? -errno : 0;
 }
 
+/* The stages' userfaultfd (see "device-private emulation"), or -1. */
+static int open_stage_uffd(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_MOVE };
+	bool user_only;
+	int fd = open_uffd(&user_only);
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int self_create(struct gvm_mm_self **out)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	sigset_t all, old;
 	uint64_t avail = 0, want;
 	struct gvm_mm_self *s;
+	bool user_only;
 	int err;
 
 	err = probe_features(&avail);
@@ -642,7 +918,9 @@ static int self_create(struct gvm_mm_self **out)
 	if (!s)
 		return -ENOMEM;
 	s->pid = getpid();
-	s->uffd = open_uffd();
+	s->stage_uffd = -1;
+	gvm__mutex_init(&s->stage_lock, "mm_stage", GVM_RANK_LEAF);
+	s->uffd = open_uffd(&user_only);
 	if (s->uffd < 0) {
 		err = s->uffd;
 		goto err_free;
@@ -653,7 +931,7 @@ static int self_create(struct gvm_mm_self **out)
 	if (err == -EPERM && (want & UFFD_FEATURE_EVENT_FORK)) {
 		/* EVENT_FORK needs CAP_SYS_PTRACE: do without, on a new fd. */
 		close(s->uffd);
-		s->uffd = open_uffd();
+		s->uffd = open_uffd(&user_only);
 		if (s->uffd < 0) {
 			err = s->uffd;
 			goto err_free;
@@ -675,6 +953,9 @@ static int self_create(struct gvm_mm_self **out)
 	}
 	/* api.features now lists everything available; we enabled @want. */
 	s->features = want & api.features;
+	if (!user_only && (s->features & UFFD_FEATURE_MOVE))
+		s->stage_uffd = open_stage_uffd();
+	s->base.devmem_ok = s->stage_uffd >= 0;
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stop_fd < 0) {
 		err = -errno;
@@ -692,7 +973,7 @@ static int self_create(struct gvm_mm_self **out)
 		goto err_fini;
 	}
 	err = self_register(&s->base, (uintptr_t)s->sync_page,
-			    GVM_MM_PAGE_SIZE);
+			    GVM_MM_PAGE_SIZE, false);
 	if (err)
 		goto err_unmap;
 
@@ -724,19 +1005,38 @@ err_close_stop:
 err_close_uffd:
 	close(s->uffd);
 err_free:
+	stages_fini(s);
 	free(s);
 	return err;
 }
 
-/* fork(): the child must not keep the parent's userfaultfd open. */
+/*
+ * fork(): the child must not keep the parent's userfaultfd open, and must
+ * find in its copy of the pages the data the parent has in device memory:
+ * everything comes back to system memory first, and nothing migrates to
+ * device memory until the fork is done (devmem.c).
+ */
+static struct gvm_mm_self *forking;	/* under self_lock */
+
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&self_lock);
+	forking = self_mm && ref_get_unless_zero(&self_mm->base.ref) ?
+			  self_mm : NULL;
+	if (forking)
+		gvm__mm_devmem_fork_prepare(&forking->base);
 }
 
 static void atfork_parent(void)
 {
+	struct gvm_mm_self *s = forking;
+
+	forking = NULL;
+	if (s)
+		gvm__mm_devmem_fork_done(&s->base);
 	pthread_mutex_unlock(&self_lock);
+	if (s)
+		gvm_mm_put(&s->base);	/* may destroy: self_lock free */
 }
 
 static void atfork_child(void)
@@ -808,6 +1108,7 @@ void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out)
 	out->remap = gvm_load_relaxed(&s->stats.remap);
 	out->fork = gvm_load_relaxed(&s->stats.fork);
 	out->pagefault = gvm_load_relaxed(&s->stats.pagefault);
+	out->cpu_faults = gvm_load_relaxed(&s->stats.cpu_faults);
 	out->invalidations = gvm_load_relaxed(&s->stats.invalidations);
 }
 

@@ -4,7 +4,7 @@
  * behind the backend contract of <gvm/device.h>.
  *
  * Locking: vram_lock (leaf) serialises the VRAM buddy; everything else is
- * immutable after gvm_device_create() or atomic (refcount).
+ * immutable after gvm_device_create() or atomic (refcount, counters).
  */
 #ifndef GVM_VM_DEV_H
 #define GVM_VM_DEV_H
@@ -29,6 +29,9 @@ struct gvm_device {
 	uint32_t id;			/* immutable, unique, from 1 */
 	struct gvm_list links;		/* struct gvm_link::node[]; the
 					   process-wide link lock */
+	uint64_t svm_to_ram;		/* atomic: SVM migrations back to
+					   system memory (migrate.c) */
+	uint64_t svm_bytes_to_ram;	/* atomic: their bytes */
 };
 
 /* A link between two devices; on both devices' lists.  Link lock. */

@@ -44,6 +44,7 @@
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/dev.h"
 #include "vm/fault.h"
 #include "vm/pt_update.h"
 #include "vm/userptr.h"
@@ -52,6 +53,8 @@
 #define K4 (4ull << 10)
 #define K64 (64ull << 10)
 #define M2 (2ull << 20)
+
+bool gvm__svm_no_migration;
 
 int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       struct gvm_va_ops *l)
@@ -123,6 +126,36 @@ static int range_drop(struct gvm_vm *vm, struct gvm_vma *r)
 	return err;
 }
 
+/*
+ * Placement: the faulting device's memory when the range may move there
+ * and the device has any (the preferred location, until attributes
+ * exist, issue 13); a failed migration is retried once, then the range
+ * stays in system memory for good, its data intact (nothing moved).
+ */
+static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
+{
+	int err, tries;
+
+	if (gvm__userptr_no_migrate(r) || !vm->dev->desc.vram_size ||
+	    !gvm__mm_devmem_supported(vm->mm) ||
+	    gvm_load_relaxed(&gvm__svm_no_migration))
+		return;
+	for (tries = 0; tries < 2; tries++) {
+		err = gvm__svm_migrate_to_vram(vm, r->va.addr, r->va.range);
+		if (!err || err == -EEXIST)
+			return;
+	}
+	gvm__userptr_set_no_migrate(r);
+	gvm__vm_stat_add(vm, svm_migration_failures, 1);
+}
+
+/* Places range @r and binds it. */
+static int range_bind(struct gvm_vm *vm, struct gvm_vma *r)
+{
+	range_place(vm, r);
+	return gvm__fault_bind_vma(vm, r);
+}
+
 /* Makes the range around @addr and binds it. */
 static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 			uint64_t addr, uint32_t access)
@@ -161,8 +194,16 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	r = to_vma(l.op[0].map);
 	gvm__va_ops_fini(&l);
 	err = gvm__userptr_attach(vm, r);
-	if (!err)
-		err = gvm__fault_bind_vma(vm, r);
+	if (!err) {
+		gvm__userptr_set_devmem_owner(r, vm->dev);
+		/* Only private anonymous memory moves (the kernel's rule for
+		   device-private pages); read-only memory is never written
+		   by the GPU, so it stays too. */
+		if ((m.flags & (GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE)) ||
+		    (flags & GVM_VA_READONLY))
+			gvm__userptr_set_no_migrate(r);
+		err = range_bind(vm, r);
+	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_ranges_created, 1);
 		return 0;
@@ -190,7 +231,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (f->access != GVM_ACCESS_READ &&
 		    (va->flags & GVM_VA_READONLY))
 			return -EACCES;
-		err = gvm__fault_bind_vma(vm, to_vma(va));
+		err = range_bind(vm, to_vma(va));
 		if (err != -EFAULT && err != -EPERM)
 			return err;
 		/* Its memory went away: a new range, if mapped again. */

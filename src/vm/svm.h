@@ -6,6 +6,8 @@
 #ifndef GVM_VM_SVM_H
 #define GVM_VM_SVM_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct gvm_fault_info;
@@ -29,5 +31,29 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
  */
 int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       struct gvm_va_ops *l);
+
+/* Test and benchmark knob: SVM ranges stay in system memory (atomic). */
+extern bool gvm__svm_no_migration;
+
+/*
+ * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range)
+ * to the VM's device memory (mm/devmem.c): vm->lock held, no reservation.
+ * 0, -EEXIST (already in device memory), -ENOSPC (no VRAM, even after
+ * evicting idle BOs), -ENOMEM, -EOPNOTSUPP / -EBUSY / -EINVAL (the mm
+ * cannot take these pages), -EIO (the copy failed); on failure nothing
+ * moved.
+ */
+int gvm__svm_migrate_to_vram(struct gvm_vm *vm, uint64_t start,
+			     uint64_t size);
+
+/*
+ * The device addresses of [off, off + len) of SVM device memory @dm, in a
+ * new array *@out of *@n extents.  0, -EINVAL (not SVM's), -ENOMEM.
+ */
+struct gvm_mm_devmem;
+struct gvm_pt_extent;
+int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, uint64_t off,
+			    uint64_t len, struct gvm_pt_extent **out,
+			    size_t *n);
 
 #endif

@@ -65,6 +65,7 @@
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/pt_update.h"
+#include "vm/svm.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
 
@@ -85,6 +86,14 @@ struct gvm_userptr {
 	uint64_t seq;				/* vm->lock */
 	struct gvm_pt_extent *ext;		/* vm->lock */
 	size_t nr_ext;
+	/* SVM ranges (svm.c): pages in this device's memory are mapped
+	   there (constant after gvm__userptr_set_devmem_owner) */
+	const void *devmem_owner;
+	struct gvm_mm_devmem *dm;		/* vm->lock: the device memory
+						   ext points into (reference),
+						   or NULL: system memory */
+	bool no_migrate;			/* vm->lock: SVM: stays in
+						   system memory */
 };
 
 static uint64_t cpu_start(const struct gvm_vma *vma)
@@ -246,6 +255,56 @@ static const struct gvm_notifier_ops userptr_notifier_ops = {
 	.invalidate_finish = inval_finish,
 };
 
+/* The new pages' extents replace the old ones (and their device memory). */
+static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
+		      size_t n, struct gvm_mm_devmem *dm)
+{
+	/*
+	 * The old device memory, if any, is no longer mapped: whatever
+	 * took its data away (a migration back, a munmap) invalidated us
+	 * first, and a commit never writes PTEs from a stale fetch.
+	 */
+	gvm__mm_devmem_put(u->dm);
+	u->dm = dm;
+	free(u->ext);
+	u->ext = ext;
+	u->nr_ext = n;
+}
+
+/*
+ * An SVM range whose pages are all in its device's memory maps them
+ * there: 1 (fetched), 0 (not there: fetch system pages; any page in
+ * device memory was brought back), or a negative errno.
+ */
+static int fetch_devmem(struct gvm_userptr *u)
+{
+	const struct gvm_vma *vma = u->vma;
+	struct gvm_mm *mm = u->vm->mm;
+	struct gvm_mm_devmem *dm;
+	struct gvm_pt_extent *ext;
+	uint64_t off;
+	size_t n;
+	bool other;
+	int err;
+
+	if (!u->devmem_owner)
+		return 0;
+	dm = gvm__mm_devmem_lookup(mm, cpu_start(vma), vma->va.range,
+				   u->devmem_owner, &off, &other);
+	if (!dm) {
+		/* A range never mixes system and device pages. */
+		return other ? gvm__mm_migrate_to_ram(mm, cpu_start(vma),
+						      vma->va.range) : 0;
+	}
+	err = gvm__svm_devmem_extents(dm, off, vma->va.range, &ext, &n);
+	if (err) {
+		gvm__mm_devmem_put(dm);
+		return err;
+	}
+	set_pages(u, ext, n, dm);
+	return 1;
+}
+
 /* Device addresses of the pages, as extents (contiguous runs merged). */
 static int fetch(struct gvm_userptr *u)
 {
@@ -257,6 +316,11 @@ static int fetch(struct gvm_userptr *u)
 	size_t n = 0;
 	int err;
 
+	/* Before the lookup: a migration back moves the sequence. */
+	u->seq = gvm__notifier_read_begin(&u->notifier);
+	err = fetch_devmem(u);
+	if (err)
+		return err < 0 ? err : 0;
 	err = gvm__mm_register(vm->mm, cpu_start(vma), vma->va.range);
 	if (err)
 		return err;
@@ -284,9 +348,7 @@ static int fetch(struct gvm_userptr *u)
 		ext[n].addr = addrs[i];
 		ext[n++].len = GVM_MM_PAGE_SIZE;
 	}
-	free(u->ext);
-	u->ext = ext;
-	u->nr_ext = n;
+	set_pages(u, ext, n, NULL);
 out:
 	free(addrs);
 	return err;
@@ -331,9 +393,29 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	gvm__mutex_unlock(&u->vm->notifier_lock);
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);
-	free(u->ext);
+	set_pages(u, NULL, 0, NULL);
 	free(u);
 	vma->userptr = NULL;
+}
+
+void gvm__userptr_set_devmem_owner(struct gvm_vma *vma, const void *owner)
+{
+	vma->userptr->devmem_owner = owner;
+}
+
+bool gvm__userptr_in_devmem(const struct gvm_vma *vma)
+{
+	return vma->userptr->dm != NULL;
+}
+
+bool gvm__userptr_no_migrate(const struct gvm_vma *vma)
+{
+	return vma->userptr->no_migrate;
+}
+
+void gvm__userptr_set_no_migrate(struct gvm_vma *vma)
+{
+	vma->userptr->no_migrate = true;
 }
 
 int gvm__userptr_refresh(struct gvm_vma *vma)

@@ -39,6 +39,18 @@ int gvm__userptr_refresh(struct gvm_vma *vma);
 bool gvm__userptr_gone(const struct gvm_vma *vma);
 void gvm__userptr_set_gone(struct gvm_vma *vma);
 
+/*
+ * SVM ranges (svm.c), vm->lock held.  set_devmem_owner (once, before the
+ * first fetch): pages of the range that live in @owner's device memory
+ * are mapped there instead of being migrated back; in_devmem: the pages
+ * fetched last are there (the PTEs get GVM_PT_DEVMEM); no_migrate: a
+ * migration failed twice, the range stays in system memory.
+ */
+void gvm__userptr_set_devmem_owner(struct gvm_vma *vma, const void *owner);
+bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
+bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
+void gvm__userptr_set_no_migrate(struct gvm_vma *vma);
+
 /* Appends the device addresses of [offset, offset + len) of the VMA. */
 int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 			 uint64_t len, struct gvm_pt_extent **out, size_t *n,

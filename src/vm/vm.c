@@ -287,6 +287,9 @@ unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma)
 		return f | GVM_PT_NULL;
 	case GVM_VA_KIND_BO:
 		return f | GVM_PT_ATOMIC | gvm__bo_pt_flags(va->obj);
+	case GVM_VA_KIND_USERPTR:
+		return f | GVM_PT_ATOMIC |
+		       (gvm__userptr_in_devmem(vma) ? GVM_PT_DEVMEM : 0);
 	default:
 		return f | GVM_PT_ATOMIC;
 	}
@@ -410,6 +413,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(faults);
 	C(faults_serviced);
 	C(svm_ranges_created);
+	C(svm_migrations);
+	C(svm_migration_failures);
 	C(svm_ranges_dropped);
 	C(execs);
 	C(evictions);
@@ -420,6 +425,9 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(preemptions);
 	C(lr_rebinds);
 #undef C
+	st->dev_svm_to_system = gvm_load_relaxed(&vm->dev->svm_to_ram);
+	st->dev_svm_bytes_to_system =
+		gvm_load_relaxed(&vm->dev->svm_bytes_to_ram);
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);
 	if (!vm->closed) {

@@ -1,0 +1,574 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Device-private emulation: CPU pages whose data lives in device memory.
+ *
+ * Linux lets a driver migrate anonymous pages to device memory: the CPU
+ * page-table entries then point at "device-private" pages the CPU cannot
+ * touch, and a CPU access faults into the driver, which migrates the data
+ * back (dev_pagemap_ops.migrate_to_ram).  A process cannot create such
+ * pages, so gvm emulates them with the backend's help (mm.h, "device-private
+ * emulation"; self.c does it with userfaultfd):
+ *
+ *   to device (gvm__mm_migrate_to_devmem, called by SVM's fault path):
+ *     devmem_lock
+ *     invalidate [start, end) (MIGRATE) ........ every GPU mapping of the
+ *     |                                          CPU pages is gone
+ *     |  change, readers wait (notifier.h):
+ *     |    register the range "missing" ....... a CPU access will fault
+ *     |    take: CPU pages -> empty stage ...... the CPU range is empty
+ *     |    copy stage -> device memory
+ *     |    record the extent [start, end) -> (devmem, offset)
+ *     end of invalidation
+ *   back (a CPU access faults: gvm__mm_devmem_fault from the backend; or
+ *   gvm__mm_migrate_to_ram, e.g. a userptr or another device fetching):
+ *     devmem_lock
+ *     invalidate the extent (MIGRATE) .......... no GPU maps the device copy
+ *     |  change: copy device memory -> stage; give: stage -> CPU pages
+ *     |          (wakes the faulting threads); register "not missing";
+ *     |          drop the extent and its reference on the devmem
+ *     end of invalidation
+ *
+ * Taking the pages only after the invalidation, inside it, is what makes
+ * it safe: no device reaches the CPU pages when they go, and no user can
+ * fetch them during the change and commit a mapping of them (they retry),
+ * so no engine ever touches an emptied CPU page (it would block in the
+ * backend's fault, and the fault-back would wait for that engine's TLB
+ * invalidation).  A migration is whole: one extent, back in one piece
+ * (a range never mixes system and device pages).
+ *
+ * The CPU may change the range meanwhile (the backend reports it):
+ * unmap/discard drops those pages' device data (a valid-page bitmap per
+ * extent, so no allocation is needed and a partial munmap keeps the rest);
+ * mremap moves it with the pages; fork migrates everything back first
+ * (fork_prepare, from pthread_atfork in self.c), so the child's copy of
+ * the pages has the data.  A registration (gvm__mm_register) of memory
+ * that has extents keeps them registered "missing", after waiting for the
+ * backend's pending events (gvm__mm_sync), so that an extent left over
+ * from a mapping that was unmapped but whose event is not processed yet
+ * never lends its data to a new mapping at the same address.
+ *
+ * Locking: devmem_lock (GVM_RANK_MM, per mm) protects the extent tree and
+ * every extent and is held across a whole migration, including its
+ * invalidation; it is taken with at most vm->lock held (SVM's fault
+ * path) or none (the backend's fault handler).  Notifier callbacks never
+ * take it and nothing they wait for needs it.  A devmem's reference count
+ * is atomic; its owner's copy runs under devmem_lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/debug.h"
+#include "core/lockrank.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+
+#define PAGES_MAX (GVM_MM_STAGE_MAX >> GVM_MM_PAGE_SHIFT)
+
+/* A CPU range whose data is in device memory. */
+struct devmem_ext {
+	struct gvm_mm *mm;		/* constant */
+	uint64_t start, len;		/* CPU range, len <= STAGE_MAX */
+	uint64_t valid[PAGES_MAX / 64];	/* pages whose data it holds */
+	struct gvm_mm_devmem *dm;	/* reference */
+	uint64_t off;			/* in dm, of start */
+};
+
+void gvm__mm_devmem_init(struct gvm_mm_devmem *dm,
+			 const struct gvm_mm_devmem_ops *ops,
+			 const void *owner, uint64_t size)
+{
+	gvm__ref_init(&dm->ref);
+	dm->ops = ops;
+	dm->owner = owner;
+	dm->size = size;
+}
+
+void gvm__mm_devmem_get(struct gvm_mm_devmem *dm)
+{
+	gvm__ref_get(&dm->ref);
+}
+
+void gvm__mm_devmem_put(struct gvm_mm_devmem *dm)
+{
+	if (dm && gvm__ref_put(&dm->ref))
+		dm->ops->release(dm);
+}
+
+/* ---- extents ------------------------------------------------------- */
+
+static bool page_valid(const struct devmem_ext *e, uint64_t i)
+{
+	return e->valid[i / 64] & (1ull << (i % 64));
+}
+
+static void set_valid(struct devmem_ext *e, uint64_t i, bool v)
+{
+	if (v)
+		e->valid[i / 64] |= 1ull << (i % 64);
+	else
+		e->valid[i / 64] &= ~(1ull << (i % 64));
+}
+
+static bool ext_empty(const struct devmem_ext *e)
+{
+	for (size_t i = 0; i < PAGES_MAX / 64; i++)
+		if (e->valid[i])
+			return false;
+	return true;
+}
+
+static struct devmem_ext *ext_first(struct gvm_mm *mm, uint64_t start,
+				    uint64_t len)
+{
+	return gvm__itree_find_first(&mm->devmem, start, start + len - 1,
+				     NULL, NULL);
+}
+
+/* Extents come and go with devmem_lock held; devmem_nr is a lock-free hint. */
+static void ext_insert(struct gvm_mm *mm, struct devmem_ext *e)
+{
+	/* Reserved by the caller: cannot fail. */
+	GVM_BUG_ON(gvm__itree_insert(&mm->devmem, e->start,
+				     e->start + e->len - 1, e) != 0);
+	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) + 1);
+}
+
+static void ext_free(struct gvm_mm *mm, struct devmem_ext *e)
+{
+	GVM_BUG_ON(gvm__itree_remove(&mm->devmem, e->start, e) != 0);
+	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) - 1);
+	gvm__mm_devmem_put(e->dm);
+	free(e);
+}
+
+/*
+ * The next run of valid pages of @e at or after page *@i: [*i, *i + n)
+ * with n returned (0: none left).
+ */
+static uint64_t next_run(const struct devmem_ext *e, uint64_t *i)
+{
+	uint64_t pages = e->len >> GVM_MM_PAGE_SHIFT, j;
+
+	while (*i < pages && !page_valid(e, *i))
+		(*i)++;
+	for (j = *i; j < pages && page_valid(e, j); j++)
+		;
+	return j - *i;
+}
+
+/* Registers each valid run of @e with @missing (best effort). */
+static void ext_register(struct gvm_mm *mm, const struct devmem_ext *e,
+			 bool missing)
+{
+	uint64_t i = 0, n;
+
+	while ((n = next_run(e, &i))) {
+		mm->ops->register_range(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
+					n << GVM_MM_PAGE_SHIFT, missing);
+		i += n;
+	}
+}
+
+/* ---- migration ----------------------------------------------------- */
+
+/* Inside the invalidation: take the pages, copy them, record extent @arg. */
+static int to_dev_change(void *arg)
+{
+	struct devmem_ext *e = arg;
+	struct gvm_mm *mm = e->mm;
+	uint64_t stage;
+	int err;
+
+	err = mm->ops->stage_get(mm, true, &stage);
+	if (err)
+		return err;
+	err = mm->ops->register_range(mm, e->start, e->len, true);
+	if (!err) {
+		err = mm->ops->take(mm, e->start, e->len, stage);
+		if (!err) {
+			err = e->dm->ops->copy(e->dm, e->off, stage, e->len,
+					       false);
+			if (err)	/* back: nobody saw them gone */
+				mm->ops->give(mm, e->start, e->len, stage);
+		}
+		if (err)
+			mm->ops->register_range(mm, e->start, e->len, false);
+	}
+	mm->ops->stage_put(mm, stage, err != 0);
+	if (err)
+		return err;
+	ext_insert(mm, e);
+	gvm__mm_devmem_get(e->dm);
+	return 0;
+}
+
+int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			      struct gvm_mm_devmem *dm)
+{
+	struct gvm_notifier_range r = {
+		.start = start,
+		.last = start + len - 1,
+		.event = GVM_MM_EVENT_MIGRATE,
+	};
+	struct devmem_ext *e;
+	uint64_t i;
+	int err;
+
+	if (!gvm__mm_devmem_supported(mm))
+		return -EOPNOTSUPP;
+	if (!gvm__mm_range_ok(start, len) || len > GVM_MM_STAGE_MAX ||
+	    !dm || len > dm->size)
+		return -EINVAL;
+	e = gvm__calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->mm = mm;
+	e->start = start;
+	e->len = len;
+	e->dm = dm;
+	for (i = 0; i < len >> GVM_MM_PAGE_SHIFT; i++)
+		set_valid(e, i, true);
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	if (mm->devmem_frozen) {
+		err = -EAGAIN;
+		goto out_unlock;
+	}
+	if (ext_first(mm, start, len)) {
+		err = -EEXIST;
+		goto out_unlock;
+	}
+	err = gvm__itree_reserve(&mm->devmem, 1);
+	if (err)
+		goto out_unlock;
+	err = gvm__notifier_invalidate_change(mm, &r, to_dev_change, e);
+	gvm__itree_unreserve(&mm->devmem);
+out_unlock:
+	gvm__mutex_unlock(&mm->devmem_lock);
+	if (err)
+		free(e);
+	return err;
+}
+
+/*
+ * Inside the invalidation of extent @arg: its data back into the CPU
+ * pages, then the extent goes.  A copy that fails twice poisons the
+ * pages (a CPU access gets SIGBUS) rather than hand out stale or zeroed
+ * data.
+ */
+static int to_ram_change(void *arg)
+{
+	struct devmem_ext *e = arg;
+	struct gvm_mm *mm = e->mm;
+	uint64_t stage, i = 0, n;
+	int err, tries;
+
+	err = mm->ops->stage_get(mm, false, &stage);
+	if (err)
+		return err;
+	for (tries = 0; tries < 2; tries++) {
+		err = e->dm->ops->copy(e->dm, e->off, stage, e->len, true);
+		if (!err)
+			break;
+	}
+	while ((n = next_run(e, &i))) {
+		uint64_t b = i << GVM_MM_PAGE_SHIFT;
+
+		if (err) {
+			fprintf(stderr, "gvm: device memory lost for "
+				"[0x%llx, +0x%llx) (%d): poisoned\n",
+				(unsigned long long)(e->start + b),
+				(unsigned long long)(n << GVM_MM_PAGE_SHIFT),
+				err);
+			mm->ops->poison(mm, e->start + b,
+					n << GVM_MM_PAGE_SHIFT);
+		} else {
+			mm->ops->give(mm, e->start + b, n << GVM_MM_PAGE_SHIFT,
+				      stage + b);
+		}
+		i += n;
+	}
+	ext_register(mm, e, false);
+	/* Invalid runs' pages may still be in the stage. */
+	mm->ops->stage_put(mm, stage, false);
+	ext_free(mm, e);
+	return err;
+}
+
+/* devmem_lock held: migrates extent @e back, whole. */
+static int migrate_back_locked(struct gvm_mm *mm, struct devmem_ext *e)
+{
+	struct gvm_notifier_range r = {
+		.start = e->start,
+		.last = e->start + e->len - 1,
+		.event = GVM_MM_EVENT_MIGRATE,
+	};
+
+	gvm_lockdep_assert_held(&mm->devmem_lock);
+	return gvm__notifier_invalidate_change(mm, &r, to_ram_change, e);
+}
+
+int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct devmem_ext *e;
+	int err = 0, ret = 0;
+
+	if (!gvm__mm_range_ok(start, len))
+		return -EINVAL;
+	gvm__mutex_lock(&mm->devmem_lock);
+	while ((e = ext_first(mm, start, len))) {
+		err = migrate_back_locked(mm, e);
+		if (err && !ret)
+			ret = err;
+	}
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return ret;
+}
+
+int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr)
+{
+	struct devmem_ext *e;
+	int err = -ENOENT;
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	e = ext_first(mm, addr & ~(GVM_MM_PAGE_SIZE - 1), GVM_MM_PAGE_SIZE);
+	if (e && page_valid(e, (addr - e->start) >> GVM_MM_PAGE_SHIFT))
+		err = migrate_back_locked(mm, e);
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return err;
+}
+
+struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
+					    uint64_t len, const void *owner,
+					    uint64_t *off, bool *other)
+{
+	struct gvm_mm_devmem *dm = NULL;
+	struct devmem_ext *e;
+	uint64_t i;
+
+	*other = false;
+	if (!gvm_load_relaxed(&mm->devmem_nr))	/* hint, rechecked */
+		return NULL;
+	gvm__mutex_lock(&mm->devmem_lock);
+	e = ext_first(mm, start, len);
+	if (!e)
+		goto out;
+	*other = true;
+	if (e->dm->owner != owner || start < e->start ||
+	    start + len > e->start + e->len)
+		goto out;
+	for (i = (start - e->start) >> GVM_MM_PAGE_SHIFT;
+	     i < (start + len - e->start) >> GVM_MM_PAGE_SHIFT; i++)
+		if (!page_valid(e, i))
+			goto out;
+	*other = false;
+	dm = e->dm;
+	gvm__mm_devmem_get(dm);
+	*off = e->off + (start - e->start);
+out:
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return dm;
+}
+
+/* ---- changes the CPU made -------------------------------------------- */
+
+/* Drops the pages of [start, end) from @e; false if none is left. */
+static bool ext_trim(struct devmem_ext *e, uint64_t start, uint64_t end)
+{
+	for (uint64_t i = 0; i < e->len >> GVM_MM_PAGE_SHIFT; i++) {
+		uint64_t a = e->start + (i << GVM_MM_PAGE_SHIFT);
+
+		if (a >= start && a < end)
+			set_valid(e, i, false);
+	}
+	return !ext_empty(e);
+}
+
+void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct devmem_ext *e;
+	uint64_t a = start, end = start + len;
+
+	if (!len || end < start)
+		return;
+	gvm__mutex_lock(&mm->devmem_lock);
+	/* Extents do not overlap: walk them by address. */
+	while (a < end && (e = ext_first(mm, a, end - a))) {
+		a = e->start + e->len;
+		if (!ext_trim(e, start, end))
+			ext_free(mm, e);
+	}
+	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+/*
+ * The part of @e inside [from, from + len), moved by @to - @from: a new
+ * extent sharing @e's device memory.  NULL if @e has no valid page there
+ * or on allocation failure (*@err).
+ */
+static struct devmem_ext *ext_split_moved(struct gvm_mm *mm,
+					  struct devmem_ext *e, uint64_t from,
+					  uint64_t to, uint64_t len, int *err)
+{
+	uint64_t lo = e->start > from ? e->start : from;
+	uint64_t hi = e->start + e->len < from + len ? e->start + e->len :
+						       from + len;
+	struct devmem_ext *m;
+	uint64_t i, j;
+
+	m = gvm__calloc(1, sizeof(*m));
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	m->mm = mm;
+	m->start = lo - from + to;
+	m->len = hi - lo;
+	m->dm = e->dm;
+	m->off = e->off + (lo - e->start);
+	for (i = 0, j = (lo - e->start) >> GVM_MM_PAGE_SHIFT;
+	     i < m->len >> GVM_MM_PAGE_SHIFT; i++, j++)
+		set_valid(m, i, page_valid(e, j));
+	if (ext_empty(m)) {
+		free(m);
+		return NULL;
+	}
+	*err = gvm__itree_reserve(&mm->devmem, 1);
+	if (*err) {
+		free(m);
+		return NULL;
+	}
+	gvm__mm_devmem_get(m->dm);
+	return m;
+}
+
+void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
+			  uint64_t len)
+{
+	struct devmem_ext *e, *moved[PAGES_MAX];
+	size_t nr = 0, k;
+	uint64_t a = from, end = from + len;
+	int err = 0;
+
+	if (!len || end < from)
+		return;
+	gvm__mutex_lock(&mm->devmem_lock);
+	/*
+	 * Each extent's part inside the moved range becomes an extent at
+	 * the new address (inserted after the walk, as the destination may
+	 * overlap the source); the rest of the extent stays.  The pages
+	 * the kernel moved are absent and keep their "missing"
+	 * registration (mremap carries it along), so a CPU access at the
+	 * new address faults here.  Out of memory, the moved part's data
+	 * cannot follow: its pages are poisoned (SIGBUS), never zeroed.
+	 */
+	while (a < end && (e = ext_first(mm, a, end - a))) {
+		struct devmem_ext *m;
+
+		a = e->start + e->len;
+		m = nr < PAGES_MAX ? ext_split_moved(mm, e, from, to, len,
+						     &err) : NULL;
+		if (m) {
+			moved[nr++] = m;
+		} else if (err || nr == PAGES_MAX) {
+			uint64_t lo = e->start > from ? e->start : from;
+			uint64_t hi = a < end ? a : end;
+
+			fprintf(stderr, "gvm: mremap of device-resident "
+				"memory: out of memory, [0x%llx, +0x%llx) "
+				"poisoned\n",
+				(unsigned long long)(lo - from + to),
+				(unsigned long long)(hi - lo));
+			mm->ops->poison(mm, lo - from + to, hi - lo);
+			err = 0;
+		}
+		if (!ext_trim(e, from, end))
+			ext_free(mm, e);
+	}
+	for (k = 0; k < nr; k++)
+		ext_insert(mm, moved[k]);
+	if (mm->devmem.reserved)
+		gvm__itree_unreserve(&mm->devmem);
+	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+void gvm__mm_devmem_fork_prepare(struct gvm_mm *mm)
+{
+	struct devmem_ext *e;
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	while ((e = ext_first(mm, 0, UINT64_MAX)))
+		migrate_back_locked(mm, e);
+	mm->devmem_frozen = true;
+	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+void gvm__mm_devmem_fork_done(struct gvm_mm *mm)
+{
+	gvm__mutex_lock(&mm->devmem_lock);
+	mm->devmem_frozen = false;
+	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+uint64_t gvm__mm_devmem_bytes(struct gvm_mm *mm)
+{
+	struct gvm_itree_iter it;
+	struct devmem_ext *e;
+	uint64_t bytes = 0, i;
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	for (e = gvm__itree_iter_first(&mm->devmem, &it, 0, UINT64_MAX); e;
+	     e = gvm__itree_iter_next(&it))
+		for (i = 0; i < e->len >> GVM_MM_PAGE_SHIFT; i++)
+			if (page_valid(e, i))
+				bytes += GVM_MM_PAGE_SIZE;
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return bytes;
+}
+
+/* ---- registration and teardown ---------------------------------------- */
+
+int gvm__mm_register(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct devmem_ext *e;
+	uint64_t a = start, end = start + len;
+	int err;
+
+	if (!gvm__mm_range_ok(start, len))
+		return -EINVAL;
+	if (!gvm_load_relaxed(&mm->devmem_nr))	/* hint, see below */
+		return mm->ops->register_range(mm, start, len, false);
+	/*
+	 * Extents overlap (or did a moment ago): first let the backend
+	 * process the changes already made, so that an extent of memory
+	 * unmapped meanwhile is gone before a new mapping there is
+	 * registered.  Without extents the hint may be stale only for a
+	 * migration that runs now, which registers its range itself.
+	 */
+	err = gvm__mm_sync(mm);
+	if (err)
+		return err;
+	gvm__mutex_lock(&mm->devmem_lock);
+	err = mm->ops->register_range(mm, start, len, false);
+	while (!err && a < end && (e = ext_first(mm, a, end - a))) {
+		a = e->start + e->len;
+		ext_register(mm, e, true);
+	}
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return err;
+}
+
+void gvm__mm_devmem_fini(struct gvm_mm *mm)
+{
+	struct devmem_ext *e;
+
+	/* The process let go of the mm: the data has nowhere to go. */
+	while ((e = ext_first(mm, 0, UINT64_MAX)))
+		ext_free(mm, e);
+	gvm__itree_fini(&mm->devmem);
+	gvm__mutex_fini(&mm->devmem_lock);
+}
