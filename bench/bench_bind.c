@@ -31,6 +31,7 @@
 #include <gvm/vm.h>
 
 #include "bench.h"
+#include "core/alloc.h"
 #include "vm/va.h"
 
 #define K4 4096ull
@@ -212,7 +213,7 @@ static void free_old(struct gvm_va_ops *ops)
 
 	for (i = 0; i < ops->nr; i++)
 		if (ops->op[i].old)
-			free(ops->op[i].old);
+			gvm__free(ops->op[i].old);
 	gvm__va_ops_fini(ops);
 }
 
@@ -240,7 +241,7 @@ static int cmp_key(const void *a, const void *b)
 static void release(struct gvm_va *va, void *arg)
 {
 	(void)arg;
-	free(va);
+	gvm__free(va);
 }
 
 GVM_BENCH(va_split_1m, "VA split + re-merge with 1M live mappings")

@@ -1,14 +1,362 @@
 // SPDX-License-Identifier: MIT
 /*
- * The fault-injection counter of core/alloc.h (the wrappers are inline),
- * and the array-growing helper.  The counter is atomic; tests set it, the
- * library decrements it.
+ * The library's own heap, the fault-injection counter of core/alloc.h and
+ * the array-growing helper.
+ *
+ * Why gvm does not use the application's malloc(): shared virtual memory
+ * migrates pages of the process to device memory and removes them from
+ * the CPU until someone touches them (mm/devmem.c).  A page of the
+ * application's heap can hold the application's data and, next to it,
+ * objects of this library (a VM, a notifier, the mm's own state).  If
+ * such a page moved, the library's threads would fault on their own
+ * state, and the thread that resolves CPU faults could wait for itself.
+ * The kernel never has this problem (its memory is not user memory); we
+ * get the same property by keeping every library object in memory the
+ * library owns and never migrates: gvm__alloc_owns() says which.
+ *
+ * The heap: one reservation of address space (MAP_NORESERVE: only pages
+ * touched cost memory), carved by a bump pointer into blocks of size
+ * classes (16-byte steps up to 128 bytes, then four classes per power of
+ * two).  Each block starts with a 16-byte header naming its class; a freed
+ * block goes on its class's free list and is reused for the same class.
+ * Memory is never returned to the system: no munmap or madvise, which
+ * also keeps the library from raising userfaultfd events on itself.
+ * Small classes are refilled a run of blocks at a time.
+ *
+ * Locking: one mutex per class (a leaf, held for a list push or pop);
+ * the bump pointer is atomic.  Not in the lock-rank table: nothing is
+ * ever taken under these mutexes.
+ *
+ * AddressSanitizer builds poison free blocks and the slack after each
+ * allocation, so use-after-free (until reuse) and overflows are still
+ * caught; LeakSanitizer does not see this heap, gvm__alloc_live() counts
+ * live blocks instead.
  */
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 long gvm__alloc_fail_nth;
+
+#define HDR 16u				/* header bytes, keeps 16-byte alignment */
+#define HDR_MAGIC 0x6776u		/* "gv" */
+#define NR_CLASSES 160
+#define RUN_BYTES (64u << 10)		/* refill of a small class */
+#define RESERVE_MAX (64ull << 30)
+#define RESERVE_MIN (1ull << 30)
+
+struct hdr {
+	uint64_t size;			/* bytes asked for */
+	uint32_t back;			/* bytes from the block's start to this
+					   header (aligned allocations) */
+	uint16_t cls;
+	uint16_t magic;
+};
+
+struct free_block {
+	struct free_block *next;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct free_block *free;	/* lock */
+} classes[NR_CLASSES];
+
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+static uint8_t *heap_base;		/* set once (heap_once) */
+static uint64_t heap_size;		/* set once */
+static uint64_t heap_top;		/* atomic: bytes handed out */
+static uint64_t heap_live;		/* atomic: blocks allocated */
+
+/* The library's static data (its writable segments), set once. */
+#define MAX_STATIC 4
+static struct { uint64_t start, end; } statics[MAX_STATIC];
+static unsigned int nr_statics;
+
+/* Block size of class @c: 16..128 by 16, then 4 steps per doubling. */
+static uint64_t class_size(unsigned int c)
+{
+	unsigned int k;
+
+	if (c < 8)
+		return 16ull * (c + 1);
+	k = (c - 8) / 4;		/* 128 << k .. 256 << k */
+	return (128ull << k) + (32ull << k) * ((c - 8) % 4 + 1);
+}
+
+static unsigned int size_class(uint64_t bytes)
+{
+	unsigned int c;
+
+	if (bytes <= 128)
+		return bytes ? (unsigned int)((bytes - 1) / 16) : 0;
+	/* (bytes - 1) >> 7 in [2^k, 2^(k+1)): at least class 8 + 4k */
+	c = 8 + 4 * (unsigned int)(63 - __builtin_clzll((bytes - 1) >> 7));
+	while (c < NR_CLASSES && class_size(c) < bytes)
+		c++;
+	return c;
+}
+
+static int find_statics(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	uint64_t me = (uint64_t)(uintptr_t)arg;
+	bool mine = false;
+	int i;
+
+	(void)size;
+	for (i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uint64_t s = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && me >= s && me < s + ph->p_memsz)
+			mine = true;
+	}
+	if (!mine)
+		return 0;
+	for (i = 0; i < info->dlpi_phnum && nr_statics < MAX_STATIC; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uint64_t s = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+			statics[nr_statics].start = s & ~4095ull;
+			statics[nr_statics++].end =
+				(s + ph->p_memsz + 4095) & ~4095ull;
+		}
+	}
+	return 1;
+}
+
+/* fork(): the child gets the free lists consistent. */
+static void heap_fork_prepare(void)
+{
+	for (unsigned int c = 0; c < NR_CLASSES; c++)
+		pthread_mutex_lock(&classes[c].lock);
+}
+
+static void heap_fork_done(void)
+{
+	for (unsigned int c = NR_CLASSES; c-- > 0;)
+		pthread_mutex_unlock(&classes[c].lock);
+}
+
+static void heap_init(void)
+{
+	uint64_t size = RESERVE_MAX;
+	void *p;
+
+	for (;;) {
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED || size <= RESERVE_MIN)
+			break;
+		size /= 2;
+	}
+	if (p != MAP_FAILED) {
+		heap_base = p;
+		heap_size = size;
+	}
+	for (unsigned int c = 0; c < NR_CLASSES; c++)
+		pthread_mutex_init(&classes[c].lock, NULL);
+	pthread_atfork(heap_fork_prepare, heap_fork_done, heap_fork_done);
+	dl_iterate_phdr(find_statics, (void *)(uintptr_t)&heap_once);
+}
+
+/* @bytes of fresh heap, 16-byte aligned (4 KiB from 4 KiB blocks). */
+static uint8_t *heap_carve(uint64_t bytes)
+{
+	uint64_t align = bytes >= 4096 ? 4096 : 16, top, start;
+
+	top = gvm_load_relaxed(&heap_top);
+	do {
+		start = (top + align - 1) & ~(align - 1);
+		if (start + bytes > heap_size || start + bytes < start)
+			return NULL;
+	} while (!gvm_cmpxchg_acq_rel(&heap_top, &top, start + bytes));
+	return heap_base + start;
+}
+
+/* A block of class @c, its header not yet written; NULL if none. */
+static void *block_get(unsigned int c)
+{
+	uint64_t bs = class_size(c);
+	struct free_block *b;
+	uint8_t *run;
+	uint64_t n, i;
+
+	pthread_mutex_lock(&classes[c].lock);
+	b = classes[c].free;
+	if (b) {
+		UNPOISON(b, sizeof(*b));
+		classes[c].free = b->next;
+	}
+	pthread_mutex_unlock(&classes[c].lock);
+	if (b)
+		return b;
+
+	n = bs >= RUN_BYTES ? 1 : RUN_BYTES / bs;
+	run = heap_carve(n * bs);
+	if (!run)
+		return NULL;
+	POISON(run, n * bs);
+	/* Keep the first, free the rest. */
+	pthread_mutex_lock(&classes[c].lock);
+	for (i = n - 1; i >= 1; i--) {
+		b = (struct free_block *)(run + i * bs);
+		UNPOISON(b, sizeof(*b));
+		b->next = classes[c].free;
+		POISON(b, sizeof(*b));
+		classes[c].free = b;
+	}
+	pthread_mutex_unlock(&classes[c].lock);
+	return run;
+}
+
+static void *heap_alloc(size_t size, size_t align)
+{
+	uint64_t need = (uint64_t)size + HDR + (align > HDR ? align : 0);
+	uint8_t *blk, *p;
+	struct hdr *h;
+	unsigned int c;
+
+	pthread_once(&heap_once, heap_init);
+	if (!heap_base || need < size)
+		return NULL;
+	c = size_class(need);
+	if (c >= NR_CLASSES)
+		return NULL;
+	blk = block_get(c);
+	if (!blk)
+		return NULL;
+	p = blk + HDR;
+	if (align > HDR)
+		p = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	h = (struct hdr *)(p - HDR);
+	UNPOISON(h, HDR + size);
+	h->size = size;
+	h->back = (uint32_t)((uint8_t *)h - blk);
+	h->cls = (uint16_t)c;
+	h->magic = HDR_MAGIC;
+	gvm_fetch_add_relaxed(&heap_live, 1u);
+	return p;
+}
+
+static struct hdr *hdr_of(void *p)
+{
+	struct hdr *h = (struct hdr *)((uint8_t *)p - HDR);
+
+	if (!gvm__alloc_owns((uint64_t)(uintptr_t)p, 1) ||
+	    h->magic != HDR_MAGIC || h->cls >= NR_CLASSES) {
+		fprintf(stderr, "gvm: freeing %p, not a gvm heap block\n", p);
+		abort();
+	}
+	return h;
+}
+
+void gvm__free(void *p)
+{
+	struct free_block *b;
+	struct hdr *h;
+	unsigned int c;
+
+	if (!p)
+		return;
+	h = hdr_of(p);
+	c = h->cls;
+	b = (struct free_block *)((uint8_t *)h - h->back);
+	h->magic = 0;
+	POISON(b, class_size(c));
+	UNPOISON(b, sizeof(*b));
+	gvm_fetch_sub_release(&heap_live, 1u);
+	pthread_mutex_lock(&classes[c].lock);
+	b->next = classes[c].free;
+	classes[c].free = b;
+	pthread_mutex_unlock(&classes[c].lock);
+	POISON(b, sizeof(*b));
+}
+
+void *gvm__heap_malloc(size_t size)
+{
+	return heap_alloc(size, 0);
+}
+
+void *gvm__heap_calloc(size_t n, size_t size)
+{
+	void *p;
+
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	p = heap_alloc(n * size, 0);
+	if (p)
+		memset(p, 0, n * size);	/* reused blocks are dirty */
+	return p;
+}
+
+void *gvm__heap_aligned_alloc(size_t align, size_t size)
+{
+	if (align & (align - 1))
+		return NULL;
+	return heap_alloc(size, align);
+}
+
+void *gvm__heap_realloc(void *p, size_t size)
+{
+	struct hdr *h;
+	uint64_t cap;
+	void *np;
+
+	if (!p)
+		return heap_alloc(size, 0);
+	h = hdr_of(p);
+	cap = class_size(h->cls) - h->back - HDR;
+	if (size <= cap) {
+		if (size < h->size)
+			POISON((uint8_t *)p + size, h->size - size);
+		else
+			UNPOISON(p, size);
+		h->size = size;
+		return p;
+	}
+	np = heap_alloc(size, 0);
+	if (!np)
+		return NULL;
+	memcpy(np, p, h->size);
+	gvm__free(p);
+	return np;
+}
+
+bool gvm__alloc_owns(uint64_t start, uint64_t len)
+{
+	uint64_t end = start + len, base;
+
+	pthread_once(&heap_once, heap_init);
+	base = (uint64_t)(uintptr_t)heap_base;
+	if (heap_base && start < base + heap_size && end > base)
+		return true;
+	for (unsigned int i = 0; i < nr_statics; i++)
+		if (start < statics[i].end && end > statics[i].start)
+			return true;
+	return false;
+}
+
+uint64_t gvm__alloc_live(void)
+{
+	return gvm_load_relaxed(&heap_live);
+}
 
 int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 {
@@ -18,6 +366,8 @@ int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 	ncap = *cap ? *cap : 8;
 	while (ncap < need)
 		ncap *= 2;
+	if (ncap > SIZE_MAX / sz)
+		return -ENOMEM;
 	np = gvm__realloc(*p, ncap * sz);
 	if (!np)
 		return -ENOMEM;

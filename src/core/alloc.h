@@ -2,14 +2,15 @@
 /*
  * Heap allocation for gvm, with fault injection.
  *
- * Every allocation in the library goes through these wrappers so that tests
- * can fail any one of them and prove the error path: set
+ * Every allocation in the library goes through these wrappers, into the
+ * library's own heap (alloc.c: memory SVM never migrates, see there), freed
+ * with gvm__free(); and so that tests can fail any one of them and prove
+ * the error path: set
  * gvm__alloc_fail_nth = N (N >= 1) and the N-th allocation from then on
  * returns NULL, once; 0 (the default) disables injection.  The check costs
  * one relaxed load when injection is off.
  *
- * Thread-safe (the counter is atomic; it lives in alloc.c).  Frees are
- * plain free().
+ * Thread-safe (the counter is atomic; it lives in alloc.c).
  * (The interval tree keeps its own node-allocation hook,
  * gvm__itree_fail_alloc_after, which fails every allocation after N.)
  */
@@ -17,12 +18,30 @@
 #define GVM_CORE_ALLOC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/atomic.h"
 #include "core/lockrank.h"
 
 extern long gvm__alloc_fail_nth;
+
+void *gvm__heap_malloc(size_t size);
+void *gvm__heap_calloc(size_t n, size_t size);
+void *gvm__heap_realloc(void *p, size_t size);
+void *gvm__heap_aligned_alloc(size_t align, size_t size);
+
+/* Frees a block of the library's heap (NULL: nothing); aborts on others. */
+void gvm__free(void *p);
+
+/*
+ * True if [start, start + len) overlaps memory the library owns: its heap
+ * or its static data.  SVM never migrates such memory.
+ */
+bool gvm__alloc_owns(uint64_t start, uint64_t len);
+
+/* Blocks of the library's heap allocated now (leak checks in tests). */
+uint64_t gvm__alloc_live(void);
 
 static inline bool gvm__alloc_inject(void)
 {
@@ -34,18 +53,23 @@ static inline bool gvm__alloc_inject(void)
 
 static inline void *gvm__malloc(size_t size)
 {
-	return gvm__alloc_inject() ? NULL : malloc(size);
+	return gvm__alloc_inject() ? NULL : gvm__heap_malloc(size);
 }
 
 static inline void *gvm__calloc(size_t n, size_t size)
 {
-	return gvm__alloc_inject() ? NULL : calloc(n, size);
+	return gvm__alloc_inject() ? NULL : gvm__heap_calloc(n, size);
 }
 
 /* On failure *p is untouched (realloc semantics). */
 static inline void *gvm__realloc(void *p, size_t size)
 {
-	return gvm__alloc_inject() ? NULL : realloc(p, size);
+	return gvm__alloc_inject() ? NULL : gvm__heap_realloc(p, size);
+}
+
+static inline void *gvm__aligned_alloc(size_t align, size_t size)
+{
+	return gvm__alloc_inject() ? NULL : gvm__heap_aligned_alloc(align, size);
 }
 
 /*

@@ -234,7 +234,7 @@ static int grow(struct gvm_buddy *mm)
 {
 	struct gvm_buddy_slab *s;
 
-	s = gvm__alloc_inject() ? NULL : aligned_alloc(SLAB_BYTES, SLAB_BYTES);
+	s = gvm__alloc_inject() ? NULL : gvm__heap_aligned_alloc(SLAB_BYTES, SLAB_BYTES);
 	if (!s)
 		return -ENOMEM;
 	s->next = mm->slabs;
@@ -513,8 +513,8 @@ int gvm__buddy_init(struct gvm_buddy *mm, uint64_t size, uint64_t chunk_size)
 
 err_free_roots:
 	for (unsigned int i = 0; i < n; i++)
-		free(mm->roots[i]);
-	free(mm->roots);
+		gvm__free(mm->roots[i]);
+	gvm__free(mm->roots);
 	memset(mm, 0, sizeof(*mm));
 	return -ENOMEM;
 }
@@ -535,14 +535,14 @@ void gvm__buddy_fini(struct gvm_buddy *mm)
 {
 	for (unsigned int i = 0; i < mm->nr_roots; i++) {
 		check_subtree(mm->roots[i]);
-		free(mm->roots[i]);
+		gvm__free(mm->roots[i]);
 	}
-	free(mm->roots);
+	gvm__free(mm->roots);
 	while (mm->slabs) {
 		struct gvm_buddy_slab *s = mm->slabs;
 
 		mm->slabs = s->next;
-		free(s);
+		gvm__free(s);
 	}
 	memset(mm, 0, sizeof(*mm));
 }

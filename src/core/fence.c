@@ -117,8 +117,10 @@ void gvm_fence_put(struct gvm_fence *fence)
 	gvm__mutex_fini(&fence->lock);
 	if (fence->ops->release)
 		fence->ops->release(fence);
+	else if (gvm__alloc_owns((uint64_t)(uintptr_t)fence, 1))
+		gvm__free(fence);	/* the library's own fences */
 	else
-		free(fence);
+		free(fence);		/* the caller's, as fence.h says */
 }
 
 static int fence_signal(struct gvm_fence *fence, int error,

@@ -109,8 +109,8 @@ static void fence_array_release(struct gvm_fence *fence)
 
 	for (unsigned int i = 0; i < a->n; i++)
 		gvm_fence_put(a->fences[i]);
-	free(a->fences);
-	free(a);
+	gvm__free(a->fences);
+	gvm__free(a);
 }
 
 static const struct gvm_fence_ops fence_array_ops = {
@@ -137,7 +137,7 @@ int gvm_fence_array_create(struct gvm_fence *const *fences, unsigned int n,
 		return -ENOMEM;
 	a->fences = gvm__calloc(n ? n : 1, sizeof(*a->fences));
 	if (!a->fences) {
-		free(a);
+		gvm__free(a);
 		return -ENOMEM;
 	}
 	gvm_fence_init(&a->base, &fence_array_ops, context, seqno);

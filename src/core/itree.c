@@ -106,6 +106,7 @@
  * are inclusive, so [0, UINT64_MAX] is one entry and "empty" ranges cannot
  * be stored.
  */
+#include "core/alloc.h"
 #include "core/itree.h"
 
 #include <errno.h>
@@ -153,7 +154,7 @@ static struct gvm_itree_node *node_alloc(void)
 			return NULL;
 		gvm__itree_fail_alloc_after--;
 	}
-	return aligned_alloc(64, NODE_BYTES);
+	return gvm__heap_aligned_alloc(64, NODE_BYTES);
 }
 
 static void pool_push(struct gvm_itree *tree, struct gvm_itree_node *node)
@@ -186,7 +187,7 @@ static int pool_fill(struct gvm_itree *tree, size_t want)
 
 		if (!node) {
 			while (added--)
-				free(pool_pop(tree));
+				gvm__free(pool_pop(tree));
 			return -ENOMEM;
 		}
 		pool_push(tree, node);
@@ -201,13 +202,13 @@ static void node_release(struct gvm_itree *tree, struct gvm_itree_node *node)
 	if (tree->reserved || tree->pool_nr < POOL_KEEP)
 		pool_push(tree, node);
 	else
-		free(node);
+		gvm__free(node);
 }
 
 static void pool_drain(struct gvm_itree *tree)
 {
 	while (tree->pool)
-		free(pool_pop(tree));
+		gvm__free(pool_pop(tree));
 }
 
 /* ---- slot helpers (same layout for leaves and internal nodes) ------------ */
@@ -324,7 +325,7 @@ static void free_subtree(struct gvm_itree_node *node)
 	if (node->level)
 		for (unsigned int i = 0; i < node->nr; i++)
 			free_subtree(node->child[i]);
-	free(node);
+	gvm__free(node);
 }
 
 void gvm__itree_fini(struct gvm_itree *tree)
@@ -378,7 +379,7 @@ void gvm__itree_unreserve(struct gvm_itree *tree)
 	tree->reserved = false;
 	/* Keep a few for the next reservation: binds come in streams. */
 	while (tree->pool_nr > POOL_KEEP)
-		free(pool_pop(tree));
+		gvm__free(pool_pop(tree));
 }
 
 /* ---- insert ----------------------------------------------------------------- */

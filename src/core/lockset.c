@@ -65,7 +65,7 @@ void gvm_lockset_fini(struct gvm_lockset *ls)
 		return;
 	lockset_unlock_all(ls);
 	if (ls->objs != ls->inline_objs)
-		free(ls->objs);
+		gvm__free(ls->objs);
 	ls->objs = ls->inline_objs;
 	ls->max_objs = 0;
 	gvm_ww_acquire_fini(&ls->ctx);

@@ -122,7 +122,7 @@ int gvm_resv_fini(struct gvm_resv *resv)
 		return -EBUSY;
 	for (int i = 0; i < 2; i++) {
 		table_clear(resv->tables[i]);
-		free(resv->tables[i]);
+		gvm__free(resv->tables[i]);
 		resv->tables[i] = NULL;
 	}
 	return 0;
@@ -370,7 +370,7 @@ void gvm_resv_put_fences(struct gvm_fence **fences, unsigned int count)
 {
 	for (unsigned int i = 0; i < count; i++)
 		gvm_fence_put(fences[i]);
-	free(fences);
+	gvm__free(fences);
 }
 
 int gvm_resv_wait(struct gvm_resv *resv, enum gvm_resv_usage usage,
@@ -413,7 +413,7 @@ int gvm_resv_get_singleton(struct gvm_resv *resv, enum gvm_resv_usage usage,
 		return err;
 	if (n <= 1) {
 		*out = n ? fences[0] : NULL;
-		free(fences);
+		gvm__free(fences);
 		return 0;
 	}
 	err = gvm_fence_array_create(fences, n, gvm_fence_context_alloc(1), 1,

@@ -374,7 +374,7 @@ static void job_complete(struct gvm_sched_queue *q, struct gvm_job *job)
 
 	for (uint32_t i = job->next_dep; i < job->nr_deps; i++)
 		gvm_fence_put(job->deps[i]);
-	free(job->deps);
+	gvm__free(job->deps);
 	job->deps = NULL;
 	job->nr_deps = 0;
 	gvm_fence_put(job->hw_fence);
@@ -473,8 +473,8 @@ static void sched_free(struct gvm_sched *s)
 	pthread_cond_destroy(&s->work_cond);
 	pthread_cond_destroy(&s->dead_cond);
 	gvm__mutex_fini(&s->lock);
-	free(s->workers);
-	free(s);
+	gvm__free(s->workers);
+	gvm__free(s);
 }
 
 int gvm_sched_create(const char *name, unsigned int nr_workers,
@@ -494,7 +494,7 @@ int gvm_sched_create(const char *name, unsigned int nr_workers,
 		return -ENOMEM;
 	s->workers = gvm__calloc(nr_workers, sizeof(*s->workers));
 	if (!s->workers) {
-		free(s);
+		gvm__free(s);
 		return -ENOMEM;
 	}
 	memcpy(s->name, name, len + 1);
@@ -603,7 +603,7 @@ void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
 
 	gvm_assert(gvm_list_empty(&q->jobs));
 	gvm__mutex_fini(&q->lock);
-	free(q);
+	gvm__free(q);
 }
 
 uint64_t gvm_sched_queue_context(const struct gvm_sched_queue *q)
@@ -691,11 +691,11 @@ void gvm_job_fini(struct gvm_job *job)
 		gvm__fence_signal(job->finished, -ECANCELED);
 		gvm_fence_put(job->finished);
 	} else {
-		free(job->finished);	/* never initialised as a fence */
+		gvm__free(job->finished);	/* never initialised as a fence */
 	}
 	for (uint32_t i = 0; i < job->nr_deps; i++)
 		gvm_fence_put(job->deps[i]);
-	free(job->deps);
+	gvm__free(job->deps);
 	job->deps = NULL;
 	job->nr_deps = 0;
 	job->max_deps = 0;

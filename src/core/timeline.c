@@ -96,7 +96,7 @@ static void timeline_put(struct gvm_timeline *tl)
 	if (!gvm__ref_put(&tl->refcount))
 		return;
 	gvm__mutex_fini(&tl->lock);
-	free(tl);
+	gvm__free(tl);
 }
 
 static void timeline_fence_release(struct gvm_fence *fence)
@@ -104,7 +104,7 @@ static void timeline_fence_release(struct gvm_fence *fence)
 	struct timeline_fence *tf = to_timeline_fence(fence);
 
 	timeline_put(tf->tl);
-	free(tf);
+	gvm__free(tf);
 }
 
 /*
@@ -221,7 +221,7 @@ int gvm_timeline_fence_create(struct gvm_timeline *tl, struct gvm_fence **out)
 	gvm__mutex_lock(&tl->lock);
 	if (tl->destroyed) {
 		gvm__mutex_unlock(&tl->lock);
-		free(tf);
+		gvm__free(tf);
 		return -ENODEV;
 	}
 	gvm_fence_init(&tf->base, &timeline_fence_ops, tl->context,

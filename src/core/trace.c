@@ -272,7 +272,7 @@ static void exec_done(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	if (c->generation == trace.generation && recording_locked(c->e.t0))
 		append_locked(&c->e);
 	gvm__mutex_unlock(&trace.lock);
-	free(c);
+	gvm__free(c);
 }
 
 void gvm__trace_exec_slow(const void *dev, const char *dev_name,
@@ -299,7 +299,7 @@ void gvm__trace_exec_slow(const void *dev, const char *dev_name,
 	if (!c)
 		return;
 	if (t < 0 || !name) {
-		free(c);
+		gvm__free(c);
 		return;
 	}
 	c->e.t0 = gvm__now_ns();
@@ -310,7 +310,7 @@ void gvm__trace_exec_slow(const void *dev, const char *dev_name,
 	c->e.args[0].key = "lanes";
 	c->e.args[0].val = lanes;
 	if (gvm_fence_add_callback(finished, &c->cb, exec_done))
-		free(c);
+		gvm__free(c);
 }
 
 void gvm__trace_fault_slow(const void *dev, const char *dev_name,
@@ -442,8 +442,8 @@ counted:
 			b->tracks[track].nr_lanes = (uint32_t)used;
 	}
 	for (l = 0; l < nr_lanes; l++)
-		free(lanes[l].ends);
-	free(lanes);
+		gvm__free(lanes[l].ends);
+	gvm__free(lanes);
 	return err;
 }
 
@@ -550,11 +550,11 @@ static void buffers_free(struct buffers *b)
 	size_t i;
 
 	for (i = 0; i < b->nr_names; i++)
-		free(b->names[i].copy);
-	free(b->names);
-	free(b->ev);
-	free(b->procs);
-	free(b->tracks);
+		gvm__free(b->names[i].copy);
+	gvm__free(b->names);
+	gvm__free(b->ev);
+	gvm__free(b->procs);
+	gvm__free(b->tracks);
 	memset(b, 0, sizeof(*b));
 }
 

@@ -142,7 +142,7 @@ static void ext_free(struct gvm_mm *mm, struct devmem_ext *e)
 	GVM_BUG_ON(gvm__itree_remove(&mm->devmem, e->start, e) != 0);
 	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) - 1);
 	gvm__mm_devmem_put(e->dm);
-	free(e);
+	gvm__free(e);
 }
 
 /*
@@ -250,7 +250,7 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 out_unlock:
 	gvm__mutex_unlock(&mm->devmem_lock);
 	if (err)
-		free(e);
+		gvm__free(e);
 	return err;
 }
 
@@ -434,12 +434,12 @@ static struct devmem_ext *ext_split_moved(struct gvm_mm *mm,
 	     i < m->len >> GVM_MM_PAGE_SHIFT; i++, j++)
 		set_valid(m, i, page_valid(e, j));
 	if (ext_empty(m)) {
-		free(m);
+		gvm__free(m);
 		return NULL;
 	}
 	*err = gvm__itree_reserve(&mm->devmem, 1);
 	if (*err) {
-		free(m);
+		gvm__free(m);
 		return NULL;
 	}
 	gvm__mm_devmem_get(m->dm);

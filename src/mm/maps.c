@@ -165,7 +165,7 @@ int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 		}
 		break;		/* lines are in address order */
 	}
-	free(line);
+	free(line);	/* getline(): libc memory */
 	fclose(f);
 	return err;
 }

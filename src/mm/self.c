@@ -564,7 +564,7 @@ static void self_destroy(struct gvm_mm *mm)
 		self_mm = NULL;
 	pthread_cond_broadcast(&self_cond);
 	pthread_mutex_unlock(&self_lock);
-	free(s);
+	gvm__free(s);
 }
 
 /* ---- device-private emulation (mm.h, devmem.c) -------------------------- */
@@ -767,8 +767,8 @@ static void stages_fini(struct gvm_mm_self *s)
 		munmap((void *)(uintptr_t)s->stage_empty[i], STAGE_SIZE);
 	for (i = 0; i < s->nr_full; i++)
 		munmap((void *)(uintptr_t)s->stage_full[i], STAGE_SIZE);
-	free(s->stage_empty);
-	free(s->stage_full);
+	gvm__free(s->stage_empty);
+	gvm__free(s->stage_full);
 	if (s->stage_uffd >= 0)
 		close(s->stage_uffd);
 	gvm__mutex_fini(&s->stage_lock);
@@ -1006,7 +1006,7 @@ err_close_uffd:
 	close(s->uffd);
 err_free:
 	stages_fini(s);
-	free(s);
+	gvm__free(s);
 	return err;
 }
 

@@ -346,7 +346,7 @@ static bool runs_hit(const struct gvm_pt_update *upd, uint64_t lo,
 static void runs_free(struct gvm_pt_update *upd)
 {
 	if (upd->runs != &upd->run0 && !upd->runs_reserved)
-		free((void *)upd->runs);
+		gvm__free((void *)upd->runs);
 	upd->runs = NULL;
 	upd->nr_runs = 0;
 }
@@ -395,7 +395,7 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	} while (ret == -ENOSPC && vm->mem.make_room &&
 		 !vm->mem.make_room(vm->mem.priv, PT_PAGE));
 	if (ret) {
-		free(t);
+		gvm__free(t);
 		*err = ret;
 		return NULL;
 	}
@@ -429,7 +429,7 @@ static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
 	mem_unlock(vm);
-	free(t);
+	gvm__free(t);
 }
 
 static void pt_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
@@ -461,7 +461,7 @@ static void *walk_alloc(struct gvm_pt_reserve *res, size_t size)
 static void walk_free(struct gvm_pt_reserve *res, void *p)
 {
 	if (!res)
-		free(p);
+		gvm__free(p);
 }
 
 /* A reserved table taken for @level (it enters vm->nr_tables now). */
@@ -1138,7 +1138,7 @@ void gvm__pt_reserve_fini(struct gvm_pt_vm *vm, struct gvm_pt_reserve *res)
 		tn = t->next;
 		table_free(vm, t);
 	}
-	free(res->mem);
+	gvm__free(res->mem);
 	memset(res, 0, sizeof(*res));
 }
 
@@ -1301,7 +1301,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 		t->live = (uint16_t)r->new_live;
 		t->rec = NULL;
 		if (!r->reserved)
-			free(r);
+			gvm__free(r);
 	}
 	for (t = upd->new_tables; t; t = t->next)
 		t->is_new = 0;
@@ -1327,7 +1327,7 @@ void gvm__pt_update_abort(struct gvm_pt_update *upd)
 		rn = r->next;
 		r->table->rec = NULL;
 		if (!r->reserved)
-			free(r);
+			gvm__free(r);
 	}
 	for (t = upd->new_tables; t; t = tn) {
 		tn = t->next;

@@ -149,7 +149,7 @@ static void *timer_main(void *arg)
 static void job_free(struct sim_job *job)
 {
 	gvm_fence_put(job->fence);
-	free(job);
+	gvm__free(job);
 }
 
 static void job_timer_release(struct sim_timer_item *it)
@@ -278,7 +278,7 @@ struct sim_inval_req {
 static void req_free(struct sim_inval_req *req)
 {
 	gvm_fence_put(req->fence);
-	free(req);
+	gvm__free(req);
 }
 
 static void req_timer_release(struct sim_timer_item *it)
@@ -396,7 +396,7 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 		return -ENOMEM;
 	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &req->fence);
 	if (err) {
-		free(req);
+		gvm__free(req);
 		return err;
 	}
 	req->sd = sd;
@@ -579,7 +579,7 @@ static void *engine_main(void *arg)
 static void engine_fini(struct sim_engine *e)
 {
 	gvm__sim_tlb_fini(&e->tlb);
-	free(e->sink);
+	gvm__free(e->sink);
 	pthread_cond_destroy(&e->cond);
 	gvm__mutex_fini(&e->lock);
 }
@@ -611,7 +611,7 @@ void gvm__sim_engines_stop(struct sim_dev *sd)
 	if (sd->engines) {
 		for (i = 0; i < sd->nr_engines; i++)
 			engine_fini(&sd->engines[i]);
-		free(sd->engines);
+		gvm__free(sd->engines);
 		sd->engines = NULL;
 	}
 	pthread_cond_destroy(&sd->timer_cond);

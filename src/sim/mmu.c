@@ -84,7 +84,7 @@ int gvm__sim_tlb_init(struct sim_tlb *t, unsigned int entries)
 
 void gvm__sim_tlb_fini(struct sim_tlb *t)
 {
-	free(t->sets);
+	gvm__free(t->sets);
 	t->sets = NULL;
 }
 

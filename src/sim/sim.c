@@ -105,7 +105,7 @@ static void sim_free(struct sim_dev *sd)
 		munmap(sd->vram, sd->vram_size);
 	if (sd->vram_fd >= 0)
 		close(sd->vram_fd);
-	free(sd);
+	gvm__free(sd);
 }
 
 static void registry_del(struct sim_dev *sd)
@@ -153,7 +153,7 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
  */
 static void sim_vm_detach(struct gvm_device *dev, void *vm_priv)
 {
-	free(vm_priv);
+	gvm__free(vm_priv);
 }
 
 static int sim_tlb_inval(struct gvm_device *dev, void *vm_priv,
@@ -202,7 +202,7 @@ static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	e = &sd->engines[sd->cfg.nr_compute + i];
 	err = gvm__sim_submit(e, job, done);
 	if (err)
-		free(job);
+		gvm__free(job);
 	return err;
 }
 
@@ -238,7 +238,7 @@ static int sim_queue_create(struct gvm_device *dev, void *vm_priv,
 static void sim_queue_destroy(struct gvm_device *dev, void *queue_priv)
 {
 	gvm__sim_queue_drop(queue_priv);
-	free(queue_priv);
+	gvm__free(queue_priv);
 }
 
 static int sim_queue_suspend(struct gvm_device *dev, void *queue_priv,
@@ -274,7 +274,7 @@ static int sim_run(struct gvm_device *dev, void *queue_priv,
 	job->k = *k;
 	err = gvm__sim_submit(q->e, job, done);
 	if (err)
-		free(job);
+		gvm__free(job);
 	return err;
 }
 

@@ -388,7 +388,7 @@ static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 			err = add_list(b, &l, false);
 	}
 out:
-	free(r);
+	gvm__free(r);
 	return err;
 }
 
@@ -941,21 +941,21 @@ static void bind_fini(struct bind *b)
 
 	for (i = 0; i < b->nr_lists; i++)
 		gvm__va_ops_fini(&b->lists[i]);
-	free(b->lists);
+	gvm__free(b->lists);
 	if (b->ls_init)
 		gvm_lockset_fini(&b->ls);
 	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
-		free(b->new_vbs[i]);
-	free(b->new_vbs);
-	free(b->bos);
-	free(b->pf);
-	free(b->touched);
+		gvm__free(b->new_vbs[i]);
+	gvm__free(b->new_vbs);
+	gvm__free(b->bos);
+	gvm__free(b->pf);
+	gvm__free(b->touched);
 	gvm__vm_update_fini(&b->upd);
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
-	free(b->deps);
-	free(b->dead);
-	free(b->up);
+	gvm__free(b->deps);
+	gvm__free(b->dead);
+	gvm__free(b->up);
 	gvm__range_fence_free(b->rf);
 	if (b->done)
 		gvm_fence_put(b->done);

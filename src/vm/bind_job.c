@@ -103,10 +103,10 @@ static void bind_job_free(struct gvm_job *job)
 	gvm__vm_update_fini(&bj->upd);
 	for (i = 0; i < bj->nr_dead; i++)
 		gvm__vma_free_deferred(bj->vm, bj->dead[i]);
-	free(bj->dead);
-	free(bj->proxies);
+	gvm__free(bj->dead);
+	gvm__free(bj->proxies);
 	gvm__vm_put(bj->vm);
-	free(bj);
+	gvm__free(bj);
 }
 
 static const struct gvm_job_ops bind_job_ops = {
@@ -123,7 +123,7 @@ int gvm__bind_job_create(struct gvm_queue *q, struct gvm_bind_job **out)
 		return -ENOMEM;
 	err = gvm_job_init(&bj->job, q->sq, &bind_job_ops);
 	if (err) {
-		free(bj);
+		gvm__free(bj);
 		return err;
 	}
 	*out = bj;
@@ -134,7 +134,7 @@ static void dep_proxy_free(struct dep_proxy *p)
 {
 	gvm_fence_put(p->fence);
 	gvm_fence_put(p->dep);
-	free(p);
+	gvm__free(p);
 }
 
 static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
@@ -161,7 +161,7 @@ int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep)
 		return -ENOMEM;
 	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
 	if (err) {
-		free(p);
+		gvm__free(p);
 		return err;
 	}
 	p->dep = gvm_fence_get(dep);
@@ -175,9 +175,9 @@ void gvm__bind_job_abort(struct gvm_bind_job *bj)
 
 	for (i = 0; i < bj->nr_proxies; i++)
 		dep_proxy_free(bj->proxies[i]);
-	free(bj->proxies);
+	gvm__free(bj->proxies);
 	gvm_job_fini(&bj->job);
-	free(bj);
+	gvm__free(bj);
 }
 
 struct gvm_fence *gvm__bind_job_arm(struct gvm_bind_job *bj)
@@ -207,7 +207,7 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 	for (i = 0; i < nr_proxies; i++)
 		gvm_fence_add_callback(proxies[i]->dep, &proxies[i]->cb,
 				       dep_proxy_cb);
-	free(proxies);
+	gvm__free(proxies);
 }
 
 /* ---- range fences ------------------------------------------------------ */
@@ -221,7 +221,7 @@ void gvm__range_fence_free(struct gvm_range_fence *rf)
 {
 	if (rf && rf->fence)
 		gvm_fence_put(rf->fence);
-	free(rf);
+	gvm__free(rf);
 }
 
 void gvm__range_fence_add(struct gvm_vm *vm, struct gvm_range_fence *rf,

@@ -71,7 +71,7 @@ static int build_extents(struct gvm_device *dev, uint64_t size,
 				gvm__realloc(ext, ncap * sizeof(*ext));
 
 			if (!p) {
-				free(ext);
+				gvm__free(ext);
 				return -ENOMEM;
 			}
 			ext = p;
@@ -128,7 +128,7 @@ void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
 		gvm__vram_free(dev, &m->vram_blocks);
 	else if (m->sys)
 		munmap(m->sys, size);
-	free(m->ext);
+	gvm__free(m->ext);
 	memset(m, 0, sizeof(*m));
 	gvm_list_init(&m->vram_blocks);
 }
@@ -169,7 +169,7 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 					GVM_EVICT_NONE, &bo->mem);
 	if (err) {
 		gvm__mutex_fini(&bo->view_lock);
-		free(bo);
+		gvm__free(bo);
 		return err;
 	}
 	if (vm) {
@@ -209,7 +209,7 @@ void gvm_bo_put(struct gvm_bo *bo)
 	else
 		gvm_resv_fini(&bo->own_resv);
 	gvm__mutex_fini(&bo->view_lock);
-	free(bo);
+	gvm__free(bo);
 	gvm_device_put(dev);
 }
 

@@ -99,7 +99,7 @@ err_buddy:
 	gvm__buddy_fini(&dev->vram);
 err_free:
 	gvm__mutex_fini(&dev->vram_lock);
-	free(dev);
+	gvm__free(dev);
 	return err;
 }
 
@@ -178,7 +178,7 @@ int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
 	gvm_list_for_each(pos, &a->links) {
 		if (peer_of(a, link_of(a, pos)) == b) {
 			gvm__mutex_unlock(&link_lock);
-			free(l);
+			gvm__free(l);
 			return -EEXIST;
 		}
 	}
@@ -216,14 +216,14 @@ void gvm_device_put(struct gvm_device *dev)
 
 		gvm_list_del(&l->node[0]);
 		gvm_list_del(&l->node[1]);
-		free(l);
+		gvm__free(l);
 	}
 	gvm__mutex_unlock(&link_lock);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);
 	gvm__mutex_fini(&dev->vram_lock);
 	dev->ops->destroy(dev);
-	free(dev);
+	gvm__free(dev);
 }
 
 int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)

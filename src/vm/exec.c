@@ -75,7 +75,7 @@ static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 
 static void exec_free(struct gvm_job *job)
 {
-	free(gvm_container_of(job, struct exec_job, job));
+	gvm__free(gvm_container_of(job, struct exec_job, job));
 }
 
 static const struct gvm_job_ops exec_ops = {
@@ -258,7 +258,7 @@ err:
 	gvm_fence_put(pf);		/* never published */
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
-	free(ej);
+	gvm__free(ej);
 	gvm__syncs_fini(&set);
 	return err;
 }

@@ -168,7 +168,7 @@ static bool pfence_enable(struct gvm_fence *f)
 
 static void pfence_release(struct gvm_fence *f)
 {
-	free(to_pfence(f));
+	gvm__free(to_pfence(f));
 }
 
 static const struct gvm_fence_ops pfence_ops = {
@@ -382,7 +382,7 @@ static int worker_pass(struct gvm_vm *vm)
 out:
 	while (i--)
 		gvm_fence_put(fresh[i]);
-	free(fresh);
+	gvm__free(fresh);
 	return err;
 }
 

@@ -106,8 +106,8 @@ static void devmem_release(struct gvm_mm_devmem *dm)
 
 	gvm__vram_free(d->dev, &d->blocks);
 	gvm_device_put(d->dev);
-	free(d->ext);
-	free(d);
+	gvm__free(d->ext);
+	gvm__free(d);
 }
 
 static const struct gvm_mm_devmem_ops svm_devmem_ops = {

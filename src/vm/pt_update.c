@@ -236,10 +236,10 @@ void gvm__vm_update_fini(struct gvm_vm_update *u)
 	if (u->reserved)
 		gvm__pt_reserve_fini(&u->vm->pt, &u->res);
 	u->reserved = false;
-	free(u->segs);
-	free(u->ext);
-	free(u->live);
-	free(u->retire);
+	gvm__free(u->segs);
+	gvm__free(u->ext);
+	gvm__free(u->live);
+	gvm__free(u->retire);
 	u->segs = NULL;
 	u->ext = NULL;
 	u->live = u->retire = NULL;

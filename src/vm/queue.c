@@ -74,7 +74,7 @@ err_sq:
 	gvm_sched_queue_destroy(q->sq);
 err_free:
 	gvm__mutex_fini(&q->lock);
-	free(q);
+	gvm__free(q);
 	return err;
 }
 
@@ -96,7 +96,7 @@ void gvm__queue_destroy(struct gvm_queue *q, bool internal)
 	if (q->last)
 		gvm_fence_put(q->last);
 	gvm__mutex_fini(&q->lock);
-	free(q);
+	gvm__free(q);
 	if (!internal) {
 		gvm__mutex_lock(&vm->lock);
 		vm->nr_queues--;

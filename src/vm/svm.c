@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "core/alloc.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "mm/mm.h"
@@ -195,12 +196,13 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	gvm__va_ops_fini(&l);
 	err = gvm__userptr_attach(vm, r);
 	if (!err) {
-		gvm__userptr_set_devmem_owner(r, vm->dev);
+		gvm__userptr_set_svm(r, vm->dev);
 		/* Only private anonymous memory moves (the kernel's rule for
 		   device-private pages); read-only memory is never written
-		   by the GPU, so it stays too. */
+		   by the GPU, so it stays too; and so does the library's own
+		   memory (core/alloc.c says why). */
 		if ((m.flags & (GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE)) ||
-		    (flags & GVM_VA_READONLY))
+		    (flags & GVM_VA_READONLY) || gvm__alloc_owns(a, size))
 			gvm__userptr_set_no_migrate(r);
 		err = range_bind(vm, r);
 	}

@@ -71,7 +71,7 @@ void gvm_syncobj_destroy(struct gvm_syncobj *s)
 	if (s->fence)
 		gvm_fence_put(s->fence);
 	gvm__mutex_fini(&s->lock);
-	free(s);
+	gvm__free(s);
 }
 
 int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out)
@@ -125,7 +125,7 @@ void gvm__ufence_put(struct gvm_ufence *uf)
 		return;
 	if (uf->fence)
 		gvm_fence_put(uf->fence);
-	free(uf);
+	gvm__free(uf);
 }
 
 static bool ufence_is_bad(const uint64_t *addr)
@@ -219,8 +219,8 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 		set->in = gvm__calloc(n, sizeof(*set->in));
 		set->uf = gvm__calloc(n, sizeof(*set->uf));
 		if (!set->in || !set->uf) {
-			free(set->in);
-			free(set->uf);
+			gvm__free(set->in);
+			gvm__free(set->uf);
 			set->in = NULL;
 			set->uf = NULL;
 			return -ENOMEM;
@@ -287,8 +287,8 @@ void gvm__syncs_fini(struct gvm_sync_set *set)
 		gvm_fence_put(set->in[i]);
 	for (i = 0; set->uf && i < set->nr; i++)
 		gvm__ufence_put(set->uf[i]);
-	free(set->in);
-	free(set->uf);
+	gvm__free(set->in);
+	gvm__free(set->uf);
 	set->in = NULL;
 	set->uf = NULL;
 	set->nr_in = 0;

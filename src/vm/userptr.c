@@ -86,8 +86,11 @@ struct gvm_userptr {
 	uint64_t seq;				/* vm->lock */
 	struct gvm_pt_extent *ext;		/* vm->lock */
 	size_t nr_ext;
-	/* SVM ranges (svm.c): pages in this device's memory are mapped
-	   there (constant after gvm__userptr_set_devmem_owner) */
+	/* SVM ranges (svm.c), constant after gvm__userptr_set_svm(): the
+	   range is refetched on GPU faults only (where placement is
+	   decided), never by exec's repin; pages in devmem_owner's memory
+	   are mapped there */
+	bool svm;
 	const void *devmem_owner;
 	struct gvm_mm_devmem *dm;		/* vm->lock: the device memory
 						   ext points into (reference),
@@ -103,7 +106,7 @@ static uint64_t cpu_start(const struct gvm_vma *vma)
 
 static void mark_invalidated(struct gvm_userptr *u)
 {
-	if (gvm_list_empty(&u->inval_link))
+	if (!u->svm && gvm_list_empty(&u->inval_link))
 		gvm_list_add_tail(&u->inval_link, &u->vm->userptr_invalidated);
 }
 
@@ -131,7 +134,7 @@ static void wait_put(struct gvm_fence **f, unsigned int n)
 		gvm_fence_wait(f[i], GVM_TIMEOUT_INFINITE);
 		gvm_fence_put(f[i]);
 	}
-	free(f);
+	gvm__free(f);
 }
 
 /*
@@ -266,7 +269,7 @@ static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
 	 */
 	gvm__mm_devmem_put(u->dm);
 	u->dm = dm;
-	free(u->ext);
+	gvm__free(u->ext);
 	u->ext = ext;
 	u->nr_ext = n;
 }
@@ -350,7 +353,7 @@ static int fetch(struct gvm_userptr *u)
 	}
 	set_pages(u, ext, n, NULL);
 out:
-	free(addrs);
+	gvm__free(addrs);
 	return err;
 }
 
@@ -371,7 +374,7 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma)
 	err = gvm__notifier_insert(vm->mm, &u->notifier, cpu_start(vma),
 				   vma->va.range, &userptr_notifier_ops);
 	if (err) {
-		free(u);
+		gvm__free(u);
 		return err;
 	}
 	u->inserted = true;
@@ -394,12 +397,13 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);
 	set_pages(u, NULL, 0, NULL);
-	free(u);
+	gvm__free(u);
 	vma->userptr = NULL;
 }
 
-void gvm__userptr_set_devmem_owner(struct gvm_vma *vma, const void *owner)
+void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner)
 {
+	vma->userptr->svm = true;
 	vma->userptr->devmem_owner = owner;
 }
 
@@ -530,7 +534,7 @@ static int refetch(struct gvm_vm *vm, struct gvm_vma ***out, size_t *nr_out)
 		v[k++] = v[i];
 	}
 	if (err) {
-		free(v);
+		gvm__free(v);
 		return err;
 	}
 	*out = v;
@@ -551,7 +555,7 @@ int gvm__userptr_revalidate(struct gvm_vm *vm)
 		if (err)
 			return err;
 		if (!nr) {
-			free(v);
+			gvm__free(v);
 			return 0;
 		}
 		/* One page-table update for all of them, in address order. */
@@ -564,7 +568,7 @@ int gvm__userptr_revalidate(struct gvm_vm *vm)
 		if (!err)
 			err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_RETRY);
 		gvm__vm_update_fini(&upd);
-		free(v);
+		gvm__free(v);
 		if (!err)
 			gvm__vm_stat_add(vm, userptr_repins, nr);
 		if (err != -EAGAIN)

@@ -40,13 +40,15 @@ bool gvm__userptr_gone(const struct gvm_vma *vma);
 void gvm__userptr_set_gone(struct gvm_vma *vma);
 
 /*
- * SVM ranges (svm.c), vm->lock held.  set_devmem_owner (once, before the
- * first fetch): pages of the range that live in @owner's device memory
- * are mapped there instead of being migrated back; in_devmem: the pages
+ * SVM ranges (svm.c), vm->lock held.  set_svm (once, before the first
+ * fetch): the userptr is an SVM range, rebound by GPU faults only (an
+ * invalidation zaps it, exec does not repin it), and pages of the range
+ * that live in @owner's device memory are mapped there instead of being
+ * migrated back; in_devmem: the pages
  * fetched last are there (the PTEs get GVM_PT_DEVMEM); no_migrate: a
  * migration failed twice, the range stays in system memory.
  */
-void gvm__userptr_set_devmem_owner(struct gvm_vma *vma, const void *owner);
+void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner);
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
 void gvm__userptr_set_no_migrate(struct gvm_vma *vma);

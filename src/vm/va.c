@@ -229,9 +229,9 @@ static size_t op_pending_inserts(const struct gvm_va_op *op)
 
 static void op_free_new(struct gvm_va_op *op)
 {
-	free(op->prev);
-	free(op->next);
-	free(op->map);
+	gvm__free(op->prev);
+	gvm__free(op->next);
+	gvm__free(op->map);
 	op->prev = op->next = op->map = NULL;
 }
 
@@ -396,7 +396,7 @@ err_free_new:
 	for (size_t i = 0; i < n; i++)	/* not the MAP: the caller frees it */
 		op_free_new(&op[i]);
 err_free_ops:
-	free(op);
+	gvm__free(op);
 	return err;
 }
 
@@ -423,7 +423,7 @@ int gvm__va_map_ops_create(struct gvm_va_space *space, uint64_t addr,
 		return -ENOMEM;
 	err = ops_create(space, addr, range, va, ops);
 	if (err)
-		free(va);
+		gvm__free(va);
 	return err;
 }
 
@@ -530,7 +530,7 @@ void gvm__va_ops_fini(struct gvm_va_ops *ops)
 		if (op->state != GVM_VA_OP_APPLIED)
 			op_free_new(op);
 	}
-	free(ops->op);
+	gvm__free(ops->op);
 	ops_clear(ops);
 
 	gvm_assert(space->nr_lists > 0 && space->pending_inserts >= pending);

@@ -51,7 +51,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->pt_lock);
 	gvm__mutex_fini(&vm->lock);
 	gvm_mm_put(vm->mm);
-	free(vm);
+	gvm__free(vm);
 }
 
 static void vm_free(struct gvm_vm *vm)
@@ -174,7 +174,7 @@ void gvm__vma_free(struct gvm_vma *vma)
 	gvm__ufence_put(vma->ufence);
 	if (vma->bind_fence)
 		gvm_fence_put(vma->bind_fence);
-	free(vma);
+	gvm__free(vma);
 }
 
 void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma)
@@ -350,7 +350,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	gvm__va_space_fini(&vm->svm, release_vma, &dead);
 	gvm_list_for_each_safe(pos, tmp, &vm->vm_bos) {
 		gvm_list_del(pos);
-		free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
+		gvm__free(gvm_list_entry(pos, struct gvm_vm_bo, vm_link));
 	}
 	gvm__range_fences_fini(vm);
 	gvm__mutex_unlock(&vm->lock);

@@ -72,7 +72,7 @@ void gvm__vm_bo_unlink(struct gvm_vma *vma)
 		return;
 	gvm_list_del(&vb->bo_link);
 	gvm_list_del(&vb->vm_link);
-	free(vb);
+	gvm__free(vb);
 }
 
 int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
@@ -108,7 +108,7 @@ int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
 	if (!err)
 		vb->evicted = false;
 out:
-	free(v);
+	gvm__free(v);
 	return err;
 }
 

@@ -97,6 +97,6 @@ TEST(signalling_section_allows_the_rest)
 	gvm__mutex_lock(&vm_lock);
 	p = gvm__malloc(16);
 	ASSERT_TRUE(p != NULL);
-	free(p);
+	gvm__free(p);
 	gvm__mutex_unlock(&vm_lock);
 }

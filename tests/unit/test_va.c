@@ -44,7 +44,7 @@ static bool kind_is_offset(uint32_t flags)
 static void release_free(struct gvm_va *va, void *arg)
 {
 	(void)arg;
-	free(va);
+	gvm__free(va);
 }
 
 static void space_init(struct gvm_va_space *s)
@@ -66,7 +66,7 @@ static void free_applied_old(struct gvm_va_ops *ops)
 {
 	for (size_t i = 0; i < ops->nr; i++)
 		if (ops->op[i].state == GVM_VA_OP_APPLIED && ops->op[i].old)
-			free(ops->op[i].old);
+			gvm__free(ops->op[i].old);
 }
 
 /* Create, apply all, commit. */
