@@ -176,6 +176,16 @@ static void heap_init(void)
 	dl_iterate_phdr(find_statics, (void *)(uintptr_t)&heap_once);
 }
 
+/*
+ * At load time, so that the fork handlers above are registered before any
+ * other of the library's: prepare handlers run in reverse order, and the
+ * others (the mm's moves device memory back) allocate.
+ */
+__attribute__((constructor)) static void heap_ctor(void)
+{
+	pthread_once(&heap_once, heap_init);
+}
+
 /* @bytes of fresh heap, 16-byte aligned (4 KiB from 4 KiB blocks). */
 static uint8_t *heap_carve(uint64_t bytes)
 {

@@ -137,6 +137,7 @@
 #include "core/alloc.h"
 #include "core/fence_internal.h"
 #include "core/list.h"
+#include "core/sched_internal.h"
 #include "core/sync.h"
 
 #define SCHED_MAX_WORKERS 1024u
@@ -574,6 +575,16 @@ int gvm_sched_queue_create(struct gvm_sched *s, const char *name,
 	gvm__mutex_unlock(&s->lock);
 	*out = q;
 	return 0;
+}
+
+bool gvm__sched_queue_dying(struct gvm_sched_queue *q)
+{
+	bool dying;
+
+	gvm__mutex_lock(&q->lock);
+	dying = q->dying;
+	gvm__mutex_unlock(&q->lock);
+	return dying;
 }
 
 void gvm_sched_queue_destroy(struct gvm_sched_queue *q)

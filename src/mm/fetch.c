@@ -31,9 +31,9 @@
  * fences) may need to run before the faults can complete.
  *
  * What it does not do: it does not register the range for notifications
- * (gvm__mm_register) nor check the notifier sequence; it does not handle
- * device-private (migrated) pages: the CPU fault that brings those back is
- * the SVM layer's.
+ * (gvm__mm_register) nor check the notifier sequence.  Pages SVM moved to
+ * device memory come back like on any CPU access: the populate faults on
+ * them and waits for the mm's event thread (mm/devmem.c).
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -98,4 +98,13 @@ int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
 	for (uint64_t i = 0; i < n; i++)
 		addrs[i] = start + (i << GVM_MM_PAGE_SHIFT);
 	return 0;
+}
+
+int gvm__mm_populate_write(uint64_t addr)
+{
+	uint64_t page = addr & ~(uint64_t)(GVM_MM_PAGE_SIZE - 1);
+
+	gvm_lockdep_assert_none_held();
+	return madvise((void *)(uintptr_t)page, GVM_MM_PAGE_SIZE,
+		       MADV_POPULATE_WRITE) ? -EFAULT : 0;
 }

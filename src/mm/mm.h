@@ -388,6 +388,15 @@ int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
 		       bool write, uint64_t *addrs);
 
+/*
+ * Faults the page of the calling process at @addr in for writing, as a
+ * store would: a page SVM moved to device memory comes back (the fault
+ * waits for the mm's event thread).  0, or -EFAULT (not writable, not
+ * mapped).  May block: no lock held, not from a fence callback or the
+ * event thread.
+ */
+int gvm__mm_populate_write(uint64_t addr);
+
 /* ---- self backend (self.c), for tests ---------------------------------- */
 
 struct gvm_mm_self_stats {

@@ -10,16 +10,16 @@
  * range's CPU pages into it.  From then on:
  *   - the range's fetch (userptr.c) finds the pages in this device's
  *     memory (gvm__mm_devmem_lookup) and maps the VRAM block (PTEs with
- *     GVM_PT_DEVMEM; 2M leaves when the block allows), holding a
- *     reference;
+ *     GVM_PT_DEVMEM; 2M leaves when the block allows);
  *   - a CPU access, a userptr or another device fetching the pages, or
  *     fork() migrates the data back through the copy op below, with the
  *     range invalidated first (its next GPU fault refetches: system
  *     pages, and a new migration if the policy still wants one);
- *   - the block is freed when the last reference goes: the mm's (data
- *     back in system memory, or discarded by munmap/madvise) and the
- *     ranges' that map it (dropped after their PTEs are gone, so no GPU
- *     access can reach a freed block).
+ *   - the block is freed when the mm lets it go (data back in system
+ *     memory, or discarded by munmap/madvise), always inside or after an
+ *     invalidation of its range, so no PTE maps it any more and a fetch
+ *     that saw it fails its sequence check (the ranges hold no
+ *     reference).
  *
  * Copies go through the device contract (ops->copy, the copy engine),
  * between the block and the mm's stage, waiting for each.

@@ -20,19 +20,32 @@
  * two steps: an mprotect racing exactly between them still faults, which
  * the contract (writable until completion, vm.h) rules out.
  *
+ * The address may also be in memory SVM moved to device memory: the probe
+ * fails there without waiting (the page must come back first, through
+ * the mm's event thread).  At submission the caller holds no lock, so the
+ * page is brought back there (gvm__mm_populate_write).  At completion the
+ * callback runs under a fence lock, on a thread the migration back may
+ * need (an engine acknowledging its TLB invalidation), so it must not
+ * wait: a fence whose probe fails is handed to the writer thread, which
+ * holds nothing, brings the page back and stores (or records it bad).
+ *
  * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
  * fences are written from fence callbacks (under the fence's lock): only
- * atomics and a futex wake there.
+ * atomics, a futex wake and a hand-off to the writer there.  The writer's
+ * list is protected by writer.lock (a leaf).
  */
 #include "vm/sync.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
 #include "core/atomic.h"
+#include "core/list.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "mm/mm.h"
 
 struct gvm_syncobj {
 	struct gvm_mutex lock;		/* leaf: fence */
@@ -149,9 +162,10 @@ static void ufence_clear_bad(uint64_t *addr)
 	}
 }
 
-static void ufence_write(struct gvm_ufence *uf)
+/* Stores @uf's value if @writable, else records its address as bad. */
+static void ufence_write(struct gvm_ufence *uf, bool writable)
 {
-	if (gvm__user_writable(uf->addr)) {
+	if (writable) {
 		gvm_store_release(uf->addr, uf->value);
 	} else {
 		uint32_t i = gvm_fetch_add_acq_rel(&ufence_bad_next, 1u);
@@ -164,12 +178,77 @@ static void ufence_write(struct gvm_ufence *uf)
 	gvm__futex_wake(&ufence_seq, 1 << 30);
 }
 
+/*
+ * The writer: user fences whose page was not writable at completion.  A
+ * thread started on first use that lives as long as the process.
+ */
+static struct {
+	pthread_once_t once;
+	struct gvm_mutex lock;		/* leaf: list */
+	pthread_cond_t cond;
+	struct gvm_list list;		/* gvm_ufence.writer_link */
+	bool started;			/* set once */
+} writer = { .once = PTHREAD_ONCE_INIT };
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct gvm_ufence *uf;
+
+		gvm__mutex_lock(&writer.lock);
+		while (gvm_list_empty(&writer.list))
+			gvm__cond_wait(&writer.cond, &writer.lock);
+		uf = gvm_list_first_entry(&writer.list, struct gvm_ufence,
+					  writer_link);
+		gvm_list_del(&uf->writer_link);
+		gvm__mutex_unlock(&writer.lock);
+
+		ufence_write(uf, !gvm__mm_populate_write(
+					 (uint64_t)(uintptr_t)uf->addr) &&
+					 gvm__user_writable(uf->addr));
+		gvm__ufence_put(uf);
+	}
+	return NULL;
+}
+
+static void writer_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	gvm__mutex_init(&writer.lock, "ufence_writer.lock", GVM_RANK_LEAF);
+	gvm__cond_init(&writer.cond);
+	gvm_list_init(&writer.list);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	writer.started = !pthread_create(&t, &attr, writer_main, NULL);
+	if (writer.started)
+		pthread_setname_np(t, "gvm-ufence");
+	pthread_attr_destroy(&attr);
+}
+
 static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
 	struct gvm_ufence *uf = gvm_container_of(cb, struct gvm_ufence, cb);
 
-	ufence_write(uf);
-	gvm__ufence_put(uf);		/* the callback's reference */
+	(void)f;
+	if (gvm__user_writable(uf->addr)) {
+		ufence_write(uf, true);
+		gvm__ufence_put(uf);	/* the callback's reference */
+		return;
+	}
+	/* Not now: maybe in device memory; the writer finds out. */
+	pthread_once(&writer.once, writer_start);
+	if (!writer.started) {
+		ufence_write(uf, false);
+		gvm__ufence_put(uf);
+		return;
+	}
+	gvm__mutex_lock(&writer.lock);
+	gvm_list_add_tail(&uf->writer_link, &writer.list);	/* its ref */
+	pthread_cond_signal(&writer.cond);
+	gvm__mutex_unlock(&writer.lock);
 }
 
 int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
@@ -250,7 +329,10 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 		case GVM_SYNC_USER_FENCE:
 			if (!sig || !s->addr || ((uintptr_t)s->addr & 7))
 				goto err;
-			if (!gvm__user_writable(s->addr)) {
+			/* No lock held: device-resident memory comes back. */
+			if (!gvm__user_writable(s->addr) &&
+			    (gvm__mm_populate_write((uintptr_t)s->addr) ||
+			     !gvm__user_writable(s->addr))) {
 				err = -EFAULT;
 				goto err;
 			}

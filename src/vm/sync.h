@@ -8,6 +8,8 @@
 
 #include <gvm/vm.h>
 
+#include "core/list.h"
+
 /* A bind's user fence, shared with the VMAs it created (the -EBUSY rule). */
 struct gvm_ufence {
 	uint32_t refcount;		/* atomic */
@@ -16,6 +18,7 @@ struct gvm_ufence {
 	uint64_t value;			/* immutable */
 	struct gvm_fence *fence;	/* the fence it waits for, reference */
 	struct gvm_fence_cb cb;
+	struct gvm_list writer_link;	/* sync.c's writer.lock */
 };
 
 struct gvm_sync_set {

@@ -92,9 +92,8 @@ struct gvm_userptr {
 	   are mapped there */
 	bool svm;
 	const void *devmem_owner;
-	struct gvm_mm_devmem *dm;		/* vm->lock: the device memory
-						   ext points into (reference),
-						   or NULL: system memory */
+	bool in_devmem;				/* vm->lock: ext points into
+						   device memory */
 	bool no_migrate;			/* vm->lock: SVM: stays in
 						   system memory */
 };
@@ -258,17 +257,17 @@ static const struct gvm_notifier_ops userptr_notifier_ops = {
 	.invalidate_finish = inval_finish,
 };
 
-/* The new pages' extents replace the old ones (and their device memory). */
+/*
+ * The new pages' extents replace the old ones.  Extents in device memory
+ * hold no reference on it: the mm frees a block only inside an
+ * invalidation of its range, after every notifier's second pass (PTEs
+ * gone, TLBs flushed), and a fetch that raced with it fails the sequence
+ * check at commit, so its extents are never written.
+ */
 static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
-		      size_t n, struct gvm_mm_devmem *dm)
+		      size_t n, bool in_devmem)
 {
-	/*
-	 * The old device memory, if any, is no longer mapped: whatever
-	 * took its data away (a migration back, a munmap) invalidated us
-	 * first, and a commit never writes PTEs from a stale fetch.
-	 */
-	gvm__mm_devmem_put(u->dm);
-	u->dm = dm;
+	u->in_devmem = in_devmem;
 	gvm__free(u->ext);
 	u->ext = ext;
 	u->nr_ext = n;
@@ -300,11 +299,10 @@ static int fetch_devmem(struct gvm_userptr *u)
 						      vma->va.range) : 0;
 	}
 	err = gvm__svm_devmem_extents(dm, off, vma->va.range, &ext, &n);
-	if (err) {
-		gvm__mm_devmem_put(dm);
+	gvm__mm_devmem_put(dm);
+	if (err)
 		return err;
-	}
-	set_pages(u, ext, n, dm);
+	set_pages(u, ext, n, true);
 	return 1;
 }
 
@@ -351,7 +349,7 @@ static int fetch(struct gvm_userptr *u)
 		ext[n].addr = addrs[i];
 		ext[n++].len = GVM_MM_PAGE_SIZE;
 	}
-	set_pages(u, ext, n, NULL);
+	set_pages(u, ext, n, false);
 out:
 	gvm__free(addrs);
 	return err;
@@ -396,7 +394,7 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	gvm__mutex_unlock(&u->vm->notifier_lock);
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);
-	set_pages(u, NULL, 0, NULL);
+	set_pages(u, NULL, 0, false);
 	gvm__free(u);
 	vma->userptr = NULL;
 }
@@ -409,7 +407,7 @@ void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner)
 
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma)
 {
-	return vma->userptr->dm != NULL;
+	return vma->userptr->in_devmem;
 }
 
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma)

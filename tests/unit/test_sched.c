@@ -10,6 +10,7 @@
  * wrongly, never fail wrongly.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <gvm/fence.h>
@@ -17,6 +18,7 @@
 
 #include "core/debug.h"
 #include "core/list.h"
+#include "core/sched_internal.h"
 #include "harness.h"
 
 #define WAIT_NS (10ll * 1000 * 1000 * 1000)
@@ -876,9 +878,11 @@ TEST(queue_destroy_waits_for_hw_fence)
 	t1.hw = hw;
 	f1 = submit(q, &t1, NULL, 0);
 	f2 = submit(q, &t2, NULL, 0);
-	sleep_ms(10);
+	while (!ran(&t1))		/* t1 waits for hw now */
+		sched_yield();
 	destroy_async(&d, q);
-	sleep_ms(30);
+	while (!gvm__sched_queue_dying(q))
+		sched_yield();
 	ASSERT_FALSE(event_is_set(&d.done));
 	ASSERT_EQ(ran(&t1), 1);
 	ASSERT_OK(gvm_fence_signal_error(hw, -EIO));

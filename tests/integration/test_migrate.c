@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SVM migration (vm/migrate.c, mm/devmem.c) on the process's real memory:
+ * a GPU fault moves a private anonymous range to device memory, the CPU's
+ * next touch brings it back, and everything the application can do to
+ * the memory meanwhile (munmap, partial munmap, madvise, mremap, fork,
+ * another VM's userptr) keeps its data.  Memory that must stay (shared,
+ * file-backed) is mirrored in place; a failed migration falls back to
+ * system memory with the data intact.  Data is checked after every step.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gvm/gvm.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "vm/dev.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define K64 (64ull << 10)
+#define M2 (2ull << 20)
+#define MIRROR_END (1ull << 47)
+
+struct ctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	uint64_t vram_free;		/* at setup */
+};
+
+static uint64_t u64(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+static uint64_t vram_free(struct gvm_device *dev)
+{
+	struct gvm_device_info info;
+
+	ASSERT_OK(gvm_device_query(dev, &info));
+	return info.vram_free;
+}
+
+static void setup(struct ctx *c)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+
+	ASSERT_OK(gvm_mm_self(&c->mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, c->mm,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+	c->vram_free = vram_free(c->dev);
+}
+
+static void teardown(struct ctx *c)
+{
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	gvm_mm_put(c->mm);
+}
+
+static struct gvm_vm_stats stats(struct gvm_vm *vm)
+{
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	return st;
+}
+
+static uint32_t logged(struct gvm_vm *vm)
+{
+	struct gvm_fault_info f[8];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
+	return n;
+}
+
+static void run(struct gvm_queue *q, struct gvm_kernel *k)
+{
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	ASSERT_OK(gvm_exec(q, k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+/* The 64-bit word a fill with the 32-bit pattern @v leaves. */
+#define W(v) ((uint64_t)(v) * 0x100000001ull)
+
+/* The GPU fills [va, va + size) with the 32-bit pattern @v. */
+static void gpu_fill(struct ctx *c, uint64_t va, uint64_t size, uint32_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, va, size, v));
+	run(c->q, &k);
+}
+
+/*
+ * The GPU's checksum of [va, va + size).  The result lands in shared
+ * memory, which is mirrored but never moves, so it counts no migration.
+ */
+static uint64_t gpu_sum(struct gvm_queue *q, uint64_t va, uint64_t size)
+{
+	struct gvm_kernel k;
+	uint64_t *out, sum;
+
+	out = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(out != MAP_FAILED);
+	ASSERT_OK(gvm_kernel_checksum(&k, va, size, u64(out)));
+	run(q, &k);
+	sum = *out;
+	munmap(out, K4);
+	return sum;
+}
+
+/* 2 MiB of private anonymous memory, 2 MiB aligned, in a 4 MiB hole. */
+static uint64_t *map_2m(void)
+{
+	uint8_t *p = mmap(NULL, 3 * M2, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *a;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	a = (uint8_t *)((u64(p) + M2 - 1) & ~(M2 - 1));
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + M2, p + 3 * M2 - (a + M2));
+	return (uint64_t *)a;
+}
+
+/* Every word of [p, p + bytes) is @v. */
+static bool all_are(const uint64_t *p, uint64_t bytes, uint64_t v)
+{
+	for (uint64_t i = 0; i < bytes / 8; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/* The GPU fills @p's 2 MiB, which moves it to VRAM. */
+static void make_resident(struct ctx *c, uint64_t *p, uint32_t v)
+{
+	uint64_t before = stats(c->vm).svm_migrations;
+
+	gpu_fill(c, u64(p), M2, v);
+	ASSERT_EQ(stats(c->vm).svm_migrations, before + 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), M2);
+	ASSERT_LE(vram_free(c->dev), c->vram_free - M2);	/* + tables */
+}
+
+TEST(data_round_trips_through_device_memory)
+{
+	struct gvm_mm_self_stats ms;
+	struct ctx c;
+	uint64_t *p, free0, faults0;
+
+	setup(&c);
+	p = map_2m();
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i;
+	make_resident(&c, p, 5);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), W(5) * (M2 / 8));	/* in VRAM */
+	free0 = vram_free(c.dev);
+	gvm__mm_self_stats(c.mm, &ms);
+	faults0 = ms.cpu_faults;
+	ASSERT_TRUE(all_are(p, M2, W(5)));		/* CPU: back, all of it */
+	gvm__mm_self_stats(c.mm, &ms);
+	ASSERT_EQ(ms.cpu_faults, faults0 + 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(vram_free(c.dev), free0 + M2);
+	ASSERT_EQ(stats(c.vm).dev_svm_bytes_to_system, M2);
+	p[7] = 77;				/* the CPU writes, the GPU sees */
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), W(5) * (M2 / 8 - 1) + 77);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 2);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* Destroying the VM and its device leaves the data reachable. */
+TEST(data_outlives_the_vm_and_device)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 21);
+	gvm_mm_get(c.mm);
+	teardown(&c);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_TRUE(all_are(p, M2, W(21)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	gvm_mm_put(c.mm);
+	munmap(p, M2);
+}
+
+TEST(munmap_of_device_resident_memory_frees_it)
+{
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 3);
+	ASSERT_OK(munmap(p, M2));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* the range still maps the block until its GPU fault drops it */
+	q = mmap(p, M2, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(q == p);
+	ASSERT_TRUE(all_are(q, M2, 0));		/* fresh memory: no old data */
+	gpu_fill(&c, u64(q), K4, 9);
+	ASSERT_TRUE(all_are(q, K4, W(9)));
+	ASSERT_TRUE(all_are(q + K4 / 8, M2 - K4, 0));
+	teardown(&c);
+	munmap(q, M2);
+}
+
+TEST(partial_munmap_keeps_the_rest)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 4);
+	ASSERT_OK(munmap((uint8_t *)p + K64, K4));	/* a hole */
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_are(p, K64, W(4)));
+	ASSERT_TRUE(all_are(p + (K64 + K4) / 8, M2 - K64 - K4, W(4)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+TEST(madvise_dontneed_drops_only_its_part)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 6);
+	ASSERT_OK(madvise(p, K64, MADV_DONTNEED));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_are(p, K64, 0));		/* dropped: zero */
+	ASSERT_TRUE(all_are(p + K64 / 8, M2 - K64, W(6)));
+	/* the GPU sees the same thing */
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), W(6) * ((M2 - K64) / 8));
+	teardown(&c);
+	munmap(p, M2);
+}
+
+TEST(mremap_moves_device_resident_data)
+{
+	struct ctx c;
+	uint64_t *p, *dst, *n;
+
+	setup(&c);
+	p = map_2m();
+	dst = map_2m();
+	make_resident(&c, p, 8);
+	n = mremap(p, M2, M2, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ASSERT_TRUE(n == dst);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_are(n, M2, W(8)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(gpu_sum(c.q, u64(n), M2), W(8) * (M2 / 8));
+	teardown(&c);
+	munmap(n, M2);
+}
+
+TEST(mremap_dontunmap_leaves_an_empty_source)
+{
+	struct ctx c;
+	uint64_t *p, *dst, *n;
+
+	setup(&c);
+	p = map_2m();
+	dst = map_2m();
+	make_resident(&c, p, 10);
+	n = mremap(p, M2, M2, MREMAP_MAYMOVE | MREMAP_FIXED |
+			      MREMAP_DONTUNMAP, dst);
+	ASSERT_TRUE(n == dst);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_are(n, M2, W(10)));
+	ASSERT_TRUE(all_are(p, M2, 0));
+	teardown(&c);
+	munmap(n, M2);
+	munmap(p, M2);
+}
+
+TEST(fork_child_reads_device_resident_data)
+{
+	struct ctx c;
+	uint64_t *p;
+	pid_t pid;
+	int status;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 12);
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0)
+		_exit(all_are(p, M2, W(12)) ? 0 : 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	/* the parent keeps working: the GPU again, then the CPU */
+	gpu_fill(&c, u64(p), M2, 13);
+	ASSERT_TRUE(all_are(p, M2, W(13)));
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* Another VM binds a userptr over memory in this VM's device memory. */
+TEST(userptr_of_another_vm_brings_it_back)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .range = M2 };
+	struct gvm_queue *q2;
+	struct gvm_vm *vm2;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 14);
+	ASSERT_OK(gvm_vm_create(c.dev, c.mm, 0, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	op.addr = u64(p);
+	op.userptr = u64(p);
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
+	ASSERT_TRUE(all_are(p, M2, W(14)));
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
+	teardown(&c);
+	munmap(p, M2);
+}
+
+TEST(shared_and_file_memory_stay_in_place)
+{
+	struct ctx c;
+	uint64_t *sh, *file;
+	int fd;
+
+	setup(&c);
+	sh = mmap(NULL, M2, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(sh != MAP_FAILED);
+	fd = memfd_create("gvm-test", 0);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ftruncate(fd, M2));
+	file = mmap(NULL, M2, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	ASSERT_TRUE(file != MAP_FAILED);
+	gpu_fill(&c, u64(sh), M2, 1);
+	gpu_fill(&c, u64(file), M2, 2);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(all_are(sh, M2, W(1)));
+	ASSERT_TRUE(all_are(file, M2, W(2)));
+	teardown(&c);
+	munmap(sh, M2);
+	munmap(file, M2);
+	close(fd);
+}
+
+TEST(mlocked_memory_keeps_its_data)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	if (mlock(p, M2)) {
+		printf("SKIP: mlock: no permission\n");
+		teardown(&c);
+		munmap(p, M2);
+		return;
+	}
+	gpu_fill(&c, u64(p), M2, 15);		/* moved or not: correct */
+	ASSERT_TRUE(all_are(p, M2, W(15)));
+	ASSERT_EQ(logged(c.vm), 0);
+	printf("mlocked: %llu migrations\n",
+	       (unsigned long long)stats(c.vm).svm_migrations);
+	munlock(p, M2);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* ---- a copy engine that fails on demand --------------------------------- */
+
+static struct gvm_device_ops failing_ops;
+static const struct gvm_device_ops *real_ops;
+static int copy_failures;		/* atomic: copies left to fail */
+static uint32_t fail_dst;		/* ... of those into this region */
+
+static int failing_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
+			struct gvm_mem_addr src, uint64_t size,
+			struct gvm_fence **done)
+{
+	if (dst.region == fail_dst &&
+	    __atomic_load_n(&copy_failures, __ATOMIC_RELAXED) > 0) {
+		__atomic_fetch_sub(&copy_failures, 1, __ATOMIC_RELAXED);
+		return -EIO;
+	}
+	return real_ops->copy(dev, dst, src, size, done);
+}
+
+static void install_failing_copy(struct gvm_device *dev, uint32_t region)
+{
+	fail_dst = region;
+	real_ops = dev->ops;
+	failing_ops = *real_ops;
+	failing_ops.copy = failing_copy;
+	dev->ops = &failing_ops;
+}
+
+TEST(failed_migration_falls_back_with_data_intact)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	install_failing_copy(c.dev, GVM_MEM_VRAM);
+	p = map_2m();
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i;
+	__atomic_store_n(&copy_failures, 2, __ATOMIC_RELAXED);	/* + retry */
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), (M2 / 8) * (M2 / 8 - 1) / 2);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_GT(vram_free(c.dev), c.vram_free - M2);	/* tables only */
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		ASSERT_EQ(p[i], i);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+TEST(one_failed_copy_is_retried)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	install_failing_copy(c.dev, GVM_MEM_VRAM);
+	p = map_2m();
+	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
+	gpu_fill(&c, u64(p), M2, 16);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_TRUE(all_are(p, M2, W(16)));
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* The copy back fails once: retried, the CPU gets its data. */
+TEST(failed_copy_back_is_retried)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	install_failing_copy(c.dev, GVM_MEM_SYSTEM);
+	p = map_2m();
+	make_resident(&c, p, 17);
+	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
+	ASSERT_TRUE(all_are(p, M2, W(17)));
+	ASSERT_EQ(__atomic_load_n(&copy_failures, __ATOMIC_RELAXED), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* ---- who may touch device-resident memory -------------------------------- */
+
+/* A user fence whose address is in device-resident memory. */
+TEST(user_fence_in_device_resident_memory)
+{
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 99 };
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 18);
+	s.addr = &p[1000];			/* in the second page */
+	ASSERT_OK(gvm_kernel_fill(&k, u64(p), K4, 19));
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&p[1000], 99, GVM_TIMEOUT_INFINITE));
+	ASSERT_TRUE(all_are(p, K4, W(19)));
+	ASSERT_TRUE(all_are(p + K4 / 8, 8000 - K4, W(18)));
+	ASSERT_TRUE(all_are(p + 1001, M2 - 8008, W(18)));
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* A GPU fault whose servicing needs memory another VM moved to VRAM. */
+TEST(fault_service_brings_back_another_devices_memory)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct gvm_device *dev2;
+	struct gvm_queue *q2;
+	struct gvm_vm *vm2;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 20);
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev2));
+	ASSERT_OK(gvm_vm_create(dev2, c.mm, GVM_VM_LR_MODE |
+				GVM_VM_FAULT_MODE, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	/* vm2's fault takes the range from c.dev's memory into dev2's */
+	ASSERT_EQ(gpu_sum(q2, u64(p), M2), W(20) * (M2 / 8));
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
+	ASSERT_EQ(stats(vm2).svm_migrations, 1);
+	ASSERT_TRUE(all_are(p, M2, W(20)));
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
+	gvm_device_put(dev2);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/*
+ * CPU threads read while the GPU keeps moving the same memory: every read
+ * sees a value some writer wrote, in order; nothing lost.
+ */
+struct reader {
+	const uint64_t *p;
+	uint64_t stop;			/* atomic */
+	uint64_t reads, bad;
+};
+
+static void *reader_fn(void *arg)
+{
+	struct reader *r = arg;
+	uint64_t last = 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t v = __atomic_load_n(&r->p[1], __ATOMIC_ACQUIRE);
+
+		if (v < last)
+			r->bad++;
+		last = v;
+		r->reads++;
+	}
+	return NULL;
+}
+
+TEST(cpu_readers_while_the_gpu_migrates)
+{
+	struct reader r = { 0 };
+	pthread_t t;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	r.p = p;
+	ASSERT_OK(pthread_create(&t, NULL, reader_fn, &r));
+	for (uint32_t v = 1; v <= 50; v++) {
+		gpu_fill(&c, u64(p), K64, v);
+		ASSERT_EQ(p[1], W(v));
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	ASSERT_EQ(r.bad, 0);
+	ASSERT_TRUE(all_are(p, K64, W(50)));
+	printf("%llu reads, %llu migrations, %llu failed\n",
+	       (unsigned long long)r.reads,
+	       (unsigned long long)stats(c.vm).svm_migrations,
+	       (unsigned long long)stats(c.vm).svm_migration_failures);
+	teardown(&c);
+	munmap(p, M2);
+}
+
