@@ -32,6 +32,8 @@ struct gvm_device {
 	uint64_t svm_to_ram;		/* atomic: SVM migrations back to
 					   system memory (migrate.c) */
 	uint64_t svm_bytes_to_ram;	/* atomic: their bytes */
+	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
+					   in copies, both ways (benches) */
 };
 
 /* A link between two devices; on both devices' lists.  Link lock. */

@@ -36,6 +36,7 @@
 #include "core/atomic.h"
 #include "core/buddy.h"
 #include "core/list.h"
+#include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
 #include "vm/svm.h"
@@ -62,6 +63,7 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 	struct svm_devmem *d = to_svm_devmem(dm);
 	struct gvm_device *dev = d->dev;
 	uint64_t pos = 0, done_bytes = 0;
+	int64_t t0 = gvm__now_ns();
 	int err = 0;
 
 	for (size_t i = 0; i < d->nr_ext && done_bytes < len && !err; i++) {
@@ -93,6 +95,8 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 		done_bytes += n;
 		pos += x->len;
 	}
+	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
+			      (uint64_t)(gvm__now_ns() - t0));
 	if (!err && to_ram) {
 		gvm_fetch_add_relaxed(&dev->svm_to_ram, 1u);
 		gvm_fetch_add_relaxed(&dev->svm_bytes_to_ram, len);

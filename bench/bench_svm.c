@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared virtual memory benchmarks (docs/svm.md), on the process's own
+ * memory through gvm_mm_self and a simulated device.
+ *
+ *  svm_fault_4k, svm_fault_64k: one GPU fault serviced (gvm_vm_fault, as
+ *    the device's fault handler calls it) on a CPU mapping of that size,
+ *    which makes and binds a range in system memory (migration off: this
+ *    is the service without the copy).  The pages were touched before, so
+ *    no CPU fault is counted in.  Baseline: a warm 4 KiB CPU write fault
+ *    (page tables present, a zeroed page allocated and mapped).
+ *  svm_fault_2m_copy_share: GPU faults on 2 MiB mappings that migrate to
+ *    VRAM; the share of the service that is not the copy (time in the
+ *    device's copy op, measured inside migrate.c).
+ *  migrate_2m: a 2 MiB range moved to VRAM and back (take, copy, copy
+ *    back, give); baseline: two memcpy of 2 MiB (the same bytes moved).
+ *  cpu_faultback_4k: the CPU reading a device-resident 4 KiB page (the
+ *    event thread's fault-back: invalidation, copy, UFFDIO_MOVE, wake);
+ *    baseline: a raw userfaultfd fault resolved in the faulting thread
+ *    (UFFD_FEATURE_SIGBUS, UFFDIO_COPY from the signal handler).
+ *
+ * Each figure is the median over GPU_BENCH_REPS runs of the per-fault
+ * mean over many fresh ranges; the note gives what the run covered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "bench.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "mm/uffd_compat.h"
+#include "vm/dev.h"
+#include "vm/svm.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define K64 (64ull << 10)
+#define M2 (2ull << 20)
+#define MIRROR_END (1ull << 47)
+
+struct svm_bench {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+};
+
+static int mirror(struct gvm_vm *vm, uint32_t opcode)
+{
+	struct gvm_bind_op op = { .op = opcode, .addr = K4,
+				  .range = MIRROR_END - K4 };
+
+	if (opcode == GVM_BIND_MAP)
+		op.flags = GVM_BIND_CPU_ADDR_MIRROR;
+	return gvm_vm_bind(vm, NULL, &op, 1, NULL, 0);
+}
+
+static int svm_setup(struct svm_bench *s)
+{
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	err = gvm_mm_self(&s->mm);
+	if (err)
+		return err;
+	err = gvm_sim_device_create(NULL, &s->dev);
+	if (!err)
+		err = gvm_vm_create(s->dev, s->mm, GVM_VM_LR_MODE |
+				    GVM_VM_FAULT_MODE, &s->vm);
+	if (!err)
+		err = mirror(s->vm, GVM_BIND_MAP);
+	return err;
+}
+
+static void svm_teardown(struct svm_bench *s)
+{
+	if (s->vm)
+		gvm_vm_destroy(s->vm);
+	gvm_device_put(s->dev);
+	gvm_mm_put(s->mm);
+}
+
+/*
+ * @n CPU mappings of @size bytes each, aligned to @size, each its own VMA
+ * (a PROT_NONE gap after it), touched; their start in *@base, stride
+ * 2 * @size.
+ */
+static int map_chunks(uint64_t n, uint64_t size, uint8_t **base)
+{
+	uint64_t len = 2 * size * n + size;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *a;
+
+	if (p == MAP_FAILED)
+		return -errno;
+	a = (uint8_t *)(((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1));
+	for (uint64_t i = 0; i < n; i++) {
+		memset(a + 2 * size * i, (int)i, size);
+		if (mprotect(a + 2 * size * i + size, size, PROT_NONE))
+			return -errno;
+	}
+	*base = a;
+	return 0;
+}
+
+static int gpu_fault(struct gvm_vm *vm, uint64_t addr)
+{
+	struct gvm_fault_info f = { .addr = addr, .access = GVM_ACCESS_WRITE,
+				    .reason = GVM_FAULT_NOT_PRESENT,
+				    .engine = GVM_ENGINE_COMPUTE };
+
+	return gvm_vm_fault(vm, &f);
+}
+
+/* ns per warm 4 KiB CPU write fault, over @n pages. */
+static double cpu_fault_ns(uint64_t n)
+{
+	uint8_t *p = mmap(NULL, n * K4, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int64_t t0;
+	double ns;
+
+	if (p == MAP_FAILED)
+		return 0;
+	memset(p, 1, n * K4);			/* page tables in place */
+	madvise(p, n * K4, MADV_DONTNEED);
+	t0 = gvm_bench_now_ns();
+	for (uint64_t i = 0; i < n; i++)
+		((volatile uint8_t *)p)[i * K4] = 1;
+	ns = (double)(gvm_bench_now_ns() - t0) / (double)n;
+	munmap(p, n * K4);
+	return ns;
+}
+
+/* GPU faults on @n mappings of @size, migration off: ns per fault. */
+static int svm_fault(const struct gvm_bench_ctx *ctx,
+		     struct gvm_bench_result *res, uint64_t size,
+		     double goal)
+{
+	uint64_t n = ctx->quick ? 16 : 1000;
+	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
+	struct svm_bench s;
+	uint8_t *base;
+	int err, r;
+
+	err = svm_setup(&s);
+	if (!err)
+		err = map_chunks(n, size, &base);
+	if (err) {
+		svm_teardown(&s);
+		return err;
+	}
+	gvm_store_relaxed(&gvm__svm_no_migration, true);
+	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
+		int64_t t0 = gvm_bench_now_ns();
+
+		for (uint64_t i = 0; i < n && !err; i++)
+			err = gpu_fault(s.vm, (uintptr_t)(base + 2 * size * i));
+		v[r] = (double)(gvm_bench_now_ns() - t0) / (double)n;
+		b[r] = cpu_fault_ns(n);
+		/* fresh ranges next time */
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_UNMAP);
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_MAP);
+	}
+	gvm_store_relaxed(&gvm__svm_no_migration, false);
+	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
+	res->unit = "ns/fault";
+	res->baseline = "warm 4 KiB CPU write fault";
+	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+	res->goal = goal;
+	snprintf(res->note, sizeof(res->note),
+		 "%llu ranges of %llu KiB, system memory: PROCMAP_QUERY, "
+		 "range, notifier, fetch, PTEs, TLB inval",
+		 (unsigned long long)n, (unsigned long long)(size >> 10));
+	munmap(base, 2 * size * n);
+	svm_teardown(&s);
+	return err;
+}
+
+GVM_BENCH(svm_fault_4k, "GPU fault service, 4 KiB range, no copy")
+{
+	return svm_fault(ctx, res, K4, 1.5);
+}
+
+GVM_BENCH(svm_fault_64k, "GPU fault service, 64 KiB range, no copy")
+{
+	return svm_fault(ctx, res, K64, 2);
+}
+
+GVM_BENCH(svm_fault_2m_copy_share,
+	  "GPU fault migrating 2 MiB to VRAM: share that is not the copy")
+{
+	uint64_t n = ctx->quick ? 2 : 32;
+	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
+	struct svm_bench s;
+	uint8_t *base;
+	int err, r;
+
+	err = svm_setup(&s);
+	if (!err)
+		err = map_chunks(n, M2, &base);
+	if (err) {
+		svm_teardown(&s);
+		return err;
+	}
+	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
+		uint64_t copy0 = gvm_load_relaxed(&s.dev->svm_copy_ns), copy;
+		int64_t t0 = gvm_bench_now_ns(), total;
+
+		for (uint64_t i = 0; i < n && !err; i++)
+			err = gpu_fault(s.vm, (uintptr_t)(base + 2 * M2 * i));
+		total = gvm_bench_now_ns() - t0;
+		copy = gvm_load_relaxed(&s.dev->svm_copy_ns) - copy0;
+		v[r] = (double)((uint64_t)total - copy) / (double)n;
+		b[r] = (double)total / (double)n;
+		if (!err && gvm_load_relaxed(&s.vm->stats.svm_migrations) <
+				    (uint64_t)(r + 1) * n)
+			err = -EIO;	/* it must have migrated */
+		for (uint64_t i = 0; i < n && !err; i++)
+			err = gvm__mm_migrate_to_ram(s.mm, (uintptr_t)(base +
+							2 * M2 * i), M2);
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_UNMAP);
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_MAP);
+	}
+	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
+	res->unit = "ns/fault";
+	res->baseline = "the whole fault (copy included)";
+	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+	res->goal = 0.15;
+	snprintf(res->note, sizeof(res->note),
+		 "%llu ranges of 2 MiB; not-copy: VRAM alloc, invalidation, "
+		 "UFFDIO_MOVE out, bind (xe: ~0.2)", (unsigned long long)n);
+	munmap(base, 2 * M2 * n);
+	svm_teardown(&s);
+	return err;
+}
+
+GVM_BENCH(migrate_2m, "2 MiB to VRAM and back (take, copy, copy, give)")
+{
+	uint64_t n = ctx->quick ? 2 : 64;
+	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
+	struct svm_bench s;
+	uint8_t *base, *buf;
+	int err, r;
+
+	err = svm_setup(&s);
+	if (!err)
+		err = map_chunks(1, M2, &base);
+	buf = mmap(NULL, M2, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!err && buf == MAP_FAILED)
+		err = -ENOMEM;
+	if (err) {
+		svm_teardown(&s);
+		return err;
+	}
+	memset(buf, 0, M2);
+	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
+		int64_t t0 = gvm_bench_now_ns();
+
+		for (uint64_t i = 0; i < n && !err; i++) {
+			gvm__mutex_lock(&s.vm->lock);
+			err = gvm__svm_migrate_to_vram(s.vm, (uintptr_t)base,
+						       M2);
+			gvm__mutex_unlock(&s.vm->lock);
+			if (!err)
+				err = gvm__mm_migrate_to_ram(s.mm,
+							     (uintptr_t)base,
+							     M2);
+		}
+		v[r] = (double)(gvm_bench_now_ns() - t0) / (double)n;
+		t0 = gvm_bench_now_ns();
+		for (uint64_t i = 0; i < n; i++) {
+			memcpy(buf, base, M2);
+			gvm_bench_keep(buf);
+			memcpy(base, buf, M2);
+			gvm_bench_keep(base);
+		}
+		b[r] = (double)(gvm_bench_now_ns() - t0) / (double)n;
+	}
+	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
+	res->unit = "ns/round trip";
+	res->baseline = "memcpy of 2 MiB there and back";
+	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+	res->goal = 1.18;
+	snprintf(res->note, sizeof(res->note),
+		 "%.2f GiB/s vs %.2f GiB/s each way",
+		 2.0 * M2 / res->value * 1e9 / (1 << 30),
+		 2.0 * M2 / res->baseline_value * 1e9 / (1 << 30));
+	munmap(buf, M2);
+	munmap(base, 2 * M2);
+	svm_teardown(&s);
+	return err;
+}
+
+/* ---- cpu_faultback_4k ------------------------------------------------- */
+
+static int raw_uffd = -1;
+static uint8_t raw_src[4096] __attribute__((aligned(4096)));
+
+static void raw_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	struct uffdio_copy c = {
+		.dst = (uintptr_t)si->si_addr & ~(uintptr_t)(K4 - 1),
+		.src = (uintptr_t)raw_src,
+		.len = K4,
+	};
+
+	(void)sig;
+	(void)uc;
+	if (ioctl(raw_uffd, UFFDIO_COPY, &c))
+		_exit(99);
+}
+
+/* ns per raw userfaultfd fault resolved in the faulting thread. */
+static double raw_faultback_ns(uint64_t n)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_SIGBUS };
+	struct sigaction sa = { .sa_sigaction = raw_sigbus,
+				.sa_flags = SA_SIGINFO }, old;
+	struct uffdio_register reg;
+	uint8_t *p;
+	double ns = 0;
+	int64_t t0;
+
+	raw_uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (raw_uffd < 0)
+		return 0;
+	p = mmap(NULL, n * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg.range.start = (uintptr_t)p;
+	reg.range.len = n * K4;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (p == MAP_FAILED || ioctl(raw_uffd, UFFDIO_API, &api) ||
+	    ioctl(raw_uffd, UFFDIO_REGISTER, &reg))
+		goto out;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	t0 = gvm_bench_now_ns();
+	for (uint64_t i = 0; i < n; i++)
+		gvm_bench_keep(((volatile uint8_t *)p)[i * K4]);
+	ns = (double)(gvm_bench_now_ns() - t0) / (double)n;
+	sigaction(SIGBUS, &old, NULL);
+out:
+	if (p != MAP_FAILED)
+		munmap(p, n * K4);
+	close(raw_uffd);
+	raw_uffd = -1;
+	return ns;
+}
+
+GVM_BENCH(cpu_faultback_4k, "CPU touch of a device-resident 4 KiB page")
+{
+	uint64_t n = ctx->quick ? 16 : 500;
+	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
+	struct svm_bench s;
+	uint8_t *base;
+	int err, r;
+
+	err = svm_setup(&s);
+	if (!err)
+		err = map_chunks(n, K4, &base);
+	if (err) {
+		svm_teardown(&s);
+		return err;
+	}
+	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
+		uint64_t moved = gvm_load_relaxed(&s.vm->stats.svm_migrations);
+		int64_t t0;
+
+		for (uint64_t i = 0; i < n && !err; i++)
+			err = gpu_fault(s.vm, (uintptr_t)(base + 2 * K4 * i));
+		if (!err && gvm_load_relaxed(&s.vm->stats.svm_migrations) !=
+				    moved + n)
+			err = -EIO;	/* all must be in VRAM */
+		t0 = gvm_bench_now_ns();
+		for (uint64_t i = 0; i < n && !err; i++)
+			gvm_bench_keep(((volatile uint8_t *)base)[2 * K4 * i]);
+		v[r] = (double)(gvm_bench_now_ns() - t0) / (double)n;
+		b[r] = raw_faultback_ns(n);
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_UNMAP);
+		if (!err)
+			err = mirror(s.vm, GVM_BIND_MAP);
+	}
+	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
+	res->unit = "ns/fault";
+	res->baseline = "raw userfaultfd fault, SIGBUS + UFFDIO_COPY";
+	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+	res->goal = 1.3;
+	snprintf(res->note, sizeof(res->note),
+		 "%llu pages; event thread: invalidation, copy engine, "
+		 "UFFDIO_MOVE back, wake", (unsigned long long)n);
+	munmap(base, 2 * K4 * n);
+	svm_teardown(&s);
+	return err;
+}
