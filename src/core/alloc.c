@@ -23,8 +23,8 @@
  * also keeps the library from raising userfaultfd events on itself.
  * Small classes are refilled a run of blocks at a time.
  *
- * Locking: one mutex per class (a leaf, held for a list push or pop);
- * the bump pointer is atomic.  Not in the lock-rank table: nothing is
+ * Locking: striped mutexes over the classes' free lists (leaves, held for
+ * a list push or pop); the bump pointer is atomic.  Not in the lock-rank table: nothing is
  * ever taken under these mutexes.
  *
  * AddressSanitizer builds poison free blocks and the slack after each
@@ -72,10 +72,19 @@ struct free_block {
 	struct free_block *next;
 };
 
-static struct {
-	pthread_mutex_t lock;
-	struct free_block *free;	/* lock */
-} classes[NR_CLASSES];
+/*
+ * Free lists, one per class, under NR_LOCKS striped mutexes (class c under
+ * locks[c % NR_LOCKS]): few enough for fork() to take them all (and for
+ * ThreadSanitizer, which tracks at most 64 held locks per thread).
+ */
+#define NR_LOCKS 16
+static pthread_mutex_t locks[NR_LOCKS];
+static struct free_block *free_lists[NR_CLASSES];	/* locks[c % NR_LOCKS] */
+
+static pthread_mutex_t *class_lock(unsigned int c)
+{
+	return &locks[c % NR_LOCKS];
+}
 
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 static uint8_t *heap_base;		/* set once (heap_once) */
@@ -144,14 +153,14 @@ static int find_statics(struct dl_phdr_info *info, size_t size, void *arg)
 /* fork(): the child gets the free lists consistent. */
 static void heap_fork_prepare(void)
 {
-	for (unsigned int c = 0; c < NR_CLASSES; c++)
-		pthread_mutex_lock(&classes[c].lock);
+	for (unsigned int i = 0; i < NR_LOCKS; i++)
+		pthread_mutex_lock(&locks[i]);
 }
 
 static void heap_fork_done(void)
 {
-	for (unsigned int c = NR_CLASSES; c-- > 0;)
-		pthread_mutex_unlock(&classes[c].lock);
+	for (unsigned int i = NR_LOCKS; i-- > 0;)
+		pthread_mutex_unlock(&locks[i]);
 }
 
 static void heap_init(void)
@@ -170,8 +179,8 @@ static void heap_init(void)
 		heap_base = p;
 		heap_size = size;
 	}
-	for (unsigned int c = 0; c < NR_CLASSES; c++)
-		pthread_mutex_init(&classes[c].lock, NULL);
+	for (unsigned int i = 0; i < NR_LOCKS; i++)
+		pthread_mutex_init(&locks[i], NULL);
 	pthread_atfork(heap_fork_prepare, heap_fork_done, heap_fork_done);
 	dl_iterate_phdr(find_statics, (void *)(uintptr_t)&heap_once);
 }
@@ -208,13 +217,13 @@ static void *block_get(unsigned int c)
 	uint8_t *run;
 	uint64_t n, i;
 
-	pthread_mutex_lock(&classes[c].lock);
-	b = classes[c].free;
+	pthread_mutex_lock(class_lock(c));
+	b = free_lists[c];
 	if (b) {
 		UNPOISON(b, sizeof(*b));
-		classes[c].free = b->next;
+		free_lists[c] = b->next;
 	}
-	pthread_mutex_unlock(&classes[c].lock);
+	pthread_mutex_unlock(class_lock(c));
 	if (b)
 		return b;
 
@@ -224,15 +233,15 @@ static void *block_get(unsigned int c)
 		return NULL;
 	POISON(run, n * bs);
 	/* Keep the first, free the rest. */
-	pthread_mutex_lock(&classes[c].lock);
+	pthread_mutex_lock(class_lock(c));
 	for (i = n - 1; i >= 1; i--) {
 		b = (struct free_block *)(run + i * bs);
 		UNPOISON(b, sizeof(*b));
-		b->next = classes[c].free;
+		b->next = free_lists[c];
 		POISON(b, sizeof(*b));
-		classes[c].free = b;
+		free_lists[c] = b;
 	}
-	pthread_mutex_unlock(&classes[c].lock);
+	pthread_mutex_unlock(class_lock(c));
 	return run;
 }
 
@@ -292,10 +301,10 @@ void gvm__free(void *p)
 	POISON(b, class_size(c));
 	UNPOISON(b, sizeof(*b));
 	gvm_fetch_sub_release(&heap_live, 1u);
-	pthread_mutex_lock(&classes[c].lock);
-	b->next = classes[c].free;
-	classes[c].free = b;
-	pthread_mutex_unlock(&classes[c].lock);
+	pthread_mutex_lock(class_lock(c));
+	b->next = free_lists[c];
+	free_lists[c] = b;
+	pthread_mutex_unlock(class_lock(c));
 	POISON(b, sizeof(*b));
 }
 

@@ -552,11 +552,35 @@ int gvm__mm_register(struct gvm_mm *mm, uint64_t start, uint64_t len)
 	err = gvm__mm_sync(mm);
 	if (err)
 		return err;
+	/*
+	 * Piece by piece, so that a page whose data is in device memory is
+	 * never registered without MISSING, not even for a moment: a CPU
+	 * access then would get a fresh zero page instead of its data.
+	 */
 	gvm__mutex_lock(&mm->devmem_lock);
-	err = mm->ops->register_range(mm, start, len, false);
-	while (!err && a < end && (e = ext_first(mm, a, end - a))) {
-		a = e->start + e->len;
-		ext_register(mm, e, true);
+	err = 0;
+	while (!err && a < end) {
+		uint64_t from, to, i;
+
+		e = ext_first(mm, a, end - a);
+		from = e ? (e->start > a ? e->start : a) : end;
+		if (from > a)
+			err = mm->ops->register_range(mm, a, from - a, false);
+		if (!e || err)
+			break;
+		to = e->start + e->len < end ? e->start + e->len : end;
+		/* runs of equal validity inside [from, to) */
+		for (a = from; !err && a < to; a = from) {
+			bool v = page_valid(e, (a - e->start) >>
+						       GVM_MM_PAGE_SHIFT);
+
+			for (from = a; from < to; from += GVM_MM_PAGE_SIZE) {
+				i = (from - e->start) >> GVM_MM_PAGE_SHIFT;
+				if (page_valid(e, i) != v)
+					break;
+			}
+			err = mm->ops->register_range(mm, a, from - a, v);
+		}
 	}
 	gvm__mutex_unlock(&mm->devmem_lock);
 	return err;
