@@ -90,6 +90,9 @@ struct gvm_vm_stats {
 					   binding the mapping (replayed) */
 	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
 	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
+	uint64_t svm_faults_by_size[3];	/* SVM faults serviced, by the
+					   size of their range: [0] 4 KiB,
+					   [1] 64 KiB, [2] 2 MiB */
 	uint64_t svm_migrations;	/* SVM ranges this VM's faults moved
 					   to its device's memory (bytes in
 					   bytes_to_vram) */

@@ -37,6 +37,7 @@
 #include "core/buddy.h"
 #include "core/list.h"
 #include "core/sync.h"
+#include "core/trace.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
 #include "vm/svm.h"
@@ -65,6 +66,10 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 	uint64_t pos = 0, done_bytes = 0;
 	int64_t t0 = gvm__now_ns();
 	int err = 0;
+
+	/* Back, the copy is this side's part of the move (mm/devmem.c). */
+	GVM_TRACE_MIGRATE(dev, dev->name, to_ram ? "to_system" : "copy",
+			  sys, len);
 
 	for (size_t i = 0; i < d->nr_ext && done_bytes < len && !err; i++) {
 		const struct gvm_pt_extent *x = &d->ext[i];
@@ -152,6 +157,7 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, uint64_t start, uint64_t size)
 	int err;
 
 	gvm_lockdep_assert_held(&vm->lock);
+	GVM_TRACE_MIGRATE(dev, dev->name, "to_vram", start, size);
 	d = gvm__calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;

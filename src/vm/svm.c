@@ -150,6 +150,14 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);
 }
 
+/* Counts a serviced fault in range @r by its size. */
+static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
+{
+	unsigned int i = r->range >= M2 ? 2 : r->range >= K64 ? 1 : 0;
+
+	gvm__vm_stat_add(vm, svm_faults_by_size[i], 1);
+}
+
 /* Places range @r and binds it. */
 static int range_bind(struct gvm_vm *vm, struct gvm_vma *r)
 {
@@ -208,6 +216,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_ranges_created, 1);
+		count_fault(vm, &r->va);
 		return 0;
 	}
 	/* Not bound: out of the space, freed later with no lock held. */
@@ -234,6 +243,8 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		    (va->flags & GVM_VA_READONLY))
 			return -EACCES;
 		err = range_bind(vm, to_vma(va));
+		if (!err)
+			count_fault(vm, va);
 		if (err != -EFAULT && err != -EPERM)
 			return err;
 		/* Its memory went away: a new range, if mapped again. */

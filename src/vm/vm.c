@@ -416,6 +416,9 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_migrations);
 	C(svm_migration_failures);
 	C(svm_ranges_dropped);
+	C(svm_faults_by_size[0]);
+	C(svm_faults_by_size[1]);
+	C(svm_faults_by_size[2]);
 	C(execs);
 	C(evictions);
 	C(bytes_to_vram);

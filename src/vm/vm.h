@@ -94,6 +94,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
 	uint64_t svm_ranges_created, svm_ranges_dropped;
 	uint64_t svm_migrations, svm_migration_failures;
+	uint64_t svm_faults_by_size[3];	/* 4K, 64K, 2M ranges */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;
 	uint64_t preemptions;		/* preempt fences that suspended */

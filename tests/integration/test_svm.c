@@ -158,6 +158,8 @@ TEST(kernel_uses_cpu_pointers)
 	ASSERT_EQ(stats(c.vm).svm_ranges_created, 2);
 	ASSERT_EQ(stats(c.vm).faults_serviced, 3);
 	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(stats(c.vm).svm_faults_by_size[2], 3);
+	ASSERT_EQ(stats(c.vm).svm_faults_by_size[0], 0);
 	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
 	munmap(p, 2 * M2);
@@ -177,6 +179,7 @@ TEST(range_fits_the_cpu_mapping)
 	ASSERT_EQ(page, K4);
 	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
 	ASSERT_EQ(stats(c.vm).bytes_to_vram, K4);
+	ASSERT_EQ(stats(c.vm).svm_faults_by_size[0], 1);
 	ASSERT_EQ(p[K4 / 8], 8);
 	teardown(&c);
 	munmap(p, 3 * K4);

@@ -275,4 +275,18 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 	fprintf(f, "%sfaults      %" PRIu64 " GPU faults; %" PRIu64
 		   " evictions\n",
 		in, ss->faults, vs->evictions);
+	if (vs->svm_ranges_created)
+		fprintf(f, "%sSVM         %" PRIu64 " ranges made; faults "
+			   "serviced in 4K:%" PRIu64 " 64K:%" PRIu64
+			   " 2M:%" PRIu64 " ranges\n"
+			   "%s            %" PRIu64 " migrations to VRAM (%"
+			   PRIu64 " MiB), %" PRIu64 " back to system memory "
+			   "(%" PRIu64 " MiB, device-wide), %" PRIu64
+			   " failed\n",
+			in, vs->svm_ranges_created, vs->svm_faults_by_size[0],
+			vs->svm_faults_by_size[1], vs->svm_faults_by_size[2],
+			in, vs->svm_migrations, vs->bytes_to_vram >> 20,
+			vs->dev_svm_to_system,
+			vs->dev_svm_bytes_to_system >> 20,
+			vs->svm_migration_failures);
 }

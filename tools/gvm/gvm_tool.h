@@ -21,6 +21,7 @@
 int gvm_tool_demo(int argc, char **argv);
 int gvm_tool_info(int argc, char **argv);
 int gvm_tool_run(int argc, char **argv);
+int gvm_tool_plot(int argc, char **argv);
 
 /* ---- arguments ---------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
  *
  *   gvm info [...]          the simulated system (info.c)
  *   gvm run WORKLOAD [...]  a workload on simulated devices (run.c)
+ *   gvm plot TRACE          a trace's faults, migrations, kernels as SVG
  *   gvm demo                a short, self-explaining run of the core layer
  *   gvm bench [...]         the benchmark harness (bench/)
  *   gvm help
@@ -26,8 +27,11 @@ static void usage(FILE *f)
 		"                   the simulated system: devices, engines, TLBs, links\n"
 		"  run WORKLOAD [--devices N] [--vram SIZE] [--size SIZE] [--iters N]\n"
 		"               [--trace FILE] [--explain]\n"
-		"                   run triad or bind-churn on simulated GPUs and report\n"
+		"                   run a workload (triad, bind-churn, svm-stream,\n"
+		"                   svm-random) on simulated GPUs and report\n"
 		"                   (gvm run --help lists the workloads)\n"
+		"  plot TRACE [-o FILE.svg]\n"
+		"                   draw a trace's GPU faults, migrations and kernel time\n"
 		"  demo             run the core demo (fences, reservations, scheduler)\n"
 		"  bench [--json] [--quick] [--list] [NAME...]\n"
 		"                   run benchmarks; each reports a ratio to a baseline\n"
@@ -45,6 +49,8 @@ int main(int argc, char **argv)
 		return gvm_tool_info(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "run"))
 		return gvm_tool_run(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "plot"))
+		return gvm_tool_plot(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "demo"))
 		return gvm_tool_demo(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "bench"))

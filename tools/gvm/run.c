@@ -25,6 +25,8 @@
 static const struct run_workload *const workloads[] = {
 	&gvm_run_triad,
 	&gvm_run_bind_churn,
+	&gvm_run_svm_stream,
+	&gvm_run_svm_random,
 };
 
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))

@@ -66,7 +66,8 @@ struct run_workload {
 		      int64_t wall_ns);
 };
 
-extern const struct run_workload gvm_run_triad, gvm_run_bind_churn;
+extern const struct run_workload gvm_run_triad, gvm_run_bind_churn,
+	gvm_run_svm_stream, gvm_run_svm_random;
 
 /* Records the first failure of @d (printf-style); later ones are dropped. */
 __attribute__((format(printf, 2, 3)))
