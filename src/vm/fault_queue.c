@@ -96,6 +96,11 @@
 
 enum { FQ_PENDING = 0, FQ_SLEEPING = 1, FQ_DONE = 2 };
 
+/* Coverage compares accesses by strength. */
+_Static_assert(GVM_ACCESS_READ < GVM_ACCESS_WRITE &&
+	       GVM_ACCESS_WRITE < GVM_ACCESS_ATOMIC,
+	       "GVM_ACCESS_* grow with the permissions they need");
+
 uint32_t gvm__fault_queue_threads;
 
 int gvm__fault_queue_init(struct gvm_fault_queue *fq, struct gvm_device *dev,
