@@ -388,6 +388,59 @@ TEST(failed_fault_fails_only_its_job)
 }
 
 /*
+ * A kernel of a COPY exec queue faults while VRAM is full: servicing the
+ * fault allocates page-table pages, which evicts an idle BO through the
+ * copy op.  The copy runs on a migration engine, not behind the stalled
+ * kernel on the copy engine (which deadlocked before).
+ */
+TEST(copy_queue_fault_whose_service_evicts)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = K4 };
+	struct gvm_device_info info;
+	struct gvm_bo *filler, *bo;
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	struct gvm_vm *vm;
+	uint64_t *p, *fp, uf;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COPY, &q));
+	ASSERT_OK(gvm_bo_create(dev, K4, GVM_MEM_SYSTEM, vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	/* every free VRAM byte to an idle external BO */
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_GT(info.vram_free, 0);
+	ASSERT_OK(gvm_bo_create(dev, info.vram_free,
+				GVM_MEM_VRAM | GVM_MEM_SYSTEM, NULL, &filler));
+	ASSERT_OK(gvm_bo_map(filler, (void **)&fp));
+	fp[0] = 77;
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_EQ(info.vram_free, 0);
+	ASSERT_EQ(gvm_bo_region(filler), GVM_MEM_VRAM);
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 9, 64));
+	exec_on(q, &k, &uf);
+	uf_wait(&uf);
+	ASSERT_EQ(last_status(q), 1);
+	ASSERT_EQ(p[1], 9);
+	ASSERT_EQ(gvm_bo_region(filler), GVM_MEM_SYSTEM);	/* evicted */
+	ASSERT_EQ(fp[0], 77);					/* copied */
+	ASSERT_EQ(logged(vm, NULL), 0);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_bo_put(filler);
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+}
+
+/*
  * gvm_vm_destroy() with faults of the VM queued does not wait for them;
  * they complete as failed once the thread runs (their requests hold the
  * VM, not the user), and the device then goes with its thread joined.
