@@ -131,7 +131,7 @@ void gvm__fault_queue_fini(struct gvm_fault_queue *fq)
 	 * SVM device memory released under the mm's locks).  Joining is
 	 * safe: with no VM left no fault is queued, so the thread is idle or
 	 * finishing a batch it has completed, and takes no lock but
-	 * fq->lock and the trace lock from then on.
+	 * fq->lock from then on.
 	 */
 	gvm__mutex_lock(&fq->lock);
 	/* Every queued fault holds a VM, which holds the device. */
@@ -245,17 +245,14 @@ static bool covered(const struct gvm_fault_req *s, int s_result,
 	       (s_result == 0 && r->info.access <= s->info.access);
 }
 
-static void service_batch(struct gvm_fault_queue *fq,
-			  struct gvm_fault_req **b, uint32_t n)
+/* Sorts @b[0..n), services what is not covered, sets every result. */
+static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 {
-	struct gvm_device *dev = fq->dev;
 	const struct gvm_fault_req *last = NULL;
 	struct gvm_vm *cur = NULL;
 	int last_result = 0;
 	uint32_t i;
 
-	GVM_TRACE_FAULT_BATCH(dev, dev->name, n);
-	gvm_lockdep_assert_none_held();
 	if (n > 1)
 		qsort(b, n, sizeof(*b), req_cmp);
 	for (i = 0; i < n; i++) {
@@ -275,9 +272,26 @@ static void service_batch(struct gvm_fault_queue *fq,
 		last = r;
 		last_result = r->result;
 	}
+}
+
+static void service_batch(struct gvm_fault_queue *fq,
+			  struct gvm_fault_req **b, uint32_t n)
+{
+	struct gvm_device *dev = fq->dev;
+	uint32_t i;
+
+	gvm_lockdep_assert_none_held();
+	{
+		/* Recorded before the first completion: once that is seen
+		   the batch's event is in any trace stopped after it. */
+		GVM_TRACE_FAULT_BATCH(dev, dev->name, n);
+		service_sorted(b, n);
+	}
 	/*
 	 * Completed only now: a completed request may vanish (it lives on
-	 * its submitter's stack) and `last` points into the batch.
+	 * its submitter's stack) and the coverage test reads earlier ones.
+	 * After the last completion the device may be going: nothing but
+	 * fq (alive until the join) is touched.
 	 */
 	for (i = 0; i < n; i++)
 		req_complete(b[i], b[i]->result, b[i]->deduplicated);
