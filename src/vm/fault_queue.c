@@ -67,9 +67,15 @@
  *    copies on migration engines that never run kernels (src/sim/engine.c);
  *    before, a kernel of a COPY exec queue stalled in a fault on the only
  *    copy engine blocked the copy its own service waited for
- *    (test_sim.copy_completes_while_copy_engine_kernel_faults).
+ *    (test_sim.copy_completes_while_a_copy_queue_kernel_faults,
+ *    test_fault_queue.copy_queue_fault_whose_service_evicts).
  *  - Nothing else: the thread never submits a fault, never waits for a
  *    fence of a kernel or of a bind that waits for one.
+ *  - One known gap: a page fetch (userptr, SVM range) waits for the mm's
+ *    running invalidations to end, and an invalidation of a dma-fence
+ *    (non-LR) VM waits for that VM's kernels, which may be queued behind
+ *    a stalled fault-mode kernel on the same engine.  That cycle is not
+ *    broken yet (docs/vm.md, "Not done yet").
  * The submitter holds no lock while it waits (for room or completion).
  * Destroying a VM with faults pending does not wait for them: they hold
  * VM references (not the user's), the VM is closed, and servicing a
