@@ -284,6 +284,7 @@ static void service_batch(struct gvm_fault_queue *fq,
 			  struct gvm_fault_req **b, uint32_t n)
 {
 	struct gvm_device *dev = fq->dev;
+	int64_t t0 = gvm__now_ns();
 	uint32_t i;
 
 	gvm_lockdep_assert_none_held();
@@ -301,6 +302,8 @@ static void service_batch(struct gvm_fault_queue *fq,
 	 */
 	for (i = 0; i < n; i++)
 		req_complete(b[i], b[i]->result, b[i]->deduplicated);
+	gvm_store_relaxed(&fq->last_batch_ns, gvm__now_ns() - t0);
+	gvm_fetch_add_acq_rel(&fq->batches, 1u);
 }
 
 static void *fault_thread_main(void *arg)

@@ -73,6 +73,12 @@ struct gvm_fault_queue {
 	pthread_t thread;		/* written once, under lock */
 	struct gvm_device *dev;		/* immutable; no reference (the
 					   queue is part of the device) */
+	uint64_t batches;		/* batches done: incremented (acq_rel)
+					   by the thread after completing one,
+					   read with acquire (bench, tests) */
+	int64_t last_batch_ns;		/* the last batch's time from taking
+					   it to its last completion; written
+					   (relaxed) before batches moves */
 	struct gvm_fault_req *batch[GVM_FAULT_BATCH_MAX]; /* the thread's */
 };
 
