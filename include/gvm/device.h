@@ -135,6 +135,10 @@ struct gvm_device_desc {
 	unsigned int nr_compute;	/* engines per class */
 	unsigned int nr_copy;
 	unsigned int tlb_entries;	/* per engine, informational */
+	unsigned int fault_queue_depth;	/* faults gvm_vm_fault() queues for
+					   the device's servicing thread
+					   before engines block; 0: 1024,
+					   at most 65536 */
 };
 
 struct gvm_device_ops {
@@ -160,7 +164,11 @@ struct gvm_device_ops {
 			 uint64_t size, struct gvm_fence **done);
 	/*
 	 * Copies @size bytes (multiple of 4 KiB) from @src to @dst with a copy
-	 * engine.  The ranges do not overlap.  Mandatory.
+	 * engine.  The ranges do not overlap.  Mandatory.  gvm waits for
+	 * copies on its fault-servicing thread while engines are stalled in
+	 * GPU faults: a copy must complete without waiting for any kernel
+	 * (run it where no kernel runs, or where kernels can be switched
+	 * out).
 	 */
 	int (*copy)(struct gvm_device *dev, struct gvm_mem_addr dst,
 		    struct gvm_mem_addr src, uint64_t size,
@@ -219,11 +227,17 @@ GVM_API void *gvm_device_priv(const struct gvm_device *dev);
 
 /*
  * Backend side: an engine hit a fault in @vm.  Called from the engine's
- * thread with no gvm lock held; may block.  Returns 0 if the fault was
- * resolved (the engine replays the access), or a negative errno: the
- * access fails and the backend fails the job with -EIO.  In a VM without
- * GVM_VM_FAULT_MODE every fault is logged (gvm_vm_query_faults()) and
- * returns -EFAULT.
+ * thread with no gvm lock held, the engine stalled (it runs nothing else
+ * until the call returns, and must acknowledge TLB invalidations
+ * meanwhile); may block.  Returns 0 if the fault was resolved (the engine
+ * replays the access), or a negative errno: the access fails and the
+ * backend fails the job with -EIO; an unresolved fault is logged
+ * (gvm_vm_query_faults()).  In a VM without GVM_VM_FAULT_MODE every fault
+ * is logged and returns -EFAULT.  In fault mode the fault goes into the
+ * device's fault queue (desc.fault_queue_depth; the call waits for room
+ * when it is full, nothing is dropped) and is serviced by the device's
+ * servicing thread, in batches, faults on the same page deduplicated; the
+ * call returns when its fault was.
  */
 GVM_API int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
@@ -257,6 +271,8 @@ struct gvm_device_info {
 	unsigned int nr_compute, nr_copy;
 	unsigned int tlb_entries;
 	bool vram_mappable;		/* scattered VRAM buffers can be mapped */
+	unsigned int fault_queue_depth;	/* GPU faults queued before engines
+					   block (desc, 0 made 1024) */
 };
 
 GVM_API int gvm_device_query(struct gvm_device *dev,

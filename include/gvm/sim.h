@@ -40,12 +40,17 @@ struct gvm_sim_config {
 	uint64_t copy_bw;		/* bytes per second [0: host speed] */
 	uint64_t copy_latency_ns;	/* per copy [0] */
 	uint64_t tlb_inval_latency_ns;	/* per invalidation [0] */
+	unsigned int fault_queue_depth;	/* GPU faults queued for gvm's
+					 * servicing thread before faulting
+					 * engines block, at most 65536
+					 * [1024] */
 };
 
 /*
  * Creates a simulated GPU (@cfg NULL: all defaults).  -EINVAL: bad config
  * (va_bits, unaligned, < 1 MiB or > GVM_SIM_VRAM_MAX VRAM, no 4K pages, 0 engines after
- * defaults); -ENOMEM.
+ * defaults, more than 64 engines of a class, a fault queue deeper than
+ * 65536); -ENOMEM.
  */
 GVM_API int gvm_sim_device_create(const struct gvm_sim_config *cfg,
 				  struct gvm_device **out);

@@ -7,9 +7,10 @@
  * While a trace is recording, gvm keeps one event per bind call
  * ("vm_bind"), queued bind job ("bind_job"), kernel run on an exec queue
  * (named after the kernel, from the moment the queue starts it until its
- * fence signals), TLB invalidation ("tlb_inval") and GPU fault
- * ("gpu_fault", an instant).  Processes are devices, threads are queues
- * and engines.  The events stay in memory until gvm_trace_stop() writes
+ * fence signals), TLB invalidation ("tlb_inval"), GPU fault
+ * ("gpu_fault", an instant) and batch of the fault-servicing thread
+ * ("fault_batch", fault-mode VMs).  Processes are devices, threads are
+ * queues and engines.  The events stay in memory until gvm_trace_stop() writes
  * them.  The format is in docs/tool.md.
  *
  * One trace per process at a time.  Recording costs a lock and a few

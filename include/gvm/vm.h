@@ -88,6 +88,14 @@ struct gvm_vm_stats {
 	uint64_t faults;		/* GPU faults reported */
 	uint64_t faults_serviced;	/* fault mode: of them resolved by
 					   binding the mapping (replayed) */
+	uint64_t fault_batches;		/* fault mode: batches of the device's
+					   fault-servicing thread that held
+					   faults of this VM */
+	uint64_t faults_deduplicated;	/* fault mode: faults completed with
+					   the result of another fault on the
+					   same page in their batch (not
+					   serviced again; counted in
+					   faults_serviced if resolved) */
 	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
 	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
 	uint64_t svm_faults_by_size[3];	/* SVM faults serviced, by the

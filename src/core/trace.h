@@ -8,6 +8,8 @@
  *   GVM_TRACE_BIND_JOB(dev, dev_name, sq, nr_segs);  a bind job's run (scope)
  *   GVM_TRACE_TLB_INVAL(dev, dev_name, start, size); a TLB flush (scope)
  *   GVM_TRACE_MIGRATE(dev, dev_name, dir, start, size); an SVM migration
+ *   GVM_TRACE_FAULT_BATCH(dev, dev_name, faults);    a batch of the fault
+ *                                                    queue serviced (scope)
  *   gvm__trace_exec(dev, dev_name, sq, queue_name, kernel_name, lanes,
  *                   finished);     a kernel from now to @finished signalling
  *   gvm__trace_fault(dev, dev_name, engine_name, instance, addr, access,
@@ -126,6 +128,7 @@ static inline void gvm__trace_scope_init(struct gvm__trace_scope *s,
 #define GVM__TRACE_BIND_QUEUE "bind queue"
 #define GVM__TRACE_TLB "TLB"
 #define GVM__TRACE_MIGRATION "migration"
+#define GVM__TRACE_FAULT_QUEUE "fault queue"
 
 #define GVM_TRACE_BIND(dev, dev_name, sq, nr_ops)                             \
 	GVM__TRACE_SCOPE("vm_bind", "bind", dev, dev_name, sq,                \
@@ -146,6 +149,11 @@ static inline void gvm__trace_scope_init(struct gvm__trace_scope *s,
 	GVM__TRACE_SCOPE(dir, "migrate", dev, dev_name,                       \
 			 GVM__TRACE_MIGRATION, GVM__TRACE_MIGRATION, "start", \
 			 (uint64_t)(start), "size", (uint64_t)(size), 1u)
+/* The fault-servicing thread sorts, deduplicates and services @faults. */
+#define GVM_TRACE_FAULT_BATCH(dev, dev_name, faults)                          \
+	GVM__TRACE_SCOPE("fault_batch", "fault", dev, dev_name,               \
+			 GVM__TRACE_FAULT_QUEUE, GVM__TRACE_FAULT_QUEUE,      \
+			 "faults", (uint64_t)(faults), NULL, 0, 0)
 
 /*
  * A kernel named @kernel_name (a static string, NULL: "kernel") of @lanes

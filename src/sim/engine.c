@@ -3,11 +3,17 @@
  * Simulated GPU: engines, jobs, fences, the timer thread and the TLB
  * invalidation protocol.
  *
- * ENGINES.  Every engine (cfg.nr_compute compute engines, then cfg.nr_copy
- * copy engines) is a thread with a FIFO of jobs.  A job is a kernel (run
- * lane by lane, lane.c) or a copy (ops->copy).  Both classes run kernels
- * (a copy engine translates through its own TLB like any engine); only
- * copy engines take copies.  Copies use the engine's fence context, the
+ * ENGINES.  Every engine (cfg.nr_compute compute engines, cfg.nr_copy
+ * copy engines, then cfg.nr_copy migration engines) is a thread with a
+ * FIFO of jobs.  A job is a kernel (run lane by lane, lane.c) or a copy
+ * (ops->copy).  Compute and copy engines run the kernels of exec queues of
+ * their class (a copy engine translates through its own TLB like any
+ * engine); only migration engines take copies.  A kernel stalled in a GPU
+ * fault stalls its engine, and gvm's fault service may wait for a copy
+ * (SVM migration, a BO evicted to make room): if copies shared an engine
+ * with kernels of COPY queues, that copy could wait behind the very
+ * kernel whose fault it serves.  Migration engines never run a kernel,
+ * so a copy never waits for one (the device contract's ops->copy rule).  Copies use the engine's fence context, the
  * kernels of an exec queue their queue's: a job's fence gets the next
  * seqno of its context, under engine->lock, in the order the jobs are
  * queued, and fences signal in that order (one signaller per engine at a
@@ -387,7 +393,7 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 			      struct gvm_fence **done)
 {
 	struct sim_inval_req *req;
-	unsigned int i;
+	unsigned int i, n;
 	int err;
 
 	req = gvm__calloc(1, sizeof(*req) +
@@ -404,11 +410,13 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 	req->start = start;
 	req->size = size;
 	req->deadline = gvm__now_ns() + (int64_t)sd->cfg.tlb_inval_latency_ns;
-	gvm_store_relaxed(&req->pending, sd->nr_engines + 1);
+	/* Migration engines never translate: nothing to invalidate. */
+	n = sd->cfg.nr_compute + sd->cfg.nr_copy;
+	gvm_store_relaxed(&req->pending, n + 1);
 	*done = gvm_fence_get(req->fence);
 	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
 
-	for (i = 0; i < sd->nr_engines; i++) {
+	for (i = 0; i < n; i++) {
 		struct sim_engine *e = &sd->engines[i];
 		bool queued = false;
 
@@ -523,7 +531,8 @@ static void *engine_main(void *arg)
 	char name[16];
 
 	snprintf(name, sizeof(name), "%.8s/%c%u", e->sd->name,
-		 e->cls == GVM_ENGINE_COMPUTE ? 'c' : 'x', e->instance);
+		 e->migrate ? 'm' : e->cls == GVM_ENGINE_COMPUTE ? 'c' : 'x',
+		 e->instance);
 	pthread_setname_np(pthread_self(), name);
 	gvm__sim_guard_set_thread(&e->guard);
 	gvm__mutex_lock(&e->lock);
@@ -620,7 +629,7 @@ void gvm__sim_engines_stop(struct sim_dev *sd)
 
 int gvm__sim_engines_start(struct sim_dev *sd)
 {
-	unsigned int i, n = sd->cfg.nr_compute + sd->cfg.nr_copy;
+	unsigned int i, n = sd->cfg.nr_compute + 2 * sd->cfg.nr_copy;
 	int err;
 
 	gvm__mutex_init(&sd->timer_lock, "sim_timer", GVM_RANK_LEAF);
@@ -638,8 +647,11 @@ int gvm__sim_engines_start(struct sim_dev *sd)
 		e->sd = sd;
 		e->cls = i < sd->cfg.nr_compute ? GVM_ENGINE_COMPUTE :
 						  GVM_ENGINE_COPY;
+		e->migrate = i >= sd->cfg.nr_compute + sd->cfg.nr_copy;
 		e->instance = i < sd->cfg.nr_compute ? i :
-						       i - sd->cfg.nr_compute;
+			      e->migrate ? i - sd->cfg.nr_compute -
+					   sd->cfg.nr_copy :
+					   i - sd->cfg.nr_compute;
 		e->context = gvm_fence_context_alloc(1);
 		gvm__mutex_init(&e->lock, "sim_engine", GVM_RANK_LEAF);
 		gvm__cond_init(&e->cond);

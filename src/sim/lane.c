@@ -27,8 +27,10 @@
  * is a GVM_FAULT_SYSMEM_GONE GPU fault).
  *
  * FAULTS.  The engine stops translating (so invalidations are acknowledged
- * at once, engine.c), reports through sd->fault_fn (gvm_vm_fault) with no
- * lock held and the guard off, then resumes.  0 = resolved: the TLB entry
+ * at once, engine.c), reports through sd->fault_fn (gvm_vm_fault, which
+ * for a fault-mode VM queues the fault to gvm's servicing thread and
+ * waits; the engine runs nothing else meanwhile) with no lock held and
+ * the guard off, then resumes.  0 = resolved: the TLB entry
  * for the address is dropped and the access is translated and replayed
  * (at most MAX_REPLAYS times per access).  Otherwise the job fails: the
  * lane's access does nothing, gvm_lane_faulted() becomes true, later

@@ -16,6 +16,9 @@
  *            from every host address so mixing them up faults loudly).
  *   engines  engine.c (threads, jobs, fences, TLB invalidation), lane.c
  *            (kernels), mmu.c (walks, TLB), guard.c (system memory).
+ *            ops->copy runs on migration engines (one per copy engine),
+ *            which never run kernels: a kernel stalled in a GPU fault
+ *            must not hold up the copy its fault's service waits for.
  *
  * Example:
  *
@@ -78,6 +81,8 @@ static int config_apply(const struct gvm_sim_config *in,
 		c->tlb_entries = 1024;
 	if (!c->page_sizes)
 		c->page_sizes = ALL_PAGES;
+	if (!c->fault_queue_depth)
+		c->fault_queue_depth = 1024;
 
 	if (!gvm__ptf_levels(c->va_bits))
 		return -EINVAL;
@@ -88,7 +93,7 @@ static int config_apply(const struct gvm_sim_config *in,
 	if (!(c->page_sizes & GVM_PAGE_4K) || (c->page_sizes & ~ALL_PAGES))
 		return -EINVAL;
 	if (c->nr_compute > 64 || c->nr_copy > 64 ||
-	    c->tlb_entries > (1u << 24))
+	    c->tlb_entries > (1u << 24) || c->fault_queue_depth > (1u << 16))
 		return -EINVAL;
 	return 0;
 }
@@ -198,8 +203,10 @@ static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	job->dst = dst;
 	job->src = src;
 	job->size = size;
-	i = gvm_fetch_add_relaxed(&sd->rr_copy, 1u) % sd->cfg.nr_copy;
-	e = &sd->engines[sd->cfg.nr_compute + i];
+	/* A migration engine: it runs no kernel, so no fault stalls it
+	   (gvm waits for copies while servicing faults). */
+	i = gvm_fetch_add_relaxed(&sd->rr_migrate, 1u) % sd->cfg.nr_copy;
+	e = &sd->engines[sd->cfg.nr_compute + sd->cfg.nr_copy + i];
 	err = gvm__sim_submit(e, job, done);
 	if (err)
 		gvm__free(job);
@@ -362,6 +369,7 @@ int gvm_sim_device_create(const struct gvm_sim_config *cfg,
 	desc.nr_compute = sd->cfg.nr_compute;
 	desc.nr_copy = sd->cfg.nr_copy;
 	desc.tlb_entries = sd->cfg.tlb_entries;
+	desc.fault_queue_depth = sd->cfg.fault_queue_depth;
 
 	/* Registered before the device exists, so stats never miss it. */
 	gvm__mutex_lock(&registry_lock);

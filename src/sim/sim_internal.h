@@ -311,6 +311,8 @@ struct sim_inval_req;
 struct sim_engine {
 	struct sim_dev *sd;		/* immutable */
 	uint32_t cls;			/* GVM_ENGINE_COMPUTE / _COPY */
+	bool migrate;			/* immutable: a migration engine
+					   (copies of ops->copy only) */
 	unsigned int instance;		/* within its class */
 	uint64_t context;		/* fence context, immutable */
 	pthread_t thread;
@@ -358,9 +360,12 @@ struct sim_dev {
 	const uint8_t *zero;		/* SIM_ZERO_BYTES of read-only zeros */
 
 	bool engines_started;		/* creator/destroyer only */
-	unsigned int nr_engines;	/* compute first, then copy */
+	unsigned int nr_engines;	/* compute first, then copy, then
+					   one migration engine per copy
+					   engine (ops->copy; no kernels) */
 	struct sim_engine *engines;
 	uint32_t rr_compute, rr_copy;	/* atomic round-robin cursors */
+	uint32_t rr_migrate;		/* atomic: migration engines */
 
 	/* The timer thread signals fences at their modelled time. */
 	struct gvm_mutex timer_lock;	/* LEAF */

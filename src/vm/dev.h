@@ -3,8 +3,9 @@
  * The library side of a device (internal): what gvm keeps per device
  * behind the backend contract of <gvm/device.h>.
  *
- * Locking: vram_lock (leaf) serialises the VRAM buddy; everything else is
- * immutable after gvm_device_create() or atomic (refcount, counters).
+ * Locking: vram_lock (leaf) serialises the VRAM buddy; the fault queue has
+ * its own leaf lock (fault_queue.h); everything else is immutable after
+ * gvm_device_create() or atomic (refcount, counters).
  */
 #ifndef GVM_VM_DEV_H
 #define GVM_VM_DEV_H
@@ -14,6 +15,7 @@
 
 #include "core/buddy.h"
 #include "core/list.h"
+#include "vm/fault_queue.h"
 
 struct gvm_device {
 	char name[32];			/* immutable */
@@ -34,6 +36,8 @@ struct gvm_device {
 	uint64_t svm_bytes_to_ram;	/* atomic: their bytes */
 	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
 					   in copies, both ways (benches) */
+	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
+					   their servicing thread; fq.lock */
 };
 
 /* A link between two devices; on both devices' lists.  Link lock. */

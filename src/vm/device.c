@@ -16,8 +16,10 @@
  *
  * Locking: vram_lock is a leaf lock around the buddy (allocations come from
  * BO creation and moves under reservations, and from page-table updates
- * under vm->lock).  The reference count is atomic; the last put destroys
- * the scheduler, the buddy, then calls the backend's destroy.
+ * under vm->lock).  The reference count is atomic; the last put stops the
+ * fault-servicing thread (fault_queue.c; no VM is left, so no fault is
+ * queued), destroys the scheduler, the buddy, then calls the backend's
+ * destroy.
  */
 #include "vm/dev.h"
 
@@ -57,6 +59,8 @@ static bool desc_valid(const struct gvm_device_desc *d,
 	if (d->vram_size < (1u << 20) || !gvm__page_aligned(d->vram_size) ||
 	    !gvm__page_aligned(d->vram_base) || !d->vram_cpu)
 		return false;
+	if (d->fault_queue_depth > GVM_FAULT_QUEUE_MAX)
+		return false;
 	if (d->vram_base + d->vram_size < d->vram_base ||
 	    d->vram_base + d->vram_size > (1ull << GVM_PTF_ADDR_BITS))
 		return false;
@@ -89,12 +93,18 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, GVM_PAGE_SIZE);
 	if (err)
 		goto err_free;
-	err = gvm_sched_create(dev->name, SCHED_WORKERS, &dev->sched);
+	err = gvm__fault_queue_init(&dev->fq, dev, desc->fault_queue_depth);
 	if (err)
 		goto err_buddy;
+	dev->desc.fault_queue_depth = dev->fq.depth;
+	err = gvm_sched_create(dev->name, SCHED_WORKERS, &dev->sched);
+	if (err)
+		goto err_fq;
 	*out = dev;
 	return 0;
 
+err_fq:
+	gvm__fault_queue_fini(&dev->fq);
 err_buddy:
 	gvm__buddy_fini(&dev->vram);
 err_free:
@@ -219,6 +229,7 @@ void gvm_device_put(struct gvm_device *dev)
 		gvm__free(l);
 	}
 	gvm__mutex_unlock(&link_lock);
+	gvm__fault_queue_fini(&dev->fq);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);
 	gvm__mutex_fini(&dev->vram_lock);
@@ -245,6 +256,7 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	info->nr_copy = dev->desc.nr_copy;
 	info->tlb_entries = dev->desc.tlb_entries;
 	info->vram_mappable = dev->desc.vram_fd >= 0;
+	info->fault_queue_depth = dev->desc.fault_queue_depth;
 	info->id = dev->id;
 	gvm__mutex_lock(&link_lock);
 	{

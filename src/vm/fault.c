@@ -25,13 +25,25 @@
  * mapping, not per page.  A fault in a CPU_ADDR_MIRROR VMA goes to SVM
  * (svm.c), which makes and binds a range there.
  *
- * Locking and why it cannot deadlock: the backend calls with no gvm lock
- * held, from the engine's thread, the engine quiesced (it acknowledges TLB
+ * Where it runs: gvm_vm_fault() (the backend's call, from the stalled
+ * engine's thread) queues a fault-mode VM's fault to the device's fault
+ * queue and waits (fault_queue.c); the device's servicing thread sorts and
+ * deduplicates a batch and calls gvm__fault_service() for each fault left,
+ * with no gvm lock held.  That is the only way a fault is serviced.
+ * Faults that are not serviced (a VM outside fault mode, a
+ * GVM_FAULT_SYSMEM_GONE fault) are failed on the engine's thread without
+ * going through the queue.  A fault that is not resolved (serviced or not)
+ * is logged by gvm_vm_fault(), once per faulting access.
+ *
+ * Locking and why it cannot deadlock (the whole analysis is at the top of
+ * fault_queue.c): the servicing thread holds no gvm lock when it calls;
+ * the faulting engine is stalled and quiesced (it acknowledges TLB
  * invalidations at once, so the update's TLB wait completes).  In fault
  * mode no job fence sits in a reservation (LR mode) and no preempt fence
  * exists, so a holder of vm->lock or of the BO's reservation waits for
- * nothing the stalled engine must do: binds do not wait for kernels, a
- * move waits for bind and copy fences only.
+ * nothing a stalled engine must do: binds do not wait for kernels, a
+ * move waits for bind and copy fences only, and copies run on engines
+ * that run no kernels.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -44,6 +56,7 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
+#include "vm/fault_queue.h"
 #include "vm/pt_update.h"
 #include "vm/svm.h"
 #include "vm/userptr.h"
@@ -82,15 +95,17 @@ int gvm__fault_bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
 	return -EAGAIN;
 }
 
-static int service(struct gvm_vm *vm, const struct gvm_fault_info *f)
+int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f)
 {
 	struct gvm_vma *vma;
 	struct gvm_va *va;
 	int err;
 
+	gvm_lockdep_assert_none_held();
 	gvm__mutex_lock(&vm->lock);
-	va = gvm__va_find(&vm->va, f->addr);
-	if (!va || vm->closed) {
+	/* A destroyed VM's tree is gone: its pending faults fail. */
+	va = vm->closed ? NULL : gvm__va_find(&vm->va, f->addr);
+	if (!va) {
 		err = -EFAULT;
 		goto out;
 	}
@@ -133,8 +148,12 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 			 gvm__access_name(f->access),
 			 gvm__fault_reason_name(f->reason));
 	if ((vm->flags & GVM_VM_FAULT_MODE) &&
-	    f->reason != GVM_FAULT_SYSMEM_GONE)
-		err = service(vm, f);
+	    f->reason != GVM_FAULT_SYSMEM_GONE) {
+		struct gvm_fault_req req;
+
+		gvm__fault_queue_submit(vm, f, &req);
+		err = gvm__fault_req_wait(&req);
+	}
 	if (!err) {
 		gvm__vm_stat_add(vm, faults_serviced, 1);
 		return 0;

@@ -1,12 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * GPU fault servicing (fault.c), shared with SVM (svm.c).
+ * GPU fault servicing (fault.c), shared with SVM (svm.c) and the fault
+ * queue (fault_queue.c).
  */
 #ifndef GVM_VM_FAULT_H
 #define GVM_VM_FAULT_H
 
+struct gvm_fault_info;
 struct gvm_vm;
 struct gvm_vma;
+
+/*
+ * Services fault @f of fault-mode VM @vm (fault.c, the one place faults
+ * are serviced): binds what the fault needs (the VMA, or an SVM range).
+ * Called by the device's fault-servicing thread (fault_queue.c) with no
+ * gvm lock held; may block.  0: resolved (the access may be replayed);
+ * -EFAULT (no mapping, the VM closed, memory gone), -EACCES (a write or
+ * atomic to a read-only mapping), or the bind's error.
+ */
+int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
 /*
  * Binds all of @vma (a BO's: its reservation is taken; a userptr's or SVM

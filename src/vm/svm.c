@@ -27,8 +27,9 @@
  * the ranges' PTEs go in the same page-table update).
  *
  * What is not here yet (issue 12): migration to device memory and back,
- * large notifier chunks holding many ranges, a fault queue and servicing
- * thread, prefetch of mirror ranges.
+ * large notifier chunks holding many ranges, prefetch of mirror ranges.
+ * (Faults reach gvm__svm_fault() from the device's fault-servicing
+ * thread, fault_queue.c.)
  *
  * Locking: vm->lock protects the range space (like the VA tree); ranges'
  * userptr state follows userptr.c; range VMAs that go away are freed with

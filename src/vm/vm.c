@@ -147,9 +147,18 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	err = gvm__queue_create(vm, GVM_ENGINE_BIND, true, &vm->bind_q);
 	if (err)
 		goto err_detach;
+	/* The device's fault-servicing thread, at its first fault-mode VM;
+	   it runs until the device goes (fault_queue.c). */
+	if (flags & GVM_VM_FAULT_MODE) {
+		err = gvm__fault_queue_start(dev);
+		if (err)
+			goto err_queue;
+	}
 	*out = vm;
 	return 0;
 
+err_queue:
+	gvm__queue_destroy(vm->bind_q, true);
 err_detach:
 	dev->ops->vm_detach(dev, vm->dev_priv);
 	gvm_device_put(dev);
@@ -412,6 +421,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(tlb_full_flushes);
 	C(faults);
 	C(faults_serviced);
+	C(fault_batches);
+	C(faults_deduplicated);
 	C(svm_ranges_created);
 	C(svm_migrations);
 	C(svm_migration_failures);

@@ -92,6 +92,10 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t tlb_invals, tlb_full_flushes;
 	uint64_t faults, execs, evictions;
 	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
+	uint64_t fault_batches;		/* fault_queue.c: batches with faults
+					   of this VM */
+	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
+					   result of a fault on the same page */
 	uint64_t svm_ranges_created, svm_ranges_dropped;
 	uint64_t svm_migrations, svm_migration_failures;
 	uint64_t svm_faults_by_size[3];	/* 4K, 64K, 2M ranges */

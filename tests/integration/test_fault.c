@@ -74,11 +74,19 @@ static void store(struct ctx *c, uint64_t va, uint64_t v)
 	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
 }
 
+/*
+ * Drains the fault log: the number of entries, the oldest in *@f (if not
+ * NULL).  The whole log is read, so logged(vm, NULL) == 0 means it was
+ * empty (a query with room for nothing copies nothing, whatever the log).
+ */
 static uint32_t logged(struct gvm_vm *vm, struct gvm_fault_info *f)
 {
+	struct gvm_fault_info buf[GVM_VM_FAULT_LOG];
 	uint32_t n;
 
-	ASSERT_OK(gvm_vm_query_faults(vm, f, f ? 1 : 0, &n));
+	ASSERT_OK(gvm_vm_query_faults(vm, buf, GVM_VM_FAULT_LOG, &n));
+	if (f && n)
+		*f = buf[0];
 	return n;
 }
 

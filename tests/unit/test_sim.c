@@ -1352,6 +1352,58 @@ TEST(copy_engine_moves_bytes)
 	munmap(back, 4 * K64);
 }
 
+/*
+ * A kernel of a COPY exec queue faults, and the fault's service waits for
+ * a copy (gvm's service migrates SVM ranges and evicts BOs through
+ * ops->copy).  Copies run on migration engines, which run no kernels, so
+ * the copy completes; queued on the copy engine the faulting kernel
+ * stalls, it would wait for that kernel forever.
+ */
+static uint64_t copy_src, copy_dst;
+
+static int copy_then_bind(struct env *v, const struct gvm_fault_info *f)
+{
+	struct gvm_mem_addr d = { GVM_MEM_VRAM, copy_dst };
+	struct gvm_mem_addr s = { GVM_MEM_VRAM, copy_src };
+	struct gvm_fence *done;
+	int st;
+
+	ASSERT_OK(ops->copy(v->dev, d, s, K4, &done));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(done);
+	gvm_fence_put(done);
+	if (st != 1)
+		return -EIO;
+	return bind_on_fault(v, f);
+}
+
+TEST(copy_completes_while_a_copy_queue_kernel_faults)
+{
+	struct stride_args a = { 0x100000, K4, GVM_ACCESS_WRITE };
+	struct gvm_kernel k;
+	struct gvm_fence *f;
+	struct env v;
+	void *cq;
+
+	env_init(&v, 0);		/* one copy engine */
+	copy_src = vram_alloc(&v, K4, K4);
+	copy_dst = vram_alloc(&v, K4, K4);
+	memset(vcpu(&v, copy_src), 0x5a, K4);
+	ASSERT_OK(ops->queue_create(v.dev, v.vm, GVM_ENGINE_COPY, &cq));
+	faults.resolve = copy_then_bind;
+	kernel(&k, stride_fn, 2, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, cq, &k, &f));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), 1);
+	gvm_fence_put(f);
+	ASSERT_EQ(nr_faults(), 2);
+	ASSERT_EQ(fault_at(0).engine, GVM_ENGINE_COPY);
+	ASSERT_EQ(memcmp(vcpu(&v, copy_dst), vcpu(&v, copy_src), K4), 0);
+	ASSERT_EQ(stats(&v).bytes_copied, 2 * K4);
+	ops->queue_destroy(v.dev, cq);
+	env_fini(&v);
+}
+
 TEST(copy_engine_models_latency_and_bandwidth)
 {
 	struct gvm_sim_config cfg = { .vram_size = 8 << 20,

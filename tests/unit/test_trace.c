@@ -493,6 +493,60 @@ TEST(bind_exec_unbind_fault)
 	unlink(path);
 }
 
+/*
+ * A fault-mode VM's fault goes through the device's fault queue: one
+ * fault_batch scope (with the batch size) on the "fault queue" track,
+ * around the fault's service.
+ */
+TEST(fault_batch_of_a_fault_mode_vm)
+{
+	const uint64_t va = 1ull << 30;
+	struct gvm_sim_config cfg = { .name = "tracedev",
+				      .vram_size = 32ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = va,
+				  .range = 4096 };
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+	const struct jv *evs, *b = NULL;
+	struct gvm_kernel k;
+	struct jv root;
+	char path[256];
+	struct env v;
+
+	tmp_path(path, sizeof(path));
+	ASSERT_OK(gvm_sim_device_create(&cfg, &v.dev));
+	ASSERT_OK(gvm_vm_create(v.dev, NULL,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &v.vm));
+	ASSERT_OK(gvm_queue_create(v.vm, GVM_ENGINE_COMPUTE, &v.cq));
+	ASSERT_OK(gvm_bo_create(v.dev, 4096, GVM_MEM_VRAM, v.vm, &v.bo));
+	op.bo = v.bo;
+	ASSERT_OK(gvm_vm_bind(v.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_trace_start(path));
+	ASSERT_OK(gvm_kernel_store_dword(&k, va + 8, 1, 64));
+	ASSERT_OK(gvm_exec(v.cq, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(gvm_trace_stop());
+	gvm_bo_put(v.bo);
+	gvm_queue_destroy(v.cq);
+	ASSERT_OK(gvm_vm_destroy(v.vm));
+	gvm_device_put(v.dev);
+
+	evs = load_trace(path, &root);
+	ASSERT_EQ(count(evs, "i", "gpu_fault"), 1);
+	ASSERT_EQ(count(evs, "X", "fault_batch"), 1);
+	for (size_t i = 0; i < evs->n; i++)
+		if (!strcmp(jstr(&evs->items[i], "name"), "fault_batch"))
+			b = &evs->items[i];
+	ASSERT_TRUE(b);
+	ASSERT_EQ(jget(jget(b, "args"), "faults")->num, 1);
+	ASSERT_EQ(thread_named(evs, "fault queue 0"), 1);
+	check_nesting(evs);
+	jv_free(&root);
+	unlink(path);
+}
+
 TEST(nothing_recorded_when_stopped)
 {
 	char path[256];

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The per-device GPU fault queue and its servicing thread: how faults of
+ * fault-mode VMs get from the engine that took them to gvm__fault_service()
+ * (fault.c, the one place a fault is serviced).
+ *
+ * A backend reports a fault with gvm_vm_fault() from the faulting engine's
+ * thread, the engine stalled (it runs no other job meanwhile) and not
+ * translating.  In a fault-mode VM that call is submit + wait:
+ *
+ *   engine thread (gvm_vm_fault)          servicing thread (one per device)
+ *   ----------------------------          ---------------------------------
+ *   req on its stack, VM reference        lock
+ *   lock                                  wait: count > 0 and not held
+ *   while count == depth:                 take min(count, 256) from the ring
+ *     blocked++; wait room; blocked--     wake the blocked submitters
+ *   ring[tail] = &req; count++            unlock
+ *   wake the thread; unlock               sort by (VM, page, access desc)
+ *   wait until req.done == DONE           for each: covered by the one
+ *   (futex; FQ_SLEEPING tells the           serviced before it? take its
+ *    completer to wake it)                  result; else gvm__fault_service
+ *   drop the VM reference                   (no lock held)
+ *   0: replay; else log, fail the job     complete each: result, done = DONE
+ *
+ * The queue is bounded (desc.fault_queue_depth, default 1024): when it is
+ * full the submitting engine blocks until the thread takes a batch; a
+ * fault is never dropped.  The thread starts with the device's first
+ * fault-mode VM (gvm__fault_queue_start from gvm_vm_create) and is joined
+ * when the last device reference goes (gvm__fault_queue_fini); it holds no
+ * device reference itself, and drops no VM reference (submitters do), so
+ * the last device reference is never dropped on it.
+ *
+ * DEDUPLICATION.  A batch is sorted by VM, then 4 KiB page, then access,
+ * strongest first (atomic > write > read), then arrival.  A fault is
+ * *covered* by the last fault serviced before it on the same VM and page
+ * when it asks for the same access, or for a weaker one and that service
+ * succeeded (binding for an atomic allows a write and a read; a read-only
+ * result does not allow a write).  A covered fault completes with that
+ * result without a second service: N lanes faulting on one page cost one
+ * bind.  A failure is not extended to weaker accesses: a write refused on
+ * a read-only mapping does not fail a read of it.
+ *
+ * LOCKING.  fq->lock is a leaf (rank LEAF), taken with no other gvm lock
+ * held, by submitters, the thread, the test hooks and teardown; it is
+ * never held while servicing, while waiting for a completion or while
+ * calling out.  A request's `done` word is the only thing shared after
+ * submit: written once by the thread (release), read by the submitter
+ * (acquire).  Per-VM counters are relaxed atomics.
+ *
+ * DEADLOCK ANALYSIS.  An engine stalled in a fault runs no other job, so
+ * nothing the servicing thread waits for may need a stalled engine (or a
+ * later fault of the queue: the thread services one fault at a time).
+ * What servicing waits for (fault.c, svm.c, migrate.c, pt_update.c):
+ *  - vm->lock, a BO's reservation, pt_lock, notifier_lock, the mm's locks:
+ *    their holders (binds, bind jobs, exec, the rebind worker, notifier
+ *    callbacks, CPU fault-back) never wait for a kernel of a fault-mode VM:
+ *    in fault mode no job fence sits in a reservation and no preempt fence
+ *    exists, binds do not wait for kernels, moves under locks take idle
+ *    BOs only.
+ *  - TLB invalidations: a stalled engine is not translating and
+ *    acknowledges at once, a running one at its next lane call, and an
+ *    engine blocked on a full queue is stalled too (it quiesced before
+ *    reporting).
+ *  - Copies (SVM migration, BO moves and evictions for page-table or
+ *    range memory): through ops->copy, which the device contract requires
+ *    to complete without waiting for any kernel.  The simulated GPU runs
+ *    copies on migration engines that never run kernels (src/sim/engine.c);
+ *    before, a kernel of a COPY exec queue stalled in a fault on the only
+ *    copy engine blocked the copy its own service waited for
+ *    (test_sim.copy_completes_while_a_copy_queue_kernel_faults,
+ *    test_fault_queue.copy_queue_fault_whose_service_evicts).
+ *  - Nothing else: the thread never submits a fault, never waits for a
+ *    fence of a kernel or of a bind that waits for one.
+ *  - One known gap: a page fetch (userptr, SVM range) waits for the mm's
+ *    running invalidations to end, and an invalidation of a dma-fence
+ *    (non-LR) VM waits for that VM's kernels, which may be queued behind
+ *    a stalled fault-mode kernel on the same engine.  That cycle is not
+ *    broken yet (docs/vm.md, "Not done yet").
+ * The submitter holds no lock while it waits (for room or completion).
+ * Destroying a VM with faults pending does not wait for them: they hold
+ * VM references (not the user's), the VM is closed, and servicing a
+ * closed VM fails (-EFAULT), so they complete as failed.
+ *
+ * Not done here: no priorities between VMs, no per-VM fairness inside a
+ * batch, no prefetch around a faulting page (servicing binds what
+ * fault.c decides: the whole VMA, or an SVM range).
+ */
+#include "vm/fault_queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/lockrank.h"
+#include "core/page.h"
+#include "core/trace.h"
+#include "vm/dev.h"
+#include "vm/fault.h"
+#include "vm/vm.h"
+
+enum { FQ_PENDING = 0, FQ_SLEEPING = 1, FQ_DONE = 2 };
+
+/* Coverage compares accesses by strength. */
+_Static_assert(GVM_ACCESS_READ < GVM_ACCESS_WRITE &&
+	       GVM_ACCESS_WRITE < GVM_ACCESS_ATOMIC,
+	       "GVM_ACCESS_* grow with the permissions they need");
+
+uint32_t gvm__fault_queue_threads;
+
+int gvm__fault_queue_init(struct gvm_fault_queue *fq, struct gvm_device *dev,
+			  uint32_t depth)
+{
+	if (!depth)
+		depth = GVM_FAULT_QUEUE_DEFAULT;
+	if (depth > GVM_FAULT_QUEUE_MAX)
+		return -EINVAL;
+	fq->ring = gvm__calloc(depth, sizeof(*fq->ring));
+	if (!fq->ring)
+		return -ENOMEM;
+	fq->depth = depth;
+	fq->dev = dev;
+	gvm__mutex_init(&fq->lock, "device.fault_queue", GVM_RANK_LEAF);
+	gvm__cond_init(&fq->work_cond);
+	gvm__cond_init(&fq->room_cond);
+	gvm__cond_init(&fq->state_cond);
+	return 0;
+}
+
+void gvm__fault_queue_fini(struct gvm_fault_queue *fq)
+{
+	bool started;
+
+	/*
+	 * The caller may hold locks (the last device reference can go with
+	 * SVM device memory released under the mm's locks).  Joining is
+	 * safe: with no VM left no fault is queued, so the thread is idle or
+	 * finishing a batch it has completed, and takes no lock but
+	 * fq->lock from then on.
+	 */
+	gvm__mutex_lock(&fq->lock);
+	/* Every queued fault holds a VM, which holds the device. */
+	gvm_assert(fq->count == 0);
+	fq->stop = true;
+	started = fq->started;
+	pthread_cond_broadcast(&fq->work_cond);
+	gvm__mutex_unlock(&fq->lock);
+	if (started)
+		pthread_join(fq->thread, NULL);
+	pthread_cond_destroy(&fq->state_cond);
+	pthread_cond_destroy(&fq->room_cond);
+	pthread_cond_destroy(&fq->work_cond);
+	gvm__mutex_fini(&fq->lock);
+	gvm__free(fq->ring);
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static void req_complete(struct gvm_fault_req *req, int result, bool dup)
+{
+	req->result = result;
+	req->deduplicated = dup;
+	/* After this store the submitter may return: @req is gone. */
+	if (__atomic_exchange_n(&req->done, FQ_DONE, __ATOMIC_RELEASE) ==
+	    FQ_SLEEPING)
+		gvm__futex_wake(&req->done, 1);
+}
+
+bool gvm__fault_req_done(struct gvm_fault_req *req)
+{
+	return gvm_load_acquire(&req->done) == FQ_DONE;
+}
+
+int gvm__fault_req_wait(struct gvm_fault_req *req)
+{
+	uint32_t v = gvm_load_acquire(&req->done);
+
+	gvm_might_block();
+	while (v != FQ_DONE) {
+		if (v == FQ_PENDING) {
+			/* Tell the completer to wake us. */
+			if (!gvm_cmpxchg_acq_rel(&req->done, &v, FQ_SLEEPING))
+				continue;	/* v: what it is now */
+			v = FQ_SLEEPING;
+		}
+		gvm__futex_wait(&req->done, FQ_SLEEPING, -1);
+		v = gvm_load_acquire(&req->done);
+	}
+	gvm__vm_put(req->vm);
+	return req->result;
+}
+
+void gvm__fault_queue_submit(struct gvm_vm *vm, const struct gvm_fault_info *f,
+			     struct gvm_fault_req *req)
+{
+	struct gvm_fault_queue *fq = &vm->dev->fq;
+
+	gvm_might_block();
+	req->info = *f;
+	req->vm = gvm__vm_get(vm);
+	req->result = -EFAULT;
+	req->deduplicated = false;
+	gvm_store_relaxed(&req->done, FQ_PENDING);
+
+	gvm__mutex_lock(&fq->lock);
+	gvm_assert(fq->started && !fq->stop);
+	while (fq->count == fq->depth) {
+		fq->blocked++;
+		if (fq->watchers)
+			pthread_cond_broadcast(&fq->state_cond);
+		gvm__cond_wait(&fq->room_cond, &fq->lock);
+		fq->blocked--;
+	}
+	req->seq = fq->next_seq++;
+	fq->ring[(fq->head + fq->count) % fq->depth] = req;
+	if (fq->count++ == 0)
+		pthread_cond_signal(&fq->work_cond);
+	if (fq->watchers)
+		pthread_cond_broadcast(&fq->state_cond);
+	gvm__mutex_unlock(&fq->lock);
+}
+
+/* ---- the servicing thread ------------------------------------------------ */
+
+/* Batch order: VM, page, access strongest first, then arrival (stable). */
+static int req_cmp(const void *a, const void *b)
+{
+	const struct gvm_fault_req *x = *(struct gvm_fault_req *const *)a;
+	const struct gvm_fault_req *y = *(struct gvm_fault_req *const *)b;
+	uint64_t px = x->info.addr >> GVM_PAGE_SHIFT;
+	uint64_t py = y->info.addr >> GVM_PAGE_SHIFT;
+
+	if (x->vm != y->vm)
+		return (uintptr_t)x->vm < (uintptr_t)y->vm ? -1 : 1;
+	if (px != py)
+		return px < py ? -1 : 1;
+	if (x->info.access != y->info.access)
+		return x->info.access > y->info.access ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Does the service of @s (same VM and page, sorted before) cover @r? */
+static bool covered(const struct gvm_fault_req *s, int s_result,
+		    const struct gvm_fault_req *r)
+{
+	if (!s || s->vm != r->vm ||
+	    (s->info.addr >> GVM_PAGE_SHIFT) != (r->info.addr >> GVM_PAGE_SHIFT))
+		return false;
+	return r->info.access == s->info.access ||
+	       (s_result == 0 && r->info.access <= s->info.access);
+}
+
+/* Sorts @b[0..n), services what is not covered, sets every result. */
+static void service_sorted(struct gvm_fault_req **b, uint32_t n)
+{
+	const struct gvm_fault_req *last = NULL;
+	struct gvm_vm *cur = NULL;
+	int last_result = 0;
+	uint32_t i;
+
+	if (n > 1)
+		qsort(b, n, sizeof(*b), req_cmp);
+	for (i = 0; i < n; i++) {
+		struct gvm_fault_req *r = b[i];
+
+		if (r->vm != cur) {
+			cur = r->vm;
+			gvm__vm_stat_add(cur, fault_batches, 1);
+		}
+		if (covered(last, last_result, r)) {
+			gvm__vm_stat_add(cur, faults_deduplicated, 1);
+			r->result = last_result;
+			r->deduplicated = true;
+			continue;
+		}
+		r->result = gvm__fault_service(r->vm, &r->info);
+		last = r;
+		last_result = r->result;
+	}
+}
+
+static void service_batch(struct gvm_fault_queue *fq,
+			  struct gvm_fault_req **b, uint32_t n)
+{
+	struct gvm_device *dev = fq->dev;
+	int64_t t0 = gvm__now_ns();
+	uint32_t i;
+
+	gvm_lockdep_assert_none_held();
+	{
+		/* Recorded before the first completion: once that is seen
+		   the batch's event is in any trace stopped after it. */
+		GVM_TRACE_FAULT_BATCH(dev, dev->name, n);
+		service_sorted(b, n);
+	}
+	/*
+	 * Completed only now: a completed request may vanish (it lives on
+	 * its submitter's stack) and the coverage test reads earlier ones.
+	 * After the last completion the device may be going: nothing but
+	 * fq (alive until the join) is touched.
+	 */
+	for (i = 0; i < n; i++)
+		req_complete(b[i], b[i]->result, b[i]->deduplicated);
+	gvm_store_relaxed(&fq->last_batch_ns, gvm__now_ns() - t0);
+	gvm_fetch_add_acq_rel(&fq->batches, 1u);
+}
+
+static void *fault_thread_main(void *arg)
+{
+	struct gvm_fault_queue *fq = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "%.8s/fault", fq->dev->name);
+	pthread_setname_np(pthread_self(), name);
+	gvm__mutex_lock(&fq->lock);
+	for (;;) {
+		uint32_t n, i;
+
+		if (fq->stop)
+			break;
+		if (!fq->count || fq->hold) {
+			gvm__cond_wait(&fq->work_cond, &fq->lock);
+			continue;
+		}
+		n = fq->count < GVM_FAULT_BATCH_MAX ? fq->count :
+						      GVM_FAULT_BATCH_MAX;
+		for (i = 0; i < n; i++)
+			fq->batch[i] = fq->ring[(fq->head + i) % fq->depth];
+		fq->head = (fq->head + n) % fq->depth;
+		fq->count -= n;
+		if (fq->blocked)
+			pthread_cond_broadcast(&fq->room_cond);
+		if (fq->watchers)
+			pthread_cond_broadcast(&fq->state_cond);
+		gvm__mutex_unlock(&fq->lock);
+		service_batch(fq, fq->batch, n);
+		gvm__mutex_lock(&fq->lock);
+	}
+	gvm__mutex_unlock(&fq->lock);
+	gvm_fetch_sub_release(&gvm__fault_queue_threads, 1u);
+	return NULL;
+}
+
+int gvm__fault_queue_start(struct gvm_device *dev)
+{
+	struct gvm_fault_queue *fq = &dev->fq;
+	int err = 0;
+
+	gvm_lockdep_assert_none_held();
+	gvm__mutex_lock(&fq->lock);
+	if (!fq->started) {
+		gvm_fetch_add_relaxed(&gvm__fault_queue_threads, 1u);
+		err = -pthread_create(&fq->thread, NULL, fault_thread_main, fq);
+		if (err)
+			gvm_fetch_sub_release(&gvm__fault_queue_threads, 1u);
+		else
+			fq->started = true;
+	}
+	gvm__mutex_unlock(&fq->lock);
+	return err;
+}
+
+/* ---- test hooks ------------------------------------------------------- */
+
+void gvm__fault_queue_hold(struct gvm_device *dev, bool hold)
+{
+	struct gvm_fault_queue *fq = &dev->fq;
+
+	gvm__mutex_lock(&fq->lock);
+	fq->hold = hold;
+	pthread_cond_broadcast(&fq->work_cond);
+	gvm__mutex_unlock(&fq->lock);
+}
+
+void gvm__fault_queue_wait_for(struct gvm_device *dev, uint32_t queued,
+			       uint32_t blocked)
+{
+	struct gvm_fault_queue *fq = &dev->fq;
+
+	gvm__mutex_lock(&fq->lock);
+	fq->watchers++;
+	while (fq->count < queued || fq->blocked < blocked)
+		gvm__cond_wait(&fq->state_cond, &fq->lock);
+	fq->watchers--;
+	gvm__mutex_unlock(&fq->lock);
+}

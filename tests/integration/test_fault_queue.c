@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The per-device GPU fault queue (src/vm/fault_queue.c): faults of
+ * fault-mode VMs resolve through it; a queue of depth 1 or 2 with many
+ * engines faulting blocks the engines and drops nothing; faults on one
+ * page in one batch are serviced once; a fault that fails fails only its
+ * job (-EIO, one fault-log entry); a VM destroyed with faults pending has
+ * them complete as failed; the servicing thread starts with the first
+ * fault-mode VM and is joined when the device goes.
+ *
+ * Nothing here depends on timing: the servicing thread is held
+ * (gvm__fault_queue_hold) until the faults a test needs in one batch are
+ * queued, which gvm__fault_queue_wait_for() waits for.
+ */
+#include <gvm/gvm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "core/atomic.h"
+#include "vm/dev.h"
+#include "vm/fault_queue.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define VA 0x10000000ull
+#define VA_RO 0x20000000ull
+#define NQ 8
+
+struct ctx {
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q[NQ];
+	unsigned int nq;
+};
+
+static void setup_cfg(struct ctx *c, unsigned int nr_compute,
+		      unsigned int depth, unsigned int nq)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20,
+				      .nr_compute = nr_compute,
+				      .fault_queue_depth = depth };
+	unsigned int i;
+
+	memset(c, 0, sizeof(*c));
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, NULL,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
+	/* Round robin: queue i runs on compute engine i. */
+	for (i = 0; i < nq; i++)
+		ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE,
+					   &c->q[i]));
+	c->nq = nq;
+}
+
+static void teardown(struct ctx *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nq; i++)
+		gvm_queue_destroy(c->q[i]);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+}
+
+static struct gvm_vm_stats stats(struct gvm_vm *vm)
+{
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	return st;
+}
+
+/* Drains the fault log: the number of entries, the oldest in *@f. */
+static uint32_t logged(struct gvm_vm *vm, struct gvm_fault_info *f)
+{
+	struct gvm_fault_info buf[GVM_VM_FAULT_LOG];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(vm, buf, GVM_VM_FAULT_LOG, &n));
+	if (f && n)
+		*f = buf[0];
+	return n;
+}
+
+/* A BO of @pages pages (VM-local) mapped at @va without IMMEDIATE. */
+static struct gvm_bo *bo_at(struct ctx *c, uint64_t va, uint64_t pages,
+			    uint32_t flags, uint64_t **cpu)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .flags = flags,
+				  .addr = va, .range = pages * K4 };
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_bo_create(c->dev, pages * K4, GVM_MEM_VRAM, c->vm,
+				&bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)cpu));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+	return bo;
+}
+
+/* Submits @k on @q; *@uf becomes 1 when it completed (LR: user fence). */
+static void exec_on(struct gvm_queue *q, const struct gvm_kernel *k,
+		    uint64_t *uf)
+{
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = uf,
+			      .value = 1 };
+
+	*uf = 0;
+	ASSERT_OK(gvm_exec(q, k, &s, 1));
+}
+
+static void uf_wait(uint64_t *uf)
+{
+	ASSERT_OK(gvm_user_fence_wait(uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+/* Status of @q's last job (1: success, else its error). */
+static int last_status(struct gvm_queue *q)
+{
+	struct gvm_fence *f = gvm__queue_last(q);
+	int st;
+
+	ASSERT_TRUE(f != NULL);
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st;
+}
+
+TEST(faults_resolve_through_the_queue)
+{
+	struct gvm_device_info info;
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	uint64_t *p, uf;
+	struct ctx c;
+
+	setup_cfg(&c, 0, 0, 1);
+	ASSERT_OK(gvm_device_query(c.dev, &info));
+	ASSERT_EQ(info.fault_queue_depth, GVM_FAULT_QUEUE_DEFAULT);
+	bo = bo_at(&c, VA, 4, 0, &p);
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 2 * K4 + 8, 42, 64));
+	exec_on(c.q[0], &k, &uf);
+	uf_wait(&uf);
+	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(p[2 * K4 / 8 + 1], 42);
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults, 1);
+	ASSERT_EQ(st.faults_serviced, 1);
+	ASSERT_EQ(st.fault_batches, 1);
+	ASSERT_EQ(st.faults_deduplicated, 0);
+	ASSERT_EQ(logged(c.vm, NULL), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+TEST(queue_depth_is_validated)
+{
+	struct gvm_sim_config cfg = { .fault_queue_depth = (1u << 16) + 1 };
+	struct gvm_device_info info;
+	struct gvm_device *dev;
+
+	ASSERT_EQ(gvm_sim_device_create(&cfg, &dev), -EINVAL);
+	cfg.fault_queue_depth = 1u << 16;
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_EQ(info.fault_queue_depth, 1u << 16);
+	gvm_device_put(dev);
+}
+
+/*
+ * Eight engines fault on eight mappings into a queue of depth 1 or 2: the
+ * queue fills, the other engines block in gvm_vm_fault() (observed, not
+ * timed), and once the thread runs every fault is serviced, every job
+ * completes.
+ */
+TEST(overflow_blocks_engines_and_drops_nothing)
+{
+	unsigned int depth;
+
+	for (depth = 1; depth <= 2; depth++) {
+		struct gvm_bo *bo[NQ];
+		struct gvm_vm_stats st;
+		uint64_t *p[NQ], uf[NQ];
+		struct ctx c;
+		unsigned int i;
+
+		setup_cfg(&c, NQ, depth, NQ);
+		for (i = 0; i < NQ; i++)
+			bo[i] = bo_at(&c, VA + i * 16 * K4, 1, 0, &p[i]);
+		gvm__fault_queue_hold(c.dev, true);
+		for (i = 0; i < NQ; i++) {
+			struct gvm_kernel k;
+
+			ASSERT_OK(gvm_kernel_store_dword(&k,
+							 VA + i * 16 * K4 + 8,
+							 100 + i, 64));
+			exec_on(c.q[i], &k, &uf[i]);
+		}
+		/* full, and every other engine blocked on it */
+		gvm__fault_queue_wait_for(c.dev, depth, NQ - depth);
+		for (i = 0; i < NQ; i++)
+			ASSERT_EQ(gvm_load_acquire(&uf[i]), 0);
+		gvm__fault_queue_hold(c.dev, false);
+		for (i = 0; i < NQ; i++) {
+			uf_wait(&uf[i]);
+			ASSERT_EQ(last_status(c.q[i]), 1);
+			ASSERT_EQ(p[i][1], 100 + i);
+		}
+		st = stats(c.vm);
+		ASSERT_EQ(st.faults, NQ);
+		ASSERT_EQ(st.faults_serviced, NQ);
+		ASSERT_EQ(st.faults_deduplicated, 0);
+		/* at most @depth faults a batch */
+		ASSERT_GE(st.fault_batches, (NQ + depth - 1) / depth);
+		ASSERT_EQ(logged(c.vm, NULL), 0);
+		for (i = 0; i < NQ; i++)
+			gvm_bo_put(bo[i]);
+		teardown(&c);
+	}
+}
+
+/*
+ * Eight engines write one page in one batch: one service binds it, seven
+ * faults are deduplicated, all eight accesses are replayed.
+ */
+TEST(same_page_faults_are_serviced_once)
+{
+	struct gvm_vm_stats st;
+	uint64_t *p, uf[NQ];
+	struct gvm_bo *bo;
+	struct ctx c;
+	unsigned int i;
+
+	setup_cfg(&c, NQ, 0, NQ);
+	bo = bo_at(&c, VA, 4, 0, &p);
+	gvm__fault_queue_hold(c.dev, true);
+	for (i = 0; i < NQ; i++) {
+		struct gvm_kernel k;
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, VA + K4 + 8 * i, 7 + i,
+						 64));
+		exec_on(c.q[i], &k, &uf[i]);
+	}
+	gvm__fault_queue_wait_for(c.dev, NQ, 0);
+	gvm__fault_queue_hold(c.dev, false);
+	for (i = 0; i < NQ; i++) {
+		uf_wait(&uf[i]);
+		ASSERT_EQ(last_status(c.q[i]), 1);
+		ASSERT_EQ(p[K4 / 8 + i], 7 + i);
+	}
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults, NQ);
+	ASSERT_EQ(st.faults_serviced, NQ);
+	ASSERT_EQ(st.faults_deduplicated, NQ - 1);
+	ASSERT_EQ(st.fault_batches, 1);
+	ASSERT_EQ(logged(c.vm, NULL), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/*
+ * The coverage rules, with faults injected straight into the queue: a
+ * fault is covered by one serviced before it on the same page with the
+ * same access, or a stronger one that succeeded; a failure is not passed
+ * on to a weaker access.
+ */
+TEST(dedupe_covers_same_or_weaker_access_of_a_success)
+{
+	struct {
+		uint64_t addr;
+		uint32_t access;
+		int result;
+		bool dup;
+	} f[] = {
+		{ VA + 8, GVM_ACCESS_READ, 0, true },
+		{ VA + 16, GVM_ACCESS_WRITE, 0, true },
+		{ VA + 24, GVM_ACCESS_ATOMIC, 0, false },	/* serviced */
+		{ VA_RO, GVM_ACCESS_READ, 0, false },		/* serviced */
+		{ VA_RO + 8, GVM_ACCESS_WRITE, -EACCES, false }, /* serviced */
+		{ VA_RO + 16, GVM_ACCESS_READ, 0, true },
+		{ VA_RO + 24, GVM_ACCESS_WRITE, -EACCES, true },
+		{ VA + K4, GVM_ACCESS_WRITE, 0, false },	/* other page */
+	};
+	struct gvm_fault_req req[sizeof(f) / sizeof(f[0])];
+	struct gvm_bo *bo, *ro;
+	struct gvm_vm_stats st;
+	uint64_t *p, *q;
+	struct ctx c;
+	unsigned int i, n = sizeof(f) / sizeof(f[0]);
+
+	setup_cfg(&c, 0, 0, 0);
+	bo = bo_at(&c, VA, 2, 0, &p);
+	ro = bo_at(&c, VA_RO, 1, GVM_BIND_READONLY, &q);
+	gvm__fault_queue_hold(c.dev, true);
+	for (i = 0; i < n; i++) {
+		struct gvm_fault_info fi = {
+			.addr = f[i].addr, .access = f[i].access,
+			.reason = GVM_FAULT_NOT_PRESENT,
+			.engine = GVM_ENGINE_COMPUTE,
+		};
+
+		gvm__fault_queue_submit(c.vm, &fi, &req[i]);
+	}
+	gvm__fault_queue_wait_for(c.dev, n, 0);
+	for (i = 0; i < n; i++)
+		ASSERT_FALSE(gvm__fault_req_done(&req[i]));
+	gvm__fault_queue_hold(c.dev, false);
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(gvm__fault_req_wait(&req[i]), f[i].result);
+		ASSERT_EQ(req[i].deduplicated, f[i].dup);
+	}
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults_deduplicated, 4);
+	ASSERT_EQ(st.fault_batches, 1);
+	gvm_bo_put(ro);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/* Loads the 8 bytes at src and stores them + 1 at dst. */
+struct load_store_args {
+	uint64_t src, dst;
+};
+
+static void load_store_fn(struct gvm_lane *l, const void *args)
+{
+	const struct load_store_args *a = args;
+	uint64_t v = gvm_lane_load(l, a->src, 8);
+
+	if (!gvm_lane_faulted(l))
+		gvm_lane_store(l, a->dst, v + 1, 8);
+}
+
+/*
+ * One batch holds a write to a read-only page (refused) and a read of the
+ * same page by another job (served): only the writer's job fails, with
+ * -EIO and one fault-log entry; the reader's completes; the VM goes on.
+ */
+TEST(failed_fault_fails_only_its_job)
+{
+	struct load_store_args a = { VA_RO + 8, VA + 8 };
+	struct gvm_bo *ro, *rw;
+	struct gvm_fault_info fi;
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	uint64_t *p, *q, uf[2];
+	struct ctx c;
+
+	setup_cfg(&c, 2, 0, 2);
+	ro = bo_at(&c, VA_RO, 1, GVM_BIND_READONLY, &q);
+	rw = bo_at(&c, VA, 1, 0, &p);
+	q[1] = 41;
+	gvm__fault_queue_hold(c.dev, true);
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA_RO + 16, 5, 64));
+	exec_on(c.q[0], &k, &uf[0]);
+	ASSERT_OK(gvm_kernel_init(&k, "load_store", load_store_fn, 1, &a,
+				  sizeof(a)));
+	exec_on(c.q[1], &k, &uf[1]);
+	gvm__fault_queue_wait_for(c.dev, 2, 0);
+	gvm__fault_queue_hold(c.dev, false);
+	uf_wait(&uf[0]);
+	uf_wait(&uf[1]);
+	ASSERT_EQ(last_status(c.q[0]), -EIO);
+	ASSERT_EQ(last_status(c.q[1]), 1);
+	ASSERT_EQ(q[2], 0);			/* the refused store */
+	ASSERT_EQ(p[1], 42);			/* the reader's result */
+	ASSERT_EQ(logged(c.vm, &fi), 1);
+	ASSERT_EQ(fi.addr, VA_RO + 16);
+	ASSERT_EQ(fi.access, GVM_ACCESS_WRITE);
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults, 3);		/* write, read, then the store */
+	ASSERT_EQ(st.faults_serviced, 2);
+	ASSERT_EQ(st.faults_deduplicated, 0);
+	ASSERT_FALSE(st.banned);
+	/* the VM goes on */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 16, 6, 64));
+	exec_on(c.q[0], &k, &uf[0]);
+	uf_wait(&uf[0]);
+	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(p[2], 6);
+	gvm_bo_put(rw);
+	gvm_bo_put(ro);
+	teardown(&c);
+}
+
+/*
+ * A kernel of a COPY exec queue faults while VRAM is full: servicing the
+ * fault allocates page-table pages, which evicts an idle BO through the
+ * copy op.  The copy runs on a migration engine, not behind the stalled
+ * kernel on the copy engine (which deadlocked before).
+ */
+TEST(copy_queue_fault_whose_service_evicts)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = K4 };
+	struct gvm_device_info info;
+	struct gvm_bo *filler, *bo;
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	struct gvm_vm *vm;
+	uint64_t *p, *fp, uf;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COPY, &q));
+	ASSERT_OK(gvm_bo_create(dev, K4, GVM_MEM_SYSTEM, vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	/* every free VRAM byte to an idle external BO */
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_GT(info.vram_free, 0);
+	ASSERT_OK(gvm_bo_create(dev, info.vram_free,
+				GVM_MEM_VRAM | GVM_MEM_SYSTEM, NULL, &filler));
+	ASSERT_OK(gvm_bo_map(filler, (void **)&fp));
+	fp[0] = 77;
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_EQ(info.vram_free, 0);
+	ASSERT_EQ(gvm_bo_region(filler), GVM_MEM_VRAM);
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 9, 64));
+	exec_on(q, &k, &uf);
+	uf_wait(&uf);
+	ASSERT_EQ(last_status(q), 1);
+	ASSERT_EQ(p[1], 9);
+	ASSERT_EQ(gvm_bo_region(filler), GVM_MEM_SYSTEM);	/* evicted */
+	ASSERT_EQ(fp[0], 77);					/* copied */
+	ASSERT_EQ(logged(vm, NULL), 0);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_bo_put(filler);
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+}
+
+/*
+ * gvm_vm_destroy() with faults of the VM queued does not wait for them;
+ * they complete as failed once the thread runs (their requests hold the
+ * VM, not the user), and the device then goes with its thread joined.
+ */
+TEST(vm_destroyed_with_faults_pending)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_fault_req req[4];
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_bo *bo;
+	unsigned int i;
+
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 1);
+	ASSERT_OK(gvm_bo_create(dev, 4 * K4, GVM_MEM_VRAM, NULL, &bo));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	gvm__fault_queue_hold(dev, true);
+	for (i = 0; i < 4; i++) {
+		struct gvm_fault_info fi = {
+			.addr = VA + i * K4, .access = GVM_ACCESS_WRITE,
+			.reason = GVM_FAULT_NOT_PRESENT,
+		};
+
+		gvm__fault_queue_submit(vm, &fi, &req[i]);
+	}
+	gvm__fault_queue_wait_for(dev, 4, 0);
+	ASSERT_OK(gvm_vm_destroy(vm));		/* does not wait for them */
+	for (i = 0; i < 4; i++)
+		ASSERT_FALSE(gvm__fault_req_done(&req[i]));
+	gvm__fault_queue_hold(dev, false);
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(gvm__fault_req_wait(&req[i]), -EFAULT);
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 0);
+}
+
+/*
+ * The servicing thread starts with the device's first fault-mode VM (not
+ * with other VMs), one per device, and is joined when the last device
+ * reference goes, not when the VMs go.
+ */
+TEST(thread_starts_with_first_fault_vm_and_is_joined_at_teardown)
+{
+	struct gvm_device *dev, *other;
+	struct gvm_vm *plain, *lr, *f1, *f2, *g;
+
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 0);
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_sim_device_create(NULL, &other));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &plain));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &lr));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 0);
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&f1));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 1);
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&f2));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 1);
+	ASSERT_OK(gvm_vm_create(other, NULL,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &g));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 2);
+	ASSERT_OK(gvm_vm_destroy(f1));
+	ASSERT_OK(gvm_vm_destroy(f2));
+	ASSERT_OK(gvm_vm_destroy(lr));
+	ASSERT_OK(gvm_vm_destroy(plain));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 2);
+	gvm_device_put(dev);
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 1);
+	ASSERT_OK(gvm_vm_destroy(g));
+	gvm_device_put(other);
+	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 0);
+}
