@@ -233,7 +233,10 @@ GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 #define GVM_BIND_NULL		(1u << 2)	/* sparse: no backing */
 #define GVM_BIND_CPU_ADDR_MIRROR (1u << 3)	/* fault mode, VM with an mm:
 						   GPU address == CPU address,
-						   bound on GPU fault */
+						   bound on GPU fault; a
+						   mapping made over it and
+						   unmapped gives it back
+						   (docs/svm.md) */
 #define GVM_BIND_FLAGS_ALL	(GVM_BIND_READONLY | GVM_BIND_IMMEDIATE | \
 				 GVM_BIND_NULL | GVM_BIND_CPU_ADDR_MIRROR)
 

@@ -361,6 +361,55 @@ static uint32_t va_flags(const struct gvm_bind_op *op)
 	return f | GVM_VA_PAT(op->pat);
 }
 
+/*
+ * Mirrors over BOs (svm.c): a mapping made where only mirror mappings
+ * were (or mappings that were themselves made over them) is marked
+ * GVM_VA_OVER_MIRROR, and unmapping it mirrors the hole again, as the
+ * mirror would have been had the mapping never been made.  A mapping
+ * that covers any unmirrored address leaves a hole when it goes.
+ */
+static uint32_t over_mirror(struct bind *b, uint64_t addr, uint64_t range)
+{
+	struct gvm_va_iter it;
+	struct gvm_va *va;
+	uint64_t at = addr;
+
+	gvm_va_for_each_in_range(va, &b->vm->va, addr, range, &it) {
+		if (va->addr > at || (gvm__va_kind(va) != GVM_VA_KIND_MIRROR &&
+				      !(va->flags & GVM_VA_OVER_MIRROR)))
+			return 0;
+		at = va->addr + va->range;
+	}
+	return at >= addr + range ? GVM_VA_OVER_MIRROR : 0;
+}
+
+/* After unmap list @i: mirrors again what it took of OVER_MIRROR VMAs. */
+static int restore_mirror(struct bind *b, size_t i)
+{
+	size_t nr = b->lists[i].nr;
+
+	for (size_t j = 0; j < nr; j++) {
+		const struct gvm_va_op *op = &b->lists[i].op[j];
+		struct gvm_va_ops l;
+		uint64_t lo, hi;
+		int err;
+
+		if (!op->old || !(op->old->flags & GVM_VA_OVER_MIRROR))
+			continue;
+		lo = op->prev ? op->prev->addr + op->prev->range
+			      : op->old->addr;
+		hi = op->next ? op->next->addr
+			      : op->old->addr + op->old->range;
+		err = gvm__va_map_ops_create(&b->vm->va, lo, hi - lo, NULL, 0,
+					     GVM_VA_KIND_MIRROR, &l);
+		if (!err)
+			err = add_list(b, &l, true);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 {
 	struct gvm_va_space *space = &b->vm->va;
@@ -386,6 +435,8 @@ static int parse_unmap_all(struct bind *b, struct gvm_bo *bo)
 					       r[i].hi - r[i].lo, &l);
 		if (!err)
 			err = add_list(b, &l, false);
+		if (!err)
+			err = restore_mirror(b, b->nr_lists - 1);
 	}
 out:
 	gvm__free(r);
@@ -437,26 +488,37 @@ static int parse(struct bind *b)
 	for (i = 0; i < b->n && !err; i++) {
 		const struct gvm_bind_op *op = &b->ops[i];
 		struct gvm_va_ops l;
+		uint32_t f;
 
 		switch (op->op) {
 		case GVM_BIND_MAP:
+			f = va_flags(op);
+			if ((f & GVM_VA_KIND_MASK) != GVM_VA_KIND_MIRROR)
+				f |= over_mirror(b, op_addr(b->vm, op),
+						 op->range);
 			err = gvm__va_map_ops_create(space, op_addr(b->vm, op),
 						     op->range, op->bo,
-						     op->bo_offset,
-						     va_flags(op), &l);
+						     op->bo_offset, f, &l);
 			break;
 		case GVM_BIND_MAP_USERPTR:
 			err = gvm__va_map_ops_create(space, op_addr(b->vm, op),
 						     op->range, NULL,
 						     op->userptr,
 						     va_flags(op) |
-						     GVM_VA_KIND_USERPTR, &l);
+						     GVM_VA_KIND_USERPTR |
+						     over_mirror(b,
+							op_addr(b->vm, op),
+							op->range), &l);
 			break;
 		case GVM_BIND_UNMAP:
 			err = gvm__va_unmap_ops_create(space,
 						       op_addr(b->vm, op),
 						       op->range, &l);
-			break;
+			if (!err)
+				err = add_list(b, &l, false);
+			if (!err)
+				err = restore_mirror(b, b->nr_lists - 1);
+			continue;
 		case GVM_BIND_UNMAP_ALL:
 			err = parse_unmap_all(b, op->bo);
 			continue;

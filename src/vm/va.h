@@ -44,11 +44,14 @@
 #define GVM_VA_KIND_NULL	0x2u
 #define GVM_VA_KIND_MIRROR	0x3u
 #define GVM_VA_READONLY		(1u << 2)
+/* Made over CPU_ADDR_MIRROR mappings only: unmapping it mirrors again. */
+#define GVM_VA_OVER_MIRROR	(1u << 3)
 #define GVM_VA_PAT_SHIFT	8
 #define GVM_VA_PAT_MASK		(GVM_PAT_MAX << GVM_VA_PAT_SHIFT)
 #define GVM_VA_PAT(idx)		((uint32_t)(idx) << GVM_VA_PAT_SHIFT)
 #define GVM_VA_FLAGS_ALL \
-	(GVM_VA_KIND_MASK | GVM_VA_READONLY | GVM_VA_PAT_MASK)
+	(GVM_VA_KIND_MASK | GVM_VA_READONLY | GVM_VA_OVER_MIRROR | \
+	 GVM_VA_PAT_MASK)
 
 /*
  * One mapping [addr, addr + range).  The VM layer embeds it at offset 0 of

@@ -258,6 +258,73 @@ TEST(bo_inside_the_mirror_overrides_it)
 						     .addr = u64(p),
 						     .range = M2 }, 1, NULL, 0));
 	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	/* unbinding the BO mirrors the hole again: the CPU's memory */
+	store(&c, u64(&p[2]), 4);
+	ASSERT_EQ(p[2], 4);
+	ASSERT_EQ(b[2], 2);
+	ASSERT_EQ(logged(c.vm), 0);
+	gvm_bo_put(bo);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+/*
+ * Only a mapping made entirely over the mirror gives it back when it goes;
+ * half of a BO unmapped gives back that half; one that also covered
+ * unmirrored addresses leaves a hole.
+ */
+TEST(unbinding_over_the_mirror_gives_back_what_was_mirrored)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = 2 * K4 };
+	struct gvm_bo *bo;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_4m();
+	ASSERT_OK(gvm_bo_create(c.dev, M2, GVM_MEM_VRAM, c.vm, &bo));
+	op.bo = bo;
+	op.addr = u64(p);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	/* unmap the BO's second page: that page is mirrored again */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL,
+			      &(struct gvm_bind_op){ .op = GVM_BIND_UNMAP,
+						     .addr = u64(p) + K4,
+						     .range = K4 }, 1, NULL, 0));
+	store(&c, u64(p) + K4 + 8, 5);
+	ASSERT_EQ(p[K4 / 8 + 1], 5);
+	ASSERT_EQ(logged(c.vm), 0);
+	/* a hole in the mirror at [64K, 128K), a BO over [60K, 68K) */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL,
+			      &(struct gvm_bind_op){ .op = GVM_BIND_UNMAP,
+						     .addr = u64(p) + 16 * K4,
+						     .range = 16 * K4 }, 1, NULL,
+			      0));
+	op.addr = u64(p) + 15 * K4;
+	op.range = 2 * K4;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL,
+			      &(struct gvm_bind_op){ .op = GVM_BIND_UNMAP,
+						     .addr = u64(p) + 15 * K4,
+						     .range = 2 * K4 }, 1, NULL,
+			      0));
+	/* it covered unmirrored addresses: a hole now, the fault fails */
+	p[15 * K4 / 8] = 6;
+	{
+		struct gvm_kernel k;
+		uint64_t uf = 0;
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+				      .value = 1 };
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, u64(p) + 15 * K4, 7, 64));
+		ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+		ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(logged(c.vm), 1);
+		ASSERT_EQ(p[15 * K4 / 8], 6);
+	}
+	store(&c, u64(p) + 14 * K4, 8);		/* the mirror before it */
+	ASSERT_EQ(p[14 * K4 / 8], 8);
 	gvm_bo_put(bo);
 	teardown(&c);
 	munmap(p, 2 * M2);

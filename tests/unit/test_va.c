@@ -465,7 +465,7 @@ TEST(bad_requests)
 	BAD_MAP(end, PG, OBJ(1), 0, GVM_VA_KIND_BO);		/* above */
 	BAD_MAP(end - PG, 2 * PG, OBJ(1), 0, GVM_VA_KIND_BO);
 	BAD_MAP(A(1), UINT64_MAX - PG + 1, OBJ(1), 0, GVM_VA_KIND_BO);
-	BAD_MAP(A(0), PG, OBJ(1), 0, 1u << 3);			/* flags */
+	BAD_MAP(A(0), PG, OBJ(1), 0, 1u << 4);			/* flags */
 	BAD_MAP(A(0), PG, OBJ(1), 0, 1u << 31);
 	BAD_MAP(A(0), PG, OBJ(1), 0, GVM_VA_KIND_NULL);		/* NULL+obj */
 	BAD_MAP(A(0), PG, NULL, 0, GVM_VA_KIND_BO);		/* BO, no obj */
