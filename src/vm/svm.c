@@ -151,6 +151,22 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);
 }
 
+/*
+ * Garbage collection, at the start of a fault: the ranges whose CPU memory
+ * was unmapped (the notifier queued them, vm->svm_gc) leave the range
+ * space with their PTEs; a range already gone from it (the mirror was
+ * unbound) is skipped.  A failure leaves the range for its own next
+ * fault, which drops it too.
+ */
+static void collect(struct gvm_vm *vm)
+{
+	struct gvm_vma *r;
+
+	while ((r = gvm__userptr_gc_pop(vm)))
+		if (gvm__va_find(&vm->svm, r->va.addr) == &r->va)
+			range_drop(vm, r);
+}
+
 /* Counts a serviced fault in range @r by its size. */
 static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
 {
@@ -238,6 +254,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 	gvm_lockdep_assert_held(&vm->lock);
 	if (!vm->mm)
 		return -EFAULT;
+	collect(vm);
 	va = gvm__va_find(&vm->svm, f->addr);
 	if (va) {
 		if (f->access != GVM_ACCESS_READ &&

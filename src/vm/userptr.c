@@ -78,7 +78,9 @@ struct gvm_userptr {
 	bool gone;				/* vm->lock: no pages (the
 						   CPU memory went away) */
 	bool live;				/* notifier_lock */
-	struct gvm_list inval_link;		/* notifier_lock */
+	struct gvm_list inval_link;		/* notifier_lock: on
+						   vm->userptr_invalidated, or
+						   (SVM ranges) vm->svm_gc */
 	/* pass 1 -> pass 2 (owned by the invalidation holding finish): */
 	struct gvm_fence **wait;		/* fences to wait before the zap */
 	unsigned int nr_wait;
@@ -192,6 +194,10 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_set_seq(n, cur_seq);
+	/* An SVM range whose memory went: the next fault drops it. */
+	if (u->svm && r->event == GVM_MM_EVENT_UNMAP &&
+	    gvm_list_empty(&u->inval_link))
+		gvm_list_add_tail(&u->inval_link, &vm->svm_gc);
 	if (!u->live) {
 		gvm__mutex_unlock(&vm->notifier_lock);
 		return NULL;
@@ -397,6 +403,29 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	set_pages(u, NULL, 0, false);
 	gvm__free(u);
 	vma->userptr = NULL;
+}
+
+struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm)
+{
+	struct gvm_userptr *u = NULL;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	gvm__mutex_lock(&vm->notifier_lock);
+	while (!gvm_list_empty(&vm->svm_gc)) {
+		u = gvm_list_first_entry(&vm->svm_gc, struct gvm_userptr,
+					 inval_link);
+		gvm_list_del(&u->inval_link);
+		/*
+		 * Alive while listed (detach unlinks it first); once out of
+		 * the range space it may be freed with no lock held, so only
+		 * one still inserted (vm->lock keeps it so) is handed out.
+		 */
+		if (u->vma->va.inserted)
+			break;
+		u = NULL;
+	}
+	gvm__mutex_unlock(&vm->notifier_lock);
+	return u ? u->vma : NULL;
 }
 
 void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner)

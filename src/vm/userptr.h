@@ -49,6 +49,12 @@ void gvm__userptr_set_gone(struct gvm_vma *vma);
  * migration failed twice, the range stays in system memory.
  */
 void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner);
+/*
+ * The next SVM range an UNMAP invalidated (its CPU memory went away) that
+ * is still in the VM, taken off the VM's list; NULL if none.  vm->lock
+ * held, which keeps the range's VMA alive.
+ */
+struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm);
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
 void gvm__userptr_set_no_migrate(struct gvm_vma *vma);

@@ -113,6 +113,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->vm_bos);
 	gvm_list_init(&vm->range_fences);
 	gvm_list_init(&vm->userptr_invalidated);
+	gvm_list_init(&vm->svm_gc);
 	gvm_list_init(&vm->lr_queues);
 	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
 	gvm__cond_init(&vm->lr_cond);

@@ -136,6 +136,9 @@ struct gvm_vm {
 					   or zap) */
 	struct gvm_list vm_bos;		/* vm->lock */
 	struct gvm_list range_fences;	/* vm->lock: bind_job.c */
+	struct gvm_list svm_gc;		/* notifier_lock: SVM ranges whose
+					   CPU memory was unmapped, dropped
+					   by the next fault (svm.c) */
 	struct gvm_list userptr_invalidated; /* notifier_lock: userptrs whose
 					   PTEs were zapped (userptr.c) */
 	struct gvm_queue *bind_q;	/* default bind queue; immutable */
