@@ -272,7 +272,10 @@ struct gvm_bind_op {
  * array: [MAP bo at R, PREFETCH R] moves bo, [PREFETCH R, UNMAP R] still
  * moves what R mapped before, [PREFETCH R, MAP bo at R] does not move bo.
  * A BO that is busy stays where it is (a prefetch is a hint).  Userptr and
- * NULL mappings in the range are left alone.
+ * NULL mappings in the range are left alone.  Over CPU_ADDR_MIRROR
+ * mappings it makes and binds the SVM ranges there (in VRAM, or moves them
+ * back to system memory), in the call, so that later kernels take no fault
+ * (docs/svm.md).
  *
  * -EINVAL: unknown op or flags, addr/range/bo_offset/userptr not 4 KiB
  * aligned, range 0 (UNMAP_ALL instead needs addr and range both 0, and no

@@ -479,6 +479,37 @@ static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 	return 0;
 }
 
+/*
+ * PREFETCH over mirror mappings (svm.c): after the bind, in the call
+ * (queued binds too: it needs vm->lock, which bind jobs never take), so
+ * that kernels submitted once the call returned take no fault there.  A
+ * hint, done on the VA state it finds then; it cannot fail the bind.
+ */
+static void svm_prefetch(struct bind *b)
+{
+	struct gvm_vm *vm = b->vm;
+	bool locked = false;
+
+	if (!(vm->flags & GVM_VM_FAULT_MODE) || !vm->mm)
+		return;
+	for (uint32_t i = 0; i < b->n; i++) {
+		const struct gvm_bind_op *op = &b->ops[i];
+		uint64_t addr = op_addr(vm, op);
+
+		if (op->op != GVM_BIND_PREFETCH)
+			continue;
+		if (!locked) {
+			gvm__mutex_lock(&vm->lock);
+			locked = true;
+		}
+		if (!vm->closed)
+			gvm__svm_prefetch(vm, addr, addr + op->range,
+					  op->prefetch_mem == GVM_MEM_SYSTEM);
+	}
+	if (locked)
+		gvm__mutex_unlock(&vm->lock);
+}
+
 static int parse(struct bind *b)
 {
 	struct gvm_va_space *space = &b->vm->va;
@@ -1145,6 +1176,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	} else {
 		gvm__mutex_unlock(&vm->lock);
 	}
+	svm_prefetch(&b);
 	gvm__syncs_signal(&b.syncs, b.done);
 	bind_fini(&b);
 	return 0;

@@ -175,16 +175,23 @@ static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
 	gvm__vm_stat_add(vm, svm_faults_by_size[i], 1);
 }
 
-/* Places range @r and binds it. */
-static int range_bind(struct gvm_vm *vm, struct gvm_vma *r)
+/*
+ * Places range @r and binds it: where the policy says (a fault), or in
+ * system memory when @to_system (a PREFETCH there).
+ */
+static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, bool to_system)
 {
-	range_place(vm, r);
+	if (!to_system)
+		range_place(vm, r);
+	else if (gvm__mm_migrate_to_ram(vm->mm, r->va.addr, r->va.range))
+		return -EIO;		/* poisoned: not bound */
 	return gvm__fault_bind_vma(vm, r);
 }
 
 /* Makes the range around @addr and binds it. */
 static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
-			uint64_t addr, uint32_t access)
+			uint64_t addr, uint32_t access, bool to_system,
+			struct gvm_vma **out)
 {
 	static const uint64_t sizes[] = { M2, K64, K4 };
 	struct gvm_mm_vma m;
@@ -229,11 +236,11 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if ((m.flags & (GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE)) ||
 		    (flags & GVM_VA_READONLY) || gvm__alloc_owns(a, size))
 			gvm__userptr_set_no_migrate(r);
-		err = range_bind(vm, r);
+		err = range_bind(vm, r, to_system);
 	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_ranges_created, 1);
-		count_fault(vm, &r->va);
+		*out = r;
 		return 0;
 	}
 	/* Not bound: out of the space, freed later with no lock held. */
@@ -248,6 +255,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		   const struct gvm_fault_info *f)
 {
+	struct gvm_vma *r;
 	struct gvm_va *va;
 	int err;
 
@@ -260,7 +268,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (f->access != GVM_ACCESS_READ &&
 		    (va->flags & GVM_VA_READONLY))
 			return -EACCES;
-		err = range_bind(vm, to_vma(va));
+		err = range_bind(vm, to_vma(va), false);
 		if (!err)
 			count_fault(vm, va);
 		if (err != -EFAULT && err != -EPERM)
@@ -270,5 +278,43 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
-	return range_create(vm, mirror, f->addr, f->access);
+	err = range_create(vm, mirror, f->addr, f->access, false, &r);
+	if (!err)
+		count_fault(vm, &r->va);
+	return err;
+}
+
+void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
+		       bool to_system)
+{
+	uint64_t a = lo;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	if (!vm->mm)
+		return;
+	collect(vm);
+	while (a < hi) {
+		struct gvm_va *mv = gvm__va_find(&vm->va, a), *va;
+		struct gvm_vma *r;
+		struct gvm_mm_vma m;
+
+		if (!mv || gvm__va_kind(mv) != GVM_VA_KIND_MIRROR) {
+			a = mv ? mv->addr + mv->range : a + K4;
+			continue;
+		}
+		va = gvm__va_find(&vm->svm, a);
+		if (va) {
+			range_bind(vm, to_vma(va), to_system);
+			a = va->addr + va->range;
+		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ,
+					 to_system, &r)) {
+			a = r->va.addr + r->va.range;
+		} else if (!gvm__mm_lookup(vm->mm, a + K4, GVM_MM_LOOKUP_NEXT,
+					   &m)) {
+			/* not mapped (or not possible) here: go on after */
+			a = m.start > a + K4 ? m.start : a + K4;
+		} else {
+			break;			/* nothing mapped above */
+		}
+	}
 }

@@ -25,6 +25,16 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		   const struct gvm_fault_info *f);
 
 /*
+ * GVM_BIND_PREFETCH over mirror mappings in [lo, hi): makes and binds the
+ * ranges there as GPU faults would, in VRAM (the placement policy) or,
+ * with @to_system, in system memory, so that kernels then take no fault.
+ * A hint: addresses the CPU has not mapped, and ranges that fail, are
+ * skipped.  vm->lock held, no reservation.
+ */
+void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
+		       bool to_system);
+
+/*
  * Bind: unmap ops on the range space removing, whole, every range that
  * intersects [lo, hi) (an empty list if none).  vm->lock held.  0 or
  * -ENOMEM.

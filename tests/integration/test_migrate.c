@@ -338,6 +338,55 @@ TEST(fork_child_reads_device_resident_data)
 	munmap(p, M2);
 }
 
+static void prefetch(struct ctx *c, void *p, uint64_t len, uint32_t mem)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
+				  .addr = u64(p), .range = len,
+				  .prefetch_mem = mem };
+
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+}
+
+/* A prefetched workload takes no GPU fault; a prefetch back, neither. */
+TEST(prefetch_of_mirrored_memory_avoids_faults)
+{
+	struct ctx c;
+	uint64_t *p, sum = 0;
+
+	setup(&c);
+	p = map_2m();
+	for (uint64_t i = 0; i < M2 / 8; i++) {
+		p[i] = i * 3;
+		sum += i * 3;
+	}
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 1);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), sum);
+	/* only the result page (shared memory, elsewhere) faulted */
+	ASSERT_EQ(stats(c.vm).faults, 1);
+	prefetch(&c, p, M2, GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), sum);
+	ASSERT_EQ(stats(c.vm).faults, 2);	/* a new result page */
+	ASSERT_EQ(p[5], 15);
+	/* a prefetch of memory the GPU may not touch is a hint: nothing */
+	{
+		void *none = mmap(NULL, M2, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint64_t made = stats(c.vm).svm_ranges_created;
+
+		ASSERT_TRUE(none != MAP_FAILED);
+		prefetch(&c, none, M2, GVM_MEM_VRAM);
+		ASSERT_EQ(stats(c.vm).svm_ranges_created, made);
+		munmap(none, M2);
+	}
+	teardown(&c);
+	munmap(p, M2);
+}
+
 /* Another VM binds a userptr over memory in this VM's device memory. */
 TEST(userptr_of_another_vm_brings_it_back)
 {
