@@ -102,6 +102,10 @@ struct gvm_vm_stats {
 	uint64_t dev_svm_bytes_to_system; /* device-wide: their bytes */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
+	uint64_t evict_waits;		/* times an exec of this VM waited,
+					   holding no lock, for VRAM: for
+					   busy BOs of others to become idle
+					   or for older waiters to be served */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations;	/* userptr VMAs zapped by the CPU
 					   side (munmap, madvise, ...) */

@@ -19,16 +19,50 @@
  * nothing (gvm_bo_create, GVM_EVICT_WAIT): a BO busy only with LR preempt
  * fences is a victim too; the move waits for them with the victim locked,
  * which preempts the queues without needing any lock, and keeps the rebind
- * worker from taking the BO back first.  Such a caller that finds no
- * victim at all waits for the LRU head to become idle with no lock held,
- * then tries again.  Memory in use by a running job is therefore never
- * evicted under it: it is waited for or preempted first.
+ * worker from taking the BO back first.  Memory in use by a running job is
+ * therefore never evicted under it: it is waited for or preempted first.
  *
- * Locking: dev->vram_lock (leaf) protects the LRU.  Nothing that can
- * unlock a reservation or move a BO runs under it: victims are chosen and
- * referenced under it, then locked, tested and unlocked after dropping it
- * (pick_victim()).  A BO found on the LRU may be dying: a reference is
- * taken only if its count is not already zero.
+ * Waiting for busy BOs.  A caller that finds no idle victim and may wait
+ * (gvm_bo_create with no system fallback; gvm_exec for its VRAM-only BOs,
+ * after dropping every lock it holds) waits for room with no lock held,
+ * in bounded rounds (gvm__vram_wait_room()), then tries again:
+ *
+ *   exec (VM A)                          others
+ *   lock A's objects, revalidate
+ *     -ENOSPC: only busy BOs of B left
+ *   victim = gvm__vram_busy_victim()     (B's BO, referenced, not locked)
+ *   claim VRAM for A's missing bytes
+ *   unlock everything
+ *   wait for the victim's fences         B's kernel ends
+ *                                        bo_create: the freed space is
+ *                                        claimed, it waits behind A
+ *   lock A's objects, revalidate: evicts the now idle BO, gets the space
+ *   submit, end the claim                bo_create's turn
+ *
+ * Claims (struct gvm_vram_claim, dev.h) give the space to the oldest
+ * waiter: while a claim is registered, an allocation succeeds only if it
+ * leaves the bytes claimed ahead of its caller free, and a waiter with a
+ * claim ahead of its own waits for that claim to end before it waits for
+ * victims.  So waiters are served in order, and newcomers (a binder, an
+ * allocation without a claim) cannot take the space a waiter waited for.
+ * Page-table pages (gvm__vram_make_room(), 4 KiB each) do not look at
+ * claims.  An exec whose own VRAM-only BOs exceed VRAM fails with -ENOSPC
+ * at once; others give up after their bound (-ENOSPC).
+ *
+ * Locking: dev->vram_lock (leaf) protects the LRU, the claims and the
+ * dead list.  Nothing that can unlock a reservation or move a BO runs
+ * under it: victims are chosen and referenced under it, then locked,
+ * tested and unlocked after dropping it (pick_victim()).  A BO found on
+ * the LRU may be dying: a reference is taken only if its count is not
+ * already zero.
+ *
+ * References.  Eviction may hold the last reference to a victim: its
+ * owner may put it meanwhile.  Freeing a BO may free its VM (a VM-local
+ * BO holds one), and a VM's teardown needs no lock held; an evicting
+ * caller may hold vm->lock and reservations.  So eviction drops its
+ * references with gvm__bo_put_deferred(): a last one queues the BO on
+ * dev->dead_bos, and gvm__dev_reap() frees it once the caller's locks are
+ * gone (the public calls that may evict reap before returning).
  */
 #include <errno.h>
 
@@ -39,6 +73,12 @@
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
+
+void (*gvm__evict_before_wait)(struct gvm_device *dev);
+void (*gvm__evict_before_put)(struct gvm_bo *victim);
+
+/* The claim of the calling thread, registered by gvm__vram_claim_begin(). */
+static __thread struct gvm_vram_claim *cur_claim;
 
 void gvm__bo_lru_update(struct gvm_bo *bo)
 {
@@ -177,38 +217,8 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 	}
 	for (i = 0; i < nr; i++)
 		if (cand[i] != best)
-			gvm_bo_put(cand[i]);
+			gvm__bo_put_deferred(cand[i]);
 	return best;
-}
-
-/*
- * GVM_EVICT_WAIT with no idle victim: waits, holding nothing, for the
- * least recently used BO to become idle.  The reservation is not held
- * while waiting: a bind job its fences wait for may need that BO's
- * reservation's holder to make progress.  false if there is none.
- */
-static bool wait_lru_head(struct gvm_device *dev)
-{
-	struct gvm_bo *bo = NULL;
-	struct gvm_list *pos;
-
-	gvm__mutex_lock(&dev->vram_lock);
-	gvm_list_for_each(pos, &dev->lru) {
-		struct gvm_bo *b = gvm_list_entry(pos, struct gvm_bo,
-						  lru_link);
-
-		if (get_unless_zero(b)) {
-			bo = b;
-			break;
-		}
-	}
-	gvm__mutex_unlock(&dev->vram_lock);
-	if (!bo)
-		return false;
-	gvm_resv_wait(bo->resv, GVM_RESV_USAGE_BOOKKEEP, false,
-		      GVM_TIMEOUT_INFINITE);
-	gvm_bo_put(bo);
-	return true;
 }
 
 /*
@@ -236,7 +246,10 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 						 evictions, 1);
 		}
 		gvm_resv_unlock(victim->resv);
-		gvm_bo_put(victim);
+		if (gvm__evict_before_put)
+			gvm__evict_before_put(victim);
+		/* The caller may hold locks (the top of the file). */
+		gvm__bo_put_deferred(victim);
 		if (!err)
 			return 0;
 	}
@@ -251,6 +264,18 @@ int gvm__vram_make_room(void *priv, uint64_t bytes)
 	return evict_one(priv, GVM_EVICT_IDLE, &failed);
 }
 
+/*
+ * The claim of a GVM_EVICT_WAIT allocation: it outlives the allocation
+ * until the caller has put the BO on the LRU (gvm__vram_claim_end_wait()),
+ * so that a waiter behind it finds the BO to evict or wait for.
+ */
+static __thread struct gvm_vram_claim wait_claim;
+
+void gvm__vram_claim_end_wait(void)
+{
+	gvm__vram_claim_end(&wait_claim);
+}
+
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks)
 {
@@ -261,12 +286,173 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		err = gvm__vram_alloc(dev, size, 0, blocks);
 		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
 		    size > dev->vram.size)
-			return err;
+			break;
 		if (!evict_one(dev, mode, &failed))
 			continue;
-		if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
-		    wait_lru_head(dev))
+		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
+		    !gvm__vram_wait_room(dev, &wait_claim, size, NULL))
+			break;
+		failed = 0;	/* what failed to move may move now */
+	}
+	if (err)
+		gvm__vram_claim_end(&wait_claim);
+	return err;
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+void gvm__vram_claim_begin(struct gvm_device *dev, struct gvm_vram_claim *c,
+			   uint64_t bytes)
+{
+	GVM_BUG_ON(cur_claim);		/* one claim per thread at a time */
+	c->dev = dev;
+	c->bytes = bytes;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_add_tail(&c->link, &dev->claims);
+	gvm__mutex_unlock(&dev->vram_lock);
+	cur_claim = c;
+}
+
+void gvm__vram_claim_end(struct gvm_vram_claim *c)
+{
+	struct gvm_device *dev = c->dev;
+
+	if (!dev)
+		return;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_del(&c->link);
+	pthread_cond_broadcast(&dev->claims_cond);
+	gvm__mutex_unlock(&dev->vram_lock);
+	c->dev = NULL;
+	cur_claim = NULL;
+}
+
+/* Bytes claimed ahead of the calling thread's claim (all without one). */
+static uint64_t claimed_ahead_locked(struct gvm_device *dev)
+{
+	struct gvm_list *pos;
+	uint64_t ahead = 0;
+
+	gvm_lockdep_assert_held(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->claims) {
+		struct gvm_vram_claim *c =
+			gvm_list_entry(pos, struct gvm_vram_claim, link);
+
+		if (c == cur_claim)
+			break;
+		ahead += c->bytes;
+	}
+	return ahead;
+}
+
+/* Whether a claim older than the calling thread's (or any) is registered. */
+static bool claim_ahead_locked(struct gvm_device *dev)
+{
+	return !gvm_list_empty(&dev->claims) &&
+	       gvm_list_first_entry(&dev->claims, struct gvm_vram_claim,
+				    link) != cur_claim;
+}
+
+bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size)
+{
+	uint64_t ahead = claimed_ahead_locked(dev);
+
+	return !ahead || (dev->vram.free_bytes >= size &&
+			  dev->vram.free_bytes - size >= ahead);
+}
+
+void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size)
+{
+	struct gvm_vram_claim *c = cur_claim;
+
+	gvm_lockdep_assert_held(&dev->vram_lock);
+	if (c && c->dev == dev)
+		c->bytes -= size < c->bytes ? size : c->bytes;
+}
+
+/* ---- waiting for room ------------------------------------------------ */
+
+struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev, bool any)
+{
+	struct gvm_bo *found = NULL;
+	struct gvm_list *pos;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		if (gvm_resv_is_locked(bo->resv) ||
+		    gvm_resv_test_signaled(bo->resv, GVM_RESV_USAGE_BOOKKEEP))
 			continue;
-		return -ENOSPC;
+		if (get_unless_zero(bo)) {
+			found = bo;
+			break;
+		}
+	}
+	if (!found && any) {
+		gvm_list_for_each(pos, &dev->lru) {
+			struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+							   lru_link);
+
+			if (get_unless_zero(bo)) {
+				found = bo;
+				break;
+			}
+		}
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return found;
+}
+
+bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
+			 uint64_t bytes, struct gvm_bo *victim)
+{
+	bool waited = false;
+
+	gvm_lockdep_assert_none_held();
+	if (!c->dev)
+		gvm__vram_claim_begin(dev, c, bytes);
+	if (gvm__evict_before_wait)
+		gvm__evict_before_wait(dev);
+	/* Older waiters first: the space freed next is theirs. */
+	gvm__mutex_lock(&dev->vram_lock);
+	while (claim_ahead_locked(dev)) {
+		gvm__cond_wait(&dev->claims_cond, &dev->vram_lock);
+		waited = true;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (waited) {
+		gvm_bo_put(victim);	/* the situation changed: look again */
+		return true;
+	}
+	if (!victim)
+		victim = gvm__vram_busy_victim(dev, true);
+	if (!victim)
+		return false;
+	gvm_resv_wait(victim->resv, GVM_RESV_USAGE_BOOKKEEP, false,
+		      GVM_TIMEOUT_INFINITE);
+	gvm_bo_put(victim);
+	return true;
+}
+
+void gvm__dev_reap(struct gvm_device *dev)
+{
+	struct gvm_list dead, *pos, *tmp;
+
+	gvm_lockdep_assert_none_held();
+	if (!gvm_load_acquire(&dev->nr_dead_bos))
+		return;
+	gvm_list_init(&dead);
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_splice_tail(&dev->dead_bos, &dead);
+	gvm_store_release(&dev->nr_dead_bos, 0);
+	gvm__mutex_unlock(&dev->vram_lock);
+	gvm_list_for_each_safe(pos, tmp, &dead) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		gvm_list_del(&bo->lru_link);
+		gvm__bo_free(bo);
 	}
 }

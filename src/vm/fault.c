@@ -135,6 +135,7 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 	if ((vm->flags & GVM_VM_FAULT_MODE) &&
 	    f->reason != GVM_FAULT_SYSMEM_GONE)
 		err = service(vm, f);
+	gvm__dev_reap(vm->dev);		/* eviction's deferred puts */
 	if (!err) {
 		gvm__vm_stat_add(vm, faults_serviced, 1);
 		return 0;
