@@ -19,6 +19,8 @@
 #include "core/buddy.h"
 #include "core/list.h"
 
+struct gvm_lockset;
+
 struct gvm_device {
 	char name[32];			/* immutable */
 	struct gvm_device_desc desc;	/* immutable; desc.name -> name */
@@ -133,19 +135,21 @@ void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size);
 /*
  * For a caller that found no idle victim: a BO in VRAM to wait for,
  * referenced, or NULL.  The least recently used BO whose reservation is
- * not locked (so not one of the caller's own, which it holds) and that is
- * busy; with @any, failing that, the least recently used BO at all.  May
- * be called with vm->lock and reservations held.
+ * not locked and that is busy; failing that, the least recently used one
+ * locked by someone else (with @own, the caller's lock set: what it holds
+ * is skipped) or at all (@own NULL: the caller holds nothing).  May be
+ * called with vm->lock and reservations held.
  */
-struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev, bool any);
+struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
+				     const struct gvm_lockset *own);
 
 /*
  * One round of waiting for VRAM, with no lock held, for a caller whose
  * allocation of @bytes found no idle victim: registers @c (zeroed the
  * first time) for @bytes, then waits until the claims older than @c are
  * gone if there are any, else until @victim (referenced, from
- * gvm__vram_busy_victim(); NULL: the least recently used busy BO) is
- * idle.  Drops @victim's reference.  true if it waited (try again), false
+ * gvm__vram_busy_victim(); NULL: one chosen here) is idle (and
+ * unlocked, if someone held it).  Drops @victim's reference.  true if it waited (try again), false
  * if there was nothing to wait for.  The caller ends @c
  * (gvm__vram_claim_end()) when it is done, successful or not.
  */

@@ -66,6 +66,8 @@
  */
 #include <errno.h>
 
+#include <gvm/lockset.h>
+
 #include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
@@ -372,12 +374,24 @@ void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size)
 
 /* ---- waiting for room ------------------------------------------------ */
 
-struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev, bool any)
+static bool owned(const struct gvm_lockset *own, const struct gvm_resv *resv)
+{
+	unsigned int i;
+
+	for (i = 0; own && i < gvm_lockset_count(own); i++)
+		if (gvm_lockset_obj(own, i) == resv)
+			return true;
+	return false;
+}
+
+struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
+				     const struct gvm_lockset *own)
 {
 	struct gvm_bo *found = NULL;
 	struct gvm_list *pos;
 
 	gvm__mutex_lock(&dev->vram_lock);
+	/* The least recently used busy BO nobody is working on... */
 	gvm_list_for_each(pos, &dev->lru) {
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
 						   lru_link);
@@ -390,16 +404,18 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev, bool any)
 			break;
 		}
 	}
-	if (!found && any) {
-		gvm_list_for_each(pos, &dev->lru) {
-			struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
-							   lru_link);
+	/* ...else the least recently used one someone else holds. */
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
 
-			if (get_unless_zero(bo)) {
-				found = bo;
-				break;
-			}
-		}
+		if (found)
+			break;
+		if (owned(own, bo->resv) ||
+		    (own && !gvm_resv_is_locked(bo->resv)))
+			continue;
+		if (get_unless_zero(bo))
+			found = bo;
 	}
 	gvm__mutex_unlock(&dev->vram_lock);
 	return found;
@@ -427,9 +443,15 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 		return true;
 	}
 	if (!victim)
-		victim = gvm__vram_busy_victim(dev, true);
+		victim = gvm__vram_busy_victim(dev, NULL);
 	if (!victim)
 		return false;
+	/* Held by someone (evicting, binding, running exec): until it is
+	 * done with it, then until its work is done. */
+	if (gvm_resv_is_locked(victim->resv)) {
+		gvm_resv_lock(victim->resv, NULL);
+		gvm_resv_unlock(victim->resv);
+	}
 	gvm_resv_wait(victim->resv, GVM_RESV_USAGE_BOOKKEEP, false,
 		      GVM_TIMEOUT_INFINITE);
 	gvm_bo_put(victim);

@@ -170,7 +170,7 @@ static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
 {
 	struct gvm_vm *vm = ej->q->vm;
 	uint64_t need = gvm__vm_vram_only_bytes(vm, true);
-	struct gvm_bo *victim = gvm__vram_busy_victim(vm->dev, false);
+	struct gvm_bo *victim = gvm__vram_busy_victim(vm->dev, ls);
 
 	gvm_job_fini(&ej->job);
 	gvm_lockset_fini(ls);
