@@ -43,6 +43,9 @@ struct gvm_bo {
 					   empty), dev->dead_bos once dead
 					   (gvm__bo_put_deferred());
 					   dev->vram_lock */
+	struct gvm_vram_claim *claim;	/* dev->vram_lock: the claim whose
+					   owner waits to evict this BO, or
+					   NULL (evict.c) */
 
 	struct gvm_mutex view_lock;	/* leaf: view */
 	void *view;			/* CPU view, or NULL */

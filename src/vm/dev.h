@@ -20,6 +20,7 @@
 #include "core/list.h"
 
 struct gvm_lockset;
+struct gvm_vm;
 
 struct gvm_device {
 	char name[32];			/* immutable */
@@ -46,6 +47,8 @@ struct gvm_device {
 					   (gvm_bo::lru_link; evict.c) */
 	uint32_t nr_dead_bos;		/* written under vram_lock, read with
 					   acquire: dead_bos is not empty */
+	uint32_t nr_claims;		/* written under vram_lock, read with
+					   acquire: claims is not empty */
 };
 
 /*
@@ -59,11 +62,18 @@ struct gvm_device {
  *     free_bytes - size >= sum(bytes of the claims ahead of the caller's)
  *
  * A claimant's allocations are charged to its claim (bytes shrinks to 0).
+ * The busy BO a claimant waits for is marked with its claim: an exec whose
+ * VM uses a BO marked by an older claim backs off until that claim ends
+ * (gvm__vram_claimed_by_older()), so a VM that submits again at once
+ * cannot keep its BOs busy forever against a waiter.
  */
 struct gvm_vram_claim {
 	struct gvm_device *dev;		/* immutable */
 	struct gvm_list link;		/* on dev->claims; vram_lock */
 	uint64_t bytes;			/* still claimed; vram_lock */
+	struct gvm_bo *victim;		/* vram_lock: the busy BO its owner
+					   waits for (referenced, marked:
+					   victim->claim == this), or NULL */
 };
 
 /* A link between two devices; on both devices' lists.  Link lock. */
@@ -130,6 +140,12 @@ void gvm__vram_claim_end(struct gvm_vram_claim *c);
  */
 void gvm__vram_claim_end_wait(void);
 bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size);
+/*
+ * Whether a BO of @vm is marked by a claim older than the calling thread's
+ * (any claim, if it has none): its owner waits to evict it, so the caller
+ * should let it (drop its locks, gvm__vram_wait_room()).  vm->lock held.
+ */
+bool gvm__vram_claimed_by_older(struct gvm_vm *vm);
 void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size);
 
 /*

@@ -303,14 +303,35 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 
 /* ---- claims ------------------------------------------------------------ */
 
+/*
+ * Marks @victim (referenced by the caller: the reference goes to @c) as
+ * the BO @c's owner waits for, unmarking the previous one, which is
+ * returned for the caller to put once vram_lock is dropped.
+ */
+static struct gvm_bo *mark_locked(struct gvm_vram_claim *c,
+				  struct gvm_bo *victim)
+{
+	struct gvm_bo *old = c->victim;
+
+	gvm_lockdep_assert_held(&c->dev->vram_lock);
+	if (old && old->claim == c)
+		old->claim = NULL;
+	c->victim = victim;
+	if (victim)
+		victim->claim = c;
+	return old;
+}
+
 void gvm__vram_claim_begin(struct gvm_device *dev, struct gvm_vram_claim *c,
 			   uint64_t bytes)
 {
 	GVM_BUG_ON(cur_claim);		/* one claim per thread at a time */
 	c->dev = dev;
 	c->bytes = bytes;
+	c->victim = NULL;
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm_list_add_tail(&c->link, &dev->claims);
+	gvm_store_release(&dev->nr_claims, dev->nr_claims + 1);
 	gvm__mutex_unlock(&dev->vram_lock);
 	cur_claim = c;
 }
@@ -319,12 +340,18 @@ void gvm__vram_claim_end(struct gvm_vram_claim *c)
 {
 	struct gvm_device *dev = c->dev;
 
+	struct gvm_bo *old;
+
 	if (!dev)
 		return;
 	gvm__mutex_lock(&dev->vram_lock);
+	old = mark_locked(c, NULL);
 	gvm_list_del(&c->link);
+	gvm_store_release(&dev->nr_claims, dev->nr_claims - 1);
 	pthread_cond_broadcast(&dev->claims_cond);
 	gvm__mutex_unlock(&dev->vram_lock);
+	if (old)
+		gvm__bo_put_deferred(old);
 	c->dev = NULL;
 	cur_claim = NULL;
 }
@@ -353,6 +380,49 @@ static bool claim_ahead_locked(struct gvm_device *dev)
 	return !gvm_list_empty(&dev->claims) &&
 	       gvm_list_first_entry(&dev->claims, struct gvm_vram_claim,
 				    link) != cur_claim;
+}
+
+/* Whether @c is older than the calling thread's claim (or it has none). */
+static bool older_locked(struct gvm_device *dev, struct gvm_vram_claim *c)
+{
+	struct gvm_list *pos;
+
+	if (!cur_claim || cur_claim->dev != dev)
+		return true;
+	gvm_list_for_each(pos, &dev->claims) {
+		struct gvm_vram_claim *x =
+			gvm_list_entry(pos, struct gvm_vram_claim, link);
+
+		if (x == cur_claim)
+			return false;
+		if (x == c)
+			return true;
+	}
+	return false;
+}
+
+bool gvm__vram_claimed_by_older(struct gvm_vm *vm)
+{
+	struct gvm_device *dev = vm->dev;
+	struct gvm_list *pos;
+	bool ret = false;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	if (!gvm_load_acquire(&dev->nr_claims))
+		return false;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_bo *bo =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
+
+		if (bo->claim && bo->claim != cur_claim &&
+		    older_locked(dev, bo->claim)) {
+			ret = true;
+			break;
+		}
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return ret;
 }
 
 bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size)
@@ -424,6 +494,7 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
 bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 			 uint64_t bytes, struct gvm_bo *victim)
 {
+	struct gvm_bo *old;
 	bool waited = false;
 
 	gvm_lockdep_assert_none_held();
@@ -446,6 +517,11 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 		victim = gvm__vram_busy_victim(dev, NULL);
 	if (!victim)
 		return false;
+	/* Marked: its VM's next exec lets this claim go first. */
+	gvm__mutex_lock(&dev->vram_lock);
+	old = mark_locked(c, gvm_bo_get(victim));
+	gvm__mutex_unlock(&dev->vram_lock);
+	gvm_bo_put(old);
 	/* Held by someone (evicting, binding, running exec): until it is
 	 * done with it, then until its work is done. */
 	if (gvm_resv_is_locked(victim->resv)) {

@@ -249,6 +249,9 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 			err = gvm__lr_exec_prepare(q, &pf);
 		if (!err)
 			err = add_job_deps(ej, vm, &set);
+		/* An older waiter waits to evict one of our BOs: after it. */
+		if (!err && gvm__vram_claimed_by_older(vm))
+			err = -ENOSPC;
 		if (err == -ENOSPC && vram_waits++ < EXEC_VRAM_WAITS) {
 			gvm_fence_put(pf);	/* not published */
 			pf = NULL;
