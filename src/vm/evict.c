@@ -522,12 +522,15 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 	old = mark_locked(c, gvm_bo_get(victim));
 	gvm__mutex_unlock(&dev->vram_lock);
 	gvm_bo_put(old);
-	/* Held by someone (evicting, binding, running exec): until it is
-	 * done with it, then until its work is done. */
-	if (gvm_resv_is_locked(victim->resv)) {
-		gvm_resv_lock(victim->resv, NULL);
-		gvm_resv_unlock(victim->resv);
-	}
+	/*
+	 * Until whoever holds it or queues for it (an exec of its VM, a
+	 * bind, another evictor: a reservation with waiters cannot be
+	 * trylocked even while free) is done with it, then until its work
+	 * is done.  Locks are handed over in order, so this is a real wait
+	 * even when the BO looks free and idle.
+	 */
+	gvm_resv_lock(victim->resv, NULL);
+	gvm_resv_unlock(victim->resv);
 	gvm_resv_wait(victim->resv, GVM_RESV_USAGE_BOOKKEEP, false,
 		      GVM_TIMEOUT_INFINITE);
 	gvm_bo_put(victim);
