@@ -30,8 +30,15 @@
  * is the hardware fence: the job's finished fence signals with its error
  * (-EIO after an unrecoverable GPU fault).
  *
- * Locking: vm->lock, then reservations (lockset); no lock while the kernel
- * runs.
+ * Waiting for VRAM: when revalidation finds VRAM full of BOs it may not
+ * evict now (busy with other VMs' kernels, or held), or an older waiter
+ * has marked one of this VM's BOs for eviction, the exec drops every lock,
+ * waits for room under a claim (evict.c: the older waiters' claims, else
+ * the victim), and starts over: at most EXEC_VRAM_WAITS rounds, then
+ * -ENOSPC.  Its own VRAM-only BOs exceeding VRAM fail at once.
+ *
+ * Locking: vm->lock, then reservations (lockset); no lock while waiting
+ * for VRAM or while the kernel runs.
  */
 #include <errno.h>
 #include <stdlib.h>
