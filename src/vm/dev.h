@@ -152,9 +152,10 @@ void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size);
  * For a caller that found no idle victim: a BO in VRAM to wait for,
  * referenced, or NULL.  The least recently used BO whose reservation is
  * not locked and that is busy; failing that, the least recently used one
- * locked by someone else (with @own, the caller's lock set: what it holds
- * is skipped) or at all (@own NULL: the caller holds nothing).  May be
- * called with vm->lock and reservations held.
+ * that is not the caller's (@own: its lock set, whose reservations are
+ * skipped; NULL: the caller holds nothing), which someone holds or has
+ * just held (the caller's trylock lost).  May be called with vm->lock and
+ * reservations held.
  */
 struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
 				     const struct gvm_lockset *own);

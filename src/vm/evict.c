@@ -65,6 +65,7 @@
  * gone (the public calls that may evict reap before returning).
  */
 #include <errno.h>
+#include <sched.h>
 
 #include <gvm/lockset.h>
 
@@ -474,21 +475,50 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
 			break;
 		}
 	}
-	/* ...else the least recently used one someone else holds. */
+	/*
+	 * ...else the least recently used one someone else holds, or may
+	 * take (its reservation is free now, but the caller's trylock lost
+	 * to someone's: queueing for it is the wait).
+	 */
 	gvm_list_for_each(pos, &dev->lru) {
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
 						   lru_link);
 
 		if (found)
 			break;
-		if (owned(own, bo->resv) ||
-		    (own && !gvm_resv_is_locked(bo->resv)))
+		if (owned(own, bo->resv))
 			continue;
 		if (get_unless_zero(bo))
 			found = bo;
 	}
 	gvm__mutex_unlock(&dev->vram_lock);
 	return found;
+}
+
+/* Yields bounded this many times to the waiters of a free reservation. */
+#define YIELDS 1000
+
+/*
+ * A reservation that is free but cannot be trylocked has waiters queued
+ * (a blocking lock takes a free mutex ahead of them): let them have it
+ * first, e.g. the victim's own VM's exec, which then sees the victim
+ * marked by our claim and backs off.  Without this the waiter can take
+ * its rounds faster than the queued thread is scheduled.  Bounded: the
+ * caller's rounds are.
+ */
+static void yield_to_waiters(struct gvm_resv *resv)
+{
+	unsigned int i;
+
+	for (i = 0; i < YIELDS; i++) {
+		if (gvm_resv_trylock(resv)) {
+			gvm_resv_unlock(resv);
+			return;
+		}
+		if (gvm_resv_is_locked(resv))
+			return;		/* taken: its holder is at work */
+		sched_yield();
+	}
 }
 
 bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
@@ -531,6 +561,7 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 	 */
 	gvm_resv_lock(victim->resv, NULL);
 	gvm_resv_unlock(victim->resv);
+	yield_to_waiters(victim->resv);
 	gvm_resv_wait(victim->resv, GVM_RESV_USAGE_BOOKKEEP, false,
 		      GVM_TIMEOUT_INFINITE);
 	gvm_bo_put(victim);
