@@ -553,11 +553,11 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 	gvm__mutex_unlock(&dev->vram_lock);
 	gvm_bo_put(old);
 	/*
-	 * Until whoever holds it or queues for it (an exec of its VM, a
-	 * bind, another evictor: a reservation with waiters cannot be
-	 * trylocked even while free) is done with it, then until its work
-	 * is done.  Locks are handed over in order, so this is a real wait
-	 * even when the BO looks free and idle.
+	 * Until whoever holds it (an exec of its VM, a bind, another
+	 * evictor) is done with it, then until whoever queued for it has
+	 * had it (a free reservation with waiters cannot be trylocked, and
+	 * a blocking lock takes a free mutex ahead of them:
+	 * yield_to_waiters()), then until its work is done.
 	 */
 	gvm_resv_lock(victim->resv, NULL);
 	gvm_resv_unlock(victim->resv);
