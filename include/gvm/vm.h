@@ -113,6 +113,10 @@ struct gvm_vm_stats {
 	uint64_t dev_svm_bytes_to_system; /* device-wide: their bytes */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
+	uint64_t evict_waits;		/* times an exec of this VM waited,
+					   holding no lock, for VRAM: for
+					   busy BOs of others to become idle
+					   or for older waiters to be served */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations;	/* userptr VMAs zapped by the CPU
 					   side (munmap, madvise, ...) */
@@ -136,7 +140,8 @@ GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);
  * bindable only in @vm; NULL: an external BO with its own reservation,
  * bindable in any VM of the device.  The contents start zeroed.  Returns
  * the first reference.  -EINVAL: size 0 or unaligned, bad placement, a VM
- * of another device; -ENOSPC: VRAM-only and no VRAM can be freed.
+ * of another device; -ENOSPC: VRAM-only and no VRAM can be freed (it
+ * waits, in bounded rounds, for busy BOs in VRAM to become idle first).
  */
 GVM_API int gvm_bo_create(struct gvm_device *dev, uint64_t size,
 			  uint32_t placement, struct gvm_vm *vm,
@@ -311,7 +316,11 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
  * with the error of the wait sync that failed first; later work on @q is
  * not affected.  -EINVAL: a bind
  * queue, bad syncs; -EFAULT: a user fence address that is not writable;
- * -EOPNOTSUPP: the device cannot run kernels.
+ * -EOPNOTSUPP: the device cannot run kernels.  When the VM's VRAM-only
+ * BOs must come back to VRAM and VRAM holds other VMs' busy BOs, it waits
+ * (holding no lock) for their work, older waiters served first; -ENOSPC
+ * at once if those BOs add up to more than the device's VRAM, or after a
+ * bounded number of such waits.
  */
 GVM_API int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		     const struct gvm_sync *syncs, uint32_t ns);

@@ -1053,6 +1053,8 @@ static void bind_fini(struct bind *b)
 	if (b->done)
 		gvm_fence_put(b->done);
 	gvm__syncs_fini(&b->syncs);
+	/* No lock held: BOs eviction let go of under locks (evict.c). */
+	gvm__dev_reap(b->vm->dev);
 }
 
 static int publish(struct bind *b, struct gvm_fence *f)

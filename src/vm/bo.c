@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
@@ -168,8 +169,10 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		err = gvm__bo_mem_alloc(dev, size, GVM_MEM_SYSTEM, true,
 					GVM_EVICT_NONE, &bo->mem);
 	if (err) {
+		gvm__vram_claim_end_wait();
 		gvm__mutex_fini(&bo->view_lock);
 		gvm__free(bo);
+		gvm__dev_reap(dev);
 		return err;
 	}
 	if (vm) {
@@ -181,6 +184,8 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 	}
 	gvm_device_get(dev);
 	gvm__bo_lru_update(bo);
+	gvm__vram_claim_end_wait();	/* on the LRU: a waiter may take it */
+	gvm__dev_reap(dev);		/* eviction's deferred puts */
 	*out = bo;
 	return 0;
 }
@@ -192,12 +197,10 @@ struct gvm_bo *gvm_bo_get(struct gvm_bo *bo)
 	return bo;
 }
 
-void gvm_bo_put(struct gvm_bo *bo)
+void gvm__bo_free(struct gvm_bo *bo)
 {
 	struct gvm_device *dev;
 
-	if (!bo || !gvm__ref_put(&bo->refcount))
-		return;
 	GVM_BUG_ON(!gvm_list_empty(&bo->vm_bos));
 	dev = bo->dev;
 	gvm__bo_lru_del(bo);
@@ -211,6 +214,27 @@ void gvm_bo_put(struct gvm_bo *bo)
 	gvm__mutex_fini(&bo->view_lock);
 	gvm__free(bo);
 	gvm_device_put(dev);
+}
+
+void gvm_bo_put(struct gvm_bo *bo)
+{
+	if (bo && gvm__ref_put(&bo->refcount))
+		gvm__bo_free(bo);
+}
+
+void gvm__bo_put_deferred(struct gvm_bo *bo)
+{
+	struct gvm_device *dev = bo->dev;
+
+	if (!gvm__ref_put(&bo->refcount))
+		return;
+	/* Off the LRU (get_unless_zero() skipped it already), onto the
+	 * device's dead list: lru_link is free from now on. */
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_del(&bo->lru_link);
+	gvm_list_add_tail(&bo->lru_link, &dev->dead_bos);
+	gvm_store_release(&dev->nr_dead_bos, dev->nr_dead_bos + 1);
+	gvm__mutex_unlock(&dev->vram_lock);
 }
 
 uint64_t gvm_bo_size(const struct gvm_bo *bo)

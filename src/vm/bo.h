@@ -40,7 +40,12 @@ struct gvm_bo {
 
 	struct gvm_list vm_bos;		/* struct gvm_vm_bo::bo_link; resv */
 	struct gvm_list lru_link;	/* dev->lru while in VRAM (else
-					   empty); dev->vram_lock */
+					   empty), dev->dead_bos once dead
+					   (gvm__bo_put_deferred());
+					   dev->vram_lock */
+	struct gvm_vram_claim *claim;	/* dev->vram_lock: the claim whose
+					   owner waits to evict this BO, or
+					   NULL (evict.c) */
 
 	struct gvm_mutex view_lock;	/* leaf: view */
 	void *view;			/* CPU view, or NULL */
@@ -89,6 +94,16 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		 enum gvm_evict_mode evict);
 
 /* The device's LRU (evict.c); dev->vram_lock taken inside. */
+/*
+ * gvm__bo_free(): frees a BO whose last reference went (gvm_bo_put()).
+ * A VM-local BO then drops its VM reference, and the VM's teardown needs
+ * no lock held.  gvm__bo_put_deferred(): gvm_bo_put() for a caller that
+ * may hold locks (eviction, which references BOs it does not own): the
+ * last reference queues the BO on its device's dead list instead, freed
+ * by gvm__dev_reap() once the locks are dropped.
+ */
+void gvm__bo_free(struct gvm_bo *bo);
+void gvm__bo_put_deferred(struct gvm_bo *bo);
 void gvm__bo_lru_update(struct gvm_bo *bo);	/* add/bump/remove by region */
 void gvm__bo_lru_del(struct gvm_bo *bo);
 

@@ -3,12 +3,16 @@
  * The library side of a device (internal): what gvm keeps per device
  * behind the backend contract of <gvm/device.h>.
  *
- * Locking: vram_lock (leaf) serialises the VRAM buddy; the fault queue has
- * its own leaf lock (fault_queue.h); everything else is immutable after
+ * Locking: vram_lock (leaf) serialises the VRAM buddy, the LRU, the VRAM
+ * claims and the dead BOs; the fault queue has its own leaf lock
+ * (fault_queue.h); everything else is immutable after
  * gvm_device_create() or atomic (refcount, counters).
  */
 #ifndef GVM_VM_DEV_H
 #define GVM_VM_DEV_H
+
+#include <pthread.h>
+#include <stdbool.h>
 
 #include <gvm/device.h>
 #include <gvm/sched.h>
@@ -16,6 +20,9 @@
 #include "core/buddy.h"
 #include "core/list.h"
 #include "vm/fault_queue.h"
+
+struct gvm_lockset;
+struct gvm_vm;
 
 struct gvm_device {
 	char name[32];			/* immutable */
@@ -38,6 +45,41 @@ struct gvm_device {
 					   in copies, both ways (benches) */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
 					   their servicing thread; fq.lock */
+	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,
+					   oldest first (evict.c) */
+	pthread_cond_t claims_cond;	/* with vram_lock: a claim ended */
+	struct gvm_list dead_bos;	/* vram_lock: BOs whose last reference
+					   went with locks held, to free
+					   (gvm_bo::lru_link; evict.c) */
+	uint32_t nr_dead_bos;		/* written under vram_lock, read with
+					   acquire: dead_bos is not empty */
+	uint32_t nr_claims;		/* written under vram_lock, read with
+					   acquire: claims is not empty */
+};
+
+/*
+ * A claim on VRAM that is about to be freed (evict.c): registered by a
+ * caller that must wait for busy BOs to leave VRAM, so that the space
+ * their eviction frees goes to it and not to whoever allocates next.
+ * While claims are registered, an allocation succeeds only if it leaves
+ * the bytes of the claims older than its own (all of them, for a caller
+ * with no claim) free:
+ *
+ *     free_bytes - size >= sum(bytes of the claims ahead of the caller's)
+ *
+ * A claimant's allocations are charged to its claim (bytes shrinks to 0).
+ * The busy BO a claimant waits for is marked with its claim: an exec whose
+ * VM uses a BO marked by an older claim backs off until that claim ends
+ * (gvm__vram_claimed_by_older()), so a VM that submits again at once
+ * cannot keep its BOs busy forever against a waiter.
+ */
+struct gvm_vram_claim {
+	struct gvm_device *dev;		/* immutable */
+	struct gvm_list link;		/* on dev->claims; vram_lock */
+	uint64_t bytes;			/* still claimed; vram_lock */
+	struct gvm_bo *victim;		/* vram_lock: the busy BO its owner
+					   waits for (referenced, marked:
+					   victim->claim == this), or NULL */
 };
 
 /* A link between two devices; on both devices' lists.  Link lock. */
@@ -51,7 +93,8 @@ struct gvm_link {
 /*
  * Allocates @size bytes of VRAM (4 KiB multiple) as buddy blocks appended
  * to @blocks.  @flags: GVM_BUDDY_TOPDOWN / _CONTIGUOUS.  0 or -ENOSPC,
- * -ENOMEM.
+ * -ENOMEM.  Honours the registered claims (struct gvm_vram_claim): -ENOSPC
+ * if the allocation would take space claimed ahead of the calling thread.
  */
 int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 		    struct gvm_list *blocks);
@@ -68,7 +111,9 @@ enum gvm_evict_mode {
 /*
  * gvm__vram_alloc(), evicting BOs to system memory (least recently used
  * first) while it does not fit.  BOs whose reservation cannot be taken
- * with a trylock (held by the caller or someone else) are skipped.
+ * with a trylock (held by the caller or someone else) are skipped.  With
+ * GVM_EVICT_WAIT (no lock held) it waits for busy BOs in bounded rounds
+ * under a claim, which a success leaves to gvm__vram_claim_end_wait().
  */
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks);
@@ -81,6 +126,69 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
  * lock).  0 if it moved one, -ENOSPC if none could be.
  */
 int gvm__vram_make_room(void *priv, uint64_t bytes);
+
+/*
+ * Claims (struct gvm_vram_claim).  gvm__vram_claim_begin() registers @c
+ * for @bytes at the tail of the device's claims and makes it the calling
+ * thread's current claim (charged by its allocations on that device);
+ * gvm__vram_claim_end() removes it (nothing if it was never begun: @c
+ * zeroed).  No lock needed (vram_lock inside).  Under vram_lock:
+ * gvm__vram_claims_allow_locked() says whether the calling thread may
+ * take @size bytes now, gvm__vram_claims_charge_locked() charges them.
+ */
+void gvm__vram_claim_begin(struct gvm_device *dev, struct gvm_vram_claim *c,
+			   uint64_t bytes);
+void gvm__vram_claim_end(struct gvm_vram_claim *c);
+/*
+ * Ends the claim a successful GVM_EVICT_WAIT gvm__vram_alloc_evict() may
+ * have left registered, once the caller has put the new BO on the LRU
+ * (nothing if there is none).  No lock needed.
+ */
+void gvm__vram_claim_end_wait(void);
+bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size);
+/*
+ * Whether a BO of @vm is marked by a claim older than the calling thread's
+ * (any claim, if it has none): its owner waits to evict it, so the caller
+ * should let it (drop its locks, gvm__vram_wait_room()).  vm->lock held.
+ */
+bool gvm__vram_claimed_by_older(struct gvm_vm *vm);
+void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size);
+
+/*
+ * For a caller that found no idle victim: a BO in VRAM to wait for,
+ * referenced, or NULL.  The least recently used BO whose reservation is
+ * not locked and that is busy; failing that, the least recently used one
+ * that is not the caller's (@own: its lock set, whose reservations are
+ * skipped; NULL: the caller holds nothing), which someone holds or has
+ * just held (the caller's trylock lost).  May be called with vm->lock and
+ * reservations held.
+ */
+struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
+				     const struct gvm_lockset *own);
+
+/*
+ * One round of waiting for VRAM, with no lock held, for a caller whose
+ * allocation of @bytes found no idle victim: registers @c (zeroed the
+ * first time) for @bytes, then waits until the claims older than @c are
+ * gone if there are any, else until @victim (referenced, from
+ * gvm__vram_busy_victim(); NULL: one chosen here) is idle (and
+ * unlocked, if someone held it).  Drops @victim's reference.  true if it waited (try again), false
+ * if there was nothing to wait for.  The caller ends @c
+ * (gvm__vram_claim_end()) when it is done, successful or not.
+ */
+bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
+			 uint64_t bytes, struct gvm_bo *victim);
+
+/*
+ * Frees the BOs whose last reference was dropped with locks held
+ * (gvm__bo_put_deferred()).  No lock held.  Every public call that may
+ * evict calls it before it returns (through gvm__vm_reap() or directly).
+ */
+void gvm__dev_reap(struct gvm_device *dev);
+
+/* Test hooks (evict.c), NULL in production. */
+extern void (*gvm__evict_before_wait)(struct gvm_device *dev);	/* no lock */
+extern void (*gvm__evict_before_put)(struct gvm_bo *victim);	/* locked */
 
 static inline uint64_t gvm__vram_block_addr(const struct gvm_device *dev,
 					    const struct gvm_buddy_block *b)

@@ -90,6 +90,9 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->links);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
 	gvm_list_init(&dev->lru);
+	gvm_list_init(&dev->claims);
+	gvm__cond_init(&dev->claims_cond);
+	gvm_list_init(&dev->dead_bos);
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, GVM_PAGE_SIZE);
 	if (err)
 		goto err_free;
@@ -108,6 +111,7 @@ err_fq:
 err_buddy:
 	gvm__buddy_fini(&dev->vram);
 err_free:
+	pthread_cond_destroy(&dev->claims_cond);
 	gvm__mutex_fini(&dev->vram_lock);
 	gvm__free(dev);
 	return err;
@@ -232,6 +236,9 @@ void gvm_device_put(struct gvm_device *dev)
 	gvm__fault_queue_fini(&dev->fq);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);
+	GVM_BUG_ON(!gvm_list_empty(&dev->claims) ||
+		   !gvm_list_empty(&dev->dead_bos));
+	pthread_cond_destroy(&dev->claims_cond);
 	gvm__mutex_fini(&dev->vram_lock);
 	dev->ops->destroy(dev);
 	gvm__free(dev);
@@ -283,8 +290,12 @@ int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 	if (size > dev->vram.size)
 		return -ENOSPC;
 	gvm__mutex_lock(&dev->vram_lock);
-	err = gvm__buddy_alloc(&dev->vram, 0, dev->vram.size, size,
-			       GVM_PAGE_SIZE, flags, blocks);
+	err = -ENOSPC;
+	if (gvm__vram_claims_allow_locked(dev, size))
+		err = gvm__buddy_alloc(&dev->vram, 0, dev->vram.size, size,
+				       GVM_PAGE_SIZE, flags, blocks);
+	if (!err)
+		gvm__vram_claims_charge_locked(dev, size);
 	gvm__mutex_unlock(&dev->vram_lock);
 	return err;
 }

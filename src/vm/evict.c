@@ -19,18 +19,55 @@
  * nothing (gvm_bo_create, GVM_EVICT_WAIT): a BO busy only with LR preempt
  * fences is a victim too; the move waits for them with the victim locked,
  * which preempts the queues without needing any lock, and keeps the rebind
- * worker from taking the BO back first.  Such a caller that finds no
- * victim at all waits for the LRU head to become idle with no lock held,
- * then tries again.  Memory in use by a running job is therefore never
- * evicted under it: it is waited for or preempted first.
+ * worker from taking the BO back first.  Memory in use by a running job is
+ * therefore never evicted under it: it is waited for or preempted first.
  *
- * Locking: dev->vram_lock (leaf) protects the LRU.  Nothing that can
- * unlock a reservation or move a BO runs under it: victims are chosen and
- * referenced under it, then locked, tested and unlocked after dropping it
- * (pick_victim()).  A BO found on the LRU may be dying: a reference is
- * taken only if its count is not already zero.
+ * Waiting for busy BOs.  A caller that finds no idle victim and may wait
+ * (gvm_bo_create with no system fallback; gvm_exec for its VRAM-only BOs,
+ * after dropping every lock it holds) waits for room with no lock held,
+ * in bounded rounds (gvm__vram_wait_room()), then tries again:
+ *
+ *   exec (VM A)                          others
+ *   lock A's objects, revalidate
+ *     -ENOSPC: only busy BOs of B left
+ *   victim = gvm__vram_busy_victim()     (B's BO, referenced, not locked)
+ *   claim VRAM for A's missing bytes
+ *   unlock everything
+ *   wait for the victim's fences         B's kernel ends
+ *                                        bo_create: the freed space is
+ *                                        claimed, it waits behind A
+ *   lock A's objects, revalidate: evicts the now idle BO, gets the space
+ *   submit, end the claim                bo_create's turn
+ *
+ * Claims (struct gvm_vram_claim, dev.h) give the space to the oldest
+ * waiter: while a claim is registered, an allocation succeeds only if it
+ * leaves the bytes claimed ahead of its caller free, and a waiter with a
+ * claim ahead of its own waits for that claim to end before it waits for
+ * victims.  So waiters are served in order, and newcomers (a binder, an
+ * allocation without a claim) cannot take the space a waiter waited for.
+ * Page-table pages (gvm__vram_make_room(), 4 KiB each) do not look at
+ * claims.  An exec whose own VRAM-only BOs exceed VRAM fails with -ENOSPC
+ * at once; others give up after their bound (-ENOSPC).
+ *
+ * Locking: dev->vram_lock (leaf) protects the LRU, the claims and the
+ * dead list.  Nothing that can unlock a reservation or move a BO runs
+ * under it: victims are chosen and referenced under it, then locked,
+ * tested and unlocked after dropping it (pick_victim()).  A BO found on
+ * the LRU may be dying: a reference is taken only if its count is not
+ * already zero.
+ *
+ * References.  Eviction may hold the last reference to a victim: its
+ * owner may put it meanwhile.  Freeing a BO may free its VM (a VM-local
+ * BO holds one), and a VM's teardown needs no lock held; an evicting
+ * caller may hold vm->lock and reservations.  So eviction drops its
+ * references with gvm__bo_put_deferred(): a last one queues the BO on
+ * dev->dead_bos, and gvm__dev_reap() frees it once the caller's locks are
+ * gone (the public calls that may evict reap before returning).
  */
 #include <errno.h>
+#include <sched.h>
+
+#include <gvm/lockset.h>
 
 #include "core/atomic.h"
 #include "core/lockrank.h"
@@ -39,6 +76,12 @@
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
+
+void (*gvm__evict_before_wait)(struct gvm_device *dev);
+void (*gvm__evict_before_put)(struct gvm_bo *victim);
+
+/* The claim of the calling thread, registered by gvm__vram_claim_begin(). */
+static __thread struct gvm_vram_claim *cur_claim;
 
 void gvm__bo_lru_update(struct gvm_bo *bo)
 {
@@ -177,38 +220,8 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 	}
 	for (i = 0; i < nr; i++)
 		if (cand[i] != best)
-			gvm_bo_put(cand[i]);
+			gvm__bo_put_deferred(cand[i]);
 	return best;
-}
-
-/*
- * GVM_EVICT_WAIT with no idle victim: waits, holding nothing, for the
- * least recently used BO to become idle.  The reservation is not held
- * while waiting: a bind job its fences wait for may need that BO's
- * reservation's holder to make progress.  false if there is none.
- */
-static bool wait_lru_head(struct gvm_device *dev)
-{
-	struct gvm_bo *bo = NULL;
-	struct gvm_list *pos;
-
-	gvm__mutex_lock(&dev->vram_lock);
-	gvm_list_for_each(pos, &dev->lru) {
-		struct gvm_bo *b = gvm_list_entry(pos, struct gvm_bo,
-						  lru_link);
-
-		if (get_unless_zero(b)) {
-			bo = b;
-			break;
-		}
-	}
-	gvm__mutex_unlock(&dev->vram_lock);
-	if (!bo)
-		return false;
-	gvm_resv_wait(bo->resv, GVM_RESV_USAGE_BOOKKEEP, false,
-		      GVM_TIMEOUT_INFINITE);
-	gvm_bo_put(bo);
-	return true;
 }
 
 /*
@@ -236,7 +249,10 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 						 evictions, 1);
 		}
 		gvm_resv_unlock(victim->resv);
-		gvm_bo_put(victim);
+		if (gvm__evict_before_put)
+			gvm__evict_before_put(victim);
+		/* The caller may hold locks (the top of the file). */
+		gvm__bo_put_deferred(victim);
 		if (!err)
 			return 0;
 	}
@@ -251,6 +267,18 @@ int gvm__vram_make_room(void *priv, uint64_t bytes)
 	return evict_one(priv, GVM_EVICT_IDLE, &failed);
 }
 
+/*
+ * The claim of a GVM_EVICT_WAIT allocation: it outlives the allocation
+ * until the caller has put the BO on the LRU (gvm__vram_claim_end_wait()),
+ * so that a waiter behind it finds the BO to evict or wait for.
+ */
+static __thread struct gvm_vram_claim wait_claim;
+
+void gvm__vram_claim_end_wait(void)
+{
+	gvm__vram_claim_end(&wait_claim);
+}
+
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks)
 {
@@ -261,12 +289,302 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		err = gvm__vram_alloc(dev, size, 0, blocks);
 		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
 		    size > dev->vram.size)
-			return err;
+			break;
 		if (!evict_one(dev, mode, &failed))
 			continue;
-		if (mode == GVM_EVICT_WAIT && waits++ < MAX_WAITS &&
-		    wait_lru_head(dev))
+		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
+		    !gvm__vram_wait_room(dev, &wait_claim, size, NULL))
+			break;
+		failed = 0;	/* what failed to move may move now */
+	}
+	if (err)
+		gvm__vram_claim_end(&wait_claim);
+	return err;
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+/*
+ * Marks @victim (referenced by the caller: the reference goes to @c) as
+ * the BO @c's owner waits for, unmarking the previous one, which is
+ * returned for the caller to put once vram_lock is dropped.
+ */
+static struct gvm_bo *mark_locked(struct gvm_vram_claim *c,
+				  struct gvm_bo *victim)
+{
+	struct gvm_bo *old = c->victim;
+
+	gvm_lockdep_assert_held(&c->dev->vram_lock);
+	if (old && old->claim == c)
+		old->claim = NULL;
+	c->victim = victim;
+	if (victim)
+		victim->claim = c;
+	return old;
+}
+
+void gvm__vram_claim_begin(struct gvm_device *dev, struct gvm_vram_claim *c,
+			   uint64_t bytes)
+{
+	GVM_BUG_ON(cur_claim);		/* one claim per thread at a time */
+	c->dev = dev;
+	c->bytes = bytes;
+	c->victim = NULL;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_add_tail(&c->link, &dev->claims);
+	gvm_store_release(&dev->nr_claims, dev->nr_claims + 1);
+	gvm__mutex_unlock(&dev->vram_lock);
+	cur_claim = c;
+}
+
+void gvm__vram_claim_end(struct gvm_vram_claim *c)
+{
+	struct gvm_device *dev = c->dev;
+
+	struct gvm_bo *old;
+
+	if (!dev)
+		return;
+	gvm__mutex_lock(&dev->vram_lock);
+	old = mark_locked(c, NULL);
+	gvm_list_del(&c->link);
+	gvm_store_release(&dev->nr_claims, dev->nr_claims - 1);
+	pthread_cond_broadcast(&dev->claims_cond);
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (old)
+		gvm__bo_put_deferred(old);
+	c->dev = NULL;
+	cur_claim = NULL;
+}
+
+/* Bytes claimed ahead of the calling thread's claim (all without one). */
+static uint64_t claimed_ahead_locked(struct gvm_device *dev)
+{
+	struct gvm_list *pos;
+	uint64_t ahead = 0;
+
+	gvm_lockdep_assert_held(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->claims) {
+		struct gvm_vram_claim *c =
+			gvm_list_entry(pos, struct gvm_vram_claim, link);
+
+		if (c == cur_claim)
+			break;
+		ahead += c->bytes;
+	}
+	return ahead;
+}
+
+/* Whether a claim older than the calling thread's (or any) is registered. */
+static bool claim_ahead_locked(struct gvm_device *dev)
+{
+	return !gvm_list_empty(&dev->claims) &&
+	       gvm_list_first_entry(&dev->claims, struct gvm_vram_claim,
+				    link) != cur_claim;
+}
+
+/* Whether @c is older than the calling thread's claim (or it has none). */
+static bool older_locked(struct gvm_device *dev, struct gvm_vram_claim *c)
+{
+	struct gvm_list *pos;
+
+	if (!cur_claim || cur_claim->dev != dev)
+		return true;
+	gvm_list_for_each(pos, &dev->claims) {
+		struct gvm_vram_claim *x =
+			gvm_list_entry(pos, struct gvm_vram_claim, link);
+
+		if (x == cur_claim)
+			return false;
+		if (x == c)
+			return true;
+	}
+	return false;
+}
+
+bool gvm__vram_claimed_by_older(struct gvm_vm *vm)
+{
+	struct gvm_device *dev = vm->dev;
+	struct gvm_list *pos;
+	bool ret = false;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	if (!gvm_load_acquire(&dev->nr_claims))
+		return false;
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_bo *bo =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
+
+		if (bo->claim && bo->claim != cur_claim &&
+		    older_locked(dev, bo->claim)) {
+			ret = true;
+			break;
+		}
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return ret;
+}
+
+bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size)
+{
+	uint64_t ahead = claimed_ahead_locked(dev);
+
+	return !ahead || (dev->vram.free_bytes >= size &&
+			  dev->vram.free_bytes - size >= ahead);
+}
+
+void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size)
+{
+	struct gvm_vram_claim *c = cur_claim;
+
+	gvm_lockdep_assert_held(&dev->vram_lock);
+	if (c && c->dev == dev)
+		c->bytes -= size < c->bytes ? size : c->bytes;
+}
+
+/* ---- waiting for room ------------------------------------------------ */
+
+static bool owned(const struct gvm_lockset *own, const struct gvm_resv *resv)
+{
+	unsigned int i;
+
+	for (i = 0; own && i < gvm_lockset_count(own); i++)
+		if (gvm_lockset_obj(own, i) == resv)
+			return true;
+	return false;
+}
+
+struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
+				     const struct gvm_lockset *own)
+{
+	struct gvm_bo *found = NULL;
+	struct gvm_list *pos;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	/* The least recently used busy BO nobody is working on... */
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		if (gvm_resv_is_locked(bo->resv) ||
+		    gvm_resv_test_signaled(bo->resv, GVM_RESV_USAGE_BOOKKEEP))
 			continue;
-		return -ENOSPC;
+		if (get_unless_zero(bo)) {
+			found = bo;
+			break;
+		}
+	}
+	/*
+	 * ...else the least recently used one someone else holds, or may
+	 * take (its reservation is free now, but the caller's trylock lost
+	 * to someone's: queueing for it is the wait).
+	 */
+	gvm_list_for_each(pos, &dev->lru) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		if (found)
+			break;
+		if (owned(own, bo->resv))
+			continue;
+		if (get_unless_zero(bo))
+			found = bo;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return found;
+}
+
+/* Yields bounded this many times to the waiters of a free reservation. */
+#define YIELDS 1000
+
+/*
+ * A reservation that is free but cannot be trylocked has waiters queued
+ * (a blocking lock takes a free mutex ahead of them): let them have it
+ * first, e.g. the victim's own VM's exec, which then sees the victim
+ * marked by our claim and backs off.  Without this the waiter can take
+ * its rounds faster than the queued thread is scheduled.  Bounded: the
+ * caller's rounds are.
+ */
+static void yield_to_waiters(struct gvm_resv *resv)
+{
+	unsigned int i;
+
+	for (i = 0; i < YIELDS; i++) {
+		if (gvm_resv_trylock(resv)) {
+			gvm_resv_unlock(resv);
+			return;
+		}
+		if (gvm_resv_is_locked(resv))
+			return;		/* taken: its holder is at work */
+		sched_yield();
+	}
+}
+
+bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
+			 uint64_t bytes, struct gvm_bo *victim)
+{
+	struct gvm_bo *old;
+	bool waited = false;
+
+	gvm_lockdep_assert_none_held();
+	if (!c->dev)
+		gvm__vram_claim_begin(dev, c, bytes);
+	if (gvm__evict_before_wait)
+		gvm__evict_before_wait(dev);
+	/* Older waiters first: the space freed next is theirs. */
+	gvm__mutex_lock(&dev->vram_lock);
+	while (claim_ahead_locked(dev)) {
+		gvm__cond_wait(&dev->claims_cond, &dev->vram_lock);
+		waited = true;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (waited) {
+		gvm_bo_put(victim);	/* the situation changed: look again */
+		return true;
+	}
+	if (!victim)
+		victim = gvm__vram_busy_victim(dev, NULL);
+	if (!victim)
+		return false;
+	/* Marked: its VM's next exec lets this claim go first. */
+	gvm__mutex_lock(&dev->vram_lock);
+	old = mark_locked(c, gvm_bo_get(victim));
+	gvm__mutex_unlock(&dev->vram_lock);
+	gvm_bo_put(old);
+	/*
+	 * Until whoever holds it (an exec of its VM, a bind, another
+	 * evictor) is done with it, then until whoever queued for it has
+	 * had it (a free reservation with waiters cannot be trylocked, and
+	 * a blocking lock takes a free mutex ahead of them:
+	 * yield_to_waiters()), then until its work is done.
+	 */
+	gvm_resv_lock(victim->resv, NULL);
+	gvm_resv_unlock(victim->resv);
+	yield_to_waiters(victim->resv);
+	gvm_resv_wait(victim->resv, GVM_RESV_USAGE_BOOKKEEP, false,
+		      GVM_TIMEOUT_INFINITE);
+	gvm_bo_put(victim);
+	return true;
+}
+
+void gvm__dev_reap(struct gvm_device *dev)
+{
+	struct gvm_list dead, *pos, *tmp;
+
+	gvm_lockdep_assert_none_held();
+	if (!gvm_load_acquire(&dev->nr_dead_bos))
+		return;
+	gvm_list_init(&dead);
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_splice_tail(&dev->dead_bos, &dead);
+	gvm_store_release(&dev->nr_dead_bos, 0);
+	gvm__mutex_unlock(&dev->vram_lock);
+	gvm_list_for_each_safe(pos, tmp, &dead) {
+		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
+						   lru_link);
+
+		gvm_list_del(&bo->lru_link);
+		gvm__bo_free(bo);
 	}
 }

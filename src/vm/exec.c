@@ -30,8 +30,15 @@
  * is the hardware fence: the job's finished fence signals with its error
  * (-EIO after an unrecoverable GPU fault).
  *
- * Locking: vm->lock, then reservations (lockset); no lock while the kernel
- * runs.
+ * Waiting for VRAM: when revalidation finds VRAM full of BOs it may not
+ * evict now (busy with other VMs' kernels, or held), or an older waiter
+ * has marked one of this VM's BOs for eviction, the exec drops every lock,
+ * waits for room under a claim (evict.c: the older waiters' claims, else
+ * the victim), and starts over: at most EXEC_VRAM_WAITS rounds, then
+ * -ENOSPC.  Its own VRAM-only BOs exceeding VRAM fail at once.
+ *
+ * Locking: vm->lock, then reservations (lockset); no lock while waiting
+ * for VRAM or while the kernel runs.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -154,10 +161,43 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
 /* Rounds of "revalidate, lock, recheck" before -EAGAIN. */
 #define EXEC_RETRIES 16
 
+/* Rounds of waiting for VRAM (for others' busy BOs) before -ENOSPC. */
+#define EXEC_VRAM_WAITS 16
+
+/*
+ * Revalidation found VRAM full of BOs it cannot evict now (busy, or
+ * locked by others): drops every lock, waits for room (evict.c: for the
+ * least recently used busy BO of another VM, or for older waiters to be
+ * served first, under a claim on the space that frees), and takes
+ * vm->lock again.  The job and the lock set are reset for the next round.
+ * 0, or -EINVAL / -EIO if the VM was closed or banned meanwhile.
+ */
+static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
+			 struct gvm_vram_claim *claim)
+{
+	struct gvm_vm *vm = ej->q->vm;
+	uint64_t need = gvm__vm_vram_only_bytes(vm, true);
+	struct gvm_bo *victim = gvm__vram_busy_victim(vm->dev, ls);
+
+	gvm_job_fini(&ej->job);
+	gvm_lockset_fini(ls);
+	gvm_lockset_init(ls, GVM_LOCKSET_IGNORE_DUPLICATES);
+	gvm__mutex_unlock(&vm->lock);
+	gvm__vm_stat_add(vm, evict_waits, 1);
+	gvm__vram_wait_room(vm->dev, claim, need, victim);
+	gvm__dev_reap(vm->dev);
+	gvm__mutex_lock(&vm->lock);
+	if (vm->closed || gvm__vm_banned(vm))
+		return vm->closed ? -EINVAL : -EIO;
+	return 0;
+}
+
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	     const struct gvm_sync *syncs, uint32_t ns)
 {
+	struct gvm_vram_claim claim = { 0 };
 	struct gvm_fence *pf = NULL;
+	unsigned int vram_waits = 0;
 	struct gvm_sync_set set;
 	struct gvm_lockset ls;
 	struct gvm_fence *done;
@@ -197,7 +237,12 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		err = vm->closed ? -EINVAL : -EIO;
 		goto err;
 	}
-	for (tries = 0;; tries++) {
+	/* Its own VRAM-only BOs cannot fit at all: no wait helps. */
+	if (gvm__vm_vram_only_bytes(vm, false) > vm->dev->vram.size) {
+		err = -ENOSPC;
+		goto err;
+	}
+	for (tries = 0;;) {
 		err = gvm_job_init(&ej->job, q->sq, &exec_ops);
 		if (err)
 			goto err;
@@ -211,6 +256,17 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 			err = gvm__lr_exec_prepare(q, &pf);
 		if (!err)
 			err = add_job_deps(ej, vm, &set);
+		/* An older waiter waits to evict one of our BOs: after it. */
+		if (!err && gvm__vram_claimed_by_older(vm))
+			err = -ENOSPC;
+		if (err == -ENOSPC && vram_waits++ < EXEC_VRAM_WAITS) {
+			gvm_fence_put(pf);	/* not published */
+			pf = NULL;
+			err = wait_for_vram(ej, &ls, &claim);
+			if (err)
+				goto err;
+			continue;
+		}
 		if (err)
 			goto err_job;
 		/*
@@ -231,7 +287,7 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		gvm_lockset_fini(&ls);
 		gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
 		gvm_job_fini(&ej->job);
-		if (tries + 1 == EXEC_RETRIES) {
+		if (++tries == EXEC_RETRIES) {
 			err = -EAGAIN;
 			goto err;
 		}
@@ -246,6 +302,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
+	gvm__vram_claim_end(&claim);
+	gvm__dev_reap(vm->dev);
 	gvm__vm_stat_add(vm, execs, 1);
 	gvm__syncs_signal(&set, done);
 	gvm_fence_put(done);
@@ -258,6 +316,8 @@ err:
 	gvm_fence_put(pf);		/* never published */
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
+	gvm__vram_claim_end(&claim);
+	gvm__dev_reap(vm->dev);
 	gvm__free(ej);
 	gvm__syncs_fini(&set);
 	return err;

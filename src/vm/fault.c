@@ -154,6 +154,7 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 		gvm__fault_queue_submit(vm, f, &req);
 		err = gvm__fault_req_wait(&req);
 	}
+	gvm__dev_reap(vm->dev);		/* eviction's deferred puts */
 	if (!err) {
 		gvm__vm_stat_add(vm, faults_serviced, 1);
 		return 0;

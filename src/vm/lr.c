@@ -453,6 +453,7 @@ static void worker_run(struct gvm_vm *vm)
 		break;
 	}
 	gvm__mutex_unlock(&vm->lock);
+	gvm__dev_reap(vm->dev);		/* eviction's deferred puts */
 }
 
 static void *worker_main(void *arg)

@@ -204,6 +204,7 @@ void gvm__vm_reap(struct gvm_vm *vm)
 	struct gvm_list dead, *pos, *tmp;
 
 	gvm_lockdep_assert_none_held();
+	gvm__dev_reap(vm->dev);		/* BOs eviction dropped under locks */
 	if (!gvm_load_acquire(&vm->nr_dead))
 		return;
 	gvm_list_init(&dead);
@@ -433,6 +434,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_faults_by_size[2]);
 	C(execs);
 	C(evictions);
+	C(evict_waits);
 	C(bytes_to_vram);
 	C(bytes_to_system);
 	C(userptr_invalidations);

@@ -103,6 +103,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t userptr_invalidations, userptr_repins;
 	uint64_t preemptions;		/* preempt fences that suspended */
 	uint64_t lr_rebinds;		/* rebind-worker passes that resumed */
+	uint64_t evict_waits;		/* exec waits for VRAM (evict.c) */
 };
 
 struct gvm_vm {

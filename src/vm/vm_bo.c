@@ -142,6 +142,24 @@ int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
 	return 0;
 }
 
+uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
+{
+	struct gvm_list *pos;
+	uint64_t bytes = 0;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_bo *bo =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
+
+		if (bo->placement != GVM_MEM_VRAM ||
+		    (missing && bo->mem.region == GVM_MEM_VRAM))
+			continue;
+		bytes += bo->size;
+	}
+	return bytes;
+}
+
 /*
  * Brings the VM's BOs back where they belong (VRAM if preferred: a
  * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live

@@ -8,6 +8,9 @@
 #ifndef GVM_VM_VM_BO_H
 #define GVM_VM_VM_BO_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 struct gvm_bo;
 struct gvm_lockset;
 struct gvm_vm;
@@ -46,5 +49,11 @@ int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
  * LRU.  0, -ENOSPC, -ENOMEM.
  */
 int gvm__vm_revalidate(struct gvm_vm *vm);
+/*
+ * Bytes of the VM's VRAM-only BOs (its working set that no system memory
+ * can stand in for): all of them, or with @missing only those not in VRAM
+ * now (their reservations held then).  vm->lock held.
+ */
+uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing);
 
 #endif

@@ -5,12 +5,22 @@
  * rewrite every one of their BOs; each exec brings its VM's BOs back into
  * VRAM, evicting the least recently used BOs of the others.  Nothing may be
  * lost, and the counters must show the evictions.
+ *
+ * Then eviction under contention (issue 11, item 2), each interleaving
+ * forced with the test hooks of evict.c and gated kernels, never sleeps:
+ * an exec waits for another VM's busy BOs instead of failing, waiters are
+ * served before newcomers, and a victim whose last reference eviction
+ * holds is freed only once the evicting caller's locks are gone.
  */
+#include <pthread.h>
+
 #include <gvm/gvm.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
 
+#include "core/atomic.h"
 #include "harness.h"
+#include "vm/dev.h"
 
 #define K4 4096ull
 #define M2 (2ull << 20)
@@ -219,5 +229,358 @@ TEST(page_tables_evict_idle_bos)
 		for (int i = 0; i < 28; i++)
 			gvm_bo_put(bo[v][i]);
 	}
+	gvm_device_put(dev);
+}
+
+/* ---- eviction under contention ---------------------------------------- */
+
+#define NBUSY 7				/* 7 x 2 MiB of a 16 MiB device */
+
+struct busy_vm {
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_bo *bo[NBUSY];
+};
+
+/* A VM with NBUSY 2 MiB VRAM-only BOs mapped (@local: VM-local ones). */
+static void busy_vm_setup(struct gvm_device *dev, struct busy_vm *b,
+			  bool local)
+{
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &b->vm));
+	ASSERT_OK(gvm_queue_create(b->vm, GVM_ENGINE_COMPUTE, &b->q));
+	for (int i = 0; i < NBUSY; i++) {
+		struct gvm_bind_op op = { .op = GVM_BIND_MAP,
+					  .addr = VA + (uint64_t)i * M2,
+					  .range = M2 };
+
+		ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM,
+					local ? b->vm : NULL, &b->bo[i]));
+		op.bo = b->bo[i];
+		ASSERT_OK(gvm_vm_bind(b->vm, NULL, &op, 1, NULL, 0));
+	}
+}
+
+static void busy_vm_teardown(struct busy_vm *b)
+{
+	gvm_queue_destroy(b->q);
+	ASSERT_OK(gvm_vm_destroy(b->vm));
+	for (int i = 0; i < NBUSY; i++)
+		gvm_bo_put(b->bo[i]);
+}
+
+/* A fill of the VM's first BO queued behind @gate: every BO is busy. */
+static struct gvm_fence *busy_exec(struct busy_vm *b, struct gvm_fence *gate)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE, .fence = gate },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL, .out = &f },
+	};
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xa));
+	ASSERT_OK(gvm_exec(b->q, &k, s, 2));
+	return f;
+}
+
+static int in_vram(struct busy_vm *b)
+{
+	int n = 0;
+
+	for (int i = 0; i < NBUSY; i++)
+		n += gvm_bo_region(b->bo[i]) == GVM_MEM_VRAM;
+	return n;
+}
+
+static struct gvm_fence *hook_gate;
+
+static void open_gate_hook(struct gvm_device *dev)
+{
+	(void)dev;
+	if (hook_gate && !gvm_fence_is_signaled(hook_gate))
+		gvm_fence_signal(hook_gate);
+}
+
+/*
+ * Two VMs with 7 x 2 MiB VRAM-only BOs each on 16 MiB (IGT xe_evict
+ * threads-*): A's BOs are busy with a kernel held by a gate, and B's exec
+ * needs all of VRAM back.  It waits for A's kernel, holding no lock (the
+ * hook opens the gate once the exec waits), then evicts A's BOs and runs;
+ * it failed with -ENOSPC.
+ */
+TEST(exec_waits_for_busy_bos_of_another_vm)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_fence *fa;
+	struct busy_vm a, b;
+	struct gvm_device *dev;
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	uint32_t *p;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	busy_vm_setup(dev, &b, true);
+	busy_vm_setup(dev, &a, false);		/* evicts B's idle BOs */
+	ASSERT_EQ(in_vram(&a), NBUSY);
+	ASSERT_EQ(in_vram(&b), 0);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &hook_gate));
+	fa = busy_exec(&a, hook_gate);
+	gvm__evict_before_wait = open_gate_hook;
+
+	ASSERT_OK(gvm_kernel_fill(&k, VA + (NBUSY - 1) * M2, M2, 0xb));
+	ASSERT_OK(run(b.q, &k));
+	gvm__evict_before_wait = NULL;
+
+	ASSERT_TRUE(gvm_fence_is_signaled(hook_gate));
+	ASSERT_OK(gvm_fence_wait(fa, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(fa), 1);
+	ASSERT_OK(gvm_vm_stats(b.vm, &st));
+	ASSERT_GE(st.evict_waits, 1);
+	ASSERT_EQ(in_vram(&b), NBUSY);
+	ASSERT_OK(gvm_bo_map(b.bo[NBUSY - 1], (void **)&p));
+	ASSERT_EQ(p[0], 0xb);
+	ASSERT_OK(gvm_bo_map(a.bo[0], (void **)&p));
+	ASSERT_EQ(p[0], 0xa);
+	gvm_fence_put(fa);
+	gvm_fence_put(hook_gate);
+	hook_gate = NULL;
+	busy_vm_teardown(&a);
+	busy_vm_teardown(&b);
+	gvm_device_put(dev);
+}
+
+/* An exec whose own VRAM-only BOs exceed VRAM fails at once, no wait. */
+TEST(exec_enospc_when_own_working_set_cannot_fit)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_bo *bo[9];
+	struct gvm_device *dev;
+	struct gvm_vm_stats st;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	struct gvm_vm *vm;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	for (int i = 0; i < 9; i++) {
+		struct gvm_bind_op op = { .op = GVM_BIND_MAP,
+					  .addr = VA + (uint64_t)i * M2,
+					  .range = M2 };
+
+		ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM, vm, &bo[i]));
+		op.bo = bo[i];
+		ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	}
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 1));
+	ASSERT_EQ(gvm_exec(q, &k, NULL, 0), -ENOSPC);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(st.evict_waits, 0);
+	ASSERT_EQ(st.execs, 0);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	for (int i = 0; i < 9; i++)
+		gvm_bo_put(bo[i]);
+	gvm_device_put(dev);
+}
+
+/*
+ * Fairness.  A waiter W registers its claim and is held in the wait hook;
+ * meanwhile the space it waits for is freed (the gate opens, A's kernel
+ * ends) and a newcomer N asks for VRAM.  N must not get ahead of W: it
+ * reaches the wait hook itself (it waits behind W's claim) and has not
+ * returned when W is let go; then both succeed.  W and N are an exec
+ * (B's 7 BOs back to VRAM) and a gvm_bo_create of 2 MiB, either way.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t waiter, newcomer;
+	bool waiter_in, newcomer_in, release, newcomer_done;
+	struct gvm_device *dev;
+	struct busy_vm *b;
+	int waiter_err, newcomer_err;
+	struct gvm_bo *made[2];
+} fair = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void fair_hook(struct gvm_device *dev)
+{
+	pthread_t self = pthread_self();
+
+	(void)dev;
+	pthread_mutex_lock(&fair.lock);
+	if (pthread_equal(self, fair.waiter) && !fair.waiter_in) {
+		fair.waiter_in = true;
+		pthread_cond_broadcast(&fair.cond);
+		while (!fair.release)
+			pthread_cond_wait(&fair.cond, &fair.lock);
+	} else if (pthread_equal(self, fair.newcomer) && !fair.newcomer_in) {
+		fair.newcomer_in = true;
+		pthread_cond_broadcast(&fair.cond);
+	}
+	pthread_mutex_unlock(&fair.lock);
+}
+
+static int do_exec(void)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xb));
+	return run(fair.b->q, &k);
+}
+
+static void *exec_thread(void *arg)
+{
+	int err = do_exec();
+
+	if (arg == (void *)1) {
+		fair.waiter_err = err;
+	} else {
+		pthread_mutex_lock(&fair.lock);
+		fair.newcomer_err = err;
+		fair.newcomer_done = true;
+		pthread_cond_broadcast(&fair.cond);
+		pthread_mutex_unlock(&fair.lock);
+	}
+	return NULL;
+}
+
+static void *create_thread(void *arg)
+{
+	int i = arg == (void *)1 ? 0 : 1;
+	int err = gvm_bo_create(fair.dev, M2, GVM_MEM_VRAM, NULL,
+				&fair.made[i]);
+
+	if (i == 0) {
+		fair.waiter_err = err;
+	} else {
+		pthread_mutex_lock(&fair.lock);
+		fair.newcomer_err = err;
+		fair.newcomer_done = true;
+		pthread_cond_broadcast(&fair.cond);
+		pthread_mutex_unlock(&fair.lock);
+	}
+	return NULL;
+}
+
+static void fairness(bool exec_waits)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_fence *gate, *fa;
+	struct busy_vm a, b;
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &fair.dev));
+	busy_vm_setup(fair.dev, &b, true);
+	busy_vm_setup(fair.dev, &a, false);
+	fair.b = &b;
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+	fa = busy_exec(&a, gate);
+	gvm__evict_before_wait = fair_hook;
+
+	/* W starts waiting: VRAM holds only A's busy BOs. */
+	pthread_mutex_lock(&fair.lock);
+	ASSERT_OK(pthread_create(&fair.waiter, NULL,
+				 exec_waits ? exec_thread : create_thread,
+				 (void *)1));
+	while (!fair.waiter_in)
+		pthread_cond_wait(&fair.cond, &fair.lock);
+	pthread_mutex_unlock(&fair.lock);
+
+	/* The space W waits for is freed. */
+	gvm_fence_signal(gate);
+	ASSERT_OK(gvm_fence_wait(fa, GVM_TIMEOUT_INFINITE));
+
+	/* N comes: it must queue behind W, not take the space. */
+	pthread_mutex_lock(&fair.lock);
+	ASSERT_OK(pthread_create(&fair.newcomer, NULL,
+				 exec_waits ? create_thread : exec_thread,
+				 (void *)2));
+	while (!fair.newcomer_in && !fair.newcomer_done)
+		pthread_cond_wait(&fair.cond, &fair.lock);
+	ASSERT_FALSE(fair.newcomer_done);
+	ASSERT_TRUE(fair.newcomer_in);
+	fair.release = true;
+	pthread_cond_broadcast(&fair.cond);
+	pthread_mutex_unlock(&fair.lock);
+
+	ASSERT_OK(pthread_join(fair.waiter, NULL));
+	ASSERT_OK(pthread_join(fair.newcomer, NULL));
+	gvm__evict_before_wait = NULL;
+	ASSERT_OK(fair.waiter_err);
+	ASSERT_OK(fair.newcomer_err);
+	ASSERT_OK(gvm_vm_stats(b.vm, &st));
+	ASSERT_GE(st.evict_waits, 1);
+	/* N's BO was made in VRAM after W ran (W's may have been evicted
+	 * by N's exec since: it was served, that is all it asked). */
+	if (exec_waits)
+		ASSERT_EQ(gvm_bo_region(fair.made[1]), GVM_MEM_VRAM);
+	gvm_bo_put(fair.made[0]);
+	gvm_bo_put(fair.made[1]);
+	gvm_fence_put(fa);
+	gvm_fence_put(gate);
+	busy_vm_teardown(&a);
+	busy_vm_teardown(&b);
+	gvm_device_put(fair.dev);
+}
+
+TEST(exec_waiter_served_before_new_allocation)
+{
+	fairness(true);
+}
+
+TEST(bo_create_waiter_served_before_new_exec)
+{
+	fairness(false);
+}
+
+/*
+ * The victim's owner drops its reference while eviction holds one, so the
+ * evicting exec (vm->lock and reservations held) drops the last: a
+ * VM-local BO of a destroyed VM, whose free frees the VM, which must not
+ * happen under locks (it panicked in gvm__vm_reap).  The free waits until
+ * the exec has dropped its locks, before it returns.
+ */
+static struct gvm_bo *put_victim;
+static int put_hits;
+
+static void put_owner_ref_hook(struct gvm_bo *victim)
+{
+	if (victim != put_victim)
+		return;
+	put_hits++;
+	gvm_bo_put(put_victim);		/* the owner's reference */
+	put_victim = NULL;
+}
+
+TEST(last_reference_dropped_during_eviction)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_bo *x;
+	struct gvm_device *dev;
+	struct gvm_kernel k;
+	struct gvm_vm *va;
+	struct busy_vm b;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	busy_vm_setup(dev, &b, true);
+	/* X: 4 MiB of a VM that is gone, idle in VRAM (it evicted B's). */
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &va));
+	ASSERT_OK(gvm_bo_create(dev, 4ull << 20, GVM_MEM_VRAM, va, &x));
+	ASSERT_OK(gvm_vm_destroy(va));
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_VRAM);
+	ASSERT_LT(in_vram(&b), NBUSY);
+
+	put_victim = x;
+	gvm__evict_before_put = put_owner_ref_hook;
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xc));
+	ASSERT_OK(run(b.q, &k));
+	gvm__evict_before_put = NULL;
+	ASSERT_EQ(put_hits, 1);
+	/* X and its VM were freed before the exec returned. */
+	ASSERT_EQ(gvm_load_acquire(&dev->nr_dead_bos), 0);
+	ASSERT_TRUE(gvm_list_empty(&dev->dead_bos));
+	ASSERT_EQ(in_vram(&b), NBUSY);
+	busy_vm_teardown(&b);
 	gvm_device_put(dev);
 }
