@@ -387,6 +387,117 @@ TEST(prefetch_of_mirrored_memory_avoids_faults)
 	munmap(p, M2);
 }
 
+/* mmap(MAP_FIXED) over device-resident data: the new mapping, never it. */
+TEST(map_fixed_over_device_resident_memory)
+{
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 22);
+	q = mmap(p, M2, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(q == p);
+	ASSERT_TRUE(all_are(q, M2, 0));
+	ASSERT_EQ(gpu_sum(c.q, u64(q), M2), 0);
+	gpu_fill(&c, u64(q), M2, 23);
+	ASSERT_TRUE(all_are(q, M2, W(23)));
+	teardown(&c);
+	munmap(q, M2);
+}
+
+/* free() then malloc() of the same address: no stale translation. */
+TEST(free_and_reuse_of_the_address)
+{
+	struct ctx c;
+	uint64_t *a, *b;
+
+	setup(&c);
+	a = malloc(4 * M2);
+	ASSERT_TRUE(a != NULL);
+	memset(a, 0, 4 * M2);
+	gpu_fill(&c, u64(a), 4 * M2, 24);
+	ASSERT_TRUE(all_are(a, 4 * M2, W(24)));
+	gpu_fill(&c, u64(a), 4 * M2, 25);	/* resident again */
+	free(a);				/* munmap: a big block */
+	b = malloc(4 * M2);
+	ASSERT_TRUE(b != NULL);
+	memset(b, 0, 4 * M2);
+	ASSERT_TRUE(all_are(b, 4 * M2, 0));
+	ASSERT_EQ(gpu_sum(c.q, u64(b), 4 * M2), 0);
+	gpu_fill(&c, u64(b), 4 * M2, 26);
+	ASSERT_TRUE(all_are(b, 4 * M2, W(26)));
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	free(b);
+}
+
+/* Two VMs of one device and two threads fault on the same pages. */
+struct filler {
+	struct gvm_queue *q;
+	uint64_t va;
+	uint32_t v;
+	int rounds;
+};
+
+static void *filler_fn(void *arg)
+{
+	struct filler *f = arg;
+
+	for (int i = 0; i < f->rounds; i++) {
+		struct gvm_kernel k;
+		uint64_t uf = 0;
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+				      .value = 1 };
+
+		if (gvm_kernel_fill(&k, f->va, K64, f->v) ||
+		    gvm_exec(f->q, &k, &s, 1) ||
+		    gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+TEST(two_vms_and_threads_fault_on_the_same_pages)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct filler f[2];
+	struct gvm_queue *q2;
+	struct gvm_vm *vm2;
+	pthread_t t[2];
+	struct ctx c;
+	uint64_t *p;
+	void *r0, *r1;
+
+	setup(&c);
+	p = map_2m();
+	ASSERT_OK(gvm_vm_create(c.dev, c.mm, GVM_VM_LR_MODE |
+				GVM_VM_FAULT_MODE, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	/* each VM writes its own 64 KiB of the same 2 MiB range */
+	f[0] = (struct filler){ c.q, u64(p), 27, 20 };
+	f[1] = (struct filler){ q2, u64(p) + K64, 28, 20 };
+	ASSERT_OK(pthread_create(&t[0], NULL, filler_fn, &f[0]));
+	ASSERT_OK(pthread_create(&t[1], NULL, filler_fn, &f[1]));
+	pthread_join(t[0], &r0);
+	pthread_join(t[1], &r1);
+	ASSERT_TRUE(r0 == NULL && r1 == NULL);
+	ASSERT_TRUE(all_are(p, K64, W(27)));
+	ASSERT_TRUE(all_are(p + K64 / 8, K64, W(28)));
+	ASSERT_TRUE(all_are(p + 2 * K64 / 8, M2 - 2 * K64, 0));
+	ASSERT_EQ(logged(c.vm), 0);
+	ASSERT_EQ(logged(vm2), 0);
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
+	teardown(&c);
+	munmap(p, M2);
+}
+
 /* Another VM binds a userptr over memory in this VM's device memory. */
 TEST(userptr_of_another_vm_brings_it_back)
 {
