@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The fault-injection counter of core/alloc.h (the wrappers are inline),
- * and the array-growing helper.  The counter is atomic; tests set it, the
+ * The fault-injection counter and the per-thread allocation count of
+ * core/alloc.h (the wrappers are inline), and the array-growing helper.  The counter is atomic; tests set it, the
  * library decrements it.
  */
 #include "core/alloc.h"
@@ -9,6 +9,7 @@
 #include <errno.h>
 
 long gvm__alloc_fail_nth;
+_Thread_local unsigned long gvm__alloc_count;
 
 int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 {

@@ -8,8 +8,8 @@
  * returns NULL, once; 0 (the default) disables injection.  The check costs
  * one relaxed load when injection is off.
  *
- * Thread-safe (the counter is atomic; it lives in alloc.c).  Frees are
- * plain free().
+ * Thread-safe (the counter is atomic; it lives in alloc.c, with the
+ * per-thread allocation count below).  Frees are plain free().
  * (The interval tree keeps its own node-allocation hook,
  * gvm__itree_fail_alloc_after, which fails every allocation after N.)
  */
@@ -24,9 +24,17 @@
 
 extern long gvm__alloc_fail_nth;
 
+/*
+ * Heap allocations the calling thread made through these wrappers since
+ * it started: benchmarks and tests read it around a call to count what
+ * the call allocated.  Thread-local, so it costs a plain increment.
+ */
+extern _Thread_local unsigned long gvm__alloc_count;
+
 static inline bool gvm__alloc_inject(void)
 {
 	gvm__signalling_no_alloc();	/* debug builds: see lockrank.h */
+	gvm__alloc_count++;
 	if (__builtin_expect(gvm_load_relaxed(&gvm__alloc_fail_nth) <= 0, 1))
 		return false;
 	return gvm_fetch_sub_acq_rel(&gvm__alloc_fail_nth, 1) == 1;
