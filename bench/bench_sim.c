@@ -570,19 +570,25 @@ static int inval_bench(const struct gvm_bench_ctx *ctx,
 						      GVM_ENGINE_COPY, &qs[i]);
 	if (err)
 		goto out;
-	err = -pthread_create(&pong, NULL, spin_pong_main, &sp);
-	if (err)
-		goto out;
-	pong_started = true;
-	/* The baseline runs while the engines idle: spinning kernels on the
-	   pong thread's CPU would slow it down. */
+	/* The baseline runs while the engines idle (spinning kernels on the
+	   pong thread's CPU would slow it down), and the spinning pong thread
+	   only during the baseline. */
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		double *vs = v + (r < 0 ? 0 : r) * inner;
 		double *bs = b + (r < 0 ? 0 : r) * inner;
 
 		err = invals_busy(&e, qs, nq, spans, words, vs, inner);
-		if (!err)
-			spin_pingpong(&sp, bs, inner);
+		if (err)
+			break;
+		sp.word = 0;
+		err = -pthread_create(&pong, NULL, spin_pong_main, &sp);
+		if (err)
+			break;
+		pong_started = true;
+		spin_pingpong(&sp, bs, inner);
+		__atomic_store_n(&sp.word, UINT64_MAX, __ATOMIC_RELEASE);
+		pthread_join(pong, NULL);
+		pong_started = false;
 	}
 	if (!err) {
 		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total);
