@@ -280,16 +280,22 @@ static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
 	/*
 	 * Many waits are short (a TLB invalidation, a small copy) and a futex
-	 * sleep + wakeup costs tens of microseconds: poll briefly first.
+	 * sleep + wakeup costs tens of microseconds: poll briefly first.  The
+	 * poll asks the producer too (ops->signaled), so a fence that is
+	 * complete but not yet signalled (a deadline that passed) is
+	 * signalled here rather than by a thread that must wake up first.
 	 */
 	if (!gvm_load_acquire(&w.done)) {
 		int64_t until = gvm__now_ns() + FENCE_SPIN_NS;
 
 		if (deadline >= 0 && until > deadline)
 			until = deadline;
-		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until)
+		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until) {
+			if (fence->ops->signaled && gvm_fence_is_signaled(fence))
+				break;
 			for (int i = 0; i < 32; i++)
 				gvm_cpu_relax();
+		}
 	}
 	while (!gvm_load_acquire(&w.done)) {
 		err = gvm__futex_wait(&w.done, 0, deadline);
