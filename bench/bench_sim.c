@@ -41,6 +41,13 @@
  *                    for the fills in progress - and, with 3 busy engines
  *                    and the submitter on 2 CPUs, for the scheduler.
  *
+ *   exec_latency     gvm_exec() of a kernel that does nothing on an idle
+ *                    compute queue, to its fence signalled (fence wait),
+ *                    against an eventfd ping-pong round trip between two
+ *                    threads; both timed one by one, p50 and p99 of
+ *                    5 x 1000.  Engines and the pong thread on CPU 1, the
+ *                    caller on CPU 0.
+ *
  * Protocol: warm-up, then GVM_BENCH_REPS alternating passes; medians.
  */
 #include <errno.h>
@@ -49,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -634,4 +642,128 @@ GVM_BENCH(tlb_inval_range, "2 MiB TLB invalidation + wait, one engine polling")
 GVM_BENCH(tlb_inval_busy, "2 MiB TLB invalidation + wait, span kernels on all")
 {
 	return inval_bench(ctx, res, true);
+}
+
+/* ---- exec_latency ------------------------------------------------------- */
+
+static void noop_fn(struct gvm_lane *l, const void *args)
+{
+	(void)l;
+	(void)args;
+}
+
+struct efd_pong {
+	int ping, pong;
+	bool pinned;
+};
+
+static void *efd_pong_main(void *arg)
+{
+	struct efd_pong *pp = arg;
+	uint64_t x;
+
+	if (pp->pinned)
+		run_on_cpu(1);
+	for (;;) {
+		if (read(pp->ping, &x, sizeof(x)) != sizeof(x) || x > 1)
+			break;
+		if (write(pp->pong, &x, sizeof(x)) != sizeof(x))
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * gvm_exec() of a kernel that does nothing, on an idle compute queue, to
+ * its fence signalled (gvm_fence_wait), each one timed; against an
+ * eventfd ping-pong round trip between two threads, each timed.  Engines
+ * (created first) and the pong thread on CPU 1, the caller on CPU 0.
+ */
+GVM_BENCH(exec_latency, "gvm_exec of a no-op kernel to its fence signalled")
+{
+	const int inner = ctx->quick ? 20 : 1000;
+	const int total = inner * GVM_BENCH_REPS;
+	struct efd_pong pp = { -1, -1, false };
+	bool pong_started = false;
+	struct gvm_kernel k;
+	pthread_t pong;
+	double *v, *b;
+	struct env e;
+	int r, i, err;
+
+	v = calloc((size_t)total, sizeof(*v));
+	b = calloc((size_t)total, sizeof(*b));
+	if (!v || !b) {
+		free(v);
+		free(b);
+		return -ENOMEM;
+	}
+	pp.pinned = run_on_cpu(1);
+	err = env_init(&e, 64ull << 20);
+	if (pp.pinned)
+		run_on_cpu(0);
+	if (err)
+		goto out;
+	gvm_kernel_init(&k, "bench_noop", noop_fn, 1, NULL, 0);
+	pp.ping = eventfd(0, EFD_CLOEXEC);
+	pp.pong = eventfd(0, EFD_CLOEXEC);
+	if (pp.ping < 0 || pp.pong < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = -pthread_create(&pong, NULL, efd_pong_main, &pp);
+	if (err)
+		goto out;
+	pong_started = true;
+	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
+		double *vs = v + (r < 0 ? 0 : r) * inner;
+		double *bs = b + (r < 0 ? 0 : r) * inner;
+
+		for (i = 0; i < inner && !err; i++) {
+			int64_t t0 = gvm_bench_now_ns();
+
+			err = exec_wait(e.q, &k);
+			vs[i] = (double)(gvm_bench_now_ns() - t0);
+		}
+		for (i = 0; i < inner && !err; i++) {
+			int64_t t0 = gvm_bench_now_ns();
+			uint64_t x = 1;
+
+			if (write(pp.ping, &x, sizeof(x)) != sizeof(x) ||
+			    read(pp.pong, &x, sizeof(x)) != sizeof(x))
+				err = -EIO;
+			bs[i] = (double)(gvm_bench_now_ns() - t0);
+		}
+	}
+	if (!err) {
+		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total);
+		res->value /= 1000.0;
+		res->p99 /= 1000.0;
+		res->baseline_value /= 1000.0;
+		res->baseline_p99 /= 1000.0;
+		res->unit = "us/exec";
+		res->baseline = "eventfd ping-pong round trip";
+		res->goal = 0.25;
+		res->goal_p99 = 1;
+		snprintf(res->note, sizeof(res->note), "p50 of %d; %s", total,
+			 pp.pinned ? "engines + pong on CPU 1, caller on CPU 0"
+				   : "one CPU: not pinned");
+	}
+out:
+	if (pong_started) {
+		uint64_t stop = 2;
+
+		if (write(pp.ping, &stop, sizeof(stop)) != sizeof(stop))
+			err = err ? err : -EIO;
+		pthread_join(pong, NULL);
+	}
+	if (pp.ping >= 0)
+		close(pp.ping);
+	if (pp.pong >= 0)
+		close(pp.pong);
+	env_fini(&e);
+	run_on_cpu(-1);
+	free(v);
+	free(b);
+	return err;
 }
