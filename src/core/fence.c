@@ -46,8 +46,9 @@
 #include "core/list.h"
 #include "core/sync.h"
 
-/* How long a waiter polls before it sleeps. */
-#define FENCE_SPIN_NS 4000
+/* How long a waiter polls before it sleeps (the engines and the
+   scheduler's workers spin as long after work: core/sync.h). */
+#define FENCE_SPIN_NS GVM_HANDOFF_SPIN_NS
 
 static uint64_t next_context = 1;
 

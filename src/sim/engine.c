@@ -78,6 +78,12 @@
  * a lane-call boundary, so a kernel's spans stay valid until its next
  * lane call (other than gvm_lane_span) even while an invalidation waits.
  *
+ * HAND-OFFS.  An engine that finished a job polls e->kicks (bumped by
+ * every submit, resume and stop, under e->lock) for GVM_HANDOFF_SPIN_NS
+ * before it sleeps on e->cond, so a job submitted right after the last one
+ * ended starts without a wake-up; an idle engine never spins.  Waiters do
+ * the same on the other side (gvm_fence_wait, the scheduler's workers).
+ *
  * Locking: engine->lock and sd->timer_lock are leaves (docs/locking.md):
  * nothing else is taken under them except the heap and fence
  * initialisation (gvm_fence_create takes no lock); fences are signalled
@@ -212,6 +218,7 @@ int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 	(*seqno)++;
 	*done = gvm_fence_get(job->fence);
 	gvm_list_add_tail(&job->link, &e->jobs);
+	gvm_fetch_add_release(&e->kicks, 1u);
 	pthread_cond_signal(&e->cond);
 	gvm__mutex_unlock(&e->lock);
 	return 0;
@@ -543,6 +550,7 @@ void gvm__sim_queue_resume(struct sim_queue *q)
 	gvm__mutex_lock(&e->lock);
 	if (q->suspend_count && !--q->suspend_count) {
 		gvm_store_release(&q->preempt, 0u);
+		gvm_fetch_add_release(&e->kicks, 1u);
 		pthread_cond_signal(&e->cond);
 	}
 	gvm__mutex_unlock(&e->lock);
@@ -593,6 +601,7 @@ static struct sim_job *next_job(struct sim_engine *e)
 static void *engine_main(void *arg)
 {
 	struct sim_engine *e = arg;
+	bool worked = false;
 	char name[16];
 
 	snprintf(name, sizeof(name), "%.8s/%c%u", e->sd->name,
@@ -606,9 +615,24 @@ static void *engine_main(void *arg)
 		if (!job) {
 			if (e->stop)
 				break;
+			/*
+			 * Right after a job, poll briefly for the next one
+			 * before sleeping (HAND-OFFS above); never when idle.
+			 */
+			if (worked) {
+				uint32_t k = gvm_load_relaxed(&e->kicks);
+
+				worked = false;
+				gvm__mutex_unlock(&e->lock);
+				gvm__spin_while_eq(&e->kicks, k,
+						   GVM_HANDOFF_SPIN_NS);
+				gvm__mutex_lock(&e->lock);
+				continue;
+			}
 			gvm__cond_wait(&e->cond, &e->lock);
 			continue;
 		}
+		worked = true;
 		gvm_list_del(&job->link);
 		e->translating = job->type == SIM_JOB_KERNEL;
 		e->cur_q = job->q;
@@ -668,6 +692,7 @@ void gvm__sim_engines_stop(struct sim_dev *sd)
 			continue;
 		gvm__mutex_lock(&e->lock);
 		e->stop = true;
+		gvm_fetch_add_release(&e->kicks, 1u);
 		pthread_cond_signal(&e->cond);
 		gvm__mutex_unlock(&e->lock);
 		pthread_join(e->thread, NULL);
