@@ -102,6 +102,25 @@ int gvm_fence_create_signaled(int error, struct gvm_fence **out)
 	return 0;
 }
 
+static const struct gvm_fence_ops stub_ops = {
+	.name = "stub",
+	.release = NULL,	/* never called: the library keeps a reference */
+};
+static struct gvm_fence stub;
+static pthread_once_t stub_once = PTHREAD_ONCE_INIT;
+
+static void stub_init(void)
+{
+	gvm_fence_init(&stub, &stub_ops, gvm_fence_context_alloc(1), 1);
+	gvm__fence_signal(&stub, 0);	/* the initial reference stays */
+}
+
+struct gvm_fence *gvm__fence_get_stub(void)
+{
+	pthread_once(&stub_once, stub_init);
+	return gvm_fence_get(&stub);
+}
+
 struct gvm_fence *gvm_fence_get(struct gvm_fence *fence)
 {
 	if (fence)

@@ -78,6 +78,7 @@
 #include "core/alloc.h"
 #include "core/atomic.h"
 #include "core/debug.h"
+#include "core/fence_internal.h"
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
@@ -835,9 +836,8 @@ static int prepare(struct bind *b)
 	if (err)
 		return err;
 	if (b->inline_bind) {
-		err = gvm_fence_create_signaled(0, &b->done);
-		if (err)
-			return err;
+		/* Done when the call returns: no fence of its own. */
+		b->done = gvm__fence_get_stub();
 		gvm__mutex_lock(&b->vm->pt_lock);
 		b->pt_locked = true;
 		err = gvm__vm_update_prepare(&b->upd);
