@@ -7,9 +7,30 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <string.h>
 
 long gvm__alloc_fail_nth;
 _Thread_local unsigned long gvm__alloc_count;
+
+int gvm__grow_inl_slow(void **p, size_t *cap, size_t need, size_t sz,
+		       const void *inl)
+{
+	size_t ncap;
+	void *np;
+
+	if (*p != inl)
+		return gvm__grow_slow(p, cap, need, sz);
+	ncap = *cap ? 2 * *cap : 8;
+	while (ncap < need)
+		ncap *= 2;
+	np = gvm__malloc(ncap * sz);
+	if (!np)
+		return -ENOMEM;
+	memcpy(np, inl, *cap * sz);
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
 
 int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 {

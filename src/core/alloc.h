@@ -70,4 +70,26 @@ static inline int gvm__grow(void **p, size_t *cap, size_t need, size_t sz)
 #define GVM_GROW(arr, cap, need) \
 	gvm__grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
 
+/*
+ * The same for an array that starts in inline storage @inl (*@p == @inl,
+ * *@cap its elements): the first growth copies it to the heap; inline
+ * storage is never realloc'd.  Free such an array with GVM_FREE_INL.
+ */
+int gvm__grow_inl_slow(void **p, size_t *cap, size_t need, size_t sz,
+		       const void *inl);
+
+static inline int gvm__grow_inl(void **p, size_t *cap, size_t need, size_t sz,
+				const void *inl)
+{
+	return need <= *cap ? 0 : gvm__grow_inl_slow(p, cap, need, sz, inl);
+}
+
+#define GVM_GROW_INL(arr, cap, need, inl) \
+	gvm__grow_inl((void **)&(arr), &(cap), (need), sizeof(*(arr)), (inl))
+#define GVM_FREE_INL(arr, inl)		\
+	do {				\
+		if ((arr) != (inl))	\
+			free(arr);	\
+	} while (0)
+
 #endif

@@ -134,6 +134,17 @@ struct bind {
 	struct gvm_vma **dead;
 	size_t nr_dead, cap_dead;
 
+	/*
+	 * Inline storage the arrays above start in (a bind of a few ops
+	 * allocates none of them); they move to the heap when they grow.
+	 * None of them outlives the call.
+	 */
+	struct gvm_va_ops lists_inl[2];
+	struct gvm_addr_range touched_inl[4];
+	struct gvm_bo *bos_inl[4];
+	struct gvm_fence *deps_inl[4];
+	/* (dead has none: a bind job takes it over.) */
+
 	bool inline_bind;
 	bool pt_locked;			/* inline: pt_lock from prepare to
 					   commit */
@@ -242,7 +253,8 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 		if (l->op[i].old &&
 		    !gvm__ufence_written(to_vma(l->op[i].old)->ufence))
 			return -EBUSY;
-	err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + l->nr);
+	err = GVM_GROW_INL(b->touched, b->cap_touched, b->nr_touched + l->nr,
+			   b->touched_inl);
 	if (err)
 		return err;
 	gvm__va_ops_apply(l);
@@ -336,7 +348,8 @@ static int remove_svm_ranges(struct bind *b, const struct gvm_va_ops *l)
 
 static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 {
-	int err = GVM_GROW(b->lists, b->cap_lists, b->nr_lists + 1);
+	int err = GVM_GROW_INL(b->lists, b->cap_lists, b->nr_lists + 1,
+			       b->lists_inl);
 
 	if (!err)
 		err = apply_list(b, l);
@@ -407,7 +420,8 @@ static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 	uint64_t addr = op_addr(b->vm, op);
 	struct gvm_va_iter it;
 	struct gvm_va *va;
-	int err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + 1);
+	int err = GVM_GROW_INL(b->touched, b->cap_touched, b->nr_touched + 1,
+			       b->touched_inl);
 
 	if (err)
 		return err;
@@ -552,7 +566,7 @@ static int add_bo(struct bind *b, struct gvm_va *va)
 
 	if (!va || gvm__va_kind(va) != GVM_VA_KIND_BO)
 		return 0;
-	err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+	err = GVM_GROW_INL(b->bos, b->cap_bos, b->nr_bos + 1, b->bos_inl);
 	if (!err)
 		b->bos[b->nr_bos++] = va->obj;
 	return err;
@@ -575,7 +589,7 @@ static int collect_bos(struct bind *b)
 	}
 	/* The BOs PREFETCH ops found (their mappings may be gone by now). */
 	for (i = 0; i < b->nr_pf && !err; i++) {
-		err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+		err = GVM_GROW_INL(b->bos, b->cap_bos, b->nr_bos + 1, b->bos_inl);
 		if (!err)
 			b->bos[b->nr_bos++] = b->pf[i].bo;
 	}
@@ -762,7 +776,7 @@ static int add_dep(struct bind *b, struct gvm_fence *f)
 
 	if (gvm_fence_is_signaled(f))
 		return 0;	/* with an error too: see "Failed dependencies" */
-	err = GVM_GROW(b->deps, b->cap_deps, b->nr_deps + 1);
+	err = GVM_GROW_INL(b->deps, b->cap_deps, b->nr_deps + 1, b->deps_inl);
 	if (err)
 		return err;
 	b->deps[b->nr_deps++] = gvm_fence_get(f);
@@ -941,19 +955,19 @@ static void bind_fini(struct bind *b)
 
 	for (i = 0; i < b->nr_lists; i++)
 		gvm__va_ops_fini(&b->lists[i]);
-	free(b->lists);
+	GVM_FREE_INL(b->lists, b->lists_inl);
 	if (b->ls_init)
 		gvm_lockset_fini(&b->ls);
 	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
 		free(b->new_vbs[i]);
 	free(b->new_vbs);
-	free(b->bos);
+	GVM_FREE_INL(b->bos, b->bos_inl);
 	free(b->pf);
-	free(b->touched);
+	GVM_FREE_INL(b->touched, b->touched_inl);
 	gvm__vm_update_fini(&b->upd);
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
-	free(b->deps);
+	GVM_FREE_INL(b->deps, b->deps_inl);
 	free(b->dead);
 	free(b->up);
 	gvm__range_fence_free(b->rf);
@@ -997,6 +1011,14 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	}
 	memset(&b, 0, sizeof(b));
 	b.vm = vm;
+	b.lists = b.lists_inl;
+	b.cap_lists = GVM_ARRAY_SIZE(b.lists_inl);
+	b.touched = b.touched_inl;
+	b.cap_touched = GVM_ARRAY_SIZE(b.touched_inl);
+	b.bos = b.bos_inl;
+	b.cap_bos = GVM_ARRAY_SIZE(b.bos_inl);
+	b.deps = b.deps_inl;
+	b.cap_deps = GVM_ARRAY_SIZE(b.deps_inl);
 	gvm__vm_update_init(&b.upd, vm);
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;
