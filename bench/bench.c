@@ -53,6 +53,31 @@ double gvm_bench_median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+double gvm_bench_percentile(double *v, size_t n, double pct)
+{
+	size_t k;
+
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	k = (size_t)(pct / 100.0 * (double)n + 0.999999);	/* nearest rank */
+	if (k < 1)
+		k = 1;
+	if (k > n)
+		k = n;
+	return v[k - 1];
+}
+
+void gvm_bench_set_pct(struct gvm_bench_result *res, double *v, size_t n,
+		       double *b, size_t bn)
+{
+	res->pct = true;
+	res->value = gvm_bench_percentile(v, n, 50);
+	res->p99 = gvm_bench_percentile(v, n, 99);
+	res->baseline_value = gvm_bench_percentile(b, bn, 50);
+	res->baseline_p99 = gvm_bench_percentile(b, bn, 99);
+}
+
 void gvm_bench_pin(void)
 {
 	cpu_set_t set;
@@ -131,15 +156,15 @@ int gvm_bench_main(int argc, char **argv)
 		printf("[");
 	else
 		printf("gvm bench on %s %s (%s)%s\n"
-		       "%-18s %12s %-7s  %-34s %12s %7s %6s\n",
+		       "%-18s %12s %-7s  %-34s %12s %7s %6s %8s %6s\n",
 		       u.sysname, u.release, u.machine,
 		       ctx.quick ? " -- quick mode: figures are meaningless" : "",
 		       "name", "value", "unit", "baseline", "baseline", "ratio",
-		       "goal");
+		       "goal", "p99ratio", "goal");
 
 	for (int i = 0; i < nr_benches; i++) {
 		struct gvm_bench_result r;
-		double ratio;
+		double ratio, ratio99;
 		int err;
 
 		if (!selected(benches[i].name, argc, argv, first))
@@ -154,6 +179,8 @@ int gvm_bench_main(int argc, char **argv)
 			continue;
 		}
 		ratio = r.baseline_value > 0 ? r.value / r.baseline_value : 0;
+		ratio99 = r.pct && r.baseline_p99 > 0 ? r.p99 / r.baseline_p99
+						       : 0;
 		if (json) {
 			printf("%s\n  {\"name\": ", first_json ? "" : ",");
 			json_string(benches[i].name);
@@ -162,18 +189,36 @@ int gvm_bench_main(int argc, char **argv)
 			printf(", \"baseline\": ");
 			json_string(r.baseline);
 			printf(", \"baseline_value\": %.4g, \"ratio\": %.3f, "
-			       "\"goal\": %.3g}", r.baseline_value, ratio,
+			       "\"goal\": %.3g", r.baseline_value, ratio,
 			       r.goal);
+			if (r.pct)
+				printf(", \"p50\": %.4g, \"p99\": %.4g, "
+				       "\"baseline_p50\": %.4g, "
+				       "\"baseline_p99\": %.4g, "
+				       "\"ratio_p99\": %.3f, \"goal_p99\": %.3g",
+				       r.value, r.p99, r.baseline_value,
+				       r.baseline_p99, ratio99, r.goal_p99);
+			printf(", \"note\": ");
+			json_string(r.note);
+			printf("}");
 			first_json = false;
 		} else {
-			char goal[16] = "-";
+			char goal[16] = "-", goal99[16] = "-", r99[16] = "-";
 
 			if (r.goal > 0)
 				snprintf(goal, sizeof(goal), "<=%.3g", r.goal);
-			printf("%-18s %12.4g %-7s  %-34s %12.4g %7.3f %6s%s%s\n",
+			if (r.pct)
+				snprintf(r99, sizeof(r99), "%.3f", ratio99);
+			if (r.goal_p99 > 0)
+				snprintf(goal99, sizeof(goal99), "<=%.3g",
+					 r.goal_p99);
+			printf("%-18s %12.4g %-7s  %-34s %12.4g %7.3f %6s %8s %6s%s%s\n",
 			       benches[i].name, r.value, r.unit, r.baseline,
-			       r.baseline_value, ratio, goal,
+			       r.baseline_value, ratio, goal, r99, goal99,
 			       r.note[0] ? "  " : "", r.note);
+			if (r.pct)
+				printf("%-18s %12.4g %-7s  %-34s %12.4g   (p99)\n",
+				       "", r.p99, r.unit, "", r.baseline_p99);
 		}
 	}
 	if (json)

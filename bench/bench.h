@@ -18,6 +18,7 @@
 #define GVM_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define GVM_BENCH_REPS 5
@@ -28,6 +29,15 @@ struct gvm_bench_result {
 	const char *baseline;		/* what the baseline is */
 	double baseline_value;		/* same unit */
 	double goal;			/* ratio goal (<=), 0 if none */
+	/*
+	 * Latency benchmarks (pct set): value and baseline_value are the
+	 * medians (p50) of many samples, p99 and baseline_p99 their 99th
+	 * percentiles; goal applies to the p50 ratio, goal_p99 to the p99
+	 * ratio (0 if none).
+	 */
+	bool pct;
+	double p99, baseline_p99;
+	double goal_p99;
 	char note[160];			/* optional extra information */
 };
 
@@ -55,6 +65,16 @@ int64_t gvm_bench_now_ns(void);
 
 /* Median of @n values (reorders @v). */
 double gvm_bench_median(double *v, int n);
+
+/* The @pct-th percentile (0..100, nearest rank) of @n values (sorts @v). */
+double gvm_bench_percentile(double *v, size_t n, double pct);
+
+/*
+ * Fills the p50/p99 fields of @res from @n samples of the gvm figure and
+ * @bn of the baseline (both arrays get sorted).
+ */
+void gvm_bench_set_pct(struct gvm_bench_result *res, double *v, size_t n,
+		       double *b, size_t bn);
 
 /* Keeps the compiler from optimising a value away. */
 #define gvm_bench_keep(x) __asm__ __volatile__("" : : "r"(x) : "memory")

@@ -16,10 +16,11 @@
  *                    Time per operation over the 4n operations, against
  *                    glibc tsearch (alloc) / tdelete (free) of the same
  *                    keys (block offsets) in the same order.
- *   buddy_alloc_64k  alloc + free of one 64 KiB block in a half-full 4 GiB
- *                    pool (every other 64 KiB slot allocated: 32,768 live
- *                    blocks, no free block larger than 64 KiB), against one
- *                    glibc tsearch insert into a tree of 32,768 keys.
+ *   buddy_alloc_64k  random churn in a 4 GiB pool kept 50% full (32,768
+ *                    live 64 KiB blocks): each op frees a random live
+ *                    block and allocates a new 64 KiB block, against
+ *                    glibc tdelete + tsearch replaying the same offsets on
+ *                    a tree of the live blocks.
  *
  * Protocol: one unmeasured warm-up pass, then GVM_BENCH_REPS alternating
  * passes of the allocator and the baseline; medians.  The allocator is
@@ -227,84 +228,100 @@ out_free:
 
 /* ---- steady state -------------------------------------------------------- */
 
-GVM_BENCH(buddy_alloc_64k, "buddy: alloc+free of 64 KiB, half-full 4 GiB pool")
+/*
+ * Random churn at 50% occupancy: the pool starts with a random half of its
+ * 64 KiB slots allocated; every step frees a randomly chosen live block and
+ * allocates a new 64 KiB block (wherever the allocator puts it), so the
+ * live count stays n/2 while the free space fragments and merges at
+ * random.  The victims are drawn before the timed loop.  The baseline
+ * replays the same churn on a glibc tsearch tree holding the live offsets:
+ * tdelete of the freed offset, tsearch of the allocated one.
+ */
+static uint64_t churn_rand(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
+	return *s >> 33;
+}
+
+GVM_BENCH(buddy_alloc_64k,
+	  "buddy: random 64 KiB free+alloc churn, 4 GiB pool 50% full")
 {
 	const uint64_t size = ctx->quick ? (64ull << 20) : (4ull << 30);
 	const size_t n = size / K64, live = n / 2;
-	const size_t m = ctx->quick ? 20000 : 2000000;	/* pairs per pass */
-	const size_t batch = 4096;			/* baseline inserts */
+	const size_t m = ctx->quick ? 20000 : 1000000;	/* steps per pass */
 	double tv[GVM_BENCH_REPS], bv[GVM_BENCH_REPS];
-	struct gvm_buddy_block **held = malloc(n * sizeof(*held));
+	struct gvm_buddy_block **held = calloc(n, sizeof(*held));
+	uint32_t *victim = malloc(m * sizeof(*victim));
+	uint64_t *log = malloc(2 * m * sizeof(*log));	/* freed, allocated */
 	void *troot = NULL;
 	struct gvm_buddy mm;
 	uint64_t seed = 0x5eed;
 	int err = 0;
 
-	if (!held)
-		return -ENOMEM;
-	err = gvm__buddy_init(&mm, size, K4);
-	if (err) {
-		free(held);
-		return err;
+	if (!held || !victim || !log) {
+		err = -ENOMEM;
+		goto out_free;
 	}
-	/* Every 64K slot allocated, then every other one freed. */
+	err = gvm__buddy_init(&mm, size, K4);
+	if (err)
+		goto out_free;
+	/* Every 64K slot allocated, then a random half freed (a partial
+	 * Fisher-Yates shuffle picks which survive in held[0, live)). */
 	for (size_t i = 0; i < n; i++) {
 		held[i] = alloc1(&mm, 0, size, K64, K64, &err);
 		if (!held[i])
 			goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (held[i]->offset / K64 % 2) {
-			gvm__buddy_free_block(&mm, held[i]);
-			held[i] = NULL;
-		} else if (!tsearch(key_of(held[i]->offset), &troot,
-				    cmp_key)) {
+	for (size_t i = 0; i < live; i++) {
+		size_t j = i + churn_rand(&seed) % (n - i);
+		struct gvm_buddy_block *t = held[i];
+
+		held[i] = held[j];
+		held[j] = t;
+	}
+	for (size_t i = live; i < n; i++) {
+		gvm__buddy_free_block(&mm, held[i]);
+		held[i] = NULL;
+	}
+	for (size_t i = 0; i < live; i++)
+		if (!tsearch(key_of(held[i]->offset), &troot, cmp_key)) {
 			err = -ENOMEM;
 			goto out;
 		}
-	}
 
 	gvm_bench_pin();
 	for (int p = 0; p <= GVM_BENCH_REPS; p++) {
-		int64_t t0 = gvm_bench_now_ns(), bt = 0;
+		for (size_t i = 0; i < m; i++)
+			victim[i] = (uint32_t)(churn_rand(&seed) % live);
+
+		int64_t t0 = gvm_bench_now_ns();
 
 		for (size_t i = 0; i < m; i++) {
-			struct gvm_buddy_block *b =
-				alloc1(&mm, 0, size, K64, K64, &err);
+			struct gvm_buddy_block **h = &held[victim[i]];
 
-			if (!b)
+			log[2 * i] = (*h)->offset;
+			gvm__buddy_free_block(&mm, *h);
+			*h = alloc1(&mm, 0, size, K64, K64, &err);
+			if (!*h)
 				goto out;
-			gvm_bench_keep(b->offset);
-			gvm__buddy_free_block(&mm, b);
+			log[2 * i + 1] = (*h)->offset;
 		}
 		double a = (double)(gvm_bench_now_ns() - t0) / (double)m;
 
-		/* Baseline: inserts of keys at free (odd) slots, timed in
-		 * batches; the batch is removed untimed. */
-		for (size_t done = 0; done < m / 8; done += batch) {
-			uint64_t keys[4096];
-
-			for (size_t i = 0; i < batch; i++)
-				keys[i] = ((seed = seed * 6364136223846793005ull +
-						   1442695040888963407ull) >>
-					   33) % live * 2 + 1;
-			int64_t b0 = gvm_bench_now_ns();
-
-			for (size_t i = 0; i < batch; i++)
-				if (!tsearch(key_of(keys[i] * K64), &troot,
-					     cmp_key))
-					err = -ENOMEM;
-			bt += gvm_bench_now_ns() - b0;
-			for (size_t i = 0; i < batch; i++)
-				tdelete(key_of(keys[i] * K64), &troot,
-					cmp_key);
+		t0 = gvm_bench_now_ns();
+		for (size_t i = 0; i < m; i++) {
+			if (!tdelete(key_of(log[2 * i]), &troot, cmp_key))
+				err = -ENOENT;
+			if (!tsearch(key_of(log[2 * i + 1]), &troot, cmp_key))
+				err = -ENOMEM;
 		}
+		double b = (double)(gvm_bench_now_ns() - t0) / (double)m;
+
 		if (err)
 			goto out;
 		if (p > 0) {
 			tv[p - 1] = a;
-			bv[p - 1] = (double)bt /
-				    (double)((m / 8 + batch - 1) / batch * batch);
+			bv[p - 1] = b;
 		}
 	}
 	if (mm.nr_allocated != live || gvm__buddy_validate(&mm)) {
@@ -313,18 +330,22 @@ GVM_BENCH(buddy_alloc_64k, "buddy: alloc+free of 64 KiB, half-full 4 GiB pool")
 	}
 	res->value = gvm_bench_median(tv, GVM_BENCH_REPS);
 	res->unit = "ns/op";
-	res->baseline = "glibc tsearch insert, 32768 keys";
+	res->baseline = "glibc tdelete+tsearch, same churn";
 	res->baseline_value = gvm_bench_median(bv, GVM_BENCH_REPS);
 	res->goal = 0.2;
 	snprintf(res->note, sizeof(res->note),
-		 "value = one alloc+free pair; %zu live blocks", live);
+		 "op = free a random live block + alloc 64 KiB; %zu live blocks",
+		 live);
 out:
 	for (size_t i = 0; i < n; i++)
 		if (held[i])
 			gvm__buddy_free_block(&mm, held[i]);
 	gvm__buddy_fini(&mm);
+out_free:
 	if (troot)
 		tdestroy(troot, free_nothing);
 	free(held);
+	free(victim);
+	free(log);
 	return err;
 }

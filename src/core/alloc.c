@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The library's own heap, the fault-injection counter of core/alloc.h and
- * the array-growing helper.
+ * the array-growing helper, and the per-thread allocation count.
  *
  * Why gvm does not use the application's malloc(): shared virtual memory
  * migrates pages of the process to device memory and removes them from
@@ -52,6 +52,27 @@
 #endif
 
 long gvm__alloc_fail_nth;
+_Thread_local unsigned long gvm__alloc_count;
+
+int gvm__grow_inl_slow(void **p, size_t *cap, size_t need, size_t sz,
+		       const void *inl)
+{
+	size_t ncap;
+	void *np;
+
+	if (*p != inl)
+		return gvm__grow_slow(p, cap, need, sz);
+	ncap = *cap ? 2 * *cap : 8;
+	while (ncap < need)
+		ncap *= 2;
+	np = gvm__malloc(ncap * sz);
+	if (!np)
+		return -ENOMEM;
+	memcpy(np, inl, *cap * sz);
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
 
 #define HDR 16u				/* header bytes, keeps 16-byte alignment */
 #define HDR_MAGIC 0x6776u		/* "gv" */

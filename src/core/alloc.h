@@ -43,9 +43,17 @@ bool gvm__alloc_owns(uint64_t start, uint64_t len);
 /* Blocks of the library's heap allocated now (leak checks in tests). */
 uint64_t gvm__alloc_live(void);
 
+/*
+ * Heap allocations the calling thread made through these wrappers since
+ * it started: benchmarks and tests read it around a call to count what
+ * the call allocated.  Thread-local, so it costs a plain increment.
+ */
+extern _Thread_local unsigned long gvm__alloc_count;
+
 static inline bool gvm__alloc_inject(void)
 {
 	gvm__signalling_no_alloc();	/* debug builds: see lockrank.h */
+	gvm__alloc_count++;
 	if (__builtin_expect(gvm_load_relaxed(&gvm__alloc_fail_nth) <= 0, 1))
 		return false;
 	return gvm_fetch_sub_acq_rel(&gvm__alloc_fail_nth, 1) == 1;
@@ -85,5 +93,27 @@ static inline int gvm__grow(void **p, size_t *cap, size_t need, size_t sz)
 
 #define GVM_GROW(arr, cap, need) \
 	gvm__grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/*
+ * The same for an array that starts in inline storage @inl (*@p == @inl,
+ * *@cap its elements): the first growth copies it to the heap; inline
+ * storage is never realloc'd.  Free such an array with GVM_FREE_INL.
+ */
+int gvm__grow_inl_slow(void **p, size_t *cap, size_t need, size_t sz,
+		       const void *inl);
+
+static inline int gvm__grow_inl(void **p, size_t *cap, size_t need, size_t sz,
+				const void *inl)
+{
+	return need <= *cap ? 0 : gvm__grow_inl_slow(p, cap, need, sz, inl);
+}
+
+#define GVM_GROW_INL(arr, cap, need, inl) \
+	gvm__grow_inl((void **)&(arr), &(cap), (need), sizeof(*(arr)), (inl))
+#define GVM_FREE_INL(arr, inl)		\
+	do {				\
+		if ((arr) != (inl))	\
+			gvm__free(arr);	\
+	} while (0)
 
 #endif

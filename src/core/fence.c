@@ -46,8 +46,9 @@
 #include "core/list.h"
 #include "core/sync.h"
 
-/* How long a waiter polls before it sleeps. */
-#define FENCE_SPIN_NS 4000
+/* How long a waiter polls before it sleeps (the engines and the
+   scheduler's workers spin as long after work: core/sync.h). */
+#define FENCE_SPIN_NS GVM_HANDOFF_SPIN_NS
 
 static uint64_t next_context = 1;
 
@@ -99,6 +100,25 @@ int gvm_fence_create_signaled(int error, struct gvm_fence **out)
 		return err;
 	gvm__fence_signal(*out, error);
 	return 0;
+}
+
+static const struct gvm_fence_ops stub_ops = {
+	.name = "stub",
+	.release = NULL,	/* never called: the library keeps a reference */
+};
+static struct gvm_fence stub;
+static pthread_once_t stub_once = PTHREAD_ONCE_INIT;
+
+static void stub_init(void)
+{
+	gvm_fence_init(&stub, &stub_ops, gvm_fence_context_alloc(1), 1);
+	gvm__fence_signal(&stub, 0);	/* the initial reference stays */
+}
+
+struct gvm_fence *gvm__fence_get_stub(void)
+{
+	pthread_once(&stub_once, stub_init);
+	return gvm_fence_get(&stub);
 }
 
 struct gvm_fence *gvm_fence_get(struct gvm_fence *fence)
@@ -282,16 +302,22 @@ static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
 	/*
 	 * Many waits are short (a TLB invalidation, a small copy) and a futex
-	 * sleep + wakeup costs tens of microseconds: poll briefly first.
+	 * sleep + wakeup costs tens of microseconds: poll briefly first.  The
+	 * poll asks the producer too (ops->signaled), so a fence that is
+	 * complete but not yet signalled (a deadline that passed) is
+	 * signalled here rather than by a thread that must wake up first.
 	 */
 	if (!gvm_load_acquire(&w.done)) {
 		int64_t until = gvm__now_ns() + FENCE_SPIN_NS;
 
 		if (deadline >= 0 && until > deadline)
 			until = deadline;
-		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until)
+		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until) {
+			if (fence->ops->signaled && gvm_fence_is_signaled(fence))
+				break;
 			for (int i = 0; i < 32; i++)
 				gvm_cpu_relax();
+		}
 	}
 	while (!gvm_load_acquire(&w.done)) {
 		err = gvm__futex_wait(&w.done, 0, deadline);

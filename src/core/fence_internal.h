@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fence internals shared by fence.c, fence_array.c and timeline.c.
+ * Fence internals shared by fence.c, fence_array.c and timeline.c (and the
+ * stub fence, which binds use too).
  */
 #ifndef GVM_CORE_FENCE_INTERNAL_H
 #define GVM_CORE_FENCE_INTERNAL_H
@@ -20,6 +21,14 @@
  * held (from callbacks), never with this fence's.
  */
 int gvm__fence_signal(struct gvm_fence *fence, int error);
+
+/*
+ * A reference to the process-wide stub fence: signalled without error from
+ * the start, never freed (like the kernel's dma_fence_get_stub()).  For work
+ * that completed inline and must still hand out a fence: no allocation.
+ * Never fails.
+ */
+struct gvm_fence *gvm__fence_get_stub(void);
 
 /*
  * Same, recording @timestamp_ns (a gvm__now_ns() value from the producer's

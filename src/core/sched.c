@@ -65,6 +65,11 @@
  *   ... a worker processes q again: f signalled: remove_callback(f, job->cb)
  *       (a barrier: the callback has returned) and go on
  *
+ * Hand-offs.  A worker that just processed a queue polls sched->kicks for
+ * GVM_HANDOFF_SPIN_NS (one worker at a time) before it sleeps on
+ * work_cond, so the kick of a job's hw fence or of the next push is picked
+ * up without a wake-up; idle workers never spin.
+ *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
  *     and stopping; each queue's on_ready, busy, rekick and dead.  Taken by
@@ -157,6 +162,11 @@ enum job_state {
 struct gvm_sched {
 	struct gvm_mutex lock;
 	pthread_cond_t work_cond;	/* ready non-empty or stopping; lock */
+	uint32_t kicks;			/* bumped under lock when a queue goes
+					   on the ready list (release); an idle
+					   worker spins on it lock-free */
+	bool spinning;			/* under lock: a worker spins on kicks
+					   (one at a time) */
 	pthread_cond_t dead_cond;	/* some queue became dead; lock */
 	struct gvm_list ready;		/* queue.ready_link, under lock */
 	unsigned int nr_queues;		/* under lock */
@@ -243,6 +253,7 @@ static void queue_kick(struct gvm_sched_queue *q)
 	} else if (!q->on_ready && !q->dead) {
 		gvm_list_add_tail(&q->ready_link, &s->ready);
 		q->on_ready = true;
+		gvm_fetch_add_release(&s->kicks, 1u);
 		pthread_cond_signal(&s->work_cond);
 	}
 	gvm__mutex_unlock(&s->lock);
@@ -419,14 +430,34 @@ static enum queue_verdict queue_process(struct gvm_sched_queue *q)
 static void *sched_worker(void *arg)
 {
 	struct gvm_sched *s = arg;
+	bool worked = false;
 
 	gvm__mutex_lock(&s->lock);
 	for (;;) {
 		struct gvm_sched_queue *q;
 		enum queue_verdict v;
 
-		while (gvm_list_empty(&s->ready) && !s->stopping)
+		while (gvm_list_empty(&s->ready) && !s->stopping) {
+			/*
+			 * Right after processing a queue, one worker at a
+			 * time polls briefly for the next kick before it
+			 * sleeps (a job's hw fence, the next push).
+			 */
+			if (worked && !s->spinning) {
+				uint32_t k = gvm_load_relaxed(&s->kicks);
+
+				worked = false;
+				s->spinning = true;
+				gvm__mutex_unlock(&s->lock);
+				gvm__spin_while_eq(&s->kicks, k,
+						   GVM_HANDOFF_SPIN_NS);
+				gvm__mutex_lock(&s->lock);
+				s->spinning = false;
+				continue;
+			}
 			gvm__cond_wait(&s->work_cond, &s->lock);
+		}
+		worked = true;
 		if (gvm_list_empty(&s->ready))
 			break;	/* stopping, and no queue exists any more */
 
@@ -450,6 +481,7 @@ static void *sched_worker(void *arg)
 			q->rekick = false;
 			gvm_list_add_tail(&q->ready_link, &s->ready);
 			q->on_ready = true;
+			gvm_fetch_add_release(&s->kicks, 1u);
 			pthread_cond_signal(&s->work_cond);
 		}
 	}

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * OS primitives behind sync.h: mutex and condvar setup, timed condvar waits,
- * futex system calls (including the write probe of gvm__user_writable).
+ * futex system calls (including the write probe of gvm__user_writable), the
+ * bounded spin of spin-then-block hand-offs.
  * Stateless; no locking of its own.
  */
 #include "core/sync.h"
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -113,4 +115,24 @@ int gvm__user_read64(const uint64_t *addr, uint64_t *out)
 		return 0;
 	}
 	return -EFAULT;
+}
+
+bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns)
+{
+	int64_t now = gvm__now_ns(), until = now + ns, yield_at = now + 1000;
+
+	for (;;) {
+		for (int i = 0; i < 16; i++) {
+			if (gvm_load_acquire(word) != old)
+				return true;
+			gvm_cpu_relax();
+		}
+		now = gvm__now_ns();
+		if (now >= until)
+			return gvm_load_acquire(word) != old;
+		if (now >= yield_at) {
+			sched_yield();
+			yield_at = now + 1000;
+		}
+	}
 }

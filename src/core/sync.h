@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -85,6 +86,22 @@ int gvm__cond_wait_until(pthread_cond_t *c, struct gvm_mutex *m,
  */
 int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns);
 void gvm__futex_wake(uint32_t *word, int nr);
+
+/*
+ * Spin-then-block hand-offs.  A thread about to sleep until somebody gives
+ * it work first polls *@word for up to @ns: on this kind of machine (a
+ * 2-vCPU VM) a cross-CPU wake-up costs tens of microseconds, a spin
+ * hand-off well under one.  Returns true as soon as *@word != @old (read
+ * with acquire), false after @ns.  Bounded, and it gives the CPU away
+ * (sched_yield) about every microsecond so that a thread waiting to run on
+ * the same CPU is not kept out.  Callers spin only right after doing work
+ * (a burst of requests is likely to go on), never when they were idle, so
+ * an idle thread burns nothing.
+ */
+bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns);
+
+/* How long the engine, scheduler and fence waiters spin before sleeping. */
+#define GVM_HANDOFF_SPIN_NS 5000
 /*
  * True if the 4-byte aligned word at @addr can be written by this process
  * now: the kernel adds 0 to it atomically (FUTEX_WAKE_OP), which needs a

@@ -203,6 +203,10 @@ struct gvm_pt_rec {
 	unsigned int first, count;	/* entry range */
 	unsigned int new_live;		/* live count after commit */
 	bool reserved;			/* in a reserve's arena: not freed */
+	bool owned;			/* every entry's span inside the
+					   update's runs: old_e[] not kept
+					   (only the rule needs it) */
+	size_t cap_words;		/* data[] capacity (heap records) */
 	uint64_t *new_e, *old_e;	/* [count] */
 	struct gvm_pt **new_c;		/* [count], NULL at level 0; the old
 					   children are table->children[]
@@ -525,21 +529,72 @@ static struct gvm_pt *pt_split(struct walk *w, uint64_t e, unsigned int level,
 void (*gvm__pt_prepare_hook)(struct gvm_pt_vm *vm, uint64_t base,
 			     unsigned int level);
 
+/*
+ * Memory for a record of @words data words: from the reserve, else a
+ * spare record of the VM large enough, else the heap.  A bind rewrites the
+ * same few tables again and again; reusing their records saves a malloc
+ * and free of up to 12 KiB per table and update.
+ */
+static struct gvm_pt_rec *rec_alloc(struct walk *w, size_t words)
+{
+	struct gvm_pt_vm *vm = w->vm;
+	struct gvm_pt_rec *r, **pp;
+
+	if (w->res) {
+		r = res_alloc(w->res, sizeof(*r) + words * sizeof(uint64_t));
+		if (r)
+			r->reserved = true;
+		return r;
+	}
+	for (pp = &vm->spare_recs; (r = *pp); pp = &r->next) {
+		if (r->cap_words >= words) {
+			*pp = r->next;
+			vm->nr_spare_recs--;
+			return r;
+		}
+	}
+	/* Round up so that one record fits every table of a level. */
+	if (words < 3 * (size_t)PT_N)
+		words = words <= 2 * (size_t)PT_N ? 2 * (size_t)PT_N
+						 : 3 * (size_t)PT_N;
+	r = gvm__malloc(sizeof(*r) + words * sizeof(uint64_t));
+	if (!r)
+		return NULL;
+	r->reserved = false;
+	r->cap_words = words;
+	return r;
+}
+
+/* A heap record back to the VM's spares, or freed if there are enough. */
+static void rec_release(struct gvm_pt_vm *vm, struct gvm_pt_rec *r)
+{
+	if (r->reserved)
+		return;
+	if (vm->nr_spare_recs >= GVM_PT_SPARE_RECS) {
+		gvm__free(r);
+		return;
+	}
+	r->next = vm->spare_recs;
+	vm->spare_recs = r;
+	vm->nr_spare_recs++;
+}
+
 static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 				     uint64_t base, unsigned int first,
 				     unsigned int count)
 {
 	size_t words = (size_t)count * (t->level ? 3 : 2);
+	uint64_t *ne, *oe, span;
+	const uint64_t *cpu;
 	struct gvm_pt_rec *r;
 	unsigned int i;
 
 	gvm_assert(!t->rec);		/* one record per table and update */
 	if (gvm__pt_prepare_hook)
 		gvm__pt_prepare_hook(w->vm, base, t->level);
-	r = walk_alloc(w->res, sizeof(*r) + words * sizeof(uint64_t));
+	r = rec_alloc(w, words);
 	if (!r)
 		return NULL;
-	r->reserved = w->res;
 	r->table = t;
 	r->base = base;
 	r->first = first;
@@ -552,9 +607,19 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	 * each is read once, atomically; the staged copy is a plain copy of
 	 * that snapshot.
 	 */
-	for (i = 0; i < count; i++)
-		r->old_e[i] = pte_read(&t->cpu[first + i]);
-	memcpy(r->new_e, r->old_e, count * sizeof(uint64_t));
+	span = span_of(t->level);
+	r->owned = runs_cover(w->upd, base + first * span,
+			      base + (first + count) * span);
+	ne = r->new_e;
+	oe = r->old_e;
+	cpu = t->cpu;
+	if (r->owned) {
+		for (i = 0; i < count; i++)
+			ne[i] = pte_read(&cpu[first + i]);
+	} else {
+		for (i = 0; i < count; i++)
+			oe[i] = ne[i] = pte_read(&cpu[first + i]);
+	}
 	if (t->level) {
 		r->new_c = (struct gvm_pt **)(r->data + 2 * (size_t)count);
 		memcpy(r->new_c, t->children + first,
@@ -1252,6 +1317,39 @@ static void zap_outside(struct gvm_pt *t, uint64_t base,
 	}
 }
 
+/*
+ * Commits a record whose entries the update owns all of: each is written
+ * as staged (what differs), with no zap check (see the rule).  Kept apart
+ * from the general loop so that this one, the common case, stays tight.
+ */
+static void commit_owned(const struct gvm_pt_rec *r,
+			 struct gvm_pt_free_list *list)
+{
+	struct gvm_pt *t = r->table;
+	uint64_t *cpu = t->cpu + r->first;
+	const uint64_t *ne = r->new_e;
+	unsigned int count = r->count, k;
+
+	if (!t->level) {
+		for (k = 0; k < count; k++)
+			if (cpu[k] != ne[k])
+				pte_publish(&cpu[k], ne[k]);
+		return;
+	}
+	struct gvm_pt **cs = t->children + r->first, *const *ncs = r->new_c;
+
+	for (k = 0; k < count; k++) {
+		struct gvm_pt *nc = ncs[k], *oc = cs[k];
+
+		if (cpu[k] == ne[k] && nc == oc)
+			continue;
+		pte_publish(&cpu[k], ne[k]);
+		cs[k] = nc;
+		if (oc && oc != nc)
+			drop_subtree(oc, list);
+	}
+}
+
 void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 			   struct gvm_pt_free_list *deferred)
 {
@@ -1265,43 +1363,55 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 
 	GVM_BUG_ON(vm->pending != upd);
 	for (r = upd->recs; r; r = next) {
-		uint64_t span;
-		unsigned int k;
+		const uint64_t *ne = r->new_e, *oe = r->old_e;
+		struct gvm_pt **ncs = r->new_c;
+		unsigned int first = r->first, count = r->count, k;
+		uint64_t base, span;
+		uint64_t *cpu;
+		struct gvm_pt **cs;
 
 		next = r->next;
 		t = r->table;
+		cpu = t->cpu;
+		cs = t->level ? t->children : NULL;
 		span = span_of(t->level);
-		for (k = 0; k < r->count; k++) {
-			unsigned int i = r->first + k;
-			uint64_t n = r->new_e[k], o = r->old_e[k];
-			struct gvm_pt *nc = r->new_c ? r->new_c[k] : NULL;
-			struct gvm_pt *oc = t->level ? t->children[i] : NULL;
-			uint64_t eva = r->base + i * span;
+		base = r->base + first * span;
+		if (r->owned) {
+			commit_owned(r, list);
+			goto done;
+		}
+		for (k = 0; k < count; k++) {
+			unsigned int i = first + k;
+			uint64_t n = ne[k], c = cpu[i];
+			struct gvm_pt *nc = ncs ? ncs[k] : NULL;
+			struct gvm_pt *oc = cs ? cs[i] : NULL;
+			uint64_t eva;
 
 			/*
 			 * Skip what is already as staged, not merely what
 			 * prepare left unchanged: an owned entry rewritten
 			 * with its old value must still undo a zap.
 			 */
-			if (t->cpu[i] == n && nc == oc)
+			if (c == n && nc == oc)
 				continue;
-			if (t->cpu[i] != o &&
-			    !runs_cover(upd, eva, eva + span)) {
+			eva = base + k * span;
+			if (c != oe[k] && !runs_cover(upd, eva, eva + span)) {
 				/* Zapped since prepare, not ours (rule). */
 				if (!nc || nc == oc)
 					continue;
 				zap_outside(nc, eva, upd);
 			}
-			pte_publish(&t->cpu[i], n);
-			if (t->level)
-				t->children[i] = nc;
-			if (oc && oc != nc)
-				drop_subtree(oc, list);
+			pte_publish(&cpu[i], n);
+			if (cs) {
+				cs[i] = nc;
+				if (oc && oc != nc)
+					drop_subtree(oc, list);
+			}
 		}
+done:
 		t->live = (uint16_t)r->new_live;
 		t->rec = NULL;
-		if (!r->reserved)
-			gvm__free(r);
+		rec_release(vm, r);
 	}
 	for (t = upd->new_tables; t; t = t->next)
 		t->is_new = 0;
@@ -1326,7 +1436,7 @@ void gvm__pt_update_abort(struct gvm_pt_update *upd)
 	for (r = upd->recs; r; r = rn) {
 		rn = r->next;
 		r->table->rec = NULL;
-		if (!r->reserved)
+		if (!r->reserved)	/* not kept: a retry allocates anew */
 			gvm__free(r);
 	}
 	for (t = upd->new_tables; t; t = tn) {
@@ -1458,12 +1568,11 @@ int gvm__pt_translate(const struct gvm_pt_vm *vm, uint64_t va,
 		if (view == GVM_PT_VIEW_STAGING && r && i >= r->first &&
 		    i < r->first + r->count) {
 			uint64_t n = r->new_e[i - r->first];
-			uint64_t o = r->old_e[i - r->first];
 			struct gvm_pt *nc = r->new_c ? r->new_c[i - r->first]
 						     : NULL;
-			bool owned = runs_cover(upd, eva, eva + span);
+			bool owned = r->owned || runs_cover(upd, eva, eva + span);
 
-			if (e == o || owned) {
+			if (owned || e == r->old_e[i - r->first]) {
 				e = n;
 				child = nc;
 			} else if (nc && nc != child) {
@@ -1619,10 +1728,22 @@ static void free_tree(struct gvm_pt_vm *vm, struct gvm_pt *t)
 	pt_free(vm, t);
 }
 
+void gvm__pt_trim(struct gvm_pt_vm *vm)
+{
+	while (vm->spare_recs) {
+		struct gvm_pt_rec *r = vm->spare_recs;
+
+		vm->spare_recs = r->next;
+		gvm__free(r);
+	}
+	vm->nr_spare_recs = 0;
+}
+
 void gvm__pt_vm_fini(struct gvm_pt_vm *vm)
 {
 	GVM_BUG_ON(vm->pending);
 	if (vm->root)
 		free_tree(vm, vm->root);
 	vm->root = NULL;
+	gvm__pt_trim(vm);
 }

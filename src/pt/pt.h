@@ -87,7 +87,15 @@ struct gvm_pt_vm {
 	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];
 					/* entries written by binds, per
 					   level (statistics for tests) */
+	struct gvm_pt_rec *spare_recs;	/* heap records of finished updates,
+					   kept for the next prepare (at most
+					   GVM_PT_SPARE_RECS); serialised
+					   like prepare/commit (vm->pt_lock) */
+	unsigned int nr_spare_recs;
 };
+
+/* Records kept per VM for reuse: a bind touches one table per level. */
+#define GVM_PT_SPARE_RECS 8
 
 /* Bind flags. */
 #define GVM_PT_WRITE	(1u << 0)
@@ -185,6 +193,13 @@ int gvm__pt_vm_init(struct gvm_pt_vm *vm, const struct gvm_pt_mem *mem,
 
 /* Frees every table.  No update may be pending. */
 void gvm__pt_vm_fini(struct gvm_pt_vm *vm);
+
+/*
+ * Frees the spare records commits keep for later prepares (a commit hands
+ * its heap records back to the VM, up to GVM_PT_SPARE_RECS; an abort frees
+ * them).  Same serialisation as prepare.  Never fails.
+ */
+void gvm__pt_trim(struct gvm_pt_vm *vm);
 
 /*
  * Prepares one update applying @segs[0..n): sorted by va, non-overlapping

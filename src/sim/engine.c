@@ -49,8 +49,12 @@
  * TIMER.  One thread per device signals fences at a modelled time: copy
  * fences (latency + size / bandwidth after the copy started, the engine
  * being busy for size / bandwidth), TLB invalidation fences (latency after
- * submit).  Nothing ever sleeps to model time, so modelled latencies of
- * several devices, or of several requests, overlap.
+ * submit; only when somebody waits for one, and a waiter or poller that
+ * finds the deadline passed signals it first: see SIGNALLING ON DEMAND).
+ * The thread sleeps with a timer slack of 1 ns, so it wakes at the
+ * deadline rather than up to 50 us after it.  Nothing ever sleeps to model
+ * time, so modelled latencies of several devices, or of several requests,
+ * overlap.
  *
  * TLB INVALIDATION.  A request (vm, range) must be acknowledged by every
  * engine before its fence may signal; the fence signals at
@@ -80,6 +84,12 @@
  * a lane-call boundary, so a kernel's spans stay valid until its next
  * lane call (other than gvm_lane_span) even while an invalidation waits.
  *
+ * HAND-OFFS.  An engine that finished a job polls e->kicks (bumped by
+ * every submit, resume and stop, under e->lock) for GVM_HANDOFF_SPIN_NS
+ * before it sleeps on e->cond, so a job submitted right after the last one
+ * ended starts without a wake-up; an idle engine never spins.  Waiters do
+ * the same on the other side (gvm_fence_wait, the scheduler's workers).
+ *
  * Locking: engine->lock and sd->timer_lock are leaves (docs/locking.md):
  * nothing else is taken under them except the heap and fence
  * initialisation (gvm_fence_create takes no lock); fences are signalled
@@ -89,6 +99,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "core/alloc.h"
 #include "sim/sim_internal.h"
@@ -123,6 +134,9 @@ static void *timer_main(void *arg)
 
 	snprintf(name, sizeof(name), "%.8s/timer", sd->name);
 	pthread_setname_np(pthread_self(), name);
+	/* Wake at the modelled deadline, not up to 50 us later (the default
+	   slack of a timed sleep). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 	gvm__mutex_lock(&sd->timer_lock);
 	for (;;) {
 		struct sim_timer_item *it;
@@ -210,6 +224,7 @@ int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 	(*seqno)++;
 	*done = gvm_fence_get(job->fence);
 	gvm_list_add_tail(&job->link, &e->jobs);
+	gvm_fetch_add_release(&e->kicks, 1u);
 	pthread_cond_signal(&e->cond);
 	gvm__mutex_unlock(&e->lock);
 	return 0;
@@ -271,41 +286,109 @@ struct sim_inval_node {
 	struct sim_inval_req *req;
 };
 
+/*
+ * A request lives as long as its fence (embedded; ops->release frees it).
+ * References: the submitter's (*done), one "in flight" until the last
+ * acknowledgement (the engines' nodes point into the request), one held by
+ * the timer item while it is armed.
+ */
 struct sim_inval_req {
+	struct gvm_fence fence;
 	struct sim_dev *sd;
 	uint64_t vm_id, start, size;
 	int64_t deadline;
 	uint32_t pending;		/* atomic: acknowledgements missing */
-	struct gvm_fence *fence;	/* the request's reference */
+	uint32_t state;			/* atomic: REQ_ACKED | REQ_WANTED */
 	struct sim_timer_item timer;
 	struct sim_inval_node nodes[];	/* one per engine */
 };
 
-static void req_free(struct sim_inval_req *req)
+#define REQ_ACKED	(1u << 0)	/* every engine acknowledged */
+#define REQ_WANTED	(1u << 1)	/* somebody waits: signal on time */
+
+static struct sim_inval_req *req_of(struct gvm_fence *f)
 {
-	gvm_fence_put(req->fence);
-	gvm__free(req);
+	return gvm_container_of(f, struct sim_inval_req, fence);
 }
 
 static void req_timer_release(struct sim_timer_item *it)
 {
-	req_free(gvm_container_of(it, struct sim_inval_req, timer));
+	gvm_fence_put(it->fence);
 }
 
-static void req_ack(struct sim_inval_req *req)
+/* Hands the fence to the timer thread, which signals it at the deadline. */
+static void req_arm(struct sim_inval_req *req)
 {
-	if (gvm_fetch_sub_acq_rel(&req->pending, 1u) != 1)
-		return;
-	if (req->deadline <= gvm__now_ns()) {
-		gvm_fence_signal(req->fence);
-		req_free(req);
-		return;
-	}
 	req->timer.deadline = req->deadline;
-	req->timer.fence = req->fence;
+	req->timer.fence = gvm_fence_get(&req->fence);
 	req->timer.error = 0;
 	req->timer.release = req_timer_release;
 	timer_add(req->sd, &req->timer);
+}
+
+/*
+ * SIGNALLING ON DEMAND.  The fence is complete once every engine
+ * acknowledged and its deadline passed.  Whoever notices first signals it:
+ * the last acknowledgement if the deadline has passed by then; a poller
+ * (gvm_fence_is_signaled(), and so a waiter spinning before it sleeps)
+ * through ops->signaled; else the timer thread, which is only armed when
+ * somebody needs an event (ops->enable_signaling) - a fence nobody waits
+ * for costs no timer wake-up.  Exactly one side arms the timer: both set
+ * their bit in req->state with one atomic OR, and the one that finds the
+ * other's bit already set arms it.
+ *
+ *   last acknowledgement              enable_signaling (a waiter)
+ *   --------------------              ---------------------------
+ *   old = state |= ACKED              old = state |= WANTED
+ *   deadline passed: signal           old & ACKED?
+ *   else old & WANTED: arm timer        deadline passed: "complete"
+ *   drop the in-flight reference        else arm timer
+ */
+static bool req_signaled(struct gvm_fence *f)
+{
+	struct sim_inval_req *req = req_of(f);
+
+	return (gvm_load_acquire(&req->state) & REQ_ACKED) &&
+	       req->deadline <= gvm__now_ns();
+}
+
+static bool req_enable_signaling(struct gvm_fence *f)
+{
+	struct sim_inval_req *req = req_of(f);
+	uint32_t old = gvm_fetch_or_acq_rel(&req->state, REQ_WANTED);
+
+	if (!(old & REQ_ACKED))
+		return true;		/* the last acknowledgement arms it */
+	if (req->deadline <= gvm__now_ns())
+		return false;		/* complete: gvm signals it */
+	req_arm(req);
+	return true;
+}
+
+static void req_release(struct gvm_fence *f)
+{
+	gvm__free(req_of(f));
+}
+
+static const struct gvm_fence_ops req_fence_ops = {
+	.name = "sim_tlb_inval",
+	.signaled = req_signaled,
+	.enable_signaling = req_enable_signaling,
+	.release = req_release,
+};
+
+static void req_ack(struct sim_inval_req *req)
+{
+	uint32_t old;
+
+	if (gvm_fetch_sub_acq_rel(&req->pending, 1u) != 1)
+		return;
+	old = gvm_fetch_or_acq_rel(&req->state, REQ_ACKED);
+	if (req->deadline <= gvm__now_ns())
+		gvm_fence_signal(&req->fence);
+	else if (old & REQ_WANTED)
+		req_arm(req);
+	gvm_fence_put(&req->fence);	/* the in-flight reference */
 }
 
 /*
@@ -394,17 +477,13 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 {
 	struct sim_inval_req *req;
 	unsigned int i, n;
-	int err;
 
 	req = gvm__calloc(1, sizeof(*req) +
 			  sd->nr_engines * sizeof(struct sim_inval_node));
 	if (!req)
 		return -ENOMEM;
-	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &req->fence);
-	if (err) {
-		gvm__free(req);
-		return err;
-	}
+	gvm_fence_init(&req->fence, &req_fence_ops, gvm_fence_context_alloc(1),
+		       1);
 	req->sd = sd;
 	req->vm_id = vm_id;
 	req->start = start;
@@ -413,7 +492,8 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 	/* Migration engines never translate: nothing to invalidate. */
 	n = sd->cfg.nr_compute + sd->cfg.nr_copy;
 	gvm_store_relaxed(&req->pending, n + 1);
-	*done = gvm_fence_get(req->fence);
+	*done = &req->fence;			/* the initial reference */
+	gvm_fence_get(&req->fence);		/* in flight */
 	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
 
 	for (i = 0; i < n; i++) {
@@ -478,6 +558,7 @@ void gvm__sim_queue_resume(struct sim_queue *q)
 	gvm__mutex_lock(&e->lock);
 	if (q->suspend_count && !--q->suspend_count) {
 		gvm_store_release(&q->preempt, 0u);
+		gvm_fetch_add_release(&e->kicks, 1u);
 		pthread_cond_signal(&e->cond);
 	}
 	gvm__mutex_unlock(&e->lock);
@@ -528,6 +609,7 @@ static struct sim_job *next_job(struct sim_engine *e)
 static void *engine_main(void *arg)
 {
 	struct sim_engine *e = arg;
+	bool worked = false;
 	char name[16];
 
 	snprintf(name, sizeof(name), "%.8s/%c%u", e->sd->name,
@@ -542,9 +624,24 @@ static void *engine_main(void *arg)
 		if (!job) {
 			if (e->stop)
 				break;
+			/*
+			 * Right after a job, poll briefly for the next one
+			 * before sleeping (HAND-OFFS above); never when idle.
+			 */
+			if (worked) {
+				uint32_t k = gvm_load_relaxed(&e->kicks);
+
+				worked = false;
+				gvm__mutex_unlock(&e->lock);
+				gvm__spin_while_eq(&e->kicks, k,
+						   GVM_HANDOFF_SPIN_NS);
+				gvm__mutex_lock(&e->lock);
+				continue;
+			}
 			gvm__cond_wait(&e->cond, &e->lock);
 			continue;
 		}
+		worked = true;
 		gvm_list_del(&job->link);
 		e->translating = job->type == SIM_JOB_KERNEL;
 		e->cur_q = job->q;
@@ -604,6 +701,7 @@ void gvm__sim_engines_stop(struct sim_dev *sd)
 			continue;
 		gvm__mutex_lock(&e->lock);
 		e->stop = true;
+		gvm_fetch_add_release(&e->kicks, 1u);
 		pthread_cond_signal(&e->cond);
 		gvm__mutex_unlock(&e->lock);
 		pthread_join(e->thread, NULL);

@@ -321,6 +321,10 @@ struct sim_engine {
 	struct gvm_mutex lock;		/* LEAF; see sim_internal.h top */
 	pthread_cond_t cond;		/* jobs or stop, with lock */
 	struct gvm_list jobs;		/* sim_job.link, under lock */
+	uint32_t kicks;			/* bumped under lock by everything that
+					   signals cond (release); the thread
+					   spins on it lock-free before it
+					   sleeps (gvm__spin_while_eq) */
 	bool stop;			/* under lock */
 	bool translating;		/* under lock: the thread may use the
 					   TLB and spans without the lock */

@@ -78,6 +78,7 @@
 #include "core/alloc.h"
 #include "core/atomic.h"
 #include "core/debug.h"
+#include "core/fence_internal.h"
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
@@ -132,6 +133,17 @@ struct bind {
 
 	struct gvm_vma **dead;
 	size_t nr_dead, cap_dead;
+
+	/*
+	 * Inline storage the arrays above start in (a bind of a few ops
+	 * allocates none of them); they move to the heap when they grow.
+	 * None of them outlives the call.
+	 */
+	struct gvm_va_ops lists_inl[2];
+	struct gvm_addr_range touched_inl[4];
+	struct gvm_bo *bos_inl[4];
+	struct gvm_fence *deps_inl[4];
+	/* (dead has none: a bind job takes it over.) */
 
 	bool inline_bind;
 	bool pt_locked;			/* inline: pt_lock from prepare to
@@ -241,7 +253,8 @@ static int apply_list(struct bind *b, struct gvm_va_ops *l)
 		if (l->op[i].old &&
 		    !gvm__ufence_written(to_vma(l->op[i].old)->ufence))
 			return -EBUSY;
-	err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + l->nr);
+	err = GVM_GROW_INL(b->touched, b->cap_touched, b->nr_touched + l->nr,
+			   b->touched_inl);
 	if (err)
 		return err;
 	gvm__va_ops_apply(l);
@@ -335,7 +348,8 @@ static int remove_svm_ranges(struct bind *b, const struct gvm_va_ops *l)
 
 static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 {
-	int err = GVM_GROW(b->lists, b->cap_lists, b->nr_lists + 1);
+	int err = GVM_GROW_INL(b->lists, b->cap_lists, b->nr_lists + 1,
+			       b->lists_inl);
 
 	if (!err)
 		err = apply_list(b, l);
@@ -457,7 +471,8 @@ static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 	uint64_t addr = op_addr(b->vm, op);
 	struct gvm_va_iter it;
 	struct gvm_va *va;
-	int err = GVM_GROW(b->touched, b->cap_touched, b->nr_touched + 1);
+	int err = GVM_GROW_INL(b->touched, b->cap_touched, b->nr_touched + 1,
+			       b->touched_inl);
 
 	if (err)
 		return err;
@@ -644,7 +659,7 @@ static int add_bo(struct bind *b, struct gvm_va *va)
 
 	if (!va || gvm__va_kind(va) != GVM_VA_KIND_BO)
 		return 0;
-	err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+	err = GVM_GROW_INL(b->bos, b->cap_bos, b->nr_bos + 1, b->bos_inl);
 	if (!err)
 		b->bos[b->nr_bos++] = va->obj;
 	return err;
@@ -667,7 +682,7 @@ static int collect_bos(struct bind *b)
 	}
 	/* The BOs PREFETCH ops found (their mappings may be gone by now). */
 	for (i = 0; i < b->nr_pf && !err; i++) {
-		err = GVM_GROW(b->bos, b->cap_bos, b->nr_bos + 1);
+		err = GVM_GROW_INL(b->bos, b->cap_bos, b->nr_bos + 1, b->bos_inl);
 		if (!err)
 			b->bos[b->nr_bos++] = b->pf[i].bo;
 	}
@@ -854,7 +869,7 @@ static int add_dep(struct bind *b, struct gvm_fence *f)
 
 	if (gvm_fence_is_signaled(f))
 		return 0;	/* with an error too: see "Failed dependencies" */
-	err = GVM_GROW(b->deps, b->cap_deps, b->nr_deps + 1);
+	err = GVM_GROW_INL(b->deps, b->cap_deps, b->nr_deps + 1, b->deps_inl);
 	if (err)
 		return err;
 	b->deps[b->nr_deps++] = gvm_fence_get(f);
@@ -928,9 +943,8 @@ static int prepare(struct bind *b)
 	if (err)
 		return err;
 	if (b->inline_bind) {
-		err = gvm_fence_create_signaled(0, &b->done);
-		if (err)
-			return err;
+		/* Done when the call returns: no fence of its own. */
+		b->done = gvm__fence_get_stub();
 		gvm__mutex_lock(&b->vm->pt_lock);
 		b->pt_locked = true;
 		err = gvm__vm_update_prepare(&b->upd);
@@ -1034,19 +1048,19 @@ static void bind_fini(struct bind *b)
 
 	for (i = 0; i < b->nr_lists; i++)
 		gvm__va_ops_fini(&b->lists[i]);
-	gvm__free(b->lists);
+	GVM_FREE_INL(b->lists, b->lists_inl);
 	if (b->ls_init)
 		gvm_lockset_fini(&b->ls);
 	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
 		gvm__free(b->new_vbs[i]);
 	gvm__free(b->new_vbs);
-	gvm__free(b->bos);
+	GVM_FREE_INL(b->bos, b->bos_inl);
 	gvm__free(b->pf);
-	gvm__free(b->touched);
+	GVM_FREE_INL(b->touched, b->touched_inl);
 	gvm__vm_update_fini(&b->upd);
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
-	gvm__free(b->deps);
+	GVM_FREE_INL(b->deps, b->deps_inl);
 	gvm__free(b->dead);
 	gvm__free(b->up);
 	gvm__range_fence_free(b->rf);
@@ -1092,6 +1106,14 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	}
 	memset(&b, 0, sizeof(b));
 	b.vm = vm;
+	b.lists = b.lists_inl;
+	b.cap_lists = GVM_ARRAY_SIZE(b.lists_inl);
+	b.touched = b.touched_inl;
+	b.cap_touched = GVM_ARRAY_SIZE(b.touched_inl);
+	b.bos = b.bos_inl;
+	b.cap_bos = GVM_ARRAY_SIZE(b.bos_inl);
+	b.deps = b.deps_inl;
+	b.cap_deps = GVM_ARRAY_SIZE(b.deps_inl);
 	gvm__vm_update_init(&b.upd, vm);
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;

@@ -19,6 +19,14 @@
  * the BO holds one too, dropped only after the unbind's TLB invalidation
  * completed, so the GPU never sees the memory freed.
  *
+ * Spare system pages.  A BO moved from system memory to VRAM keeps its
+ * system pages (bo->spare_sys) for its next eviction instead of unmapping
+ * them: an eviction then copies into memory that is already faulted in
+ * rather than into a fresh mapping whose every page faults (the page
+ * faults were more than half the cost of an eviction).  The price is
+ * that an evicted-then-restored BO keeps its size in system memory too,
+ * until it is freed.
+ *
  * CPU view.  gvm_bo_map() returns the system pages themselves, the VRAM
  * window for contiguous VRAM, or one mapping of the device's vram_fd per
  * block placed side by side in a reserved address range.
@@ -122,6 +130,21 @@ int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
 	return 0;
 }
 
+int gvm__bo_mem_adopt_sys(struct gvm_device *dev, uint64_t size, void *sys,
+			  struct gvm_bo_mem *m)
+{
+	int err;
+
+	memset(m, 0, sizeof(*m));
+	gvm_list_init(&m->vram_blocks);
+	m->region = GVM_MEM_SYSTEM;
+	m->sys = sys;
+	err = build_extents(dev, size, m);
+	if (err)
+		m->sys = NULL;
+	return err;
+}
+
 void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
 		      struct gvm_bo_mem *m)
 {
@@ -207,6 +230,8 @@ void gvm__bo_free(struct gvm_bo *bo)
 	if (bo->view_len)
 		munmap(bo->view, bo->view_len);
 	gvm__bo_mem_free(dev, bo->size, &bo->mem);
+	if (bo->spare_sys)
+		munmap(bo->spare_sys, bo->size);
 	if (bo->vm)
 		gvm__vm_put(bo->vm);
 	else

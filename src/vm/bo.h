@@ -37,6 +37,10 @@ struct gvm_bo {
 	uint32_t refcount;		/* atomic */
 
 	struct gvm_bo_mem mem;		/* the backing; resv */
+	void *spare_sys;		/* resv: system pages (shared mmap of
+					   size bytes, faulted in) of a BO moved
+					   to VRAM, kept for its next eviction,
+					   or NULL; contents meaningless */
 
 	struct gvm_list vm_bos;		/* struct gvm_vm_bo::bo_link; resv */
 	struct gvm_list lru_link;	/* dev->lru while in VRAM (else
@@ -75,6 +79,14 @@ int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
 		      struct gvm_bo_mem *m);
 void gvm__bo_mem_free(struct gvm_device *dev, uint64_t size,
 		      struct gvm_bo_mem *m);
+
+/*
+ * Gives @m the system pages @sys (a shared mapping of @size bytes, e.g. a
+ * BO's spare_sys) as its backing.  0 or -ENOMEM (then @sys is still the
+ * caller's).
+ */
+int gvm__bo_mem_adopt_sys(struct gvm_device *dev, uint64_t size, void *sys,
+			  struct gvm_bo_mem *m);
 
 /*
  * Moves @bo to @region (move.c): waits for the BO to be idle, allocates

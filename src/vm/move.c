@@ -12,14 +12,16 @@
  *      caller that must not wait (GVM_EVICT_IDLE: it holds vm->lock or
  *      reservations) gets -EBUSY for a busy BO instead;
  *   2. allocate the new backing, evicting other BOs as @evict allows
- *      (may fail: nothing changed);
+ *      (may fail: nothing changed); system memory is the BO's spare pages
+ *      if it kept them (bo.c), already faulted in;
  *   3. zap every GPU mapping of the BO, in every VM that maps it, under
  *      that VM's notifier_lock, invalidate the TLB ranges and wait; mark
  *      the VM's handle on the BO evicted: the next exec of that VM (or the
  *      bind that asked for the move) writes the PTEs again;
  *   4. copy the contents with the device's copy engine, waiting for each
  *      copy;
- *   5. switch the backing, move the CPU view, free the old backing, put
+ *   5. switch the backing, move the CPU view, free the old backing (old
+ *      system pages are kept as the BO's spare), put
  *      the BO on (or off) the device's LRU and count the bytes moved in
  *      each VM's stats.
  * Zapping before the copy means no device access can reach either copy
@@ -156,7 +158,14 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 			    GVM_TIMEOUT_INFINITE);
 	if (err)
 		return err;
-	err = gvm__bo_mem_alloc(dev, bo->size, region, false, evict, &new);
+	if (region == GVM_MEM_SYSTEM && bo->spare_sys) {
+		err = gvm__bo_mem_adopt_sys(dev, bo->size, bo->spare_sys, &new);
+		if (!err)
+			bo->spare_sys = NULL;
+	} else {
+		err = gvm__bo_mem_alloc(dev, bo->size, region, false, evict,
+					&new);
+	}
 	if (err)
 		return err;
 	gvm_list_for_each(pos, &bo->vm_bos)
@@ -170,6 +179,11 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 	err = gvm__bo_view_update(bo);
 	if (err)	/* the view still shows the old pages: keep them */
 		mem_swap(&bo->mem, &new);
+	/* Old system pages: kept for the next eviction (bo.c). */
+	if (!err && new.region == GVM_MEM_SYSTEM && !bo->spare_sys) {
+		bo->spare_sys = new.sys;
+		new.sys = NULL;
+	}
 	gvm__bo_mem_free(dev, bo->size, &new);
 	if (err)
 		return err;

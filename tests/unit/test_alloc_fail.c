@@ -277,6 +277,7 @@ TEST(pt_update_prepare)
 			s[i] = (struct gvm_pt_seg){ va, va + 16 * k4,
 						    GVM_PT_UNBIND, NULL, 0 };
 	}
+	gvm__pt_trim(&vm);	/* no spare records: every one is allocated */
 	FAIL_EACH_ALLOCATION(&failures, err,
 			     gvm__pt_update_prepare(&vm, s, N, &upd), {
 		ASSERT_TRUE(!vm.pending);
