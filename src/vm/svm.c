@@ -144,7 +144,26 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 		return;
 	for (tries = 0; tries < 2; tries++) {
 		err = gvm__svm_migrate_to_vram(vm, r->va.addr, r->va.range);
-		if (!err || err == -EEXIST)
+		if (err == -EEXIST) {
+			/* In device memory already: ours, or another's. */
+			struct gvm_mm_devmem *dm;
+			uint64_t off;
+			bool other;
+
+			dm = gvm__mm_devmem_lookup(vm->mm, r->va.addr,
+						   r->va.range, vm->dev, &off,
+						   &other);
+			if (dm) {
+				gvm__mm_devmem_put(dm);
+				return;
+			}
+			err = gvm__mm_migrate_to_ram(vm->mm, r->va.addr,
+						     r->va.range);
+			if (!err)
+				err = gvm__svm_migrate_to_vram(vm, r->va.addr,
+							       r->va.range);
+		}
+		if (!err)
 			return;
 	}
 	gvm__userptr_set_no_migrate(r);
@@ -226,9 +245,8 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	gvm__va_ops_apply(&l);
 	r = to_vma(l.op[0].map);
 	gvm__va_ops_fini(&l);
-	err = gvm__userptr_attach(vm, r);
+	err = gvm__userptr_attach(vm, r, vm->dev);
 	if (!err) {
-		gvm__userptr_set_svm(r, vm->dev);
 		/* Only private anonymous memory moves (the kernel's rule for
 		   device-private pages); read-only memory is never written
 		   by the GPU, so it stays too; and so does the library's own

@@ -88,7 +88,7 @@ struct gvm_userptr {
 	uint64_t seq;				/* vm->lock */
 	struct gvm_pt_extent *ext;		/* vm->lock */
 	size_t nr_ext;
-	/* SVM ranges (svm.c), constant after gvm__userptr_set_svm(): the
+	/* SVM ranges (svm.c), constant after gvm__userptr_attach(): the
 	   range is refetched on GPU faults only (where placement is
 	   decided), never by exec's repin; pages in devmem_owner's memory
 	   are mapped there */
@@ -361,7 +361,8 @@ out:
 	return err;
 }
 
-int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma)
+int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
+			const void *svm_owner)
 {
 	struct gvm_userptr *u;
 	int err;
@@ -374,6 +375,9 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma)
 		return -ENOMEM;
 	u->vm = vm;
 	u->vma = vma;
+	/* Before the notifier is in: its callbacks read them. */
+	u->svm = svm_owner != NULL;
+	u->devmem_owner = svm_owner;
 	gvm_list_init(&u->inval_link);
 	err = gvm__notifier_insert(vm->mm, &u->notifier, cpu_start(vma),
 				   vma->va.range, &userptr_notifier_ops);
@@ -383,7 +387,8 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma)
 	}
 	u->inserted = true;
 	vma->userptr = u;
-	return fetch(u);
+	/* An SVM range is fetched by the fault that binds it, once placed. */
+	return u->svm ? 0 : fetch(u);
 }
 
 void gvm__userptr_detach(struct gvm_vma *vma)
@@ -426,12 +431,6 @@ struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm)
 	}
 	gvm__mutex_unlock(&vm->notifier_lock);
 	return u ? u->vma : NULL;
-}
-
-void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner)
-{
-	vma->userptr->svm = true;
-	vma->userptr->devmem_owner = owner;
 }
 
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma)

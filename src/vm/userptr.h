@@ -20,8 +20,13 @@ struct gvm_vma;
  * Gives a new userptr VMA its notifier and fetches its pages: before the
  * bind's point of no return, vm->lock held, no reservation.  0, -EFAULT
  * (not mapped), -EPERM (writable mapping of read-only memory), -ENOMEM.
+ * @svm_owner non-NULL: the VMA is an SVM range (svm.c), rebound by GPU
+ * faults only (an invalidation zaps it, exec does not repin it), whose
+ * pages in @svm_owner's device memory are mapped there instead of being
+ * migrated back; its pages are fetched by the fault that binds it.
  */
-int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma);
+int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
+			const void *svm_owner);
 /* Removes the notifier and frees the CPU side.  No lock held. */
 void gvm__userptr_detach(struct gvm_vma *vma);
 
@@ -40,15 +45,10 @@ bool gvm__userptr_gone(const struct gvm_vma *vma);
 void gvm__userptr_set_gone(struct gvm_vma *vma);
 
 /*
- * SVM ranges (svm.c), vm->lock held.  set_svm (once, before the first
- * fetch): the userptr is an SVM range, rebound by GPU faults only (an
- * invalidation zaps it, exec does not repin it), and pages of the range
- * that live in @owner's device memory are mapped there instead of being
- * migrated back; in_devmem: the pages
- * fetched last are there (the PTEs get GVM_PT_DEVMEM); no_migrate: a
+ * SVM ranges (svm.c), vm->lock held.  in_devmem: the pages fetched last
+ * are in device memory (the PTEs get GVM_PT_DEVMEM); no_migrate: a
  * migration failed twice, the range stays in system memory.
  */
-void gvm__userptr_set_svm(struct gvm_vma *vma, const void *owner);
 /*
  * The next SVM range an UNMAP invalidated (its CPU memory went away) that
  * is still in the VM, taken off the VM's list; NULL if none.  vm->lock
