@@ -147,7 +147,7 @@ static int svm_fault(const struct gvm_bench_ctx *ctx,
 	uint64_t n = ctx->quick ? 16 : 1000;
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	struct svm_bench s;
-	uint8_t *base;
+	uint8_t *base = NULL;
 	int err, r;
 
 	err = svm_setup(&s);
@@ -202,7 +202,7 @@ GVM_BENCH(svm_fault_2m_copy_share,
 	uint64_t n = ctx->quick ? 2 : 32;
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	struct svm_bench s;
-	uint8_t *base;
+	uint8_t *base = NULL;
 	int err, r;
 
 	err = svm_setup(&s);
@@ -251,7 +251,7 @@ GVM_BENCH(migrate_2m, "2 MiB to VRAM and back (take, copy, copy, give)")
 	uint64_t n = ctx->quick ? 2 : 64;
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	struct svm_bench s;
-	uint8_t *base, *buf;
+	uint8_t *base = NULL, *buf;
 	int err, r;
 
 	err = svm_setup(&s);
@@ -366,7 +366,7 @@ GVM_BENCH(cpu_faultback_4k, "CPU touch of a device-resident 4 KiB page")
 	uint64_t n = ctx->quick ? 16 : 500;
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	struct svm_bench s;
-	uint8_t *base;
+	uint8_t *base = NULL;
 	int err, r;
 
 	err = svm_setup(&s);
