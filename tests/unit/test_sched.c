@@ -609,7 +609,9 @@ TEST(async_hw_fence)
 	f3 = submit(q, &t3, NULL, 0);
 
 	/* t1 runs, then waits for its hw fence; nothing else moves. */
-	sleep_ms(20);
+	while (!ran(&t1))
+		sched_yield();
+	sleep_ms(20);			/* would t2 start? (it must not) */
 	ASSERT_EQ(ran(&t1), 1);
 	ASSERT_EQ(ran(&t2), 0);
 	ASSERT_EQ(gvm_fence_get_status(f1), 0);
@@ -829,7 +831,8 @@ TEST(queue_destroy_cancels_pending_and_waits_for_running)
 
 	ASSERT_TRUE(event_wait(&blk.started));
 	destroy_async(&d, q);
-	sleep_ms(30);
+	while (!gvm__sched_queue_dying(q))
+		sched_yield();
 	ASSERT_FALSE(event_is_set(&d.done));	/* t[0] still running */
 	event_set(&blk.release);
 	ASSERT_TRUE(event_wait(&d.done));
