@@ -320,13 +320,16 @@ void gvm__free(void *p)
 	b = (struct free_block *)((uint8_t *)h - h->back);
 	h->magic = 0;
 	POISON(b, class_size(c));
-	UNPOISON(b, sizeof(*b));
 	gvm_fetch_sub_release(&heap_live, 1u);
+	/* The link is written and poisoned again under the lock: once on
+	   the list, the block may be taken and unpoisoned by its next
+	   owner at any moment after the unlock. */
 	pthread_mutex_lock(class_lock(c));
+	UNPOISON(b, sizeof(*b));
 	b->next = free_lists[c];
+	POISON(b, sizeof(*b));
 	free_lists[c] = b;
 	pthread_mutex_unlock(class_lock(c));
-	POISON(b, sizeof(*b));
 }
 
 void *gvm__heap_malloc(size_t size)
