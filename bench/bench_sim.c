@@ -490,18 +490,24 @@ static int invals_busy(struct env *e, struct gvm_queue **qs, int nq,
 		       bool spans, volatile uint64_t *words, double *ns, int n)
 {
 	struct poll_args pa = { G1, G1 + 8 };
-	struct span_args sa = { G1, G1 + 8, G1 + 64 * K4 };
 	struct gvm_fence *busy[INVAL_QUEUES] = { 0 };
 	struct gvm_kernel k;
-	int i, started = 0, err = 0;
+	int i, err = 0;
 
 	words[0] = words[1] = 0;
-	if (spans)
-		gvm_kernel_init(&k, "bench_span", span_fn, 1, &sa, sizeof(sa));
-	else
-		gvm_kernel_init(&k, "bench_poll", poll_fn, 1, &pa, sizeof(pa));
-	for (i = 0; i < nq && !err; i++)
+	for (i = 0; i < nq && !err; i++) {
+		/* each span kernel fills its own 64 KiB: no two engines race */
+		struct span_args sa = { G1, G1 + 8,
+					G1 + (uint64_t)(i + 1) * (64 << 10) };
+
+		if (spans)
+			gvm_kernel_init(&k, "bench_span", span_fn, 1, &sa,
+					sizeof(sa));
+		else
+			gvm_kernel_init(&k, "bench_poll", poll_fn, 1, &pa,
+					sizeof(pa));
 		err = submit(qs[i], &k, &busy[i]);
+	}
 	for (i = 0; i < nq && !err; i++)
 		if (!busy[i])
 			err = -EIO;
@@ -513,13 +519,11 @@ static int invals_busy(struct env *e, struct gvm_queue **qs, int nq,
 		sched_yield();
 	}
 	if (!err) {
-		started = 1;
 		err = invals(e->vm, G1 + M2, ns, n);
 		for (i = 0; i < nq && !err; i++)
 			if (gvm_fence_is_signaled(busy[i]))	/* must run */
 				err = -EIO;
 	}
-	(void)started;
 	__atomic_store_n(&words[1], 1, __ATOMIC_RELEASE);
 	for (i = 0; i < nq; i++) {
 		if (!busy[i])
