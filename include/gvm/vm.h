@@ -98,6 +98,9 @@ struct gvm_vm_stats {
 					   faults_serviced if resolved) */
 	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
 	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
+	uint64_t svm_ranges_split;	/* of the dropped, those partly
+					   unmapped: the rest was covered by
+					   smaller ranges at once, mapped */
 	uint64_t svm_faults_by_size[3];	/* SVM faults serviced, by the
 					   size of their range: [0] 4 KiB,
 					   [1] 64 KiB, [2] 2 MiB */

@@ -81,6 +81,15 @@
  * VM references (not the user's), the VM is closed, and servicing a
  * closed VM fails (-EFAULT), so they complete as failed.
  *
+ * COLLECTING.  The thread is also the device's SVM garbage collector: a
+ * notifier callback that queued unmapped ranges on vm->svm_gc lists the
+ * VM (gvm__fault_queue_collect, under notifier_lock: fq->lock is a leaf),
+ * and between batches the thread collects it (gvm__svm_collect: vm->lock,
+ * like a service, then the dropped ranges freed with no lock held).
+ * Faults go first.  The list holds no VM reference: gvm_vm_destroy()
+ * calls gvm__fault_queue_forget() first, which unlists the VM for good
+ * and waits while fq->collecting is that VM.
+ *
  * Not done here: no priorities between VMs, no per-VM fairness inside a
  * batch, no prefetch around a faulting page (servicing binds what
  * fault.c decides: the whole VMA, or an SVM range).
@@ -98,6 +107,7 @@
 #include "core/trace.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
+#include "vm/svm.h"
 #include "vm/vm.h"
 
 enum { FQ_PENDING = 0, FQ_SLEEPING = 1, FQ_DONE = 2 };
@@ -125,6 +135,7 @@ int gvm__fault_queue_init(struct gvm_fault_queue *fq, struct gvm_device *dev,
 	gvm__cond_init(&fq->work_cond);
 	gvm__cond_init(&fq->room_cond);
 	gvm__cond_init(&fq->state_cond);
+	gvm_list_init(&fq->collect);
 	return 0;
 }
 
@@ -318,6 +329,21 @@ static void service_batch(struct gvm_fault_queue *fq,
 	gvm_fetch_add_acq_rel(&fq->batches, 1u);
 }
 
+/* fq->lock held, a VM listed: collects it (the lock dropped meanwhile). */
+static void collect_one(struct gvm_fault_queue *fq)
+{
+	struct gvm_vm *vm = gvm_list_first_entry(&fq->collect, struct gvm_vm,
+						 gc_link);
+
+	gvm_list_del(&vm->gc_link);
+	fq->collecting = vm;
+	gvm__mutex_unlock(&fq->lock);
+	gvm__svm_collect(vm);
+	gvm__mutex_lock(&fq->lock);
+	fq->collecting = NULL;
+	pthread_cond_broadcast(&fq->state_cond);
+}
+
 static void *fault_thread_main(void *arg)
 {
 	struct gvm_fault_queue *fq = arg;
@@ -331,8 +357,13 @@ static void *fault_thread_main(void *arg)
 
 		if (fq->stop)
 			break;
-		if (!fq->count || fq->hold) {
+		if (fq->hold ||
+		    (!fq->count && gvm_list_empty(&fq->collect))) {
 			gvm__cond_wait(&fq->work_cond, &fq->lock);
+			continue;
+		}
+		if (!fq->count) {
+			collect_one(fq);
 			continue;
 		}
 		n = fq->count < GVM_FAULT_BATCH_MAX ? fq->count :
@@ -371,6 +402,43 @@ int gvm__fault_queue_start(struct gvm_device *dev)
 	}
 	gvm__mutex_unlock(&fq->lock);
 	return err;
+}
+
+/* ---- collecting --------------------------------------------------------- */
+
+void gvm__fault_queue_collect(struct gvm_vm *vm)
+{
+	struct gvm_fault_queue *fq = &vm->dev->fq;
+
+	gvm__mutex_lock(&fq->lock);
+	if (!vm->gc_closed && gvm_list_empty(&vm->gc_link)) {
+		gvm_list_add_tail(&vm->gc_link, &fq->collect);
+		pthread_cond_signal(&fq->work_cond);
+	}
+	gvm__mutex_unlock(&fq->lock);
+}
+
+void gvm__fault_queue_forget(struct gvm_vm *vm)
+{
+	struct gvm_fault_queue *fq = &vm->dev->fq;
+
+	gvm_lockdep_assert_none_held();	/* the collection takes vm->lock */
+	gvm__mutex_lock(&fq->lock);
+	vm->gc_closed = true;
+	gvm_list_del(&vm->gc_link);
+	while (fq->collecting == vm)
+		gvm__cond_wait(&fq->state_cond, &fq->lock);
+	gvm__mutex_unlock(&fq->lock);
+}
+
+void gvm__fault_queue_collect_wait(struct gvm_vm *vm)
+{
+	struct gvm_fault_queue *fq = &vm->dev->fq;
+
+	gvm__mutex_lock(&fq->lock);
+	while (!gvm_list_empty(&vm->gc_link) || fq->collecting == vm)
+		gvm__cond_wait(&fq->state_cond, &fq->lock);
+	gvm__mutex_unlock(&fq->lock);
 }
 
 /* ---- test hooks ------------------------------------------------------- */

@@ -17,6 +17,7 @@
 
 #include <gvm/device.h>
 
+#include "core/list.h"
 #include "core/sync.h"
 
 struct gvm_device;
@@ -80,6 +81,10 @@ struct gvm_fault_queue {
 					   it to its last completion; written
 					   (relaxed) before batches moves */
 	struct gvm_fault_req *batch[GVM_FAULT_BATCH_MAX]; /* the thread's */
+	/* SVM garbage collection (fault_queue.c, "COLLECTING"): */
+	struct gvm_list collect;	/* lock: VMs with unmapped ranges
+					   (vm->gc_link) */
+	struct gvm_vm *collecting;	/* lock: the VM being collected */
 };
 
 /* Device creation / last reference (device.c).  0, -EINVAL, -ENOMEM. */
@@ -111,12 +116,25 @@ int gvm__fault_req_wait(struct gvm_fault_req *req);
 bool gvm__fault_req_done(struct gvm_fault_req *req);
 
 /*
+ * SVM garbage collection without a fault.  gvm__fault_queue_collect():
+ * @vm has ranges on vm->svm_gc; the servicing thread collects them soon
+ * (gvm__svm_collect).  Called from a notifier callback, notifier_lock
+ * held; does nothing once gvm__fault_queue_forget() ran.  forget: the VM
+ * is being destroyed (no lock held): takes it off the list and waits for
+ * a collection of it in progress.
+ */
+void gvm__fault_queue_collect(struct gvm_vm *vm);
+void gvm__fault_queue_forget(struct gvm_vm *vm);
+
+/*
  * Test hooks.  hold: while set, the thread takes no new batch (faults
  * pile up; submitters block once the queue is full).  wait_for: waits
  * until at least @queued faults are queued and at least @blocked
  * submitters wait for room.
  */
 void gvm__fault_queue_hold(struct gvm_device *dev, bool hold);
+/* Waits until @vm is neither listed for collection nor being collected. */
+void gvm__fault_queue_collect_wait(struct gvm_vm *vm);
 void gvm__fault_queue_wait_for(struct gvm_device *dev, uint32_t queued,
 			       uint32_t blocked);
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Shared virtual memory on system memory: GPU mappings of the process's
- * own address space, made on GPU fault (the "system allocator" of seed 002
- * as drm_gpusvm shapes it), without migration yet.
+ * Shared virtual memory: GPU mappings of the process's own address space,
+ * made on GPU fault (the "system allocator" of seed 002 as drm_gpusvm
+ * shapes it).
  *
  * A GVM_BIND_CPU_ADDR_MIRROR mapping (fault mode) says: GPU address X is
  * CPU address X, for X in the mapping.  It writes no PTEs.  When the GPU
@@ -21,15 +21,17 @@
  * A fault in an existing range refetches and rebinds it (an invalidation
  * zapped it); if its memory is gone (munmap), the range is dropped and a
  * new one made at the address, if the CPU maps something there now.
+ * Ranges an UNMAP hit are collected (dropped; split if the CPU still maps
+ * part of them) by the device's collector thread and at every fault.
  * Unbinding or overriding part of a mirror removes every range that
  * intersects the removed part, whole, in the same bind (bind.c: the range
  * space's unmap ops join the bind's op lists, so they unwind with it and
  * the ranges' PTEs go in the same page-table update).
  *
- * What is not here yet (issue 12): migration to device memory and back,
- * large notifier chunks holding many ranges, prefetch of mirror ranges.
- * (Faults reach gvm__svm_fault() from the device's fault-servicing
- * thread, fault_queue.c.)
+ * Placement and migration are range_place() and migrate.c; docs/svm.md
+ * has the whole fault path.  Not here yet (issue 12): large notifier
+ * chunks holding many ranges.  (Faults reach gvm__svm_fault() from the
+ * device's fault-servicing thread, fault_queue.c.)
  *
  * Locking: vm->lock protects the range space (like the VA tree); ranges'
  * userptr state follows userptr.c; range VMAs that go away are freed with
@@ -170,22 +172,6 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);
 }
 
-/*
- * Garbage collection, at the start of a fault: the ranges whose CPU memory
- * was unmapped (the notifier queued them, vm->svm_gc) leave the range
- * space with their PTEs; a range already gone from it (the mirror was
- * unbound) is skipped.  A failure leaves the range for its own next
- * fault, which drops it too.
- */
-static void collect(struct gvm_vm *vm)
-{
-	struct gvm_vma *r;
-
-	while ((r = gvm__userptr_gc_pop(vm)))
-		if (gvm__va_find(&vm->svm, r->va.addr) == &r->va)
-			range_drop(vm, r);
-}
-
 /* Counts a serviced fault in range @r by its size. */
 static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
 {
@@ -194,22 +180,26 @@ static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
 	gvm__vm_stat_add(vm, svm_faults_by_size[i], 1);
 }
 
-/*
- * Places range @r and binds it: where the policy says (a fault), or in
- * system memory when @to_system (a PREFETCH there).
- */
-static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, bool to_system)
+/* Where range_bind() puts a range's pages before it binds them. */
+enum place {
+	PLACE_POLICY,		/* a fault: where placement says */
+	PLACE_SYSTEM,		/* a PREFETCH to system memory */
+	PLACE_KEEP,		/* a split: where they are */
+};
+
+static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, enum place p)
 {
-	if (!to_system)
+	if (p == PLACE_POLICY)
 		range_place(vm, r);
-	else if (gvm__mm_migrate_to_ram(vm->mm, r->va.addr, r->va.range))
+	else if (p == PLACE_SYSTEM &&
+		 gvm__mm_migrate_to_ram(vm->mm, r->va.addr, r->va.range))
 		return -EIO;		/* poisoned: not bound */
 	return gvm__fault_bind_vma(vm, r);
 }
 
 /* Makes the range around @addr and binds it. */
 static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
-			uint64_t addr, uint32_t access, bool to_system,
+			uint64_t addr, uint32_t access, enum place p,
 			struct gvm_vma **out)
 {
 	static const uint64_t sizes[] = { M2, K64, K4 };
@@ -254,7 +244,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if ((m.flags & (GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE)) ||
 		    (flags & GVM_VA_READONLY) || gvm__alloc_owns(a, size))
 			gvm__userptr_set_no_migrate(r);
-		err = range_bind(vm, r, to_system);
+		err = range_bind(vm, r, p);
 	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_ranges_created, 1);
@@ -268,6 +258,74 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 		gvm__vma_free_deferred(vm, r);
 	}
 	return err;
+}
+
+/*
+ * What the CPU still maps of [lo, hi), the span of a range dropped because
+ * part of it was unmapped, is covered again at once by smaller ranges (the
+ * largest that fit, as faults would make them), bound where the pages are
+ * (device memory stays): a kernel using the rest faults only if it touched
+ * it in the moment between the drop and the rebind.  Nothing is done if
+ * the CPU maps none of it, or all of it (a new mapping replaced the
+ * unmapped part: its own faults make its ranges and place them).  A range
+ * that cannot be made is left to a fault.
+ */
+static void split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
+{
+	struct gvm_va *mv = gvm__va_find(&vm->va, lo);
+	struct gvm_mm_vma m;
+	uint64_t a, mapped = 0;
+	struct gvm_vma *r;
+
+	for (a = lo; a < hi && !gvm__mm_lookup(vm->mm, a, GVM_MM_LOOKUP_NEXT,
+					       &m) && m.start < hi;
+	     a = m.end)
+		mapped += (m.end < hi ? m.end : hi) - (m.start > a ? m.start : a);
+	if (!mapped || mapped == hi - lo || !mv ||
+	    gvm__va_kind(mv) != GVM_VA_KIND_MIRROR)
+		return;
+	gvm__vm_stat_add(vm, svm_ranges_split, 1);
+	for (a = lo; a < hi;) {
+		if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ,
+				  PLACE_KEEP, &r))
+			a = r->va.addr + r->va.range;
+		else if (!gvm__mm_lookup(vm->mm, a + K4, GVM_MM_LOOKUP_NEXT,
+					 &m))
+			a = m.start > a + K4 ? m.start : a + K4;
+		else
+			break;
+	}
+}
+
+/*
+ * Garbage collection: the ranges whose CPU memory was unmapped, all or
+ * part (the notifier queued them on vm->svm_gc), leave the range space
+ * with their PTEs; what the CPU still maps of one is split off into new
+ * ranges.  A range already gone from the space (the mirror was unbound)
+ * is skipped.  A failure leaves the range for its own next fault, which
+ * drops it too.  Runs at the start of every fault and in the device's
+ * collector (gvm__svm_collect), so it happens without a fault too.
+ */
+static void collect(struct gvm_vm *vm)
+{
+	struct gvm_vma *r;
+
+	while ((r = gvm__userptr_gc_pop(vm))) {
+		uint64_t lo = r->va.addr, hi = lo + r->va.range;
+
+		if (gvm__va_find(&vm->svm, lo) == &r->va && !range_drop(vm, r))
+			split(vm, lo, hi);
+	}
+}
+
+void gvm__svm_collect(struct gvm_vm *vm)
+{
+	gvm_lockdep_assert_none_held();
+	gvm__mutex_lock(&vm->lock);
+	if (!vm->closed && vm->mm)
+		collect(vm);
+	gvm__mutex_unlock(&vm->lock);
+	gvm__vm_reap(vm);	/* the dropped ranges, with no lock held */
 }
 
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
@@ -286,7 +344,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (f->access != GVM_ACCESS_READ &&
 		    (va->flags & GVM_VA_READONLY))
 			return -EACCES;
-		err = range_bind(vm, to_vma(va), false);
+		err = range_bind(vm, to_vma(va), PLACE_POLICY);
 		if (!err)
 			count_fault(vm, va);
 		if (err != -EFAULT && err != -EPERM)
@@ -296,7 +354,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
-	err = range_create(vm, mirror, f->addr, f->access, false, &r);
+	err = range_create(vm, mirror, f->addr, f->access, PLACE_POLICY, &r);
 	if (!err)
 		count_fault(vm, &r->va);
 	return err;
@@ -305,6 +363,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       bool to_system)
 {
+	enum place p = to_system ? PLACE_SYSTEM : PLACE_POLICY;
 	uint64_t a = lo;
 
 	gvm_lockdep_assert_held(&vm->lock);
@@ -322,10 +381,10 @@ void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		}
 		va = gvm__va_find(&vm->svm, a);
 		if (va) {
-			range_bind(vm, to_vma(va), to_system);
+			range_bind(vm, to_vma(va), p);
 			a = va->addr + va->range;
-		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ,
-					 to_system, &r)) {
+		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ, p,
+					 &r)) {
 			a = r->va.addr + r->va.range;
 		} else if (!gvm__mm_lookup(vm->mm, a + K4, GVM_MM_LOOKUP_NEXT,
 					   &m)) {

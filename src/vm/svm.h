@@ -31,6 +31,13 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
  * A hint: addresses the CPU has not mapped, and ranges that fail, are
  * skipped.  vm->lock held, no reservation.
  */
+/*
+ * The device's collector (fault_queue.c): drops @vm's ranges whose CPU
+ * memory was unmapped and splits the partly unmapped, without waiting for
+ * a fault.  Takes vm->lock: no lock held.
+ */
+void gvm__svm_collect(struct gvm_vm *vm);
+
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       bool to_system);
 

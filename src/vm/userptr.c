@@ -63,6 +63,7 @@
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/fault_queue.h"
 #include "vm/lr.h"
 #include "vm/pt_update.h"
 #include "vm/svm.h"
@@ -112,18 +113,30 @@ static void mark_invalidated(struct gvm_userptr *u)
 }
 
 /*
- * notifier_lock held: zaps a live userptr's PTEs and submits the TLB
- * invalidation; its fence or NULL.
+ * notifier_lock held: zaps a live userptr's PTEs for invalidation @r and
+ * submits the TLB invalidation; its fence or NULL.  All of them, except
+ * for an SVM range partly unmapped: only the unmapped part (a 2 MiB leaf
+ * over it goes whole), so the rest stays mapped until the collector
+ * splits the range (svm.c).
  */
-static struct gvm_fence *zap_locked(struct gvm_userptr *u)
+static struct gvm_fence *zap_locked(struct gvm_userptr *u,
+				    const struct gvm_notifier_range *r)
 {
 	struct gvm_vm *vm = u->vm;
+	uint64_t lo = u->vma->va.addr, hi = lo + u->vma->va.range;
 	struct gvm_pt_tlb tlb;
 
 	gvm_lockdep_assert_held(&vm->notifier_lock);
 	if (!u->live)
 		return NULL;
-	gvm__pt_zap(&vm->pt, u->vma->va.addr, u->vma->va.range, &tlb);
+	if (u->svm && r->event == GVM_MM_EVENT_UNMAP) {
+		/* CPU address == GPU address for a range */
+		if (r->start > lo)
+			lo = r->start & ~(uint64_t)(GVM_MM_PAGE_SIZE - 1);
+		if (r->last + 1 < hi)
+			hi = r->last + 1;
+	}
+	gvm__pt_zap(&vm->pt, lo, hi - lo, &tlb);
 	return gvm__vm_tlb_submit(vm, &tlb);
 }
 
@@ -194,10 +207,12 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_set_seq(n, cur_seq);
-	/* An SVM range whose memory went: the next fault drops it. */
+	/* An SVM range whose memory went (all or part): collect it. */
 	if (u->svm && r->event == GVM_MM_EVENT_UNMAP &&
-	    gvm_list_empty(&u->inval_link))
+	    gvm_list_empty(&u->inval_link)) {
 		gvm_list_add_tail(&u->inval_link, &vm->svm_gc);
+		gvm__fault_queue_collect(vm);
+	}
 	if (!u->live) {
 		gvm__mutex_unlock(&vm->notifier_lock);
 		return NULL;
@@ -206,7 +221,7 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 	gvm__vm_stat_add(vm, userptr_invalidations, 1);
 	snapshot_waits(u, r, &wait, &nr_wait);
 	if (!nr_wait)
-		tlb = zap_locked(u);
+		tlb = zap_locked(u, r);
 	if ((nr_wait || tlb) && gvm__notifier_finish_claim(&u->finish)) {
 		u->wait = wait;
 		u->nr_wait = nr_wait;
@@ -219,7 +234,7 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 	if (nr_wait) {
 		wait_put(wait, nr_wait);
 		gvm__mutex_lock(&vm->notifier_lock);
-		tlb = zap_locked(u);
+		tlb = zap_locked(u, r);
 		gvm__mutex_unlock(&vm->notifier_lock);
 	}
 	if (tlb) {
@@ -239,11 +254,10 @@ static void inval_finish(struct gvm_notifier *n, struct gvm_notifier_finish *f,
 	struct gvm_fence *tlb = u->tlb_fence;
 
 	(void)f;
-	(void)r;
 	if (u->nr_wait) {
 		wait_put(u->wait, u->nr_wait);
 		gvm__mutex_lock(&vm->notifier_lock);
-		tlb = zap_locked(u);	/* not if unbound meanwhile */
+		tlb = zap_locked(u, r);	/* not if unbound meanwhile */
 		gvm__mutex_unlock(&vm->notifier_lock);
 	}
 	u->wait = NULL;

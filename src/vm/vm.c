@@ -18,6 +18,7 @@
  * page-table commits (and alone by invalidations, later); fault_lock is a
  * leaf.  Statistics are relaxed atomics.
  */
+#include "vm/fault_queue.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
 
@@ -114,6 +115,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->range_fences);
 	gvm_list_init(&vm->userptr_invalidated);
 	gvm_list_init(&vm->svm_gc);
+	gvm_list_init(&vm->gc_link);
 	gvm_list_init(&vm->lr_queues);
 	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
 	gvm__cond_init(&vm->lr_cond);
@@ -325,6 +327,8 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	}
 	vm->closed = true;
 	gvm__mutex_unlock(&vm->lock);
+	/* The device's collector leaves the VM alone from now on. */
+	gvm__fault_queue_forget(vm);
 	/* No user queue is left, so no preempt fence is pending. */
 	gvm__lr_vm_fini(vm);
 
@@ -429,6 +433,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_migrations);
 	C(svm_migration_failures);
 	C(svm_ranges_dropped);
+	C(svm_ranges_split);
 	C(svm_faults_by_size[0]);
 	C(svm_faults_by_size[1]);
 	C(svm_faults_by_size[2]);

@@ -96,7 +96,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 					   of this VM */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
 					   result of a fault on the same page */
-	uint64_t svm_ranges_created, svm_ranges_dropped;
+	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;
 	uint64_t svm_migrations, svm_migration_failures;
 	uint64_t svm_faults_by_size[3];	/* 4K, 64K, 2M ranges */
 	uint64_t bytes_to_vram, bytes_to_system;
@@ -139,7 +139,12 @@ struct gvm_vm {
 	struct gvm_list range_fences;	/* vm->lock: bind_job.c */
 	struct gvm_list svm_gc;		/* notifier_lock: SVM ranges whose
 					   CPU memory was unmapped, dropped
-					   by the next fault (svm.c) */
+					   by the device's collector or the
+					   next fault (svm.c) */
+	struct gvm_list gc_link;	/* dev->fq.lock: on the device's
+					   collect list (fault_queue.c) */
+	bool gc_closed;			/* dev->fq.lock: destroy began, never
+					   listed again */
 	struct gvm_list userptr_invalidated; /* notifier_lock: userptrs whose
 					   PTEs were zapped (userptr.c) */
 	struct gvm_queue *bind_q;	/* default bind queue; immutable */

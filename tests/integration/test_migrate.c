@@ -24,6 +24,8 @@
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/fault_queue.h"
+#include "vm/svm.h"
 #include "vm/vm.h"
 
 #define K4 4096ull
@@ -117,21 +119,24 @@ static void gpu_fill(struct ctx *c, uint64_t va, uint64_t size, uint32_t v)
 
 /*
  * The GPU's checksum of [va, va + size).  The result lands in shared
- * memory, which is mirrored but never moves, so it counts no migration.
+ * memory, which is mirrored but never moves, so it counts no migration;
+ * one page for the whole process, never unmapped, so that no collection
+ * of its range runs behind a test's back (the first sum in a VM faults
+ * on it once).
  */
 static uint64_t gpu_sum(struct gvm_queue *q, uint64_t va, uint64_t size)
 {
+	static uint64_t *out;
 	struct gvm_kernel k;
-	uint64_t *out, sum;
 
-	out = mmap(NULL, K4, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(out != MAP_FAILED);
+	if (!out) {
+		out = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		ASSERT_TRUE(out != MAP_FAILED);
+	}
 	ASSERT_OK(gvm_kernel_checksum(&k, va, size, u64(out)));
 	run(q, &k);
-	sum = *out;
-	munmap(out, K4);
-	return sum;
+	return *out;
 }
 
 /* 2 MiB of private anonymous memory, 2 MiB aligned, in a 4 MiB hole. */
@@ -147,6 +152,18 @@ static uint64_t *map_2m(void)
 		munmap(p, a - p);
 	munmap(a + M2, p + 3 * M2 - (a + M2));
 	return (uint64_t *)a;
+}
+
+/* Does the GPU map @va (committed page tables)? */
+static bool mapped(struct gvm_vm *vm, uint64_t va)
+{
+	struct gvm_pt_xlate x;
+	int err;
+
+	gvm__mutex_lock(&vm->pt_lock);
+	err = gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x);
+	gvm__mutex_unlock(&vm->pt_lock);
+	return !err;
 }
 
 /* Every word of [p, p + bytes) is @v. */
@@ -255,6 +272,87 @@ TEST(partial_munmap_keeps_the_rest)
 	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
 	munmap(p, M2);
+}
+
+/*
+ * Partial munmap of a device-resident 2 MiB range: the collector (no GPU
+ * fault needed) drops the range and covers what is left with smaller
+ * ranges, still in device memory and mapped: the GPU reads the rest
+ * without a fault and without moving a byte.
+ */
+TEST(partial_munmap_splits_the_range_and_keeps_the_rest_mapped)
+{
+	struct ctx c;
+	struct gvm_vm_stats st;
+	uint64_t *p, *hole, faults;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 5);
+	hole = p + (M2 / 2) / 8;
+	ASSERT_OK(munmap(hole, K64));
+	ASSERT_OK(gvm_mm_flush(c.mm));		/* the UNMAP is processed */
+	gvm__fault_queue_collect_wait(c.vm);	/* and collected */
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_ranges_dropped, 1);
+	ASSERT_EQ(st.svm_ranges_split, 1);
+	/* 1 MiB - 64K and 1 MiB on either side: 15 + 16 64 KiB ranges */
+	ASSERT_EQ(st.svm_ranges_created, 1 + 31);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2 - K64);
+	faults = st.faults;
+	/* The GPU reads both sides where they are: no fault, no copy. */
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2 / 2), (M2 / 2 / 8) * W(5));
+	ASSERT_EQ(gpu_sum(c.q, u64(hole + K64 / 8), M2 / 2 - K64),
+		  ((M2 / 2 - K64) / 8) * W(5));
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults, faults + 1);	/* gpu_sum's result page */
+	ASSERT_EQ(st.dev_svm_to_system, 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2 - K64);
+	/* The CPU has all of it; the hole stays a hole for the GPU. */
+	ASSERT_TRUE(all_are(p, M2 / 2, W(5)));
+	ASSERT_TRUE(all_are(hole + K64 / 8, M2 / 2 - K64, W(5)));
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2 / 2);
+	munmap(hole + K64 / 8, M2 / 2 - K64);
+}
+
+/*
+ * A range mapped with 4 KiB PTEs (64 KiB, in system memory) loses only the
+ * unmapped page's: a kernel may keep using the rest while it is split.
+ */
+TEST(partial_munmap_of_a_4k_mapped_range_zaps_only_the_hole)
+{
+	struct ctx c;
+	uint64_t *p, *hole;
+
+	gvm__svm_no_migration = true;
+	setup(&c);
+	p = map_2m();
+	munmap((uint8_t *)p + K64, M2 - K64);	/* 64 KiB left: a 64K range */
+	gpu_fill(&c, u64(p), K64, 6);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 1);
+	ASSERT_EQ(stats(c.vm).svm_faults_by_size[1], 1);
+	hole = p + 4 * K4 / 8;
+	gvm__fault_queue_hold(c.dev, true);	/* no collection yet */
+	ASSERT_OK(munmap(hole, K4));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(mapped(c.vm, u64(p)));
+	ASSERT_TRUE(mapped(c.vm, u64(hole + K4 / 8)));
+	ASSERT_FALSE(mapped(c.vm, u64(hole)));
+	ASSERT_EQ(stats(c.vm).svm_ranges_dropped, 0);
+	gvm__fault_queue_hold(c.dev, false);
+	gvm__fault_queue_collect_wait(c.vm);
+	ASSERT_EQ(stats(c.vm).svm_ranges_split, 1);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 1 + 15);	/* 4K each */
+	ASSERT_TRUE(mapped(c.vm, u64(p)));
+	ASSERT_TRUE(mapped(c.vm, u64(hole + K4 / 8)));
+	ASSERT_FALSE(mapped(c.vm, u64(hole)));
+	ASSERT_TRUE(all_are(p, 4 * K4, W(6)));
+	ASSERT_TRUE(all_are(hole + K4 / 8, K64 - 5 * K4, W(6)));
+	teardown(&c);
+	gvm__svm_no_migration = false;
+	munmap(p, K64);
 }
 
 TEST(madvise_dontneed_drops_only_its_part)
@@ -370,7 +468,7 @@ TEST(prefetch_of_mirrored_memory_avoids_faults)
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
 	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), sum);
-	ASSERT_EQ(stats(c.vm).faults, 2);	/* a new result page */
+	ASSERT_EQ(stats(c.vm).faults, 1);	/* none: all prefetched */
 	ASSERT_EQ(p[5], 15);
 	/* a prefetch of memory the GPU may not touch is a hint: nothing */
 	{
