@@ -143,6 +143,46 @@ static void wait_for_read(struct gvm_notifier_subs *subs)
 	gvm_fetch_sub_release(&subs->reading_waiters, 1u);
 }
 
+uint64_t gvm__notifier_stamp_read(struct gvm_mm *mm)
+{
+	wait_for_read(&mm->subs);
+	return gvm_load_acquire(&mm->subs.stamp);
+}
+
+/*
+ * subs->lock held, not during a walk: the sequence a notifier starts with.
+ * Running invalidations may cover it: then it starts "being invalidated"
+ * (odd, its read_begin waits for them); else at a value none will use.
+ */
+static uint64_t initial_seq_locked(struct gvm_notifier_subs *subs)
+{
+	if (subs->active) {
+		subs->invalidate_seq |= 1;
+		return subs->invalidate_seq;
+	}
+	return subs->invalidate_seq - 1;
+}
+
+void gvm__notifier_init_child(struct gvm_mm *mm, struct gvm_notifier *n,
+			      uint64_t start, uint64_t len, uint64_t stamp)
+{
+	struct gvm_notifier_subs *subs = &mm->subs;
+	uint64_t seq;
+
+	n->start = start;
+	n->last = start + (len - 1);
+	n->ops = NULL;
+	n->mm = mm;
+	n->stamp = stamp;
+	n->deferred = DEFERRED_NONE;
+	n->in_tree = false;
+	gvm_list_init(&n->deferred_link);
+	gvm__mutex_lock(&subs->lock);
+	seq = initial_seq_locked(subs);
+	__atomic_store_n(&n->invalidate_seq, seq, __ATOMIC_RELEASE);
+	gvm__mutex_unlock(&subs->lock);
+}
+
 int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 			 uint64_t start, uint64_t len,
 			 const struct gvm_notifier_ops *ops)
@@ -164,8 +204,7 @@ int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 	n->in_tree = false;
 	gvm_list_init(&n->deferred_link);
 	/* Before the tree insert that makes it visible to invalidations. */
-	wait_for_read(subs);
-	n->stamp = gvm_load_acquire(&subs->stamp);
+	n->stamp = gvm__notifier_stamp_read(mm);
 
 	gvm__mutex_lock(&subs->lock);
 	if (subs->active && subs_invalidating(subs)) {
@@ -183,13 +222,7 @@ int gvm__notifier_insert(struct gvm_mm *mm, struct gvm_notifier *n,
 		if (err)
 			goto out_unlock;
 		n->in_tree = true;
-		if (subs->active) {
-			/* Running invalidations may cover it: wait for them. */
-			subs->invalidate_seq |= 1;
-			seq = subs->invalidate_seq;
-		} else {
-			seq = subs->invalidate_seq - 1;
-		}
+		seq = initial_seq_locked(subs);
 	}
 	__atomic_store_n(&n->invalidate_seq, seq, __ATOMIC_RELEASE);
 out_unlock:
@@ -245,12 +278,6 @@ uint64_t gvm__notifier_read_begin(struct gvm_notifier *n)
 	return seq;
 }
 
-/* True if @n was inserted after @r's change was complete (notifier.h). */
-static inline bool skips(const struct gvm_notifier_range *r,
-			 const struct gvm_notifier *n)
-{
-	return r->stamp && r->stamp <= n->stamp;
-}
 
 /* Applies the deferred inserts and removes; the last invalidation ended. */
 static void apply_deferred_locked(struct gvm_notifier_subs *subs)
@@ -300,7 +327,7 @@ static unsigned int invalidate(struct gvm_mm *mm,
 	subs->active++;
 	for (n = gvm__itree_iter_first(&subs->tree, &it, range->start,
 				       range->last);
-	     n && skips(range, n); n = gvm__itree_iter_next(&it))
+	     n && gvm__notifier_skips(range, n); n = gvm__itree_iter_next(&it))
 		;
 	/*
 	 * Odd if it hits a notifier; also for a change, so that a notifier
@@ -318,7 +345,7 @@ static unsigned int invalidate(struct gvm_mm *mm,
 	for (; n; n = gvm__itree_iter_next(&it)) {
 		struct gvm_notifier_finish *f;
 
-		if (skips(range, n))
+		if (gvm__notifier_skips(range, n))
 			continue;
 		hits++;
 		f = n->ops->invalidate_start(n, range, cur_seq);

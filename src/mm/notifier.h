@@ -309,6 +309,46 @@ void gvm__notifier_stamp_begin(struct gvm_mm *mm);
 uint64_t gvm__notifier_stamp_end(struct gvm_mm *mm, bool complete);
 
 /*
+ * The stamp a notifier made now records (after waiting for an event read
+ * in progress, see "Changes older than the notifier").
+ */
+uint64_t gvm__notifier_stamp_read(struct gvm_mm *mm);
+
+/*
+ * True if invalidation @r must skip @n: @n was made after @r's change was
+ * complete (its stamp is not older than the change's).
+ */
+static inline bool gvm__notifier_skips(const struct gvm_notifier_range *r,
+				       const struct gvm_notifier *n)
+{
+	return r->stamp && r->stamp <= n->stamp;
+}
+
+/*
+ * Child notifiers.  A user that watches many small ranges inside a large
+ * one (SVM: ranges inside a 512 MiB chunk, vm/userptr.c) inserts one
+ * notifier over the large range and gives each small one a child: a
+ * notifier that is not in the mm's tree, whose sequence the parent's
+ * invalidate_start drives: under the user's lock, for each child the
+ * invalidation hits and does not skip (gvm__notifier_skips), it calls
+ * gvm__notifier_set_seq(child, cur_seq).  read_begin and read_retry then
+ * work on the child as on any notifier, so a collision in one small range
+ * does not make its neighbours retry.
+ *
+ * gvm__notifier_init_child() must run under the user's lock, in the same
+ * critical section that makes the child visible to the parent's callback,
+ * with @stamp from gvm__notifier_stamp_read() taken before (the lock need
+ * not be held for that): then an invalidation either finds the child, or
+ * was running when it was made and its read_begin waits for it, exactly
+ * as for an insert.  There is nothing to remove: the child is gone once
+ * the parent's callback can no longer find it (taken away under the same
+ * lock).  Context: takes the mm's tree lock (rank below notifier_lock's
+ * users, as for insert); never blocks on an invalidation.
+ */
+void gvm__notifier_init_child(struct gvm_mm *mm, struct gvm_notifier *n,
+			      uint64_t start, uint64_t len, uint64_t stamp);
+
+/*
  * Stops watching.  If an invalidation is running, waits until every running
  * invalidation has ended, so that when it returns no callback runs on @n.
  * Context: may block; the caller must hold nothing a callback or what it

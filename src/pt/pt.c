@@ -311,6 +311,22 @@ static void tlb_range(const struct gvm_pt_vm *vm, uint64_t lo, uint64_t hi,
 	tlb->start = lo & ~(tlb->size - 1);
 }
 
+void gvm__pt_tlb_add(const struct gvm_pt_vm *vm, struct gvm_pt_tlb *acc,
+		     const struct gvm_pt_tlb *t)
+{
+	uint64_t lo, hi;
+
+	if (acc->full || (!t->full && !t->size))
+		return;
+	if (t->full || !acc->size) {
+		*acc = *t;
+		return;
+	}
+	lo = acc->start < t->start ? acc->start : t->start;
+	hi = acc->start + acc->size > t->start + t->size ?
+		     acc->start + acc->size : t->start + t->size;
+	tlb_range(vm, lo, hi, acc);
+}
 
 /* Index of the first run of @upd ending after @va (nr_runs if none). */
 static size_t run_find(const struct gvm_pt_update *upd, uint64_t va)

@@ -126,6 +126,10 @@ struct gvm_pt_tlb {
 	bool full;
 };
 
+/* @acc grows to cover @t too (one invalidation for both). */
+void gvm__pt_tlb_add(const struct gvm_pt_vm *vm, struct gvm_pt_tlb *acc,
+		     const struct gvm_pt_tlb *t);
+
 /* Tables unlinked by a commit, to free after the TLB invalidation. */
 struct gvm_pt_free_list {
 	struct gvm_pt *head;

@@ -13,8 +13,9 @@
  *         inside the mirror VMA, and overlaps no other range and no
  *         other GPU mapping (a BO bound inside a mirror overrides it)
  *   pages a range is a userptr VMA of the VM's range space (vm->svm) at
- *         CPU address == GPU address: an interval notifier over it, its
- *         pages fetched without pinning, READONLY if the CPU mapping is,
+ *         CPU address == GPU address: watched by its chunk's notifier
+ *         (userptr.c, "SVM chunks"), its pages fetched without
+ *         pinning, READONLY if the CPU mapping is,
  *         bound through the page-table pipeline with the sequence recheck
  *         (fault.c) and zapped by invalidations like any userptr
  *
@@ -29,8 +30,7 @@
  * the ranges' PTEs go in the same page-table update).
  *
  * Placement and migration are range_place() and migrate.c; docs/svm.md
- * has the whole fault path.  Not here yet (issue 12): large notifier
- * chunks holding many ranges.  (Faults reach gvm__svm_fault() from the
+ * has the whole fault path.  (Faults reach gvm__svm_fault() from the
  * device's fault-servicing thread, fault_queue.c.)
  *
  * Locking: vm->lock protects the range space (like the VA tree); ranges'

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Userptr: GPU mappings of ordinary process memory, never pinned.
+ * Userptr: GPU mappings of ordinary process memory, never pinned; and the
+ * same machinery for SVM ranges (svm.c), whose notifiers are children of
+ * one per 512 MiB chunk (below, "SVM chunks").
  *
  * A userptr VMA (GVM_BIND_MAP_USERPTR) maps GPU [addr, addr + range) to
  * the CPU range [cpu, cpu + range) of the VM's mm.  Each one has an
@@ -58,6 +60,8 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/debug.h"
+#include "core/itree.h"
 #include "core/list.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
@@ -75,7 +79,10 @@ struct gvm_userptr {
 	struct gvm_notifier_finish finish;	/* in_use: notifier_lock */
 	struct gvm_vm *vm;			/* immutable */
 	struct gvm_vma *vma;			/* immutable */
-	bool inserted;				/* notifier inserted */
+	bool inserted;				/* notifier inserted (a plain
+						   userptr; an SVM range's is a
+						   child of its chunk's) */
+	struct svm_chunk *chunk;		/* SVM ranges: immutable */
 	bool gone;				/* vm->lock: no pages (the
 						   CPU memory went away) */
 	bool live;				/* notifier_lock */
@@ -119,16 +126,12 @@ static void mark_invalidated(struct gvm_userptr *u)
  * over it goes whole), so the rest stays mapped until the collector
  * splits the range (svm.c).
  */
-static struct gvm_fence *zap_locked(struct gvm_userptr *u,
-				    const struct gvm_notifier_range *r)
+static void zap_span_locked(struct gvm_userptr *u,
+			    const struct gvm_notifier_range *r,
+			    struct gvm_pt_tlb *tlb)
 {
-	struct gvm_vm *vm = u->vm;
 	uint64_t lo = u->vma->va.addr, hi = lo + u->vma->va.range;
-	struct gvm_pt_tlb tlb;
 
-	gvm_lockdep_assert_held(&vm->notifier_lock);
-	if (!u->live)
-		return NULL;
 	if (u->svm && r->event == GVM_MM_EVENT_UNMAP) {
 		/* CPU address == GPU address for a range */
 		if (r->start > lo)
@@ -136,8 +139,19 @@ static struct gvm_fence *zap_locked(struct gvm_userptr *u,
 		if (r->last + 1 < hi)
 			hi = r->last + 1;
 	}
-	gvm__pt_zap(&vm->pt, lo, hi - lo, &tlb);
-	return gvm__vm_tlb_submit(vm, &tlb);
+	gvm__pt_zap(&u->vm->pt, lo, hi - lo, tlb);
+}
+
+static struct gvm_fence *zap_locked(struct gvm_userptr *u,
+				    const struct gvm_notifier_range *r)
+{
+	struct gvm_pt_tlb tlb;
+
+	gvm_lockdep_assert_held(&u->vm->notifier_lock);
+	if (!u->live)
+		return NULL;
+	zap_span_locked(u, r, &tlb);
+	return gvm__vm_tlb_submit(u->vm, &tlb);
 }
 
 static void wait_put(struct gvm_fence **f, unsigned int n)
@@ -207,12 +221,6 @@ inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 
 	gvm__mutex_lock(&vm->notifier_lock);
 	gvm__notifier_set_seq(n, cur_seq);
-	/* An SVM range whose memory went (all or part): collect it. */
-	if (u->svm && r->event == GVM_MM_EVENT_UNMAP &&
-	    gvm_list_empty(&u->inval_link)) {
-		gvm_list_add_tail(&u->inval_link, &vm->svm_gc);
-		gvm__fault_queue_collect(vm);
-	}
 	if (!u->live) {
 		gvm__mutex_unlock(&vm->notifier_lock);
 		return NULL;
@@ -276,6 +284,178 @@ static const struct gvm_notifier_ops userptr_notifier_ops = {
 	.invalidate_start = inval_start,
 	.invalidate_finish = inval_finish,
 };
+
+/* ---- SVM chunks: one notifier for many ranges ---------------------------- */
+
+/*
+ * An SVM range does not insert a notifier of its own: the VM inserts one
+ * per 512 MiB-aligned chunk of address space, the first time a range is
+ * made in it (drm_gpusvm's notifier granularity), and the chunk's callback
+ * invalidates the ranges inside it that the invalidation hits.  Each
+ * range's notifier is a child (notifier.h): the callback moves the
+ * sequences of the ranges it hits only, so a collision in one range does
+ * not make its neighbours refetch, and a range made after an event was
+ * read is skipped by it, as an inserted notifier would be.
+ *
+ * SVM ranges live in fault-mode VMs only, whose invalidations never wait
+ * for fences (no preempt fences, no job fences in fault mode): pass 1
+ * zaps every hit range and submits one TLB invalidation for all of them;
+ * pass 2 waits for it.
+ *
+ * Locking: vm->svm_chunks (the list) is protected by vm->lock; a chunk's
+ * range tree, and its finish state, by vm->notifier_lock.  Chunks stay
+ * until the VM is destroyed (their notifiers are removed with no lock
+ * held, after every range is gone).
+ */
+#define SVM_CHUNK (512ull << 20)
+
+struct svm_chunk {
+	struct gvm_notifier notifier;
+	struct gvm_notifier_finish finish;	/* in_use: notifier_lock */
+	struct gvm_vm *vm;			/* immutable */
+	struct gvm_list link;			/* vm->lock: vm->svm_chunks */
+	struct gvm_itree ranges;		/* notifier_lock: its userptrs */
+	struct gvm_fence *tlb_fence;		/* the invalidation holding
+						   finish */
+};
+
+static struct gvm_notifier_finish *
+chunk_inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
+		  uint64_t cur_seq)
+{
+	struct svm_chunk *c = gvm_container_of(n, struct svm_chunk, notifier);
+	struct gvm_vm *vm = c->vm;
+	struct gvm_pt_tlb tlb = { 0 }, t;
+	struct gvm_itree_iter it;
+	struct gvm_userptr *u;
+	struct gvm_fence *fence;
+	bool unmapped = false;
+
+	gvm__mutex_lock(&vm->notifier_lock);
+	gvm__notifier_set_seq(n, cur_seq);
+	for (u = gvm__itree_iter_first(&c->ranges, &it, r->start, r->last); u;
+	     u = gvm__itree_iter_next(&it)) {
+		if (gvm__notifier_skips(r, &u->notifier))
+			continue;
+		gvm__notifier_set_seq(&u->notifier, cur_seq);
+		/* Its memory went (all or part): collect it. */
+		if (r->event == GVM_MM_EVENT_UNMAP &&
+		    gvm_list_empty(&u->inval_link)) {
+			gvm_list_add_tail(&u->inval_link, &vm->svm_gc);
+			unmapped = true;
+		}
+		if (!u->live)
+			continue;
+		gvm__vm_stat_add(vm, userptr_invalidations, 1);
+		zap_span_locked(u, r, &t);
+		gvm__pt_tlb_add(&vm->pt, &tlb, &t);
+	}
+	if (unmapped)
+		gvm__fault_queue_collect(vm);
+	fence = gvm__vm_tlb_submit(vm, &tlb);
+	if (fence && gvm__notifier_finish_claim(&c->finish)) {
+		c->tlb_fence = fence;
+		gvm__mutex_unlock(&vm->notifier_lock);
+		return &c->finish;
+	}
+	gvm__mutex_unlock(&vm->notifier_lock);
+	/* Nothing to wait for, or the finish state is busy: both passes. */
+	if (fence) {
+		gvm_fence_wait(fence, GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(fence);
+	}
+	return NULL;
+}
+
+static void chunk_inval_finish(struct gvm_notifier *n,
+			       struct gvm_notifier_finish *f,
+			       const struct gvm_notifier_range *r)
+{
+	struct svm_chunk *c = gvm_container_of(n, struct svm_chunk, notifier);
+	struct gvm_fence *fence = c->tlb_fence;
+
+	(void)f;
+	(void)r;
+	c->tlb_fence = NULL;
+	gvm_fence_wait(fence, GVM_TIMEOUT_INFINITE);
+	gvm_fence_put(fence);
+	gvm__mutex_lock(&c->vm->notifier_lock);
+	gvm__notifier_finish_release(&c->finish);
+	gvm__mutex_unlock(&c->vm->notifier_lock);
+}
+
+static const struct gvm_notifier_ops chunk_notifier_ops = {
+	.invalidate_start = chunk_inval_start,
+	.invalidate_finish = chunk_inval_finish,
+};
+
+/* vm->lock held: the chunk around @addr, inserted if it was not. */
+static struct svm_chunk *chunk_get(struct gvm_vm *vm, uint64_t addr)
+{
+	uint64_t base = addr & ~(SVM_CHUNK - 1);
+	struct gvm_list *pos;
+	struct svm_chunk *c;
+
+	gvm_list_for_each(pos, &vm->svm_chunks) {
+		c = gvm_list_entry(pos, struct svm_chunk, link);
+		if (c->notifier.start == base)
+			return c;
+	}
+	c = gvm__calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->vm = vm;
+	gvm__itree_init(&c->ranges);
+	if (gvm__notifier_insert(vm->mm, &c->notifier, base, SVM_CHUNK,
+				 &chunk_notifier_ops)) {
+		gvm__itree_fini(&c->ranges);
+		gvm__free(c);
+		return NULL;
+	}
+	gvm_list_add_tail(&c->link, &vm->svm_chunks);
+	return c;
+}
+
+/* vm->lock held: range @u joins its chunk, its child notifier made. */
+static int chunk_add(struct gvm_userptr *u)
+{
+	struct gvm_vm *vm = u->vm;
+	const struct gvm_vma *vma = u->vma;
+	struct svm_chunk *c = chunk_get(vm, cpu_start(vma));
+	uint64_t stamp;
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	stamp = gvm__notifier_stamp_read(vm->mm);
+	gvm__mutex_lock(&vm->notifier_lock);
+	err = gvm__itree_insert(&c->ranges, cpu_start(vma),
+				cpu_start(vma) + vma->va.range - 1, u);
+	if (!err) {
+		gvm__notifier_init_child(vm->mm, &u->notifier, cpu_start(vma),
+					 vma->va.range, stamp);
+		u->chunk = c;
+	}
+	gvm__mutex_unlock(&vm->notifier_lock);
+	return err;
+}
+
+void gvm__userptr_chunks_fini(struct gvm_vm *vm)
+{
+	struct gvm_list *pos, *tmp;
+
+	gvm_lockdep_assert_none_held();	/* removing a notifier waits */
+	gvm_list_for_each_safe(pos, tmp, &vm->svm_chunks) {
+		struct svm_chunk *c = gvm_list_entry(pos, struct svm_chunk,
+						     link);
+
+		GVM_WARN_ON(!gvm__itree_empty(&c->ranges));
+		gvm__notifier_remove(&c->notifier);
+		gvm_list_del(&c->link);
+		gvm__itree_fini(&c->ranges);
+		gvm__free(c);
+	}
+}
 
 /*
  * The new pages' extents replace the old ones.  Extents in device memory
@@ -393,13 +573,18 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
 	u->svm = svm_owner != NULL;
 	u->devmem_owner = svm_owner;
 	gvm_list_init(&u->inval_link);
-	err = gvm__notifier_insert(vm->mm, &u->notifier, cpu_start(vma),
-				   vma->va.range, &userptr_notifier_ops);
+	if (u->svm) {
+		err = chunk_add(u);
+	} else {
+		err = gvm__notifier_insert(vm->mm, &u->notifier,
+					   cpu_start(vma), vma->va.range,
+					   &userptr_notifier_ops);
+		u->inserted = !err;
+	}
 	if (err) {
 		gvm__free(u);
 		return err;
 	}
-	u->inserted = true;
 	vma->userptr = u;
 	/* An SVM range is fetched by the fault that binds it, once placed. */
 	return u->svm ? 0 : fetch(u);
@@ -416,6 +601,9 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	gvm__mutex_lock(&u->vm->notifier_lock);
 	u->live = false;
 	gvm_list_del(&u->inval_link);
+	/* Out of its chunk: no invalidation finds it any more. */
+	if (u->chunk)
+		gvm__itree_remove(&u->chunk->ranges, cpu_start(u->vma), u);
 	gvm__mutex_unlock(&u->vm->notifier_lock);
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);

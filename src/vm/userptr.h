@@ -91,4 +91,10 @@ int gvm__userptr_revalidate(struct gvm_vm *vm);
  */
 bool gvm__userptr_pending_locked(struct gvm_vm *vm);
 
+/*
+ * VM teardown, no lock held, every range gone: removes the SVM ranges'
+ * chunk notifiers (userptr.c, "SVM chunks").
+ */
+void gvm__userptr_chunks_fini(struct gvm_vm *vm);
+
 #endif

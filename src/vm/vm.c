@@ -116,6 +116,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->userptr_invalidated);
 	gvm_list_init(&vm->svm_gc);
 	gvm_list_init(&vm->gc_link);
+	gvm_list_init(&vm->svm_chunks);
 	gvm_list_init(&vm->lr_queues);
 	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
 	gvm__cond_init(&vm->lr_cond);
@@ -374,6 +375,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	gvm_list_for_each_safe(pos, tmp, &dead)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
 					     vm_bo_link));
+	gvm__userptr_chunks_fini(vm);	/* every range is gone */
 	dev->ops->vm_detach(dev, vm->dev_priv);
 	gvm__vm_put(vm);
 	return 0;

@@ -141,6 +141,8 @@ struct gvm_vm {
 					   CPU memory was unmapped, dropped
 					   by the device's collector or the
 					   next fault (svm.c) */
+	struct gvm_list svm_chunks;	/* vm->lock: the SVM ranges' notifier
+					   chunks (userptr.c) */
 	struct gvm_list gc_link;	/* dev->fq.lock: on the device's
 					   collect list (fault_queue.c) */
 	bool gc_closed;			/* dev->fq.lock: destroy began, never

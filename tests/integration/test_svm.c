@@ -18,6 +18,8 @@
 #include "harness.h"
 #include "core/alloc.h"
 #include "core/sync.h"
+#include "mm/mm.h"
+#include "mm/notifier.h"
 #include "vm/fault_queue.h"
 #include "vm/vm.h"
 
@@ -233,6 +235,49 @@ TEST(unmapped_ranges_are_collected_without_a_fault)
 	ASSERT_EQ(stats(c.vm).faults, faults);
 	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
+}
+
+/*
+ * Ranges do not insert notifiers of their own: one per 512 MiB chunk of
+ * address space watches all the ranges in it, and goes with the VM.
+ */
+TEST(ranges_share_their_chunks_notifier)
+{
+	const uint64_t chunk = 512ull << 20;
+	struct ctx c;
+	uint8_t *res, *p;
+	size_t before;
+
+	res = mmap(NULL, 3 * chunk, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_TRUE(res != MAP_FAILED);
+	p = (uint8_t *)((u64(res) + chunk - 1) & ~(chunk - 1));
+	setup(&c);
+	before = gvm__notifier_count(c.mm);
+	store(&c, u64(p), 1);
+	store(&c, u64(p + 8 * M2), 2);
+	store(&c, u64(p + chunk - K4), 3);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 3);
+	ASSERT_EQ(gvm__notifier_count(c.mm), before + 1);
+	store(&c, u64(p + chunk), 4);			/* the next chunk */
+	ASSERT_EQ(gvm__notifier_count(c.mm), before + 2);
+	/* Each range is still invalidated on its own. */
+	ASSERT_OK(madvise(p + 8 * M2, K4, MADV_DONTNEED));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_EQ(stats(c.vm).userptr_invalidations, 1);
+	store(&c, u64(p + 8 * M2 + 8), 5);
+	ASSERT_EQ(*(uint64_t *)(p + 8 * M2), 0);	/* dropped page */
+	ASSERT_EQ(*(uint64_t *)(p + 8 * M2 + 8), 5);
+	ASSERT_EQ(*(uint64_t *)p, 1);
+	ASSERT_EQ(*(uint64_t *)(p + chunk - K4), 3);
+	ASSERT_EQ(*(uint64_t *)(p + chunk), 4);
+	ASSERT_EQ(logged(c.vm), 0);
+	gvm_queue_destroy(c.q);
+	ASSERT_OK(gvm_vm_destroy(c.vm));
+	ASSERT_EQ(gvm__notifier_count(c.mm), before);
+	gvm_device_put(c.dev);
+	gvm_mm_put(c.mm);
+	munmap(res, 3 * chunk);
 }
 
 TEST(read_only_memory_is_read_only_to_the_gpu)
