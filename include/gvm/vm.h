@@ -96,6 +96,11 @@ struct gvm_vm_stats {
 					   same page in their batch (not
 					   serviced again; counted in
 					   faults_serviced if resolved) */
+	uint64_t fault_batch_max;	/* fault mode: most faults of this VM
+					   in one batch */
+	uint64_t fault_retries;		/* fault mode: binds redone because
+					   the CPU side changed the pages
+					   while they were fetched */
 	uint64_t svm_ranges_created;	/* SVM: ranges made on GPU faults */
 	uint64_t svm_ranges_dropped;	/* of them dropped (memory gone) */
 	uint64_t svm_ranges_split;	/* of the dropped, those partly
@@ -109,6 +114,8 @@ struct gvm_vm_stats {
 					   bytes_to_vram) */
 	uint64_t svm_migration_failures; /* ranges left in system memory
 					   after a migration failed twice */
+	uint64_t svm_migration_retries;	/* migrations retried after a
+					   first failure */
 	uint64_t dev_svm_to_system;	/* device-wide: SVM ranges moved
 					   back to system memory (CPU
 					   access, another user, fork),

@@ -91,6 +91,7 @@ int gvm__fault_bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
 		resv = NULL;
 		if (err != -EAGAIN)
 			return err;
+		gvm__vm_stat_add(vm, fault_retries, 1);
 	}
 	return -EAGAIN;
 }

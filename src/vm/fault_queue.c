@@ -274,13 +274,20 @@ static bool covered(const struct gvm_fault_req *s, int s_result,
 	       (s_result == 0 && r->info.access <= s->info.access);
 }
 
+/* The largest batch of @vm's faults; only this thread writes it. */
+static void batch_max(struct gvm_vm *vm, uint64_t nr)
+{
+	if (nr > gvm_load_relaxed(&vm->stats.fault_batch_max))
+		gvm_store_relaxed(&vm->stats.fault_batch_max, nr);
+}
+
 /* Sorts @b[0..n), services what is not covered, sets every result. */
 static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 {
 	const struct gvm_fault_req *last = NULL;
 	struct gvm_vm *cur = NULL;
 	int last_result = 0;
-	uint32_t i;
+	uint32_t i, end;
 
 	if (n > 1)
 		qsort(b, n, sizeof(*b), req_cmp);
@@ -290,6 +297,9 @@ static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 		if (r->vm != cur) {
 			cur = r->vm;
 			gvm__vm_stat_add(cur, fault_batches, 1);
+			for (end = i; end < n && b[end]->vm == cur;)
+				end++;
+			batch_max(cur, end - i);
 		}
 		if (covered(last, last_result, r)) {
 			gvm__vm_stat_add(cur, faults_deduplicated, 1);

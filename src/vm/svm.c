@@ -145,6 +145,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 	    gvm_load_relaxed(&gvm__svm_no_migration))
 		return;
 	for (tries = 0; tries < 2; tries++) {
+		if (tries)
+			gvm__vm_stat_add(vm, svm_migration_retries, 1);
 		err = gvm__svm_migrate_to_vram(vm, r->va.addr, r->va.range);
 		if (err == -EEXIST) {
 			/* In device memory already: ours, or another's. */

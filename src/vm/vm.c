@@ -431,6 +431,9 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(faults_serviced);
 	C(fault_batches);
 	C(faults_deduplicated);
+	C(fault_batch_max);
+	C(fault_retries);
+	C(svm_migration_retries);
 	C(svm_ranges_created);
 	C(svm_migrations);
 	C(svm_migration_failures);

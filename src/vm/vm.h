@@ -94,6 +94,12 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
 	uint64_t fault_batches;		/* fault_queue.c: batches with faults
 					   of this VM */
+	uint64_t fault_batch_max;	/* fault_queue.c: most faults of this
+					   VM in one batch (written by the
+					   device's fault thread only) */
+	uint64_t fault_retries;		/* fault.c: binds redone because the
+					   pages changed while fetched */
+	uint64_t svm_migration_retries;	/* svm.c: failed migrations retried */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
 					   result of a fault on the same page */
 	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;

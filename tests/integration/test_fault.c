@@ -279,6 +279,7 @@ TEST(userptr_fault_retries_when_invalidated_meanwhile)
 	ASSERT_TRUE(mapped(c.vm, UVA));
 	ASSERT_OK(gvm_vm_stats(c.vm, &st));
 	ASSERT_EQ(st.faults_serviced, 1);
+	ASSERT_EQ(st.fault_retries, 1);
 	ASSERT_EQ(logged(c.vm, NULL), 0);
 	teardown(&c);
 	munmap(p, K4);

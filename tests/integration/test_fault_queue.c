@@ -257,6 +257,7 @@ TEST(same_page_faults_are_serviced_once)
 	ASSERT_EQ(st.faults_serviced, NQ);
 	ASSERT_EQ(st.faults_deduplicated, NQ - 1);
 	ASSERT_EQ(st.fault_batches, 1);
+	ASSERT_EQ(st.fault_batch_max, NQ);
 	ASSERT_EQ(logged(c.vm, NULL), 0);
 	gvm_bo_put(bo);
 	teardown(&c);

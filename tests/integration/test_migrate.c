@@ -714,6 +714,7 @@ TEST(failed_migration_falls_back_with_data_intact)
 	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), (M2 / 8) * (M2 / 8 - 1) / 2);
 	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
 	ASSERT_EQ(stats(c.vm).svm_migration_failures, 1);
+	ASSERT_EQ(stats(c.vm).svm_migration_retries, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	ASSERT_GT(vram_free(c.dev), c.vram_free - M2);	/* tables only */
 	for (uint64_t i = 0; i < M2 / 8; i++)
@@ -735,6 +736,7 @@ TEST(one_failed_copy_is_retried)
 	gpu_fill(&c, u64(p), M2, 16);
 	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
 	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(stats(c.vm).svm_migration_retries, 1);
 	ASSERT_TRUE(all_are(p, M2, W(16)));
 	teardown(&c);
 	munmap(p, M2);

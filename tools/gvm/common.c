@@ -282,11 +282,17 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			   "%s            %" PRIu64 " migrations to VRAM (%"
 			   PRIu64 " MiB), %" PRIu64 " back to system memory "
 			   "(%" PRIu64 " MiB, device-wide), %" PRIu64
-			   " failed\n",
+			   " failed, %" PRIu64 " retried\n"
+			   "%s            %" PRIu64 " ranges collected (%"
+			   PRIu64 " split); %" PRIu64 " fault batches (largest %"
+			   PRIu64 "), %" PRIu64 " binds retried\n",
 			in, vs->svm_ranges_created, vs->svm_faults_by_size[0],
 			vs->svm_faults_by_size[1], vs->svm_faults_by_size[2],
 			in, vs->svm_migrations, vs->bytes_to_vram >> 20,
 			vs->dev_svm_to_system,
 			vs->dev_svm_bytes_to_system >> 20,
-			vs->svm_migration_failures);
+			vs->svm_migration_failures, vs->svm_migration_retries,
+			in, vs->svm_ranges_dropped, vs->svm_ranges_split,
+			vs->fault_batches, vs->fault_batch_max,
+			vs->fault_retries);
 }
