@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM_BIND fuzzer's engine (fuzz_core.c): decodes bytes into a sequence
+ * of gvm operations on two simulated devices with one VM each, keeps a
+ * shadow model of every byte and every mapping, and reports the first
+ * divergence.  Three front ends use it: the CTest suite (test_fuzz.c:
+ * the corpus, then random inputs), the standalone driver (fuzz_driver.c:
+ * long runs, failing inputs written to files) and libFuzzer
+ * (fuzz_libfuzzer.c, clang builds with GVM_LIBFUZZER=ON).
+ */
+#ifndef GVM_TEST_FUZZ_CORE_H
+#define GVM_TEST_FUZZ_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gvm_fuzz_stats {
+	uint64_t inputs;		/* inputs run */
+	uint64_t ops;			/* operations decoded and run */
+	uint64_t errors_expected;	/* of them, failing as predicted */
+	uint64_t execs;			/* kernels run */
+	uint64_t bytes_checked;		/* compared against the model */
+};
+
+/*
+ * Runs one input.  0: gvm and the model agree; -1: they diverged (what
+ * and where was printed on stderr).  Setting up the devices failed: -2.
+ * Adds to @st (may be NULL).  @verbose: print each operation.
+ */
+int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
+		 int verbose);
+
+#endif

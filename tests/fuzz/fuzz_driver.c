@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fuzzer's standalone driver (fuzz_core.c):
+ *
+ *   fuzz_driver [-v] FILE...      replays inputs (-v: print each op)
+ *   fuzz_driver --random [--seconds S] [--seed N] [--out DIR]
+ *                                  random inputs for S seconds (default
+ *                                  60), seeded (printed); a diverging
+ *                                  input is written to DIR (default .)
+ *                                  and the driver exits 1
+ *
+ * It prints inputs, operations and operations per second at the end.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fuzz_core.h"
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void report(const struct gvm_fuzz_stats *st, double secs)
+{
+	printf("%llu inputs, %llu ops (%llu failing as predicted), %llu "
+	       "kernels, %llu MiB checked in %.1f s: %.0f ops/s\n",
+	       (unsigned long long)st->inputs, (unsigned long long)st->ops,
+	       (unsigned long long)st->errors_expected,
+	       (unsigned long long)st->execs,
+	       (unsigned long long)(st->bytes_checked >> 20), secs,
+	       secs > 0 ? (double)st->ops / secs : 0.0);
+}
+
+static int replay(int argc, char **argv, int verbose)
+{
+	struct gvm_fuzz_stats st = { 0 };
+	double t0 = now();
+	int bad = 0;
+
+	for (int i = 0; i < argc; i++) {
+		FILE *f = fopen(argv[i], "rb");
+		static uint8_t buf[1 << 20];
+		size_t n;
+
+		if (!f) {
+			perror(argv[i]);
+			return 2;
+		}
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		if (gvm_fuzz_run(buf, n, &st, verbose)) {
+			printf("%s: diverged\n", argv[i]);
+			bad = 1;
+		}
+	}
+	report(&st, now() - t0);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	struct gvm_fuzz_stats st = { 0 };
+	const char *out = ".";
+	double secs = 60, t0;
+	uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(), s;
+	int i = 1, verbose = 0;
+
+	if (i < argc && !strcmp(argv[i], "-v")) {
+		verbose = 1;
+		i++;
+	}
+	if (i >= argc || strcmp(argv[i], "--random"))
+		return i < argc ? replay(argc - i, argv + i, verbose) :
+				  (fprintf(stderr, "usage: see fuzz_driver.c\n"),
+				   2);
+	for (i++; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--seconds"))
+			secs = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--seed"))
+			seed = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--out"))
+			out = argv[i + 1];
+		else
+			return fprintf(stderr, "unknown option %s\n", argv[i]),
+			       2;
+	}
+	if (i < argc)
+		return fprintf(stderr, "option %s needs a value\n", argv[i]), 2;
+	printf("seed %llu\n", (unsigned long long)seed);
+	s = seed;
+	t0 = now();
+	while (now() - t0 < secs) {
+		static uint8_t buf[2048];
+		size_t len = 64 + next(&s) % (sizeof(buf) - 64);
+
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (uint8_t)next(&s);
+		if (gvm_fuzz_run(buf, len, &st, 0)) {
+			char path[4096];
+			FILE *f;
+
+			snprintf(path, sizeof(path), "%s/fuzz-%llu-%llu.bin", out,
+				 (unsigned long long)seed,
+				 (unsigned long long)st.inputs);
+			f = fopen(path, "wb");
+			if (f) {
+				fwrite(buf, 1, len, f);
+				fclose(f);
+			}
+			printf("diverging input written to %s\n", path);
+			report(&st, now() - t0);
+			return 1;
+		}
+	}
+	report(&st, now() - t0);
+	return 0;
+}
