@@ -1,0 +1,1151 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SVM cases in the spirit of IGT's xe_exec_system_allocator and the
+ * kernel's hmm-tests (issue 12), on top of test_svm.c and test_migrate.c:
+ * GPU atomics on malloc'd, device-resident and shared memory (exact
+ * counts, unique tickets), huge-page memory, memory the CPU never touched,
+ * a range of sizes, one job faulting on many ranges and mappings, a long
+ * GPU/CPU ping-pong, and MADV_FREE.  Every step checks the data, and the
+ * statistics where they say something definite (docs/svm.md,
+ * "Statistics").
+ *
+ * Nothing here waits for time: jobs end with user fences, and a test that
+ * needs two jobs to run at once uses kernels that wait for each other.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gvm/gvm.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "harness.h"
+#include "core/atomic.h"
+#include "mm/mm.h"
+
+#define K4 4096ull
+#define K64 (64ull << 10)
+#define M1 (1ull << 20)
+#define M2 (2ull << 20)
+#define M8 (8ull << 20)
+#define M64 (64ull << 20)
+#define MIRROR_END (1ull << 47)
+
+/* The 64-bit word a fill with the 32-bit pattern @v leaves. */
+#define W(v) ((uint64_t)(v) * 0x100000001ull)
+
+struct ctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q, *q2;	/* on the two compute engines */
+	uint64_t *out;			/* a shared page for checksums */
+};
+
+static uint64_t u64(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+static struct gvm_vm_stats stats(struct gvm_vm *vm)
+{
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	return st;
+}
+
+static uint32_t logged(struct gvm_vm *vm)
+{
+	struct gvm_fault_info f[8];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
+	return n;
+}
+
+static uint64_t cpu_faults(struct gvm_mm *mm)
+{
+	struct gvm_mm_self_stats ms;
+
+	gvm__mm_self_stats(mm, &ms);
+	return ms.cpu_faults;
+}
+
+static void run_on(struct gvm_queue *q, struct gvm_kernel *k)
+{
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	ASSERT_OK(gvm_exec(q, k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+/*
+ * The GPU's checksum of [va, va + size).  The result lands in a shared
+ * page, which is mirrored in place and never moves; setup() faults it in
+ * once, so later checksums count no fault or migration of their own.
+ */
+static uint64_t gpu_sum(struct ctx *c, const void *va, uint64_t size)
+{
+	struct gvm_kernel k;
+
+	*c->out = 0;
+	ASSERT_OK(gvm_kernel_checksum(&k, u64(va), size, u64(c->out)));
+	run_on(c->q, &k);
+	return *c->out;
+}
+
+static void gpu_fill(struct ctx *c, const void *va, uint64_t size,
+		     uint32_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, u64(va), size, v));
+	run_on(c->q, &k);
+}
+
+static void gpu_copy(struct ctx *c, void *dst, const void *src,
+		     uint64_t size)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_copy(&k, u64(dst), u64(src), size));
+	run_on(c->q, &k);
+}
+
+static void setup(struct ctx *c)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_mm_self(&c->mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, c->mm,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q2));
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+	c->out = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(c->out != MAP_FAILED);
+	ASSERT_EQ(gpu_sum(c, c->out, 8), 0);	/* its one fault */
+	st = stats(c->vm);
+	ASSERT_EQ(st.svm_ranges_created, 1);
+	ASSERT_EQ(st.svm_migrations, 0);	/* shared: stays */
+}
+
+static void teardown(struct ctx *c)
+{
+	ASSERT_EQ(logged(c->vm), 0);
+	ASSERT_FALSE(stats(c->vm).banned);
+	gvm_queue_destroy(c->q2);
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	gvm_mm_put(c->mm);
+	munmap(c->out, K4);
+}
+
+/*
+ * @size bytes of private anonymous memory aligned to @align, with
+ * inaccessible guard pages on both sides so that the kernel cannot merge
+ * it with a neighbouring mapping: an SVM range made in it is bounded by
+ * exactly this mapping.  Unmap with unmap_guarded().
+ */
+static void *map_guarded(uint64_t size, uint64_t align)
+{
+	uint64_t len = size + 2 * align + 2 * K4;
+	uint8_t *r = mmap(NULL, len, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint64_t a;
+
+	ASSERT_TRUE(r != MAP_FAILED);
+	a = (u64(r) + K4 + align - 1) & ~(align - 1);
+	/* keep [a - K4, a + size + K4) as the guarded reservation */
+	if (a - K4 > u64(r))
+		ASSERT_OK(munmap(r, a - K4 - u64(r)));
+	ASSERT_OK(munmap((void *)(uintptr_t)(a + size + K4),
+			 u64(r) + len - (a + size + K4)));
+	ASSERT_OK(mprotect((void *)(uintptr_t)a, size,
+			   PROT_READ | PROT_WRITE));
+	return (void *)(uintptr_t)a;
+}
+
+static void unmap_guarded(void *p, uint64_t size)
+{
+	ASSERT_OK(munmap((uint8_t *)p - K4, size + 2 * K4));
+}
+
+/* Every word of [p, p + bytes) is @v. */
+static bool all_are(const uint64_t *p, uint64_t bytes, uint64_t v)
+{
+	for (uint64_t i = 0; i < bytes / 8; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/* ---- 1. atomics ---------------------------------------------------------- */
+
+#define NCOUNT 13
+
+/*
+ * What the counting kernel updates.  Lane i of every job adds 1 to
+ * c[i % NCOUNT], i to ids, 1 to c32 (a 4-byte atomic), and takes a ticket
+ * (the old value of @ticket, which it increments): seen[ticket] gets 1.
+ * Tickets prove the atomics atomic, not just the sum: a lost or doubled
+ * update leaves a seen[] slot at 0 or 2.
+ */
+struct counters {
+	uint64_t c[NCOUNT];
+	uint64_t ids;
+	uint64_t ticket;
+	uint32_t c32;
+	uint32_t pad;
+};
+
+struct count_args {
+	uint64_t counters;		/* GPU VA of a struct counters */
+	uint64_t seen;			/* GPU VA of uint32_t[tickets] */
+	uint64_t *started;		/* host: lane 0 sets it, then ... */
+	const uint64_t *go;		/* ... waits for this (NULL: no) */
+};
+
+static void count_fn(struct gvm_lane *l, const void *args)
+{
+	const struct count_args *a = args;
+	uint64_t i = gvm_lane_id(l), t;
+
+	if (i == 0 && a->started) {
+		__atomic_store_n(a->started, 1, __ATOMIC_RELEASE);
+		while (!__atomic_load_n(a->go, __ATOMIC_ACQUIRE))
+			gvm_cpu_relax();
+	}
+	gvm_lane_atomic_add(l, a->counters + offsetof(struct counters, c) +
+				       (i % NCOUNT) * 8, 1, 8);
+	gvm_lane_atomic_add(l, a->counters + offsetof(struct counters, ids),
+			    i, 8);
+	gvm_lane_atomic_add(l, a->counters + offsetof(struct counters, c32),
+			    1, 4);
+	t = gvm_lane_atomic_add(l, a->counters +
+					   offsetof(struct counters, ticket),
+				1, 8);
+	if (!gvm_lane_faulted(l))
+		gvm_lane_atomic_add(l, a->seen + t * 4, 1, 4);
+}
+
+static void count_kernel(struct gvm_kernel *k, struct counters *cn,
+			 uint32_t *seen, uint64_t lanes)
+{
+	struct count_args a = { u64(cn), u64(seen), NULL, NULL };
+
+	ASSERT_OK(gvm_kernel_init(k, "count", count_fn, lanes, &a,
+				  sizeof(a)));
+}
+
+/* Initial values the CPU writes, so that the data moving matters. */
+static void counters_init(struct counters *cn, uint32_t *seen,
+			  uint64_t tickets)
+{
+	for (int k = 0; k < NCOUNT; k++)
+		cn->c[k] = 1000 * (uint64_t)k;
+	cn->ids = 7;
+	cn->ticket = 0;
+	cn->c32 = 0xfffffff0u;		/* wraps */
+	memset(seen, 0, tickets * 4);
+}
+
+/*
+ * After @jobs jobs of @lanes lanes, plus @cpu_incs tickets the CPU took
+ * (adding 1 to c[0] with each), every count is exact and every ticket
+ * below the total was taken exactly once.
+ */
+static void counters_check(const struct counters *cn, const uint32_t *seen,
+			   uint64_t jobs, uint64_t lanes, uint64_t cpu_incs)
+{
+	uint64_t total = jobs * lanes + cpu_incs;
+
+	for (uint64_t k = 0; k < NCOUNT; k++) {
+		uint64_t per_job = lanes / NCOUNT + (k < lanes % NCOUNT);
+
+		ASSERT_EQ(cn->c[k], 1000 * k + jobs * per_job +
+					    (k == 0 ? cpu_incs : 0));
+	}
+	ASSERT_EQ(cn->ids, 7 + jobs * (lanes * (lanes - 1) / 2));
+	ASSERT_EQ(cn->c32, (uint32_t)(0xfffffff0u + jobs * lanes));
+	ASSERT_EQ(cn->ticket, total);
+	for (uint64_t t = 0; t < total; t++)
+		if (seen[t] != 1)
+			ASSERT_EQ(seen[t], 1);	/* prints which value */
+}
+
+/* Submits @n counting jobs alternately on both queues, then waits. */
+static void count_jobs(struct ctx *c, struct counters *cn, uint32_t *seen,
+		       unsigned int n, uint64_t lanes)
+{
+	uint64_t uf[2] = { 0, 0 };
+	struct gvm_kernel k;
+
+	count_kernel(&k, cn, seen, lanes);
+	for (unsigned int j = 0; j < n; j++) {
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL,
+				      .addr = &uf[j % 2], .value = j + 1 };
+
+		ASSERT_OK(gvm_exec(j % 2 ? c->q2 : c->q, &k, &s, 1));
+	}
+	/* each queue completes in order: its last job's value is enough */
+	for (unsigned int e = 0; e < 2 && e < n; e++) {
+		unsigned int last = (n - 1) % 2 == e ? n - 1 : n - 2;
+
+		ASSERT_OK(gvm_user_fence_wait(&uf[e], last + 1,
+					      GVM_TIMEOUT_INFINITE));
+	}
+}
+
+/*
+ * Counters in malloc'd memory: a small block (the brk heap, next to the
+ * allocator's own data) and the tickets in a large one (its own mmap).
+ * Several jobs on both engines at once, then one job at a time with the
+ * CPU reading the counts after each (which brings the memory back when
+ * it moved); malloc and free work meanwhile.
+ */
+TEST(atomics_on_malloc_memory_count_exactly)
+{
+	const uint64_t lanes = 512, jobs = 8, rounds = 6;
+	uint64_t tickets = (jobs + rounds) * lanes;
+	struct counters *cn = malloc(sizeof(*cn));
+	uint32_t *seen = malloc(tickets * 4 + M2);
+	struct ctx c;
+
+	ASSERT_TRUE(cn && seen);
+	setup(&c);
+	counters_init(cn, seen, tickets);
+	count_jobs(&c, cn, seen, jobs, lanes);
+	counters_check(cn, seen, jobs, lanes, 0);
+	for (uint64_t r = 1; r <= rounds; r++) {
+		struct gvm_kernel k;
+		void *tmp;
+
+		count_kernel(&k, cn, seen, lanes);
+		run_on(r % 2 ? c.q2 : c.q, &k);
+		tmp = malloc(100);		/* the heap may be resident */
+		ASSERT_TRUE(tmp != NULL);
+		free(tmp);
+		counters_check(cn, seen, jobs + r, lanes, 0);
+	}
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	teardown(&c);
+	free(seen);
+	free(cn);
+}
+
+/*
+ * Counters in private anonymous memory: the first job's fault moves the
+ * range to device memory, later jobs count there without faulting, the
+ * CPU's read brings it back; every round moves it once each way.
+ */
+TEST(atomics_on_device_resident_memory)
+{
+	const uint64_t lanes = 1000, jobs = 6, rounds = 5;
+	uint64_t tickets = (jobs + rounds) * lanes;
+	struct gvm_vm_stats st0, st;
+	struct counters *cn;
+	uint32_t *seen;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	cn = (struct counters *)p;
+	seen = (uint32_t *)(p + K4);
+	counters_init(cn, seen, tickets);
+	st0 = stats(c.vm);
+	count_jobs(&c, cn, seen, jobs, lanes);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1);
+	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 1);
+	/* one fault per engine at most: both may fault on it at once */
+	ASSERT_GE(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 1);
+	ASSERT_LE(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 2);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_EQ(st.dev_svm_to_system, st0.dev_svm_to_system);
+	counters_check(cn, seen, jobs, lanes, 0);	/* the CPU: back */
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 1);
+	for (uint64_t r = 1; r <= rounds; r++) {
+		struct gvm_kernel k;
+
+		count_kernel(&k, cn, seen, lanes);
+		run_on(r % 2 ? c.q2 : c.q, &k);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+		counters_check(cn, seen, jobs + r, lanes, 0);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+		st = stats(c.vm);
+		ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1 + r);
+		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
+			  1 + r);
+	}
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	teardown(&c);
+	unmap_guarded(p, M2);
+}
+
+/* A CPU thread taking tickets with host atomics. */
+struct cpu_counter {
+	struct counters *cn;
+	uint32_t *seen;
+	uint64_t n;
+	const uint64_t *go;
+};
+
+static void *cpu_counter_fn(void *arg)
+{
+	struct cpu_counter *cc = arg;
+
+	while (!__atomic_load_n(cc->go, __ATOMIC_ACQUIRE))
+		gvm_cpu_relax();
+	for (uint64_t i = 0; i < cc->n; i++) {
+		uint64_t t = __atomic_fetch_add(&cc->cn->ticket, 1,
+						__ATOMIC_SEQ_CST);
+
+		__atomic_fetch_add(&cc->cn->c[0], 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&cc->seen[t], 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+/*
+ * Shared memory is mirrored in place: the GPU's atomics and the CPU's act
+ * on the same pages at the same time, and the count is exact.  Nothing
+ * moves.
+ */
+TEST(atomics_on_shared_memory_in_place)
+{
+	const uint64_t lanes = 500, jobs = 8, rounds = 4;
+	uint64_t cpu_n = gvm_test_scale(20000);
+	uint64_t tickets = (jobs + rounds) * lanes + cpu_n;
+	struct cpu_counter cc;
+	uint64_t go = 0;
+	pthread_t t;
+	struct counters *cn;
+	uint32_t *seen;
+	struct ctx c;
+	uint8_t *p;
+	uint64_t len = K4 + ((tickets * 4 + K4 - 1) & ~(K4 - 1));
+
+	setup(&c);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	cn = (struct counters *)p;
+	seen = (uint32_t *)(p + K4);
+	counters_init(cn, seen, tickets);
+	cc = (struct cpu_counter){ cn, seen, cpu_n, &go };
+	ASSERT_OK(pthread_create(&t, NULL, cpu_counter_fn, &cc));
+	/* the CPU thread starts counting with the first job */
+	{
+		uint64_t uf[2] = { 0, 0 };
+		struct gvm_kernel k;
+
+		count_kernel(&k, cn, seen, lanes);
+		for (unsigned int j = 0; j < jobs; j++) {
+			struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+					      .flags = GVM_SYNC_SIGNAL,
+					      .addr = &uf[j % 2],
+					      .value = j + 1 };
+
+			ASSERT_OK(gvm_exec(j % 2 ? c.q2 : c.q, &k, &s, 1));
+			if (j == 0)
+				__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+		}
+		ASSERT_OK(gvm_user_fence_wait(&uf[0], jobs - 1,
+					      GVM_TIMEOUT_INFINITE));
+		ASSERT_OK(gvm_user_fence_wait(&uf[1], jobs,
+					      GVM_TIMEOUT_INFINITE));
+	}
+	pthread_join(t, NULL);
+	counters_check(cn, seen, jobs, lanes, cpu_n);
+	for (uint64_t r = 1; r <= rounds; r++) {
+		struct gvm_kernel k;
+
+		count_kernel(&k, cn, seen, lanes);
+		run_on(c.q, &k);
+		counters_check(cn, seen, jobs + r, lanes, cpu_n);
+	}
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 0);
+	teardown(&c);
+	munmap(p, len);
+}
+
+/*
+ * Private memory that migrates, with a CPU thread taking tickets while
+ * GPU jobs on both engines do: every CPU access pulls the range back and
+ * the next GPU access pushes it out again.  No update may be lost or
+ * doubled across those moves.
+ */
+TEST(cpu_and_gpu_atomics_on_migrating_memory)
+{
+	const uint64_t lanes = 300, jobs = 6;
+	uint64_t cpu_n = gvm_test_scale(2000);
+	uint64_t tickets = jobs * lanes + cpu_n;
+	struct cpu_counter cc;
+	uint64_t go = 0, uf[2] = { 0, 0 };
+	struct gvm_kernel k;
+	pthread_t t;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(K64, K64);
+	ASSERT_LE(K4 + tickets * 4, K64);
+	counters_init((struct counters *)p, (uint32_t *)(p + K4), tickets);
+	cc = (struct cpu_counter){ (struct counters *)p,
+				   (uint32_t *)(p + K4), cpu_n, &go };
+	ASSERT_OK(pthread_create(&t, NULL, cpu_counter_fn, &cc));
+	count_kernel(&k, (struct counters *)p, (uint32_t *)(p + K4), lanes);
+	for (unsigned int j = 0; j < jobs; j++) {
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL,
+				      .addr = &uf[j % 2], .value = j + 1 };
+
+		ASSERT_OK(gvm_exec(j % 2 ? c.q2 : c.q, &k, &s, 1));
+		if (j == 0)
+			__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+	}
+	ASSERT_OK(gvm_user_fence_wait(&uf[0], jobs - 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(gvm_user_fence_wait(&uf[1], jobs, GVM_TIMEOUT_INFINITE));
+	pthread_join(t, NULL);
+	counters_check((struct counters *)p, (uint32_t *)(p + K4), jobs,
+		       lanes, cpu_n);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	printf("%llu migrations, %llu back, %llu failed\n",
+	       (unsigned long long)stats(c.vm).svm_migrations,
+	       (unsigned long long)stats(c.vm).dev_svm_to_system,
+	       (unsigned long long)stats(c.vm).svm_migration_failures);
+	teardown(&c);
+	unmap_guarded(p, K64);
+}
+
+/*
+ * Two jobs on the two compute engines provably at the same time (each
+ * one's first lane waits until the other's has started; queues go to
+ * engines round-robin, docs/sim.md) count on one device-resident range.
+ */
+TEST(atomics_from_two_engines_at_once)
+{
+	const uint64_t lanes = 2000;
+	uint64_t sa = 0, sb = 0, ufa = 0, ufb = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
+	struct count_args a;
+	struct gvm_kernel k;
+	struct counters *cn;
+	uint32_t *seen;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	cn = (struct counters *)p;
+	seen = (uint32_t *)(p + K4);
+	counters_init(cn, seen, 2 * lanes);
+	a = (struct count_args){ u64(cn), u64(seen), &sa, &sb };
+	ASSERT_OK(gvm_kernel_init(&k, "count", count_fn, lanes, &a,
+				  sizeof(a)));
+	s.addr = &ufa;
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	a = (struct count_args){ u64(cn), u64(seen), &sb, &sa };
+	ASSERT_OK(gvm_kernel_init(&k, "count", count_fn, lanes, &a,
+				  sizeof(a)));
+	s.addr = &ufb;
+	ASSERT_OK(gvm_exec(c.q2, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&ufa, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(gvm_user_fence_wait(&ufb, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	counters_check(cn, seen, 2, lanes, 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
+	teardown(&c);
+	unmap_guarded(p, M2);
+}
+
+/* ---- 2. huge pages ------------------------------------------------------- */
+
+/* AnonHugePages of the whole process, in KiB (information only). */
+static long anon_huge_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/*
+ * A 2 MiB-aligned mapping the CPU asked to back with transparent huge
+ * pages and filled: the GPU runs a triad over three 2 MiB arrays in it
+ * (each moves to device memory as one 2 MiB range), the CPU reads the
+ * result back, writes an input, and the triad runs again.  Whether the
+ * kernel granted huge pages does not matter; it is printed.
+ */
+TEST(huge_page_memory_triad_and_fault_back)
+{
+	const uint64_t n = M2 / 8;
+	struct gvm_vm_stats st0, st;
+	struct gvm_kernel k;
+	double *a, *b, *cc;
+	uint8_t *p;
+	struct ctx c;
+	int err;
+
+	setup(&c);
+	p = map_guarded(3 * M2, M2);
+	err = madvise(p, 3 * M2, MADV_HUGEPAGE);
+	a = (double *)p;
+	b = (double *)(p + M2);
+	cc = (double *)(p + 2 * M2);
+	for (uint64_t i = 0; i < n; i++) {
+		a[i] = -1;
+		b[i] = (double)i;
+		cc[i] = (double)(i % 1000);
+	}
+	printf("MADV_HUGEPAGE: %d, AnonHugePages: %ld kB\n", err,
+	       anon_huge_kb());
+	st0 = stats(c.vm);
+	ASSERT_OK(gvm_kernel_triad(&k, u64(a), u64(b), u64(cc), n, 3.0));
+	run_on(c.q, &k);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 3);
+	ASSERT_EQ(st.bytes_to_vram - st0.bytes_to_vram, 3 * M2);
+	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 3);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 3 * M2);
+	for (uint64_t i = 0; i < n; i++)	/* brings back a only */
+		if (a[i] != (double)i + 3.0 * (double)(i % 1000))
+			ASSERT_EQ(a[i], (double)i + 3.0 * (double)(i % 1000));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 2 * M2);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 1);
+	for (uint64_t i = 0; i < n; i++)	/* b comes back too */
+		b[i] = (double)(2 * i);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	run_on(c.q2, &k);			/* a and b move again */
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 5);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 3 * M2);
+	for (uint64_t i = 0; i < n; i++) {
+		if (a[i] != (double)(2 * i) + 3.0 * (double)(i % 1000))
+			ASSERT_EQ(a[i],
+				  (double)(2 * i) + 3.0 * (double)(i % 1000));
+		if (cc[i] != (double)(i % 1000))
+			ASSERT_EQ(cc[i], (double)(i % 1000));
+		if (b[i] != (double)(2 * i))
+			ASSERT_EQ(b[i], (double)(2 * i));
+	}
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 5);
+	/* a store over the huge mapping, across a 2 MiB boundary */
+	gpu_fill(&c, p + M2 - K64, 2 * K64, 0x11223344);
+	ASSERT_TRUE(all_are((uint64_t *)(p + M2 - K64), 2 * K64,
+			    W(0x11223344)));
+	/* and only there: the word before it is the triad's */
+	ASSERT_TRUE(((double *)(p + M2 - K64))[-1] ==
+		    (double)(2 * (n - K64 / 8 - 1)) +
+			    3.0 * (double)((n - K64 / 8 - 1) % 1000));
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	teardown(&c);
+	unmap_guarded(p, 3 * M2);
+}
+
+/* ---- 3. memory the CPU never touched ------------------------------------- */
+
+/*
+ * Anonymous memory the CPU never touched: the GPU reads zeros, writes
+ * a window across two ranges, and the CPU reads exactly that window and
+ * zeros around it.
+ */
+TEST(never_touched_memory_reads_zero)
+{
+	struct gvm_vm_stats st0, st;
+	uint64_t *p, *q, *r;
+	struct ctx c;
+
+	setup(&c);
+	p = map_guarded(2 * M2, M2);
+	st0 = stats(c.vm);
+	ASSERT_EQ(gpu_sum(&c, p, 2 * M2), 0);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 2);
+	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 2);
+	printf("a GPU read of untouched memory: %llu migrations\n",
+	       (unsigned long long)(st.svm_migrations - st0.svm_migrations));
+	gpu_fill(&c, (uint8_t *)p + M2 - K4, 2 * K4, 0xabcd);
+	ASSERT_TRUE(all_are(p, M2 - K4, 0));
+	ASSERT_TRUE(all_are(p + (M2 - K4) / 8, 2 * K4, W(0xabcd)));
+	ASSERT_TRUE(all_are(p + (M2 + K4) / 8, M2 - K4, 0));
+
+	/* written first by the GPU, never read by it */
+	q = map_guarded(3 * K4, K4);		/* three 4K ranges */
+	st0 = stats(c.vm);
+	gpu_fill(&c, q, 3 * K4, 0x5a5a5a5a);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_faults_by_size[0] - st0.svm_faults_by_size[0], 3);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 3);
+	ASSERT_TRUE(all_are(q, 3 * K4, W(0x5a5a5a5a)));
+
+	/* calloc of a large block: its own mmap, untouched by calloc */
+	r = calloc(1, M8);
+	ASSERT_TRUE(r != NULL);
+	ASSERT_EQ(gpu_sum(&c, r, M8), 0);
+	gpu_fill(&c, r + K64 / 8, K4, 7);
+	ASSERT_TRUE(all_are(r, K64, 0));
+	ASSERT_TRUE(all_are(r + K64 / 8, K4, W(7)));
+	ASSERT_TRUE(all_are(r + (K64 + K4) / 8, M8 - K64 - K4, 0));
+	free(r);
+	teardown(&c);
+	unmap_guarded(q, 3 * K4);
+	unmap_guarded(p, 2 * M2);
+}
+
+/* ---- 4. sizes -------------------------------------------------------------- */
+
+/* The data the CPU writes: distinct per word and per round. */
+static uint64_t cpu_word(uint64_t i, uint64_t seed)
+{
+	return (i + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+}
+
+/*
+ * For one buffer pair of @size bytes: the GPU fills src, the CPU checks
+ * every byte (which brings it back); the CPU writes src and the GPU's
+ * checksum matches; the GPU copies src to dst, and the CPU compares both
+ * word for word.  With @nranges (mmap'd, guarded buffers), the fill's
+ * faults, ranges and moves are counted exactly.
+ */
+static void sizes_round(struct ctx *c, uint64_t *src, uint64_t *dst,
+			uint64_t size, uint64_t seed, uint64_t nranges)
+{
+	unsigned int bucket = size >= M2 ? 2 : size >= K64 ? 1 : 0;
+	struct gvm_vm_stats st0 = stats(c->vm), st;
+	uint64_t sum = 0;
+
+	gpu_fill(c, src, size, (uint32_t)seed);
+	if (nranges) {
+		st = stats(c->vm);
+		ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created,
+			  nranges);
+		ASSERT_EQ(st.svm_faults_by_size[bucket] -
+				  st0.svm_faults_by_size[bucket], nranges);
+		ASSERT_EQ(st.svm_migrations - st0.svm_migrations, nranges);
+		ASSERT_EQ(st.bytes_to_vram - st0.bytes_to_vram, size);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), size);
+	}
+	ASSERT_TRUE(all_are(src, size, W((uint32_t)seed)));
+	if (nranges) {
+		st = stats(c->vm);
+		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
+			  nranges);
+		ASSERT_EQ(st.dev_svm_bytes_to_system -
+				  st0.dev_svm_bytes_to_system, size);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), 0);
+	}
+	for (uint64_t i = 0; i < size / 8; i++) {
+		src[i] = cpu_word(i, seed);
+		sum += src[i];
+	}
+	ASSERT_EQ(gpu_sum(c, src, size), sum);
+	gpu_copy(c, dst, src, size);
+	if (nranges) {
+		st = stats(c->vm);
+		ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created,
+			  2 * nranges);
+		ASSERT_EQ(st.svm_migrations - st0.svm_migrations,
+			  3 * nranges);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), 2 * size);
+	}
+	for (uint64_t i = 0; i < size / 8; i++) {
+		if (dst[i] != cpu_word(i, seed))
+			ASSERT_EQ(dst[i], cpu_word(i, seed));
+		if (src[i] != cpu_word(i, seed))
+			ASSERT_EQ(src[i], cpu_word(i, seed));
+	}
+	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), 0);	/* all back */
+	ASSERT_EQ(stats(c->vm).svm_migration_failures, 0);
+}
+
+/* mmap'd (guarded: the ranges are known exactly), then malloc'd. */
+static void sizes_case(uint64_t size)
+{
+	uint64_t align = size < M2 ? size : M2;
+	uint64_t *src, *dst;
+	struct ctx c;
+
+	setup(&c);
+	src = map_guarded(size, align);
+	dst = map_guarded(size, align);
+	sizes_round(&c, src, dst, size, 0x1234, size < M2 ? 1 : size / M2);
+	unmap_guarded(src, size);
+	unmap_guarded(dst, size);
+
+	src = malloc(size);
+	dst = malloc(size);
+	ASSERT_TRUE(src && dst);
+	memset(src, 0, size);
+	sizes_round(&c, src, dst, size, 0x5678, 0);
+	free(src);
+	free(dst);
+	teardown(&c);
+}
+
+TEST(size_4k)
+{
+	sizes_case(K4);
+}
+
+TEST(size_64k)
+{
+	sizes_case(K64);
+}
+
+TEST(size_2m)
+{
+	sizes_case(M2);
+}
+
+TEST(size_8m)
+{
+	sizes_case(M8);
+}
+
+TEST(size_64m)
+{
+	sizes_case(M64);
+}
+
+/* ---- 5. many faults in one job ------------------------------------------- */
+
+/*
+ * Lane i reads the word at (a page of) i MiB into a 64 MiB mapping and
+ * writes back 2 * v + 1: 64 pages two to a 2 MiB block, one job.
+ */
+static uint64_t scatter_off(uint64_t i)
+{
+	return i * M1 + ((i * 37) % 256) * K4 + (i % 512) * 8;
+}
+
+struct scatter_args {
+	uint64_t base;
+};
+
+static void scatter_fn(struct gvm_lane *l, const void *args)
+{
+	const struct scatter_args *a = args;
+	uint64_t va = a->base + scatter_off(gvm_lane_id(l));
+	uint64_t v = gvm_lane_load(l, va, 8);
+
+	gvm_lane_store(l, va, 2 * v + 1, 8);
+}
+
+TEST(one_job_faults_on_64_scattered_pages)
+{
+	struct scatter_args a;
+	struct gvm_vm_stats st0, st;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(M64, M2);
+	for (uint64_t i = 0; i < 64; i++)
+		*(uint64_t *)(p + scatter_off(i)) = i + 100;
+	a.base = u64(p);
+	ASSERT_OK(gvm_kernel_init(&k, "scatter", scatter_fn, 64, &a,
+				  sizeof(a)));
+	st0 = stats(c.vm);
+	run_on(c.q, &k);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 32);
+	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 32);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 32);
+	ASSERT_GE(st.faults_serviced - st0.faults_serviced, 32);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M64);
+	for (uint64_t off = 0; off < M64; off += 8) {
+		uint64_t v = *(uint64_t *)(p + off), want = 0;
+
+		if (off % M1 == scatter_off(off / M1) % M1)
+			want = 2 * (off / M1 + 100) + 1;
+		if (v != want)
+			ASSERT_EQ(v, want);
+	}
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 32);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	teardown(&c);
+	unmap_guarded(p, M64);
+}
+
+#define NMAPS 10
+#define WORDS_PER_MAP 30
+
+struct multi_args {
+	uint64_t n;
+	uint64_t base[NMAPS];
+};
+
+/* Lane i adds i + 1 to word i / n of mapping i % n. */
+static void multi_fn(struct gvm_lane *l, const void *args)
+{
+	const struct multi_args *a = args;
+	uint64_t i = gvm_lane_id(l);
+	uint64_t va = a->base[i % a->n] + (i / a->n) * 8;
+	uint64_t v = gvm_lane_load(l, va, 8);
+
+	gvm_lane_store(l, va, v + i + 1, 8);
+}
+
+/*
+ * One job over ten different mappings: private anonymous of several
+ * sizes and alignments, shared anonymous, a shared and a private file
+ * mapping, the brk heap and a large malloc.  The private anonymous ones
+ * move; the others are mirrored in place.
+ */
+TEST(one_job_faults_on_many_mappings)
+{
+	struct multi_args a = { .n = NMAPS };
+	struct gvm_vm_stats st0, st;
+	uint64_t *m[NMAPS];
+	struct gvm_kernel k;
+	struct ctx c;
+	int fd;
+
+	setup(&c);
+	fd = memfd_create("gvm-svm-cases", 0);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ftruncate(fd, 2 * K64));
+	m[0] = map_guarded(K4, K4);
+	m[1] = map_guarded(3 * K4, K4);
+	m[2] = map_guarded(K64, K64);
+	m[3] = map_guarded(M2, M2);
+	m[4] = (uint64_t *)((uint8_t *)map_guarded(4 * M2, M2) + 3 * K4);
+	m[5] = malloc(M1);			/* its own mmap */
+	m[6] = malloc(WORDS_PER_MAP * 8);	/* the brk heap */
+	m[7] = mmap(NULL, K64, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	m[8] = mmap(NULL, K64, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	m[9] = mmap(NULL, K64, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, K64);
+	for (int j = 0; j < NMAPS; j++) {
+		ASSERT_TRUE(m[j] != NULL && m[j] != MAP_FAILED);
+		for (int w = 0; w < WORDS_PER_MAP; w++)
+			m[j][w] = 1000 * (uint64_t)j + (uint64_t)w;
+		a.base[j] = u64(m[j]);
+	}
+	ASSERT_OK(gvm_kernel_init(&k, "multi", multi_fn, NMAPS * WORDS_PER_MAP,
+				  &a, sizeof(a)));
+	st0 = stats(c.vm);
+	run_on(c.q, &k);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, NMAPS);
+	ASSERT_EQ(st.faults_serviced - st0.faults_serviced, NMAPS);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 7);
+	ASSERT_GE(st.svm_faults_by_size[0] - st0.svm_faults_by_size[0], 2);
+	for (uint64_t i = 0; i < NMAPS * WORDS_PER_MAP; i++) {
+		uint64_t j = i % NMAPS, w = i / NMAPS;
+
+		ASSERT_EQ(m[j][w], 1000 * j + w + i + 1);
+	}
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	teardown(&c);
+	unmap_guarded(m[0], K4);
+	unmap_guarded(m[1], 3 * K4);
+	unmap_guarded(m[2], K64);
+	unmap_guarded(m[3], M2);
+	unmap_guarded((uint8_t *)m[4] - 3 * K4, 4 * M2);
+	free(m[5]);
+	free(m[6]);
+	munmap(m[7], K64);
+	munmap(m[8], K64);
+	munmap(m[9], K64);
+	close(fd);
+}
+
+/* ---- 6. many execs: GPU/CPU ping-pong ------------------------------------ */
+
+/*
+ * 200 execs on one 2 MiB buffer, the CPU touching it after each: even
+ * execs fill its first 64 KiB (the CPU then compares all of it with a
+ * shadow copy), odd ones checksum all of it; the CPU then changes a word.
+ * Every exec moves the range to device memory and every CPU touch brings
+ * it back: 200 moves each way, exactly.
+ */
+TEST(two_hundred_execs_ping_pong)
+{
+	const unsigned int execs = 200;
+	struct gvm_vm_stats st0, st;
+	uint64_t *p, *shadow, faults0;
+	struct ctx c;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	shadow = malloc(M2);
+	ASSERT_TRUE(shadow != NULL);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = shadow[i] = cpu_word(i, 0);
+	st0 = stats(c.vm);
+	faults0 = cpu_faults(c.mm);
+	for (unsigned int it = 0; it < execs; it++) {
+		uint64_t idx = K64 / 8 + (it * 7919ull) % ((M2 - K64) / 8);
+
+		if (it % 2 == 0) {
+			gpu_fill(&c, p, K64, it + 1);
+			for (uint64_t i = 0; i < K64 / 8; i++)
+				shadow[i] = W(it + 1);
+			ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+			ASSERT_TRUE(memcmp(p, shadow, M2) == 0);
+		} else {
+			uint64_t sum = 0;
+
+			for (uint64_t i = 0; i < M2 / 8; i++)
+				sum += shadow[i];
+			ASSERT_EQ(gpu_sum(&c, p, M2), sum);
+			ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+		}
+		p[idx] += it;			/* back, if not yet */
+		shadow[idx] += it;
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+		st = stats(c.vm);
+		ASSERT_EQ(st.svm_migrations - st0.svm_migrations, it + 1);
+		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
+			  it + 1);
+	}
+	ASSERT_TRUE(memcmp(p, shadow, M2) == 0);
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults_serviced - st0.faults_serviced, execs);
+	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2],
+		  execs);
+	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 1);
+	ASSERT_EQ(st.dev_svm_bytes_to_system - st0.dev_svm_bytes_to_system,
+		  execs * M2);
+	ASSERT_EQ(st.svm_migration_failures, 0);
+	ASSERT_EQ(cpu_faults(c.mm) - faults0, execs);
+	teardown(&c);
+	free(shadow);
+	unmap_guarded(p, M2);
+}
+
+/* ---- 7. MADV_FREE ---------------------------------------------------------- */
+
+/* The GPU fills @p's 2 MiB, which moves it to device memory. */
+static void make_resident(struct ctx *c, uint64_t *p, uint32_t v)
+{
+	uint64_t before = stats(c->vm).svm_migrations;
+	uint64_t bytes = gvm__mm_devmem_bytes(c->mm);
+
+	gpu_fill(c, p, M2, v);
+	ASSERT_EQ(stats(c->vm).svm_migrations, before + 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), bytes + M2);
+}
+
+/*
+ * docs/svm.md: MADV_DONTNEED, _FREE and _REMOVE on device-resident memory
+ * drop those pages' device data, "those pages read as zero afterwards, on
+ * the CPU and the GPU" (unlike MADV_FREE on system memory, below).  The
+ * GPU reads first in one buffer, the CPU in the other; then the GPU
+ * writes the freed pages and the CPU sees the writes.
+ */
+TEST(madvise_free_on_device_resident_memory_reads_zero)
+{
+	uint64_t *a, *b;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(M2, M2);
+	make_resident(&c, a, 31);
+	make_resident(&c, b, 32);
+	ASSERT_OK(madvise(a, K64, MADV_FREE));
+	ASSERT_OK(madvise((uint8_t *)b + M2 - K64, K64, MADV_FREE));
+	/* the GPU first (exec applies the change first: docs/mm.md) */
+	ASSERT_EQ(gpu_sum(&c, a, M2), W(31) * ((M2 - K64) / 8));
+	ASSERT_TRUE(all_are(a, K64, 0));
+	ASSERT_TRUE(all_are(a + K64 / 8, M2 - K64, W(31)));
+	/* the CPU first */
+	ASSERT_TRUE(all_are(b + (M2 - K64) / 8, K64, 0));
+	ASSERT_TRUE(all_are(b, M2 - K64, W(32)));
+	ASSERT_EQ(gpu_sum(&c, b, M2), W(32) * ((M2 - K64) / 8));
+	/* written again after the free: kept, wherever it lives */
+	gpu_fill(&c, a, K4, 33);
+	gpu_fill(&c, (uint8_t *)b + M2 - K4, K4, 34);
+	ASSERT_TRUE(all_are(a, K4, W(33)));
+	ASSERT_TRUE(all_are(a + K4 / 8, K64 - K4, 0));
+	ASSERT_TRUE(all_are(b + (M2 - K4) / 8, K4, W(34)));
+	ASSERT_TRUE(all_are(b + (M2 - K64) / 8, K64 - K4, 0));
+	ASSERT_TRUE(all_are(b, M2 - K64, W(32)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	teardown(&c);
+	unmap_guarded(a, M2);
+	unmap_guarded(b, M2);
+}
+
+/*
+ * MADV_FREE on private memory that is in system memory and bound there
+ * (a prefetch to system memory binds it in place): Linux keeps the data
+ * until reclaim takes the pages, so each word reads as its old value or
+ * zero, on the CPU and the GPU, never anything else (docs/mm.md, "Limits":
+ * no event when reclaim frees them; docs/svm.md documents only the
+ * device-resident case).  Written again, a page keeps what was written.
+ */
+TEST(madvise_free_on_system_memory_keeps_old_data_or_zero)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .range = M2,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	uint64_t *p, *copy, zeros = 0;
+	struct ctx c;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	copy = mmap(NULL, K64, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(copy != MAP_FAILED);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = cpu_word(i, 41);
+	op.addr = u64(p);
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_OK(madvise(p, K64, MADV_FREE));
+	gpu_copy(&c, copy, p, K64);		/* the GPU's view */
+	for (uint64_t i = 0; i < K64 / 8; i++) {
+		ASSERT_TRUE(copy[i] == cpu_word(i, 41) || copy[i] == 0);
+		ASSERT_TRUE(p[i] == cpu_word(i, 41) || p[i] == 0);
+		zeros += p[i] == 0;
+	}
+	printf("MADV_FREE: %llu of %llu words read zero\n",
+	       (unsigned long long)zeros, (unsigned long long)(K64 / 8));
+	for (uint64_t i = K64 / 8; i < M2 / 8; i++)
+		if (p[i] != cpu_word(i, 41))
+			ASSERT_EQ(p[i], cpu_word(i, 41));
+	/* freed again, then written by the GPU: the writes stay */
+	ASSERT_OK(madvise(p, K64, MADV_FREE));
+	gpu_fill(&c, p, K64, 42);
+	ASSERT_TRUE(all_are(p, K64, W(42)));
+	ASSERT_EQ(gpu_sum(&c, p, K64), W(42) * (K64 / 8));
+	teardown(&c);
+	munmap(copy, K64);
+	unmap_guarded(p, M2);
+}
