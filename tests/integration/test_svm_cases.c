@@ -13,6 +13,7 @@
  * needs two jobs to run at once uses kernels that wait for each other.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,10 +492,104 @@ TEST(atomics_on_shared_memory_in_place)
 }
 
 /*
- * Private memory that migrates, with a CPU thread taking tickets while
- * GPU jobs on both engines do: every CPU access pulls the range back and
- * the next GPU access pushes it out again.  No update may be lost or
- * doubled across those moves.
+ * Lock-step: lane i of the GPU counts, then publishes step i + 1 in a
+ * shared page and waits (with lane loads: boundaries, where its engine
+ * acknowledges the fault-back's TLB invalidations) until the CPU thread
+ * has counted step i + 1 too.  The counters live in private memory, so
+ * every GPU step moves the range to device memory and every CPU step
+ * brings it back.
+ */
+struct step_args {
+	struct count_args count;
+	uint64_t sync;			/* GPU VA: [0] GPU step, [1] CPU step */
+	uint64_t first;			/* step of lane 0 */
+};
+
+static void step_fn(struct gvm_lane *l, const void *args)
+{
+	const struct step_args *a = args;
+	uint64_t step = a->first + gvm_lane_id(l) + 1;
+
+	count_fn(l, &a->count);
+	gvm_lane_store(l, a->sync, step, 8);
+	while (gvm_lane_load(l, a->sync + 8, 8) < step &&
+	       !gvm_lane_faulted(l))
+		;
+}
+
+struct cpu_stepper {
+	struct counters *cn;
+	uint32_t *seen;
+	uint64_t *sync;			/* shared page */
+	uint64_t steps;
+};
+
+static void *cpu_stepper_fn(void *arg)
+{
+	struct cpu_stepper *cs = arg;
+
+	for (uint64_t step = 1; step <= cs->steps; step++) {
+		uint64_t t;
+
+		while (__atomic_load_n(&cs->sync[0], __ATOMIC_ACQUIRE) < step)
+			sched_yield();
+		t = __atomic_fetch_add(&cs->cn->ticket, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&cs->cn->c[0], 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&cs->seen[t], 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&cs->sync[1], step, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+TEST(cpu_and_gpu_atomics_in_lock_step_on_migrating_memory)
+{
+	const uint64_t lanes = 50, jobs = 2;
+	uint64_t tickets = 2 * jobs * lanes, faults0;
+	struct gvm_vm_stats st0, st;
+	struct cpu_stepper cs;
+	struct step_args sa;
+	struct gvm_kernel k;
+	uint64_t *sync;
+	pthread_t t;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(K64, K64);
+	sync = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(sync != MAP_FAILED);
+	counters_init((struct counters *)p, (uint32_t *)(p + K4), tickets);
+	cs = (struct cpu_stepper){ (struct counters *)p,
+				   (uint32_t *)(p + K4), sync, jobs * lanes };
+	st0 = stats(c.vm);
+	faults0 = cpu_faults(c.mm);
+	ASSERT_OK(pthread_create(&t, NULL, cpu_stepper_fn, &cs));
+	for (uint64_t j = 0; j < jobs; j++) {
+		sa = (struct step_args){ { u64(p), u64(p + K4), NULL, NULL },
+					 u64(sync), j * lanes };
+		ASSERT_OK(gvm_kernel_init(&k, "step", step_fn, lanes, &sa,
+					  sizeof(sa)));
+		run_on(j % 2 ? c.q2 : c.q, &k);
+	}
+	pthread_join(t, NULL);
+	counters_check((struct counters *)p, (uint32_t *)(p + K4), jobs,
+		       lanes, jobs * lanes);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, jobs * lanes);
+	ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system, jobs * lanes);
+	ASSERT_EQ(cpu_faults(c.mm) - faults0, jobs * lanes);
+	ASSERT_EQ(st.svm_migration_failures, 0);
+	teardown(&c);
+	munmap(sync, K4);
+	unmap_guarded(p, K64);
+}
+
+/*
+ * Free-running: a CPU thread takes tickets while GPU jobs on both engines
+ * do, on private memory; however their accesses interleave (each CPU
+ * touch of device-resident memory brings it back, each GPU touch of
+ * system memory moves it out), no update is lost or doubled.
  */
 TEST(cpu_and_gpu_atomics_on_migrating_memory)
 {
