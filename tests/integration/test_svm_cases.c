@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <gvm/gvm.h>
@@ -1243,4 +1244,78 @@ TEST(madvise_free_on_system_memory_keeps_old_data_or_zero)
 	teardown(&c);
 	munmap(copy, K64);
 	unmap_guarded(p, M2);
+}
+
+/* ---- the kernel, and mprotect, on device-resident memory ----------------- */
+
+/*
+ * docs/mm.md: a kernel access on the process's behalf (read() into it,
+ * write() from it, process_vm_readv, MADV_POPULATE) faults the data back
+ * as a CPU access does.
+ */
+TEST(system_calls_on_device_resident_memory)
+{
+	uint64_t *a, *b, *d, buf[K4 / 8];
+	struct iovec local = { buf, K4 }, remote;
+	struct ctx c;
+	int fds[2];
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(M2, M2);
+	d = map_guarded(M2, M2);
+	make_resident(&c, a, 51);
+	make_resident(&c, b, 52);
+	make_resident(&c, d, 53);
+	ASSERT_OK(pipe(fds));
+	/* write() reads a: back, with its data */
+	ASSERT_EQ(write(fds[1], (uint8_t *)a + K64, K4), (ssize_t)K4);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 2 * M2);
+	/* read() writes b: back, then overwritten in part */
+	ASSERT_EQ(read(fds[0], (uint8_t *)b + K4, K4), (ssize_t)K4);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_TRUE(all_are(b, K4, W(52)));
+	ASSERT_TRUE(all_are(b + K4 / 8, K4, W(51)));
+	ASSERT_TRUE(all_are(b + 2 * K4 / 8, M2 - 2 * K4, W(52)));
+	/* process_vm_readv of d */
+	remote = (struct iovec){ (uint8_t *)d + M2 - K4, K4 };
+	ASSERT_EQ(process_vm_readv(getpid(), &local, 1, &remote, 1, 0),
+		  (ssize_t)K4);
+	ASSERT_TRUE(all_are(buf, K4, W(53)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(all_are(a, M2, W(51)));
+	ASSERT_TRUE(all_are(d, M2, W(53)));
+	/* MADV_POPULATE_WRITE of resident memory */
+	make_resident(&c, d, 54);
+	ASSERT_OK(madvise(d, M2, MADV_POPULATE_WRITE));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(all_are(d, M2, W(54)));
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 4);
+	close(fds[0]);
+	close(fds[1]);
+	teardown(&c);
+	unmap_guarded(a, M2);
+	unmap_guarded(b, M2);
+	unmap_guarded(d, M2);
+}
+
+/*
+ * mprotect raises no event (docs/mm.md, "Invisible changes"): device-
+ * resident memory made read-only, or inaccessible and then accessible
+ * again, must still give its data back to the CPU's next access.
+ */
+TEST(mprotect_none_and_back_on_device_resident_memory)
+{
+	uint64_t *a;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	make_resident(&c, a, 61);
+	ASSERT_OK(mprotect(a, M2, PROT_NONE));
+	ASSERT_OK(mprotect(a, M2, PROT_READ | PROT_WRITE));
+	ASSERT_TRUE(all_are(a, M2, W(61)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	teardown(&c);
+	unmap_guarded(a, M2);
 }
