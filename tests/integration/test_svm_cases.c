@@ -1319,3 +1319,52 @@ TEST(mprotect_none_and_back_on_device_resident_memory)
 	teardown(&c);
 	unmap_guarded(a, M2);
 }
+
+/*
+ * Made read-only while in device memory: the CPU's read gets the data
+ * (the copy back could not move pages into a read-only mapping and read
+ * zeros before mm/self.c's give_page), and so does a GPU read after.
+ */
+TEST(mprotect_read_only_on_device_resident_memory)
+{
+	uint64_t *a;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	make_resident(&c, a, 62);
+	ASSERT_OK(mprotect(a, M2, PROT_READ));
+	ASSERT_TRUE(all_are(a, M2, W(62)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(gpu_sum(&c, a, M2), W(62) * (M2 / 8));
+	ASSERT_OK(mprotect(a, M2, PROT_READ | PROT_WRITE));
+	ASSERT_TRUE(all_are(a, M2, W(62)));
+	a[5] = 5;				/* writable again */
+	ASSERT_EQ(gpu_sum(&c, a, M2), W(62) * (M2 / 8 - 1) + 5);
+	teardown(&c);
+	unmap_guarded(a, M2);
+}
+
+/*
+ * mlock of device-resident memory faults it in, with its data (the same
+ * bug: a move into an mlocked mapping is refused too).
+ */
+TEST(mlock_of_device_resident_memory)
+{
+	uint64_t *a;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	make_resident(&c, a, 63);
+	if (mlock(a, M2)) {
+		printf("SKIP: mlock: no permission\n");
+		ASSERT_TRUE(all_are(a, M2, W(63)));
+	} else {
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+		ASSERT_TRUE(all_are(a, M2, W(63)));
+		ASSERT_OK(munlock(a, M2));
+	}
+	teardown(&c);
+	unmap_guarded(a, M2);
+}
