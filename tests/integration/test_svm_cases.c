@@ -123,7 +123,7 @@ static void gpu_copy(struct ctx *c, void *dst, const void *src,
 	run_on(c->q, &k);
 }
 
-static void setup(struct ctx *c)
+static void setup_cfg(struct ctx *c, const struct gvm_sim_config *cfg)
 {
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
 				  .range = MIRROR_END - K4,
@@ -131,7 +131,7 @@ static void setup(struct ctx *c)
 	struct gvm_vm_stats st;
 
 	ASSERT_OK(gvm_mm_self(&c->mm));
-	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_sim_device_create(cfg, &c->dev));
 	ASSERT_OK(gvm_vm_create(c->dev, c->mm,
 				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
 	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
@@ -144,6 +144,11 @@ static void setup(struct ctx *c)
 	st = stats(c->vm);
 	ASSERT_EQ(st.svm_ranges_created, 1);
 	ASSERT_EQ(st.svm_migrations, 0);	/* shared: stays */
+}
+
+static void setup(struct ctx *c)
+{
+	setup_cfg(c, NULL);
 }
 
 static void teardown(struct ctx *c)
@@ -195,6 +200,12 @@ static bool all_are(const uint64_t *p, uint64_t bytes, uint64_t v)
 		if (p[i] != v)
 			return false;
 	return true;
+}
+
+/* The data the CPU writes: distinct per word and per round. */
+static uint64_t cpu_word(uint64_t i, uint64_t seed)
+{
+	return (i + 1) * 0x9e3779b97f4a7c15ull ^ seed;
 }
 
 /* ---- 1. atomics ---------------------------------------------------------- */
@@ -770,6 +781,59 @@ TEST(huge_page_memory_triad_and_fault_back)
 	unmap_guarded(p, 3 * M2);
 }
 
+/*
+ * A 64 KiB range inside a huge page: a BO bound over the first 64 KiB of
+ * a 2 MiB huge-page block keeps ranges there from being 2 MiB, so the
+ * migration takes 64 KiB out of the middle of the (maybe) huge page.
+ */
+TEST(huge_page_split_by_a_smaller_range)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = K64 };
+	struct gvm_vm_stats st0, st;
+	struct gvm_bo *bo;
+	uint64_t *p;
+	struct ctx c;
+	int err;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	err = madvise(p, M2, MADV_HUGEPAGE);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = cpu_word(i, 81);
+	printf("MADV_HUGEPAGE: %d, AnonHugePages: %ld kB\n", err,
+	       anon_huge_kb());
+	ASSERT_OK(gvm_bo_create(c.dev, K64, GVM_MEM_VRAM, c.vm, &bo));
+	op.addr = u64(p);
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	st0 = stats(c.vm);
+	gpu_fill(&c, p + M1 / 8, K4, 82);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_faults_by_size[1] - st0.svm_faults_by_size[1], 1);
+	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), K64);
+	for (uint64_t i = 0; i < M2 / 8; i++) {
+		uint64_t want = i >= M1 / 8 && i < (M1 + K4) / 8 ?
+					W(82) : cpu_word(i, 81);
+
+		if (p[i] != want)
+			ASSERT_EQ(p[i], want);
+	}
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* the GPU reads through the BO at the start, the CPU's memory after */
+	ASSERT_EQ(gpu_sum(&c, p, K64), 0);
+	{
+		uint64_t sum = 0;
+
+		for (uint64_t i = K64 / 8; i < (K64 + K4) / 8; i++)
+			sum += cpu_word(i, 81);
+		ASSERT_EQ(gpu_sum(&c, p + K64 / 8, K4), sum);
+	}
+	gvm_bo_put(bo);
+	teardown(&c);
+	unmap_guarded(p, M2);
+}
+
 /* ---- 3. memory the CPU never touched ------------------------------------- */
 
 /*
@@ -821,12 +885,6 @@ TEST(never_touched_memory_reads_zero)
 }
 
 /* ---- 4. sizes -------------------------------------------------------------- */
-
-/* The data the CPU writes: distinct per word and per round. */
-static uint64_t cpu_word(uint64_t i, uint64_t seed)
-{
-	return (i + 1) * 0x9e3779b97f4a7c15ull ^ seed;
-}
 
 /*
  * For one buffer pair of @size bytes: the GPU fills src, the CPU checks
@@ -1367,4 +1425,107 @@ TEST(mlock_of_device_resident_memory)
 	}
 	teardown(&c);
 	unmap_guarded(a, M2);
+}
+
+/* ---- more than VRAM holds ------------------------------------------------ */
+
+static uint64_t vram_free(struct gvm_device *dev)
+{
+	struct gvm_device_info info;
+
+	ASSERT_OK(gvm_device_query(dev, &info));
+	return info.vram_free;
+}
+
+/*
+ * 32 MiB of memory on a device with 8 MiB of VRAM: some ranges move,
+ * the ones that find no VRAM stay in system memory (docs/svm.md,
+ * "Placement": counted as migration failures); the data is right
+ * wherever it is, and all VRAM comes back with the data.
+ */
+TEST(more_memory_than_vram)
+{
+	struct gvm_sim_config cfg = { .vram_size = M8 };
+	const uint64_t size = 4 * M8, nranges = size / M2;
+	struct gvm_vm_stats st;
+	uint64_t *p, sum = 0, free0;
+	struct ctx c;
+
+	setup_cfg(&c, &cfg);
+	p = map_guarded(size, M2);
+	free0 = vram_free(c.dev);
+	gpu_fill(&c, p, size, 71);
+	st = stats(c.vm);
+	printf("%llu of %llu ranges moved, %llu stayed\n",
+	       (unsigned long long)st.svm_migrations,
+	       (unsigned long long)nranges,
+	       (unsigned long long)st.svm_migration_failures);
+	ASSERT_EQ(st.svm_ranges_created, 1 + nranges);
+	ASSERT_GT(st.svm_migrations, 0);
+	ASSERT_LE(st.svm_migrations * M2, M8);
+	ASSERT_EQ(st.svm_migrations + st.svm_migration_failures, nranges);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), st.svm_migrations * M2);
+	ASSERT_EQ(gpu_sum(&c, p, size), W(71) * (size / 8));
+	ASSERT_TRUE(all_are(p, size, W(71)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* all of it back, but the page tables the ranges needed */
+	ASSERT_LE(vram_free(c.dev), free0);
+	ASSERT_GE(vram_free(c.dev), free0 - 4 * K4);
+	free0 = vram_free(c.dev);
+	for (uint64_t i = 0; i < size / 8; i++) {
+		p[i] = cpu_word(i, 72);
+		sum += p[i];
+	}
+	ASSERT_EQ(gpu_sum(&c, p, size), sum);
+	gpu_fill(&c, p + 3 * M8 / 8, M8, 73);	/* the last quarter */
+	for (uint64_t i = 0; i < 3 * M8 / 8; i++)
+		if (p[i] != cpu_word(i, 72))
+			ASSERT_EQ(p[i], cpu_word(i, 72));
+	ASSERT_TRUE(all_are(p + 3 * M8 / 8, M8, W(73)));
+	ASSERT_EQ(vram_free(c.dev), free0);
+	teardown(&c);
+	unmap_guarded(p, size);
+}
+
+/*
+ * A migration that finds VRAM full of an idle BO evicts it (docs/svm.md:
+ * "no VRAM even after evicting idle BOs"); the BO keeps its data.
+ */
+TEST(migration_evicts_an_idle_bo)
+{
+	struct gvm_sim_config cfg = { .vram_size = M8 };
+	struct gvm_bo *bo;
+	uint32_t *b;
+	uint64_t *p;
+	struct ctx c;
+
+	setup_cfg(&c, &cfg);
+	ASSERT_OK(gvm_bo_create(c.dev, 6 * M1, GVM_MEM_VRAM, c.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
+	for (uint64_t i = 0; i < 6 * M1 / 4; i++)
+		b[i] = (uint32_t)i * 3;
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	/* bound (over the mirror, where the CPU maps nothing): counted */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL,
+			      &(struct gvm_bind_op){ .op = GVM_BIND_MAP,
+						     .addr = 1ull << 32,
+						     .range = 6 * M1,
+						     .bo = bo }, 1, NULL, 0));
+	p = map_guarded(2 * M2, M2);
+	gpu_fill(&c, p, 2 * M2, 74);
+	printf("migrations %llu, failures %llu, BO in %s\n",
+	       (unsigned long long)stats(c.vm).svm_migrations,
+	       (unsigned long long)stats(c.vm).svm_migration_failures,
+	       gvm_bo_region(bo) == GVM_MEM_VRAM ? "VRAM" : "system");
+	ASSERT_EQ(stats(c.vm).svm_migrations, 2);
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(stats(c.vm).evictions, 1);
+	ASSERT_TRUE(all_are(p, 2 * M2, W(74)));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
+	for (uint64_t i = 0; i < 6 * M1 / 4; i++)
+		if (b[i] != (uint32_t)i * 3)
+			ASSERT_EQ(b[i], (uint32_t)i * 3);
+	gvm_bo_put(bo);
+	teardown(&c);
+	unmap_guarded(p, 2 * M2);
 }
