@@ -648,6 +648,131 @@ TEST(cpu_and_gpu_atomics_on_migrating_memory)
 }
 
 /*
+ * Two devices count in turn on one range: lane i of device A's job waits
+ * (lane loads: boundaries) for device B to finish step i, counts, and
+ * publishes step i + 1, which B's lane i waits for.  Every step takes the
+ * range out of the other device's memory into this one's.
+ */
+struct turn_args {
+	struct count_args count;
+	uint64_t sync;			/* GPU VA: [0] A's step, [1] B's */
+	uint64_t me;			/* 0: A, 1: B */
+};
+
+static void turn_fn(struct gvm_lane *l, const void *args)
+{
+	const struct turn_args *a = args;
+	uint64_t step = gvm_lane_id(l) + 1;
+	uint64_t wait_va = a->sync + (a->me ? 0 : 8);
+	uint64_t wait_for = a->me ? step : step - 1;
+
+	while (gvm_lane_load(l, wait_va, 8) < wait_for &&
+	       !gvm_lane_faulted(l))
+		;
+	count_fn(l, &a->count);
+	gvm_lane_store(l, a->sync + 8 * a->me, step, 8);
+}
+
+/*
+ * Two VMs of one mm, on two devices (@other_device) or on one, count in
+ * turn.  Across devices every step moves the range out of one device's
+ * memory into the other's (counted exactly); two VMs of one device share
+ * whatever placement it gets.  The counts are exact either way.
+ */
+static void take_turns(bool other_device)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	const uint64_t steps = 40;
+	struct gvm_vm_stats sta, stb;
+	struct gvm_device *devb;
+	struct gvm_queue *qb;
+	struct gvm_vm *vmb;
+	struct turn_args ta, tb;
+	struct gvm_kernel ka, kb;
+	uint64_t ufa = 0, ufb = 0, *sync;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	if (other_device)
+		ASSERT_OK(gvm_sim_device_create(NULL, &devb));
+	else
+		devb = gvm_device_get(c.dev);
+	ASSERT_OK(gvm_vm_create(devb, c.mm, GVM_VM_LR_MODE |
+				GVM_VM_FAULT_MODE, &vmb));
+	ASSERT_OK(gvm_queue_create(vmb, GVM_ENGINE_COMPUTE, &qb));
+	ASSERT_OK(gvm_vm_bind(vmb, NULL, &op, 1, NULL, 0));
+	p = map_guarded(K64, K64);
+	sync = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(sync != MAP_FAILED);
+	counters_init((struct counters *)p, (uint32_t *)(p + K4), 2 * steps);
+	ta = (struct turn_args){ { u64(p), u64(p + K4), NULL, NULL },
+				 u64(sync), 0 };
+	tb = ta;
+	tb.me = 1;
+	ASSERT_OK(gvm_kernel_init(&ka, "turn", turn_fn, steps, &ta,
+				  sizeof(ta)));
+	ASSERT_OK(gvm_kernel_init(&kb, "turn", turn_fn, steps, &tb,
+				  sizeof(tb)));
+	/* c.q2 and qb are on different engines even on one device (the
+	   third queue goes to the first engine again): they wait for each
+	   other */
+	s.addr = &ufa;
+	ASSERT_OK(gvm_exec(c.q2, &ka, &s, 1));
+	s.addr = &ufb;
+	ASSERT_OK(gvm_exec(qb, &kb, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&ufa, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(gvm_user_fence_wait(&ufb, 1, GVM_TIMEOUT_INFINITE));
+	sta = stats(c.vm);
+	stb = stats(vmb);
+	printf("A: %llu moves in, %llu out; B: %llu in, %llu out\n",
+	       (unsigned long long)sta.svm_migrations,
+	       (unsigned long long)sta.dev_svm_to_system,
+	       (unsigned long long)stb.svm_migrations,
+	       (unsigned long long)stb.dev_svm_to_system);
+	if (other_device) {
+		ASSERT_EQ(sta.svm_migrations, steps);
+		ASSERT_EQ(stb.svm_migrations, steps);
+		ASSERT_EQ(sta.dev_svm_to_system, steps);
+		ASSERT_EQ(stb.dev_svm_to_system, steps - 1);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), K64);	/* B has it */
+	} else {
+		/* one move: B maps the device memory A's fault filled */
+		ASSERT_EQ(sta.svm_migrations + stb.svm_migrations, 1);
+		ASSERT_EQ(sta.dev_svm_to_system, 0);
+	}
+	counters_check((struct counters *)p, (uint32_t *)(p + K4), 2, steps,
+		       0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	if (other_device)
+		ASSERT_EQ(stats(vmb).dev_svm_to_system, steps);
+	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(stats(vmb).svm_migration_failures, 0);
+	ASSERT_EQ(logged(vmb), 0);
+	gvm_queue_destroy(qb);
+	ASSERT_OK(gvm_vm_destroy(vmb));
+	gvm_device_put(devb);
+	teardown(&c);
+	munmap(sync, K4);
+	unmap_guarded(p, K64);
+}
+
+TEST(two_devices_take_turns_counting)
+{
+	take_turns(true);
+}
+
+TEST(two_vms_of_one_device_take_turns_counting)
+{
+	take_turns(false);
+}
+
+/*
  * Two jobs on the two compute engines provably at the same time (each
  * one's first lane waits until the other's has started; queues go to
  * engines round-robin, docs/sim.md) count on one device-resident range.
