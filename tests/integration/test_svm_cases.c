@@ -1530,6 +1530,59 @@ TEST(mprotect_read_only_on_device_resident_memory)
 }
 
 /*
+ * A madvise that only splits the mapping (MADV_DONTFORK on a page in the
+ * middle) under device-resident data: the copy back meets three mappings
+ * (the first page of the extent was lost when the move over all of them
+ * failed, before mm/self.c's give_page).
+ */
+TEST(split_mapping_of_device_resident_memory)
+{
+	uint64_t *a;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	make_resident(&c, a, 66);
+	ASSERT_OK(madvise((uint8_t *)a + M1, K4, MADV_DONTFORK));
+	ASSERT_TRUE(all_are(a, M2, W(66)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_OK(madvise((uint8_t *)a + M1, K4, MADV_DOFORK));
+	gpu_fill(&c, a, M2, 67);		/* and once more */
+	ASSERT_OK(madvise((uint8_t *)a + M1, K4, MADV_DONTFORK));
+	ASSERT_TRUE(all_are(a, M2, W(67)));
+	teardown(&c);
+	unmap_guarded(a, M2);
+}
+
+/*
+ * The same for part of a range (the copy back meets a mapping split in
+ * three) and for a change of PROT_EXEC only.
+ */
+TEST(mprotect_part_or_exec_on_device_resident_memory)
+{
+	uint64_t *a, *b;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(M2, M2);
+	make_resident(&c, a, 64);
+	make_resident(&c, b, 65);
+	ASSERT_OK(mprotect((uint8_t *)a + K64, 3 * K4, PROT_READ));
+	ASSERT_OK(mprotect(b, M2, PROT_READ | PROT_WRITE | PROT_EXEC));
+	ASSERT_EQ(a[0], W(64));			/* all of it comes back */
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_TRUE(all_are(a, M2, W(64)));
+	ASSERT_TRUE(all_are(b, M2, W(65)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_OK(mprotect((uint8_t *)a + K64, 3 * K4,
+			   PROT_READ | PROT_WRITE));
+	teardown(&c);
+	unmap_guarded(a, M2);
+	unmap_guarded(b, M2);
+}
+
+/*
  * mlock of device-resident memory faults it in, with its data (the same
  * bug: a move into an mlocked mapping is refused too).
  */
