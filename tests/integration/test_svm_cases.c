@@ -1709,3 +1709,49 @@ TEST(migration_evicts_an_idle_bo)
 	teardown(&c);
 	unmap_guarded(p, 2 * M2);
 }
+
+/* ---- mremap of part of an extent, and growing ---------------------------- */
+
+/*
+ * docs/svm.md: mremap moves the device data with the pages.  Here only
+ * 64 KiB of a 2 MiB device-resident range move, and another range grows
+ * as it moves; the rest stays where it was.
+ */
+TEST(mremap_part_and_grow_of_device_resident_memory)
+{
+	uint64_t *a, *b, *dst, *big, *n;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(M2, M2);
+	dst = map_guarded(K64, K64);
+	big = map_guarded(2 * M2, M2);
+	make_resident(&c, a, 91);
+	make_resident(&c, b, 92);
+	n = mremap((uint8_t *)a + M1, K64, K64, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   dst);
+	ASSERT_TRUE(n == dst);
+	n = mremap(b, M2, 2 * M2, MREMAP_MAYMOVE | MREMAP_FIXED, big);
+	ASSERT_TRUE(n == big);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_are(dst, K64, W(91)));
+	ASSERT_TRUE(all_are(a, M1, W(91)));
+	ASSERT_TRUE(all_are(a + (M1 + K64) / 8, M1 - K64, W(91)));
+	ASSERT_TRUE(all_are(big, M2, W(92)));
+	ASSERT_TRUE(all_are(big + M2 / 8, M2, 0));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* the GPU sees the same */
+	ASSERT_EQ(gpu_sum(&c, dst, K64), W(91) * (K64 / 8));
+	ASSERT_EQ(gpu_sum(&c, big, 2 * M2), W(92) * (M2 / 8));
+	ASSERT_EQ(gpu_sum(&c, a, M1), W(91) * (M1 / 8));
+	teardown(&c);
+	munmap(a, M1);
+	munmap((uint8_t *)a + M1 + K64, M1 - K64);
+	unmap_guarded(dst, K64);
+	unmap_guarded(big, 2 * M2);
+	munmap((uint8_t *)a - K4, K4);
+	munmap((uint8_t *)a + M2, K4);
+	munmap((uint8_t *)b - K4, K4);
+	munmap((uint8_t *)b + M2, K4);
+}
