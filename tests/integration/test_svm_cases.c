@@ -1765,3 +1765,74 @@ TEST(mremap_part_and_grow_of_device_resident_memory)
 	munmap((uint8_t *)b - K4, K4);
 	munmap((uint8_t *)b + M2, K4);
 }
+
+/* ---- many CPU threads fault on one extent at once ------------------------ */
+
+#define READERS 4
+
+struct reader {
+	pthread_barrier_t *start, *done;
+	const uint64_t *p;
+	unsigned int id, rounds;
+	uint64_t bad;
+};
+
+/* Each round: wait, read every word of its own quarter, report. */
+static void *reader_fn(void *arg)
+{
+	struct reader *r = arg;
+
+	for (unsigned int round = 1; round <= r->rounds; round++) {
+		const uint64_t *q = r->p + r->id * (M2 / READERS / 8);
+
+		pthread_barrier_wait(r->start);
+		for (uint64_t i = 0; i < M2 / READERS / 8; i++)
+			if (q[i] != W(round))
+				r->bad++;
+		pthread_barrier_wait(r->done);
+	}
+	return NULL;
+}
+
+/*
+ * Four threads touch a device-resident range at once, each its own part:
+ * one fault brings the whole range back, the others' faults find it
+ * there; every thread reads the GPU's data.  20 rounds.
+ */
+TEST(cpu_threads_fault_on_one_extent_at_once)
+{
+	const unsigned int rounds = 20;
+	pthread_barrier_t start, done;
+	struct reader r[READERS];
+	pthread_t t[READERS];
+	uint64_t *p, faults0;
+	struct ctx c;
+
+	setup(&c);
+	p = map_guarded(M2, M2);
+	ASSERT_OK(pthread_barrier_init(&start, NULL, READERS + 1));
+	ASSERT_OK(pthread_barrier_init(&done, NULL, READERS + 1));
+	for (unsigned int i = 0; i < READERS; i++) {
+		r[i] = (struct reader){ &start, &done, p, i, rounds, 0 };
+		ASSERT_OK(pthread_create(&t[i], NULL, reader_fn, &r[i]));
+	}
+	faults0 = cpu_faults(c.mm);
+	for (unsigned int round = 1; round <= rounds; round++) {
+		make_resident(&c, p, round);
+		pthread_barrier_wait(&start);
+		pthread_barrier_wait(&done);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	}
+	for (unsigned int i = 0; i < READERS; i++) {
+		pthread_join(t[i], NULL);
+		ASSERT_EQ(r[i].bad, 0);
+	}
+	ASSERT_EQ(stats(c.vm).dev_svm_to_system, rounds);
+	ASSERT_GE(cpu_faults(c.mm) - faults0, rounds);
+	printf("%llu CPU faults for %u fault-backs\n",
+	       (unsigned long long)(cpu_faults(c.mm) - faults0), rounds);
+	pthread_barrier_destroy(&start);
+	pthread_barrier_destroy(&done);
+	teardown(&c);
+	unmap_guarded(p, M2);
+}
