@@ -1430,6 +1430,23 @@ TEST(madvise_free_on_system_memory_keeps_old_data_or_zero)
 	for (uint64_t i = K64 / 8; i < M2 / 8; i++)
 		if (p[i] != cpu_word(i, 41))
 			ASSERT_EQ(p[i], cpu_word(i, 41));
+	/* freed and then reclaimed at once (MADV_PAGEOUT discards clean
+	   lazily-freed pages, with no event): still old data or zeros */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(madvise(p + K64 / 8, K64, MADV_FREE));
+	if (madvise(p + K64 / 8, K64, MADV_PAGEOUT))
+		printf("MADV_PAGEOUT: %s\n", strerror(errno));
+	gpu_copy(&c, copy, p + K64 / 8, K64);
+	zeros = 0;
+	for (uint64_t i = 0; i < K64 / 8; i++) {
+		uint64_t old = cpu_word(K64 / 8 + i, 41);
+
+		ASSERT_TRUE(copy[i] == old || copy[i] == 0);
+		ASSERT_TRUE(p[K64 / 8 + i] == old || p[K64 / 8 + i] == 0);
+		zeros += p[K64 / 8 + i] == 0;
+	}
+	printf("MADV_FREE + MADV_PAGEOUT: %llu of %llu words read zero\n",
+	       (unsigned long long)zeros, (unsigned long long)(K64 / 8));
 	/* freed again, then written by the GPU: the writes stay */
 	ASSERT_OK(madvise(p, K64, MADV_FREE));
 	gpu_fill(&c, p, K64, 42);
