@@ -773,6 +773,64 @@ TEST(two_vms_of_one_device_take_turns_counting)
 }
 
 /*
+ * Counters on the test thread's own stack: the range moves to device
+ * memory with the frames around it, and the thread's next touch of its
+ * stack (its very next call) brings it back.  User fences sit on the
+ * same stack.
+ */
+TEST(atomics_on_the_stack)
+{
+	const uint64_t lanes = 256, rounds = 4;
+	struct counters cn;
+	uint32_t seen[(2 + 4) * 256];
+	struct ctx c;
+
+	setup(&c);
+	counters_init(&cn, seen, (2 + rounds) * lanes);
+	count_jobs(&c, &cn, seen, 2, lanes);
+	counters_check(&cn, seen, 2, lanes, 0);
+	for (uint64_t r = 1; r <= rounds; r++) {
+		struct gvm_kernel k;
+
+		count_kernel(&k, &cn, seen, lanes);
+		run_on(c.q, &k);
+		counters_check(&cn, seen, 2 + r, lanes, 0);
+	}
+	printf("%llu migrations, %llu back, %llu failed\n",
+	       (unsigned long long)stats(c.vm).svm_migrations,
+	       (unsigned long long)stats(c.vm).dev_svm_to_system,
+	       (unsigned long long)stats(c.vm).svm_migration_failures);
+	teardown(&c);
+}
+
+/* Atomics are writes: on read-only memory they fault and change nothing. */
+TEST(atomics_on_read_only_memory_fault)
+{
+	struct counters *cn;
+	struct gvm_kernel k;
+	uint32_t *seen;
+	struct ctx c;
+	uint8_t *p;
+
+	setup(&c);
+	p = map_guarded(K64, K64);
+	cn = (struct counters *)p;
+	seen = (uint32_t *)(p + K4);
+	counters_init(cn, seen, 64);
+	ASSERT_OK(mprotect(p, K64, PROT_READ));
+	count_kernel(&k, cn, seen, 64);
+	run_on(c.q, &k);
+	ASSERT_GE(logged(c.vm), 1);
+	counters_check(cn, seen, 0, 64, 0);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_OK(mprotect(p, K64, PROT_READ | PROT_WRITE));
+	run_on(c.q, &k);			/* writable again: counts */
+	counters_check(cn, seen, 1, 64, 0);
+	teardown(&c);
+	unmap_guarded(p, K64);
+}
+
+/*
  * Two jobs on the two compute engines provably at the same time (each
  * one's first lane waits until the other's has started; queues go to
  * engines round-robin, docs/sim.md) count on one device-resident range.
