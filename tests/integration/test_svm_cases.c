@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 
 #include <gvm/gvm.h>
 #include <gvm/mm.h>
@@ -28,6 +29,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "mmhold.h"
 #include "core/atomic.h"
 #include "mm/mm.h"
 
@@ -1910,4 +1912,121 @@ TEST(cpu_threads_fault_on_one_extent_at_once)
 	pthread_barrier_destroy(&done);
 	teardown(&c);
 	unmap_guarded(p, M2);
+}
+
+/* ---- known bug: a fault-back while another event is queued -------------- */
+
+/*
+ * KNOWN BUG, kept out of the default run: KNOWN_BUG tests are not
+ * registered with CTest (tests/CMakeLists.txt registers lines starting
+ * with "TEST("), and return at once unless GVM_TEST_KNOWN_BUGS=1.  Run:
+ *	GVM_TEST_KNOWN_BUGS=1 ./test_svm_cases <name>
+ */
+#define KNOWN_BUG(name) TEST(name)
+
+static bool known_bugs(void)
+{
+	const char *e = getenv("GVM_TEST_KNOWN_BUGS");
+
+	if (e && *e == '1')
+		return true;
+	printf("SKIP: known bug (GVM_TEST_KNOWN_BUGS=1 runs it)\n");
+	return false;
+}
+
+struct toucher {
+	uint64_t *p;
+	uint64_t val;
+	pid_t tid;			/* atomic */
+};
+
+static void *toucher_read(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->val = *(volatile uint64_t *)t->p;
+	return NULL;
+}
+
+static void *toucher_dontneed(void *arg)
+{
+	struct toucher *t = arg;
+
+	__atomic_store_n(&t->tid, (pid_t)syscall(SYS_gettid),
+			 __ATOMIC_RELEASE);
+	ASSERT_OK(madvise(t->p, K64, MADV_DONTNEED));
+	return NULL;
+}
+
+/* 1: @tid sleeps in a userfaultfd wait, 0: not, -1: cannot tell. */
+static int in_userfaultfd(pid_t tid)
+{
+	char path[64], buf[128] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	if (!buf[0] || !strcmp(buf, "0"))
+		return -1;
+	return strstr(buf, "userfaultfd") != NULL;
+}
+
+/*
+ * The event thread has read a CPU fault on device-resident memory A
+ * (held there by mmhold) when another thread's madvise on other
+ * registered memory B queues a REMOVE.  Until that event is read, the
+ * kernel fails every UFFDIO_MOVE/COPY/ZEROPAGE/POISON on the userfaultfd
+ * with EAGAIN (its mmap_changing count).  The fault-back then runs:
+ * give treats EAGAIN as "page no longer mapped" and skips every page,
+ * to_ram_change drops the extent anyway, and the faulting thread's retry
+ * gets a fresh zero page: A's 2 MiB read as zeros (or, if the retry is
+ * read before the REMOVE, ZEROPAGE fails with EAGAIN too and the thread
+ * is never woken: a hang).  In a real program mmhold is not needed: any
+ * munmap/madvise/mremap of registered memory by one thread while the
+ * event thread services another's fault does it.
+ */
+KNOWN_BUG(fault_back_while_an_event_is_queued_keeps_the_data)
+{
+	struct toucher r = { 0 }, d = { 0 };
+	pthread_t tr, td;
+	uint64_t *a, *b;
+	struct ctx c;
+	int in;
+
+	if (!known_bugs())
+		return;
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(K64, K64);
+	make_resident(&c, a, 95);
+	gpu_fill(&c, b, K64, 96);		/* b registered too */
+	ASSERT_TRUE(all_are(b, K64, W(96)));
+	mmhold_install();
+	mmhold_arm();
+	r.p = a;
+	ASSERT_OK(pthread_create(&tr, NULL, toucher_read, &r));
+	ASSERT_EQ(mmhold_wait_held(), UFFD_EVENT_PAGEFAULT);
+	d.p = b;
+	ASSERT_OK(pthread_create(&td, NULL, toucher_dontneed, &d));
+	while (!__atomic_load_n(&d.tid, __ATOMIC_ACQUIRE))
+		sched_yield();
+	/* until the REMOVE is queued: madvise then waits for its read */
+	while (!(in = in_userfaultfd(d.tid)))
+		sched_yield();
+	if (in < 0)
+		printf("cannot read wchan: the REMOVE may not be queued yet\n");
+	mmhold_release();
+	pthread_join(tr, NULL);
+	pthread_join(td, NULL);
+	mmhold_uninstall();
+	ASSERT_EQ(r.val, W(95));
+	ASSERT_TRUE(all_are(a, M2, W(95)));
+	teardown(&c);
+	unmap_guarded(a, M2);
+	unmap_guarded(b, K64);
 }
