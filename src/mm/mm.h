@@ -119,7 +119,9 @@ struct gvm_mm_ops {
 	 *    nothing changed on failure;
 	 *  - give: moves the stage's pages into the absent CPU pages of
 	 *    [start, start + len) and wakes the CPU threads waiting there.
-	 *    Pages the CPU no longer maps are skipped.
+	 *    Pages the CPU no longer maps are skipped; a page whose mapping
+	 *    the CPU made read-only or mlocked since the take (no event
+	 *    says so) still gets its data.
 	 */
 	int (*stage_get)(struct gvm_mm *mm, bool empty, uint64_t *stage);
 	void (*stage_put)(struct gvm_mm *mm, uint64_t stage, bool empty);

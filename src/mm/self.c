@@ -579,6 +579,8 @@ static void self_destroy(struct gvm_mm *mm)
  *	take:  UFFDIO_MOVE  CPU range -> empty stage   (on stage_uffd)
  *	give:  UFFDIO_MOVE  stage -> CPU range         (on uffd: the CPU
  *	       range is ours; the move wakes the threads faulting there)
+ *	       or, for a page whose mapping mprotect or mlock made unlike
+ *	       the stage's (UFFDIO_MOVE refuses it), UFFDIO_COPY
  *
  * Moving pages costs no copy and no page fault; the pages a take brought
  * into a stage stay there after the copy to device memory (a "full"
@@ -694,6 +696,33 @@ static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	return n == -EEXIST || n == -ENOENT ? -EBUSY : (int)n;
 }
 
+/*
+ * One page of a give that the bulk move refused: moved on its own, or,
+ * if the move refuses the mapping itself (-EINVAL: UFFDIO_MOVE wants
+ * both sides alike, and mprotect or mlock changed the CPU's side since
+ * the take, with no event), copied (UFFDIO_COPY fills a missing page of
+ * a registered anonymous mapping whatever its protection) and the
+ * stage's page dropped, as a move would have left it.  False: the CPU
+ * no longer maps the page here, or something is there: skipped.
+ */
+static bool give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
+{
+	struct uffdio_copy c = {
+		.dst = dst,
+		.src = src,
+		.len = GVM_MM_PAGE_SIZE,
+		.mode = UFFDIO_COPY_MODE_DONTWAKE,
+	};
+	int64_t n = move(s->uffd, dst, src, GVM_MM_PAGE_SIZE);
+
+	if (n > 0)
+		return true;
+	if (n != -EINVAL || ioctl(s->uffd, UFFDIO_COPY, &c))
+		return false;
+	madvise((void *)(uintptr_t)src, GVM_MM_PAGE_SIZE, MADV_DONTNEED);
+	return true;
+}
+
 static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		     uint64_t stage)
 {
@@ -702,22 +731,23 @@ static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	uint64_t off = 0;
 
 	/*
-	 * Page by page after a failure: a page the CPU no longer maps here
-	 * (unmapped, or mapped anew and not registered) refuses the move
-	 * and is skipped.  Then wake whoever still waits in the range.
+	 * Page by page after a failure (give_page), then in bulk again.
+	 * Then wake whoever still waits in the range: copies do not.
 	 */
 	while (off < len) {
 		int64_t n = move(s->uffd, start + off, stage + off, len - off);
 
-		if (n == (int64_t)(len - off))
-			return 0;
-		off += n > 0 ? (uint64_t)n : GVM_MM_PAGE_SIZE;
-		if (n > 0)
+		if (n == (int64_t)(len - off)) {
+			if (!off)
+				return 0;
+			break;
+		}
+		if (n > 0) {
+			off += (uint64_t)n;
 			continue;
-		while (off < len &&
-		       move(s->uffd, start + off, stage + off,
-			    GVM_MM_PAGE_SIZE) < 0)
-			off += GVM_MM_PAGE_SIZE;
+		}
+		give_page(s, start + off, stage + off);
+		off += GVM_MM_PAGE_SIZE;
 	}
 	ioctl(s->uffd, UFFDIO_WAKE, &r);
 	return 0;
