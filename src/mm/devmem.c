@@ -75,6 +75,49 @@ struct devmem_ext {
 	uint64_t valid[PAGES_MAX / 64];	/* pages whose data it holds */
 	struct gvm_mm_devmem *dm;	/* reference */
 	uint64_t off;			/* in dm, of start */
+	struct stage_dm *spare;		/* a migration's, until it ends */
+	bool inserted;			/* in the tree (a migration's) */
+};
+
+/*
+ * A stage standing in for device memory.  A migration to device memory
+ * takes the CPU pages into a stage, then copies them; if the copy fails
+ * they are given back, but if the backend cannot give them now (-EAGAIN:
+ * an event is pending, and the migration holds devmem_lock, which the
+ * event's processing may need), the stage itself becomes the range's
+ * "device memory": owned by no device (so no GPU maps it), copied from
+ * with memcpy, and released to the pool with the last extent using it.
+ * The next CPU touch or fetch brings the data back like any other.
+ * Allocated with the migration, so that this path cannot fail.
+ */
+struct stage_dm {
+	struct gvm_mm_devmem dm;
+	struct gvm_mm *mm;
+	uint64_t stage;
+};
+
+static int stage_dm_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
+			 uint64_t len, bool to_ram)
+{
+	struct stage_dm *sd = gvm_container_of(dm, struct stage_dm, dm);
+	void *there = (void *)(uintptr_t)(sd->stage + off);
+	void *here = (void *)(uintptr_t)sys;
+
+	memcpy(to_ram ? here : there, to_ram ? there : here, len);
+	return 0;
+}
+
+static void stage_dm_release(struct gvm_mm_devmem *dm)
+{
+	struct stage_dm *sd = gvm_container_of(dm, struct stage_dm, dm);
+
+	sd->mm->ops->stage_put(sd->mm, sd->stage, false);
+	gvm__free(sd);
+}
+
+static const struct gvm_mm_devmem_ops stage_dm_ops = {
+	.copy = stage_dm_copy,
+	.release = stage_dm_release,
 };
 
 void gvm__mm_devmem_init(struct gvm_mm_devmem *dm,
@@ -131,6 +174,7 @@ static struct devmem_ext *ext_first(struct gvm_mm *mm, uint64_t start,
 /* Extents come and go with devmem_lock held; devmem_nr is a lock-free hint. */
 static void ext_insert(struct gvm_mm *mm, struct devmem_ext *e)
 {
+	e->inserted = true;
 	/* Reserved by the caller: cannot fail. */
 	GVM_BUG_ON(gvm__itree_insert(&mm->devmem, e->start,
 				     e->start + e->len - 1, e) != 0);
@@ -160,20 +204,36 @@ static uint64_t next_run(const struct devmem_ext *e, uint64_t *i)
 	return j - *i;
 }
 
-/* Registers each valid run of @e with @missing (best effort). */
-static void ext_register(struct gvm_mm *mm, const struct devmem_ext *e,
-			 bool missing)
-{
-	uint64_t i = 0, n;
-
-	while ((n = next_run(e, &i))) {
-		mm->ops->register_range(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
-					n << GVM_MM_PAGE_SHIFT, missing);
-		i += n;
-	}
-}
-
 /* ---- migration ----------------------------------------------------- */
+
+/*
+ * The copy to device memory failed after the take: the pages go back.
+ * What cannot go back now (-EAGAIN, see struct stage_dm) stays in the
+ * stage, which becomes the extent's memory.  True if it did.
+ */
+static bool give_back(struct devmem_ext *e, uint64_t stage)
+{
+	struct gvm_mm *mm = e->mm;
+	struct stage_dm *sd = e->spare;
+	uint64_t done = 0, i;
+
+	if (mm->ops->give(mm, e->start, e->len, stage, &done) != -EAGAIN) {
+		mm->ops->register_range(mm, e->start, e->len, false);
+		return false;
+	}
+	if (done)
+		mm->ops->register_range(mm, e->start, done, false);
+	for (i = 0; i < done >> GVM_MM_PAGE_SHIFT; i++)
+		set_valid(e, i, false);
+	gvm__mm_devmem_init(&sd->dm, &stage_dm_ops, NULL, e->len);
+	sd->mm = mm;
+	sd->stage = stage;
+	e->spare = NULL;
+	e->dm = &sd->dm;		/* its one reference */
+	e->off = 0;
+	ext_insert(mm, e);
+	return true;
+}
 
 /* Inside the invalidation: take the pages, copy them, record extent @arg. */
 static int to_dev_change(void *arg)
@@ -187,20 +247,24 @@ static int to_dev_change(void *arg)
 	if (err)
 		return err;
 	err = mm->ops->register_range(mm, e->start, e->len, true);
-	if (!err) {
-		err = mm->ops->take(mm, e->start, e->len, stage);
-		if (!err) {
-			err = e->dm->ops->copy(e->dm, e->off, stage, e->len,
-					       false);
-			if (err)	/* back: nobody saw them gone */
-				mm->ops->give(mm, e->start, e->len, stage);
-		}
-		if (err)
-			mm->ops->register_range(mm, e->start, e->len, false);
-	}
-	mm->ops->stage_put(mm, stage, err != 0);
-	if (err)
+	if (err) {
+		mm->ops->stage_put(mm, stage, true);
 		return err;
+	}
+	err = mm->ops->take(mm, e->start, e->len, stage);
+	if (err) {
+		mm->ops->register_range(mm, e->start, e->len, false);
+		mm->ops->stage_put(mm, stage, true);
+		return err;
+	}
+	err = e->dm->ops->copy(e->dm, e->off, stage, e->len, false);
+	if (err) {
+		/* back: nobody saw them gone (or into the stage's keeping) */
+		if (!give_back(e, stage))
+			mm->ops->stage_put(mm, stage, true);
+		return err;
+	}
+	mm->ops->stage_put(mm, stage, false);	/* its pages stay, for reuse */
 	ext_insert(mm, e);
 	gvm__mm_devmem_get(e->dm);
 	return 0;
@@ -215,6 +279,7 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		.event = GVM_MM_EVENT_MIGRATE,
 	};
 	struct devmem_ext *e;
+	struct stage_dm *spare;
 	uint64_t i;
 	int err;
 
@@ -230,6 +295,11 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	e->start = start;
 	e->len = len;
 	e->dm = dm;
+	e->spare = gvm__calloc(1, sizeof(*e->spare));
+	if (!e->spare) {
+		gvm__free(e);
+		return -ENOMEM;
+	}
 	for (i = 0; i < len >> GVM_MM_PAGE_SHIFT; i++)
 		set_valid(e, i, true);
 
@@ -248,9 +318,13 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	err = gvm__notifier_invalidate_change(mm, &r, to_dev_change, e);
 	gvm__itree_unreserve(&mm->devmem);
 out_unlock:
+	/* Once inserted, @e is the tree's: read it under the lock. */
+	spare = e->spare;
+	if (e->inserted)
+		e = NULL;
 	gvm__mutex_unlock(&mm->devmem_lock);
-	if (err)
-		gvm__free(e);
+	gvm__free(spare);
+	gvm__free(e);
 	return err;
 }
 
@@ -258,13 +332,15 @@ out_unlock:
  * Inside the invalidation of extent @arg: its data back into the CPU
  * pages, then the extent goes.  A copy that fails twice poisons the
  * pages (a CPU access gets SIGBUS) rather than hand out stale or zeroed
- * data.
+ * data.  -EAGAIN: the backend could give only part of it (an event is
+ * pending, mm.h); the extent stays with the pages not given, their data
+ * still in device memory.
  */
 static int to_ram_change(void *arg)
 {
 	struct devmem_ext *e = arg;
 	struct gvm_mm *mm = e->mm;
-	uint64_t stage, i = 0, n;
+	uint64_t stage, i = 0, n, j;
 	int err, tries;
 
 	err = mm->ops->stage_get(mm, false, &stage);
@@ -276,26 +352,33 @@ static int to_ram_change(void *arg)
 			break;
 	}
 	while ((n = next_run(e, &i))) {
-		uint64_t b = i << GVM_MM_PAGE_SHIFT;
+		uint64_t b = i << GVM_MM_PAGE_SHIFT, len, done;
 
+		len = n << GVM_MM_PAGE_SHIFT;
+		done = len;
 		if (err) {
 			fprintf(stderr, "gvm: device memory lost for "
 				"[0x%llx, +0x%llx) (%d): poisoned\n",
 				(unsigned long long)(e->start + b),
-				(unsigned long long)(n << GVM_MM_PAGE_SHIFT),
-				err);
-			mm->ops->poison(mm, e->start + b,
-					n << GVM_MM_PAGE_SHIFT);
-		} else {
-			mm->ops->give(mm, e->start + b, n << GVM_MM_PAGE_SHIFT,
-				      stage + b);
+				(unsigned long long)len, err);
+			mm->ops->poison(mm, e->start + b, len);
+		} else if (mm->ops->give(mm, e->start + b, len, stage + b,
+					 &done) == -EAGAIN) {
+			err = -EAGAIN;
 		}
+		/* What was given (or poisoned) is the CPU's again. */
+		if (done)
+			mm->ops->register_range(mm, e->start + b, done, false);
+		for (j = 0; j < done >> GVM_MM_PAGE_SHIFT; j++)
+			set_valid(e, i + j, false);
+		if (err == -EAGAIN)
+			break;
 		i += n;
 	}
-	ext_register(mm, e, false);
 	/* Invalid runs' pages may still be in the stage. */
 	mm->ops->stage_put(mm, stage, false);
-	ext_free(mm, e);
+	if (err != -EAGAIN)
+		ext_free(mm, e);
 	return err;
 }
 
@@ -312,19 +395,40 @@ static int migrate_back_locked(struct gvm_mm *mm, struct devmem_ext *e)
 	return gvm__notifier_invalidate_change(mm, &r, to_ram_change, e);
 }
 
-int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len)
+/*
+ * devmem_lock held: every extent overlapping [start, start + len) back.
+ * An extent the backend could not give whole (-EAGAIN) is retried once
+ * the events in the way are read: devmem_lock is dropped meanwhile (the
+ * event thread may need it to process them) and taken again.
+ */
+static int migrate_back_all_locked(struct gvm_mm *mm, uint64_t start,
+				   uint64_t len)
 {
 	struct devmem_ext *e;
-	int err = 0, ret = 0;
+	int err, ret = 0;
+
+	while ((e = ext_first(mm, start, len))) {
+		err = migrate_back_locked(mm, e);
+		if (err == -EAGAIN) {
+			mm->devmem_waits++;
+			gvm__mutex_unlock(&mm->devmem_lock);
+			gvm__mm_sync(mm);
+			gvm__mutex_lock(&mm->devmem_lock);
+		} else if (err && !ret) {
+			ret = err;
+		}
+	}
+	return ret;
+}
+
+int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	int ret;
 
 	if (!gvm__mm_range_ok(start, len))
 		return -EINVAL;
 	gvm__mutex_lock(&mm->devmem_lock);
-	while ((e = ext_first(mm, start, len))) {
-		err = migrate_back_locked(mm, e);
-		if (err && !ret)
-			ret = err;
-	}
+	ret = migrate_back_all_locked(mm, start, len);
 	gvm__mutex_unlock(&mm->devmem_lock);
 	return ret;
 }
@@ -498,11 +602,8 @@ void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 
 void gvm__mm_devmem_fork_prepare(struct gvm_mm *mm)
 {
-	struct devmem_ext *e;
-
 	gvm__mutex_lock(&mm->devmem_lock);
-	while ((e = ext_first(mm, 0, UINT64_MAX)))
-		migrate_back_locked(mm, e);
+	migrate_back_all_locked(mm, 0, UINT64_MAX);
 	mm->devmem_frozen = true;
 	gvm__mutex_unlock(&mm->devmem_lock);
 }
@@ -512,6 +613,16 @@ void gvm__mm_devmem_fork_done(struct gvm_mm *mm)
 	gvm__mutex_lock(&mm->devmem_lock);
 	mm->devmem_frozen = false;
 	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+uint64_t gvm__mm_devmem_waits(struct gvm_mm *mm)
+{
+	uint64_t n;
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	n = mm->devmem_waits;
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return n;
 }
 
 uint64_t gvm__mm_devmem_bytes(struct gvm_mm *mm)

@@ -121,14 +121,20 @@ struct gvm_mm_ops {
 	 *    [start, start + len) and wakes the CPU threads waiting there.
 	 *    Pages the CPU no longer maps are skipped; a page whose mapping
 	 *    the CPU made read-only or mlocked since the take (no event
-	 *    says so) still gets its data.
+	 *    says so) still gets its data.  0, or -EAGAIN: the CPU side is
+	 *    changing (an event of the backend's is not read yet: the
+	 *    kernel refuses to fill pages then) and only [start, start +
+	 *    *@done) was given; nothing at or after it was touched.  Retry
+	 *    once the pending events are read (gvm__mm_sync), from a thread
+	 *    that is not the backend's event reader, holding no
+	 *    devmem_lock while it waits (the reader may need it).
 	 */
 	int (*stage_get)(struct gvm_mm *mm, bool empty, uint64_t *stage);
 	void (*stage_put)(struct gvm_mm *mm, uint64_t stage, bool empty);
 	int (*take)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		    uint64_t stage);
 	int (*give)(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		    uint64_t stage);
+		    uint64_t stage, uint64_t *done);
 	/* The absent CPU pages of the range get SIGBUS on access. */
 	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 };
@@ -152,6 +158,9 @@ struct gvm_mm {
 						   under way */
 	uint32_t devmem_nr;			/* atomic, written under
 						   devmem_lock: extents */
+	uint64_t devmem_waits;			/* devmem_lock: migrations
+						   back that waited for a
+						   pending event (-EAGAIN) */
 	bool devmem_ok;				/* constant: the backend can
 						   take pages (set at
 						   creation) */
@@ -338,7 +347,10 @@ struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
 
 /* For backends.  A CPU access faulted at @addr (a page registered
    missing): migrates its range back.  -ENOENT: not device-resident (the
-   backend then supplies a zero page); else as gvm__mm_migrate_to_ram. */
+   backend then supplies a zero page); -EAGAIN: an event of the backend is
+   pending and must be read first (give's -EAGAIN; the part given is back,
+   the rest still device-resident): call again after reading it, without
+   waking the faulting thread meanwhile; else as gvm__mm_migrate_to_ram. */
 int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr);
 /* The CPU pages of [start, start + len) were discarded or unmapped:
    their data in device memory is dropped. */
@@ -353,6 +365,8 @@ void gvm__mm_devmem_fork_prepare(struct gvm_mm *mm);
 void gvm__mm_devmem_fork_done(struct gvm_mm *mm);
 /* Device-resident bytes (statistics, tests). */
 uint64_t gvm__mm_devmem_bytes(struct gvm_mm *mm);
+/* Times a migration back waited for the backend's pending events. */
+uint64_t gvm__mm_devmem_waits(struct gvm_mm *mm);
 
 /* Invalidates [start, start + len) with @event (gvm__notifier_invalidate). */
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
@@ -404,6 +418,8 @@ int gvm__mm_populate_write(uint64_t addr);
 struct gvm_mm_self_stats {
 	uint64_t unmap, remove, remap, fork, pagefault;	/* events read */
 	uint64_t cpu_faults;		/* faults on device-resident ranges */
+	uint64_t cpu_faults_deferred;	/* of them held back behind a pending
+					   event (each time) */
 	uint64_t invalidations;				/* ranges invalidated */
 };
 

@@ -164,6 +164,11 @@ struct gvm_mm_self {
 					   stages with no page / with pages */
 	size_t nr_empty, nr_full, nr_stages; /* stage_lock */
 	size_t cap_empty, cap_full;	/* stage_lock */
+	/* CPU faults the event thread could not resolve yet because an
+	   event was pending (-EAGAIN): retried after each message read;
+	   the event thread's alone */
+	uint64_t *deferred;
+	size_t nr_deferred, cap_deferred;
 };
 
 /* Set on the event thread of that mm: flushes there return at once. */
@@ -299,6 +304,7 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		};
 
 		if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+			stat_inc(&s->stats.cpu_faults);
 			cpu_fault(s, msg->arg.pagefault.address);
 			break;
 		}
@@ -332,6 +338,20 @@ static void event_idle(struct gvm_mm_self *s, uint32_t *gen)
 		gvm__futex_wake(&s->event_gen, INT_MAX);
 }
 
+/*
+ * CPU faults deferred because an event was in the way (cpu_fault): one
+ * more message was read since, which may have been it, or a moment
+ * passed.  Each retry may defer again.
+ */
+static void retry_deferred(struct gvm_mm_self *s)
+{
+	size_t n = s->nr_deferred, i;
+
+	s->nr_deferred = 0;
+	for (i = 0; i < n; i++)
+		cpu_fault(s, s->deferred[i]);
+}
+
 static void *event_thread(void *arg)
 {
 	struct gvm_mm_self *s = arg;
@@ -345,9 +365,18 @@ static void *event_thread(void *arg)
 	for (;;) {
 		struct uffd_msg msg;
 		ssize_t n;
+		int ready;
 
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
+		/*
+		 * A deferred fault waits for the thread that raised the
+		 * event in its way to run once more after the read (the
+		 * kernel clears its "changing" mark there): poll briefly.
+		 */
+		ready = poll(pfd, 2, s->nr_deferred ? 1 : -1);
+		if (s->nr_deferred)
+			retry_deferred(s);
+		if (ready <= 0) {
+			if (!ready || errno == EINTR)
 				continue;
 			fprintf(stderr, "gvm: mm event thread: poll: %s\n",
 				strerror(errno));
@@ -366,8 +395,10 @@ static void *event_thread(void *arg)
 			stamp = gvm__notifier_stamp_end(&s->base,
 					n == (ssize_t)sizeof(msg) &&
 					event_complete(&msg));
-			if (n == (ssize_t)sizeof(msg))
+			if (n == (ssize_t)sizeof(msg)) {
 				handle_event(s, &msg, stamp);
+				retry_deferred(s);
+			}
 			event_idle(s, &gen);
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -702,10 +733,11 @@ static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
  * both sides alike, and mprotect or mlock changed the CPU's side since
  * the take, with no event), copied (UFFDIO_COPY fills a missing page of
  * a registered anonymous mapping whatever its protection) and the
- * stage's page dropped, as a move would have left it.  False: the CPU
- * no longer maps the page here, or something is there: skipped.
+ * stage's page dropped, as a move would have left it.  0: given, or
+ * skipped (the CPU no longer maps the page here, or something is there);
+ * -EAGAIN: an event is pending (nothing done).
  */
-static bool give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
+static int give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
 {
 	struct uffdio_copy c = {
 		.dst = dst,
@@ -715,42 +747,60 @@ static bool give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
 	};
 	int64_t n = move(s->uffd, dst, src, GVM_MM_PAGE_SIZE);
 
-	if (n > 0)
-		return true;
-	if (n != -EINVAL || ioctl(s->uffd, UFFDIO_COPY, &c))
-		return false;
+	if (n > 0 || n == -EAGAIN)
+		return n > 0 ? 0 : -EAGAIN;
+	if (n != -EINVAL)
+		return 0;
+	if (ioctl(s->uffd, UFFDIO_COPY, &c))
+		return errno == EAGAIN ? -EAGAIN : 0;
 	madvise((void *)(uintptr_t)src, GVM_MM_PAGE_SIZE, MADV_DONTNEED);
-	return true;
+	return 0;
 }
 
+/*
+ * While an event is queued and not read (munmap, madvise, mremap in
+ * another thread), the kernel refuses moves and copies into the
+ * userfaultfd's ranges with EAGAIN: the give stops there and says how
+ * far it got (mm.h); the caller retries once the event is read.
+ */
 static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		     uint64_t stage)
+		     uint64_t stage, uint64_t *done)
 {
 	struct gvm_mm_self *s = to_self(mm);
 	struct uffdio_range r = { .start = start, .len = len };
 	uint64_t off = 0;
+	int err = 0;
 
 	/*
 	 * Page by page after a failure (give_page), then in bulk again.
-	 * Then wake whoever still waits in the range: copies do not.
+	 * Then wake whoever still waits in what was given: copies do not.
 	 */
 	while (off < len) {
 		int64_t n = move(s->uffd, start + off, stage + off, len - off);
 
 		if (n == (int64_t)(len - off)) {
-			if (!off)
+			if (!off) {
+				*done = len;
 				return 0;
+			}
+			off = len;
 			break;
 		}
 		if (n > 0) {
 			off += (uint64_t)n;
 			continue;
 		}
-		give_page(s, start + off, stage + off);
+		err = n == -EAGAIN ? -EAGAIN :
+				     give_page(s, start + off, stage + off);
+		if (err)
+			break;
 		off += GVM_MM_PAGE_SIZE;
 	}
-	ioctl(s->uffd, UFFDIO_WAKE, &r);
-	return 0;
+	*done = off;
+	r.len = off;
+	if (off)
+		ioctl(s->uffd, UFFDIO_WAKE, &r);
+	return err;
 }
 
 static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
@@ -766,7 +816,13 @@ static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
 	return -EOPNOTSUPP;
 }
 
-/* A CPU thread touched an absent page of a range registered missing. */
+/*
+ * A CPU thread touched an absent page of a range registered missing.  If
+ * an event is pending (-EAGAIN: the kernel fills no page until it is
+ * read), the fault waits, its thread not woken, and is retried after the
+ * next message: a woken thread would fault again at once, and the kernel
+ * hands out faults before events, so the event would never be read.
+ */
 static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 {
 	struct uffdio_zeropage z = {
@@ -775,15 +831,21 @@ static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 	};
 	int err;
 
-	stat_inc(&s->stats.cpu_faults);
 	err = gvm__mm_devmem_fault(&s->base, z.range.start);
 	if (!err)
 		return;
 	if (err == -ENOENT) {
 		/* Not device-resident (its data was discarded): fresh zero
 		   page, as for any first touch. */
-		if (!ioctl(s->uffd, UFFDIO_ZEROPAGE, &z) || errno != EEXIST)
+		if (!ioctl(s->uffd, UFFDIO_ZEROPAGE, &z))
 			return;
+		err = errno == EAGAIN ? -EAGAIN : 0;
+	}
+	if (err == -EAGAIN &&
+	    !GVM_GROW(s->deferred, s->cap_deferred, s->nr_deferred + 1)) {
+		stat_inc(&s->stats.cpu_faults_deferred);
+		s->deferred[s->nr_deferred++] = z.range.start;
+		return;
 	}
 	/* Resolved meanwhile, or not now: let it fault again. */
 	ioctl(s->uffd, UFFDIO_WAKE, &z.range);
@@ -799,6 +861,7 @@ static void stages_fini(struct gvm_mm_self *s)
 		munmap((void *)(uintptr_t)s->stage_full[i], STAGE_SIZE);
 	gvm__free(s->stage_empty);
 	gvm__free(s->stage_full);
+	gvm__free(s->deferred);
 	if (s->stage_uffd >= 0)
 		close(s->stage_uffd);
 	gvm__mutex_fini(&s->stage_lock);
@@ -1139,6 +1202,8 @@ void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out)
 	out->fork = gvm_load_relaxed(&s->stats.fork);
 	out->pagefault = gvm_load_relaxed(&s->stats.pagefault);
 	out->cpu_faults = gvm_load_relaxed(&s->stats.cpu_faults);
+	out->cpu_faults_deferred =
+		gvm_load_relaxed(&s->stats.cpu_faults_deferred);
 	out->invalidations = gvm_load_relaxed(&s->stats.invalidations);
 }
 

@@ -1914,25 +1914,7 @@ TEST(cpu_threads_fault_on_one_extent_at_once)
 	unmap_guarded(p, M2);
 }
 
-/* ---- known bug: a fault-back while another event is queued -------------- */
-
-/*
- * KNOWN BUG, kept out of the default run: KNOWN_BUG tests are not
- * registered with CTest (tests/CMakeLists.txt registers lines starting
- * with "TEST("), and return at once unless GVM_TEST_KNOWN_BUGS=1.  Run:
- *	GVM_TEST_KNOWN_BUGS=1 ./test_svm_cases <name>
- */
-#define KNOWN_BUG(name) TEST(name)
-
-static bool known_bugs(void)
-{
-	const char *e = getenv("GVM_TEST_KNOWN_BUGS");
-
-	if (e && *e == '1')
-		return true;
-	printf("SKIP: known bug (GVM_TEST_KNOWN_BUGS=1 runs it)\n");
-	return false;
-}
+/* ---- a migration back while another event is queued ------------------ */
 
 struct toucher {
 	uint64_t *p;
@@ -1976,30 +1958,49 @@ static int in_userfaultfd(pid_t tid)
 	return strstr(buf, "userfaultfd") != NULL;
 }
 
-/*
- * The event thread has read a CPU fault on device-resident memory A
- * (held there by mmhold) when another thread's madvise on other
- * registered memory B queues a REMOVE.  Until that event is read, the
- * kernel fails every UFFDIO_MOVE/COPY/ZEROPAGE/POISON on the userfaultfd
- * with EAGAIN (its mmap_changing count).  The fault-back then runs:
- * give treats EAGAIN as "page no longer mapped" and skips every page,
- * to_ram_change drops the extent anyway, and the faulting thread's retry
- * gets a fresh zero page: A's 2 MiB read as zeros (or, if the retry is
- * read before the REMOVE, ZEROPAGE fails with EAGAIN too and the thread
- * is never woken: a hang).  In a real program mmhold is not needed: any
- * munmap/madvise/mremap of registered memory by one thread while the
- * event thread services another's fault does it.
- */
-KNOWN_BUG(fault_back_while_an_event_is_queued_keeps_the_data)
+/* Waits until thread @tid sleeps in a userfaultfd wait (if it can tell). */
+static bool wait_in_userfaultfd(pid_t tid)
 {
+	int in;
+
+	while (!(in = in_userfaultfd(tid)))
+		sched_yield();
+	if (in < 0)
+		printf("cannot read wchan: the interleaving may not be forced\n");
+	return in > 0;
+}
+
+/* A thread calls madvise(DONTNEED) on @b; returns its tid once it runs. */
+static pid_t start_dontneed(struct toucher *d, uint64_t *b, pthread_t *t)
+{
+	d->p = b;
+	ASSERT_OK(pthread_create(t, NULL, toucher_dontneed, d));
+	while (!__atomic_load_n(&d->tid, __ATOMIC_ACQUIRE))
+		sched_yield();
+	return d->tid;
+}
+
+/*
+ * The event thread has read a CPU fault on device-resident memory A (held
+ * there by mmhold) when another thread's madvise on other registered
+ * memory B queues a REMOVE.  Until that event is read, the kernel fails
+ * every UFFDIO_MOVE/COPY/ZEROPAGE/POISON on the userfaultfd with EAGAIN.
+ * The fault-back then gives what it can, keeps the rest device-resident
+ * and defers the fault (its thread not woken: it would fault again before
+ * the event could be read), and retries it after the next message.  It
+ * used to treat EAGAIN as "page gone": A read as zeros (or the thread was
+ * never woken).  In a real program: any munmap/madvise/mremap of
+ * registered memory by one thread while another's fault is served.
+ */
+TEST(fault_back_while_an_event_is_queued_keeps_the_data)
+{
+	struct gvm_mm_self_stats ms;
 	struct toucher r = { 0 }, d = { 0 };
 	pthread_t tr, td;
 	uint64_t *a, *b;
 	struct ctx c;
-	int in;
+	bool forced;
 
-	if (!known_bugs())
-		return;
 	setup(&c);
 	a = map_guarded(M2, M2);
 	b = map_guarded(K64, K64);
@@ -2011,22 +2012,89 @@ KNOWN_BUG(fault_back_while_an_event_is_queued_keeps_the_data)
 	r.p = a;
 	ASSERT_OK(pthread_create(&tr, NULL, toucher_read, &r));
 	ASSERT_EQ(mmhold_wait_held(), UFFD_EVENT_PAGEFAULT);
-	d.p = b;
-	ASSERT_OK(pthread_create(&td, NULL, toucher_dontneed, &d));
-	while (!__atomic_load_n(&d.tid, __ATOMIC_ACQUIRE))
-		sched_yield();
 	/* until the REMOVE is queued: madvise then waits for its read */
-	while (!(in = in_userfaultfd(d.tid)))
-		sched_yield();
-	if (in < 0)
-		printf("cannot read wchan: the REMOVE may not be queued yet\n");
+	forced = wait_in_userfaultfd(start_dontneed(&d, b, &td));
 	mmhold_release();
 	pthread_join(tr, NULL);
 	pthread_join(td, NULL);
 	mmhold_uninstall();
 	ASSERT_EQ(r.val, W(95));
 	ASSERT_TRUE(all_are(a, M2, W(95)));
+	ASSERT_TRUE(all_are(b, K64, 0));
+	gvm__mm_self_stats(c.mm, &ms);
+	if (forced)
+		ASSERT_GE(ms.cpu_faults_deferred, 1);
 	teardown(&c);
 	unmap_guarded(a, M2);
 	unmap_guarded(b, K64);
+}
+
+struct migrator {
+	struct gvm_mm *mm;
+	uint64_t *p;
+	int err;
+};
+
+static void *migrate_back(void *arg)
+{
+	struct migrator *m = arg;
+
+	m->err = gvm__mm_migrate_to_ram(m->mm, u64(m->p), M2);
+	return NULL;
+}
+
+/*
+ * The same from another thread than the event reader, as the fault
+ * servicing thread or a fetch does it (gvm__mm_migrate_to_ram, which does
+ * not flush the mm first, unlike the public calls): A comes back while
+ * the event thread is held on one event (a REMOVE of C) and another (B's)
+ * is queued.  The give gets EAGAIN; the migration drops devmem_lock and
+ * waits for the queued events to be read (gvm__mm_sync: its own event
+ * goes behind them), then gives the rest.
+ */
+TEST(migration_back_while_an_event_is_queued_waits_for_it)
+{
+	struct toucher d = { 0 }, e = { 0 };
+	struct migrator m = { 0 };
+	pthread_t td, te, tm;
+	uint64_t *a, *b, *cc;
+	struct ctx c;
+
+	setup(&c);
+	a = map_guarded(M2, M2);
+	b = map_guarded(K64, K64);
+	cc = map_guarded(K64, K64);
+	make_resident(&c, a, 97);
+	gpu_fill(&c, b, K64, 98);
+	gpu_fill(&c, cc, K64, 99);
+	ASSERT_TRUE(all_are(b, K64, W(98)));
+	ASSERT_TRUE(all_are(cc, K64, W(99)));
+	mmhold_install();
+	mmhold_arm();
+	start_dontneed(&e, cc, &te);		/* read, then held */
+	ASSERT_EQ(mmhold_wait_held(), UFFD_EVENT_REMOVE);
+	pthread_join(te, NULL);
+	if (wait_in_userfaultfd(start_dontneed(&d, b, &td))) {
+		m.mm = c.mm;
+		m.p = a;
+		ASSERT_OK(pthread_create(&tm, NULL, migrate_back, &m));
+		/* the give met B's pending event and waits for it */
+		while (gvm__mm_devmem_waits(c.mm) < 1)
+			sched_yield();
+		mmhold_release();
+		pthread_join(tm, NULL);
+		ASSERT_OK(m.err);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	} else {
+		mmhold_release();
+	}
+	pthread_join(td, NULL);
+	mmhold_uninstall();
+	ASSERT_TRUE(all_are(a, M2, W(97)));
+	ASSERT_TRUE(all_are(b, K64, 0));
+	ASSERT_TRUE(all_are(cc, K64, 0));
+	teardown(&c);
+	unmap_guarded(a, M2);
+	unmap_guarded(b, K64);
+	unmap_guarded(cc, K64);
 }
