@@ -100,8 +100,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 #include "sim/sim_internal.h"
@@ -245,50 +243,13 @@ static void *mem_ptr(struct sim_dev *sd, struct gvm_mem_addr a, uint64_t size)
    stops the copy) and keeps the guard's ranges exact. */
 #define COPY_CHUNK (2ull << 20)
 
-/* process_vm_readv/writev on ourselves refused (seccomp, ENOSYS): memcpy. */
-static bool dma_refused;
-
-/*
- * A copy's system-memory side goes through the kernel (process_vm_readv
- * or _writev on this very process), the way a device's DMA reaches the
- * pages themselves and not the CPU's mapping of them: the kernel walks the
- * page tables and copies through its own map of the page.  Besides being
- * the better model, it matters for speed: the pages of a migration were
- * just moved into the mm's stage (UFFDIO_MOVE), and under shadow paging
- * (a hypervisor such as PVM) the first access through a fresh user PTE
- * costs an exit, ~5 us per 4 KiB page, while moving PTEs the CPU never
- * accessed is cheap.  An absent or protected page makes the call stop
- * short: -EFAULT, as the guard reports it.  0 copied; 1 if the kernel
- * refused the call itself (then the caller copies under the guard).
- */
-static int dma_copy(uint8_t *dst, bool dst_sys, const uint8_t *src,
-		    uint64_t n)
-{
-	struct iovec d = { dst, n }, s = { (void *)(uintptr_t)src, n };
-	ssize_t r;
-
-	if (gvm_load_relaxed(&dma_refused))
-		return 1;
-	if (dst_sys)	/* the system side is the "remote" one */
-		r = process_vm_writev(getpid(), &s, 1, &d, 1, 0);
-	else
-		r = process_vm_readv(getpid(), &d, 1, &s, 1, 0);
-	if (r == (ssize_t)n)
-		return 0;
-	if (r < 0 && (errno == ENOSYS || errno == EPERM)) {
-		gvm_store_relaxed(&dma_refused, true);
-		return 1;
-	}
-	return -EFAULT;
-}
-
 static void run_copy(struct sim_engine *e, struct sim_job *job)
 {
 	struct sim_dev *sd = e->sd;
 	uint8_t *dst = mem_ptr(sd, job->dst, job->size);
 	const uint8_t *src = mem_ptr(sd, job->src, job->size);
-	bool dst_sys = job->dst.region == GVM_MEM_SYSTEM;
-	bool guarded = dst_sys || job->src.region == GVM_MEM_SYSTEM;
+	bool guarded = job->dst.region == GVM_MEM_SYSTEM ||
+		       job->src.region == GVM_MEM_SYSTEM;
 	int64_t start = gvm__now_ns(), deadline;
 	uint64_t off;
 
@@ -296,17 +257,11 @@ static void run_copy(struct sim_engine *e, struct sim_job *job)
 		uint64_t n = job->size - off < COPY_CHUNK ? job->size - off :
 							     COPY_CHUNK;
 		uintptr_t fa;
-		int r = 1;
 
 		if (!guarded) {
 			memcpy(dst + off, src + off, n);
-			r = 0;
-		} else {
-			r = dma_copy(dst + off, dst_sys, src + off, n);
-		}
-		if (r < 0 || (r > 0 && gvm__sim_raw(&e->guard, SIM_RAW_COPY,
-						    dst + off, src + off, n,
-						    0, 0, NULL, &fa))) {
+		} else if (gvm__sim_raw(&e->guard, SIM_RAW_COPY, dst + off,
+					src + off, n, 0, 0, NULL, &fa)) {
 			job->error = -EFAULT;
 			break;
 		}
