@@ -579,6 +579,8 @@ static void self_destroy(struct gvm_mm *mm)
  *	take:  UFFDIO_MOVE  CPU range -> empty stage   (on stage_uffd)
  *	give:  UFFDIO_MOVE  stage -> CPU range         (on uffd: the CPU
  *	       range is ours; the move wakes the threads faulting there)
+ *	give_copy: UFFDIO_COPY  any address of ours (the VRAM window) ->
+ *	       CPU range (on uffd; no stage; wakes as well)
  *
  * Moving pages costs no copy and no page fault; the pages a take brought
  * into a stage stay there after the copy to device memory (a "full"
@@ -723,6 +725,52 @@ static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	return 0;
 }
 
+/* UFFDIO_COPY on @fd: the bytes copied (maybe short), or -errno if none. */
+static int64_t copy_in(int fd, uint64_t dst, uint64_t src, uint64_t len)
+{
+	struct uffdio_copy c = { .dst = dst, .src = src, .len = len };
+
+	if (!ioctl(fd, UFFDIO_COPY, &c))
+		return (int64_t)len;
+	return c.copy > 0 ? c.copy : (c.copy < 0 ? c.copy : -errno);
+}
+
+static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			  uint64_t src)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_range r = { .start = start, .len = len };
+	uint64_t off = 0;
+	int again = 0, err = 0;
+
+	/*
+	 * Like give: page by page after a failure.  A page that is present
+	 * (-EEXIST) or no longer ours (-ENOENT, -ESRCH) is skipped; a page
+	 * the kernel could not allocate (-ENOMEM) or read (-EFAULT) is an
+	 * error: the caller brings the rest back another way.
+	 */
+	while (off < len) {
+		int64_t n = copy_in(s->uffd, start + off, src + off, len - off);
+
+		if (n == (int64_t)(len - off))
+			return 0;
+		if (n > 0) {
+			off += (uint64_t)n;
+			continue;
+		}
+		if (n == -EAGAIN && ++again < 8)
+			continue;	/* the mm was changing: retry */
+		again = 0;
+		if (n != -EEXIST && n != -ENOENT && n != -ESRCH) {
+			err = (int)n;
+			break;
+		}
+		off += GVM_MM_PAGE_SIZE;
+	}
+	ioctl(s->uffd, UFFDIO_WAKE, &r);
+	return err;
+}
+
 static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
 {
 	struct gvm_mm_self *s = to_self(mm);
@@ -786,6 +834,7 @@ static const struct gvm_mm_ops self_ops = {
 	.stage_put = self_stage_put,
 	.take = self_take,
 	.give = self_give,
+	.give_copy = self_give_copy,
 	.poison = self_poison,
 };
 
