@@ -13,7 +13,13 @@
  *    VRAM; the share of the service that is not the copy (time in the
  *    device's copy op, measured inside migrate.c).
  *  migrate_2m: a 2 MiB range moved to VRAM and back (take, copy, copy
- *    back, give); baseline: two memcpy of 2 MiB (the same bytes moved).
+ *    back, give); baseline: two memcpy of 2 MiB (the same bytes moved),
+ *    cache- and TLB-warm: the strict comparison, kept as the ratio.  The
+ *    note adds a memcpy out of pages UFFDIO_MOVE just moved in, which is
+ *    what the copy out of the stage has to do: on the project's VM
+ *    (PVM, shadow paging) each first access through a fresh PTE is a
+ *    hypervisor exit, ~5 us per 4 KiB, and that, not the copy, is where
+ *    most of the time goes.
  *  cpu_faultback_4k: the CPU reading a device-resident 4 KiB page (the
  *    event thread's fault-back: invalidation, copy, UFFDIO_MOVE, wake);
  *    baseline: a raw userfaultfd fault resolved in the faulting thread
@@ -251,6 +257,66 @@ GVM_BENCH(svm_fault_2m_copy_share,
 	return err;
 }
 
+/*
+ * ns per memcpy of 2 MiB out of pages that UFFDIO_MOVE just moved in (the
+ * move not counted), @n times, on a userfaultfd of our own: what a copy
+ * out of the stage costs.  On a bare-metal kernel about a warm memcpy;
+ * under shadow paging (PVM) every first access through a fresh PTE is a
+ * hypervisor exit.  0 if userfaultfd or UFFDIO_MOVE is not available.
+ */
+static double moved_memcpy_ns(uint64_t n)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_MOVE };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	uint8_t *p = MAP_FAILED, *a, *b, *dst = MAP_FAILED;
+	int64_t total = 0;
+	int fd;
+
+	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (ioctl(fd, UFFDIO_API, &api))
+		goto out;
+	p = mmap(NULL, 3 * M2, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	dst = mmap(NULL, M2, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED || dst == MAP_FAILED)
+		goto out;
+	a = (uint8_t *)(((uintptr_t)p + M2 - 1) & ~(uintptr_t)(M2 - 1));
+	b = a + M2;
+	madvise(a, 2 * M2, MADV_NOHUGEPAGE);
+	memset(a, 1, M2);
+	memset(dst, 0, M2);
+	reg.range.start = (uintptr_t)a;
+	reg.range.len = 2 * M2;
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		goto out;
+	for (uint64_t i = 0; i < n; i++) {
+		struct uffdio_move m = { .dst = (uintptr_t)(i & 1 ? a : b),
+					 .src = (uintptr_t)(i & 1 ? b : a),
+					 .len = M2 };
+		int64_t t0;
+
+		if (ioctl(fd, UFFDIO_MOVE, &m)) {
+			total = 0;
+			break;
+		}
+		t0 = gvm_bench_now_ns();
+		memcpy(dst, (void *)(uintptr_t)m.dst, M2);
+		gvm_bench_keep(dst);
+		total += gvm_bench_now_ns() - t0;
+	}
+out:
+	if (p != MAP_FAILED)
+		munmap(p, 3 * M2);
+	if (dst != MAP_FAILED)
+		munmap(dst, M2);
+	close(fd);
+	return (double)total / (double)n;
+}
+
 GVM_BENCH(migrate_2m, "2 MiB to VRAM and back (take, copy, copy, give)")
 {
 	uint64_t n = ctx->quick ? 2 : 64;
@@ -299,10 +365,16 @@ GVM_BENCH(migrate_2m, "2 MiB to VRAM and back (take, copy, copy, give)")
 	res->baseline = "memcpy of 2 MiB there and back";
 	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
 	res->goal = 1.18;
-	snprintf(res->note, sizeof(res->note),
-		 "%.2f GiB/s vs %.2f GiB/s each way",
-		 2.0 * M2 / res->value * 1e9 / (1 << 30),
-		 2.0 * M2 / res->baseline_value * 1e9 / (1 << 30));
+	{
+		double cold = moved_memcpy_ns(ctx->quick ? 2 : 16);
+
+		snprintf(res->note, sizeof(res->note),
+			 "%.2f GiB/s vs %.2f GiB/s each way; memcpy out of "
+			 "just-moved pages (the stage): %.2f GiB/s",
+			 2.0 * M2 / res->value * 1e9 / (1 << 30),
+			 2.0 * M2 / res->baseline_value * 1e9 / (1 << 30),
+			 cold > 0 ? M2 / cold * 1e9 / (1 << 30) : 0.0);
+	}
 	munmap(buf, M2);
 	munmap(base, 2 * M2);
 	svm_teardown(&s);
