@@ -23,10 +23,20 @@
  *   gvm__mm_migrate_to_ram, e.g. a userptr or another device fetching):
  *     devmem_lock
  *     invalidate the extent (MIGRATE) .......... no GPU maps the device copy
- *     |  change: copy device memory -> stage; give: stage -> CPU pages
- *     |          (wakes the faulting threads); register "not missing";
+ *     |  change: give_copy: the CPU copies from the device's CPU window
+ *     |          (dm ops cpu_addr) into the CPU pages (UFFDIO_COPY; wakes
+ *     |          the faulting threads); or, without a window, for an
+ *     |          extent above gvm__mm_devmem_cpu_back_max, or if a page
+ *     |          could not be filled: copy device memory -> stage (copy
+ *     |          engine); give: stage -> CPU pages (wakes);
+ *     |          register "not missing";
  *     |          drop the extent and its reference on the devmem
  *     end of invalidation
+ *
+ * The CPU's way back is the default because it is faster at every size
+ * measured (bench faultback_way_*, docs/svm.md): a copy-engine job costs
+ * two thread hand-offs, and the stage's freshly moved pages are slow to
+ * touch first under shadow paging.
  *
  * Taking the pages only after the invalidation, inside it, is what makes
  * it safe: no device reaches the CPU pages when they go, and no user can
@@ -204,6 +214,19 @@ static uint64_t next_run(const struct devmem_ext *e, uint64_t *i)
 	return j - *i;
 }
 
+/* Registers each valid run of @e with @missing (best effort). */
+static void ext_register(struct gvm_mm *mm, const struct devmem_ext *e,
+			 bool missing)
+{
+	uint64_t i = 0, n;
+
+	while ((n = next_run(e, &i))) {
+		mm->ops->register_range(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
+					n << GVM_MM_PAGE_SHIFT, missing);
+		i += n;
+	}
+}
+
 /* ---- migration ----------------------------------------------------- */
 
 /*
@@ -328,6 +351,38 @@ out_unlock:
 	return err;
 }
 
+uint64_t gvm__mm_devmem_cpu_back_max = GVM_MM_CPU_BACK_MAX;
+
+/*
+ * Back by the CPU (see gvm__mm_devmem_cpu_back_max): each valid run of @e
+ * copied from the device's CPU window straight into its CPU pages (one
+ * UFFDIO_COPY per run, which also wakes the faulting threads), with no
+ * copy-engine job, stage or page move.  False if this way is not open or
+ * a page could not be filled; the caller then goes the stage's way, which
+ * skips the pages filled here.
+ */
+static bool to_ram_by_cpu(struct devmem_ext *e)
+{
+	struct gvm_mm *mm = e->mm;
+	uint64_t src, i = 0, n;
+
+	if (e->len > gvm_load_relaxed(&gvm__mm_devmem_cpu_back_max) ||
+	    !mm->ops->give_copy || !e->dm->ops->cpu_addr)
+		return false;
+	src = e->dm->ops->cpu_addr(e->dm, e->off, e->len);
+	if (!src)
+		return false;
+	while ((n = next_run(e, &i))) {
+		uint64_t b = i << GVM_MM_PAGE_SHIFT;
+
+		if (mm->ops->give_copy(mm, e->start + b,
+				       n << GVM_MM_PAGE_SHIFT, src + b))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 /*
  * Inside the invalidation of extent @arg: its data back into the CPU
  * pages, then the extent goes.  A copy that fails twice poisons the
@@ -343,6 +398,11 @@ static int to_ram_change(void *arg)
 	uint64_t stage, i = 0, n, j;
 	int err, tries;
 
+	if (to_ram_by_cpu(e)) {
+		ext_register(mm, e, false);
+		ext_free(mm, e);
+		return 0;
+	}
 	err = mm->ops->stage_get(mm, false, &stage);
 	if (err)
 		return err;

@@ -128,6 +128,14 @@ struct gvm_mm_ops {
 	 *    once the pending events are read (gvm__mm_sync), from a thread
 	 *    that is not the backend's event reader, holding no
 	 *    devmem_lock while it waits (the reader may need it).
+	 *  - give_copy (optional): fills the absent CPU pages of
+	 *    [start, start + len) with copies of the bytes at CPU address
+	 *    @src (any readable memory of ours, e.g. a VRAM window) and wakes
+	 *    the CPU threads waiting there; pages the CPU no longer maps, or
+	 *    that are present, are skipped.  0, or -errno if a page could not
+	 *    be filled (-ENOMEM, or -EAGAIN as for give): the caller then
+	 *    gives the rest another way (give skips the pages filled
+	 *    already, and reports how far it got).
 	 */
 	int (*stage_get)(struct gvm_mm *mm, bool empty, uint64_t *stage);
 	void (*stage_put)(struct gvm_mm *mm, uint64_t stage, bool empty);
@@ -135,6 +143,8 @@ struct gvm_mm_ops {
 		    uint64_t stage);
 	int (*give)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		    uint64_t stage, uint64_t *done);
+	int (*give_copy)(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			 uint64_t src);
 	/* The absent CPU pages of the range get SIGBUS on access. */
 	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 };
@@ -280,6 +290,16 @@ struct gvm_mm_devmem_ops {
 	 */
 	int (*copy)(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 		    uint64_t len, bool to_ram);
+	/*
+	 * Optional: a CPU address where [off, off + len) of the device
+	 * memory can be read (the device's CPU window over VRAM), or 0 if it
+	 * has none for that range.  Called, like copy(to_ram), when the
+	 * caller is about to bring those bytes back to system memory, which
+	 * it then reads from there with the CPU (this counts as the move
+	 * back); same context as copy.
+	 */
+	uint64_t (*cpu_addr)(struct gvm_mm_devmem *dm, uint64_t off,
+			     uint64_t len);
 	/* The last reference went: free the device memory.  May take a
 	   leaf lock; called with any lock below GVM_RANK_LEAF held. */
 	void (*release)(struct gvm_mm_devmem *dm);
@@ -352,6 +372,16 @@ struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
    the rest still device-resident): call again after reading it, without
    waking the faulting thread meanwhile; else as gvm__mm_migrate_to_ram. */
 int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr);
+
+/*
+ * Extents of at most this many bytes come back by a CPU copy from the
+ * device's CPU window straight into the CPU pages (devmem ops cpu_addr and
+ * mm ops give_copy, if both exist); larger ones through a copy-engine copy
+ * into a stage whose pages are then moved in.  Default
+ * GVM_MM_CPU_BACK_MAX; tests and benchmarks may change it (relaxed).
+ */
+#define GVM_MM_CPU_BACK_MAX GVM_MM_STAGE_MAX
+extern uint64_t gvm__mm_devmem_cpu_back_max;
 /* The CPU pages of [start, start + len) were discarded or unmapped:
    their data in device memory is dropped. */
 void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len);

@@ -612,6 +612,8 @@ static void self_destroy(struct gvm_mm *mm)
  *	       range is ours; the move wakes the threads faulting there)
  *	       or, for a page whose mapping mprotect or mlock made unlike
  *	       the stage's (UFFDIO_MOVE refuses it), UFFDIO_COPY
+ *	give_copy: UFFDIO_COPY  any address of ours (the VRAM window) ->
+ *	       CPU range (on uffd; no stage; wakes as well)
  *
  * Moving pages costs no copy and no page fault; the pages a take brought
  * into a stage stay there after the copy to device memory (a "full"
@@ -803,6 +805,60 @@ static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	return err;
 }
 
+/* UFFDIO_COPY on @fd: the bytes copied (maybe short), or -errno if none. */
+static int64_t copy_in(int fd, uint64_t dst, uint64_t src, uint64_t len)
+{
+	struct uffdio_copy c = { .dst = dst, .src = src, .len = len };
+
+	if (!ioctl(fd, UFFDIO_COPY, &c))
+		return (int64_t)len;
+	return c.copy > 0 ? c.copy : (c.copy < 0 ? c.copy : -errno);
+}
+
+static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			  uint64_t src)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_range r = { .start = start, .len = len };
+	uint64_t off = 0;
+	int err = 0;
+
+	/*
+	 * Like give: page by page after a failure.  A page that is present
+	 * (-EEXIST) or no longer ours (-ENOENT, -ESRCH) is skipped; a page
+	 * the kernel could not allocate (-ENOMEM) or read (-EFAULT), or any
+	 * page while an event is pending (-EAGAIN), is an error: the caller
+	 * brings the rest back another way.  Only what was filled is woken.
+	 */
+	while (off < len) {
+		int64_t n = copy_in(s->uffd, start + off, src + off, len - off);
+
+		if (n == (int64_t)(len - off)) {
+			if (!off)
+				return 0;	/* one copy, which woke */
+			off = len;
+			break;
+		}
+		if (n > 0) {
+			off += (uint64_t)n;
+			continue;
+		}
+		/* One page on its own: a run over two VMAs fails whole. */
+		if (len - off > GVM_MM_PAGE_SIZE)
+			n = copy_in(s->uffd, start + off, src + off,
+				    GVM_MM_PAGE_SIZE);
+		if (n < 0 && n != -EEXIST && n != -ENOENT && n != -ESRCH) {
+			err = (int)n;
+			break;
+		}
+		off += GVM_MM_PAGE_SIZE;
+	}
+	r.len = off;
+	if (off)
+		ioctl(s->uffd, UFFDIO_WAKE, &r);
+	return err;
+}
+
 static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
 {
 	struct gvm_mm_self *s = to_self(mm);
@@ -879,6 +935,7 @@ static const struct gvm_mm_ops self_ops = {
 	.stage_put = self_stage_put,
 	.take = self_take,
 	.give = self_give,
+	.give_copy = self_give_copy,
 	.poison = self_poison,
 };
 

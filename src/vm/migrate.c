@@ -22,7 +22,10 @@
  *     reference).
  *
  * Copies go through the device contract (ops->copy, the copy engine),
- * between the block and the mm's stage, waiting for each.
+ * between the block and the mm's stage, waiting for each; except that the
+ * way back is by default read by the CPU through the device's CPU window
+ * over VRAM (devmem_cpu_addr; mm/devmem.c decides), which a device
+ * without desc.vram_cpu does not offer.
  *
  * Locking: a devmem is immutable after creation but for its reference
  * count (atomic); copies run under the mm's devmem_lock (mm/devmem.c);
@@ -109,6 +112,37 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 	return err;
 }
 
+/*
+ * The CPU window (desc.vram_cpu) over [off, off + len) of the device
+ * memory, if it lies in one extent; the caller reads it back with the CPU
+ * (mm/devmem.c: small extents, where a copy-engine job's round trip costs
+ * more than the copy).  Counted as a move back, like devmem_copy.
+ */
+static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
+				uint64_t len)
+{
+	struct svm_devmem *d = to_svm_devmem(dm);
+	struct gvm_device *dev = d->dev;
+	uint64_t pos = 0;
+
+	if (!dev->desc.vram_cpu)
+		return 0;
+	for (size_t i = 0; i < d->nr_ext; i++) {
+		const struct gvm_pt_extent *x = &d->ext[i];
+
+		if (off >= pos && off + len <= pos + x->len) {
+			GVM_TRACE_MIGRATE(dev, dev->name, "to_system",
+					  off, len);
+			gvm_fetch_add_relaxed(&dev->svm_to_ram, 1u);
+			gvm_fetch_add_relaxed(&dev->svm_bytes_to_ram, len);
+			return (uintptr_t)dev->desc.vram_cpu +
+			       (x->addr - dev->desc.vram_base) + (off - pos);
+		}
+		pos += x->len;
+	}
+	return 0;
+}
+
 static void devmem_release(struct gvm_mm_devmem *dm)
 {
 	struct svm_devmem *d = to_svm_devmem(dm);
@@ -121,6 +155,7 @@ static void devmem_release(struct gvm_mm_devmem *dm)
 
 static const struct gvm_mm_devmem_ops svm_devmem_ops = {
 	.copy = devmem_copy,
+	.cpu_addr = devmem_cpu_addr,
 	.release = devmem_release,
 };
 

@@ -742,19 +742,57 @@ TEST(one_failed_copy_is_retried)
 	munmap(p, M2);
 }
 
-/* The copy back fails once: retried, the CPU gets its data. */
+/*
+ * The copy back fails once: retried, the CPU gets its data.  The copy
+ * engine's way back (into a stage, then UFFDIO_MOVE), which the CPU's
+ * UFFDIO_COPY from the VRAM window replaces by default.
+ */
 TEST(failed_copy_back_is_retried)
 {
 	struct ctx c;
 	uint64_t *p;
 
 	setup(&c);
+	gvm_store_relaxed(&gvm__mm_devmem_cpu_back_max, 0);
 	install_failing_copy(c.dev, GVM_MEM_SYSTEM);
 	p = map_2m();
 	make_resident(&c, p, 17);
 	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
 	ASSERT_TRUE(all_are(p, M2, W(17)));
 	ASSERT_EQ(__atomic_load_n(&copy_failures, __ATOMIC_RELAXED), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/* Both ways back give the same bytes, every page, and the same counts. */
+TEST(both_ways_back_give_the_data)
+{
+	struct ctx c;
+	uint64_t *p, free0;
+
+	setup(&c);
+	p = map_2m();
+	for (int way = 0; way < 2; way++) {
+		uint64_t back0 = stats(c.vm).dev_svm_bytes_to_system, sum = 0;
+
+		gvm_store_relaxed(&gvm__mm_devmem_cpu_back_max,
+				  way ? 0 : GVM_MM_CPU_BACK_MAX);
+		for (uint64_t i = 0; i < M2 / 8; i++) {
+			p[i] = i * 3 + (uint64_t)way;
+			sum += p[i];
+		}
+		/* a GPU read moves it to VRAM too */
+		ASSERT_EQ(gpu_sum(c.q, u64(p), M2), sum);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+		free0 = vram_free(c.dev);
+		for (uint64_t i = 0; i < M2 / 8; i++)
+			ASSERT_EQ(p[i], i * 3 + (uint64_t)way);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+		ASSERT_EQ(vram_free(c.dev), free0 + M2);
+		ASSERT_EQ(stats(c.vm).dev_svm_bytes_to_system, back0 + M2);
+	}
+	gvm_store_relaxed(&gvm__mm_devmem_cpu_back_max, GVM_MM_CPU_BACK_MAX);
+	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
 	munmap(p, M2);
 }
