@@ -60,7 +60,10 @@ GVM_API int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm,
 			  uint32_t flags, struct gvm_vm **out);
 /*
  * Waits for the VM's queues to drain, unbinds everything and frees the VM.
- * Queues of the VM must have been destroyed (-EBUSY otherwise).
+ * Queues of the VM must have been destroyed (-EBUSY otherwise).  Binds on
+ * the default bind queue do not wait any longer for wait syncs that have
+ * not signalled (as in gvm_queue_destroy()), so this never waits for a
+ * fence nobody signals.
  */
 GVM_API int gvm_vm_destroy(struct gvm_vm *vm);
 
@@ -231,7 +234,14 @@ GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
  */
 GVM_API int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
 			     struct gvm_queue **out);
-/* Waits for the queue's work to complete, then frees it. */
+/*
+ * Waits for the queue's work to complete, then frees it.  A bind queue's
+ * pending binds first stop waiting for their wait syncs: they take effect
+ * (their VA state was decided in gvm_vm_bind()) once their internal
+ * dependencies allow, and their fences signal without error, so a wait
+ * sync that never signals cannot hang the destroy.  An exec queue waits
+ * for its execs' wait syncs.
+ */
 GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 
 /* ---- VM_BIND --------------------------------------------------------------- */

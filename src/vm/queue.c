@@ -24,6 +24,7 @@
 #include "core/alloc.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "vm/bind_job.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
@@ -81,8 +82,12 @@ err_free:
 void gvm__queue_destroy(struct gvm_queue *q, bool internal)
 {
 	struct gvm_vm *vm = q->vm;
-	struct gvm_fence *last = gvm__queue_last(q);
+	struct gvm_fence *last;
 
+	/* Binds stop waiting for wait syncs that may never signal. */
+	if (q->engine == GVM_ENGINE_BIND)
+		gvm__bind_queue_abandon(q);
+	last = gvm__queue_last(q);
 	/* Queued work completes; it is not cancelled. */
 	if (last) {
 		gvm_fence_wait(last, GVM_TIMEOUT_INFINITE);
