@@ -235,6 +235,12 @@ GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 GVM_API int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
 			     struct gvm_queue **out);
 /*
+ * The queue's id: unique among the queues of its device (while they
+ * exist), never 0; fault-log entries of its execs carry it (struct
+ * gvm_fault_info).
+ */
+GVM_API uint32_t gvm_queue_id(const struct gvm_queue *q);
+/*
  * Waits for the queue's work to complete, then frees it.  A bind queue's
  * pending binds first stop waiting for their wait syncs: they take effect
  * (their VA state was decided in gvm_vm_bind()) once their internal

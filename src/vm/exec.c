@@ -227,6 +227,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	}
 	ej->q = q;
 	ej->k = *k;
+	ej->k.queue_id = 0;	/* set at arm */
+	ej->k.seqno = 0;
 
 	/* CPU changes made before this call first, no lock held (mm/mm.h). */
 	if (vm->mm)
@@ -296,6 +298,9 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	/* ---- point of no return ---- */
 	gvm_job_arm(&ej->job);
 	done = gvm_fence_get(gvm_job_finished(&ej->job));
+	/* Who it is, for the backend's fault reports (kernel.h). */
+	ej->k.queue_id = q->id;
+	ej->k.seqno = done->seqno;
 	publish_locked(q, done, pf);
 	gvm__queue_set_last(q, done);
 	gvm_job_push(&ej->job);

@@ -22,12 +22,16 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/bind_job.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
+
+/* Queue ids, process-wide (so unique per device too). */
+static uint32_t next_queue_id;	/* atomic */
 
 int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 		      struct gvm_queue **out)
@@ -41,6 +45,10 @@ int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 		return -ENOMEM;
 	q->vm = vm;
 	q->engine = engine;
+	/* Unique per device while it lives: 2^32 queues do not coexist. */
+	do
+		q->id = gvm_fetch_add_relaxed(&next_queue_id, 1u) + 1;
+	while (!q->id);
 	gvm__mutex_init(&q->lock, "queue.lock", GVM_RANK_LEAF);
 	gvm__lr_queue_init(q);
 	err = gvm_sched_queue_create(dev->sched,
@@ -134,6 +142,11 @@ void gvm_queue_destroy(struct gvm_queue *q)
 {
 	if (q)
 		gvm__queue_destroy(q, false);
+}
+
+uint32_t gvm_queue_id(const struct gvm_queue *q)
+{
+	return q ? q->id : 0;
 }
 
 struct gvm_fence *gvm__queue_last(struct gvm_queue *q)

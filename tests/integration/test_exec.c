@@ -320,6 +320,57 @@ TEST(same_bo_twice_coherent)
 	teardown(&c);
 }
 
+/*
+ * A fault-log entry says which exec faulted: its queue's id and its number
+ * on that queue (the seqno of its fence), so an LR job that signals only a
+ * user fence can be told apart.
+ */
+TEST(fault_log_names_queue_and_exec)
+{
+	struct gvm_fault_info fi;
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	struct gvm_queue *q2;
+	struct gvm_kernel k;
+	struct ctx c;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &q2));
+	ASSERT_NE(gvm_queue_id(c.q), 0);
+	ASSERT_NE(gvm_queue_id(q2), 0);
+	ASSERT_NE(gvm_queue_id(c.q), gvm_queue_id(q2));
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, NULL);
+	bind(&c, GVM_BIND_MAP, 0, VA, K4, bo, 0);
+
+	ASSERT_OK(store(&c, VA, 1));			/* c.q: exec 1 */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA, 2, 64));
+	ASSERT_OK(run_on(q2, &k));			/* q2: exec 1 */
+	/* q2's second exec faults (a caller's queue_id/seqno is ignored). */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 16 * K4, 3, 64));
+	k.queue_id = 77;
+	k.seqno = 77;
+	ASSERT_OK(gvm_exec(q2, &k, &s, 1));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.addr, VA + 16 * K4);
+	ASSERT_EQ(fi.queue_id, gvm_queue_id(q2));
+	ASSERT_EQ(fi.seqno, 2);
+	ASSERT_EQ(fi.seqno, f->seqno);
+	gvm_fence_put(f);
+
+	/* c.q's second exec faults too: its own numbering. */
+	ASSERT_EQ(store(&c, VA + 32 * K4, 4), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.queue_id, gvm_queue_id(c.q));
+	ASSERT_EQ(fi.seqno, 2);
+	gvm_queue_destroy(q2);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
 TEST(queues_in_order_and_independent)
 {
 	struct gvm_fence *gate, *fa = NULL, *fb = NULL;
