@@ -76,6 +76,29 @@ GVM_API int gvm_vm_destroy(struct gvm_vm *vm);
 GVM_API int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
 				uint32_t cap, uint32_t *count);
 
+/*
+ * Debug access, a debugger's peek and poke: copies @size bytes (any
+ * alignment) from the VM's GPU addresses [@addr, @addr + @size) to @buf
+ * (peek), or from @buf to them (poke), from the CPU, through the VM's
+ * mappings as gvm_vm_bind() decided them (queued binds count as done;
+ * fault-mode mappings need not be faulted in).  BO mappings reach the BO
+ * wherever it is now, NULL mappings read zeros and drop writes, userptr
+ * mappings reach the CPU memory they mirror, CPU_ADDR_MIRROR mappings the
+ * CPU memory at the same address (which may bring pages SVM moved to VRAM
+ * back, as a CPU access does).  READONLY mappings can be poked.  Not
+ * ordered with GPU work: wait for the fences of kernels using the bytes
+ * first.  Canonical high addresses are accepted as in gvm_vm_bind().
+ * -EINVAL: NULL @vm or @buf, @size 0, a range overflowing or beyond the
+ * VA size, a destroyed VM; -EFAULT: part of the range is not mapped
+ * (nothing copied), or the CPU memory of a userptr or mirror mapping
+ * cannot be read / written (a poke may then have written the bytes
+ * before that page, as a failed write(2) may); -ENOMEM.
+ */
+GVM_API int gvm_vm_peek(struct gvm_vm *vm, uint64_t addr, void *buf,
+			uint64_t size);
+GVM_API int gvm_vm_poke(struct gvm_vm *vm, uint64_t addr, const void *buf,
+			uint64_t size);
+
 struct gvm_vm_stats {
 	uint64_t binds;			/* gvm_vm_bind() calls that succeeded */
 	uint64_t bind_ops;		/* their operations */
