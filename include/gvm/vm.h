@@ -267,9 +267,11 @@ GVM_API uint32_t gvm_queue_id(const struct gvm_queue *q);
  * Waits for the queue's work to complete, then frees it.  A bind queue's
  * pending binds first stop waiting for their wait syncs: they take effect
  * (their VA state was decided in gvm_vm_bind()) once their internal
- * dependencies allow, and their fences signal without error, so a wait
- * sync that never signals cannot hang the destroy.  An exec queue waits
- * for its execs' wait syncs.
+ * dependencies allow, and their fences signal without error.  An exec
+ * queue's execs still waiting for a wait sync are cancelled: their
+ * kernels do not run and their fences signal -ECANCELED (as for a wait
+ * sync that failed, gvm_exec()).  So a wait sync that never signals
+ * cannot hang the destroy.
  */
 GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 
@@ -363,7 +365,8 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
  * wait sync that signals with an error cancels the exec: the kernel does
  * not run, and the exec's fence signals (once every wait sync signalled)
  * with the error of the wait sync that failed first; later work on @q is
- * not affected.  -EINVAL: a bind
+ * not affected.  Destroying @q cancels it the same way (-ECANCELED) if a
+ * wait sync has not signalled by then.  -EINVAL: a bind
  * queue, bad syncs; -EFAULT: a user fence address that is not writable;
  * -EOPNOTSUPP: the device cannot run kernels.  When the VM's VRAM-only
  * BOs must come back to VRAM and VRAM holds other VMs' busy BOs, it waits

@@ -22,11 +22,14 @@
  * Abandoned waits.  The proxies of a bind's wait syncs (the user's
  * fences, which may never signal) are also on a process-wide list while
  * they wait, tagged with their queue.  Destroying a bind queue (or the VM,
- * for its default queue) signals them early (gvm__bind_queue_abandon):
+ * for its default queue) signals them early (gvm__queue_abandon_waits):
  * the binds stop waiting for their wait syncs and take effect, still after
  * their internal dependencies (kernels using what goes away, moves, binds
  * of other queues), so that a destroy never waits for a fence nobody will
- * signal.  The list (waiting) has a leaf lock: a proxy's callback (under its
+ * signal.  Execs wait for their unsignalled wait syncs through the same
+ * proxies (gvm__queue_wait_proxy), which forward the error of the sync
+ * (exec's rule: it cancels the kernel) and, abandoned when the exec
+ * queue is destroyed, signal -ECANCELED: the kernel does not run.  The list (waiting) has a leaf lock: a proxy's callback (under its
  * dependency's fence lock) takes it to leave the list; abandoning takes a
  * reference to the proxy fence under it and signals after unlocking.
  * Internal dependencies are never abandoned.
@@ -60,13 +63,15 @@ struct dep_proxy {
 	struct gvm_fence *dep;		/* reference */
 	struct gvm_fence *fence;	/* the proxy; reference */
 	bool user;			/* a wait sync: may be abandoned */
+	bool forward;			/* exec: signal with dep's error */
+	int abandon_err;		/* the error it signals abandoned */
 	struct gvm_list link;		/* waiting.list, under waiting.lock */
 	struct gvm_queue *q;		/* on waiting.list: its queue (not a
 					   reference); NULL when off it;
 					   waiting.lock */
 };
 
-/* Waiting proxies of wait syncs, for gvm__bind_queue_abandon(). */
+/* Waiting proxies of wait syncs, for gvm__queue_abandon_waits(). */
 static struct {
 	pthread_once_t once;
 	struct gvm_mutex lock;		/* leaf: list, every proxy's q */
@@ -174,7 +179,8 @@ static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
 	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
 
-	(void)f;
+	int err = p->forward ? gvm_fence_get_status(f) : 0;
+
 	if (p->user) {
 		gvm__mutex_lock(&waiting.lock);
 		if (p->q) {
@@ -184,8 +190,41 @@ static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 		gvm__mutex_unlock(&waiting.lock);
 	}
 	/* -EALREADY if abandoned meanwhile. */
-	gvm_fence_signal(p->fence);
+	gvm_fence_signal_error(p->fence, err < 0 ? err : 0);
 	dep_proxy_free(p);
+}
+
+/* Lists @p as a wait of @q (before its callback is armed: it may free p). */
+static void proxy_list(struct dep_proxy *p, struct gvm_queue *q)
+{
+	pthread_once(&waiting.once, proxies_init);
+	gvm__mutex_lock(&waiting.lock);
+	p->q = q;
+	gvm_list_add_tail(&p->link, &waiting.list);
+	gvm__mutex_unlock(&waiting.lock);
+}
+
+int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
+			  struct gvm_fence **out)
+{
+	struct dep_proxy *p = gvm__calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
+	if (err) {
+		gvm__free(p);
+		return err;
+	}
+	p->dep = gvm_fence_get(dep);
+	p->user = true;
+	p->forward = true;
+	p->abandon_err = -ECANCELED;
+	*out = gvm_fence_get(p->fence);
+	proxy_list(p, q);
+	gvm_fence_add_callback(dep, &p->cb, dep_proxy_cb);
+	return 0;
 }
 
 int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep,
@@ -251,26 +290,21 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 	for (i = 0; i < nr_proxies; i++) {
 		struct dep_proxy *p = proxies[i];
 
-		if (p->user) {
-			/* Listed before armed: the callback may free it. */
-			pthread_once(&waiting.once, proxies_init);
-			gvm__mutex_lock(&waiting.lock);
-			p->q = bj->q;
-			gvm_list_add_tail(&p->link, &waiting.list);
-			gvm__mutex_unlock(&waiting.lock);
-		}
+		if (p->user)
+			proxy_list(p, bj->q);
 		gvm_fence_add_callback(p->dep, &p->cb, dep_proxy_cb);
 	}
 	gvm__free(proxies);
 }
 
-void gvm__bind_queue_abandon(struct gvm_queue *q)
+void gvm__queue_abandon_waits(struct gvm_queue *q)
 {
 	gvm_might_block();
 	pthread_once(&waiting.once, proxies_init);
 	for (;;) {
 		struct gvm_fence *f = NULL;
 		struct gvm_list *pos;
+		int err = 0;
 
 		gvm__mutex_lock(&waiting.lock);
 		gvm_list_for_each(pos, &waiting.list) {
@@ -283,12 +317,13 @@ void gvm__bind_queue_abandon(struct gvm_queue *q)
 			p->q = NULL;
 			/* p is freed by its callback; its fence is ours. */
 			f = gvm_fence_get(p->fence);
+			err = p->abandon_err;
 			break;
 		}
 		gvm__mutex_unlock(&waiting.lock);
 		if (!f)
 			break;
-		gvm_fence_signal(f);
+		gvm_fence_signal_error(f, err);
 		gvm_fence_put(f);
 	}
 }

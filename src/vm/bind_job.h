@@ -43,12 +43,19 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 			size_t nr_dead);
 
 /*
- * Stops @q's pushed binds from waiting for their wait syncs: they take
- * effect once their internal dependencies signalled ("Abandoned waits" in
- * bind_job.c).  For a bind queue being destroyed, before it is drained.
- * May block; no lock of a non-blocking rank held.
+ * Stops @q's pushed work from waiting for its wait syncs ("Abandoned
+ * waits" in bind_job.c): binds take effect once their internal
+ * dependencies signalled, execs are cancelled (-ECANCELED).  For a queue
+ * being destroyed, before it is drained.  May block; no lock of a
+ * non-blocking rank held.
  */
-void gvm__bind_queue_abandon(struct gvm_queue *q);
+void gvm__queue_abandon_waits(struct gvm_queue *q);
+/*
+ * Exec: *@out receives a fence that signals when @dep does, with its
+ * error, or with -ECANCELED when @q is destroyed first.  0 or -ENOMEM.
+ */
+int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
+			  struct gvm_fence **out);
 
 /* ---- range fences (vm->lock) ------------------------------------------- */
 

@@ -52,6 +52,7 @@
 #include "core/trace.h"
 #include "mm/mm.h"
 #include "vm/bind.h"
+#include "vm/bind_job.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
@@ -220,6 +221,20 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	err = gvm__syncs_parse(&set, syncs, ns);
 	if (err)
 		return err;
+	/* Wait syncs that may never signal: cancelled by queue destroy. */
+	for (i = 0; i < set.nr_in; i++) {
+		struct gvm_fence *p;
+
+		if (gvm_fence_is_signaled(set.in[i]))
+			continue;
+		err = gvm__queue_wait_proxy(q, set.in[i], &p);
+		if (err) {
+			gvm__syncs_fini(&set);
+			return err;
+		}
+		gvm_fence_put(set.in[i]);
+		set.in[i] = p;
+	}
 	ej = gvm__calloc(1, sizeof(*ej));
 	if (!ej) {
 		gvm__syncs_fini(&set);

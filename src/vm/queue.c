@@ -15,6 +15,12 @@
  * queue (the rebind worker may preempt and resume them meanwhile), then
  * retires the preempt fence.
  *
+ * Destroying a queue first abandons the waits of its work for the user's
+ * wait syncs (bind_job.c, "Abandoned waits"): binds take effect, execs
+ * are cancelled; then it drains what is left, which depends only on work
+ * gvm itself completes.  Ids (gvm_queue_id) come from a process-wide
+ * counter.
+ *
  * Locking: q->lock is a leaf around q->last.  Creating and destroying user
  * queues updates vm->nr_queues under vm->lock.
  */
@@ -92,9 +98,8 @@ void gvm__queue_destroy(struct gvm_queue *q, bool internal)
 	struct gvm_vm *vm = q->vm;
 	struct gvm_fence *last;
 
-	/* Binds stop waiting for wait syncs that may never signal. */
-	if (q->engine == GVM_ENGINE_BIND)
-		gvm__bind_queue_abandon(q);
+	/* Work stops waiting for wait syncs that may never signal. */
+	gvm__queue_abandon_waits(q);
 	last = gvm__queue_last(q);
 	/* Queued work completes; it is not cancelled. */
 	if (last) {
