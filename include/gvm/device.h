@@ -117,6 +117,14 @@ struct gvm_fault_info {
 	uint32_t engine;		/* GVM_ENGINE_* class of the engine */
 	uint32_t engine_instance;
 	int64_t timestamp_ns;		/* CLOCK_MONOTONIC */
+	uint32_t queue_id;		/* the faulting exec's queue
+					   (gvm_queue_id()), 0 if unknown */
+	uint64_t seqno;			/* the exec's number on that queue:
+					   1 for its first exec, the seqno
+					   of the exec's fence; 0 if unknown.
+					   Backends copy both from the
+					   kernel they run (struct
+					   gvm_kernel) */
 };
 
 /* What a backend registers. */

@@ -62,6 +62,10 @@ struct gvm_kernel {
 	uint64_t grid;			/* number of lanes, >= 1 */
 	size_t args_size;		/* bytes of args used */
 	uint64_t args[GVM_KERNEL_ARGS_MAX / 8];	/* copied with the kernel */
+	/* Set by gvm_exec() in its copy (yours is ignored): which exec this
+	   is, for the backend's fault reports (struct gvm_fault_info). */
+	uint32_t queue_id;		/* gvm_queue_id() of its queue */
+	uint64_t seqno;			/* its exec's number on the queue */
 };
 
 /*

@@ -60,7 +60,10 @@ GVM_API int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm,
 			  uint32_t flags, struct gvm_vm **out);
 /*
  * Waits for the VM's queues to drain, unbinds everything and frees the VM.
- * Queues of the VM must have been destroyed (-EBUSY otherwise).
+ * Queues of the VM must have been destroyed (-EBUSY otherwise).  Binds on
+ * the default bind queue do not wait any longer for wait syncs that have
+ * not signalled (as in gvm_queue_destroy()), so this never waits for a
+ * fence nobody signals.
  */
 GVM_API int gvm_vm_destroy(struct gvm_vm *vm);
 
@@ -72,6 +75,29 @@ GVM_API int gvm_vm_destroy(struct gvm_vm *vm);
 #define GVM_VM_FAULT_LOG 64
 GVM_API int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
 				uint32_t cap, uint32_t *count);
+
+/*
+ * Debug access, a debugger's peek and poke: copies @size bytes (any
+ * alignment) from the VM's GPU addresses [@addr, @addr + @size) to @buf
+ * (peek), or from @buf to them (poke), from the CPU, through the VM's
+ * mappings as gvm_vm_bind() decided them (queued binds count as done;
+ * fault-mode mappings need not be faulted in).  BO mappings reach the BO
+ * wherever it is now, NULL mappings read zeros and drop writes, userptr
+ * mappings reach the CPU memory they mirror, CPU_ADDR_MIRROR mappings the
+ * CPU memory at the same address (which may bring pages SVM moved to VRAM
+ * back, as a CPU access does).  READONLY mappings can be poked.  Not
+ * ordered with GPU work: wait for the fences of kernels using the bytes
+ * first.  Canonical high addresses are accepted as in gvm_vm_bind().
+ * -EINVAL: NULL @vm or @buf, @size 0, a range overflowing or beyond the
+ * VA size, a destroyed VM; -EFAULT: part of the range is not mapped
+ * (nothing copied), or the CPU memory of a userptr or mirror mapping
+ * cannot be read / written (a poke may then have written the bytes
+ * before that page, as a failed write(2) may); -ENOMEM.
+ */
+GVM_API int gvm_vm_peek(struct gvm_vm *vm, uint64_t addr, void *buf,
+			uint64_t size);
+GVM_API int gvm_vm_poke(struct gvm_vm *vm, uint64_t addr, const void *buf,
+			uint64_t size);
 
 struct gvm_vm_stats {
 	uint64_t binds;			/* gvm_vm_bind() calls that succeeded */
@@ -231,7 +257,22 @@ GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
  */
 GVM_API int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
 			     struct gvm_queue **out);
-/* Waits for the queue's work to complete, then frees it. */
+/*
+ * The queue's id: unique among the queues of its device (while they
+ * exist), never 0; fault-log entries of its execs carry it (struct
+ * gvm_fault_info).
+ */
+GVM_API uint32_t gvm_queue_id(const struct gvm_queue *q);
+/*
+ * Waits for the queue's work to complete, then frees it.  A bind queue's
+ * pending binds first stop waiting for their wait syncs: they take effect
+ * (their VA state was decided in gvm_vm_bind()) once their internal
+ * dependencies allow, and their fences signal without error.  An exec
+ * queue's execs still waiting for a wait sync are cancelled: their
+ * kernels do not run and their fences signal -ECANCELED (as for a wait
+ * sync that failed, gvm_exec()).  So a wait sync that never signals
+ * cannot hang the destroy.
+ */
 GVM_API void gvm_queue_destroy(struct gvm_queue *q);
 
 /* ---- VM_BIND --------------------------------------------------------------- */
@@ -324,7 +365,8 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
  * wait sync that signals with an error cancels the exec: the kernel does
  * not run, and the exec's fence signals (once every wait sync signalled)
  * with the error of the wait sync that failed first; later work on @q is
- * not affected.  -EINVAL: a bind
+ * not affected.  Destroying @q cancels it the same way (-ECANCELED) if a
+ * wait sync has not signalled by then.  -EINVAL: a bind
  * queue, bad syncs; -EFAULT: a user fence address that is not writable;
  * -EOPNOTSUPP: the device cannot run kernels.  When the VM's VRAM-only
  * BOs must come back to VRAM and VRAM holds other VMs' busy BOs, it waits

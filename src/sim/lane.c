@@ -120,6 +120,8 @@ static int lane_report(struct gvm_lane *l, uint64_t va, unsigned int access,
 		.engine = e->cls,
 		.engine_instance = e->instance,
 		.timestamp_ns = gvm__now_ns(),
+		.queue_id = l->job->k.queue_id,
+		.seqno = l->job->k.seqno,
 	};
 	sigjmp_buf *jb;
 	int rc;

@@ -130,6 +130,7 @@ struct bind {
 
 	struct gvm_fence **deps;	/* references */
 	size_t nr_deps, cap_deps;
+	size_t nr_user_deps;		/* deps[0..nr_user_deps): wait syncs */
 
 	struct gvm_vma **dead;
 	size_t nr_dead, cap_dead;
@@ -891,6 +892,7 @@ static int gather_deps(struct bind *b)
 
 	for (i = 0; i < b->syncs.nr_in && !err; i++)
 		err = add_dep(b, b->syncs.in[i]);
+	b->nr_user_deps = b->nr_deps;	/* the first, abandonable ones */
 	gvm__range_fences_prune(vm);
 	if (!err)
 		err = gvm__range_fences_overlapping(vm, b->q, b->touched,
@@ -959,7 +961,8 @@ static int prepare(struct bind *b)
 	if (!err)
 		err = gvm__bind_job_create(b->q, &b->bj);
 	for (i = 0; i < b->nr_deps && !err; i++)
-		err = gvm__bind_job_add_dep(b->bj, b->deps[i]);
+		err = gvm__bind_job_add_dep(b->bj, b->deps[i],
+					    i < b->nr_user_deps);
 	return err;
 }
 

@@ -19,6 +19,21 @@
  * bind's VA state is decided and its page tables must follow whatever
  * happened to what it waited for ("Failed dependencies" in bind.c).
  *
+ * Abandoned waits.  The proxies of a bind's wait syncs (the user's
+ * fences, which may never signal) are also on a process-wide list while
+ * they wait, tagged with their queue.  Destroying a bind queue (or the VM,
+ * for its default queue) signals them early (gvm__queue_abandon_waits):
+ * the binds stop waiting for their wait syncs and take effect, still after
+ * their internal dependencies (kernels using what goes away, moves, binds
+ * of other queues), so that a destroy never waits for a fence nobody will
+ * signal.  Execs wait for their unsignalled wait syncs through the same
+ * proxies (gvm__queue_wait_proxy), which forward the error of the sync
+ * (exec's rule: it cancels the kernel) and, abandoned when the exec
+ * queue is destroyed, signal -ECANCELED: the kernel does not run.  The list (waiting) has a leaf lock: a proxy's callback (under its
+ * dependency's fence lock) takes it to leave the list; abandoning takes a
+ * reference to the proxy fence under it and signals after unlocking.
+ * Internal dependencies are never abandoned.
+ *
  * Range fences (struct gvm_range_fence, on vm->range_fences under
  * vm->lock): the hull of a queued bind's touched ranges and its fence; a
  * later bind of another queue overlapping it depends on it.
@@ -29,6 +44,7 @@
 #include "vm/bind_job.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <gvm/sched.h>
@@ -46,11 +62,32 @@ struct dep_proxy {
 	struct gvm_fence_cb cb;
 	struct gvm_fence *dep;		/* reference */
 	struct gvm_fence *fence;	/* the proxy; reference */
+	bool user;			/* a wait sync: may be abandoned */
+	bool forward;			/* exec: signal with dep's error */
+	int abandon_err;		/* the error it signals abandoned */
+	struct gvm_list link;		/* waiting.list, under waiting.lock */
+	struct gvm_queue *q;		/* on waiting.list: its queue (not a
+					   reference); NULL when off it;
+					   waiting.lock */
 };
+
+/* Waiting proxies of wait syncs, for gvm__queue_abandon_waits(). */
+static struct {
+	pthread_once_t once;
+	struct gvm_mutex lock;		/* leaf: list, every proxy's q */
+	struct gvm_list list;		/* dep_proxy.link */
+} waiting = { .once = PTHREAD_ONCE_INIT };
+
+static void proxies_init(void)
+{
+	gvm__mutex_init(&waiting.lock, "bind_waiting.lock", GVM_RANK_LEAF);
+	gvm_list_init(&waiting.list);
+}
 
 struct gvm_bind_job {
 	struct gvm_job job;
 	struct gvm_vm *vm;		/* reference, from push */
+	struct gvm_queue *q;		/* its queue, from create */
 	struct gvm_vm_update upd;
 	struct gvm_vma **dead;		/* VMAs that went away */
 	size_t nr_dead;
@@ -126,6 +163,7 @@ int gvm__bind_job_create(struct gvm_queue *q, struct gvm_bind_job **out)
 		gvm__free(bj);
 		return err;
 	}
+	bj->q = q;
 	*out = bj;
 	return 0;
 }
@@ -141,12 +179,56 @@ static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
 	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
 
-	(void)f;
-	gvm_fence_signal(p->fence);
+	int err = p->forward ? gvm_fence_get_status(f) : 0;
+
+	if (p->user) {
+		gvm__mutex_lock(&waiting.lock);
+		if (p->q) {
+			gvm_list_del(&p->link);
+			p->q = NULL;
+		}
+		gvm__mutex_unlock(&waiting.lock);
+	}
+	/* -EALREADY if abandoned meanwhile. */
+	gvm_fence_signal_error(p->fence, err < 0 ? err : 0);
 	dep_proxy_free(p);
 }
 
-int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep)
+/* Lists @p as a wait of @q (before its callback is armed: it may free p). */
+static void proxy_list(struct dep_proxy *p, struct gvm_queue *q)
+{
+	pthread_once(&waiting.once, proxies_init);
+	gvm__mutex_lock(&waiting.lock);
+	p->q = q;
+	gvm_list_add_tail(&p->link, &waiting.list);
+	gvm__mutex_unlock(&waiting.lock);
+}
+
+int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
+			  struct gvm_fence **out)
+{
+	struct dep_proxy *p = gvm__calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	err = gvm_fence_create(gvm_fence_context_alloc(1), 1, &p->fence);
+	if (err) {
+		gvm__free(p);
+		return err;
+	}
+	p->dep = gvm_fence_get(dep);
+	p->user = true;
+	p->forward = true;
+	p->abandon_err = -ECANCELED;
+	*out = gvm_fence_get(p->fence);
+	proxy_list(p, q);
+	gvm_fence_add_callback(dep, &p->cb, dep_proxy_cb);
+	return 0;
+}
+
+int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep,
+			  bool user)
 {
 	struct dep_proxy *p;
 	int err;
@@ -165,6 +247,7 @@ int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep)
 		return err;
 	}
 	p->dep = gvm_fence_get(dep);
+	p->user = user;
 	bj->proxies[bj->nr_proxies++] = p;
 	return gvm_job_add_dependency(&bj->job, p->fence);
 }
@@ -204,10 +287,45 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 	bj->proxies = NULL;
 	bj->nr_proxies = 0;
 	gvm_job_push(&bj->job);
-	for (i = 0; i < nr_proxies; i++)
-		gvm_fence_add_callback(proxies[i]->dep, &proxies[i]->cb,
-				       dep_proxy_cb);
+	for (i = 0; i < nr_proxies; i++) {
+		struct dep_proxy *p = proxies[i];
+
+		if (p->user)
+			proxy_list(p, bj->q);
+		gvm_fence_add_callback(p->dep, &p->cb, dep_proxy_cb);
+	}
 	gvm__free(proxies);
+}
+
+void gvm__queue_abandon_waits(struct gvm_queue *q)
+{
+	gvm_might_block();
+	pthread_once(&waiting.once, proxies_init);
+	for (;;) {
+		struct gvm_fence *f = NULL;
+		struct gvm_list *pos;
+		int err = 0;
+
+		gvm__mutex_lock(&waiting.lock);
+		gvm_list_for_each(pos, &waiting.list) {
+			struct dep_proxy *p =
+				gvm_list_entry(pos, struct dep_proxy, link);
+
+			if (p->q != q)
+				continue;
+			gvm_list_del(&p->link);
+			p->q = NULL;
+			/* p is freed by its callback; its fence is ours. */
+			f = gvm_fence_get(p->fence);
+			err = p->abandon_err;
+			break;
+		}
+		gvm__mutex_unlock(&waiting.lock);
+		if (!f)
+			break;
+		gvm_fence_signal_error(f, err);
+		gvm_fence_put(f);
+	}
 }
 
 /* ---- range fences ------------------------------------------------------ */

@@ -23,9 +23,11 @@ struct gvm_bind_job;
 int gvm__bind_job_create(struct gvm_queue *q, struct gvm_bind_job **out);
 /*
  * The job runs after @dep signalled, with an error or not (see "Failed
- * dependencies" in bind.c).  0 or -ENOMEM.
+ * dependencies" in bind.c), or, for a wait sync of the user (@user), once
+ * its queue is destroyed (gvm__bind_queue_abandon).  0 or -ENOMEM.
  */
-int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep);
+int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep,
+			  bool user);
 /* Error path: the job was never armed. */
 void gvm__bind_job_abort(struct gvm_bind_job *bj);
 
@@ -39,6 +41,21 @@ struct gvm_fence *gvm__bind_job_arm(struct gvm_bind_job *bj);
 void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 			struct gvm_vm_update *upd, struct gvm_vma **dead,
 			size_t nr_dead);
+
+/*
+ * Stops @q's pushed work from waiting for its wait syncs ("Abandoned
+ * waits" in bind_job.c): binds take effect once their internal
+ * dependencies signalled, execs are cancelled (-ECANCELED).  For a queue
+ * being destroyed, before it is drained.  May block; no lock of a
+ * non-blocking rank held.
+ */
+void gvm__queue_abandon_waits(struct gvm_queue *q);
+/*
+ * Exec: *@out receives a fence that signals when @dep does, with its
+ * error, or with -ECANCELED when @q is destroyed first.  0 or -ENOMEM.
+ */
+int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
+			  struct gvm_fence **out);
 
 /* ---- range fences (vm->lock) ------------------------------------------- */
 

@@ -52,6 +52,7 @@
 #include "core/trace.h"
 #include "mm/mm.h"
 #include "vm/bind.h"
+#include "vm/bind_job.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
@@ -220,6 +221,20 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	err = gvm__syncs_parse(&set, syncs, ns);
 	if (err)
 		return err;
+	/* Wait syncs that may never signal: cancelled by queue destroy. */
+	for (i = 0; i < set.nr_in; i++) {
+		struct gvm_fence *p;
+
+		if (gvm_fence_is_signaled(set.in[i]))
+			continue;
+		err = gvm__queue_wait_proxy(q, set.in[i], &p);
+		if (err) {
+			gvm__syncs_fini(&set);
+			return err;
+		}
+		gvm_fence_put(set.in[i]);
+		set.in[i] = p;
+	}
 	ej = gvm__calloc(1, sizeof(*ej));
 	if (!ej) {
 		gvm__syncs_fini(&set);
@@ -227,6 +242,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	}
 	ej->q = q;
 	ej->k = *k;
+	ej->k.queue_id = 0;	/* set at arm */
+	ej->k.seqno = 0;
 
 	/* CPU changes made before this call first, no lock held (mm/mm.h). */
 	if (vm->mm)
@@ -296,6 +313,9 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	/* ---- point of no return ---- */
 	gvm_job_arm(&ej->job);
 	done = gvm_fence_get(gvm_job_finished(&ej->job));
+	/* Who it is, for the backend's fault reports (kernel.h). */
+	ej->k.queue_id = q->id;
+	ej->k.seqno = done->seqno;
 	publish_locked(q, done, pf);
 	gvm__queue_set_last(q, done);
 	gvm_job_push(&ej->job);

@@ -15,6 +15,12 @@
  * queue (the rebind worker may preempt and resume them meanwhile), then
  * retires the preempt fence.
  *
+ * Destroying a queue first abandons the waits of its work for the user's
+ * wait syncs (bind_job.c, "Abandoned waits"): binds take effect, execs
+ * are cancelled; then it drains what is left, which depends only on work
+ * gvm itself completes.  Ids (gvm_queue_id) come from a process-wide
+ * counter.
+ *
  * Locking: q->lock is a leaf around q->last.  Creating and destroying user
  * queues updates vm->nr_queues under vm->lock.
  */
@@ -22,11 +28,16 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "vm/bind_job.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
 #include "vm/vm.h"
+
+/* Queue ids, process-wide (so unique per device too). */
+static uint32_t next_queue_id;	/* atomic */
 
 int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 		      struct gvm_queue **out)
@@ -40,6 +51,10 @@ int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 		return -ENOMEM;
 	q->vm = vm;
 	q->engine = engine;
+	/* Unique per device while it lives: 2^32 queues do not coexist. */
+	do
+		q->id = gvm_fetch_add_relaxed(&next_queue_id, 1u) + 1;
+	while (!q->id);
 	gvm__mutex_init(&q->lock, "queue.lock", GVM_RANK_LEAF);
 	gvm__lr_queue_init(q);
 	err = gvm_sched_queue_create(dev->sched,
@@ -81,8 +96,11 @@ err_free:
 void gvm__queue_destroy(struct gvm_queue *q, bool internal)
 {
 	struct gvm_vm *vm = q->vm;
-	struct gvm_fence *last = gvm__queue_last(q);
+	struct gvm_fence *last;
 
+	/* Work stops waiting for wait syncs that may never signal. */
+	gvm__queue_abandon_waits(q);
+	last = gvm__queue_last(q);
 	/* Queued work completes; it is not cancelled. */
 	if (last) {
 		gvm_fence_wait(last, GVM_TIMEOUT_INFINITE);
@@ -129,6 +147,11 @@ void gvm_queue_destroy(struct gvm_queue *q)
 {
 	if (q)
 		gvm__queue_destroy(q, false);
+}
+
+uint32_t gvm_queue_id(const struct gvm_queue *q)
+{
+	return q ? q->id : 0;
 }
 
 struct gvm_fence *gvm__queue_last(struct gvm_queue *q)

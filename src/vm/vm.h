@@ -68,6 +68,7 @@ static inline struct gvm_bo *gvm__vma_bo(const struct gvm_vma *vma)
 struct gvm_queue {
 	struct gvm_vm *vm;		/* immutable; holds a reference */
 	uint32_t engine;		/* immutable: GVM_ENGINE_* */
+	uint32_t id;			/* immutable: gvm_queue_id() */
 	struct gvm_sched_queue *sq;	/* immutable */
 	void *dev_priv;			/* immutable: backend queue */
 	struct gvm_mutex lock;		/* leaf: last */

@@ -185,6 +185,65 @@ TEST(exec_in_fence_error_skips_kernel)
 }
 
 /*
+ * Destroying an exec queue does not wait for a wait sync nobody signals:
+ * the exec waiting for it is cancelled (-ECANCELED, the kernel does not
+ * run); one whose wait sync signalled runs first.
+ */
+TEST(exec_queue_destroy_cancels_unsignalled_waits)
+{
+	struct gvm_fence *in, *in2, *o1 = NULL, *o2 = NULL, *o3 = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+		{ .type = GVM_SYNC_FENCE },
+	};
+	struct gvm_queue *q2;
+	struct gvm_kernel k;
+	struct ctx c;
+	uint64_t *p;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &q2));
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in2));
+	/* q2: an exec behind in2 (signalled), then one behind in (never). */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 5, 64));
+	s[0].out = &o1;
+	s[1].fence = in2;
+	ASSERT_OK(gvm_exec(q2, &k, s, 2));
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 16, 6, 64));
+	s[0].out = &o2;
+	s[1].fence = in;
+	ASSERT_OK(gvm_exec(q2, &k, s, 2));
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 24, 7, 64));
+	s[0].out = &o3;
+	ASSERT_OK(gvm_exec(q2, &k, s, 1));
+	ASSERT_OK(gvm_fence_signal(in2));
+	ASSERT_OK(gvm_fence_wait(o1, GVM_TIMEOUT_INFINITE));
+	gvm_queue_destroy(q2);			/* hung here before */
+	ASSERT_EQ(gvm_fence_get_status(o1), 1);
+	ASSERT_EQ(gvm_fence_get_status(o2), -ECANCELED);
+	ASSERT_TRUE(gvm_fence_is_signaled(o3));
+	ASSERT_EQ(p[1], 5);
+	ASSERT_EQ(p[2], 0);			/* cancelled: did not run */
+	ASSERT_EQ(faults(&c, NULL), 0);
+	/* Signalled late, the fence finds nothing waiting. */
+	ASSERT_OK(gvm_fence_signal(in));
+	gvm_fence_put(o1);
+	gvm_fence_put(o2);
+	gvm_fence_put(o3);
+	gvm_fence_put(in);
+	gvm_fence_put(in2);
+	/* Another queue of the VM goes on. */
+	ASSERT_OK(store(&c, VA + 8, 9));
+	ASSERT_EQ(p[1], 9);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/*
  * A device without 2M (or 64K) pages: a 4 MiB VRAM BO at a 2M-aligned VA
  * is mapped with 4K PTEs only, and a kernel over all of it runs without
  * faults (its MMU treats 2M leaves as invalid).
@@ -316,6 +375,57 @@ TEST(same_bo_twice_coherent)
 	ASSERT_EQ(run(&c, &k), 0);
 	ASSERT_EQ(p[8], 0x1234);
 	ASSERT_EQ(p[(3 * K4 + 64) / 8], 0x1234);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+/*
+ * A fault-log entry says which exec faulted: its queue's id and its number
+ * on that queue (the seqno of its fence), so an LR job that signals only a
+ * user fence can be told apart.
+ */
+TEST(fault_log_names_queue_and_exec)
+{
+	struct gvm_fault_info fi;
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	struct gvm_queue *q2;
+	struct gvm_kernel k;
+	struct ctx c;
+	struct gvm_bo *bo;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &q2));
+	ASSERT_NE(gvm_queue_id(c.q), 0);
+	ASSERT_NE(gvm_queue_id(q2), 0);
+	ASSERT_NE(gvm_queue_id(c.q), gvm_queue_id(q2));
+	bo = new_bo(&c, K4, GVM_MEM_VRAM, NULL);
+	bind(&c, GVM_BIND_MAP, 0, VA, K4, bo, 0);
+
+	ASSERT_OK(store(&c, VA, 1));			/* c.q: exec 1 */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA, 2, 64));
+	ASSERT_OK(run_on(q2, &k));			/* q2: exec 1 */
+	/* q2's second exec faults (a caller's queue_id/seqno is ignored). */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 16 * K4, 3, 64));
+	k.queue_id = 77;
+	k.seqno = 77;
+	ASSERT_OK(gvm_exec(q2, &k, &s, 1));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.addr, VA + 16 * K4);
+	ASSERT_EQ(fi.queue_id, gvm_queue_id(q2));
+	ASSERT_EQ(fi.seqno, 2);
+	ASSERT_EQ(fi.seqno, f->seqno);
+	gvm_fence_put(f);
+
+	/* c.q's second exec faults too: its own numbering. */
+	ASSERT_EQ(store(&c, VA + 32 * K4, 4), -EIO);
+	ASSERT_EQ(faults(&c, &fi), 1);
+	ASSERT_EQ(fi.queue_id, gvm_queue_id(c.q));
+	ASSERT_EQ(fi.seqno, 2);
+	gvm_queue_destroy(q2);
 	gvm_bo_put(bo);
 	teardown(&c);
 }

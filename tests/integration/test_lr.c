@@ -120,6 +120,45 @@ TEST(exec_rejects_fence_out_syncs)
 }
 
 /*
+ * An LR exec signals only a user fence, written whether the kernel
+ * faulted or not; the fault log tells which exec failed: its queue's id
+ * and its number on the queue.
+ */
+TEST(failed_exec_named_in_fault_log)
+{
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_bo *bo;
+	struct gvm_kernel k;
+	struct gvm_fault_info f[8];
+	uint64_t uf;
+	uint32_t n;
+
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(dev, K4, GVM_MEM_VRAM, NULL, &bo));
+	bind_bo(vm, bo, VA);
+	for (uint64_t i = 1; i <= 3; i++) {
+		/* the second exec stores outside the BO */
+		ASSERT_OK(gvm_kernel_store_dword(&k, i == 2 ? VA + M2 : VA, i,
+						 64));
+		exec_lr(q, &k, &uf);
+		ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	}
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(f[0].addr, VA + M2);
+	ASSERT_EQ(f[0].queue_id, gvm_queue_id(q));
+	ASSERT_EQ(f[0].seqno, 2);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+}
+
+/*
  * (a) A VRAM-only BO the kernel uses is evicted by another allocation:
  * the kernel is parked, the BO moves out, the rebind worker brings it
  * back (evicting the newcomer) and resumes the kernel.

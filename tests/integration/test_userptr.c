@@ -6,6 +6,7 @@
  * the GPU's results must always match the CPU's view of memory.
  */
 #include <pthread.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -106,6 +107,104 @@ TEST(store_to_malloc_memory)
 	ASSERT_EQ(p[0], 1);
 	teardown(&c);
 	munmap(p, 4 * K4);
+}
+
+static void bind_op(struct ctx *c, uint32_t op, uint32_t flags, uint64_t va,
+		    uint64_t range, struct gvm_bo *bo)
+{
+	struct gvm_bind_op b = { .op = op, .flags = flags, .addr = va,
+				 .range = range, .bo = bo };
+
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &b, 1, NULL, 0));
+}
+
+/*
+ * gvm_vm_peek / gvm_vm_poke through every kind of mapping: a userptr, a
+ * VRAM BO (also at a canonical high address), a NULL range and a system
+ * BO, side by side; unaligned spans across their borders; holes and an
+ * unmapped userptr page are -EFAULT.
+ */
+TEST(peek_poke_through_mappings)
+{
+	const uint64_t high = 0xffffc00000000000ull;
+	uint8_t want[12 * K4], got[12 * K4], zero[16] = { 0 };
+	struct gvm_bo *a, *b;
+	uint8_t *pa, *pb, *p;
+	struct ctx c;
+	size_t i;
+
+	setup(&c);
+	p = map_pages(4);
+	ASSERT_OK(gvm_bo_create(c.dev, 4 * K4, GVM_MEM_VRAM, NULL, &a));
+	ASSERT_OK(gvm_bo_create(c.dev, 2 * K4, GVM_MEM_SYSTEM, NULL, &b));
+	ASSERT_OK(gvm_bo_map(a, (void **)&pa));
+	ASSERT_OK(gvm_bo_map(b, (void **)&pb));
+	ASSERT_EQ(gvm_bo_region(a), GVM_MEM_VRAM);
+	ASSERT_OK(bind_userptr(&c, VA, p, 4 * K4, 0));
+	bind_op(&c, GVM_BIND_MAP, 0, VA + 4 * K4, 4 * K4, a);
+	bind_op(&c, GVM_BIND_MAP, GVM_BIND_NULL, VA + 8 * K4, 2 * K4, NULL);
+	bind_op(&c, GVM_BIND_MAP, GVM_BIND_READONLY, VA + 10 * K4, 2 * K4, b);
+	bind_op(&c, GVM_BIND_MAP, 0, high, 4 * K4, a);
+	for (i = 0; i < 4 * K4; i++)
+		p[i] = (uint8_t)(i * 7 + 1);
+	for (i = 0; i < 2 * K4; i++)
+		pb[i] = (uint8_t)(i * 5 + 3);
+	/* What the GPU wrote is what peek reads. */
+	ASSERT_OK(store(&c, VA + 8, 0x1111));
+	ASSERT_OK(store(&c, VA + 5 * K4 + 16, 0x2222));
+	ASSERT_OK(store(&c, high + 24, 0x3333));
+
+	memcpy(want, p, 4 * K4);
+	memcpy(want + 4 * K4, pa, 4 * K4);
+	memset(want + 8 * K4, 0, 2 * K4);
+	memcpy(want + 10 * K4, pb, 2 * K4);
+	ASSERT_OK(gvm_vm_peek(c.vm, VA, got, sizeof(got)));
+	ASSERT_OK(memcmp(got, want, sizeof(got)));
+	ASSERT_EQ(((uint64_t *)got)[1], 0x1111);
+	ASSERT_EQ(((uint64_t *)got)[(5 * K4 + 16) / 8], 0x2222);
+	ASSERT_OK(gvm_vm_peek(c.vm, high + 24, got, 8));
+	ASSERT_EQ(*(uint64_t *)got, 0x3333);
+	ASSERT_EQ(((uint64_t *)pa)[3], 0x3333);
+
+	/* Unaligned pokes across borders; the NULL range drops writes. */
+	ASSERT_OK(gvm_vm_poke(c.vm, VA + 4 * K4 - 3, "abcdefghij", 10));
+	ASSERT_OK(memcmp(p + 4 * K4 - 3, "abc", 3));
+	ASSERT_OK(memcmp(pa, "defghij", 7));
+	ASSERT_OK(gvm_vm_poke(c.vm, VA + 10 * K4 - 2, "WXYZ", 4));
+	ASSERT_OK(memcmp(pb, "YZ", 2));	/* READONLY: a debugger writes */
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + 10 * K4 - 4, got, 6));
+	ASSERT_OK(memcmp(got, "\0\0\0\0YZ", 6));
+	ASSERT_OK(gvm_vm_peek(c.vm, high, got, 4));
+	ASSERT_OK(memcmp(got, "defg", 4));
+
+	/* Holes: nothing copied, nothing written. */
+	memcpy(want, pb + 2 * K4 - 8, 8);
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA + 12 * K4 - 8, got, 16), -EFAULT);
+	ASSERT_EQ(gvm_vm_poke(c.vm, VA + 12 * K4 - 8, zero, 16), -EFAULT);
+	ASSERT_OK(memcmp(pb + 2 * K4 - 8, want, 8));
+	ASSERT_EQ(gvm_vm_poke(c.vm, VA - 8, zero, 16), -EFAULT);
+	ASSERT_EQ(gvm_vm_peek(c.vm, 0, got, 8), -EFAULT);
+	ASSERT_OK(memcmp(pa, "defghij", 7));
+
+	/* Bad arguments. */
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA, got, 0), -EINVAL);
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA, NULL, 8), -EINVAL);
+	ASSERT_EQ(gvm_vm_peek(NULL, VA, got, 8), -EINVAL);
+	ASSERT_EQ(gvm_vm_peek(c.vm, ~0ull - 3, got, 8), -EINVAL);
+	ASSERT_EQ(gvm_vm_peek(c.vm, 1ull << 48, got, 8), -EINVAL);
+
+	/* A userptr page the CPU unmapped: -EFAULT, not a crash. */
+	ASSERT_EQ(munmap(p + 3 * K4, K4), 0);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA + 3 * K4, got, 8), -EFAULT);
+	ASSERT_EQ(gvm_vm_poke(c.vm, VA + 3 * K4, zero, 8), -EFAULT);
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + 2 * K4, got, 8));
+	ASSERT_OK(memcmp(got, p + 2 * K4, 8));
+
+	teardown(&c);
+	gvm_bo_put(a);
+	gvm_bo_put(b);
+	munmap(p, 3 * K4);
 }
 
 TEST(bind_errors)

@@ -1945,6 +1945,46 @@ TEST(sync_in_fence_error)
 	all_done();
 }
 
+/*
+ * Destroying a bind queue, or the VM for its default queue, does not wait
+ * for wait syncs that never signal: the binds take effect without them.
+ */
+TEST(destroy_abandons_unsignalled_wait_syncs)
+{
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_bo *a = new_bo(2 * M2, GVM_MEM_VRAM, NULL);
+	struct gvm_fence *in = new_fence(), *in2 = new_fence(), *o1, *o2, *o3;
+	struct gvm_bind_op op1 = op_map(SBASE, M2, a, 0);
+	struct gvm_bind_op op2 = op_map(SBASE + G1, M2, a, M2);
+	struct gvm_queue *q;
+
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q));
+	o1 = bind_async(vm, q, &op1, 1, in);
+	ASSERT_TRUE(pending(o1));
+	expect_none(vm, SBASE, M2);
+	gvm_queue_destroy(q);		/* hung here before */
+	fence_done(o1, 1);
+	expect_bo(vm, SBASE, M2, a, 0, false, 0);
+	check_vm(vm);
+
+	/* The default queue, in gvm_vm_destroy(): a job behind the first. */
+	o2 = bind_async(vm, NULL, &op2, 1, in2);
+	o3 = bind_async(vm, NULL, &op1, 1, NULL);
+	ASSERT_TRUE(pending(o2) && pending(o3));
+	ASSERT_OK(gvm_vm_destroy(vm));
+	fence_done(o2, 1);
+	fence_done(o3, 1);
+	ASSERT_EQ(bo_refs(a), 1);
+
+	/* Signalled late, the fences find nothing waiting. */
+	gvm_fence_signal(in);
+	gvm_fence_signal(in2);
+	gvm_fence_put(in);
+	gvm_fence_put(in2);
+	gvm_bo_put(a);
+	all_done();
+}
+
 /* ---- 6. allocation failures ---------------------------------------------------- */
 
 /* The starting point of the allocation-failure binds. */
