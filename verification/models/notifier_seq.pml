@@ -26,7 +26,9 @@
  *
  * The model: one userptr over one CPU page; the page that backs it is
  * `cpu_page` (1, 2, 3: each change installs a new one).  One user process
- * binds then repins twice (exec's gvm__userptr_revalidate), choosing
+ * inserts its notifier (gvm__notifier_insert: straight into the tree, or
+ * deferred to the end of the running invalidations, starting at the value
+ * initial_seq_locked() gives), then binds and repins twice (exec's gvm__userptr_revalidate), choosing
  * RETRY or ZAP mode for each commit.  Two invalidations run concurrently
  * with it and with each other; each is an after-the-fact change (UNMAP,
  * REMAP, FORK: the page is replaced before the invalidation starts) or a
@@ -46,7 +48,12 @@
  *  MUTANT_NO_RECHECK       the commit does not recheck the sequence
  *  MUTANT_RECHECK_UNLOCKED the recheck runs before notifier_lock is taken
  *  MUTANT_NO_WAIT          read_begin does not wait for a running
- *                          invalidation (fails with a migration)
+ *                          invalidation
+ *  MUTANT_INSERT_IDLE_SEQ  an insert during an invalidation starts at the
+ *                          idle value (seq - 1) instead of the running odd
+ *                          sequence (initial_seq_locked), so its
+ *                          read_begin does not wait for an invalidation
+ *                          that cannot see it (deferred insert)
  */
 
 #define NPAGES 4
@@ -55,7 +62,9 @@
 
 byte subs_seq = 2;	/* subs->invalidate_seq: odd while invalidating */
 byte nactive = 0;	/* subs->active */
-byte n_seq = 1;		/* n->invalidate_seq (inserted while idle: seq - 1) */
+byte n_seq = 0;		/* n->invalidate_seq, set at insert */
+bool in_tree = false;	/* n in the mm's tree (walkers see it) */
+bool deferred = false;	/* insert queued on subs->deferred */
 bool nlock = false;	/* vm->notifier_lock */
 byte cpu_page = 1;	/* what backs the CPU range now */
 byte next_page = 2;
@@ -86,16 +95,30 @@ proctype invalidation(bit kind)
 		atomic { old = cpu_page; cpu_page = next_page; next_page++ }
 	:: else -> skip
 	fi;
-	/* subs->lock: nactive++, sequence odd (it hits n) */
-	atomic { nactive++; subs_seq = subs_seq | 1; cur = subs_seq };
-	/* pass 1: inval_start */
-	lock();
-	n_seq = cur;				/* gvm__notifier_set_seq */
+	bool hit;
+
+	/* subs->lock: nactive++, first hit; odd if a hit or a change */
+	atomic {
+		nactive++;
+		hit = in_tree;
+		if
+		:: hit || kind == 1 -> subs_seq = subs_seq | 1
+		:: else -> skip
+		fi;
+		cur = subs_seq
+	};
+	/* pass 1: inval_start (the tree cannot change while odd) */
 	if
-	:: live -> pte = 0			/* zap_locked (+ TLB) */
+	:: hit ->
+		lock();
+		n_seq = cur;			/* gvm__notifier_set_seq */
+		if
+		:: live -> pte = 0		/* zap_locked (+ TLB) */
+		:: else -> skip
+		fi;
+		unlock()
 	:: else -> skip
 	fi;
-	unlock();
 	/* pass 2: nothing left in this model (the TLB is model 2's) */
 	if
 	:: kind == 1 ->
@@ -111,7 +134,12 @@ proctype invalidation(bit kind)
 	atomic {
 		nactive--;
 		if
-		:: nactive == 0 && (subs_seq & 1) -> subs_seq++
+		:: nactive == 0 && (subs_seq & 1) ->
+			subs_seq++;
+			if			/* apply_deferred_locked */
+			:: deferred -> deferred = false; in_tree = true
+			:: else -> skip
+			fi
 		:: else -> skip
 		fi;
 		dead[old] = true
@@ -123,6 +151,30 @@ active proctype user()
 {
 	byte s, f, binds = 0;
 	bool stale;
+
+	/* gvm__notifier_insert (attach), under subs->lock */
+	atomic {
+		if
+		:: nactive > 0 && (subs_seq & 1) ->
+			deferred = true;	/* walkers are in the tree */
+#ifdef MUTANT_INSERT_IDLE_SEQ
+			n_seq = subs_seq - 1
+#else
+			n_seq = subs_seq
+#endif
+		:: else ->
+			in_tree = true;
+#ifdef MUTANT_INSERT_IDLE_SEQ
+			n_seq = subs_seq - 1
+#else
+			if		/* initial_seq_locked */
+			:: nactive > 0 -> subs_seq = subs_seq | 1;
+				n_seq = subs_seq
+			:: else -> n_seq = subs_seq - 1
+			fi
+#endif
+		fi
+	};
 
 	do
 	:: binds == BINDS -> break
