@@ -26,7 +26,7 @@
  *    TLB invalidation request is applied by the engine between
  *    translations and then its fence signals, in submission order.
  *
- * The model: N = 2 devices, one VM each (own notifier_lock, page table,
+ * The model: N = 3 devices, one VM each (own notifier_lock, page table,
  * TLB), each with a live userptr mapping CPU page 1 (PTE and maybe TLB).
  * Two invalidations of that page run concurrently: an after-the-fact
  * event that leaves the page in place (FORK) and a migration
@@ -57,7 +57,9 @@
  *  MUTANT_NO_WAIT       read_begin does not wait
  */
 
-#define N 2
+#ifndef N
+#define N 3			/* devices (-DN=2 for two) */
+#endif
 
 byte subs_seq = 2;
 byte nactive = 0;
@@ -80,14 +82,17 @@ inline unlock(d) { nlock[d] = false }
 inline check_unreachable()
 {
 	atomic {
-		assert(pte[0] != 1 && tlb[0] != 1);
-		assert(pte[1] != 1 && tlb[1] != 1)
+		k = 0;
+		do
+		:: k < N -> assert(pte[k] != 1 && tlb[k] != 1); k++
+		:: else -> k = 0; break
+		od
 	}
 }
 
 proctype invalidation(bit mig)
 {
-	byte cur, d, t, p1 = 0;
+	byte cur, d, t, k, p1 = 0;
 	bool deferred[N];
 	byte fence[N];
 
@@ -172,7 +177,11 @@ proctype invalidation(bit mig)
 		if
 		:: nactive == 0 && (subs_seq & 1) ->
 			subs_seq++;
-			hit_running[0] = false; hit_running[1] = false
+			k = 0;
+			do
+			:: k < N -> hit_running[k] = false; k++
+			:: else -> k = 0; break
+			od
 		:: else -> skip
 		fi
 	}
@@ -208,20 +217,20 @@ active proctype reader()
 
 init
 {
+	byte d = 0;
+
 	atomic {
-		n_seq[0] = 1; n_seq[1] = 1;
-		live[0] = true; live[1] = true;
-		pte[0] = 1; pte[1] = 1;
-		if
-		:: tlb[0] = 1
-		:: skip
-		fi;
-		if
-		:: tlb[1] = 1
-		:: skip
-		fi;
-		run engine(0);
-		run engine(1);
+		do
+		:: d < N ->
+			n_seq[d] = 1; live[d] = true; pte[d] = 1;
+			if
+			:: tlb[d] = 1
+			:: skip
+			fi;
+			run engine(d);
+			d++
+		:: else -> break
+		od;
 		run invalidation(0);
 		run invalidation(1)
 	}
