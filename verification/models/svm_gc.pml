@@ -31,7 +31,7 @@
  *  - an unbind of the mirror (bind.c): under vm->lock the ranges leave
  *    the space; they are freed after it, with no lock held.
  *
- * One range R, one chunk, one VM.  Actors: the UNMAP callback, the
+ * One range R, one chunk, one VM.  Actors: two UNMAP callbacks, the
  * device's fault thread as collector, a second device's fault thread
  * servicing a fault (it holds a VM reference), an unbind, gvm_vm_destroy.
  *
@@ -142,8 +142,8 @@ inline vm_put()
 	}
 }
 
-/* chunk_inval_start for an UNMAP over R, then its end */
-active proctype callback()
+/* chunk_inval_start for an UNMAP over R, then its end (two of them) */
+active [2] proctype callback()
 {
 	bool hit = false, unmapped = false;
 
