@@ -24,8 +24,9 @@
  * The model: one table with two entries.  Entry A lies inside the
  * update's segment (owned): the bind maps userptr U there.  Entry B is
  * outside it but in the same record (a 64 KiB-group fix-up of a
- * neighbour, or a split copy of a huge leaf): it maps userptr V, live,
- * CPU page 5, and the update stages it unchanged (new_e = the snapshot).
+ * neighbour): it maps userptr V, live, CPU page 5, and the update stages
+ * it with its hint cleared (new_e = the snapshot without the hint, 15
+ * here; 5 and 15 both map page 5).
  * Both userptrs are in the same mm.  Concurrently, U's CPU page 1 is
  * replaced (page 2) and invalidated, and V's page 5 is replaced (page 6)
  * and invalidated (after-the-fact events; the TLB is model 2's).
@@ -97,10 +98,16 @@ again:
 	atomic { s = seqU; (s != subs_seq) };		/* read_begin */
 	f = cpuU;					/* gvm__mm_fetch */
 	atomic { !ptlock -> ptlock = true };
-	/* prepare: A owned (new page), B not owned: copied as it is */
+	/*
+	 * prepare: A owned (the new page); B not owned: its 64 KiB hint is
+	 * cleared, which in the model is page + 10 (still V's page 5)
+	 */
 	oldB = B;					/* one atomic read */
 	newA = f;
-	newB = oldB;
+	if
+	:: oldB != 0 -> newB = oldB + 10
+	:: else -> newB = 0
+	fi;
 #ifdef MUTANT_NO_STAGING
 	A = newA;					/* straight into the */
 	B = newB;					/* committed tables */
@@ -125,8 +132,9 @@ again:
 		B = newB;
 #else
 		if
-		:: B == oldB -> B = newB		/* unchanged since */
-		:: else -> skip				/* zapped: keep */
+		:: B == newB -> skip			/* already as staged */
+		:: B != newB && B == oldB -> B = newB	/* unchanged since */
+		:: B != newB && B != oldB -> skip	/* zapped: keep */
 		fi;
 #endif
 		liveU = true;				/* userptr_commit */
@@ -139,7 +147,8 @@ active proctype monitor()
 {
 end_mon:
 	atomic {
-		(!nlock && ((deadU && A == 1) || (deadV && B == 5))) ->
+		(!nlock && ((deadU && A == 1) ||
+			    (deadV && (B == 5 || B == 15)))) ->
 			assert(false)
 	}
 }
