@@ -186,6 +186,9 @@ GVM_API int gvm_bo_create(struct gvm_device *dev, uint64_t size,
  * A CPU view of the whole BO, valid until the last reference goes; it
  * follows the BO when gvm moves it.  CPU and GPU accesses are coherent
  * once the GPU work that uses the BO has completed (wait for its fences).
+ * Known defect (issue 11): a CPU store through the view that races a
+ * move of the BO (an eviction made by another thread's allocation or
+ * exec) can be lost: the move copies, then switches the view.
  * -EOPNOTSUPP: a BO in scattered VRAM on a device without vram_fd.
  */
 GVM_API int gvm_bo_map(struct gvm_bo *bo, void **cpu);

@@ -311,6 +311,12 @@ static void tlb_range(const struct gvm_pt_vm *vm, uint64_t lo, uint64_t hi,
 	tlb->start = lo & ~(tlb->size - 1);
 }
 
+void gvm__pt_tlb_span(const struct gvm_pt_vm *vm, uint64_t lo, uint64_t hi,
+		      struct gvm_pt_tlb *tlb)
+{
+	tlb_range(vm, lo, hi, tlb);
+}
+
 void gvm__pt_tlb_add(const struct gvm_pt_vm *vm, struct gvm_pt_tlb *acc,
 		     const struct gvm_pt_tlb *t)
 {

@@ -126,6 +126,10 @@ struct gvm_pt_tlb {
 	bool full;
 };
 
+/* The invalidation that covers [lo, hi) (a range, or a full flush). */
+void gvm__pt_tlb_span(const struct gvm_pt_vm *vm, uint64_t lo, uint64_t hi,
+		      struct gvm_pt_tlb *tlb);
+
 /* @acc grows to cover @t too (one invalidation for both). */
 void gvm__pt_tlb_add(const struct gvm_pt_vm *vm, struct gvm_pt_tlb *acc,
 		     const struct gvm_pt_tlb *t);

@@ -140,6 +140,15 @@ static void zap_span_locked(struct gvm_userptr *u,
 			hi = r->last + 1;
 	}
 	gvm__pt_zap(&u->vm->pt, lo, hi - lo, tlb);
+	/*
+	 * Nothing left to zap: a concurrent invalidation zapped it and may
+	 * not have finished its TLB invalidation.  Ours must not return
+	 * before the TLBs are clean either (a migration copies the pages
+	 * once it returns), so it flushes the span anyway
+	 * (verification/models/two_pass.pml, finding 1).
+	 */
+	if (!tlb->full && !tlb->size)
+		gvm__pt_tlb_span(&u->vm->pt, lo, hi, tlb);
 }
 
 static struct gvm_fence *zap_locked(struct gvm_userptr *u,

@@ -45,13 +45,15 @@
  *     find moved.
  *
  * Variants:
- *  C_AS_IS              the zap of a second, concurrent invalidation finds
- *                       the PTEs already zapped by the first, submits no
- *                       TLB invalidation and returns at once, while the
+ *  C_AS_IS              the C before finding 1 was fixed: the zap of a
+ *                       second, concurrent invalidation finds the PTEs
+ *                       already zapped by the first, submits no TLB
+ *                       invalidation and returns at once, while the
  *                       first's TLB invalidation is still in flight: P1
- *                       FAILS (finding 1 in docs/verification.md).  The
- *                       default is the proposed fix: a live userptr's zap
- *                       always submits a TLB invalidation of its range.
+ *                       FAILS (docs/verification.md).  The default is the
+ *                       C now (userptr.c zap_span_locked): a live
+ *                       userptr's zap always submits a TLB invalidation
+ *                       of its range.
  *  MUTANT_BUSY_NO_WAIT  finish busy: return without waiting inline
  *  MUTANT_ONE_PASS      wait for each notifier right after its pass 1
  *  MUTANT_NO_WAIT       read_begin does not wait
