@@ -105,6 +105,7 @@ struct gvm_vm_stats {
 	uint64_t bind_jobs;		/* binds that had to wait (queued) */
 	uint64_t bind_errors;		/* binds that failed and unwound */
 	uint64_t vmas;			/* mappings now */
+	uint64_t local_bos;		/* VM-local BOs alive now */
 	uint64_t pt_pages;		/* page-table pages in use now (not
 					   counting unlinked ones awaiting
 					   their TLB flush) */
@@ -164,6 +165,35 @@ struct gvm_vm_stats {
 	bool banned;
 };
 GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);
+
+/* ---- limits ------------------------------------------------------------ */
+
+/*
+ * Process-wide resource limits; 0 means no limit (the default).  So that
+ * one client cannot take a whole device: a VM's page tables live in its
+ * device's VRAM and are not evicted.
+ *  max_vms              VMs alive (created, not destroyed):
+ *                       gvm_vm_create() fails with -EMFILE
+ *  max_bos_per_vm       VM-local BOs of one VM: gvm_bo_create() -EMFILE
+ *  max_mappings_per_vm  mappings of one VM (stats.vmas): a bind that would
+ *                       leave more fails with -ENOSPC, changing nothing
+ *  max_pt_bytes_per_vm  page-table memory of one VM (4 KiB multiple;
+ *                       stats.pt_pages): a bind that needs more fails with
+ *                       -ENOSPC; taken when the VM is created
+ * Lowering a limit below what is in use stops growth, takes nothing away.
+ * gvm_limits_get() also reports nr_vms, the VMs alive now (ignored by set).
+ * Returns 0, -EINVAL (NULL, max_pt_bytes_per_vm not a 4 KiB multiple).
+ */
+struct gvm_limits {
+	uint32_t max_vms;
+	uint32_t max_bos_per_vm;
+	uint64_t max_mappings_per_vm;
+	uint64_t max_pt_bytes_per_vm;
+	uint32_t nr_vms;
+};
+
+GVM_API int gvm_limits_set(const struct gvm_limits *l);
+GVM_API int gvm_limits_get(struct gvm_limits *l);
 
 /* ---- buffer objects -------------------------------------------------- */
 

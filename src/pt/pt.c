@@ -406,6 +406,10 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	struct gvm_pt *t;
 	int ret;
 
+	if (vm->mem.max_pages && vm->nr_pages >= vm->mem.max_pages) {
+		*err = -ENOSPC;		/* the VM's page-table limit */
+		return NULL;
+	}
 	t = level ? gvm__calloc(1, sz) : gvm__malloc(sz);
 	if (!t) {
 		*err = -ENOMEM;
@@ -427,6 +431,7 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	}
 	b = gvm_list_first_entry(&blocks, struct gvm_buddy_block, link);
 	gvm_list_del(&b->link);
+	vm->nr_pages++;
 	t->block = b;
 	t->cpu = (uint64_t *)(vm->mem.cpu_base + gvm__buddy_block_offset(b));
 	t->dev_addr = vm->mem.dev_base + gvm__buddy_block_offset(b);
@@ -455,6 +460,7 @@ static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
 	mem_unlock(vm);
+	vm->nr_pages--;
 	gvm__free(t);
 }
 

@@ -48,6 +48,9 @@ struct gvm_pt_mem {
 	struct gvm_mutex *lock;		/* optional, see above */
 	int (*make_room)(void *priv, uint64_t bytes);	/* optional */
 	void *priv;			/* for make_room */
+	uint64_t max_pages;		/* 0, or at most this many table
+					   pages (root and reserves' spares
+					   included): -ENOSPC beyond */
 };
 
 /*
@@ -82,6 +85,8 @@ struct gvm_pt_vm {
 					   and the root) */
 	uint64_t nr_deferred;		/* unlinked by commits, not yet freed
 					   (gvm__pt_free_deferred) */
+	uint64_t nr_pages;		/* table pages held, spares of
+					   reserves included (mem.max_pages) */
 	struct gvm_pt_update *pending;	/* prepared, not yet committed */
 	uint64_t tlb_full_lg2;		/* invalidations above 2^this: full */
 	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];

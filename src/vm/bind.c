@@ -10,6 +10,7 @@
  *               (va.c: UNMAP / REMAP / MAP steps) that is applied
  *               to the VA tree at once, so the next op sees it;
  *               the -EBUSY rule (unsignalled user fence)
+ *      limit    the VM's mapping limit (limits.c) on the result  -ENOSPC
  *   3. userptr  every new userptr VMA gets its notifier and its
  *               pages (userptr.c; may block on the mm, so before
  *               any reservation)                          -EFAULT -EPERM
@@ -588,6 +589,14 @@ static int parse(struct bind *b)
  * userptr) its notifier and fetches its pages: vm->lock held, no
  * reservation yet (fetching may block on the mm).
  */
+/* The VM's mapping limit (limits.c), on the VA tree the ops made. */
+static int check_mappings(struct bind *b)
+{
+	uint64_t max = gvm__limit_mappings();
+
+	return max && gvm__va_count(&b->vm->va) > max ? -ENOSPC : 0;
+}
+
 static int attach_userptrs(struct bind *b)
 {
 	size_t i, j, k;
@@ -1135,6 +1144,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		goto out_unlock;
 	}
 	err = parse(&b);
+	if (!err)
+		err = check_mappings(&b);
 	if (!err)
 		err = attach_userptrs(&b);
 	if (!err)

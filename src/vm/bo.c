@@ -170,9 +170,17 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		return -EINVAL;
 	if (vm && vm->dev != dev)
 		return -EINVAL;
+	if (vm) {
+		err = gvm__limit_bo_get(vm);
+		if (err)
+			return err;
+	}
 	bo = gvm__calloc(1, sizeof(*bo));
-	if (!bo)
+	if (!bo) {
+		if (vm)
+			gvm__limit_bo_put(vm);
 		return -ENOMEM;
+	}
 	bo->dev = dev;
 	bo->size = size;
 	bo->placement = placement;
@@ -195,6 +203,8 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		gvm__vram_claim_end_wait();
 		gvm__mutex_fini(&bo->view_lock);
 		gvm__free(bo);
+		if (vm)
+			gvm__limit_bo_put(vm);
 		gvm__dev_reap(dev);
 		return err;
 	}
@@ -232,9 +242,10 @@ void gvm__bo_free(struct gvm_bo *bo)
 	gvm__bo_mem_free(dev, bo->size, &bo->mem);
 	if (bo->spare_sys)
 		munmap(bo->spare_sys, bo->size);
-	if (bo->vm)
+	if (bo->vm) {
+		gvm__limit_bo_put(bo->vm);
 		gvm__vm_put(bo->vm);
-	else
+	} else
 		gvm_resv_fini(&bo->own_resv);
 	gvm__mutex_fini(&bo->view_lock);
 	gvm__free(bo);

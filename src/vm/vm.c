@@ -96,9 +96,14 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 		return -EINVAL;
 	if ((flags & GVM_VM_FAULT_MODE) && (flags & GVM_VM_SCRATCH_PAGE))
 		return -EINVAL;
+	err = gvm__limit_vm_get();
+	if (err)
+		return err;
 	vm = gvm__calloc(1, sizeof(*vm));
-	if (!vm)
+	if (!vm) {
+		gvm__limit_vm_put();
 		return -ENOMEM;
+	}
 	vm->dev = dev;
 	vm->mm = mm ? gvm_mm_get(mm) : NULL;
 	vm->flags = flags;
@@ -137,6 +142,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	mem.lock = &dev->vram_lock;
 	mem.make_room = gvm__vram_make_room;	/* evict.c: idle BOs */
 	mem.priv = dev;
+	mem.max_pages = gvm__limit_pt_pages();
 	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits,
 			      dev->desc.page_sizes);
 	if (err)
@@ -176,6 +182,7 @@ err_lr:
 	gvm__lr_vm_fini(vm);
 err_free:
 	vm_free_struct(vm);
+	gvm__limit_vm_put();
 	return err;
 }
 
@@ -377,6 +384,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 					     vm_bo_link));
 	gvm__userptr_chunks_fini(vm);	/* every range is gone */
 	dev->ops->vm_detach(dev, vm->dev_priv);
+	gvm__limit_vm_put();
 	gvm__vm_put(vm);
 	return 0;
 }
@@ -457,6 +465,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 		gvm_load_relaxed(&vm->dev->svm_bytes_to_ram);
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);
+	st->local_bos = gvm_load_relaxed(&vm->nr_local_bos);
 	if (!vm->closed) {
 		gvm__mutex_lock(&vm->pt_lock);
 		/* in use: not those unlinked, freed after their TLB flush */

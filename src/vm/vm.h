@@ -148,6 +148,7 @@ struct gvm_vm {
 					   CPU memory was unmapped, dropped
 					   by the device's collector or the
 					   next fault (svm.c) */
+	uint32_t nr_local_bos;		/* atomic: VM-local BOs (limits.c) */
 	struct gvm_list svm_chunks;	/* vm->lock: the SVM ranges' notifier
 					   chunks (userptr.c) */
 	struct gvm_list gc_link;	/* dev->fq.lock: on the device's
@@ -209,6 +210,15 @@ static inline bool gvm__vm_banned(struct gvm_vm *vm)
 
 #define gvm__vm_stat_add(vm, field, n) \
 	__atomic_fetch_add(&(vm)->stats.field, (n), __ATOMIC_RELAXED)
+
+/* Limits (limits.c): 0 or -EMFILE; the counts they keep. */
+int gvm__limit_vm_get(void);
+void gvm__limit_vm_put(void);
+int gvm__limit_bo_get(struct gvm_vm *vm);
+void gvm__limit_bo_put(struct gvm_vm *vm);
+/* 0: no limit. */
+uint64_t gvm__limit_mappings(void);
+uint64_t gvm__limit_pt_pages(void);
 
 /* Queues (queue.c). */
 int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
