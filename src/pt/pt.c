@@ -393,6 +393,29 @@ static inline void mem_unlock(const struct gvm_pt_vm *vm)
 }
 
 /*
+ * The VM's table pages (mem.max_pages): counted atomically, as tables are
+ * allocated under pt_lock but reserves' spares are freed by bind jobs
+ * with no lock held.  False: the limit is reached.
+ */
+static bool pages_get(struct gvm_pt_vm *vm)
+{
+	uint64_t n = __atomic_load_n(&vm->nr_pages, __ATOMIC_RELAXED);
+
+	do {
+		if (vm->mem.max_pages && n >= vm->mem.max_pages)
+			return false;
+	} while (!__atomic_compare_exchange_n(&vm->nr_pages, &n, n + 1, true,
+					      __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return true;
+}
+
+static void pages_put(struct gvm_pt_vm *vm)
+{
+	__atomic_fetch_sub(&vm->nr_pages, 1, __ATOMIC_RELAXED);
+}
+
+/*
  * A table (host shadow + a page of the buddy), not yet counted.  @level
  * sizes children[] (a reserve's spares get one whatever their level).
  */
@@ -406,12 +429,13 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	struct gvm_pt *t;
 	int ret;
 
-	if (vm->mem.max_pages && vm->nr_pages >= vm->mem.max_pages) {
+	if (!pages_get(vm)) {
 		*err = -ENOSPC;		/* the VM's page-table limit */
 		return NULL;
 	}
 	t = level ? gvm__calloc(1, sz) : gvm__malloc(sz);
 	if (!t) {
+		pages_put(vm);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -426,12 +450,12 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 		 !vm->mem.make_room(vm->mem.priv, PT_PAGE));
 	if (ret) {
 		gvm__free(t);
+		pages_put(vm);
 		*err = ret;
 		return NULL;
 	}
 	b = gvm_list_first_entry(&blocks, struct gvm_buddy_block, link);
 	gvm_list_del(&b->link);
-	vm->nr_pages++;
 	t->block = b;
 	t->cpu = (uint64_t *)(vm->mem.cpu_base + gvm__buddy_block_offset(b));
 	t->dev_addr = vm->mem.dev_base + gvm__buddy_block_offset(b);
@@ -460,7 +484,7 @@ static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
 	mem_unlock(vm);
-	vm->nr_pages--;
+	pages_put(vm);
 	gvm__free(t);
 }
 

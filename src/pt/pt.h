@@ -85,8 +85,9 @@ struct gvm_pt_vm {
 					   and the root) */
 	uint64_t nr_deferred;		/* unlinked by commits, not yet freed
 					   (gvm__pt_free_deferred) */
-	uint64_t nr_pages;		/* table pages held, spares of
-					   reserves included (mem.max_pages) */
+	uint64_t nr_pages;		/* atomic: table pages held, spares
+					   of reserves included
+					   (mem.max_pages) */
 	struct gvm_pt_update *pending;	/* prepared, not yet committed */
 	uint64_t tlb_full_lg2;		/* invalidations above 2^this: full */
 	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];

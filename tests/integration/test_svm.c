@@ -172,11 +172,14 @@ TEST(range_fits_the_cpu_mapping)
 {
 	struct ctx c;
 	uint64_t *p, page;
+	void *g;
 
 	setup(&c);
-	p = mmap(NULL, 3 * K4, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(p != MAP_FAILED);
+	/* 12 KiB between PROT_NONE guards: no neighbour merges with it */
+	g = mmap(NULL, 5 * K4, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(g != MAP_FAILED);
+	p = (uint64_t *)((uint8_t *)g + K4);
+	ASSERT_OK(mprotect(p, 3 * K4, PROT_READ | PROT_WRITE));
 	store(&c, u64(&p[K4 / 8]), 8);		/* 12 KiB mapping: 4K range */
 	ASSERT_TRUE(mapped(c.vm, u64(p) + K4, &page));
 	ASSERT_EQ(page, K4);
@@ -185,7 +188,7 @@ TEST(range_fits_the_cpu_mapping)
 	ASSERT_EQ(stats(c.vm).svm_faults_by_size[0], 1);
 	ASSERT_EQ(p[K4 / 8], 8);
 	teardown(&c);
-	munmap(p, 3 * K4);
+	munmap(g, 5 * K4);
 }
 
 TEST(munmap_drops_the_range_and_a_new_mapping_gets_one)
