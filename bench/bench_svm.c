@@ -342,8 +342,8 @@ GVM_BENCH(migrate_2m, "2 MiB to VRAM and back (take, copy, copy, give)")
 
 		for (uint64_t i = 0; i < n && !err; i++) {
 			gvm__mutex_lock(&s.vm->lock);
-			err = gvm__svm_migrate_to_vram(s.vm, (uintptr_t)base,
-						       M2);
+			err = gvm__svm_migrate_to_vram(s.vm, s.vm->dev,
+						       (uintptr_t)base, M2);
 			gvm__mutex_unlock(&s.vm->lock);
 			if (!err)
 				err = gvm__mm_migrate_to_ram(s.mm,

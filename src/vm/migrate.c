@@ -185,9 +185,9 @@ static int devmem_extents(struct svm_devmem *d)
 	return 0;
 }
 
-int gvm__svm_migrate_to_vram(struct gvm_vm *vm, uint64_t start, uint64_t size)
+int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
+			     uint64_t start, uint64_t size)
 {
-	struct gvm_device *dev = vm->dev;
 	struct svm_devmem *d;
 	int err;
 

@@ -147,7 +147,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
 			gvm__vm_stat_add(vm, svm_migration_retries, 1);
-		err = gvm__svm_migrate_to_vram(vm, r->va.addr, r->va.range);
+		err = gvm__svm_migrate_to_vram(vm, vm->dev, r->va.addr,
+					       r->va.range);
 		if (err == -EEXIST) {
 			/* In device memory already: ours, or another's. */
 			struct gvm_mm_devmem *dm;
@@ -164,7 +165,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 			err = gvm__mm_migrate_to_ram(vm->mm, r->va.addr,
 						     r->va.range);
 			if (!err)
-				err = gvm__svm_migrate_to_vram(vm, r->va.addr,
+				err = gvm__svm_migrate_to_vram(vm, vm->dev,
+							       r->va.addr,
 							       r->va.range);
 		}
 		if (!err)

@@ -53,15 +53,17 @@ int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 extern bool gvm__svm_no_migration;
 
 /*
- * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range)
- * to the VM's device memory (mm/devmem.c): vm->lock held, no reservation.
+ * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range
+ * of @vm) to the memory of @dev (the VM's device, or a peer)
+ * (mm/devmem.c): vm->lock held, no reservation.
  * 0, -EEXIST (already in device memory), -ENOSPC (no VRAM, even after
  * evicting idle BOs), -ENOMEM, -EOPNOTSUPP / -EBUSY / -EINVAL (the mm
  * cannot take these pages), -EIO (the copy failed); on failure nothing
  * moved.
  */
-int gvm__svm_migrate_to_vram(struct gvm_vm *vm, uint64_t start,
-			     uint64_t size);
+struct gvm_device;
+int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
+			     uint64_t start, uint64_t size);
 
 /*
  * The device addresses of [off, off + len) of SVM device memory @dm, in a
