@@ -281,6 +281,13 @@ struct gvm_device_info {
 	bool vram_mappable;		/* scattered VRAM buffers can be mapped */
 	unsigned int fault_queue_depth;	/* GPU faults queued before engines
 					   block (desc, 0 made 1024) */
+	/* Shared virtual memory, since the device was created: */
+	uint64_t svm_faults;		/* GPU faults serviced in SVM ranges
+					   of its VMs */
+	uint64_t svm_migrations_in;	/* ranges moved into its memory */
+	uint64_t svm_bytes_in;
+	uint64_t svm_migrations_out;	/* moved out, to system memory */
+	uint64_t svm_bytes_out;
 };
 
 GVM_API int gvm_device_query(struct gvm_device *dev,

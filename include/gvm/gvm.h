@@ -16,6 +16,7 @@
  *   <gvm/sim.h>      the simulated GPU and its built-in kernels
  *   <gvm/trace.h>    Chrome/Perfetto traces of binds, jobs, faults
  *   <gvm/mm.h>       CPU address spaces (the process itself)
+ *   <gvm/svm.h>      memory attributes of mirrored memory (madvise)
  */
 #ifndef GVM_GVM_H
 #define GVM_GVM_H
@@ -32,5 +33,6 @@
 #include <gvm/sim.h>
 #include <gvm/trace.h>
 #include <gvm/mm.h>
+#include <gvm/svm.h>
 
 #endif

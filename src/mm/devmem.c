@@ -522,7 +522,7 @@ struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
 	if (!e)
 		goto out;
 	*other = true;
-	if (e->dm->owner != owner || start < e->start ||
+	if ((owner && e->dm->owner != owner) || start < e->start ||
 	    start + len > e->start + e->len)
 		goto out;
 	for (i = (start - e->start) >> GVM_MM_PAGE_SHIFT;

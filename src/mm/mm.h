@@ -356,10 +356,11 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len);
 
 /*
- * If all of [start, start + len) lives in one device memory of @owner,
- * returns it with a reference and its offset there; else NULL.  *@other:
- * some page of the range is in device memory (it must be migrated back
- * before the range can be fetched).  devmem_lock inside.
+ * If all of [start, start + len) lives in one device memory of @owner
+ * (NULL: of anyone), returns it with a reference and its offset there;
+ * else NULL.  *@other: some page of the range is in device memory (it
+ * must be migrated back before the range can be fetched).  devmem_lock
+ * inside.
  */
 struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
 					    uint64_t len, const void *owner,

@@ -617,7 +617,8 @@ static int attach_userptrs(struct bind *b)
 				if (err)
 					return err;
 				b->up[b->nr_up++] = to_vma(nv[k]);
-				err = gvm__userptr_attach(b->vm, to_vma(nv[k]), NULL);
+				err = gvm__userptr_attach(b->vm, to_vma(nv[k]),
+							  NULL);
 				/*
 				 * A piece of a split userptr whose memory is
 				 * gone is kept without PTEs: only the op that

@@ -41,6 +41,11 @@ struct gvm_device {
 	uint64_t svm_to_ram;		/* atomic: SVM migrations back to
 					   system memory (migrate.c) */
 	uint64_t svm_bytes_to_ram;	/* atomic: their bytes */
+	uint64_t svm_to_vram;		/* atomic: SVM migrations into this
+					   device's memory (migrate.c) */
+	uint64_t svm_bytes_to_vram;	/* atomic: their bytes */
+	uint64_t svm_faults;		/* atomic: SVM faults serviced on
+					   this device (svm.c) */
 	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
 					   in copies, both ways (benches) */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and

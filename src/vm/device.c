@@ -264,6 +264,11 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	info->tlb_entries = dev->desc.tlb_entries;
 	info->vram_mappable = dev->desc.vram_fd >= 0;
 	info->fault_queue_depth = dev->desc.fault_queue_depth;
+	info->svm_faults = gvm_load_relaxed(&dev->svm_faults);
+	info->svm_migrations_in = gvm_load_relaxed(&dev->svm_to_vram);
+	info->svm_bytes_in = gvm_load_relaxed(&dev->svm_bytes_to_vram);
+	info->svm_migrations_out = gvm_load_relaxed(&dev->svm_to_ram);
+	info->svm_bytes_out = gvm_load_relaxed(&dev->svm_bytes_to_ram);
 	info->id = dev->id;
 	gvm__mutex_lock(&link_lock);
 	{

@@ -207,21 +207,39 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_migrations, 1);
 		gvm__vm_stat_add(vm, bytes_to_vram, size);
+		gvm_fetch_add_relaxed(&dev->svm_to_vram, 1u);
+		gvm_fetch_add_relaxed(&dev->svm_bytes_to_vram, size);
 	}
 	gvm__mm_devmem_put(&d->base);	/* the mm holds its own */
 	return err;
 }
 
-int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, uint64_t off,
-			    uint64_t len, struct gvm_pt_extent **out,
-			    size_t *n)
+int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, struct gvm_device *dev,
+			    uint64_t off, uint64_t len,
+			    struct gvm_pt_extent **out, size_t *n, bool *local)
 {
 	struct svm_devmem *d = to_svm_devmem(dm);
-	size_t cap = 0;
+	struct gvm_device *owner = d->dev;
+	size_t cap = 0, i;
+	int err;
 
 	if (dm->ops != &svm_devmem_ops || off + len > dm->size)
 		return -EINVAL;
+	*local = owner == dev;
+	if (!*local && !gvm_device_linked(dev, owner))
+		return -EXDEV;
 	*out = NULL;
 	*n = 0;
-	return gvm__extents_slice(d->ext, d->nr_ext, off, len, out, n, &cap);
+	err = gvm__extents_slice(d->ext, d->nr_ext, off, len, out, n, &cap);
+	/* A peer's memory, through its window: what p2p DMA addresses. */
+	for (i = 0; !err && !*local && i < *n; i++)
+		(*out)[i].addr = (uintptr_t)owner->desc.vram_cpu +
+				 ((*out)[i].addr - owner->desc.vram_base);
+	return err;
+}
+
+struct gvm_device *gvm__svm_devmem_device(const struct gvm_mm_devmem *dm)
+{
+	return dm->ops == &svm_devmem_ops ?
+	       gvm_container_of(dm, struct svm_devmem, base)->dev : NULL;
 }

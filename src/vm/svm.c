@@ -45,9 +45,11 @@
 #include <sys/mman.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/attr.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
 #include "vm/pt_update.h"
@@ -102,75 +104,133 @@ static bool block_free(struct gvm_vm *vm, const struct gvm_vma *mirror,
 	return true;
 }
 
-/* Takes range @r out of the range space, its PTEs with it. */
-static int range_drop(struct gvm_vm *vm, struct gvm_vma *r)
+/*
+ * Takes the ranges intersecting [lo, hi) out of the range space, their
+ * PTEs with them, in one page-table update.  0 or -ENOMEM (nothing
+ * changed).
+ */
+static int ranges_drop(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 {
 	struct gvm_vm_update upd;
 	struct gvm_va_ops l;
+	size_t i;
 	int err;
 
-	err = gvm__va_unmap_ops_create(&vm->svm, r->va.addr, r->va.range, &l);
-	if (err)
+	err = gvm__svm_unmap_ops(vm, lo, hi, &l);
+	if (err || !l.nr)
 		return err;
 	gvm__vm_update_init(&upd, vm);
-	err = gvm__vm_update_add(&upd, r->va.addr, r->va.addr + r->va.range,
-				 NULL);
-	if (!err)
-		err = gvm__vm_update_retire(&upd, r);
+	for (i = 0; !err && i < l.nr; i++) {
+		struct gvm_va *va = l.op[i].old;
+
+		err = gvm__vm_update_add(&upd, va->addr, va->addr + va->range,
+					 NULL);
+		if (!err)
+			err = gvm__vm_update_retire(&upd, to_vma(va));
+	}
 	if (!err)
 		err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_ZAP);
 	gvm__vm_update_fini(&upd);
 	if (!err) {
+		for (i = 0; i < l.nr; i++)	/* their notifiers: no lock */
+			gvm__vma_free_deferred(vm, to_vma(l.op[i].old));
 		gvm__va_ops_apply(&l);
-		gvm__vm_stat_add(vm, svm_ranges_dropped, 1);
+		gvm__vm_stat_add(vm, svm_ranges_dropped, l.nr);
 	}
 	gvm__va_ops_fini(&l);
-	if (!err)
-		gvm__vma_free_deferred(vm, r);	/* its notifier: no lock */
 	return err;
 }
 
-/*
- * Placement: the faulting device's memory when the range may move there
- * and the device has any (the preferred location, until attributes
- * exist, issue 13); a failed migration is retried once, then the range
- * stays in system memory for good, its data intact (nothing moved).
- */
-static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
+static int range_drop(struct gvm_vm *vm, struct gvm_vma *r)
 {
+	return ranges_drop(vm, r->va.addr, r->va.addr + r->va.range);
+}
+
+int gvm__svm_attrs_changed(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
+{
+	gvm_lockdep_assert_held(&vm->lock);
+	return ranges_drop(vm, lo, hi);
+}
+
+/*
+ * The placement policy (docs/policy.md): the memory a fault wants range
+ * @r's pages in, given its attributes, the access and @where they are
+ * now (a device's memory, or NULL: system memory).  NULL: system memory.
+ * A device the VM's device is not linked to is never chosen: it could not
+ * map the pages there.
+ */
+static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
+				    uint32_t access, struct gvm_device *where)
+{
+	struct gvm_device *reach = where && gvm_device_linked(vm->dev, where) ?
+				   where : NULL;
+	struct gvm_mem_attrs at;
+	bool pref;
+
+	gvm__attrs_get(vm, r->va.addr, &at);
+	pref = at.preferred_loc == GVM_LOC_DEVICE &&
+	       gvm_device_linked(vm->dev, at.dev);
+	/* Atomics under the DEVICE policy need device memory. */
+	if (access == GVM_ACCESS_ATOMIC && at.atomic == GVM_ATOMIC_DEVICE)
+		return reach ? reach : pref ? at.dev : vm->dev;
+	switch (at.preferred_loc) {
+	case GVM_LOC_SYSTEM:
+		return NULL;
+	case GVM_LOC_DEVICE:
+		return pref ? at.dev : NULL;
+	default:
+		/* In memory this device reaches: mapped there, no copy. */
+		return reach ? reach : vm->dev;
+	}
+}
+
+/*
+ * Puts range @r's pages where placement() says, if they may move: only
+ * private anonymous memory that is not the library's own moves to device
+ * memory (gvm__userptr_no_migrate), and only to a device with memory, on
+ * an mm that supports it.  Pages elsewhere in device memory come back
+ * through system memory first (a range never mixes the two).  A failed
+ * migration is retried once, then the range stays in system memory for
+ * good, its data intact (nothing moved).  Pages left in a device's memory
+ * its device cannot reach are brought back by the fetch.
+ */
+static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
+{
+	uint64_t a = r->va.addr, len = r->va.range, off;
+	struct gvm_device *where = NULL, *to;
+	struct gvm_mm_devmem *dm;
+	bool partial = false;
 	int err, tries;
 
-	if (gvm__userptr_no_migrate(r) || !vm->dev->desc.vram_size ||
-	    !gvm__mm_devmem_supported(vm->mm) ||
+	if (!gvm__mm_devmem_supported(vm->mm))
+		return;
+	dm = gvm__mm_devmem_lookup(vm->mm, a, len, NULL, &off, &partial);
+	if (dm) {
+		where = gvm__svm_devmem_device(dm);
+		gvm__mm_devmem_put(dm);
+	}
+	to = placement(vm, r, access, where);
+	if (to == where && !partial)
+		return;
+	if (!to) {
+		gvm__mm_migrate_to_ram(vm->mm, a, len);	/* fetch: errors */
+		return;
+	}
+	if (gvm__userptr_no_migrate(r) || !to->desc.vram_size ||
 	    gvm_load_relaxed(&gvm__svm_no_migration))
 		return;
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
 			gvm__vm_stat_add(vm, svm_migration_retries, 1);
-		err = gvm__svm_migrate_to_vram(vm, vm->dev, r->va.addr,
-					       r->va.range);
-		if (err == -EEXIST) {
-			/* In device memory already: ours, or another's. */
-			struct gvm_mm_devmem *dm;
-			uint64_t off;
-			bool other;
-
-			dm = gvm__mm_devmem_lookup(vm->mm, r->va.addr,
-						   r->va.range, vm->dev, &off,
-						   &other);
-			if (dm) {
-				gvm__mm_devmem_put(dm);
-				return;
-			}
-			err = gvm__mm_migrate_to_ram(vm->mm, r->va.addr,
-						     r->va.range);
-			if (!err)
-				err = gvm__svm_migrate_to_vram(vm, vm->dev,
-							       r->va.addr,
-							       r->va.range);
-		}
+		err = where || partial ?
+		      gvm__mm_migrate_to_ram(vm->mm, a, len) : 0;
 		if (!err)
+			err = gvm__svm_migrate_to_vram(vm, to, a, len);
+		/* -EEXIST: placed by someone else meanwhile; fetch decides */
+		if (!err || err == -EEXIST)
 			return;
+		where = NULL;
+		partial = false;
 	}
 	gvm__userptr_set_no_migrate(r);
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);
@@ -182,6 +242,7 @@ static void count_fault(struct gvm_vm *vm, const struct gvm_va *r)
 	unsigned int i = r->range >= M2 ? 2 : r->range >= K64 ? 1 : 0;
 
 	gvm__vm_stat_add(vm, svm_faults_by_size[i], 1);
+	gvm_fetch_add_relaxed(&vm->dev->svm_faults, 1u);
 }
 
 /* Where range_bind() puts a range's pages before it binds them. */
@@ -191,10 +252,11 @@ enum place {
 	PLACE_KEEP,		/* a split: where they are */
 };
 
-static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, enum place p)
+static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, enum place p,
+		      uint32_t access)
 {
 	if (p == PLACE_POLICY)
-		range_place(vm, r);
+		range_place(vm, r, access);
 	else if (p == PLACE_SYSTEM &&
 		 gvm__mm_migrate_to_ram(vm->mm, r->va.addr, r->va.range))
 		return -EIO;		/* poisoned: not bound */
@@ -207,6 +269,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 			struct gvm_vma **out)
 {
 	static const uint64_t sizes[] = { M2, K64, K4 };
+	struct gvm_mem_attrs at;
 	struct gvm_mm_vma m;
 	struct gvm_va_ops l;
 	struct gvm_vma *r;
@@ -215,6 +278,8 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	unsigned int i;
 	int err;
 
+	gvm__attrs_get(vm, addr, &at);
+	flags |= GVM_VA_PAT(at.pat);
 	if (gvm__mm_lookup(vm->mm, addr, 0, &m) ||
 	    !(m.prot & (PROT_READ | PROT_WRITE)))
 		return -EFAULT;
@@ -223,10 +288,14 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 			return -EACCES;
 		flags |= GVM_VA_READONLY;
 	}
+	/* The largest that fits, no larger than the granularity, inside
+	   one attribute stretch. */
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		a = addr & ~(sizes[i] - 1);
-		if (a >= m.start && a + sizes[i] <= m.end &&
-		    block_free(vm, mirror, a, sizes[i])) {
+		if ((!at.granularity || sizes[i] <= at.granularity) &&
+		    a >= m.start && a + sizes[i] <= m.end &&
+		    block_free(vm, mirror, a, sizes[i]) &&
+		    gvm__attrs_uniform(vm, a, sizes[i])) {
 			size = sizes[i];
 			break;
 		}
@@ -239,7 +308,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 	gvm__va_ops_apply(&l);
 	r = to_vma(l.op[0].map);
 	gvm__va_ops_fini(&l);
-	err = gvm__userptr_attach(vm, r, vm->dev);
+	err = gvm__userptr_attach(vm, r, &at);
 	if (!err) {
 		/* Only private anonymous memory moves (the kernel's rule for
 		   device-private pages); read-only memory is never written
@@ -248,7 +317,7 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if ((m.flags & (GVM_MM_VMA_SHARED | GVM_MM_VMA_FILE)) ||
 		    (flags & GVM_VA_READONLY) || gvm__alloc_owns(a, size))
 			gvm__userptr_set_no_migrate(r);
-		err = range_bind(vm, r, p);
+		err = range_bind(vm, r, p, access);
 	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_ranges_created, 1);
@@ -314,6 +383,7 @@ static void collect(struct gvm_vm *vm)
 {
 	struct gvm_vma *r;
 
+	gvm__attrs_reset_unmapped(vm);
 	while ((r = gvm__userptr_gc_pop(vm))) {
 		uint64_t lo = r->va.addr, hi = lo + r->va.range;
 
@@ -335,7 +405,7 @@ void gvm__svm_collect(struct gvm_vm *vm)
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		   const struct gvm_fault_info *f)
 {
-	struct gvm_vma *r;
+	struct gvm_vma *r = NULL;
 	struct gvm_va *va;
 	int err;
 
@@ -348,20 +418,29 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (f->access != GVM_ACCESS_READ &&
 		    (va->flags & GVM_VA_READONLY))
 			return -EACCES;
-		err = range_bind(vm, to_vma(va), PLACE_POLICY);
-		if (!err)
-			count_fault(vm, va);
-		if (err != -EFAULT && err != -EPERM)
-			return err;
-		/* Its memory went away: a new range, if mapped again. */
-		err = range_drop(vm, to_vma(va));
+		r = to_vma(va);
+		err = range_bind(vm, r, PLACE_POLICY, f->access);
+		if (err == -EFAULT || err == -EPERM) {
+			/* Its memory went away: a new range, if mapped
+			   again. */
+			err = range_drop(vm, r);
+			r = NULL;
+		}
 		if (err)
 			return err;
 	}
-	err = range_create(vm, mirror, f->addr, f->access, PLACE_POLICY, &r);
-	if (!err)
-		count_fault(vm, &r->va);
-	return err;
+	if (!r) {
+		err = range_create(vm, mirror, f->addr, f->access,
+				   PLACE_POLICY, &r);
+		if (err)
+			return err;
+	}
+	count_fault(vm, &r->va);
+	/* Bound without atomics (the CPU policy, or device memory out of
+	   reach): replaying the atomic would fault again, forever. */
+	if (f->access == GVM_ACCESS_ATOMIC && !gvm__userptr_atomic(r))
+		return -EACCES;
+	return 0;
 }
 
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
@@ -385,7 +464,7 @@ void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		}
 		va = gvm__va_find(&vm->svm, a);
 		if (va) {
-			range_bind(vm, to_vma(va), p);
+			range_bind(vm, to_vma(va), p, GVM_ACCESS_READ);
 			a = va->addr + va->range;
 		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ, p,
 					 &r)) {

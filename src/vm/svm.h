@@ -66,13 +66,27 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 			     uint64_t start, uint64_t size);
 
 /*
- * The device addresses of [off, off + len) of SVM device memory @dm, in a
- * new array *@out of *@n extents.  0, -EINVAL (not SVM's), -ENOMEM.
+ * The addresses at which @dev reaches [off, off + len) of SVM device
+ * memory @dm, in a new array *@out of *@n extents: device addresses if it
+ * is @dev's own memory (*@local), else, for a device linked to @dev, the
+ * addresses of that device's window over it (system-memory PTEs: peer to
+ * peer).  0, -EXDEV (another device's memory @dev is not linked to),
+ * -EINVAL (not SVM's), -ENOMEM.
  */
 struct gvm_mm_devmem;
 struct gvm_pt_extent;
-int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, uint64_t off,
-			    uint64_t len, struct gvm_pt_extent **out,
-			    size_t *n);
+int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, struct gvm_device *dev,
+			    uint64_t off, uint64_t len,
+			    struct gvm_pt_extent **out, size_t *n, bool *local);
+
+/* The device whose memory SVM device memory @dm is (NULL: not SVM's). */
+struct gvm_device *gvm__svm_devmem_device(const struct gvm_mm_devmem *dm);
+
+/*
+ * attr.c: the attributes of [lo, hi) are about to change; the SVM ranges
+ * intersecting it are dropped (their next fault remakes them).  vm->lock.
+ * 0 or -ENOMEM.
+ */
+int gvm__svm_attrs_changed(struct gvm_vm *vm, uint64_t lo, uint64_t hi);
 
 #endif

@@ -98,12 +98,15 @@ struct gvm_userptr {
 	size_t nr_ext;
 	/* SVM ranges (svm.c), constant after gvm__userptr_attach(): the
 	   range is refetched on GPU faults only (where placement is
-	   decided), never by exec's repin; pages in devmem_owner's memory
-	   are mapped there */
+	   decided), never by exec's repin; pages in the device memory of
+	   the VM's device or of a device linked to it are mapped there */
 	bool svm;
-	const void *devmem_owner;
+	uint32_t atomic_policy;			/* GVM_ATOMIC_* */
 	bool in_devmem;				/* vm->lock: ext points into
-						   device memory */
+						   the VM's device's memory */
+	bool in_peer;				/* vm->lock: ext points into a
+						   linked device's memory,
+						   through its window */
 	bool no_migrate;			/* vm->lock: SVM: stays in
 						   system memory */
 };
@@ -359,6 +362,10 @@ chunk_inval_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
 		zap_span_locked(u, r, &t);
 		gvm__pt_tlb_add(&vm->pt, &tlb, &t);
 	}
+	/* Its attributes go back to the defaults (attr.c). */
+	if (r->event == GVM_MM_EVENT_UNMAP &&
+	    gvm__attrs_note_unmap(vm, r->start, r->last + 1))
+		unmapped = true;
 	if (unmapped)
 		gvm__fault_queue_collect(vm);
 	fence = gvm__vm_tlb_submit(vm, &tlb);
@@ -425,6 +432,18 @@ static struct svm_chunk *chunk_get(struct gvm_vm *vm, uint64_t addr)
 	return c;
 }
 
+int gvm__userptr_chunks_watch(struct gvm_vm *vm, uint64_t start,
+			      uint64_t end)
+{
+	uint64_t a;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	for (a = start & ~(SVM_CHUNK - 1); a < end; a += SVM_CHUNK)
+		if (!chunk_get(vm, a))
+			return -ENOMEM;
+	return 0;
+}
+
 /* vm->lock held: range @u joins its chunk, its child notifier made. */
 static int chunk_add(struct gvm_userptr *u)
 {
@@ -474,18 +493,20 @@ void gvm__userptr_chunks_fini(struct gvm_vm *vm)
  * check at commit, so its extents are never written.
  */
 static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
-		      size_t n, bool in_devmem)
+		      size_t n, bool in_devmem, bool in_peer)
 {
 	u->in_devmem = in_devmem;
+	u->in_peer = in_peer;
 	gvm__free(u->ext);
 	u->ext = ext;
 	u->nr_ext = n;
 }
 
 /*
- * An SVM range whose pages are all in its device's memory maps them
- * there: 1 (fetched), 0 (not there: fetch system pages; any page in
- * device memory was brought back), or a negative errno.
+ * An SVM range whose pages are all in one device memory its device can
+ * reach (its own, or a linked device's: peer to peer) maps them there: 1
+ * (fetched), 0 (not there: fetch system pages; any page in device memory
+ * was brought back), or a negative errno.
  */
 static int fetch_devmem(struct gvm_userptr *u)
 {
@@ -495,23 +516,29 @@ static int fetch_devmem(struct gvm_userptr *u)
 	struct gvm_pt_extent *ext;
 	uint64_t off;
 	size_t n;
-	bool other;
+	bool other, local;
 	int err;
 
-	if (!u->devmem_owner)
+	if (!u->svm)
 		return 0;
-	dm = gvm__mm_devmem_lookup(mm, cpu_start(vma), vma->va.range,
-				   u->devmem_owner, &off, &other);
+	dm = gvm__mm_devmem_lookup(mm, cpu_start(vma), vma->va.range, NULL,
+				   &off, &other);
 	if (!dm) {
 		/* A range never mixes system and device pages. */
 		return other ? gvm__mm_migrate_to_ram(mm, cpu_start(vma),
 						      vma->va.range) : 0;
 	}
-	err = gvm__svm_devmem_extents(dm, off, vma->va.range, &ext, &n);
+	err = gvm__svm_devmem_extents(dm, u->vm->dev, off, vma->va.range,
+				      &ext, &n, &local);
 	gvm__mm_devmem_put(dm);
+	if (err == -EXDEV)	/* a device we are not linked to */
+		return gvm__mm_migrate_to_ram(mm, cpu_start(vma),
+					      vma->va.range);
 	if (err)
 		return err;
-	set_pages(u, ext, n, true);
+	set_pages(u, ext, n, local, !local);
+	if (!local)
+		gvm__vm_stat_add(u->vm, svm_p2p_binds, 1);
 	return 1;
 }
 
@@ -558,14 +585,14 @@ static int fetch(struct gvm_userptr *u)
 		ext[n].addr = addrs[i];
 		ext[n++].len = GVM_MM_PAGE_SIZE;
 	}
-	set_pages(u, ext, n, false);
+	set_pages(u, ext, n, false, false);
 out:
 	gvm__free(addrs);
 	return err;
 }
 
 int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
-			const void *svm_owner)
+			const struct gvm_mem_attrs *svm)
 {
 	struct gvm_userptr *u;
 	int err;
@@ -579,8 +606,8 @@ int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
 	u->vm = vm;
 	u->vma = vma;
 	/* Before the notifier is in: its callbacks read them. */
-	u->svm = svm_owner != NULL;
-	u->devmem_owner = svm_owner;
+	u->svm = svm != NULL;
+	u->atomic_policy = svm ? svm->atomic : GVM_ATOMIC_UNDEFINED;
 	gvm_list_init(&u->inval_link);
 	if (u->svm) {
 		err = chunk_add(u);
@@ -616,7 +643,7 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	gvm__mutex_unlock(&u->vm->notifier_lock);
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);
-	set_pages(u, NULL, 0, false);
+	set_pages(u, NULL, 0, false, false);
 	gvm__free(u);
 	vma->userptr = NULL;
 }
@@ -647,6 +674,25 @@ struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm)
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma)
 {
 	return vma->userptr->in_devmem;
+}
+
+bool gvm__userptr_atomic(const struct gvm_vma *vma)
+{
+	const struct gvm_userptr *u = vma->userptr;
+
+	switch (u->atomic_policy) {
+	case GVM_ATOMIC_DEVICE:
+		return u->in_devmem || u->in_peer;
+	case GVM_ATOMIC_CPU:
+		return false;
+	default:
+		return true;
+	}
+}
+
+bool gvm__userptr_in_peer(const struct gvm_vma *vma)
+{
+	return vma->userptr->in_peer;
 }
 
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma)

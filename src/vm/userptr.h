@@ -20,13 +20,15 @@ struct gvm_vma;
  * Gives a new userptr VMA its notifier and fetches its pages: before the
  * bind's point of no return, vm->lock held, no reservation.  0, -EFAULT
  * (not mapped), -EPERM (writable mapping of read-only memory), -ENOMEM.
- * @svm_owner non-NULL: the VMA is an SVM range (svm.c), rebound by GPU
- * faults only (an invalidation zaps it, exec does not repin it), whose
- * pages in @svm_owner's device memory are mapped there instead of being
- * migrated back; its pages are fetched by the fault that binds it.
+ * @svm non-NULL: the VMA is an SVM range (svm.c) made under these
+ * attributes, rebound by GPU faults only (an invalidation zaps it, exec
+ * does not repin it), whose pages in the device memory of the VM's device
+ * or of a device linked to it are mapped there instead of being migrated
+ * back; its pages are fetched by the fault that binds it.
  */
+struct gvm_mem_attrs;
 int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,
-			const void *svm_owner);
+			const struct gvm_mem_attrs *svm);
 /* Removes the notifier and frees the CPU side.  No lock held. */
 void gvm__userptr_detach(struct gvm_vma *vma);
 
@@ -46,7 +48,10 @@ void gvm__userptr_set_gone(struct gvm_vma *vma);
 
 /*
  * SVM ranges (svm.c), vm->lock held.  in_devmem: the pages fetched last
- * are in device memory (the PTEs get GVM_PT_DEVMEM); no_migrate: a
+ * are in the VM's device's memory (the PTEs get GVM_PT_DEVMEM); in_peer:
+ * in a linked device's memory, reached through its window (system-memory
+ * PTEs); atomic: the PTEs allow GPU atomics (the range's atomic policy
+ * and where its pages are; always for a userptr); no_migrate: a
  * migration failed twice, the range stays in system memory.
  */
 /*
@@ -56,8 +61,17 @@ void gvm__userptr_set_gone(struct gvm_vma *vma);
  */
 struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm);
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
+bool gvm__userptr_in_peer(const struct gvm_vma *vma);
+bool gvm__userptr_atomic(const struct gvm_vma *vma);
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
 void gvm__userptr_set_no_migrate(struct gvm_vma *vma);
+
+/*
+ * Inserts the SVM chunk notifiers over [start, end), as a range made there
+ * would (attr.c: unmaps there reset attributes).  vm->lock.  0, -ENOMEM.
+ */
+int gvm__userptr_chunks_watch(struct gvm_vm *vm, uint64_t start,
+			      uint64_t end);
 
 /* Appends the device addresses of [offset, offset + len) of the VMA. */
 int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,

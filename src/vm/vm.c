@@ -122,6 +122,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->svm_gc);
 	gvm_list_init(&vm->gc_link);
 	gvm_list_init(&vm->svm_chunks);
+	gvm__attrs_init(vm);
 	gvm_list_init(&vm->lr_queues);
 	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
 	gvm__cond_init(&vm->lr_cond);
@@ -309,7 +310,7 @@ unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma)
 	case GVM_VA_KIND_BO:
 		return f | GVM_PT_ATOMIC | gvm__bo_pt_flags(va->obj);
 	case GVM_VA_KIND_USERPTR:
-		return f | GVM_PT_ATOMIC |
+		return f | (gvm__userptr_atomic(vma) ? GVM_PT_ATOMIC : 0) |
 		       (gvm__userptr_in_devmem(vma) ? GVM_PT_DEVMEM : 0);
 	default:
 		return f | GVM_PT_ATOMIC;
@@ -383,6 +384,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
 					     vm_bo_link));
 	gvm__userptr_chunks_fini(vm);	/* every range is gone */
+	gvm__attrs_fini(vm);		/* no chunk notes unmaps any more */
 	dev->ops->vm_detach(dev, vm->dev_priv);
 	gvm__limit_vm_put();
 	gvm__vm_put(vm);
@@ -442,6 +444,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(fault_batch_max);
 	C(fault_retries);
 	C(svm_migration_retries);
+	C(svm_p2p_binds);
 	C(svm_ranges_created);
 	C(svm_migrations);
 	C(svm_migration_failures);

@@ -13,8 +13,10 @@
 #include <gvm/sched.h>
 #include <gvm/vm.h>
 
+#include "core/itree.h"
 #include "core/list.h"
 #include "pt/pt.h"
+#include "vm/attr.h"
 #include "vm/va.h"
 
 struct gvm_ufence;
@@ -101,6 +103,8 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t fault_retries;		/* fault.c: binds redone because the
 					   pages changed while fetched */
 	uint64_t svm_migration_retries;	/* svm.c: failed migrations retried */
+	uint64_t svm_p2p_binds;		/* userptr.c: ranges mapped in a
+					   linked device's memory */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
 					   result of a fault on the same page */
 	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;
@@ -151,6 +155,13 @@ struct gvm_vm {
 	uint32_t nr_local_bos;		/* atomic: VM-local BOs (limits.c) */
 	struct gvm_list svm_chunks;	/* vm->lock: the SVM ranges' notifier
 					   chunks (userptr.c) */
+	struct gvm_itree attrs;		/* vm->lock: memory attributes
+					   (attr.c) */
+	struct gvm_attr_unmap_log attr_unmapped; /* notifier_lock: spans
+					   the CPU unmapped, whose attributes
+					   go back to the defaults (attr.c) */
+	bool attrs_present;		/* written under vm->lock and
+					   notifier_lock: attrs not empty */
 	struct gvm_list gc_link;	/* dev->fq.lock: on the device's
 					   collect list (fault_queue.c) */
 	bool gc_closed;			/* dev->fq.lock: destroy began, never
