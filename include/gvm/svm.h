@@ -30,7 +30,9 @@
  *                          range first, whatever the preferred location
  *    GVM_ATOMIC_GLOBAL     anywhere, like UNDEFINED, stated
  *    GVM_ATOMIC_CPU        never on the GPU: a GPU atomic there fails its
- *                          job (-EIO, fault logged with GVM_FAULT_ATOMIC)
+ *                          job (-EIO; the fault is logged, its access
+ *                          GVM_ACCESS_ATOMIC); so does one under DEVICE
+ *                          on memory that cannot move (shared, file)
  *  pat            the PAT index of the PTEs (0 .. GVM_PAT_MAX)
  *  granularity    the largest SVM range made there (4 KiB, 64 KiB or
  *                 2 MiB; 0: 2 MiB): the unit of faults and migrations

@@ -60,6 +60,10 @@
 #define K64 (64ull << 10)
 #define M2 (2ull << 20)
 
+/* Placements an atomic fault retries when another device takes the
+   pages in between (gvm__svm_fault). */
+#define ATOMIC_RETRIES 4
+
 bool gvm__svm_no_migration;
 
 int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
@@ -402,12 +406,21 @@ void gvm__svm_collect(struct gvm_vm *vm)
 	gvm__vm_reap(vm);	/* the dropped ranges, with no lock held */
 }
 
+/* Can range @r get device memory for an atomic (the DEVICE policy)? */
+static bool atomic_may_move(struct gvm_vm *vm, struct gvm_vma *r)
+{
+	return gvm__userptr_atomic_policy(r) == GVM_ATOMIC_DEVICE &&
+	       !gvm__userptr_no_migrate(r) && vm->dev->desc.vram_size &&
+	       gvm__mm_devmem_supported(vm->mm) &&
+	       !gvm_load_relaxed(&gvm__svm_no_migration);
+}
+
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		   const struct gvm_fault_info *f)
 {
 	struct gvm_vma *r = NULL;
 	struct gvm_va *va;
-	int err;
+	int err, tries;
 
 	gvm_lockdep_assert_held(&vm->lock);
 	if (!vm->mm)
@@ -436,10 +449,25 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 			return err;
 	}
 	count_fault(vm, &r->va);
-	/* Bound without atomics (the CPU policy, or device memory out of
-	   reach): replaying the atomic would fault again, forever. */
-	if (f->access == GVM_ACCESS_ATOMIC && !gvm__userptr_atomic(r))
-		return -EACCES;
+	/*
+	 * An atomic the PTEs do not allow: under the CPU policy, or where
+	 * the range cannot move to device memory, replaying it would fault
+	 * forever, so it fails.  Under the DEVICE policy a device we cannot
+	 * reach may have taken the pages between placement and fetch (its
+	 * own atomic): place again, a few times, then let the replay fault
+	 * once more, which queues behind the other faults.
+	 */
+	for (tries = 0; f->access == GVM_ACCESS_ATOMIC &&
+			!gvm__userptr_atomic(r); tries++) {
+		if (!atomic_may_move(vm, r))
+			return -EACCES;
+		if (tries == ATOMIC_RETRIES)
+			return 0;
+		gvm__vm_stat_add(vm, svm_migration_retries, 1);
+		err = range_bind(vm, r, PLACE_POLICY, f->access);
+		if (err)
+			return err;
+	}
 	return 0;
 }
 

@@ -690,6 +690,11 @@ bool gvm__userptr_atomic(const struct gvm_vma *vma)
 	}
 }
 
+uint32_t gvm__userptr_atomic_policy(const struct gvm_vma *vma)
+{
+	return vma->userptr->atomic_policy;
+}
+
 bool gvm__userptr_in_peer(const struct gvm_vma *vma)
 {
 	return vma->userptr->in_peer;

@@ -63,6 +63,7 @@ struct gvm_vma *gvm__userptr_gc_pop(struct gvm_vm *vm);
 bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
 bool gvm__userptr_in_peer(const struct gvm_vma *vma);
 bool gvm__userptr_atomic(const struct gvm_vma *vma);
+uint32_t gvm__userptr_atomic_policy(const struct gvm_vma *vma);
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
 void gvm__userptr_set_no_migrate(struct gvm_vma *vma);
 

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers for SVM tests: a fault-mode VM mirroring the whole process on a
+ * simulated device, kernels run to completion, statistics, and private
+ * anonymous mappings with guard pages.  Header-only (static functions);
+ * include it after harness.h.
+ */
+#ifndef GVM_TEST_SVMTEST_H
+#define GVM_TEST_SVMTEST_H
+
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include <gvm/gvm.h>
+
+#include "harness.h"
+
+#define SVMT_K4 4096ull
+#define SVMT_K64 (64ull << 10)
+#define SVMT_M2 (2ull << 20)
+#define SVMT_MIRROR_END (1ull << 47)
+
+struct svmt_vm {
+	struct gvm_device *dev;		/* a reference */
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	uint64_t *out;			/* a shared page: checksums land here */
+};
+
+static inline uint64_t svmt_u64(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
+
+/* A fault-mode VM of @dev (a reference is taken) mirroring [4K, 2^47). */
+static inline void svmt_vm_init(struct svmt_vm *v, struct gvm_device *dev,
+				struct gvm_mm *mm)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = SVMT_K4,
+				  .range = SVMT_MIRROR_END - SVMT_K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+
+	v->dev = gvm_device_get(dev);
+	ASSERT_OK(gvm_vm_create(dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&v->vm));
+	ASSERT_OK(gvm_queue_create(v->vm, GVM_ENGINE_COMPUTE, &v->q));
+	ASSERT_OK(gvm_vm_bind(v->vm, NULL, &op, 1, NULL, 0));
+	v->out = mmap(NULL, SVMT_K4, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(v->out != MAP_FAILED);
+}
+
+static inline void svmt_vm_fini(struct svmt_vm *v)
+{
+	gvm_queue_destroy(v->q);
+	ASSERT_OK(gvm_vm_destroy(v->vm));
+	gvm_device_put(v->dev);
+	munmap(v->out, SVMT_K4);
+}
+
+static inline struct gvm_vm_stats svmt_stats(struct gvm_vm *vm)
+{
+	struct gvm_vm_stats st;
+
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	return st;
+}
+
+static inline struct gvm_device_info svmt_info(struct gvm_device *dev)
+{
+	struct gvm_device_info i;
+
+	ASSERT_OK(gvm_device_query(dev, &i));
+	return i;
+}
+
+/* Faults in the VM's log (its capacity at most). */
+static inline uint32_t svmt_logged(struct gvm_vm *vm,
+				   struct gvm_fault_info *last)
+{
+	struct gvm_fault_info f[16];
+	uint32_t n;
+
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 16, &n));
+	if (last && n)
+		*last = f[n < 16 ? n - 1 : 15];
+	return n;
+}
+
+/* Runs @k on @q to its end (a user fence: also when the job fails). */
+static inline void svmt_run(struct gvm_queue *q, struct gvm_kernel *k)
+{
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	ASSERT_OK(gvm_exec(q, k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+/* The GPU's 64-bit word sum of [va, va + size). */
+static inline uint64_t svmt_sum(struct svmt_vm *v, const void *va,
+				uint64_t size)
+{
+	struct gvm_kernel k;
+
+	*v->out = 0;
+	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(va), size,
+				      svmt_u64(v->out)));
+	svmt_run(v->q, &k);
+	return *v->out;
+}
+
+static inline void svmt_fill(struct svmt_vm *v, const void *va,
+			     uint64_t size, uint32_t pattern)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, svmt_u64(va), size, pattern));
+	svmt_run(v->q, &k);
+}
+
+/* @lanes GPU atomic increments of the word at @p. */
+static inline void svmt_inc(struct svmt_vm *v, uint64_t *p, uint64_t lanes)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_atomic_inc(&k, svmt_u64(p), lanes));
+	svmt_run(v->q, &k);
+}
+
+/*
+ * @size bytes of private anonymous memory aligned to @align, between
+ * inaccessible guard pages (no neighbour merges with it).
+ */
+static inline void *svmt_map(uint64_t size, uint64_t align)
+{
+	uint64_t len = size + 2 * align + 2 * SVMT_K4, a;
+	uint8_t *r = mmap(NULL, len, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	ASSERT_TRUE(r != MAP_FAILED);
+	a = (svmt_u64(r) + SVMT_K4 + align - 1) & ~(align - 1);
+	if (a - SVMT_K4 > svmt_u64(r))
+		ASSERT_OK(munmap(r, a - SVMT_K4 - svmt_u64(r)));
+	ASSERT_OK(munmap((void *)(uintptr_t)(a + size + SVMT_K4),
+			 svmt_u64(r) + len - (a + size + SVMT_K4)));
+	ASSERT_OK(mprotect((void *)(uintptr_t)a, size,
+			   PROT_READ | PROT_WRITE));
+	return (void *)(uintptr_t)a;
+}
+
+static inline void svmt_unmap(void *p, uint64_t size)
+{
+	ASSERT_OK(munmap((uint8_t *)p - SVMT_K4, size + 2 * SVMT_K4));
+}
+
+/* The sum of the 64-bit words the CPU sees. */
+static inline uint64_t svmt_cpu_sum(const void *p, uint64_t size)
+{
+	const uint64_t *w = p;
+	uint64_t s = 0;
+
+	for (uint64_t i = 0; i < size / 8; i++)
+		s += w[i];
+	return s;
+}
+
+#endif
