@@ -292,6 +292,22 @@ struct gvm_device_info {
 
 GVM_API int gvm_device_query(struct gvm_device *dev,
 			     struct gvm_device_info *info);
+
+/*
+ * Hot-unplug (docs/multidevice.md): the device leaves.  From the call on,
+ * new users are refused with -ENODEV (gvm_vm_create, gvm_bo_create,
+ * gvm_queue_create, gvm_exec, and any allocation of its VRAM); it leaves
+ * its owner group (its links go); shared virtual memory is never placed
+ * in its memory again, and what is there is moved to system memory before
+ * the call returns, as are its idle buffer objects.  What is outstanding
+ * keeps working: jobs already submitted run to their end, VMs and BOs
+ * stay valid until put (a BO busy at the call stays where it is, its
+ * data intact), and the device's memory lives, as a tombstone, as long as
+ * anything still uses it.  The handle stays valid until its last
+ * gvm_device_put().  No lock held.  Returns 0, -EINVAL (NULL), -ENODEV
+ * (unplugged already).
+ */
+GVM_API int gvm_device_unplug(struct gvm_device *dev);
 GVM_API struct gvm_device *gvm_device_get(struct gvm_device *dev);
 GVM_API void gvm_device_put(struct gvm_device *dev);
 

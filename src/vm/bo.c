@@ -170,6 +170,8 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		return -EINVAL;
 	if (vm && vm->dev != dev)
 		return -EINVAL;
+	if (gvm__device_unplugged(dev))
+		return -ENODEV;
 	if (vm) {
 		err = gvm__limit_bo_get(vm);
 		if (err)

@@ -36,6 +36,7 @@ struct gvm_device {
 					   first (gvm_bo::lru_link) */
 	struct gvm_sched *sched;	/* runs bind and exec jobs; immutable */
 	uint32_t id;			/* immutable, unique, from 1 */
+	uint32_t unplugged;		/* atomic: gvm_device_unplug() ran */
 	struct gvm_list links;		/* struct gvm_link::node[]; the
 					   process-wide link lock */
 	uint64_t svm_to_ram;		/* atomic: SVM migrations back to
@@ -95,10 +96,15 @@ struct gvm_link {
 	struct gvm_link_props props;
 };
 
+static inline bool gvm__device_unplugged(const struct gvm_device *dev)
+{
+	return __atomic_load_n(&dev->unplugged, __ATOMIC_ACQUIRE);
+}
+
 /*
  * Allocates @size bytes of VRAM (4 KiB multiple) as buddy blocks appended
  * to @blocks.  @flags: GVM_BUDDY_TOPDOWN / _CONTIGUOUS.  0 or -ENOSPC,
- * -ENOMEM.  Honours the registered claims (struct gvm_vram_claim): -ENOSPC
+ * -ENOMEM, -ENODEV (unplugged).  Honours the registered claims (struct gvm_vram_claim): -ENOSPC
  * if the allocation would take space claimed ahead of the calling thread.
  */
 int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
@@ -120,6 +126,13 @@ enum gvm_evict_mode {
  * GVM_EVICT_WAIT (no lock held) it waits for busy BOs in bounded rounds
  * under a claim, which a success leaves to gvm__vram_claim_end_wait().
  */
+/*
+ * Unplug (gvm_device_unplug): moves every BO it can to system memory
+ * (idle ones, and those busy only with LR preempt fences, as
+ * GVM_EVICT_WAIT would).  No lock held.
+ */
+void gvm__vram_evacuate(struct gvm_device *dev);
+
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks);
 

@@ -181,6 +181,8 @@ int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
 
 	if (!a || !b || a == b)
 		return -EINVAL;
+	if (gvm__device_unplugged(a) || gvm__device_unplugged(b))
+		return -ENODEV;
 	l = gvm__calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
@@ -218,12 +220,11 @@ bool gvm_device_linked(struct gvm_device *a, struct gvm_device *b)
 	return found;
 }
 
-void gvm_device_put(struct gvm_device *dev)
+/* Takes @dev out of its owner group. */
+static void unlink_all(struct gvm_device *dev)
 {
 	struct gvm_list *pos, *tmp;
 
-	if (!dev || !gvm__ref_put(&dev->refcount))
-		return;
 	gvm__mutex_lock(&link_lock);
 	gvm_list_for_each_safe(pos, tmp, &dev->links) {
 		struct gvm_link *l = link_of(dev, pos);
@@ -233,6 +234,27 @@ void gvm_device_put(struct gvm_device *dev)
 		gvm__free(l);
 	}
 	gvm__mutex_unlock(&link_lock);
+}
+
+int gvm_device_unplug(struct gvm_device *dev)
+{
+	if (!dev)
+		return -EINVAL;
+	gvm_lockdep_assert_none_held();
+	if (__atomic_exchange_n(&dev->unplugged, 1, __ATOMIC_ACQ_REL))
+		return -ENODEV;
+	/* No peer maps its memory from now on (what they map now moves
+	   out below, which zaps them). */
+	unlink_all(dev);
+	gvm__vram_evacuate(dev);
+	return 0;
+}
+
+void gvm_device_put(struct gvm_device *dev)
+{
+	if (!dev || !gvm__ref_put(&dev->refcount))
+		return;
+	unlink_all(dev);
 	gvm__fault_queue_fini(&dev->fq);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);
@@ -292,6 +314,8 @@ int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 {
 	int err;
 
+	if (gvm__device_unplugged(dev))
+		return -ENODEV;
 	if (size > dev->vram.size)
 		return -ENOSPC;
 	gvm__mutex_lock(&dev->vram_lock);

@@ -258,6 +258,16 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 	}
 }
 
+void gvm__vram_evacuate(struct gvm_device *dev)
+{
+	unsigned int failed = 0;
+
+	gvm_lockdep_assert_none_held();
+	while (!evict_one(dev, GVM_EVICT_WAIT, &failed))
+		;
+	gvm__dev_reap(dev);
+}
+
 int gvm__vram_make_room(void *priv, uint64_t bytes)
 {
 	unsigned int failed = 0;

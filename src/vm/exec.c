@@ -212,6 +212,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	if (q->engine == GVM_ENGINE_BIND)
 		return -EINVAL;
 	vm = q->vm;
+	if (gvm__device_unplugged(vm->dev))
+		return -ENODEV;
 	/* LR: no completion promise, so no fence out-syncs (xe). */
 	for (i = 0; (vm->flags & GVM_VM_LR_MODE) && syncs && i < ns; i++)
 		if ((syncs[i].flags & GVM_SYNC_SIGNAL) &&

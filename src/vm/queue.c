@@ -131,6 +131,8 @@ int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
 	if (engine != GVM_ENGINE_BIND && engine != GVM_ENGINE_COMPUTE &&
 	    engine != GVM_ENGINE_COPY)
 		return -EINVAL;
+	if (gvm__device_unplugged(vm->dev))
+		return -ENODEV;
 	if (engine != GVM_ENGINE_BIND &&
 	    (!vm->dev->ops->run ||
 	     !(engine == GVM_ENGINE_COMPUTE ? vm->dev->desc.nr_compute

@@ -156,27 +156,33 @@ int gvm__svm_attrs_changed(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 	return ranges_drop(vm, lo, hi);
 }
 
+/* Can @vm's device map @dev's memory (itself or linked, not unplugged)? */
+static bool reachable(struct gvm_vm *vm, struct gvm_device *dev)
+{
+	return dev && !gvm__device_unplugged(dev) &&
+	       gvm_device_linked(vm->dev, dev);
+}
+
 /*
  * The placement policy (docs/policy.md): the memory a fault wants range
  * @r's pages in, given its attributes, the access and @where they are
  * now (a device's memory, or NULL: system memory).  NULL: system memory.
- * A device the VM's device is not linked to is never chosen: it could not
- * map the pages there.
+ * A device the VM's device is not linked to, or an unplugged one, is never
+ * chosen: it could not map the pages there.
  */
 static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
 				    uint32_t access, struct gvm_device *where)
 {
-	struct gvm_device *reach = where && gvm_device_linked(vm->dev, where) ?
-				   where : NULL;
+	struct gvm_device *reach = reachable(vm, where) ? where : NULL;
+	struct gvm_device *own = reachable(vm, vm->dev) ? vm->dev : NULL;
 	struct gvm_mem_attrs at;
 	bool pref;
 
 	gvm__attrs_get(vm, r->va.addr, &at);
-	pref = at.preferred_loc == GVM_LOC_DEVICE &&
-	       gvm_device_linked(vm->dev, at.dev);
+	pref = at.preferred_loc == GVM_LOC_DEVICE && reachable(vm, at.dev);
 	/* Atomics under the DEVICE policy need device memory. */
 	if (access == GVM_ACCESS_ATOMIC && at.atomic == GVM_ATOMIC_DEVICE)
-		return reach ? reach : pref ? at.dev : vm->dev;
+		return reach ? reach : pref ? at.dev : own;
 	switch (at.preferred_loc) {
 	case GVM_LOC_SYSTEM:
 		return NULL;
@@ -184,7 +190,7 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
 		return pref ? at.dev : NULL;
 	default:
 		/* In memory this device reaches: mapped there, no copy. */
-		return reach ? reach : vm->dev;
+		return reach ? reach : own;
 	}
 }
 

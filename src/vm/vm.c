@@ -96,6 +96,8 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 		return -EINVAL;
 	if ((flags & GVM_VM_FAULT_MODE) && (flags & GVM_VM_SCRATCH_PAGE))
 		return -EINVAL;
+	if (gvm__device_unplugged(dev))
+		return -ENODEV;
 	err = gvm__limit_vm_get();
 	if (err)
 		return err;

@@ -576,3 +576,74 @@ TEST(two_devices_count_exactly_default_policy)
 {
 	count_on_two_devices(true, GVM_ATOMIC_UNDEFINED);
 }
+
+/* ---- hot-unplug ---------------------------------------------------------- */
+
+TEST(an_unplugged_device_refuses_new_users)
+{
+	struct gvm_device *dev, *other;
+	struct gvm_queue *q, *q2;
+	struct gvm_kernel k;
+	struct gvm_vm *vm, *vm2;
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_sim_device_create(NULL, &other));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_EQ(gvm_device_unplug(NULL), -EINVAL);
+	ASSERT_OK(gvm_device_unplug(dev));
+	ASSERT_EQ(gvm_device_unplug(dev), -ENODEV);
+	ASSERT_EQ(gvm_vm_create(dev, NULL, 0, &vm2), -ENODEV);
+	ASSERT_EQ(gvm_bo_create(dev, K64, GVM_MEM_SYSTEM, NULL, &bo), -ENODEV);
+	ASSERT_EQ(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q2), -ENODEV);
+	ASSERT_EQ(gvm_device_link(dev, other, NULL), -ENODEV);
+	ASSERT_OK(gvm_kernel_store_dword(&k, 0x100000, 1, 64));
+	ASSERT_EQ(gvm_exec(q, &k, NULL, 0), -ENODEV);
+	/* what exists goes away as usual */
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+	gvm_device_put(other);
+}
+
+TEST(unplug_moves_idle_buffer_objects_to_system_memory)
+{
+	struct gvm_device *dev;
+	struct gvm_bo *bo;
+	uint64_t *cpu;
+
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM, NULL, &bo));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_OK(gvm_bo_map(bo, (void **)&cpu));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		cpu[i] = i * 3 + 1;
+	ASSERT_OK(gvm_device_unplug(dev));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(svmt_info(dev).vram_free, svmt_info(dev).vram_size);
+	ASSERT_OK(gvm_bo_map(bo, (void **)&cpu));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		ASSERT_EQ(cpu[i], i * 3 + 1);
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+}
+
+TEST(an_unplugged_peer_is_never_a_placement)
+{
+	struct pair x;
+	uint8_t *p;
+
+	pair_setup(&x, true);
+	p = svmt_map(M2, M2);
+	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_PREFERRED_LOC,
+			 loc(GVM_LOC_DEVICE, x.b)));
+	ASSERT_OK(gvm_device_unplug(x.b));
+	ASSERT_FALSE(gvm_device_linked(x.a, x.b));
+	svmt_fill(&x.va, p, M2, 2);
+	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 0);
+	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 0);	/* preferred: B */
+	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(2));
+	pair_teardown(&x);
+	svmt_unmap(p, M2);
+}
