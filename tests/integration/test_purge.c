@@ -12,6 +12,9 @@
  *
  * Each test has its own device; nothing is shared between tests.
  */
+#include <pthread.h>
+#include <sched.h>
+
 #include <gvm/gvm.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
@@ -411,4 +414,89 @@ TEST(purge_under_allocation_failures)
 		ASSERT_LT(nth, 1000);
 	}
 	ASSERT_GT(nth, 1);		/* at least one failure was injected */
+}
+
+/*
+ * Advice racing eviction, self-checking: one thread flips the BO between
+ * DONTNEED and WILLNEED and checks it after each WILLNEED (retained: the
+ * pattern, whole; not retained: zeros, then a new pattern written by the
+ * GPU, which holds the reservation, so no move races the writes), while
+ * another keeps VRAM over-full by creating fillers (each create evicts;
+ * the BO, when DONTNEED and idle, first).  Every purge must be reported
+ * exactly once: the WILLNEEDs that said "not retained" equal the device's
+ * purge count at the end.
+ */
+static struct {
+	struct ctx *c;
+	bool stop;			/* atomic */
+	uint64_t creates;		/* atomic */
+} race;
+
+static void *race_filler(void *arg)
+{
+	struct gvm_bo *ring[8] = { 0 };
+	unsigned int i = 0;
+
+	(void)arg;
+	while (!__atomic_load_n(&race.stop, __ATOMIC_ACQUIRE)) {
+		gvm_bo_put(ring[i % 8]);
+		ASSERT_OK(gvm_bo_create(race.c->dev, M2, GVM_MEM_VRAM, NULL,
+					&ring[i % 8]));
+		i++;
+		__atomic_fetch_add(&race.creates, 1, __ATOMIC_RELEASE);
+	}
+	for (i = 0; i < 8; i++)
+		gvm_bo_put(ring[i]);
+	return NULL;
+}
+
+TEST(advice_races_eviction)
+{
+	uint64_t rounds = gvm_test_scale(200), lost = 0, r;
+	struct gvm_vm_stats st;
+	uint32_t pattern = 1;
+	pthread_t t;
+	struct ctx c;
+
+	setup(&c, false);
+	gpu_fill(&c, pattern);
+	race.c = &c;
+	race.stop = false;
+	race.creates = 0;
+	ASSERT_OK(pthread_create(&t, NULL, race_filler, NULL));
+	for (r = 0; r < rounds; r++) {
+		bool retained;
+		uint32_t expect;
+
+		ASSERT_OK(gvm_bo_madvise(c.bo, GVM_BO_DONTNEED, NULL));
+		/* Every other round, one create while DONTNEED for sure. */
+		if (r & 1) {
+			uint64_t n = __atomic_load_n(&race.creates,
+						     __ATOMIC_ACQUIRE);
+
+			while (__atomic_load_n(&race.creates,
+					       __ATOMIC_ACQUIRE) < n + 2)
+				sched_yield();
+		}
+		ASSERT_OK(gvm_bo_madvise(c.bo, GVM_BO_WILLNEED, &retained));
+		expect = retained ? pattern : 0;
+		ASSERT_EQ(c.view[0], expect);
+		ASSERT_EQ(c.view[M2 / 4 - 1], expect);
+		if (retained)
+			continue;
+		lost++;
+		ASSERT_EQ(gpu_sum(&c), 0);
+		pattern++;
+		gpu_fill(&c, pattern);
+		ASSERT_EQ(gpu_sum(&c), expect_sum(pattern));
+	}
+	__atomic_store_n(&race.stop, true, __ATOMIC_RELEASE);
+	ASSERT_OK(pthread_join(t, NULL));
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.dev_purges, lost);
+	ASSERT_EQ(st.purges, lost);
+	printf("%" PRIu64 " rounds, %" PRIu64 " creates, %" PRIu64
+	       " purges\n", rounds, race.creates, lost);
+	ASSERT_GT(lost, 0);
+	teardown(&c);
 }
