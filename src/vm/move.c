@@ -53,6 +53,7 @@
 
 #include "core/alloc.h"
 #include "core/atomic.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -236,6 +237,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 
 int gvm__bo_purge(struct gvm_bo *bo)
 {
+	gvm_lockdep_assert_held(&bo->resv->lock);
 	GVM_BUG_ON(gvm_load_relaxed(&bo->madv) != GVM_BO_DONTNEED);
 	return move(bo, GVM_MEM_SYSTEM, GVM_EVICT_NONE, true);
 }

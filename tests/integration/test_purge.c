@@ -500,3 +500,50 @@ TEST(advice_races_eviction)
 	ASSERT_GT(lost, 0);
 	teardown(&c);
 }
+
+/*
+ * Page-table memory comes from VRAM too (gvm__vram_make_room(), under
+ * the bind's locks): with VRAM full, a bind that needs new tables purges
+ * the idle DONTNEED BO (an external one, not locked by the bind), first
+ * among idle BOs, and the bind succeeds.
+ */
+TEST(page_table_allocation_purges_dontneed_bo)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = K4 };
+	struct gvm_device_info info;
+	struct gvm_vm_stats st;
+	bool retained;
+	struct ctx c;
+	int before;
+
+	/* External: a VM-local BO shares the reservation the bind holds,
+	   and eviction never takes its caller's own BOs. */
+	setup(&c, false);
+	gpu_fill(&c, 0x42);
+	press_until_filler_out(&c);
+	ASSERT_EQ(gvm_bo_region(c.bo), GVM_MEM_VRAM);
+	ASSERT_OK(gvm_device_query(c.dev, &info));
+	if (info.vram_free) {		/* the rest, to the last page */
+		ASSERT_LT(c.nr_fill, MAX_FILL);
+		ASSERT_OK(gvm_bo_create(c.dev, info.vram_free, GVM_MEM_VRAM,
+					NULL, &c.fill[c.nr_fill]));
+		c.nr_fill++;
+	}
+	ASSERT_OK(gvm_device_query(c.dev, &info));
+	ASSERT_EQ(info.vram_free, 0);
+	ASSERT_OK(gvm_bo_madvise(c.bo, GVM_BO_DONTNEED, NULL));
+	before = fillers_in_vram(&c);
+
+	op.addr = 0x7000000000ull;	/* new tables at every level */
+	op.bo = c.res;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(c.bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(fillers_in_vram(&c), before);	/* it went first */
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.dev_purges, 1);
+	ASSERT_EQ(st.purges, 1);
+	ASSERT_OK(gvm_bo_madvise(c.bo, GVM_BO_WILLNEED, &retained));
+	ASSERT_FALSE(retained);
+	ASSERT_EQ(c.view[0], 0);
+	teardown(&c);
+}
