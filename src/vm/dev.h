@@ -41,11 +41,11 @@ struct gvm_device {
 	uint64_t svm_to_ram;		/* atomic: SVM migrations back to
 					   system memory (migrate.c) */
 	uint64_t svm_bytes_to_ram;	/* atomic: their bytes */
+	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
+					   in copies, both ways (benches) */
 	uint64_t bos_purged;		/* atomic: DONTNEED BOs purged by
 					   eviction (move.c) */
 	uint64_t bytes_purged;		/* atomic: their bytes */
-	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
-					   in copies, both ways (benches) */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
 					   their servicing thread; fq.lock */
 	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,
