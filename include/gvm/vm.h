@@ -151,7 +151,15 @@ struct gvm_vm_stats {
 					   for any VM of the device */
 	uint64_t dev_svm_bytes_to_system; /* device-wide: their bytes */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
-	uint64_t evictions;		/* BOs of this VM moved out of VRAM */
+	uint64_t evictions;		/* BOs of this VM moved out of VRAM
+					   (purges included) */
+	uint64_t purges;		/* of them purged: DONTNEED BOs whose
+					   VRAM was freed, nothing copied */
+	uint64_t bytes_purged;		/* their bytes (not in
+					   bytes_to_system) */
+	uint64_t dev_purges;		/* device-wide: BOs purged, mapped in
+					   any VM or none */
+	uint64_t dev_bytes_purged;	/* device-wide: their bytes */
 	uint64_t evict_waits;		/* times an exec of this VM waited,
 					   holding no lock, for VRAM: for
 					   busy BOs of others to become idle
@@ -230,6 +238,35 @@ GVM_API uint32_t gvm_bo_region(struct gvm_bo *bo);
 GVM_API struct gvm_bo *gvm_bo_get(struct gvm_bo *bo);
 /* Drops a reference; a BO stays alive while it is bound. */
 GVM_API void gvm_bo_put(struct gvm_bo *bo);
+
+/*
+ * Purgeable BOs (docs/vm.md, "Purgeable buffer objects").  @advice:
+ *  GVM_BO_DONTNEED  the contents may be dropped under VRAM pressure: an
+ *                   eviction of the BO, when idle, frees its VRAM and
+ *                   copies nothing (it is "purged"); purgeable BOs are
+ *                   evicted before all others.  A purged BO reads as zeros
+ *                   from the GPU and the CPU (it is backed by fresh zeroed
+ *                   system pages, populated only when touched), is never
+ *                   brought back to VRAM by exec while DONTNEED, and can
+ *                   still be bound, mapped and used: nothing reaches the
+ *                   memory it had.
+ *  GVM_BO_WILLNEED  the contents are needed again (the default): the BO
+ *                   is no longer purgeable; a purged one is used from then
+ *                   on like any BO (exec moves it back to VRAM, with the
+ *                   zeros it holds).
+ * *@retained (may be NULL for DONTNEED): false if the BO was purged since
+ * the last WILLNEED, i.e. its contents are lost (zeros); true otherwise.
+ * WILLNEED reports a purge once: it makes the BO "not purged" again.
+ * Marking a BO twice is fine.  Takes the BO's reservation (a VM-local
+ * BO's is its VM's), so it waits for a bind or exec holding it, never for
+ * GPU work.  A busy BO is purged only once its work completed.
+ * -EINVAL: NULL @bo, unknown @advice, NULL @retained with WILLNEED;
+ * nothing changed then.
+ */
+#define GVM_BO_WILLNEED		0u
+#define GVM_BO_DONTNEED		1u
+GVM_API int gvm_bo_madvise(struct gvm_bo *bo, uint32_t advice,
+			   bool *retained);
 
 /* ---- syncs -------------------------------------------------------------- */
 

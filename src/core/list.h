@@ -30,6 +30,12 @@ static inline void gvm__list_insert(struct gvm_list *n, struct gvm_list *prev,
 	prev->next = n;
 }
 
+/* Adds @n at the head of the list (first in iteration order). */
+static inline void gvm_list_add(struct gvm_list *n, struct gvm_list *head)
+{
+	gvm__list_insert(n, head, head->next);
+}
+
 static inline void gvm_list_add_tail(struct gvm_list *n, struct gvm_list *head)
 {
 	gvm__list_insert(n, head->prev, head);

@@ -27,6 +27,13 @@
  * that an evicted-then-restored BO keeps its size in system memory too,
  * until it is freed.
  *
+ * Purgeable BOs.  gvm_bo_madvise(DONTNEED) lets eviction drop the
+ * contents instead of copying them (gvm__bo_purge(), move.c; evict.c
+ * picks such BOs first); WILLNEED makes the BO ordinary again and reports
+ * whether a purge happened meanwhile.  A purged BO is backed by fresh
+ * zeroed system pages, so every path (binds, exec, the CPU view, peek)
+ * keeps working on it and sees zeros.  madv and purged: the reservation.
+ *
  * CPU view.  gvm_bo_map() returns the system pages themselves, the VRAM
  * window for contiguous VRAM, or one mapping of the device's vram_fd per
  * block placed side by side in a reserved address range.
@@ -273,6 +280,36 @@ void gvm__bo_put_deferred(struct gvm_bo *bo)
 	gvm_list_add_tail(&bo->lru_link, &dev->dead_bos);
 	gvm_store_release(&dev->nr_dead_bos, dev->nr_dead_bos + 1);
 	gvm__mutex_unlock(&dev->vram_lock);
+}
+
+/*
+ * The advice and the purge are both made with the reservation held, so
+ * they are ordered: a purge that got the reservation first is reported by
+ * this WILLNEED (retained false); one that comes after this WILLNEED finds
+ * the BO not purgeable any more (evict.c rechecks madv under the
+ * reservation) and copies it like any BO.  The LRU position changes with
+ * the advice (gvm__bo_lru_update(): DONTNEED BOs go first).
+ */
+int gvm_bo_madvise(struct gvm_bo *bo, uint32_t advice, bool *retained)
+{
+	bool kept;
+
+	if (!bo || (advice != GVM_BO_WILLNEED && advice != GVM_BO_DONTNEED))
+		return -EINVAL;
+	if (advice == GVM_BO_WILLNEED && !retained)
+		return -EINVAL;
+	gvm_resv_lock(bo->resv, NULL);
+	kept = !bo->purged;
+	if (advice == GVM_BO_WILLNEED)
+		bo->purged = false;
+	if (bo->madv != advice) {
+		gvm_store_relaxed(&bo->madv, advice);
+		gvm__bo_lru_update(bo);
+	}
+	gvm_resv_unlock(bo->resv);
+	if (retained)
+		*retained = kept;
+	return 0;
 }
 
 uint64_t gvm_bo_size(const struct gvm_bo *bo)

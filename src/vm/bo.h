@@ -5,7 +5,9 @@
  * Locking: placement state (region, backing, extents) is written only with
  * the BO's reservation held, and while the BO is idle; page-table code
  * reads it under the reservation too (binds lock every BO they map).
- * vm_bos (the VMs mapping the BO) is protected by the reservation.
+ * vm_bos (the VMs mapping the BO) is protected by the reservation, and
+ * so is the purgeable state (madv, purged: gvm_bo_madvise() and a purge
+ * both hold it, so an advice and a purge are ordered).
  * view is protected by view_lock.
  */
 #ifndef GVM_VM_BO_H
@@ -41,6 +43,17 @@ struct gvm_bo {
 					   size bytes, faulted in) of a BO moved
 					   to VRAM, kept for its next eviction,
 					   or NULL; contents meaningless */
+
+	uint32_t madv;			/* GVM_BO_WILLNEED / _DONTNEED:
+					   written under resv (relaxed store),
+					   read under resv, or without it
+					   (relaxed load) as a hint only by
+					   the victim scan (evict.c), which
+					   rechecks it under resv */
+	bool purged;			/* resv: evicted while DONTNEED, its
+					   contents dropped (now zeros), and
+					   no WILLNEED since (gvm_bo_madvise()
+					   reports it, once) */
 
 	struct gvm_list vm_bos;		/* struct gvm_vm_bo::bo_link; resv */
 	struct gvm_list lru_link;	/* dev->lru while in VRAM (else
@@ -104,6 +117,20 @@ int gvm__bo_mem_adopt_sys(struct gvm_device *dev, uint64_t size, void *sys,
  */
 int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		 enum gvm_evict_mode evict);
+
+/*
+ * Purges @bo (a DONTNEED BO in VRAM, idle or busy only with LR preempt
+ * fences, its reservation held): gvm__bo_move() to system memory with the
+ * contents dropped instead of copied.  The steps are the move's (wait,
+ * zap every mapping with its TLB invalidation, mark the handles evicted,
+ * switch the backing and the CPU view, free the VRAM), except that the
+ * new backing is fresh zeroed system pages (a shared anonymous mapping,
+ * populated only when touched), no copy is made, and the spare system
+ * pages (stale contents) are freed too.  Sets bo->purged, counts the
+ * purge (each mapping VM's purges/bytes_purged, and the device's).  0,
+ * -EBUSY, -ENOMEM (nothing purged).  move.c.
+ */
+int gvm__bo_purge(struct gvm_bo *bo);
 
 /* The device's LRU (evict.c); dev->vram_lock taken inside. */
 /*

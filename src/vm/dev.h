@@ -49,6 +49,9 @@ struct gvm_device {
 					   this device (svm.c) */
 	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
 					   in copies, both ways (benches) */
+	uint64_t bos_purged;		/* atomic: DONTNEED BOs purged by
+					   eviction (move.c) */
+	uint64_t bytes_purged;		/* atomic: their bytes */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
 					   their servicing thread; fq.lock */
 	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,

@@ -10,6 +10,19 @@
  * mappings are zapped in every VM and rebound at that VM's next exec)
  * until the allocation fits or no victim is left (-ENOSPC).
  *
+ * Purgeable BOs.  A BO marked DONTNEED (gvm_bo_madvise()) is purged
+ * instead of moved: gvm__bo_purge() frees its VRAM and copies nothing,
+ * through the same zap/TLB/free sequence as a move (move.c).  Victims are
+ * chosen in this order: idle purgeable BOs (no copy, and their owner
+ * said it does not need the contents), then other idle BOs, fewest VMs
+ * first, least recently used on a tie.  To keep purgeable BOs within the
+ * victim window, gvm__bo_lru_update() puts them at the LRU's head (an
+ * exec's bump leaves them there).  A busy purgeable BO is never purged
+ * under its job: it is not a victim until idle (as any BO), and the
+ * waiting paths below wait for it like for any busy BO.  madv is read
+ * without the reservation only as a hint for the LRU position and the
+ * candidate scan; the decision to purge is made with the victim locked.
+ *
  * Victims.  A victim's reservation is taken with a trylock, never a
  * blocking lock: the caller may hold reservations (its own BOs, which are
  * thereby never evicted from under the operation that needs them) and
@@ -83,13 +96,22 @@ void (*gvm__evict_before_put)(struct gvm_bo *victim);
 /* The claim of the calling thread, registered by gvm__vram_claim_begin(). */
 static __thread struct gvm_vram_claim *cur_claim;
 
+/* Whether @bo may be purged (a hint without its reservation held). */
+static bool purgeable(const struct gvm_bo *bo)
+{
+	return gvm_load_relaxed(&bo->madv) == GVM_BO_DONTNEED;
+}
+
 void gvm__bo_lru_update(struct gvm_bo *bo)
 {
 	struct gvm_device *dev = bo->dev;
 
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm_list_del(&bo->lru_link);
-	if (bo->mem.region == GVM_MEM_VRAM)
+	/* Purgeable BOs at the head, within the victim window. */
+	if (bo->mem.region == GVM_MEM_VRAM && purgeable(bo))
+		gvm_list_add(&bo->lru_link, &dev->lru);
+	else if (bo->mem.region == GVM_MEM_VRAM)
 		gvm_list_add_tail(&bo->lru_link, &dev->lru);
 	gvm__mutex_unlock(&dev->vram_lock);
 }
@@ -158,9 +180,12 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
 
 /*
  * A victim, locked and referenced, or NULL: among the first VICTIM_WINDOW
- * BOs of the LRU that may be moved now (movable()) and can be locked, the
- * one mapped by the fewest VMs (it costs the fewest rebinds and is the
- * least likely to be needed next), the least recently used on a tie.
+ * BOs of the LRU that may be moved now (movable()) and can be locked, a
+ * purgeable (DONTNEED) one first (it costs no copy and nothing is lost
+ * that its owner wants; they sit at the LRU's head, so in the window),
+ * then the one mapped by the fewest VMs (it costs the fewest rebinds and
+ * is the least likely to be needed next), the least recently used on a
+ * tie.
  * Skips the first @skip candidates that qualify (ones that failed to
  * move).
  *
@@ -176,6 +201,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 {
 	struct gvm_bo *cand[VICTIM_WINDOW], *best = NULL;
 	unsigned int nr = 0, best_vms = 0, i;
+	bool best_purge = false;
 	struct gvm_list *pos;
 
 	gvm__mutex_lock(&dev->vram_lock);
@@ -200,6 +226,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 	for (i = 0; i < nr; i++) {
 		struct gvm_bo *bo = cand[i];
 		unsigned int vms;
+		bool purge;
 
 		if (!gvm_resv_trylock(bo->resv))
 			continue;
@@ -209,7 +236,9 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 			continue;
 		}
 		vms = nr_vms(bo);
-		if (best && vms >= best_vms) {
+		purge = bo->madv == GVM_BO_DONTNEED;	/* resv held */
+		if (best && (best_purge > purge ||
+			     (best_purge == purge && vms >= best_vms))) {
 			gvm_resv_unlock(bo->resv);
 			continue;
 		}
@@ -217,6 +246,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 			gvm_resv_unlock(best->resv);
 		best = bo;
 		best_vms = vms;
+		best_purge = purge;
 	}
 	for (i = 0; i < nr; i++)
 		if (cand[i] != best)
@@ -225,8 +255,8 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 }
 
 /*
- * Moves one victim to system memory.  0, or -ENOSPC if no victim could be
- * moved.
+ * Moves one victim to system memory, or purges it if it is DONTNEED.  0,
+ * or -ENOSPC if no victim could be moved.
  */
 static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 		     unsigned int *failed)
@@ -239,7 +269,12 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 		victim = pick_victim(dev, mode, *failed);
 		if (!victim)
 			return -ENOSPC;
-		err = gvm__bo_move(victim, GVM_MEM_SYSTEM, GVM_EVICT_NONE);
+		/* DONTNEED, read under the reservation: purged, not copied. */
+		if (victim->madv == GVM_BO_DONTNEED)
+			err = gvm__bo_purge(victim);
+		else
+			err = gvm__bo_move(victim, GVM_MEM_SYSTEM,
+					   GVM_EVICT_NONE);
 		if (err) {
 			(*failed)++;
 		} else {

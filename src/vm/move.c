@@ -36,13 +36,24 @@
  * (rank 400) around its zap; no vm->lock is needed (the caller may hold
  * one).  Waits happen with the reservation held, as in TTM.
  *
+ * A purge (gvm__bo_purge(): eviction of a DONTNEED BO, evict.c) is this
+ * same sequence with step 2 giving fresh zeroed system pages (populated
+ * only when touched; never the spare pages, whose contents are stale) and
+ * step 4 skipped: the GPU and the CPU view see zeros from then on, never
+ * the freed VRAM, by the same zap -> TLB wait -> free order.  The spare
+ * pages are freed with the VRAM; bo->purged records the loss for
+ * gvm_bo_madvise().
+ *
  * Not done here: no pipelined moves (every step waits), no partial
  * moves, no move between two devices' VRAM.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -131,8 +142,13 @@ static void mem_swap(struct gvm_bo_mem *a, struct gvm_bo_mem *b)
 	gvm_list_splice_tail(&la, &b->vram_blocks);
 }
 
-int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
-		 enum gvm_evict_mode evict)
+/*
+ * The move, or with @purge the purge (gvm__bo_purge()): the same steps,
+ * except that a purge's new backing is fresh zeroed system pages and
+ * nothing is copied.
+ */
+static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
+		bool purge)
 {
 	struct gvm_device *dev = bo->dev;
 	struct gvm_bo_mem new;
@@ -158,7 +174,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 			    GVM_TIMEOUT_INFINITE);
 	if (err)
 		return err;
-	if (region == GVM_MEM_SYSTEM && bo->spare_sys) {
+	if (region == GVM_MEM_SYSTEM && bo->spare_sys && !purge) {
 		err = gvm__bo_mem_adopt_sys(dev, bo->size, bo->spare_sys, &new);
 		if (!err)
 			bo->spare_sys = NULL;
@@ -170,7 +186,7 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		return err;
 	gvm_list_for_each(pos, &bo->vm_bos)
 		zap_vm_bo(gvm_list_entry(pos, struct gvm_vm_bo, bo_link));
-	err = copy(bo, &new, &bo->mem);
+	err = purge ? 0 : copy(bo, &new, &bo->mem);
 	if (err) {
 		gvm__bo_mem_free(dev, bo->size, &new);
 		return err;
@@ -187,16 +203,41 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 	gvm__bo_mem_free(dev, bo->size, &new);
 	if (err)
 		return err;
+	if (purge) {
+		/* The spare pages hold stale contents: released too. */
+		if (bo->spare_sys)
+			munmap(bo->spare_sys, bo->size);
+		bo->spare_sys = NULL;
+		bo->purged = true;
+		gvm_fetch_add_relaxed(&dev->bos_purged, 1);
+		gvm_fetch_add_relaxed(&dev->bytes_purged, bo->size);
+	}
 	gvm__bo_lru_update(bo);
 	moved = bo->size;
 	gvm_list_for_each(pos, &bo->vm_bos) {
 		struct gvm_vm *vm =
 			gvm_list_entry(pos, struct gvm_vm_bo, bo_link)->vm;
 
-		if (region == GVM_MEM_VRAM)
+		if (purge) {
+			gvm__vm_stat_add(vm, purges, 1);
+			gvm__vm_stat_add(vm, bytes_purged, moved);
+		} else if (region == GVM_MEM_VRAM)
 			gvm__vm_stat_add(vm, bytes_to_vram, moved);
 		else
 			gvm__vm_stat_add(vm, bytes_to_system, moved);
 	}
 	return 0;
+}
+
+int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
+		 enum gvm_evict_mode evict)
+{
+	return move(bo, region, evict, false);
+}
+
+int gvm__bo_purge(struct gvm_bo *bo)
+{
+	gvm_lockdep_assert_held(&bo->resv->lock);
+	GVM_BUG_ON(gvm_load_relaxed(&bo->madv) != GVM_BO_DONTNEED);
+	return move(bo, GVM_MEM_SYSTEM, GVM_EVICT_NONE, true);
 }

@@ -457,6 +457,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_faults_by_size[2]);
 	C(execs);
 	C(evictions);
+	C(purges);
+	C(bytes_purged);
 	C(evict_waits);
 	C(bytes_to_vram);
 	C(bytes_to_system);
@@ -468,6 +470,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	st->dev_svm_to_system = gvm_load_relaxed(&vm->dev->svm_to_ram);
 	st->dev_svm_bytes_to_system =
 		gvm_load_relaxed(&vm->dev->svm_bytes_to_ram);
+	st->dev_purges = gvm_load_relaxed(&vm->dev->bos_purged);
+	st->dev_bytes_purged = gvm_load_relaxed(&vm->dev->bytes_purged);
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);
 	st->local_bos = gvm_load_relaxed(&vm->nr_local_bos);

@@ -94,6 +94,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t binds, bind_ops, bind_jobs, bind_errors;
 	uint64_t tlb_invals, tlb_full_flushes;
 	uint64_t faults, execs, evictions;
+	uint64_t purges, bytes_purged;	/* move.c: evictions that purged */
 	uint64_t faults_serviced;	/* fault mode: resolved by a bind */
 	uint64_t fault_batches;		/* fault_queue.c: batches with faults
 					   of this VM */

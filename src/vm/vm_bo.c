@@ -142,6 +142,16 @@ int gvm__vm_lock_all(struct gvm_lockset *ls, struct gvm_vm *vm,
 	return 0;
 }
 
+/*
+ * A purged BO still DONTNEED holds zeros its owner said it does not need:
+ * revalidation leaves it in system memory (copying it back would evict
+ * others for nothing).  Under the BO's reservation.
+ */
+static bool purged_dontneed(const struct gvm_bo *bo)
+{
+	return bo->purged && bo->madv == GVM_BO_DONTNEED;
+}
+
 uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
 {
 	struct gvm_list *pos;
@@ -153,7 +163,8 @@ uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
 			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
 
 		if (bo->placement != GVM_MEM_VRAM ||
-		    (missing && bo->mem.region == GVM_MEM_VRAM))
+		    (missing && (bo->mem.region == GVM_MEM_VRAM ||
+				 purged_dontneed(bo))))
 			continue;
 		bytes += bo->size;
 	}
@@ -163,7 +174,8 @@ uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
 /*
  * Brings the VM's BOs back where they belong (VRAM if preferred: a
  * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live
- * in system memory stays there when VRAM is short), rebinds the mappings
+ * in system memory stays there when VRAM is short; a purged BO still
+ * DONTNEED stays in system memory, zeros), rebinds the mappings
  * moves zapped, and marks the BOs in VRAM as recently used.  Everything
  * locked by the caller; only idle BOs of others are evicted.
  */
@@ -178,7 +190,7 @@ int gvm__vm_revalidate(struct gvm_vm *vm)
 			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo;
 
 		if (bo->mem.region != GVM_MEM_SYSTEM ||
-		    !(bo->placement & GVM_MEM_VRAM))
+		    !(bo->placement & GVM_MEM_VRAM) || purged_dontneed(bo))
 			continue;
 		err = gvm__bo_move(bo, GVM_MEM_VRAM, GVM_EVICT_IDLE);
 		/* Busy (a pending bind, a kernel): it runs from system

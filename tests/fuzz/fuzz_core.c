@@ -24,7 +24,11 @@
  * Binds go inline or on the bind queue (not waited for: exec orders
  * after them), sometimes several in one atomic array.  The CPU writes
  * objects, unmaps and remaps user buffers, discards them (MADV_DONTNEED)
- * and moves them away and back (mremap).
+ * and moves them away and back (mremap).  BOs are advised DONTNEED and
+ * WILLNEED (gvm_bo_madvise()): while DONTNEED the model knows none of
+ * their bytes (VRAM pressure may purge them), and WILLNEED's "retained"
+ * tells it what they are (zeros if not retained and not written since;
+ * a BO never advised DONTNEED must always be retained).
  *
  * Checks: every return value and job status; checksum kernels against
  * the model along the way; at the end, every mapping in each VM's VA tree
@@ -83,6 +87,11 @@ struct obj {
 	uint32_t pages;
 	uint32_t placement;		/* GVM_MEM_* (BOs) */
 	int dev;			/* -1 for a buffer */
+	bool dontneed;			/* BOs: advised DONTNEED now (may be
+					   purged: no byte is known) */
+	bool dirty;			/* written since that advice */
+	bool lost;			/* a DONTNEED call since said "not
+					   retained" */
 };
 
 struct world {
@@ -156,6 +165,8 @@ static bool page_known(struct world *w, const struct mpage *m)
 {
 	if (m->kind == M_NULL)
 		return true;
+	if (w->o[m->obj].dontneed)
+		return false;
 	return w->o[m->obj].known[m->pg];
 }
 
@@ -168,6 +179,7 @@ static void page_write(struct world *w, const struct mpage *m,
 	if (m->kind != M_BO && m->kind != M_BUF)
 		return;				/* NULL: dropped */
 	o = &w->o[m->obj];
+	o->dirty |= o->dontneed;
 	o->known[m->pg] = src != NULL;
 	if (src)
 		memcpy(obj_page(o, m->pg), src, K4);
@@ -625,6 +637,7 @@ static void op_cpu_write(struct world *w)
 	SAY(w, "cpu_write obj%d +%#" PRIx64 "\n", i, off);
 	memcpy(o->cpu + off, &val, 8);
 	memcpy(o->shadow + off, &val, 8);
+	o->dirty |= o->dontneed;
 }
 
 /* What the CPU may do to a user buffer behind the GPU's back. */
@@ -669,6 +682,89 @@ static void op_buffer(struct world *w)
 	}
 	memset(o->shadow, 0, len);
 	memset(o->known, 1, o->pages * sizeof(bool));
+}
+
+/*
+ * WILLNEED on BO object @o, checked against the model: a BO not advised
+ * DONTNEED cannot have been purged (retained); one that was and is not
+ * retained holds zeros, or unknown bytes if written meanwhile (the write
+ * may have come before or after the purge); retained, it holds what the
+ * model says.
+ */
+static void willneed(struct world *w, int i)
+{
+	struct obj *o = &w->o[i];
+	bool retained = false;
+	int err;
+
+	err = gvm_bo_madvise(o->bo, GVM_BO_WILLNEED, &retained);
+	SAY(w, "madvise obj%d willneed: %d retained %d\n", i, err, retained);
+	if (!check_rc(w, "gvm_bo_madvise(WILLNEED)", err, 0))
+		return;
+	if (!o->dontneed && !retained)
+		FAIL(w, "obj%d: purged while WILLNEED", i);
+	if (o->dontneed && o->lost && retained)
+		FAIL(w, "obj%d: a purge reported by DONTNEED was lost", i);
+	if (o->dontneed && !retained) {
+		w->st->purges_seen++;
+		memset(o->shadow, 0, o->pages * K4);
+		memset(o->known, !o->dirty, o->pages * sizeof(bool));
+	}
+	o->dontneed = o->dirty = o->lost = false;
+}
+
+/* Purgeable BOs: DONTNEED (pressure may purge it), WILLNEED, bad advice. */
+static void op_madvise(struct world *w)
+{
+	int i = byte(w) % (NDEV * NBO);
+	unsigned int what = byte(w) % 8;
+	struct obj *o = &w->o[i];
+	bool retained = true;
+	int err;
+
+	if (!o->bo)
+		return;
+	if (what == 7) {		/* unknown advice: changes nothing */
+		err = gvm_bo_madvise(o->bo, 2 + byte(w), &retained);
+		check_rc(w, "gvm_bo_madvise(bad advice)", err, -EINVAL);
+		if (!retained)
+			FAIL(w, "a failed gvm_bo_madvise wrote retained");
+		return;
+	}
+	if (what >= 3) {
+		willneed(w, i);
+		return;
+	}
+	err = gvm_bo_madvise(o->bo, GVM_BO_DONTNEED, what ? &retained : NULL);
+	SAY(w, "madvise obj%d dontneed: %d\n", i, err);
+	if (!check_rc(w, "gvm_bo_madvise(DONTNEED)", err, 0))
+		return;
+	if (!o->dontneed && what && !retained)
+		FAIL(w, "obj%d: purged while WILLNEED", i);
+	if (!o->dontneed)
+		o->dirty = false;
+	o->lost |= o->dontneed && what && !retained;
+	o->dontneed = true;
+	/*
+	 * Sometimes pressure right away, for a BO in VRAM: a VRAM-only BO of
+	 * a page more than is free comes and goes.  It always fits: the
+	 * idle DONTNEED BOs in VRAM (this one at least) are the first
+	 * victims, and they are purged.
+	 */
+	if (what == 2 && gvm_bo_region(o->bo) == GVM_MEM_VRAM) {
+		struct gvm_device_info info;
+		struct gvm_bo *bo;
+
+		quiesce(w, o->dev);
+		if (gvm_device_query(w->dev[o->dev], &info))
+			die("gvm_device_query");
+		SAY(w, "purge pressure dev%d %" PRIu64 " KiB\n", o->dev,
+		    (uint64_t)(info.vram_free + K4) >> 10);
+		err = gvm_bo_create(w->dev[o->dev], info.vram_free + K4,
+				    GVM_MEM_VRAM, NULL, &bo);
+		if (check_rc(w, "gvm_bo_create (purge pressure)", err, 0))
+			gvm_bo_put(bo);
+	}
 }
 
 /* VRAM pressure: a VRAM-only BO comes and goes, evicting idle ones. */
@@ -754,6 +850,10 @@ static void final_check(struct world *w)
 		quiesce(w, v);
 		check_tree(w, v);
 	}
+	/* Purgeable BOs made ordinary, so their bytes are checked too. */
+	for (i = 0; i < NDEV * NBO && !w->failed; i++)
+		if (w->o[i].bo && w->o[i].dontneed)
+			willneed(w, i);
 	for (i = 0; i < NOBJ && !w->failed; i++) {
 		struct obj *o = &w->o[i];
 
@@ -806,7 +906,7 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 		return -2;
 	}
 	while (w.in < w.end && !w.failed) {
-		switch (byte(&w) % 10) {
+		switch (byte(&w) % 11) {
 		case 0: op_bo_create(&w); break;
 		case 1: case 2: case 3: op_bind(&w); break;
 		case 4: op_fill(&w); break;
@@ -814,6 +914,7 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 		case 6: op_cpu_write(&w); break;
 		case 7: op_buffer(&w); break;
 		case 8: op_evict(&w); break;
+		case 10: op_madvise(&w); break;
 		default: op_checksum(&w); break;
 		}
 		w.st->ops++;

@@ -20,6 +20,7 @@ struct gvm_fuzz_stats {
 	uint64_t errors_expected;	/* of them, failing as predicted */
 	uint64_t execs;			/* kernels run */
 	uint64_t bytes_checked;		/* compared against the model */
+	uint64_t purges_seen;		/* WILLNEEDs that reported a purge */
 };
 
 /*

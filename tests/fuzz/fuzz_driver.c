@@ -39,11 +39,12 @@ static uint64_t next(uint64_t *s)
 static void report(const struct gvm_fuzz_stats *st, double secs)
 {
 	printf("%llu inputs, %llu ops (%llu failing as predicted), %llu "
-	       "kernels, %llu MiB checked in %.1f s: %.0f ops/s\n",
+	       "kernels, %llu MiB checked, %llu purges in %.1f s: %.0f ops/s\n",
 	       (unsigned long long)st->inputs, (unsigned long long)st->ops,
 	       (unsigned long long)st->errors_expected,
 	       (unsigned long long)st->execs,
-	       (unsigned long long)(st->bytes_checked >> 20), secs,
+	       (unsigned long long)(st->bytes_checked >> 20),
+	       (unsigned long long)st->purges_seen, secs,
 	       secs > 0 ? (double)st->ops / secs : 0.0);
 }
 

@@ -96,11 +96,12 @@ TEST(random_inputs)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fprintf(stderr, "%llu inputs, %llu ops (%llu failing as predicted), "
-		"%llu kernels, %llu MiB checked, %.0f ops/s\n",
+		"%llu kernels, %llu MiB checked, %llu purges, %.0f ops/s\n",
 		(unsigned long long)st.inputs, (unsigned long long)st.ops,
 		(unsigned long long)st.errors_expected,
 		(unsigned long long)st.execs,
 		(unsigned long long)(st.bytes_checked >> 20),
+		(unsigned long long)st.purges_seen,
 		(double)st.ops / ((double)(t1.tv_sec - t0.tv_sec) +
 				  (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9));
 	ASSERT_EQ(st.inputs, n);

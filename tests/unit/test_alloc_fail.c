@@ -4,6 +4,11 @@
  * makes is failed in turn (gvm__alloc_fail_nth); the call must return
  * -ENOMEM and change nothing, and the next attempt must work.  Under ASan
  * the leak checker also proves the error paths free what they allocated.
+ *
+ * VM-layer paths whose failures are absorbed rather than returned are
+ * injected in their own suites with the same counter: e.g. a purge that
+ * cannot get its zeroed pages leaves the BO in VRAM and eviction takes
+ * another victim (test_purge.purge_under_allocation_failures).
  */
 #include <gvm/gvm.h>
 
