@@ -90,6 +90,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->links);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
 	gvm_list_init(&dev->lru);
+	gvm_list_init(&dev->svm_lru);
 	gvm_list_init(&dev->claims);
 	gvm__cond_init(&dev->claims_cond);
 	gvm_list_init(&dev->dead_bos);

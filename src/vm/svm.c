@@ -50,6 +50,7 @@
 #include "mm/mm.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
+#include "vm/policy.h"
 #include "vm/pt_update.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
@@ -133,8 +134,11 @@ static int range_drop(struct gvm_vm *vm, struct gvm_vma *r)
 /*
  * Placement: the faulting device's memory when the range may move there
  * and the device has any (the preferred location, until attributes
- * exist, issue 13); a failed migration is retried once, then the range
- * stays in system memory for good, its data intact (nothing moved).
+ * exist, issue 13), and the policy does not pin it to system memory for
+ * thrashing (policy.h); a failed migration is retried once, then the
+ * range stays in system memory for good, its data intact (nothing
+ * moved).  No VRAM even after eviction (-ENOSPC) is no failure of the
+ * range: this fault is serviced in system memory, the next may migrate.
  */
 static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 {
@@ -142,7 +146,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 
 	if (gvm__userptr_no_migrate(r) || !vm->dev->desc.vram_size ||
 	    !gvm__mm_devmem_supported(vm->mm) ||
-	    gvm_load_relaxed(&gvm__svm_no_migration))
+	    gvm_load_relaxed(&gvm__svm_no_migration) ||
+	    !gvm__svm_policy_may_migrate(vm, r->va.addr, r->va.range))
 		return;
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
@@ -171,6 +176,10 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r)
 		}
 		if (!err)
 			return;
+		if (err == -ENOSPC) {
+			gvm__vm_stat_add(vm, svm_capacity_fallbacks, 1);
+			return;
+		}
 	}
 	gvm__userptr_set_no_migrate(r);
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);

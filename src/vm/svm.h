@@ -56,14 +56,26 @@ extern bool gvm__svm_no_migration;
  * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range
  * of @vm) to the memory of @dev (the VM's device, or a peer)
  * (mm/devmem.c): vm->lock held, no reservation.
+ * A range resident on @dev already counts as used (the device's SVM LRU).
  * 0, -EEXIST (already in device memory), -ENOSPC (no VRAM, even after
- * evicting idle BOs), -ENOMEM, -EOPNOTSUPP / -EBUSY / -EINVAL (the mm
+ * evicting idle BOs and SVM allocations), -ENOMEM, -EOPNOTSUPP / -EBUSY / -EINVAL (the mm
  * cannot take these pages), -EIO (the copy failed); on failure nothing
  * moved.
  */
 struct gvm_device;
 int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 			     uint64_t start, uint64_t size);
+
+/*
+ * migrate.c.  Makes room in @dev's VRAM by moving SVM allocations back
+ * to system memory, least recently used first (those migrated within the
+ * policy's timeslice only when no other is left), until at least @bytes
+ * were freed or none is left; counted for @vm if not NULL.  Returns the
+ * bytes freed.  Context: vm->lock allowed (or no lock at all); no
+ * reservation, no mm's devmem_lock (each victim's mm takes its own).
+ */
+uint64_t gvm__svm_evict(struct gvm_device *dev, uint64_t bytes,
+			struct gvm_vm *vm);
 
 /*
  * The device addresses of [off, off + len) of SVM device memory @dm, in a
