@@ -24,7 +24,10 @@
 
 #include "harness.h"
 #include "core/atomic.h"
+#include "core/list.h"
+#include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/dev.h"
 #include "vm/policy.h"
 
 #define K4 4096ull
@@ -648,5 +651,36 @@ TEST(eviction_of_a_destroyed_vms_memory)
 	vm_teardown(&c.v[1]);
 	gvm_device_put(c.dev);
 	gvm_mm_put(c.mm);
+	gvm__svm_policy_reset();
+}
+
+/*
+ * The mm goes (its last reference) while SVM memory of it is on the
+ * device's LRU: its teardown takes every such allocation off the LRU
+ * (devmem op unused) and the VRAM comes back; the device, which outlives
+ * the mm here, is left with an empty SVM LRU.
+ */
+TEST(mm_teardown_takes_its_memory_off_the_lru)
+{
+	uint64_t free0;
+	uint8_t *p;
+	struct ctx c;
+
+	setup(&c, M8, 1);
+	free0 = vram_free(c.dev);
+	p = map_guarded(2 * M2, M2);
+	gpu_fill(&c.v[0], p, 2 * M2, 13);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 2 * M2);
+	gvm__mutex_lock(&c.dev->vram_lock);
+	ASSERT_FALSE(gvm_list_empty(&c.dev->svm_lru));
+	gvm__mutex_unlock(&c.dev->vram_lock);
+	vm_teardown(&c.v[0]);
+	gvm_mm_put(c.mm);		/* the last reference: data dropped */
+	gvm__mutex_lock(&c.dev->vram_lock);
+	ASSERT_TRUE(gvm_list_empty(&c.dev->svm_lru));
+	gvm__mutex_unlock(&c.dev->vram_lock);
+	ASSERT_GE(vram_free(c.dev), free0);
+	unmap_guarded(p, 2 * M2);
+	gvm_device_put(c.dev);
 	gvm__svm_policy_reset();
 }
