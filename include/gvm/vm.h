@@ -150,6 +150,22 @@ struct gvm_vm_stats {
 					   access, another user, fork),
 					   for any VM of the device */
 	uint64_t dev_svm_bytes_to_system; /* device-wide: their bytes */
+	uint64_t svm_capacity_fallbacks; /* SVM faults serviced in system
+					   memory because VRAM was full of
+					   memory that could not be evicted
+					   (the range may migrate later) */
+	uint64_t svm_evictions;		/* SVM allocations (of any VM of the
+					   device) this VM's migrations moved
+					   back to system memory to make room */
+	uint64_t svm_bytes_evicted;	/* their bytes */
+	uint64_t svm_thrash_pins;	/* ranges pinned to system memory for
+					   a cool-down because they moved back
+					   and forth too often */
+	uint64_t dev_svm_evictions;	/* device-wide: SVM allocations
+					   evicted (for SVM, BOs or page
+					   tables), included in
+					   dev_svm_to_system */
+	uint64_t dev_svm_bytes_evicted;	/* device-wide: their bytes */
 	uint64_t execs;			/* gvm_exec() calls that succeeded */
 	uint64_t evictions;		/* BOs of this VM moved out of VRAM
 					   (purges included) */

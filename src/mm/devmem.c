@@ -57,10 +57,20 @@
  * from a mapping that was unmapped but whose event is not processed yet
  * never lends its data to a new mapping at the same address.
  *
+ * Eviction (gvm__mm_devmem_evict): the owner of device memory that needs
+ * it back names the devmem, not a CPU range (it does not know where the
+ * CPU maps its data now: mremap moves extents and may split one into
+ * several sharing the devmem); every extent of the mm whose data is in it
+ * goes back as above.  Each devmem counts the extents that refer to it
+ * (under devmem_lock) and its owner hears when the last one went (ops
+ * unused), so the owner knows which devmems are still worth evicting and
+ * when the mm (perhaps in its teardown) no longer refers to one.
+ *
  * Locking: devmem_lock (GVM_RANK_MM, per mm) protects the extent tree and
  * every extent and is held across a whole migration, including its
  * invalidation; it is taken with at most vm->lock held (SVM's fault
- * path) or none (the backend's fault handler).  Notifier callbacks never
+ * path, and SVM eviction) or none (the backend's fault handler, an
+ * allocation that waits for VRAM).  Notifier callbacks never
  * take it and nothing they wait for needs it.  A devmem's reference count
  * is atomic; its owner's copy runs under devmem_lock.
  */
@@ -138,6 +148,7 @@ void gvm__mm_devmem_init(struct gvm_mm_devmem *dm,
 	dm->ops = ops;
 	dm->owner = owner;
 	dm->size = size;
+	dm->extents = 0;
 }
 
 void gvm__mm_devmem_get(struct gvm_mm_devmem *dm)
@@ -181,6 +192,25 @@ static struct devmem_ext *ext_first(struct gvm_mm *mm, uint64_t start,
 				     NULL, NULL);
 }
 
+/* The first extent over [start, start + len) whose data is in @dm (any
+   device memory if NULL). */
+static struct devmem_ext *ext_first_of(struct gvm_mm *mm, uint64_t start,
+				       uint64_t len,
+				       const struct gvm_mm_devmem *dm)
+{
+	struct gvm_itree_iter it;
+	struct devmem_ext *e;
+
+	if (!dm)
+		return ext_first(mm, start, len);
+	for (e = gvm__itree_iter_first(&mm->devmem, &it, start,
+				       start + len - 1);
+	     e; e = gvm__itree_iter_next(&it))
+		if (e->dm == dm)
+			return e;
+	return NULL;
+}
+
 /* Extents come and go with devmem_lock held; devmem_nr is a lock-free hint. */
 static void ext_insert(struct gvm_mm *mm, struct devmem_ext *e)
 {
@@ -189,12 +219,16 @@ static void ext_insert(struct gvm_mm *mm, struct devmem_ext *e)
 	GVM_BUG_ON(gvm__itree_insert(&mm->devmem, e->start,
 				     e->start + e->len - 1, e) != 0);
 	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) + 1);
+	e->dm->extents++;
 }
 
+/* Extent @e goes; its devmem's owner hears when the last one went. */
 static void ext_free(struct gvm_mm *mm, struct devmem_ext *e)
 {
 	GVM_BUG_ON(gvm__itree_remove(&mm->devmem, e->start, e) != 0);
 	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) - 1);
+	if (!--e->dm->extents && e->dm->ops->unused)
+		e->dm->ops->unused(e->dm);
 	gvm__mm_devmem_put(e->dm);
 	gvm__free(e);
 }
@@ -456,18 +490,20 @@ static int migrate_back_locked(struct gvm_mm *mm, struct devmem_ext *e)
 }
 
 /*
- * devmem_lock held: every extent overlapping [start, start + len) back.
- * An extent the backend could not give whole (-EAGAIN) is retried once
- * the events in the way are read: devmem_lock is dropped meanwhile (the
- * event thread may need it to process them) and taken again.
+ * devmem_lock held: every extent overlapping [start, start + len) back,
+ * only those whose data is in @dm if it is not NULL.  An extent the
+ * backend could not give whole (-EAGAIN) is retried once the events in
+ * the way are read: devmem_lock is dropped meanwhile (the event thread
+ * may need it to process them) and taken again.
  */
 static int migrate_back_all_locked(struct gvm_mm *mm, uint64_t start,
-				   uint64_t len)
+				   uint64_t len,
+				   const struct gvm_mm_devmem *dm)
 {
 	struct devmem_ext *e;
 	int err, ret = 0;
 
-	while ((e = ext_first(mm, start, len))) {
+	while ((e = ext_first_of(mm, start, len, dm))) {
 		err = migrate_back_locked(mm, e);
 		if (err == -EAGAIN) {
 			mm->devmem_waits++;
@@ -488,7 +524,18 @@ int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len)
 	if (!gvm__mm_range_ok(start, len))
 		return -EINVAL;
 	gvm__mutex_lock(&mm->devmem_lock);
-	ret = migrate_back_all_locked(mm, start, len);
+	ret = migrate_back_all_locked(mm, start, len, NULL);
+	gvm__mutex_unlock(&mm->devmem_lock);
+	return ret;
+}
+
+int gvm__mm_devmem_evict(struct gvm_mm *mm, struct gvm_mm_devmem *dm)
+{
+	int ret = -ENOENT;
+
+	gvm__mutex_lock(&mm->devmem_lock);
+	if (ext_first_of(mm, 0, UINT64_MAX, dm))
+		ret = migrate_back_all_locked(mm, 0, UINT64_MAX, dm);
 	gvm__mutex_unlock(&mm->devmem_lock);
 	return ret;
 }
@@ -663,7 +710,7 @@ void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 void gvm__mm_devmem_fork_prepare(struct gvm_mm *mm)
 {
 	gvm__mutex_lock(&mm->devmem_lock);
-	migrate_back_all_locked(mm, 0, UINT64_MAX);
+	migrate_back_all_locked(mm, 0, UINT64_MAX, NULL);
 	mm->devmem_frozen = true;
 	gvm__mutex_unlock(&mm->devmem_lock);
 }

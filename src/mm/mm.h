@@ -303,6 +303,14 @@ struct gvm_mm_devmem_ops {
 	/* The last reference went: free the device memory.  May take a
 	   leaf lock; called with any lock below GVM_RANK_LEAF held. */
 	void (*release)(struct gvm_mm_devmem *dm);
+	/*
+	 * Optional: no CPU page of the mm lives in @dm any more (its last
+	 * extent went: data back, discarded, or the mm's end), so the owner
+	 * can stop offering it for eviction (gvm__mm_devmem_evict).  Called
+	 * once per migration that succeeded, with the mm's devmem_lock held
+	 * (the mm may be in its teardown); may take a leaf lock only.
+	 */
+	void (*unused)(struct gvm_mm_devmem *dm);
 };
 
 /*
@@ -317,6 +325,8 @@ struct gvm_mm_devmem {
 	const void *owner;			/* constant: whose memory (a
 						   device), compared only */
 	uint64_t size;				/* constant, bytes */
+	uint32_t extents;			/* the mm's devmem_lock: extents
+						   of the mm referring to it */
 };
 
 /* Sets up @dm with one reference (its maker's). */
@@ -354,6 +364,18 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
  * error; never stale data).
  */
 int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+/*
+ * Eviction: brings every CPU page whose data lives in @dm back to system
+ * memory, wherever the CPU maps it now (an mremap may have moved or split
+ * it; the devmem does not know the CPU address, the extents do), each
+ * extent whole, notifiers invalidated first, as gvm__mm_migrate_to_ram.
+ * Context: as gvm__mm_migrate_to_ram (vm->lock allowed; no reservation,
+ * no devmem_lock of any mm).  0, -ENOENT (no page of the mm lives in @dm
+ * now), or the copy's error (pages poisoned, as there).  Costs a walk of
+ * the mm's extents.
+ */
+int gvm__mm_devmem_evict(struct gvm_mm *mm, struct gvm_mm_devmem *dm);
 
 /*
  * If all of [start, start + len) lives in one device memory of @owner

@@ -3,8 +3,8 @@
  * The library side of a device (internal): what gvm keeps per device
  * behind the backend contract of <gvm/device.h>.
  *
- * Locking: vram_lock (leaf) serialises the VRAM buddy, the LRU, the VRAM
- * claims and the dead BOs; the fault queue has its own leaf lock
+ * Locking: vram_lock (leaf) serialises the VRAM buddy, the LRUs (BOs and
+ * SVM memory), the VRAM claims and the dead BOs; the fault queue has its own leaf lock
  * (fault_queue.h); everything else is immutable after
  * gvm_device_create() or atomic (refcount, counters).
  */
@@ -52,6 +52,11 @@ struct gvm_device {
 	uint64_t bos_purged;		/* atomic: DONTNEED BOs purged by
 					   eviction (move.c) */
 	uint64_t bytes_purged;		/* atomic: their bytes */
+	struct gvm_list svm_lru;	/* vram_lock: SVM device memory
+					   holding CPU pages, least recently
+					   used first (migrate.c) */
+	uint64_t svm_evictions;		/* atomic: SVM allocations evicted */
+	uint64_t svm_bytes_evicted;	/* atomic: their bytes */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
 					   their servicing thread; fq.lock */
 	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,

@@ -34,6 +34,7 @@
 #include "core/page.h"
 #include "core/sync.h"
 #include "pt/pt_fmt.h"
+#include "vm/svm.h"
 
 #define SCHED_WORKERS 2
 
@@ -90,6 +91,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->links);
 	gvm__mutex_init(&dev->vram_lock, "device.vram_lock", GVM_RANK_LEAF);
 	gvm_list_init(&dev->lru);
+	gvm_list_init(&dev->svm_lru);
 	gvm_list_init(&dev->claims);
 	gvm__cond_init(&dev->claims_cond);
 	gvm_list_init(&dev->dead_bos);
@@ -246,6 +248,7 @@ int gvm_device_unplug(struct gvm_device *dev)
 	/* No peer maps its memory from now on (what they map now moves
 	   out below, which zaps them). */
 	unlink_all(dev);
+	gvm__svm_evict(dev, UINT64_MAX, NULL);	/* SVM memory, young too */
 	gvm__vram_evacuate(dev);
 	return 0;
 }

@@ -52,6 +52,17 @@
  *   lock A's objects, revalidate: evicts the now idle BO, gets the space
  *   submit, end the claim                bo_create's turn
  *
+ * SVM memory.  Device memory that SVM ranges migrated to is on the
+ * device's SVM LRU (migrate.c).  Moving it back takes the mm's
+ * devmem_lock (rank 200), which a caller holding reservations (300) must
+ * not take: so evict_one() never touches it, and an allocation holding
+ * reservations fails over SVM memory as over busy BOs.  The rounds of
+ * waiting below run with no lock held: each first moves SVM memory back
+ * (gvm__svm_evict(), least recently used first), and waits for busy BOs
+ * only when no SVM memory is left.  So an exec that needs VRAM-only BOs,
+ * and a gvm_bo_create() with no system fallback, get the VRAM SVM holds;
+ * a BO that may live in system memory does not push SVM memory out.
+ *
  * Claims (struct gvm_vram_claim, dev.h) give the space to the oldest
  * waiter: while a claim is registered, an allocation succeeds only if it
  * leaves the bytes claimed ahead of its caller free, and a waiter with a
@@ -88,6 +99,7 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
+#include "vm/svm.h"
 #include "vm/vm.h"
 
 void (*gvm__evict_before_wait)(struct gvm_device *dev);
@@ -586,6 +598,15 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 	gvm__mutex_unlock(&dev->vram_lock);
 	if (waited) {
 		gvm_bo_put(victim);	/* the situation changed: look again */
+		return true;
+	}
+	/*
+	 * SVM memory gives way before anyone waits for a busy BO: moving it
+	 * back needs no wait for a kernel, and holding no lock we may take
+	 * its mm's devmem_lock (migrate.c).  The claim keeps the room for us.
+	 */
+	if (gvm__svm_evict(dev, bytes, NULL)) {
+		gvm_bo_put(victim);
 		return true;
 	}
 	if (!victim)

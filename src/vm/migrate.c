@@ -27,10 +27,42 @@
  * over VRAM (devmem_cpu_addr; mm/devmem.c decides), which a device
  * without desc.vram_cpu does not offer.
  *
- * Locking: a devmem is immutable after creation but for its reference
- * count (atomic); copies run under the mm's devmem_lock (mm/devmem.c);
- * release takes the device's vram_lock (leaf).  Allocation happens with
- * vm->lock held, so eviction is limited to idle BOs (GVM_EVICT_IDLE).
+ * Oversubscription (docs/svm.md, "Oversubscription").  Every devmem that
+ * holds CPU pages is on its device's SVM LRU (dev->svm_lru), least
+ * recently used first; a fault on a range that is resident already moves
+ * it to the tail.  A migration that finds no VRAM after evicting idle BOs
+ * evicts SVM allocations from the LRU's head (svm_evict_one: the mm moves
+ * every page living in the devmem back, gvm__mm_devmem_evict), sparing
+ * those migrated less than the policy's timeslice ago unless nothing else
+ * is left (policy.h), and tries again.  A BO allocation that may wait
+ * (it holds no lock) makes SVM memory give way the same way, from
+ * evict.c (gvm__svm_evict); one that holds reservations cannot (the mm's
+ * devmem_lock ranks below them) and evicts only BOs.
+ *
+ *   on the LRU            d->mm set, from just before the migration
+ *                         (removed again if it fails) until the mm's last
+ *                         extent of d goes (ops unused, under the mm's
+ *                         devmem_lock: data back, discarded, mm teardown)
+ *   the evictor           under vram_lock picks d with d->mm set and takes
+ *                         a reference on the mm unless it is already
+ *                         dying (then skips d: the mm's teardown frees
+ *                         it), and on d; marks it evicting; drops
+ *                         vram_lock; gvm__mm_devmem_evict(mm, d); puts
+ *
+ * Why the references are safe to take: while d->mm is set (read under
+ * vram_lock), either its migration is under way (the migrating VM holds
+ * the mm, the maker holds d) or an extent of the mm refers to d (and
+ * holds d); the mm's teardown frees its extents, calling unused, which
+ * takes vram_lock, before the mm's memory goes.  So under vram_lock the mm
+ * is readable and d is referenced: a plain get on d, get-unless-zero on
+ * the mm.
+ *
+ * Locking: a devmem's buddy blocks and extents are immutable after
+ * creation; its reference count is atomic; its LRU fields are protected
+ * by dev->vram_lock (leaf).  Copies run under the mm's devmem_lock
+ * (mm/devmem.c); release takes vram_lock.  Allocation happens with
+ * vm->lock held (rank 100), which allows the mm's devmem_lock (200) of
+ * any mm: SVM eviction runs there, after idle BOs (GVM_EVICT_IDLE).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,6 +75,7 @@
 #include "core/trace.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/policy.h"
 #include "vm/svm.h"
 #include "vm/vm.h"
 
@@ -53,6 +86,13 @@ struct svm_devmem {
 	struct gvm_pt_extent *ext;		/* their device addresses, in
 						   offset order */
 	size_t nr_ext;
+	/* eviction, all protected by dev->vram_lock */
+	struct gvm_list lru_link;		/* on dev->svm_lru iff mm */
+	struct gvm_mm *mm;			/* whose pages live here, not
+						   a reference (the top of
+						   the file); NULL: none */
+	int64_t migrated_ns;			/* when it was filled */
+	bool evicting;				/* an evictor works on it */
 };
 
 static struct svm_devmem *to_svm_devmem(struct gvm_mm_devmem *dm)
@@ -143,10 +183,29 @@ static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
 	return 0;
 }
 
+/* Off the LRU: no page of the mm lives in @d any more. */
+static void lru_del(struct svm_devmem *d)
+{
+	struct gvm_device *dev = d->dev;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	if (d->mm)
+		gvm_list_del(&d->lru_link);
+	d->mm = NULL;
+	gvm__mutex_unlock(&dev->vram_lock);
+}
+
+/* The mm's last extent of @dm went (devmem_lock held). */
+static void devmem_unused(struct gvm_mm_devmem *dm)
+{
+	lru_del(to_svm_devmem(dm));
+}
+
 static void devmem_release(struct gvm_mm_devmem *dm)
 {
 	struct svm_devmem *d = to_svm_devmem(dm);
 
+	GVM_BUG_ON(d->mm);		/* the LRU holds no reference */
 	gvm__vram_free(d->dev, &d->blocks);
 	gvm_device_put(d->dev);
 	gvm__free(d->ext);
@@ -157,6 +216,7 @@ static const struct gvm_mm_devmem_ops svm_devmem_ops = {
 	.copy = devmem_copy,
 	.cpu_addr = devmem_cpu_addr,
 	.release = devmem_release,
+	.unused = devmem_unused,
 };
 
 /* The device addresses of @d's blocks, contiguous runs merged. */
@@ -185,30 +245,202 @@ static int devmem_extents(struct svm_devmem *d)
 	return 0;
 }
 
+/* ---- the SVM LRU and eviction ---------------------------------------- */
+
+/* A reference on @mm unless it is already dying. */
+static bool mm_get_unless_zero(struct gvm_mm *mm)
+{
+	uint32_t c = gvm_load_relaxed(&mm->ref);
+
+	while (c)
+		if (gvm_cmpxchg_acq_rel(&mm->ref, &c, c + 1))
+			return true;
+	return false;
+}
+
+/* A use of resident @d: to the LRU's tail (cheap: one leaf lock). */
+static void lru_touch(struct svm_devmem *d)
+{
+	struct gvm_device *dev = d->dev;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	if (d->mm && !d->evicting) {
+		gvm_list_del(&d->lru_link);
+		gvm_list_add_tail(&d->lru_link, &dev->svm_lru);
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+}
+
+void gvm__svm_devmem_touch(struct gvm_mm_devmem *dm)
+{
+	if (dm->ops == &svm_devmem_ops)
+		lru_touch(to_svm_devmem(dm));
+}
+
+/*
+ * Moves the least recently used SVM allocation of @dev back to system
+ * memory; @young: also one migrated within the policy's timeslice.
+ * Counted for @vm if not NULL.  The bytes freed (0: none could be).
+ * Context: vm->lock allowed, no reservation, no mm's devmem_lock.
+ */
+static uint64_t svm_evict_one(struct gvm_device *dev, bool young,
+			      struct gvm_vm *vm)
+{
+	int64_t now = gvm__svm_policy_now();
+	struct svm_devmem *d = NULL;
+	struct gvm_mm *mm = NULL;
+	struct gvm_list *pos;
+	uint64_t bytes;
+	int err;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->svm_lru) {
+		struct svm_devmem *x = gvm_list_entry(pos, struct svm_devmem,
+						      lru_link);
+
+		if (x->evicting ||
+		    (!young && !gvm__svm_policy_evictable(x->migrated_ns,
+							  now)))
+			continue;
+		if (!mm_get_unless_zero(x->mm))
+			continue;	/* its teardown frees x */
+		gvm__mm_devmem_get(&x->base);	/* see the top of the file */
+		x->evicting = true;
+		mm = x->mm;	/* x->mm may go once vram_lock is dropped */
+		d = x;
+		break;
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (!d)
+		return 0;
+	bytes = d->base.size;
+	err = gvm__mm_devmem_evict(mm, &d->base);
+	gvm__mutex_lock(&dev->vram_lock);
+	d->evicting = false;
+	gvm__mutex_unlock(&dev->vram_lock);
+	/* -ENOENT: it left meanwhile (the LRU lost it too): room all the
+	   same.  A copy error poisoned the pages (mm.h): the VRAM is free. */
+	if (err != -ENOENT) {
+		gvm_fetch_add_relaxed(&dev->svm_evictions, 1u);
+		gvm_fetch_add_relaxed(&dev->svm_bytes_evicted, bytes);
+		if (vm) {
+			gvm__vm_stat_add(vm, svm_evictions, 1);
+			gvm__vm_stat_add(vm, svm_bytes_evicted, bytes);
+		}
+	}
+	gvm__mm_devmem_put(&d->base);
+	gvm_mm_put(mm);
+	return bytes;
+}
+
+uint64_t gvm__svm_evict(struct gvm_device *dev, uint64_t bytes,
+			struct gvm_vm *vm)
+{
+	uint64_t freed = 0, n;
+	bool young = false;
+
+	while (freed < bytes) {
+		n = svm_evict_one(dev, young, vm);
+		if (!n && young)
+			break;
+		if (!n)
+			young = true;	/* nothing older: the young ones */
+		freed += n;
+	}
+	return freed;
+}
+
+/* Whether VRAM keeps SVM's headroom free (policy.h). */
+static bool headroom_left(struct gvm_device *dev)
+{
+	uint64_t want = gvm__svm_policy_headroom(dev);
+	bool ok;
+
+	if (!want)
+		return true;
+	gvm__mutex_lock(&dev->vram_lock);
+	ok = dev->vram.free_bytes >= want;
+	gvm__mutex_unlock(&dev->vram_lock);
+	return ok;
+}
+
+/*
+ * VRAM for an SVM migration of @size bytes: idle BOs make room first, then
+ * SVM allocations, least recently used first (the young ones last), until
+ * it fits with the policy's headroom left.  Bounded: an allocation cannot
+ * be starved forever by others that take the room it made, it gives up
+ * (-ENOSPC, the fault is serviced in system memory).  vm->lock held.
+ */
+static int svm_vram_alloc(struct gvm_vm *vm, struct gvm_device *dev,
+			  uint64_t size, struct gvm_list *blocks)
+{
+	unsigned int rounds = 2 * (unsigned int)(size >> 12) + 8;
+	int err;
+
+	if (size + gvm__svm_policy_headroom(dev) > dev->desc.vram_size)
+		return -ENOSPC;
+	while (rounds--) {
+		err = gvm__vram_alloc_evict(dev, size, GVM_EVICT_IDLE, blocks);
+		if (!err && headroom_left(dev))
+			return 0;
+		if (!err) {
+			gvm__vram_free(dev, blocks);
+			err = -ENOSPC;
+		}
+		if (err != -ENOSPC || !gvm__svm_evict(dev, 1, vm))
+			return err;
+	}
+	return -ENOSPC;
+}
+
 int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 			     uint64_t start, uint64_t size)
 {
+	struct gvm_mm_devmem *dm;
 	struct svm_devmem *d;
+	uint64_t off;
+	bool other;
 	int err;
 
 	gvm_lockdep_assert_held(&vm->lock);
+	/* Resident already: a use (the LRU), and nothing to allocate. */
+	dm = gvm__mm_devmem_lookup(vm->mm, start, size, dev, &off, &other);
+	if (dm) {
+		gvm__svm_devmem_touch(dm);
+		gvm__mm_devmem_put(dm);
+		return -EEXIST;
+	}
+	if (other)
+		return -EEXIST;
 	GVM_TRACE_MIGRATE(dev, dev->name, "to_vram", start, size);
 	d = gvm__calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	gvm_list_init(&d->blocks);
+	gvm_list_init(&d->lru_link);
 	d->dev = gvm_device_get(dev);
 	gvm__mm_devmem_init(&d->base, &svm_devmem_ops, dev, size);
-	err = gvm__vram_alloc_evict(dev, size, GVM_EVICT_IDLE, &d->blocks);
+	err = svm_vram_alloc(vm, dev, size, &d->blocks);
 	if (!err)
 		err = devmem_extents(d);
-	if (!err)
+	if (!err) {
+		/* On the LRU first: once migrated, the mm's unused() may
+		   take it off at any time. */
+		gvm__mutex_lock(&dev->vram_lock);
+		d->mm = vm->mm;
+		d->migrated_ns = gvm__svm_policy_now();
+		gvm_list_add_tail(&d->lru_link, &dev->svm_lru);
+		gvm__mutex_unlock(&dev->vram_lock);
 		err = gvm__mm_migrate_to_devmem(vm->mm, start, size, &d->base);
+		if (err)
+			lru_del(d);	/* no extent was made: ours to undo */
+	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_migrations, 1);
 		gvm__vm_stat_add(vm, bytes_to_vram, size);
 		gvm_fetch_add_relaxed(&dev->svm_to_vram, 1u);
 		gvm_fetch_add_relaxed(&dev->svm_bytes_to_vram, size);
+		gvm__svm_policy_migrated(vm, start, size);
 	}
 	gvm__mm_devmem_put(&d->base);	/* the mm holds its own */
 	return err;

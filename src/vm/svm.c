@@ -52,6 +52,7 @@
 #include "vm/attr.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
+#include "vm/policy.h"
 #include "vm/pt_update.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
@@ -215,11 +216,13 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 	if (!gvm__mm_devmem_supported(vm->mm))
 		return;
 	dm = gvm__mm_devmem_lookup(vm->mm, a, len, NULL, &off, &partial);
-	if (dm) {
+	if (dm)
 		where = gvm__svm_devmem_device(dm);
-		gvm__mm_devmem_put(dm);
-	}
 	to = placement(vm, r, access, where);
+	if (dm && to == where)
+		gvm__svm_devmem_touch(dm);	/* a use: the LRU */
+	if (dm)
+		gvm__mm_devmem_put(dm);
 	if (to == where && !partial)
 		return;
 	if (!to) {
@@ -227,7 +230,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 		return;
 	}
 	if (gvm__userptr_no_migrate(r) || !to->desc.vram_size ||
-	    gvm_load_relaxed(&gvm__svm_no_migration))
+	    gvm_load_relaxed(&gvm__svm_no_migration) ||
+	    !gvm__svm_policy_may_migrate(vm, a, len))
 		return;
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
@@ -239,6 +243,10 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 		/* -EEXIST: placed by someone else meanwhile; fetch decides */
 		if (!err || err == -EEXIST)
 			return;
+		if (err == -ENOSPC) {
+			gvm__vm_stat_add(vm, svm_capacity_fallbacks, 1);
+			return;
+		}
 		where = NULL;
 		partial = false;
 	}

@@ -56,14 +56,26 @@ extern bool gvm__svm_no_migration;
  * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range
  * of @vm) to the memory of @dev (the VM's device, or a peer)
  * (mm/devmem.c): vm->lock held, no reservation.
+ * A range resident on @dev already counts as used (the device's SVM LRU).
  * 0, -EEXIST (already in device memory), -ENOSPC (no VRAM, even after
- * evicting idle BOs), -ENOMEM, -EOPNOTSUPP / -EBUSY / -EINVAL (the mm
- * cannot take these pages), -EIO (the copy failed); on failure nothing
+ * evicting idle BOs and SVM allocations), -ENOMEM, -EOPNOTSUPP / -EBUSY /
+ * -EINVAL (the mm cannot take these pages), -EIO (the copy failed); on failure nothing
  * moved.
  */
 struct gvm_device;
 int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 			     uint64_t start, uint64_t size);
+
+/*
+ * migrate.c.  Makes room in @dev's VRAM by moving SVM allocations back
+ * to system memory, least recently used first (those migrated within the
+ * policy's timeslice only when no other is left), until at least @bytes
+ * were freed or none is left; counted for @vm if not NULL.  Returns the
+ * bytes freed.  Context: vm->lock allowed (or no lock at all); no
+ * reservation, no mm's devmem_lock (each victim's mm takes its own).
+ */
+uint64_t gvm__svm_evict(struct gvm_device *dev, uint64_t bytes,
+			struct gvm_vm *vm);
 
 /*
  * The addresses at which @dev reaches [off, off + len) of SVM device
@@ -78,6 +90,9 @@ struct gvm_pt_extent;
 int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, struct gvm_device *dev,
 			    uint64_t off, uint64_t len,
 			    struct gvm_pt_extent **out, size_t *n, bool *local);
+
+/* A use of SVM device memory @dm: to its device's LRU tail. */
+void gvm__svm_devmem_touch(struct gvm_mm_devmem *dm);
 
 /* The device whose memory SVM device memory @dm is (NULL: not SVM's). */
 struct gvm_device *gvm__svm_devmem_device(const struct gvm_mm_devmem *dm);

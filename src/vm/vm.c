@@ -38,6 +38,7 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/sync.h"
+#include "vm/policy.h"
 #include "vm/userptr.h"
 
 /* Frees what gvm_vm_create() set up first (not the device reference). */
@@ -51,6 +52,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->notifier_lock);
 	gvm__mutex_fini(&vm->pt_lock);
 	gvm__mutex_fini(&vm->lock);
+	gvm__svm_policy_vm_fini(vm);
 	gvm_mm_put(vm->mm);
 	gvm__free(vm);
 }
@@ -450,6 +452,10 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_ranges_created);
 	C(svm_migrations);
 	C(svm_migration_failures);
+	C(svm_capacity_fallbacks);
+	C(svm_evictions);
+	C(svm_bytes_evicted);
+	C(svm_thrash_pins);
 	C(svm_ranges_dropped);
 	C(svm_ranges_split);
 	C(svm_faults_by_size[0]);
@@ -472,6 +478,9 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 		gvm_load_relaxed(&vm->dev->svm_bytes_to_ram);
 	st->dev_purges = gvm_load_relaxed(&vm->dev->bos_purged);
 	st->dev_bytes_purged = gvm_load_relaxed(&vm->dev->bytes_purged);
+	st->dev_svm_evictions = gvm_load_relaxed(&vm->dev->svm_evictions);
+	st->dev_svm_bytes_evicted =
+		gvm_load_relaxed(&vm->dev->svm_bytes_evicted);
 	gvm__mutex_lock(&vm->lock);
 	st->vmas = gvm__va_count(&vm->va);
 	st->local_bos = gvm_load_relaxed(&vm->nr_local_bos);

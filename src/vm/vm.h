@@ -110,6 +110,12 @@ struct gvm_vm_counters {		/* relaxed atomics */
 					   result of a fault on the same page */
 	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;
 	uint64_t svm_migrations, svm_migration_failures;
+	uint64_t svm_capacity_fallbacks; /* svm.c: no VRAM, this fault only */
+	uint64_t svm_evictions;		/* migrate.c: SVM allocations this
+					   VM's migrations evicted */
+	uint64_t svm_bytes_evicted;	/* their bytes */
+	uint64_t svm_thrash_pins;	/* policy.c: ranges pinned to system
+					   memory for thrashing */
 	uint64_t svm_faults_by_size[3];	/* 4K, 64K, 2M ranges */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;
@@ -204,6 +210,8 @@ struct gvm_vm {
 	uint32_t fault_head, fault_count;
 
 	struct gvm_vm_counters stats;
+	struct gvm_svm_policy_state *svm_policy; /* vm->lock: placement
+					   history (policy.c), or NULL */
 };
 
 struct gvm_vm *gvm__vm_get(struct gvm_vm *vm);

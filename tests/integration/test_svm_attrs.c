@@ -647,3 +647,30 @@ TEST(an_unplugged_peer_is_never_a_placement)
 	pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
+
+/*
+ * Unplugging a device whose memory holds SVM data moves the data out:
+ * nothing is lost, the peer that mapped it refaults and maps system
+ * memory, the CPU reads it.
+ */
+TEST(unplug_moves_svm_data_out_and_peers_keep_working)
+{
+	struct pair x;
+	uint8_t *p;
+
+	pair_setup(&x, true);
+	p = svmt_map(M2, M2);
+	svmt_fill(&x.vb, p, M2, 6);			/* into B */
+	ASSERT_EQ(svmt_sum(&x.va, p, M2), M2 / 8 * W(6));	/* p2p */
+	ASSERT_EQ(svmt_stats(x.va.vm).svm_p2p_binds, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), M2);
+	ASSERT_OK(gvm_device_unplug(x.b));
+	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), 0);
+	ASSERT_EQ(svmt_info(x.b).svm_migrations_out, 1);
+	/* A refaults: its own memory now (B is no peer any more) */
+	ASSERT_EQ(svmt_sum(&x.va, p, M2), M2 / 8 * W(6));
+	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 1);
+	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(6));
+	pair_teardown(&x);
+	svmt_unmap(p, M2);
+}

@@ -283,6 +283,9 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			   PRIu64 " MiB), %" PRIu64 " back to system memory "
 			   "(%" PRIu64 " MiB, device-wide), %" PRIu64
 			   " failed, %" PRIu64 " retried\n"
+			   "%s            %" PRIu64 " evicted (%" PRIu64
+			   " MiB; device-wide %" PRIu64 "), %" PRIu64
+			   " capacity fallbacks, %" PRIu64 " thrashing pins\n"
 			   "%s            %" PRIu64 " ranges collected (%"
 			   PRIu64 " split); %" PRIu64 " fault batches (largest %"
 			   PRIu64 "), %" PRIu64 " binds retried\n",
@@ -292,6 +295,9 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			vs->dev_svm_to_system,
 			vs->dev_svm_bytes_to_system >> 20,
 			vs->svm_migration_failures, vs->svm_migration_retries,
+			in, vs->svm_evictions, vs->svm_bytes_evicted >> 20,
+			vs->dev_svm_evictions, vs->svm_capacity_fallbacks,
+			vs->svm_thrash_pins,
 			in, vs->svm_ranges_dropped, vs->svm_ranges_split,
 			vs->fault_batches, vs->fault_batch_max,
 			vs->fault_retries);
