@@ -143,6 +143,8 @@ struct gvm_vm_stats {
 					   after a migration failed twice */
 	uint64_t svm_migration_retries;	/* migrations retried after a
 					   first failure */
+	uint64_t svm_atomic_fallbacks;	/* DEVICE-policy atomics let happen
+					   in system memory (contention) */
 	uint64_t svm_p2p_binds;		/* SVM ranges bound to a linked
 					   device's memory, peer to peer */
 	uint64_t dev_svm_to_system;	/* device-wide: SVM ranges moved

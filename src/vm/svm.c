@@ -468,16 +468,23 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 	 * the range cannot move to device memory, replaying it would fault
 	 * forever, so it fails.  Under the DEVICE policy a device we cannot
 	 * reach may have taken the pages between placement and fetch (its
-	 * own atomic): place again, a few times, then let the replay fault
-	 * once more, which queues behind the other faults.
+	 * own atomic), or the thrashing policy pins the range to system
+	 * memory: place again, a few times, then let the atomics happen
+	 * where the pages are (the simulated GPU's system-memory atomics are
+	 * coherent), until the range is in device memory again.  Progress
+	 * is guaranteed: refaulting instead could exhaust the lane's
+	 * replays under contention and fail the job.
 	 */
 	for (tries = 0; f->access == GVM_ACCESS_ATOMIC &&
 			!gvm__userptr_atomic(r); tries++) {
 		if (!atomic_may_move(vm, r))
 			return -EACCES;
-		if (tries == ATOMIC_RETRIES)
-			return 0;
-		gvm__vm_stat_add(vm, svm_migration_retries, 1);
+		if (tries == ATOMIC_RETRIES) {
+			gvm__userptr_set_atomic_anywhere(r);
+			gvm__vm_stat_add(vm, svm_atomic_fallbacks, 1);
+		} else {
+			gvm__vm_stat_add(vm, svm_migration_retries, 1);
+		}
 		err = range_bind(vm, r, PLACE_POLICY, f->access);
 		if (err)
 			return err;

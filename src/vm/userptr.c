@@ -107,6 +107,10 @@ struct gvm_userptr {
 	bool in_peer;				/* vm->lock: ext points into a
 						   linked device's memory,
 						   through its window */
+	bool atomic_anywhere;			/* vm->lock: DEVICE policy
+						   relaxed (contention, svm.c)
+						   until it is in device
+						   memory again */
 	bool no_migrate;			/* vm->lock: SVM: stays in
 						   system memory */
 };
@@ -497,6 +501,8 @@ static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
 {
 	u->in_devmem = in_devmem;
 	u->in_peer = in_peer;
+	if (in_devmem || in_peer)
+		u->atomic_anywhere = false;
 	gvm__free(u->ext);
 	u->ext = ext;
 	u->nr_ext = n;
@@ -682,12 +688,17 @@ bool gvm__userptr_atomic(const struct gvm_vma *vma)
 
 	switch (u->atomic_policy) {
 	case GVM_ATOMIC_DEVICE:
-		return u->in_devmem || u->in_peer;
+		return u->in_devmem || u->in_peer || u->atomic_anywhere;
 	case GVM_ATOMIC_CPU:
 		return false;
 	default:
 		return true;
 	}
+}
+
+void gvm__userptr_set_atomic_anywhere(struct gvm_vma *vma)
+{
+	vma->userptr->atomic_anywhere = true;
 }
 
 uint32_t gvm__userptr_atomic_policy(const struct gvm_vma *vma)

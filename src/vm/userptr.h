@@ -64,6 +64,9 @@ bool gvm__userptr_in_devmem(const struct gvm_vma *vma);
 bool gvm__userptr_in_peer(const struct gvm_vma *vma);
 bool gvm__userptr_atomic(const struct gvm_vma *vma);
 uint32_t gvm__userptr_atomic_policy(const struct gvm_vma *vma);
+/* DEVICE atomics allowed wherever the pages are, until they are in device
+   memory again (contention: gvm__svm_fault). */
+void gvm__userptr_set_atomic_anywhere(struct gvm_vma *vma);
 bool gvm__userptr_no_migrate(const struct gvm_vma *vma);
 void gvm__userptr_set_no_migrate(struct gvm_vma *vma);
 

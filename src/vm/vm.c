@@ -448,6 +448,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(fault_batch_max);
 	C(fault_retries);
 	C(svm_migration_retries);
+	C(svm_atomic_fallbacks);
 	C(svm_p2p_binds);
 	C(svm_ranges_created);
 	C(svm_migrations);

@@ -104,6 +104,7 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t fault_retries;		/* fault.c: binds redone because the
 					   pages changed while fetched */
 	uint64_t svm_migration_retries;	/* svm.c: failed migrations retried */
+	uint64_t svm_atomic_fallbacks;	/* svm.c: DEVICE atomics relaxed */
 	uint64_t svm_p2p_binds;		/* userptr.c: ranges mapped in a
 					   linked device's memory */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
