@@ -23,6 +23,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "svmtest.h"
 #include "core/atomic.h"
 #include "core/list.h"
 #include "core/sync.h"
@@ -55,46 +56,13 @@ struct ctx {
 	struct vmctx v[2];
 };
 
-static uint64_t u64(const void *p)
-{
-	return (uint64_t)(uintptr_t)p;
-}
-
-static struct gvm_vm_stats stats(struct gvm_vm *vm)
-{
-	struct gvm_vm_stats st;
-
-	ASSERT_OK(gvm_vm_stats(vm, &st));
-	return st;
-}
-
-static uint32_t logged(struct gvm_vm *vm)
-{
-	struct gvm_fault_info f[8];
-	uint32_t n;
-
-	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
-	return n;
-}
-
-static void run_on(struct gvm_queue *q, struct gvm_kernel *k)
-{
-	uint64_t uf = 0;
-	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
-			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
-			      .value = 1 };
-
-	ASSERT_OK(gvm_exec(q, k, &s, 1));
-	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
-}
-
 static uint64_t gpu_sum(struct vmctx *v, const void *va, uint64_t size)
 {
 	struct gvm_kernel k;
 
 	*v->out = 0;
-	ASSERT_OK(gvm_kernel_checksum(&k, u64(va), size, u64(v->out)));
-	run_on(v->q, &k);
+	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(va), size, svmt_u64(v->out)));
+	svmt_run(v->q, &k);
 	return *v->out;
 }
 
@@ -103,13 +71,13 @@ static void gpu_fill(struct vmctx *v, const void *va, uint64_t size,
 {
 	struct gvm_kernel k;
 
-	ASSERT_OK(gvm_kernel_fill(&k, u64(va), size, val));
-	run_on(v->q, &k);
+	ASSERT_OK(gvm_kernel_fill(&k, svmt_u64(va), size, val));
+	svmt_run(v->q, &k);
 }
 
 static void prefetch(struct vmctx *v, const void *va, uint64_t size)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = u64(va),
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = svmt_u64(va),
 				  .range = size,
 				  .prefetch_mem = GVM_MEM_VRAM };
 
@@ -135,9 +103,9 @@ static void vm_setup(struct ctx *c, struct vmctx *v)
 
 static void vm_teardown(struct vmctx *v)
 {
-	struct gvm_vm_stats st = stats(v->vm);
+	struct gvm_vm_stats st = svmt_stats(v->vm);
 
-	ASSERT_EQ(logged(v->vm), 0);		/* every fault serviced */
+	ASSERT_EQ(svmt_logged(v->vm, NULL), 0);		/* every fault serviced */
 	ASSERT_FALSE(st.banned);
 	ASSERT_EQ(st.svm_migration_failures, 0);
 	gvm_queue_destroy(v->q);
@@ -176,41 +144,13 @@ static uint64_t vram_free(struct gvm_device *dev)
 	return info.vram_free;
 }
 
-/*
- * @size bytes of private anonymous memory aligned to @align between
- * inaccessible guard pages, so that no neighbour merges with it and the
- * SVM ranges made in it are bounded by it.
- */
-static void *map_guarded(uint64_t size, uint64_t align)
-{
-	uint64_t len = size + 2 * align + 2 * K4;
-	uint8_t *r = mmap(NULL, len, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint64_t a;
-
-	ASSERT_TRUE(r != MAP_FAILED);
-	a = (u64(r) + K4 + align - 1) & ~(align - 1);
-	if (a - K4 > u64(r))
-		ASSERT_OK(munmap(r, a - K4 - u64(r)));
-	ASSERT_OK(munmap((void *)(uintptr_t)(a + size + K4),
-			 u64(r) + len - (a + size + K4)));
-	ASSERT_OK(mprotect((void *)(uintptr_t)a, size,
-			   PROT_READ | PROT_WRITE));
-	return (void *)(uintptr_t)a;
-}
-
-static void unmap_guarded(void *p, uint64_t size)
-{
-	ASSERT_OK(munmap((uint8_t *)p - K4, size + 2 * K4));
-}
-
 static bool resident(struct ctx *c, const void *p, uint64_t size)
 {
 	struct gvm_mm_devmem *dm;
 	uint64_t off;
 	bool other;
 
-	dm = gvm__mm_devmem_lookup(c->mm, u64(p), size, c->dev, &off, &other);
+	dm = gvm__mm_devmem_lookup(c->mm, svmt_u64(p), size, c->dev, &off, &other);
 	gvm__mm_devmem_put(dm);
 	return dm != NULL;
 }
@@ -245,13 +185,13 @@ static void wset_make(struct wset *w, uint64_t bytes, uint64_t each,
 	w->n = (unsigned int)((bytes + each - 1) / each);
 	ASSERT_LE(w->n, 64);
 	for (unsigned int i = 0; i < w->n; i++)
-		w->map[i] = map_guarded(each, align);
+		w->map[i] = svmt_map(each, align);
 }
 
 static void wset_free(struct wset *w)
 {
 	for (unsigned int i = 0; i < w->n; i++)
-		unmap_guarded(w->map[i], w->each);
+		svmt_unmap(w->map[i], w->each);
 }
 
 /*
@@ -329,7 +269,7 @@ static void working_set(unsigned int percent)
 	for (unsigned int i = 0; i < 2; i++)
 		ASSERT_OK(pthread_join(t[i], NULL));
 	for (unsigned int i = 0; i < 2; i++)
-		st[i] = stats(c.v[i].vm);
+		st[i] = svmt_stats(c.v[i].vm);
 	printf("%u%%: VM0 %llu migrations, %llu evictions, %llu fallbacks, "
 	       "%llu pins; VM1 %llu migrations, %llu evictions, %llu "
 	       "fallbacks, %llu pins; device %llu evictions (%llu MiB)\n",
@@ -395,18 +335,18 @@ TEST(svm_memory_and_bos_compete)
 
 	setup(&c, M16, 1);
 	v = &c.v[0];
-	p = map_guarded(size, M2);
+	p = svmt_map(size, M2);
 	gpu_fill(v, p, size, 5);
-	ASSERT_EQ(stats(v->vm).svm_migrations, size / M2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, size / M2);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), size);
 
 	ASSERT_OK(gvm_bo_create(c.dev, 8 * M1, GVM_MEM_VRAM, v->vm, &bo));
 	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
-	evictions = stats(v->vm).dev_svm_evictions;
+	evictions = svmt_stats(v->vm).dev_svm_evictions;
 	printf("the BO evicted %llu SVM allocations\n",
 	       (unsigned long long)evictions);
 	ASSERT_GE(evictions, 2);
-	ASSERT_EQ(stats(v->vm).svm_evictions, 0);	/* not this VM's faults */
+	ASSERT_EQ(svmt_stats(v->vm).svm_evictions, 0);	/* not this VM's faults */
 	ASSERT_LE(gvm__mm_devmem_bytes(c.mm), size - 2 * M2);
 	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
 	for (uint64_t i = 0; i < 8 * M1 / 4; i++)
@@ -423,7 +363,7 @@ TEST(svm_memory_and_bos_compete)
 		if (b[i] != (uint32_t)i * 7)
 			ASSERT_EQ(b[i], (uint32_t)i * 7);
 	gvm_bo_put(bo);
-	unmap_guarded(p, size);
+	svmt_unmap(p, size);
 	teardown(&c, 1);
 }
 
@@ -444,7 +384,7 @@ static void timeslice(bool spare_young)
 	setup(&c, M8, 1);
 	v = &c.v[0];
 	gvm__svm_policy.evict_timeslice_ns = spare_young ? SEC : 0;
-	p = map_guarded(4 * M2, M2);
+	p = svmt_map(4 * M2, M2);
 	a = p;
 	b = p + M2;
 	cc = p + 2 * M2;
@@ -456,17 +396,17 @@ static void timeslice(bool spare_young)
 	prefetch(v, a, 2 * M2);		/* a use of A and B: LRU C, A, B */
 	ASSERT_TRUE(resident(&c, a, M2) && resident(&c, b, M2) &&
 		    resident(&c, cc, M2));
-	ASSERT_EQ(stats(v->vm).svm_evictions, 0);
+	ASSERT_EQ(svmt_stats(v->vm).svm_evictions, 0);
 	gpu_fill(v, d, M2, 4);
-	ASSERT_EQ(stats(v->vm).svm_evictions, 1);
-	ASSERT_EQ(stats(v->vm).svm_bytes_evicted, M2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_evictions, 1);
+	ASSERT_EQ(svmt_stats(v->vm).svm_bytes_evicted, M2);
 	ASSERT_TRUE(resident(&c, d, M2));
 	ASSERT_TRUE(resident(&c, b, M2));
 	ASSERT_EQ(resident(&c, a, M2), !spare_young);
 	ASSERT_EQ(resident(&c, cc, M2), spare_young);
 	ASSERT_EQ(gpu_sum(v, p, 4 * M2), (W(1) + W(2) + W(3) + W(4)) *
 					 (M2 / 8));
-	unmap_guarded(p, 4 * M2);
+	svmt_unmap(p, 4 * M2);
 	teardown(&c, 1);
 }
 
@@ -493,13 +433,13 @@ TEST(young_allocations_go_when_nothing_else_can)
 	setup(&c, M8, 1);
 	v = &c.v[0];
 	gvm__svm_policy.evict_timeslice_ns = 3600 * SEC;
-	p = map_guarded(5 * M2, M2);
+	p = svmt_map(5 * M2, M2);
 	gpu_fill(v, p, 5 * M2, 9);
-	ASSERT_EQ(stats(v->vm).svm_migrations, 5);
-	ASSERT_EQ(stats(v->vm).svm_capacity_fallbacks, 0);
-	ASSERT_GE(stats(v->vm).svm_evictions, 2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, 5);
+	ASSERT_EQ(svmt_stats(v->vm).svm_capacity_fallbacks, 0);
+	ASSERT_GE(svmt_stats(v->vm).svm_evictions, 2);
 	ASSERT_EQ(gpu_sum(v, p, 5 * M2), W(9) * (5 * M2 / 8));
-	unmap_guarded(p, 5 * M2);
+	svmt_unmap(p, 5 * M2);
 	teardown(&c, 1);
 }
 
@@ -527,7 +467,7 @@ TEST(thrashing_ranges_are_pinned_then_let_go)
 	gvm__svm_policy.thrash_migrations = 3;
 	gvm__svm_policy.thrash_window_ns = 3600 * SEC;
 	gvm__svm_policy.thrash_cooldown_ns = 3600 * SEC;
-	p = map_guarded(2 * M2, M2);
+	p = svmt_map(2 * M2, M2);
 	r[0] = (uint64_t *)p;
 	r[1] = (uint64_t *)(p + M2);
 	for (unsigned int s = 0; s < steps; s++) {
@@ -541,7 +481,7 @@ TEST(thrashing_ranges_are_pinned_then_let_go)
 			ASSERT_EQ(gpu_sum(v, r[k], M2), sum);
 		}
 	}
-	st = stats(v->vm);
+	st = svmt_stats(v->vm);
 	printf("%llu migrations, %llu pins, %llu back\n",
 	       (unsigned long long)st.svm_migrations,
 	       (unsigned long long)st.svm_thrash_pins,
@@ -557,13 +497,13 @@ TEST(thrashing_ranges_are_pinned_then_let_go)
 	gvm__svm_policy.clock_skew_ns += 3601 * SEC;
 	prefetch(v, p, 2 * M2);
 	gpu_fill(v, p, 2 * M2, 6);
-	ASSERT_EQ(stats(v->vm).svm_migrations, 2 * 4 + 2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, 2 * 4 + 2);
 	ASSERT_TRUE(resident(&c, r[0], M2));
-	ASSERT_EQ(stats(v->vm).svm_thrash_pins, 2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_thrash_pins, 2);
 	for (uint64_t i = 0; i < 2 * M2 / 8; i++)
 		if (((uint64_t *)p)[i] != W(6))
 			ASSERT_EQ(((uint64_t *)p)[i], W(6));
-	unmap_guarded(p, 2 * M2);
+	svmt_unmap(p, 2 * M2);
 	teardown(&c, 1);
 }
 
@@ -578,15 +518,15 @@ TEST(migrations_spread_over_windows_are_not_thrashing)
 	v = &c.v[0];
 	gvm__svm_policy.thrash_migrations = 3;
 	gvm__svm_policy.thrash_window_ns = SEC;
-	r = map_guarded(M2, M2);
+	r = svmt_map(M2, M2);
 	for (unsigned int s = 0; s < 10; s++) {
 		r[0] = s;
 		ASSERT_EQ(gpu_sum(v, r, 8), s);
 		gvm__svm_policy.clock_skew_ns += 2 * SEC;
 	}
-	ASSERT_EQ(stats(v->vm).svm_migrations, 10);
-	ASSERT_EQ(stats(v->vm).svm_thrash_pins, 0);
-	unmap_guarded(r, M2);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, 10);
+	ASSERT_EQ(svmt_stats(v->vm).svm_thrash_pins, 0);
+	svmt_unmap(r, M2);
 	teardown(&c, 1);
 }
 
@@ -606,18 +546,18 @@ TEST(capacity_fallback_is_not_permanent)
 	setup(&c, M8, 1);
 	v = &c.v[0];
 	gvm__svm_policy.vram_headroom_div = 1;
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	gpu_fill(v, p, M2, 8);
-	ASSERT_EQ(stats(v->vm).svm_migrations, 0);
-	ASSERT_EQ(stats(v->vm).svm_capacity_fallbacks, 1);
-	ASSERT_EQ(stats(v->vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, 0);
+	ASSERT_EQ(svmt_stats(v->vm).svm_capacity_fallbacks, 1);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migration_failures, 0);
 	ASSERT_FALSE(resident(&c, p, M2));
 	gvm__svm_policy.vram_headroom_div = GVM_SVM_VRAM_HEADROOM_DIV;
 	prefetch(v, p, M2);
-	ASSERT_EQ(stats(v->vm).svm_migrations, 1);
+	ASSERT_EQ(svmt_stats(v->vm).svm_migrations, 1);
 	ASSERT_TRUE(resident(&c, p, M2));
 	ASSERT_EQ(gpu_sum(v, p, M2), W(8) * (M2 / 8));
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 	teardown(&c, 1);
 }
 
@@ -633,21 +573,21 @@ TEST(eviction_of_a_destroyed_vms_memory)
 	struct ctx c;
 
 	setup(&c, M8, 2);
-	p = map_guarded(3 * M2, M2);
-	q = map_guarded(3 * M2, M2);
+	p = svmt_map(3 * M2, M2);
+	q = svmt_map(3 * M2, M2);
 	gpu_fill(&c.v[0], p, 3 * M2, 11);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 3 * M2);
 	vm_teardown(&c.v[0]);
 	gpu_fill(&c.v[1], q, 3 * M2, 12);
-	st = stats(c.v[1].vm);
+	st = svmt_stats(c.v[1].vm);
 	ASSERT_EQ(st.svm_migrations, 3);
 	ASSERT_EQ(st.svm_evictions, 3);
 	for (uint64_t i = 0; i < 3 * M2 / 8; i++)
 		if (((uint64_t *)p)[i] != W(11))
 			ASSERT_EQ(((uint64_t *)p)[i], W(11));
 	ASSERT_EQ(gpu_sum(&c.v[1], q, 3 * M2), W(12) * (3 * M2 / 8));
-	unmap_guarded(p, 3 * M2);
-	unmap_guarded(q, 3 * M2);
+	svmt_unmap(p, 3 * M2);
+	svmt_unmap(q, 3 * M2);
 	vm_teardown(&c.v[1]);
 	gvm_device_put(c.dev);
 	gvm_mm_put(c.mm);
@@ -668,7 +608,7 @@ TEST(mm_teardown_takes_its_memory_off_the_lru)
 
 	setup(&c, M8, 1);
 	free0 = vram_free(c.dev);
-	p = map_guarded(2 * M2, M2);
+	p = svmt_map(2 * M2, M2);
 	gpu_fill(&c.v[0], p, 2 * M2, 13);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 2 * M2);
 	gvm__mutex_lock(&c.dev->vram_lock);
@@ -680,7 +620,7 @@ TEST(mm_teardown_takes_its_memory_off_the_lru)
 	ASSERT_TRUE(gvm_list_empty(&c.dev->svm_lru));
 	gvm__mutex_unlock(&c.dev->vram_lock);
 	ASSERT_GE(vram_free(c.dev), free0);
-	unmap_guarded(p, 2 * M2);
+	svmt_unmap(p, 2 * M2);
 	gvm_device_put(c.dev);
 	gvm__svm_policy_reset();
 }
