@@ -1001,8 +1001,10 @@ static void remap_loop(bool forced)
 	}
 	ASSERT_OK(gvm_mm_flush(c.mm));		/* the last one's event */
 	if (forced) {
-		/* the flush of binds 1..199, and the one above */
-		ASSERT_EQ(mmhold_flush_waits(), 200);
+		/* the flush of binds 1..199, and the one above; an exec's
+		   flush may wait too, when the event thread has not finished
+		   an event the bind's flush let go (seen 3 times in 150) */
+		ASSERT_GE(mmhold_flush_waits(), 200);
 		mmhold_uninstall();
 		gvm__notifier_remove(&probe);
 		munmap(p, 2 * K4);		/* the placeholder */
