@@ -674,3 +674,33 @@ TEST(unplug_moves_svm_data_out_and_peers_keep_working)
 	pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
+
+/*
+ * A PREFETCH places the ranges as the attributes say, here in a linked
+ * peer's memory: the kernel afterwards takes no fault at all.
+ */
+TEST(prefetch_to_a_preferred_peer_then_zero_faults)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
+				  .prefetch_mem = GVM_MEM_VRAM };
+	struct gvm_vm_stats st;
+	struct pair x;
+	uint8_t *p;
+
+	pair_setup(&x, true);
+	p = svmt_map(4 * M2, M2);
+	memset(p, 1, 4 * M2);
+	ASSERT_OK(advise(x.va.vm, p, 4 * M2, GVM_MADV_PREFERRED_LOC,
+			 loc(GVM_LOC_DEVICE, x.b)));
+	op.addr = svmt_u64(p);
+	op.range = 4 * M2;
+	ASSERT_OK(gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 4);
+	st = svmt_stats(x.va.vm);
+	ASSERT_EQ(st.svm_p2p_binds, 4);
+	svmt_fill(&x.va, p, 4 * M2, 3);
+	ASSERT_EQ(svmt_stats(x.va.vm).faults, st.faults);
+	ASSERT_EQ(svmt_cpu_sum(p, 4 * M2), 4 * M2 / 8 * W(3));
+	pair_teardown(&x);
+	svmt_unmap(p, 4 * M2);
+}
