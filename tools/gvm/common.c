@@ -89,6 +89,10 @@ int gvm_tool_system_option(int argc, char **argv, int *i, const char *cmd,
 	uint64_t n;
 	int r;
 
+	if (!strcmp(argv[*i], "--link")) {
+		sys->link = true;
+		return 1;
+	}
 	r = gvm_tool_option(argc, argv, i, "--devices", &v);
 	if (r < 0)
 		goto missing;
@@ -148,6 +152,15 @@ int gvm_tool_system_create(struct gvm_tool_system *sys)
 				"%u: %s\n", i, strerror(-err));
 			while (i--)
 				gvm_device_put(sys->dev[i]);
+			return err;
+		}
+	}
+	for (i = 1; sys->link && i < sys->nr_devices; i++) {
+		err = gvm_device_link(sys->dev[i - 1], sys->dev[i], NULL);
+		if (err) {
+			fprintf(stderr, "gvm: cannot link devices %u and %u: "
+				"%s\n", i - 1, i, strerror(-err));
+			gvm_tool_system_destroy(sys);
 			return err;
 		}
 	}

@@ -31,6 +31,8 @@ int gvm_tool_plot(int argc, char **argv);
 struct gvm_tool_system {
 	unsigned int nr_devices;	/* --devices [1] */
 	uint64_t vram_size;		/* --vram, 0: the simulator's default */
+	bool link;			/* --link: the devices in one owner
+					   group (a chain of links) */
 	struct gvm_device *dev[GVM_TOOL_MAX_DEVICES];
 };
 

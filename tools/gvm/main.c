@@ -25,7 +25,7 @@ static void usage(FILE *f)
 		"commands:\n"
 		"  info [--devices N] [--vram SIZE]\n"
 		"                   the simulated system: devices, engines, TLBs, links\n"
-		"  run WORKLOAD [--devices N] [--vram SIZE] [--size SIZE] [--iters N]\n"
+		"  run WORKLOAD [--devices N] [--vram SIZE] [--size SIZE] [--iters N] [--link]\n"
 		"               [--trace FILE] [--explain]\n"
 		"                   run a workload (triad, bind-churn, svm-stream,\n"
 		"                   svm-random) on simulated GPUs and report\n"

@@ -27,6 +27,7 @@ static const struct run_workload *const workloads[] = {
 	&gvm_run_bind_churn,
 	&gvm_run_svm_stream,
 	&gvm_run_svm_random,
+	&gvm_run_svm_multi,
 };
 
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: gvm run WORKLOAD [--devices N] [--vram SIZE] "
 		"[--size SIZE] [--iters N]\n"
-		"                        [--trace FILE] [--explain]\n"
+		"                        [--link] [--trace FILE] [--explain]\n"
 		"workloads:\n");
 	for (i = 0; i < NR_WORKLOADS; i++)
 		fprintf(f, "  %-11s %s\n", workloads[i]->name,
@@ -46,6 +47,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"options:\n"
 		"  --devices N   simulated devices, one VM and thread each [1]\n"
+		"  --link        link the devices into one owner group (peer "
+		"to peer)\n"
 		"  --vram SIZE   VRAM per device [256M, or what the workload "
 		"needs]\n"
 		"  --size SIZE   buffer size (4096, 64K, 256M, 1G) [per "

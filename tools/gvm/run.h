@@ -67,7 +67,7 @@ struct run_workload {
 };
 
 extern const struct run_workload gvm_run_triad, gvm_run_bind_churn,
-	gvm_run_svm_stream, gvm_run_svm_random;
+	gvm_run_svm_stream, gvm_run_svm_random, gvm_run_svm_multi;
 
 /* Records the first failure of @d (printf-style); later ones are dropped. */
 __attribute__((format(printf, 2, 3)))

@@ -17,12 +17,20 @@
  *    with a step-unique pattern or the CPU writes one, so ranges move back
  *    and forth the way a mixed CPU/GPU program makes them; a shadow copy
  *    on the CPU side checks every byte at the end.
+ *  svm-multi: one malloc'd array of --size bytes shared by all devices
+ *    (--devices N, --link to make them one owner group): device i fills
+ *    its slice --iters times, then checksums its neighbour's slice, which
+ *    is in the neighbour's memory: mapped peer to peer when the devices
+ *    are linked, migrated through system memory when not.  The CPU then
+ *    checks every word.  Devices meet at a barrier between the phases.
  *
  * The report adds the SVM counters (faults by range size, migrations and
  * bytes each way); --trace records faults and migrations.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,6 +314,165 @@ static void svm_total(const struct run_dev *devs, unsigned int n,
 	printf("wall time %.2f s for %u device%s (with setup and "
 	       "verification)\n", (double)wall / 1e9, n, n == 1 ? "" : "s");
 }
+
+/* ---- svm-multi ---------------------------------------------------------- */
+
+/* What the devices' threads share (made by the first one there). */
+static struct {
+	pthread_once_t once;
+	pthread_barrier_t bar;
+	const struct run_opts *o;
+	uint64_t *p;			/* the array, 2 MiB aligned */
+} multi = { .once = PTHREAD_ONCE_INIT };
+
+static void multi_init(void)
+{
+	void *p = NULL;
+
+	pthread_barrier_init(&multi.bar, NULL, multi.o->sys.nr_devices);
+	if (!posix_memalign(&p, 2ull << 20, multi.o->size))
+		multi.p = p;
+}
+
+/* The word device @i's fills leave in round @it. */
+static uint64_t multi_word(unsigned int i, uint64_t it)
+{
+	return (uint64_t)(uint32_t)(0x1000 * (i + 1) + it) * 0x100000001ull;
+}
+
+static void multi_run(struct run_dev *d)
+{
+	const struct run_opts *o = d->o;
+	unsigned int n = o->sys.nr_devices, me = d->index;
+	unsigned int peer = (me + 1) % n;
+	uint64_t slice = o->size / n & ~4095ull, it, i;
+	uint64_t *out = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t last = o->iters - 1;
+	struct gvm_kernel k;
+	struct svm_run s;
+	uint8_t *mine, *theirs;
+	int64_t t0;
+	int err = 0;
+
+	multi.o = o;
+	pthread_once(&multi.once, multi_init);
+	__atomic_store_n(&d->total, o->iters + 1, __ATOMIC_RELAXED);
+	if (out == MAP_FAILED || !multi.p) {
+		run_fail(d, "out of memory");
+		err = -ENOMEM;
+	}
+	if (!err)
+		err = svm_open(&s, d);
+	mine = (uint8_t *)multi.p + me * slice;
+	theirs = (uint8_t *)multi.p + peer * slice;
+	t0 = gvm_tool_now_ns();
+	/* 1: every device fills its own slice (it moves there) */
+	for (it = 0; it < o->iters && !err; it++) {
+		err = gvm_kernel_fill(&k, (uintptr_t)mine, slice,
+				      (uint32_t)multi_word(me, it));
+		if (!err)
+			err = run_split(&s, &k, 1);
+		__atomic_fetch_add(&d->done, 1, __ATOMIC_RELAXED);
+	}
+	if (err)
+		run_fail(d, "fill: %s", strerror(-err));
+	run_say(d, "2. Each device filled its slice of one malloc'd array "
+		   "%" PRIu64 " times: the\n   slices moved into the devices' "
+		   "memories.\n", o->iters);
+	pthread_barrier_wait(&multi.bar);
+	/* 2: every device reads its neighbour's slice */
+	if (!err) {
+		*out = 0;
+		err = gvm_kernel_checksum(&k, (uintptr_t)theirs, slice,
+					  (uintptr_t)out);
+		if (!err)
+			err = run_split(&s, &k, 1);
+		if (err)
+			run_fail(d, "checksum: %s", strerror(-err));
+		else if (*out != slice / 8 * multi_word(peer, last))
+			run_fail(d, "checksum of %s's slice is wrong", "a peer");
+		__atomic_fetch_add(&d->done, 1, __ATOMIC_RELAXED);
+	}
+	d->ns = gvm_tool_now_ns() - t0;
+	run_say(d, "3. Each device read its neighbour's slice: %s.\n",
+		o->sys.link ? "linked, so mapped peer to peer in the "
+			      "neighbour's memory" :
+			      "not linked, so migrated through system memory");
+	pthread_barrier_wait(&multi.bar);
+	/* 3: the CPU checks this device's slice (back to system memory) */
+	for (i = 0; !err && !d->failed && i < slice / 8; i++) {
+		if (((uint64_t *)mine)[i] != multi_word(me, last)) {
+			run_fail(d, "wrong word at %" PRIu64, i);
+			break;
+		}
+	}
+	if (!err && !d->failed) {
+		d->checks = slice / 8;
+		d->bytes = slice * o->iters + slice;
+		snprintf(d->result, sizeof(d->result),
+			 "slice %u of the shared array verified, "
+			 "neighbour's read %s", me,
+			 o->sys.link ? "peer to peer" : "after migration");
+	}
+	if (s.vm || s.mm)
+		svm_close(&s);
+	pthread_barrier_wait(&multi.bar);
+	if (out != MAP_FAILED)
+		munmap(out, 4096);
+}
+
+static int multi_check(const struct run_opts *o)
+{
+	if (o->size / o->sys.nr_devices < 4096) {
+		fprintf(stderr, "gvm run svm-multi: --size must give each "
+			"device at least 4K\n");
+		return 2;
+	}
+	return 0;
+}
+
+static uint64_t multi_vram(const struct run_opts *o)
+{
+	/* its slice and its neighbour's, page tables and slack */
+	return 2 * (o->size / o->sys.nr_devices) + (o->size >> 8) +
+	       (4ull << 20);
+}
+
+static void multi_report(const struct run_dev *d)
+{
+	printf("  svm         %" PRIu64 " migrations in, %" PRIu64
+	       " ranges mapped in a peer's memory, %" PRIu64
+	       " moves out of this device\n",
+	       d->vs.svm_migrations, d->vs.svm_p2p_binds,
+	       d->vs.dev_svm_to_system);
+	svm_report(d);
+}
+
+static void multi_total(const struct run_dev *devs, unsigned int n,
+			int64_t wall)
+{
+	svm_total(devs, n, wall);
+	free(multi.p);
+	multi.p = NULL;
+}
+
+const struct run_workload gvm_run_svm_multi = {
+	.name = "svm-multi",
+	.intro = "one malloc'd array split across devices: each fills its "
+		 "slice, then reads its\nneighbour's (peer to peer with "
+		 "--link, else migrated); the CPU checks it all.",
+	.what = "one malloc'd array across devices [--size 16M --iters 4 "
+		"--link]",
+	.default_size = 16ull << 20,
+	.default_iters = 4,
+	.unit = "steps",
+	.check = multi_check,
+	.vram_needed = multi_vram,
+	.run = multi_run,
+	.report = multi_report,
+	.total = multi_total,
+};
 
 const struct run_workload gvm_run_svm_stream = {
 	.name = "svm-stream",
