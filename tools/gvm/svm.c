@@ -319,19 +319,24 @@ static void svm_total(const struct run_dev *devs, unsigned int n,
 
 /* What the devices' threads share (made by the first one there). */
 static struct {
-	pthread_once_t once;
+	pthread_mutex_t lock;
+	bool ready;			/* lock */
 	pthread_barrier_t bar;
-	const struct run_opts *o;
 	uint64_t *p;			/* the array, 2 MiB aligned */
-} multi = { .once = PTHREAD_ONCE_INIT };
+} multi = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static void multi_init(void)
+static void multi_init(const struct run_opts *o)
 {
 	void *p = NULL;
 
-	pthread_barrier_init(&multi.bar, NULL, multi.o->sys.nr_devices);
-	if (!posix_memalign(&p, 2ull << 20, multi.o->size))
-		multi.p = p;
+	pthread_mutex_lock(&multi.lock);
+	if (!multi.ready) {
+		pthread_barrier_init(&multi.bar, NULL, o->sys.nr_devices);
+		if (!posix_memalign(&p, 2ull << 20, o->size))
+			multi.p = p;
+		multi.ready = true;
+	}
+	pthread_mutex_unlock(&multi.lock);
 }
 
 /* The word device @i's fills leave in round @it. */
@@ -355,8 +360,7 @@ static void multi_run(struct run_dev *d)
 	int64_t t0;
 	int err = 0;
 
-	multi.o = o;
-	pthread_once(&multi.once, multi_init);
+	multi_init(o);
 	__atomic_store_n(&d->total, o->iters + 1, __ATOMIC_RELAXED);
 	if (out == MAP_FAILED || !multi.p) {
 		run_fail(d, "out of memory");
@@ -455,6 +459,9 @@ static void multi_total(const struct run_dev *devs, unsigned int n,
 	svm_total(devs, n, wall);
 	free(multi.p);
 	multi.p = NULL;
+	if (multi.ready)
+		pthread_barrier_destroy(&multi.bar);
+	multi.ready = false;
 }
 
 const struct run_workload gvm_run_svm_multi = {
