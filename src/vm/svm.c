@@ -137,9 +137,9 @@ static int ranges_drop(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 		err = gvm__vm_update_run(&upd, GVM_UPDATE_STALE_ZAP);
 	gvm__vm_update_fini(&upd);
 	if (!err) {
+		gvm__va_ops_apply(&l);
 		for (i = 0; i < l.nr; i++)	/* their notifiers: no lock */
 			gvm__vma_free_deferred(vm, to_vma(l.op[i].old));
-		gvm__va_ops_apply(&l);
 		gvm__vm_stat_add(vm, svm_ranges_dropped, l.nr);
 	}
 	gvm__va_ops_fini(&l);
@@ -200,10 +200,13 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
  * private anonymous memory that is not the library's own moves to device
  * memory (gvm__userptr_no_migrate), and only to a device with memory, on
  * an mm that supports it.  Pages elsewhere in device memory come back
- * through system memory first (a range never mixes the two).  A failed
- * migration is retried once, then the range stays in system memory for
- * good, its data intact (nothing moved).  Pages left in a device's memory
- * its device cannot reach are brought back by the fetch.
+ * through system memory first (a range never mixes the two); a range the
+ * thrashing policy pins stays where it is (policy.h).  A failed migration
+ * is retried once, then the range stays in system memory for good, its
+ * data intact (nothing moved); no VRAM even after eviction (-ENOSPC) is
+ * no failure of the range: this fault is served in system memory, the
+ * next may migrate.  Pages left in a device's memory its device cannot
+ * reach are brought back by the fetch.
  */
 static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 {
