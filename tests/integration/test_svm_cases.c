@@ -29,6 +29,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "svmtest.h"
 #include "mmhold.h"
 #include "core/atomic.h"
 #include "mm/mm.h"
@@ -53,45 +54,12 @@ struct ctx {
 	uint64_t *out;			/* a shared page for checksums */
 };
 
-static uint64_t u64(const void *p)
-{
-	return (uint64_t)(uintptr_t)p;
-}
-
-static struct gvm_vm_stats stats(struct gvm_vm *vm)
-{
-	struct gvm_vm_stats st;
-
-	ASSERT_OK(gvm_vm_stats(vm, &st));
-	return st;
-}
-
-static uint32_t logged(struct gvm_vm *vm)
-{
-	struct gvm_fault_info f[8];
-	uint32_t n;
-
-	ASSERT_OK(gvm_vm_query_faults(vm, f, 8, &n));
-	return n;
-}
-
 static uint64_t cpu_faults(struct gvm_mm *mm)
 {
 	struct gvm_mm_self_stats ms;
 
 	gvm__mm_self_stats(mm, &ms);
 	return ms.cpu_faults;
-}
-
-static void run_on(struct gvm_queue *q, struct gvm_kernel *k)
-{
-	uint64_t uf = 0;
-	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
-			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
-			      .value = 1 };
-
-	ASSERT_OK(gvm_exec(q, k, &s, 1));
-	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
 }
 
 /*
@@ -104,8 +72,9 @@ static uint64_t gpu_sum(struct ctx *c, const void *va, uint64_t size)
 	struct gvm_kernel k;
 
 	*c->out = 0;
-	ASSERT_OK(gvm_kernel_checksum(&k, u64(va), size, u64(c->out)));
-	run_on(c->q, &k);
+	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(va), size,
+				      svmt_u64(c->out)));
+	svmt_run(c->q, &k);
 	return *c->out;
 }
 
@@ -114,8 +83,8 @@ static void gpu_fill(struct ctx *c, const void *va, uint64_t size,
 {
 	struct gvm_kernel k;
 
-	ASSERT_OK(gvm_kernel_fill(&k, u64(va), size, v));
-	run_on(c->q, &k);
+	ASSERT_OK(gvm_kernel_fill(&k, svmt_u64(va), size, v));
+	svmt_run(c->q, &k);
 }
 
 static void gpu_copy(struct ctx *c, void *dst, const void *src,
@@ -123,8 +92,8 @@ static void gpu_copy(struct ctx *c, void *dst, const void *src,
 {
 	struct gvm_kernel k;
 
-	ASSERT_OK(gvm_kernel_copy(&k, u64(dst), u64(src), size));
-	run_on(c->q, &k);
+	ASSERT_OK(gvm_kernel_copy(&k, svmt_u64(dst), svmt_u64(src), size));
+	svmt_run(c->q, &k);
 }
 
 static void setup_cfg(struct ctx *c, const struct gvm_sim_config *cfg)
@@ -152,7 +121,7 @@ static void setup_cfg(struct ctx *c, const struct gvm_sim_config *cfg)
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(c->out != MAP_FAILED);
 	ASSERT_EQ(gpu_sum(c, c->out, 8), 0);	/* its one fault */
-	st = stats(c->vm);
+	st = svmt_stats(c->vm);
 	ASSERT_EQ(st.svm_ranges_created, 1);
 	ASSERT_EQ(st.svm_migrations, 0);	/* shared: stays */
 }
@@ -164,44 +133,14 @@ static void setup(struct ctx *c)
 
 static void teardown(struct ctx *c)
 {
-	ASSERT_EQ(logged(c->vm), 0);
-	ASSERT_FALSE(stats(c->vm).banned);
+	ASSERT_EQ(svmt_logged(c->vm, NULL), 0);
+	ASSERT_FALSE(svmt_stats(c->vm).banned);
 	gvm_queue_destroy(c->q2);
 	gvm_queue_destroy(c->q);
 	ASSERT_OK(gvm_vm_destroy(c->vm));
 	gvm_device_put(c->dev);
 	gvm_mm_put(c->mm);
 	munmap(c->out, K4);
-}
-
-/*
- * @size bytes of private anonymous memory aligned to @align, with
- * inaccessible guard pages on both sides so that the kernel cannot merge
- * it with a neighbouring mapping: an SVM range made in it is bounded by
- * exactly this mapping.  Unmap with unmap_guarded().
- */
-static void *map_guarded(uint64_t size, uint64_t align)
-{
-	uint64_t len = size + 2 * align + 2 * K4;
-	uint8_t *r = mmap(NULL, len, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint64_t a;
-
-	ASSERT_TRUE(r != MAP_FAILED);
-	a = (u64(r) + K4 + align - 1) & ~(align - 1);
-	/* keep [a - K4, a + size + K4) as the guarded reservation */
-	if (a - K4 > u64(r))
-		ASSERT_OK(munmap(r, a - K4 - u64(r)));
-	ASSERT_OK(munmap((void *)(uintptr_t)(a + size + K4),
-			 u64(r) + len - (a + size + K4)));
-	ASSERT_OK(mprotect((void *)(uintptr_t)a, size,
-			   PROT_READ | PROT_WRITE));
-	return (void *)(uintptr_t)a;
-}
-
-static void unmap_guarded(void *p, uint64_t size)
-{
-	ASSERT_OK(munmap((uint8_t *)p - K4, size + 2 * K4));
 }
 
 /* Every word of [p, p + bytes) is @v. */
@@ -271,7 +210,7 @@ static void count_fn(struct gvm_lane *l, const void *args)
 static void count_kernel(struct gvm_kernel *k, struct counters *cn,
 			 uint32_t *seen, uint64_t lanes)
 {
-	struct count_args a = { u64(cn), u64(seen), NULL, NULL };
+	struct count_args a = { svmt_u64(cn), svmt_u64(seen), NULL, NULL };
 
 	ASSERT_OK(gvm_kernel_init(k, "count", count_fn, lanes, &a,
 				  sizeof(a)));
@@ -362,13 +301,13 @@ TEST(atomics_on_malloc_memory_count_exactly)
 		void *tmp;
 
 		count_kernel(&k, cn, seen, lanes);
-		run_on(r % 2 ? c.q2 : c.q, &k);
+		svmt_run(r % 2 ? c.q2 : c.q, &k);
 		tmp = malloc(100);		/* the heap may be resident */
 		ASSERT_TRUE(tmp != NULL);
 		free(tmp);
 		counters_check(cn, seen, jobs + r, lanes, 0);
 	}
-	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migration_failures, 0);
 	teardown(&c);
 	free(seen);
 	free(cn);
@@ -390,13 +329,13 @@ TEST(atomics_on_device_resident_memory)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	cn = (struct counters *)p;
 	seen = (uint32_t *)(p + K4);
 	counters_init(cn, seen, tickets);
-	st0 = stats(c.vm);
+	st0 = svmt_stats(c.vm);
 	count_jobs(&c, cn, seen, jobs, lanes);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1);
 	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 1);
 	/* one fault per engine at most: both may fault on it at once */
@@ -406,23 +345,24 @@ TEST(atomics_on_device_resident_memory)
 	ASSERT_EQ(st.dev_svm_to_system, st0.dev_svm_to_system);
 	counters_check(cn, seen, jobs, lanes, 0);	/* the CPU: back */
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 1);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system -
+		  st0.dev_svm_to_system, 1);
 	for (uint64_t r = 1; r <= rounds; r++) {
 		struct gvm_kernel k;
 
 		count_kernel(&k, cn, seen, lanes);
-		run_on(r % 2 ? c.q2 : c.q, &k);
+		svmt_run(r % 2 ? c.q2 : c.q, &k);
 		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
 		counters_check(cn, seen, jobs + r, lanes, 0);
 		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-		st = stats(c.vm);
+		st = svmt_stats(c.vm);
 		ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1 + r);
 		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
 			  1 + r);
 	}
-	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migration_failures, 0);
 	teardown(&c);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* A CPU thread taking tickets with host atomics. */
@@ -504,12 +444,12 @@ TEST(atomics_on_shared_memory_in_place)
 		struct gvm_kernel k;
 
 		count_kernel(&k, cn, seen, lanes);
-		run_on(c.q, &k);
+		svmt_run(c.q, &k);
 		counters_check(cn, seen, jobs + r, lanes, cpu_n);
 	}
-	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 0);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 0);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system, 0);
 	teardown(&c);
 	munmap(p, len);
 }
@@ -578,34 +518,35 @@ TEST(cpu_and_gpu_atomics_in_lock_step_on_migrating_memory)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(K64, K64);
+	p = svmt_map(K64, K64);
 	sync = mmap(NULL, K4, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(sync != MAP_FAILED);
 	counters_init((struct counters *)p, (uint32_t *)(p + K4), tickets);
 	cs = (struct cpu_stepper){ (struct counters *)p,
 				   (uint32_t *)(p + K4), sync, jobs * lanes };
-	st0 = stats(c.vm);
+	st0 = svmt_stats(c.vm);
 	faults0 = cpu_faults(c.mm);
 	ASSERT_OK(pthread_create(&t, NULL, cpu_stepper_fn, &cs));
 	for (uint64_t j = 0; j < jobs; j++) {
-		sa = (struct step_args){ { u64(p), u64(p + K4), NULL, NULL },
-					 u64(sync), j * lanes };
+		sa = (struct step_args){ { svmt_u64(p), svmt_u64(p + K4),
+					   NULL, NULL },
+					 svmt_u64(sync), j * lanes };
 		ASSERT_OK(gvm_kernel_init(&k, "step", step_fn, lanes, &sa,
 					  sizeof(sa)));
-		run_on(j % 2 ? c.q2 : c.q, &k);
+		svmt_run(j % 2 ? c.q2 : c.q, &k);
 	}
 	pthread_join(t, NULL);
 	counters_check((struct counters *)p, (uint32_t *)(p + K4), jobs,
 		       lanes, jobs * lanes);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, jobs * lanes);
 	ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system, jobs * lanes);
 	ASSERT_EQ(cpu_faults(c.mm) - faults0, jobs * lanes);
 	ASSERT_EQ(st.svm_migration_failures, 0);
 	teardown(&c);
 	munmap(sync, K4);
-	unmap_guarded(p, K64);
+	svmt_unmap(p, K64);
 }
 
 /*
@@ -627,7 +568,7 @@ TEST(cpu_and_gpu_atomics_on_migrating_memory)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(K64, K64);
+	p = svmt_map(K64, K64);
 	ASSERT_LE(K4 + tickets * 4, K64);
 	counters_init((struct counters *)p, (uint32_t *)(p + K4), tickets);
 	cc = (struct cpu_counter){ (struct counters *)p,
@@ -650,11 +591,11 @@ TEST(cpu_and_gpu_atomics_on_migrating_memory)
 		       lanes, cpu_n);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	printf("%llu migrations, %llu back, %llu failed\n",
-	       (unsigned long long)stats(c.vm).svm_migrations,
-	       (unsigned long long)stats(c.vm).dev_svm_to_system,
-	       (unsigned long long)stats(c.vm).svm_migration_failures);
+	       (unsigned long long)svmt_stats(c.vm).svm_migrations,
+	       (unsigned long long)svmt_stats(c.vm).dev_svm_to_system,
+	       (unsigned long long)svmt_stats(c.vm).svm_migration_failures);
 	teardown(&c);
-	unmap_guarded(p, K64);
+	svmt_unmap(p, K64);
 }
 
 /*
@@ -716,13 +657,13 @@ static void take_turns(bool other_device)
 				GVM_VM_FAULT_MODE, &vmb));
 	ASSERT_OK(gvm_queue_create(vmb, GVM_ENGINE_COMPUTE, &qb));
 	ASSERT_OK(gvm_vm_bind(vmb, NULL, &op, 1, NULL, 0));
-	p = map_guarded(K64, K64);
+	p = svmt_map(K64, K64);
 	sync = mmap(NULL, K4, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(sync != MAP_FAILED);
 	counters_init((struct counters *)p, (uint32_t *)(p + K4), 2 * steps);
-	ta = (struct turn_args){ { u64(p), u64(p + K4), NULL, NULL },
-				 u64(sync), 0 };
+	ta = (struct turn_args){ { svmt_u64(p), svmt_u64(p + K4), NULL, NULL },
+				 svmt_u64(sync), 0 };
 	tb = ta;
 	tb.me = 1;
 	ASSERT_OK(gvm_kernel_init(&ka, "turn", turn_fn, steps, &ta,
@@ -738,8 +679,8 @@ static void take_turns(bool other_device)
 	ASSERT_OK(gvm_exec(qb, &kb, &s, 1));
 	ASSERT_OK(gvm_user_fence_wait(&ufa, 1, GVM_TIMEOUT_INFINITE));
 	ASSERT_OK(gvm_user_fence_wait(&ufb, 1, GVM_TIMEOUT_INFINITE));
-	sta = stats(c.vm);
-	stb = stats(vmb);
+	sta = svmt_stats(c.vm);
+	stb = svmt_stats(vmb);
 	printf("A: %llu moves in, %llu out; B: %llu in, %llu out\n",
 	       (unsigned long long)sta.svm_migrations,
 	       (unsigned long long)sta.dev_svm_to_system,
@@ -760,16 +701,16 @@ static void take_turns(bool other_device)
 		       0);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	if (other_device)
-		ASSERT_EQ(stats(vmb).dev_svm_to_system, steps);
-	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
-	ASSERT_EQ(stats(vmb).svm_migration_failures, 0);
-	ASSERT_EQ(logged(vmb), 0);
+		ASSERT_EQ(svmt_stats(vmb).dev_svm_to_system, steps);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(vmb).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_logged(vmb, NULL), 0);
 	gvm_queue_destroy(qb);
 	ASSERT_OK(gvm_vm_destroy(vmb));
 	gvm_device_put(devb);
 	teardown(&c);
 	munmap(sync, K4);
-	unmap_guarded(p, K64);
+	svmt_unmap(p, K64);
 }
 
 TEST(two_devices_take_turns_counting)
@@ -803,13 +744,13 @@ TEST(atomics_on_the_stack)
 		struct gvm_kernel k;
 
 		count_kernel(&k, &cn, seen, lanes);
-		run_on(c.q, &k);
+		svmt_run(c.q, &k);
 		counters_check(&cn, seen, 2 + r, lanes, 0);
 	}
 	printf("%llu migrations, %llu back, %llu failed\n",
-	       (unsigned long long)stats(c.vm).svm_migrations,
-	       (unsigned long long)stats(c.vm).dev_svm_to_system,
-	       (unsigned long long)stats(c.vm).svm_migration_failures);
+	       (unsigned long long)svmt_stats(c.vm).svm_migrations,
+	       (unsigned long long)svmt_stats(c.vm).dev_svm_to_system,
+	       (unsigned long long)svmt_stats(c.vm).svm_migration_failures);
 	teardown(&c);
 }
 
@@ -823,21 +764,21 @@ TEST(atomics_on_read_only_memory_fault)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(K64, K64);
+	p = svmt_map(K64, K64);
 	cn = (struct counters *)p;
 	seen = (uint32_t *)(p + K4);
 	counters_init(cn, seen, 64);
 	ASSERT_OK(mprotect(p, K64, PROT_READ));
 	count_kernel(&k, cn, seen, 64);
-	run_on(c.q, &k);
-	ASSERT_GE(logged(c.vm), 1);
+	svmt_run(c.q, &k);
+	ASSERT_GE(svmt_logged(c.vm, NULL), 1);
 	counters_check(cn, seen, 0, 64, 0);
-	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 0);
 	ASSERT_OK(mprotect(p, K64, PROT_READ | PROT_WRITE));
-	run_on(c.q, &k);			/* writable again: counts */
+	svmt_run(c.q, &k);			/* writable again: counts */
 	counters_check(cn, seen, 1, 64, 0);
 	teardown(&c);
-	unmap_guarded(p, K64);
+	svmt_unmap(p, K64);
 }
 
 /*
@@ -859,28 +800,28 @@ TEST(atomics_from_two_engines_at_once)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	cn = (struct counters *)p;
 	seen = (uint32_t *)(p + K4);
 	counters_init(cn, seen, 2 * lanes);
-	a = (struct count_args){ u64(cn), u64(seen), &sa, &sb };
+	a = (struct count_args){ svmt_u64(cn), svmt_u64(seen), &sa, &sb };
 	ASSERT_OK(gvm_kernel_init(&k, "count", count_fn, lanes, &a,
 				  sizeof(a)));
 	s.addr = &ufa;
 	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
-	a = (struct count_args){ u64(cn), u64(seen), &sb, &sa };
+	a = (struct count_args){ svmt_u64(cn), svmt_u64(seen), &sb, &sa };
 	ASSERT_OK(gvm_kernel_init(&k, "count", count_fn, lanes, &a,
 				  sizeof(a)));
 	s.addr = &ufb;
 	ASSERT_OK(gvm_exec(c.q2, &k, &s, 1));
 	ASSERT_OK(gvm_user_fence_wait(&ufa, 1, GVM_TIMEOUT_INFINITE));
 	ASSERT_OK(gvm_user_fence_wait(&ufb, 1, GVM_TIMEOUT_INFINITE));
-	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
 	counters_check(cn, seen, 2, lanes, 0);
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 1);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system, 1);
 	teardown(&c);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* ---- 2. huge pages ------------------------------------------------------- */
@@ -919,7 +860,7 @@ TEST(huge_page_memory_triad_and_fault_back)
 	int err;
 
 	setup(&c);
-	p = map_guarded(3 * M2, M2);
+	p = svmt_map(3 * M2, M2);
 	err = madvise(p, 3 * M2, MADV_HUGEPAGE);
 	a = (double *)p;
 	b = (double *)(p + M2);
@@ -931,10 +872,11 @@ TEST(huge_page_memory_triad_and_fault_back)
 	}
 	printf("MADV_HUGEPAGE: %d, AnonHugePages: %ld kB\n", err,
 	       anon_huge_kb());
-	st0 = stats(c.vm);
-	ASSERT_OK(gvm_kernel_triad(&k, u64(a), u64(b), u64(cc), n, 3.0));
-	run_on(c.q, &k);
-	st = stats(c.vm);
+	st0 = svmt_stats(c.vm);
+	ASSERT_OK(gvm_kernel_triad(&k, svmt_u64(a), svmt_u64(b),
+				   svmt_u64(cc), n, 3.0));
+	svmt_run(c.q, &k);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 3);
 	ASSERT_EQ(st.bytes_to_vram - st0.bytes_to_vram, 3 * M2);
 	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 3);
@@ -943,12 +885,13 @@ TEST(huge_page_memory_triad_and_fault_back)
 		if (a[i] != (double)i + 3.0 * (double)(i % 1000))
 			ASSERT_EQ(a[i], (double)i + 3.0 * (double)(i % 1000));
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 2 * M2);
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 1);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system -
+		  st0.dev_svm_to_system, 1);
 	for (uint64_t i = 0; i < n; i++)	/* b comes back too */
 		b[i] = (double)(2 * i);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
-	run_on(c.q2, &k);			/* a and b move again */
-	st = stats(c.vm);
+	svmt_run(c.q2, &k);			/* a and b move again */
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 5);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 3 * M2);
 	for (uint64_t i = 0; i < n; i++) {
@@ -961,7 +904,8 @@ TEST(huge_page_memory_triad_and_fault_back)
 			ASSERT_EQ(b[i], (double)(2 * i));
 	}
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 5);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system -
+		  st0.dev_svm_to_system, 5);
 	/* a store over the huge mapping, across a 2 MiB boundary */
 	gpu_fill(&c, p + M2 - K64, 2 * K64, 0x11223344);
 	ASSERT_TRUE(all_are((uint64_t *)(p + M2 - K64), 2 * K64,
@@ -970,9 +914,9 @@ TEST(huge_page_memory_triad_and_fault_back)
 	ASSERT_TRUE(((double *)(p + M2 - K64))[-1] ==
 		    (double)(2 * (n - K64 / 8 - 1)) +
 			    3.0 * (double)((n - K64 / 8 - 1) % 1000));
-	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migration_failures, 0);
 	teardown(&c);
-	unmap_guarded(p, 3 * M2);
+	svmt_unmap(p, 3 * M2);
 }
 
 /*
@@ -990,19 +934,19 @@ TEST(huge_page_split_by_a_smaller_range)
 	int err;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	err = madvise(p, M2, MADV_HUGEPAGE);
 	for (uint64_t i = 0; i < M2 / 8; i++)
 		p[i] = cpu_word(i, 81);
 	printf("MADV_HUGEPAGE: %d, AnonHugePages: %ld kB\n", err,
 	       anon_huge_kb());
 	ASSERT_OK(gvm_bo_create(c.dev, K64, GVM_MEM_VRAM, c.vm, &bo));
-	op.addr = u64(p);
+	op.addr = svmt_u64(p);
 	op.bo = bo;
 	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
-	st0 = stats(c.vm);
+	st0 = svmt_stats(c.vm);
 	gpu_fill(&c, p + M1 / 8, K4, 82);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_faults_by_size[1] - st0.svm_faults_by_size[1], 1);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), K64);
@@ -1025,7 +969,7 @@ TEST(huge_page_split_by_a_smaller_range)
 	}
 	gvm_bo_put(bo);
 	teardown(&c);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* ---- 3. memory the CPU never touched ------------------------------------- */
@@ -1042,10 +986,10 @@ TEST(never_touched_memory_reads_zero)
 	struct ctx c;
 
 	setup(&c);
-	p = map_guarded(2 * M2, M2);
-	st0 = stats(c.vm);
+	p = svmt_map(2 * M2, M2);
+	st0 = svmt_stats(c.vm);
 	ASSERT_EQ(gpu_sum(&c, p, 2 * M2), 0);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 2);
 	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 2);
 	printf("a GPU read of untouched memory: %llu migrations\n",
@@ -1056,10 +1000,10 @@ TEST(never_touched_memory_reads_zero)
 	ASSERT_TRUE(all_are(p + (M2 + K4) / 8, M2 - K4, 0));
 
 	/* written first by the GPU, never read by it */
-	q = map_guarded(3 * K4, K4);		/* three 4K ranges */
-	st0 = stats(c.vm);
+	q = svmt_map(3 * K4, K4);		/* three 4K ranges */
+	st0 = svmt_stats(c.vm);
 	gpu_fill(&c, q, 3 * K4, 0x5a5a5a5a);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_faults_by_size[0] - st0.svm_faults_by_size[0], 3);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 3);
 	ASSERT_TRUE(all_are(q, 3 * K4, W(0x5a5a5a5a)));
@@ -1074,8 +1018,8 @@ TEST(never_touched_memory_reads_zero)
 	ASSERT_TRUE(all_are(r + (K64 + K4) / 8, M8 - K64 - K4, 0));
 	free(r);
 	teardown(&c);
-	unmap_guarded(q, 3 * K4);
-	unmap_guarded(p, 2 * M2);
+	svmt_unmap(q, 3 * K4);
+	svmt_unmap(p, 2 * M2);
 }
 
 /* ---- 4. sizes -------------------------------------------------------------- */
@@ -1091,12 +1035,12 @@ static void sizes_round(struct ctx *c, uint64_t *src, uint64_t *dst,
 			uint64_t size, uint64_t seed, uint64_t nranges)
 {
 	unsigned int bucket = size >= M2 ? 2 : size >= K64 ? 1 : 0;
-	struct gvm_vm_stats st0 = stats(c->vm), st;
+	struct gvm_vm_stats st0 = svmt_stats(c->vm), st;
 	uint64_t sum = 0;
 
 	gpu_fill(c, src, size, (uint32_t)seed);
 	if (nranges) {
-		st = stats(c->vm);
+		st = svmt_stats(c->vm);
 		ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created,
 			  nranges);
 		ASSERT_EQ(st.svm_faults_by_size[bucket] -
@@ -1107,7 +1051,7 @@ static void sizes_round(struct ctx *c, uint64_t *src, uint64_t *dst,
 	}
 	ASSERT_TRUE(all_are(src, size, W((uint32_t)seed)));
 	if (nranges) {
-		st = stats(c->vm);
+		st = svmt_stats(c->vm);
 		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
 			  nranges);
 		ASSERT_EQ(st.dev_svm_bytes_to_system -
@@ -1121,7 +1065,7 @@ static void sizes_round(struct ctx *c, uint64_t *src, uint64_t *dst,
 	ASSERT_EQ(gpu_sum(c, src, size), sum);
 	gpu_copy(c, dst, src, size);
 	if (nranges) {
-		st = stats(c->vm);
+		st = svmt_stats(c->vm);
 		ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created,
 			  2 * nranges);
 		ASSERT_EQ(st.svm_migrations - st0.svm_migrations,
@@ -1135,7 +1079,7 @@ static void sizes_round(struct ctx *c, uint64_t *src, uint64_t *dst,
 			ASSERT_EQ(src[i], cpu_word(i, seed));
 	}
 	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), 0);	/* all back */
-	ASSERT_EQ(stats(c->vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(c->vm).svm_migration_failures, 0);
 }
 
 /* mmap'd (guarded: the ranges are known exactly) and/or malloc'd. */
@@ -1147,12 +1091,12 @@ static void sizes_case(uint64_t size, bool mmapped, bool malloced)
 
 	setup(&c);
 	if (mmapped) {
-		src = map_guarded(size, align);
-		dst = map_guarded(size, align);
+		src = svmt_map(size, align);
+		dst = svmt_map(size, align);
 		sizes_round(&c, src, dst, size, 0x1234,
 			    size < M2 ? 1 : size / M2);
-		unmap_guarded(src, size);
-		unmap_guarded(dst, size);
+		svmt_unmap(src, size);
+		svmt_unmap(dst, size);
 	}
 	if (malloced) {
 		src = malloc(size);
@@ -1230,15 +1174,15 @@ TEST(one_job_faults_on_64_scattered_pages)
 	uint8_t *p;
 
 	setup(&c);
-	p = map_guarded(M64, M2);
+	p = svmt_map(M64, M2);
 	for (uint64_t i = 0; i < 64; i++)
 		*(uint64_t *)(p + scatter_off(i)) = i + 100;
-	a.base = u64(p);
+	a.base = svmt_u64(p);
 	ASSERT_OK(gvm_kernel_init(&k, "scatter", scatter_fn, 64, &a,
 				  sizeof(a)));
-	st0 = stats(c.vm);
-	run_on(c.q, &k);
-	st = stats(c.vm);
+	st0 = svmt_stats(c.vm);
+	svmt_run(c.q, &k);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, 32);
 	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2], 32);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 32);
@@ -1252,10 +1196,11 @@ TEST(one_job_faults_on_64_scattered_pages)
 		if (v != want)
 			ASSERT_EQ(v, want);
 	}
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system - st0.dev_svm_to_system, 32);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system -
+		  st0.dev_svm_to_system, 32);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	teardown(&c);
-	unmap_guarded(p, M64);
+	svmt_unmap(p, M64);
 }
 
 #define NMAPS 10
@@ -1296,11 +1241,11 @@ TEST(one_job_faults_on_many_mappings)
 	fd = memfd_create("gvm-svm-cases", 0);
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_OK(ftruncate(fd, 2 * K64));
-	m[0] = map_guarded(K4, K4);
-	m[1] = map_guarded(3 * K4, K4);
-	m[2] = map_guarded(K64, K64);
-	m[3] = map_guarded(M2, M2);
-	m[4] = (uint64_t *)((uint8_t *)map_guarded(4 * M2, M2) + 3 * K4);
+	m[0] = svmt_map(K4, K4);
+	m[1] = svmt_map(3 * K4, K4);
+	m[2] = svmt_map(K64, K64);
+	m[3] = svmt_map(M2, M2);
+	m[4] = (uint64_t *)((uint8_t *)svmt_map(4 * M2, M2) + 3 * K4);
 	m[5] = malloc(M1);			/* its own mmap */
 	m[6] = malloc(WORDS_PER_MAP * 8);	/* the brk heap */
 	m[7] = mmap(NULL, K64, PROT_READ | PROT_WRITE,
@@ -1311,13 +1256,13 @@ TEST(one_job_faults_on_many_mappings)
 		ASSERT_TRUE(m[j] != NULL && m[j] != MAP_FAILED);
 		for (int w = 0; w < WORDS_PER_MAP; w++)
 			m[j][w] = 1000 * (uint64_t)j + (uint64_t)w;
-		a.base[j] = u64(m[j]);
+		a.base[j] = svmt_u64(m[j]);
 	}
 	ASSERT_OK(gvm_kernel_init(&k, "multi", multi_fn, NMAPS * WORDS_PER_MAP,
 				  &a, sizeof(a)));
-	st0 = stats(c.vm);
-	run_on(c.q, &k);
-	st = stats(c.vm);
+	st0 = svmt_stats(c.vm);
+	svmt_run(c.q, &k);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_ranges_created - st0.svm_ranges_created, NMAPS);
 	ASSERT_EQ(st.faults_serviced - st0.faults_serviced, NMAPS);
 	ASSERT_EQ(st.svm_migrations - st0.svm_migrations, 7);
@@ -1329,11 +1274,11 @@ TEST(one_job_faults_on_many_mappings)
 	}
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	teardown(&c);
-	unmap_guarded(m[0], K4);
-	unmap_guarded(m[1], 3 * K4);
-	unmap_guarded(m[2], K64);
-	unmap_guarded(m[3], M2);
-	unmap_guarded((uint8_t *)m[4] - 3 * K4, 4 * M2);
+	svmt_unmap(m[0], K4);
+	svmt_unmap(m[1], 3 * K4);
+	svmt_unmap(m[2], K64);
+	svmt_unmap(m[3], M2);
+	svmt_unmap((uint8_t *)m[4] - 3 * K4, 4 * M2);
 	free(m[5]);
 	free(m[6]);
 	munmap(m[7], K64);
@@ -1359,12 +1304,12 @@ TEST(two_hundred_execs_ping_pong)
 	struct ctx c;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	shadow = malloc(M2);
 	ASSERT_TRUE(shadow != NULL);
 	for (uint64_t i = 0; i < M2 / 8; i++)
 		p[i] = shadow[i] = cpu_word(i, 0);
-	st0 = stats(c.vm);
+	st0 = svmt_stats(c.vm);
 	faults0 = cpu_faults(c.mm);
 	for (unsigned int it = 0; it < execs; it++) {
 		uint64_t idx = K64 / 8 + (it * 7919ull) % ((M2 - K64) / 8);
@@ -1386,13 +1331,13 @@ TEST(two_hundred_execs_ping_pong)
 		p[idx] += it;			/* back, if not yet */
 		shadow[idx] += it;
 		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-		st = stats(c.vm);
+		st = svmt_stats(c.vm);
 		ASSERT_EQ(st.svm_migrations - st0.svm_migrations, it + 1);
 		ASSERT_EQ(st.dev_svm_to_system - st0.dev_svm_to_system,
 			  it + 1);
 	}
 	ASSERT_TRUE(memcmp(p, shadow, M2) == 0);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults_serviced - st0.faults_serviced, execs);
 	ASSERT_EQ(st.svm_faults_by_size[2] - st0.svm_faults_by_size[2],
 		  execs);
@@ -1403,7 +1348,7 @@ TEST(two_hundred_execs_ping_pong)
 	ASSERT_EQ(cpu_faults(c.mm) - faults0, execs);
 	teardown(&c);
 	free(shadow);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* ---- 7. MADV_FREE ---------------------------------------------------------- */
@@ -1411,11 +1356,11 @@ TEST(two_hundred_execs_ping_pong)
 /* The GPU fills @p's 2 MiB, which moves it to device memory. */
 static void make_resident(struct ctx *c, uint64_t *p, uint32_t v)
 {
-	uint64_t before = stats(c->vm).svm_migrations;
+	uint64_t before = svmt_stats(c->vm).svm_migrations;
 	uint64_t bytes = gvm__mm_devmem_bytes(c->mm);
 
 	gpu_fill(c, p, M2, v);
-	ASSERT_EQ(stats(c->vm).svm_migrations, before + 1);
+	ASSERT_EQ(svmt_stats(c->vm).svm_migrations, before + 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), bytes + M2);
 }
 
@@ -1432,8 +1377,8 @@ TEST(madvise_free_on_device_resident_memory_reads_zero)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
+	b = svmt_map(M2, M2);
 	make_resident(&c, a, 31);
 	make_resident(&c, b, 32);
 	ASSERT_OK(madvise(a, K64, MADV_FREE));
@@ -1455,10 +1400,10 @@ TEST(madvise_free_on_device_resident_memory_reads_zero)
 	ASSERT_TRUE(all_are(b + (M2 - K64) / 8, K64 - K4, 0));
 	ASSERT_TRUE(all_are(b, M2 - K64, W(32)));
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-	ASSERT_EQ(stats(c.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migration_failures, 0);
 	teardown(&c);
-	unmap_guarded(a, M2);
-	unmap_guarded(b, M2);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, M2);
 }
 
 /*
@@ -1477,15 +1422,15 @@ TEST(madvise_free_on_system_memory_keeps_old_data_or_zero)
 	struct ctx c;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	copy = mmap(NULL, K64, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(copy != MAP_FAILED);
 	for (uint64_t i = 0; i < M2 / 8; i++)
 		p[i] = cpu_word(i, 41);
-	op.addr = u64(p);
+	op.addr = svmt_u64(p);
 	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
-	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 0);
 	ASSERT_OK(madvise(p, K64, MADV_FREE));
 	gpu_copy(&c, copy, p, K64);		/* the GPU's view */
 	for (uint64_t i = 0; i < K64 / 8; i++) {
@@ -1522,7 +1467,7 @@ TEST(madvise_free_on_system_memory_keeps_old_data_or_zero)
 	ASSERT_EQ(gpu_sum(&c, p, K64), W(42) * (K64 / 8));
 	teardown(&c);
 	munmap(copy, K64);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* ---- the kernel, and mprotect, on device-resident memory ----------------- */
@@ -1540,9 +1485,9 @@ TEST(system_calls_on_device_resident_memory)
 	int fds[2];
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(M2, M2);
-	d = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
+	b = svmt_map(M2, M2);
+	d = svmt_map(M2, M2);
 	make_resident(&c, a, 51);
 	make_resident(&c, b, 52);
 	make_resident(&c, d, 53);
@@ -1569,13 +1514,13 @@ TEST(system_calls_on_device_resident_memory)
 	ASSERT_OK(madvise(d, M2, MADV_POPULATE_WRITE));
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	ASSERT_TRUE(all_are(d, M2, W(54)));
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system, 4);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system, 4);
 	close(fds[0]);
 	close(fds[1]);
 	teardown(&c);
-	unmap_guarded(a, M2);
-	unmap_guarded(b, M2);
-	unmap_guarded(d, M2);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, M2);
+	svmt_unmap(d, M2);
 }
 
 /*
@@ -1589,14 +1534,14 @@ TEST(mprotect_none_and_back_on_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
 	make_resident(&c, a, 61);
 	ASSERT_OK(mprotect(a, M2, PROT_NONE));
 	ASSERT_OK(mprotect(a, M2, PROT_READ | PROT_WRITE));
 	ASSERT_TRUE(all_are(a, M2, W(61)));
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	teardown(&c);
-	unmap_guarded(a, M2);
+	svmt_unmap(a, M2);
 }
 
 /*
@@ -1610,7 +1555,7 @@ TEST(mprotect_read_only_on_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
 	make_resident(&c, a, 62);
 	ASSERT_OK(mprotect(a, M2, PROT_READ));
 	ASSERT_TRUE(all_are(a, M2, W(62)));
@@ -1621,7 +1566,7 @@ TEST(mprotect_read_only_on_device_resident_memory)
 	a[5] = 5;				/* writable again */
 	ASSERT_EQ(gpu_sum(&c, a, M2), W(62) * (M2 / 8 - 1) + 5);
 	teardown(&c);
-	unmap_guarded(a, M2);
+	svmt_unmap(a, M2);
 }
 
 /*
@@ -1636,7 +1581,7 @@ TEST(split_mapping_of_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
 	make_resident(&c, a, 66);
 	ASSERT_OK(madvise((uint8_t *)a + M1, K4, MADV_DONTFORK));
 	ASSERT_TRUE(all_are(a, M2, W(66)));
@@ -1646,7 +1591,7 @@ TEST(split_mapping_of_device_resident_memory)
 	ASSERT_OK(madvise((uint8_t *)a + M1, K4, MADV_DONTFORK));
 	ASSERT_TRUE(all_are(a, M2, W(67)));
 	teardown(&c);
-	unmap_guarded(a, M2);
+	svmt_unmap(a, M2);
 }
 
 /*
@@ -1659,8 +1604,8 @@ TEST(mprotect_part_or_exec_on_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
+	b = svmt_map(M2, M2);
 	make_resident(&c, a, 64);
 	make_resident(&c, b, 65);
 	ASSERT_OK(mprotect((uint8_t *)a + K64, 3 * K4, PROT_READ));
@@ -1673,8 +1618,8 @@ TEST(mprotect_part_or_exec_on_device_resident_memory)
 	ASSERT_OK(mprotect((uint8_t *)a + K64, 3 * K4,
 			   PROT_READ | PROT_WRITE));
 	teardown(&c);
-	unmap_guarded(a, M2);
-	unmap_guarded(b, M2);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, M2);
 }
 
 /*
@@ -1687,7 +1632,7 @@ TEST(mlock_of_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
+	a = svmt_map(M2, M2);
 	make_resident(&c, a, 63);
 	/* the system call: the sanitizers make mlock() a no-op */
 	if (syscall(SYS_mlock, a, M2)) {
@@ -1699,7 +1644,7 @@ TEST(mlock_of_device_resident_memory)
 		ASSERT_OK(syscall(SYS_munlock, a, M2));
 	}
 	teardown(&c);
-	unmap_guarded(a, M2);
+	svmt_unmap(a, M2);
 }
 
 /* ---- more than VRAM holds ------------------------------------------------ */
@@ -1727,10 +1672,10 @@ TEST(more_memory_than_vram)
 	struct ctx c;
 
 	setup_cfg(&c, &cfg);
-	p = map_guarded(size, M2);
+	p = svmt_map(size, M2);
 	free0 = vram_free(c.dev);
 	gpu_fill(&c, p, size, 71);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	resident = gvm__mm_devmem_bytes(c.mm) / M2;
 	printf("%llu of %llu ranges moved, %llu evicted, %llu resident\n",
 	       (unsigned long long)st.svm_migrations,
@@ -1765,7 +1710,7 @@ TEST(more_memory_than_vram)
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	ASSERT_EQ(vram_free(c.dev), free0);
 	teardown(&c);
-	unmap_guarded(p, size);
+	svmt_unmap(p, size);
 }
 
 /*
@@ -1792,15 +1737,15 @@ TEST(migration_evicts_an_idle_bo)
 						     .addr = 1ull << 32,
 						     .range = 6 * M1,
 						     .bo = bo }, 1, NULL, 0));
-	p = map_guarded(2 * M2, M2);
+	p = svmt_map(2 * M2, M2);
 	gpu_fill(&c, p, 2 * M2, 74);
 	printf("migrations %llu, failures %llu, BO in %s\n",
-	       (unsigned long long)stats(c.vm).svm_migrations,
-	       (unsigned long long)stats(c.vm).svm_migration_failures,
+	       (unsigned long long)svmt_stats(c.vm).svm_migrations,
+	       (unsigned long long)svmt_stats(c.vm).svm_migration_failures,
 	       gvm_bo_region(bo) == GVM_MEM_VRAM ? "VRAM" : "system");
-	ASSERT_EQ(stats(c.vm).svm_migrations, 2);
+	ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 2);
 	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
-	ASSERT_EQ(stats(c.vm).evictions, 1);
+	ASSERT_EQ(svmt_stats(c.vm).evictions, 1);
 	ASSERT_TRUE(all_are(p, 2 * M2, W(74)));
 	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
 	for (uint64_t i = 0; i < 6 * M1 / 4; i++)
@@ -1808,7 +1753,7 @@ TEST(migration_evicts_an_idle_bo)
 			ASSERT_EQ(b[i], (uint32_t)i * 3);
 	gvm_bo_put(bo);
 	teardown(&c);
-	unmap_guarded(p, 2 * M2);
+	svmt_unmap(p, 2 * M2);
 }
 
 /* ---- mremap of part of an extent, and growing ---------------------------- */
@@ -1824,10 +1769,10 @@ TEST(mremap_part_and_grow_of_device_resident_memory)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(M2, M2);
-	dst = map_guarded(K64, K64);
-	big = map_guarded(2 * M2, M2);
+	a = svmt_map(M2, M2);
+	b = svmt_map(M2, M2);
+	dst = svmt_map(K64, K64);
+	big = svmt_map(2 * M2, M2);
 	make_resident(&c, a, 91);
 	make_resident(&c, b, 92);
 	n = mremap((uint8_t *)a + M1, K64, K64, MREMAP_MAYMOVE | MREMAP_FIXED,
@@ -1849,8 +1794,8 @@ TEST(mremap_part_and_grow_of_device_resident_memory)
 	teardown(&c);
 	munmap(a, M1);
 	munmap((uint8_t *)a + M1 + K64, M1 - K64);
-	unmap_guarded(dst, K64);
-	unmap_guarded(big, 2 * M2);
+	svmt_unmap(dst, K64);
+	svmt_unmap(big, 2 * M2);
 	munmap((uint8_t *)a - K4, K4);
 	munmap((uint8_t *)a + M2, K4);
 	munmap((uint8_t *)b - K4, K4);
@@ -1900,7 +1845,7 @@ TEST(cpu_threads_fault_on_one_extent_at_once)
 	struct ctx c;
 
 	setup(&c);
-	p = map_guarded(M2, M2);
+	p = svmt_map(M2, M2);
 	ASSERT_OK(pthread_barrier_init(&start, NULL, READERS + 1));
 	ASSERT_OK(pthread_barrier_init(&done, NULL, READERS + 1));
 	for (unsigned int i = 0; i < READERS; i++) {
@@ -1918,14 +1863,14 @@ TEST(cpu_threads_fault_on_one_extent_at_once)
 		pthread_join(t[i], NULL);
 		ASSERT_EQ(r[i].bad, 0);
 	}
-	ASSERT_EQ(stats(c.vm).dev_svm_to_system, rounds);
+	ASSERT_EQ(svmt_stats(c.vm).dev_svm_to_system, rounds);
 	ASSERT_GE(cpu_faults(c.mm) - faults0, rounds);
 	printf("%llu CPU faults for %u fault-backs\n",
 	       (unsigned long long)(cpu_faults(c.mm) - faults0), rounds);
 	pthread_barrier_destroy(&start);
 	pthread_barrier_destroy(&done);
 	teardown(&c);
-	unmap_guarded(p, M2);
+	svmt_unmap(p, M2);
 }
 
 /* ---- a migration back while another event is queued ------------------ */
@@ -2016,8 +1961,8 @@ TEST(fault_back_while_an_event_is_queued_keeps_the_data)
 	bool forced;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(K64, K64);
+	a = svmt_map(M2, M2);
+	b = svmt_map(K64, K64);
 	make_resident(&c, a, 95);
 	gpu_fill(&c, b, K64, 96);		/* b registered too */
 	ASSERT_TRUE(all_are(b, K64, W(96)));
@@ -2039,8 +1984,8 @@ TEST(fault_back_while_an_event_is_queued_keeps_the_data)
 	if (forced)
 		ASSERT_GE(ms.cpu_faults_deferred, 1);
 	teardown(&c);
-	unmap_guarded(a, M2);
-	unmap_guarded(b, K64);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, K64);
 }
 
 struct migrator {
@@ -2053,7 +1998,7 @@ static void *migrate_back(void *arg)
 {
 	struct migrator *m = arg;
 
-	m->err = gvm__mm_migrate_to_ram(m->mm, u64(m->p), M2);
+	m->err = gvm__mm_migrate_to_ram(m->mm, svmt_u64(m->p), M2);
 	return NULL;
 }
 
@@ -2075,9 +2020,9 @@ TEST(migration_back_while_an_event_is_queued_waits_for_it)
 	struct ctx c;
 
 	setup(&c);
-	a = map_guarded(M2, M2);
-	b = map_guarded(K64, K64);
-	cc = map_guarded(K64, K64);
+	a = svmt_map(M2, M2);
+	b = svmt_map(K64, K64);
+	cc = svmt_map(K64, K64);
 	make_resident(&c, a, 97);
 	gpu_fill(&c, b, K64, 98);
 	gpu_fill(&c, cc, K64, 99);
@@ -2108,7 +2053,7 @@ TEST(migration_back_while_an_event_is_queued_waits_for_it)
 	ASSERT_TRUE(all_are(b, K64, 0));
 	ASSERT_TRUE(all_are(cc, K64, 0));
 	teardown(&c);
-	unmap_guarded(a, M2);
-	unmap_guarded(b, K64);
-	unmap_guarded(cc, K64);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, K64);
+	svmt_unmap(cc, K64);
 }

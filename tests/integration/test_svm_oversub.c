@@ -61,7 +61,8 @@ static uint64_t gpu_sum(struct vmctx *v, const void *va, uint64_t size)
 	struct gvm_kernel k;
 
 	*v->out = 0;
-	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(va), size, svmt_u64(v->out)));
+	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(va), size,
+				      svmt_u64(v->out)));
 	svmt_run(v->q, &k);
 	return *v->out;
 }
@@ -105,7 +106,8 @@ static void vm_teardown(struct vmctx *v)
 {
 	struct gvm_vm_stats st = svmt_stats(v->vm);
 
-	ASSERT_EQ(svmt_logged(v->vm, NULL), 0);		/* every fault serviced */
+	/* every fault serviced */
+	ASSERT_EQ(svmt_logged(v->vm, NULL), 0);
 	ASSERT_FALSE(st.banned);
 	ASSERT_EQ(st.svm_migration_failures, 0);
 	gvm_queue_destroy(v->q);
@@ -150,7 +152,8 @@ static bool resident(struct ctx *c, const void *p, uint64_t size)
 	uint64_t off;
 	bool other;
 
-	dm = gvm__mm_devmem_lookup(c->mm, svmt_u64(p), size, c->dev, &off, &other);
+	dm = gvm__mm_devmem_lookup(c->mm, svmt_u64(p), size, c->dev, &off,
+				   &other);
 	gvm__mm_devmem_put(dm);
 	return dm != NULL;
 }
@@ -346,7 +349,8 @@ TEST(svm_memory_and_bos_compete)
 	printf("the BO evicted %llu SVM allocations\n",
 	       (unsigned long long)evictions);
 	ASSERT_GE(evictions, 2);
-	ASSERT_EQ(svmt_stats(v->vm).svm_evictions, 0);	/* not this VM's faults */
+	/* not this VM's faults */
+	ASSERT_EQ(svmt_stats(v->vm).svm_evictions, 0);
 	ASSERT_LE(gvm__mm_devmem_bytes(c.mm), size - 2 * M2);
 	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
 	for (uint64_t i = 0; i < 8 * M1 / 4; i++)

@@ -395,7 +395,7 @@ static void multi_run(struct run_dev *d)
 		if (err)
 			run_fail(d, "checksum: %s", strerror(-err));
 		else if (*out != slice / 8 * multi_word(peer, last))
-			run_fail(d, "checksum of %s's slice is wrong", "a peer");
+			run_fail(d, "the neighbour's slice sums wrong");
 		__atomic_fetch_add(&d->done, 1, __ATOMIC_RELAXED);
 	}
 	d->ns = gvm_tool_now_ns() - t0;
