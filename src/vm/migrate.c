@@ -4,14 +4,16 @@
  * emulation (mm/devmem.c has the CPU side and the protocol).
  *
  * A migration of an SVM range [start, start + size) (size 4K, 64K or 2M,
- * aligned to it) allocates VRAM of the faulting device (buddy blocks,
- * usually one naturally aligned block), wraps it in a struct svm_devmem (a struct
- * gvm_mm_devmem whose owner is the device) and asks the mm to move the
- * range's CPU pages into it.  From then on:
- *   - the range's fetch (userptr.c) finds the pages in this device's
- *     memory (gvm__mm_devmem_lookup) and maps the VRAM block (PTEs with
- *     GVM_PT_DEVMEM; 2M leaves when the block allows);
- *   - a CPU access, a userptr or another device fetching the pages, or
+ * aligned to it) allocates VRAM of the target device (the faulting one,
+ * or a device linked to it that placement chose: svm.c), usually one
+ * naturally aligned buddy block, wraps it in a struct svm_devmem (a
+ * struct gvm_mm_devmem whose owner is that device) and asks the mm to
+ * move the range's CPU pages into it.  From then on:
+ *   - a range's fetch (userptr.c) finds the pages there
+ *     (gvm__mm_devmem_lookup) and maps the VRAM block: with GVM_PT_DEVMEM
+ *     PTEs (2M leaves when the block allows) from the owner, through the
+ *     owner's VRAM window from a linked device (gvm__svm_devmem_extents);
+ *   - a CPU access, a userptr or an unlinked device fetching the pages, or
  *     fork() migrates the data back through the copy op below, with the
  *     range invalidated first (its next GPU fault refetches: system
  *     pages, and a new migration if the policy still wants one);

@@ -157,11 +157,27 @@ int gvm__svm_attrs_changed(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 	return ranges_drop(vm, lo, hi);
 }
 
-/* Can @vm's device map @dev's memory (itself or linked, not unplugged)? */
+/*
+ * Can @vm's device map @dev's memory (itself or linked, not unplugged)?
+ * The device itself, the common case, takes no process-wide link lock.
+ */
 static bool reachable(struct gvm_vm *vm, struct gvm_device *dev)
 {
 	return dev && !gvm__device_unplugged(dev) &&
-	       gvm_device_linked(vm->dev, dev);
+	       (dev == vm->dev || gvm_device_linked(vm->dev, dev));
+}
+
+/*
+ * May range @r's pages move to @to's memory at all: memory that may move
+ * (gvm__userptr_no_migrate), a device with VRAM, an mm that can, and
+ * migration not switched off.
+ */
+static bool may_move(struct gvm_vm *vm, struct gvm_vma *r,
+		     const struct gvm_device *to)
+{
+	return !gvm__userptr_no_migrate(r) && to->desc.vram_size &&
+	       gvm__mm_devmem_supported(vm->mm) &&
+	       !gvm_load_relaxed(&gvm__svm_no_migration);
 }
 
 /*
@@ -232,9 +248,7 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 		gvm__mm_migrate_to_ram(vm->mm, a, len);	/* fetch: errors */
 		return;
 	}
-	if (gvm__userptr_no_migrate(r) || !to->desc.vram_size ||
-	    gvm_load_relaxed(&gvm__svm_no_migration) ||
-	    !gvm__svm_policy_may_migrate(vm, a, len))
+	if (!may_move(vm, r, to) || !gvm__svm_policy_may_migrate(vm, a, len))
 		return;
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
@@ -427,9 +441,7 @@ void gvm__svm_collect(struct gvm_vm *vm)
 static bool atomic_may_move(struct gvm_vm *vm, struct gvm_vma *r)
 {
 	return gvm__userptr_atomic_policy(r) == GVM_ATOMIC_DEVICE &&
-	       !gvm__userptr_no_migrate(r) && vm->dev->desc.vram_size &&
-	       gvm__mm_devmem_supported(vm->mm) &&
-	       !gvm_load_relaxed(&gvm__svm_no_migration);
+	       may_move(vm, r, vm->dev);
 }
 
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
