@@ -462,7 +462,9 @@ GVM_API int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
  * BOs must come back to VRAM and VRAM holds other VMs' busy BOs, it waits
  * (holding no lock) for their work, older waiters served first; -ENOSPC
  * at once if those BOs add up to more than the device's VRAM, or after a
- * bounded number of such waits.
+ * bounded number of such waits.  -EAGAIN: the CPU kept changing the
+ * memory of the VM's userptrs while the exec revalidated them (16 rounds);
+ * nothing was submitted, call again.  -ENODEV: the device was unplugged.
  */
 GVM_API int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		     const struct gvm_sync *syncs, uint32_t ns);

@@ -431,7 +431,9 @@ static void *race_gpu(void *arg)
 
 		ASSERT_OK(gvm_kernel_fill(&k, VA, 8 * K4, 0x77));
 		st = run(r->c, &k);
-		ASSERT_TRUE(st == 0 || st == -EIO);
+		/* -EAGAIN: the remaps kept invalidating the userptr while the
+		   exec revalidated it (gvm_exec's bounded retry): no job */
+		ASSERT_TRUE(st == 0 || st == -EIO || st == -EAGAIN);
 		if (st)
 			r->faulted++;
 		else
