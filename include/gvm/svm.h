@@ -126,6 +126,25 @@ GVM_API int gvm_vm_query_attrs(struct gvm_vm *vm, uint64_t addr,
 			       uint64_t range, struct gvm_attr_range *out,
 			       uint32_t *n);
 
+/*
+ * SVM policies (docs/policy.md): the decisions the memory attributes
+ * leave open - where a fault puts pages with the default preferred
+ * location, what it prefetches, whether young allocations are spared by
+ * eviction, whether thrashing ranges are pinned to system memory.  One
+ * policy is in force for the whole process, "default" at start; a
+ * selection applies to the decisions made after it (ranges already
+ * placed stay where they are until their next fault).
+ *
+ * gvm_svm_policy_select() returns 0 or -EINVAL (NULL or an unknown name;
+ * nothing changed).  gvm_svm_policy_current() names the policy in force.
+ * gvm_svm_policy_list() names policy @i (from 0) and, if @summary is not
+ * NULL, gives a one-line description in *@summary; NULL past the last.
+ * Thread-safe; the strings are static.
+ */
+GVM_API int gvm_svm_policy_select(const char *name);
+GVM_API const char *gvm_svm_policy_current(void);
+GVM_API const char *gvm_svm_policy_list(unsigned int i, const char **summary);
+
 GVM_END_DECLS
 
 #endif

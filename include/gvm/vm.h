@@ -163,6 +163,9 @@ struct gvm_vm_stats {
 	uint64_t svm_thrash_pins;	/* ranges pinned to system memory for
 					   a cool-down because they moved back
 					   and forth too often */
+	uint64_t svm_ranges_prefetched;	/* SVM ranges made and placed ahead
+					   of faults by the policy's prefetch
+					   (gvm_svm_policy_select) */
 	uint64_t dev_svm_evictions;	/* device-wide: SVM allocations
 					   evicted (for SVM, BOs or page
 					   tables), included in

@@ -1,19 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * SVM policies (policy.c): the decisions the fault path and the evictor
- * ask for, kept behind a few functions so that a different policy is a
- * different policy.c, not edits across svm.c and migrate.c.  docs/policy.md
- * has the defaults and why.
+ * ask for, behind one small interface, so that a different policy is a
+ * different table of functions, not edits across svm.c and migrate.c.
+ * docs/policy.md has the policies, their defaults and why.
  *
- * Oversubscription (this file's part so far):
- *  - anti-ping-pong: an allocation migrated to VRAM less than
- *    evict_timeslice_ns ago is evicted only when nothing older can be;
- *  - thrashing: a range migrated to VRAM more than thrash_migrations
- *    times within thrash_window_ns is pinned to system memory (mapped
- *    there, remotely accessed, not migrated) for thrash_cooldown_ns;
- *  - headroom: SVM leaves vram_headroom_div-th of VRAM free (page tables
- *    come from VRAM too and cannot make SVM memory give way, they are
- *    allocated under pt_lock).
+ * What a policy decides is what the memory attributes (<gvm/svm.h>,
+ * attr.c) leave open; what the attributes say (a preferred location,
+ * device atomics) every policy obeys:
+ *  - placement: where a fault puts pages with the default preferred
+ *    location (system memory, the faulting device, or where they are);
+ *  - prefetch: which mirror memory past a faulted range is made and
+ *    placed with it;
+ *  - eviction: whether an allocation may be evicted in the first pass,
+ *    the one that spares young allocations (anti-ping-pong);
+ *  - thrashing: whether a range may migrate to device memory now, and
+ *    what a migration counts for (a range migrated too often in a window
+ *    is pinned to system memory for a cool-down).
+ * Plus a knob that is no policy's choice: the headroom SVM leaves free in
+ * VRAM for page tables (they cannot make SVM memory give way, being
+ * allocated under pt_lock).
+ *
+ * One policy is in force, process-wide (gvm_svm_policy_select); each
+ * decision reads it once, so a switch applies to the decisions that
+ * follow.  Callers hold vm->lock where the functions take a VM.
  */
 #ifndef GVM_VM_POLICY_H
 #define GVM_VM_POLICY_H
@@ -47,16 +57,47 @@ struct gvm_svm_policy {
 
 extern struct gvm_svm_policy gvm__svm_policy;
 
-/* Restores the defaults above (tests, at the end). */
+/* Restores the default knobs and policy (tests, at the end). */
 void gvm__svm_policy_reset(void);
 
 /* The policy's clock: gvm__now_ns() plus the test knob's skew. */
 int64_t gvm__svm_policy_now(void);
 
+/* A policy. */
+struct gvm_svm_policy_ops {
+	const char *name;
+	const char *summary;		/* one line, for listings */
+	/*
+	 * Placement with the default preferred location: @own is the
+	 * faulting device (NULL if it can hold nothing), @where the device
+	 * whose memory the pages are in if @own can reach it (NULL: system
+	 * memory, or a device it cannot reach).  Returns the device whose
+	 * memory they should be in, NULL for system memory.
+	 */
+	struct gvm_device *(*place)(struct gvm_device *own,
+				    struct gvm_device *where);
+	/*
+	 * Prefetch: after a fault serviced range [start, start + size) of
+	 * @vm, [*@lo, *@hi) is to be made and placed too (*@lo == *@hi:
+	 * nothing).  vm->lock held.
+	 */
+	void (*prefetch)(struct gvm_vm *vm, uint64_t start, uint64_t size,
+			 uint64_t *lo, uint64_t *hi);
+	/* Eviction: see gvm__svm_policy_evictable.  No lock. */
+	bool (*evictable)(int64_t migrated_ns, int64_t now_ns);
+	/* Thrashing: see gvm__svm_policy_may_migrate / _migrated. */
+	bool (*may_migrate)(struct gvm_vm *vm, uint64_t start, uint64_t size);
+	void (*migrated)(struct gvm_vm *vm, uint64_t start, uint64_t size);
+};
+
+/* The policy in force (never NULL). */
+const struct gvm_svm_policy_ops *gvm__svm_policy_ops(void);
+
 /*
  * May range [start, start + size) of @vm migrate to device memory now?
- * False while it is pinned to system memory for thrashing.  Placement
- * (svm.c) asks before every migration; vm->lock held.
+ * Under the default policy, false while it is pinned to system memory
+ * for thrashing.  Placement (svm.c) asks before every migration;
+ * vm->lock held.
  */
 bool gvm__svm_policy_may_migrate(struct gvm_vm *vm, uint64_t start,
 				 uint64_t size);

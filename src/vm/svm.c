@@ -181,9 +181,11 @@ static bool may_move(struct gvm_vm *vm, struct gvm_vma *r,
 }
 
 /*
- * The placement policy (docs/policy.md): the memory a fault wants range
- * @r's pages in, given its attributes, the access and @where they are
- * now (a device's memory, or NULL: system memory).  NULL: system memory.
+ * Placement (docs/policy.md): the memory a fault wants range @r's pages
+ * in, given its attributes, the access and @where they are now (a
+ * device's memory, or NULL: system memory).  NULL: system memory.  The
+ * attributes decide when they say something; the policy in force decides
+ * the rest (policy.h).
  * A device the VM's device is not linked to, or an unplugged one, is never
  * chosen: it could not map the pages there.
  */
@@ -206,8 +208,7 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
 	case GVM_LOC_DEVICE:
 		return pref ? at.dev : NULL;
 	default:
-		/* In memory this device reaches: mapped there, no copy. */
-		return reach ? reach : own;
+		return gvm__svm_policy_ops()->place(own, reach);
 	}
 }
 
@@ -437,6 +438,45 @@ void gvm__svm_collect(struct gvm_vm *vm)
 	gvm__vm_reap(vm);	/* the dropped ranges, with no lock held */
 }
 
+/*
+ * Makes and binds the ranges of the mirrors in [lo, hi), pages put as @p
+ * says; ranges that exist are placed and bound again, or, with
+ * @only_new, left as they are.
+ */
+static void prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
+		     enum place p, bool only_new)
+{
+	uint64_t a = lo;
+
+	while (a < hi) {
+		struct gvm_va *mv = gvm__va_find(&vm->va, a), *va;
+		struct gvm_vma *r;
+		struct gvm_mm_vma m;
+
+		if (!mv || gvm__va_kind(mv) != GVM_VA_KIND_MIRROR) {
+			a = mv ? mv->addr + mv->range : a + K4;
+			continue;
+		}
+		va = gvm__va_find(&vm->svm, a);
+		if (va) {
+			if (!only_new)
+				range_bind(vm, to_vma(va), p, GVM_ACCESS_READ);
+			a = va->addr + va->range;
+		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ, p,
+					 &r)) {
+			if (only_new)
+				gvm__vm_stat_add(vm, svm_ranges_prefetched, 1);
+			a = r->va.addr + r->va.range;
+		} else if (!gvm__mm_lookup(vm->mm, a + K4, GVM_MM_LOOKUP_NEXT,
+					   &m)) {
+			/* not mapped (or not possible) here: go on after */
+			a = m.start > a + K4 ? m.start : a + K4;
+		} else {
+			break;			/* nothing mapped above */
+		}
+	}
+}
+
 /* Can range @r get device memory for an atomic (the DEVICE policy)? */
 static bool atomic_may_move(struct gvm_vm *vm, struct gvm_vma *r)
 {
@@ -448,6 +488,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		   const struct gvm_fault_info *f)
 {
 	struct gvm_vma *r = NULL;
+	uint64_t lo, hi;
 	struct gvm_va *va;
 	int err, tries;
 
@@ -504,41 +545,18 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
+	/* What the policy wants placed with it: best effort. */
+	gvm__svm_policy_ops()->prefetch(vm, r->va.addr, r->va.range, &lo, &hi);
+	prefetch(vm, lo, hi, PLACE_POLICY, true);
 	return 0;
 }
 
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       bool to_system)
 {
-	enum place p = to_system ? PLACE_SYSTEM : PLACE_POLICY;
-	uint64_t a = lo;
-
 	gvm_lockdep_assert_held(&vm->lock);
 	if (!vm->mm)
 		return;
 	collect(vm);
-	while (a < hi) {
-		struct gvm_va *mv = gvm__va_find(&vm->va, a), *va;
-		struct gvm_vma *r;
-		struct gvm_mm_vma m;
-
-		if (!mv || gvm__va_kind(mv) != GVM_VA_KIND_MIRROR) {
-			a = mv ? mv->addr + mv->range : a + K4;
-			continue;
-		}
-		va = gvm__va_find(&vm->svm, a);
-		if (va) {
-			range_bind(vm, to_vma(va), p, GVM_ACCESS_READ);
-			a = va->addr + va->range;
-		} else if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ, p,
-					 &r)) {
-			a = r->va.addr + r->va.range;
-		} else if (!gvm__mm_lookup(vm->mm, a + K4, GVM_MM_LOOKUP_NEXT,
-					   &m)) {
-			/* not mapped (or not possible) here: go on after */
-			a = m.start > a + K4 ? m.start : a + K4;
-		} else {
-			break;			/* nothing mapped above */
-		}
-	}
+	prefetch(vm, lo, hi, to_system ? PLACE_SYSTEM : PLACE_POLICY, false);
 }

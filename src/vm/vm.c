@@ -457,6 +457,7 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_evictions);
 	C(svm_bytes_evicted);
 	C(svm_thrash_pins);
+	C(svm_ranges_prefetched);
 	C(svm_ranges_dropped);
 	C(svm_ranges_split);
 	C(svm_faults_by_size[0]);

@@ -117,6 +117,8 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t svm_bytes_evicted;	/* their bytes */
 	uint64_t svm_thrash_pins;	/* policy.c: ranges pinned to system
 					   memory for thrashing */
+	uint64_t svm_ranges_prefetched;	/* svm.c: made ahead of faults by
+					   the policy's prefetch */
 	uint64_t svm_faults_by_size[3];	/* 4K, 64K, 2M ranges */
 	uint64_t bytes_to_vram, bytes_to_system;
 	uint64_t userptr_invalidations, userptr_repins;

@@ -106,6 +106,23 @@ int gvm_tool_system_option(int argc, char **argv, int *i, const char *cmd,
 		sys->nr_devices = (unsigned int)n;
 		return 1;
 	}
+	r = gvm_tool_option(argc, argv, i, "--policy", &v);
+	if (r < 0)
+		goto missing;
+	if (r) {
+		const char *name, *what;
+
+		if (!gvm_svm_policy_select(v)) {
+			sys->policy = v;
+			return 1;
+		}
+		fprintf(stderr, "gvm %s: --policy wants one of these SVM "
+			"policies, not '%s':\n", cmd, v);
+		for (unsigned int k = 0;
+		     (name = gvm_svm_policy_list(k, &what)); k++)
+			fprintf(stderr, "  %-9s %s\n", name, what);
+		return 2;
+	}
 	r = gvm_tool_option(argc, argv, i, "--vram", &v);
 	if (r < 0)
 		goto missing;
@@ -289,9 +306,10 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 		   " evictions\n",
 		in, ss->faults, vs->evictions);
 	if (vs->svm_ranges_created)
-		fprintf(f, "%sSVM         %" PRIu64 " ranges made; faults "
-			   "serviced in 4K:%" PRIu64 " 64K:%" PRIu64
-			   " 2M:%" PRIu64 " ranges\n"
+		fprintf(f, "%sSVM         %" PRIu64 " ranges made (%" PRIu64
+			   " prefetched, policy %s); faults serviced in "
+			   "4K:%" PRIu64 " 64K:%" PRIu64 " 2M:%" PRIu64
+			   " ranges\n"
 			   "%s            %" PRIu64 " migrations to VRAM (%"
 			   PRIu64 " MiB), %" PRIu64 " back to system memory "
 			   "(%" PRIu64 " MiB, device-wide), %" PRIu64
@@ -302,7 +320,8 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			   "%s            %" PRIu64 " ranges collected (%"
 			   PRIu64 " split); %" PRIu64 " fault batches (largest %"
 			   PRIu64 "), %" PRIu64 " binds retried\n",
-			in, vs->svm_ranges_created, vs->svm_faults_by_size[0],
+			in, vs->svm_ranges_created, vs->svm_ranges_prefetched,
+			gvm_svm_policy_current(), vs->svm_faults_by_size[0],
 			vs->svm_faults_by_size[1], vs->svm_faults_by_size[2],
 			in, vs->svm_migrations, vs->bytes_to_vram >> 20,
 			vs->dev_svm_to_system,

@@ -16,6 +16,7 @@
 
 #include <gvm/device.h>
 #include <gvm/sim.h>
+#include <gvm/svm.h>
 #include <gvm/vm.h>
 
 int gvm_tool_demo(int argc, char **argv);
@@ -33,6 +34,8 @@ struct gvm_tool_system {
 	uint64_t vram_size;		/* --vram, 0: the simulator's default */
 	bool link;			/* --link: the devices in one owner
 					   group (a chain of links) */
+	const char *policy;		/* --policy: the SVM policy, NULL:
+					   the library's default */
 	struct gvm_device *dev[GVM_TOOL_MAX_DEVICES];
 };
 
@@ -53,7 +56,7 @@ int gvm_tool_option(int argc, char **argv, int *i, const char *name,
 		    const char **val);
 
 /*
- * Parses --devices and --vram at argv[*i] into @sys.  Returns 1 (taken),
+ * Parses --devices, --vram, --link and --policy at argv[*i] into @sys.  Returns 1 (taken),
  * 0 (not one of them), or 2 after printing what is wrong (exit status).
  */
 int gvm_tool_system_option(int argc, char **argv, int *i, const char *cmd,

@@ -39,7 +39,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: gvm run WORKLOAD [--devices N] [--vram SIZE] "
 		"[--size SIZE] [--iters N]\n"
-		"                        [--link] [--trace FILE] [--explain]\n"
+		"                        [--link] [--policy NAME] [--trace FILE] "
+		"[--explain]\n"
 		"workloads:\n");
 	for (i = 0; i < NR_WORKLOADS; i++)
 		fprintf(f, "  %-11s %s\n", workloads[i]->name,
@@ -49,6 +50,8 @@ static void usage(FILE *f)
 		"  --devices N   simulated devices, one VM and thread each [1]\n"
 		"  --link        link the devices into one owner group (peer "
 		"to peer)\n"
+		"  --policy NAME SVM policy: default, remote, migrate, prefetch "
+		"(docs/policy.md)\n"
 		"  --vram SIZE   VRAM per device [256M, or what the workload "
 		"needs]\n"
 		"  --size SIZE   buffer size (4096, 64K, 256M, 1G) [per "
