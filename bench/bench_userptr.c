@@ -20,6 +20,11 @@
  *                     cost of a device, (4-device time - 1-device time) / 3:
  *                     its share of the first pass (zap, submit) and of the
  *                     waits beyond the first.
+ *   inval_2pass_4dev_svm  the same with the 2 MiB bound as an SVM range on
+ *                     4 fault-mode VMs mirroring the process (migration
+ *                     off, so every device maps the system pages): the
+ *                     invalidation goes through each VM's chunk notifier
+ *                     and range child; a GPU fault rebinds between passes.
  *
  * Protocol: warm-up, then GVM_BENCH_REPS alternating passes; medians.
  */
@@ -34,7 +39,9 @@
 #include <gvm/vm.h>
 
 #include "bench.h"
+#include "core/atomic.h"
 #include "mm/mm.h"
+#include "vm/svm.h"
 
 #define K4 4096ull
 #define M2 (2ull << 20)
@@ -144,9 +151,38 @@ GVM_BENCH(userptr_bind_64m_2m, "gvm_vm_bind of a 64 MiB userptr, 2M aligned")
 	return userptr_bind(ctx, res, 0);
 }
 
-/* Median time of invalidating a 2 MiB userptr bound on @n devices. */
+/* (Re)binds @p on @vm: as a userptr, or (@svm) by a GPU fault in it. */
+static int bind_again(struct gvm_vm *vm, uint8_t *p, bool svm)
+{
+	struct gvm_fault_info f = { .addr = (uint64_t)(uintptr_t)p,
+				    .access = GVM_ACCESS_WRITE,
+				    .reason = GVM_FAULT_NOT_PRESENT,
+				    .engine = GVM_ENGINE_COMPUTE };
+
+	return svm ? gvm_vm_fault(vm, &f) : bind_userptr(vm, p, M2);
+}
+
+/* A fault-mode VM of @dev mirroring the process's address space. */
+static int svm_vm(struct gvm_device *dev, struct gvm_mm *mm,
+		  struct gvm_vm **vm)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = (1ull << 47) - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	int err = gvm_vm_create(dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				vm);
+
+	if (!err)
+		err = gvm_vm_bind(*vm, NULL, &op, 1, NULL, 0);
+	return err;
+}
+
+/*
+ * Median time of invalidating 2 MiB at @p bound on @n devices, as a
+ * userptr or (@svm) as an SVM range.
+ */
 static int inval_time(struct gvm_mm *mm, unsigned int n, uint8_t *p,
-		      int reps, double *out)
+		      bool svm, int reps, double *out)
 {
 	struct gvm_sim_config cfg = { .vram_size = 16ull << 20,
 				      .tlb_inval_latency_ns = 20000 };
@@ -158,15 +194,17 @@ static int inval_time(struct gvm_mm *mm, unsigned int n, uint8_t *p,
 
 	for (i = 0; i < n && !err; i++) {
 		err = gvm_sim_device_create(&cfg, &dev[i]);
-		if (!err)
-			err = gvm_vm_create(dev[i], mm, 0, &vm[i]);
+		if (err)
+			break;
+		err = svm ? svm_vm(dev[i], mm, &vm[i])
+			  : gvm_vm_create(dev[i], mm, 0, &vm[i]);
 	}
 	for (r = 0; r < reps && !err; r++) {
 		int64_t t0;
 
-		/* (Re)bind everywhere: the userptrs are live again. */
+		/* Bound everywhere again: live again. */
 		for (i = 0; i < n && !err; i++)
-			err = bind_userptr(vm[i], p, M2);
+			err = bind_again(vm[i], p, svm);
 		if (err)
 			break;
 		t0 = gvm_bench_now_ns();
@@ -185,28 +223,33 @@ static int inval_time(struct gvm_mm *mm, unsigned int n, uint8_t *p,
 	return err;
 }
 
-GVM_BENCH(inval_2pass_4dev, "userptr invalidation on 4 devices (20 us TLB)")
+static int inval_2pass(const struct gvm_bench_ctx *ctx,
+		       struct gvm_bench_result *res, bool svm)
 {
 	int reps = ctx->quick ? 3 : 41, r, err = 0;
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	struct gvm_mm *mm;
-	uint8_t *p;
+	uint8_t *map, *p;
 
 	err = gvm_mm_self(&mm);
 	if (err)
 		return err;
-	p = mmap(NULL, M2, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
+	map = mmap(NULL, 2 * M2, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED) {
 		gvm_mm_put(mm);
 		return -ENOMEM;
 	}
+	/* 2 MiB aligned, so that an SVM range covers it whole */
+	p = (uint8_t *)(((uintptr_t)map + M2 - 1) & ~(uintptr_t)(M2 - 1));
 	memset(p, 1, M2);
+	gvm_store_relaxed(&gvm__svm_no_migration, true);
 	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
-		err = inval_time(mm, 4, p, reps, &v[r]);
+		err = inval_time(mm, 4, p, svm, reps, &v[r]);
 		if (!err)
-			err = inval_time(mm, 1, p, reps, &b[r]);
+			err = inval_time(mm, 1, p, svm, reps, &b[r]);
 	}
+	gvm_store_relaxed(&gvm__svm_no_migration, false);
 	if (!err) {
 		res->value = gvm_bench_median(v, GVM_BENCH_REPS);
 		res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
@@ -214,11 +257,23 @@ GVM_BENCH(inval_2pass_4dev, "userptr invalidation on 4 devices (20 us TLB)")
 		res->baseline = "the same on 1 device";
 		res->goal = 1.2;
 		snprintf(res->note, sizeof(res->note),
-			 "two passes; modelled TLB latency 20 us; marginal cost "
-			 "per extra device %.2f us",
+			 "%s; two passes; modelled TLB latency 20 us; marginal "
+			 "cost per extra device %.2f us",
+			 svm ? "SVM range of 2 MiB in system memory"
+			     : "userptr of 2 MiB",
 			 (res->value - res->baseline_value) / 3);
 	}
-	munmap(p, M2);
+	munmap(map, 2 * M2);
 	gvm_mm_put(mm);
 	return err;
+}
+
+GVM_BENCH(inval_2pass_4dev, "userptr invalidation on 4 devices (20 us TLB)")
+{
+	return inval_2pass(ctx, res, false);
+}
+
+GVM_BENCH(inval_2pass_4dev_svm, "SVM range invalidation on 4 devices (20 us TLB)")
+{
+	return inval_2pass(ctx, res, true);
 }
