@@ -60,6 +60,9 @@ struct gvm_bo {
 					   empty), dev->dead_bos once dead
 					   (gvm__bo_put_deferred());
 					   dev->vram_lock */
+	uint64_t lru_stamp;		/* dev->vram_lock: dev->lru_clock at
+					   its last use (0: a purgeable BO at
+					   the head; evict.c) */
 	struct gvm_vram_claim *claim;	/* dev->vram_lock: the claim whose
 					   owner waits to evict this BO, or
 					   NULL (evict.c) */

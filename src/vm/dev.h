@@ -55,6 +55,10 @@ struct gvm_device {
 	struct gvm_list svm_lru;	/* vram_lock: SVM device memory
 					   holding CPU pages, least recently
 					   used first (migrate.c) */
+	uint64_t lru_clock;		/* vram_lock: stamps each use of a
+					   BO (lru) and of SVM memory
+					   (svm_lru), so the two lists read
+					   as one LRU (gvm__vram_lru_stamp) */
 	uint64_t svm_evictions;		/* atomic: SVM allocations evicted */
 	uint64_t svm_bytes_evicted;	/* atomic: their bytes */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
@@ -128,6 +132,16 @@ enum gvm_evict_mode {
 };
 
 /*
+ * The next stamp of @dev's LRU clock, for a use of a BO or of SVM memory
+ * now (vram_lock held): larger stamps are more recent uses, whatever the
+ * kind, so eviction can take the least recently used of both lists.
+ */
+static inline uint64_t gvm__vram_lru_stamp(struct gvm_device *dev)
+{
+	return ++dev->lru_clock;
+}
+
+/*
  * gvm__vram_alloc(), evicting BOs to system memory (least recently used
  * first) while it does not fit.  BOs whose reservation cannot be taken
  * with a trylock (held by the caller or someone else) are skipped.  With
@@ -143,6 +157,14 @@ void gvm__vram_evacuate(struct gvm_device *dev);
 
 int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 			  enum gvm_evict_mode mode, struct gvm_list *blocks);
+/*
+ * The same with GVM_EVICT_IDLE, evicting only BOs last used before LRU
+ * stamp @older_than (UINT64_MAX: any): SVM's migration passes the stamp
+ * of the SVM memory it would evict next, so that BOs and SVM memory go in
+ * one least-recently-used order (migrate.c).
+ */
+int gvm__vram_alloc_evict_older(struct gvm_device *dev, uint64_t size,
+				uint64_t older_than, struct gvm_list *blocks);
 
 /*
  * struct gvm_pt_mem's make_room for the device's VRAM (@priv: the device):

@@ -53,7 +53,11 @@
  *   submit, end the claim                bo_create's turn
  *
  * SVM memory.  Device memory that SVM ranges migrated to is on the
- * device's SVM LRU (migrate.c).  Moving it back takes the mm's
+ * device's SVM LRU (migrate.c).  Every use of a BO or of SVM memory takes
+ * a stamp of the device's LRU clock (gvm__vram_lru_stamp, dev.h), so the
+ * two lists read as one LRU: an SVM migration evicts the idle BOs used
+ * before the SVM memory it would evict next, then that memory
+ * (gvm__vram_alloc_evict_older).  Moving SVM memory back takes the mm's
  * devmem_lock (rank 200), which a caller holding reservations (300) must
  * not take: so evict_one() never touches it, and an allocation holding
  * reservations fails over SVM memory as over busy BOs.  The rounds of
@@ -121,10 +125,13 @@ void gvm__bo_lru_update(struct gvm_bo *bo)
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm_list_del(&bo->lru_link);
 	/* Purgeable BOs at the head, within the victim window. */
-	if (bo->mem.region == GVM_MEM_VRAM && purgeable(bo))
+	if (bo->mem.region == GVM_MEM_VRAM && purgeable(bo)) {
+		bo->lru_stamp = 0;
 		gvm_list_add(&bo->lru_link, &dev->lru);
-	else if (bo->mem.region == GVM_MEM_VRAM)
+	} else if (bo->mem.region == GVM_MEM_VRAM) {
+		bo->lru_stamp = gvm__vram_lru_stamp(dev);
 		gvm_list_add_tail(&bo->lru_link, &dev->lru);
+	}
 	gvm__mutex_unlock(&dev->vram_lock);
 }
 
@@ -199,7 +206,8 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  * is the least likely to be needed next), the least recently used on a
  * tie.
  * Skips the first @skip candidates that qualify (ones that failed to
- * move).
+ * move).  Only BOs last used before LRU stamp @older_than are candidates
+ * (the list is in stamp order: it stops at the first newer one).
  *
  * Two phases, so that no reservation is ever unlocked under vram_lock (a
  * contended unlock takes the mutex's wait_lock, which ranks below the
@@ -209,7 +217,8 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  * tested again, and all but the choice are unlocked and put.
  */
 static struct gvm_bo *pick_victim(struct gvm_device *dev,
-				  enum gvm_evict_mode mode, unsigned int skip)
+				  enum gvm_evict_mode mode, unsigned int skip,
+				  uint64_t older_than)
 {
 	struct gvm_bo *cand[VICTIM_WINDOW], *best = NULL;
 	unsigned int nr = 0, best_vms = 0, i;
@@ -221,7 +230,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
 						   lru_link);
 
-		if (nr == VICTIM_WINDOW)
+		if (nr == VICTIM_WINDOW || bo->lru_stamp >= older_than)
 			break;
 		if (gvm_resv_is_locked(bo->resv) || !movable(bo, mode))
 			continue;
@@ -267,18 +276,19 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 }
 
 /*
- * Moves one victim to system memory, or purges it if it is DONTNEED.  0,
- * or -ENOSPC if no victim could be moved.
+ * Moves one victim last used before @older_than to system memory, or
+ * purges it if it is DONTNEED.  0, or -ENOSPC if no victim could be
+ * moved.
  */
 static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
-		     unsigned int *failed)
+		     unsigned int *failed, uint64_t older_than)
 {
 	struct gvm_bo *victim;
 	struct gvm_list *pos;
 	int err;
 
 	for (;;) {
-		victim = pick_victim(dev, mode, *failed);
+		victim = pick_victim(dev, mode, *failed, older_than);
 		if (!victim)
 			return -ENOSPC;
 		/* DONTNEED, read under the reservation: purged, not copied. */
@@ -310,7 +320,7 @@ void gvm__vram_evacuate(struct gvm_device *dev)
 	unsigned int failed = 0;
 
 	gvm_lockdep_assert_none_held();
-	while (!evict_one(dev, GVM_EVICT_WAIT, &failed))
+	while (!evict_one(dev, GVM_EVICT_WAIT, &failed, UINT64_MAX))
 		;
 	gvm__dev_reap(dev);
 }
@@ -321,7 +331,7 @@ int gvm__vram_make_room(void *priv, uint64_t bytes)
 
 	(void)bytes;		/* one BO frees at least a page */
 	gvm__signalling_no_alloc();
-	return evict_one(priv, GVM_EVICT_IDLE, &failed);
+	return evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX);
 }
 
 /*
@@ -336,8 +346,9 @@ void gvm__vram_claim_end_wait(void)
 	gvm__vram_claim_end(&wait_claim);
 }
 
-int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
-			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+static int alloc_evict(struct gvm_device *dev, uint64_t size,
+		       enum gvm_evict_mode mode, uint64_t older_than,
+		       struct gvm_list *blocks)
 {
 	unsigned int failed = 0, waits = 0;
 	int err;
@@ -347,7 +358,7 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
 		    size > dev->vram.size)
 			break;
-		if (!evict_one(dev, mode, &failed))
+		if (!evict_one(dev, mode, &failed, older_than))
 			continue;
 		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
 		    !gvm__vram_wait_room(dev, &wait_claim, size, NULL))
@@ -357,6 +368,18 @@ int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
 	if (err)
 		gvm__vram_claim_end(&wait_claim);
 	return err;
+}
+
+int gvm__vram_alloc_evict(struct gvm_device *dev, uint64_t size,
+			  enum gvm_evict_mode mode, struct gvm_list *blocks)
+{
+	return alloc_evict(dev, size, mode, UINT64_MAX, blocks);
+}
+
+int gvm__vram_alloc_evict_older(struct gvm_device *dev, uint64_t size,
+				uint64_t older_than, struct gvm_list *blocks)
+{
+	return alloc_evict(dev, size, GVM_EVICT_IDLE, older_than, blocks);
 }
 
 /* ---- claims ------------------------------------------------------------ */

@@ -94,6 +94,8 @@ struct svm_devmem {
 						   a reference (the top of
 						   the file); NULL: none */
 	int64_t migrated_ns;			/* when it was filled */
+	uint64_t lru_stamp;			/* dev->lru_clock at its last
+						   use (dev.h) */
 	bool evicting;				/* an evictor works on it */
 };
 
@@ -267,6 +269,7 @@ static void lru_touch(struct svm_devmem *d)
 
 	gvm__mutex_lock(&dev->vram_lock);
 	if (d->mm && !d->evicting) {
+		d->lru_stamp = gvm__vram_lru_stamp(dev);
 		gvm_list_del(&d->lru_link);
 		gvm_list_add_tail(&d->lru_link, &dev->svm_lru);
 	}
@@ -277,6 +280,41 @@ void gvm__svm_devmem_touch(struct gvm_mm_devmem *dm)
 {
 	if (dm->ops == &svm_devmem_ops)
 		lru_touch(to_svm_devmem(dm));
+}
+
+/*
+ * Whether SVM allocation @x may be evicted by a pass that spares young
+ * allocations unless @young (vram_lock held).
+ */
+static bool evict_candidate(const struct svm_devmem *x, bool young,
+			    int64_t now)
+{
+	return !x->evicting &&
+	       (young || gvm__svm_policy_evictable(x->migrated_ns, now));
+}
+
+/*
+ * The LRU stamp of the SVM allocation svm_evict_one(@dev, @young) would
+ * take, UINT64_MAX if none.
+ */
+static uint64_t svm_next_victim_stamp(struct gvm_device *dev, bool young)
+{
+	int64_t now = gvm__svm_policy_now();
+	uint64_t stamp = UINT64_MAX;
+	struct gvm_list *pos;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->svm_lru) {
+		struct svm_devmem *x = gvm_list_entry(pos, struct svm_devmem,
+						      lru_link);
+
+		if (evict_candidate(x, young, now)) {
+			stamp = x->lru_stamp;
+			break;
+		}
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	return stamp;
 }
 
 /*
@@ -300,9 +338,7 @@ static uint64_t svm_evict_one(struct gvm_device *dev, bool young,
 		struct svm_devmem *x = gvm_list_entry(pos, struct svm_devmem,
 						      lru_link);
 
-		if (x->evicting ||
-		    (!young && !gvm__svm_policy_evictable(x->migrated_ns,
-							  now)))
+		if (!evict_candidate(x, young, now))
 			continue;
 		if (!mm_get_unless_zero(x->mm))
 			continue;	/* its teardown frees x */
@@ -367,30 +403,40 @@ static bool headroom_left(struct gvm_device *dev)
 }
 
 /*
- * VRAM for an SVM migration of @size bytes: idle BOs make room first, then
- * SVM allocations, least recently used first (the young ones last), until
- * it fits with the policy's headroom left.  Bounded: an allocation cannot
- * be starved forever by others that take the room it made, it gives up
- * (-ENOSPC, the fault is serviced in system memory).  vm->lock held.
+ * VRAM for an SVM migration of @size bytes: idle BOs and SVM allocations
+ * make room in one least-recently-used order (their LRU stamps, dev.h),
+ * except that SVM allocations younger than the policy's timeslice go only
+ * when nothing else can, until it fits with the policy's headroom left.
+ * Each round evicts the idle BOs used before the SVM allocation that would
+ * go next, then that allocation.  Bounded: an allocation cannot be starved
+ * forever by others that take the room it made, it gives up (-ENOSPC, the
+ * fault is serviced in system memory).  vm->lock held.
  */
 static int svm_vram_alloc(struct gvm_vm *vm, struct gvm_device *dev,
 			  uint64_t size, struct gvm_list *blocks)
 {
 	unsigned int rounds = 2 * (unsigned int)(size >> 12) + 8;
+	bool young = false;
 	int err;
 
 	if (size + gvm__svm_policy_headroom(dev) > dev->desc.vram_size)
 		return -ENOSPC;
 	while (rounds--) {
-		err = gvm__vram_alloc_evict(dev, size, GVM_EVICT_IDLE, blocks);
+		err = gvm__vram_alloc_evict_older(dev, size,
+				svm_next_victim_stamp(dev, young), blocks);
 		if (!err && headroom_left(dev))
 			return 0;
 		if (!err) {
 			gvm__vram_free(dev, blocks);
 			err = -ENOSPC;
 		}
-		if (err != -ENOSPC || !gvm__svm_evict(dev, 1, vm))
+		if (err != -ENOSPC)
 			return err;
+		if (svm_evict_one(dev, young, vm))
+			continue;
+		if (young)
+			return -ENOSPC;
+		young = true;	/* nothing older: the young ones */
 	}
 	return -ENOSPC;
 }
@@ -431,6 +477,7 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 		gvm__mutex_lock(&dev->vram_lock);
 		d->mm = vm->mm;
 		d->migrated_ns = gvm__svm_policy_now();
+		d->lru_stamp = gvm__vram_lru_stamp(dev);
 		gvm_list_add_tail(&d->lru_link, &dev->svm_lru);
 		gvm__mutex_unlock(&dev->vram_lock);
 		err = gvm__mm_migrate_to_devmem(vm->mm, start, size, &d->base);

@@ -371,6 +371,76 @@ TEST(svm_memory_and_bos_compete)
 	teardown(&c, 1);
 }
 
+/*
+ * One LRU order for BOs and SVM memory (evict.c, migrate.c: LRU stamps).
+ * A 2 MiB VRAM-only BO, used by an exec of an ordinary VM, then SVM ranges
+ * A..F (12 MiB) fill a 16 MiB VRAM.  G's migration needs room: the BO,
+ * used before A, goes first (A stays).  An exec of the BO takes it back,
+ * making SVM memory give way (A, the oldest), and the BO is now the most
+ * recently used: A's migration back evicts B, not the BO.
+ */
+TEST(bos_and_svm_memory_go_in_one_lru_order)
+{
+	const uint64_t va = 1ull << 40;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = va, .range = M2 };
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	struct gvm_kernel k;
+	struct gvm_queue *q;
+	struct gvm_vm *bvm;
+	struct gvm_bo *bo;
+	struct vmctx *v;
+	uint8_t *p, *r[7];
+	struct ctx c;
+
+	setup(&c, M16, 1);
+	v = &c.v[0];
+	gvm__svm_policy.evict_timeslice_ns = 0;	/* no young allocation */
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &bvm));
+	ASSERT_OK(gvm_queue_create(bvm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(c.dev, M2, GVM_MEM_VRAM, NULL, &bo));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(bvm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_kernel_fill(&k, va, M2, 3));
+	ASSERT_OK(gvm_exec(q, &k, &s, 1));		/* the BO's use */
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	gvm_fence_put(f);
+
+	p = svmt_map(7 * M2, M2);
+	for (unsigned int i = 0; i < 7; i++)
+		r[i] = p + i * M2;
+	gpu_fill(v, p, 6 * M2, 5);			/* A..F */
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	gpu_fill(v, r[6], M2, 5);			/* G */
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_TRUE(resident(&c, r[0], M2));
+	ASSERT_EQ(svmt_stats(v->vm).dev_svm_evictions, 0);
+
+	/* The BO back (its exec waits, SVM gives way): A goes. */
+	ASSERT_OK(gvm_exec(q, &k, &s, 1));
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(f), 1);		/* no error */
+	gvm_fence_put(f);
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_FALSE(resident(&c, r[0], M2));
+	ASSERT_EQ(svmt_stats(v->vm).dev_svm_evictions, 1);
+
+	/* A again: B, used before the BO, goes; the BO stays. */
+	ASSERT_EQ(gpu_sum(v, r[0], M2), W(5) * (M2 / 8));
+	ASSERT_TRUE(resident(&c, r[0], M2));
+	ASSERT_FALSE(resident(&c, r[1], M2));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	ASSERT_EQ(svmt_stats(v->vm).dev_svm_evictions, 2);
+	ASSERT_EQ(gpu_sum(v, p, 7 * M2), W(5) * (7 * M2 / 8));
+
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(bvm));
+	gvm_bo_put(bo);
+	svmt_unmap(p, 7 * M2);
+	teardown(&c, 1);
+}
+
 /* ---- the anti-ping-pong timeslice ---------------------------------------- */
 
 /*
