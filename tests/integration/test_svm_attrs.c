@@ -12,6 +12,7 @@
  * at once by running their jobs concurrently and waiting for both.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "harness.h"
@@ -673,6 +674,114 @@ TEST(unplug_moves_svm_data_out_and_peers_keep_working)
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(6));
 	pair_teardown(&x);
 	svmt_unmap(p, M2);
+}
+
+/*
+ * Unplug while a kernel of the device runs on SVM memory in its VRAM.  The
+ * kernel (one lane) writes the first half of 2 MiB, says so, and keeps
+ * loading from the range (so it acknowledges TLB invalidations) until the
+ * test, having unplugged the device meanwhile, lets it write the second
+ * half.  The unplug moves the data to system memory under the running
+ * kernel; its next access refaults and maps system memory (the device
+ * can hold nothing any more); the job ends without error and nothing is
+ * lost.  New work is refused.
+ */
+struct unplug_args {
+	uint64_t base, words;
+	uint32_t *half_done, *go;	/* host words, not GPU memory */
+};
+
+static void unplug_fn(struct gvm_lane *l, const void *args)
+{
+	const struct unplug_args *a = args;
+
+	for (uint64_t i = 0; i < a->words / 2; i++)
+		gvm_lane_store(l, a->base + i * 8, i + 1, 8);
+	__atomic_store_n(a->half_done, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(a->go, __ATOMIC_ACQUIRE))
+		gvm_lane_load(l, a->base, 8);
+	for (uint64_t i = a->words / 2; i < a->words; i++)
+		gvm_lane_store(l, a->base + i * 8, i + 1, 8);
+}
+
+TEST(unplug_while_a_kernel_runs_on_the_devices_memory)
+{
+	uint32_t half_done = 0, go = 0;
+	struct unplug_args a;
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = svmt_map(M2, M2);
+	svmt_fill(&c.v, p, M2, 1);			/* into VRAM */
+	ASSERT_EQ(svmt_info(c.dev).svm_migrations_in, 1);
+	a = (struct unplug_args){ svmt_u64(p), M2 / 8, &half_done, &go };
+	ASSERT_OK(gvm_kernel_init(&k, "unplug", unplug_fn, 1, &a, sizeof(a)));
+	ASSERT_OK(gvm_exec(c.v.q, &k, &s, 1));
+	while (!__atomic_load_n(&half_done, __ATOMIC_ACQUIRE))
+		sched_yield();
+	ASSERT_OK(gvm_device_unplug(c.dev));
+	ASSERT_EQ(svmt_info(c.dev).svm_migrations_out, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(svmt_logged(c.v.vm, NULL), 0);	/* no failed fault */
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		if (p[i] != i + 1)
+			ASSERT_EQ(p[i], i + 1);
+	ASSERT_EQ(svmt_info(c.dev).svm_migrations_in, 1);	/* no more */
+	ASSERT_EQ(gvm_exec(c.v.q, &k, NULL, 0), -ENODEV);
+	teardown(&c);
+	svmt_unmap(p, M2);
+}
+
+/*
+ * SVM memory fills VRAM; a BO that may live in system memory too lands
+ * there (it does not push SVM memory out: docs/svm.md, "Who evicts
+ * what") and works; the SVM data stays where it is, intact.
+ */
+TEST(a_vram_or_system_bo_falls_back_while_svm_fills_vram)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 * M2 };
+	const uint64_t va = 1ull << 40;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = va, .range = M2 };
+	struct gvm_device *dev;
+	struct gvm_bo *bo;
+	struct gvm_mm *mm;
+	struct svmt_vm v;
+	uint32_t *b;
+	uint8_t *p;
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	svmt_vm_init(&v, dev, mm);
+	p = svmt_map(7 * M2, M2);
+	svmt_fill(&v, p, 7 * M2, 4);			/* all but 2 MiB */
+	ASSERT_EQ(svmt_info(dev).svm_migrations_in, 7);
+	ASSERT_LT(svmt_info(dev).vram_free, M2);
+	ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM | GVM_MEM_SYSTEM, NULL,
+				&bo));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(svmt_stats(v.vm).dev_svm_evictions, 0);
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(v.vm, NULL, &op, 1, NULL, 0));
+	svmt_fill(&v, (void *)(uintptr_t)va, M2, 9);	/* the GPU uses it */
+	ASSERT_OK(gvm_bo_map(bo, (void **)&b));
+	for (uint64_t i = 0; i < M2 / 4; i++)
+		if (b[i] != 9)
+			ASSERT_EQ(b[i], 9);
+	ASSERT_EQ(gvm__mm_devmem_bytes(mm), 7 * M2);
+	ASSERT_EQ(svmt_cpu_sum(p, 7 * M2), 7 * M2 / 8 * W(4));
+	svmt_vm_fini(&v);
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+	gvm_mm_put(mm);
+	svmt_unmap(p, 7 * M2);
 }
 
 /*
