@@ -81,6 +81,15 @@ struct gvm_job_ops {
 	 * held; the job's memory belongs to the caller again.  Mandatory.
 	 */
 	void (*free)(struct gvm_job *job);
+	/*
+	 * If true, the finished fence signals from the hw fence's callback,
+	 * in the thread that signals the hw fence, instead of on a worker
+	 * after it: one thread hand-off less between the work's end and
+	 * whoever waits for it.  The queue still starts its next job only
+	 * after a worker completed this one, and free() still comes after.
+	 * For jobs whose free() does nothing a waiter could observe.
+	 */
+	bool signal_from_hw;
 };
 
 /*

@@ -37,10 +37,12 @@
  *        |------------- run() < 0, or no hw fence ------------------+
  *        | run() returned a hw fence                                |
  *      HW_WAIT: callback on the hw fence (a dying queue waits too)  |
- *        | hw fence signalled: its error, if any                    |
+ *        | hw fence signalled: its error, if any (ops->signal_from_hw:
+ *        | the callback signals the finished fence with it, then kicks)
  *        v                                                          v
- *      DONE: finished fence signalled with job->error, job unlinked,
- *            references dropped, ops->free(job)
+ *      DONE: finished fence signalled with job->error (unless the hw
+ *            callback did), job unlinked, references dropped,
+ *            ops->free(job)
  *
  * Queue processing (fields under sched->lock):
  *
@@ -68,7 +70,11 @@
  * Hand-offs.  A worker that just processed a queue polls sched->kicks for
  * GVM_HANDOFF_SPIN_NS (one worker at a time) before it sleeps on
  * work_cond, so the kick of a job's hw fence or of the next push is picked
- * up without a wake-up; idle workers never spin.
+ * up without a wake-up; idle workers never spin.  A kick while a worker
+ * spins wakes nobody (the spinner looks at the ready list under the lock
+ * before it sleeps).  Jobs with ops->signal_from_hw (execs) have their
+ * finished fence signalled by the hw fence's callback, in the thread that
+ * signals it: their waiters do not wait for a worker.
  *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
@@ -254,7 +260,10 @@ static void queue_kick(struct gvm_sched_queue *q)
 		gvm_list_add_tail(&q->ready_link, &s->ready);
 		q->on_ready = true;
 		gvm_fetch_add_release(&s->kicks, 1u);
-		pthread_cond_signal(&s->work_cond);
+		/* A spinning worker sees the kick, and looks at the ready
+		   list under the lock before it sleeps: no wake-up. */
+		if (!s->spinning)
+			pthread_cond_signal(&s->work_cond);
 	}
 	gvm__mutex_unlock(&s->lock);
 }
@@ -267,13 +276,30 @@ static void job_kick_cb(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 	queue_kick(job->queue);
 }
 
+/*
+ * Hw fence callback of a signal_from_hw job in HW_WAIT: signals its
+ * finished fence with the hw fence's error (fence locks nest along
+ * dependencies, fence.c), then kicks the queue so that a worker completes
+ * the job.  The job is the queue's head until then: finished fences still
+ * signal in seqno order.
+ */
+static void job_hw_done_cb(struct gvm_fence *fence, struct gvm_fence_cb *cb)
+{
+	struct gvm_job *job = gvm_container_of(cb, struct gvm_job, cb);
+
+	gvm__fence_signal(job->finished, fence->error);
+	queue_kick(job->queue);
+}
+
 /* ---- the worker side ------------------------------------------------------ */
 
 /*
- * True once @f has signalled and job->cb is free again; false if a callback
- * on @f is installed and will kick the queue.  Context: worker, no lock held.
+ * True once @f has signalled and job->cb is free again; false if callback
+ * @func on @f is installed and will kick the queue.  Context: worker, no
+ * lock held.
  */
-static bool job_fence_done(struct gvm_job *job, struct gvm_fence *f)
+static bool job_fence_done(struct gvm_job *job, struct gvm_fence *f,
+			   gvm_fence_func_t func)
 {
 	if (job->cb_fence != f) {
 		gvm_assert(!job->cb_fence);
@@ -281,7 +307,7 @@ static bool job_fence_done(struct gvm_job *job, struct gvm_fence *f)
 			return true;
 		job->cb_fence = f;
 		/* Runs the callback at once if f signalled meanwhile: rekick. */
-		gvm_fence_add_callback(f, &job->cb, job_kick_cb);
+		gvm_fence_add_callback(f, &job->cb, func);
 	}
 	if (!gvm_fence_is_signaled(f))
 		return false;
@@ -320,7 +346,7 @@ static bool job_advance(struct gvm_job *job, bool dying)
 		while (job->next_dep < job->nr_deps) {
 			struct gvm_fence *f = job->deps[job->next_dep];
 
-			if (!job_fence_done(job, f))
+			if (!job_fence_done(job, f, job_kick_cb))
 				return false;
 			/* The first dependency to fail, in time, gives the error. */
 			status = gvm_fence_get_status(f);
@@ -352,7 +378,9 @@ static bool job_advance(struct gvm_job *job, bool dying)
 		/* fall through */
 	case JOB_HW_WAIT:
 		/* Even a dying queue waits: the work is in flight. */
-		if (!job_fence_done(job, job->hw_fence))
+		if (!job_fence_done(job, job->hw_fence,
+				    job->ops->signal_from_hw ? job_hw_done_cb
+							     : job_kick_cb))
 			return false;
 		status = gvm_fence_get_status(job->hw_fence);
 		if (status < 0)
@@ -376,7 +404,9 @@ static void job_complete(struct gvm_sched_queue *q, struct gvm_job *job)
 	gvm_assert(finished->seqno > q->last_done_seqno);
 	q->last_done_seqno = finished->seqno;
 
-	gvm__fence_signal(finished, job->error);
+	/* Unless job_hw_done_cb did (it has returned: job_fence_done). */
+	if (!gvm_fence_is_signaled(finished))
+		gvm__fence_signal(finished, job->error);
 
 	gvm__mutex_lock(&q->lock);
 	gvm_assert(q->jobs.next == &job->link);

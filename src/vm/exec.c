@@ -89,6 +89,7 @@ static void exec_free(struct gvm_job *job)
 static const struct gvm_job_ops exec_ops = {
 	.run = exec_run,
 	.free = exec_free,
+	.signal_from_hw = true,	/* free() only frees the job's memory */
 };
 
 static int add_deps(struct gvm_job *job, struct gvm_resv *resv,

@@ -19,6 +19,7 @@
 #include "core/debug.h"
 #include "core/list.h"
 #include "core/sched_internal.h"
+#include "core/sync.h"
 #include "harness.h"
 
 #define WAIT_NS (10ll * 1000 * 1000 * 1000)
@@ -637,6 +638,64 @@ TEST(async_hw_fence)
 	gvm_fence_put(f1);
 	gvm_fence_put(f2);
 	gvm_fence_put(f3);
+}
+
+/*
+ * signal_from_hw: the finished fence signals in the thread that signals
+ * the hw fence, with its error, before the call returns; the next job of
+ * the queue still runs only after a worker completed this one.
+ */
+static const struct gvm_job_ops tjob_hw_ops = {
+	.run = tjob_run,
+	.free = tjob_free,
+	.signal_from_hw = true,
+};
+
+static bool has_callback(struct gvm_fence *f)
+{
+	bool linked;
+
+	gvm__mutex_lock(&f->lock);
+	linked = !gvm_list_empty(&f->cb_list);
+	gvm__mutex_unlock(&f->lock);
+	return linked;
+}
+
+TEST(finished_signals_from_the_hw_fence_signaller)
+{
+	struct gvm_fence *f1, *f2, *hw;
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+	struct tjob t1, t2;
+
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	hw = sw_fence();
+	tjob_setup(&t1);
+	tjob_setup(&t2);
+	t1.hw = hw;
+	ASSERT_OK(gvm_job_init(&t1.base, q, &tjob_hw_ops));
+	gvm_job_arm(&t1.base);
+	f1 = gvm_fence_get(gvm_job_finished(&t1.base));
+	gvm_job_push(&t1.base);
+	t2.must_be_done = f1;
+	f2 = submit(q, &t2, NULL, 0);
+
+	/* t1 ran and its worker waits on hw through the callback */
+	while (!has_callback(hw))
+		sched_yield();
+	ASSERT_EQ(gvm_fence_get_status(f1), 0);
+	ASSERT_OK(gvm_fence_signal_error(hw, -EIO));
+	ASSERT_EQ(gvm_fence_get_status(f1), -EIO);	/* already */
+	wait_done(f2);
+	ASSERT_EQ(gvm_fence_get_status(f2), 1);
+	ASSERT_EQ(__atomic_load_n(&t2.order_ok, __ATOMIC_SEQ_CST), 1);
+	gvm_sched_queue_destroy(q);
+	ASSERT_EQ(freed(&t1) + freed(&t2), 2);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(hw);
+	gvm_fence_put(f1);
+	gvm_fence_put(f2);
 }
 
 /* A hw fence that is already signalled when run() returns it. */
