@@ -247,9 +247,11 @@ GVM_API int gvm_bo_create(struct gvm_device *dev, uint64_t size,
  * A CPU view of the whole BO, valid until the last reference goes; it
  * follows the BO when gvm moves it.  CPU and GPU accesses are coherent
  * once the GPU work that uses the BO has completed (wait for its fences).
- * Known defect (issue 11): a CPU store through the view that races a
- * move of the BO (an eviction made by another thread's allocation or
- * exec) can be lost: the move copies, then switches the view.
+ * gvm may move the BO meanwhile (evictions by other threads): a CPU store
+ * through the view then sleeps while the move copies, and lands in the
+ * new backing; reads go on.  Where the kernel lacks userfaultfd
+ * write-protection of shared memory (Linux < 5.19), or the view's range
+ * is registered with another userfaultfd, such a store can be lost.
  * -EOPNOTSUPP: a BO in scattered VRAM on a device without vram_fd.
  */
 GVM_API int gvm_bo_map(struct gvm_bo *bo, void **cpu);

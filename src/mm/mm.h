@@ -466,6 +466,22 @@ int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
  */
 int gvm__mm_populate_write(uint64_t addr);
 
+/*
+ * Write-protection of shared memory the library owns while it moves what
+ * is behind it (a BO's CPU view: vm/move.c), so that no CPU store lands
+ * in the old copy after the data was copied.  gvm__mm_wp_begin() makes
+ * stores to [addr, addr + len) sleep (reads go on): 0, or -errno and
+ * nothing protected (-EOPNOTSUPP: no userfaultfd write-protection of
+ * shared memory here; -EBUSY: the range is another userfaultfd's).
+ * gvm__mm_wp_end() lets them go, after the caller replaced the range's
+ * mapping (they retry on the new one) or not (they go on on the old).
+ * A thread whose store sleeps holds whatever it held: the range is
+ * protected only for a copy, which waits for nothing a CPU thread holds.
+ * No lock held; self.c.
+ */
+int gvm__mm_wp_begin(void *addr, size_t len);
+void gvm__mm_wp_end(void *addr, size_t len);
+
 /* ---- self backend (self.c), for tests ---------------------------------- */
 
 struct gvm_mm_self_stats {

@@ -1205,6 +1205,88 @@ static void atfork_child(void)
 	pthread_mutex_unlock(&self_lock);
 }
 
+/* ---- write-protecting memory the library moves ------------------------ */
+
+/*
+ * One userfaultfd of the process write-protects shared memory gvm owns
+ * while it moves what is behind it (a BO's CPU view, vm/move.c).  No
+ * thread reads it: a store to a protected range sleeps in the kernel's
+ * fault handler until gvm__mm_wp_end() wakes it, and then retries on
+ * whatever is mapped there by then.  Opened on first use; again in a
+ * forked child, where an inherited descriptor would act on the parent's
+ * address space.  wp_lock (a leaf, plain mutex like self_lock) protects
+ * wp_fd and wp_pid; the ioctls run outside it.
+ */
+static pthread_mutex_t wp_lock = PTHREAD_MUTEX_INITIALIZER;
+static int wp_fd = -1;		/* -2: this kernel cannot */
+static pid_t wp_pid;
+
+static int wp_uffd(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
+	bool user_only;
+	int fd;
+
+	pthread_mutex_lock(&wp_lock);
+	if (wp_fd != -1 && wp_pid != getpid()) {
+		if (wp_fd >= 0)
+			close(wp_fd);	/* the parent's */
+		wp_fd = -1;
+	}
+	if (wp_fd == -1) {
+		wp_pid = getpid();
+		wp_fd = open_uffd(&user_only);
+		if (wp_fd >= 0 && ioctl(wp_fd, UFFDIO_API, &api)) {
+			close(wp_fd);
+			wp_fd = -2;
+		}
+		if (wp_fd < 0)
+			wp_fd = -2;
+	}
+	fd = wp_fd;
+	pthread_mutex_unlock(&wp_lock);
+	return fd >= 0 ? fd : -EOPNOTSUPP;
+}
+
+int gvm__mm_wp_begin(void *addr, size_t len)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = reg.range,
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int fd = wp_uffd(), err;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		return -errno;
+	if (!ioctl(fd, UFFDIO_WRITEPROTECT, &wp))
+		return 0;
+	err = -errno;
+	ioctl(fd, UFFDIO_UNREGISTER, &reg.range);
+	return err;
+}
+
+void gvm__mm_wp_end(void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+	struct uffdio_writeprotect wp = { .range = r, .mode = 0 };
+	int fd = wp_uffd();
+
+	if (fd < 0)
+		return;
+	/* Still the protected mapping (the move failed): store away. */
+	ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+	ioctl(fd, UFFDIO_UNREGISTER, &r);
+	/* Stores that slept on a mapping since replaced: retry on the new. */
+	ioctl(fd, UFFDIO_WAKE, &r);
+}
+
 static void install_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);

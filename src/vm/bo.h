@@ -120,6 +120,8 @@ int gvm__bo_mem_adopt_sys(struct gvm_device *dev, uint64_t size, void *sys,
  */
 int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		 enum gvm_evict_mode evict);
+/* Test hook: a move copied the contents and did not switch yet (resv). */
+extern void (*gvm__move_after_copy)(struct gvm_bo *bo);
 
 /*
  * Purges @bo (a DONTNEED BO in VRAM, idle or busy only with LR preempt

@@ -18,9 +18,13 @@
  *      that VM's notifier_lock, invalidate the TLB ranges and wait; mark
  *      the VM's handle on the BO evicted: the next exec of that VM (or the
  *      bind that asked for the move) writes the PTEs again;
- *   4. copy the contents with the device's copy engine, waiting for each
- *      copy;
- *   5. switch the backing, move the CPU view, free the old backing (old
+ *   4. write-protect the CPU view if the BO has one (gvm__mm_wp_begin):
+ *      a CPU store through it sleeps from now until step 5 moved the
+ *      view, then lands in the new backing, never in the old one after
+ *      the copy read it; copy the contents with the device's copy
+ *      engine, waiting for each copy;
+ *   5. switch the backing, move the CPU view, let the stores go
+ *      (gvm__mm_wp_end), free the old backing (old
  *      system pages are kept as the BO's spare), put
  *      the BO on (or off) the device's LRU and count the bytes moved in
  *      each VM's stats.
@@ -44,6 +48,11 @@
  * pages are freed with the VRAM; bo->purged records the loss for
  * gvm_bo_madvise().
  *
+ * Without userfaultfd write-protection of shared memory (-EOPNOTSUPP) or
+ * with the view's range registered by another userfaultfd, the view is
+ * not protected, and a store racing the copy can be lost (gvm_bo_map()
+ * says so).
+ *
  * Not done here: no pipelined moves (every step waits), no partial
  * moves, no move between two devices' VRAM.
  */
@@ -55,6 +64,7 @@
 #include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "mm/mm.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/vm.h"
@@ -154,6 +164,7 @@ static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
 	struct gvm_bo_mem new;
 	struct gvm_list *pos;
 	uint64_t moved;
+	bool wp;
 	int err;
 
 	if (bo->mem.region == region)
@@ -186,16 +197,22 @@ static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
 		return err;
 	gvm_list_for_each(pos, &bo->vm_bos)
 		zap_vm_bo(gvm_list_entry(pos, struct gvm_vm_bo, bo_link));
+	/* The view (under the reservation we hold) takes no store now. */
+	wp = !purge && bo->view_len &&
+	     !gvm__mm_wp_begin(bo->view, bo->view_len);
 	err = purge ? 0 : copy(bo, &new, &bo->mem);
-	if (err) {
-		gvm__bo_mem_free(dev, bo->size, &new);
-		return err;
+	if (!err && gvm__move_after_copy)
+		gvm__move_after_copy(bo);
+	if (!err) {
+		mem_swap(&bo->mem, &new);	/* new: the old backing */
+		err = gvm__bo_view_update(bo);
+		if (err)	/* the view still shows the old pages */
+			mem_swap(&bo->mem, &new);
 	}
-	mem_swap(&bo->mem, &new);		/* new: the old backing */
-	err = gvm__bo_view_update(bo);
-	if (err)	/* the view still shows the old pages: keep them */
-		mem_swap(&bo->mem, &new);
-	/* Old system pages: kept for the next eviction (bo.c). */
+	if (wp)
+		gvm__mm_wp_end(bo->view, bo->view_len);
+	/* Old system pages: kept for the next eviction (bo.c).  On failure
+	   new is the new backing, the BO stays where it was. */
 	if (!err && new.region == GVM_MEM_SYSTEM && !bo->spare_sys) {
 		bo->spare_sys = new.sys;
 		new.sys = NULL;
@@ -228,6 +245,8 @@ static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
 	}
 	return 0;
 }
+
+void (*gvm__move_after_copy)(struct gvm_bo *bo);
 
 int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		 enum gvm_evict_mode evict)

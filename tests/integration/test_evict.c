@@ -13,6 +13,11 @@
  * holds is freed only once the evicting caller's locks are gone.
  */
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <gvm/gvm.h>
 #include <gvm/sim.h>
@@ -20,6 +25,7 @@
 
 #include "core/atomic.h"
 #include "harness.h"
+#include "vm/bo.h"
 #include "vm/dev.h"
 
 #define K4 4096ull
@@ -582,5 +588,109 @@ TEST(last_reference_dropped_during_eviction)
 	ASSERT_TRUE(gvm_list_empty(&dev->dead_bos));
 	ASSERT_EQ(in_vram(&b), NBUSY);
 	busy_vm_teardown(&b);
+	gvm_device_put(dev);
+}
+
+/* ---- CPU stores through a BO's view racing a move -------------------------- */
+
+/*
+ * A store through gvm_bo_map()'s view made after the move copied the
+ * contents and before it moved the view must not be lost.  The move's test
+ * hook (after the copy) lets a writer thread store, and returns once the
+ * store either completed (the old backing took it: lost, the defect) or
+ * sleeps in the userfaultfd write-protection (the fix: it lands in the new
+ * backing once the view moved).  Both ways, PREFETCH binds move the BO
+ * VRAM -> system -> VRAM, a store racing each move.
+ */
+static struct {
+	uint64_t *word;
+	uint64_t value;
+	uint32_t go, stored;
+	pid_t tid;
+} racer;
+
+static void *racer_main(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&racer.tid, (pid_t)syscall(SYS_gettid),
+			 __ATOMIC_RELEASE);
+	for (uint32_t round = 1; round <= 2; round++) {
+		while (__atomic_load_n(&racer.go, __ATOMIC_ACQUIRE) < round)
+			sched_yield();
+		*(volatile uint64_t *)racer.word = racer.value + round;
+		__atomic_store_n(&racer.stored, round, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Whether @tid sleeps in a userfaultfd fault (its wchan says so). */
+static bool in_userfault(pid_t tid)
+{
+	char path[64], buf[128] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+	f = fopen(path, "r");
+	ASSERT_TRUE(f != NULL);
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return strstr(buf, "userfault") != NULL;
+}
+
+static void store_during_move_hook(struct gvm_bo *bo)
+{
+	uint32_t round = __atomic_add_fetch(&racer.go, 1, __ATOMIC_ACQ_REL);
+
+	(void)bo;
+	/* The store happened (into the old copy), or sleeps: go on. */
+	while (__atomic_load_n(&racer.stored, __ATOMIC_ACQUIRE) < round &&
+	       !in_userfault(__atomic_load_n(&racer.tid, __ATOMIC_ACQUIRE)))
+		sched_yield();
+}
+
+TEST(a_store_through_the_view_racing_a_move_is_not_lost)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA, .range = M2 };
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_bo *bo;
+	uint64_t *cpu;
+	pthread_t t;
+
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM | GVM_MEM_SYSTEM, vm,
+				&bo));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&cpu));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		cpu[i] = i;
+	racer.word = &cpu[4096];
+	racer.value = 0xabcd0000;
+	ASSERT_OK(pthread_create(&t, NULL, racer_main, NULL));
+	while (!__atomic_load_n(&racer.tid, __ATOMIC_ACQUIRE))
+		sched_yield();
+	gvm__move_after_copy = store_during_move_hook;
+	op = (struct gvm_bind_op){ .op = GVM_BIND_PREFETCH, .addr = VA,
+				   .range = M2,
+				   .prefetch_mem = GVM_MEM_SYSTEM };
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	while (__atomic_load_n(&racer.stored, __ATOMIC_ACQUIRE) < 1)
+		sched_yield();
+	ASSERT_EQ(cpu[4096], racer.value + 1);
+	op.prefetch_mem = GVM_MEM_VRAM;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+	pthread_join(t, NULL);
+	gvm__move_after_copy = NULL;
+	ASSERT_EQ(cpu[4096], racer.value + 2);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		if (i != 4096 && cpu[i] != i)
+			ASSERT_EQ(cpu[i], i);
+	gvm_bo_put(bo);
+	ASSERT_OK(gvm_vm_destroy(vm));
 	gvm_device_put(dev);
 }
