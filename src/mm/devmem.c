@@ -201,6 +201,15 @@ static bool ext_empty(const struct devmem_ext *e)
 	return true;
 }
 
+/* Every page of @e holds its data (nothing of it was discarded). */
+static bool ext_full(const struct devmem_ext *e)
+{
+	for (uint64_t i = 0; i < e->len >> GVM_MM_PAGE_SHIFT; i++)
+		if (!page_valid(e, i))
+			return false;
+	return true;
+}
+
 static struct devmem_ext *ext_first(struct gvm_mm *mm, uint64_t start,
 				    uint64_t len)
 {
@@ -471,8 +480,7 @@ int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		err = -ENOENT;
 	else if (e->dm->owner == dm->owner)
 		err = -EEXIST;
-	else if (e->start != start || e->len != len ||
-		 next_run(e, &(uint64_t){ 0 }) != len >> GVM_MM_PAGE_SHIFT)
+	else if (e->start != start || e->len != len || !ext_full(e))
 		err = -EXDEV;	/* not one whole migration */
 	else
 		err = 0;

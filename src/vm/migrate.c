@@ -23,8 +23,16 @@
  *     that saw it fails its sequence check (the ranges hold no
  *     reference).
  *
- * Copies go through the device contract (ops->copy, the copy engine),
- * between the block and the mm's stage, waiting for each; except that the
+ * Device to device: a range whose pages are all in the memory of a device
+ * linked to the target moves directly (gvm__mm_devmem_move; mm/devmem.c
+ * has the protocol): the new devmem's copy_from has the target's copy
+ * engine read the peer's blocks through the peer's VRAM window (the
+ * addresses its p2p mappings use, with the peer named in the copy so
+ * that a backend charges the link) into the new blocks.  The old devmem
+ * leaves its device's LRU and is freed when the extent lets it go.
+ *
+ * Copies go through the device contract (ops->copy, the copy engine,
+ * gvm__dev_copy), between the block and the mm's stage, waiting for each; except that the
  * way back is by default read by the CPU through the device's CPU window
  * over VRAM (devmem_cpu_addr; mm/devmem.c decides), which a device
  * without desc.vram_cpu does not offer.
@@ -62,7 +70,9 @@
  * Locking: a devmem's buddy blocks and extents are immutable after
  * creation; its reference count is atomic; its LRU fields are protected
  * by dev->vram_lock (leaf).  Copies run under the mm's devmem_lock
- * (mm/devmem.c); release takes vram_lock.  Allocation happens with
+ * (mm/devmem.c); a direct copy also takes link_lock (leaf, through
+ * gvm_device_linked, and the backend's gvm_device_link_query); release
+ * takes vram_lock.  Allocation happens with
  * vm->lock held (rank 100), which allows the mm's devmem_lock (200) of
  * any mm: SVM eviction runs there, after idle BOs (GVM_EVICT_IDLE).
  */
