@@ -86,6 +86,26 @@ static int run(struct side *s, struct gvm_kernel *k)
 }
 
 /*
+ * @size bytes of fresh private anonymous memory, 2 MiB aligned (what is
+ * mapped around it to align it is unmapped again): munmap(p, size) frees
+ * it.  NULL if it cannot be mapped.
+ */
+static uint8_t *map_aligned(uint64_t size)
+{
+	uint8_t *m = mmap(NULL, size + M2, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *p;
+
+	if (m == MAP_FAILED)
+		return NULL;
+	p = (uint8_t *)(((uintptr_t)m + M2 - 1) & ~(M2 - 1));
+	if (p > m)
+		munmap(m, (size_t)(p - m));
+	munmap(p + size, (size_t)(m + M2 - p));
+	return p;
+}
+
+/*
  * One run: fresh memory filled by A, then @passes checksums by B; with
  * @migrate, B's preferred location is its own memory.  *@ns: B's time.
  */
@@ -104,11 +124,9 @@ static int one_run(struct side *a, struct side *b, struct gvm_device *devb,
 	uint8_t *p;
 	int err;
 
-	p = mmap(NULL, SIZE + M2, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	p = map_aligned(SIZE);
+	if (!p)
 		return -ENOMEM;
-	p = (uint8_t *)(((uintptr_t)p + M2 - 1) & ~(M2 - 1));
 	err = gvm_vm_madvise(b->vm, (uintptr_t)p, SIZE, &adv);
 	if (!err)
 		err = gvm_kernel_fill(&k, (uintptr_t)p, SIZE, 0x5a5a5a5a);
@@ -123,7 +141,7 @@ static int one_run(struct side *a, struct side *b, struct gvm_device *devb,
 	*ns = (double)(gvm_bench_now_ns() - t0);
 	if (!err && *out != SIZE / 8 * 0x5a5a5a5a5a5a5a5aull)
 		err = -EIO;
-	munmap((void *)((uintptr_t)p & ~(M2 - 1)), SIZE + M2);
+	munmap(p, SIZE);
 	return err;
 }
 
@@ -239,14 +257,12 @@ static int d2d_run(struct d2d_pair *x, bool direct, double *ns)
 	struct gvm_kernel k;
 	uint64_t n = D2D_SIZE / M2;
 	int64_t t0;
-	uint8_t *m, *p;
+	uint8_t *p;
 	int err;
 
-	m = mmap(NULL, D2D_SIZE + M2, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	p = map_aligned(D2D_SIZE);
+	if (!p)
 		return -ENOMEM;
-	p = (uint8_t *)(((uintptr_t)m + M2 - 1) & ~(M2 - 1));
 	op.addr = (uintptr_t)p;
 	err = gvm_kernel_fill(&k, (uintptr_t)p, D2D_SIZE, 0x3c3c3c3c);
 	if (!err)
@@ -266,7 +282,7 @@ static int d2d_run(struct d2d_pair *x, bool direct, double *ns)
 		err = -EIO;
 	if (!err && p[D2D_SIZE - 1] != 0x3c)		/* back from B */
 		err = -EIO;
-	munmap(m, D2D_SIZE + M2);
+	munmap(p, D2D_SIZE);
 	return err;
 }
 

@@ -35,35 +35,6 @@
 /* The word the CPU puts at index @i of a range, for round @r. */
 #define WORD(r, i) (((uint64_t)(r) << 40) ^ ((uint64_t)(i) * 0x9e3779b1ull))
 
-struct pair {
-	struct gvm_mm *mm;
-	struct gvm_device *a, *b;
-	struct svmt_vm va, vb;
-};
-
-static void pair_setup(struct pair *x, bool linked,
-		       const struct gvm_link_props *props)
-{
-	ASSERT_OK(gvm_mm_self(&x->mm));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->a));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->b));
-	if (linked)
-		ASSERT_OK(gvm_device_link(x->a, x->b, props));
-	svmt_vm_init(&x->va, x->a, x->mm);
-	svmt_vm_init(&x->vb, x->b, x->mm);
-}
-
-static void pair_teardown(struct pair *x)
-{
-	ASSERT_EQ(svmt_logged(x->va.vm, NULL), 0);
-	ASSERT_EQ(svmt_logged(x->vb.vm, NULL), 0);
-	svmt_vm_fini(&x->va);
-	svmt_vm_fini(&x->vb);
-	gvm_device_put(x->a);
-	gvm_device_put(x->b);
-	gvm_mm_put(x->mm);
-}
-
 static int prefer(struct gvm_vm *vm, const void *p, uint64_t len,
 		  uint32_t where, struct gvm_device *dev)
 {
@@ -104,7 +75,7 @@ static uint64_t expected_sum(uint64_t len, unsigned int r)
  * A 2 MiB range holding round @r's words in A's memory: written by the
  * CPU, then read by A's GPU (the default policy migrates it into A).
  */
-static uint64_t *range_in_a(struct pair *x, unsigned int r)
+static uint64_t *range_in_a(struct svmt_pair *x, unsigned int r)
 {
 	uint64_t *p = svmt_map(M2, M2);
 	uint64_t in0 = svmt_info(x->a).svm_migrations_in;
@@ -118,7 +89,7 @@ static uint64_t *range_in_a(struct pair *x, unsigned int r)
 
 /* B's GPU copies [p, p + M2) into @q (system memory), which the CPU
    then checks word by word. */
-static void b_copies_out(struct pair *x, const uint64_t *p, uint64_t *q,
+static void b_copies_out(struct svmt_pair *x, const uint64_t *p, uint64_t *q,
 			 unsigned int r)
 {
 	struct gvm_kernel k;
@@ -130,12 +101,37 @@ static void b_copies_out(struct pair *x, const uint64_t *p, uint64_t *q,
 }
 
 /* A buffer B's GPU writes that stays in system memory. */
-static uint64_t *system_buffer(struct pair *x)
+static uint64_t *system_buffer(struct svmt_pair *x)
 {
 	uint64_t *q = svmt_map(M2, M2);
 
 	ASSERT_OK(prefer(x->vb.vm, q, M2, GVM_LOC_SYSTEM, NULL));
 	return q;
+}
+
+/*
+ * B's preferred location for the range at @p is B's memory; returns a
+ * system-memory buffer for b_copies_out().
+ */
+static uint64_t *b_prefers_b(struct svmt_pair *x, const uint64_t *p)
+{
+	uint64_t *q = system_buffer(x);
+
+	ASSERT_OK(prefer(x->vb.vm, p, M2, GVM_LOC_DEVICE, x->b));
+	return q;
+}
+
+/*
+ * A's PREFETCH of the range at @p into device memory (its preferred
+ * location says where): gvm_vm_bind's result.
+ */
+static int prefetch_to_b(struct svmt_pair *x, const uint64_t *p)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
+				  .prefetch_mem = GVM_MEM_VRAM,
+				  .addr = svmt_u64(p), .range = M2 };
+
+	return gvm_vm_bind(x->va.vm, NULL, &op, 1, NULL, 0);
 }
 
 /* ---- the direct path ----------------------------------------------------- */
@@ -150,13 +146,12 @@ TEST(a_preferred_peer_location_moves_the_range_directly)
 {
 	struct gvm_device_info ia, ib;
 	struct gvm_vm_stats sb;
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	p = range_in_a(&x, 1);
-	q = system_buffer(&x);
-	ASSERT_OK(prefer(x.vb.vm, p, M2, GVM_LOC_DEVICE, x.b));
+	q = b_prefers_b(&x, p);
 	b_copies_out(&x, p, q, 1);
 
 	sb = svmt_stats(x.vb.vm);
@@ -182,7 +177,7 @@ TEST(a_preferred_peer_location_moves_the_range_directly)
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_out, 1);
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_out, 0);
 	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), 0);
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -191,14 +186,13 @@ TEST(a_preferred_peer_location_moves_the_range_directly)
 TEST(the_source_memory_is_freed_after_a_direct_move)
 {
 	uint64_t free_a;
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	p = range_in_a(&x, 2);
 	free_a = svmt_info(x.a).vram_free;
-	q = system_buffer(&x);
-	ASSERT_OK(prefer(x.vb.vm, p, M2, GVM_LOC_DEVICE, x.b));
+	q = b_prefers_b(&x, p);
 	b_copies_out(&x, p, q, 2);
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_in, 1);
 	ASSERT_EQ(svmt_info(x.a).vram_free, free_a + M2);
@@ -206,7 +200,7 @@ TEST(the_source_memory_is_freed_after_a_direct_move)
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), expected_sum(M2, 2));
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 1);
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_out, 0);
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -215,17 +209,13 @@ TEST(the_source_memory_is_freed_after_a_direct_move)
    direct path too, in the bind call. */
 TEST(prefetch_to_a_peer_moves_directly)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
-				  .prefetch_mem = GVM_MEM_VRAM,
-				  .range = M2 };
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	p = range_in_a(&x, 3);
 	ASSERT_OK(prefer(x.va.vm, p, M2, GVM_LOC_DEVICE, x.b));
-	op.addr = svmt_u64(p);
-	ASSERT_OK(gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(prefetch_to_b(&x, p));
 	ASSERT_EQ(svmt_stats(x.va.vm).svm_d2d_migrations, 1);
 	ASSERT_EQ(svmt_info(x.a).svm_d2d_out, 1);
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_in, 1);
@@ -235,7 +225,7 @@ TEST(prefetch_to_a_peer_moves_directly)
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), expected_sum(M2, 3));
 	ASSERT_TRUE(svmt_stats(x.va.vm).svm_p2p_binds >= 1);
 	ASSERT_TRUE(cpu_has(p, M2, 3));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
@@ -243,13 +233,12 @@ TEST(prefetch_to_a_peer_moves_directly)
 
 TEST(devices_without_a_link_still_move_through_system_memory)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 
-	pair_setup(&x, false, NULL);
+	svmt_pair_setup(&x, false, NULL);
 	p = range_in_a(&x, 4);
-	q = system_buffer(&x);
-	ASSERT_OK(prefer(x.vb.vm, p, M2, GVM_LOC_DEVICE, x.b));
+	q = b_prefers_b(&x, p);
 	b_copies_out(&x, p, q, 4);
 	ASSERT_EQ(svmt_stats(x.vb.vm).svm_d2d_migrations, 0);
 	ASSERT_EQ(svmt_info(x.a).svm_d2d_out, 0);
@@ -257,7 +246,7 @@ TEST(devices_without_a_link_still_move_through_system_memory)
 	ASSERT_EQ(svmt_stats(x.va.vm).dev_svm_to_system, 1);	/* A -> sys */
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 1);	/* sys -> B */
 	ASSERT_TRUE(cpu_has(p, M2, 4));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -308,14 +297,13 @@ static void hook_copies(struct gvm_device *dev)
 TEST(a_failed_direct_copy_falls_back_through_system_memory)
 {
 	struct gvm_vm_stats sb;
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	hook_copies(x.b);
 	p = range_in_a(&x, 5);
-	q = system_buffer(&x);
-	ASSERT_OK(prefer(x.vb.vm, p, M2, GVM_LOC_DEVICE, x.b));
+	q = b_prefers_b(&x, p);
 	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
 	b_copies_out(&x, p, q, 5);
 	ASSERT_EQ(__atomic_load_n(&copy_failures, __ATOMIC_RELAXED), 0);
@@ -330,7 +318,7 @@ TEST(a_failed_direct_copy_falls_back_through_system_memory)
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), M2);		/* in B */
 	ASSERT_TRUE(cpu_has(p, M2, 5));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -342,20 +330,16 @@ TEST(a_failed_direct_copy_falls_back_through_system_memory)
  */
 TEST(direct_and_fallback_copies_failing_lose_nothing)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
-				  .prefetch_mem = GVM_MEM_VRAM,
-				  .range = M2 };
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	hook_copies(x.b);
 	fail_any = true;
 	p = range_in_a(&x, 6);
 	ASSERT_OK(prefer(x.va.vm, p, M2, GVM_LOC_DEVICE, x.b));
 	__atomic_store_n(&copy_failures, 1000, __ATOMIC_RELAXED);
-	op.addr = svmt_u64(p);
-	ASSERT_OK(gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(prefetch_to_b(&x, p));
 	ASSERT_EQ(__atomic_load_n(&peer_copies, __ATOMIC_RELAXED), 1);
 	ASSERT_EQ(svmt_stats(x.va.vm).svm_migration_failures, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), 0);		/* system */
@@ -365,7 +349,7 @@ TEST(direct_and_fallback_copies_failing_lose_nothing)
 	__atomic_store_n(&copy_failures, 0, __ATOMIC_RELAXED);
 	ASSERT_TRUE(cpu_has(p, M2, 6));
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), expected_sum(M2, 6));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
@@ -379,24 +363,20 @@ TEST(direct_and_fallback_copies_failing_lose_nothing)
 
 TEST(allocation_failures_during_a_direct_move_lose_nothing)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
-				  .prefetch_mem = GVM_MEM_VRAM,
-				  .range = M2 };
 	uint64_t *used[ROUNDS_MAX];
 	unsigned int n, i, direct = 0;
-	struct pair x;
+	struct svmt_pair x;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	for (n = 1; n < ROUNDS_MAX; n++) {
 		uint64_t *p = range_in_a(&x, 100 + n), d0, left;
 		int err;
 
 		ASSERT_OK(prefer(x.va.vm, p, M2, GVM_LOC_DEVICE, x.b));
 		d0 = svmt_stats(x.va.vm).svm_d2d_migrations;
-		op.addr = svmt_u64(p);
 		__atomic_store_n(&gvm__alloc_fail_nth, (long)n,
 				 __ATOMIC_RELAXED);
-		err = gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0);
+		err = prefetch_to_b(&x, p);
 		left = (uint64_t)__atomic_exchange_n(&gvm__alloc_fail_nth, 0,
 						     __ATOMIC_RELAXED);
 		ASSERT_TRUE(err == 0 || err == -ENOMEM);
@@ -414,7 +394,7 @@ TEST(allocation_failures_during_a_direct_move_lose_nothing)
 	       n - 1, direct);
 	ASSERT_TRUE(n < ROUNDS_MAX);
 	ASSERT_GE(direct, 1);
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	for (i = 1; i <= n; i++)
 		svmt_unmap(used[i], M2);
 }
@@ -465,14 +445,11 @@ static void start_writer_in_the_move(void)
  */
 TEST(the_cpu_writing_during_a_direct_move_reads_its_own_data)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
-				  .prefetch_mem = GVM_MEM_VRAM,
-				  .range = M2 };
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 	struct gvm_kernel k;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	hook_copies(x.b);
 	p = range_in_a(&x, 7);
 	q = system_buffer(&x);
@@ -480,8 +457,7 @@ TEST(the_cpu_writing_during_a_direct_move_reads_its_own_data)
 	writer_p = p;
 	hook_mm = x.mm;
 	before_peer_copy = start_writer_in_the_move;
-	op.addr = svmt_u64(p);
-	ASSERT_OK(gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(prefetch_to_b(&x, p));
 	ASSERT_EQ(pthread_join(writer, NULL), 0);
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_in, 1);
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_out, 1);  /* the CPU's */
@@ -495,7 +471,7 @@ TEST(the_cpu_writing_during_a_direct_move_reads_its_own_data)
 	ASSERT_TRUE(cpu_has(q, M2 / 2, 8));
 	for (uint64_t i = M2 / 16; i < M2 / 8; i++)
 		ASSERT_EQ(q[i], WORD(7, i));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -504,13 +480,12 @@ TEST(the_cpu_writing_during_a_direct_move_reads_its_own_data)
    own words; B's GPU then sees them too. */
 TEST(the_cpu_writing_the_range_in_b_reads_back_its_own_data)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint64_t *p, *q;
 
-	pair_setup(&x, true, NULL);
+	svmt_pair_setup(&x, true, NULL);
 	p = range_in_a(&x, 9);
-	q = system_buffer(&x);
-	ASSERT_OK(prefer(x.vb.vm, p, M2, GVM_LOC_DEVICE, x.b));
+	q = b_prefers_b(&x, p);
 	b_copies_out(&x, p, q, 9);
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_in, 1);
 	cpu_write(p, M2, 10);			/* back from B */
@@ -519,7 +494,7 @@ TEST(the_cpu_writing_the_range_in_b_reads_back_its_own_data)
 	b_copies_out(&x, p, q, 10);		/* into B again, from system */
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 2);
 	ASSERT_TRUE(cpu_has(p, M2, 10));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 	svmt_unmap(q, M2);
 }
@@ -570,23 +545,19 @@ TEST(link_query_reports_the_path)
 TEST(a_direct_copy_is_charged_the_links_latency)
 {
 	struct gvm_link_props lp = { .latency_ns = 30 * 1000 * 1000 };
-	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
-				  .prefetch_mem = GVM_MEM_VRAM,
-				  .range = M2 };
-	struct pair x;
+	struct svmt_pair x;
 	int64_t t0, t1;
 	uint64_t *p;
 
-	pair_setup(&x, true, &lp);
+	svmt_pair_setup(&x, true, &lp);
 	p = range_in_a(&x, 11);
 	ASSERT_OK(prefer(x.va.vm, p, M2, GVM_LOC_DEVICE, x.b));
-	op.addr = svmt_u64(p);
 	t0 = gvm__now_ns();
-	ASSERT_OK(gvm_vm_bind(x.va.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(prefetch_to_b(&x, p));
 	t1 = gvm__now_ns();
 	ASSERT_EQ(svmt_info(x.b).svm_d2d_in, 1);
 	ASSERT_GE(t1 - t0, (int64_t)lp.latency_ns);
 	ASSERT_TRUE(cpu_has(p, M2, 11));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
