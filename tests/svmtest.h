@@ -156,6 +156,40 @@ static inline void svmt_unmap(void *p, uint64_t size)
 	ASSERT_OK(munmap((uint8_t *)p - SVMT_K4, size + 2 * SVMT_K4));
 }
 
+/*
+ * Two simulated devices sharing the process's memory, each with a VM
+ * (svmt_vm), linked (with @props, NULL: the defaults) or not.
+ */
+struct svmt_pair {
+	struct gvm_mm *mm;
+	struct gvm_device *a, *b;
+	struct svmt_vm va, vb;
+};
+
+static inline void svmt_pair_setup(struct svmt_pair *x, bool linked,
+				   const struct gvm_link_props *props)
+{
+	ASSERT_OK(gvm_mm_self(&x->mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &x->a));
+	ASSERT_OK(gvm_sim_device_create(NULL, &x->b));
+	if (linked)
+		ASSERT_OK(gvm_device_link(x->a, x->b, props));
+	svmt_vm_init(&x->va, x->a, x->mm);
+	svmt_vm_init(&x->vb, x->b, x->mm);
+}
+
+/* Also checks that neither VM logged a GPU fault it could not resolve. */
+static inline void svmt_pair_teardown(struct svmt_pair *x)
+{
+	ASSERT_EQ(svmt_logged(x->va.vm, NULL), 0);
+	ASSERT_EQ(svmt_logged(x->vb.vm, NULL), 0);
+	svmt_vm_fini(&x->va);
+	svmt_vm_fini(&x->vb);
+	gvm_device_put(x->a);
+	gvm_device_put(x->b);
+	gvm_mm_put(x->mm);
+}
+
 /* The sum of the 64-bit words the CPU sees. */
 static inline uint64_t svmt_cpu_sum(const void *p, uint64_t size)
 {

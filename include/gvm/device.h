@@ -92,10 +92,23 @@ struct gvm_vm;
  */
 #define GVM_ATTACH_SCRATCH	(1u << 0)
 
-/* A location in one device's view of memory. */
+/*
+ * A location in one device's view of memory.  @peer names a linked
+ * device's memory reached peer to peer: GVM_MEM_SYSTEM addresses that lie
+ * in @peer's CPU window over its VRAM (desc.vram_cpu, what PCIe
+ * peer-to-peer DMA reaches through the peer's BAR), so a copy that has one
+ * crosses the interconnect between the two devices rather than the host's
+ * bus.  gvm sets it only for devices in one owner group
+ * (gvm_device_linked) and keeps @peer alive until the copy's fence
+ * signalled; a backend that models the link asks gvm_device_link_query()
+ * for its properties (the simulated GPU charges its bandwidth and latency
+ * instead of its own copy engine's); one that does not may ignore it.
+ */
 struct gvm_mem_addr {
 	uint32_t region;	/* GVM_MEM_SYSTEM or GVM_MEM_VRAM */
 	uint64_t addr;		/* CPU VA (system) or device address (VRAM) */
+	struct gvm_device *peer; /* NULL, or (system only) whose VRAM window
+				    @addr lies in */
 };
 
 /* Access types and fault reasons (fault log, fault reports). */
@@ -172,7 +185,11 @@ struct gvm_device_ops {
 			 uint64_t size, struct gvm_fence **done);
 	/*
 	 * Copies @size bytes (multiple of 4 KiB) from @src to @dst with a copy
-	 * engine.  The ranges do not overlap.  Mandatory.  gvm waits for
+	 * engine.  The ranges do not overlap.  Either side may be a linked
+	 * peer's VRAM (struct gvm_mem_addr's @peer): a device-to-device
+	 * copy, which gvm asks of the device that receives the data; a
+	 * backend that cannot reach the peer (no link any more) fails with
+	 * -ENOLINK.  Mandatory.  gvm waits for
 	 * copies on its fault-servicing thread while engines are stalled in
 	 * GPU faults: a copy must complete without waiting for any kernel
 	 * (run it where no kernel runs, or where kernels can be switched
@@ -263,6 +280,16 @@ struct gvm_link_props {
 };
 GVM_API int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
 			    const struct gvm_link_props *props);
+/*
+ * The interconnect between @a and @b as a copy sees it: the direct link's
+ * properties, or for devices linked only through others the path with the
+ * fewest hops, its narrowest bandwidth (0, host speed, counting as the
+ * widest) and the sum of its latencies.  For backends (a copy with a
+ * @peer address) and users.  No gvm lock needed (a leaf lock inside).
+ * Returns 0, -EINVAL (NULL, a == b), -ENOLINK (not in one owner group).
+ */
+GVM_API int gvm_device_link_query(struct gvm_device *a, struct gvm_device *b,
+				  struct gvm_link_props *out);
 /* True if @a and @b are in the same owner group (a == b included). */
 GVM_API bool gvm_device_linked(struct gvm_device *a, struct gvm_device *b);
 
@@ -286,8 +313,14 @@ struct gvm_device_info {
 					   of its VMs */
 	uint64_t svm_migrations_in;	/* ranges moved into its memory */
 	uint64_t svm_bytes_in;
-	uint64_t svm_migrations_out;	/* moved out, to system memory */
+	uint64_t svm_migrations_out;	/* moved out: to system memory, or
+					   directly to a linked device */
 	uint64_t svm_bytes_out;
+	uint64_t svm_d2d_in;		/* of svm_migrations_in: copied
+					   directly from a linked device's
+					   memory, over the link */
+	uint64_t svm_d2d_out;		/* of svm_migrations_out: copied
+					   directly to a linked device */
 };
 
 GVM_API int gvm_device_query(struct gvm_device *dev,

@@ -147,6 +147,12 @@ struct gvm_vm_stats {
 					   in system memory (contention) */
 	uint64_t svm_p2p_binds;		/* SVM ranges bound to a linked
 					   device's memory, peer to peer */
+	uint64_t svm_d2d_migrations;	/* of svm_migrations: ranges moved
+					   from one device's memory into a
+					   linked device's directly, with
+					   one copy over the link (no
+					   system memory) */
+	uint64_t svm_bytes_d2d;		/* their bytes */
 	uint64_t dev_svm_to_system;	/* device-wide: SVM ranges moved
 					   back to system memory (CPU
 					   access, another user, fork),

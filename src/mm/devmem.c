@@ -32,6 +32,22 @@
  *     |          register "not missing";
  *     |          drop the extent and its reference on the devmem
  *     end of invalidation
+ *   across (gvm__mm_devmem_move, SVM's placement moving a range from one
+ *   device's memory to a linked device's; called with the new device
+ *   memory made):
+ *     devmem_lock
+ *     invalidate the extent (MIGRATE) .......... no GPU maps the old copy,
+ *     |                                          the peers' mappings of
+ *     |                                          it included
+ *     |  change: new devmem's copy_from: old device memory -> new
+ *     |          (one copy-engine copy over the link, no stage);
+ *     |          the extent refers to the new devmem; the old one's
+ *     |          reference goes (unused, release: freed)
+ *     end of invalidation
+ *   The CPU pages stay absent and "missing" throughout: a CPU access
+ *   meanwhile waits for devmem_lock, then comes back from the new
+ *   memory.  A copy error changes nothing: the data stays in the old
+ *   memory, and the caller moves it through system memory or leaves it.
  *
  * The CPU's way back is the default because it is faster at every size
  * measured (bench faultback_way_*, docs/svm.md): a copy-engine job costs
@@ -185,6 +201,15 @@ static bool ext_empty(const struct devmem_ext *e)
 	return true;
 }
 
+/* Every page of @e holds its data (nothing of it was discarded). */
+static bool ext_full(const struct devmem_ext *e)
+{
+	for (uint64_t i = 0; i < e->len >> GVM_MM_PAGE_SHIFT; i++)
+		if (!page_valid(e, i))
+			return false;
+	return true;
+}
+
 static struct devmem_ext *ext_first(struct gvm_mm *mm, uint64_t start,
 				    uint64_t len)
 {
@@ -222,14 +247,20 @@ static void ext_insert(struct gvm_mm *mm, struct devmem_ext *e)
 	e->dm->extents++;
 }
 
-/* Extent @e goes; its devmem's owner hears when the last one went. */
+/* An extent let go of @dm; its owner hears when the last one did. */
+static void dm_unref(struct gvm_mm_devmem *dm)
+{
+	if (!--dm->extents && dm->ops->unused)
+		dm->ops->unused(dm);
+	gvm__mm_devmem_put(dm);
+}
+
+/* Extent @e goes. */
 static void ext_free(struct gvm_mm *mm, struct devmem_ext *e)
 {
 	GVM_BUG_ON(gvm__itree_remove(&mm->devmem, e->start, e) != 0);
 	gvm_store_relaxed(&mm->devmem_nr, gvm_load_relaxed(&mm->devmem_nr) - 1);
-	if (!--e->dm->extents && e->dm->ops->unused)
-		e->dm->ops->unused(e->dm);
-	gvm__mm_devmem_put(e->dm);
+	dm_unref(e->dm);
 	gvm__free(e);
 }
 
@@ -262,6 +293,24 @@ static void ext_register(struct gvm_mm *mm, const struct devmem_ext *e,
 }
 
 /* ---- migration ----------------------------------------------------- */
+
+/*
+ * The skeleton every move shares (devmem_lock held): @change runs inside
+ * a MIGRATE invalidation of [start, start + len), once no GPU maps the
+ * range any more and while no user can fetch it (they retry).
+ */
+static int migrate_locked(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			  int (*change)(void *arg), void *arg)
+{
+	struct gvm_notifier_range r = {
+		.start = start,
+		.last = start + len - 1,
+		.event = GVM_MM_EVENT_MIGRATE,
+	};
+
+	gvm_lockdep_assert_held(&mm->devmem_lock);
+	return gvm__notifier_invalidate_change(mm, &r, change, arg);
+}
 
 /*
  * The copy to device memory failed after the take: the pages go back.
@@ -330,11 +379,6 @@ static int to_dev_change(void *arg)
 int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 			      struct gvm_mm_devmem *dm)
 {
-	struct gvm_notifier_range r = {
-		.start = start,
-		.last = start + len - 1,
-		.event = GVM_MM_EVENT_MIGRATE,
-	};
 	struct devmem_ext *e;
 	struct stage_dm *spare;
 	uint64_t i;
@@ -372,7 +416,7 @@ int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	err = gvm__itree_reserve(&mm->devmem, 1);
 	if (err)
 		goto out_unlock;
-	err = gvm__notifier_invalidate_change(mm, &r, to_dev_change, e);
+	err = migrate_locked(mm, start, len, to_dev_change, e);
 	gvm__itree_unreserve(&mm->devmem);
 out_unlock:
 	/* Once inserted, @e is the tree's: read it under the lock. */
@@ -382,6 +426,69 @@ out_unlock:
 	gvm__mutex_unlock(&mm->devmem_lock);
 	gvm__free(spare);
 	gvm__free(e);
+	return err;
+}
+
+/* A direct move: extent @e's data goes to @dm (move_change). */
+struct devmem_move {
+	struct devmem_ext *e;
+	struct gvm_mm_devmem *dm;
+};
+
+/*
+ * Inside the invalidation of the move's extent: @dm copies the data from
+ * the extent's device memory, then the extent refers to @dm.  The CPU
+ * pages stay absent and registered missing all along; the valid bitmap
+ * does not change.  On a copy error nothing changed.
+ */
+static int move_change(void *arg)
+{
+	struct devmem_move *m = arg;
+	struct devmem_ext *e = m->e;
+	struct gvm_mm_devmem *old = e->dm;
+	int err;
+
+	err = m->dm->ops->copy_from(m->dm, 0, old, e->off, e->len);
+	if (err)
+		return err;
+	gvm__mm_devmem_get(m->dm);
+	m->dm->extents++;
+	e->dm = m->dm;
+	e->off = 0;
+	dm_unref(old);		/* no GPU maps it: we are inside the
+				   invalidation */
+	return 0;
+}
+
+int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			struct gvm_mm_devmem *dm)
+{
+	struct devmem_move m = { .dm = dm };
+	struct devmem_ext *e;
+	int err;
+
+	if (!gvm__mm_range_ok(start, len) || len > GVM_MM_STAGE_MAX ||
+	    !dm || len > dm->size)
+		return -EINVAL;
+	if (!dm->ops->copy_from)
+		return -EXDEV;
+	gvm__mutex_lock(&mm->devmem_lock);
+	e = ext_first(mm, start, len);
+	if (mm->devmem_frozen)
+		err = -EAGAIN;
+	else if (!e)
+		err = -ENOENT;
+	else if (e->dm->owner == dm->owner)
+		err = -EEXIST;
+	else if (e->start != start || e->len != len || !ext_full(e))
+		err = -EXDEV;	/* not one whole migration */
+	else
+		err = 0;
+	if (!err) {
+		m.e = e;
+		err = migrate_locked(mm, start, len, move_change, &m);
+	}
+	gvm__mutex_unlock(&mm->devmem_lock);
 	return err;
 }
 
@@ -479,14 +586,7 @@ static int to_ram_change(void *arg)
 /* devmem_lock held: migrates extent @e back, whole. */
 static int migrate_back_locked(struct gvm_mm *mm, struct devmem_ext *e)
 {
-	struct gvm_notifier_range r = {
-		.start = e->start,
-		.last = e->start + e->len - 1,
-		.event = GVM_MM_EVENT_MIGRATE,
-	};
-
-	gvm_lockdep_assert_held(&mm->devmem_lock);
-	return gvm__notifier_invalidate_change(mm, &r, to_ram_change, e);
+	return migrate_locked(mm, e->start, e->len, to_ram_change, e);
 }
 
 /*

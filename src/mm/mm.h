@@ -300,6 +300,17 @@ struct gvm_mm_devmem_ops {
 	 */
 	uint64_t (*cpu_addr)(struct gvm_mm_devmem *dm, uint64_t off,
 			     uint64_t len);
+	/*
+	 * Optional: copies @len bytes from device memory @src at @src_off
+	 * into this device memory at @off, directly (a device-to-device
+	 * copy, no system memory), for gvm__mm_devmem_move.  -EXDEV if it
+	 * cannot reach @src that way (another owner's kind of memory, no
+	 * link); else 0 or the copy's error.  Either way @src is unchanged.
+	 * Same context as copy.
+	 */
+	int (*copy_from)(struct gvm_mm_devmem *dm, uint64_t off,
+			 struct gvm_mm_devmem *src, uint64_t src_off,
+			 uint64_t len);
 	/* The last reference went: free the device memory.  May take a
 	   leaf lock; called with any lock below GVM_RANK_LEAF held. */
 	void (*release)(struct gvm_mm_devmem *dm);
@@ -355,6 +366,25 @@ static inline bool gvm__mm_devmem_supported(const struct gvm_mm *mm)
  */
 int gvm__mm_migrate_to_devmem(struct gvm_mm *mm, uint64_t start, uint64_t len,
 			      struct gvm_mm_devmem *dm);
+
+/*
+ * Moves [start, start + len), which lives whole in one other owner's
+ * device memory (exactly one extent, every page valid), into @dm at
+ * offset 0 directly: every notifier over it is invalidated
+ * (GVM_MM_EVENT_MIGRATE), @dm's copy_from copies the data from the old
+ * device memory, and the extent then refers to @dm; the old device memory
+ * is let go (its owner's unused op if that was its last extent).  The CPU
+ * pages stay absent throughout, so a CPU access waits for the move and
+ * then brings the data back from @dm.  Context as
+ * gvm__mm_migrate_to_devmem.  0, -ENOENT (no page of the range is in
+ * device memory: migrate it from system memory), -EEXIST (it is in @dm's
+ * owner's memory already), -EXDEV (not whole in one extent, or @dm
+ * cannot copy from there: move it through system memory), -EAGAIN (a
+ * fork() is under way), or the copy's error; on failure nothing changed
+ * and the data is where it was.
+ */
+int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
+			struct gvm_mm_devmem *dm);
 
 /*
  * Brings every device-resident page of [start, start + len) back to system

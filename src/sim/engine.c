@@ -48,7 +48,8 @@
  *
  * TIMER.  One thread per device signals fences at a modelled time: copy
  * fences (latency + size / bandwidth after the copy started, the engine
- * being busy for size / bandwidth), TLB invalidation fences (latency after
+ * being busy for size / bandwidth; a copy to or from a linked peer's
+ * VRAM is charged the link's bandwidth and latency instead), TLB invalidation fences (latency after
  * submit; only when somebody waits for one, and a waiter or poller that
  * finds the deadline passed signals it first: see SIGNALLING ON DEMAND).
  * The thread sleeps with a timer slack of 1 ns, so it wakes at the
@@ -268,14 +269,15 @@ static void run_copy(struct sim_engine *e, struct sim_job *job)
 		gvm_fetch_add_relaxed(&e->cnt.bytes_copied, n);
 	}
 
-	/* The model: busy for size / bw, done latency after that. */
+	/* The model: busy for size / bw, done latency after that (the
+	   copy engine's, or the link's for a peer copy: sim.c). */
 	if (start < e->busy_until)
 		start = e->busy_until;
-	if (sd->cfg.copy_bw)
+	if (job->bw)
 		start += (int64_t)((double)job->size * 1e9 /
-				   (double)sd->cfg.copy_bw);
+				   (double)job->bw);
 	e->busy_until = start;
-	deadline = start + (int64_t)sd->cfg.copy_latency_ns;
+	deadline = start + (int64_t)job->latency_ns;
 	complete(e, job, deadline);
 }
 

@@ -19,6 +19,10 @@
  *            ops->copy runs on migration engines (one per copy engine),
  *            which never run kernels: a kernel stalled in a GPU fault
  *            must not hold up the copy its fault's service waits for.
+ *            A copy to or from a linked peer's VRAM window (an address
+ *            with a peer) is charged the link's bandwidth and latency,
+ *            which it asks gvm for (gvm_device_link_query, copy_model)
+ *            holding no lock of its own.
  *
  * Example:
  *
@@ -183,6 +187,35 @@ static bool mem_ok(const struct sim_dev *sd, struct gvm_mem_addr a,
 	return false;
 }
 
+/*
+ * The model a copy is charged: the copy engine's, or, for a copy to or
+ * from a linked peer's VRAM window (@peer, <gvm/device.h>), the link's as
+ * gvm reports it (0 bandwidth: host speed).  -ENOLINK if the peer is not
+ * linked (any more), -EINVAL for a peer address in VRAM or to itself.
+ */
+static int copy_model(struct gvm_device *dev, const struct sim_dev *sd,
+		      struct gvm_mem_addr dst, struct gvm_mem_addr src,
+		      struct sim_job *job)
+{
+	struct gvm_device *peer = src.peer ? src.peer : dst.peer;
+	struct gvm_link_props lp;
+	int err;
+
+	job->bw = sd->cfg.copy_bw;
+	job->latency_ns = sd->cfg.copy_latency_ns;
+	if (!peer)
+		return 0;
+	if ((src.peer && src.region != GVM_MEM_SYSTEM) ||
+	    (dst.peer && dst.region != GVM_MEM_SYSTEM))
+		return -EINVAL;
+	err = gvm_device_link_query(dev, peer, &lp);
+	if (err)
+		return err;
+	job->bw = lp.bandwidth;
+	job->latency_ns = lp.latency_ns;
+	return 0;
+}
+
 static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 		    struct gvm_mem_addr src, uint64_t size,
 		    struct gvm_fence **done)
@@ -199,6 +232,11 @@ static int sim_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
 	job = gvm__calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
+	err = copy_model(dev, sd, dst, src, job);
+	if (err) {
+		gvm__free(job);
+		return err;
+	}
 	job->type = SIM_JOB_COPY;
 	job->dst = dst;
 	job->src = src;

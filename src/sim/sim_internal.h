@@ -272,6 +272,9 @@ struct sim_job {
 	struct gvm_kernel k;		/* KERNEL: a copy */
 	struct gvm_mem_addr dst, src;	/* COPY */
 	uint64_t size;			/* COPY */
+	uint64_t bw, latency_ns;	/* COPY: the model it is charged
+					   (cfg.copy_*, or a peer copy's
+					   link); set before submission */
 	struct sim_timer_item timer;
 };
 

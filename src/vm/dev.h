@@ -45,6 +45,15 @@ struct gvm_device {
 	uint64_t svm_to_vram;		/* atomic: SVM migrations into this
 					   device's memory (migrate.c) */
 	uint64_t svm_bytes_to_vram;	/* atomic: their bytes */
+	uint64_t svm_d2d_in;		/* atomic: SVM migrations into this
+					   device's memory copied directly
+					   from a linked device's (counted
+					   in svm_to_vram too; migrate.c) */
+	uint64_t svm_d2d_out;		/* atomic: SVM migrations out of this
+					   device's memory directly into a
+					   linked device's (not in
+					   svm_to_ram: no system memory) */
+	uint64_t svm_bytes_d2d_out;	/* atomic: their bytes */
 	uint64_t svm_faults;		/* atomic: SVM faults serviced on
 					   this device (svm.c) */
 	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
@@ -122,6 +131,34 @@ static inline bool gvm__device_unplugged(const struct gvm_device *dev)
 int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,
 		    struct gvm_list *blocks);
 void gvm__vram_free(struct gvm_device *dev, struct gvm_list *blocks);
+
+/*
+ * One side of a copy by a device's copy engine: memory as a list of
+ * extents (struct gvm_pt_extent) of one region, from byte @off of the
+ * list on, each extent seen by the copying device at its address +
+ * @bias.  A linked peer's VRAM is its extents moved into the peer's CPU
+ * window (@bias) with @peer set: what peer-to-peer DMA reaches
+ * (<gvm/device.h>, struct gvm_mem_addr).  The caller's, on its stack.
+ */
+struct gvm_pt_extent;
+struct gvm_copy_side {
+	const struct gvm_pt_extent *ext;
+	size_t nr;
+	uint64_t off;
+	uint32_t region;		/* GVM_MEM_* */
+	uint64_t bias;
+	struct gvm_device *peer;	/* NULL, or whose VRAM window */
+};
+
+/*
+ * Copies @len bytes from @src to @dst with @dev's copy engine (ops->copy),
+ * one copy per piece where both sides are contiguous, waiting for each.
+ * 0, -EINVAL (a side is shorter than @len), or the first error (the op's,
+ * or -EIO if a copy's fence failed).  No gvm lock needed; may block for
+ * the copies (callers hold reservations, or the mm's devmem_lock).
+ */
+int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
+		  const struct gvm_copy_side *src, uint64_t len);
 
 /* How far an allocation may go to find VRAM (evict.c). */
 enum gvm_evict_mode {

@@ -12,7 +12,9 @@
  * both lists, protected by one process-wide leaf lock (link_lock).  Links
  * hold no references: the device that goes first takes them down.  An
  * owner group (devices linked directly or transitively) is found by a
- * breadth-first walk, up to 64 devices.
+ * breadth-first walk, up to 64 devices; so is the path a device-to-device
+ * copy crosses (gvm_device_link_query, which backends call from ops->copy
+ * holding none of their locks).
  *
  * Locking: vram_lock is a leaf lock around the buddy (allocations come from
  * BO creation and moves under reservations, and from page-table updates
@@ -33,6 +35,7 @@
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
+#include "pt/pt.h"
 #include "pt/pt_fmt.h"
 #include "vm/svm.h"
 
@@ -222,6 +225,66 @@ bool gvm_device_linked(struct gvm_device *a, struct gvm_device *b)
 	return found;
 }
 
+/*
+ * The path from @a to @b with the fewest hops (link lock held): breadth
+ * first from @a, each device found remembering the link it was reached
+ * by, then back from @b.  Its narrowest bandwidth (0, host speed, is the
+ * widest) and summed latency into *@out.  False if @b is not in @a's
+ * owner group.
+ */
+static bool path_props(struct gvm_device *a, struct gvm_device *b,
+		       struct gvm_link_props *out)
+{
+	struct gvm_device *g[GROUP_MAX];
+	const struct gvm_link *by[GROUP_MAX];
+	unsigned int from[GROUP_MAX], n = 1, i, k;
+
+	g[0] = a;
+	for (i = 0; i < n; i++) {
+		struct gvm_list *pos;
+
+		gvm_list_for_each(pos, &g[i]->links) {
+			const struct gvm_link *l = link_of(g[i], pos);
+			struct gvm_device *p = peer_of(g[i], l);
+
+			for (k = 0; k < n && g[k] != p; k++)
+				;
+			if (k < n || n == GROUP_MAX)
+				continue;
+			g[n] = p;
+			by[n] = l;
+			from[n++] = i;
+		}
+	}
+	for (k = 0; k < n && g[k] != b; k++)
+		;
+	if (k == n)
+		return false;
+	out->bandwidth = 0;
+	out->latency_ns = 0;
+	for (; k; k = from[k]) {
+		uint64_t bw = by[k]->props.bandwidth;
+
+		if (bw && (!out->bandwidth || bw < out->bandwidth))
+			out->bandwidth = bw;
+		out->latency_ns += by[k]->props.latency_ns;
+	}
+	return true;
+}
+
+int gvm_device_link_query(struct gvm_device *a, struct gvm_device *b,
+			  struct gvm_link_props *out)
+{
+	bool found;
+
+	if (!a || !b || a == b || !out)
+		return -EINVAL;
+	gvm__mutex_lock(&link_lock);
+	found = path_props(a, b, out);
+	gvm__mutex_unlock(&link_lock);
+	return found ? 0 : -ENOLINK;
+}
+
 /* Takes @dev out of its owner group. */
 static void unlink_all(struct gvm_device *dev)
 {
@@ -292,8 +355,12 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	info->svm_faults = gvm_load_relaxed(&dev->svm_faults);
 	info->svm_migrations_in = gvm_load_relaxed(&dev->svm_to_vram);
 	info->svm_bytes_in = gvm_load_relaxed(&dev->svm_bytes_to_vram);
-	info->svm_migrations_out = gvm_load_relaxed(&dev->svm_to_ram);
-	info->svm_bytes_out = gvm_load_relaxed(&dev->svm_bytes_to_ram);
+	info->svm_d2d_in = gvm_load_relaxed(&dev->svm_d2d_in);
+	info->svm_d2d_out = gvm_load_relaxed(&dev->svm_d2d_out);
+	info->svm_migrations_out = gvm_load_relaxed(&dev->svm_to_ram) +
+				   info->svm_d2d_out;
+	info->svm_bytes_out = gvm_load_relaxed(&dev->svm_bytes_to_ram) +
+			      gvm_load_relaxed(&dev->svm_bytes_d2d_out);
 	info->id = dev->id;
 	gvm__mutex_lock(&link_lock);
 	{
@@ -310,6 +377,77 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	}
 	gvm__mutex_unlock(&link_lock);
 	return 0;
+}
+
+/* A cursor over a copy side's extents: byte @at of ext[i]. */
+struct cursor {
+	const struct gvm_copy_side *s;
+	size_t i;
+	uint64_t at;
+};
+
+static struct cursor cursor_at(const struct gvm_copy_side *s)
+{
+	struct cursor c = { .s = s, .at = s->off };
+
+	while (c.i < s->nr && c.at >= s->ext[c.i].len)
+		c.at -= s->ext[c.i++].len;
+	return c;
+}
+
+/* Bytes left in the current extent (0: none left at all). */
+static uint64_t cursor_run(const struct cursor *c)
+{
+	return c->i < c->s->nr ? c->s->ext[c->i].len - c->at : 0;
+}
+
+static struct gvm_mem_addr cursor_addr(const struct cursor *c)
+{
+	return (struct gvm_mem_addr){
+		.region = c->s->region,
+		.addr = c->s->ext[c->i].addr + c->at + c->s->bias,
+		.peer = c->s->peer,
+	};
+}
+
+static void cursor_advance(struct cursor *c, uint64_t n)
+{
+	c->at += n;
+	if (c->at == c->s->ext[c->i].len) {
+		c->i++;
+		c->at = 0;
+	}
+}
+
+int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
+		  const struct gvm_copy_side *src, uint64_t len)
+{
+	struct cursor d = cursor_at(dst), s = cursor_at(src);
+	uint64_t done = 0;
+	int err = 0;
+
+	while (!err && done < len) {
+		uint64_t n = len - done;
+		struct gvm_fence *f;
+
+		if (!cursor_run(&d) || !cursor_run(&s))
+			return -EINVAL;
+		if (n > cursor_run(&d))
+			n = cursor_run(&d);
+		if (n > cursor_run(&s))
+			n = cursor_run(&s);
+		err = dev->ops->copy(dev, cursor_addr(&d), cursor_addr(&s), n,
+				     &f);
+		if (err)
+			break;
+		gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
+		err = gvm_fence_get_status(f) < 0 ? -EIO : 0;
+		gvm_fence_put(f);
+		cursor_advance(&d, n);
+		cursor_advance(&s, n);
+		done += n;
+	}
+	return err;
 }
 
 int gvm__vram_alloc(struct gvm_device *dev, uint64_t size, unsigned int flags,

@@ -23,8 +23,16 @@
  *     that saw it fails its sequence check (the ranges hold no
  *     reference).
  *
- * Copies go through the device contract (ops->copy, the copy engine),
- * between the block and the mm's stage, waiting for each; except that the
+ * Device to device: a range whose pages are all in the memory of a device
+ * linked to the target moves directly (gvm__mm_devmem_move; mm/devmem.c
+ * has the protocol): the new devmem's copy_from has the target's copy
+ * engine read the peer's blocks through the peer's VRAM window (the
+ * addresses its p2p mappings use, with the peer named in the copy so
+ * that a backend charges the link) into the new blocks.  The old devmem
+ * leaves its device's LRU and is freed when the extent lets it go.
+ *
+ * Copies go through the device contract (ops->copy, the copy engine,
+ * gvm__dev_copy), between the block and the mm's stage, waiting for each; except that the
  * way back is by default read by the CPU through the device's CPU window
  * over VRAM (devmem_cpu_addr; mm/devmem.c decides), which a device
  * without desc.vram_cpu does not offer.
@@ -62,7 +70,9 @@
  * Locking: a devmem's buddy blocks and extents are immutable after
  * creation; its reference count is atomic; its LRU fields are protected
  * by dev->vram_lock (leaf).  Copies run under the mm's devmem_lock
- * (mm/devmem.c); release takes vram_lock.  Allocation happens with
+ * (mm/devmem.c); a direct copy also takes link_lock (leaf, through
+ * gvm_device_linked, and the backend's gvm_device_link_query); release
+ * takes vram_lock.  Allocation happens with
  * vm->lock held (rank 100), which allows the mm's devmem_lock (200) of
  * any mm: SVM eviction runs there, after idle BOs (GVM_EVICT_IDLE).
  */
@@ -104,54 +114,82 @@ static struct svm_devmem *to_svm_devmem(struct gvm_mm_devmem *dm)
 	return gvm_container_of(dm, struct svm_devmem, base);
 }
 
+/* @d's memory from byte @off on, as its own device sees it. */
+static struct gvm_copy_side vram_side(const struct svm_devmem *d, uint64_t off)
+{
+	return (struct gvm_copy_side){ .ext = d->ext, .nr = d->nr_ext,
+				       .off = off, .region = GVM_MEM_VRAM };
+}
+
 /* Copies [off, off + len) of the device memory to or from @sys. */
 static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 		       uint64_t len, bool to_ram)
 {
 	struct svm_devmem *d = to_svm_devmem(dm);
 	struct gvm_device *dev = d->dev;
-	uint64_t pos = 0, done_bytes = 0;
+	const struct gvm_pt_extent x = { .addr = sys, .len = len };
+	struct gvm_copy_side vram = vram_side(d, off);
+	struct gvm_copy_side ram = { .ext = &x, .nr = 1,
+				     .region = GVM_MEM_SYSTEM };
 	int64_t t0 = gvm__now_ns();
-	int err = 0;
+	int err;
 
 	/* Back, the copy is this side's part of the move (mm/devmem.c). */
 	GVM_TRACE_MIGRATE(dev, dev->name, to_ram ? "to_system" : "copy",
 			  sys, len);
-
-	for (size_t i = 0; i < d->nr_ext && done_bytes < len && !err; i++) {
-		const struct gvm_pt_extent *x = &d->ext[i];
-		uint64_t a, n;
-
-		if (pos + x->len <= off) {
-			pos += x->len;
-			continue;
-		}
-		a = off + done_bytes - pos;	/* into this extent */
-		n = x->len - a < len - done_bytes ? x->len - a :
-						    len - done_bytes;
-		{
-			struct gvm_mem_addr vram = { GVM_MEM_VRAM,
-						     x->addr + a };
-			struct gvm_mem_addr ram = { GVM_MEM_SYSTEM,
-						    sys + done_bytes };
-			struct gvm_fence *f;
-
-			err = dev->ops->copy(dev, to_ram ? ram : vram,
-					     to_ram ? vram : ram, n, &f);
-			if (err)
-				break;
-			gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
-			err = gvm_fence_get_status(f) < 0 ? -EIO : 0;
-			gvm_fence_put(f);
-		}
-		done_bytes += n;
-		pos += x->len;
-	}
+	err = to_ram ? gvm__dev_copy(dev, &ram, &vram, len) :
+		       gvm__dev_copy(dev, &vram, &ram, len);
 	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
 			      (uint64_t)(gvm__now_ns() - t0));
 	if (!err && to_ram) {
 		gvm_fetch_add_relaxed(&dev->svm_to_ram, 1u);
 		gvm_fetch_add_relaxed(&dev->svm_bytes_to_ram, len);
+	}
+	return err;
+}
+
+static const struct gvm_mm_devmem_ops svm_devmem_ops;
+
+/*
+ * Device to device (gvm__mm_devmem_move): [src_off, src_off + len) of
+ * @src, another device's SVM memory, into [off, off + len) of @dm, by
+ * @dm's device pulling it over the link from the peer's VRAM window, as
+ * its p2p mappings reach it (gvm__svm_devmem_extents).  -EXDEV if @src
+ * is not a linked device's SVM memory.  Counted as a move out of the
+ * peer (its svm_d2d_out, not its moves to system memory).
+ */
+static int devmem_copy_from(struct gvm_mm_devmem *dm, uint64_t off,
+			    struct gvm_mm_devmem *src, uint64_t src_off,
+			    uint64_t len)
+{
+	struct svm_devmem *d = to_svm_devmem(dm), *s;
+	struct gvm_device *dev = d->dev, *peer;
+	struct gvm_copy_side to = vram_side(d, off), from;
+	int64_t t0;
+	int err;
+
+	if (src->ops != &svm_devmem_ops)
+		return -EXDEV;
+	s = to_svm_devmem(src);
+	peer = s->dev;
+	if (peer == dev || !peer->desc.vram_cpu ||
+	    !gvm_device_linked(dev, peer))
+		return -EXDEV;
+	/* The peer's VRAM through its window: what p2p DMA addresses. */
+	from = (struct gvm_copy_side){ .ext = s->ext, .nr = s->nr_ext,
+				       .off = src_off,
+				       .region = GVM_MEM_SYSTEM,
+				       .bias = (uintptr_t)peer->desc.vram_cpu -
+					       peer->desc.vram_base,
+				       .peer = peer };
+	GVM_TRACE_MIGRATE(dev, dev->name, "from_peer", src_off, len);
+	t0 = gvm__now_ns();
+	err = gvm__dev_copy(dev, &to, &from, len);
+	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
+			      (uint64_t)(gvm__now_ns() - t0));
+	if (!err) {
+		gvm_fetch_add_relaxed(&peer->svm_d2d_out, 1u);
+		gvm_fetch_add_relaxed(&peer->svm_bytes_d2d_out, len);
 	}
 	return err;
 }
@@ -219,6 +257,7 @@ static void devmem_release(struct gvm_mm_devmem *dm)
 static const struct gvm_mm_devmem_ops svm_devmem_ops = {
 	.copy = devmem_copy,
 	.cpu_addr = devmem_cpu_addr,
+	.copy_from = devmem_copy_from,
 	.release = devmem_release,
 	.unused = devmem_unused,
 };
@@ -444,6 +483,7 @@ static int svm_vram_alloc(struct gvm_vm *vm, struct gvm_device *dev,
 int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 			     uint64_t start, uint64_t size)
 {
+	struct gvm_device *from = NULL;
 	struct gvm_mm_devmem *dm;
 	struct svm_devmem *d;
 	uint64_t off;
@@ -451,16 +491,25 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 	int err;
 
 	gvm_lockdep_assert_held(&vm->lock);
-	/* Resident already: a use (the LRU), and nothing to allocate. */
-	dm = gvm__mm_devmem_lookup(vm->mm, start, size, dev, &off, &other);
-	if (dm) {
+	dm = gvm__mm_devmem_lookup(vm->mm, start, size, NULL, &off, &other);
+	if (dm && dm->owner == dev) {
+		/* Resident already: a use (the LRU), nothing to allocate. */
 		gvm__svm_devmem_touch(dm);
 		gvm__mm_devmem_put(dm);
 		return -EEXIST;
 	}
-	if (other)
+	if (dm) {
+		from = gvm__svm_devmem_device(dm);
+		gvm__mm_devmem_put(dm);
+		if (!from)
+			return -EEXIST;	/* no device's: the fetch's business */
+		if (!gvm_device_linked(dev, from))
+			return -EXDEV;
+	} else if (other) {
 		return -EEXIST;
-	GVM_TRACE_MIGRATE(dev, dev->name, "to_vram", start, size);
+	}
+	GVM_TRACE_MIGRATE(dev, dev->name, from ? "d2d" : "to_vram", start,
+			  size);
 	d = gvm__calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -480,15 +529,28 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 		d->lru_stamp = gvm__vram_lru_stamp(dev);
 		gvm_list_add_tail(&d->lru_link, &dev->svm_lru);
 		gvm__mutex_unlock(&dev->vram_lock);
-		err = gvm__mm_migrate_to_devmem(vm->mm, start, size, &d->base);
+		/* From the peer directly; from system memory if the pages
+		   went back there meanwhile. */
+		err = from ? gvm__mm_devmem_move(vm->mm, start, size,
+						 &d->base) : -ENOENT;
+		if (err == -ENOENT) {
+			from = NULL;
+			err = gvm__mm_migrate_to_devmem(vm->mm, start, size,
+							&d->base);
+		}
 		if (err)
-			lru_del(d);	/* no extent was made: ours to undo */
+			lru_del(d);	/* no extent refers to d: ours */
 	}
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_migrations, 1);
 		gvm__vm_stat_add(vm, bytes_to_vram, size);
 		gvm_fetch_add_relaxed(&dev->svm_to_vram, 1u);
 		gvm_fetch_add_relaxed(&dev->svm_bytes_to_vram, size);
+		if (from) {
+			gvm__vm_stat_add(vm, svm_d2d_migrations, 1);
+			gvm__vm_stat_add(vm, svm_bytes_d2d, size);
+			gvm_fetch_add_relaxed(&dev->svm_d2d_in, 1u);
+		}
 		gvm__svm_policy_migrated(vm, start, size);
 	}
 	gvm__mm_devmem_put(&d->base);	/* the mm holds its own */

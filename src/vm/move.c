@@ -101,36 +101,12 @@ static void zap_vm_bo(struct gvm_vm_bo *vb)
 static int copy(struct gvm_bo *bo, const struct gvm_bo_mem *to,
 		const struct gvm_bo_mem *from)
 {
-	struct gvm_device *dev = bo->dev;
-	size_t i = 0, j = 0;
-	uint64_t oi = 0, oj = 0;
-	int err = 0;
+	struct gvm_copy_side dst = { .ext = to->ext, .nr = to->nr_ext,
+				     .region = to->region };
+	struct gvm_copy_side src = { .ext = from->ext, .nr = from->nr_ext,
+				     .region = from->region };
 
-	while (i < from->nr_ext && j < to->nr_ext && !err) {
-		uint64_t ls = from->ext[i].len - oi, ld = to->ext[j].len - oj;
-		uint64_t n = ls < ld ? ls : ld;
-		struct gvm_mem_addr src = { from->region, from->ext[i].addr + oi };
-		struct gvm_mem_addr dst = { to->region, to->ext[j].addr + oj };
-		struct gvm_fence *done;
-
-		err = dev->ops->copy(dev, dst, src, n, &done);
-		if (err)
-			break;
-		gvm_fence_wait(done, GVM_TIMEOUT_INFINITE);
-		err = gvm_fence_get_status(done) < 0 ? -EIO : 0;
-		gvm_fence_put(done);
-		oi += n;
-		oj += n;
-		if (oi == from->ext[i].len) {
-			i++;
-			oi = 0;
-		}
-		if (oj == to->ext[j].len) {
-			j++;
-			oj = 0;
-		}
-	}
-	return err;
+	return gvm__dev_copy(bo->dev, &dst, &src, bo->size);
 }
 
 /* Swaps two backings (the block lists' heads cannot be copied). */

@@ -216,8 +216,11 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
  * Puts range @r's pages where placement() says, if they may move: only
  * private anonymous memory that is not the library's own moves to device
  * memory (gvm__userptr_no_migrate), and only to a device with memory, on
- * an mm that supports it.  Pages elsewhere in device memory come back
- * through system memory first (a range never mixes the two); a range the
+ * an mm that supports it.  Pages whole in a linked device's memory move
+ * from there directly, over the link (migrate.c, mm/devmem.c
+ * gvm__mm_devmem_move); pages elsewhere in device memory, or whose direct
+ * move failed (its data is then still where it was), come back through
+ * system memory first (a range never mixes the two); a range the
  * thrashing policy pins stays where it is (policy.h).  A failed migration
  * is retried once, then the range stays in system memory for good, its
  * data intact (nothing moved); no VRAM even after eviction (-ENOSPC) is
@@ -254,10 +257,18 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
 			gvm__vm_stat_add(vm, svm_migration_retries, 1);
-		err = where || partial ?
-		      gvm__mm_migrate_to_ram(vm->mm, a, len) : 0;
-		if (!err)
-			err = gvm__svm_migrate_to_vram(vm, to, a, len);
+		/* From a peer's memory: directly over the link if there is
+		   one (-EXDEV if not), else, or if that failed, through
+		   system memory. */
+		err = where && !partial ?
+		      gvm__svm_migrate_to_vram(vm, to, a, len) : -EXDEV;
+		if (err && err != -EEXIST && err != -ENOSPC) {
+			err = where || partial ?
+			      gvm__mm_migrate_to_ram(vm->mm, a, len) : 0;
+			if (!err)
+				err = gvm__svm_migrate_to_vram(vm, to, a,
+							       len);
+		}
 		/* -EEXIST: placed by someone else meanwhile; fetch decides */
 		if (!err || err == -EEXIST)
 			return;

@@ -55,9 +55,14 @@ extern bool gvm__svm_no_migration;
 /*
  * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range
  * of @vm) to the memory of @dev (the VM's device, or a peer)
- * (mm/devmem.c): vm->lock held, no reservation.
+ * (mm/devmem.c): from system memory, or, if they are all in the memory
+ * of a device linked to @dev, from there directly (one copy over the
+ * link, gvm__mm_devmem_move).  vm->lock held, no reservation.
  * A range resident on @dev already counts as used (the device's SVM LRU).
- * 0, -EEXIST (already in device memory), -ENOSPC (no VRAM, even after
+ * 0, -EEXIST (already in @dev's memory, or partly in device memory, or
+ * in memory that is no device's), -EXDEV (in the memory of a device
+ * @dev is not linked to, or not as one whole migration: bring it back
+ * to system memory first), -ENOSPC (no VRAM, even after
  * evicting idle BOs and SVM allocations), -ENOMEM, -EOPNOTSUPP / -EBUSY /
  * -EINVAL (the mm cannot take these pages), -EIO (the copy failed); on failure nothing
  * moved.

@@ -450,6 +450,8 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(svm_migration_retries);
 	C(svm_atomic_fallbacks);
 	C(svm_p2p_binds);
+	C(svm_d2d_migrations);
+	C(svm_bytes_d2d);
 	C(svm_ranges_created);
 	C(svm_migrations);
 	C(svm_migration_failures);

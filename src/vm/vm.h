@@ -107,6 +107,10 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t svm_atomic_fallbacks;	/* svm.c: DEVICE atomics relaxed */
 	uint64_t svm_p2p_binds;		/* userptr.c: ranges mapped in a
 					   linked device's memory */
+	uint64_t svm_d2d_migrations;	/* migrate.c: migrations copied
+					   directly from a linked device's
+					   memory */
+	uint64_t svm_bytes_d2d;		/* their bytes */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
 					   result of a fault on the same page */
 	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;

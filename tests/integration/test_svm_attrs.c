@@ -415,40 +415,12 @@ TEST(atomic_global_policy_counts_in_system_memory)
 
 /* ---- two devices --------------------------------------------------------- */
 
-struct pair {
-	struct gvm_mm *mm;
-	struct gvm_device *a, *b;
-	struct svmt_vm va, vb;
-};
-
-static void pair_setup(struct pair *x, bool linked)
-{
-	ASSERT_OK(gvm_mm_self(&x->mm));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->a));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->b));
-	if (linked)
-		ASSERT_OK(gvm_device_link(x->a, x->b, NULL));
-	svmt_vm_init(&x->va, x->a, x->mm);
-	svmt_vm_init(&x->vb, x->b, x->mm);
-}
-
-static void pair_teardown(struct pair *x)
-{
-	ASSERT_EQ(svmt_logged(x->va.vm, NULL), 0);
-	ASSERT_EQ(svmt_logged(x->vb.vm, NULL), 0);
-	svmt_vm_fini(&x->va);
-	svmt_vm_fini(&x->vb);
-	gvm_device_put(x->a);
-	gvm_device_put(x->b);
-	gvm_mm_put(x->mm);
-}
-
 TEST(a_linked_device_maps_its_peers_memory_instead_of_migrating)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, true);
+	svmt_pair_setup(&x, true, NULL);
 	p = svmt_map(M2, M2);
 	svmt_fill(&x.va, p, M2, 4);			/* into A */
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 1);
@@ -462,16 +434,16 @@ TEST(a_linked_device_maps_its_peers_memory_instead_of_migrating)
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), M2 / 8 * W(8));
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(8));
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_out, 1);
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
 TEST(devices_without_a_link_move_data_through_system_memory)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, false);
+	svmt_pair_setup(&x, false, NULL);
 	p = svmt_map(M2, M2);
 	svmt_fill(&x.va, p, M2, 4);
 	ASSERT_EQ(svmt_sum(&x.vb, p, M2), M2 / 8 * W(4));
@@ -479,16 +451,16 @@ TEST(devices_without_a_link_move_data_through_system_memory)
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_out, 1);
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 1);
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(4));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
 TEST(preferred_location_on_a_linked_peer)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, true);
+	svmt_pair_setup(&x, true, NULL);
 	p = svmt_map(M2, M2);
 	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_PREFERRED_LOC,
 			 loc(GVM_LOC_DEVICE, x.b)));
@@ -501,16 +473,16 @@ TEST(preferred_location_on_a_linked_peer)
 	ASSERT_EQ(svmt_stats(x.vb.vm).svm_migrations, 0);
 	ASSERT_EQ(svmt_stats(x.vb.vm).svm_p2p_binds, 0);
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(2));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
 TEST(preferred_location_on_an_unlinked_device_falls_back_to_system)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, false);
+	svmt_pair_setup(&x, false, NULL);
 	p = svmt_map(M2, M2);
 	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_PREFERRED_LOC,
 			 loc(GVM_LOC_DEVICE, x.b)));
@@ -519,7 +491,7 @@ TEST(preferred_location_on_an_unlinked_device_falls_back_to_system)
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 0);
 	ASSERT_EQ(gvm__mm_devmem_bytes(x.mm), 0);
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(2));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
@@ -533,9 +505,9 @@ static void count_on_two_devices(bool linked, uint32_t policy)
 	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
 			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
 	struct gvm_kernel k;
-	struct pair x;
+	struct svmt_pair x;
 
-	pair_setup(&x, linked);
+	svmt_pair_setup(&x, linked, NULL);
 	p = svmt_map(K64, K64);
 	ASSERT_OK(advise(x.va.vm, p, K64, GVM_MADV_ATOMIC,
 			 atomic_policy(policy)));
@@ -554,7 +526,7 @@ static void count_on_two_devices(bool linked, uint32_t policy)
 		ASSERT_EQ(svmt_logged(x.vb.vm, NULL), 0);
 		ASSERT_EQ(p[0], 400ull * round);
 	}
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, K64);
 }
 
@@ -632,10 +604,10 @@ TEST(unplug_moves_idle_buffer_objects_to_system_memory)
 
 TEST(an_unplugged_peer_is_never_a_placement)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, true);
+	svmt_pair_setup(&x, true, NULL);
 	p = svmt_map(M2, M2);
 	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_PREFERRED_LOC,
 			 loc(GVM_LOC_DEVICE, x.b)));
@@ -645,7 +617,7 @@ TEST(an_unplugged_peer_is_never_a_placement)
 	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 0);
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 0);	/* preferred: B */
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(2));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
@@ -656,10 +628,10 @@ TEST(an_unplugged_peer_is_never_a_placement)
  */
 TEST(unplug_moves_svm_data_out_and_peers_keep_working)
 {
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, true);
+	svmt_pair_setup(&x, true, NULL);
 	p = svmt_map(M2, M2);
 	svmt_fill(&x.vb, p, M2, 6);			/* into B */
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), M2 / 8 * W(6));	/* p2p */
@@ -672,7 +644,7 @@ TEST(unplug_moves_svm_data_out_and_peers_keep_working)
 	ASSERT_EQ(svmt_sum(&x.va, p, M2), M2 / 8 * W(6));
 	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 1);
 	ASSERT_EQ(svmt_cpu_sum(p, M2), M2 / 8 * W(6));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, M2);
 }
 
@@ -793,10 +765,10 @@ TEST(prefetch_to_a_preferred_peer_then_zero_faults)
 	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
 				  .prefetch_mem = GVM_MEM_VRAM };
 	struct gvm_vm_stats st;
-	struct pair x;
+	struct svmt_pair x;
 	uint8_t *p;
 
-	pair_setup(&x, true);
+	svmt_pair_setup(&x, true, NULL);
 	p = svmt_map(4 * M2, M2);
 	memset(p, 1, 4 * M2);
 	ASSERT_OK(advise(x.va.vm, p, 4 * M2, GVM_MADV_PREFERRED_LOC,
@@ -810,6 +782,6 @@ TEST(prefetch_to_a_preferred_peer_then_zero_faults)
 	svmt_fill(&x.va, p, 4 * M2, 3);
 	ASSERT_EQ(svmt_stats(x.va.vm).faults, st.faults);
 	ASSERT_EQ(svmt_cpu_sum(p, 4 * M2), 4 * M2 / 8 * W(3));
-	pair_teardown(&x);
+	svmt_pair_teardown(&x);
 	svmt_unmap(p, 4 * M2);
 }

@@ -373,8 +373,8 @@ TEST(ops_reject_bad_arguments)
 	struct gvm_fence *f;
 	struct gvm_kernel k;
 	void *p;
-	struct gvm_mem_addr vr = { GVM_MEM_VRAM, 0 };
-	struct gvm_mem_addr sys = { GVM_MEM_SYSTEM, 0x10000 };
+	struct gvm_mem_addr vr = { .region = GVM_MEM_VRAM, .addr = 0 };
+	struct gvm_mem_addr sys = { .region = GVM_MEM_SYSTEM, .addr = 0x10000 };
 
 	env_init(&v, 0);
 	vr.addr = v.sd->vram_base;
@@ -1332,15 +1332,15 @@ TEST(copy_engine_moves_bytes)
 	vr = vram_alloc(&v, 4 * K64, K4);
 	for (i = 0; i < 4 * K64; i++)
 		host[i] = (uint8_t)(i * 7);
-	d = (struct gvm_mem_addr){ GVM_MEM_VRAM, vr };
-	s = (struct gvm_mem_addr){ GVM_MEM_SYSTEM, (uint64_t)(uintptr_t)host };
+	d = (struct gvm_mem_addr){ .region = GVM_MEM_VRAM, .addr = vr };
+	s = (struct gvm_mem_addr){ .region = GVM_MEM_SYSTEM, .addr = (uint64_t)(uintptr_t)host };
 	ASSERT_OK(ops->copy(v.dev, d, s, 4 * K64, &f));
 	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
 	ASSERT_EQ(gvm_fence_get_status(f), 1);
 	gvm_fence_put(f);
 	ASSERT_EQ(memcmp(vcpu(&v, vr), host, 4 * K64), 0);
 	s = d;
-	d = (struct gvm_mem_addr){ GVM_MEM_SYSTEM, (uint64_t)(uintptr_t)back };
+	d = (struct gvm_mem_addr){ .region = GVM_MEM_SYSTEM, .addr = (uint64_t)(uintptr_t)back };
 	ASSERT_OK(ops->copy(v.dev, d, s, 4 * K64, &f));
 	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
 	ASSERT_EQ(gvm_fence_get_status(f), 1);
@@ -1363,8 +1363,8 @@ static uint64_t copy_src, copy_dst;
 
 static int copy_then_bind(struct env *v, const struct gvm_fault_info *f)
 {
-	struct gvm_mem_addr d = { GVM_MEM_VRAM, copy_dst };
-	struct gvm_mem_addr s = { GVM_MEM_VRAM, copy_src };
+	struct gvm_mem_addr d = { .region = GVM_MEM_VRAM, .addr = copy_dst };
+	struct gvm_mem_addr s = { .region = GVM_MEM_VRAM, .addr = copy_src };
 	struct gvm_fence *done;
 	int st;
 
@@ -1418,8 +1418,8 @@ TEST(copy_engine_models_latency_and_bandwidth)
 
 	env_init_cfg(&v, &cfg, 0);
 	vr = vram_alloc(&v, 2 * M2, K4);
-	d = (struct gvm_mem_addr){ GVM_MEM_VRAM, vr };
-	s = (struct gvm_mem_addr){ GVM_MEM_VRAM, vr + M2 };
+	d = (struct gvm_mem_addr){ .region = GVM_MEM_VRAM, .addr = vr };
+	s = (struct gvm_mem_addr){ .region = GVM_MEM_VRAM, .addr = vr + M2 };
 	t0 = gvm__now_ns();
 	for (i = 0; i < 3; i++)
 		ASSERT_OK(ops->copy(v.dev, d, s, M2, &f[i]));
@@ -1447,8 +1447,8 @@ TEST(copy_from_unmapped_host_memory_fails_cleanly)
 
 	env_init(&v, 0);
 	munmap(host + 2 * K4, K4);
-	d = (struct gvm_mem_addr){ GVM_MEM_VRAM, vram_alloc(&v, 4 * K4, K4) };
-	s = (struct gvm_mem_addr){ GVM_MEM_SYSTEM, (uint64_t)(uintptr_t)host };
+	d = (struct gvm_mem_addr){ .region = GVM_MEM_VRAM, .addr = vram_alloc(&v, 4 * K4, K4) };
+	s = (struct gvm_mem_addr){ .region = GVM_MEM_SYSTEM, .addr = (uint64_t)(uintptr_t)host };
 	ASSERT_OK(ops->copy(v.dev, d, s, 4 * K4, &f));
 	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
 	ASSERT_EQ(gvm_fence_get_status(f), -EFAULT);
