@@ -315,11 +315,7 @@ static void *ws_thread(void *arg)
 	return NULL;
 }
 
-/*
- * Creates VRAM-only BOs and drops them: no CPU write here, which a move
- * running at the same time may lose (the CPU view is remapped only after
- * the copy; see the report of issue 11, item 2).
- */
+/* Creates VRAM-only BOs and drops them: pressure on both exec VMs. */
 static void *allocator(void *arg)
 {
 	uint64_t iters = gvm_test_scale(200), made = 0;
