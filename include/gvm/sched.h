@@ -203,6 +203,20 @@ GVM_API struct gvm_fence *gvm_job_finished(struct gvm_job *job);
  */
 GVM_API void gvm_job_push(struct gvm_job *job);
 
+/*
+ * Direct submission, for callers that push under their own locks and want
+ * the job started without a hand-off to a worker: gvm_job_push_deferred()
+ * queues @job like gvm_job_push() but wakes no worker; the caller must then
+ * call gvm_sched_queue_run() on its queue, holding no gvm lock, soon (the
+ * job may not start before).  gvm_sched_queue_run() advances the queue on
+ * the calling thread if no worker is processing it (dependencies seen,
+ * ops->run(), completions and ops->free() of jobs before it, at most one
+ * budget of jobs), else makes sure the worker looks again.  ops->run and
+ * ops->free of the queue's jobs may therefore run on that thread.
+ */
+GVM_API void gvm_job_push_deferred(struct gvm_job *job);
+GVM_API void gvm_sched_queue_run(struct gvm_sched_queue *q);
+
 GVM_END_DECLS
 
 #endif

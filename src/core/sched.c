@@ -74,7 +74,10 @@
  * spins wakes nobody (the spinner looks at the ready list under the lock
  * before it sleeps).  Jobs with ops->signal_from_hw (execs) have their
  * finished fence signalled by the hw fence's callback, in the thread that
- * signals it: their waiters do not wait for a worker.
+ * signals it: their waiters do not wait for a worker.  And a pusher may
+ * be its own worker: gvm_job_push_deferred() + gvm_sched_queue_run() (no
+ * lock held) processes the queue on the calling thread when no worker
+ * does (it takes the queue off the ready list, as a worker would).
  *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
@@ -457,6 +460,31 @@ static enum queue_verdict queue_process(struct gvm_sched_queue *q)
 	}
 }
 
+/*
+ * The end of processing @q (worker or gvm_sched_queue_run()) with verdict
+ * @v: dead, or back on the ready list if work is left or it was kicked
+ * meanwhile.  sched->lock held.
+ */
+static void queue_release_locked(struct gvm_sched *s,
+				 struct gvm_sched_queue *q,
+				 enum queue_verdict v)
+{
+	gvm_lockdep_assert_held(&s->lock);
+	q->busy = false;
+	if (v == QUEUE_DEAD) {
+		q->dead = true;
+		pthread_cond_broadcast(&s->dead_cond);
+		/* The destroyer may free q once we drop the lock. */
+	} else if (v == QUEUE_MORE || q->rekick) {
+		q->rekick = false;
+		gvm_list_add_tail(&q->ready_link, &s->ready);
+		q->on_ready = true;
+		gvm_fetch_add_release(&s->kicks, 1u);
+		if (!s->spinning)
+			pthread_cond_signal(&s->work_cond);
+	}
+}
+
 static void *sched_worker(void *arg)
 {
 	struct gvm_sched *s = arg;
@@ -502,18 +530,7 @@ static void *sched_worker(void *arg)
 		v = queue_process(q);
 
 		gvm__mutex_lock(&s->lock);
-		q->busy = false;
-		if (v == QUEUE_DEAD) {
-			q->dead = true;
-			pthread_cond_broadcast(&s->dead_cond);
-			/* The destroyer may free q once we drop the lock. */
-		} else if (v == QUEUE_MORE || q->rekick) {
-			q->rekick = false;
-			gvm_list_add_tail(&q->ready_link, &s->ready);
-			q->on_ready = true;
-			gvm_fetch_add_release(&s->kicks, 1u);
-			pthread_cond_signal(&s->work_cond);
-		}
+		queue_release_locked(s, q, v);
 	}
 	gvm__mutex_unlock(&s->lock);
 	return NULL;
@@ -805,7 +822,8 @@ struct gvm_fence *gvm_job_finished(struct gvm_job *job)
 	return job->finished;
 }
 
-void gvm_job_push(struct gvm_job *job)
+/* Queues @job; true if it is the queue's only job (nobody is at work). */
+static bool job_queue(struct gvm_job *job)
 {
 	struct gvm_sched_queue *q;
 	bool was_empty;
@@ -825,11 +843,49 @@ void gvm_job_push(struct gvm_job *job)
 	gvm_assert_slow(queue_validate_locked(q));
 	gvm__mutex_unlock(&q->lock);
 	/* From here the job may already be freed. */
+	return was_empty;
+}
+
+void gvm_job_push(struct gvm_job *job)
+{
+	struct gvm_sched_queue *q = job ? job->queue : NULL;
 
 	/*
 	 * A non-empty list has a head job that is being processed or waits
 	 * for a callback; the worker reaches this job after completing it.
 	 */
-	if (was_empty)
+	if (job_queue(job))
 		queue_kick(q);
+}
+
+void gvm_job_push_deferred(struct gvm_job *job)
+{
+	job_queue(job);
+}
+
+void gvm_sched_queue_run(struct gvm_sched_queue *q)
+{
+	struct gvm_sched *s = q->sched;
+	enum queue_verdict v;
+
+	gvm_assert(gvm__lockrank_max_held() == 0);
+	gvm__mutex_lock(&s->lock);
+	if (q->busy || q->dead) {
+		q->rekick = q->busy;	/* its worker looks again */
+		gvm__mutex_unlock(&s->lock);
+		return;
+	}
+	if (q->on_ready) {		/* ours, before a worker takes it */
+		gvm_list_del(&q->ready_link);
+		q->on_ready = false;
+	}
+	q->busy = true;
+	q->rekick = false;
+	gvm__mutex_unlock(&s->lock);
+
+	v = queue_process(q);
+
+	gvm__mutex_lock(&s->lock);
+	queue_release_locked(s, q, v);
+	gvm__mutex_unlock(&s->lock);
 }

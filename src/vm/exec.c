@@ -16,7 +16,12 @@
  *      fences (binds and moves submitted before) and the external BOs'
  *      KERNEL fences (their moves)
  *   5. arm, add the job's fence to every reservation at BOOKKEEP (so a
- *      later unbind waits for the kernel), push, signal the out-syncs
+ *      later unbind waits for the kernel), push (deferred: no worker
+ *      woken), unlock, and start the job here if no scheduler worker is
+ *      at the queue (gvm_sched_queue_run(): direct submission, no thread
+ *      hand-off); signal the out-syncs.  The engine signals the job's
+ *      fence itself (signal_from_hw), so an exec on an idle queue reaches
+ *      its waiter through the engine thread alone
  *
  * Long-running VMs (GVM_VM_LR_MODE): a kernel may never end, so its fence
  * goes in no reservation and the out-syncs may only be user fences
@@ -321,10 +326,12 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	ej->k.seqno = done->seqno;
 	publish_locked(q, done, pf);
 	gvm__queue_set_last(q, done);
-	gvm_job_push(&ej->job);
+	gvm_job_push_deferred(&ej->job);
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
+	/* Started here if no worker is at the queue: no hand-off. */
+	gvm_sched_queue_run(q->sq);
 	gvm__vram_claim_end(&claim);
 	gvm__dev_reap(vm->dev);
 	gvm__vm_stat_add(vm, execs, 1);

@@ -698,6 +698,60 @@ TEST(finished_signals_from_the_hw_fence_signaller)
 	gvm_fence_put(f2);
 }
 
+/*
+ * Direct submission: a job pushed with gvm_job_push_deferred() runs, and
+ * (no hw fence) completes, in gvm_sched_queue_run() on the calling thread
+ * when no worker is at the queue; one waiting for a dependency is left to
+ * the dependency's callback and a worker.
+ */
+static void record_thread_hook(struct tjob *t)
+{
+	*(pthread_t *)t->arg = pthread_self();
+}
+
+TEST(queue_run_starts_a_deferred_push_on_the_calling_thread)
+{
+	struct gvm_fence *f1, *f2, *dep;
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+	pthread_t ran_on;
+	struct tjob t1, t2;
+
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	tjob_setup(&t1);
+	t1.hook = record_thread_hook;
+	t1.arg = &ran_on;
+	ASSERT_OK(gvm_job_init(&t1.base, q, &tjob_ops));
+	gvm_job_arm(&t1.base);
+	f1 = gvm_fence_get(gvm_job_finished(&t1.base));
+	gvm_job_push_deferred(&t1.base);
+	gvm_sched_queue_run(q);
+	ASSERT_EQ(ran(&t1), 1);
+	ASSERT_TRUE(pthread_equal(ran_on, pthread_self()));
+	ASSERT_EQ(gvm_fence_get_status(f1), 1);
+	ASSERT_EQ(freed(&t1), 1);
+
+	/* Waiting for a dependency: not run here; its signal starts it. */
+	dep = sw_fence();
+	tjob_setup(&t2);
+	ASSERT_OK(gvm_job_init(&t2.base, q, &tjob_ops));
+	ASSERT_OK(gvm_job_add_dependency(&t2.base, dep));
+	gvm_job_arm(&t2.base);
+	f2 = gvm_fence_get(gvm_job_finished(&t2.base));
+	gvm_job_push_deferred(&t2.base);
+	gvm_sched_queue_run(q);
+	ASSERT_EQ(ran(&t2), 0);
+	ASSERT_OK(gvm_fence_signal(dep));
+	wait_done(f2);
+	ASSERT_EQ(ran(&t2), 1);
+	gvm_sched_queue_destroy(q);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(dep);
+	gvm_fence_put(f1);
+	gvm_fence_put(f2);
+}
+
 /* A hw fence that is already signalled when run() returns it. */
 TEST(hw_fence_already_signalled)
 {
