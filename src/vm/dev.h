@@ -24,6 +24,23 @@
 struct gvm_lockset;
 struct gvm_vm;
 
+/*
+ * The rebind worker of a device's preempt-fence-mode VMs (lr.c): one
+ * thread, started with the first such VM, serving every VM of the device
+ * in the order they were kicked.
+ */
+struct gvm_lr_worker {
+	struct gvm_mutex lock;		/* leaf: everything below, and each
+					   VM's lr_link, lr_kicked, lr_dead */
+	pthread_cond_t cond;		/* with lock: a kick, stop, a pass
+					   ended */
+	struct gvm_list kicked;		/* gvm_vm.lr_link, oldest kick first */
+	struct gvm_vm *running;		/* the VM the thread works on, or
+					   NULL */
+	bool started, stop;
+	pthread_t thread;		/* if started */
+};
+
 struct gvm_device {
 	char name[32];			/* immutable */
 	struct gvm_device_desc desc;	/* immutable; desc.name -> name */
@@ -72,6 +89,7 @@ struct gvm_device {
 	uint64_t svm_bytes_evicted;	/* atomic: their bytes */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and
 					   their servicing thread; fq.lock */
+	struct gvm_lr_worker lr;	/* rebind worker of LR VMs; lr.lock */
 	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,
 					   oldest first (evict.c) */
 	pthread_cond_t claims_cond;	/* with vram_lock: a claim ended */

@@ -24,6 +24,7 @@
  * destroy.
  */
 #include "vm/dev.h"
+#include "vm/lr.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,6 +99,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->claims);
 	gvm__cond_init(&dev->claims_cond);
 	gvm_list_init(&dev->dead_bos);
+	gvm__lr_dev_init(dev);
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, GVM_PAGE_SIZE);
 	if (err)
 		goto err_free;
@@ -116,6 +118,7 @@ err_fq:
 err_buddy:
 	gvm__buddy_fini(&dev->vram);
 err_free:
+	gvm__lr_dev_fini(dev);
 	pthread_cond_destroy(&dev->claims_cond);
 	gvm__mutex_fini(&dev->vram_lock);
 	gvm__free(dev);
@@ -321,6 +324,7 @@ void gvm_device_put(struct gvm_device *dev)
 	if (!dev || !gvm__ref_put(&dev->refcount))
 		return;
 	unlink_all(dev);
+	gvm__lr_dev_fini(dev);
 	gvm__fault_queue_fini(&dev->fq);
 	gvm_sched_destroy(dev->sched);
 	gvm__buddy_fini(&dev->vram);

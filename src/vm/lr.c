@@ -16,8 +16,10 @@
  * a bind that removes mappings; a userptr invalidation, below) preempts
  * the queues instead of waiting for their kernels to end.
  *
- * The rebind worker (a thread per preempt-mode VM, kicked by every preempt
- * fence that signals) then restores the VM and resumes the queues:
+ * The rebind worker (one thread per device for all its preempt-mode VMs,
+ * kicked for a VM by every preempt fence of it that signals; a VM kicked
+ * again while the thread works on it gets another pass after the VMs
+ * kicked before) then restores the VM and resumes the queues:
  *
  *   vm->lock
  *   1. every current preempt fence: enable signalling, wait (all queues
@@ -69,8 +71,11 @@
  * Locking: enable_signaling may run under vm->lock, reservations,
  * notifier_lock or a fence lock (whoever waits): it takes no gvm lock but
  * the backend's leaves and q->lock, and never blocks.  The suspend fence's
- * callback kicks the worker under vm->lr_lock (a leaf) and then signals
- * the preempt fence.  The worker holds vm->lock while it waits for preempt
+ * callback kicks the worker under dev->lr.lock (a leaf) and then signals
+ * the preempt fence.  One thread for the device's VMs: a pass waits only
+ * for its own VM's preempt fences (the backend), its locks and its BOs'
+ * moves, never for another VM's pass, so passes in turn cannot deadlock;
+ * a VM whose pass retries for memory (up to RETRY_NS) delays the others.  The worker holds vm->lock while it waits for preempt
  * fences (they depend on nothing but the backend).  See docs/locking.md.
  *
  * Lifetime: a preempt fence points at its queue and VM without a
@@ -122,12 +127,18 @@ static struct pfence *to_pfence(struct gvm_fence *f)
 	return (struct pfence *)f;
 }
 
+/* Queues @vm for a pass of its device's worker (once until it starts). */
 static void lr_kick(struct gvm_vm *vm)
 {
-	gvm__mutex_lock(&vm->lr_lock);
-	vm->lr_kick = true;
-	pthread_cond_signal(&vm->lr_cond);
-	gvm__mutex_unlock(&vm->lr_lock);
+	struct gvm_lr_worker *w = &vm->dev->lr;
+
+	gvm__mutex_lock(&w->lock);
+	if (!vm->lr_kicked && !vm->lr_dead) {
+		vm->lr_kicked = true;
+		gvm_list_add_tail(&vm->lr_link, &w->kicked);
+		pthread_cond_signal(&w->cond);
+	}
+	gvm__mutex_unlock(&w->lock);
 }
 
 /* The queue stopped: kick the worker, then signal (see Lifetime). */
@@ -458,45 +469,84 @@ static void worker_run(struct gvm_vm *vm)
 
 static void *worker_main(void *arg)
 {
-	struct gvm_vm *vm = arg;
+	struct gvm_lr_worker *w = arg;
 
 	pthread_setname_np(pthread_self(), "gvm-rebind");
-	gvm__mutex_lock(&vm->lr_lock);
-	while (!vm->lr_stop) {
-		if (!vm->lr_kick) {
-			gvm__cond_wait(&vm->lr_cond, &vm->lr_lock);
+	gvm__mutex_lock(&w->lock);
+	while (!w->stop) {
+		struct gvm_vm *vm;
+
+		if (gvm_list_empty(&w->kicked)) {
+			gvm__cond_wait(&w->cond, &w->lock);
 			continue;
 		}
-		vm->lr_kick = false;
-		gvm__mutex_unlock(&vm->lr_lock);
+		vm = gvm_list_first_entry(&w->kicked, struct gvm_vm, lr_link);
+		gvm_list_del(&vm->lr_link);
+		vm->lr_kicked = false;
+		w->running = vm;
+		gvm__mutex_unlock(&w->lock);
 		worker_run(vm);
-		gvm__mutex_lock(&vm->lr_lock);
+		gvm__mutex_lock(&w->lock);
+		w->running = NULL;
+		pthread_cond_broadcast(&w->cond);	/* gvm__lr_vm_fini */
 	}
-	gvm__mutex_unlock(&vm->lr_lock);
+	gvm__mutex_unlock(&w->lock);
 	return NULL;
+}
+
+void gvm__lr_dev_init(struct gvm_device *dev)
+{
+	struct gvm_lr_worker *w = &dev->lr;
+
+	gvm__mutex_init(&w->lock, "device.lr.lock", GVM_RANK_LEAF);
+	gvm__cond_init(&w->cond);
+	gvm_list_init(&w->kicked);
+}
+
+void gvm__lr_dev_fini(struct gvm_device *dev)
+{
+	struct gvm_lr_worker *w = &dev->lr;
+
+	gvm__mutex_lock(&w->lock);
+	GVM_BUG_ON(!gvm_list_empty(&w->kicked));
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	gvm__mutex_unlock(&w->lock);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	gvm__mutex_fini(&w->lock);
 }
 
 int gvm__lr_vm_init(struct gvm_vm *vm)
 {
-	int err;
+	struct gvm_lr_worker *w = &vm->dev->lr;
+	int err = 0;
 
 	if (!gvm__vm_preempt_mode(vm))
 		return 0;
-	err = -pthread_create(&vm->lr_thread, NULL, worker_main, vm);
-	if (err)
-		return err;
-	vm->lr_started = true;
-	return 0;
+	gvm__mutex_lock(&w->lock);
+	if (!w->started) {
+		err = -pthread_create(&w->thread, NULL, worker_main, w);
+		w->started = !err;
+	}
+	gvm__mutex_unlock(&w->lock);
+	return err;
 }
 
 void gvm__lr_vm_fini(struct gvm_vm *vm)
 {
-	if (vm->lr_started) {
-		gvm__mutex_lock(&vm->lr_lock);
-		vm->lr_stop = true;
-		pthread_cond_signal(&vm->lr_cond);
-		gvm__mutex_unlock(&vm->lr_lock);
-		pthread_join(vm->lr_thread, NULL);
-		vm->lr_started = false;
+	struct gvm_lr_worker *w = &vm->dev->lr;
+
+	if (!gvm__vm_preempt_mode(vm))
+		return;
+	gvm__mutex_lock(&w->lock);
+	vm->lr_dead = true;
+	if (vm->lr_kicked) {
+		gvm_list_del(&vm->lr_link);
+		vm->lr_kicked = false;
 	}
+	while (w->running == vm)
+		gvm__cond_wait(&w->cond, &w->lock);
+	gvm__mutex_unlock(&w->lock);
 }

@@ -9,12 +9,20 @@
 
 #include <stdbool.h>
 
+struct gvm_device;
 struct gvm_fence;
 struct gvm_queue;
 struct gvm_vm;
 
-/* VM create (lr_queues, lr_lock, lr_cond initialised) / destroy: the
-   worker thread.  No lock held. */
+/*
+ * The device's rebind worker: set up at device creation, stopped (and its
+ * thread joined) when the last device reference goes, after every VM.
+ */
+void gvm__lr_dev_init(struct gvm_device *dev);
+void gvm__lr_dev_fini(struct gvm_device *dev);
+/* VM create (lr_queues, lr_link initialised): starts the device's worker
+   for the first preempt-mode VM.  Destroy: the worker is done with the VM
+   and will not take it again.  No lock held. */
 int gvm__lr_vm_init(struct gvm_vm *vm);
 void gvm__lr_vm_fini(struct gvm_vm *vm);
 /* Waiting for a preempt fence only suspends a queue: it needs no lock. */

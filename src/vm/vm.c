@@ -45,8 +45,6 @@
 static void vm_free_struct(struct gvm_vm *vm)
 {
 	gvm_resv_fini(&vm->resv);
-	pthread_cond_destroy(&vm->lr_cond);
-	gvm__mutex_fini(&vm->lr_lock);
 	gvm__mutex_fini(&vm->fault_lock);
 	gvm__mutex_fini(&vm->dead_lock);
 	gvm__mutex_fini(&vm->notifier_lock);
@@ -128,8 +126,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->svm_chunks);
 	gvm__attrs_init(vm);
 	gvm_list_init(&vm->lr_queues);
-	gvm__mutex_init(&vm->lr_lock, "vm.lr_lock", GVM_RANK_LEAF);
-	gvm__cond_init(&vm->lr_cond);
+	gvm_list_init(&vm->lr_link);
 	err = gvm__lr_vm_init(vm);
 	if (err)
 		goto err_free;

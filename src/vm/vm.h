@@ -190,15 +190,14 @@ struct gvm_vm {
 
 	/*
 	 * Preempt-fence mode (LR without FAULT, lr.c): exec queues with a
-	 * preempt fence, and the rebind worker thread, kicked under lr_lock
-	 * (a leaf) from preempt fences' callbacks.
+	 * preempt fence, and the VM's place in its device's rebind worker,
+	 * kicked from preempt fences' callbacks.
 	 */
 	struct gvm_list lr_queues;	/* gvm_queue.lr_link; see there */
-	struct gvm_mutex lr_lock;	/* leaf: lr_kick, lr_stop */
-	pthread_cond_t lr_cond;		/* with lr_lock */
-	bool lr_kick, lr_stop;
-	bool lr_started;		/* create/destroy only */
-	pthread_t lr_thread;
+	struct gvm_list lr_link;	/* dev->lr.lock: on dev->lr.kicked
+					   iff lr_kicked */
+	bool lr_kicked;			/* dev->lr.lock */
+	bool lr_dead;			/* dev->lr.lock: destroyed, no kick */
 
 	/*
 	 * Userptr VMAs bind jobs retired: freeing one removes its notifier,

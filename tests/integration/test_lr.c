@@ -8,6 +8,7 @@
  * resumes it; the counts must come out exact, with no GPU fault.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <sys/mman.h>
 
 #include <gvm/gvm.h>
@@ -484,4 +485,86 @@ TEST(userptr_invalidation_preempts_all_vms_before_waiting)
 	}
 	munmap(buf, 2 * K4);
 	gvm_mm_put(mm);
+}
+
+/* Threads of this process now. */
+static unsigned int nr_threads(void)
+{
+	unsigned int n = 0;
+	char line[128];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ASSERT_TRUE(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %u", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * The rebind worker is the device's, not the VM's (issue 11, item 3): 32
+ * LR VMs cost no more threads than one, and one worker restores two VMs
+ * whose running kernels were preempted by the same eviction.
+ */
+TEST(lr_vms_share_the_devices_rebind_worker)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 2 };
+	struct gvm_vm *vm[32], *v[2];
+	struct gvm_device_info info;
+	struct gvm_bo *x[2], *other = NULL;
+	struct gvm_queue *q[2];
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct gvm_device *dev;
+	uint64_t uf[2], *cnt[2];
+	unsigned int t1;
+	int err;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm[0]));
+	t1 = nr_threads();
+	for (int i = 1; i < 32; i++)
+		ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm[i]));
+	ASSERT_EQ(nr_threads(), t1);
+	for (int i = 0; i < 32; i++)
+		ASSERT_OK(gvm_vm_destroy(vm[i]));
+
+	for (int i = 0; i < 2; i++) {
+		ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &v[i]));
+		ASSERT_OK(gvm_queue_create(v[i], GVM_ENGINE_COMPUTE, &q[i]));
+		ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM, v[i], &x[i]));
+		bind_bo(v[i], x[i], VA);
+		ASSERT_OK(gvm_bo_map(x[i], (void **)&cnt[i]));
+		spin_kernel(&k, LANES, VA, 0, SPIN);
+		exec_lr(q[i], &k, &uf[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		while (!ld(cnt[i]))
+			gvm_cpu_relax();
+	/* More than is free: only both x can make room. */
+	ASSERT_OK(gvm_device_query(dev, &info));
+	err = gvm_bo_create(dev, info.vram_free + M2 + M2 / 2, GVM_MEM_VRAM,
+			    NULL, &other);
+	ASSERT_TRUE(err == 0 || err == -ENOSPC);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_OK(gvm_user_fence_wait(&uf[i], 1,
+					      GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(ld(cnt[i]), LANES);
+		ASSERT_EQ(nr_faults(v[i]), 0);
+		ASSERT_OK(gvm_vm_stats(v[i], &st));
+		ASSERT_FALSE(st.banned);
+		if (!err) {	/* both were evicted for it */
+			ASSERT_GE(st.preemptions, 1);
+			ASSERT_GE(st.lr_rebinds, 1);
+		}
+	}
+	ASSERT_EQ(nr_threads(), t1);
+	for (int i = 0; i < 2; i++) {
+		gvm_queue_destroy(q[i]);
+		gvm_bo_put(x[i]);
+		ASSERT_OK(gvm_vm_destroy(v[i]));
+	}
+	gvm_bo_put(other);
+	gvm_device_put(dev);
 }
