@@ -86,6 +86,12 @@ void gvm_bench_set_pct(struct gvm_bench_result *res, double *v, size_t n,
 	res->baseline_tail = gvm_bench_percentile(b, bn, tail) / scale;
 }
 
+void gvm_bench_set_median(struct gvm_bench_result *res, double *v, double *b)
+{
+	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
+	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+}
+
 int gvm_bench_samples(size_t n, double **v, double **b)
 {
 	*v = calloc(n, sizeof(**v));

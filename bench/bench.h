@@ -87,6 +87,12 @@ void gvm_bench_set_pct(struct gvm_bench_result *res, double *v, size_t n,
 		       double *b, size_t bn, double scale);
 
 /*
+ * Fills value and baseline_value of @res with the medians of the
+ * GVM_BENCH_REPS passes in @v and @b (reorders both).
+ */
+void gvm_bench_set_median(struct gvm_bench_result *res, double *v, double *b);
+
+/*
  * Two arrays of @n sample slots, for the gvm figure and the baseline;
  * -ENOMEM (nothing allocated) or 0.  Freed with gvm_bench_samples_free().
  */

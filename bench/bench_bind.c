@@ -409,8 +409,7 @@ GVM_BENCH(bind_queue_async, "4 KiB binds queued on 3 bind queues with syncs")
 	if (!err) {
 		double total = binds * (GVM_BENCH_REPS + 1);
 
-		res->value = gvm_bench_median(v, GVM_BENCH_REPS);
-		res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+		gvm_bench_set_median(res, v, b);
 		res->unit = "ns/bind";
 		res->baseline = "same binds inline (no syncs)";
 		res->goal = 2;
@@ -579,8 +578,7 @@ static int bind_threads(const struct gvm_bench_ctx *ctx,
 		pthread_join(th, NULL);
 	}
 	if (!err) {
-		res->value = gvm_bench_median(v, GVM_BENCH_REPS);
-		res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+		gvm_bench_set_median(res, v, b);
 		res->unit = "ns/pair";
 		res->baseline = "1 thread, the same 2N pairs";
 		res->goal = one_vm ? 0 : 1 / 1.7;
@@ -692,8 +690,7 @@ GVM_BENCH(va_split_1m, "VA split + re-merge with 1M live mappings")
 			b[r] = (double)(gvm_bench_now_ns() - t0) / inner;
 	}
 	if (!err) {
-		res->value = gvm_bench_median(v, GVM_BENCH_REPS);
-		res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+		gvm_bench_set_median(res, v, b);
 		res->unit = "ns/split+merge";
 		res->baseline = "glibc tsearch+tdelete at 1M keys";
 		res->goal = 1.5;

@@ -388,8 +388,7 @@ GVM_BENCH(sched_chain_1k, "1000 no-op jobs in 4 dependency chains, 2 workers")
 	while (started)
 		pthread_join(workers[--started], NULL);
 	if (!err) {
-		res->value = gvm_bench_median(v, GVM_BENCH_REPS);
-		res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
+		gvm_bench_set_median(res, v, b);
 		res->unit = "ns/job";
 		res->baseline = "mutex+cond FIFO, 2 workers, same order";
 		res->goal = 1.5;

@@ -58,6 +58,19 @@ static int unbind(struct gvm_vm *vm, uint64_t len)
 	return gvm_vm_bind(vm, NULL, &op, 1, NULL, 0);
 }
 
+/* A simulated device and a VM on it mirroring @mm; stats into @st. */
+static int userptr_vm(struct gvm_mm *mm, struct gvm_device **dev,
+		      struct gvm_vm **vm, struct gvm_vm_stats *st)
+{
+	int err = gvm_sim_device_create(NULL, dev);
+
+	if (!err)
+		err = gvm_vm_create(*dev, mm, 0, vm);
+	if (!err)
+		err = gvm_vm_stats(*vm, st);
+	return err;
+}
+
 /*
  * Binds 64 MiB of userptr at @cpu_off bytes past a 2 MiB-aligned address
  * (the GPU VA is 2 MiB aligned): 4 KiB off, the backing never fits a 2 MiB
@@ -89,11 +102,7 @@ static int userptr_bind(const struct gvm_bench_ctx *ctx,
 	p = (uint8_t *)(((uintptr_t)map + M2 - 1) & ~(uintptr_t)(M2 - 1)) +
 	    cpu_off;
 	memset(p, 1, len);			/* warm */
-	err = gvm_sim_device_create(NULL, &dev);
-	if (!err)
-		err = gvm_vm_create(dev, mm, 0, &vm);
-	if (!err)
-		err = gvm_vm_stats(vm, &st0);
+	err = userptr_vm(mm, &dev, &vm, &st0);
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		int64_t t0 = gvm_bench_now_ns();
 		unsigned int sum = 0;
@@ -272,11 +281,7 @@ GVM_BENCH(munmap_userptr_1m, "munmap of 1 MiB bound as a userptr (UNMAP event)")
 		goto out_mm;
 	}
 	slot = guard + K4;
-	err = gvm_sim_device_create(NULL, &dev);
-	if (!err)
-		err = gvm_vm_create(dev, mm, 0, &vm);
-	if (!err)
-		err = gvm_vm_stats(vm, &st0);
+	err = userptr_vm(mm, &dev, &vm, &st0);
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		double *vs = v + (r < 0 ? 0 : r) * inner;
 		double *bs = b + (r < 0 ? 0 : r) * inner;
