@@ -12,7 +12,13 @@
  *
  * Protocol (shared/research/perf-anchors.md §D): warm up first, then run the
  * measured loop and the baseline loop alternately GVM_BENCH_REPS times and
- * report medians.
+ * report medians.  Every benchmark starts on every CPU (the runner resets
+ * the affinity before each, whatever the previous one pinned).
+ *
+ * Runner options (gvm_bench_main): --repeat N runs each benchmark N times
+ * and reports the run with the median ratio and the spread of the ratios;
+ * --compare FILE prints each ratio's change against an earlier --json
+ * output (bench/bench_compare.c reads it).
  */
 #ifndef GVM_BENCH_H
 #define GVM_BENCH_H
@@ -31,13 +37,15 @@ struct gvm_bench_result {
 	double goal;			/* ratio goal (<=), 0 if none */
 	/*
 	 * Latency benchmarks (pct set): value and baseline_value are the
-	 * medians (p50) of many samples, p99 and baseline_p99 their 99th
-	 * percentiles; goal applies to the p50 ratio, goal_p99 to the p99
-	 * ratio (0 if none).
+	 * medians (p50) of many samples, tail and baseline_tail their
+	 * tail_pct-th percentiles (99 unless the benchmark sets another
+	 * before gvm_bench_set_pct()); goal applies to the p50 ratio,
+	 * goal_tail to the tail ratio (0 if none).
 	 */
 	bool pct;
-	double p99, baseline_p99;
-	double goal_p99;
+	unsigned int tail_pct;
+	double tail, baseline_tail;
+	double goal_tail;
 	char note[160];			/* optional extra information */
 };
 
@@ -70,11 +78,26 @@ double gvm_bench_median(double *v, int n);
 double gvm_bench_percentile(double *v, size_t n, double pct);
 
 /*
- * Fills the p50/p99 fields of @res from @n samples of the gvm figure and
- * @bn of the baseline (both arrays get sorted).
+ * Fills the p50 and tail fields of @res from @n samples of the gvm figure
+ * and @bn of the baseline (both arrays get sorted), each divided by
+ * @scale (1000 turns ns samples into us).  The tail is the
+ * res->tail_pct-th percentile, the 99th if that is 0.
  */
 void gvm_bench_set_pct(struct gvm_bench_result *res, double *v, size_t n,
-		       double *b, size_t bn);
+		       double *b, size_t bn, double scale);
+
+/*
+ * Fills value and baseline_value of @res with the medians of the
+ * GVM_BENCH_REPS passes in @v and @b (reorders both).
+ */
+void gvm_bench_set_median(struct gvm_bench_result *res, double *v, double *b);
+
+/*
+ * Two arrays of @n sample slots, for the gvm figure and the baseline;
+ * -ENOMEM (nothing allocated) or 0.  Freed with gvm_bench_samples_free().
+ */
+int gvm_bench_samples(size_t n, double **v, double **b);
+void gvm_bench_samples_free(double *v, double *b);
 
 /* Keeps the compiler from optimising a value away. */
 #define gvm_bench_keep(x) __asm__ __volatile__("" : : "r"(x) : "memory")
@@ -88,6 +111,34 @@ double gvm_bench_fill_entries(uint64_t *a, uint64_t n, uint64_t addr,
 
 /* Pins the calling thread to CPU 0 when possible (protocol step 3). */
 void gvm_bench_pin(void);
+
+/*
+ * Puts the calling thread on CPU @cpu (< 0: every CPU).  False if the
+ * machine has fewer CPUs than that or the call failed.
+ */
+bool gvm_bench_run_on_cpu(int cpu);
+
+/*
+ * Waits (yielding) until thread @tid of this process is asleep (state S
+ * in /proc), so that a wake-up measured next finds it blocked, not
+ * spinning.  False if /proc cannot tell.
+ */
+bool gvm_bench_wait_asleep(int tid);
+
+/* One benchmark of an earlier `gvm bench --json` output (--compare). */
+struct gvm_bench_old {
+	char name[64];
+	double ratio;		/* NAN if the file had null */
+	double ratio_tail;	/* "ratio_pNN"; NAN if absent */
+};
+
+/*
+ * Reads @path, an earlier `gvm bench --json` output: 0 with a malloc'ed
+ * array in *@out (*@nr entries), or -1 with the reason in @err (no crash
+ * whatever the file holds).  bench_compare.c.
+ */
+int gvm_bench_read_json(const char *path, struct gvm_bench_old **out,
+			size_t *nr, char *err, size_t errlen);
 
 /* Entry point used by `gvm bench`: argv are the bench arguments. */
 int gvm_bench_main(int argc, char **argv);

@@ -72,23 +72,6 @@
 #define M2 (2ull << 20)
 #define G1 (1ull << 30)
 
-/* Puts the calling thread on CPU @cpu (< 0: every CPU).  False if the
-   machine has fewer CPUs than that. */
-static bool run_on_cpu(int cpu)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	cpu_set_t set;
-	int i;
-
-	if (n < 1 || cpu >= n)
-		return false;
-	CPU_ZERO(&set);
-	for (i = 0; i < n && i < CPU_SETSIZE; i++)
-		if (cpu < 0 || i == cpu)
-			CPU_SET(i, &set);
-	return sched_setaffinity(0, sizeof(set), &set) == 0;
-}
-
 struct env {
 	struct gvm_device *dev;
 	struct gvm_vm *vm;
@@ -194,7 +177,7 @@ GVM_BENCH(sim_triad_span, "triad kernel over 3 x 84 MiB VRAM BOs (2M pages)")
 	struct env e;
 	int r, err;
 
-	run_on_cpu(-1);
+	gvm_bench_run_on_cpu(-1);
 	ha = mmap(NULL, 3 * size, PROT_READ | PROT_WRITE,
 		  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ha == MAP_FAILED)
@@ -322,7 +305,7 @@ GVM_BENCH(sim_load_tlbhit, "gvm_lane_load of 8 bytes hitting the TLB")
 
 	if (!host)
 		return -ENOMEM;
-	run_on_cpu(-1);
+	gvm_bench_run_on_cpu(-1);
 	err = env_init(&e, 64ull << 20);
 	if (!err)
 		err = bo_at(&e, LOAD_WINDOW, G1, &win, (void **)&dev);
@@ -432,7 +415,7 @@ static void *spin_pong_main(void *arg)
 	uint64_t seen = 0;
 
 	if (sp->pinned)
-		run_on_cpu(1);
+		gvm_bench_run_on_cpu(1);
 	for (;;) {
 		uint64_t x;
 
@@ -558,20 +541,15 @@ static int inval_bench(const struct gvm_bench_ctx *ctx,
 	struct env e;
 	int r, i, nq = spans ? INVAL_QUEUES : 1, err;
 
-	v = calloc((size_t)total, sizeof(*v));
-	b = calloc((size_t)total, sizeof(*b));
-	if (!v || !b) {
-		free(v);
-		free(b);
+	if (gvm_bench_samples((size_t)total, &v, &b))
 		return -ENOMEM;
-	}
 	/* engines (created now) on CPU 1, this thread on CPU 0; three busy
 	   engines are left on every CPU (one CPU would serve them in turn,
 	   one scheduler time slice each) */
-	sp.pinned = run_on_cpu(spans ? -1 : 1);
+	sp.pinned = gvm_bench_run_on_cpu(spans ? -1 : 1);
 	err = env_init(&e, 64ull << 20);
 	if (sp.pinned)
-		run_on_cpu(0);
+		gvm_bench_run_on_cpu(0);
 	/* [G1, +2M): the kernels' words and span buffer; [G1 + 2M, +2M):
 	   the range invalidated */
 	if (!err)
@@ -603,15 +581,12 @@ static int inval_bench(const struct gvm_bench_ctx *ctx,
 		pong_started = false;
 	}
 	if (!err) {
-		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total);
-		res->value /= 1000.0;
-		res->p99 /= 1000.0;
-		res->baseline_value /= 1000.0;
-		res->baseline_p99 /= 1000.0;
+		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total,
+				  1000.0);
 		res->unit = "us/inval";
 		res->baseline = "spin hand-off round trip (2 threads)";
 		res->goal = 3;
-		res->goal_p99 = 20;
+		res->goal_tail = 20;
 		snprintf(res->note, sizeof(res->note),
 			 "p50 of %d; %s; %s", total,
 			 spans ? "span kernels (64 KiB memset per lane call) "
@@ -632,9 +607,8 @@ out:
 	env_fini(&e);
 	if (bo)
 		gvm_bo_put(bo);
-	run_on_cpu(-1);
-	free(v);
-	free(b);
+	gvm_bench_run_on_cpu(-1);
+	gvm_bench_samples_free(v, b);
 	return err;
 }
 
@@ -667,7 +641,7 @@ static void *efd_pong_main(void *arg)
 	uint64_t x;
 
 	if (pp->pinned)
-		run_on_cpu(1);
+		gvm_bench_run_on_cpu(1);
 	for (;;) {
 		if (read(pp->ping, &x, sizeof(x)) != sizeof(x) || x > 1)
 			break;
@@ -695,17 +669,12 @@ GVM_BENCH(exec_latency, "gvm_exec of a no-op kernel to its fence signalled")
 	struct env e;
 	int r, i, err;
 
-	v = calloc((size_t)total, sizeof(*v));
-	b = calloc((size_t)total, sizeof(*b));
-	if (!v || !b) {
-		free(v);
-		free(b);
+	if (gvm_bench_samples((size_t)total, &v, &b))
 		return -ENOMEM;
-	}
-	pp.pinned = run_on_cpu(1);
+	pp.pinned = gvm_bench_run_on_cpu(1);
 	err = env_init(&e, 64ull << 20);
 	if (pp.pinned)
-		run_on_cpu(0);
+		gvm_bench_run_on_cpu(0);
 	if (err)
 		goto out;
 	gvm_kernel_init(&k, "bench_noop", noop_fn, 1, NULL, 0);
@@ -740,15 +709,12 @@ GVM_BENCH(exec_latency, "gvm_exec of a no-op kernel to its fence signalled")
 		}
 	}
 	if (!err) {
-		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total);
-		res->value /= 1000.0;
-		res->p99 /= 1000.0;
-		res->baseline_value /= 1000.0;
-		res->baseline_p99 /= 1000.0;
+		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total,
+				  1000.0);
 		res->unit = "us/exec";
 		res->baseline = "eventfd ping-pong round trip";
 		res->goal = 0.25;
-		res->goal_p99 = 1;
+		res->goal_tail = 1;
 		snprintf(res->note, sizeof(res->note), "p50 of %d; %s", total,
 			 pp.pinned ? "engines + pong on CPU 1, caller on CPU 0"
 				   : "one CPU: not pinned");
@@ -766,8 +732,7 @@ out:
 	if (pp.pong >= 0)
 		close(pp.pong);
 	env_fini(&e);
-	run_on_cpu(-1);
-	free(v);
-	free(b);
+	gvm_bench_run_on_cpu(-1);
+	gvm_bench_samples_free(v, b);
 	return err;
 }

@@ -25,10 +25,15 @@
  *                     off, so every device maps the system pages): the
  *                     invalidation goes through each VM's chunk notifier
  *                     and range child; a GPU fault rebinds between passes.
+ *   munmap_userptr_1m  munmap() of 1 MiB bound as a userptr, with the
+ *                     gvm_mm_flush() that makes the UNMAP event's
+ *                     invalidation complete, against munmap() of the same
+ *                     1 MiB unmirrored; p50 and p90 over every sample.
  *
  * Protocol: warm-up, then GVM_BENCH_REPS alternating passes; medians.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +69,19 @@ static int unbind(struct gvm_vm *vm, uint64_t len)
 	return gvm_vm_bind(vm, NULL, &op, 1, NULL, 0);
 }
 
+/* A simulated device and a VM on it mirroring @mm; stats into @st. */
+static int userptr_vm(struct gvm_mm *mm, struct gvm_device **dev,
+		      struct gvm_vm **vm, struct gvm_vm_stats *st)
+{
+	int err = gvm_sim_device_create(NULL, dev);
+
+	if (!err)
+		err = gvm_vm_create(*dev, mm, 0, vm);
+	if (!err)
+		err = gvm_vm_stats(*vm, st);
+	return err;
+}
+
 /*
  * Binds 64 MiB of userptr at @cpu_off bytes past a 2 MiB-aligned address
  * (the GPU VA is 2 MiB aligned): 4 KiB off, the backing never fits a 2 MiB
@@ -95,11 +113,7 @@ static int userptr_bind(const struct gvm_bench_ctx *ctx,
 	p = (uint8_t *)(((uintptr_t)map + M2 - 1) & ~(uintptr_t)(M2 - 1)) +
 	    cpu_off;
 	memset(p, 1, len);			/* warm */
-	err = gvm_sim_device_create(NULL, &dev);
-	if (!err)
-		err = gvm_vm_create(dev, mm, 0, &vm);
-	if (!err)
-		err = gvm_vm_stats(vm, &st0);
+	err = userptr_vm(mm, &dev, &vm, &st0);
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		int64_t t0 = gvm_bench_now_ns();
 		unsigned int sum = 0;
@@ -276,4 +290,101 @@ GVM_BENCH(inval_2pass_4dev, "userptr invalidation on 4 devices (20 us TLB)")
 GVM_BENCH(inval_2pass_4dev_svm, "SVM range invalidation on 4 devices (20 us TLB)")
 {
 	return inval_2pass(ctx, res, true);
+}
+
+/* Maps 1 MiB at @slot (a hole or PROT_NONE) and writes every page. */
+static int slot_fill(uint8_t *slot, uint64_t len, int i)
+{
+	if (mmap(slot, len, PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != slot)
+		return -ENOMEM;
+	memset(slot, i & 0xff, len);
+	return 0;
+}
+
+/* munmap() of @slot (+ gvm_mm_flush() if @mm); the ns it took. */
+static double slot_unmap(uint8_t *slot, uint64_t len, struct gvm_mm *mm)
+{
+	int64_t t0 = gvm_bench_now_ns();
+
+	munmap(slot, len);
+	if (mm)
+		gvm_mm_flush(mm);
+	return (double)(gvm_bench_now_ns() - t0);
+}
+
+GVM_BENCH(munmap_userptr_1m, "munmap of 1 MiB bound as a userptr (UNMAP event)")
+{
+	const int inner = ctx->quick ? 20 : 1000;
+	const int total = inner * GVM_BENCH_REPS;
+	const uint64_t len = 1ull << 20, area = len + 2 * K4;
+	struct gvm_vm_stats st0, st1;
+	struct gvm_device *dev = NULL;
+	struct gvm_vm *vm = NULL;
+	uint8_t *guard, *slot;
+	struct gvm_mm *mm;
+	double *v, *b;
+	int r, i, err;
+
+	if (gvm_bench_samples((size_t)total, &v, &b))
+		return -ENOMEM;
+	err = gvm_mm_self(&mm);
+	if (err) {
+		gvm_bench_samples_free(v, b);
+		return err;
+	}
+	guard = mmap(NULL, area, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		     0);
+	if (guard == MAP_FAILED) {
+		err = -ENOMEM;
+		goto out_mm;
+	}
+	slot = guard + K4;
+	err = userptr_vm(mm, &dev, &vm, &st0);
+	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
+		double *vs = v + (r < 0 ? 0 : r) * inner;
+		double *bs = b + (r < 0 ? 0 : r) * inner;
+
+		for (i = 0; i < inner && !err; i++) {
+			err = slot_fill(slot, len, i);
+			if (!err)
+				err = bind_userptr(vm, slot, len);
+			if (err)
+				break;
+			vs[i] = slot_unmap(slot, len, mm);
+			err = unbind(vm, len);
+			if (!err)
+				err = slot_fill(slot, len, i);
+			if (!err)
+				bs[i] = slot_unmap(slot, len, NULL);
+		}
+	}
+	if (!err)
+		err = gvm_vm_stats(vm, &st1);
+	/* every timed munmap must have invalidated the userptr */
+	if (!err && st1.userptr_invalidations - st0.userptr_invalidations !=
+			    (uint64_t)(total + inner))
+		err = -EIO;
+	if (!err) {
+		res->tail_pct = 90;
+		gvm_bench_set_pct(res, v, (size_t)total, b, (size_t)total,
+				  1000.0);
+		res->unit = "us/munmap";
+		res->baseline = "munmap of the same 1 MiB, unmirrored";
+		res->goal = 1.5;
+		res->goal_tail = 2;
+		snprintf(res->note, sizeof(res->note),
+			 "p50 of %d, tail column p90; UNMAP event read + "
+			 "invalidation (gvm_mm_flush); 256 x 4K pages; "
+			 "no CPU pinned", total);
+	}
+	if (vm)
+		gvm_vm_destroy(vm);
+	if (dev)
+		gvm_device_put(dev);
+	munmap(guard, area);
+out_mm:
+	gvm_mm_put(mm);
+	gvm_bench_samples_free(v, b);
+	return err;
 }

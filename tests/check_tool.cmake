@@ -6,6 +6,7 @@
 #   EXPECT      the exit status it must return, exactly
 #   MATCH       optional: a regex stdout must match
 #   ERR_MATCH   optional: a regex stderr must match
+#   STDOUT_FILE optional: a file to write stdout to (for a later test)
 #   TRACE       optional: a trace file it must have written: valid JSON
 #               with a traceEvents array, and every name of TRACE_NAMES
 #               (a string of space-separated event names) in it
@@ -16,6 +17,9 @@ endif()
 execute_process(COMMAND ${GVM} ${args} RESULT_VARIABLE rc
 	OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
 message("$ gvm ${ARGS}\n${out}${err}exit status: ${rc}")
+if(STDOUT_FILE)
+	file(WRITE "${STDOUT_FILE}" "${out}")
+endif()
 if(NOT rc STREQUAL "${EXPECT}")
 	message(FATAL_ERROR "gvm ${ARGS}: exit status ${rc}, expected ${EXPECT}")
 endif()

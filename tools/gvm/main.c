@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		"  plot TRACE [-o FILE.svg]\n"
 		"                   draw a trace's GPU faults, migrations and kernel time\n"
 		"  demo             run the core demo (fences, reservations, scheduler)\n"
-		"  bench [--json] [--quick] [--list] [NAME...]\n"
+		"  bench [--json] [--quick] [--list] [--repeat N] [--compare FILE.json]\n"
+		"        [NAME...]\n"
 		"                   run benchmarks; each reports a ratio to a baseline\n"
 		"  help             this text\n");
 }
