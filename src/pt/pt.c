@@ -483,6 +483,8 @@ static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t)
 {
 	mem_lock(vm);
 	gvm__buddy_free_block(vm->mem.buddy, t->block);
+	if (vm->mem.freed)
+		vm->mem.freed(vm->mem.priv);
 	mem_unlock(vm);
 	pages_put(vm);
 	gvm__free(t);

@@ -40,6 +40,9 @@ struct gvm_mutex;
  * fails).  It runs in the table allocation's context: with whatever
  * locks the engine's caller holds, never in a fence-signalling section
  * (tables are allocated there only from reserves).
+ *
+ * @freed, if set, is called with @priv after a table page went back to
+ * the buddy, with @lock held: the owner may wake who waits for space.
  */
 struct gvm_pt_mem {
 	struct gvm_buddy *buddy;
@@ -47,7 +50,8 @@ struct gvm_pt_mem {
 	uint64_t dev_base;
 	struct gvm_mutex *lock;		/* optional, see above */
 	int (*make_room)(void *priv, uint64_t bytes);	/* optional */
-	void *priv;			/* for make_room */
+	void (*freed)(void *priv);	/* optional */
+	void *priv;			/* for make_room and freed */
 	uint64_t max_pages;		/* 0, or at most this many table
 					   pages (root and reserves' spares
 					   included): -ENOSPC beyond */

@@ -103,6 +103,8 @@ out:
 	return 0;
 }
 
+void (*gvm__bo_before_lru)(struct gvm_bo *bo);
+
 int gvm__bo_mem_alloc(struct gvm_device *dev, uint64_t size, uint32_t region,
 		      bool zero, enum gvm_evict_mode evict,
 		      struct gvm_bo_mem *m)
@@ -225,6 +227,8 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 		bo->resv = &bo->own_resv;
 	}
 	gvm_device_get(dev);
+	if (gvm__bo_before_lru)
+		gvm__bo_before_lru(bo);
 	gvm__bo_lru_update(bo);
 	gvm__vram_claim_end_wait();	/* on the LRU: a waiter may take it */
 	gvm__dev_reap(dev);		/* eviction's deferred puts */

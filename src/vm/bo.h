@@ -122,6 +122,8 @@ int gvm__bo_move(struct gvm_bo *bo, uint32_t region,
 		 enum gvm_evict_mode evict);
 /* Test hook: a move copied the contents and did not switch yet (resv). */
 extern void (*gvm__move_after_copy)(struct gvm_bo *bo);
+/* Test hook: gvm_bo_create() has the memory, the BO is not on the LRU. */
+extern void (*gvm__bo_before_lru)(struct gvm_bo *bo);
 
 /*
  * Purges @bo (a DONTNEED BO in VRAM, idle or busy only with LR preempt

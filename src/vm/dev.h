@@ -92,7 +92,13 @@ struct gvm_device {
 	struct gvm_lr_worker lr;	/* rebind worker of LR VMs; lr.lock */
 	struct gvm_list claims;		/* vram_lock: struct gvm_vram_claim,
 					   oldest first (evict.c) */
-	pthread_cond_t claims_cond;	/* with vram_lock: a claim ended */
+	pthread_cond_t claims_cond;	/* with vram_lock: a claim ended,
+					   VRAM was freed or a BO joined the
+					   LRU (gvm__vram_changed_locked()) */
+	uint64_t lru_joins;		/* vram_lock: BOs that joined the
+					   LRU (moved or created in VRAM),
+					   for waiters with no BO to wait
+					   for (evict.c) */
 	struct gvm_list dead_bos;	/* vram_lock: BOs whose last reference
 					   went with locks held, to free
 					   (gvm_bo::lru_link; evict.c) */
@@ -108,9 +114,10 @@ struct gvm_device {
  * their eviction frees goes to it and not to whoever allocates next.
  * While claims are registered, an allocation succeeds only if it leaves
  * the bytes of the claims older than its own (all of them, for a caller
- * with no claim) free:
+ * with no claim) free, and a slack for page tables (evict.c):
  *
  *     free_bytes - size >= sum(bytes of the claims ahead of the caller's)
+ *                          + slack     (if there are claims ahead)
  *
  * A claimant's allocations are charged to its claim (bytes shrinks to 0).
  * The busy BO a claimant waits for is marked with its claim: an exec whose
@@ -274,13 +281,24 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
  * allocation of @bytes found no idle victim: registers @c (zeroed the
  * first time) for @bytes, then waits until the claims older than @c are
  * gone if there are any, else until @victim (referenced, from
- * gvm__vram_busy_victim(); NULL: one chosen here) is idle (and
- * unlocked, if someone held it).  Drops @victim's reference.  true if it waited (try again), false
- * if there was nothing to wait for.  The caller ends @c
+ * gvm__vram_busy_victim()) is idle (and unlocked, if someone held it).
+ * With no @victim (none but the caller's own BOs in VRAM: the rest is in
+ * flight, e.g. a BO allocated and not yet on the LRU, or being moved), it
+ * waits, bounded, for VRAM to be freed or a BO to join the LRU.  Drops
+ * @victim's reference.  true if it waited for something (try again),
+ * false if nothing changed within the bound.  The caller ends @c
  * (gvm__vram_claim_end()) when it is done, successful or not.
  */
 bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 			 uint64_t bytes, struct gvm_bo *victim);
+
+/*
+ * VRAM was freed or a BO joined the LRU: wakes the waiters that had no BO
+ * to wait for (gvm__vram_wait_room()) to look again.  vram_lock held.
+ */
+void gvm__vram_changed_locked(struct gvm_device *dev);
+/* The same as a page-table engine callback (struct gvm_pt_mem::freed). */
+void gvm__vram_pt_freed(void *priv);
 
 /*
  * Frees the BOs whose last reference was dropped with locks held
@@ -292,6 +310,8 @@ void gvm__dev_reap(struct gvm_device *dev);
 /* Test hooks (evict.c), NULL in production. */
 extern void (*gvm__evict_before_wait)(struct gvm_device *dev);	/* no lock */
 extern void (*gvm__evict_before_put)(struct gvm_bo *victim);	/* locked */
+/* no lock: gvm__vram_wait_room() with no victim is about to sleep */
+extern void (*gvm__evict_before_idle_wait)(struct gvm_device *dev);
 
 static inline uint64_t gvm__vram_block_addr(const struct gvm_device *dev,
 					    const struct gvm_buddy_block *b)

@@ -478,5 +478,6 @@ void gvm__vram_free(struct gvm_device *dev, struct gvm_list *blocks)
 {
 	gvm__mutex_lock(&dev->vram_lock);
 	gvm__buddy_free_list(&dev->vram, blocks);
+	gvm__vram_changed_locked(dev);
 	gvm__mutex_unlock(&dev->vram_lock);
 }

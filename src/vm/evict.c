@@ -74,7 +74,12 @@
  * victims.  So waiters are served in order, and newcomers (a binder, an
  * allocation without a claim) cannot take the space a waiter waited for.
  * Page-table pages (gvm__vram_make_room(), 4 KiB each) do not look at
- * claims.  An exec whose own VRAM-only BOs exceed VRAM fails with -ENOSPC
+ * claims; so that they do not eat a waiter's room, an allocation behind a
+ * claim also leaves a slack free (claim_slack(): 1/16 of VRAM, at most
+ * 1 MiB).  A waiter that finds no BO of others to wait for (only its own
+ * in VRAM, the rest in flight: a BO being created or moved in, memory
+ * being freed) waits, bounded, until the room is free or a BO joins the
+ * LRU (wait_in_flight()).  An exec whose own VRAM-only BOs exceed VRAM fails with -ENOSPC
  * at once; others give up after their bound (-ENOSPC).
  *
  * Locking: dev->vram_lock (leaf) protects the LRU, the claims and the
@@ -108,6 +113,7 @@
 
 void (*gvm__evict_before_wait)(struct gvm_device *dev);
 void (*gvm__evict_before_put)(struct gvm_bo *victim);
+void (*gvm__evict_before_idle_wait)(struct gvm_device *dev);
 
 /* The claim of the calling thread, registered by gvm__vram_claim_begin(). */
 static __thread struct gvm_vram_claim *cur_claim;
@@ -123,6 +129,10 @@ void gvm__bo_lru_update(struct gvm_bo *bo)
 	struct gvm_device *dev = bo->dev;
 
 	gvm__mutex_lock(&dev->vram_lock);
+	if (gvm_list_empty(&bo->lru_link) && bo->mem.region == GVM_MEM_VRAM) {
+		dev->lru_joins++;
+		gvm__vram_changed_locked(dev);
+	}
 	gvm_list_del(&bo->lru_link);
 	/* Purgeable BOs at the head, within the victim window. */
 	if (bo->mem.region == GVM_MEM_VRAM && purgeable(bo)) {
@@ -361,7 +371,8 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 		if (!evict_one(dev, mode, &failed, older_than))
 			continue;
 		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
-		    !gvm__vram_wait_room(dev, &wait_claim, size, NULL))
+		    !gvm__vram_wait_room(dev, &wait_claim, size,
+					 gvm__vram_busy_victim(dev, NULL)))
 			break;
 		failed = 0;	/* what failed to move may move now */
 	}
@@ -437,13 +448,20 @@ void gvm__vram_claim_end(struct gvm_vram_claim *c)
 	cur_claim = NULL;
 }
 
-/* Bytes claimed ahead of the calling thread's claim (all without one). */
-static uint64_t claimed_ahead_locked(struct gvm_device *dev)
+/* The most claim_slack() keeps free beyond the claims. */
+#define CLAIM_SLACK_MAX (1ull << 20)
+
+/*
+ * Bytes claimed ahead of the calling thread's claim (all without one);
+ * *@any: whether there is such a claim (its bytes may all be charged).
+ */
+static uint64_t claimed_ahead_locked(struct gvm_device *dev, bool *any)
 {
 	struct gvm_list *pos;
 	uint64_t ahead = 0;
 
 	gvm_lockdep_assert_held(&dev->vram_lock);
+	*any = false;
 	gvm_list_for_each(pos, &dev->claims) {
 		struct gvm_vram_claim *c =
 			gvm_list_entry(pos, struct gvm_vram_claim, link);
@@ -451,6 +469,7 @@ static uint64_t claimed_ahead_locked(struct gvm_device *dev)
 		if (c == cur_claim)
 			break;
 		ahead += c->bytes;
+		*any = true;
 	}
 	return ahead;
 }
@@ -506,12 +525,28 @@ bool gvm__vram_claimed_by_older(struct gvm_vm *vm)
 	return ret;
 }
 
+/*
+ * Page-table pages do not look at claims (gvm__vram_make_room()): so that
+ * the tables other VMs allocate while a claimant waits do not eat its
+ * room, and the claimant finds the tables it needs to bind what it got
+ * (its claim's bytes are charged by then), an allocation behind a claim
+ * also leaves this much free, like a page allocator's watermark.
+ */
+static uint64_t claim_slack(const struct gvm_device *dev)
+{
+	uint64_t s = dev->vram.size / 16;
+
+	return s < CLAIM_SLACK_MAX ? s : CLAIM_SLACK_MAX;
+}
+
 bool gvm__vram_claims_allow_locked(struct gvm_device *dev, uint64_t size)
 {
-	uint64_t ahead = claimed_ahead_locked(dev);
+	bool any;
+	uint64_t ahead = claimed_ahead_locked(dev, &any);
 
-	return !ahead || (dev->vram.free_bytes >= size &&
-			  dev->vram.free_bytes - size >= ahead);
+	return !any || (dev->vram.free_bytes >= size &&
+			dev->vram.free_bytes - size >= ahead +
+							claim_slack(dev));
 }
 
 void gvm__vram_claims_charge_locked(struct gvm_device *dev, uint64_t size)
@@ -575,6 +610,59 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
 	return found;
 }
 
+void gvm__vram_changed_locked(struct gvm_device *dev)
+{
+	gvm_lockdep_assert_held(&dev->vram_lock);
+	if (dev->nr_claims)
+		pthread_cond_broadcast(&dev->claims_cond);
+}
+
+void gvm__vram_pt_freed(void *priv)
+{
+	gvm__vram_changed_locked(priv);
+}
+
+/* How long a waiter with no BO to wait for waits for one, at most. */
+#define IN_FLIGHT_WAIT_NS (100 * 1000 * 1000ll)
+
+static bool room_locked(struct gvm_device *dev, uint64_t bytes)
+{
+	return dev->vram.free_bytes >= bytes &&
+	       gvm__vram_claims_allow_locked(dev, bytes);
+}
+
+/*
+ * No BO to wait for: the VRAM the caller lacks is in flight (a BO
+ * allocated or being moved in and not yet on the LRU, memory being
+ * freed).  Waits until the room is free or a BO joins the LRU (the next
+ * round waits for it), for IN_FLIGHT_WAIT_NS at most: false if neither
+ * happened (VRAM is held by what nobody frees).
+ */
+static bool wait_in_flight(struct gvm_device *dev, uint64_t bytes)
+{
+	int64_t deadline;
+	uint64_t joins;
+	bool room;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	joins = dev->lru_joins;
+	room = room_locked(dev, bytes);
+	gvm__mutex_unlock(&dev->vram_lock);
+	if (room)
+		return true;
+	if (gvm__evict_before_idle_wait)
+		gvm__evict_before_idle_wait(dev);
+	deadline = gvm__now_ns() + IN_FLIGHT_WAIT_NS;
+	gvm__mutex_lock(&dev->vram_lock);
+	while (!(room = room_locked(dev, bytes)) && dev->lru_joins == joins &&
+	       !gvm__cond_wait_until(&dev->claims_cond, &dev->vram_lock,
+				     deadline))
+		;
+	room = room || dev->lru_joins != joins;
+	gvm__mutex_unlock(&dev->vram_lock);
+	return room;
+}
+
 /* Yields bounded this many times to the waiters of a free reservation. */
 #define YIELDS 1000
 
@@ -608,6 +696,8 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 	bool waited = false;
 
 	gvm_lockdep_assert_none_held();
+	/* What the caller's eviction put last holds VRAM until reaped. */
+	gvm__dev_reap(dev);
 	if (!c->dev)
 		gvm__vram_claim_begin(dev, c, bytes);
 	if (gvm__evict_before_wait)
@@ -633,9 +723,7 @@ bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,
 		return true;
 	}
 	if (!victim)
-		victim = gvm__vram_busy_victim(dev, NULL);
-	if (!victim)
-		return false;
+		return wait_in_flight(dev, bytes);
 	/* Marked: its VM's next exec lets this claim go first. */
 	gvm__mutex_lock(&dev->vram_lock);
 	old = mark_locked(c, gvm_bo_get(victim));

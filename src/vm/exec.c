@@ -39,8 +39,11 @@
  * evict now (busy with other VMs' kernels, or held), or an older waiter
  * has marked one of this VM's BOs for eviction, the exec drops every lock,
  * waits for room under a claim (evict.c: the older waiters' claims, else
- * the victim), and starts over: at most EXEC_VRAM_WAITS rounds, then
- * -ENOSPC.  Its own VRAM-only BOs exceeding VRAM fail at once.
+ * the victim, else, with only its own BOs in VRAM, for VRAM in flight to
+ * be freed or to reach the LRU), and starts over: at most EXEC_VRAM_WAITS
+ * rounds, then -ENOSPC; also -ENOSPC when nothing changed in a round's
+ * bound (VRAM held by what nobody frees: page tables, kernels that do not
+ * end).  Its own VRAM-only BOs exceeding VRAM fail at once.
  *
  * Locking: vm->lock, then reservations (lockset); no lock while waiting
  * for VRAM or while the kernel runs.
@@ -169,7 +172,7 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
 #define EXEC_RETRIES 16
 
 /* Rounds of waiting for VRAM (for others' busy BOs) before -ENOSPC. */
-#define EXEC_VRAM_WAITS 16
+#define EXEC_VRAM_WAITS 32
 
 /*
  * Revalidation found VRAM full of BOs it cannot evict now (busy, or
@@ -177,7 +180,8 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
  * least recently used busy BO of another VM, or for older waiters to be
  * served first, under a claim on the space that frees), and takes
  * vm->lock again.  The job and the lock set are reset for the next round.
- * 0, or -EINVAL / -EIO if the VM was closed or banned meanwhile.
+ * 0, -ENOSPC if there was nothing to wait for, or -EINVAL / -EIO if the
+ * VM was closed or banned meanwhile.
  */
 static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
 			 struct gvm_vram_claim *claim)
@@ -185,18 +189,18 @@ static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
 	struct gvm_vm *vm = ej->q->vm;
 	uint64_t need = gvm__vm_vram_only_bytes(vm, true);
 	struct gvm_bo *victim = gvm__vram_busy_victim(vm->dev, ls);
+	bool waited;
 
 	gvm_job_fini(&ej->job);
 	gvm_lockset_fini(ls);
 	gvm_lockset_init(ls, GVM_LOCKSET_IGNORE_DUPLICATES);
 	gvm__mutex_unlock(&vm->lock);
 	gvm__vm_stat_add(vm, evict_waits, 1);
-	gvm__vram_wait_room(vm->dev, claim, need, victim);
-	gvm__dev_reap(vm->dev);
+	waited = gvm__vram_wait_room(vm->dev, claim, need, victim);
 	gvm__mutex_lock(&vm->lock);
 	if (vm->closed || gvm__vm_banned(vm))
 		return vm->closed ? -EINVAL : -EIO;
-	return 0;
+	return waited ? 0 : -ENOSPC;
 }
 
 int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,

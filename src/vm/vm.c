@@ -143,6 +143,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	mem.dev_base = dev->desc.vram_base;
 	mem.lock = &dev->vram_lock;
 	mem.make_room = gvm__vram_make_room;	/* evict.c: idle BOs */
+	mem.freed = gvm__vram_pt_freed;		/* evict.c: wake waiters */
 	mem.priv = dev;
 	mem.max_pages = gvm__limit_pt_pages();
 	err = gvm__pt_vm_init(&vm->pt, &mem, dev->desc.va_bits,

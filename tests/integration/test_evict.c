@@ -355,6 +355,148 @@ TEST(exec_waits_for_busy_bos_of_another_vm)
 	gvm_device_put(dev);
 }
 
+/*
+ * What an exec lacks may be in flight: here a BO another thread is
+ * creating holds the VRAM and is not on the LRU yet, so VRAM holds
+ * nothing to evict or wait for but the exec's own BOs.  The exec waits
+ * for the BO to join the LRU (wait_in_flight(): the hook runs as it is
+ * about to sleep, and releases the creator), then evicts it.  It used to
+ * pick one of its own idle BOs as the one to wait for, spin through its
+ * rounds at once and fail with -ENOSPC.
+ */
+static struct gvm_fence *creator_go, *creator_done;
+static bool creator_held;
+
+static void creator_hold_hook(struct gvm_bo *bo)
+{
+	(void)bo;
+	gvm_store_release(&creator_held, true);
+	ASSERT_OK(gvm_fence_wait(creator_go, GVM_TIMEOUT_INFINITE));
+}
+
+static void release_creator_hook(struct gvm_device *dev)
+{
+	(void)dev;
+	if (gvm_fence_is_signaled(creator_go))
+		return;
+	gvm_fence_signal(creator_go);
+	ASSERT_OK(gvm_fence_wait(creator_done, GVM_TIMEOUT_INFINITE));
+}
+
+static void *creator(void *arg)
+{
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_bo_create(arg, M2, GVM_MEM_VRAM, NULL, &bo));
+	gvm_fence_signal(creator_done);
+	return bo;
+}
+
+TEST(exec_waits_for_a_bo_in_flight)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	uint64_t ctx = gvm_fence_context_alloc(2);
+	struct gvm_device *dev;
+	struct gvm_kernel k;
+	struct busy_vm b;
+	struct gvm_bo *x;
+	pthread_t t;
+	void *ret;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	busy_vm_setup(dev, &b, true);
+	ASSERT_EQ(in_vram(&b), NBUSY);
+	/* The creator's X pushes an idle BO of the VM out, with no wait. */
+	for (int i = 0; i < NBUSY; i++)
+		ASSERT_OK(gvm_resv_wait(b.bo[i]->resv, GVM_RESV_USAGE_BOOKKEEP,
+					false, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(gvm_fence_create(ctx, 1, &creator_go));
+	ASSERT_OK(gvm_fence_create(ctx + 1, 1, &creator_done));
+	gvm__bo_before_lru = creator_hold_hook;
+	ASSERT_OK(pthread_create(&t, NULL, creator, dev));
+	while (!gvm_load_acquire(&creator_held))	/* X has its memory */
+		sched_yield();
+	ASSERT_EQ(in_vram(&b), NBUSY - 1);
+
+	gvm__evict_before_idle_wait = release_creator_hook;
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xc));
+	ASSERT_OK(run(b.q, &k));
+	gvm__evict_before_idle_wait = NULL;
+	ASSERT_TRUE(gvm_fence_is_signaled(creator_go));
+	ASSERT_EQ(in_vram(&b), NBUSY);
+
+	if (!gvm_fence_is_signaled(creator_go))	/* failed: let it go */
+		gvm_fence_signal(creator_go);
+	ASSERT_OK(pthread_join(t, &ret));
+	gvm__bo_before_lru = NULL;
+	x = ret;
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);	/* evicted for it */
+	gvm_bo_put(x);
+	gvm_fence_put(creator_go);
+	gvm_fence_put(creator_done);
+	busy_vm_teardown(&b);
+	gvm_device_put(dev);
+}
+
+/*
+ * A claimant's bytes are charged as it allocates, and it then needs page
+ * tables to bind what it got, which do not look at claims: allocations
+ * behind its claim leave a slack free (1/16 of VRAM, at most 1 MiB), also
+ * once its bytes are all charged.  They used to take everything as soon as
+ * the claim's bytes reached 0, and in the stress test a waiter then had
+ * its memory and no page for its tables.
+ */
+struct alloc_try {
+	struct gvm_device *dev;
+	uint64_t size;
+	int err;
+};
+
+static void *alloc_try(void *arg)	/* another thread: no claim of its own */
+{
+	struct alloc_try *a = arg;
+	struct gvm_list blocks;
+
+	gvm_list_init(&blocks);
+	a->err = gvm__vram_alloc(a->dev, a->size, 0, &blocks);
+	if (!a->err)
+		gvm__vram_free(a->dev, &blocks);
+	return NULL;
+}
+
+static int alloc_from_other_thread(struct gvm_device *dev, uint64_t size)
+{
+	struct alloc_try a = { .dev = dev, .size = size };
+	pthread_t t;
+
+	ASSERT_OK(pthread_create(&t, NULL, alloc_try, &a));
+	ASSERT_OK(pthread_join(t, NULL));
+	return a.err;
+}
+
+TEST(allocations_behind_a_claim_leave_page_table_room)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_vram_claim c = { 0 };
+	struct gvm_device *dev;
+	uint64_t free_now;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	free_now = dev->vram.free_bytes;
+	ASSERT_OK(alloc_from_other_thread(dev, free_now - K4));
+
+	gvm__vram_claim_begin(dev, &c, 0);	/* everything charged */
+	ASSERT_EQ(alloc_from_other_thread(dev, free_now - K4), -ENOSPC);
+	ASSERT_EQ(alloc_from_other_thread(dev, free_now - (1ull << 20) + K4),
+		  -ENOSPC);
+	ASSERT_OK(alloc_from_other_thread(dev, free_now - (1ull << 20)));
+	gvm__vram_claim_end(&c);
+
+	ASSERT_OK(alloc_from_other_thread(dev, free_now - K4));
+	ASSERT_EQ(dev->vram.free_bytes, free_now);
+	gvm_device_put(dev);
+}
+
 /* An exec whose own VRAM-only BOs exceed VRAM fails at once, no wait. */
 TEST(exec_enospc_when_own_working_set_cannot_fit)
 {
