@@ -963,9 +963,9 @@ static int prepare(struct bind *b)
 		/* The inline path's "run" is the commit, still ahead. */
 		return err ? err : inject(GVM_BIND_STAGE_RUN);
 	}
-	b->rf = gvm__range_fence_alloc();
-	if (!b->rf)
-		return -ENOMEM;
+	err = gvm__range_fence_prepare(b->vm, b->q, &b->rf);
+	if (err)
+		return err;
 	/* The job's prepare must not fail for memory (issue 10, #8). */
 	err = gvm__vm_update_reserve(&b->upd);
 	if (!err)
@@ -1185,7 +1185,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 				     b.nr_touched ? b.touched[0].lo : 0,
 				     b.nr_touched ?
 					     b.touched[b.nr_touched - 1].hi : 0,
-				     b.q, b.done);
+				     b.done);
 		b.rf = NULL;
 		gvm__queue_set_last(b.q, b.done);
 		gvm__bind_job_push(b.bj, vm, &b.upd, b.dead, b.nr_dead);

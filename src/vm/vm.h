@@ -140,7 +140,7 @@ struct gvm_vm {
 	void *dev_priv;			/* immutable after create */
 
 	/*
-	 * vm->lock: the VA tree, vm_bos, range_fences, closed.  Held across
+	 * vm->lock: the VA tree, vm_bos, rf_queues, closed.  Held across
 	 * a whole bind or exec; its holder never waits for a fence that may
 	 * depend on a bind job.
 	 */
@@ -161,7 +161,9 @@ struct gvm_vm {
 	struct gvm_pt_vm pt;		/* pt_lock (+ notifier_lock to commit
 					   or zap) */
 	struct gvm_list vm_bos;		/* vm->lock */
-	struct gvm_list range_fences;	/* vm->lock: bind_job.c */
+	struct gvm_rf_queue **rf_queues; /* vm->lock: pending binds' range
+					   fences, per bind queue (bind_job.c) */
+	size_t nr_rf_queues, cap_rf_queues;	/* vm->lock */
 	struct gvm_list svm_gc;		/* notifier_lock: SVM ranges whose
 					   CPU memory was unmapped, dropped
 					   by the device's collector or the
