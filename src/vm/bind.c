@@ -145,7 +145,9 @@ struct bind {
 	struct gvm_addr_range touched_inl[4];
 	struct gvm_bo *bos_inl[4];
 	struct gvm_fence *deps_inl[4];
-	/* (dead has none: a bind job takes it over.) */
+	struct gvm_vm_bo *new_vbs_inl[4];	/* as bos_inl */
+	struct gvm_vma *dead_inl[2];	/* a queued bind's job takes dead
+					   over: prepare moves it to the heap */
 
 	bool inline_bind;
 	bool pt_locked;			/* inline: pt_lock from prepare to
@@ -739,7 +741,10 @@ static int prealloc_vm_bos(struct bind *b)
 
 	if (!b->nr_bos)
 		return 0;
-	b->new_vbs = gvm__calloc(b->nr_bos, sizeof(*b->new_vbs));
+	if (b->nr_bos <= GVM_ARRAY_SIZE(b->new_vbs_inl))
+		b->new_vbs = b->new_vbs_inl;	/* zeroed by the memset */
+	else
+		b->new_vbs = gvm__calloc(b->nr_bos, sizeof(*b->new_vbs));
 	if (!b->new_vbs)
 		return -ENOMEM;
 	for (i = 0; i < b->nr_bos; i++) {
@@ -966,6 +971,16 @@ static int prepare(struct bind *b)
 	err = gvm__range_fence_prepare(b->vm, b->q, &b->rf);
 	if (err)
 		return err;
+	if (b->dead == b->dead_inl && b->nr_dead) {
+		/* The job will own it: to the heap. */
+		struct gvm_vma **d = gvm__malloc(b->nr_dead * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		memcpy(d, b->dead, b->nr_dead * sizeof(*d));
+		b->dead = d;
+		b->cap_dead = b->nr_dead;
+	}
 	/* The job's prepare must not fail for memory (issue 10, #8). */
 	err = gvm__vm_update_reserve(&b->upd);
 	if (!err)
@@ -990,7 +1005,8 @@ static int collect_dead(struct bind *b)
 		for (j = 0; j < l->nr; j++) {
 			if (!l->op[j].old)
 				continue;
-			err = GVM_GROW(b->dead, b->cap_dead, b->nr_dead + 1);
+			err = GVM_GROW_INL(b->dead, b->cap_dead, b->nr_dead + 1,
+					   b->dead_inl);
 			if (err)
 				return err;
 			b->dead[b->nr_dead++] = to_vma(l->op[j].old);
@@ -1066,7 +1082,8 @@ static void bind_fini(struct bind *b)
 		gvm_lockset_fini(&b->ls);
 	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
 		gvm__free(b->new_vbs[i]);
-	gvm__free(b->new_vbs);
+	if (b->new_vbs != b->new_vbs_inl)
+		gvm__free(b->new_vbs);
 	GVM_FREE_INL(b->bos, b->bos_inl);
 	gvm__free(b->pf);
 	GVM_FREE_INL(b->touched, b->touched_inl);
@@ -1074,7 +1091,7 @@ static void bind_fini(struct bind *b)
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
 	GVM_FREE_INL(b->deps, b->deps_inl);
-	gvm__free(b->dead);
+	GVM_FREE_INL(b->dead, b->dead_inl);
 	gvm__free(b->up);
 	gvm__range_fence_free(b->rf);
 	if (b->done)
@@ -1127,6 +1144,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	b.cap_bos = GVM_ARRAY_SIZE(b.bos_inl);
 	b.deps = b.deps_inl;
 	b.cap_deps = GVM_ARRAY_SIZE(b.deps_inl);
+	b.dead = b.dead_inl;
+	b.cap_dead = GVM_ARRAY_SIZE(b.dead_inl);
 	gvm__vm_update_init(&b.upd, vm);
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;
@@ -1188,7 +1207,9 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 				     b.done);
 		b.rf = NULL;
 		gvm__queue_set_last(b.q, b.done);
-		gvm__bind_job_push(b.bj, vm, &b.upd, b.dead, b.nr_dead);
+		/* prepare moved a non-empty dead to the heap */
+		gvm__bind_job_push(b.bj, vm, &b.upd,
+				   b.nr_dead ? b.dead : NULL, b.nr_dead);
 		b.bj = NULL;
 		b.dead = NULL;
 		b.nr_dead = 0;

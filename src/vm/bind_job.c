@@ -303,8 +303,7 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 
 	gvm_lockdep_assert_held(&vm->lock);
 	bj->vm = gvm__vm_get(vm);
-	bj->upd = *upd;
-	gvm__vm_update_init(upd, vm);
+	gvm__vm_update_move(&bj->upd, upd);
 	bj->dead = dead;
 	bj->nr_dead = nr_dead;
 	/* The proxies free themselves; the job may be gone before they are

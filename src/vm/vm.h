@@ -281,10 +281,12 @@ unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma);
 
 /*
  * Slices [offset, offset + len) out of the extent list @x[0..nr),
- * appending to *@out (bo.c).  0 or -ENOMEM.
+ * appending to *@out (bo.c), which may start in inline storage @inl
+ * (GVM_GROW_INL rules; NULL: none).  0 or -ENOMEM.
  */
 int gvm__extents_slice(const struct gvm_pt_extent *x, size_t nr,
 		       uint64_t offset, uint64_t len,
+		       const struct gvm_pt_extent *inl,
 		       struct gvm_pt_extent **out, size_t *n, size_t *cap);
 
 /* Submits a TLB invalidation of @tlb: its fence, or NULL if none needed. */
