@@ -960,8 +960,10 @@ static int prepare(struct bind *b)
 	if (err)
 		return err;
 	if (b->inline_bind) {
-		/* Done when the call returns: no fence of its own. */
-		b->done = gvm__fence_get_stub();
+		/* Done when the call returns: no fence of its own (out-syncs
+		   get the signalled stub at the end; not taken here, its
+		   count is a cache line every binder of the process would
+		   share). */
 		gvm__mutex_lock(&b->vm->pt_lock);
 		b->pt_locked = true;
 		err = gvm__vm_update_prepare(&b->upd);
@@ -1237,7 +1239,11 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		gvm__mutex_unlock(&vm->lock);
 	}
 	svm_prefetch(&b);
-	gvm__syncs_signal(&b.syncs, b.done);
+	if (b.syncs.nr) {
+		if (!b.done)	/* inline */
+			b.done = gvm__fence_get_stub();
+		gvm__syncs_signal(&b.syncs, b.done);
+	}
 	bind_fini(&b);
 	return 0;
 
