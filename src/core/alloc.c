@@ -621,6 +621,11 @@ uint64_t gvm__alloc_live(void)
 	return live;
 }
 
+uint64_t gvm__alloc_carved(void)
+{
+	return gvm_load_relaxed(&heap_top);
+}
+
 int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)
 {
 	size_t ncap;
