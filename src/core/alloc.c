@@ -24,7 +24,7 @@
  * Small classes are refilled a run of blocks at a time.
  *
  * Per-thread caches: each thread that allocates keeps, for the classes of
- * blocks up to 16 KiB, a short private list of free blocks (struct
+ * blocks up to 32 KiB, a short private list of free blocks (struct
  * tcache).  An allocation pops from it and a free pushes onto it without
  * a lock or an atomic read-modify-write, so threads working side by side
  * (two binders on two VMs, the scheduler's workers) share no cache line
@@ -145,9 +145,10 @@ static uint64_t heap_live;		/* atomic: blocks allocated by threads
  * tc_cap(c); live == blocks this thread allocated - blocks it freed while
  * it had this cache.
  */
-#define TC_CLASSES 40			/* classes 0..39: blocks <= 16 KiB */
+#define TC_CLASSES 40			/* classes 0..39: blocks <= 32 KiB */
 #define TC_BYTES (64u << 10)		/* per class: at most this much ... */
-#define TC_MAX 64u			/* ... and at most this many blocks */
+#define TC_MAX 64u			/* ... and at most this many blocks
+					   (a thread holds <= 2.5 MiB) */
 
 struct tcache {
 	struct free_block *head[TC_CLASSES];	/* owner thread only */
