@@ -117,7 +117,8 @@ struct gvm_job {
 					 * in error signalled; worker */
 	struct gvm_fence *deps_inl[2];	/* where deps starts (a job with
 					 * one or two dependencies allocates
-					 * no array); as deps */
+					 * no array, and deps may point
+					 * here: never copy a job); as deps */
 };
 
 /*
