@@ -115,6 +115,10 @@ struct gvm_job {
 	int error;			/* the finished fence's error; worker */
 	int64_t dep_error_ns;		/* when the dependency whose error is
 					 * in error signalled; worker */
+	struct gvm_fence *deps_inl[2];	/* where deps starts (a job with
+					 * one or two dependencies allocates
+					 * no array, and deps may point
+					 * here: never copy a job); as deps */
 };
 
 /*

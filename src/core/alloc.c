@@ -23,9 +23,34 @@
  * also keeps the library from raising userfaultfd events on itself.
  * Small classes are refilled a run of blocks at a time.
  *
- * Locking: striped mutexes over the classes' free lists (leaves, held for
- * a list push or pop); the bump pointer is atomic.  Not in the lock-rank table: nothing is
- * ever taken under these mutexes.
+ * Per-thread caches: each thread that allocates keeps, for the classes of
+ * blocks up to 32 KiB, a short private list of free blocks (struct
+ * tcache).  An allocation pops from it and a free pushes onto it without
+ * a lock or an atomic read-modify-write, so threads working side by side
+ * (two binders on two VMs, the scheduler's workers) share no cache line
+ * on their way through the heap.  The cache refills from the shared lists
+ * half a cache at a time and gives half back when it overflows, one lock
+ * round per batch; a block freed by another thread than the one that
+ * allocated it simply joins the freeing thread's cache.  A thread's
+ * cache goes back to the shared lists when the thread exits (a
+ * pthread key's destructor), and the cache's own record is kept for the
+ * next thread, so threads coming and going lose no memory.  The live
+ * count is per thread too (each cache counts what its thread allocated
+ * minus what it freed, possibly negative): gvm__alloc_live() sums the
+ * caches under the registry lock and adds what exited threads left.
+ * Blocks sitting in a cache are free, not live.  After a thread's cache
+ * is gone (later destructors of the exiting thread) and in a forked
+ * child's other threads' caches, nothing is cached: the shared lists
+ * are used directly.  Fault injection is untouched: it sits in the
+ * wrappers of alloc.h, before the heap.
+ *
+ * Locking: striped mutexes over the classes' shared free lists (leaves,
+ * held for a list push or pop, or a batch of them); `tc_lock` over the
+ * registry of caches and the exited threads' live count (a leaf, never
+ * held with the others); the bump pointer is atomic.  A cache is its
+ * thread's alone, except its live count, written by its thread (relaxed)
+ * and read under `tc_lock`.  Not in the lock-rank table: nothing is ever
+ * taken under these mutexes.
  *
  * AddressSanitizer builds poison free blocks and the slack after each
  * allocation, so use-after-free (until reuse) and overflows are still
@@ -111,7 +136,38 @@ static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 static uint8_t *heap_base;		/* set once (heap_once) */
 static uint64_t heap_size;		/* set once */
 static uint64_t heap_top;		/* atomic: bytes handed out */
-static uint64_t heap_live;		/* atomic: blocks allocated */
+static uint64_t heap_live;		/* atomic: blocks allocated by threads
+					   with no cache; tc_lock: plus what
+					   exited threads' caches counted */
+
+/*
+ * A thread's cache.  Invariant: count[c] == length of head[c] <=
+ * tc_cap(c); live == blocks this thread allocated - blocks it freed while
+ * it had this cache.
+ */
+#define TC_CLASSES 40			/* classes 0..39: blocks <= 32 KiB */
+#define TC_BYTES (64u << 10)		/* per class: at most this much ... */
+#define TC_MAX 64u			/* ... and at most this many blocks
+					   (a thread holds <= 2.5 MiB) */
+
+struct tcache {
+	struct free_block *head[TC_CLASSES];	/* owner thread only */
+	uint32_t count[TC_CLASSES];		/* owner thread only */
+	int64_t live;			/* written by the owner (relaxed),
+					   read under tc_lock */
+	struct tcache *next, *prev;	/* tc_lock: registry or spare list */
+};
+
+static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tcache *tc_threads;	/* tc_lock: caches of live threads */
+static struct tcache *tc_spare;		/* tc_lock: records of exited ones */
+static pthread_key_t tc_key;		/* set once: destructor tc_exit() */
+static bool tc_key_ok;			/* set once */
+
+/* This thread's cache; NULL before its first allocation, TC_NONE after
+   its destructor ran (or if no cache could be made). */
+#define TC_NONE ((struct tcache *)1)
+static _Thread_local struct tcache *tc_mine;
 
 /* The library's static data (its writable segments), set once. */
 #define MAX_STATIC 4
@@ -174,6 +230,7 @@ static int find_statics(struct dl_phdr_info *info, size_t size, void *arg)
 /* fork(): the child gets the free lists consistent. */
 static void heap_fork_prepare(void)
 {
+	pthread_mutex_lock(&tc_lock);
 	for (unsigned int i = 0; i < NR_LOCKS; i++)
 		pthread_mutex_lock(&locks[i]);
 }
@@ -182,7 +239,10 @@ static void heap_fork_done(void)
 {
 	for (unsigned int i = NR_LOCKS; i-- > 0;)
 		pthread_mutex_unlock(&locks[i]);
+	pthread_mutex_unlock(&tc_lock);
 }
+
+static void tc_exit(void *arg);
 
 static void heap_init(void)
 {
@@ -202,6 +262,7 @@ static void heap_init(void)
 	}
 	for (unsigned int i = 0; i < NR_LOCKS; i++)
 		pthread_mutex_init(&locks[i], NULL);
+	tc_key_ok = pthread_key_create(&tc_key, tc_exit) == 0;
 	pthread_atfork(heap_fork_prepare, heap_fork_done, heap_fork_done);
 	dl_iterate_phdr(find_statics, (void *)(uintptr_t)&heap_once);
 }
@@ -230,19 +291,154 @@ static uint8_t *heap_carve(uint64_t bytes)
 	return heap_base + start;
 }
 
-/* A block of class @c, its header not yet written; NULL if none. */
-static void *block_get(unsigned int c)
+/* Most blocks of class @c a thread cache holds (c < TC_CLASSES). */
+static uint32_t tc_cap(unsigned int c)
+{
+	uint64_t n = TC_BYTES / class_size(c);
+
+	return n >= TC_MAX ? TC_MAX : n < 2 ? 2 : (uint32_t)n;
+}
+
+/* Pushes @b (poisoned, ASan) on a singly linked list *@head. */
+static void link_push(struct free_block **head, struct free_block *b)
+{
+	UNPOISON(b, sizeof(*b));
+	b->next = *head;
+	POISON(b, sizeof(*b));
+	*head = b;
+}
+
+static struct free_block *link_next(struct free_block *b)
+{
+	struct free_block *n;
+
+	UNPOISON(b, sizeof(*b));
+	n = b->next;
+	POISON(b, sizeof(*b));
+	return n;
+}
+
+/* This thread's cache, made on first use; NULL if it has none. */
+static struct tcache *tc_get(void)
+{
+	struct tcache *tc = tc_mine;
+
+	if (__builtin_expect(tc != NULL, 1))
+		return tc == TC_NONE ? NULL : tc;
+	tc_mine = TC_NONE;
+	if (!tc_key_ok)
+		return NULL;
+	pthread_mutex_lock(&tc_lock);
+	tc = tc_spare;
+	if (tc)
+		tc_spare = tc->next;
+	pthread_mutex_unlock(&tc_lock);
+	if (!tc) {
+		tc = (struct tcache *)heap_carve(sizeof(*tc));
+		if (!tc)
+			return NULL;
+	}
+	memset(tc, 0, sizeof(*tc));
+	if (pthread_setspecific(tc_key, tc)) {
+		pthread_mutex_lock(&tc_lock);
+		tc->next = tc_spare;
+		tc_spare = tc;
+		pthread_mutex_unlock(&tc_lock);
+		return NULL;
+	}
+	pthread_mutex_lock(&tc_lock);
+	tc->prev = NULL;
+	tc->next = tc_threads;
+	if (tc_threads)
+		tc_threads->prev = tc;
+	tc_threads = tc;
+	pthread_mutex_unlock(&tc_lock);
+	tc_mine = tc;
+	return tc;
+}
+
+/* Gives the first @n blocks of class @c of @tc back to the shared list. */
+static void tc_flush(struct tcache *tc, unsigned int c, uint32_t n)
+{
+	struct free_block *first = tc->head[c], *last = first;
+
+	if (!n)
+		return;
+	for (uint32_t i = 1; i < n; i++)
+		last = link_next(last);
+	tc->head[c] = link_next(last);
+	tc->count[c] -= n;
+	/* The link is written and poisoned again under the lock: once on
+	   the list, the block may be taken and unpoisoned by its next
+	   owner at any moment after the unlock. */
+	pthread_mutex_lock(class_lock(c));
+	UNPOISON(last, sizeof(*last));
+	last->next = free_lists[c];
+	POISON(last, sizeof(*last));
+	free_lists[c] = first;
+	pthread_mutex_unlock(class_lock(c));
+}
+
+/* Thread exit (pthread key destructor): the cache goes back. */
+static void tc_exit(void *arg)
+{
+	struct tcache *tc = arg;
+
+	tc_mine = TC_NONE;
+	for (unsigned int c = 0; c < TC_CLASSES; c++)
+		tc_flush(tc, c, tc->count[c]);
+	pthread_mutex_lock(&tc_lock);
+	gvm_fetch_add_relaxed(&heap_live, (uint64_t)gvm_load_relaxed(&tc->live));
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else
+		tc_threads = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	tc->next = tc_spare;
+	tc_spare = tc;
+	pthread_mutex_unlock(&tc_lock);
+}
+
+/*
+ * A block of class @c, its header not yet written; NULL if none.  From
+ * the thread's cache @tc (NULL: none) if it has one; else a batch from
+ * the shared list, or a fresh run carved from the heap, whose extra
+ * blocks fill the cache and the rest the shared list.
+ */
+static void *block_get(unsigned int c, struct tcache *tc)
 {
 	uint64_t bs = class_size(c);
+	uint32_t want = 0;
 	struct free_block *b;
 	uint8_t *run;
 	uint64_t n, i;
 
+	if (tc && c < TC_CLASSES) {
+		b = tc->head[c];
+		if (b) {
+			tc->head[c] = link_next(b);
+			tc->count[c]--;
+			UNPOISON(b, sizeof(*b));
+			return b;
+		}
+		want = tc_cap(c) / 2;
+	}
+
 	pthread_mutex_lock(class_lock(c));
 	b = free_lists[c];
 	if (b) {
+		free_lists[c] = link_next(b);
+		/* a batch more for the cache */
+		while (want && free_lists[c]) {
+			struct free_block *x = free_lists[c];
+
+			free_lists[c] = link_next(x);
+			link_push(&tc->head[c], x);
+			tc->count[c]++;
+			want--;
+		}
 		UNPOISON(b, sizeof(*b));
-		free_lists[c] = b->next;
 	}
 	pthread_mutex_unlock(class_lock(c));
 	if (b)
@@ -253,23 +449,35 @@ static void *block_get(unsigned int c)
 	if (!run)
 		return NULL;
 	POISON(run, n * bs);
-	/* Keep the first, free the rest. */
-	pthread_mutex_lock(class_lock(c));
-	for (i = n - 1; i >= 1; i--) {
-		b = (struct free_block *)(run + i * bs);
-		UNPOISON(b, sizeof(*b));
-		b->next = free_lists[c];
-		POISON(b, sizeof(*b));
-		free_lists[c] = b;
+	/* Keep the first, cache some, free the rest. */
+	for (i = n - 1; i >= 1 && want; i--, want--) {
+		link_push(&tc->head[c], (struct free_block *)(run + i * bs));
+		tc->count[c]++;
 	}
-	pthread_mutex_unlock(class_lock(c));
+	if (i >= 1) {
+		pthread_mutex_lock(class_lock(c));
+		for (; i >= 1; i--)
+			link_push(&free_lists[c],
+				  (struct free_block *)(run + i * bs));
+		pthread_mutex_unlock(class_lock(c));
+	}
 	return run;
+}
+
+/* Counts a block allocated (+1) or freed (-1) by this thread. */
+static void live_add(struct tcache *tc, int64_t d)
+{
+	if (tc)
+		gvm_store_relaxed(&tc->live, gvm_load_relaxed(&tc->live) + d);
+	else
+		gvm_fetch_add_relaxed(&heap_live, (uint64_t)d);
 }
 
 static void *heap_alloc(size_t size, size_t align)
 {
 	uint64_t need = (uint64_t)size + HDR + (align > HDR ? align : 0);
 	uint8_t *blk, *p;
+	struct tcache *tc;
 	struct hdr *h;
 	unsigned int c;
 
@@ -279,7 +487,8 @@ static void *heap_alloc(size_t size, size_t align)
 	c = size_class(need);
 	if (c >= NR_CLASSES)
 		return NULL;
-	blk = block_get(c);
+	tc = tc_get();
+	blk = block_get(c, tc);
 	if (!blk)
 		return NULL;
 	p = blk + HDR;
@@ -291,7 +500,7 @@ static void *heap_alloc(size_t size, size_t align)
 	h->back = (uint32_t)((uint8_t *)h - blk);
 	h->cls = (uint16_t)c;
 	h->magic = HDR_MAGIC;
-	gvm_fetch_add_relaxed(&heap_live, 1u);
+	live_add(tc, 1);
 	return p;
 }
 
@@ -310,6 +519,7 @@ static struct hdr *hdr_of(void *p)
 void gvm__free(void *p)
 {
 	struct free_block *b;
+	struct tcache *tc;
 	struct hdr *h;
 	unsigned int c;
 
@@ -320,15 +530,19 @@ void gvm__free(void *p)
 	b = (struct free_block *)((uint8_t *)h - h->back);
 	h->magic = 0;
 	POISON(b, class_size(c));
-	gvm_fetch_sub_release(&heap_live, 1u);
+	tc = tc_get();
+	live_add(tc, -1);
+	if (tc && c < TC_CLASSES) {
+		link_push(&tc->head[c], b);
+		if (++tc->count[c] > tc_cap(c))
+			tc_flush(tc, c, tc->count[c] / 2);
+		return;
+	}
 	/* The link is written and poisoned again under the lock: once on
 	   the list, the block may be taken and unpoisoned by its next
 	   owner at any moment after the unlock. */
 	pthread_mutex_lock(class_lock(c));
-	UNPOISON(b, sizeof(*b));
-	b->next = free_lists[c];
-	POISON(b, sizeof(*b));
-	free_lists[c] = b;
+	link_push(&free_lists[c], b);
 	pthread_mutex_unlock(class_lock(c));
 }
 
@@ -398,7 +612,19 @@ bool gvm__alloc_owns(uint64_t start, uint64_t len)
 
 uint64_t gvm__alloc_live(void)
 {
-	return gvm_load_relaxed(&heap_live);
+	uint64_t live;
+
+	pthread_mutex_lock(&tc_lock);
+	live = gvm_load_relaxed(&heap_live);
+	for (struct tcache *tc = tc_threads; tc; tc = tc->next)
+		live += (uint64_t)gvm_load_relaxed(&tc->live);
+	pthread_mutex_unlock(&tc_lock);
+	return live;
+}
+
+uint64_t gvm__alloc_carved(void)
+{
+	return gvm_load_relaxed(&heap_top);
 }
 
 int gvm__grow_slow(void **p, size_t *cap, size_t need, size_t sz)

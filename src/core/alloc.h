@@ -40,8 +40,16 @@ void gvm__free(void *p);
  */
 bool gvm__alloc_owns(uint64_t start, uint64_t len);
 
-/* Blocks of the library's heap allocated now (leak checks in tests). */
+/*
+ * Blocks of the library's heap allocated now (leak checks in tests); a
+ * block sitting in a thread's cache is free.  Takes a lock and sums the
+ * threads' counts: not for hot paths.
+ */
 uint64_t gvm__alloc_live(void);
+
+/* Bytes of the heap's reservation handed out so far (never shrinks):
+   tests check that threads coming and going strand no memory. */
+uint64_t gvm__alloc_carved(void);
 
 /*
  * Heap allocations the calling thread made through these wrappers since

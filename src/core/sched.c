@@ -419,7 +419,8 @@ static void job_complete(struct gvm_sched_queue *q, struct gvm_job *job)
 
 	for (uint32_t i = job->next_dep; i < job->nr_deps; i++)
 		gvm_fence_put(job->deps[i]);
-	gvm__free(job->deps);
+	if (job->deps != job->deps_inl)
+		gvm__free(job->deps);
 	job->deps = NULL;
 	job->nr_deps = 0;
 	gvm_fence_put(job->hw_fence);
@@ -748,13 +749,25 @@ int gvm_job_add_dependency(struct gvm_job *job, struct gvm_fence *fence)
 	if (gvm_fence_get_status(fence) == 1)
 		return 0;	/* signalled without error: nothing to wait for */
 
+	if (!job->max_deps) {
+		job->deps = job->deps_inl;
+		job->max_deps = GVM_ARRAY_SIZE(job->deps_inl);
+	}
 	if (job->nr_deps == job->max_deps) {
-		uint32_t max = job->max_deps ? 2 * job->max_deps : 4;
+		uint32_t max = 2 * job->max_deps;
 		struct gvm_fence **deps;
 
 		if (max < job->max_deps)
 			return -ENOMEM;
-		deps = gvm__realloc(job->deps, (size_t)max * sizeof(*deps));
+		if (job->deps == job->deps_inl) {
+			deps = gvm__malloc((size_t)max * sizeof(*deps));
+			if (deps)
+				memcpy(deps, job->deps_inl,
+				       sizeof(job->deps_inl));
+		} else {
+			deps = gvm__realloc(job->deps,
+					    (size_t)max * sizeof(*deps));
+		}
 		if (!deps)
 			return -ENOMEM;
 		job->deps = deps;
@@ -785,7 +798,8 @@ void gvm_job_fini(struct gvm_job *job)
 	}
 	for (uint32_t i = 0; i < job->nr_deps; i++)
 		gvm_fence_put(job->deps[i]);
-	gvm__free(job->deps);
+	if (job->deps != job->deps_inl)
+		gvm__free(job->deps);
 	job->deps = NULL;
 	job->nr_deps = 0;
 	job->max_deps = 0;

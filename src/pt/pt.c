@@ -419,11 +419,17 @@ static void pages_put(struct gvm_pt_vm *vm)
  * A table (host shadow + a page of the buddy), not yet counted.  @level
  * sizes children[] (a reserve's spares get one whatever their level).
  */
+/*
+ * A table for @level (its page zeroed if @zero).  A reserve's spare
+ * (@spare) has room for children whatever its level, not cleared: the
+ * reserve does not know the level yet, and most spares go unused;
+ * res_take() clears the children of the ones it takes.
+ */
 static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
-				  bool zero, int *err)
+				  bool zero, bool spare, int *err)
 {
 	size_t sz = sizeof(struct gvm_pt) +
-		    (level ? PT_N * sizeof(struct gvm_pt *) : 0);
+		    (level || spare ? PT_N * sizeof(struct gvm_pt *) : 0);
 	struct gvm_buddy_block *b;
 	struct gvm_list blocks;
 	struct gvm_pt *t;
@@ -433,7 +439,7 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 		*err = -ENOSPC;		/* the VM's page-table limit */
 		return NULL;
 	}
-	t = level ? gvm__calloc(1, sz) : gvm__malloc(sz);
+	t = level && !spare ? gvm__calloc(1, sz) : gvm__malloc(sz);
 	if (!t) {
 		pages_put(vm);
 		*err = -ENOMEM;
@@ -472,7 +478,7 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 			       bool zero, int *err)
 {
-	struct gvm_pt *t = table_alloc(vm, level, zero, err);
+	struct gvm_pt *t = table_alloc(vm, level, zero, false, err);
 
 	if (t)
 		vm->nr_tables++;
@@ -537,6 +543,8 @@ static struct gvm_pt *res_take(struct gvm_pt_vm *vm,
 	res->nr_tables--;
 	t->next = NULL;
 	t->level = (uint8_t)level;
+	if (level)
+		memset(t->children, 0, PT_N * sizeof(t->children[0]));
 	if (zero)
 		memset(t->cpu, 0, PT_PAGE);
 	vm->nr_tables++;
@@ -1208,17 +1216,23 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 	/*
 	 * A table is visited below every level >= 1 entry the walk descends
 	 * into: one new table or one record of a connected one, at most.
-	 * Entries crossing a segment's edges always may; entries inside
-	 * one per descending_inside().  Plus the root's record.
+	 * Entries crossing a segment's edges always may (one entry when
+	 * both edges fall in it: a small bind); entries inside one per
+	 * descending_inside().  Plus the root's record.
 	 */
 	for (level = vm->levels - 1; level >= 1; level--) {
 		uint64_t span = span_of(level), visited = 0;
 
 		for (k = 0; k < n; k++) {
 			const struct gvm_pt_seg *s = &segs[k];
+			uint64_t m = span - 1;
+			unsigned int edges = ((s->va & m) != 0) +
+					     ((s->end & m) != 0);
 
-			visited += ((s->va & (span - 1)) != 0) +
-				   ((s->end & (span - 1)) != 0);
+			/* both edges inside one entry: one descent */
+			if (edges == 2 && (s->va & ~m) == ((s->end - 1) & ~m))
+				edges = 1;
+			visited += edges;
 			visited += descending_inside(vm, s, level);
 		}
 		tables += visited;
@@ -1236,7 +1250,7 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 		return -ENOMEM;
 	res->mem_size = mem;
 	for (; tables; tables--) {
-		struct gvm_pt *t = table_alloc(vm, 1, false, &err);
+		struct gvm_pt *t = table_alloc(vm, 0, false, true, &err);
 
 		if (!t) {
 			gvm__pt_reserve_fini(vm, res);

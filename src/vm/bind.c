@@ -145,7 +145,9 @@ struct bind {
 	struct gvm_addr_range touched_inl[4];
 	struct gvm_bo *bos_inl[4];
 	struct gvm_fence *deps_inl[4];
-	/* (dead has none: a bind job takes it over.) */
+	struct gvm_vm_bo *new_vbs_inl[4];	/* as bos_inl */
+	struct gvm_vma *dead_inl[2];	/* a queued bind's job takes dead
+					   over: prepare moves it to the heap */
 
 	bool inline_bind;
 	bool pt_locked;			/* inline: pt_lock from prepare to
@@ -739,7 +741,10 @@ static int prealloc_vm_bos(struct bind *b)
 
 	if (!b->nr_bos)
 		return 0;
-	b->new_vbs = gvm__calloc(b->nr_bos, sizeof(*b->new_vbs));
+	if (b->nr_bos <= GVM_ARRAY_SIZE(b->new_vbs_inl))
+		b->new_vbs = b->new_vbs_inl;	/* zeroed by the memset */
+	else
+		b->new_vbs = gvm__calloc(b->nr_bos, sizeof(*b->new_vbs));
 	if (!b->new_vbs)
 		return -ENOMEM;
 	for (i = 0; i < b->nr_bos; i++) {
@@ -955,17 +960,29 @@ static int prepare(struct bind *b)
 	if (err)
 		return err;
 	if (b->inline_bind) {
-		/* Done when the call returns: no fence of its own. */
-		b->done = gvm__fence_get_stub();
+		/* Done when the call returns: no fence of its own (out-syncs
+		   get the signalled stub at the end; not taken here, its
+		   count is a cache line every binder of the process would
+		   share). */
 		gvm__mutex_lock(&b->vm->pt_lock);
 		b->pt_locked = true;
 		err = gvm__vm_update_prepare(&b->upd);
 		/* The inline path's "run" is the commit, still ahead. */
 		return err ? err : inject(GVM_BIND_STAGE_RUN);
 	}
-	b->rf = gvm__range_fence_alloc();
-	if (!b->rf)
-		return -ENOMEM;
+	err = gvm__range_fence_prepare(b->vm, b->q, &b->rf);
+	if (err)
+		return err;
+	if (b->dead == b->dead_inl && b->nr_dead) {
+		/* The job will own it: to the heap. */
+		struct gvm_vma **d = gvm__malloc(b->nr_dead * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		memcpy(d, b->dead, b->nr_dead * sizeof(*d));
+		b->dead = d;
+		b->cap_dead = b->nr_dead;
+	}
 	/* The job's prepare must not fail for memory (issue 10, #8). */
 	err = gvm__vm_update_reserve(&b->upd);
 	if (!err)
@@ -990,7 +1007,8 @@ static int collect_dead(struct bind *b)
 		for (j = 0; j < l->nr; j++) {
 			if (!l->op[j].old)
 				continue;
-			err = GVM_GROW(b->dead, b->cap_dead, b->nr_dead + 1);
+			err = GVM_GROW_INL(b->dead, b->cap_dead, b->nr_dead + 1,
+					   b->dead_inl);
 			if (err)
 				return err;
 			b->dead[b->nr_dead++] = to_vma(l->op[j].old);
@@ -1066,7 +1084,8 @@ static void bind_fini(struct bind *b)
 		gvm_lockset_fini(&b->ls);
 	for (i = 0; b->new_vbs && i < b->nr_bos; i++)
 		gvm__free(b->new_vbs[i]);
-	gvm__free(b->new_vbs);
+	if (b->new_vbs != b->new_vbs_inl)
+		gvm__free(b->new_vbs);
 	GVM_FREE_INL(b->bos, b->bos_inl);
 	gvm__free(b->pf);
 	GVM_FREE_INL(b->touched, b->touched_inl);
@@ -1074,7 +1093,7 @@ static void bind_fini(struct bind *b)
 	for (i = 0; i < b->nr_deps; i++)
 		gvm_fence_put(b->deps[i]);
 	GVM_FREE_INL(b->deps, b->deps_inl);
-	gvm__free(b->dead);
+	GVM_FREE_INL(b->dead, b->dead_inl);
 	gvm__free(b->up);
 	gvm__range_fence_free(b->rf);
 	if (b->done)
@@ -1127,6 +1146,8 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	b.cap_bos = GVM_ARRAY_SIZE(b.bos_inl);
 	b.deps = b.deps_inl;
 	b.cap_deps = GVM_ARRAY_SIZE(b.deps_inl);
+	b.dead = b.dead_inl;
+	b.cap_dead = GVM_ARRAY_SIZE(b.dead_inl);
 	gvm__vm_update_init(&b.upd, vm);
 	b.q = q ? q : vm->bind_q;
 	b.ops = ops;
@@ -1185,10 +1206,12 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 				     b.nr_touched ? b.touched[0].lo : 0,
 				     b.nr_touched ?
 					     b.touched[b.nr_touched - 1].hi : 0,
-				     b.q, b.done);
+				     b.done);
 		b.rf = NULL;
 		gvm__queue_set_last(b.q, b.done);
-		gvm__bind_job_push(b.bj, vm, &b.upd, b.dead, b.nr_dead);
+		/* prepare moved a non-empty dead to the heap */
+		gvm__bind_job_push(b.bj, vm, &b.upd,
+				   b.nr_dead ? b.dead : NULL, b.nr_dead);
 		b.bj = NULL;
 		b.dead = NULL;
 		b.nr_dead = 0;
@@ -1216,7 +1239,11 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		gvm__mutex_unlock(&vm->lock);
 	}
 	svm_prefetch(&b);
-	gvm__syncs_signal(&b.syncs, b.done);
+	if (b.syncs.nr) {
+		if (!b.done)	/* inline */
+			b.done = gvm__fence_get_stub();
+		gvm__syncs_signal(&b.syncs, b.done);
+	}
 	bind_fini(&b);
 	return 0;
 

@@ -34,9 +34,16 @@
  * reference to the proxy fence under it and signals after unlocking.
  * Internal dependencies are never abandoned.
  *
- * Range fences (struct gvm_range_fence, on vm->range_fences under
- * vm->lock): the hull of a queued bind's touched ranges and its fence; a
- * later bind of another queue overlapping it depends on it.
+ * Range fences (struct gvm_range_fence, under vm->lock): the hull of a
+ * queued bind's touched ranges and its fence; a later bind of another
+ * queue overlapping it depends on it.  They are kept per bind queue
+ * (struct gvm_rf_queue, vm->rf_queues, one per fence context): in push
+ * order, which is the order their fences signal in (one scheduler queue),
+ * so pruning pops signalled ones off each queue's head and stops at the
+ * first pending one; and in an interval tree, so that a bind finds the
+ * overlapping ones of the other queues in O(queues x log n) instead of
+ * walking every pending bind (bind_queue_async: 1200 binds in flight).
+ * "Is this fence a pending bind's?" is a lookup of its context.
  *
  * Locking: the job takes pt_lock (prepare, commit; notifier_lock inside
  * the commit) and nothing else; range fences: vm->lock.
@@ -95,11 +102,29 @@ struct gvm_bind_job {
 	size_t nr_proxies, cap_proxies;
 };
 
+/*
+ * The range fences of one bind queue of a VM, all under vm->lock.
+ * Invariants: nr == length of fifo; the entries of tree are those of fifo
+ * with lo < hi, as [lo, hi - 1]; the fences of fifo are @context's in
+ * increasing seqno order, so an unsignalled one is never before a
+ * signalled one once pruned.
+ */
+struct gvm_rf_queue {
+	uint64_t context;		/* the queue's finished fences' */
+	struct gvm_queue *q;		/* not a reference: compared only (a
+					   queue is drained before it goes,
+					   so a reused address finds only
+					   signalled fences here) */
+	struct gvm_list fifo;		/* gvm_range_fence.link, oldest first */
+	struct gvm_itree tree;		/* the non-empty ones by range */
+	size_t nr;
+};
+
 struct gvm_range_fence {
-	struct gvm_list link;		/* vm->range_fences */
+	struct gvm_list link;		/* rq->fifo, once published */
+	struct gvm_rf_queue *rq;	/* its queue's, from prepare */
 	uint64_t lo, hi;		/* [lo, hi) */
-	struct gvm_fence *fence;	/* reference */
-	struct gvm_queue *q;		/* not a reference: compared only */
+	struct gvm_fence *fence;	/* reference, once published */
 };
 
 static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
@@ -278,8 +303,7 @@ void gvm__bind_job_push(struct gvm_bind_job *bj, struct gvm_vm *vm,
 
 	gvm_lockdep_assert_held(&vm->lock);
 	bj->vm = gvm__vm_get(vm);
-	bj->upd = *upd;
-	gvm__vm_update_init(upd, vm);
+	gvm__vm_update_move(&bj->upd, upd);
 	bj->dead = dead;
 	bj->nr_dead = nr_dead;
 	/* The proxies free themselves; the job may be gone before they are
@@ -330,9 +354,62 @@ void gvm__queue_abandon_waits(struct gvm_queue *q)
 
 /* ---- range fences ------------------------------------------------------ */
 
-struct gvm_range_fence *gvm__range_fence_alloc(void)
+/* The entry of @context in @vm, or NULL. */
+static struct gvm_rf_queue *rf_queue_find(struct gvm_vm *vm, uint64_t context)
 {
-	return gvm__calloc(1, sizeof(struct gvm_range_fence));
+	for (size_t i = 0; i < vm->nr_rf_queues; i++)
+		if (vm->rf_queues[i]->context == context)
+			return vm->rf_queues[i];
+	return NULL;
+}
+
+static void rf_queue_destroy(struct gvm_rf_queue *rq)
+{
+	gvm__itree_fini(&rq->tree);
+	gvm__free(rq);
+}
+
+int gvm__range_fence_prepare(struct gvm_vm *vm, struct gvm_queue *q,
+			     struct gvm_range_fence **out)
+{
+	uint64_t context = gvm_sched_queue_context(q->sq);
+	struct gvm_range_fence *rf;
+	struct gvm_rf_queue *rq;
+	int err;
+
+	gvm_lockdep_assert_held(&vm->lock);
+	rf = gvm__calloc(1, sizeof(*rf));
+	if (!rf)
+		return -ENOMEM;
+	rq = rf_queue_find(vm, context);
+	if (!rq) {
+		err = GVM_GROW(vm->rf_queues, vm->cap_rf_queues,
+			       vm->nr_rf_queues + 1);
+		if (err)
+			goto err_free;
+		rq = gvm__calloc(1, sizeof(*rq));
+		if (!rq) {
+			err = -ENOMEM;
+			goto err_free;
+		}
+		rq->context = context;
+		rq->q = q;
+		gvm_list_init(&rq->fifo);
+		gvm__itree_init(&rq->tree);
+		vm->rf_queues[vm->nr_rf_queues++] = rq;
+	}
+	/* Add's insert cannot fail.  (If this bind fails, the reservation
+	   stays until the next one's: harmless, see itree.h.) */
+	err = gvm__itree_reserve(&rq->tree, 1);
+	if (err)
+		goto err_free;	/* an empty rq goes at the next prune */
+	rf->rq = rq;
+	*out = rf;
+	return 0;
+
+err_free:
+	gvm__free(rf);
+	return err;
 }
 
 void gvm__range_fence_free(struct gvm_range_fence *rf)
@@ -343,44 +420,76 @@ void gvm__range_fence_free(struct gvm_range_fence *rf)
 }
 
 void gvm__range_fence_add(struct gvm_vm *vm, struct gvm_range_fence *rf,
-			  uint64_t lo, uint64_t hi, struct gvm_queue *q,
-			  struct gvm_fence *f)
+			  uint64_t lo, uint64_t hi, struct gvm_fence *f)
 {
+	struct gvm_rf_queue *rq = rf->rq;
+
 	gvm_lockdep_assert_held(&vm->lock);
+	GVM_WARN_ON(f->context != rq->context);
 	rf->lo = lo;
 	rf->hi = hi;
-	rf->q = q;
 	rf->fence = gvm_fence_get(f);
-	gvm_list_add_tail(&rf->link, &vm->range_fences);
+	gvm_list_add_tail(&rf->link, &rq->fifo);
+	rq->nr++;
+	if (lo < hi)	/* reserved in prepare: cannot fail */
+		GVM_WARN_ON(gvm__itree_insert(&rq->tree, lo, hi - 1, rf));
+	gvm__itree_unreserve(&rq->tree);
 }
 
 void gvm__range_fences_prune(struct gvm_vm *vm)
 {
-	struct gvm_list *pos, *tmp;
+	size_t i, kept = 0;
 
 	gvm_lockdep_assert_held(&vm->lock);
-	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
-		struct gvm_range_fence *rf =
-			gvm_list_entry(pos, struct gvm_range_fence, link);
+	for (i = 0; i < vm->nr_rf_queues; i++) {
+		struct gvm_rf_queue *rq = vm->rf_queues[i];
 
-		if (gvm_fence_is_signaled(rf->fence)) {
+		while (!gvm_list_empty(&rq->fifo)) {
+			struct gvm_range_fence *rf = gvm_list_first_entry(
+				&rq->fifo, struct gvm_range_fence, link);
+
+			if (!gvm_fence_is_signaled(rf->fence))
+				break;
 			gvm_list_del(&rf->link);
+			if (rf->lo < rf->hi)
+				gvm__itree_remove(&rq->tree, rf->lo, rf);
+			rq->nr--;
 			gvm__range_fence_free(rf);
 		}
+		if (rq->nr)
+			vm->rf_queues[kept++] = rq;
+		else
+			rf_queue_destroy(rq);
 	}
+	vm->nr_rf_queues = kept;
 }
 
 void gvm__range_fences_fini(struct gvm_vm *vm)
 {
-	struct gvm_list *pos, *tmp;
+	for (size_t i = 0; i < vm->nr_rf_queues; i++) {
+		struct gvm_rf_queue *rq = vm->rf_queues[i];
+		struct gvm_list *pos, *tmp;
 
-	gvm_list_for_each_safe(pos, tmp, &vm->range_fences) {
-		struct gvm_range_fence *rf =
-			gvm_list_entry(pos, struct gvm_range_fence, link);
-
-		gvm_list_del(&rf->link);
-		gvm__range_fence_free(rf);
+		gvm_list_for_each_safe(pos, tmp, &rq->fifo) {
+			gvm_list_del(pos);
+			gvm__range_fence_free(gvm_list_entry(
+				pos, struct gvm_range_fence, link));
+		}
+		rf_queue_destroy(rq);
 	}
+	gvm__free(vm->rf_queues);
+	vm->rf_queues = NULL;
+	vm->nr_rf_queues = vm->cap_rf_queues = 0;
+}
+
+/* Does @rf overlap one of @r[0..n)? */
+static bool rf_overlaps(const struct gvm_range_fence *rf,
+			const struct gvm_addr_range *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i].lo < rf->hi && rf->lo < r[i].hi)
+			return true;
+	return false;
 }
 
 int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
@@ -388,23 +497,29 @@ int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
 				  int (*fn)(void *arg, struct gvm_fence *f),
 				  void *arg)
 {
-	struct gvm_list *pos;
-	size_t i;
+	struct gvm_itree_iter it;
+	size_t i, k;
 	int err;
 
 	gvm_lockdep_assert_held(&vm->lock);
-	gvm_list_for_each(pos, &vm->range_fences) {
-		struct gvm_range_fence *rf =
-			gvm_list_entry(pos, struct gvm_range_fence, link);
+	for (k = 0; k < vm->nr_rf_queues; k++) {
+		struct gvm_rf_queue *rq = vm->rf_queues[k];
 
-		if (rf->q == q)
+		if (rq->q == q)
 			continue;
 		for (i = 0; i < n; i++) {
-			if (r[i].lo < rf->hi && rf->lo < r[i].hi) {
+			struct gvm_range_fence *rf;
+
+			if (r[i].lo >= r[i].hi)
+				continue;
+			for (rf = gvm__itree_iter_first(&rq->tree, &it,
+							r[i].lo, r[i].hi - 1);
+			     rf; rf = gvm__itree_iter_next(&it)) {
+				if (rf_overlaps(rf, r, i))
+					continue;	/* found for r[< i] */
 				err = fn(arg, rf->fence);
 				if (err)
 					return err;
-				break;
 			}
 		}
 	}
@@ -413,11 +528,10 @@ int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
 
 bool gvm__range_fence_is(struct gvm_vm *vm, const struct gvm_fence *f)
 {
-	struct gvm_list *pos;
-
-	gvm_list_for_each(pos, &vm->range_fences)
-		if (gvm_list_entry(pos, struct gvm_range_fence, link)->fence ==
-		    f)
-			return true;
-	return false;
+	gvm_lockdep_assert_held(&vm->lock);
+	/*
+	 * Every fence of a bind queue's context is a bind job's, and each
+	 * got a range fence; the ones pruned are signalled.
+	 */
+	return rf_queue_find(vm, f->context) != NULL;
 }

@@ -61,16 +61,21 @@ int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
 
 /*
  * A pending asynchronous bind's range, for ordering across queues.
- * Allocated before the point of no return, published after it.
+ * Prepared before the point of no return (it may allocate), published
+ * after it (it may not).  Between the two the caller holds vm->lock.
  */
 struct gvm_range_fence;
+struct gvm_rf_queue;
 
-struct gvm_range_fence *gvm__range_fence_alloc(void);
+/* An unpublished range fence for a bind on queue @q; 0 or -ENOMEM. */
+int gvm__range_fence_prepare(struct gvm_vm *vm, struct gvm_queue *q,
+			     struct gvm_range_fence **out);
+/* Frees an unpublished one (NULL: nothing); any lock or none. */
 void gvm__range_fence_free(struct gvm_range_fence *rf);
-/* Publishes @rf for [lo, hi) of queue @q, signalled by @f. */
+/* Publishes @rf for [lo, hi), signalled by @f (@rf's queue's next
+   finished fence); cannot fail. */
 void gvm__range_fence_add(struct gvm_vm *vm, struct gvm_range_fence *rf,
-			  uint64_t lo, uint64_t hi, struct gvm_queue *q,
-			  struct gvm_fence *f);
+			  uint64_t lo, uint64_t hi, struct gvm_fence *f);
 /* Drops the signalled ones. */
 void gvm__range_fences_prune(struct gvm_vm *vm);
 /* Frees them all (VM teardown). */
@@ -88,7 +93,11 @@ int gvm__range_fences_overlapping(struct gvm_vm *vm, struct gvm_queue *q,
 				  const struct gvm_addr_range *r, size_t n,
 				  int (*fn)(void *arg, struct gvm_fence *f),
 				  void *arg);
-/* Is @f the fence of a pending bind? */
+/*
+ * Is @f the fence of a bind of this VM (queued on one of its bind queues
+ * that has range fences)?  Exact for unsignalled fences; a signalled one
+ * may be answered either way.
+ */
 bool gvm__range_fence_is(struct gvm_vm *vm, const struct gvm_fence *f);
 
 #endif

@@ -418,14 +418,16 @@ out:
 }
 
 int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
+		    const struct gvm_pt_extent *inl,
 		    struct gvm_pt_extent **out, size_t *n, size_t *cap)
 {
 	return gvm__extents_slice(bo->mem.ext, bo->mem.nr_ext, offset, len,
-				  out, n, cap);
+				  inl, out, n, cap);
 }
 
 int gvm__extents_slice(const struct gvm_pt_extent *ext, size_t nr,
 		       uint64_t offset, uint64_t len,
+		       const struct gvm_pt_extent *inl,
 		       struct gvm_pt_extent **out, size_t *n, size_t *cap)
 {
 	uint64_t pos = 0;
@@ -441,16 +443,9 @@ int gvm__extents_slice(const struct gvm_pt_extent *ext, size_t nr,
 		}
 		skip = offset > pos ? offset - pos : 0;
 		take = x->len - skip < len ? x->len - skip : len;
-		if (*n == *cap) {
-			size_t ncap = *cap ? 2 * *cap : 8;
-			struct gvm_pt_extent *p =
-				gvm__realloc(*out, ncap * sizeof(**out));
-
-			if (!p)
-				return -ENOMEM;
-			*out = p;
-			*cap = ncap;
-		}
+		if (inl ? GVM_GROW_INL(*out, *cap, *n + 1, inl)
+			: GVM_GROW(*out, *cap, *n + 1))
+			return -ENOMEM;
 		(*out)[*n].addr = x->addr + skip;
 		(*out)[*n].len = take;
 		(*n)++;

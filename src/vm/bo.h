@@ -77,10 +77,12 @@ struct gvm_bo {
 
 /*
  * The device extents backing [offset, offset + len) of @bo, appended to
- * @out (capacity *@cap, grown with gvm__realloc); *@n counts them.  The
- * caller holds the BO's reservation.  0 or -ENOMEM.
+ * @out (capacity *@cap, grown on the heap; it may start in inline storage
+ * @inl, NULL if none); *@n counts them.  The caller holds the BO's
+ * reservation.  0 or -ENOMEM.
  */
 int gvm__bo_extents(const struct gvm_bo *bo, uint64_t offset, uint64_t len,
+		    const struct gvm_pt_extent *inl,
 		    struct gvm_pt_extent **out, size_t *n, size_t *cap);
 
 /* GVM_PT_DEVMEM if @bo is in VRAM now, else 0.  Under the reservation. */

@@ -573,7 +573,8 @@ int gvm__svm_devmem_extents(struct gvm_mm_devmem *dm, struct gvm_device *dev,
 		return -EXDEV;
 	*out = NULL;
 	*n = 0;
-	err = gvm__extents_slice(d->ext, d->nr_ext, off, len, out, n, &cap);
+	err = gvm__extents_slice(d->ext, d->nr_ext, off, len, NULL, out, n,
+				 &cap);
 	/* A peer's memory, through its window: what p2p DMA addresses. */
 	for (i = 0; !err && !*local && i < *n; i++)
 		(*out)[i].addr = (uintptr_t)owner->desc.vram_cpu +

@@ -50,6 +50,20 @@ void gvm__vm_update_init(struct gvm_vm_update *u, struct gvm_vm *vm)
 {
 	memset(u, 0, sizeof(*u));
 	u->vm = vm;
+	u->segs = u->segs_inl;
+	u->cap_segs = GVM_ARRAY_SIZE(u->segs_inl);
+	u->ext = u->ext_inl;
+	u->cap_ext = GVM_ARRAY_SIZE(u->ext_inl);
+}
+
+void gvm__vm_update_move(struct gvm_vm_update *dst, struct gvm_vm_update *src)
+{
+	*dst = *src;
+	if (src->segs == src->segs_inl)
+		dst->segs = dst->segs_inl;
+	if (src->ext == src->ext_inl)
+		dst->ext = dst->ext_inl;
+	gvm__vm_update_init(src, src->vm);
 }
 
 static int add_vma(struct gvm_vma ***arr, size_t *nr, size_t *cap,
@@ -74,7 +88,7 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 	int err;
 
 	gvm_assert(lo < hi && (!u->nr_segs || u->segs[u->nr_segs - 1].end <= lo));
-	err = GVM_GROW(u->segs, u->cap_segs, u->nr_segs + 1);
+	err = GVM_GROW_INL(u->segs, u->cap_segs, u->nr_segs + 1, u->segs_inl);
 	if (err)
 		return err;
 	s = &u->segs[u->nr_segs];
@@ -93,11 +107,13 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 	case GVM_VA_KIND_BO:
 		err = gvm__bo_extents(vma->va.obj,
 				      vma->va.obj_offset + (lo - vma->va.addr),
-				      hi - lo, &u->ext, &u->nr_ext, &u->cap_ext);
+				      hi - lo, u->ext_inl, &u->ext, &u->nr_ext,
+				      &u->cap_ext);
 		break;
 	case GVM_VA_KIND_USERPTR:
 		err = gvm__userptr_extents(vma, lo - vma->va.addr, hi - lo,
-					   &u->ext, &u->nr_ext, &u->cap_ext);
+					   u->ext_inl, &u->ext, &u->nr_ext,
+					   &u->cap_ext);
 		if (!err)
 			err = add_vma(&u->live, &u->nr_live, &u->cap_live, vma);
 		break;
@@ -236,14 +252,16 @@ void gvm__vm_update_fini(struct gvm_vm_update *u)
 	if (u->reserved)
 		gvm__pt_reserve_fini(&u->vm->pt, &u->res);
 	u->reserved = false;
-	gvm__free(u->segs);
-	gvm__free(u->ext);
+	GVM_FREE_INL(u->segs, u->segs_inl);
+	GVM_FREE_INL(u->ext, u->ext_inl);
 	gvm__free(u->live);
 	gvm__free(u->retire);
-	u->segs = NULL;
-	u->ext = NULL;
+	u->segs = u->segs_inl;
+	u->cap_segs = GVM_ARRAY_SIZE(u->segs_inl);
+	u->ext = u->ext_inl;
+	u->cap_ext = GVM_ARRAY_SIZE(u->ext_inl);
 	u->live = u->retire = NULL;
-	u->nr_segs = u->cap_segs = u->nr_ext = u->cap_ext = 0;
+	u->nr_segs = u->nr_ext = 0;
 	u->nr_live = u->cap_live = u->nr_retire = u->cap_retire = 0;
 }
 

@@ -63,9 +63,21 @@ struct gvm_vm_update {
 	bool zapped;			/* commit zapped a stale userptr */
 	struct gvm_pt_tlb tlb;		/* what the commit made stale */
 	struct gvm_pt_free_list dead;	/* tables to free after the TLB */
+
+	/* Inline storage segs and ext start in (a small update allocates
+	   neither); the struct is moved with gvm__vm_update_move() only. */
+	struct gvm_pt_seg segs_inl[2];
+	struct gvm_pt_extent ext_inl[2];
 };
 
 void gvm__vm_update_init(struct gvm_vm_update *u, struct gvm_vm *vm);
+
+/*
+ * Moves @src (not prepared) to @dst, which takes over everything it owns
+ * (its arrays may point into its own inline storage, so never copy the
+ * struct); @src is left initialised and empty.
+ */
+void gvm__vm_update_move(struct gvm_vm_update *dst, struct gvm_vm_update *src);
 
 /*
  * Appends the segment [lo, hi) mapped as @vma maps it (a BO's or userptr's

@@ -742,12 +742,13 @@ void gvm__userptr_set_gone(struct gvm_vma *vma)
 }
 
 int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
-			 uint64_t len, struct gvm_pt_extent **out, size_t *n,
-			 size_t *cap)
+			 uint64_t len, const struct gvm_pt_extent *inl,
+			 struct gvm_pt_extent **out, size_t *n, size_t *cap)
 {
 	const struct gvm_userptr *u = vma->userptr;
 
-	return gvm__extents_slice(u->ext, u->nr_ext, offset, len, out, n, cap);
+	return gvm__extents_slice(u->ext, u->nr_ext, offset, len, inl, out, n,
+				  cap);
 }
 
 bool gvm__userptr_stale_locked(struct gvm_vma *vma)

@@ -77,10 +77,11 @@ void gvm__userptr_set_no_migrate(struct gvm_vma *vma);
 int gvm__userptr_chunks_watch(struct gvm_vm *vm, uint64_t start,
 			      uint64_t end);
 
-/* Appends the device addresses of [offset, offset + len) of the VMA. */
+/* Appends the device addresses of [offset, offset + len) of the VMA
+   (gvm__bo_extents' conventions). */
 int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
-			 uint64_t len, struct gvm_pt_extent **out, size_t *n,
-			 size_t *cap);
+			 uint64_t len, const struct gvm_pt_extent *inl,
+			 struct gvm_pt_extent **out, size_t *n, size_t *cap);
 
 /* notifier_lock held: did the pages go stale since they were fetched? */
 bool gvm__userptr_stale_locked(struct gvm_vma *vma);

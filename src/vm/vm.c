@@ -119,7 +119,6 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	gvm_list_init(&vm->dead_vmas);
 	gvm_resv_init(&vm->resv);
 	gvm_list_init(&vm->vm_bos);
-	gvm_list_init(&vm->range_fences);
 	gvm_list_init(&vm->userptr_invalidated);
 	gvm_list_init(&vm->svm_gc);
 	gvm_list_init(&vm->gc_link);

@@ -140,7 +140,7 @@ struct gvm_vm {
 	void *dev_priv;			/* immutable after create */
 
 	/*
-	 * vm->lock: the VA tree, vm_bos, range_fences, closed.  Held across
+	 * vm->lock: the VA tree, vm_bos, rf_queues, closed.  Held across
 	 * a whole bind or exec; its holder never waits for a fence that may
 	 * depend on a bind job.
 	 */
@@ -161,7 +161,9 @@ struct gvm_vm {
 	struct gvm_pt_vm pt;		/* pt_lock (+ notifier_lock to commit
 					   or zap) */
 	struct gvm_list vm_bos;		/* vm->lock */
-	struct gvm_list range_fences;	/* vm->lock: bind_job.c */
+	struct gvm_rf_queue **rf_queues; /* vm->lock: pending binds' range
+					   fences, per bind queue (bind_job.c) */
+	size_t nr_rf_queues, cap_rf_queues;	/* vm->lock */
 	struct gvm_list svm_gc;		/* notifier_lock: SVM ranges whose
 					   CPU memory was unmapped, dropped
 					   by the device's collector or the
@@ -279,10 +281,12 @@ unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma);
 
 /*
  * Slices [offset, offset + len) out of the extent list @x[0..nr),
- * appending to *@out (bo.c).  0 or -ENOMEM.
+ * appending to *@out (bo.c), which may start in inline storage @inl
+ * (GVM_GROW_INL rules; NULL: none).  0 or -ENOMEM.
  */
 int gvm__extents_slice(const struct gvm_pt_extent *x, size_t nr,
 		       uint64_t offset, uint64_t len,
+		       const struct gvm_pt_extent *inl,
 		       struct gvm_pt_extent **out, size_t *n, size_t *cap);
 
 /* Submits a TLB invalidation of @tlb: its fence, or NULL if none needed. */

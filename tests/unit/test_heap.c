@@ -2,7 +2,9 @@
 /*
  * The library's own heap (core/alloc.c): sizes and alignment, realloc
  * keeping data, calloc zeroing reused blocks, the live count, ownership
- * (what SVM must never migrate), and concurrent use.
+ * (what SVM must never migrate), concurrent use, and the per-thread
+ * caches: blocks freed by another thread, caches given back at thread
+ * exit.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -96,5 +98,93 @@ TEST(threads_churn)
 		ASSERT_OK(pthread_create(&t[i], NULL, churn, (void *)(i + 1)));
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
+	ASSERT_EQ(gvm__alloc_live(), live);
+}
+
+/* Allocates and frees a burst of small blocks: fills the thread's cache. */
+static void *burst(void *arg)
+{
+	void *p[200];
+
+	(void)arg;
+	for (int i = 0; i < 200; i++) {
+		p[i] = gvm__malloc(16 + (size_t)(i % 4) * 48);
+		if (!p[i])
+			return (void *)1;
+	}
+	for (int i = 0; i < 200; i++)
+		gvm__free(p[i]);
+	return NULL;
+}
+
+TEST(thread_exit_gives_its_cache_back)
+{
+	uint64_t live = gvm__alloc_live(), carved;
+	pthread_t t;
+	void *ret;
+
+	/* Warm up: the shared lists get what one burst needs. */
+	for (int i = 0; i < 3; i++) {
+		ASSERT_OK(pthread_create(&t, NULL, burst, NULL));
+		pthread_join(t, &ret);
+		ASSERT_TRUE(ret == NULL);
+	}
+	carved = gvm__alloc_carved();
+	/* Without the exit hand-back each thread would strand its cache. */
+	for (int i = 0; i < 300; i++) {
+		ASSERT_OK(pthread_create(&t, NULL, burst, NULL));
+		pthread_join(t, &ret);
+		ASSERT_TRUE(ret == NULL);
+	}
+	ASSERT_EQ(gvm__alloc_carved(), carved);
+	ASSERT_EQ(gvm__alloc_live(), live);
+}
+
+struct handoff {
+	void *p[100];
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stage;		/* 1: allocated; 2: freed */
+};
+
+static void *allocator(void *arg)
+{
+	struct handoff *h = arg;
+
+	for (int i = 0; i < 100; i++)
+		h->p[i] = gvm__malloc(64);
+	pthread_mutex_lock(&h->lock);
+	h->stage = 1;
+	pthread_cond_broadcast(&h->cond);
+	while (h->stage != 2)	/* stay alive: its count is live */
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+TEST(blocks_freed_by_another_thread)
+{
+	struct handoff h = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			     .cond = PTHREAD_COND_INITIALIZER };
+	uint64_t live = gvm__alloc_live();
+	pthread_t t;
+
+	ASSERT_OK(pthread_create(&t, NULL, allocator, &h));
+	pthread_mutex_lock(&h.lock);
+	while (h.stage != 1)
+		pthread_cond_wait(&h.cond, &h.lock);
+	pthread_mutex_unlock(&h.lock);
+	for (int i = 0; i < 100; i++)
+		ASSERT_TRUE(h.p[i] != NULL);
+	ASSERT_EQ(gvm__alloc_live(), live + 100);
+	for (int i = 0; i < 100; i++)
+		gvm__free(h.p[i]);	/* into this thread's cache */
+	/* the allocator's count is +100, this thread's -100 */
+	ASSERT_EQ(gvm__alloc_live(), live);
+	pthread_mutex_lock(&h.lock);
+	h.stage = 2;
+	pthread_cond_broadcast(&h.cond);
+	pthread_mutex_unlock(&h.lock);
+	pthread_join(t, NULL);
 	ASSERT_EQ(gvm__alloc_live(), live);
 }

@@ -1656,6 +1656,58 @@ TEST(sync_queues_independent_ranges_ordered)
 	all_done();
 }
 
+/*
+ * Range fences with many binds pending on one queue (kept per queue, in an
+ * interval tree): another queue's bind depends on exactly the overlapping
+ * one's fence; once they signalled, nothing is waited for.
+ */
+TEST(sync_range_fences_many_pending)
+{
+	struct gvm_vm *vm = new_vm(0);
+	struct gvm_queue *q2, *q3;
+	struct gvm_fence *in = new_fence(), *o[40], *mid, *far, *two, *late;
+	struct gvm_bind_op op, ops2[2];
+	int i;
+
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q2));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q3));
+	for (i = 0; i < 40; i++) {	/* every other 2 MiB: gaps between */
+		op = op_null(SBASE + (uint64_t)(2 * i) * M2, M2);
+		o[i] = bind_async(vm, NULL, &op, 1, i ? NULL : in);
+		ASSERT_TRUE(pending(o[i]));
+	}
+	/* In a gap: depends on nothing pending. */
+	op = op_null(SBASE + 21 * M2, M2);
+	far = bind_async(vm, q2, &op, 1, NULL);
+	ASSERT_FALSE(pending(far));
+	/* Over bind 20 only. */
+	op = op_null(SBASE + 40 * M2 + M1, M1);
+	mid = bind_async(vm, q2, &op, 1, NULL);
+	ASSERT_TRUE(pending(mid));
+	/* A third queue, two ranges both in bind 30's: waits for it. */
+	ops2[0] = op_null(SBASE + 60 * M2, M1);
+	ops2[1] = op_null(SBASE + 60 * M2 + M1 + K4 * 4, K4 * 4);
+	two = bind_async(vm, q3, ops2, 2, NULL);
+	ASSERT_TRUE(pending(two));
+	gvm_fence_signal(in);
+	fence_done(two, 1);
+	fence_done(mid, 1);
+	for (i = 0; i < 40; i++)
+		fence_done(o[i], 1);
+	/* All signalled: pruned, a new bind over them is not held up. */
+	op = op_null(SBASE + 40 * M2, M2);
+	late = bind_async(vm, NULL, &op, 1, NULL);
+	ASSERT_FALSE(pending(late));
+	fence_done(late, 1);
+	fence_done(far, 1);
+	check_vm(vm);
+	gvm_queue_destroy(q3);
+	gvm_queue_destroy(q2);
+	gvm_fence_put(in);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	all_done();
+}
+
 TEST(sync_syncobj_out_and_in)
 {
 	struct gvm_vm *vm = new_vm(0);
