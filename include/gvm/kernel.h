@@ -87,11 +87,17 @@ GVM_API bool gvm_lane_faulted(const struct gvm_lane *lane);
  * lane call takes canonical addresses, as gvm_vm_bind() does: a @va
  * sign-extended from bit va_bits - 1 means the one without the extension;
  * any other @va at or above 2^va_bits faults.
+ *
+ * They are inline (below): an access to the page the lane used last, in
+ * device memory, with no span live and no TLB invalidation waiting, is
+ * one tag compare and the access itself; anything else calls the full
+ * path, gvm_lane_load_slow() / gvm_lane_store_slow(), which kernels may
+ * also call directly (the result is the same).
  */
-GVM_API uint64_t gvm_lane_load(struct gvm_lane *lane, uint64_t va,
-			       unsigned int size);
-GVM_API void gvm_lane_store(struct gvm_lane *lane, uint64_t va,
-			    uint64_t value, unsigned int size);
+GVM_API uint64_t gvm_lane_load_slow(struct gvm_lane *lane, uint64_t va,
+				    unsigned int size);
+GVM_API void gvm_lane_store_slow(struct gvm_lane *lane, uint64_t va,
+				 uint64_t value, unsigned int size);
 /* Atomics of 4 or 8 bytes; return the old value. */
 GVM_API uint64_t gvm_lane_atomic_add(struct gvm_lane *lane, uint64_t va,
 				     uint64_t value, unsigned int size);
@@ -108,6 +114,85 @@ GVM_API uint64_t gvm_lane_atomic_cmpxchg(struct gvm_lane *lane, uint64_t va,
  */
 GVM_API void *gvm_lane_span(struct gvm_lane *lane, uint64_t va, size_t *len,
 			    unsigned int access);
+
+/*
+ * The lane's last translation, for the inline loads and stores: the
+ * first member of the backend's struct gvm_lane (not for kernels: they
+ * use the functions).  Written by the engine thread in the full path;
+ * `inval_pending` is also written by threads submitting a TLB
+ * invalidation (release), read here with acquire.  The tags are the
+ * GPU VA of the cached page, or ~0 (never matches: the mask below clears
+ * bits 3 to 11) when that access may
+ * not take the fast path: no translation, a span live, the job failed, a
+ * page in system memory, NULL or scratch page, or (write_tag) read-only.
+ * An access hits when (va & (page_mask | (size - 1))) == tag: the same
+ * page, naturally aligned.  Every boundary condition of the full path
+ * (spans to end, invalidations to acknowledge) makes it miss, so a hit is
+ * exactly what the full path would do.
+ */
+struct gvm_lane_fast {
+	uint64_t read_tag;
+	uint64_t write_tag;
+	uint64_t page_mask;		/* ~(page size - 1) */
+	uintptr_t host_off;		/* host address - GPU VA, in the page */
+	uint32_t inval_pending;		/* != 0: an invalidation waits */
+};
+
+/* The inline fast path's hit test (see struct gvm_lane_fast). */
+static inline const struct gvm_lane_fast *
+gvm__lane_fast_hit(struct gvm_lane *lane, uint64_t va, unsigned int size,
+		   bool write)
+{
+	const struct gvm_lane_fast *f = (const struct gvm_lane_fast *)lane;
+	uint64_t tag = write ? f->write_tag : f->read_tag;
+
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		return NULL;
+	if ((va & (f->page_mask | (uint64_t)(size - 1))) != tag)
+		return NULL;
+	if (__atomic_load_n(&f->inval_pending, __ATOMIC_ACQUIRE))
+		return NULL;
+	return f;
+}
+
+/* Plain device accesses are single-copy atomic: relaxed loads/stores. */
+static inline uint64_t gvm_lane_load(struct gvm_lane *lane, uint64_t va,
+				     unsigned int size)
+{
+	const struct gvm_lane_fast *f = gvm__lane_fast_hit(lane, va, size,
+							   false);
+	uintptr_t p;
+
+	if (!f)
+		return gvm_lane_load_slow(lane, va, size);
+	p = (uintptr_t)va + f->host_off;
+	switch (size) {
+	case 1: return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+	case 2: return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+	case 4: return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+	default: return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+	}
+}
+
+static inline void gvm_lane_store(struct gvm_lane *lane, uint64_t va,
+				  uint64_t value, unsigned int size)
+{
+	const struct gvm_lane_fast *f = gvm__lane_fast_hit(lane, va, size,
+							   true);
+	uintptr_t p;
+
+	if (!f) {
+		gvm_lane_store_slow(lane, va, value, size);
+		return;
+	}
+	p = (uintptr_t)va + f->host_off;
+	switch (size) {
+	case 1: __atomic_store_n((uint8_t *)p, (uint8_t)value, __ATOMIC_RELAXED); break;
+	case 2: __atomic_store_n((uint16_t *)p, (uint16_t)value, __ATOMIC_RELAXED); break;
+	case 4: __atomic_store_n((uint32_t *)p, (uint32_t)value, __ATOMIC_RELAXED); break;
+	default: __atomic_store_n((uint64_t *)p, value, __ATOMIC_RELAXED); break;
+	}
+}
 
 GVM_END_DECLS
 

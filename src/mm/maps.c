@@ -24,6 +24,9 @@
  * descriptor; some kernels keep per-file state across a query.  The parser
  * opens its own file each time and takes no lock.
  *
+ * gvm__mm_maps_init() also sets up what fetch.c needs of /proc
+ * (gvm__mm_fetch_init: the pagemap file), and fini closes it.
+ *
  * What it does not do: report the mapping's name, or the gate VMA
  * ([vsyscall], above the user address space), which the ioctl cannot see
  * either; answers are snapshots that may be stale as soon as they return.
@@ -59,6 +62,7 @@ int gvm__mm_maps_init(struct gvm_mm_maps *maps)
 			   errno == ENOENT;
 	if (env && !strcmp(env, "parse"))
 		maps->have_query = false;
+	gvm__mm_fetch_init(maps);
 	return 0;
 }
 
@@ -67,6 +71,9 @@ void gvm__mm_maps_fini(struct gvm_mm_maps *maps)
 	if (maps->fd >= 0)
 		close(maps->fd);
 	maps->fd = -1;
+	if (maps->pagemap_fd >= 0)
+		close(maps->pagemap_fd);
+	maps->pagemap_fd = -1;
 	gvm__mutex_fini(&maps->lock);
 }
 

@@ -22,10 +22,10 @@
  *	again:
  *	gvm__mm_register(mm, start, len);   // every time, see below
  *	seq = gvm__notifier_read_begin(&n);
- *	gvm__mm_fetch(mm, start, len, write, addrs);
+ *	gvm__mm_fetch(mm, start, len, write, &ext, &n);
  *	lock(notifier_lock);
  *	if (gvm__notifier_read_retry(&n, seq)) { unlock; goto again; }
- *	commit PTEs from addrs[];
+ *	commit PTEs from ext[0 .. n - 1];
  *	unlock(notifier_lock);
  *
  * Insert before registering: a mapping change that happens after the
@@ -84,6 +84,12 @@ struct gvm_mm_vma {
 /* gvm__mm_lookup() flags */
 #define GVM_MM_LOOKUP_NEXT (1u << 0)	/* no mapping at addr: the next one */
 
+/* A run of pages contiguous in device addresses: [addr, addr + len). */
+struct gvm_mm_extent {
+	uint64_t addr;
+	uint64_t len;
+};
+
 struct gvm_mm_ops {
 	const char *name;
 	/* @missing: CPU accesses to absent pages fault to the backend,
@@ -93,7 +99,7 @@ struct gvm_mm_ops {
 	int (*lookup)(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
 		      struct gvm_mm_vma *out);
 	int (*fetch)(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		     bool write, uint64_t *addrs);
+		     bool write, struct gvm_mm_extent **ext, size_t *nr);
 	int (*sync)(struct gvm_mm *mm);
 	/* NULL for a backend that applies every change before it returns. */
 	int (*flush)(struct gvm_mm *mm);
@@ -212,20 +218,24 @@ static inline int gvm__mm_lookup(struct gvm_mm *mm, uint64_t addr,
 
 /*
  * Faults [start, start + len) in, for writing if @write, honouring the CPU
- * protection, without pinning anything, and writes the device address of
- * each 4 KiB page to addrs[0 .. len / 4K - 1].  For gvm_mm_self the device
- * address of system memory is the CPU virtual address itself (the simulated
- * device reaches system memory through it); a backend with real DMA would
- * put DMA addresses here.  Nothing is pinned: the pages stay valid only
- * while the notifier sequence does not move (see the protocol above).
- * Returns 0, -EINVAL, -EFAULT (not fully mapped, PROT_NONE, or the pages
- * could not be faulted in: SIGBUS), -EPERM (write to read-only memory),
- * -ENOMEM, -EHWPOISON, -EINTR.
+ * protection, without pinning anything, and returns the device addresses
+ * of its pages as extents in page order: *@ext (allocated with
+ * gvm__malloc, the caller frees it with gvm__free), *@nr >= 1 of them,
+ * adjacent extents not contiguous.  For gvm_mm_self the device address of
+ * system memory is the CPU virtual address itself (the simulated device
+ * reaches system memory through it), so the answer is always one extent;
+ * a backend with real DMA would put DMA addresses here.  Nothing is
+ * pinned: the pages stay valid only while the notifier sequence does not
+ * move (see the protocol above).  Returns 0, -EINVAL, -EFAULT (not fully
+ * mapped, PROT_NONE, or the pages could not be faulted in: SIGBUS), -EPERM
+ * (write to read-only memory), -ENOMEM, -EHWPOISON, -EINTR; on error
+ * *@ext and *@nr are left alone.
  */
 static inline int gvm__mm_fetch(struct gvm_mm *mm, uint64_t start,
-				uint64_t len, bool write, uint64_t *addrs)
+				uint64_t len, bool write,
+				struct gvm_mm_extent **ext, size_t *nr)
 {
-	return mm->ops->fetch(mm, start, len, write, addrs);
+	return mm->ops->fetch(mm, start, len, write, ext, nr);
 }
 
 /*
@@ -465,6 +475,12 @@ struct gvm_mm_maps {
 	int fd;			/* /proc/self/maps, O_CLOEXEC */
 	bool have_query;	/* PROCMAP_QUERY works on this kernel */
 	struct gvm_mutex lock;	/* serialises ioctls on fd (leaf) */
+	/* fetch.c: /proc/self/pagemap (O_CLOEXEC) for PAGEMAP_SCAN, -1 if it
+	   cannot be opened; constant.  Its ioctls need no lock. */
+	int pagemap_fd;
+	/* relaxed atomic: PAGEMAP_SCAN may work (cleared for good when it
+	   answers EINVAL or ENOTTY: a kernel before 6.7) */
+	bool have_scan;
 };
 
 /*
@@ -485,7 +501,26 @@ int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 
 /* Page fetching of the calling process's memory (fetch.c). */
 int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
-		       bool write, uint64_t *addrs);
+		       bool write, struct gvm_mm_extent **ext, size_t *nr);
+/* fetch.c, from gvm__mm_maps_init: opens the pagemap, counts forks. */
+void gvm__mm_fetch_init(struct gvm_mm_maps *maps);
+
+/*
+ * Test knob: how gvm__mm_fetch_self() faults pages in.  AUTO: ranges of
+ * GVM_MM_SCAN_MIN_BYTES or more are scanned first (PAGEMAP_SCAN) and
+ * only what needs a fault is populated, smaller ones populated whole;
+ * SCAN: scan every range; POPULATE: never scan (what a kernel before 6.7
+ * gets).  The environment sets it at init: GVM_MM_FETCH=scan|populate.
+ */
+enum gvm_mm_fetch_mode {
+	GVM_MM_FETCH_AUTO,
+	GVM_MM_FETCH_SCAN,
+	GVM_MM_FETCH_POPULATE,
+};
+extern enum gvm_mm_fetch_mode gvm__mm_fetch_mode;
+#define GVM_MM_SCAN_MIN_BYTES (128u << 10)
+/* Counters of the fetch methods (relaxed atomics; tests read them). */
+extern uint64_t gvm__mm_fetch_scans, gvm__mm_fetch_populates;
 
 /*
  * Faults the page of the calling process at @addr in for writing, as a

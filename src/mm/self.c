@@ -458,9 +458,10 @@ static int self_lookup(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
 }
 
 static int self_fetch(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		      bool write, uint64_t *addrs)
+		      bool write, struct gvm_mm_extent **ext, size_t *nr)
 {
-	return gvm__mm_fetch_self(&to_self(mm)->maps, start, len, write, addrs);
+	return gvm__mm_fetch_self(&to_self(mm)->maps, start, len, write, ext,
+				  nr);
 }
 
 /*
@@ -1197,6 +1198,8 @@ static void atfork_child(void)
 		close(s->uffd);
 		close(s->stop_fd);
 		close(s->maps.fd);
+		if (s->maps.pagemap_fd >= 0)
+			close(s->maps.pagemap_fd);
 		/* Its thread and users stayed in the parent: forget it,
 		   but keep it reachable (it is not ours to free). */
 		self_abandoned = s;

@@ -5,11 +5,12 @@
  * The CPU side (src/mm/) runs on kernels newer than the headers it is built
  * against (Debian's linux-libc-dev can be years older than the running
  * kernel).  Everything it uses from <linux/userfaultfd.h>, <linux/fs.h>
- * (PROCMAP_QUERY, Linux 6.11) and <sys/mman.h> (MADV_POPULATE_*, Linux
- * 5.14) is defined here when missing, with the kernel's values, each under
- * #ifndef so that newer headers win.  This is the only place such values
- * appear; whether the running kernel supports them is decided at run time
- * (UFFDIO_API's feature mask, ENOTTY from the ioctl, EINVAL from madvise).
+ * (PROCMAP_QUERY, Linux 6.11; PAGEMAP_SCAN, Linux 6.7) and <sys/mman.h>
+ * (MADV_POPULATE_*, Linux 5.14) is defined here when missing, with the
+ * kernel's values, each under #ifndef so that newer headers win.  This is
+ * the only place such values appear; whether the running kernel supports
+ * them is decided at run time (UFFDIO_API's feature mask, ENOTTY or EINVAL
+ * from an ioctl, EINVAL from madvise).
  *
  * Include this instead of the system headers it wraps.
  */
@@ -145,6 +146,45 @@ struct procmap_query {
 #define PROCMAP_QUERY _IOWR(PROCFS_IOCTL_MAGIC, 17, struct procmap_query)
 #endif
 
+/* ---- PAGEMAP_SCAN (ioctl on /proc/<pid>/pagemap, 6.7) ---------------- */
+
+#ifndef PAGEMAP_SCAN
+/* Page categories (struct page_region.categories and the masks). */
+#define PAGE_IS_WPALLOWED	(1 << 0)
+#define PAGE_IS_WRITTEN		(1 << 1)	/* present: not uffd-wp */
+#define PAGE_IS_FILE		(1 << 2)
+#define PAGE_IS_PRESENT		(1 << 3)
+#define PAGE_IS_SWAPPED		(1 << 4)
+#define PAGE_IS_PFNZERO		(1 << 5)	/* the shared zero page */
+#define PAGE_IS_HUGE		(1 << 6)
+
+/* One run of pages with the same (return-masked) categories. */
+struct page_region {
+	__u64 start;
+	__u64 end;		/* exclusive */
+	__u64 categories;
+};
+
+/* A page matches when ((categories ^ category_inverted) & category_mask)
+   == category_mask (and any of category_anyof_mask, if not 0). */
+struct pm_scan_arg {
+	__u64 size;		/* in: sizeof(struct pm_scan_arg) */
+	__u64 flags;		/* in: PM_SCAN_* (none used) */
+	__u64 start;		/* in */
+	__u64 end;		/* in (exclusive) */
+	__u64 walk_end;		/* out: where the walk stopped */
+	__u64 vec;		/* in: struct page_region[vec_len] */
+	__u64 vec_len;		/* in */
+	__u64 max_pages;	/* in: 0 = no limit */
+	__u64 category_inverted;
+	__u64 category_mask;
+	__u64 category_anyof_mask;
+	__u64 return_mask;	/* categories reported (and split on) */
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+
 /* ---- madvise --------------------------------------------------------- */
 
 #ifndef MADV_POPULATE_READ
@@ -155,6 +195,8 @@ struct procmap_query {
 #endif
 
 _Static_assert(sizeof(struct procmap_query) == 104, "procmap_query ABI");
+_Static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg ABI");
+_Static_assert(sizeof(struct page_region) == 24, "page_region ABI");
 _Static_assert(sizeof(struct uffd_msg) == 32, "uffd_msg ABI");
 
 #endif

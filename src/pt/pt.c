@@ -63,7 +63,18 @@
  *    segment touches (at level 0 widened to whole 64 KiB groups; entries
  *    in gaps between are copied unchanged), the new entries and children,
  *    the old entries, and the staged live count.  The committed tables are
- *    not written.  It also stores the update's "runs" (below).
+ *    not written.  It also stores the update's "runs" (below).  A record
+ *    the update owns (every entry's span inside the runs, see the rule)
+ *    keeps no old entries; at a directory level it is also "lazy": no
+ *    snapshot of the table is copied in, because the walk writes every
+ *    entry of its range (fill_huge, or walk_entry after staging the one
+ *    entry it reads), reading the old values from the table itself.  So
+ *    rebinding a whole table costs one read and one staged write per
+ *    entry, and records come from the VM's spares (rec_alloc), not the
+ *    heap.
+ *    Commit stores only the entries that differ from the table
+ *    (vm->commit_stores counts them; test
+ *    owned_update_stores_only_changed_entries).
  *  - commit writes the recorded entries into the connected tables (children
  *    first, so a subtree is complete before it is linked), applies the live
  *    counts, unlinks dropped subtrees, clears "new".  No allocation, no
@@ -206,6 +217,9 @@ struct gvm_pt_rec {
 	bool owned;			/* every entry's span inside the
 					   update's runs: old_e[] not kept
 					   (only the rule needs it) */
+	bool lazy;			/* owned, level >= 1: no snapshot;
+					   the walk writes every entry of
+					   the range (STAGING) */
 	size_t cap_words;		/* data[] capacity (heap records) */
 	uint64_t *new_e, *old_e;	/* [count] */
 	struct gvm_pt **new_c;		/* [count], NULL at level 0; the old
@@ -240,6 +254,9 @@ struct walk {
 struct tview {
 	uint64_t *e;			/* index i at e[i - off] */
 	struct gvm_pt **c;		/* same, NULL at level 0 */
+	const uint64_t *old;		/* the entries before the walk wrote
+					   them, same indexing: e, or for a
+					   lazy record the committed table */
 	unsigned int off;
 	unsigned int live;
 	bool fresh;			/* all entries known zero */
@@ -675,20 +692,22 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	ne = r->new_e;
 	oe = r->old_e;
 	cpu = t->cpu;
-	if (r->owned) {
+	r->new_c = t->level ? (struct gvm_pt **)(r->data + 2 * (size_t)count)
+			    : NULL;
+	/* Owned directory: the walk stages every entry itself (lazy). */
+	r->lazy = r->owned && t->level;
+	if (r->lazy) {
+		;
+	} else if (r->owned) {
 		for (i = 0; i < count; i++)
 			ne[i] = pte_read(&cpu[first + i]);
 	} else {
 		for (i = 0; i < count; i++)
 			oe[i] = ne[i] = pte_read(&cpu[first + i]);
 	}
-	if (t->level) {
-		r->new_c = (struct gvm_pt **)(r->data + 2 * (size_t)count);
+	if (t->level && !r->lazy)
 		memcpy(r->new_c, t->children + first,
 		       count * sizeof(struct gvm_pt *));
-	} else {
-		r->new_c = NULL;
-	}
 	/* Head insertion: the list runs children before parents. */
 	r->next = w->upd->recs;
 	w->upd->recs = r;
@@ -866,6 +885,7 @@ static unsigned int fill_huge(struct walk *w, struct tview *v,
 	unsigned int sh = gvm__ptf_shift(level), n, k, added = 0;
 	uint64_t span = 1ull << sh, eva = base + ((uint64_t)i << sh);
 	uint64_t addr = 0, attrs, *e;
+	const uint64_t *old;
 	struct gvm_pt **c;
 	const struct wseg *s;
 	int lo = -1, hi = -1;
@@ -891,8 +911,9 @@ static unsigned int fill_huge(struct walk *w, struct tview *v,
 	attrs = s->attrs;
 	e = v->e + (i - v->off);
 	c = v->c + (i - v->off);
+	old = v->old + (i - v->off);
 	for (k = 0; k < n; k++) {
-		if (e[k]) {
+		if (pte_read(&old[k])) {
 			if (lo < 0)
 				lo = (int)k;
 			hi = (int)k;
@@ -1015,12 +1036,14 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 			return -ENOMEM;
 		v.e = r->new_e;
 		v.c = r->new_c;
+		v.old = r->lazy ? t->cpu + first : r->new_e;
 		v.off = first;
 		v.live = r->new_live;
 		v.fresh = false;
 	} else {
 		v.e = t->cpu;
 		v.c = level ? t->children : NULL;
+		v.old = t->cpu;
 		v.off = 0;
 		v.live = t->live;
 		v.fresh = fresh;
@@ -1038,6 +1061,9 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 				i += n;
 				continue;
 			}
+			if (r && r->lazy)	/* staged before it is read */
+				set_entry(&v, i, pte_read(&t->cpu[i]),
+					  t->children[i]);
 			err = walk_entry(w, t, &v, base, i);
 			i++;
 		}
@@ -1390,19 +1416,22 @@ static void zap_outside(struct gvm_pt *t, uint64_t base,
  * as staged (what differs), with no zap check (see the rule).  Kept apart
  * from the general loop so that this one, the common case, stays tight.
  */
-static void commit_owned(const struct gvm_pt_rec *r,
-			 struct gvm_pt_free_list *list)
+static unsigned int commit_owned(const struct gvm_pt_rec *r,
+				 struct gvm_pt_free_list *list)
 {
 	struct gvm_pt *t = r->table;
 	uint64_t *cpu = t->cpu + r->first;
 	const uint64_t *ne = r->new_e;
-	unsigned int count = r->count, k;
+	unsigned int count = r->count, k, stores = 0;
 
 	if (!t->level) {
-		for (k = 0; k < count; k++)
-			if (cpu[k] != ne[k])
+		for (k = 0; k < count; k++) {
+			if (cpu[k] != ne[k]) {
 				pte_publish(&cpu[k], ne[k]);
-		return;
+				stores++;
+			}
+		}
+		return stores;
 	}
 	struct gvm_pt **cs = t->children + r->first, *const *ncs = r->new_c;
 
@@ -1412,10 +1441,12 @@ static void commit_owned(const struct gvm_pt_rec *r,
 		if (cpu[k] == ne[k] && nc == oc)
 			continue;
 		pte_publish(&cpu[k], ne[k]);
+		stores++;
 		cs[k] = nc;
 		if (oc && oc != nc)
 			drop_subtree(oc, list);
 	}
+	return stores;
 }
 
 void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
@@ -1445,7 +1476,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 		span = span_of(t->level);
 		base = r->base + first * span;
 		if (r->owned) {
-			commit_owned(r, list);
+			vm->commit_stores += commit_owned(r, list);
 			goto done;
 		}
 		for (k = 0; k < count; k++) {
@@ -1470,6 +1501,7 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 				zap_outside(nc, eva, upd);
 			}
 			pte_publish(&cpu[i], n);
+			vm->commit_stores++;
 			if (cs) {
 				cs[i] = nc;
 				if (oc && oc != nc)

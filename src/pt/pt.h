@@ -97,6 +97,9 @@ struct gvm_pt_vm {
 	uint64_t pte_writes[GVM_PTF_MAX_LEVELS];
 					/* entries written by binds, per
 					   level (statistics for tests) */
+	uint64_t commit_stores;		/* entries commits stored into
+					   connected tables (tests: only
+					   what changed is stored) */
 	struct gvm_pt_rec *spare_recs;	/* heap records of finished updates,
 					   kept for the next prepare (at most
 					   GVM_PT_SPARE_RECS); serialised

@@ -405,6 +405,7 @@ static void apply_inval(struct sim_engine *e, uint64_t vm_id, uint64_t start,
 	unsigned int i;
 
 	gvm__sim_tlb_inval(&e->tlb, vm_id, start, size);
+	gvm__sim_lane_fast_clear(l);
 	if (!l->vm_id || l->vm_id != vm_id)
 		return;
 	for (i = 0; i < l->nspans; i++) {
@@ -427,7 +428,7 @@ static void take_invals(struct sim_engine *e, struct gvm_list *acks)
 		apply_inval(e, n->req->vm_id, n->req->start, n->req->size);
 	}
 	gvm_list_splice_tail(&e->invals, acks);
-	gvm_store_release(&e->inval_pending, 0u);
+	gvm_store_release(&e->lane.fast.inval_pending, 0u);
 }
 
 static void ack_list(struct gvm_list *acks)
@@ -506,7 +507,7 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 		if (e->translating) {
 			req->nodes[i].req = req;
 			gvm_list_add_tail(&req->nodes[i].link, &e->invals);
-			gvm_store_release(&e->inval_pending, 1u);
+			gvm_store_release(&e->lane.fast.inval_pending, 1u);
 			queued = true;
 		} else {
 			apply_inval(e, vm_id, start, size);
@@ -758,6 +759,7 @@ int gvm__sim_engines_start(struct sim_dev *sd)
 		gvm_list_init(&e->jobs);
 		gvm_list_init(&e->invals);
 		e->lane.e = e;
+		gvm__sim_lane_fast_clear(&e->lane);
 	}
 	for (i = 0; i < n; i++) {
 		struct sim_engine *e = &sd->engines[i];

@@ -54,6 +54,27 @@
  * (the built-ins do their only atomic last).  A lane is restarted at most
  * MAX_RESTARTS times, then the job fails.
  *
+ * FAST PATH.  gvm_lane_load() and gvm_lane_store() are inline in
+ * <gvm/kernel.h>: they compare the access with the lane's last
+ * translation (struct gvm_lane_fast, the first member of the lane) and,
+ * on a hit, access the host memory themselves; else they call the full
+ * path here (gvm_lane_load_slow / _store_slow).  The full path sets the
+ * tags after a translation of a page in VRAM (not system memory, which
+ * needs the guard; not NULL or scratch pages; write_tag only if the page
+ * is writable), and they are cleared (~0, which never matches) wherever
+ * that translation may stop being what the full path would use:
+ *   - any TLB invalidation applied to the engine (apply_inval, engine.c,
+ *     whoever applies it: the engine at a boundary, or a submitter while
+ *     the engine is not translating) and the replay after a fault;
+ *   - a span taken (the next access must be a boundary that ends it);
+ *   - the job failing (loads return 0), and the start and end of a job.
+ * A queued invalidation that was not applied yet is seen through
+ * fast.inval_pending, which the inline path checks (acquire) like
+ * lane_boundary does.  So a hit needs no boundary work: no span is live
+ * and nothing is to acknowledge.  Hits are not counted (the TLB counters
+ * count the lookups of the full path: the misses of this one-entry
+ * cache).
+ *
  * PREEMPTION.  Before each lane the engine checks its queue's `preempt`
  * flag (ops->queue_suspend, engine.c): if set, the job is *parked* at that
  * lane (job->next_lane) and the engine goes on with other queues' jobs;
@@ -81,6 +102,7 @@ static void lane_fail(struct gvm_lane *l, int err)
 {
 	if (l->faulted)
 		return;
+	gvm__sim_lane_fast_clear(l);
 	l->faulted = true;
 	if (!l->job->error)
 		l->job->error = err;
@@ -103,7 +125,8 @@ static inline void lane_boundary(struct gvm_lane *l)
 {
 	if (l->nspans)
 		spans_drop(l);
-	if (__builtin_expect(gvm_load_acquire(&l->e->inval_pending) != 0, 0))
+	if (__builtin_expect(gvm_load_acquire(&l->fast.inval_pending) != 0,
+			     0))
 		gvm__sim_engine_ack_invals(l->e);
 }
 
@@ -153,6 +176,7 @@ static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
 		siglongjmp(*l->e->guard.lane_jb,
 			   rc ? SIM_JMP_ABORT : SIM_JMP_RESTART);
 	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, GVM_PAGE_SIZE);
+	gvm__sim_lane_fast_clear(l);
 	return rc;
 }
 
@@ -215,6 +239,19 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 	}
 }
 
+/* After a translation for an access: the inline path may use it (FAST PATH). */
+static inline void fast_set(struct gvm_lane *l, const struct sim_xlate *x)
+{
+	struct gvm_lane_fast *f = &l->fast;
+
+	if (x->perm & (SIM_P_NULL | SIM_P_SCRATCH | SIM_P_SYS))
+		return;
+	f->page_mask = ~((1ull << x->lg2) - 1);
+	f->host_off = (uintptr_t)x->host - (uintptr_t)x->va;
+	f->read_tag = x->va;
+	f->write_tag = (x->perm & SIM_P_WRITE) ? x->va : ~0ull;
+}
+
 /* The host page of a system-memory access is gone.  true: give up. */
 static bool sysmem_gone(struct gvm_lane *l, uint64_t va, unsigned int access,
 			unsigned int tries)
@@ -267,7 +304,8 @@ bool gvm_lane_faulted(const struct gvm_lane *lane)
 	return lane->faulted;
 }
 
-uint64_t gvm_lane_load(struct gvm_lane *l, uint64_t va, unsigned int size)
+uint64_t gvm_lane_load_slow(struct gvm_lane *l, uint64_t va,
+			    unsigned int size)
 {
 	struct sim_xlate x;
 	unsigned int tries;
@@ -285,8 +323,10 @@ uint64_t gvm_lane_load(struct gvm_lane *l, uint64_t va, unsigned int size)
 		if (x.perm & (SIM_P_NULL | SIM_P_SCRATCH))
 			return 0;
 		p = x.host + (va - x.va);
-		if (!(x.perm & SIM_P_SYS))
+		if (!(x.perm & SIM_P_SYS)) {
+			fast_set(l, &x);
 			return gvm__sim_load(p, size);
+		}
 		if (!gvm__sim_raw(&l->e->guard, SIM_RAW_LOAD, p, NULL, size, 0,
 				  0, &v, &fa))
 			return v;
@@ -295,8 +335,8 @@ uint64_t gvm_lane_load(struct gvm_lane *l, uint64_t va, unsigned int size)
 	}
 }
 
-void gvm_lane_store(struct gvm_lane *l, uint64_t va, uint64_t value,
-		    unsigned int size)
+void gvm_lane_store_slow(struct gvm_lane *l, uint64_t va, uint64_t value,
+			 unsigned int size)
 {
 	struct sim_xlate x;
 	unsigned int tries;
@@ -314,6 +354,7 @@ void gvm_lane_store(struct gvm_lane *l, uint64_t va, uint64_t value,
 			return;
 		p = x.host + (va - x.va);
 		if (!(x.perm & SIM_P_SYS)) {
+			fast_set(l, &x);
 			gvm__sim_store(p, size, value);
 			return;
 		}
@@ -374,6 +415,7 @@ static void span_add(struct gvm_lane *l, uint64_t va, uint64_t len,
 	struct sim_guard *g = &l->e->guard;
 	unsigned int i = l->span_next;
 
+	gvm__sim_lane_fast_clear(l);
 	l->span_next = (i + 1) % SIM_SPANS;
 	if (l->nspans < SIM_SPANS)
 		l->nspans++;
@@ -471,6 +513,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	l->id = job->next_lane;
 	l->faulted = false;
 	l->restarts = 0;
+	gvm__sim_lane_fast_clear(l);
 	spans_drop(l);
 	g->lane_jb = &jb;
 	why = sigsetjmp(jb, 0);
@@ -493,6 +536,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	/* Left early without a fault: parked. */
 	parked = !l->faulted && l->id < job->k.grid;
 	spans_drop(l);
+	gvm__sim_lane_fast_clear(l);
 	g->lane_jb = NULL;
 	l->vm_id = 0;
 	l->job = NULL;

@@ -290,6 +290,14 @@ struct sim_span {
 /* What the engine knows about the lane it runs (engine thread only,
    except `spans`/`nspans`/`stale`: see struct sim_span). */
 struct gvm_lane {
+	struct gvm_lane_fast fast;	/* first (<gvm/kernel.h>): the inline
+					   loads' and stores' last
+					   translation; its tags are set by
+					   the full path and cleared (~0)
+					   wherever that translation may stop
+					   being usable (lane.c FAST PATH);
+					   fast.inval_pending is the engine's
+					   flag (struct sim_engine) */
 	struct sim_engine *e;
 	struct sim_job *job;
 	uint64_t vm_id;			/* of the job while it runs, else 0 */
@@ -334,9 +342,9 @@ struct sim_engine {
 	struct sim_queue *cur_q;	/* under lock: queue of the kernel job
 					   the thread runs, or NULL */
 	struct gvm_list invals;		/* sim_inval_node.link, under lock */
-	uint32_t inval_pending;		/* != 0 iff invals non-empty: written
-					   under lock (release), read lock-free
-					   (acquire) at lane-call boundaries */
+	/* lane.fast.inval_pending: != 0 iff invals non-empty; written
+	   under lock (release), read lock-free (acquire) at lane-call
+	   boundaries and by the inline fast path. */
 	uint64_t seqno;			/* last fence seqno, under lock */
 
 	struct sim_tlb tlb;		/* see struct sim_tlb */
@@ -428,6 +436,13 @@ int gvm__sim_queue_suspend(struct sim_queue *q, struct gvm_fence **done);
 void gvm__sim_queue_resume(struct sim_queue *q);
 /* Drops the queue's parked and queued jobs (-ECANCELED). */
 void gvm__sim_queue_drop(struct sim_queue *q);
+
+/* lane.c: forgets the lane's fast-path translation (the engine thread, or
+   e->lock while it is not translating). */
+static inline void gvm__sim_lane_fast_clear(struct gvm_lane *l)
+{
+	l->fast.read_tag = l->fast.write_tag = ~0ull;
+}
 
 /* lane.c: runs lanes from job->next_lane; true if the job parked (its
    queue asked to be suspended) before its last lane. */

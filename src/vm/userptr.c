@@ -553,10 +553,9 @@ static int fetch(struct gvm_userptr *u)
 {
 	const struct gvm_vma *vma = u->vma;
 	struct gvm_vm *vm = u->vm;
-	uint64_t npages = vma->va.range >> GVM_MM_PAGE_SHIFT, i;
+	struct gvm_mm_extent *mext;
 	struct gvm_pt_extent *ext;
-	uint64_t *addrs;
-	size_t n = 0;
+	size_t i, n;
 	int err;
 
 	/* Before the lookup: a migration back moves the sequence. */
@@ -567,34 +566,21 @@ static int fetch(struct gvm_userptr *u)
 	err = gvm__mm_register(vm->mm, cpu_start(vma), vma->va.range);
 	if (err)
 		return err;
-	addrs = gvm__malloc(npages * sizeof(*addrs));
-	if (!addrs)
-		return -ENOMEM;
 	u->seq = gvm__notifier_read_begin(&u->notifier);
 	err = gvm__mm_fetch(vm->mm, cpu_start(vma), vma->va.range,
-			    !(vma->va.flags & GVM_VA_READONLY), addrs);
+			    !(vma->va.flags & GVM_VA_READONLY), &mext, &n);
 	if (err)
-		goto out;
-	for (i = 0; i < npages; i++)
-		if (!i || addrs[i] != addrs[i - 1] + GVM_MM_PAGE_SIZE)
-			n++;
+		return err;
 	ext = gvm__malloc(n * sizeof(*ext));
 	if (!ext) {
-		err = -ENOMEM;
-		goto out;
+		gvm__free(mext);
+		return -ENOMEM;
 	}
-	for (i = 0, n = 0; i < npages; i++) {
-		if (i && addrs[i] == addrs[i - 1] + GVM_MM_PAGE_SIZE) {
-			ext[n - 1].len += GVM_MM_PAGE_SIZE;
-			continue;
-		}
-		ext[n].addr = addrs[i];
-		ext[n++].len = GVM_MM_PAGE_SIZE;
-	}
+	for (i = 0; i < n; i++)
+		ext[i] = (struct gvm_pt_extent){ mext[i].addr, mext[i].len };
+	gvm__free(mext);
 	set_pages(u, ext, n, false, false);
-out:
-	gvm__free(addrs);
-	return err;
+	return 0;
 }
 
 int gvm__userptr_attach(struct gvm_vm *vm, struct gvm_vma *vma,

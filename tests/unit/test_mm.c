@@ -26,6 +26,7 @@
 
 #include <gvm/gvm.h>
 
+#include "core/alloc.h"
 #include "core/atomic.h"
 #include "core/itree.h"
 #include "mm/notifier.h"
@@ -1845,58 +1846,89 @@ TEST(lookup_reports_kind_and_protection)
 
 /* ---- fetching -------------------------------------------------------------- */
 
-TEST(fetch_returns_one_address_per_page_and_populates)
+/*
+ * gvm__mm_fetch() of [start, start + len): on success the answer must be
+ * the one extent of the CPU addresses (gvm_mm_self).  Returns its result.
+ */
+static int fetch_one(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		     bool write)
+{
+	struct gvm_mm_extent *ext = NULL;
+	size_t n = 0;
+	int rc = gvm__mm_fetch(mm, start, len, write, &ext, &n);
+
+	if (!rc) {
+		ASSERT_EQ(n, 1);
+		ASSERT_EQ(ext[0].addr, start);
+		ASSERT_EQ(ext[0].len, len);
+		gvm__free(ext);
+	} else {
+		ASSERT_TRUE(ext == NULL);
+	}
+	return rc;
+}
+
+static void fetch_populates(enum gvm_mm_fetch_mode mode)
 {
 	struct gvm_mm *mm = mm_self();
 	const size_t pages = 32;
 	char *p = map_anon(pages, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	uint64_t addrs[32];
 	unsigned char vec[32];
 
+	gvm__mm_fetch_mode = mode;
 	ASSERT_OK(gvm__mm_register(mm, u(p), pages * PG));
-	ASSERT_OK(gvm__mm_fetch(mm, u(p), pages * PG, false, addrs));
-	for (size_t i = 0; i < pages; i++)
-		ASSERT_EQ(addrs[i], u(p) + i * PG);
-	ASSERT_OK(gvm__mm_fetch(mm, u(p) + PG, 4 * PG, true, addrs));
-	ASSERT_EQ(addrs[3], u(p) + 4 * PG);
+	ASSERT_OK(fetch_one(mm, u(p), pages * PG, false));
+	ASSERT_OK(fetch_one(mm, u(p) + PG, 4 * PG, true));
 	ASSERT_OK(mincore(p, pages * PG, vec));
 	for (size_t i = 0; i < pages; i++)
 		ASSERT_TRUE(vec[i] & 1);
+	gvm__mm_fetch_mode = GVM_MM_FETCH_AUTO;
 	ASSERT_OK(munmap(p, pages * PG));
 	gvm_mm_put(mm);
 }
 
-TEST(fetch_honours_cpu_protection)
+TEST(fetch_returns_one_extent_and_populates)
+{
+	fetch_populates(GVM_MM_FETCH_POPULATE);
+}
+
+TEST(fetch_returns_one_extent_and_populates_scanning)
+{
+	fetch_populates(GVM_MM_FETCH_SCAN);
+}
+
+static void fetch_protection(enum gvm_mm_fetch_mode mode)
 {
 	struct gvm_mm *mm = mm_self();
 	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	uint64_t addrs[8];
+	struct gvm_mm_extent *ext;
+	size_t n;
 	char path[] = "/tmp/gvm_test_fetch_XXXXXX";
 	int fd;
 	char *f;
 
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 1, PG, false, addrs), -EINVAL);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 0, false, addrs), -EINVAL);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p), PG, false, NULL), -EINVAL);
+	gvm__mm_fetch_mode = mode;
+	ASSERT_EQ(fetch_one(mm, u(p) + 1, PG, false), -EINVAL);
+	ASSERT_EQ(fetch_one(mm, u(p), 0, false), -EINVAL);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), PG, false, NULL, &n), -EINVAL);
+	ASSERT_EQ(gvm__mm_fetch(mm, u(p), PG, false, &ext, NULL), -EINVAL);
 
+	memset(p, 1, 8 * PG);	/* present: the scan must not skip checks */
 	ASSERT_OK(mprotect(p + 2 * PG, 2 * PG, PROT_READ));
 	ASSERT_OK(mprotect(p + 4 * PG, PG, PROT_NONE));
 	ASSERT_OK(munmap(p + 6 * PG, PG));
 	/* read-only: reads fine, writes -EPERM (also when only part is) */
-	ASSERT_OK(gvm__mm_fetch(mm, u(p) + 2 * PG, 2 * PG, false, addrs));
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 2 * PG, 2 * PG, true, addrs),
-		  -EPERM);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 4 * PG, true, addrs), -EPERM);
-	ASSERT_OK(gvm__mm_fetch(mm, u(p), 2 * PG, true, addrs));
+	ASSERT_OK(fetch_one(mm, u(p) + 2 * PG, 2 * PG, false));
+	ASSERT_EQ(fetch_one(mm, u(p) + 2 * PG, 2 * PG, true), -EPERM);
+	ASSERT_EQ(fetch_one(mm, u(p), 4 * PG, true), -EPERM);
+	ASSERT_OK(fetch_one(mm, u(p), 2 * PG, true));
 	/* PROT_NONE: -EFAULT either way */
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 4 * PG, PG, false, addrs), -EFAULT);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 4 * PG, PG, true, addrs), -EFAULT);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 3 * PG, 2 * PG, false, addrs),
-		  -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p) + 4 * PG, PG, false), -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p) + 4 * PG, PG, true), -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p) + 3 * PG, 2 * PG, false), -EFAULT);
 	/* a hole: -EFAULT, for reads and writes */
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 5 * PG, 3 * PG, false, addrs),
-		  -EFAULT);
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p) + 6 * PG, PG, true, addrs), -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p) + 5 * PG, 3 * PG, false), -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p) + 6 * PG, PG, true), -EFAULT);
 	ASSERT_OK(munmap(p, 8 * PG));
 
 	/* A file mapping past the end of the file: SIGBUS -> -EFAULT. */
@@ -1906,10 +1938,145 @@ TEST(fetch_honours_cpu_protection)
 	ASSERT_OK(ftruncate(fd, PG));
 	f = mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
 	ASSERT_TRUE(f != MAP_FAILED);
-	ASSERT_OK(gvm__mm_fetch(mm, u(f), PG, false, addrs));
-	ASSERT_EQ(gvm__mm_fetch(mm, u(f), 4 * PG, false, addrs), -EFAULT);
+	ASSERT_OK(fetch_one(mm, u(f), PG, false));
+	ASSERT_EQ(fetch_one(mm, u(f), 4 * PG, false), -EFAULT);
 	ASSERT_OK(munmap(f, 4 * PG));
 	close(fd);
+	gvm__mm_fetch_mode = GVM_MM_FETCH_AUTO;
+	gvm_mm_put(mm);
+}
+
+TEST(fetch_honours_cpu_protection)
+{
+	fetch_protection(GVM_MM_FETCH_POPULATE);
+}
+
+TEST(fetch_honours_cpu_protection_scanning)
+{
+	fetch_protection(GVM_MM_FETCH_SCAN);
+}
+
+/* Pages of [p, p + pages) that PAGEMAP_SCAN calls @cat; -1: no scan. */
+static long pages_with(char *p, size_t pages, uint64_t cat)
+{
+	struct page_region v[64];
+	struct pm_scan_arg a = {
+		.size = sizeof(a), .start = u(p), .end = u(p) + pages * PG,
+		.vec = u(v), .vec_len = 64, .category_mask = cat,
+		.return_mask = cat,
+	};
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	long n, sum = 0;
+
+	ASSERT_GE(fd, 0);
+	n = ioctl(fd, PAGEMAP_SCAN, &a);
+	close(fd);
+	if (n < 0)
+		return -1;
+	for (long i = 0; i < n; i++)
+		sum += (long)((v[i].end - v[i].start) / PG);
+	return sum;
+}
+
+/*
+ * The scan and the populate fallback give the same answer and leave the
+ * same state: 64 pages, of which some written (present, nothing to do),
+ * some never touched, some read (the shared zero page: a write fetch must
+ * replace it), some written then dropped.  A write fetch leaves every page
+ * present and none the zero page either way; the scan populates only the
+ * runs that need it (none once everything is written).
+ */
+static void mixed_pages(char *p)
+{
+	ASSERT_OK(madvise(p, 64 * PG, MADV_DONTNEED));
+	for (size_t i = 0; i < 64; i++) {
+		switch (i % 8) {
+		case 0: case 1: case 2:
+			p[i * PG] = 1;
+			break;
+		case 3:
+			(void)((volatile char *)p)[i * PG];
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+TEST(fetch_scan_and_populate_agree)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(64, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	enum gvm_mm_fetch_mode modes[2] = { GVM_MM_FETCH_POPULATE,
+					    GVM_MM_FETCH_SCAN };
+	uint64_t pop0, scan0;
+	unsigned char vec[64];
+
+	for (int m = 0; m < 2; m++) {
+		gvm__mm_fetch_mode = modes[m];
+		mixed_pages(p);
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, false));
+		mixed_pages(p);
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, true));
+		ASSERT_OK(mincore(p, 64 * PG, vec));
+		for (size_t i = 0; i < 64; i++)
+			ASSERT_TRUE(vec[i] & 1);
+		if (pages_with(p, 64, PAGE_IS_PRESENT) >= 0) {
+			ASSERT_EQ(pages_with(p, 64, PAGE_IS_PRESENT), 64);
+			ASSERT_EQ(pages_with(p, 64, PAGE_IS_PFNZERO), 0);
+		}
+		for (size_t i = 0; i < 64; i++)
+			ASSERT_EQ(p[i * PG], i % 8 < 3 ? 1 : 0);
+	}
+
+	/* The scan's work: 8 runs of 5 pages to populate, then none. */
+	if (pages_with(p, 64, PAGE_IS_PRESENT) >= 0) {
+		mixed_pages(p);
+		pop0 = gvm_load_relaxed(&gvm__mm_fetch_populates);
+		scan0 = gvm_load_relaxed(&gvm__mm_fetch_scans);
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, true));
+		ASSERT_EQ(gvm_load_relaxed(&gvm__mm_fetch_populates) - pop0, 8);
+		ASSERT_EQ(gvm_load_relaxed(&gvm__mm_fetch_scans) - scan0, 1);
+		pop0 = gvm_load_relaxed(&gvm__mm_fetch_populates);
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, true));
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, false));
+		ASSERT_EQ(gvm_load_relaxed(&gvm__mm_fetch_populates), pop0);
+	}
+	gvm__mm_fetch_mode = GVM_MM_FETCH_AUTO;
+	ASSERT_OK(munmap(p, 64 * PG));
+	gvm_mm_put(mm);
+}
+
+/*
+ * After a fork() the process's private pages may be shared copy-on-write
+ * with the child, which the scan cannot see: write fetches then populate
+ * the whole range (reads may still scan).
+ */
+TEST(fetch_after_fork_populates_writes)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(64, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	uint64_t pop0;
+	pid_t pid;
+	int st;
+
+	memset(p, 1, 64 * PG);
+	gvm__mm_fetch_mode = GVM_MM_FETCH_SCAN;
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	pop0 = gvm_load_relaxed(&gvm__mm_fetch_populates);
+	ASSERT_OK(fetch_one(mm, u(p), 64 * PG, true));
+	ASSERT_EQ(gvm_load_relaxed(&gvm__mm_fetch_populates) - pop0, 1);
+	if (pages_with(p, 64, PAGE_IS_PRESENT) >= 0) {
+		pop0 = gvm_load_relaxed(&gvm__mm_fetch_populates);
+		ASSERT_OK(fetch_one(mm, u(p), 64 * PG, false));
+		ASSERT_EQ(gvm_load_relaxed(&gvm__mm_fetch_populates), pop0);
+	}
+	gvm__mm_fetch_mode = GVM_MM_FETCH_AUTO;
+	ASSERT_OK(munmap(p, 64 * PG));
 	gvm_mm_put(mm);
 }
 
@@ -1921,12 +2088,12 @@ TEST(fetch_then_unmap_invalidates)
 {
 	struct gvm_mm *mm = mm_self();
 	char *p = map_anon(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	uint64_t addrs[4], seq;
+	uint64_t seq;
 	struct rec rc;
 
 	rec_insert(mm, &rc, p, 4 * PG);
 	seq = gvm__notifier_read_begin(&rc.n);
-	ASSERT_OK(gvm__mm_fetch(mm, u(p), 4 * PG, true, addrs));
+	ASSERT_OK(fetch_one(mm, u(p), 4 * PG, true));
 	pthread_mutex_lock(&rc.lock);
 	ASSERT_FALSE(gvm__notifier_read_retry(&rc.n, seq));
 	pthread_mutex_unlock(&rc.lock);
@@ -1940,7 +2107,7 @@ TEST(fetch_then_unmap_invalidates)
 	pthread_mutex_unlock(&rc.lock);
 	seq = gvm__notifier_read_begin(&rc.n);
 	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
-	ASSERT_EQ(gvm__mm_fetch(mm, u(p), 4 * PG, false, addrs), -EFAULT);
+	ASSERT_EQ(fetch_one(mm, u(p), 4 * PG, false), -EFAULT);
 	ASSERT_OK(munmap(p, 4 * PG));
 	rec_remove(&rc);
 	gvm_mm_put(mm);

@@ -184,6 +184,62 @@ TEST(page_size_choice)
  * sizes at init): without 2M/1G leaves an aligned 2M (or 1G) extent is
  * 4K PTEs, with the 64K hint only if 64K pages are supported.
  */
+/*
+ * An update that owns whole tables stages only the entries its walk
+ * writes (no snapshot of the table) and its commit stores exactly the
+ * entries that change: 1 GiB of 2 MiB leaves over two level-1 tables,
+ * rebound identically (no store), with 100 pages moved (100 stores), and
+ * over a 4 KiB table one entry held (that entry only, the table freed).
+ */
+TEST(owned_update_stores_only_changed_entries)
+{
+	struct env v;
+	struct gvm_pt_extent x[2], x4;
+	struct gvm_pt_tlb tlb;
+	const uint64_t va = G1 + M2;
+	uint64_t st, tables;
+
+	env_init(&v, 64ull << 20, 48);
+	x[0] = (struct gvm_pt_extent){ 8 * G1, G1 };
+	ASSERT_OK(gvm__pt_bind(&v.vm, va, G1, x, 1, GVM_PT_WRITE, &tlb));
+	expect_xlate(&v.vm, va + 7 * M2, GVM_PT_VIEW_COMMITTED,
+		     8 * G1 + 7 * M2, M2);
+
+	st = v.vm.commit_stores;
+	ASSERT_OK(gvm__pt_bind(&v.vm, va, G1, x, 1, GVM_PT_WRITE, &tlb));
+	ASSERT_EQ(v.vm.commit_stores - st, 0);
+
+	x[0] = (struct gvm_pt_extent){ 16 * G1, 100 * M2 };
+	x[1] = (struct gvm_pt_extent){ 8 * G1 + 100 * M2, 412 * M2 };
+	st = v.vm.commit_stores;
+	ASSERT_OK(gvm__pt_bind(&v.vm, va, G1, x, 2, GVM_PT_WRITE, &tlb));
+	ASSERT_EQ(v.vm.commit_stores - st, 100);
+	expect_xlate(&v.vm, va, GVM_PT_VIEW_COMMITTED, 16 * G1, M2);
+	expect_xlate(&v.vm, va + 99 * M2 + K4, GVM_PT_VIEW_COMMITTED,
+		     16 * G1 + 99 * M2 + K4, M2);
+	expect_xlate(&v.vm, va + 100 * M2, GVM_PT_VIEW_COMMITTED,
+		     8 * G1 + 100 * M2, M2);
+	expect_xlate(&v.vm, va + 511 * M2, GVM_PT_VIEW_COMMITTED,
+		     8 * G1 + 511 * M2, M2);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+
+	/* One 4 KiB page splits entry 5 into a table; rebinding the whole
+	   range stores that entry alone and drops the table. */
+	x4 = (struct gvm_pt_extent){ 32 * G1, K4 };
+	ASSERT_OK(gvm__pt_bind(&v.vm, va + 5 * M2, K4, &x4, 1, GVM_PT_WRITE,
+			       &tlb));
+	expect_xlate(&v.vm, va + 5 * M2, GVM_PT_VIEW_COMMITTED, 32 * G1, K4);
+	tables = v.vm.nr_tables;
+	st = v.vm.commit_stores;
+	ASSERT_OK(gvm__pt_bind(&v.vm, va, G1, x, 2, GVM_PT_WRITE, &tlb));
+	ASSERT_EQ(v.vm.commit_stores - st, 1);
+	ASSERT_EQ(v.vm.nr_tables, tables - 1);
+	expect_xlate(&v.vm, va + 5 * M2, GVM_PT_VIEW_COMMITTED,
+		     16 * G1 + 5 * M2, M2);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	env_fini(&v);
+}
+
 TEST(page_sizes_honoured)
 {
 	struct gvm_pt_mem mem = { 0 };

@@ -1244,6 +1244,131 @@ TEST(tlb_inval_busy_engine_acks_at_lane_calls)
 }
 
 /*
+ * The inline fast path (<gvm/kernel.h>) keeps the lane's last translation
+ * and must drop it when an invalidation is queued: the kernel polls a
+ * word of page A (0) through one VA; the test points the PTE at page B
+ * (7) without invalidating (the engine may keep using A), then
+ * invalidates: the kernel must see B and end.  It counts its loads, which
+ * must be mostly fast-path hits (not TLB lookups).
+ */
+struct fast_args {
+	uint64_t va, out;
+};
+
+static void fast_poll_fn(struct gvm_lane *l, const void *args)
+{
+	const struct fast_args *a = args;
+	uint64_t x, n = 0;
+
+	do {
+		x = gvm_lane_load(l, a->va, 8);
+		if (!n++)
+			__atomic_store_n(&spin_started, 1, __ATOMIC_RELEASE);
+	} while (!x && !gvm_lane_faulted(l));
+	gvm_lane_store(l, a->out, x, 8);
+	gvm_lane_store(l, a->out + 8, n, 8);
+}
+
+TEST(fast_path_sees_a_pending_invalidation)
+{
+	struct env v;
+	struct gvm_kernel k;
+	struct gvm_fence *job;
+	struct fast_args a = { 0x100000, 0x200000 };
+	struct gvm_pt_extent x;
+	struct gvm_pt_tlb tlb;
+	struct gvm_sim_stats s0, s1;
+	uint64_t A, B, out, *o;
+
+	env_init(&v, 0);
+	A = vram_alloc(&v, K4, K4);
+	B = vram_alloc(&v, K4, K4);
+	out = vram_alloc(&v, K4, K4);
+	*(uint64_t *)vcpu(&v, B) = 7;
+	o = vcpu(&v, out);
+	map(&v, a.va, K4, A, VRAM_RW);
+	map(&v, a.out, K4, out, VRAM_RW);
+	s0 = stats(&v);
+	spin_started = 0;
+	kernel(&k, fast_poll_fn, 1, &a, sizeof(a));
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &job));
+	gvm_test_wait_flag(&spin_started);
+	x = (struct gvm_pt_extent){ B, K4 };
+	ASSERT_OK(gvm__pt_bind(&v.pt, a.va, K4, &x, 1, VRAM_RW, &tlb));
+	tlb_inval_wait(&v, a.va, K4);
+	ASSERT_OK(gvm_fence_wait(job, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(job), 1);
+	gvm_fence_put(job);
+	ASSERT_EQ(o[0], 7);
+	s1 = stats(&v);
+	/* Each TLB lookup is a full-path call: a few, whatever the loads. */
+	ASSERT_LE((s1.tlb_hits + s1.tlb_misses) - (s0.tlb_hits + s0.tlb_misses),
+		  8);
+	ASSERT_GE(o[1], 2);
+	env_fini(&v);
+}
+
+/* Up to 4 accesses of 8 bytes in order: op = offset from va, | 1 for a
+   store (of 0x55), else a load whose value goes to out + 8 * i. */
+struct fast_seq_args {
+	uint64_t va, out;
+	uint64_t op[4];		/* offset | 1: store, else load */
+};
+
+static void fast_seq_fn(struct gvm_lane *l, const void *args)
+{
+	const struct fast_seq_args *a = args;
+	unsigned int i;
+
+	for (i = 0; i < 4 && !gvm_lane_faulted(l); i++) {
+		uint64_t op = a->op[i];
+
+		if (op & 1)
+			gvm_lane_store(l, a->va + (op & ~1ull), 0x55, 8);
+		else
+			gvm_lane_store(l, a->out + 8 * i,
+				       gvm_lane_load(l, a->va + op, 8), 8);
+	}
+}
+
+/*
+ * What the fast path caches never widens what the full path allows: a
+ * store to a read-only page after loads from it still faults, and a
+ * misaligned access to the cached page still fails the job.
+ */
+TEST(fast_path_keeps_permissions_and_checks)
+{
+	struct env v;
+	struct gvm_kernel k;
+	struct fast_seq_args a = { 0x100000, 0x200000, { 0, 8, 16 | 1, 24 } };
+	uint64_t buf, out;
+
+	env_init(&v, 0);
+	buf = vram_alloc(&v, K4, K4);
+	out = vram_alloc(&v, K4, K4);
+	((uint64_t *)vcpu(&v, buf))[1] = 9;
+	map(&v, a.va, K4, buf, GVM_PT_DEVMEM);		/* read-only */
+	map(&v, a.out, K4, out, VRAM_RW);
+	kernel(&k, fast_seq_fn, 1, &a, sizeof(a));
+	ASSERT_EQ(run(&v, &k), -EIO);
+	ASSERT_EQ(nr_faults(), 1);
+	ASSERT_EQ(fault_at(0).reason, GVM_FAULT_WRITE_PROTECT);
+	ASSERT_EQ(fault_at(0).addr, a.va + 16);
+	ASSERT_EQ(((uint64_t *)vcpu(&v, out))[1], 9);
+	ASSERT_EQ(((uint64_t *)vcpu(&v, buf))[2], 0);
+
+	/* Writable now: the store lands; then a misaligned load fails. */
+	unmap(&v, a.va, K4);
+	map(&v, a.va, K4, buf, VRAM_RW);
+	a.op[3] = 28;
+	kernel(&k, fast_seq_fn, 1, &a, sizeof(a));
+	ASSERT_EQ(run(&v, &k), -EINVAL);
+	ASSERT_EQ(((uint64_t *)vcpu(&v, buf))[2], 0x55);
+	ASSERT_EQ(nr_faults(), 1);
+	env_fini(&v);
+}
+
+/*
  * The fault handler rebinds page A (live span) and waits for the TLB
  * invalidation from the faulting engine's thread: the engine is not
  * translating, so it acknowledges at once (no deadlock), and the lane is
