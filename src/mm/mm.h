@@ -62,6 +62,8 @@
 
 #include <gvm/mm.h>
 
+#include "core/inject.h"
+
 #include "mm/notifier.h"
 
 #define GVM_MM_PAGE_SHIFT 12
@@ -225,7 +227,9 @@ static inline int gvm__mm_lookup(struct gvm_mm *mm, uint64_t addr,
 static inline int gvm__mm_fetch(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, bool write, uint64_t *addrs)
 {
-	return mm->ops->fetch(mm, start, len, write, addrs);
+	int err = gvm__inject(GVM_INJECT_FETCH);
+
+	return err ? err : mm->ops->fetch(mm, start, len, write, addrs);
 }
 
 /*

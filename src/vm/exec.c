@@ -83,7 +83,16 @@ static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	gvm__trace_exec(dev, dev->name, job->queue,
 			gvm__queue_name(ej->q->engine), ej->k.name, ej->k.grid,
 			job->finished);
-	return dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
+	int err = dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
+
+	if (err) {
+		int none = 0;
+
+		/* Its user fences signal all the same: say so (vm.h). */
+		__atomic_compare_exchange_n(&ej->q->error, &none, err, false,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+	}
+	return err;
 }
 
 static void exec_free(struct gvm_job *job)

@@ -575,6 +575,14 @@ static int fetch(struct gvm_userptr *u)
 			    !(vma->va.flags & GVM_VA_READONLY), addrs);
 	if (err)
 		goto out;
+	/*
+	 * Injection site INVAL (core/inject.h): the range is invalidated
+	 * between the fetch and the commit, as a fork() on another thread
+	 * could; the commit's sequence recheck must catch it.
+	 */
+	if (gvm__inject(GVM_INJECT_INVAL))
+		gvm__mm_invalidate(vm->mm, cpu_start(vma), vma->va.range,
+				   GVM_MM_EVENT_FORK);
 	for (i = 0; i < npages; i++)
 		if (!i || addrs[i] != addrs[i - 1] + GVM_MM_PAGE_SIZE)
 			n++;
