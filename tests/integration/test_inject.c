@@ -20,10 +20,10 @@
  * the process's memory: GPU faults, migration to VRAM and CPU fault-back;
  * BOs evicted under VRAM pressure.
  *
- * By default a site with more calls than INJECT_MAX_N is swept over its
- * first INJECT_MAX_N calls and then every stride-th one, so that the whole
- * suite stays within seconds; GVM_INJECT_FULL=1 (the inject_full label,
- * tests/CMakeLists.txt) sweeps every N.
+ * By default a site with more calls than a scenario's max_n is swept over
+ * its first max_n calls and then about max_n more spread evenly, so that
+ * each test stays within seconds; GVM_INJECT_FULL=1 (the inject_full
+ * label, tests/CMakeLists.txt, make check-inject-full) sweeps every N.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -40,6 +40,7 @@
 #include "harness.h"
 #include "mm/mm.h"
 #include "pt/pt.h"
+#include "vm/dev.h"
 #include "vm/va.h"
 #include "vm/vm.h"
 
@@ -50,7 +51,6 @@
 #define VA 0x20000000ull
 #define VA2 0x30000000ull
 #define MIRROR_END (1ull << 47)
-#define INJECT_MAX_N 24
 
 /* ---- the sweep ---------------------------------------------------------- */
 
@@ -138,8 +138,13 @@ static bool full_sweep(void)
 	return e && *e && strcmp(e, "0");
 }
 
+/*
+ * Runs @scenario once counting, then once per N of every site of
+ * @site_mask: N = 1 .. @max_n, then about @max_n more spread evenly up to
+ * the site's count (every N with GVM_INJECT_FULL).
+ */
 static void sweep(const char *name, void (*scenario)(void),
-		  uint64_t site_mask)
+		  uint64_t site_mask, unsigned long max_n)
 {
 	unsigned long calls[GVM_INJECT_NR_SITES];
 	unsigned long runs = 0, fired = 0;
@@ -157,11 +162,11 @@ static void sweep(const char *name, void (*scenario)(void),
 
 		if (!(site_mask & (1ull << s)))
 			continue;
-		stride = full_sweep() || calls[s] <= INJECT_MAX_N ?
+		stride = full_sweep() || calls[s] <= max_n ?
 				 1 :
-				 (calls[s] - INJECT_MAX_N) / INJECT_MAX_N + 1;
+				 (calls[s] - max_n) / max_n + 1;
 		for (unsigned long n = 1; n <= calls[s];
-		     n += n < INJECT_MAX_N ? 1 : stride) {
+		     n += n < max_n ? 1 : stride) {
 			cur.site = s;
 			cur.n = (long)n;
 			cur.fired = false;
@@ -378,7 +383,7 @@ static void userptr_scenario(void)
 
 TEST(userptr_bind_exec_munmap)
 {
-	sweep("userptr", userptr_scenario, ALL_SITES);
+	sweep("userptr", userptr_scenario, ALL_SITES, 64);
 }
 
 /* ---- SVM: GPU faults, migration to VRAM, CPU fault-back ----------------- */
@@ -399,8 +404,12 @@ static void svm_scenario(void)
 	struct gvm_vm *vm;
 	struct gvm_queue *q;
 	struct gvm_kernel k;
-	uint64_t *p, *out, *extra, sum = 0, want = 0;
-	int e1, e2, e3;
+	struct gvm_madvise adv = {
+		.set = GVM_MADV_PREFERRED_LOC,
+		.attrs = { .preferred_loc = GVM_LOC_SYSTEM },
+	};
+	uint64_t *p, *out, *extra, *sys, sum = 0, want = 0;
+	int e1, e2, e3, e4;
 
 	ASSERT_OK(gvm_mm_self(&mm));
 	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
@@ -415,6 +424,10 @@ static void svm_scenario(void)
 		p[i] = pat(i);
 	for (uint64_t i = M1 / 8; i < M2 / 8; i++)
 		want += pat(i);
+	/* 64 KiB that stays in system memory: fetched, not migrated */
+	sys = map_aligned(K64, K64);
+	memset(sys, 0, K64);
+	ASSERT_OK(gvm_vm_madvise(vm, u64(sys), K64, &adv));
 
 	phase_begin();
 	e1 = ok_or_errno(fill_lr(vm, q, u64(p), M1, 0x44));
@@ -429,7 +442,13 @@ static void svm_scenario(void)
 	for (uint64_t i = 3 * M2 / 32; i < M2 / 8; i++)
 		p[i] = ~pat(i);
 	e3 = ok_or_errno(fill_lr(vm, q, u64(p) + M1, M1 / 2, 0x55));
+	e4 = ok_or_errno(fill_lr(vm, q, u64(sys), K64, 0x58));
 	phase_end();
+
+	if (clean() || !e4)
+		all_among(sys, K64, (uint64_t[]){ word(0x58) }, 1);
+	else
+		all_among(sys, K64, (uint64_t[]){ 0, word(0x58) }, 2);
 
 	check_vm(vm);
 	for (uint64_t i = 0; i < M2 / 8; i++) {
@@ -465,11 +484,12 @@ static void svm_scenario(void)
 	munmap(p, M2);
 	munmap(out, K4);
 	munmap(extra, K64);
+	munmap(sys, K64);
 }
 
 TEST(svm_fault_migrate_fault_back)
 {
-	sweep("svm", svm_scenario, ALL_SITES);
+	sweep("svm", svm_scenario, ALL_SITES, 24);
 }
 
 /* ---- BOs evicted under VRAM pressure ------------------------------------- */
@@ -572,5 +592,65 @@ static void evict_scenario(void)
 
 TEST(bo_eviction_under_vram_pressure)
 {
-	sweep("evict", evict_scenario, ALL_SITES);
+	sweep("evict", evict_scenario, ALL_SITES, 8);
+}
+
+/* ---- regressions ----------------------------------------------------------- */
+
+static const struct gvm_device_ops *real_ops;
+static struct gvm_device_ops failing_ops;
+static int run_failures;		/* atomic: runs left to fail */
+
+static int failing_run(struct gvm_device *dev, void *queue_priv,
+		       const struct gvm_kernel *k, struct gvm_fence **done)
+{
+	if (__atomic_load_n(&run_failures, __ATOMIC_RELAXED) > 0) {
+		__atomic_fetch_sub(&run_failures, 1, __ATOMIC_RELAXED);
+		return -ENOMEM;
+	}
+	return real_ops->run(dev, queue_priv, k, done);
+}
+
+/*
+ * Found by the ALLOC sweep of svm_fault_migrate_fault_back: the sim's run
+ * op failed (-ENOMEM), the exec's user fence signalled all the same, and a
+ * long-running VM has no other out-sync: the kernel had not run and
+ * nothing said so.  gvm_queue_error() says so now.
+ */
+TEST(lr_exec_whose_kernel_could_not_start_is_reported)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	uint64_t *p = map_aligned(K64, K64);
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	real_ops = dev->ops;
+	failing_ops = *real_ops;
+	failing_ops.run = failing_run;
+	dev->ops = &failing_ops;
+	ASSERT_OK(gvm_vm_create(dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	memset(p, 0, K64);
+	ASSERT_EQ(gvm_queue_error(q), 0);
+	__atomic_store_n(&run_failures, 1, __ATOMIC_RELAXED);
+	ASSERT_EQ(fill_lr(vm, q, u64(p), K64, 0x77), -ENOMEM);
+	ASSERT_EQ(p[0], 0);			/* it did not run */
+	ASSERT_EQ(gvm_queue_error(q), -ENOMEM);
+	/* The queue still runs work; the error stays. */
+	ASSERT_OK(fill_lr(vm, q, u64(p), K64, 0x77));
+	ASSERT_EQ(p[0], word(0x77));
+	ASSERT_EQ(gvm_queue_error(q), -ENOMEM);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+	gvm_mm_put(mm);
+	munmap(p, K64);
 }
