@@ -158,7 +158,7 @@ uint32_t gvm_queue_id(const struct gvm_queue *q)
 
 int gvm_queue_error(const struct gvm_queue *q)
 {
-	return q ? __atomic_load_n(&q->error, __ATOMIC_ACQUIRE) : -EINVAL;
+	return q ? gvm_load_acquire(&q->error) : -EINVAL;
 }
 
 struct gvm_fence *gvm__queue_last(struct gvm_queue *q)

@@ -38,6 +38,7 @@
 #include "core/inject.h"
 #include "core/sync.h"
 #include "harness.h"
+#include "svmtest.h"
 #include "mm/mm.h"
 #include "pt/pt.h"
 #include "vm/dev.h"
@@ -57,13 +58,16 @@
 static struct {
 	enum gvm_inject_site site;
 	long n;			/* 0: counting run */
+	int also;		/* a second site failing its first call, or -1 */
 	bool in_phase;
 	bool fired;
-} cur;
+} cur = { .also = -1 };
 
 static void phase_begin(void)
 {
 	cur.in_phase = true;
+	if (cur.n && cur.also >= 0)
+		gvm__inject_arm(cur.also, 1, 0);
 	if (cur.n)
 		gvm__inject_arm(cur.site, cur.n, 0);
 	else
@@ -73,8 +77,10 @@ static void phase_begin(void)
 static void phase_end(void)
 {
 	cur.in_phase = false;
+	if (cur.n && cur.also >= 0)
+		cur.fired = gvm__inject_disarm(cur.also) == 0;
 	if (cur.n)
-		cur.fired = gvm__inject_disarm(cur.site) == 0;
+		cur.fired |= gvm__inject_disarm(cur.site) == 0;
 	else
 		gvm__inject_count(false);
 }
@@ -84,7 +90,10 @@ static bool clean(void)
 {
 	if (!cur.n)
 		return true;
-	return cur.in_phase ? gvm__inject_pending(cur.site) != 0 : !cur.fired;
+	if (!cur.in_phase)
+		return !cur.fired;
+	return gvm__inject_pending(cur.site) != 0 &&
+	       (cur.also < 0 || gvm__inject_pending(cur.also) != 0);
 }
 
 /* What every public call must return: 0 or a negative errno. */
@@ -141,18 +150,21 @@ static bool full_sweep(void)
 /*
  * Runs @scenario once counting, then once per N of every site of
  * @site_mask: N = 1 .. @max_n, then about @max_n more spread evenly up to
- * the site's count (every N with GVM_INJECT_FULL).
+ * the site's count (every N with GVM_INJECT_FULL).  If @also is a site,
+ * its first call fails too in each of those runs.
  */
-static void sweep(const char *name, void (*scenario)(void),
-		  uint64_t site_mask, unsigned long max_n)
+static void sweep2(const char *name, void (*scenario)(void),
+		   uint64_t site_mask, unsigned long max_n, int also)
 {
 	unsigned long calls[GVM_INJECT_NR_SITES];
 	unsigned long runs = 0, fired = 0;
 	uint64_t live = gvm__alloc_live();
+	unsigned long also0 = also >= 0 ? gvm__inject_fired(also) : 0;
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	cur.n = 0;
+	cur.also = -1;
 	scenario();
 	check_no_leak(live);
 	for (int s = 0; s < GVM_INJECT_NR_SITES; s++)
@@ -170,6 +182,7 @@ static void sweep(const char *name, void (*scenario)(void),
 			cur.site = s;
 			cur.n = (long)n;
 			cur.fired = false;
+			cur.also = also;
 			if (getenv("GVM_INJECT_VERBOSE"))
 				printf("run %s #%ld\n", gvm__inject_name(s),
 				       cur.n);
@@ -184,9 +197,20 @@ static void sweep(const char *name, void (*scenario)(void),
 		fired += nf;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (also >= 0)
+		printf("%s: %s fired in %lu runs\n", name,
+		       gvm__inject_name(also),
+		       gvm__inject_fired(also) - also0);
 	printf("%s: %lu runs, %lu injected, %.1f s\n", name, runs, fired,
 	       (double)(t1.tv_sec - t0.tv_sec) +
 		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+/* sweep2() with no second site. */
+static void sweep(const char *name, void (*scenario)(void),
+		  uint64_t site_mask, unsigned long max_n)
+{
+	sweep2(name, scenario, site_mask, max_n, -1);
 }
 
 #define ALL_SITES ((1ull << GVM_INJECT_NR_SITES) - 1)
@@ -490,6 +514,95 @@ static void svm_scenario(void)
 TEST(svm_fault_migrate_fault_back)
 {
 	sweep("svm", svm_scenario, ALL_SITES, 24);
+}
+
+/*
+ * No scenario calls UFFDIO_WAKE unless a give or copy into the faulting
+ * range came out short: fail one of those and the next wake with it.
+ */
+TEST(svm_fault_back_with_a_failed_wake)
+{
+	sweep2("svm+wake", svm_scenario,
+	       (1ull << GVM_INJECT_UFFD_MOVE) | (1ull << GVM_INJECT_UFFD_COPY) |
+		       (1ull << GVM_INJECT_UFFD_REGISTER),
+	       24, GVM_INJECT_UFFD_WAKE);
+}
+
+/* ---- two linked devices: device-to-device migration ---------------------- */
+
+/*
+ * 2 MiB the CPU wrote; A's GPU fills the first half (the range moves into
+ * A's VRAM); B prefers its own memory and fills the third quarter (the
+ * range moves from A to B over the link); the CPU reads it all back.
+ */
+static void d2d_scenario(void)
+{
+	struct gvm_madvise adv = { .set = GVM_MADV_PREFERRED_LOC };
+	struct svmt_pair x;
+	uint64_t *p, *extra;
+	int e1, e2;
+
+	svmt_pair_setup(&x, true, NULL);
+	adv.attrs.preferred_loc = GVM_LOC_DEVICE;
+	adv.attrs.dev = x.b;
+	p = map_aligned(M2, M2);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = pat(i);
+	ASSERT_OK(gvm_vm_madvise(x.vb.vm, u64(p), M2, &adv));
+
+	phase_begin();
+	e1 = ok_or_errno(fill_lr(x.va.vm, x.va.q, u64(p), M1, 0x81));
+	e2 = ok_or_errno(fill_lr(x.vb.vm, x.vb.q, u64(p) + M1, M1 / 2, 0x82));
+	phase_end();
+
+	check_vm(x.va.vm);
+	check_vm(x.vb.vm);
+	if (!cur.n)	/* the counting run took the direct path */
+		ASSERT_EQ(svmt_stats(x.va.vm).svm_d2d_migrations +
+				  svmt_stats(x.vb.vm).svm_d2d_migrations,
+			  1);
+	for (uint64_t i = 0; i < M2 / 8; i++) {
+		uint64_t v = p[i];
+
+		if (i < M1 / 8) {
+			if (clean() || !e1)
+				ASSERT_EQ(v, word(0x81));
+			else if (v != word(0x81))
+				ASSERT_EQ(v, pat(i));
+		} else if (i < 3 * M2 / 32) {
+			if (clean() || !e2)
+				ASSERT_EQ(v, word(0x82));
+			else if (v != word(0x82))
+				ASSERT_EQ(v, pat(i));
+		} else {
+			ASSERT_EQ(v, pat(i));
+		}
+	}
+	extra = map_aligned(K64, K64);
+	for (int d = 0; d < 2; d++) {
+		struct svmt_vm *v = d ? &x.vb : &x.va;
+
+		if (banned(v->vm)) {
+			ASSERT_EQ(fill_lr(v->vm, v->q, u64(extra), K64, 0x83),
+				  -EIO);
+			continue;
+		}
+		ASSERT_OK(fill_lr(v->vm, v->q, u64(extra), K64, 0x83));
+		ASSERT_EQ(extra[K64 / 8 - 1], word(0x83));
+		check_vm(v->vm);
+	}
+	svmt_vm_fini(&x.va);
+	svmt_vm_fini(&x.vb);
+	gvm_device_put(x.a);
+	gvm_device_put(x.b);
+	gvm_mm_put(x.mm);
+	munmap(p, M2);
+	munmap(extra, K64);
+}
+
+TEST(svm_two_devices_d2d_migration)
+{
+	sweep("d2d", d2d_scenario, ALL_SITES, 16);
 }
 
 /* ---- BOs evicted under VRAM pressure ------------------------------------- */
