@@ -59,12 +59,18 @@ static struct {
 	enum gvm_inject_site site;
 	long n;			/* 0: counting run */
 	int also;		/* a second site failing its first call, or -1 */
+	int phase;		/* the phase injected: PHASE_* */
 	bool in_phase;
 	bool fired;
 } cur = { .also = -1 };
 
-static void phase_begin(void)
+/* A scenario's phases: its work, and its teardown. */
+enum { PHASE_WORK, PHASE_TEARDOWN };
+
+static void phase_begin(int phase)
 {
+	if (phase != cur.phase)
+		return;
 	cur.in_phase = true;
 	if (cur.n && cur.also >= 0)
 		gvm__inject_arm(cur.also, 1, 0);
@@ -74,8 +80,10 @@ static void phase_begin(void)
 		gvm__inject_count(true);
 }
 
-static void phase_end(void)
+static void phase_end(int phase)
 {
+	if (phase != cur.phase)
+		return;
 	cur.in_phase = false;
 	if (cur.n && cur.also >= 0)
 		cur.fired = gvm__inject_disarm(cur.also) == 0;
@@ -154,7 +162,7 @@ static bool full_sweep(void)
  * its first call fails too in each of those runs.
  */
 static void sweep2(const char *name, void (*scenario)(void),
-		   uint64_t site_mask, unsigned long max_n, int also)
+		   uint64_t site_mask, unsigned long max_n, int also, int phase)
 {
 	unsigned long calls[GVM_INJECT_NR_SITES];
 	unsigned long runs = 0, fired = 0;
@@ -165,6 +173,7 @@ static void sweep2(const char *name, void (*scenario)(void),
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	cur.n = 0;
 	cur.also = -1;
+	cur.phase = phase;
 	scenario();
 	check_no_leak(live);
 	for (int s = 0; s < GVM_INJECT_NR_SITES; s++)
@@ -206,11 +215,19 @@ static void sweep2(const char *name, void (*scenario)(void),
 		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }
 
-/* sweep2() with no second site. */
+/* sweep2() of the work phase, with no second site. */
 static void sweep(const char *name, void (*scenario)(void),
 		  uint64_t site_mask, unsigned long max_n)
 {
-	sweep2(name, scenario, site_mask, max_n, -1);
+	sweep2(name, scenario, site_mask, max_n, -1, PHASE_WORK);
+}
+
+/* VM destruction, under injection: 0, or an errno and the VM is still
+   there (a failed call changes nothing), so it is destroyed again. */
+static void destroy_vm(struct gvm_vm *vm)
+{
+	if (ok_or_errno(gvm_vm_destroy(vm)))
+		ASSERT_OK(gvm_vm_destroy(vm));
 }
 
 #define ALL_SITES ((1ull << GVM_INJECT_NR_SITES) - 1)
@@ -361,14 +378,14 @@ static void userptr_scenario(void)
 	for (uint64_t i = 0; i < 16 * K4 / 8; i++)
 		buf[i] = pat(i);
 
-	phase_begin();
+	phase_begin(PHASE_WORK);
 	e1 = ok_or_errno(bind_userptr(vm, VA, buf, 16 * K4));
 	e2 = e1 ? e1 : ok_or_errno(fill(q, VA + 8 * K4, 4 * K4, 0x11));
 	ASSERT_OK(munmap(buf + 12 * K4 / 8, 4 * K4));
 	e3 = ok_or_errno(unbind(vm, VA, 16 * K4));
 	e4 = e3 ? e3 : ok_or_errno(bind_userptr(vm, VA, buf, 12 * K4));
 	e5 = e4 ? e4 : ok_or_errno(fill(q, VA + 10 * K4, 2 * K4, 0x22));
-	phase_end();
+	phase_end(PHASE_WORK);
 	(void)e2;
 	(void)e5;
 
@@ -397,10 +414,12 @@ static void userptr_scenario(void)
 		ASSERT_EQ(extra[K4 / 8 - 1], word(0x33));
 		check_vm(vm);
 	}
+	phase_begin(PHASE_TEARDOWN);
 	gvm_queue_destroy(q);
-	ASSERT_OK(gvm_vm_destroy(vm));
+	destroy_vm(vm);
 	gvm_device_put(dev);
 	gvm_mm_put(mm);
+	phase_end(PHASE_TEARDOWN);
 	munmap(buf, 12 * K4);
 	munmap(extra, K4);
 }
@@ -453,7 +472,7 @@ static void svm_scenario(void)
 	memset(sys, 0, K64);
 	ASSERT_OK(gvm_vm_madvise(vm, u64(sys), K64, &adv));
 
-	phase_begin();
+	phase_begin(PHASE_WORK);
 	e1 = ok_or_errno(fill_lr(vm, q, u64(p), M1, 0x44));
 	ASSERT_OK(gvm_kernel_checksum(&k, u64(p) + M1, M1, u64(out)));
 	e2 = ok_or_errno(run_lr(vm, q, &k));
@@ -467,7 +486,7 @@ static void svm_scenario(void)
 		p[i] = ~pat(i);
 	e3 = ok_or_errno(fill_lr(vm, q, u64(p) + M1, M1 / 2, 0x55));
 	e4 = ok_or_errno(fill_lr(vm, q, u64(sys), K64, 0x58));
-	phase_end();
+	phase_end(PHASE_WORK);
 
 	if (clean() || !e4)
 		all_among(sys, K64, (uint64_t[]){ word(0x58) }, 1);
@@ -501,10 +520,12 @@ static void svm_scenario(void)
 		ASSERT_EQ(extra[K64 / 8 - 1], word(0x66));
 		check_vm(vm);
 	}
+	phase_begin(PHASE_TEARDOWN);
 	gvm_queue_destroy(q);
-	ASSERT_OK(gvm_vm_destroy(vm));
+	destroy_vm(vm);
 	gvm_device_put(dev);
 	gvm_mm_put(mm);
+	phase_end(PHASE_TEARDOWN);
 	munmap(p, M2);
 	munmap(out, K4);
 	munmap(extra, K64);
@@ -525,7 +546,7 @@ TEST(svm_fault_back_with_a_failed_wake)
 	sweep2("svm+wake", svm_scenario,
 	       (1ull << GVM_INJECT_UFFD_MOVE) | (1ull << GVM_INJECT_UFFD_COPY) |
 		       (1ull << GVM_INJECT_UFFD_REGISTER),
-	       24, GVM_INJECT_UFFD_WAKE);
+	       24, GVM_INJECT_UFFD_WAKE, PHASE_WORK);
 }
 
 /* ---- two linked devices: device-to-device migration ---------------------- */
@@ -550,10 +571,10 @@ static void d2d_scenario(void)
 		p[i] = pat(i);
 	ASSERT_OK(gvm_vm_madvise(x.vb.vm, u64(p), M2, &adv));
 
-	phase_begin();
+	phase_begin(PHASE_WORK);
 	e1 = ok_or_errno(fill_lr(x.va.vm, x.va.q, u64(p), M1, 0x81));
 	e2 = ok_or_errno(fill_lr(x.vb.vm, x.vb.q, u64(p) + M1, M1 / 2, 0x82));
-	phase_end();
+	phase_end(PHASE_WORK);
 
 	check_vm(x.va.vm);
 	check_vm(x.vb.vm);
@@ -591,11 +612,19 @@ static void d2d_scenario(void)
 		ASSERT_EQ(extra[K64 / 8 - 1], word(0x83));
 		check_vm(v->vm);
 	}
-	svmt_vm_fini(&x.va);
-	svmt_vm_fini(&x.vb);
+	phase_begin(PHASE_TEARDOWN);
+	for (int d = 0; d < 2; d++) {
+		struct svmt_vm *v = d ? &x.vb : &x.va;
+
+		gvm_queue_destroy(v->q);
+		destroy_vm(v->vm);
+		gvm_device_put(v->dev);
+		munmap(v->out, K4);
+	}
 	gvm_device_put(x.a);
 	gvm_device_put(x.b);
 	gvm_mm_put(x.mm);
+	phase_end(PHASE_TEARDOWN);
 	munmap(p, M2);
 	munmap(extra, K64);
 }
@@ -656,7 +685,7 @@ static void evict_scenario(void)
 		}
 	}
 
-	phase_begin();
+	phase_begin(PHASE_WORK);
 	for (int r = 0; r < NFILLS; r++) {
 		for (int v = 0; v < NVMS; v++) {
 			for (int i = 0; i < NBOS; i++) {
@@ -674,7 +703,7 @@ static void evict_scenario(void)
 			}
 		}
 	}
-	phase_end();
+	phase_end(PHASE_WORK);
 
 	for (int v = 0; v < NVMS; v++) {
 		struct gvm_vm *vm = e[v].vm;
@@ -694,18 +723,35 @@ static void evict_scenario(void)
 		ASSERT_EQ(cpu[0], word(0x300));
 		check_vm(vm);
 	}
+	phase_begin(PHASE_TEARDOWN);
 	for (int v = 0; v < NVMS; v++) {
 		gvm_queue_destroy(e[v].q);
 		for (int i = 0; i < NBOS; i++)
 			gvm_bo_put(e[v].bo[i]);
-		ASSERT_OK(gvm_vm_destroy(e[v].vm));
+		destroy_vm(e[v].vm);
 	}
 	gvm_device_put(dev);
+	phase_end(PHASE_TEARDOWN);
 }
 
 TEST(bo_eviction_under_vram_pressure)
 {
 	sweep("evict", evict_scenario, ALL_SITES, 8);
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+
+/* The teardowns of the scenarios (queues, VMs, BOs, devices, the mm). */
+TEST(teardown)
+{
+	sweep2("userptr teardown", userptr_scenario, ALL_SITES, 16, -1,
+	       PHASE_TEARDOWN);
+	sweep2("svm teardown", svm_scenario, ALL_SITES, 16, -1,
+	       PHASE_TEARDOWN);
+	sweep2("d2d teardown", d2d_scenario, ALL_SITES, 16, -1,
+	       PHASE_TEARDOWN);
+	sweep2("evict teardown", evict_scenario, ALL_SITES, 4, -1,
+	       PHASE_TEARDOWN);
 }
 
 /* ---- regressions ----------------------------------------------------------- */
