@@ -53,9 +53,10 @@ check-asan:
 	$(call configure,asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_ASAN=ON -DGVM_UBSAN=ON -DGVM_TEST_SCALE=4)
 	cd $(B)/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
+# Its own build directory, so that the debug one's CTest stays the default.
 check-inject-full:
-	$(call configure,debug,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_INJECT_FULL=ON)
-	cd $(B)/debug && ctest --output-on-failure -j $(JOBS) -L inject_full $(CTEST_ARGS)
+	$(call configure,inject-full,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_INJECT_FULL=ON)
+	cd $(B)/inject-full && ctest --output-on-failure -j $(JOBS) -L inject_full $(CTEST_ARGS)
 
 check-tsan:
 	$(call configure,tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_TSAN=ON -DGVM_TEST_SCALE=8)
