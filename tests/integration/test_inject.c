@@ -363,7 +363,15 @@ static int unbind(struct gvm_vm *vm, uint64_t va, uint64_t len)
  * 8-11; the CPU unmaps pages 12-15 (an invalidation); the userptr is
  * unbound and pages 0-11 bound again; the GPU fills pages 10-11 again.
  */
-static void userptr_scenario(void)
+/* A fill in a VM of either kind (LR VMs signal user fences only). */
+static int ufill(struct gvm_vm *vm, struct gvm_queue *q, uint64_t va,
+		 uint64_t size, uint32_t v)
+{
+	return vm->flags & GVM_VM_LR_MODE ? fill_lr(vm, q, va, size, v) :
+					    fill(q, va, size, v);
+}
+
+static void userptr_scenario_flags(uint32_t flags)
 {
 	struct gvm_mm *mm;
 	struct gvm_device *dev;
@@ -374,7 +382,7 @@ static void userptr_scenario(void)
 
 	ASSERT_OK(gvm_mm_self(&mm));
 	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
-	ASSERT_OK(gvm_vm_create(dev, mm, 0, &vm));
+	ASSERT_OK(gvm_vm_create(dev, mm, flags, &vm));
 	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
 	buf = map_aligned(16 * K4, K64);
 	for (uint64_t i = 0; i < 16 * K4 / 8; i++)
@@ -382,11 +390,11 @@ static void userptr_scenario(void)
 
 	phase_begin(PHASE_WORK);
 	e1 = ok_or_errno(bind_userptr(vm, VA, buf, 16 * K4));
-	e2 = e1 ? e1 : ok_or_errno(fill(q, VA + 8 * K4, 4 * K4, 0x11));
+	e2 = e1 ? e1 : ok_or_errno(ufill(vm, q, VA + 8 * K4, 4 * K4, 0x11));
 	ASSERT_OK(munmap(buf + 12 * K4 / 8, 4 * K4));
 	e3 = ok_or_errno(unbind(vm, VA, 16 * K4));
 	e4 = e3 ? e3 : ok_or_errno(bind_userptr(vm, VA, buf, 12 * K4));
-	e5 = e4 ? e4 : ok_or_errno(fill(q, VA + 10 * K4, 2 * K4, 0x22));
+	e5 = e4 ? e4 : ok_or_errno(ufill(vm, q, VA + 10 * K4, 2 * K4, 0x22));
 	phase_end(PHASE_WORK);
 
 	check_vm(vm);
@@ -416,7 +424,7 @@ static void userptr_scenario(void)
 		if (!e3 && !e4)
 			ASSERT_OK(unbind(vm, VA, 12 * K4));
 		ASSERT_OK(bind_userptr(vm, VA2, extra, K4));
-		ASSERT_OK(fill(q, VA2, K4, 0x33));
+		ASSERT_OK(ufill(vm, q, VA2, K4, 0x33));
 		ASSERT_EQ(extra[K4 / 8 - 1], word(0x33));
 		check_vm(vm);
 	}
@@ -430,9 +438,25 @@ static void userptr_scenario(void)
 	munmap(extra, K4);
 }
 
+static void userptr_scenario(void)
+{
+	userptr_scenario_flags(0);
+}
+
+/* The same in a long-running VM: preempt fences and the rebind worker. */
+static void userptr_lr_scenario(void)
+{
+	userptr_scenario_flags(GVM_VM_LR_MODE);
+}
+
 TEST(userptr_bind_exec_munmap)
 {
 	sweep("userptr", userptr_scenario, ALL_SITES, 64);
+}
+
+TEST(userptr_lr_bind_exec_munmap)
+{
+	sweep("userptr lr", userptr_lr_scenario, ALL_SITES, 32);
 }
 
 /* ---- SVM: GPU faults, migration to VRAM, CPU fault-back ----------------- */
@@ -457,7 +481,10 @@ static void svm_scenario(void)
 		.set = GVM_MADV_PREFERRED_LOC,
 		.attrs = { .preferred_loc = GVM_LOC_SYSTEM },
 	};
-	uint64_t *p, *out, *extra, *sys, sum = 0, want = 0;
+	uint64_t *p, *out, *extra, *sys, *pf, sum = 0, want = 0;
+	struct gvm_bind_op prefetch = { .op = GVM_BIND_PREFETCH,
+					.prefetch_mem = GVM_MEM_VRAM,
+					.range = M2 };
 	int e1, e2, e3, e4;
 
 	ASSERT_OK(gvm_mm_self(&mm));
@@ -477,6 +504,11 @@ static void svm_scenario(void)
 	sys = map_aligned(K64, K64);
 	memset(sys, 0, K64);
 	ASSERT_OK(gvm_vm_madvise(vm, u64(sys), K64, &adv));
+	/* 2 MiB the CPU wrote, prefetched into VRAM by a bind */
+	pf = map_aligned(M2, M2);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		pf[i] = ~pat(i) ^ 0xff;
+	prefetch.addr = u64(pf);
 
 	phase_begin(PHASE_WORK);
 	e1 = ok_or_errno(fill_lr(vm, q, u64(p), M1, 0x44));
@@ -493,7 +525,11 @@ static void svm_scenario(void)
 		p[i] = ~pat(i);
 	e3 = ok_or_errno(fill_lr(vm, q, u64(p) + M1, M1 / 2, 0x55));
 	e4 = ok_or_errno(fill_lr(vm, q, u64(sys), K64, 0x58));
+	ok_or_errno(gvm_vm_bind(vm, NULL, &prefetch, 1, NULL, 0));
 	phase_end(PHASE_WORK);
+
+	for (uint64_t i = 0; i < M2 / 8; i++)	/* back from VRAM if there */
+		ASSERT_EQ(pf[i], ~pat(i) ^ 0xff);
 
 	if (clean() || !e4)
 		all_among(sys, K64, (uint64_t[]){ word(0x58) }, 1);
@@ -537,6 +573,7 @@ static void svm_scenario(void)
 	munmap(out, K4);
 	munmap(extra, K64);
 	munmap(sys, K64);
+	munmap(pf, M2);
 }
 
 TEST(svm_fault_migrate_fault_back)
