@@ -372,6 +372,7 @@ GVM_API uint32_t gvm_queue_id(const struct gvm_queue *q);
  * user fences, which carry no error: check here after waiting for one.
  * Kernels that started and faulted are reported by their fences (-EIO)
  * and, in fault mode, by the fault log (gvm_vm_query_faults()).
+ * -EINVAL for a NULL queue.
  */
 GVM_API int gvm_queue_error(const struct gvm_queue *q);
 /*
