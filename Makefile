@@ -8,6 +8,7 @@
 #   make check      debug build (assertions, lock-rank checker) + every test
 #   make bench      run the benchmarks (release build)
 #   make check-release / check-asan / check-tsan   tests in other configurations
+#   make check-inject-full   the full fault-injection sweep (docs/verification.md)
 #   make install PREFIX=/usr/local
 #   make format     clang-format the tree
 #
@@ -22,7 +23,7 @@ B := build/$(notdir $(CC))
 MAKEFLAGS += --no-print-directory
 CMAKE_COMMON := -DCMAKE_C_COMPILER=$(CC) -DGVM_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
-.PHONY: all release debug demo check check-release check-asan check-tsan bench install format clean
+.PHONY: all release debug demo check check-release check-asan check-tsan check-inject-full bench install format clean
 
 all: release
 
@@ -51,6 +52,11 @@ check-release: release
 check-asan:
 	$(call configure,asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_ASAN=ON -DGVM_UBSAN=ON -DGVM_TEST_SCALE=4)
 	cd $(B)/asan && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Its own build directory, so that the debug one's CTest stays the default.
+check-inject-full:
+	$(call configure,inject-full,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_INJECT_FULL=ON)
+	cd $(B)/inject-full && ctest --output-on-failure -j $(JOBS) -L inject_full $(CTEST_ARGS)
 
 check-tsan:
 	$(call configure,tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGVM_DEBUG=ON -DGVM_TSAN=ON -DGVM_TEST_SCALE=8)

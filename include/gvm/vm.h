@@ -365,6 +365,17 @@ GVM_API int gvm_queue_create(struct gvm_vm *vm, uint32_t engine,
  */
 GVM_API uint32_t gvm_queue_id(const struct gvm_queue *q);
 /*
+ * 0, or the error of the first exec of @q whose kernel the device could
+ * not start (ops->run failed, e.g. -ENOMEM): its fence signalled with
+ * that error and its signal syncs were signalled, user fences included,
+ * without the kernel having run.  A long-running VM's execs signal only
+ * user fences, which carry no error: check here after waiting for one.
+ * Kernels that started and faulted are reported by their fences (-EIO)
+ * and, in fault mode, by the fault log (gvm_vm_query_faults()).
+ * -EINVAL for a NULL queue.
+ */
+GVM_API int gvm_queue_error(const struct gvm_queue *q);
+/*
  * Waits for the queue's work to complete, then frees it.  A bind queue's
  * pending binds first stop waiting for their wait syncs: they take effect
  * (their VA state was decided in gvm_vm_bind()) once their internal

@@ -76,7 +76,6 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-long gvm__alloc_fail_nth;
 _Thread_local unsigned long gvm__alloc_count;
 
 int gvm__grow_inl_slow(void **p, size_t *cap, size_t need, size_t sz,

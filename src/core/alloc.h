@@ -5,12 +5,12 @@
  * Every allocation in the library goes through these wrappers, into the
  * library's own heap (alloc.c: memory SVM never migrates, see there), freed
  * with gvm__free(); and so that tests can fail any one of them and prove
- * the error path: set
- * gvm__alloc_fail_nth = N (N >= 1) and the N-th allocation from then on
- * returns NULL, once; 0 (the default) disables injection.  The check costs
- * one relaxed load when injection is off.
+ * the error path, each is the injection site GVM_INJECT_ALLOC
+ * (core/inject.h): gvm__inject_arm(GVM_INJECT_ALLOC, N, 0) and the N-th
+ * allocation from then on returns NULL, once.  The check costs one relaxed
+ * load when injection is off.
  *
- * Thread-safe (the counter is atomic; it lives in alloc.c).
+ * Thread-safe.
  * (The interval tree keeps its own node-allocation hook,
  * gvm__itree_fail_alloc_after, which fails every allocation after N.)
  */
@@ -22,9 +22,8 @@
 #include <stdlib.h>
 
 #include "core/atomic.h"
+#include "core/inject.h"
 #include "core/lockrank.h"
-
-extern long gvm__alloc_fail_nth;
 
 void *gvm__heap_malloc(size_t size);
 void *gvm__heap_calloc(size_t n, size_t size);
@@ -62,9 +61,7 @@ static inline bool gvm__alloc_inject(void)
 {
 	gvm__signalling_no_alloc();	/* debug builds: see lockrank.h */
 	gvm__alloc_count++;
-	if (__builtin_expect(gvm_load_relaxed(&gvm__alloc_fail_nth) <= 0, 1))
-		return false;
-	return gvm_fetch_sub_acq_rel(&gvm__alloc_fail_nth, 1) == 1;
+	return gvm__inject(GVM_INJECT_ALLOC) != 0;
 }
 
 static inline void *gvm__malloc(size_t size)

@@ -167,8 +167,8 @@ int gvm__buddy_validate(const struct gvm_buddy *mm);
  * only).  -1 (the default): allocations succeed.  N >= 0: N more block
  * metadata allocations succeed (one per split, or per root at init; spare
  * pairs in slabs count too), then every one fails until the counter is set
- * back to -1.  Real heap allocations also honour gvm__alloc_fail_nth
- * (core/alloc.h).
+ * back to -1.  Real heap allocations also honour GVM_INJECT_ALLOC
+ * (core/inject.h).
  */
 extern long gvm__buddy_fail_alloc_after;
 

@@ -296,8 +296,12 @@ err_free:
 int gvm__mm_populate_write(uint64_t addr)
 {
 	uint64_t page = addr & ~(uint64_t)(GVM_MM_PAGE_SIZE - 1);
+	int err;
 
 	gvm_lockdep_assert_none_held();
+	err = gvm__inject(GVM_INJECT_FETCH);
+	if (err)
+		return err;
 	return madvise((void *)(uintptr_t)page, GVM_MM_PAGE_SIZE,
 		       MADV_POPULATE_WRITE) ? -EFAULT : 0;
 }

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/inject.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
@@ -92,8 +93,8 @@ int gvm__mm_maps_query(struct gvm_mm_maps *maps, uint64_t addr,
 	if (!maps->have_query)
 		return -EOPNOTSUPP;
 	gvm__mutex_lock(&maps->lock);
-	rc = ioctl(maps->fd, PROCMAP_QUERY, &q);
-	if (rc < 0)
+	rc = gvm__inject(GVM_INJECT_PROCMAP_QUERY);
+	if (!rc && ioctl(maps->fd, PROCMAP_QUERY, &q) < 0)
 		rc = -errno;
 	gvm__mutex_unlock(&maps->lock);
 	if (rc)

@@ -62,6 +62,8 @@
 
 #include <gvm/mm.h>
 
+#include "core/inject.h"
+
 #include "mm/notifier.h"
 
 #define GVM_MM_PAGE_SHIFT 12
@@ -235,7 +237,9 @@ static inline int gvm__mm_fetch(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, bool write,
 				struct gvm_mm_extent **ext, size_t *nr)
 {
-	return mm->ops->fetch(mm, start, len, write, ext, nr);
+	int err = gvm__inject(GVM_INJECT_FETCH);
+
+	return err ? err : mm->ops->fetch(mm, start, len, write, ext, nr);
 }
 
 /*

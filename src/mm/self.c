@@ -123,6 +123,7 @@
 #include "core/alloc.h"
 #include "core/atomic.h"
 #include "core/debug.h"
+#include "core/inject.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
@@ -138,6 +139,22 @@
 	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 #define SELF_OPTIONAL_FEATURES                                            \
 	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_MOVE)
+
+/*
+ * ioctl() on a userfaultfd, an injection site (core/inject.h): an injected
+ * failure looks like the kernel's (-1, errno set, nothing done).
+ */
+static int uffd_ioctl(int fd, unsigned long req, void *arg,
+		      enum gvm_inject_site site)
+{
+	int err = gvm__inject(site);
+
+	if (err) {
+		errno = -err;
+		return -1;
+	}
+	return ioctl(fd, req, arg);
+}
 
 bool gvm__mm_self_refuse_fork;
 
@@ -315,7 +332,8 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		if (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp)) {
 			struct uffdio_range r = wp.range;
 
-			ioctl(s->uffd, UFFDIO_WAKE, &r);
+			uffd_ioctl(s->uffd, UFFDIO_WAKE, &r,
+				   GVM_INJECT_UFFD_WAKE);
 		}
 		break;
 	}
@@ -431,7 +449,8 @@ static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	gvm_assert(gvm__lockrank_max_held() < GVM_RANK_RESV);
 	if (!gvm__mm_range_ok(start, len))
 		return -EINVAL;
-	if (!ioctl(s->uffd, UFFDIO_REGISTER, &r))
+	if (!uffd_ioctl(s->uffd, UFFDIO_REGISTER, &r,
+			GVM_INJECT_UFFD_REGISTER))
 		return 0;
 	err = errno;
 	switch (err) {
@@ -642,7 +661,8 @@ static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 	munmap(a + STAGE_SIZE, (size_t)(p + STAGE_SIZE - a));
 	r.range.start = (uintptr_t)a;
 	r.range.len = STAGE_SIZE;
-	if (ioctl(s->stage_uffd, UFFDIO_REGISTER, &r)) {
+	if (uffd_ioctl(s->stage_uffd, UFFDIO_REGISTER, &r,
+		       GVM_INJECT_UFFD_REGISTER)) {
 		err = -errno;
 		munmap(a, STAGE_SIZE);
 		return err;
@@ -707,7 +727,7 @@ static int64_t move(int fd, uint64_t dst, uint64_t src, uint64_t len)
 		.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
 	};
 
-	if (!ioctl(fd, UFFDIO_MOVE, &m))
+	if (!uffd_ioctl(fd, UFFDIO_MOVE, &m, GVM_INJECT_UFFD_MOVE))
 		return (int64_t)len;
 	return m.move > 0 ? m.move : (m.move < 0 ? m.move : -errno);
 }
@@ -754,7 +774,7 @@ static int give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
 		return n > 0 ? 0 : -EAGAIN;
 	if (n != -EINVAL)
 		return 0;
-	if (ioctl(s->uffd, UFFDIO_COPY, &c))
+	if (uffd_ioctl(s->uffd, UFFDIO_COPY, &c, GVM_INJECT_UFFD_COPY))
 		return errno == EAGAIN ? -EAGAIN : 0;
 	madvise((void *)(uintptr_t)src, GVM_MM_PAGE_SIZE, MADV_DONTNEED);
 	return 0;
@@ -802,7 +822,7 @@ static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	*done = off;
 	r.len = off;
 	if (off)
-		ioctl(s->uffd, UFFDIO_WAKE, &r);
+		uffd_ioctl(s->uffd, UFFDIO_WAKE, &r, GVM_INJECT_UFFD_WAKE);
 	return err;
 }
 
@@ -811,7 +831,7 @@ static int64_t copy_in(int fd, uint64_t dst, uint64_t src, uint64_t len)
 {
 	struct uffdio_copy c = { .dst = dst, .src = src, .len = len };
 
-	if (!ioctl(fd, UFFDIO_COPY, &c))
+	if (!uffd_ioctl(fd, UFFDIO_COPY, &c, GVM_INJECT_UFFD_COPY))
 		return (int64_t)len;
 	return c.copy > 0 ? c.copy : (c.copy < 0 ? c.copy : -errno);
 }
@@ -856,7 +876,7 @@ static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	}
 	r.len = off;
 	if (off)
-		ioctl(s->uffd, UFFDIO_WAKE, &r);
+		uffd_ioctl(s->uffd, UFFDIO_WAKE, &r, GVM_INJECT_UFFD_WAKE);
 	return err;
 }
 
@@ -894,7 +914,8 @@ static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 	if (err == -ENOENT) {
 		/* Not device-resident (its data was discarded): fresh zero
 		   page, as for any first touch. */
-		if (!ioctl(s->uffd, UFFDIO_ZEROPAGE, &z))
+		if (!uffd_ioctl(s->uffd, UFFDIO_ZEROPAGE, &z,
+				GVM_INJECT_UFFD_COPY))
 			return;
 		err = errno == EAGAIN ? -EAGAIN : 0;
 	}
@@ -905,7 +926,7 @@ static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 		return;
 	}
 	/* Resolved meanwhile, or not now: let it fault again. */
-	ioctl(s->uffd, UFFDIO_WAKE, &z.range);
+	uffd_ioctl(s->uffd, UFFDIO_WAKE, &z.range, GVM_INJECT_UFFD_WAKE);
 }
 
 static void stages_fini(struct gvm_mm_self *s)

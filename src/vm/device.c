@@ -446,6 +446,9 @@ int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
 			break;
 		gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
 		err = gvm_fence_get_status(f) < 0 ? -EIO : 0;
+		/* Injected: as if the engine had failed this copy. */
+		if (!err)
+			err = gvm__inject(GVM_INJECT_DEV_COPY);
 		gvm_fence_put(f);
 		cursor_advance(&d, n);
 		cursor_advance(&s, n);

@@ -33,7 +33,10 @@
  *
  * The job's run() hands the kernel to the backend (ops->run), whose fence
  * is the hardware fence: the job's finished fence signals with its error
- * (-EIO after an unrecoverable GPU fault).
+ * (-EIO after an unrecoverable GPU fault).  If ops->run fails, the
+ * job's fence carries its error and the queue keeps the first one
+ * (q->error, gvm_queue_error()): the user fences of a long-running VM,
+ * its only out-syncs, are written all the same and carry no error.
  *
  * Waiting for VRAM: when revalidation finds VRAM full of BOs it may not
  * evict now (busy with other VMs' kernels, or held), or an older waiter
@@ -82,11 +85,16 @@ static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 {
 	struct exec_job *ej = gvm_container_of(job, struct exec_job, job);
 	struct gvm_device *dev = ej->q->vm->dev;
+	int err, none = 0;
 
 	gvm__trace_exec(dev, dev->name, job->queue,
 			gvm__queue_name(ej->q->engine), ej->k.name, ej->k.grid,
 			job->finished);
-	return dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
+	err = dev->ops->run(dev, ej->q->dev_priv, &ej->k, hw_fence);
+	/* Its user fences signal all the same: say so (gvm_queue_error). */
+	if (err)
+		gvm_cmpxchg_release(&ej->q->error, &none, err);
+	return err;
 }
 
 static void exec_free(struct gvm_job *job)

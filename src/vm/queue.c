@@ -156,6 +156,11 @@ uint32_t gvm_queue_id(const struct gvm_queue *q)
 	return q ? q->id : 0;
 }
 
+int gvm_queue_error(const struct gvm_queue *q)
+{
+	return q ? gvm_load_acquire(&q->error) : -EINVAL;
+}
+
 struct gvm_fence *gvm__queue_last(struct gvm_queue *q)
 {
 	struct gvm_fence *f;

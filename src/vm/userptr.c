@@ -548,6 +548,18 @@ static int fetch_devmem(struct gvm_userptr *u)
 	return 1;
 }
 
+/*
+ * Injection site INVAL (core/inject.h): the range is invalidated between
+ * its fetch and its commit, as a fork() on another thread could; the
+ * commit's sequence recheck must catch it.
+ */
+static void inject_inval(struct gvm_userptr *u)
+{
+	if (gvm__inject(GVM_INJECT_INVAL))
+		gvm__mm_invalidate(u->vm->mm, cpu_start(u->vma),
+				   u->vma->va.range, GVM_MM_EVENT_FORK);
+}
+
 /* Device addresses of the pages, as extents (contiguous runs merged). */
 static int fetch(struct gvm_userptr *u)
 {
@@ -561,6 +573,8 @@ static int fetch(struct gvm_userptr *u)
 	/* Before the lookup: a migration back moves the sequence. */
 	u->seq = gvm__notifier_read_begin(&u->notifier);
 	err = fetch_devmem(u);
+	if (err > 0)
+		inject_inval(u);
 	if (err)
 		return err < 0 ? err : 0;
 	err = gvm__mm_register(vm->mm, cpu_start(vma), vma->va.range);
@@ -571,6 +585,7 @@ static int fetch(struct gvm_userptr *u)
 			    !(vma->va.flags & GVM_VA_READONLY), &mext, &n);
 	if (err)
 		return err;
+	inject_inval(u);
 	ext = gvm__malloc(n * sizeof(*ext));
 	if (!ext) {
 		gvm__free(mext);

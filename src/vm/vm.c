@@ -251,8 +251,11 @@ struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
 	gvm__vm_stat_add(vm, tlb_invals, 1);
 	if (tlb->full)
 		gvm__vm_stat_add(vm, tlb_full_flushes, 1);
-	err = dev->ops->tlb_inval(dev, vm->dev_priv, tlb->full ? 0 : tlb->start,
-				  tlb->full ? 0 : tlb->size, &done);
+	err = gvm__inject(GVM_INJECT_TLB_INVAL);
+	if (!err)
+		err = dev->ops->tlb_inval(dev, vm->dev_priv,
+					  tlb->full ? 0 : tlb->start,
+					  tlb->full ? 0 : tlb->size, &done);
 	if (err) {
 		/*
 		 * Callers are past their point of no return: a transient
@@ -260,7 +263,10 @@ struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
 		 * VM.  Try once more, flushing everything.
 		 */
 		gvm__vm_stat_add(vm, tlb_full_flushes, 1);
-		err = dev->ops->tlb_inval(dev, vm->dev_priv, 0, 0, &done);
+		err = gvm__inject(GVM_INJECT_TLB_INVAL);
+		if (!err)
+			err = dev->ops->tlb_inval(dev, vm->dev_priv, 0, 0,
+						  &done);
 	}
 	if (err) {
 		/* Nothing safe remains but to stop using the VM. */

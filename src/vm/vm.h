@@ -75,6 +75,8 @@ struct gvm_queue {
 	void *dev_priv;			/* immutable: backend queue */
 	struct gvm_mutex lock;		/* leaf: last */
 	struct gvm_fence *last;		/* latest work's fence, or NULL */
+	int error;			/* atomic, set once (cmpxchg from 0):
+					   gvm_queue_error() */
 
 	/* Exec queues of preempt-fence (LR) VMs (lr.c). */
 	struct gvm_list lr_link;	/* vm->lr_queues once it ran work;

@@ -391,11 +391,10 @@ TEST(purge_under_allocation_failures)
 		ASSERT_OK(gvm_bo_madvise(c.bo, GVM_BO_DONTNEED, NULL));
 		for (int i = 0; i < need - 1; i++)
 			ASSERT_OK(add_filler(&c));
-		__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
+		gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
 		err = add_filler(&c);
-		fired = __atomic_load_n(&gvm__alloc_fail_nth,
-					__ATOMIC_RELAXED) == 0;
-		__atomic_store_n(&gvm__alloc_fail_nth, 0, __ATOMIC_RELAXED);
+		fired = gvm__inject_pending(GVM_INJECT_ALLOC) == 0;
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		ASSERT_TRUE(err == 0 || err == -ENOMEM || err == -ENOSPC);
 		if (!fired)
 			ASSERT_OK(err);

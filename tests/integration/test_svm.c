@@ -515,11 +515,10 @@ TEST(fault_servicing_survives_allocation_failures)
 		ASSERT_OK(gvm_exec(c.q, &kern, &s, 1));
 		while (!__atomic_load_n(&started, __ATOMIC_ACQUIRE))
 			gvm_cpu_relax();
-		__atomic_store_n(&gvm__alloc_fail_nth, (long)n,
-				 __ATOMIC_RELAXED);
+		gvm__inject_arm(GVM_INJECT_ALLOC, (long)n, 0);
 		__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
 		ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
-		__atomic_store_n(&gvm__alloc_fail_nth, 0, __ATOMIC_RELAXED);
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		nlog = logged(c.vm);		/* drains the log */
 		if (!nlog) {
 			ASSERT_EQ(*slot, n);

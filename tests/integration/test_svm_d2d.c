@@ -374,11 +374,9 @@ TEST(allocation_failures_during_a_direct_move_lose_nothing)
 
 		ASSERT_OK(prefer(x.va.vm, p, M2, GVM_LOC_DEVICE, x.b));
 		d0 = svmt_stats(x.va.vm).svm_d2d_migrations;
-		__atomic_store_n(&gvm__alloc_fail_nth, (long)n,
-				 __ATOMIC_RELAXED);
+		gvm__inject_arm(GVM_INJECT_ALLOC, (long)n, 0);
 		err = prefetch_to_b(&x, p);
-		left = (uint64_t)__atomic_exchange_n(&gvm__alloc_fail_nth, 0,
-						     __ATOMIC_RELAXED);
+		left = (uint64_t)gvm__inject_disarm(GVM_INJECT_ALLOC);
 		ASSERT_TRUE(err == 0 || err == -ENOMEM);
 		direct += svmt_stats(x.va.vm).svm_d2d_migrations != d0;
 		ASSERT_TRUE(cpu_has(p, M2, 100 + n));

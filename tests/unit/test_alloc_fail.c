@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Allocation-failure injection across the core API: every allocation a call
- * makes is failed in turn (gvm__alloc_fail_nth); the call must return
+ * makes is failed in turn (GVM_INJECT_ALLOC, core/inject.h); the call must return
  * -ENOMEM and change nothing, and the next attempt must work.  Under ASan
  * the leak checker also proves the error paths free what they allocated.
  *
@@ -21,12 +21,12 @@
 /* Arms the N-th allocation to fail; returns whether it fired. */
 static void arm(long nth)
 {
-	__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
+	gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
 }
 
 static bool fired(void)
 {
-	bool f = __atomic_load_n(&gvm__alloc_fail_nth, __ATOMIC_RELAXED) == 0;
+	bool f = gvm__inject_pending(GVM_INJECT_ALLOC) == 0;
 
 	arm(0);
 	return f;

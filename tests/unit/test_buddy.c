@@ -520,10 +520,10 @@ TEST(heap_failure)
 	ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
 	gvm_list_init(&l);
 	for (long nth = 1; nth <= 1; nth++) {
-		gvm__alloc_fail_nth = nth;
+		gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
 		ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l),
 			  -ENOMEM);
-		gvm__alloc_fail_nth = 0;
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		ASSERT_TRUE(gvm_list_empty(&l));
 		assert_pristine(&mm);
 	}

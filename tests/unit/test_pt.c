@@ -749,7 +749,8 @@ TEST(reference_model)
 		}
 		if (inject) {
 			if (gvm_rng_below(&r, 2))
-				gvm__alloc_fail_nth = (long)(1 + gvm_rng_below(&r, 6));
+				gvm__inject_arm(GVM_INJECT_ALLOC,
+						(long)(1 + gvm_rng_below(&r, 6)), 0);
 			else
 				gvm__buddy_fail_alloc_after = (long)gvm_rng_below(&r, 3);
 		}
@@ -759,7 +760,7 @@ TEST(reference_model)
 			ret = gvm__pt_unbind_prepare(&v.vm, va, size, &upd);
 		else
 			ret = gvm__pt_zap(&v.vm, va, size, NULL);
-		gvm__alloc_fail_nth = 0;
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		gvm__buddy_fail_alloc_after = -1;
 		if (ret) {
 			ASSERT_TRUE(ret == -ENOMEM || ret == -ENOSPC);
@@ -1253,8 +1254,8 @@ TEST(update_reference_model)
 		h = vm_hash(&v.vm);
 		if (inject) {
 			if (gvm_rng_below(&r, 2))
-				gvm__alloc_fail_nth =
-					(long)(1 + gvm_rng_below(&r, 8));
+				gvm__inject_arm(GVM_INJECT_ALLOC,
+						(long)(1 + gvm_rng_below(&r, 8)), 0);
 			else
 				gvm__buddy_fail_alloc_after =
 					(long)gvm_rng_below(&r, 4);
@@ -1264,17 +1265,17 @@ TEST(update_reference_model)
 			   allocates: every allocation would fail now. */
 			ret = gvm__pt_reserve(&v.vm, u.s, u.n, &res);
 			if (!ret) {
-				gvm__alloc_fail_nth = 1;
+				gvm__inject_arm(GVM_INJECT_ALLOC, 1, 0);
 				gvm__buddy_fail_alloc_after = 0;
 				ret = gvm__pt_update_prepare_reserved(
 					&v.vm, u.s, u.n, &res, &upd);
 				ASSERT_OK(ret);
-				ASSERT_EQ(gvm__alloc_fail_nth, 1);
+				ASSERT_EQ(gvm__inject_pending(GVM_INJECT_ALLOC), 1);
 			}
 		} else {
 			ret = gvm__pt_update_prepare(&v.vm, u.s, u.n, &upd);
 		}
-		gvm__alloc_fail_nth = 0;
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		gvm__buddy_fail_alloc_after = -1;
 		if (ret) {
 			ASSERT_TRUE(ret == -ENOMEM || ret == -ENOSPC);

@@ -346,9 +346,9 @@ TEST(create_survives_allocation_failures)
 	int err;
 
 	for (n = 1;; n++) {
-		gvm__alloc_fail_nth = n;
+		gvm__inject_arm(GVM_INJECT_ALLOC, n, 0);
 		err = gvm_sim_device_create(&cfg, &dev);
-		gvm__alloc_fail_nth = 0;
+		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 		if (!err)
 			break;
 		ASSERT_EQ(err, -ENOMEM);

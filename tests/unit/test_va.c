@@ -811,12 +811,12 @@ static void model_check(const struct gvm_va_space *s, const struct mpage *m)
 /* Arms the N-th gvm__ allocation from now to fail (0: off). */
 static void arm(long nth)
 {
-	__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
+	gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
 }
 
 static bool fired(void)
 {
-	bool f = __atomic_load_n(&gvm__alloc_fail_nth, __ATOMIC_RELAXED) == 0;
+	bool f = gvm__inject_pending(GVM_INJECT_ALLOC) == 0;
 
 	arm(0);
 	return f;

@@ -1458,12 +1458,12 @@ static void model_check(struct gvm_vm *vm, const struct mpage *m,
 
 static void arm_alloc(long nth)
 {
-	__atomic_store_n(&gvm__alloc_fail_nth, nth, __ATOMIC_RELAXED);
+	gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
 }
 
 static bool alloc_fired(void)
 {
-	bool f = __atomic_load_n(&gvm__alloc_fail_nth, __ATOMIC_RELAXED) == 0;
+	bool f = gvm__inject_pending(GVM_INJECT_ALLOC) == 0;
 
 	arm_alloc(0);
 	return f;
@@ -2387,10 +2387,10 @@ TEST(queued_bind_job_survives_allocation_failure)
 	s[1].out = &out;
 	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, s, 2));
 	ASSERT_EQ(stats(vm).bind_jobs, 1);
-	__atomic_store_n(&gvm__alloc_fail_nth, 1, __ATOMIC_RELAXED);
+	gvm__inject_arm(GVM_INJECT_ALLOC, 1, 0);
 	ASSERT_OK(gvm_fence_signal(in));
 	ASSERT_OK(gvm_fence_wait(out, INF));
-	__atomic_store_n(&gvm__alloc_fail_nth, 0, __ATOMIC_RELAXED);
+	gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
 	ASSERT_EQ(gvm_fence_get_status(out), 1);
 	ASSERT_FALSE(stats(vm).banned);
 	ASSERT_OK(xl(vm, 5 * G1 + K4, &x));
