@@ -120,12 +120,16 @@ static int ok_or_errno(int err)
 	return err;
 }
 
+/* Zaps (invalidations, e.g. a CPU fault-back still running) take only
+   notifier_lock: the tables are stable under all three. */
 static void check_vm(struct gvm_vm *vm)
 {
 	gvm__mutex_lock(&vm->lock);
 	gvm__mutex_lock(&vm->pt_lock);
+	gvm__mutex_lock(&vm->notifier_lock);
 	ASSERT_OK(gvm__pt_validate(&vm->pt));
 	ASSERT_OK(gvm__va_validate(&vm->va));
+	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
 }
