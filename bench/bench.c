@@ -392,6 +392,29 @@ static int parse_count(const char *s)
 	return (int)v;
 }
 
+/*
+ * Moves the options (with the values of those that take one) ahead of
+ * the benchmark names, keeping both orders: options may come anywhere.
+ */
+static void options_first(int argc, char **argv)
+{
+	char *opts[argc > 0 ? argc : 1], *names[argc > 0 ? argc : 1];
+	int no = 0, nn = 0, i;
+
+	for (i = 0; i < argc; i++) {
+		if (argv[i][0] != '-') {
+			names[nn++] = argv[i];
+			continue;
+		}
+		opts[no++] = argv[i];
+		if ((!strcmp(argv[i], "--repeat") ||
+		     !strcmp(argv[i], "--compare")) && i + 1 < argc)
+			opts[no++] = argv[++i];
+	}
+	memcpy(argv, opts, (size_t)no * sizeof(*argv));
+	memcpy(argv + no, names, (size_t)nn * sizeof(*argv));
+}
+
 int gvm_bench_main(int argc, char **argv)
 {
 	struct gvm_bench_ctx ctx = { .quick = false };
@@ -402,6 +425,7 @@ int gvm_bench_main(int argc, char **argv)
 	size_t nr_old = 0;
 	struct utsname u;
 
+	options_first(argc, argv);
 	for (; first < argc && argv[first][0] == '-'; first++) {
 		const char *opt = argv[first];
 
