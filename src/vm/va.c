@@ -367,7 +367,8 @@ static int ops_create(struct gvm_va_space *space, uint64_t addr,
 		n++;
 	nr = n + (map_va != NULL);
 	if (nr) {
-		op = gvm__malloc(nr * sizeof(*op));
+		op = nr <= GVM_VA_OPS_INL ? ops->op_inl :
+					    gvm__malloc(nr * sizeof(*op));
 		if (!op)
 			return -ENOMEM;
 		err = split_ops_fill(space, addr, last, op, &n);
@@ -396,7 +397,8 @@ err_free_new:
 	for (size_t i = 0; i < n; i++)	/* not the MAP: the caller frees it */
 		op_free_new(&op[i]);
 err_free_ops:
-	gvm__free(op);
+	if (op != ops->op_inl)
+		gvm__free(op);
 	return err;
 }
 
@@ -530,7 +532,8 @@ void gvm__va_ops_fini(struct gvm_va_ops *ops)
 		if (op->state != GVM_VA_OP_APPLIED)
 			op_free_new(op);
 	}
-	gvm__free(ops->op);
+	if (ops->op != ops->op_inl)
+		gvm__free(ops->op);
 	ops_clear(ops);
 
 	gvm_assert(space->nr_lists > 0 && space->pending_inserts >= pending);
