@@ -59,7 +59,9 @@
  *
  * TLB INVALIDATION.  A request (vm, range) must be acknowledged by every
  * engine before its fence may signal; the fence signals at
- * max(last acknowledgement, submit + cfg.tlb_inval_latency_ns).
+ * max(last acknowledgement, submit + cfg.tlb_inval_latency_ns), and after
+ * the earlier requests of its VM (SEQNO ORDER below: one fence context per
+ * VM attachment; requests are recycled, REQUEST RECYCLING).
  *
  *   submitter (ops->tlb_inval)            engine thread
  *   --------------------------            -------------
@@ -94,7 +96,9 @@
  * Locking: engine->lock and sd->timer_lock are leaves (docs/locking.md):
  * nothing else is taken under them except the heap and fence
  * initialisation (gvm_fence_create takes no lock); fences are signalled
- * with no backend lock held.  ops->tlb_inval takes each engine's lock in
+ * with no backend lock held.  A VM attachment's invalidation context
+ * lock (ic->lock, rank GVM_RANK_SIM_INVAL) ranks just below: the timer
+ * lock nests in it when a request's timer is armed (REQUEST RECYCLING).  ops->tlb_inval takes each engine's lock in
  * turn, never two at once, and never waits.
  */
 #include <errno.h>

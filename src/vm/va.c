@@ -129,8 +129,8 @@
  * unapply and fini, and at least vm->lock (read) around lookups.
  *
  * Cost: creating a list is O(k log n) for k mappings touched, with at most
- * 4 allocations of the va layer (the op array, the MAP mapping, prev and
- * next) plus the tree's reservation.  The reservation covers the
+ * 4 allocations of the va layer (the op array, only for lists longer than
+ * GVM_VA_OPS_INL, the MAP mapping, prev and next) plus the tree's reservation.  The reservation covers the
  * unwind too, so an unmap of k mappings reserves nodes for k reinserts
  * (about k / 8 nodes per tree level, bounded by the tree's own size); a
  * caller that cannot afford that for a huge unmap must split it.
