@@ -59,7 +59,9 @@
  *
  * TLB INVALIDATION.  A request (vm, range) must be acknowledged by every
  * engine before its fence may signal; the fence signals at
- * max(last acknowledgement, submit + cfg.tlb_inval_latency_ns).
+ * max(last acknowledgement, submit + cfg.tlb_inval_latency_ns), and after
+ * the earlier requests of its VM (SEQNO ORDER below: one fence context per
+ * VM attachment; requests are recycled, REQUEST RECYCLING).
  *
  *   submitter (ops->tlb_inval)            engine thread
  *   --------------------------            -------------
@@ -94,7 +96,9 @@
  * Locking: engine->lock and sd->timer_lock are leaves (docs/locking.md):
  * nothing else is taken under them except the heap and fence
  * initialisation (gvm_fence_create takes no lock); fences are signalled
- * with no backend lock held.  ops->tlb_inval takes each engine's lock in
+ * with no backend lock held.  A VM attachment's invalidation context
+ * lock (ic->lock, rank GVM_RANK_SIM_INVAL) ranks just below: the timer
+ * lock nests in it when a request's timer is armed (REQUEST RECYCLING).  ops->tlb_inval takes each engine's lock in
  * turn, never two at once, and never waits.
  */
 #include <errno.h>
@@ -289,23 +293,83 @@ struct sim_inval_node {
 };
 
 /*
- * A request lives as long as its fence (embedded; ops->release frees it).
- * References: the submitter's (*done), one "in flight" until the last
- * acknowledgement (the engines' nodes point into the request), one held by
- * the timer item while it is armed.
+ * REQUEST RECYCLING.  Every VM attachment has an invalidation context:
+ * one fence context, with seqnos handed out in submission order, and a
+ * free list of requests.  A request lives as long as its fence
+ * (embedded); when the last reference goes, ops->release puts it back on
+ * the free list, so an invalidation costs no allocation and no new fence
+ * context once the VM has had as many requests in flight before.
+ *
+ * References to a request's fence: the submitter's (*done), one "in
+ * flight" until it is ACKED (the engines' nodes point into the request),
+ * one held by the timer item while it is armed.
+ *
+ * Lifetime.  Waiters may keep a fence after the VM is detached and the
+ * device destroyed, so the context outlives the attachment: it is freed
+ * once it is dead (detached) and the last request object is gone
+ * (ic->nr_reqs == 0, under ic->lock).  After detach no request is
+ * recycled, and none uses ic->sd: req_arm() checks ic->dead under
+ * ic->lock, and a dead context's ACKED fences count as complete (nothing
+ * of the VM can run any more, so the modelled latency no longer matters).
+ *
+ * SEQNO ORDER.  Fences of one context must signal in seqno order (resv
+ * and the scheduler keep only the later fence of a context).  Engines may
+ * acknowledge requests in another order than they were submitted (two
+ * submitters queue on the engines in turn; an ack is made after the
+ * engine lock is dropped), so "acknowledged by every engine" alone is not
+ * ordered.  A request is therefore ACKED only once it and every earlier
+ * request of its context were acknowledged by every engine: the last
+ * acknowledgement of a request marks it under ic->lock and ACKEDs the
+ * oldest run of such requests of ic->inflight (seqno order), setting
+ * their bits under the lock.  Deadlines are taken under ic->lock with the
+ * seqno, so they never decrease along a context either.  "ACKED and the
+ * deadline passed" (ops->signaled) thus holds for a prefix of the
+ * context's seqnos at any time, as timeline fences do: a poller may set
+ * a later fence's SIGNALED bit before a concurrent signaller sets an
+ * earlier one's, but the earlier one already polls as signalled.
  */
+struct sim_inval_ctx {
+	struct gvm_mutex lock;		/* GVM_RANK_SIM_INVAL: the fields
+					   below, and arming a request's
+					   timer (timer_lock nests inside) */
+	struct sim_dev *sd;		/* immutable; used only while !dead */
+	uint64_t vm_id;			/* immutable: TLB tag */
+	uint64_t context;		/* immutable: fence context */
+	unsigned int nr_nodes;		/* immutable: sd->nr_engines */
+	uint64_t seqno;			/* lock: last seqno handed out */
+	struct gvm_list inflight;	/* lock: requests not ACKED yet, in
+					   seqno order */
+	struct gvm_list free;		/* lock: released requests */
+	unsigned int nr_free;		/* lock: length of free */
+	unsigned int nr_reqs;		/* lock: request objects in existence
+					   (in flight, referenced, free) */
+	uint32_t dead;			/* written under lock (release), read
+					   lock-free (acquire): detached */
+};
+
+/* Released requests kept per VM beyond this are freed. */
+#define IC_FREE_MAX 64
+
 struct sim_inval_req {
 	struct gvm_fence fence;
-	struct sim_dev *sd;
-	uint64_t vm_id, start, size;
+	struct sim_inval_ctx *ic;	/* immutable */
+	struct gvm_list link;		/* ic->lock: in ic->inflight, then
+					   (owner only) a list of requests
+					   being ACKED, then in ic->free */
+	uint64_t start, size;
 	int64_t deadline;
 	uint32_t pending;		/* atomic: acknowledgements missing */
 	uint32_t state;			/* atomic: REQ_ACKED | REQ_WANTED */
+	bool engines_done;		/* ic->lock: pending reached 0 */
+	uint32_t acked_old;		/* state before REQ_ACKED was set
+					   (under ic->lock), read by the
+					   thread that set it */
 	struct sim_timer_item timer;
 	struct sim_inval_node nodes[];	/* one per engine */
 };
 
-#define REQ_ACKED	(1u << 0)	/* every engine acknowledged */
+#define REQ_ACKED	(1u << 0)	/* every engine acknowledged it and
+					   every earlier request */
 #define REQ_WANTED	(1u << 1)	/* somebody waits: signal on time */
 
 static struct sim_inval_req *req_of(struct gvm_fence *f)
@@ -313,25 +377,97 @@ static struct sim_inval_req *req_of(struct gvm_fence *f)
 	return gvm_container_of(f, struct sim_inval_req, fence);
 }
 
+static void ic_free(struct sim_inval_ctx *ic)
+{
+	gvm__mutex_fini(&ic->lock);
+	gvm__free(ic);
+}
+
+int gvm__sim_inval_ctx_create(struct sim_dev *sd, uint64_t vm_id,
+			      struct sim_inval_ctx **out)
+{
+	struct sim_inval_ctx *ic = gvm__calloc(1, sizeof(*ic));
+
+	if (!ic)
+		return -ENOMEM;
+	gvm__mutex_init(&ic->lock, "sim_inval", GVM_RANK_SIM_INVAL);
+	ic->sd = sd;
+	ic->vm_id = vm_id;
+	ic->context = gvm_fence_context_alloc(1);
+	ic->nr_nodes = sd->nr_engines;
+	gvm_list_init(&ic->inflight);
+	gvm_list_init(&ic->free);
+	*out = ic;
+	return 0;
+}
+
+/*
+ * The attachment's end (vm_detach): frees the recycled requests, and the
+ * context too unless a request's fence is still referenced (its release
+ * frees it then).  No submit may follow.
+ */
+void gvm__sim_inval_ctx_detach(struct sim_inval_ctx *ic)
+{
+	struct gvm_list free;
+	bool last;
+
+	gvm_list_init(&free);
+	gvm__mutex_lock(&ic->lock);
+	gvm_store_release(&ic->dead, 1u);
+	gvm_list_splice_tail(&ic->free, &free);
+	ic->nr_reqs -= ic->nr_free;
+	ic->nr_free = 0;
+	last = ic->nr_reqs == 0;
+	gvm__mutex_unlock(&ic->lock);
+	while (!gvm_list_empty(&free)) {
+		struct sim_inval_req *req =
+			gvm_list_first_entry(&free, struct sim_inval_req, link);
+
+		gvm_list_del(&req->link);
+		gvm__free(req);
+	}
+	if (last)
+		ic_free(ic);
+}
+
 static void req_timer_release(struct sim_timer_item *it)
 {
 	gvm_fence_put(it->fence);
 }
 
-/* Hands the fence to the timer thread, which signals it at the deadline. */
-static void req_arm(struct sim_inval_req *req)
+/*
+ * Hands the fence to the timer thread, which signals it at the deadline.
+ * Returns false if the VM is detached (the device may be gone): the
+ * caller treats the fence as complete.
+ */
+static bool req_arm(struct sim_inval_req *req)
 {
+	struct sim_inval_ctx *ic = req->ic;
+
+	gvm__mutex_lock(&ic->lock);
+	if (ic->dead) {
+		gvm__mutex_unlock(&ic->lock);
+		return false;
+	}
 	req->timer.deadline = req->deadline;
 	req->timer.fence = gvm_fence_get(&req->fence);
 	req->timer.error = 0;
 	req->timer.release = req_timer_release;
-	timer_add(req->sd, &req->timer);
+	timer_add(ic->sd, &req->timer);
+	gvm__mutex_unlock(&ic->lock);
+	return true;
+}
+
+static bool req_time_up(const struct sim_inval_req *req)
+{
+	return req->deadline <= gvm__now_ns() ||
+	       gvm_load_acquire(&req->ic->dead);
 }
 
 /*
- * SIGNALLING ON DEMAND.  The fence is complete once every engine
- * acknowledged and its deadline passed.  Whoever notices first signals it:
- * the last acknowledgement if the deadline has passed by then; a poller
+ * SIGNALLING ON DEMAND.  The fence is complete once it is ACKED and its
+ * deadline passed.  Whoever notices first signals it: the thread that
+ * ACKEDs it if the deadline has passed by then; a poller
  * (gvm_fence_is_signaled(), and so a waiter spinning before it sleeps)
  * through ops->signaled; else the timer thread, which is only armed when
  * somebody needs an event (ops->enable_signaling) - a fence nobody waits
@@ -339,8 +475,8 @@ static void req_arm(struct sim_inval_req *req)
  * their bit in req->state with one atomic OR, and the one that finds the
  * other's bit already set arms it.
  *
- *   last acknowledgement              enable_signaling (a waiter)
- *   --------------------              ---------------------------
+ *   ACKing (req_ack)                  enable_signaling (a waiter)
+ *   ----------------                  ---------------------------
  *   old = state |= ACKED              old = state |= WANTED
  *   deadline passed: signal           old & ACKED?
  *   else old & WANTED: arm timer        deadline passed: "complete"
@@ -351,7 +487,7 @@ static bool req_signaled(struct gvm_fence *f)
 	struct sim_inval_req *req = req_of(f);
 
 	return (gvm_load_acquire(&req->state) & REQ_ACKED) &&
-	       req->deadline <= gvm__now_ns();
+	       req_time_up(req);
 }
 
 static bool req_enable_signaling(struct gvm_fence *f)
@@ -360,16 +496,32 @@ static bool req_enable_signaling(struct gvm_fence *f)
 	uint32_t old = gvm_fetch_or_acq_rel(&req->state, REQ_WANTED);
 
 	if (!(old & REQ_ACKED))
-		return true;		/* the last acknowledgement arms it */
-	if (req->deadline <= gvm__now_ns())
+		return true;		/* req_ack() arms it */
+	if (req_time_up(req))
 		return false;		/* complete: gvm signals it */
-	req_arm(req);
-	return true;
+	return req_arm(req);
 }
 
+/* The last reference is gone: back to the free list, or freed. */
 static void req_release(struct gvm_fence *f)
 {
-	gvm__free(req_of(f));
+	struct sim_inval_req *req = req_of(f);
+	struct sim_inval_ctx *ic = req->ic;
+	bool last;
+
+	gvm__mutex_lock(&ic->lock);
+	if (!ic->dead && ic->nr_free < IC_FREE_MAX) {
+		gvm_list_add(&req->link, &ic->free);
+		ic->nr_free++;
+		gvm__mutex_unlock(&ic->lock);
+		return;
+	}
+	ic->nr_reqs--;
+	last = ic->dead && ic->nr_reqs == 0;
+	gvm__mutex_unlock(&ic->lock);
+	gvm__free(req);
+	if (last)
+		ic_free(ic);
 }
 
 static const struct gvm_fence_ops req_fence_ops = {
@@ -379,18 +531,39 @@ static const struct gvm_fence_ops req_fence_ops = {
 	.release = req_release,
 };
 
+/* One acknowledgement (an engine's, or the submitter's count). */
 static void req_ack(struct sim_inval_req *req)
 {
-	uint32_t old;
+	struct sim_inval_ctx *ic = req->ic;
+	struct gvm_list acked;
 
 	if (gvm_fetch_sub_acq_rel(&req->pending, 1u) != 1)
 		return;
-	old = gvm_fetch_or_acq_rel(&req->state, REQ_ACKED);
-	if (req->deadline <= gvm__now_ns())
-		gvm_fence_signal(&req->fence);
-	else if (old & REQ_WANTED)
-		req_arm(req);
-	gvm_fence_put(&req->fence);	/* the in-flight reference */
+	/* SEQNO ORDER: ACK the oldest run of fully acknowledged requests. */
+	gvm_list_init(&acked);
+	gvm__mutex_lock(&ic->lock);
+	req->engines_done = true;
+	while (!gvm_list_empty(&ic->inflight)) {
+		struct sim_inval_req *r = gvm_list_first_entry(
+			&ic->inflight, struct sim_inval_req, link);
+
+		if (!r->engines_done)
+			break;
+		r->acked_old = gvm_fetch_or_acq_rel(&r->state, REQ_ACKED);
+		gvm_list_del(&r->link);
+		gvm_list_add_tail(&r->link, &acked);
+	}
+	gvm__mutex_unlock(&ic->lock);
+	while (!gvm_list_empty(&acked)) {
+		struct sim_inval_req *r =
+			gvm_list_first_entry(&acked, struct sim_inval_req, link);
+
+		gvm_list_del(&r->link);
+		if (req_time_up(r) ||
+		    ((r->acked_old & REQ_WANTED) && !req_arm(r)))
+			gvm_fence_signal(&r->fence);
+		gvm_fence_put(&r->fence);	/* the in-flight reference */
+	}
 }
 
 /*
@@ -425,7 +598,8 @@ static void take_invals(struct sim_engine *e, struct gvm_list *acks)
 		struct sim_inval_node *n =
 			gvm_list_entry(pos, struct sim_inval_node, link);
 
-		apply_inval(e, n->req->vm_id, n->req->start, n->req->size);
+		apply_inval(e, n->req->ic->vm_id, n->req->start,
+			    n->req->size);
 	}
 	gvm_list_splice_tail(&e->invals, acks);
 	gvm_store_release(&e->lane.fast.inval_pending, 0u);
@@ -474,27 +648,45 @@ void gvm__sim_engine_resume(struct sim_engine *e)
 	gvm__mutex_unlock(&e->lock);
 }
 
-int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
-			      uint64_t start, uint64_t size,
-			      struct gvm_fence **done)
+/*
+ * ops->tlb_inval of the VM whose context is @ic.  No allocation unless
+ * the VM has more requests in flight (or referenced) than ever before.
+ */
+int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
+			      uint64_t size, struct gvm_fence **done)
 {
-	struct sim_inval_req *req;
-	unsigned int i, n;
+	struct sim_dev *sd = ic->sd;
+	struct sim_inval_req *req = NULL;
+	/* Migration engines never translate: nothing to invalidate. */
+	unsigned int i, n = sd->cfg.nr_compute + sd->cfg.nr_copy;
 
-	req = gvm__calloc(1, sizeof(*req) +
-			  sd->nr_engines * sizeof(struct sim_inval_node));
-	if (!req)
-		return -ENOMEM;
-	gvm_fence_init(&req->fence, &req_fence_ops, gvm_fence_context_alloc(1),
-		       1);
-	req->sd = sd;
-	req->vm_id = vm_id;
+	gvm__mutex_lock(&ic->lock);
+	if (gvm_list_empty(&ic->free)) {
+		gvm__mutex_unlock(&ic->lock);
+		req = gvm__malloc(sizeof(*req) +
+				  ic->nr_nodes * sizeof(struct sim_inval_node));
+		if (!req)
+			return -ENOMEM;
+		req->ic = ic;
+		gvm__mutex_lock(&ic->lock);
+		ic->nr_reqs++;
+	} else {
+		req = gvm_list_first_entry(&ic->free, struct sim_inval_req,
+					   link);
+		gvm_list_del(&req->link);
+		ic->nr_free--;
+	}
+	/* SEQNO ORDER: seqno, deadline and place in line together. */
+	gvm_fence_init(&req->fence, &req_fence_ops, ic->context,
+		       ++ic->seqno);
 	req->start = start;
 	req->size = size;
 	req->deadline = gvm__now_ns() + (int64_t)sd->cfg.tlb_inval_latency_ns;
-	/* Migration engines never translate: nothing to invalidate. */
-	n = sd->cfg.nr_compute + sd->cfg.nr_copy;
+	req->engines_done = false;
+	gvm_store_relaxed(&req->state, 0u);
 	gvm_store_relaxed(&req->pending, n + 1);
+	gvm_list_add_tail(&req->link, &ic->inflight);
+	gvm__mutex_unlock(&ic->lock);
 	*done = &req->fence;			/* the initial reference */
 	gvm_fence_get(&req->fence);		/* in flight */
 	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
@@ -510,7 +702,7 @@ int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
 			gvm_store_release(&e->lane.fast.inval_pending, 1u);
 			queued = true;
 		} else {
-			apply_inval(e, vm_id, start, size);
+			apply_inval(e, ic->vm_id, start, size);
 		}
 		gvm__mutex_unlock(&e->lock);
 		if (!queued)

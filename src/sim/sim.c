@@ -152,6 +152,10 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
 	simvm->root = root;
 	simvm->levels = levels;
 	simvm->flags = flags;
+	if (gvm__sim_inval_ctx_create(sd, simvm->id, &simvm->ic)) {
+		gvm__free(simvm);
+		return -ENOMEM;
+	}
 	*vm_priv = simvm;
 	return 0;
 }
@@ -162,7 +166,10 @@ static int sim_vm_attach(struct gvm_device *dev, struct gvm_vm *vm,
  */
 static void sim_vm_detach(struct gvm_device *dev, void *vm_priv)
 {
-	gvm__free(vm_priv);
+	struct sim_vm *simvm = vm_priv;
+
+	gvm__sim_inval_ctx_detach(simvm->ic);
+	gvm__free(simvm);
 }
 
 static int sim_tlb_inval(struct gvm_device *dev, void *vm_priv,
@@ -173,8 +180,7 @@ static int sim_tlb_inval(struct gvm_device *dev, void *vm_priv,
 	if (!simvm || !done || (size && ((size & (size - 1)) ||
 				       (start & (size - 1)))))
 		return -EINVAL;
-	return gvm__sim_tlb_inval_submit(sim_dev_of(dev), simvm->id, start,
-					 size, done);
+	return gvm__sim_tlb_inval_submit(simvm->ic, start, size, done);
 }
 
 static bool mem_ok(const struct sim_dev *sd, struct gvm_mem_addr a,

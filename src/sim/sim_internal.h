@@ -52,6 +52,9 @@ struct sim_vm {
 	uint64_t root;			/* device address of the root table */
 	unsigned int levels;
 	uint32_t flags;			/* GVM_ATTACH_* */
+	struct sim_inval_ctx *ic;	/* its TLB invalidations (engine.c);
+					   outlives the attachment while a
+					   request's fence is referenced */
 };
 
 /*
@@ -318,6 +321,7 @@ struct sim_counters {
 };
 
 struct sim_inval_req;
+struct sim_inval_ctx;
 
 struct sim_engine {
 	struct sim_dev *sd;		/* immutable */
@@ -422,9 +426,17 @@ int gvm__sim_engines_start(struct sim_dev *sd);
 void gvm__sim_engines_stop(struct sim_dev *sd);
 int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 		    struct gvm_fence **done);
-int gvm__sim_tlb_inval_submit(struct sim_dev *sd, uint64_t vm_id,
-			      uint64_t start, uint64_t size,
-			      struct gvm_fence **done);
+/*
+ * A VM attachment's TLB invalidation context (engine.c, TLB INVALIDATION
+ * REQUESTS): one fence context, and the requests recycled.  Created at
+ * vm_attach; detach ends the attachment's use of it, and it is freed once
+ * no request fence is left.
+ */
+int gvm__sim_inval_ctx_create(struct sim_dev *sd, uint64_t vm_id,
+			      struct sim_inval_ctx **out);
+void gvm__sim_inval_ctx_detach(struct sim_inval_ctx *ic);
+int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
+			      uint64_t size, struct gvm_fence **done);
 /* Engine thread: acknowledge queued invalidations (lane-call boundary). */
 void gvm__sim_engine_ack_invals(struct sim_engine *e);
 /* Engine thread: stop / resume translating around a fault report. */

@@ -352,9 +352,13 @@ static int remove_svm_ranges(struct bind *b, const struct gvm_va_ops *l)
 
 static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 {
+	size_t cap = b->cap_lists;
 	int err = GVM_GROW_INL(b->lists, b->cap_lists, b->nr_lists + 1,
 			       b->lists_inl);
 
+	if (!err && b->cap_lists != cap)	/* moved byte for byte */
+		for (size_t i = 0; i < b->nr_lists; i++)
+			gvm__va_ops_relink(&b->lists[i]);
 	if (!err)
 		err = apply_list(b, l);
 	if (err) {
@@ -362,7 +366,7 @@ static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 		return err;
 	}
 	mark_fault_pending(l, lazy);
-	b->lists[b->nr_lists++] = *l;
+	gvm__va_ops_move(&b->lists[b->nr_lists++], l);
 	return remove_svm_ranges(b, &b->lists[b->nr_lists - 1]);
 }
 

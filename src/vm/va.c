@@ -129,8 +129,8 @@
  * unapply and fini, and at least vm->lock (read) around lookups.
  *
  * Cost: creating a list is O(k log n) for k mappings touched, with at most
- * 4 allocations of the va layer (the op array, the MAP mapping, prev and
- * next) plus the tree's reservation.  The reservation covers the
+ * 4 allocations of the va layer (the op array, only for lists longer than
+ * GVM_VA_OPS_INL, the MAP mapping, prev and next) plus the tree's reservation.  The reservation covers the
  * unwind too, so an unmap of k mappings reserves nodes for k reinserts
  * (about k / 8 nodes per tree level, bounded by the tree's own size); a
  * caller that cannot afford that for a huge unmap must split it.
@@ -367,7 +367,8 @@ static int ops_create(struct gvm_va_space *space, uint64_t addr,
 		n++;
 	nr = n + (map_va != NULL);
 	if (nr) {
-		op = gvm__malloc(nr * sizeof(*op));
+		op = nr <= GVM_VA_OPS_INL ? ops->op_inl :
+					    gvm__malloc(nr * sizeof(*op));
 		if (!op)
 			return -ENOMEM;
 		err = split_ops_fill(space, addr, last, op, &n);
@@ -396,7 +397,8 @@ err_free_new:
 	for (size_t i = 0; i < n; i++)	/* not the MAP: the caller frees it */
 		op_free_new(&op[i]);
 err_free_ops:
-	gvm__free(op);
+	if (op != ops->op_inl)
+		gvm__free(op);
 	return err;
 }
 
@@ -530,7 +532,8 @@ void gvm__va_ops_fini(struct gvm_va_ops *ops)
 		if (op->state != GVM_VA_OP_APPLIED)
 			op_free_new(op);
 	}
-	gvm__free(ops->op);
+	if (ops->op != ops->op_inl)
+		gvm__free(ops->op);
 	ops_clear(ops);
 
 	gvm_assert(space->nr_lists > 0 && space->pending_inserts >= pending);

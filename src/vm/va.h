@@ -132,11 +132,36 @@ struct gvm_va_op {
  * An op list, in application order: the UNMAPs and REMAPs in address order
  * of the mappings they take away, then the MAP (map requests only).
  */
+#define GVM_VA_OPS_INL 2
+
+/*
+ * Invariant: op == NULL if nr == 0, op == op_inl if 0 < nr <= GVM_VA_OPS_INL
+ * (a list of one or two ops allocates no array), else a heap array.  So a
+ * list must not be copied by assignment or memcpy without
+ * gvm__va_ops_move() / gvm__va_ops_relink().
+ */
 struct gvm_va_ops {
 	struct gvm_va_space *space;	/* NULL: nothing to finish */
-	struct gvm_va_op *op;		/* nr ops (NULL if nr == 0) */
+	struct gvm_va_op *op;		/* nr ops (see above) */
 	size_t nr;
+	struct gvm_va_op op_inl[GVM_VA_OPS_INL];
 };
+
+/* After @l was copied byte for byte (an array of lists that grew): points
+   its ops back at its own inline storage. */
+static inline void gvm__va_ops_relink(struct gvm_va_ops *l)
+{
+	if (l->nr && l->nr <= GVM_VA_OPS_INL)
+		l->op = l->op_inl;
+}
+
+/* Moves list @src to @dst; @src is then a copy not to finish. */
+static inline void gvm__va_ops_move(struct gvm_va_ops *dst,
+				    const struct gvm_va_ops *src)
+{
+	*dst = *src;
+	gvm__va_ops_relink(dst);
+}
 
 /* Overlap iterator; private. */
 struct gvm_va_iter {

@@ -946,6 +946,70 @@ TEST(tlb_caches_until_invalidated)
 	env_fini(&v);
 }
 
+/*
+ * A TLB invalidation recycles its request (engine.c, REQUEST RECYCLING):
+ * once the VM has had as many requests alive at once before, submitting
+ * one allocates nothing, and its fence is on the VM's one fence context
+ * with increasing seqnos.
+ */
+TEST(tlb_inval_allocates_nothing_once_warm)
+{
+	struct env v;
+	struct gvm_fence *f[3];
+	unsigned long before;
+	unsigned int i, round;
+
+	env_init(&v, 0);
+	for (round = 0; round < 3; round++) {
+		before = gvm__alloc_count;
+		for (i = 0; i < 3; i++)	/* three alive at once */
+			ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, K64, &f[i]));
+		if (round)
+			ASSERT_EQ(gvm__alloc_count, before);
+		for (i = 0; i < 3; i++) {
+			if (i) {
+				ASSERT_EQ(f[i]->context, f[0]->context);
+				ASSERT_TRUE(gvm_fence_is_later(f[i], f[i - 1]));
+			}
+			ASSERT_OK(gvm_fence_wait(f[i], GVM_TIMEOUT_INFINITE));
+			ASSERT_EQ(gvm_fence_get_status(f[i]), 1);
+		}
+		for (i = 0; i < 3; i++)
+			gvm_fence_put(f[i]);
+	}
+	env_fini(&v);
+}
+
+/*
+ * A request's fence may outlive its VM attachment and the device: the
+ * waiter that holds it still finds it complete, and the memory stays
+ * valid until its last reference goes (run under ASan).  The latency is
+ * long so that the device goes away before the modelled deadline (if the
+ * machine is slower than that, the test checks the same things anyway).
+ */
+TEST(tlb_inval_fence_outlives_the_device)
+{
+	struct gvm_sim_config cfg = { .vram_size = 64ull << 20,
+				      .tlb_inval_latency_ns = 60000000000ull };
+	struct gvm_fence *f, *g, *recycled;
+	struct env v;
+
+	env_init_cfg(&v, &cfg, 0);
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, 0, &recycled));
+	gvm_fence_put(recycled);	/* back on the free list */
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, K64, &f));
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, 0, &g));
+	ASSERT_TRUE(gvm_fence_is_later(g, f));
+	env_fini(&v);			/* detach, then the device goes */
+
+	ASSERT_OK(gvm_fence_wait(g, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(g), 1);
+	ASSERT_EQ(gvm_fence_get_status(f), 1);	/* seqno order */
+	gvm_fence_put(g);
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	gvm_fence_put(f);		/* the last one frees the context */
+}
+
 TEST(tlb_inval_range_and_full)
 {
 	struct sim_tlb t;
