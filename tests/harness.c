@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Test harness runtime: the registry, the runner, failure reporting, seeds,
- * scaling and death tests.  See harness.h.
+ * scaling, death tests, and gvm_test_run().  See harness.h.
  */
 #include "harness.h"
 #include "core/alloc.h"
@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <gvm/gvm.h>
 
 #ifndef GVM_TEST_SCALE_DEFAULT
 #define GVM_TEST_SCALE_DEFAULT 1
@@ -266,4 +268,19 @@ void gvm_test_expect_crash(void (*fn)(void))
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFSIGNALED(status) ||
 		    (WIFEXITED(status) && WEXITSTATUS(status) != 0));
+}
+
+int gvm_test_run(struct gvm_queue *q, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int err = gvm_exec(q, k, &s, 1);
+
+	if (err)
+		return err;
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	err = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return err < 0 ? err : 0;
 }

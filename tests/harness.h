@@ -152,4 +152,12 @@ void gvm_test_expect_crash(void (*fn)(void));
 #define gvm_test_wait_flag(flag) gvm__test_wait_flag((flag), __FILE__, __LINE__)
 void gvm__test_wait_flag(const uint32_t *flag, const char *file, int line);
 
+struct gvm_queue;
+struct gvm_kernel;
+/*
+ * Runs @k on @q (a dma-fence VM's queue) to its end: 0, the exec's error,
+ * or the job's (a failed kernel's negative fence status).
+ */
+int gvm_test_run(struct gvm_queue *q, const struct gvm_kernel *k);
+
 #endif

@@ -280,13 +280,14 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
  * One round of waiting for VRAM, with no lock held, for a caller whose
  * allocation of @bytes found no idle victim: registers @c (zeroed the
  * first time) for @bytes, then waits until the claims older than @c are
- * gone if there are any, else until @victim (referenced, from
- * gvm__vram_busy_victim()) is idle (and unlocked, if someone held it).
+ * gone if there are any, else until @victim (referenced, from the
+ * calling thread's gvm__vram_busy_victim() just before: NULL if it found
+ * none) is idle (and unlocked, if someone held it).
  * With no @victim (none but the caller's own BOs in VRAM: the rest is in
  * flight, e.g. a BO allocated and not yet on the LRU, or being moved), it
- * waits, bounded, for VRAM to be freed or a BO to join the LRU.  Drops
- * @victim's reference.  true if it waited for something (try again),
- * false if nothing changed within the bound.  The caller ends @c
+ * waits, bounded, for the room, or for a BO to join the LRU since that
+ * search.  Drops @victim's reference.  true if it waited for something
+ * (try again), false if nothing changed within the bound.  The caller ends @c
  * (gvm__vram_claim_end()) when it is done, successful or not.
  */
 bool gvm__vram_wait_room(struct gvm_device *dev, struct gvm_vram_claim *c,

@@ -118,6 +118,13 @@ void (*gvm__evict_before_idle_wait)(struct gvm_device *dev);
 /* The claim of the calling thread, registered by gvm__vram_claim_begin(). */
 static __thread struct gvm_vram_claim *cur_claim;
 
+/*
+ * dev->lru_joins when the calling thread last looked for a victim
+ * (gvm__vram_busy_victim()): a BO that joined the LRU since is one it has
+ * not considered (wait_in_flight()).
+ */
+static __thread uint64_t joins_seen;
+
 /* Whether @bo may be purged (a hint without its reservation held). */
 static bool purgeable(const struct gvm_bo *bo)
 {
@@ -577,6 +584,7 @@ struct gvm_bo *gvm__vram_busy_victim(struct gvm_device *dev,
 	struct gvm_list *pos;
 
 	gvm__mutex_lock(&dev->vram_lock);
+	joins_seen = dev->lru_joins;
 	/* The least recently used busy BO nobody is working on... */
 	gvm_list_for_each(pos, &dev->lru) {
 		struct gvm_bo *bo = gvm_list_entry(pos, struct gvm_bo,
@@ -632,21 +640,21 @@ static bool room_locked(struct gvm_device *dev, uint64_t bytes)
 }
 
 /*
- * No BO to wait for: the VRAM the caller lacks is in flight (a BO
- * allocated or being moved in and not yet on the LRU, memory being
- * freed).  Waits until the room is free or a BO joins the LRU (the next
- * round waits for it), for IN_FLIGHT_WAIT_NS at most: false if neither
- * happened (VRAM is held by what nobody frees).
+ * No BO to wait for (gvm__vram_busy_victim() found none): the VRAM the
+ * caller lacks is in flight (a BO allocated or being moved in and not yet
+ * on the LRU, memory being freed).  Waits until the room is free or a BO
+ * joins the LRU after that search (the next round considers it), for
+ * IN_FLIGHT_WAIT_NS at most: false if neither happened (VRAM is held by
+ * what nobody frees).
  */
 static bool wait_in_flight(struct gvm_device *dev, uint64_t bytes)
 {
+	uint64_t joins = joins_seen;
 	int64_t deadline;
-	uint64_t joins;
 	bool room;
 
 	gvm__mutex_lock(&dev->vram_lock);
-	joins = dev->lru_joins;
-	room = room_locked(dev, bytes);
+	room = room_locked(dev, bytes) || dev->lru_joins != joins;
 	gvm__mutex_unlock(&dev->vram_lock);
 	if (room)
 		return true;

@@ -49,21 +49,6 @@ static uint64_t expect_sum(uint32_t pattern)
 	return w * (M2 / 8);
 }
 
-static int run(struct gvm_queue *q, const struct gvm_kernel *k)
-{
-	struct gvm_fence *f = NULL;
-	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
-			      .out = &f };
-	int err = gvm_exec(q, k, &s, 1);
-
-	if (err)
-		return err;
-	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
-	err = gvm_fence_get_status(f);
-	gvm_fence_put(f);
-	return err < 0 ? err : 0;
-}
-
 static void vm_setup(struct gvm_device *dev, struct vmctx *c, int idx)
 {
 	struct gvm_bind_op ops[BOS_PER_VM + 1];
@@ -106,11 +91,11 @@ static void turn(struct vmctx *c, uint32_t round)
 		uint64_t va = VA + (uint64_t)i * M2;
 
 		ASSERT_OK(gvm_kernel_checksum(&k, va, M2, VA - M2 + 8 * (uint64_t)i));
-		ASSERT_OK(run(c->q, &k));
+		ASSERT_OK(gvm_test_run(c->q, &k));
 		ASSERT_EQ(c->sums[i], expect_sum(c->pattern[i]));
 		c->pattern[i] = round * 16 + (uint32_t)i + 1;
 		ASSERT_OK(gvm_kernel_fill(&k, va, M2, c->pattern[i]));
-		ASSERT_OK(run(c->q, &k));
+		ASSERT_OK(gvm_test_run(c->q, &k));
 	}
 }
 
@@ -223,7 +208,7 @@ TEST(page_tables_evict_idle_bos)
 	/* Every VM runs: its BOs come back and are written. */
 	for (int v = 0; v < 4; v++) {
 		ASSERT_OK(gvm_kernel_fill(&k, VA, 256ull << 10, 0x1234 + v));
-		ASSERT_OK(run(q[v], &k));
+		ASSERT_OK(gvm_test_run(q[v], &k));
 	}
 	for (int v = 0; v < 4; v++) {
 		uint32_t *p;
@@ -334,7 +319,7 @@ TEST(exec_waits_for_busy_bos_of_another_vm)
 	gvm__evict_before_wait = open_gate_hook;
 
 	ASSERT_OK(gvm_kernel_fill(&k, VA + (NBUSY - 1) * M2, M2, 0xb));
-	ASSERT_OK(run(b.q, &k));
+	ASSERT_OK(gvm_test_run(b.q, &k));
 	gvm__evict_before_wait = NULL;
 
 	ASSERT_TRUE(gvm_fence_is_signaled(hook_gate));
@@ -420,7 +405,7 @@ TEST(exec_waits_for_a_bo_in_flight)
 
 	gvm__evict_before_idle_wait = release_creator_hook;
 	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xc));
-	ASSERT_OK(run(b.q, &k));
+	ASSERT_OK(gvm_test_run(b.q, &k));
 	gvm__evict_before_idle_wait = NULL;
 	ASSERT_TRUE(gvm_fence_is_signaled(creator_go));
 	ASSERT_EQ(in_vram(&b), NBUSY);
@@ -574,7 +559,7 @@ static int do_exec(void)
 	struct gvm_kernel k;
 
 	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xb));
-	return run(fair.b->q, &k);
+	return gvm_test_run(fair.b->q, &k);
 }
 
 static void *exec_thread(void *arg)
@@ -722,7 +707,7 @@ TEST(last_reference_dropped_during_eviction)
 	put_victim = x;
 	gvm__evict_before_put = put_owner_ref_hook;
 	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xc));
-	ASSERT_OK(run(b.q, &k));
+	ASSERT_OK(gvm_test_run(b.q, &k));
 	gvm__evict_before_put = NULL;
 	ASSERT_EQ(put_hits, 1);
 	/* X and its VM were freed before the exec returned. */

@@ -42,21 +42,6 @@
 static struct gvm_device *dev;
 static struct gvm_bo *shared[NSHARED];
 
-static int run(struct gvm_queue *q, const struct gvm_kernel *k)
-{
-	struct gvm_fence *f = NULL;
-	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
-			      .out = &f };
-	int err = gvm_exec(q, k, &s, 1);
-
-	if (err)
-		return err;
-	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
-	err = gvm_fence_get_status(f);
-	gvm_fence_put(f);
-	return err < 0 ? err : 0;
-}
-
 static struct gvm_vm *exec_vm;
 
 static void *binder(void *arg)
@@ -215,11 +200,11 @@ TEST(binders_exec_and_evictor)
 		struct gvm_kernel k;
 
 		ASSERT_OK(gvm_kernel_checksum(&k, va, size, VA - M2));
-		ASSERT_OK(run(q, &k));
+		ASSERT_OK(gvm_test_run(q, &k));
 		ASSERT_EQ(sums[0], expect_sum(pattern[b], size));
 		pattern[b] = (uint32_t)i + 1;
 		ASSERT_OK(gvm_kernel_fill(&k, va, size, pattern[b]));
-		ASSERT_OK(run(q, &k));
+		ASSERT_OK(gvm_test_run(q, &k));
 	}
 
 	for (int t = 0; t < 2; t++)
@@ -290,7 +275,7 @@ static int run_retry(struct ws *w, const struct gvm_kernel *k)
 {
 	int err;
 
-	while ((err = run(w->q, k)) == -ENOSPC)
+	while ((err = gvm_test_run(w->q, k)) == -ENOSPC)
 		w->enospc++;
 	return err;
 }
