@@ -115,6 +115,8 @@ static int add_deps(struct gvm_job *job, struct gvm_resv *resv,
 	unsigned int n, i;
 	int err = gvm_resv_get_fences(resv, usage, &f, &n);
 
+	if (err)	/* f and n are not set */
+		return err;
 	for (i = 0; !err && i < n; i++)
 		err = gvm_job_add_dependency(job, f[i]);
 	if (n)

@@ -24,6 +24,7 @@
 #include <gvm/vm.h>
 
 #include "core/atomic.h"
+#include "core/inject.h"
 #include "harness.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
@@ -479,6 +480,66 @@ TEST(allocations_behind_a_claim_leave_page_table_room)
 
 	ASSERT_OK(alloc_from_other_thread(dev, free_now - K4));
 	ASSERT_EQ(dev->vram.free_bytes, free_now);
+	gvm_device_put(dev);
+}
+
+/*
+ * An exec fails cleanly at each of its allocations, the one that copies a
+ * BO's kernel fences among them (with an external BO whose reservation
+ * holds one): -ENOMEM and nothing queued; the execs that succeed (the
+ * last allocates everything) run after that fence.  The copy's failure used to leave its
+ * array and count unset, and the exec put fences it never had.
+ */
+TEST(exec_fails_cleanly_at_each_allocation)
+{
+	struct gvm_sim_config cfg = { .vram_size = 16ull << 20 };
+	struct gvm_fence *gate, *f = NULL, *ran[64];
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	struct gvm_device *dev;
+	struct gvm_kernel k;
+	struct busy_vm b;
+	int err, nr_ran = 0;
+	uint32_t *p;
+	long n;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	busy_vm_setup(dev, &b, false);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+	ASSERT_OK(gvm_resv_lock(b.bo[0]->resv, NULL));
+	ASSERT_OK(gvm_resv_reserve_fences(b.bo[0]->resv, 1));
+	gvm_resv_add_fence(b.bo[0]->resv, gate, GVM_RESV_USAGE_KERNEL);
+	gvm_resv_unlock(b.bo[0]->resv);
+
+	ASSERT_OK(gvm_kernel_fill(&k, VA, M2, 0xd));
+	for (n = 1;; n++) {
+		bool fired;
+
+		gvm__inject_arm(GVM_INJECT_ALLOC, n, 0);
+		err = gvm_exec(b.q, &k, &s, 1);
+		fired = !gvm__inject_disarm(GVM_INJECT_ALLOC);
+		if (err) {
+			ASSERT_EQ(err, -ENOMEM);
+			ASSERT_TRUE(fired && f == NULL);
+			continue;
+		}
+		ASSERT_LT(nr_ran, 64);	/* ran despite it, or untouched */
+		ran[nr_ran++] = f;
+		f = NULL;
+		if (!fired)
+			break;
+	}
+	ASSERT_GT(n, 1);
+	gvm_fence_signal(gate);
+	for (int i = 0; i < nr_ran; i++) {
+		ASSERT_OK(gvm_fence_wait(ran[i], GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(gvm_fence_get_status(ran[i]), 1);
+		gvm_fence_put(ran[i]);
+	}
+	ASSERT_OK(gvm_bo_map(b.bo[0], (void **)&p));
+	ASSERT_EQ(p[0], 0xd);
+	gvm_fence_put(gate);
+	busy_vm_teardown(&b);
 	gvm_device_put(dev);
 }
 
