@@ -251,6 +251,23 @@ static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	gvm__mutex_unlock(&writer.lock);
 }
 
+/*
+ * Reads a user fence without faulting.  The waiter holds no lock, so a
+ * page SVM moved to device memory is brought back first (as at
+ * submission); -EFAULT if the fence was given up or is unreadable.
+ */
+static int ufence_read(const uint64_t *addr, uint64_t *now)
+{
+	if (ufence_is_bad(addr))
+		return -EFAULT;
+	if (!gvm__user_read64(addr, now))
+		return 0;
+	if (gvm__mm_populate_write((uintptr_t)addr) ||
+	    gvm__user_read64(addr, now))
+		return -EFAULT;
+	return 0;
+}
+
 int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 			int64_t timeout_ns)
 {
@@ -265,13 +282,13 @@ int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 
 		/* Read without faulting: the address may have become
 		   unreadable (the store was then given up, or will be). */
-		if (ufence_is_bad(addr) || gvm__user_read64(addr, &now))
+		if (ufence_read(addr, &now))
 			return -EFAULT;
 		if (now == value)
 			return 0;
 		err = gvm__futex_wait(&ufence_seq, seq, deadline);
 		if (err == -ETIME) {
-			if (ufence_is_bad(addr) || gvm__user_read64(addr, &now))
+			if (ufence_read(addr, &now))
 				return -EFAULT;
 			return now == value ? 0 : -ETIME;
 		}
