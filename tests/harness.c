@@ -183,7 +183,7 @@ void gvm_test_expect_death(const char *file, int line, int pid, char *buf,
  * references when the test returns: give them up to two seconds (a real
  * leak still fails, only later).
  */
-static void check_leaks(uint64_t live)
+void gvm_test_check_leaks(uint64_t live)
 {
 	for (int ms = 0; ms < 2000 && gvm__alloc_live() != live; ms++) {
 		struct timespec ts = { 0, 1000000 };
@@ -202,7 +202,7 @@ static int run_one(int i)
 
 	current = tests[i].name;
 	tests[i].fn();
-	check_leaks(live);
+	gvm_test_check_leaks(live);
 	printf("PASS %s\n", tests[i].name);
 	return 0;
 }

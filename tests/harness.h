@@ -152,6 +152,13 @@ void gvm_test_expect_crash(void (*fn)(void));
 #define gvm_test_wait_flag(flag) gvm__test_wait_flag((flag), __FILE__, __LINE__)
 void gvm__test_wait_flag(const uint32_t *flag, const char *file, int line);
 
+/*
+ * Fails the test unless the library's heap is back to @live blocks, once
+ * library threads have dropped their last references (bounded wait; the
+ * runner checks every test this way).
+ */
+void gvm_test_check_leaks(uint64_t live);
+
 struct gvm_queue;
 struct gvm_kernel;
 /*

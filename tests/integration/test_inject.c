@@ -142,20 +142,6 @@ static bool banned(struct gvm_vm *vm)
 	return st.banned;
 }
 
-/*
- * Library threads may still drop their last references after teardown
- * returned (the harness waits the same way): wait for them, boundedly.
- */
-static void check_no_leak(uint64_t live)
-{
-	for (int i = 0; i < 20000 && gvm__alloc_live() != live; i++) {
-		struct timespec ts = { 0, 100000 };
-
-		nanosleep(&ts, NULL);
-	}
-	ASSERT_EQ(gvm__alloc_live(), live);
-}
-
 static bool full_sweep(void)
 {
 	const char *e = getenv("GVM_INJECT_FULL");
@@ -183,7 +169,7 @@ static void sweep2(const char *name, void (*scenario)(void),
 	cur.also = -1;
 	cur.phase = phase;
 	scenario();
-	check_no_leak(live);
+	gvm_test_check_leaks(live);
 	for (int s = 0; s < GVM_INJECT_NR_SITES; s++)
 		calls[s] = gvm__inject_calls(s);
 	for (int s = 0; s < GVM_INJECT_NR_SITES; s++) {
@@ -204,7 +190,7 @@ static void sweep2(const char *name, void (*scenario)(void),
 				printf("run %s #%ld\n", gvm__inject_name(s),
 				       cur.n);
 			scenario();
-			check_no_leak(live);
+			gvm_test_check_leaks(live);
 			nr++;
 			nf += cur.fired;
 		}

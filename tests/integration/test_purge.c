@@ -50,17 +50,7 @@ static uint64_t expect_sum(uint32_t pattern)
 /* Runs @k on the context's queue and waits: 0 or the fence's error. */
 static int run(struct ctx *c, const struct gvm_kernel *k)
 {
-	struct gvm_fence *f = NULL;
-	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
-			      .out = &f };
-	int err = gvm_exec(c->q, k, &s, 1);
-
-	if (err)
-		return err;
-	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
-	err = gvm_fence_get_status(f);
-	gvm_fence_put(f);
-	return err < 0 ? err : 0;
+	return gvm_test_run(c->q, k);
 }
 
 static void gpu_fill(struct ctx *c, uint32_t pattern)
