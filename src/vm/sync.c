@@ -27,7 +27,10 @@
  * callback runs under a fence lock, on a thread the migration back may
  * need (an engine acknowledging its TLB invalidation), so it must not
  * wait: a fence whose probe fails is handed to the writer thread, which
- * holds nothing, brings the page back and stores (or records it bad).
+ * holds nothing, brings the page back and stores (or records it bad).  A
+ * waiter in gvm_user_fence_wait() holds no lock either: when its read
+ * fails it brings the page back the same way and reads again, so a fence
+ * that shares a page with data SVM migrated is waited for, not -EFAULT.
  *
  * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
  * fences are written from fence callbacks (under the fence's lock): only
