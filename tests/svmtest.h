@@ -160,22 +160,40 @@ static inline void svmt_unmap(void *p, uint64_t size)
  * Two simulated devices sharing the process's memory, each with a VM
  * (svmt_vm), linked (with @props, NULL: the defaults) or not.
  */
+/*
+ * Simulated devices whose access counters are off: tests that count
+ * migrations between linked devices would otherwise see the counters
+ * move a peer-mapped range behind their back, asynchronously (the
+ * access-counter tests turn them on themselves).
+ */
+static const struct gvm_sim_config svmt_no_access_counters = {
+	.access_threshold = GVM_SIM_ACCESS_OFF,
+};
+
 struct svmt_pair {
 	struct gvm_mm *mm;
 	struct gvm_device *a, *b;
 	struct svmt_vm va, vb;
 };
 
-static inline void svmt_pair_setup(struct svmt_pair *x, bool linked,
-				   const struct gvm_link_props *props)
+/* The devices with @cfg (NULL: the simulator's defaults). */
+static inline void svmt_pair_setup_cfg(struct svmt_pair *x, bool linked,
+				       const struct gvm_link_props *props,
+				       const struct gvm_sim_config *cfg)
 {
 	ASSERT_OK(gvm_mm_self(&x->mm));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->a));
-	ASSERT_OK(gvm_sim_device_create(NULL, &x->b));
+	ASSERT_OK(gvm_sim_device_create(cfg, &x->a));
+	ASSERT_OK(gvm_sim_device_create(cfg, &x->b));
 	if (linked)
 		ASSERT_OK(gvm_device_link(x->a, x->b, props));
 	svmt_vm_init(&x->va, x->a, x->mm);
 	svmt_vm_init(&x->vb, x->b, x->mm);
+}
+
+static inline void svmt_pair_setup(struct svmt_pair *x, bool linked,
+				   const struct gvm_link_props *props)
+{
+	svmt_pair_setup_cfg(x, linked, props, &svmt_no_access_counters);
 }
 
 /* Also checks that neither VM logged a GPU fault it could not resolve. */

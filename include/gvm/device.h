@@ -267,6 +267,34 @@ GVM_API void *gvm_device_priv(const struct gvm_device *dev);
 GVM_API int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
 /*
+ * Access counters (backend side), as GPUs with an interconnect have them:
+ * the device counts the bytes its engines access in memory that is not
+ * its own - a linked peer's VRAM, reached through the link - per region
+ * of a VM's address space, and when a region's count crosses the
+ * device's threshold it tells gvm, which may then move the memory closer
+ * (the placement policy decides: docs/policy.md, "Access counters").
+ * @addr and @size give the region (size a power of two, addr aligned to
+ * it); @bytes what was counted.  Called from an engine's thread with no
+ * gvm lock held; never blocks (a leaf lock inside): the notification is
+ * queued for the device's fault-servicing thread and the engine goes on.
+ * Returns 0 (queued), -EINVAL (NULL, bad region), -EOPNOTSUPP (the VM is
+ * not in fault mode: nothing there acts on it), -EAGAIN (the queue of
+ * notifications is full: dropped, as hardware drops them; counted in
+ * gvm_device_query's access_dropped).  A hint: gvm may ignore it.
+ */
+struct gvm_access_info {
+	uint64_t addr;			/* GPU VA of the region */
+	uint64_t size;			/* bytes, power of two */
+	uint64_t bytes;			/* accessed remotely in it since the
+					   last notification */
+	uint32_t engine;		/* GVM_ENGINE_* class */
+	uint32_t engine_instance;
+	int64_t timestamp_ns;		/* CLOCK_MONOTONIC */
+};
+GVM_API int gvm_vm_access_notify(struct gvm_vm *vm,
+				 const struct gvm_access_info *a);
+
+/*
  * Interconnects.  gvm_device_link() records a link between two devices
  * (peer-to-peer access and device-to-device copies, used by multi-device
  * SVM); devices linked directly or through others form one owner group,
@@ -321,6 +349,11 @@ struct gvm_device_info {
 					   memory, over the link */
 	uint64_t svm_d2d_out;		/* of svm_migrations_out: copied
 					   directly to a linked device */
+	uint64_t access_notified;	/* access-counter notifications its
+					   engines sent (gvm_vm_access_notify) */
+	uint64_t access_dropped;	/* of them dropped: queue full */
+	uint64_t access_migrations;	/* SVM ranges moved into its memory
+					   because of them */
 };
 
 GVM_API int gvm_device_query(struct gvm_device *dev,

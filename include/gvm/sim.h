@@ -44,7 +44,20 @@ struct gvm_sim_config {
 					 * servicing thread before faulting
 					 * engines block, at most 65536
 					 * [1024] */
+	uint64_t access_threshold;	/* access counters: bytes an engine
+					 * reads or writes of a linked
+					 * peer's VRAM in one 2 MiB region
+					 * of a VM before it notifies gvm
+					 * (gvm_vm_access_notify);
+					 * GVM_SIM_ACCESS_OFF: never
+					 * [GVM_SIM_ACCESS_DEFAULT] */
 };
+
+/* Access counters: region size, default threshold (two passes over a
+   region), and the value that switches them off. */
+#define GVM_SIM_ACCESS_GRANULE	(2ull << 20)
+#define GVM_SIM_ACCESS_DEFAULT	(2 * GVM_SIM_ACCESS_GRANULE)
+#define GVM_SIM_ACCESS_OFF	UINT64_MAX
 
 /*
  * Creates a simulated GPU (@cfg NULL: all defaults).  -EINVAL: bad config
@@ -65,6 +78,11 @@ struct gvm_sim_stats {
 	uint64_t lanes;			/* lanes run */
 	uint64_t bytes_copied;		/* by copy engines */
 	uint64_t parks;			/* kernels parked by a queue suspend */
+	uint64_t link_bytes;		/* accessed by kernels in linked
+					   peers' VRAM, through the link */
+	uint64_t link_wait_ns;		/* engines' time charged for them
+					   (the link's bandwidth and latency) */
+	uint64_t access_notifications;	/* access-counter notifications */
 };
 /* -EINVAL if @dev is not a simulated device. */
 GVM_API int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st);

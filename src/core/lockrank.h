@@ -34,6 +34,8 @@ enum gvm_lock_rank {
 	GVM_RANK_WW_WAIT = 800,	/* a ww mutex's waiter list (leaf) */
 	GVM_RANK_NOTIFIER_TREE = 850, /* an mm's notifier tree (no callback
 				 runs under it; only leaves nest inside) */
+	GVM_RANK_SIM_REGISTRY = 860, /* the simulated devices' registry
+				 (sim/sim.c; gvm's link_lock nests inside) */
 	GVM_RANK_SIM_INVAL = 880, /* a simulated VM's TLB invalidation
 				 context (sim/engine.c; the timer lock
 				 nests inside) */

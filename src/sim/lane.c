@@ -75,6 +75,28 @@
  * count the lookups of the full path: the misses of this one-entry
  * cache).
  *
+ * LINK.  A translation of system memory that lies in another simulated
+ * device's VRAM window, linked to this one (gvm mapped a peer's memory
+ * peer to peer), is marked SIM_P_PEER at the walk, with the link's
+ * bandwidth and latency as gvm reports them (gvm_device_link_query) in a
+ * slot of the engine's link model (struct sim_link_model).  Such pages
+ * never use the fast path; each access through them is charged: the
+ * walk the link's latency, every byte loaded, stored or spanned its
+ * bandwidth's time.  The charges add up as a debt that the engine pays
+ * at lane boundaries once it reaches SIM_LINK_QUANTUM_NS, sleeping (not
+ * translating, so invalidations are acknowledged meanwhile) until the
+ * link would have carried the bytes: the link runs alongside the
+ * engine's own work (`busy_until`), so a kernel slower than its link
+ * waits for nothing.  A sleep that overruns (timer slack, a loaded
+ * host; at most SIM_LINK_CREDIT_NS counted) is made up on the next
+ * payment of the same job.  Bandwidth 0 (host speed) charges nothing.
+ *
+ * ACCESS COUNTERS.  The same accesses count bytes per (VM, 2 MiB region,
+ * GVM_SIM_ACCESS_GRANULE) in a small per-engine table; a region that
+ * reaches the device's access_threshold is reported to gvm with
+ * gvm_vm_access_notify() at the next payment (engine not translating, no
+ * lock held; it never blocks) and its count starts again.
+ *
  * PREEMPTION.  Before each lane the engine checks its queue's `preempt`
  * flag (ops->queue_suspend, engine.c): if set, the job is *parked* at that
  * lane (job->next_lane) and the engine goes on with other queues' jobs;
@@ -200,6 +222,123 @@ static inline void cnt_inc(uint64_t *c)
 	gvm_store_relaxed(c, gvm_load_relaxed(c) + 1);
 }
 
+/* ---- the link to peers' memory (LINK, ACCESS COUNTERS) ---------------- */
+
+/* A fresh walk's system page: is it a linked peer's VRAM? */
+static void link_classify(struct sim_engine *e, struct sim_xlate *x)
+{
+	struct sim_link_model *m = &e->link;
+	const struct sim_dev *peer;
+	struct gvm_link_props lp;
+	unsigned int i;
+
+	if (gvm_load_relaxed(&gvm__sim_nr_devs) < 2 ||
+	    gvm__sim_peer_link(e->sd, x->host, &peer, &lp))
+		return;
+	for (i = 0; i < SIM_LINKS && m->links[i].peer != peer; i++)
+		;
+	if (i == SIM_LINKS) {
+		/* More peers than slots: the oldest slot's entries still
+		   in the TLB are charged this link's costs. */
+		i = m->link_rr++ % SIM_LINKS;
+		m->links[i].peer = peer;
+	}
+	m->links[i].bw = lp.bandwidth;
+	m->links[i].latency_ns = lp.latency_ns;
+	x->perm |= SIM_P_PEER | (i << SIM_P_LINK_SHIFT);
+	m->debt_ns += lp.latency_ns;
+}
+
+/* @bytes at @va went through the link of translation @x. */
+static void link_charge(struct gvm_lane *l, const struct sim_xlate *x,
+			uint64_t va, uint64_t bytes)
+{
+	struct sim_engine *e = l->e;
+	struct sim_link_model *m = &e->link;
+	uint64_t bw = m->links[x->perm >> SIM_P_LINK_SHIFT].bw;
+	uint64_t threshold = e->sd->cfg.access_threshold;
+	uint64_t region = va & ~(GVM_SIM_ACCESS_GRANULE - 1);
+	unsigned int i;
+
+	if (bw)		/* bytes <= 1 GiB (one page): no overflow */
+		m->debt_ns += bytes * 1000000000ull / bw;
+	gvm_store_relaxed(&e->cnt.link_bytes,
+			  gvm_load_relaxed(&e->cnt.link_bytes) + bytes);
+	if (threshold == GVM_SIM_ACCESS_OFF)
+		return;
+	for (i = 0; i < SIM_ACCESS_CTRS; i++) {
+		if (m->ctr[i].vm_id == l->vm_id && m->ctr[i].region == region)
+			break;
+	}
+	if (i == SIM_ACCESS_CTRS) {
+		i = m->ctr_rr++ % SIM_ACCESS_CTRS;
+		m->ctr[i].vm_id = l->vm_id;
+		m->ctr[i].region = region;
+		m->ctr[i].bytes = 0;
+	}
+	m->ctr[i].bytes += bytes;
+	if (m->ctr[i].bytes < threshold || m->note_pending)
+		return;
+	m->note = (struct gvm_access_info){
+		.addr = region,
+		.size = GVM_SIM_ACCESS_GRANULE,
+		.bytes = m->ctr[i].bytes,
+		.engine = e->cls,
+		.engine_instance = e->instance,
+	};
+	m->note_vm = l->job->simvm->vm;
+	m->note_pending = true;
+	m->ctr[i].bytes = 0;
+}
+
+/*
+ * At a lane boundary (no span live): pays the link's debt and sends a
+ * pending notification, with the engine quiesced.  Cheap unless there
+ * is something to do.
+ */
+static void link_pay(struct gvm_lane *l)
+{
+	struct sim_engine *e = l->e;
+	struct sim_link_model *m = &e->link;
+	int64_t now, until;
+	uint32_t never = 0;
+
+	if (m->debt_ns < SIM_LINK_QUANTUM_NS && !m->note_pending)
+		return;
+	now = gvm__now_ns();
+	/* A sleep that overran (timer slack, a loaded host) is made up:
+	   the link is taken to have run on meanwhile. */
+	until = now - m->overslept_ns;
+	if (m->busy_until > until)
+		until = m->busy_until;
+	until += (int64_t)m->debt_ns;
+	m->debt_ns = 0;
+	m->busy_until = until;
+	if (until - now < SIM_LINK_QUANTUM_NS && !m->note_pending)
+		return;
+	gvm__sim_engine_quiesce(e);
+	if (m->note_pending) {
+		m->note.timestamp_ns = now;
+		gvm_vm_access_notify(m->note_vm, &m->note);
+		gvm_store_relaxed(&e->cnt.access_notes,
+				  gvm_load_relaxed(&e->cnt.access_notes) + 1);
+		m->note_pending = false;
+	}
+	if (until - now >= SIM_LINK_QUANTUM_NS) {
+		int64_t woke;
+
+		while (gvm__futex_wait(&never, 0, until) != -ETIME)
+			;
+		woke = gvm__now_ns();
+		m->overslept_ns = woke - until < SIM_LINK_CREDIT_NS ?
+				  woke - until : SIM_LINK_CREDIT_NS;
+		gvm_store_relaxed(&e->cnt.link_wait_ns,
+				  gvm_load_relaxed(&e->cnt.link_wait_ns) +
+				  (uint64_t)(woke - now));
+	}
+	gvm__sim_engine_resume(e);
+}
+
 /* Translates @va for @access.  0, or -EFAULT: the job failed. */
 static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 		      struct sim_xlate *x)
@@ -216,6 +355,8 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 			cnt_inc(&e->cnt.tlb_misses);
 			cnt_inc(&e->cnt.walks);
 			if (!gvm__sim_walk(e->sd, simvm, va, x)) {
+				if (x->perm & SIM_P_SYS)
+					link_classify(e, x);
 				gvm__sim_tlb_insert(&e->tlb, simvm->id, x);
 				reason = perm_check(x, access);
 			} else if (simvm->flags & GVM_ATTACH_SCRATCH) {
@@ -287,6 +428,7 @@ static bool lane_enter(struct gvm_lane *l, uint64_t va, unsigned int size,
 	if (l->faulted)
 		return false;
 	lane_boundary(l);
+	link_pay(l);
 	if (!ok || (va & (size - 1))) {
 		lane_fail(l, -EINVAL);
 		return false;
@@ -327,6 +469,8 @@ uint64_t gvm_lane_load_slow(struct gvm_lane *l, uint64_t va,
 			fast_set(l, &x);
 			return gvm__sim_load(p, size);
 		}
+		if (x.perm & SIM_P_PEER)
+			link_charge(l, &x, va, size);
 		if (!gvm__sim_raw(&l->e->guard, SIM_RAW_LOAD, p, NULL, size, 0,
 				  0, &v, &fa))
 			return v;
@@ -358,6 +502,8 @@ void gvm_lane_store_slow(struct gvm_lane *l, uint64_t va, uint64_t value,
 			gvm__sim_store(p, size, value);
 			return;
 		}
+		if (x.perm & SIM_P_PEER)
+			link_charge(l, &x, va, size);
 		if (!gvm__sim_raw(&l->e->guard, SIM_RAW_STORE, p, NULL, size,
 				  value, 0, NULL, &fa))
 			return;
@@ -388,6 +534,8 @@ static uint64_t lane_rmw(struct gvm_lane *l, enum sim_raw_op op, uint64_t va,
 		if (!(x.perm & SIM_P_SYS))
 			return op == SIM_RAW_ADD ? gvm__sim_add(p, size, v1) :
 				gvm__sim_cmpxchg(p, size, v1, v2);
+		if (x.perm & SIM_P_PEER)
+			link_charge(l, &x, va, size);
 		if (!gvm__sim_raw(&l->e->guard, op, p, NULL, size, v1, v2,
 				  &old, &fa))
 			return old;
@@ -460,6 +608,8 @@ void *gvm_lane_span(struct gvm_lane *l, uint64_t va, size_t *len,
 		span_add(l, va, n, 0, access);
 	} else {
 		p = x.host + off;
+		if (x.perm & SIM_P_PEER)
+			link_charge(l, &x, va, n);
 		span_add(l, va, n, (x.perm & SIM_P_SYS) ? (uintptr_t)p : 0,
 			 access);
 	}
@@ -513,6 +663,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	l->id = job->next_lane;
 	l->faulted = false;
 	l->restarts = 0;
+	l->e->link.overslept_ns = 0;	/* no credit from idle time */
 	gvm__sim_lane_fast_clear(l);
 	spans_drop(l);
 	g->lane_jb = &jb;
@@ -529,6 +680,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 		lane_boundary(l);
 		job->k.fn(l, job->k.args);
 		spans_drop(l);
+		link_pay(l);
 		l->id++;
 		l->restarts = 0;
 		cnt_inc(&e->cnt.lanes);
@@ -536,6 +688,7 @@ bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)
 	/* Left early without a fault: parked. */
 	parked = !l->faulted && l->id < job->k.grid;
 	spans_drop(l);
+	link_pay(l);		/* a notification names this job's VM */
 	gvm__sim_lane_fast_clear(l);
 	g->lane_jb = NULL;
 	l->vm_id = 0;

@@ -32,8 +32,12 @@
  *	...
  *	gvm_device_put(dev);	// ops->destroy once the last user is gone
  *
- * Locking: the registry of simulated devices (for gvm_sim_stats()) is
- * under `registry_lock`, a leaf.  Everything else: see engine.c.
+ * Locking: the registry of simulated devices (for gvm_sim_stats() and for
+ * finding the peer whose VRAM window a translation points into) is under
+ * `registry_lock` (rank GVM_RANK_SIM_REGISTRY), which is held while gvm is
+ * asked for the link to that peer: a device leaves the registry in
+ * ops->destroy, so a device found there stays valid until the lock is
+ * dropped.  Everything else: see engine.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -55,10 +59,11 @@ static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 static struct gvm_list registry;	/* sim_dev.link, under registry_lock */
 static uint32_t dev_counter;		/* atomic: default names */
 static uint64_t vm_ids;			/* atomic: TLB tags */
+uint32_t gvm__sim_nr_devs;		/* atomic: registered devices */
 
 static void registry_init(void)
 {
-	gvm__mutex_init(&registry_lock, "sim_registry", GVM_RANK_LEAF);
+	gvm__mutex_init(&registry_lock, "sim_registry", GVM_RANK_SIM_REGISTRY);
 	gvm_list_init(&registry);
 }
 
@@ -87,6 +92,8 @@ static int config_apply(const struct gvm_sim_config *in,
 		c->page_sizes = ALL_PAGES;
 	if (!c->fault_queue_depth)
 		c->fault_queue_depth = 1024;
+	if (!c->access_threshold)
+		c->access_threshold = GVM_SIM_ACCESS_DEFAULT;
 
 	if (!gvm__ptf_levels(c->va_bits))
 		return -EINVAL;
@@ -117,10 +124,34 @@ static void sim_free(struct sim_dev *sd)
 	gvm__free(sd);
 }
 
+int gvm__sim_peer_link(const struct sim_dev *sd, const void *host,
+		       const struct sim_dev **peer, struct gvm_link_props *lp)
+{
+	const uint8_t *h = host;
+	struct gvm_list *pos;
+	int err = -ENOENT;
+
+	gvm__mutex_lock(&registry_lock);
+	gvm_list_for_each(pos, &registry) {
+		struct sim_dev *p = gvm_list_entry(pos, struct sim_dev, link);
+
+		if (p == sd || !p->registered || h < p->vram ||
+		    h >= p->vram + p->vram_size)
+			continue;
+		err = gvm_device_link_query(sd->dev, p->dev, lp) ? -ENOENT : 0;
+		*peer = p;
+		break;
+	}
+	gvm__mutex_unlock(&registry_lock);
+	return err;
+}
+
 static void registry_del(struct sim_dev *sd)
 {
 	gvm__mutex_lock(&registry_lock);
 	gvm_list_del(&sd->link);
+	if (sd->registered)
+		gvm_fetch_sub_release(&gvm__sim_nr_devs, 1u);
 	gvm__mutex_unlock(&registry_lock);
 }
 
@@ -424,6 +455,10 @@ int gvm_sim_device_create(const struct gvm_sim_config *cfg,
 		registry_del(sd);
 		goto err_free;
 	}
+	gvm__mutex_lock(&registry_lock);
+	sd->registered = true;		/* peers may look sd->dev up now */
+	gvm_fetch_add_relaxed(&gvm__sim_nr_devs, 1u);
+	gvm__mutex_unlock(&registry_lock);
 	*out = sd->dev;
 	return 0;
 
@@ -464,6 +499,9 @@ int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st)
 		st->lanes += gvm_load_relaxed(&c->lanes);
 		st->bytes_copied += gvm_load_relaxed(&c->bytes_copied);
 		st->parks += gvm_load_relaxed(&c->parks);
+		st->link_bytes += gvm_load_relaxed(&c->link_bytes);
+		st->link_wait_ns += gvm_load_relaxed(&c->link_wait_ns);
+		st->access_notifications += gvm_load_relaxed(&c->access_notes);
 	}
 	return 0;
 }

@@ -20,7 +20,9 @@
  *                     state of its queues, and its TLB while
  *                     `translating` is false
  *   sd->timer_lock    the timer list
- *   the registry lock (sim.c) the list of simulated devices
+ *   the registry lock (sim.c, GVM_RANK_SIM_REGISTRY) the list of
+ *                     simulated devices; held while asking gvm for a link
+ *                     (gvm_device_link_query, whose leaf lock nests)
  */
 #ifndef GVM_SIM_INTERNAL_H
 #define GVM_SIM_INTERNAL_H
@@ -87,6 +89,10 @@ struct sim_queue {
 #define SIM_P_SYS	(1u << 3)	/* system memory (guarded host VA) */
 #define SIM_P_SCRATCH	(1u << 4)	/* no valid leaf, scratch VM (never
 					   cached) */
+#define SIM_P_PEER	(1u << 5)	/* with SYS: a linked peer's VRAM
+					   window; the engine's link slot in
+					   the bits from SIM_P_LINK_SHIFT */
+#define SIM_P_LINK_SHIFT 16
 
 /* A translation of one page. */
 struct sim_xlate {
@@ -318,6 +324,41 @@ struct sim_counters {
 	uint64_t tlb_hits, tlb_misses, walks, faults, kernels, lanes;
 	uint64_t bytes_copied;
 	uint64_t parks;			/* kernels parked by a suspend */
+	uint64_t link_bytes, link_wait_ns, access_notes;
+};
+
+/*
+ * The link model of one engine (lane.c, "LINK"); engine thread only.  A
+ * translation into a linked peer's VRAM window names one of `links` (its
+ * bandwidth and latency, asked of gvm at the walk); accesses through it
+ * add to `debt_ns`, which the engine pays, by sleeping, at lane
+ * boundaries once it reaches SIM_LINK_QUANTUM_NS.  `ctr` are the access
+ * counters: bytes per (VM, 2 MiB region), a small table replaced
+ * round-robin; crossing the device's threshold queues `note`, sent at the
+ * next payment.
+ */
+#define SIM_LINKS		8u
+#define SIM_ACCESS_CTRS		8u
+#define SIM_LINK_QUANTUM_NS	20000
+#define SIM_LINK_CREDIT_NS	1000000
+
+struct sim_link_model {
+	struct {
+		const struct sim_dev *peer;	/* compared only */
+		uint64_t bw, latency_ns;
+	} links[SIM_LINKS];
+	unsigned int link_rr;
+	uint64_t debt_ns;
+	int64_t busy_until;		/* the link is charged until then */
+	int64_t overslept_ns;		/* the last payment's sleep overran
+					   by this much (made up next) */
+	struct {
+		uint64_t vm_id, region, bytes;
+	} ctr[SIM_ACCESS_CTRS];
+	unsigned int ctr_rr;
+	bool note_pending;
+	struct gvm_vm *note_vm;		/* the running job's VM */
+	struct gvm_access_info note;
 };
 
 struct sim_inval_req;
@@ -356,6 +397,7 @@ struct sim_engine {
 	struct sim_guard guard;		/* engine thread + its signal handler */
 	uint8_t *sink;			/* write spans of NULL / scratch pages */
 
+	struct sim_link_model link;	/* engine thread only */
 	int64_t busy_until;		/* copy model, engine thread only */
 	int64_t last_deadline;		/* of the last fence, engine thread */
 	uint32_t timer_pending;		/* atomic: fences of this engine in
@@ -400,9 +442,21 @@ struct sim_dev {
 	int (*fault_fn)(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
 	struct gvm_list link;		/* registry, under the registry lock */
+	bool registered;		/* registry lock: dev is set (peers'
+					   lookups, gvm__sim_peer_link) */
 };
 
 extern const struct gvm_device_ops gvm__sim_ops;
+
+/*
+ * The device whose VRAM window holds host address @host, if it is another
+ * simulated device than @sd linked to it: 0 with its link's properties
+ * and *@peer (compared only), else -ENOENT.  Takes the registry lock (and
+ * gvm's link lock inside it).
+ */
+extern uint32_t gvm__sim_nr_devs;	/* atomic: registered devices */
+int gvm__sim_peer_link(const struct sim_dev *sd, const void *host,
+		       const struct sim_dev **peer, struct gvm_link_props *lp);
 
 static inline struct sim_dev *sim_dev_of(struct gvm_device *dev)
 {

@@ -73,6 +73,12 @@ struct gvm_device {
 	uint64_t svm_bytes_d2d_out;	/* atomic: their bytes */
 	uint64_t svm_faults;		/* atomic: SVM faults serviced on
 					   this device (svm.c) */
+	uint64_t access_notified;	/* atomic: access-counter
+					   notifications of its engines
+					   (fault_queue.c) */
+	uint64_t access_dropped;	/* atomic: of them, dropped */
+	uint64_t access_migrations;	/* atomic: SVM ranges they moved
+					   into its memory (svm.c) */
 	uint64_t svm_copy_ns;		/* atomic: time SVM migrations spent
 					   in copies, both ways (benches) */
 	uint64_t bos_purged;		/* atomic: DONTNEED BOs purged by

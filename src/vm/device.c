@@ -357,6 +357,9 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 	info->vram_mappable = dev->desc.vram_fd >= 0;
 	info->fault_queue_depth = dev->desc.fault_queue_depth;
 	info->svm_faults = gvm_load_relaxed(&dev->svm_faults);
+	info->access_notified = gvm_load_relaxed(&dev->access_notified);
+	info->access_dropped = gvm_load_relaxed(&dev->access_dropped);
+	info->access_migrations = gvm_load_relaxed(&dev->access_migrations);
 	info->svm_migrations_in = gvm_load_relaxed(&dev->svm_to_vram);
 	info->svm_bytes_in = gvm_load_relaxed(&dev->svm_bytes_to_vram);
 	info->svm_d2d_in = gvm_load_relaxed(&dev->svm_d2d_in);

@@ -90,6 +90,16 @@
  * calls gvm__fault_queue_forget() first, which unlists the VM for good
  * and waits while fq->collecting is that VM.
  *
+ * NOTIFICATIONS.  Access-counter notifications (gvm_vm_access_notify) are
+ * hints, not faults: nobody waits for them.  The engine's call copies the
+ * notification into a ring of GVM_ACCESS_NOTES under fq->lock and
+ * returns; a full ring drops it (-EAGAIN, counted), as hardware drops
+ * them.  The thread acts on them last, after faults and collections, one
+ * at a time (gvm__svm_accessed: vm->lock, like a collection).  Like the
+ * collect list the ring holds no VM reference: gvm__fault_queue_forget()
+ * removes the VM's notifications and waits while fq->noting is that VM,
+ * and a closed VM takes no new ones.
+ *
  * Not done here: no priorities between VMs, no per-VM fairness inside a
  * batch, no prefetch around a faulting page (servicing binds what
  * fault.c decides: the whole VMA, or an SVM range).
@@ -349,6 +359,21 @@ static void collect_one(struct gvm_fault_queue *fq)
 	pthread_cond_broadcast(&fq->state_cond);
 }
 
+/* fq->lock held, a notification queued: acts on it (lock dropped). */
+static void note_one(struct gvm_fault_queue *fq)
+{
+	struct gvm_access_note n = fq->notes[fq->notes_head];
+
+	fq->notes_head = (fq->notes_head + 1) % GVM_ACCESS_NOTES;
+	fq->notes_count--;
+	fq->noting = n.vm;
+	gvm__mutex_unlock(&fq->lock);
+	gvm__svm_accessed(n.vm, &n.info);
+	gvm__mutex_lock(&fq->lock);
+	fq->noting = NULL;
+	pthread_cond_broadcast(&fq->state_cond);
+}
+
 static void *fault_thread_main(void *arg)
 {
 	struct gvm_fault_queue *fq = arg;
@@ -362,13 +387,16 @@ static void *fault_thread_main(void *arg)
 
 		if (fq->stop)
 			break;
-		if (fq->hold ||
-		    (!fq->count && gvm_list_empty(&fq->collect))) {
+		if (fq->hold || (!fq->count && gvm_list_empty(&fq->collect) &&
+				 !fq->notes_count)) {
 			gvm__cond_wait(&fq->work_cond, &fq->lock);
 			continue;
 		}
 		if (!fq->count) {
-			collect_one(fq);
+			if (!gvm_list_empty(&fq->collect))
+				collect_one(fq);
+			else
+				note_one(fq);
 			continue;
 		}
 		n = fq->count < GVM_FAULT_BATCH_MAX ? fq->count :
@@ -423,6 +451,22 @@ void gvm__fault_queue_collect(struct gvm_vm *vm)
 	gvm__mutex_unlock(&fq->lock);
 }
 
+/* fq->lock held: drops @vm's queued notifications, keeping the order. */
+static void notes_forget(struct gvm_fault_queue *fq, struct gvm_vm *vm)
+{
+	uint32_t i, kept = 0;
+
+	for (i = 0; i < fq->notes_count; i++) {
+		struct gvm_access_note *n =
+			&fq->notes[(fq->notes_head + i) % GVM_ACCESS_NOTES];
+
+		if (n->vm != vm)
+			fq->notes[(fq->notes_head + kept++) %
+				  GVM_ACCESS_NOTES] = *n;
+	}
+	fq->notes_count = kept;
+}
+
 void gvm__fault_queue_forget(struct gvm_vm *vm)
 {
 	struct gvm_fault_queue *fq = &vm->dev->fq;
@@ -431,7 +475,50 @@ void gvm__fault_queue_forget(struct gvm_vm *vm)
 	gvm__mutex_lock(&fq->lock);
 	vm->gc_closed = true;
 	gvm_list_del(&vm->gc_link);
-	while (fq->collecting == vm)
+	notes_forget(fq, vm);
+	while (fq->collecting == vm || fq->noting == vm)
+		gvm__cond_wait(&fq->state_cond, &fq->lock);
+	gvm__mutex_unlock(&fq->lock);
+}
+
+/* ---- access-counter notifications ---------------------------------------- */
+
+int gvm_vm_access_notify(struct gvm_vm *vm, const struct gvm_access_info *a)
+{
+	struct gvm_fault_queue *fq;
+	int err = 0;
+
+	if (!vm || !a || !a->size || (a->size & (a->size - 1)) ||
+	    (a->addr & (a->size - 1)) || a->addr + a->size < a->addr)
+		return -EINVAL;
+	if (!(vm->flags & GVM_VM_FAULT_MODE))
+		return -EOPNOTSUPP;
+	fq = &vm->dev->fq;
+	gvm_fetch_add_relaxed(&vm->dev->access_notified, 1u);
+	gvm__mutex_lock(&fq->lock);
+	if (vm->gc_closed) {
+		/* being destroyed: nothing to act on */
+	} else if (fq->notes_count == GVM_ACCESS_NOTES) {
+		gvm_fetch_add_relaxed(&vm->dev->access_dropped, 1u);
+		err = -EAGAIN;
+	} else {
+		fq->notes[(fq->notes_head + fq->notes_count++) %
+			  GVM_ACCESS_NOTES] = (struct gvm_access_note){
+			.vm = vm,
+			.info = *a,
+		};
+		pthread_cond_signal(&fq->work_cond);
+	}
+	gvm__mutex_unlock(&fq->lock);
+	return err;
+}
+
+void gvm__fault_queue_notes_wait(struct gvm_device *dev)
+{
+	struct gvm_fault_queue *fq = &dev->fq;
+
+	gvm__mutex_lock(&fq->lock);
+	while (fq->notes_count || fq->noting)
 		gvm__cond_wait(&fq->state_cond, &fq->lock);
 	gvm__mutex_unlock(&fq->lock);
 }

@@ -23,6 +23,15 @@
 struct gvm_device;
 struct gvm_vm;
 
+/* Access-counter notifications queued at most (more are dropped). */
+#define GVM_ACCESS_NOTES 64u
+
+/* A queued notification; @vm holds no reference (see "NOTIFICATIONS"). */
+struct gvm_access_note {
+	struct gvm_vm *vm;
+	struct gvm_access_info info;
+};
+
 /* Faults the servicing thread takes at most per batch. */
 #define GVM_FAULT_BATCH_MAX 256u
 /* Queue depth when the device description leaves it 0, and the largest. */
@@ -85,6 +94,10 @@ struct gvm_fault_queue {
 	struct gvm_list collect;	/* lock: VMs with unmapped ranges
 					   (vm->gc_link) */
 	struct gvm_vm *collecting;	/* lock: the VM being collected */
+	/* Access-counter notifications (fault_queue.c, "NOTIFICATIONS"): */
+	struct gvm_access_note notes[GVM_ACCESS_NOTES];	/* lock: a ring */
+	uint32_t notes_head, notes_count;	/* lock */
+	struct gvm_vm *noting;		/* lock: the VM being acted on */
 };
 
 /* Device creation / last reference (device.c).  0, -EINVAL, -ENOMEM. */
@@ -133,6 +146,8 @@ void gvm__fault_queue_forget(struct gvm_vm *vm);
  * submitters wait for room.
  */
 void gvm__fault_queue_hold(struct gvm_device *dev, bool hold);
+/* Waits until no access-counter notification is queued or acted on. */
+void gvm__fault_queue_notes_wait(struct gvm_device *dev);
 /* Waits until @vm is neither listed for collection nor being collected. */
 void gvm__fault_queue_collect_wait(struct gvm_vm *vm);
 void gvm__fault_queue_wait_for(struct gvm_device *dev, uint32_t queued,

@@ -217,16 +217,34 @@ static void not_counted(struct gvm_vm *vm, uint64_t start, uint64_t size)
 	(void)size;
 }
 
+static bool move_near(struct gvm_vm *vm, uint64_t start, uint64_t size)
+{
+	(void)vm;
+	(void)start;
+	(void)size;
+	return true;
+}
+
+static bool stay_remote(struct gvm_vm *vm, uint64_t start, uint64_t size)
+{
+	(void)vm;
+	(void)start;
+	(void)size;
+	return false;
+}
+
 static const struct gvm_svm_policy_ops policies[] = {
 	{
 		.name = "default",
 		.summary = "migrate to the faulting device, map a linked "
-			   "peer's memory in place, timeslice, thrashing pins",
+			   "peer's memory in place until access counters "
+			   "say it is used, timeslice, thrashing pins",
 		.place = place_local,
 		.prefetch = no_prefetch,
 		.evictable = timeslice_evictable,
 		.may_migrate = thrash_may_migrate,
 		.migrated = thrash_migrated,
+		.accessed = move_near,
 	},
 	{
 		.name = "remote",
@@ -237,6 +255,7 @@ static const struct gvm_svm_policy_ops policies[] = {
 		.evictable = timeslice_evictable,
 		.may_migrate = thrash_may_migrate,
 		.migrated = thrash_migrated,
+		.accessed = stay_remote,
 	},
 	{
 		.name = "migrate",
@@ -247,6 +266,7 @@ static const struct gvm_svm_policy_ops policies[] = {
 		.evictable = always_evictable,
 		.may_migrate = always_may_migrate,
 		.migrated = not_counted,
+		.accessed = move_near,
 	},
 	{
 		.name = "prefetch",
@@ -257,6 +277,7 @@ static const struct gvm_svm_policy_ops policies[] = {
 		.evictable = timeslice_evictable,
 		.may_migrate = thrash_may_migrate,
 		.migrated = thrash_migrated,
+		.accessed = move_near,
 	},
 };
 

@@ -88,6 +88,13 @@ struct gvm_svm_policy_ops {
 	/* Thrashing: see gvm__svm_policy_may_migrate / _migrated. */
 	bool (*may_migrate)(struct gvm_vm *vm, uint64_t start, uint64_t size);
 	void (*migrated)(struct gvm_vm *vm, uint64_t start, uint64_t size);
+	/*
+	 * Access counters: @vm's device reached range [start, start + size),
+	 * which lives in a linked peer's memory, often enough for the device
+	 * to notify (gvm_vm_access_notify).  true: move it to the device's
+	 * own memory (if it may move at all).  vm->lock held.
+	 */
+	bool (*accessed)(struct gvm_vm *vm, uint64_t start, uint64_t size);
 };
 
 /* The policy in force (never NULL). */

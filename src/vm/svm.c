@@ -228,7 +228,8 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
  * next may migrate.  Pages left in a device's memory its device cannot
  * reach are brought back by the fetch.
  */
-static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
+static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
+			bool near)
 {
 	uint64_t a = r->va.addr, len = r->va.range, off;
 	struct gvm_device *where = NULL, *to;
@@ -241,7 +242,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access)
 	dm = gvm__mm_devmem_lookup(vm->mm, a, len, NULL, &off, &partial);
 	if (dm)
 		where = gvm__svm_devmem_device(dm);
-	to = placement(vm, r, access, where);
+	/* near (access counters): from a peer's memory into the VM's own */
+	to = near ? vm->dev : placement(vm, r, access, where);
 	if (dm && to == where)
 		gvm__svm_devmem_touch(dm);	/* a use: the LRU */
 	if (dm)
@@ -297,13 +299,15 @@ enum place {
 	PLACE_POLICY,		/* a fault: where placement says */
 	PLACE_SYSTEM,		/* a PREFETCH to system memory */
 	PLACE_KEEP,		/* a split: where they are */
+	PLACE_NEAR,		/* access counters: from a linked peer's
+				   memory into the VM's own device's */
 };
 
 static int range_bind(struct gvm_vm *vm, struct gvm_vma *r, enum place p,
 		      uint32_t access)
 {
-	if (p == PLACE_POLICY)
-		range_place(vm, r, access);
+	if (p == PLACE_POLICY || p == PLACE_NEAR)
+		range_place(vm, r, access, p == PLACE_NEAR);
 	else if (p == PLACE_SYSTEM &&
 		 gvm__mm_migrate_to_ram(vm->mm, r->va.addr, r->va.range))
 		return -EIO;		/* poisoned: not bound */
@@ -560,6 +564,65 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 	gvm__svm_policy_ops()->prefetch(vm, r->va.addr, r->va.range, &lo, &hi);
 	prefetch(vm, lo, hi, PLACE_POLICY, true);
 	return 0;
+}
+
+/*
+ * Access counters (docs/policy.md): @vm's device reached the SVM ranges
+ * of [a->addr, a->addr + a->size) in a linked peer's memory often.  Each
+ * such range whose attributes leave placement to the policy, and that
+ * the policy wants near (ops->accessed), moves into the device's memory
+ * and is bound again, as a fault would place it.  Best effort: a range
+ * that may not move, or finds no memory, stays where it is.
+ */
+void gvm__svm_accessed(struct gvm_vm *vm, const struct gvm_access_info *a)
+{
+	uint64_t addr = a->addr, end = a->addr + a->size;
+
+	gvm_lockdep_assert_none_held();
+	gvm__mutex_lock(&vm->lock);
+	if (vm->closed || !vm->mm || !gvm__mm_devmem_supported(vm->mm))
+		goto out;
+	collect(vm);
+	while (addr < end) {
+		struct gvm_va *va = gvm__va_find(&vm->svm, addr);
+		struct gvm_device *where = NULL;
+		struct gvm_mm_devmem *dm;
+		struct gvm_mem_attrs at;
+		struct gvm_vma *r;
+		bool partial;
+		uint64_t off;
+
+		if (!va) {
+			addr += K4;
+			continue;
+		}
+		r = to_vma(va);
+		addr = va->addr + va->range;
+		gvm__attrs_get(vm, va->addr, &at);
+		if (at.preferred_loc != GVM_LOC_DEFAULT)
+			continue;
+		dm = gvm__mm_devmem_lookup(vm->mm, va->addr, va->range, NULL,
+					   &off, &partial);
+		if (dm) {
+			where = gvm__svm_devmem_device(dm);
+			gvm__mm_devmem_put(dm);
+		}
+		if (!where || where == vm->dev || !reachable(vm, where) ||
+		    !reachable(vm, vm->dev) ||
+		    !gvm__svm_policy_ops()->accessed(vm, va->addr, va->range))
+			continue;
+		if (range_bind(vm, r, PLACE_NEAR, GVM_ACCESS_READ))
+			continue;
+		dm = gvm__mm_devmem_lookup(vm->mm, va->addr, va->range,
+					   vm->dev, &off, &partial);
+		if (dm) {
+			gvm_fetch_add_relaxed(&vm->dev->access_migrations, 1u);
+			gvm__mm_devmem_put(dm);
+		}
+	}
+out:
+	gvm__mutex_unlock(&vm->lock);
+	gvm__vm_reap(vm);
 }
 
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,

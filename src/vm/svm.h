@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct gvm_access_info;
 struct gvm_fault_info;
 struct gvm_va_ops;
 struct gvm_vm;
@@ -37,6 +38,14 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
  * a fault.  Takes vm->lock: no lock held.
  */
 void gvm__svm_collect(struct gvm_vm *vm);
+
+/*
+ * Access counters (fault_queue.c, from gvm_vm_access_notify): moves the
+ * SVM ranges of the notified region that live in a linked peer's memory
+ * into @vm's device's, if the policy wants them near.  Takes vm->lock:
+ * no lock held.
+ */
+void gvm__svm_accessed(struct gvm_vm *vm, const struct gvm_access_info *a);
 
 void gvm__svm_prefetch(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       bool to_system);

@@ -508,10 +508,10 @@ TEST(link_query_reports_the_path)
 	struct gvm_device *a, *b, *c, *d;
 	struct gvm_link_props lp;
 
-	ASSERT_OK(gvm_sim_device_create(NULL, &a));
-	ASSERT_OK(gvm_sim_device_create(NULL, &b));
-	ASSERT_OK(gvm_sim_device_create(NULL, &c));
-	ASSERT_OK(gvm_sim_device_create(NULL, &d));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &a));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &b));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &c));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &d));
 	ASSERT_EQ(gvm_device_link_query(a, b, &lp), -ENOLINK);
 	ASSERT_EQ(gvm_device_link_query(a, a, &lp), -EINVAL);
 	ASSERT_EQ(gvm_device_link_query(NULL, a, &lp), -EINVAL);

@@ -38,11 +38,11 @@ static void setup(struct ctx *c, const char *policy, bool peer)
 	memset(c, 0, sizeof(*c));
 	ASSERT_OK(gvm_svm_policy_select(policy));
 	ASSERT_OK(gvm_mm_self(&c->mm));
-	ASSERT_OK(gvm_sim_device_create(NULL, &c->a));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &c->a));
 	svmt_vm_init(&c->va, c->a, c->mm);
 	if (!peer)
 		return;
-	ASSERT_OK(gvm_sim_device_create(NULL, &c->b));
+	ASSERT_OK(gvm_sim_device_create(&svmt_no_access_counters, &c->b));
 	ASSERT_OK(gvm_device_link(c->a, c->b, NULL));
 	svmt_vm_init(&c->vb, c->b, c->mm);
 }
