@@ -486,6 +486,29 @@ static void queue_release_locked(struct gvm_sched *s,
 	}
 }
 
+/*
+ * Processes @q (a worker's pick, or gvm_sched_queue_run()'s caller): takes
+ * it off the ready list and marks it busy, runs it with sched->lock
+ * dropped, then releases it.  sched->lock held on entry and on return.
+ */
+static void queue_run_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
+{
+	enum queue_verdict v;
+
+	if (q->on_ready) {
+		gvm_list_del(&q->ready_link);
+		q->on_ready = false;
+	}
+	q->busy = true;
+	q->rekick = false;
+	gvm__mutex_unlock(&s->lock);
+
+	v = queue_process(q);
+
+	gvm__mutex_lock(&s->lock);
+	queue_release_locked(s, q, v);
+}
+
 static void *sched_worker(void *arg)
 {
 	struct gvm_sched *s = arg;
@@ -493,9 +516,6 @@ static void *sched_worker(void *arg)
 
 	gvm__mutex_lock(&s->lock);
 	for (;;) {
-		struct gvm_sched_queue *q;
-		enum queue_verdict v;
-
 		while (gvm_list_empty(&s->ready) && !s->stopping) {
 			/*
 			 * Right after processing a queue, one worker at a
@@ -520,18 +540,9 @@ static void *sched_worker(void *arg)
 		if (gvm_list_empty(&s->ready))
 			break;	/* stopping, and no queue exists any more */
 
-		q = gvm_list_first_entry(&s->ready, struct gvm_sched_queue,
-					 ready_link);
-		gvm_list_del(&q->ready_link);
-		q->on_ready = false;
-		q->busy = true;
-		q->rekick = false;
-		gvm__mutex_unlock(&s->lock);
-
-		v = queue_process(q);
-
-		gvm__mutex_lock(&s->lock);
-		queue_release_locked(s, q, v);
+		queue_run_locked(s, gvm_list_first_entry(&s->ready,
+							 struct gvm_sched_queue,
+							 ready_link));
 	}
 	gvm__mutex_unlock(&s->lock);
 	return NULL;
@@ -880,7 +891,6 @@ void gvm_job_push_deferred(struct gvm_job *job)
 void gvm_sched_queue_run(struct gvm_sched_queue *q)
 {
 	struct gvm_sched *s = q->sched;
-	enum queue_verdict v;
 
 	gvm_assert(gvm__lockrank_max_held() == 0);
 	gvm__mutex_lock(&s->lock);
@@ -889,17 +899,7 @@ void gvm_sched_queue_run(struct gvm_sched_queue *q)
 		gvm__mutex_unlock(&s->lock);
 		return;
 	}
-	if (q->on_ready) {		/* ours, before a worker takes it */
-		gvm_list_del(&q->ready_link);
-		q->on_ready = false;
-	}
-	q->busy = true;
-	q->rekick = false;
-	gvm__mutex_unlock(&s->lock);
-
-	v = queue_process(q);
-
-	gvm__mutex_lock(&s->lock);
-	queue_release_locked(s, q, v);
+	/* on the ready list: ours, before a worker takes it */
+	queue_run_locked(s, q);
 	gvm__mutex_unlock(&s->lock);
 }
