@@ -39,7 +39,6 @@
  * no implicit-sync policy (callers choose the usage), no timeout on locking.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -159,7 +158,7 @@ static void resv_wait_readers(struct gvm_resv *resv, unsigned int idx)
 		if (spins < 128)
 			gvm_cpu_relax();
 		else
-			sched_yield();
+			gvm__yield();
 	}
 }
 

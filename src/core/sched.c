@@ -266,7 +266,7 @@ static void queue_kick(struct gvm_sched_queue *q)
 		/* A spinning worker sees the kick, and looks at the ready
 		   list under the lock before it sleeps: no wake-up. */
 		if (!s->spinning)
-			pthread_cond_signal(&s->work_cond);
+			gvm__cond_signal(&s->work_cond);
 	}
 	gvm__mutex_unlock(&s->lock);
 }
@@ -474,7 +474,7 @@ static void queue_release_locked(struct gvm_sched *s,
 	q->busy = false;
 	if (v == QUEUE_DEAD) {
 		q->dead = true;
-		pthread_cond_broadcast(&s->dead_cond);
+		gvm__cond_broadcast(&s->dead_cond);
 		/* The destroyer may free q once we drop the lock. */
 	} else if (v == QUEUE_MORE || q->rekick) {
 		q->rekick = false;
@@ -482,7 +482,7 @@ static void queue_release_locked(struct gvm_sched *s,
 		q->on_ready = true;
 		gvm_fetch_add_release(&s->kicks, 1u);
 		if (!s->spinning)
-			pthread_cond_signal(&s->work_cond);
+			gvm__cond_signal(&s->work_cond);
 	}
 }
 
@@ -554,10 +554,10 @@ static void sched_stop_workers(struct gvm_sched *s, unsigned int nr)
 {
 	gvm__mutex_lock(&s->lock);
 	s->stopping = true;
-	pthread_cond_broadcast(&s->work_cond);
+	gvm__cond_broadcast(&s->work_cond);
 	gvm__mutex_unlock(&s->lock);
 	for (unsigned int i = 0; i < nr; i++)
-		pthread_join(s->workers[i], NULL);
+		gvm__thread_join(s->workers[i]);
 }
 
 static void sched_free(struct gvm_sched *s)
@@ -602,7 +602,7 @@ int gvm_sched_create(const char *name, unsigned int nr_workers,
 	for (unsigned int i = 0; i < nr_workers; i++) {
 		char tname[32];
 
-		err = -pthread_create(&s->workers[i], NULL, sched_worker, s);
+		err = gvm__thread_create(&s->workers[i], sched_worker, s);
 		if (err) {
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			sched_stop_workers(s, i);

@@ -2,7 +2,9 @@
 /*
  * OS primitives behind sync.h: mutex and condvar setup, timed condvar waits,
  * futex system calls (including the write probe of gvm__user_writable), the
- * bounded spin of spin-then-block hand-offs.
+ * bounded spin of spin-then-block hand-offs, threads, yield and sleep.  Each
+ * blocking one goes to the deterministic scheduler (core/det.c) while that
+ * mode is on.
  * Stateless; no locking of its own.
  */
 #include "core/sync.h"
@@ -41,6 +43,8 @@ int gvm__cond_wait_until(pthread_cond_t *c, struct gvm_mutex *m,
 {
 	struct timespec ts;
 
+	if (gvm__det_on())
+		return gvm__det_cond_wait(c, m, deadline_ns);
 	if (deadline_ns < 0) {
 		pthread_cond_wait(c, &m->m);
 		return 0;
@@ -54,6 +58,12 @@ int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns)
 	struct timespec ts, *tsp = NULL;
 	long ret;
 
+	if (gvm__det_on()) {
+		int err = gvm__det_futex_wait(word, val, deadline_ns);
+
+		if (err != -ENOSYS)	/* else: not a thread of the run */
+			return err;
+	}
 	if (deadline_ns >= 0) {
 		ts = gvm__ns_to_timespec(deadline_ns);
 		tsp = &ts;
@@ -77,6 +87,8 @@ int gvm__futex_wait(uint32_t *word, uint32_t val, int64_t deadline_ns)
 
 void gvm__futex_wake(uint32_t *word, int nr)
 {
+	if (gvm__det_on())
+		gvm__det_futex_wake(word, nr);
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, nr, NULL, NULL, 0);
 }
 
@@ -119,8 +131,13 @@ int gvm__user_read64(const uint64_t *addr, uint64_t *out)
 
 bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns)
 {
-	int64_t now = gvm__now_ns(), until = now + ns, yield_at = now + 1000;
+	int64_t now, until, yield_at;
 
+	if (gvm__det_on())
+		return gvm__det_spin(word, old);
+	now = gvm__now_ns();
+	until = now + ns;
+	yield_at = now + 1000;
 	for (;;) {
 		for (int i = 0; i < 16; i++) {
 			if (gvm_load_acquire(word) != old)
@@ -135,4 +152,38 @@ bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns)
 			yield_at = now + 1000;
 		}
 	}
+}
+
+int gvm__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	if (gvm__det_on())
+		return gvm__det_thread_create(t, fn, arg);
+	return -pthread_create(t, NULL, fn, arg);
+}
+
+int gvm__thread_join(pthread_t t)
+{
+	if (gvm__det_on())
+		return gvm__det_thread_join(t);
+	return -pthread_join(t, NULL);
+}
+
+void gvm__yield(void)
+{
+	if (gvm__det_on())
+		gvm__det_yield();
+	else
+		sched_yield();
+}
+
+void gvm__sleep_ns(int64_t ns)
+{
+	struct timespec ts = gvm__ns_to_timespec(ns);
+
+	if (gvm__det_on()) {
+		gvm__det_sleep(ns);
+		return;
+	}
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
 }

@@ -2,7 +2,13 @@
 /*
  * Thin wrappers over the OS primitives gvm builds on: ranked mutexes (with
  * the debug lock-order checker), condition variables on CLOCK_MONOTONIC,
- * futexes, the monotonic clock, and reference counts.
+ * futexes, the monotonic clock, threads, and reference counts.
+ *
+ * Every primitive that can block, wake or read the clock is also a
+ * scheduling point of the deterministic mode (core/det.h): when that mode
+ * is on (gvm__det_on(), one relaxed load, false in every normal run) it
+ * goes to the gvm__det_* variant.  gvm code therefore creates its threads
+ * with gvm__thread_create() and uses no OS primitive directly.
  *
  * Locking: these are the locks; see lockrank.h for the order.
  */
@@ -19,6 +25,7 @@
 
 #include "core/atomic.h"
 #include "core/debug.h"
+#include "core/det.h"
 #include "core/lockrank.h"
 
 /* ---- time ----------------------------------------------------------- */
@@ -27,6 +34,8 @@ static inline int64_t gvm__now_ns(void)
 {
 	struct timespec ts;
 
+	if (gvm__det_on())
+		return gvm__det_now();
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
@@ -55,13 +64,19 @@ void gvm__mutex_fini(struct gvm_mutex *m);
 static inline void gvm__mutex_lock(struct gvm_mutex *m)
 {
 	gvm__lockrank_acquire(m, m->rank, m->name, false);
-	pthread_mutex_lock(&m->m);
+	if (gvm__det_on())
+		gvm__det_mutex_lock(m);
+	else
+		pthread_mutex_lock(&m->m);
 }
 
 static inline void gvm__mutex_unlock(struct gvm_mutex *m)
 {
 	gvm__lockrank_release(m);
-	pthread_mutex_unlock(&m->m);
+	if (gvm__det_on())
+		gvm__det_mutex_unlock(m);
+	else
+		pthread_mutex_unlock(&m->m);
 }
 
 /* ---- condition variables (CLOCK_MONOTONIC) --------------------------- */
@@ -70,7 +85,26 @@ void gvm__cond_init(pthread_cond_t *c);
 
 static inline void gvm__cond_wait(pthread_cond_t *c, struct gvm_mutex *m)
 {
-	pthread_cond_wait(c, &m->m);
+	if (gvm__det_on())
+		gvm__det_cond_wait(c, m, -1);
+	else
+		pthread_cond_wait(c, &m->m);
+}
+
+static inline void gvm__cond_signal(pthread_cond_t *c)
+{
+	if (gvm__det_on())
+		gvm__det_cond_wake(c, false);
+	else
+		pthread_cond_signal(c);
+}
+
+static inline void gvm__cond_broadcast(pthread_cond_t *c)
+{
+	if (gvm__det_on())
+		gvm__det_cond_wake(c, true);
+	else
+		pthread_cond_broadcast(c);
 }
 
 /* Returns 0, or -ETIME once @deadline_ns (absolute, gvm__now_ns) passed. */
@@ -109,6 +143,17 @@ bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns);
  * The word's value is unchanged, even under concurrent stores.
  */
 bool gvm__user_writable(void *addr);
+
+/* ---- threads, yielding, sleeping ----------------------------------------- */
+
+/* pthread_create() without attributes; 0 or a negative errno. */
+int gvm__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
+/* pthread_join(), the result discarded; 0 or a negative errno. */
+int gvm__thread_join(pthread_t t);
+/* sched_yield(): let another thread that waits for a CPU run. */
+void gvm__yield(void);
+/* Sleeps @ns nanoseconds (not interrupted by signals). */
+void gvm__sleep_ns(int64_t ns);
 
 /* ---- reference counts ---------------------------------------------------- */
 

@@ -376,7 +376,7 @@ static unsigned int invalidate(struct gvm_mm *mm,
 	if (--subs->active == 0 && subs_invalidating(subs)) {
 		subs->invalidate_seq++;		/* even: idle */
 		apply_deferred_locked(subs);
-		pthread_cond_broadcast(&subs->wq);
+		gvm__cond_broadcast(&subs->wq);
 	}
 	gvm__mutex_unlock(&subs->lock);
 	return hits;

@@ -1152,6 +1152,10 @@ static int self_create(struct gvm_mm_self **out)
 	/* The thread takes no signal of the application's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/*
+	 * A plain thread even in deterministic mode (core/det.h): it sleeps
+	 * in poll(), which no scheduler of ours can hand a token to.
+	 */
 	err = -pthread_create(&s->thread, NULL, event_thread, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)

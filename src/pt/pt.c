@@ -605,6 +605,7 @@ static struct gvm_pt *pt_split(struct walk *w, uint64_t e, unsigned int level,
 
 /* ---- prepare --------------------------------------------------------- */
 
+bool gvm__pt_mutant_no_zap_rule;
 void (*gvm__pt_prepare_hook)(struct gvm_pt_vm *vm, uint64_t base,
 			     unsigned int level);
 
@@ -1494,7 +1495,8 @@ void gvm__pt_update_commit(struct gvm_pt_update *upd, struct gvm_pt_tlb *tlb,
 			if (c == n && nc == oc)
 				continue;
 			eva = base + k * span;
-			if (c != oe[k] && !runs_cover(upd, eva, eva + span)) {
+			if (c != oe[k] && !runs_cover(upd, eva, eva + span) &&
+			    !gvm__pt_mutant_no_zap_rule) {
 				/* Zapped since prepare, not ours (rule). */
 				if (!nc || nc == oc)
 					continue;

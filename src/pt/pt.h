@@ -337,4 +337,13 @@ int gvm__pt_validate(const struct gvm_pt_vm *vm);
 extern void (*gvm__pt_prepare_hook)(struct gvm_pt_vm *vm, uint64_t base,
 				    unsigned int level);
 
+/*
+ * Test-only switch, false in every shipped path: when set, commit writes
+ * the entries it does not own even if a zap changed them since prepare,
+ * i.e. the rule of "ZAP DURING PREPARE" (seed 000's fix) is off.  The
+ * deterministic explorer sets it to show that it finds the race
+ * (docs/verification.md).
+ */
+extern bool gvm__pt_mutant_no_zap_rule;
+
 #endif

@@ -128,7 +128,7 @@ static void timer_add(struct sim_dev *sd, struct sim_timer_item *it)
 	gvm__list_insert(&it->link, pos, pos->next);
 	first = sd->timers.next == &it->link;
 	if (first)
-		pthread_cond_signal(&sd->timer_cond);
+		gvm__cond_signal(&sd->timer_cond);
 	gvm__mutex_unlock(&sd->timer_lock);
 }
 
@@ -230,7 +230,7 @@ int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 	*done = gvm_fence_get(job->fence);
 	gvm_list_add_tail(&job->link, &e->jobs);
 	gvm_fetch_add_release(&e->kicks, 1u);
-	pthread_cond_signal(&e->cond);
+	gvm__cond_signal(&e->cond);
 	gvm__mutex_unlock(&e->lock);
 	return 0;
 }
@@ -754,7 +754,7 @@ void gvm__sim_queue_resume(struct sim_queue *q)
 	if (q->suspend_count && !--q->suspend_count) {
 		gvm_store_release(&q->preempt, 0u);
 		gvm_fetch_add_release(&e->kicks, 1u);
-		pthread_cond_signal(&e->cond);
+		gvm__cond_signal(&e->cond);
 	}
 	gvm__mutex_unlock(&e->lock);
 }
@@ -897,17 +897,17 @@ void gvm__sim_engines_stop(struct sim_dev *sd)
 		gvm__mutex_lock(&e->lock);
 		e->stop = true;
 		gvm_fetch_add_release(&e->kicks, 1u);
-		pthread_cond_signal(&e->cond);
+		gvm__cond_signal(&e->cond);
 		gvm__mutex_unlock(&e->lock);
-		pthread_join(e->thread, NULL);
+		gvm__thread_join(e->thread);
 		e->thread_started = false;
 	}
 	if (sd->timer_started) {
 		gvm__mutex_lock(&sd->timer_lock);
 		sd->timer_stop = true;
-		pthread_cond_signal(&sd->timer_cond);
+		gvm__cond_signal(&sd->timer_cond);
 		gvm__mutex_unlock(&sd->timer_lock);
-		pthread_join(sd->timer_thread, NULL);
+		gvm__thread_join(sd->timer_thread);
 		sd->timer_started = false;
 	}
 	if (sd->engines) {
@@ -965,14 +965,14 @@ int gvm__sim_engines_start(struct sim_dev *sd)
 			goto err_stop;
 		}
 	}
-	err = -pthread_create(&sd->timer_thread, NULL, timer_main, sd);
+	err = gvm__thread_create(&sd->timer_thread, timer_main, sd);
 	if (err)
 		goto err_stop;
 	sd->timer_started = true;
 	for (i = 0; i < n; i++) {
 		struct sim_engine *e = &sd->engines[i];
 
-		err = -pthread_create(&e->thread, NULL, engine_main, e);
+		err = gvm__thread_create(&e->thread, engine_main, e);
 		if (err)
 			goto err_stop;
 		e->thread_started = true;

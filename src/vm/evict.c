@@ -98,7 +98,6 @@
  * gone (the public calls that may evict reap before returning).
  */
 #include <errno.h>
-#include <sched.h>
 
 #include <gvm/lockset.h>
 
@@ -447,7 +446,7 @@ void gvm__vram_claim_end(struct gvm_vram_claim *c)
 	old = mark_locked(c, NULL);
 	gvm_list_del(&c->link);
 	gvm_store_release(&dev->nr_claims, dev->nr_claims - 1);
-	pthread_cond_broadcast(&dev->claims_cond);
+	gvm__cond_broadcast(&dev->claims_cond);
 	gvm__mutex_unlock(&dev->vram_lock);
 	if (old)
 		gvm__bo_put_deferred(old);
@@ -622,7 +621,7 @@ void gvm__vram_changed_locked(struct gvm_device *dev)
 {
 	gvm_lockdep_assert_held(&dev->vram_lock);
 	if (dev->nr_claims)
-		pthread_cond_broadcast(&dev->claims_cond);
+		gvm__cond_broadcast(&dev->claims_cond);
 }
 
 void gvm__vram_pt_freed(void *priv)
@@ -693,7 +692,7 @@ static void yield_to_waiters(struct gvm_resv *resv)
 		}
 		if (gvm_resv_is_locked(resv))
 			return;		/* taken: its holder is at work */
-		sched_yield();
+		gvm__yield();
 	}
 }
 

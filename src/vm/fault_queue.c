@@ -165,10 +165,10 @@ void gvm__fault_queue_fini(struct gvm_fault_queue *fq)
 	gvm_assert(fq->count == 0);
 	fq->stop = true;
 	started = fq->started;
-	pthread_cond_broadcast(&fq->work_cond);
+	gvm__cond_broadcast(&fq->work_cond);
 	gvm__mutex_unlock(&fq->lock);
 	if (started)
-		pthread_join(fq->thread, NULL);
+		gvm__thread_join(fq->thread);
 	pthread_cond_destroy(&fq->state_cond);
 	pthread_cond_destroy(&fq->room_cond);
 	pthread_cond_destroy(&fq->work_cond);
@@ -236,16 +236,16 @@ void gvm__fault_queue_submit(struct gvm_vm *vm, const struct gvm_fault_info *f,
 	while (fq->count == fq->depth) {
 		fq->blocked++;
 		if (fq->watchers)
-			pthread_cond_broadcast(&fq->state_cond);
+			gvm__cond_broadcast(&fq->state_cond);
 		gvm__cond_wait(&fq->room_cond, &fq->lock);
 		fq->blocked--;
 	}
 	req->seq = fq->next_seq++;
 	fq->ring[(fq->head + fq->count) % fq->depth] = req;
 	if (fq->count++ == 0)
-		pthread_cond_signal(&fq->work_cond);
+		gvm__cond_signal(&fq->work_cond);
 	if (fq->watchers)
-		pthread_cond_broadcast(&fq->state_cond);
+		gvm__cond_broadcast(&fq->state_cond);
 	gvm__mutex_unlock(&fq->lock);
 }
 
@@ -356,7 +356,7 @@ static void collect_one(struct gvm_fault_queue *fq)
 	gvm__svm_collect(vm);
 	gvm__mutex_lock(&fq->lock);
 	fq->collecting = NULL;
-	pthread_cond_broadcast(&fq->state_cond);
+	gvm__cond_broadcast(&fq->state_cond);
 }
 
 /* fq->lock held, a notification queued: acts on it (lock dropped). */
@@ -371,7 +371,7 @@ static void note_one(struct gvm_fault_queue *fq)
 	gvm__svm_accessed(n.vm, &n.info);
 	gvm__mutex_lock(&fq->lock);
 	fq->noting = NULL;
-	pthread_cond_broadcast(&fq->state_cond);
+	gvm__cond_broadcast(&fq->state_cond);
 }
 
 static void *fault_thread_main(void *arg)
@@ -406,9 +406,9 @@ static void *fault_thread_main(void *arg)
 		fq->head = (fq->head + n) % fq->depth;
 		fq->count -= n;
 		if (fq->blocked)
-			pthread_cond_broadcast(&fq->room_cond);
+			gvm__cond_broadcast(&fq->room_cond);
 		if (fq->watchers)
-			pthread_cond_broadcast(&fq->state_cond);
+			gvm__cond_broadcast(&fq->state_cond);
 		gvm__mutex_unlock(&fq->lock);
 		service_batch(fq, fq->batch, n);
 		gvm__mutex_lock(&fq->lock);
@@ -427,7 +427,7 @@ int gvm__fault_queue_start(struct gvm_device *dev)
 	gvm__mutex_lock(&fq->lock);
 	if (!fq->started) {
 		gvm_fetch_add_relaxed(&gvm__fault_queue_threads, 1u);
-		err = -pthread_create(&fq->thread, NULL, fault_thread_main, fq);
+		err = gvm__thread_create(&fq->thread, fault_thread_main, fq);
 		if (err)
 			gvm_fetch_sub_release(&gvm__fault_queue_threads, 1u);
 		else
@@ -446,7 +446,7 @@ void gvm__fault_queue_collect(struct gvm_vm *vm)
 	gvm__mutex_lock(&fq->lock);
 	if (!vm->gc_closed && gvm_list_empty(&vm->gc_link)) {
 		gvm_list_add_tail(&vm->gc_link, &fq->collect);
-		pthread_cond_signal(&fq->work_cond);
+		gvm__cond_signal(&fq->work_cond);
 	}
 	gvm__mutex_unlock(&fq->lock);
 }
@@ -507,7 +507,7 @@ int gvm_vm_access_notify(struct gvm_vm *vm, const struct gvm_access_info *a)
 			.vm = vm,
 			.info = *a,
 		};
-		pthread_cond_signal(&fq->work_cond);
+		gvm__cond_signal(&fq->work_cond);
 	}
 	gvm__mutex_unlock(&fq->lock);
 	return err;
@@ -541,7 +541,7 @@ void gvm__fault_queue_hold(struct gvm_device *dev, bool hold)
 
 	gvm__mutex_lock(&fq->lock);
 	fq->hold = hold;
-	pthread_cond_broadcast(&fq->work_cond);
+	gvm__cond_broadcast(&fq->work_cond);
 	gvm__mutex_unlock(&fq->lock);
 }
 

@@ -94,7 +94,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include <gvm/lockset.h>
 
@@ -136,7 +135,7 @@ static void lr_kick(struct gvm_vm *vm)
 	if (!vm->lr_kicked && !vm->lr_dead) {
 		vm->lr_kicked = true;
 		gvm_list_add_tail(&vm->lr_link, &w->kicked);
-		pthread_cond_signal(&w->cond);
+		gvm__cond_signal(&w->cond);
 	}
 	gvm__mutex_unlock(&w->lock);
 }
@@ -452,10 +451,8 @@ static void worker_run(struct gvm_vm *vm)
 			continue;
 		if ((err == -EAGAIN || err == -ENOMEM || err == -ENOSPC) &&
 		    gvm__now_ns() - start < RETRY_NS) {
-			struct timespec ts = { 0, 1000000 };
-
 			gvm__mutex_unlock(&vm->lock);
-			nanosleep(&ts, NULL);
+			gvm__sleep_ns(1000000);
 			gvm__mutex_lock(&vm->lock);
 			continue;
 		}
@@ -488,7 +485,7 @@ static void *worker_main(void *arg)
 		worker_run(vm);
 		gvm__mutex_lock(&w->lock);
 		w->running = NULL;
-		pthread_cond_broadcast(&w->cond);	/* gvm__lr_vm_fini */
+		gvm__cond_broadcast(&w->cond);	/* gvm__lr_vm_fini */
 	}
 	gvm__mutex_unlock(&w->lock);
 	return NULL;
@@ -510,10 +507,10 @@ void gvm__lr_dev_fini(struct gvm_device *dev)
 	gvm__mutex_lock(&w->lock);
 	GVM_BUG_ON(!gvm_list_empty(&w->kicked));
 	w->stop = true;
-	pthread_cond_signal(&w->cond);
+	gvm__cond_signal(&w->cond);
 	gvm__mutex_unlock(&w->lock);
 	if (w->started)
-		pthread_join(w->thread, NULL);
+		gvm__thread_join(w->thread);
 	pthread_cond_destroy(&w->cond);
 	gvm__mutex_fini(&w->lock);
 }
@@ -527,7 +524,7 @@ int gvm__lr_vm_init(struct gvm_vm *vm)
 		return 0;
 	gvm__mutex_lock(&w->lock);
 	if (!w->started) {
-		err = -pthread_create(&w->thread, NULL, worker_main, w);
+		err = gvm__thread_create(&w->thread, worker_main, w);
 		w->started = !err;
 	}
 	gvm__mutex_unlock(&w->lock);

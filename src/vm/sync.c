@@ -223,6 +223,8 @@ static void writer_start(void)
 	gvm__mutex_init(&writer.lock, "ufence_writer.lock", GVM_RANK_LEAF);
 	gvm__cond_init(&writer.cond);
 	gvm_list_init(&writer.list);
+	/* Detached and process-wide: a plain thread, also in deterministic
+	   mode (core/det.h), where it is a "foreign" thread. */
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	writer.started = !pthread_create(&t, &attr, writer_main, NULL);
@@ -250,7 +252,7 @@ static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	}
 	gvm__mutex_lock(&writer.lock);
 	gvm_list_add_tail(&uf->writer_link, &writer.list);	/* its ref */
-	pthread_cond_signal(&writer.cond);
+	gvm__cond_signal(&writer.cond);
 	gvm__mutex_unlock(&writer.lock);
 }
 

@@ -7,6 +7,8 @@
  *   gvm plot TRACE          a trace's faults, migrations, kernels as SVG
  *   gvm demo                a short, self-explaining run of the core layer
  *   gvm bench [...]         the benchmark harness (bench/)
+ *   gvm explore SCENARIO    interleavings of a scenario, deterministically
+ *   gvm replay FILE         re-executes a recorded deterministic run
  *   gvm help
  *
  * Argument errors print one line and the usage and exit with status 2;
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "det.h"
 #include "gvm_tool.h"
 
 static void usage(FILE *f)
@@ -36,6 +39,12 @@ static void usage(FILE *f)
 		"  bench [--json] [--quick] [--list] [--repeat N] [--compare FILE.json]\n"
 		"        [NAME...]\n"
 		"                   run benchmarks; each reports a ratio to a baseline\n"
+		"  explore SCENARIO [--bound N] [--random N] [--seed S] [--mutant]\n"
+		"          [--record FILE] | --list\n"
+		"                   run a scenario's interleavings on the deterministic\n"
+		"                   scheduler, checking its invariants after each\n"
+		"  replay FILE [--stop-at K]\n"
+		"                   re-execute a recorded deterministic run\n"
 		"  help             this text\n");
 }
 
@@ -56,6 +65,10 @@ int main(int argc, char **argv)
 		return gvm_tool_demo(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "bench"))
 		return gvm_bench_main(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "explore"))
+		return gvm_tool_explore(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "replay"))
+		return gvm_tool_replay(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
 		usage(stdout);
 		return 0;

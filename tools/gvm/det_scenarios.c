@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The scenarios of deterministic runs (det.h): each is two or three actor
+ * threads around one race, on a simulated device, with its invariants
+ * checked once the actors are done.  The actors are gvm threads
+ * (gvm__thread_create), so the deterministic scheduler decides every
+ * interleaving of theirs and of the library's own threads (engines, the
+ * timer, bind workers, the fault thread).
+ *
+ *	scenario       actors                              checks
+ *	seed000        bind of a BO next to a userptr |    the userptr's PTEs
+ *	               invalidation of the userptr         are zapped, the BO's
+ *	                                                   mapped, tables valid
+ *	bind-race      two binds of BOs in one page table  both mapped, the
+ *	               (same 64 KiB group) | exec of a     kernel's stores
+ *	               kernel that stores to both          landed, tables valid
+ *	unbind-exec    unbind of a BO | exec of a kernel   the exec faulted or
+ *	               that stores to it                   stored; no PTE left
+ *
+ * Invalidations are made with gvm__mm_invalidate(), never by unmapping:
+ * the mm_self event thread is not a thread of the run, and a userfaultfd
+ * event would make the run depend on it.
+ *
+ * Locking: each actor takes what the calls it makes take; the checks run
+ * after the actors are joined, under vm->lock and pt_lock.
+ */
+#include "det.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gvm/gvm.h>
+#include <gvm/kernel.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
+#include "core/det.h"
+#include "core/sync.h"
+#include "mm/mm.h"
+#include "pt/pt.h"
+#include "vm/vm.h"
+
+#define K4 4096ull
+#define VA 0x20000000ull
+
+void gvm_det_set_mutant(bool on)
+{
+	gvm__pt_mutant_no_zap_rule = on;
+}
+
+__attribute__((format(printf, 2, 3), noreturn))
+static void fail(const char *sc, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "scenario %s: check failed: ", sc);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (gvm__det_on()) {
+		size_t nr;
+
+		gvm__det_events(&nr);
+		fprintf(stderr, "the last events of the run:\n");
+		gvm__det_dump(stderr, nr > 40 ? nr - 40 : 0, nr);
+	}
+	fflush(stderr);
+	_exit(1);
+}
+
+#define CHECK(sc, x)                                                        \
+	do {                                                                \
+		if (!(x))                                                   \
+			fail(sc, "%s (%s:%d)", #x, __FILE__, __LINE__);     \
+	} while (0)
+#define CHECK_OK(sc, x)                                                     \
+	do {                                                                \
+		int err_ = (x);                                             \
+		if (err_)                                                   \
+			fail(sc, "%s = %d (%s:%d)", #x, err_, __FILE__,     \
+			     __LINE__);                                     \
+	} while (0)
+
+struct ctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void setup(const char *sc, struct ctx *c, bool mm)
+{
+	memset(c, 0, sizeof(*c));
+	if (mm)
+		CHECK_OK(sc, gvm_mm_self(&c->mm));
+	CHECK_OK(sc, gvm_sim_device_create(NULL, &c->dev));
+	CHECK_OK(sc, gvm_vm_create(c->dev, c->mm, 0, &c->vm));
+	CHECK_OK(sc, gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+}
+
+static void teardown(const char *sc, struct ctx *c)
+{
+	gvm_queue_destroy(c->q);
+	CHECK_OK(sc, gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	if (c->mm)
+		gvm_mm_put(c->mm);
+}
+
+/* The committed PTE's address at @va, 0 if none (locks as the checks). */
+static uint64_t pte_of(struct gvm_vm *vm, uint64_t va)
+{
+	struct gvm_pt_xlate x;
+
+	return gvm__pt_translate(&vm->pt, va, GVM_PT_VIEW_COMMITTED, &x) ?
+		       0 : x.addr;
+}
+
+static void lock_tables(struct gvm_vm *vm)
+{
+	gvm__mutex_lock(&vm->lock);
+	gvm__mutex_lock(&vm->pt_lock);
+}
+
+static void unlock_tables(struct gvm_vm *vm)
+{
+	gvm__mutex_unlock(&vm->pt_lock);
+	gvm__mutex_unlock(&vm->lock);
+}
+
+/* Starts the actors inside the exploration window, joins them. */
+static void actors(const char *sc, void *(*const fns[])(void *),
+		   unsigned int n, void *arg)
+{
+	pthread_t t[4];
+
+	gvm__det_window(true);
+	for (unsigned int i = 0; i < n; i++)
+		CHECK_OK(sc, gvm__thread_create(&t[i], fns[i], arg));
+	for (unsigned int i = 0; i < n; i++)
+		CHECK_OK(sc, gvm__thread_join(t[i]));
+	gvm__det_window(false);
+}
+
+static int bind_one(struct gvm_vm *vm, uint32_t op, uint64_t va,
+		    uint64_t range, struct gvm_bo *bo, void *cpu)
+{
+	struct gvm_bind_op b = { .op = op, .addr = va, .range = range,
+				 .bo = bo,
+				 .userptr = (uint64_t)(uintptr_t)cpu };
+
+	return gvm_vm_bind(vm, NULL, &b, 1, NULL, 0);
+}
+
+static int exec_wait(struct gvm_queue *q, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int st = gvm_exec(q, k, &s, 1);
+
+	if (st)
+		return st;
+	st = gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
+	if (!st)
+		st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st < 0 ? st : 0;
+}
+
+/* ---- seed000: a zap while a bind is staged ------------------------------ */
+
+/*
+ * Seed 000's race: a bind of a BO at VA + 16 KiB prepares its update, which
+ * stages the whole 64 KiB group [VA, VA + 64 KiB) (the hint fix-up), so it
+ * records the userptr's two PTEs at VA as entries it does not own.  An
+ * invalidation of the userptr that zaps them between prepare and commit
+ * must not be undone by the commit (pt.c, "ZAP DURING PREPARE").
+ */
+static struct {
+	struct ctx c;
+	uint64_t *cpu;
+	struct gvm_bo *bo;
+} s0;
+
+static void *s0_bind(void *arg)
+{
+	(void)arg;
+	CHECK_OK("seed000", bind_one(s0.c.vm, GVM_BIND_MAP, VA + 4 * K4,
+				     4 * K4, s0.bo, NULL));
+	return NULL;
+}
+
+static void *s0_invalidate(void *arg)
+{
+	(void)arg;
+	gvm__mm_invalidate(s0.c.mm, (uint64_t)(uintptr_t)s0.cpu, 2 * K4,
+			   GVM_MM_EVENT_MIGRATE);
+	return NULL;
+}
+
+static void seed000(void)
+{
+	static void *(*const fns[])(void *) = { s0_bind, s0_invalidate };
+	const char *sc = "seed000";
+
+	setup(sc, &s0.c, true);
+	s0.cpu = mmap(NULL, 2 * K4, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(sc, s0.cpu != MAP_FAILED);
+	CHECK_OK(sc, bind_one(s0.c.vm, GVM_BIND_MAP_USERPTR, VA, 2 * K4, NULL,
+			      s0.cpu));
+	CHECK_OK(sc, gvm_bo_create(s0.c.dev, 4 * K4, GVM_MEM_SYSTEM, NULL,
+				   &s0.bo));
+	actors(sc, fns, 2, NULL);
+	lock_tables(s0.c.vm);
+	/* the invalidation returned: nothing maps the userptr's pages */
+	CHECK(sc, pte_of(s0.c.vm, VA) == 0);
+	CHECK(sc, pte_of(s0.c.vm, VA + K4) == 0);
+	CHECK(sc, pte_of(s0.c.vm, VA + 4 * K4) != 0);
+	CHECK(sc, gvm__pt_validate(&s0.c.vm->pt) == 0);
+	unlock_tables(s0.c.vm);
+	gvm_bo_put(s0.bo);
+	teardown(sc, &s0.c);
+	munmap(s0.cpu, 2 * K4);
+}
+
+/* ---- bind-race: two binds and an exec ------------------------------------ */
+
+static struct {
+	struct ctx c;
+	struct gvm_bo *bo[2];
+	uint32_t *cpu[2];
+} br;
+
+static void *br_bind0(void *arg)
+{
+	(void)arg;
+	CHECK_OK("bind-race", bind_one(br.c.vm, GVM_BIND_MAP, VA, 4 * K4,
+				       br.bo[0], NULL));
+	return NULL;
+}
+
+static void *br_bind1(void *arg)
+{
+	(void)arg;
+	CHECK_OK("bind-race", bind_one(br.c.vm, GVM_BIND_MAP, VA + 8 * K4,
+				       4 * K4, br.bo[1], NULL));
+	return NULL;
+}
+
+static void *br_exec(void *arg)
+{
+	struct gvm_kernel k;
+
+	(void)arg;
+	/* a kernel on another range of the VM, concurrently with the binds */
+	CHECK_OK("bind-race", gvm_kernel_fill(&k, VA + 64 * K4, 4 * K4, 7));
+	CHECK_OK("bind-race", exec_wait(br.c.q, &k));
+	return NULL;
+}
+
+static void bind_race(void)
+{
+	static void *(*const fns[])(void *) = { br_bind0, br_bind1, br_exec };
+	const char *sc = "bind-race";
+	struct gvm_bo *fill;
+	uint32_t *f;
+
+	setup(sc, &br.c, false);
+	for (int i = 0; i < 2; i++) {
+		CHECK_OK(sc, gvm_bo_create(br.c.dev, 4 * K4, GVM_MEM_SYSTEM,
+					   NULL, &br.bo[i]));
+		CHECK_OK(sc, gvm_bo_map(br.bo[i], (void **)&br.cpu[i]));
+	}
+	CHECK_OK(sc, gvm_bo_create(br.c.dev, 4 * K4, GVM_MEM_SYSTEM, NULL,
+				   &fill));
+	CHECK_OK(sc, gvm_bo_map(fill, (void **)&f));
+	CHECK_OK(sc, bind_one(br.c.vm, GVM_BIND_MAP, VA + 64 * K4, 4 * K4,
+			      fill, NULL));
+	actors(sc, fns, 3, NULL);
+	CHECK(sc, f[0] == 7 && f[4 * K4 / 4 - 1] == 7);
+	lock_tables(br.c.vm);
+	CHECK(sc, pte_of(br.c.vm, VA) != 0);
+	CHECK(sc, pte_of(br.c.vm, VA + 8 * K4) != 0);
+	CHECK(sc, pte_of(br.c.vm, VA + 4 * K4) == 0);
+	CHECK(sc, gvm__pt_validate(&br.c.vm->pt) == 0);
+	unlock_tables(br.c.vm);
+	for (int i = 0; i < 2; i++)
+		gvm_bo_put(br.bo[i]);
+	gvm_bo_put(fill);
+	teardown(sc, &br.c);
+}
+
+/* ---- unbind-exec: an unbind racing with a kernel that uses the range ----- */
+
+static struct {
+	struct ctx c;
+	struct gvm_bo *bo;
+	uint32_t *cpu;
+	int exec_st;
+} ue;
+
+static void *ue_unbind(void *arg)
+{
+	(void)arg;
+	CHECK_OK("unbind-exec", bind_one(ue.c.vm, GVM_BIND_UNMAP, VA, 4 * K4,
+					 NULL, NULL));
+	return NULL;
+}
+
+static void *ue_exec(void *arg)
+{
+	struct gvm_kernel k;
+
+	(void)arg;
+	CHECK_OK("unbind-exec", gvm_kernel_fill(&k, VA, 4 * K4, 9));
+	ue.exec_st = exec_wait(ue.c.q, &k);
+	return NULL;
+}
+
+static void unbind_exec(void)
+{
+	static void *(*const fns[])(void *) = { ue_unbind, ue_exec };
+	const char *sc = "unbind-exec";
+
+	setup(sc, &ue.c, false);
+	CHECK_OK(sc, gvm_bo_create(ue.c.dev, 4 * K4, GVM_MEM_SYSTEM, NULL,
+				   &ue.bo));
+	CHECK_OK(sc, gvm_bo_map(ue.bo, (void **)&ue.cpu));
+	CHECK_OK(sc, bind_one(ue.c.vm, GVM_BIND_MAP, VA, 4 * K4, ue.bo, NULL));
+	actors(sc, fns, 2, NULL);
+	/* either the kernel ran before the unbind, or it faulted (-EIO) */
+	if (ue.exec_st == 0)
+		CHECK(sc, ue.cpu[0] == 9 && ue.cpu[4 * K4 / 4 - 1] == 9);
+	else if (ue.exec_st != -EIO)
+		fail(sc, "the exec ended with %d", ue.exec_st);
+	lock_tables(ue.c.vm);
+	CHECK(sc, pte_of(ue.c.vm, VA) == 0);
+	CHECK(sc, gvm__pt_validate(&ue.c.vm->pt) == 0);
+	unlock_tables(ue.c.vm);
+	gvm_bo_put(ue.bo);
+	teardown(sc, &ue.c);
+}
+
+const struct gvm_det_scenario gvm_det_scenarios[] = {
+	{ "seed000", "a bind's staged update vs an invalidation of its "
+		     "neighbour (seed 000)", seed000 },
+	{ "bind-race", "two binds in one page table vs an exec", bind_race },
+	{ "unbind-exec", "an unbind vs a kernel storing to the range",
+	  unbind_exec },
+};
+const unsigned int gvm_det_nr_scenarios =
+	sizeof(gvm_det_scenarios) / sizeof(gvm_det_scenarios[0]);
+
+const struct gvm_det_scenario *gvm_det_scenario_find(const char *name)
+{
+	for (unsigned int i = 0; i < gvm_det_nr_scenarios; i++)
+		if (!strcmp(gvm_det_scenarios[i].name, name))
+			return &gvm_det_scenarios[i];
+	return NULL;
+}
