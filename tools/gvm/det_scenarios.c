@@ -16,6 +16,12 @@
  *	               kernel that stores to both          landed, tables valid
  *	unbind-exec    unbind of a BO | exec of a kernel   the exec faulted or
  *	               that stores to it                   stored; no PTE left
+ *	fault-unbind   fault mode: a kernel whose store    the store landed or
+ *	               faults the BO in (fault thread) |   the fault was logged;
+ *	               unbind of the BO                    no PTE left; not banned
+ *	evict-exec     a kernel filling a VRAM BO | a new  the fill is whole
+ *	               VRAM BO that needs its room         (wherever the BO is);
+ *	               (eviction of a busy BO)             not both in VRAM
  *
  * Invalidations are made with gvm__mm_invalidate(), never by unmapping:
  * the mm_self event thread is not a thread of the run, and a userfaultfd
@@ -95,14 +101,20 @@ struct ctx {
 	struct gvm_queue *q;
 };
 
-static void setup(const char *sc, struct ctx *c, bool mm)
+static void setup_with(const char *sc, struct ctx *c, bool mm,
+		       const struct gvm_sim_config *cfg, uint32_t vm_flags)
 {
 	memset(c, 0, sizeof(*c));
 	if (mm)
 		CHECK_OK(sc, gvm_mm_self(&c->mm));
-	CHECK_OK(sc, gvm_sim_device_create(NULL, &c->dev));
-	CHECK_OK(sc, gvm_vm_create(c->dev, c->mm, 0, &c->vm));
+	CHECK_OK(sc, gvm_sim_device_create(cfg, &c->dev));
+	CHECK_OK(sc, gvm_vm_create(c->dev, c->mm, vm_flags, &c->vm));
 	CHECK_OK(sc, gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+}
+
+static void setup(const char *sc, struct ctx *c, bool mm)
+{
+	setup_with(sc, c, mm, NULL, 0);
 }
 
 static void teardown(const char *sc, struct ctx *c)
@@ -350,12 +362,142 @@ static void unbind_exec(void)
 	teardown(sc, &ue.c);
 }
 
+/* ---- fault-unbind: a GPU fault serviced while the range is unbound ------- */
+
+static struct {
+	struct ctx c;
+	struct gvm_bo *bo;
+	uint64_t *cpu;
+} fu;
+
+static void *fu_store(void *arg)
+{
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	(void)arg;
+	CHECK_OK("fault-unbind", gvm_kernel_store_dword(&k, VA + 8, 5, 64));
+	CHECK_OK("fault-unbind", gvm_exec(fu.c.q, &k, &s, 1));
+	/* an unserviceable fault fails the job, not the fence */
+	CHECK_OK("fault-unbind",
+		 gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	return NULL;
+}
+
+static void *fu_unbind(void *arg)
+{
+	(void)arg;
+	CHECK_OK("fault-unbind", bind_one(fu.c.vm, GVM_BIND_UNMAP, VA, 4 * K4,
+					  NULL, NULL));
+	return NULL;
+}
+
+static void fault_unbind(void)
+{
+	static void *(*const fns[])(void *) = { fu_store, fu_unbind };
+	const char *sc = "fault-unbind";
+	struct gvm_fault_info f[GVM_VM_FAULT_LOG];
+	struct gvm_vm_stats st;
+	uint32_t n;
+
+	setup_with(sc, &fu.c, false, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE);
+	CHECK_OK(sc, gvm_bo_create(fu.c.dev, 4 * K4, GVM_MEM_VRAM, fu.c.vm,
+				   &fu.bo));
+	CHECK_OK(sc, gvm_bo_map(fu.bo, (void **)&fu.cpu));
+	/* fault mode: bound on the first GPU fault, not now */
+	CHECK_OK(sc, bind_one(fu.c.vm, GVM_BIND_MAP, VA, 4 * K4, fu.bo, NULL));
+	actors(sc, fns, 2, NULL);
+	CHECK_OK(sc, gvm_vm_query_faults(fu.c.vm, f, GVM_VM_FAULT_LOG, &n));
+	/* the fault bound the BO before the unbind, or found nothing */
+	if (fu.cpu[1] != 5) {
+		CHECK(sc, fu.cpu[1] == 0);
+		CHECK(sc, n == 1 && f[0].addr == VA + 8);
+	} else {
+		CHECK(sc, n == 0);
+	}
+	CHECK_OK(sc, gvm_vm_stats(fu.c.vm, &st));
+	CHECK(sc, !st.banned);
+	lock_tables(fu.c.vm);
+	CHECK(sc, pte_of(fu.c.vm, VA) == 0);
+	CHECK(sc, gvm__pt_validate(&fu.c.vm->pt) == 0);
+	unlock_tables(fu.c.vm);
+	gvm_bo_put(fu.bo);
+	teardown(sc, &fu.c);
+}
+
+/* ---- evict-exec: eviction of a BO a kernel is using ---------------------- */
+
+#define EE_VRAM (1ull << 20)
+#define EE_BYTES (640ull << 10)	/* two do not fit in EE_VRAM */
+
+static struct {
+	struct ctx c;
+	struct gvm_bo *a, *b;
+	int create_st;
+} ee;
+
+static void *ee_exec(void *arg)
+{
+	struct gvm_kernel k;
+
+	(void)arg;
+	CHECK_OK("evict-exec", gvm_kernel_fill(&k, VA, EE_BYTES, 0x5a5a1234u));
+	CHECK_OK("evict-exec", exec_wait(ee.c.q, &k));
+	return NULL;
+}
+
+static void *ee_create(void *arg)
+{
+	(void)arg;
+	/* a must leave VRAM for it, once idle (or come back, evicting it) */
+	ee.create_st = gvm_bo_create(ee.c.dev, EE_BYTES, GVM_MEM_VRAM, NULL,
+				     &ee.b);
+	return NULL;
+}
+
+static void evict_exec(void)
+{
+	static void *(*const fns[])(void *) = { ee_exec, ee_create };
+	const struct gvm_sim_config cfg = { .vram_size = EE_VRAM };
+	const char *sc = "evict-exec";
+	uint32_t *p;
+
+	setup_with(sc, &ee.c, false, &cfg, 0);
+	CHECK_OK(sc, gvm_bo_create(ee.c.dev, EE_BYTES, GVM_MEM_VRAM, ee.c.vm,
+				   &ee.a));
+	CHECK_OK(sc, bind_one(ee.c.vm, GVM_BIND_MAP, VA, EE_BYTES, ee.a, NULL));
+	actors(sc, fns, 2, NULL);
+	CHECK_OK(sc, ee.create_st);
+	CHECK_OK(sc, gvm_bo_map(ee.a, (void **)&p));
+	for (uint64_t i = 0; i < EE_BYTES / 4; i += 1021)
+		if (p[i] != 0x5a5a1234u)
+			fail(sc, "word %llu of the filled BO is %#x",
+			     (unsigned long long)i, p[i]);
+	CHECK(sc, p[EE_BYTES / 4 - 1] == 0x5a5a1234u);
+	/* either may have been evicted by the other; never both resident */
+	CHECK(sc, gvm_bo_region(ee.a) != GVM_MEM_VRAM ||
+		  gvm_bo_region(ee.b) != GVM_MEM_VRAM);
+	lock_tables(ee.c.vm);
+	CHECK(sc, gvm__pt_validate(&ee.c.vm->pt) == 0);
+	unlock_tables(ee.c.vm);
+	gvm_bo_put(ee.b);
+	gvm_bo_put(ee.a);
+	teardown(sc, &ee.c);
+}
+
 const struct gvm_det_scenario gvm_det_scenarios[] = {
 	{ "seed000", "a bind's staged update vs an invalidation of its "
 		     "neighbour (seed 000)", seed000 },
 	{ "bind-race", "two binds in one page table vs an exec", bind_race },
 	{ "unbind-exec", "an unbind vs a kernel storing to the range",
 	  unbind_exec },
+	{ "fault-unbind", "a GPU fault being serviced vs an unbind of the "
+			  "range (fault mode)", fault_unbind },
+	{ "evict-exec", "eviction of a BO a kernel is filling vs a new BO "
+			"that needs its room", evict_exec },
 };
 const unsigned int gvm_det_nr_scenarios =
 	sizeof(gvm_det_scenarios) / sizeof(gvm_det_scenarios[0]);
