@@ -65,6 +65,31 @@
  * MIN_FILL, or else merges with it; an internal root left with one child is
  * replaced by that child; an empty root leaf is freed.
  *
+ * Finger.  The tree keeps the path (node and slot per level) of its last
+ * insert or remove, or of an iterator's entry (gvm__itree_set_finger()), and
+ * a generation, gen, bumped by every split, borrow, merge and root change.
+ * Leaf-only changes leave every node where it was and every internal slot
+ * index valid, so the path stays a path of the tree (finger_ok) until a
+ * structural change; an iterator's path is one while its gen matches.
+ * Insert takes the finger's path when a descent would take the same one: at
+ * every internal level the finger's child is the last whose min start is
+ * <= the key (two compares per level on nodes just touched).  Remove takes
+ * it when the finger's leaf holds (start, item) and that copy is surely the
+ * first in order (an entry before it in the leaf starts lower, or the leaf
+ * is the first).  Both then do exactly what the descent would have done, so
+ * the tree's shape never depends on the finger.  A VA split (remove one
+ * mapping, insert three pieces in its place) and a merge (the reverse) thus
+ * cost one descent, by the overlap walk that found the mapping.
+ *
+ * Remove refreshes the augmentation bottom-up and stops at the first level
+ * whose node kept its fill and whose parent's slot already has its min
+ * start and max last: nothing above can change.
+ *
+ * Prefetch.  A walk that steps into a child asks for all of the child's
+ * cache lines at once: a query reads last[] and then start[] and item[] at
+ * the slot found, which in a node not in cache are otherwise misses one
+ * after the other.
+ *
  * Reservations.  VM_BIND must apply its op list where nothing may fail, so
  * gvm__itree_reserve(n) fills the pool with an upper bound B(n) of the nodes
  * the next n inserts can consume, and while the reservation lasts, removes
@@ -85,7 +110,7 @@
  *
  * Locking: none.  The tree belongs to an owner (the VM, the notifier list)
  * whose lock serialises every call, queries included.  Any modification
- * invalidates all iterators.
+ * invalidates all iterators (for gvm__itree_set_finger(), gen tells).
  *
  * Example:
  *
@@ -213,6 +238,18 @@ static void pool_drain(struct gvm_itree *tree)
 
 /* ---- slot helpers (same layout for leaves and internal nodes) ------------ */
 
+/*
+ * Starts loading every cache line of @node.  A query reads its last[], then
+ * start[] and item[] at a slot found by that scan: in a node that is not
+ * cached, these are several misses one after the other, unless all of them
+ * are in flight at once.
+ */
+static inline void node_prefetch(const struct gvm_itree_node *node)
+{
+	for (size_t off = 0; off < NODE_BYTES; off += 64)
+		__builtin_prefetch((const char *)node + off);
+}
+
 /* Number of slots with start <= key; starts are sorted. */
 static inline unsigned int count_le(const uint64_t *start, unsigned int nr,
 				    uint64_t key)
@@ -330,10 +367,13 @@ static void free_subtree(struct gvm_itree_node *node)
 
 void gvm__itree_fini(struct gvm_itree *tree)
 {
+	uint64_t gen = tree->gen;
+
 	if (tree->root)
 		free_subtree(tree->root);
 	pool_drain(tree);
 	gvm__itree_init(tree);
+	tree->gen = gen + 1;	/* no earlier iterator may set the finger */
 }
 
 /* B(n) of the overview: nodes that n inserts can consume at most. */
@@ -384,13 +424,67 @@ void gvm__itree_unreserve(struct gvm_itree *tree)
 
 /* ---- insert ----------------------------------------------------------------- */
 
+/*
+ * Whether a descent for @start from the root would take the finger's path
+ * down to its leaf: at every internal level the finger's child is the last
+ * one whose min start is <= @start (or the first).  O(height) compares on
+ * nodes the last operation touched.
+ */
+static bool finger_covers(const struct gvm_itree *tree, uint64_t start)
+{
+	for (unsigned int level = 1; level < tree->height; level++) {
+		const struct gvm_itree_node *node = tree->finger[level].node;
+		unsigned int i = tree->finger[level].idx;
+
+		if (i > 0 && node->start[i] > start)
+			return false;
+		if (i + 1 < node->nr && node->start[i + 1] <= start)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Sets tree->finger to the path an insert of @start takes: the finger
+ * itself when it covers @start, else a descent.  Either way the same path.
+ */
+static void insert_path(struct gvm_itree *tree, uint64_t start)
+{
+	struct gvm_itree_step *path = tree->finger;
+	struct gvm_itree_node *node;
+	unsigned int level;
+
+	if (tree->finger_ok && finger_covers(tree, start)) {
+		tree->finger_hits++;
+		node = path[0].node;
+	} else {
+		/* The last child whose min start is <= start (or the first). */
+		node = tree->root;
+		for (level = tree->height - 1; level > 0; level--) {
+			unsigned int i = count_le(node->start, node->nr, start);
+
+			i = i ? i - 1 : 0;
+			path[level].node = node;
+			path[level].idx = i;
+			node = node->child[i];
+		}
+		path[0].node = node;
+		tree->finger_ok = true;
+	}
+	path[0].idx = count_le(node->start, node->nr, start);
+}
+
+/* The node structure changes: iterators and the finger are stale. */
+static inline void structure_changed(struct gvm_itree *tree)
+{
+	tree->gen++;
+	tree->finger_ok = false;
+}
+
 int gvm__itree_insert(struct gvm_itree *tree, uint64_t start, uint64_t last,
 		      void *item)
 {
-	struct {
-		struct gvm_itree_node *node;
-		unsigned int idx;
-	} path[GVM_ITREE_MAX_HEIGHT];
+	struct gvm_itree_step *path = tree->finger;
 	const unsigned int height = tree->height;
 	struct gvm_itree_node *node;
 	uint64_t s = start, l = last;
@@ -413,21 +507,11 @@ int gvm__itree_insert(struct gvm_itree *tree, uint64_t start, uint64_t last,
 		tree->root_last = last;
 		tree->height = 1;
 		tree->count = 1;
+		structure_changed(tree);
 		return 0;
 	}
 
-	/* Descend: the last child whose min start is <= start (or the first). */
-	node = tree->root;
-	for (level = height - 1; level > 0; level--) {
-		unsigned int i = count_le(node->start, node->nr, start);
-
-		i = i ? i - 1 : 0;
-		path[level].node = node;
-		path[level].idx = i;
-		node = node->child[i];
-	}
-	path[0].node = node;
-	path[0].idx = count_le(node->start, node->nr, start);
+	insert_path(tree, start);
 
 	/* Every full node from the leaf up splits; all full: a new root. */
 	for (need = 0; need < height && path[need].node->nr == F; need++)
@@ -450,6 +534,7 @@ int gvm__itree_insert(struct gvm_itree *tree, uint64_t start, uint64_t last,
 			slot_insert(node, path[level].idx, s, l, p);
 			break;
 		}
+		structure_changed(tree);
 		right = pool_pop(tree);
 		split_insert(node, right, path[level].idx, s, l, p);
 		if (level + 1 == height) {
@@ -492,11 +577,6 @@ int gvm__itree_insert(struct gvm_itree *tree, uint64_t start, uint64_t last,
 
 /* ---- remove ----------------------------------------------------------------- */
 
-struct rm_path {
-	struct gvm_itree_node *node;
-	unsigned int idx;
-};
-
 /*
  * Finds the slot holding (start, item) under @node, filling @path from
  * @node's level down.  Entries with start equal to @start may sit in every
@@ -504,7 +584,7 @@ struct rm_path {
  * at or before it, so this may try several.
  */
 static bool find_exact(struct gvm_itree_node *node, uint64_t start,
-		       const void *item, struct rm_path *path)
+		       const void *item, struct gvm_itree_step *path)
 {
 	unsigned int lo = count_lt(node->start, node->nr, start);
 	unsigned int hi = count_le(node->start, node->nr, start);
@@ -569,41 +649,100 @@ static void rebalance(struct gvm_itree *tree, struct gvm_itree_node *parent,
 	parent_update(parent, li + 1);
 }
 
+/*
+ * Finds (start, item) in the finger's leaf, when that is surely the first
+ * such entry in order (as find_exact() would pick): an entry of the leaf
+ * before it starts lower, or the leaf is the tree's first.  Sets the leaf
+ * idx of the finger.
+ */
+static bool finger_find(struct gvm_itree *tree, uint64_t start,
+			const void *item)
+{
+	struct gvm_itree_node *leaf = tree->finger[0].node;
+	unsigned int lo = count_lt(leaf->start, leaf->nr, start);
+	unsigned int hi = count_le(leaf->start, leaf->nr, start);
+
+	if (!lo) {
+		for (unsigned int level = 1; level < tree->height; level++)
+			if (tree->finger[level].idx)
+				return false;
+	}
+	for (unsigned int i = lo; i < hi; i++) {
+		if (leaf->item[i] == item) {
+			tree->finger[0].idx = i;
+			return true;
+		}
+	}
+	return false;
+}
+
 int gvm__itree_remove(struct gvm_itree *tree, uint64_t start, void *item)
 {
-	struct rm_path path[GVM_ITREE_MAX_HEIGHT];
+	struct gvm_itree_step *path = tree->finger;
 	struct gvm_itree_node *root = tree->root;
 	unsigned int level;
 
-	if (!root || !find_exact(root, start, item, path))
+	if (!root)
 		return -ENOENT;
+	if (tree->finger_ok && finger_find(tree, start, item)) {
+		tree->finger_hits++;
+	} else {
+		tree->finger_ok = false;
+		if (!find_exact(root, start, item, path))
+			return -ENOENT;
+		tree->finger_ok = true;
+	}
 
 	slot_delete(path[0].node, path[0].idx);
 	tree->count--;
 
-	/* Fix fills and refresh the augmentation on the way up. */
+	/*
+	 * Fix fills and refresh the augmentation on the way up.  A level
+	 * whose node keeps its fill and whose parent's slot already says its
+	 * min start and max last ends the walk: nothing above changes.
+	 */
 	for (level = 0; level + 1 < tree->height; level++) {
 		struct gvm_itree_node *node = path[level].node;
 		struct gvm_itree_node *parent = path[level + 1].node;
 		unsigned int i = path[level + 1].idx;
 
-		if (node->nr < MIN_FILL)
+		if (node->nr < MIN_FILL) {
+			structure_changed(tree);
 			rebalance(tree, parent, i);
-		else
-			parent_update(parent, i);
+		} else {
+			uint64_t ms = node->start[0], ml = node_max_last(node);
+
+			if (parent->start[i] == ms && parent->last[i] == ml)
+				break;
+			parent->start[i] = ms;
+			parent->last[i] = ml;
+		}
 	}
 
 	if (tree->height > 1 && root->nr == 1) {
+		structure_changed(tree);
 		tree->root = root->child[0];
 		tree->height--;
 		node_release(tree, root);
 	} else if (tree->height == 1 && root->nr == 0) {
+		structure_changed(tree);
 		tree->root = NULL;
 		tree->height = 0;
 		node_release(tree, root);
 	}
 	tree->root_last = tree->root ? node_max_last(tree->root) : 0;
 	return 0;
+}
+
+void gvm__itree_set_finger(struct gvm_itree *tree,
+			   const struct gvm_itree_iter *iter)
+{
+	if (iter->tree != tree || !iter->item || iter->gen != tree->gen ||
+	    !tree->height)
+		return;
+	for (unsigned int level = 0; level < tree->height; level++)
+		tree->finger[level] = iter->path[level];
+	tree->finger_ok = true;
 }
 
 /* ---- queries ------------------------------------------------------------------ */
@@ -642,6 +781,7 @@ static void *iter_walk(struct gvm_itree_iter *it, unsigned int level)
 		}
 		level--;
 		it->path[level].node = node->child[i];
+		node_prefetch(node->child[i]);
 		it->path[level].idx = 0;
 	}
 	it->item = NULL;
@@ -653,6 +793,7 @@ void *gvm__itree_iter_first(const struct gvm_itree *tree,
 			    uint64_t last)
 {
 	iter->tree = tree;
+	iter->gen = tree->gen;
 	iter->qstart = start;
 	iter->qlast = last;
 	iter->item = NULL;
@@ -821,6 +962,24 @@ int gvm__itree_validate(const struct gvm_itree *tree)
 			VFAIL(&v, tree->root, "count %zu, found %zu entries",
 			      tree->count, v.count);
 	}
+	if (tree->finger_ok && !tree->height)
+		VFAIL(&v, tree->root, "finger set in an empty tree");
+	if (tree->finger_ok && tree->height &&
+	    tree->finger[tree->height - 1].node != tree->root)
+		VFAIL(&v, tree->root, "finger does not start at the root");
+	for (unsigned int l = 1; tree->finger_ok && l < tree->height &&
+	     l <= GVM_ITREE_MAX_HEIGHT - 1; l++) {
+		const struct gvm_itree_step *f = &tree->finger[l];
+
+		if (f->idx >= f->node->nr ||
+		    f->node->child[f->idx] != tree->finger[l - 1].node)
+			VFAIL(&v, f->node, "finger: slot %u does not lead to "
+			      "the finger's node at level %u", f->idx, l - 1);
+	}
+	if (tree->finger_ok && tree->height &&
+	    tree->finger[0].idx > tree->finger[0].node->nr)
+		VFAIL(&v, tree->finger[0].node, "finger: leaf slot %u of %u",
+		      tree->finger[0].idx, tree->finger[0].node->nr);
 	for (n = tree->pool; n && pool_nr <= tree->pool_nr; n = n->child[0])
 		pool_nr++;
 	if (pool_nr != tree->pool_nr)

@@ -10,7 +10,12 @@
  *
  * Locking: none.  The owner of the tree serialises every call on it
  * (including queries against modifications).  Any modification invalidates
- * every iterator of the tree.
+ * every iterator of the tree (gvm__itree_set_finger() detects that itself).
+ *
+ * Finger: the tree remembers the root-to-leaf path of its last insert or
+ * remove (or of an iterator's entry, gvm__itree_set_finger()), so that the
+ * next insert or remove near it skips the descent.  It is a cache: results
+ * and the tree's shape are the same with or without it.
  */
 #ifndef GVM_CORE_ITREE_H
 #define GVM_CORE_ITREE_H
@@ -37,6 +42,12 @@
 
 struct gvm_itree_node;
 
+/* One level of a root-to-leaf path: a node and the slot taken in it. */
+struct gvm_itree_step {
+	struct gvm_itree_node *node;
+	unsigned int idx;
+};
+
 struct gvm_itree {
 	struct gvm_itree_node *root;	/* NULL when empty */
 	uint64_t root_last;		/* max last of the whole tree (0 if empty) */
@@ -46,6 +57,17 @@ struct gvm_itree {
 					   gvm__itree_reserve) */
 	size_t pool_nr;			/* nodes in the pool */
 	struct gvm_itree_node *pool;	/* free nodes, linked through slot 0 */
+	uint64_t gen;			/* bumped by every change of the node
+					   structure (split, borrow, merge,
+					   new or freed root) */
+	bool finger_ok;			/* finger[] is a path of the tree now */
+	size_t finger_hits;		/* inserts and removes that used the
+					   finger (statistics, tests) */
+	struct gvm_itree_step finger[GVM_ITREE_MAX_HEIGHT];
+					/* by level, 0 = leaf: the nodes
+					   from the root down to one leaf and
+					   the child taken in each; the leaf's
+					   idx is a hint only */
 };
 
 /*
@@ -58,10 +80,10 @@ struct gvm_itree_iter {
 	void *item;			/* current entry's item, NULL at the end */
 	uint64_t qstart, qlast;		/* the query range */
 	const struct gvm_itree *tree;	/* the tree being walked */
-	struct {
-		struct gvm_itree_node *node;	/* node at this level */
-		unsigned int idx;		/* slot being visited in it */
-	} path[GVM_ITREE_MAX_HEIGHT];	/* indexed by level, 0 = leaf */
+	uint64_t gen;			/* tree->gen at iter_first */
+	struct gvm_itree_step path[GVM_ITREE_MAX_HEIGHT];
+					/* by level, 0 = leaf: node at this
+					   level, slot being visited in it */
 };
 
 void gvm__itree_init(struct gvm_itree *tree);
@@ -135,6 +157,16 @@ static inline void *gvm__itree_find(const struct gvm_itree *tree,
 {
 	return gvm__itree_find_first(tree, addr, addr, NULL, NULL);
 }
+
+/*
+ * Makes @iter's current entry the tree's finger, so that the next insert or
+ * remove near it (e.g. removing that entry, then inserting pieces of it)
+ * skips the descent.  A hint only: does nothing if @iter is at its end, was
+ * not started on @tree, or the tree's node structure changed since it was.
+ * O(height).
+ */
+void gvm__itree_set_finger(struct gvm_itree *tree,
+			   const struct gvm_itree_iter *iter);
 
 /*
  * Checks every invariant listed in itree.c.  Returns 0, or -EUCLEAN after

@@ -128,10 +128,14 @@
  * Locking: none.  The VM layer holds vm->lock (write) around create, apply,
  * unapply and fini, and at least vm->lock (read) around lookups.
  *
- * Cost: creating a list is O(k log n) for k mappings touched, with at most
- * 4 allocations of the va layer (the op array, only for lists longer than
- * GVM_VA_OPS_INL, the MAP mapping, prev and next) plus the tree's reservation.  The reservation covers the
- * unwind too, so an unmap of k mappings reserves nodes for k reinserts
+ * Cost: creating a list is one overlap walk, O(log n + k) for k mappings
+ * touched, with the va layer's allocations: the MAP mapping, prev, next,
+ * and for lists longer than GVM_VA_OPS_INL the op array, which doubles as
+ * the walk fills it (ceil(log2(k / 2)) arrays for k ops: one for 3 or 4),
+ * plus the tree's reservation.  Applying it costs no descent for the ops
+ * next to the mapping the walk found first: the walk leaves the tree's
+ * finger there (itree.h), and the remove and the inserts of a split or a
+ * merge reuse its path.  The reservation covers the unwind too, so an unmap of k mappings reserves nodes for k reinserts
  * (about k / 8 nodes per tree level, bounded by the tree's own size); a
  * caller that cannot afford that for a huge unmap must split it.
  *
@@ -301,86 +305,80 @@ struct gvm_va *gvm__va_next(struct gvm_va_iter *iter)
 /* ---- op list creation ------------------------------------------------------- */
 
 /*
- * Builds the UNMAP/REMAP ops for [addr, last] into ops->op[0..], returning
- * their number in *@nr_out, then the MAP if @map.  ops->op has room.
- * On -ENOMEM frees whatever it allocated (the caller frees the array).
+ * Builds the UNMAP/REMAP op for @old, a mapping overlapping [addr, last],
+ * into *@o.  On -ENOMEM frees what it allocated.
  */
-static int split_ops_fill(struct gvm_va_space *space, uint64_t addr,
-			  uint64_t last, struct gvm_va_op *op, size_t *nr_out)
+static int split_op_fill(struct gvm_va_space *space, uint64_t addr,
+			 uint64_t last, struct gvm_va *old,
+			 struct gvm_va_op *o)
 {
-	struct gvm_itree_iter it;
-	size_t n = 0;
+	const uint64_t olast = gvm__va_last(old);
 
-	for (void *p = gvm__itree_iter_first(&space->tree, &it, addr, last);
-	     p; p = gvm__itree_iter_next(&it)) {
-		struct gvm_va *old = p;
-		const uint64_t olast = gvm__va_last(old);
-		struct gvm_va_op *o = &op[n++];
+	*o = (struct gvm_va_op){ .kind = GVM_VA_OP_UNMAP, .old = old };
+	if (old->addr >= addr && olast <= last)
+		return 0;
+	o->kind = GVM_VA_OP_REMAP;
+	if (old->addr < addr) {
+		o->prev = va_alloc(space, old->addr, addr - old->addr,
+				   old->obj, old->obj_offset, old->flags);
+		if (!o->prev)
+			return -ENOMEM;
+	}
+	if (olast > last) {
+		uint64_t skip = last + 1 - old->addr;
+		uint64_t off = old->obj_offset;
 
-		*o = (struct gvm_va_op){ .old = old };
-		if (old->addr >= addr && olast <= last) {
-			o->kind = GVM_VA_OP_UNMAP;
-			continue;
-		}
-		o->kind = GVM_VA_OP_REMAP;
-		if (old->addr < addr) {
-			o->prev = va_alloc(space, old->addr, addr - old->addr,
-					   old->obj, old->obj_offset,
-					   old->flags);
-			if (!o->prev)
-				goto err_free;
-		}
-		if (olast > last) {
-			uint64_t skip = last + 1 - old->addr;
-			uint64_t off = old->obj_offset;
-
-			if (kind_has_offset(gvm__va_kind(old)))
-				off += skip;
-			o->next = va_alloc(space, last + 1, olast - last,
-					   old->obj, off, old->flags);
-			if (!o->next)
-				goto err_free;
+		if (kind_has_offset(gvm__va_kind(old)))
+			off += skip;
+		o->next = va_alloc(space, last + 1, olast - last, old->obj,
+				   off, old->flags);
+		if (!o->next) {
+			op_free_new(o);
+			return -ENOMEM;
 		}
 	}
-	*nr_out = n;
 	return 0;
-
-err_free:
-	while (n--)
-		op_free_new(&op[n]);
-	return -ENOMEM;
 }
 
-/* Shared by map and unmap requests; @map_va is the MAP's mapping or NULL. */
+/*
+ * Shared by map and unmap requests; @map_va is the MAP's mapping or NULL.
+ * One overlap walk builds the UNMAP/REMAP ops into an array that starts in
+ * ops->op_inl and doubles on the heap as it fills.  The walk leaves the
+ * tree's finger on the first mapping it takes away, which the first apply
+ * removes: that remove and the inserts next to it skip the descent.
+ */
 static int ops_create(struct gvm_va_space *space, uint64_t addr,
 		      uint64_t range, struct gvm_va *map_va,
 		      struct gvm_va_ops *ops)
 {
 	const uint64_t last = addr + range - 1;
 	struct gvm_itree_iter it;
-	struct gvm_va_op *op = NULL;
-	size_t n = 0, nr, inserts = 0;
+	struct gvm_va_op *op = ops->op_inl;
+	size_t cap = GVM_VA_OPS_INL, n = 0, nr, inserts = 0;
 	int err;
 
 	for (void *p = gvm__itree_iter_first(&space->tree, &it, addr, last);
-	     p; p = gvm__itree_iter_next(&it))
-		n++;
-	nr = n + (map_va != NULL);
-	if (nr) {
-		op = nr <= GVM_VA_OPS_INL ? ops->op_inl :
-					    gvm__malloc(nr * sizeof(*op));
-		if (!op)
-			return -ENOMEM;
-		err = split_ops_fill(space, addr, last, op, &n);
+	     p; p = gvm__itree_iter_next(&it)) {
+		if (!n)
+			gvm__itree_set_finger(&space->tree, &it);
+		err = GVM_GROW_INL(op, cap, n + 1, ops->op_inl);
 		if (err)
-			goto err_free_ops;
-		gvm_assert(n + (map_va != NULL) == nr);
-		if (map_va)
-			op[n] = (struct gvm_va_op){ .kind = GVM_VA_OP_MAP,
-						    .map = map_va };
-		for (size_t i = 0; i < nr; i++)
-			inserts += op_pending_inserts(&op[i]);
+			goto err_free_new;
+		err = split_op_fill(space, addr, last, p, &op[n]);
+		if (err)
+			goto err_free_new;
+		n++;
 	}
+	nr = n + (map_va != NULL);
+	if (map_va) {
+		err = GVM_GROW_INL(op, cap, nr, ops->op_inl);
+		if (err)
+			goto err_free_new;
+		op[n] = (struct gvm_va_op){ .kind = GVM_VA_OP_MAP,
+					    .map = map_va };
+	}
+	for (size_t i = 0; i < nr; i++)
+		inserts += op_pending_inserts(&op[i]);
 
 	err = gvm__itree_reserve(&space->tree,
 				 space->pending_inserts + inserts);
@@ -389,16 +387,14 @@ static int ops_create(struct gvm_va_space *space, uint64_t addr,
 	space->pending_inserts += inserts;
 	space->nr_lists++;
 	ops->space = space;
-	ops->op = op;
+	ops->op = nr ? op : NULL;
 	ops->nr = nr;
 	return 0;
 
 err_free_new:
-	for (size_t i = 0; i < n; i++)	/* not the MAP: the caller frees it */
-		op_free_new(&op[i]);
-err_free_ops:
-	if (op != ops->op_inl)
-		gvm__free(op);
+	while (n--)		/* not the MAP: the caller frees it */
+		op_free_new(&op[n]);
+	GVM_FREE_INL(op, ops->op_inl);
 	return err;
 }
 

@@ -433,6 +433,206 @@ TEST(reference_model)
 	free(m.e);
 }
 
+/* The model's first entry (start, item), as the tree's remove picks it. */
+static size_t model_find(const struct model *m, uint64_t s, const void *p)
+{
+	for (size_t i = 0; i < m->nr; i++)
+		if (m->e[i].start == s && m->e[i].item == p)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Points @it at the entry (s, p) of @t, which must exist. */
+static void iter_at(const struct gvm_itree *t, struct gvm_itree_iter *it,
+		    uint64_t s, const void *p)
+{
+	void *q;
+
+	for (q = gvm__itree_iter_first(t, it, s, s); q && q != p;
+	     q = gvm__itree_iter_next(it))
+		;
+	ASSERT_TRUE(q == p);
+	ASSERT_EQ(it->start, s);
+}
+
+/*
+ * The finger (the last insert's or remove's path, or an iterator's entry):
+ * operations cluster around a cursor, as a VA split or merge does, so most
+ * of them reuse the finger's path; the same operations run on a twin tree
+ * whose finger is dropped before each one.  After every step both trees
+ * match the model and each other (entries, height, pool, and the count of
+ * structural changes: the finger never changes the tree's shape).  Stale
+ * iterators must leave the finger alone; duplicates (same start, same item)
+ * check that a remove through the finger takes the first one in order.
+ */
+TEST(finger_model)
+{
+	const uint64_t ops = gvm_test_scale(60000);
+	struct gvm_rng rng = { gvm_test_seed() };
+	struct model m = { 0 };
+	struct gvm_itree t, twin;
+	uint64_t next_id = 1, removes = 0;
+	size_t cur = 0;
+	bool grow = true;
+
+	gvm__itree_init(&t);
+	gvm__itree_init(&twin);
+	for (uint64_t op = 0; op < ops; op++) {
+		uint64_t x = gvm_rng_below(&rng, 100), s, l;
+		struct gvm_itree_iter it;
+
+		if (grow && m.nr >= 2500)
+			grow = false;
+		else if (!grow && m.nr <= 20)
+			grow = true;
+		if (m.nr) {
+			/* The cursor moves a little, now and then far. */
+			if (gvm_rng_below(&rng, 50) == 0)
+				cur = gvm_rng_below(&rng, m.nr);
+			else if (gvm_rng_below(&rng, 2))
+				cur += gvm_rng_below(&rng, 3);
+			else if (cur)
+				cur -= gvm_rng_below(&rng, cur < 3 ? cur + 1 : 3);
+			if (cur >= m.nr)
+				cur = m.nr - 1;
+		}
+
+		twin.finger_ok = false;
+		if (x < 10 && m.nr) {
+			/* Finger at the cursor's entry, sometimes stale. */
+			iter_at(&t, &it, m.e[cur].start, m.e[cur].item);
+			if (gvm_rng_below(&rng, 4) == 0) {
+				void *p = ITEM(next_id++);
+				uint64_t gen = t.gen;
+
+				ASSERT_OK(gvm__itree_insert(&t, m.e[cur].start,
+							    m.e[cur].start, p));
+				ASSERT_OK(gvm__itree_insert(&twin,
+							    m.e[cur].start,
+							    m.e[cur].start, p));
+				model_insert(&m, m.e[cur].start,
+					     m.e[cur].start, p);
+				if (t.gen != gen) {
+					/* Split: the iterator is stale. */
+					t.finger_ok = false;
+					gvm__itree_set_finger(&t, &it);
+					ASSERT_FALSE(t.finger_ok);
+				}
+			} else {
+				gvm__itree_set_finger(&t, &it);
+				ASSERT_TRUE(t.finger_ok);
+			}
+		} else if (x < (grow ? 60u : 45u) || !m.nr) {
+			/* Near the cursor; an existing start, or its item
+			   again (a duplicate (start, item)) now and then. */
+			uint64_t base = m.nr ? m.e[cur].start : 1u << 20;
+			void *p = ITEM(next_id++);
+
+			if (m.nr && gvm_rng_below(&rng, 8) == 0) {
+				s = base;
+				if (gvm_rng_below(&rng, 2))
+					p = m.e[cur].item;
+			} else if (gvm_rng_below(&rng, 2)) {
+				s = base - 2 + gvm_rng_below(&rng, 5);
+			} else {
+				s = base - 64 + gvm_rng_below(&rng, 128);
+			}
+			l = s + gvm_rng_below(&rng, 200);
+			if (l < s)
+				l = UINT64_MAX;
+			ASSERT_OK(gvm__itree_insert(&t, s, l, p));
+			ASSERT_OK(gvm__itree_insert(&twin, s, l, p));
+			model_insert(&m, s, l, p);
+		} else {
+			size_t i = cur;
+
+			/* The cursor's entry or a neighbour. */
+			if (gvm_rng_below(&rng, 2) && i + 1 < m.nr)
+				i++;
+			s = m.e[i].start;
+			i = model_find(&m, s, m.e[i].item);
+			ASSERT_OK(gvm__itree_remove(&t, s, m.e[i].item));
+			ASSERT_OK(gvm__itree_remove(&twin, s, m.e[i].item));
+			model_delete(&m, i);
+			removes++;
+			if (gvm_rng_below(&rng, 8) == 0) {
+				ASSERT_EQ(gvm__itree_remove(&t, s,
+							    ITEM(next_id)),
+					  -ENOENT);
+				ASSERT_EQ(gvm__itree_remove(&twin, s,
+							    ITEM(next_id)),
+					  -ENOENT);
+			}
+		}
+
+		ASSERT_OK(gvm__itree_validate(&t));
+		ASSERT_OK(gvm__itree_validate(&twin));
+		ASSERT_EQ(gvm__itree_count(&t), m.nr);
+		ASSERT_EQ(t.height, twin.height);
+		ASSERT_EQ(t.gen, twin.gen);
+		ASSERT_EQ(t.pool_nr, twin.pool_nr);
+		ASSERT_EQ(t.root_last, twin.root_last);
+		if (op % 64 == 0 || m.nr < 64) {
+			struct ent *a, *b;
+			size_t na, nb;
+
+			check_query(&t, &m, 0, UINT64_MAX);
+			a = snapshot(&t, &na);
+			b = snapshot(&twin, &nb);
+			assert_same(a, na, b, nb);
+			free(a);
+			free(b);
+		}
+		if (m.nr) {
+			s = m.e[cur].start;
+			check_query(&t, &m, s - (s ? 1 : 0), s + 64);
+		}
+	}
+	printf("finger_model: %" PRIu64 " ops (%" PRIu64 " removes), "
+	       "%zu finger hits, twin %zu\n", ops, removes, t.finger_hits,
+	       twin.finger_hits);
+	ASSERT_EQ(twin.finger_hits, 0);
+	/* About 30%: every tenth op moves the finger, clustered starts make
+	   leaves narrow, equal starts at a leaf's front miss on removes. */
+	ASSERT_GT(t.finger_hits, ops / 8);
+	gvm__itree_fini(&t);
+	gvm__itree_fini(&twin);
+	free(m.e);
+}
+
+/*
+ * The same (start, item) 40 times (different lasts, so the copies can be
+ * told apart) spans several leaves.  With the finger on any copy, a remove
+ * still takes the first copy in order, also when the finger's copy is at
+ * the front of its leaf and the first copy in an earlier leaf.
+ */
+TEST(finger_duplicates)
+{
+	for (unsigned int j = 0; j < 40; j++) {
+		struct gvm_itree t;
+		struct gvm_itree_iter it;
+		void *q;
+
+		gvm__itree_init(&t);
+		for (unsigned int k = 0; k < 30; k++)
+			ASSERT_OK(gvm__itree_insert(&t, k, k, ITEM(1000 + k)));
+		for (unsigned int k = 0; k < 40; k++)
+			ASSERT_OK(gvm__itree_insert(&t, 100, 100 + k, ITEM(7)));
+		for (q = gvm__itree_iter_first(&t, &it, 100, 100);
+		     q && it.last != 100 + j; q = gvm__itree_iter_next(&it))
+			;
+		ASSERT_TRUE(q == ITEM(7));
+		gvm__itree_set_finger(&t, &it);
+		ASSERT_TRUE(t.finger_ok);
+		ASSERT_OK(gvm__itree_remove(&t, 100, ITEM(7)));
+		ASSERT_OK(gvm__itree_validate(&t));
+		q = gvm__itree_iter_first(&t, &it, 100, 100);
+		ASSERT_TRUE(q == ITEM(7));
+		ASSERT_EQ(it.last, 101);	/* copy 0 went */
+		gvm__itree_fini(&t);
+	}
+}
+
 /* ---- reservations and allocation failures -------------------------------- */
 
 /*

@@ -1055,6 +1055,26 @@ static int req_create(struct gvm_va_space *s, const struct req *q,
 	return gvm__va_unmap_ops_create(s, A(q->pg), q->npg * PG, ops);
 }
 
+/* Heap arrays a list of @nr ops went through (doubling from the inline 2). */
+static size_t array_allocs(size_t nr)
+{
+	size_t n = 0;
+
+	for (size_t cap = GVM_VA_OPS_INL; cap < nr; cap *= 2)
+		n++;
+	return n;
+}
+
+/* New mappings a list allocated: MAP, prev and next pieces. */
+static size_t new_mappings(const struct gvm_va_ops *ops)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ops->nr; i++)
+		n += !!ops->op[i].map + !!ops->op[i].prev + !!ops->op[i].next;
+	return n;
+}
+
 TEST(alloc_failure)
 {
 	static const struct req reqs[] = {
@@ -1091,6 +1111,11 @@ TEST(alloc_failure)
 			err = req_create(&s, &reqs[i], &ops);
 			if (!fired()) {
 				ASSERT_OK(err);
+				/* k - 1 allocations: the op array's (it
+				   doubles from GVM_VA_OPS_INL) and the new
+				   mappings. */
+				ASSERT_EQ(k - 1, (long)(array_allocs(ops.nr) +
+							new_mappings(&ops)));
 				break;
 			}
 			ASSERT_EQ(err, -ENOMEM);
@@ -1136,9 +1161,11 @@ TEST(alloc_failure)
 	}
 	printf("failed allocations: %ld gvm__, %ld tree nodes\n",
 	       nr_alloc_fail, nr_node_fail);
-	/* Op arrays (only of lists longer than GVM_VA_OPS_INL), MAP
-	   mappings, pieces: 4+1+3+0+2+1+0 (hole: none). */
-	ASSERT_EQ(nr_alloc_fail, 11);
+	/* Op arrays (only of lists longer than GVM_VA_OPS_INL; they
+	   double: 102 ops go through 4, 8, ..., 128, 6 arrays; 179 ops
+	   through 7), MAP mappings, pieces: (6+1+2)+1+3+0+2+7+0 (hole:
+	   none). */
+	ASSERT_EQ(nr_alloc_fail, 22);
 	ASSERT_GT(nr_node_fail, 20);
 	ASSERT_EQ(gvm__va_count(&s), 0);
 	space_fini(&s);
