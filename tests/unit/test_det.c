@@ -236,7 +236,7 @@ TEST(replay_file_round_trip)
 	ASSERT_EQ(r.seed, 77);
 	ASSERT_EQ(r.script_len, 5);
 	ASSERT_EQ(memcmp(r.script, script, 5), 0);
-	free(r.script);
+	gvm_det_run_free(&r);
 	unlink(path);
 }
 
@@ -275,7 +275,7 @@ TEST(explore_finds_seed000_without_its_fix)
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 1);	/* the scenario's failed check */
-	free(r.script);
+	gvm_det_run_free(&r);
 	unlink(path);
 }
 

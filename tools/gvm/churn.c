@@ -36,6 +36,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "core/sync.h"
 #include "run.h"
 
 #define NR_BINDERS 3
@@ -408,7 +409,7 @@ static void churn_run(struct run_dev *d)
 	t0 = gvm_tool_now_ns();
 	__atomic_store_n(&c.binders_left, NR_BINDERS, __ATOMIC_RELAXED);
 	for (t = 0; t < NR_BINDERS; t++) {
-		err = pthread_create(&c.b[t].thread, NULL, binder_thread,
+		err = -gvm__thread_create(&c.b[t].thread, binder_thread,
 				     &c.b[t]);
 		if (err) {
 			fail(&c, "pthread_create: %s", strerror(err));
@@ -425,7 +426,7 @@ static void churn_run(struct run_dev *d)
 	if (started)
 		checker(&c);
 	for (t = 0; t < started; t++)
-		pthread_join(c.b[t].thread, NULL);
+		gvm__thread_join(c.b[t].thread);
 	__atomic_store_n(&c.stop, 1u, __ATOMIC_RELEASE);
 	d->ns = gvm_tool_now_ns() - t0;
 	for (t = 0; t < NR_BINDERS; t++) {
@@ -491,6 +492,7 @@ const struct run_workload gvm_run_bind_churn = {
 	.default_size = 1ull << 20,
 	.default_iters = 300,
 	.unit = "rounds",
+	.det = true,
 	.check = churn_check,
 	.vram_needed = churn_vram,
 	.run = churn_run,

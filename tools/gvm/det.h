@@ -40,7 +40,12 @@ void gvm_det_set_mutant(bool on);
 
 /* What one run is: enough to replay it exactly. */
 struct gvm_det_run {
-	const struct gvm_det_scenario *sc;
+	const struct gvm_det_scenario *sc;	/* a scenario's run, or */
+	char **run_argv;		/* `gvm run` arguments (--record) */
+	int run_argc;
+	bool have_hash;			/* recorded: the log's hash and */
+	uint64_t hash;			/* number of events, checked by */
+	size_t events;			/* gvm replay */
 	bool mutant;
 	bool fifo;		/* else random from seed */
 	uint64_t seed;
@@ -79,9 +84,23 @@ int gvm_det_random(const struct gvm_det_scenario *sc, bool mutant,
 		   uint64_t seed, uint64_t n, const char *record,
 		   bool verbose, struct gvm_det_stats *st);
 
-/* Replay files: "gvm-det 1" then key value lines (det_explore.c). */
+/* Prints the log and the threads' states and exits 0 (config.on_stop). */
+void gvm_det_stop_here(void *arg, uint64_t event);
+
+/*
+ * `gvm run` on the deterministic scheduler with @rec's decisions (run.c):
+ * the run's exit status; its log's hash and length in *@hash, *@events.
+ */
+int gvm_tool_run_replay(const struct gvm_det_run *rec, uint64_t *hash,
+			size_t *events);
+
+/*
+ * Replay files: "gvm-det 1" then key value lines (det_explore.c); read
+ * allocates r->script and r->run_argv (gvm_det_run_free).
+ */
 int gvm_det_write(const char *path, const struct gvm_det_run *r);
 int gvm_det_read(const char *path, struct gvm_det_run *r);
+void gvm_det_run_free(struct gvm_det_run *r);
 
 int gvm_tool_explore(int argc, char **argv);
 int gvm_tool_replay(int argc, char **argv);

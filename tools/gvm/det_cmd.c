@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * `gvm explore SCENARIO` and `gvm replay FILE`: the command-line side of
- * deterministic runs (det.h, det_explore.c; docs/tool.md).
+ * deterministic runs (det.h, det_explore.c; docs/tool.md).  `gvm run
+ * --record` is in run.c; replay re-runs its command line (run.c,
+ * gvm_tool_run_replay) and checks the log's hash.
  * Locking: none (single-threaded outside the runs).
  */
 #include <errno.h>
@@ -176,6 +178,30 @@ int gvm_tool_replay(int argc, char **argv)
 		return 2;
 	}
 	r.stop_at = stop_at;
+	if (r.run_argv) {
+		size_t nr;
+		int status;
+
+		printf("replaying %s: gvm run", file);
+		for (int i = 0; i < r.run_argc; i++)
+			printf(" %s", r.run_argv[i]);
+		printf(", seed %" PRIu64 ", %zu scripted decisions\n", r.seed,
+		       r.script_len);
+		fflush(stdout);
+		status = gvm_tool_run_replay(&r, &hash, &nr);
+		if (status == 0 && r.have_hash &&
+		    (nr != r.events || hash != r.hash)) {
+			printf("replay diverged: %zu events, log hash %016"
+			       PRIx64 "; recorded %zu, %016" PRIx64 "\n", nr,
+			       hash, r.events, r.hash);
+			status = 1;
+		} else if (status == 0) {
+			printf("replay matches the recording: %zu events, log "
+			       "hash %016" PRIx64 "\n", nr, hash);
+		}
+		gvm_det_run_free(&r);
+		return status;
+	}
 	printf("replaying %s: scenario %s%s, policy %s, seed %" PRIu64
 	       ", %zu scripted decisions\n", file, r.sc->name,
 	       r.mutant ? " (mutant)" : "", r.fifo ? "fifo" : "random",
@@ -190,6 +216,6 @@ int gvm_tool_replay(int argc, char **argv)
 		printf("%s passed: %zu events, log hash %016" PRIx64 "\n",
 		       r.sc->name, nr, hash);
 	}
-	free(r.script);
+	gvm_det_run_free(&r);
 	return 0;
 }

@@ -23,8 +23,10 @@
  * path printed.
  *
  * REPLAY FILES.  Text, one "key value" per line after "gvm-det 1":
- * scenario, mutant, policy (fifo|random), seed, script (thread ids,
- * space separated).  A run is a function of these, so replay re-executes
+ * scenario and mutant, or run (a `gvm run --record` command line, without
+ * --record and --seed); policy (fifo|random), seed; for a recording, events
+ * and hash (of the log, checked on replay); script (thread ids, space
+ * separated).  A run is a function of these, so replay re-executes
  * it exactly; `--stop-at K` stops after event K and prints the log and
  * every thread's state.
  *
@@ -45,7 +47,7 @@
 
 /* ---- one run ------------------------------------------------------------- */
 
-static void stop_here(void *arg, uint64_t event)
+void gvm_det_stop_here(void *arg, uint64_t event)
 {
 	size_t nr;
 
@@ -64,7 +66,7 @@ void gvm_det_run_here(const struct gvm_det_run *r, uint64_t *hash)
 	struct gvm_det_config cfg = {
 		.seed = r->seed, .fifo = r->fifo, .script = r->script,
 		.script_len = r->script_len, .stop_at = r->stop_at,
-		.on_stop = stop_here,
+		.on_stop = gvm_det_stop_here,
 	};
 
 	gvm_det_set_mutant(r->mutant);
@@ -308,13 +310,56 @@ int gvm_det_write(const char *path, const struct gvm_det_run *r)
 
 	if (!f)
 		return -errno;
-	fprintf(f, "gvm-det 1\nscenario %s\nmutant %d\npolicy %s\n"
-		"seed %" PRIu64 "\nscript", r->sc->name, r->mutant,
-		r->fifo ? "fifo" : "random", r->seed);
+	fprintf(f, "gvm-det 1\n");
+	if (r->sc) {
+		fprintf(f, "scenario %s\nmutant %d\n", r->sc->name, r->mutant);
+	} else {
+		fprintf(f, "run");
+		for (int i = 0; i < r->run_argc; i++)
+			fprintf(f, " %s", r->run_argv[i]);
+		fputc('\n', f);
+	}
+	fprintf(f, "policy %s\nseed %" PRIu64 "\n", r->fifo ? "fifo" : "random",
+		r->seed);
+	if (r->have_hash)
+		fprintf(f, "events %zu\nhash %016" PRIx64 "\n", r->events,
+			r->hash);
+	fprintf(f, "script");
 	for (size_t i = 0; i < r->script_len; i++)
 		fprintf(f, " %u", r->script[i]);
 	fputc('\n', f);
 	return fclose(f) ? -errno : 0;
+}
+
+void gvm_det_run_free(struct gvm_det_run *r)
+{
+	if (r->run_argv)
+		for (int i = 0; i < r->run_argc; i++)
+			free(r->run_argv[i]);
+	free(r->run_argv);
+	free(r->script);
+	r->run_argv = NULL;
+	r->script = NULL;
+}
+
+/* The rest of the line after "run": the arguments, space separated. */
+static int read_run(FILE *f, struct gvm_det_run *r)
+{
+	char line[4096], *tok, *save;
+
+	if (!fgets(line, sizeof(line), f) || !strchr(line, '\n'))
+		return -EINVAL;
+	r->run_argv = calloc(sizeof(line) / 2 + 1, sizeof(char *));
+	if (!r->run_argv)
+		return -ENOMEM;
+	for (tok = strtok_r(line, " \n", &save); tok;
+	     tok = strtok_r(NULL, " \n", &save)) {
+		r->run_argv[r->run_argc] = strdup(tok);
+		if (!r->run_argv[r->run_argc])
+			return -ENOMEM;
+		r->run_argc++;
+	}
+	return r->run_argc ? 0 : -EINVAL;
 }
 
 int gvm_det_read(const char *path, struct gvm_det_run *r)
@@ -330,6 +375,13 @@ int gvm_det_read(const char *path, struct gvm_det_run *r)
 	if (fscanf(f, "gvm-det %d", &version) != 1 || version != 1)
 		goto out;
 	while (fscanf(f, "%31s", key) == 1) {
+		if (!strcmp(key, "run") && !r->run_argv && !r->sc) {
+			err = read_run(f, r);
+			if (err)
+				goto out;
+			err = -EINVAL;
+			continue;
+		}
 		if (!strcmp(key, "script")) {
 			unsigned int v;
 			size_t cap = 0;
@@ -356,8 +408,14 @@ int gvm_det_read(const char *path, struct gvm_det_run *r)
 			goto out;
 		if (!strcmp(key, "scenario")) {
 			r->sc = gvm_det_scenario_find(val);
-			if (!r->sc)
+			if (!r->sc || r->run_argv)
 				goto out;
+		} else if (!strcmp(key, "events")) {
+			r->events = strtoull(val, NULL, 10);
+			r->have_hash = true;
+		} else if (!strcmp(key, "hash")) {
+			r->hash = strtoull(val, NULL, 16);
+			r->have_hash = true;
 		} else if (!strcmp(key, "mutant")) {
 			r->mutant = !strcmp(val, "1");
 		} else if (!strcmp(key, "policy")) {
@@ -370,13 +428,11 @@ int gvm_det_read(const char *path, struct gvm_det_run *r)
 			goto out;
 		}
 	}
-	if (r->sc)
+	if (r->sc || r->run_argv)
 		err = 0;
 out:
 	fclose(f);
-	if (err) {
-		free(r->script);
-		r->script = NULL;
-	}
+	if (err)
+		gvm_det_run_free(r);
 	return err;
 }

@@ -30,6 +30,7 @@ static void usage(FILE *f)
 		"                   the simulated system: devices, engines, TLBs, links\n"
 		"  run WORKLOAD [--devices N] [--vram SIZE] [--size SIZE] [--iters N] [--link]\n"
 		"               [--policy NAME] [--trace FILE] [--explain]\n"
+		"               [--record FILE [--seed S]]\n"
 		"                   run a workload (triad, bind-churn, svm-stream,\n"
 		"                   svm-random, svm-multi) on simulated GPUs and report\n"
 		"                   (gvm run --help lists the workloads)\n"

@@ -20,6 +20,9 @@
 
 #include <gvm/trace.h>
 
+#include "core/det.h"
+#include "core/sync.h"
+#include "det.h"
 #include "run.h"
 
 static const struct run_workload *const workloads[] = {
@@ -41,6 +44,7 @@ static void usage(FILE *f)
 		"[--size SIZE] [--iters N]\n"
 		"                        [--link] [--policy NAME] [--trace FILE] "
 		"[--explain]\n"
+		"                        [--record FILE [--seed S]]\n"
 		"workloads:\n");
 	for (i = 0; i < NR_WORKLOADS; i++)
 		fprintf(f, "  %-11s %s\n", workloads[i]->name,
@@ -58,6 +62,11 @@ static void usage(FILE *f)
 		"workload]\n"
 		"  --iters N     iterations [per workload]\n"
 		"  --trace FILE  write a Chrome/Perfetto trace (ui.perfetto.dev)\n"
+		"  --record FILE run deterministically (seeded scheduler, "
+		"virtual clock) and\n"
+		"                write a replay file for gvm replay (triad, "
+		"bind-churn)\n"
+		"  --seed S      the deterministic scheduler's seed [1]\n"
 		"  --explain     say what happens at each step (device 0)\n");
 }
 
@@ -177,7 +186,7 @@ static void *dev_thread(void *arg)
 
 static int parse(int argc, char **argv, struct run_opts *o)
 {
-	bool size_set = false, iters_set = false;
+	bool size_set = false, iters_set = false, seed_set = false;
 	char b1[32], b2[32], b3[32];
 	uint64_t need;
 	const char *v;
@@ -234,6 +243,31 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			iters_set = true;
 			continue;
 		}
+		if ((r = gvm_tool_option(argc, argv, &i, "--record", &v))) {
+			if (r < 0)
+				goto missing;
+			if (!*v) {
+				fprintf(stderr, "gvm run: --record wants a "
+					"file name\n");
+				goto usage;
+			}
+			o->record = v;
+			continue;
+		}
+		if ((r = gvm_tool_option(argc, argv, &i, "--seed", &v))) {
+			char *end;
+
+			if (r < 0)
+				goto missing;
+			o->seed = strtoull(v, &end, 0);
+			if (!*v || *end) {
+				fprintf(stderr, "gvm run: --seed wants a "
+					"number, not '%s'\n", v);
+				goto usage;
+			}
+			seed_set = true;
+			continue;
+		}
 		if ((r = gvm_tool_option(argc, argv, &i, "--trace", &v))) {
 			if (r < 0)
 				goto missing;
@@ -249,6 +283,18 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		goto usage;
 missing:
 		fprintf(stderr, "gvm run: %s needs a value\n", argv[i]);
+		goto usage;
+	}
+	if (seed_set && !o->record) {
+		fprintf(stderr, "gvm run: --seed goes with --record\n");
+		goto usage;
+	}
+	if (!seed_set)
+		o->seed = 1;
+	if (o->record && !o->w->det) {
+		fprintf(stderr, "gvm run: %s cannot run deterministically "
+			"(--record): its CPU-side memory events come from the "
+			"kernel's userfaultfd thread\n", o->w->name);
 		goto usage;
 	}
 	if (!size_set)
@@ -303,18 +349,16 @@ usage:
 	return -2;
 }
 
-int gvm_tool_run(int argc, char **argv)
+/* Runs the parsed workload; the process exit status. */
+static int run_parsed(struct run_opts *op)
 {
-	struct run_opts o = { 0 };
+	struct run_opts o = *op;
 	struct gvm_tool_progress prog;
 	struct run_dev *devs;
 	int64_t t0, wall;
 	unsigned int i, started = 0;
-	int r, status = 0, err;
+	int status = 0, err;
 
-	r = parse(argc, argv, &o);
-	if (r <= 0)
-		return r ? 2 : 0;
 	if (o.trace) {
 		err = gvm_trace_start(o.trace);
 		if (err) {
@@ -345,10 +389,10 @@ int gvm_tool_run(int argc, char **argv)
 		d->name = "sim";
 		if (!gvm_device_query(d->dev, &di))
 			d->name = strdup(di.name);
-		err = pthread_create(&d->thread, NULL, dev_thread, d);
+		err = gvm__thread_create(&d->thread, dev_thread, d);
 		if (err) {
 			fprintf(stderr, "gvm run: pthread_create: %s\n",
-				strerror(err));
+				strerror(-err));
 			status = 1;
 			break;
 		}
@@ -359,10 +403,9 @@ int gvm_tool_run(int argc, char **argv)
 	for (unsigned int tick = 0;
 	     __atomic_load_n(&nr_finished, __ATOMIC_ACQUIRE) < started;
 	     tick++) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		uint64_t done = 0, total = 0;
 
-		nanosleep(&ts, NULL);
+		gvm__sleep_ns(10 * 1000 * 1000);
 		if (tick % 10 != 9)
 			continue;
 		for (i = 0; i < started; i++) {
@@ -374,7 +417,7 @@ int gvm_tool_run(int argc, char **argv)
 		gvm_tool_progress_update(&prog, done, total, o.w->unit);
 	}
 	for (i = 0; i < started; i++)
-		pthread_join(devs[i].thread, NULL);
+		gvm__thread_join(devs[i].thread);
 	wall = gvm_tool_now_ns() - t0;
 	gvm_tool_progress_finish(&prog);
 
@@ -419,3 +462,94 @@ int gvm_tool_run(int argc, char **argv)
 	}
 	return status;
 }
+
+/*
+ * --record: the same run on the deterministic scheduler (core/det.h),
+ * seeded with --seed; the replay file keeps the command line (without
+ * --record/--seed), the seed, the decisions, the number of events and the
+ * log's hash, which `gvm replay` checks.
+ */
+static int run_recorded(struct run_opts *o, int argc, char **argv)
+{
+	struct gvm_det_config cfg = { .seed = o->seed };
+	const struct gvm_det_decision *d;
+	struct gvm_det_run r = { .seed = o->seed };
+	char **args = calloc((size_t)argc, sizeof(*args));
+	size_t nr_dec;
+	int status, err;
+
+	if (!args)
+		return 1;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--record") || !strcmp(argv[i], "--seed")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(argv[i], "--record=", 9) ||
+		    !strncmp(argv[i], "--seed=", 7))
+			continue;
+		args[r.run_argc++] = argv[i];
+	}
+	r.run_argv = args;
+	gvm__det_begin(&cfg);
+	status = run_parsed(o);
+	r.hash = gvm__det_end();
+	r.have_hash = true;
+	gvm__det_events(&r.events);
+	d = gvm__det_decisions(&nr_dec);
+	r.script = malloc(nr_dec ? nr_dec : 1);
+	if (!r.script) {
+		free(args);
+		return 1;
+	}
+	for (size_t i = 0; i < nr_dec; i++)
+		r.script[i] = d[i].chosen;
+	r.script_len = nr_dec;
+	err = gvm_det_write(o->record, &r);
+	if (err) {
+		fprintf(stderr, "gvm run: cannot write '%s': %s\n", o->record,
+			strerror(-err));
+		status = 1;
+	} else {
+		printf("recorded: %s (%zu events, %zu decisions, log hash "
+		       "%016" PRIx64 "; gvm replay %s)\n", o->record, r.events,
+		       nr_dec, r.hash, o->record);
+	}
+	free(r.script);
+	free(args);
+	return status;
+}
+
+int gvm_tool_run(int argc, char **argv)
+{
+	struct run_opts o = { 0 };
+	int r = parse(argc, argv, &o);
+
+	if (r <= 0)
+		return r ? 2 : 0;
+	if (o.record)
+		return run_recorded(&o, argc, argv);
+	return run_parsed(&o);
+}
+
+int gvm_tool_run_replay(const struct gvm_det_run *rec, uint64_t *hash,
+			size_t *events)
+{
+	struct gvm_det_config cfg = { .seed = rec->seed, .fifo = rec->fifo,
+				      .script = rec->script,
+				      .script_len = rec->script_len,
+				      .stop_at = rec->stop_at,
+				      .on_stop = gvm_det_stop_here };
+	struct run_opts o = { 0 };
+	int r = parse(rec->run_argc, rec->run_argv, &o);
+	int status;
+
+	if (r <= 0 || o.record)
+		return 2;
+	gvm__det_begin(&cfg);
+	status = run_parsed(&o);
+	*hash = gvm__det_end();
+	gvm__det_events(events);
+	return status;
+}
+

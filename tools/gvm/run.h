@@ -24,6 +24,8 @@ struct run_opts {
 	uint64_t iters;			/* --iters (idem) */
 	const char *trace;		/* --trace FILE or NULL */
 	bool explain;			/* --explain: narrate device 0 */
+	const char *record;		/* --record FILE or NULL */
+	uint64_t seed;			/* --seed (with --record) [1] */
 };
 
 struct run_dev {
@@ -54,6 +56,9 @@ struct run_workload {
 	const char *intro;		/* --explain: what it shows */
 	uint64_t default_size, default_iters;
 	const char *unit;		/* of done/total, for the progress line */
+	/* Runs deterministically (--record): its threads are gvm threads and
+	   it makes no CPU-side mapping change the kernel reports. */
+	bool det;
 	/* Checks --size etc. beyond the generic rules; prints, returns 2. */
 	int (*check)(const struct run_opts *o);
 	/* Bytes of VRAM the workload needs on each device. */

@@ -374,6 +374,7 @@ const struct run_workload gvm_run_triad = {
 	.default_size = 64ull << 20,
 	.default_iters = 10,
 	.unit = "iterations",
+	.det = true,
 	.vram_needed = triad_vram,
 	.run = triad_run,
 	.report = triad_report,
