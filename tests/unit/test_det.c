@@ -315,6 +315,11 @@ TEST(explore_fault_unbind_bound1)
 	explore_passes("fault-unbind");
 }
 
+TEST(explore_gc_fault_bound1)
+{
+	explore_passes("gc-fault");
+}
+
 TEST(explore_evict_exec_bound1)
 {
 	explore_passes("evict-exec");

@@ -19,6 +19,10 @@
  *	fault-unbind   fault mode: a kernel whose store    the store landed or
  *	               faults the BO in (fault thread) |   the fault was logged;
  *	               unbind of the BO                    no PTE left; not banned
+ *	gc-fault       SVM (policy remote): an UNMAP       the store landed (the
+ *	               invalidation of a range (it goes    memory is still
+ *	               to the collector) | a kernel        there); no fault
+ *	               storing into it (a GPU fault)       logged; not banned
  *	evict-exec     a kernel filling a VRAM BO | a new  the fill is whole
  *	               VRAM BO that needs its room         (wherever the BO is);
  *	               (eviction of a busy BO)             not both in VRAM
@@ -44,6 +48,7 @@
 #include <gvm/kernel.h>
 #include <gvm/mm.h>
 #include <gvm/sim.h>
+#include <gvm/svm.h>
 #include <gvm/vm.h>
 
 #include "core/det.h"
@@ -488,6 +493,90 @@ static void evict_exec(void)
 	teardown(sc, &ee.c);
 }
 
+/* ---- gc-fault: the SVM collector vs a GPU fault on the same range -------- */
+
+#define M2 (2ull << 20)
+
+static struct {
+	struct ctx c;
+	uint64_t *cpu;		/* 2 MiB, 2 MiB aligned */
+	void *map;
+	size_t map_len;
+} gf;
+
+static void gf_store(struct ctx *c, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	CHECK_OK("gc-fault", gvm_kernel_store_dword(&k, va, v, 64));
+	CHECK_OK("gc-fault", gvm_exec(c->q, &k, &s, 1));
+	CHECK_OK("gc-fault", gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+static void *gf_unmap(void *arg)
+{
+	(void)arg;
+	/* what munmap's UNMAP event does, without unmapping: the range's
+	   PTEs are zapped and the range is handed to the collector */
+	gvm__mm_invalidate(gf.c.mm, (uint64_t)(uintptr_t)gf.cpu, M2,
+			   GVM_MM_EVENT_UNMAP);
+	return NULL;
+}
+
+static void *gf_fault(void *arg)
+{
+	(void)arg;
+	gf_store(&gf.c, (uint64_t)(uintptr_t)&gf.cpu[8], 2);
+	return NULL;
+}
+
+static void gc_fault(void)
+{
+	static void *(*const fns[])(void *) = { gf_unmap, gf_fault };
+	const char *sc = "gc-fault";
+	struct gvm_bind_op mirror = { .op = GVM_BIND_MAP,
+				      .flags = GVM_BIND_CPU_ADDR_MIRROR,
+				      .addr = K4,
+				      .range = (1ull << 47) - K4 };
+	struct gvm_fault_info f[8];
+	struct gvm_vm_stats st;
+	const char *policy = gvm_svm_policy_current();
+	uintptr_t a;
+	uint32_t n;
+
+	/* no migration: the CPU reads the pages where they are */
+	CHECK_OK(sc, gvm_svm_policy_select("remote"));
+	setup_with(sc, &gf.c, true, NULL, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE);
+	CHECK_OK(sc, gvm_vm_bind(gf.c.vm, NULL, &mirror, 1, NULL, 0));
+	gf.map_len = 2 * M2;
+	gf.map = mmap(NULL, gf.map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(sc, gf.map != MAP_FAILED);
+	a = ((uintptr_t)gf.map + M2 - 1) & ~(uintptr_t)(M2 - 1);
+	gf.cpu = (uint64_t *)a;
+	memset(gf.cpu, 0, M2);
+	/* the range exists and is mapped */
+	gf_store(&gf.c, (uint64_t)a, 1);
+	CHECK(sc, gf.cpu[0] == 1);
+	actors(sc, fns, 2, NULL);
+	/* the memory never went away: the fault must have found it */
+	CHECK(sc, gf.cpu[8] == 2);
+	CHECK_OK(sc, gvm_vm_query_faults(gf.c.vm, f, 8, &n));
+	CHECK(sc, n == 0);
+	CHECK_OK(sc, gvm_vm_stats(gf.c.vm, &st));
+	CHECK(sc, !st.banned);
+	lock_tables(gf.c.vm);
+	CHECK(sc, gvm__pt_validate(&gf.c.vm->pt) == 0);
+	unlock_tables(gf.c.vm);
+	teardown(sc, &gf.c);
+	munmap(gf.map, gf.map_len);
+	CHECK_OK(sc, gvm_svm_policy_select(policy));
+}
+
 const struct gvm_det_scenario gvm_det_scenarios[] = {
 	{ "seed000", "a bind's staged update vs an invalidation of its "
 		     "neighbour (seed 000)", seed000 },
@@ -496,6 +585,8 @@ const struct gvm_det_scenario gvm_det_scenarios[] = {
 	  unbind_exec },
 	{ "fault-unbind", "a GPU fault being serviced vs an unbind of the "
 			  "range (fault mode)", fault_unbind },
+	{ "gc-fault", "the SVM collector after an UNMAP vs a GPU fault on "
+		      "the same range", gc_fault },
 	{ "evict-exec", "eviction of a BO a kernel is filling vs a new BO "
 			"that needs its room", evict_exec },
 };
