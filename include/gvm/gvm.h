@@ -16,6 +16,7 @@
  *   <gvm/sim.h>      the simulated GPU and its built-in kernels
  *   <gvm/trace.h>    Chrome/Perfetto traces of binds, jobs, faults
  *   <gvm/mm.h>       CPU address spaces (the process itself)
+ *   <gvm/mm_model.h> a simulated address space driven by calls (tests)
  *   <gvm/svm.h>      memory attributes of mirrored memory (madvise)
  */
 #ifndef GVM_GVM_H
@@ -33,6 +34,7 @@
 #include <gvm/sim.h>
 #include <gvm/trace.h>
 #include <gvm/mm.h>
+#include <gvm/mm_model.h>
 #include <gvm/svm.h>
 
 #endif

@@ -24,6 +24,7 @@
 enum gvm_lock_rank {
 	GVM_RANK_NONE = 0,	/* not checked */
 	GVM_RANK_VM = 100,	/* vm->lock */
+	GVM_RANK_MM_MAP = 150, /* a model mm's map_lock (mm/model.c) */
 	GVM_RANK_MM = 200,	/* the mm's lock (CPU address space) */
 	GVM_RANK_RESV = 300,	/* reservation ww mutexes, nestable */
 	GVM_RANK_PT = 350,	/* vm->pt_lock: a VM's page tables */

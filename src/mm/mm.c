@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The backend-independent part of an mm: references and invalidation entry
- * (the contract is in mm.h, the backends in self.c and, later, model.c).
+ * (the contract is in mm.h, the backends in self.c and model.c).
  *
  * Locking: the reference count is atomic; the notifier tree has its own lock
  * (mm/notifier.c).  What it does not do: anything backend-specific.

@@ -4,7 +4,7 @@
  * space, and what every backend provides (internal API).
  *
  * Backends: "self" (src/mm/self.c, the calling process, watched through a
- * userfaultfd) and, later, "model" (a simulated address space driven by API
+ * userfaultfd) and "model" (a simulated address space driven by API
  * calls).  Each embeds struct gvm_mm first and implements struct gvm_mm_ops.
  *
  * Conventions, for every function here:

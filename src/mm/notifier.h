@@ -166,9 +166,11 @@ enum gvm_mm_event {
 	GVM_MM_EVENT_REMOVE,
 	/* mremap moved the pages away from this (old) range: after the fact */
 	GVM_MM_EVENT_REMAP,
-	/* fork made this private memory copy-on-write: after the fact */
+	/* fork made this private memory copy-on-write: after the fact (the
+	   model mm: before, and for a copy-on-write break of one page) */
 	GVM_MM_EVENT_FORK,
-	/* raised by gvm itself (migration, tests): before the change */
+	/* raised by gvm itself (migration, tests) or the model mm (mprotect,
+	   reclaim): before the change */
 	GVM_MM_EVENT_MIGRATE,
 };
 

@@ -512,10 +512,21 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		return -EFAULT;
 	collect(vm);
 	va = gvm__va_find(&vm->svm, f->addr);
-	if (va) {
-		if (f->access != GVM_ACCESS_READ &&
-		    (va->flags & GVM_VA_READONLY))
+	if (va && f->access != GVM_ACCESS_READ &&
+	    (va->flags & GVM_VA_READONLY)) {
+		/* Made while the CPU mapping was read-only: if it is
+		   writable now (mprotect), a new range, else no write. */
+		struct gvm_mm_vma m;
+
+		if (gvm__mm_lookup(vm->mm, f->addr, 0, &m) ||
+		    !(m.prot & PROT_WRITE))
 			return -EACCES;
+		err = range_drop(vm, to_vma(va));
+		if (err)
+			return err;
+		va = NULL;
+	}
+	if (va) {
 		r = to_vma(va);
 		err = range_bind(vm, r, PLACE_POLICY, f->access);
 		if (err == -EFAULT || err == -EPERM) {

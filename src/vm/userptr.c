@@ -56,6 +56,7 @@
  * a running invalidation) with no lock held.
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -509,6 +510,24 @@ static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
 }
 
 /*
+ * Does the CPU still map all of @u's range with the access its mapping
+ * needs?  Device-resident pages keep the CPU's protection, as Linux keeps
+ * it in their device-private entries: a writable range whose memory was
+ * made read-only (mprotect: the model mm reports it, invalidating first)
+ * must not be mapped writable from device memory.
+ */
+static bool cpu_allows(struct gvm_userptr *u)
+{
+	struct gvm_mm_vma m;
+	uint64_t a = cpu_start(u->vma), end = a + u->vma->va.range;
+
+	if (u->vma->va.flags & GVM_VA_READONLY)
+		return true;
+	return !gvm__mm_lookup(u->vm->mm, a, 0, &m) && m.end >= end &&
+	       (m.prot & PROT_WRITE);
+}
+
+/*
  * An SVM range whose pages are all in one device memory its device can
  * reach (its own, or a linked device's: peer to peer) maps them there: 1
  * (fetched), 0 (not there: fetch system pages; any page in device memory
@@ -529,6 +548,11 @@ static int fetch_devmem(struct gvm_userptr *u)
 		return 0;
 	dm = gvm__mm_devmem_lookup(mm, cpu_start(vma), vma->va.range, NULL,
 				   &off, &other);
+	if (dm && !cpu_allows(u)) {
+		/* Fetched from system memory, which says why it cannot. */
+		gvm__mm_devmem_put(dm);
+		return 0;
+	}
 	if (!dm) {
 		/* A range never mixes system and device pages. */
 		return other ? gvm__mm_migrate_to_ram(mm, cpu_start(vma),

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Userptr and SVM on the model mm (gvm_mm_model_create): the VM layer
+ * unchanged, the CPU side driven by calls, and kernel-notifier semantics
+ * that real memory cannot show: after pass 2 of an invalidation no engine
+ * touches the old page, checked by poisoning it (freed frames are filled
+ * with 0xa5 and checked when reused or counted: poison_violations), while
+ * a kernel keeps loading and storing there until it faults.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <gvm/gvm.h>
+
+#include "harness.h"
+#include "svmtest.h"
+#include "core/atomic.h"
+#include "vm/svm.h"
+
+#define K4 4096ull
+#define M2 (2ull << 20)
+#define VA 0x20000000ull
+#define RW (PROT_READ | PROT_WRITE)
+#define POISON 0xa5a5a5a5a5a5a5a5ull
+
+static struct gvm_mm *model(void)
+{
+	struct gvm_mm_model_config c = { .size = 64ull << 20 };
+	struct gvm_mm *mm;
+
+	ASSERT_OK(gvm_mm_model_create(&c, &mm));
+	return mm;
+}
+
+static struct gvm_mm_model_stats mstats(struct gvm_mm *mm)
+{
+	struct gvm_mm_model_stats st;
+
+	ASSERT_OK(gvm_mm_model_stats(mm, &st));
+	return st;
+}
+
+static void put_u64(struct gvm_mm *mm, uint64_t a, uint64_t v)
+{
+	ASSERT_OK(gvm_mm_model_write(mm, a, &v, sizeof(v)));
+}
+
+static uint64_t get_u64(struct gvm_mm *mm, uint64_t a)
+{
+	uint64_t v = 0;
+
+	ASSERT_OK(gvm_mm_model_read(mm, a, &v, sizeof(v)));
+	return v;
+}
+
+struct uctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+};
+
+static void usetup(struct uctx *c, uint32_t flags)
+{
+	c->mm = model();
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	ASSERT_OK(gvm_vm_create(c->dev, c->mm, flags, &c->vm));
+	ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE, &c->q));
+}
+
+static void uteardown(struct uctx *c)
+{
+	gvm_queue_destroy(c->q);
+	ASSERT_OK(gvm_vm_destroy(c->vm));
+	gvm_device_put(c->dev);
+	ASSERT_EQ(mstats(c->mm).poison_violations, 0);
+	gvm_mm_put(c->mm);
+}
+
+static int bind_userptr(struct uctx *c, uint64_t va, uint64_t cpu,
+			uint64_t len)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = va,
+				  .range = len, .userptr = cpu };
+
+	return gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0);
+}
+
+/* Runs @k; the job's status. */
+static int run(struct gvm_queue *q, const struct gvm_kernel *k)
+{
+	struct gvm_fence *f = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			      .out = &f };
+	int st = gvm_exec(q, k, &s, 1);
+
+	if (st)
+		return st;
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st < 0 ? st : 0;
+}
+
+static int store(struct gvm_queue *q, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, va, v, 64));
+	return run(q, &k);
+}
+
+TEST(userptr_on_model_memory)
+{
+	struct uctx c;
+	uint64_t a;
+	struct gvm_kernel k;
+
+	usetup(&c, 0);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 8 * K4, RW, 0, &a));
+	put_u64(c.mm, a, 5);
+	ASSERT_OK(bind_userptr(&c, VA, a, 8 * K4));
+	for (uint64_t i = 0; i < 8; i++)
+		ASSERT_OK(store(c.q, VA + i * K4 + 8, 100 + i));
+	for (uint64_t i = 0; i < 8; i++)
+		ASSERT_EQ(get_u64(c.mm, a + i * K4 + 8), 100 + i);
+	ASSERT_EQ(get_u64(c.mm, a), 5);
+	/* the GPU sums what the CPU wrote, the result in the model */
+	ASSERT_OK(gvm_kernel_checksum(&k, VA + K4, 2 * K4, VA + 7 * K4));
+	ASSERT_OK(run(c.q, &k));
+	ASSERT_EQ(get_u64(c.mm, a + 7 * K4), 101 + 102);
+
+	/* madvise drops the pages: the next exec repins and sees zeros */
+	ASSERT_OK(gvm_mm_model_madvise(c.mm, a + K4, K4,
+				       GVM_MM_MODEL_DONTNEED));
+	ASSERT_OK(run(c.q, &k));
+	ASSERT_EQ(get_u64(c.mm, a + 7 * K4), 102);
+	/* reclaim moves every page: the GPU follows */
+	ASSERT_EQ(gvm_mm_model_reclaim(c.mm, a, 8 * K4), 8);
+	ASSERT_OK(store(c.q, VA + 3 * K4, 33));
+	ASSERT_EQ(get_u64(c.mm, a + 3 * K4), 33);
+	/* unmapped: the exec cannot repin */
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a, 8 * K4));
+	ASSERT_NE(store(c.q, VA, 1), 0);
+	uteardown(&c);
+}
+
+TEST(userptr_fork_copy_on_write)
+{
+	struct uctx c;
+	struct gvm_mm *child;
+	uint64_t a;
+
+	usetup(&c, 0);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 2 * K4, RW, 0, &a));
+	ASSERT_OK(bind_userptr(&c, VA, a, 2 * K4));
+	ASSERT_OK(store(c.q, VA, 1));
+	ASSERT_OK(gvm_mm_model_fork(c.mm, &child));
+	/* the GPU writes the parent's page: the child keeps its copy */
+	ASSERT_OK(store(c.q, VA, 2));
+	ASSERT_EQ(get_u64(c.mm, a), 2);
+	ASSERT_EQ(get_u64(child, a), 1);
+	/* the child writes: the parent's GPU mapping is untouched */
+	put_u64(child, a + K4, 7);
+	ASSERT_OK(store(c.q, VA + K4, 3));
+	ASSERT_EQ(get_u64(c.mm, a + K4), 3);
+	ASSERT_EQ(get_u64(child, a + K4), 7);
+	gvm_mm_put(child);
+	uteardown(&c);
+}
+
+/* ---- a kernel that runs until its page goes ----------------------------- */
+
+struct spin_args {
+	uint64_t va;		/* the page it loads and stores */
+	uint64_t *started;	/* host words */
+	uint64_t *poison_seen;
+	uint64_t *iters;
+	uint64_t *stop;
+};
+
+/*
+ * Loads the word at va (never the poison: that would be a freed frame),
+ * stores its iteration count after it, until an access faults (the page
+ * went) or *stop.  Every lane call is a boundary at which the engine
+ * acknowledges TLB invalidations, so the CPU side's invalidation ends
+ * while the lane runs.
+ */
+static void spin_fn(struct gvm_lane *l, const void *argp)
+{
+	const struct spin_args *a = argp;
+	uint64_t i;
+
+	for (i = 0; !gvm_load_acquire(a->stop); i++) {
+		uint64_t v = gvm_lane_load(l, a->va, 8);
+
+		if (gvm_lane_faulted(l))
+			break;
+		if (v == POISON)
+			gvm_store_release(a->poison_seen, 1);
+		gvm_lane_store(l, a->va + 8, i, 8);
+		if (gvm_lane_faulted(l))
+			break;
+		gvm_store_release(a->started, 1);
+	}
+	gvm_store_release(a->iters, i);
+}
+
+struct spin {
+	uint64_t started, poison_seen, iters, stop, uf;
+	struct spin_args args;
+	struct gvm_fence *fence;
+	bool lr;
+};
+
+/* @lr: a long-running VM (a user fence; else a fence out) */
+static void spin_start(struct spin *s, struct gvm_queue *q, uint64_t va,
+		       bool lr)
+{
+	struct gvm_sync sy = { .type = GVM_SYNC_FENCE,
+			       .flags = GVM_SYNC_SIGNAL };
+	struct gvm_kernel k;
+
+	memset(s, 0, sizeof(*s));
+	s->lr = lr;
+	if (lr) {
+		sy.type = GVM_SYNC_USER_FENCE;
+		sy.addr = &s->uf;
+		sy.value = 1;
+	} else {
+		sy.out = &s->fence;
+	}
+	s->args = (struct spin_args){ va, &s->started, &s->poison_seen,
+				      &s->iters, &s->stop };
+	ASSERT_OK(gvm_kernel_init(&k, "spin", spin_fn, 1, &s->args,
+				  sizeof(s->args)));
+	ASSERT_OK(gvm_exec(q, &k, &sy, 1));
+	while (!gvm_load_acquire(&s->started))
+		sched_yield();
+}
+
+static int spin_end(struct spin *s)
+{
+	int st;
+
+	gvm_store_release(&s->stop, 1);
+	if (s->lr) {
+		ASSERT_OK(gvm_user_fence_wait(&s->uf, 1,
+					      GVM_TIMEOUT_INFINITE));
+		return 0;
+	}
+	ASSERT_OK(gvm_fence_wait(s->fence, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(s->fence);
+	gvm_fence_put(s->fence);
+	ASSERT_EQ(gvm_load_acquire(&s->poison_seen), 0);
+	return st;
+}
+
+/*
+ * munmap while a kernel loads and stores the page: when munmap returns,
+ * both passes are done, the frame is freed and poisoned, and the kernel
+ * must fault instead of touching it: it never reads the poison and never
+ * writes the freed frame (checked when the pool is scanned).
+ */
+TEST(no_engine_touches_the_old_page_after_pass_2)
+{
+	struct uctx c;
+	struct spin s;
+	uint64_t a;
+
+	usetup(&c, 0);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &a));
+	put_u64(c.mm, a, 1234);
+	ASSERT_OK(bind_userptr(&c, VA, a, K4));
+	spin_start(&s, c.q, VA, false);
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a, K4));
+	/* the frame is poison now, and stays so */
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	ASSERT_EQ(spin_end(&s), -EIO);	/* it faulted: never stopped */
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	uteardown(&c);
+}
+
+/* ---- SVM ---------------------------------------------------------------- */
+
+struct sctx {
+	struct gvm_mm *mm;
+	struct gvm_device *dev;
+	struct svmt_vm v;
+	uint64_t out;		/* a model page for results */
+};
+
+static void ssetup(struct sctx *c)
+{
+	c->mm = model();
+	ASSERT_OK(gvm_sim_device_create(NULL, &c->dev));
+	svmt_vm_init(&c->v, c->dev, c->mm);
+	ASSERT_OK(gvm_mm_model_mmap(c->mm, 0, K4, RW, 0, &c->out));
+}
+
+/* Runs @k to its end; true if it faulted (the fault log grew). */
+static bool srun(struct sctx *c, const struct gvm_kernel *k)
+{
+	uint32_t n = svmt_logged(c->v.vm, NULL), m;
+	struct gvm_fault_info f;
+
+	svmt_run(c->v.q, (struct gvm_kernel *)k);
+	m = svmt_logged(c->v.vm, &f);
+	if (m != n)
+		fprintf(stderr, "%s: fault at 0x%llx\n", k->name,
+			(unsigned long long)f.addr);
+	return m != n;
+}
+
+static bool sstore(struct sctx *c, uint64_t va, uint64_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, va, v, 64));
+	return srun(c, &k);
+}
+
+static void sfill(struct sctx *c, uint64_t va, uint64_t size, uint32_t pat)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_fill(&k, va, size, pat));
+	ASSERT_FALSE(srun(c, &k));
+}
+
+static void steardown(struct sctx *c)
+{
+	svmt_vm_fini(&c->v);
+	gvm_device_put(c->dev);
+	ASSERT_EQ(mstats(c->mm).poison_violations, 0);
+	gvm_mm_put(c->mm);
+}
+
+/* The GPU's sum of [va, va + size) (the result in host memory). */
+static uint64_t gsum(struct sctx *c, uint64_t va, uint64_t size)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_checksum(&k, va, size, c->out));
+	ASSERT_FALSE(srun(c, &k));
+	return get_u64(c->mm, c->out);
+}
+
+TEST(svm_faults_migrates_and_cpu_brings_back)
+{
+	struct sctx c;
+	struct gvm_vm_stats st;
+	uint64_t a, v;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	for (uint64_t i = 0; i < 512; i++)
+		put_u64(c.mm, a + i * K4, i);
+	ASSERT_EQ(gsum(&c, a, M2), 511 * 512 / 2 * 1);
+	/* the GPU fills: its pages went to VRAM (default policy) */
+	sfill(&c, a, M2, 0x01010101);
+	st = svmt_stats(c.v.vm);
+	ASSERT_GT(st.svm_migrations, 0);
+	/* a CPU access brings the range back, as a CPU fault would */
+	v = get_u64(c.mm, a + 77 * K4);
+	ASSERT_EQ(v, 0x0101010101010101ull);
+	ASSERT_GT(mstats(c.mm).devmem_faults, 0);
+	put_u64(c.mm, a + 5 * K4, 0);
+	ASSERT_EQ(gsum(&c, a + 5 * K4, K4), 0x0101010101010101ull * 511);
+	steardown(&c);
+}
+
+TEST(svm_munmap_mprotect_mremap_fork_under_a_mirror)
+{
+	struct sctx c;
+	struct gvm_mm *child;
+	uint64_t a, b;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 2 * M2, RW, 0, &a));
+	sfill(&c, a, 2 * M2, 0x02020202);
+	/* partial munmap: the rest stays readable by both */
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a + M2 / 2, M2 / 2));
+	ASSERT_EQ(gsum(&c, a, K4), 0x0202020202020202ull * 512);
+	ASSERT_EQ(get_u64(c.mm, a + M2), 0x0202020202020202ull);
+	ASSERT_TRUE(sstore(&c, a + M2 / 2, 1));	/* a hole: faults */
+	/* read-only: GPU reads work, writes fail */
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a + M2, M2, PROT_READ));
+	ASSERT_EQ(gsum(&c, a + M2, K4), 0x0202020202020202ull * 512);
+	ASSERT_TRUE(sstore(&c, a + M2, 1));
+	ASSERT_EQ(get_u64(c.mm, a + M2), 0x0202020202020202ull);
+	/* mremap: the data (device-resident or not) moves along */
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a + M2, M2, RW));
+	sfill(&c, a + M2 + M2 / 2, M2 / 2, 0x03030303);
+	ASSERT_OK(gvm_mm_model_mremap(c.mm, a + M2, M2, M2,
+				      GVM_MM_MODEL_MAYMOVE |
+					      GVM_MM_MODEL_FIXED,
+				      a + 4 * M2, &b));
+	ASSERT_EQ(gsum(&c, b + M2 / 2, K4), 0x0303030303030303ull * 512);
+	ASSERT_EQ(get_u64(c.mm, b + M2 - 8), 0x0303030303030303ull);
+	ASSERT_TRUE(sstore(&c, a + M2, 1));		/* gone */
+	/* fork: the child has the data, the GPU writes only the parent's */
+	ASSERT_OK(gvm_mm_model_fork(c.mm, &child));
+	ASSERT_EQ(get_u64(child, b), 0x0202020202020202ull);
+	ASSERT_FALSE(sstore(&c, b, 9));
+	ASSERT_EQ(get_u64(c.mm, b), 9);
+	ASSERT_EQ(get_u64(child, b), 0x0202020202020202ull);
+	gvm_mm_put(child);
+	steardown(&c);
+}
+
+struct reclaimer {
+	struct gvm_mm *mm;
+	uint64_t a, n;
+};
+
+/*
+ * Reclaim (a MIGRATE invalidation, then the page moves to another frame)
+ * while an SVM kernel spins on the page: each time, it faults, refetches
+ * the new frame and goes on; it never sees the poison of the old one.
+ */
+TEST(svm_injected_reclaim_under_a_running_kernel)
+{
+	struct sctx c;
+	struct spin s;
+	uint64_t a, rounds = gvm_test_scale(50), last;
+
+	ssetup(&c);
+	gvm_store_relaxed(&gvm__svm_no_migration, true);	/* frames */
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &a));
+	put_u64(c.mm, a, 4321);
+	spin_start(&s, c.v.q, a, true);
+	for (uint64_t i = 0; i < rounds; i++)
+		ASSERT_EQ(gvm_mm_model_reclaim(c.mm, a, K4), 1);
+	ASSERT_EQ(spin_end(&s), 0);
+	last = get_u64(c.mm, a + 8);
+	ASSERT_EQ(last + 1, s.iters);
+	ASSERT_EQ(get_u64(c.mm, a), 4321);
+	ASSERT_EQ(mstats(c.mm).reclaimed, rounds);
+	gvm_store_relaxed(&gvm__svm_no_migration, false);
+	steardown(&c);
+}
