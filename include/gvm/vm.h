@@ -199,6 +199,17 @@ struct gvm_vm_stats {
 					   preempt fence */
 	uint64_t lr_rebinds;		/* LR: rebind-worker passes that
 					   resumed the queues */
+	uint64_t pt_reclaims;		/* times this VM's page tables were
+					   reclaimed (cleared but the root,
+					   while it was idle) for VRAM others
+					   needed */
+	uint64_t pt_bytes_reclaimed;	/* the page-table bytes they freed */
+	uint64_t pt_rebuilds;		/* revalidations (exec, LR rebind
+					   worker) that rebuilt its mappings
+					   after a reclaim (fault mode: its
+					   faults rebind instead) */
+	uint64_t dev_pt_reclaims;	/* device-wide: page-table reclaims */
+	uint64_t dev_pt_bytes_reclaimed; /* device-wide: their bytes */
 	bool banned;
 };
 GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);

@@ -70,6 +70,18 @@ static inline void gvm__mutex_lock(struct gvm_mutex *m)
 		pthread_mutex_lock(&m->m);
 }
 
+/*
+ * Takes @m if it is free: true if taken.  Recorded by the lock-rank checker
+ * but never checked against the order (a trylock cannot deadlock).
+ */
+static inline bool gvm__mutex_trylock(struct gvm_mutex *m)
+{
+	if (pthread_mutex_trylock(&m->m))
+		return false;
+	gvm__lockrank_acquire(m, m->rank, m->name, true);
+	return true;
+}
+
 static inline void gvm__mutex_unlock(struct gvm_mutex *m)
 {
 	gvm__lockrank_release(m);

@@ -112,6 +112,11 @@ struct gvm_device {
 					   acquire: dead_bos is not empty */
 	uint32_t nr_claims;		/* written under vram_lock, read with
 					   acquire: claims is not empty */
+	struct gvm_list pt_vms;		/* vram_lock: VMs whose page tables
+					   may be reclaimed (gvm_vm::pt_link,
+					   pt_reclaim.c) */
+	uint64_t pt_reclaims;		/* atomic: VMs' page tables reclaimed */
+	uint64_t pt_bytes_reclaimed;	/* atomic: the table bytes freed */
 };
 
 /*

@@ -99,6 +99,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	gvm_list_init(&dev->claims);
 	gvm__cond_init(&dev->claims_cond);
 	gvm_list_init(&dev->dead_bos);
+	gvm_list_init(&dev->pt_vms);
 	gvm__lr_dev_init(dev);
 	err = gvm__buddy_init(&dev->vram, desc->vram_size, GVM_PAGE_SIZE);
 	if (err)

@@ -67,6 +67,11 @@
  * and a gvm_bo_create() with no system fallback, get the VRAM SVM holds;
  * a BO that may live in system memory does not push SVM memory out.
  *
+ * Page tables.  When no idle BO is left to move, an allocation (a BO's,
+ * or a page table's through gvm__vram_make_room()) reclaims the page
+ * tables of an idle VM (gvm__pt_reclaim(), pt_reclaim.c: trylocks only,
+ * like victims here) before it waits or fails; SVM migrations do not.
+ *
  * Claims (struct gvm_vram_claim, dev.h) give the space to the oldest
  * waiter: while a claim is registered, an allocation succeeds only if it
  * leaves the bytes claimed ahead of its caller free, and a waiter with a
@@ -345,9 +350,12 @@ int gvm__vram_make_room(void *priv, uint64_t bytes)
 {
 	unsigned int failed = 0;
 
-	(void)bytes;		/* one BO frees at least a page */
+	(void)bytes;		/* one BO or VM frees at least a page */
 	gvm__signalling_no_alloc();
-	return evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX);
+	if (!evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX))
+		return 0;
+	/* No idle BO left: an idle VM's page tables (pt_reclaim.c). */
+	return gvm__pt_reclaim(priv);
 }
 
 /*
@@ -375,6 +383,10 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 		    size > dev->vram.size)
 			break;
 		if (!evict_one(dev, mode, &failed, older_than))
+			continue;
+		/* Then idle VMs' page tables, but not for SVM migrations
+		   (older_than: they fall back to system memory). */
+		if (older_than == UINT64_MAX && !gvm__pt_reclaim(dev))
 			continue;
 		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
 		    !gvm__vram_wait_room(dev, &wait_claim, size,

@@ -79,7 +79,22 @@ struct exec_job {
 	struct gvm_queue *q;		/* the user keeps it alive: destroying
 					   a queue drains it */
 	struct gvm_kernel k;
+	struct gvm_fence_cb idle_cb;	/* on the job's fence: ends its count
+					   in vm->execs_inflight */
 };
+
+/*
+ * The job's fence signalled: one exec fewer in flight (page-table reclaim
+ * takes only idle VMs, pt_reclaim.c).  Added before anyone else can wait
+ * for the fence, so a waiter woken by it sees the count already dropped.
+ */
+static void exec_idle(struct gvm_fence *f, struct gvm_fence_cb *cb)
+{
+	struct exec_job *ej = gvm_container_of(cb, struct exec_job, idle_cb);
+
+	(void)f;
+	gvm_fetch_sub_release(&ej->q->vm->execs_inflight, 1u);
+}
 
 static int exec_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 {
@@ -335,6 +350,8 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 	/* ---- point of no return ---- */
 	gvm_job_arm(&ej->job);
 	done = gvm_fence_get(gvm_job_finished(&ej->job));
+	gvm_fetch_add_relaxed(&vm->execs_inflight, 1u);
+	gvm_fence_add_callback(done, &ej->idle_cb, exec_idle);
 	/* Who it is, for the backend's fault reports (kernel.h). */
 	ej->k.queue_id = q->id;
 	ej->k.seqno = done->seqno;

@@ -166,6 +166,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 		if (err)
 			goto err_queue;
 	}
+	gvm__pt_reclaim_add(vm);	/* its tables may give way now */
 	*out = vm;
 	return 0;
 
@@ -343,6 +344,8 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	}
 	vm->closed = true;
 	gvm__mutex_unlock(&vm->lock);
+	/* No reclaimer touches its tables from now on (pt_reclaim.c). */
+	gvm__pt_reclaim_del(vm);
 	/* The device's collector leaves the VM alone from now on. */
 	gvm__fault_queue_forget(vm);
 	/* No user queue is left, so no preempt fence is pending. */
@@ -479,7 +482,13 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(userptr_repins);
 	C(preemptions);
 	C(lr_rebinds);
+	C(pt_reclaims);
+	C(pt_bytes_reclaimed);
+	C(pt_rebuilds);
 #undef C
+	st->dev_pt_reclaims = gvm_load_relaxed(&vm->dev->pt_reclaims);
+	st->dev_pt_bytes_reclaimed =
+		gvm_load_relaxed(&vm->dev->pt_bytes_reclaimed);
 	st->dev_svm_to_system = gvm_load_relaxed(&vm->dev->svm_to_ram);
 	st->dev_svm_bytes_to_system =
 		gvm_load_relaxed(&vm->dev->svm_bytes_to_ram);

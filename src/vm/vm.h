@@ -131,6 +131,9 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t preemptions;		/* preempt fences that suspended */
 	uint64_t lr_rebinds;		/* rebind-worker passes that resumed */
 	uint64_t evict_waits;		/* exec waits for VRAM (evict.c) */
+	uint64_t pt_reclaims;		/* pt_reclaim.c: its tables reclaimed */
+	uint64_t pt_bytes_reclaimed;	/* their bytes */
+	uint64_t pt_rebuilds;		/* revalidations that rebuilt them */
 };
 
 struct gvm_vm {
@@ -219,6 +222,24 @@ struct gvm_vm {
 	struct gvm_fault_info faults[GVM_VM_FAULT_LOG];
 	uint32_t fault_head, fault_count;
 
+	/*
+	 * Page-table reclaim (pt_reclaim.c): when VRAM is short and no idle
+	 * BO is left to evict, an idle VM's tables are cleared (all but the
+	 * root) and rebuilt by its next revalidation or GPU fault.
+	 */
+	struct gvm_list pt_link;	/* vram_lock: on dev->pt_vms iff
+					   pt_listed */
+	bool pt_listed;			/* vram_lock: create .. destroy */
+	bool pt_reclaiming;		/* vram_lock: a reclaimer looks at it;
+					   destroy waits until it stops */
+	bool pt_reclaimed;		/* vm->resv (set with pt_lock held
+					   too): the tables were reclaimed and
+					   the mappings not rebuilt yet
+					   (never set in fault mode: faults
+					   rebuild there) */
+	uint32_t execs_inflight;	/* atomic: execs published whose
+					   fence has not signalled (exec.c) */
+
 	struct gvm_vm_counters stats;
 	struct gvm_svm_policy_state *svm_policy; /* vm->lock: placement
 					   history (policy.c), or NULL */
@@ -249,6 +270,29 @@ void gvm__limit_bo_put(struct gvm_vm *vm);
 /* 0: no limit. */
 uint64_t gvm__limit_mappings(void);
 uint64_t gvm__limit_pt_pages(void);
+
+/*
+ * Page-table reclaim (pt_reclaim.c).  _add: the VM may be reclaimed from
+ * now on (end of create).  _del: never again, and no reclaimer is at it
+ * when it returns (destroy; no lock held).
+ */
+void gvm__pt_reclaim_add(struct gvm_vm *vm);
+void gvm__pt_reclaim_del(struct gvm_vm *vm);
+/*
+ * Clears the page tables of one idle VM of @dev other than the caller's
+ * (trylocks only: any context that may allocate page tables).  0 if some
+ * were freed, -ENOSPC if no VM could be reclaimed.
+ */
+int gvm__pt_reclaim(struct gvm_device *dev);
+/*
+ * Rebuilds every mapping of a reclaimed VM in one page-table update
+ * (vm->lock and vm->resv held; revalidation).  0 (vm->pt_reclaimed
+ * cleared), or -ENOMEM / -ENOSPC with nothing changed (still reclaimed).
+ */
+int gvm__pt_rebuild(struct gvm_vm *vm);
+/* Test hook: a reclaimer holds @vm's reservation and pt_lock, about to
+   clear its tables. */
+extern void (*gvm__pt_reclaim_hook)(struct gvm_vm *vm);
 
 /* Queues (queue.c). */
 int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,

@@ -176,7 +176,8 @@ uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
  * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live
  * in system memory stays there when VRAM is short; a purged BO still
  * DONTNEED stays in system memory, zeros), rebinds the mappings
- * moves zapped, and marks the BOs in VRAM as recently used.  Everything
+ * moves zapped (all of them if its page tables were reclaimed,
+ * pt_reclaim.c), and marks the BOs in VRAM as recently used.  Everything
  * locked by the caller; only idle BOs of others are evicted.
  */
 int gvm__vm_revalidate(struct gvm_vm *vm)
@@ -200,6 +201,15 @@ int gvm__vm_revalidate(struct gvm_vm *vm)
 			err = 0;
 		if (err)
 			return err;
+	}
+	/* Its tables were reclaimed: every mapping at once, moved BOs' too. */
+	if (vm->pt_reclaimed) {
+		err = gvm__pt_rebuild(vm);
+		if (err)
+			return err;
+		gvm_list_for_each(pos, &vm->vm_bos)
+			gvm_list_entry(pos, struct gvm_vm_bo,
+				       vm_link)->evicted = false;
 	}
 	gvm_list_for_each(pos, &vm->vm_bos) {
 		struct gvm_vm_bo *vb =
