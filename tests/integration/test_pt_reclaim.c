@@ -550,3 +550,47 @@ TEST(fault_mode_vm_rebinds_on_fault)
 	a_teardown(&a);
 	gvm_device_put(dev);
 }
+
+/*
+ * An LR (preempt-fence) VM whose kernels ended is idle although its
+ * queue's preempt fence sits in its reservation: it is reclaimed, and its
+ * next exec rebuilds every mapping.
+ */
+TEST(lr_vm_is_reclaimed_between_kernels)
+{
+	struct gvm_device *dev = small_device();
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct gvm_bo *vbo;
+	struct gvm_vm *b;
+	uint64_t before;
+	struct vm_a a;
+
+	a_setup(dev, &a, GVM_VM_LR_MODE);
+	ASSERT_OK(gvm_kernel_store_dword(&k, map_va(11) + 8, 21, 64));
+	run_lr(a.q, &k);
+	ASSERT_EQ(a.sys[11 * K4 / 8 + 1], 21);
+	before = stats(a.vm).pt_pages;
+
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &b));
+	ASSERT_OK(gvm_bo_create(dev, B_SIZE, GVM_MEM_VRAM, b, &vbo));
+	st = stats(a.vm);
+	ASSERT_EQ(st.pt_reclaims, 1);
+	ASSERT_EQ(st.pt_pages, 1);
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, map_va(NMAPS - 1) + 8, 22, 64));
+	run_lr(a.q, &k);
+	ASSERT_OK(gvm_kernel_store_dword(&k, UP_VA + 16, 23, 64));
+	run_lr(a.q, &k);
+	st = stats(a.vm);
+	ASSERT_EQ(st.pt_rebuilds, 1);
+	ASSERT_EQ(st.pt_pages, before);
+	ASSERT_EQ(a.sys[(NMAPS - 1) * K4 / 8 + 1], 22);
+	ASSERT_EQ(a.up[2], 23);
+	ASSERT_FALSE(st.banned);
+
+	gvm_bo_put(vbo);
+	ASSERT_OK(gvm_vm_destroy(b));
+	a_teardown(&a);
+	gvm_device_put(dev);
+}
