@@ -776,12 +776,25 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 				  cap);
 }
 
+bool gvm__svm_mutant_no_seq_recheck;
+
+/*
+ * Has an invalidation run since @u's pages were fetched?  (The recheck;
+ * the test-only mutant skips it for SVM ranges.)
+ */
+static bool seq_moved(struct gvm_userptr *u)
+{
+	if (u->svm && gvm__svm_mutant_no_seq_recheck)
+		return false;
+	return gvm__notifier_read_retry(&u->notifier, u->seq);
+}
+
 bool gvm__userptr_stale_locked(struct gvm_vma *vma)
 {
 	struct gvm_userptr *u = vma->userptr;
 
 	gvm_lockdep_assert_held(&u->vm->notifier_lock);
-	return !u->gone && gvm__notifier_read_retry(&u->notifier, u->seq);
+	return !u->gone && seq_moved(u);
 }
 
 bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
@@ -792,7 +805,7 @@ bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
 
 	gvm_lockdep_assert_held(&vm->notifier_lock);
 	u->live = live && !u->gone;
-	if (!u->live || !gvm__notifier_read_retry(&u->notifier, u->seq)) {
+	if (!u->live || !seq_moved(u)) {
 		/* Fresh PTEs, or none any more. */
 		gvm_list_del(&u->inval_link);
 		return false;

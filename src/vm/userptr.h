@@ -87,6 +87,15 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 bool gvm__userptr_stale_locked(struct gvm_vma *vma);
 
 /*
+ * Test-only switch, false in every shipped path: when set, an SVM range's
+ * commit skips the sequence recheck (above and gvm__userptr_commit), so a
+ * fault that fetched pages an invalidation then took away maps them
+ * anyway.  The deterministic explorer sets it (gvm explore fault-reclaim
+ * --mutant) to show that it finds the race (docs/verification.md).
+ */
+extern bool gvm__svm_mutant_no_seq_recheck;
+
+/*
  * The userptr side of a page-table commit (pt_update.c), notifier_lock
  * held, in the section that committed: @live, the VMA's PTEs were just
  * written, it goes live and leaves the invalidated list, unless its pages

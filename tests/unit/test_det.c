@@ -279,6 +279,31 @@ TEST(explore_finds_seed000_without_its_fix)
 	unlink(path);
 }
 
+/*
+ * The same for SVM on the model mm: with the sequence recheck of an SVM
+ * range's commit switched off (gvm__svm_mutant_no_seq_recheck), a GPU
+ * fault that fetched system pages commits them after a reclaim moved them
+ * away, and the GPU's store lands in a freed frame.  Exploration at bound
+ * 1 finds it; with the recheck, every run passes (below).
+ */
+TEST(explore_finds_svm_race_without_the_seq_recheck)
+{
+	const char *names[] = { "fault-reclaim", "fault-munmap" };
+
+	for (unsigned int i = 0; i < 2; i++) {
+		const struct gvm_det_scenario *sc =
+			gvm_det_scenario_find(names[i]);
+		struct gvm_det_stats st;
+
+		ASSERT_TRUE(sc);
+		ASSERT_EQ(gvm_det_explore(sc, true, 1, 1000, NULL, false, &st),
+			  1);
+		ASSERT_EQ(st.failures, 1);
+		printf("%s: found in %llu runs\n", names[i],
+		       (unsigned long long)st.runs);
+	}
+}
+
 static void explore_passes(const char *name)
 {
 	const struct gvm_det_scenario *sc = gvm_det_scenario_find(name);
@@ -323,4 +348,29 @@ TEST(explore_gc_fault_bound1)
 TEST(explore_evict_exec_bound1)
 {
 	explore_passes("evict-exec");
+}
+
+TEST(explore_fault_munmap_bound1)
+{
+	explore_passes("fault-munmap");
+}
+
+TEST(explore_gc_remap_bound1)
+{
+	explore_passes("gc-remap");
+}
+
+TEST(explore_cpu_gpu_fault_bound1)
+{
+	explore_passes("cpu-gpu-fault");
+}
+
+TEST(explore_migrate_reclaim_bound1)
+{
+	explore_passes("migrate-reclaim");
+}
+
+TEST(explore_fault_reclaim_bound1)
+{
+	explore_passes("fault-reclaim");
 }

@@ -25,6 +25,9 @@ struct gvm_det_scenario {
 	const char *name;
 	const char *what;		/* one line */
 	void (*run)(void);		/* exits 1 on a failed check */
+	/* the defect --mutant puts back (a test-only switch of the
+	   library); NULL: seed 000's (gvm__pt_mutant_no_zap_rule) */
+	bool *mutant;
 };
 
 extern const struct gvm_det_scenario gvm_det_scenarios[];
@@ -32,11 +35,12 @@ extern const unsigned int gvm_det_nr_scenarios;
 const struct gvm_det_scenario *gvm_det_scenario_find(const char *name);
 
 /*
- * Test-only switch: puts back the defect seed 000 fixed (a page-table
- * commit writes the entries it does not own even if a zap changed them
- * since prepare).  Never set outside a run that wants to see it fail.
+ * Test-only switch: puts back @sc's defect (its .mutant; by default the
+ * one seed 000 fixed: a page-table commit writes the entries it does not
+ * own even if a zap changed them since prepare).  Never set outside a run
+ * that wants to see it fail.
  */
-void gvm_det_set_mutant(bool on);
+void gvm_det_set_mutant(const struct gvm_det_scenario *sc, bool on);
 
 /* What one run is: enough to replay it exactly. */
 struct gvm_det_run {

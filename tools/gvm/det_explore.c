@@ -69,11 +69,11 @@ void gvm_det_run_here(const struct gvm_det_run *r, uint64_t *hash)
 		.on_stop = gvm_det_stop_here,
 	};
 
-	gvm_det_set_mutant(r->mutant);
+	gvm_det_set_mutant(r->sc, r->mutant);
 	gvm__det_begin(&cfg);
 	r->sc->run();
 	*hash = gvm__det_end();
-	gvm_det_set_mutant(false);
+	gvm_det_set_mutant(r->sc, false);
 }
 
 /* What a child reports through the shared page. */

@@ -27,9 +27,24 @@
  *	               VRAM BO that needs its room         (wherever the BO is);
  *	               (eviction of a busy BO)             not both in VRAM
  *
- * Invalidations are made with gvm__mm_invalidate(), never by unmapping:
- * the mm_self event thread is not a thread of the run, and a userfaultfd
- * event would make the run depend on it.
+ * SVM on the model mm (real CPU-side changes, ranges in VRAM; each also
+ * checks poison, not banned, tables valid):
+ *	fault-munmap   a GPU fault migrating a range to    no PTE left; served
+ *	               VRAM | munmap of the range          or logged there; new
+ *	                                                   memory reads zeros
+ *	gc-remap       a GPU store | munmap, mmap at the   the new memory is
+ *	               same address, CPU write (the        whole; a store after
+ *	               collector drops the old range)      reaches it
+ *	cpu-gpu-fault  a GPU store | a CPU write (fault-   both writes kept,
+ *	               back of the range from VRAM)        no fault
+ *	migrate-reclaim a GPU fault migrating | reclaim    the data whole, the
+ *	fault-reclaim  a GPU fault mapping frames |        store there, no fault
+ *	               reclaim moving them
+ *
+ * On gvm_mm_self, invalidations are made with gvm__mm_invalidate(), never
+ * by unmapping: the mm_self event thread is not a thread of the run, and
+ * a userfaultfd event would make the run depend on it.  The model mm has
+ * no thread: its changes run in the calling actor.
  *
  * Locking: each actor takes what the calls it makes take; the checks run
  * after the actors are joined, under vm->lock and pt_lock.
@@ -47,6 +62,7 @@
 #include <gvm/gvm.h>
 #include <gvm/kernel.h>
 #include <gvm/mm.h>
+#include <gvm/mm_model.h>
 #include <gvm/sim.h>
 #include <gvm/svm.h>
 #include <gvm/vm.h>
@@ -55,14 +71,15 @@
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "pt/pt.h"
+#include "vm/userptr.h"
 #include "vm/vm.h"
 
 #define K4 4096ull
 #define VA 0x20000000ull
 
-void gvm_det_set_mutant(bool on)
+void gvm_det_set_mutant(const struct gvm_det_scenario *sc, bool on)
 {
-	gvm__pt_mutant_no_zap_rule = on;
+	*(sc->mutant ? sc->mutant : &gvm__pt_mutant_no_zap_rule) = on;
 }
 
 __attribute__((format(printf, 2, 3), noreturn))
@@ -577,18 +594,323 @@ static void gc_fault(void)
 	CHECK_OK(sc, gvm_svm_policy_select(policy));
 }
 
+/* ---- SVM on the model mm ------------------------------------------------- */
+
+/*
+ * The model mm (gvm_mm_model_create) has no thread of its own: a munmap,
+ * a reclaim or a CPU access to a page in device memory runs its whole
+ * invalidation, and the fault-back, inside the call, on the actor that
+ * makes it.  So these scenarios make real CPU-side changes and keep SVM
+ * ranges in VRAM, and the scheduler still decides every interleaving.
+ * Each maps MS_BYTES (one 64 KiB range) of model memory under a mirror,
+ * the CPU writes ms_pattern() into its first MS_WORDS words, and the
+ * actors race on it.  Common checks (ms_finish): no frame written after
+ * its invalidation (stats.poison_violations), the VM not banned, the
+ * tables valid.  --mutant switches off the sequence recheck of an SVM
+ * range's commit (gvm__svm_mutant_no_seq_recheck, vm/userptr.c).
+ */
+#define MS_BYTES (64ull << 10)
+#define MS_WORDS 32u
+
+static struct {
+	struct ctx c;
+	uint64_t a;		/* the mapping */
+	const char *policy;	/* to restore */
+	uint32_t faults;	/* the GPU actor's store logged */
+	struct gvm_fault_info last;	/* the last of them */
+} ms;
+
+static uint64_t ms_pattern(unsigned int i)
+{
+	return 0x1000ull + i;
+}
+
+static uint64_t ms_word(const char *sc, uint64_t addr)
+{
+	uint64_t v;
+
+	CHECK_OK(sc, gvm_mm_model_read(ms.c.mm, addr, &v, 8));
+	return v;
+}
+
+static void ms_put(const char *sc, uint64_t addr, uint64_t v)
+{
+	CHECK_OK(sc, gvm_mm_model_write(ms.c.mm, addr, &v, 8));
+}
+
+/* Takes the fault log's entries: their number, the last one in *@last. */
+static uint32_t ms_logged(const char *sc, struct gvm_fault_info *last)
+{
+	struct gvm_fault_info f[GVM_VM_FAULT_LOG];
+	uint32_t n;
+
+	CHECK_OK(sc, gvm_vm_query_faults(ms.c.vm, f, GVM_VM_FAULT_LOG, &n));
+	if (n && last)
+		*last = f[n - 1];
+	return n;
+}
+
+/*
+ * A GPU store of @v at @va, waited for: the faults it logged (the log is
+ * empty before: every scenario takes its entries), the last in *@last.
+ */
+static uint32_t ms_store(const char *sc, uint64_t va, uint64_t v,
+			 struct gvm_fault_info *last)
+{
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	CHECK_OK(sc, gvm_kernel_store_dword(&k, va, v, 64));
+	CHECK_OK(sc, gvm_exec(ms.c.q, &k, &s, 1));
+	/* an unserviceable fault fails the job, not the fence */
+	CHECK_OK(sc, gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	return ms_logged(sc, last);
+}
+
+static void ms_map(const char *sc)
+{
+	CHECK_OK(sc, gvm_mm_model_mmap(ms.c.mm, 0, MS_BYTES,
+				       PROT_READ | PROT_WRITE, 0, &ms.a));
+}
+
+static void ms_setup(const char *sc, const char *policy)
+{
+	const struct gvm_mm_model_config mc = { .size = 4 * M2 };
+	struct gvm_bind_op mirror = { .op = GVM_BIND_MAP,
+				      .flags = GVM_BIND_CPU_ADDR_MIRROR,
+				      .addr = K4,
+				      .range = (1ull << 47) - K4 };
+
+	memset(&ms, 0, sizeof(ms));
+	ms.policy = gvm_svm_policy_current();
+	CHECK_OK(sc, gvm_svm_policy_select(policy));
+	CHECK_OK(sc, gvm_mm_model_create(&mc, &ms.c.mm));
+	CHECK_OK(sc, gvm_sim_device_create(NULL, &ms.c.dev));
+	CHECK_OK(sc, gvm_vm_create(ms.c.dev, ms.c.mm,
+				   GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				   &ms.c.vm));
+	CHECK_OK(sc, gvm_vm_bind(ms.c.vm, NULL, &mirror, 1, NULL, 0));
+	CHECK_OK(sc, gvm_queue_create(ms.c.vm, GVM_ENGINE_COMPUTE, &ms.c.q));
+	ms_map(sc);
+	for (unsigned int i = 0; i < MS_WORDS; i++)
+		ms_put(sc, ms.a + 8 * i, ms_pattern(i));
+}
+
+/* The common checks, then teardown. */
+static void ms_finish(const char *sc)
+{
+	struct gvm_mm_model_stats mst;
+	struct gvm_vm_stats st;
+
+	CHECK_OK(sc, gvm_vm_stats(ms.c.vm, &st));
+	CHECK(sc, !st.banned);
+	lock_tables(ms.c.vm);
+	CHECK(sc, gvm__pt_validate(&ms.c.vm->pt) == 0);
+	unlock_tables(ms.c.vm);
+	gvm_queue_destroy(ms.c.q);
+	CHECK_OK(sc, gvm_vm_destroy(ms.c.vm));
+	gvm_device_put(ms.c.dev);
+	CHECK_OK(sc, gvm_mm_model_stats(ms.c.mm, &mst));
+	if (mst.poison_violations)
+		fail(sc, "%llu frames written after their invalidation",
+		     (unsigned long long)mst.poison_violations);
+	gvm_mm_put(ms.c.mm);
+	CHECK_OK(sc, gvm_svm_policy_select(ms.policy));
+}
+
+/* Words [0, MS_WORDS) but @skip hold the pattern (read by the CPU). */
+static void ms_check_pattern(const char *sc, unsigned int skip)
+{
+	for (unsigned int i = 0; i < MS_WORDS; i++) {
+		uint64_t v = ms_word(sc, ms.a + 8 * i);
+
+		if (i != skip && v != ms_pattern(i))
+			fail(sc, "word %u is %#llx, not %#llx", i,
+			     (unsigned long long)v,
+			     (unsigned long long)ms_pattern(i));
+	}
+}
+
+/* The GPU actor: a store to word 8 (a GPU fault if nothing maps it). */
+static void *ms_gpu_store8(void *arg)
+{
+	ms.faults = ms_store((const char *)arg, ms.a + 64, 0x33, &ms.last);
+	return NULL;
+}
+
+/* ---- fault-munmap: a GPU fault (migrating the range) vs a real munmap ---- */
+
+static void *fm_munmap(void *arg)
+{
+	CHECK_OK((const char *)arg,
+		 gvm_mm_model_munmap(ms.c.mm, ms.a, MS_BYTES));
+	return NULL;
+}
+
+static void fault_munmap(void)
+{
+	static void *(*const fns[])(void *) = { ms_gpu_store8, fm_munmap };
+	const char *sc = "fault-munmap";
+	uint64_t old;
+
+	ms_setup(sc, "default");	/* the fault migrates to VRAM */
+	actors(sc, fns, 2, (void *)sc);
+	/* the munmap returned: nothing maps the range */
+	lock_tables(ms.c.vm);
+	CHECK(sc, pte_of(ms.c.vm, ms.a) == 0);
+	CHECK(sc, pte_of(ms.c.vm, ms.a + 64) == 0);
+	unlock_tables(ms.c.vm);
+	/* served before the munmap, or logged exactly there */
+	if (ms.faults && (ms.faults != 1 || ms.last.addr != ms.a + 64))
+		fail(sc, "%u faults logged, the last at %#llx", ms.faults,
+		     (unsigned long long)ms.last.addr);
+	/* new memory at the same address: zeros, none of the old data (in
+	   VRAM or not), and the GPU reaches it */
+	old = ms.a;
+	ms_map(sc);
+	CHECK(sc, ms.a == old);
+	CHECK(sc, !ms_store(sc, ms.a + 128, 0x77, NULL));
+	CHECK(sc, ms_word(sc, ms.a + 128) == 0x77);
+	CHECK(sc, ms_word(sc, ms.a) == 0);
+	CHECK(sc, ms_word(sc, ms.a + 64) == 0);
+	ms_finish(sc);
+}
+
+/* ---- gc-remap: the collector vs a fault, with a real munmap and mmap ---- */
+
+static void *gr_remap(void *arg)
+{
+	const char *sc = arg;
+	uint64_t old = ms.a;
+
+	CHECK_OK(sc, gvm_mm_model_munmap(ms.c.mm, ms.a, MS_BYTES));
+	ms_map(sc);
+	CHECK(sc, ms.a == old);
+	ms_put(sc, ms.a + 128, 0x22);
+	return NULL;
+}
+
+static void gc_remap(void)
+{
+	static void *(*const fns[])(void *) = { ms_gpu_store8, gr_remap };
+	const char *sc = "gc-remap";
+	uint64_t w8;
+
+	ms_setup(sc, "remote");		/* system frames, mapped in place */
+	/* the range exists and is mapped */
+	CHECK(sc, !ms_store(sc, ms.a, 0x11, NULL));
+	actors(sc, fns, 2, (void *)sc);
+	/* the new memory: zeros but what was written after the mmap */
+	CHECK(sc, ms_word(sc, ms.a) == 0);
+	CHECK(sc, ms_word(sc, ms.a + 128) == 0x22);
+	w8 = ms_word(sc, ms.a + 64);
+	/* the store landed in the old memory or in the new, or faulted in
+	   between (nothing mapped there) */
+	CHECK(sc, w8 == 0 || (w8 == 0x33 && !ms.faults));
+	/* the old range is gone: a store reaches the new memory */
+	CHECK(sc, !ms_store(sc, ms.a + 192, 0x44, NULL));
+	CHECK(sc, ms_word(sc, ms.a + 192) == 0x44);
+	ms_finish(sc);
+}
+
+/* ---- cpu-gpu-fault: a CPU fault-back vs a GPU fault on the same range ---- */
+
+static void *cg_cpu(void *arg)
+{
+	/* the range is in VRAM: the access brings it back first */
+	ms_put((const char *)arg, ms.a + 8, 0x22);
+	return NULL;
+}
+
+static void cpu_gpu_fault(void)
+{
+	static void *(*const fns[])(void *) = { ms_gpu_store8, cg_cpu };
+	const char *sc = "cpu-gpu-fault";
+	struct gvm_vm_stats st;
+	uint64_t w0;
+
+	ms_setup(sc, "default");
+	w0 = ms_word(sc, ms.a);
+	CHECK(sc, !ms_store(sc, ms.a + 16, ms_pattern(2), NULL));
+	CHECK_OK(sc, gvm_vm_stats(ms.c.vm, &st));
+	CHECK(sc, st.svm_migrations == 1);	/* in VRAM now */
+	actors(sc, fns, 2, (void *)sc);
+	/* both served, both writes kept, wherever the range is now */
+	CHECK(sc, !ms.faults);
+	CHECK(sc, ms_word(sc, ms.a + 64) == 0x33);
+	CHECK(sc, ms_word(sc, ms.a + 8) == 0x22);
+	CHECK(sc, ms_word(sc, ms.a) == w0);
+	for (unsigned int i = 2; i < MS_WORDS; i++)
+		if (i != 8)
+			CHECK(sc, ms_word(sc, ms.a + 8 * i) == ms_pattern(i));
+	ms_finish(sc);
+}
+
+/* ---- migrate-reclaim, fault-reclaim: a GPU fault vs a reclaim ------------ */
+
+static void *fr_reclaim(void *arg)
+{
+	/* the pages move to other frames (if in system memory) */
+	CHECK((const char *)arg,
+	      gvm_mm_model_reclaim(ms.c.mm, ms.a, MS_BYTES) >= 0);
+	return NULL;
+}
+
+static void fault_reclaim_with(const char *sc, const char *policy)
+{
+	static void *(*const fns[])(void *) = { ms_gpu_store8, fr_reclaim };
+
+	ms_setup(sc, policy);
+	actors(sc, fns, 2, (void *)sc);
+	CHECK(sc, !ms.faults);
+	CHECK(sc, ms_word(sc, ms.a + 64) == 0x33);
+	ms_check_pattern(sc, 8);
+	ms_finish(sc);
+}
+
+/* The fault migrates the range to VRAM (the reclaim moves what is left). */
+static void migrate_reclaim(void)
+{
+	fault_reclaim_with("migrate-reclaim", "default");
+}
+
+/* The fault maps the system frames the reclaim moves. */
+static void fault_reclaim(void)
+{
+	fault_reclaim_with("fault-reclaim", "remote");
+}
+
 const struct gvm_det_scenario gvm_det_scenarios[] = {
 	{ "seed000", "a bind's staged update vs an invalidation of its "
-		     "neighbour (seed 000)", seed000 },
-	{ "bind-race", "two binds in one page table vs an exec", bind_race },
+		     "neighbour (seed 000)", seed000, NULL },
+	{ "bind-race", "two binds in one page table vs an exec", bind_race,
+	  NULL },
 	{ "unbind-exec", "an unbind vs a kernel storing to the range",
-	  unbind_exec },
+	  unbind_exec, NULL },
 	{ "fault-unbind", "a GPU fault being serviced vs an unbind of the "
-			  "range (fault mode)", fault_unbind },
+			  "range (fault mode)", fault_unbind, NULL },
 	{ "gc-fault", "the SVM collector after an UNMAP vs a GPU fault on "
-		      "the same range", gc_fault },
+		      "the same range", gc_fault, NULL },
 	{ "evict-exec", "eviction of a BO a kernel is filling vs a new BO "
-			"that needs its room", evict_exec },
+			"that needs its room", evict_exec, NULL },
+	{ "fault-munmap", "model mm: a GPU fault migrating a range to VRAM "
+			  "vs a munmap of it", fault_munmap,
+	  &gvm__svm_mutant_no_seq_recheck },
+	{ "gc-remap", "model mm: the collector after a munmap and mmap vs a "
+		      "GPU fault on the range", gc_remap,
+	  &gvm__svm_mutant_no_seq_recheck },
+	{ "cpu-gpu-fault", "model mm: a CPU fault-back of a range in VRAM vs "
+			   "a GPU fault on it", cpu_gpu_fault,
+	  &gvm__svm_mutant_no_seq_recheck },
+	{ "migrate-reclaim", "model mm: a GPU fault migrating a range vs a "
+			     "reclaim of its pages", migrate_reclaim,
+	  &gvm__svm_mutant_no_seq_recheck },
+	{ "fault-reclaim", "model mm: a GPU fault mapping system pages vs a "
+			   "reclaim of them", fault_reclaim,
+	  &gvm__svm_mutant_no_seq_recheck },
 };
 const unsigned int gvm_det_nr_scenarios =
 	sizeof(gvm_det_scenarios) / sizeof(gvm_det_scenarios[0]);

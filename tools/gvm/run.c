@@ -44,7 +44,7 @@ static void usage(FILE *f)
 		"[--size SIZE] [--iters N]\n"
 		"                        [--link] [--policy NAME] [--trace FILE] "
 		"[--explain]\n"
-		"                        [--record FILE [--seed S]]\n"
+		"                        [--model] [--record FILE [--seed S]]\n"
 		"workloads:\n");
 	for (i = 0; i < NR_WORKLOADS; i++)
 		fprintf(f, "  %-11s %s\n", workloads[i]->name,
@@ -65,7 +65,11 @@ static void usage(FILE *f)
 		"  --record FILE run deterministically (seeded scheduler, "
 		"virtual clock) and\n"
 		"                write a replay file for gvm replay (triad, "
-		"bind-churn)\n"
+		"bind-churn,\n"
+		"                svm-stream and svm-random with --model)\n"
+		"  --model       SVM on a model mm (gvm_mm_model_create), not "
+		"the process's\n"
+		"                (svm-stream, svm-random)\n"
 		"  --seed S      the deterministic scheduler's seed [1]\n"
 		"  --explain     say what happens at each step (device 0)\n");
 }
@@ -219,6 +223,10 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->explain = true;
 			continue;
 		}
+		if (!strcmp(argv[i], "--model")) {
+			o->model = true;
+			continue;
+		}
 		if ((r = gvm_tool_option(argc, argv, &i, "--size", &v))) {
 			if (r < 0)
 				goto missing;
@@ -291,10 +299,16 @@ missing:
 	}
 	if (!seed_set)
 		o->seed = 1;
-	if (o->record && !o->w->det) {
+	if (o->model && !o->w->model) {
+		fprintf(stderr, "gvm run: %s does not run on a model mm "
+			"(--model)\n", o->w->name);
+		goto usage;
+	}
+	if (o->record && !o->w->det && !o->model) {
 		fprintf(stderr, "gvm run: %s cannot run deterministically "
 			"(--record): its CPU-side memory events come from the "
-			"kernel's userfaultfd thread\n", o->w->name);
+			"kernel's userfaultfd thread%s\n", o->w->name,
+			o->w->model ? " (add --model)" : "");
 		goto usage;
 	}
 	if (!size_set)

@@ -26,6 +26,7 @@ struct run_opts {
 	bool explain;			/* --explain: narrate device 0 */
 	const char *record;		/* --record FILE or NULL */
 	uint64_t seed;			/* --seed (with --record) [1] */
+	bool model;			/* --model: SVM on a model mm */
 };
 
 struct run_dev {
@@ -59,6 +60,9 @@ struct run_workload {
 	/* Runs deterministically (--record): its threads are gvm threads and
 	   it makes no CPU-side mapping change the kernel reports. */
 	bool det;
+	/* Runs on a model mm (--model, gvm_mm_model_create): its CPU-side
+	   events then come from calls, so it also runs deterministically. */
+	bool model;
 	/* Checks --size etc. beyond the generic rules; prints, returns 2. */
 	int (*check)(const struct run_opts *o);
 	/* Bytes of VRAM the workload needs on each device. */

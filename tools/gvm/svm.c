@@ -24,6 +24,15 @@
  *    are linked, migrated through system memory when not.  The CPU then
  *    checks every word.  Devices meet at a barrier between the phases.
  *
+ * --model (svm-stream, svm-random): the same on a model mm
+ * (gvm_mm_model_create, docs/mm.md) instead of the process's: the arrays
+ * are model mappings (gvm_mm_model_mmap), the CPU reads and writes them
+ * through the model (a page in VRAM comes back inside the call, as a CPU
+ * fault would), and they are unmapped at the end (gvm_mm_model_munmap:
+ * the ranges are invalidated first and collected).  Nothing then comes
+ * from the kernel's userfaultfd thread, so the run can be deterministic
+ * (--record).
+ *
  * The report adds the SVM counters (faults by range size, migrations and
  * bytes each way); --trace records faults and migrations.
  */
@@ -35,6 +44,7 @@
 #include <string.h>
 
 #include <gvm/mm.h>
+#include <gvm/mm_model.h>
 
 #include "run.h"
 
@@ -42,10 +52,12 @@
 #define MIRROR_START 4096ull
 #define MIRROR_END (1ull << 47)
 #define SCALAR 3.0
+#define M2 (2ull << 20)
 
 struct svm_run {
 	struct run_dev *d;
 	struct gvm_mm *mm;
+	bool model;			/* mm is a model mm (--model) */
 	struct gvm_vm *vm;
 	struct gvm_queue *q[MAX_QUEUES];
 	unsigned int nq;
@@ -68,10 +80,25 @@ static int svm_open(struct svm_run *s, struct run_dev *d)
 
 	memset(s, 0, sizeof(*s));
 	s->d = d;
-	err = gvm_mm_self(&s->mm);
-	if (err) {
-		run_fail(d, "gvm_mm_self: %s", strerror(-err));
-		return err;
+	s->model = d->o->model;
+	if (s->model) {
+		/* room for the arrays, each 2 MiB aligned, and slack */
+		struct gvm_mm_model_config mc = {
+			.size = ((3 * d->o->size + M2 - 1) & ~(M2 - 1)) +
+				4 * M2,
+		};
+
+		err = gvm_mm_model_create(&mc, &s->mm);
+		if (err) {
+			run_fail(d, "gvm_mm_model_create: %s", strerror(-err));
+			return err;
+		}
+	} else {
+		err = gvm_mm_self(&s->mm);
+		if (err) {
+			run_fail(d, "gvm_mm_self: %s", strerror(-err));
+			return err;
+		}
 	}
 	err = gvm_vm_create(d->dev, s->mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
 			    &s->vm);
@@ -113,8 +140,90 @@ static void svm_close(struct svm_run *s)
 		if (err)
 			run_fail(s->d, "gvm_vm_destroy: %s", strerror(-err));
 	}
+	if (s->mm && s->model) {
+		struct gvm_mm_model_stats st;
+
+		/* no engine wrote a frame after its invalidation */
+		if (!gvm_mm_model_stats(s->mm, &st) && st.poison_violations)
+			run_fail(s->d, "%" PRIu64 " model frames written after "
+				 "their invalidation", st.poison_violations);
+	}
 	if (s->mm)
 		gvm_mm_put(s->mm);
+}
+
+/*
+ * The workloads' memory: malloc'd (GPU address == pointer), or with
+ * --model a mapping of the model mm (GPU address == model address), which
+ * the CPU reaches only through gvm_mm_model_read/_write.  svm_mem_free
+ * unmaps it (model) or frees it.  0 or a negative errno (run_fail'ed).
+ */
+static int svm_mem_alloc(struct svm_run *s, uint64_t size, uint64_t *gpu)
+{
+	void *p;
+	int err;
+
+	if (!s->model) {
+		p = malloc(size);
+		if (!p) {
+			run_fail(s->d, "malloc: out of memory");
+			return -ENOMEM;
+		}
+		*gpu = (uintptr_t)p;
+		return 0;
+	}
+	err = gvm_mm_model_mmap(s->mm, 0, size, PROT_READ | PROT_WRITE, 0,
+				gpu);
+	if (err)
+		run_fail(s->d, "gvm_mm_model_mmap: %s", strerror(-err));
+	return err;
+}
+
+static int svm_mem_free(struct svm_run *s, uint64_t gpu, uint64_t size)
+{
+	int err;
+
+	if (!gpu)
+		return 0;
+	if (!s->model) {
+		free((void *)(uintptr_t)gpu);
+		return 0;
+	}
+	err = gvm_mm_model_munmap(s->mm, gpu, size);
+	if (err)
+		run_fail(s->d, "gvm_mm_model_munmap: %s", strerror(-err));
+	return err;
+}
+
+/* CPU accesses of [gpu, gpu + len): memcpy, or through the model. */
+static int svm_cpu_write(struct svm_run *s, uint64_t gpu, const void *buf,
+			 uint64_t len)
+{
+	int err;
+
+	if (!s->model) {
+		memcpy((void *)(uintptr_t)gpu, buf, len);
+		return 0;
+	}
+	err = gvm_mm_model_write(s->mm, gpu, buf, len);
+	if (err)
+		run_fail(s->d, "gvm_mm_model_write: %s", strerror(-err));
+	return err;
+}
+
+static int svm_cpu_read(struct svm_run *s, uint64_t gpu, void *buf,
+			uint64_t len)
+{
+	int err;
+
+	if (!s->model) {
+		memcpy(buf, (void *)(uintptr_t)gpu, len);
+		return 0;
+	}
+	err = gvm_mm_model_read(s->mm, gpu, buf, len);
+	if (err)
+		run_fail(s->d, "gvm_mm_model_read: %s", strerror(-err));
+	return err;
 }
 
 /*
@@ -145,12 +254,37 @@ static int run_split(struct svm_run *s, struct gvm_kernel *k, unsigned int n)
 	return err;
 }
 
+/*
+ * Sets the @n doubles at @gpu to @v from the CPU (@host: a buffer of @n
+ * doubles for the model's copy).
+ */
+static int svm_set_doubles(struct svm_run *s, uint64_t gpu, double *host,
+			   uint64_t n, double v)
+{
+	double *p = s->model ? host : (double *)(uintptr_t)gpu;
+
+	for (uint64_t i = 0; i < n; i++)
+		p[i] = v;
+	return s->model ? svm_cpu_write(s, gpu, host, n * 8) : 0;
+}
+
+/* The @n doubles at @gpu as the CPU reads them (into @host: model). */
+static const double *svm_get_doubles(struct svm_run *s, uint64_t gpu,
+				     double *host, uint64_t n)
+{
+	if (!s->model)
+		return (const double *)(uintptr_t)gpu;
+	return svm_cpu_read(s, gpu, host, n * 8) ? NULL : host;
+}
+
 static void stream_run(struct run_dev *d)
 {
 	const struct run_opts *o = d->o;
 	const uint64_t n = o->size / 8;
 	const double b0 = 2.0 + 1.0 / (1 << 21), c0 = 3.0 + 1.0 / (1 << 21);
-	double *a = malloc(o->size), *b = malloc(o->size), *c = malloc(o->size);
+	const double want[3] = { b0 + SCALAR * c0, b0, c0 };
+	uint64_t arr[3] = { 0, 0, 0 };	/* a, b, c */
+	double *host = NULL;		/* --model: the CPU's copy */
 	struct gvm_kernel k[MAX_QUEUES];
 	struct svm_run s;
 	uint64_t it, i, slice;
@@ -158,19 +292,22 @@ static void stream_run(struct run_dev *d)
 	int err;
 
 	__atomic_store_n(&d->total, o->iters, __ATOMIC_RELAXED);
-	if (!a || !b || !c) {
-		run_fail(d, "malloc: out of memory");
-		goto out_free;
-	}
 	if (svm_open(&s, d))
 		goto out;
-	for (i = 0; i < n; i++) {
-		a[i] = 0;
-		b[i] = b0;
-		c[i] = c0;
+	if (s.model && !(host = malloc(o->size))) {
+		run_fail(d, "malloc: out of memory");
+		goto out;
 	}
-	run_say(d, "2. malloc() x 3: arrays a, b, c of %" PRIu64 " doubles, "
-		   "written by the CPU.\n", n);
+	for (i = 0; i < 3; i++)
+		if (svm_mem_alloc(&s, o->size, &arr[i]))
+			goto out;
+	if (svm_set_doubles(&s, arr[0], host, n, 0) ||
+	    svm_set_doubles(&s, arr[1], host, n, b0) ||
+	    svm_set_doubles(&s, arr[2], host, n, c0))
+		goto out;
+	run_say(d, "2. %s x 3: arrays a, b, c of %" PRIu64 " doubles, "
+		   "written by the CPU.\n",
+		s.model ? "gvm_mm_model_mmap()" : "malloc()", n);
 	slice = (n + s.nq - 1) / s.nq;
 	t0 = gvm_tool_now_ns();
 	for (it = 0, err = 0; it < o->iters && !err; it++) {
@@ -179,9 +316,9 @@ static void stream_run(struct run_dev *d)
 		for (i = 0; i < n; i += slice, nk++) {
 			uint64_t len = n - i < slice ? n - i : slice;
 
-			err = gvm_kernel_triad(&k[nk], (uintptr_t)(a + i),
-					       (uintptr_t)(b + i),
-					       (uintptr_t)(c + i), len, SCALAR);
+			err = gvm_kernel_triad(&k[nk], arr[0] + 8 * i,
+					       arr[1] + 8 * i, arr[2] + 8 * i,
+					       len, SCALAR);
 			if (err)
 				break;
 		}
@@ -202,25 +339,37 @@ static void stream_run(struct run_dev *d)
 		   "%" PRIu64 " ranges made and moved to VRAM; the others "
 		   "ran from VRAM.\n",
 		o->iters, d->vs.svm_ranges_created);
-	for (i = 0; i < n; i++) {
-		if (a[i] != b0 + SCALAR * c0 || b[i] != b0 || c[i] != c0) {
-			run_fail(d, "wrong result at element %" PRIu64, i);
+	for (unsigned int j = 0; j < 3; j++) {
+		const double *p = svm_get_doubles(&s, arr[j], host, n);
+
+		if (!p)
 			goto out;
+		for (i = 0; i < n; i++) {
+			if (p[i] != want[j]) {
+				run_fail(d, "wrong result at element %" PRIu64
+					 " of %c", i, "abc"[j]);
+				goto out;
+			}
 		}
 	}
 	d->checks = n;
 	snprintf(d->result, sizeof(d->result),
-		 "svm triad verified on malloc'd memory, all %" PRIu64
-		 " doubles", n);
+		 "svm triad verified on %s memory, all %" PRIu64 " doubles",
+		 s.model ? "model mm" : "malloc'd", n);
 	run_say(d, "4. The CPU reads every element: each range comes back to "
-		   "system memory on\n   its first touch (a userfaultfd fault "
-		   "served by gvm), all correct.\n");
+		   "system memory on\n   its first touch (%s), all "
+		   "correct.\n", s.model ?
+		   "inside gvm_mm_model_read()" :
+		   "a userfaultfd fault served by gvm");
 out:
+	if (s.model)
+		for (i = 0; i < 3; i++)
+			svm_mem_free(&s, arr[i], o->size);
 	svm_close(&s);
-out_free:
-	free(a);
-	free(b);
-	free(c);
+	if (!s.model)
+		for (i = 0; i < 3; i++)
+			svm_mem_free(&s, arr[i], o->size);
+	free(host);
 }
 
 /* xorshift64: the random sequence of --iters steps (seeded per device). */
@@ -235,22 +384,28 @@ static uint64_t next_rand(uint64_t *x)
 static void random_run(struct run_dev *d)
 {
 	const struct run_opts *o = d->o;
-	uint8_t *p = malloc(o->size), *shadow = malloc(o->size);
-	uint64_t seed = 0x9e3779b97f4a7c15ull * (d->index + 1), it;
+	uint8_t *shadow = malloc(o->size), *host = NULL;
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (d->index + 1), it, p = 0;
 	uint64_t gpu_steps = 0, cpu_steps = 0;
 	struct svm_run s;
 	int64_t t0;
 	int err = 0;
 
 	__atomic_store_n(&d->total, o->iters, __ATOMIC_RELAXED);
-	if (!p || !shadow) {
-		run_fail(d, "malloc: out of memory");
-		goto out_free;
-	}
 	if (svm_open(&s, d))
 		goto out;
-	memset(p, 0, o->size);
+	/* --model: the CPU's writes and the final read go through host */
+	if (s.model)
+		host = malloc(o->size);
+	if (!shadow || (s.model && !host)) {
+		run_fail(d, "malloc: out of memory");
+		goto out;
+	}
+	if (svm_mem_alloc(&s, o->size, &p))
+		goto out;
 	memset(shadow, 0, o->size);
+	if (svm_cpu_write(&s, p, shadow, o->size))
+		goto out;
 	t0 = gvm_tool_now_ns();
 	for (it = 0; it < o->iters && !err; it++) {
 		uint64_t r = next_rand(&seed);
@@ -262,19 +417,18 @@ static void random_run(struct run_dev *d)
 			len = o->size;
 		off = (next_rand(&seed) % (o->size / 4096 - len / 4096 + 1)) *
 		      4096;
+		for (uint64_t j = 0; j < len; j += 4)
+			memcpy(shadow + off + j, &pat, 4);
 		if (r & (1ull << 40)) {
-			err = gvm_kernel_fill(&k, (uintptr_t)(p + off), len,
-					      (uint32_t)pat);
+			err = gvm_kernel_fill(&k, p + off, len, (uint32_t)pat);
 			if (!err)
 				err = run_split(&s, &k, 1);
 			gpu_steps++;
 		} else {
-			for (uint64_t j = 0; j < len; j += 4)
-				memcpy(p + off + j, &pat, 4);
+			if (svm_cpu_write(&s, p + off, shadow + off, len))
+				goto out;
 			cpu_steps++;
 		}
-		for (uint64_t j = 0; j < len; j += 4)
-			memcpy(shadow + off + j, &pat, 4);
 		__atomic_fetch_add(&d->done, 1, __ATOMIC_RELAXED);
 	}
 	d->ns = gvm_tool_now_ns() - t0;
@@ -282,11 +436,14 @@ static void random_run(struct run_dev *d)
 		run_fail(d, "fill kernel: %s", strerror(-err));
 		goto out;
 	}
-	run_say(d, "2. %" PRIu64 " random steps over a malloc'd array: %"
+	run_say(d, "2. %" PRIu64 " random steps over a%s array: %"
 		   PRIu64 " GPU fills, %" PRIu64 " CPU writes;\n   ranges "
 		   "move to VRAM on GPU faults and back on CPU touches.\n",
-		o->iters, gpu_steps, cpu_steps);
-	if (memcmp(p, shadow, o->size)) {
+		o->iters, s.model ? " model mm" : " malloc'd", gpu_steps,
+		cpu_steps);
+	if (s.model ? svm_cpu_read(&s, p, host, o->size) ||
+			      memcmp(host, shadow, o->size) :
+		      memcmp((void *)(uintptr_t)p, shadow, o->size)) {
 		run_fail(d, "the array differs from its shadow copy");
 		goto out;
 	}
@@ -295,10 +452,13 @@ static void random_run(struct run_dev *d)
 		 "%" PRIu64 " GPU and %" PRIu64 " CPU steps, every byte "
 		 "checked against a shadow copy", gpu_steps, cpu_steps);
 out:
+	if (s.model)
+		svm_mem_free(&s, p, o->size);
 	svm_close(&s);
-out_free:
-	free(p);
+	if (!s.model)
+		svm_mem_free(&s, p, o->size);
 	free(shadow);
+	free(host);
 }
 
 static void svm_report(const struct run_dev *d)
@@ -491,6 +651,7 @@ const struct run_workload gvm_run_svm_stream = {
 	.default_iters = 10,
 	.unit = "iterations",
 	.vram_needed = svm_vram,
+	.model = true,
 	.run = stream_run,
 	.report = svm_report,
 	.total = svm_total,
@@ -507,6 +668,7 @@ const struct run_workload gvm_run_svm_random = {
 	.default_iters = 200,
 	.unit = "steps",
 	.vram_needed = svm_vram,
+	.model = true,
 	.run = random_run,
 	.report = svm_report,
 	.total = svm_total,
