@@ -754,6 +754,14 @@ static struct devmem_ext *ext_split_moved(struct gvm_mm *mm,
 		return NULL;
 	}
 	gvm__mm_devmem_get(m->dm);
+	/*
+	 * Counted at once, not at its insertion: the caller frees the
+	 * extent it comes from before inserting it, and the devmem must not
+	 * look unused meanwhile (its owner would take it off the eviction
+	 * LRU for good: VRAM nobody can evict).  gvm__mm_devmem_remap drops
+	 * this count once the extent is in.
+	 */
+	m->dm->extents++;
 	return m;
 }
 
@@ -800,8 +808,10 @@ void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 		if (!ext_trim(e, from, end))
 			ext_free(mm, e);
 	}
-	for (k = 0; k < nr; k++)
+	for (k = 0; k < nr; k++) {
 		ext_insert(mm, moved[k]);
+		moved[k]->dm->extents--;	/* ext_split_moved's count */
+	}
 	if (mm->devmem.reserved)
 		gvm__itree_unreserve(&mm->devmem);
 	gvm__mutex_unlock(&mm->devmem_lock);

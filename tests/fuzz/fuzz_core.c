@@ -37,6 +37,7 @@
  * tables validate.  The first divergence is printed and the input fails.
  */
 #include "fuzz_core.h"
+#include "fuzz_input.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -104,54 +105,30 @@ struct world {
 	struct obj o[NOBJ];
 	uint64_t vram_only[NDEV];	/* bytes of VRAM-only BOs */
 	struct mpage win[NDEV][WIN_PAGES];
-	const uint8_t *in, *end;
-	struct gvm_fuzz_stats *st;
-	int verbose;
-	bool failed;
+	struct gvm_fuzz_io io;		/* input, stats, the verdict */
 };
 
-/* ---- input and reporting ------------------------------------------------ */
+/* ---- input and reporting (fuzz_input.h) -------------------------------- */
 
 static unsigned int byte(struct world *w)
 {
-	return w->in < w->end ? *w->in++ : 0;
+	return gvm_fuzz_byte(&w->io);
 }
 
 static unsigned int u16(struct world *w)
 {
-	return byte(w) | byte(w) << 8;
+	return gvm_fuzz_u16(&w->io);
 }
 
-#define FAIL(w, ...)                                                        \
-	do {                                                                \
-		fprintf(stderr, "fuzz: divergence: " __VA_ARGS__);          \
-		fputc('\n', stderr);                                        \
-		(w)->failed = true;                                         \
-	} while (0)
-
-#define SAY(w, ...)                                                         \
-	do {                                                                \
-		if ((w)->verbose)                                           \
-			fprintf(stderr, __VA_ARGS__);                       \
-	} while (0)
+#define FAIL(w, ...) GVM_FUZZ_FAIL(&(w)->io, __VA_ARGS__)
+#define SAY(w, ...) GVM_FUZZ_SAY(&(w)->io, __VA_ARGS__)
 
 static bool check_rc(struct world *w, const char *what, int got, int want)
 {
-	if (got == want) {
-		if (want)
-			w->st->errors_expected++;
-		return true;
-	}
-	FAIL(w, "%s returned %d, the model says %d", what, got, want);
-	return false;
+	return gvm_fuzz_check_rc(&w->io, what, got, want);
 }
 
-/* The harness itself failed (not gvm): say what, and stop. */
-static void die(const char *what)
-{
-	perror(what);
-	abort();
-}
+#define die gvm_fuzz_die
 
 /* ---- the model ------------------------------------------------------------- */
 
@@ -293,7 +270,7 @@ static int exec(struct world *w, int v, const struct gvm_kernel *k)
 		FAIL(w, "gvm_exec returned %d", err);
 		return err;
 	}
-	w->st->execs++;
+	w->io.st->execs++;
 	gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
 	err = gvm_fence_get_status(f);
 	gvm_fence_put(f);
@@ -333,14 +310,14 @@ static void gpu_check(struct world *w, int v, uint32_t s, uint32_t k)
 		mapped &= w->win[v][s + i].kind != M_NONE;
 	gvm_kernel_checksum(&kn, WIN + s * K4, k * K4, RES);
 	err = exec(w, v, &kn);
-	if (w->failed)
+	if (w->io.failed)
 		return;
 	if (!check_rc(w, "checksum job", err, mapped ? 0 : -EIO) || !known)
 		return;
 	if (*w->res_cpu[v] != want)
 		FAIL(w, "vm%d pages [%u, +%u): GPU sum %#" PRIx64
 			", model %#" PRIx64, v, s, k, *w->res_cpu[v], want);
-	w->st->bytes_checked += k * K4;
+	w->io.st->bytes_checked += k * K4;
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -547,7 +524,7 @@ static void op_fill(struct world *w)
 	SAY(w, "fill vm%d [%u, +%u) %#x want %d\n", v, s, k, pat, want);
 	gvm_kernel_fill(&kn, WIN + s * K4, k * K4, pat);
 	err = exec(w, v, &kn);
-	if (w->failed || !check_rc(w, "fill job", err, want))
+	if (w->io.failed || !check_rc(w, "fill job", err, want))
 		return;
 	for (uint32_t j = 0; j < K4 / 4; j++)
 		memcpy(page + 4 * j, &pat, 4);
@@ -607,7 +584,7 @@ static void op_copy(struct world *w)
 	}
 	gvm_kernel_copy(&kn, WIN + d * K4, WIN + s * K4, k * K4);
 	err = exec(w, v, &kn);
-	if (!w->failed && check_rc(w, "copy job", err, want)) {
+	if (!w->io.failed && check_rc(w, "copy job", err, want)) {
 		for (i = 0; i < k; i++) {
 			const struct mpage *a = &w->win[v][s + i];
 			const struct mpage *b = &w->win[v][d + i];
@@ -706,7 +683,7 @@ static void willneed(struct world *w, int i)
 	if (o->dontneed && o->lost && retained)
 		FAIL(w, "obj%d: a purge reported by DONTNEED was lost", i);
 	if (o->dontneed && !retained) {
-		w->st->purges_seen++;
+		w->io.st->purges_seen++;
 		memset(o->shadow, 0, o->pages * K4);
 		memset(o->known, !o->dirty, o->pages * sizeof(bool));
 	}
@@ -803,7 +780,7 @@ static void check_tree(struct world *w, int v)
 	gvm__mutex_lock(&vm->lock);
 	if (gvm__va_validate(&vm->va))
 		FAIL(w, "vm%d: the VA tree does not validate", v);
-	for (uint32_t i = 0; i < WIN_PAGES && !w->failed; i++) {
+	for (uint32_t i = 0; i < WIN_PAGES && !w->io.failed; i++) {
 		const struct mpage *m = &w->win[v][i];
 		uint64_t a = WIN + i * K4;
 		struct gvm_va *va = gvm__va_find(&vm->va, a);
@@ -836,7 +813,7 @@ static void check_tree(struct world *w, int v)
 				"(model kind %d)", v, i, m->kind);
 	}
 	gvm__mutex_lock(&vm->pt_lock);
-	if (!w->failed && gvm__pt_validate(&vm->pt))
+	if (!w->io.failed && gvm__pt_validate(&vm->pt))
 		FAIL(w, "vm%d: the page tables do not validate", v);
 	gvm__mutex_unlock(&vm->pt_lock);
 	gvm__mutex_unlock(&vm->lock);
@@ -846,15 +823,15 @@ static void final_check(struct world *w)
 {
 	int v, i;
 
-	for (v = 0; v < NDEV && !w->failed; v++) {
+	for (v = 0; v < NDEV && !w->io.failed; v++) {
 		quiesce(w, v);
 		check_tree(w, v);
 	}
 	/* Purgeable BOs made ordinary, so their bytes are checked too. */
-	for (i = 0; i < NDEV * NBO && !w->failed; i++)
+	for (i = 0; i < NDEV * NBO && !w->io.failed; i++)
 		if (w->o[i].bo && w->o[i].dontneed)
 			willneed(w, i);
-	for (i = 0; i < NOBJ && !w->failed; i++) {
+	for (i = 0; i < NOBJ && !w->io.failed; i++) {
 		struct obj *o = &w->o[i];
 
 		for (uint32_t pg = 0; o->cpu && pg < o->pages; pg++) {
@@ -865,14 +842,14 @@ static void final_check(struct world *w)
 					"bytes than the model", i, pg);
 				break;
 			}
-			w->st->bytes_checked += K4;
+			w->io.st->bytes_checked += K4;
 		}
 	}
 	/* Every mapped run, through the GPU, MAX_K pages at a time. */
-	for (v = 0; v < NDEV && !w->failed; v++) {
+	for (v = 0; v < NDEV && !w->io.failed; v++) {
 		uint32_t s = 0;
 
-		while (s < WIN_PAGES && !w->failed) {
+		while (s < WIN_PAGES && !w->io.failed) {
 			uint32_t k = 0;
 
 			while (s + k < WIN_PAGES && k < MAX_K &&
@@ -895,17 +872,17 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 	int err;
 
 	memset(&w, 0, sizeof(w));
-	w.in = data;
-	w.end = data + size;
-	w.st = st ? st : &dummy;
-	w.verbose = verbose;
+	w.io.in = data;
+	w.io.end = data + size;
+	w.io.st = st ? st : &dummy;
+	w.io.verbose = verbose;
 	err = world_init(&w);
 	if (err) {
 		fprintf(stderr, "fuzz: setting up failed: %d\n", err);
 		world_fini(&w);
 		return -2;
 	}
-	while (w.in < w.end && !w.failed) {
+	while (w.io.in < w.io.end && !w.io.failed) {
 		switch (byte(&w) % 11) {
 		case 0: op_bo_create(&w); break;
 		case 1: case 2: case 3: op_bind(&w); break;
@@ -917,11 +894,11 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 		case 10: op_madvise(&w); break;
 		default: op_checksum(&w); break;
 		}
-		w.st->ops++;
+		w.io.st->ops++;
 	}
-	if (!w.failed)
+	if (!w.io.failed)
 		final_check(&w);
-	w.st->inputs++;
+	w.io.st->inputs++;
 	world_fini(&w);
-	return w.failed ? -1 : 0;
+	return w.io.failed ? -1 : 0;
 }

@@ -21,6 +21,7 @@ struct gvm_fuzz_stats {
 	uint64_t execs;			/* kernels run */
 	uint64_t bytes_checked;		/* compared against the model */
 	uint64_t purges_seen;		/* WILLNEEDs that reported a purge */
+	uint64_t migrations;		/* SVM: ranges moved by faults */
 };
 
 /*
@@ -30,5 +31,13 @@ struct gvm_fuzz_stats {
  */
 int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 		 int verbose);
+
+/*
+ * The same for the SVM engine (fuzz_svm.c): SVM on the model mm, GPU
+ * faults and migrations, the CPU side driven by calls.  Its inputs are
+ * not the VM_BIND engine's.
+ */
+int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
+		     struct gvm_fuzz_stats *st, int verbose);
 
 #endif

@@ -2,14 +2,17 @@
 /*
  * The fuzzer's standalone driver (fuzz_core.c):
  *
- *   fuzz_driver [-v] FILE...      replays inputs (-v: print each op)
- *   fuzz_driver --random [--seconds S] [--seed N] [--out DIR]
+ *   fuzz_driver [--svm] [-v] FILE...   replays inputs (-v: print each op)
+ *   fuzz_driver [--svm] --random [--seconds S] [--seed N] [--out DIR]
+ *                                  [--ops N]
  *                                  random inputs for S seconds (default
- *                                  60), seeded (printed); a diverging
- *                                  input is written to DIR (default .)
- *                                  and the driver exits 1
+ *                                  60) or until N operations ran, seeded
+ *                                  (printed); a diverging input is
+ *                                  written to DIR (default .), its path
+ *                                  printed, and the driver exits 1
  *
- * It prints inputs, operations and operations per second at the end.
+ * --svm: the SVM engine (fuzz_svm.c) instead of the VM_BIND one.  It
+ * prints inputs, operations and operations per second at the end.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,9 @@
 #include <unistd.h>
 
 #include "fuzz_core.h"
+
+typedef int (*engine_fn)(const uint8_t *, size_t, struct gvm_fuzz_stats *,
+			 int);
 
 static double now(void)
 {
@@ -39,16 +45,18 @@ static uint64_t next(uint64_t *s)
 static void report(const struct gvm_fuzz_stats *st, double secs)
 {
 	printf("%llu inputs, %llu ops (%llu failing as predicted), %llu "
-	       "kernels, %llu MiB checked, %llu purges in %.1f s: %.0f ops/s\n",
+	       "kernels, %llu MiB checked, %llu purges, %llu migrations in "
+	       "%.1f s: %.0f ops/s\n",
 	       (unsigned long long)st->inputs, (unsigned long long)st->ops,
 	       (unsigned long long)st->errors_expected,
 	       (unsigned long long)st->execs,
 	       (unsigned long long)(st->bytes_checked >> 20),
-	       (unsigned long long)st->purges_seen, secs,
+	       (unsigned long long)st->purges_seen,
+	       (unsigned long long)st->migrations, secs,
 	       secs > 0 ? (double)st->ops / secs : 0.0);
 }
 
-static int replay(int argc, char **argv, int verbose)
+static int replay(engine_fn run, int argc, char **argv, int verbose)
 {
 	struct gvm_fuzz_stats st = { 0 };
 	double t0 = now();
@@ -65,7 +73,7 @@ static int replay(int argc, char **argv, int verbose)
 		}
 		n = fread(buf, 1, sizeof(buf), f);
 		fclose(f);
-		if (gvm_fuzz_run(buf, n, &st, verbose)) {
+		if (run(buf, n, &st, verbose)) {
 			printf("%s: diverged\n", argv[i]);
 			bad = 1;
 		}
@@ -80,14 +88,23 @@ int main(int argc, char **argv)
 	const char *out = ".";
 	double secs = 60, t0;
 	uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(), s;
+	uint64_t max_ops = UINT64_MAX;
 	int i = 1, verbose = 0;
+	engine_fn run = gvm_fuzz_run;
+	const char *name = "fuzz";
 
-	if (i < argc && !strcmp(argv[i], "-v")) {
-		verbose = 1;
-		i++;
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "-v")) {
+			verbose = 1;
+		} else if (!strcmp(argv[i], "--svm")) {
+			run = gvm_fuzz_svm_run;
+			name = "fuzz-svm";
+		} else {
+			break;
+		}
 	}
 	if (i >= argc || strcmp(argv[i], "--random"))
-		return i < argc ? replay(argc - i, argv + i, verbose) :
+		return i < argc ? replay(run, argc - i, argv + i, verbose) :
 				  (fprintf(stderr, "usage: see fuzz_driver.c\n"),
 				   2);
 	for (i++; i + 1 < argc; i += 2) {
@@ -97,6 +114,8 @@ int main(int argc, char **argv)
 			seed = strtoull(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--out"))
 			out = argv[i + 1];
+		else if (!strcmp(argv[i], "--ops"))
+			max_ops = strtoull(argv[i + 1], NULL, 0);
 		else
 			return fprintf(stderr, "unknown option %s\n", argv[i]),
 			       2;
@@ -106,17 +125,18 @@ int main(int argc, char **argv)
 	printf("seed %llu\n", (unsigned long long)seed);
 	s = seed;
 	t0 = now();
-	while (now() - t0 < secs) {
+	while (now() - t0 < secs && st.ops < max_ops) {
 		static uint8_t buf[2048];
 		size_t len = 64 + next(&s) % (sizeof(buf) - 64);
 
 		for (size_t j = 0; j < len; j++)
 			buf[j] = (uint8_t)next(&s);
-		if (gvm_fuzz_run(buf, len, &st, 0)) {
+		if (run(buf, len, &st, 0)) {
 			char path[4096];
 			FILE *f;
 
-			snprintf(path, sizeof(path), "%s/fuzz-%llu-%llu.bin", out,
+			snprintf(path, sizeof(path), "%s/%s-%llu-%llu.bin", out,
+				 name,
 				 (unsigned long long)seed,
 				 (unsigned long long)st.inputs);
 			f = fopen(path, "wb");
@@ -124,7 +144,9 @@ int main(int argc, char **argv)
 				fwrite(buf, 1, len, f);
 				fclose(f);
 			}
-			printf("diverging input written to %s\n", path);
+			printf("diverging input written to %s (replay: "
+			       "fuzz_driver%s -v %s)\n", path,
+			       run == gvm_fuzz_run ? "" : " --svm", path);
 			report(&st, now() - t0);
 			return 1;
 		}

@@ -443,3 +443,46 @@ TEST(svm_injected_reclaim_under_a_running_kernel)
 	gvm_store_relaxed(&gvm__svm_no_migration, false);
 	steardown(&c);
 }
+
+static void prefetch(struct sctx *c, uint64_t va, uint64_t len, uint32_t mem)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = va,
+				  .range = len, .prefetch_mem = mem };
+
+	ASSERT_OK(gvm_vm_bind(c->v.vm, NULL, &op, 1, NULL, 0));
+}
+
+/*
+ * Found by the SVM fuzzer: device memory whose pages mremap moved stayed
+ * allocated but left the eviction LRU (the move freed the old extent
+ * before inserting the new one, so the devmem looked unused for a
+ * moment), and no BO could have that VRAM any more (-ENOSPC).
+ */
+TEST(svm_memory_moved_by_mremap_can_still_be_evicted)
+{
+	struct gvm_sim_config cfg = { .vram_size = 4ull << 20 };
+	struct gvm_device_info info;
+	struct sctx c;
+	struct gvm_bo *bo;
+	uint64_t a, b;
+
+	c.mm = model();
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c.dev));
+	svmt_vm_init(&c.v, c.dev, c.mm);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &c.out));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	put_u64(c.mm, a + 8, 77);
+	prefetch(&c, a, M2, GVM_MEM_VRAM);
+	ASSERT_GT(svmt_stats(c.v.vm).svm_migrations, 0);
+	ASSERT_OK(gvm_mm_model_mremap(c.mm, a, M2, M2,
+				      GVM_MM_MODEL_MAYMOVE |
+					      GVM_MM_MODEL_FIXED,
+				      a + 2 * M2, &b));
+	ASSERT_OK(gvm_device_query(c.dev, &info));
+	ASSERT_LT(info.vram_free, 3ull << 20);	/* still resident */
+	/* a VRAM-only BO needs the SVM memory out */
+	ASSERT_OK(gvm_bo_create(c.dev, 3ull << 20, GVM_MEM_VRAM, NULL, &bo));
+	gvm_bo_put(bo);
+	ASSERT_EQ(get_u64(c.mm, b + 8), 77);
+	steardown(&c);
+}
