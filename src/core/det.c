@@ -103,6 +103,7 @@ struct det_thread {
 	uint64_t wait_seq;		/* FIFO order of sleepers */
 	bool timed_out;
 	bool joined;
+	bool detached;			/* gvm__thread_detach: never joined */
 };
 
 static struct det {
@@ -682,6 +683,15 @@ int gvm__det_thread_join(pthread_t pt)
 	return -pthread_join(pt, NULL);
 }
 
+void gvm__det_thread_detach(pthread_t pt)
+{
+	pthread_mutex_lock(&det.lock);
+	for (unsigned int i = 0; i < det.nr; i++)
+		if (pthread_equal(det.threads[i]->pt, pt))
+			det.threads[i]->detached = true;
+	pthread_mutex_unlock(&det.lock);
+}
+
 /* ---- runs ---------------------------------------------------------------- */
 
 void gvm__det_begin(const struct gvm_det_config *cfg)
@@ -723,8 +733,12 @@ uint64_t gvm__det_end(void)
 	GVM_BUG_ON(!self || self->id != 0);
 	pthread_mutex_lock(&det.lock);
 	for (unsigned int i = 1; i < det.nr; i++) {
-		if (det.threads[i]->state != DET_EXITED ||
-		    !det.threads[i]->joined) {
+		struct det_thread *t = det.threads[i];
+
+		/* a detached thread ends on its own: wait for it */
+		while (t->detached && t->state != DET_EXITED)
+			block_locked(self, GVM_DET_JOIN, t, NULL, -1);
+		if (t->state != DET_EXITED || (!t->joined && !t->detached)) {
 			report_locked("the run ended with a thread alive");
 			abort();
 		}

@@ -54,6 +54,7 @@ void gvm__det_sleep(int64_t ns);
 int64_t gvm__det_now(void);
 int gvm__det_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 int gvm__det_thread_join(pthread_t t);
+void gvm__det_thread_detach(pthread_t t);
 
 /* ---- running ------------------------------------------------------------ */
 
@@ -115,8 +116,9 @@ struct gvm_det_config {
  * Begin a run on the calling thread, which becomes thread 0.  No other
  * thread of the run may exist yet: create the objects under test after it.
  * gvm__det_end() ends it once every other thread of the run has exited
- * (joined), returns the log's hash and leaves the log and decisions
- * readable until the next gvm__det_begin().
+ * (joined; a detached one, gvm__thread_detach, it waits for), returns the
+ * log's hash and leaves the log and decisions readable until the next
+ * gvm__det_begin().
  */
 void gvm__det_begin(const struct gvm_det_config *cfg);
 uint64_t gvm__det_end(void);

@@ -168,6 +168,13 @@ int gvm__thread_join(pthread_t t)
 	return -pthread_join(t, NULL);
 }
 
+int gvm__thread_detach(pthread_t t)
+{
+	if (gvm__det_on())
+		gvm__det_thread_detach(t);
+	return -pthread_detach(t);
+}
+
 void gvm__yield(void)
 {
 	if (gvm__det_on())

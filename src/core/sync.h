@@ -162,6 +162,12 @@ bool gvm__user_writable(void *addr);
 int gvm__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 /* pthread_join(), the result discarded; 0 or a negative errno. */
 int gvm__thread_join(pthread_t t);
+/*
+ * pthread_detach(): @t ends on its own and is never joined.  In
+ * deterministic mode it is still a thread of the run, and the run's end
+ * (gvm__det_end) waits for it to exit.  0 or a negative errno.
+ */
+int gvm__thread_detach(pthread_t t);
 /* sched_yield(): let another thread that waits for a CPU run. */
 void gvm__yield(void);
 /* Sleeps @ns nanoseconds (not interrupted by signals). */

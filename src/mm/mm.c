@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The backend-independent part of an mm: references and invalidation entry
- * (the contract is in mm.h, the backends in self.c and model.c).
+ * The backend-independent part of an mm: references, invalidation entry
+ * and the library's CPU accesses (the contract is in mm.h, the backends in
+ * self.c and model.c).
  *
  * Locking: the reference count is atomic; the notifier tree has its own lock
  * (mm/notifier.c).  What it does not do: anything backend-specific.
@@ -9,6 +10,8 @@
 #include "mm/mm.h"
 
 #include <errno.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "core/debug.h"
 #include "core/lockrank.h"
@@ -60,4 +63,18 @@ unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
 	if (!len || r.last < start)
 		return 0;
 	return gvm__notifier_invalidate(mm, &r);
+}
+
+int gvm__mm_access(struct gvm_mm *mm, uint64_t addr, void *buf, uint64_t len,
+		   bool write)
+{
+	struct iovec local = { buf, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n;
+
+	if (mm && mm->ops->access)
+		return mm->ops->access(mm, addr, buf, len, write);
+	n = write ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0) :
+		    process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	return n == (ssize_t)len ? 0 : -EFAULT;
 }

@@ -155,6 +155,16 @@ struct gvm_mm_ops {
 			 uint64_t src);
 	/* The absent CPU pages of the range get SIGBUS on access. */
 	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+	/*
+	 * The CPU's read (@write false) or write of [addr, addr + len), for
+	 * a backend whose memory the process does not reach at those
+	 * addresses (the model: gvm_mm_model_read/_write); NULL: the
+	 * process's own memory (gvm__mm_access does it).  0, -EFAULT (not
+	 * all mapped, or not writable), -ENOMEM.  Called with no lock held.
+	 */
+	int (*access)(struct gvm_mm *mm, uint64_t addr, void *buf,
+		      uint64_t len, bool write);
 };
 
 /*
@@ -206,6 +216,20 @@ static inline bool gvm__mm_range_ok(uint64_t start, uint64_t len)
  * Device-resident parts stay registered for CPU faults (devmem.c).
  */
 int gvm__mm_register(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+/*
+ * A CPU access to @mm's memory from the library (a debugger's peek and
+ * poke, a user fence's store): [addr, addr + len) read into @buf, or
+ * written from it.  Through the backend's access op (the model), or, for
+ * the process's own memory (@mm NULL or without the op), with
+ * process_vm_readv/writev on this process, so that an unmapped or
+ * unwritable page is -EFAULT, not a crash.  A page SVM moved to device
+ * memory comes back first, as a CPU access brings it.  0, -EFAULT,
+ * -ENOMEM; a write failing part way may have written the bytes before the
+ * failing page.  May block: no lock held, not from a fence callback.
+ */
+int gvm__mm_access(struct gvm_mm *mm, uint64_t addr, void *buf, uint64_t len,
+		   bool write);
 
 /*
  * The CPU mapping containing @addr (or, with GVM_MM_LOOKUP_NEXT, the first

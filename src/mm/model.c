@@ -897,6 +897,16 @@ static void model_destroy(struct gvm_mm *mm)
 	gvm__free(m);
 }
 
+/* The library's CPU access (gvm__mm_access): the model's read or write. */
+static int model_access(struct gvm_mm *mm, uint64_t addr, void *buf,
+			uint64_t len, bool write)
+{
+	int err = write ? gvm_mm_model_write(mm, addr, buf, len) :
+			  gvm_mm_model_read(mm, addr, buf, len);
+
+	return err == -ENOMEM ? err : err ? -EFAULT : 0;
+}
+
 static const struct gvm_mm_ops model_ops = {
 	.name = "model",
 	.register_range = model_register,
@@ -910,6 +920,7 @@ static const struct gvm_mm_ops model_ops = {
 	.give = model_give,
 	.give_copy = model_give_copy,
 	.poison = model_poison,
+	.access = model_access,
 };
 
 /* ---- the API ------------------------------------------------------------ */

@@ -19,12 +19,14 @@
  * Two passes.  Under vm->lock and every reservation of the VM (as exec
  * locks them): check that the whole range is mapped (else -EFAULT with
  * nothing copied), copy the BO and NULL pieces, and note the CPU pieces
- * (userptr, mirror).  Then, with no lock held, copy the CPU pieces with
- * process_vm_readv/writev on this process: an unreadable or unwritable
- * page is -EFAULT instead of a crash, and a page SVM moved to device
- * memory faults back through the mm's event thread, which may need locks
- * this call no longer holds.  So a poke that fails there may have written
- * the pieces before the failing page (like a failed write(2)).
+ * (userptr, mirror).  Then, with no lock held, copy the CPU pieces
+ * through the VM's mm (gvm__mm_access): process_vm_readv/writev on this
+ * process for gvm_mm_self, where an unreadable or unwritable page is
+ * -EFAULT instead of a crash and a page SVM moved to device memory faults
+ * back through the mm's event thread, which may need locks this call no
+ * longer holds; the model's own read and write on a model mm (its
+ * addresses are not the process's).  So a poke that fails there may have
+ * written the pieces before the failing page (like a failed write(2)).
  *
  * Not done: ordering with GPU work (a kernel writing the same bytes
  * meanwhile races with the copy: wait for its fences first), atomicity of
@@ -36,13 +38,12 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include <gvm/lockset.h>
 
 #include "core/alloc.h"
 #include "core/lockrank.h"
+#include "mm/mm.h"
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/vm.h"
@@ -86,23 +87,18 @@ static void bo_copy(struct gvm_bo *bo, uint64_t off, uint8_t *buf,
 	}
 }
 
-/* The CPU pieces, with no lock held: 0 or -EFAULT. */
-static int cpu_copy(const struct cpu_piece *pc, size_t nr, uint8_t *buf,
-		    bool write)
+/* The CPU pieces, with no lock held, through @mm: 0, -EFAULT, -ENOMEM. */
+static int cpu_copy(struct gvm_mm *mm, const struct cpu_piece *pc, size_t nr,
+		    uint8_t *buf, bool write)
 {
 	size_t i;
+	int err;
 
 	for (i = 0; i < nr; i++) {
-		struct iovec local = { buf + pc[i].off, pc[i].len };
-		struct iovec remote = { (void *)(uintptr_t)pc[i].cpu,
-					pc[i].len };
-		ssize_t n = write ? process_vm_writev(getpid(), &local, 1,
-						      &remote, 1, 0)
-				  : process_vm_readv(getpid(), &local, 1,
-						     &remote, 1, 0);
-
-		if (n != (ssize_t)pc[i].len)
-			return -EFAULT;
+		err = gvm__mm_access(mm, pc[i].cpu, buf + pc[i].off,
+				     pc[i].len, write);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -199,7 +195,7 @@ static int vm_access(struct gvm_vm *vm, uint64_t addr, uint8_t *buf,
 	gvm_lockset_fini(&ls);
 	gvm__mutex_unlock(&vm->lock);
 
-	err = cpu_copy(pc, nr, buf, write);
+	err = cpu_copy(vm->mm, pc, nr, buf, write);
 	gvm__free(pc);
 	return err;
 

@@ -26,22 +26,35 @@
  * page is brought back there (gvm__mm_populate_write).  At completion the
  * callback runs under a fence lock, on a thread the migration back may
  * need (an engine acknowledging its TLB invalidation), so it must not
- * wait: a fence whose probe fails is handed to the writer thread, which
+ * wait: a fence whose probe fails is handed to the writer, a thread that
  * holds nothing, brings the page back and stores (or records it bad).  A
  * waiter in gvm_user_fence_wait() holds no lock either: when its read
  * fails it brings the page back the same way and reads again, so a fence
  * that shares a page with data SVM migrated is waited for, not -EFAULT.
  *
+ * On a VM of a model mm, a user fence may be in the model's memory (an
+ * address the model maps, checked writable at submission): the callback
+ * always hands it to the writer, which stores through the model
+ * (gvm__mm_access: the model's map_lock, perhaps a fault-back), and
+ * gvm_user_fence_wait_mm() reads it through the model.
+ *
+ * The writer is started (gvm__thread_create) when a fence is handed over
+ * and none runs; it writes until its list is empty and exits, detached.
+ * So in deterministic mode it is a thread of the run, scheduled like the
+ * others, and no thread is left behind once the fences are written.
+ *
  * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
  * fences are written from fence callbacks (under the fence's lock): only
- * atomics, a futex wake and a hand-off to the writer there.  The writer's
- * list is protected by writer.lock (a leaf).
+ * atomics, a futex wake and a hand-off to the writer (its leaf lock, and
+ * perhaps the creation of its thread) there.  The writer's list and its
+ * running flag are protected by writer.lock (a leaf).
  */
 #include "vm/sync.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "core/alloc.h"
 #include "core/atomic.h"
@@ -141,6 +154,8 @@ void gvm__ufence_put(struct gvm_ufence *uf)
 		return;
 	if (uf->fence)
 		gvm_fence_put(uf->fence);
+	if (uf->mm)
+		gvm_mm_put(uf->mm);
 	gvm__free(uf);
 }
 
@@ -165,12 +180,13 @@ static void ufence_clear_bad(uint64_t *addr)
 	}
 }
 
-/* Stores @uf's value if @writable, else records its address as bad. */
-static void ufence_write(struct gvm_ufence *uf, bool writable)
+/*
+ * The end of user fence @uf: its value was stored (@ok), else its address
+ * is recorded as bad; either way its waiters are woken.
+ */
+static void ufence_done(struct gvm_ufence *uf, bool ok)
 {
-	if (writable) {
-		gvm_store_release(uf->addr, uf->value);
-	} else {
+	if (!ok) {
 		uint32_t i = gvm_fetch_add_acq_rel(&ufence_bad_next, 1u);
 
 		gvm_store_release(&ufence_bad[i % NR_UFENCE_BAD], uf->addr);
@@ -182,16 +198,38 @@ static void ufence_write(struct gvm_ufence *uf, bool writable)
 }
 
 /*
- * The writer: user fences whose page was not writable at completion.  A
- * thread started on first use that lives as long as the process.
+ * The writer: user fences that cannot be stored from the fence callback
+ * (a page not writable at completion; model memory, written through the
+ * model).  A thread (gvm__thread_create, so that the deterministic
+ * scheduler runs it) is started when the list gets work and no writer is
+ * running; it empties the list and exits, detached.  So no thread is left
+ * behind once the fences are written: a deterministic run ends with it.
  */
 static struct {
 	pthread_once_t once;
-	struct gvm_mutex lock;		/* leaf: list */
-	pthread_cond_t cond;
+	struct gvm_mutex lock;		/* leaf: list, running */
 	struct gvm_list list;		/* gvm_ufence.writer_link */
-	bool started;			/* set once */
+	bool running;			/* a writer thread is on the list */
 } writer = { .once = PTHREAD_ONCE_INIT };
+
+static void writer_init(void)
+{
+	gvm__mutex_init(&writer.lock, "ufence_writer.lock", GVM_RANK_LEAF);
+	gvm_list_init(&writer.list);
+}
+
+/* Stores @uf's value with no lock held: 0 or -EFAULT. */
+static int ufence_store_unlocked(struct gvm_ufence *uf)
+{
+	if (uf->mm)
+		return gvm__mm_access(uf->mm, (uintptr_t)uf->addr, &uf->value,
+				      sizeof(uf->value), true);
+	if (gvm__mm_populate_write((uint64_t)(uintptr_t)uf->addr) ||
+	    !gvm__user_writable(uf->addr))
+		return -EFAULT;
+	gvm_store_release(uf->addr, uf->value);
+	return 0;
+}
 
 static void *writer_main(void *arg)
 {
@@ -200,37 +238,53 @@ static void *writer_main(void *arg)
 		struct gvm_ufence *uf;
 
 		gvm__mutex_lock(&writer.lock);
-		while (gvm_list_empty(&writer.list))
-			gvm__cond_wait(&writer.cond, &writer.lock);
+		if (gvm_list_empty(&writer.list)) {
+			writer.running = false;
+			gvm__mutex_unlock(&writer.lock);
+			return NULL;
+		}
 		uf = gvm_list_first_entry(&writer.list, struct gvm_ufence,
 					  writer_link);
 		gvm_list_del(&uf->writer_link);
 		gvm__mutex_unlock(&writer.lock);
 
-		ufence_write(uf, !gvm__mm_populate_write(
-					 (uint64_t)(uintptr_t)uf->addr) &&
-					 gvm__user_writable(uf->addr));
+		ufence_done(uf, !ufence_store_unlocked(uf));
 		gvm__ufence_put(uf);
 	}
-	return NULL;
 }
 
-static void writer_start(void)
+/* Hands @uf (and its reference) to the writer, starting one if needed. */
+static void writer_queue(struct gvm_ufence *uf)
 {
-	pthread_attr_t attr;
+	struct gvm_list failed;
 	pthread_t t;
+	bool start;
 
-	gvm__mutex_init(&writer.lock, "ufence_writer.lock", GVM_RANK_LEAF);
-	gvm__cond_init(&writer.cond);
-	gvm_list_init(&writer.list);
-	/* Detached and process-wide: a plain thread, also in deterministic
-	   mode (core/det.h), where it is a "foreign" thread. */
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	writer.started = !pthread_create(&t, &attr, writer_main, NULL);
-	if (writer.started)
-		pthread_setname_np(t, "gvm-ufence");
-	pthread_attr_destroy(&attr);
+	pthread_once(&writer.once, writer_init);
+	gvm__mutex_lock(&writer.lock);
+	gvm_list_add_tail(&uf->writer_link, &writer.list);
+	start = !writer.running;
+	writer.running = true;
+	gvm__mutex_unlock(&writer.lock);
+	if (!start)
+		return;
+	if (!gvm__thread_create(&t, writer_main, NULL)) {
+		gvm__thread_detach(t);
+		return;
+	}
+	/* No thread: what is queued is given up (bad), not lost. */
+	gvm_list_init(&failed);
+	gvm__mutex_lock(&writer.lock);
+	gvm_list_splice_tail(&writer.list, &failed);
+	writer.running = false;
+	gvm__mutex_unlock(&writer.lock);
+	while (!gvm_list_empty(&failed)) {
+		uf = gvm_list_first_entry(&failed, struct gvm_ufence,
+					  writer_link);
+		gvm_list_del(&uf->writer_link);
+		ufence_done(uf, false);
+		gvm__ufence_put(uf);
+	}
 }
 
 static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
@@ -238,33 +292,30 @@ static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	struct gvm_ufence *uf = gvm_container_of(cb, struct gvm_ufence, cb);
 
 	(void)f;
-	if (gvm__user_writable(uf->addr)) {
-		ufence_write(uf, true);
+	if (!uf->mm && gvm__user_writable(uf->addr)) {
+		gvm_store_release(uf->addr, uf->value);
+		ufence_done(uf, true);
 		gvm__ufence_put(uf);	/* the callback's reference */
 		return;
 	}
-	/* Not now: maybe in device memory; the writer finds out. */
-	pthread_once(&writer.once, writer_start);
-	if (!writer.started) {
-		ufence_write(uf, false);
-		gvm__ufence_put(uf);
-		return;
-	}
-	gvm__mutex_lock(&writer.lock);
-	gvm_list_add_tail(&uf->writer_link, &writer.list);	/* its ref */
-	gvm__cond_signal(&writer.cond);
-	gvm__mutex_unlock(&writer.lock);
+	/* Not now: maybe in device memory, or model memory: the writer. */
+	writer_queue(uf);
 }
 
 /*
- * Reads a user fence without faulting.  The waiter holds no lock, so a
+ * Reads a user fence without faulting: in @mm's memory (a model mm's,
+ * through the model) or the process's.  The waiter holds no lock, so a
  * page SVM moved to device memory is brought back first (as at
  * submission); -EFAULT if the fence was given up or is unreadable.
  */
-static int ufence_read(const uint64_t *addr, uint64_t *now)
+static int ufence_read(struct gvm_mm *mm, const uint64_t *addr,
+		       uint64_t *now)
 {
 	if (ufence_is_bad(addr))
 		return -EFAULT;
+	if (mm && mm->ops->access)
+		return gvm__mm_access(mm, (uintptr_t)addr, now, sizeof(*now),
+				      false) ? -EFAULT : 0;
 	if (!gvm__user_read64(addr, now))
 		return 0;
 	if (gvm__mm_populate_write((uintptr_t)addr) ||
@@ -273,8 +324,8 @@ static int ufence_read(const uint64_t *addr, uint64_t *now)
 	return 0;
 }
 
-int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
-			int64_t timeout_ns)
+static int ufence_wait(struct gvm_mm *mm, const uint64_t *addr,
+		       uint64_t value, int64_t timeout_ns)
 {
 	int64_t deadline = gvm__deadline(timeout_ns);
 
@@ -287,23 +338,49 @@ int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 
 		/* Read without faulting: the address may have become
 		   unreadable (the store was then given up, or will be). */
-		if (ufence_read(addr, &now))
+		if (ufence_read(mm, addr, &now))
 			return -EFAULT;
 		if (now == value)
 			return 0;
 		err = gvm__futex_wait(&ufence_seq, seq, deadline);
 		if (err == -ETIME) {
-			if (ufence_read(addr, &now))
+			if (ufence_read(mm, addr, &now))
 				return -EFAULT;
 			return now == value ? 0 : -ETIME;
 		}
 	}
 }
 
+int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
+			int64_t timeout_ns)
+{
+	return ufence_wait(NULL, addr, value, timeout_ns);
+}
+
+int gvm_user_fence_wait_mm(struct gvm_mm *mm, uint64_t addr, uint64_t value,
+			   int64_t timeout_ns)
+{
+	return ufence_wait(mm, (const uint64_t *)(uintptr_t)addr, value,
+			   timeout_ns);
+}
+
 /* ---- sync arrays --------------------------------------------------------- */
 
-int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
-		     uint32_t n)
+/*
+ * Is a user fence at @addr in @mm's own memory (a model mm that maps it,
+ * writable: 0), not the process's (1)?  -EFAULT: @mm's, but not writable.
+ */
+static int ufence_in_mm(struct gvm_mm *mm, uint64_t addr)
+{
+	struct gvm_mm_vma m;
+
+	if (!mm || !mm->ops->access || gvm__mm_lookup(mm, addr, 0, &m))
+		return 1;
+	return (m.prot & PROT_WRITE) ? 0 : -EFAULT;
+}
+
+int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
+		     const struct gvm_sync *syncs, uint32_t n)
 {
 	uint32_t i;
 	int err = -EINVAL;
@@ -332,6 +409,7 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 		bool sig = s->flags & GVM_SYNC_SIGNAL;
 		struct gvm_fence *f = NULL;
 		struct gvm_ufence *uf;
+		int own;
 
 		if (s->flags & ~GVM_SYNC_SIGNAL)
 			goto err;
@@ -351,10 +429,12 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 		case GVM_SYNC_USER_FENCE:
 			if (!sig || !s->addr || ((uintptr_t)s->addr & 7))
 				goto err;
+			own = ufence_in_mm(mm, (uintptr_t)s->addr);
 			/* No lock held: device-resident memory comes back. */
-			if (!gvm__user_writable(s->addr) &&
-			    (gvm__mm_populate_write((uintptr_t)s->addr) ||
-			     !gvm__user_writable(s->addr))) {
+			if (own < 0 ||
+			    (own && !gvm__user_writable(s->addr) &&
+			     (gvm__mm_populate_write((uintptr_t)s->addr) ||
+			      !gvm__user_writable(s->addr)))) {
 				err = -EFAULT;
 				goto err;
 			}
@@ -367,6 +447,8 @@ int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
 			gvm__ref_init(&uf->refcount);
 			uf->addr = s->addr;
 			uf->value = s->value;
+			if (!own)
+				uf->mm = gvm_mm_get(mm);
 			set->uf[i] = uf;
 			if (!set->ufence)
 				set->ufence = uf;

@@ -14,8 +14,11 @@
 struct gvm_ufence {
 	uint32_t refcount;		/* atomic */
 	uint32_t written;		/* atomic: the value was stored */
-	uint64_t *addr;			/* immutable */
+	uint64_t *addr;			/* immutable: a process address, or
+					   (mm set) an address of mm */
 	uint64_t value;			/* immutable */
+	struct gvm_mm *mm;		/* immutable: a model mm whose memory
+					   holds it (a reference), or NULL */
 	struct gvm_fence *fence;	/* the fence it waits for, reference */
 	struct gvm_fence_cb cb;
 	struct gvm_list writer_link;	/* sync.c's writer.lock */
@@ -31,11 +34,15 @@ struct gvm_sync_set {
 };
 
 /*
- * Checks @syncs[0..@n) and takes references on the wait fences.  0,
- * -EINVAL (bad type/flags/pointers, user fence used as a wait), -ENOMEM.
+ * Checks @syncs[0..@n) and takes references on the wait fences.  @mm: the
+ * VM's mm (or NULL); a user fence at an address that @mm maps and that is
+ * not the process's own (a model mm) is in @mm's memory.  0, -EINVAL (bad
+ * type/flags/pointers, user fence used as a wait), -EFAULT (a user fence
+ * not writable), -ENOMEM.  No lock held (the fence's page may come back
+ * from device memory).
  */
-int gvm__syncs_parse(struct gvm_sync_set *set, const struct gvm_sync *syncs,
-		     uint32_t n);
+int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
+		     const struct gvm_sync *syncs, uint32_t n);
 /* Drops what parse took (in-fences, the unused user fence). */
 void gvm__syncs_fini(struct gvm_sync_set *set);
 /*

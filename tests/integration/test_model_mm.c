@@ -148,6 +148,41 @@ TEST(userptr_on_model_memory)
 	uteardown(&c);
 }
 
+/*
+ * gvm_vm_peek/poke of a userptr on model memory read and write the model
+ * (its addresses are not the process's: they used to be -EFAULT).
+ */
+TEST(peek_poke_userptr_on_model_memory)
+{
+	struct uctx c;
+	uint64_t a, v = 0;
+
+	usetup(&c, 0);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 4 * K4, RW, 0, &a));
+	put_u64(c.mm, a + K4 + 8, 0x1234);
+	ASSERT_OK(bind_userptr(&c, VA, a, 4 * K4));
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + K4 + 8, &v, sizeof(v)));
+	ASSERT_EQ(v, 0x1234);
+	v = 0x5678;
+	/* across a page boundary */
+	ASSERT_OK(gvm_vm_poke(c.vm, VA + 2 * K4 - 4, &v, sizeof(v)));
+	ASSERT_EQ(get_u64(c.mm, a + 2 * K4 - 8) >> 32, 0x5678);
+	ASSERT_EQ(get_u64(c.mm, a + 2 * K4), 0);
+	/* the GPU sees the poke */
+	ASSERT_OK(store(c.q, VA + 3 * K4, 1));
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + 3 * K4, &v, sizeof(v)));
+	ASSERT_EQ(v, 1);
+	/* read-only CPU memory: a peek reads, a poke cannot write */
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, 4 * K4, PROT_READ));
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + K4 + 8, &v, sizeof(v)));
+	ASSERT_EQ(v, 0x1234);
+	ASSERT_EQ(gvm_vm_poke(c.vm, VA + K4 + 8, &v, sizeof(v)), -EFAULT);
+	/* unmapped CPU memory: -EFAULT */
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a, 4 * K4));
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA, &v, sizeof(v)), -EFAULT);
+	uteardown(&c);
+}
+
 TEST(userptr_fork_copy_on_write)
 {
 	struct uctx c;
@@ -370,6 +405,84 @@ TEST(svm_faults_migrates_and_cpu_brings_back)
 	ASSERT_GT(mstats(c.mm).devmem_faults, 0);
 	put_u64(c.mm, a + 5 * K4, 0);
 	ASSERT_EQ(gsum(&c, a + 5 * K4, K4), 0x0101010101010101ull * 511);
+	steardown(&c);
+}
+
+/*
+ * peek/poke under a mirror on the model mm: model addresses, and a range
+ * in VRAM comes back for them as for a CPU access.
+ */
+TEST(svm_peek_poke_through_the_model)
+{
+	struct sctx c;
+	uint64_t a, v = 0;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	ASSERT_OK(gvm_vm_poke(c.v.vm, a + 3 * K4, &(uint64_t){ 77 }, 8));
+	ASSERT_EQ(get_u64(c.mm, a + 3 * K4), 77);
+	sfill(&c, a + 64 * K4, 64 * K4, 0x02020202);
+	ASSERT_GT(svmt_stats(c.v.vm).svm_migrations, 0);
+	ASSERT_OK(gvm_vm_peek(c.v.vm, a + 64 * K4 + 16, &v, sizeof(v)));
+	ASSERT_EQ(v, 0x0202020202020202ull);
+	ASSERT_GT(mstats(c.mm).devmem_faults, 0);
+	ASSERT_EQ(gsum(&c, a + 3 * K4, K4), 77);
+	steardown(&c);
+}
+
+/* Runs @k with a user fence at model address @uf (value @v); waits. */
+static void srun_ufence(struct sctx *c, const struct gvm_kernel *k,
+			uint64_t uf, uint64_t v)
+{
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL,
+			      .addr = (uint64_t *)(uintptr_t)uf, .value = v };
+
+	ASSERT_OK(gvm_exec(c->v.q, k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait_mm(c->mm, uf, v, GVM_TIMEOUT_INFINITE));
+}
+
+/*
+ * User fences in model memory: stored through the model by the writer
+ * (also when the fence's page is in VRAM: it comes back), waited for with
+ * gvm_user_fence_wait_mm; a read-only one is refused at submission.
+ */
+TEST(svm_user_fence_in_model_memory)
+{
+	struct sctx c;
+	struct gvm_kernel k;
+	uint64_t a, f, v;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &f));
+	ASSERT_OK(gvm_kernel_store_dword(&k, a + 8, 5, 64));
+	srun_ufence(&c, &k, f, 1);
+	ASSERT_EQ(get_u64(c.mm, f), 1);
+	ASSERT_EQ(get_u64(c.mm, a + 8), 5);
+	ASSERT_EQ(gvm_user_fence_wait_mm(c.mm, f, 1, 0), 0);
+	ASSERT_EQ(gvm_user_fence_wait_mm(c.mm, f, 2, 0), -ETIME);
+	/* the fence inside the range the kernel moves to VRAM */
+	ASSERT_OK(gvm_kernel_fill(&k, a, 64 * K4, 0x03030303));
+	srun_ufence(&c, &k, a + 128 * K4, 7);
+	ASSERT_OK(gvm_kernel_fill(&k, a, 64 * K4, 0x04040404));
+	srun_ufence(&c, &k, a + 8, 9);	/* in the range it fills */
+	ASSERT_GT(svmt_stats(c.v.vm).svm_migrations, 0);
+	ASSERT_EQ(get_u64(c.mm, a + 8), 9);
+	ASSERT_EQ(get_u64(c.mm, a + 16), 0x0404040404040404ull);
+	ASSERT_EQ(get_u64(c.mm, a + 128 * K4), 7);
+	/* read-only model memory: refused, nothing run */
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, f, K4, PROT_READ));
+	s.addr = (uint64_t *)(uintptr_t)f;
+	ASSERT_EQ(gvm_exec(c.v.q, &k, &s, 1), -EFAULT);
+	/* unmapped: the address is then no model memory, nor the process's */
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, f, K4));
+	ASSERT_EQ(gvm_exec(c.v.q, &k, &s, 1), -EFAULT);
+	ASSERT_EQ(gvm_user_fence_wait_mm(c.mm, f, 1, 0), -EFAULT);
+	v = get_u64(c.mm, a + 24);
+	ASSERT_EQ(v, 0x0404040404040404ull);
 	steardown(&c);
 }
 

@@ -197,6 +197,37 @@ TEST(a_deadlock_is_reported_with_every_thread_state)
 	ASSERT_DEATH(deadlock(), "thread 1: blocked in cond-wait");
 }
 
+/* ---- detached threads ------------------------------------------------------ */
+
+static unsigned int detached_steps;
+
+static void *detached_fn(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 5; i++) {
+		gvm__yield();
+		detached_steps++;
+	}
+	return NULL;
+}
+
+/*
+ * A detached thread of the run (the user-fence writer is one) is never
+ * joined: the run's end waits for it to exit, then ends normally.
+ */
+TEST(the_run_ends_after_its_detached_threads)
+{
+	struct gvm_det_config cfg = { .fifo = true };
+	pthread_t t;
+
+	detached_steps = 0;
+	gvm__det_begin(&cfg);
+	ASSERT_OK(gvm__thread_create(&t, detached_fn, NULL));
+	ASSERT_OK(gvm__thread_detach(t));
+	gvm__det_end();
+	ASSERT_EQ(detached_steps, 5);
+}
+
 /* ---- whole-stack scenarios ------------------------------------------------------- */
 
 TEST(stack_scenario_same_seed_same_log)

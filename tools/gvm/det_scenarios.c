@@ -607,7 +607,9 @@ static void gc_fault(void)
  * actors race on it.  Common checks (ms_finish): no frame written after
  * its invalidation (stats.poison_violations), the VM not banned, the
  * tables valid.  --mutant switches off the sequence recheck of an SVM
- * range's commit (gvm__svm_mutant_no_seq_recheck, vm/userptr.c).
+ * range's commit (gvm__svm_mutant_no_seq_recheck, vm/userptr.c).  The
+ * kernels' user fences are in model memory too: the user-fence writer
+ * stores them through the model, a thread of the run.
  */
 #define MS_BYTES (64ull << 10)
 #define MS_WORDS 32u
@@ -615,6 +617,8 @@ static void gc_fault(void)
 static struct {
 	struct ctx c;
 	uint64_t a;		/* the mapping */
+	uint64_t uf;		/* a model page for user fences */
+	uint64_t uf_value;	/* the last one's value */
 	const char *policy;	/* to restore */
 	uint32_t faults;	/* the GPU actor's store logged */
 	struct gvm_fault_info last;	/* the last of them */
@@ -658,15 +662,18 @@ static uint32_t ms_store(const char *sc, uint64_t va, uint64_t v,
 			 struct gvm_fault_info *last)
 {
 	struct gvm_kernel k;
-	uint64_t uf = 0;
+	/* in model memory: the user-fence writer stores it (a thread of
+	   the run), through the model */
 	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
-			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
-			      .value = 1 };
+			      .flags = GVM_SYNC_SIGNAL,
+			      .addr = (uint64_t *)(uintptr_t)ms.uf,
+			      .value = ++ms.uf_value };
 
 	CHECK_OK(sc, gvm_kernel_store_dword(&k, va, v, 64));
 	CHECK_OK(sc, gvm_exec(ms.c.q, &k, &s, 1));
 	/* an unserviceable fault fails the job, not the fence */
-	CHECK_OK(sc, gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	CHECK_OK(sc, gvm_user_fence_wait_mm(ms.c.mm, ms.uf, s.value,
+					    GVM_TIMEOUT_INFINITE));
 	return ms_logged(sc, last);
 }
 
@@ -695,6 +702,9 @@ static void ms_setup(const char *sc, const char *policy)
 	CHECK_OK(sc, gvm_vm_bind(ms.c.vm, NULL, &mirror, 1, NULL, 0));
 	CHECK_OK(sc, gvm_queue_create(ms.c.vm, GVM_ENGINE_COMPUTE, &ms.c.q));
 	ms_map(sc);
+	/* after the range: a remap of it finds the same address */
+	CHECK_OK(sc, gvm_mm_model_mmap(ms.c.mm, 0, K4, PROT_READ | PROT_WRITE,
+				       0, &ms.uf));
 	for (unsigned int i = 0; i < MS_WORDS; i++)
 		ms_put(sc, ms.a + 8 * i, ms_pattern(i));
 }
