@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 #include "core/alloc.h"
+#include "core/det.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@ static struct {
 } tests[MAX_TESTS];
 static int nr_tests;
 static const char *current;
+static const char *suite_path;	/* argv[0] */
 
 void gvm_test_register(const char *name, gvm_test_fn fn)
 {
@@ -39,6 +41,12 @@ void gvm_test_register(const char *name, gvm_test_fn fn)
 	nr_tests++;
 }
 
+static uint64_t seed;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static bool det_active;		/* inside gvm_test_det_begin/_end */
+
+static void det_write_replay(void);
+
 void gvm_test_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -49,19 +57,121 @@ void gvm_test_fail(const char *file, int line, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (det_active && gvm__det_on())
+		det_write_replay();
 	fflush(stderr);
 	abort();
 }
 
-static uint64_t seed;
-static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+/* ---- deterministic runs of randomised tests -------------------------------- */
+
+/*
+ * A replay file: "gvm-test-det 1", then "test NAME", "seed S" and
+ * "decisions N" followed by the N thread ids the scheduler chose, one per
+ * line.  Written on failure to $TMPDIR (or /tmp) as
+ * gvm-test-NAME-PID.det.
+ */
+static uint8_t *det_script;
+static size_t det_script_len;
+
+static void det_write_replay(void)
+{
+	const struct gvm_det_decision *d;
+	const char *dir = getenv("TMPDIR");
+	char path[512];
+	size_t nr;
+	FILE *f;
+
+	if (!dir || !*dir)
+		dir = "/tmp";
+	snprintf(path, sizeof(path), "%s/gvm-test-%s-%d.det", dir,
+		 current ? current : "x", (int)getpid());
+	d = gvm__det_decisions(&nr);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "harness: cannot write a replay file %s\n",
+			path);
+		return;
+	}
+	fprintf(f, "gvm-test-det 1\ntest %s\nseed %" PRIu64
+		"\ndecisions %zu\n", current ? current : "?", seed, nr);
+	for (size_t i = 0; i < nr; i++)
+		fprintf(f, "%u\n", d[i].chosen);
+	if (fclose(f)) {
+		fprintf(stderr, "harness: cannot write a replay file %s\n",
+			path);
+		return;
+	}
+	fprintf(stderr, "replay file: %s (GVM_TEST_REPLAY=%s %s %s)\n", path,
+		path, suite_path ? suite_path : "SUITE",
+		current ? current : "");
+}
+
+/* Reads GVM_TEST_REPLAY's file: its seed and decisions (else exits). */
+static void det_read_replay(const char *path)
+{
+	char name[256];
+	unsigned int v;
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (!f || fscanf(f, "gvm-test-det %u test %255s seed %" SCNu64
+			 " decisions %zu", &v, name, &seed, &n) != 4 ||
+	    v != 1 || (current && strcmp(name, current))) {
+		fprintf(stderr, "harness: %s is not a replay file of test "
+			"%s\n", path, current ? current : "?");
+		exit(2);
+	}
+	det_script = malloc(n ? n : 1);
+	if (!det_script)
+		abort();
+	for (det_script_len = 0; det_script_len < n; det_script_len++) {
+		if (fscanf(f, "%u", &v) != 1 || v >= GVM_DET_MAX_THREADS) {
+			fprintf(stderr, "harness: %s: bad decision %zu\n",
+				path, det_script_len);
+			exit(2);
+		}
+		det_script[det_script_len] = (uint8_t)v;
+	}
+	fclose(f);
+}
+
+void gvm_test_det_begin(void)
+{
+	const char *replay = getenv("GVM_TEST_REPLAY");
+	struct gvm_det_config cfg = { .seed = gvm_test_seed() };
+
+	if (replay && *replay) {
+		cfg.seed = seed;
+		cfg.script = det_script;
+		cfg.script_len = det_script_len;
+		printf("%s: replaying %s (seed %" PRIu64 ", %zu decisions)\n",
+		       current ? current : "?", replay, seed, det_script_len);
+	}
+	gvm__det_begin(&cfg);
+	det_active = true;
+}
+
+uint64_t gvm_test_det_end(void)
+{
+	uint64_t h = gvm__det_end();
+	size_t nr;
+
+	det_active = false;
+	gvm__det_events(&nr);
+	printf("%s: deterministic run, %zu events, log hash %016" PRIx64
+	       "\n", current ? current : "?", nr, h);
+	return h;
+}
 
 static void seed_init(void)
 {
 	const char *env;
 
-	env = getenv("GVM_TEST_SEED");
+	env = getenv("GVM_TEST_REPLAY");
 	if (env && *env) {
+		det_read_replay(env);
+	} else if ((env = getenv("GVM_TEST_SEED")) && *env) {
 		seed = strtoull(env, NULL, 0);
 	} else {
 		struct timespec ts;
@@ -211,6 +321,7 @@ int main(int argc, char **argv)
 {
 	int failed = 0;
 
+	suite_path = argv[0];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
 		for (int i = 0; i < nr_tests; i++)

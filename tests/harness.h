@@ -8,8 +8,10 @@
  * test in its own process (see tests/CMakeLists.txt).
  *
  * Randomised tests take their seed from gvm_test_seed(): GVM_TEST_SEED from
- * the environment if set, otherwise a fresh one; it is printed either way so
- * a failure can be replayed.
+ * the environment if set (or the seed of GVM_TEST_REPLAY's file), otherwise
+ * a fresh one; it is printed either way so a failure can be replayed.
+ * Those that can also run deterministically write a replay file when they
+ * fail (gvm_test_det_begin).
  */
 #ifndef GVM_TEST_HARNESS_H
 #define GVM_TEST_HARNESS_H
@@ -87,6 +89,20 @@ void gvm_test_expect_death(const char *file, int line, int pid, char *buf,
 
 /* Seed for this test (printed once). */
 uint64_t gvm_test_seed(void);
+
+/*
+ * A randomised test's deterministic part (src/core/det.h): between
+ * gvm_test_det_begin() and gvm_test_det_end() every thread the library
+ * creates runs on the deterministic scheduler, seeded with
+ * gvm_test_seed(), so the interleaving is a function of the seed.  An
+ * assertion failing inside writes a replay file (the seed and the
+ * scheduler's decisions) and prints its path; GVM_TEST_REPLAY=FILE runs
+ * the test again on exactly those decisions (and that seed).  Begin before
+ * creating the objects under test, end after destroying them (every
+ * thread of theirs joined).  End returns the log's hash.
+ */
+void gvm_test_det_begin(void);
+uint64_t gvm_test_det_end(void);
 
 /* Divide a stress size by GVM_TEST_SCALE (env or build default), min 1. */
 uint64_t gvm_test_scale(uint64_t n);

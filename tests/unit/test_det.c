@@ -228,6 +228,84 @@ TEST(the_run_ends_after_its_detached_threads)
 	ASSERT_EQ(detached_steps, 5);
 }
 
+/* ---- replay files of failing randomised tests ------------------------------ */
+
+/* A randomised test that fails inside its deterministic part (a child). */
+static void failing_det_test(void)
+{
+	pthread_t t[WORKERS];
+
+	memset(&prog, 0, sizeof(prog));
+	gvm_test_det_begin();
+	gvm__mutex_init(&prog.lock, "prog.lock", GVM_RANK_LEAF);
+	gvm__cond_init(&prog.cond);
+	for (unsigned int i = 0; i < WORKERS; i++)
+		ASSERT_OK(gvm__thread_create(&t[i], worker,
+					     (void *)(uintptr_t)i));
+	for (unsigned int i = 0; i < WORKERS; i++)
+		ASSERT_OK(gvm__thread_join(t[i]));
+	/* fails, as a randomised test's check would */
+	ASSERT_EQ(prog.counter, 0);
+}
+
+/* The decisions of replay file @path, and how many. */
+static char *read_all(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = calloc(1, 1 << 20);
+
+	ASSERT_TRUE(f && buf);
+	ASSERT_GT(fread(buf, 1, (1 << 20) - 1, f), 0);
+	fclose(f);
+	return buf;
+}
+
+static char *run_failing(const char *replay, pid_t *pid)
+{
+	char path[512];
+	const char *dir = getenv("TMPDIR");
+	int status;
+
+	*pid = fork();
+	ASSERT_GE(*pid, 0);
+	if (*pid == 0) {
+		if (replay)
+			setenv("GVM_TEST_REPLAY", replay, 1);
+		failing_det_test();
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(*pid, &status, 0), *pid);
+	ASSERT_TRUE(WIFSIGNALED(status));	/* the harness aborts */
+	snprintf(path, sizeof(path), "%s/gvm-test-%s-%d.det",
+		 dir && *dir ? dir : "/tmp",
+		 "a_failing_det_test_writes_a_replay_file", (int)*pid);
+	return strdup(path);
+}
+
+/*
+ * A randomised test that runs deterministically (gvm_test_det_begin) and
+ * fails writes a replay file named after the test and the process; with
+ * GVM_TEST_REPLAY set to it, the test runs the same schedule and fails
+ * the same way (its own replay file then holds the same decisions).
+ */
+TEST(a_failing_det_test_writes_a_replay_file)
+{
+	pid_t p1, p2;
+	char *f1 = run_failing(NULL, &p1), *f2 = run_failing(f1, &p2);
+	char *a = read_all(f1), *b = read_all(f2);
+
+	ASSERT_TRUE(strstr(a, "gvm-test-det 1\ntest "
+			      "a_failing_det_test_writes_a_replay_file\n"));
+	ASSERT_TRUE(strstr(a, "\ndecisions "));
+	ASSERT_EQ(strcmp(a, b), 0);
+	unlink(f1);
+	unlink(f2);
+	free(a);
+	free(b);
+	free(f1);
+	free(f2);
+}
+
 /* ---- whole-stack scenarios ------------------------------------------------------- */
 
 TEST(stack_scenario_same_seed_same_log)

@@ -2283,10 +2283,9 @@ TEST(alloc_fail_queue_create)
  * ranges, must take effect in submission order.  Checked whenever every
  * fence has signalled.
  */
-TEST(reference_model_queues)
+static void reference_model_queues_run(long iters)
 {
 	struct gvm_rng r = { gvm_test_seed() };
-	long iters = (long)gvm_test_scale(1200);
 	struct mpage *m = calloc(MPAGES, sizeof(*m));
 	struct gvm_vm *vm = new_vm(0);
 	struct gvm_queue *q[3] = { NULL };
@@ -2360,6 +2359,23 @@ TEST(reference_model_queues)
 	ASSERT_OK(gvm_vm_destroy(vm));
 	free(m);
 	all_done();
+}
+
+TEST(reference_model_queues)
+{
+	reference_model_queues_run((long)gvm_test_scale(1200));
+}
+
+/*
+ * The same on the deterministic scheduler (seeded with the test's seed):
+ * the bind workers' interleaving is then a function of the seed too, and
+ * a failure writes a replay file (GVM_TEST_REPLAY=FILE replays it).
+ */
+TEST(reference_model_queues_det)
+{
+	gvm_test_det_begin();
+	reference_model_queues_run((long)gvm_test_scale(1200));
+	gvm_test_det_end();
 }
 
 /*
