@@ -216,7 +216,8 @@ GVM_BENCH(buddy_frag_4g, "buddy: drm_buddy fragmentation scenario, 4 GiB")
 	snprintf(res->note, sizeof(res->note),
 		 "%zu ops per pass (%.1f ms), %.1f MiB of block metadata",
 		 4 * f.n, res->value * 4.0 * (double)f.n / 1e6,
-		 (double)f.mm.nr_pairs * 96.0 / 1048576.0);
+		 (double)(f.mm.map_bytes + f.mm.nr_handles *
+			  sizeof(struct gvm_buddy_block)) / 1048576.0);
 out:
 	gvm__buddy_fini(&f.mm);
 out_free:

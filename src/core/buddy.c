@@ -8,34 +8,43 @@
  * both sit below SVM, so it lives in src/core.  The region need not be a
  * power of two: it is tiled by roots of decreasing power-of-two sizes (6
  * GiB = a 4 GiB root at 0 and a 2 GiB root at 4 GiB), so every root, and
- * every block under it, is aligned to its size.
+ * every block under it, is aligned to its size.  An aligned block lies
+ * inside one root iff it ends at or below size (a block crossing a root
+ * boundary would have to reach past size), so "the k-block at offset x
+ * exists" is just x + S(k) <= size, and roots need no record.
  *
- * Blocks form a binary tree under each root.  A block is in one state:
+ * Blocks form a binary tree under each root; the leaves tile the region
+ * and each is FREE or ALLOCATED; an inner block is split.  No block has a
+ * record.  The state is two bitmaps per order k (struct gvm_buddy_order),
+ * indexed by slot = offset / S(k):
  *
- *	FREE       in free_tree[order]; nobody uses its bytes
- *	ALLOCATED  a caller owns it (on the caller's list through ->link)
- *	SPLIT      its bytes are exactly those of its two halves, ->left at
- *	           offset and ->right at offset + size / 2, of order - 1
- *	UNUSED     not in any tree: spare metadata in a slab
+ *	free[k]  bit set iff that k-block is a FREE leaf; 64-ary summary
+ *	         levels above it (a bit per word below: "not zero")
+ *	used[k]  bit set iff that k-block is an ALLOCATED leaf
  *
- * Invariants (checked by gvm__buddy_validate()).  S(b) = chunk << b.order.
+ * so a block is split iff a set bit lies strictly below it.  An ALLOCATED
+ * block also has a handle (struct gvm_buddy_block: offset, order, and the
+ * caller's list link), which is what the caller holds; handles live in
+ * slabs and are reused (a stack of spares), never freed before fini.
  *
- *	roots:   root[0].offset = 0,  root[i+1].offset = root[i].offset + S(root[i]),
- *	         S(root[i]) > S(root[i+1]),  sum S(root[i]) = size
- *	split:   b.left.offset = b.offset,  b.right.offset = b.offset + S(b)/2,
- *	         b.left.order = b.right.order = b.order - 1,  children's parent = b
- *	so every byte of [0, size) is in exactly one leaf (FREE or ALLOCATED)
- *	merged:  b FREE and b.parent != NULL  =>  buddy(b) is not FREE
- *	trees:   free_tree[k] = { b : b FREE, b.order = k }, sorted by offset,
- *	         and a valid red-black tree
- *	stats:   free_bytes   = sum { S(b) : b FREE }
- *	         nr_allocated = |{ b : b ALLOCATED }|
- *	         nr_pairs - nr_free_pairs = |{ b : b SPLIT }|,  b.right = b.left + 1
+ * Invariants (checked by gvm__buddy_validate()).  S(k) = chunk << k, and
+ * "set" means set in free[k] or used[k] at the block's slot.
  *
- * Given the set of ALLOCATED blocks the shape is unique: a block is SPLIT
+ *	bits:    no bit beyond n[k] (= blocks of order k inside [0, size));
+ *	         free[k] and used[k] disjoint; every summary bit says whether
+ *	         its word below is non-zero
+ *	leaves:  no set block lies inside another set block, and the set
+ *	         blocks' sizes sum to size: the leaves tile [0, size) exactly
+ *	merged:  a FREE block whose parent exists has a buddy that is not FREE
+ *	counts:  nr_free[k] = |free[k]|,  free_bytes = sum S(k) |free[k]|,
+ *	         nr_allocated = sum |used[k]|
+ *	handles: the ALLOCATED handles are nr_allocated, each on a set used
+ *	         bit of its order; the others are the spares
+ *
+ * Given the set of ALLOCATED blocks the shape is unique: a block is split
  * iff an allocated block lies strictly inside it.  That is why a failed
- * allocation can be undone by freeing what it took and merging what it
- * split: the result is exactly the shape before the call.
+ * allocation can be undone by freeing what it took: the frees merge what
+ * it split, and the result is exactly the shape before the call.
  *
  * Allocation.  A request of n bytes (rounded to chunks, then to the
  * minimum block size m) is cut greedily into the largest power-of-two
@@ -43,46 +52,43 @@
  * fits, the remaining bytes are asked for in blocks of the next order down,
  * never below m.  Each piece of order o is found by find_free():
  *
- *	bottom-up  for k = o, o+1, ...: the first block of free_tree[k] that
- *	           holds an o-aligned o-block inside [start, end), lowest
- *	           address first; the smallest k that has one wins (best fit,
- *	           so big blocks are split last)
+ *	bottom-up  for k = o, o+1, ...: the lowest free k-block that holds
+ *	           an o-aligned o-block inside [start, end); the smallest k
+ *	           that has one wins (best fit, so big blocks are split last)
  *	top-down   over every k >= o, the block whose highest o-block inside
  *	           [start, end) is highest
  *
- * Per order this is O(log n), not a scan: blocks of order k are aligned to
- * S(k), so only the block containing `start` (bottom-up) or `end` (top-down)
- * can fail to fit while a later one fits; the search is a lower-bound
- * descent plus at most two steps.  Unrestricted searches read the tree's
- * cached first / last node, O(1).  The found block is split down to order
- * o, keeping the half that holds the target o-block.
+ * Per order this is a find-next-set-bit (find-previous for top-down) from
+ * the slot of start (end), O(levels): blocks of order k are aligned to
+ * S(k), so only the block containing start (end) can fail to fit while a
+ * later one fits; at most two lookups.  The found block is split down to
+ * order o, keeping the half that holds the target o-block: a split clears
+ * one free bit and sets the other half's, a take sets a used bit.
  *
  * Contiguous allocation looks for a free o-block with S(o) >= n (o =
  * ceil(log2(n))), as above, and takes exactly [x, x + n) of it (top-down:
  * its last n bytes).  That "trims" the block: the unused tail stays free,
  * in blocks as large as alignment allows, and the run comes back as one or
- * more blocks in address order.  If no such block exists (fragmentation,
- * or n exceeds the largest root), a walk of the block trees in address
- * order looks for any free run of n bytes starting m-aligned in range,
- * which may span several free blocks; this fallback is O(blocks).
+ * more blocks in address order (the aligned pieces of [x, x + n), each of
+ * which lies in one free leaf).  If no such block exists (fragmentation,
+ * or n exceeds the largest root), a walk of the leaves in address order
+ * looks for any free run of n bytes starting m-aligned in range, which may
+ * span several free blocks; this fallback is O(leaves x orders).
  *
- * Errors.  Every split takes metadata for its two halves, which may fail
- * (-ENOMEM).  A failure at any point frees the blocks taken so far and
- * merges the splits made, leaving the allocator exactly as it was (see
- * above).  Freeing never allocates: the halves of a split are one "pair"
- * from a slab, and a merged pair goes back to its slab's stack of free
- * pairs, which has room for all of them.  A pair keeps a block and its
- * buddy on adjacent cache lines, and a split takes its pair from the slab
- * of the block it splits when it can, so related metadata stays close.
+ * Errors.  Only handles are allocated while allocating (a slab when the
+ * spares run out), and a handle is taken before the bitmaps change: the
+ * greedy loop takes one per piece, so its -ENOMEM frees the pieces taken
+ * so far (see above); a contiguous run counts its pieces and takes all its
+ * handles first.  Freeing never allocates: the handle goes back on the
+ * spare stack.
  *
- * Performance.  A search is O(log n) per order (O(1) when unrestricted),
- * and a split descends with the kept half out of the trees, so an
- * allocation costs about one tree insert per level split and a free one
- * erase per level merged.  Blocks are 48 bytes (the tree colour is packed
- * into the parent pointer).  With hundreds of thousands of blocks the
- * metadata exceeds the caches and every level is a few cache misses: that,
- * not the searches, bounds the fragmentation benchmark (bench_buddy.c),
- * and is why pairs are placed near the block they split (see "Pairs").
+ * Performance.  Free, split and merge touch one bit (and rarely a summary
+ * word) per level, and the bitmaps are small: for 4 GiB of 4 KiB chunks,
+ * 2^20 + 2^19 + ... bits per kind, 512 KiB in all, and the maps of the
+ * orders a workload uses are far smaller (order 4, 64 KiB blocks: 8 KiB +
+ * 8 KiB).  The working set is the maps of the orders in use plus the
+ * caller's handles, 32 bytes per allocated block, so it stays in L2 where
+ * a record per block (free and split ones too) did not.
  *
  * Locking: none.  The owner (a device's memory region) serialises every
  * call, queries included.
@@ -106,7 +112,7 @@
  * contents (dirty/clear state) and no eviction; no notion of "visible"
  * (CPU-mappable) memory beyond range restriction; it does not reserve or
  * free arbitrary address ranges other than through alloc/free; the
- * contiguous fallback walk is linear in the number of blocks.
+ * contiguous fallback walk is linear in the number of leaves.
  */
 #include "core/buddy.h"
 
@@ -122,15 +128,11 @@
 
 long gvm__buddy_fail_alloc_after = -1;
 
+#define NO_SLOT UINT64_MAX
+
 static inline uint64_t bsize(const struct gvm_buddy *mm, unsigned int order)
 {
 	return mm->chunk_size << order;
-}
-
-static inline uint64_t bend(const struct gvm_buddy *mm,
-			    const struct gvm_buddy_block *b)
-{
-	return b->offset + bsize(mm, b->order);
 }
 
 static inline unsigned int ilog2_u64(uint64_t x)
@@ -143,62 +145,203 @@ static inline bool is_pow2(uint64_t x)
 	return x && !(x & (x - 1));
 }
 
-static inline struct gvm_buddy_block *rb_block(const struct gvm_rb_node *n)
+static inline uint64_t slot_of(const struct gvm_buddy *mm, uint64_t off,
+			       unsigned int k)
 {
-	return n ? gvm_rb_entry(n, struct gvm_buddy_block, rb) : NULL;
+	return off >> (mm->chunk_lg2 + k);
 }
 
-static inline struct gvm_buddy_block *buddy_of(const struct gvm_buddy_block *b)
+static inline bool bit_test(const uint64_t *w, uint64_t i)
 {
-	const struct gvm_buddy_block *p = b->parent;
-
-	if (!p)
-		return NULL;
-	return p->left == b ? p->right : p->left;
+	return w[i >> 6] >> (i & 63) & 1;
 }
 
-/* ---- metadata ------------------------------------------------------------ */
+/* ---- free maps ----------------------------------------------------------- */
+
+static inline uint64_t *map_word(const struct gvm_buddy_order *f,
+				 unsigned int level, uint64_t w)
+{
+	return &f->free[f->level_off[level] + w];
+}
+
+/* Sets bit @i of level 0 and the summary bits above it. */
+static void map_set(struct gvm_buddy_order *f, uint64_t i)
+{
+	for (unsigned int l = 0; l < f->levels; l++, i >>= 6) {
+		uint64_t *w = map_word(f, l, i >> 6), old = *w;
+
+		*w = old | 1ull << (i & 63);
+		if (old)
+			break;		/* the levels above already say so */
+	}
+}
+
+static void map_clear(struct gvm_buddy_order *f, uint64_t i)
+{
+	for (unsigned int l = 0; l < f->levels; l++, i >>= 6) {
+		uint64_t *w = map_word(f, l, i >> 6);
+
+		*w &= ~(1ull << (i & 63));
+		if (*w)
+			break;
+	}
+}
 
 /*
- * Pairs.  Pairs of blocks live in 64 KiB slabs aligned to their size, and each
- * slab keeps a stack of its own free pairs (room for all of them, so
- * putting a pair back never allocates).  A split takes its pair from the
- * slab of the block being split when it can: a subtree's metadata then
- * clusters in few slabs, so the blocks that a free or a tree operation
- * touches (parents, buddies, neighbours at nearby offsets) tend to share
- * pages and cache lines even after long use.  Slabs are returned to the
- * heap only by fini.
+ * The lowest set bit >= @i, or NO_SLOT: up the levels while the rest of a
+ * word is empty, then down through the first set bit of each level.
  */
-#define PAIR_BYTES (2 * sizeof(struct gvm_buddy_block))	/* 96 bytes */
-#define SLAB_BYTES 65536u
-#define SLAB_PAIRS 660u
-#define SLAB_HDR 1408u		/* header size, rounded to cache lines */
+static uint64_t map_next(const struct gvm_buddy_order *f, uint64_t i)
+{
+	unsigned int l = 0;
 
-struct gvm_buddy_slab {
-	struct gvm_buddy_slab *next;		/* all slabs (for fini) */
-	struct gvm_buddy_slab *next_free;	/* slabs with free pairs */
-	struct gvm_buddy_slab *prev_free;
-	uint32_t nr_free;			/* entries in free_idx[] */
-	uint16_t free_idx[SLAB_PAIRS];		/* stack of free pairs */
+	for (;;) {
+		uint64_t wi = i >> 6, w;
+
+		if (wi >= f->level_words[l])
+			return NO_SLOT;
+		w = *map_word(f, l, wi) & (~0ull << (i & 63));
+		if (w) {
+			i = wi << 6 | (uint64_t)__builtin_ctzll(w);
+			break;
+		}
+		if (++l == f->levels)
+			return NO_SLOT;
+		i = wi + 1;
+	}
+	while (l-- > 0)
+		i = i << 6 | (uint64_t)__builtin_ctzll(*map_word(f, l, i));
+	return i;
+}
+
+/* The highest set bit < @i, or NO_SLOT. */
+static uint64_t map_prev(const struct gvm_buddy_order *f, uint64_t i)
+{
+	unsigned int l = 0;
+
+	if (i > f->n)
+		i = f->n;
+	if (!i)
+		return NO_SLOT;
+	i--;
+	for (;;) {
+		uint64_t wi = i >> 6;
+		uint64_t w = *map_word(f, l, wi) & (~0ull >> (63 - (i & 63)));
+
+		if (w) {
+			i = wi << 6 | (63u - (uint64_t)__builtin_clzll(w));
+			break;
+		}
+		if (!wi || ++l == f->levels)
+			return NO_SLOT;
+		i = wi - 1;
+	}
+	while (l-- > 0)
+		i = i << 6 |
+		    (63u - (uint64_t)__builtin_clzll(*map_word(f, l, i)));
+	return i;
+}
+
+static inline bool is_free(const struct gvm_buddy *mm, uint64_t off,
+			   unsigned int k)
+{
+	return bit_test(mm->orders[k].free, slot_of(mm, off, k));
+}
+
+static inline bool is_used(const struct gvm_buddy *mm, uint64_t off,
+			   unsigned int k)
+{
+	return bit_test(mm->orders[k].used, slot_of(mm, off, k));
+}
+
+/* The k-block at @off becomes a FREE leaf. */
+static inline void free_add(struct gvm_buddy *mm, uint64_t off, unsigned int k)
+{
+	struct gvm_buddy_order *f = &mm->orders[k];
+
+	map_set(f, slot_of(mm, off, k));
+	f->nr_free++;
+}
+
+/* The FREE k-block at @off stops being a leaf or stops being free. */
+static inline void free_del(struct gvm_buddy *mm, uint64_t off, unsigned int k)
+{
+	struct gvm_buddy_order *f = &mm->orders[k];
+
+	gvm_assert(is_free(mm, off, k) && f->nr_free > 0);
+	map_clear(f, slot_of(mm, off, k));
+	f->nr_free--;
+}
+
+static inline void used_flip(struct gvm_buddy *mm, uint64_t off,
+			     unsigned int k)
+{
+	uint64_t i = slot_of(mm, off, k);
+
+	mm->orders[k].used[i >> 6] ^= 1ull << (i & 63);
+}
+
+/*
+ * Lays out orders[0..max_order] and, per order, its free map levels then
+ * its used bits, in one zeroed allocation.  0 or -ENOMEM.
+ */
+static int maps_init(struct gvm_buddy *mm)
+{
+	const size_t hdr = (mm->max_order + 1) * sizeof(struct gvm_buddy_order);
+	struct gvm_buddy_order ord[GVM_BUDDY_MAX_ORDERS];
+	uint64_t words = 0, *w;
+
+	memset(ord, 0, sizeof(ord));
+	for (unsigned int k = 0; k <= mm->max_order; k++) {
+		struct gvm_buddy_order *f = &ord[k];
+		uint64_t lw = slot_of(mm, mm->size, k), rel = 0;
+
+		f->n = lw;
+		do {
+			lw = (lw + 63) / 64;
+			GVM_BUG_ON(f->levels == GVM_BUDDY_MAP_LEVELS);
+			f->level_off[f->levels] = rel;
+			f->level_words[f->levels] = lw;
+			f->levels++;
+			rel += lw;
+		} while (lw > 1);
+		words += rel + f->level_words[0];	/* free[], used[] */
+	}
+	if (words > (SIZE_MAX - hdr) / 8)
+		return -ENOMEM;
+	mm->map_bytes = hdr + words * 8;
+	mm->map_mem = gvm__calloc(1, (size_t)mm->map_bytes);
+	if (!mm->map_mem)
+		return -ENOMEM;
+	mm->orders = mm->map_mem;
+	w = (uint64_t *)(void *)((char *)mm->map_mem + hdr);
+	for (unsigned int k = 0; k <= mm->max_order; k++) {
+		struct gvm_buddy_order *f = &ord[k];
+		unsigned int top = f->levels - 1;
+
+		f->free = w;
+		f->used = w + f->level_off[top] + f->level_words[top];
+		w = f->used + f->level_words[0];
+		mm->orders[k] = *f;
+	}
+	return 0;
+}
+
+/* ---- handles ------------------------------------------------------------- */
+
+/*
+ * Handles come from slabs that grow from 32 to 2048 handles (64 KiB), so a
+ * small allocator stays small; the spare ones form a stack through
+ * link.next, so the handle freed last is reused first and stays hot.
+ */
+struct gvm_buddy_hslab {
+	struct gvm_buddy_hslab *next;		/* all slabs (for fini) */
+	size_t n;				/* handles in h[] */
+	struct gvm_buddy_block h[];
 };
 
-_Static_assert(sizeof(struct gvm_buddy_block) <= 48,
-	       "blocks are kept small: the allocator is bound by cache misses");
-_Static_assert(sizeof(struct gvm_buddy_slab) <= SLAB_HDR, "slab header");
-_Static_assert(SLAB_HDR + SLAB_PAIRS * 2 * 48 <= SLAB_BYTES, "slab size");
-
-static inline struct gvm_buddy_slab *slab_of(const void *p)
-{
-	return (struct gvm_buddy_slab *)((uintptr_t)p &
-					 ~(uintptr_t)(SLAB_BYTES - 1));
-}
-
-static inline struct gvm_buddy_block *slab_pair(struct gvm_buddy_slab *s,
-						unsigned int i)
-{
-	return (struct gvm_buddy_block *)((char *)s + SLAB_HDR +
-					  (size_t)i * PAIR_BYTES);
-}
+_Static_assert(sizeof(struct gvm_buddy_block) <= 32,
+	       "handles are kept small: the allocator is bound by cache misses");
 
 static bool meta_fail(void)
 {
@@ -210,252 +353,112 @@ static bool meta_fail(void)
 	return false;
 }
 
-static void free_slabs_add(struct gvm_buddy *mm, struct gvm_buddy_slab *s)
+static inline struct gvm_buddy_block *spare_next(struct gvm_buddy_block *b)
 {
-	s->prev_free = NULL;
-	s->next_free = mm->free_slabs;
-	if (mm->free_slabs)
-		mm->free_slabs->prev_free = s;
-	mm->free_slabs = s;
+	return (struct gvm_buddy_block *)(void *)b->link.next;
 }
 
-static void free_slabs_del(struct gvm_buddy *mm, struct gvm_buddy_slab *s)
+static void handle_put(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 {
-	if (s->prev_free)
-		s->prev_free->next_free = s->next_free;
-	else
-		mm->free_slabs = s->next_free;
-	if (s->next_free)
-		s->next_free->prev_free = s->prev_free;
+	b->state = GVM_BUDDY_UNUSED;
+	b->link.prev = NULL;
+	b->link.next = (struct gvm_list *)(void *)mm->spare;
+	mm->spare = b;
 }
 
-/* Adds a slab of free pairs.  0 or -ENOMEM (nothing changed). */
+/* Adds a slab of spare handles.  0 or -ENOMEM (nothing changed). */
 static int grow(struct gvm_buddy *mm)
 {
-	struct gvm_buddy_slab *s;
+	size_t n = (size_t)32 << (mm->nr_slabs < 6 ? mm->nr_slabs : 6);
+	struct gvm_buddy_hslab *s;
 
-	s = gvm__alloc_inject() ? NULL : gvm__heap_aligned_alloc(SLAB_BYTES, SLAB_BYTES);
+	s = gvm__malloc(sizeof(*s) + n * sizeof(s->h[0]));
 	if (!s)
 		return -ENOMEM;
 	s->next = mm->slabs;
+	s->n = n;
 	mm->slabs = s;
-	/* Stacked high to low, so they pop in address order. */
-	s->nr_free = SLAB_PAIRS;
-	for (unsigned int i = 0; i < SLAB_PAIRS; i++) {
-		struct gvm_buddy_block *pair = slab_pair(s, i);
-
-		pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
-		s->free_idx[i] = (uint16_t)(SLAB_PAIRS - 1 - i);
-	}
-	free_slabs_add(mm, s);
-	mm->nr_pairs += SLAB_PAIRS;
-	mm->nr_free_pairs += SLAB_PAIRS;
+	mm->nr_slabs++;
+	mm->nr_handles += n;
+	for (size_t i = n; i-- > 0;)	/* they pop in address order */
+		handle_put(mm, &s->h[i]);
 	return 0;
 }
 
-/*
- * Two adjacent blocks for the halves of @b, from @b's slab if it has room
- * (a root is not in a slab); NULL on failure.
- */
-static struct gvm_buddy_block *pair_get(struct gvm_buddy *mm,
-					const struct gvm_buddy_block *b)
+/* A spare handle, or NULL (-ENOMEM). */
+static struct gvm_buddy_block *handle_get(struct gvm_buddy *mm)
 {
-	struct gvm_buddy_slab *s = b->parent ? slab_of(b) : NULL;
+	struct gvm_buddy_block *b;
 
 	if (meta_fail())
 		return NULL;
-	if (!s || !s->nr_free) {
-		if (!mm->free_slabs && grow(mm))
-			return NULL;
-		s = mm->free_slabs;
-	}
-	if (--s->nr_free == 0)
-		free_slabs_del(mm, s);
-	mm->nr_free_pairs--;
-	return slab_pair(s, s->free_idx[s->nr_free]);
-}
-
-static void pair_put(struct gvm_buddy *mm, struct gvm_buddy_block *pair)
-{
-	struct gvm_buddy_slab *s = slab_of(pair);
-	size_t i = (size_t)((char *)pair - ((char *)s + SLAB_HDR)) / PAIR_BYTES;
-
-	gvm_assert(s->nr_free < SLAB_PAIRS);
-	pair[0].state = pair[1].state = GVM_BUDDY_UNUSED;
-	if (s->nr_free++ == 0)
-		free_slabs_add(mm, s);
-	s->free_idx[s->nr_free - 1] = (uint16_t)i;
-	mm->nr_free_pairs++;
-}
-
-/* ---- free trees ---------------------------------------------------------- */
-
-static void tree_insert(struct gvm_buddy *mm, struct gvm_buddy_block *b)
-{
-	struct gvm_rb_root *t = &mm->free_tree[b->order];
-	struct gvm_rb_node **link, *parent = NULL;
-
-	b->state = GVM_BUDDY_FREE;
-	/* Freeing at either end of the tree is common: skip the descent. */
-	if (t->first && b->offset < rb_block(t->first)->offset) {
-		parent = t->first;
-		link = &parent->left;
-	} else if (t->last && b->offset > rb_block(t->last)->offset) {
-		parent = t->last;
-		link = &parent->right;
-	} else {
-		link = &t->root;
-		while (*link) {
-			parent = *link;
-			link = b->offset < rb_block(parent)->offset ?
-				       &parent->left : &parent->right;
-		}
-	}
-	gvm__rb_insert(t, &b->rb, parent, link);
-}
-
-static void tree_erase(struct gvm_buddy *mm, struct gvm_buddy_block *b)
-{
-	gvm_assert(b->state == GVM_BUDDY_FREE);
-	gvm__rb_erase(&mm->free_tree[b->order], &b->rb);
-}
-
-/* The free block of order @k with the lowest offset >= @off, or NULL. */
-static struct gvm_buddy_block *tree_ceil(const struct gvm_buddy *mm,
-					 unsigned int k, uint64_t off)
-{
-	struct gvm_rb_node *n = mm->free_tree[k].root, *best = NULL;
-
-	while (n) {
-		if (rb_block(n)->offset >= off) {
-			best = n;
-			n = n->left;
-		} else {
-			n = n->right;
-		}
-	}
-	return rb_block(best);
-}
-
-/* The free block of order @k with the highest offset < @off, or NULL. */
-static struct gvm_buddy_block *tree_below(const struct gvm_buddy *mm,
-					  unsigned int k, uint64_t off)
-{
-	struct gvm_rb_node *n = mm->free_tree[k].root, *best = NULL;
-
-	while (n) {
-		if (rb_block(n)->offset < off) {
-			best = n;
-			n = n->right;
-		} else {
-			n = n->left;
-		}
-	}
-	return rb_block(best);
-}
-
-/* ---- split, take, free --------------------------------------------------- */
-
-/* Splits FREE @b into two FREE halves.  -ENOMEM leaves @b as it was. */
-static int split(struct gvm_buddy *mm, struct gvm_buddy_block *b)
-{
-	struct gvm_buddy_block *l, *r;
-
-	gvm_assert(b->state == GVM_BUDDY_FREE && b->order > 0);
-	l = pair_get(mm, b);
-	if (!l)
-		return -ENOMEM;
-	r = l + 1;
-	tree_erase(mm, b);
-	b->state = GVM_BUDDY_SPLIT;
-	l->order = r->order = (uint8_t)(b->order - 1);
-	l->offset = b->offset;
-	r->offset = b->offset + bsize(mm, l->order);
-	l->parent = r->parent = b;
-	b->left = l;
-	b->right = r;
-	tree_insert(mm, l);
-	tree_insert(mm, r);
-	return 0;
-}
-
-/* Detached (FREE, in no tree) @b becomes ALLOCATED, at the tail of @list. */
-static void take_detached(struct gvm_buddy *mm, struct gvm_buddy_block *b,
-			  struct gvm_list *list)
-{
-	b->state = GVM_BUDDY_ALLOCATED;
-	mm->free_bytes -= bsize(mm, b->order);
-	mm->nr_allocated++;
-	gvm_list_add_tail(&b->link, list);
-}
-
-/* FREE @b becomes ALLOCATED and goes to the tail of @list. */
-static void take(struct gvm_buddy *mm, struct gvm_buddy_block *b,
-		 struct gvm_list *list)
-{
-	tree_erase(mm, b);
-	take_detached(mm, b, list);
-}
-
-/*
- * Splits detached @b and returns, detached, the half holding @x; the other
- * half goes into its tree.  Going down several levels this way skips an
- * insert and an erase per level.  NULL (-ENOMEM) leaves @b as it was.
- */
-static struct gvm_buddy_block *split_detached(struct gvm_buddy *mm,
-					      struct gvm_buddy_block *b,
-					      uint64_t x)
-{
-	struct gvm_buddy_block *l = pair_get(mm, b), *r, *keep;
-
-	if (!l)
+	if (!mm->spare && grow(mm))
 		return NULL;
-	r = l + 1;
-	b->state = GVM_BUDDY_SPLIT;
-	l->order = r->order = (uint8_t)(b->order - 1);
-	l->offset = b->offset;
-	r->offset = b->offset + bsize(mm, l->order);
-	l->parent = r->parent = b;
-	b->left = l;
-	b->right = r;
-	keep = x < r->offset ? l : r;
-	keep->state = GVM_BUDDY_FREE;
-	tree_insert(mm, keep == l ? r : l);
-	return keep;
+	b = mm->spare;
+	mm->spare = spare_next(b);
+	return b;
+}
+
+/* ---- take, free ---------------------------------------------------------- */
+
+/*
+ * Splits the FREE k-block at @off down to the o-block at @x and hands
+ * that to handle @h, which goes to the tail of @list.  Cannot fail.
+ */
+static void take_at(struct gvm_buddy *mm, uint64_t off, unsigned int k,
+		    unsigned int o, uint64_t x, struct gvm_buddy_block *h,
+		    struct gvm_list *list)
+{
+	free_del(mm, off, k);
+	while (k > o) {
+		uint64_t half = bsize(mm, --k);
+
+		if (x >= off + half) {
+			free_add(mm, off, k);
+			off += half;
+		} else {
+			free_add(mm, off + half, k);
+		}
+	}
+	gvm_assert(off == x);
+	used_flip(mm, x, o);
+	mm->free_bytes -= bsize(mm, o);
+	mm->nr_allocated++;
+	h->offset = x;
+	h->order = (uint8_t)o;
+	h->state = GVM_BUDDY_ALLOCATED;
+	gvm_list_add_tail(&h->link, list);
 }
 
 /*
- * @b (in no tree) becomes free: merge it with its buddy while the buddy is
- * free, then insert what is left.
+ * The k-block at @off (a leaf no more) becomes free: merge it with its
+ * buddy while the buddy is free, then set what is left.
  */
-static void release(struct gvm_buddy *mm, struct gvm_buddy_block *b)
+static void release(struct gvm_buddy *mm, uint64_t off, unsigned int k)
 {
-	struct gvm_buddy_block *buddy;
+	for (; k < mm->max_order; k++) {
+		uint64_t s = bsize(mm, k);
 
-	while ((buddy = buddy_of(b)) && buddy->state == GVM_BUDDY_FREE) {
-		struct gvm_buddy_block *p = b->parent;
-
-		tree_erase(mm, buddy);
-		pair_put(mm, p->left);
-		b = p;
+		if ((off & ~(2 * s - 1)) + 2 * s > mm->size ||
+		    !is_free(mm, off ^ s, k))
+			break;	/* no parent (past a root), or buddy busy */
+		free_del(mm, off ^ s, k);
+		off &= ~(2 * s - 1);
 	}
-	tree_insert(mm, b);
-}
-
-/* FREE @b (in its tree) merges with free buddies, after a failed split. */
-static void merge_up(struct gvm_buddy *mm, struct gvm_buddy_block *b)
-{
-	tree_erase(mm, b);
-	release(mm, b);
+	free_add(mm, off, k);
 }
 
 void gvm__buddy_free_block(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 {
-	GVM_BUG_ON(b->state != GVM_BUDDY_ALLOCATED);
+	GVM_BUG_ON(b->state != GVM_BUDDY_ALLOCATED || b->order > mm->max_order ||
+		   b->offset + bsize(mm, b->order) > mm->size ||
+		   !is_used(mm, b->offset, b->order));
 	gvm_list_del(&b->link);
+	used_flip(mm, b->offset, b->order);
 	mm->free_bytes += bsize(mm, b->order);
 	mm->nr_allocated--;
-	release(mm, b);
+	release(mm, b->offset, b->order);
+	handle_put(mm, b);
 }
 
 void gvm__buddy_free_list(struct gvm_buddy *mm, struct gvm_list *blocks)
@@ -472,8 +475,7 @@ void gvm__buddy_free_list(struct gvm_buddy *mm, struct gvm_list *blocks)
 
 int gvm__buddy_init(struct gvm_buddy *mm, uint64_t size, uint64_t chunk_size)
 {
-	uint64_t off = 0, left;
-	unsigned int n = 0;
+	uint64_t off = 0;
 
 	memset(mm, 0, sizeof(*mm));
 	if (!chunk_size)
@@ -487,78 +489,66 @@ int gvm__buddy_init(struct gvm_buddy *mm, uint64_t size, uint64_t chunk_size)
 	mm->chunk_size = chunk_size;
 	mm->chunk_lg2 = ilog2_u64(chunk_size);
 	mm->max_order = ilog2_u64(size) - mm->chunk_lg2;
-	for (unsigned int k = 0; k < GVM_BUDDY_MAX_ORDERS; k++)
-		gvm__rb_init(&mm->free_tree[k]);
-	mm->nr_roots = (unsigned int)__builtin_popcountll(size);
-	mm->roots = gvm__calloc(mm->nr_roots, sizeof(*mm->roots));
-	if (!mm->roots)
+	if (meta_fail() || maps_init(mm)) {
+		memset(mm, 0, sizeof(*mm));
 		return -ENOMEM;
-	for (left = size; left; n++) {
-		unsigned int lg2 = ilog2_u64(left);
-		struct gvm_buddy_block *b = meta_fail() ? NULL :
-					     gvm__malloc(sizeof(*b));
+	}
+	while (off < size) {		/* the roots, largest first */
+		unsigned int lg2 = ilog2_u64(size - off);
 
-		if (!b)
-			goto err_free_roots;
-		memset(b, 0, sizeof(*b));
-		b->offset = off;
-		b->order = (uint8_t)(lg2 - mm->chunk_lg2);
-		mm->roots[n] = b;
-		tree_insert(mm, b);
+		free_add(mm, off, lg2 - mm->chunk_lg2);
 		off += 1ull << lg2;
-		left -= 1ull << lg2;
 	}
 	mm->free_bytes = size;
 	return 0;
-
-err_free_roots:
-	for (unsigned int i = 0; i < n; i++)
-		gvm__free(mm->roots[i]);
-	gvm__free(mm->roots);
-	memset(mm, 0, sizeof(*mm));
-	return -ENOMEM;
-}
-
-/* Warns about allocated blocks left behind; the memory is in the slabs. */
-static void check_subtree(const struct gvm_buddy_block *b)
-{
-	for (;;) {
-		GVM_WARN_ON(b->state == GVM_BUDDY_ALLOCATED);
-		if (b->state != GVM_BUDDY_SPLIT)
-			return;
-		check_subtree(b->left);
-		b = b->right;
-	}
 }
 
 void gvm__buddy_fini(struct gvm_buddy *mm)
 {
-	for (unsigned int i = 0; i < mm->nr_roots; i++) {
-		check_subtree(mm->roots[i]);
-		gvm__free(mm->roots[i]);
-	}
-	gvm__free(mm->roots);
+	GVM_WARN_ON(mm->nr_allocated);	/* their handles die here */
 	while (mm->slabs) {
-		struct gvm_buddy_slab *s = mm->slabs;
+		struct gvm_buddy_hslab *s = mm->slabs;
 
 		mm->slabs = s->next;
 		gvm__free(s);
 	}
+	gvm__free(mm->map_mem);
 	memset(mm, 0, sizeof(*mm));
+}
+
+enum gvm_buddy_state gvm__buddy_leaf(const struct gvm_buddy *mm,
+				     uint64_t offset, uint64_t *leaf_offset,
+				     unsigned int *order)
+{
+	for (unsigned int k = 0; k <= mm->max_order; k++) {
+		uint64_t q = offset & ~(bsize(mm, k) - 1);
+		enum gvm_buddy_state st;
+
+		if (q + bsize(mm, k) > mm->size)
+			break;
+		st = is_free(mm, q, k) ? GVM_BUDDY_FREE :
+		     is_used(mm, q, k) ? GVM_BUDDY_ALLOCATED : GVM_BUDDY_UNUSED;
+		if (st != GVM_BUDDY_UNUSED) {
+			*leaf_offset = q;
+			*order = k;
+			return st;
+		}
+	}
+	return GVM_BUDDY_UNUSED;	/* corrupt: validate() says why */
 }
 
 /* ---- search -------------------------------------------------------------- */
 
 /*
- * Lowest o-aligned address x with [x, x + S(o)) inside both @b and
- * [start, end); false if none.
+ * Lowest o-aligned address x with [x, x + S(o)) inside both the k-block at
+ * @off and [start, end); false if none.
  */
-static bool fit_low(const struct gvm_buddy *mm, const struct gvm_buddy_block *b,
+static bool fit_low(const struct gvm_buddy *mm, uint64_t off, unsigned int k,
 		    unsigned int o, uint64_t start, uint64_t end, uint64_t *x)
 {
-	uint64_t so = bsize(mm, o);
-	uint64_t lo = b->offset > start ? b->offset : start;
-	uint64_t hi = bend(mm, b) < end ? bend(mm, b) : end;
+	uint64_t so = bsize(mm, o), be = off + bsize(mm, k);
+	uint64_t lo = off > start ? off : start;
+	uint64_t hi = be < end ? be : end;
 	uint64_t a = (lo + so - 1) & ~(so - 1);	/* lo < 2^64 - so: no wrap */
 
 	if (a < lo || a >= hi || hi - a < so)
@@ -568,13 +558,12 @@ static bool fit_low(const struct gvm_buddy *mm, const struct gvm_buddy_block *b,
 }
 
 /* Highest such x. */
-static bool fit_high(const struct gvm_buddy *mm,
-		     const struct gvm_buddy_block *b, unsigned int o,
-		     uint64_t start, uint64_t end, uint64_t *x)
+static bool fit_high(const struct gvm_buddy *mm, uint64_t off, unsigned int k,
+		     unsigned int o, uint64_t start, uint64_t end, uint64_t *x)
 {
-	uint64_t so = bsize(mm, o);
-	uint64_t lo = b->offset > start ? b->offset : start;
-	uint64_t hi = bend(mm, b) < end ? bend(mm, b) : end;
+	uint64_t so = bsize(mm, o), be = off + bsize(mm, k);
+	uint64_t lo = off > start ? off : start;
+	uint64_t hi = be < end ? be : end;
 	uint64_t a;
 
 	if (hi <= lo || hi - lo < so)
@@ -586,194 +575,183 @@ static bool fit_high(const struct gvm_buddy *mm,
 	return true;
 }
 
-/* Bottom-up candidate in free_tree[k] for an o-block; see the top. */
-static struct gvm_buddy_block *scan_low(const struct gvm_buddy *mm,
-					unsigned int k, unsigned int o,
-					uint64_t start, uint64_t end,
-					uint64_t *x)
+/* Bottom-up candidate among the free k-blocks for an o-block; see the top. */
+static bool scan_low(const struct gvm_buddy *mm, unsigned int k,
+		     unsigned int o, uint64_t start, uint64_t end,
+		     uint64_t *off, uint64_t *x)
 {
-	const struct gvm_rb_root *t = &mm->free_tree[k];
-	struct gvm_buddy_block *b;
+	const struct gvm_buddy_order *f = &mm->orders[k];
+	const unsigned int sh = mm->chunk_lg2 + k;
 
-	if (!t->count || bend(mm, rb_block(t->last)) <= start)
-		return NULL;	/* the tree's blocks all end below start */
-	b = rb_block(t->first);
-	if (b->offset >= end)
-		return NULL;
-	if (b->offset < start)
-		b = tree_ceil(mm, k, start & ~(bsize(mm, k) - 1));
+	if (!f->nr_free)
+		return false;
 	/*
 	 * The block holding start may not fit; after it, a block starting
 	 * at or above start fits unless it crosses end, and then so would
-	 * every later one.  A few steps at most.
+	 * every later one.  Two lookups at most.
 	 */
-	for (; b && b->offset < end; b = rb_block(gvm__rb_next(&b->rb))) {
-		if (fit_low(mm, b, o, start, end, x))
-			return b;
-		if (b->offset >= start)
+	for (uint64_t i = map_next(f, start >> sh); i != NO_SLOT;
+	     i = map_next(f, i + 1)) {
+		uint64_t b = i << sh;
+
+		if (b >= end)
+			break;
+		if (fit_low(mm, b, k, o, start, end, x)) {
+			*off = b;
+			return true;
+		}
+		if (b >= start)
 			break;
 	}
-	return NULL;
+	return false;
 }
 
-static struct gvm_buddy_block *scan_high(const struct gvm_buddy *mm,
-					 unsigned int k, unsigned int o,
-					 uint64_t start, uint64_t end,
-					 uint64_t *x)
+static bool scan_high(const struct gvm_buddy *mm, unsigned int k,
+		      unsigned int o, uint64_t start, uint64_t end,
+		      uint64_t *off, uint64_t *x)
 {
-	const struct gvm_rb_root *t = &mm->free_tree[k];
-	struct gvm_buddy_block *b;
+	const struct gvm_buddy_order *f = &mm->orders[k];
+	const unsigned int sh = mm->chunk_lg2 + k;
 
-	if (!t->count || rb_block(t->first)->offset >= end)
-		return NULL;	/* the tree's blocks all start above end */
-	b = rb_block(t->last);
-	if (bend(mm, b) <= start)
-		return NULL;
-	if (bend(mm, b) > end)
-		b = tree_below(mm, k, end);
-	for (; b && bend(mm, b) > start; b = rb_block(gvm__rb_prev(&b->rb))) {
-		if (fit_high(mm, b, o, start, end, x))
-			return b;
-		if (bend(mm, b) <= end)
+	if (!f->nr_free)
+		return false;
+	for (uint64_t i = map_prev(f, ((end - 1) >> sh) + 1); i != NO_SLOT;
+	     i = map_prev(f, i)) {
+		uint64_t b = i << sh, be = b + bsize(mm, k);
+
+		if (be <= start)
+			break;
+		if (fit_high(mm, b, k, o, start, end, x)) {
+			*off = b;
+			return true;
+		}
+		if (be <= end)
 			break;
 	}
-	return NULL;
+	return false;
 }
 
-/*
- * A free block of order >= @o holding a free o-aligned o-block at *@x
- * inside [start, end), chosen as described at the top; NULL if none.
- */
-static struct gvm_buddy_block *find_free(const struct gvm_buddy *mm,
-					 unsigned int o, uint64_t start,
-					 uint64_t end, bool topdown,
-					 uint64_t *x)
-{
-	struct gvm_buddy_block *best = NULL, *b;
-	uint64_t bx = 0, cx;
-
-	for (unsigned int k = o; k <= mm->max_order; k++) {
-		if (!topdown) {
-			b = scan_low(mm, k, o, start, end, x);
-			if (b)
-				return b;
-			continue;
-		}
-		b = scan_high(mm, k, o, start, end, &cx);
-		if (b && (!best || cx > bx)) {
-			best = b;
-			bx = cx;
-		}
-	}
-	*x = bx;
-	return best;
-}
-
-/*
- * Splits free @b down to the o-block at @x and takes it.  On -ENOMEM the
- * splits made here are merged back.
- */
-static int take_at(struct gvm_buddy *mm, struct gvm_buddy_block *b,
-		   unsigned int o, uint64_t x, struct gvm_list *list)
-{
-	tree_erase(mm, b);
-	while (b->order > o) {
-		struct gvm_buddy_block *half = split_detached(mm, b, x);
-
-		if (!half) {
-			release(mm, b);	/* merges what this call split */
-			return -ENOMEM;
-		}
-		b = half;
-	}
-	gvm_assert(b->offset == x);
-	take_detached(mm, b, list);
-	return 0;
-}
-
-/*
- * Takes every chunk of [a, e) (all free) under @b, splitting blocks that
- * straddle its edges; blocks go to @list in address order.  On -ENOMEM,
- * *@failed is the free block that could not be split.
- */
-static int take_exact(struct gvm_buddy *mm, struct gvm_buddy_block *b,
-		      uint64_t a, uint64_t e, struct gvm_list *list,
-		      struct gvm_buddy_block **failed)
-{
-	int err;
-
-	if (bend(mm, b) <= a || b->offset >= e)
-		return 0;
-	if (b->state == GVM_BUDDY_FREE) {
-		if (b->offset >= a && bend(mm, b) <= e) {
-			take(mm, b, list);
-			return 0;
-		}
-		err = split(mm, b);
-		if (err) {
-			*failed = b;
-			return err;
-		}
-	}
-	GVM_BUG_ON(b->state != GVM_BUDDY_SPLIT);
-	err = take_exact(mm, b->left, a, e, list, failed);
-	if (!err)
-		err = take_exact(mm, b->right, a, e, list, failed);
-	return err;
-}
-
-/* Free-run search state for the contiguous fallback. */
-struct run {
-	uint64_t lo, hi;	/* current free run [lo, hi), lo == hi: none */
-	uint64_t start, end;	/* requested range */
-	uint64_t size, align;	/* run length and alignment wanted */
-	bool topdown;
-	bool found;
-	uint64_t at;		/* result */
+/* Where a free o-block was found: inside the k-block at off, at x. */
+struct found {
+	uint64_t off, x;
+	unsigned int k;
 };
 
-static void run_visit(const struct gvm_buddy *mm,
-		      const struct gvm_buddy_block *b, struct run *r)
+/*
+ * A free block of order >= @o holding a free o-aligned o-block inside
+ * [start, end), chosen as described at the top; false if none.
+ */
+static bool find_free(const struct gvm_buddy *mm, unsigned int o,
+		      uint64_t start, uint64_t end, bool topdown,
+		      struct found *r)
 {
-	uint64_t bs = b->offset, be = bend(mm, b);
+	bool any = false;
 
-	if (r->found || be <= r->start || bs >= r->end)
-		return;
-	if (b->state == GVM_BUDDY_SPLIT) {
-		run_visit(mm, r->topdown ? b->right : b->left, r);
-		run_visit(mm, r->topdown ? b->left : b->right, r);
-		return;
-	}
-	if (b->state != GVM_BUDDY_FREE) {
-		r->lo = r->hi = 0;
-		return;
-	}
-	if (r->lo == r->hi) {
-		r->lo = bs;
-		r->hi = be;
-	} else if (!r->topdown) {
-		r->hi = be;	/* blocks tile: bs == previous hi */
-	} else {
-		r->lo = bs;
-	}
-	uint64_t lo = r->lo > r->start ? r->lo : r->start;
-	uint64_t hi = r->hi < r->end ? r->hi : r->end;
-	uint64_t a;
+	for (unsigned int k = o; k <= mm->max_order; k++) {
+		uint64_t off, x;
 
-	if (hi - lo < r->size)
-		return;
-	if (!r->topdown) {
-		a = (lo + r->align - 1) & ~(r->align - 1);
-		if (a >= lo && a <= hi && hi - a >= r->size) {
-			r->at = a;
-			r->found = true;
+		if (!topdown) {
+			if (scan_low(mm, k, o, start, end, &off, &x)) {
+				*r = (struct found){ off, x, k };
+				return true;
+			}
+			continue;
 		}
-	} else {
-		a = (hi - r->size) & ~(r->align - 1);
-		if (a >= lo) {
-			r->at = a;
-			r->found = true;
+		if (scan_high(mm, k, o, start, end, &off, &x) &&
+		    (!any || x > r->x)) {
+			*r = (struct found){ off, x, k };
+			any = true;
 		}
+	}
+	return any;
+}
+
+/* ---- contiguous ---------------------------------------------------------- */
+
+/* Order of the largest aligned piece of [a, e) starting at a. */
+static unsigned int piece_order(const struct gvm_buddy *mm, uint64_t a,
+				uint64_t e)
+{
+	unsigned int o = ilog2_u64(e - a) - mm->chunk_lg2;
+
+	if (a) {
+		unsigned int al = (unsigned int)__builtin_ctzll(a) -
+				  mm->chunk_lg2;
+
+		if (al < o)
+			o = al;
+	}
+	return o;
+}
+
+/*
+ * Takes [a, e) (all free) as its aligned pieces, in address order, with
+ * the handles on @hs (exactly one per piece).  Each piece lies in one free
+ * leaf: a fully free aligned block cannot hold two leaves, as the deepest
+ * split block among them would have two free halves.
+ */
+static void take_run(struct gvm_buddy *mm, uint64_t a, uint64_t e,
+		     struct gvm_list *hs, struct gvm_list *list)
+{
+	while (a < e) {
+		unsigned int o = piece_order(mm, a, e), k;
+		struct gvm_buddy_block *h =
+			gvm_list_first_entry(hs, struct gvm_buddy_block, link);
+		uint64_t off;
+
+		GVM_BUG_ON(gvm__buddy_leaf(mm, a, &off, &k) != GVM_BUDDY_FREE ||
+			   k < o);
+		gvm_list_del(&h->link);
+		take_at(mm, off, k, o, a, h, list);
+		a += bsize(mm, o);
+	}
+	gvm_assert(gvm_list_empty(hs));
+}
+
+/* Free-run search for the contiguous fallback: a walk of the leaves. */
+static bool find_run(const struct gvm_buddy *mm, uint64_t start, uint64_t end,
+		     uint64_t size, uint64_t align, bool topdown, uint64_t *at)
+{
+	uint64_t lo = 0, hi = 0;	/* current free run, lo == hi: none */
+	uint64_t pos = topdown ? end - 1 : start;
+
+	for (;;) {
+		uint64_t off, l, h, a;
+		unsigned int k;
+		enum gvm_buddy_state st = gvm__buddy_leaf(mm, pos, &off, &k);
+		uint64_t be = off + bsize(mm, k);
+
+		GVM_BUG_ON(st == GVM_BUDDY_UNUSED);
+		if (st != GVM_BUDDY_FREE) {
+			lo = hi = 0;
+		} else if (lo == hi) {
+			lo = off;
+			hi = be;
+		} else if (!topdown) {
+			hi = be;	/* leaves tile: off == previous hi */
+		} else {
+			lo = off;
+		}
+		l = lo > start ? lo : start;
+		h = hi < end ? hi : end;
+		if (lo != hi && h - l >= size) {
+			if (!topdown) {
+				a = (l + align - 1) & ~(align - 1);
+				if (a >= l && a <= h && h - a >= size) {
+					*at = a;
+					return true;
+				}
+			} else {
+				a = (h - size) & ~(align - 1);
+				if (a >= l) {
+					*at = a;
+					return true;
+				}
+			}
+		}
+		if (topdown ? off <= start : be >= end)
+			return false;
+		pos = topdown ? off - 1 : be;
 	}
 }
 
@@ -781,39 +759,44 @@ static int alloc_contiguous(struct gvm_buddy *mm, uint64_t start, uint64_t end,
 			    uint64_t size, unsigned int min_order, bool topdown,
 			    struct gvm_list *list)
 {
-	uint64_t chunks = size >> mm->chunk_lg2, a = 0, x;
+	uint64_t chunks = size >> mm->chunk_lg2, a;
 	unsigned int o = chunks == 1 ? 0 : ilog2_u64(chunks - 1) + 1;
-	struct gvm_buddy_block *b = NULL, *failed = NULL;
-	int err = 0;
+	struct gvm_list hs;
+	struct found f;
 
-	if (o <= mm->max_order) {
-		b = find_free(mm, o, start, end, topdown, &x);
-		if (b) {
-			a = topdown ? x + bsize(mm, o) - size : x;
-			if (size == bsize(mm, o))
-				return take_at(mm, b, o, x, list);
+	if (o <= mm->max_order && find_free(mm, o, start, end, topdown, &f)) {
+		a = topdown ? f.x + bsize(mm, o) - size : f.x;
+		if (size == bsize(mm, o)) {
+			struct gvm_buddy_block *h = handle_get(mm);
+
+			if (!h)
+				return -ENOMEM;
+			take_at(mm, f.off, f.k, o, f.x, h, list);
+			return 0;
 		}
+	} else if (!find_run(mm, start, end, size, bsize(mm, min_order),
+			     topdown, &a)) {
+		return -ENOSPC;
 	}
-	if (!b) {
-		struct run r = {
-			.start = start, .end = end, .size = size,
-			.align = bsize(mm, min_order), .topdown = topdown,
-		};
+	/* One handle per piece, all before anything changes. */
+	gvm_list_init(&hs);
+	for (uint64_t p = a; p < a + size;
+	     p += bsize(mm, piece_order(mm, p, a + size))) {
+		struct gvm_buddy_block *h = handle_get(mm);
 
-		for (unsigned int i = 0; i < mm->nr_roots && !r.found; i++)
-			run_visit(mm, mm->roots[topdown ? mm->nr_roots - 1 - i :
-						     i], &r);
-		if (!r.found)
-			return -ENOSPC;
-		a = r.at;
+		if (!h) {
+			while (!gvm_list_empty(&hs)) {
+				h = gvm_list_first_entry(&hs,
+					struct gvm_buddy_block, link);
+				gvm_list_del(&h->link);
+				handle_put(mm, h);
+			}
+			return -ENOMEM;
+		}
+		gvm_list_add_tail(&h->link, &hs);
 	}
-	for (unsigned int i = 0; i < mm->nr_roots && !err; i++)
-		err = take_exact(mm, mm->roots[i], a, a + size, list, &failed);
-	if (err) {
-		merge_up(mm, failed);
-		gvm__buddy_free_list(mm, list);
-	}
-	return err;
+	take_run(mm, a, a + size, &hs, list);
+	return 0;
 }
 
 int gvm__buddy_alloc(struct gvm_buddy *mm, uint64_t start, uint64_t end,
@@ -851,24 +834,28 @@ int gvm__buddy_alloc(struct gvm_buddy *mm, uint64_t start, uint64_t end,
 	cap = mm->max_order;
 	for (left = size; left;) {
 		unsigned int o = ilog2_u64(left) - mm->chunk_lg2;
-		struct gvm_buddy_block *b;
-		uint64_t x;
+		struct gvm_buddy_block *h;
+		struct found f;
+		bool ok;
 
 		if (o > cap)
 			o = cap;
 		for (;;) {
-			b = find_free(mm, o, start, end, topdown, &x);
-			if (b || o == min_order)
+			ok = find_free(mm, o, start, end, topdown, &f);
+			if (ok || o == min_order)
 				break;
 			cap = --o;
 		}
-		if (!b) {
+		if (!ok) {
 			err = -ENOSPC;
 			break;
 		}
-		err = take_at(mm, b, o, x, &taken);
-		if (err)
+		h = handle_get(mm);
+		if (!h) {
+			err = -ENOMEM;
 			break;
+		}
+		take_at(mm, f.off, f.k, o, f.x, h, &taken);
 		left -= bsize(mm, o);
 	}
 	if (err)
@@ -892,147 +879,176 @@ void gvm__buddy_stats(const struct gvm_buddy *mm, struct gvm_buddy_stats *st)
 	st->nr_allocated_blocks = mm->nr_allocated;
 	st->max_order = mm->max_order;
 	for (unsigned int k = 0; k <= mm->max_order && mm->size; k++) {
-		st->free_blocks[k] = mm->free_tree[k].count;
+		st->free_blocks[k] = mm->orders[k].nr_free;
 		if (st->free_blocks[k])
 			st->largest_free_bytes = bsize(mm, k);
 	}
 }
 
-struct vstate {
-	const struct gvm_buddy *mm;
-	uint64_t free_bytes;
-	uint64_t nr_allocated;
-	uint64_t nr_split;	/* = pairs in use */
-	uint64_t nr_free[GVM_BUDDY_MAX_ORDERS];
-	uint64_t blocks;
-	int err;
-};
-
-#define VFAIL(v, b, ...)                                                    \
+#define VFAIL(mm, err, ...)                                                 \
 	do {                                                                \
-		fprintf(stderr, "buddy %p: block %p: ", (const void *)(v)->mm, \
-			(const void *)(b));                                 \
+		fprintf(stderr, "buddy %p: ", (const void *)(mm));          \
 		fprintf(stderr, __VA_ARGS__);                               \
 		fputc('\n', stderr);                                        \
-		(v)->err = -EUCLEAN;                                        \
+		(err) = -EUCLEAN;                                           \
 	} while (0)
 
-static void validate_block(struct vstate *v, const struct gvm_buddy_block *b,
-			   const struct gvm_buddy_block *parent,
-			   uint64_t offset, unsigned int order)
+/* Summary levels and the bits past n of order @k. */
+static int validate_maps(const struct gvm_buddy *mm, unsigned int k)
 {
-	const struct gvm_buddy *mm = v->mm;
+	const struct gvm_buddy_order *f = &mm->orders[k];
+	uint64_t words = f->level_words[0];
+	int err = 0;
 
-	if (!b) {
-		VFAIL(v, b, "missing block at %#" PRIx64 " order %u", offset,
-		      order);
-		return;
+	if (f->n != slot_of(mm, mm->size, k) || words != (f->n + 63) / 64) {
+		VFAIL(mm, err, "order %u: %" PRIu64 " slots in %" PRIu64
+		      " words", k, f->n, words);
+		return err;
 	}
-	if (++v->blocks > (mm->size >> mm->chunk_lg2) * 2 + 64) {
-		VFAIL(v, b, "more blocks than chunks allow (cycle?)");
-		return;
+	if (f->n & 63) {
+		uint64_t past = ~0ull << (f->n & 63);
+
+		if ((f->free[words - 1] | f->used[words - 1]) & past)
+			VFAIL(mm, err, "order %u: bits past slot %" PRIu64, k,
+			      f->n);
 	}
-	if (b->parent != parent)
-		VFAIL(v, b, "parent %p, expected %p", (const void *)b->parent,
-		      (const void *)parent);
-	if (b->offset != offset || b->order != order) {
-		VFAIL(v, b, "at %#" PRIx64 " order %u, expected %#" PRIx64
-		      " order %u", b->offset, b->order, offset, order);
-		return;
-	}
-	switch (b->state) {
-	case GVM_BUDDY_FREE:
-		v->free_bytes += bsize(mm, order);
-		v->nr_free[order]++;
-		if (parent && buddy_of(b)->state == GVM_BUDDY_FREE)
-			VFAIL(v, b, "free, and so is its buddy %p at %#" PRIx64
-			      ": not merged", (const void *)buddy_of(b),
-			      buddy_of(b)->offset);
-		break;
-	case GVM_BUDDY_ALLOCATED:
-		v->nr_allocated++;
-		break;
-	case GVM_BUDDY_SPLIT:
-		if (!order) {
-			VFAIL(v, b, "order-0 block is split");
-			return;
+	for (unsigned int l = 1; l < f->levels; l++)
+		for (uint64_t j = 0; j < f->level_words[l - 1]; j++) {
+			bool sum = bit_test(map_word(f, l, 0), j);
+
+			if (sum != (*map_word(f, l - 1, j) != 0))
+				VFAIL(mm, err, "order %u: summary bit %" PRIu64
+				      " of level %u is %d", k, j, l, sum);
 		}
-		v->nr_split++;
-		if (b->right != b->left + 1)
-			VFAIL(v, b, "halves %p and %p are not a pair",
-			      (const void *)b->left, (const void *)b->right);
-		validate_block(v, b->left, b, offset, order - 1);
-		validate_block(v, b->right, b,
-			       offset + bsize(mm, order - 1), order - 1);
-		break;
-	default:
-		VFAIL(v, b, "bad state %u", b->state);
-	}
+	if (f->levels && f->level_words[f->levels - 1] != 1)
+		VFAIL(mm, err, "order %u: top level is not one word", k);
+	return err;
 }
 
-static bool block_less(const struct gvm_rb_node *a, const struct gvm_rb_node *b)
+/*
+ * The set block (k, @off): no set block above it, and, if FREE, a buddy
+ * that is not FREE.
+ */
+static int validate_leaf(const struct gvm_buddy *mm, uint64_t off,
+			 unsigned int k, bool free)
 {
-	return rb_block(a)->offset < rb_block(b)->offset;
+	int err = 0;
+
+	for (unsigned int j = k + 1; j <= mm->max_order; j++) {
+		uint64_t q = off & ~(bsize(mm, j) - 1);
+
+		if (q + bsize(mm, j) > mm->size)
+			break;
+		if (is_free(mm, q, j) || is_used(mm, q, j)) {
+			VFAIL(mm, err, "%s block %#" PRIx64 " order %u lies "
+			      "inside the %s block %#" PRIx64 " order %u",
+			      free ? "free" : "allocated", off, k,
+			      is_free(mm, q, j) ? "free" : "allocated", q, j);
+			return err;
+		}
+	}
+	if (free && k < mm->max_order) {
+		uint64_t s = bsize(mm, k);
+
+		if ((off & ~(2 * s - 1)) + 2 * s <= mm->size &&
+		    is_free(mm, off ^ s, k))
+			VFAIL(mm, err, "free block %#" PRIx64 " order %u and its "
+			      "buddy are not merged", off, k);
+	}
+	return err;
 }
 
 int gvm__buddy_validate(const struct gvm_buddy *mm)
 {
-	struct vstate v = { .mm = mm };
-	uint64_t off = 0;
-	unsigned int prev_order = GVM_BUDDY_MAX_ORDERS;
+	uint64_t covered = 0, free_bytes = 0, nr_used = 0, nr_h = 0, spares = 0;
+	int err = 0;
 
 	if (!is_pow2(mm->chunk_size) || mm->chunk_size < GVM_BUDDY_DEFAULT_CHUNK ||
 	    mm->chunk_size != 1ull << mm->chunk_lg2 ||
-	    (mm->size & (mm->chunk_size - 1)) || !mm->size) {
-		VFAIL(&v, NULL, "bad geometry: size %#" PRIx64 " chunk %#"
+	    (mm->size & (mm->chunk_size - 1)) || !mm->size || !mm->orders ||
+	    mm->max_order != ilog2_u64(mm->size) - mm->chunk_lg2) {
+		VFAIL(mm, err, "bad geometry: size %#" PRIx64 " chunk %#"
 		      PRIx64, mm->size, mm->chunk_size);
-		return v.err;
+		return err;
 	}
-	for (unsigned int i = 0; i < mm->nr_roots; i++) {
-		const struct gvm_buddy_block *r = mm->roots[i];
+	for (unsigned int k = 0; k <= mm->max_order; k++) {
+		const struct gvm_buddy_order *f = &mm->orders[k];
+		uint64_t nf = 0, nu = 0;
 
-		if (!r || r->order >= prev_order ||
-		    r->order > mm->max_order || r->offset != off) {
-			VFAIL(&v, r, "root %u out of place", i);
-			return v.err;
+		if (validate_maps(mm, k)) {
+			err = -EUCLEAN;
+			continue;
 		}
-		validate_block(&v, r, NULL, off, r->order);
-		prev_order = r->order;
-		off += bsize(mm, r->order);
-	}
-	if (off != mm->size)
-		VFAIL(&v, NULL, "roots cover %#" PRIx64 " of %#" PRIx64, off,
-		      mm->size);
-	if (mm->roots[0]->order != mm->max_order)
-		VFAIL(&v, NULL, "max_order %u, largest root's %u",
-		      mm->max_order, mm->roots[0]->order);
-	for (unsigned int k = 0; k < GVM_BUDDY_MAX_ORDERS; k++) {
-		const struct gvm_rb_root *t = &mm->free_tree[k];
+		for (uint64_t w = 0; w < f->level_words[0]; w++) {
+			uint64_t fw = f->free[w], uw = f->used[w];
 
-		if (gvm__rb_validate(t, block_less))
-			VFAIL(&v, NULL, "free tree %u is not a valid rbtree", k);
-		if (t->count != v.nr_free[k])
-			VFAIL(&v, NULL, "free tree %u holds %zu, %" PRIu64
-			      " blocks of that order are free", k, t->count,
-			      v.nr_free[k]);
-		for (struct gvm_rb_node *n = gvm__rb_first(t); n;
-		     n = gvm__rb_next(n)) {
-			const struct gvm_buddy_block *b = rb_block(n);
+			if (fw & uw)
+				VFAIL(mm, err, "order %u word %" PRIu64
+				      ": free and allocated %#" PRIx64, k, w,
+				      fw & uw);
+			for (uint64_t m = fw | uw; m; m &= m - 1) {
+				uint64_t i = w << 6 |
+					     (uint64_t)__builtin_ctzll(m);
+				bool fr = fw >> (i & 63) & 1;
 
-			if (b->state != GVM_BUDDY_FREE || b->order != k)
-				VFAIL(&v, b, "in free tree %u: state %u order %u",
-				      k, b->state, b->order);
+				if (validate_leaf(mm, i << (mm->chunk_lg2 + k),
+						  k, fr))
+					err = -EUCLEAN;
+				covered += bsize(mm, k);
+				nf += fr;
+				nu += !fr;
+			}
 		}
+		if (nf != f->nr_free)
+			VFAIL(mm, err, "order %u: nr_free %" PRIu64 ", %" PRIu64
+			      " bits set", k, f->nr_free, nf);
+		free_bytes += nf * bsize(mm, k);
+		nr_used += nu;
 	}
-	if (v.free_bytes != mm->free_bytes)
-		VFAIL(&v, NULL, "free_bytes %" PRIu64 ", blocks hold %" PRIu64,
-		      mm->free_bytes, v.free_bytes);
-	if (mm->nr_pairs - mm->nr_free_pairs != v.nr_split)
-		VFAIL(&v, NULL, "%" PRIu64 " pairs in use, %" PRIu64
-		      " split blocks", mm->nr_pairs - mm->nr_free_pairs,
-		      v.nr_split);
-	if (v.nr_allocated != mm->nr_allocated)
-		VFAIL(&v, NULL, "nr_allocated %" PRIu64 ", found %" PRIu64,
-		      mm->nr_allocated, v.nr_allocated);
-	return v.err;
+	if (err)
+		return err;
+	if (covered != mm->size)
+		VFAIL(mm, err, "leaves cover %#" PRIx64 " of %#" PRIx64,
+		      covered, mm->size);
+	if (free_bytes != mm->free_bytes)
+		VFAIL(mm, err, "free_bytes %" PRIu64 ", blocks hold %" PRIu64,
+		      mm->free_bytes, free_bytes);
+	if (nr_used != mm->nr_allocated)
+		VFAIL(mm, err, "nr_allocated %" PRIu64 ", %" PRIu64
+		      " blocks allocated", mm->nr_allocated, nr_used);
+	for (const struct gvm_buddy_hslab *s = mm->slabs; s; s = s->next)
+		for (size_t i = 0; i < s->n; i++) {
+			const struct gvm_buddy_block *b = &s->h[i];
+
+			nr_h++;
+			if (b->state == GVM_BUDDY_UNUSED)
+				continue;
+			if (b->state != GVM_BUDDY_ALLOCATED ||
+			    b->order > mm->max_order ||
+			    (b->offset & (bsize(mm, b->order) - 1)) ||
+			    b->offset + bsize(mm, b->order) > mm->size ||
+			    !is_used(mm, b->offset, b->order)) {
+				VFAIL(mm, err, "handle %p: state %u at %#"
+				      PRIx64 " order %u is no allocated block",
+				      (const void *)b, b->state, b->offset,
+				      b->order);
+				continue;
+			}
+			nr_used--;
+		}
+	if (nr_used)
+		VFAIL(mm, err, "%" PRIu64 " allocated blocks without a handle",
+		      nr_used);
+	for (const struct gvm_buddy_block *b = mm->spare; b && spares <= nr_h;
+	     b = spare_next((struct gvm_buddy_block *)b)) {
+		spares++;
+		if (b->state != GVM_BUDDY_UNUSED)
+			VFAIL(mm, err, "spare handle %p in state %u",
+			      (const void *)b, b->state);
+	}
+	if (nr_h != mm->nr_handles || spares != nr_h - mm->nr_allocated)
+		VFAIL(mm, err, "%" PRIu64 " handles (%" PRIu64 " counted), %"
+		      PRIu64 " spare, %" PRIu64 " allocated", mm->nr_handles,
+		      nr_h, spares, mm->nr_allocated);
+	return err;
 }

@@ -42,33 +42,32 @@ static uint64_t list_bytes(const struct gvm_buddy *mm, struct gvm_list *head)
 	return n;
 }
 
-/* Leaves of the block trees as (offset, order, state), a shape fingerprint. */
+/* Leaves of the allocator as (offset, order, state), a shape fingerprint. */
 struct leaf {
 	uint64_t offset;
 	unsigned int order, state;
 };
 
-static void leaves_of(const struct gvm_buddy_block *b, struct leaf *v,
-		      size_t *n, size_t cap)
-{
-	if (b->state == GVM_BUDDY_SPLIT) {
-		leaves_of(b->left, v, n, cap);
-		leaves_of(b->right, v, n, cap);
-		return;
-	}
-	ASSERT_LT(*n, cap);
-	v[(*n)++] = (struct leaf){ b->offset, b->order, b->state };
-}
-
 static struct leaf *shape(const struct gvm_buddy *mm, size_t *n)
 {
 	size_t cap = (mm->size / mm->chunk_size) + 1;
 	struct leaf *v = malloc(cap * sizeof(*v));
+	uint64_t off = 0;
 
 	ASSERT_TRUE(v);
 	*n = 0;
-	for (unsigned int i = 0; i < mm->nr_roots; i++)
-		leaves_of(mm->roots[i], v, n, cap);
+	while (off < mm->size) {
+		struct leaf l;
+		uint64_t at;
+
+		l.state = gvm__buddy_leaf(mm, off, &at, &l.order);
+		l.offset = at;
+		ASSERT_NE(l.state, GVM_BUDDY_UNUSED);
+		ASSERT_EQ(at, off);
+		ASSERT_LT(*n, cap);
+		v[(*n)++] = l;
+		off += mm->chunk_size << l.order;
+	}
 	return v;
 }
 
@@ -92,8 +91,26 @@ static void assert_pristine(const struct gvm_buddy *mm)
 	gvm__buddy_stats(mm, &st);
 	ASSERT_EQ(st.free_bytes, mm->size);
 	ASSERT_EQ(st.nr_allocated_blocks, 0);
-	for (unsigned int i = 0; i < mm->nr_roots; i++)
-		ASSERT_EQ(mm->roots[i]->state, GVM_BUDDY_FREE);
+	/* One free leaf per root. */
+	size_t n;
+	struct leaf *v = shape(mm, &n);
+
+	ASSERT_EQ(n, (size_t)__builtin_popcountll(mm->size / mm->chunk_size));
+	for (size_t i = 0; i < n; i++)
+		ASSERT_EQ(v[i].state, GVM_BUDDY_FREE);
+	free(v);
+}
+
+/* The leaf holding @off is at @at with @order, in state @state. */
+static void assert_leaf(const struct gvm_buddy *mm, uint64_t off, uint64_t at,
+			unsigned int order, unsigned int state)
+{
+	uint64_t a;
+	unsigned int o;
+
+	ASSERT_EQ(gvm__buddy_leaf(mm, off, &a, &o), state);
+	ASSERT_EQ(a, at);
+	ASSERT_EQ(o, order);
 }
 
 TEST(init_errors)
@@ -109,12 +126,13 @@ TEST(init_errors)
 	/* Rounded down to chunks. */
 	ASSERT_OK(gvm__buddy_init(&mm, 3 * K4 + 100, 0));
 	ASSERT_EQ(mm.size, 3 * K4);
-	ASSERT_EQ(mm.nr_roots, 2);
+	assert_leaf(&mm, K4, 0, 1, GVM_BUDDY_FREE);
+	assert_leaf(&mm, 2 * K4, 2 * K4, 0, GVM_BUDDY_FREE);
 	assert_pristine(&mm);
 	gvm__buddy_fini(&mm);
 
-	/* Allocation failure during init. */
-	gvm__buddy_fail_alloc_after = 1;
+	/* Allocation failure during init (its one metadata allocation). */
+	gvm__buddy_fail_alloc_after = 0;
 	ASSERT_EQ(gvm__buddy_init(&mm, 3 * K4, 0), -ENOMEM);
 	gvm__buddy_fail_alloc_after = -1;
 }
@@ -126,11 +144,12 @@ TEST(non_power_of_two_roots)
 	uint64_t size = 6 * G1 + 12 * K4;
 
 	ASSERT_OK(gvm__buddy_init(&mm, size, 0));
-	ASSERT_EQ(mm.nr_roots, 4);	/* 4G, 2G, 32K, 16K */
-	ASSERT_EQ(mm.roots[0]->offset, 0);
-	ASSERT_EQ(mm.roots[1]->offset, 4 * G1);
-	ASSERT_EQ(mm.roots[2]->offset, 6 * G1);
-	ASSERT_EQ(mm.roots[3]->offset, 6 * G1 + 8 * K4);
+	/* Roots 4G, 2G, 32K, 16K. */
+	assert_leaf(&mm, 0, 0, 20, GVM_BUDDY_FREE);
+	assert_leaf(&mm, 4 * G1 - 1, 0, 20, GVM_BUDDY_FREE);
+	assert_leaf(&mm, 4 * G1, 4 * G1, 19, GVM_BUDDY_FREE);
+	assert_leaf(&mm, 6 * G1 + 5 * K4, 6 * G1, 3, GVM_BUDDY_FREE);
+	assert_leaf(&mm, size - 1, 6 * G1 + 8 * K4, 2, GVM_BUDDY_FREE);
 	gvm__buddy_stats(&mm, &st);
 	ASSERT_EQ(st.total_bytes, size);
 	ASSERT_EQ(st.free_bytes, size);
@@ -388,7 +407,7 @@ TEST(contiguous)
 			gvm__buddy_free_block(&mm, blk(pos));
 	}
 	ASSERT_OK(gvm__buddy_validate(&mm));
-	ASSERT_EQ(mm.free_tree[2].count, 0);
+	ASSERT_EQ(mm.orders[2].nr_free, 0);
 	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, 5 * K4, 0,
 				   GVM_BUDDY_CONTIGUOUS, &l), -ENOSPC);
 	ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, 4 * K4, 2 * K4,
@@ -413,25 +432,56 @@ TEST(validate_catches_corruption)
 {
 	struct gvm_buddy mm;
 	struct gvm_list l;
+	struct gvm_buddy_order *o0 = NULL, *o1 = NULL;
 
-	ASSERT_OK(gvm__buddy_init(&mm, 16 * K4, 0));
+	ASSERT_OK(gvm__buddy_init(&mm, 256 * K4, 0));	/* 2 map levels */
 	gvm_list_init(&l);
 	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
 	ASSERT_OK(gvm__buddy_validate(&mm));
+	o0 = &mm.orders[0];
+	o1 = &mm.orders[1];
 	mm.free_bytes += K4;
 	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
 	mm.free_bytes -= K4;
 	mm.nr_allocated++;
 	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
 	mm.nr_allocated--;
-	/* The allocated block claims to be free: tree and state disagree,
-	 * and it would be a free buddy of a free block. */
+	o1->nr_free++;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	o1->nr_free--;
+	/* The handle claims another state or another block. */
 	blk(l.next)->state = GVM_BUDDY_FREE;
 	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
 	blk(l.next)->state = GVM_BUDDY_ALLOCATED;
 	blk(l.next)->offset += K4;
 	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
 	blk(l.next)->offset -= K4;
+	/* The allocated 4K block at 0 also free: in two states at once. */
+	o0->free[0] |= 1;
+	o0->nr_free++;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	/* ... or free and merged with nothing: its free buddy at 4K. */
+	o0->used[0] &= ~1ull;
+	mm.nr_allocated--;
+	mm.free_bytes += K4;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	o0->used[0] |= 1;
+	o0->free[0] &= ~1ull;
+	o0->nr_free--;
+	mm.nr_allocated++;
+	mm.free_bytes -= K4;
+	/* A leaf inside another: the free 8K block at 8K also allocated. */
+	o1->used[0] |= 2;
+	mm.nr_allocated++;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	o1->used[0] &= ~2ull;
+	mm.nr_allocated--;
+	/* A summary bit out of step with its word. */
+	ASSERT_EQ(o1->levels, 2);
+	ASSERT_EQ(o1->free[o1->level_off[1]], 1);
+	o1->free[o1->level_off[1]] = 0;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	o1->free[o1->level_off[1]] = 1;
 	ASSERT_OK(gvm__buddy_validate(&mm));
 	gvm__buddy_free_list(&mm, &l);
 	assert_pristine(&mm);
@@ -441,9 +491,21 @@ TEST(validate_catches_corruption)
 TEST(free_block_bad_state_dies)
 {
 	struct gvm_buddy mm;
+	struct gvm_list l;
+	struct gvm_buddy_block fake = { .offset = 0, .order = 0,
+					.state = GVM_BUDDY_ALLOCATED }, *b;
 
 	ASSERT_OK(gvm__buddy_init(&mm, 16 * K4, 0));
-	ASSERT_DEATH(gvm__buddy_free_block(&mm, mm.roots[0]), "BUG");
+	gvm_list_init(&l);
+	gvm_list_init(&fake.link);
+	/* A handle that is no allocated block. */
+	ASSERT_DEATH(gvm__buddy_free_block(&mm, &fake), "BUG");
+	/* A double free (the handle is a spare, in the allocator's slab). */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+	b = blk(l.next);
+	gvm__buddy_free_block(&mm, b);
+	ASSERT_DEATH(gvm__buddy_free_block(&mm, b), "BUG");
+	assert_pristine(&mm);
 	gvm__buddy_fini(&mm);
 }
 
