@@ -25,7 +25,8 @@
  * so a block is split iff a set bit lies strictly below it.  An ALLOCATED
  * block also has a handle (struct gvm_buddy_block: offset, order, and the
  * caller's list link), which is what the caller holds; handles live in
- * slabs and are reused (a stack of spares), never freed before fini.
+ * slabs and are reused, the lowest slab's spares first (see "Handles"),
+ * never freed before fini.
  *
  * Invariants (checked by gvm__buddy_validate()).  S(k) = chunk << k, and
  * "set" means set in free[k] or used[k] at the block's slot.
@@ -79,8 +80,8 @@
  * spares run out), and a handle is taken before the bitmaps change: the
  * greedy loop takes one per piece, so its -ENOMEM frees the pieces taken
  * so far (see above); a contiguous run counts its pieces and takes all its
- * handles first.  Freeing never allocates: the handle goes back on the
- * spare stack.
+ * handles first.  Freeing never allocates: the handle goes back on its
+ * slab's spare stack.
  *
  * Performance.  Free, split and merge touch one bit (and rarely a summary
  * word) per level, and the bitmaps are small: for 4 GiB of 4 KiB chunks,
@@ -88,7 +89,8 @@
  * orders a workload uses are far smaller (order 4, 64 KiB blocks: 8 KiB +
  * 8 KiB).  The working set is the maps of the orders in use plus the
  * caller's handles, 32 bytes per allocated block, so it stays in L2 where
- * a record per block (free and split ones too) did not.
+ * a record per block (free and split ones too) did not; and handles are
+ * reused lowest slab first, so the live ones stay dense.
  *
  * Locking: none.  The owner (a device's memory region) serialises every
  * call, queries included.
@@ -331,12 +333,17 @@ static int maps_init(struct gvm_buddy *mm)
 
 /*
  * Handles come from slabs that grow from 32 to 2048 handles (64 KiB), so a
- * small allocator stays small; the spare ones form a stack through
- * link.next, so the handle freed last is reused first and stays hot.
+ * small allocator stays small.  Each slab keeps a stack of its spare
+ * handles (through link.next), and a handle is taken from the lowest-
+ * numbered slab that has one (spare_bits, find-first-set): the allocated
+ * handles gather in the first slabs, a dense working set, instead of
+ * scattering over every slab ever grown; and the handle freed last is
+ * reused first when nothing lower is spare, so it is still in the cache.
  */
 struct gvm_buddy_hslab {
-	struct gvm_buddy_hslab *next;		/* all slabs (for fini) */
-	size_t n;				/* handles in h[] */
+	struct gvm_buddy_block *spare;		/* stack of spare handles */
+	uint32_t nr_spare;
+	uint32_t n;				/* handles in h[] */
 	struct gvm_buddy_block h[];
 };
 
@@ -353,49 +360,74 @@ static bool meta_fail(void)
 	return false;
 }
 
-static inline struct gvm_buddy_block *spare_next(struct gvm_buddy_block *b)
+static inline struct gvm_buddy_block *spare_next(const struct gvm_buddy_block *b)
 {
 	return (struct gvm_buddy_block *)(void *)b->link.next;
 }
 
 static void handle_put(struct gvm_buddy *mm, struct gvm_buddy_block *b)
 {
+	struct gvm_buddy_hslab *s = mm->slabs[b->slab];
+
 	b->state = GVM_BUDDY_UNUSED;
 	b->link.prev = NULL;
-	b->link.next = (struct gvm_list *)(void *)mm->spare;
-	mm->spare = b;
+	b->link.next = (struct gvm_list *)(void *)s->spare;
+	s->spare = b;
+	if (s->nr_spare++ == 0)
+		mm->spare_bits[b->slab >> 6] |= 1ull << (b->slab & 63);
 }
 
 /* Adds a slab of spare handles.  0 or -ENOMEM (nothing changed). */
 static int grow(struct gvm_buddy *mm)
 {
-	size_t n = (size_t)32 << (mm->nr_slabs < 6 ? mm->nr_slabs : 6);
+	const unsigned int i = mm->nr_slabs;
+	size_t n = (size_t)32 << (i < 6 ? i : 6);
 	struct gvm_buddy_hslab *s;
 
+	if (i == UINT32_MAX ||
+	    GVM_GROW(mm->slabs, mm->slabs_cap, (size_t)i + 1) ||
+	    GVM_GROW(mm->spare_bits, mm->spare_words, (size_t)i / 64 + 1))
+		return -ENOMEM;
 	s = gvm__malloc(sizeof(*s) + n * sizeof(s->h[0]));
 	if (!s)
 		return -ENOMEM;
-	s->next = mm->slabs;
-	s->n = n;
-	mm->slabs = s;
+	if (i % 64 == 0)
+		mm->spare_bits[i / 64] = 0;	/* a new word */
+	s->spare = NULL;
+	s->nr_spare = 0;
+	s->n = (uint32_t)n;
+	mm->slabs[i] = s;
 	mm->nr_slabs++;
 	mm->nr_handles += n;
-	for (size_t i = n; i-- > 0;)	/* they pop in address order */
-		handle_put(mm, &s->h[i]);
+	for (size_t j = n; j-- > 0;) {	/* they pop in address order */
+		s->h[j].slab = i;
+		handle_put(mm, &s->h[j]);
+	}
 	return 0;
 }
 
-/* A spare handle, or NULL (-ENOMEM). */
+/* A spare handle from the lowest slab that has one, or NULL (-ENOMEM). */
 static struct gvm_buddy_block *handle_get(struct gvm_buddy *mm)
 {
+	struct gvm_buddy_hslab *s;
 	struct gvm_buddy_block *b;
+	unsigned int i = mm->nr_slabs;
 
 	if (meta_fail())
 		return NULL;
-	if (!mm->spare && grow(mm))
+	for (unsigned int w = 0; w < (mm->nr_slabs + 63) / 64; w++)
+		if (mm->spare_bits[w]) {
+			i = w * 64 + (unsigned int)__builtin_ctzll(
+						mm->spare_bits[w]);
+			break;
+		}
+	if (i == mm->nr_slabs && grow(mm))
 		return NULL;
-	b = mm->spare;
-	mm->spare = spare_next(b);
+	s = mm->slabs[i];
+	b = s->spare;
+	s->spare = spare_next(b);
+	if (--s->nr_spare == 0)
+		mm->spare_bits[i >> 6] &= ~(1ull << (i & 63));
 	return b;
 }
 
@@ -506,12 +538,10 @@ int gvm__buddy_init(struct gvm_buddy *mm, uint64_t size, uint64_t chunk_size)
 void gvm__buddy_fini(struct gvm_buddy *mm)
 {
 	GVM_WARN_ON(mm->nr_allocated);	/* their handles die here */
-	while (mm->slabs) {
-		struct gvm_buddy_hslab *s = mm->slabs;
-
-		mm->slabs = s->next;
-		gvm__free(s);
-	}
+	for (unsigned int i = 0; i < mm->nr_slabs; i++)
+		gvm__free(mm->slabs[i]);
+	gvm__free(mm->slabs);
+	gvm__free(mm->spare_bits);
 	gvm__free(mm->map_mem);
 	memset(mm, 0, sizeof(*mm));
 }
@@ -960,7 +990,7 @@ static int validate_leaf(const struct gvm_buddy *mm, uint64_t off,
 
 int gvm__buddy_validate(const struct gvm_buddy *mm)
 {
-	uint64_t covered = 0, free_bytes = 0, nr_used = 0, nr_h = 0, spares = 0;
+	uint64_t covered = 0, free_bytes = 0, nr_used = 0, nr_h = 0, nr_spare = 0;
 	int err = 0;
 
 	if (!is_pow2(mm->chunk_size) || mm->chunk_size < GVM_BUDDY_DEFAULT_CHUNK ||
@@ -1016,11 +1046,17 @@ int gvm__buddy_validate(const struct gvm_buddy *mm)
 	if (nr_used != mm->nr_allocated)
 		VFAIL(mm, err, "nr_allocated %" PRIu64 ", %" PRIu64
 		      " blocks allocated", mm->nr_allocated, nr_used);
-	for (const struct gvm_buddy_hslab *s = mm->slabs; s; s = s->next)
+	for (unsigned int j = 0; j < mm->nr_slabs; j++) {
+		const struct gvm_buddy_hslab *s = mm->slabs[j];
+		uint64_t spares = 0;
+
 		for (size_t i = 0; i < s->n; i++) {
 			const struct gvm_buddy_block *b = &s->h[i];
 
 			nr_h++;
+			if (b->slab != j)
+				VFAIL(mm, err, "handle %p of slab %u says slab %u",
+				      (const void *)b, j, b->slab);
 			if (b->state == GVM_BUDDY_UNUSED)
 				continue;
 			if (b->state != GVM_BUDDY_ALLOCATED ||
@@ -1036,19 +1072,27 @@ int gvm__buddy_validate(const struct gvm_buddy *mm)
 			}
 			nr_used--;
 		}
+		for (const struct gvm_buddy_block *b = s->spare;
+		     b && spares <= s->n; b = spare_next(b)) {
+			spares++;
+			if (b->state != GVM_BUDDY_UNUSED || b < s->h ||
+			    b >= s->h + s->n)
+				VFAIL(mm, err, "spare handle %p of slab %u: "
+				      "state %u", (const void *)b, j, b->state);
+		}
+		if (spares != s->nr_spare ||
+		    bit_test(mm->spare_bits, j) != (spares != 0))
+			VFAIL(mm, err, "slab %u: %" PRIu64 " spares, counted %u,"
+			      " bit %d", j, spares, s->nr_spare,
+			      bit_test(mm->spare_bits, j));
+		nr_spare += spares;
+	}
 	if (nr_used)
 		VFAIL(mm, err, "%" PRIu64 " allocated blocks without a handle",
 		      nr_used);
-	for (const struct gvm_buddy_block *b = mm->spare; b && spares <= nr_h;
-	     b = spare_next((struct gvm_buddy_block *)b)) {
-		spares++;
-		if (b->state != GVM_BUDDY_UNUSED)
-			VFAIL(mm, err, "spare handle %p in state %u",
-			      (const void *)b, b->state);
-	}
-	if (nr_h != mm->nr_handles || spares != nr_h - mm->nr_allocated)
+	if (nr_h != mm->nr_handles || nr_spare != nr_h - mm->nr_allocated)
 		VFAIL(mm, err, "%" PRIu64 " handles (%" PRIu64 " counted), %"
 		      PRIu64 " spare, %" PRIu64 " allocated", mm->nr_handles,
-		      nr_h, spares, mm->nr_allocated);
+		      nr_h, nr_spare, mm->nr_allocated);
 	return err;
 }

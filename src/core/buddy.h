@@ -57,6 +57,7 @@ struct gvm_buddy_block {
 	uint64_t offset;	/* byte offset in the region */
 	uint8_t order;		/* size = chunk_size << order */
 	uint8_t state;		/* ALLOCATED or UNUSED */
+	uint32_t slab;		/* the slab it lives in (never changes) */
 };
 
 /*
@@ -89,10 +90,12 @@ struct gvm_buddy {
 	uint64_t free_bytes;		/* bytes in FREE blocks */
 	uint64_t nr_allocated;		/* blocks in state ALLOCATED */
 	uint64_t nr_allocs;		/* successful gvm__buddy_alloc() calls */
-	struct gvm_buddy_block *spare;	/* stack of UNUSED handles */
-	struct gvm_buddy_hslab *slabs;	/* every slab of handles */
-	uint64_t nr_handles;		/* handles in all slabs */
+	struct gvm_buddy_hslab **slabs;	/* [nr_slabs] slabs of handles */
+	size_t slabs_cap;
+	uint64_t *spare_bits;		/* bit i: slabs[i] has a spare handle */
+	size_t spare_words;		/* capacity of spare_bits[] */
 	unsigned int nr_slabs;
+	uint64_t nr_handles;		/* handles in all slabs */
 };
 
 struct gvm_buddy_stats {

@@ -476,6 +476,10 @@ TEST(validate_catches_corruption)
 	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
 	o1->used[0] &= ~2ull;
 	mm.nr_allocated--;
+	/* A slab's spare bit out of step with its spares. */
+	mm.spare_bits[0] ^= 1;
+	ASSERT_EQ(gvm__buddy_validate(&mm), -EUCLEAN);
+	mm.spare_bits[0] ^= 1;
 	/* A summary bit out of step with its word. */
 	ASSERT_EQ(o1->levels, 2);
 	ASSERT_EQ(o1->free[o1->level_off[1]], 1);
@@ -579,19 +583,75 @@ TEST(heap_failure)
 	struct gvm_buddy mm;
 	struct gvm_list l;
 
-	ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
 	gvm_list_init(&l);
-	for (long nth = 1; nth <= 1; nth++) {
+	/* Init's one allocation (the maps). */
+	gvm__inject_arm(GVM_INJECT_ALLOC, 1, 0);
+	ASSERT_EQ(gvm__buddy_init(&mm, 64 * K4, 0), -ENOMEM);
+	gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
+	/* The first handle grows the slab array, the spare bitmap, then
+	   allocates the slab: fail each, on a fresh allocator (a grown array
+	   stays grown). */
+	for (long nth = 1; nth <= 4; nth++) {
+		ASSERT_OK(gvm__buddy_init(&mm, 64 * K4, 0));
 		gvm__inject_arm(GVM_INJECT_ALLOC, nth, 0);
-		ASSERT_EQ(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l),
-			  -ENOMEM);
+		int err = gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l);
 		gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
+		if (nth == 4) {		/* three allocations in all */
+			ASSERT_OK(err);
+			gvm__buddy_free_list(&mm, &l);
+		} else {
+			ASSERT_EQ(err, -ENOMEM);
+		}
 		ASSERT_TRUE(gvm_list_empty(&l));
 		assert_pristine(&mm);
+		gvm__buddy_fini(&mm);
 	}
-	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+}
+
+/*
+ * Handles are reused from the lowest slab that has a spare, so allocated
+ * handles stay dense; within a slab, the one freed last goes first.
+ */
+TEST(handles_lowest_slab_first)
+{
+	enum { N = 100 };	/* slabs of 32, 64, then 128 handles */
+	struct gvm_buddy mm;
+	struct gvm_list l, one;
+	struct gvm_buddy_block *b[N], *lo, *lo2, *hi;
+	size_t i = 0;
+
+	ASSERT_OK(gvm__buddy_init(&mm, 256 * K4, 0));
+	gvm_list_init(&l);
+	gvm_list_init(&one);
+	for (int k = 0; k < N; k++)
+		ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &l));
+	struct gvm_list *pos;
+	gvm_list_for_each(pos, &l)
+		b[i++] = blk(pos);
+	ASSERT_EQ(mm.nr_slabs, 3);
+	ASSERT_EQ(mm.nr_handles, 32 + 64 + 128);
+	ASSERT_EQ(b[0]->slab, 0);
+	ASSERT_EQ(b[40]->slab, 1);
+	ASSERT_EQ(b[99]->slab, 2);
+	lo = b[5];
+	lo2 = b[7];
+	hi = b[99];
+	/* Slab 2 has spares already; free two of slab 0, then one of 2. */
+	gvm__buddy_free_block(&mm, lo2);
+	gvm__buddy_free_block(&mm, lo);
+	gvm__buddy_free_block(&mm, hi);
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &one));
+	ASSERT_TRUE(blk(one.next) == lo);	/* lowest slab, last freed */
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &one));
+	ASSERT_TRUE(blk(one.prev) == lo2);
+	ASSERT_OK(gvm__buddy_alloc(&mm, 0, mm.size, K4, 0, 0, &one));
+	ASSERT_TRUE(blk(one.prev) == hi);	/* slab 2: its last freed */
+	ASSERT_OK(gvm__buddy_validate(&mm));
+	gvm__buddy_free_list(&mm, &one);
 	gvm__buddy_free_list(&mm, &l);
 	assert_pristine(&mm);
+	ASSERT_EQ(mm.nr_slabs, 3);	/* slabs live until fini */
 	gvm__buddy_fini(&mm);
 }
 
