@@ -65,7 +65,9 @@
  * The CPU may change the range meanwhile (the backend reports it):
  * unmap/discard drops those pages' device data (a valid-page bitmap per
  * extent, so no allocation is needed and a partial munmap keeps the rest);
- * mremap moves it with the pages; fork migrates everything back first
+ * mremap moves it with the pages (an extent moved into the span of another
+ * trims or splits that one: spans never overlap, ext_make_room); fork
+ * migrates everything back first
  * (fork_prepare, from pthread_atfork in self.c), so the child's copy of
  * the pages has the data.  A registration (gvm__mm_register) of memory
  * that has extents keeps them registered "missing", after waiting for the
@@ -765,6 +767,92 @@ static struct devmem_ext *ext_split_moved(struct gvm_mm *mm,
 	return m;
 }
 
+/*
+ * [start, start + len) of @x as an extent of its own (not inserted, its
+ * devmem referenced but not counted), NULL if none of its pages holds
+ * data there or out of memory.
+ */
+static struct devmem_ext *ext_part(struct gvm_mm *mm,
+				   const struct devmem_ext *x, uint64_t start,
+				   uint64_t len)
+{
+	struct devmem_ext *r = gvm__calloc(1, sizeof(*r));
+	uint64_t i, j = (start - x->start) >> GVM_MM_PAGE_SHIFT;
+
+	if (!r)
+		return NULL;
+	r->mm = mm;
+	r->dm = x->dm;
+	r->start = start;
+	r->len = len;
+	r->off = x->off + (start - x->start);
+	for (i = 0; i < len >> GVM_MM_PAGE_SHIFT; i++)
+		set_valid(r, i, page_valid(x, i + j));
+	if (ext_empty(r)) {
+		gvm__free(r);
+		return NULL;
+	}
+	gvm__mm_devmem_get(r->dm);
+	return r;
+}
+
+/*
+ * Makes room for @m, a moved extent about to be inserted: an extent whose
+ * span overlaps m's holds no data there (the destination of a move was
+ * unmapped first, which trimmed it; a move may leave holes in the middle
+ * of an extent), so it gives that part of its span up - trimmed at one
+ * end, or split around @m.  Spans stay disjoint, which every walk by
+ * address (ext_first, then past its end) relies on: an extent inside
+ * another's span would be missed by them.  @more: inserts to come after
+ * this one's (for the reservation).  False if a split is out of memory
+ * (nothing changed).
+ */
+static bool ext_make_room(struct gvm_mm *mm, const struct devmem_ext *m,
+			  size_t more)
+{
+	uint64_t ms = m->start, me = m->start + m->len;
+	struct devmem_ext *x;
+
+	while ((x = ext_first(mm, ms, m->len))) {
+		uint64_t xs = x->start, xe = x->start + x->len;
+		struct devmem_ext *left = NULL, *right = NULL;
+		bool need_left = false, need_right = false;
+
+		for (uint64_t a = xs; a < xe; a += GVM_MM_PAGE_SIZE) {
+			if (!page_valid(x, (a - xs) >> GVM_MM_PAGE_SHIFT))
+				continue;
+			need_left |= a < ms;
+			need_right |= a >= me;
+			/* no data of x where m goes: the destination of a
+			   move was free */
+			GVM_WARN_ON(a >= ms && a < me);
+		}
+		if ((need_left || need_right) &&
+		    gvm__itree_reserve(&mm->devmem, more + 2))
+			return false;
+		if (need_left)
+			left = ext_part(mm, x, xs, ms - xs);
+		if (need_right)
+			right = ext_part(mm, x, me, xe - me);
+		if ((need_left && !left) || (need_right && !right)) {
+			if (left)
+				gvm__mm_devmem_put(left->dm);
+			if (right)
+				gvm__mm_devmem_put(right->dm);
+			gvm__free(left);
+			gvm__free(right);
+			return false;
+		}
+		/* the parts replace x (counted before x's count goes) */
+		if (left)
+			ext_insert(mm, left);
+		if (right)
+			ext_insert(mm, right);
+		ext_free(mm, x);
+	}
+	return true;
+}
+
 void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 			  uint64_t len)
 {
@@ -809,8 +897,20 @@ void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 			ext_free(mm, e);
 	}
 	for (k = 0; k < nr; k++) {
-		ext_insert(mm, moved[k]);
-		moved[k]->dm->extents--;	/* ext_split_moved's count */
+		struct devmem_ext *m = moved[k];
+
+		if (!ext_make_room(mm, m, nr - k)) {
+			fprintf(stderr, "gvm: mremap of device-resident "
+				"memory: out of memory, [0x%llx, +0x%llx) "
+				"poisoned\n", (unsigned long long)m->start,
+				(unsigned long long)m->len);
+			mm->ops->poison(mm, m->start, m->len);
+			dm_unref(m->dm);	/* ext_split_moved's count */
+			gvm__free(m);
+			continue;
+		}
+		ext_insert(mm, m);
+		m->dm->extents--;	/* ext_split_moved's count */
 	}
 	if (mm->devmem.reserved)
 		gvm__itree_unreserve(&mm->devmem);

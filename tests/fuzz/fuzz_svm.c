@@ -32,15 +32,21 @@
  * move to a fixed address), mprotect, madvise(DONTNEED), CPU reads (every
  * byte compared) and writes through the model, GPU fill / store / copy /
  * checksum kernels on either device, PREFETCH binds to VRAM or system
- * memory, preferred location per range (system, own device, the peer:
- * -ENOLINK if STRICT and not linked) and granularity, injected reclaim,
- * VRAM pressure (a VRAM-only BO comes and goes), fork and the child's
- * reads and writes.
+ * memory (-EINVAL over a BO that may not go there), preferred location
+ * per range (system, own device, the peer: -ENOLINK if STRICT and not
+ * linked) and granularity, injected reclaim, VRAM pressure (a VRAM-only BO
+ * comes and goes), fork and the child's reads and writes; BOs (system or
+ * VRAM|system, up to 4 a device) bound inside the mirror, read-only or
+ * not, which the VM's GPU accesses then reach instead of the CPU memory
+ * (modelled per VM and page), unbound by UNMAP of BO pages (the mirror
+ * comes back) or UNMAP_ALL, and read and written by the CPU through their
+ * views.  Operations pick their pages uniformly or among the mapped ones.
  *
- * Final check: every mapped readable page through the CPU and through each
- * GPU (checksums), the child's pages, no fault logged that the model did
- * not predict, the page tables validate, and no frame was written after
- * the model mm freed it (poison_violations == 0).
+ * Final check: every mapped readable page through the CPU, every BO
+ * through its view, every GPU-readable page of each VM through that GPU
+ * (checksums), the child's pages, no fault logged that the model did not
+ * predict, the page tables validate, and no frame was written after the
+ * model mm freed it (poison_violations == 0).
  *
  * Single-threaded; gvm's own threads (fault servicing, engines) run
  * beside it.
@@ -77,12 +83,37 @@
 #define MAX_IO (3 * K4)			/* bytes of a CPU access */
 #define UNMAPPED 0xffu
 #define RW (PROT_READ | PROT_WRITE)
+#define NBO 4				/* BOs per device */
 
 /* What the CPU side of an mm looks like. */
 struct space {
 	uint8_t prot[PAGES];		/* PROT_* or UNMAPPED */
 	bool known[PAGES];		/* mem[] of the page is what it holds */
 	uint8_t mem[PAGES * K4];
+};
+
+/* A BO of a device, bound inside the mirror of that device's VM. */
+struct bobj {
+	struct gvm_bo *bo;		/* NULL: not made yet */
+	uint8_t *cpu;			/* its CPU view */
+	uint8_t *mem;			/* expected bytes */
+	bool *known;			/* per page */
+	uint32_t pages;
+	uint32_t placement;		/* GVM_MEM_* */
+};
+
+/* What a VM maps at a page of the model range instead of the mirror. */
+struct ovl {
+	uint8_t slot;			/* 0: the mirror; else BO slot + 1 */
+	uint8_t ro;			/* bound read-only */
+	uint16_t pg;			/* page of the BO */
+};
+
+/* Where a GPU access of a page lands, and what it may do. */
+struct where {
+	uint8_t *mem;			/* the expected bytes */
+	bool *known;
+	bool r, w;			/* reads, writes allowed */
 };
 
 struct world {
@@ -94,6 +125,8 @@ struct world {
 	struct gvm_bo *res[NDEV];
 	uint64_t *res_cpu[NDEV];
 	bool linked;
+	struct bobj bo[NDEV][NBO];
+	struct ovl ov[NDEV][PAGES];	/* per VM, per page */
 	struct space par, chl;		/* the mm, the fork child */
 	uint8_t buf[MAX_IO];
 	bool bad[PAGES];		/* pages the running kernel may fault on */
@@ -125,6 +158,28 @@ static uint64_t addr_of(uint32_t pg)
 }
 
 /*
+ * A page of the model range: any, or (bit 15 of the input) a mapped one,
+ * so that operations find memory more often than a uniform pick would.
+ */
+static uint32_t pick_page(struct world *w)
+{
+	unsigned int x = u16(w);
+	uint32_t pg = x % PAGES, n = 0, i;
+
+	if (!(x & 0x8000))
+		return pg;
+	for (i = 0; i < PAGES; i++)
+		n += w->par.prot[i] != UNMAPPED;
+	if (!n)
+		return pg;
+	n = pg % n;
+	for (i = 0; i < PAGES; i++)
+		if (w->par.prot[i] != UNMAPPED && !n--)
+			break;
+	return i;
+}
+
+/*
  * A run of pages [*s, *s + *k) inside the range: small (1 .. 64 pages) or,
  * one time in eight, a 2 MiB-aligned 2 MiB block.
  */
@@ -132,7 +187,7 @@ static void pick_run(struct world *w, uint32_t *s, uint32_t *k)
 {
 	unsigned int b = byte(w);
 
-	*s = u16(w) % PAGES;
+	*s = pick_page(w);
 	if (b < 32) {
 		*s &= ~(BIG - 1);
 		*k = BIG;
@@ -201,12 +256,6 @@ static void set_unmap(struct space *sp, uint32_t s, uint32_t k)
 	memset(sp->prot + s, UNMAPPED, k);
 }
 
-/* The page's bytes are written, but by what is not known. */
-static void set_unknown(struct space *sp, uint32_t s, uint32_t k)
-{
-	memset(sp->known + s, 0, k);
-}
-
 static bool readable(uint8_t prot)
 {
 	return prot != UNMAPPED && (prot & (PROT_READ | PROT_WRITE));
@@ -215,6 +264,26 @@ static bool readable(uint8_t prot)
 static bool writable(uint8_t prot)
 {
 	return prot != UNMAPPED && (prot & PROT_WRITE);
+}
+
+/* Where VM @v's GPU access of page @pg lands. */
+static void where(struct world *w, int v, uint32_t pg, struct where *x)
+{
+	const struct ovl *o = &w->ov[v][pg];
+
+	if (o->slot) {
+		struct bobj *b = &w->bo[v][o->slot - 1];
+
+		x->mem = b->mem + (uint64_t)o->pg * K4;
+		x->known = &b->known[o->pg];
+		x->r = true;
+		x->w = !o->ro;
+		return;
+	}
+	x->mem = w->par.mem + (uint64_t)pg * K4;
+	x->known = &w->par.known[pg];
+	x->r = readable(w->par.prot[pg]);
+	x->w = writable(w->par.prot[pg]);
 }
 
 /*
@@ -303,6 +372,14 @@ static void world_fini(struct world *w)
 			gvm_vm_destroy(w->vm[d]);
 		if (w->res[d])
 			gvm_bo_put(w->res[d]);
+		for (int i = 0; i < NBO; i++) {
+			struct bobj *b = &w->bo[d][i];
+
+			if (b->bo)
+				gvm_bo_put(b->bo);
+			free(b->mem);
+			free(b->known);
+		}
 	}
 	for (d = 0; d < NDEV; d++)
 		if (w->dev[d])
@@ -362,14 +439,15 @@ static bool run(struct world *w, int v, const struct gvm_kernel *k)
  * Marks the pages of [s, s + k) a kernel may fault on (@write: needs
  * write access); true if there is one (the job must fault).
  */
-static bool mark_bad(struct world *w, uint32_t s, uint32_t k, bool write)
+static bool mark_bad(struct world *w, int v, uint32_t s, uint32_t k,
+		     bool write)
 {
+	struct where x;
 	bool any = false;
 
 	for (uint32_t i = s; i < s + k; i++) {
-		uint8_t p = w->par.prot[i];
-
-		w->bad[i] = write ? !writable(p) : !readable(p);
+		where(w, v, i, &x);
+		w->bad[i] = write ? !x.w : !x.r;
 		any |= w->bad[i];
 	}
 	return any;
@@ -391,21 +469,24 @@ static void check_fault(struct world *w, int v, const char *what, bool got,
 		w->io.st->errors_expected++;
 }
 
-/* The model's checksum of [s, s + k); false if some page is not known. */
-static bool model_sum(const struct space *sp, uint32_t s, uint32_t k,
+/* The model's checksum of [s, s + k) in VM @v; false if not all known. */
+static bool model_sum(struct world *w, int v, uint32_t s, uint32_t k,
 		      uint64_t *sum)
 {
 	*sum = 0;
 	for (uint32_t i = s; i < s + k; i++) {
-		const uint8_t *p = sp->mem + (uint64_t)i * K4;
+		struct where x;
+		const uint8_t *p;
 
-		if (!sp->known[i])
+		where(w, v, i, &x);
+		p = x.mem;
+		if (!*x.known)
 			return false;
 		for (uint64_t j = 0; j < K4; j += 8) {
-			uint64_t x;
+			uint64_t q;
 
-			memcpy(&x, p + j, 8);
-			*sum += x;
+			memcpy(&q, p + j, 8);
+			*sum += q;
 		}
 	}
 	return true;
@@ -730,7 +811,7 @@ static void op_fill(struct world *w)
 	bool want, got;
 
 	pick_run(w, &s, &k);
-	want = mark_bad(w, s, k, true);
+	want = mark_bad(w, v, s, k, true);
 	SAY(w, "fill vm%d [%u, +%u) %#x: fault %d\n", v, s, k, pat, want);
 	gvm_kernel_fill(&kn, addr_of(s), k * K4, pat);
 	got = run(w, v, &kn);
@@ -739,28 +820,32 @@ static void op_fill(struct world *w)
 		return;
 	check_fault(w, v, "fill", got, want, s, k);
 	for (uint32_t i = s; i < s + k; i++) {
-		if (!writable(w->par.prot[i]))
+		struct where x;
+
+		where(w, v, i, &x);
+		if (!x.w)
 			continue;
 		if (want) {
-			set_unknown(&w->par, i, 1);
+			*x.known = false;
 			continue;
 		}
 		for (uint64_t j = 0; j < K4; j += 4)
-			memcpy(w->par.mem + i * K4 + j, &pat, 4);
-		w->par.known[i] = true;
+			memcpy(x.mem + j, &pat, 4);
+		*x.known = true;
 	}
 }
 
 static void op_store(struct world *w)
 {
 	int v = byte(w) % NDEV;
-	uint32_t pg = u16(w) % PAGES;
+	uint32_t pg = pick_page(w);
 	uint64_t off = (byte(w) % (K4 / 8)) * 8, val = gvm_fuzz_u32(&w->io);
 	struct gvm_kernel kn;
+	struct where x;
 	bool want, got;
 
 	val |= val << 32;
-	want = mark_bad(w, pg, 1, true);
+	want = mark_bad(w, v, pg, 1, true);
 	SAY(w, "store vm%d page %u +%" PRIu64 ": fault %d\n", v, pg, off, want);
 	gvm_kernel_store_dword(&kn, addr_of(pg) + off, val, 64);
 	got = run(w, v, &kn);
@@ -768,16 +853,18 @@ static void op_store(struct world *w)
 	if (w->io.failed)
 		return;
 	check_fault(w, v, "store", got, want, pg, 1);
+	where(w, v, pg, &x);
 	if (!want)
-		memcpy(w->par.mem + pg * K4 + off, &val, 8);
+		memcpy(x.mem + off, &val, 8);
 }
 
 static void op_copy(struct world *w)
 {
 	int v = byte(w) % NDEV;
-	uint32_t s, k, d = u16(w) % PAGES;
+	uint32_t s, k, d = pick_page(w);
+	struct where src[MAX_K], dst[MAX_K];
 	struct gvm_kernel kn;
-	bool want, got, known = true;
+	bool want, got, known = true, alias = false;
 
 	pick_run(w, &s, &k);
 	if (k > MAX_K)
@@ -786,10 +873,8 @@ static void op_copy(struct world *w)
 		d = PAGES - k;
 	if (d < s + k && s < d + k)
 		return;				/* they overlap */
-	want = mark_bad(w, d, k, true);
-	want |= mark_bad(w, s, k, false);	/* disjoint: both kept */
-	for (uint32_t i = d; i < d + k; i++)
-		w->bad[i] = !writable(w->par.prot[i]);
+	want = mark_bad(w, v, s, k, false);
+	want |= mark_bad(w, v, d, k, true);	/* disjoint: both kept */
 	SAY(w, "copy vm%d [%u, +%u) -> %u: fault %d\n", v, s, k, d, want);
 	gvm_kernel_copy(&kn, addr_of(d), addr_of(s), k * K4);
 	got = run(w, v, &kn);
@@ -798,18 +883,25 @@ static void op_copy(struct world *w)
 	if (w->io.failed)
 		return;
 	check_fault(w, v, "copy", got, want, s, k);
-	for (uint32_t i = 0; i < k; i++)
-		known &= w->par.known[s + i];
+	/* a BO page mapped twice makes the order of the lanes matter */
 	for (uint32_t i = 0; i < k; i++) {
-		if (!writable(w->par.prot[d + i]))
+		where(w, v, s + i, &src[i]);
+		where(w, v, d + i, &dst[i]);
+		known &= *src[i].known;
+	}
+	for (uint32_t i = 0; i < k && !alias; i++)
+		for (uint32_t j = 0; j < k && !alias; j++)
+			alias = dst[i].mem == src[j].mem ||
+				(i != j && dst[i].mem == dst[j].mem);
+	for (uint32_t i = 0; i < k; i++) {
+		if (!dst[i].w)
 			continue;
-		if (want || !known) {
-			set_unknown(&w->par, d + i, 1);
+		if (want || !known || alias) {
+			*dst[i].known = false;
 			continue;
 		}
-		memcpy(w->par.mem + (uint64_t)(d + i) * K4,
-		       w->par.mem + (uint64_t)(s + i) * K4, K4);
-		w->par.known[d + i] = true;
+		memcpy(dst[i].mem, src[i].mem, K4);
+		*dst[i].known = true;
 	}
 }
 
@@ -820,7 +912,7 @@ static void gpu_sum(struct world *w, int v, uint32_t s, uint32_t k)
 	uint64_t sum;
 	bool want, got, known;
 
-	want = mark_bad(w, s, k, false);
+	want = mark_bad(w, v, s, k, false);
 	SAY(w, "checksum vm%d [%u, +%u): fault %d\n", v, s, k, want);
 	*w->res_cpu[v] = 0x5a5a5a5a5a5a5a5aull;
 	gvm_kernel_checksum(&kn, addr_of(s), k * K4, RES);
@@ -829,7 +921,7 @@ static void gpu_sum(struct world *w, int v, uint32_t s, uint32_t k)
 	if (w->io.failed)
 		return;
 	check_fault(w, v, "checksum", got, want, s, k);
-	known = model_sum(&w->par, s, k, &sum);
+	known = model_sum(w, v, s, k, &sum);
 	if (want || got || !known)
 		return;
 	if (*w->res_cpu[v] != sum)
@@ -852,16 +944,24 @@ static void op_prefetch(struct world *w)
 	int v = byte(w) % NDEV;
 	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH };
 	uint32_t s, k;
-	int err;
+	int want = 0, err;
 
 	op.prefetch_mem = byte(w) & 1 ? GVM_MEM_SYSTEM : GVM_MEM_VRAM;
 	pick_run(w, &s, &k);
 	op.addr = addr_of(s);
 	op.range = k * K4;
-	SAY(w, "prefetch vm%d [%u, +%u) to %s\n", v, s, k,
-	    op.prefetch_mem == GVM_MEM_VRAM ? "vram" : "system");
+	/* a BO mapped there that may not go to prefetch_mem: -EINVAL */
+	for (uint32_t i = s; i < s + k; i++) {
+		const struct ovl *o = &w->ov[v][i];
+
+		if (o->slot && !(w->bo[v][o->slot - 1].placement &
+				 op.prefetch_mem))
+			want = -EINVAL;
+	}
+	SAY(w, "prefetch vm%d [%u, +%u) to %s: want %d\n", v, s, k,
+	    op.prefetch_mem == GVM_MEM_VRAM ? "vram" : "system", want);
 	err = gvm_vm_bind(w->vm[v], NULL, &op, 1, NULL, 0);
-	check_rc(w, "gvm_vm_bind(PREFETCH)", err, 0);
+	check_rc(w, "gvm_vm_bind(PREFETCH)", err, want);
 }
 
 /* Memory attributes: preferred location (and granularity). */
@@ -926,6 +1026,144 @@ static void op_evict(struct world *w)
 		gvm_bo_put(bo);
 }
 
+/* ---- BOs inside the mirror ------------------------------------------------------- */
+
+/* BO slot @i of device @d, made on first use: 1 .. 64 pages. */
+static struct bobj *bo_get(struct world *w, int d, int i, unsigned int b)
+{
+	static const uint32_t places[] = { GVM_MEM_SYSTEM,
+					   GVM_MEM_VRAM | GVM_MEM_SYSTEM };
+	struct bobj *o = &w->bo[d][i];
+	int err;
+
+	if (o->bo)
+		return o;
+	o->pages = b % MAX_K + 1;
+	o->placement = places[(b >> 6) & 1];
+	SAY(w, "bo dev%d #%d: %u pages place %u\n", d, i, o->pages,
+	    o->placement);
+	err = gvm_bo_create(w->dev[d], o->pages * K4, o->placement, NULL,
+			    &o->bo);
+	if (!check_rc(w, "gvm_bo_create", err, 0))
+		return NULL;
+	if (gvm_bo_map(o->bo, (void **)&o->cpu)) {
+		FAIL(w, "gvm_bo_map failed");
+		return NULL;
+	}
+	o->mem = calloc(o->pages, K4);
+	o->known = malloc(o->pages * sizeof(bool));
+	if (!o->mem || !o->known)
+		gvm_fuzz_die("calloc");
+	memset(o->known, 1, o->pages * sizeof(bool));
+	return o;
+}
+
+/* MAP a BO of the VM's device over part of the mirror (or of BOs). */
+static void op_bo_map(struct world *w)
+{
+	int v = byte(w) % NDEV, i = byte(w) % NBO;
+	unsigned int b = byte(w), f = byte(w);
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP };
+	struct bobj *o = bo_get(w, v, i, b);
+	uint32_t s, k, off;
+	int err;
+
+	pick_run(w, &s, &k);
+	if (!o)
+		return;
+	if (k > o->pages)
+		k = o->pages;
+	off = (f >> 1) % o->pages;
+	if (off + k > o->pages)
+		off = o->pages - k;
+	op.bo = o->bo;
+	op.addr = addr_of(s);
+	op.range = k * K4;
+	op.bo_offset = off * K4;
+	op.flags = f & 1 ? GVM_BIND_READONLY : 0;
+	SAY(w, "bo map vm%d [%u, +%u) bo #%d +%u%s\n", v, s, k, i, off,
+	    op.flags ? " ro" : "");
+	err = gvm_vm_bind(w->vm[v], NULL, &op, 1, NULL, 0);
+	if (!check_rc(w, "gvm_vm_bind(MAP bo)", err, 0))
+		return;
+	for (uint32_t j = 0; j < k; j++)
+		w->ov[v][s + j] = (struct ovl){ (uint8_t)(i + 1), f & 1,
+						(uint16_t)(off + j) };
+}
+
+/*
+ * Unbinds BOs: UNMAP of a run of BO pages (the mirror comes back there),
+ * or UNMAP_ALL of one BO.
+ */
+static void op_bo_unmap(struct world *w)
+{
+	int v = byte(w) % NDEV, i = byte(w) % NBO;
+	struct gvm_bind_op op = { 0 };
+	uint32_t s, k, j;
+	int err;
+
+	pick_run(w, &s, &k);
+	if (i & 1 && w->bo[v][i].bo) {
+		op.op = GVM_BIND_UNMAP_ALL;
+		op.bo = w->bo[v][i].bo;
+		SAY(w, "bo unmap_all vm%d bo #%d\n", v, i);
+		err = gvm_vm_bind(w->vm[v], NULL, &op, 1, NULL, 0);
+		if (!check_rc(w, "gvm_vm_bind(UNMAP_ALL)", err, 0))
+			return;
+		for (j = 0; j < PAGES; j++)
+			if (w->ov[v][j].slot == i + 1)
+				w->ov[v][j] = (struct ovl){ 0 };
+		return;
+	}
+	/* the BO pages from s (an UNMAP of the mirror would remove it) */
+	for (j = 0; j < k && w->ov[v][s + j].slot; j++)
+		;
+	if (!j)
+		return;
+	op.op = GVM_BIND_UNMAP;
+	op.addr = addr_of(s);
+	op.range = j * K4;
+	SAY(w, "bo unmap vm%d [%u, +%u)\n", v, s, j);
+	err = gvm_vm_bind(w->vm[v], NULL, &op, 1, NULL, 0);
+	if (check_rc(w, "gvm_vm_bind(UNMAP)", err, 0))
+		memset(w->ov[v] + s, 0, j * sizeof(struct ovl));
+}
+
+/* The CPU writes or reads a BO through its view. */
+static void op_bo_cpu(struct world *w)
+{
+	int d = byte(w) % NDEV, i = byte(w) % NBO;
+	unsigned int b = byte(w);
+	struct bobj *o = &w->bo[d][i];
+	uint64_t a = u16(w), len = u16(w) % MAX_IO + 1;
+
+	if (!o->bo)
+		return;
+	a %= o->pages * K4;
+	if (a + len > o->pages * K4)
+		len = o->pages * K4 - a;
+	SAY(w, "bo %s dev%d #%d [%#" PRIx64 ", +%" PRIu64 ")\n",
+	    b & 1 ? "write" : "read", d, i, a, len);
+	if (b & 1) {
+		gen_bytes(o->cpu + a, len, b);
+		memcpy(o->mem + a, o->cpu + a, len);
+		return;
+	}
+	for (uint64_t p = a / K4; p * K4 < a + len; p++) {
+		uint64_t lo = p * K4 > a ? p * K4 : a;
+		uint64_t hi = (p + 1) * K4 < a + len ? (p + 1) * K4 : a + len;
+
+		if (!o->known[p])
+			continue;
+		if (memcmp(o->cpu + lo, o->mem + lo, hi - lo)) {
+			FAIL(w, "bo dev%d #%d page %" PRIu64 ": the CPU reads "
+				"other bytes than the model", d, i, p);
+			return;
+		}
+		w->io.st->bytes_checked += hi - lo;
+	}
+}
+
 /* ---- the final check ---------------------------------------------------------- */
 
 static void check_pt(struct world *w, int v)
@@ -955,15 +1193,34 @@ static void final_check(struct world *w)
 			cpu_read_at(w, w->child, &w->chl, (uint64_t)i * K4, K4,
 				    "final child");
 	}
+	/* every known byte of every BO through the CPU */
+	for (v = 0; v < NDEV && !w->io.failed; v++)
+		for (int i = 0; i < NBO && !w->io.failed; i++) {
+			struct bobj *o = &w->bo[v][i];
+
+			for (uint32_t p = 0; o->bo && p < o->pages; p++) {
+				if (!o->known[p])
+					continue;
+				if (memcmp(o->cpu + p * K4, o->mem + p * K4,
+					   K4)) {
+					FAIL(w, "bo dev%d #%d page %u: the CPU "
+						"reads other bytes than the "
+						"model", v, i, p);
+					break;
+				}
+				w->io.st->bytes_checked += K4;
+			}
+		}
 	/* and through each GPU, in runs of readable pages */
 	for (v = 0; v < NDEV && !w->io.failed; v++) {
 		uint32_t s = 0;
 
 		while (s < PAGES && !w->io.failed) {
 			uint32_t k = 0;
+			struct where x;
 
 			while (s + k < PAGES && k < MAX_K &&
-			       readable(w->par.prot[s + k]))
+			       (where(w, v, s + k, &x), x.r))
 				k++;
 			if (k)
 				gpu_sum(w, v, s, k);
@@ -1002,7 +1259,7 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		return -2;
 	}
 	while (w.io.in < w.io.end && !w.io.failed) {
-		switch (byte(&w) % 16) {
+		switch (byte(&w) % 19) {
 		case 0: op_mmap(&w); break;
 		case 1: op_munmap(&w); break;
 		case 2: op_mremap(&w); break;
@@ -1017,7 +1274,10 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		case 12: op_attr(&w); break;
 		case 13: op_reclaim(&w); break;
 		case 14: op_fork(&w); break;
-		default: op_evict(&w); break;
+		case 15: op_evict(&w); break;
+		case 16: op_bo_map(&w); break;
+		case 17: op_bo_unmap(&w); break;
+		default: op_bo_cpu(&w); break;
 		}
 		w.io.st->ops++;
 	}

@@ -20,7 +20,7 @@
 #include "fuzz_core.h"
 
 /* SVM inputs run slower (two devices, faults, migrations) */
-#define SVM_RANDOM_INPUTS 30
+#define SVM_RANDOM_INPUTS 100
 
 static uint8_t *read_file(const char *path, size_t *len)
 {

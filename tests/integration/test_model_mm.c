@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "svmtest.h"
 #include "core/atomic.h"
+#include "mm/mm.h"
 #include "vm/svm.h"
 
 #define K4 4096ull
@@ -597,5 +598,49 @@ TEST(svm_memory_moved_by_mremap_can_still_be_evicted)
 	ASSERT_OK(gvm_bo_create(c.dev, 3ull << 20, GVM_MEM_VRAM, NULL, &bo));
 	gvm_bo_put(bo);
 	ASSERT_EQ(get_u64(c.mm, b + 8), 77);
+	steardown(&c);
+}
+
+/*
+ * Found by the SVM fuzzer: device-resident data moved by mremap into the
+ * hole an munmap left in another device-resident range.  The extent of
+ * the moved data lay inside the span of the other's, and walks by address
+ * (the CPU's fault-back, the next mremap, munmap) found only the outer
+ * one: the moved pages were device pages with no data anywhere (poisoned
+ * on the next access), or kept their data when unmapped.
+ */
+TEST(svm_mremap_into_the_hole_of_a_resident_range)
+{
+	struct sctx c;
+	uint64_t a, b, r, d;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 64 * K4, RW, 0, &b));
+	for (uint64_t i = 0; i < 512; i++)
+		put_u64(c.mm, a + i * K4, 1000 + i);
+	for (uint64_t i = 0; i < 64; i++)
+		put_u64(c.mm, b + i * K4, 2000 + i);
+	prefetch(&c, a, M2, GVM_MEM_VRAM);
+	prefetch(&c, b, 64 * K4, GVM_MEM_VRAM);
+	ASSERT_GE(gvm__mm_devmem_bytes(c.mm), M2 + 64 * K4);
+	/* a hole in the middle of a's extent, b's data moved into it */
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a + 128 * K4, 64 * K4));
+	ASSERT_OK(gvm_mm_model_mremap(c.mm, b, 64 * K4, 64 * K4,
+				      GVM_MM_MODEL_MAYMOVE |
+					      GVM_MM_MODEL_FIXED,
+				      a + 128 * K4, &r));
+	ASSERT_EQ(r, a + 128 * K4);
+	/* the whole middle moves on, both extents' parts */
+	ASSERT_OK(gvm_mm_model_mremap(c.mm, a + 64 * K4, 192 * K4, 192 * K4,
+				      GVM_MM_MODEL_MAYMOVE |
+					      GVM_MM_MODEL_FIXED,
+				      a + 2 * M2, &d));
+	for (uint64_t i = 0; i < 192; i++)
+		ASSERT_EQ(get_u64(c.mm, d + i * K4),
+			  i >= 64 && i < 128 ? 2000 + i - 64 : 1064 + i);
+	ASSERT_EQ(get_u64(c.mm, a + 8 * K4), 1008);
+	ASSERT_EQ(get_u64(c.mm, a + 300 * K4), 1300);
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
 	steardown(&c);
 }
