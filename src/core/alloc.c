@@ -58,6 +58,7 @@
  * live blocks instead.
  */
 #include "core/alloc.h"
+#include "core/thread.h"
 
 #include <errno.h>
 #include <link.h>
@@ -507,7 +508,7 @@ static struct hdr *hdr_of(void *p)
 {
 	struct hdr *h = (struct hdr *)((uint8_t *)p - HDR);
 
-	if (!gvm__alloc_owns((uint64_t)(uintptr_t)p, 1) ||
+	if (!gvm__heap_owns(p) ||
 	    h->magic != HDR_MAGIC || h->cls >= NR_CLASSES) {
 		fprintf(stderr, "gvm: freeing %p, not a gvm heap block\n", p);
 		abort();
@@ -595,6 +596,15 @@ void *gvm__heap_realloc(void *p, size_t size)
 	return np;
 }
 
+bool gvm__heap_owns(const void *p)
+{
+	uint64_t a = (uint64_t)(uintptr_t)p, base;
+
+	pthread_once(&heap_once, heap_init);
+	base = (uint64_t)(uintptr_t)heap_base;
+	return heap_base && a >= base && a < base + heap_size;
+}
+
 bool gvm__alloc_owns(uint64_t start, uint64_t len)
 {
 	uint64_t end = start + len, base;
@@ -606,7 +616,7 @@ bool gvm__alloc_owns(uint64_t start, uint64_t len)
 	for (unsigned int i = 0; i < nr_statics; i++)
 		if (start < statics[i].end && end > statics[i].start)
 			return true;
-	return false;
+	return gvm__thread_stacks_own(start, len);
 }
 
 uint64_t gvm__alloc_live(void)

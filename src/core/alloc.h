@@ -34,10 +34,14 @@ void *gvm__heap_aligned_alloc(size_t align, size_t size);
 void gvm__free(void *p);
 
 /*
- * True if [start, start + len) overlaps memory the library owns: its heap
- * or its static data.  SVM never migrates such memory.
+ * True if [start, start + len) overlaps memory the library owns: its heap,
+ * its static data or its threads' stacks (core/thread.c).  SVM never
+ * migrates such memory.
  */
 bool gvm__alloc_owns(uint64_t start, uint64_t len);
+
+/* True if @p points into the library's heap (a gvm__free() candidate). */
+bool gvm__heap_owns(const void *p);
 
 /*
  * Blocks of the library's heap allocated now (leak checks in tests); a

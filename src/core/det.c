@@ -80,6 +80,7 @@
 #include <unistd.h>
 
 #include "core/sync.h"
+#include "core/thread.h"
 
 #define DET_CLOCK_STEP_NS 1000
 #define DET_CLOCK_START_NS 1000000000ll
@@ -637,7 +638,7 @@ int gvm__det_thread_create(pthread_t *out, void *(*fn)(void *), void *arg)
 	int err;
 
 	if (!self)
-		return -pthread_create(out, NULL, fn, arg);
+		return gvm__os_thread_create(out, fn, arg);
 	t = thread_new();
 	if (!t)
 		return -ENOMEM;
@@ -649,12 +650,12 @@ int gvm__det_thread_create(pthread_t *out, void *(*fn)(void *), void *arg)
 		abort();
 	}
 	t->id = det.nr;
-	err = pthread_create(&t->pt, NULL, trampoline, t);
+	err = gvm__os_thread_create(&t->pt, trampoline, t);
 	if (err) {
 		pthread_mutex_unlock(&det.lock);
 		pthread_cond_destroy(&t->cv);
 		free(t);
-		return -err;
+		return err;
 	}
 	det.threads[det.nr++] = t;
 	*out = t->pt;
@@ -680,7 +681,7 @@ int gvm__det_thread_join(pthread_t pt)
 		}
 		pthread_mutex_unlock(&det.lock);
 	}
-	return -pthread_join(pt, NULL);
+	return gvm__os_thread_join(pt);
 }
 
 void gvm__det_thread_detach(pthread_t pt)

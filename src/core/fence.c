@@ -137,7 +137,7 @@ void gvm_fence_put(struct gvm_fence *fence)
 	gvm__mutex_fini(&fence->lock);
 	if (fence->ops->release)
 		fence->ops->release(fence);
-	else if (gvm__alloc_owns((uint64_t)(uintptr_t)fence, 1))
+	else if (gvm__heap_owns(fence))
 		gvm__free(fence);	/* the library's own fences */
 	else
 		free(fence);		/* the caller's, as fence.h says */

@@ -8,6 +8,7 @@
  * Stateless; no locking of its own.
  */
 #include "core/sync.h"
+#include "core/thread.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -158,21 +159,21 @@ int gvm__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	if (gvm__det_on())
 		return gvm__det_thread_create(t, fn, arg);
-	return -pthread_create(t, NULL, fn, arg);
+	return gvm__os_thread_create(t, fn, arg);
 }
 
 int gvm__thread_join(pthread_t t)
 {
 	if (gvm__det_on())
 		return gvm__det_thread_join(t);
-	return -pthread_join(t, NULL);
+	return gvm__os_thread_join(t);
 }
 
 int gvm__thread_detach(pthread_t t)
 {
 	if (gvm__det_on())
 		gvm__det_thread_detach(t);
-	return -pthread_detach(t);
+	return gvm__os_thread_detach(t);
 }
 
 void gvm__yield(void)

@@ -158,12 +158,14 @@ bool gvm__user_writable(void *addr);
 
 /* ---- threads, yielding, sleeping ----------------------------------------- */
 
-/* pthread_create() without attributes; 0 or a negative errno. */
+/* A thread on a stack of the library (core/thread.h); 0 or a negative
+   errno. */
 int gvm__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
-/* pthread_join(), the result discarded; 0 or a negative errno. */
+/* Joins such a thread, the result discarded; 0 or a negative errno. */
 int gvm__thread_join(pthread_t t);
 /*
- * pthread_detach(): @t ends on its own and is never joined.  In
+ * @t ends on its own and is never joined (its stack is reclaimed after
+ * it ended: core/thread.h).  In
  * deterministic mode it is still a thread of the run, and the run's end
  * (gvm__det_end) waits for it to exit.  0 or a negative errno.
  */

@@ -125,6 +125,7 @@
 #include "core/debug.h"
 #include "core/inject.h"
 #include "core/sync.h"
+#include "core/thread.h"
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
 
@@ -602,7 +603,7 @@ static void self_destroy(struct gvm_mm *mm)
 	unregister_all(s);
 	if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
 		GVM_WARN_ON(1);
-	pthread_join(s->thread, NULL);
+	gvm__os_thread_join(s->thread);
 	close(s->uffd);
 	close(s->stop_fd);
 	gvm__mm_maps_fini(&s->maps);
@@ -1156,7 +1157,7 @@ static int self_create(struct gvm_mm_self **out)
 	 * A plain thread even in deterministic mode (core/det.h): it sleeps
 	 * in poll(), which no scheduler of ours can hand a token to.
 	 */
-	err = -pthread_create(&s->thread, NULL, event_thread, s);
+	err = gvm__os_thread_create(&s->thread, event_thread, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
 		goto err_unmap;

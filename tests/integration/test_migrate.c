@@ -21,6 +21,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "core/alloc.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
@@ -647,6 +648,61 @@ TEST(shared_and_file_memory_stay_in_place)
 	munmap(sh, M2);
 	munmap(file, M2);
 	close(fd);
+}
+
+static uint64_t engine_sp;
+
+static void note_stack(struct gvm_lane *lane, const void *args)
+{
+	volatile int local = 0;
+
+	(void)lane;
+	(void)args;
+	gvm_store_relaxed(&engine_sp, (uint64_t)(uintptr_t)&local);
+}
+
+/*
+ * The library's own memory is never migrated: a prefetch to VRAM over the
+ * stack an engine runs kernels on, or over the library's heap, leaves it
+ * in place (a moved stack would fault its own thread; core/thread.c).
+ * Next to it, the application's page moves, so prefetching does.
+ */
+TEST(the_librarys_stacks_and_heap_stay_in_place)
+{
+	struct ctx c;
+	struct gvm_kernel k;
+	uint64_t uf = 0, *mine, *heap;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+
+	setup(&c);
+	ASSERT_OK(gvm_kernel_init(&k, "note_stack", note_stack, 1, NULL, 0));
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_NE(engine_sp, 0);
+	heap = gvm__aligned_alloc(K4, K4);
+	ASSERT_TRUE(heap != NULL);
+
+	prefetch(&c, (void *)(uintptr_t)(engine_sp & ~(K4 - 1)), K4,
+		 GVM_MEM_VRAM);
+	prefetch(&c, heap, K4, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 2);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* the engine still runs on it */
+	uf = 0;
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+
+	mine = map_2m();
+	mine[0] = 7;
+	prefetch(&c, mine, K4, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 1);
+	ASSERT_EQ(mine[0], 7);
+	gvm__free(heap);
+	teardown(&c);
+	munmap(mine, M2);
 }
 
 TEST(mlocked_memory_keeps_its_data)
