@@ -4,12 +4,15 @@
  *
  *   fuzz_driver [--svm] [-v] FILE...   replays inputs (-v: print each op)
  *   fuzz_driver [--svm] --random [--seconds S] [--seed N] [--out DIR]
- *                                  [--ops N]
+ *                                  [--ops N] [--len L]
  *                                  random inputs for S seconds (default
  *                                  60) or until N operations ran, seeded
  *                                  (printed); a diverging input is
  *                                  written to DIR (default .), its path
- *                                  printed, and the driver exits 1
+ *                                  printed, and the driver exits 1;
+ *                                  inputs of 64 .. L bytes (default
+ *                                  2048; longer ones spend less of the
+ *                                  time setting up and checking worlds)
  *
  * --svm: the SVM engine (fuzz_svm.c) instead of the VM_BIND one.  It
  * prints inputs, operations and operations per second at the end.
@@ -89,6 +92,8 @@ int main(int argc, char **argv)
 	double secs = 60, t0;
 	uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(), s;
 	uint64_t max_ops = UINT64_MAX;
+	size_t max_len = 2048;
+	uint8_t *buf;
 	int i = 1, verbose = 0;
 	engine_fn run = gvm_fuzz_run;
 	const char *name = "fuzz";
@@ -116,18 +121,21 @@ int main(int argc, char **argv)
 			out = argv[i + 1];
 		else if (!strcmp(argv[i], "--ops"))
 			max_ops = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--len"))
+			max_len = strtoull(argv[i + 1], NULL, 0);
 		else
 			return fprintf(stderr, "unknown option %s\n", argv[i]),
 			       2;
 	}
 	if (i < argc)
 		return fprintf(stderr, "option %s needs a value\n", argv[i]), 2;
+	if (max_len < 65 || !(buf = malloc(max_len)))
+		return fprintf(stderr, "bad --len\n"), 2;
 	printf("seed %llu\n", (unsigned long long)seed);
 	s = seed;
 	t0 = now();
 	while (now() - t0 < secs && st.ops < max_ops) {
-		static uint8_t buf[2048];
-		size_t len = 64 + next(&s) % (sizeof(buf) - 64);
+		size_t len = 64 + next(&s) % (max_len - 64);
 
 		for (size_t j = 0; j < len; j++)
 			buf[j] = (uint8_t)next(&s);

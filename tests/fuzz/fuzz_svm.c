@@ -1178,9 +1178,20 @@ static void check_pt(struct world *w, int v)
 	gvm__mutex_unlock(&vm->lock);
 }
 
-static void final_check(struct world *w)
+/* No engine wrote a frame the model mm had freed. */
+static void check_poison(struct world *w)
 {
 	struct gvm_mm_model_stats ms;
+
+	if (gvm_mm_model_stats(w->mm, &ms))
+		FAIL(w, "gvm_mm_model_stats failed");
+	else if (ms.poison_violations)
+		FAIL(w, "%" PRIu64 " frames written after they were freed",
+		     ms.poison_violations);
+}
+
+static void final_check(struct world *w)
+{
 	struct gvm_vm_stats vs;
 	int v;
 
@@ -1231,11 +1242,8 @@ static void final_check(struct world *w)
 		if (!gvm_vm_stats(w->vm[v], &vs))
 			w->io.st->migrations += vs.svm_migrations;
 	}
-	if (!w->io.failed && gvm_mm_model_stats(w->mm, &ms))
-		FAIL(w, "gvm_mm_model_stats failed");
-	else if (!w->io.failed && ms.poison_violations)
-		FAIL(w, "%" PRIu64 " frames written after they were freed",
-		     ms.poison_violations);
+	if (!w->io.failed)
+		check_poison(w);
 }
 
 /* ---- entry --------------------------------------------------------------- */
@@ -1280,6 +1288,10 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		default: op_bo_cpu(&w); break;
 		}
 		w.io.st->ops++;
+		/* replaying with -v: find the operation that wrote a freed
+		   frame (the final check only says that one did) */
+		if (w.io.verbose && !w.io.failed)
+			check_poison(&w);
 	}
 	if (!w.io.failed)
 		final_check(&w);
