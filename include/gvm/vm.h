@@ -340,9 +340,10 @@ GVM_API int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns);
  * completes.  If it is no longer writable then, the value is not stored
  * (no signal is raised) and gvm_user_fence_wait() on @addr returns -EFAULT.
  *
- * On a VM of a model mm (<gvm/mm_model.h>), @addr may also be an address
- * the model maps (cast to a pointer): the value is then stored through the
- * model (gvm_mm_model_write), and waited for with gvm_user_fence_wait_mm().
+ * On a VM of a model mm (<gvm/mm_model.h>), an @addr inside the model's
+ * range (cast to a pointer) is model memory: it must be mapped writable
+ * there (else -EFAULT), the value is stored through the model
+ * (gvm_mm_model_write), and waited for with gvm_user_fence_wait_mm().
  */
 struct gvm_sync {
 	uint32_t type;			/* GVM_SYNC_* */
@@ -363,10 +364,11 @@ struct gvm_sync {
 GVM_API int gvm_user_fence_wait(const uint64_t *addr, uint64_t value,
 				int64_t timeout_ns);
 /*
- * The same for a user fence in @mm's memory: a model mm's address @addr,
- * read through the model (a page in device memory comes back).  @mm NULL,
- * or an mm whose memory is the process's (gvm_mm_self): @addr is a process
- * address, as gvm_user_fence_wait().
+ * The same for a user fence in @mm's memory: an address @addr of a model
+ * mm's range, read through the model (a page in device memory comes
+ * back).  @mm NULL, an mm whose memory is the process's (gvm_mm_self), or
+ * an address outside the model's range: @addr is a process address, as
+ * gvm_user_fence_wait().
  */
 GVM_API int gvm_user_fence_wait_mm(struct gvm_mm *mm, uint64_t addr,
 				   uint64_t value, int64_t timeout_ns);

@@ -72,6 +72,8 @@ int gvm__mm_access(struct gvm_mm *mm, uint64_t addr, void *buf, uint64_t len,
 	struct iovec remote = { (void *)(uintptr_t)addr, len };
 	ssize_t n;
 
+	if (!len)
+		return 0;
 	if (mm && mm->ops->access)
 		return mm->ops->access(mm, addr, buf, len, write);
 	n = write ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0) :

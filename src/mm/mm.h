@@ -161,7 +161,9 @@ struct gvm_mm_ops {
 	 * a backend whose memory the process does not reach at those
 	 * addresses (the model: gvm_mm_model_read/_write); NULL: the
 	 * process's own memory (gvm__mm_access does it).  0, -EFAULT (not
-	 * all mapped, or not writable), -ENOMEM.  Called with no lock held.
+	 * all mapped, or not writable), -ENOMEM.  With @len 0: 0 if @addr
+	 * is in the backend's address range (mapped or not), else -ERANGE
+	 * (gvm__mm_owns).  Called with no lock held.
 	 */
 	int (*access)(struct gvm_mm *mm, uint64_t addr, void *buf,
 		      uint64_t len, bool write);
@@ -230,6 +232,17 @@ int gvm__mm_register(struct gvm_mm *mm, uint64_t start, uint64_t len);
  */
 int gvm__mm_access(struct gvm_mm *mm, uint64_t addr, void *buf, uint64_t len,
 		   bool write);
+
+/*
+ * Is @addr an address of @mm's own memory, which the process does not
+ * reach by address (a model mm's range, mapped or not)?  False for
+ * gvm_mm_self and NULL: their addresses are the process's.
+ */
+static inline bool gvm__mm_owns(struct gvm_mm *mm, uint64_t addr)
+{
+	return mm && mm->ops->access &&
+	       !mm->ops->access(mm, addr, NULL, 0, false);
+}
 
 /*
  * The CPU mapping containing @addr (or, with GVM_MM_LOOKUP_NEXT, the first

@@ -897,13 +897,20 @@ static void model_destroy(struct gvm_mm *mm)
 	gvm__free(m);
 }
 
-/* The library's CPU access (gvm__mm_access): the model's read or write. */
+/*
+ * The library's CPU access (gvm__mm_access): the model's read or write;
+ * with @len 0, whether @addr is in the model's range (gvm__mm_owns).
+ */
 static int model_access(struct gvm_mm *mm, uint64_t addr, void *buf,
 			uint64_t len, bool write)
 {
-	int err = write ? gvm_mm_model_write(mm, addr, buf, len) :
-			  gvm_mm_model_read(mm, addr, buf, len);
+	struct gvm_mm_model *m = to_model(mm);
+	int err;
 
+	if (!len)
+		return addr >= m->lo && addr < m->hi ? 0 : -ERANGE;
+	err = write ? gvm_mm_model_write(mm, addr, buf, len) :
+		      gvm_mm_model_read(mm, addr, buf, len);
 	return err == -ENOMEM ? err : err ? -EFAULT : 0;
 }
 

@@ -33,7 +33,8 @@
  * that shares a page with data SVM migrated is waited for, not -EFAULT.
  *
  * On a VM of a model mm, a user fence may be in the model's memory (an
- * address the model maps, checked writable at submission): the callback
+ * address of the model's range, which must be mapped writable at
+ * submission, else -EFAULT): the callback
  * always hands it to the writer, which stores through the model
  * (gvm__mm_access: the model's map_lock, perhaps a fault-back), and
  * gvm_user_fence_wait_mm() reads it through the model.
@@ -313,7 +314,7 @@ static int ufence_read(struct gvm_mm *mm, const uint64_t *addr,
 {
 	if (ufence_is_bad(addr))
 		return -EFAULT;
-	if (mm && mm->ops->access)
+	if (gvm__mm_owns(mm, (uintptr_t)addr))
 		return gvm__mm_access(mm, (uintptr_t)addr, now, sizeof(*now),
 				      false) ? -EFAULT : 0;
 	if (!gvm__user_read64(addr, now))
@@ -367,16 +368,19 @@ int gvm_user_fence_wait_mm(struct gvm_mm *mm, uint64_t addr, uint64_t value,
 /* ---- sync arrays --------------------------------------------------------- */
 
 /*
- * Is a user fence at @addr in @mm's own memory (a model mm that maps it,
- * writable: 0), not the process's (1)?  -EFAULT: @mm's, but not writable.
+ * Is a user fence at @addr in @mm's own memory (a model mm's range, and
+ * writable there: 0), or the process's (1)?  -EFAULT: in @mm's range but
+ * not mapped writable.
  */
 static int ufence_in_mm(struct gvm_mm *mm, uint64_t addr)
 {
 	struct gvm_mm_vma m;
 
-	if (!mm || !mm->ops->access || gvm__mm_lookup(mm, addr, 0, &m))
+	if (!gvm__mm_owns(mm, addr))
 		return 1;
-	return (m.prot & PROT_WRITE) ? 0 : -EFAULT;
+	if (gvm__mm_lookup(mm, addr, 0, &m) || !(m.prot & PROT_WRITE))
+		return -EFAULT;
+	return 0;
 }
 
 int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,

@@ -35,8 +35,8 @@ struct gvm_sync_set {
 
 /*
  * Checks @syncs[0..@n) and takes references on the wait fences.  @mm: the
- * VM's mm (or NULL); a user fence at an address that @mm maps and that is
- * not the process's own (a model mm) is in @mm's memory.  0, -EINVAL (bad
+ * VM's mm (or NULL); a user fence at an address of @mm's own memory (a
+ * model mm's range, gvm__mm_owns) is in that memory.  0, -EINVAL (bad
  * type/flags/pointers, user fence used as a wait), -EFAULT (a user fence
  * not writable), -ENOMEM.  No lock held (the fence's page may come back
  * from device memory).

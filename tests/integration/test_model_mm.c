@@ -478,7 +478,8 @@ TEST(svm_user_fence_in_model_memory)
 	ASSERT_OK(gvm_mm_model_mprotect(c.mm, f, K4, PROT_READ));
 	s.addr = (uint64_t *)(uintptr_t)f;
 	ASSERT_EQ(gvm_exec(c.v.q, &k, &s, 1), -EFAULT);
-	/* unmapped: the address is then no model memory, nor the process's */
+	/* unmapped: still the model's range, so -EFAULT (even where the
+	   process happens to map that address) */
 	ASSERT_OK(gvm_mm_model_munmap(c.mm, f, K4));
 	ASSERT_EQ(gvm_exec(c.v.q, &k, &s, 1), -EFAULT);
 	ASSERT_EQ(gvm_user_fence_wait_mm(c.mm, f, 1, 0), -EFAULT);

@@ -413,20 +413,25 @@ TEST(explore_finds_svm_race_without_the_seq_recheck)
 	}
 }
 
-static void explore_passes(const char *name)
+static void explore_passes_max(const char *name, uint64_t max_runs)
 {
 	const struct gvm_det_scenario *sc = gvm_det_scenario_find(name);
 	struct gvm_det_stats st;
 
 	ASSERT_TRUE(sc);
-	/* exhaustive in debug builds (< 200 runs); sampled under sanitizers */
-	ASSERT_EQ(gvm_det_explore(sc, false, 1, gvm_test_scale(200), NULL,
+	/* exhaustive in debug builds (< max_runs); sampled under sanitizers */
+	ASSERT_EQ(gvm_det_explore(sc, false, 1, gvm_test_scale(max_runs), NULL,
 				  false, &st), 0);
 	printf("%s: %llu runs%s, %llu decisions in the window\n", name,
 	       (unsigned long long)st.runs, st.capped ? " (capped)" : "",
 	       (unsigned long long)st.max_decisions);
 	if (!st.capped)
 		ASSERT_GT(st.runs, st.max_decisions / 2);
+}
+
+static void explore_passes(const char *name)
+{
+	explore_passes_max(name, 200);
 }
 
 TEST(explore_seed000_bound1)
@@ -461,25 +466,25 @@ TEST(explore_evict_exec_bound1)
 
 TEST(explore_fault_munmap_bound1)
 {
-	explore_passes("fault-munmap");
+	explore_passes_max("fault-munmap", 400);
 }
 
 TEST(explore_gc_remap_bound1)
 {
-	explore_passes("gc-remap");
+	explore_passes_max("gc-remap", 400);
 }
 
 TEST(explore_cpu_gpu_fault_bound1)
 {
-	explore_passes("cpu-gpu-fault");
+	explore_passes_max("cpu-gpu-fault", 400);
 }
 
 TEST(explore_migrate_reclaim_bound1)
 {
-	explore_passes("migrate-reclaim");
+	explore_passes_max("migrate-reclaim", 400);
 }
 
 TEST(explore_fault_reclaim_bound1)
 {
-	explore_passes("fault-reclaim");
+	explore_passes_max("fault-reclaim", 400);
 }
