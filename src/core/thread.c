@@ -20,23 +20,31 @@
  * used, all but its lowest page, the guard an overflow hits.  It is free
  * again once its thread has been joined (and has then exited for good):
  * by gvm__os_thread_join(), or, for a thread gvm__os_thread_detach()
- * left to end on its own, by the next gvm__os_thread_create() that finds
- * it ended (pthread_tryjoin_np: the thread is never detached for pthread,
- * or nobody could tell when its stack is free).  Slots are never
+ * left to end on its own, by the next gvm__os_thread_create() once its
+ * function has returned (`ended`, set by the trampoline; the join then
+ * waits only for the exit itself), and at the process's exit, so that no
+ * ended thread is left unjoined (ThreadSanitizer reports those).  Such a
+ * thread is never detached for pthread: nobody could tell when its stack
+ * is free.  Slots are never
  * unmapped or discarded, like the heap's blocks: the library raises no
  * userfaultfd event on its own memory, and a reused slot's pages are
  * already there.
  *
  * Locking: `slot_lock` (a leaf pthread mutex, not in the rank table:
- * nothing is taken under it, and it is not held across pthread_create()
- * or pthread_join()) over the slot table; held across fork(), after
- * which the child frees every slot but the forking thread's.  `stacks_base` is written once,
- * under pthread_once, before any slot is handed out, and read with
- * acquire by gvm__thread_stacks_own().
+ * no lock is taken under it) over the slot table.  It is not held across
+ * pthread_create() or the join of a running thread, only across the join
+ * of a detached thread whose function returned, which waits for nothing
+ * but that thread's exit (its TLS destructors take the heap's locks,
+ * never this one).  It is held across fork(), after which the child
+ * frees every slot but the forking thread's.  `stacks_base` is written
+ * once, under pthread_once, before any slot is handed out, and read with
+ * acquire by gvm__thread_stacks_own().  A slot's `ended` is written
+ * (release) by its thread's trampoline, read (acquire) under slot_lock.
  */
 #include "core/thread.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -53,9 +61,13 @@ enum slot_state {
 
 static struct slot {
 	pthread_t thread;	/* valid while RUNNING or DETACHED */
+	void *(*fn)(void *);	/* what it runs: written by its creator
+				   while SLOT_STARTING, read by it */
+	void *arg;
 	uint8_t state;		/* enum slot_state */
 	bool ready;		/* its pages are read-write */
-} slots[GVM_THREAD_MAX];	/* slot_lock */
+	bool ended;		/* fn returned (the trampoline, release) */
+} slots[GVM_THREAD_MAX];	/* slot_lock, but `ended` */
 
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t stacks_once = PTHREAD_ONCE_INIT;
@@ -105,8 +117,9 @@ static void stacks_init(void)
 
 /*
  * A free slot, made ready and marked SLOT_STARTING; -1 if none.  Detached
- * threads that have ended are joined on the way (pthread_tryjoin_np does
- * not block), and their slots taken.
+ * threads whose function returned are joined on the way (they are only
+ * exiting: the join does not wait for anything else), and their slots
+ * taken.
  */
 static int slot_take(void)
 {
@@ -117,8 +130,10 @@ static int slot_take(void)
 		struct slot *s = &slots[i];
 
 		if (s->state == SLOT_DETACHED &&
-		    !pthread_tryjoin_np(s->thread, NULL))
+		    gvm_load_acquire(&s->ended)) {
+			pthread_join(s->thread, NULL);	/* exiting */
 			s->state = SLOT_FREE;
+		}
 		if (s->state != SLOT_FREE)
 			continue;
 		if (!s->ready) {
@@ -129,6 +144,7 @@ static int slot_take(void)
 			s->ready = true;
 		}
 		s->state = SLOT_STARTING;
+		s->ended = false;
 		found = (int)i;
 		break;
 	}
@@ -144,6 +160,15 @@ static void slot_set(int i, enum slot_state state, pthread_t t)
 	pthread_mutex_unlock(&slot_lock);
 }
 
+static void *trampoline(void *arg)
+{
+	struct slot *s = arg;
+	void *ret = s->fn(s->arg);
+
+	gvm_store_release(&s->ended, true);
+	return ret;
+}
+
 int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
@@ -155,13 +180,15 @@ int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	i = slot_take();
 	if (i < 0)
 		return -EAGAIN;
+	slots[i].fn = fn;	/* the slot is ours while SLOT_STARTING */
+	slots[i].arg = arg;
 	err = pthread_attr_init(&attr);
 	if (!err)
 		err = pthread_attr_setstack(&attr, slot_addr((unsigned int)i) +
 					    guard_size,
 					    GVM_THREAD_STACK_SIZE - guard_size);
 	if (!err)
-		err = pthread_create(t, &attr, fn, arg);
+		err = pthread_create(t, &attr, trampoline, &slots[i]);
 	pthread_attr_destroy(&attr);
 	if (err) {
 		slot_set(i, SLOT_FREE, (pthread_t)0);
@@ -180,10 +207,32 @@ static int slot_find(pthread_t t, enum slot_state state)
 	return -1;
 }
 
+/* At exit: joins the detached threads that ended (see the top). */
+static void reap_at_exit(void)
+{
+	pthread_mutex_lock(&slot_lock);
+	for (unsigned int i = 0; i < GVM_THREAD_MAX; i++)
+		if (slots[i].state == SLOT_DETACHED &&
+		    gvm_load_acquire(&slots[i].ended)) {
+			pthread_join(slots[i].thread, NULL);
+			slots[i].state = SLOT_FREE;
+		}
+	pthread_mutex_unlock(&slot_lock);
+}
+
+static void reap_init(void)
+{
+	atexit(reap_at_exit);
+}
+
 int gvm__os_thread_detach(pthread_t t)
 {
+	static pthread_once_t reap_once = PTHREAD_ONCE_INIT;
 	int i;
 
+	/* Registered now, long after a sanitizer's own exit handler: it
+	   runs first. */
+	pthread_once(&reap_once, reap_init);
 	pthread_mutex_lock(&slot_lock);
 	i = slot_find(t, SLOT_RUNNING);
 	if (i >= 0)

@@ -33,8 +33,8 @@ int gvm__os_thread_join(pthread_t t);
 
 /*
  * Such a thread ends on its own and is never joined by the caller: its
- * stack is free once it has ended (a later gvm__os_thread_create() joins
- * it then).  0, or -ESRCH if @t is not a running thread of the library.
+ * stack is free once it has ended (a later gvm__os_thread_create(), or
+ * the process's exit, joins it then).  0, or -ESRCH if @t is not a running thread of the library.
  */
 int gvm__os_thread_detach(pthread_t t);
 
