@@ -747,6 +747,12 @@ uint64_t gvm__det_end(void)
 	pthread_mutex_unlock(&det.lock);
 	gvm_store_release(&gvm__det_enabled, 0u);
 	det_self = NULL;
+	/* Detached threads ended: joined now, so that no run leaves an
+	   ended thread behind (ThreadSanitizer reports those).  No other
+	   thread of the run is left to reap them concurrently. */
+	for (unsigned int i = 1; i < det.nr; i++)
+		if (det.threads[i]->detached)
+			gvm__os_thread_join(det.threads[i]->pt);
 	pthread_cond_destroy(&det.idle);
 	return det.hash;
 }

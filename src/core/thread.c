@@ -112,6 +112,16 @@ static void stacks_init(void)
 		return;
 	guard_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	gvm_store_release(&stacks_base, (uintptr_t)p);
+}
+
+/*
+ * Registered before main(), before any other fork handler of the library,
+ * so that slot_lock is taken last in the prepare phase (handlers run in
+ * the reverse order): the library takes it under its other locks (the mm's
+ * creation starts its event thread under the mm's lock), never the reverse.
+ */
+__attribute__((constructor)) static void thread_atfork_init(void)
+{
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
@@ -247,11 +257,15 @@ int gvm__os_thread_join(pthread_t t)
 
 	pthread_mutex_lock(&slot_lock);
 	i = slot_find(t, SLOT_RUNNING);
+	if (i < 0)
+		i = slot_find(t, SLOT_DETACHED);
+	if (i >= 0)
+		slots[i].state = SLOT_STARTING;	/* ours: no reaping */
 	pthread_mutex_unlock(&slot_lock);
 	err = pthread_join(t, NULL);
 	/* Its thread has exited: nothing runs on the stack any more. */
-	if (!err && i >= 0)
-		slot_set(i, SLOT_FREE, (pthread_t)0);
+	if (i >= 0)
+		slot_set(i, err ? SLOT_RUNNING : SLOT_FREE, err ? t : (pthread_t)0);
 	return -err;
 }
 

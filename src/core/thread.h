@@ -27,8 +27,8 @@
  */
 int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 
-/* pthread_join() of such a thread, the result discarded; then its stack
-   is free.  0 or a negative errno. */
+/* pthread_join() of such a thread (also a detached one, known to end),
+   the result discarded; then its stack is free.  0 or a negative errno. */
 int gvm__os_thread_join(pthread_t t);
 
 /*
