@@ -897,6 +897,22 @@ static void model_destroy(struct gvm_mm *mm)
 	gvm__free(m);
 }
 
+/* gvm_mm_model_read/_write: the arguments checked, then the access. */
+static int checked_access(struct gvm_mm *mm, uint64_t addr, void *buf,
+			  uint64_t len, bool write)
+{
+	struct gvm_mm_model *m = model_of(mm);
+	int err;
+
+	if (!m || (!buf && len) || addr < m->lo || addr + len > m->hi ||
+	    addr + len < addr)
+		return -EINVAL;
+	gvm__mutex_lock(&m->map_lock);
+	err = cpu_access(m, addr, buf, len, write);
+	gvm__mutex_unlock(&m->map_lock);
+	return err;
+}
+
 /*
  * The library's CPU access (gvm__mm_access): the model's read or write;
  * with @len 0, whether @addr is in the model's range (gvm__mm_owns).
@@ -909,8 +925,7 @@ static int model_access(struct gvm_mm *mm, uint64_t addr, void *buf,
 
 	if (!len)
 		return addr >= m->lo && addr < m->hi ? 0 : -ERANGE;
-	err = write ? gvm_mm_model_write(mm, addr, buf, len) :
-		      gvm_mm_model_read(mm, addr, buf, len);
+	err = checked_access(mm, addr, buf, len, write);
 	return err == -ENOMEM ? err : err ? -EFAULT : 0;
 }
 
@@ -1225,31 +1240,13 @@ GVM_API int gvm_mm_model_fork(struct gvm_mm *mm, struct gvm_mm **child)
 GVM_API int gvm_mm_model_read(struct gvm_mm *mm, uint64_t addr, void *buf,
 			      uint64_t len)
 {
-	struct gvm_mm_model *m = model_of(mm);
-	int err;
-
-	if (!m || (!buf && len) || addr < m->lo || addr + len > m->hi ||
-	    addr + len < addr)
-		return -EINVAL;
-	gvm__mutex_lock(&m->map_lock);
-	err = cpu_access(m, addr, buf, len, false);
-	gvm__mutex_unlock(&m->map_lock);
-	return err;
+	return checked_access(mm, addr, buf, len, false);
 }
 
 GVM_API int gvm_mm_model_write(struct gvm_mm *mm, uint64_t addr,
 			       const void *buf, uint64_t len)
 {
-	struct gvm_mm_model *m = model_of(mm);
-	int err;
-
-	if (!m || (!buf && len) || addr < m->lo || addr + len > m->hi ||
-	    addr + len < addr)
-		return -EINVAL;
-	gvm__mutex_lock(&m->map_lock);
-	err = cpu_access(m, addr, (uint8_t *)(uintptr_t)buf, len, true);
-	gvm__mutex_unlock(&m->map_lock);
-	return err;
+	return checked_access(mm, addr, (void *)(uintptr_t)buf, len, true);
 }
 
 GVM_API int gvm_mm_model_reclaim(struct gvm_mm *mm, uint64_t addr,
