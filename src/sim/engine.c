@@ -216,6 +216,7 @@ int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 		    struct gvm_fence **done)
 {
 	uint64_t *seqno = job->q ? &job->q->seqno : &e->seqno;
+	struct gvm_fence *f;
 	int err;
 
 	job->e = e;
@@ -227,11 +228,19 @@ int gvm__sim_submit(struct sim_engine *e, struct sim_job *job,
 		return err;
 	}
 	(*seqno)++;
-	*done = gvm_fence_get(job->fence);
+	f = gvm_fence_get(job->fence);
 	gvm_list_add_tail(&job->link, &e->jobs);
 	gvm_fetch_add_release(&e->kicks, 1u);
 	gvm__cond_signal(&e->cond);
 	gvm__mutex_unlock(&e->lock);
+	/*
+	 * Stored only now: @done is the caller's memory (often its stack),
+	 * which SVM may have moved to device memory.  Touching it under
+	 * e->lock would block this thread in a CPU fault-back that needs
+	 * e->lock for its TLB invalidation (seen with
+	 * test_svm_cases.atomics_on_the_stack).
+	 */
+	*done = f;
 	return 0;
 }
 
