@@ -93,6 +93,7 @@ struct gate {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool open;
+	unsigned int arrived;	/* threads waiting at it */
 };
 
 static void *wait_gate(void *arg)
@@ -100,6 +101,8 @@ static void *wait_gate(void *arg)
 	struct gate *g = arg;
 
 	pthread_mutex_lock(&g->lock);
+	g->arrived++;
+	pthread_cond_broadcast(&g->cond);
 	while (!g->open)
 		pthread_cond_wait(&g->cond, &g->lock);
 	pthread_mutex_unlock(&g->lock);
@@ -120,8 +123,8 @@ static void gate_open(struct gate *g)
  */
 static unsigned int start_until_full(int *err)
 {
-	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-			  false };
+	struct gate g = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			  .cond = PTHREAD_COND_INITIALIZER };
 	pthread_t *t = calloc(GVM_THREAD_MAX + 1, sizeof(*t));
 	unsigned int n = 0;
 
@@ -156,8 +159,8 @@ TEST(running_out_of_stacks_is_eagain)
  */
 TEST(detached_threads_give_their_stacks_back)
 {
-	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-			  false };
+	struct gate g = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			  .cond = PTHREAD_COND_INITIALIZER };
 	unsigned int n = 0;
 	pthread_t t;
 	int err;
@@ -182,8 +185,8 @@ TEST(detached_threads_give_their_stacks_back)
    not have, back. */
 TEST(a_forked_child_has_every_stack)
 {
-	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-			  false };
+	struct gate g = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			  .cond = PTHREAD_COND_INITIALIZER };
 	pthread_t t[16];
 	int status, err;
 	pid_t pid;
@@ -194,6 +197,12 @@ TEST(a_forked_child_has_every_stack)
 		return;
 	for (unsigned int i = 0; i < 16; i++)
 		ASSERT_OK(gvm__thread_create(&t[i], wait_gate, &g));
+	/* Forked only once they all wait: none is inside a runtime's
+	   allocator (ASan's is not fork-safe) or half started. */
+	pthread_mutex_lock(&g.lock);
+	while (g.arrived < 16)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
 	pid = fork();
 	ASSERT_TRUE(pid >= 0);
 	if (!pid) {
