@@ -469,6 +469,23 @@ static void check_fault(struct world *w, int v, const char *what, bool got,
 		w->io.st->errors_expected++;
 }
 
+/*
+ * Runs @kn on VM @v, whose pages [s, s + k) mark_bad() marked (@want: the
+ * model expects a fault), unmarks them and checks the fault against the
+ * model.  False if the input already failed (nothing more to check).
+ */
+static bool run_checked(struct world *w, int v, const struct gvm_kernel *kn,
+			const char *what, bool want, uint32_t s, uint32_t k)
+{
+	bool got = run(w, v, kn);
+
+	clear_bad(w, s, k);
+	if (w->io.failed)
+		return false;
+	check_fault(w, v, what, got, want, s, k);
+	return true;
+}
+
 /* The model's checksum of [s, s + k) in VM @v; false if not all known. */
 static bool model_sum(struct world *w, int v, uint32_t s, uint32_t k,
 		      uint64_t *sum)
@@ -808,17 +825,14 @@ static void op_fill(struct world *w)
 	int v = byte(w) % NDEV;
 	uint32_t pat = gvm_fuzz_u32(&w->io), s, k;
 	struct gvm_kernel kn;
-	bool want, got;
+	bool want;
 
 	pick_run(w, &s, &k);
 	want = mark_bad(w, v, s, k, true);
 	SAY(w, "fill vm%d [%u, +%u) %#x: fault %d\n", v, s, k, pat, want);
 	gvm_kernel_fill(&kn, addr_of(s), k * K4, pat);
-	got = run(w, v, &kn);
-	clear_bad(w, s, k);
-	if (w->io.failed)
+	if (!run_checked(w, v, &kn, "fill", want, s, k))
 		return;
-	check_fault(w, v, "fill", got, want, s, k);
 	for (uint32_t i = s; i < s + k; i++) {
 		struct where x;
 
@@ -842,17 +856,14 @@ static void op_store(struct world *w)
 	uint64_t off = (byte(w) % (K4 / 8)) * 8, val = gvm_fuzz_u32(&w->io);
 	struct gvm_kernel kn;
 	struct where x;
-	bool want, got;
+	bool want;
 
 	val |= val << 32;
 	want = mark_bad(w, v, pg, 1, true);
 	SAY(w, "store vm%d page %u +%" PRIu64 ": fault %d\n", v, pg, off, want);
 	gvm_kernel_store_dword(&kn, addr_of(pg) + off, val, 64);
-	got = run(w, v, &kn);
-	clear_bad(w, pg, 1);
-	if (w->io.failed)
+	if (!run_checked(w, v, &kn, "store", want, pg, 1))
 		return;
-	check_fault(w, v, "store", got, want, pg, 1);
 	where(w, v, pg, &x);
 	if (!want)
 		memcpy(x.mem + off, &val, 8);
@@ -910,19 +921,16 @@ static void gpu_sum(struct world *w, int v, uint32_t s, uint32_t k)
 {
 	struct gvm_kernel kn;
 	uint64_t sum;
-	bool want, got, known;
+	bool want, known;
 
 	want = mark_bad(w, v, s, k, false);
 	SAY(w, "checksum vm%d [%u, +%u): fault %d\n", v, s, k, want);
 	*w->res_cpu[v] = 0x5a5a5a5a5a5a5a5aull;
 	gvm_kernel_checksum(&kn, addr_of(s), k * K4, RES);
-	got = run(w, v, &kn);
-	clear_bad(w, s, k);
-	if (w->io.failed)
+	if (!run_checked(w, v, &kn, "checksum", want, s, k))
 		return;
-	check_fault(w, v, "checksum", got, want, s, k);
 	known = model_sum(w, v, s, k, &sum);
-	if (want || got || !known)
+	if (want || w->io.failed || !known)
 		return;
 	if (*w->res_cpu[v] != sum)
 		FAIL(w, "vm%d pages [%u, +%u): GPU sum %#" PRIx64
