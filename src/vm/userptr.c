@@ -491,15 +491,24 @@ void gvm__userptr_chunks_fini(struct gvm_vm *vm)
 }
 
 /*
- * The new pages' extents replace the old ones.  Extents in device memory
- * hold no reference on it: the mm frees a block only inside an
- * invalidation of its range, after every notifier's second pass (PTEs
- * gone, TLBs flushed), and a fetch that raced with it fails the sequence
- * check at commit, so its extents are never written.
+ * The new pages' extents replace the old ones, and @seq, the sequence
+ * read before they were fetched, replaces theirs: the two change together
+ * and only here.  A fetch that fails leaves both as they were, so every
+ * later writer of the PTEs from u->ext (the fault's retry, a bind that
+ * rewrites the range: bind.c plan_mirror) rechecks against the sequence
+ * those pages were fetched at and sees every invalidation since; a fresh
+ * sequence next to the old pages would pass the recheck and map pages an
+ * invalidation took away (the SVM fuzzer's store to read-only memory and
+ * GPU writes to freed frames, docs/verification.md).
+ * Extents in device memory hold no reference on it: the mm frees a block
+ * only inside an invalidation of its range, after every notifier's second
+ * pass (PTEs gone, TLBs flushed), and a fetch that raced with it fails the
+ * sequence check at commit, so its extents are never written.
  */
 static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
-		      size_t n, bool in_devmem, bool in_peer)
+		      size_t n, uint64_t seq, bool in_devmem, bool in_peer)
 {
+	u->seq = seq;
 	u->in_devmem = in_devmem;
 	u->in_peer = in_peer;
 	if (in_devmem || in_peer)
@@ -533,7 +542,7 @@ static bool cpu_allows(struct gvm_userptr *u)
  * (fetched), 0 (not there: fetch system pages; any page in device memory
  * was brought back), or a negative errno.
  */
-static int fetch_devmem(struct gvm_userptr *u)
+static int fetch_devmem(struct gvm_userptr *u, uint64_t seq)
 {
 	const struct gvm_vma *vma = u->vma;
 	struct gvm_mm *mm = u->vm->mm;
@@ -566,7 +575,7 @@ static int fetch_devmem(struct gvm_userptr *u)
 					      vma->va.range);
 	if (err)
 		return err;
-	set_pages(u, ext, n, local, !local);
+	set_pages(u, ext, n, seq, local, !local);
 	if (!local)
 		gvm__vm_stat_add(u->vm, svm_p2p_binds, 1);
 	return 1;
@@ -592,11 +601,12 @@ static int fetch(struct gvm_userptr *u)
 	struct gvm_mm_extent *mext;
 	struct gvm_pt_extent *ext;
 	size_t i, n;
+	uint64_t seq;
 	int err;
 
 	/* Before the lookup: a migration back moves the sequence. */
-	u->seq = gvm__notifier_read_begin(&u->notifier);
-	err = fetch_devmem(u);
+	seq = gvm__notifier_read_begin(&u->notifier);
+	err = fetch_devmem(u, seq);
 	if (err > 0)
 		inject_inval(u);
 	if (err)
@@ -604,7 +614,7 @@ static int fetch(struct gvm_userptr *u)
 	err = gvm__mm_register(vm->mm, cpu_start(vma), vma->va.range);
 	if (err)
 		return err;
-	u->seq = gvm__notifier_read_begin(&u->notifier);
+	seq = gvm__notifier_read_begin(&u->notifier);
 	err = gvm__mm_fetch(vm->mm, cpu_start(vma), vma->va.range,
 			    !(vma->va.flags & GVM_VA_READONLY), &mext, &n);
 	if (err)
@@ -618,7 +628,7 @@ static int fetch(struct gvm_userptr *u)
 	for (i = 0; i < n; i++)
 		ext[i] = (struct gvm_pt_extent){ mext[i].addr, mext[i].len };
 	gvm__free(mext);
-	set_pages(u, ext, n, false, false);
+	set_pages(u, ext, n, seq, false, false);
 	return 0;
 }
 
@@ -674,7 +684,7 @@ void gvm__userptr_detach(struct gvm_vma *vma)
 	gvm__mutex_unlock(&u->vm->notifier_lock);
 	if (u->inserted)
 		gvm__notifier_remove(&u->notifier);
-	set_pages(u, NULL, 0, false, false);
+	set_pages(u, NULL, 0, u->seq, false, false);
 	gvm__free(u);
 	vma->userptr = NULL;
 }

@@ -142,6 +142,20 @@ INPUTS = {
                             mremap(3, 512, 128, 64), cpu_read(128, 0, 8),
                             mremap(3, 100, 1024, 64), cpu_read(1024, 0, 12288),
                             checksum(1, 1024, 64)],
+    # a refetch that failed kept the old pages with a fresh sequence; the
+    # next PREFETCH's rewrite of the range mapped them again
+    'regress-refetch-read-only': [0x00, mmap(59, 0, 624),
+                                  prefetch(0, 619, 59, False),
+                                  mprotect(629, 50, 2),
+                                  prefetch(0, 512, 512, True),
+                                  prefetch(0, 666, 50, True),
+                                  store(0, 676, 0, 5)],
+    'regress-refetch-freed': [0x00, mmap(48, 0, 2000),
+                              prefetch(1, 2000, 48, True), dontneed(2004, 44),
+                              mprotect(2007, 41, 3),
+                              prefetch(1, 1980, 37, False),
+                              prefetch(1, 1536, 512, True),
+                              fill(1, 2007, 29, 0x71)],
 }
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus', 'svm')

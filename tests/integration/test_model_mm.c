@@ -647,3 +647,43 @@ TEST(svm_mremap_into_the_hole_of_a_resident_range)
 	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
 	steardown(&c);
 }
+
+/*
+ * Found by the SVM fuzzer (both of its last open defects): a range's
+ * refetch that failed (memory made read-only, or PROT_NONE) left the old
+ * pages in the range but took a fresh notifier sequence.  The next bind
+ * that rewrites the range's PTEs from its pages (a PREFETCH over it, which
+ * replans the touched span) passed the sequence recheck and mapped the old
+ * pages again, valid and writable: a GPU store to read-only memory ran,
+ * and one to memory madvise(DONTNEED) had freed wrote a freed frame.
+ */
+TEST(svm_failed_refetch_never_maps_the_old_pages)
+{
+	struct sctx c;
+	uint64_t a;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 16 * K4, RW, 0, &a));
+	/* in VRAM (the fill's placement), then read-only */
+	sfill(&c, a, 16 * K4, 0x04040404);
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, 16 * K4, PROT_READ));
+	/* a writable range, read-only memory: the refetch fails; twice */
+	prefetch(&c, a, 16 * K4, GVM_MEM_SYSTEM);
+	prefetch(&c, a, 16 * K4, GVM_MEM_SYSTEM);
+	ASSERT_TRUE(sstore(&c, a + 5 * K4, 1));
+	ASSERT_EQ(get_u64(c.mm, a + 5 * K4), 0x0404040404040404ull);
+	ASSERT_EQ(gsum(&c, a, K4), 0x0404040404040404ull * 512);
+	/* system pages, freed by DONTNEED, then PROT_NONE */
+	gvm_store_relaxed(&gvm__svm_no_migration, true);
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, 16 * K4, RW));
+	sfill(&c, a, 16 * K4, 0x05050505);
+	ASSERT_OK(gvm_mm_model_madvise(c.mm, a, 16 * K4,
+				       GVM_MM_MODEL_DONTNEED));
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, 16 * K4, PROT_NONE));
+	prefetch(&c, a, 16 * K4, GVM_MEM_SYSTEM);
+	prefetch(&c, a, 16 * K4, GVM_MEM_SYSTEM);
+	ASSERT_TRUE(sstore(&c, a + 3 * K4, 2));
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	gvm_store_relaxed(&gvm__svm_no_migration, false);
+	steardown(&c);
+}
