@@ -71,6 +71,7 @@
  * only before the point of no return.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,10 +153,12 @@ struct bind {
 	bool inline_bind;
 	bool pt_locked;			/* inline: pt_lock from prepare to
 					   commit */
-	struct gvm_vm_update upd;	/* the page-table update */
 	struct gvm_bind_job *bj;
 	struct gvm_range_fence *rf;
 	struct gvm_fence *done;		/* the out-fence, reference */
+
+	/* Last: gvm_vm_bind() zeroes what comes before, update_init() it. */
+	struct gvm_vm_update upd;	/* the page-table update */
 };
 
 int gvm__bind_inject_check(enum gvm_bind_stage stage)
@@ -705,7 +708,7 @@ static int collect_bos(struct bind *b)
 	}
 	if (err)
 		return err;
-	if (b->nr_bos)		/* qsort(NULL, 0) is undefined */
+	if (b->nr_bos > 1)	/* qsort(NULL, 0) is undefined */
 		qsort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
 	for (i = 0, k = 0; i < b->nr_bos; i++)
 		if (!k || b->bos[k - 1] != b->bos[i])
@@ -795,7 +798,7 @@ static void merge_touched(struct bind *b)
 {
 	size_t i, k = 0;
 
-	if (b->nr_touched)
+	if (b->nr_touched > 1)
 		qsort(b->touched, b->nr_touched, sizeof(*b->touched),
 		      cmp_range);
 	for (i = 0; i < b->nr_touched; i++) {
@@ -904,7 +907,7 @@ static int add_dep_cb(void *arg, struct gvm_fence *f)
 static int gather_deps(struct bind *b)
 {
 	struct gvm_vm *vm = b->vm;
-	struct gvm_fence **fences, *last;
+	struct gvm_fence **fences;
 	unsigned int nr, k;
 	size_t i;
 	int err = 0;
@@ -945,11 +948,7 @@ static int gather_deps(struct bind *b)
 	}
 	if (err)
 		return err;
-	last = gvm__queue_last(b->q);
-	b->inline_bind = !b->nr_deps &&
-			 (!last || gvm_fence_is_signaled(last));
-	if (last)
-		gvm_fence_put(last);
+	b->inline_bind = !b->nr_deps && gvm__bind_queue_idle_locked(b->q);
 	return 0;
 }
 
@@ -1140,7 +1139,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		if (err)
 			return err;
 	}
-	memset(&b, 0, sizeof(b));
+	memset(&b, 0, offsetof(struct bind, upd));
 	b.vm = vm;
 	b.lists = b.lists_inl;
 	b.cap_lists = GVM_ARRAY_SIZE(b.lists_inl);
@@ -1219,10 +1218,10 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		b.bj = NULL;
 		b.dead = NULL;
 		b.nr_dead = 0;
-		gvm__vm_stat_add(vm, bind_jobs, 1);
+		gvm__vm_stat_add_locked(vm, bind_jobs, 1);
 	}
-	gvm__vm_stat_add(vm, binds, 1);
-	gvm__vm_stat_add(vm, bind_ops, n);
+	gvm__vm_stat_add_locked(vm, binds, 1);
+	gvm__vm_stat_add_locked(vm, bind_ops, n);
 	gvm_lockset_fini(&b.ls);
 	b.ls_init = false;
 	fini_lists(&b);
@@ -1258,7 +1257,7 @@ out_unwind:
 	if (b.bj)
 		gvm__bind_job_abort(b.bj);
 	unwind(&b);
-	gvm__vm_stat_add(vm, bind_errors, 1);
+	gvm__vm_stat_add_locked(vm, bind_errors, 1);
 	if (b.nr_up) {
 		/* Notifiers are removed with no lock held; the VMAs are still
 		 * the lists' (fini frees them). */

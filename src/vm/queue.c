@@ -171,6 +171,13 @@ struct gvm_fence *gvm__queue_last(struct gvm_queue *q)
 	return f;
 }
 
+bool gvm__bind_queue_idle_locked(struct gvm_queue *q)
+{
+	gvm_lockdep_assert_held(&q->vm->lock);
+	gvm_assert(q->engine == GVM_ENGINE_BIND);
+	return !q->last || gvm_fence_is_signaled(q->last);
+}
+
 void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f)
 {
 	struct gvm_fence *old;

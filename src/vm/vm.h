@@ -74,7 +74,10 @@ struct gvm_queue {
 	struct gvm_sched_queue *sq;	/* immutable */
 	void *dev_priv;			/* immutable: backend queue */
 	struct gvm_mutex lock;		/* leaf: last */
-	struct gvm_fence *last;		/* latest work's fence, or NULL */
+	struct gvm_fence *last;		/* latest work's fence, or NULL;
+					   q->lock (a bind queue's is set
+					   with vm->lock held too, and read
+					   under either) */
 	int error;			/* atomic, set once (cmpxchg from 0):
 					   gvm_queue_error() */
 
@@ -261,6 +264,15 @@ static inline bool gvm__vm_banned(struct gvm_vm *vm)
 
 #define gvm__vm_stat_add(vm, field, n) \
 	__atomic_fetch_add(&(vm)->stats.field, (n), __ATOMIC_RELAXED)
+/*
+ * The same for a counter whose every writer holds vm->lock (binds,
+ * bind_ops, bind_jobs, bind_errors): a relaxed load and store, no locked
+ * instruction; readers still load it atomically.
+ */
+#define gvm__vm_stat_add_locked(vm, field, n)                                \
+	__atomic_store_n(&(vm)->stats.field,                                 \
+			 __atomic_load_n(&(vm)->stats.field, __ATOMIC_RELAXED) + \
+				 (n), __ATOMIC_RELAXED)
 
 /* Limits (limits.c): 0 or -EMFILE; the counts they keep. */
 int gvm__limit_vm_get(void);
@@ -300,6 +312,12 @@ int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 void gvm__queue_destroy(struct gvm_queue *q, bool internal);
 /* A reference to the queue's latest fence, or NULL. */
 struct gvm_fence *gvm__queue_last(struct gvm_queue *q);
+/*
+ * Whether bind queue @q has no work left (no fence yet, or the latest
+ * signalled).  vm->lock held: only binds, under it, change a bind queue's
+ * last, so no q->lock and no reference are needed.
+ */
+bool gvm__bind_queue_idle_locked(struct gvm_queue *q);
 void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
 
 /*
