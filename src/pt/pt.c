@@ -130,7 +130,11 @@
  * entries).  The walk descends below an entry crossing a segment's edge,
  * and below one inside a segment unless it becomes a leaf (NULL, or
  * backing that fits: one extent, aligned) or is cleared (UNBIND); counted
- * per extent, that bounds tables and records by the segments alone.  The
+ * per extent, that bounds tables and records by the segments alone.  A
+ * record spans at most the entries the segments touch in its table; where
+ * the segments' hull lies in one table's range at a level, at most one
+ * table is visited there and its record spans the hull's entries
+ * (rec_entries: a 4 KiB bind's records take under 1 KiB).  The
  * reserve holds that many spare tables (pages of the buddy, not counted in
  * nr_tables until taken) and an arena for the records, the walk's segment
  * copy and the runs; what is left is freed after the commit.  The update
@@ -1226,10 +1230,44 @@ static uint64_t descending_inside(const struct gvm_pt_vm *vm,
 	return n;
 }
 
+/*
+ * The most entries a record of one table at @level can span for segments
+ * whose hull is [lo, hi): the walk records from the first to the last
+ * entry the segments touch in the table (walk_table; whole 64 KiB groups
+ * at level 0).  If the hull lies in one table's range at @level (always,
+ * for the root), only that table can be visited there, and its record
+ * spans at most the hull's entries; else a record may span the table.
+ */
+static uint64_t rec_entries(const struct gvm_pt_vm *vm, unsigned int level,
+			    uint64_t lo, uint64_t hi)
+{
+	unsigned int sh = gvm__ptf_shift(level);
+	uint64_t first, last;
+
+	if (level + 1 < vm->levels &&
+	    lo >> (sh + GVM_PTF_ENTRIES_LG2) !=
+		    (hi - 1) >> (sh + GVM_PTF_ENTRIES_LG2))
+		return PT_N;
+	first = lo >> sh & (PT_N - 1);
+	last = (hi - 1) >> sh & (PT_N - 1);
+	if (!level) {
+		first &= ~(uint64_t)(PT_CONT - 1);
+		last |= PT_CONT - 1;
+	}
+	return last - first + 1;
+}
+
+/* Arena bytes for @nr records of @entries entries each at @level. */
+static uint64_t rec_bytes(unsigned int level, uint64_t nr, uint64_t entries)
+{
+	return nr * (sizeof(struct gvm_pt_rec) + 16 +
+		     entries * (level ? 3 : 2) * sizeof(uint64_t));
+}
+
 int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 		    size_t n, struct gvm_pt_reserve *res)
 {
-	uint64_t tables = 0, mem = 0;
+	uint64_t tables = 0, mem = 0, lo = UINT64_MAX, hi = 0;
 	unsigned int level;
 	size_t k;
 	int err = 0;
@@ -1239,6 +1277,12 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 		err = check_seg(vm, &segs[k]);
 		if (err)
 			return err;
+		lo = segs[k].va < lo ? segs[k].va : lo;
+		hi = segs[k].end > hi ? segs[k].end : hi;
+	}
+	if (!n) {		/* (a prepare rejects it) */
+		lo = 0;
+		hi = 1ull << vm->va_bits;
 	}
 	/*
 	 * A table is visited below every level >= 1 entry the walk descends
@@ -1248,7 +1292,7 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 	 * descending_inside().  Plus the root's record.
 	 */
 	for (level = vm->levels - 1; level >= 1; level--) {
-		uint64_t span = span_of(level), visited = 0;
+		uint64_t span = span_of(level), visited = 0, e;
 
 		for (k = 0; k < n; k++) {
 			const struct gvm_pt_seg *s = &segs[k];
@@ -1263,11 +1307,14 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 			visited += descending_inside(vm, s, level);
 		}
 		tables += visited;
-		mem += visited * (sizeof(struct gvm_pt_rec) + 16 +
-				  (size_t)PT_N * (level - 1 ? 3 : 2) *
-					  sizeof(uint64_t));
+		/* Records of the tables at level - 1: one at most if the
+		   hull is in one table's range there (rec_entries). */
+		e = rec_entries(vm, level - 1, lo, hi);
+		mem += rec_bytes(level - 1,
+				 e < PT_N && visited > 1 ? 1 : visited, e);
 	}
-	mem += sizeof(struct gvm_pt_rec) + 16 + (size_t)PT_N * 3 * 8;
+	mem += rec_bytes(vm->levels - 1, 1,
+			 rec_entries(vm, vm->levels - 1, lo, hi));
 	if (n > SEG_STACK)
 		mem += n * sizeof(struct wseg) + 16;
 	if (n > 1)

@@ -1361,6 +1361,59 @@ check:
 	env_fini(&v);
 }
 
+/*
+ * A reserve sizes each record by the entries the segments can touch in
+ * that table, not the whole table: for one 4 KiB page, a 64 KiB group at
+ * level 0 and one entry above, under 1 KiB of arena (not 44 KiB).  A
+ * prepare from it, with every allocation failing, works whether the tables
+ * exist (records at every level) or not (spare tables), next to a table
+ * edge and at the top of the VA space.
+ */
+TEST(reserve_small_bind_records)
+{
+	const uint64_t vas[] = { G1 + K4, G1 + M2 - K4, (1ull << 48) - K4 };
+	struct gvm_pt_extent x = { 8 * G1, K4 }, xn = { 9 * G1, K4 };
+	struct env v;
+
+	env_init(&v, 64ull << 20, 48);
+	for (size_t i = 0; i < sizeof(vas) / sizeof(vas[0]); i++) {
+		for (int exist = 0; exist < 2; exist++) {
+			uint64_t va = vas[i];
+			uint64_t nb = va & (M2 - 1) ? va - K4 : va + K4;
+			struct gvm_pt_seg seg = { va, va + K4, GVM_PT_WRITE,
+						  &x, 1 };
+			struct gvm_pt_reserve res = { 0 };
+			struct gvm_pt_update upd;
+			struct gvm_pt_tlb tlb;
+
+			/* exist: a neighbour keeps the tables */
+			if (exist)
+				ASSERT_OK(gvm__pt_bind(&v.vm, nb, K4, &xn, 1,
+						       GVM_PT_WRITE, &tlb));
+			ASSERT_OK(gvm__pt_reserve(&v.vm, &seg, 1, &res));
+			ASSERT_LT(res.mem_size, 1024);
+			ASSERT_EQ(res.nr_tables, 3);
+			gvm__inject_arm(GVM_INJECT_ALLOC, 1, 0);
+			gvm__buddy_fail_alloc_after = 0;
+			ASSERT_OK(gvm__pt_update_prepare_reserved(&v.vm, &seg,
+								  1, &res,
+								  &upd));
+			gvm__inject_arm(GVM_INJECT_ALLOC, 0, 0);
+			gvm__buddy_fail_alloc_after = -1;
+			gvm__pt_update_commit(&upd, &tlb, NULL);
+			gvm__pt_reserve_fini(&v.vm, &res);
+			expect_xlate(&v.vm, va, GVM_PT_VIEW_COMMITTED, 8 * G1,
+				     K4);
+			ASSERT_OK(gvm__pt_unbind(&v.vm, va, K4, &tlb));
+			if (exist)
+				ASSERT_OK(gvm__pt_unbind(&v.vm, nb, K4, &tlb));
+			ASSERT_EQ(v.vm.nr_tables, 1);
+			ASSERT_OK(gvm__pt_validate(&v.vm));
+		}
+	}
+	env_fini(&v);
+}
+
 /* ---- multi-segment updates: targeted cases ------------------------------ */
 
 #define SMAP(a, b, fl, x) ((struct gvm_pt_seg){ (a), (b), (fl), (x), 1 })
