@@ -75,6 +75,19 @@
  *    Commit stores only the entries that differ from the table
  *    (vm->commit_stores counts them; test
  *    owned_update_stores_only_changed_entries).
+ *    DEFERRED RECORDS.  A connected directory the update does not own
+ *    (the path down to a small bind: root, then one entry per level) is
+ *    walked without a record until an entry changes: each entry is read
+ *    once (atomically) into a private copy that walk_entry works on; if
+ *    it came back unchanged (the child table existed and stays), the
+ *    table needs no record and commit does not visit it.  At the first
+ *    change the record is made, its snapshot of that entry being the
+ *    value the walk read and acted on (so the zap rule below sees a zap
+ *    that came since, as with a record made first), and it goes into the
+ *    list before the records made while its entries were walked, keeping
+ *    children before parents.  A 4 KiB bind where the tables exist thus
+ *    records one table (the leaf one), not one per level
+ *    (test deferred_records_only_changed_tables).
  *  - commit writes the recorded entries into the connected tables (children
  *    first, so a subtree is complete before it is linked), applies the live
  *    counts, unlinks dropped subtrees, clears "new".  No allocation, no
@@ -197,6 +210,7 @@
 #include "pt/pt.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -663,9 +677,18 @@ static void rec_release(struct gvm_pt_vm *vm, struct gvm_pt_rec *r)
 	vm->nr_spare_recs++;
 }
 
+/*
+ * The record of connected table @t (at VA @base) for entries [first,
+ * first + count), inserted in the update's list at *@link.  Entry @at (if
+ * in range) is recorded as holding @at_old, the value the walk already
+ * read and acted on (a deferred record, see DEFERRED RECORDS); the others
+ * are read now.
+ */
 static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 				     uint64_t base, unsigned int first,
-				     unsigned int count)
+				     unsigned int count,
+				     struct gvm_pt_rec **link, unsigned int at,
+				     uint64_t at_old)
 {
 	size_t words = (size_t)count * (t->level ? 3 : 2);
 	uint64_t *ne, *oe, span;
@@ -709,15 +732,31 @@ static struct gvm_pt_rec *rec_create(struct walk *w, struct gvm_pt *t,
 	} else {
 		for (i = 0; i < count; i++)
 			oe[i] = ne[i] = pte_read(&cpu[first + i]);
+		if (at - first < count)
+			oe[at - first] = ne[at - first] = at_old;
 	}
 	if (t->level && !r->lazy)
 		memcpy(r->new_c, t->children + first,
 		       count * sizeof(struct gvm_pt *));
-	/* Head insertion: the list runs children before parents. */
-	r->next = w->upd->recs;
-	w->upd->recs = r;
+	/*
+	 * The list runs children before parents: @link is the head, or
+	 * (deferred record) the place before the records that were there
+	 * when the walk entered the table.
+	 */
+	r->next = *link;
+	*link = r;
 	t->rec = r;
 	return r;
+}
+
+/* The link of the update's record list that points at @head0. */
+static struct gvm_pt_rec **rec_link(struct walk *w, struct gvm_pt_rec *head0)
+{
+	struct gvm_pt_rec **pp = &w->upd->recs;
+
+	while (*pp != head0)
+		pp = &(*pp)->next;
+	return pp;
 }
 
 /*
@@ -878,22 +917,16 @@ static inline void set_entry(struct tview *v, unsigned int i, uint64_t e,
 }
 
 /*
- * Levels 1..MAX_LEAF_LEVEL: writes leaves at entries @i.. (up to @i1) of a
- * table at VA @base while they lie inside one mapping segment and the
- * backing fits (one extent, aligned).  Returns how many; 0 if entry @i
- * takes no leaf.
+ * Levels 1..MAX_LEAF_LEVEL: how many leaves entries @i.. (up to @i1) of a
+ * table at VA @base take while they lie inside one mapping segment and
+ * the backing fits (one extent, aligned); 0 if entry @i takes no leaf.
  */
-static unsigned int fill_huge(struct walk *w, struct tview *v,
-			      unsigned int level, uint64_t base, unsigned int i,
-			      unsigned int i1)
+static unsigned int huge_count(struct walk *w, unsigned int level,
+			       uint64_t base, unsigned int i, unsigned int i1)
 {
-	unsigned int sh = gvm__ptf_shift(level), n, k, added = 0;
+	unsigned int sh = gvm__ptf_shift(level), n;
 	uint64_t span = 1ull << sh, eva = base + ((uint64_t)i << sh);
-	uint64_t addr = 0, attrs, *e;
-	const uint64_t *old;
-	struct gvm_pt **c;
 	const struct wseg *s;
-	int lo = -1, hi = -1;
 
 	seg_skip(w, eva);
 	s = w->s;
@@ -905,14 +938,28 @@ static unsigned int fill_huge(struct walk *w, struct tview *v,
 	if (!s->null) {
 		const struct gvm_pt_extent *x = &s->ext[w->xi];
 
-		addr = x->addr + w->xoff;
-		if (addr & (span - 1))
+		if ((x->addr + w->xoff) & (span - 1))
 			return 0;
 		if ((x->len - w->xoff) >> sh < n)
 			n = (unsigned int)((x->len - w->xoff) >> sh);
-		if (!n)
-			return 0;
 	}
+	return n;
+}
+
+/* Writes the @n leaves huge_count() found at entries @i.. */
+static void fill_huge(struct walk *w, struct tview *v, unsigned int level,
+		      uint64_t base, unsigned int i, unsigned int n)
+{
+	unsigned int sh = gvm__ptf_shift(level), k, added = 0;
+	uint64_t span = 1ull << sh, eva = base + ((uint64_t)i << sh);
+	uint64_t addr = 0, attrs, *e;
+	const uint64_t *old;
+	struct gvm_pt **c;
+	const struct wseg *s = w->s;
+	int lo = -1, hi = -1;
+
+	if (!s->null)
+		addr = s->ext[w->xi].addr + w->xoff;
 	attrs = s->attrs;
 	e = v->e + (i - v->off);
 	c = v->c + (i - v->off);
@@ -935,7 +982,6 @@ static unsigned int fill_huge(struct walk *w, struct tview *v,
 	v->live += added;
 	w->vm->pte_writes[level] += n;
 	backing_advance(w, (uint64_t)n << sh);
-	return n;
 }
 
 /* Levels >= 1: entry @i of a directory (see SEGMENTS for the cases). */
@@ -1007,15 +1053,58 @@ static int walk_entry(struct walk *w, struct gvm_pt *t, struct tview *v,
 	return 0;
 }
 
+/* The tview of record @r of table @t. */
+static void rec_view(struct tview *v, const struct gvm_pt_rec *r,
+		     const struct gvm_pt *t)
+{
+	v->e = r->new_e;
+	v->c = r->new_c;
+	v->old = r->lazy ? t->cpu + r->first : r->new_e;
+	v->off = r->first;
+	v->fresh = false;
+}
+
+/*
+ * Entry @i of connected directory @t, whose record is deferred (none
+ * yet): walked on a private copy of the entry, read once.  0 with *@r
+ * still NULL if the entry did not change; else the record now exists
+ * (the copy's old value as the entry's snapshot, its new value staged)
+ * and @v is its view.
+ */
+static int walk_entry_deferred(struct walk *w, struct gvm_pt *t,
+			       struct tview *v, uint64_t base, unsigned int i,
+			       unsigned int first, unsigned int count,
+			       struct gvm_pt_rec *head0, struct gvm_pt_rec **r)
+{
+	uint64_t o = pte_read(&t->cpu[i]), e = o;
+	struct gvm_pt *oc = t->children[i], *c = oc;
+	unsigned int live = v->live;
+	int err;
+
+	v->e = &e;
+	v->c = &c;
+	v->off = i;
+	err = walk_entry(w, t, v, base, i);
+	if (err || (e == o && c == oc && v->live == live))
+		return err;
+	*r = rec_create(w, t, base, first, count, rec_link(w, head0), i, o);
+	if (!*r)
+		return -ENOMEM;
+	rec_view(v, *r, t);
+	set_entry(v, i, e, c);
+	return 0;
+}
+
 static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 		      bool fresh, unsigned int *live_out)
 {
 	unsigned int level = t->level, sh = gvm__ptf_shift(level);
 	uint64_t top = base + (span_of(level) << GVM_PTF_ENTRIES_LG2);
+	struct gvm_pt_rec *r = NULL, *head0 = w->upd->recs;
+	unsigned int i0, i1, i, first = 0, count = 0;
 	const struct wseg *s;
+	bool deferred = false;
 	uint64_t lo, hi;
-	unsigned int i0, i1, i;
-	struct gvm_pt_rec *r = NULL;
 	struct tview v;
 	int err = 0;
 
@@ -1030,21 +1119,27 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 	i1 = (unsigned int)((hi - 1 - base) >> sh);
 
 	if (!t->is_new) {
-		unsigned int first = i0, last = i1;
+		unsigned int last = i1;
 
+		first = i0;
 		if (level == 0) {
 			first &= ~(PT_CONT - 1);
 			last |= PT_CONT - 1;
 		}
-		r = rec_create(w, t, base, first, last - first + 1);
-		if (!r)
-			return -ENOMEM;
-		v.e = r->new_e;
-		v.c = r->new_c;
-		v.old = r->lazy ? t->cpu + first : r->new_e;
-		v.off = first;
-		v.live = r->new_live;
+		count = last - first + 1;
+		/* A directory the update does not own: DEFERRED RECORDS. */
+		deferred = level &&
+			   !runs_cover(w->upd, base + first * span_of(level),
+				       base + (first + count) * span_of(level));
+		v.live = t->live;
 		v.fresh = false;
+		if (!deferred) {
+			r = rec_create(w, t, base, first, count,
+				       &w->upd->recs, UINT_MAX, 0);
+			if (!r)
+				return -ENOMEM;
+			rec_view(&v, r, t);
+		}
 	} else {
 		v.e = t->cpu;
 		v.c = level ? t->children : NULL;
@@ -1059,10 +1154,26 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 	} else {
 		for (i = i0; i <= i1 && !err;) {
 			unsigned int n = pt_can_leaf(w->vm, level)
-					 ? fill_huge(w, &v, level, base, i, i1)
+					 ? huge_count(w, level, base, i, i1)
 					 : 0;
 
+			if (deferred && !r && !n) {
+				err = walk_entry_deferred(w, t, &v, base, i,
+							  first, count, head0,
+							  &r);
+				i++;
+				continue;
+			}
+			if (deferred && !r) {	/* leaves: a change */
+				r = rec_create(w, t, base, first, count,
+					       rec_link(w, head0), UINT_MAX,
+					       0);
+				if (!r)
+					return -ENOMEM;
+				rec_view(&v, r, t);
+			}
 			if (n) {
+				fill_huge(w, &v, level, base, i, n);
 				i += n;
 				continue;
 			}
@@ -1075,7 +1186,7 @@ static int walk_table(struct walk *w, struct gvm_pt *t, uint64_t base,
 	}
 	if (r)
 		r->new_live = v.live;
-	else
+	else if (t->is_new)
 		t->live = (uint16_t)v.live;
 	*live_out = v.live;
 	return err;

@@ -1414,6 +1414,52 @@ TEST(reserve_small_bind_records)
 	env_fini(&v);
 }
 
+/*
+ * DEFERRED RECORDS: a 4 KiB bind next to a mapped neighbour changes the
+ * leaf table only; the directories on the way get no record (commit does
+ * not visit them).  Unbinding the neighbour too empties the leaf table:
+ * its parent then gets a record (made after the leaf table's, committed
+ * after it), and so on up to the root.
+ */
+TEST(deferred_records_only_changed_tables)
+{
+	struct gvm_pt_extent x = { 8 * G1, K4 }, xn = { 9 * G1, K4 };
+	struct gvm_pt_seg seg = { G1 + K4, G1 + 2 * K4, GVM_PT_WRITE, &x, 1 };
+	struct gvm_pt_seg both = { G1, G1 + 2 * K4, GVM_PT_UNBIND, NULL, 0 };
+	struct gvm_pt *l2, *l1, *l0;
+	struct gvm_pt_update upd;
+	struct gvm_pt_tlb tlb;
+	uint64_t st;
+	struct env v;
+
+	env_init(&v, 64ull << 20, 48);
+	ASSERT_OK(gvm__pt_bind(&v.vm, G1, K4, &xn, 1, GVM_PT_WRITE, &tlb));
+	l2 = v.vm.root->children[0];
+	l1 = l2->children[1];
+	l0 = l1->children[0];
+	ASSERT_TRUE(l0 && l0->level == 0);
+
+	st = v.vm.commit_stores;
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, &seg, 1, &upd));
+	ASSERT_TRUE(!v.vm.root->rec && !l2->rec && !l1->rec);
+	ASSERT_TRUE(l0->rec);
+	ASSERT_EQ(xl(&v.vm, G1 + K4, STAGING), 8 * G1);
+	gvm__pt_update_commit(&upd, &tlb, NULL);
+	ASSERT_EQ(v.vm.commit_stores - st, 1);
+	ASSERT_EQ(xl(&v.vm, G1 + K4, COMMITTED), 8 * G1);
+	ASSERT_EQ(xl(&v.vm, G1, COMMITTED), 9 * G1);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+
+	ASSERT_OK(gvm__pt_update_prepare(&v.vm, &both, 1, &upd));
+	ASSERT_TRUE(v.vm.root->rec && l2->rec && l1->rec && l0->rec);
+	ASSERT_EQ(xl(&v.vm, G1, STAGING), ~0ull);
+	gvm__pt_update_commit(&upd, &tlb, NULL);
+	ASSERT_EQ(v.vm.nr_tables, 1);
+	ASSERT_EQ(xl(&v.vm, G1 + K4, COMMITTED), ~0ull);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	env_fini(&v);
+}
+
 /* ---- multi-segment updates: targeted cases ------------------------------ */
 
 #define SMAP(a, b, fl, x) ((struct gvm_pt_seg){ (a), (b), (fl), (x), 1 })
