@@ -464,7 +464,9 @@ struct gvm_bind_op {
  * (GVM_MEM_VRAM or _SYSTEM), the BOs mapped there at its position in the
  * array: [MAP bo at R, PREFETCH R] moves bo, [PREFETCH R, UNMAP R] still
  * moves what R mapped before, [PREFETCH R, MAP bo at R] does not move bo.
- * A BO that is busy stays where it is (a prefetch is a hint).  Userptr and
+ * A BO that is busy, or finds no room in VRAM (idle BOs are evicted for
+ * it, SVM memory is not), stays where it is (a prefetch is a hint; the
+ * next exec moves a BO whose placement prefers VRAM).  Userptr and
  * NULL mappings in the range are left alone.  Over CPU_ADDR_MIRROR
  * mappings it makes and binds the SVM ranges there (in VRAM, or moves them
  * back to system memory), in the call, so that later kernels take no fault

@@ -768,7 +768,8 @@ static int prealloc_vm_bos(struct bind *b)
  * Moves the BOs that were mapped in PREFETCH ranges where those ops stand
  * in the array (parse_prefetch, which checked their placements), in array
  * order.  A move is not undone if the bind fails later: the BO's contents
- * and mappings are the same, only its placement changed.
+ * and mappings are the same, only its placement changed.  A prefetch is a
+ * hint: a BO that is busy, or finds no room in VRAM, stays where it is.
  */
 static int move_prefetched(struct bind *b)
 {
@@ -777,9 +778,14 @@ static int move_prefetched(struct bind *b)
 
 	for (i = 0; i < b->nr_pf && !err; i++) {
 		err = gvm__bo_move(b->pf[i].bo, b->pf[i].mem, GVM_EVICT_IDLE);
-		/* A busy BO stays put: a prefetch is a hint, and waiting
-		 * here could wait for our own bind jobs. */
-		if (err == -EBUSY)
+		/*
+		 * Busy: waiting here could wait for our own bind jobs.  No
+		 * room: holding reservations, the move may evict idle BOs
+		 * only, never SVM memory (docs/svm.md, "Who evicts what"),
+		 * so VRAM full of it made the whole bind fail; the next
+		 * exec moves the BO if its placement wants VRAM.
+		 */
+		if (err == -EBUSY || err == -ENOSPC)
 			err = 0;
 	}
 	return err;

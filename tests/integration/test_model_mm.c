@@ -687,3 +687,41 @@ TEST(svm_failed_refetch_never_maps_the_old_pages)
 	gvm_store_relaxed(&gvm__svm_no_migration, false);
 	steardown(&c);
 }
+
+/*
+ * Found by the SVM fuzzer: a PREFETCH of a BO to VRAM that SVM memory
+ * fills failed the bind with -ENOSPC (holding reservations, the move may
+ * evict idle BOs only, never SVM memory).  A prefetch is a hint: the BO
+ * stays where it is, as a busy one does.
+ */
+TEST(svm_prefetch_of_a_bo_into_vram_full_of_svm_memory)
+{
+	struct gvm_sim_config cfg = { .vram_size = 4ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 3ull << 20 };
+	struct sctx c;
+	struct gvm_bo *bo;
+	uint64_t a;
+
+	c.mm = model();
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c.dev));
+	svmt_vm_init(&c.v, c.dev, c.mm);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &c.out));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	prefetch(&c, a, M2, GVM_MEM_VRAM);
+	ASSERT_GT(svmt_stats(c.v.vm).svm_migrations, 0);
+	/* no room left for it in VRAM: it starts in system memory */
+	ASSERT_OK(gvm_bo_create(c.dev, 3ull << 20,
+				GVM_MEM_VRAM | GVM_MEM_SYSTEM, NULL, &bo));
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.v.vm, NULL, &op, 1, NULL, 0));
+	prefetch(&c, VA, 3ull << 20, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);	/* still resident */
+	op = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = VA,
+				   .range = 3ull << 20 };
+	ASSERT_OK(gvm_vm_bind(c.v.vm, NULL, &op, 1, NULL, 0));
+	gvm_bo_put(bo);
+	steardown(&c);
+}
