@@ -148,11 +148,26 @@
  * the segments' hull lies in one table's range at a level, at most one
  * table is visited there and its record spans the hull's entries
  * (rec_entries: a 4 KiB bind's records take under 1 KiB).  The
- * reserve holds that many spare tables (pages of the buddy, not counted in
- * nr_tables until taken) and an arena for the records, the walk's segment
- * copy and the runs; what is left is freed after the commit.  The update
+ * reserve holds the promise of that many spare tables (pages of the buddy,
+ * not counted in nr_tables until taken; SPARES) and an arena for the
+ * records, the walk's segment copy and the runs; what is left is freed
+ * after the commit.  The update
  * reference-model test prepares a third of its updates this way with every
  * heap and buddy allocation failing.
+ *
+ * SPARES.  A reserve's spare tables are not its own: the VM keeps a list
+ * of spares (vm->spares, under mem.lock) and a count of those live
+ * reserves may still take (spares_promised <= nr_spares).  Reserving k
+ * tables promises k more, allocating only what the list lacks; a reserved
+ * prepare takes promised ones; reserve_fini stops counting on the ones its
+ * update did not take, which stay on the list.  So a burst of queued
+ * binds allocates its spares once, and the next burst finds them (a spare
+ * is a page of the buddy and a 4 KiB shadow; a job mostly takes none).
+ * Spares nobody counts on are taken first by any table allocation, and
+ * go back to the buddy when the owner needs room (make_room: the VM layer
+ * calls gvm__pt_spares_drop_locked() before evicting anything), at
+ * gvm__pt_trim() and when the VM goes.  They count in nr_pages
+ * (mem.max_pages) like any table page.
  *
  * INVARIANTS (committed view, checked by gvm__pt_validate()):
  *   t->live == #{ i : t->cpu[i] != 0 }
@@ -167,9 +182,11 @@
  *
  * LOCKING.  None inside, except mem.lock if set: a leaf lock held around
  * each buddy call only (table allocation and freeing), as the buddy may be
- * shared with buffer objects and other VMs.  The VM layer serialises
+ * shared with buffer objects and other VMs, and around the spare list and
+ * its counts (SPARES).  The VM layer serialises
  * prepare, commit, abort, unbind, bind and freeing (vm->pt_lock) and takes
- * the notifier lock around commit and zap.  Reserving needs no lock.  What may run concurrently:
+ * the notifier lock around commit and zap.  Reserving needs no lock of
+ * the VM's (it takes mem.lock for the spares, as for the buddy).  What may run concurrently:
  * nothing, except that a zap may come between a prepare and its
  * commit/abort (serialised with them by the notifier lock, never truly in
  * parallel); the engine guarantees that the zap sees a consistent
@@ -510,11 +527,150 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 	return t;
 }
 
+/* ---- spare tables (see SPARES) ---------------------------------------- */
+
+static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t);
+
+/* Takes a spare off the list (mem.lock held, one is there). */
+static struct gvm_pt *spare_pop_locked(struct gvm_pt_vm *vm)
+{
+	struct gvm_pt *t = vm->spares;
+
+	vm->spares = t->next;
+	vm->nr_spares--;
+	t->next = NULL;
+	return t;
+}
+
+/* A spare made into a table for @level (it enters nr_tables now). */
+static struct gvm_pt *spare_use(struct gvm_pt_vm *vm, struct gvm_pt *t,
+				unsigned int level, bool zero)
+{
+	t->level = (uint8_t)level;
+	if (level)
+		memset(t->children, 0, PT_N * sizeof(t->children[0]));
+	if (zero)
+		memset(t->cpu, 0, PT_PAGE);
+	vm->nr_tables++;
+	return t;
+}
+
+/* A spare no reserve counts on, or NULL. */
+static struct gvm_pt *spare_take_surplus(struct gvm_pt_vm *vm)
+{
+	struct gvm_pt *t = NULL;
+
+	mem_lock(vm);
+	if (vm->nr_spares > vm->spares_promised)
+		t = spare_pop_locked(vm);
+	mem_unlock(vm);
+	return t;
+}
+
+/*
+ * Makes @k more spares count as promised, growing the list with new ones
+ * (allocated with no lock held) if its surplus is short.  0, or -ENOMEM /
+ * -ENOSPC with nothing promised (what was allocated is freed again).
+ */
+static int spares_promise(struct gvm_pt_vm *vm, uint64_t k)
+{
+	struct gvm_pt *got = NULL, *last = NULL, *t, *back = NULL;
+	uint64_t need, n = 0;
+	int err = 0;
+
+	mem_lock(vm);
+	need = vm->spares_promised + k > vm->nr_spares
+		       ? vm->spares_promised + k - vm->nr_spares
+		       : 0;
+	if (!need)
+		vm->spares_promised += k;
+	mem_unlock(vm);
+	if (!need)
+		return 0;
+	for (; n < need; n++) {
+		t = table_alloc(vm, 0, false, true, &err);
+		if (!t)
+			break;
+		t->next = got;
+		got = t;
+		if (!last)
+			last = t;
+	}
+	mem_lock(vm);
+	if (n) {
+		last->next = vm->spares;
+		vm->spares = got;
+		vm->nr_spares += n;
+	}
+	/* Others may have promised meanwhile: count again. */
+	if (!err && vm->spares_promised + k > vm->nr_spares)
+		err = -EAGAIN;
+	if (!err) {
+		vm->spares_promised += k;
+	} else {
+		/* Give back what nobody counts on, up to what we added. */
+		while (n-- && vm->nr_spares > vm->spares_promised) {
+			t = spare_pop_locked(vm);
+			t->next = back;
+			back = t;
+		}
+	}
+	mem_unlock(vm);
+	for (t = back; t; t = back) {
+		back = t->next;
+		table_free(vm, t);
+	}
+	return err == -EAGAIN ? spares_promise(vm, k) : err;
+}
+
+/* The @k spares a reserve did not take are no longer counted on. */
+static void spares_release(struct gvm_pt_vm *vm, uint64_t k)
+{
+	if (!k)
+		return;
+	mem_lock(vm);
+	gvm_assert(vm->spares_promised >= k);
+	vm->spares_promised -= k;
+	mem_unlock(vm);
+}
+
+uint64_t gvm__pt_spares_drop_locked(struct gvm_pt_vm *vm,
+				    struct gvm_pt **shadows)
+{
+	uint64_t n = 0;
+
+	while (vm->nr_spares > vm->spares_promised) {
+		struct gvm_pt *t = spare_pop_locked(vm);
+
+		gvm__buddy_free_block(vm->mem.buddy, t->block);
+		pages_put(vm);
+		t->next = *shadows;
+		*shadows = t;
+		n++;
+	}
+	if (n && vm->mem.freed)
+		vm->mem.freed(vm->mem.priv);
+	return n;
+}
+
+void gvm__pt_spares_free_shadows(struct gvm_pt *shadows)
+{
+	struct gvm_pt *t;
+
+	while ((t = shadows)) {
+		shadows = t->next;
+		gvm__free(t);
+	}
+}
+
 static struct gvm_pt *pt_alloc(struct gvm_pt_vm *vm, unsigned int level,
 			       bool zero, int *err)
 {
-	struct gvm_pt *t = table_alloc(vm, level, zero, false, err);
+	struct gvm_pt *t = spare_take_surplus(vm);
 
+	if (t)
+		return spare_use(vm, t, level, zero);
+	t = table_alloc(vm, level, zero, false, err);
 	if (t)
 		vm->nr_tables++;
 	return t;
@@ -563,27 +719,25 @@ static void walk_free(struct gvm_pt_reserve *res, void *p)
 		gvm__free(p);
 }
 
-/* A reserved table taken for @level (it enters vm->nr_tables now). */
+/* A promised spare taken for @level (it enters vm->nr_tables now). */
 static struct gvm_pt *res_take(struct gvm_pt_vm *vm,
 			       struct gvm_pt_reserve *res, unsigned int level,
 			       bool zero, int *err)
 {
-	struct gvm_pt *t = res->tables;
+	struct gvm_pt *t = NULL;
 
-	if (GVM_WARN_ON(!t)) {
+	mem_lock(vm);
+	if (!GVM_WARN_ON(!res->nr_tables || !vm->nr_spares)) {
+		t = spare_pop_locked(vm);
+		vm->spares_promised--;
+		res->nr_tables--;
+	}
+	mem_unlock(vm);
+	if (!t) {
 		*err = -ENOMEM;
 		return NULL;
 	}
-	res->tables = t->next;
-	res->nr_tables--;
-	t->next = NULL;
-	t->level = (uint8_t)level;
-	if (level)
-		memset(t->children, 0, PT_N * sizeof(t->children[0]));
-	if (zero)
-		memset(t->cpu, 0, PT_PAGE);
-	vm->nr_tables++;
-	return t;
+	return spare_use(vm, t, level, zero);
 }
 
 /* A table built by the pending update. */
@@ -1434,28 +1588,18 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 	if (!res->mem)
 		return -ENOMEM;
 	res->mem_size = mem;
-	for (; tables; tables--) {
-		struct gvm_pt *t = table_alloc(vm, 0, false, true, &err);
-
-		if (!t) {
-			gvm__pt_reserve_fini(vm, res);
-			return err;
-		}
-		t->next = res->tables;
-		res->tables = t;
-		res->nr_tables++;
+	err = spares_promise(vm, tables);
+	if (err) {
+		gvm__pt_reserve_fini(vm, res);
+		return err;
 	}
+	res->nr_tables = tables;
 	return 0;
 }
 
 void gvm__pt_reserve_fini(struct gvm_pt_vm *vm, struct gvm_pt_reserve *res)
 {
-	struct gvm_pt *t, *tn;
-
-	for (t = res->tables; t; t = tn) {
-		tn = t->next;
-		table_free(vm, t);
-	}
+	spares_release(vm, res->nr_tables);
 	gvm__free(res->mem);
 	memset(res, 0, sizeof(*res));
 }
@@ -1990,6 +2134,12 @@ static void free_tree(struct gvm_pt_vm *vm, struct gvm_pt *t)
 
 void gvm__pt_trim(struct gvm_pt_vm *vm)
 {
+	struct gvm_pt *shadows = NULL;
+
+	mem_lock(vm);
+	gvm__pt_spares_drop_locked(vm, &shadows);
+	mem_unlock(vm);
+	gvm__pt_spares_free_shadows(shadows);
 	while (vm->spare_recs) {
 		struct gvm_pt_rec *r = vm->spare_recs;
 
@@ -2005,5 +2155,6 @@ void gvm__pt_vm_fini(struct gvm_pt_vm *vm)
 	if (vm->root)
 		free_tree(vm, vm->root);
 	vm->root = NULL;
+	GVM_BUG_ON(vm->spares_promised);
 	gvm__pt_trim(vm);
 }

@@ -100,6 +100,13 @@ struct gvm_pt_vm {
 	uint64_t commit_stores;		/* entries commits stored into
 					   connected tables (tests: only
 					   what changed is stored) */
+	struct gvm_pt *spares;		/* spare tables (pages, shadows with
+					   room for children), on ->next:
+					   mem.lock (SPARES in pt.c) */
+	uint64_t nr_spares;		/* on the list; mem.lock (read
+					   relaxed as a hint) */
+	uint64_t spares_promised;	/* of them, what live reserves may
+					   still take; mem.lock */
 	struct gvm_pt_rec *spare_recs;	/* heap records of finished updates,
 					   kept for the next prepare (at most
 					   GVM_PT_SPARE_RECS); serialised
@@ -218,7 +225,8 @@ void gvm__pt_vm_fini(struct gvm_pt_vm *vm);
 /*
  * Frees the spare records commits keep for later prepares (a commit hands
  * its heap records back to the VM, up to GVM_PT_SPARE_RECS; an abort frees
- * them).  Same serialisation as prepare.  Never fails.
+ * them) and the spare tables no reserve counts on.  Same serialisation as
+ * prepare (takes mem.lock).  Never fails.
  */
 void gvm__pt_trim(struct gvm_pt_vm *vm);
 
@@ -243,8 +251,8 @@ int gvm__pt_update_prepare(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
  * one on a fence-signalling path.  Caller-owned; zero-initialise.
  */
 struct gvm_pt_reserve {
-	struct gvm_pt *tables;		/* spare tables, on ->next */
-	size_t nr_tables;
+	size_t nr_tables;		/* spares of the VM promised to it
+					   and not yet taken (SPARES) */
 	uint8_t *mem;			/* arena: records, segments, runs */
 	size_t mem_size, mem_used;
 };
@@ -259,8 +267,19 @@ int gvm__pt_reserve(struct gvm_pt_vm *vm, const struct gvm_pt_seg *segs,
 		    size_t n, struct gvm_pt_reserve *res);
 
 /* Frees what is left of @res, after the update it served was committed
-   or aborted (its records live in the arena until then). */
+   or aborted (its records live in the arena until then); the spares it
+   did not take stay with the VM, for later reserves and tables. */
 void gvm__pt_reserve_fini(struct gvm_pt_vm *vm, struct gvm_pt_reserve *res);
+
+/*
+ * With mem.lock held (if the VM has one): gives the pages of the spares no
+ * reserve counts on back to the buddy (calling mem.freed) and puts their
+ * shadows on *@shadows, to free with gvm__pt_spares_free_shadows() once
+ * the lock is dropped.  How many.  For the owner's make-room path.
+ */
+uint64_t gvm__pt_spares_drop_locked(struct gvm_pt_vm *vm,
+				    struct gvm_pt **shadows);
+void gvm__pt_spares_free_shadows(struct gvm_pt *shadows);
 
 /*
  * gvm__pt_update_prepare, allocating only from @res (NULL: from the heap

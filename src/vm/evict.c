@@ -67,7 +67,9 @@
  * and a gvm_bo_create() with no system fallback, get the VRAM SVM holds;
  * a BO that may live in system memory does not push SVM memory out.
  *
- * Page tables.  When no idle BO is left to move, an allocation (a BO's,
+ * Page tables.  Before anything is evicted, the spare tables VMs keep for
+ * their queued binds and no reserve counts on go back
+ * (gvm__pt_spares_reclaim()).  When no idle BO is left to move, an allocation (a BO's,
  * or a page table's through gvm__vram_make_room()) reclaims the page
  * tables of an idle VM (gvm__pt_reclaim(), pt_reclaim.c: trylocks only,
  * like victims here) before it waits or fails; SVM migrations do not.
@@ -352,6 +354,8 @@ int gvm__vram_make_room(void *priv, uint64_t bytes)
 
 	(void)bytes;		/* one BO or VM frees at least a page */
 	gvm__signalling_no_alloc();
+	if (!gvm__pt_spares_reclaim(priv))
+		return 0;
 	if (!evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX))
 		return 0;
 	/* No idle BO left: an idle VM's page tables (pt_reclaim.c). */
@@ -379,8 +383,11 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 
 	for (;;) {
 		err = gvm__vram_alloc(dev, size, 0, blocks);
-		if (err != -ENOSPC || mode == GVM_EVICT_NONE ||
-		    size > dev->vram.size)
+		if (err != -ENOSPC || size > dev->vram.size)
+			break;
+		if (!gvm__pt_spares_reclaim(dev))	/* spare tables */
+			continue;
+		if (mode == GVM_EVICT_NONE)
 			break;
 		if (!evict_one(dev, mode, &failed, older_than))
 			continue;

@@ -71,6 +71,12 @@
  * reservation (trylock), its pt_lock (trylock), its notifier_lock (the
  * commit section); it holds no vram_lock meanwhile.
  *
+ * Spares first (gvm__pt_spares_reclaim()): the spare tables a VM keeps for
+ * its queued binds' reserves (pt.c SPARES) that no reserve counts on go
+ * back to VRAM before an idle BO is evicted or a VM's tables cleared.
+ * Under vram_lock (every VM's mem.lock), for each VM on dev->pt_vms; the
+ * shadows are freed after it is dropped.
+ *
  * Not done: a busy VM (a kernel running, even a long-running one) is never
  * reclaimed, and tables are reclaimed whole, not the least recently used
  * part of a VM's.
@@ -185,6 +191,25 @@ static uint64_t reclaim_vm(struct gvm_vm *vm)
 	gvm__mutex_unlock(&vm->pt_lock);
 	gvm_resv_unlock(&vm->resv);
 	return freed;
+}
+
+int gvm__pt_spares_reclaim(struct gvm_device *dev)
+{
+	struct gvm_pt *shadows = NULL;
+	struct gvm_list *pos;
+	uint64_t n = 0;
+
+	gvm__mutex_lock(&dev->vram_lock);
+	gvm_list_for_each(pos, &dev->pt_vms) {
+		struct gvm_vm *vm = gvm_list_entry(pos, struct gvm_vm,
+						   pt_link);
+
+		/* The VM's mem.lock is vram_lock: held. */
+		n += gvm__pt_spares_drop_locked(&vm->pt, &shadows);
+	}
+	gvm__mutex_unlock(&dev->vram_lock);
+	gvm__pt_spares_free_shadows(shadows);
+	return n ? 0 : -ENOSPC;
 }
 
 int gvm__pt_reclaim(struct gvm_device *dev)

@@ -297,6 +297,13 @@ void gvm__pt_reclaim_del(struct gvm_vm *vm);
  */
 int gvm__pt_reclaim(struct gvm_device *dev);
 /*
+ * Gives the spare page tables no reserve counts on (pt.c SPARES), of every
+ * VM of @dev, back to VRAM: 0 if there were some, else -ENOSPC.  No lock
+ * needed (takes vram_lock); for allocations that find VRAM full, before
+ * they evict.
+ */
+int gvm__pt_spares_reclaim(struct gvm_device *dev);
+/*
  * Rebuilds every mapping of a reclaimed VM in one page-table update
  * (vm->lock and vm->resv held; revalidation).  0 (vm->pt_reclaimed
  * cleared), or -ENOMEM / -ENOSPC with nothing changed (still reclaimed).

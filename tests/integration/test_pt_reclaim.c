@@ -24,6 +24,7 @@
 #include "core/inject.h"
 #include "harness.h"
 #include "vm/bind.h"
+#include "vm/dev.h"
 #include "vm/vm.h"
 
 #define K4 4096ull
@@ -592,5 +593,66 @@ TEST(lr_vm_is_reclaimed_between_kernels)
 	gvm_bo_put(vbo);
 	ASSERT_OK(gvm_vm_destroy(b));
 	a_teardown(&a);
+	gvm_device_put(dev);
+}
+
+/*
+ * The spare tables a VM keeps for its queued binds' reserves (pt.c
+ * SPARES) give way to any VRAM allocation before eviction: after a burst
+ * of queued binds, a VRAM-only BO the size of all VRAM not in tables or
+ * BOs is created.
+ */
+TEST(spare_tables_give_way_to_a_bo)
+{
+	struct gvm_sim_config cfg = { .vram_size = 2ull << 20 };
+	struct gvm_fence *gate, *prev;
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_bo *sbo, *vbo;
+	struct gvm_vm *vm;
+	uint64_t spares, room;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_BIND, &q));
+	ASSERT_OK(gvm_bo_create(dev, 2 * K4, GVM_MEM_SYSTEM, NULL, &sbo));
+	ASSERT_OK(map(vm, sbo, 0, G1, K4));
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &gate));
+	prev = gvm_fence_get(gate);
+	for (int k = 0; k < 16; k++) {
+		struct gvm_bind_op op = { .op = k % 2 ? GVM_BIND_UNMAP
+						      : GVM_BIND_MAP,
+					  .addr = G1 + K4, .range = K4,
+					  .bo = k % 2 ? NULL : sbo,
+					  .bo_offset = k % 2 ? 0 : K4 };
+		struct gvm_fence *out = NULL;
+		struct gvm_sync s[2] = {
+			{ .type = GVM_SYNC_FENCE, .fence = prev },
+			{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+			  .out = &out },
+		};
+
+		ASSERT_OK(gvm_vm_bind(vm, q, &op, 1, s, 2));
+		gvm_fence_put(prev);
+		prev = out;
+	}
+	gvm_fence_signal(gate);
+	ASSERT_EQ(gvm_fence_wait(prev, GVM_TIMEOUT_INFINITE), 0);
+	gvm_fence_put(prev);
+	gvm_fence_put(gate);
+	gvm_queue_destroy(q);		/* its jobs are freed: no promise */
+
+	ASSERT_EQ(vm->pt.spares_promised, 0);
+	spares = vm->pt.nr_spares;
+	ASSERT_EQ(spares, 16 * 3);	/* kept: no job took any */
+	room = dev->vram.free_bytes + spares * K4;
+	ASSERT_OK(gvm_bo_create(dev, room, GVM_MEM_VRAM, NULL, &vbo));
+	ASSERT_EQ(vm->pt.nr_spares, 0);
+	ASSERT_EQ(dev->vram.free_bytes, 0);
+	gvm_bo_put(vbo);
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &(struct gvm_bind_op){
+		.op = GVM_BIND_UNMAP, .addr = G1, .range = K4 }, 1, NULL, 0));
+	gvm_vm_destroy(vm);
+	gvm_bo_put(sbo);
 	gvm_device_put(dev);
 }

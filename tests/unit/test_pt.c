@@ -786,7 +786,7 @@ TEST(reference_model)
 			}
 		}
 		ASSERT_OK(gvm__pt_validate(&v.vm));
-		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables);
+		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables + v.vm.nr_spares);
 		if (v.vm.nr_tables != m_tables(&m, v.vm.levels))
 			fprintf(stderr, "step %llu: tables %llu model %llu\n",
 				(unsigned long long)step,
@@ -1329,7 +1329,7 @@ check:
 		gvm__pt_reserve_fini(&v.vm, &res);
 		ASSERT_TRUE(!v.vm.pending);
 		ASSERT_OK(gvm__pt_validate(&v.vm));
-		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables);
+		ASSERT_EQ(v.buddy.nr_allocated, v.vm.nr_tables + v.vm.nr_spares);
 		if (v.vm.nr_tables != m_tables(&m, v.vm.levels))
 			fprintf(stderr, "step %llu: tables %llu model %llu\n",
 				(unsigned long long)step,
@@ -1456,6 +1456,56 @@ TEST(deferred_records_only_changed_tables)
 	gvm__pt_update_commit(&upd, &tlb, NULL);
 	ASSERT_EQ(v.vm.nr_tables, 1);
 	ASSERT_EQ(xl(&v.vm, G1 + K4, COMMITTED), ~0ull);
+	ASSERT_OK(gvm__pt_validate(&v.vm));
+	env_fini(&v);
+}
+
+/*
+ * SPARES: a reserve's spares stay with the VM when it ends unused, and the
+ * next reserve takes them without allocating (here, with the buddy
+ * failing); an allocation takes a spare nobody counts on first; the owner
+ * gets the rest back with gvm__pt_spares_drop_locked().
+ */
+TEST(reserve_spares_kept_for_next_reserve)
+{
+	struct gvm_pt_extent x = { 8 * G1, K4 };
+	struct gvm_pt_seg seg = { G1 + K4, G1 + 2 * K4, GVM_PT_WRITE, &x, 1 };
+	struct gvm_pt_reserve res = { 0 }, res2 = { 0 };
+	struct gvm_pt *shadows = NULL;
+	struct gvm_pt_tlb tlb;
+	struct env v;
+
+	env_init(&v, 64ull << 20, 48);
+	ASSERT_OK(gvm__pt_reserve(&v.vm, &seg, 1, &res));
+	ASSERT_EQ(v.vm.nr_spares, 3);
+	ASSERT_EQ(v.vm.spares_promised, 3);
+	gvm__pt_reserve_fini(&v.vm, &res);
+	ASSERT_EQ(v.vm.nr_spares, 3);
+	ASSERT_EQ(v.vm.spares_promised, 0);
+
+	gvm__buddy_fail_alloc_after = 0;	/* the buddy is out */
+	ASSERT_OK(gvm__pt_reserve(&v.vm, &seg, 1, &res));
+	{
+		int ret = gvm__pt_reserve(&v.vm, &seg, 1, &res2);
+
+		ASSERT_TRUE(ret == -ENOSPC || ret == -ENOMEM);
+	}
+	ASSERT_EQ(v.vm.spares_promised, 3);
+	ASSERT_EQ(v.vm.nr_spares, 3);
+	gvm__pt_reserve_fini(&v.vm, &res);
+	/* An allocation takes spares first: a whole path of new tables. */
+	ASSERT_OK(gvm__pt_bind(&v.vm, G1, K4, &x, 1, GVM_PT_WRITE, &tlb));
+	gvm__buddy_fail_alloc_after = -1;
+	ASSERT_EQ(v.vm.nr_spares, 0);
+	ASSERT_EQ(v.vm.nr_tables, 4);
+
+	ASSERT_OK(gvm__pt_reserve(&v.vm, &seg, 1, &res));
+	gvm__pt_reserve_fini(&v.vm, &res);
+	ASSERT_EQ(v.buddy.nr_allocated, 4 + 3);
+	ASSERT_EQ(gvm__pt_spares_drop_locked(&v.vm, &shadows), 3);
+	gvm__pt_spares_free_shadows(shadows);
+	ASSERT_EQ(v.vm.nr_spares, 0);
+	ASSERT_EQ(v.buddy.nr_allocated, 4);
 	ASSERT_OK(gvm__pt_validate(&v.vm));
 	env_fini(&v);
 }
