@@ -6,7 +6,8 @@
  *   fuzz_driver [--svm] --random [--seconds S] [--seed N] [--out DIR]
  *                                  [--ops N] [--len L]
  *                                  random inputs for S seconds (default
- *                                  60) or until N operations ran, seeded
+ *                                  60; none with --ops alone) or until
+ *                                  N operations ran, seeded
  *                                  (printed); a diverging input is
  *                                  written to DIR (default .), its path
  *                                  printed, and the driver exits 1;
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
 {
 	struct gvm_fuzz_stats st = { 0 };
 	const char *out = ".";
-	double secs = 60, t0;
+	double secs = -1, t0;
 	uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(), s;
 	uint64_t max_ops = UINT64_MAX;
 	size_t max_len = 2048;
@@ -129,6 +130,9 @@ int main(int argc, char **argv)
 	}
 	if (i < argc)
 		return fprintf(stderr, "option %s needs a value\n", argv[i]), 2;
+	/* --ops alone runs until N operations, however long that takes */
+	if (secs < 0)
+		secs = max_ops == UINT64_MAX ? 60 : 1e18;
 	if (max_len < 65 || !(buf = malloc(max_len)))
 		return fprintf(stderr, "bad --len\n"), 2;
 	printf("seed %llu\n", (unsigned long long)seed);
