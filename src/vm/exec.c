@@ -46,7 +46,9 @@
  * be freed or to reach the LRU), and starts over: at most EXEC_VRAM_WAITS
  * rounds, then -ENOSPC; also -ENOSPC when nothing changed in a round's
  * bound (VRAM held by what nobody frees: page tables, kernels that do not
- * end).  Its own VRAM-only BOs exceeding VRAM fail at once.
+ * end).  Its own VRAM-only BOs exceeding VRAM fail at once.  A round for
+ * page tables (no VRAM-only BO missing) asks for their headroom, which
+ * SVM memory gives back (wait_for_vram()).
  *
  * Locking: vm->lock, then reservations (lockset); no lock while waiting
  * for VRAM or while the kernel runs.
@@ -67,6 +69,7 @@
 #include "vm/bo.h"
 #include "vm/dev.h"
 #include "vm/lr.h"
+#include "vm/policy.h"
 #include "vm/sync.h"
 #include "vm/userptr.h"
 #include "vm/vm.h"
@@ -199,6 +202,9 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
 /* Rounds of waiting for VRAM (for others' busy BOs) before -ENOSPC. */
 #define EXEC_VRAM_WAITS 32
 
+/* The least a round asks for when only page tables ran short. */
+#define EXEC_PT_ROOM (64ull << 10)
+
 /*
  * Revalidation found VRAM full of BOs it cannot evict now (busy, or
  * locked by others): drops every lock, waits for room (evict.c: for the
@@ -207,6 +213,14 @@ static void publish_locked(struct gvm_queue *q, struct gvm_fence *done,
  * vm->lock again.  The job and the lock set are reset for the next round.
  * 0, -ENOSPC if there was nothing to wait for, or -EINVAL / -EIO if the
  * VM was closed or banned meanwhile.
+ *
+ * With none of its VRAM-only BOs missing, what ran short is page tables
+ * (the rebind of moved BOs' mappings, a rebuild of reclaimed tables):
+ * they may evict idle BOs and idle VMs' tables only, never SVM memory
+ * (reservations are held), and BOs with a system fallback may have taken
+ * the headroom SVM leaves them.  The round then asks for that headroom
+ * (at least EXEC_PT_ROOM), so that it moves as much SVM memory back,
+ * holding no lock, instead of waiting for nothing.
  */
 static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
 			 struct gvm_vram_claim *claim)
@@ -215,6 +229,12 @@ static int wait_for_vram(struct exec_job *ej, struct gvm_lockset *ls,
 	uint64_t need = gvm__vm_vram_only_bytes(vm, true);
 	struct gvm_bo *victim = gvm__vram_busy_victim(vm->dev, ls);
 	bool waited;
+
+	if (!need) {
+		need = gvm__svm_policy_headroom(vm->dev);
+		if (need < EXEC_PT_ROOM)
+			need = EXEC_PT_ROOM;
+	}
 
 	gvm_job_fini(&ej->job);
 	gvm_lockset_fini(ls);

@@ -19,7 +19,9 @@
 #include "svmtest.h"
 #include "core/atomic.h"
 #include "mm/mm.h"
+#include "vm/dev.h"
 #include "vm/svm.h"
+#include "vm/vm.h"
 
 #define K4 4096ull
 #define M2 (2ull << 20)
@@ -723,5 +725,84 @@ TEST(svm_prefetch_of_a_bo_into_vram_full_of_svm_memory)
 				   .range = 3ull << 20 };
 	ASSERT_OK(gvm_vm_bind(c.v.vm, NULL, &op, 1, NULL, 0));
 	gvm_bo_put(bo);
+	steardown(&c);
+}
+
+static uint64_t vram_free(struct gvm_device *dev)
+{
+	struct gvm_device_info info;
+
+	ASSERT_OK(gvm_device_query(dev, &info));
+	return info.vram_free;
+}
+
+/*
+ * A BO of @size that may live in VRAM or system memory, in @region now;
+ * VM-local (@vm) or external.
+ */
+static struct gvm_bo *vs_bo(struct sctx *c, uint64_t size, struct gvm_vm *vm,
+			    uint32_t region)
+{
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_bo_create(c->dev, size, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				vm, &bo));
+	ASSERT_EQ(gvm_bo_region(bo), region);
+	return bo;
+}
+
+/*
+ * Found by the SVM fuzzer: an exec whose revalidation needs page tables
+ * (to rebind a moved BO whose tables were reclaimed) in VRAM full of SVM
+ * memory and of the VM's own BOs failed with -ENOSPC.  Page tables may
+ * not evict SVM memory while reservations are held, and the exec's rounds
+ * of waiting for VRAM waited for nothing (none of its VRAM-only BOs was
+ * missing: 0 bytes), 32 times; a round now asks for the page tables'
+ * headroom, so SVM memory moves back.
+ */
+TEST(svm_exec_gets_page_tables_from_svm_memory)
+{
+	struct gvm_sim_config cfg = { .vram_size = 2ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA };
+	struct gvm_bo *x, *y, *z;
+	struct gvm_kernel k;
+	struct sctx c;
+	uint64_t a, f;
+
+	c.mm = model();
+	ASSERT_OK(gvm_sim_device_create(&cfg, &c.dev));
+	svmt_vm_init(&c.v, c.dev, c.mm);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &c.out));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2 / 2, RW, 0, &a));
+	prefetch(&c, a, M2 / 2, GVM_MEM_VRAM);
+	ASSERT_GE(gvm__mm_devmem_bytes(c.mm), M2 / 2);
+	/* a BO mapped in the VM, moved out by pressure; the VM's own
+	   BOs take its room */
+	x = vs_bo(&c, vram_free(c.dev) - 64 * K4, NULL, GVM_MEM_VRAM);
+	op.bo = x;
+	op.range = gvm_bo_size(x);
+	ASSERT_OK(gvm_vm_bind(c.v.vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_bo_create(c.dev, gvm_bo_size(x), GVM_MEM_VRAM, NULL,
+				&y));
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
+	gvm_bo_put(y);
+	gvm__dev_reap(c.dev);
+	y = vs_bo(&c, gvm_bo_size(x), c.v.vm, GVM_MEM_VRAM);
+	/* the VM's tables reclaimed (it is idle), their room taken too */
+	ASSERT_OK(gvm__pt_reclaim(c.dev));
+	f = vram_free(c.dev);
+	ASSERT_GT(f, 0);
+	z = vs_bo(&c, f, c.v.vm, GVM_MEM_VRAM);
+	ASSERT_EQ(vram_free(c.dev), 0);
+	/* the exec rebinds x: its tables come from SVM memory */
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 7, 64));
+	ASSERT_FALSE(srun(&c, &k));
+	ASSERT_LT(gvm__mm_devmem_bytes(c.mm), M2 / 2);	/* moved back */
+	op = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = VA,
+				   .range = gvm_bo_size(x) };
+	ASSERT_OK(gvm_vm_bind(c.v.vm, NULL, &op, 1, NULL, 0));
+	gvm_bo_put(x);
+	gvm_bo_put(y);
+	gvm_bo_put(z);
 	steardown(&c);
 }
