@@ -58,6 +58,7 @@
  * live blocks instead.
  */
 #include "core/alloc.h"
+#include "core/stack.h"
 #include "core/thread.h"
 
 #include <errno.h>
@@ -130,6 +131,13 @@ static struct free_block *free_lists[NR_CLASSES];	/* locks[c % NR_LOCKS] */
 static pthread_mutex_t *class_lock(unsigned int c)
 {
 	return &locks[c % NR_LOCKS];
+}
+
+/* Every lock of the heap: the caller's stack registered first (stack.h). */
+static void heap_lock(pthread_mutex_t *m)
+{
+	gvm__stack_check();
+	pthread_mutex_lock(m);
 }
 
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
@@ -230,6 +238,7 @@ static int find_statics(struct dl_phdr_info *info, size_t size, void *arg)
 /* fork(): the child gets the free lists consistent. */
 static void heap_fork_prepare(void)
 {
+	gvm__stack_check();
 	pthread_mutex_lock(&tc_lock);
 	for (unsigned int i = 0; i < NR_LOCKS; i++)
 		pthread_mutex_lock(&locks[i]);
@@ -328,7 +337,7 @@ static struct tcache *tc_get(void)
 	tc_mine = TC_NONE;
 	if (!tc_key_ok)
 		return NULL;
-	pthread_mutex_lock(&tc_lock);
+	heap_lock(&tc_lock);
 	tc = tc_spare;
 	if (tc)
 		tc_spare = tc->next;
@@ -340,13 +349,13 @@ static struct tcache *tc_get(void)
 	}
 	memset(tc, 0, sizeof(*tc));
 	if (pthread_setspecific(tc_key, tc)) {
-		pthread_mutex_lock(&tc_lock);
+		heap_lock(&tc_lock);
 		tc->next = tc_spare;
 		tc_spare = tc;
 		pthread_mutex_unlock(&tc_lock);
 		return NULL;
 	}
-	pthread_mutex_lock(&tc_lock);
+	heap_lock(&tc_lock);
 	tc->prev = NULL;
 	tc->next = tc_threads;
 	if (tc_threads)
@@ -371,7 +380,7 @@ static void tc_flush(struct tcache *tc, unsigned int c, uint32_t n)
 	/* The link is written and poisoned again under the lock: once on
 	   the list, the block may be taken and unpoisoned by its next
 	   owner at any moment after the unlock. */
-	pthread_mutex_lock(class_lock(c));
+	heap_lock(class_lock(c));
 	UNPOISON(last, sizeof(*last));
 	last->next = free_lists[c];
 	POISON(last, sizeof(*last));
@@ -387,7 +396,7 @@ static void tc_exit(void *arg)
 	tc_mine = TC_NONE;
 	for (unsigned int c = 0; c < TC_CLASSES; c++)
 		tc_flush(tc, c, tc->count[c]);
-	pthread_mutex_lock(&tc_lock);
+	heap_lock(&tc_lock);
 	gvm_fetch_add_relaxed(&heap_live, (uint64_t)gvm_load_relaxed(&tc->live));
 	if (tc->prev)
 		tc->prev->next = tc->next;
@@ -425,7 +434,7 @@ static void *block_get(unsigned int c, struct tcache *tc)
 		want = tc_cap(c) / 2;
 	}
 
-	pthread_mutex_lock(class_lock(c));
+	heap_lock(class_lock(c));
 	b = free_lists[c];
 	if (b) {
 		free_lists[c] = link_next(b);
@@ -455,7 +464,7 @@ static void *block_get(unsigned int c, struct tcache *tc)
 		tc->count[c]++;
 	}
 	if (i >= 1) {
-		pthread_mutex_lock(class_lock(c));
+		heap_lock(class_lock(c));
 		for (; i >= 1; i--)
 			link_push(&free_lists[c],
 				  (struct free_block *)(run + i * bs));
@@ -541,7 +550,7 @@ void gvm__free(void *p)
 	/* The link is written and poisoned again under the lock: once on
 	   the list, the block may be taken and unpoisoned by its next
 	   owner at any moment after the unlock. */
-	pthread_mutex_lock(class_lock(c));
+	heap_lock(class_lock(c));
 	link_push(&free_lists[c], b);
 	pthread_mutex_unlock(class_lock(c));
 }
@@ -616,14 +625,15 @@ bool gvm__alloc_owns(uint64_t start, uint64_t len)
 	for (unsigned int i = 0; i < nr_statics; i++)
 		if (start < statics[i].end && end > statics[i].start)
 			return true;
-	return gvm__thread_stacks_own(start, len);
+	return gvm__thread_stacks_own(start, len) ||
+	       gvm__stacks_own(start, len);
 }
 
 uint64_t gvm__alloc_live(void)
 {
 	uint64_t live;
 
-	pthread_mutex_lock(&tc_lock);
+	heap_lock(&tc_lock);
 	live = gvm_load_relaxed(&heap_live);
 	for (struct tcache *tc = tc_threads; tc; tc = tc->next)
 		live += (uint64_t)gvm_load_relaxed(&tc->live);

@@ -35,7 +35,8 @@ void gvm__free(void *p);
 
 /*
  * True if [start, start + len) overlaps memory the library owns: its heap,
- * its static data or its threads' stacks (core/thread.c).  SVM never
+ * its static data or its threads' stacks (core/thread.c), or the stack of
+ * an application thread that runs library code (core/stack.c).  SVM never
  * migrates such memory.
  */
 bool gvm__alloc_owns(uint64_t start, uint64_t len);

@@ -10,7 +10,8 @@
  * goes to the gvm__det_* variant.  gvm code therefore creates its threads
  * with gvm__thread_create() and uses no OS primitive directly.
  *
- * Locking: these are the locks; see lockrank.h for the order.
+ * Locking: these are the locks; see lockrank.h for the order.  Each lock
+ * first registers the caller's stack (core/stack.h).
  */
 #ifndef GVM_CORE_SYNC_H
 #define GVM_CORE_SYNC_H
@@ -27,6 +28,7 @@
 #include "core/debug.h"
 #include "core/det.h"
 #include "core/lockrank.h"
+#include "core/stack.h"
 
 /* ---- time ----------------------------------------------------------- */
 
@@ -63,6 +65,7 @@ void gvm__mutex_fini(struct gvm_mutex *m);
 
 static inline void gvm__mutex_lock(struct gvm_mutex *m)
 {
+	gvm__stack_check();	/* core/stack.c */
 	gvm__lockrank_acquire(m, m->rank, m->name, false);
 	if (gvm__det_on())
 		gvm__det_mutex_lock(m);
@@ -76,6 +79,7 @@ static inline void gvm__mutex_lock(struct gvm_mutex *m)
  */
 static inline bool gvm__mutex_trylock(struct gvm_mutex *m)
 {
+	gvm__stack_check();
 	if (pthread_mutex_trylock(&m->m))
 		return false;
 	gvm__lockrank_acquire(m, m->rank, m->name, true);

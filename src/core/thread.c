@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "core/atomic.h"
+#include "core/stack.h"
 
 #define RESERVATION (GVM_THREAD_MAX * GVM_THREAD_STACK_SIZE)
 
@@ -173,7 +174,12 @@ static void slot_set(int i, enum slot_state state, pthread_t t)
 static void *trampoline(void *arg)
 {
 	struct slot *s = arg;
-	void *ret = s->fn(s->arg);
+	uint8_t *base = slot_addr((unsigned int)(s - slots));
+	void *ret;
+
+	gvm__stack_set_own((uintptr_t)base,
+			   (uintptr_t)base + GVM_THREAD_STACK_SIZE);
+	ret = s->fn(s->arg);
 
 	gvm_store_release(&s->ended, true);
 	return ret;
@@ -184,6 +190,7 @@ int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	pthread_attr_t attr;
 	int i, err;
 
+	gvm__stack_check();	/* before slot_lock (stack.h) */
 	pthread_once(&stacks_once, stacks_init);
 	if (!stacks_base)
 		return -EAGAIN;
@@ -242,6 +249,7 @@ int gvm__os_thread_detach(pthread_t t)
 
 	/* Registered now, long after a sanitizer's own exit handler: it
 	   runs first. */
+	gvm__stack_check();
 	pthread_once(&reap_once, reap_init);
 	pthread_mutex_lock(&slot_lock);
 	i = slot_find(t, SLOT_RUNNING);
@@ -255,6 +263,7 @@ int gvm__os_thread_join(pthread_t t)
 {
 	int i, err;
 
+	gvm__stack_check();
 	pthread_mutex_lock(&slot_lock);
 	i = slot_find(t, SLOT_RUNNING);
 	if (i < 0)

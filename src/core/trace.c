@@ -567,6 +567,7 @@ int gvm_trace_start(const char *path)
 
 	if (!path)
 		return -EINVAL;
+	gvm__stack_check();
 	pthread_mutex_lock(&trace.control);
 	if (trace.file) {
 		err = -EBUSY;
@@ -595,6 +596,7 @@ int gvm_trace_stop(void)
 	int64_t epoch;
 	int err;
 
+	gvm__stack_check();
 	pthread_mutex_lock(&trace.control);
 	if (!trace.file) {
 		pthread_mutex_unlock(&trace.control);

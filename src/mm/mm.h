@@ -122,7 +122,8 @@ struct gvm_mm_ops {
 	 *    stage (an absent page becomes a zero page there); the CPU
 	 *    mapping is left with no page, registered @missing, so that a
 	 *    CPU access faults to the backend.  0, -EBUSY (a page is shared
-	 *    with another process, e.g. after fork()), -EINVAL (a mapping
+	 *    with another process, e.g. after fork(), or is memory the
+	 *    library runs on: gvm__alloc_owns()), -EINVAL (a mapping
 	 *    that cannot give its pages away: mlocked, ...), -ENOMEM;
 	 *    nothing changed on failure;
 	 *  - give: moves the stage's pages into the absent CPU pages of

@@ -611,6 +611,7 @@ static void self_destroy(struct gvm_mm *mm)
 	gvm__mm_fini(mm);
 	stages_fini(s);
 
+	gvm__stack_check();
 	pthread_mutex_lock(&self_lock);
 	if (self_mm == s)
 		self_mm = NULL;
@@ -737,8 +738,13 @@ static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		     uint64_t stage)
 {
 	struct gvm_mm_self *s = to_self(mm);
-	int64_t n = move(s->stage_uffd, stage, start, len);
+	int64_t n;
 
+	/* The library's memory, or a stack running library code: it must
+	   never fault (core/stack.c). */
+	if (gvm__alloc_owns(start, len))
+		return -EBUSY;
+	n = move(s->stage_uffd, stage, start, len);
 	if (n == (int64_t)len)
 		return 0;
 	if (n > 0) {
@@ -1197,6 +1203,7 @@ static struct gvm_mm_self *forking;	/* under self_lock */
 
 static void atfork_prepare(void)
 {
+	gvm__stack_check();
 	pthread_mutex_lock(&self_lock);
 	forking = self_mm && ref_get_unless_zero(&self_mm->base.ref) ?
 			  self_mm : NULL;
@@ -1257,6 +1264,7 @@ static int wp_uffd(void)
 	bool user_only;
 	int fd;
 
+	gvm__stack_check();
 	pthread_mutex_lock(&wp_lock);
 	if (wp_fd != -1 && wp_pid != getpid()) {
 		if (wp_fd >= 0)
@@ -1316,9 +1324,28 @@ void gvm__mm_wp_end(void *addr, size_t len)
 	ioctl(fd, UFFDIO_WAKE, &r);
 }
 
+/*
+ * A thread registering its stack (core/stack.c), holding no library lock:
+ * what SVM moved of it to device memory before comes back now, before the
+ * thread can hold a lock the fault-back needs and touch it.
+ */
+static void stack_back(uint64_t lo, uint64_t len)
+{
+	struct gvm_mm_self *s;
+
+	pthread_mutex_lock(&self_lock);
+	s = self_mm && ref_get_unless_zero(&self_mm->base.ref) ? self_mm : NULL;
+	pthread_mutex_unlock(&self_lock);
+	if (!s)
+		return;
+	GVM_WARN_ON(gvm__mm_migrate_to_ram(&s->base, lo, len) < 0);
+	gvm_mm_put(&s->base);
+}
+
 static void install_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	gvm__stack_set_bring_back(stack_back);
 }
 
 static bool ref_get_unless_zero(uint32_t *ref)
@@ -1342,6 +1369,7 @@ GVM_API int gvm_mm_self(struct gvm_mm **out)
 	if (!out)
 		return -EINVAL;
 	pthread_once(&atfork_once, install_atfork);
+	gvm__stack_check();
 	pthread_mutex_lock(&self_lock);
 	/* A dying one must be gone (its VMAs unregistered) first. */
 	while ((s = self_mm) && !ref_get_unless_zero(&s->base.ref))

@@ -9,6 +9,8 @@
  * system memory with the data intact.  Data is checked after every step.
  */
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +24,7 @@
 
 #include "harness.h"
 #include "core/alloc.h"
+#include "core/stack.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
@@ -703,6 +706,162 @@ TEST(the_librarys_stacks_and_heap_stay_in_place)
 	gvm__free(heap);
 	teardown(&c);
 	munmap(mine, M2);
+}
+
+/*
+ * The stack and TLS of a thread that runs library code never move
+ * (core/stack.c): a prefetch to VRAM over the caller's own stack or thread
+ * control block, made by that caller from inside gvm_vm_bind, leaves them
+ * in place.  Had it moved, the caller would
+ * fault on its stack inside the library, maybe holding a lock the
+ * fault-back needs.
+ */
+TEST(the_callers_stack_stays_in_place)
+{
+	volatile uint64_t here[K4 / 8];
+	uint64_t page = (uint64_t)(uintptr_t)&here[0] & ~(K4 - 1);
+	struct ctx c;
+
+	here[0] = 11;
+	setup(&c);
+	ASSERT_GE(gvm__stacks_registered(), 1);
+	prefetch(&c, (void *)(uintptr_t)page, 2 * K4, GVM_MEM_VRAM);
+	/* its thread control block and TLS (the stack protector's canary,
+	   errno, the library's thread-local variables) */
+	prefetch(&c, (void *)((uintptr_t)__builtin_thread_pointer() &
+			      ~(uintptr_t)(K4 - 1)), K4, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(here[0], 11);
+	teardown(&c);
+}
+
+/* An application thread on a stack of 1 MiB (64 KiB ranges) the test owns. */
+#define TSTACK (1ull << 20)
+
+struct stack_thread {
+	int go[2], done[2];		/* pipes: main -> thread, back */
+	pid_t tid;
+};
+
+/*
+ * Waits until thread @tid sleeps in read(): from then on it touches no
+ * memory of its own until woken (its /proc syscall line starts "0 ",
+ * __NR_read, while it is blocked in it).
+ */
+static void wait_until_in_read(pid_t tid)
+{
+	char path[64], line[256];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	for (;;) {
+		FILE *f = fopen(path, "r");
+
+		ASSERT_TRUE(f != NULL);
+		ASSERT_TRUE(fgets(line, sizeof(line), f) != NULL);
+		fclose(f);
+		if (!strncmp(line, "0 ", 2))
+			return;
+		sched_yield();
+	}
+}
+
+static void step(int fd)
+{
+	char b = 0;
+
+	ASSERT_EQ(read(fd, &b, 1), 1);
+}
+
+static void signal_fd(int fd)
+{
+	char b = 0;
+
+	ASSERT_EQ(write(fd, &b, 1), 1);
+}
+
+static void *stack_thread_fn(void *arg)
+{
+	struct stack_thread *t = arg;
+	struct gvm_fence *f;
+
+	gvm_store_release(&t->tid, gettid());
+	step(t->go[0]);			/* 1: its stack moves meanwhile */
+	/* Its first library call: registers the stack, and brings back
+	   what moved of it, all of it, not only what this call touches. */
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &f));
+	gvm_fence_signal(f);
+	gvm_fence_put(f);
+	signal_fd(t->done[1]);
+	step(t->go[0]);			/* 2: a prefetch moves nothing */
+	return NULL;
+}
+
+/*
+ * A thread whose stack moved to VRAM before it ever called gvm gets all of
+ * it back at its first call: a call on a deeper page could otherwise fault
+ * holding a lock.  From then on a prefetch over it moves nothing; once the
+ * thread has exited, its memory is the application's again and moves.
+ */
+TEST(a_threads_stack_comes_back_when_it_first_calls_gvm)
+{
+	struct stack_thread t;
+	pthread_attr_t attr;
+	unsigned int before;
+	pthread_t th;
+	struct ctx c;
+	void *area, *stk;
+
+	setup(&c);
+	ASSERT_OK(pipe(t.go));
+	ASSERT_OK(pipe(t.done));
+	/* 64 KiB-aligned, in a mapping of its own (no neighbour merges
+	   with it): exactly 16 ranges. */
+	area = mmap(NULL, TSTACK + 2 * K64, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_TRUE(area != MAP_FAILED);
+	stk = (void *)(((uintptr_t)area + K64) & ~(uintptr_t)(K64 - 1));
+	ASSERT_OK(mprotect(stk, TSTACK, PROT_READ | PROT_WRITE));
+	ASSERT_OK(pthread_attr_init(&attr));
+	ASSERT_OK(pthread_attr_setstack(&attr, stk, TSTACK));
+	before = gvm__stacks_registered();
+	t.tid = 0;
+	ASSERT_OK(pthread_create(&th, &attr, stack_thread_fn, &t));
+	pthread_attr_destroy(&attr);
+	while (!gvm_load_acquire(&t.tid))
+		sched_yield();
+	wait_until_in_read(t.tid);
+
+	/* The thread waits in read(); its whole stack moves (16 ranges). */
+	prefetch(&c, stk, TSTACK, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_migrations, TSTACK / K64);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), TSTACK);
+	ASSERT_EQ(gvm__stacks_registered(), before);
+	signal_fd(t.go[1]);
+	step(t.done[0]);
+	ASSERT_EQ(gvm__stacks_registered(), before + 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+
+	/* Registered: the ranges exist and would migrate, but the mm
+	   takes nothing from a stack running library code (the ranges
+	   stay in system memory, as after any failed migration). */
+	ASSERT_TRUE(gvm__alloc_owns((uint64_t)(uintptr_t)stk, TSTACK));
+	prefetch(&c, stk, TSTACK, GVM_MEM_VRAM);
+	ASSERT_EQ(stats(c.vm).svm_migrations, TSTACK / K64);
+	ASSERT_GE(stats(c.vm).svm_migration_failures, 1);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+
+	wait_until_in_read(t.tid);
+	signal_fd(t.go[1]);
+	ASSERT_OK(pthread_join(th, NULL));
+	ASSERT_EQ(gvm__stacks_registered(), before);
+	ASSERT_FALSE(gvm__alloc_owns((uint64_t)(uintptr_t)stk, TSTACK));
+	teardown(&c);
+	ASSERT_OK(munmap(area, TSTACK + 2 * K64));
+	close(t.go[0]);
+	close(t.go[1]);
+	close(t.done[0]);
+	close(t.done[1]);
 }
 
 TEST(mlocked_memory_keeps_its_data)
