@@ -99,7 +99,8 @@ static void fork_child(void)
 	uint8_t *sp = (uint8_t *)__builtin_frame_address(0);
 
 	for (unsigned int i = 0; i < GVM_THREAD_MAX; i++)
-		if (sp < slot_addr(i) || sp >= slot_addr(i) + GVM_THREAD_STACK_SIZE)
+		if (sp < slot_addr(i) ||
+		    sp >= slot_addr(i) + GVM_THREAD_STACK_SIZE)
 			slots[i].state = SLOT_FREE;
 	pthread_mutex_unlock(&slot_lock);
 }

@@ -181,6 +181,17 @@ struct pending {
 	unsigned int dev;
 };
 
+/* Zeroes @st; the area the runs' children report in (NULL: errno). */
+static struct child_out *out_map(struct gvm_det_stats *st)
+{
+	void *p;
+
+	memset(st, 0, sizeof(*st));
+	p = mmap(NULL, OUT_BYTES, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 int gvm_det_explore(const struct gvm_det_scenario *sc, bool mutant,
 		    unsigned int bound, uint64_t max_runs, const char *record,
 		    bool verbose, struct gvm_det_stats *st)
@@ -190,10 +201,8 @@ int gvm_det_explore(const struct gvm_det_scenario *sc, bool mutant,
 	size_t sp = 0, cap = 0;
 	int ret = 0;
 
-	memset(st, 0, sizeof(*st));
-	out = mmap(NULL, OUT_BYTES, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (out == MAP_FAILED)
+	out = out_map(st);
+	if (!out)
 		return -errno;
 	stack = calloc(1, sizeof(*stack));
 	if (!stack) {
@@ -278,10 +287,8 @@ int gvm_det_random(const struct gvm_det_scenario *sc, bool mutant,
 	struct child_out *out;
 	int ret = 0;
 
-	memset(st, 0, sizeof(*st));
-	out = mmap(NULL, OUT_BYTES, PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (out == MAP_FAILED)
+	out = out_map(st);
+	if (!out)
 		return -errno;
 	for (uint64_t i = 0; i < n; i++) {
 		struct gvm_det_run r = { .sc = sc, .mutant = mutant,

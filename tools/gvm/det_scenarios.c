@@ -169,6 +169,15 @@ static void unlock_tables(struct gvm_vm *vm)
 	gvm__mutex_unlock(&vm->lock);
 }
 
+/* @va maps nothing once the scenario is over, and the tables are sound. */
+static void check_unmapped(const char *sc, struct gvm_vm *vm, uint64_t va)
+{
+	lock_tables(vm);
+	CHECK(sc, pte_of(vm, va) == 0);
+	CHECK(sc, gvm__pt_validate(&vm->pt) == 0);
+	unlock_tables(vm);
+}
+
 /* Starts the actors inside the exploration window, joins them. */
 static void actors(const char *sc, void *(*const fns[])(void *),
 		   unsigned int n, void *arg)
@@ -376,10 +385,7 @@ static void unbind_exec(void)
 		CHECK(sc, ue.cpu[0] == 9 && ue.cpu[4 * K4 / 4 - 1] == 9);
 	else if (ue.exec_st != -EIO)
 		fail(sc, "the exec ended with %d", ue.exec_st);
-	lock_tables(ue.c.vm);
-	CHECK(sc, pte_of(ue.c.vm, VA) == 0);
-	CHECK(sc, gvm__pt_validate(&ue.c.vm->pt) == 0);
-	unlock_tables(ue.c.vm);
+	check_unmapped(sc, ue.c.vm, VA);
 	gvm_bo_put(ue.bo);
 	teardown(sc, &ue.c);
 }
@@ -442,10 +448,7 @@ static void fault_unbind(void)
 	}
 	CHECK_OK(sc, gvm_vm_stats(fu.c.vm, &st));
 	CHECK(sc, !st.banned);
-	lock_tables(fu.c.vm);
-	CHECK(sc, pte_of(fu.c.vm, VA) == 0);
-	CHECK(sc, gvm__pt_validate(&fu.c.vm->pt) == 0);
-	unlock_tables(fu.c.vm);
+	check_unmapped(sc, fu.c.vm, VA);
 	gvm_bo_put(fu.bo);
 	teardown(sc, &fu.c);
 }
