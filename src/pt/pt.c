@@ -531,13 +531,22 @@ static struct gvm_pt *table_alloc(struct gvm_pt_vm *vm, unsigned int level,
 
 static void table_free(struct gvm_pt_vm *vm, struct gvm_pt *t);
 
+/*
+ * nr_spares and spares_promised change under mem.lock, and are stored
+ * atomically so that spare_take_surplus() can read them without it.
+ */
+static inline void spares_add(uint64_t *count, int64_t d)
+{
+	__atomic_store_n(count, *count + (uint64_t)d, __ATOMIC_RELAXED);
+}
+
 /* Takes a spare off the list (mem.lock held, one is there). */
 static struct gvm_pt *spare_pop_locked(struct gvm_pt_vm *vm)
 {
 	struct gvm_pt *t = vm->spares;
 
 	vm->spares = t->next;
-	vm->nr_spares--;
+	spares_add(&vm->nr_spares, -1);
 	t->next = NULL;
 	return t;
 }
@@ -560,6 +569,11 @@ static struct gvm_pt *spare_take_surplus(struct gvm_pt_vm *vm)
 {
 	struct gvm_pt *t = NULL;
 
+	/* A hint, so that allocations do not take mem.lock once more when
+	   there is no spare (most of them); checked again under it. */
+	if (__atomic_load_n(&vm->nr_spares, __ATOMIC_RELAXED) <=
+	    __atomic_load_n(&vm->spares_promised, __ATOMIC_RELAXED))
+		return NULL;
 	mem_lock(vm);
 	if (vm->nr_spares > vm->spares_promised)
 		t = spare_pop_locked(vm);
@@ -583,7 +597,7 @@ static int spares_promise(struct gvm_pt_vm *vm, uint64_t k)
 		       ? vm->spares_promised + k - vm->nr_spares
 		       : 0;
 	if (!need)
-		vm->spares_promised += k;
+		spares_add(&vm->spares_promised, (int64_t)k);
 	mem_unlock(vm);
 	if (!need)
 		return 0;
@@ -600,13 +614,13 @@ static int spares_promise(struct gvm_pt_vm *vm, uint64_t k)
 	if (n) {
 		last->next = vm->spares;
 		vm->spares = got;
-		vm->nr_spares += n;
+		spares_add(&vm->nr_spares, (int64_t)n);
 	}
 	/* Others may have promised meanwhile: count again. */
 	if (!err && vm->spares_promised + k > vm->nr_spares)
 		err = -EAGAIN;
 	if (!err) {
-		vm->spares_promised += k;
+		spares_add(&vm->spares_promised, (int64_t)k);
 	} else {
 		/* Give back what nobody counts on, up to what we added. */
 		while (n-- && vm->nr_spares > vm->spares_promised) {
@@ -630,7 +644,7 @@ static void spares_release(struct gvm_pt_vm *vm, uint64_t k)
 		return;
 	mem_lock(vm);
 	gvm_assert(vm->spares_promised >= k);
-	vm->spares_promised -= k;
+	spares_add(&vm->spares_promised, -(int64_t)k);
 	mem_unlock(vm);
 }
 
@@ -729,7 +743,7 @@ static struct gvm_pt *res_take(struct gvm_pt_vm *vm,
 	mem_lock(vm);
 	if (!GVM_WARN_ON(!res->nr_tables || !vm->nr_spares)) {
 		t = spare_pop_locked(vm);
-		vm->spares_promised--;
+		spares_add(&vm->spares_promised, -1);
 		res->nr_tables--;
 	}
 	mem_unlock(vm);

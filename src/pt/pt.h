@@ -103,10 +103,11 @@ struct gvm_pt_vm {
 	struct gvm_pt *spares;		/* spare tables (pages, shadows with
 					   room for children), on ->next:
 					   mem.lock (SPARES in pt.c) */
-	uint64_t nr_spares;		/* on the list; mem.lock (read
-					   relaxed as a hint) */
+	uint64_t nr_spares;		/* on the list; written under
+					   mem.lock (relaxed stores), read
+					   under it or as a hint */
 	uint64_t spares_promised;	/* of them, what live reserves may
-					   still take; mem.lock */
+					   still take; as nr_spares */
 	struct gvm_pt_rec *spare_recs;	/* heap records of finished updates,
 					   kept for the next prepare (at most
 					   GVM_PT_SPARE_RECS); serialised
