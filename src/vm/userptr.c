@@ -523,17 +523,20 @@ static void set_pages(struct gvm_userptr *u, struct gvm_pt_extent *ext,
  * needs?  Device-resident pages keep the CPU's protection, as Linux keeps
  * it in their device-private entries: a writable range whose memory was
  * made read-only (mprotect: the model mm reports it, invalidating first)
- * must not be mapped writable from device memory.
+ * must not be mapped writable from device memory, and no range whose
+ * memory was made PROT_NONE may be mapped from it at all (a read-only
+ * range used to be, whatever the protection: the SVM fuzzer's read of
+ * PROT_NONE memory, docs/verification.md).
  */
 static bool cpu_allows(struct gvm_userptr *u)
 {
 	struct gvm_mm_vma m;
 	uint64_t a = cpu_start(u->vma), end = a + u->vma->va.range;
+	unsigned int need = u->vma->va.flags & GVM_VA_READONLY ?
+			    PROT_READ | PROT_WRITE : PROT_WRITE;
 
-	if (u->vma->va.flags & GVM_VA_READONLY)
-		return true;
 	return !gvm__mm_lookup(u->vm->mm, a, 0, &m) && m.end >= end &&
-	       (m.prot & PROT_WRITE);
+	       (m.prot & need);
 }
 
 /*

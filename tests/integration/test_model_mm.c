@@ -806,3 +806,28 @@ TEST(svm_exec_gets_page_tables_from_svm_memory)
 	gvm_bo_put(z);
 	steardown(&c);
 }
+
+/*
+ * Found by the SVM fuzzer: a read-only range whose pages are in device
+ * memory was mapped from there whatever the CPU's protection, so a GPU
+ * read of memory made PROT_NONE ran (the check of the CPU's mapping was
+ * made for writable ranges only).
+ */
+TEST(svm_prot_none_device_memory_is_not_mapped)
+{
+	struct gvm_kernel k;
+	struct sctx c;
+	uint64_t a;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));	/* aligned */
+	sfill(&c, a, M2, 0x06060606);		/* one range, in VRAM */
+	/* read-only: the range is made again read-only, still in VRAM */
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, M2, PROT_READ));
+	ASSERT_EQ(gsum(&c, a, K4), 0x0606060606060606ull * 512);
+	ASSERT_GE(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_mm_model_mprotect(c.mm, a, M2, PROT_NONE));
+	ASSERT_OK(gvm_kernel_checksum(&k, a, K4, c.out));
+	ASSERT_TRUE(srun(&c, &k));
+	steardown(&c);
+}
