@@ -1162,7 +1162,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	b.ops = ops;
 	b.n = n;
 	GVM_TRACE_BIND(vm->dev, vm->dev->name, b.q->sq, n);
-	err = gvm__syncs_parse(&b.syncs, vm->mm, syncs, ns);
+	err = gvm__syncs_parse(&b.syncs, vm, syncs, ns);
 	if (err)
 		return err;
 

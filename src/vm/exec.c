@@ -275,7 +275,7 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		    syncs[i].type != GVM_SYNC_USER_FENCE)
 			return -EINVAL;
 	gvm__vm_reap(vm);
-	err = gvm__syncs_parse(&set, vm->mm, syncs, ns);
+	err = gvm__syncs_parse(&set, vm, syncs, ns);
 	if (err)
 		return err;
 	/* Wait syncs that may never signal: cancelled by queue destroy. */

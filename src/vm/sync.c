@@ -39,16 +39,16 @@
  * (gvm__mm_access: the model's map_lock, perhaps a fault-back), and
  * gvm_user_fence_wait_mm() reads it through the model.
  *
- * The writer is started (gvm__thread_create) when a fence is handed over
- * and none runs; it writes until its list is empty and exits, detached.
- * So in deterministic mode it is a thread of the run, scheduled like the
- * others, and no thread is left behind once the fences are written.
+ * The writer runs while a user fence or a VM that had one lives; it is
+ * started at submission, never from a fence callback (see "The writer"
+ * below).  In deterministic mode it is a thread of the run, scheduled
+ * like the others, and it is gone once the run's VMs are.
  *
  * Locking: a syncobj's fence pointer is protected by its leaf lock.  User
  * fences are written from fence callbacks (under the fence's lock): only
- * atomics, a futex wake and a hand-off to the writer (its leaf lock, and
- * perhaps the creation of its thread) there.  The writer's list and its
- * running flag are protected by writer.lock (a leaf).
+ * atomics, a futex wake and a hand-off to the writer (its leaf lock)
+ * there.  The writer's list, users and state are protected by writer.lock
+ * (a leaf).
  */
 #include "vm/sync.h"
 
@@ -63,6 +63,7 @@
 #include "core/lockrank.h"
 #include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/vm.h"
 
 struct gvm_syncobj {
 	struct gvm_mutex lock;		/* leaf: fence */
@@ -142,6 +143,8 @@ static void syncobj_replace(struct gvm_syncobj *s, struct gvm_fence *f)
 
 /* ---- user fences --------------------------------------------------------- */
 
+static void writer_put(void);
+
 struct gvm_ufence *gvm__ufence_get(struct gvm_ufence *uf)
 {
 	if (uf)
@@ -158,6 +161,7 @@ void gvm__ufence_put(struct gvm_ufence *uf)
 	if (uf->mm)
 		gvm_mm_put(uf->mm);
 	gvm__free(uf);
+	writer_put();
 }
 
 static bool ufence_is_bad(const uint64_t *addr)
@@ -202,20 +206,31 @@ static void ufence_done(struct gvm_ufence *uf, bool ok)
  * The writer: user fences that cannot be stored from the fence callback
  * (a page not writable at completion; model memory, written through the
  * model).  A thread (gvm__thread_create, so that the deterministic
- * scheduler runs it) is started when the list gets work and no writer is
- * running; it empties the list and exits, detached.  So no thread is left
- * behind once the fences are written: a deterministic run ends with it.
+ * scheduler runs it), running while it has users: every live user fence
+ * and every VM that has had one (so that a loop of execs does not start
+ * one per exec).  It is started by the first user (gvm__syncs_parse, with
+ * no lock held), never from a fence callback: creating a thread makes
+ * glibc allocate in the application's heap, whose pages SVM may have
+ * moved, and a callback holds a fence lock, perhaps on an engine whose
+ * TLB acknowledgement the CPU fault-back needs.  It exits, detached, once
+ * it has no user and nothing to write, so a deterministic run (whose VMs
+ * are gone at its end) ends with it.
  */
+enum writer_state { WRITER_NONE, WRITER_STARTING, WRITER_RUNNING };
+
 static struct {
 	pthread_once_t once;
-	struct gvm_mutex lock;		/* leaf: list, running */
+	struct gvm_mutex lock;		/* leaf: all below */
+	pthread_cond_t cond;		/* work, no user, or state changed */
 	struct gvm_list list;		/* gvm_ufence.writer_link */
-	bool running;			/* a writer thread is on the list */
+	unsigned int users;
+	uint8_t state;			/* enum writer_state */
 } writer = { .once = PTHREAD_ONCE_INIT };
 
 static void writer_init(void)
 {
 	gvm__mutex_init(&writer.lock, "ufence_writer.lock", GVM_RANK_LEAF);
+	gvm__cond_init(&writer.cond);
 	gvm_list_init(&writer.list);
 }
 
@@ -239,8 +254,12 @@ static void *writer_main(void *arg)
 		struct gvm_ufence *uf;
 
 		gvm__mutex_lock(&writer.lock);
+		while (gvm_list_empty(&writer.list) &&
+		       (writer.users || writer.state == WRITER_STARTING))
+			gvm__cond_wait(&writer.cond, &writer.lock);
 		if (gvm_list_empty(&writer.list)) {
-			writer.running = false;
+			writer.state = WRITER_NONE;
+			gvm__cond_broadcast(&writer.cond);
 			gvm__mutex_unlock(&writer.lock);
 			return NULL;
 		}
@@ -254,38 +273,72 @@ static void *writer_main(void *arg)
 	}
 }
 
-/* Hands @uf (and its reference) to the writer, starting one if needed. */
-static void writer_queue(struct gvm_ufence *uf)
+/*
+ * A new user of the writer, started if none runs.  No lock held.  0, or
+ * the thread creation's error (-EAGAIN...).
+ */
+static int writer_get(void)
 {
-	struct gvm_list failed;
 	pthread_t t;
-	bool start;
+	int err = 0;
 
 	pthread_once(&writer.once, writer_init);
 	gvm__mutex_lock(&writer.lock);
-	gvm_list_add_tail(&uf->writer_link, &writer.list);
-	start = !writer.running;
-	writer.running = true;
-	gvm__mutex_unlock(&writer.lock);
-	if (!start)
-		return;
-	if (!gvm__thread_create(&t, writer_main, NULL)) {
-		gvm__thread_detach(t);
-		return;
+	while (writer.state == WRITER_STARTING)
+		gvm__cond_wait(&writer.cond, &writer.lock);
+	if (writer.state == WRITER_NONE) {
+		writer.state = WRITER_STARTING;
+		gvm__mutex_unlock(&writer.lock);
+		err = gvm__thread_create(&t, writer_main, NULL);
+		if (!err)
+			gvm__thread_detach(t);
+		gvm__mutex_lock(&writer.lock);
+		writer.state = err ? WRITER_NONE : WRITER_RUNNING;
+		gvm__cond_broadcast(&writer.cond);
 	}
-	/* No thread: what is queued is given up (bad), not lost. */
-	gvm_list_init(&failed);
+	if (!err)
+		writer.users++;
+	gvm__mutex_unlock(&writer.lock);
+	return err;
+}
+
+/* Any context (a fence callback too): a user is gone. */
+static void writer_put(void)
+{
 	gvm__mutex_lock(&writer.lock);
-	gvm_list_splice_tail(&writer.list, &failed);
-	writer.running = false;
+	if (!--writer.users)
+		gvm__cond_broadcast(&writer.cond);
 	gvm__mutex_unlock(&writer.lock);
-	while (!gvm_list_empty(&failed)) {
-		uf = gvm_list_first_entry(&failed, struct gvm_ufence,
-					  writer_link);
-		gvm_list_del(&uf->writer_link);
-		ufence_done(uf, false);
-		gvm__ufence_put(uf);
-	}
+}
+
+/* Hands @uf (and its reference) to the writer, which runs: @uf uses it. */
+static void writer_queue(struct gvm_ufence *uf)
+{
+	gvm__mutex_lock(&writer.lock);
+	gvm_list_add_tail(&uf->writer_link, &writer.list);
+	gvm__cond_broadcast(&writer.cond);
+	gvm__mutex_unlock(&writer.lock);
+}
+
+/* @vm has a user fence: it keeps the writer until it goes. */
+static int writer_get_vm(struct gvm_vm *vm)
+{
+	int err;
+
+	if (gvm_load_acquire(&vm->ufence_writer))
+		return 0;
+	err = writer_get();
+	if (err)
+		return err;
+	if (__atomic_exchange_n(&vm->ufence_writer, 1u, __ATOMIC_ACQ_REL))
+		writer_put();		/* another thread took the VM's */
+	return 0;
+}
+
+void gvm__ufence_writer_put_vm(struct gvm_vm *vm)
+{
+	if (gvm_load_acquire(&vm->ufence_writer))
+		writer_put();
 }
 
 static void ufence_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
@@ -383,9 +436,10 @@ static int ufence_in_mm(struct gvm_mm *mm, uint64_t addr)
 	return 0;
 }
 
-int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
+int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_vm *vm,
 		     const struct gvm_sync *syncs, uint32_t n)
 {
+	struct gvm_mm *mm = vm->mm;
 	uint32_t i;
 	int err = -EINVAL;
 
@@ -448,6 +502,11 @@ int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
 				err = -ENOMEM;
 				goto err;
 			}
+			if (writer_get()) {
+				gvm__free(uf);
+				err = -EAGAIN;
+				goto err;
+			}
 			gvm__ref_init(&uf->refcount);
 			uf->addr = s->addr;
 			uf->value = s->value;
@@ -462,6 +521,11 @@ int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
 		}
 		if (f)
 			set->in[set->nr_in++] = f;
+	}
+	if (set->ufence) {
+		err = writer_get_vm(vm);
+		if (err)
+			goto err;
 	}
 	return 0;
 err:

@@ -34,14 +34,15 @@ struct gvm_sync_set {
 };
 
 /*
- * Checks @syncs[0..@n) and takes references on the wait fences.  @mm: the
- * VM's mm (or NULL); a user fence at an address of @mm's own memory (a
- * model mm's range, gvm__mm_owns) is in that memory.  0, -EINVAL (bad
- * type/flags/pointers, user fence used as a wait), -EFAULT (a user fence
- * not writable), -ENOMEM.  No lock held (the fence's page may come back
- * from device memory).
+ * Checks @syncs[0..@n) and takes references on the wait fences.  A user
+ * fence at an address of @vm's mm's own memory (a model mm's range,
+ * gvm__mm_owns) is in that memory.  0, -EINVAL (bad type/flags/pointers,
+ * user fence used as a wait), -EFAULT (a user fence not writable),
+ * -ENOMEM, -EAGAIN (no thread for the user-fence writer).  No lock held
+ * (the fence's page may come back from device memory; the writer may be
+ * started).
  */
-int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_mm *mm,
+int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_vm *vm,
 		     const struct gvm_sync *syncs, uint32_t n);
 /* Drops what parse took (in-fences, the unused user fence). */
 void gvm__syncs_fini(struct gvm_sync_set *set);
@@ -50,6 +51,9 @@ void gvm__syncs_fini(struct gvm_sync_set *set);
  * *out, syncobjs, user fences (written when @done signals).  Cannot fail.
  */
 void gvm__syncs_signal(struct gvm_sync_set *set, struct gvm_fence *done);
+
+/* @vm is going: it no longer keeps the user-fence writer (sync.c). */
+void gvm__ufence_writer_put_vm(struct gvm_vm *vm);
 
 struct gvm_ufence *gvm__ufence_get(struct gvm_ufence *uf);
 void gvm__ufence_put(struct gvm_ufence *uf);

@@ -51,6 +51,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->pt_lock);
 	gvm__mutex_fini(&vm->lock);
 	gvm__svm_policy_vm_fini(vm);
+	gvm__ufence_writer_put_vm(vm);
 	gvm_mm_put(vm->mm);
 	gvm__free(vm);
 }

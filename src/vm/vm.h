@@ -193,6 +193,9 @@ struct gvm_vm {
 	struct gvm_list userptr_invalidated; /* notifier_lock: userptrs whose
 					   PTEs were zapped (userptr.c) */
 	struct gvm_queue *bind_q;	/* default bind queue; immutable */
+	uint32_t ufence_writer;		/* atomic: set once, by its first user
+					   fence: it keeps the user-fence
+					   writer until freed (vm/sync.c) */
 	uint32_t banned;		/* atomic: a bind failed after its
 					   point of no return */
 	bool closed;			/* vm->lock: gvm_vm_destroy() ran */

@@ -8,6 +8,7 @@
  * resumes it; the counts must come out exact, with no GPU fault.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/mman.h>
 
@@ -503,6 +504,46 @@ static unsigned int nr_threads(void)
 }
 
 /*
+ * The user-fence writer (vm/sync.c) is started by the submission that
+ * brings the first user fence, never from a fence callback (a thread
+ * creation there could touch heap pages SVM moved while a fence lock is
+ * held); it stays while the VM lives (no thread per exec) and is gone
+ * with the last such VM.
+ */
+static void nop_fn(struct gvm_lane *lane, const void *args)
+{
+	(void)lane;
+	(void)args;
+}
+
+TEST(the_user_fence_writer_starts_at_submission_and_ends_with_the_vm)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	struct gvm_vm *vm;
+	unsigned int t0;
+	uint64_t uf;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_kernel_init(&k, "nop", nop_fn, 1, NULL, 0));
+	t0 = nr_threads();
+	for (int i = 0; i < 3; i++) {
+		exec_lr(q, &k, &uf);
+		ASSERT_EQ(nr_threads(), t0 + 1);
+		ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	}
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	while (nr_threads() != t0)	/* it exits on its own */
+		sched_yield();
+	gvm_device_put(dev);
+}
+
+/*
  * The rebind worker is the device's, not the VM's (issue 11, item 3): 32
  * LR VMs cost no more threads than one, and one worker restores two VMs
  * whose running kernels were preempted by the same eviction.
@@ -559,7 +600,8 @@ TEST(lr_vms_share_the_devices_rebind_worker)
 			ASSERT_GE(st.lr_rebinds, 1);
 		}
 	}
-	ASSERT_EQ(nr_threads(), t1);
+	/* no other rebind worker; one user-fence writer (vm/sync.c) */
+	ASSERT_EQ(nr_threads(), t1 + 1);
 	for (int i = 0; i < 2; i++) {
 		gvm_queue_destroy(q[i]);
 		gvm_bo_put(x[i]);
