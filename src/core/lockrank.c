@@ -103,6 +103,19 @@ bool gvm__lockrank_held(const void *lock)
 	return false;
 }
 
+void gvm__might_fault_at(const char *file, int line)
+{
+	if (signalling)
+		gvm__panic(file, line, "touching application memory in a "
+			   "fence-signalling critical section");
+	for (unsigned int i = 0; i < nr_held; i++)
+		if (held[i].rank >= GVM_RANK_MM)
+			gvm__panic(file, line, "touching application memory "
+				   "while holding \"%s\" (rank %u), which the "
+				   "CPU fault-back may need", held[i].name,
+				   held[i].rank);
+}
+
 unsigned int gvm__lockrank_max_held(void)
 {
 	unsigned int max = 0;

@@ -70,6 +70,7 @@ void gvm__lockrank_release(const void *lock);
 bool gvm__lockrank_held(const void *lock);
 /* Highest rank among the locks the calling thread holds, 0 if none. */
 unsigned int gvm__lockrank_max_held(void);
+void gvm__might_fault_at(const char *file, int line);
 #else
 static inline void gvm__signalling_begin(void)
 {
@@ -95,6 +96,9 @@ static inline unsigned int gvm__lockrank_max_held(void)
 {
 	return 0;
 }
+static inline void gvm__might_fault_at(const char *file, int line)
+{
+}
 #endif
 
 /* Asserts (debug builds) that the calling thread holds @lock. */
@@ -111,5 +115,28 @@ static inline unsigned int gvm__lockrank_max_held(void)
  */
 #define gvm_might_block() \
 	gvm_assert(gvm__lockrank_max_held() < GVM_RANK_SCHED_QUEUE)
+
+/*
+ * Marks a read or write of application memory: memory a caller passed by
+ * pointer (out-parameters, input arrays and structs, data copied to or
+ * from the caller), which SVM may have moved to device memory.  Touching
+ * such a page blocks the thread until the mm's event thread brings it
+ * back, and that fault-back takes the mm's devmem_lock, reservations,
+ * page-table and notifier locks, fence, scheduler and engine locks...  So
+ * the caller must hold no checked lock of rank GVM_RANK_MM or above and
+ * must not be in a fence-signalling section (the fault-back waits for copy
+ * fences).  vm->lock and a model mm's map_lock may be held: the fault-back
+ * never takes them.  Debug builds abort on a violation, naming the lock;
+ * release builds compile it away (docs/locking.md, "Touching application
+ * memory").
+ */
+#define gvm__might_fault() gvm__might_fault_at(__FILE__, __LINE__)
+
+/* Stores @val through the caller's pointer @ptr, after gvm__might_fault(). */
+#define gvm__put_out(ptr, val) \
+	do { \
+		gvm__might_fault(); \
+		*(ptr) = (val); \
+	} while (0)
 
 #endif

@@ -726,7 +726,7 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 int gvm__sim_queue_suspend(struct sim_queue *q, struct gvm_fence **done)
 {
 	struct sim_engine *e = q->e;
-	struct gvm_fence *f, *now = NULL;
+	struct gvm_fence *f, *ret, *now = NULL;
 	int err;
 
 	/* Fences are created outside e->lock only when they are signalled
@@ -737,21 +737,28 @@ int gvm__sim_queue_suspend(struct sim_queue *q, struct gvm_fence **done)
 	gvm__mutex_lock(&e->lock);
 	q->suspend_count++;
 	if (q->suspend_done) {
-		*done = gvm_fence_get(q->suspend_done);
+		ret = gvm_fence_get(q->suspend_done);
 		now = f;		/* unused */
 	} else if (e->cur_q == q) {
 		q->suspend_done = f;
-		*done = gvm_fence_get(f);
+		ret = gvm_fence_get(f);
 		gvm_store_release(&q->preempt, 1u);
 	} else {
-		*done = f;
+		ret = f;
 		now = f;
 	}
 	gvm__mutex_unlock(&e->lock);
-	if (now == *done)
+	if (now == ret)
 		gvm_fence_signal(now);
 	else if (now)
 		gvm_fence_put(now);
+	/*
+	 * Stored only now, as in gvm__sim_submit: never touch a caller's
+	 * memory under e->lock, a CPU fault-back may need it.  (@done is the
+	 * VM layer's, lr.c's stack, so no gvm__might_fault() here: the caller
+	 * holds reservations.)
+	 */
+	*done = ret;
 	return 0;
 }
 

@@ -100,3 +100,66 @@ TEST(signalling_section_allows_the_rest)
 	gvm__free(p);
 	gvm__mutex_unlock(&vm_lock);
 }
+
+/* ---- gvm__might_fault(): touching application memory ---------------- */
+
+static struct gvm_mutex mm_lock;
+
+static void fault_under_mm_lock(void)
+{
+	gvm__mutex_init(&mm_lock, "test.mm_lock", GVM_RANK_MM);
+	gvm__mutex_lock(&mm_lock);
+	gvm__might_fault();
+}
+
+static void fault_under_leaf(void)
+{
+	gvm__mutex_lock(&leaf);
+	gvm__might_fault();
+}
+
+static void fault_under_trylocked_pt_lock(void)
+{
+	if (!gvm__mutex_trylock(&pt_lock))
+		return;
+	gvm__might_fault();
+}
+
+static void fault_while_signalling(void)
+{
+	gvm__signalling_begin();
+	gvm__might_fault();
+}
+
+static void put_out_under_pt_lock(void)
+{
+	int x = 0;
+
+	gvm__mutex_lock(&pt_lock);
+	gvm__put_out(&x, 1);
+}
+
+TEST(might_fault_rejects_fault_back_locks)
+{
+	if (!checked())
+		return;
+	gvm_test_expect_crash(fault_under_mm_lock);
+	gvm_test_expect_crash(fault_under_leaf);
+	gvm_test_expect_crash(fault_under_trylocked_pt_lock);
+	gvm_test_expect_crash(fault_while_signalling);
+	gvm_test_expect_crash(put_out_under_pt_lock);
+}
+
+TEST(might_fault_allows_vm_lock)
+{
+	int x = 0;
+
+	if (!checked())
+		return;
+	gvm__might_fault();
+	gvm__mutex_lock(&vm_lock);
+	gvm__might_fault();
+	gvm__put_out(&x, 7);
+	gvm__mutex_unlock(&vm_lock);
+	ASSERT_EQ(x, 7);
+}
