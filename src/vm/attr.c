@@ -489,6 +489,7 @@ int gvm_vm_query_attrs(struct gvm_vm *vm, uint64_t addr, uint64_t range,
 		return -EINVAL;
 	if (!vm->mm)
 		return -EOPNOTSUPP;
+	gvm__might_fault();
 	cap = out ? *n : 0;
 	gvm_lockdep_assert_none_held();
 	gvm__mm_flush(vm->mm);
@@ -505,12 +506,14 @@ int gvm_vm_query_attrs(struct gvm_vm *vm, uint64_t addr, uint64_t range,
 		} else {
 			r.range = (s ? s->start : end) - pos;
 		}
-		if (nr < cap)
+		if (nr < cap) {
+			gvm__might_fault();	/* under vm->lock only */
 			out[nr] = r;
+		}
 		nr++;
 		pos += r.range;
 	}
 	gvm__mutex_unlock(&vm->lock);
-	*n = nr;
+	gvm__put_out(n, nr);
 	return out && nr > cap ? -ENOSPC : 0;
 }

@@ -518,6 +518,7 @@ static void svm_prefetch(struct bind *b)
 
 	if (!(vm->flags & GVM_VM_FAULT_MODE) || !vm->mm)
 		return;
+	gvm__might_fault();	/* the caller's ops, under vm->lock only */
 	for (uint32_t i = 0; i < b->n; i++) {
 		const struct gvm_bind_op *op = &b->ops[i];
 		uint64_t addr = op_addr(vm, op);
@@ -542,6 +543,7 @@ static int parse(struct bind *b)
 	uint32_t i;
 	int err = 0;
 
+	gvm__might_fault();	/* the caller's ops, under vm->lock only */
 	for (i = 0; i < b->n && !err; i++) {
 		const struct gvm_bind_op *op = &b->ops[i];
 		struct gvm_va_ops l;

@@ -232,7 +232,7 @@ int gvm_bo_create(struct gvm_device *dev, uint64_t size, uint32_t placement,
 	gvm__bo_lru_update(bo);
 	gvm__vram_claim_end_wait();	/* on the LRU: a waiter may take it */
 	gvm__dev_reap(dev);		/* eviction's deferred puts */
-	*out = bo;
+	gvm__put_out(out, bo);
 	return 0;
 }
 
@@ -312,7 +312,7 @@ int gvm_bo_madvise(struct gvm_bo *bo, uint32_t advice, bool *retained)
 	}
 	gvm_resv_unlock(bo->resv);
 	if (retained)
-		*retained = kept;
+		gvm__put_out(retained, kept);
 	return 0;
 }
 
@@ -373,7 +373,7 @@ int gvm__bo_view_update(struct gvm_bo *bo)
 int gvm_bo_map(struct gvm_bo *bo, void **cpu)
 {
 	const struct gvm_device_desc *d;
-	uint8_t *base;
+	uint8_t *base, *view;
 	int err = 0;
 
 	if (!bo || !cpu)
@@ -410,10 +410,12 @@ int gvm_bo_map(struct gvm_bo *bo, void **cpu)
 	bo->view = base;
 	bo->view_len = bo->size;
 out:
-	if (!err)
-		*cpu = bo->view;
+	view = bo->view;
 	gvm__mutex_unlock(&bo->view_lock);
 	gvm_resv_unlock(bo->resv);
+	/* after the locks: @cpu is application memory */
+	if (!err)
+		gvm__put_out(cpu, (void *)view);
 	return err;
 }
 

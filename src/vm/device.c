@@ -111,7 +111,7 @@ int gvm_device_create(const struct gvm_device_desc *desc,
 	err = gvm_sched_create(dev->name, SCHED_WORKERS, &dev->sched);
 	if (err)
 		goto err_fq;
-	*out = dev;
+	gvm__put_out(out, dev);
 	return 0;
 
 err_fq:
@@ -279,13 +279,19 @@ static bool path_props(struct gvm_device *a, struct gvm_device *b,
 int gvm_device_link_query(struct gvm_device *a, struct gvm_device *b,
 			  struct gvm_link_props *out)
 {
+	struct gvm_link_props p;
 	bool found;
 
 	if (!a || !b || a == b || !out)
 		return -EINVAL;
+	/* into @p: @out is application memory, not touched under link_lock */
 	gvm__mutex_lock(&link_lock);
-	found = path_props(a, b, out);
+	found = path_props(a, b, &p);
 	gvm__mutex_unlock(&link_lock);
+	if (found)
+		*out = p;	/* not checked: the SVM layer calls this under
+				   devmem_lock, the sim under its registry,
+				   with @out on their stacks */
 	return found ? 0 : -ENOLINK;
 }
 
@@ -343,6 +349,7 @@ int gvm_device_query(struct gvm_device *dev, struct gvm_device_info *info)
 
 	if (!dev || !info)
 		return -EINVAL;
+	gvm__might_fault();	/* @info is written with no lock held */
 	memset(info, 0, sizeof(*info));
 	snprintf(info->name, sizeof(info->name), "%s", dev->name);
 	info->va_bits = dev->desc.va_bits;

@@ -298,6 +298,7 @@ int gvm_exec(struct gvm_queue *q, const struct gvm_kernel *k,
 		return -ENOMEM;
 	}
 	ej->q = q;
+	gvm__might_fault();	/* the caller's kernel, copied before locking */
 	ej->k = *k;
 	ej->k.queue_id = 0;	/* set at arm */
 	ej->k.seqno = 0;

@@ -79,7 +79,7 @@ int gvm__queue_create(struct gvm_vm *vm, uint32_t engine, bool internal,
 		gvm__vm_get(vm);
 		gvm__mutex_unlock(&vm->lock);
 	}
-	*out = q;
+	gvm__put_out(out, q);
 	return 0;
 
 err_dev:

@@ -91,7 +91,7 @@ int gvm_syncobj_create(struct gvm_syncobj **out)
 	if (!s)
 		return -ENOMEM;
 	gvm__mutex_init(&s->lock, "syncobj.lock", GVM_RANK_LEAF);
-	*out = s;
+	gvm__put_out(out, s);
 	return 0;
 }
 
@@ -107,12 +107,15 @@ void gvm_syncobj_destroy(struct gvm_syncobj *s)
 
 int gvm_syncobj_fence(struct gvm_syncobj *s, struct gvm_fence **out)
 {
+	struct gvm_fence *f;
+
 	if (!s || !out)
 		return -EINVAL;
 	gvm__mutex_lock(&s->lock);
-	*out = s->fence ? gvm_fence_get(s->fence) : NULL;
+	f = s->fence ? gvm_fence_get(s->fence) : NULL;
 	gvm__mutex_unlock(&s->lock);
-	return *out ? 0 : -ENOENT;
+	gvm__put_out(out, f);	/* after s->lock: application memory */
+	return f ? 0 : -ENOENT;
 }
 
 int gvm_syncobj_wait(struct gvm_syncobj *s, int64_t timeout_ns)
@@ -443,6 +446,7 @@ int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_vm *vm,
 	uint32_t i;
 	int err = -EINVAL;
 
+	gvm__might_fault();	/* @syncs: read before any lock */
 	set->in = NULL;
 	set->uf = NULL;
 	set->nr_in = 0;

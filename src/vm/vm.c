@@ -168,7 +168,7 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 			goto err_queue;
 	}
 	gvm__pt_reclaim_add(vm);	/* its tables may give way now */
-	*out = vm;
+	gvm__put_out(out, vm);
 	return 0;
 
 err_queue:
@@ -419,27 +419,35 @@ void gvm__vm_fault_log(struct gvm_vm *vm, const struct gvm_fault_info *f)
 int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
 			uint32_t cap, uint32_t *count)
 {
+	struct gvm_fault_info got[GVM_VM_FAULT_LOG];
 	uint32_t n = 0;
 
 	if (!vm || !count || (cap && !buf))
 		return -EINVAL;
+	/* Popped into the stack, copied out with fault_lock dropped: @buf is
+	   application memory (docs/locking.md, "Touching application
+	   memory"). */
 	gvm__mutex_lock(&vm->fault_lock);
 	while (n < cap && vm->fault_count) {
-		buf[n++] = vm->faults[vm->fault_head];
+		got[n++] = vm->faults[vm->fault_head];
 		vm->fault_head = (vm->fault_head + 1) % GVM_VM_FAULT_LOG;
 		vm->fault_count--;
 	}
 	gvm__mutex_unlock(&vm->fault_lock);
+	gvm__might_fault();
+	memcpy(buf, got, n * sizeof(*got));
 	*count = n;
 	return 0;
 }
 
 int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 {
+	uint64_t pt_pages = 0, pte_writes[5] = { 0 };
 	unsigned int i;
 
 	if (!vm || !st)
 		return -EINVAL;
+	gvm__might_fault();
 	memset(st, 0, sizeof(*st));
 #define C(f) st->f = gvm_load_relaxed(&vm->stats.f)
 	C(binds);
@@ -502,13 +510,19 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	st->vmas = gvm__va_count(&vm->va);
 	st->local_bos = gvm_load_relaxed(&vm->nr_local_bos);
 	if (!vm->closed) {
+		/* read into locals: @st is application memory, not to be
+		   touched under pt_lock (vm->lock is allowed) */
 		gvm__mutex_lock(&vm->pt_lock);
 		/* in use: not those unlinked, freed after their TLB flush */
-		st->pt_pages = vm->pt.nr_tables - vm->pt.nr_deferred;
+		pt_pages = vm->pt.nr_tables - vm->pt.nr_deferred;
 		for (i = 0; i < 5 && i < GVM_PTF_MAX_LEVELS; i++)
-			st->pte_writes[i] = vm->pt.pte_writes[i];
+			pte_writes[i] = vm->pt.pte_writes[i];
 		gvm__mutex_unlock(&vm->pt_lock);
 	}
+	gvm__might_fault();
+	st->pt_pages = pt_pages;
+	for (i = 0; i < 5; i++)
+		st->pte_writes[i] = pte_writes[i];
 	gvm__mutex_unlock(&vm->lock);
 	st->banned = gvm__vm_banned(vm);
 	return 0;

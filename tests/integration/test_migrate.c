@@ -489,6 +489,49 @@ TEST(prefetch_of_mirrored_memory_avoids_faults)
 	munmap(p, M2);
 }
 
+/*
+ * Out-parameters in memory SVM moved to VRAM: each call brings the page
+ * back through the mm's event thread and completes.  The library stores
+ * them holding no lock the fault-back needs (docs/locking.md, "Touching
+ * application memory"; debug builds check it with gvm__might_fault()).
+ */
+TEST(out_parameters_in_device_memory)
+{
+	struct ctx c;
+	uint64_t *p = map_2m();
+	struct gvm_syncobj *s;
+	uint32_t *n;
+
+	setup(&c);
+	memset(p, 0xa5, M2);
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_vm_stats(c.vm, (struct gvm_vm_stats *)(p + 8)));
+	ASSERT_EQ(((struct gvm_vm_stats *)(p + 8))->svm_migrations, 1);
+
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	n = (uint32_t *)(p + K64 / 8);
+	ASSERT_OK(gvm_vm_query_faults(c.vm, (struct gvm_fault_info *)(n + 2),
+				      8, n));
+	ASSERT_LE(*n, 8);
+
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_device_query(c.dev, (struct gvm_device_info *)p));
+	ASSERT_GE(((struct gvm_device_info *)p)->svm_migrations_in, 3);
+
+	ASSERT_OK(gvm_syncobj_create(&s));
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_EQ(gvm_syncobj_fence(s, (struct gvm_fence **)(p + 100)),
+		  -ENOENT);
+	ASSERT_TRUE(*(struct gvm_fence **)(p + 100) == NULL);
+	gvm_syncobj_destroy(s);
+	teardown(&c);
+	munmap(p, M2);
+}
+
 /* mmap(MAP_FIXED) over device-resident data: the new mapping, never it. */
 TEST(map_fixed_over_device_resident_memory)
 {
