@@ -28,10 +28,19 @@
 #define VA 0x40000000ull
 #define UVA 0x80000000ull
 
-/* Lane i spins, stores i + 1 at slots + 8i (if slots), adds 1 at count. */
+/*
+ * Lane i spins, stores i + 1 at slots + 8i (if slots), adds 1 at count.
+ * If @preempt is set, lane @gate first raises *@waiting and waits until
+ * that word (its queue's preempt flag) and *@changed are raised: the
+ * kernel is then parked right after it, and the lanes after it start
+ * after the CPU's change returned.
+ */
 struct spin_args {
 	uint64_t count, slots;
 	uint32_t spin;
+	const uint32_t *preempt, *changed;
+	uint32_t *waiting;
+	uint64_t gate;
 };
 
 static void spin_fn(struct gvm_lane *l, const void *args)
@@ -40,6 +49,12 @@ static void spin_fn(struct gvm_lane *l, const void *args)
 	uint64_t i = gvm_lane_id(l);
 	volatile uint32_t s;
 
+	if (a->preempt && i == a->gate) {
+		gvm_store_release(a->waiting, 1u);
+		while (!gvm_load_acquire(a->preempt) ||
+		       !gvm_load_acquire(a->changed))
+			gvm_cpu_relax();
+	}
 	for (s = 0; s < a->spin; s++)
 		;
 	if (a->slots)
@@ -50,7 +65,7 @@ static void spin_fn(struct gvm_lane *l, const void *args)
 static void spin_kernel(struct gvm_kernel *k, uint64_t lanes, uint64_t count,
 			uint64_t slots, uint32_t spin)
 {
-	struct spin_args a = { count, slots, spin };
+	struct spin_args a = { count, slots, spin, NULL, NULL, NULL, 0 };
 
 	ASSERT_OK(gvm_kernel_init(k, "spin", spin_fn, lanes, &a, sizeof(a)));
 }
@@ -238,6 +253,8 @@ TEST(evict_external_bo_preempts_and_resumes)
  * it zaps, the worker repins, the kernel resumes, and every lane that ran
  * after the CPU's change wrote into the memory the CPU sees.
  */
+#define GATE (LANES / 8)
+
 static void userptr_while_running(bool map_fixed)
 {
 	struct gvm_sim_config cfg = { .nr_compute = 1 };
@@ -249,7 +266,8 @@ static void userptr_while_running(bool map_fixed)
 	struct gvm_bo *bo;
 	struct gvm_kernel k;
 	struct gvm_vm_stats st;
-	uint64_t uf, *cnt, *slots, c, i;
+	uint64_t uf, *cnt, *slots, i;
+	uint32_t waiting = 0, changed = 0;
 	struct gvm_bind_op op;
 
 	len &= ~(K4 - 1);
@@ -269,9 +287,22 @@ static void userptr_while_running(bool map_fixed)
 				   .userptr = (uint64_t)(uintptr_t)slots };
 	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
 
-	spin_kernel(&k, LANES, VA, UVA, SPIN);
+	/* Lane GATE waits, the CPU changes the memory, and the lane returns
+	   only once the invalidation has asked the queue to park: every
+	   lane after it runs after the change, into the new pages. */
+	ASSERT_OK(gvm_kernel_init(&k, "spin", spin_fn, LANES,
+				  &(struct spin_args){
+					  .count = VA, .slots = UVA,
+					  .spin = SPIN,
+					  .preempt = &((struct sim_queue *)
+							       q->dev_priv)
+							      ->preempt,
+					  .waiting = &waiting,
+					  .changed = &changed,
+					  .gate = GATE },
+				  sizeof(struct spin_args)));
 	exec_lr(q, &k, &uf);
-	while (ld(cnt) < LANES / 8)
+	while (!gvm_load_acquire(&waiting))
 		gvm_cpu_relax();
 	if (map_fixed)
 		ASSERT_TRUE(mmap(slots, len, PROT_READ | PROT_WRITE,
@@ -279,14 +310,13 @@ static void userptr_while_running(bool map_fixed)
 				 0) == slots);
 	else
 		ASSERT_OK(madvise(slots, len, MADV_DONTNEED));
-	c = ld(cnt);
+	gvm_store_release(&changed, 1u);
 
 	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
 	ASSERT_EQ(ld(cnt), LANES);
 	ASSERT_EQ(nr_faults(vm), 0);
-	/* Lanes from c + 1 on started after the CPU's change. */
-	ASSERT_LT(c + 1, LANES);
-	for (i = c + 1; i < LANES; i++)
+	/* Lanes after the gate started after the CPU's change. */
+	for (i = GATE + 1; i < LANES; i++)
 		ASSERT_EQ(ld(&slots[i]), i + 1);
 	ASSERT_OK(gvm_vm_stats(vm, &st));
 	ASSERT_FALSE(st.banned);
