@@ -435,7 +435,8 @@ int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
 	}
 	gvm__mutex_unlock(&vm->fault_lock);
 	gvm__might_fault();
-	memcpy(buf, got, n * sizeof(*got));
+	if (n)
+		memcpy(buf, got, n * sizeof(*got));
 	*count = n;
 	return 0;
 }
