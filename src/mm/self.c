@@ -169,6 +169,9 @@ struct gvm_mm_self {
 	struct gvm_mm_maps maps;	/* its own lock */
 	void *sync_page;		/* constant: a registered page of ours */
 	struct gvm_mutex sync_lock;	/* serialises gvm__mm_sync() */
+	/* written by the event thread only, release; futex word: the
+	   REMOVE events of sync_page processed (see sync below) */
+	uint32_t sync_done;
 	struct gvm_mm_self_stats stats;	/* atomic counters */
 	/* written by the event thread only, seq_cst; futex word: odd while
 	   it reads or processes an event (see Flush above) */
@@ -266,6 +269,15 @@ static bool event_complete(const struct uffd_msg *msg)
 	       msg->event == UFFD_EVENT_REMAP || msg->event == UFFD_EVENT_FORK;
 }
 
+/* gvm__mm_sync's own event: a REMOVE of exactly our sync page. */
+static bool is_sync_event(const struct gvm_mm_self *s,
+			  const struct uffd_msg *msg)
+{
+	return msg->arg.remove.start == (uintptr_t)s->sync_page &&
+	       msg->arg.remove.end ==
+		       (uintptr_t)s->sync_page + GVM_MM_PAGE_SIZE;
+}
+
 static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 			 uint64_t stamp)
 {
@@ -286,6 +298,11 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
+		if (is_sync_event(s, msg)) {
+			gvm_store_release(&s->sync_done, s->sync_done + 1);
+			gvm__futex_wake(&s->sync_done, INT_MAX);
+			break;
+		}
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
 			   GVM_MM_EVENT_REMOVE, 0);
 		/* Discarded pages read as zeros: so does their device data. */
@@ -486,54 +503,34 @@ static int self_fetch(struct gvm_mm *mm, uint64_t start, uint64_t len,
 
 /*
  * sync: a REMOVE event of our own goes through the same queue as every
- * other event, after all those already read; a notifier on it tells us when
- * the thread has processed it, and so everything before it.  The page is
- * ours (s->sync_page, registered at creation), so no user notifier sees
- * these events, except one covering it by accident (an SVM chunk notifier
- * spanning our page), which sees a harmless extra invalidation.
+ * other event, after all those already queued; the event thread counts it
+ * in sync_done once it has processed it, and so everything before it.  The
+ * page is ours (s->sync_page, registered at creation), so no user notifier
+ * needs to see these events: the thread recognises them by their range
+ * and invalidates nothing.
+ *
+ * Not a notifier on the page (an earlier design): an insert made while
+ * another thread runs an invalidation (a migration's) is deferred until
+ * that invalidation ends, so the event could be processed before the
+ * marker was in the tree, and the sync waited forever (seen under TSan in
+ * `gvm run svm-multi`: two fault threads, one migrating, one registering).
+ * sync_lock makes the syncs one at a time, so each waits for the count
+ * to pass the value it saw before its madvise.
  */
-struct sync_marker {
-	struct gvm_notifier n;
-	uint32_t done;			/* atomic, futex word */
-};
-
-static struct gvm_notifier_finish *
-sync_marker_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
-		  uint64_t cur_seq)
-{
-	struct sync_marker *m = gvm_container_of(n, struct sync_marker, n);
-
-	gvm_store_release(&m->done, 1u);
-	gvm__futex_wake(&m->done, 1);
-	return NULL;
-}
-
-static const struct gvm_notifier_ops sync_marker_ops = {
-	.invalidate_start = sync_marker_start,
-};
-
 static int self_sync(struct gvm_mm *mm)
 {
 	struct gvm_mm_self *s = to_self(mm);
-	struct sync_marker m = { .done = 0 };
-	int err;
+	uint32_t seen;
+	int err = 0;
 
 	gvm_might_block();
-	/* One at a time: each waits for its own event. */
 	gvm__mutex_lock(&s->sync_lock);
-	err = gvm__notifier_insert(mm, &m.n, (uintptr_t)s->sync_page,
-				   GVM_MM_PAGE_SIZE, &sync_marker_ops);
-	if (err)
-		goto out_unlock;
-	if (madvise(s->sync_page, GVM_MM_PAGE_SIZE, MADV_DONTNEED)) {
+	seen = gvm_load_acquire(&s->sync_done);
+	if (madvise(s->sync_page, GVM_MM_PAGE_SIZE, MADV_DONTNEED))
 		err = -errno;
-		goto out_remove;
-	}
-	while (!gvm_load_acquire(&m.done))
-		gvm__futex_wait(&m.done, 0, -1);
-out_remove:
-	gvm__notifier_remove(&m.n);
-out_unlock:
+	else
+		while (gvm_load_acquire(&s->sync_done) == seen)
+			gvm__futex_wait(&s->sync_done, seen, -1);
 	gvm__mutex_unlock(&s->sync_lock);
 	return err;
 }

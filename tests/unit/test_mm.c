@@ -693,6 +693,53 @@ TEST(notifier_insert_during_invalidation_is_deferred)
 	gvm_mm_put(mm);
 }
 
+struct sync_arg {
+	struct gvm_mm *mm;
+	int err;
+	uint32_t done;
+};
+
+static void *sync_thread(void *p)
+{
+	struct sync_arg *a = p;
+
+	a->err = gvm__mm_sync(a->mm);
+	gvm_store_release(&a->done, 1u);
+	return NULL;
+}
+
+/*
+ * gvm__mm_sync() while another thread holds an invalidation open (as a
+ * migration does): inserts are deferred then, so a sync that waited for a
+ * notifier of its own to be hit missed its event and never returned
+ * (seen under TSan in `gvm run svm-multi`).  It must return while the
+ * other invalidation is still held.
+ */
+TEST(sync_returns_while_another_invalidation_runs)
+{
+	struct gvm_mm *mm = mm_self();
+	struct inval_arg ia = { mm, 0x600000, PG, 0 };
+	struct sync_arg sa = { mm, -1, 0 };
+	struct gate g;
+	pthread_t ti, ts;
+
+	gate_init(mm, &g, 0x600000, PG, false);
+	ASSERT_OK(pthread_create(&ti, NULL, inval_thread, &ia));
+	gvm_test_wait_flag(&g.entered_start);
+
+	ASSERT_OK(pthread_create(&ts, NULL, sync_thread, &sa));
+	gvm_test_wait_flag(&sa.done);
+	ASSERT_OK(sa.err);
+	ASSERT_FALSE(gvm_load_acquire(&ia.done));	/* still held */
+
+	gvm_store_release(&g.go, 1u);
+	ASSERT_OK(pthread_join(ti, NULL));
+	ASSERT_OK(pthread_join(ts, NULL));
+	gvm__notifier_remove(&g.n);
+	ASSERT_EQ(gvm__notifier_count(mm), 0);
+	gvm_mm_put(mm);
+}
+
 /*
  * The protocol under a real race: a "driver" commits what it fetched only if
  * read_retry says no invalidation came in between, under its lock; an
