@@ -88,11 +88,17 @@ GVM_API int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
  * back, as a CPU access does).  READONLY mappings can be poked.  Not
  * ordered with GPU work: wait for the fences of kernels using the bytes
  * first.  Canonical high addresses are accepted as in gvm_vm_bind().
+ * @buf may be anywhere, in memory SVM moved to VRAM too: it is touched
+ * with no lock held.  Accesses above 1 MiB go in chunks, each under its
+ * own locks, so binds made meanwhile are seen by the later chunks.
  * -EINVAL: NULL @vm or @buf, @size 0, a range overflowing or beyond the
- * VA size, a destroyed VM; -EFAULT: part of the range is not mapped
- * (nothing copied), or the CPU memory of a userptr or mirror mapping
- * cannot be read / written (a poke may then have written the bytes
- * before that page, as a failed write(2) may); -ENOMEM.
+ * VA size, a destroyed VM; -EFAULT: part of the range is not mapped when
+ * the call starts (nothing copied), or a later chunk finds a hole, or the
+ * CPU memory of a userptr or mirror mapping cannot be read / written;
+ * -ENOMEM.  When a chunk fails, the chunks before it are done: a poke has
+ * written them (and the bytes of the failing chunk before a failing CPU
+ * page), a peek has filled @buf for them (the rest of @buf untouched),
+ * as a failed write(2) or read(2) may.
  */
 GVM_API int gvm_vm_peek(struct gvm_vm *vm, uint64_t addr, void *buf,
 			uint64_t size);

@@ -16,25 +16,50 @@
  *   USERPTR   the CPU memory it mirrors, at its CPU address;
  *   MIRROR    the CPU memory at the same address (SVM: GPU VA == CPU VA).
  *
- * Two passes.  Under vm->lock and every reservation of the VM (as exec
- * locks them): check that the whole range is mapped (else -EFAULT with
- * nothing copied), copy the BO and NULL pieces, and note the CPU pieces
- * (userptr, mirror).  Then, with no lock held, copy the CPU pieces
- * through the VM's mm (gvm__mm_access): process_vm_readv/writev on this
- * process for gvm_mm_self, where an unreadable or unwritable page is
+ * The caller's buffer is application memory: SVM may have moved its pages
+ * to device memory, and touching one blocks until the mm's event thread
+ * brings it back, which takes locks of rank GVM_RANK_MM and above
+ * (docs/locking.md, "Touching application memory").  So the buffer is
+ * never touched under the reservations: the data goes through a bounce
+ * buffer of the library's heap (never migrated), in chunks of at most
+ * GVM_VM_PEEK_CHUNK bytes and GVM_VM_PEEK_CPU_PIECES userptr or mirror
+ * pieces.  Per chunk [a, a + n):
+ *
+ *   poke: caller -> bounce                       no lock
+ *   vm->lock, every reservation of the VM (gvm__vm_lock_all, as exec)
+ *     check the range mapped (the first chunk: the whole range)
+ *     BO and NULL pieces: bounce <-> backing; note the CPU pieces
+ *   unlock
+ *   CPU pieces: bounce <-> CPU memory through the VM's mm    no lock
+ *   peek: bounce -> caller                       no lock
+ *
+ * The CPU pieces go through gvm__mm_access(): process_vm_readv/writev on
+ * this process for gvm_mm_self, where an unreadable or unwritable page is
  * -EFAULT instead of a crash and a page SVM moved to device memory faults
- * back through the mm's event thread, which may need locks this call no
- * longer holds; the model's own read and write on a model mm (its
- * addresses are not the process's).  So a poke that fails there may have
- * written the pieces before the failing page (like a failed write(2)).
+ * back through the mm's event thread, with no lock held; the model's own
+ * read and write on a model mm (its addresses are not the process's).
+ *
+ * What holds when a call fails.  Argument errors and a failed bounce
+ * allocation (-ENOMEM) come before anything: nothing copied or written.
+ * A range not wholly mapped when the call starts is -EFAULT with nothing
+ * copied or written.  An access of more than one chunk is not atomic
+ * with respect to binds: each chunk takes the locks anew, so a bind or an
+ * unbind between two chunks is seen by the later ones; a later chunk that
+ * finds a hole fails with -EFAULT, and so may one whose locking fails
+ * (-ENOMEM growing the lockset of a VM with many BOs).  Then, like a
+ * failed write(2): a poke has written the chunks before the failing one
+ * (and, for a failing CPU piece, the pieces of its chunk before it); a
+ * peek has filled the caller's buffer for the chunks before the failing
+ * one and left the rest of it untouched.
  *
  * Not done: ordering with GPU work (a kernel writing the same bytes
  * meanwhile races with the copy: wait for its fences first), atomicity of
  * any size, PROT/READONLY checks (a debugger writes read-only mappings),
  * and the page tables themselves (the oracle in the tests reads those).
  *
- * Locking: vm->lock, then the reservations (gvm__vm_lock_all); no lock in
- * the second pass.  May block.
+ * Locking: per chunk vm->lock, then the reservations (gvm__vm_lock_all);
+ * the caller's buffer and the CPU pieces are touched with no lock held
+ * (gvm__might_fault()).  May block.
  */
 #include <errno.h>
 #include <string.h>
@@ -51,8 +76,15 @@
 
 struct cpu_piece {
 	uint64_t cpu;		/* CPU address */
-	uint64_t off;		/* offset in the caller's buffer */
+	uint64_t off;		/* offset in the chunk */
 	uint64_t len;
+};
+
+/* One call's bounce buffer: a chunk's data and its CPU pieces. */
+struct bounce {
+	struct cpu_piece pc[GVM_VM_PEEK_CPU_PIECES];
+	size_t nr;		/* CPU pieces of the chunk */
+	uint8_t data[];		/* min(size, GVM_VM_PEEK_CHUNK) bytes */
 };
 
 /* Copies [off, off + len) of @bo to or from @buf.  Reservation held. */
@@ -87,56 +119,119 @@ static void bo_copy(struct gvm_bo *bo, uint64_t off, uint8_t *buf,
 	}
 }
 
-/* The CPU pieces, with no lock held, through @mm: 0, -EFAULT, -ENOMEM. */
-static int cpu_copy(struct gvm_mm *mm, const struct cpu_piece *pc, size_t nr,
-		    uint8_t *buf, bool write)
-{
-	size_t i;
-	int err;
-
-	for (i = 0; i < nr; i++) {
-		err = gvm__mm_access(mm, pc[i].cpu, buf + pc[i].off,
-				     pc[i].len, write);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-/* Counts the CPU pieces of [addr, end); -EFAULT on a hole. */
-static int check_range(struct gvm_vm *vm, uint64_t addr, uint64_t end,
-		       size_t *nr_cpu)
+/* -EFAULT unless [addr, end) is mapped without a hole.  vm->lock held. */
+static int check_range(struct gvm_vm *vm, uint64_t addr, uint64_t end)
 {
 	struct gvm_va_iter it;
 	struct gvm_va *va;
 	uint64_t cur = addr;
 
-	*nr_cpu = 0;
 	gvm_va_for_each_in_range(va, &vm->va, addr, end - addr, &it) {
-		uint32_t kind = gvm__va_kind(va);
-
 		if (va->addr > cur)
 			return -EFAULT;
 		cur = va->addr + va->range;
-		if (kind == GVM_VA_KIND_USERPTR || kind == GVM_VA_KIND_MIRROR)
-			(*nr_cpu)++;
 		if (cur >= end)
 			return 0;
 	}
 	return -EFAULT;
 }
 
+/*
+ * The chunk at [addr, end) (at most GVM_VM_PEEK_CHUNK bytes), under the
+ * locks: BO and NULL pieces copied between @b and their backing, CPU
+ * pieces noted in @b, until the chunk's end or a CPU piece beyond
+ * GVM_VM_PEEK_CPU_PIECES.  Returns the bytes the chunk covers (> 0).
+ * Cannot fail: [addr, end) is mapped.
+ */
+static uint64_t chunk_locked(struct gvm_vm *vm, uint64_t addr, uint64_t end,
+			     struct bounce *b, bool write)
+{
+	struct gvm_va_iter it;
+	struct gvm_va *va;
+
+	b->nr = 0;
+	gvm_va_for_each_in_range(va, &vm->va, addr, end - addr, &it) {
+		uint64_t lo = va->addr > addr ? va->addr : addr;
+		uint64_t hi = va->addr + va->range < end ? va->addr + va->range
+							 : end;
+		uint8_t *p = b->data + (lo - addr);
+		uint32_t kind = gvm__va_kind(va);
+
+		if ((kind == GVM_VA_KIND_USERPTR ||
+		     kind == GVM_VA_KIND_MIRROR) &&
+		    b->nr == GVM_VM_PEEK_CPU_PIECES)
+			return lo - addr;	/* the rest in the next chunk */
+		switch (kind) {
+		case GVM_VA_KIND_BO:
+			bo_copy(va->obj, va->obj_offset + (lo - va->addr), p,
+				hi - lo, write);
+			break;
+		case GVM_VA_KIND_NULL:
+			if (!write)
+				memset(p, 0, hi - lo);
+			break;
+		case GVM_VA_KIND_USERPTR:
+			b->pc[b->nr++] = (struct cpu_piece){
+				va->obj_offset + (lo - va->addr), lo - addr,
+				hi - lo };
+			break;
+		case GVM_VA_KIND_MIRROR:
+			b->pc[b->nr++] = (struct cpu_piece){ lo, lo - addr,
+							     hi - lo };
+			break;
+		}
+	}
+	return end - addr;
+}
+
+/* The CPU pieces of the chunk in @b, with no lock held, through @mm. */
+static int cpu_copy(struct gvm_mm *mm, struct bounce *b, bool write)
+{
+	size_t i;
+	int err;
+
+	gvm__might_fault();
+	for (i = 0; i < b->nr; i++) {
+		err = gvm__mm_access(mm, b->pc[i].cpu, b->data + b->pc[i].off,
+				     b->pc[i].len, write);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/*
+ * One chunk from @addr, at most up to @end: the locks, the check (of
+ * [addr, @check_end)), the copies.  *@n: the bytes done.
+ */
+static int do_chunk(struct gvm_vm *vm, uint64_t addr, uint64_t end,
+		    uint64_t check_end, struct bounce *b, bool write,
+		    uint64_t *n)
+{
+	struct gvm_lockset ls;
+	int err;
+
+	gvm__mutex_lock(&vm->lock);
+	gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
+	err = vm->closed ? -EINVAL : gvm__vm_lock_all(&ls, vm, 0);
+	if (!err)
+		err = check_range(vm, addr, check_end);
+	if (!err)
+		*n = chunk_locked(vm, addr, end, b, write);
+	gvm_lockset_fini(&ls);
+	gvm__mutex_unlock(&vm->lock);
+	if (err)
+		return err;
+	return cpu_copy(vm->mm, b, write);
+}
+
 static int vm_access(struct gvm_vm *vm, uint64_t addr, uint8_t *buf,
 		     uint64_t size, bool write)
 {
-	struct cpu_piece *pc = NULL;
-	struct gvm_lockset ls;
-	struct gvm_va_iter it;
-	struct gvm_va *va;
-	size_t nr_cpu = 0, nr = 0;
-	uint64_t end;
+	struct bounce *b;
+	uint64_t end, done = 0, cap;
 	unsigned int bits;
-	int err;
+	int err = 0;
 
 	gvm_might_block();
 	if (!vm || !buf || !size)
@@ -149,59 +244,30 @@ static int vm_access(struct gvm_vm *vm, uint64_t addr, uint8_t *buf,
 	if (end < addr || end > 1ull << bits)
 		return -EINVAL;
 
-	gvm__mutex_lock(&vm->lock);
-	gvm_lockset_init(&ls, GVM_LOCKSET_IGNORE_DUPLICATES);
-	if (vm->closed) {
-		err = -EINVAL;
-		goto err_unlock;
-	}
-	err = gvm__vm_lock_all(&ls, vm, 0);
-	if (!err)
-		err = check_range(vm, addr, end, &nr_cpu);
-	if (!err && nr_cpu) {
-		pc = gvm__calloc(nr_cpu, sizeof(*pc));
-		if (!pc)
-			err = -ENOMEM;
-	}
-	if (err)
-		goto err_unlock;
+	cap = size < GVM_VM_PEEK_CHUNK ? size : GVM_VM_PEEK_CHUNK;
+	b = gvm__malloc(sizeof(*b) + cap);
+	if (!b)
+		return -ENOMEM;
+	while (done < size) {
+		uint64_t want = size - done < cap ? size - done : cap, n = 0;
 
-	/* ---- nothing fails under the locks from here ---- */
-	gvm_va_for_each_in_range(va, &vm->va, addr, end - addr, &it) {
-		uint64_t lo = va->addr > addr ? va->addr : addr;
-		uint64_t hi = va->addr + va->range < end ? va->addr + va->range
-							 : end;
-		uint8_t *p = buf + (lo - addr);
-
-		switch (gvm__va_kind(va)) {
-		case GVM_VA_KIND_BO:
-			bo_copy(va->obj, va->obj_offset + (lo - va->addr), p,
-				hi - lo, write);
-			break;
-		case GVM_VA_KIND_NULL:
-			if (!write)
-				memset(p, 0, hi - lo);
-			break;
-		case GVM_VA_KIND_USERPTR:
-			pc[nr++] = (struct cpu_piece){
-				va->obj_offset + (lo - va->addr), lo - addr,
-				hi - lo };
-			break;
-		case GVM_VA_KIND_MIRROR:
-			pc[nr++] = (struct cpu_piece){ lo, lo - addr, hi - lo };
-			break;
+		if (write) {
+			gvm__might_fault();
+			memcpy(b->data, buf + done, want);
 		}
+		/* The first chunk checks the whole range: -EFAULT, nothing
+		   copied, for a range with a hole when the call starts. */
+		err = do_chunk(vm, addr + done, addr + done + want,
+			       done ? addr + done + want : end, b, write, &n);
+		if (err)
+			break;
+		if (!write) {
+			gvm__might_fault();
+			memcpy(buf + done, b->data, n);
+		}
+		done += n;
 	}
-	gvm_lockset_fini(&ls);
-	gvm__mutex_unlock(&vm->lock);
-
-	err = cpu_copy(vm->mm, pc, nr, buf, write);
-	gvm__free(pc);
-	return err;
-
-err_unlock:
-	gvm_lockset_fini(&ls);
-	gvm__mutex_unlock(&vm->lock);
+	gvm__free(b);
 	return err;
 }
 

@@ -373,4 +373,12 @@ struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
  */
 void gvm__vm_tlb_flush(struct gvm_vm *vm, const struct gvm_pt_tlb *tlb);
 
+/*
+ * gvm_vm_peek() / gvm_vm_poke() (peek.c) copy through a bounce buffer of
+ * the library's heap, in chunks of at most this many bytes and this many
+ * userptr or mirror pieces, each chunk under its own locks.
+ */
+#define GVM_VM_PEEK_CHUNK (1ull << 20)
+#define GVM_VM_PEEK_CPU_PIECES 64
+
 #endif

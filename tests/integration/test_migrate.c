@@ -532,6 +532,57 @@ TEST(out_parameters_in_device_memory)
 	munmap(p, M2);
 }
 
+/*
+ * gvm_vm_peek's destination and gvm_vm_poke's source in memory SVM moved
+ * to VRAM, on a VM with a BO mapping, whose pieces are copied under the
+ * BO's reservation: the caller's buffer goes through a bounce buffer and
+ * is touched with no lock held (peek.c; debug builds check it with
+ * gvm__might_fault()), its pages come back through the mm's event thread,
+ * and the bytes are right.
+ */
+TEST(peek_and_poke_buffers_in_device_memory)
+{
+	const uint64_t high = 0xffffc00000000000ull;	/* above the mirror */
+	const uint64_t len = GVM_VM_PEEK_CHUNK + K64 + 100;
+	uint8_t *p = (uint8_t *)map_2m(), *bo_cpu;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = high,
+				  .range = 2 * GVM_VM_PEEK_CHUNK };
+	struct ctx c;
+
+	setup(&c);
+	ASSERT_OK(gvm_bo_create(c.dev, op.range, GVM_MEM_VRAM, NULL, &op.bo));
+	ASSERT_OK(gvm_bo_map(op.bo, (void **)&bo_cpu));
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	memset(bo_cpu, 0x5c, op.range);
+	for (uint64_t i = 0; i < M2; i++)
+		p[i] = (uint8_t)(i * 13 + 7);
+
+	/* poke from device memory, unaligned, over two chunks */
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_vm_poke(c.vm, high + 3, p + 5, len));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);	/* came back */
+	for (uint64_t i = 0; i < len; i++)
+		ASSERT_EQ(bo_cpu[3 + i], (uint8_t)((5 + i) * 13 + 7));
+	ASSERT_EQ(bo_cpu[2], 0x5c);
+	ASSERT_EQ(bo_cpu[3 + len], 0x5c);
+
+	/* peek into device memory */
+	memset(p, 0, M2);
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_vm_peek(c.vm, high + 1, p + 9, len + 4));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_OK(memcmp(p + 9, bo_cpu + 1, len + 4));
+	ASSERT_EQ(p[8], 0);
+	ASSERT_EQ(p[9 + len + 4], 0);
+	ASSERT_EQ(p[11], (uint8_t)(5 * 13 + 7));	/* bo_cpu[3] */
+
+	teardown(&c);
+	gvm_bo_put(op.bo);
+	munmap(p, M2);
+}
+
 /* mmap(MAP_FIXED) over device-resident data: the new mapping, never it. */
 TEST(map_fixed_over_device_resident_memory)
 {

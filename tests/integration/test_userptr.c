@@ -6,6 +6,8 @@
  * the GPU's results must always match the CPU's view of memory.
  */
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 
 #include "harness.h"
 #include "mmhold.h"
+#include "core/inject.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/bind.h"
@@ -205,6 +208,245 @@ TEST(peek_poke_through_mappings)
 	gvm_bo_put(a);
 	gvm_bo_put(b);
 	munmap(p, 3 * K4);
+}
+
+/*
+ * The peek/poke layout across several bounce chunks (peek.c): a VRAM BO
+ * of 1.25 MiB, a NULL range, GVM_VM_PEEK_CPU_PIECES + 36 one-page
+ * userptrs (the CPU pages in reverse order), a 1 MiB userptr and a system
+ * BO; about 3.4 MiB in all, so chunks end at GVM_VM_PEEK_CHUNK bytes and
+ * at the CPU-piece limit.
+ */
+#define CH_BO_A (1280ull << 10)
+#define CH_NULL (256ull << 10)
+#define CH_PAGES (GVM_VM_PEEK_CPU_PIECES + 36)
+#define CH_U (1ull << 20)
+#define CH_BO_B (512ull << 10)
+#define CH_SIZE (CH_BO_A + CH_NULL + CH_PAGES * K4 + CH_U + CH_BO_B)
+
+struct chunked {
+	struct gvm_bo *a, *b;
+	uint8_t *pa, *pb;	/* the BOs' CPU views */
+	uint8_t *pages;		/* CH_PAGES pages, mapped backwards */
+	uint8_t *u;		/* CH_U bytes */
+};
+
+static void chunked_setup(struct ctx *c, struct chunked *m)
+{
+	uint64_t va = VA;
+
+	ASSERT_OK(gvm_bo_create(c->dev, CH_BO_A, GVM_MEM_VRAM, NULL, &m->a));
+	ASSERT_OK(gvm_bo_create(c->dev, CH_BO_B, GVM_MEM_SYSTEM, NULL, &m->b));
+	ASSERT_OK(gvm_bo_map(m->a, (void **)&m->pa));
+	ASSERT_OK(gvm_bo_map(m->b, (void **)&m->pb));
+	m->pages = map_pages(CH_PAGES);
+	m->u = map_pages(CH_U / K4);
+	bind_op(c, GVM_BIND_MAP, 0, va, CH_BO_A, m->a);
+	va += CH_BO_A;
+	bind_op(c, GVM_BIND_MAP, GVM_BIND_NULL, va, CH_NULL, NULL);
+	va += CH_NULL;
+	for (uint64_t i = 0; i < CH_PAGES; i++, va += K4)
+		ASSERT_OK(bind_userptr(c, va,
+				       m->pages + (CH_PAGES - 1 - i) * K4, K4,
+				       0));
+	ASSERT_OK(bind_userptr(c, va, m->u, CH_U, 0));
+	va += CH_U;
+	bind_op(c, GVM_BIND_MAP, 0, va, CH_BO_B, m->b);
+}
+
+static void chunked_teardown(struct chunked *m)
+{
+	gvm_bo_put(m->a);
+	gvm_bo_put(m->b);
+	munmap(m->pages, CH_PAGES * K4);
+	munmap(m->u, CH_U);
+}
+
+/* What [VA, VA + CH_SIZE) holds, read from the CPU side, into @ref. */
+static void chunked_read(const struct chunked *m, uint8_t *ref)
+{
+	memcpy(ref, m->pa, CH_BO_A);
+	ref += CH_BO_A;
+	memset(ref, 0, CH_NULL);
+	ref += CH_NULL;
+	for (uint64_t i = 0; i < CH_PAGES; i++, ref += K4)
+		memcpy(ref, m->pages + (CH_PAGES - 1 - i) * K4, K4);
+	memcpy(ref, m->u, CH_U);
+	ref += CH_U;
+	memcpy(ref, m->pb, CH_BO_B);
+}
+
+static void fill_random(struct gvm_rng *r, uint8_t *p, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		p[i] = (uint8_t)gvm_rng_next(r);
+}
+
+/*
+ * An access spanning several chunks, with BO, NULL and userptr pieces,
+ * against a reference read from the CPU side: unaligned peeks and pokes
+ * of the whole layout and of spans around every chunk boundary (seeded:
+ * GVM_TEST_SEED).
+ */
+TEST(peek_poke_across_chunks)
+{
+	uint8_t *ref = malloc(CH_SIZE), *got = malloc(CH_SIZE);
+	uint8_t *src = malloc(CH_SIZE);
+	struct gvm_rng r = { gvm_test_seed() };
+	struct chunked m;
+	struct ctx c;
+
+	ASSERT_TRUE(ref && got && src);
+	ASSERT_TRUE(CH_SIZE > 3 * GVM_VM_PEEK_CHUNK);
+	setup(&c);
+	chunked_setup(&c, &m);
+	fill_random(&r, m.pa, CH_BO_A);
+	fill_random(&r, m.pb, CH_BO_B);
+	fill_random(&r, m.pages, CH_PAGES * K4);
+	fill_random(&r, m.u, CH_U);
+
+	/* The whole layout, and unaligned ends. */
+	chunked_read(&m, ref);
+	ASSERT_OK(gvm_vm_peek(c.vm, VA, got, CH_SIZE));
+	ASSERT_OK(memcmp(got, ref, CH_SIZE));
+	memset(got, 0xee, CH_SIZE);
+	ASSERT_OK(gvm_vm_peek(c.vm, VA + 5, got, CH_SIZE - 12));
+	ASSERT_OK(memcmp(got, ref + 5, CH_SIZE - 12));
+	ASSERT_EQ(got[CH_SIZE - 12], 0xee);
+
+	fill_random(&r, src, CH_SIZE);
+	ASSERT_OK(gvm_vm_poke(c.vm, VA + 3, src + 3, CH_SIZE - 10));
+	memcpy(ref + 3, src + 3, CH_SIZE - 10);
+	memset(ref + CH_BO_A, 0, CH_NULL);	/* dropped */
+	chunked_read(&m, got);
+	ASSERT_OK(memcmp(got, ref, CH_SIZE));
+	ASSERT_OK(gvm_vm_peek(c.vm, VA, got, CH_SIZE));
+	ASSERT_OK(memcmp(got, ref, CH_SIZE));
+
+	/* Spans of 1..3 chunks from random offsets. */
+	for (int i = 0; i < 16; i++) {
+		uint64_t off = gvm_rng_below(&r, CH_SIZE - 1);
+		uint64_t len = 1 + gvm_rng_below(&r, 3 * GVM_VM_PEEK_CHUNK);
+
+		if (len > CH_SIZE - off)
+			len = CH_SIZE - off;
+		fill_random(&r, src, len);
+		ASSERT_OK(gvm_vm_poke(c.vm, VA + off, src, len));
+		memcpy(ref + off, src, len);
+		memset(ref + CH_BO_A, 0, CH_NULL);
+		off = gvm_rng_below(&r, CH_SIZE - 1);
+		len = 1 + gvm_rng_below(&r, 3 * GVM_VM_PEEK_CHUNK);
+		if (len > CH_SIZE - off)
+			len = CH_SIZE - off;
+		ASSERT_OK(gvm_vm_peek(c.vm, VA + off, got, len));
+		ASSERT_OK(memcmp(got, ref + off, len));
+	}
+	chunked_read(&m, got);
+	ASSERT_OK(memcmp(got, ref, CH_SIZE));
+
+	/* A hole past the first chunk: -EFAULT, nothing copied or written. */
+	bind_op(&c, GVM_BIND_UNMAP, 0, VA + CH_SIZE - K4, K4, NULL);
+	memset(got, 0xee, CH_SIZE);
+	ASSERT_EQ(gvm_vm_peek(c.vm, VA, got, CH_SIZE), -EFAULT);
+	ASSERT_EQ(got[0], 0xee);
+	ASSERT_EQ(got[CH_SIZE / 2], 0xee);
+	fill_random(&r, src, CH_SIZE);
+	ASSERT_EQ(gvm_vm_poke(c.vm, VA, src, CH_SIZE), -EFAULT);
+	chunked_read(&m, got);
+	ASSERT_OK(memcmp(got, ref, CH_SIZE - K4));
+
+	teardown(&c);
+	chunked_teardown(&m);
+	free(ref);
+	free(got);
+	free(src);
+}
+
+/*
+ * A failed allocation in peek or poke (the bounce buffer, from the
+ * library's heap, so fault injection reaches it): every allocation of
+ * each call failed in turn.  -ENOMEM leaves a peek's buffer untouched; a
+ * poke has then written a prefix of the range at most (the chunks before
+ * the failing one; with the bounce, the first allocation, nothing).
+ */
+TEST(peek_poke_allocation_failures)
+{
+	uint8_t *ref = malloc(CH_SIZE), *got = malloc(CH_SIZE);
+	uint8_t *src = malloc(CH_SIZE);
+	struct gvm_rng r = { gvm_test_seed() };
+	unsigned long calls[2];
+	unsigned int failed = 0;
+	struct chunked m;
+	struct ctx c;
+
+	ASSERT_TRUE(ref && got && src);
+	setup(&c);
+	chunked_setup(&c, &m);
+	fill_random(&r, m.pa, CH_BO_A);
+	fill_random(&r, m.pb, CH_BO_B);
+	fill_random(&r, m.pages, CH_PAGES * K4);
+	fill_random(&r, m.u, CH_U);
+	fill_random(&r, src, CH_SIZE);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+
+	for (int w = 0; w < 2; w++) {
+		gvm__inject_count(true);
+		ASSERT_OK(w ? gvm_vm_poke(c.vm, VA, src, CH_SIZE)
+			    : gvm_vm_peek(c.vm, VA, got, CH_SIZE));
+		gvm__inject_count(false);
+		calls[w] = gvm__inject_calls(GVM_INJECT_ALLOC);
+		printf("%s: %lu allocations\n", w ? "poke" : "peek",
+		       calls[w]);
+		ASSERT_GE(calls[w], 1);
+	}
+	for (unsigned long n = 1; n <= calls[0]; n++) {
+		int err;
+
+		chunked_read(&m, ref);
+		memset(got, 0xee, CH_SIZE);
+		gvm__inject_arm(GVM_INJECT_ALLOC, (long)n, 0);
+		err = gvm_vm_peek(c.vm, VA, got, CH_SIZE);
+		gvm__inject_disarm(GVM_INJECT_ALLOC);
+		if (err) {
+			ASSERT_EQ(err, -ENOMEM);
+			failed++;
+			for (uint64_t i = 0; i < CH_SIZE; i++)
+				ASSERT_EQ(got[i], 0xee);
+		} else {
+			ASSERT_OK(memcmp(got, ref, CH_SIZE));
+		}
+	}
+	for (unsigned long n = 1; n <= calls[1]; n++) {
+		uint64_t i = 0;
+		int err;
+
+		chunked_read(&m, ref);
+		fill_random(&r, src, CH_SIZE);
+		memset(src + CH_BO_A, 0, CH_NULL);	/* reads as zeros */
+		gvm__inject_arm(GVM_INJECT_ALLOC, (long)n, 0);
+		err = gvm_vm_poke(c.vm, VA, src, CH_SIZE);
+		gvm__inject_disarm(GVM_INJECT_ALLOC);
+		chunked_read(&m, got);
+		if (!err) {
+			ASSERT_OK(memcmp(got, src, CH_SIZE));
+			continue;
+		}
+		ASSERT_EQ(err, -ENOMEM);
+		failed++;
+		/* a prefix of the new bytes, then the old ones */
+		while (i < CH_SIZE && got[i] == src[i])
+			i++;
+		ASSERT_OK(memcmp(got + i, ref + i, CH_SIZE - i));
+		if (n == 1)
+			ASSERT_OK(memcmp(got, ref, CH_SIZE));
+	}
+	ASSERT_GE(failed, 2);
+
+	teardown(&c);
+	chunked_teardown(&m);
+	free(ref);
+	free(got);
+	free(src);
 }
 
 TEST(bind_errors)
