@@ -22,6 +22,7 @@ struct gvm_fuzz_stats {
 	uint64_t bytes_checked;		/* compared against the model */
 	uint64_t purges_seen;		/* WILLNEEDs that reported a purge */
 	uint64_t migrations;		/* SVM: ranges moved by faults */
+	uint64_t det_hash;		/* --det: log hash of the last input */
 };
 
 /*
@@ -39,5 +40,12 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
  */
 int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		     struct gvm_fuzz_stats *st, int verbose);
+
+/*
+ * Non-zero: the SVM engine runs each input on the deterministic scheduler
+ * (core/det.h), seeded by a hash of the input's bytes, so that a run is a
+ * function of the input alone: the input file is its own replay file.
+ */
+extern int gvm_fuzz_det;
 
 #endif

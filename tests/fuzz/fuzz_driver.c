@@ -2,8 +2,9 @@
 /*
  * The fuzzer's standalone driver (fuzz_core.c):
  *
- *   fuzz_driver [--svm] [-v] FILE...   replays inputs (-v: print each op)
- *   fuzz_driver [--svm] --random [--seconds S] [--seed N] [--out DIR]
+ *   fuzz_driver [--svm [--det]] [-v] FILE...
+ *                                  replays inputs (-v: print each op)
+ *   fuzz_driver [--svm [--det]] --random [--seconds S] [--seed N] [--out DIR]
  *                                  [--ops N] [--len L]
  *                                  random inputs for S seconds (default
  *                                  60; none with --ops alone) or until
@@ -17,10 +18,21 @@
  *
  * --svm: the SVM engine (fuzz_svm.c) instead of the VM_BIND one.  It
  * prints inputs, operations and operations per second at the end.
+ *
+ * --det (with --svm): each input runs on the deterministic scheduler
+ * (core/det.h), seeded by a hash of its bytes, so that the run is a
+ * function of the input: a diverging input file is its own replay file,
+ * and `fuzz_driver --svm --det -v FILE` re-executes the same
+ * interleaving, printing the log hash to compare
+ * (GVM_FUZZ_DET_LOG=PATH also writes the scheduler's event log).  The
+ * driver re-executes itself with address-space randomisation off first:
+ * where the simulated device maps system memory with larger pages
+ * depends on host addresses, and so would the interleaving.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,9 +93,30 @@ static int replay(engine_fn run, int argc, char **argv, int verbose)
 			printf("%s: diverged\n", argv[i]);
 			bad = 1;
 		}
+		if (gvm_fuzz_det)
+			printf("%s: deterministic run, log hash %016llx\n",
+			       argv[i], (unsigned long long)st.det_hash);
 	}
 	report(&st, now() - t0);
 	return bad;
+}
+
+/*
+ * --det: runs again with ADDR_NO_RANDOMIZE (once: the flag is inherited),
+ * so that the same input maps the same host addresses every time.  If the
+ * kernel refuses, goes on (runs may then differ where addresses matter).
+ */
+static void det_no_aslr(char **argv)
+{
+	int pers = personality(0xffffffff);
+
+	if (pers == -1 || (pers & ADDR_NO_RANDOMIZE))
+		return;
+	if (personality((unsigned long)pers | ADDR_NO_RANDOMIZE) == -1)
+		return;
+	execv("/proc/self/exe", argv);
+	fprintf(stderr, "--det: could not re-execute with randomisation "
+		"off; runs may differ\n");
 }
 
 int main(int argc, char **argv)
@@ -102,6 +135,9 @@ int main(int argc, char **argv)
 	for (; i < argc; i++) {
 		if (!strcmp(argv[i], "-v")) {
 			verbose = 1;
+		} else if (!strcmp(argv[i], "--det")) {
+			gvm_fuzz_det = 1;
+			det_no_aslr(argv);
 		} else if (!strcmp(argv[i], "--svm")) {
 			run = gvm_fuzz_svm_run;
 			name = "fuzz-svm";
@@ -109,6 +145,10 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
+	if (gvm_fuzz_det && run == gvm_fuzz_run)
+		return fprintf(stderr, "--det needs --svm (the VM_BIND engine "
+				       "uses the process's own memory)\n"),
+		       2;
 	if (i >= argc || strcmp(argv[i], "--random"))
 		return i < argc ? replay(run, argc - i, argv + i, verbose) :
 				  (fprintf(stderr, "usage: see fuzz_driver.c\n"),
@@ -157,8 +197,12 @@ int main(int argc, char **argv)
 				fclose(f);
 			}
 			printf("diverging input written to %s (replay: "
-			       "fuzz_driver%s -v %s)\n", path,
-			       run == gvm_fuzz_run ? "" : " --svm", path);
+			       "fuzz_driver%s%s -v %s)\n", path,
+			       run == gvm_fuzz_run ? "" : " --svm",
+			       gvm_fuzz_det ? " --det" : "", path);
+			if (gvm_fuzz_det)
+				printf("deterministic run, log hash %016llx\n",
+				       (unsigned long long)st.det_hash);
 			report(&st, now() - t0);
 			return 1;
 		}

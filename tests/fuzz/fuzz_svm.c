@@ -69,6 +69,7 @@
 #include <gvm/svm.h>
 #include <gvm/vm.h>
 
+#include "core/det.h"
 #include "core/sync.h"
 #include "pt/pt.h"
 #include "vm/vm.h"
@@ -1024,10 +1025,14 @@ static void op_evict(struct world *w)
 	if (w->io.verbose) {
 		struct gvm_device_info info;
 
-		if (!gvm_device_query(w->dev[d], &info))
+		/* not with --det: the query's locks would change the run */
+		if (!gvm_fuzz_det && !gvm_device_query(w->dev[d], &info))
 			SAY(w, "evict dev%d %" PRIu64 " KiB (%" PRIu64
 				" KiB free of %" PRIu64 ")\n", d, size >> 10,
 			    info.vram_free >> 10, info.vram_size >> 10);
+		else
+			SAY(w, "evict dev%d %" PRIu64 " KiB\n", d,
+			    size >> 10);
 	}
 	err = gvm_bo_create(w->dev[d], size, GVM_MEM_VRAM, NULL, &bo);
 	if (check_rc(w, "gvm_bo_create (pressure)", err, 0))
@@ -1256,6 +1261,18 @@ static void final_check(struct world *w)
 
 /* ---- entry --------------------------------------------------------------- */
 
+int gvm_fuzz_det;
+
+/* FNV-1a: the deterministic scheduler's seed for an input. */
+static uint64_t input_hash(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (n--)
+		h = (h ^ *p++) * 0x100000001b3ull;
+	return h;
+}
+
 int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		     struct gvm_fuzz_stats *st, int verbose)
 {
@@ -1268,10 +1285,17 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 	w.io.end = data + size;
 	w.io.st = st ? st : &dummy;
 	w.io.verbose = verbose;
+	if (gvm_fuzz_det) {
+		struct gvm_det_config cfg = { .seed = input_hash(data, size) };
+
+		gvm__det_begin(&cfg);
+	}
 	err = world_init(&w, byte(&w));
 	if (err) {
 		fprintf(stderr, "fuzz: setting up failed: %d\n", err);
 		world_fini(&w);
+		if (gvm_fuzz_det)
+			gvm__det_end();
 		return -2;
 	}
 	while (w.io.in < w.io.end && !w.io.failed) {
@@ -1297,13 +1321,28 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		}
 		w.io.st->ops++;
 		/* replaying with -v: find the operation that wrote a freed
-		   frame (the final check only says that one did) */
-		if (w.io.verbose && !w.io.failed)
+		   frame (the final check only says that one did); not with
+		   --det, where the check's locks would be scheduling points
+		   of their own and -v would replay another interleaving */
+		if (w.io.verbose && !w.io.failed && !gvm_fuzz_det)
 			check_poison(&w);
 	}
 	if (!w.io.failed)
 		final_check(&w);
 	w.io.st->inputs++;
 	world_fini(&w);
+	if (gvm_fuzz_det) {
+		const char *log = getenv("GVM_FUZZ_DET_LOG");
+
+		w.io.st->det_hash = gvm__det_end();
+		if (log && *log) {
+			FILE *f = fopen(log, "w");
+
+			if (f) {
+				gvm__det_dump(f, 0, SIZE_MAX);
+				fclose(f);
+			}
+		}
+	}
 	return w.io.failed ? -1 : 0;
 }
