@@ -129,7 +129,11 @@
  * segments, gaps included.  Inside R the update wins: the engine cannot
  * know whether a zap there was aimed at the old or the new mapping, so the
  * caller re-checks its invalidation sequence under the notifier lock
- * before commit and aborts + retries if it moved (the userptr protocol).
+ * before commit and aborts + retries if it moved (the userptr protocol),
+ * or, if it cannot retry, zaps that range in the pending update first
+ * (gvm__pt_update_zap: the staged leaves, in records and new tables,
+ * become zapped ones, so commit writes them invalid and the device never
+ * sees them valid; then gvm__pt_zap for the committed rest).
  * The staging view applies the same rule.  (A leaf of a split copy is
  * either inside one segment, written by the update, or outside R: the
  * walk descends wherever a segment edge crosses an entry.)
@@ -1960,6 +1964,72 @@ int gvm__pt_zap(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 	zap_table(vm->root, 0, va, va + size, &acc);
 	if (tlb)
 		tlb_range(vm, acc.tlb_lo, acc.tlb_hi, tlb);
+	return 0;
+}
+
+/*
+ * Zaps, in table @t of the pending update's staging view (at VA @base),
+ * the valid leaves intersecting [va, end) that the commit will write:
+ * those of @t's record (its new entries) and those of a new table (not
+ * linked yet: plain stores).  Committed entries outside a record are not
+ * the update's: left alone.  Like zap_table, the survivors of a partly
+ * zapped 64 KiB group lose the hint (a level-0 record spans whole groups).
+ */
+static void zap_staged_table(struct gvm_pt_update *upd, struct gvm_pt *t,
+			     uint64_t base, uint64_t va, uint64_t end)
+{
+	unsigned int level = t->level, sh = gvm__ptf_shift(level);
+	uint64_t span = span_of(level);
+	uint64_t top = base + (span << GVM_PTF_ENTRIES_LG2);
+	uint64_t lo = va > base ? va : base, hi = end < top ? end : top;
+	unsigned int i0 = (unsigned int)((lo - base) >> sh);
+	unsigned int i1 = (unsigned int)((hi - 1 - base) >> sh), i, g;
+	struct gvm_pt_rec *r = t->rec;
+	bool zapped = false;
+
+	for (i = i0; i <= i1; i++) {
+		bool in_rec = r && i >= r->first && i < r->first + r->count;
+		uint64_t *p = in_rec ? &r->new_e[i - r->first]
+			    : t->is_new ? &t->cpu[i] : NULL;
+		uint64_t e = p ? *p : pte_read(&t->cpu[i]);
+		uint64_t a = base + i * span;
+
+		if (!e)
+			continue;
+		if (gvm__ptf_is_dir(e, level)) {
+			struct gvm_pt *c = in_rec ? r->new_c[i - r->first]
+						  : t->children[i];
+
+			zap_staged_table(upd, c, a, va, end);
+		} else if (p && gvm__ptf_is_valid(e)) {
+			*p = gvm__ptf_zap(e);
+			note_tlb(upd, a, a + span);
+			zapped = true;
+		}
+	}
+	if (level || !zapped)
+		return;
+	for (g = i0 & ~(PT_CONT - 1); g <= i1; g += PT_CONT) {
+		bool in_rec = r && g >= r->first && g < r->first + r->count;
+		uint64_t *e = in_rec ? &r->new_e[g - r->first]
+			    : t->is_new ? &t->cpu[g] : NULL;
+
+		if (!e)
+			continue;
+		for (i = 0; i < PT_CONT; i++)
+			e[i] = gvm__ptf_clear_cont(e[i]);
+	}
+}
+
+int gvm__pt_update_zap(struct gvm_pt_update *upd, uint64_t va, uint64_t size)
+{
+	struct gvm_pt_vm *vm = upd->vm;
+	int err = check_range(vm, va, size);
+
+	if (err)
+		return err;
+	GVM_BUG_ON(vm->pending != upd);
+	zap_staged_table(upd, vm->root, 0, va, va + size);
 	return 0;
 }
 

@@ -336,6 +336,17 @@ int gvm__pt_zap(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 		struct gvm_pt_tlb *tlb);
 
 /*
+ * Zaps, in the pending update @upd, the staged leaves intersecting
+ * [va, va + size) (a huge leaf straddling an end whole): the commit then
+ * writes them zapped, so no valid leaf of the range the update writes is
+ * ever visible to the device.  Committed entries the update does not
+ * write are left alone (gvm__pt_zap is for those).  Never allocates;
+ * serialised like commit (the VM layer: pt_lock and the notifier lock).
+ * Returns 0 or -EINVAL.
+ */
+int gvm__pt_update_zap(struct gvm_pt_update *upd, uint64_t va, uint64_t size);
+
+/*
  * Translates @va in @view.  Returns 0, or -ENOENT if nothing valid maps it
  * (@out->pte then holds the zapped entry, or 0).
  */

@@ -13,15 +13,23 @@
  * The commit section.  Under notifier_lock, in this order:
  *   1. recheck: for every userptr whose PTEs the update writes, has its
  *      notifier sequence moved since its pages were fetched?  RETRY: abort,
- *      -EAGAIN.  ZAP: go on, note it;
- *   2. commit the staged update (pt.c: never fails, never allocates);
- *   3. transitions: written userptrs become live (an invalidation from now
- *      on zaps them), retired ones stop being live; a stale one is zapped
- *      at once and goes on the invalidated list (userptr.c).
+ *      -EAGAIN.  ZAP: go on;
+ *   2. transitions (userptr.c): written userptrs become live (an
+ *      invalidation from now on zaps them), retired ones stop being live;
+ *      a stale one (ZAP) has its staged leaves zapped in the prepared
+ *      update (gvm__pt_update_zap) and its committed ones zapped, and goes
+ *      on the invalidated list;
+ *   3. commit the staged update (pt.c: never fails, never allocates).
  * Doing all three in one section is what makes an invalidation either see
  * the userptr live (and zap what the commit wrote) or move the sequence
  * before the section (and the recheck sees it).  Two sections leave a
- * window where neither happens (issue 10, defect 1).
+ * window where neither happens (issue 10, defect 1).  Zapping before the
+ * commit, in the staged update, is what keeps a stale userptr's PTEs from
+ * ever being valid: the device walks the tables without any lock, so a
+ * PTE published and zapped a moment later in the same section could be
+ * loaded into a TLB in between and used after the invalidation that
+ * retired its page returned (it found the userptr not live and waited
+ * for nothing; issue 15, test_model_mm.stale_userptr_*).
  *
  * Locking: vm->pt_lock (rank PT) around prepare and commit, and around
  * freeing tables; notifier_lock (rank NOTIFIER) taken inside commit.  The
@@ -206,14 +214,18 @@ int gvm__vm_update_commit(struct gvm_vm_update *u,
 			return -EAGAIN;
 		}
 	}
+	/* Before the commit: a stale userptr's PTEs are staged zapped. */
+	for (i = 0; i < u->nr_live; i++)
+		if (gvm__userptr_commit(u->live[i], true,
+					u->prepared ? &u->pt : NULL))
+			u->zapped = true;
+	for (i = 0; i < u->nr_retire; i++)
+		gvm__userptr_commit(u->retire[i], false, NULL);
 	if (u->prepared)
 		gvm__pt_update_commit(&u->pt, &u->tlb, &u->dead);
 	u->prepared = false;
-	for (i = 0; i < u->nr_live; i++)
-		if (gvm__userptr_commit(u->live[i], true))
-			u->zapped = true;
-	for (i = 0; i < u->nr_retire; i++)
-		gvm__userptr_commit(u->retire[i], false);
+	if (gvm__vm_update_hook)
+		gvm__vm_update_hook(vm, GVM_UPDATE_COMMITTED);
 	gvm__mutex_unlock(&vm->notifier_lock);
 	if (u->zapped)
 		tlb_all(&u->tlb);

@@ -10,8 +10,9 @@
  * add() turns the final VA state of [lo, hi) (a VMA or nothing) into one
  * page-table segment; prepare() stages it (allocates, may fail); commit()
  * makes it visible in ONE notifier_lock section that also rechecks the
- * invalidation sequence of every userptr the update writes and moves
- * userptrs live (written) or dead (retired).  After commit the TLB
+ * invalidation sequence of every userptr the update writes (first: a stale
+ * one is zapped in the staged update before anything is published) and
+ * moves userptrs live (written) or dead (retired).  After commit the TLB
  * invalidation is submitted and the unlinked tables freed once it
  * completed.
  */
@@ -31,10 +32,12 @@ struct gvm_vma;
 /*
  * What commit does with a userptr whose pages went stale since they were
  * fetched (its sequence moved):
- *  ZAP    commit anyway, then zap its PTEs in the same notifier_lock
- *         section and put it on the VM's invalidated list (the next exec,
- *         or the rebind worker, repins it).  Binds: their VA state is
- *         decided, they cannot be retried.
+ *  ZAP    commit anyway, with its PTEs written zapped (they are zapped in
+ *         the staged update first, so none is ever valid), and put it on
+ *         the VM's invalidated list (the next exec, or the rebind worker,
+ *         repins it).  Binds (inline, bind jobs) and the rebuild after a
+ *         page-table reclaim: their VA state is decided, they cannot be
+ *         retried.
  *  RETRY  abort before committing anything: -EAGAIN, the caller refetches
  *         and tries again (revalidation, fault binds).
  */
@@ -137,12 +140,16 @@ int gvm__vm_update_run(struct gvm_vm_update *u,
 
 /*
  * Test hook: if set, every commit calls it with pt_lock held, before it
- * takes notifier_lock (BEFORE) and after the commit section (AFTER), so
- * tests can force an invalidation into either window.  Internal symbol
+ * takes notifier_lock (BEFORE), inside the commit section right after the
+ * page tables were committed, notifier_lock still held (COMMITTED: the
+ * GPU may walk them now; the hook must take no lock), and after the
+ * commit section (AFTER), so tests can force an invalidation into either
+ * window or let a kernel access what a commit published.  Internal symbol
  * (reachable from the test programs, not exported by the shared library).
  */
 enum gvm_vm_update_point {
 	GVM_UPDATE_BEFORE_COMMIT,
+	GVM_UPDATE_COMMITTED,
 	GVM_UPDATE_AFTER_COMMIT,
 };
 extern void (*gvm__vm_update_hook)(struct gvm_vm *vm,

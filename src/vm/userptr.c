@@ -15,10 +15,11 @@
  *   of read-only memory);
  *   commit (pt_update.c, the commit section under notifier_lock that also
  *   rechecks the sequence and commits the page tables): a userptr whose
- *   PTEs the update wrote becomes live and leaves the invalidated list,
- *   unless its sequence moved since the fetch: then its PTEs are zapped at
- *   once and it goes (or stays) on the list; one the update retired stops
- *   being live.  Userptrs rewritten by a bind that does not create them (a
+ *   PTEs the update writes becomes live and leaves the invalidated list,
+ *   unless its sequence moved since the fetch: then its PTEs are zapped in
+ *   the staged update before the commit (written invalid, never visible
+ *   valid) and it goes (or stays) on the list; one the update retires
+ *   stops being live.  Userptrs rewritten by a bind that does not create them (a
  *   PREFETCH, a split) go through the same recheck;
  *   invalidation, pass 1 (mm event thread): under notifier_lock, bump the
  *   sequence; if live, put the VMA on the invalidated list and either zap
@@ -810,7 +811,8 @@ bool gvm__userptr_stale_locked(struct gvm_vma *vma)
 	return !u->gone && seq_moved(u);
 }
 
-bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live,
+			 struct gvm_pt_update *staged)
 {
 	struct gvm_userptr *u = vma->userptr;
 	struct gvm_vm *vm = u->vm;
@@ -823,7 +825,15 @@ bool gvm__userptr_commit(struct gvm_vma *vma, bool live)
 		gvm_list_del(&u->inval_link);
 		return false;
 	}
-	/* Invalidated since the fetch: the PTEs just written may be stale. */
+	/*
+	 * Invalidated since the fetch: the pages may be gone already (the
+	 * invalidation returned; it found nothing live to wait for).  The
+	 * update, not committed yet, writes its PTEs zapped, so the GPU
+	 * never sees a valid one (issue 15), and whatever of the VMA is
+	 * committed is zapped too.
+	 */
+	if (staged)
+		gvm__pt_update_zap(staged, vma->va.addr, vma->va.range);
 	gvm__pt_zap(&vm->pt, vma->va.addr, vma->va.range, &tlb);
 	mark_invalidated(u);
 	return true;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 struct gvm_pt_extent;
+struct gvm_pt_update;
 struct gvm_vm;
 struct gvm_vma;
 
@@ -97,13 +98,16 @@ extern bool gvm__svm_mutant_no_seq_recheck;
 
 /*
  * The userptr side of a page-table commit (pt_update.c), notifier_lock
- * held, in the section that committed: @live, the VMA's PTEs were just
- * written, it goes live and leaves the invalidated list, unless its pages
- * went stale since the fetch: then its PTEs are zapped again, it stays (or
+ * held, in the commit section, before the page tables are committed:
+ * @live, the update writes the VMA's PTEs (@staged: the prepared update,
+ * or NULL), it goes live and leaves the invalidated list, unless its
+ * pages went stale since the fetch: then the staged PTEs are zapped (the
+ * commit writes them invalid) and so are the committed ones, it stays (or
  * goes) on the list and true is returned (a TLB flush is needed); !@live,
- * it left the VM and is no longer zapped by its notifier.
+ * it leaves the VM and is no longer zapped by its notifier.
  */
-bool gvm__userptr_commit(struct gvm_vma *vma, bool live);
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live,
+			 struct gvm_pt_update *staged);
 
 /*
  * Exec and the rebind worker: refetches and rebinds every userptr on the

@@ -20,6 +20,7 @@
 #include "core/atomic.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
+#include "vm/pt_update.h"
 #include "vm/svm.h"
 #include "vm/vm.h"
 
@@ -320,6 +321,142 @@ TEST(no_engine_touches_the_old_page_after_pass_2)
 	ASSERT_EQ(spin_end(&s), -EIO);	/* it faulted: never stopped */
 	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
 	uteardown(&c);
+}
+
+/* ---- a stale userptr's PTEs are never published (issue 15) ------------- */
+
+/*
+ * A kernel that waits for the gate, then loads the word at va once and
+ * reports what it saw (or that it faulted).
+ */
+struct gate_args {
+	uint64_t va;
+	uint64_t *gate, *done, *value, *faulted;
+};
+
+static void gate_fn(struct gvm_lane *l, const void *argp)
+{
+	const struct gate_args *a = argp;
+	uint64_t v;
+
+	while (!gvm_load_acquire(a->gate))
+		sched_yield();
+	v = gvm_lane_load(l, a->va, 8);
+	gvm_store_release(a->faulted, gvm_lane_faulted(l) ? 1 : 0);
+	gvm_store_release(a->value, v);
+	gvm_store_release(a->done, 1);
+}
+
+static struct stale {
+	struct uctx *c;
+	uint64_t cpu;		/* the model page the userptr maps */
+	uint64_t gate, done, value, faulted;
+	int unmapped, loaded;
+} stale;
+
+static void *stale_munmap(void *arg)
+{
+	(void)arg;
+	ASSERT_OK(gvm_mm_model_munmap(stale.c->mm, stale.cpu, K4));
+	return NULL;
+}
+
+/*
+ * BEFORE: the pages were fetched, the commit section not entered: munmap
+ * them from another thread and let it return (both passes done; the
+ * userptr is not live yet, so the notifier waits for nothing; the frame
+ * is freed and poisoned).  COMMITTED: the page tables are committed and
+ * visible to the GPU, the section not over: the kernel loads now.
+ */
+static void stale_hook(struct gvm_vm *vm, enum gvm_vm_update_point p)
+{
+	pthread_t t;
+
+	if (vm != stale.c->vm)
+		return;
+	if (p == GVM_UPDATE_BEFORE_COMMIT && !stale.unmapped) {
+		ASSERT_OK(pthread_create(&t, NULL, stale_munmap, NULL));
+		ASSERT_OK(pthread_join(t, NULL));
+		stale.unmapped = 1;
+	} else if (p == GVM_UPDATE_COMMITTED && stale.unmapped &&
+		   !stale.loaded) {
+		gvm_store_release(&stale.gate, 1);
+		while (!gvm_load_acquire(&stale.done))
+			sched_yield();
+		stale.loaded = 1;
+	}
+}
+
+/*
+ * Issue 15: a bind of a userptr whose pages are unmapped between their
+ * fetch and the commit (the invalidation returned before the commit: the
+ * userptr was not live) commits with STALE_ZAP.  No valid PTE to the freed
+ * page may be visible at any instant: a kernel that walks the tables right
+ * after the commit (the GPU takes no lock) must fault, not read the
+ * poisoned frame.  Inline binds and bind jobs share the commit section.
+ */
+static void stale_userptr_bind(bool queued)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = VA,
+				  .range = K4 };
+	struct gvm_sync sy = { .type = GVM_SYNC_FENCE,
+			       .flags = GVM_SYNC_SIGNAL };
+	struct gvm_sync bs[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_fence *kf = NULL, *in = NULL, *out = NULL;
+	struct gate_args ga;
+	struct gvm_kernel k;
+	struct uctx c;
+
+	usetup(&c, 0);
+	memset(&stale, 0, sizeof(stale));
+	stale.c = &c;
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &stale.cpu));
+	put_u64(c.mm, stale.cpu, 1234);
+	op.userptr = stale.cpu;
+	ga = (struct gate_args){ VA, &stale.gate, &stale.done, &stale.value,
+				 &stale.faulted };
+	sy.out = &kf;
+	ASSERT_OK(gvm_kernel_init(&k, "gate", gate_fn, 1, &ga, sizeof(ga)));
+	ASSERT_OK(gvm_exec(c.q, &k, &sy, 1));
+	gvm__vm_update_hook = stale_hook;
+	if (queued) {
+		ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1,
+					   &in));
+		bs[0].fence = in;
+		bs[1].out = &out;
+		ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, bs, 2));
+		ASSERT_OK(gvm_fence_signal(in));
+		ASSERT_OK(gvm_fence_wait(out, GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(gvm_fence_get_status(out), 1);
+		gvm_fence_put(out);
+		gvm_fence_put(in);
+	} else {
+		ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	}
+	gvm__vm_update_hook = NULL;
+	ASSERT_EQ(stale.unmapped, 1);
+	ASSERT_EQ(stale.loaded, 1);
+	ASSERT_OK(gvm_fence_wait(kf, GVM_TIMEOUT_INFINITE));
+	/* the load saw no valid PTE: it faulted and read nothing */
+	ASSERT_NE(gvm_load_acquire(&stale.value), POISON);
+	ASSERT_EQ(gvm_load_acquire(&stale.faulted), 1);
+	ASSERT_EQ(gvm_fence_get_status(kf), -EIO);
+	gvm_fence_put(kf);
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	uteardown(&c);
+}
+
+TEST(stale_userptr_inline_bind_never_publishes_its_ptes)
+{
+	stale_userptr_bind(false);
+}
+
+TEST(stale_userptr_bind_job_never_publishes_its_ptes)
+{
+	stale_userptr_bind(true);
 }
 
 /* ---- SVM ---------------------------------------------------------------- */

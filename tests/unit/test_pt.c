@@ -1203,7 +1203,8 @@ static void check_model_samples(struct env *v, const struct model *m,
 /*
  * Random multi-segment updates (map with random extents, NULL, UNBIND,
  * read-only, gaps, adjacent segments), committed, aborted, failed by
- * allocation injection, some with a zap between prepare and commit,
+ * allocation injection, some with a zap between prepare and commit, some
+ * with a range zapped both committed and staged (gvm__pt_update_zap),
  * against the reference model: the committed view equals the model, the
  * staging view its future, a failed or aborted prepare changes no table,
  * every valid translation a commit changes is inside its TLB range.
@@ -1224,6 +1225,8 @@ TEST(update_reference_model)
 		bool abort_it = gvm_rng_below(&r, 8) == 0;
 		bool inject = gvm_rng_below(&r, 8) == 0;
 		bool zap = gvm_rng_below(&r, 6) == 0;
+		bool szap = gvm_rng_below(&r, 6) == 0;
+		uint64_t szva = 0, szsize = 0;
 		bool reserved = gvm_rng_below(&r, 3) == 0;
 		struct gvm_pt_reserve res = { 0 };
 		struct gvm_pt_update upd;
@@ -1295,8 +1298,21 @@ TEST(update_reference_model)
 			ASSERT_OK(gvm__pt_zap(&v.vm, va, size, NULL));
 			m_zap(&m, va, size);
 		}
+		if (szap) {
+			/* A stale userptr (pt_update.c): its committed
+			   leaves and the update's staged ones are zapped. */
+			szva = pg.va[gvm_rng_below(&r, pg.n)];
+			szsize = gvm_rng_below(&r, 2) ? K4 : seg_size(&r);
+			if (szva + szsize > WINDOW)
+				szsize = K4;
+			ASSERT_OK(gvm__pt_zap(&v.vm, szva, szsize, NULL));
+			m_zap(&m, szva, szsize);
+			ASSERT_OK(gvm__pt_update_zap(&upd, szva, szsize));
+		}
 		m_replace(&fut, &m);
 		m_apply(&fut, u.s, u.n);
+		if (szap)
+			m_zap(&fut, szva, szsize);
 		for (k = 0; k < pg.n; k++) {
 			check_page_view(&v.vm, &m, pg.va[k], COMMITTED);
 			check_page_view(&v.vm, &fut, pg.va[k], STAGING);

@@ -21,8 +21,10 @@
  *    gvm__userptr_commit() are the recheck and the "becomes live" step.
  *  - src/vm/pt_update.c: gvm__vm_update_commit(): under notifier_lock,
  *    (1) recheck every written userptr (STALE_RETRY: abort with -EAGAIN;
- *    STALE_ZAP: go on), (2) commit the PTEs, (3) userptr_commit: live = true,
- *    and if stale (ZAP mode) zap at once.
+ *    STALE_ZAP: go on), (2) userptr_commit: live = true, and if stale
+ *    (ZAP mode) its staged PTEs are zapped (gvm__pt_update_zap) and so are
+ *    the committed ones, (3) commit the PTEs: a stale userptr's are
+ *    written zapped, never valid (issue 15).
  *
  * The model: one userptr over one CPU page; the page that backs it is
  * `cpu_page` (1, 2, 3: each change installs a new one).  One user process
@@ -54,6 +56,12 @@
  *                          sequence (initial_seq_locked), so its
  *                          read_begin does not wait for an invalidation
  *                          that cannot see it (deferred insert)
+ *  MUTANT_PUBLISH_THEN_ZAP the old STALE_ZAP order (finding 2, fixed): the
+ *                          pt commit publishes the stale PTE, then
+ *                          userptr_commit zaps it, in the same section;
+ *                          the device walks without the lock, so the
+ *                          monitor (which looks inside notifier_lock too)
+ *                          sees the dead page mapped
  */
 
 #define NPAGES 4
@@ -199,17 +207,15 @@ again:
 			goto again
 		:: stale ->
 			/*
-			 * STALE_ZAP: pt commit publishes the stale PTE, then
-			 * gvm__userptr_commit zaps it in the same section.
-			 * The device walks without the lock: -DSTRICT keeps
-			 * the two steps apart (finding 2); by default they
-			 * count as one (what the design intends).
+			 * STALE_ZAP: gvm__userptr_commit first (live, the
+			 * staged PTE zapped), then the pt commit writes it
+			 * zapped: the stale page is never in the PTE.
 			 */
-#ifdef STRICT
+#ifdef MUTANT_PUBLISH_THEN_ZAP
 			pte = f; live = true;
 			pte = 0;
 #else
-			atomic { pte = f; live = true; pte = 0 };
+			live = true; pte = 0;
 #endif
 			unlock()
 		:: !stale ->
@@ -221,20 +227,15 @@ again:
 }
 
 /*
- * S1 in every reachable state outside notifier_lock.  Inside it, STALE_ZAP
- * publishes the stale PTE and zaps it in the same section: with -DSTRICT
- * the monitor also looks there and finds that window (docs/verification.md,
- * finding 2).
+ * S1 in every reachable state, inside notifier_lock too: the device walks
+ * the tables without it, so a PTE published for an instant inside the
+ * section is as visible as one left after it (docs/verification.md,
+ * finding 2; -DMUTANT_PUBLISH_THEN_ZAP).
  */
 active proctype monitor()
 {
-#ifdef STRICT
 end_mon:
 	atomic { (pte != 0 && dead[pte]) -> assert(false) }
-#else
-end_mon2:
-	atomic { (!nlock && pte != 0 && dead[pte]) -> assert(false) }
-#endif
 }
 
 init

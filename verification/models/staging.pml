@@ -16,8 +16,10 @@
  *    (zap_table) turns valid leaves of the committed view into zapped ones
  *    under notifier_lock.
  *  - src/vm/pt_update.c gvm__vm_update_commit(): under notifier_lock,
- *    recheck the written userptrs' sequences (RETRY: abort, -EAGAIN), then
- *    gvm__pt_update_commit, then gvm__userptr_commit (live).
+ *    recheck the written userptrs' sequences (RETRY: abort, -EAGAIN;
+ *    ZAP: go on), then gvm__userptr_commit (live; a stale one's staged
+ *    entries are zapped, gvm__pt_update_zap, and its committed ones), then
+ *    gvm__pt_update_commit, which writes a stale userptr's entry zapped.
  *  - src/vm/userptr.c fetch() (read_begin, gvm__mm_fetch) and inval_start
  *    (set_seq, zap if live), src/mm/notifier.c read_begin / invalidate.
  *
@@ -33,7 +35,9 @@
  *
  * Safety: "after an invalidation returns, no committed PTE maps the old
  * page": once U's (V's) invalidation has returned, entry A (B) never maps
- * page 1 (5), checked in every state outside notifier_lock.
+ * page 1 (5), checked in every state, inside notifier_lock too (the
+ * device walks the tables without it).  The binder commits a stale U in
+ * RETRY or in ZAP mode (bind jobs, inline binds), chosen at each commit.
  *
  * Mutants:
  *  MUTANT_NO_STAGING   seed 000's race: prepare writes the committed
@@ -42,6 +46,9 @@
  *  MUTANT_UNCOND       commit writes not-owned entries unconditionally
  *                      (drops the "C[i] != old_e: keep" rule)
  *  MUTANT_NO_RECHECK   commit does not recheck U's sequence
+ *  MUTANT_PUBLISH_THEN_ZAP  ZAP mode in the old order (issue 15): the
+ *                      commit writes U's stale entry, then userptr_commit
+ *                      zaps it, in the same notifier_lock section
  * ONLY_V (with a mutant) runs V's invalidation only, so the counterexample
  * is the neighbour's resurrected mapping rather than U's stale one.
  */
@@ -119,6 +126,25 @@ again:
 #endif
 	if
 	:: stale ->
+		/* ZAP: userptr_commit before the commit zaps U's staged
+		   entry (gvm__pt_update_zap) and its committed one */
+#ifdef MUTANT_PUBLISH_THEN_ZAP
+		A = newA;
+		A = 0;
+#else
+		newA = 0;
+		A = 0;
+		A = newA;
+#endif
+		if
+		:: B == newB -> skip
+		:: B != newB && B == oldB -> B = newB
+		:: B != newB && B != oldB -> skip
+		fi;
+		liveU = true;
+		unlock();
+		ptlock = false
+	:: stale ->
 		/* abort, -EAGAIN, retry (gvm__pt_update_abort) */
 #ifdef MUTANT_NO_STAGING
 		A = 0;
@@ -126,7 +152,7 @@ again:
 		unlock();
 		ptlock = false;
 		goto again
-	:: else ->
+	:: !stale ->
 		A = newA;				/* owned */
 #ifdef MUTANT_UNCOND
 		B = newB;
@@ -147,8 +173,7 @@ active proctype monitor()
 {
 end_mon:
 	atomic {
-		(!nlock && ((deadU && A == 1) ||
-			    (deadV && (B == 5 || B == 15)))) ->
+		((deadU && A == 1) || (deadV && (B == 5 || B == 15))) ->
 			assert(false)
 	}
 }
