@@ -46,7 +46,11 @@
  * family) protects every page table, mapping array, frame count, the
  * free queue, stages and statistics of the family; nothing nests inside
  * it and nothing blocks under it.  Frame contents are not locked: the CPU
- * side copies them under phys->lock, engines access them as memory.
+ * side copies them under phys->lock, engines access them as memory.  A
+ * CPU access's caller buffer is process memory that the self mm's SVM may
+ * have moved to device memory (touching it may block), so it goes through
+ * a one-page bounce and is touched with map_lock held only; so are the
+ * out-parameters stored (docs/locking.md, "Touching application memory").
  */
 #include <gvm/mm_model.h>
 
@@ -628,43 +632,71 @@ static int page_fault_locked(struct gvm_mm_model *m, uint64_t addr, bool write)
 	return 0;
 }
 
-/* The CPU's read or write of [addr, addr + len) (map_lock held). */
+/*
+ * One page's part of a CPU access: [addr, addr + n) of the page at @pa
+ * to or from @page.  phys->lock held (dropped and taken again inside if
+ * the page must come back or be copied).
+ */
+static int page_access_locked(struct gvm_mm_model *m, uint64_t pa,
+			      uint64_t off, uint8_t *page, uint64_t n,
+			      bool write)
+{
+	struct model_phys *p = m->phys;
+	int err;
+
+	do {
+		const struct mvma *v = vma_at(m, pa);
+
+		if (!v || !(v->prot & (PROT_READ | PROT_WRITE)))
+			return -EFAULT;
+		if (write && !(v->prot & PROT_WRITE))
+			return -EPERM;
+		err = page_fault_locked(m, pa, write);
+	} while (err == -EAGAIN);
+	if (err)
+		return err;
+	if (write)
+		memcpy(frame_mem(p, pte_of(m, pa)->frame) + off, page, n);
+	else
+		memcpy(page, frame_mem(p, pte_of(m, pa)->frame) + off, n);
+	return 0;
+}
+
+/*
+ * The CPU's read or write of [addr, addr + len) (map_lock held), page by
+ * page.  @buf is the caller's memory, which SVM of the process may have
+ * moved to device memory: it is touched only without phys->lock (a leaf
+ * nothing may block under, and of a rank the CPU fault-back's rule
+ * forbids, docs/locking.md), through a one-page bounce on the stack.
+ */
 static int cpu_access(struct gvm_mm_model *m, uint64_t addr, uint8_t *buf,
 		      uint64_t len, bool write)
 {
 	struct model_phys *p = m->phys;
+	uint8_t page[PG];
 	int err = 0;
 
-	gvm__mutex_lock(&p->lock);
 	while (len) {
 		uint64_t pa = addr & ~(PG - 1), off = addr - pa;
 		uint64_t n = PG - off < len ? PG - off : len;
-		const struct mvma *v = vma_at(m, pa);
-		struct mpte *e;
 
-		if (!v || !(v->prot & (PROT_READ | PROT_WRITE))) {
-			err = -EFAULT;
-			break;
+		if (write) {
+			gvm__might_fault();
+			memcpy(page, buf, n);
 		}
-		if (write && !(v->prot & PROT_WRITE)) {
-			err = -EPERM;
-			break;
-		}
-		err = page_fault_locked(m, pa, write);
-		if (err == -EAGAIN)
-			continue;
+		gvm__mutex_lock(&p->lock);
+		err = page_access_locked(m, pa, off, page, n, write);
+		gvm__mutex_unlock(&p->lock);
 		if (err)
 			break;
-		e = pte_of(m, pa);
-		if (write)
-			memcpy(frame_mem(p, e->frame) + off, buf, n);
-		else
-			memcpy(buf, frame_mem(p, e->frame) + off, n);
+		if (!write) {
+			gvm__might_fault();
+			memcpy(buf, page, n);
+		}
 		addr += n;
 		buf += n;
 		len -= n;
 	}
-	gvm__mutex_unlock(&p->lock);
 	return err;
 }
 
@@ -1050,7 +1082,7 @@ GVM_API int gvm_mm_model_mmap(struct gvm_mm *mm, uint64_t addr, uint64_t len,
 		gvm__mutex_lock(&m->phys->lock);
 		vmas_insert(m, addr, addr + len, prot);
 		gvm__mutex_unlock(&m->phys->lock);
-		*out = addr;
+		gvm__put_out(out, addr);
 	}
 	gvm__mutex_unlock(&m->map_lock);
 	return err;
@@ -1118,7 +1150,7 @@ GVM_API int gvm_mm_model_mremap(struct gvm_mm *mm, uint64_t old,
 	if (!fixed && (new_len <= old_len || grow_in_place)) {
 		if (new_len < old_len)
 			do_unmap(m, old + new_len, old + old_len);
-		*out = old;
+		gvm__put_out(out, old);
 		goto out;
 	}
 	if (fixed) {
@@ -1138,7 +1170,7 @@ GVM_API int gvm_mm_model_mremap(struct gvm_mm *mm, uint64_t old,
 			    vma_at(m, to)->prot);
 		gvm__mutex_unlock(&m->phys->lock);
 	}
-	*out = to;
+	gvm__put_out(out, to);
 out:
 	gvm__mutex_unlock(&m->map_lock);
 	return err;
@@ -1256,7 +1288,7 @@ GVM_API int gvm_mm_model_fork(struct gvm_mm *mm, struct gvm_mm **child)
 	}
 	gvm__mm_devmem_fork_done(mm);
 	gvm__mutex_unlock(&m->map_lock);
-	*child = &c->base;
+	gvm__put_out(child, &c->base);
 	return err;
 }
 
@@ -1295,6 +1327,7 @@ GVM_API int gvm_mm_model_stats(struct gvm_mm *mm,
 			       struct gvm_mm_model_stats *out)
 {
 	struct gvm_mm_model *m = model_of(mm);
+	struct gvm_mm_model_stats st;
 	struct model_phys *p;
 	uint64_t dirty = 0, i;
 
@@ -1302,16 +1335,18 @@ GVM_API int gvm_mm_model_stats(struct gvm_mm *mm,
 		return -EINVAL;
 	p = m->phys;
 	gvm__mutex_lock(&p->lock);
-	*out = m->st;
-	out->frames = p->nr;
-	out->frames_used = p->used;
+	st = m->st;
+	st.frames = p->nr;
+	st.frames_used = p->used;
 	/* the free frames now, as well as those checked at reuse */
 	for (i = 0; i < p->nfree; i++)
 		if (!poison_intact(p, p->mem +
 				      (uint64_t)p->fifo[(p->head + i) % p->nr] *
 					      PG))
 			dirty++;
-	out->poison_violations = p->violations + dirty;
+	st.poison_violations = p->violations + dirty;
 	gvm__mutex_unlock(&p->lock);
+	/* after phys->lock: @out is the caller's memory (cpu_access) */
+	gvm__put_out(out, st);
 	return 0;
 }

@@ -124,6 +124,7 @@
 #include "core/atomic.h"
 #include "core/debug.h"
 #include "core/inject.h"
+#include "core/lockrank.h"
 #include "core/sync.h"
 #include "core/thread.h"
 #include "mm/mm.h"
@@ -1378,7 +1379,7 @@ GVM_API int gvm_mm_self(struct gvm_mm **out)
 	}
 	pthread_mutex_unlock(&self_lock);
 	if (!err)
-		*out = &s->base;
+		gvm__put_out(out, &s->base);
 	return err;
 }
 

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/lockrank.h"
 #include "core/page.h"
 #include "pt/pt_fmt.h"
 #include "sim/sim_internal.h"
@@ -459,7 +460,7 @@ int gvm_sim_device_create(const struct gvm_sim_config *cfg,
 	sd->registered = true;		/* peers may look sd->dev up now */
 	gvm_fetch_add_relaxed(&gvm__sim_nr_devs, 1u);
 	gvm__mutex_unlock(&registry_lock);
-	*out = sd->dev;
+	gvm__put_out(out, sd->dev);
 	return 0;
 
 err_free:
@@ -486,6 +487,7 @@ int gvm_sim_stats(struct gvm_device *dev, struct gvm_sim_stats *st)
 	if (!found)
 		return -EINVAL;
 
+	gvm__might_fault();
 	memset(st, 0, sizeof(*st));
 	st->tlb_invals = gvm_load_relaxed(&sd->tlb_invals);
 	for (i = 0; i < sd->nr_engines; i++) {

@@ -21,6 +21,7 @@
 #include <errno.h>
 
 #include "core/atomic.h"
+#include "core/lockrank.h"
 #include "vm/vm.h"
 
 static struct {
@@ -34,7 +35,10 @@ static uint32_t nr_vms;			/* atomic: VMs created, not destroyed */
 
 int gvm_limits_set(const struct gvm_limits *l)
 {
-	if (!l || l->max_pt_bytes_per_vm % GVM_PAGE_SIZE)
+	if (!l)
+		return -EINVAL;
+	gvm__might_fault();
+	if (l->max_pt_bytes_per_vm % GVM_PAGE_SIZE)
 		return -EINVAL;
 	gvm_store_relaxed(&limits.max_vms, l->max_vms);
 	gvm_store_relaxed(&limits.max_bos_per_vm, l->max_bos_per_vm);
@@ -47,6 +51,7 @@ int gvm_limits_get(struct gvm_limits *l)
 {
 	if (!l)
 		return -EINVAL;
+	gvm__might_fault();
 	l->max_vms = gvm_load_relaxed(&limits.max_vms);
 	l->max_bos_per_vm = gvm_load_relaxed(&limits.max_bos_per_vm);
 	l->max_mappings_per_vm = gvm_load_relaxed(&limits.max_mappings_per_vm);

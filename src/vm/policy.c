@@ -346,7 +346,7 @@ const char *gvm_svm_policy_list(unsigned int i, const char **summary)
 	if (i >= NR_POLICIES)
 		return NULL;
 	if (summary)
-		*summary = policies[i].summary;
+		gvm__put_out(summary, policies[i].summary);
 	return policies[i].name;
 }
 

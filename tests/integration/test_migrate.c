@@ -19,6 +19,7 @@
 
 #include <gvm/gvm.h>
 #include <gvm/mm.h>
+#include <gvm/mm_model.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
 
@@ -580,6 +581,56 @@ TEST(peek_and_poke_buffers_in_device_memory)
 
 	teardown(&c);
 	gvm_bo_put(op.bo);
+	munmap(p, M2);
+}
+
+/*
+ * A model mm's CPU read and write, and its statistics, with the caller's
+ * buffer in process memory SVM moved to VRAM: the model touches it with
+ * no lock the fault-back needs (phys->lock is a leaf; mm/model.c goes
+ * through a one-page bounce), the pages come back, the bytes are right.
+ */
+TEST(model_mm_buffers_in_device_memory)
+{
+	struct gvm_mm_model_config cfg = { 0 };
+	struct gvm_mm_model_stats *st;
+	uint8_t *p = (uint8_t *)map_2m();
+	const uint64_t len = 2 * K4 + 50;	/* over three pages */
+	struct gvm_mm *mm;
+	struct ctx c;
+	uint64_t a;
+
+	setup(&c);
+	ASSERT_OK(gvm_mm_model_create(&cfg, &mm));
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, 4 * K4, PROT_READ | PROT_WRITE, 0,
+				    &a));
+	for (uint64_t i = 0; i < M2; i++)
+		p[i] = (uint8_t)(i * 7 + 1);
+
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_mm_model_write(mm, a + 100, p + 3, len));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);	/* came back */
+
+	memset(p, 0, M2);
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	ASSERT_OK(gvm_mm_model_read(mm, a + 99, p + 8, len + 2));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(p[8], 0);			/* never written: zeros */
+	for (uint64_t i = 0; i < len; i++)
+		ASSERT_EQ(p[9 + i], (uint8_t)((3 + i) * 7 + 1));
+	ASSERT_EQ(p[9 + len], 0);
+	ASSERT_EQ(p[10 + len], 0);
+
+	prefetch(&c, p, M2, GVM_MEM_VRAM);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
+	st = (struct gvm_mm_model_stats *)(p + K64);
+	ASSERT_OK(gvm_mm_model_stats(mm, st));
+	ASSERT_EQ(st->frames_used, 3);
+
+	gvm_mm_put(mm);
+	teardown(&c);
 	munmap(p, M2);
 }
 
