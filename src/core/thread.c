@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "core/atomic.h"
+#include "core/lockrank.h"
 #include "core/stack.h"
 
 #define RESERVATION (GVM_THREAD_MAX * GVM_THREAD_STACK_SIZE)
@@ -205,6 +206,9 @@ int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 		err = pthread_attr_setstack(&attr, slot_addr((unsigned int)i) +
 					    guard_size,
 					    GVM_THREAD_STACK_SIZE - guard_size);
+	/* glibc allocates the thread's TLS vector from its malloc heap,
+	   the application's memory (thread.h) */
+	gvm__might_fault();
 	if (!err)
 		err = pthread_create(t, &attr, trampoline, &slots[i]);
 	pthread_attr_destroy(&attr);

@@ -23,7 +23,11 @@
  * Starts @fn(@arg) on a stack of the library.  It must be joined
  * (gvm__os_thread_join) or detached (gvm__os_thread_detach).  0, or
  * -EAGAIN (GVM_THREAD_MAX threads exist, or no memory for the stacks), or
- * pthread_create()'s negative errno.
+ * pthread_create()'s negative errno.  Context: no lock the CPU fault-back
+ * may need (checked, gvm__might_fault()): pthread_create() allocates the
+ * thread's TLS vector from glibc's heap, the application's memory.  @t is
+ * stored by pthread_create(): the library's callers pass their own
+ * memory (an object's field, a local).
  */
 int gvm__os_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 

@@ -30,6 +30,9 @@ struct gvm_vm;
  * in the order they were kicked.
  */
 struct gvm_lr_worker {
+	struct gvm_mutex start_lock;	/* unranked: serialises starting the
+					   thread, held across its creation
+					   (lr.c, gvm__lr_vm_init) */
 	struct gvm_mutex lock;		/* leaf: everything below, and each
 					   VM's lr_link, lr_kicked, lr_dead */
 	pthread_cond_t cond;		/* with lock: a kick, stop, a pass
@@ -37,8 +40,10 @@ struct gvm_lr_worker {
 	struct gvm_list kicked;		/* gvm_vm.lr_link, oldest kick first */
 	struct gvm_vm *running;		/* the VM the thread works on, or
 					   NULL */
-	bool started, stop;
-	pthread_t thread;		/* if started */
+	bool started;			/* written under start_lock and lock,
+					   read under either */
+	bool stop;
+	pthread_t thread;		/* if started; written with it */
 };
 
 struct gvm_device {

@@ -141,6 +141,8 @@ int gvm__fault_queue_init(struct gvm_fault_queue *fq, struct gvm_device *dev,
 		return -ENOMEM;
 	fq->depth = depth;
 	fq->dev = dev;
+	gvm__mutex_init(&fq->start_lock, "device.fault_queue.start",
+			GVM_RANK_NONE);
 	gvm__mutex_init(&fq->lock, "device.fault_queue", GVM_RANK_LEAF);
 	gvm__cond_init(&fq->work_cond);
 	gvm__cond_init(&fq->room_cond);
@@ -173,6 +175,7 @@ void gvm__fault_queue_fini(struct gvm_fault_queue *fq)
 	pthread_cond_destroy(&fq->room_cond);
 	pthread_cond_destroy(&fq->work_cond);
 	gvm__mutex_fini(&fq->lock);
+	gvm__mutex_fini(&fq->start_lock);
 	gvm__free(fq->ring);
 }
 
@@ -424,16 +427,24 @@ int gvm__fault_queue_start(struct gvm_device *dev)
 	int err = 0;
 
 	gvm_lockdep_assert_none_held();
-	gvm__mutex_lock(&fq->lock);
+	/* Not under fq->lock: pthread_create() touches glibc's heap, the
+	   application's memory (lr.c, gvm__lr_vm_init, says why). */
+	gvm__mutex_lock(&fq->start_lock);
 	if (!fq->started) {
+		pthread_t t;
+
 		gvm_fetch_add_relaxed(&gvm__fault_queue_threads, 1u);
-		err = gvm__thread_create(&fq->thread, fault_thread_main, fq);
-		if (err)
+		err = gvm__thread_create(&t, fault_thread_main, fq);
+		if (err) {
 			gvm_fetch_sub_release(&gvm__fault_queue_threads, 1u);
-		else
+		} else {
+			gvm__mutex_lock(&fq->lock);
+			fq->thread = t;
 			fq->started = true;
+			gvm__mutex_unlock(&fq->lock);
+		}
 	}
-	gvm__mutex_unlock(&fq->lock);
+	gvm__mutex_unlock(&fq->start_lock);
 	return err;
 }
 

@@ -66,6 +66,9 @@ struct gvm_fault_req {
  * which holds a device reference).
  */
 struct gvm_fault_queue {
+	struct gvm_mutex start_lock;	/* unranked: serialises starting the
+					   thread, held across its creation
+					   (gvm__fault_queue_start) */
 	struct gvm_mutex lock;		/* leaf */
 	pthread_cond_t work_cond;	/* the thread: faults, stop, hold */
 	pthread_cond_t room_cond;	/* submitters waiting for room */
@@ -78,9 +81,10 @@ struct gvm_fault_queue {
 	uint64_t next_seq;		/* lock: arrival numbers */
 	bool hold;			/* lock: test hook, take no batch */
 	bool stop;			/* lock: device teardown */
-	bool started;			/* lock: the thread runs (joined at
-					   teardown) */
-	pthread_t thread;		/* written once, under lock */
+	bool started;			/* the thread runs (joined at
+					   teardown): written under start_lock
+					   and lock, read under either */
+	pthread_t thread;		/* written once, with started */
 	struct gvm_device *dev;		/* immutable; no reference (the
 					   queue is part of the device) */
 	uint64_t batches;		/* batches done: incremented (acq_rel)

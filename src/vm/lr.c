@@ -495,6 +495,7 @@ void gvm__lr_dev_init(struct gvm_device *dev)
 {
 	struct gvm_lr_worker *w = &dev->lr;
 
+	gvm__mutex_init(&w->start_lock, "device.lr.start", GVM_RANK_NONE);
 	gvm__mutex_init(&w->lock, "device.lr.lock", GVM_RANK_LEAF);
 	gvm__cond_init(&w->cond);
 	gvm_list_init(&w->kicked);
@@ -513,6 +514,7 @@ void gvm__lr_dev_fini(struct gvm_device *dev)
 		gvm__thread_join(w->thread);
 	pthread_cond_destroy(&w->cond);
 	gvm__mutex_fini(&w->lock);
+	gvm__mutex_fini(&w->start_lock);
 }
 
 int gvm__lr_vm_init(struct gvm_vm *vm)
@@ -522,12 +524,26 @@ int gvm__lr_vm_init(struct gvm_vm *vm)
 
 	if (!gvm__vm_preempt_mode(vm))
 		return 0;
-	gvm__mutex_lock(&w->lock);
+	/*
+	 * Not under w->lock: pthread_create() allocates from glibc's heap,
+	 * the application's memory, and touching a page of it SVM moved
+	 * blocks until the fault-back ends, which may wait for a preempt
+	 * fence whose suspend callback takes w->lock (docs/locking.md,
+	 * "Touching application memory").
+	 */
+	gvm__mutex_lock(&w->start_lock);
 	if (!w->started) {
-		err = gvm__thread_create(&w->thread, worker_main, w);
-		w->started = !err;
+		pthread_t t;
+
+		err = gvm__thread_create(&t, worker_main, w);
+		if (!err) {
+			gvm__mutex_lock(&w->lock);
+			w->thread = t;
+			w->started = true;
+			gvm__mutex_unlock(&w->lock);
+		}
 	}
-	gvm__mutex_unlock(&w->lock);
+	gvm__mutex_unlock(&w->start_lock);
 	return err;
 }
 
