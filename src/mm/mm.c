@@ -10,6 +10,7 @@
 #include "mm/mm.h"
 
 #include <errno.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,6 +31,21 @@ void gvm__mm_fini(struct gvm_mm *mm)
 {
 	gvm__mm_devmem_fini(mm);
 	gvm__notifier_subs_fini(&mm->subs);
+}
+
+void *gvm__mm_map_aligned(uint64_t len, uint64_t align, int flags)
+{
+	uint8_t *p, *a;
+
+	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	a = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	munmap(a + len, (size_t)(p + align - a));
+	return a;
 }
 
 GVM_API struct gvm_mm *gvm_mm_get(struct gvm_mm *mm)

@@ -203,6 +203,14 @@ void gvm__mm_fini(struct gvm_mm *mm);
 /* devmem.c's part of gvm__mm_fini: drops what is left in device memory. */
 void gvm__mm_devmem_fini(struct gvm_mm *mm);
 
+/*
+ * A private anonymous mapping of @len bytes of the library's own (for a
+ * backend's stages and frames) at an address aligned to @align (a power
+ * of two, a multiple of the page size); MAP_FAILED with errno set.
+ * @flags are added to MAP_PRIVATE | MAP_ANONYMOUS.  Free with munmap.
+ */
+void *gvm__mm_map_aligned(uint64_t len, uint64_t align, int flags);
+
 static inline bool gvm__mm_range_ok(uint64_t start, uint64_t len)
 {
 	return len && !(start & (GVM_MM_PAGE_SIZE - 1)) &&

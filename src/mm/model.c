@@ -195,30 +195,6 @@ static void phys_put(struct model_phys *p)
 	gvm__free(p);
 }
 
-/*
- * The frames' memory, 2 MiB-aligned: a frame's host address is what a
- * device maps (its "DMA address"), and the page-table engine picks leaf
- * sizes by its alignment, so an unaligned pool would make the same
- * operations map differently from one run to the next (address space
- * randomisation), and a deterministic run (core/det.h) of a model mm
- * would not be a function of its seed alone.
- */
-static uint8_t *frames_map(uint64_t len)
-{
-	const uint64_t align = 2ull << 20;
-	uint8_t *p, *a;
-
-	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return p;
-	a = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	munmap(a + len, (size_t)(p + align - a));
-	return a;
-}
-
 static struct model_phys *phys_new(uint64_t frames, uint8_t poison)
 {
 	struct model_phys *p = gvm__calloc(1, sizeof(*p));
@@ -229,7 +205,15 @@ static struct model_phys *phys_new(uint64_t frames, uint8_t poison)
 	p->poison = poison;
 	p->fref = gvm__calloc(frames, sizeof(*p->fref));
 	p->fifo = gvm__calloc(frames, sizeof(*p->fifo));
-	p->mem = frames_map(frames * PG);
+	/*
+	 * 2 MiB-aligned: a frame's host address is what a device maps (its
+	 * "DMA address"), and the page-table engine picks leaf sizes by its
+	 * alignment, so an unaligned pool would make the same operations map
+	 * differently from one run to the next (address space
+	 * randomisation), and a deterministic run (core/det.h) of a model mm
+	 * would not be a function of its seed alone.
+	 */
+	p->mem = gvm__mm_map_aligned(frames * PG, 2ull << 20, MAP_NORESERVE);
 	if (!p->fref || !p->fifo || p->mem == MAP_FAILED) {
 		if (p->mem != MAP_FAILED)
 			munmap(p->mem, frames * PG);

@@ -648,17 +648,11 @@ static void self_destroy(struct gvm_mm *mm)
 static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 {
 	struct uffdio_register r = { .mode = UFFDIO_REGISTER_MODE_WP };
-	uint8_t *p, *a;
+	uint8_t *a = gvm__mm_map_aligned(STAGE_SIZE, STAGE_SIZE, 0);
 	int err;
 
-	p = mmap(NULL, 2 * STAGE_SIZE, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	if (a == MAP_FAILED)
 		return -ENOMEM;
-	a = (uint8_t *)(((uintptr_t)p + STAGE_SIZE - 1) & ~(STAGE_SIZE - 1));
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	munmap(a + STAGE_SIZE, (size_t)(p + STAGE_SIZE - a));
 	r.range.start = (uintptr_t)a;
 	r.range.len = STAGE_SIZE;
 	if (uffd_ioctl(s->stage_uffd, UFFDIO_REGISTER, &r,
