@@ -29,7 +29,15 @@
  * At a point the scheduler picks the next holder among the runnable
  * threads: the script's next entry if any is left (replay, exploration),
  * else a seeded random one, or (fifo) the current thread if it can go on,
- * else the lowest id.  A point with one candidate is no decision.
+ * else the lowest id.  Fifo at a yield: the next runnable id after the
+ * current one (round robin, so that threads yielding in a loop all get
+ * their turn); at a spin: the lowest runnable id but the spinner's, as if
+ * it blocked (a spin is one point, never a loop: a poll whose word did not
+ * move goes to sleep).  The library's threads are created before a
+ * scenario's actors, so fifo lets the library's work (a woken servicer, a
+ * worker) go on before an actor, at a spin as at a block, whichever
+ * thread that work runs on; an actor comes in where a schedule deviates.
+ * A point with one candidate is no decision.
  *
  * TIME.  gvm__now_ns() reads the virtual clock, which starts at 1 s and
  * moves in two ways only: every read by a thread of the run advances it by
@@ -322,12 +330,15 @@ static struct det_thread *pick_locked(struct det_thread *self,
 			}
 		} else if (det.cfg.fifo) {
 			others = mask & ~(1ull << self->id);
-			if (kind == GVM_DET_YIELD || kind == GVM_DET_SPIN)
+			if (kind == GVM_DET_YIELD)
 				/* round robin: the next id after self */
 				next = (others >> self->id) ?
 					       self->id +
 						       lowest(others >> self->id) :
 					       lowest(others);
+			else if (kind == GVM_DET_SPIN)
+				/* steps aside as if blocked (MODEL) */
+				next = lowest(others);
 			else
 				next = self_ok ? self->id : lowest(mask);
 		} else {
