@@ -7,8 +7,12 @@
  *    the device's fault handler calls it) on a CPU mapping of that size,
  *    which makes and binds a range in system memory (migration off: this
  *    is the service without the copy).  The pages were touched before, so
- *    no CPU fault is counted in.  Baseline: a warm 4 KiB CPU write fault
- *    (page tables present, a zeroed page allocated and mapped).
+ *    no CPU fault is counted in.  One fault at a time: each is a lone
+ *    fault, serviced in the calling thread (vm/fault_queue.c, INLINE), the
+ *    best case; faults that arrive together go through the servicing
+ *    thread in batches (fault_batch_dup).  Baseline: a warm 4 KiB CPU
+ *    write fault (page tables present, a zeroed page allocated and
+ *    mapped).
  *  svm_fault_2m_copy_share: GPU faults on 2 MiB mappings that migrate to
  *    VRAM; the share of the service that is not the copy (time in the
  *    device's copy op, measured inside migrate.c).
@@ -189,8 +193,9 @@ static int svm_fault(const struct gvm_bench_ctx *ctx,
 	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
 	res->goal = goal;
 	snprintf(res->note, sizeof(res->note),
-		 "%llu ranges of %llu KiB, system memory: PROCMAP_QUERY, "
-		 "range, notifier, fetch, PTEs, TLB inval",
+		 "%llu lone faults (serviced inline: best case) on ranges "
+		 "of %llu KiB, system memory: PROCMAP_QUERY, range, "
+		 "notifier, fetch, PTEs, TLB inval",
 		 (unsigned long long)n, (unsigned long long)(size >> 10));
 	munmap(base, 2 * size * n);
 	svm_teardown(&s);

@@ -190,10 +190,11 @@ struct gvm_device_ops {
 	 * copy, which gvm asks of the device that receives the data; a
 	 * backend that cannot reach the peer (no link any more) fails with
 	 * -ENOLINK.  Mandatory.  gvm waits for
-	 * copies on its fault-servicing thread while engines are stalled in
-	 * GPU faults: a copy must complete without waiting for any kernel
-	 * (run it where no kernel runs, or where kernels can be switched
-	 * out).
+	 * copies while servicing GPU faults (on its fault-servicing thread,
+	 * or on the faulting engine's own thread inside gvm_vm_fault()),
+	 * engines stalled in those faults: a copy must complete without
+	 * waiting for any kernel (run it where no kernel runs, or where
+	 * kernels can be switched out).
 	 */
 	int (*copy)(struct gvm_device *dev, struct gvm_mem_addr dst,
 		    struct gvm_mem_addr src, uint64_t size,
@@ -258,11 +259,14 @@ GVM_API void *gvm_device_priv(const struct gvm_device *dev);
  * replays the access), or a negative errno: the access fails and the
  * backend fails the job with -EIO; an unresolved fault is logged
  * (gvm_vm_query_faults()).  In a VM without GVM_VM_FAULT_MODE every fault
- * is logged and returns -EFAULT.  In fault mode the fault goes into the
- * device's fault queue (desc.fault_queue_depth; the call waits for room
- * when it is full, nothing is dropped) and is serviced by the device's
- * servicing thread, in batches, faults on the same page deduplicated; the
- * call returns when its fault was.
+ * is logged and returns -EFAULT.  In fault mode a lone fault (the device
+ * services no other fault and has none queued) is serviced inside the
+ * call, on the calling thread; otherwise the fault goes into the device's
+ * fault queue (desc.fault_queue_depth; the call waits for room when it is
+ * full, nothing is dropped) and is serviced by the device's servicing
+ * thread, in batches, faults on the same page deduplicated.  Either way
+ * the call returns when its fault was, and the service may call the
+ * device's ops (tlb_inval, copy, ...) from the calling thread.
  */
 GVM_API int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f);
 

@@ -8,8 +8,9 @@
  * ("vm_bind"), queued bind job ("bind_job"), kernel run on an exec queue
  * (named after the kernel, from the moment the queue starts it until its
  * fence signals), TLB invalidation ("tlb_inval"), GPU fault
- * ("gpu_fault", an instant) and batch of the fault-servicing thread
- * ("fault_batch", fault-mode VMs).  Processes are devices, threads are
+ * ("gpu_fault", an instant) and batch of faults serviced ("fault_batch",
+ * fault-mode VMs: by the fault-servicing thread, or a lone fault by its
+ * engine's thread; one batch at a time per device).  Processes are devices, threads are
  * queues and engines.  The events stay in memory until gvm_trace_stop() writes
  * them.  The format is in docs/tool.md.
  *

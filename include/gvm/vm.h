@@ -121,9 +121,11 @@ struct gvm_vm_stats {
 	uint64_t faults;		/* GPU faults reported */
 	uint64_t faults_serviced;	/* fault mode: of them resolved by
 					   binding the mapping (replayed) */
-	uint64_t fault_batches;		/* fault mode: batches of the device's
-					   fault-servicing thread that held
-					   faults of this VM */
+	uint64_t fault_batches;		/* fault mode: batches serviced (by
+					   the device's fault-servicing
+					   thread, or a lone fault by its
+					   engine's thread) that held faults
+					   of this VM */
 	uint64_t faults_deduplicated;	/* fault mode: faults completed with
 					   the result of another fault on the
 					   same page in their batch (not

@@ -149,7 +149,8 @@ static inline void gvm__trace_scope_init(struct gvm__trace_scope *s,
 	GVM__TRACE_SCOPE(dir, "migrate", dev, dev_name,                       \
 			 GVM__TRACE_MIGRATION, GVM__TRACE_MIGRATION, "start", \
 			 (uint64_t)(start), "size", (uint64_t)(size), 1u)
-/* The fault-servicing thread sorts, deduplicates and services @faults. */
+/* A batch's servicer (the fault-servicing thread, or the faulting engine's
+   thread for a lone fault) sorts, deduplicates and services @faults. */
 #define GVM_TRACE_FAULT_BATCH(dev, dev_name, faults)                          \
 	GVM__TRACE_SCOPE("fault_batch", "fault", dev, dev_name,               \
 			 GVM__TRACE_FAULT_QUEUE, GVM__TRACE_FAULT_QUEUE,      \

@@ -28,9 +28,10 @@
  *
  * FAULTS.  The engine stops translating (so invalidations are acknowledged
  * at once, engine.c), reports through sd->fault_fn (gvm_vm_fault, which
- * for a fault-mode VM queues the fault to gvm's servicing thread and
- * waits; the engine runs nothing else meanwhile) with no lock held and
- * the guard off, then resumes.  0 = resolved: the TLB entry
+ * for a fault-mode VM services a lone fault right there, in the engine's
+ * thread, or queues it to gvm's servicing thread and waits; the engine
+ * runs nothing else meanwhile) with no lock held and the guard off, then
+ * resumes.  0 = resolved: the TLB entry
  * for the address is dropped and the access is translated and replayed
  * (at most MAX_REPLAYS times per access).  Otherwise the job fails: the
  * lane's access does nothing, gvm_lane_faulted() becomes true, later

@@ -26,17 +26,21 @@
  * (svm.c), which makes and binds a range there.
  *
  * Where it runs: gvm_vm_fault() (the backend's call, from the stalled
- * engine's thread) queues a fault-mode VM's fault to the device's fault
- * queue and waits (fault_queue.c); the device's servicing thread sorts and
- * deduplicates a batch and calls gvm__fault_service() for each fault left,
- * with no gvm lock held.  That is the only way a fault is serviced.
+ * engine's thread) hands a fault-mode VM's fault to the device's fault
+ * queue (fault_queue.c, gvm__fault_queue_service): a lone fault (nothing
+ * queued, no batch being serviced) is serviced right there, in the
+ * engine's thread, as a batch of one; otherwise it is queued and the
+ * engine waits while the device's servicing thread sorts and deduplicates
+ * a batch.  Either way gvm__fault_service() is called for each fault left,
+ * with no gvm lock held, one batch at a time per device.  That is the only
+ * way a fault is serviced.
  * Faults that are not serviced (a VM outside fault mode, a
  * GVM_FAULT_SYSMEM_GONE fault) are failed on the engine's thread without
  * going through the queue.  A fault that is not resolved (serviced or not)
  * is logged by gvm_vm_fault(), once per faulting access.
  *
  * Locking and why it cannot deadlock (the whole analysis is at the top of
- * fault_queue.c): the servicing thread holds no gvm lock when it calls;
+ * fault_queue.c): the servicer holds no gvm lock when it calls;
  * the faulting engine is stalled and quiesced (it acknowledges TLB
  * invalidations at once, so the update's TLB wait completes).  In fault
  * mode no job fence sits in a reservation (LR mode) and no preempt fence
@@ -149,12 +153,8 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 			 gvm__access_name(f->access),
 			 gvm__fault_reason_name(f->reason));
 	if ((vm->flags & GVM_VM_FAULT_MODE) &&
-	    f->reason != GVM_FAULT_SYSMEM_GONE) {
-		struct gvm_fault_req req;
-
-		gvm__fault_queue_submit(vm, f, &req);
-		err = gvm__fault_req_wait(&req);
-	}
+	    f->reason != GVM_FAULT_SYSMEM_GONE)
+		err = gvm__fault_queue_service(vm, f);
 	gvm__dev_reap(vm->dev);		/* eviction's deferred puts */
 	if (!err) {
 		gvm__vm_stat_add(vm, faults_serviced, 1);

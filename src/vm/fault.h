@@ -13,8 +13,9 @@ struct gvm_vma;
 /*
  * Services fault @f of fault-mode VM @vm (fault.c, the one place faults
  * are serviced): binds what the fault needs (the VMA, or an SVM range).
- * Called by the device's fault-servicing thread (fault_queue.c) with no
- * gvm lock held; may block.  0: resolved (the access may be replayed);
+ * Called by the servicer of a batch (fault_queue.c: the device's
+ * fault-servicing thread, or the faulting engine's thread for a lone
+ * fault) with no gvm lock held; may block.  0: resolved (the access may be replayed);
  * -EFAULT (no mapping, the VM closed, memory gone), -EACCES (a write or
  * atomic to a read-only mapping), or the bind's error.
  */

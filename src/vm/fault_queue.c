@@ -6,7 +6,9 @@
  *
  * A backend reports a fault with gvm_vm_fault() from the faulting engine's
  * thread, the engine stalled (it runs no other job meanwhile) and not
- * translating.  In a fault-mode VM that call is submit + wait:
+ * translating.  When the device is servicing nothing and has nothing
+ * queued, the fault is serviced right there (INLINE, below); otherwise, in
+ * a fault-mode VM, that call is submit + wait:
  *
  *   engine thread (gvm_vm_fault)          servicing thread (one per device)
  *   ----------------------------          ---------------------------------
@@ -30,6 +32,31 @@
  * device reference itself, and drops no VM reference (submitters do), so
  * the last device reference is never dropped on it.
  *
+ * INLINE.  A thread of the device takes faults from the engines so that a
+ * burst of them is serviced in batches, deduplicated.  A lone fault has
+ * nothing to batch with, and handing it over costs two cross-CPU wake-ups
+ * (to the thread and back), as much as the service itself (a 4 KiB SVM
+ * fault on the 2-vCPU development VM: 6-8 us serviced, 6-7 us more
+ * through the thread, tens of us when the other CPU is busy;
+ * docs/performance.md).  So
+ * gvm__fault_queue_service() services it in the calling thread when the
+ * queue is empty, not held, and no batch is being serviced: it sets
+ * fq->servicing under fq->lock, services a batch of one with no lock held
+ * (service_batch, the thread's own path: the same statistics, trace and
+ * completion) and clears it.  fq->servicing keeps one batch at a time per
+ * device: while it is set, faults queue and the thread takes no batch
+ * (it waits, and is signalled when the inline service ends), so a burst
+ * that arrives during a lone fault is batched behind it as before.  The
+ * deadlock analysis below holds for the calling thread as for the
+ * servicing thread: an engine reporting a fault is stalled and not
+ * translating (it acknowledges TLB invalidations at once, its own
+ * included), its guard is off during the report (src/sim/lane.c), and the
+ * service never waits for the servicing thread to do anything.  A
+ * collection or a notification the thread runs meanwhile (they do not
+ * set fq->servicing) may hold vm->lock, which the service then waits for,
+ * as for any other holder: they take it like a fault's own collection
+ * does and wait for no engine under it.
+ *
  * DEDUPLICATION.  A batch is sorted by VM, then 4 KiB page, then access,
  * strongest first (atomic > write > read), then arrival.  A fault is
  * *covered* by the last fault serviced before it on the same VM and page
@@ -41,11 +68,13 @@
  * a read-only mapping does not fail a read of it.
  *
  * LOCKING.  fq->lock is a leaf (rank LEAF), taken with no other gvm lock
- * held, by submitters, the thread, the test hooks and teardown; it is
- * never held while servicing, while waiting for a completion or while
- * calling out.  A request's `done` word is the only thing shared after
- * submit: written once by the thread (release), read by the submitter
- * (acquire).  Per-VM counters are relaxed atomics.
+ * held, by submitters, inline servicers, the thread, the test hooks and
+ * teardown; it is never held while servicing, while waiting for a
+ * completion or while calling out.  fq->servicing (under it) says a batch
+ * is being serviced, by the thread or inline.  A queued request's `done`
+ * word is the only thing shared after submit: written once by the thread
+ * (release), read by the submitter (acquire).  Per-VM counters are
+ * relaxed atomics.
  *
  * DEADLOCK ANALYSIS.  An engine stalled in a fault runs no other job, so
  * nothing the servicing thread waits for may need a stalled engine (or a
@@ -282,7 +311,8 @@ static bool covered(const struct gvm_fault_req *s, int s_result,
 	       (s_result == 0 && r->info.access <= s->info.access);
 }
 
-/* The largest batch of @vm's faults; only this thread writes it. */
+/* The largest batch of @vm's faults; written by the servicer of a batch
+   (one at a time per device: fq->servicing). */
 static void batch_max(struct gvm_vm *vm, uint64_t nr)
 {
 	if (nr > gvm_load_relaxed(&vm->stats.fault_batch_max))
@@ -377,6 +407,12 @@ static void note_one(struct gvm_fault_queue *fq)
 	gvm__cond_broadcast(&fq->state_cond);
 }
 
+/* fq->lock held: is there anything for the thread to do? */
+static bool thread_has_work(const struct gvm_fault_queue *fq)
+{
+	return fq->count || !gvm_list_empty(&fq->collect) || fq->notes_count;
+}
+
 static void *fault_thread_main(void *arg)
 {
 	struct gvm_fault_queue *fq = arg;
@@ -390,8 +426,7 @@ static void *fault_thread_main(void *arg)
 
 		if (fq->stop)
 			break;
-		if (fq->hold || (!fq->count && gvm_list_empty(&fq->collect) &&
-				 !fq->notes_count)) {
+		if (fq->hold || fq->servicing || !thread_has_work(fq)) {
 			gvm__cond_wait(&fq->work_cond, &fq->lock);
 			continue;
 		}
@@ -412,13 +447,52 @@ static void *fault_thread_main(void *arg)
 			gvm__cond_broadcast(&fq->room_cond);
 		if (fq->watchers)
 			gvm__cond_broadcast(&fq->state_cond);
+		fq->servicing = true;
 		gvm__mutex_unlock(&fq->lock);
 		service_batch(fq, fq->batch, n);
 		gvm__mutex_lock(&fq->lock);
+		fq->servicing = false;
 	}
 	gvm__mutex_unlock(&fq->lock);
 	gvm_fetch_sub_release(&gvm__fault_queue_threads, 1u);
 	return NULL;
+}
+
+/* ---- servicing a fault: inline or through the queue --------------------- */
+
+int gvm__fault_queue_service(struct gvm_vm *vm, const struct gvm_fault_info *f)
+{
+	struct gvm_fault_queue *fq = &vm->dev->fq;
+	struct gvm_fault_req req, *b = &req;
+
+	gvm_might_block();
+	gvm__mutex_lock(&fq->lock);
+	gvm_assert(fq->started && !fq->stop);
+	if (fq->hold || fq->servicing || fq->count) {
+		gvm__mutex_unlock(&fq->lock);
+		gvm__fault_queue_submit(vm, f, &req);
+		return gvm__fault_req_wait(&req);
+	}
+	/* INLINE: a batch of one, serviced here. */
+	fq->servicing = true;
+	req.info = *f;
+	req.vm = gvm__vm_get(vm);	/* as a queued fault holds it */
+	req.result = -EFAULT;
+	req.deduplicated = false;
+	req.seq = fq->next_seq++;
+	req.done = FQ_PENDING;
+	gvm__mutex_unlock(&fq->lock);
+	service_batch(fq, &b, 1);
+	gvm__mutex_lock(&fq->lock);
+	fq->servicing = false;
+	/* Faults queued meanwhile, collections, notifications: the thread
+	   waited for this.  Nothing: no wake-up (a futex call and a cross-CPU
+	   wake-up per fault doubled svm_fault_4k's median). */
+	if (thread_has_work(fq))
+		gvm__cond_signal(&fq->work_cond);
+	gvm__mutex_unlock(&fq->lock);
+	gvm__vm_put(req.vm);
+	return req.result;
 }
 
 int gvm__fault_queue_start(struct gvm_device *dev)

@@ -6,7 +6,9 @@
  * A fault is a struct gvm_fault_req owned by its submitter (on the stack
  * of the engine thread in gvm_vm_fault()): submit puts a pointer to it in
  * the device's bounded queue, waiting for room when the queue is full,
- * and wait returns its result once the servicing thread completed it.
+ * and wait returns its result once the servicing thread completed it.  A
+ * lone fault (nothing queued, no batch being serviced) skips the queue:
+ * gvm__fault_queue_service() services it in the calling thread.
  */
 #ifndef GVM_VM_FAULT_QUEUE_H
 #define GVM_VM_FAULT_QUEUE_H
@@ -79,7 +81,10 @@ struct gvm_fault_queue {
 	uint32_t blocked;		/* lock: submitters waiting for room */
 	uint32_t watchers;		/* lock: threads in wait_for() */
 	uint64_t next_seq;		/* lock: arrival numbers */
-	bool hold;			/* lock: test hook, take no batch */
+	bool hold;			/* lock: test hook, take no batch
+					   and service nothing inline */
+	bool servicing;			/* lock: a batch (the thread's or
+					   an inline one) is being serviced */
 	bool stop;			/* lock: device teardown */
 	bool started;			/* the thread runs (joined at
 					   teardown): written under start_lock
@@ -88,7 +93,8 @@ struct gvm_fault_queue {
 	struct gvm_device *dev;		/* immutable; no reference (the
 					   queue is part of the device) */
 	uint64_t batches;		/* batches done: incremented (acq_rel)
-					   by the thread after completing one,
+					   by their servicer (the thread or
+					   an inline one) after completing one,
 					   read with acquire (bench, tests) */
 	int64_t last_batch_ns;		/* the last batch's time from taking
 					   it to its last completion; written
@@ -118,10 +124,19 @@ void gvm__fault_queue_fini(struct gvm_fault_queue *fq);
 int gvm__fault_queue_start(struct gvm_device *dev);
 
 /*
- * Queues @req for @vm (a fault-mode VM of the device, whose servicing
- * thread was started): takes a reference on @vm, fills req->vm, waits for
- * room while the queue is full.  No lock held (may block).  The caller
- * must then gvm__fault_req_wait(@req) before @req goes away.
+ * Services fault @f of @vm (a fault-mode VM of the device, whose servicing
+ * thread was started) and returns its result: in the calling thread when
+ * the device services nothing and has nothing queued (fault_queue.c,
+ * "INLINE"), else through the queue (submit, then wait).  No lock held
+ * (may block).
+ */
+int gvm__fault_queue_service(struct gvm_vm *vm, const struct gvm_fault_info *f);
+
+/*
+ * Queues @req for @vm (as above): takes a reference on @vm, fills
+ * req->vm, waits for room while the queue is full.  No lock held (may
+ * block).  The caller must then gvm__fault_req_wait(@req) before @req
+ * goes away.
  */
 void gvm__fault_queue_submit(struct gvm_vm *vm, const struct gvm_fault_info *f,
 			     struct gvm_fault_req *req);

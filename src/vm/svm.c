@@ -31,7 +31,8 @@
  *
  * Placement and migration are range_place() and migrate.c; docs/svm.md
  * has the whole fault path.  (Faults reach gvm__svm_fault() from the
- * device's fault-servicing thread, fault_queue.c.)
+ * device's fault-servicing thread, or from the faulting engine's thread
+ * for a lone fault: fault_queue.c.)
  *
  * Locking: vm->lock protects the range space (like the VA tree); ranges'
  * userptr state follows userptr.c; range VMAs that go away are freed with

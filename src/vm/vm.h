@@ -105,7 +105,8 @@ struct gvm_vm_counters {		/* relaxed atomics */
 					   of this VM */
 	uint64_t fault_batch_max;	/* fault_queue.c: most faults of this
 					   VM in one batch (written by the
-					   device's fault thread only) */
+					   servicer of a batch: one at a time
+					   per device, fq->servicing) */
 	uint64_t fault_retries;		/* fault.c: binds redone because the
 					   pages changed while fetched */
 	uint64_t svm_migration_retries;	/* svm.c: failed migrations retried */

@@ -20,6 +20,7 @@
 #include "core/atomic.h"
 #include "vm/dev.h"
 #include "vm/fault_queue.h"
+#include "vm/pt_update.h"
 #include "vm/vm.h"
 
 #define K4 4096ull
@@ -519,4 +520,155 @@ TEST(thread_starts_with_first_fault_vm_and_is_joined_at_teardown)
 	ASSERT_OK(gvm_vm_destroy(g));
 	gvm_device_put(other);
 	ASSERT_EQ(gvm_load_relaxed(&gvm__fault_queue_threads), 0);
+}
+
+/* ---- inline servicing ---------------------------------------------------- */
+
+/* Who committed each update of one VM; the first may be held at a gate. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct gvm_vm *vm;
+	pthread_t who[4];
+	unsigned int n;
+	bool hold_first, released;
+} hk = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	  .cond = PTHREAD_COND_INITIALIZER };
+
+static void who_hook(struct gvm_vm *vm, enum gvm_vm_update_point point)
+{
+	if (vm != hk.vm || point != GVM_UPDATE_BEFORE_COMMIT)
+		return;
+	pthread_mutex_lock(&hk.lock);
+	if (hk.n < 4)
+		hk.who[hk.n] = pthread_self();
+	hk.n++;
+	pthread_cond_broadcast(&hk.cond);
+	while (hk.n == 1 && hk.hold_first && !hk.released)
+		pthread_cond_wait(&hk.cond, &hk.lock);
+	pthread_mutex_unlock(&hk.lock);
+}
+
+static void hook_on(struct gvm_vm *vm, bool hold_first)
+{
+	hk.vm = vm;
+	hk.n = 0;
+	hk.hold_first = hold_first;
+	hk.released = false;
+	gvm__vm_update_hook = who_hook;
+}
+
+static void hook_wait(unsigned int n)
+{
+	pthread_mutex_lock(&hk.lock);
+	while (hk.n < n)
+		pthread_cond_wait(&hk.cond, &hk.lock);
+	pthread_mutex_unlock(&hk.lock);
+}
+
+/*
+ * A lone fault on an idle device is serviced by the engine that took it
+ * (no hand-off to the servicing thread and back), as a batch of one.
+ */
+TEST(a_lone_fault_is_serviced_by_its_engine)
+{
+	struct gvm_vm_stats st;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	uint64_t *p, uf;
+	struct ctx c;
+
+	setup_cfg(&c, 0, 0, 1);
+	bo = bo_at(&c, VA, 4, 0, &p);
+	hook_on(c.vm, false);
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 42, 64));
+	exec_on(c.q[0], &k, &uf);
+	uf_wait(&uf);
+	gvm__vm_update_hook = NULL;
+	ASSERT_EQ(p[1], 42);
+	ASSERT_EQ(hk.n, 1);
+	ASSERT_FALSE(pthread_equal(hk.who[0], c.dev->fq.thread));
+	ASSERT_FALSE(pthread_equal(hk.who[0], pthread_self()));
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults_serviced, 1);
+	ASSERT_EQ(st.fault_batches, 1);
+	ASSERT_EQ(st.fault_batch_max, 1);
+	gvm_bo_put(bo);
+	teardown(&c);
+}
+
+struct faulter {
+	struct gvm_vm *vm;
+	uint64_t addr;
+	int result;
+};
+
+/* A fault reported as an engine would (gvm_vm_fault), from a thread. */
+static void *fault_at(void *arg)
+{
+	struct faulter *f = arg;
+	struct gvm_fault_info fi = { .addr = f->addr,
+				     .access = GVM_ACCESS_WRITE,
+				     .reason = GVM_FAULT_NOT_PRESENT,
+				     .engine = GVM_ENGINE_COMPUTE };
+
+	f->result = gvm_vm_fault(f->vm, &fi);
+	return NULL;
+}
+
+/*
+ * Faults that arrive while a lone fault is serviced inline queue for the
+ * servicing thread, which takes them as one batch (deduplicated) once the
+ * inline service ended: one batch at a time per device.
+ */
+TEST(faults_during_an_inline_service_are_batched_by_the_thread)
+{
+	struct faulter f[2];
+	struct gvm_vm_stats st;
+	uint64_t *p, *p2, uf;
+	struct gvm_bo *bo, *bo2;
+	struct gvm_kernel k;
+	pthread_t t[2];
+	struct ctx c;
+	unsigned int i;
+
+	setup_cfg(&c, 0, 0, 1);
+	bo = bo_at(&c, VA, 4, 0, &p);
+	bo2 = bo_at(&c, VA_RO, 4, 0, &p2);
+	hook_on(c.vm, true);
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 1, 64));
+	exec_on(c.q[0], &k, &uf);
+	hook_wait(1);		/* the engine services inline, held */
+	for (i = 0; i < 2; i++) {
+		f[i] = (struct faulter){ .vm = c.vm, .addr = VA_RO + 8 * i,
+					 .result = -1 };
+		ASSERT_OK(pthread_create(&t[i], NULL, fault_at, &f[i]));
+	}
+	gvm__fault_queue_wait_for(c.dev, 2, 0);	/* both queued */
+	pthread_mutex_lock(&hk.lock);
+	ASSERT_TRUE(c.dev->fq.servicing);
+	ASSERT_EQ(hk.n, 1);
+	hk.released = true;
+	pthread_cond_broadcast(&hk.cond);
+	pthread_mutex_unlock(&hk.lock);
+	uf_wait(&uf);
+	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(p[1], 1);
+	for (i = 0; i < 2; i++) {
+		ASSERT_OK(pthread_join(t[i], NULL));
+		ASSERT_EQ(f[i].result, 0);
+	}
+	gvm__vm_update_hook = NULL;
+	/* the held one, then the thread's batch: one service, one covered */
+	ASSERT_EQ(hk.n, 2);
+	ASSERT_FALSE(pthread_equal(hk.who[0], c.dev->fq.thread));
+	ASSERT_TRUE(pthread_equal(hk.who[1], c.dev->fq.thread));
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults_serviced, 3);
+	ASSERT_EQ(st.fault_batches, 2);
+	ASSERT_EQ(st.fault_batch_max, 2);
+	ASSERT_EQ(st.faults_deduplicated, 1);
+	gvm_bo_put(bo);
+	gvm_bo_put(bo2);
+	teardown(&c);
 }

@@ -17,7 +17,7 @@
  *	unbind-exec    unbind of a BO | exec of a kernel   the exec faulted or
  *	               that stores to it                   stored; no PTE left
  *	fault-unbind   fault mode: a kernel whose store    the store landed or
- *	               faults the BO in (fault thread) |   the fault was logged;
+ *	               faults the BO in (its engine) |     the fault was logged;
  *	               unbind of the BO                    no PTE left; not banned
  *	gc-fault       SVM (policy remote): an UNMAP       the store landed (the
  *	               invalidation of a range (it goes    memory is still

@@ -32,8 +32,10 @@
  *    the space; they are freed after it, with no lock held.
  *
  * One range R, one chunk, one VM.  Actors: two UNMAP callbacks, the
- * device's fault thread as collector, a second device's fault thread
- * servicing a fault (it holds a VM reference), an unbind, gvm_vm_destroy.
+ * device's fault thread as collector, a fault serviced meanwhile (it
+ * holds a VM reference): by a second device's fault thread, or by the
+ * faulting engine's own thread (a lone fault, fault_queue.c INLINE, which
+ * does not wait for the collector), an unbind, gvm_vm_destroy.
  *
  * Safety:
  *  G1 a range is never freed while the collector, a fault or a callback
@@ -208,7 +210,8 @@ end_idle:
 	od
 }
 
-/* device 1's fault thread: a fault on R (gvm__svm_fault) */
+/* a fault on R serviced while the collector runs (gvm__svm_fault): device
+   1's fault thread, or an engine servicing a lone fault of device 0 */
 active proctype fault()
 {
 	bool got, mine;
