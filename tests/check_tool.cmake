@@ -14,7 +14,10 @@ separate_arguments(args UNIX_COMMAND "${ARGS}")
 if(TRACE)
 	file(REMOVE "${TRACE}")
 endif()
-execute_process(COMMAND ${GVM} ${args} RESULT_VARIABLE rc
+# Under a watchdog that prints the threads of a hang before killing it
+# (tests/watchdog.sh), sooner than this script's own timeout.
+execute_process(COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/watchdog.sh 110
+	${GVM} ${args} RESULT_VARIABLE rc
 	OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
 message("$ gvm ${ARGS}\n${out}${err}exit status: ${rc}")
 if(STDOUT_FILE)
