@@ -326,6 +326,21 @@ static inline uint64_t span_of(unsigned int level)
 	return 1ull << gvm__ptf_shift(level);
 }
 
+/*
+ * The entries [*i0, *i1] of a level-@level table at VA @base that
+ * [va, end) intersects (it must intersect the table).
+ */
+static inline void entry_range(unsigned int level, uint64_t base, uint64_t va,
+			       uint64_t end, unsigned int *i0, unsigned int *i1)
+{
+	unsigned int sh = gvm__ptf_shift(level);
+	uint64_t top = base + (span_of(level) << GVM_PTF_ENTRIES_LG2);
+	uint64_t lo = va > base ? va : base, hi = end < top ? end : top;
+
+	*i0 = (unsigned int)((lo - base) >> sh);
+	*i1 = (unsigned int)((hi - 1 - base) >> sh);
+}
+
 /* Whether @level may hold leaves in @vm: the format and the device agree. */
 static inline bool pt_can_leaf(const struct gvm_pt_vm *vm, unsigned int level)
 {
@@ -1916,13 +1931,10 @@ int gvm__pt_unbind(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 static void zap_table(struct gvm_pt *t, uint64_t base, uint64_t va,
 		      uint64_t end, struct gvm_pt_update *acc)
 {
-	unsigned int level = t->level, sh = gvm__ptf_shift(level);
+	unsigned int level = t->level, i0, i1, i, g;
 	uint64_t span = span_of(level);
-	uint64_t top = base + (span << GVM_PTF_ENTRIES_LG2);
-	uint64_t lo = va > base ? va : base, hi = end < top ? end : top;
-	unsigned int i0 = (unsigned int)((lo - base) >> sh);
-	unsigned int i1 = (unsigned int)((hi - 1 - base) >> sh), i, g;
 
+	entry_range(level, base, va, end, &i0, &i1);
 	for (i = i0; i <= i1; i++) {
 		uint64_t e = t->cpu[i], a = base + i * span;
 
@@ -1978,15 +1990,12 @@ int gvm__pt_zap(struct gvm_pt_vm *vm, uint64_t va, uint64_t size,
 static void zap_staged_table(struct gvm_pt_update *upd, struct gvm_pt *t,
 			     uint64_t base, uint64_t va, uint64_t end)
 {
-	unsigned int level = t->level, sh = gvm__ptf_shift(level);
+	unsigned int level = t->level, i0, i1, i, g;
 	uint64_t span = span_of(level);
-	uint64_t top = base + (span << GVM_PTF_ENTRIES_LG2);
-	uint64_t lo = va > base ? va : base, hi = end < top ? end : top;
-	unsigned int i0 = (unsigned int)((lo - base) >> sh);
-	unsigned int i1 = (unsigned int)((hi - 1 - base) >> sh), i, g;
 	struct gvm_pt_rec *r = t->rec;
 	bool zapped = false;
 
+	entry_range(level, base, va, end, &i0, &i1);
 	for (i = i0; i <= i1; i++) {
 		bool in_rec = r && i >= r->first && i < r->first + r->count;
 		uint64_t *p = in_rec ? &r->new_e[i - r->first]
