@@ -43,7 +43,11 @@
 
 GVM_BEGIN_DECLS
 
-/* A class of mutexes that may be locked together; shared by all of them. */
+/*
+ * A class of mutexes that may be locked together; shared by all of them.
+ * Static, or at least alive and at the same address for as long as any
+ * thread uses it: threads keep blocks of its stamps (ww.c).
+ */
 struct gvm_ww_class {
 	uint64_t next_stamp;	/* atomic */
 	const char *name;	/* immutable; used by the lock-rank checker */

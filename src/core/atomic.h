@@ -30,6 +30,8 @@
 #define gvm_fetch_sub_acq_rel(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_ACQ_REL)
 #define gvm_fetch_or_acq_rel(p, v) __atomic_fetch_or((p), (v), __ATOMIC_ACQ_REL)
 
+#define gvm_xchg_acquire(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQUIRE)
+
 /* Strong compare-and-swap; on failure *expected receives the current value. */
 #define gvm_cmpxchg_release(p, expected, desired)                         \
 	__atomic_compare_exchange_n((p), (expected), (desired), false,    \

@@ -15,7 +15,8 @@
  *               pages (userptr.c; may block on the mm, so before
  *               any reservation)                          -EFAULT -EPERM
  *   4. lock     the VM's reservation and every external BO the
- *               array maps or unmaps (lockset: ww back-off); BOs
+ *               array maps or unmaps (lockset: ww back-off; fence
+ *               slots only for a queued bind, at prepare); BOs
  *               in PREFETCH ranges are moved (move.c)
  *   5. plan     the net effect on the page tables: the touched
  *               ranges, and in them the final VMAs -> one page-table
@@ -728,19 +729,31 @@ static int lock_all(struct bind *b)
 	gvm_lockset_init(ls, GVM_LOCKSET_IGNORE_DUPLICATES);
 	b->ls_init = true;
 	gvm_lockset_until_all_locked(ls) {
-		err = gvm_lockset_prepare(ls, &b->vm->resv, 1);
+		/* No fence slots yet: only a queued bind publishes a fence
+		   (reserve_slots). */
+		err = gvm_lockset_lock(ls, &b->vm->resv);
 		gvm_lockset_retry_on_contention(ls);
 		if (err)
 			return err;
 		for (i = 0; i < b->nr_bos && !err; i++)
 			if (b->bos[i]->resv != &b->vm->resv)
-				err = gvm_lockset_prepare(ls, b->bos[i]->resv,
-							  1);
+				err = gvm_lockset_lock(ls, b->bos[i]->resv);
 		gvm_lockset_retry_on_contention(ls);
 		if (err)
 			return err;
 	}
 	return inject(GVM_BIND_STAGE_LOCK);
+}
+
+/* A queued bind's fence slot in every reservation publish() writes. */
+static int reserve_slots(struct bind *b)
+{
+	int err = gvm_resv_reserve_fences(&b->vm->resv, 1);
+
+	for (size_t i = 0; i < b->nr_bos && !err; i++)
+		if (b->bos[i]->resv != &b->vm->resv)
+			err = gvm_resv_reserve_fences(b->bos[i]->resv, 1);
+	return err;
 }
 
 /* A handle for every BO that has none in this VM yet (used or not). */
@@ -915,8 +928,8 @@ static int add_dep_cb(void *arg, struct gvm_fence *f)
 static int gather_deps(struct bind *b)
 {
 	struct gvm_vm *vm = b->vm;
-	struct gvm_fence **fences;
-	unsigned int nr, k;
+	struct gvm_resv_iter it;
+	struct gvm_fence *f;
 	size_t i;
 	int err = 0;
 
@@ -930,32 +943,27 @@ static int gather_deps(struct bind *b)
 						    b);
 	if (err)
 		return err;
+	/* The reservations are locked (lock_all): iterate in place. */
 	if (b->removes) {
 		/* Kernels may still use what goes away. */
-		err = gvm_resv_get_fences(&vm->resv, GVM_RESV_USAGE_BOOKKEEP,
-					  &fences, &nr);
-		if (err)
-			return err;
-		for (k = 0; k < nr && !err; k++)
-			if (!gvm__range_fence_is(vm, fences[k]))
-				err = add_dep(b, fences[k]);
-		gvm_resv_put_fences(fences, nr);
-		if (err)
-			return err;
+		gvm_resv_for_each_fence(&it, &vm->resv,
+					GVM_RESV_USAGE_BOOKKEEP, f)
+			if (!gvm__range_fence_is(vm, f)) {
+				err = add_dep(b, f);
+				if (err)
+					return err;
+			}
 	}
-	for (i = 0; i < b->nr_bos && !err; i++) {
+	for (i = 0; i < b->nr_bos; i++) {
 		if (b->bos[i]->resv == &vm->resv)
 			continue;
-		err = gvm_resv_get_fences(b->bos[i]->resv,
-					  GVM_RESV_USAGE_KERNEL, &fences, &nr);
-		if (err)
-			break;
-		for (k = 0; !err && k < nr; k++)
-			err = add_dep(b, fences[k]);
-		gvm_resv_put_fences(fences, nr);
+		gvm_resv_for_each_fence(&it, b->bos[i]->resv,
+					GVM_RESV_USAGE_KERNEL, f) {
+			err = add_dep(b, f);
+			if (err)
+				return err;
+		}
 	}
-	if (err)
-		return err;
 	b->inline_bind = !b->nr_deps && gvm__bind_queue_idle_locked(b->q);
 	return 0;
 }
@@ -981,7 +989,9 @@ static int prepare(struct bind *b)
 		/* The inline path's "run" is the commit, still ahead. */
 		return err ? err : inject(GVM_BIND_STAGE_RUN);
 	}
-	err = gvm__range_fence_prepare(b->vm, b->q, &b->rf);
+	err = reserve_slots(b);
+	if (!err)
+		err = gvm__range_fence_prepare(b->vm, b->q, &b->rf);
 	if (err)
 		return err;
 	if (b->dead == b->dead_inl && b->nr_dead) {
@@ -1245,7 +1255,7 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 		}
 		gvm__vm_update_free_tables(&b.upd, false);
 		for (i = 0; i < b.nr_dead; i++)
-			gvm__vma_free(b.dead[i]);
+			gvm__vma_free(b.dead[i], vm);
 	} else {
 		gvm__mutex_unlock(&vm->lock);
 	}

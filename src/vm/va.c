@@ -151,8 +151,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/alloc.h"
+#include "core/atomic.h"
 #include "core/debug.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -190,12 +192,43 @@ static bool backing_ok(uint64_t range, const void *obj, uint64_t obj_offset,
 	return obj_offset + (range - 1) >= obj_offset;	/* no wrap */
 }
 
-static struct gvm_va *va_alloc(const struct gvm_va_space *space,
+/* A spare of @space (zeroed), or NULL if every slot is empty. */
+static struct gvm_va *spare_take(struct gvm_va_space *space)
+{
+	for (size_t i = 0; i < GVM_VA_SPARES; i++) {
+		struct gvm_va *va;
+
+		if (!gvm_load_relaxed(&space->spare[i]))
+			continue;
+		va = gvm_xchg_acquire(&space->spare[i], NULL);
+		if (va) {
+			memset(va, 0, space->va_size);
+			return va;
+		}
+	}
+	return NULL;
+}
+
+void gvm__va_free(struct gvm_va_space *space, struct gvm_va *va)
+{
+	for (size_t i = 0; va && i < GVM_VA_SPARES; i++) {
+		struct gvm_va *none = NULL;
+
+		if (!gvm_load_relaxed(&space->spare[i]) &&
+		    gvm_cmpxchg_release(&space->spare[i], &none, va))
+			return;
+	}
+	gvm__free(va);
+}
+
+static struct gvm_va *va_alloc(struct gvm_va_space *space,
 			       uint64_t addr, uint64_t range, void *obj,
 			       uint64_t obj_offset, uint32_t flags)
 {
-	struct gvm_va *va = gvm__calloc(1, space->va_size);
+	struct gvm_va *va = spare_take(space);
 
+	if (!va)
+		va = gvm__calloc(1, space->va_size);
 	if (!va)
 		return NULL;
 	va->addr = addr;
@@ -253,6 +286,7 @@ int gvm__va_space_init(struct gvm_va_space *space, uint64_t start,
 	gvm__itree_init(&space->tree);
 	space->nr_lists = 0;
 	space->pending_inserts = 0;
+	memset(space->spare, 0, sizeof(space->spare));
 	return 0;
 }
 
@@ -274,6 +308,10 @@ void gvm__va_space_fini(struct gvm_va_space *space,
 	gvm__itree_fini(&space->tree);
 	space->nr_lists = 0;
 	space->pending_inserts = 0;
+	for (size_t i = 0; i < GVM_VA_SPARES; i++) {
+		gvm__free(space->spare[i]);
+		space->spare[i] = NULL;
+	}
 }
 
 /* ---- lookups ---------------------------------------------------------------- */

@@ -80,13 +80,20 @@ static inline uint64_t gvm__va_last(const struct gvm_va *va)
 	return va->addr + va->range - 1;
 }
 
+/* Mappings a space keeps for reuse (gvm__va_free). */
+#define GVM_VA_SPARES 4
+
 /*
  * A GPU VA space [start, start + range).  Invariants (gvm__va_validate()):
  *   every entry of tree is a gvm_va with inserted == true, keyed by
  *     [addr, addr + range - 1], inside the space, valid flags;
  *   entries do not overlap: in address order, a.addr + a.range <= b.addr;
  *   nr_lists == 0  =>  pending_inserts == 0 and no tree reservation.
- * All fields are protected by vm->lock.
+ * All fields but spare[] are protected by vm->lock.  spare[] holds
+ * mappings given back with gvm__va_free() for the next allocation to
+ * reuse (a map after an unmap allocates nothing): each slot is taken and
+ * filled with one atomic exchange / compare-and-swap, by any thread with
+ * no lock held (the VM layer frees VMAs after dropping vm->lock).
  */
 struct gvm_va_space {
 	uint64_t start;		/* first usable GPU address */
@@ -98,6 +105,8 @@ struct gvm_va_space {
 	size_t pending_inserts;	/* tree inserts those lists may still do
 				   (apply and unwind both insert); covered by
 				   the tree's reservation */
+	struct gvm_va *spare[GVM_VA_SPARES];	/* atomic slots, NULL or a
+				   va_size block for reuse (see above) */
 };
 
 enum gvm_va_op_kind {
@@ -184,6 +193,17 @@ int gvm__va_space_init(struct gvm_va_space *space, uint64_t start,
 void gvm__va_space_fini(struct gvm_va_space *space,
 			void (*release)(struct gvm_va *va, void *arg),
 			void *arg);
+
+/*
+ * Gives back the memory of a mapping the caller owns (out of every space,
+ * its own references released), allocated by @space or by a space of the
+ * same va_size: kept in a free slot of @space's spare[] for the next
+ * allocation, or freed if none is free.  Any thread, no lock needed; not
+ * after gvm__va_space_fini() (which frees the spares).  The allocation
+ * that reuses a spare zeroes it and calls no allocator: fault injection
+ * reaches the allocation only when the slots are empty.
+ */
+void gvm__va_free(struct gvm_va_space *space, struct gvm_va *va);
 
 /*
  * Builds the op list of mapping [addr, addr + range) to (obj, obj_offset,

@@ -190,7 +190,7 @@ err_free:
 	return err;
 }
 
-void gvm__vma_free(struct gvm_vma *vma)
+void gvm__vma_free(struct gvm_vma *vma, struct gvm_vm *vm)
 {
 	gvm__userptr_detach(vma);
 	if (vma->bo_ref)
@@ -198,13 +198,16 @@ void gvm__vma_free(struct gvm_vma *vma)
 	gvm__ufence_put(vma->ufence);
 	if (vma->bind_fence)
 		gvm_fence_put(vma->bind_fence);
-	gvm__free(vma);
+	if (vm)
+		gvm__va_free(&vm->va, &vma->va);
+	else
+		gvm__free(vma);
 }
 
 void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma)
 {
 	if (!vma->userptr) {
-		gvm__vma_free(vma);
+		gvm__vma_free(vma, NULL);
 		return;
 	}
 	gvm__mutex_lock(&vm->dead_lock);
@@ -228,7 +231,7 @@ void gvm__vm_reap(struct gvm_vm *vm)
 	gvm__mutex_unlock(&vm->dead_lock);
 	gvm_list_for_each_safe(pos, tmp, &dead)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
-					     vm_bo_link));
+					     vm_bo_link), NULL);
 }
 
 /* Collects the VMAs left at teardown, to free once vm->lock is dropped. */
@@ -393,7 +396,7 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	/* Userptr notifiers are removed with no lock held. */
 	gvm_list_for_each_safe(pos, tmp, &dead)
 		gvm__vma_free(gvm_list_entry(pos, struct gvm_vma,
-					     vm_bo_link));
+					     vm_bo_link), NULL);
 	gvm__userptr_chunks_fini(vm);	/* every range is gone */
 	gvm__attrs_fini(vm);		/* no chunk notes unmaps any more */
 	dev->ops->vm_detach(dev, vm->dev_priv);

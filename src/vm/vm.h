@@ -334,9 +334,11 @@ void gvm__queue_set_last(struct gvm_queue *q, struct gvm_fence *f);
 /*
  * Frees a VMA taken out of the tree: drops its BO and user-fence
  * references, removes a userptr's notifier.  No lock held (the VMA is
- * private by then).
+ * private by then).  With @vm (from a call on it, so not during its
+ * destruction) the memory goes to vm->va's spares for the next VMA
+ * (gvm__va_free); with NULL, to the heap.
  */
-void gvm__vma_free(struct gvm_vma *vma);
+void gvm__vma_free(struct gvm_vma *vma, struct gvm_vm *vm);
 /* Frees it later (gvm__vm_reap) if it has a notifier: from bind jobs. */
 void gvm__vma_free_deferred(struct gvm_vm *vm, struct gvm_vma *vma);
 /* Frees the VMAs deferred so far.  No lock held. */
