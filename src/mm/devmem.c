@@ -28,7 +28,10 @@
  *     |          the faulting threads); or, without a window, for an
  *     |          extent above gvm__mm_devmem_cpu_back_max, or if a page
  *     |          could not be filled: copy device memory -> stage (copy
- *     |          engine); give: stage -> CPU pages (wakes);
+ *     |          engine); give: stage -> CPU pages (wakes); or, for an
+ *     |          extent taken as one huge page (mm.h, take): the CPU
+ *     |          copies from the window into a stage of one huge
+ *     |          page, give moves it back whole (back_huge);
  *     |          register "not missing";
  *     |          drop the extent and its reference on the devmem
  *     end of invalidation
@@ -113,6 +116,7 @@ struct devmem_ext {
 	uint64_t valid[PAGES_MAX / 64];	/* pages whose data it holds */
 	struct gvm_mm_devmem *dm;	/* reference */
 	uint64_t off;			/* in dm, of start */
+	bool huge;			/* constant: taken as one huge page */
 	struct stage_dm *spare;		/* a migration's, until it ends */
 	bool inserted;			/* in the tree (a migration's) */
 };
@@ -351,7 +355,7 @@ static int to_dev_change(void *arg)
 	uint64_t stage;
 	int err;
 
-	err = mm->ops->stage_get(mm, true, &stage);
+	err = mm->ops->stage_get(mm, GVM_MM_STAGE_EMPTY, &stage);
 	if (err)
 		return err;
 	err = mm->ops->register_range(mm, e->start, e->len, true);
@@ -359,7 +363,7 @@ static int to_dev_change(void *arg)
 		mm->ops->stage_put(mm, stage, true);
 		return err;
 	}
-	err = mm->ops->take(mm, e->start, e->len, stage);
+	err = mm->ops->take(mm, e->start, e->len, stage, &e->huge);
 	if (err) {
 		mm->ops->register_range(mm, e->start, e->len, false);
 		mm->ops->stage_put(mm, stage, true);
@@ -527,6 +531,32 @@ static bool to_ram_by_cpu(struct devmem_ext *e)
 }
 
 /*
+ * A huge page goes back as one (mm.h, take): whole, where it was taken,
+ * CPU-copied from the device's window into a stage holding one huge page
+ * (or none: the copy faults one in), then moved.  Else @e goes the ways below.
+ */
+static bool back_huge(const struct devmem_ext *e)
+{
+	return e->huge && e->len == GVM_MM_STAGE_MAX &&
+	       !(e->start & (GVM_MM_STAGE_MAX - 1)) && ext_full(e) &&
+	       e->dm->ops->cpu_addr;
+}
+
+/* @e's data into @stage: by the CPU from the window (@by_cpu), or the
+   device's copy. */
+static int stage_fill(struct devmem_ext *e, uint64_t stage, bool by_cpu)
+{
+	uint64_t src = by_cpu ? e->dm->ops->cpu_addr(e->dm, e->off, e->len) :
+				0;
+
+	if (!src)
+		return e->dm->ops->copy(e->dm, e->off, stage, e->len, true);
+	memcpy((void *)(uintptr_t)stage, (const void *)(uintptr_t)src,
+	       e->len);
+	return 0;
+}
+
+/*
  * Inside the invalidation of extent @arg: its data back into the CPU
  * pages, then the extent goes.  A copy that fails twice poisons the
  * pages (a CPU access gets SIGBUS) rather than hand out stale or zeroed
@@ -538,19 +568,21 @@ static int to_ram_change(void *arg)
 {
 	struct devmem_ext *e = arg;
 	struct gvm_mm *mm = e->mm;
+	bool huge = back_huge(e);
 	uint64_t stage, i = 0, n, j;
 	int err, tries;
 
-	if (to_ram_by_cpu(e)) {
+	if (!huge && to_ram_by_cpu(e)) {
 		ext_register(mm, e, false);
 		ext_free(mm, e);
 		return 0;
 	}
-	err = mm->ops->stage_get(mm, false, &stage);
+	err = mm->ops->stage_get(mm, huge ? GVM_MM_STAGE_HUGE :
+						 GVM_MM_STAGE_FULL, &stage);
 	if (err)
 		return err;
 	for (tries = 0; tries < 2; tries++) {
-		err = e->dm->ops->copy(e->dm, e->off, stage, e->len, true);
+		err = stage_fill(e, stage, huge);
 		if (!err)
 			break;
 	}
@@ -743,6 +775,7 @@ static struct devmem_ext *ext_split_moved(struct gvm_mm *mm,
 	m->len = hi - lo;
 	m->dm = e->dm;
 	m->off = e->off + (lo - e->start);
+	m->huge = e->huge;	/* back_huge: only if it is still whole */
 	for (i = 0, j = (lo - e->start) >> GVM_MM_PAGE_SHIFT;
 	     i < m->len >> GVM_MM_PAGE_SHIFT; i++, j++)
 		set_valid(m, i, page_valid(e, j));
@@ -786,6 +819,7 @@ static struct devmem_ext *ext_part(struct gvm_mm *mm,
 	r->start = start;
 	r->len = len;
 	r->off = x->off + (start - x->start);
+	r->huge = x->huge;
 	for (i = 0; i < len >> GVM_MM_PAGE_SHIFT; i++)
 		set_valid(r, i, page_valid(x, i + j));
 	if (ext_empty(r)) {

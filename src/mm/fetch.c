@@ -182,6 +182,26 @@ static int populate(uint64_t a, uint64_t b, bool write)
 	return 0;
 }
 
+bool gvm__mm_maps_huge(struct gvm_mm_maps *maps, uint64_t start,
+		       uint64_t len)
+{
+	struct page_region v;
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.start = start,
+		.end = start + len,
+		.vec = (uint64_t)(uintptr_t)&v,
+		.vec_len = 1,
+		.category_mask = PAGE_IS_HUGE,
+		.return_mask = PAGE_IS_HUGE,
+	};
+
+	if (!gvm_load_relaxed(&maps->have_scan))
+		return false;
+	return ioctl(maps->pagemap_fd, PAGEMAP_SCAN, &a) == 1 &&
+	       v.start == start && v.end == start + len;
+}
+
 #define SCAN_REGIONS 64
 
 /*

@@ -92,6 +92,13 @@ struct gvm_mm_extent {
 	uint64_t len;
 };
 
+/* What a stage must hold (gvm_mm_ops.stage_get). */
+enum gvm_mm_stage_kind {
+	GVM_MM_STAGE_EMPTY,
+	GVM_MM_STAGE_FULL,
+	GVM_MM_STAGE_HUGE,
+};
+
 struct gvm_mm_ops {
 	const char *name;
 	/* @missing: CPU accesses to absent pages fault to the backend,
@@ -114,14 +121,22 @@ struct gvm_mm_ops {
 	 * GVM_MM_STAGE_MAX-byte area of system memory owned by the backend
 	 * that holds a range's contents on their way between the CPU
 	 * mapping and device memory.  Called with the mm's devmem_lock.
-	 *  - stage_get: a stage; @empty: with no page in it (take moves
-	 *    pages in), else preferably one with its pages still allocated
-	 *    (the copy back to the CPU then writes without page faults);
+	 *  - stage_get: a stage of @kind: EMPTY, with no page in it (take
+	 *    moves pages in); FULL, preferably one with its pages still
+	 *    allocated (the copy back to the CPU then writes without page
+	 *    faults); HUGE, one with a huge page in it or none (a write
+	 *    then faults in a huge page, if the system can), for the way
+	 *    back of a huge page (take's @huge);
 	 *  - stage_put: returns it; @empty: no page left in it;
 	 *  - take: moves the CPU pages of [start, start + len) to the
 	 *    stage (an absent page becomes a zero page there); the CPU
 	 *    mapping is left with no page, registered @missing, so that a
-	 *    CPU access faults to the backend.  0, -EBUSY (a page is shared
+	 *    CPU access faults to the backend.  *@huge: the pages were one
+	 *    huge (PMD-mapped) page, moved whole, so the CPU mapping takes
+	 *    huge pages and a give of one from a stage filled by the CPU
+	 *    (stage_get @empty, which then faults in a huge page if it can)
+	 *    restores it as one: one new page-table entry instead of 512.
+	 *    0, -EBUSY (a page is shared
 	 *    with another process, e.g. after fork(), or is memory the
 	 *    library runs on: gvm__alloc_owns()), -EINVAL (a mapping
 	 *    that cannot give its pages away: mlocked, ...), -ENOMEM;
@@ -146,10 +161,11 @@ struct gvm_mm_ops {
 	 *    gives the rest another way (give skips the pages filled
 	 *    already, and reports how far it got).
 	 */
-	int (*stage_get)(struct gvm_mm *mm, bool empty, uint64_t *stage);
+	int (*stage_get)(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
+			 uint64_t *stage);
 	void (*stage_put)(struct gvm_mm *mm, uint64_t stage, bool empty);
 	int (*take)(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		    uint64_t stage);
+		    uint64_t stage, bool *huge);
 	int (*give)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		    uint64_t stage, uint64_t *done);
 	int (*give_copy)(struct gvm_mm *mm, uint64_t start, uint64_t len,
@@ -552,6 +568,12 @@ int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 /* Page fetching of the calling process's memory (fetch.c). */
 int gvm__mm_fetch_self(struct gvm_mm_maps *maps, uint64_t start, uint64_t len,
 		       bool write, struct gvm_mm_extent **ext, size_t *nr);
+/*
+ * True if [start, start + len) is mapped by huge (PMD) pages only
+ * (PAGEMAP_SCAN); false if not, or if the kernel cannot say.
+ */
+bool gvm__mm_maps_huge(struct gvm_mm_maps *maps, uint64_t start,
+		       uint64_t len);
 /* fetch.c, from gvm__mm_maps_init: opens the pagemap, counts forks. */
 void gvm__mm_fetch_init(struct gvm_mm_maps *maps);
 

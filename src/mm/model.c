@@ -769,14 +769,15 @@ static int model_sync(struct gvm_mm *mm)
 	return 0;
 }
 
-static int model_stage_get(struct gvm_mm *mm, bool empty, uint64_t *stage)
+static int model_stage_get(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
+			   uint64_t *stage)
 {
 	struct gvm_mm_model *m = to_model(mm);
 	bool got = false;
 	void *s;
 	int err = 0;
 
-	(void)empty;	/* take overwrites every byte of what it uses */
+	(void)kind;	/* take overwrites every byte of what it uses */
 	gvm__mutex_lock(&m->phys->lock);
 	if (m->nr_stages) {
 		*stage = m->stages[--m->nr_stages];
@@ -812,7 +813,7 @@ static void model_stage_put(struct gvm_mm *mm, uint64_t stage, bool empty)
 }
 
 static int model_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		      uint64_t stage)
+		      uint64_t stage, bool *huge)
 {
 	struct gvm_mm_model *m = to_model(mm);
 	struct model_phys *p = m->phys;
@@ -820,6 +821,7 @@ static int model_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	uint64_t a, end = start + len;
 	int err = 0;
 
+	*huge = false;		/* the model has small pages only */
 	if (start < m->lo || end > m->hi)
 		return -EFAULT;
 	gvm__mutex_lock(&p->lock);

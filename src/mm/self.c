@@ -641,6 +641,17 @@ static void self_destroy(struct gvm_mm *mm)
  * give writes into allocated pages.  UFFDIO_MOVE refuses a page shared
  * with another process (-EBUSY, after fork()) and mlocked memory
  * (-EINVAL): such ranges stay in system memory.
+ *
+ * HUGE PAGES.  Stages are MADV_HUGEPAGE: UFFDIO_MOVE moves a PMD-mapped
+ * huge page whole (one entry) only into an aligned, empty, huge-page-able
+ * destination, and splits it otherwise (~2 ms for 2 MiB here).  So a
+ * take of a huge page stays one page (take's *huge, from PAGEMAP_SCAN),
+ * and the way back of such a range fills an empty stage by CPU copy (the
+ * first write faults in one huge page) and moves it whole into the CPU
+ * mapping: the CPU then reaches its 2 MiB through one new entry, where
+ * 512 new PTEs cost ~3 ms of first accesses under shadow paging
+ * (docs/performance.md, migrate_2m).  Into a mapping that takes no huge
+ * pages the kernel splits the page: still correct.
  */
 #define STAGE_SIZE GVM_MM_STAGE_MAX
 #define STAGE_POOL 16
@@ -653,6 +664,8 @@ static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 
 	if (a == MAP_FAILED)
 		return -ENOMEM;
+	/* HUGE PAGES above; no THP support is no error */
+	madvise(a, STAGE_SIZE, MADV_HUGEPAGE);
 	r.range.start = (uintptr_t)a;
 	r.range.len = STAGE_SIZE;
 	if (uffd_ioctl(s->stage_uffd, UFFDIO_REGISTER, &r,
@@ -665,21 +678,26 @@ static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 	return 0;
 }
 
-static int self_stage_get(struct gvm_mm *mm, bool empty, uint64_t *stage)
+static int self_stage_get(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
+			  uint64_t *stage)
 {
 	struct gvm_mm_self *s = to_self(mm);
 	int err = 0;
 
 	gvm__mutex_lock(&s->stage_lock);
-	if (!empty && s->nr_full)
+	if (kind != GVM_MM_STAGE_EMPTY && s->nr_full) {
 		*stage = s->stage_full[--s->nr_full];
-	else if (s->nr_empty)
-		*stage = s->stage_empty[--s->nr_empty];
-	else if (s->nr_full) {
-		*stage = s->stage_full[--s->nr_full];
-		if (empty)
+		/* small pages, or a huge page where small ones are wanted
+		   (a move would split it): emptied */
+		if (gvm__mm_maps_huge(&s->maps, *stage, STAGE_SIZE) !=
+		    (kind == GVM_MM_STAGE_HUGE))
 			madvise((void *)(uintptr_t)*stage, STAGE_SIZE,
 				MADV_DONTNEED);
+	} else if (s->nr_empty) {
+		*stage = s->stage_empty[--s->nr_empty];
+	} else if (s->nr_full) {
+		*stage = s->stage_full[--s->nr_full];
+		madvise((void *)(uintptr_t)*stage, STAGE_SIZE, MADV_DONTNEED);
 	} else {
 		/* Room on either stack, so that stage_put cannot fail. */
 		err = GVM_GROW(s->stage_empty, s->cap_empty, s->nr_stages + 1);
@@ -727,18 +745,22 @@ static int64_t move(int fd, uint64_t dst, uint64_t src, uint64_t len)
 }
 
 static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
-		     uint64_t stage)
+		     uint64_t stage, bool *huge)
 {
 	struct gvm_mm_self *s = to_self(mm);
 	int64_t n;
 
+	*huge = false;
 	/* The library's memory, or a stack running library code: it must
 	   never fault (core/stack.c). */
 	if (gvm__alloc_owns(start, len))
 		return -EBUSY;
 	n = move(s->stage_uffd, stage, start, len);
-	if (n == (int64_t)len)
+	if (n == (int64_t)len) {
+		*huge = len == STAGE_SIZE &&
+			gvm__mm_maps_huge(&s->maps, stage, len);
 		return 0;
+	}
 	if (n > 0) {
 		/* Part moved: put it back, as if nothing happened. */
 		int64_t back = move(s->uffd, start, stage, (uint64_t)n);

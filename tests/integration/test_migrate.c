@@ -1157,6 +1157,150 @@ TEST(both_ways_back_give_the_data)
 	munmap(p, M2);
 }
 
+/* ---- huge pages (mm/self.c, HUGE PAGES) --------------------------------- */
+
+/* Does the CPU map [p, p + M2) with one huge page? */
+static bool is_huge(const void *p)
+{
+	struct gvm_mm_maps maps;
+	bool huge;
+
+	ASSERT_OK(gvm__mm_maps_init(&maps));
+	huge = gvm__mm_maps_huge(&maps, u64(p), M2);
+	gvm__mm_maps_fini(&maps);
+	return huge;
+}
+
+/* @p's words, from word @from on, are i * 3 + @v. */
+static bool all_from(const uint64_t *p, uint64_t from, uint64_t bytes,
+		     uint64_t v)
+{
+	for (uint64_t i = from; i < from + bytes / 8; i++)
+		if (p[i] != i * 3 + v)
+			return false;
+	return true;
+}
+
+/*
+ * map_2m() with MADV_HUGEPAGE, word i = i * 3 + @v: one huge page, or
+ * NULL (said) where the system gives none (THP off, none free).
+ */
+static uint64_t *map_2m_huge(uint64_t v)
+{
+	uint64_t *p = map_2m();
+
+	madvise(p, M2, MADV_HUGEPAGE);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i * 3 + v;
+	if (is_huge(p))
+		return p;
+	fprintf(stderr, "no transparent huge page here: test skipped\n");
+	munmap(p, M2);
+	return NULL;
+}
+
+/* The GPU reads @p's 2 MiB (checked), which moves it to VRAM. */
+static void read_resident(struct ctx *c, const uint64_t *p, uint64_t v)
+{
+	uint64_t sum = 0;
+
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		sum += i * 3 + v;
+	ASSERT_EQ(gpu_sum(c->q, u64(p), M2), sum);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c->mm), M2);
+}
+
+/*
+ * A range taken from the CPU as one huge page comes back as one (one new
+ * page-table entry, not 512: docs/performance.md, migrate_2m), whether
+ * the CPU touches it or gvm brings it back, and again after that; a
+ * 2 MiB range of small pages stays small.
+ */
+TEST(a_huge_page_goes_to_device_memory_and_back_whole)
+{
+	struct ctx c;
+	uint64_t *p, *q;
+
+	setup(&c);
+	p = map_2m_huge(1);
+	if (!p) {
+		teardown(&c);
+		return;
+	}
+	read_resident(&c, p, 1);
+	ASSERT_TRUE(all_from(p, 0, M2, 1));		/* CPU fault: back */
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(is_huge(p));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i * 3 + 2;
+	read_resident(&c, p, 2);
+	ASSERT_OK(gvm__mm_migrate_to_ram(c.mm, u64(p), M2));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(is_huge(p));
+	ASSERT_TRUE(all_from(p, 0, M2, 2));
+
+	q = map_2m();				/* small pages */
+	madvise(q, M2, MADV_NOHUGEPAGE);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		q[i] = i * 3 + 4;
+	read_resident(&c, q, 4);
+	ASSERT_TRUE(all_from(q, 0, M2, 4));
+	ASSERT_FALSE(is_huge(q));
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+	munmap(q, M2);
+}
+
+/*
+ * What the CPU did to a device-resident huge page meanwhile sends it
+ * back the small pages' way, data intact: a hole (the rest comes back),
+ * an mremap to an address that is not 2 MiB-aligned; an aligned one
+ * keeps it whole.
+ */
+TEST(a_changed_huge_page_comes_back_with_its_data)
+{
+	struct ctx c;
+	uint8_t *area, *room;
+	uint64_t *p, *n;
+
+	setup(&c);
+	p = map_2m_huge(6);
+	if (!p) {
+		teardown(&c);
+		return;
+	}
+	read_resident(&c, p, 6);
+	ASSERT_OK(munmap((uint8_t *)p + K64, K4));	/* a hole */
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(all_from(p, 0, K64, 6));
+	ASSERT_TRUE(all_from(p, (K64 + K4) / 8, M2 - K64 - K4, 6));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	munmap(p, M2);
+
+	area = mmap(NULL, 4 * M2, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(area != MAP_FAILED);
+	room = (uint8_t *)((u64(area) + M2 - 1) & ~(M2 - 1));
+	for (int aligned = 0; aligned < 2; aligned++) {
+		uint8_t *dst = room + (aligned ? M2 : K64);
+
+		p = map_2m_huge(7 + (uint64_t)aligned);
+		ASSERT_TRUE(p != NULL);
+		read_resident(&c, p, 7 + (uint64_t)aligned);
+		n = mremap(p, M2, M2, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+		ASSERT_TRUE(n == (uint64_t *)dst);
+		ASSERT_OK(gvm_mm_flush(c.mm));
+		ASSERT_TRUE(all_from(n, 0, M2, 7 + (uint64_t)aligned));
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+		ASSERT_EQ(is_huge(n), aligned);
+		munmap(n, M2);
+	}
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(area, 4 * M2);
+}
+
 /* ---- who may touch device-resident memory -------------------------------- */
 
 /* A user fence whose address is in device-resident memory. */
