@@ -102,7 +102,9 @@ endforeach()
 
 # --- 3. every path a doc names exists ---------------------------------------
 set(path_re "(^|[^A-Za-z0-9_./-])(src|include|tests|bench|tools)/")
-string(APPEND path_re "[A-Za-z0-9_./-]*[A-Za-z0-9_]\\.(c|h|cmake|md)")
+# (the longer extensions first: CMake's regex takes the first alternative
+# that matches, and "c" would cut "x.cmake" to "x.c")
+string(APPEND path_re "[A-Za-z0-9_./-]*[A-Za-z0-9_]\\.(cmake|md|c|h)")
 file(GLOB docs RELATIVE ${ROOT} ${ROOT}/docs/*.md)
 list(APPEND docs README.md)
 foreach(doc ${docs})

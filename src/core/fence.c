@@ -109,10 +109,19 @@ static const struct gvm_fence_ops stub_ops = {
 static struct gvm_fence stub;
 static pthread_once_t stub_once = PTHREAD_ONCE_INIT;
 
+/*
+ * Born signalled (at time 0), the initial reference kept.  Not through
+ * gvm__fence_signal(): nobody sees the stub before pthread_once returns,
+ * so there is no callback to run and no lock to take, and taking it would
+ * make the first use in a process differ from every later one by a
+ * scheduling point (a deterministic run, core/det.h, would then depend on
+ * what the process had done before it).
+ */
 static void stub_init(void)
 {
 	gvm_fence_init(&stub, &stub_ops, gvm_fence_context_alloc(1), 1);
-	gvm__fence_signal(&stub, 0);	/* the initial reference stays */
+	stub.timestamp_ns = 0;
+	gvm_fetch_or_acq_rel(&stub.flags, GVM_FENCE_F_SIGNALED);
 }
 
 struct gvm_fence *gvm__fence_get_stub(void)

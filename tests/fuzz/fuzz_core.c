@@ -3,11 +3,23 @@
  * The VM_BIND fuzzer: bytes -> gvm operations, checked against a model.
  *
  * World (rebuilt for every input): two simulated devices with 4 MiB of
- * VRAM each (so BOs are evicted and brought back), one VM on each (the
- * process's mm), a compute queue and a bind queue per VM.  Objects: up to
- * 8 BOs per device (4 KiB .. 512 KiB, VRAM, system or either; VRAM-only
- * ones are kept under 2 MiB a device so that an exec always fits) and 4
- * user buffers of 256 KiB (mmap'd, mapped as userptr by both VMs).
+ * VRAM each (so BOs are evicted and brought back), one VM on each (of the
+ * process's mm, or with --det of a 2 MiB model mm), a compute queue and a
+ * bind queue per VM.  Objects: up to 8 BOs per device (4 KiB .. 512 KiB,
+ * VRAM, system or either; VRAM-only ones are kept under 2 MiB a device so
+ * that an exec always fits) and 4 user buffers of 256 KiB (mmap'd in that
+ * mm, mapped as userptr by both VMs).
+ *
+ * Two modes.  By default the user buffers are the process's memory
+ * (gvm_mm_self: its userfaultfd thread delivers their invalidations) and
+ * gvm's threads run freely.  With --det (gvm_fuzz_det, fuzz_det.c) the
+ * input runs on the deterministic scheduler and the buffers live in a
+ * model mm (<gvm/mm_model.h>), whose invalidations come from the calls
+ * that change it, so that every thread of the run is the scheduler's: the
+ * engine maps, unmaps, discards, moves, reads and writes them only
+ * through the model's calls (the buf_* and obj_* helpers below), and the
+ * final check adds that no engine wrote a frame the model freed.  The
+ * same input means the same operations in both modes.
  *
  * The model: for each object, its bytes and, per page, whether they are
  * known (a kernel that faulted may or may not have written a page it
@@ -49,6 +61,7 @@
 
 #include <gvm/gvm.h>
 #include <gvm/mm.h>
+#include <gvm/mm_model.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
 
@@ -70,6 +83,7 @@
 #define RES (WIN + 64 * (1ull << 20))	/* checksum result page */
 #define MAX_K 64			/* pages per operation */
 #define NOBJ (NDEV * NBO + NBUF)
+#define MODEL_SIZE (2ull << 20)		/* --det: the model mm's range */
 
 enum kind { M_NONE, M_BO, M_BUF, M_NULL };
 
@@ -82,7 +96,10 @@ struct mpage {
 
 struct obj {
 	struct gvm_bo *bo;		/* BOs; NULL: no object (or a buffer) */
-	uint8_t *cpu;			/* BO map or the buffer's memory */
+	uint8_t *cpu;			/* BO map, or the buffer's memory in
+					   the process's mm (NULL in a model
+					   mm: buf_* and obj_* reach it) */
+	uint64_t uaddr;			/* buffers: their address in the mm */
 	uint8_t *shadow;		/* expected bytes */
 	bool *known;			/* per page */
 	uint32_t pages;
@@ -97,6 +114,7 @@ struct obj {
 
 struct world {
 	struct gvm_mm *mm;
+	bool model;			/* mm is a model mm (--det) */
 	struct gvm_device *dev[NDEV];
 	struct gvm_vm *vm[NDEV];
 	struct gvm_queue *q[NDEV], *bq[NDEV];
@@ -162,16 +180,143 @@ static void page_write(struct world *w, const struct mpage *m,
 		memcpy(obj_page(o, m->pg), src, K4);
 }
 
+/* ---- user buffers' memory: the process's own, or the model mm's ------ */
+
+/*
+ * Maps user buffer @o's BUF_PAGES of zeros: anywhere (o->uaddr is set),
+ * or with @fixed at o->uaddr, replacing what is there.  In the process's
+ * mm, the harness failing dies; in a model mm, a failure is gvm's: the
+ * divergence is reported and -EIO returned.
+ */
+static int buf_map(struct world *w, struct obj *o, bool fixed)
+{
+	uint64_t len = BUF_PAGES * K4, a;
+	void *p;
+	int err;
+
+	if (w->model) {
+		err = gvm_mm_model_mmap(w->mm, o->uaddr, len,
+					PROT_READ | PROT_WRITE,
+					fixed ? GVM_MM_MODEL_FIXED : 0, &a);
+		if (!check_rc(w, "gvm_mm_model_mmap", err, 0))
+			return -EIO;
+		if (fixed && a != o->uaddr) {
+			FAIL(w, "gvm_mm_model_mmap(FIXED) mapped %#" PRIx64
+				" for %#" PRIx64, a, o->uaddr);
+			return -EIO;
+		}
+		o->uaddr = a;
+		return 0;
+	}
+	p = mmap(fixed ? o->cpu : NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | (fixed ? MAP_FIXED : 0), -1, 0);
+	if (p == MAP_FAILED || (fixed && p != o->cpu))
+		die("mmap");
+	o->cpu = p;
+	o->uaddr = (uint64_t)(uintptr_t)p;
+	return 0;
+}
+
+static void buf_unmap(struct world *w, struct obj *o)
+{
+	if (!w->model)
+		munmap(o->cpu, BUF_PAGES * K4);
+	else
+		check_rc(w, "gvm_mm_model_munmap",
+			 gvm_mm_model_munmap(w->mm, o->uaddr, BUF_PAGES * K4),
+			 0);
+}
+
+/* madvise(MADV_DONTNEED) of the whole buffer: it reads zeros again. */
+static void buf_discard(struct world *w, struct obj *o)
+{
+	if (!w->model) {
+		if (madvise(o->cpu, BUF_PAGES * K4, MADV_DONTNEED))
+			die("madvise");
+		return;
+	}
+	check_rc(w, "gvm_mm_model_madvise",
+		 gvm_mm_model_madvise(w->mm, o->uaddr, BUF_PAGES * K4,
+				      GVM_MM_MODEL_DONTNEED), 0);
+}
+
+/*
+ * Page @pg of buffer @o moved away and back, keeping its bytes: mremap to
+ * a spare page (a PROT_NONE one mapped for it, which the move replaces),
+ * then to where it was.
+ */
+static void buf_move_page(struct world *w, struct obj *o, uint32_t pg)
+{
+	uint64_t at = o->uaddr + pg * K4, spare, out;
+	unsigned int mv = GVM_MM_MODEL_MAYMOVE | GVM_MM_MODEL_FIXED;
+	void *p;
+	int err;
+
+	if (!w->model) {
+		p = mmap(NULL, K4, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			 0);
+		if (p == MAP_FAILED)
+			die("mmap");
+		if (mremap((void *)(uintptr_t)at, K4, K4,
+			   MREMAP_MAYMOVE | MREMAP_FIXED, p) != p)
+			die("mremap away");
+		if (mremap(p, K4, K4, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)(uintptr_t)at) != (void *)(uintptr_t)at)
+			die("mremap back");
+		return;
+	}
+	err = gvm_mm_model_mmap(w->mm, 0, K4, PROT_NONE, 0, &spare);
+	if (!err)
+		err = gvm_mm_model_mremap(w->mm, at, K4, K4, mv, spare, &out);
+	if (!err && out == spare)
+		err = gvm_mm_model_mremap(w->mm, spare, K4, K4, mv, at, &out);
+	if (check_rc(w, "moving a page away and back", err, 0) && out != at)
+		FAIL(w, "gvm_mm_model_mremap moved the page to %#" PRIx64
+			" instead of %#" PRIx64, out, at);
+}
+
+/*
+ * The CPU writes or reads @len bytes of object @o at @off: a BO through
+ * its map, a buffer in the process's memory directly, one in a model mm
+ * through the model (true if it worked: else the divergence is reported).
+ */
+static void obj_write(struct world *w, struct obj *o, uint64_t off,
+		      const void *src, uint64_t len)
+{
+	if (o->cpu)
+		memcpy(o->cpu + off, src, len);
+	else
+		check_rc(w, "gvm_mm_model_write",
+			 gvm_mm_model_write(w->mm, o->uaddr + off, src, len),
+			 0);
+}
+
+static bool obj_read(struct world *w, struct obj *o, uint64_t off, void *dst,
+		     uint64_t len)
+{
+	if (o->cpu) {
+		memcpy(dst, o->cpu + off, len);
+		return true;
+	}
+	return check_rc(w, "gvm_mm_model_read",
+			gvm_mm_model_read(w->mm, o->uaddr + off, dst, len), 0);
+}
+
 /* ---- world -------------------------------------------------------------- */
 
 static int world_init(struct world *w)
 {
 	struct gvm_sim_config cfg = { .vram_size = VRAM };
+	struct gvm_mm_model_config mc = { .size = MODEL_SIZE };
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = RES,
 				  .range = K4 };
 	int d, i, err;
 
-	err = gvm_mm_self(&w->mm);
+	w->model = gvm_fuzz_det;
+	if (w->model)
+		err = gvm_mm_model_create(&mc, &w->mm);
+	else
+		err = gvm_mm_self(&w->mm);
 	for (d = 0; d < NDEV && !err; d++) {
 		err = gvm_sim_device_create(&cfg, &w->dev[d]);
 		if (!err)
@@ -197,17 +342,16 @@ static int world_init(struct world *w)
 	for (i = NDEV * NBO; i < NOBJ && !err; i++) {
 		struct obj *o = &w->o[i];
 
-		o->pages = BUF_PAGES;
-		o->cpu = mmap(NULL, BUF_PAGES * K4, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		o->shadow = calloc(BUF_PAGES, K4);
 		o->known = malloc(BUF_PAGES * sizeof(bool));
-		if (o->cpu == MAP_FAILED || !o->shadow || !o->known) {
-			if (o->cpu == MAP_FAILED)
-				o->cpu = NULL;
+		if (!o->shadow || !o->known) {
 			err = -ENOMEM;
 			break;
 		}
+		err = buf_map(w, o, false);
+		if (err)
+			break;
+		o->pages = BUF_PAGES;
 		memset(o->known, 1, BUF_PAGES * sizeof(bool));
 	}
 	return err;
@@ -414,7 +558,7 @@ static void decode_bind(struct world *w, int v, struct mpage (*win)[WIN_PAGES],
 		m.pg = (uint16_t)(byte(w) % BUF_PAGES);
 		if (m.pg + k > BUF_PAGES)
 			m.pg = (uint16_t)(BUF_PAGES >= k ? BUF_PAGES - k : 0);
-		op->userptr = (uint64_t)(uintptr_t)o->cpu + m.pg * K4;
+		op->userptr = o->uaddr + m.pg * K4;
 		op->flags = byte(w) & 1 ? GVM_BIND_READONLY : 0;
 		if (m.pg + k > BUF_PAGES) {
 			op->range = (BUF_PAGES - m.pg) * K4;
@@ -606,13 +750,13 @@ static void op_cpu_write(struct world *w)
 	struct obj *o = &w->o[i];
 	uint64_t off, val = (uint64_t)u16(w) * 0x9e3779b97f4a7c15ull;
 
-	if (!o->cpu)
+	if (!o->pages)
 		return;
 	off = ((uint64_t)u16(w) * 8) % (o->pages * K4);
 	if (o->dev >= 0)
 		quiesce(w, o->dev);		/* no move under the write */
 	SAY(w, "cpu_write obj%d +%#" PRIx64 "\n", i, off);
-	memcpy(o->cpu + off, &val, 8);
+	obj_write(w, o, off, &val, 8);
 	memcpy(o->shadow + off, &val, 8);
 	o->dirty |= o->dontneed;
 }
@@ -624,37 +768,22 @@ static void op_buffer(struct world *w)
 	struct obj *o = &w->o[i];
 	uint64_t len = o->pages * K4;
 	unsigned int what = byte(w) % 3;
-	void *p, *spare;
-	uint8_t *pg;
 
 	SAY(w, "buffer obj%d %s\n", i,
 	    what == 0 ? "munmap+mmap" : what == 1 ? "dontneed" : "mremap");
 	switch (what) {
 	case 0:	/* a new mapping at the same address: zeros */
-		munmap(o->cpu, len);
-		p = mmap(o->cpu, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-		if (p != o->cpu)
-			die("mmap MAP_FIXED");
+		buf_unmap(w, o);
+		if (!w->io.failed)
+			buf_map(w, o, true);
 		break;
 	case 1:	/* discarded: zeros */
-		if (madvise(o->cpu, len, MADV_DONTNEED))
-			die("madvise");
+		buf_discard(w, o);
 		break;
 	default: /* a page moved away and back: the same bytes (one page:
 		    mremap moves one VMA, and registering parts of the
 		    buffer with userfaultfd splits it) */
-		pg = (uint8_t *)o->cpu + (byte(w) % o->pages) * K4;
-		spare = mmap(NULL, K4, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-			     -1, 0);
-		if (spare == MAP_FAILED)
-			die("mmap");
-		if (mremap(pg, K4, K4, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   spare) != spare)
-			die("mremap away");
-		if (mremap(spare, K4, K4, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   pg) != pg)
-			die("mremap back");
+		buf_move_page(w, o, byte(w) % o->pages);
 		return;
 	}
 	memset(o->shadow, 0, len);
@@ -799,8 +928,7 @@ static void check_tree(struct world *w, int v)
 		case M_BUF:
 			ok = va && kind == GVM_VA_KIND_USERPTR &&
 			     va->obj_offset + (a - va->addr) ==
-				     (uint64_t)(uintptr_t)w->o[m->obj].cpu +
-					     m->pg * K4;
+				     w->o[m->obj].uaddr + m->pg * K4;
 			break;
 		default:
 			ok = va && kind == GVM_VA_KIND_NULL;
@@ -819,8 +947,21 @@ static void check_tree(struct world *w, int v)
 	gvm__mutex_unlock(&vm->lock);
 }
 
+/* --det: no engine wrote a frame the model mm had freed. */
+static void check_poison(struct world *w)
+{
+	struct gvm_mm_model_stats ms;
+
+	if (gvm_mm_model_stats(w->mm, &ms))
+		FAIL(w, "gvm_mm_model_stats failed");
+	else if (ms.poison_violations)
+		FAIL(w, "%" PRIu64 " frames written after they were freed",
+		     ms.poison_violations);
+}
+
 static void final_check(struct world *w)
 {
+	static uint8_t page[K4];
 	int v, i;
 
 	for (v = 0; v < NDEV && !w->io.failed; v++) {
@@ -834,10 +975,12 @@ static void final_check(struct world *w)
 	for (i = 0; i < NOBJ && !w->io.failed; i++) {
 		struct obj *o = &w->o[i];
 
-		for (uint32_t pg = 0; o->cpu && pg < o->pages; pg++) {
+		for (uint32_t pg = 0; pg < o->pages && !w->io.failed; pg++) {
 			if (!o->known[pg])
 				continue;
-			if (memcmp(o->cpu + pg * K4, obj_page(o, pg), K4)) {
+			if (!obj_read(w, o, pg * K4, page, K4))
+				break;
+			if (memcmp(page, obj_page(o, pg), K4)) {
 				FAIL(w, "obj%d page %u: the CPU sees other "
 					"bytes than the model", i, pg);
 				break;
@@ -860,6 +1003,8 @@ static void final_check(struct world *w)
 			s += k ? k : 1;
 		}
 	}
+	if (w->model && !w->io.failed)
+		check_poison(w);
 }
 
 /* ---- entry --------------------------------------------------------------- */
@@ -876,10 +1021,12 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 	w.io.end = data + size;
 	w.io.st = st ? st : &dummy;
 	w.io.verbose = verbose;
+	gvm_fuzz_det_begin(&w.io);
 	err = world_init(&w);
 	if (err) {
 		fprintf(stderr, "fuzz: setting up failed: %d\n", err);
 		world_fini(&w);
+		gvm_fuzz_det_end(&w.io);
 		return -2;
 	}
 	while (w.io.in < w.io.end && !w.io.failed) {
@@ -900,5 +1047,6 @@ int gvm_fuzz_run(const uint8_t *data, size_t size, struct gvm_fuzz_stats *st,
 		final_check(&w);
 	w.io.st->inputs++;
 	world_fini(&w);
+	gvm_fuzz_det_end(&w.io);
 	return w.io.failed ? -1 : 0;
 }

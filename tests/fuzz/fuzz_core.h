@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VM_BIND fuzzer's engine (fuzz_core.c): decodes bytes into a sequence
- * of gvm operations on two simulated devices with one VM each, keeps a
+ * of gvm operations on two simulated devices with one VM each (of the
+ * process's mm, or of a model mm with gvm_fuzz_det), keeps a
  * shadow model of every byte and every mapping, and reports the first
  * divergence.  Three front ends use it: the CTest suite (test_fuzz.c:
  * the corpus, then random inputs), the standalone driver (fuzz_driver.c:
@@ -42,9 +43,12 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		     struct gvm_fuzz_stats *st, int verbose);
 
 /*
- * Non-zero: the SVM engine runs each input on the deterministic scheduler
- * (core/det.h), seeded by a hash of the input's bytes, so that a run is a
- * function of the input alone: the input file is its own replay file.
+ * Non-zero: both engines run each input on the deterministic scheduler
+ * (core/det.h, fuzz_det.c), seeded by a hash of the input's bytes, so that
+ * a run is a function of the input alone: the input file is its own replay
+ * file.  The VM_BIND engine's user buffers are then in a model mm (the
+ * process's own memory has events from a thread the scheduler does not
+ * control).
  */
 extern int gvm_fuzz_det;
 

@@ -2,9 +2,9 @@
 /*
  * The fuzzer's standalone driver (fuzz_core.c):
  *
- *   fuzz_driver [--svm [--det]] [-v] FILE...
+ *   fuzz_driver [--svm] [--det] [-v] FILE...
  *                                  replays inputs (-v: print each op)
- *   fuzz_driver [--svm [--det]] --random [--seconds S] [--seed N] [--out DIR]
+ *   fuzz_driver [--svm] [--det] --random [--seconds S] [--seed N] [--out DIR]
  *                                  [--ops N] [--len L]
  *                                  random inputs for S seconds (default
  *                                  60; none with --ops alone) or until
@@ -19,20 +19,30 @@
  * --svm: the SVM engine (fuzz_svm.c) instead of the VM_BIND one.  It
  * prints inputs, operations and operations per second at the end.
  *
- * --det (with --svm): each input runs on the deterministic scheduler
- * (core/det.h), seeded by a hash of its bytes, so that the run is a
+ * --det: each input runs on the deterministic scheduler (core/det.h,
+ * fuzz_det.c), seeded by a hash of its bytes, so that the run is a
  * function of the input: a diverging input file is its own replay file,
- * and `fuzz_driver --svm --det -v FILE` re-executes the same
+ * and `fuzz_driver [--svm] --det -v FILE` re-executes the same
  * interleaving, printing the log hash to compare
  * (GVM_FUZZ_DET_LOG=PATH also writes the scheduler's event log).  The
+ * VM_BIND engine then puts its user buffers in a model mm instead of the
+ * process's memory (whose events come from a thread the scheduler does
+ * not control), so the two modes test different mms.  The
  * driver re-executes itself with address-space randomisation off first:
  * where the simulated device maps system memory with larger pages
- * depends on host addresses, and so would the interleaving.
+ * depends on host addresses, and so would the interleaving.  For the
+ * same reason each input runs in a child process forked from the same
+ * state: what earlier inputs left in the address space (holes, malloc
+ * arenas, gvm's lazily made globals) would move the next one's memory,
+ * and an input replayed alone would not schedule as it did among others.
+ * A child that crashes is a divergence too (its input is written out).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +82,49 @@ static void report(const struct gvm_fuzz_stats *st, double secs)
 	       secs > 0 ? (double)st->ops / secs : 0.0);
 }
 
+/* The input buffer, the same in both modes (--det: the same layout). */
+static uint8_t buf[1 << 20];
+
+/* --det: the children's stats, in memory shared with them. */
+static struct gvm_fuzz_stats *det_st;
+
+/*
+ * Runs one input: in this process, or with --det in a child forked for
+ * it.  0: no divergence; -1: a divergence, or the child died (said on
+ * stderr); -2: the world could not be set up.
+ */
+static int run_one(engine_fn run, size_t n, struct gvm_fuzz_stats *st,
+		   int verbose)
+{
+	pid_t pid;
+	int status;
+
+	if (!gvm_fuzz_det)
+		return run(buf, n, st, verbose);
+	fflush(stdout);
+	fflush(stderr);
+	*det_st = *st;
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		exit(2);
+	}
+	if (pid == 0)
+		exit(-run(buf, n, det_st, verbose));	/* 0, 1 or 2 */
+	while (waitpid(pid, &status, 0) < 0)
+		;
+	*st = *det_st;
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= 2)
+		return -WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		fprintf(stderr, "fuzz: the input's process died of signal "
+			"%d\n", WTERMSIG(status));
+	else
+		fprintf(stderr, "fuzz: the input's process exited with %d\n",
+			WEXITSTATUS(status));
+	return -1;
+}
+
 static int replay(engine_fn run, int argc, char **argv, int verbose)
 {
 	struct gvm_fuzz_stats st = { 0 };
@@ -80,7 +133,6 @@ static int replay(engine_fn run, int argc, char **argv, int verbose)
 
 	for (int i = 0; i < argc; i++) {
 		FILE *f = fopen(argv[i], "rb");
-		static uint8_t buf[1 << 20];
 		size_t n;
 
 		if (!f) {
@@ -89,7 +141,7 @@ static int replay(engine_fn run, int argc, char **argv, int verbose)
 		}
 		n = fread(buf, 1, sizeof(buf), f);
 		fclose(f);
-		if (run(buf, n, &st, verbose)) {
+		if (run_one(run, n, &st, verbose)) {
 			printf("%s: diverged\n", argv[i]);
 			bad = 1;
 		}
@@ -127,7 +179,6 @@ int main(int argc, char **argv)
 	uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(), s;
 	uint64_t max_ops = UINT64_MAX;
 	size_t max_len = 2048;
-	uint8_t *buf;
 	int i = 1, verbose = 0;
 	engine_fn run = gvm_fuzz_run;
 	const char *name = "fuzz";
@@ -145,10 +196,12 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	if (gvm_fuzz_det && run == gvm_fuzz_run)
-		return fprintf(stderr, "--det needs --svm (the VM_BIND engine "
-				       "uses the process's own memory)\n"),
-		       2;
+	if (gvm_fuzz_det) {
+		det_st = mmap(NULL, sizeof(*det_st), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (det_st == MAP_FAILED)
+			return perror("mmap"), 2;
+	}
 	if (i >= argc || strcmp(argv[i], "--random"))
 		return i < argc ? replay(run, argc - i, argv + i, verbose) :
 				  (fprintf(stderr, "usage: see fuzz_driver.c\n"),
@@ -173,8 +226,9 @@ int main(int argc, char **argv)
 	/* --ops alone runs until N operations, however long that takes */
 	if (secs < 0)
 		secs = max_ops == UINT64_MAX ? 60 : 1e18;
-	if (max_len < 65 || !(buf = malloc(max_len)))
-		return fprintf(stderr, "bad --len\n"), 2;
+	if (max_len < 65 || max_len > sizeof(buf))
+		return fprintf(stderr, "bad --len (65 .. %zu)\n", sizeof(buf)),
+		       2;
 	printf("seed %llu\n", (unsigned long long)seed);
 	s = seed;
 	t0 = now();
@@ -183,7 +237,7 @@ int main(int argc, char **argv)
 
 		for (size_t j = 0; j < len; j++)
 			buf[j] = (uint8_t)next(&s);
-		if (run(buf, len, &st, 0)) {
+		if (run_one(run, len, &st, 0)) {
 			char path[4096];
 			FILE *f;
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the fuzzer's engines share (fuzz_core.c: VM_BIND on the process's
- * memory; fuzz_svm.c: SVM on the model mm): reading operations' argument
- * bytes from the input (missing bytes read as 0) and reporting, the first
- * divergence ending the input.  Header-only; one struct gvm_fuzz_io per
- * input run, used by one thread.
+ * memory, or the model mm with --det; fuzz_svm.c: SVM on the model mm):
+ * reading operations' argument bytes from the input (missing bytes read
+ * as 0), reporting, the first divergence ending the input, and the
+ * deterministic mode (fuzz_det.c).  One struct gvm_fuzz_io per input run,
+ * used by one thread.
  */
 #ifndef GVM_TEST_FUZZ_INPUT_H
 #define GVM_TEST_FUZZ_INPUT_H
@@ -64,6 +65,15 @@ static inline bool gvm_fuzz_check_rc(struct gvm_fuzz_io *io, const char *what,
 	GVM_FUZZ_FAIL(io, "%s returned %d, the model says %d", what, got, want);
 	return false;
 }
+
+/*
+ * --det (fuzz_det.c): with gvm_fuzz_det set, _begin starts the input's
+ * deterministic run (call it with @io holding the whole input, before
+ * building the world) and _end ends it (after tearing the world down),
+ * storing the log's hash in io->st->det_hash.  Both do nothing otherwise.
+ */
+void gvm_fuzz_det_begin(const struct gvm_fuzz_io *io);
+void gvm_fuzz_det_end(struct gvm_fuzz_io *io);
 
 /* The harness itself failed (not gvm): say what, and stop. */
 static inline void gvm_fuzz_die(const char *what)

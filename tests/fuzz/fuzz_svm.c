@@ -69,7 +69,6 @@
 #include <gvm/svm.h>
 #include <gvm/vm.h>
 
-#include "core/det.h"
 #include "core/sync.h"
 #include "pt/pt.h"
 #include "vm/vm.h"
@@ -1261,18 +1260,6 @@ static void final_check(struct world *w)
 
 /* ---- entry --------------------------------------------------------------- */
 
-int gvm_fuzz_det;
-
-/* FNV-1a: the deterministic scheduler's seed for an input. */
-static uint64_t input_hash(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	while (n--)
-		h = (h ^ *p++) * 0x100000001b3ull;
-	return h;
-}
-
 int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		     struct gvm_fuzz_stats *st, int verbose)
 {
@@ -1285,17 +1272,12 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 	w.io.end = data + size;
 	w.io.st = st ? st : &dummy;
 	w.io.verbose = verbose;
-	if (gvm_fuzz_det) {
-		struct gvm_det_config cfg = { .seed = input_hash(data, size) };
-
-		gvm__det_begin(&cfg);
-	}
+	gvm_fuzz_det_begin(&w.io);
 	err = world_init(&w, byte(&w));
 	if (err) {
 		fprintf(stderr, "fuzz: setting up failed: %d\n", err);
 		world_fini(&w);
-		if (gvm_fuzz_det)
-			gvm__det_end();
+		gvm_fuzz_det_end(&w.io);
 		return -2;
 	}
 	while (w.io.in < w.io.end && !w.io.failed) {
@@ -1331,18 +1313,6 @@ int gvm_fuzz_svm_run(const uint8_t *data, size_t size,
 		final_check(&w);
 	w.io.st->inputs++;
 	world_fini(&w);
-	if (gvm_fuzz_det) {
-		const char *log = getenv("GVM_FUZZ_DET_LOG");
-
-		w.io.st->det_hash = gvm__det_end();
-		if (log && *log) {
-			FILE *f = fopen(log, "w");
-
-			if (f) {
-				gvm__det_dump(f, 0, SIZE_MAX);
-				fclose(f);
-			}
-		}
-	}
+	gvm_fuzz_det_end(&w.io);
 	return w.io.failed ? -1 : 0;
 }

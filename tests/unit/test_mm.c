@@ -843,7 +843,13 @@ TEST(notifier_read_retry_protocol_under_concurrent_invalidation)
 	gvm_mm_put(mm);
 }
 
-/* Inserts and removes racing with invalidations from two threads. */
+/*
+ * Inserts and removes racing with invalidations from two threads, on real
+ * threads or (@det) on the deterministic scheduler seeded with the test's
+ * seed: its threads are then gvm threads (gvm__thread_create), the mm
+ * made before the run (its event thread, idle here, is not the run's),
+ * and a failure writes a replay file (GVM_TEST_REPLAY=FILE).
+ */
 struct churn {
 	struct gvm_mm *mm;
 	uint32_t stop;
@@ -862,7 +868,7 @@ static void *churn_inval(void *p)
 	return NULL;
 }
 
-TEST(notifier_insert_remove_race_with_invalidations)
+static void notifier_churn(bool det, uint64_t rounds)
 {
 	struct gvm_mm *mm = mm_self();
 	struct churn c = { mm, 0, gvm_test_seed() };
@@ -872,9 +878,11 @@ TEST(notifier_insert_remove_race_with_invalidations)
 	bool live[N] = { false };
 	pthread_t t[2];
 
+	if (det)
+		gvm_test_det_begin();
 	for (int i = 0; i < 2; i++)
-		ASSERT_OK(pthread_create(&t[i], NULL, churn_inval, &c));
-	for (uint64_t r = 0; r < gvm_test_scale(20000); r++) {
+		ASSERT_OK(gvm__thread_create(&t[i], churn_inval, &c));
+	for (uint64_t r = 0; r < rounds; r++) {
 		int i = (int)gvm_rng_below(&rng, N);
 
 		if (live[i]) {
@@ -892,13 +900,25 @@ TEST(notifier_insert_remove_race_with_invalidations)
 	}
 	gvm_store_release(&c.stop, 1u);
 	for (int i = 0; i < 2; i++)
-		ASSERT_OK(pthread_join(t[i], NULL));
+		ASSERT_OK(gvm__thread_join(t[i]));
 	for (int i = 0; i < N; i++)
 		if (live[i])
 			rec_remove(&rc[i]);
 	ASSERT_EQ(gvm__notifier_count(mm), 0);
 	ASSERT_OK(gvm__itree_validate(&mm->subs.tree));
+	if (det)
+		gvm_test_det_end();
 	gvm_mm_put(mm);
+}
+
+TEST(notifier_insert_remove_race_with_invalidations)
+{
+	notifier_churn(false, gvm_test_scale(20000));
+}
+
+TEST(notifier_insert_remove_race_with_invalidations_det)
+{
+	notifier_churn(true, gvm_test_scale(5000));
 }
 
 /* ---- events from real CPU mapping changes --------------------------------- */
