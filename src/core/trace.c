@@ -51,6 +51,7 @@
 #include <gvm/trace.h>
 
 #include "core/alloc.h"
+#include "core/sort.h"
 #include "core/sync.h"
 
 uint32_t gvm__trace_enabled;
@@ -502,8 +503,7 @@ static int write_trace(FILE *f, struct buffers *b, int64_t epoch)
 	uint32_t l;
 	int err;
 
-	if (b->nr_ev)
-		qsort(b->ev, b->nr_ev, sizeof(*b->ev), cmp_event);
+	gvm__sort(b->ev, b->nr_ev, sizeof(*b->ev), cmp_event);
 	err = assign_lanes(b);
 	if (err)
 		return err;

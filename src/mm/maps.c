@@ -22,7 +22,8 @@
  *
  * Locking: maps->lock (a leaf) serialises ioctls on the shared file
  * descriptor; some kernels keep per-file state across a query.  The parser
- * opens its own file each time and takes no lock.
+ * opens its own file each time and takes no lock; it allocates nothing
+ * (no stdio: see gvm__mm_maps_parse).
  *
  * gvm__mm_maps_init() also sets up what fetch.c needs of /proc
  * (gvm__mm_fetch_init: the pagemap file), and fini closes it.
@@ -33,7 +34,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -145,17 +145,66 @@ static int parse_line(const char *s, struct gvm_mm_vma *v)
 	return 0;
 }
 
+/*
+ * /proc/self/maps read with read(2) into a buffer on the stack: fopen()
+ * and getline() would take memory from the application's heap, whose
+ * pages SVM may have moved (core/alloc.c), and the lookup runs on the
+ * fault-servicing thread.  A line's fields end well before its name; only
+ * its first LINE_PREFIX - 1 bytes are kept.
+ */
+#define LINE_PREFIX 160
+
+struct maps_reader {
+	int fd;
+	size_t pos, len;
+	char buf[2048];
+};
+
+/* The next line's prefix into @line: 1, 0 at the end, or -errno. */
+static int next_line(struct maps_reader *r, char line[LINE_PREFIX])
+{
+	size_t n = 0;
+	bool any = false;
+
+	for (;;) {
+		char c;
+
+		if (r->pos == r->len) {
+			ssize_t got = read(r->fd, r->buf, sizeof(r->buf));
+
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0)
+				return -errno;
+			if (got == 0) {
+				line[n] = '\0';
+				return any;
+			}
+			r->pos = 0;
+			r->len = (size_t)got;
+		}
+		any = true;
+		c = r->buf[r->pos++];
+		if (c == '\n')
+			break;
+		if (n < LINE_PREFIX - 1)
+			line[n++] = c;
+	}
+	line[n] = '\0';
+	return 1;
+}
+
 int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 		       struct gvm_mm_vma *out)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int err = -ENOENT;
+	struct maps_reader r = { .fd = open("/proc/self/maps",
+					    O_RDONLY | O_CLOEXEC) };
+	char line[LINE_PREFIX];
+	int err = -ENOENT, got;
 
-	if (!f)
+	if (r.fd < 0)
 		return -errno;
-	while (getline(&line, &cap, f) > 0) {
+	while ((got = next_line(&r, line)) > 0) {
 		struct gvm_mm_vma v;
 
 		if (parse_line(line, &v)) {
@@ -173,8 +222,9 @@ int gvm__mm_maps_parse(uint64_t addr, unsigned int flags,
 		}
 		break;		/* lines are in address order */
 	}
-	free(line);	/* getline(): libc memory */
-	fclose(f);
+	if (got < 0)
+		err = got;
+	close(r.fd);
 	return err;
 }
 

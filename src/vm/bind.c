@@ -84,6 +84,7 @@
 #include "core/fence_internal.h"
 #include "core/lockrank.h"
 #include "core/page.h"
+#include "core/sort.h"
 #include "core/sync.h"
 #include "core/trace.h"
 #include "mm/mm.h"
@@ -711,8 +712,7 @@ static int collect_bos(struct bind *b)
 	}
 	if (err)
 		return err;
-	if (b->nr_bos > 1)	/* qsort(NULL, 0) is undefined */
-		qsort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
+	gvm__sort(b->bos, b->nr_bos, sizeof(*b->bos), cmp_ptr);
 	for (i = 0, k = 0; i < b->nr_bos; i++)
 		if (!k || b->bos[k - 1] != b->bos[i])
 			b->bos[k++] = b->bos[i];
@@ -819,9 +819,7 @@ static void merge_touched(struct bind *b)
 {
 	size_t i, k = 0;
 
-	if (b->nr_touched > 1)
-		qsort(b->touched, b->nr_touched, sizeof(*b->touched),
-		      cmp_range);
+	gvm__sort(b->touched, b->nr_touched, sizeof(*b->touched), cmp_range);
 	for (i = 0; i < b->nr_touched; i++) {
 		struct gvm_addr_range r = b->touched[i];
 

@@ -143,6 +143,7 @@
 #include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/page.h"
+#include "core/sort.h"
 #include "core/trace.h"
 #include "vm/dev.h"
 #include "vm/fault.h"
@@ -328,7 +329,7 @@ static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 	uint32_t i, end;
 
 	if (n > 1)
-		qsort(b, n, sizeof(*b), req_cmp);
+		gvm__sort(b, n, sizeof(*b), req_cmp);
 	for (i = 0; i < n; i++) {
 		struct gvm_fault_req *r = b[i];
 

@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -1809,6 +1810,54 @@ static void both(struct gvm_mm_maps *maps, uint64_t addr, unsigned int flags,
 			     a->offset == b->offset && a->inode == b->inode)))
 			return;
 	}
+}
+
+/*
+ * The parser keeps only the start of each line (mm/maps.c): a mapping
+ * whose file name is far longer is still read right, and so is the one
+ * after it.
+ */
+TEST(maps_parse_reads_lines_longer_than_it_keeps)
+{
+	char dir[] = "/tmp/gvm-maps-XXXXXX", sub[512], path[1024];
+	struct gvm_mm_vma a, b;
+	struct gvm_mm_maps maps;
+	char *m;
+	int fd, ra, rb;
+
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	snprintf(sub, sizeof(sub), "%s/%0200d", dir, 1);	/* 2 x 200 */
+	ASSERT_OK(mkdir(sub, 0700));
+	snprintf(path, sizeof(path), "%s/%0200d", sub, 2);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ftruncate(fd, 3 * 4096));
+	/* file page, anonymous page, file page: three lines */
+	m = mmap(NULL, 3 * 4096, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_TRUE(m != MAP_FAILED);
+	ASSERT_TRUE(mmap(m + 4096, 4096, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    m + 4096);
+	ASSERT_OK(gvm__mm_maps_init(&maps));
+	for (int i = 0; i < 3; i++) {
+		both(&maps, (uintptr_t)m + (uint64_t)i * 4096, 0, &ra, &a, &rb,
+		     &b);
+		ASSERT_OK(ra);
+		ASSERT_OK(rb);
+		ASSERT_EQ(b.start, (uintptr_t)m + (uint64_t)i * 4096);
+		ASSERT_EQ(b.end, b.start + 4096);
+		ASSERT_EQ(a.start, b.start);
+		ASSERT_EQ(a.flags, b.flags);
+		ASSERT_EQ(a.inode, b.inode);
+		ASSERT_EQ(a.offset, b.offset);
+		ASSERT_EQ(!!(b.flags & GVM_MM_VMA_FILE), i != 1);
+	}
+	gvm__mm_maps_fini(&maps);
+	munmap(m, 3 * 4096);
+	close(fd);
+	unlink(path);
+	rmdir(sub);
+	rmdir(dir);
 }
 
 TEST(lookup_procmap_query_equals_maps_parse)
