@@ -54,6 +54,81 @@
 #define SCALAR 3.0
 #define M2 (2ull << 20)
 
+/*
+ * Under ThreadSanitizer the runtime keeps its own state (allocator
+ * metadata, per-thread state) in anonymous mappings that the kernel may
+ * merge with a malloc'd array's, and every instrumented thread, gvm's
+ * event thread included, touches it.  A range or the prefetch policy's
+ * sweep (2 MiB past the last fault) would move it to device memory, and
+ * the event thread would fault on it inside the runtime and wait for
+ * itself (docs/svm.md, "Under ThreadSanitizer").  There the arrays
+ * get mappings of their own between PROT_NONE guards: one page before
+ * (no merge), the sweep's reach after.  Elsewhere they are malloc'd.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define GUARDED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GUARDED 1
+#endif
+#endif
+
+#ifdef GUARDED
+#define GUARD_BEFORE 4096ull
+#define GUARD_AFTER M2
+
+static uint64_t arr_span(uint64_t size)
+{
+	return GUARD_BEFORE + ((size + 4095) & ~4095ull) + GUARD_AFTER;
+}
+
+/* @size bytes aligned to @align (a power of 2), or NULL. */
+static void *arr_alloc(uint64_t size, uint64_t align)
+{
+	uint64_t len = arr_span(size) + align, base, a, lo, hi;
+	void *p;
+
+	p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	base = (uintptr_t)p;
+	a = (base + GUARD_BEFORE + align - 1) & ~(align - 1);
+	lo = a - GUARD_BEFORE;
+	hi = lo + arr_span(size);
+	/* keep [lo, hi) only */
+	if (lo > base)
+		munmap(p, lo - base);
+	if (hi < base + len)
+		munmap((void *)(uintptr_t)hi, base + len - hi);
+	if (mprotect((void *)(uintptr_t)a, size, PROT_READ | PROT_WRITE)) {
+		munmap((void *)(uintptr_t)lo, hi - lo);
+		return NULL;
+	}
+	return (void *)(uintptr_t)a;
+}
+
+static void arr_free(void *p, uint64_t size)
+{
+	if (p)
+		munmap((char *)p - GUARD_BEFORE, arr_span(size));
+}
+#else
+static void *arr_alloc(uint64_t size, uint64_t align)
+{
+	void *p;
+
+	if (align <= 16)
+		return malloc(size);
+	return posix_memalign(&p, align, size) ? NULL : p;
+}
+
+static void arr_free(void *p, uint64_t size)
+{
+	(void)size;
+	free(p);
+}
+#endif
+
 struct svm_run {
 	struct run_dev *d;
 	struct gvm_mm *mm;
@@ -164,7 +239,7 @@ static int svm_mem_alloc(struct svm_run *s, uint64_t size, uint64_t *gpu)
 	int err;
 
 	if (!s->model) {
-		p = malloc(size);
+		p = arr_alloc(size, 16);
 		if (!p) {
 			run_fail(s->d, "malloc: out of memory");
 			return -ENOMEM;
@@ -186,7 +261,7 @@ static int svm_mem_free(struct svm_run *s, uint64_t gpu, uint64_t size)
 	if (!gpu)
 		return 0;
 	if (!s->model) {
-		free((void *)(uintptr_t)gpu);
+		arr_free((void *)(uintptr_t)gpu, size);
 		return 0;
 	}
 	err = gvm_mm_model_munmap(s->mm, gpu, size);
@@ -483,17 +558,16 @@ static struct {
 	bool ready;			/* lock */
 	pthread_barrier_t bar;
 	uint64_t *p;			/* the array, 2 MiB aligned */
+	uint64_t size;			/* its size */
 } multi = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void multi_init(const struct run_opts *o)
 {
-	void *p = NULL;
-
 	pthread_mutex_lock(&multi.lock);
 	if (!multi.ready) {
 		pthread_barrier_init(&multi.bar, NULL, o->sys.nr_devices);
-		if (!posix_memalign(&p, 2ull << 20, o->size))
-			multi.p = p;
+		multi.p = arr_alloc(o->size, M2);
+		multi.size = o->size;
 		multi.ready = true;
 	}
 	pthread_mutex_unlock(&multi.lock);
@@ -617,7 +691,7 @@ static void multi_total(const struct run_dev *devs, unsigned int n,
 			int64_t wall)
 {
 	svm_total(devs, n, wall);
-	free(multi.p);
+	arr_free(multi.p, multi.size);
 	multi.p = NULL;
 	if (multi.ready)
 		pthread_barrier_destroy(&multi.bar);
