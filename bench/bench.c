@@ -201,7 +201,17 @@ struct outcome {
 	int n;				/* runs */
 	double min, max, tmin, tmax;	/* spread of the runs' ratios */
 	const struct gvm_bench_old *old;	/* --compare: NULL if absent */
+	double load[2];			/* 1-minute load average before and
+					   after the runs (NaN: unknown) */
 };
+
+/* The host's 1-minute load average, or NaN (the figures' context). */
+static double load_now(void)
+{
+	double l;
+
+	return getloadavg(&l, 1) == 1 ? l : NAN;
+}
 
 static double ratio_of(const struct gvm_bench_result *r)
 {
@@ -332,6 +342,8 @@ static void print_json(const char *name, const struct outcome *o,
 		if (r->pct)
 			json_num("old_ratio_tail", "%.3f", o->old->ratio_tail);
 	}
+	json_num("load_before", "%.2f", o->load[0]);
+	json_num("load_after", "%.2f", o->load[1]);
 	printf(", \"note\": ");
 	json_string(r->note);
 	printf("}");
@@ -424,6 +436,7 @@ int gvm_bench_main(int argc, char **argv)
 	int first = 0, failed = 0, repeat = 1;
 	size_t nr_old = 0;
 	struct utsname u;
+	double load0;
 
 	options_first(argc, argv);
 	for (; first < argc && argv[first][0] == '-'; first++) {
@@ -488,6 +501,7 @@ int gvm_bench_main(int argc, char **argv)
 	}
 
 	uname(&u);
+	load0 = load_now();
 	if (json) {
 		printf("[");
 	} else {
@@ -518,7 +532,9 @@ int gvm_bench_main(int argc, char **argv)
 		if (!selected(benches[i].name, argc, argv, first))
 			continue;
 		memset(&o, 0, sizeof(o));
+		o.load[0] = load_now();
 		err = run_bench(i, &ctx, repeat, &o);
+		o.load[1] = load_now();
 		if (err) {
 			fprintf(stderr, "gvm bench: %s failed: %s\n",
 				benches[i].name, strerror(-err));
@@ -537,6 +553,10 @@ int gvm_bench_main(int argc, char **argv)
 	}
 	if (json)
 		printf("\n]\n");
+	else
+		printf("load average (1 min): %.2f at the start, %.2f at the "
+		       "end (other work on the host slows latency figures "
+		       "most)\n", load0, load_now());
 	free(old);
 	return failed ? 1 : 0;
 }
