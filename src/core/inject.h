@@ -24,11 +24,23 @@
  *	UFFD_MOVE            UFFDIO_MOVE                             -ENOMEM
  *	UFFD_WAKE            UFFDIO_WAKE                             -EFAULT
  *	PROCMAP_QUERY        ioctl(PROCMAP_QUERY) (mm/maps.c)        -ENOMEM
- *	INVAL                a userptr or SVM range's pages were     (an invalidation)
- *	                     fetched and not yet committed
- *	                     (vm/userptr.c): the range is
+ *	INVAL                gvm__mm_inject_inval (mm/mm.h): data     (an invalidation)
+ *	                     fetched or copied, its new place not
+ *	                     yet published: a userptr's or SVM
+ *	                     range's fetch before its commit
+ *	                     (vm/userptr.c); a migration to device
+ *	                     memory after its copy, before its
+ *	                     extent is recorded; a device-to-device
+ *	                     move after its copy, before the extent
+ *	                     points at the new memory; a migration
+ *	                     back after the copy into the stage,
+ *	                     before the give, or after the CPU's
+ *	                     copy, before the extent goes
+ *	                     (mm/devmem.c).  The range is
  *	                     invalidated right there, as a fork()
- *	                     would (GVM_MM_EVENT_FORK)
+ *	                     would (GVM_MM_EVENT_FORK), or by the
+ *	                     backend's inject_inval (the model mm:
+ *	                     a reclaim, the pages moved)
  *
  * gvm__inject_arm(site, n, err) chooses another errno (0: the default
  * above).  Sweeping a scenario:

@@ -376,6 +376,8 @@ static int to_dev_change(void *arg)
 			mm->ops->stage_put(mm, stage, true);
 		return err;
 	}
+	/* Copied, not recorded: an invalidation now (INVAL). */
+	gvm__mm_inject_inval(mm, e->start, e->len);
 	mm->ops->stage_put(mm, stage, false);	/* its pages stay, for reuse */
 	ext_insert(mm, e);
 	gvm__mm_devmem_get(e->dm);
@@ -457,6 +459,8 @@ static int move_change(void *arg)
 	err = m->dm->ops->copy_from(m->dm, 0, old, e->off, e->len);
 	if (err)
 		return err;
+	/* Copied, the extent still on the old memory (INVAL). */
+	gvm__mm_inject_inval(e->mm, e->start, e->len);
 	gvm__mm_devmem_get(m->dm);
 	m->dm->extents++;
 	e->dm = m->dm;
@@ -573,6 +577,8 @@ static int to_ram_change(void *arg)
 	int err, tries;
 
 	if (!huge && to_ram_by_cpu(e)) {
+		/* Given back, the extent not yet dropped (INVAL). */
+		gvm__mm_inject_inval(mm, e->start, e->len);
 		ext_register(mm, e, false);
 		ext_free(mm, e);
 		return 0;
@@ -586,6 +592,9 @@ static int to_ram_change(void *arg)
 		if (!err)
 			break;
 	}
+	/* Copied into the stage, not yet given back (INVAL). */
+	if (!err)
+		gvm__mm_inject_inval(mm, e->start, e->len);
 	while ((n = next_run(e, &i))) {
 		uint64_t b = i << GVM_MM_PAGE_SHIFT, len, done;
 

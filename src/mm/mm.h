@@ -184,6 +184,18 @@ struct gvm_mm_ops {
 	 */
 	int (*access)(struct gvm_mm *mm, uint64_t addr, void *buf,
 		      uint64_t len, bool write);
+
+	/*
+	 * Optional, tests: the invalidation injection site INVAL makes
+	 * (gvm__mm_inject_inval) when it fires on [start, start + len): a
+	 * change of the backend's own, run inside its invalidation (the
+	 * model: a reclaim, which moves the present pages to new frames and
+	 * poisons the old, so a commit that missed it maps poison).  NULL:
+	 * an invalidation that changes nothing.  Called with at most
+	 * vm->lock, devmem_lock or the backend's own CPU-access lock held,
+	 * so it takes none of them.
+	 */
+	void (*inject_inval)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 };
 
 /*
@@ -530,6 +542,28 @@ uint64_t gvm__mm_devmem_waits(struct gvm_mm *mm);
 /* Invalidates [start, start + len) with @event (gvm__notifier_invalidate). */
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, enum gvm_mm_event event);
+
+/*
+ * Injection site INVAL (core/inject.h): if it fires, [start, start + len)
+ * is invalidated right here, as a fork() on another thread could (a FORK
+ * event), or, if the backend has one, by its inject_inval change (the
+ * model mm: a reclaim, the pages moved to new frames).  Placed where data
+ * was fetched or copied and its new place is not yet published: a
+ * userptr's or SVM range's fetch before its commit (vm/userptr.c), a
+ * migration's copy before its extent is recorded or given back
+ * (mm/devmem.c).  Context: as gvm__notifier_invalidate (at most
+ * devmem_lock held; inside a migration's own invalidation is allowed).
+ */
+static inline void gvm__mm_inject_inval(struct gvm_mm *mm, uint64_t start,
+					uint64_t len)
+{
+	if (!gvm__inject(GVM_INJECT_INVAL))
+		return;
+	if (mm->ops->inject_inval)
+		mm->ops->inject_inval(mm, start, len);
+	else
+		gvm__mm_invalidate(mm, start, len, GVM_MM_EVENT_FORK);
+}
 
 /* ---- helpers shared by the backends (maps.c, fetch.c) ------------------ */
 

@@ -31,6 +31,10 @@
  *     page fetched for writing is copied first (a CoW break: invalidation
  *     of that page, event FORK: the old frame lives on in the relative).
  *   CPU access: as a fetch, under map_lock, page by page.
+ *   injected reclaim (site INVAL, model_inject_inval): a reclaim's
+ *     invalidation and change without map_lock, where the site is
+ *     reached (its caller may hold map_lock); the change works under
+ *     phys->lock only, so changes beside it do not disturb it.
  *
  * "dev" pages are exactly the valid pages of devmem.c's extents, except
  * while a change of ours moves or drops both (mremap, munmap): a fetch,
@@ -970,6 +974,24 @@ static int model_access(struct gvm_mm *mm, uint64_t addr, void *buf,
 	return err == -ENOMEM ? err : err ? -EFAULT : 0;
 }
 
+/*
+ * Injection site INVAL (mm.h, inject_inval): a reclaim of the range's
+ * present pages, without map_lock (the caller may hold it: a CPU access
+ * bringing pages back from device memory; or locks below it, vm->lock or
+ * devmem_lock).  reclaim_change does all its work under phys->lock, so
+ * it needs no serialisation against a change beside it.
+ */
+static void model_inject_inval(struct gvm_mm *mm, uint64_t start,
+			       uint64_t len)
+{
+	struct gvm_mm_model *m = to_model(mm);
+	struct span s = { .m = m, .start = start, .end = start + len };
+
+	if (in_range(m, start, len))
+		change(m, start, len, GVM_MM_EVENT_MIGRATE, reclaim_change,
+		       &s);
+}
+
 static const struct gvm_mm_ops model_ops = {
 	.name = "model",
 	.register_range = model_register,
@@ -984,6 +1006,7 @@ static const struct gvm_mm_ops model_ops = {
 	.give_copy = model_give_copy,
 	.poison = model_poison,
 	.access = model_access,
+	.inject_inval = model_inject_inval,
 };
 
 /* ---- the API ------------------------------------------------------------ */

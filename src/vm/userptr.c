@@ -586,15 +586,13 @@ static int fetch_devmem(struct gvm_userptr *u, uint64_t seq)
 }
 
 /*
- * Injection site INVAL (core/inject.h): the range is invalidated between
- * its fetch and its commit, as a fork() on another thread could; the
- * commit's sequence recheck must catch it.
+ * Injection site INVAL (gvm__mm_inject_inval): the range is invalidated
+ * between its fetch and its commit, as a fork() or a reclaim on another
+ * thread could; the commit's sequence recheck must catch it.
  */
 static void inject_inval(struct gvm_userptr *u)
 {
-	if (gvm__inject(GVM_INJECT_INVAL))
-		gvm__mm_invalidate(u->vm->mm, cpu_start(u->vma),
-				   u->vma->va.range, GVM_MM_EVENT_FORK);
+	gvm__mm_inject_inval(u->vm->mm, cpu_start(u->vma), u->vma->va.range);
 }
 
 /* Device addresses of the pages, as extents (contiguous runs merged). */

@@ -21,8 +21,10 @@
  *
  * Scenarios: userptr bind + exec + munmap + rebind (non-fault VM); SVM on
  * the process's memory: GPU faults, migration to VRAM and CPU fault-back;
- * two linked devices, device-to-device migration; BOs evicted under VRAM
- * pressure.  Also: the SVM scenario with a failed UFFDIO_WAKE after each
+ * the same on a model mm, with reclaims, where the INVAL site's
+ * invalidation moves the pages (a missed one maps freed, poisoned frames:
+ * the poison check after the run); two linked devices, device-to-device
+ * migration; BOs evicted under VRAM pressure.  Also: the SVM scenario with a failed UFFDIO_WAKE after each
  * failed move, copy or register; every scenario's teardown.
  * docs/verification.md ("Fault injection") has the numbers and findings.
  *
@@ -576,6 +578,159 @@ TEST(svm_fault_back_with_a_failed_wake)
 	       24, GVM_INJECT_UFFD_WAKE, PHASE_WORK);
 }
 
+/* ---- SVM on the model mm --------------------------------------------------- */
+
+static int model_rw_once(struct gvm_mm *mm, uint64_t a, void *buf,
+			 uint64_t len, bool write)
+{
+	return write ? gvm_mm_model_write(mm, a, buf, len) :
+		       gvm_mm_model_read(mm, a, buf, len);
+}
+
+/* A CPU access through the model: under injection it may fail once (the
+   site is off again then), so a failure is retried. */
+static void model_rw(struct gvm_mm *mm, uint64_t a, void *buf, uint64_t len,
+		     bool write)
+{
+	if (ok_or_errno(model_rw_once(mm, a, buf, len, write)))
+		ASSERT_OK(model_rw_once(mm, a, buf, len, write));
+}
+
+/*
+ * The SVM scenario on a model mm (gvm_mm_model_create), which runs every
+ * CPU change inside its invalidation and poisons the frames it frees (an
+ * engine writing one after its invalidation is counted): 2 MiB the CPU
+ * wrote through the model; the GPU fills the first MiB (into VRAM) and
+ * sums the rest; the CPU reads it all (back from VRAM, as a CPU fault
+ * would) and writes the last quarter; the GPU fills 64 KiB whose preferred
+ * location is system memory (its frames mapped); a reclaim moves every
+ * page of both to new frames, poisoning the old; the GPU fills the 64 KiB
+ * again and the third quarter; a PREFETCH bind moves another 2 MiB into
+ * VRAM.
+ */
+static void svm_model_scenario(void)
+{
+	struct gvm_mm_model_config cfg = { .size = 16ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = MIRROR_END - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct gvm_bind_op prefetch = { .op = GVM_BIND_PREFETCH,
+					.prefetch_mem = GVM_MEM_VRAM,
+					.range = M2 };
+	struct gvm_madvise adv = {
+		.set = GVM_MADV_PREFERRED_LOC,
+		.attrs = { .preferred_loc = GVM_LOC_SYSTEM },
+	};
+	struct gvm_mm_model_stats st;
+	struct gvm_device *dev;
+	struct gvm_mm *mm;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	uint64_t a, b, sys, out, extra, sum = 0, want = 0, v;
+	uint64_t *buf = malloc(M2);
+	int e1, e2, e3, e4, e5, moved;
+
+	ASSERT_TRUE(buf != NULL);
+	ASSERT_OK(gvm_mm_model_create(&cfg, &mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, M2, PROT_READ | PROT_WRITE, 0, &a));
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, M2, PROT_READ | PROT_WRITE, 0, &b));
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, K64, PROT_READ | PROT_WRITE, 0,
+				    &out));
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, K64, PROT_READ | PROT_WRITE, 0,
+				    &sys));
+	ASSERT_OK(gvm_vm_madvise(vm, sys, K64, &adv));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		buf[i] = pat(i);
+	for (uint64_t i = M1 / 8; i < M2 / 8; i++)
+		want += pat(i);
+	ASSERT_OK(gvm_mm_model_write(mm, a, buf, M2));
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		buf[i] = ~pat(i) ^ 0xff;
+	ASSERT_OK(gvm_mm_model_write(mm, b, buf, M2));
+	prefetch.addr = b;
+
+	phase_begin(PHASE_WORK);
+	e1 = ok_or_errno(fill_lr(vm, q, a, M1, 0x44));
+	ASSERT_OK(gvm_kernel_checksum(&k, a + M1, M1, out));
+	e2 = ok_or_errno(run_lr(vm, q, &k));
+	if (!e2) {
+		model_rw(mm, out, &v, sizeof(v), false);
+		ASSERT_EQ(v, want);
+	}
+	/* The CPU brings back whatever went to VRAM. */
+	model_rw(mm, a, buf, M2, false);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		sum += buf[i];
+	if (!e1)
+		ASSERT_EQ(sum, want + word(0x44) * (M1 / 8));
+	for (uint64_t i = 3 * M2 / 32; i < M2 / 8; i++)
+		buf[i] = ~pat(i);
+	model_rw(mm, a + 3 * M2 / 8, buf + 3 * M2 / 64, M2 - 3 * M2 / 8,
+		 true);
+	e4 = ok_or_errno(fill_lr(vm, q, sys, K64, 0x58));
+	moved = gvm_mm_model_reclaim(mm, sys, K64);
+	ok_or_errno(moved < 0 ? moved : 0);
+	if (clean())
+		ASSERT_EQ(moved, K64 / K4);
+	moved = gvm_mm_model_reclaim(mm, a, M2);
+	ok_or_errno(moved < 0 ? moved : 0);
+	if (clean())
+		ASSERT_EQ(moved, M2 / K4);
+	e5 = ok_or_errno(fill_lr(vm, q, sys, K64, 0x59));
+	e3 = ok_or_errno(fill_lr(vm, q, a + M1, M1 / 2, 0x55));
+	ok_or_errno(gvm_vm_bind(vm, NULL, &prefetch, 1, NULL, 0));
+	phase_end(PHASE_WORK);
+
+	ASSERT_OK(gvm_mm_model_read(mm, b, buf, M2));	/* back if there */
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		ASSERT_EQ(buf[i], ~pat(i) ^ 0xff);
+	ASSERT_OK(gvm_mm_model_read(mm, sys, buf, K64));
+	if (clean() || !e5)
+		all_among(buf, K64, (uint64_t[]){ word(0x59) }, 1);
+	else if (!e4)
+		all_among(buf, K64, (uint64_t[]){ word(0x58), word(0x59) }, 2);
+	else
+		all_among(buf, K64,
+			  (uint64_t[]){ 0, word(0x58), word(0x59) }, 3);
+	ASSERT_OK(gvm_mm_model_read(mm, a, buf, M2));
+	check_layout(buf, word(0x44), clean() || !e1, word(0x55),
+		     clean() || !e3, true);
+	check_vm(vm);
+	/* Usable, or banned. */
+	ASSERT_OK(gvm_mm_model_mmap(mm, 0, K64, PROT_READ | PROT_WRITE, 0,
+				    &extra));
+	if (banned(vm)) {
+		ASSERT_EQ(fill_lr(vm, q, extra, K64, 0x66), -EIO);
+	} else {
+		ASSERT_OK(fill_lr(vm, q, extra, K64, 0x66));
+		ASSERT_OK(gvm_mm_model_read(mm, extra + K64 - 8, &v,
+					    sizeof(v)));
+		ASSERT_EQ(v, word(0x66));
+		check_vm(vm);
+	}
+	phase_begin(PHASE_TEARDOWN);
+	gvm_queue_destroy(q);
+	destroy_vm(vm);
+	gvm_device_put(dev);
+	phase_end(PHASE_TEARDOWN);
+	/* No engine wrote a frame after its invalidation ended. */
+	ASSERT_OK(gvm_mm_model_stats(mm, &st));
+	ASSERT_EQ(st.poison_violations, 0);
+	gvm_mm_put(mm);
+	free(buf);
+}
+
+TEST(svm_on_the_model_mm)
+{
+	sweep("svm model", svm_model_scenario, ALL_SITES, 24);
+}
+
 /* ---- two linked devices: device-to-device migration ---------------------- */
 
 /*
@@ -763,6 +918,8 @@ TEST(teardown)
 	sweep2("d2d teardown", d2d_scenario, ALL_SITES, 16, -1,
 	       PHASE_TEARDOWN);
 	sweep2("evict teardown", evict_scenario, ALL_SITES, 4, -1,
+	       PHASE_TEARDOWN);
+	sweep2("svm model teardown", svm_model_scenario, ALL_SITES, 16, -1,
 	       PHASE_TEARDOWN);
 }
 
