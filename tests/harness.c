@@ -2,6 +2,12 @@
 /*
  * Test harness runtime: the registry, the runner, failure reporting, seeds,
  * scaling, death tests, and gvm_test_run().  See harness.h.
+ *
+ * Rerun commands: the seed line a randomised test prints when it takes its
+ * seed, and every failure, give the command that runs the test again
+ * (rerun_command): the GVM_* variables the suite was started with, then
+ * GVM_TEST_SEED if the test took a seed, the suite's absolute path and the
+ * test's name.
  */
 #include "harness.h"
 #include "core/alloc.h"
@@ -28,7 +34,9 @@ static struct {
 } tests[MAX_TESTS];
 static int nr_tests;
 static const char *current;
-static const char *suite_path;	/* argv[0] */
+static const char *suite_path;	/* absolute if it could be resolved */
+static char suite_real[4096];
+static char env_prefix[2048];	/* GVM_* at start, GVM_TEST_SEED aside */
 
 void gvm_test_register(const char *name, gvm_test_fn fn)
 {
@@ -43,12 +51,83 @@ void gvm_test_register(const char *name, gvm_test_fn fn)
 
 static uint64_t seed;
 static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+static bool seed_taken;		/* gvm_test_seed() was called (atomic:
+				   a failing thread may not have called it) */
 static bool det_active;		/* inside gvm_test_det_begin/_end */
 
 static void det_write_replay(void);
 
+/*
+ * Appends a word to @buf (@len bytes, NUL-terminated): @name bare (a
+ * variable's "NAME=", or ""), then @value, single-quoted for the shell
+ * unless every character of it is safe bare.
+ */
+static void append_word(char *buf, size_t len, const char *name,
+			const char *value)
+{
+	static const char safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				   "abcdefghijklmnopqrstuvwxyz0123456789_./:=,+-@%";
+	size_t used = strlen(buf);
+	bool bare = strspn(value, safe) == strlen(value) && (*name || *value);
+
+	if (used)
+		snprintf(buf + used, len - used, " ");
+	used = strlen(buf);
+	snprintf(buf + used, len - used, "%s%s", name, bare ? "" : "'");
+	used = strlen(buf);
+	for (; *value && used + 5 < len; value++) {
+		if (!bare && *value == '\'') {
+			memcpy(buf + used, "'\\''", 4);	/* close, \', reopen */
+			used += 4;
+		} else {
+			buf[used++] = *value;
+		}
+	}
+	buf[used] = 0;
+	if (!bare)
+		snprintf(buf + used, len - used, "'");
+}
+
+/* The GVM_* variables the suite started with (GVM_TEST_SEED aside: the
+   rerun names the seed the test took), and the suite's absolute path. */
+static void rerun_init(const char *argv0)
+{
+	extern char **environ;
+
+	suite_path = argv0;
+	if (realpath(argv0, suite_real))
+		suite_path = suite_real;
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		char name[256];
+
+		if (strncmp(*e, "GVM_", 4) || !eq ||
+		    !strncmp(*e, "GVM_TEST_SEED=", 14) ||
+		    (size_t)(eq - *e) >= sizeof(name) - 1)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e + 1), *e);
+		append_word(env_prefix, sizeof(env_prefix), name, eq + 1);
+	}
+}
+
+/* The command that runs the current test again, with its seed if it took
+   one: a line to copy and paste. */
+static void rerun_command(char *buf, size_t len)
+{
+	char s[64];
+
+	snprintf(buf, len, "%s", env_prefix);
+	if (__atomic_load_n(&seed_taken, __ATOMIC_ACQUIRE)) {
+		snprintf(s, sizeof(s), "%" PRIu64, seed);
+		append_word(buf, len, "GVM_TEST_SEED=", s);
+	}
+	append_word(buf, len, "", suite_path ? suite_path : "SUITE");
+	append_word(buf, len, "", current ? current : "");
+}
+
 void gvm_test_fail(const char *file, int line, const char *fmt, ...)
 {
+	char cmd[4096];
 	va_list ap;
 
 	fprintf(stderr, "FAIL %s at %s:%d: ", current ? current : "?", file,
@@ -57,6 +136,8 @@ void gvm_test_fail(const char *file, int line, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	rerun_command(cmd, sizeof(cmd));
+	fprintf(stderr, "rerun: %s\n", cmd);
 	if (det_active && gvm__det_on())
 		det_write_replay();
 	fflush(stderr);
@@ -167,6 +248,7 @@ uint64_t gvm_test_det_end(void)
 static void seed_init(void)
 {
 	const char *env;
+	char cmd[4096];
 
 	env = getenv("GVM_TEST_REPLAY");
 	if (env && *env) {
@@ -180,8 +262,10 @@ static void seed_init(void)
 		seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
 		       ((uint64_t)getpid() << 40);
 	}
-	printf("%s: seed %" PRIu64 " (replay with GVM_TEST_SEED=%" PRIu64 ")\n",
-	       current ? current : "?", seed, seed);
+	__atomic_store_n(&seed_taken, true, __ATOMIC_RELEASE);
+	rerun_command(cmd, sizeof(cmd));
+	printf("%s: seed %" PRIu64 " (rerun: %s)\n", current ? current : "?",
+	       seed, cmd);
 	fflush(stdout);
 }
 
@@ -321,7 +405,7 @@ int main(int argc, char **argv)
 {
 	int failed = 0;
 
-	suite_path = argv[0];
+	rerun_init(argv[0]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
 		for (int i = 0; i < nr_tests; i++)

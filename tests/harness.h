@@ -9,9 +9,14 @@
  *
  * Randomised tests take their seed from gvm_test_seed(): GVM_TEST_SEED from
  * the environment if set (or the seed of GVM_TEST_REPLAY's file), otherwise
- * a fresh one; it is printed either way so a failure can be replayed.
- * Those that can also run deterministically write a replay file when they
- * fail (gvm_test_det_begin).
+ * a fresh one.  It is printed when taken, with the command that reruns the
+ * test with it ("rerun: GVM_TEST_SEED=N /path/to/suite NAME", after the
+ * GVM_* variables the suite was started with), and a failing assertion
+ * prints that command again after its FAIL line, so a crash, a hang or a
+ * failure can be rerun by copying one line.  The seed replays the test's
+ * data; the interleaving of real threads is not replayed.  Tests that run
+ * deterministically also write a replay file when they fail
+ * (gvm_test_det_begin), which replays the schedule too.
  */
 #ifndef GVM_TEST_HARNESS_H
 #define GVM_TEST_HARNESS_H

@@ -4,7 +4,7 @@
  * (tools/gvm/det_explore.c, det_scenarios.c): a run is a function of its
  * seed (same seed, same log; another seed, another log), on small programs
  * of the sync primitives and on a whole-stack scenario; the virtual clock;
- * deadlock reports; replay files; exploration finds seed 000's race when
+ * deadlock reports; replay files and rerun commands; exploration finds seed 000's race when
  * its fix is switched off, and passes every scenario at bound 1 (sampled
  * under sanitizers: GVM_TEST_SCALE divides the number of runs).
  */
@@ -379,6 +379,25 @@ TEST(a_failing_det_test_writes_a_replay_file)
 	free(b);
 	free(f1);
 	free(f2);
+}
+
+/*
+ * Any randomised test that fails prints the command that reruns it: its
+ * seed (GVM_TEST_SEED), the suite's absolute path and the test's name,
+ * after the GVM_* variables the suite started with (CI's, if any).
+ */
+TEST(a_failing_seeded_test_prints_its_rerun_command)
+{
+	char exe[2048], want[2400];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	uint64_t s = gvm_test_seed();
+
+	ASSERT_GT(n, 0);
+	exe[n] = 0;
+	snprintf(want, sizeof(want), "GVM_TEST_SEED=%" PRIu64 " %s "
+		 "a_failing_seeded_test_prints_its_rerun_command\n", s, exe);
+	/* fails, as a randomised test's check would */
+	ASSERT_DEATH(ASSERT_EQ(gvm_test_seed(), s + 1), want);
 }
 
 /* ---- whole-stack scenarios ------------------------------------------------------- */
