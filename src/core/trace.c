@@ -202,6 +202,24 @@ static void append_locked(const struct event *e)
 	b->ev[b->nr_ev++] = *e;
 }
 
+/* Appends @e, which started at e->t0, to the track of @w if it records. */
+static void record(const struct gvm__trace_where *w, struct event *e)
+{
+	long t;
+
+	gvm__mutex_lock(&trace.lock);
+	if (recording_locked(e->t0)) {
+		t = track_locked(w);
+		if (t < 0) {
+			trace.b.dropped++;
+		} else {
+			e->track = (uint32_t)t;
+			append_locked(e);
+		}
+	}
+	gvm__mutex_unlock(&trace.lock);
+}
+
 /* ---- hooks ------------------------------------------------------------ */
 
 void gvm__trace_scope_begin(struct gvm__trace_scope *s, const char *name,
@@ -224,7 +242,6 @@ void gvm__trace_scope_end_slow(struct gvm__trace_scope *s)
 {
 	struct event e = { .t0 = s->t0, .name = s->name, .cat = s->cat };
 	unsigned int i;
-	long t;
 
 	e.t1 = gvm__now_ns();
 	for (i = 0; i < 2; i++) {
@@ -234,17 +251,7 @@ void gvm__trace_scope_end_slow(struct gvm__trace_scope *s)
 				 : s->hex & (1u << i) ? ARG_HEX
 						      : ARG_DEC;
 	}
-	gvm__mutex_lock(&trace.lock);
-	if (recording_locked(e.t0)) {
-		t = track_locked(&s->w);
-		if (t < 0) {
-			trace.b.dropped++;
-		} else {
-			e.track = (uint32_t)t;
-			append_locked(&e);
-		}
-	}
-	gvm__mutex_unlock(&trace.lock);
+	record(&s->w, &e);
 }
 
 struct exec_cb {
@@ -334,19 +341,24 @@ void gvm__trace_fault_slow(const void *dev, const char *dev_name,
 			  { ARG_STR, "access", 0, access },
 			  { ARG_STR, "reason", 0, reason } },
 	};
-	long t;
 
-	gvm__mutex_lock(&trace.lock);
-	if (recording_locked(e.t0)) {
-		t = track_locked(&w);
-		if (t < 0) {
-			trace.b.dropped++;
-		} else {
-			e.track = (uint32_t)t;
-			append_locked(&e);
-		}
-	}
-	gvm__mutex_unlock(&trace.lock);
+	record(&w, &e);
+}
+
+void gvm__trace_svm_gc_slow(const void *dev, const char *dev_name,
+			    int64_t t0, uint64_t dropped, uint64_t split,
+			    uint64_t bytes)
+{
+	struct gvm__trace_where w = { dev, dev_name, GVM__TRACE_SVM_GC,
+				      GVM__TRACE_SVM_GC, -1 };
+	struct event e = {
+		.t0 = t0, .t1 = gvm__now_ns(), .name = "svm_gc", .cat = "svm",
+		.args = { { ARG_DEC, "dropped", dropped, NULL },
+			  { ARG_DEC, "split", split, NULL },
+			  { ARG_DEC, "bytes", bytes, NULL } },
+	};
+
+	record(&w, &e);
 }
 
 /* ---- writing ------------------------------------------------------------ */

@@ -14,6 +14,9 @@
  *                   finished);     a kernel from now to @finished signalling
  *   gvm__trace_fault(dev, dev_name, engine_name, instance, addr, access,
  *                    reason);                        a GPU fault (instant)
+ *   t0 = gvm__trace_start_ns(); ...
+ *   gvm__trace_svm_gc(dev, dev_name, t0, dropped, split, bytes);
+ *                             SVM garbage collection from t0 to now
  *
  * A scope hook declares a variable whose cleanup (the GCC/Clang cleanup
  * attribute) records a complete event when the enclosing block is left, on
@@ -42,6 +45,7 @@
 #include <stdint.h>
 
 #include "core/atomic.h"
+#include "core/sync.h"
 
 struct gvm_fence;
 
@@ -86,6 +90,9 @@ void gvm__trace_fault_slow(const void *dev, const char *dev_name,
 			   const char *engine_name, uint32_t instance,
 			   uint64_t addr, const char *access,
 			   const char *reason);
+void gvm__trace_svm_gc_slow(const void *dev, const char *dev_name,
+			    int64_t t0, uint64_t dropped, uint64_t split,
+			    uint64_t bytes);
 
 static inline void gvm__trace_scope_end(struct gvm__trace_scope *s)
 {
@@ -129,6 +136,7 @@ static inline void gvm__trace_scope_init(struct gvm__trace_scope *s,
 #define GVM__TRACE_TLB "TLB"
 #define GVM__TRACE_MIGRATION "migration"
 #define GVM__TRACE_FAULT_QUEUE "fault queue"
+#define GVM__TRACE_SVM_GC "svm gc"
 
 #define GVM_TRACE_BIND(dev, dev_name, sq, nr_ops)                             \
 	GVM__TRACE_SCOPE("vm_bind", "bind", dev, dev_name, sq,                \
@@ -184,6 +192,30 @@ static inline void gvm__trace_fault(const void *dev, const char *dev_name,
 	if (gvm__trace_on())
 		gvm__trace_fault_slow(dev, dev_name, engine_name, instance,
 				      addr, access, reason);
+}
+
+/* The start of an event recorded later if at all: now, or -1 if no trace
+   records now. */
+static inline int64_t gvm__trace_start_ns(void)
+{
+	return gvm__trace_on() ? gvm__now_ns() : -1;
+}
+
+/*
+ * SVM garbage collection (svm.c) from @t0 (gvm__trace_start_ns()) to now,
+ * on the track "svm gc": @dropped ranges whose CPU memory was unmapped
+ * left the VM, @split of them had what the CPU still maps covered again
+ * by smaller ranges, @bytes the dropped ranges' size.  Nothing is
+ * recorded if nothing was dropped (a fault's collection usually finds
+ * nothing) or no trace recorded at @t0.
+ */
+static inline void gvm__trace_svm_gc(const void *dev, const char *dev_name,
+				     int64_t t0, uint64_t dropped,
+				     uint64_t split, uint64_t bytes)
+{
+	if (t0 >= 0 && dropped)
+		gvm__trace_svm_gc_slow(dev, dev_name, t0, dropped, split,
+				       bytes);
 }
 
 #endif

@@ -49,6 +49,7 @@
 #include "core/atomic.h"
 #include "core/lockrank.h"
 #include "core/sync.h"
+#include "core/trace.h"
 #include "mm/mm.h"
 #include "vm/attr.h"
 #include "vm/dev.h"
@@ -393,9 +394,9 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
  * it in the moment between the drop and the rebind.  Nothing is done if
  * the CPU maps none of it, or all of it (a new mapping replaced the
  * unmapped part: its own faults make its ranges and place them).  A range
- * that cannot be made is left to a fault.
+ * that cannot be made is left to a fault.  True if it split (counted).
  */
-static void split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
+static bool split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 {
 	struct gvm_va *mv = gvm__va_find(&vm->va, lo);
 	struct gvm_mm_vma m;
@@ -408,7 +409,7 @@ static void split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 		mapped += (m.end < hi ? m.end : hi) - (m.start > a ? m.start : a);
 	if (!mapped || mapped == hi - lo || !mv ||
 	    gvm__va_kind(mv) != GVM_VA_KIND_MIRROR)
-		return;
+		return false;
 	gvm__vm_stat_add(vm, svm_ranges_split, 1);
 	for (a = lo; a < hi;) {
 		if (!range_create(vm, to_vma(mv), a, GVM_ACCESS_READ,
@@ -420,6 +421,7 @@ static void split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
 		else
 			break;
 	}
+	return true;
 }
 
 /*
@@ -430,18 +432,25 @@ static void split(struct gvm_vm *vm, uint64_t lo, uint64_t hi)
  * is skipped.  A failure leaves the range for its own next fault, which
  * drops it too.  Runs at the start of every fault and in the device's
  * collector (gvm__svm_collect), so it happens without a fault too.
+ * Traced as "svm_gc" when it dropped something.
  */
 static void collect(struct gvm_vm *vm)
 {
+	int64_t t0 = gvm__trace_start_ns();
+	uint64_t dropped = 0, splits = 0, bytes = 0;
 	struct gvm_vma *r;
 
 	gvm__attrs_reset_unmapped(vm);
 	while ((r = gvm__userptr_gc_pop(vm))) {
 		uint64_t lo = r->va.addr, hi = lo + r->va.range;
 
-		if (gvm__va_find(&vm->svm, lo) == &r->va && !range_drop(vm, r))
-			split(vm, lo, hi);
+		if (gvm__va_find(&vm->svm, lo) == &r->va && !range_drop(vm, r)) {
+			dropped++;
+			bytes += hi - lo;
+			splits += split(vm, lo, hi);
+		}
 	}
+	gvm__trace_svm_gc(vm->dev, vm->dev->name, t0, dropped, splits, bytes);
 }
 
 void gvm__svm_collect(struct gvm_vm *vm)
@@ -532,8 +541,15 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		err = range_bind(vm, r, PLACE_POLICY, f->access);
 		if (err == -EFAULT || err == -EPERM) {
 			/* Its memory went away: a new range, if mapped
-			   again. */
+			   again.  Garbage no collection saw yet: traced
+			   like one. */
+			int64_t t0 = gvm__trace_start_ns();
+			uint64_t size = va->range;
+
 			err = range_drop(vm, r);
+			if (!err)
+				gvm__trace_svm_gc(vm->dev, vm->dev->name, t0,
+						  1, 0, size);
 			r = NULL;
 		}
 		if (err)

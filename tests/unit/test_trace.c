@@ -6,16 +6,20 @@
  * to reject unbalanced brackets, bad strings and trailing garbage), then
  * checked: the traceEvents array, the keys every event needs, the event
  * names a bind + exec + unbind + faulting exec on a simulated device
- * produce, and that complete events on one thread nest (what viewers
- * need).
+ * produce, the SVM garbage collector's after a munmap, and that complete
+ * events on one thread nest (what viewers need).
  */
+#include <sys/mman.h>
+
 #include <gvm/gvm.h>
+#include <gvm/mm.h>
 #include <gvm/sim.h>
 #include <gvm/trace.h>
 #include <gvm/vm.h>
 
 #include "core/trace.h"
 #include "harness.h"
+#include "vm/fault_queue.h"
 
 /* ---- a minimal JSON reader ------------------------------------------------ */
 
@@ -542,6 +546,83 @@ TEST(fault_batch_of_a_fault_mode_vm)
 	ASSERT_TRUE(b);
 	ASSERT_EQ(jget(jget(b, "args"), "faults")->num, 1);
 	ASSERT_EQ(thread_named(evs, "fault queue 0"), 1);
+	check_nesting(evs);
+	jv_free(&root);
+	unlink(path);
+}
+
+/*
+ * SVM garbage collection: a munmap of one 2 MiB range and of half of the
+ * next drops both (the second split: its mapped half covered again by
+ * smaller ranges); the collector records svm_gc events, on the "svm gc"
+ * track, whose arguments add up to that.
+ */
+TEST(svm_gc_after_munmap)
+{
+	const uint64_t m2 = 2ull << 20, mirror_end = 1ull << 47;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = 4096,
+				  .range = mirror_end - 4096,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	double dropped = 0, split = 0, bytes = 0;
+	uint8_t *map, *p;
+	const struct jv *evs;
+	struct gvm_kernel k;
+	struct gvm_mm *mm;
+	struct jv root;
+	char path[256];
+	struct env v;
+	int i;
+
+	tmp_path(path, sizeof(path));
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &v.dev));
+	ASSERT_OK(gvm_vm_create(v.dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&v.vm));
+	ASSERT_OK(gvm_queue_create(v.vm, GVM_ENGINE_COMPUTE, &v.cq));
+	ASSERT_OK(gvm_vm_bind(v.vm, NULL, &op, 1, NULL, 0));
+	map = mmap(NULL, 3 * m2, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(map != MAP_FAILED);
+	p = (uint8_t *)(((uintptr_t)map + m2 - 1) & ~(uintptr_t)(m2 - 1));
+	for (i = 0; i < 2; i++) {	/* a 2 MiB range each */
+		uint64_t uf = 0;
+		struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+				      .value = 1 };
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, (uintptr_t)p + i * m2, 1,
+						 64));
+		ASSERT_OK(gvm_exec(v.cq, &k, &s, 1));
+		ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	}
+	ASSERT_OK(gvm_trace_start(path));
+	ASSERT_OK(munmap(p, m2 + m2 / 2));
+	ASSERT_OK(gvm_mm_flush(mm));
+	gvm__fault_queue_collect_wait(v.vm);
+	ASSERT_OK(gvm_trace_stop());
+	gvm_queue_destroy(v.cq);
+	ASSERT_OK(gvm_vm_destroy(v.vm));
+	gvm_device_put(v.dev);
+	gvm_mm_put(mm);
+	munmap(map, 3 * m2);
+
+	evs = load_trace(path, &root);
+	ASSERT_GE(count(evs, "X", "svm_gc"), 1);
+	for (size_t j = 0; j < evs->n; j++) {
+		const struct jv *e = &evs->items[j], *a;
+
+		if (strcmp(jstr(e, "name"), "svm_gc"))
+			continue;
+		a = jget(e, "args");
+		ASSERT_TRUE(!strcmp(jstr(e, "cat"), "svm"));
+		dropped += jget(a, "dropped")->num;
+		split += jget(a, "split")->num;
+		bytes += jget(a, "bytes")->num;
+	}
+	ASSERT_EQ(dropped, 2);
+	ASSERT_EQ(split, 1);
+	ASSERT_EQ(bytes, 2 * m2);
+	ASSERT_EQ(thread_named(evs, "svm gc 0"), 1);
 	check_nesting(evs);
 	jv_free(&root);
 	unlink(path);
