@@ -219,6 +219,20 @@ struct gvm_vm_stats {
 	uint64_t dev_pt_reclaims;	/* device-wide: page-table reclaims */
 	uint64_t dev_pt_bytes_reclaimed; /* device-wide: their bytes */
 	bool banned;
+	/* Appended (the fields above keep their offsets). */
+	uint64_t svm_bytes_to_vram;	/* of bytes_to_vram: SVM's, the bytes
+					   of svm_migrations */
+	uint64_t svm_to_system;		/* SVM data this VM's migrations put
+					   in device memory that went back
+					   to system memory (CPU access,
+					   another user or device, fork,
+					   eviction by anyone), in moves; if
+					   several VMs mirror the memory, it
+					   counts for the one that migrated
+					   it (docs/svm.md) */
+	uint64_t svm_bytes_to_system;	/* their bytes */
+	uint64_t svm_cpu_faultbacks;	/* of svm_to_system: those a CPU
+					   access to the memory caused */
 };
 GVM_API int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st);
 

@@ -119,6 +119,8 @@ struct devmem_ext {
 	bool huge;			/* constant: taken as one huge page */
 	struct stage_dm *spare;		/* a migration's, until it ends */
 	bool inserted;			/* in the tree (a migration's) */
+	bool faulted;			/* a CPU access is bringing it
+					   back (ops faulted called) */
 };
 
 /*
@@ -690,8 +692,14 @@ int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr)
 
 	gvm__mutex_lock(&mm->devmem_lock);
 	e = ext_first(mm, addr & ~(GVM_MM_PAGE_SIZE - 1), GVM_MM_PAGE_SIZE);
-	if (e && page_valid(e, (addr - e->start) >> GVM_MM_PAGE_SHIFT))
+	if (e && page_valid(e, (addr - e->start) >> GVM_MM_PAGE_SHIFT)) {
+		/* Told before the move, which wakes the faulting threads;
+		   once per extent (a retry after -EAGAIN is the same). */
+		if (!e->faulted && e->dm->ops->faulted)
+			e->dm->ops->faulted(e->dm);
+		e->faulted = true;
 		err = migrate_back_locked(mm, e);
+	}
 	gvm__mutex_unlock(&mm->devmem_lock);
 	return err;
 }

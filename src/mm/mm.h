@@ -410,6 +410,13 @@ struct gvm_mm_devmem_ops {
 	 * (the mm may be in its teardown); may take a leaf lock only.
 	 */
 	void (*unused)(struct gvm_mm_devmem *dm);
+	/*
+	 * Optional: a CPU access is about to bring this device memory's
+	 * data back (gvm__mm_devmem_fault, before the move, which goes
+	 * through copy or cpu_addr; once per extent of the mm, even if the
+	 * move takes several attempts).  Same context as copy.
+	 */
+	void (*faulted)(struct gvm_mm_devmem *dm);
 };
 
 /*

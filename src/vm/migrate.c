@@ -67,6 +67,11 @@
  * is readable and d is referenced: a plain get on d, get-unless-zero on
  * the mm.
  *
+ * Counting: a move back is counted for the device and for the VM whose
+ * migration filled the devmem (its struct gvm_svm_back, referenced by the
+ * devmem, which may outlive the VM), a CPU fault-back also as such
+ * (devmem_faulted); docs/svm.md "Whose move back".
+ *
  * Locking: a devmem's buddy blocks and extents are immutable after
  * creation; its reference count is atomic; its LRU fields are protected
  * by dev->vram_lock (leaf).  Copies run under the mm's devmem_lock
@@ -94,6 +99,8 @@
 struct svm_devmem {
 	struct gvm_mm_devmem base;		/* owner: the device */
 	struct gvm_device *dev;			/* reference */
+	struct gvm_svm_back *back;		/* reference: the counters of
+						   the VM that migrated */
 	struct gvm_list blocks;			/* VRAM buddy blocks */
 	struct gvm_pt_extent *ext;		/* their device addresses, in
 						   offset order */
@@ -121,6 +128,31 @@ static struct gvm_copy_side vram_side(const struct svm_devmem *d, uint64_t off)
 				       .off = off, .region = GVM_MEM_VRAM };
 }
 
+struct gvm_svm_back *gvm__svm_back_create(void)
+{
+	struct gvm_svm_back *b = gvm__calloc(1, sizeof(*b));
+
+	if (b)
+		gvm__ref_init(&b->ref);
+	return b;
+}
+
+void gvm__svm_back_put(struct gvm_svm_back *b)
+{
+	if (b && gvm__ref_put(&b->ref))
+		gvm__free(b);
+}
+
+/* @len bytes of @d go back to system memory: counted for its device and
+   for the VM that migrated them. */
+static void count_back(struct svm_devmem *d, uint64_t len)
+{
+	gvm_fetch_add_relaxed(&d->dev->svm_to_ram, 1u);
+	gvm_fetch_add_relaxed(&d->dev->svm_bytes_to_ram, len);
+	gvm_fetch_add_relaxed(&d->back->to_system, 1u);
+	gvm_fetch_add_relaxed(&d->back->bytes_to_system, len);
+}
+
 /* Copies [off, off + len) of the device memory to or from @sys. */
 static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 		       uint64_t len, bool to_ram)
@@ -141,10 +173,8 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 		       gvm__dev_copy(dev, &vram, &ram, len);
 	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
 			      (uint64_t)(gvm__now_ns() - t0));
-	if (!err && to_ram) {
-		gvm_fetch_add_relaxed(&dev->svm_to_ram, 1u);
-		gvm_fetch_add_relaxed(&dev->svm_bytes_to_ram, len);
-	}
+	if (!err && to_ram)
+		count_back(d, len);
 	return err;
 }
 
@@ -215,14 +245,19 @@ static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
 		if (off >= pos && off + len <= pos + x->len) {
 			GVM_TRACE_MIGRATE(dev, dev->name, "to_system",
 					  off, len);
-			gvm_fetch_add_relaxed(&dev->svm_to_ram, 1u);
-			gvm_fetch_add_relaxed(&dev->svm_bytes_to_ram, len);
+			count_back(d, len);
 			return (uintptr_t)dev->desc.vram_cpu +
 			       (x->addr - dev->desc.vram_base) + (off - pos);
 		}
 		pos += x->len;
 	}
 	return 0;
+}
+
+/* A CPU access is bringing @dm's data back (the move: count_back). */
+static void devmem_faulted(struct gvm_mm_devmem *dm)
+{
+	gvm_fetch_add_relaxed(&to_svm_devmem(dm)->back->cpu_faultbacks, 1u);
 }
 
 /* Off the LRU: no page of the mm lives in @d any more. */
@@ -249,6 +284,7 @@ static void devmem_release(struct gvm_mm_devmem *dm)
 
 	GVM_BUG_ON(d->mm);		/* the LRU holds no reference */
 	gvm__vram_free(d->dev, &d->blocks);
+	gvm__svm_back_put(d->back);
 	gvm_device_put(d->dev);
 	gvm__free(d->ext);
 	gvm__free(d);
@@ -260,6 +296,7 @@ static const struct gvm_mm_devmem_ops svm_devmem_ops = {
 	.copy_from = devmem_copy_from,
 	.release = devmem_release,
 	.unused = devmem_unused,
+	.faulted = devmem_faulted,
 };
 
 /* The device addresses of @d's blocks, contiguous runs merged. */
@@ -516,6 +553,8 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 	gvm_list_init(&d->blocks);
 	gvm_list_init(&d->lru_link);
 	d->dev = gvm_device_get(dev);
+	d->back = vm->svm_back;		/* an mm: the VM has them */
+	gvm__ref_get(&d->back->ref);
 	gvm__mm_devmem_init(&d->base, &svm_devmem_ops, dev, size);
 	err = svm_vram_alloc(vm, dev, size, &d->blocks);
 	if (!err)
@@ -544,6 +583,7 @@ int gvm__svm_migrate_to_vram(struct gvm_vm *vm, struct gvm_device *dev,
 	if (!err) {
 		gvm__vm_stat_add(vm, svm_migrations, 1);
 		gvm__vm_stat_add(vm, bytes_to_vram, size);
+		gvm__vm_stat_add(vm, svm_bytes_to_vram, size);
 		gvm_fetch_add_relaxed(&dev->svm_to_vram, 1u);
 		gvm_fetch_add_relaxed(&dev->svm_bytes_to_vram, size);
 		if (from) {

@@ -112,6 +112,14 @@ void gvm__svm_devmem_touch(struct gvm_mm_devmem *dm);
 struct gvm_device *gvm__svm_devmem_device(const struct gvm_mm_devmem *dm);
 
 /*
+ * migrate.c: a VM's counters of SVM data moving back (vm.h, struct
+ * gvm_svm_back), zeroed, one reference; NULL if out of memory.  Put drops
+ * a reference (NULL is fine).  Any context.
+ */
+struct gvm_svm_back *gvm__svm_back_create(void);
+void gvm__svm_back_put(struct gvm_svm_back *b);
+
+/*
  * attr.c: the attributes of [lo, hi) are about to change; the SVM ranges
  * intersecting it are dropped (their next fault remakes them).  vm->lock.
  * 0 or -ENOMEM.

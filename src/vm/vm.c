@@ -39,6 +39,7 @@
 #include "vm/dev.h"
 #include "vm/sync.h"
 #include "vm/policy.h"
+#include "vm/svm.h"
 #include "vm/userptr.h"
 
 /* Frees what gvm_vm_create() set up first (not the device reference). */
@@ -52,6 +53,7 @@ static void vm_free_struct(struct gvm_vm *vm)
 	gvm__mutex_fini(&vm->lock);
 	gvm__svm_policy_vm_fini(vm);
 	gvm__ufence_writer_put_vm(vm);
+	gvm__svm_back_put(vm->svm_back);
 	gvm_mm_put(vm->mm);
 	gvm__free(vm);
 }
@@ -130,6 +132,13 @@ int gvm_vm_create(struct gvm_device *dev, struct gvm_mm *mm, uint32_t flags,
 	err = gvm__lr_vm_init(vm);
 	if (err)
 		goto err_free;
+	if (mm) {
+		vm->svm_back = gvm__svm_back_create();
+		if (!vm->svm_back) {
+			err = -ENOMEM;
+			goto err_lr;
+		}
+	}
 	err = gvm__va_space_init(&vm->va, 0, 1ull << dev->desc.va_bits,
 				 sizeof(struct gvm_vma));
 	if (err)
@@ -498,7 +507,15 @@ int gvm_vm_stats(struct gvm_vm *vm, struct gvm_vm_stats *st)
 	C(pt_reclaims);
 	C(pt_bytes_reclaimed);
 	C(pt_rebuilds);
+	C(svm_bytes_to_vram);
 #undef C
+	if (vm->svm_back) {
+		st->svm_to_system = gvm_load_relaxed(&vm->svm_back->to_system);
+		st->svm_bytes_to_system =
+			gvm_load_relaxed(&vm->svm_back->bytes_to_system);
+		st->svm_cpu_faultbacks =
+			gvm_load_relaxed(&vm->svm_back->cpu_faultbacks);
+	}
 	st->dev_pt_reclaims = gvm_load_relaxed(&vm->dev->pt_reclaims);
 	st->dev_pt_bytes_reclaimed =
 		gvm_load_relaxed(&vm->dev->pt_bytes_reclaimed);

@@ -138,11 +138,27 @@ struct gvm_vm_counters {		/* relaxed atomics */
 	uint64_t pt_reclaims;		/* pt_reclaim.c: its tables reclaimed */
 	uint64_t pt_bytes_reclaimed;	/* their bytes */
 	uint64_t pt_rebuilds;		/* revalidations that rebuilt them */
+	uint64_t svm_bytes_to_vram;	/* migrate.c: of bytes_to_vram, SVM's */
+};
+
+/*
+ * The per-VM counters of SVM data moving back to system memory
+ * (migrate.c): bumped by the device memory the VM's migrations filled,
+ * which holds a reference, as it may outlive the VM (its data stays there
+ * until the CPU, another user or an eviction wants it).
+ */
+struct gvm_svm_back {
+	uint32_t ref;			/* atomic: the VM, its devmems */
+	uint64_t to_system;		/* relaxed atomics */
+	uint64_t bytes_to_system;
+	uint64_t cpu_faultbacks;
 };
 
 struct gvm_vm {
 	struct gvm_device *dev;		/* immutable; holds a reference */
 	struct gvm_mm *mm;		/* immutable */
+	struct gvm_svm_back *svm_back;	/* immutable, reference; NULL
+					   without an mm (migrate.c) */
 	uint32_t flags;			/* immutable: GVM_VM_* */
 	uint32_t refcount;		/* atomic: the user, VM-local BOs,
 					   queues */

@@ -168,6 +168,56 @@ TEST(kernel_uses_cpu_pointers)
 	munmap(p, 2 * M2);
 }
 
+/*
+ * Per-VM counters of a round trip: a fault moves a 2 MiB range to VRAM
+ * (svm_bytes_to_vram), the CPU's touch brings it back (svm_to_system,
+ * svm_bytes_to_system, svm_cpu_faultbacks), each by exactly one move of
+ * 2 MiB.  A second VM mirroring the same memory maps the device copy
+ * without moving it and is not counted: the move back counts for the VM
+ * that migrated.
+ */
+TEST(per_vm_counters_of_a_migration_and_a_cpu_touch)
+{
+	struct gvm_vm_stats st;
+	struct ctx c, c2;
+	uint64_t *p;
+
+	setup(&c);
+	c2.mm = c.mm;
+	c2.dev = c.dev;
+	ASSERT_OK(gvm_vm_create(c.dev, c.mm,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c2.vm));
+	ASSERT_OK(gvm_queue_create(c2.vm, GVM_ENGINE_COMPUTE, &c2.q));
+	mirror_op(&c2, GVM_BIND_MAP);
+	p = map_4m();
+	p[0] = 1;
+	store(&c, u64(&p[3]), 33);		/* to VRAM */
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_migrations, 1);
+	ASSERT_EQ(st.svm_bytes_to_vram, M2);
+	ASSERT_EQ(st.svm_to_system, 0);
+	ASSERT_EQ(st.svm_cpu_faultbacks, 0);
+	store(&c2, u64(&p[5]), 55);		/* the same device copy */
+	ASSERT_EQ(stats(c2.vm).svm_migrations, 0);
+	ASSERT_EQ(p[3], 33);			/* the CPU: back */
+	ASSERT_EQ(p[5], 55);
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_to_system, 1);
+	ASSERT_EQ(st.svm_bytes_to_system, M2);
+	ASSERT_EQ(st.svm_cpu_faultbacks, 1);
+	ASSERT_EQ(st.svm_bytes_to_vram, M2);
+	ASSERT_EQ(st.dev_svm_bytes_to_system, M2);
+	st = stats(c2.vm);
+	ASSERT_EQ(st.svm_bytes_to_vram, 0);
+	ASSERT_EQ(st.svm_to_system, 0);
+	ASSERT_EQ(st.svm_bytes_to_system, 0);
+	ASSERT_EQ(st.svm_cpu_faultbacks, 0);
+	gvm_queue_destroy(c2.q);
+	ASSERT_OK(gvm_vm_destroy(c2.vm));
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
 TEST(range_fits_the_cpu_mapping)
 {
 	struct ctx c;

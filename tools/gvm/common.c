@@ -312,7 +312,8 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			   " ranges\n"
 			   "%s            %" PRIu64 " migrations to VRAM (%"
 			   PRIu64 " MiB), %" PRIu64 " back to system memory "
-			   "(%" PRIu64 " MiB, device-wide), %" PRIu64
+			   "(%" PRIu64 " MiB; %" PRIu64 " CPU fault-backs; "
+			   "device-wide %" PRIu64 "), %" PRIu64
 			   " failed, %" PRIu64 " retried\n"
 			   "%s            %" PRIu64 " evicted (%" PRIu64
 			   " MiB; device-wide %" PRIu64 "), %" PRIu64
@@ -323,9 +324,9 @@ void gvm_tool_print_stats(FILE *f, const char *in,
 			in, vs->svm_ranges_created, vs->svm_ranges_prefetched,
 			gvm_svm_policy_current(), vs->svm_faults_by_size[0],
 			vs->svm_faults_by_size[1], vs->svm_faults_by_size[2],
-			in, vs->svm_migrations, vs->bytes_to_vram >> 20,
-			vs->dev_svm_to_system,
-			vs->dev_svm_bytes_to_system >> 20,
+			in, vs->svm_migrations, vs->svm_bytes_to_vram >> 20,
+			vs->svm_to_system, vs->svm_bytes_to_system >> 20,
+			vs->svm_cpu_faultbacks, vs->dev_svm_to_system,
 			vs->svm_migration_failures, vs->svm_migration_retries,
 			in, vs->svm_evictions, vs->svm_bytes_evicted >> 20,
 			vs->dev_svm_evictions, vs->svm_capacity_fallbacks,
