@@ -128,9 +128,12 @@ struct gvm_vm_stats {
 					   of this VM */
 	uint64_t faults_deduplicated;	/* fault mode: faults completed with
 					   the result of another fault on the
-					   same page in their batch (not
-					   serviced again; counted in
-					   faults_serviced if resolved) */
+					   same page in their batch, or on
+					   another page of the SVM range it
+					   bound, found mapped for their
+					   access (not serviced again;
+					   counted in faults_serviced if
+					   resolved) */
 	uint64_t fault_batch_max;	/* fault mode: most faults of this VM
 					   in one batch */
 	uint64_t fault_retries;		/* fault mode: binds redone because

@@ -134,6 +134,13 @@ static inline bool gvm__ptf_is_valid(uint64_t e)
 	return e & GVM_PTF_VALID;
 }
 
+/* Does valid leaf @e allow writes (@write) and atomics (@atomic)? */
+static inline bool gvm__ptf_allows(uint64_t e, bool write, bool atomic)
+{
+	return (!write || (e & GVM_PTF_WRITE)) &&
+	       (!atomic || (e & GVM_PTF_ATOMIC));
+}
+
 /* A leaf (valid or zapped) at @level; the other in-use entries are dirs. */
 static inline bool gvm__ptf_is_leaf(uint64_t e, unsigned int level)
 {

@@ -100,13 +100,15 @@ int gvm__fault_bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)
 	return -EAGAIN;
 }
 
-int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f)
+int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f,
+		       uint64_t *range_end)
 {
 	struct gvm_vma *vma;
 	struct gvm_va *va;
 	int err;
 
 	gvm_lockdep_assert_none_held();
+	*range_end = 0;
 	gvm__mutex_lock(&vm->lock);
 	/* A destroyed VM's tree is gone: its pending faults fail. */
 	va = vm->closed ? NULL : gvm__va_find(&vm->va, f->addr);
@@ -129,7 +131,7 @@ int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f)
 		goto out;
 	}
 	if (gvm__va_kind(va) == GVM_VA_KIND_MIRROR) {
-		err = gvm__svm_fault(vm, vma, f);
+		err = gvm__svm_fault(vm, vma, f, range_end);
 		goto out;
 	}
 	err = gvm__fault_bind_vma(vm, vma);
@@ -138,6 +140,26 @@ int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f)
 out:
 	gvm__mutex_unlock(&vm->lock);
 	return err;
+}
+
+bool gvm__fault_resolved(struct gvm_vm *vm, const struct gvm_fault_info *f)
+{
+	struct gvm_pt_xlate x;
+	bool ok;
+
+	gvm_lockdep_assert_none_held();
+	gvm__mutex_lock(&vm->lock);
+	ok = !vm->closed;	/* else its tables are gone */
+	if (ok) {
+		gvm__mutex_lock(&vm->pt_lock);
+		ok = !gvm__pt_translate(&vm->pt, f->addr,
+					GVM_PT_VIEW_COMMITTED, &x) &&
+		     gvm__ptf_allows(x.pte, f->access != GVM_ACCESS_READ,
+				     f->access == GVM_ACCESS_ATOMIC);
+		gvm__mutex_unlock(&vm->pt_lock);
+	}
+	gvm__mutex_unlock(&vm->lock);
+	return ok;
 }
 
 int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)

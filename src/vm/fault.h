@@ -17,9 +17,20 @@ struct gvm_vma;
  * fault-servicing thread, or the faulting engine's thread for a lone
  * fault) with no gvm lock held; may block.  0: resolved (the access may be replayed);
  * -EFAULT (no mapping, the VM closed, memory gone), -EACCES (a write or
- * atomic to a read-only mapping), or the bind's error.
+ * atomic to a read-only mapping), or the bind's error.  *@range_end: the
+ * end of the SVM range it bound around f->addr, 0 if none (not a mirror,
+ * or it failed).
  */
-int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f);
+int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f,
+		       uint64_t *range_end);
+
+/*
+ * Does @vm's committed page table (what the GPU sees) map the page of
+ * fault @f now, allowing its access?  Then the fault needs no service
+ * (fault_queue.c: a fault in a range its batch just bound).  No gvm lock
+ * held; takes vm->lock and pt_lock.
+ */
+bool gvm__fault_resolved(struct gvm_vm *vm, const struct gvm_fault_info *f);
 
 /*
  * Binds all of @vma (a BO's: its reservation is taken; a userptr's or SVM

@@ -19,9 +19,10 @@
  *   ring[tail] = &req; count++            unlock
  *   wake the thread; unlock               sort by (VM, page, access desc)
  *   wait until req.done == DONE           for each: covered by the one
- *   (futex; FQ_SLEEPING tells the           serviced before it? take its
- *    completer to wake it)                  result; else gvm__fault_service
- *   drop the VM reference                   (no lock held)
+ *   (futex; FQ_SLEEPING tells the           serviced before it, or in the
+ *    completer to wake it)                  SVM range it bound, mapped?
+ *   drop the VM reference                   its result; else
+ *                                           gvm__fault_service (no lock)
  *   0: replay; else log, fail the job     complete each: result, done = DONE
  *
  * The queue is bounded (desc.fault_queue_depth, default 1024): when it is
@@ -66,6 +67,16 @@
  * result without a second service: N lanes faulting on one page cost one
  * bind.  A failure is not extended to weaker accesses: a write refused on
  * a read-only mapping does not fail a read of it.
+ * Per range: a service that bound an SVM range (svm.c: all of it, 4 KiB
+ * to 2 MiB) reports its end; a later fault of the batch on another page
+ * of that range (same VM; sorted after, so at or above its start) whose
+ * page the committed page tables now map for its access
+ * (gvm__fault_resolved: vm->lock, pt_lock) completes with 0, not
+ * serviced again: N lanes faulting on the pages of one new range cost one
+ * range and one bind.  The page tables, not the range, decide: a range
+ * zapped since (an invalidation) or read-only (a write there) leaves the
+ * fault to its service.  Other VMAs are not covered this way (a rebind of
+ * a BO or userptr VMA is cheap and its fault clears fault_pending).
  *
  * LOCKING.  fq->lock is a leaf (rank LEAF), taken with no other gvm lock
  * held, by submitters, inline servicers, the thread, the test hooks and
@@ -312,6 +323,27 @@ static bool covered(const struct gvm_fault_req *s, int s_result,
 	       (s_result == 0 && r->info.access <= s->info.access);
 }
 
+/*
+ * Is @r in the SVM range a service of this batch bound last in @vm, up to
+ * @end (sorted after that fault: at or above the range's start), with its
+ * page mapped for its access now (the page tables say so, whatever
+ * happened to the range since)?
+ */
+static bool in_bound_range(const struct gvm_vm *vm, uint64_t end,
+			   const struct gvm_fault_req *r)
+{
+	return r->vm == vm && r->info.addr < end &&
+	       gvm__fault_resolved(r->vm, &r->info);
+}
+
+/* @r completes with @result, not serviced again. */
+static void dedup(struct gvm_fault_req *r, int result)
+{
+	gvm__vm_stat_add(r->vm, faults_deduplicated, 1);
+	r->result = result;
+	r->deduplicated = true;
+}
+
 /* The largest batch of @vm's faults; written by the servicer of a batch
    (one at a time per device: fq->servicing). */
 static void batch_max(struct gvm_vm *vm, uint64_t nr)
@@ -324,7 +356,8 @@ static void batch_max(struct gvm_vm *vm, uint64_t nr)
 static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 {
 	const struct gvm_fault_req *last = NULL;
-	struct gvm_vm *cur = NULL;
+	struct gvm_vm *cur = NULL, *range_vm = NULL;
+	uint64_t range_end = 0, bound_end;
 	int last_result = 0;
 	uint32_t i, end;
 
@@ -341,14 +374,20 @@ static void service_sorted(struct gvm_fault_req **b, uint32_t n)
 			batch_max(cur, end - i);
 		}
 		if (covered(last, last_result, r)) {
-			gvm__vm_stat_add(cur, faults_deduplicated, 1);
-			r->result = last_result;
-			r->deduplicated = true;
+			dedup(r, last_result);
 			continue;
 		}
-		r->result = gvm__fault_service(r->vm, &r->info);
+		if (in_bound_range(range_vm, range_end, r)) {
+			dedup(r, 0);
+			continue;
+		}
+		r->result = gvm__fault_service(r->vm, &r->info, &bound_end);
 		last = r;
 		last_result = r->result;
+		if (!r->result && bound_end) {
+			range_vm = r->vm;
+			range_end = bound_end;
+		}
 	}
 }
 

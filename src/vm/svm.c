@@ -510,7 +510,7 @@ static bool atomic_may_move(struct gvm_vm *vm, struct gvm_vma *r)
 }
 
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
-		   const struct gvm_fault_info *f)
+		   const struct gvm_fault_info *f, uint64_t *range_end)
 {
 	struct gvm_vma *r = NULL;
 	uint64_t lo, hi;
@@ -588,6 +588,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
+	*range_end = r->va.addr + r->va.range;
 	/* What the policy wants placed with it: best effort. */
 	gvm__svm_policy_ops()->prefetch(vm, r->va.addr, r->va.range, &lo, &hi);
 	prefetch(vm, lo, hi, PLACE_POLICY, true);

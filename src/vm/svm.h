@@ -18,12 +18,13 @@ struct gvm_vma;
 
 /*
  * A GPU fault at an address of mirror VMA @mirror: binds the range there,
- * making it first if needed.  vm->lock held.  0 (replay), -EFAULT (nothing
- * mapped by the CPU there, or no room for a range), -EACCES (a write to
- * read-only memory), -ENOMEM, -ENOSPC, -EAGAIN.
+ * making it first if needed; *@range_end: the end of that range.
+ * vm->lock held.  0 (replay), -EFAULT (nothing mapped by the CPU there,
+ * or no room for a range), -EACCES (a write to read-only memory),
+ * -ENOMEM, -ENOSPC, -EAGAIN.
  */
 int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
-		   const struct gvm_fault_info *f);
+		   const struct gvm_fault_info *f, uint64_t *range_end);
 
 /*
  * GVM_BIND_PREFETCH over mirror mappings in [lo, hi): makes and binds the

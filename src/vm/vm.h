@@ -118,7 +118,8 @@ struct gvm_vm_counters {		/* relaxed atomics */
 					   memory */
 	uint64_t svm_bytes_d2d;		/* their bytes */
 	uint64_t faults_deduplicated;	/* fault_queue.c: completed with the
-					   result of a fault on the same page */
+					   result of a fault on the same page,
+					   or in the SVM range it bound */
 	uint64_t svm_ranges_created, svm_ranges_dropped, svm_ranges_split;
 	uint64_t svm_migrations, svm_migration_failures;
 	uint64_t svm_capacity_fallbacks; /* svm.c: no VRAM, this fault only */

@@ -3,7 +3,8 @@
  * The per-device GPU fault queue (src/vm/fault_queue.c): faults of
  * fault-mode VMs resolve through it; a queue of depth 1 or 2 with many
  * engines faulting blocks the engines and drops nothing; faults on one
- * page in one batch are serviced once; a fault that fails fails only its
+ * page in one batch are serviced once, and so are faults on the pages of
+ * one new SVM range; a fault that fails fails only its
  * job (-EIO, one fault-log entry); a VM destroyed with faults pending has
  * them complete as failed; the servicing thread starts with the first
  * fault-mode VM and is joined when the device goes.
@@ -12,7 +13,10 @@
  * (gvm__fault_queue_hold) until the faults a test needs in one batch are
  * queued, which gvm__fault_queue_wait_for() waits for.
  */
+#include <sys/mman.h>
+
 #include <gvm/gvm.h>
+#include <gvm/mm.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
 
@@ -30,13 +34,15 @@
 
 struct ctx {
 	struct gvm_device *dev;
+	struct gvm_mm *mm;		/* NULL, or the process (SVM) */
 	struct gvm_vm *vm;
 	struct gvm_queue *q[NQ];
 	unsigned int nq;
 };
 
-static void setup_cfg(struct ctx *c, unsigned int nr_compute,
-		      unsigned int depth, unsigned int nq)
+static void setup_mm(struct ctx *c, struct gvm_mm *mm,
+		     unsigned int nr_compute, unsigned int depth,
+		     unsigned int nq)
 {
 	struct gvm_sim_config cfg = { .vram_size = 64ull << 20,
 				      .nr_compute = nr_compute,
@@ -44,14 +50,34 @@ static void setup_cfg(struct ctx *c, unsigned int nr_compute,
 	unsigned int i;
 
 	memset(c, 0, sizeof(*c));
+	c->mm = mm;
 	ASSERT_OK(gvm_sim_device_create(&cfg, &c->dev));
-	ASSERT_OK(gvm_vm_create(c->dev, NULL,
+	ASSERT_OK(gvm_vm_create(c->dev, mm,
 				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &c->vm));
 	/* Round robin: queue i runs on compute engine i. */
 	for (i = 0; i < nq; i++)
 		ASSERT_OK(gvm_queue_create(c->vm, GVM_ENGINE_COMPUTE,
 					   &c->q[i]));
 	c->nq = nq;
+}
+
+static void setup_cfg(struct ctx *c, unsigned int nr_compute,
+		      unsigned int depth, unsigned int nq)
+{
+	setup_mm(c, NULL, nr_compute, depth, nq);
+}
+
+/* An SVM VM: the process's memory mirrored over the whole VA. */
+static void setup_svm(struct ctx *c, unsigned int nq)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = K4,
+				  .range = (1ull << 47) - K4,
+				  .flags = GVM_BIND_CPU_ADDR_MIRROR };
+	struct gvm_mm *mm;
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	setup_mm(c, mm, nq, 0, nq);
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
 }
 
 static void teardown(struct ctx *c)
@@ -62,6 +88,21 @@ static void teardown(struct ctx *c)
 		gvm_queue_destroy(c->q[i]);
 	ASSERT_OK(gvm_vm_destroy(c->vm));
 	gvm_device_put(c->dev);
+	if (c->mm)
+		gvm_mm_put(c->mm);
+}
+
+/* 2 MiB of fresh anonymous memory, 2 MiB aligned, @prot; munmap 4 MiB at
+   *@base when done. */
+static uint64_t *map_2m(int prot, void **base)
+{
+	const uint64_t m2 = 2ull << 20;
+	uint8_t *p = mmap(NULL, 2 * m2, prot, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	*base = p;
+	return (uint64_t *)(((uintptr_t)p + m2 - 1) & ~(uintptr_t)(m2 - 1));
 }
 
 static struct gvm_vm_stats stats(struct gvm_vm *vm)
@@ -671,4 +712,103 @@ TEST(faults_during_an_inline_service_are_batched_by_the_thread)
 	gvm_bo_put(bo);
 	gvm_bo_put(bo2);
 	teardown(&c);
+}
+
+/*
+ * Eight engines write eight pages of one 2 MiB of fresh memory in one
+ * batch: the first fault makes the 2 MiB range and binds it, the seven
+ * others find their pages mapped (by the page tables, for a write) and
+ * are deduplicated; every store lands.
+ */
+TEST(faults_on_one_new_range_are_serviced_once)
+{
+	struct gvm_vm_stats st;
+	uint64_t *p, uf[NQ];
+	struct ctx c;
+	unsigned int i;
+	void *base;
+
+	setup_svm(&c, NQ);
+	p = map_2m(PROT_READ | PROT_WRITE, &base);
+	gvm__fault_queue_hold(c.dev, true);
+	for (i = 0; i < NQ; i++) {
+		struct gvm_kernel k;
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, (uintptr_t)&p[i * 17 * K4 /
+								8 + i],
+						 100 + i, 64));
+		exec_on(c.q[i], &k, &uf[i]);
+	}
+	gvm__fault_queue_wait_for(c.dev, NQ, 0);
+	gvm__fault_queue_hold(c.dev, false);
+	for (i = 0; i < NQ; i++) {
+		uf_wait(&uf[i]);
+		ASSERT_EQ(last_status(c.q[i]), 1);
+	}
+	st = stats(c.vm);
+	ASSERT_EQ(st.faults, NQ);
+	ASSERT_EQ(st.faults_serviced, NQ);
+	ASSERT_EQ(st.fault_batches, 1);
+	ASSERT_EQ(st.svm_ranges_created, 1);
+	ASSERT_EQ(st.svm_faults_by_size[2], 1);		/* one service */
+	ASSERT_EQ(st.faults_deduplicated, NQ - 1);
+	for (i = 0; i < NQ; i++)
+		ASSERT_EQ(p[i * 17 * K4 / 8 + i], 100 + i);
+	ASSERT_EQ(logged(c.vm, NULL), 0);
+	teardown(&c);
+	munmap(base, 4ull << 20);
+}
+
+/*
+ * The range dedupe checks the page tables, not the range: in one batch, a
+ * read makes a read-only range (the CPU maps the memory read-only); a
+ * read of another page of it is deduplicated, a write there is not (its
+ * service refuses it), nor is an atomic.
+ */
+TEST(range_dedupe_needs_the_access_mapped)
+{
+	struct {
+		uint64_t page;
+		uint32_t access;
+		int result;
+		bool dup;
+	} f[] = {
+		{ 0, GVM_ACCESS_READ, 0, false },		/* serviced */
+		{ 3, GVM_ACCESS_WRITE, -EACCES, false },	/* serviced */
+		{ 3, GVM_ACCESS_READ, 0, true },	/* mapped, and its page's
+							   write failed */
+		{ 5, GVM_ACCESS_ATOMIC, -EACCES, false },	/* serviced */
+		{ 9, GVM_ACCESS_READ, 0, true },
+	};
+	struct gvm_fault_req req[sizeof(f) / sizeof(f[0])];
+	unsigned int i, n = sizeof(f) / sizeof(f[0]);
+	struct gvm_vm_stats st;
+	struct ctx c;
+	uint64_t *p;
+	void *base;
+
+	setup_svm(&c, 0);
+	p = map_2m(PROT_READ, &base);
+	gvm__fault_queue_hold(c.dev, true);
+	for (i = 0; i < n; i++) {
+		struct gvm_fault_info fi = {
+			.addr = (uintptr_t)p + f[i].page * K4,
+			.access = f[i].access,
+			.reason = GVM_FAULT_NOT_PRESENT,
+			.engine = GVM_ENGINE_COMPUTE,
+		};
+
+		gvm__fault_queue_submit(c.vm, &fi, &req[i]);
+	}
+	gvm__fault_queue_wait_for(c.dev, n, 0);
+	gvm__fault_queue_hold(c.dev, false);
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(gvm__fault_req_wait(&req[i]), f[i].result);
+		ASSERT_EQ(req[i].deduplicated, f[i].dup);
+	}
+	st = stats(c.vm);
+	ASSERT_EQ(st.svm_ranges_created, 1);
+	ASSERT_EQ(st.faults_deduplicated, 2);
+	teardown(&c);
+	munmap(base, 4ull << 20);
 }
