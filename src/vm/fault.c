@@ -66,6 +66,12 @@
 #include "vm/userptr.h"
 #include "vm/vm.h"
 
+/*
+ * Tries of a bind whose pages an invalidation changed while they were
+ * fetched.  No timed backoff between them: the next fetch's read_begin
+ * sleeps until the invalidations over the range have ended, and a sleep
+ * here would hold vm->lock (docs/svm.md, "Retry on collision").
+ */
 #define FAULT_RETRIES 16
 
 int gvm__fault_bind_vma(struct gvm_vm *vm, struct gvm_vma *vma)

@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "core/sync.h"
 #include "mm/mm.h"
+#include "vm/fault.h"
 #include "vm/pt_update.h"
 #include "vm/vm.h"
 
@@ -232,7 +233,7 @@ TEST(userptr_binds_on_fault_and_repins_after_madvise)
 static struct {
 	struct ctx *c;
 	void *cpu;
-	int ran;
+	int ran, max;			/* invalidations run, at most */
 } race;
 
 static void *race_invalidate(void *arg)
@@ -247,7 +248,8 @@ static void race_hook(struct gvm_vm *vm, enum gvm_vm_update_point p)
 {
 	pthread_t t;
 
-	if (vm != race.c->vm || p != GVM_UPDATE_BEFORE_COMMIT || race.ran)
+	if (vm != race.c->vm || p != GVM_UPDATE_BEFORE_COMMIT ||
+	    race.ran == race.max)
 		return;
 	ASSERT_OK(pthread_create(&t, NULL, race_invalidate, NULL));
 	ASSERT_OK(pthread_join(t, NULL));
@@ -271,6 +273,7 @@ TEST(userptr_fault_retries_when_invalidated_meanwhile)
 	race.c = &c;
 	race.cpu = p;
 	race.ran = 0;
+	race.max = 1;
 	gvm__vm_update_hook = race_hook;
 	store(&c, UVA + 16, 21);
 	gvm__vm_update_hook = NULL;
@@ -281,6 +284,47 @@ TEST(userptr_fault_retries_when_invalidated_meanwhile)
 	ASSERT_EQ(st.faults_serviced, 1);
 	ASSERT_EQ(st.fault_retries, 1);
 	ASSERT_EQ(logged(c.vm, NULL), 0);
+	teardown(&c);
+	munmap(p, K4);
+}
+
+/*
+ * Retries are bounded: pages that go stale before every commit make the
+ * service give up after FAULT_RETRIES (16) tries with -EAGAIN, nothing
+ * mapped; the next fault, undisturbed, binds.
+ */
+TEST(userptr_fault_retries_are_bounded)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = UVA,
+				  .range = K4 };
+	struct gvm_fault_info f = { .addr = UVA, .access = GVM_ACCESS_WRITE,
+				    .reason = GVM_FAULT_NOT_PRESENT };
+	struct gvm_vm_stats st;
+	uint64_t range_end;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	op.userptr = (uint64_t)(uintptr_t)p;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	race.c = &c;
+	race.cpu = p;
+	race.ran = 0;
+	race.max = 1000;
+	gvm__vm_update_hook = race_hook;
+	ASSERT_EQ(gvm__fault_service(c.vm, &f, &range_end), -EAGAIN);
+	gvm__vm_update_hook = NULL;
+	ASSERT_EQ(race.ran, 16);
+	ASSERT_FALSE(mapped(c.vm, UVA));
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.fault_retries, 16);
+	store(&c, UVA + 16, 22);
+	ASSERT_EQ(p[2], 22);
+	ASSERT_OK(gvm_vm_stats(c.vm, &st));
+	ASSERT_EQ(st.fault_retries, 16);
 	teardown(&c);
 	munmap(p, K4);
 }
