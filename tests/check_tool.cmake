@@ -10,9 +10,14 @@
 #   TRACE       optional: a trace file it must have written: valid JSON
 #               with a traceEvents array, and every name of TRACE_NAMES
 #               (a string of space-separated event names) in it
+#   OUT         optional: a file it must have written (removed first)
+#   OUT_MATCH   optional: a regex OUT's contents must match
 separate_arguments(args UNIX_COMMAND "${ARGS}")
 if(TRACE)
 	file(REMOVE "${TRACE}")
+endif()
+if(OUT)
+	file(REMOVE "${OUT}")
 endif()
 # Under a watchdog that prints the threads of a hang before killing it
 # (tests/watchdog.sh), sooner than this script's own timeout.
@@ -46,4 +51,13 @@ if(TRACE)
 		endif()
 	endforeach()
 	message(STATUS "${TRACE}: ${n} trace events")
+endif()
+if(OUT)
+	if(NOT EXISTS "${OUT}")
+		message(FATAL_ERROR "gvm ${ARGS}: wrote no ${OUT}")
+	endif()
+	file(READ "${OUT}" content)
+	if(DEFINED OUT_MATCH AND NOT content MATCHES "${OUT_MATCH}")
+		message(FATAL_ERROR "${OUT} does not match '${OUT_MATCH}'")
+	endif()
 endif()

@@ -12,8 +12,10 @@
 #include <sys/mman.h>
 
 #include <gvm/gvm.h>
+#include <gvm/sim.h>
 
 #include "harness.h"
+#include "vm/vm.h"
 
 #define SVMT_K4 4096ull
 #define SVMT_K64 (64ull << 10)
@@ -97,6 +99,88 @@ static inline void svmt_run(struct gvm_queue *q, struct gvm_kernel *k)
 
 	ASSERT_OK(gvm_exec(q, k, &s, 1));
 	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+}
+
+/*
+ * The status of @q's last job, once it ended: 1 (its fence signalled
+ * without error) or its error (-EIO: it faulted).
+ */
+static inline int svmt_last_status(struct gvm_queue *q)
+{
+	struct gvm_fence *f = gvm__queue_last(q);
+	int st;
+
+	ASSERT_TRUE(f != NULL);
+	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
+	st = gvm_fence_get_status(f);
+	gvm_fence_put(f);
+	return st;
+}
+
+/* Runs @k on @q to its end; its status (svmt_last_status). */
+static inline int svmt_run_status(struct gvm_queue *q, struct gvm_kernel *k)
+{
+	svmt_run(q, k);
+	return svmt_last_status(q);
+}
+
+/*
+ * Runs @k on @q (of @vm), which must fail on a GPU fault it cannot have
+ * serviced: its fence carries -EIO, and the VM's fault log, empty before,
+ * holds exactly one entry (drained), an @access at an address in
+ * [lo, hi); the VM is not banned.
+ */
+static inline void svmt_run_refused(struct gvm_vm *vm, struct gvm_queue *q,
+				    struct gvm_kernel *k, uint32_t access,
+				    uint64_t lo, uint64_t hi)
+{
+	struct gvm_fault_info f;
+
+	ASSERT_EQ(svmt_logged(vm, NULL), 0);
+	ASSERT_EQ(svmt_run_status(q, k), -EIO);
+	ASSERT_EQ(svmt_logged(vm, &f), 1);
+	ASSERT_EQ(f.access, access);
+	ASSERT_GE(f.addr, lo);
+	ASSERT_LT(f.addr, hi);
+	ASSERT_FALSE(svmt_stats(vm).banned);
+}
+
+/* A GPU store (one lane) of @v to @p that must be refused (above). */
+static inline void svmt_store_refused(struct gvm_vm *vm, struct gvm_queue *q,
+				      uint64_t *p, uint64_t v)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_store_dword(&k, svmt_u64(p), v, 64));
+	svmt_run_refused(vm, q, &k, GVM_ACCESS_WRITE, svmt_u64(p),
+			 svmt_u64(p) + 8);
+}
+
+/* A GPU checksum of [p, p + size) that must be refused (above). */
+static inline void svmt_sum_refused(struct gvm_vm *vm, struct gvm_queue *q,
+				    const void *p, uint64_t size,
+				    uint64_t *out)
+{
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_checksum(&k, svmt_u64(p), size, svmt_u64(out)));
+	svmt_run_refused(vm, q, &k, GVM_ACCESS_READ, svmt_u64(p),
+			 svmt_u64(p) + size);
+}
+
+/*
+ * Preferred location system memory over [p, p + size): GPU faults there
+ * bind the CPU's pages in place, nothing migrates.
+ */
+static inline void svmt_keep_in_system(struct gvm_vm *vm, const void *p,
+				       uint64_t size)
+{
+	struct gvm_madvise adv = {
+		.set = GVM_MADV_PREFERRED_LOC,
+		.attrs.preferred_loc = GVM_LOC_SYSTEM,
+	};
+
+	ASSERT_OK(gvm_vm_madvise(vm, svmt_u64(p), size, &adv));
 }
 
 /* The GPU's 64-bit word sum of [va, va + size). */

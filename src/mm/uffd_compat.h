@@ -6,7 +6,8 @@
  * against (Debian's linux-libc-dev can be years older than the running
  * kernel).  Everything it uses from <linux/userfaultfd.h>, <linux/fs.h>
  * (PROCMAP_QUERY, Linux 6.11; PAGEMAP_SCAN, Linux 6.7) and <sys/mman.h>
- * (MADV_POPULATE_*, Linux 5.14) is defined here when missing, with the
+ * (MADV_POPULATE_*, Linux 5.14; MREMAP_DONTUNMAP, 5.7, which the tests
+ * use) is defined here when missing, with the
  * kernel's values, each under #ifndef so that newer headers win.  This is
  * the only place such values appear; whether the running kernel supports
  * them is decided at run time (UFFDIO_API's feature mask, ENOTTY or EINVAL
@@ -192,6 +193,12 @@ struct pm_scan_arg {
 #endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
+#endif
+
+/* ---- mremap ---------------------------------------------------------- */
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
 #endif
 
 _Static_assert(sizeof(struct procmap_query) == 104, "procmap_query ABI");

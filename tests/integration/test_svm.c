@@ -16,6 +16,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "svmtest.h"
 #include "core/alloc.h"
 #include "core/sync.h"
 #include "mm/mm.h"
@@ -472,6 +473,98 @@ TEST(unbinding_the_mirror_takes_its_ranges)
 	mirror_op(&c, GVM_BIND_MAP);		/* and back */
 	store(&c, u64(&p[1]), 4);
 	ASSERT_EQ(p[1], 4);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+/*
+ * A kernel that uses a range, says so, polls a gate in a BO (each poll a
+ * lane call: the engine acknowledges TLB invalidations meanwhile) until
+ * the test opens it, then uses the range again.
+ */
+struct held_use_args {
+	uint64_t *started;
+	uint64_t gate, va;
+};
+
+static void held_use_fn(struct gvm_lane *l, const void *args)
+{
+	const struct held_use_args *a = args;
+
+	gvm_lane_store(l, a->va, 1, 8);
+	if (gvm_lane_faulted(l))
+		return;
+	__atomic_store_n(a->started, 1, __ATOMIC_RELEASE);
+	while (!gvm_lane_load(l, a->gate, 8) && !gvm_lane_faulted(l))
+		gvm_cpu_relax();
+	if (!gvm_lane_faulted(l))
+		gvm_lane_store(l, a->va + 8, 2, 8);
+}
+
+/*
+ * docs/svm.md, "Ranges": unbinding the mirror while a kernel uses its
+ * ranges is never -EBUSY; the ranges go with it (their PTEs too) while
+ * the kernel runs, and the kernel's next access to them faults, finds no
+ * mapping and fails the job with -EIO and one fault-log entry.  The data
+ * it wrote before stays the process's; the VM goes on.
+ */
+TEST(unbinding_the_mirror_while_a_kernel_uses_its_ranges)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = MIRROR_END,
+				  .range = 64 * K4 };
+	uint64_t started = 0, uf = 0, *p, *gate;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+	struct held_use_args a;
+	struct gvm_fault_info f;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	struct ctx c;
+
+	setup(&c);
+	p = map_4m();
+	/* the gate: a BO past the mirror, which the unbind leaves alone */
+	ASSERT_OK(gvm_bo_create(c.dev, op.range, GVM_MEM_SYSTEM, c.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&gate));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	store(&c, u64(&p[M2 / 8]), 5);		/* a second range */
+	a = (struct held_use_args){ &started, MIRROR_END, u64(&p[1]) };
+	ASSERT_OK(gvm_kernel_init(&k, "held_use", held_use_fn, 1, &a,
+				  sizeof(a)));
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+	while (!__atomic_load_n(&started, __ATOMIC_ACQUIRE))
+		gvm_cpu_relax();
+	ASSERT_EQ(stats(c.vm).svm_ranges_created, 2);
+	ASSERT_TRUE(mapped(c.vm, u64(p), NULL));
+	mirror_op(&c, GVM_BIND_UNMAP);		/* the kernel is mid-way */
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	ASSERT_FALSE(mapped(c.vm, u64(p) + M2, NULL));
+	gvm__mutex_lock(&c.vm->lock);
+	ASSERT_EQ(gvm__va_count(&c.vm->svm), 0);
+	gvm__mutex_unlock(&c.vm->lock);
+	ASSERT_EQ(stats(c.vm).vmas, 1);		/* the gate's */
+	ASSERT_EQ(__atomic_load_n(&uf, __ATOMIC_ACQUIRE), 0);
+	__atomic_store_n(gate, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(svmt_last_status(c.q), -EIO);
+	ASSERT_EQ(svmt_logged(c.vm, &f), 1);
+	ASSERT_EQ(f.addr, u64(&p[2]));
+	ASSERT_EQ(f.access, GVM_ACCESS_WRITE);
+	ASSERT_FALSE(stats(c.vm).banned);
+	ASSERT_EQ(p[1], 1);			/* back from VRAM */
+	ASSERT_EQ(p[2], 0);
+	ASSERT_EQ(p[M2 / 8], 5);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	mirror_op(&c, GVM_BIND_MAP);		/* the VM goes on */
+	store(&c, u64(&p[2]), 6);
+	ASSERT_EQ(p[2], 6);
+	ASSERT_EQ(logged(c.vm), 0);
+	op = (struct gvm_bind_op){ .op = GVM_BIND_UNMAP, .addr = MIRROR_END,
+				   .range = 64 * K4 };
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
+	gvm_bo_put(bo);
 	teardown(&c);
 	munmap(p, 2 * M2);
 }

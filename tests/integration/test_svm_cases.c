@@ -1545,6 +1545,71 @@ TEST(mprotect_none_and_back_on_device_resident_memory)
 }
 
 /*
+ * PROT_NONE on memory the GPU has mapped: in system memory (bound in
+ * place, the preferred location keeps it there) or in device memory.  A
+ * GPU store and a GPU read there each fail their job (-EIO, exactly one
+ * fault logged); the data is unchanged once the CPU may read it again;
+ * the VM goes on (a job on other memory, and then on this memory, works).
+ *
+ * System memory: the GPU reaches it through the CPU's page tables
+ * (guarded accesses), which refuse at once.  Device memory: mprotect
+ * raises no event a process can see (docs/mm.md, "Invisible changes"),
+ * so the device keeps its mapping of the data until the range's next
+ * invalidation (docs/svm.md, "What the application may do to
+ * device-resident memory"): a read still sees the data.  Any
+ * invalidation ends that; here an attribute change drops the range, and
+ * the fault that remakes it finds the CPU mapping PROT_NONE.
+ */
+static void prot_none_case(bool resident)
+{
+	uint64_t *a, *b;
+	struct ctx c;
+
+	setup(&c);
+	a = svmt_map(M2, M2);
+	b = svmt_map(K64, K64);
+	if (resident) {
+		make_resident(&c, a, 73);
+	} else {
+		svmt_keep_in_system(c.vm, a, M2);
+		for (uint64_t i = 0; i < M2 / 8; i++)
+			a[i] = W(73);
+		ASSERT_EQ(gpu_sum(&c, a, M2), W(73) * (M2 / 8));
+		ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 0);
+	}
+	ASSERT_OK(mprotect(a, M2, PROT_NONE));
+	if (resident) {
+		struct gvm_madvise adv = { .set = GVM_MADV_PAT,
+					   .attrs.pat = 1 };
+
+		ASSERT_EQ(gpu_sum(&c, a, M2), W(73) * (M2 / 8));
+		ASSERT_OK(gvm_vm_madvise(c.vm, svmt_u64(a), M2, &adv));
+	}
+	svmt_store_refused(c.vm, c.q, a + 5, 1);
+	svmt_sum_refused(c.vm, c.q, a, M2, c.out);
+	gpu_fill(&c, b, K64, 74);			/* other memory */
+	ASSERT_TRUE(all_are(b, K64, W(74)));
+	ASSERT_OK(mprotect(a, M2, PROT_READ | PROT_WRITE));
+	ASSERT_TRUE(all_are(a, M2, W(73)));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(gpu_sum(&c, a, M2), W(73) * (M2 / 8));
+	ASSERT_FALSE(svmt_stats(c.vm).banned);
+	teardown(&c);
+	svmt_unmap(a, M2);
+	svmt_unmap(b, K64);
+}
+
+TEST(prot_none_on_memory_bound_in_system_memory)
+{
+	prot_none_case(false);
+}
+
+TEST(prot_none_on_device_resident_memory)
+{
+	prot_none_case(true);
+}
+
+/*
  * Made read-only while in device memory: the CPU's read gets the data
  * (the copy back could not move pages into a read-only mapping and read
  * zeros before mm/self.c's give_page), and so does a GPU read after.
