@@ -6,8 +6,9 @@
  * arrays over 1 KiB, i.e. from the application's heap, whose pages SVM
  * may have moved to device memory (core/alloc.c: the library never
  * touches the application's memory on its own threads or under its
- * locks).  gvm__sort() is a heapsort: O(n log n) comparisons, no memory
- * but the array, not stable (neither is qsort()).
+ * locks).  gvm__sort() is an introsort (core/sort.c): O(n) for an array
+ * in order already, O(n log n) comparisons at worst, no memory but the
+ * array and O(log n) stack, not stable (neither is qsort()).
  *
  * Locking: none; the caller owns the array.
  */

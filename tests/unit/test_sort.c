@@ -61,6 +61,42 @@ TEST(sorts_as_qsort_does)
 	}
 }
 
+/*
+ * Inputs a quicksort gets wrong or slow when it is wrong: in order (the
+ * one-pass check), reversed, all equal, organ pipe, sawtooth, in order
+ * but one, median-of-three killers; each against qsort() at sizes around
+ * the insertion-sort cut-off and larger.
+ */
+TEST(sorts_patterned_inputs_as_qsort_does)
+{
+	static const size_t sizes[] = { 2, 3, 11, 12, 13, 25, 256, 1000, 4097 };
+	static uint64_t a[4097], b[4097];
+
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		size_t n = sizes[si];
+
+		for (int kind = 0; kind < 7; kind++) {
+			for (size_t i = 0; i < n; i++) {
+				uint64_t v;
+
+				switch (kind) {
+				case 0: v = i; break;
+				case 1: v = n - i; break;
+				case 2: v = 7; break;
+				case 3: v = i < n / 2 ? i : n - i; break;
+				case 4: v = i % 5; break;
+				case 5: v = i == n / 3 ? n : i; break;
+				default: v = i % 2 ? i : n + i; break;
+				}
+				a[i] = b[i] = v;
+			}
+			gvm__sort(a, n, sizeof(a[0]), cmp_u64);
+			qsort(b, n, sizeof(b[0]), cmp_u64);
+			ASSERT_TRUE(!memcmp(a, b, n * sizeof(a[0])));
+		}
+	}
+}
+
 TEST(sorts_elements_of_any_size)
 {
 	struct gvm_rng rng = { gvm_test_seed() };
