@@ -256,24 +256,35 @@ static void race_hook(struct gvm_vm *vm, enum gvm_vm_update_point p)
 	race.ran++;
 }
 
-TEST(userptr_fault_retries_when_invalidated_meanwhile)
+/*
+ * A page of fresh memory bound as a userptr at UVA, and race_hook armed
+ * to invalidate it before up to @max commits.
+ */
+static uint64_t *userptr_raced(struct ctx *c, int max)
 {
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = UVA,
 				  .range = K4 };
+	uint64_t *p = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	op.userptr = (uint64_t)(uintptr_t)p;
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &op, 1, NULL, 0));
+	race.c = c;
+	race.cpu = p;
+	race.ran = 0;
+	race.max = max;
+	return p;
+}
+
+TEST(userptr_fault_retries_when_invalidated_meanwhile)
+{
 	struct gvm_vm_stats st;
 	struct ctx c;
 	uint64_t *p;
 
 	setup(&c);
-	p = mmap(NULL, K4, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(p != MAP_FAILED);
-	op.userptr = (uint64_t)(uintptr_t)p;
-	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
-	race.c = &c;
-	race.cpu = p;
-	race.ran = 0;
-	race.max = 1;
+	p = userptr_raced(&c, 1);
 	gvm__vm_update_hook = race_hook;
 	store(&c, UVA + 16, 21);
 	gvm__vm_update_hook = NULL;
@@ -295,8 +306,6 @@ TEST(userptr_fault_retries_when_invalidated_meanwhile)
  */
 TEST(userptr_fault_retries_are_bounded)
 {
-	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = UVA,
-				  .range = K4 };
 	struct gvm_fault_info f = { .addr = UVA, .access = GVM_ACCESS_WRITE,
 				    .reason = GVM_FAULT_NOT_PRESENT };
 	struct gvm_vm_stats st;
@@ -305,15 +314,7 @@ TEST(userptr_fault_retries_are_bounded)
 	uint64_t *p;
 
 	setup(&c);
-	p = mmap(NULL, K4, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(p != MAP_FAILED);
-	op.userptr = (uint64_t)(uintptr_t)p;
-	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));
-	race.c = &c;
-	race.cpu = p;
-	race.ran = 0;
-	race.max = 1000;
+	p = userptr_raced(&c, 1000);
 	gvm__vm_update_hook = race_hook;
 	ASSERT_EQ(gvm__fault_service(c.vm, &f, &range_end), -EAGAIN);
 	gvm__vm_update_hook = NULL;
