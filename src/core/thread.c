@@ -24,8 +24,9 @@
  * function has returned (`ended`, set by the trampoline; the join then
  * waits only for the exit itself), and at the process's exit, so that no
  * ended thread is left unjoined (ThreadSanitizer reports those).  Such a
- * thread is never detached for pthread: nobody could tell when its stack
- * is free.  Slots are never
+ * thread is never detached for pthread while the process runs: nobody
+ * could tell when its stack is free; at exit, one still running is (its
+ * slot is then never reused).  Slots are never
  * unmapped or discarded, like the heap's blocks: the library raises no
  * userfaultfd event on its own memory, and a reused slot's pages are
  * already there.
@@ -59,6 +60,8 @@ enum slot_state {
 	SLOT_STARTING,		/* being handed to pthread_create() */
 	SLOT_RUNNING,		/* to be joined by gvm__os_thread_join() */
 	SLOT_DETACHED,		/* joined when it ended, by a later create */
+	SLOT_LEFT,		/* still running at exit: detached for
+				   pthread, never joined nor reused */
 };
 
 static struct slot {
@@ -229,16 +232,28 @@ static int slot_find(pthread_t t, enum slot_state state)
 	return -1;
 }
 
-/* At exit: joins the detached threads that ended (see the top). */
+/*
+ * At exit: joins the detached threads that ended (see the top), and
+ * detaches for pthread those still running, which may end before the
+ * process does (a thread whose last user went just before exit()):
+ * unjoined, that end is what ThreadSanitizer reports as a leak.  Their
+ * slots are never reused (nobody can tell when the stack is free); the
+ * process is going.  Test: test_thread.a_detached_thread_ending_during_exit_is_no_leak.
+ */
 static void reap_at_exit(void)
 {
 	pthread_mutex_lock(&slot_lock);
-	for (unsigned int i = 0; i < GVM_THREAD_MAX; i++)
-		if (slots[i].state == SLOT_DETACHED &&
-		    gvm_load_acquire(&slots[i].ended)) {
+	for (unsigned int i = 0; i < GVM_THREAD_MAX; i++) {
+		if (slots[i].state != SLOT_DETACHED)
+			continue;
+		if (gvm_load_acquire(&slots[i].ended)) {
 			pthread_join(slots[i].thread, NULL);
 			slots[i].state = SLOT_FREE;
+		} else {
+			pthread_detach(slots[i].thread);
+			slots[i].state = SLOT_LEFT;
 		}
+	}
 	pthread_mutex_unlock(&slot_lock);
 }
 

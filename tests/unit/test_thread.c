@@ -218,6 +218,69 @@ TEST(a_forked_child_has_every_stack)
 		ASSERT_OK(gvm__thread_join(t[i]));
 }
 
+/*
+ * A detached thread still running when the process exits, which ends
+ * after the exit-time reaper has looked at it (a user-fence writer whose
+ * last user went just before exit(): a "thread leak" in a CI TSan run).
+ * The reaper detaches it for pthread, so that its end is no leak.  The
+ * child forces the order: its own exit handler, registered before the
+ * reaper's (at the first detach), runs after it, lets the thread end and
+ * waits until the kernel has removed the task, before ThreadSanitizer's
+ * check at the very end.  Under ThreadSanitizer the child's exit status
+ * says whether it reported the thread; elsewhere this checks the exit
+ * path runs.
+ */
+static struct {
+	uint32_t go;		/* atomic: the thread may end */
+	int tid;		/* atomic: its task id, once it runs */
+} late;
+
+static void *late_main(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&late.tid, gettid(), __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&late.go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	return NULL;
+}
+
+static void late_release(void)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d",
+		 __atomic_load_n(&late.tid, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&late.go, 1u, __ATOMIC_RELEASE);
+	for (long i = 0; !access(path, F_OK); i++) {
+		if (i == 10000000)
+			_exit(3);	/* never ended */
+		sched_yield();
+	}
+}
+
+TEST(a_detached_thread_ending_during_exit_is_no_leak)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (!pid) {
+		pthread_t t;
+
+		atexit(late_release);
+		if (gvm__thread_create(&t, late_main, NULL) ||
+		    gvm__thread_detach(t))
+			_exit(2);
+		while (!__atomic_load_n(&late.tid, __ATOMIC_ACQUIRE))
+			sched_yield();
+		exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 /* ---- every thread the library starts ------------------------------------ */
 
 #define MAX_TASKS 256
