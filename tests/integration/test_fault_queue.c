@@ -21,6 +21,7 @@
 #include <gvm/vm.h>
 
 #include "harness.h"
+#include "svmtest.h"
 #include "core/atomic.h"
 #include "vm/dev.h"
 #include "vm/fault_queue.h"
@@ -105,14 +106,6 @@ static uint64_t *map_2m(int prot, void **base)
 	return (uint64_t *)(((uintptr_t)p + m2 - 1) & ~(uintptr_t)(m2 - 1));
 }
 
-static struct gvm_vm_stats stats(struct gvm_vm *vm)
-{
-	struct gvm_vm_stats st;
-
-	ASSERT_OK(gvm_vm_stats(vm, &st));
-	return st;
-}
-
 /* Drains the fault log: the number of entries, the oldest in *@f. */
 static uint32_t logged(struct gvm_vm *vm, struct gvm_fault_info *f)
 {
@@ -158,19 +151,6 @@ static void uf_wait(uint64_t *uf)
 	ASSERT_OK(gvm_user_fence_wait(uf, 1, GVM_TIMEOUT_INFINITE));
 }
 
-/* Status of @q's last job (1: success, else its error). */
-static int last_status(struct gvm_queue *q)
-{
-	struct gvm_fence *f = gvm__queue_last(q);
-	int st;
-
-	ASSERT_TRUE(f != NULL);
-	ASSERT_OK(gvm_fence_wait(f, GVM_TIMEOUT_INFINITE));
-	st = gvm_fence_get_status(f);
-	gvm_fence_put(f);
-	return st;
-}
-
 TEST(faults_resolve_through_the_queue)
 {
 	struct gvm_device_info info;
@@ -187,9 +167,9 @@ TEST(faults_resolve_through_the_queue)
 	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 2 * K4 + 8, 42, 64));
 	exec_on(c.q[0], &k, &uf);
 	uf_wait(&uf);
-	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(svmt_last_status(c.q[0]), 1);
 	ASSERT_EQ(p[2 * K4 / 8 + 1], 42);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults, 1);
 	ASSERT_EQ(st.faults_serviced, 1);
 	ASSERT_EQ(st.fault_batches, 1);
@@ -249,10 +229,10 @@ TEST(overflow_blocks_engines_and_drops_nothing)
 		gvm__fault_queue_hold(c.dev, false);
 		for (i = 0; i < NQ; i++) {
 			uf_wait(&uf[i]);
-			ASSERT_EQ(last_status(c.q[i]), 1);
+			ASSERT_EQ(svmt_last_status(c.q[i]), 1);
 			ASSERT_EQ(p[i][1], 100 + i);
 		}
-		st = stats(c.vm);
+		st = svmt_stats(c.vm);
 		ASSERT_EQ(st.faults, NQ);
 		ASSERT_EQ(st.faults_serviced, NQ);
 		ASSERT_EQ(st.faults_deduplicated, 0);
@@ -291,10 +271,10 @@ TEST(same_page_faults_are_serviced_once)
 	gvm__fault_queue_hold(c.dev, false);
 	for (i = 0; i < NQ; i++) {
 		uf_wait(&uf[i]);
-		ASSERT_EQ(last_status(c.q[i]), 1);
+		ASSERT_EQ(svmt_last_status(c.q[i]), 1);
 		ASSERT_EQ(p[K4 / 8 + i], 7 + i);
 	}
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults, NQ);
 	ASSERT_EQ(st.faults_serviced, NQ);
 	ASSERT_EQ(st.faults_deduplicated, NQ - 1);
@@ -305,6 +285,47 @@ TEST(same_page_faults_are_serviced_once)
 	teardown(&c);
 }
 
+/* A fault injected straight into the queue, and what its batch makes of it. */
+struct scripted {
+	uint64_t off;		/* from the base run_script() is given */
+	uint32_t access;
+	int result;
+	bool dup;		/* completed with another's result */
+};
+
+/*
+ * Submits @n faults at @base + f[i].off, held so that they make one
+ * batch (none completes before the release), releases them, and checks
+ * each fault's result and whether it was deduplicated.
+ */
+static void run_script(struct ctx *c, uint64_t base, const struct scripted *f,
+		       unsigned int n)
+{
+	struct gvm_fault_req req[16];
+	unsigned int i;
+
+	ASSERT_TRUE(n <= 16);
+	gvm__fault_queue_hold(c->dev, true);
+	for (i = 0; i < n; i++) {
+		struct gvm_fault_info fi = {
+			.addr = base + f[i].off,
+			.access = f[i].access,
+			.reason = GVM_FAULT_NOT_PRESENT,
+			.engine = GVM_ENGINE_COMPUTE,
+		};
+
+		gvm__fault_queue_submit(c->vm, &fi, &req[i]);
+	}
+	gvm__fault_queue_wait_for(c->dev, n, 0);
+	for (i = 0; i < n; i++)
+		ASSERT_FALSE(gvm__fault_req_done(&req[i]));
+	gvm__fault_queue_hold(c->dev, false);
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(gvm__fault_req_wait(&req[i]), f[i].result);
+		ASSERT_EQ(req[i].deduplicated, f[i].dup);
+	}
+}
+
 /*
  * The coverage rules, with faults injected straight into the queue: a
  * fault is covered by one serviced before it on the same page with the
@@ -313,12 +334,7 @@ TEST(same_page_faults_are_serviced_once)
  */
 TEST(dedupe_covers_same_or_weaker_access_of_a_success)
 {
-	struct {
-		uint64_t addr;
-		uint32_t access;
-		int result;
-		bool dup;
-	} f[] = {
+	static const struct scripted f[] = {
 		{ VA + 8, GVM_ACCESS_READ, 0, true },
 		{ VA + 16, GVM_ACCESS_WRITE, 0, true },
 		{ VA + 24, GVM_ACCESS_ATOMIC, 0, false },	/* serviced */
@@ -328,35 +344,16 @@ TEST(dedupe_covers_same_or_weaker_access_of_a_success)
 		{ VA_RO + 24, GVM_ACCESS_WRITE, -EACCES, true },
 		{ VA + K4, GVM_ACCESS_WRITE, 0, false },	/* other page */
 	};
-	struct gvm_fault_req req[sizeof(f) / sizeof(f[0])];
 	struct gvm_bo *bo, *ro;
 	struct gvm_vm_stats st;
 	uint64_t *p, *q;
 	struct ctx c;
-	unsigned int i, n = sizeof(f) / sizeof(f[0]);
 
 	setup_cfg(&c, 0, 0, 0);
 	bo = bo_at(&c, VA, 2, 0, &p);
 	ro = bo_at(&c, VA_RO, 1, GVM_BIND_READONLY, &q);
-	gvm__fault_queue_hold(c.dev, true);
-	for (i = 0; i < n; i++) {
-		struct gvm_fault_info fi = {
-			.addr = f[i].addr, .access = f[i].access,
-			.reason = GVM_FAULT_NOT_PRESENT,
-			.engine = GVM_ENGINE_COMPUTE,
-		};
-
-		gvm__fault_queue_submit(c.vm, &fi, &req[i]);
-	}
-	gvm__fault_queue_wait_for(c.dev, n, 0);
-	for (i = 0; i < n; i++)
-		ASSERT_FALSE(gvm__fault_req_done(&req[i]));
-	gvm__fault_queue_hold(c.dev, false);
-	for (i = 0; i < n; i++) {
-		ASSERT_EQ(gvm__fault_req_wait(&req[i]), f[i].result);
-		ASSERT_EQ(req[i].deduplicated, f[i].dup);
-	}
-	st = stats(c.vm);
+	run_script(&c, 0, f, sizeof(f) / sizeof(f[0]));
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults_deduplicated, 4);
 	ASSERT_EQ(st.fault_batches, 1);
 	gvm_bo_put(ro);
@@ -407,14 +404,14 @@ TEST(failed_fault_fails_only_its_job)
 	gvm__fault_queue_hold(c.dev, false);
 	uf_wait(&uf[0]);
 	uf_wait(&uf[1]);
-	ASSERT_EQ(last_status(c.q[0]), -EIO);
-	ASSERT_EQ(last_status(c.q[1]), 1);
+	ASSERT_EQ(svmt_last_status(c.q[0]), -EIO);
+	ASSERT_EQ(svmt_last_status(c.q[1]), 1);
 	ASSERT_EQ(q[2], 0);			/* the refused store */
 	ASSERT_EQ(p[1], 42);			/* the reader's result */
 	ASSERT_EQ(logged(c.vm, &fi), 1);
 	ASSERT_EQ(fi.addr, VA_RO + 16);
 	ASSERT_EQ(fi.access, GVM_ACCESS_WRITE);
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults, 3);		/* write, read, then the store */
 	ASSERT_EQ(st.faults_serviced, 2);
 	ASSERT_EQ(st.faults_deduplicated, 0);
@@ -423,7 +420,7 @@ TEST(failed_fault_fails_only_its_job)
 	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 16, 6, 64));
 	exec_on(c.q[0], &k, &uf[0]);
 	uf_wait(&uf[0]);
-	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(svmt_last_status(c.q[0]), 1);
 	ASSERT_EQ(p[2], 6);
 	gvm_bo_put(rw);
 	gvm_bo_put(ro);
@@ -471,7 +468,7 @@ TEST(copy_queue_fault_whose_service_evicts)
 	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 9, 64));
 	exec_on(q, &k, &uf);
 	uf_wait(&uf);
-	ASSERT_EQ(last_status(q), 1);
+	ASSERT_EQ(svmt_last_status(q), 1);
 	ASSERT_EQ(p[1], 9);
 	ASSERT_EQ(gvm_bo_region(filler), GVM_MEM_SYSTEM);	/* evicted */
 	ASSERT_EQ(fp[0], 77);					/* copied */
@@ -630,7 +627,7 @@ TEST(a_lone_fault_is_serviced_by_its_engine)
 	ASSERT_EQ(hk.n, 1);
 	ASSERT_FALSE(pthread_equal(hk.who[0], c.dev->fq.thread));
 	ASSERT_FALSE(pthread_equal(hk.who[0], pthread_self()));
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults_serviced, 1);
 	ASSERT_EQ(st.fault_batches, 1);
 	ASSERT_EQ(st.fault_batch_max, 1);
@@ -693,7 +690,7 @@ TEST(faults_during_an_inline_service_are_batched_by_the_thread)
 	pthread_cond_broadcast(&hk.cond);
 	pthread_mutex_unlock(&hk.lock);
 	uf_wait(&uf);
-	ASSERT_EQ(last_status(c.q[0]), 1);
+	ASSERT_EQ(svmt_last_status(c.q[0]), 1);
 	ASSERT_EQ(p[1], 1);
 	for (i = 0; i < 2; i++) {
 		ASSERT_OK(pthread_join(t[i], NULL));
@@ -704,7 +701,7 @@ TEST(faults_during_an_inline_service_are_batched_by_the_thread)
 	ASSERT_EQ(hk.n, 2);
 	ASSERT_FALSE(pthread_equal(hk.who[0], c.dev->fq.thread));
 	ASSERT_TRUE(pthread_equal(hk.who[1], c.dev->fq.thread));
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults_serviced, 3);
 	ASSERT_EQ(st.fault_batches, 2);
 	ASSERT_EQ(st.fault_batch_max, 2);
@@ -743,9 +740,9 @@ TEST(faults_on_one_new_range_are_serviced_once)
 	gvm__fault_queue_hold(c.dev, false);
 	for (i = 0; i < NQ; i++) {
 		uf_wait(&uf[i]);
-		ASSERT_EQ(last_status(c.q[i]), 1);
+		ASSERT_EQ(svmt_last_status(c.q[i]), 1);
 	}
-	st = stats(c.vm);
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.faults, NQ);
 	ASSERT_EQ(st.faults_serviced, NQ);
 	ASSERT_EQ(st.fault_batches, 1);
@@ -767,21 +764,14 @@ TEST(faults_on_one_new_range_are_serviced_once)
  */
 TEST(range_dedupe_needs_the_access_mapped)
 {
-	struct {
-		uint64_t page;
-		uint32_t access;
-		int result;
-		bool dup;
-	} f[] = {
+	static const struct scripted f[] = {
 		{ 0, GVM_ACCESS_READ, 0, false },		/* serviced */
-		{ 3, GVM_ACCESS_WRITE, -EACCES, false },	/* serviced */
-		{ 3, GVM_ACCESS_READ, 0, true },	/* mapped, and its page's
-							   write failed */
-		{ 5, GVM_ACCESS_ATOMIC, -EACCES, false },	/* serviced */
-		{ 9, GVM_ACCESS_READ, 0, true },
+		{ 3 * K4, GVM_ACCESS_WRITE, -EACCES, false },	/* serviced */
+		{ 3 * K4, GVM_ACCESS_READ, 0, true },	/* mapped, and its
+							   page's write failed */
+		{ 5 * K4, GVM_ACCESS_ATOMIC, -EACCES, false },	/* serviced */
+		{ 9 * K4, GVM_ACCESS_READ, 0, true },
 	};
-	struct gvm_fault_req req[sizeof(f) / sizeof(f[0])];
-	unsigned int i, n = sizeof(f) / sizeof(f[0]);
 	struct gvm_vm_stats st;
 	struct ctx c;
 	uint64_t *p;
@@ -789,24 +779,8 @@ TEST(range_dedupe_needs_the_access_mapped)
 
 	setup_svm(&c, 0);
 	p = map_2m(PROT_READ, &base);
-	gvm__fault_queue_hold(c.dev, true);
-	for (i = 0; i < n; i++) {
-		struct gvm_fault_info fi = {
-			.addr = (uintptr_t)p + f[i].page * K4,
-			.access = f[i].access,
-			.reason = GVM_FAULT_NOT_PRESENT,
-			.engine = GVM_ENGINE_COMPUTE,
-		};
-
-		gvm__fault_queue_submit(c.vm, &fi, &req[i]);
-	}
-	gvm__fault_queue_wait_for(c.dev, n, 0);
-	gvm__fault_queue_hold(c.dev, false);
-	for (i = 0; i < n; i++) {
-		ASSERT_EQ(gvm__fault_req_wait(&req[i]), f[i].result);
-		ASSERT_EQ(req[i].deduplicated, f[i].dup);
-	}
-	st = stats(c.vm);
+	run_script(&c, (uintptr_t)p, f, sizeof(f) / sizeof(f[0]));
+	st = svmt_stats(c.vm);
 	ASSERT_EQ(st.svm_ranges_created, 1);
 	ASSERT_EQ(st.faults_deduplicated, 2);
 	teardown(&c);
