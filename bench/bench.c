@@ -6,6 +6,7 @@
  * their own.
  */
 #include "bench.h"
+#include "mm/uffd_compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,6 +128,37 @@ bool gvm_bench_run_on_cpu(int cpu)
 		if (cpu < 0 || i == cpu)
 			CPU_SET(i, &set);
 	return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+size_t gvm_bench_huge(void *p, size_t len)
+{
+	const uintptr_t m2 = 2u << 20;
+	uintptr_t lo = ((uintptr_t)p + m2 - 1) & ~(m2 - 1);
+	uintptr_t hi = ((uintptr_t)p + len) & ~(m2 - 1);
+
+	if (hi <= lo || madvise((void *)lo, hi - lo, MADV_HUGEPAGE) ||
+	    madvise((void *)lo, hi - lo, MADV_COLLAPSE))
+		return 0;
+	return hi - lo;
+}
+
+size_t gvm_bench_huge_libc_heap(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long lo, hi;
+	char line[512];
+	size_t done = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "[heap]") &&
+		    sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+			done = gvm_bench_huge((void *)lo, hi - lo);
+			break;
+		}
+	fclose(f);
+	return done;
 }
 
 /* The state letter of /proc/self/task/@tid/stat, or 0. */

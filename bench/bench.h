@@ -119,6 +119,16 @@ void gvm_bench_pin(void);
 bool gvm_bench_run_on_cpu(int cpu);
 
 /*
+ * Backs [p, p + len) (its 2 MiB-aligned part) with transparent huge pages
+ * now, as gvm's own heap is (core/alloc.c), so that a baseline in
+ * application memory is measured on the same page size as gvm's side;
+ * gvm_bench_huge_libc_heap() does it for malloc()'s brk heap (tsearch()
+ * nodes).  The number of bytes now in huge pages (0 where THP is off).
+ */
+size_t gvm_bench_huge(void *p, size_t len);
+size_t gvm_bench_huge_libc_heap(void);
+
+/*
  * Waits (yielding) until thread @tid of this process is asleep (state S
  * in /proc), so that a wake-up measured next finds it blocked, not
  * spinning.  False if /proc cannot tell.

@@ -677,6 +677,7 @@ GVM_BENCH(va_split_1m, "VA split + re-merge with 1M live mappings")
 	void *troot = NULL;
 	struct gvm_va_space s;
 	uint64_t seed = 1;
+	size_t huge = 0;
 
 	err = gvm__va_space_init(&s, 0, 1ull << 48, sizeof(struct gvm_va));
 	for (i = 0; i < nr && !err; i++)
@@ -684,6 +685,7 @@ GVM_BENCH(va_split_1m, "VA split + re-merge with 1M live mappings")
 	for (i = 0; i < nr && !err; i++)
 		if (!tsearch((void *)(uintptr_t)(2 * i + 2), &troot, cmp_key))
 			err = -ENOMEM;
+	huge = gvm_bench_huge_libc_heap();
 	for (r = -1; r < GVM_BENCH_REPS && !err; r++) {
 		int64_t t0 = gvm_bench_now_ns();
 
@@ -714,6 +716,8 @@ GVM_BENCH(va_split_1m, "VA split + re-merge with 1M live mappings")
 		res->unit = "ns/split+merge";
 		res->baseline = "glibc tsearch+tdelete at 1M keys";
 		res->goal = 1.2;	/* issue 14 */
+		snprintf(res->note, sizeof(res->note),
+			 "tsearch's heap on huge pages: %s", huge ? "yes" : "no");
 	}
 	for (i = 0; i < nr; i++)
 		tdelete((void *)(uintptr_t)(2 * i + 2), &troot, cmp_key);

@@ -103,7 +103,7 @@ GVM_BENCH(itree_lookup_1m, "interval tree point lookup among 1M ranges")
 	uint64_t *pts = malloc(q * sizeof(*pts));
 	uint64_t seed = 0x17ee, cursor = 0;
 	struct gvm_itree t;
-	size_t hits = 0;
+	size_t hits = 0, huge;
 	int err = 0;
 
 	gvm__itree_init(&t);
@@ -133,6 +133,7 @@ GVM_BENCH(itree_lookup_1m, "interval tree point lookup among 1M ranges")
 		pts[i] = rng_next(&seed) % cursor;
 	for (size_t i = 0; i < q; i++)
 		hits += array_find(r, n, pts[i]) != NULL;
+	huge = gvm_bench_huge(r, n * sizeof(*r));
 
 	gvm_bench_pin();
 	for (int rep = -1; rep < GVM_BENCH_REPS; rep++) {
@@ -156,8 +157,9 @@ GVM_BENCH(itree_lookup_1m, "interval tree point lookup among 1M ranges")
 	res->baseline_value = gvm_bench_median(bv, GVM_BENCH_REPS);
 	res->goal = 1.5;
 	snprintf(res->note, sizeof(res->note),
-		 "height %u, fanout %d, %.0f%% hits", t.height,
-		 GVM_ITREE_FANOUT, 100.0 * (double)hits / (double)q);
+		 "height %u, fanout %d, %.0f%% hits; array on huge pages: %s",
+		 t.height, GVM_ITREE_FANOUT, 100.0 * (double)hits / (double)q,
+		 huge ? "yes" : "no");
 out:
 	gvm__itree_fini(&t);
 	free(pts);
@@ -236,6 +238,7 @@ GVM_BENCH(itree_insert_1m, "interval tree insert+remove at 1M live ranges")
 	uint64_t seed = 0x1235;
 	struct gvm_itree t;
 	void *troot = NULL;
+	size_t huge;
 	int err = 0;
 
 	gvm__itree_init(&t);
@@ -268,6 +271,7 @@ GVM_BENCH(itree_insert_1m, "interval tree insert+remove at 1M live ranges")
 		slots[b] = ops[i].del;
 	}
 
+	huge = gvm_bench_huge_libc_heap();
 	gvm_bench_pin();
 	for (size_t p = 0; p < passes; p++) {
 		double a = time_tree_churn(&t, ops + p * m, m, &err);
@@ -289,8 +293,9 @@ GVM_BENCH(itree_insert_1m, "interval tree insert+remove at 1M live ranges")
 	res->baseline = "glibc tsearch+tdelete";
 	res->baseline_value = gvm_bench_median(bv, GVM_BENCH_REPS);
 	res->goal = 1.0;
-	snprintf(res->note, sizeof(res->note), "height %u, fanout %d",
-		 t.height, GVM_ITREE_FANOUT);
+	snprintf(res->note, sizeof(res->note),
+		 "height %u, fanout %d; tsearch's heap on huge pages: %s",
+		 t.height, GVM_ITREE_FANOUT, huge ? "yes" : "no");
 out:
 	if (troot)
 		tdestroy(troot, free_nothing);

@@ -16,6 +16,9 @@
  *
  *	nr, level | last[F] | start[F] | item[F] or child[F]	(F = FANOUT)
  *
+ * each array starting a cache line (64 bytes of header: 448 bytes at
+ * F = 16, the size the header's 8 bytes would round up to anyway).
+ *
  * A leaf holds nr entries as parallel arrays.  An internal node holds nr
  * children and, per child, the smallest start and the largest last found in
  * that child's subtree.  last[] comes first because queries scan it first.
@@ -154,7 +157,7 @@ _Static_assert(F <= 255, "node slot indices are small");
 struct gvm_itree_node {
 	uint32_t nr;			/* used slots: 1..F */
 	uint32_t level;			/* 0 for leaves; the root's is height-1 */
-	uint64_t last[F];		/* leaf: entry's last;
+	_Alignas(64) uint64_t last[F];	/* leaf: entry's last;
 					   internal: max last of child's subtree */
 	uint64_t start[F];		/* leaf: entry's start;
 					   internal: min start of child's subtree */
@@ -844,6 +847,7 @@ void *gvm__itree_find_first(const struct gvm_itree *tree, uint64_t start,
 			return node->item[i];
 		}
 		node = node->child[i];
+		node_prefetch(node);
 	}
 }
 

@@ -194,6 +194,9 @@ struct pm_scan_arg {
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25	/* Linux 6.1 */
+#endif
 
 /* ---- mremap ---------------------------------------------------------- */
 
