@@ -76,6 +76,29 @@ GVM_API void gvm_mm_put(struct gvm_mm *mm);
  */
 GVM_API int gvm_mm_flush(struct gvm_mm *mm);
 
+/*
+ * Tells gvm that the application changed the CPU's protection of
+ * [addr, addr + len) - mprotect(), pkey_mprotect() - which, unlike the
+ * changes gvm_mm_flush() waits for, the kernel reports to no process.
+ * Before it returns, every GPU mapping of that memory in every VM
+ * mirroring @mm (userptr and SVM) is torn down and the devices' TLBs are
+ * flushed, so a device's next access there faults and honours the
+ * protection the CPU mapping has then: PROT_NONE refuses every access, a
+ * read-only mapping refuses writes (the job fails with -EIO, one fault
+ * logged; the VM goes on).  Nothing else changes: data SVM moved to
+ * device memory stays there, a running kernel is not waited for.
+ *
+ * Without this call the GPU keeps its mapping of device-resident memory
+ * until the range's next invalidation (docs/svm.md, "What the
+ * application may do to device-resident memory"); memory the GPU maps in
+ * system memory needs no call (the simulated device reaches it through
+ * the CPU's page tables).  Like gvm_mm_flush(), it may wait for TLB
+ * invalidations: do not call it from a fence callback or a kernel.
+ * Returns 0, or -EINVAL: @mm NULL, @len 0, @addr or @len not a multiple
+ * of 4096, or the range wrapping around the end of the address space.
+ */
+GVM_API int gvm_mm_invalidate(struct gvm_mm *mm, uint64_t addr, uint64_t len);
+
 GVM_END_DECLS
 
 #endif

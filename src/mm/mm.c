@@ -67,6 +67,15 @@ GVM_API int gvm_mm_flush(struct gvm_mm *mm)
 	return gvm__mm_flush(mm);
 }
 
+GVM_API int gvm_mm_invalidate(struct gvm_mm *mm, uint64_t addr, uint64_t len)
+{
+	if (!mm || !gvm__mm_range_ok(addr, len))
+		return -EINVAL;
+	gvm_might_block();
+	gvm__mm_invalidate(mm, addr, len, GVM_MM_EVENT_PROTECT);
+	return 0;
+}
+
 unsigned int gvm__mm_invalidate(struct gvm_mm *mm, uint64_t start,
 				uint64_t len, enum gvm_mm_event event)
 {

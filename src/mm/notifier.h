@@ -172,6 +172,10 @@ enum gvm_mm_event {
 	/* raised by gvm itself (migration, tests) or the model mm (mprotect,
 	   reclaim): before the change */
 	GVM_MM_EVENT_MIGRATE,
+	/* the application said the CPU's protection of the range changed
+	   (gvm_mm_invalidate(): mprotect raises no userfaultfd event):
+	   after the fact */
+	GVM_MM_EVENT_PROTECT,
 };
 
 /* An invalidation: the bytes [start, last] changed or are about to. */

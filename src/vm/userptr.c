@@ -193,7 +193,8 @@ static void wait_put(struct gvm_fence **f, unsigned int n)
  *    the VM's BOOKKEEP fences, so that a running kernel finishes on the
  *    old pages instead of faulting, as xe's notifier does.  A change
  *    already made (UNMAP, REMAP, FORK: userfaultfd reports them after
- *    the fact) gains nothing from waiting: the memory is gone.
+ *    the fact; PROTECT: the application reports its mprotect) gains
+ *    nothing from waiting: the memory is gone or already protected.
  */
 static void snapshot_waits(struct gvm_userptr *u,
 			   const struct gvm_notifier_range *r,

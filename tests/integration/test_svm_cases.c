@@ -1554,13 +1554,17 @@ TEST(mprotect_none_and_back_on_device_resident_memory)
  * System memory: the GPU reaches it through the CPU's page tables
  * (guarded accesses), which refuse at once.  Device memory: mprotect
  * raises no event a process can see (docs/mm.md, "Invisible changes"),
- * so the device keeps its mapping of the data until the range's next
+ * so unless the application says so (gvm_mm_invalidate(), TOLD), the
+ * device keeps its mapping of the data until the range's next
  * invalidation (docs/svm.md, "What the application may do to
  * device-resident memory"): a read still sees the data.  Any
  * invalidation ends that; here an attribute change drops the range, and
- * the fault that remakes it finds the CPU mapping PROT_NONE.
+ * the fault that remakes it finds the CPU mapping PROT_NONE.  Told, the
+ * range stays and its next fault finds the protection.
  */
-static void prot_none_case(bool resident)
+enum prot_case { IN_SYSTEM, RESIDENT, RESIDENT_TOLD };
+
+static void prot_none_case(enum prot_case how)
 {
 	uint64_t *a, *b;
 	struct ctx c;
@@ -1568,7 +1572,7 @@ static void prot_none_case(bool resident)
 	setup(&c);
 	a = svmt_map(M2, M2);
 	b = svmt_map(K64, K64);
-	if (resident) {
+	if (how != IN_SYSTEM) {
 		make_resident(&c, a, 73);
 	} else {
 		svmt_keep_in_system(c.vm, a, M2);
@@ -1578,12 +1582,18 @@ static void prot_none_case(bool resident)
 		ASSERT_EQ(svmt_stats(c.vm).svm_migrations, 0);
 	}
 	ASSERT_OK(mprotect(a, M2, PROT_NONE));
-	if (resident) {
+	if (how == RESIDENT) {
 		struct gvm_madvise adv = { .set = GVM_MADV_PAT,
 					   .attrs.pat = 1 };
 
 		ASSERT_EQ(gpu_sum(&c, a, M2), W(73) * (M2 / 8));
 		ASSERT_OK(gvm_vm_madvise(c.vm, svmt_u64(a), M2, &adv));
+	} else if (how == RESIDENT_TOLD) {
+		uint64_t dropped = svmt_stats(c.vm).svm_ranges_dropped;
+
+		ASSERT_OK(gvm_mm_invalidate(c.mm, svmt_u64(a), M2));
+		ASSERT_EQ(svmt_stats(c.vm).svm_ranges_dropped, dropped);
+		ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2);
 	}
 	svmt_store_refused(c.vm, c.q, a + 5, 1);
 	svmt_sum_refused(c.vm, c.q, a, M2, c.out);
@@ -1601,12 +1611,40 @@ static void prot_none_case(bool resident)
 
 TEST(prot_none_on_memory_bound_in_system_memory)
 {
-	prot_none_case(false);
+	prot_none_case(IN_SYSTEM);
 }
 
 TEST(prot_none_on_device_resident_memory)
 {
-	prot_none_case(true);
+	prot_none_case(RESIDENT);
+}
+
+TEST(prot_none_on_device_resident_memory_told)
+{
+	prot_none_case(RESIDENT_TOLD);
+}
+
+/*
+ * Made read-only while in device memory, and told (gvm_mm_invalidate()):
+ * a GPU store fails its job at once, the data stays in device memory,
+ * and a GPU read gets it.
+ */
+TEST(read_only_on_device_resident_memory_told)
+{
+	uint64_t *a;
+	struct ctx c;
+
+	setup(&c);
+	a = svmt_map(M2, M2);
+	make_resident(&c, a, 75);
+	ASSERT_OK(mprotect(a, M2, PROT_READ));
+	ASSERT_OK(gvm_mm_invalidate(c.mm, svmt_u64(a), M2));
+	svmt_store_refused(c.vm, c.q, a + 5, 1);
+	ASSERT_EQ(gpu_sum(&c, a, M2), W(75) * (M2 / 8));
+	ASSERT_TRUE(all_are(a, M2, W(75)));
+	ASSERT_OK(mprotect(a, M2, PROT_READ | PROT_WRITE));
+	teardown(&c);
+	svmt_unmap(a, M2);
 }
 
 /*

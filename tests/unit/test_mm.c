@@ -1411,6 +1411,41 @@ static const struct gvm_notifier_ops order_ops = {
 };
 
 /*
+ * gvm_mm_invalidate(): bad input changes nothing; a good call invalidates
+ * exactly the range given, once, as a PROTECT event, before it returns,
+ * whatever is mapped there (an unmapped hole too).
+ */
+TEST(invalidate_reports_exactly_the_range_given)
+{
+	struct gvm_mm *mm = mm_self();
+	char *p = map_anon(8, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	struct rec rc;
+
+	rec_insert(mm, &rc, p, 8 * PG);
+	ASSERT_EQ(gvm_mm_invalidate(NULL, u(p), PG), -EINVAL);
+	ASSERT_EQ(gvm_mm_invalidate(mm, u(p), 0), -EINVAL);
+	ASSERT_EQ(gvm_mm_invalidate(mm, u(p) + 1, PG), -EINVAL);
+	ASSERT_EQ(gvm_mm_invalidate(mm, u(p), PG + 1), -EINVAL);
+	ASSERT_EQ(gvm_mm_invalidate(mm, UINT64_MAX - PG + 1, 2 * PG), -EINVAL);
+	ASSERT_EQ(rec_count(&rc), 0);
+	ASSERT_OK(mprotect(p + 2 * PG, 3 * PG, PROT_NONE));
+	ASSERT_OK(gvm_mm_invalidate(mm, u(p) + 2 * PG, 3 * PG));
+	ASSERT_EQ(rec_count(&rc), 1);
+	rec_expect(&rc, 0, GVM_MM_EVENT_PROTECT, p + 2 * PG, 3 * PG);
+	ASSERT_OK(gvm_mm_invalidate(mm, u(p) + 16 * PG, PG));	/* not ours */
+	ASSERT_EQ(rec_count(&rc), 1);
+	ASSERT_OK(munmap(p + 6 * PG, 2 * PG));
+	ASSERT_OK(gvm_mm_flush(mm));
+	ASSERT_EQ(rec_count(&rc), 2);			/* the UNMAP */
+	ASSERT_OK(gvm_mm_invalidate(mm, u(p) + 6 * PG, 2 * PG));
+	ASSERT_EQ(rec_count(&rc), 3);
+	rec_expect(&rc, 2, GVM_MM_EVENT_PROTECT, p + 6 * PG, 2 * PG);
+	rec_remove(&rc);
+	munmap(p, 6 * PG);
+	gvm_mm_put(mm);
+}
+
+/*
  * The call returned, so its event was read; the event thread is held before
  * processing it.  gvm_mm_flush must find the thread busy ('W': the hook,
  * which also releases it), and return only after the invalidation ('I'):
