@@ -46,6 +46,7 @@
 #include <gvm/sched.h>
 
 #include "bench.h"
+#include "core/sync.h"
 
 static long futex(uint32_t *word, int op, uint32_t val)
 {
@@ -395,9 +396,10 @@ GVM_BENCH(sched_chain_1k, "1000 no-op jobs in 4 dependency chains, 2 workers")
 		res->goal = 1.5;
 		snprintf(res->note, sizeof(res->note),
 			 "%.0f vs %.0f jobs/s; 4 chains x 250 over 4 queues, "
-			 "deps cross queues; gvm workers spin 5 us, the "
+			 "deps cross queues; gvm workers spin %d us, the "
 			 "baseline's sleep", 1e9 / res->value,
-			 1e9 / res->baseline_value);
+			 1e9 / res->baseline_value,
+			 (int)(GVM_HANDOFF_SPIN_NS / 1000));
 	}
 	for (i = 0; sd && i < CHAINS; i++)
 		gvm_sched_queue_destroy(sd->q[i]);

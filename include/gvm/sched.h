@@ -86,8 +86,10 @@ struct gvm_job_ops {
 	 * in the thread that signals the hw fence, instead of on a worker
 	 * after it: one thread hand-off less between the work's end and
 	 * whoever waits for it.  The queue still starts its next job only
-	 * after a worker completed this one, and free() still comes after.
-	 * For jobs whose free() does nothing a waiter could observe.
+	 * after this one is completed, and free() still comes after; with
+	 * no job behind it, completion waits for the queue's next push or
+	 * run, or its destruction.  For jobs whose free() does nothing a
+	 * waiter could observe.
 	 */
 	bool signal_from_hw;
 };

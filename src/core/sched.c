@@ -79,6 +79,19 @@
  * lock held) processes the queue on the calling thread when no worker
  * does (it takes the queue off the ready list, as a worker would).
  *
+ * PARKED.  When a signal_from_hw job's hw fence signals and no job waits
+ * behind it, nothing is left to do but free it, and nobody is kicked for
+ * that: the job stays the queue's head, done (q->parked), and whoever
+ * processes the queue next completes it first (the next push or run, or
+ * destruction).  Waking a worker there cost each exec a wake-up of a
+ * worker that then competed for the CPUs with the engine and the caller,
+ * and held the queue busy when the caller's next exec came, so that exec
+ * went through the worker too (exec_latency, docs/performance.md).
+ * No lost wake-up: the callback decides under sched->lock from nr_jobs
+ * and closing; a push counts its job (under queue->lock) before it looks
+ * at parked under sched->lock, and destroy sets closing there, so either
+ * the callback sees the new job or the pusher sees parked.
+ *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
  *     and stopping; each queue's on_ready, busy, rekick and dead.  Taken by
@@ -203,12 +216,19 @@ struct gvm_sched_queue {
 
 	uint32_t nr_unpushed;		/* atomic: initialised, not pushed or
 					 * finied (destroy asserts it is 0) */
+	uint32_t nr_jobs;		/* atomic: pushed, not yet completed
+					   (changed under lock; read under
+					   sched->lock, see PARKED) */
 	uint64_t last_done_seqno;	/* worker processing the queue */
 
 	struct gvm_list ready_link;	/* in sched->ready, under sched->lock */
 	bool on_ready;			/* under sched->lock */
 	bool busy;			/* a worker processes it; sched->lock */
 	bool rekick;			/* kicked while busy; sched->lock */
+	bool parked;			/* sched->lock: a signal_from_hw head
+					   job is done and nobody was kicked
+					   to complete it (PARKED) */
+	bool closing;			/* sched->lock: destroy has begun */
 	bool dead;			/* all done after dying; sched->lock */
 	char name[];			/* immutable */
 };
@@ -252,11 +272,9 @@ queue_validate_locked(struct gvm_sched_queue *q)
  * Makes sure a worker will look at @q.  Context: any, including fence
  * callbacks (fence locks held); must not hold sched->lock.
  */
-static void queue_kick(struct gvm_sched_queue *q)
+static void queue_kick_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
 {
-	struct gvm_sched *s = q->sched;
-
-	gvm__mutex_lock(&s->lock);
+	gvm_lockdep_assert_held(&s->lock);
 	if (q->busy) {
 		q->rekick = true;
 	} else if (!q->on_ready && !q->dead) {
@@ -268,6 +286,14 @@ static void queue_kick(struct gvm_sched_queue *q)
 		if (!s->spinning)
 			gvm__cond_signal(&s->work_cond);
 	}
+}
+
+static void queue_kick(struct gvm_sched_queue *q)
+{
+	struct gvm_sched *s = q->sched;
+
+	gvm__mutex_lock(&s->lock);
+	queue_kick_locked(s, q);
 	gvm__mutex_unlock(&s->lock);
 }
 
@@ -282,16 +308,24 @@ static void job_kick_cb(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 /*
  * Hw fence callback of a signal_from_hw job in HW_WAIT: signals its
  * finished fence with the hw fence's error (fence locks nest along
- * dependencies, fence.c), then kicks the queue so that a worker completes
- * the job.  The job is the queue's head until then: finished fences still
- * signal in seqno order.
+ * dependencies, fence.c).  The job is the queue's head until it is
+ * completed: finished fences still signal in seqno order.  If a job waits
+ * behind it, or the queue is being destroyed, the queue is kicked so that
+ * a worker completes it and goes on; else it is PARKED.
  */
 static void job_hw_done_cb(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 {
 	struct gvm_job *job = gvm_container_of(cb, struct gvm_job, cb);
+	struct gvm_sched_queue *q = job->queue;
+	struct gvm_sched *s = q->sched;
 
 	gvm__fence_signal(job->finished, fence->error);
-	queue_kick(job->queue);
+	gvm__mutex_lock(&s->lock);
+	if (gvm_load_relaxed(&q->nr_jobs) > 1 || q->closing)
+		queue_kick_locked(s, q);
+	else
+		q->parked = true;
+	gvm__mutex_unlock(&s->lock);
 }
 
 /* ---- the worker side ------------------------------------------------------ */
@@ -414,6 +448,7 @@ static void job_complete(struct gvm_sched_queue *q, struct gvm_job *job)
 	gvm__mutex_lock(&q->lock);
 	gvm_assert(q->jobs.next == &job->link);
 	gvm_list_del(&job->link);
+	gvm_store_relaxed(&q->nr_jobs, gvm_load_relaxed(&q->nr_jobs) - 1);
 	gvm_assert_slow(queue_validate_locked(q));
 	gvm__mutex_unlock(&q->lock);
 
@@ -501,6 +536,7 @@ static void queue_run_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
 	}
 	q->busy = true;
 	q->rekick = false;
+	q->parked = false;	/* queue_process() completes that job */
 	gvm__mutex_unlock(&s->lock);
 
 	v = queue_process(q);
@@ -670,12 +706,32 @@ int gvm_sched_queue_create(struct gvm_sched *s, const char *name,
 
 bool gvm__sched_queue_dying(struct gvm_sched_queue *q)
 {
-	bool dying;
+	bool closing;
 
-	gvm__mutex_lock(&q->lock);
-	dying = q->dying;
-	gvm__mutex_unlock(&q->lock);
-	return dying;
+	gvm__mutex_lock(&q->sched->lock);
+	closing = q->closing;
+	gvm__mutex_unlock(&q->sched->lock);
+	return closing;
+}
+
+bool gvm__sched_queue_waits(struct gvm_sched_queue *q)
+{
+	bool waits;
+
+	gvm__mutex_lock(&q->sched->lock);
+	waits = !q->busy && !q->on_ready && !q->dead;
+	gvm__mutex_unlock(&q->sched->lock);
+	return waits;
+}
+
+bool gvm__sched_queue_parked(struct gvm_sched_queue *q)
+{
+	bool parked;
+
+	gvm__mutex_lock(&q->sched->lock);
+	parked = q->parked;
+	gvm__mutex_unlock(&q->sched->lock);
+	return parked;
 }
 
 void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
@@ -693,8 +749,12 @@ void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
 	q->dying = true;
 	gvm__mutex_unlock(&q->lock);
 
-	/* The worker cancels what has not started, then marks q dead. */
-	queue_kick(q);
+	/* The worker cancels what has not started, then marks q dead; a
+	   head job's hw fence that signals from now on kicks the queue. */
+	gvm__mutex_lock(&s->lock);
+	q->closing = true;
+	queue_kick_locked(s, q);
+	gvm__mutex_unlock(&s->lock);
 
 	gvm__mutex_lock(&s->lock);
 	while (!q->dead)
@@ -865,6 +925,7 @@ static bool job_queue(struct gvm_job *job)
 	job->state = JOB_QUEUED;
 	was_empty = gvm_list_empty(&q->jobs);
 	gvm_list_add_tail(&job->link, &q->jobs);
+	gvm_store_relaxed(&q->nr_jobs, gvm_load_relaxed(&q->nr_jobs) + 1);
 	gvm_assert_slow(queue_validate_locked(q));
 	gvm__mutex_unlock(&q->lock);
 	/* From here the job may already be freed. */
@@ -874,13 +935,19 @@ static bool job_queue(struct gvm_job *job)
 void gvm_job_push(struct gvm_job *job)
 {
 	struct gvm_sched_queue *q = job ? job->queue : NULL;
+	struct gvm_sched *s;
+	bool was_empty = job_queue(job);
 
 	/*
 	 * A non-empty list has a head job that is being processed or waits
-	 * for a callback; the worker reaches this job after completing it.
+	 * for a callback, whose worker reaches this job after completing it;
+	 * or a PARKED head, which nobody will complete unless kicked.
 	 */
-	if (job_queue(job))
-		queue_kick(q);
+	s = q->sched;
+	gvm__mutex_lock(&s->lock);
+	if (was_empty || q->parked)
+		queue_kick_locked(s, q);
+	gvm__mutex_unlock(&s->lock);
 }
 
 void gvm_job_push_deferred(struct gvm_job *job)

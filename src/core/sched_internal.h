@@ -10,7 +10,13 @@
 
 #include <gvm/sched.h>
 
-/* True once gvm_sched_queue_destroy(@q) has marked @q dying (q->lock). */
+/* True once gvm_sched_queue_destroy(@q) has marked @q dying and kicked
+   it: a hw fence signalling from now on kicks the queue too. */
 bool gvm__sched_queue_dying(struct gvm_sched_queue *q);
+/* True while no worker processes @q or is due to (it waits for a
+   callback, or is idle or parked). */
+bool gvm__sched_queue_waits(struct gvm_sched_queue *q);
+/* True while @q's head job is done and PARKED (sched.c). */
+bool gvm__sched_queue_parked(struct gvm_sched_queue *q);
 
 #endif

@@ -150,8 +150,17 @@ void gvm__futex_wake(uint32_t *word, int nr);
  */
 bool gvm__spin_while_eq(const uint32_t *word, uint32_t old, int64_t ns);
 
-/* How long the engine, scheduler and fence waiters spin before sleeping. */
-#define GVM_HANDOFF_SPIN_NS 5000
+/*
+ * How long the engine, scheduler and fence waiters spin before sleeping.
+ * Longer than a wake-up of an idle vCPU on the project's VM (~27 µs,
+ * `perf sched timehist` of exec_latency): with a shorter spin, a caller
+ * and an engine handing work back and forth settle into waking each other
+ * from sleep, two wake-ups per exec.  exec_latency p50/p99: 56/89 µs at
+ * 5 µs, 3.0/77 µs at 10 µs, 2.7-3.0/6-72 µs at 30 µs (docs/performance.md).
+ * The price: a thread that finds no more work burns up to this long
+ * (yielding every microsecond) before it sleeps, once per burst.
+ */
+#define GVM_HANDOFF_SPIN_NS 30000
 /*
  * True if the 4-byte aligned word at @addr can be written by this process
  * now: the kernel adds 0 to it atomically (FUTEX_WAKE_OP), which needs a

@@ -1016,6 +1016,168 @@ TEST(queue_destroy_waits_for_hw_fence)
 	gvm_fence_put(f2);
 }
 
+/* ---- PARKED (sched.c): a lone signal_from_hw job's completion waits ---- */
+
+/* t, with the signal_from_hw ops, pushed; returns once it waits for hw. */
+static struct gvm_fence *submit_hw(struct gvm_sched_queue *q, struct tjob *t,
+				   struct gvm_fence *hw)
+{
+	struct gvm_fence *f;
+
+	tjob_setup(t);
+	t->hw = hw;
+	ASSERT_OK(gvm_job_init(&t->base, q, &tjob_hw_ops));
+	gvm_job_arm(&t->base);
+	f = gvm_fence_get(gvm_job_finished(&t->base));
+	gvm_job_push(&t->base);
+	while (!has_callback(hw))
+		sched_yield();
+	return f;
+}
+
+/*
+ * The hw fence of a job with nothing behind it signals: its finished
+ * fence is signalled at once, nobody is woken to complete it (the queue
+ * is PARKED, so it is on no ready list and no worker can take it), and
+ * the next push completes it before its own job runs.
+ */
+TEST(a_lone_hw_job_is_completed_by_the_next_push)
+{
+	struct gvm_fence *f1, *f2, *hw = sw_fence();
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+	struct tjob t1, t2;
+
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	f1 = submit_hw(q, &t1, hw);
+	ASSERT_FALSE(gvm__sched_queue_parked(q));
+	ASSERT_OK(gvm_fence_signal(hw));
+	ASSERT_EQ(gvm_fence_get_status(f1), 1);
+	ASSERT_TRUE(gvm__sched_queue_parked(q));
+	ASSERT_EQ(freed(&t1), 0);
+	tjob_setup(&t2);
+	t2.must_be_done = f1;
+	f2 = submit(q, &t2, NULL, 0);
+	wait_done(f2);
+	ASSERT_EQ(freed(&t1), 1);
+	ASSERT_EQ(__atomic_load_n(&t2.order_ok, __ATOMIC_SEQ_CST), 1);
+	ASSERT_FALSE(gvm__sched_queue_parked(q));
+	gvm_sched_queue_destroy(q);
+	ASSERT_EQ(freed(&t2), 1);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(f1);
+	gvm_fence_put(f2);
+	gvm_fence_put(hw);
+}
+
+/* A parked job is completed by the queue's destruction. */
+TEST(a_parked_hw_job_is_completed_by_queue_destroy)
+{
+	struct gvm_fence *f1, *hw = sw_fence();
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+	struct tjob t1;
+
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	f1 = submit_hw(q, &t1, hw);
+	ASSERT_OK(gvm_fence_signal_error(hw, -EIO));
+	ASSERT_TRUE(gvm__sched_queue_parked(q));
+	gvm_sched_queue_destroy(q);
+	ASSERT_EQ(freed(&t1), 1);
+	ASSERT_EQ(gvm_fence_get_status(f1), -EIO);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(f1);
+	gvm_fence_put(hw);
+}
+
+/*
+ * The hw fence signals while the queue's destruction waits for it: the
+ * callback must kick the queue rather than park it, or the destruction
+ * would wait forever.
+ */
+TEST(a_hw_fence_signalled_during_queue_destroy_is_not_parked)
+{
+	struct gvm_fence *f1, *hw = sw_fence();
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+	struct destroyer d;
+	struct tjob t1;
+
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	f1 = submit_hw(q, &t1, hw);
+	destroy_async(&d, q);
+	while (!gvm__sched_queue_dying(q))	/* kicked ... */
+		sched_yield();
+	while (!gvm__sched_queue_waits(q))	/* ... and looked at */
+		sched_yield();
+	ASSERT_FALSE(event_is_set(&d.done));
+	ASSERT_OK(gvm_fence_signal(hw));
+	ASSERT_TRUE(event_wait(&d.done));
+	pthread_join(d.thread, NULL);
+	ASSERT_EQ(freed(&t1), 1);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(f1);
+	gvm_fence_put(hw);
+}
+
+/*
+ * A push racing with the hw fence of the job ahead: whichever comes
+ * first, the pushed job runs (the callback sees it, or the push sees the
+ * parked head).  Every interleaving must pass; the loop makes many.
+ */
+struct hw_signaller {
+	pthread_t thread;
+	struct gvm_fence *hw;
+	uint32_t go;			/* atomic */
+};
+
+static void *hw_signaller_main(void *arg)
+{
+	struct hw_signaller *h = arg;
+
+	while (!__atomic_load_n(&h->go, __ATOMIC_ACQUIRE))
+		;
+	gvm_fence_signal(h->hw);
+	return NULL;
+}
+
+TEST(a_push_racing_with_the_hw_fence_ahead_is_never_lost)
+{
+	struct gvm_sched_queue *q;
+	struct gvm_sched *s;
+
+	ASSERT_OK(gvm_sched_create("t", 2, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	for (int i = 0; i < 500; i++) {
+		struct hw_signaller h = { .hw = sw_fence() };
+		struct gvm_fence *f1, *f2;
+		struct tjob t1, t2;
+
+		f1 = submit_hw(q, &t1, h.hw);
+		ASSERT_OK(pthread_create(&h.thread, NULL, hw_signaller_main,
+					 &h));
+		tjob_setup(&t2);
+		ASSERT_OK(gvm_job_init(&t2.base, q, &tjob_ops));
+		gvm_job_arm(&t2.base);
+		f2 = gvm_fence_get(gvm_job_finished(&t2.base));
+		__atomic_store_n(&h.go, 1, __ATOMIC_RELEASE);
+		gvm_job_push(&t2.base);
+		wait_done(f2);
+		ASSERT_TRUE(event_wait(&t2.freed_ev));	/* t2 is on our stack */
+		pthread_join(h.thread, NULL);
+		ASSERT_EQ(freed(&t1), 1);
+		ASSERT_EQ(ran(&t2), 1);
+		gvm_fence_put(f1);
+		gvm_fence_put(f2);
+		gvm_fence_put(h.hw);
+	}
+	gvm_sched_queue_destroy(q);
+	ASSERT_OK(gvm_sched_destroy(s));
+}
+
 TEST(queue_destroy_empty_and_idle)
 {
 	struct gvm_sched *s;
