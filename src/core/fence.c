@@ -279,23 +279,55 @@ bool gvm_fence_remove_callback(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 	return removed;
 }
 
+/*
+ * A waiter, on the waiting thread's stack.  The callback wakes it with a
+ * futex only if it went to sleep (a waiter still spinning needs no system
+ * call), and says when it no longer touches the waiter (gone), so that a
+ * waiter that saw done leaves without taking the fence's lock, which the
+ * signaller holds while it runs the callbacks: a waiter blocking on it
+ * slept, and the signaller's unlock had to wake it (tlb_inval_range,
+ * docs/performance.md).  sleeping and done are a Dekker pair: the waiter
+ * sets sleeping before it looks at done for the last time, the callback
+ * sets done before it looks at sleeping, both seq_cst, so one of them
+ * sees the other.
+ */
 struct fence_waiter {
 	struct gvm_fence_cb cb;
-	uint32_t done;
+	uint32_t done;		/* the fence signalled */
+	uint32_t sleeping;	/* the waiter may be in futex_wait */
+	uint32_t gone;		/* the callback no longer touches *w */
 };
 
 static void fence_waiter_wake(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 {
 	struct fence_waiter *w = gvm_container_of(cb, struct fence_waiter, cb);
 
-	gvm_store_release(&w->done, 1u);
-	gvm__futex_wake(&w->done, 1);
+	gvm_store_seq_cst(&w->done, 1u);
+	if (gvm_load_seq_cst(&w->sleeping))
+		gvm__futex_wake(&w->done, 1);
+	gvm_store_release(&w->gone, 1u);
+}
+
+/*
+ * Returns once the callback no longer touches @w: it is about to say so,
+ * or has not finished running; in the second case the fence's lock,
+ * held while callbacks run, is the barrier.
+ */
+static void fence_waiter_leave(struct gvm_fence *fence,
+			       struct fence_waiter *w)
+{
+	for (int i = 0; i < 256; i++) {
+		if (gvm_load_acquire(&w->gone))
+			return;
+		gvm_cpu_relax();
+	}
+	gvm_fence_remove_callback(fence, &w->cb);
 }
 
 static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 		      bool interruptible)
 {
-	struct fence_waiter w = { .done = 0 };
+	struct fence_waiter w = { .done = 0, .sleeping = 0, .gone = 0 };
 	int64_t deadline;
 	int err;
 
@@ -308,38 +340,50 @@ static int fence_wait(struct gvm_fence *fence, int64_t timeout_ns,
 	gvm_might_block();
 
 	deadline = gvm__deadline(timeout_ns);
-	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
 	/*
 	 * Many waits are short (a TLB invalidation, a small copy) and a futex
-	 * sleep + wakeup costs tens of microseconds: poll briefly first.  The
+	 * sleep + wakeup costs tens of microseconds: poll first, on the
+	 * fence's flags alone, with no callback to add and remove (each a
+	 * round of the fence's lock, which the signaller takes too).  The
 	 * poll asks the producer too (ops->signaled), so a fence that is
 	 * complete but not yet signalled (a deadline that passed) is
 	 * signalled here rather than by a thread that must wake up first.
+	 * A fence that cannot be polled (no ops->signaled) has signalling
+	 * enabled first: some producers only start then (a preempt fence,
+	 * lr.c).  One that can is not: enabling may cost the producer work
+	 * a poll makes useless (the simulated TLB's fences arm a timer
+	 * thread, whose wake-ups competed with this very poll:
+	 * inval_2pass_4dev, docs/performance.md).
 	 */
-	if (!gvm_load_acquire(&w.done)) {
+	if (!fence->ops->signaled)
+		gvm_fence_enable_signaling(fence);
+	{
 		int64_t until = gvm__now_ns() + FENCE_SPIN_NS;
 
 		if (deadline >= 0 && until > deadline)
 			until = deadline;
-		while (!gvm_load_acquire(&w.done) && gvm__now_ns() < until) {
-			if (fence->ops->signaled && gvm_fence_is_signaled(fence))
-				break;
+		do {
+			if (gvm_fence_is_signaled(fence))
+				return 0;
 			for (int i = 0; i < 32; i++)
 				gvm_cpu_relax();
+		} while (gvm__now_ns() < until);
+	}
+	gvm_fence_add_callback(fence, &w.cb, fence_waiter_wake);
+	if (!gvm_load_acquire(&w.done)) {
+		gvm_store_seq_cst(&w.sleeping, 1u);
+		while (!gvm_load_seq_cst(&w.done)) {
+			err = gvm__futex_wait(&w.done, 0, deadline);
+			if (err == -ETIME ||
+			    (err == -EINTR && interruptible)) {
+				/* Signalled meanwhile if the callback ran. */
+				return gvm_fence_remove_callback(fence, &w.cb) ?
+					       err : 0;
+			}
 		}
 	}
-	while (!gvm_load_acquire(&w.done)) {
-		err = gvm__futex_wait(&w.done, 0, deadline);
-		if (err == -ETIME || (err == -EINTR && interruptible)) {
-			/* Signalled meanwhile if the callback already ran. */
-			return gvm_fence_remove_callback(fence, &w.cb) ? err : 0;
-		}
-	}
-	/*
-	 * The callback stored done before its futex_wake(); let it finish
-	 * before our frame (and w.done with it) goes away.
-	 */
-	gvm_fence_remove_callback(fence, &w.cb);
+	/* Let the callback finish with our frame before it goes away. */
+	fence_waiter_leave(fence, &w);
 	return 0;
 }
 

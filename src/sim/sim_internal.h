@@ -127,6 +127,8 @@ struct sim_tlb_entry {
  */
 struct sim_tlb {
 	struct sim_tlb_entry *sets;	/* [nr_sets * WAYS] */
+	uint64_t *valid;		/* bit i: sets[i] holds an entry, so an
+					   invalidation visits only those */
 	uint32_t nr_sets;		/* power of two */
 	uint32_t victim;		/* round-robin way */
 	struct sim_tlb_entry l0[SIM_TLB_L0];

@@ -1119,15 +1119,19 @@ static void ref_drop(bool *live, uint64_t vm, uint64_t start, uint64_t size)
 	}
 }
 
-TEST(tlb_inval_skips_only_what_is_not_cached)
+/*
+ * Against the model, with a TLB of @entries: 64 (one word of the in-use
+ * bitmap that invalidations walk) or 1024 (16 words, the default).
+ */
+static void tlb_ref_run(unsigned int entries)
 {
 	static const uint64_t others[] = { 0, 7, 7 + SIM_TLB_VM_BUCKETS };
 	bool live[REF_VMS * REF_KEYS] = { false };
-	struct gvm_rng rng = { gvm_test_seed() };
+	struct gvm_rng rng = { gvm_test_seed() + entries };
 	unsigned int step, skips = 0, scans = 0, hits = 0;
 	struct sim_tlb t;
 
-	ASSERT_OK(gvm__sim_tlb_init(&t, 64));
+	ASSERT_OK(gvm__sim_tlb_init(&t, entries));
 	for (step = 0; step < 100000; step++) {
 		unsigned int op = (unsigned int)gvm_rng_below(&rng, 10);
 		unsigned int c = (unsigned int)gvm_rng_below(&rng, 4);
@@ -1183,6 +1187,12 @@ TEST(tlb_inval_skips_only_what_is_not_cached)
 	ASSERT_GT(scans, 100);
 	ASSERT_GT(hits, 1000);
 	gvm__sim_tlb_fini(&t);
+}
+
+TEST(tlb_inval_skips_only_what_is_not_cached)
+{
+	tlb_ref_run(64);
+	tlb_ref_run(1024);
 }
 
 TEST(tlb_inval_idle_engines_ack_at_once)
