@@ -366,7 +366,7 @@ struct sim_inval_req {
 					   (owner only) a list of requests
 					   being ACKED, then in ic->free */
 	uint64_t start, size;
-	int64_t deadline;
+	int64_t deadline;		/* gvm__now_ns() to complete at; 0: at once */
 	uint32_t pending;		/* atomic: acknowledgements missing */
 	uint32_t state;			/* atomic: REQ_ACKED | REQ_WANTED */
 	bool engines_done;		/* ic->lock: pending reached 0 */
@@ -469,7 +469,7 @@ static bool req_arm(struct sim_inval_req *req)
 
 static bool req_time_up(const struct sim_inval_req *req)
 {
-	return req->deadline <= gvm__now_ns() ||
+	return !req->deadline || req->deadline <= gvm__now_ns() ||
 	       gvm_load_acquire(&req->ic->dead);
 }
 
@@ -690,7 +690,11 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 		       ++ic->seqno);
 	req->start = start;
 	req->size = size;
-	req->deadline = gvm__now_ns() + (int64_t)sd->cfg.tlb_inval_latency_ns;
+	/* 0: no modelled latency, no clock to read (req_time_up). */
+	req->deadline = sd->cfg.tlb_inval_latency_ns ?
+				gvm__now_ns() +
+					(int64_t)sd->cfg.tlb_inval_latency_ns :
+				0;
 	req->engines_done = false;
 	gvm_store_relaxed(&req->state, 0u);
 	gvm_store_relaxed(&req->pending, n + 1);
