@@ -141,13 +141,16 @@ struct stage_dm {
 };
 
 static int stage_dm_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
-			 uint64_t len, bool to_ram)
+			 uint64_t len, bool to_ram, void (*meanwhile)(void *),
+			 void *arg)
 {
 	struct stage_dm *sd = gvm_container_of(dm, struct stage_dm, dm);
 	void *there = (void *)(uintptr_t)(sd->stage + off);
 	void *here = (void *)(uintptr_t)sys;
 
 	memcpy(to_ram ? here : there, to_ram ? there : here, len);
+	if (meanwhile)
+		meanwhile(arg);
 	return 0;
 }
 
@@ -349,6 +352,14 @@ static bool give_back(struct devmem_ext *e, uint64_t stage)
 	return true;
 }
 
+/* The copy's meanwhile: the next take's stage (mm ops stage_tidy). */
+static void tidy_stage(void *arg)
+{
+	struct gvm_mm *mm = arg;
+
+	mm->ops->stage_tidy(mm);
+}
+
 /* Inside the invalidation: take the pages, copy them, record extent @arg. */
 static int to_dev_change(void *arg)
 {
@@ -371,7 +382,8 @@ static int to_dev_change(void *arg)
 		mm->ops->stage_put(mm, stage, true);
 		return err;
 	}
-	err = e->dm->ops->copy(e->dm, e->off, stage, e->len, false);
+	err = e->dm->ops->copy(e->dm, e->off, stage, e->len, false,
+			       mm->ops->stage_tidy ? tidy_stage : NULL, mm);
 	if (err) {
 		/* back: nobody saw them gone (or into the stage's keeping) */
 		if (!give_back(e, stage))
@@ -556,7 +568,8 @@ static int stage_fill(struct devmem_ext *e, uint64_t stage, bool by_cpu)
 				0;
 
 	if (!src)
-		return e->dm->ops->copy(e->dm, e->off, stage, e->len, true);
+		return e->dm->ops->copy(e->dm, e->off, stage, e->len, true,
+					NULL, NULL);
 	memcpy((void *)(uintptr_t)stage, (const void *)(uintptr_t)src,
 	       e->len);
 	return 0;

@@ -160,6 +160,11 @@ struct gvm_mm_ops {
 	 *    be filled (-ENOMEM, or -EAGAIN as for give): the caller then
 	 *    gives the rest another way (give skips the pages filled
 	 *    already, and reports how far it got).
+	 *  - stage_tidy (optional): prepares an EMPTY stage for a later
+	 *    take (empties one a take filled), if few are ready; called
+	 *    while a migration's copy runs (devmem ops copy's meanwhile),
+	 *    so that this work overlaps the copy instead of delaying the
+	 *    next take.
 	 */
 	int (*stage_get)(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
 			 uint64_t *stage);
@@ -170,6 +175,7 @@ struct gvm_mm_ops {
 		    uint64_t stage, uint64_t *done);
 	int (*give_copy)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 			 uint64_t src);
+	void (*stage_tidy)(struct gvm_mm *mm);
 	/* The absent CPU pages of the range get SIGBUS on access. */
 	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 
@@ -373,11 +379,15 @@ struct gvm_mm_devmem_ops {
 	/*
 	 * Copies @len bytes between the device memory at offset @off and
 	 * the system memory at CPU address @sys (a stage): to the device, or
-	 * back if @to_ram.  May block; called with the mm's devmem_lock
-	 * held and nothing above it.  0 or a negative errno.
+	 * back if @to_ram.  @meanwhile, if not NULL, is called with @arg at
+	 * most once, while the copy runs (the caller's work that overlaps
+	 * it); a copy done in the calling thread may call it before or
+	 * after.  May block; called with the mm's devmem_lock held and
+	 * nothing above it.  0 or a negative errno.
 	 */
 	int (*copy)(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
-		    uint64_t len, bool to_ram);
+		    uint64_t len, bool to_ram, void (*meanwhile)(void *arg),
+		    void *arg);
 	/*
 	 * Optional: a CPU address where [off, off + len) of the device
 	 * memory can be read (the device's CPU window over VRAM), or 0 if it
@@ -668,6 +678,7 @@ struct gvm_mm_self_stats {
 	uint64_t cpu_faults_deferred;	/* of them held back behind a pending
 					   event (each time) */
 	uint64_t invalidations;				/* ranges invalidated */
+	uint64_t stages_tidied;		/* stages emptied during a copy */
 };
 
 /* Counters of @mm, which must come from gvm_mm_self(). */

@@ -655,6 +655,19 @@ static void self_destroy(struct gvm_mm *mm)
  */
 #define STAGE_SIZE GVM_MM_STAGE_MAX
 #define STAGE_POOL 16
+/*
+ * TIDYING.  A take needs an empty stage.  Emptying a full one
+ * (MADV_DONTNEED of the pages the last take moved in: 512 pages freed and
+ * a TLB shootdown, ~65 µs for 2 MiB of 4 KiB pages here) was half of what
+ * a 2 MiB migration spent besides its copy (svm_fault_2m_copy_share,
+ * docs/performance.md).  So stage_tidy, which devmem.c calls while the
+ * migration's copy runs, empties a full stage if fewer than STAGE_READY
+ * are empty; and while fewer than STAGE_READY stages exist, a take that
+ * finds no empty one gets a new stage rather than emptying the full one
+ * itself, so that there is a second stage to tidy while the first is in
+ * use.  A take still empties one itself when none is ready.
+ */
+#define STAGE_READY 2
 
 static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 {
@@ -695,7 +708,7 @@ static int self_stage_get(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
 				MADV_DONTNEED);
 	} else if (s->nr_empty) {
 		*stage = s->stage_empty[--s->nr_empty];
-	} else if (s->nr_full) {
+	} else if (s->nr_full && s->nr_stages >= STAGE_READY) {
 		*stage = s->stage_full[--s->nr_full];
 		madvise((void *)(uintptr_t)*stage, STAGE_SIZE, MADV_DONTNEED);
 	} else {
@@ -711,6 +724,26 @@ static int self_stage_get(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
 	}
 	gvm__mutex_unlock(&s->stage_lock);
 	return err;
+}
+
+/* TIDYING above.  Called with devmem_lock, as the other stage ops. */
+static void self_stage_tidy(struct gvm_mm *mm)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	uint64_t stage;
+
+	gvm__mutex_lock(&s->stage_lock);
+	if (!s->nr_full || s->nr_empty >= STAGE_READY) {
+		gvm__mutex_unlock(&s->stage_lock);
+		return;
+	}
+	stage = s->stage_full[--s->nr_full];
+	gvm__mutex_unlock(&s->stage_lock);
+	madvise((void *)(uintptr_t)stage, STAGE_SIZE, MADV_DONTNEED);
+	gvm__mutex_lock(&s->stage_lock);
+	s->stage_empty[s->nr_empty++] = stage;	/* room: stage_get grew it */
+	gvm__mutex_unlock(&s->stage_lock);
+	stat_inc(&s->stats.stages_tidied);
 }
 
 static void self_stage_put(struct gvm_mm *mm, uint64_t stage, bool empty)
@@ -979,6 +1012,7 @@ static const struct gvm_mm_ops self_ops = {
 	.take = self_take,
 	.give = self_give,
 	.give_copy = self_give_copy,
+	.stage_tidy = self_stage_tidy,
 	.poison = self_poison,
 };
 
@@ -1415,6 +1449,7 @@ void gvm__mm_self_stats(struct gvm_mm *mm, struct gvm_mm_self_stats *out)
 	out->cpu_faults_deferred =
 		gvm_load_relaxed(&s->stats.cpu_faults_deferred);
 	out->invalidations = gvm_load_relaxed(&s->stats.invalidations);
+	out->stages_tidied = gvm_load_relaxed(&s->stats.stages_tidied);
 }
 
 uint64_t gvm__mm_self_features(struct gvm_mm *mm)

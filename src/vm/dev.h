@@ -191,15 +191,28 @@ struct gvm_copy_side {
 	struct gvm_device *peer;	/* NULL, or whose VRAM window */
 };
 
+/* What gvm__dev_copy's caller does while the copies run, and their time. */
+struct gvm_copy_wait {
+	void (*meanwhile)(void *arg);	/* NULL, or called at most once:
+					   when the first copy has started,
+					   before it is waited for */
+	void *arg;
+	int64_t copy_ns;		/* out: the copies' time, waits
+					   included, less what meanwhile ran
+					   on after the copy had ended */
+};
+
 /*
  * Copies @len bytes from @src to @dst with @dev's copy engine (ops->copy),
- * one copy per piece where both sides are contiguous, waiting for each.
- * 0, -EINVAL (a side is shorter than @len), or the first error (the op's,
- * or -EIO if a copy's fence failed).  No gvm lock needed; may block for
- * the copies (callers hold reservations, or the mm's devmem_lock).
+ * one copy per piece where both sides are contiguous, waiting for each;
+ * @w (may be NULL) as above.  0, -EINVAL (a side is shorter than @len), or
+ * the first error (the op's, or -EIO if a copy's fence failed).  No gvm
+ * lock needed; may block for the copies (callers hold reservations, or the
+ * mm's devmem_lock).
  */
 int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
-		  const struct gvm_copy_side *src, uint64_t len);
+		  const struct gvm_copy_side *src, uint64_t len,
+		  struct gvm_copy_wait *w);
 
 /* How far an allocation may go to find VRAM (evict.c). */
 enum gvm_evict_mode {

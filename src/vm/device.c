@@ -435,15 +435,19 @@ static void cursor_advance(struct cursor *c, uint64_t n)
 }
 
 int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
-		  const struct gvm_copy_side *src, uint64_t len)
+		  const struct gvm_copy_side *src, uint64_t len,
+		  struct gvm_copy_wait *w)
 {
 	struct cursor d = cursor_at(dst), s = cursor_at(src);
 	uint64_t done = 0;
 	int err = 0;
 
+	if (w)
+		w->copy_ns = 0;
 	while (!err && done < len) {
 		uint64_t n = len - done;
 		struct gvm_fence *f;
+		int64_t t0, busy_until = 0, end;
 
 		if (!cursor_run(&d) || !cursor_run(&s))
 			return -EINVAL;
@@ -451,11 +455,25 @@ int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
 			n = cursor_run(&d);
 		if (n > cursor_run(&s))
 			n = cursor_run(&s);
+		t0 = gvm__now_ns();
 		err = dev->ops->copy(dev, cursor_addr(&d), cursor_addr(&s), n,
 				     &f);
 		if (err)
 			break;
+		if (w && w->meanwhile) {
+			w->meanwhile(w->arg);
+			w->meanwhile = NULL;
+			busy_until = gvm__now_ns();
+		}
 		gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
+		if (w) {
+			/* What meanwhile ran on after the copy ended is the
+			   caller's time, not the copy's. */
+			end = gvm__now_ns();
+			if (busy_until > gvm_fence_timestamp(f))
+				end -= busy_until - gvm_fence_timestamp(f);
+			w->copy_ns += end - t0;
+		}
 		err = gvm_fence_get_status(f) < 0 ? -EIO : 0;
 		/* Injected: as if the engine had failed this copy. */
 		if (!err)

@@ -155,7 +155,8 @@ static void count_back(struct svm_devmem *d, uint64_t len)
 
 /* Copies [off, off + len) of the device memory to or from @sys. */
 static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
-		       uint64_t len, bool to_ram)
+		       uint64_t len, bool to_ram, void (*meanwhile)(void *),
+		       void *arg)
 {
 	struct svm_devmem *d = to_svm_devmem(dm);
 	struct gvm_device *dev = d->dev;
@@ -163,16 +164,15 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 	struct gvm_copy_side vram = vram_side(d, off);
 	struct gvm_copy_side ram = { .ext = &x, .nr = 1,
 				     .region = GVM_MEM_SYSTEM };
-	int64_t t0 = gvm__now_ns();
+	struct gvm_copy_wait w = { .meanwhile = meanwhile, .arg = arg };
 	int err;
 
 	/* Back, the copy is this side's part of the move (mm/devmem.c). */
 	GVM_TRACE_MIGRATE(dev, dev->name, to_ram ? "to_system" : "copy",
 			  sys, len);
-	err = to_ram ? gvm__dev_copy(dev, &ram, &vram, len) :
-		       gvm__dev_copy(dev, &vram, &ram, len);
-	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
-			      (uint64_t)(gvm__now_ns() - t0));
+	err = to_ram ? gvm__dev_copy(dev, &ram, &vram, len, &w) :
+		       gvm__dev_copy(dev, &vram, &ram, len, &w);
+	gvm_fetch_add_relaxed(&dev->svm_copy_ns, (uint64_t)w.copy_ns);
 	if (!err && to_ram)
 		count_back(d, len);
 	return err;
@@ -195,7 +195,7 @@ static int devmem_copy_from(struct gvm_mm_devmem *dm, uint64_t off,
 	struct svm_devmem *d = to_svm_devmem(dm), *s;
 	struct gvm_device *dev = d->dev, *peer;
 	struct gvm_copy_side to = vram_side(d, off), from;
-	int64_t t0;
+	struct gvm_copy_wait w = { 0 };
 	int err;
 
 	if (src->ops != &svm_devmem_ops)
@@ -213,10 +213,8 @@ static int devmem_copy_from(struct gvm_mm_devmem *dm, uint64_t off,
 					       peer->desc.vram_base,
 				       .peer = peer };
 	GVM_TRACE_MIGRATE(dev, dev->name, "from_peer", src_off, len);
-	t0 = gvm__now_ns();
-	err = gvm__dev_copy(dev, &to, &from, len);
-	gvm_fetch_add_relaxed(&dev->svm_copy_ns,
-			      (uint64_t)(gvm__now_ns() - t0));
+	err = gvm__dev_copy(dev, &to, &from, len, &w);
+	gvm_fetch_add_relaxed(&dev->svm_copy_ns, (uint64_t)w.copy_ns);
 	if (!err) {
 		gvm_fetch_add_relaxed(&peer->svm_d2d_out, 1u);
 		gvm_fetch_add_relaxed(&peer->svm_bytes_d2d_out, len);

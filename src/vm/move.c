@@ -106,7 +106,7 @@ static int copy(struct gvm_bo *bo, const struct gvm_bo_mem *to,
 	struct gvm_copy_side src = { .ext = from->ext, .nr = from->nr_ext,
 				     .region = from->region };
 
-	return gvm__dev_copy(bo->dev, &dst, &src, bo->size);
+	return gvm__dev_copy(bo->dev, &dst, &src, bo->size, NULL);
 }
 
 /* Swaps two backings (the block lists' heads cannot be copied). */

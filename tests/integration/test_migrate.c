@@ -1175,6 +1175,126 @@ TEST(one_failed_copy_is_retried)
 	munmap(p, M2);
 }
 
+/* ---- a stage emptied while a migration's copy runs (mm/self.c) -------- */
+
+/*
+ * Copies into VRAM after the first end only once the mm has emptied a
+ * stage meanwhile: each is made at once, and its fence is signalled by a
+ * releaser thread that waits for stages_tidied to grow (10 s at most,
+ * then it signals all the same and says so).  A migration that emptied
+ * its next stage only after its copy, or never, would wait those 10 s.
+ * The releaser is started, and has used the library once (its stack is
+ * registered: core/stack.c), before any migration holds devmem_lock.
+ */
+#define HELD_MAX 2
+static struct gvm_device_ops held_ops;
+static struct gvm_mm *held_mm;
+static unsigned int vram_copies;		/* the migrating thread's */
+static struct held {
+	struct gvm_fence *fence;		/* atomic: set once */
+	uint64_t tidied_before;
+	bool timed_out;
+} held[HELD_MAX];
+static unsigned int nr_held;			/* atomic */
+
+static uint64_t stages_tidied(struct gvm_mm *mm)
+{
+	struct gvm_mm_self_stats st;
+
+	gvm__mm_self_stats(mm, &st);
+	return st.stages_tidied;
+}
+
+static void *releaser_main(void *arg)
+{
+	struct gvm_fence *warm;
+
+	(void)arg;
+	if (!gvm_fence_create(gvm_fence_context_alloc(1), 1, &warm)) {
+		gvm_fence_signal(warm);
+		gvm_fence_put(warm);
+	}
+	for (unsigned int i = 0; i < HELD_MAX; i++) {
+		struct held *h = &held[i];
+		int64_t until;
+
+		while (!__atomic_load_n(&h->fence, __ATOMIC_ACQUIRE))
+			sched_yield();
+		until = gvm__now_ns() + 10ll * 1000 * 1000 * 1000;
+		while (stages_tidied(held_mm) == h->tidied_before) {
+			if (gvm__now_ns() > until) {
+				h->timed_out = true;
+				break;
+			}
+			sched_yield();
+		}
+		gvm_fence_signal(h->fence);
+	}
+	return NULL;
+}
+
+static int held_copy(struct gvm_device *dev, struct gvm_mem_addr dst,
+		     struct gvm_mem_addr src, uint64_t size,
+		     struct gvm_fence **done)
+{
+	unsigned int i = __atomic_load_n(&nr_held, __ATOMIC_RELAXED);
+	struct gvm_fence *f, *mine;
+	int err;
+
+	err = real_ops->copy(dev, dst, src, size, &f);
+	if (err || dst.region != GVM_MEM_VRAM || ++vram_copies == 1 ||
+	    i == HELD_MAX) {
+		if (!err)
+			*done = f;
+		return err;
+	}
+	gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);	/* the data is there */
+	gvm_fence_put(f);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &mine));
+	held[i].tidied_before = stages_tidied(held_mm);
+	*done = gvm_fence_get(mine);
+	__atomic_store_n(&nr_held, i + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&held[i].fence, mine, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * Three 2 MiB migrations one after the other: the second and the third
+ * each empty the stage the one before filled while their own copy runs
+ * (so no take empties one itself), and the data arrives whole.
+ */
+TEST(migrations_empty_the_last_stage_while_they_copy)
+{
+	uint64_t *p[3], before;
+	pthread_t releaser;
+	struct ctx c;
+
+	setup(&c);
+	held_mm = c.mm;
+	ASSERT_OK(pthread_create(&releaser, NULL, releaser_main, NULL));
+	real_ops = c.dev->ops;
+	held_ops = *real_ops;
+	held_ops.copy = held_copy;
+	c.dev->ops = &held_ops;
+	before = stages_tidied(c.mm);
+	for (int i = 0; i < 3; i++) {
+		p[i] = map_2m();
+		gpu_fill(&c, u64(p[i]), M2, 40 + (uint32_t)i);
+	}
+	ASSERT_EQ(stats(c.vm).svm_migrations, 3);
+	pthread_join(releaser, NULL);
+	for (unsigned int i = 0; i < HELD_MAX; i++) {
+		ASSERT_FALSE(held[i].timed_out);
+		gvm_fence_put(held[i].fence);
+	}
+	ASSERT_EQ(stages_tidied(c.mm), before + 2);
+	for (int i = 0; i < 3; i++)
+		ASSERT_TRUE(all_are(p[i], M2, W(40 + i)));
+	teardown(&c);
+	for (int i = 0; i < 3; i++)
+		munmap(p[i], M2);
+}
+
 /*
  * The copy back fails once: retried, the CPU gets its data.  The copy
  * engine's way back (into a stage, then UFFDIO_MOVE), which the CPU's

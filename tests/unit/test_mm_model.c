@@ -401,8 +401,11 @@ struct tdm {
 };
 
 static int tdm_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
-		    uint64_t len, bool to_ram)
+		    uint64_t len, bool to_ram, void (*meanwhile)(void *),
+		    void *arg)
 {
+	if (meanwhile)
+		meanwhile(arg);
 	struct tdm *t = gvm_container_of(dm, struct tdm, base);
 
 	t->copies++;
