@@ -397,19 +397,36 @@ static void *event_thread(void *arg)
 		{ .fd = s->stop_fd, .events = POLLIN },
 	};
 	uint32_t gen = gvm_load_relaxed(&s->event_gen);
+	bool worked = false;
 
 	event_thread_of = s;
 	for (;;) {
 		struct uffd_msg msg;
 		ssize_t n;
-		int ready;
+		int ready = 0;
 
+		/*
+		 * Right after events, look for the next without sleeping for
+		 * GVM_HANDOFF_SPIN_NS, as the engines do after a job: in a
+		 * burst (a CPU reading device-resident pages one after
+		 * another, each a fault-back) the next event is read without
+		 * a wake-up of this thread.  Never when idle.
+		 */
+		if (worked && !s->nr_deferred) {
+			int64_t until = gvm__now_ns() + GVM_HANDOFF_SPIN_NS;
+
+			while (!(ready = poll(pfd, 2, 0)) &&
+			       gvm__now_ns() < until)
+				gvm_cpu_relax();
+		}
+		worked = false;
 		/*
 		 * A deferred fault waits for the thread that raised the
 		 * event in its way to run once more after the read (the
 		 * kernel clears its "changing" mark there): poll briefly.
 		 */
-		ready = poll(pfd, 2, s->nr_deferred ? 1 : -1);
+		if (!ready)
+			ready = poll(pfd, 2, s->nr_deferred ? 1 : -1);
 		if (s->nr_deferred)
 			retry_deferred(s);
 		if (ready <= 0) {
@@ -435,6 +452,7 @@ static void *event_thread(void *arg)
 			if (n == (ssize_t)sizeof(msg)) {
 				handle_event(s, &msg, stamp);
 				retry_deferred(s);
+				worked = true;
 			}
 			event_idle(s, &gen);
 			if (n < 0 && errno == EINTR)
