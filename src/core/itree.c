@@ -827,28 +827,30 @@ void *gvm__itree_find_first(const struct gvm_itree *tree, uint64_t start,
 			    uint64_t *last_out)
 {
 	const struct gvm_itree_node *node = tree->root;
+	unsigned int i;
 
 	if (!node || start > last || tree->root_last < start)
 		return NULL;
-	for (;;) {
-		unsigned int i = 0;
-
-		while (node->last[i] < start) {
-			i++;
-			gvm_assert(i < node->nr);
-		}
-		if (node->start[i] > last)
-			return NULL;
-		if (!node->level) {
-			if (start_out)
-				*start_out = node->start[i];
-			if (last_out)
-				*last_out = node->last[i];
-			return node->item[i];
-		}
+	/*
+	 * Internal levels: the first child whose subtree reaches @start.  No
+	 * check of its min start there: if it begins after @last, so does
+	 * the entry the leaf finds, and the leaf says so.
+	 */
+	for (unsigned int level = tree->height - 1; level; level--) {
+		for (i = 0; node->last[i] < start; i++)
+			gvm_assert(i + 1 < node->nr);
 		node = node->child[i];
 		node_prefetch(node);
 	}
+	for (i = 0; node->last[i] < start; i++)
+		gvm_assert(i + 1 < node->nr);
+	if (node->start[i] > last)
+		return NULL;
+	if (start_out)
+		*start_out = node->start[i];
+	if (last_out)
+		*last_out = node->last[i];
+	return node->item[i];
 }
 
 /* ---- validation ------------------------------------------------------------------ */
