@@ -94,7 +94,8 @@
  *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
- *     and stopping; each queue's on_ready, busy, rekick and dead.  Taken by
+ *     and stopping; each queue's on_ready, busy, rekick, parked, closing
+ *     and dead.  Taken by
  *     fence callbacks, under a fence lock; nothing else is called under it
  *     (no fence function, no user callback), and no other lock nests inside.
  *   queue->lock (GVM_RANK_SCHED_QUEUE, 500): the job list, last_seqno, armed
@@ -270,7 +271,7 @@ queue_validate_locked(struct gvm_sched_queue *q)
 
 /*
  * Makes sure a worker will look at @q.  Context: any, including fence
- * callbacks (fence locks held); must not hold sched->lock.
+ * callbacks (fence locks held); sched->lock held (queue_kick() takes it).
  */
 static void queue_kick_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
 {
@@ -704,34 +705,16 @@ int gvm_sched_queue_create(struct gvm_sched *s, const char *name,
 	return 0;
 }
 
-bool gvm__sched_queue_dying(struct gvm_sched_queue *q)
+struct gvm_sched_queue_state gvm__sched_queue_state(struct gvm_sched_queue *q)
 {
-	bool closing;
+	struct gvm_sched_queue_state st;
 
 	gvm__mutex_lock(&q->sched->lock);
-	closing = q->closing;
+	st.closing = q->closing;
+	st.waits = !q->busy && !q->on_ready && !q->dead;
+	st.parked = q->parked;
 	gvm__mutex_unlock(&q->sched->lock);
-	return closing;
-}
-
-bool gvm__sched_queue_waits(struct gvm_sched_queue *q)
-{
-	bool waits;
-
-	gvm__mutex_lock(&q->sched->lock);
-	waits = !q->busy && !q->on_ready && !q->dead;
-	gvm__mutex_unlock(&q->sched->lock);
-	return waits;
-}
-
-bool gvm__sched_queue_parked(struct gvm_sched_queue *q)
-{
-	bool parked;
-
-	gvm__mutex_lock(&q->sched->lock);
-	parked = q->parked;
-	gvm__mutex_unlock(&q->sched->lock);
-	return parked;
+	return st;
 }
 
 void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
@@ -754,9 +737,6 @@ void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
 	gvm__mutex_lock(&s->lock);
 	q->closing = true;
 	queue_kick_locked(s, q);
-	gvm__mutex_unlock(&s->lock);
-
-	gvm__mutex_lock(&s->lock);
 	while (!q->dead)
 		gvm__cond_wait(&s->dead_cond, &s->lock);
 	gvm_assert(!q->busy && !q->on_ready);

@@ -10,13 +10,16 @@
 
 #include <gvm/sched.h>
 
-/* True once gvm_sched_queue_destroy(@q) has marked @q dying and kicked
-   it: a hw fence signalling from now on kicks the queue too. */
-bool gvm__sched_queue_dying(struct gvm_sched_queue *q);
-/* True while no worker processes @q or is due to (it waits for a
-   callback, or is idle or parked). */
-bool gvm__sched_queue_waits(struct gvm_sched_queue *q);
-/* True while @q's head job is done and PARKED (sched.c). */
-bool gvm__sched_queue_parked(struct gvm_sched_queue *q);
+/* A snapshot of @q's state, taken under sched->lock. */
+struct gvm_sched_queue_state {
+	bool closing;	/* gvm_sched_queue_destroy(@q) has marked it dying
+			   and kicked it: a hw fence signalling from now on
+			   kicks the queue too */
+	bool waits;	/* no worker processes it or is due to (it waits
+			   for a callback, or is idle or parked) */
+	bool parked;	/* its head job is done and PARKED (sched.c) */
+};
+
+struct gvm_sched_queue_state gvm__sched_queue_state(struct gvm_sched_queue *q);
 
 #endif

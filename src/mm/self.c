@@ -687,6 +687,12 @@ static void self_destroy(struct gvm_mm *mm)
  */
 #define STAGE_READY 2
 
+/* Frees the pages in @stage (it is then EMPTY). */
+static void stage_drop_pages(uint64_t stage)
+{
+	madvise((void *)(uintptr_t)stage, STAGE_SIZE, MADV_DONTNEED);
+}
+
 static int stage_new(struct gvm_mm_self *s, uint64_t *out)
 {
 	struct uffdio_register r = { .mode = UFFDIO_REGISTER_MODE_WP };
@@ -722,13 +728,12 @@ static int self_stage_get(struct gvm_mm *mm, enum gvm_mm_stage_kind kind,
 		   (a move would split it): emptied */
 		if (gvm__mm_maps_huge(&s->maps, *stage, STAGE_SIZE) !=
 		    (kind == GVM_MM_STAGE_HUGE))
-			madvise((void *)(uintptr_t)*stage, STAGE_SIZE,
-				MADV_DONTNEED);
+			stage_drop_pages(*stage);
 	} else if (s->nr_empty) {
 		*stage = s->stage_empty[--s->nr_empty];
 	} else if (s->nr_full && s->nr_stages >= STAGE_READY) {
 		*stage = s->stage_full[--s->nr_full];
-		madvise((void *)(uintptr_t)*stage, STAGE_SIZE, MADV_DONTNEED);
+		stage_drop_pages(*stage);
 	} else {
 		/* Room on either stack, so that stage_put cannot fail. */
 		err = GVM_GROW(s->stage_empty, s->cap_empty, s->nr_stages + 1);
@@ -757,7 +762,7 @@ static void self_stage_tidy(struct gvm_mm *mm)
 	}
 	stage = s->stage_full[--s->nr_full];
 	gvm__mutex_unlock(&s->stage_lock);
-	madvise((void *)(uintptr_t)stage, STAGE_SIZE, MADV_DONTNEED);
+	stage_drop_pages(stage);
 	gvm__mutex_lock(&s->stage_lock);
 	s->stage_empty[s->nr_empty++] = stage;	/* room: stage_get grew it */
 	gvm__mutex_unlock(&s->stage_lock);
@@ -773,8 +778,7 @@ static void self_stage_put(struct gvm_mm *mm, uint64_t stage, bool empty)
 		s->stage_full[s->nr_full++] = stage;
 	} else {
 		if (!empty)
-			madvise((void *)(uintptr_t)stage, STAGE_SIZE,
-				MADV_DONTNEED);
+			stage_drop_pages(stage);
 		s->stage_empty[s->nr_empty++] = stage;
 	}
 	gvm__mutex_unlock(&s->stage_lock);

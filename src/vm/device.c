@@ -447,7 +447,7 @@ int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
 	while (!err && done < len) {
 		uint64_t n = len - done;
 		struct gvm_fence *f;
-		int64_t t0, busy_until = 0, end;
+		int64_t t0, busy_until = 0, end, signalled;
 
 		if (!cursor_run(&d) || !cursor_run(&s))
 			return -EINVAL;
@@ -470,8 +470,9 @@ int gvm__dev_copy(struct gvm_device *dev, const struct gvm_copy_side *dst,
 			/* What meanwhile ran on after the copy ended is the
 			   caller's time, not the copy's. */
 			end = gvm__now_ns();
-			if (busy_until > gvm_fence_timestamp(f))
-				end -= busy_until - gvm_fence_timestamp(f);
+			signalled = gvm_fence_timestamp(f);
+			if (busy_until > signalled)
+				end -= busy_until - signalled;
 			w->copy_ns += end - t0;
 		}
 		err = gvm_fence_get_status(f) < 0 ? -EIO : 0;

@@ -944,7 +944,7 @@ TEST(queue_destroy_cancels_pending_and_waits_for_running)
 
 	ASSERT_TRUE(event_wait(&blk.started));
 	destroy_async(&d, q);
-	while (!gvm__sched_queue_dying(q))
+	while (!gvm__sched_queue_state(q).closing)
 		sched_yield();
 	ASSERT_FALSE(event_is_set(&d.done));	/* t[0] still running */
 	event_set(&blk.release);
@@ -997,7 +997,7 @@ TEST(queue_destroy_waits_for_hw_fence)
 	while (!ran(&t1))		/* t1 waits for hw now */
 		sched_yield();
 	destroy_async(&d, q);
-	while (!gvm__sched_queue_dying(q))
+	while (!gvm__sched_queue_state(q).closing)
 		sched_yield();
 	ASSERT_FALSE(event_is_set(&d.done));
 	ASSERT_EQ(ran(&t1), 1);
@@ -1051,10 +1051,10 @@ TEST(a_lone_hw_job_is_completed_by_the_next_push)
 	ASSERT_OK(gvm_sched_create("t", 1, &s));
 	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
 	f1 = submit_hw(q, &t1, hw);
-	ASSERT_FALSE(gvm__sched_queue_parked(q));
+	ASSERT_FALSE(gvm__sched_queue_state(q).parked);
 	ASSERT_OK(gvm_fence_signal(hw));
 	ASSERT_EQ(gvm_fence_get_status(f1), 1);
-	ASSERT_TRUE(gvm__sched_queue_parked(q));
+	ASSERT_TRUE(gvm__sched_queue_state(q).parked);
 	ASSERT_EQ(freed(&t1), 0);
 	tjob_setup(&t2);
 	t2.must_be_done = f1;
@@ -1062,7 +1062,7 @@ TEST(a_lone_hw_job_is_completed_by_the_next_push)
 	wait_done(f2);
 	ASSERT_EQ(freed(&t1), 1);
 	ASSERT_EQ(__atomic_load_n(&t2.order_ok, __ATOMIC_SEQ_CST), 1);
-	ASSERT_FALSE(gvm__sched_queue_parked(q));
+	ASSERT_FALSE(gvm__sched_queue_state(q).parked);
 	gvm_sched_queue_destroy(q);
 	ASSERT_EQ(freed(&t2), 1);
 	ASSERT_OK(gvm_sched_destroy(s));
@@ -1083,7 +1083,7 @@ TEST(a_parked_hw_job_is_completed_by_queue_destroy)
 	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
 	f1 = submit_hw(q, &t1, hw);
 	ASSERT_OK(gvm_fence_signal_error(hw, -EIO));
-	ASSERT_TRUE(gvm__sched_queue_parked(q));
+	ASSERT_TRUE(gvm__sched_queue_state(q).parked);
 	gvm_sched_queue_destroy(q);
 	ASSERT_EQ(freed(&t1), 1);
 	ASSERT_EQ(gvm_fence_get_status(f1), -EIO);
@@ -1109,9 +1109,9 @@ TEST(a_hw_fence_signalled_during_queue_destroy_is_not_parked)
 	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
 	f1 = submit_hw(q, &t1, hw);
 	destroy_async(&d, q);
-	while (!gvm__sched_queue_dying(q))	/* kicked ... */
+	while (!gvm__sched_queue_state(q).closing)	/* kicked ... */
 		sched_yield();
-	while (!gvm__sched_queue_waits(q))	/* ... and looked at */
+	while (!gvm__sched_queue_state(q).waits)	/* ... and looked at */
 		sched_yield();
 	ASSERT_FALSE(event_is_set(&d.done));
 	ASSERT_OK(gvm_fence_signal(hw));
