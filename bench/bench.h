@@ -46,7 +46,7 @@ struct gvm_bench_result {
 	unsigned int tail_pct;
 	double tail, baseline_tail;
 	double goal_tail;
-	char note[256];			/* optional extra information */
+	char note[320];			/* optional extra information */
 };
 
 struct gvm_bench_ctx {

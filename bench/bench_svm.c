@@ -39,6 +39,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,6 +490,106 @@ out:
 }
 
 /*
+ * The floor of a design that resolves CPU faults in a handler thread, as
+ * gvm's event thread does: a thread of our own that reads the fault from a
+ * userfaultfd and resolves it with UFFDIO_COPY, nothing else, and spins
+ * GVM_HANDOFF_SPIN_NS after each event as gvm's does.  The faulting thread
+ * sleeps in the kernel until the copy wakes it: one wake-up per fault in a
+ * burst, two for a fault alone.  The faulting thread runs on CPU 0, the
+ * handler on CPU @cpu: on the other CPU, as gvm's event thread mostly is
+ * when the application runs, each of those wake-ups is a cross-CPU one;
+ * on the same CPU none is.  ns per fault of @n in a burst into *@burst,
+ * the median of up to 100 faults 200 us apart into *@alone; false if
+ * userfaultfd or CPU @cpu is not available.
+ */
+struct bare_handler {
+	int uffd, stop, cpu;
+};
+
+static void *bare_handle(void *arg)
+{
+	struct bare_handler *bh = arg;
+	struct pollfd pfd = { .fd = bh->uffd, .events = POLLIN };
+	struct uffd_msg msg;
+	int64_t until = 0;
+
+	gvm_bench_run_on_cpu(bh->cpu);
+	while (!gvm_load_acquire(&bh->stop)) {
+		int ready = poll(&pfd, 1, gvm_bench_now_ns() < until ? 0 : 10);
+
+		if (ready <= 0) {
+			gvm_cpu_relax();
+			continue;
+		}
+		while (read(bh->uffd, &msg, sizeof(msg)) ==
+		       (ssize_t)sizeof(msg)) {
+			struct uffdio_copy c = {
+				.dst = msg.arg.pagefault.address &
+				       ~(uint64_t)(K4 - 1),
+				.src = (uintptr_t)raw_src,
+				.len = K4,
+			};
+
+			if (msg.event == UFFD_EVENT_PAGEFAULT)
+				ioctl(bh->uffd, UFFDIO_COPY, &c);
+		}
+		until = gvm_bench_now_ns() + GVM_HANDOFF_SPIN_NS;
+	}
+	return NULL;
+}
+
+static bool bare_faultback_ns(uint64_t n, int cpu, double *burst,
+			      double *alone)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct bare_handler bh = { .stop = 0, .cpu = cpu };
+	uint64_t m = n < 100 ? n : 100;
+	struct uffdio_register reg;
+	double *iso = calloc(m, sizeof(*iso));
+	uint8_t *p = MAP_FAILED;
+	bool ok = false;
+	pthread_t t;
+	int64_t t0;
+
+	bh.uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (bh.uffd < 0 || !iso || !gvm_bench_run_on_cpu(cpu) ||
+	    !gvm_bench_run_on_cpu(0))
+		goto out;
+	p = mmap(NULL, 2 * n * K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg.range.start = (uintptr_t)p;
+	reg.range.len = 2 * n * K4;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (p == MAP_FAILED || ioctl(bh.uffd, UFFDIO_API, &api) ||
+	    ioctl(bh.uffd, UFFDIO_REGISTER, &reg) ||
+	    pthread_create(&t, NULL, bare_handle, &bh))
+		goto out;
+	t0 = gvm_bench_now_ns();
+	for (uint64_t i = 0; i < n; i++)
+		gvm_bench_keep(((volatile uint8_t *)p)[2 * i * K4]);
+	*burst = (double)(gvm_bench_now_ns() - t0) / (double)n;
+	for (uint64_t i = 0; i < m; i++) {
+		struct timespec gap = { 0, 200000 };
+
+		nanosleep(&gap, NULL);
+		t0 = gvm_bench_now_ns();
+		gvm_bench_keep(((volatile uint8_t *)p)[(2 * i + 1) * K4]);
+		iso[i] = (double)(gvm_bench_now_ns() - t0);
+	}
+	*alone = gvm_bench_median(iso, (int)m);
+	gvm_store_release(&bh.stop, 1);
+	pthread_join(t, NULL);
+	ok = true;
+out:
+	if (p != MAP_FAILED)
+		munmap(p, 2 * n * K4);
+	if (bh.uffd >= 0)
+		close(bh.uffd);
+	free(iso);
+	return ok;
+}
+
+/*
  * CPU reads of @n device-resident ranges of @size (one read each, which
  * brings the whole range back), extents up to @cpu_back_max bytes coming
  * back by CPU copy (UFFDIO_COPY from the VRAM window), larger ones by
@@ -568,18 +670,25 @@ static int faultback(uint64_t n, uint64_t size, uint64_t cpu_back_max,
 GVM_BENCH(cpu_faultback_4k, "CPU touch of a device-resident 4 KiB page")
 {
 	uint64_t n = ctx->quick ? 16 : 500;
-	double iso = 0;
+	double iso = 0, fb = 0, fa = 0, sb = 0, sa = 0;
+	char floor[128] = "";
 	int err;
 
 	err = faultback(n, K4, gvm_load_relaxed(&gvm__mm_devmem_cpu_back_max),
 			&res->value, &res->baseline_value, &iso);
+	if (!err && bare_faultback_ns(n, 1, &fb, &fa) &&
+	    bare_faultback_ns(n, 0, &sb, &sa))
+		snprintf(floor, sizeof(floor),
+			 "; floor, a bare handler thread on the other CPU %.0f, "
+			 "alone %.0f ns (gvm / floor %.2f, %.2f); same CPU %.0f, "
+			 "%.0f", fb, fa, res->value / fb, iso / fa, sb, sa);
 	res->unit = "ns/fault";
 	res->baseline = "raw userfaultfd fault, SIGBUS + UFFDIO_COPY";
 	res->goal = 1.3;
 	snprintf(res->note, sizeof(res->note),
 		 "%llu pages in a burst (best case); one alone (200 us apart) "
 		 "%.0f ns; event thread: invalidation, UFFDIO_COPY from the "
-		 "VRAM window (wakes)", (unsigned long long)n, iso);
+		 "VRAM window (wakes)%s", (unsigned long long)n, iso, floor);
 	return err;
 }
 
