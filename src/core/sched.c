@@ -88,9 +88,13 @@
  * and held the queue busy when the caller's next exec came, so that exec
  * went through the worker too (exec_latency, docs/performance.md).
  * No lost wake-up: the callback decides under sched->lock from nr_jobs
- * and closing; a push counts its job (under queue->lock) before it looks
- * at parked under sched->lock, and destroy sets closing there, so either
- * the callback sees the new job or the pusher sees parked.
+ * and closing, and destroy sets closing there.  A push counts its job
+ * (under queue->lock), then reads parked without the lock; the callback
+ * stores parked, then reads nr_jobs again (all four seq_cst).  Of two
+ * threads that each store one word and then load the other's, at least
+ * one sees the other's store: either the callback sees the new job and
+ * kicks, or the pusher sees parked and kicks (or both: kicking twice is
+ * harmless).  So a push onto a busy queue takes no sched->lock.
  *
  * Locking.
  *   sched->lock (GVM_RANK_SCHED, 700): the ready list, the queue list count
@@ -218,17 +222,18 @@ struct gvm_sched_queue {
 	uint32_t nr_unpushed;		/* atomic: initialised, not pushed or
 					 * finied (destroy asserts it is 0) */
 	uint32_t nr_jobs;		/* atomic: pushed, not yet completed
-					   (changed under lock; read under
-					   sched->lock, see PARKED) */
+					   (changed under lock; see PARKED) */
 	uint64_t last_done_seqno;	/* worker processing the queue */
 
 	struct gvm_list ready_link;	/* in sched->ready, under sched->lock */
 	bool on_ready;			/* under sched->lock */
 	bool busy;			/* a worker processes it; sched->lock */
 	bool rekick;			/* kicked while busy; sched->lock */
-	bool parked;			/* sched->lock: a signal_from_hw head
-					   job is done and nobody was kicked
-					   to complete it (PARKED) */
+	uint32_t parked;		/* a signal_from_hw head job is done
+					   and nobody was kicked to complete
+					   it (PARKED): written under
+					   sched->lock, read by pushers
+					   without it (seq_cst) */
 	bool closing;			/* sched->lock: destroy has begun */
 	bool dead;			/* all done after dying; sched->lock */
 	char name[];			/* immutable */
@@ -322,10 +327,17 @@ static void job_hw_done_cb(struct gvm_fence *fence, struct gvm_fence_cb *cb)
 
 	gvm__fence_signal(job->finished, fence->error);
 	gvm__mutex_lock(&s->lock);
-	if (gvm_load_relaxed(&q->nr_jobs) > 1 || q->closing)
+	if (gvm_load_relaxed(&q->nr_jobs) > 1 || q->closing) {
 		queue_kick_locked(s, q);
-	else
-		q->parked = true;
+	} else {
+		/* Then look again: a push that counted its job before our
+		   store may have read parked before it (PARKED). */
+		gvm_store_seq_cst(&q->parked, 1u);
+		if (gvm_load_seq_cst(&q->nr_jobs) > 1) {
+			gvm_store_relaxed(&q->parked, 0u);
+			queue_kick_locked(s, q);
+		}
+	}
 	gvm__mutex_unlock(&s->lock);
 }
 
@@ -537,7 +549,7 @@ static void queue_run_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
 	}
 	q->busy = true;
 	q->rekick = false;
-	q->parked = false;	/* queue_process() completes that job */
+	gvm_store_relaxed(&q->parked, 0u); /* queue_process() completes it */
 	gvm__mutex_unlock(&s->lock);
 
 	v = queue_process(q);
@@ -712,7 +724,7 @@ struct gvm_sched_queue_state gvm__sched_queue_state(struct gvm_sched_queue *q)
 	gvm__mutex_lock(&q->sched->lock);
 	st.closing = q->closing;
 	st.waits = !q->busy && !q->on_ready && !q->dead;
-	st.parked = q->parked;
+	st.parked = gvm_load_relaxed(&q->parked);
 	gvm__mutex_unlock(&q->sched->lock);
 	return st;
 }
@@ -905,7 +917,7 @@ static bool job_queue(struct gvm_job *job)
 	job->state = JOB_QUEUED;
 	was_empty = gvm_list_empty(&q->jobs);
 	gvm_list_add_tail(&job->link, &q->jobs);
-	gvm_store_relaxed(&q->nr_jobs, gvm_load_relaxed(&q->nr_jobs) + 1);
+	gvm_fetch_add_seq_cst(&q->nr_jobs, 1u);	/* PARKED: before parked */
 	gvm_assert_slow(queue_validate_locked(q));
 	gvm__mutex_unlock(&q->lock);
 	/* From here the job may already be freed. */
@@ -921,11 +933,17 @@ void gvm_job_push(struct gvm_job *job)
 	/*
 	 * A non-empty list has a head job that is being processed or waits
 	 * for a callback, whose worker reaches this job after completing it;
-	 * or a PARKED head, which nobody will complete unless kicked.
+	 * or a PARKED head, which nobody will complete unless kicked.  Only
+	 * then is sched->lock needed: job_queue() counted the job (nr_jobs,
+	 * seq_cst) before this load, and the hw callback stores parked
+	 * before it rereads nr_jobs, so one of the two sees the other (both
+	 * may: a kick more).
 	 */
+	if (!was_empty && !gvm_load_seq_cst(&q->parked))
+		return;
 	s = q->sched;
 	gvm__mutex_lock(&s->lock);
-	if (was_empty || q->parked)
+	if (was_empty || gvm_load_relaxed(&q->parked))
 		queue_kick_locked(s, q);
 	gvm__mutex_unlock(&s->lock);
 }
