@@ -12,7 +12,8 @@
  *    best case; faults that arrive together go through the servicing
  *    thread in batches (fault_batch_dup).  Baseline: a warm 4 KiB CPU
  *    write fault (page tables present, a zeroed page allocated and
- *    mapped).
+ *    mapped).  The note adds the floor: the service's system calls alone
+ *    (syscall_floor_ns).
  *  svm_fault_2m_copy_share: GPU faults on 2 MiB mappings that migrate to
  *    VRAM; the share of the service that is not the copy (time in the
  *    device's copy op, measured inside migrate.c).
@@ -27,7 +28,8 @@
  *  cpu_faultback_4k: the CPU reading a device-resident 4 KiB page (the
  *    event thread's fault-back: invalidation, copy, UFFDIO_MOVE, wake);
  *    baseline: a raw userfaultfd fault resolved in the faulting thread
- *    (UFFD_FEATURE_SIGBUS, UFFDIO_COPY from the signal handler).
+ *    (UFFD_FEATURE_SIGBUS, UFFDIO_COPY from the signal handler).  The
+ *    note adds the floor of a handler thread (bare_faultback_ns).
  *  faultback_way_4k, _64k, _2m: the way back (issue 12), both measured
  *    in the same run: UFFDIO_COPY from the VRAM window by the event thread
  *    against a copy-engine copy into a stage and UFFDIO_MOVE; the value is
@@ -158,13 +160,87 @@ static double cpu_fault_ns(uint64_t n)
 	return ns;
 }
 
+/*
+ * The system calls one fault's service makes, with nothing of gvm around
+ * them, on @n fresh mappings of @size laid out as map_chunks() does: the
+ * PROCMAP_QUERY that sizes the range, the UFFDIO_REGISTER that watches it
+ * (WP | MISSING, the modes gvm asks for, on a userfaultfd of our own) and
+ * the fetch's (MADV_POPULATE_WRITE; from GVM_MM_SCAN_MIN_BYTES on, a
+ * PROCMAP_QUERY for the protection and a PAGEMAP_SCAN instead, as
+ * mm/fetch.c does).  ns per fault; 0 if a call is not available.
+ */
+static double syscall_floor_ns(uint64_t n, uint64_t size)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP,
+	};
+	int uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	bool scan = size >= GVM_MM_SCAN_MIN_BYTES;
+	uint8_t *base = NULL;
+	double ns = 0;
+	int64_t t0;
+	uint64_t i;
+
+	if (uffd < 0 || maps < 0 || pagemap < 0 ||
+	    ioctl(uffd, UFFDIO_API, &api) || map_chunks(n, size, &base))
+		goto out;
+	t0 = gvm_bench_now_ns();
+	for (i = 0; i < n; i++) {
+		uint64_t a = (uintptr_t)(base + 2 * size * i);
+		struct procmap_query q = { .size = sizeof(q), .query_addr = a };
+		struct uffdio_register r = {
+			.range = { .start = a, .len = size },
+			.mode = UFFDIO_REGISTER_MODE_WP |
+				UFFDIO_REGISTER_MODE_MISSING,
+		};
+		struct page_region v[4];
+		struct pm_scan_arg sa = {
+			.size = sizeof(sa), .start = a, .end = a + size,
+			.vec = (uintptr_t)v, .vec_len = 4,
+			.category_mask = PAGE_IS_PRESENT | PAGE_IS_WRITTEN |
+					 PAGE_IS_PFNZERO,
+			.category_inverted = PAGE_IS_PFNZERO,
+			.return_mask = PAGE_IS_PRESENT,
+		};
+
+		if (ioctl(maps, PROCMAP_QUERY, &q) ||
+		    ioctl(uffd, UFFDIO_REGISTER, &r))
+			break;
+		if (scan) {
+			q.query_addr = a;
+			if (ioctl(maps, PROCMAP_QUERY, &q) ||
+			    ioctl(pagemap, PAGEMAP_SCAN, &sa) < 0)
+				break;
+		} else if (madvise((void *)(uintptr_t)a, size,
+				   MADV_POPULATE_WRITE)) {
+			break;
+		}
+	}
+	if (i == n)
+		ns = (double)(gvm_bench_now_ns() - t0) / (double)n;
+out:
+	if (base)
+		munmap(base, 2 * size * n);
+	if (pagemap >= 0)
+		close(pagemap);
+	if (maps >= 0)
+		close(maps);
+	if (uffd >= 0)
+		close(uffd);
+	return ns;
+}
+
 /* GPU faults on @n mappings of @size, migration off: ns per fault. */
 static int svm_fault(const struct gvm_bench_ctx *ctx,
 		     struct gvm_bench_result *res, uint64_t size,
 		     double goal)
 {
 	uint64_t n = ctx->quick ? 16 : 1000;
-	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
+	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS], floor_ns = 0;
+	char floor[112] = "";
 	struct svm_bench s;
 	uint8_t *base = NULL;
 	int err, r;
@@ -191,16 +267,25 @@ static int svm_fault(const struct gvm_bench_ctx *ctx,
 			err = mirror(s.vm, GVM_BIND_MAP);
 	}
 	gvm_store_relaxed(&gvm__svm_no_migration, false);
+	if (!err)
+		floor_ns = syscall_floor_ns(n, size);
 	res->value = gvm_bench_median(v, GVM_BENCH_REPS);
 	res->unit = "ns/fault";
 	res->baseline = "warm 4 KiB CPU write fault";
 	res->baseline_value = gvm_bench_median(b, GVM_BENCH_REPS);
 	res->goal = goal;
+	if (floor_ns > 0)
+		snprintf(floor, sizeof(floor),
+			 "; floor, its system calls alone: %.0f ns (%.2f of "
+			 "the baseline), gvm's own work %.0f ns", floor_ns,
+			 floor_ns / res->baseline_value,
+			 res->value - floor_ns);
 	snprintf(res->note, sizeof(res->note),
 		 "%llu lone faults (serviced inline: best case) on ranges "
 		 "of %llu KiB, system memory: PROCMAP_QUERY, range, "
-		 "notifier, fetch, PTEs, TLB inval",
-		 (unsigned long long)n, (unsigned long long)(size >> 10));
+		 "notifier, fetch, PTEs, TLB inval%s",
+		 (unsigned long long)n, (unsigned long long)(size >> 10),
+		 floor);
 	munmap(base, 2 * size * n);
 	svm_teardown(&s);
 	return err;
