@@ -63,20 +63,21 @@
  * the earlier requests of its VM (SEQNO ORDER below: one fence context per
  * VM attachment; requests are recycled, REQUEST RECYCLING).
  *
- *   submitter (ops->tlb_inval)            engine thread
- *   --------------------------            -------------
+ *   submitter (ops->tlb_inval, ic->lock)  engine thread
+ *   ------------------------------------  -------------
  *   for each engine:                      dequeue a job:
  *     lock                                  lock; translating = true; unlock
  *     translating?                          ... lanes: at every lane call
- *       no:  invalidate its TLB now,            if inval_pending (acquire):
- *            acknowledge                          lock; apply queued
- *       yes: queue a node on                      requests to the TLB;
- *            engine->invals,                      pending = 0; unlock;
- *            inval_pending = 1 (release)          acknowledge them
- *     unlock                                before a fault report / at the
- *   drop the submitter's count              end of the job:
- *   (the last acknowledgement                 lock; apply queued; translating
- *    signals or arms the timer)               = false; unlock; acknowledge
+ *       no:  invalidate its TLB now           if inval_pending (acquire):
+ *       yes: queue a node on                      lock; apply queued
+ *            engine->invals,                      requests to the TLB;
+ *            inval_pending = 1 (release)          pending = 0; unlock;
+ *     unlock                                      acknowledge them in order
+ *   drop the idle engines' counts and       before a fault report / at the
+ *   the submitter's (COMPLETE below)        end of the job, until nothing
+ *                                           is queued: lock; apply queued;
+ *                                           unlock; acknowledge; then
+ *                                           translating = false
  *
  * `translating` is only changed under engine->lock, so a request either
  * finds the engine not translating (and owns its TLB under the lock) or is
@@ -97,9 +98,10 @@
  * nothing else is taken under them except the heap and fence
  * initialisation (gvm_fence_create takes no lock); fences are signalled
  * with no backend lock held.  A VM attachment's invalidation context
- * lock (ic->lock, rank GVM_RANK_SIM_INVAL) ranks just below: the timer
- * lock nests in it when a request's timer is armed (REQUEST RECYCLING).  ops->tlb_inval takes each engine's lock in
- * turn, never two at once, and never waits.
+ * lock (ic->lock, rank GVM_RANK_SIM_INVAL) ranks just below: ops->tlb_inval
+ * takes each engine's lock in turn under it (never two at once, and it
+ * never waits), and the timer lock nests in it when a request's timer is
+ * armed (REQUEST RECYCLING, SEQNO ORDER).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -310,44 +312,57 @@ struct sim_inval_node {
  * context once the VM has had as many requests in flight before.
  *
  * References to a request's fence: the submitter's (*done), one "in
- * flight" until it is ACKED (the engines' nodes point into the request),
- * one held by the timer item while it is armed.
+ * flight" until its last acknowledgement (the engines' nodes point into
+ * the request), one held by the timer item while it is armed.
  *
  * Lifetime.  Waiters may keep a fence after the VM is detached and the
  * device destroyed, so the context outlives the attachment: it is freed
  * once it is dead (detached) and the last request object is gone
  * (ic->nr_reqs == 0, under ic->lock).  After detach no request is
  * recycled, and none uses ic->sd: req_arm() checks ic->dead under
- * ic->lock, and a dead context's ACKED fences count as complete (nothing
- * of the VM can run any more, so the modelled latency no longer matters).
+ * ic->lock, and a dead context's acknowledged fences count as complete
+ * (nothing of the VM can run any more, so the modelled latency no longer
+ * matters).
+ *
+ * COMPLETE.  A request counts the acknowledgements it misses (one per
+ * engine it was queued on, and the submitter's) in req->state; it is
+ * complete once the count is 0 and its deadline passed.  Nobody else's
+ * state is involved: an engine acknowledges with one atomic operation on
+ * the request, and the waiter's poll (ops->signaled) reads that word.
  *
  * SEQNO ORDER.  Fences of one context must signal in seqno order (resv
- * and the scheduler keep only the later fence of a context).  Engines may
- * acknowledge requests in another order than they were submitted (two
- * submitters queue on the engines in turn; an ack is made after the
- * engine lock is dropped), so "acknowledged by every engine" alone is not
- * ordered.  A request is therefore ACKED only once it and every earlier
- * request of its context were acknowledged by every engine: the last
- * acknowledgement of a request marks it under ic->lock and ACKEDs the
- * oldest run of such requests of ic->inflight (seqno order), setting
- * their bits under the lock.  Deadlines are taken under ic->lock with the
- * seqno, so they never decrease along a context either.  "ACKED and the
- * deadline passed" (ops->signaled) thus holds for a prefix of the
- * context's seqnos at any time, as timeline fences do: a poller may set
- * a later fence's SIGNALED bit before a concurrent signaller sets an
- * earlier one's, but the earlier one already polls as signalled.
+ * and the scheduler keep only the later fence of a context), so a count
+ * at 0 must imply the earlier requests' counts are 0 too.  That holds by
+ * construction:
+ *  - a submit holds ic->lock from taking its seqno to dropping its own
+ *    count, queueing on the engines in between: a context's requests sit
+ *    on every engine in seqno order, and a request's own count is gone
+ *    before the next request of its context is submitted;
+ *  - an engine acknowledges what it took in list order, with acq_rel
+ *    operations: whoever sees a later request's count reach 0 sees the
+ *    earlier ones' acknowledgements by that engine;
+ *  - an engine stops translating only after it acknowledged everything
+ *    queued on it (gvm__sim_engine_quiesce), so a request that finds it
+ *    idle finds every earlier request acknowledged there;
+ *  - deadlines are taken under ic->lock with the seqno, so they never
+ *    decrease along a context.
+ * "Count 0 and the deadline passed" thus holds for a prefix of the
+ * context's seqnos at any time, as timeline fences do.  (Before, engines
+ * acknowledged in any order and the last acknowledgement took ic->lock to
+ * mark the oldest complete run: two more cache lines the waiter's CPU had
+ * to get back on every invalidation, docs/performance.md.)
  */
 struct sim_inval_ctx {
 	struct gvm_mutex lock;		/* GVM_RANK_SIM_INVAL: the fields
-					   below, and arming a request's
-					   timer (timer_lock nests inside) */
+					   below, a submit's queueing on
+					   the engines (SEQNO ORDER), and
+					   arming a request's timer
+					   (timer_lock nests inside) */
 	struct sim_dev *sd;		/* immutable; used only while !dead */
 	uint64_t vm_id;			/* immutable: TLB tag */
 	uint64_t context;		/* immutable: fence context */
 	unsigned int nr_nodes;		/* immutable: sd->nr_engines */
 	uint64_t seqno;			/* lock: last seqno handed out */
-	struct gvm_list inflight;	/* lock: requests not ACKED yet, in
-					   seqno order */
 	struct gvm_list free;		/* lock: released requests */
 	unsigned int nr_free;		/* lock: length of free */
 	unsigned int nr_reqs;		/* lock: request objects in existence
@@ -361,25 +376,22 @@ struct sim_inval_ctx {
 
 struct sim_inval_req {
 	struct gvm_fence fence;
+	/* Next to the fence's flags and refcount (the request starts a
+	   cache line): what an engine's acknowledgement and a poller touch
+	   is one line. */
+	uint32_t state;			/* atomic: REQ_WANTED | missing
+					   acknowledgements << REQ_COUNT */
 	struct sim_inval_ctx *ic;	/* immutable */
-	struct gvm_list link;		/* ic->lock: in ic->inflight, then
-					   (owner only) a list of requests
-					   being ACKED, then in ic->free */
-	uint64_t start, size;
 	int64_t deadline;		/* gvm__now_ns() to complete at; 0: at once */
-	uint32_t pending;		/* atomic: acknowledgements missing */
-	uint32_t state;			/* atomic: REQ_ACKED | REQ_WANTED */
-	bool engines_done;		/* ic->lock: pending reached 0 */
-	uint32_t acked_old;		/* state before REQ_ACKED was set
-					   (under ic->lock), read by the
-					   thread that set it */
+	uint64_t start, size;
+	struct gvm_list link;		/* ic->lock: in ic->free */
 	struct sim_timer_item timer;
 	struct sim_inval_node nodes[];	/* one per engine */
 };
 
-#define REQ_ACKED	(1u << 0)	/* every engine acknowledged it and
-					   every earlier request */
-#define REQ_WANTED	(1u << 1)	/* somebody waits: signal on time */
+#define REQ_WANTED	(1u << 0)	/* somebody waits: signal on time */
+#define REQ_COUNT	1		/* the count's shift */
+#define REQ_ONE		(1u << REQ_COUNT)
 
 static struct sim_inval_req *req_of(struct gvm_fence *f)
 {
@@ -404,7 +416,6 @@ int gvm__sim_inval_ctx_create(struct sim_dev *sd, uint64_t vm_id,
 	ic->vm_id = vm_id;
 	ic->context = gvm_fence_context_alloc(1);
 	ic->nr_nodes = sd->nr_engines;
-	gvm_list_init(&ic->inflight);
 	gvm_list_init(&ic->free);
 	*out = ic;
 	return 0;
@@ -474,29 +485,29 @@ static bool req_time_up(const struct sim_inval_req *req)
 }
 
 /*
- * SIGNALLING ON DEMAND.  The fence is complete once it is ACKED and its
- * deadline passed.  Whoever notices first signals it: the thread that
- * ACKEDs it if the deadline has passed by then; a poller
- * (gvm_fence_is_signaled(), and so a waiter spinning before it sleeps)
- * through ops->signaled; else the timer thread, which is only armed when
- * somebody needs an event (ops->enable_signaling) - a fence nobody waits
- * for costs no timer wake-up.  Exactly one side arms the timer: both set
- * their bit in req->state with one atomic OR, and the one that finds the
- * other's bit already set arms it.
+ * SIGNALLING ON DEMAND.  Whoever notices that the request is complete
+ * signals it: a poller (gvm_fence_is_signaled(), and so a waiter
+ * spinning before it sleeps) through ops->signaled; the last
+ * acknowledgement if somebody waits (REQ_WANTED) and the deadline has
+ * passed; else the timer thread, armed only when somebody needs an
+ * event (ops->enable_signaling) - a fence nobody waits for costs no
+ * signal and no timer wake-up.  Exactly one side acts on WANTED: both
+ * change req->state with one atomic operation, and the one that finds
+ * the other's change already made acts.
  *
- *   ACKing (req_ack)                  enable_signaling (a waiter)
- *   ----------------                  ---------------------------
- *   old = state |= ACKED              old = state |= WANTED
- *   deadline passed: signal           old & ACKED?
- *   else old & WANTED: arm timer        deadline passed: "complete"
- *   drop the in-flight reference        else arm timer
+ *   last acknowledgement (req_ack)    enable_signaling (a waiter)
+ *   ------------------------------    ---------------------------
+ *   old = state -= ONE                old = state |= WANTED
+ *   old count 1 and old & WANTED:     old count 0:
+ *     deadline passed: signal           deadline passed: "complete"
+ *     else arm the timer                else arm the timer
+ *   drop the in-flight reference
  */
 static bool req_signaled(struct gvm_fence *f)
 {
 	struct sim_inval_req *req = req_of(f);
 
-	return (gvm_load_acquire(&req->state) & REQ_ACKED) &&
-	       req_time_up(req);
+	return gvm_load_acquire(&req->state) < REQ_ONE && req_time_up(req);
 }
 
 static bool req_enable_signaling(struct gvm_fence *f)
@@ -504,8 +515,8 @@ static bool req_enable_signaling(struct gvm_fence *f)
 	struct sim_inval_req *req = req_of(f);
 	uint32_t old = gvm_fetch_or_acq_rel(&req->state, REQ_WANTED);
 
-	if (!(old & REQ_ACKED))
-		return true;		/* req_ack() arms it */
+	if (old >= REQ_ONE)
+		return true;		/* the last req_ack() acts */
 	if (req_time_up(req))
 		return false;		/* complete: gvm signals it */
 	return req_arm(req);
@@ -540,39 +551,20 @@ static const struct gvm_fence_ops req_fence_ops = {
 	.release = req_release,
 };
 
-/* One acknowledgement (an engine's, or the submitter's count). */
+/*
+ * An engine's acknowledgement (SIGNALLING ON DEMAND).  After one that is
+ * not the last, the request may be complete and recycled at any moment:
+ * nothing of it is read again.
+ */
 static void req_ack(struct sim_inval_req *req)
 {
-	struct sim_inval_ctx *ic = req->ic;
-	struct gvm_list acked;
+	uint32_t old = gvm_fetch_sub_acq_rel(&req->state, REQ_ONE);
 
-	if (gvm_fetch_sub_acq_rel(&req->pending, 1u) != 1)
+	if (old >= 2 * REQ_ONE)
 		return;
-	/* SEQNO ORDER: ACK the oldest run of fully acknowledged requests. */
-	gvm_list_init(&acked);
-	gvm__mutex_lock(&ic->lock);
-	req->engines_done = true;
-	while (!gvm_list_empty(&ic->inflight)) {
-		struct sim_inval_req *r = gvm_list_first_entry(
-			&ic->inflight, struct sim_inval_req, link);
-
-		if (!r->engines_done)
-			break;
-		r->acked_old = gvm_fetch_or_acq_rel(&r->state, REQ_ACKED);
-		gvm_list_del(&r->link);
-		gvm_list_add_tail(&r->link, &acked);
-	}
-	gvm__mutex_unlock(&ic->lock);
-	while (!gvm_list_empty(&acked)) {
-		struct sim_inval_req *r =
-			gvm_list_first_entry(&acked, struct sim_inval_req, link);
-
-		gvm_list_del(&r->link);
-		if (req_time_up(r) ||
-		    ((r->acked_old & REQ_WANTED) && !req_arm(r)))
-			gvm_fence_signal(&r->fence);
-		gvm_fence_put(&r->fence);	/* the in-flight reference */
-	}
+	if ((old & REQ_WANTED) && (req_time_up(req) || !req_arm(req)))
+		gvm_fence_signal(&req->fence);
+	gvm_fence_put(&req->fence);	/* the in-flight reference */
 }
 
 /*
@@ -637,16 +629,25 @@ void gvm__sim_engine_ack_invals(struct sim_engine *e)
 	ack_list(&acks);
 }
 
+/*
+ * The engine stops translating: everything queued on it is applied and
+ * acknowledged first, requests queued meanwhile too (SEQNO ORDER).
+ */
 void gvm__sim_engine_quiesce(struct sim_engine *e)
 {
 	struct gvm_list acks;
 
 	gvm_list_init(&acks);
 	gvm__mutex_lock(&e->lock);
-	take_invals(e, &acks);
+	while (!gvm_list_empty(&e->invals)) {
+		take_invals(e, &acks);
+		gvm__mutex_unlock(&e->lock);
+		ack_list(&acks);
+		gvm_list_init(&acks);
+		gvm__mutex_lock(&e->lock);
+	}
 	e->translating = false;
 	gvm__mutex_unlock(&e->lock);
-	ack_list(&acks);
 }
 
 void gvm__sim_engine_resume(struct sim_engine *e)
@@ -667,13 +668,15 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 	struct sim_dev *sd = ic->sd;
 	struct sim_inval_req *req = NULL;
 	/* Migration engines never translate: nothing to invalidate. */
-	unsigned int i, n = sd->cfg.nr_compute + sd->cfg.nr_copy;
+	unsigned int i, n = sd->cfg.nr_compute + sd->cfg.nr_copy, idle = 0;
+	bool last;
 
 	gvm__mutex_lock(&ic->lock);
 	if (gvm_list_empty(&ic->free)) {
 		gvm__mutex_unlock(&ic->lock);
-		req = gvm__malloc(sizeof(*req) +
-				  ic->nr_nodes * sizeof(struct sim_inval_node));
+		req = gvm__aligned_alloc(64, sizeof(*req) +
+					 ic->nr_nodes *
+						 sizeof(struct sim_inval_node));
 		if (!req)
 			return -ENOMEM;
 		req->ic = ic;
@@ -695,33 +698,36 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 				gvm__now_ns() +
 					(int64_t)sd->cfg.tlb_inval_latency_ns :
 				0;
-	req->engines_done = false;
-	gvm_store_relaxed(&req->state, 0u);
-	gvm_store_relaxed(&req->pending, n + 1);
-	gvm_list_add_tail(&req->link, &ic->inflight);
-	gvm__mutex_unlock(&ic->lock);
-	*done = &req->fence;			/* the initial reference */
+	gvm_store_relaxed(&req->state, (n + 1) * REQ_ONE);
 	gvm_fence_get(&req->fence);		/* in flight */
-	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
 
 	for (i = 0; i < n; i++) {
 		struct sim_engine *e = &sd->engines[i];
-		bool queued = false;
 
 		gvm__mutex_lock(&e->lock);
 		if (e->translating) {
 			req->nodes[i].req = req;
 			gvm_list_add_tail(&req->nodes[i].link, &e->invals);
 			gvm_store_release(&e->lane.fast.inval_pending, 1u);
-			queued = true;
 		} else {
 			apply_inval(e, ic->vm_id, start, size);
+			idle++;
 		}
 		gvm__mutex_unlock(&e->lock);
-		if (!queued)
-			req_ack(req);
 	}
-	req_ack(req);		/* the submitter's count */
+	/*
+	 * The idle engines' counts and the submitter's, before the next
+	 * submit of this context (SEQNO ORDER).  Nobody can wait for the
+	 * fence yet, so if these were the last, all that is left to do is
+	 * dropping the in-flight reference (never the last one).
+	 */
+	last = gvm_fetch_sub_acq_rel(&req->state, (idle + 1) * REQ_ONE) <
+	       (idle + 2) * REQ_ONE;
+	gvm__mutex_unlock(&ic->lock);
+	if (last)
+		gvm_fence_put(&req->fence);
+	*done = &req->fence;			/* the initial reference */
+	gvm_fetch_add_relaxed(&sd->tlb_invals, 1u);
 	return 0;
 }
 

@@ -1253,6 +1253,56 @@ TEST(tlb_inval_waits_for_a_busy_engine_boundary)
 	env_fini(&v);
 }
 
+/* Lane 0 spins without lane calls until released, then ends without one. */
+static void spin_end_fn(struct gvm_lane *l, const void *args)
+{
+	(void)l;
+	(void)args;
+	__atomic_store_n(&spin_started, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&spin_release, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+/*
+ * SEQNO ORDER (sim/engine.c): a request complete means every earlier one
+ * of its VM is.  Two requests queue on a busy engine and complete
+ * together; the engine then ends its kernel without a lane call, so it
+ * acknowledges what was queued as it stops translating, and a request
+ * submitted after that finds it idle, complete at once: the earlier one
+ * must be complete already, without a wait.
+ */
+TEST(tlb_inval_requests_complete_in_seqno_order)
+{
+	struct gvm_fence *job, *m1, *m2, *m3, *n;
+	struct gvm_kernel k;
+	struct env v;
+
+	env_init(&v, 0);
+	spin_started = spin_release = 0;
+	kernel(&k, spin_end_fn, 1, NULL, 0);
+	ASSERT_OK(ops->run(v.dev, v.q[0], &k, &job));
+	gvm_test_wait_flag(&spin_started);
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, 0, &m1));
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, K4, &m2));
+	ASSERT_FALSE(gvm_fence_is_signaled(m1));
+	ASSERT_FALSE(gvm_fence_is_signaled(m2));
+	ASSERT_TRUE(gvm_fence_is_later(m2, m1));
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, K4, K4, &m3));
+	__atomic_store_n(&spin_release, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_fence_wait(job, GVM_TIMEOUT_INFINITE));
+	ASSERT_OK(ops->tlb_inval(v.dev, v.vm, 0, 0, &n));
+	ASSERT_TRUE(gvm_fence_is_signaled(n));
+	ASSERT_TRUE(gvm_fence_is_signaled(m3));
+	ASSERT_TRUE(gvm_fence_is_signaled(m2));
+	ASSERT_TRUE(gvm_fence_is_signaled(m1));
+	gvm_fence_put(n);
+	gvm_fence_put(m3);
+	gvm_fence_put(m2);
+	gvm_fence_put(m1);
+	gvm_fence_put(job);
+	env_fini(&v);
+}
+
 TEST(tlb_inval_latency_is_modelled_without_blocking)
 {
 	struct gvm_sim_config cfg = { .vram_size = 4 << 20,
