@@ -298,9 +298,15 @@ static void run_copy(struct sim_engine *e, struct sim_job *job)
 
 /* ---- TLB invalidation requests ----------------------------------------- */
 
+/*
+ * A request's place on one engine, with what the engine applies: the
+ * engine reads this node's cache line and the request's first line (the
+ * count it acknowledges), nothing else the submitter just wrote.
+ */
 struct sim_inval_node {
-	struct gvm_list link;		/* in e->invals, under e->lock */
+	_Alignas(64) struct gvm_list link; /* in e->invals, under e->lock */
 	struct sim_inval_req *req;
+	uint64_t vm_id, start, size;	/* copies of the request's */
 };
 
 /*
@@ -599,8 +605,7 @@ static void take_invals(struct sim_engine *e, struct gvm_list *acks)
 		struct sim_inval_node *n =
 			gvm_list_entry(pos, struct sim_inval_node, link);
 
-		apply_inval(e, n->req->ic->vm_id, n->req->start,
-			    n->req->size);
+		apply_inval(e, n->vm_id, n->start, n->size);
 	}
 	gvm_list_splice_tail(&e->invals, acks);
 	gvm_store_release(&e->lane.fast.inval_pending, 0u);
@@ -706,8 +711,13 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 
 		gvm__mutex_lock(&e->lock);
 		if (e->translating) {
-			req->nodes[i].req = req;
-			gvm_list_add_tail(&req->nodes[i].link, &e->invals);
+			struct sim_inval_node *nd = &req->nodes[i];
+
+			nd->req = req;
+			nd->vm_id = ic->vm_id;
+			nd->start = start;
+			nd->size = size;
+			gvm_list_add_tail(&nd->link, &e->invals);
 			gvm_store_release(&e->lane.fast.inval_pending, 1u);
 		} else {
 			apply_inval(e, ic->vm_id, start, size);
