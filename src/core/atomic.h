@@ -31,6 +31,7 @@
 #define gvm_fetch_or_acq_rel(p, v) __atomic_fetch_or((p), (v), __ATOMIC_ACQ_REL)
 
 #define gvm_xchg_acquire(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQUIRE)
+#define gvm_xchg_seq_cst(p, v) __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
 
 /* Strong compare-and-swap; on failure *expected receives the current value. */
 #define gvm_cmpxchg_release(p, expected, desired)                         \
@@ -39,6 +40,9 @@
 #define gvm_cmpxchg_acq_rel(p, expected, desired)                         \
 	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
 				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define gvm_cmpxchg_seq_cst(p, expected, desired)                         \
+	__atomic_compare_exchange_n((p), (expected), (desired), false,    \
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
 
 static inline void gvm_cpu_relax(void)
 {

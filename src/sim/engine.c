@@ -66,22 +66,23 @@
  *   submitter (ops->tlb_inval, ic->lock)  engine thread
  *   ------------------------------------  -------------
  *   for each engine:                      dequeue a job:
- *     lock                                  lock; translating = true; unlock
- *     translating?                          ... lanes: at every lane call
- *       no:  invalidate its TLB now           if inval_pending (acquire):
- *       yes: queue a node on                      lock; apply queued
- *            engine->invals,                      requests to the TLB;
- *            inval_pending = 1 (release)          pending = 0; unlock;
- *     unlock                                      acknowledge them in order
- *   drop the idle engines' counts and       before a fault report / at the
- *   the submitter's (COMPLETE below)        end of the job, until nothing
- *                                           is queued: lock; apply queued;
- *                                           unlock; acknowledge; then
- *                                           translating = false
+ *     head == IDLE (not translating)?       lock; head = NULL (translating);
+ *       no:  push a node on the head            unlock
+ *            (CAS); inval_pending = 1     ... lanes: at every lane call
+ *       yes: lock; still IDLE? invalidate     if inval_pending:
+ *            its TLB now; unlock                pending = 0; take the stack
+ *   drop the idle engines' counts and           (xchg); apply oldest first;
+ *   the submitter's (COMPLETE below)            acknowledge in that order
+ *                                           before a fault report / at the
+ *                                           end of the job, until nothing
+ *                                           is queued: take, apply,
+ *                                           acknowledge; lock; head NULL
+ *                                           -> IDLE (CAS); unlock
  *
- * `translating` is only changed under engine->lock, so a request either
- * finds the engine not translating (and owns its TLB under the lock) or is
- * seen by the engine before it stops translating.  An engine reporting a
+ * The head changes to and from IDLE only under engine->lock (QUEUEING
+ * below), so a request either finds the engine not translating (and owns
+ * its TLB under the lock) or is taken by the engine before it stops
+ * translating.  An engine reporting a
  * fault is not translating: the fault handler may bind and invalidate, and
  * waits for the invalidation it submitted, which this engine then
  * acknowledges at once (no deadlock).  A busy engine acknowledges only at
@@ -304,10 +305,28 @@ static void run_copy(struct sim_engine *e, struct sim_job *job)
  * count it acknowledges), nothing else the submitter just wrote.
  */
 struct sim_inval_node {
-	_Alignas(64) struct gvm_list link; /* in e->invals, under e->lock */
+	_Alignas(64) struct sim_inval_node *next; /* on lane.inval_head */
 	struct sim_inval_req *req;
 	uint64_t vm_id, start, size;	/* copies of the request's */
 };
+
+/*
+ * QUEUEING.  An engine's requests are a lock-free stack, e->lane.inval_head
+ * (next to the flag the engine polls, one cache line): a submitter pushes
+ * with a compare-and-swap, then sets fast.inval_pending; the engine
+ * thread, at a lane call that sees the flag, clears it, then takes the
+ * whole stack with an exchange (all four seq_cst: a push whose flag the
+ * engine's clear overwrote is one the exchange takes), applies the
+ * requests oldest first and acknowledges them in that order.  No lock:
+ * the engine owns its TLB while it translates.  While the engine does
+ * not translate the head is SIM_INVAL_IDLE, which nobody pushes onto: the
+ * submitter then takes e->lock, finds it still IDLE (it changes only
+ * under the lock, with `translating`) and applies the request to the
+ * idle engine's TLB itself; if the engine started meanwhile, it pushes.
+ * An engine stops translating (quiesce) by taking and acknowledging the
+ * stack until it can swap an empty head for IDLE under its lock.
+ */
+#define SIM_INVAL_IDLE ((struct sim_inval_node *)(uintptr_t)1)
 
 /*
  * REQUEST RECYCLING.  Every VM attachment has an invalidation context:
@@ -596,42 +615,37 @@ static void apply_inval(struct sim_engine *e, uint64_t vm_id, uint64_t start,
 	}
 }
 
-/* Under e->lock: applies the queued requests and moves them to @acks. */
-static void take_invals(struct sim_engine *e, struct gvm_list *acks)
+/*
+ * Engine thread, translating: takes the requests queued on @e, applies
+ * them oldest first and acknowledges them in that order (QUEUEING, SEQNO
+ * ORDER).  Returns false if there were none.
+ */
+static bool take_invals(struct sim_engine *e)
 {
-	struct gvm_list *pos;
+	struct sim_inval_node *n, *next, *fifo = NULL;
 
-	gvm_list_for_each(pos, &e->invals) {
-		struct sim_inval_node *n =
-			gvm_list_entry(pos, struct sim_inval_node, link);
-
-		apply_inval(e, n->vm_id, n->start, n->size);
+	gvm_store_seq_cst(&e->lane.fast.inval_pending, 0u);
+	n = gvm_xchg_seq_cst(&e->lane.inval_head, NULL);
+	gvm_assert(n != SIM_INVAL_IDLE);
+	if (!n)
+		return false;
+	for (; n; n = next) {		/* newest first: reverse */
+		next = n->next;
+		n->next = fifo;
+		fifo = n;
 	}
-	gvm_list_splice_tail(&e->invals, acks);
-	gvm_store_release(&e->lane.fast.inval_pending, 0u);
-}
-
-static void ack_list(struct gvm_list *acks)
-{
-	struct gvm_list *pos, *tmp;
-
-	gvm_list_for_each_safe(pos, tmp, acks) {
-		struct sim_inval_node *n =
-			gvm_list_entry(pos, struct sim_inval_node, link);
-
+	for (n = fifo; n; n = n->next)
+		apply_inval(e, n->vm_id, n->start, n->size);
+	for (n = fifo; n; n = next) {
+		next = n->next;		/* the node may be reused after */
 		req_ack(n->req);
 	}
+	return true;
 }
 
 void gvm__sim_engine_ack_invals(struct sim_engine *e)
 {
-	struct gvm_list acks;
-
-	gvm_list_init(&acks);
-	gvm__mutex_lock(&e->lock);
-	take_invals(e, &acks);
-	gvm__mutex_unlock(&e->lock);
-	ack_list(&acks);
+	take_invals(e);
 }
 
 /*
@@ -640,27 +654,62 @@ void gvm__sim_engine_ack_invals(struct sim_engine *e)
  */
 void gvm__sim_engine_quiesce(struct sim_engine *e)
 {
-	struct gvm_list acks;
+	for (;;) {
+		struct sim_inval_node *empty = NULL;
 
-	gvm_list_init(&acks);
-	gvm__mutex_lock(&e->lock);
-	while (!gvm_list_empty(&e->invals)) {
-		take_invals(e, &acks);
-		gvm__mutex_unlock(&e->lock);
-		ack_list(&acks);
-		gvm_list_init(&acks);
+		take_invals(e);
 		gvm__mutex_lock(&e->lock);
+		if (gvm_cmpxchg_seq_cst(&e->lane.inval_head, &empty,
+					SIM_INVAL_IDLE))
+			break;
+		gvm__mutex_unlock(&e->lock);	/* pushed meanwhile */
 	}
-	e->translating = false;
+	gvm_store_relaxed(&e->lane.fast.inval_pending, 0u);
 	gvm__mutex_unlock(&e->lock);
+}
+
+/* Under e->lock: the engine starts translating. */
+static void translating_begin(struct sim_engine *e)
+{
+	gvm_assert(e->lane.inval_head == SIM_INVAL_IDLE);
+	gvm_store_seq_cst(&e->lane.inval_head, NULL);
 }
 
 void gvm__sim_engine_resume(struct sim_engine *e)
 {
 	gvm__mutex_lock(&e->lock);
-	gvm_assert(gvm_list_empty(&e->invals));
-	e->translating = true;
+	translating_begin(e);
 	gvm__mutex_unlock(&e->lock);
+}
+
+/*
+ * Pushes @nd on @e's requests (true), or applies it to the TLB of @e,
+ * which is not translating (false).  QUEUEING.
+ */
+static bool queue_or_apply(struct sim_engine *e, struct sim_inval_node *nd)
+{
+	struct sim_inval_node *head = gvm_load_acquire(&e->lane.inval_head);
+
+	for (;;) {
+		if (head != SIM_INVAL_IDLE) {
+			nd->next = head;
+			if (gvm_cmpxchg_seq_cst(&e->lane.inval_head, &head,
+						nd)) {
+				gvm_store_seq_cst(&e->lane.fast.inval_pending,
+						  1u);
+				return true;
+			}
+			continue;		/* head reloaded */
+		}
+		gvm__mutex_lock(&e->lock);
+		head = gvm_load_relaxed(&e->lane.inval_head);
+		if (head == SIM_INVAL_IDLE) {
+			apply_inval(e, nd->vm_id, nd->start, nd->size);
+			gvm__mutex_unlock(&e->lock);
+			return false;
+		}
+		gvm__mutex_unlock(&e->lock);	/* it started: push */
+	}
 }
 
 /*
@@ -708,22 +757,14 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 
 	for (i = 0; i < n; i++) {
 		struct sim_engine *e = &sd->engines[i];
+		struct sim_inval_node *nd = &req->nodes[i];
 
-		gvm__mutex_lock(&e->lock);
-		if (e->translating) {
-			struct sim_inval_node *nd = &req->nodes[i];
-
-			nd->req = req;
-			nd->vm_id = ic->vm_id;
-			nd->start = start;
-			nd->size = size;
-			gvm_list_add_tail(&nd->link, &e->invals);
-			gvm_store_release(&e->lane.fast.inval_pending, 1u);
-		} else {
-			apply_inval(e, ic->vm_id, start, size);
+		nd->req = req;
+		nd->vm_id = ic->vm_id;
+		nd->start = start;
+		nd->size = size;
+		if (!queue_or_apply(e, nd))
 			idle++;
-		}
-		gvm__mutex_unlock(&e->lock);
 	}
 	/*
 	 * The idle engines' counts and the submitter's, before the next
@@ -874,7 +915,8 @@ static void *engine_main(void *arg)
 		}
 		worked = true;
 		gvm_list_del(&job->link);
-		e->translating = job->type == SIM_JOB_KERNEL;
+		if (job->type == SIM_JOB_KERNEL)
+			translating_begin(e);
 		e->cur_q = job->q;
 		gvm__mutex_unlock(&e->lock);
 
@@ -985,7 +1027,7 @@ int gvm__sim_engines_start(struct sim_dev *sd)
 		gvm__mutex_init(&e->lock, "sim_engine", GVM_RANK_LEAF);
 		gvm__cond_init(&e->cond);
 		gvm_list_init(&e->jobs);
-		gvm_list_init(&e->invals);
+		e->lane.inval_head = SIM_INVAL_IDLE;
 		e->lane.e = e;
 		gvm__sim_lane_fast_clear(&e->lane);
 	}

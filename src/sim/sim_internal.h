@@ -117,7 +117,8 @@ struct sim_tlb_entry {
  * A per-engine TLB: a small fully associative first level (the last
  * translations used) in front of a SIM_TLB_WAYS-way set-associative
  * array, indexed by the page number at each page size.  Owned by the
- * engine's thread while engine->translating, else by engine->lock.
+ * engine's thread while it is translating (lane.inval_head not
+ * SIM_INVAL_IDLE), else by engine->lock.
  *
  * Occupancy (lets an invalidation skip a TLB that holds nothing of the
  * VM without scanning it; checked by gvm__sim_tlb_validate()):
@@ -309,6 +310,9 @@ struct gvm_lane {
 					   being usable (lane.c FAST PATH);
 					   fast.inval_pending is the engine's
 					   flag (struct sim_engine) */
+	/* The engine's TLB requests (engine.c, QUEUEING), here so that
+	   they share the line the engine reads fast.inval_pending from. */
+	struct sim_inval_node *inval_head;
 	struct sim_engine *e;
 	struct sim_job *job;
 	uint64_t vm_id;			/* of the job while it runs, else 0 */
@@ -384,14 +388,16 @@ struct sim_engine {
 					   spins on it lock-free before it
 					   sleeps (gvm__spin_while_eq) */
 	bool stop;			/* under lock */
-	bool translating;		/* under lock: the thread may use the
-					   TLB and spans without the lock */
 	struct sim_queue *cur_q;	/* under lock: queue of the kernel job
 					   the thread runs, or NULL */
-	struct gvm_list invals;		/* sim_inval_node.link, under lock */
-	/* lane.fast.inval_pending: != 0 iff invals non-empty; written
-	   under lock (release), read lock-free (acquire) at lane-call
-	   boundaries and by the inline fast path. */
+	/* lane.inval_head: the TLB requests queued on the engine, a
+	   lock-free stack (engine.c, QUEUEING), or SIM_INVAL_IDLE while the
+	   engine is not "translating" (changed to and from IDLE only under
+	   lock).  While it translates the thread uses the TLB and spans
+	   without the lock.
+	   lane.fast.inval_pending: set (seq_cst) after each push, cleared
+	   by the engine before it takes the stack; read lock-free at
+	   lane-call boundaries and by the inline fast path. */
 	uint64_t seqno;			/* last fence seqno, under lock */
 
 	struct sim_tlb tlb;		/* see struct sim_tlb */
