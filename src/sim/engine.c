@@ -307,7 +307,7 @@ static void run_copy(struct sim_engine *e, struct sim_job *job)
 struct sim_inval_node {
 	_Alignas(64) struct sim_inval_node *next; /* on lane.inval_head */
 	struct sim_inval_req *req;
-	uint64_t vm_id, start, size;	/* copies of the request's */
+	uint64_t vm_id, start, size;	/* what to invalidate */
 };
 
 /*
@@ -408,7 +408,6 @@ struct sim_inval_req {
 					   acknowledgements << REQ_COUNT */
 	struct sim_inval_ctx *ic;	/* immutable */
 	int64_t deadline;		/* gvm__now_ns() to complete at; 0: at once */
-	uint64_t start, size;
 	struct gvm_list link;		/* ic->lock: in ic->free */
 	struct sim_timer_item timer;
 	struct sim_inval_node nodes[];	/* one per engine */
@@ -618,17 +617,15 @@ static void apply_inval(struct sim_engine *e, uint64_t vm_id, uint64_t start,
 /*
  * Engine thread, translating: takes the requests queued on @e, applies
  * them oldest first and acknowledges them in that order (QUEUEING, SEQNO
- * ORDER).  Returns false if there were none.
+ * ORDER).
  */
-static bool take_invals(struct sim_engine *e)
+void gvm__sim_engine_ack_invals(struct sim_engine *e)
 {
 	struct sim_inval_node *n, *next, *fifo = NULL;
 
 	gvm_store_seq_cst(&e->lane.fast.inval_pending, 0u);
 	n = gvm_xchg_seq_cst(&e->lane.inval_head, NULL);
 	gvm_assert(n != SIM_INVAL_IDLE);
-	if (!n)
-		return false;
 	for (; n; n = next) {		/* newest first: reverse */
 		next = n->next;
 		n->next = fifo;
@@ -640,12 +637,6 @@ static bool take_invals(struct sim_engine *e)
 		next = n->next;		/* the node may be reused after */
 		req_ack(n->req);
 	}
-	return true;
-}
-
-void gvm__sim_engine_ack_invals(struct sim_engine *e)
-{
-	take_invals(e);
 }
 
 /*
@@ -657,7 +648,7 @@ void gvm__sim_engine_quiesce(struct sim_engine *e)
 	for (;;) {
 		struct sim_inval_node *empty = NULL;
 
-		take_invals(e);
+		gvm__sim_engine_ack_invals(e);
 		gvm__mutex_lock(&e->lock);
 		if (gvm_cmpxchg_seq_cst(&e->lane.inval_head, &empty,
 					SIM_INVAL_IDLE))
@@ -745,8 +736,6 @@ int gvm__sim_tlb_inval_submit(struct sim_inval_ctx *ic, uint64_t start,
 	/* SEQNO ORDER: seqno, deadline and place in line together. */
 	gvm_fence_init(&req->fence, &req_fence_ops, ic->context,
 		       ++ic->seqno);
-	req->start = start;
-	req->size = size;
 	/* 0: no modelled latency, no clock to read (req_time_up). */
 	req->deadline = sd->cfg.tlb_inval_latency_ns ?
 				gvm__now_ns() +
