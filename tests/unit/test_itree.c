@@ -776,9 +776,15 @@ TEST(reserve_worst_case)
 TEST(alloc_failure)
 {
 	struct gvm_rng rng = { gvm_test_seed() };
-	const unsigned int n = (unsigned int)gvm_test_scale(6000);
+	/* More entries than a tree of height 2 holds (FANOUT^2), however
+	   the run is scaled down, so that the height reaches 3 (below). */
+	const unsigned int min_n = GVM_ITREE_FANOUT * GVM_ITREE_FANOUT + 1;
+	unsigned int n = (unsigned int)gvm_test_scale(6000);
 	struct gvm_itree t;
 	long max_k = 0;
+
+	if (n < min_n)
+		n = min_n;
 
 	gvm__itree_init(&t);
 	for (unsigned int i = 0; i < n; i++) {
