@@ -320,8 +320,8 @@ struct sim_inval_node {
  * requests oldest first and acknowledges them in that order.  No lock:
  * the engine owns its TLB while it translates.  While the engine does
  * not translate the head is SIM_INVAL_IDLE, which nobody pushes onto: the
- * submitter then takes e->lock, finds it still IDLE (it changes only
- * under the lock, with `translating`) and applies the request to the
+ * submitter then takes e->lock, finds it still IDLE (the head changes to
+ * and from IDLE only under the lock) and applies the request to the
  * idle engine's TLB itself; if the engine started meanwhile, it pushes.
  * An engine stops translating (quiesce) by taking and acknowledging the
  * stack until it can swap an empty head for IDLE under its lock.

@@ -15,10 +15,11 @@
  *
  * Locks (all GVM_RANK_LEAF; none is ever held while another is taken,
  * none while calling out of the backend):
- *   engine->lock      the engine's job list, its invalidation list, its
- *                     fence seqno, `translating`, `cur_q`, the suspend
- *                     state of its queues, and its TLB while
- *                     `translating` is false
+ *   engine->lock      the engine's job list, its fence seqno, whether it
+ *                     translates (its TLB request stack's head to and
+ *                     from IDLE; the stack itself is lock-free),
+ *                     `cur_q`, the suspend state of its queues, and its
+ *                     TLB while it does not translate
  *   sd->timer_lock    the timer list
  *   the registry lock (sim.c, GVM_RANK_SIM_REGISTRY) the list of
  *                     simulated devices; held while asking gvm for a link
