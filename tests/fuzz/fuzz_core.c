@@ -66,6 +66,7 @@
 #include <gvm/vm.h>
 
 #include "core/sync.h"
+#include "mm/uffd_compat.h"
 #include "pt/pt.h"
 #include "vm/va.h"
 #include "vm/vm.h"
@@ -243,7 +244,9 @@ static void buf_discard(struct world *w, struct obj *o)
 /*
  * Page @pg of buffer @o moved away and back, keeping its bytes: mremap to
  * a spare page (a PROT_NONE one mapped for it, which the move replaces),
- * then to where it was.
+ * then to where it was.  In the process the first move keeps the source
+ * mapped (MREMAP_DONTUNMAP, empty), so no hole opens that another
+ * thread's mapping could take and the move back would replace.
  */
 static void buf_move_page(struct world *w, struct obj *o, uint32_t pg)
 {
@@ -258,7 +261,8 @@ static void buf_move_page(struct world *w, struct obj *o, uint32_t pg)
 		if (p == MAP_FAILED)
 			die("mmap");
 		if (mremap((void *)(uintptr_t)at, K4, K4,
-			   MREMAP_MAYMOVE | MREMAP_FIXED, p) != p)
+			   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+			   p) != p)
 			die("mremap away");
 		if (mremap(p, K4, K4, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   (void *)(uintptr_t)at) != (void *)(uintptr_t)at)
@@ -773,7 +777,15 @@ static void op_buffer(struct world *w)
 	    what == 0 ? "munmap+mmap" : what == 1 ? "dontneed" : "mremap");
 	switch (what) {
 	case 0:	/* a new mapping at the same address: zeros */
-		buf_unmap(w, o);
+		/*
+		 * In the process, one mmap(MAP_FIXED) over the buffer, which
+		 * unmaps it and maps anew in one step: a munmap() first would
+		 * leave a hole that another thread's mapping can take (TSan's
+		 * per-thread state did), and MAP_FIXED would then replace
+		 * that mapping.
+		 */
+		if (w->model)
+			buf_unmap(w, o);
 		if (!w->io.failed)
 			buf_map(w, o, true);
 		break;
