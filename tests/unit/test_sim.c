@@ -1783,8 +1783,11 @@ static uint8_t *remap_host;
 
 static int remap_on_fault(struct env *v, const struct gvm_fault_info *f)
 {
+	/* NOREPLACE: should another thread have mapped something into
+	   the hole meanwhile (TSan's runtime does), fail, not replace it. */
 	void *p = mmap(remap_host, K4, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+		       0);
 
 	ASSERT_TRUE(p == remap_host);
 	memset(p, 2, K4);
