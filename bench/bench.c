@@ -181,6 +181,19 @@ static char thread_state(int tid)
 	return rp && rp[1] == ' ' ? rp[2] : 0;
 }
 
+int gvm_bench_uffd(uint64_t features, bool nonblock)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	int fd = (int)syscall(__NR_userfaultfd,
+			      O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
+
+	if (fd >= 0 && ioctl(fd, UFFDIO_API, &api)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 bool gvm_bench_wait_asleep(int tid)
 {
 	char st;

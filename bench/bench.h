@@ -135,6 +135,13 @@ size_t gvm_bench_huge_libc_heap(void);
  */
 bool gvm_bench_wait_asleep(int tid);
 
+/*
+ * A userfaultfd of the benchmark's own (O_CLOEXEC, O_NONBLOCK if
+ * @nonblock) with UFFDIO_API done for @features; -1 if either failed.
+ * For the baselines and floors that use userfaultfd without gvm.
+ */
+int gvm_bench_uffd(uint64_t features, bool nonblock);
+
 /* One benchmark of an earlier `gvm bench --json` output (--compare). */
 struct gvm_bench_old {
 	char name[64];

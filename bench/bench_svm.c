@@ -171,11 +171,7 @@ static double cpu_fault_ns(uint64_t n)
  */
 static double syscall_floor_ns(uint64_t n, uint64_t size)
 {
-	struct uffdio_api api = {
-		.api = UFFD_API,
-		.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP,
-	};
-	int uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int uffd = gvm_bench_uffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP, true);
 	int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	bool scan = size >= GVM_MM_SCAN_MIN_BYTES;
@@ -185,7 +181,7 @@ static double syscall_floor_ns(uint64_t n, uint64_t size)
 	uint64_t i;
 
 	if (uffd < 0 || maps < 0 || pagemap < 0 ||
-	    ioctl(uffd, UFFDIO_API, &api) || map_chunks(n, size, &base))
+	    map_chunks(n, size, &base))
 		goto out;
 	t0 = gvm_bench_now_ns();
 	for (i = 0; i < n; i++) {
@@ -360,18 +356,14 @@ GVM_BENCH(svm_fault_2m_copy_share,
  */
 static double moved_memcpy_ns(uint64_t n)
 {
-	struct uffdio_api api = { .api = UFFD_API,
-				  .features = UFFD_FEATURE_MOVE };
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
 	uint8_t *p = MAP_FAILED, *a, *b, *dst = MAP_FAILED;
 	int64_t total = 0;
 	int fd;
 
-	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+	fd = gvm_bench_uffd(UFFD_FEATURE_MOVE, false);
 	if (fd < 0)
 		return 0;
-	if (ioctl(fd, UFFDIO_API, &api))
-		goto out;
 	p = mmap(NULL, 3 * M2, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	dst = mmap(NULL, M2, PROT_READ | PROT_WRITE,
@@ -539,8 +531,6 @@ static void raw_sigbus(int sig, siginfo_t *si, void *uc)
 /* ns per raw userfaultfd fault resolved in the faulting thread. */
 static double raw_faultback_ns(uint64_t n)
 {
-	struct uffdio_api api = { .api = UFFD_API,
-				  .features = UFFD_FEATURE_SIGBUS };
 	struct sigaction sa = { .sa_sigaction = raw_sigbus,
 				.sa_flags = SA_SIGINFO }, old;
 	struct uffdio_register reg;
@@ -548,7 +538,7 @@ static double raw_faultback_ns(uint64_t n)
 	double ns = 0;
 	int64_t t0;
 
-	raw_uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+	raw_uffd = gvm_bench_uffd(UFFD_FEATURE_SIGBUS, false);
 	if (raw_uffd < 0)
 		return 0;
 	p = mmap(NULL, n * K4, PROT_READ | PROT_WRITE,
@@ -556,8 +546,7 @@ static double raw_faultback_ns(uint64_t n)
 	reg.range.start = (uintptr_t)p;
 	reg.range.len = n * K4;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	if (p == MAP_FAILED || ioctl(raw_uffd, UFFDIO_API, &api) ||
-	    ioctl(raw_uffd, UFFDIO_REGISTER, &reg))
+	if (p == MAP_FAILED || ioctl(raw_uffd, UFFDIO_REGISTER, &reg))
 		goto out;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, &old);
@@ -626,7 +615,6 @@ static void *bare_handle(void *arg)
 static bool bare_faultback_ns(uint64_t n, int cpu, double *burst,
 			      double *alone)
 {
-	struct uffdio_api api = { .api = UFFD_API };
 	struct bare_handler bh = { .stop = 0, .cpu = cpu };
 	uint64_t m = n < 100 ? n : 100;
 	struct uffdio_register reg;
@@ -636,7 +624,7 @@ static bool bare_faultback_ns(uint64_t n, int cpu, double *burst,
 	pthread_t t;
 	int64_t t0;
 
-	bh.uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	bh.uffd = gvm_bench_uffd(0, true);
 	if (bh.uffd < 0 || !iso || !gvm_bench_run_on_cpu(cpu) ||
 	    !gvm_bench_run_on_cpu(0))
 		goto out;
@@ -645,8 +633,7 @@ static bool bare_faultback_ns(uint64_t n, int cpu, double *burst,
 	reg.range.start = (uintptr_t)p;
 	reg.range.len = 2 * n * K4;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	if (p == MAP_FAILED || ioctl(bh.uffd, UFFDIO_API, &api) ||
-	    ioctl(bh.uffd, UFFDIO_REGISTER, &reg) ||
+	if (p == MAP_FAILED || ioctl(bh.uffd, UFFDIO_REGISTER, &reg) ||
 	    pthread_create(&t, NULL, bare_handle, &bh))
 		goto out;
 	t0 = gvm_bench_now_ns();

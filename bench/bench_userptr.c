@@ -349,8 +349,6 @@ static void *bare_read(void *arg)
 static bool bare_unmap_floor(uint8_t *slot, uint64_t len, int n,
 			     double *p50, double *p90)
 {
-	struct uffdio_api api = { .api = UFFD_API,
-				  .features = UFFD_FEATURE_EVENT_UNMAP };
 	struct bare_reader br = { .stop = 0 };
 	bool ok = false;
 	pthread_t t;
@@ -358,9 +356,8 @@ static bool bare_unmap_floor(uint8_t *slot, uint64_t len, int n,
 	int i;
 
 	v = malloc((size_t)n * sizeof(*v));
-	br.uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (!v || br.uffd < 0 || ioctl(br.uffd, UFFDIO_API, &api) ||
-	    pthread_create(&t, NULL, bare_read, &br))
+	br.uffd = gvm_bench_uffd(UFFD_FEATURE_EVENT_UNMAP, true);
+	if (!v || br.uffd < 0 || pthread_create(&t, NULL, bare_read, &br))
 		goto out;
 	for (i = 0; i < n; i++) {
 		struct uffdio_register r = {
