@@ -68,6 +68,7 @@
 #define ATOMIC_RETRIES 4
 
 bool gvm__svm_no_migration;
+void (*gvm__svm_place_hook)(struct gvm_vm *vm, uint64_t addr, uint64_t len);
 
 int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 		       struct gvm_va_ops *l)
@@ -227,8 +228,9 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
  * is retried once, then the range stays in system memory for good, its
  * data intact (nothing moved); no VRAM even after eviction (-ENOSPC) is
  * no failure of the range: this fault is served in system memory, the
- * next may migrate.  Pages left in a device's memory its device cannot
- * reach are brought back by the fetch.
+ * next may migrate; nor are pages another VM's fault placed meanwhile.
+ * Pages left in a device's memory its device cannot reach are brought
+ * back by the fetch.
  */
 static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
 			bool near)
@@ -258,6 +260,8 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
 	}
 	if (!may_move(vm, r, to) || !gvm__svm_policy_may_migrate(vm, a, len))
 		return;
+	if (gvm__svm_place_hook)
+		gvm__svm_place_hook(vm, a, len);
 	for (tries = 0; tries < 2; tries++) {
 		if (tries)
 			gvm__vm_stat_add(vm, svm_migration_retries, 1);
@@ -269,19 +273,25 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
 		if (err && err != -EEXIST && err != -ENOSPC) {
 			err = where || partial ?
 			      gvm__mm_migrate_to_ram(vm->mm, a, len) : 0;
-			if (!err)
+			if (!err) {
+				where = NULL;
+				partial = false;
 				err = gvm__svm_migrate_to_vram(vm, to, a,
 							       len);
+			}
 		}
-		/* -EEXIST: placed by someone else meanwhile; fetch decides */
-		if (!err || err == -EEXIST)
+		/*
+		 * Placed by someone else meanwhile: -EEXIST, or -EXDEV, in
+		 * the memory of a device ours cannot reach (another VM's
+		 * fault took them after the lookup).  No failure of the
+		 * range, which may migrate next time: the fetch decides.
+		 */
+		if (!err || err == -EEXIST || err == -EXDEV)
 			return;
 		if (err == -ENOSPC) {
 			gvm__vm_stat_add(vm, svm_capacity_fallbacks, 1);
 			return;
 		}
-		where = NULL;
-		partial = false;
 	}
 	gvm__userptr_set_no_migrate(r);
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);

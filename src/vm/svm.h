@@ -63,6 +63,16 @@ int gvm__svm_unmap_ops(struct gvm_vm *vm, uint64_t lo, uint64_t hi,
 extern bool gvm__svm_no_migration;
 
 /*
+ * Test hook, NULL outside tests (set and cleared while no fault is being
+ * serviced): a fault decided to move range [addr, addr + len) of @vm to
+ * another memory and is about to.  Called with @vm->lock held; it may make
+ * another VM move the pages first (from another thread: it must not take
+ * @vm->lock itself).
+ */
+extern void (*gvm__svm_place_hook)(struct gvm_vm *vm, uint64_t addr,
+				   uint64_t len);
+
+/*
  * migrate.c.  Moves the CPU pages of [start, start + size) (an SVM range
  * of @vm) to the memory of @dev (the VM's device, or a peer)
  * (mm/devmem.c): from system memory, or, if they are all in the memory

@@ -12,12 +12,14 @@
  * at once by running their jobs concurrently and waiting for both.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 
 #include "harness.h"
 #include "svmtest.h"
 #include "mm/mm.h"
+#include "vm/svm.h"
 
 #define K4 SVMT_K4
 #define K64 SVMT_K64
@@ -548,6 +550,74 @@ TEST(two_devices_count_exactly_global_policy)
 TEST(two_devices_count_exactly_default_policy)
 {
 	count_on_two_devices(true, GVM_ATOMIC_UNDEFINED);
+}
+
+/*
+ * Between a fault's placement and its migration, another VM's fault puts
+ * the pages in the memory of a device the first cannot reach.  That is
+ * contention, not a failed migration: the range still migrates (it used
+ * to stay in system memory for good, and an atomic under the DEVICE
+ * policy then failed its job, 1 run in ~150 of the test above under TSan).
+ */
+static struct {
+	struct gvm_vm *vm, *thief;
+	uint64_t addr, len;
+	int calls;
+	intptr_t rc;
+} steal;
+
+static void *steal_fn(void *arg)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH,
+				  .prefetch_mem = GVM_MEM_VRAM,
+				  .addr = steal.addr, .range = steal.len };
+
+	(void)arg;
+	return (void *)(intptr_t)gvm_vm_bind(steal.thief, NULL, &op, 1,
+					     NULL, 0);
+}
+
+/* The first placement of steal.vm's: the thief takes the pages first. */
+static void steal_hook(struct gvm_vm *vm, uint64_t addr, uint64_t len)
+{
+	pthread_t t;
+	void *rc = (void *)(intptr_t)-1;
+
+	if (vm != steal.vm || steal.calls++)
+		return;
+	steal.addr = addr;
+	steal.len = len;
+	if (!pthread_create(&t, NULL, steal_fn, NULL))
+		pthread_join(t, &rc);
+	steal.rc = (intptr_t)rc;
+}
+
+TEST(pages_another_vm_takes_before_the_migration_still_migrate)
+{
+	uint64_t *p;
+	struct gvm_kernel k;
+	struct svmt_pair x;
+
+	svmt_pair_setup(&x, false, NULL);
+	p = svmt_map(K64, K64);
+	p[0] = 41;
+	ASSERT_OK(advise(x.va.vm, p, K64, GVM_MADV_ATOMIC,
+			 atomic_policy(GVM_ATOMIC_DEVICE)));
+	steal.vm = x.va.vm;
+	steal.thief = x.vb.vm;
+	gvm__svm_place_hook = steal_hook;
+	ASSERT_OK(gvm_kernel_atomic_inc(&k, svmt_u64(p), 1));
+	svmt_run(x.va.q, &k);
+	gvm__svm_place_hook = NULL;
+	ASSERT_EQ(steal.calls, 2);	/* placed again after the fetch */
+	ASSERT_EQ(steal.rc, 0);
+	ASSERT_EQ(svmt_info(x.b).svm_migrations_in, 1);
+	ASSERT_EQ(svmt_info(x.a).svm_migrations_in, 1);
+	ASSERT_EQ(svmt_stats(x.va.vm).svm_migration_failures, 0);
+	ASSERT_EQ(svmt_logged(x.va.vm, NULL), 0);
+	ASSERT_EQ(p[0], 42);
+	svmt_pair_teardown(&x);
+	svmt_unmap(p, K64);
 }
 
 /* ---- hot-unplug ---------------------------------------------------------- */
