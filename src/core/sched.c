@@ -103,7 +103,9 @@
  *     fence callbacks, under a fence lock; nothing else is called under it
  *     (no fence function, no user callback), and no other lock nests inside.
  *   queue->lock (GVM_RANK_SCHED_QUEUE, 500): the job list, last_seqno, armed
- *     and dying.  Held only for list and field updates; nothing nests inside.
+ *     and dying (the worker reads the head and dying without it: HEAD,
+ *     at queue_process()).  Held only for list and field updates; nothing
+ *     nests inside.
  *   Order: queue->lock -> fence locks -> sched->lock, although sched.c itself
  *   never holds two of its own locks at once.  Workers call fence functions
  *   (add/remove callbacks, signal, put) and ops->run/free with no lock held.
@@ -217,7 +219,9 @@ struct gvm_sched_queue {
 	struct gvm_list jobs;		/* gvm_job.link, under lock */
 	uint64_t last_seqno;		/* under lock */
 	struct gvm_job *armed;		/* armed, not yet pushed; under lock */
-	bool dying;			/* under lock; set once by destroy */
+	bool dying;			/* set once by destroy under lock
+					   (release); the worker reads it
+					   without (HEAD) */
 
 	uint32_t nr_unpushed;		/* atomic: initialised, not pushed or
 					 * finied (destroy asserts it is 0) */
@@ -485,22 +489,29 @@ enum queue_verdict {
 	QUEUE_DEAD,	/* dying and empty: destroy may free it */
 };
 
-/* Context: the one worker processing @q (q->busy), no lock held. */
+/*
+ * Context: the one worker processing @q (q->busy), no lock held.
+ *
+ * HEAD.  The head job is read without q->lock: only this worker removes
+ * jobs (job_complete(), which also counts them out of nr_jobs), and a push
+ * links its job before it counts it in (nr_jobs, seq_cst, so a release),
+ * so nr_jobs read with acquire > 0 means q->jobs.next is a pushed job,
+ * stable until this worker unlinks it (a push onto a non-empty list writes
+ * only the tail's link).  dying is read first: no job is pushed once it is
+ * set, so dying and no job is final.  A worker that misses a dying being
+ * set meanwhile finishes as if it had come later: destroy kicks the queue
+ * after setting it, so the rekick brings the worker back, and it takes
+ * sched->lock, after destroy's, before it looks again.
+ */
 static enum queue_verdict queue_process(struct gvm_sched_queue *q)
 {
 	for (unsigned int n = 0;; n++) {
-		struct gvm_job *job = NULL;
-		bool dying;
+		bool dying = gvm_load_acquire(&q->dying);
+		struct gvm_job *job;
 
-		gvm__mutex_lock(&q->lock);
-		if (!gvm_list_empty(&q->jobs))
-			job = gvm_list_first_entry(&q->jobs, struct gvm_job,
-						   link);
-		dying = q->dying;
-		gvm__mutex_unlock(&q->lock);
-
-		if (!job)
+		if (!gvm_load_acquire(&q->nr_jobs))
 			return dying ? QUEUE_DEAD : QUEUE_IDLE;
+		job = gvm_list_first_entry(&q->jobs, struct gvm_job, link);
 		if (n == SCHED_BUDGET)
 			return QUEUE_MORE;
 		if (!job_advance(job, dying))
@@ -741,7 +752,7 @@ void gvm_sched_queue_destroy(struct gvm_sched_queue *q)
 
 	gvm__mutex_lock(&q->lock);
 	gvm_assert(!q->armed && !q->dying);
-	q->dying = true;
+	gvm_store_release(&q->dying, true);
 	gvm__mutex_unlock(&q->lock);
 
 	/* The worker cancels what has not started, then marks q dead; a
