@@ -179,11 +179,18 @@ static void bounds(uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
 }
 
 /*
- * The calling thread's control block and static TLS: the static TLS area
- * on either side of the thread pointer (below it on x86-64, above it on
- * some other architectures), as glibc sizes it.
+ * The calling thread's control block and static TLS, whose stack is
+ * [stack_lo, stack_hi): the static TLS area on either side of the thread
+ * pointer (below it on x86-64, above it on some other architectures), as
+ * glibc sizes it.  A thread pthread made has them at the top of its stack
+ * block, which its stack's bounds include: then only what lies inside
+ * the stack (the guess on the other side of the thread pointer would
+ * reach into the next mapping, and that memory, the application's, would
+ * never migrate while the thread is registered).  The main thread's are
+ * in a mapping of their own, whose ends we do not know: the guess stands.
  */
-static void tls_bounds(uintptr_t *lo, uintptr_t *hi)
+static void tls_bounds(uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *lo,
+		       uintptr_t *hi)
 {
 	void (*info)(size_t *size, size_t *align);
 	uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
@@ -197,6 +204,10 @@ static void tls_bounds(uintptr_t *lo, uintptr_t *hi)
 	size += PAGE;			/* the thread descriptor */
 	*lo = (tp > size ? tp - size : 0) & ~(PAGE - 1);
 	*hi = (tp + size + PAGE - 1) & ~(PAGE - 1);
+	if (tp >= stack_lo && tp < stack_hi) {
+		*lo = *lo > stack_lo ? *lo : stack_lo;
+		*hi = *hi < stack_hi ? *hi : stack_hi;
+	}
 }
 
 void gvm__stack_note(uintptr_t sp)
@@ -206,7 +217,7 @@ void gvm__stack_note(uintptr_t sp)
 	int slot = my_slot;
 
 	bounds(sp, &lo, &hi);
-	tls_bounds(&tls_lo, &tls_hi);
+	tls_bounds(lo, hi, &tls_lo, &tls_hi);
 	/* First: the bring-back below takes locks, which check again. */
 	gvm__stack_lo = lo;
 	gvm__stack_hi = hi;

@@ -1064,6 +1064,10 @@ TEST(a_threads_stack_comes_back_when_it_first_calls_gvm)
 	   takes nothing from a stack running library code (the ranges
 	   stay in system memory, as after any failed migration). */
 	ASSERT_TRUE(gvm__alloc_owns((uint64_t)(uintptr_t)stk, TSTACK));
+	/* ... and nothing past it: its TLS is inside the stack block, and
+	   the memory above is the application's (it used to be taken for
+	   that thread's TLS, and a mapping there never migrated). */
+	ASSERT_FALSE(gvm__alloc_owns((uint64_t)(uintptr_t)stk + TSTACK, K4));
 	prefetch(&c, stk, TSTACK, GVM_MEM_VRAM);
 	ASSERT_EQ(stats(c.vm).svm_migrations, TSTACK / K64);
 	ASSERT_GE(stats(c.vm).svm_migration_failures, 1);
