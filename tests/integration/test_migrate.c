@@ -1200,6 +1200,7 @@ static struct held {
 	bool timed_out;
 } held[HELD_MAX];
 static unsigned int nr_held;			/* atomic */
+static bool releaser_ready;			/* atomic: it used gvm */
 
 static uint64_t stages_tidied(struct gvm_mm *mm)
 {
@@ -1218,6 +1219,7 @@ static void *releaser_main(void *arg)
 		gvm_fence_signal(warm);
 		gvm_fence_put(warm);
 	}
+	__atomic_store_n(&releaser_ready, true, __ATOMIC_RELEASE);
 	for (unsigned int i = 0; i < HELD_MAX; i++) {
 		struct held *h = &held[i];
 		int64_t until;
@@ -1276,6 +1278,10 @@ TEST(migrations_empty_the_last_stage_while_they_copy)
 	setup(&c);
 	held_mm = c.mm;
 	ASSERT_OK(pthread_create(&releaser, NULL, releaser_main, NULL));
+	/* Its first call registers its stack and brings back what of it
+	   moved, which waits for devmem_lock: a held copy holds that. */
+	while (!__atomic_load_n(&releaser_ready, __ATOMIC_ACQUIRE))
+		sched_yield();
 	real_ops = c.dev->ops;
 	held_ops = *real_ops;
 	held_ops.copy = held_copy;
