@@ -34,10 +34,12 @@
  * tcache).  An allocation pops from it and a free pushes onto it without
  * a lock or an atomic read-modify-write, so threads working side by side
  * (two binders on two VMs, the scheduler's workers) share no cache line
- * on their way through the heap.  The cache refills from the shared lists
- * half a cache at a time and gives half back when it overflows, one lock
- * round per batch; a block freed by another thread than the one that
- * allocated it simply joins the freeing thread's cache.  A thread's
+ * on their way through the heap.  The cache gives half back when it
+ * overflows, as one batch that is kept whole, and refills with one such
+ * batch when it has one (no walk over blocks another CPU touched last),
+ * else half a cache from the shared lists; one lock round either way.  A
+ * block freed by another thread than the one that allocated it simply
+ * joins the freeing thread's cache.  A thread's
  * cache goes back to the shared lists when the thread exits (a
  * pthread key's destructor), and the cache's own record is kept for the
  * next thread, so threads coming and going lose no memory.  The live
@@ -50,10 +52,10 @@
  * are used directly.  Fault injection is untouched: it sits in the
  * wrappers of alloc.h, before the heap.
  *
- * Locking: striped mutexes over the classes' shared free lists (leaves,
- * held for a list push or pop, or a batch of them); `tc_lock` over the
- * registry of caches and the exited threads' live count (a leaf, never
- * held with the others); the bump pointer is atomic.  A cache is its
+ * Locking: striped mutexes over the classes' shared free lists and
+ * batches (leaves, held for a list push or pop, or a batch of them);
+ * `tc_lock` over the registry of caches and the exited threads' live
+ * count (a leaf, never held with the others); the bump pointer is atomic.  A cache is its
  * thread's alone, except its live count, written by its thread (relaxed)
  * and read under `tc_lock`.  Not in the lock-rank table: nothing is ever
  * taken under these mutexes.
@@ -171,6 +173,24 @@ struct tcache {
 					   read under tc_lock */
 	struct tcache *next, *prev;	/* tc_lock: registry or spare list */
 };
+
+/*
+ * Batches: the runs of blocks that caches give back whole (tc_flush),
+ * kept as they came, so that a cache refilling takes one in O(1) instead
+ * of walking a list whose blocks another CPU freed last: a cache miss a
+ * block, one after the other, under the class lock (a thread allocating
+ * what other threads free, as a bind queue's submitter does with its
+ * workers).  The blocks are then missed one at a time as they are handed
+ * out, where their new owner would miss them anyway.  Up to BATCH_SLOTS
+ * a class; more join the class's free list.  Under the class's lock.
+ */
+#define BATCH_SLOTS 64u
+struct batch {
+	struct free_block *head;	/* NULL-terminated */
+	uint32_t n;			/* blocks, <= tc_cap(c) */
+};
+static struct batch batches[TC_CLASSES][BATCH_SLOTS];
+static uint32_t nr_batches[TC_CLASSES];
 
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tcache *tc_threads;	/* tc_lock: caches of live threads */
@@ -389,9 +409,14 @@ static void tc_flush(struct tcache *tc, unsigned int c, uint32_t n)
 	   owner at any moment after the unlock. */
 	heap_lock(class_lock(c));
 	UNPOISON(last, sizeof(*last));
-	last->next = free_lists[c];
+	if (nr_batches[c] < BATCH_SLOTS) {
+		last->next = NULL;
+		batches[c][nr_batches[c]++] = (struct batch){ first, n };
+	} else {
+		last->next = free_lists[c];
+		free_lists[c] = first;
+	}
 	POISON(last, sizeof(*last));
-	free_lists[c] = first;
 	pthread_mutex_unlock(class_lock(c));
 }
 
@@ -418,8 +443,9 @@ static void tc_exit(void *arg)
 
 /*
  * A block of class @c, its header not yet written; NULL if none.  From
- * the thread's cache @tc (NULL: none) if it has one; else a batch from
- * the shared list, or a fresh run carved from the heap, whose extra
+ * the thread's cache @tc (NULL: none) if it has one; else a batch another
+ * cache gave back (whole, the rest becoming the cache), or some blocks
+ * from the shared list, or a fresh run carved from the heap, whose extra
  * blocks fill the cache and the rest the shared list.
  */
 static void *block_get(unsigned int c, struct tcache *tc)
@@ -442,6 +468,17 @@ static void *block_get(unsigned int c, struct tcache *tc)
 	}
 
 	heap_lock(class_lock(c));
+	if (want && nr_batches[c]) {
+		struct batch bt = batches[c][--nr_batches[c]];
+
+		pthread_mutex_unlock(class_lock(c));
+		/* The cache is empty (a refill) and bt.n <= its cap. */
+		b = bt.head;
+		tc->head[c] = link_next(b);
+		tc->count[c] = bt.n - 1;
+		UNPOISON(b, sizeof(*b));
+		return b;
+	}
 	b = free_lists[c];
 	if (b) {
 		free_lists[c] = link_next(b);
