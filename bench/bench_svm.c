@@ -59,6 +59,7 @@
 #include "mm/mm.h"
 #include "mm/uffd_compat.h"
 #include "vm/dev.h"
+#include "vm/policy.h"
 #include "vm/svm.h"
 #include "vm/vm.h"
 
@@ -661,6 +662,21 @@ out:
 	return ok;
 }
 
+/* GPU faults on the @n ranges of @size at @base_p: all must migrate. */
+static int fault_into_vram(struct svm_bench *s, uint8_t *base_p, uint64_t n,
+			   uint64_t size)
+{
+	uint64_t moved = gvm_load_relaxed(&s->vm->stats.svm_migrations);
+	int err = 0;
+
+	for (uint64_t i = 0; i < n && !err; i++)
+		err = gpu_fault(s->vm, (uintptr_t)(base_p + 2 * size * i));
+	if (!err &&
+	    gvm_load_relaxed(&s->vm->stats.svm_migrations) != moved + n)
+		err = -EIO;
+	return err;
+}
+
 /*
  * CPU reads of @n device-resident ranges of @size (one read each, which
  * brings the whole range back), extents up to @cpu_back_max bytes coming
@@ -670,12 +686,16 @@ out:
  * follow one another (a burst: the event thread is still spinning from
  * the last); with @isolated not NULL, one more round reads up to 100 of
  * them 200 us apart, past the spin, and gives the median in *@isolated.
+ * The same ranges migrate once a rep: thrashing detection is off
+ * meanwhile, which would pin them to system memory after 4 migrations in
+ * 50 ms (a --quick run's reps) and leave nothing to fault back.
  */
 static int faultback(uint64_t n, uint64_t size, uint64_t cpu_back_max,
 		     double *ns, double *base, double *isolated)
 {
 	double v[GVM_BENCH_REPS], b[GVM_BENCH_REPS];
 	uint64_t saved = gvm_load_relaxed(&gvm__mm_devmem_cpu_back_max);
+	uint32_t thrash = gvm_load_relaxed(&gvm__svm_policy.thrash_migrations);
 	struct svm_bench s;
 	uint8_t *base_p = NULL;
 	int err, r;
@@ -688,16 +708,11 @@ static int faultback(uint64_t n, uint64_t size, uint64_t cpu_back_max,
 		return err;
 	}
 	gvm_store_relaxed(&gvm__mm_devmem_cpu_back_max, cpu_back_max);
+	gvm_store_relaxed(&gvm__svm_policy.thrash_migrations, 0u);
 	for (r = 0; r < GVM_BENCH_REPS && !err; r++) {
-		uint64_t moved = gvm_load_relaxed(&s.vm->stats.svm_migrations);
 		int64_t t0;
 
-		for (uint64_t i = 0; i < n && !err; i++)
-			err = gpu_fault(s.vm, (uintptr_t)(base_p +
-							  2 * size * i));
-		if (!err && gvm_load_relaxed(&s.vm->stats.svm_migrations) !=
-				    moved + n)
-			err = -EIO;	/* all must be in VRAM */
+		err = fault_into_vram(&s, base_p, n, size);
 		t0 = gvm_bench_now_ns();
 		for (uint64_t i = 0; i < n && !err; i++)
 			gvm_bench_keep(((volatile uint8_t *)base_p)[2 * size *
@@ -714,9 +729,7 @@ static int faultback(uint64_t n, uint64_t size, uint64_t cpu_back_max,
 		uint64_t m = n < 100 ? n : 100;
 		double *iso = calloc(m, sizeof(*iso));
 
-		for (uint64_t i = 0; i < n && !err; i++)
-			err = gpu_fault(s.vm, (uintptr_t)(base_p +
-							  2 * size * i));
+		err = fault_into_vram(&s, base_p, n, size);
 		for (uint64_t i = 0; i < m && iso && !err; i++) {
 			struct timespec gap = { 0, 200000 };
 			int64_t t0;
@@ -731,6 +744,7 @@ static int faultback(uint64_t n, uint64_t size, uint64_t cpu_back_max,
 		free(iso);
 	}
 	gvm_store_relaxed(&gvm__mm_devmem_cpu_back_max, saved);
+	gvm_store_relaxed(&gvm__svm_policy.thrash_migrations, thrash);
 	*ns = gvm_bench_median(v, GVM_BENCH_REPS);
 	if (base)
 		*base = gvm_bench_median(b, GVM_BENCH_REPS);
