@@ -152,7 +152,9 @@ GVM_API int gvm_sched_queue_create(struct gvm_sched *s, const char *name,
  * whose hardware fence is outstanding, is waited for and completes normally.
  * When this returns, no run(), free() or fence callback of @q is executing or
  * will run.  Every job initialised on @q must have been pushed or finied, and
- * nobody may use @q concurrently or afterwards.  Blocks; must not be called
+ * nobody may use @q concurrently or afterwards (including a
+ * gvm_job_push() still returning: a job's finished fence may signal
+ * before its push returns).  Blocks; must not be called
  * from run(), free() or a fence callback.
  */
 GVM_API void gvm_sched_queue_destroy(struct gvm_sched_queue *q);

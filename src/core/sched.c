@@ -72,7 +72,11 @@
  * work_cond, so the kick of a job's hw fence or of the next push is picked
  * up without a wake-up; idle workers never spin.  A kick while a worker
  * spins wakes nobody (the spinner looks at the ready list under the lock
- * before it sleeps).  Jobs with ops->signal_from_hw (execs) have their
+ * before it sleeps); so a worker that takes a queue and leaves others on
+ * the ready list wakes another worker (several kicks during one spin would
+ * otherwise wait for the spinner, however long its queue takes, while
+ * another worker sleeps: a queue whose run() waited for another's job
+ * would hang).  Jobs with ops->signal_from_hw (execs) have their
  * finished fence signalled by the hw fence's callback, in the thread that
  * signals it: their waiters do not wait for a worker.  And a pusher may
  * be its own worker: gvm_job_push_deferred() + gvm_sched_queue_run() (no
@@ -495,9 +499,10 @@ enum queue_verdict {
  * HEAD.  The head job is read without q->lock: only this worker removes
  * jobs (job_complete(), which also counts them out of nr_jobs), and a push
  * links its job before it counts it in (nr_jobs, seq_cst, so a release),
- * so nr_jobs read with acquire > 0 means q->jobs.next is a pushed job,
- * stable until this worker unlinks it (a push onto a non-empty list writes
- * only the tail's link).  dying is read first: no job is pushed once it is
+ * so nr_jobs read with acquire > 0 means q->jobs.next is a pushed job
+ * (or, if the count read is this worker's own decrement, q->lock in
+ * job_complete() ordered the pushes it counted), stable until this worker
+ * unlinks it (a push onto a non-empty list writes only the tail's link).  dying is read first: no job is pushed once it is
  * set, so dying and no job is final.  A worker that misses a dying being
  * set meanwhile finishes as if it had come later: destroy kicks the queue
  * after setting it, so the rekick brings the worker back, and it takes
@@ -531,6 +536,11 @@ static void queue_release_locked(struct gvm_sched *s,
 {
 	gvm_lockdep_assert_held(&s->lock);
 	q->busy = false;
+	/* A hw callback may have parked a head job that this worker then
+	   completed: nothing is parked in an empty queue (a push onto it
+	   kicks anyway). */
+	if (!gvm_load_relaxed(&q->nr_jobs))
+		gvm_store_relaxed(&q->parked, 0u);
 	if (v == QUEUE_DEAD) {
 		q->dead = true;
 		gvm__cond_broadcast(&s->dead_cond);
@@ -569,9 +579,12 @@ static void queue_run_locked(struct gvm_sched *s, struct gvm_sched_queue *q)
 	queue_release_locked(s, q, v);
 }
 
+void (*gvm__sched_spin_hook)(struct gvm_sched *s);
+
 static void *sched_worker(void *arg)
 {
 	struct gvm_sched *s = arg;
+	struct gvm_sched_queue *q;
 	bool worked = false;
 
 	gvm__mutex_lock(&s->lock);
@@ -588,6 +601,8 @@ static void *sched_worker(void *arg)
 				worked = false;
 				s->spinning = true;
 				gvm__mutex_unlock(&s->lock);
+				if (gvm__sched_spin_hook)
+					gvm__sched_spin_hook(s);
 				gvm__spin_while_eq(&s->kicks, k,
 						   GVM_HANDOFF_SPIN_NS);
 				gvm__mutex_lock(&s->lock);
@@ -600,9 +615,12 @@ static void *sched_worker(void *arg)
 		if (gvm_list_empty(&s->ready))
 			break;	/* stopping, and no queue exists any more */
 
-		queue_run_locked(s, gvm_list_first_entry(&s->ready,
-							 struct gvm_sched_queue,
-							 ready_link));
+		q = gvm_list_first_entry(&s->ready, struct gvm_sched_queue,
+					 ready_link);
+		/* More ready than this worker takes: another (Hand-offs). */
+		if (q->ready_link.next != &s->ready && !s->spinning)
+			gvm__cond_signal(&s->work_cond);
+		queue_run_locked(s, q);
 	}
 	gvm__mutex_unlock(&s->lock);
 	return NULL;
@@ -910,7 +928,8 @@ struct gvm_fence *gvm_job_finished(struct gvm_job *job)
 	return job->finished;
 }
 
-/* Queues @job; true if it is the queue's only job (nobody is at work). */
+/* Queues @job; true if it is the queue's only job (no head to process it
+   after the one it is processing: the queue needs a kick). */
 static bool job_queue(struct gvm_job *job)
 {
 	struct gvm_sched_queue *q;

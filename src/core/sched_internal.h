@@ -22,4 +22,12 @@ struct gvm_sched_queue_state {
 
 struct gvm_sched_queue_state gvm__sched_queue_state(struct gvm_sched_queue *q);
 
+/*
+ * Test hook, NULL outside tests (set before the scheduler's first push,
+ * cleared after it is destroyed): a worker begins to spin for the next
+ * kick (Hand-offs, sched.c), no lock held.  It may block to hold the
+ * worker in that state.
+ */
+extern void (*gvm__sched_spin_hook)(struct gvm_sched *s);
+
 #endif

@@ -1071,6 +1071,51 @@ TEST(a_lone_hw_job_is_completed_by_the_next_push)
 	gvm_fence_put(hw);
 }
 
+/*
+ * The hw fence signals as the worker adds its callback (here from its
+ * enable_signaling, so the callback runs inside gvm_fence_add_callback):
+ * the callback parks the queue, then the worker sees the fence signalled
+ * and completes the job itself.  An empty queue is not left parked.
+ */
+static bool signal_on_enable(struct gvm_fence *f)
+{
+	gvm_fence_signal(f);
+	return true;
+}
+
+static const struct gvm_fence_ops self_signalling_ops = {
+	.name = "test-hw-self",
+	.enable_signaling = signal_on_enable,
+};
+
+TEST(a_hw_job_the_worker_completes_leaves_nothing_parked)
+{
+	struct gvm_sched_queue *q;
+	struct gvm_fence *f1, *hw;
+	struct gvm_sched *s;
+	struct tjob t1;
+
+	hw = malloc(sizeof(*hw));
+	ASSERT_TRUE(hw != NULL);
+	gvm_fence_init(hw, &self_signalling_ops, gvm_fence_context_alloc(1), 1);
+	ASSERT_OK(gvm_sched_create("t", 1, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
+	tjob_setup(&t1);
+	t1.hw = hw;
+	ASSERT_OK(gvm_job_init(&t1.base, q, &tjob_hw_ops));
+	gvm_job_arm(&t1.base);
+	f1 = gvm_fence_get(gvm_job_finished(&t1.base));
+	gvm_job_push(&t1.base);
+	ASSERT_TRUE(event_wait(&t1.freed_ev));	/* the worker completed it */
+	while (!gvm__sched_queue_state(q).waits)	/* and let it go */
+		sched_yield();
+	ASSERT_FALSE(gvm__sched_queue_state(q).parked);
+	gvm_sched_queue_destroy(q);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm_fence_put(f1);
+	gvm_fence_put(hw);
+}
+
 /* A parked job is completed by the queue's destruction. */
 TEST(a_parked_hw_job_is_completed_by_queue_destroy)
 {
@@ -1176,6 +1221,77 @@ TEST(a_push_racing_with_the_hw_fence_ahead_is_never_lost)
 	}
 	gvm_sched_queue_destroy(q);
 	ASSERT_OK(gvm_sched_destroy(s));
+}
+
+/*
+ * Two queues kicked while a worker spins (Hand-offs, sched.c): the spinner
+ * takes the first, and the other worker, asleep, must be woken for the
+ * second.  Here the first queue's job waits for the second's: had nobody
+ * woken the sleeper, it would wait until its 10 s ran out.  The spin hook
+ * holds the spinner until both kicks are made.
+ */
+static struct event spinning = EVENT_INIT, kicked = EVENT_INIT;
+static struct event b_ran = EVENT_INIT;
+static uint32_t spins;	/* atomic */
+static bool a_saw_b;
+
+static void hold_first_spin(struct gvm_sched *s)
+{
+	(void)s;
+	if (__atomic_fetch_add(&spins, 1, __ATOMIC_SEQ_CST))
+		return;
+	event_set(&spinning);
+	event_wait(&kicked);
+}
+
+static void wait_for_b(struct tjob *t)
+{
+	(void)t;
+	a_saw_b = event_wait(&b_ran);
+}
+
+static void set_b_ran(struct tjob *t)
+{
+	(void)t;
+	event_set(&b_ran);
+}
+
+TEST(kicks_during_a_spin_wake_a_sleeping_worker)
+{
+	struct gvm_sched_queue *z, *a, *b;
+	struct gvm_fence *fz, *fa, *fb;
+	struct tjob jz, ja, jb;
+	struct gvm_sched *s;
+
+	gvm__sched_spin_hook = hold_first_spin;
+	ASSERT_OK(gvm_sched_create("t", 2, &s));
+	ASSERT_OK(gvm_sched_queue_create(s, "z", &z));
+	ASSERT_OK(gvm_sched_queue_create(s, "a", &a));
+	ASSERT_OK(gvm_sched_queue_create(s, "b", &b));
+	tjob_setup(&jz);
+	tjob_setup(&ja);
+	tjob_setup(&jb);
+	ja.hook = wait_for_b;
+	jb.hook = set_b_ran;
+	/* One worker runs z's job and then spins (held); the other never
+	   worked, so it sleeps. */
+	fz = submit(z, &jz, NULL, 0);
+	ASSERT_TRUE(event_wait(&spinning));
+	fa = submit(a, &ja, NULL, 0);	/* both kicks see the spinner */
+	fb = submit(b, &jb, NULL, 0);
+	event_set(&kicked);
+	wait_done(fa);
+	wait_done(fb);
+	ASSERT_TRUE(a_saw_b);
+	wait_done(fz);
+	gvm_fence_put(fz);
+	gvm_fence_put(fa);
+	gvm_fence_put(fb);
+	gvm_sched_queue_destroy(z);
+	gvm_sched_queue_destroy(a);
+	gvm_sched_queue_destroy(b);
+	ASSERT_OK(gvm_sched_destroy(s));
+	gvm__sched_spin_hook = NULL;
 }
 
 TEST(queue_destroy_empty_and_idle)
