@@ -119,8 +119,9 @@ GVM_API void *gvm_lane_span(struct gvm_lane *lane, uint64_t va, size_t *len,
  * The lane's last translation, for the inline loads and stores: the
  * first member of the backend's struct gvm_lane (not for kernels: they
  * use the functions).  Written by the engine thread in the full path;
- * `inval_pending` is also written by threads submitting a TLB
- * invalidation (release), read here with acquire.  The tags are the
+ * `inval_pending` is also set by threads submitting a TLB
+ * invalidation and cleared by the engine (seq_cst), read here with
+ * acquire.  The tags are the
  * GPU VA of the cached page, or ~0 (never matches: the mask below clears
  * bits 3 to 11) when that access may
  * not take the fast path: no translation, a span live, the job failed, a

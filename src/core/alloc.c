@@ -47,15 +47,18 @@
  * minus what it freed, possibly negative): gvm__alloc_live() sums the
  * caches under the registry lock and adds what exited threads left.
  * Blocks sitting in a cache are free, not live.  After a thread's cache
- * is gone (later destructors of the exiting thread) and in a forked
- * child's other threads' caches, nothing is cached: the shared lists
- * are used directly.  Fault injection is untouched: it sits in the
+ * is gone (later destructors of the exiting thread), nothing is cached:
+ * the shared lists are used directly.  A forked child keeps the other
+ * threads' caches as they were (no thread of the child uses them: their
+ * free blocks stay there, and their live counts still count).  Fault
+ * injection is untouched: it sits in the
  * wrappers of alloc.h, before the heap.
  *
  * Locking: striped mutexes over the classes' shared free lists and
  * batches (leaves, held for a list push or pop, or a batch of them);
  * `tc_lock` over the registry of caches and the exited threads' live
- * count (a leaf, never held with the others); the bump pointer is atomic.  A cache is its
+ * count (a leaf, held with the others only by fork()'s prepare, which
+ * takes it first); the bump pointer is atomic.  A cache is its
  * thread's alone, except its live count, written by its thread (relaxed)
  * and read under `tc_lock`.  Not in the lock-rank table: nothing is ever
  * taken under these mutexes.
