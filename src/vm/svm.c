@@ -228,7 +228,8 @@ static struct gvm_device *placement(struct gvm_vm *vm, struct gvm_vma *r,
  * is retried once, then the range stays in system memory for good, its
  * data intact (nothing moved); no VRAM even after eviction (-ENOSPC) is
  * no failure of the range: this fault is served in system memory, the
- * next may migrate; nor are pages another VM's fault placed meanwhile.
+ * next may migrate; nor are pages another VM's fault placed meanwhile,
+ * nor a shortage of memory or a fork under way (-ENOMEM, -EAGAIN).
  * Pages left in a device's memory its device cannot reach are brought
  * back by the fetch.
  */
@@ -292,6 +293,10 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
 			gvm__vm_stat_add(vm, svm_capacity_fallbacks, 1);
 			return;
 		}
+		/* Short of memory, or a fork under way (frozen): no failure
+		   of the range either; this fault is served where it is. */
+		if (err == -ENOMEM || err == -EAGAIN)
+			return;
 	}
 	gvm__userptr_set_no_migrate(r);
 	gvm__vm_stat_add(vm, svm_migration_failures, 1);
@@ -642,12 +647,15 @@ void gvm__svm_accessed(struct gvm_vm *vm, const struct gvm_access_info *a)
 			continue;
 		dm = gvm__mm_devmem_lookup(vm->mm, va->addr, va->range, NULL,
 					   &off, &partial);
+		/* Whether the device is reachable, while dm (which may hold
+		   the last reference to it) is ours. */
 		if (dm) {
 			where = gvm__svm_devmem_device(dm);
+			if (where && (where == vm->dev || !reachable(vm, where)))
+				where = NULL;
 			gvm__mm_devmem_put(dm);
 		}
-		if (!where || where == vm->dev || !reachable(vm, where) ||
-		    !reachable(vm, vm->dev) ||
+		if (!where || !reachable(vm, vm->dev) ||
 		    !gvm__svm_policy_ops()->accessed(vm, va->addr, va->range))
 			continue;
 		if (range_bind(vm, r, PLACE_NEAR, GVM_ACCESS_READ))
