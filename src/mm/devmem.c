@@ -290,15 +290,23 @@ static uint64_t next_run(const struct devmem_ext *e, uint64_t *i)
 	return j - *i;
 }
 
-/* Registers each valid run of @e with @missing (best effort). */
-static void ext_register(struct gvm_mm *mm, const struct devmem_ext *e,
-			 bool missing)
+/* The CPU's again (inside the invalidation; best effort). */
+static void cpu_owns(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	if (mm->ops->unmiss)
+		mm->ops->unmiss(mm, start, len);
+	else
+		mm->ops->register_range(mm, start, len, false);
+}
+
+/* Each valid run of @e is the CPU's again (cpu_owns). */
+static void ext_cpu_owns(struct gvm_mm *mm, const struct devmem_ext *e)
 {
 	uint64_t i = 0, n;
 
 	while ((n = next_run(e, &i))) {
-		mm->ops->register_range(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
-					n << GVM_MM_PAGE_SHIFT, missing);
+		cpu_owns(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
+			 n << GVM_MM_PAGE_SHIFT);
 		i += n;
 	}
 }
@@ -335,11 +343,11 @@ static bool give_back(struct devmem_ext *e, uint64_t stage)
 	uint64_t done = 0, i;
 
 	if (mm->ops->give(mm, e->start, e->len, stage, &done) != -EAGAIN) {
-		mm->ops->register_range(mm, e->start, e->len, false);
+		cpu_owns(mm, e->start, e->len);
 		return false;
 	}
 	if (done)
-		mm->ops->register_range(mm, e->start, done, false);
+		cpu_owns(mm, e->start, done);
 	for (i = 0; i < done >> GVM_MM_PAGE_SHIFT; i++)
 		set_valid(e, i, false);
 	gvm__mm_devmem_init(&sd->dm, &stage_dm_ops, NULL, e->len);
@@ -378,7 +386,7 @@ static int to_dev_change(void *arg)
 	}
 	err = mm->ops->take(mm, e->start, e->len, stage, &e->huge);
 	if (err) {
-		mm->ops->register_range(mm, e->start, e->len, false);
+		cpu_owns(mm, e->start, e->len);
 		mm->ops->stage_put(mm, stage, true);
 		return err;
 	}
@@ -594,7 +602,7 @@ static int to_ram_change(void *arg)
 	if (!huge && to_ram_by_cpu(e)) {
 		/* Given back, the extent not yet dropped (INVAL). */
 		gvm__mm_inject_inval(mm, e->start, e->len);
-		ext_register(mm, e, false);
+		ext_cpu_owns(mm, e);
 		ext_free(mm, e);
 		return 0;
 	}
@@ -627,7 +635,7 @@ static int to_ram_change(void *arg)
 		}
 		/* What was given (or poisoned) is the CPU's again. */
 		if (done)
-			mm->ops->register_range(mm, e->start + b, done, false);
+			cpu_owns(mm, e->start + b, done);
 		for (j = 0; j < done >> GVM_MM_PAGE_SHIFT; j++)
 			set_valid(e, i + j, false);
 		if (err == -EAGAIN)
@@ -652,24 +660,31 @@ static int migrate_back_locked(struct gvm_mm *mm, struct devmem_ext *e)
  * only those whose data is in @dm if it is not NULL.  An extent the
  * backend could not give whole (-EAGAIN) is retried once the events in
  * the way are read: devmem_lock is dropped meanwhile (the event thread
- * may need it to process them) and taken again.
+ * may need it to process them) and taken again.  One that failed
+ * otherwise and is still there (no stage to give it through) is left,
+ * and the walk goes on after it: trying it again at once would fail
+ * again, for ever.  The first error is returned.
  */
 static int migrate_back_all_locked(struct gvm_mm *mm, uint64_t start,
 				   uint64_t len,
 				   const struct gvm_mm_devmem *dm)
 {
+	uint64_t a = start, end = start + len;
 	struct devmem_ext *e;
 	int err, ret = 0;
 
-	while ((e = ext_first_of(mm, start, len, dm))) {
+	while (a < end && (e = ext_first_of(mm, a, end - a, dm))) {
+		uint64_t next = e->start + e->len;	/* e may go */
+
 		err = migrate_back_locked(mm, e);
 		if (err == -EAGAIN) {
 			mm->devmem_waits++;
 			gvm__mutex_unlock(&mm->devmem_lock);
 			gvm__mm_sync(mm);
 			gvm__mutex_lock(&mm->devmem_lock);
-		} else if (err && !ret) {
-			ret = err;
+		} else if (err) {
+			ret = ret ? ret : err;
+			a = next;
 		}
 	}
 	return ret;

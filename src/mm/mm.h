@@ -105,6 +105,11 @@ struct gvm_mm_ops {
 	   which hands them to gvm__mm_devmem_fault() (devmem.c) */
 	int (*register_range)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 			      bool missing);
+	/* The CPU owns [start, start + len) again: its absent pages no
+	   longer fault to the backend (registering without @missing may
+	   not drop it).  Called only inside a migration's invalidation,
+	   the range's device data gone.  NULL: register_range(false). */
+	int (*unmiss)(struct gvm_mm *mm, uint64_t start, uint64_t len);
 	int (*lookup)(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
 		      struct gvm_mm_vma *out);
 	int (*fetch)(struct gvm_mm *mm, uint64_t start, uint64_t len,

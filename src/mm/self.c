@@ -221,8 +221,36 @@ static void cpu_fault(struct gvm_mm_self *s, uint64_t addr);
 static bool ref_get_unless_zero(uint32_t *ref);
 static void stages_fini(struct gvm_mm_self *s);
 
+/*
+ * What an event changes in the device data of its range, done as the
+ * invalidation's change (after the passes, while readers still wait):
+ * the device memory of pages that went away is freed, or follows them
+ * to their new address, only once no device reaches it, and before any
+ * fault can look the range up again.  Done after the invalidation, a
+ * fault in between could map the device memory the change then frees.
+ */
+struct devmem_change {
+	struct gvm_mm *mm;
+	uint64_t start, len;
+	uint64_t to;			/* REMAP: the new address */
+	bool remap;
+};
+
+static int devmem_change(void *arg)
+{
+	const struct devmem_change *c = arg;
+
+	if (c->remap)
+		gvm__mm_devmem_remap(c->mm, c->start, c->to, c->len);
+	else
+		gvm__mm_devmem_discard(c->mm, c->start, c->len);
+	return 0;
+}
+
+/* Invalidates [start, end) for @ev, then makes @change (NULL: none). */
 static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
-		       enum gvm_mm_event ev, uint64_t stamp)
+		       enum gvm_mm_event ev, uint64_t stamp,
+		       struct devmem_change *change)
 {
 	struct gvm_notifier_range r = {
 		.start = start,
@@ -234,7 +262,11 @@ static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
 	if (end <= start)
 		return;
 	stat_inc(&s->stats.invalidations);
-	gvm__notifier_invalidate(&s->base, &r);
+	if (change)
+		gvm__notifier_invalidate_change(&s->base, &r, devmem_change,
+						change);
+	else
+		gvm__notifier_invalidate(&s->base, &r);
 }
 
 /*
@@ -256,7 +288,7 @@ static void fork_invalidate(struct gvm_mm_self *s, uint64_t stamp)
 		    gvm__notifier_find_first(&s->base, v.start, v.end - 1,
 					     NULL, NULL))
 			invalidate(s, v.start, v.end, GVM_MM_EVENT_FORK,
-				   stamp);
+				   stamp, NULL);
 		if (v.end <= addr)
 			break;		/* cannot happen: no progress */
 		addr = v.end;
@@ -283,6 +315,7 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 			 uint64_t stamp)
 {
 	void (*hook)(struct gvm_mm *, uint8_t);
+	struct devmem_change change;
 
 	hook = gvm_load_acquire(&gvm__mm_self_before_event);
 	if (hook)
@@ -291,11 +324,11 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 	switch (msg->event) {
 	case UFFD_EVENT_UNMAP:
 		stat_inc(&s->stats.unmap);
+		change = (struct devmem_change){
+			.mm = &s->base, .start = msg->arg.remove.start,
+			.len = msg->arg.remove.end - msg->arg.remove.start };
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_UNMAP, stamp);
-		gvm__mm_devmem_discard(&s->base, msg->arg.remove.start,
-				       msg->arg.remove.end -
-					       msg->arg.remove.start);
+			   GVM_MM_EVENT_UNMAP, stamp, &change);
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
@@ -304,20 +337,22 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 			gvm__futex_wake(&s->sync_done, INT_MAX);
 			break;
 		}
-		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_REMOVE, 0);
 		/* Discarded pages read as zeros: so does their device data. */
-		gvm__mm_devmem_discard(&s->base, msg->arg.remove.start,
-				       msg->arg.remove.end -
-					       msg->arg.remove.start);
+		change = (struct devmem_change){
+			.mm = &s->base, .start = msg->arg.remove.start,
+			.len = msg->arg.remove.end - msg->arg.remove.start };
+		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
+			   GVM_MM_EVENT_REMOVE, 0, &change);
 		break;
 	case UFFD_EVENT_REMAP:
 		stat_inc(&s->stats.remap);
+		change = (struct devmem_change){
+			.mm = &s->base, .start = msg->arg.remap.from,
+			.len = msg->arg.remap.len, .to = msg->arg.remap.to,
+			.remap = true };
 		invalidate(s, msg->arg.remap.from,
 			   msg->arg.remap.from + msg->arg.remap.len,
-			   GVM_MM_EVENT_REMAP, stamp);
-		gvm__mm_devmem_remap(&s->base, msg->arg.remap.from,
-				     msg->arg.remap.to, msg->arg.remap.len);
+			   GVM_MM_EVENT_REMAP, stamp, &change);
 		break;
 	case UFFD_EVENT_FORK:
 		stat_inc(&s->stats.fork);
@@ -505,6 +540,28 @@ static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	default:
 		return -err;
 	}
+}
+
+/*
+ * The kernel keeps the modes of a VMA registered again with fewer (it
+ * skips a VMA whose modes include those asked), so MISSING goes only with
+ * an unregistration: then a CPU (or simulated GPU) access to an absent
+ * page of memory that was once device-resident faults as usual instead of
+ * waiting for the event thread, which may itself be waiting for that GPU
+ * (an invalidation's TLB acknowledgement).  No event of the range is
+ * delivered between the two calls; that is harmless here, inside the
+ * migration's invalidation: no device maps the range, no fetch can begin,
+ * and every fetch registers its range before it maps it.
+ */
+static int self_unmiss(struct gvm_mm *mm, uint64_t start, uint64_t len)
+{
+	struct gvm_mm_self *s = to_self(mm);
+	struct uffdio_range r = { .start = start, .len = len };
+
+	if (!gvm__mm_range_ok(start, len))
+		return -EINVAL;
+	(void)ioctl(s->uffd, UFFDIO_UNREGISTER, &r);	/* failed: as before */
+	return self_register(mm, start, len, false);
 }
 
 static int self_lookup(struct gvm_mm *mm, uint64_t addr, unsigned int flags,
@@ -1024,6 +1081,7 @@ static void stages_fini(struct gvm_mm_self *s)
 static const struct gvm_mm_ops self_ops = {
 	.name = "self",
 	.register_range = self_register,
+	.unmiss = self_unmiss,
 	.lookup = self_lookup,
 	.fetch = self_fetch,
 	.sync = self_sync,

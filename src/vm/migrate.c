@@ -18,10 +18,10 @@
  *     range invalidated first (its next GPU fault refetches: system
  *     pages, and a new migration if the policy still wants one);
  *   - the block is freed when the mm lets it go (data back in system
- *     memory, or discarded by munmap/madvise), always inside or after an
- *     invalidation of its range, so no PTE maps it any more and a fetch
- *     that saw it fails its sequence check (the ranges hold no
- *     reference).
+ *     memory, or discarded by munmap/madvise), always inside an
+ *     invalidation of its range (its change), so no PTE maps it any more,
+ *     a fetch that saw it fails its sequence check and one that begins
+ *     meanwhile waits (the ranges hold no reference).
  *
  * Device to device: a range whose pages are all in the memory of a device
  * linked to the target moves directly (gvm__mm_devmem_move; mm/devmem.c

@@ -229,6 +229,39 @@ TEST(data_round_trips_through_device_memory)
 	munmap(p, M2);
 }
 
+/*
+ * Memory back from device memory is the CPU's again: its absent pages
+ * (here after MADV_DONTNEED) fault as usual, not to gvm's event thread.
+ * (Registering a range again without MISSING leaves MISSING on it: the
+ * kernel keeps modes a VMA has.  Had it stayed, a simulated GPU touching
+ * such a page while the event thread waited for that GPU would hang.)
+ */
+TEST(memory_back_from_the_device_faults_as_usual)
+{
+	struct gvm_mm_self_stats ms0, ms;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 9);
+	ASSERT_TRUE(all_are(p, M2, W(9)));		/* back */
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_OK(madvise(p, M2, MADV_DONTNEED));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	gvm__mm_self_stats(c.mm, &ms0);
+	ASSERT_TRUE(all_are(p, M2, 0));		/* fresh zero pages */
+	p[3] = 3;
+	gvm__mm_self_stats(c.mm, &ms);
+	ASSERT_EQ(ms.pagefault, ms0.pagefault);
+	ASSERT_EQ(ms.cpu_faults, ms0.cpu_faults);
+	/* and the GPU sees what the CPU wrote */
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), 3);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
 /* Destroying the VM and its device leaves the data reachable. */
 TEST(data_outlives_the_vm_and_device)
 {
