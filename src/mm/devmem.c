@@ -629,9 +629,26 @@ static int to_ram_change(void *arg)
 				(unsigned long long)(e->start + b),
 				(unsigned long long)len, err);
 			mm->ops->poison(mm, e->start + b, len);
-		} else if (mm->ops->give(mm, e->start + b, len, stage + b,
-					 &done) == -EAGAIN) {
-			err = -EAGAIN;
+		} else {
+			int gerr = mm->ops->give(mm, e->start + b, len,
+						 stage + b, &done);
+
+			if (gerr == -EAGAIN) {
+				err = -EAGAIN;
+			} else if (gerr) {
+				/* The rest of the run: poisoned, never
+				   zero pages where data was. */
+				fprintf(stderr, "gvm: giving back "
+					"[0x%llx, +0x%llx) failed (%d): "
+					"poisoned\n",
+					(unsigned long long)(e->start + b +
+							     done),
+					(unsigned long long)(len - done),
+					gerr);
+				mm->ops->poison(mm, e->start + b + done,
+						len - done);
+				done = len;
+			}
 		}
 		/* What was given (or poisoned) is the CPU's again. */
 		if (done)

@@ -156,7 +156,10 @@ struct gvm_mm_ops {
 	 *    *@done) was given; nothing at or after it was touched.  Retry
 	 *    once the pending events are read (gvm__mm_sync), from a thread
 	 *    that is not the backend's event reader, holding no
-	 *    devmem_lock while it waits (the reader may need it).
+	 *    devmem_lock while it waits (the reader may need it).  Another
+	 *    -errno: the page at *@done could be neither moved nor copied
+	 *    (-ENOMEM, ...); what follows it was not touched either (the
+	 *    caller poisons them).
 	 *  - give_copy (optional): fills the absent CPU pages of
 	 *    [start, start + len) with copies of the bytes at CPU address
 	 *    @src (any readable memory of ours, e.g. a VRAM window) and wakes

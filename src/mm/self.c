@@ -883,15 +883,24 @@ static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	return n == -EEXIST || n == -ENOENT ? -EBUSY : (int)n;
 }
 
+/* A give's error that means the page needs no giving: the CPU no longer
+   maps it here (ENOENT), something is there already (EEXIST), the
+   process is going (ESRCH). */
+static bool give_skips(int err)
+{
+	return err == ENOENT || err == EEXIST || err == ESRCH;
+}
+
 /*
  * One page of a give that the bulk move refused: moved on its own, or,
- * if the move refuses the mapping itself (-EINVAL: UFFDIO_MOVE wants
- * both sides alike, and mprotect or mlock changed the CPU's side since
- * the take, with no event), copied (UFFDIO_COPY fills a missing page of
- * a registered anonymous mapping whatever its protection) and the
+ * if the move refuses (-EINVAL: UFFDIO_MOVE wants both sides alike, and
+ * mprotect or mlock changed the CPU's side since the take, with no event;
+ * -EBUSY, -ENOMEM and the like), copied (UFFDIO_COPY fills a missing page
+ * of a registered anonymous mapping whatever its protection) and the
  * stage's page dropped, as a move would have left it.  0: given, or
- * skipped (the CPU no longer maps the page here, or something is there);
- * -EAGAIN: an event is pending (nothing done).
+ * skipped (give_skips); -EAGAIN: an event is pending (nothing done);
+ * another -errno: neither worked, the page is not given (the caller
+ * poisons it: never a zero page where data was).
  */
 static int give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
 {
@@ -905,10 +914,13 @@ static int give_page(struct gvm_mm_self *s, uint64_t dst, uint64_t src)
 
 	if (n > 0 || n == -EAGAIN)
 		return n > 0 ? 0 : -EAGAIN;
-	if (n != -EINVAL)
+	if (give_skips((int)-n))
 		return 0;
-	if (uffd_ioctl(s->uffd, UFFDIO_COPY, &c, GVM_INJECT_UFFD_COPY))
-		return errno == EAGAIN ? -EAGAIN : 0;
+	if (uffd_ioctl(s->uffd, UFFDIO_COPY, &c, GVM_INJECT_UFFD_COPY)) {
+		if (errno == EAGAIN)
+			return -EAGAIN;
+		return give_skips(errno) ? 0 : -errno;
+	}
 	madvise((void *)(uintptr_t)src, GVM_MM_PAGE_SIZE, MADV_DONTNEED);
 	return 0;
 }
