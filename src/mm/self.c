@@ -99,8 +99,9 @@
  * announces, which may run after such an insert, so it gets no stamp and
  * hits every notifier.
  *
- * Locking: self_lock (plain mutex, never held across anything but object
- * creation and teardown) guards the singleton; the event thread holds no
+ * Locking: self_lock (plain mutex, held across object creation and
+ * teardown, and across fork(): prepare to parent/child) guards the
+ * singleton; the event thread holds no
  * lock while invalidating (notifier callbacks take notifier_lock).  The
  * thread serialises events: a slow invalidation delays every later event,
  * and with it every thread waiting in munmap/madvise/mremap/fork.
@@ -118,6 +119,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -281,9 +283,17 @@ static void fork_invalidate(struct gvm_mm_self *s, uint64_t stamp)
 	while (gvm__notifier_find_first(&s->base, addr, UINT64_MAX, &ns, &nl)) {
 		struct gvm_mm_vma v;
 		uint64_t probe = ns > addr ? ns : addr;
+		int err = gvm__mm_maps_lookup(&s->maps, probe,
+					      GVM_MM_LOOKUP_NEXT, &v);
 
-		if (gvm__mm_maps_lookup(&s->maps, probe, GVM_MM_LOOKUP_NEXT, &v))
+		if (err == -ENOENT)
+			break;			/* no VMA above */
+		if (err) {
+			/* The VMAs are unknown from here: all of it. */
+			invalidate(s, probe, UINT64_MAX, GVM_MM_EVENT_FORK,
+				   stamp, NULL);
 			break;
+		}
 		if (!(v.flags & GVM_MM_VMA_SHARED) &&
 		    gvm__notifier_find_first(&s->base, v.start, v.end - 1,
 					     NULL, NULL))
@@ -424,6 +434,24 @@ static void retry_deferred(struct gvm_mm_self *s)
 		cpu_fault(s, s->deferred[i]);
 }
 
+/*
+ * poll() or read() of the userfaultfd failed with @err.  The thread goes
+ * on (only stop_fd ends it): an event the kernel could not hand over (a
+ * FORK whose descriptor could not be installed: EMFILE, ENOMEM) stays
+ * queued, and every thread changing registered memory waits for it to be
+ * read.  Said once per run of failures, retried every millisecond.
+ */
+static void event_error(const char *what, int err, bool *told)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	if (!*told)
+		fprintf(stderr, "gvm: mm event thread: %s: %s (retrying)\n",
+			what, strerror(err));
+	*told = true;
+	nanosleep(&ms, NULL);
+}
+
 static void *event_thread(void *arg)
 {
 	struct gvm_mm_self *s = arg;
@@ -432,7 +460,8 @@ static void *event_thread(void *arg)
 		{ .fd = s->stop_fd, .events = POLLIN },
 	};
 	uint32_t gen = gvm_load_relaxed(&s->event_gen);
-	bool worked = false;
+	bool worked = false, told = false;
+	int perr;
 
 	event_thread_of = s;
 	for (;;) {
@@ -462,14 +491,16 @@ static void *event_thread(void *arg)
 		 */
 		if (!ready)
 			ready = poll(pfd, 2, s->nr_deferred ? 1 : -1);
+		perr = ready < 0 ? errno : 0;
 		if (s->nr_deferred)
 			retry_deferred(s);
 		if (ready <= 0) {
-			if (!ready || errno == EINTR)
-				continue;
-			fprintf(stderr, "gvm: mm event thread: poll: %s\n",
-				strerror(errno));
-			break;
+			if (ready < 0 && perr != EINTR) {
+				event_error("poll", perr, &told);
+				if (poll(&pfd[1], 1, 0) > 0)
+					break;		/* stop */
+			}
+			continue;
 		}
 		if (pfd[1].revents)
 			break;
@@ -488,6 +519,7 @@ static void *event_thread(void *arg)
 				handle_event(s, &msg, stamp);
 				retry_deferred(s);
 				worked = true;
+				told = false;
 			}
 			event_idle(s, &gen);
 			if (n < 0 && errno == EINTR)
@@ -495,11 +527,8 @@ static void *event_thread(void *arg)
 			if (n != (ssize_t)sizeof(msg))
 				break;		/* EAGAIN: drained */
 		}
-		if (n < 0 && errno != EAGAIN) {
-			fprintf(stderr, "gvm: mm event thread: read: %s\n",
-				strerror(errno));
-			break;
-		}
+		if (n < 0 && errno != EAGAIN)
+			event_error("read", errno, &told);
 	}
 	return NULL;
 }
@@ -532,11 +561,11 @@ static int self_register(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	case EINVAL:
 		/* Nothing mapped in the range: nothing to watch (fetch will
 		   say -EFAULT).  Otherwise a kind we cannot register. */
-		if (gvm__mm_maps_lookup(&s->maps, start, GVM_MM_LOOKUP_NEXT,
-					&v) ||
-		    v.start >= start + len)
+		err = gvm__mm_maps_lookup(&s->maps, start, GVM_MM_LOOKUP_NEXT,
+					  &v);
+		if (err == -ENOENT || (!err && v.start >= start + len))
 			return 0;
-		return -EOPNOTSUPP;
+		return err ? err : -EOPNOTSUPP;
 	default:
 		return -err;
 	}
@@ -1373,6 +1402,8 @@ static void atfork_child(void)
 		close(s->maps.fd);
 		if (s->maps.pagemap_fd >= 0)
 			close(s->maps.pagemap_fd);
+		if (s->stage_uffd >= 0)
+			close(s->stage_uffd);
 		/* Its thread and users stayed in the parent: forget it,
 		   but keep it reachable (it is not ours to free). */
 		self_abandoned = s;

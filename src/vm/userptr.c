@@ -572,6 +572,13 @@ static int fetch_devmem(struct gvm_userptr *u, uint64_t seq)
 		return other ? gvm__mm_migrate_to_ram(mm, cpu_start(vma),
 						      vma->va.range) : 0;
 	}
+	if (!gvm__svm_devmem_device(dm)) {
+		/* No device's memory: data a failed migration left in a
+		   stage (mm/devmem.c, give_back).  Back to system memory. */
+		gvm__mm_devmem_put(dm);
+		return gvm__mm_migrate_to_ram(mm, cpu_start(vma),
+					      vma->va.range);
+	}
 	err = gvm__svm_devmem_extents(dm, u->vm->dev, off, vma->va.range,
 				      &ext, &n, &local);
 	gvm__mm_devmem_put(dm);

@@ -26,6 +26,7 @@
 #include "harness.h"
 #include "svmtest.h"
 #include "core/alloc.h"
+#include "core/inject.h"
 #include "core/stack.h"
 #include "core/sync.h"
 #include "mm/mm.h"
@@ -1190,6 +1191,36 @@ TEST(failed_migration_falls_back_with_data_intact)
 	for (uint64_t i = 0; i < M2 / 8; i++)
 		ASSERT_EQ(p[i], i);
 	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/*
+ * The copy to VRAM fails and the pages cannot go back at once (the give
+ * meets a pending event: -EAGAIN, injected): the data stays in the stage,
+ * which becomes the extent's memory (mm/devmem.c, give_back), no device's.
+ * The GPU still gets the data: its fetch brings a stage extent back to
+ * system memory (it used to fail every fault on the range with -EINVAL).
+ */
+TEST(data_a_failed_migration_left_in_a_stage_reaches_the_gpu)
+{
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	install_failing_copy(c.dev, GVM_MEM_VRAM);
+	p = map_2m();
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i;
+	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
+	/* UFFDIO_MOVE: 1 the take, 2 the give back */
+	gvm__inject_arm(GVM_INJECT_UFFD_MOVE, 2, -EAGAIN);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), (M2 / 8) * (M2 / 8 - 1) / 2);
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_MOVE), 0);	/* fired */
+	ASSERT_EQ(logged(c.vm), 0);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		ASSERT_EQ(p[i], i);
 	teardown(&c);
 	munmap(p, M2);
 }
