@@ -795,6 +795,36 @@ static bool ext_trim(struct devmem_ext *e, uint64_t start, uint64_t end)
 	return !ext_empty(e);
 }
 
+void gvm__mm_devmem_discard_begin(struct gvm_mm *mm, uint64_t start,
+				  uint64_t len, struct gvm_mm_discard *d)
+{
+	struct devmem_ext *e;
+	uint64_t a = start, end = start + len;
+
+	d->nr = 0;
+	if (!len || end < start || !gvm_load_relaxed(&mm->devmem_nr))
+		return;
+	gvm__mutex_lock(&mm->devmem_lock);
+	/* Until the slots are used up (the rest: the change's discard). */
+	while (a < end && d->nr < GVM_MM_DISCARD_HELD &&
+	       (e = ext_first(mm, a, end - a))) {
+		a = e->start + e->len;
+		if (ext_trim(e, start, end))
+			continue;
+		gvm__mm_devmem_get(e->dm);
+		d->held[d->nr++] = e->dm;
+		ext_free(mm, e);
+	}
+	gvm__mutex_unlock(&mm->devmem_lock);
+}
+
+void gvm__mm_devmem_discard_end(struct gvm_mm_discard *d)
+{
+	for (unsigned int i = 0; i < d->nr; i++)
+		gvm__mm_devmem_put(d->held[i]);
+	d->nr = 0;
+}
+
 void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len)
 {
 	struct devmem_ext *e;

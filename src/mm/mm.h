@@ -551,6 +551,25 @@ extern uint64_t gvm__mm_devmem_cpu_back_max;
 /* The CPU pages of [start, start + len) were discarded or unmapped:
    their data in device memory is dropped. */
 void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+/*
+ * The same in two steps, around the invalidation of an event that
+ * discards (UNMAP, REMOVE): _begin drops the range's data from the mm at
+ * once (no eviction, fault-back or fetch finds it any more: the CPU pages
+ * are what the event made them) but keeps the device memory of up to
+ * GVM_MM_DISCARD_HELD extents it empties allocated (a GPU may still reach
+ * it until the invalidation's passes); gvm__mm_devmem_discard in the
+ * invalidation's change drops what did not fit; _end lets the held
+ * memory go.  Context: as gvm__mm_devmem_discard.
+ */
+#define GVM_MM_DISCARD_HELD 8
+struct gvm_mm_discard {
+	struct gvm_mm_devmem *held[GVM_MM_DISCARD_HELD];
+	unsigned int nr;
+};
+void gvm__mm_devmem_discard_begin(struct gvm_mm *mm, uint64_t start,
+				  uint64_t len, struct gvm_mm_discard *d);
+void gvm__mm_devmem_discard_end(struct gvm_mm_discard *d);
 /* mremap moved [from, from + len) to @to: so does their device data. */
 void gvm__mm_devmem_remap(struct gvm_mm *mm, uint64_t from, uint64_t to,
 			  uint64_t len);

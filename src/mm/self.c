@@ -230,6 +230,10 @@ static void stages_fini(struct gvm_mm_self *s);
  * to their new address, only once no device reaches it, and before any
  * fault can look the range up again.  Done after the invalidation, a
  * fault in between could map the device memory the change then frees.
+ * A discard first takes the data out of the mm before the passes
+ * (gvm__mm_devmem_discard_begin: nothing brings it back meanwhile, while
+ * its memory stays allocated until the invalidation has ended); the
+ * change drops what that could not hold.
  */
 struct devmem_change {
 	struct gvm_mm *mm;
@@ -326,6 +330,7 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 {
 	void (*hook)(struct gvm_mm *, uint8_t);
 	struct devmem_change change;
+	struct gvm_mm_discard held;
 
 	hook = gvm_load_acquire(&gvm__mm_self_before_event);
 	if (hook)
@@ -337,8 +342,11 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		change = (struct devmem_change){
 			.mm = &s->base, .start = msg->arg.remove.start,
 			.len = msg->arg.remove.end - msg->arg.remove.start };
+		gvm__mm_devmem_discard_begin(change.mm, change.start,
+					     change.len, &held);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
 			   GVM_MM_EVENT_UNMAP, stamp, &change);
+		gvm__mm_devmem_discard_end(&held);
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
@@ -347,12 +355,17 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 			gvm__futex_wake(&s->sync_done, INT_MAX);
 			break;
 		}
-		/* Discarded pages read as zeros: so does their device data. */
+		/* Discarded pages read as zeros: so does their device data,
+		   from now on (an eviction or a fault-back during the
+		   invalidation would bring the old data back). */
 		change = (struct devmem_change){
 			.mm = &s->base, .start = msg->arg.remove.start,
 			.len = msg->arg.remove.end - msg->arg.remove.start };
+		gvm__mm_devmem_discard_begin(change.mm, change.start,
+					     change.len, &held);
 		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
 			   GVM_MM_EVENT_REMOVE, 0, &change);
+		gvm__mm_devmem_discard_end(&held);
 		break;
 	case UFFD_EVENT_REMAP:
 		stat_inc(&s->stats.remap);

@@ -30,6 +30,7 @@
 #include "core/stack.h"
 #include "core/sync.h"
 #include "mm/mm.h"
+#include "mm/notifier.h"
 #include "mm/uffd_compat.h"
 #include "vm/dev.h"
 #include "vm/fault_queue.h"
@@ -258,6 +259,75 @@ TEST(memory_back_from_the_device_faults_as_usual)
 	ASSERT_EQ(ms.cpu_faults, ms0.cpu_faults);
 	/* and the GPU sees what the CPU wrote */
 	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), 3);
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
+/*
+ * MADV_DONTNEED of device-resident memory, and the device memory brought
+ * back (an eviction, here gvm__mm_migrate_to_ram from another thread)
+ * while the REMOVE's invalidation is still running: the CPU must read
+ * zeros, not the data from before the madvise.  A notifier over the range
+ * holds the event thread in its pass 1 while the test brings the range
+ * back.
+ */
+static struct {
+	struct gvm_mm *mm;
+	uint64_t start, len;
+	int brought;		/* migrate_to_ram's answer */
+	bool held;
+	int madvised;		/* atomic: the madvise returned (its zap
+				   is done) */
+} evict_during;
+
+static struct gvm_notifier_finish *
+evict_during_start(struct gvm_notifier *n, const struct gvm_notifier_range *r,
+		   uint64_t cur_seq)
+{
+	gvm__notifier_set_seq(n, cur_seq);
+	if (r->event == GVM_MM_EVENT_REMOVE && !evict_during.held) {
+		evict_during.held = true;	/* only this thread */
+		/* The event was read before the zap: wait for it. */
+		while (!__atomic_load_n(&evict_during.madvised,
+					__ATOMIC_ACQUIRE))
+			sched_yield();
+		/* The eviction, from inside the REMOVE's invalidation. */
+		evict_during.brought = gvm__mm_migrate_to_ram(
+			evict_during.mm, evict_during.start, evict_during.len);
+	}
+	return NULL;
+}
+
+static const struct gvm_notifier_ops evict_during_ops = {
+	.invalidate_start = evict_during_start,
+};
+
+TEST(device_memory_brought_back_during_a_remove_stays_discarded)
+{
+	struct gvm_notifier probe;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 12);
+	evict_during.mm = c.mm;
+	evict_during.start = u64(p);
+	evict_during.len = M2;
+	evict_during.held = false;
+	evict_during.madvised = 0;
+	ASSERT_OK(gvm__notifier_insert(c.mm, &probe, u64(p), M2,
+				       &evict_during_ops));
+	ASSERT_OK(madvise(p, M2, MADV_DONTNEED));
+	__atomic_store_n(&evict_during.madvised, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_TRUE(evict_during.held);
+	ASSERT_OK(evict_during.brought);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_TRUE(all_are(p, M2, 0));		/* discarded: zeros */
+	gvm__notifier_remove(&probe);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), 0);
 	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
 	munmap(p, M2);
