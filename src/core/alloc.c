@@ -495,6 +495,15 @@ static void *block_get(unsigned int c, struct tcache *tc)
 			want--;
 		}
 		UNPOISON(b, sizeof(*b));
+	} else if (c < TC_CLASSES && nr_batches[c]) {
+		/* No cache to take a batch whole: one block of one. */
+		struct batch *bt = &batches[c][nr_batches[c] - 1];
+
+		b = bt->head;
+		bt->head = link_next(b);
+		if (!--bt->n)
+			nr_batches[c]--;
+		UNPOISON(b, sizeof(*b));
 	}
 	pthread_mutex_unlock(class_lock(c));
 	if (b)

@@ -502,11 +502,12 @@ enum queue_verdict {
  * so nr_jobs read with acquire > 0 means q->jobs.next is a pushed job
  * (or, if the count read is this worker's own decrement, q->lock in
  * job_complete() ordered the pushes it counted), stable until this worker
- * unlinks it (a push onto a non-empty list writes only the tail's link).  dying is read first: no job is pushed once it is
- * set, so dying and no job is final.  A worker that misses a dying being
- * set meanwhile finishes as if it had come later: destroy kicks the queue
- * after setting it, so the rekick brings the worker back, and it takes
- * sched->lock, after destroy's, before it looks again.
+ * unlinks it (a push onto a non-empty list writes only the tail's link).
+ * dying is read first: no job is pushed once it is set, so dying and no
+ * job is final.  A worker that misses a dying being set meanwhile
+ * finishes as if it had come later: destroy kicks the queue after setting
+ * it, so the rekick brings the worker back, and it takes sched->lock,
+ * after destroy's, before it looks again.
  */
 static enum queue_verdict queue_process(struct gvm_sched_queue *q)
 {
@@ -928,8 +929,8 @@ struct gvm_fence *gvm_job_finished(struct gvm_job *job)
 	return job->finished;
 }
 
-/* Queues @job; true if it is the queue's only job (no head to process it
-   after the one it is processing: the queue needs a kick). */
+/* Queues @job; true if the queue was empty (no job ahead of it whose
+   completion leads a worker on to it: the queue needs a kick). */
 static bool job_queue(struct gvm_job *job)
 {
 	struct gvm_sched_queue *q;

@@ -795,26 +795,39 @@ static bool ext_trim(struct devmem_ext *e, uint64_t start, uint64_t end)
 	return !ext_empty(e);
 }
 
-void gvm__mm_devmem_discard_begin(struct gvm_mm *mm, uint64_t start,
-				  uint64_t len, struct gvm_mm_discard *d)
+/*
+ * devmem_lock held: the device data of [start, end) dropped; with @d, the
+ * memory of the extents it empties held, and it stops when @d is full
+ * (the rest is for a later discard).
+ */
+static void discard_locked(struct gvm_mm *mm, uint64_t start, uint64_t end,
+			   struct gvm_mm_discard *d)
 {
+	uint64_t a = start;
 	struct devmem_ext *e;
-	uint64_t a = start, end = start + len;
 
-	d->nr = 0;
-	if (!len || end < start || !gvm_load_relaxed(&mm->devmem_nr))
-		return;
-	gvm__mutex_lock(&mm->devmem_lock);
-	/* Until the slots are used up (the rest: the change's discard). */
-	while (a < end && d->nr < GVM_MM_DISCARD_HELD &&
+	/* Extents do not overlap: walk them by address. */
+	while (a < end && (!d || d->nr < GVM_MM_DISCARD_HELD) &&
 	       (e = ext_first(mm, a, end - a))) {
 		a = e->start + e->len;
 		if (ext_trim(e, start, end))
 			continue;
-		gvm__mm_devmem_get(e->dm);
-		d->held[d->nr++] = e->dm;
+		if (d) {
+			gvm__mm_devmem_get(e->dm);
+			d->held[d->nr++] = e->dm;
+		}
 		ext_free(mm, e);
 	}
+}
+
+void gvm__mm_devmem_discard_begin(struct gvm_mm *mm, uint64_t start,
+				  uint64_t len, struct gvm_mm_discard *d)
+{
+	d->nr = 0;
+	if (!len || start + len < start || !gvm_load_relaxed(&mm->devmem_nr))
+		return;
+	gvm__mutex_lock(&mm->devmem_lock);
+	discard_locked(mm, start, start + len, d);
 	gvm__mutex_unlock(&mm->devmem_lock);
 }
 
@@ -827,18 +840,10 @@ void gvm__mm_devmem_discard_end(struct gvm_mm_discard *d)
 
 void gvm__mm_devmem_discard(struct gvm_mm *mm, uint64_t start, uint64_t len)
 {
-	struct devmem_ext *e;
-	uint64_t a = start, end = start + len;
-
-	if (!len || end < start)
+	if (!len || start + len < start)
 		return;
 	gvm__mutex_lock(&mm->devmem_lock);
-	/* Extents do not overlap: walk them by address. */
-	while (a < end && (e = ext_first(mm, a, end - a))) {
-		a = e->start + e->len;
-		if (!ext_trim(e, start, end))
-			ext_free(mm, e);
-	}
+	discard_locked(mm, start, start + len, NULL);
 	gvm__mutex_unlock(&mm->devmem_lock);
 }
 

@@ -275,6 +275,21 @@ static void invalidate(struct gvm_mm_self *s, uint64_t start, uint64_t end,
 		gvm__notifier_invalidate(&s->base, &r);
 }
 
+/* An event whose pages are gone (UNMAP, REMOVE): so is their device data. */
+static void invalidate_discard(struct gvm_mm_self *s, uint64_t start,
+			       uint64_t end, enum gvm_mm_event ev,
+			       uint64_t stamp)
+{
+	struct devmem_change change = {
+		.mm = &s->base, .start = start, .len = end - start,
+	};
+	struct gvm_mm_discard held;
+
+	gvm__mm_devmem_discard_begin(change.mm, start, change.len, &held);
+	invalidate(s, start, end, ev, stamp, &change);
+	gvm__mm_devmem_discard_end(&held);
+}
+
 /*
  * After a fork: invalidate each private VMA that overlaps a notifier (the
  * parent's pages there became copy-on-write).  Walks only the VMAs next to
@@ -330,7 +345,6 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 {
 	void (*hook)(struct gvm_mm *, uint8_t);
 	struct devmem_change change;
-	struct gvm_mm_discard held;
 
 	hook = gvm_load_acquire(&gvm__mm_self_before_event);
 	if (hook)
@@ -339,14 +353,9 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 	switch (msg->event) {
 	case UFFD_EVENT_UNMAP:
 		stat_inc(&s->stats.unmap);
-		change = (struct devmem_change){
-			.mm = &s->base, .start = msg->arg.remove.start,
-			.len = msg->arg.remove.end - msg->arg.remove.start };
-		gvm__mm_devmem_discard_begin(change.mm, change.start,
-					     change.len, &held);
-		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_UNMAP, stamp, &change);
-		gvm__mm_devmem_discard_end(&held);
+		invalidate_discard(s, msg->arg.remove.start,
+				   msg->arg.remove.end, GVM_MM_EVENT_UNMAP,
+				   stamp);
 		break;
 	case UFFD_EVENT_REMOVE:
 		stat_inc(&s->stats.remove);
@@ -358,14 +367,8 @@ static void handle_event(struct gvm_mm_self *s, const struct uffd_msg *msg,
 		/* Discarded pages read as zeros: so does their device data,
 		   from now on (an eviction or a fault-back during the
 		   invalidation would bring the old data back). */
-		change = (struct devmem_change){
-			.mm = &s->base, .start = msg->arg.remove.start,
-			.len = msg->arg.remove.end - msg->arg.remove.start };
-		gvm__mm_devmem_discard_begin(change.mm, change.start,
-					     change.len, &held);
-		invalidate(s, msg->arg.remove.start, msg->arg.remove.end,
-			   GVM_MM_EVENT_REMOVE, 0, &change);
-		gvm__mm_devmem_discard_end(&held);
+		invalidate_discard(s, msg->arg.remove.start,
+				   msg->arg.remove.end, GVM_MM_EVENT_REMOVE, 0);
 		break;
 	case UFFD_EVENT_REMAP:
 		stat_inc(&s->stats.remap);
