@@ -385,6 +385,12 @@ static int to_dev_change(void *arg)
 		return err;
 	}
 	err = mm->ops->take(mm, e->start, e->len, stage, &e->huge);
+	if (err == -EINPROGRESS) {
+		/* Part of it is in the stage: back as after a failed copy. */
+		if (!give_back(e, stage))
+			mm->ops->stage_put(mm, stage, true);
+		return -EBUSY;
+	}
 	if (err) {
 		cpu_owns(mm, e->start, e->len);
 		mm->ops->stage_put(mm, stage, true);

@@ -145,7 +145,10 @@ struct gvm_mm_ops {
 	 *    with another process, e.g. after fork(), or is memory the
 	 *    library runs on: gvm__alloc_owns()), -EINVAL (a mapping
 	 *    that cannot give its pages away: mlocked, ...), -ENOMEM;
-	 *    nothing changed on failure;
+	 *    nothing changed on failure, except -EINPROGRESS: it stopped
+	 *    part way and could not put what it moved back now (an event
+	 *    pending, as for give): the caller gives the stage back, as
+	 *    after a failed copy;
 	 *  - give: moves the stage's pages into the absent CPU pages of
 	 *    [start, start + len) and wakes the CPU threads waiting there.
 	 *    Pages the CPU no longer maps are skipped; a page whose mapping

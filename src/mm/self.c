@@ -901,6 +901,9 @@ static int64_t move(int fd, uint64_t dst, uint64_t src, uint64_t len)
 	return m.move > 0 ? m.move : (m.move < 0 ? m.move : -errno);
 }
 
+static int self_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
+		     uint64_t stage, uint64_t *done);
+
 static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		     uint64_t stage, bool *huge)
 {
@@ -919,10 +922,12 @@ static int self_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		return 0;
 	}
 	if (n > 0) {
-		/* Part moved: put it back, as if nothing happened. */
-		int64_t back = move(s->uffd, start, stage, (uint64_t)n);
+		/* Part moved: put it back, as if nothing happened; if that
+		   cannot be done now, the caller gives it back (mm.h). */
+		uint64_t done;
 
-		GVM_WARN_ON(back != n);
+		if (self_give(mm, start, (uint64_t)n, stage, &done))
+			return -EINPROGRESS;
 		n = -EBUSY;
 	}
 	return n == -EEXIST || n == -ENOENT ? -EBUSY : (int)n;

@@ -1295,6 +1295,52 @@ TEST(data_a_failed_migration_left_in_a_stage_reaches_the_gpu)
 	munmap(p, M2);
 }
 
+/*
+ * A take that stops part way (a page in the middle is still shared with a
+ * fork child: UFFDIO_MOVE refuses it) puts back what it moved; when that
+ * cannot be done at once (an event pending: -EAGAIN, injected on the put
+ * back), the pages go back the way a failed copy's do.  Nothing is lost
+ * (the moved pages used to stay in a stage released as empty).
+ */
+TEST(a_take_that_stops_part_way_loses_nothing)
+{
+	const uint64_t words = M2 / 8, per_page = K4 / 8;
+	uint64_t *p;
+	struct ctx c;
+	int go[2], status;
+	pid_t pid;
+	char b = 0;
+
+	setup(&c);
+	p = map_2m();
+	for (uint64_t i = 0; i < words; i++)
+		p[i] = i;
+	ASSERT_OK(pipe(go));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {		/* keeps the pages shared until told */
+		_exit(read(go[0], &b, 1) == 1 ? 0 : 1);
+	}
+	/* The parent's own copy of every page but the sixth. */
+	for (uint64_t pg = 0; pg < M2 / K4; pg++)
+		if (pg != 5)
+			p[pg * per_page] = pg * per_page;
+	/* UFFDIO_MOVE: 1 the take (stops at the sixth page), 2 the put back */
+	gvm__inject_arm(GVM_INJECT_UFFD_MOVE, 2, -EAGAIN);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), words * (words - 1) / 2);
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_MOVE), 0);	/* fired */
+	for (uint64_t i = 0; i < words; i++)
+		ASSERT_EQ(p[i], i);
+	ASSERT_EQ(logged(c.vm), 0);
+	ASSERT_EQ(write(go[1], &b, 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(go[0]);
+	close(go[1]);
+	teardown(&c);
+	munmap(p, M2);
+}
+
 TEST(one_failed_copy_is_retried)
 {
 	struct ctx c;
