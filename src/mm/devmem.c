@@ -32,7 +32,8 @@
  *     |          extent taken as one huge page (mm.h, take): the CPU
  *     |          copies from the window into a stage of one huge
  *     |          page, give moves it back whole (back_huge);
- *     |          register "not missing";
+ *     |          the CPU's again: "not missing" (mm ops unmiss:
+ *     |          registering with fewer modes keeps MISSING);
  *     |          drop the extent and its reference on the devmem
  *     end of invalidation
  *   across (gvm__mm_devmem_move, SVM's placement moving a range from one
@@ -67,7 +68,9 @@
  *
  * The CPU may change the range meanwhile (the backend reports it):
  * unmap/discard drops those pages' device data (a valid-page bitmap per
- * extent, so no allocation is needed and a partial munmap keeps the rest);
+ * extent, so no allocation is needed and a partial munmap keeps the rest),
+ * out of the mm before the event's invalidation and freed only in its
+ * change (gvm__mm_devmem_discard_begin/_end, mm.h);
  * mremap moves it with the pages (an extent moved into the span of another
  * trims or splits that one: spans never overlap, ext_make_room); fork
  * migrates everything back first

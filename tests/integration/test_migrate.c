@@ -182,6 +182,26 @@ static bool mapped(struct gvm_vm *vm, uint64_t va)
 	return !err;
 }
 
+/* 2 MiB as map_2m(), each word its own index (their sum: INDEX_SUM). */
+#define INDEX_SUM ((M2 / 8) * (M2 / 8 - 1) / 2)
+static uint64_t *map_2m_indexed(void)
+{
+	uint64_t *p = map_2m();
+
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		p[i] = i;
+	return p;
+}
+
+/* Does each word of @p's 2 MiB still hold its index? */
+static bool holds_index(const uint64_t *p)
+{
+	for (uint64_t i = 0; i < M2 / 8; i++)
+		if (p[i] != i)
+			return false;
+	return true;
+}
+
 /* Every word of [p, p + bytes) is @v. */
 static bool all_are(const uint64_t *p, uint64_t bytes, uint64_t v)
 {
@@ -209,9 +229,7 @@ TEST(data_round_trips_through_device_memory)
 	uint64_t *p, free0, faults0;
 
 	setup(&c);
-	p = map_2m();
-	for (uint64_t i = 0; i < M2 / 8; i++)
-		p[i] = i;
+	p = map_2m_indexed();
 	make_resident(&c, p, 5);
 	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), W(5) * (M2 / 8));	/* in VRAM */
 	free0 = vram_free(c.dev);
@@ -1248,18 +1266,15 @@ TEST(failed_migration_falls_back_with_data_intact)
 
 	setup(&c);
 	install_failing_copy(c.dev, GVM_MEM_VRAM);
-	p = map_2m();
-	for (uint64_t i = 0; i < M2 / 8; i++)
-		p[i] = i;
+	p = map_2m_indexed();
 	__atomic_store_n(&copy_failures, 2, __ATOMIC_RELAXED);	/* + retry */
-	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), (M2 / 8) * (M2 / 8 - 1) / 2);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), INDEX_SUM);
 	ASSERT_EQ(stats(c.vm).svm_migrations, 0);
 	ASSERT_EQ(stats(c.vm).svm_migration_failures, 1);
 	ASSERT_EQ(stats(c.vm).svm_migration_retries, 1);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
 	ASSERT_GT(vram_free(c.dev), c.vram_free - M2);	/* tables only */
-	for (uint64_t i = 0; i < M2 / 8; i++)
-		ASSERT_EQ(p[i], i);
+	ASSERT_TRUE(holds_index(p));
 	ASSERT_EQ(logged(c.vm), 0);
 	teardown(&c);
 	munmap(p, M2);
@@ -1279,18 +1294,15 @@ TEST(data_a_failed_migration_left_in_a_stage_reaches_the_gpu)
 
 	setup(&c);
 	install_failing_copy(c.dev, GVM_MEM_VRAM);
-	p = map_2m();
-	for (uint64_t i = 0; i < M2 / 8; i++)
-		p[i] = i;
+	p = map_2m_indexed();
 	__atomic_store_n(&copy_failures, 1, __ATOMIC_RELAXED);
 	/* UFFDIO_MOVE: 1 the take, 2 the give back */
 	gvm__inject_arm(GVM_INJECT_UFFD_MOVE, 2, -EAGAIN);
-	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), (M2 / 8) * (M2 / 8 - 1) / 2);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), INDEX_SUM);
 	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_MOVE), 0);	/* fired */
 	ASSERT_EQ(logged(c.vm), 0);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
-	for (uint64_t i = 0; i < M2 / 8; i++)
-		ASSERT_EQ(p[i], i);
+	ASSERT_TRUE(holds_index(p));
 	teardown(&c);
 	munmap(p, M2);
 }
@@ -1304,7 +1316,7 @@ TEST(data_a_failed_migration_left_in_a_stage_reaches_the_gpu)
  */
 TEST(a_take_that_stops_part_way_loses_nothing)
 {
-	const uint64_t words = M2 / 8, per_page = K4 / 8;
+	const uint64_t per_page = K4 / 8;
 	uint64_t *p;
 	struct ctx c;
 	int go[2], status;
@@ -1312,9 +1324,7 @@ TEST(a_take_that_stops_part_way_loses_nothing)
 	char b = 0;
 
 	setup(&c);
-	p = map_2m();
-	for (uint64_t i = 0; i < words; i++)
-		p[i] = i;
+	p = map_2m_indexed();
 	ASSERT_OK(pipe(go));
 	pid = fork();
 	ASSERT_TRUE(pid >= 0);
@@ -1327,10 +1337,9 @@ TEST(a_take_that_stops_part_way_loses_nothing)
 			p[pg * per_page] = pg * per_page;
 	/* UFFDIO_MOVE: 1 the take (stops at the sixth page), 2 the put back */
 	gvm__inject_arm(GVM_INJECT_UFFD_MOVE, 2, -EAGAIN);
-	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), words * (words - 1) / 2);
+	ASSERT_EQ(gpu_sum(c.q, u64(p), M2), INDEX_SUM);
 	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_MOVE), 0);	/* fired */
-	for (uint64_t i = 0; i < words; i++)
-		ASSERT_EQ(p[i], i);
+	ASSERT_TRUE(holds_index(p));
 	ASSERT_EQ(logged(c.vm), 0);
 	ASSERT_EQ(write(go[1], &b, 1), 1);
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);

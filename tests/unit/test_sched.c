@@ -1019,8 +1019,9 @@ TEST(queue_destroy_waits_for_hw_fence)
 /* ---- PARKED (sched.c): a lone signal_from_hw job's completion waits ---- */
 
 /* t, with the signal_from_hw ops, pushed; returns once it waits for hw. */
-static struct gvm_fence *submit_hw(struct gvm_sched_queue *q, struct tjob *t,
-				   struct gvm_fence *hw)
+/* Pushes @t, a signal_from_hw job whose run() hands out @hw; finished. */
+static struct gvm_fence *push_hw(struct gvm_sched_queue *q, struct tjob *t,
+				 struct gvm_fence *hw)
 {
 	struct gvm_fence *f;
 
@@ -1030,6 +1031,15 @@ static struct gvm_fence *submit_hw(struct gvm_sched_queue *q, struct tjob *t,
 	gvm_job_arm(&t->base);
 	f = gvm_fence_get(gvm_job_finished(&t->base));
 	gvm_job_push(&t->base);
+	return f;
+}
+
+/* push_hw, then waits until the job waits for @hw (its callback). */
+static struct gvm_fence *submit_hw(struct gvm_sched_queue *q, struct tjob *t,
+				   struct gvm_fence *hw)
+{
+	struct gvm_fence *f = push_hw(q, t, hw);
+
 	while (!has_callback(hw))
 		sched_yield();
 	return f;
@@ -1100,12 +1110,7 @@ TEST(a_hw_job_the_worker_completes_leaves_nothing_parked)
 	gvm_fence_init(hw, &self_signalling_ops, gvm_fence_context_alloc(1), 1);
 	ASSERT_OK(gvm_sched_create("t", 1, &s));
 	ASSERT_OK(gvm_sched_queue_create(s, "q", &q));
-	tjob_setup(&t1);
-	t1.hw = hw;
-	ASSERT_OK(gvm_job_init(&t1.base, q, &tjob_hw_ops));
-	gvm_job_arm(&t1.base);
-	f1 = gvm_fence_get(gvm_job_finished(&t1.base));
-	gvm_job_push(&t1.base);
+	f1 = push_hw(q, &t1, hw);
 	ASSERT_TRUE(event_wait(&t1.freed_ev));	/* the worker completed it */
 	while (!gvm__sched_queue_state(q).waits)	/* and let it go */
 		sched_yield();
