@@ -302,18 +302,6 @@ static void cpu_owns(struct gvm_mm *mm, uint64_t start, uint64_t len)
 		mm->ops->register_range(mm, start, len, false);
 }
 
-/* Each valid run of @e is the CPU's again (cpu_owns). */
-static void ext_cpu_owns(struct gvm_mm *mm, const struct devmem_ext *e)
-{
-	uint64_t i = 0, n;
-
-	while ((n = next_run(e, &i))) {
-		cpu_owns(mm, e->start + (i << GVM_MM_PAGE_SHIFT),
-			 n << GVM_MM_PAGE_SHIFT);
-		i += n;
-	}
-}
-
 /* ---- migration ----------------------------------------------------- */
 
 /*
@@ -534,19 +522,23 @@ int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
 }
 
 uint64_t gvm__mm_devmem_cpu_back_max = GVM_MM_CPU_BACK_MAX;
+void (*gvm__mm_back_wait_hook)(struct gvm_mm *mm);
 
 /*
  * Back by the CPU (see gvm__mm_devmem_cpu_back_max): each valid run of @e
  * copied from the device's CPU window straight into its CPU pages (one
  * UFFDIO_COPY per run, which also wakes the faulting threads), with no
- * copy-engine job, stage or page move.  False if this way is not open or
- * a page could not be filled; the caller then goes the stage's way, which
- * skips the pages filled here.
+ * copy-engine job, stage or page move.  What was filled is the CPU's at
+ * once (cpu_owns, no longer valid in @e): the CPU threads it woke may
+ * write there, so a GPU must not map the device copy of it, even if the
+ * rest has to wait (-EAGAIN below).  False if this way is not open or a
+ * page could not be filled; the caller then goes the stage's way with
+ * the pages left.
  */
 static bool to_ram_by_cpu(struct devmem_ext *e)
 {
 	struct gvm_mm *mm = e->mm;
-	uint64_t src, i = 0, n;
+	uint64_t src, i = 0, n, j;
 
 	if (e->len > gvm_load_relaxed(&gvm__mm_devmem_cpu_back_max) ||
 	    !mm->ops->give_copy || !e->dm->ops->cpu_addr)
@@ -555,10 +547,16 @@ static bool to_ram_by_cpu(struct devmem_ext *e)
 	if (!src)
 		return false;
 	while ((n = next_run(e, &i))) {
-		uint64_t b = i << GVM_MM_PAGE_SHIFT;
+		uint64_t b = i << GVM_MM_PAGE_SHIFT, done = 0;
+		int err = mm->ops->give_copy(mm, e->start + b,
+					     n << GVM_MM_PAGE_SHIFT, src + b,
+					     &done);
 
-		if (mm->ops->give_copy(mm, e->start + b,
-				       n << GVM_MM_PAGE_SHIFT, src + b))
+		if (done)
+			cpu_owns(mm, e->start + b, done);
+		for (j = 0; j < done >> GVM_MM_PAGE_SHIFT; j++)
+			set_valid(e, i + j, false);
+		if (err)
 			return false;
 		i += n;
 	}
@@ -611,7 +609,6 @@ static int to_ram_change(void *arg)
 	if (!huge && to_ram_by_cpu(e)) {
 		/* Given back, the extent not yet dropped (INVAL). */
 		gvm__mm_inject_inval(mm, e->start, e->len);
-		ext_cpu_owns(mm, e);
 		ext_free(mm, e);
 		return 0;
 	}
@@ -706,6 +703,8 @@ static int migrate_back_all_locked(struct gvm_mm *mm, uint64_t start,
 		if (err == -EAGAIN) {
 			mm->devmem_waits++;
 			gvm__mutex_unlock(&mm->devmem_lock);
+			if (gvm__mm_back_wait_hook)
+				gvm__mm_back_wait_hook(mm);
 			gvm__mm_sync(mm);
 			gvm__mutex_lock(&mm->devmem_lock);
 		} else if (err) {

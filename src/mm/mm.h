@@ -167,10 +167,11 @@ struct gvm_mm_ops {
 	 *    [start, start + len) with copies of the bytes at CPU address
 	 *    @src (any readable memory of ours, e.g. a VRAM window) and wakes
 	 *    the CPU threads waiting there; pages the CPU no longer maps, or
-	 *    that are present, are skipped.  0, or -errno if a page could not
-	 *    be filled (-ENOMEM, or -EAGAIN as for give): the caller then
-	 *    gives the rest another way (give skips the pages filled
-	 *    already, and reports how far it got).
+	 *    that are present, are skipped.  0, or -errno if the page at
+	 *    *@done could not be filled (-ENOMEM, or -EAGAIN as for give):
+	 *    [start, start + *@done) was filled or skipped, nothing at or
+	 *    after it was touched, and the caller gives the rest another
+	 *    way.
 	 *  - stage_tidy (optional): prepares an EMPTY stage for a later
 	 *    take (empties one a take filled), if few are ready; called
 	 *    while a migration's copy runs (devmem ops copy's meanwhile),
@@ -185,7 +186,7 @@ struct gvm_mm_ops {
 	int (*give)(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		    uint64_t stage, uint64_t *done);
 	int (*give_copy)(struct gvm_mm *mm, uint64_t start, uint64_t len,
-			 uint64_t src);
+			 uint64_t src, uint64_t *done);
 	void (*stage_tidy)(struct gvm_mm *mm);
 	/* The absent CPU pages of the range get SIGBUS on access. */
 	int (*poison)(struct gvm_mm *mm, uint64_t start, uint64_t len);
@@ -510,6 +511,14 @@ int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
  * error; never stale data).
  */
 int gvm__mm_migrate_to_ram(struct gvm_mm *mm, uint64_t start, uint64_t len);
+
+/*
+ * Test hook, NULL outside tests: a migration back (gvm__mm_migrate_to_ram,
+ * gvm__mm_devmem_evict) stopped part way on give's -EAGAIN and is about
+ * to wait for the pending events, then go on.  Called on the migrating
+ * thread with no lock held.
+ */
+extern void (*gvm__mm_back_wait_hook)(struct gvm_mm *mm);
 
 /*
  * Eviction: brings every CPU page whose data lives in @dm back to system

@@ -854,15 +854,20 @@ static int model_take(struct gvm_mm *mm, uint64_t start, uint64_t len,
 	return err;
 }
 
-/* Fills the dev pages of [start, start + len) still mapped from @src. */
+/*
+ * Fills the dev pages of [start, start + len) still mapped from @src.  Out
+ * of frames: the page is poisoned (@poison_on_fail), or the fill stops
+ * there with -ENOMEM.  *@done: how far it got.
+ */
 static int fill(struct gvm_mm_model *m, uint64_t start, uint64_t len,
-		const uint8_t *src, bool poison_on_fail)
+		const uint8_t *src, bool poison_on_fail, uint64_t *done)
 {
 	struct model_phys *p = m->phys;
 	int err = 0;
+	uint64_t a;
 
 	gvm__mutex_lock(&p->lock);
-	for (uint64_t a = start; a < start + len; a += PG, src += PG) {
+	for (a = start; a < start + len; a += PG, src += PG) {
 		struct mpte *e;
 
 		if (a < m->lo || a >= m->hi || !vma_at(m, a))
@@ -879,9 +884,11 @@ static int fill(struct gvm_mm_model *m, uint64_t start, uint64_t len,
 			e->poisoned = 1;
 		} else {
 			err = -ENOMEM;
+			break;
 		}
 	}
 	gvm__mutex_unlock(&p->lock);
+	*done = a - start;
 	return err;
 }
 
@@ -889,16 +896,15 @@ static int model_give(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		      uint64_t stage, uint64_t *done)
 {
 	/* No pending event can refuse it; out of frames, never stale data */
-	fill(to_model(mm), start, len, (const uint8_t *)(uintptr_t)stage, true);
-	*done = len;
-	return 0;
+	return fill(to_model(mm), start, len,
+		    (const uint8_t *)(uintptr_t)stage, true, done);
 }
 
 static int model_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
-			   uint64_t src)
+			   uint64_t src, uint64_t *done)
 {
 	return fill(to_model(mm), start, len, (const uint8_t *)(uintptr_t)src,
-		    false);
+		    false, done);
 }
 
 static int model_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)

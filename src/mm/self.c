@@ -1032,7 +1032,7 @@ static int64_t copy_in(int fd, uint64_t dst, uint64_t src, uint64_t len)
 }
 
 static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
-			  uint64_t src)
+			  uint64_t src, uint64_t *done)
 {
 	struct gvm_mm_self *s = to_self(mm);
 	struct uffdio_range r = { .start = start, .len = len };
@@ -1050,8 +1050,10 @@ static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		int64_t n = copy_in(s->uffd, start + off, src + off, len - off);
 
 		if (n == (int64_t)(len - off)) {
-			if (!off)
+			if (!off) {
+				*done = len;
 				return 0;	/* one copy, which woke */
+			}
 			off = len;
 			break;
 		}
@@ -1069,6 +1071,7 @@ static int self_give_copy(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		}
 		off += GVM_MM_PAGE_SIZE;
 	}
+	*done = off;
 	r.len = off;
 	if (off)
 		uffd_ioctl(s->uffd, UFFDIO_WAKE, &r, GVM_INJECT_UFFD_WAKE);

@@ -1350,6 +1350,80 @@ TEST(a_take_that_stops_part_way_loses_nothing)
 	munmap(p, M2);
 }
 
+/*
+ * A CPU copy back that fills part of a migration and then has to wait
+ * (-EAGAIN: an event pending) leaves what it filled to the CPU at once:
+ * the CPU threads it woke may write there, so no GPU may map the device
+ * copy of those pages meanwhile (it did until the retry).  Pages 5 and 7
+ * are discarded first, so that page 6 is a run of its own: the CPU copy
+ * fills a run in one call, and only a lone page fails whole.  So the CPU
+ * copy fills [0, 5) and fails at page 6 (-EAGAIN), the stage's move of
+ * the next run fails too, and the migration waits for the events:
+ * back_waits looks then, and writes page 0 as the CPU may.
+ */
+static struct {
+	uint64_t *p;
+	unsigned int calls;
+	bool page0_on_device, page6_on_device;
+} back_wait;
+
+static bool on_device(struct gvm_mm *mm, uint64_t addr)
+{
+	struct gvm_mm_devmem *dm;
+	uint64_t off;
+	bool other;
+
+	dm = gvm__mm_devmem_lookup(mm, addr, K4, NULL, &off, &other);
+	if (dm)
+		gvm__mm_devmem_put(dm);
+	return dm != NULL;
+}
+
+static void back_waits(struct gvm_mm *mm)
+{
+	back_wait.calls++;
+	back_wait.page0_on_device = on_device(mm, u64(back_wait.p));
+	back_wait.page6_on_device = on_device(mm, u64(back_wait.p) + 6 * K4);
+	back_wait.p[0] = 99;
+}
+
+TEST(what_the_cpu_copy_gave_back_is_the_cpus_while_the_rest_waits)
+{
+	const uint64_t per_page = K4 / 8;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_2m();
+	make_resident(&c, p, 21);
+	ASSERT_OK(madvise(p + 5 * per_page, K4, MADV_DONTNEED));
+	ASSERT_OK(madvise(p + 7 * per_page, K4, MADV_DONTNEED));
+	ASSERT_OK(gvm_mm_flush(c.mm));
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), M2 - 2 * K4);
+	back_wait.p = p;
+	gvm__mm_back_wait_hook = back_waits;
+	/* UFFDIO_COPY: 1 the run [0, 5), 2 page 6; UFFDIO_MOVE: 1 the
+	   stage's first move */
+	gvm__inject_arm(GVM_INJECT_UFFD_COPY, 2, -EAGAIN);
+	gvm__inject_arm(GVM_INJECT_UFFD_MOVE, 1, -EAGAIN);
+	ASSERT_OK(gvm__mm_migrate_to_ram(c.mm, u64(p), M2));
+	gvm__mm_back_wait_hook = NULL;
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_COPY), 0);	/* fired */
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_UFFD_MOVE), 0);
+	ASSERT_EQ(back_wait.calls, 1);
+	ASSERT_FALSE(back_wait.page0_on_device);
+	ASSERT_TRUE(back_wait.page6_on_device);
+	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	ASSERT_EQ(p[0], 99);
+	ASSERT_TRUE(all_are(p + 1, K4 - 8, W(21)));
+	for (uint64_t pg = 1; pg < M2 / K4; pg++)
+		ASSERT_TRUE(all_are(p + pg * per_page, K4,
+				    pg == 5 || pg == 7 ? 0 : W(21)));
+	ASSERT_EQ(logged(c.vm), 0);
+	teardown(&c);
+	munmap(p, M2);
+}
+
 TEST(one_failed_copy_is_retried)
 {
 	struct ctx c;
