@@ -686,7 +686,14 @@ static int self_flush(struct gvm_mm *mm)
 	return flush_wait(s, gen);
 }
 
-/* Unregisters every VMA (errors ignored: most were never ours). */
+/*
+ * Unregisters every VMA registered with our userfaultfd.  A kernel
+ * without the ownership check in UFFDIO_UNREGISTER (recent ones refuse
+ * with EINVAL) would drop another userfaultfd's registration, so each VMA
+ * is asked first: registering it again (WP, which every one of
+ * ours has) is a no-op if it is ours and -EBUSY if another's.  One that
+ * was not registered at all becomes ours for a moment.  Errors ignored.
+ */
 static void unregister_all(struct gvm_mm_self *s)
 {
 	uint64_t addr = 0;
@@ -694,10 +701,13 @@ static void unregister_all(struct gvm_mm_self *s)
 
 	while (!gvm__mm_maps_lookup(&s->maps, addr, GVM_MM_LOOKUP_NEXT, &v) &&
 	       v.end > addr) {
-		struct uffdio_range r = { .start = v.start,
-					  .len = v.end - v.start };
+		struct uffdio_register r = {
+			.range = { .start = v.start, .len = v.end - v.start },
+			.mode = UFFDIO_REGISTER_MODE_WP,
+		};
 
-		ioctl(s->uffd, UFFDIO_UNREGISTER, &r);
+		if (!ioctl(s->uffd, UFFDIO_REGISTER, &r))
+			ioctl(s->uffd, UFFDIO_UNREGISTER, &r.range);
 		addr = v.end;
 	}
 }

@@ -1806,15 +1806,24 @@ TEST(registration_of_memory_watched_by_another_userfaultfd)
 		.range = { .start = u(p), .len = 4 * PG },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
+	struct uffdio_zeropage z = { .range = { .start = u(p), .len = PG } };
 	int fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	char *q = map_anon(1, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 
 	ASSERT_GE(fd, 0);
 	ASSERT_OK(ioctl(fd, UFFDIO_API, &api));
 	ASSERT_OK(ioctl(fd, UFFDIO_REGISTER, &r));
 	ASSERT_EQ(gvm__mm_register(mm, u(p), 4 * PG), -EBUSY);
+	/* gvm's teardown leaves the other's registration alone */
+	ASSERT_OK(gvm__mm_register(mm, u(q), PG));
+	gvm_mm_put(mm);
+	ASSERT_OK(ioctl(fd, UFFDIO_ZEROPAGE, &z));	/* still registered */
+	ASSERT_EQ(p[0], 0);
 	close(fd);
+	mm = mm_self();
 	ASSERT_OK(gvm__mm_register(mm, u(p), 4 * PG));
 	ASSERT_OK(munmap(p, 4 * PG));
+	ASSERT_OK(munmap(q, PG));
 	gvm_mm_put(mm);
 }
 
