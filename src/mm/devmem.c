@@ -124,6 +124,8 @@ struct devmem_ext {
 	bool inserted;			/* in the tree (a migration's) */
 	bool faulted;			/* a CPU access is bringing it
 					   back (ops faulted called) */
+	bool going_back;		/* its move back began (ops to_ram
+					   called) */
 };
 
 /*
@@ -484,6 +486,7 @@ static int move_change(void *arg)
 	m->dm->extents++;
 	e->dm = m->dm;
 	e->off = 0;
+	e->faulted = e->going_back = false;	/* the new memory's */
 	dm_unref(old);		/* no GPU maps it: we are inside the
 				   invalidation */
 	return 0;
@@ -606,6 +609,10 @@ static int to_ram_change(void *arg)
 	uint64_t stage, i = 0, n, j;
 	int err, tries;
 
+	/* Told once, before any CPU thread waiting for it is woken. */
+	if (!e->going_back && e->dm->ops->to_ram)
+		e->dm->ops->to_ram(e->dm, e->len);
+	e->going_back = true;
 	if (!huge && to_ram_by_cpu(e)) {
 		/* Given back, the extent not yet dropped (INVAL). */
 		gvm__mm_inject_inval(mm, e->start, e->len);

@@ -405,8 +405,7 @@ struct gvm_mm_devmem_ops {
 	 * memory can be read (the device's CPU window over VRAM), or 0 if it
 	 * has none for that range.  Called, like copy(to_ram), when the
 	 * caller is about to bring those bytes back to system memory, which
-	 * it then reads from there with the CPU (this counts as the move
-	 * back); same context as copy.
+	 * it then reads from there with the CPU; same context as copy.
 	 */
 	uint64_t (*cpu_addr)(struct gvm_mm_devmem *dm, uint64_t off,
 			     uint64_t len);
@@ -439,6 +438,14 @@ struct gvm_mm_devmem_ops {
 	 * move takes several attempts).  Same context as copy.
 	 */
 	void (*faulted)(struct gvm_mm_devmem *dm);
+	/*
+	 * Optional: the data of an extent of @len bytes in this device
+	 * memory is going back to system memory (not discarded): called
+	 * once per extent, before its first attempt, and so before any CPU
+	 * thread waiting for it is woken, whichever way (copy, cpu_addr) and
+	 * in however many attempts it goes.  Same context as copy.
+	 */
+	void (*to_ram)(struct gvm_mm_devmem *dm, uint64_t len);
 };
 
 /*

@@ -143,10 +143,12 @@ void gvm__svm_back_put(struct gvm_svm_back *b)
 		gvm__free(b);
 }
 
-/* @len bytes of @d go back to system memory: counted for its device and
-   for the VM that migrated them. */
-static void count_back(struct svm_devmem *d, uint64_t len)
+/* @len bytes of @d are going back to system memory: counted for its
+   device and for the VM that migrated them. */
+static void devmem_to_ram(struct gvm_mm_devmem *dm, uint64_t len)
 {
+	struct svm_devmem *d = to_svm_devmem(dm);
+
 	gvm_fetch_add_relaxed(&d->dev->svm_to_ram, 1u);
 	gvm_fetch_add_relaxed(&d->dev->svm_bytes_to_ram, len);
 	gvm_fetch_add_relaxed(&d->back->to_system, 1u);
@@ -173,8 +175,6 @@ static int devmem_copy(struct gvm_mm_devmem *dm, uint64_t off, uint64_t sys,
 	err = to_ram ? gvm__dev_copy(dev, &ram, &vram, len, &w) :
 		       gvm__dev_copy(dev, &vram, &ram, len, &w);
 	gvm_fetch_add_relaxed(&dev->svm_copy_ns, (uint64_t)w.copy_ns);
-	if (!err && to_ram)
-		count_back(d, len);
 	return err;
 }
 
@@ -226,7 +226,7 @@ static int devmem_copy_from(struct gvm_mm_devmem *dm, uint64_t off,
  * The CPU window (desc.vram_cpu) over [off, off + len) of the device
  * memory, if it lies in one extent; the caller reads it back with the CPU
  * (mm/devmem.c: small extents, where a copy-engine job's round trip costs
- * more than the copy).  Counted as a move back, like devmem_copy.
+ * more than the copy).
  */
 static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
 				uint64_t len)
@@ -243,7 +243,6 @@ static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
 		if (off >= pos && off + len <= pos + x->len) {
 			GVM_TRACE_MIGRATE(dev, dev->name, "to_system",
 					  off, len);
-			count_back(d, len);
 			return (uintptr_t)dev->desc.vram_cpu +
 			       (x->addr - dev->desc.vram_base) + (off - pos);
 		}
@@ -252,7 +251,7 @@ static uint64_t devmem_cpu_addr(struct gvm_mm_devmem *dm, uint64_t off,
 	return 0;
 }
 
-/* A CPU access is bringing @dm's data back (the move: count_back). */
+/* A CPU access is bringing @dm's data back (the move: to_ram). */
 static void devmem_faulted(struct gvm_mm_devmem *dm)
 {
 	gvm_fetch_add_relaxed(&to_svm_devmem(dm)->back->cpu_faultbacks, 1u);
@@ -295,6 +294,7 @@ static const struct gvm_mm_devmem_ops svm_devmem_ops = {
 	.release = devmem_release,
 	.unused = devmem_unused,
 	.faulted = devmem_faulted,
+	.to_ram = devmem_to_ram,
 };
 
 /* The device addresses of @d's blocks, contiguous runs merged. */

@@ -392,12 +392,12 @@ static int range_create(struct gvm_vm *vm, struct gvm_vma *mirror,
 		*out = r;
 		return 0;
 	}
-	/* Not bound: out of the space, freed later with no lock held. */
-	if (!gvm__va_unmap_ops_create(&vm->svm, a, size, &l)) {
-		gvm__va_ops_apply(&l);
-		gvm__va_ops_fini(&l);
-		gvm__vma_free_deferred(vm, r);
-	}
+	/* Not bound: out of the space (one whole mapping: cannot fail,
+	   va.h), freed later with no lock held. */
+	GVM_BUG_ON(gvm__va_unmap_ops_create(&vm->svm, a, size, &l) != 0);
+	gvm__va_ops_apply(&l);
+	gvm__va_ops_fini(&l);
+	gvm__vma_free_deferred(vm, r);
 	return err;
 }
 
@@ -576,7 +576,6 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
-	count_fault(vm, &r->va);
 	/*
 	 * An atomic the PTEs do not allow: under the CPU policy, or where
 	 * the range cannot move to device memory, replaying it would fault
@@ -603,6 +602,7 @@ int gvm__svm_fault(struct gvm_vm *vm, struct gvm_vma *mirror,
 		if (err)
 			return err;
 	}
+	count_fault(vm, &r->va);
 	*range_end = r->va.addr + r->va.range;
 	/* What the policy wants placed with it: best effort. */
 	gvm__svm_policy_ops()->prefetch(vm, r->va.addr, r->va.range, &lo, &hi);

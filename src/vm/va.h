@@ -216,7 +216,12 @@ int gvm__va_map_ops_create(struct gvm_va_space *space, uint64_t addr,
 			   uint64_t range, void *obj, uint64_t obj_offset,
 			   uint32_t flags, struct gvm_va_ops *ops);
 
-/* The same for unmapping [addr, addr + range); the list may be empty. */
+/*
+ * The same for unmapping [addr, addr + range); the list may be empty.
+ * Unmapping exactly one whole mapping allocates nothing (one inline UNMAP,
+ * no insert to reserve) and cannot fail (test_va.alloc_failure): a caller
+ * may rely on it to undo a MAP it applied.
+ */
 int gvm__va_unmap_ops_create(struct gvm_va_space *space, uint64_t addr,
 			     uint64_t range, struct gvm_va_ops *ops);
 

@@ -1391,11 +1391,13 @@ TEST(what_the_cpu_copy_gave_back_is_the_cpus_while_the_rest_waits)
 {
 	const uint64_t per_page = K4 / 8;
 	struct ctx c;
-	uint64_t *p;
+	uint64_t *p, back0;
 
 	setup(&c);
 	p = map_2m();
 	make_resident(&c, p, 21);
+	back0 = stats(c.vm).svm_to_system;
+	back0 = stats(c.vm).svm_to_system;
 	ASSERT_OK(madvise(p + 5 * per_page, K4, MADV_DONTNEED));
 	ASSERT_OK(madvise(p + 7 * per_page, K4, MADV_DONTNEED));
 	ASSERT_OK(gvm_mm_flush(c.mm));
@@ -1414,6 +1416,8 @@ TEST(what_the_cpu_copy_gave_back_is_the_cpus_while_the_rest_waits)
 	ASSERT_FALSE(back_wait.page0_on_device);
 	ASSERT_TRUE(back_wait.page6_on_device);
 	ASSERT_EQ(gvm__mm_devmem_bytes(c.mm), 0);
+	/* one move back, in three attempts of two ways */
+	ASSERT_EQ(stats(c.vm).svm_to_system, back0 + 1);
 	ASSERT_EQ(p[0], 99);
 	ASSERT_TRUE(all_are(p + 1, K4 - 8, W(21)));
 	for (uint64_t pg = 1; pg < M2 / K4; pg++)
