@@ -324,17 +324,18 @@ static void mark_fault_pending(struct gvm_va_ops *l, bool lazy)
 static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy);
 
 /*
- * The SVM ranges under the parts of mirror mappings that list @l removes
+ * The SVM ranges under the parts of mirror mappings that list @li removes
  * go with them, whole (svm.c): their unmap ops join the bind's lists, so
  * their PTEs are in the same page-table update and they unwind with it.
+ * By index: add_list() may move b->lists.
  */
-static int remove_svm_ranges(struct bind *b, const struct gvm_va_ops *l)
+static int remove_svm_ranges(struct bind *b, size_t li)
 {
-	size_t i;
+	size_t i, nr = b->lists[li].nr;
 	int err;
 
-	for (i = 0; i < l->nr; i++) {
-		const struct gvm_va_op *op = &l->op[i];
+	for (i = 0; i < nr; i++) {
+		const struct gvm_va_op *op = &b->lists[li].op[i];
 		struct gvm_va_ops sl;
 		uint64_t lo, hi;
 
@@ -372,7 +373,7 @@ static int add_list(struct bind *b, struct gvm_va_ops *l, bool lazy)
 	}
 	mark_fault_pending(l, lazy);
 	gvm__va_ops_move(&b->lists[b->nr_lists++], l);
-	return remove_svm_ranges(b, &b->lists[b->nr_lists - 1]);
+	return remove_svm_ranges(b, b->nr_lists - 1);
 }
 
 static uint32_t va_flags(const struct gvm_bind_op *op)
@@ -476,21 +477,21 @@ out:
  * the range now are the ones move_prefetched() moves, whatever later ops
  * map or unmap there.  Their VMAs, even if a later op removes them, live
  * until the bind ends (on the dead list or for the unwind), and so do the
- * BOs.  The range is rewritten from the final VA state (after the BOs
- * moved), so it counts as touched.
+ * BOs.  Their part of the range is rewritten from the final VA state
+ * (after the BOs moved), so it counts as touched; the rest is not: a
+ * prefetch moves no userptr pages (nor SVM ranges' pages: svm_prefetch,
+ * in the call), so it has nothing to write there, and a bind job that
+ * did would write pages copied at the call, maybe stale or freed by the
+ * time it runs (an SVM range may be dropped meanwhile: no bind orders
+ * that).
  */
 static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 {
-	uint64_t addr = op_addr(b->vm, op);
+	uint64_t addr = op_addr(b->vm, op), end = addr + op->range;
 	struct gvm_va_iter it;
 	struct gvm_va *va;
-	int err = GVM_GROW_INL(b->touched, b->cap_touched, b->nr_touched + 1,
-			       b->touched_inl);
+	int err;
 
-	if (err)
-		return err;
-	b->touched[b->nr_touched].lo = addr;
-	b->touched[b->nr_touched++].hi = addr + op->range;
 	gvm_va_for_each_in_range(va, &b->vm->va, addr, op->range, &it) {
 		if (gvm__va_kind(va) != GVM_VA_KIND_BO)
 			continue;
@@ -499,10 +500,16 @@ static int parse_prefetch(struct bind *b, const struct gvm_bind_op *op)
 		      op->prefetch_mem))
 			return -EINVAL;
 		err = GVM_GROW(b->pf, b->cap_pf, b->nr_pf + 1);
+		if (!err)
+			err = GVM_GROW_INL(b->touched, b->cap_touched,
+					   b->nr_touched + 1, b->touched_inl);
 		if (err)
 			return err;
 		b->pf[b->nr_pf].bo = va->obj;
 		b->pf[b->nr_pf++].mem = op->prefetch_mem;
+		b->touched[b->nr_touched].lo = va->addr > addr ? va->addr : addr;
+		b->touched[b->nr_touched++].hi =
+			va->addr + va->range < end ? va->addr + va->range : end;
 	}
 	return 0;
 }

@@ -74,17 +74,18 @@ void gvm__vm_update_move(struct gvm_vm_update *dst, struct gvm_vm_update *src)
 	gvm__vm_update_init(src, src->vm);
 }
 
-static int add_vma(struct gvm_vma ***arr, size_t *nr, size_t *cap,
-		   struct gvm_vma *vma)
+/* @vma's extents were just copied: the sequence they were fetched at. */
+static int add_live(struct gvm_vm_update *u, struct gvm_vma *vma)
 {
 	int err;
 
 	/* A VMA's segments are consecutive: one entry is enough. */
-	if (*nr && (*arr)[*nr - 1] == vma)
+	if (u->nr_live && u->live[u->nr_live - 1].vma == vma)
 		return 0;
-	err = GVM_GROW(*arr, *cap, *nr + 1);
+	err = GVM_GROW(u->live, u->cap_live, u->nr_live + 1);
 	if (!err)
-		(*arr)[(*nr)++] = vma;
+		u->live[u->nr_live++] = (struct gvm_vm_update_live){
+			.vma = vma, .seq = gvm__userptr_seq(vma) };
 	return err;
 }
 
@@ -123,7 +124,7 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 					   u->ext_inl, &u->ext, &u->nr_ext,
 					   &u->cap_ext);
 		if (!err)
-			err = add_vma(&u->live, &u->nr_live, &u->cap_live, vma);
+			err = add_live(u, vma);
 		break;
 	default:
 		break;
@@ -139,7 +140,14 @@ int gvm__vm_update_add(struct gvm_vm_update *u, uint64_t lo, uint64_t hi,
 
 int gvm__vm_update_retire(struct gvm_vm_update *u, struct gvm_vma *vma)
 {
-	return add_vma(&u->retire, &u->nr_retire, &u->cap_retire, vma);
+	int err;
+
+	if (u->nr_retire && u->retire[u->nr_retire - 1] == vma)
+		return 0;
+	err = GVM_GROW(u->retire, u->cap_retire, u->nr_retire + 1);
+	if (!err)
+		u->retire[u->nr_retire++] = vma;
+	return err;
 }
 
 /* ext[] is final (no more add()): the segments get their pointers. */
@@ -205,7 +213,8 @@ int gvm__vm_update_commit(struct gvm_vm_update *u,
 	gvm__mutex_lock(&vm->notifier_lock);
 	if (stale == GVM_UPDATE_STALE_RETRY) {
 		for (i = 0; i < u->nr_live; i++) {
-			if (!gvm__userptr_stale_locked(u->live[i]))
+			if (!gvm__userptr_stale_locked(u->live[i].vma,
+						       u->live[i].seq))
 				continue;
 			gvm__mutex_unlock(&vm->notifier_lock);
 			if (u->prepared)
@@ -216,11 +225,11 @@ int gvm__vm_update_commit(struct gvm_vm_update *u,
 	}
 	/* Before the commit: a stale userptr's PTEs are staged zapped. */
 	for (i = 0; i < u->nr_live; i++)
-		if (gvm__userptr_commit(u->live[i], true,
+		if (gvm__userptr_commit(u->live[i].vma, true, u->live[i].seq,
 					u->prepared ? &u->pt : NULL))
 			u->zapped = true;
 	for (i = 0; i < u->nr_retire; i++)
-		gvm__userptr_commit(u->retire[i], false, NULL);
+		gvm__userptr_commit(u->retire[i], false, 0, NULL);
 	if (u->prepared)
 		gvm__pt_update_commit(&u->pt, &u->tlb, &u->dead);
 	u->prepared = false;
@@ -272,7 +281,8 @@ void gvm__vm_update_fini(struct gvm_vm_update *u)
 	u->cap_segs = GVM_ARRAY_SIZE(u->segs_inl);
 	u->ext = u->ext_inl;
 	u->cap_ext = GVM_ARRAY_SIZE(u->ext_inl);
-	u->live = u->retire = NULL;
+	u->live = NULL;
+	u->retire = NULL;
 	u->nr_segs = u->nr_ext = 0;
 	u->nr_live = u->cap_live = u->nr_retire = u->cap_retire = 0;
 }

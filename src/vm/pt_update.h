@@ -46,6 +46,17 @@ enum gvm_vm_update_stale {
 	GVM_UPDATE_STALE_RETRY,
 };
 
+/*
+ * A userptr whose PTEs an update writes, and the sequence its pages were
+ * fetched at when add() copied their extents: commit rechecks against
+ * that, not against the userptr's sequence then, which a later fetch (of
+ * other pages) may have moved on while a queued bind job waited.
+ */
+struct gvm_vm_update_live {
+	struct gvm_vma *vma;
+	uint64_t seq;
+};
+
 struct gvm_vm_update {
 	struct gvm_vm *vm;
 	struct gvm_pt_seg *segs;	/* sorted by va, disjoint; segment i's
@@ -54,7 +65,7 @@ struct gvm_vm_update {
 	size_t nr_segs, cap_segs;
 	struct gvm_pt_extent *ext;
 	size_t nr_ext, cap_ext;
-	struct gvm_vma **live;		/* userptrs whose PTEs it writes */
+	struct gvm_vm_update_live *live; /* userptrs whose PTEs it writes */
 	size_t nr_live, cap_live;
 	struct gvm_vma **retire;	/* userptrs leaving the VM */
 	size_t nr_retire, cap_retire;

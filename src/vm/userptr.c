@@ -51,8 +51,8 @@
  * exec on that mm (they flush the mm first, docs/mm.md).
  *
  * Locking: u->live, u->inval_link and vm->userptr_invalidated are protected
- * by vm->notifier_lock; u->seq, u->ext by vm->lock (or the bind job writing
- * a userptr that never went live yet); u->wait, u->tlb_fence by the
+ * by vm->notifier_lock; u->seq, u->ext by vm->lock (a bind job writes from
+ * the copies, and the sequence, its plan took: pt_update.h); u->wait, u->tlb_fence by the
  * invalidation holding u->finish; the notifier is removed (which waits for
  * a running invalidation) with no lock held.
  */
@@ -799,25 +799,31 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 bool gvm__svm_mutant_no_seq_recheck;
 
 /*
- * Has an invalidation run since @u's pages were fetched?  (The recheck;
- * the test-only mutant skips it for SVM ranges.)
+ * Has an invalidation of @u run since sequence @seq (pages fetched then
+ * are stale)?  The recheck; the test-only mutant skips it for SVM ranges.
  */
-static bool seq_moved(struct gvm_userptr *u)
+static bool seq_moved(struct gvm_userptr *u, uint64_t seq)
 {
 	if (u->svm && gvm__svm_mutant_no_seq_recheck)
 		return false;
-	return gvm__notifier_read_retry(&u->notifier, u->seq);
+	return gvm__notifier_read_retry(&u->notifier, seq);
 }
 
-bool gvm__userptr_stale_locked(struct gvm_vma *vma)
+uint64_t gvm__userptr_seq(const struct gvm_vma *vma)
+{
+	gvm_lockdep_assert_held(&vma->userptr->vm->lock);
+	return vma->userptr->seq;
+}
+
+bool gvm__userptr_stale_locked(struct gvm_vma *vma, uint64_t seq)
 {
 	struct gvm_userptr *u = vma->userptr;
 
 	gvm_lockdep_assert_held(&u->vm->notifier_lock);
-	return !u->gone && seq_moved(u);
+	return !u->gone && seq_moved(u, seq);
 }
 
-bool gvm__userptr_commit(struct gvm_vma *vma, bool live,
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live, uint64_t seq,
 			 struct gvm_pt_update *staged)
 {
 	struct gvm_userptr *u = vma->userptr;
@@ -826,7 +832,7 @@ bool gvm__userptr_commit(struct gvm_vma *vma, bool live,
 
 	gvm_lockdep_assert_held(&vm->notifier_lock);
 	u->live = live && !u->gone;
-	if (!u->live || !seq_moved(u)) {
+	if (!u->live || !seq_moved(u, seq)) {
 		/* Fresh PTEs, or none any more. */
 		gvm_list_del(&u->inval_link);
 		return false;

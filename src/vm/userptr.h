@@ -84,8 +84,11 @@ int gvm__userptr_extents(const struct gvm_vma *vma, uint64_t offset,
 			 uint64_t len, const struct gvm_pt_extent *inl,
 			 struct gvm_pt_extent **out, size_t *n, size_t *cap);
 
-/* notifier_lock held: did the pages go stale since they were fetched? */
-bool gvm__userptr_stale_locked(struct gvm_vma *vma);
+/* vm->lock held: the sequence the VMA's pages were fetched at. */
+uint64_t gvm__userptr_seq(const struct gvm_vma *vma);
+
+/* notifier_lock held: did pages fetched at sequence @seq go stale? */
+bool gvm__userptr_stale_locked(struct gvm_vma *vma, uint64_t seq);
 
 /*
  * Test-only switch, false in every shipped path: when set, an SVM range's
@@ -99,14 +102,17 @@ extern bool gvm__svm_mutant_no_seq_recheck;
 /*
  * The userptr side of a page-table commit (pt_update.c), notifier_lock
  * held, in the commit section, before the page tables are committed:
- * @live, the update writes the VMA's PTEs (@staged: the prepared update,
- * or NULL), it goes live and leaves the invalidated list, unless its
- * pages went stale since the fetch: then the staged PTEs are zapped (the
+ * @live, the update writes the VMA's PTEs from pages fetched at sequence
+ * @seq (@staged: the prepared update, or NULL), it goes live and leaves
+ * the invalidated list, unless those pages went stale (an invalidation
+ * since @seq; also if a later fetch replaced them: the update holds the
+ * old ones, and cannot leave the range as the later one wrote it): then
+ * the staged PTEs are zapped (the
  * commit writes them invalid) and so are the committed ones, it stays (or
  * goes) on the list and true is returned (a TLB flush is needed); !@live,
  * it leaves the VM and is no longer zapped by its notifier.
  */
-bool gvm__userptr_commit(struct gvm_vma *vma, bool live,
+bool gvm__userptr_commit(struct gvm_vma *vma, bool live, uint64_t seq,
 			 struct gvm_pt_update *staged);
 
 /*

@@ -385,10 +385,10 @@ int gvm_vm_destroy(struct gvm_vm *vm)
 	/* Invalidations must not zap tables that are going away. */
 	gvm_va_for_each_in_range(va, &vm->va, vm->va.start, vm->va.range, &it)
 		if (gvm__va_kind(va) == GVM_VA_KIND_USERPTR)
-			gvm__userptr_commit(to_vma(va), false, NULL);
+			gvm__userptr_commit(to_vma(va), false, 0, NULL);
 	gvm_va_for_each_in_range(va, &vm->svm, vm->svm.start, vm->svm.range,
 				 &it)
-		gvm__userptr_commit(to_vma(va), false, NULL);
+		gvm__userptr_commit(to_vma(va), false, 0, NULL);
 	gvm__pt_vm_fini(&vm->pt);
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm__mutex_unlock(&vm->pt_lock);

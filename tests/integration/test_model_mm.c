@@ -968,3 +968,139 @@ TEST(svm_prot_none_device_memory_is_not_mapped)
 	ASSERT_TRUE(srun(&c, &k));
 	steardown(&c);
 }
+
+/* ---- queued binds and pages fetched since (review findings) ------------- */
+
+/* A bind of @op that waits for @in (a fence nobody signalled yet). */
+static void bind_after(struct gvm_vm *vm, const struct gvm_bind_op *op,
+		       struct gvm_fence *in, struct gvm_fence **out)
+{
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE, .fence = in },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+		  .out = out },
+	};
+
+	ASSERT_OK(gvm_vm_bind(vm, NULL, op, 1, s, 2));
+}
+
+static struct gvm_fence *new_fence(void)
+{
+	struct gvm_fence *f;
+
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &f));
+	return f;
+}
+
+/*
+ * A queued PREFETCH over a userptr: the CPU replaces the memory, an exec
+ * repins it (new pages, new sequence), then the job runs.  It used to
+ * write the pages it copied at the call, and recheck them against the
+ * new sequence: the exec's store went to the freed frame.  A prefetch
+ * has nothing to write for a userptr (it moves BOs only).
+ */
+TEST(queued_prefetch_over_a_userptr_writes_no_stale_pages)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_fence *in = new_fence(), *done = NULL;
+	struct uctx c;
+	uint64_t a, a2;
+
+	usetup(&c, 0);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, K4, RW, 0, &a));
+	put_u64(c.mm, a, 111);
+	ASSERT_OK(bind_userptr(&c, VA, a, K4));
+	bind_after(c.vm, &op, in, &done);
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a, K4));
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, a, K4, RW, GVM_MM_MODEL_FIXED,
+				    &a2));
+	ASSERT_EQ(a2, a);
+	put_u64(c.mm, a, 222);
+	/* the exec repins; its kernel runs after the bind job */
+	{
+		struct gvm_fence *kf = NULL;
+		struct gvm_sync s = { .type = GVM_SYNC_FENCE,
+				      .flags = GVM_SYNC_SIGNAL, .out = &kf };
+		struct gvm_kernel k;
+
+		ASSERT_OK(gvm_kernel_store_dword(&k, VA + 8, 777, 64));
+		ASSERT_OK(gvm_exec(c.q, &k, &s, 1));
+		ASSERT_OK(gvm_fence_signal(in));
+		ASSERT_OK(gvm_fence_wait(kf, GVM_TIMEOUT_INFINITE));
+		ASSERT_EQ(gvm_fence_get_status(kf), 1);
+		gvm_fence_put(kf);
+	}
+	ASSERT_EQ(get_u64(c.mm, a), 222);
+	ASSERT_EQ(get_u64(c.mm, a + 8), 777);
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	uteardown(&c);
+}
+
+/*
+ * A queued PREFETCH to system memory over an SVM range in device memory:
+ * the call's own svm_prefetch moves the range back and binds its system
+ * pages; the CPU writes them; then the job runs.  It used to write the
+ * device addresses it copied at the call (VRAM freed by then), so the GPU
+ * read stale data.
+ */
+TEST(queued_prefetch_over_an_svm_range_writes_no_stale_device_memory)
+{
+	struct gvm_fence *in = new_fence(), *done = NULL;
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .range = M2,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct sctx c;
+	uint64_t a;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	sfill(&c, a, M2, 0x01010101);		/* a 2 MiB range, in VRAM */
+	ASSERT_EQ(svmt_stats(c.v.vm).svm_migrations, 1);
+	op.addr = a;
+	bind_after(c.v.vm, &op, in, &done);
+	for (uint64_t i = 0; i < M2 / K4; i++)
+		put_u64(c.mm, a + i * K4, 0);
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gsum(&c, a, K4), 0x0101010101010101ull * 511);
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	steardown(&c);
+}
+
+/*
+ * A queued PREFETCH over an SVM range that madvise drops (and frees)
+ * before the job runs: the job used to commit the freed range (a
+ * use-after-free, a crash).  The range is left to the next fault.
+ */
+TEST(queued_prefetch_over_an_svm_range_dropped_before_its_job)
+{
+	struct gvm_fence *in = new_fence(), *done = NULL;
+	struct gvm_bind_op op = { .op = GVM_BIND_PREFETCH, .range = M2,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_madvise adv = {
+		.set = GVM_MADV_PREFERRED_LOC,
+		.attrs.preferred_loc = GVM_LOC_SYSTEM,
+	};
+	struct sctx c;
+	uint64_t a, dropped;
+
+	ssetup(&c);
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, M2, RW, 0, &a));
+	sfill(&c, a, M2, 0x02020202);
+	op.addr = a;
+	bind_after(c.v.vm, &op, in, &done);
+	dropped = svmt_stats(c.v.vm).svm_ranges_dropped;
+	ASSERT_OK(gvm_vm_madvise(c.v.vm, a, M2, &adv));
+	ASSERT_EQ(svmt_stats(c.v.vm).svm_ranges_dropped, dropped + 1);
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(done), 1);
+	ASSERT_EQ(gsum(&c, a, K4), 0x0202020202020202ull * 512);
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	steardown(&c);
+}

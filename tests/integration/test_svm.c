@@ -478,6 +478,43 @@ TEST(unbinding_the_mirror_takes_its_ranges)
 }
 
 /*
+ * The ranges an UNMAP takes join the bind's op lists while the list that
+ * removes the mirror is being walked; with three lists before it, the
+ * array of lists moves as they join (review finding: the walk read the
+ * moved list through a stale pointer; ASan saw it).
+ */
+TEST(unbinding_ranges_while_the_bind_s_lists_grow)
+{
+	struct gvm_bind_op ops[4];
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c);
+	p = map_4m();
+	store(&c, u64(&p[1]), 1);
+	store(&c, u64(&p[M2 / 8 + 1]), 2);
+	memset(ops, 0, sizeof(ops));
+	for (int i = 0; i < 3; i++) {
+		ops[i].op = GVM_BIND_MAP;
+		ops[i].flags = GVM_BIND_NULL;
+		ops[i].addr = 0x700000000000ull + (uint64_t)i * M2;
+		ops[i].range = M2;
+	}
+	ops[3].op = GVM_BIND_UNMAP;
+	ops[3].addr = u64(p);
+	ops[3].range = 2 * M2;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, ops, 4, NULL, 0));
+	ASSERT_FALSE(mapped(c.vm, u64(p), NULL));
+	ASSERT_FALSE(mapped(c.vm, u64(p) + M2, NULL));
+	store(&c, u64(&p[1]), 3);		/* no mapping: refused */
+	ASSERT_EQ(logged(c.vm), 1);
+	ASSERT_EQ(p[1], 1);
+	ASSERT_EQ(p[M2 / 8 + 1], 2);
+	teardown(&c);
+	munmap(p, 2 * M2);
+}
+
+/*
  * A kernel that uses a range, says so, polls a gate in a BO (each poll a
  * lane call: the engine acknowledges TLB invalidations meanwhile) until
  * the test opens it, then uses the range again.
