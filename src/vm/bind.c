@@ -1245,19 +1245,28 @@ int gvm_vm_bind(struct gvm_vm *vm, struct gvm_queue *q,
 	}
 	gvm__vm_stat_add_locked(vm, binds, 1);
 	gvm__vm_stat_add_locked(vm, bind_ops, n);
-	gvm_lockset_fini(&b.ls);
-	b.ls_init = false;
-	fini_lists(&b);
 	if (b.inline_bind) {
-		/* A TLB fence depends on no bind job: vm->lock may be held
-		   while waiting for it; tables are freed under pt_lock. */
+		/*
+		 * The TLB invalidation before the reservations go: until it
+		 * is acknowledged an engine may still reach the memory of a
+		 * BO this bind unmapped, and with the BO unlocked and idle a
+		 * move could free that memory meanwhile (review finding).
+		 * A TLB fence depends on no bind job: vm->lock and the
+		 * reservations may be held while waiting for it.
+		 */
 		struct gvm_fence *tlb = gvm__vm_update_tlb_submit(&b.upd);
 
-		gvm__mutex_unlock(&vm->lock);
 		if (tlb) {
 			gvm_fence_wait(tlb, GVM_TIMEOUT_INFINITE);
 			gvm_fence_put(tlb);
 		}
+	}
+	gvm_lockset_fini(&b.ls);
+	b.ls_init = false;
+	fini_lists(&b);
+	if (b.inline_bind) {
+		gvm__mutex_unlock(&vm->lock);
+		/* tables are freed under pt_lock */
 		gvm__vm_update_free_tables(&b.upd, false);
 		for (i = 0; i < b.nr_dead; i++)
 			gvm__vma_free(b.dead[i], vm);

@@ -882,3 +882,96 @@ TEST(a_store_through_the_view_racing_a_move_is_not_lost)
 	ASSERT_OK(gvm_vm_destroy(vm));
 	gvm_device_put(dev);
 }
+
+/*
+ * An inline unbind of a BO waits for its TLB invalidation before it lets
+ * go of the BO's reservation: until the engines acknowledge it, one may
+ * still reach the BO's memory (here a kernel holding a span into it), and
+ * a move, which takes idle BOs under their reservation, would free that
+ * memory to the next owner (review finding: the unbind unlocked first).
+ * The kernel holds its span until told, so the acknowledgement waits.
+ */
+static bool span_held, span_go;		/* atomic */
+
+static void span_fn(struct gvm_lane *l, const void *args)
+{
+	size_t len = K4;
+	uint64_t *p = gvm_lane_span(l, *(const uint64_t *)args, &len,
+				    GVM_ACCESS_WRITE);
+
+	if (!p)
+		return;
+	__atomic_store_n(&span_held, true, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&span_go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	p[0] = 42;
+}
+
+static void *unbind_main(void *arg)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_UNMAP, .addr = VA,
+				  .range = 16 * K4 };
+
+	return (void *)(intptr_t)gvm_vm_bind(arg, NULL, &op, 1, NULL, 0);
+}
+
+static uint64_t tlb_invals(struct gvm_device *dev)
+{
+	struct gvm_sim_stats st;
+
+	ASSERT_OK(gvm_sim_stats(dev, &st));
+	return st.tlb_invals;
+}
+
+TEST(an_unbound_bo_stays_locked_until_the_tlb_is_invalidated)
+{
+	static const uint64_t va = VA;
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP,
+				  .flags = GVM_BIND_IMMEDIATE, .addr = VA,
+				  .range = 16 * K4 };
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_vm *vm;
+	struct gvm_mm *mm;
+	struct gvm_kernel k;
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+	struct gvm_bo *x;
+	uint64_t invals;
+	pthread_t t;
+	void *ret;
+
+	/* Fault mode: no fences, so the unbind of a BO in use is inline. */
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, mm, GVM_VM_LR_MODE | GVM_VM_FAULT_MODE,
+				&vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &x));
+	op.bo = x;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_kernel_init(&k, "span", span_fn, 1, &va, sizeof(va)));
+	ASSERT_OK(gvm_exec(q, &k, &s, 1));
+	while (!__atomic_load_n(&span_held, __ATOMIC_ACQUIRE))
+		sched_yield();
+	invals = tlb_invals(dev);
+	ASSERT_EQ(pthread_create(&t, NULL, unbind_main, vm), 0);
+	/* Submitted: the unbind is waiting for the acknowledgement. */
+	while (tlb_invals(dev) == invals)
+		sched_yield();
+	ASSERT_FALSE(gvm_resv_trylock(x->resv));	/* no move can take it */
+	__atomic_store_n(&span_go, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(pthread_join(t, &ret), 0);
+	ASSERT_EQ((intptr_t)ret, 0);
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_TRUE(gvm_resv_trylock(x->resv));	/* and then it is free */
+	gvm_resv_unlock(x->resv);
+	gvm_bo_put(x);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+	gvm_mm_put(mm);
+}
