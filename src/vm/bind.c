@@ -1058,8 +1058,17 @@ static void link_vma(struct bind *b, struct gvm_va *va,
 	if (!va)
 		return;
 	vma->ufence = gvm__ufence_get(from ? from->ufence : uf);
-	if (!b->inline_bind)	/* its PTEs are the job's to write */
+	if (from && gvm__va_kind(va) != GVM_VA_KIND_USERPTR) {
+		/* A piece of a split mapping keeps its PTEs: whatever was
+		   to write them still is (a rebind after a move skips the
+		   VMAs of a pending bind job, as their job writes them). */
+		if (from->bind_fence)
+			vma->bind_fence = gvm_fence_get(from->bind_fence);
+	} else if (!b->inline_bind) {
+		/* New, or a userptr piece (new notifier, rebound): its PTEs
+		   are the job's to write. */
 		vma->bind_fence = gvm_fence_get(b->done);
+	}
 	if (gvm__va_kind(va) != GVM_VA_KIND_BO)
 		return;
 	for (i = 0; b->bos[i] != va->obj; i++)

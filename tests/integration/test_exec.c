@@ -862,3 +862,62 @@ TEST(rebind_skips_vma_of_pending_bind)
 	gvm_bo_put(bo);
 	teardown(&c);
 }
+
+/*
+ * The pieces a queued UNMAP leaves of a mapping keep their PTEs; the job
+ * writes only the part it removes.  They used to take the job's fence as
+ * theirs, so after a move zapped the BO an exec's rebind skipped them
+ * ("their job writes them"), cleared the handle's evicted mark, and they
+ * stayed zapped: every exec using them failed (review finding).
+ */
+TEST(pieces_a_queued_unmap_leaves_of_a_moved_bo_are_rebound)
+{
+	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = 3 * K4,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 3 * K4 };
+	struct gvm_bind_op un = { .op = GVM_BIND_UNMAP, .addr = VA + K4,
+				  .range = K4 };
+	struct gvm_fence *in, *done = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_kernel k;
+	struct gvm_vm *vm2;
+	struct gvm_queue *q2;
+	struct gvm_bo *bo;
+	struct ctx c;
+	uint64_t *p;
+
+	setup(&c, 0);
+	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &vm2));
+	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
+	bo = new_bo(&c, 3 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
+	bind(&c, GVM_BIND_MAP, 0, VA, 3 * K4, bo, 0);
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
+	/* the move zaps vm2's mapping and marks its handle evicted */
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
+	ASSERT_FALSE(mapped(vm2, VA));
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[0].fence = in;
+	ASSERT_OK(gvm_vm_bind(vm2, NULL, &un, 1, s, 1));
+	ASSERT_OK(gvm_kernel_store_dword(&k, VA + 2 * K4 + 8, 7, 64));
+	s[1].out = &done;
+	ASSERT_OK(gvm_exec(q2, &k, &s[1], 1));
+	ASSERT_TRUE(mapped(vm2, VA + 2 * K4));		/* rebound */
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(gvm_fence_get_status(done), 1);
+	ASSERT_EQ(p[2 * K4 / 8 + 1], 7);
+	ASSERT_TRUE(mapped(vm2, VA));
+	ASSERT_FALSE(mapped(vm2, VA + K4));
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	gvm_queue_destroy(q2);
+	ASSERT_OK(gvm_vm_destroy(vm2));
+	gvm_bo_put(bo);
+	teardown(&c);
+}
