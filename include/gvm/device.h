@@ -180,6 +180,10 @@ struct gvm_device_ops {
 	 * the VM (size 0: all of them; else size is a power of two and start
 	 * is aligned to it).  *@done signals once no engine can use a
 	 * translation of the range it cached before the call.  Mandatory.
+	 * Fails only for want of memory (-ENOMEM: gvm retries, then bans the
+	 * VM and retries every millisecond until it works, because what the
+	 * invalidation protects is freed once it signals), or with -ENODEV
+	 * once no engine of the device runs any more.
 	 */
 	int (*tlb_inval)(struct gvm_device *dev, void *vm_priv, uint64_t start,
 			 uint64_t size, struct gvm_fence **done);

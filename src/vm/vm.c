@@ -283,9 +283,23 @@ struct gvm_fence *gvm__vm_tlb_submit(struct gvm_vm *vm,
 						  &done);
 	}
 	if (err) {
-		/* Nothing safe remains but to stop using the VM. */
+		/*
+		 * The VM is stopped (its next binds and execs fail), but the
+		 * caller frees what the engines may still reach once this
+		 * returns (pages, tables, a BO's memory): no return without
+		 * an invalidation.  Retried every millisecond until the
+		 * backend takes it, or is gone (-ENODEV: no engine runs).
+		 */
 		gvm__vm_ban(vm, err);
-		return NULL;
+		while (err && err != -ENODEV) {
+			gvm__sleep_ns(1000000);
+			err = gvm__inject(GVM_INJECT_TLB_INVAL);
+			if (!err)
+				err = dev->ops->tlb_inval(dev, vm->dev_priv, 0,
+							  0, &done);
+		}
+		if (err)
+			return NULL;
 	}
 	return done;
 }

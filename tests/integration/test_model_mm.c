@@ -323,6 +323,56 @@ TEST(no_engine_touches_the_old_page_after_pass_2)
 	uteardown(&c);
 }
 
+/*
+ * The same when the device cannot take the TLB invalidation (its fence
+ * allocation fails, three times in a row here): the invalidation does not
+ * end before one succeeds (every millisecond, the VM banned meanwhile).
+ * It used to give up after two: munmap returned, the frame was freed, and
+ * the kernel went on reading and writing it through its TLB.
+ */
+static const struct gvm_device_ops *real_ops;
+static struct gvm_device_ops failing_tlb_ops;
+static int tlb_failures;			/* atomic: still to fail */
+
+static int failing_tlb_inval(struct gvm_device *dev, void *vm_priv,
+			     uint64_t start, uint64_t size,
+			     struct gvm_fence **done)
+{
+	if (__atomic_fetch_sub(&tlb_failures, 1, __ATOMIC_RELAXED) > 0)
+		return -ENOMEM;
+	return real_ops->tlb_inval(dev, vm_priv, start, size, done);
+}
+
+TEST(an_invalidation_waits_until_a_tlb_flush_succeeds)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR, .addr = VA + K4,
+				  .range = K4 };
+	struct uctx c;
+	struct spin s;
+	uint64_t a;
+
+	usetup(&c, 0);
+	real_ops = c.dev->ops;
+	failing_tlb_ops = *real_ops;
+	failing_tlb_ops.tlb_inval = failing_tlb_inval;
+	c.dev->ops = &failing_tlb_ops;
+	ASSERT_OK(gvm_mm_model_mmap(c.mm, 0, 2 * K4, RW, 0, &a));
+	ASSERT_OK(bind_userptr(&c, VA, a, K4));
+	spin_start(&s, c.q, VA, false);
+	gvm_store_relaxed(&tlb_failures, 3);
+	ASSERT_OK(gvm_mm_model_munmap(c.mm, a, K4));
+	ASSERT_LE(gvm_load_relaxed(&tlb_failures), 0);	/* all failed */
+	/* Flushed: the kernel faults, or (before) reads the poisoned frame */
+	while (!gvm_fence_is_signaled(s.fence) &&
+	       !gvm_load_acquire(&s.poison_seen))
+		sched_yield();
+	ASSERT_EQ(spin_end(&s), -EIO);
+	ASSERT_EQ(mstats(c.mm).poison_violations, 0);
+	op.userptr = a + K4;				/* banned meanwhile */
+	ASSERT_EQ(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0), -EIO);
+	uteardown(&c);
+}
+
 /* ---- a stale userptr's PTEs are never published (issue 15) ------------- */
 
 /*
