@@ -34,6 +34,9 @@
  * which preempts the queues without needing any lock, and keeps the rebind
  * worker from taking the BO back first.  Memory in use by a running job is
  * therefore never evicted under it: it is waited for or preempted first.
+ * A victim that fails to move (-EBUSY while its CPU view goes through the
+ * VRAM window, -ENOMEM, -EIO) is passed over for the rest of the round,
+ * and the next best is tried (struct evict_failed).
  *
  * Waiting for busy BOs.  A caller that finds no idle victim and may wait
  * (gvm_bo_create with no system fallback; gvm_exec for its VRAM-only BOs,
@@ -184,6 +187,45 @@ static bool get_unless_zero(struct gvm_bo *bo)
 /* Candidates a victim is chosen among (from the LRU's head). */
 #define VICTIM_WINDOW 8
 
+/* Victims that may fail to move in one round before it gives up. */
+#define MAX_FAILED (2 * VICTIM_WINDOW)
+
+/*
+ * The victims that failed to move in one round of a search for room (a
+ * view through the VRAM window: -EBUSY; the new backing or the copy:
+ * -ENOMEM, -EIO), which pick_victim() passes over.  Not a count of
+ * candidates to skip: the victim is the best of the window, not its
+ * first, so skipping the first N dropped movable BOs while the unmovable
+ * best one was chosen again, and the round ended with -ENOSPC though
+ * there was room to make.  Each listed BO is referenced (the reference
+ * pick_victim() took), so its address is its own while it is listed.
+ * The searching thread's own (on its stack); emptied, and the references
+ * put, before each wait for room (what failed may move then) and at the
+ * end of the search (failed_release()).
+ */
+struct evict_failed {
+	struct gvm_bo *bo[MAX_FAILED];
+	unsigned int nr;
+};
+
+static bool failed_has(const struct evict_failed *failed,
+		       const struct gvm_bo *bo)
+{
+	unsigned int i;
+
+	for (i = 0; i < failed->nr; i++)
+		if (failed->bo[i] == bo)
+			return true;
+	return false;
+}
+
+/* Empties @failed.  The caller may hold locks (deferred puts). */
+static void failed_release(struct evict_failed *failed)
+{
+	while (failed->nr)
+		gvm__bo_put_deferred(failed->bo[--failed->nr]);
+}
+
 static unsigned int nr_vms(const struct gvm_bo *bo)
 {
 	const struct gvm_list *pos;
@@ -228,9 +270,10 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  * then the one mapped by the fewest VMs (it costs the fewest rebinds and
  * is the least likely to be needed next), the least recently used on a
  * tie.
- * Skips the first @skip candidates that qualify (ones that failed to
- * move).  Only BOs last used before LRU stamp @older_than are candidates
- * (the list is in stamp order: it stops at the first newer one).
+ * BOs in @failed (they failed to move in this round) are no candidates:
+ * the window holds the first VICTIM_WINDOW others.  Only BOs last used
+ * before LRU stamp @older_than are candidates (the list is in stamp
+ * order: it stops at the first newer one).
  *
  * Two phases, so that no reservation is ever unlocked under vram_lock (a
  * contended unlock takes the mutex's wait_lock, which ranks below the
@@ -240,7 +283,8 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  * tested again, and all but the choice are unlocked and put.
  */
 static struct gvm_bo *pick_victim(struct gvm_device *dev,
-				  enum gvm_evict_mode mode, unsigned int skip,
+				  enum gvm_evict_mode mode,
+				  const struct evict_failed *failed,
 				  uint64_t older_than)
 {
 	struct gvm_bo *cand[VICTIM_WINDOW], *best = NULL;
@@ -255,12 +299,9 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 
 		if (nr == VICTIM_WINDOW || bo->lru_stamp >= older_than)
 			break;
-		if (gvm_resv_is_locked(bo->resv) || !movable(bo, mode))
+		if (gvm_resv_is_locked(bo->resv) || !movable(bo, mode) ||
+		    failed_has(failed, bo))
 			continue;
-		if (skip) {
-			skip--;
-			continue;
-		}
 		/* A BO on the LRU may be dying: its put frees it. */
 		if (get_unless_zero(bo))
 			cand[nr++] = bo;
@@ -300,18 +341,21 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 
 /*
  * Moves one victim last used before @older_than to system memory, or
- * purges it if it is DONTNEED.  0, or -ENOSPC if no victim could be
- * moved.
+ * purges it if it is DONTNEED.  A victim that fails to move joins
+ * @failed and the next is tried.  0, or -ENOSPC if no victim could be
+ * moved (none left, or MAX_FAILED failed).
  */
 static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
-		     unsigned int *failed, uint64_t older_than)
+		     struct evict_failed *failed, uint64_t older_than)
 {
 	struct gvm_bo *victim;
 	struct gvm_list *pos;
 	int err;
 
 	for (;;) {
-		victim = pick_victim(dev, mode, *failed, older_than);
+		if (failed->nr == MAX_FAILED)
+			return -ENOSPC;
+		victim = pick_victim(dev, mode, failed, older_than);
 		if (!victim)
 			return -ENOSPC;
 		/* DONTNEED, read under the reservation: purged, not copied. */
@@ -320,43 +364,48 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 		else
 			err = gvm__bo_move(victim, GVM_MEM_SYSTEM,
 					   GVM_EVICT_NONE);
-		if (err) {
-			(*failed)++;
-		} else {
+		if (!err)
 			gvm_list_for_each(pos, &victim->vm_bos)
 				gvm__vm_stat_add(gvm_list_entry(pos,
 						 struct gvm_vm_bo, bo_link)->vm,
 						 evictions, 1);
-		}
 		gvm_resv_unlock(victim->resv);
+		if (err) {
+			/* Its reference goes with it (failed_release()). */
+			failed->bo[failed->nr++] = victim;
+			continue;
+		}
 		if (gvm__evict_before_put)
 			gvm__evict_before_put(victim);
 		/* The caller may hold locks (the top of the file). */
 		gvm__bo_put_deferred(victim);
-		if (!err)
-			return 0;
+		return 0;
 	}
 }
 
 void gvm__vram_evacuate(struct gvm_device *dev)
 {
-	unsigned int failed = 0;
+	struct evict_failed failed = { .nr = 0 };
 
 	gvm_lockdep_assert_none_held();
 	while (!evict_one(dev, GVM_EVICT_WAIT, &failed, UINT64_MAX))
 		;
+	failed_release(&failed);
 	gvm__dev_reap(dev);
 }
 
 int gvm__vram_make_room(void *priv, uint64_t bytes)
 {
-	unsigned int failed = 0;
+	struct evict_failed failed = { .nr = 0 };
+	int err;
 
 	(void)bytes;		/* one BO or VM frees at least a page */
 	gvm__signalling_no_alloc();
 	if (!gvm__pt_spares_reclaim(priv))
 		return 0;
-	if (!evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX))
+	err = evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX);
+	failed_release(&failed);
+	if (!err)
 		return 0;
 	/* No idle BO left: an idle VM's page tables (pt_reclaim.c). */
 	return gvm__pt_reclaim(priv);
@@ -378,7 +427,8 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 		       enum gvm_evict_mode mode, uint64_t older_than,
 		       struct gvm_list *blocks)
 {
-	unsigned int failed = 0, waits = 0;
+	struct evict_failed failed = { .nr = 0 };
+	unsigned int waits = 0;
 	int err;
 
 	for (;;) {
@@ -395,12 +445,14 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 		   (older_than: they fall back to system memory). */
 		if (older_than == UINT64_MAX && !gvm__pt_reclaim(dev))
 			continue;
+		/* What failed to move may move after the wait. */
+		failed_release(&failed);
 		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
 		    !gvm__vram_wait_room(dev, &wait_claim, size,
 					 gvm__vram_busy_victim(dev, NULL)))
 			break;
-		failed = 0;	/* what failed to move may move now */
 	}
+	failed_release(&failed);
 	if (err)
 		gvm__vram_claim_end(&wait_claim);
 	return err;

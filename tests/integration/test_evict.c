@@ -975,3 +975,69 @@ TEST(an_unbound_bo_stays_locked_until_the_tlb_is_invalidated)
 	gvm_device_put(dev);
 	gvm_mm_put(mm);
 }
+
+/* ---- victims that fail to move ------------------------------------------- */
+
+static void map_at(struct gvm_vm *vm, struct gvm_bo *bo, uint64_t va)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = va,
+				  .range = gvm_bo_size(bo), .bo = bo };
+
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+}
+
+/*
+ * The best victim cannot move; another can.  A (least recently used,
+ * mapped in two VMs) and B (mapped in one, so the better victim) are idle
+ * in VRAM, B's CPU view through the VRAM window (a backend without a
+ * VRAM file: gvm_bo_map() maps the window, and a move is -EBUSY while it
+ * does).  An allocation that fits once A is gone must evict A.  It used
+ * to skip a count of candidates for each failure: the skip dropped A,
+ * the first in LRU order, and B was chosen again, every round: -ENOSPC.
+ */
+TEST(a_victim_that_cannot_move_does_not_hide_one_that_can)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_device_info info;
+	struct gvm_vm_stats st;
+	struct gvm_vm *v1, *v2, *v3;
+	struct gvm_bo *a, *b, *c;
+	struct gvm_device *dev;
+	void *view;
+	int fd;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &v1));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &v2));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &v3));
+	ASSERT_OK(gvm_bo_create(dev, 256ull << 10, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &a));
+	ASSERT_OK(gvm_bo_create(dev, 256ull << 10, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &b));
+	map_at(v1, a, VA);
+	map_at(v2, a, VA);
+	map_at(v3, b, VA);
+	fd = dev->desc.vram_fd;
+	dev->desc.vram_fd = -1;
+	ASSERT_OK(gvm_bo_map(b, &view));
+	dev->desc.vram_fd = fd;
+	ASSERT_EQ(gvm_bo_region(a), GVM_MEM_VRAM);
+	ASSERT_EQ(gvm_bo_region(b), GVM_MEM_VRAM);
+
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_OK(gvm_bo_create(dev, info.vram_free + gvm_bo_size(a) / 2,
+				GVM_MEM_VRAM, NULL, &c));
+	ASSERT_EQ(gvm_bo_region(a), GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm_bo_region(b), GVM_MEM_VRAM);
+	ASSERT_OK(gvm_vm_stats(v1, &st));
+	ASSERT_EQ(st.evictions, 1);
+	ASSERT_OK(gvm_vm_stats(v3, &st));
+	ASSERT_EQ(st.evictions, 0);
+	gvm_bo_put(c);
+	ASSERT_OK(gvm_vm_destroy(v1));
+	ASSERT_OK(gvm_vm_destroy(v2));
+	ASSERT_OK(gvm_vm_destroy(v3));
+	gvm_bo_put(a);
+	gvm_bo_put(b);
+	gvm_device_put(dev);
+}
