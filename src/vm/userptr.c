@@ -58,7 +58,6 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -66,6 +65,7 @@
 #include "core/itree.h"
 #include "core/list.h"
 #include "core/lockrank.h"
+#include "core/sort.h"
 #include "core/sync.h"
 #include "mm/mm.h"
 #include "vm/dev.h"
@@ -932,7 +932,7 @@ int gvm__userptr_revalidate(struct gvm_vm *vm)
 			return 0;
 		}
 		/* One page-table update for all of them, in address order. */
-		qsort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
+		gvm__sort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
 		gvm__vm_update_init(&upd, vm);
 		for (i = 0; i < nr && !err; i++)
 			err = gvm__vm_update_add(&upd, v[i]->va.addr,

@@ -368,7 +368,7 @@ static inline bool gvm__vm_preempt_mode(const struct gvm_vm *vm)
 	       GVM_VM_LR_MODE;
 }
 
-/* qsort() comparator of struct gvm_vma pointers by address. */
+/* gvm__sort() comparator of struct gvm_vma pointers by address. */
 int gvm__vma_cmp_addr(const void *a, const void *b);
 /* The page-table flags of a VMA's PTEs (backing lock held for BOs). */
 unsigned int gvm__vma_pt_flags(const struct gvm_vma *vma);

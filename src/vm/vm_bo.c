@@ -14,12 +14,12 @@
 #include "vm/vm_bo.h"
 
 #include <errno.h>
-#include <stdlib.h>
 
 #include <gvm/lockset.h>
 
 #include "core/alloc.h"
 #include "core/lockrank.h"
+#include "core/sort.h"
 #include "vm/bo.h"
 #include "vm/pt_update.h"
 #include "vm/vm.h"
@@ -97,7 +97,7 @@ int gvm__vm_bo_rebind(struct gvm_vm *vm, struct gvm_vm_bo *vb)
 		v[nr++] = vma;
 	}
 	if (nr)
-		qsort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
+		gvm__sort(v, nr, sizeof(*v), gvm__vma_cmp_addr);
 	gvm__vm_update_init(&upd, vm);
 	for (i = 0; i < nr && !err; i++)
 		err = gvm__vm_update_add(&upd, v[i]->va.addr,

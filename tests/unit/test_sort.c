@@ -4,11 +4,22 @@
  * and the reason it exists: it takes nothing from the C library's heap,
  * which is the application's (core/alloc.c), where glibc's qsort() does;
  * so does the parser of /proc/self/maps (mm/maps.c), which runs on the
- * fault-servicing thread.  Counted by a malloc() of this executable's
- * own in front of glibc's (not under a sanitizer, which has its own).
+ * fault-servicing thread, and so do the sorts of an exec's revalidation
+ * (a BO's mappings rebound, userptrs repinned; the LR rebind worker runs
+ * the same code on its thread).  Counted by a malloc() of this
+ * executable's own in front of glibc's (not under a sanitizer, which has
+ * its own).
  */
+#include <sys/mman.h>
+
+#include <gvm/gvm.h>
+#include <gvm/mm.h>
+#include <gvm/sim.h>
+#include <gvm/vm.h>
+
 #include "core/sort.h"
 #include "mm/mm.h"
+#include "vm/bo.h"
 
 #include "harness.h"
 
@@ -146,6 +157,104 @@ TEST(sort_and_maps_parse_take_nothing_from_the_libc_heap)
 	ASSERT_OK(gvm__mm_maps_parse((uintptr_t)a, 0, &v));
 	ASSERT_EQ(mallocs, before);
 	ASSERT_TRUE(v.start <= (uintptr_t)a && (uintptr_t)a < v.end);
+#else
+	printf("malloc is the sanitizer's here: not counted\n");
+#endif
+}
+
+/*
+ * The sorts of a rebind (gvm__vm_bo_rebind: the mappings of a moved BO,
+ * in address order) and of a userptr revalidation (gvm__userptr_revalidate)
+ * run under vm->lock, on the application's thread in an exec and on the
+ * LR rebind worker otherwise.  They used glibc's qsort(), which takes a
+ * buffer from malloc() for more than 1 KiB: 128 VMAs.  NR_VMAS VMAs of
+ * one BO, moved away and back by an exec, and as many userptrs,
+ * invalidated and repinned by an exec, take nothing from it.  The exec
+ * is run once before, so that what its first run sets up is not counted.
+ */
+#ifdef COUNT_MALLOC
+#define NR_VMAS 256
+#define SVA 0x100000000ull
+#define SK4 4096ull
+
+static void bind_many(struct gvm_vm *vm, struct gvm_bo *bo, void *cpu)
+{
+	static struct gvm_bind_op ops[NR_VMAS];
+
+	for (uint64_t i = 0; i < NR_VMAS; i++) {
+		/* Every other page: no two VMAs adjacent. */
+		ops[i] = (struct gvm_bind_op){ .addr = SVA + 2 * i * SK4,
+					       .range = SK4 };
+		if (bo) {
+			ops[i].op = GVM_BIND_MAP;
+			ops[i].bo = bo;
+			ops[i].bo_offset = i * SK4;
+		} else {
+			ops[i].op = GVM_BIND_MAP_USERPTR;
+			ops[i].userptr = (uint64_t)(uintptr_t)cpu + i * SK4;
+		}
+	}
+	ASSERT_OK(gvm_vm_bind(vm, NULL, ops, NR_VMAS, NULL, 0));
+}
+#endif
+
+TEST(rebind_and_userptr_revalidation_take_nothing_from_the_libc_heap)
+{
+#ifdef COUNT_MALLOC
+	struct gvm_vm_stats st;
+	struct gvm_device *dev;
+	struct gvm_queue *q;
+	struct gvm_kernel k;
+	struct gvm_vm *vm;
+	struct gvm_bo *bo;
+	struct gvm_mm *mm;
+	unsigned long before;
+	uint64_t *cpu;
+
+	ASSERT_OK(gvm_mm_self(&mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	ASSERT_OK(gvm_vm_create(dev, mm, 0, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(dev, NR_VMAS * SK4,
+				GVM_MEM_VRAM | GVM_MEM_SYSTEM, vm, &bo));
+	cpu = mmap(NULL, NR_VMAS * SK4, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(cpu != MAP_FAILED);
+	bind_many(vm, bo, NULL);
+	ASSERT_OK(gvm_kernel_store_dword(&k, SVA + 2 * (NR_VMAS - 1) * SK4,
+					 7, 64));
+	ASSERT_OK(gvm_test_run(q, &k));
+
+	/* The BO: to system memory and, by the exec, back and rebound. */
+	gvm_resv_lock(bo->resv, NULL);
+	ASSERT_OK(gvm__bo_move(bo, GVM_MEM_SYSTEM, GVM_EVICT_NONE));
+	gvm_resv_unlock(bo->resv);
+	before = mallocs;
+	ASSERT_OK(gvm_test_run(q, &k));
+	ASSERT_EQ(mallocs, before);
+	ASSERT_EQ(gvm_bo_region(bo), GVM_MEM_VRAM);
+
+	/* The userptrs: invalidated, and repinned by the exec. */
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &(struct gvm_bind_op){
+		.op = GVM_BIND_UNMAP, .addr = SVA,
+		.range = 2 * NR_VMAS * SK4 }, 1, NULL, 0));
+	bind_many(vm, NULL, cpu);
+	ASSERT_OK(gvm_test_run(q, &k));
+	ASSERT_EQ(cpu[(NR_VMAS - 1) * SK4 / 8], 7);
+	ASSERT_OK(gvm_mm_invalidate(mm, (uint64_t)(uintptr_t)cpu,
+				    NR_VMAS * SK4));
+	before = mallocs;
+	ASSERT_OK(gvm_test_run(q, &k));
+	ASSERT_EQ(mallocs, before);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(st.userptr_repins, NR_VMAS);
+
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_bo_put(bo);
+	gvm_device_put(dev);
+	gvm_mm_put(mm);
+	munmap(cpu, NR_VMAS * SK4);
 #else
 	printf("malloc is the sanitizer's here: not counted\n");
 #endif
