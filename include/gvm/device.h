@@ -121,6 +121,10 @@ enum gvm_fault_reason {
 	GVM_FAULT_WRITE_PROTECT,	/* write through a read-only PTE */
 	GVM_FAULT_ATOMIC,		/* atomic where the PTE forbids it */
 	GVM_FAULT_SYSMEM_GONE,		/* the host page is not mapped */
+	GVM_FAULT_REPLAY_LIMIT,		/* the backend gave up on an access
+					   whose faults were each resolved
+					   and came back on every replay
+					   (gvm_vm_fault()) */
 };
 
 struct gvm_fault_info {
@@ -262,8 +266,13 @@ GVM_API void *gvm_device_priv(const struct gvm_device *dev);
  * meanwhile); may block.  Returns 0 if the fault was resolved (the engine
  * replays the access), or a negative errno: the access fails and the
  * backend fails the job with -EIO; an unresolved fault is logged
- * (gvm_vm_query_faults()).  In a VM without GVM_VM_FAULT_MODE every fault
- * is logged and returns -EFAULT.  In fault mode a lone fault (the device
+ * (gvm_vm_query_faults()).  A backend that bounds its replays and gives
+ * up on an access (it faulted again after every resolved fault: the
+ * memory was taken away each time before the replay) fails the job with
+ * -EIO too, and first reports the access once more with reason
+ * GVM_FAULT_REPLAY_LIMIT, which is logged and never serviced (-EFAULT):
+ * so every job a fault fails has its fault-log entry.  In a VM without
+ * GVM_VM_FAULT_MODE every fault is logged and returns -EFAULT.  In fault mode a lone fault (the device
  * services no other fault and has none queued) is serviced inside the
  * call, on the calling thread; otherwise the fault goes into the device's
  * fault queue (desc.fault_queue_depth; the call waits for room when it is

@@ -15,9 +15,10 @@
  * below, which translate GPU VAs through the engine's TLB and the VM's
  * page tables.  An access the page tables do not allow is a GPU fault,
  * reported to gvm (gvm_vm_fault()); if gvm resolves it (fault mode) the
- * access is replayed, otherwise the lane and every later lane of the job
- * do nothing (loads return 0, spans NULL) and the job's fence signals
- * -EIO.  A kernel should return as soon as gvm_lane_faulted() says so.
+ * access is replayed (16 times at most: an access that still faults is
+ * reported once more, GVM_FAULT_REPLAY_LIMIT, and fails as below),
+ * otherwise the lane and every later lane of the job do nothing (loads
+ * return 0, spans NULL) and the job's fence signals -EIO.  A kernel should return as soon as gvm_lane_faulted() says so.
  * A bad argument to a lane function (size, alignment, access) fails the
  * job the same way, with -EINVAL.
  *

@@ -35,7 +35,12 @@
  * for the address is dropped and the access is translated and replayed
  * (at most MAX_REPLAYS times per access).  Otherwise the job fails: the
  * lane's access does nothing, gvm_lane_faulted() becomes true, later
- * lanes are skipped, and the job's fence carries -EIO.
+ * lanes are skipped, and the job's fence carries -EIO.  An access that
+ * runs out of replays (each fault resolved, and the memory gone again
+ * before the replay), and a lane that runs out of restarts (SPANS), fail
+ * the job the same way; gvm logged none of those resolved faults, so the
+ * engine first reports the access once more as GVM_FAULT_REPLAY_LIMIT,
+ * which gvm logs and does not service (lane_give_up()).
  *
  * SPANS.  gvm_lane_span() returns a host pointer into the page; up to
  * SIM_SPANS spans stay valid together, until the next boundary (or until
@@ -191,7 +196,11 @@ static int lane_report(struct gvm_lane *l, uint64_t va, unsigned int access,
 static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
 		      unsigned int reason)
 {
-	int rc = lane_report(l, va, access, reason);
+	int rc;
+
+	l->fault_va = va;
+	l->fault_access = access;
+	rc = lane_report(l, va, access, reason);
 
 	if (rc)
 		lane_fail(l, -EIO);
@@ -201,6 +210,22 @@ static int lane_fault(struct gvm_lane *l, uint64_t va, unsigned int access,
 	gvm__sim_tlb_inval(&l->e->tlb, l->vm_id, va, GVM_PAGE_SIZE);
 	gvm__sim_lane_fast_clear(l);
 	return rc;
+}
+
+/*
+ * The replays of the access at @va (or the restarts of the lane) ran out:
+ * its faults were each resolved, so gvm logged none.  Reports it once
+ * more, GVM_FAULT_REPLAY_LIMIT (logged, never serviced: whatever gvm
+ * answers, the job fails), so that the failed job has its fault-log
+ * entry, then fails the job.  An invalidation that hit a live span
+ * meanwhile leaves the lane, as for any unresolved fault.
+ */
+static void lane_give_up(struct gvm_lane *l, uint64_t va, unsigned int access)
+{
+	lane_report(l, va, access, GVM_FAULT_REPLAY_LIMIT);
+	lane_fail(l, -EIO);
+	if (l->stale)
+		siglongjmp(*l->e->guard.lane_jb, SIM_JMP_ABORT);
 }
 
 static unsigned int perm_check(const struct sim_xlate *x, unsigned int access)
@@ -375,7 +400,7 @@ static int lane_xlate(struct gvm_lane *l, uint64_t va, unsigned int access,
 		if (lane_fault(l, va, access, reason))
 			return -EFAULT;
 		if (tries + 1 >= MAX_REPLAYS) {
-			lane_fail(l, -EIO);
+			lane_give_up(l, va, access);
 			return -EFAULT;
 		}
 	}
@@ -401,7 +426,7 @@ static bool sysmem_gone(struct gvm_lane *l, uint64_t va, unsigned int access,
 	if (lane_fault(l, va, access, GVM_FAULT_SYSMEM_GONE))
 		return true;
 	if (tries + 1 >= MAX_REPLAYS) {
-		lane_fail(l, -EIO);
+		lane_give_up(l, va, access);
 		return true;
 	}
 	return false;
@@ -647,8 +672,9 @@ static void lane_recover(struct gvm_lane *l, int why)
 		return;
 	}
 	spans_drop(l);
+	/* The fault that restarted it last (lane_fault() noted it). */
 	if (++l->restarts > MAX_RESTARTS)
-		lane_fail(l, -EIO);
+		lane_give_up(l, l->fault_va, l->fault_access);
 }
 
 bool gvm__sim_run_kernel(struct sim_engine *e, struct sim_job *job)

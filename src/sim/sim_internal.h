@@ -321,6 +321,8 @@ struct gvm_lane {
 	bool faulted;			/* the job failed: skip everything */
 	bool stale;			/* an invalidation hit a live span */
 	unsigned int restarts;		/* of this lane */
+	uint64_t fault_va;		/* the lane's last fault reported: */
+	unsigned int fault_access;	/* what a give-up names (lane.c) */
 	unsigned int nspans;		/* live spans */
 	unsigned int span_next;		/* ring position */
 	struct sim_span spans[SIM_SPANS];

@@ -405,6 +405,8 @@ static inline const char *gvm__fault_reason_name(uint32_t reason)
 		return "atomic";
 	case GVM_FAULT_SYSMEM_GONE:
 		return "system memory gone";
+	case GVM_FAULT_REPLAY_LIMIT:
+		return "replay limit";
 	default:
 		return "?";
 	}

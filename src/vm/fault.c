@@ -35,8 +35,9 @@
  * with no gvm lock held, one batch at a time per device.  That is the only
  * way a fault is serviced.
  * Faults that are not serviced (a VM outside fault mode, a
- * GVM_FAULT_SYSMEM_GONE fault) are failed on the engine's thread without
- * going through the queue.  A fault that is not resolved (serviced or not)
+ * GVM_FAULT_SYSMEM_GONE fault, a backend's GVM_FAULT_REPLAY_LIMIT report
+ * that it gave up on an access it replayed after each resolved fault)
+ * are failed on the engine's thread without going through the queue.  A fault that is not resolved (serviced or not)
  * is logged by gvm_vm_fault(), once per faulting access.
  *
  * Locking and why it cannot deadlock (the whole analysis is at the top of
@@ -181,7 +182,8 @@ int gvm_vm_fault(struct gvm_vm *vm, const struct gvm_fault_info *f)
 			 gvm__access_name(f->access),
 			 gvm__fault_reason_name(f->reason));
 	if ((vm->flags & GVM_VM_FAULT_MODE) &&
-	    f->reason != GVM_FAULT_SYSMEM_GONE)
+	    f->reason != GVM_FAULT_SYSMEM_GONE &&
+	    f->reason != GVM_FAULT_REPLAY_LIMIT)
 		err = gvm__fault_queue_service(vm, f);
 	gvm__dev_reap(vm->dev);		/* eviction's deferred puts */
 	if (!err) {

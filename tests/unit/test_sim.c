@@ -17,6 +17,7 @@
  * modelled latencies are checked as lower bounds only.
  */
 #include <gvm/gvm.h>
+#include <gvm/mm.h>
 #include <gvm/sim.h>
 #include <gvm/vm.h>
 
@@ -830,17 +831,30 @@ static int lie_on_fault(struct env *v, const struct gvm_fault_info *f)
 	return 0;
 }
 
+/*
+ * 16 replays, then the job fails; the access is reported once more as
+ * GVM_FAULT_REPLAY_LIMIT, which gvm logs: the 16 faults were resolved,
+ * so without it the failed job had no fault-log entry.
+ */
 TEST(fault_replays_are_bounded)
 {
 	struct env v;
 	struct gvm_kernel k;
 	struct stride_args a = { 0x100000, 0, GVM_ACCESS_READ };
+	struct gvm_fault_info f;
+	unsigned int i;
 
 	env_init(&v, 0);
 	faults.resolve = lie_on_fault;
 	kernel(&k, stride_fn, 1, &a, sizeof(a));
 	ASSERT_EQ(run(&v, &k), -EIO);
-	ASSERT_GT(nr_faults(), 1);
+	ASSERT_EQ(nr_faults(), 16 + 1);
+	for (i = 0; i < 16; i++)
+		ASSERT_EQ(fault_at(i).reason, GVM_FAULT_NOT_PRESENT);
+	f = fault_at(16);
+	ASSERT_EQ(f.reason, GVM_FAULT_REPLAY_LIMIT);
+	ASSERT_EQ(f.addr, 0x100000);
+	ASSERT_EQ(f.access, GVM_ACCESS_READ);
 	env_fini(&v);
 }
 
@@ -1851,6 +1865,41 @@ static void raise_segv(void)
 	raise(SIGSEGV);
 }
 
+/*
+ * A lane restarted after each resolved fault whose host page never comes
+ * back: 16 restarts, then the job fails, and the access of the fault
+ * that restarted it last is reported as GVM_FAULT_REPLAY_LIMIT (gvm logs
+ * it; the 17 faults before were resolved).
+ */
+TEST(guard_lane_restarts_are_bounded)
+{
+	struct env v;
+	struct gvm_kernel k;
+	uint8_t *host = host_alloc(2 * K4, K4);
+	uint64_t va = 0x300000, out;
+	struct gvm_fault_info f;
+	unsigned int i;
+
+	env_init(&v, 0);
+	out = vram_alloc(&v, K4, K4);
+	map(&v, 0x100000, K4, out, VRAM_RW);
+	map(&v, va, 2 * K4, (uint64_t)(uintptr_t)host, RW);
+	munmap(host + K4, K4);
+	faults.resolve = lie_on_fault;
+	ASSERT_OK(gvm_kernel_checksum(&k, va, 2 * K4, 0x100000));
+	ASSERT_EQ(run(&v, &k), -EIO);
+	/* the first fault and one after each of the 16 restarts */
+	ASSERT_EQ(nr_faults(), 17 + 1);
+	for (i = 0; i < 17; i++)
+		ASSERT_EQ(fault_at(i).reason, GVM_FAULT_SYSMEM_GONE);
+	f = fault_at(17);
+	ASSERT_EQ(f.reason, GVM_FAULT_REPLAY_LIMIT);
+	ASSERT_EQ(f.addr, va + K4);
+	ASSERT_EQ(f.access, GVM_ACCESS_READ);
+	env_fini(&v);
+	munmap(host, K4);
+}
+
 TEST(guard_passes_other_faults_on)
 {
 	struct gvm_device *dev;
@@ -2151,6 +2200,97 @@ TEST(api_scratch_vm)
 	ASSERT_OK(gvm_vm_query_faults(a.vm, NULL, 0, &n));
 	ASSERT_EQ(n, 0);
 	api_fini(&a);
+}
+
+/*
+ * The contract through the VM layer: a fault gvm services every time,
+ * whose page is gone again before each replay (the application
+ * invalidates the userptr, here from the fault callback once
+ * gvm_vm_fault() bound it: deterministic), runs out of the engine's
+ * replays.  The job fails with -EIO and one fault-log entry, reason
+ * GVM_FAULT_REPLAY_LIMIT; it used to fail with none (each fault had been
+ * serviced, so none was logged).  The VM goes on.
+ */
+static struct {
+	struct gvm_mm *mm;
+	uint64_t cpu;
+	unsigned int serviced;
+} takeaway;
+
+static int fault_then_take_away(struct gvm_vm *vm,
+				const struct gvm_fault_info *f)
+{
+	int err = gvm_vm_fault(vm, f);
+
+	if (!err) {
+		takeaway.serviced++;
+		ASSERT_OK(gvm_mm_invalidate(takeaway.mm, takeaway.cpu, K4));
+	}
+	return err;
+}
+
+TEST(api_fault_serviced_but_never_kept_is_logged_at_the_replay_limit)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP_USERPTR,
+				  .addr = 0x200000, .range = K4 };
+	uint64_t uf = 0;
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = &uf,
+			      .value = 1 };
+	struct gvm_fault_info f[4];
+	struct gvm_device *dev;
+	struct gvm_vm_stats vs;
+	struct gvm_kernel k;
+	struct gvm_queue *q;
+	struct sim_dev *sd;
+	struct gvm_vm *vm;
+	uint64_t *p;
+	uint32_t n;
+
+	ASSERT_OK(gvm_mm_self(&takeaway.mm));
+	ASSERT_OK(gvm_sim_device_create(NULL, &dev));
+	sd = gvm_device_priv(dev);
+	ASSERT_OK(gvm_vm_create(dev, takeaway.mm,
+				GVM_VM_LR_MODE | GVM_VM_FAULT_MODE, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	p = mmap(NULL, K4, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	takeaway.cpu = (uint64_t)(uintptr_t)p;
+	op.userptr = takeaway.cpu;
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+
+	sd->fault_fn = fault_then_take_away;
+	ASSERT_OK(gvm_kernel_store_dword(&k, 0x200000 + 8, 9, 64));
+	ASSERT_OK(gvm_exec(q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	sd->fault_fn = gvm_vm_fault;
+	ASSERT_EQ(takeaway.serviced, 16);
+	ASSERT_EQ(p[1], 0);
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 4, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(f[0].reason, GVM_FAULT_REPLAY_LIMIT);
+	ASSERT_EQ(f[0].addr, 0x200000 + 8);
+	ASSERT_EQ(f[0].access, GVM_ACCESS_WRITE);
+	ASSERT_EQ(f[0].queue_id, gvm_queue_id(q));
+	ASSERT_OK(gvm_vm_stats(vm, &vs));
+	ASSERT_EQ(vs.faults, 16 + 1);
+	ASSERT_EQ(vs.faults_serviced, 16);
+	ASSERT_FALSE(vs.banned);
+
+	/* Left alone, the next store is served and kept. */
+	uf = 0;
+	ASSERT_OK(gvm_exec(q, &k, &s, 1));
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(p[1], 9);
+	ASSERT_OK(gvm_vm_query_faults(vm, f, 4, &n));
+	ASSERT_EQ(n, 0);
+
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+	gvm_mm_put(takeaway.mm);
+	munmap(p, K4);
 }
 
 /* ---- queue suspend / resume (preemption) --------------------------------- */
