@@ -379,14 +379,15 @@ static int worker_pass(struct gvm_vm *vm)
 	}
 	again = gvm__userptr_pending_locked(vm);
 	if (!again) {
+		/* Counted before the kernels run again: one that ends at
+		   once is never seen without its rebind. */
+		gvm__vm_stat_add(vm, lr_rebinds, 1);
 		for_each_lr_queue(q, pos, vm)
 			for (; q->lr_resumes; q->lr_resumes--)
 				dev->ops->queue_resume(dev, q->dev_priv);
 	}
 	gvm__mutex_unlock(&vm->notifier_lock);
 	gvm_lockset_fini(&ls);
-	if (!again)
-		gvm__vm_stat_add(vm, lr_rebinds, 1);
 	err = again ? -EAGAIN : 0;
 	i = n;
 out:

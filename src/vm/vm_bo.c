@@ -175,7 +175,8 @@ uint64_t gvm__vm_vram_only_bytes(struct gvm_vm *vm, bool missing)
  * Brings the VM's BOs back where they belong (VRAM if preferred: a
  * VRAM-only BO must get there, -ENOSPC otherwise; one that may also live
  * in system memory stays there when VRAM is short; a purged BO still
- * DONTNEED stays in system memory, zeros), rebinds the mappings
+ * DONTNEED stays in system memory, zeros; on an unplugged device every
+ * BO stays in system memory, VRAM-only ones too), rebinds the mappings
  * moves zapped (all of them if its page tables were reclaimed,
  * pt_reclaim.c), and marks the BOs in VRAM as recently used.  Everything
  * locked by the caller; only idle BOs of others are evicted.
@@ -194,9 +195,18 @@ int gvm__vm_revalidate(struct gvm_vm *vm)
 		    !(bo->placement & GVM_MEM_VRAM) || purged_dontneed(bo))
 			continue;
 		err = gvm__bo_move(bo, GVM_MEM_VRAM, GVM_EVICT_IDLE);
-		/* Busy (a pending bind, a kernel): it runs from system
-		 * memory this time.  Short of VRAM: fine if allowed. */
-		if (err == -EBUSY ||
+		/*
+		 * Busy (a pending bind, a kernel): it runs from system
+		 * memory this time.  Short of VRAM: fine if allowed.
+		 * Unplugged (-ENODEV): the device has no VRAM to give any
+		 * more, and the unplug moved the BO out so that the work
+		 * already running ends normally (docs/multidevice.md), so
+		 * it stays in system memory whatever its placement: exec
+		 * takes no new work on the device, and failing here would
+		 * make the LR rebind worker ban the VM and fault its
+		 * kernels.
+		 */
+		if (err == -EBUSY || err == -ENODEV ||
 		    (err == -ENOSPC && (bo->placement & GVM_MEM_SYSTEM)))
 			err = 0;
 		if (err)

@@ -413,6 +413,93 @@ TEST(teardown_with_running_kernel)
 }
 
 /*
+ * (d) What stops a kernel after its VM lost the rebind worker's help.  A
+ * gated kernel: lane 0 raises *@waiting, then waits until its queue is
+ * asked to park, so the kernel is running when the test acts, and is
+ * parked, by what the test does, before any later lane runs.  Every lane
+ * adds 1 at VA.  The waits on its user fence are bounded only so that a
+ * regression fails instead of hanging: each ends within milliseconds.
+ */
+#define GATED_LANES 64
+#define HANG_NS 10000000000ll
+
+static void gated_kernel(struct gvm_kernel *k, struct gvm_queue *q,
+			 uint32_t *waiting)
+{
+	static const uint32_t changed = 1;
+	struct spin_args a = {
+		.count = VA,
+		.preempt = &((struct sim_queue *)q->dev_priv)->preempt,
+		.changed = &changed,
+		.waiting = waiting,
+		.gate = 0,
+	};
+
+	ASSERT_OK(gvm_kernel_init(k, "gated", spin_fn, GATED_LANES, &a,
+				  sizeof(a)));
+}
+
+/*
+ * Hot-unplug while a kernel runs (docs/multidevice.md: the jobs already
+ * running end normally).  The unplug parks the kernel to move its BO to
+ * system memory; the rebind worker cannot move it back (the device gives
+ * no VRAM any more: -ENODEV) and leaves it there, rebinds it and resumes
+ * the kernel, which ends without a fault; the VM is not banned.  For a
+ * VRAM-only BO as for one that may live in system memory.
+ */
+static void unplug_while_running(uint32_t placement)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_bo *x;
+	struct gvm_kernel k;
+	struct gvm_vm_stats st;
+	uint32_t waiting = 0;
+	uint64_t uf, *cnt;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(dev, M2, placement, NULL, &x));
+	bind_bo(vm, x, VA);
+	ASSERT_OK(gvm_bo_map(x, (void **)&cnt));
+	gated_kernel(&k, q, &waiting);
+	exec_lr(q, &k, &uf);
+	while (!gvm_load_acquire(&waiting))
+		gvm_cpu_relax();
+
+	ASSERT_OK(gvm_device_unplug(dev));
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
+
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, HANG_NS));
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_FALSE(st.banned);
+	ASSERT_EQ(nr_faults(vm), 0);
+	ASSERT_EQ(ld(cnt), GATED_LANES);
+	ASSERT_GE(st.preemptions, 1);
+	ASSERT_GE(st.lr_rebinds, 1);
+	ASSERT_GE(parks(dev), 1);
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
+
+	gvm_queue_destroy(q);
+	gvm_bo_put(x);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+}
+
+TEST(unplug_parks_and_resumes_a_running_kernel)
+{
+	unplug_while_running(GVM_MEM_VRAM | GVM_MEM_SYSTEM);
+}
+
+TEST(unplug_leaves_a_vram_only_bo_of_a_running_kernel_in_system_memory)
+{
+	unplug_while_running(GVM_MEM_VRAM);
+}
+
+/*
  * Issue 10, defect 4: the two-pass rule across LR VMs.  An invalidation of
  * userptrs in two LR VMs (two devices) must start preempting both before
  * it waits for either.  Device A's kernel cannot park until device B's
