@@ -38,11 +38,20 @@
  *   running out of time: the VM is banned and the queues resumed (their
  *   kernels then fault on the zapped mappings and fail with -EIO).
  *
+ * A banned VM (banned by a pass, or by a failed bind job or TLB
+ * invalidation at any time, without vm->lock) gets no more passes, but
+ * its kicks still reach the worker: every one of them stops the queues,
+ * lets the reservations' holders (a move that preempted them) finish and
+ * resumes them, leaving the signalled fences current (release_all()).
+ * Otherwise a preempt fence still unsignalled at the ban, enabled later
+ * by an eviction or an invalidation, would park its kernel for good.
+ *
  * Suspends nest in the backend (a queue runs when every suspend was
  * resumed), and every preempt fence suspends at most once (on enable) and
- * is resumed at most once (when the worker retires it, step 6), so a
- * preempt fence enabled at any time - even one that became current a
- * moment ago - keeps its queue stopped until a worker pass replaced it.
+ * is resumed at most once (when the worker retires it, step 6, or
+ * releases it in a banned VM), so a preempt fence enabled at any time -
+ * even one that became current a moment ago - keeps its queue stopped
+ * until a worker pass replaced or released it.
  *
  * Userptr invalidations (userptr.c, preempt mode): pass 1, under
  * notifier_lock, puts the VMA on the invalidated list and references the
@@ -89,7 +98,11 @@
  * until the queue goes (xe installs it at queue creation); an external BO
  * bound after that gets the queue's fence at its next exec or worker pass
  * only.  Queue destroy waits for the queue's kernels (it does not kill
- * them).
+ * them).  A suspend that fails (ops->queue_suspend: -ENOMEM only) makes
+ * the preempt fence wait for the queue's last job instead, which a
+ * long-running kernel may never end: its waiters, the worker's step 1
+ * too (holding vm->lock), wait as long; retrying the suspend needs a
+ * thread that may sleep and a way to wake the fence's waiters, not done.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -113,7 +126,9 @@ struct pfence {
 	struct gvm_vm *vm;		/* same */
 	struct gvm_fence_cb cb;		/* on the suspend's fence */
 	bool suspended;			/* set before the fence signals: its
-					   enable suspended the queue */
+					   enable suspended the queue; cleared
+					   under vm->lock and notifier_lock
+					   once resumed (release_all()) */
 	uint32_t enabled;		/* atomic: enable_signaling ran (set
 					   before the worker is kicked) */
 };
@@ -163,7 +178,8 @@ static bool pfence_enable(struct gvm_fence *f)
 		pf->suspended = true;
 		gvm__vm_stat_add(pf->vm, preemptions, 1);
 	} else {
-		/* Out of memory: fall back to the queue's work so far. */
+		/* Out of memory: fall back to the queue's work so far
+		   (which may never end: see Not done above). */
 		done = gvm__queue_last(q);
 		if (!done) {
 			lr_kick(pf->vm);
@@ -397,18 +413,60 @@ out:
 	return err;
 }
 
-/* Banned: let every queue run (into faults) so nothing waits forever. */
+/* Waits for whoever holds @resv (alone: no other reservation is held). */
+static void resv_barrier(struct gvm_resv *resv)
+{
+	gvm_resv_lock(resv, NULL);
+	gvm_resv_unlock(resv);
+}
+
+/*
+ * The pass of a banned VM, vm->lock held.  No pass restores a banned VM,
+ * so its queues are let run (into faults: its kernels fail with -EIO on
+ * the zapped mappings) and nothing waits for them forever:
+ *   1. as in step 1, every current preempt fence is enabled and waited
+ *      for: each has signalled and says whether it suspended its queue;
+ *   2. each of the VM's reservations is locked and unlocked in turn: a
+ *      BO move that preempted the queues holds its BO's from before its
+ *      wait to its end, so it ends before the kernels run again (as a
+ *      pass's step 4 orders it);
+ *   3. under notifier_lock, each queue is resumed as often as it was
+ *      suspended (step 6 without fresh fences).
+ * The signalled fences stay current, so whoever waits for the VM's
+ * fences later finds them signalled and preempts nothing; a move then
+ * zaps the running kernel's mappings before it copies (move.c), and a
+ * userptr invalidation zaps before the memory changes, so the kernel
+ * faults and never reaches memory it lost.  Exec installs no fence in a
+ * banned VM, but one that checked the ban before a bind job set it
+ * (bind_job.c, without vm->lock) may have; its first waiter enables it,
+ * which kicks the worker, and needs_pass() brings it here again.
+ * pf->suspended is cleared so that such a later pass does not resume the
+ * same suspend twice.
+ */
 static void release_all(struct gvm_vm *vm)
 {
 	struct gvm_device *dev = vm->dev;
 	struct gvm_queue *q;
 	struct gvm_list *pos;
 
+	gvm_lockdep_assert_held(&vm->lock);
+	for_each_lr_queue(q, pos, vm)
+		gvm_fence_enable_signaling(q->pfence);
+	for_each_lr_queue(q, pos, vm)
+		gvm_fence_wait(q->pfence, GVM_TIMEOUT_INFINITE);
+	resv_barrier(&vm->resv);
+	gvm_list_for_each(pos, &vm->vm_bos) {
+		struct gvm_resv *resv =
+			gvm_list_entry(pos, struct gvm_vm_bo, vm_link)->bo->resv;
+
+		if (resv != &vm->resv)
+			resv_barrier(resv);
+	}
 	gvm__mutex_lock(&vm->notifier_lock);
 	for_each_lr_queue(q, pos, vm) {
 		struct pfence *pf = to_pfence(q->pfence);
 
-		if (gvm_fence_is_signaled(q->pfence) && pf->suspended) {
+		if (pf->suspended) {
 			pf->suspended = false;
 			q->lr_resumes++;
 		}
@@ -421,6 +479,9 @@ static void release_all(struct gvm_vm *vm)
 /*
  * vm->lock held: some queue is being preempted.  Not "signalled": the
  * worker is kicked just before the preempt fence signals (step 1 waits).
+ * A banned VM too: its queues must be resumed (release_all()), whoever
+ * banned it (a failed bind job or TLB invalidation, not only a pass) and
+ * however long after.
  */
 static bool needs_pass(struct gvm_vm *vm)
 {
@@ -428,7 +489,7 @@ static bool needs_pass(struct gvm_vm *vm)
 	struct gvm_list *pos;
 
 	gvm_lockdep_assert_held(&vm->lock);
-	if (vm->closed || gvm__vm_banned(vm))
+	if (vm->closed)
 		return false;
 	for_each_lr_queue(q, pos, vm)
 		if (gvm_load_acquire(&to_pfence(q->pfence)->enabled) ||
@@ -445,6 +506,10 @@ static void worker_run(struct gvm_vm *vm)
 
 	gvm__mutex_lock(&vm->lock);
 	while (needs_pass(vm)) {
+		if (gvm__vm_banned(vm)) {
+			release_all(vm);
+			break;
+		}
 		err = worker_pass(vm);
 		if (!err)
 			break;

@@ -500,6 +500,66 @@ TEST(unplug_leaves_a_vram_only_bo_of_a_running_kernel_in_system_memory)
 }
 
 /*
+ * A VM banned outside the worker (here as a failed bind job bans it,
+ * bind_job.c) and preempted only afterwards: an eviction parks its
+ * kernel; the worker, kicked, must resume the queue (the kernel then
+ * faults on the zapped mapping, as in any banned VM), not skip the banned
+ * VM and leave the kernel parked, its user fence unwritten and
+ * gvm_queue_destroy() waiting for it forever.  Later waiters (here the
+ * queue's destroy, which retires its preempt fence) find that fence
+ * signalled and preempt nothing more.
+ */
+TEST(a_banned_vm_preempted_later_gets_its_queue_resumed)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
+	struct gvm_device_info info;
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_bo *x, *other;
+	struct gvm_kernel k;
+	struct gvm_vm_stats st;
+	uint32_t waiting = 0;
+	uint64_t uf, *cnt, nr_parks;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
+	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
+	ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM, NULL, &x));
+	bind_bo(vm, x, VA);
+	ASSERT_OK(gvm_bo_map(x, (void **)&cnt));
+	gated_kernel(&k, q, &waiting);
+	exec_lr(q, &k, &uf);
+	while (!gvm_load_acquire(&waiting))
+		gvm_cpu_relax();
+
+	gvm__vm_ban(vm, -EIO);
+	/* More than is free: only x can make room (page tables cannot). */
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_OK(gvm_bo_create(dev, info.vram_free + M2 / 2, GVM_MEM_VRAM,
+				NULL, &other));
+	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
+
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, HANG_NS));
+	/* The move ended before the kernel ran again: lane 1 faulted. */
+	ASSERT_EQ(nr_faults(vm), 1);
+	ASSERT_EQ(ld(cnt), 1);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_TRUE(st.banned);
+	ASSERT_EQ(st.preemptions, 1);
+	nr_parks = parks(dev);
+	gvm_queue_destroy(q);
+	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(st.preemptions, 1);
+	ASSERT_EQ(parks(dev), nr_parks);
+
+	gvm_bo_put(other);
+	gvm_bo_put(x);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+}
+
+/*
  * Issue 10, defect 4: the two-pass rule across LR VMs.  An invalidation of
  * userptrs in two LR VMs (two devices) must start preempting both before
  * it waits for either.  Device A's kernel cannot park until device B's
