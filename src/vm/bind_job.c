@@ -127,6 +127,39 @@ struct gvm_range_fence {
 	struct gvm_fence *fence;	/* reference, once published */
 };
 
+/*
+ * The update could not be committed (the VM is banned, or an injected
+ * failure): nothing of it was written, so what it unmaps may still be
+ * mapped, while the job frees those VMAs and drops their BO references
+ * and pages once it ends.  They are zapped here, as an invalidation would
+ * (in place, no allocation), and the whole TLB flushed before the job
+ * ends: the banned VM's kernels fault there instead of reaching freed
+ * memory.
+ */
+static void zap_dead(struct gvm_bind_job *bj)
+{
+	struct gvm_pt_tlb tlb = { .full = true };
+	struct gvm_vm *vm = bj->vm;
+	struct gvm_fence *f;
+	size_t i;
+
+	gvm__mutex_lock(&vm->pt_lock);
+	gvm__mutex_lock(&vm->notifier_lock);
+	for (i = 0; i < bj->nr_dead; i++) {
+		struct gvm_pt_tlb t;
+
+		gvm__pt_zap(&vm->pt, bj->dead[i]->va.addr,
+			    bj->dead[i]->va.range, &t);
+	}
+	gvm__mutex_unlock(&vm->notifier_lock);
+	gvm__mutex_unlock(&vm->pt_lock);
+	f = gvm__vm_tlb_submit(vm, &tlb);
+	if (f) {
+		gvm_fence_wait(f, GVM_TIMEOUT_INFINITE);
+		gvm_fence_put(f);
+	}
+}
+
 static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 {
 	struct gvm_bind_job *bj = gvm_container_of(job, struct gvm_bind_job,
@@ -148,6 +181,8 @@ static int bind_job_run(struct gvm_job *job, struct gvm_fence **hw_fence)
 	gvm__signalling_end();
 	if (err) {
 		gvm__vm_ban(vm, err);
+		if (bj->nr_dead)
+			zap_dead(bj);
 		return -EIO;
 	}
 	/* The backend's TLB fence: allocated by the backend (device.h). */

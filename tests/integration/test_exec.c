@@ -921,3 +921,40 @@ TEST(pieces_a_queued_unmap_leaves_of_a_moved_bo_are_rebound)
 	gvm_bo_put(bo);
 	teardown(&c);
 }
+
+/*
+ * A queued UNMAP whose job finds the VM banned writes nothing, but it
+ * still ends by freeing the VMAs it removed and dropping their BO
+ * references: their PTEs are zapped (and the TLB flushed) first, so the
+ * banned VM's kernels fault instead of reaching the freed memory.  They
+ * used to stay valid (review finding).
+ */
+TEST(a_bind_job_on_a_banned_vm_leaves_nothing_mapped_that_it_frees)
+{
+	struct gvm_bind_op un = { .op = GVM_BIND_UNMAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_fence *in, *done = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL },
+	};
+	struct gvm_bo *bo;
+	struct ctx c;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
+	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	gvm_bo_put(bo);				/* the VMA's is the last */
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
+	s[0].fence = in;
+	s[1].out = &done;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &un, 1, s, 2));
+	gvm__vm_ban(c.vm, -EIO);	/* as a failed LR rebind pass does */
+	ASSERT_OK(gvm_fence_signal(in));
+	ASSERT_OK(gvm_fence_wait(done, GVM_TIMEOUT_INFINITE));
+	ASSERT_FALSE(mapped(c.vm, VA));
+	ASSERT_FALSE(mapped(c.vm, VA + 3 * K4));
+	gvm_fence_put(done);
+	gvm_fence_put(in);
+	teardown(&c);
+}
