@@ -500,7 +500,6 @@ int gvm__syncs_parse(struct gvm_sync_set *set, struct gvm_vm *vm,
 				err = -EFAULT;
 				goto err;
 			}
-			ufence_clear_bad(s->addr);
 			uf = gvm__calloc(1, sizeof(*uf));
 			if (!uf) {
 				err = -ENOMEM;
@@ -578,6 +577,9 @@ void gvm__syncs_signal(struct gvm_sync_set *set, struct gvm_fence *done)
 			syncobj_replace(s->syncobj, done);
 			break;
 		case GVM_SYNC_USER_FENCE:
+			/* A new fence there: the old one's failure is
+			   forgotten (not by a call that fails). */
+			ufence_clear_bad(set->uf[i]->addr);
 			ufence_arm(set->uf[i], done);
 			break;
 		}

@@ -1858,8 +1858,24 @@ TEST(sync_user_fence_bad_address)
 	/* Given up counts as written for the -EBUSY rule. */
 	ASSERT_OK(unmap(vm, SBASE, M2));
 
-	/* Writable again: a new user fence there works and clears -EFAULT. */
+	/* Writable again: a bind that fails after reading its syncs (a
+	   prefetch the BO's placement refuses) leaves -EFAULT recorded... */
 	ASSERT_OK(mprotect(page[0], K4, PROT_READ | PROT_WRITE));
+	{
+		struct gvm_bo *bo = new_bo(M2, GVM_MEM_VRAM, NULL);
+		struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH,
+					  .addr = SBASE + 2 * G1, .range = M2,
+					  .prefetch_mem = GVM_MEM_SYSTEM };
+
+		op = op_map(SBASE + 2 * G1, M2, bo, 0);
+		ASSERT_OK(bind_ops(vm, &op, 1));
+		s[0] = sync_ufence(page[0], 2);
+		ASSERT_EQ(gvm_vm_bind(vm, NULL, &pf, 1, s, 1), -EINVAL);
+		ASSERT_EQ(gvm_user_fence_wait(page[0], 1, 0), -EFAULT);
+		ASSERT_OK(unmap(vm, SBASE + 2 * G1, M2));
+		gvm_bo_put(bo);
+	}
+	/* ...a new user fence there works and clears it. */
 	ASSERT_EQ(*page[0], 0);
 	op = op_null(SBASE, M2);
 	s[0] = sync_ufence(page[0], 2);
