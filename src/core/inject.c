@@ -38,6 +38,7 @@ static const struct {
 	[GVM_INJECT_UFFD_WAKE] = { "UFFD_WAKE", -EFAULT },
 	[GVM_INJECT_PROCMAP_QUERY] = { "PROCMAP_QUERY", -ENOMEM },
 	[GVM_INJECT_INVAL] = { "INVAL", -EAGAIN },
+	[GVM_INJECT_VIEW_MAP] = { "VIEW_MAP", -ENOMEM },
 };
 
 static void update_on(void)

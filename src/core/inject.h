@@ -24,6 +24,8 @@
  *	UFFD_MOVE            UFFDIO_MOVE                             -ENOMEM
  *	UFFD_WAKE            UFFDIO_WAKE                             -EFAULT
  *	PROCMAP_QUERY        ioctl(PROCMAP_QUERY) (mm/maps.c)        -ENOMEM
+ *	VIEW_MAP             mmap/mremap of a piece of a BO's CPU     -ENOMEM
+ *	                     view onto its new backing (vm/bo.c)
  *	INVAL                gvm__mm_inject_inval (mm/mm.h): data     (an invalidation)
  *	                     fetched or copied, its new place not
  *	                     yet published: a userptr's or SVM
@@ -78,6 +80,7 @@ enum gvm_inject_site {
 	GVM_INJECT_UFFD_WAKE,
 	GVM_INJECT_PROCMAP_QUERY,
 	GVM_INJECT_INVAL,
+	GVM_INJECT_VIEW_MAP,
 	GVM_INJECT_NR_SITES
 };
 

@@ -43,12 +43,15 @@
 #include "vm/bo.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "core/alloc.h"
 #include "core/atomic.h"
+#include "core/debug.h"
+#include "core/inject.h"
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
@@ -344,7 +347,8 @@ static int view_map(struct gvm_bo *bo, uint8_t *at)
 	size_t k;
 
 	if (bo->mem.region == GVM_MEM_SYSTEM) {
-		if (mremap(bo->mem.sys, 0, bo->size, MREMAP_MAYMOVE | MREMAP_FIXED,
+		if (gvm__inject(GVM_INJECT_VIEW_MAP) ||
+		    mremap(bo->mem.sys, 0, bo->size, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   at) == MAP_FAILED)
 			return -ENOMEM;
 		return 0;
@@ -352,20 +356,42 @@ static int view_map(struct gvm_bo *bo, uint8_t *at)
 	for (k = 0; k < bo->mem.nr_ext; at += bo->mem.ext[k].len, k++) {
 		off_t off = (off_t)(bo->mem.ext[k].addr - d->vram_base);
 
-		if (mmap(at, bo->mem.ext[k].len, PROT_READ | PROT_WRITE,
+		if (gvm__inject(GVM_INJECT_VIEW_MAP) ||
+		    mmap(at, bo->mem.ext[k].len, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED, d->vram_fd, off) == MAP_FAILED)
 			return -ENOMEM;
 	}
 	return 0;
 }
 
-int gvm__bo_view_update(struct gvm_bo *bo)
+/*
+ * The view onto bo->mem.  A failure part way (one mapping per VRAM
+ * extent) leaves some pieces on the new backing: the view is then put
+ * back on @old, the backing the caller keeps, or, if even that fails,
+ * made inaccessible (an access gets SIGSEGV), never left on memory the
+ * caller frees next.
+ */
+int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old)
 {
 	int err = 0;
 
 	gvm__mutex_lock(&bo->view_lock);
 	if (bo->view_len)
 		err = view_map(bo, bo->view);
+	if (err) {
+		struct gvm_bo_mem cur = bo->mem;
+
+		bo->mem = *old;
+		if (view_map(bo, bo->view)) {
+			fprintf(stderr, "gvm: BO %p: CPU view lost after a "
+				"failed move\n", (void *)bo);
+			if (mmap(bo->view, bo->view_len, PROT_NONE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+				 0) == MAP_FAILED)
+				GVM_BUG_ON(1);
+		}
+		bo->mem = cur;
+	}
 	gvm__mutex_unlock(&bo->view_lock);
 	return err;
 }

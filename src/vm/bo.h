@@ -155,7 +155,10 @@ void gvm__bo_put_deferred(struct gvm_bo *bo);
 void gvm__bo_lru_update(struct gvm_bo *bo);	/* add/bump/remove by region */
 void gvm__bo_lru_del(struct gvm_bo *bo);
 
-/* Re-points the CPU view at the current backing (bo.c). */
-int gvm__bo_view_update(struct gvm_bo *bo);
+/*
+ * Re-points the CPU view at the current backing (bo.c).  On failure
+ * (-ENOMEM) it shows @old again, the backing the caller keeps.
+ */
+int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old);
 
 #endif

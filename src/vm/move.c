@@ -181,8 +181,8 @@ static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
 		gvm__move_after_copy(bo);
 	if (!err) {
 		mem_swap(&bo->mem, &new);	/* new: the old backing */
-		err = gvm__bo_view_update(bo);
-		if (err)	/* the view still shows the old pages */
+		err = gvm__bo_view_update(bo, &new);
+		if (err)	/* the view shows the old pages again */
 			mem_swap(&bo->mem, &new);
 	}
 	if (wp)

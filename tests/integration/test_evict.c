@@ -1041,3 +1041,53 @@ TEST(a_victim_that_cannot_move_does_not_hide_one_that_can)
 	gvm_bo_put(b);
 	gvm_device_put(dev);
 }
+
+/*
+ * A move whose CPU view cannot be re-pointed whole (its second VRAM
+ * extent's mmap fails) shows the old backing again, which the BO keeps:
+ * the view used to keep its first piece on the new VRAM, freed at once
+ * and given to the next BO (review finding).
+ */
+TEST(a_move_whose_view_fails_part_way_leaves_the_view_on_the_bo)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_bo *fill[16], *t, *u;
+	struct gvm_device *dev;
+	uint64_t *tv, *uv;
+	unsigned int i;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_bo_create(dev, 32 * K4, GVM_MEM_VRAM |
+				GVM_MEM_SYSTEM, NULL, &t));	/* 128 KiB */
+	gvm_resv_lock(t->resv, NULL);
+	ASSERT_OK(gvm__bo_move(t, GVM_MEM_SYSTEM, GVM_EVICT_NONE));
+	gvm_resv_unlock(t->resv);
+	/* VRAM full of 64 KiB BOs, then the 1st and 3rd freed: apart */
+	for (i = 0; i < 16; i++)
+		ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM, NULL,
+					&fill[i]));
+	gvm_bo_put(fill[0]);
+	gvm_bo_put(fill[2]);
+	ASSERT_OK(gvm_bo_map(t, (void **)&tv));
+	for (i = 0; i < 32 * K4 / 8; i++)
+		tv[i] = i;
+	gvm_resv_lock(t->resv, NULL);
+	gvm__inject_arm(GVM_INJECT_VIEW_MAP, 2, 0);
+	ASSERT_EQ(gvm__bo_move(t, GVM_MEM_VRAM, GVM_EVICT_NONE), -ENOMEM);
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_VIEW_MAP), 0);	/* fired */
+	gvm_resv_unlock(t->resv);
+	ASSERT_EQ(t->mem.region, GVM_MEM_SYSTEM);
+	/* The freed VRAM goes to another BO, which writes all of it. */
+	ASSERT_OK(gvm_bo_create(dev, 32 * K4, GVM_MEM_VRAM, NULL, &u));
+	ASSERT_OK(gvm_bo_map(u, (void **)&uv));
+	for (i = 0; i < 32 * K4 / 8; i++)
+		uv[i] = ~0ull;
+	for (i = 0; i < 32 * K4 / 8; i++)
+		ASSERT_EQ(tv[i], i);
+	gvm_bo_put(u);
+	gvm_bo_put(t);
+	for (i = 1; i < 16; i++)
+		if (i != 2)
+			gvm_bo_put(fill[i]);
+	gvm_device_put(dev);
+}
