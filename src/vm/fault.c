@@ -117,8 +117,14 @@ int gvm__fault_service(struct gvm_vm *vm, const struct gvm_fault_info *f,
 	gvm_lockdep_assert_none_held();
 	*range_end = 0;
 	gvm__mutex_lock(&vm->lock);
-	/* A destroyed VM's tree is gone: its pending faults fail. */
-	va = vm->closed ? NULL : gvm__va_find(&vm->va, f->addr);
+	/*
+	 * A destroyed VM's tree is gone: its pending faults fail.  So do a
+	 * banned VM's (as xe refuses them): its page tables may disagree
+	 * with its VA tree (a bind job that could not commit), and what it
+	 * runs is to end, not to grow.
+	 */
+	va = vm->closed || gvm__vm_banned(vm) ? NULL :
+						 gvm__va_find(&vm->va, f->addr);
 	if (!va) {
 		err = -EFAULT;
 		goto out;

@@ -389,3 +389,44 @@ TEST(fault_on_mapping_whose_bind_is_queued_is_refused)
 	gvm_bo_put(bo);
 	teardown(&c);
 }
+
+/*
+ * A banned VM's faults are not serviced (as xe refuses them): its page
+ * tables may disagree with its VA tree, and what it runs is to end.  The
+ * kernel faults on a mapping bound on first fault, fails with -EIO and a
+ * log entry.  It used to be bound and the kernel went on.
+ */
+TEST(a_banned_vm_s_faults_are_refused)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
+	struct gate_store_args a;
+	struct gvm_fault_info f;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	uint64_t gate = 0, uf = 0, *p;
+	struct ctx c;
+
+	setup(&c);
+	ASSERT_OK(gvm_bo_create(c.dev, 4 * K4, GVM_MEM_VRAM, c.vm, &bo));
+	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));	/* lazy */
+	a.gate = &gate;
+	a.va = VA + 8;
+	ASSERT_OK(gvm_kernel_init(&k, "gate_store", gate_store_fn, 1, &a,
+				  sizeof(a)));
+	s.addr = &uf;
+	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));		/* runs, waits */
+	gvm__vm_ban(c.vm, -EIO);
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
+	ASSERT_EQ(logged(c.vm, &f), 1);
+	ASSERT_EQ(f.addr, VA + 8);
+	ASSERT_EQ(p[1], 0);
+	ASSERT_FALSE(mapped(c.vm, VA));
+	gvm_bo_put(bo);
+	teardown(&c);
+}
