@@ -63,6 +63,8 @@ struct gvm_bo {
 	uint64_t lru_stamp;		/* dev->vram_lock: dev->lru_clock at
 					   its last use (0: a purgeable BO at
 					   the head; evict.c) */
+	uint64_t evict_failed;		/* dev->vram_lock: dev->evict_round
+					   when its eviction last failed */
 	struct gvm_vram_claim *claim;	/* dev->vram_lock: the claim whose
 					   owner waits to evict this BO, or
 					   NULL (evict.c) */

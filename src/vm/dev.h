@@ -96,6 +96,8 @@ struct gvm_device {
 					   BO (lru) and of SVM memory
 					   (svm_lru), so the two lists read
 					   as one LRU (gvm__vram_lru_stamp) */
+	uint64_t evict_round;		/* vram_lock: the last round of a
+					   search for room begun (evict.c) */
 	uint64_t svm_evictions;		/* atomic: SVM allocations evicted */
 	uint64_t svm_bytes_evicted;	/* atomic: their bytes */
 	struct gvm_fault_queue fq;	/* GPU faults of fault-mode VMs and

@@ -36,7 +36,7 @@
  * therefore never evicted under it: it is waited for or preempted first.
  * A victim that fails to move (-EBUSY while its CPU view goes through the
  * VRAM window, -ENOMEM, -EIO) is passed over for the rest of the round,
- * and the next best is tried (struct evict_failed).
+ * and the next best is tried (rounds, below).
  *
  * Waiting for busy BOs.  A caller that finds no idle victim and may wait
  * (gvm_bo_create with no system fallback; gvm_exec for its VRAM-only BOs,
@@ -187,43 +187,33 @@ static bool get_unless_zero(struct gvm_bo *bo)
 /* Candidates a victim is chosen among (from the LRU's head). */
 #define VICTIM_WINDOW 8
 
-/* Victims that may fail to move in one round before it gives up. */
-#define MAX_FAILED (2 * VICTIM_WINDOW)
-
 /*
- * The victims that failed to move in one round of a search for room (a
- * view through the VRAM window: -EBUSY; the new backing or the copy:
- * -ENOMEM, -EIO), which pick_victim() passes over.  Not a count of
- * candidates to skip: the victim is the best of the window, not its
- * first, so skipping the first N dropped movable BOs while the unmovable
- * best one was chosen again, and the round ended with -ENOSPC though
- * there was room to make.  Each listed BO is referenced (the reference
- * pick_victim() took), so its address is its own while it is listed.
- * The searching thread's own (on its stack); emptied, and the references
- * put, before each wait for room (what failed may move then) and at the
- * end of the search (failed_release()).
+ * Rounds of a search for room.  A victim that fails to move (a view
+ * through the VRAM window: -EBUSY; the new backing or the copy: -ENOMEM,
+ * -EIO) is stamped with the current round (bo->evict_failed), and a
+ * round passes over every BO stamped at or after its start, by any
+ * search: so each round tries a BO once, however many fail, and a new
+ * round (after a wait for room: what failed may move then) tries them
+ * again.  Not a count of candidates to skip: the victim is the best of
+ * the window, not its first, so skipping the first N dropped movable BOs
+ * while the unmovable best one was chosen again, and the search ended
+ * with -ENOSPC though there was room to make.
  */
-struct evict_failed {
-	struct gvm_bo *bo[MAX_FAILED];
-	unsigned int nr;
-};
-
-static bool failed_has(const struct evict_failed *failed,
-		       const struct gvm_bo *bo)
+static uint64_t round_begin(struct gvm_device *dev)
 {
-	unsigned int i;
+	uint64_t r;
 
-	for (i = 0; i < failed->nr; i++)
-		if (failed->bo[i] == bo)
-			return true;
-	return false;
+	gvm__mutex_lock(&dev->vram_lock);
+	r = ++dev->evict_round;
+	gvm__mutex_unlock(&dev->vram_lock);
+	return r;
 }
 
-/* Empties @failed.  The caller may hold locks (deferred puts). */
-static void failed_release(struct evict_failed *failed)
+static void round_failed(struct gvm_device *dev, struct gvm_bo *bo)
 {
-	while (failed->nr)
-		gvm__bo_put_deferred(failed->bo[--failed->nr]);
+	gvm__mutex_lock(&dev->vram_lock);
+	bo->evict_failed = dev->evict_round;
+	gvm__mutex_unlock(&dev->vram_lock);
 }
 
 static unsigned int nr_vms(const struct gvm_bo *bo)
@@ -270,8 +260,8 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  * then the one mapped by the fewest VMs (it costs the fewest rebinds and
  * is the least likely to be needed next), the least recently used on a
  * tie.
- * BOs in @failed (they failed to move in this round) are no candidates:
- * the window holds the first VICTIM_WINDOW others.  Only BOs last used
+ * BOs that failed to move in this @round are no candidates: the window
+ * holds the first VICTIM_WINDOW others.  Only BOs last used
  * before LRU stamp @older_than are candidates (the list is in stamp
  * order: it stops at the first newer one).
  *
@@ -284,8 +274,7 @@ static bool movable(struct gvm_bo *bo, enum gvm_evict_mode mode)
  */
 static struct gvm_bo *pick_victim(struct gvm_device *dev,
 				  enum gvm_evict_mode mode,
-				  const struct evict_failed *failed,
-				  uint64_t older_than)
+				  uint64_t round, uint64_t older_than)
 {
 	struct gvm_bo *cand[VICTIM_WINDOW], *best = NULL;
 	unsigned int nr = 0, best_vms = 0, i;
@@ -300,7 +289,7 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 		if (nr == VICTIM_WINDOW || bo->lru_stamp >= older_than)
 			break;
 		if (gvm_resv_is_locked(bo->resv) || !movable(bo, mode) ||
-		    failed_has(failed, bo))
+		    bo->evict_failed >= round)
 			continue;
 		/* A BO on the LRU may be dying: its put frees it. */
 		if (get_unless_zero(bo))
@@ -341,21 +330,19 @@ static struct gvm_bo *pick_victim(struct gvm_device *dev,
 
 /*
  * Moves one victim last used before @older_than to system memory, or
- * purges it if it is DONTNEED.  A victim that fails to move joins
- * @failed and the next is tried.  0, or -ENOSPC if no victim could be
- * moved (none left, or MAX_FAILED failed).
+ * purges it if it is DONTNEED.  A victim that fails to move is stamped
+ * as failed in @round and the next is tried.  0, or -ENOSPC if no victim
+ * could be moved.
  */
 static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
-		     struct evict_failed *failed, uint64_t older_than)
+		     uint64_t round, uint64_t older_than)
 {
 	struct gvm_bo *victim;
 	struct gvm_list *pos;
 	int err;
 
 	for (;;) {
-		if (failed->nr == MAX_FAILED)
-			return -ENOSPC;
-		victim = pick_victim(dev, mode, failed, older_than);
+		victim = pick_victim(dev, mode, round, older_than);
 		if (!victim)
 			return -ENOSPC;
 		/* DONTNEED, read under the reservation: purged, not copied. */
@@ -369,43 +356,35 @@ static int evict_one(struct gvm_device *dev, enum gvm_evict_mode mode,
 				gvm__vm_stat_add(gvm_list_entry(pos,
 						 struct gvm_vm_bo, bo_link)->vm,
 						 evictions, 1);
+		else
+			round_failed(dev, victim);
 		gvm_resv_unlock(victim->resv);
-		if (err) {
-			/* Its reference goes with it (failed_release()). */
-			failed->bo[failed->nr++] = victim;
-			continue;
-		}
-		if (gvm__evict_before_put)
+		if (!err && gvm__evict_before_put)
 			gvm__evict_before_put(victim);
 		/* The caller may hold locks (the top of the file). */
 		gvm__bo_put_deferred(victim);
-		return 0;
+		if (!err)
+			return 0;
 	}
 }
 
 void gvm__vram_evacuate(struct gvm_device *dev)
 {
-	struct evict_failed failed = { .nr = 0 };
+	uint64_t round = round_begin(dev);
 
 	gvm_lockdep_assert_none_held();
-	while (!evict_one(dev, GVM_EVICT_WAIT, &failed, UINT64_MAX))
+	while (!evict_one(dev, GVM_EVICT_WAIT, round, UINT64_MAX))
 		;
-	failed_release(&failed);
 	gvm__dev_reap(dev);
 }
 
 int gvm__vram_make_room(void *priv, uint64_t bytes)
 {
-	struct evict_failed failed = { .nr = 0 };
-	int err;
-
 	(void)bytes;		/* one BO or VM frees at least a page */
 	gvm__signalling_no_alloc();
 	if (!gvm__pt_spares_reclaim(priv))
 		return 0;
-	err = evict_one(priv, GVM_EVICT_IDLE, &failed, UINT64_MAX);
-	failed_release(&failed);
-	if (!err)
+	if (!evict_one(priv, GVM_EVICT_IDLE, round_begin(priv), UINT64_MAX))
 		return 0;
 	/* No idle BO left: an idle VM's page tables (pt_reclaim.c). */
 	return gvm__pt_reclaim(priv);
@@ -427,7 +406,7 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 		       enum gvm_evict_mode mode, uint64_t older_than,
 		       struct gvm_list *blocks)
 {
-	struct evict_failed failed = { .nr = 0 };
+	uint64_t round = round_begin(dev);
 	unsigned int waits = 0;
 	int err;
 
@@ -439,20 +418,19 @@ static int alloc_evict(struct gvm_device *dev, uint64_t size,
 			continue;
 		if (mode == GVM_EVICT_NONE)
 			break;
-		if (!evict_one(dev, mode, &failed, older_than))
+		if (!evict_one(dev, mode, round, older_than))
 			continue;
 		/* Then idle VMs' page tables, but not for SVM migrations
 		   (older_than: they fall back to system memory). */
 		if (older_than == UINT64_MAX && !gvm__pt_reclaim(dev))
 			continue;
-		/* What failed to move may move after the wait. */
-		failed_release(&failed);
 		if (mode != GVM_EVICT_WAIT || waits++ == MAX_WAITS ||
 		    !gvm__vram_wait_room(dev, &wait_claim, size,
 					 gvm__vram_busy_victim(dev, NULL)))
 			break;
+		/* What failed to move may move after the wait. */
+		round = round_begin(dev);
 	}
-	failed_release(&failed);
 	if (err)
 		gvm__vram_claim_end(&wait_claim);
 	return err;

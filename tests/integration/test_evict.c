@@ -1091,3 +1091,43 @@ TEST(a_move_whose_view_fails_part_way_leaves_the_view_on_the_bo)
 			gvm_bo_put(fill[i]);
 	gvm_device_put(dev);
 }
+
+/*
+ * However many victims fail: a search passes over each once per round
+ * (a first fix gave up after 16 failures: -ENOSPC behind 16 unmovable
+ * BOs, here mapped through the VRAM window with no VRAM file).
+ */
+TEST(twenty_victims_that_cannot_move_do_not_hide_one_that_can)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_device_info info;
+	struct gvm_bo *win[20], *m, *c = NULL;
+	struct gvm_device *dev;
+	unsigned int i;
+	void *view;
+	int fd;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	fd = dev->desc.vram_fd;
+	for (i = 0; i < 20; i++) {
+		ASSERT_OK(gvm_bo_create(dev, 8 * K4, GVM_MEM_VRAM |
+					GVM_MEM_SYSTEM, NULL, &win[i]));
+		dev->desc.vram_fd = -1;		/* a view through the window */
+		ASSERT_OK(gvm_bo_map(win[i], &view));
+		dev->desc.vram_fd = fd;
+	}
+	ASSERT_OK(gvm_bo_create(dev, 64 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &m));
+	ASSERT_EQ(gvm_bo_region(m), GVM_MEM_VRAM);
+	ASSERT_OK(gvm_device_query(dev, &info));
+	ASSERT_OK(gvm_bo_create(dev, info.vram_free + 32 * K4, GVM_MEM_VRAM,
+				NULL, &c));
+	ASSERT_EQ(gvm_bo_region(m), GVM_MEM_SYSTEM);
+	for (i = 0; i < 20; i++)
+		ASSERT_EQ(gvm_bo_region(win[i]), GVM_MEM_VRAM);
+	gvm_bo_put(c);
+	gvm_bo_put(m);
+	for (i = 0; i < 20; i++)
+		gvm_bo_put(win[i]);
+	gvm_device_put(dev);
+}
