@@ -101,7 +101,8 @@
  * them).  A suspend that fails (ops->queue_suspend: -ENOMEM only) makes
  * the preempt fence wait for the queue's last job instead, which a
  * long-running kernel may never end: its waiters, the worker's step 1
- * too (holding vm->lock), wait as long; retrying the suspend needs a
+ * and a banned VM's release_all() too (holding vm->lock; the worker is
+ * the device's), wait as long; retrying the suspend needs a
  * thread that may sleep and a way to wake the fence's waiters, not done.
  */
 #include <errno.h>
