@@ -55,6 +55,7 @@
 #include "core/lockrank.h"
 #include "core/page.h"
 #include "core/sync.h"
+#include "mm/mm.h"
 #include "vm/dev.h"
 #include "vm/vm.h"
 
@@ -341,7 +342,18 @@ uint32_t gvm_bo_region(struct gvm_bo *bo)
  * a second mapping of the shared system pages, or one mapping of the
  * device's VRAM file per extent, side by side.
  */
-static int view_map(struct gvm_bo *bo, uint8_t *at)
+void (*gvm__view_piece_hook)(struct gvm_bo *bo, size_t k);
+
+/*
+ * Maps bo->mem at @at: one mapping (system memory) or one per VRAM
+ * extent.  @wp: a move has the view write-protected (gvm__mm_wp_begin);
+ * a new mapping does not inherit that, so each piece is protected again
+ * as soon as it is mapped: a store to it then sleeps until the move's
+ * end, and goes where the view is then, also if a later piece fails and
+ * the view goes back to the old backing (the store would be lost in the
+ * new one, which the failed move frees).
+ */
+static int view_map(struct gvm_bo *bo, uint8_t *at, bool wp)
 {
 	const struct gvm_device_desc *d = &bo->dev->desc;
 	size_t k;
@@ -351,6 +363,8 @@ static int view_map(struct gvm_bo *bo, uint8_t *at)
 		    mremap(bo->mem.sys, 0, bo->size, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   at) == MAP_FAILED)
 			return -ENOMEM;
+		if (wp)
+			gvm__mm_wp_begin(at, bo->size);
 		return 0;
 	}
 	for (k = 0; k < bo->mem.nr_ext; at += bo->mem.ext[k].len, k++) {
@@ -360,6 +374,10 @@ static int view_map(struct gvm_bo *bo, uint8_t *at)
 		    mmap(at, bo->mem.ext[k].len, PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_FIXED, d->vram_fd, off) == MAP_FAILED)
 			return -ENOMEM;
+		if (wp)
+			gvm__mm_wp_begin(at, bo->mem.ext[k].len);
+		if (gvm__view_piece_hook)
+			gvm__view_piece_hook(bo, k);
 	}
 	return 0;
 }
@@ -371,18 +389,18 @@ static int view_map(struct gvm_bo *bo, uint8_t *at)
  * made inaccessible (an access gets SIGSEGV), never left on memory the
  * caller frees next.
  */
-int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old)
+int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old, bool wp)
 {
 	int err = 0;
 
 	gvm__mutex_lock(&bo->view_lock);
 	if (bo->view_len)
-		err = view_map(bo, bo->view);
+		err = view_map(bo, bo->view, wp);
 	if (err) {
 		struct gvm_bo_mem cur = bo->mem;
 
 		bo->mem = *old;
-		if (view_map(bo, bo->view)) {
+		if (view_map(bo, bo->view, wp)) {
 			fprintf(stderr, "gvm: BO %p: CPU view lost after a "
 				"failed move\n", (void *)bo);
 			if (mmap(bo->view, bo->view_len, PROT_NONE,
@@ -428,7 +446,7 @@ int gvm_bo_map(struct gvm_bo *bo, void **cpu)
 		err = -ENOMEM;
 		goto out;
 	}
-	err = view_map(bo, base);
+	err = view_map(bo, base, false);
 	if (err) {
 		munmap(base, bo->size);
 		goto out;

@@ -159,8 +159,13 @@ void gvm__bo_lru_del(struct gvm_bo *bo);
 
 /*
  * Re-points the CPU view at the current backing (bo.c).  On failure
- * (-ENOMEM) it shows @old again, the backing the caller keeps.
+ * (-ENOMEM) it shows @old again, the backing the caller keeps.  @wp: the
+ * caller write-protected the view (gvm__mm_wp_begin), and each piece
+ * mapped is protected again, until the caller's gvm__mm_wp_end().
  */
-int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old);
+int gvm__bo_view_update(struct gvm_bo *bo, struct gvm_bo_mem *old, bool wp);
+/* Test hook, NULL outside tests: piece @k of @bo's view was re-pointed
+   (a VRAM extent's mapping; view_lock and the reservation held). */
+extern void (*gvm__view_piece_hook)(struct gvm_bo *bo, size_t k);
 
 #endif

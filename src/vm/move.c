@@ -181,7 +181,7 @@ static int move(struct gvm_bo *bo, uint32_t region, enum gvm_evict_mode evict,
 		gvm__move_after_copy(bo);
 	if (!err) {
 		mem_swap(&bo->mem, &new);	/* new: the old backing */
-		err = gvm__bo_view_update(bo, &new);
+		err = gvm__bo_view_update(bo, &new, wp);
 		if (err)	/* the view shows the old pages again */
 			mem_swap(&bo->mem, &new);
 	}

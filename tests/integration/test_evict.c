@@ -1048,6 +1048,54 @@ TEST(a_victim_that_cannot_move_does_not_hide_one_that_can)
  * the view used to keep its first piece on the new VRAM, freed at once
  * and given to the next BO (review finding).
  */
+/*
+ * A 128 KiB BO @t in system memory, with its CPU view filled with the
+ * word indices, and VRAM (1 MiB) full of 64 KiB BOs but for two apart:
+ * its next move to VRAM gets two extents, so two view mappings.
+ */
+static struct gvm_bo *two_extent_target(struct gvm_device *dev,
+					struct gvm_bo *fill[16], uint64_t **tv)
+{
+	struct gvm_bo *t;
+	unsigned int i;
+
+	ASSERT_OK(gvm_bo_create(dev, 32 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM,
+				NULL, &t));
+	gvm_resv_lock(t->resv, NULL);
+	ASSERT_OK(gvm__bo_move(t, GVM_MEM_SYSTEM, GVM_EVICT_NONE));
+	gvm_resv_unlock(t->resv);
+	for (i = 0; i < 16; i++)
+		ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM, NULL,
+					&fill[i]));
+	gvm_bo_put(fill[0]);
+	gvm_bo_put(fill[2]);
+	ASSERT_OK(gvm_bo_map(t, (void **)tv));
+	for (i = 0; i < 32 * K4 / 8; i++)
+		(*tv)[i] = i;
+	return t;
+}
+
+static void two_extent_fini(struct gvm_device *dev, struct gvm_bo *t,
+			    struct gvm_bo *fill[16])
+{
+	gvm_bo_put(t);
+	for (unsigned int i = 1; i < 16; i++)
+		if (i != 2)
+			gvm_bo_put(fill[i]);
+	gvm_device_put(dev);
+}
+
+/* Moves @t to VRAM with its second view mapping failing. */
+static void move_failing_second_piece(struct gvm_bo *t)
+{
+	gvm_resv_lock(t->resv, NULL);
+	gvm__inject_arm(GVM_INJECT_VIEW_MAP, 2, 0);
+	ASSERT_EQ(gvm__bo_move(t, GVM_MEM_VRAM, GVM_EVICT_NONE), -ENOMEM);
+	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_VIEW_MAP), 0);	/* fired */
+	gvm_resv_unlock(t->resv);
+	ASSERT_EQ(t->mem.region, GVM_MEM_SYSTEM);
+}
+
 TEST(a_move_whose_view_fails_part_way_leaves_the_view_on_the_bo)
 {
 	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
@@ -1057,26 +1105,8 @@ TEST(a_move_whose_view_fails_part_way_leaves_the_view_on_the_bo)
 	unsigned int i;
 
 	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
-	ASSERT_OK(gvm_bo_create(dev, 32 * K4, GVM_MEM_VRAM |
-				GVM_MEM_SYSTEM, NULL, &t));	/* 128 KiB */
-	gvm_resv_lock(t->resv, NULL);
-	ASSERT_OK(gvm__bo_move(t, GVM_MEM_SYSTEM, GVM_EVICT_NONE));
-	gvm_resv_unlock(t->resv);
-	/* VRAM full of 64 KiB BOs, then the 1st and 3rd freed: apart */
-	for (i = 0; i < 16; i++)
-		ASSERT_OK(gvm_bo_create(dev, 16 * K4, GVM_MEM_VRAM, NULL,
-					&fill[i]));
-	gvm_bo_put(fill[0]);
-	gvm_bo_put(fill[2]);
-	ASSERT_OK(gvm_bo_map(t, (void **)&tv));
-	for (i = 0; i < 32 * K4 / 8; i++)
-		tv[i] = i;
-	gvm_resv_lock(t->resv, NULL);
-	gvm__inject_arm(GVM_INJECT_VIEW_MAP, 2, 0);
-	ASSERT_EQ(gvm__bo_move(t, GVM_MEM_VRAM, GVM_EVICT_NONE), -ENOMEM);
-	ASSERT_EQ(gvm__inject_disarm(GVM_INJECT_VIEW_MAP), 0);	/* fired */
-	gvm_resv_unlock(t->resv);
-	ASSERT_EQ(t->mem.region, GVM_MEM_SYSTEM);
+	t = two_extent_target(dev, fill, &tv);
+	move_failing_second_piece(t);
 	/* The freed VRAM goes to another BO, which writes all of it. */
 	ASSERT_OK(gvm_bo_create(dev, 32 * K4, GVM_MEM_VRAM, NULL, &u));
 	ASSERT_OK(gvm_bo_map(u, (void **)&uv));
@@ -1085,11 +1115,48 @@ TEST(a_move_whose_view_fails_part_way_leaves_the_view_on_the_bo)
 	for (i = 0; i < 32 * K4 / 8; i++)
 		ASSERT_EQ(tv[i], i);
 	gvm_bo_put(u);
-	gvm_bo_put(t);
-	for (i = 1; i < 16; i++)
-		if (i != 2)
-			gvm_bo_put(fill[i]);
-	gvm_device_put(dev);
+	two_extent_fini(dev, t, fill);
+}
+
+/*
+ * A store to the view's first piece after the failing move re-pointed it,
+ * before the second piece failed: it sleeps (the piece is write-protected
+ * again as soon as it is mapped) and lands in the old backing once the
+ * view is back there.  It used to land in the new VRAM, which the failed
+ * move freed: lost (review finding).
+ */
+static void store_in_first_piece(struct gvm_bo *bo, size_t k)
+{
+	if (!k)
+		store_during_move_hook(bo);
+}
+
+TEST(a_store_racing_a_failed_view_move_is_not_lost)
+{
+	struct gvm_sim_config cfg = { .vram_size = 1ull << 20 };
+	struct gvm_bo *fill[16], *t;
+	struct gvm_device *dev;
+	uint64_t *tv;
+	pthread_t th;
+
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	t = two_extent_target(dev, fill, &tv);
+	racer.word = &tv[1];
+	racer.value = 0xabcd0000;
+	ASSERT_OK(pthread_create(&th, NULL, racer_main, NULL));
+	while (!__atomic_load_n(&racer.tid, __ATOMIC_ACQUIRE))
+		sched_yield();
+	gvm__view_piece_hook = store_in_first_piece;
+	move_failing_second_piece(t);
+	gvm__view_piece_hook = NULL;
+	while (__atomic_load_n(&racer.stored, __ATOMIC_ACQUIRE) < 1)
+		sched_yield();
+	ASSERT_EQ(tv[1], racer.value + 1);
+	__atomic_store_n(&racer.go, 2, __ATOMIC_RELEASE);	/* its last */
+	pthread_join(th, NULL);
+	ASSERT_EQ(tv[1], racer.value + 2);
+	ASSERT_EQ(tv[2], 2);
+	two_extent_fini(dev, t, fill);
 }
 
 /*
