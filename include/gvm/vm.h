@@ -430,9 +430,10 @@ GVM_API int gvm_queue_error(const struct gvm_queue *q);
  * pending binds first stop waiting for their wait syncs: they take effect
  * (their VA state was decided in gvm_vm_bind()) once their internal
  * dependencies allow, and their fences signal without error.  An exec
- * queue's execs still waiting for a wait sync are cancelled: their
- * kernels do not run and their fences signal -ECANCELED (as for a wait
- * sync that failed, gvm_exec()).  So a wait sync that never signals
+ * queue's execs still waiting for a wait sync, or for a bind or move of
+ * the VM (a bind may wait for a wait sync of its own), are cancelled:
+ * their kernels do not run and their fences signal -ECANCELED (as for a
+ * wait sync that failed, gvm_exec()).  So a wait sync that never signals
  * cannot hang the destroy.
  */
 GVM_API void gvm_queue_destroy(struct gvm_queue *q);

@@ -29,10 +29,15 @@
  * signal.  Execs wait for their unsignalled wait syncs through the same
  * proxies (gvm__queue_wait_proxy), which forward the error of the sync
  * (exec's rule: it cancels the kernel) and, abandoned when the exec
- * queue is destroyed, signal -ECANCELED: the kernel does not run.  The list (waiting) has a leaf lock: a proxy's callback (under its
- * dependency's fence lock) takes it to leave the list; abandoning takes a
- * reference to the proxy fence under it and signals after unlocking.
- * Internal dependencies are never abandoned.
+ * queue is destroyed, signal -ECANCELED: the kernel does not run.  An
+ * exec waits for the VM's pending binds and moves through such proxies
+ * too (exec.c): a bind of another queue may wait for a wait sync nobody
+ * signals.  The list (waiting) has a leaf lock: a proxy's callback
+ * (under its dependency's fence lock) takes it to leave the list;
+ * abandoning takes a reference to the proxy under it, then, unlocked,
+ * takes its callback off the dependency (a user's fence that never
+ * signals would keep the proxy, and the proxy the fence, for ever) and
+ * signals it.  A bind job's internal dependencies are never abandoned.
  *
  * Range fences (struct gvm_range_fence, under vm->lock): the hull of a
  * queued bind's touched ranges and its fence; a later bind of another
@@ -76,6 +81,9 @@ struct dep_proxy {
 	struct gvm_queue *q;		/* on waiting.list: its queue (not a
 					   reference); NULL when off it;
 					   waiting.lock */
+	uint32_t refs;			/* atomic: its callback's, and an
+					   abandoner's while it takes the
+					   callback off dep */
 };
 
 /* Waiting proxies of wait syncs, for gvm__queue_abandon_waits(). */
@@ -235,6 +243,12 @@ static void dep_proxy_free(struct dep_proxy *p)
 	gvm__free(p);
 }
 
+static void dep_proxy_put(struct dep_proxy *p)
+{
+	if (gvm_fetch_sub_acq_rel(&p->refs, 1u) == 1)
+		dep_proxy_free(p);
+}
+
 static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 {
 	struct dep_proxy *p = gvm_container_of(cb, struct dep_proxy, cb);
@@ -251,7 +265,7 @@ static void dep_proxy_cb(struct gvm_fence *f, struct gvm_fence_cb *cb)
 	}
 	/* -EALREADY if abandoned meanwhile. */
 	gvm_fence_signal_error(p->fence, err < 0 ? err : 0);
-	dep_proxy_free(p);
+	dep_proxy_put(p);
 }
 
 /* Lists @p as a wait of @q (before its callback is armed: it may free p). */
@@ -281,6 +295,7 @@ int gvm__queue_wait_proxy(struct gvm_queue *q, struct gvm_fence *dep,
 	p->user = true;
 	p->forward = true;
 	p->abandon_err = -ECANCELED;
+	p->refs = 1;
 	*out = gvm_fence_get(p->fence);
 	proxy_list(p, q);
 	gvm_fence_add_callback(dep, &p->cb, dep_proxy_cb);
@@ -308,6 +323,7 @@ int gvm__bind_job_add_dep(struct gvm_bind_job *bj, struct gvm_fence *dep,
 	}
 	p->dep = gvm_fence_get(dep);
 	p->user = user;
+	p->refs = 1;
 	bj->proxies[bj->nr_proxies++] = p;
 	return gvm_job_add_dependency(&bj->job, p->fence);
 }
@@ -361,29 +377,33 @@ void gvm__queue_abandon_waits(struct gvm_queue *q)
 	gvm_might_block();
 	pthread_once(&waiting.once, proxies_init);
 	for (;;) {
-		struct gvm_fence *f = NULL;
+		struct dep_proxy *p = NULL;
 		struct gvm_list *pos;
-		int err = 0;
 
 		gvm__mutex_lock(&waiting.lock);
 		gvm_list_for_each(pos, &waiting.list) {
-			struct dep_proxy *p =
-				gvm_list_entry(pos, struct dep_proxy, link);
-
-			if (p->q != q)
-				continue;
+			p = gvm_list_entry(pos, struct dep_proxy, link);
+			if (p->q == q)
+				break;
+			p = NULL;
+		}
+		if (p) {
 			gvm_list_del(&p->link);
 			p->q = NULL;
-			/* p is freed by its callback; its fence is ours. */
-			f = gvm_fence_get(p->fence);
-			err = p->abandon_err;
-			break;
+			gvm_fetch_add_relaxed(&p->refs, 1u);	/* ours */
 		}
 		gvm__mutex_unlock(&waiting.lock);
-		if (!f)
+		if (!p)
 			break;
-		gvm_fence_signal_error(f, err);
-		gvm_fence_put(f);
+		/*
+		 * Off the user's fence, which may never signal: it would keep
+		 * the proxy, and with it the fence itself, for ever.  If the
+		 * callback ran meanwhile, it signalled and put its reference.
+		 */
+		if (gvm_fence_remove_callback(p->dep, &p->cb))
+			dep_proxy_put(p);
+		gvm_fence_signal_error(p->fence, p->abandon_err);
+		dep_proxy_put(p);
 	}
 }
 

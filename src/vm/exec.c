@@ -126,17 +126,32 @@ static const struct gvm_job_ops exec_ops = {
 	.signal_from_hw = true,	/* free() only frees the job's memory */
 };
 
-static int add_deps(struct gvm_job *job, struct gvm_resv *resv,
+/*
+ * @resv's fences at @usage (binds, moves): pending ones through proxies
+ * that destroying the queue cancels, as for wait syncs, since a bind may
+ * itself wait for a wait sync that never signals (of another queue,
+ * which the destroy does not abandon).
+ */
+static int add_deps(struct exec_job *ej, struct gvm_resv *resv,
 		    enum gvm_resv_usage usage)
 {
-	struct gvm_fence **f;
+	struct gvm_fence **f, *p;
 	unsigned int n, i;
 	int err = gvm_resv_get_fences(resv, usage, &f, &n);
 
 	if (err)	/* f and n are not set */
 		return err;
-	for (i = 0; !err && i < n; i++)
-		err = gvm_job_add_dependency(job, f[i]);
+	for (i = 0; !err && i < n; i++) {
+		if (gvm_fence_is_signaled(f[i])) {	/* its error counts */
+			err = gvm_job_add_dependency(&ej->job, f[i]);
+			continue;
+		}
+		err = gvm__queue_wait_proxy(ej->q, f[i], &p);
+		if (!err) {
+			err = gvm_job_add_dependency(&ej->job, p);
+			gvm_fence_put(p);
+		}
+	}
 	if (n)
 		gvm_resv_put_fences(f, n);
 	return err;
@@ -153,7 +168,7 @@ static int add_job_deps(struct exec_job *ej, struct gvm_vm *vm,
 	for (i = 0; !err && i < set->nr_in; i++)
 		err = gvm_job_add_dependency(&ej->job, set->in[i]);
 	if (!err)
-		err = add_deps(&ej->job, &vm->resv, GVM_RESV_USAGE_KERNEL);
+		err = add_deps(ej, &vm->resv, GVM_RESV_USAGE_KERNEL);
 	gvm_list_for_each(pos, &vm->vm_bos) {
 		struct gvm_vm_bo *vb =
 			gvm_list_entry(pos, struct gvm_vm_bo, vm_link);
@@ -161,7 +176,7 @@ static int add_job_deps(struct exec_job *ej, struct gvm_vm *vm,
 		if (err)
 			break;
 		if (vb->bo->resv != &vm->resv)
-			err = add_deps(&ej->job, vb->bo->resv,
+			err = add_deps(ej, vb->bo->resv,
 				       GVM_RESV_USAGE_KERNEL);
 	}
 	return err;

@@ -5,6 +5,7 @@
  * read back by the CPU.  Everything goes through the public API.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include <gvm/gvm.h>
 #include <gvm/sim.h>
@@ -956,5 +957,109 @@ TEST(a_bind_job_on_a_banned_vm_leaves_nothing_mapped_that_it_frees)
 	ASSERT_FALSE(mapped(c.vm, VA + 3 * K4));
 	gvm_fence_put(done);
 	gvm_fence_put(in);
+	teardown(&c);
+}
+
+/* ---- queue destroy and waits that never end (review findings) ---------- */
+
+/* Signals @f after 10 s unless told not to: a hang turns into a failure. */
+struct rescue {
+	struct gvm_fence *f;
+	bool stop, fired;		/* atomic */
+};
+
+static void *rescue_main(void *arg)
+{
+	struct rescue *r = arg;
+
+	for (int i = 0; i < 10000 && !__atomic_load_n(&r->stop,
+						       __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	if (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&r->fired, true, __ATOMIC_RELEASE);
+		gvm_fence_signal(r->f);
+	}
+	return NULL;
+}
+
+/*
+ * An exec queue's exec waits for a bind of the default queue, which waits
+ * for a fence nobody signals.  Destroying the exec queue cancels the exec
+ * (as one waiting for a wait sync of its own) instead of waiting for ever:
+ * the bind's wait is not the queue's to abandon.
+ */
+TEST(destroying_a_queue_cancels_execs_behind_a_bind_that_waits)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_fence *wf, *out = NULL;
+	struct gvm_sync s = { .type = GVM_SYNC_FENCE };
+	struct gvm_sync o = { .type = GVM_SYNC_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .out = &out };
+	struct rescue r = { 0 };
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	struct ctx c;
+	pthread_t t;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &wf));
+	s.fence = wf;
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, &s, 1));
+	ASSERT_OK(gvm_kernel_fill(&k, VA, K4, 1));
+	ASSERT_OK(gvm_exec(c.q, &k, &o, 1));
+	r.f = wf;
+	ASSERT_EQ(pthread_create(&t, NULL, rescue_main, &r), 0);
+	gvm_queue_destroy(c.q);
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	ASSERT_FALSE(r.fired);
+	ASSERT_EQ(gvm_fence_get_status(out), -ECANCELED);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &c.q));
+	gvm_fence_put(out);
+	gvm_fence_put(wf);		/* never signalled */
+	gvm_bo_put(bo);
+	teardown(&c);			/* the bind takes effect */
+}
+
+/*
+ * A wait sync nobody ever signals, its queue destroyed, then the last
+ * reference to it put: nothing of it is left (the proxy used to stay on
+ * the fence, and keep it, for ever: the harness counts the library's
+ * heap).  An exec's, then a user bind queue's.
+ */
+TEST(an_abandoned_wait_sync_is_freed_with_its_last_reference)
+{
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = 4 * K4 };
+	struct gvm_fence *wf, *out = NULL;
+	struct gvm_sync s[2] = {
+		{ .type = GVM_SYNC_FENCE },
+		{ .type = GVM_SYNC_FENCE, .flags = GVM_SYNC_SIGNAL,
+		  .out = &out },
+	};
+	struct gvm_queue *bq;
+	struct gvm_kernel k;
+	struct gvm_bo *bo;
+	struct ctx c;
+
+	setup(&c, 0);
+	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
+	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &wf));
+	s[0].fence = wf;
+	ASSERT_OK(gvm_kernel_fill(&k, VA, K4, 1));
+	ASSERT_OK(gvm_exec(c.q, &k, s, 2));
+	gvm_queue_destroy(c.q);
+	ASSERT_EQ(gvm_fence_get_status(out), -ECANCELED);
+	gvm_fence_put(out);
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_BIND, &bq));
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(c.vm, bq, &op, 1, s, 1));
+	gvm_queue_destroy(bq);
+	gvm_fence_put(wf);		/* never signalled */
+	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &c.q));
+	gvm_bo_put(bo);
 	teardown(&c);
 }
