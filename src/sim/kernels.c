@@ -160,7 +160,8 @@ int gvm_kernel_copy(struct gvm_kernel *k, uint64_t dst, uint64_t src,
 {
 	struct copy_args a = { dst, src, size };
 
-	if (!k || !range_ok(dst, size) || !range_ok(src, size))
+	if (!k || !range_ok(dst, size) || !range_ok(src, size) ||
+	    (dst < src + size && src < dst + size))	/* overlap */
 		return -EINVAL;
 	kernel_init(k, "copy", copy_fn, lanes_for(size), &a, sizeof(a));
 	return 0;

@@ -59,7 +59,9 @@ static bool desc_valid(const struct gvm_device_desc *d,
 		return false;
 	if (d->va_bits != GVM_VA_BITS_48 && d->va_bits != GVM_VA_BITS_57)
 		return false;
-	if (!(d->page_sizes & GVM_PAGE_4K))
+	if (!(d->page_sizes & GVM_PAGE_4K) ||
+	    (d->page_sizes & ~(GVM_PAGE_4K | GVM_PAGE_64K | GVM_PAGE_2M |
+			       GVM_PAGE_1G)))
 		return false;
 	if (d->vram_size < (1u << 20) || !gvm__page_aligned(d->vram_size) ||
 	    !gvm__page_aligned(d->vram_base) || !d->vram_cpu)

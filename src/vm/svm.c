@@ -628,18 +628,20 @@ void gvm__svm_accessed(struct gvm_vm *vm, const struct gvm_access_info *a)
 		goto out;
 	collect(vm);
 	while (addr < end) {
-		struct gvm_va *va = gvm__va_find(&vm->svm, addr);
 		struct gvm_device *where = NULL;
 		struct gvm_mm_devmem *dm;
 		struct gvm_mem_attrs at;
+		struct gvm_va_iter it;
+		struct gvm_va *va;
 		struct gvm_vma *r;
 		bool partial;
 		uint64_t off;
 
-		if (!va) {
-			addr += K4;
-			continue;
-		}
+		/* The next range (a fresh descent: binding may change the
+		   tree), not the next page: the region may be huge. */
+		va = gvm__va_first(&vm->svm, addr, end - addr, &it);
+		if (!va)
+			break;
 		r = to_vma(va);
 		addr = va->addr + va->range;
 		gvm__attrs_get(vm, va->addr, &at);

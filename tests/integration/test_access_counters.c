@@ -205,6 +205,27 @@ TEST(access_notify_checks_its_input_and_drops_when_full)
 	svmt_pair_teardown(&x);
 }
 
+/*
+ * A notification for a huge region (the whole 64-bit space above 0) is
+ * acted on range by range: it used to be walked 4 KiB at a time, ~2^51
+ * steps, with vm->lock held.
+ */
+TEST(a_notification_for_a_huge_region_walks_ranges_not_pages)
+{
+	struct gvm_access_info a = { .addr = 0, .size = 1ull << 63,
+				     .bytes = 1 };
+	struct svmt_pair x;
+	uint64_t *p = svmt_map(M2, M2);
+
+	setup(&x, NULL);
+	svmt_fill(&x.va, p, M2, 7);		/* a range in A's memory */
+	ASSERT_OK(gvm_vm_access_notify(x.vb.vm, &a));
+	gvm__fault_queue_notes_wait(x.b);	/* hung here */
+	ASSERT_EQ(svmt_info(x.b).access_notified, 1);
+	svmt_pair_teardown(&x);
+	svmt_unmap(p, M2);
+}
+
 TEST(a_vm_destroyed_with_notifications_queued_drops_them)
 {
 	struct gvm_access_info a = { .addr = 0x40000000, .size = M2,

@@ -406,6 +406,9 @@ TEST(ops_reject_bad_arguments)
 	ASSERT_EQ(gvm_kernel_fill(&k, 2, 8, 0), -EINVAL);
 	ASSERT_EQ(gvm_kernel_fill(&k, 0, 0, 0), -EINVAL);
 	ASSERT_EQ(gvm_kernel_copy(&k, 0, UINT64_MAX - 10, 100), -EINVAL);
+	ASSERT_EQ(gvm_kernel_copy(&k, 0x1000, 0x1008, 64), -EINVAL); /* overlap */
+	ASSERT_EQ(gvm_kernel_copy(&k, 0x1008, 0x1000, 64), -EINVAL);
+	ASSERT_OK(gvm_kernel_copy(&k, 0x1000, 0x1040, 64));	/* adjacent */
 	ASSERT_EQ(gvm_kernel_store_dword(&k, 0, 0, 16), -EINVAL);
 	ASSERT_EQ(gvm_kernel_store_dword(&k, 2, 0, 32), -EINVAL);
 	ASSERT_EQ(gvm_kernel_checksum(&k, 0, 12, 0), -EINVAL);

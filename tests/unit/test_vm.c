@@ -12,6 +12,7 @@
 
 #include "core/sync.h"
 #include "vm/bind.h"
+#include "vm/dev.h"
 #include "vm/bo.h"
 #include "vm/vm.h"
 
@@ -94,6 +95,18 @@ TEST(create_destroy)
 	ASSERT_EQ(testdev_of(dev)->attached, 1);
 	vm_done(vm);
 	all_done();
+}
+
+/* A description with an unknown page size is refused (it was accepted). */
+TEST(device_create_refuses_unknown_page_sizes)
+{
+	struct gvm_device *td = testdev_create(0, 0), *out = NULL;
+	struct gvm_device_desc d = td->desc;
+
+	d.page_sizes |= 1ull << 13;		/* 8 KiB */
+	ASSERT_EQ(gvm_device_create(&d, td->ops, NULL, &out), -EINVAL);
+	ASSERT_TRUE(out == NULL);
+	gvm_device_put(td);
 }
 
 TEST(bo_create_map)
