@@ -94,8 +94,8 @@ GVM_API int gvm_vm_query_faults(struct gvm_vm *vm, struct gvm_fault_info *buf,
  * -EINVAL: NULL @vm or @buf, @size 0, a range overflowing or beyond the
  * VA size, a destroyed VM; -EFAULT: part of the range is not mapped when
  * the call starts (nothing copied), or a later chunk finds a hole, or the
- * CPU memory of a userptr or mirror mapping cannot be read / written;
- * -ENOMEM.  When a chunk fails, the chunks before it are done: a poke has
+ * CPU memory of a userptr or mirror mapping cannot be read / written,
+ * or @buf cannot be (as read(2) and write(2), no crash); -ENOMEM.  When a chunk fails, the chunks before it are done: a poke has
  * written them (and the bytes of the failing chunk before a failing CPU
  * page), a peek has filled @buf for them (the rest of @buf untouched),
  * as a failed write(2) or read(2) may.

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -116,6 +117,24 @@ bool gvm__user_writable(void *addr)
 	 */
 	return syscall(SYS_futex, &nobody, FUTEX_WAKE_OP_PRIVATE, 0, NULL,
 		       addr, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) >= 0;
+}
+
+int gvm__user_copy(void *user, void *ours, size_t n, bool to_user)
+{
+	struct iovec local = { ours, n };
+	struct iovec remote = { user, n };
+	ssize_t got = to_user ?
+		process_vm_writev(getpid(), &local, 1, &remote, 1, 0) :
+		process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+
+	if (got == (ssize_t)n)
+		return 0;
+	if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+		/* the calls are not allowed here: copy ourselves */
+		memcpy(to_user ? user : ours, to_user ? ours : user, n);
+		return 0;
+	}
+	return -EFAULT;
 }
 
 int gvm__user_read64(const uint64_t *addr, uint64_t *out)

@@ -224,4 +224,13 @@ static inline uint32_t gvm__ref_read(uint32_t *ref)
  */
 int gvm__user_read64(const uint64_t *addr, uint64_t *out);
 
+/*
+ * Copies @n bytes between the application's memory at @user and @ours
+ * (to the application if @to_user) without faulting on an address it
+ * cannot read or write: 0, or -EFAULT (part may have been copied).  With
+ * process_vm_readv/writev on itself; where those are not allowed, with
+ * memcpy.
+ */
+int gvm__user_copy(void *user, void *ours, size_t n, bool to_user);
+
 #endif

@@ -253,7 +253,9 @@ static int vm_access(struct gvm_vm *vm, uint64_t addr, uint8_t *buf,
 
 		if (write) {
 			gvm__might_fault();
-			memcpy(b->data, buf + done, want);
+			err = gvm__user_copy(buf + done, b->data, want, false);
+			if (err)
+				break;
 		}
 		/* The first chunk checks the whole range: -EFAULT, nothing
 		   copied, for a range with a hole when the call starts. */
@@ -263,7 +265,9 @@ static int vm_access(struct gvm_vm *vm, uint64_t addr, uint8_t *buf,
 			break;
 		if (!write) {
 			gvm__might_fault();
-			memcpy(buf + done, b->data, n);
+			err = gvm__user_copy(buf + done, b->data, n, true);
+			if (err)
+				break;
 		}
 		done += n;
 	}

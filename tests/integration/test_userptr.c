@@ -195,6 +195,17 @@ TEST(peek_poke_through_mappings)
 	ASSERT_EQ(gvm_vm_peek(NULL, VA, got, 8), -EINVAL);
 	ASSERT_EQ(gvm_vm_peek(c.vm, ~0ull - 3, got, 8), -EINVAL);
 	ASSERT_EQ(gvm_vm_peek(c.vm, 1ull << 48, got, 8), -EINVAL);
+	/* A buffer the CPU cannot reach: -EFAULT, as read(2), no crash. */
+	{
+		uint8_t *none = mmap(NULL, K4, PROT_NONE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		ASSERT_TRUE(none != MAP_FAILED);
+		ASSERT_EQ(gvm_vm_peek(c.vm, VA + 4 * K4, none, 8), -EFAULT);
+		ASSERT_EQ(gvm_vm_poke(c.vm, VA + 4 * K4, none, 8), -EFAULT);
+		ASSERT_OK(memcmp(pa, "defghij", 7));	/* nothing written */
+		munmap(none, K4);
+	}
 
 	/* A userptr page the CPU unmapped: -EFAULT, not a crash. */
 	ASSERT_EQ(munmap(p + 3 * K4, K4), 0);
