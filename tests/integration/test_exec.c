@@ -806,15 +806,40 @@ static bool mapped(struct gvm_vm *vm, uint64_t va)
 }
 
 /*
+ * A BO of @size mapped at VA in c's VM and in a second VM (*@vm2, with a
+ * compute queue *@q2), then moved to system memory by a PREFETCH in c's
+ * VM: the move zaps the second VM's mapping and marks its handle evicted.
+ */
+static struct gvm_bo *moved_under_a_second_vm(struct ctx *c, uint64_t size,
+					      struct gvm_vm **vm2,
+					      struct gvm_queue **q2,
+					      uint64_t **cpu)
+{
+	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
+				  .range = size,
+				  .prefetch_mem = GVM_MEM_SYSTEM };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
+				  .range = size };
+	struct gvm_bo *bo;
+
+	ASSERT_OK(gvm_vm_create(c->dev, NULL, 0, vm2));
+	ASSERT_OK(gvm_queue_create(*vm2, GVM_ENGINE_COMPUTE, q2));
+	bo = new_bo(c, size, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)cpu);
+	bind(c, GVM_BIND_MAP, 0, VA, size, bo, 0);
+	op.bo = bo;
+	ASSERT_OK(gvm_vm_bind(*vm2, NULL, &op, 1, NULL, 0));
+	ASSERT_OK(gvm_vm_bind(c->vm, NULL, &pf, 1, NULL, 0));
+	ASSERT_FALSE(mapped(*vm2, VA));
+	return bo;
+}
+
+/*
  * Issue 10, defect 6: exec rebinds the VMAs of a BO a move zapped, but not
  * one whose queued bind still waits for its in-sync: that mapping becomes
  * visible when its bind job runs, not before.
  */
 TEST(rebind_skips_vma_of_pending_bind)
 {
-	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
-				  .range = 4 * K4,
-				  .prefetch_mem = GVM_MEM_SYSTEM };
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .range = 4 * K4 };
 	struct gvm_fence *in, *done = NULL;
 	struct gvm_sync s[2] = {
@@ -829,16 +854,8 @@ TEST(rebind_skips_vma_of_pending_bind)
 	uint64_t *p;
 
 	setup(&c, 0);
-	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &vm2));
-	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
-	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
-	bind(&c, GVM_BIND_MAP, 0, VA, 4 * K4, bo, 0);
+	bo = moved_under_a_second_vm(&c, 4 * K4, &vm2, &q2, &p);
 	op.bo = bo;
-	op.addr = VA;
-	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
-	/* the move zaps vm2's mapping and marks its handle evicted */
-	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
-	ASSERT_FALSE(mapped(vm2, VA));
 	/* vm2 maps the BO again at VA + 1M, queued behind @in */
 	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
 	s[0].fence = in;
@@ -873,11 +890,6 @@ TEST(rebind_skips_vma_of_pending_bind)
  */
 TEST(pieces_a_queued_unmap_leaves_of_a_moved_bo_are_rebound)
 {
-	struct gvm_bind_op pf = { .op = GVM_BIND_PREFETCH, .addr = VA,
-				  .range = 3 * K4,
-				  .prefetch_mem = GVM_MEM_SYSTEM };
-	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
-				  .range = 3 * K4 };
 	struct gvm_bind_op un = { .op = GVM_BIND_UNMAP, .addr = VA + K4,
 				  .range = K4 };
 	struct gvm_fence *in, *done = NULL;
@@ -893,15 +905,7 @@ TEST(pieces_a_queued_unmap_leaves_of_a_moved_bo_are_rebound)
 	uint64_t *p;
 
 	setup(&c, 0);
-	ASSERT_OK(gvm_vm_create(c.dev, NULL, 0, &vm2));
-	ASSERT_OK(gvm_queue_create(vm2, GVM_ENGINE_COMPUTE, &q2));
-	bo = new_bo(&c, 3 * K4, GVM_MEM_VRAM | GVM_MEM_SYSTEM, (void **)&p);
-	bind(&c, GVM_BIND_MAP, 0, VA, 3 * K4, bo, 0);
-	op.bo = bo;
-	ASSERT_OK(gvm_vm_bind(vm2, NULL, &op, 1, NULL, 0));
-	/* the move zaps vm2's mapping and marks its handle evicted */
-	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &pf, 1, NULL, 0));
-	ASSERT_FALSE(mapped(vm2, VA));
+	bo = moved_under_a_second_vm(&c, 3 * K4, &vm2, &q2, &p);
 	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &in));
 	s[0].fence = in;
 	ASSERT_OK(gvm_vm_bind(vm2, NULL, &un, 1, s, 1));

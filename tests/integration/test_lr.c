@@ -440,6 +440,47 @@ static void gated_kernel(struct gvm_kernel *k, struct gvm_queue *q,
 }
 
 /*
+ * An LR VM on a fresh device (8 MiB of VRAM, one compute engine) whose
+ * gated kernel runs, its lane 0 waiting at the gate, over BO x (of
+ * @placement, mapped at VA and on the CPU at cnt).
+ */
+struct gated {
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	struct gvm_queue *q;
+	struct gvm_bo *x;
+	struct gvm_kernel k;
+	uint32_t waiting;
+	uint64_t uf, *cnt;
+};
+
+static void gated_start(struct gated *g, uint32_t placement)
+{
+	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
+
+	memset(g, 0, sizeof(*g));
+	ASSERT_OK(gvm_sim_device_create(&cfg, &g->dev));
+	ASSERT_OK(gvm_vm_create(g->dev, NULL, GVM_VM_LR_MODE, &g->vm));
+	ASSERT_OK(gvm_queue_create(g->vm, GVM_ENGINE_COMPUTE, &g->q));
+	ASSERT_OK(gvm_bo_create(g->dev, M2, placement, NULL, &g->x));
+	bind_bo(g->vm, g->x, VA);
+	ASSERT_OK(gvm_bo_map(g->x, (void **)&g->cnt));
+	gated_kernel(&g->k, g->q, &g->waiting);
+	exec_lr(g->q, &g->k, &g->uf);
+	while (!gvm_load_acquire(&g->waiting))
+		gvm_cpu_relax();
+}
+
+/* After the kernel ended (the queue may be destroyed already: NULL). */
+static void gated_end(struct gated *g)
+{
+	gvm_queue_destroy(g->q);
+	gvm_bo_put(g->x);
+	ASSERT_OK(gvm_vm_destroy(g->vm));
+	gvm_device_put(g->dev);
+}
+
+/*
  * Hot-unplug while a kernel runs (docs/multidevice.md: the jobs already
  * running end normally).  The unplug parks the kernel to move its BO to
  * system memory; the rebind worker cannot move it back (the device gives
@@ -449,44 +490,23 @@ static void gated_kernel(struct gvm_kernel *k, struct gvm_queue *q,
  */
 static void unplug_while_running(uint32_t placement)
 {
-	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
-	struct gvm_device *dev;
-	struct gvm_vm *vm;
-	struct gvm_queue *q;
-	struct gvm_bo *x;
-	struct gvm_kernel k;
 	struct gvm_vm_stats st;
-	uint32_t waiting = 0;
-	uint64_t uf, *cnt;
+	struct gated g;
 
-	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
-	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
-	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
-	ASSERT_OK(gvm_bo_create(dev, M2, placement, NULL, &x));
-	bind_bo(vm, x, VA);
-	ASSERT_OK(gvm_bo_map(x, (void **)&cnt));
-	gated_kernel(&k, q, &waiting);
-	exec_lr(q, &k, &uf);
-	while (!gvm_load_acquire(&waiting))
-		gvm_cpu_relax();
+	gated_start(&g, placement);
+	ASSERT_OK(gvm_device_unplug(g.dev));
+	ASSERT_EQ(gvm_bo_region(g.x), GVM_MEM_SYSTEM);
 
-	ASSERT_OK(gvm_device_unplug(dev));
-	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
-
-	ASSERT_OK(gvm_user_fence_wait(&uf, 1, HANG_NS));
-	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_OK(gvm_user_fence_wait(&g.uf, 1, HANG_NS));
+	ASSERT_OK(gvm_vm_stats(g.vm, &st));
 	ASSERT_FALSE(st.banned);
-	ASSERT_EQ(nr_faults(vm), 0);
-	ASSERT_EQ(ld(cnt), GATED_LANES);
+	ASSERT_EQ(nr_faults(g.vm), 0);
+	ASSERT_EQ(ld(g.cnt), GATED_LANES);
 	ASSERT_GE(st.preemptions, 1);
 	ASSERT_GE(st.lr_rebinds, 1);
-	ASSERT_GE(parks(dev), 1);
-	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
-
-	gvm_queue_destroy(q);
-	gvm_bo_put(x);
-	ASSERT_OK(gvm_vm_destroy(vm));
-	gvm_device_put(dev);
+	ASSERT_GE(parks(g.dev), 1);
+	ASSERT_EQ(gvm_bo_region(g.x), GVM_MEM_SYSTEM);
+	gated_end(&g);
 }
 
 TEST(unplug_parks_and_resumes_a_running_kernel)
@@ -511,52 +531,35 @@ TEST(unplug_leaves_a_vram_only_bo_of_a_running_kernel_in_system_memory)
  */
 TEST(a_banned_vm_preempted_later_gets_its_queue_resumed)
 {
-	struct gvm_sim_config cfg = { .vram_size = 8 << 20, .nr_compute = 1 };
 	struct gvm_device_info info;
-	struct gvm_device *dev;
-	struct gvm_vm *vm;
-	struct gvm_queue *q;
-	struct gvm_bo *x, *other;
-	struct gvm_kernel k;
 	struct gvm_vm_stats st;
-	uint32_t waiting = 0;
-	uint64_t uf, *cnt, nr_parks;
+	struct gvm_bo *other;
+	uint64_t nr_parks;
+	struct gated g;
 
-	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
-	ASSERT_OK(gvm_vm_create(dev, NULL, GVM_VM_LR_MODE, &vm));
-	ASSERT_OK(gvm_queue_create(vm, GVM_ENGINE_COMPUTE, &q));
-	ASSERT_OK(gvm_bo_create(dev, M2, GVM_MEM_VRAM, NULL, &x));
-	bind_bo(vm, x, VA);
-	ASSERT_OK(gvm_bo_map(x, (void **)&cnt));
-	gated_kernel(&k, q, &waiting);
-	exec_lr(q, &k, &uf);
-	while (!gvm_load_acquire(&waiting))
-		gvm_cpu_relax();
-
-	gvm__vm_ban(vm, -EIO);
+	gated_start(&g, GVM_MEM_VRAM);
+	gvm__vm_ban(g.vm, -EIO);
 	/* More than is free: only x can make room (page tables cannot). */
-	ASSERT_OK(gvm_device_query(dev, &info));
-	ASSERT_OK(gvm_bo_create(dev, info.vram_free + M2 / 2, GVM_MEM_VRAM,
+	ASSERT_OK(gvm_device_query(g.dev, &info));
+	ASSERT_OK(gvm_bo_create(g.dev, info.vram_free + M2 / 2, GVM_MEM_VRAM,
 				NULL, &other));
-	ASSERT_EQ(gvm_bo_region(x), GVM_MEM_SYSTEM);
+	ASSERT_EQ(gvm_bo_region(g.x), GVM_MEM_SYSTEM);
 
-	ASSERT_OK(gvm_user_fence_wait(&uf, 1, HANG_NS));
+	ASSERT_OK(gvm_user_fence_wait(&g.uf, 1, HANG_NS));
 	/* The move ended before the kernel ran again: lane 1 faulted. */
-	ASSERT_EQ(nr_faults(vm), 1);
-	ASSERT_EQ(ld(cnt), 1);
-	ASSERT_OK(gvm_vm_stats(vm, &st));
+	ASSERT_EQ(nr_faults(g.vm), 1);
+	ASSERT_EQ(ld(g.cnt), 1);
+	ASSERT_OK(gvm_vm_stats(g.vm, &st));
 	ASSERT_TRUE(st.banned);
 	ASSERT_EQ(st.preemptions, 1);
-	nr_parks = parks(dev);
-	gvm_queue_destroy(q);
-	ASSERT_OK(gvm_vm_stats(vm, &st));
+	nr_parks = parks(g.dev);
+	gvm_queue_destroy(g.q);
+	g.q = NULL;
+	ASSERT_OK(gvm_vm_stats(g.vm, &st));
 	ASSERT_EQ(st.preemptions, 1);
-	ASSERT_EQ(parks(dev), nr_parks);
-
+	ASSERT_EQ(parks(g.dev), nr_parks);
 	gvm_bo_put(other);
-	gvm_bo_put(x);
-	ASSERT_OK(gvm_vm_destroy(vm));
-	gvm_device_put(dev);
+	gated_end(&g);
 }
 
 /*
