@@ -657,8 +657,12 @@ int gvm__det_thread_create(pthread_t *out, void *(*fn)(void *), void *arg)
 	t->arg = arg;
 	pthread_mutex_lock(&det.lock);
 	if (det.nr == GVM_DET_MAX_THREADS) {
-		report_locked("too many threads");
-		abort();
+		/* As pthread_create() when out of threads: the caller's
+		   create fails (a device, say), not the process. */
+		pthread_mutex_unlock(&det.lock);
+		pthread_cond_destroy(&t->cv);
+		free(t);
+		return -EAGAIN;
 	}
 	t->id = det.nr;
 	err = gvm__os_thread_create(&t->pt, trampoline, t);

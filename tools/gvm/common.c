@@ -195,6 +195,15 @@ void gvm_tool_system_destroy(struct gvm_tool_system *sys)
 	}
 }
 
+uint64_t gvm_tool_host_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return UINT64_MAX;
+	return (uint64_t)pages * (uint64_t)size;
+}
+
 const char *gvm_tool_bytes(char *buf, size_t len, uint64_t bytes)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB",

@@ -70,6 +70,8 @@ void gvm_tool_system_destroy(struct gvm_tool_system *sys);
 
 /* "64 MiB", "4 KiB", "1.5 GiB" (binary units, at most one decimal). */
 const char *gvm_tool_bytes(char *buf, size_t len, uint64_t bytes);
+/* The host's physical memory in bytes (UINT64_MAX if unknown). */
+uint64_t gvm_tool_host_memory(void);
 /* "4K 64K 2M 1G" */
 const char *gvm_tool_page_sizes(char *buf, size_t len, uint64_t mask);
 int64_t gvm_tool_now_ns(void);

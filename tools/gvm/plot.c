@@ -13,6 +13,7 @@
  * buckets they cover).  Time is cut into PLOT_BUCKETS equal buckets.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,11 @@ static int add(struct plot *pl, char kind, const char *line)
 		return 0;
 	field(line, "\"dur\":", &e.dur);
 	field(line, "\"size\":", &e.bytes);
+	/* Times and sizes a trace can have: a hostile file is refused,
+	   not drawn outside the buckets. */
+	if (!isfinite(e.ts) || !isfinite(e.dur) || !isfinite(e.bytes) ||
+	    e.ts < 0 || e.dur < 0 || e.bytes < 0 || e.ts + e.dur > 1e15)
+		return -EINVAL;
 	if (pl->n == pl->cap) {
 		size_t cap = pl->cap ? 2 * pl->cap : 1024;
 		struct plot_event *n = realloc(pl->ev, cap * sizeof(*n));
@@ -106,7 +112,7 @@ static void bucketize(struct plot *pl)
 	for (size_t i = 0; i < pl->n; i++) {
 		const struct plot_event *e = &pl->ev[i];
 		double end = e->ts + e->dur;
-		int b = (int)(end / w);
+		int b = w > 0 ? (int)(end / w) : 0;
 
 		if (b >= PLOT_BUCKETS)
 			b = PLOT_BUCKETS - 1;
@@ -125,7 +131,8 @@ static void bucketize(struct plot *pl)
 			break;
 		case 'k':
 			pl->kernel_us += e->dur;
-			for (int j = (int)(e->ts / w); j < PLOT_BUCKETS; j++) {
+			for (int j = w > 0 ? (int)(e->ts / w) : 0;
+			     j < PLOT_BUCKETS; j++) {
 				double lo = j * w, hi = lo + w;
 				double a = e->ts > lo ? e->ts : lo;
 				double z = end < hi ? end : hi;
@@ -289,6 +296,11 @@ int gvm_tool_plot(int argc, char **argv)
 	pl = calloc(1, sizeof(*pl));
 	err = pl ? load(pl, f) : -ENOMEM;
 	fclose(f);
+	if (err == -EINVAL) {
+		fprintf(stderr, "gvm plot: '%s' holds an event with a "
+			"negative, infinite or too large time or size\n", in);
+		goto fail;
+	}
 	if (err) {
 		fprintf(stderr, "gvm plot: %s\n", strerror(-err));
 		goto fail;

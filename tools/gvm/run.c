@@ -331,6 +331,19 @@ missing:
 		goto usage;
 	}
 	need = o->w->vram_needed(o);
+	/* Simulated VRAM is host memory, written whole (BOs start zeroed):
+	   more than the host has would end in the OOM killer. */
+	if (need <= GVM_SIM_VRAM_MAX &&
+	    need * o->sys.nr_devices > gvm_tool_host_memory()) {
+		fprintf(stderr, "gvm run: %s with --size %s needs %s of VRAM "
+			"per device, more than this host's memory (%s) for "
+			"%u device(s)\n", o->w->name,
+			gvm_tool_bytes(b1, sizeof(b1), o->size),
+			gvm_tool_bytes(b2, sizeof(b2), need),
+			gvm_tool_bytes(b3, sizeof(b3), gvm_tool_host_memory()),
+			o->sys.nr_devices);
+		goto usage;
+	}
 	if (need > GVM_SIM_VRAM_MAX) {
 		fprintf(stderr, "gvm run: %s with --size %s needs %s of VRAM "
 			"per device; a simulated device has at most %s\n",
@@ -412,6 +425,8 @@ static int run_parsed(struct run_opts *op)
 		}
 		started++;
 	}
+	if (started < o.sys.nr_devices && o.w->abort)
+		o.w->abort();
 	/* Poll every 10 ms, so that short runs end without delay. */
 	gvm_tool_progress_init(&prog, o.w->name);
 	for (unsigned int tick = 0;

@@ -68,6 +68,9 @@ struct run_workload {
 	/* Bytes of VRAM the workload needs on each device. */
 	uint64_t (*vram_needed)(const struct run_opts *o);
 	void (*run)(struct run_dev *d);
+	/* Optional: not every device's thread could be started; those
+	   that were must not wait for the others (called once, after). */
+	void (*abort)(void);
 	/* Prints the per-device figures (after the statistics). */
 	void (*report)(const struct run_dev *d);
 	/* Prints the line for all devices together. */

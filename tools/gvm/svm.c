@@ -552,25 +552,72 @@ static void svm_total(const struct run_dev *devs, unsigned int n,
 
 /* ---- svm-multi ---------------------------------------------------------- */
 
-/* What the devices' threads share (made by the first one there). */
+/*
+ * What the devices' threads share (made by the first one there), and
+ * the barrier between the phases: one of its own, which the run can
+ * abort when not every device's thread started (a pthread barrier would
+ * wait for them for ever).
+ */
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t cond;
 	bool ready;			/* lock */
-	pthread_barrier_t bar;
+	unsigned int parties, arrived;	/* lock */
+	uint64_t gen;			/* lock: barrier rounds */
+	bool aborted;			/* lock */
 	uint64_t *p;			/* the array, 2 MiB aligned */
 	uint64_t size;			/* its size */
-} multi = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} multi = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .cond = PTHREAD_COND_INITIALIZER };
 
 static void multi_init(const struct run_opts *o)
 {
 	pthread_mutex_lock(&multi.lock);
 	if (!multi.ready) {
-		pthread_barrier_init(&multi.bar, NULL, o->sys.nr_devices);
+		multi.parties = o->sys.nr_devices;
 		multi.p = arr_alloc(o->size, M2);
 		multi.size = o->size;
 		multi.ready = true;
 	}
 	pthread_mutex_unlock(&multi.lock);
+}
+
+/* Waits for every device's thread; false if the run was aborted. */
+static bool multi_wait(void)
+{
+	bool ok;
+
+	pthread_mutex_lock(&multi.lock);
+	if (!multi.aborted && ++multi.arrived == multi.parties) {
+		multi.arrived = 0;
+		multi.gen++;
+		pthread_cond_broadcast(&multi.cond);
+	} else {
+		uint64_t gen = multi.gen;
+
+		while (!multi.aborted && multi.gen == gen)
+			pthread_cond_wait(&multi.cond, &multi.lock);
+	}
+	ok = !multi.aborted;
+	pthread_mutex_unlock(&multi.lock);
+	return ok;
+}
+
+static void multi_abort(void)
+{
+	pthread_mutex_lock(&multi.lock);
+	multi.aborted = true;
+	pthread_cond_broadcast(&multi.cond);
+	pthread_mutex_unlock(&multi.lock);
+}
+
+/* A barrier of multi_run: on an aborted run, the thread fails. */
+static void multi_phase(struct run_dev *d, int *err)
+{
+	if (!multi_wait() && !*err) {
+		run_fail(d, "not every device's thread could be started");
+		*err = -ECANCELED;
+	}
 }
 
 /* The word device @i's fills leave in round @it. */
@@ -618,7 +665,7 @@ static void multi_run(struct run_dev *d)
 	run_say(d, "2. Each device filled its slice of one malloc'd array "
 		   "%" PRIu64 " times: the\n   slices moved into the devices' "
 		   "memories.\n", o->iters);
-	pthread_barrier_wait(&multi.bar);
+	multi_phase(d, &err);
 	/* 2: every device reads its neighbour's slice */
 	if (!err) {
 		*out = 0;
@@ -637,7 +684,7 @@ static void multi_run(struct run_dev *d)
 		o->sys.link ? "linked, so mapped peer to peer in the "
 			      "neighbour's memory" :
 			      "not linked, so migrated through system memory");
-	pthread_barrier_wait(&multi.bar);
+	multi_phase(d, &err);
 	/* 3: the CPU checks this device's slice (back to system memory) */
 	for (i = 0; !err && !d->failed && i < slice / 8; i++) {
 		if (((uint64_t *)mine)[i] != multi_word(me, last)) {
@@ -655,7 +702,7 @@ static void multi_run(struct run_dev *d)
 	}
 	if (s.vm || s.mm)
 		svm_close(&s);
-	pthread_barrier_wait(&multi.bar);
+	multi_phase(d, &err);
 	if (out != MAP_FAILED)
 		munmap(out, 4096);
 }
@@ -693,8 +740,6 @@ static void multi_total(const struct run_dev *devs, unsigned int n,
 	svm_total(devs, n, wall);
 	arr_free(multi.p, multi.size);
 	multi.p = NULL;
-	if (multi.ready)
-		pthread_barrier_destroy(&multi.bar);
 	multi.ready = false;
 }
 
@@ -711,6 +756,7 @@ const struct run_workload gvm_run_svm_multi = {
 	.check = multi_check,
 	.vram_needed = multi_vram,
 	.run = multi_run,
+	.abort = multi_abort,
 	.report = multi_report,
 	.total = multi_total,
 };
