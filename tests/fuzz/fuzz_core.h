@@ -23,6 +23,9 @@ struct gvm_fuzz_stats {
 	uint64_t bytes_checked;		/* compared against the model */
 	uint64_t purges_seen;		/* WILLNEEDs that reported a purge */
 	uint64_t migrations;		/* SVM: ranges moved by faults */
+	uint64_t replay_limits;		/* SVM: inputs ended at a job failed
+					   by the replay limit (a known
+					   defect: docs/verification.md) */
 	uint64_t det_hash;		/* --det: log hash of the last input */
 };
 

@@ -80,6 +80,10 @@ static void report(const struct gvm_fuzz_stats *st, double secs)
 	       (unsigned long long)st->purges_seen,
 	       (unsigned long long)st->migrations, secs,
 	       secs > 0 ? (double)st->ops / secs : 0.0);
+	if (st->replay_limits)
+		printf("%llu inputs ended at a replay-limit failure (known "
+		       "defect, docs/verification.md)\n",
+		       (unsigned long long)st->replay_limits);
 }
 
 /* The input buffer, the same in both modes (--det: the same layout). */

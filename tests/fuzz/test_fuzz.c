@@ -128,6 +128,10 @@ static void random_inputs(engine_fn run, uint64_t n, size_t max)
 		(unsigned long long)st.migrations,
 		(double)st.ops / ((double)(t1.tv_sec - t0.tv_sec) +
 				  (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9));
+	if (st.replay_limits)
+		fprintf(stderr, "%llu inputs ended at a replay-limit failure "
+			"(known defect, docs/verification.md)\n",
+			(unsigned long long)st.replay_limits);
 	ASSERT_EQ(st.inputs, n);
 	free(buf);
 }
