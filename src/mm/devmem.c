@@ -745,14 +745,19 @@ int gvm__mm_devmem_evict(struct gvm_mm *mm, struct gvm_mm_devmem *dm)
 	return ret;
 }
 
-int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr)
+int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr,
+			 int (*absent)(struct gvm_mm *mm, uint64_t page))
 {
+	uint64_t page = addr & ~(GVM_MM_PAGE_SIZE - 1);
 	struct devmem_ext *e;
 	int err = -ENOENT;
 
 	gvm__mutex_lock(&mm->devmem_lock);
-	e = ext_first(mm, addr & ~(GVM_MM_PAGE_SIZE - 1), GVM_MM_PAGE_SIZE);
-	if (e && page_valid(e, (addr - e->start) >> GVM_MM_PAGE_SHIFT)) {
+	e = ext_first(mm, page, GVM_MM_PAGE_SIZE);
+	if (!(e && page_valid(e, (addr - e->start) >> GVM_MM_PAGE_SHIFT))) {
+		if (absent)
+			err = absent(mm, page);
+	} else {
 		/* Told before the move, which wakes the faulting threads;
 		   once per extent (a retry after -EAGAIN is the same). */
 		if (!e->faulted && e->dm->ops->faulted)

@@ -550,13 +550,20 @@ struct gvm_mm_devmem *gvm__mm_devmem_lookup(struct gvm_mm *mm, uint64_t start,
 					    uint64_t len, const void *owner,
 					    uint64_t *off, bool *other);
 
-/* For backends.  A CPU access faulted at @addr (a page registered
-   missing): migrates its range back.  -ENOENT: not device-resident (the
-   backend then supplies a zero page); -EAGAIN: an event of the backend is
-   pending and must be read first (give's -EAGAIN; the part given is back,
-   the rest still device-resident): call again after reading it, without
-   waking the faulting thread meanwhile; else as gvm__mm_migrate_to_ram. */
-int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr);
+/*
+ * For backends.  A CPU access faulted at @addr (a page registered
+ * missing): migrates its range back.  If the page is not device-resident,
+ * @absent (if not NULL) fills it, under devmem_lock, so that no
+ * migration takes the range in between (a zero page filled after one
+ * did would hide the data it moved, for good), and its result is
+ * returned; with @absent NULL, -ENOENT.  -EAGAIN: an event of the backend
+ * is pending and must be read first (give's -EAGAIN; the part given is
+ * back, the rest still device-resident): call again after reading it,
+ * without waking the faulting thread meanwhile; else as
+ * gvm__mm_migrate_to_ram.
+ */
+int gvm__mm_devmem_fault(struct gvm_mm *mm, uint64_t addr,
+			 int (*absent)(struct gvm_mm *mm, uint64_t page));
 
 /*
  * Extents of at most this many bytes come back by a CPU copy from the

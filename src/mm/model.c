@@ -584,7 +584,7 @@ static int page_fault_locked(struct gvm_mm_model *m, uint64_t addr, bool write)
 		bool busy = m->changing;
 
 		gvm__mutex_unlock(&p->lock);
-		err = gvm__mm_devmem_fault(&m->base, addr);
+		err = gvm__mm_devmem_fault(&m->base, addr, NULL);
 		if (err == -ENOENT && busy)
 			sched_yield();	/* a change moves it: wait for it */
 		gvm__mutex_lock(&p->lock);

@@ -1108,6 +1108,32 @@ static int self_poison(struct gvm_mm *mm, uint64_t start, uint64_t len)
  * next message: a woken thread would fault again at once, and the kernel
  * hands out faults before events, so the event would never be read.
  */
+/*
+ * Not device-resident (its data was discarded): a fresh zero page, as for
+ * any first touch.  Under devmem_lock (gvm__mm_devmem_fault), so that no
+ * migration takes the range between the lookup and the fill: a zero page
+ * filled after one did would stand for the data it moved, which the
+ * give back then skips (review finding: GPU writes lost).  0 also when
+ * the page is there meanwhile (or gone): the thread faults again if it
+ * must.
+ */
+static int zero_page(struct gvm_mm *mm, uint64_t page)
+{
+	struct uffdio_zeropage z = {
+		.range = { .start = page, .len = GVM_MM_PAGE_SIZE },
+	};
+
+	if (!uffd_ioctl(to_self(mm)->uffd, UFFDIO_ZEROPAGE, &z,
+			GVM_INJECT_UFFD_COPY))
+		return 0;		/* it also woke the thread */
+	if (errno == EAGAIN)
+		return -EAGAIN;
+	/* There meanwhile, or gone: let it fault again. */
+	uffd_ioctl(to_self(mm)->uffd, UFFDIO_WAKE, &z.range,
+		   GVM_INJECT_UFFD_WAKE);
+	return 0;
+}
+
 static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 {
 	struct uffdio_zeropage z = {
@@ -1116,17 +1142,9 @@ static void cpu_fault(struct gvm_mm_self *s, uint64_t addr)
 	};
 	int err;
 
-	err = gvm__mm_devmem_fault(&s->base, z.range.start);
+	err = gvm__mm_devmem_fault(&s->base, z.range.start, zero_page);
 	if (!err)
 		return;
-	if (err == -ENOENT) {
-		/* Not device-resident (its data was discarded): fresh zero
-		   page, as for any first touch. */
-		if (!uffd_ioctl(s->uffd, UFFDIO_ZEROPAGE, &z,
-				GVM_INJECT_UFFD_COPY))
-			return;
-		err = errno == EAGAIN ? -EAGAIN : 0;
-	}
 	if (err == -EAGAIN &&
 	    !GVM_GROW(s->deferred, s->cap_deferred, s->nr_deferred + 1)) {
 		stat_inc(&s->stats.cpu_faults_deferred);
