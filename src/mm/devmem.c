@@ -512,8 +512,10 @@ int gvm__mm_devmem_move(struct gvm_mm *mm, uint64_t start, uint64_t len,
 		err = -ENOENT;
 	else if (e->dm->owner == dm->owner)
 		err = -EEXIST;
-	else if (e->start != start || e->len != len || !ext_full(e))
-		err = -EXDEV;	/* not one whole migration */
+	else if (e->start != start || e->len != len || !ext_full(e) ||
+		 e->going_back)
+		err = -EXDEV;	/* not one whole migration, or on its way
+				   back to system memory (counted so) */
 	else
 		err = 0;
 	if (!err) {

@@ -202,6 +202,12 @@ int gvm_device_link(struct gvm_device *a, struct gvm_device *b,
 	if (props)
 		l->props = *props;
 	gvm__mutex_lock(&link_lock);
+	/* Again under the lock: an unplug unlinks its device under it. */
+	if (gvm__device_unplugged(a) || gvm__device_unplugged(b)) {
+		gvm__mutex_unlock(&link_lock);
+		gvm__free(l);
+		return -ENODEV;
+	}
 	gvm_list_for_each(pos, &a->links) {
 		if (peer_of(a, link_of(a, pos)) == b) {
 			gvm__mutex_unlock(&link_lock);

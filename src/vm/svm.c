@@ -293,9 +293,10 @@ static void range_place(struct gvm_vm *vm, struct gvm_vma *r, uint32_t access,
 			gvm__vm_stat_add(vm, svm_capacity_fallbacks, 1);
 			return;
 		}
-		/* Short of memory, or a fork under way (frozen): no failure
-		   of the range either; this fault is served where it is. */
-		if (err == -ENOMEM || err == -EAGAIN)
+		/* Short of memory, a fork under way (frozen), or the
+		   target device unplugged meanwhile: no failure of the range
+		   either; this fault is served where it is. */
+		if (err == -ENOMEM || err == -EAGAIN || err == -ENODEV)
 			return;
 	}
 	gvm__userptr_set_no_migrate(r);

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "svmtest.h"
 #include "mm/mm.h"
+#include "vm/dev.h"
 #include "vm/svm.h"
 
 #define K4 SVMT_K4
@@ -854,4 +855,56 @@ TEST(prefetch_to_a_preferred_peer_then_zero_faults)
 	ASSERT_EQ(svmt_cpu_sum(p, 4 * M2), 4 * M2 / 8 * W(3));
 	svmt_pair_teardown(&x);
 	svmt_unmap(p, 4 * M2);
+}
+
+/*
+ * The preferred device is unplugged between a fault's placement and its
+ * migration (here: the unplug's flag raised from the placement hook, as
+ * another thread's unplug would): the fault is served where the pages
+ * are, the range is no failure, and a DEVICE-policy atomic then moves it
+ * into the faulting device's memory.  The -ENODEV used to mark the range
+ * unmovable for good, and the atomic failed its job (review finding).
+ */
+static struct gvm_device *unplug_now;
+
+static void unplug_at_placement(struct gvm_vm *vm, uint64_t addr,
+				uint64_t len)
+{
+	(void)vm;
+	(void)addr;
+	(void)len;
+	if (unplug_now) {
+		__atomic_store_n(&unplug_now->unplugged, 1, __ATOMIC_RELEASE);
+		unplug_now = NULL;
+	}
+}
+
+TEST(an_unplug_racing_a_migration_fails_nothing)
+{
+	struct gvm_kernel k;
+	struct svmt_pair x;
+	uint64_t *p;
+
+	svmt_pair_setup(&x, true, NULL);
+	p = svmt_map(M2, M2);
+	memset(p, 0, M2);
+	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_PREFERRED_LOC,
+			 loc(GVM_LOC_DEVICE, x.b)));
+	ASSERT_OK(advise(x.va.vm, p, M2, GVM_MADV_ATOMIC,
+			 atomic_policy(GVM_ATOMIC_DEVICE)));
+	unplug_now = x.b;
+	gvm__svm_place_hook = unplug_at_placement;
+	ASSERT_EQ(svmt_sum(&x.va, p, M2), 0);
+	gvm__svm_place_hook = NULL;
+	ASSERT_EQ(svmt_stats(x.va.vm).svm_migration_failures, 0);
+	ASSERT_OK(gvm_kernel_atomic_inc(&k, svmt_u64(p), 64));
+	ASSERT_GE(svmt_run_status(x.va.q, &k), 0);	/* no -EIO */
+	ASSERT_EQ(svmt_logged(x.va.vm, NULL), 0);
+	svmt_vm_fini(&x.va);
+	svmt_vm_fini(&x.vb);
+	gvm_device_put(x.a);
+	gvm_device_put(x.b);
+	gvm_mm_put(x.mm);
+	ASSERT_EQ(p[0], 64);
+	svmt_unmap(p, M2);
 }
