@@ -678,3 +678,39 @@ TEST(overlaps_get_their_own_lane)
 	jv_free(&root);
 	unlink(path);
 }
+
+/*
+ * A device name that is not UTF-8 (any bytes, or a character cut by the
+ * name's length limit) is written as U+FFFD escapes, so the trace stays
+ * valid JSON; a well-formed character is written as it is.
+ */
+TEST(names_that_are_not_utf8_are_replaced)
+{
+	struct gvm_sim_config cfg = { .name = "ok\xc3\xa9 bad\xff\xe2\x82",
+				      .vram_size = 32ull << 20 };
+	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = 1ull << 30,
+				  .range = 64 << 10 };
+	struct gvm_device *dev;
+	struct gvm_vm *vm;
+	char path[256], *text;
+	struct jv root;
+
+	tmp_path(path, sizeof(path));
+	ASSERT_OK(gvm_trace_start(path));
+	ASSERT_OK(gvm_sim_device_create(&cfg, &dev));
+	ASSERT_OK(gvm_vm_create(dev, NULL, 0, &vm));
+	ASSERT_OK(gvm_bo_create(dev, 64 << 10, GVM_MEM_VRAM, vm, &op.bo));
+	ASSERT_OK(gvm_vm_bind(vm, NULL, &op, 1, NULL, 0));
+	gvm_bo_put(op.bo);
+	ASSERT_OK(gvm_vm_destroy(vm));
+	gvm_device_put(dev);
+	ASSERT_OK(gvm_trace_stop());
+
+	text = slurp(path);
+	ASSERT_TRUE(strstr(text, "\"ok\xc3\xa9 bad\\ufffd\\ufffd\\ufffd\""));
+	ASSERT_TRUE(strchr(text, '\xff') == NULL);
+	free(text);
+	load_trace(path, &root);		/* and it parses */
+	jv_free(&root);
+	unlink(path);
+}
