@@ -5,7 +5,6 @@
  * read back by the CPU.  Everything goes through the public API.
  */
 #include <pthread.h>
-#include <unistd.h>
 
 #include <gvm/gvm.h>
 #include <gvm/sim.h>
@@ -966,26 +965,6 @@ TEST(a_bind_job_on_a_banned_vm_leaves_nothing_mapped_that_it_frees)
 
 /* ---- queue destroy and waits that never end (review findings) ---------- */
 
-/* Signals @f after 10 s unless told not to: a hang turns into a failure. */
-struct rescue {
-	struct gvm_fence *f;
-	bool stop, fired;		/* atomic */
-};
-
-static void *rescue_main(void *arg)
-{
-	struct rescue *r = arg;
-
-	for (int i = 0; i < 10000 && !__atomic_load_n(&r->stop,
-						       __ATOMIC_ACQUIRE); i++)
-		usleep(1000);
-	if (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-		__atomic_store_n(&r->fired, true, __ATOMIC_RELEASE);
-		gvm_fence_signal(r->f);
-	}
-	return NULL;
-}
-
 /*
  * An exec queue's exec waits for a bind of the default queue, which waits
  * for a fence nobody signals.  Destroying the exec queue cancels the exec
@@ -1000,11 +979,9 @@ TEST(destroying_a_queue_cancels_execs_behind_a_bind_that_waits)
 	struct gvm_sync s = { .type = GVM_SYNC_FENCE };
 	struct gvm_sync o = { .type = GVM_SYNC_FENCE,
 			      .flags = GVM_SYNC_SIGNAL, .out = &out };
-	struct rescue r = { 0 };
 	struct gvm_kernel k;
 	struct gvm_bo *bo;
 	struct ctx c;
-	pthread_t t;
 
 	setup(&c, 0);
 	bo = new_bo(&c, 4 * K4, GVM_MEM_VRAM, NULL);
@@ -1014,12 +991,7 @@ TEST(destroying_a_queue_cancels_execs_behind_a_bind_that_waits)
 	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, &s, 1));
 	ASSERT_OK(gvm_kernel_fill(&k, VA, K4, 1));
 	ASSERT_OK(gvm_exec(c.q, &k, &o, 1));
-	r.f = wf;
-	ASSERT_EQ(pthread_create(&t, NULL, rescue_main, &r), 0);
-	gvm_queue_destroy(c.q);
-	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
-	pthread_join(t, NULL);
-	ASSERT_FALSE(r.fired);
+	gvm_queue_destroy(c.q);		/* hung before (the test's timeout) */
 	ASSERT_EQ(gvm_fence_get_status(out), -ECANCELED);
 	ASSERT_OK(gvm_queue_create(c.vm, GVM_ENGINE_COMPUTE, &c.q));
 	gvm_fence_put(out);

@@ -349,17 +349,28 @@ static void gate_store_fn(struct gvm_lane *l, const void *args)
 	gvm_lane_store(l, a->va, 99, 8);
 }
 
+/* Runs a gate_store kernel (a store at VA + 8 once *@gate is set) on
+   c's queue; *@uf is its user fence. */
+static void gate_store_exec(struct ctx *c, uint64_t *gate, uint64_t *uf)
+{
+	struct gate_store_args a = { .gate = gate, .va = VA + 8 };
+	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
+			      .flags = GVM_SYNC_SIGNAL, .addr = uf,
+			      .value = 1 };
+	struct gvm_kernel k;
+
+	ASSERT_OK(gvm_kernel_init(&k, "gate_store", gate_store_fn, 1, &a,
+				  sizeof(a)));
+	ASSERT_OK(gvm_exec(c->q, &k, &s, 1));
+}
+
 TEST(fault_on_mapping_whose_bind_is_queued_is_refused)
 {
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
 				  .range = 4 * K4 };
 	struct gvm_sync in = { .type = GVM_SYNC_FENCE };
-	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
-			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
-	struct gate_store_args a;
 	struct gvm_fault_info f;
 	struct gvm_fence *fence;
-	struct gvm_kernel k;
 	struct gvm_bo *bo;
 	uint64_t gate = 0, uf = 0, *p;
 	struct ctx c;
@@ -367,12 +378,7 @@ TEST(fault_on_mapping_whose_bind_is_queued_is_refused)
 	setup(&c);
 	ASSERT_OK(gvm_bo_create(c.dev, 4 * K4, GVM_MEM_VRAM, c.vm, &bo));
 	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
-	a.gate = &gate;
-	a.va = VA + 8;
-	ASSERT_OK(gvm_kernel_init(&k, "gate_store", gate_store_fn, 1, &a,
-				  sizeof(a)));
-	s.addr = &uf;
-	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));		/* runs, waits */
+	gate_store_exec(&c, &gate, &uf);		/* runs, waits */
 	ASSERT_OK(gvm_fence_create(gvm_fence_context_alloc(1), 1, &fence));
 	in.fence = fence;
 	op.bo = bo;
@@ -400,11 +406,7 @@ TEST(a_banned_vm_s_faults_are_refused)
 {
 	struct gvm_bind_op op = { .op = GVM_BIND_MAP, .addr = VA,
 				  .range = 4 * K4 };
-	struct gvm_sync s = { .type = GVM_SYNC_USER_FENCE,
-			      .flags = GVM_SYNC_SIGNAL, .value = 1 };
-	struct gate_store_args a;
 	struct gvm_fault_info f;
-	struct gvm_kernel k;
 	struct gvm_bo *bo;
 	uint64_t gate = 0, uf = 0, *p;
 	struct ctx c;
@@ -414,12 +416,7 @@ TEST(a_banned_vm_s_faults_are_refused)
 	ASSERT_OK(gvm_bo_map(bo, (void **)&p));
 	op.bo = bo;
 	ASSERT_OK(gvm_vm_bind(c.vm, NULL, &op, 1, NULL, 0));	/* lazy */
-	a.gate = &gate;
-	a.va = VA + 8;
-	ASSERT_OK(gvm_kernel_init(&k, "gate_store", gate_store_fn, 1, &a,
-				  sizeof(a)));
-	s.addr = &uf;
-	ASSERT_OK(gvm_exec(c.q, &k, &s, 1));		/* runs, waits */
+	gate_store_exec(&c, &gate, &uf);		/* runs, waits */
 	gvm__vm_ban(c.vm, -EIO);
 	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
 	ASSERT_OK(gvm_user_fence_wait(&uf, 1, GVM_TIMEOUT_INFINITE));
